@@ -1,0 +1,1 @@
+"""The signed-in user's own security page."""

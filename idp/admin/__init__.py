@@ -1,0 +1,1 @@
+"""Admin views: users and their 2FA, account security, audit log."""

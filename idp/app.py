@@ -1,0 +1,68 @@
+"""The application factory: the one door through which the server, the CLI and the tests build the app."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from flask import Flask
+
+from idp.config import load_settings
+from idp.db import db
+from idp.security.passwords import Passwords
+from idp.security.secrets import KeyRing
+
+PACKAGE_ROOT = __import__("pathlib").Path(__file__).resolve().parent
+
+
+def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=str(PACKAGE_ROOT / "templates"),
+        static_folder=str(PACKAGE_ROOT / "static"),
+        instance_relative_config=True,
+    )
+    settings = load_settings(config_overrides, instance_path=app.instance_path)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_NAME=settings.get("session.cookie_name", "idp_session"),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.issuer.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=int(settings.get("session.lifetime", 43200)),
+        MAX_CONTENT_LENGTH=256 * 1024,
+        WTF_CSRF_TIME_LIMIT=None,  # the login transaction has its own expiry
+        WTF_CSRF_SSL_STRICT=False,
+        IDP_SETTINGS=settings,
+    )
+    app.extensions["idp.settings"] = settings
+    app.extensions["idp.keyring"] = KeyRing.from_settings(settings.get("security.encryption_keys") or [],
+                                                          settings.secret_key)
+    app.extensions["idp.passwords"] = Passwords(
+        time_cost=int(settings.get("security.argon2_time_cost")),
+        memory_cost=int(settings.get("security.argon2_memory_cost")),
+        parallelism=int(settings.get("security.argon2_parallelism")),
+    )
+    db.init_app(app, settings.database_url)
+
+    from idp import extensions, ops
+    from idp.security import headers
+
+    extensions.init_app(app, settings)
+    headers.init_app(app, https=settings.issuer.startswith("https://"))
+    ops.init_app(app, settings)
+
+    from idp.factors import registry
+
+    registry.init_app(app, settings)
+
+    from idp.oidc import server as oidc_server
+    from idp.oidc.views import bp as oidc_bp
+    from idp.login.views import bp as login_bp
+    from idp.account.views import bp as account_bp
+    from idp.admin.views import bp as admin_bp
+    from idp import errors
+
+    oidc_server.init_app(app, settings)
+    for blueprint in (oidc_bp, login_bp, account_bp, admin_bp):
+        app.register_blueprint(blueprint)
+    errors.init_app(app)
+    return app

@@ -1,0 +1,28 @@
+"""The audit log: `record(event, ...)` writes one AuditEvent in the caller's transaction.
+
+Call it in the same database transaction as the change it describes, so that a
+change never lands without its event (nor an event without its change).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from idp.db import db
+from idp.models import AuditEvent
+
+
+def _request_facts() -> tuple[str | None, str | None]:
+    from flask import has_request_context, request
+
+    if not has_request_context():
+        return None, None
+    return request.remote_addr, (request.user_agent.string or None)
+
+
+def record(event: str, *, org_id: int | None, actor_id: int | None = None, actor: str = "",
+           subject_id: int | None = None, details: dict[str, Any] | None = None) -> AuditEvent:
+    ip, user_agent = _request_facts()
+    row = AuditEvent(event=event, org_id=org_id, actor_id=actor_id, actor=actor, subject_id=subject_id,
+                     ip=ip, user_agent=user_agent, details=details or {})
+    db.session.add(row)
+    return row

@@ -1,0 +1,82 @@
+"""The database: one engine per app, one SQLAlchemy session per request.
+
+SQLite (WAL, busy timeout) is the embedded default; PostgreSQL is for real
+deployments. Code that needs "exactly once" uses a single conditional UPDATE
+(see `claim`), which both databases execute atomically.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import create_engine, event, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, scoped_session, sessionmaker
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the one time representation stored in every column."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        # pysqlite's own transaction handling defers BEGIN and breaks "UPDATE ... RETURNING"
+        # atomicity assumptions under concurrency; take over BEGIN ourselves.
+        @event.listens_for(engine, "connect")
+        def _disable_pysqlite_begin(dbapi_conn, _record):  # pragma: no cover - trivial
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn):  # pragma: no cover - trivial
+            conn.exec_driver_sql("BEGIN")
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class Database:
+    """Engine + request-scoped session. `db.session` is what the code uses."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.session = scoped_session(sessionmaker(expire_on_commit=False))
+
+    def init_app(self, app, url: str) -> None:
+        self.engine = make_engine(url)
+        self.session.configure(bind=self.engine)
+        app.extensions["idp.db"] = self
+
+        @app.teardown_appcontext
+        def _remove_session(exc):
+            if exc is not None:
+                self.session.rollback()
+            self.session.remove()
+
+    def claim(self, model, where, values) -> object | None:
+        """Run `UPDATE model SET values WHERE where RETURNING *` in its own statement and commit.
+
+        Returns the claimed row, or None when no row matched (already claimed, expired,
+        raced). This is the project's one idiom for "exactly once".
+        """
+        stmt = update(model).where(*where).values(**values).returning(model)
+        row = self.session.execute(stmt, execution_options={"synchronize_session": False}).scalar_one_or_none()
+        self.session.commit()
+        return row
+
+
+db = Database()

@@ -1,0 +1,43 @@
+"""Flask extensions shared by the blueprints: CSRF, rate limits, translations."""
+from __future__ import annotations
+
+from flask import Flask, request, session
+from flask_babel import Babel
+from flask_limiter import Limiter
+from flask_wtf.csrf import CSRFProtect
+
+from idp.config import Settings
+
+SUPPORTED_LOCALES = ("en", "fr")
+
+csrf = CSRFProtect()
+babel = Babel()
+
+
+def client_address() -> str:
+    """The caller's address as seen after ProxyFix (trusted proxies only), the rate-limit key."""
+    return request.remote_addr or "unknown"
+
+
+limiter = Limiter(key_func=client_address, default_limits=[], headers_enabled=True)
+
+
+def select_locale() -> str | None:
+    chosen = request.args.get("ui_locales") or session.get("locale")
+    if chosen:
+        for tag in chosen.split():
+            base = tag.split("-")[0].lower()
+            if base in SUPPORTED_LOCALES:
+                return base
+    return request.accept_languages.best_match(SUPPORTED_LOCALES) or "en"
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    csrf.init_app(app)
+    app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "memory://"
+    app.config["RATELIMIT_STRATEGY"] = "moving-window"
+    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    limiter.init_app(app)
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(app.root_path and (__import__("pathlib").Path(
+        __file__).resolve().parent / "translations"))
+    babel.init_app(app, locale_selector=select_locale)

@@ -1,0 +1,1 @@
+"""The factor plugin contract, registry and credential store."""

@@ -1,0 +1,5 @@
+"""The factor registry (being built)."""
+
+
+def init_app(app, settings):
+    pass

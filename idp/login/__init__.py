@@ -1,0 +1,1 @@
+"""The login pipeline: a server-side transaction driven through guarded states."""

@@ -1,0 +1,67 @@
+"""Organizations and their users."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from idp.db import Base, utcnow
+from idp.models.types import Json
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    # 2FA policy for everyone in the organization (idp.policy owns the meaning).
+    require_2fa: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Factor names the organization allows; NULL means every installed factor.
+    allowed_factors: Mapped[list | None] = mapped_column(Json, nullable=True)
+    # A newly required user may postpone enrolment for this many days / logins.
+    grace_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    grace_logins: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    users: Mapped[list["User"]] = relationship(back_populates="org", lazy="raise")
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        Index("ix_users_org_email", "org_id", "email"),
+        Index("ix_users_org_id_id", "org_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The OIDC `sub`: opaque, stable, never the e-mail.
+    public_id: Mapped[str] = mapped_column(String(64), unique=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(16), default="user")  # user | admin
+    password_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    locale: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Per-user 2FA setting: follow | required | exempt (idp.policy owns the meaning).
+    mfa_setting: Mapped[str] = mapped_column(String(16), default="follow")
+    exempt_until: Mapped[date | None] = mapped_column(Date, nullable=True)
+    exempt_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Denormalised count of usable second-factor credentials, kept by the credential
+    # store, so that the four statuses are one indexed SQL expression at any scale.
+    second_factor_count: Mapped[int] = mapped_column(Integer, default=0)
+    # When a requirement started applying (grace periods count from here).
+    required_since: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    logins_since_required: Mapped[int] = mapped_column(Integer, default=0)
+    # A push fraud report suspends push until an admin clears it.
+    push_suspended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    org: Mapped[Organization] = relationship(back_populates="users", lazy="joined")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"

@@ -1,0 +1,65 @@
+"""Login state kept on the server: transactions, signed-in sessions, failure counters.
+
+The browser holds only opaque random ids (in the signed Flask session); the rows are
+keyed by their SHA-256 so that a database leak does not hand out live sessions.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from idp.db import Base, utcnow
+from idp.models.types import Json
+
+
+class LoginTransaction(Base):
+    """One login in progress: see STYLE.md section 6 and idp/login/transaction.py."""
+
+    __tablename__ = "login_transactions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie value
+    state: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    authz_request: Mapped[dict] = mapped_column(Json)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
+    steps_done: Mapped[list] = mapped_column(Json, default=list)
+    decision: Mapped[dict | None] = mapped_column(Json, nullable=True)
+    factor_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    factor_state: Mapped[dict | None] = mapped_column(Json, nullable=True)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class UserSession(Base):
+    """A signed-in browser session (SSO): what was proven, and when."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie value
+    # The OIDC `sid` claim: a public, opaque id for logout (never the cookie value).
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    auth_time: Mapped[int] = mapped_column(Integer)
+    amr: Mapped[list] = mapped_column(Json, default=list)
+    acr: Mapped[str] = mapped_column(String(64))
+    # When the last full login (password + second factor if any) happened: recent-login checks.
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class FailureCounter(Base):
+    """Failed guesses for one key (e.g. "factor:user:42", "factor:ip:1.2.3.4") in the database.
+
+    Used when Redis is not configured, so that lockouts hold across processes.
+    """
+
+    __tablename__ = "failure_counters"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,0 +1,115 @@
+"""OAuth/OIDC state: clients, codes, tokens, consent and signing keys.
+
+Secrets (client secrets, codes, tokens) are stored as SHA-256 hashes only: they
+are high-entropy random values, so a fast hash is right and keeps the token
+endpoint cheap (STYLE.md: no argon2 there).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from idp.db import Base, utcnow
+from idp.models.types import Json
+
+
+class Client(Base):
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    name: Mapped[str] = mapped_column(String(200))
+    redirect_uris: Mapped[list] = mapped_column(Json, default=list)
+    post_logout_redirect_uris: Mapped[list] = mapped_column(Json, default=list)
+    grant_types: Mapped[list] = mapped_column(Json, default=list)
+    scope: Mapped[str] = mapped_column(Text, default="openid profile email offline_access")
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    id_token_alg: Mapped[str] = mapped_column(String(10), default="ES256")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AuthorizationCode(Base):
+    __tablename__ = "authorization_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
+    code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    code_challenge_method: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    auth_time: Mapped[int] = mapped_column(Integer)
+    amr: Mapped[list] = mapped_column(Json, default=list)
+    acr: Mapped[str] = mapped_column(String(64))
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    redeemed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Token(Base):
+    """An access token and, when granted, its refresh token.
+
+    Refresh tokens rotate: using one marks its row `rotated_at` and issues a new row in
+    the same `family_id`. Presenting a rotated refresh token revokes the whole family.
+    """
+
+    __tablename__ = "tokens"
+    __table_args__ = (Index("ix_tokens_family", "family_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    access_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    refresh_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True,
+                                                index=True)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    family_id: Mapped[str] = mapped_column(String(32))
+    code_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    auth_time: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    amr: Mapped[list | None] = mapped_column(Json, nullable=True)
+    acr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    issued_at: Mapped[int] = mapped_column(Integer)
+    access_expires_at: Mapped[int] = mapped_column(Integer)
+    refresh_expires_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rotated_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    revoked_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class ConsentGrant(Base):
+    """A remembered consent: this user let this client have these scopes."""
+
+    __tablename__ = "consent_grants"
+    __table_args__ = (UniqueConstraint("user_id", "client_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SigningKey(Base):
+    """An ID-token signing key. The private key is sealed with the secret key ring.
+
+    Rotation: a new key is published (in JWKS) and used for signing; the old one is
+    `retired_at` and stays in JWKS until `remove_after`, when no token it signed is valid.
+    """
+
+    __tablename__ = "signing_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    alg: Mapped[str] = mapped_column(String(10))
+    private_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    secret_key_id: Mapped[str] = mapped_column(String(64))
+    public_jwk: Mapped[dict] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    remove_after: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -1,0 +1,1 @@
+"""OpenID Connect: Authlib wiring only (STYLE.md section 7)."""

@@ -1,0 +1,5 @@
+"""Operations: health, readiness, metrics, logs, proxies (being built)."""
+
+
+def init_app(app, settings):
+    pass

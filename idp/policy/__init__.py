@@ -1,0 +1,1 @@
+"""Who must use a second factor, and where each user stands."""

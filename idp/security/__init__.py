@@ -1,0 +1,1 @@
+"""Cryptographic and abuse-resistance building blocks. No models, no views."""

@@ -1,0 +1,25 @@
+"""Password hashing with argon2id (OWASP parameters), upgraded on login when parameters change."""
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+
+class Passwords:
+    def __init__(self, time_cost: int = 2, memory_cost: int = 19456, parallelism: int = 1) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
+        # Verified against when the account does not exist, so that an unknown user
+        # costs the same hash as a wrong password (no timing oracle for enumeration).
+        self._dummy_hash = self._hasher.hash("dummy password for unknown accounts")
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, stored_hash: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored_hash or self._dummy_hash, password) and stored_hash is not None
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(stored_hash)

@@ -1,0 +1,63 @@
+"""Secrets at rest: AES-256-GCM under a key ring, with associated data binding each ciphertext to its row.
+
+`seal(plaintext, aad)` encrypts with the current (first) key and returns
+`(key_id, nonce || ciphertext)`; `open(key_id, blob, aad)` decrypts with whichever
+key sealed it. The associated data (e.g. `b"totp|42|7"`) makes a ciphertext copied
+into another row fail to decrypt. `idp keys rotate-secrets` re-seals old rows.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+class SecretError(Exception):
+    """A ciphertext cannot be opened (unknown key, wrong row, tampering)."""
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class KeyRing:
+    def __init__(self, keys: list[tuple[str, bytes]]) -> None:
+        if not keys:
+            raise ValueError("the key ring needs at least one key")
+        for key_id, key in keys:
+            if len(key) != 32:
+                raise ValueError(f"encryption key {key_id!r} must be 32 bytes")
+        self.current_id = keys[0][0]
+        self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
+
+    @classmethod
+    def from_settings(cls, encoded: list[str] | tuple[str, ...], secret_key: str) -> "KeyRing":
+        """Parse "KEY_ID:BASE64URL" entries; with none, derive a development key from the secret key."""
+        if not encoded:
+            return cls([("dev", hashlib.sha256(b"idp-dev-encryption|" + secret_key.encode()).digest())])
+        keys = []
+        for entry in encoded:
+            key_id, sep, material = entry.partition(":")
+            if not sep or not key_id:
+                raise ValueError("encryption keys are written KEY_ID:BASE64URL")
+            keys.append((key_id, _b64decode(material)))
+        return cls(keys)
+
+    def seal(self, plaintext: bytes, aad: bytes) -> tuple[str, bytes]:
+        nonce = os.urandom(12)
+        return self.current_id, nonce + self._ciphers[self.current_id].encrypt(nonce, plaintext, aad)
+
+    def open(self, key_id: str, blob: bytes, aad: bytes) -> bytes:
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            raise SecretError(f"no encryption key {key_id!r} in the key ring")
+        try:
+            return cipher.decrypt(blob[:12], blob[12:], aad)
+        except InvalidTag as exc:
+            raise SecretError("ciphertext does not open with its key and associated data") from exc
+
+    def needs_reseal(self, key_id: str) -> bool:
+        return key_id != self.current_id

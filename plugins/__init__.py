@@ -1,0 +1,1 @@
+"""First-party second factors, imported as `idp_plugins` (see setup.py)."""
