@@ -1,0 +1,110 @@
+"""The accounts the app holds, and how a user names one on the command line.
+
+An :class:`Account` is the same for both kinds (id, type, issuer, name); what
+differs lives in ``totp`` (:class:`TotpParams`) or ``push`` (:class:`PushData`).
+Accounts serialise to plain JSON dicts for the encrypted local store; the
+backup has its own, narrower schema (``authenticator/backup/payload.py``).
+"""
+
+import secrets
+from dataclasses import asdict, dataclass, field, replace
+from typing import Iterable, Optional
+
+from authenticator.errors import AuthenticatorError
+
+TOTP = "totp"
+PUSH = "push"
+ALGORITHMS = ("SHA1", "SHA256", "SHA512")
+DIGITS = (6, 8)
+
+ACTIVE = "active"
+NEEDS_VERIFICATION = "needs_verification"
+
+
+@dataclass(frozen=True)
+class TotpParams:
+    """RFC 6238 parameters. ``secret`` is base32 without padding, upper case."""
+
+    secret: str
+    algorithm: str = "SHA1"
+    digits: int = 6
+    period: int = 30
+
+
+@dataclass(frozen=True)
+class PushData:
+    """A device-bound push credential at one server (filled in by the push work).
+
+    ``issuer_url``, ``username``, ``account_id`` and ``kind`` ("work" or
+    "personal") are what a new device needs to ask the server for a fresh
+    credential, so they are the only push fields a backup carries.
+    ``device_private_key`` (PEM) and anything in ``extra`` never leave the device.
+    ``status`` is ``needs_verification`` after a restore: such an account holds
+    no key and must not approve anything until ``recover`` gives it one.
+    """
+
+    issuer_url: str
+    username: str
+    kind: str = "work"
+    account_id: Optional[str] = None
+    device_id: Optional[str] = None
+    device_private_key: Optional[str] = None
+    status: str = ACTIVE
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    type: str
+    issuer: str
+    name: str
+    totp: Optional[TotpParams] = None
+    push: Optional[PushData] = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.issuer}:{self.name}" if self.issuer else self.name
+
+    @property
+    def status(self) -> str:
+        return self.push.status if self.push else ACTIVE
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Account":
+        totp = TotpParams(**data["totp"]) if data.get("totp") else None
+        push = PushData(**data["push"]) if data.get("push") else None
+        return cls(
+            id=data["id"], type=data["type"], issuer=data["issuer"], name=data["name"],
+            totp=totp, push=push,
+        )
+
+    def with_id(self, account_id: str) -> "Account":
+        return replace(self, id=account_id)
+
+
+def new_account_id(taken: Iterable[str]) -> str:
+    """Short random ids: easy to type, unique within one device."""
+    taken = set(taken)
+    while True:
+        candidate = secrets.token_hex(4)
+        if candidate not in taken:
+            return candidate
+
+
+def find_account(accounts: list[Account], query: str) -> Account:
+    """Resolve what the user typed: an id, then "issuer:name", then a unique name."""
+    for account in accounts:
+        if account.id == query:
+            return account
+    for key in (lambda a: a.label, lambda a: a.name):
+        matches = [a for a in accounts if key(a) == query]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            ids = ", ".join(a.id for a in matches)
+            raise AuthenticatorError(f"{query!r} matches several accounts ({ids}); use the id")
+    raise AuthenticatorError(f"no account matches {query!r}")

@@ -1,0 +1,84 @@
+"""What a backup holds: the accounts' names and secrets, nothing else.
+
+TOTP accounts carry their secret and parameters, so they work at once after a
+restore. Push accounts carry only what a new device needs to ask the server
+for a credential of its own (server URL, user identifier, server-side account
+id, work/personal). The device private key and any other push state stay on
+the device: a restored push account comes back as ``needs_verification``.
+"""
+
+import json
+from dataclasses import fields
+
+from authenticator.accounts import (
+    ALGORITHMS,
+    DIGITS,
+    NEEDS_VERIFICATION,
+    PUSH,
+    TOTP,
+    Account,
+    PushData,
+    TotpParams,
+)
+from authenticator.errors import BackupTampered
+
+PUSH_FIELDS_BACKED_UP = ("issuer_url", "username", "account_id", "kind")
+PUSH_KINDS = ("work", "personal")
+
+
+def encode_payload(accounts: list[Account], created_at: str) -> bytes:
+    return json.dumps(
+        {"created_at": created_at, "accounts": [_account_entry(a) for a in accounts]},
+        sort_keys=True,
+    ).encode("utf-8")
+
+
+def decode_payload(raw: bytes) -> list[Account]:
+    """Accounts without ids (the store assigns them); push ones need verification."""
+    try:
+        document = json.loads(raw.decode("utf-8"))
+        return [_account_from_entry(entry) for entry in document["accounts"]]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise BackupTampered("the backup's contents are not valid (authenticated, but unreadable)") from None
+
+
+def _account_entry(account: Account) -> dict:
+    entry = {"type": account.type, "issuer": account.issuer, "name": account.name}
+    if account.type == TOTP:
+        t = account.totp
+        entry["totp"] = {"secret": t.secret, "algorithm": t.algorithm, "digits": t.digits, "period": t.period}
+    elif account.type == PUSH:
+        entry["push"] = {name: getattr(account.push, name) for name in PUSH_FIELDS_BACKED_UP}
+    return entry
+
+
+def _account_from_entry(entry: dict) -> Account:
+    issuer, name = _text(entry["issuer"]), _text(entry["name"])
+    if entry["type"] == TOTP:
+        t = entry["totp"]
+        params = TotpParams(secret=_text(t["secret"]), algorithm=t["algorithm"], digits=t["digits"], period=t["period"])
+        if not params.secret or params.algorithm not in ALGORITHMS or params.digits not in DIGITS:
+            raise ValueError("bad TOTP parameters")
+        if not isinstance(params.period, int) or params.period < 1:
+            raise ValueError("bad TOTP period")
+        return Account(id="", type=TOTP, issuer=issuer, name=name, totp=params)
+    if entry["type"] == PUSH:
+        p = entry["push"]
+        if p["kind"] not in PUSH_KINDS:
+            raise ValueError("bad push kind")
+        push = PushData(
+            issuer_url=_text(p["issuer_url"]), username=_text(p["username"]), kind=p["kind"],
+            account_id=p.get("account_id"), status=NEEDS_VERIFICATION,
+        )
+        return Account(id="", type=PUSH, issuer=issuer, name=name, push=push)
+    raise ValueError(f"unknown account type {entry['type']!r}")
+
+
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise TypeError("expected a string")
+    return value
+
+
+assert set(PUSH_FIELDS_BACKED_UP) <= {f.name for f in fields(PushData)}
+assert "device_private_key" not in PUSH_FIELDS_BACKED_UP

@@ -1,0 +1,58 @@
+"""What the device remembers about automatic backup (kept inside the encrypted store).
+
+The recovery secret itself is never stored. ``backup --enable`` derives the
+backup key once and keeps the derived key (with its salt, KDF parameters and
+key check) here, protected by the local passphrase, so that the automatic
+backup after every change needs no prompt. Every backup written until the next
+``--enable`` shares that salt and key, with a fresh nonce each time.
+"""
+
+import base64
+from dataclasses import dataclass, replace
+from typing import Optional
+
+from authenticator.crypto import KdfParams
+
+DIRECTORY = "directory"
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    location: str
+    kdf: KdfParams
+    salt: bytes
+    encryption_key: bytes
+    key_check: bytes
+    storage: str = DIRECTORY
+    last_backup_at: Optional[str] = None
+
+    def with_last_backup(self, when: str) -> "BackupSettings":
+        return replace(self, last_backup_at=when)
+
+    def to_dict(self) -> dict:
+        return {
+            "storage": self.storage,
+            "location": self.location,
+            "kdf": {"name": "scrypt", "n": self.kdf.n, "r": self.kdf.r, "p": self.kdf.p},
+            "salt": _b64(self.salt),
+            "encryption_key": _b64(self.encryption_key),
+            "key_check": _b64(self.key_check),
+            "last_backup_at": self.last_backup_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BackupSettings":
+        kdf = data["kdf"]
+        return cls(
+            storage=data["storage"],
+            location=data["location"],
+            kdf=KdfParams(n=kdf["n"], r=kdf["r"], p=kdf["p"]),
+            salt=base64.b64decode(data["salt"]),
+            encryption_key=base64.b64decode(data["encryption_key"]),
+            key_check=base64.b64decode(data["key_check"]),
+            last_backup_at=data.get("last_backup_at"),
+        )
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")

@@ -1,0 +1,258 @@
+"""``idp-authenticator``: argparse front end over a table of small command functions.
+
+Each command is ``def cmd_x(ctx: Context, args) -> int`` registered in
+``COMMANDS``; adding a command (the push work: ``pending``, ``approve``, ...)
+means writing one function and replacing its ``not_available_yet`` entry.
+User mistakes raise :class:`AuthenticatorError` and become one line on stderr
+with that error's exit status; anything else is a bug and shows a traceback.
+"""
+
+import argparse
+import contextlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional, TextIO
+
+from authenticator import clock, totp
+from authenticator.accounts import PUSH, Account, find_account
+from authenticator.backup import service as backup_service
+from authenticator.backup.storage import DirectoryStorage
+from authenticator.errors import AuthenticatorError, NotAvailableYet
+from authenticator.home import resolve_home
+from authenticator.intake import account_from_input
+from authenticator.secret_input import SecretSource, passphrase_source, recovery_secret_source
+from authenticator.store import Vault, locked
+
+PROG = "idp-authenticator"
+
+
+@dataclass
+class Context:
+    """What every command needs: where the store is, how to get secrets, how to print."""
+
+    home: Path
+    as_json: bool
+    passphrase: SecretSource
+    recovery_secret: SecretSource
+    out: TextIO
+    err: TextIO
+
+    def existing_vault(self) -> Optional[Vault]:
+        """The store if this home has one (asks for the passphrase), else None."""
+        if not Vault.exists(self.home):
+            return None
+        return Vault.open(self.home, self.passphrase.get())
+
+    @contextlib.contextmanager
+    def changing_vault(self) -> Iterator[Vault]:
+        """Open (or create) the store under the lock, save it, then run the automatic backup."""
+        with locked(self.home):
+            vault = self.existing_vault() or Vault.create(self.home, self.passphrase.get(creating=True))
+            yield vault
+            vault.save()
+            self.auto_backup(vault)
+
+    def auto_backup(self, vault: Vault) -> None:
+        """The change is already saved; a failed backup warns instead of failing the command."""
+        if vault.backup is None:
+            return
+        try:
+            backup_service.write_backup(vault)
+        except AuthenticatorError as exc:
+            print(f"{PROG}: warning: automatic backup failed: {exc}", file=self.err)
+            return
+        vault.save()
+
+    def emit(self, document, human: str) -> None:
+        print(json.dumps(document) if self.as_json else human, file=self.out)
+
+
+def account_summary(account: Account) -> dict:
+    return {"id": account.id, "issuer": account.issuer, "name": account.name,
+            "type": account.type, "status": account.status}
+
+
+def cmd_add(ctx: Context, args) -> int:
+    account = account_from_input(args.source)
+    with ctx.changing_vault() as vault:
+        stored = vault.add(account)
+    ctx.emit(account_summary(stored), f"added {stored.label} ({stored.type}, id {stored.id})")
+    return 0
+
+
+def cmd_list(ctx: Context, args) -> int:
+    vault = ctx.existing_vault()
+    accounts = vault.accounts if vault else []
+    lines = [
+        f"{a.id}  {a.label}  {a.type}" + ("  (needs verification: run recover)" if a.status != "active" else "")
+        for a in accounts
+    ]
+    ctx.emit([account_summary(a) for a in accounts], "\n".join(lines) if lines else "no accounts")
+    return 0
+
+
+def cmd_code(ctx: Context, args) -> int:
+    vault = ctx.existing_vault()
+    account = find_account(vault.accounts if vault else [], args.account)
+    if account.type == PUSH:
+        raise AuthenticatorError(f"{account.label} is a push account; it has no codes")
+    now = clock.now()
+    code, expires_in = totp.code_at(account.totp, now), totp.seconds_left(account.totp, now)
+    ctx.emit({"code": code, "expires_in": expires_in}, f"{code}  (valid for {expires_in}s)")
+    return 0
+
+
+def cmd_remove(ctx: Context, args) -> int:
+    with ctx.changing_vault() as vault:
+        account = find_account(vault.accounts, args.account)
+        vault.remove(account)
+    ctx.emit(account_summary(account), f"removed {account.label} (id {account.id})")
+    return 0
+
+
+def cmd_backup(ctx: Context, args) -> int:
+    if args.to and not args.enable:
+        raise AuthenticatorError("--to goes with --enable")
+    if args.enable:
+        if not args.to:
+            raise AuthenticatorError("backup --enable needs --to DIR")
+        with ctx.changing_vault() as vault:
+            settings = backup_service.enable(vault, args.to, ctx.recovery_secret.get(creating=True))
+        return _report_backup(ctx, settings, f"automatic backup enabled to {settings.location}")
+    if args.now:
+        with locked(ctx.home):
+            vault = ctx.existing_vault()
+            if vault is None:
+                raise AuthenticatorError("nothing to back up: this device holds no accounts yet")
+            settings = backup_service.write_backup(vault)
+            vault.save()
+        return _report_backup(ctx, settings, f"backed up to {settings.location}")
+    if args.disable:
+        with ctx.changing_vault() as vault:
+            vault.backup = None
+        ctx.emit({"enabled": False}, "automatic backup disabled (existing backups are left in place)")
+        return 0
+    vault = ctx.existing_vault()
+    settings = vault.backup if vault else None
+    if settings is None:
+        ctx.emit({"enabled": False}, "automatic backup is off")
+        return 0
+    return _report_backup(ctx, settings, f"automatic backup to {settings.location}, last at {settings.last_backup_at}")
+
+
+def _report_backup(ctx: Context, settings, human: str) -> int:
+    ctx.emit({"enabled": True, "location": settings.location, "last_backup_at": settings.last_backup_at}, human)
+    return 0
+
+
+def cmd_restore(ctx: Context, args) -> int:
+    with locked(ctx.home):
+        vault = ctx.existing_vault()
+        backup_service.ensure_empty(vault)
+        accounts = backup_service.read_backup(DirectoryStorage(args.source), ctx.recovery_secret.get)
+        vault = vault or Vault.create(ctx.home, ctx.passphrase.get(creating=True))
+        restored = backup_service.restore_into(vault, accounts)
+        vault.save()
+        ctx.auto_backup(vault)
+    waiting = sum(1 for a in restored if a.status != "active")
+    human = f"restored {len(restored)} account(s)"
+    if waiting:
+        human += f"; {waiting} push account(s) need verification: run recover ACCOUNT"
+    ctx.emit([account_summary(a) for a in restored], human)
+    return 0
+
+
+def not_available_yet(ctx: Context, args) -> int:
+    raise NotAvailableYet(f"{args.command} is not available yet")
+
+
+COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
+    "add": cmd_add,
+    "list": cmd_list,
+    "code": cmd_code,
+    "remove": cmd_remove,
+    "pending": not_available_yet,
+    "approve": not_available_yet,
+    "deny": not_available_yet,
+    "watch": not_available_yet,
+    "backup": cmd_backup,
+    "restore": cmd_restore,
+    "recover": not_available_yet,
+}
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default) -> None:
+    """Global options work before or after the command; subcommands use SUPPRESS
+    so that their (absent) defaults do not overwrite what was given up front."""
+    parser.add_argument("--home", metavar="DIR", default=default(None),
+                        help="app home (default: $XDG_DATA_HOME/idp-authenticator)")
+    parser.add_argument("--json", action="store_true", default=default(False), help="print one JSON document")
+    parser.add_argument("--passphrase-file", metavar="F", default=default(None),
+                        help="read the local passphrase from F (else $IDP_AUTHENTICATOR_PASSPHRASE, else asked)")
+    parser.add_argument("--recovery-secret-file", metavar="F", default=default(None),
+                        help="read the backup recovery secret from F (else $IDP_AUTHENTICATOR_RECOVERY_SECRET)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Companion authenticator for the idp provider.")
+    _add_global_options(parser, lambda value: value)
+    common = argparse.ArgumentParser(add_help=False)
+    _add_global_options(common, lambda value: argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+
+    command("add", "add an account from an otpauth:// URI or a QR image").add_argument(
+        "source", metavar="QR_IMAGE|URI")
+    command("list", "list accounts")
+    command("code", "print the current code of a TOTP account").add_argument("account", metavar="ACCOUNT")
+    command("remove", "remove an account").add_argument("account", metavar="ACCOUNT")
+    command("pending", "list push login requests waiting for an answer")
+    approve = command("approve", "approve a push login request")
+    approve.add_argument("id", metavar="ID")
+    approve.add_argument("--number", required=True, metavar="NN", help="the number the browser shows")
+    deny = command("deny", "deny a push login request")
+    deny.add_argument("id", metavar="ID")
+    deny.add_argument("--fraud", action="store_true", help="report the request as fraud")
+    command("watch", "answer push login requests as they arrive")
+    backup = command("backup", "encrypted backup of the accounts (no option: show the setting)")
+    mode = backup.add_mutually_exclusive_group()
+    mode.add_argument("--enable", action="store_true", help="back up automatically after every change")
+    mode.add_argument("--now", action="store_true", help="write a backup now")
+    mode.add_argument("--disable", action="store_true", help="stop automatic backups")
+    backup.add_argument("--to", metavar="DIR", help="backup directory (with --enable)")
+    command("restore", "restore accounts from a backup onto this (empty) device").add_argument(
+        "--from", dest="source", required=True, metavar="DIR")
+    recover = command("recover", "give a restored push account a new device credential")
+    recover.add_argument("account", metavar="ACCOUNT")
+    how = recover.add_mutually_exclusive_group(required=True)
+    how.add_argument("--qr", metavar="IMAGE", help="recovery QR code issued by an admin (work accounts)")
+    how.add_argument("--password", action="store_true", help="password (stdin) plus a one-time code (personal)")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    ctx = Context(
+        home=resolve_home(args.home),
+        as_json=args.json,
+        passphrase=passphrase_source(args.passphrase_file),
+        recovery_secret=recovery_secret_source(args.recovery_secret_file),
+        out=sys.stdout,
+        err=sys.stderr,
+    )
+    try:
+        return COMMANDS[args.command](ctx, args)
+    except AuthenticatorError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

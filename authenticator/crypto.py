@@ -1,0 +1,140 @@
+"""Key derivation and authenticated encryption, shared by the store and backups.
+
+Both the local store (under the device passphrase) and a backup (under the
+recovery secret) use the same recipe, so it is written once:
+
+* scrypt(secret, salt, n, r, p) -> 32-byte master key. The secret is
+  Unicode-NFC-normalised and UTF-8 encoded, so the same words typed on any
+  platform give the same key.
+* HKDF-SHA256(master, info=<purpose> + b" encryption") -> the AES-256-GCM key.
+* HKDF-SHA256(master, info=<purpose> + b" key-check") -> a key that MACs a
+  constant. The MAC is stored beside the salt, so a wrong secret is reported
+  as such *before* decryption; without it, a wrong secret and a tampered
+  ciphertext would both be a bare GCM authentication failure.
+
+The scrypt cost is recorded with every salt, so a file is always opened with
+the parameters it was written with. ``IDP_AUTHENTICATOR_SCRYPT_N`` lowers the
+cost for new files; it exists for the test suite only.
+"""
+
+import hmac
+import os
+import secrets
+import unicodedata
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+SCRYPT_N_ENV = "IDP_AUTHENTICATOR_SCRYPT_N"
+DEFAULT_N = 2**15
+DEFAULT_R = 8
+DEFAULT_P = 1
+SALT_BYTES = 16
+NONCE_BYTES = 12
+KEY_CHECK_CONSTANT = b"idp-authenticator key check v1"
+
+# Refuse parameters a hostile file could use to exhaust memory or time.
+MAX_LOG2_N = 20
+MAX_R = 32
+MAX_P = 16
+MAX_SCRYPT_MEMORY = 1 << 30
+
+
+class InvalidKdfParams(ValueError):
+    """Parameters outside what this app is willing to run."""
+
+
+class DecryptionFailed(Exception):
+    """AES-GCM authentication failed: wrong key or altered data."""
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    """scrypt cost parameters, stored next to each salt."""
+
+    n: int = DEFAULT_N
+    r: int = DEFAULT_R
+    p: int = DEFAULT_P
+
+    @property
+    def log2_n(self) -> int:
+        return self.n.bit_length() - 1
+
+    def validate(self) -> "KdfParams":
+        if self.n < 2 or self.n & (self.n - 1) or self.log2_n > MAX_LOG2_N:
+            raise InvalidKdfParams(f"scrypt n={self.n} is not a power of two in 2..2**{MAX_LOG2_N}")
+        if not 1 <= self.r <= MAX_R or not 1 <= self.p <= MAX_P:
+            raise InvalidKdfParams(f"scrypt r={self.r} p={self.p} out of range")
+        if 128 * self.n * self.r > MAX_SCRYPT_MEMORY:
+            raise InvalidKdfParams("scrypt parameters need too much memory")
+        return self
+
+    @classmethod
+    def for_new_file(cls) -> "KdfParams":
+        """The default cost, unless the test-only environment variable lowers it."""
+        raw = os.environ.get(SCRYPT_N_ENV)
+        if not raw:
+            return cls()
+        try:
+            return cls(n=int(raw)).validate()
+        except (ValueError, InvalidKdfParams) as exc:
+            raise InvalidKdfParams(f"{SCRYPT_N_ENV}={raw!r} is not a usable scrypt n") from exc
+
+
+@dataclass(frozen=True)
+class DerivedKeys:
+    """What one secret yields: the AES-GCM key and the stored key-check value."""
+
+    encryption_key: bytes
+    key_check: bytes
+
+    def matches(self, stored_key_check: bytes) -> bool:
+        return hmac.compare_digest(self.key_check, stored_key_check)
+
+
+def new_salt() -> bytes:
+    return secrets.token_bytes(SALT_BYTES)
+
+
+def normalise_secret(secret: str) -> bytes:
+    return unicodedata.normalize("NFC", secret).encode("utf-8")
+
+
+def derive_keys(secret: str, salt: bytes, params: KdfParams, purpose: bytes) -> DerivedKeys:
+    """Derive the encryption key and key check for ``purpose`` (e.g. b"idp-authenticator backup")."""
+    params.validate()
+    master = Scrypt(salt=salt, length=32, n=params.n, r=params.r, p=params.p).derive(
+        normalise_secret(secret)
+    )
+    return keys_from_master(master, purpose)
+
+
+def keys_from_master(master: bytes, purpose: bytes) -> DerivedKeys:
+    encryption_key = _hkdf(master, purpose + b" encryption")
+    check_key = _hkdf(master, purpose + b" key-check")
+    key_check = hmac.new(check_key, KEY_CHECK_CONSTANT, "sha256").digest()
+    return DerivedKeys(encryption_key=encryption_key, key_check=key_check)
+
+
+def _hkdf(master: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master)
+
+
+def new_nonce() -> bytes:
+    return secrets.token_bytes(NONCE_BYTES)
+
+
+def seal(key: bytes, nonce: bytes, plaintext: bytes, associated_data: bytes) -> bytes:
+    """AES-256-GCM; returns ciphertext with the 16-byte tag appended."""
+    return AESGCM(key).encrypt(nonce, plaintext, associated_data)
+
+
+def unseal(key: bytes, nonce: bytes, ciphertext: bytes, associated_data: bytes) -> bytes:
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, associated_data)
+    except InvalidTag as exc:
+        raise DecryptionFailed() from exc

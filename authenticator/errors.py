@@ -1,0 +1,74 @@
+"""Every failure a user can cause, each with its own exit status.
+
+The CLI prints one line (the exception's message) and exits with
+``exit_code``; anything not derived from :class:`AuthenticatorError` is a bug
+and is allowed to show a traceback. Keeping the table in one place keeps the
+exit statuses distinct, which scripts and tests rely on (see
+``docs/backup-format.md`` for the restore statuses).
+"""
+
+
+class AuthenticatorError(Exception):
+    """A user-facing failure: one clear line, a non-zero exit status."""
+
+    exit_code = 1
+
+
+class NotAvailableYet(AuthenticatorError):
+    """A command that is registered but not implemented yet."""
+
+    exit_code = 2
+
+
+class WrongPassphrase(AuthenticatorError):
+    """The local passphrase does not open this store."""
+
+    exit_code = 3
+
+
+class StoreDamaged(AuthenticatorError):
+    """The local store exists but cannot be read (edited, truncated, unknown version)."""
+
+    exit_code = 4
+
+
+class NoBackupFound(AuthenticatorError):
+    """The storage location is reachable but holds no backup."""
+
+    exit_code = 10
+
+
+class WrongRecoverySecret(AuthenticatorError):
+    """The recovery secret does not match the backup's key check."""
+
+    exit_code = 11
+
+
+class BackupTampered(AuthenticatorError):
+    """The backup fails authentication (or is malformed) with the right secret."""
+
+    exit_code = 12
+
+
+class BackupTruncated(AuthenticatorError):
+    """The backup is shorter than its own header says it is."""
+
+    exit_code = 13
+
+
+class UnsupportedBackupVersion(AuthenticatorError):
+    """The backup was written in a format version this app does not know."""
+
+    exit_code = 14
+
+
+class StorageUnreachable(AuthenticatorError):
+    """The storage location cannot be used (missing, not a directory, no permission)."""
+
+    exit_code = 15
+
+
+class DeviceNotEmpty(AuthenticatorError):
+    """Restore refused: the device already holds accounts."""
+
+    exit_code = 16

@@ -1,0 +1,176 @@
+"""The encrypted local store: every account and setting, sealed under the passphrase.
+
+Two files in the home directory:
+
+* ``store-header.json`` (written once, at creation): format, version, scrypt
+  parameters, salt and key check. It is readable without the passphrase
+  because the key cannot be derived without it; the key check turns a wrong
+  passphrase into the message "wrong passphrase" instead of a decryption error.
+* ``store.bin``: a 12-byte nonce, then the AES-256-GCM ciphertext of the JSON
+  contents. The header's exact bytes are the associated data, so a header
+  swapped in from another store is detected.
+
+Both are written atomically and 0600; the home directory is 0700. Commands
+that change the store hold :func:`locked` so two invocations (say ``watch``
+and ``add``) cannot lose each other's change.
+"""
+
+import base64
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Iterator, Optional
+
+from authenticator import crypto
+from authenticator.accounts import Account, new_account_id
+from authenticator.backup.settings import BackupSettings
+from authenticator.errors import AuthenticatorError, StoreDamaged, WrongPassphrase
+from authenticator.files import write_atomically
+
+HEADER_FILE = "store-header.json"
+DATA_FILE = "store.bin"
+LOCK_FILE = ".lock"
+FORMAT = "idp-authenticator-store"
+VERSION = 1
+PURPOSE = b"idp-authenticator store"
+
+
+class Vault:
+    """The decrypted contents of a home directory, saved back with :meth:`save`."""
+
+    def __init__(self, home: Path, keys: crypto.DerivedKeys, header: bytes,
+                 accounts: list[Account], backup: Optional[BackupSettings]):
+        self.home = home
+        self.accounts = accounts
+        self.backup = backup
+        self._keys = keys
+        self._header = header
+
+    @staticmethod
+    def exists(home: Path) -> bool:
+        return (home / HEADER_FILE).exists() or (home / DATA_FILE).exists()
+
+    @classmethod
+    def create(cls, home: Path, passphrase: str) -> "Vault":
+        """A new, empty store; nothing is written until :meth:`save`."""
+        params = crypto.KdfParams.for_new_file()
+        salt = crypto.new_salt()
+        keys = crypto.derive_keys(passphrase, salt, params, PURPOSE)
+        header = json.dumps({
+            "format": FORMAT,
+            "version": VERSION,
+            "kdf": {"name": "scrypt", "n": params.n, "r": params.r, "p": params.p},
+            "salt": base64.b64encode(salt).decode("ascii"),
+            "key_check": base64.b64encode(keys.key_check).decode("ascii"),
+        }, indent=2).encode("utf-8") + b"\n"
+        return cls(home, keys, header, [], None)
+
+    @classmethod
+    def open(cls, home: Path, passphrase: str) -> "Vault":
+        header, params, salt, key_check = _read_header(home)
+        keys = crypto.derive_keys(passphrase, salt, params, PURPOSE)
+        if not keys.matches(key_check):
+            raise WrongPassphrase("wrong passphrase")
+        contents = _decrypt_contents(home, keys, header)
+        try:
+            accounts = [Account.from_dict(item) for item in contents["accounts"]]
+            backup = BackupSettings.from_dict(contents["backup"]) if contents.get("backup") else None
+        except (KeyError, TypeError, ValueError):
+            raise StoreDamaged(f"local store in {home} has unexpected contents") from None
+        return cls(home, keys, header, accounts, backup)
+
+    def add(self, account: Account) -> Account:
+        """Store ``account`` under a fresh id; refuse a second copy of the same account."""
+        for existing in self.accounts:
+            if (existing.issuer, existing.name, existing.type) == (account.issuer, account.name, account.type):
+                raise AuthenticatorError(f"account {account.label} already exists (id {existing.id}); remove it first")
+        stored = account.with_id(new_account_id(a.id for a in self.accounts))
+        self.accounts.append(stored)
+        return stored
+
+    def remove(self, account: Account) -> None:
+        self.accounts = [a for a in self.accounts if a.id != account.id]
+
+    def replace(self, account: Account) -> None:
+        """Swap in an updated copy of an account (same id), e.g. after push recovery."""
+        self.accounts = [account if a.id == account.id else a for a in self.accounts]
+
+    def save(self) -> None:
+        _ensure_home(self.home)
+        if not (self.home / HEADER_FILE).exists():
+            write_atomically(self.home / HEADER_FILE, self._header)
+        contents = {
+            "version": VERSION,
+            "accounts": [a.to_dict() for a in self.accounts],
+            "backup": self.backup.to_dict() if self.backup else None,
+        }
+        nonce = crypto.new_nonce()
+        sealed = crypto.seal(self._keys.encryption_key, nonce, json.dumps(contents).encode("utf-8"), self._header)
+        write_atomically(self.home / DATA_FILE, nonce + sealed)
+
+
+@contextlib.contextmanager
+def locked(home: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the home directory (advisory; POSIX only)."""
+    _ensure_home(home)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - non-POSIX platforms go unlocked
+        yield
+        return
+    with os.fdopen(os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600), "r+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ensure_home(home: Path) -> None:
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AuthenticatorError(f"cannot use home directory {home}: {exc.strerror}") from None
+
+
+def _read_header(home: Path):
+    path = home / HEADER_FILE
+    try:
+        header = path.read_bytes()
+    except FileNotFoundError:
+        raise StoreDamaged(f"local store in {home} has lost its header file {HEADER_FILE}") from None
+    except OSError as exc:
+        raise AuthenticatorError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(header)
+        if data.get("format") != FORMAT:
+            raise ValueError
+        if data["version"] > VERSION:
+            raise StoreDamaged(f"local store in {home} was written by a newer version of idp-authenticator")
+        kdf = data["kdf"]
+        params = crypto.KdfParams(n=kdf["n"], r=kdf["r"], p=kdf["p"]).validate()
+        salt = base64.b64decode(data["salt"], validate=True)
+        key_check = base64.b64decode(data["key_check"], validate=True)
+    except StoreDamaged:
+        raise
+    except (ValueError, KeyError, TypeError, crypto.InvalidKdfParams):
+        raise StoreDamaged(f"local store header {path} is damaged") from None
+    return header, params, salt, key_check
+
+
+def _decrypt_contents(home: Path, keys: crypto.DerivedKeys, header: bytes) -> dict:
+    path = home / DATA_FILE
+    try:
+        sealed = path.read_bytes()
+    except FileNotFoundError:
+        # The header is written just before the first data file: a crash in
+        # between leaves a store that never held anything.
+        return {"version": VERSION, "accounts": [], "backup": None}
+    except OSError as exc:
+        raise AuthenticatorError(f"cannot read {path}: {exc.strerror}") from None
+    nonce, ciphertext = sealed[: crypto.NONCE_BYTES], sealed[crypto.NONCE_BYTES:]
+    try:
+        return json.loads(crypto.unseal(keys.encryption_key, nonce, ciphertext, header))
+    except (crypto.DecryptionFailed, ValueError):
+        raise StoreDamaged(f"local store {path} is damaged or was altered") from None
