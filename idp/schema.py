@@ -1,0 +1,135 @@
+"""The database schema: Alembic migrations run from code, for `idp init`, the tests and upgrades.
+
+The migrations ship inside the package (idp/migrations/), and the Alembic
+`Config` is built here rather than read from an alembic.ini, so an installed
+wheel can migrate a database with nothing but `idp init`.
+
+Until the first release the history is one revision, `0001_initial`, generated
+from the models. Whoever changes a model regenerates it with `make migration`
+(`python -m idp.schema regenerate`), commits it with the model change, and
+`python -m idp.schema check URL` (or the test suite) confirms that a migrated
+database matches the models on SQLite and PostgreSQL.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+INITIAL_REVISION = "0001_initial"
+# Any constant shared by every `idp init`: two of them started at once on
+# PostgreSQL (say, two containers) migrate one after the other, not together.
+_PG_LOCK_ID = 0x1D9_5C4E
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic Config pointing at the packaged migrations, optionally bound to a connection."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("file_template", "%%(rev)s")  # versions/0001_initial.py
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@contextmanager
+def _engine(engine_or_url: Engine | str) -> Iterator[Engine]:
+    if isinstance(engine_or_url, Engine):
+        yield engine_or_url
+        return
+    from idp.db import make_engine
+
+    engine = make_engine(str(engine_or_url))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine_or_url: Engine | str) -> str | None:
+    """The revision the database is at, or None for a database never migrated."""
+    with _engine(engine_or_url) as engine, engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine_or_url: Engine | str, revision: str = "head") -> str | None:
+    """Migrate the database to `revision` (default: head). Idempotent; returns the new revision.
+
+    On PostgreSQL the whole upgrade is one transaction (DDL is transactional there)
+    under an advisory lock, so concurrent callers wait and then find nothing to do.
+    """
+    with _engine(engine_or_url) as engine:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+            command.upgrade(alembic_config(connection), revision)
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+
+def differences(engine_or_url: Engine | str) -> list:
+    """What separates the database's schema from the models (empty when they match)."""
+    import idp.models  # noqa: F401  (registers every table)
+    from idp.db import Base
+
+    with _engine(engine_or_url) as engine, engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return [diff for diff in compare_metadata(context, Base.metadata) if not _ignored(diff)]
+
+
+def _ignored(diff) -> bool:
+    # Alembic's own bookkeeping table is not a model.
+    return isinstance(diff, tuple) and diff[0] == "remove_table" and diff[1].name == "alembic_version"
+
+
+def regenerate_initial() -> Path:
+    """Delete every revision and autogenerate `0001_initial` from the models against a scratch SQLite DB."""
+    versions = MIGRATIONS_DIR / "versions"
+    for old in versions.glob("*.py"):
+        if old.name != "__init__.py":
+            old.unlink()
+    with tempfile.TemporaryDirectory() as scratch:
+        with _engine(f"sqlite:///{Path(scratch) / 'scratch.sqlite'}") as engine, engine.begin() as connection:
+            command.revision(alembic_config(connection), message="initial schema", autogenerate=True,
+                             rev_id=INITIAL_REVISION)
+    (path,) = [p for p in versions.glob(f"{INITIAL_REVISION}.py")]
+    return path
+
+
+def main(argv: list[str]) -> int:
+    """`python -m idp.schema regenerate` | `python -m idp.schema check URL` | `python -m idp.schema upgrade URL`."""
+    if argv[:1] == ["regenerate"] and len(argv) == 1:
+        print(f"wrote {regenerate_initial()}")
+        return 0
+    if argv[:1] in (["check"], ["upgrade"]) and len(argv) == 2:
+        print(f"at revision {upgrade(argv[1])}")
+        if argv[0] == "check":
+            found = differences(argv[1])
+            for diff in found:
+                print(f"differs from the models: {diff}", file=sys.stderr)
+            if found:
+                print("the migration is stale: run `make migration`", file=sys.stderr)
+                return 1
+            print("schema matches the models")
+        return 0
+    print(main.__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
