@@ -86,6 +86,16 @@ class Account:
         return replace(self, id=account_id)
 
 
+def ensure_can_approve(account: Account) -> None:
+    """Push answers must come from a device holding its own key; a restored account does not."""
+    if account.type != PUSH:
+        raise AuthenticatorError(f"{account.label} is not a push account")
+    if account.status == NEEDS_VERIFICATION or not account.push.device_private_key:
+        raise AuthenticatorError(
+            f"{account.label} was restored from a backup and needs verification first: run recover {account.id}"
+        )
+
+
 def new_account_id(taken: Iterable[str]) -> str:
     """Short random ids: easy to type, unique within one device."""
     taken = set(taken)

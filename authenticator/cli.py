@@ -46,8 +46,10 @@ class Context:
         return Vault.open(self.home, self.passphrase.get())
 
     @contextlib.contextmanager
-    def changing_vault(self) -> Iterator[Vault]:
+    def changing_vault(self, create: bool = True) -> Iterator[Vault]:
         """Open (or create) the store under the lock, save it, then run the automatic backup."""
+        if not create and not Vault.exists(self.home):
+            raise AuthenticatorError("this device holds no accounts yet")
         with locked(self.home):
             vault = self.existing_vault() or Vault.create(self.home, self.passphrase.get(creating=True))
             yield vault
@@ -105,7 +107,9 @@ def cmd_code(ctx: Context, args) -> int:
 
 
 def cmd_remove(ctx: Context, args) -> int:
-    with ctx.changing_vault() as vault:
+    if not Vault.exists(ctx.home):
+        raise AuthenticatorError(f"no account matches {args.account!r}")
+    with ctx.changing_vault(create=False) as vault:
         account = find_account(vault.accounts, args.account)
         vault.remove(account)
     ctx.emit(account_summary(account), f"removed {account.label} (id {account.id})")
@@ -130,7 +134,7 @@ def cmd_backup(ctx: Context, args) -> int:
             vault.save()
         return _report_backup(ctx, settings, f"backed up to {settings.location}")
     if args.disable:
-        with ctx.changing_vault() as vault:
+        with ctx.changing_vault(create=False) as vault:
             vault.backup = None
         ctx.emit({"enabled": False}, "automatic backup disabled (existing backups are left in place)")
         return 0
@@ -148,11 +152,11 @@ def _report_backup(ctx: Context, settings, human: str) -> int:
 
 
 def cmd_restore(ctx: Context, args) -> int:
+    # Check everything before touching the home, so a failure leaves a fresh device fresh.
+    backup_service.ensure_empty(ctx.existing_vault())
+    accounts = backup_service.read_backup(DirectoryStorage(args.source), ctx.recovery_secret.get)
     with locked(ctx.home):
-        vault = ctx.existing_vault()
-        backup_service.ensure_empty(vault)
-        accounts = backup_service.read_backup(DirectoryStorage(args.source), ctx.recovery_secret.get)
-        vault = vault or Vault.create(ctx.home, ctx.passphrase.get(creating=True))
+        vault = ctx.existing_vault() or Vault.create(ctx.home, ctx.passphrase.get(creating=True))
         restored = backup_service.restore_into(vault, accounts)
         vault.save()
         ctx.auto_backup(vault)

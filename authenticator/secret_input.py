@@ -8,7 +8,7 @@ does not lock the user out). Scripts and tests use the first two
 
 import getpass
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from authenticator.errors import AuthenticatorError
@@ -17,13 +17,21 @@ PASSPHRASE_ENV = "IDP_AUTHENTICATOR_PASSPHRASE"
 RECOVERY_SECRET_ENV = "IDP_AUTHENTICATOR_RECOVERY_SECRET"
 
 
-@dataclass(frozen=True)
+@dataclass
 class SecretSource:
+    """One secret for one command run: asked at most once, then remembered in memory."""
+
     what: str  # "passphrase" or "recovery secret", used in prompts and errors
     env_var: str
     file: Optional[str] = None
+    _value: Optional[str] = field(default=None, repr=False)
 
     def get(self, creating: bool = False) -> str:
+        if self._value is None:
+            self._value = self._obtain(creating)
+        return self._value
+
+    def _obtain(self, creating: bool) -> str:
         secret = os.environ.get(self.env_var)
         if secret is None and self.file:
             secret = self._read_file()

@@ -1,5 +1,0 @@
-"""Operations: health, readiness, metrics, logs, proxies (being built)."""
-
-
-def init_app(app, settings):
-    pass

@@ -1,0 +1,121 @@
+"""The backup container and payload, called directly: layout, each failure, what is left out."""
+
+import json
+import struct
+
+import pytest
+
+from authenticator.accounts import NEEDS_VERIFICATION, PUSH, TOTP, Account, PushData, TotpParams
+from authenticator.backup.format import HEADER_SIZE, MAGIC, new_backup_key, open_backup, seal_backup
+from authenticator.backup.payload import decode_payload, encode_payload
+from authenticator.backup.storage import BACKUP_FILE, DirectoryStorage
+from authenticator.errors import (
+    BackupTampered,
+    BackupTruncated,
+    NoBackupFound,
+    StorageUnreachable,
+    UnsupportedBackupVersion,
+    WrongRecoverySecret,
+)
+from authenticator_testkit import RECOVERY_SECRET
+
+PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nDEVICE-ONLY\n-----END PRIVATE KEY-----"
+ACCOUNTS = [
+    Account(id="t1", type=TOTP, issuer="ACME", name="alice",
+            totp=TotpParams(secret="JBSWY3DPEHPK3PXP", algorithm="SHA256", digits=8, period=60)),
+    Account(id="p1", type=PUSH, issuer="Work", name="alice@work.example",
+            push=PushData(issuer_url="https://idp.work.example", username="alice@work.example", kind="work",
+                          account_id="u-42", device_id="dev-7", device_private_key=PRIVATE_KEY,
+                          extra={"last_nonce": "n"})),
+]
+
+
+@pytest.fixture
+def blob():
+    return seal_backup(new_backup_key(RECOVERY_SECRET), encode_payload(ACCOUNTS, "2023-11-14T22:13:20Z"))
+
+
+def test_header_layout_matches_the_document(blob):
+    magic, version, kdf_id, log2_n, r, p = struct.unpack_from(">8sHBBHH", blob)
+    assert (magic, version, kdf_id, log2_n, r, p) == (MAGIC, 1, 1, 4, 8, 1)
+    (length,) = struct.unpack_from(">I", blob, 76)
+    assert HEADER_SIZE == 80 and len(blob) == HEADER_SIZE + length
+
+
+def test_round_trip_keeps_totp_and_only_the_push_recovery_facts(blob):
+    payload = open_backup(blob, RECOVERY_SECRET)
+    assert b"DEVICE-ONLY" not in payload and b"dev-7" not in payload and b"last_nonce" not in payload
+    totp, push = decode_payload(payload)
+    assert totp.totp == ACCOUNTS[0].totp and (totp.issuer, totp.name) == ("ACME", "alice")
+    assert push.push.issuer_url == "https://idp.work.example"
+    assert (push.push.username, push.push.account_id, push.push.kind) == ("alice@work.example", "u-42", "work")
+    assert push.push.device_private_key is None and push.status == NEEDS_VERIFICATION
+
+
+def test_payload_schema(blob):
+    document = json.loads(open_backup(blob, RECOVERY_SECRET))
+    assert set(document) == {"created_at", "accounts"}
+    assert document["accounts"][1]["push"] == {
+        "issuer_url": "https://idp.work.example", "username": "alice@work.example",
+        "account_id": "u-42", "kind": "work",
+    }
+
+
+def test_wrong_secret(blob):
+    with pytest.raises(WrongRecoverySecret):
+        open_backup(blob, "not the secret")
+
+
+@pytest.mark.parametrize("offset", [HEADER_SIZE + 3, -1, 20, 66])
+def test_tampering_anywhere_after_the_version_is_caught(blob, offset):
+    altered = bytearray(blob)
+    altered[offset] ^= 0x01
+    # Salt (16..31) and key check (32..63) alterations read as a wrong secret, which is
+    # all a reader can tell; everything else authenticated fails as tampering.
+    expected = WrongRecoverySecret if 16 <= offset % len(blob) < 64 else BackupTampered
+    with pytest.raises(expected):
+        open_backup(bytes(altered), RECOVERY_SECRET)
+
+
+@pytest.mark.parametrize("keep", [0, 5, 9, 40, HEADER_SIZE, HEADER_SIZE + 10])
+def test_truncation(blob, keep):
+    with pytest.raises(BackupTruncated):
+        open_backup(blob[:keep] if keep else blob[:-1], RECOVERY_SECRET)
+
+
+def test_trailing_bytes_are_tampering(blob):
+    with pytest.raises(BackupTampered):
+        open_backup(blob + b"x", RECOVERY_SECRET)
+
+
+def test_not_a_backup():
+    with pytest.raises(BackupTampered, match="not an idp-authenticator backup"):
+        open_backup(b"PK\x03\x04 a zip file, say" * 10, RECOVERY_SECRET)
+
+
+@pytest.mark.parametrize("version,message", [(2, "newer"), (0, "unknown format version 0")])
+def test_other_versions(blob, version, message):
+    altered = blob[:8] + struct.pack(">H", version) + blob[10:]
+    with pytest.raises(UnsupportedBackupVersion, match=message):
+        open_backup(altered, RECOVERY_SECRET)
+
+
+def test_hostile_kdf_parameters_are_refused_before_running(blob):
+    altered = bytearray(blob)
+    altered[11] = 40  # n = 2**40
+    with pytest.raises(BackupTampered, match="key derivation"):
+        open_backup(bytes(altered), RECOVERY_SECRET)
+
+
+def test_directory_storage(tmp_path, blob):
+    storage = DirectoryStorage(tmp_path)
+    with pytest.raises(NoBackupFound):
+        storage.read()
+    storage.write(blob)
+    assert storage.read() == blob
+    assert (tmp_path / BACKUP_FILE).stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [BACKUP_FILE]
+    with pytest.raises(StorageUnreachable, match="no such directory"):
+        DirectoryStorage(tmp_path / "missing").read()
+    with pytest.raises(StorageUnreachable, match="not a directory"):
+        DirectoryStorage(tmp_path / BACKUP_FILE).write(blob)

@@ -1,0 +1,113 @@
+"""The command line as a script sees it: output, --json, one-line errors, exit statuses."""
+
+import json
+
+import segno
+
+from authenticator.accounts import TotpParams
+from authenticator.totp import code_at
+from authenticator_testkit import FIXED_TIME, SECRET, TOTP_URI, App, one_line_error
+
+
+def test_add_list_code_remove(app):
+    assert "added ACME:alice@example.com" in app.ok("add", TOTP_URI)
+    listed = json.loads(app.ok("--json", "list"))
+    assert [(a["issuer"], a["name"], a["type"]) for a in listed] == [("ACME", "alice@example.com", "totp")]
+    assert set(listed[0]) >= {"id", "issuer", "name", "type"}
+    expected = code_at(TotpParams(secret=SECRET), FIXED_TIME)
+    for query in (listed[0]["id"], "ACME:alice@example.com", "alice@example.com"):
+        assert json.loads(app.ok("code", query, "--json")) == {"code": expected, "expires_in": 10}
+    assert app.ok("code", "alice@example.com").startswith(expected)
+    assert "removed" in app.ok("remove", listed[0]["id"])
+    assert json.loads(app.ok("list", "--json")) == []
+
+
+def test_add_from_qr_png(app, tmp_path):
+    image = tmp_path / "enrol.png"
+    segno.make(TOTP_URI, error="m").save(str(image), scale=5)
+    app.ok("add", str(image))
+    expected = code_at(TotpParams(secret=SECRET), FIXED_TIME)
+    assert json.loads(app.ok("--json", "code", "ACME:alice@example.com"))["code"] == expected
+
+
+def test_parameters_reach_the_code(app):
+    uri = f"otpauth://totp/Bank:bob?secret={SECRET}&algorithm=SHA256&digits=8&period=60"
+    app.ok("add", uri)
+    expected = code_at(TotpParams(secret=SECRET, algorithm="SHA256", digits=8, period=60), FIXED_TIME)
+    assert json.loads(app.ok("--json", "code", "bob"))["code"] == expected
+
+
+def test_hotp_and_malformed_uris_are_one_line_errors(app):
+    assert "hotp" in one_line_error(app.run("add", "otpauth://hotp/x?secret=JBSWY3DPEHPK3PXP"))
+    assert "no secret" in one_line_error(app.run("add", "otpauth://totp/x"))
+    assert "unsupported URI scheme" in one_line_error(app.run("add", "idp-push://activate?c=1"))
+    assert "no such file" in one_line_error(app.run("add", "missing.png"))
+    assert not app.home.exists() or not any(app.home.glob("store*"))
+
+
+def test_ambiguous_and_unknown_accounts(app):
+    app.ok("add", f"otpauth://totp/One:sam?secret={SECRET}")
+    app.ok("add", f"otpauth://totp/Two:sam?secret={SECRET}")
+    assert "several accounts" in one_line_error(app.run("code", "sam"))
+    assert "no account matches" in one_line_error(app.run("remove", "nobody"))
+    assert len(json.loads(app.ok("--json", "list"))) == 2
+
+
+def test_duplicate_add_refused(app):
+    app.ok("add", TOTP_URI)
+    assert "already exists" in one_line_error(app.run("add", TOTP_URI))
+
+
+def test_wrong_passphrase(app):
+    app.ok("add", TOTP_URI)
+    result = app.run("list", env={"IDP_AUTHENTICATOR_PASSPHRASE": "guess"})
+    assert one_line_error(result) == "idp-authenticator: wrong passphrase"
+    assert result.returncode == 3
+
+
+def test_passphrase_file(app, tmp_path):
+    secret_file = tmp_path / "pass.txt"
+    secret_file.write_text("from a file\n")
+    env = {"IDP_AUTHENTICATOR_PASSPHRASE": None}
+    app.ok("--passphrase-file", str(secret_file), "add", TOTP_URI, env=env)
+    assert json.loads(app.ok("list", "--json", "--passphrase-file", str(secret_file), env=env))
+    assert app.run("list", env={"IDP_AUTHENTICATOR_PASSPHRASE": "from a file"}).returncode == 0
+
+
+def test_new_store_asks_twice_when_interactive(app):
+    # No tty: getpass falls back to stdin; two different answers refuse to create.
+    result = app.run("add", TOTP_URI, env={"IDP_AUTHENTICATOR_PASSPHRASE": None}, stdin="one\ntwo\n")
+    assert "differ" in result.stderr
+    assert result.returncode != 0
+
+
+def test_default_home_follows_xdg(tmp_path):
+    app = App(tmp_path / "xdg" / "idp-authenticator")
+    app.ok("add", TOTP_URI, env={"XDG_DATA_HOME": str(tmp_path / "xdg")}, pass_home=False)
+    assert (app.home / "store.bin").exists()
+
+
+def test_default_home_without_xdg(monkeypatch, tmp_path):
+    from authenticator.home import resolve_home
+
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_home(None) == tmp_path / ".local" / "share" / "idp-authenticator"
+    assert resolve_home(str(tmp_path / "elsewhere")) == tmp_path / "elsewhere"
+
+
+def test_list_on_a_fresh_home_is_empty_and_creates_nothing(app):
+    assert json.loads(app.ok("--json", "list")) == []
+    assert app.files() == {}
+
+
+def test_push_commands_are_not_available_yet(app):
+    for args in (["pending"], ["approve", "abc", "--number", "42"], ["deny", "abc", "--fraud"], ["watch"],
+                 ["recover", "alice", "--password"], ["recover", "alice", "--qr", "x.png"]):
+        result = app.run(*args)
+        assert "not available yet" in one_line_error(result)
+        assert result.returncode == 2
+
+
+def test_code_of_unknown_account_on_fresh_home(app):
+    assert "no account matches" in one_line_error(app.run("code", "x"))

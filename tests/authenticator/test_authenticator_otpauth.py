@@ -1,0 +1,74 @@
+"""Adding accounts: otpauth:// parsing, the URI dispatch table, QR images."""
+
+import pytest
+import segno
+
+from authenticator.accounts import TOTP
+from authenticator.errors import AuthenticatorError
+from authenticator.intake import URI_HANDLERS, account_from_input, account_from_uri
+from authenticator.otpauth import parse_totp_uri
+
+
+def test_all_parameters_are_read():
+    account = parse_totp_uri(
+        "otpauth://totp/ACME%20Co:alice%40example.com?secret=jbsw y3dp ehpk3pxp&issuer=ACME%20Co"
+        "&algorithm=sha512&digits=8&period=60"
+    )
+    assert (account.type, account.issuer, account.name) == (TOTP, "ACME Co", "alice@example.com")
+    assert account.totp.secret == "JBSWY3DPEHPK3PXP"
+    assert (account.totp.algorithm, account.totp.digits, account.totp.period) == ("SHA512", 8, 60)
+
+
+def test_defaults_and_label_without_issuer():
+    account = parse_totp_uri("otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP")
+    assert (account.issuer, account.name) == ("", "bob")
+    assert (account.totp.algorithm, account.totp.digits, account.totp.period) == ("SHA1", 6, 30)
+
+
+def test_issuer_from_label_when_no_parameter():
+    assert parse_totp_uri("otpauth://totp/Example:carol?secret=JBSWY3DPEHPK3PXP").issuer == "Example"
+
+
+@pytest.mark.parametrize("uri,message", [
+    ("otpauth://hotp/x?secret=JBSWY3DPEHPK3PXP&counter=1", "hotp"),
+    ("otpauth://totp/x", "no secret"),
+    ("otpauth://totp/x?secret=not*base32", "base32"),
+    ("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&digits=7", "digits"),
+    ("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&algorithm=MD5", "algorithm"),
+    ("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&period=0", "period"),
+    ("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP&secret=AAAA", "repeats"),
+    ("otpauth://totp/?secret=JBSWY3DPEHPK3PXP", "account name"),
+    ("otpauth://steam/x?secret=JBSWY3DPEHPK3PXP", "unsupported otpauth"),
+    ("https://example.com/enrol", "unsupported URI scheme 'https'"),
+])
+def test_bad_uris_are_refused_with_a_reason(uri, message):
+    with pytest.raises(AuthenticatorError, match=message):
+        account_from_uri(uri)
+
+
+def test_dispatch_table_takes_new_entries(monkeypatch):
+    seen = []
+    monkeypatch.setitem(URI_HANDLERS, ("idp-push", "activate"), lambda uri: seen.append(uri) or "handled")
+    assert account_from_uri("idp-push://activate?code=abc") == "handled"
+    assert seen == ["idp-push://activate?code=abc"]
+
+
+def test_qr_image_is_decoded(tmp_path):
+    image = tmp_path / "qr.png"
+    segno.make("otpauth://totp/ACME:dave?secret=JBSWY3DPEHPK3PXP", error="m").save(str(image), scale=6)
+    account = account_from_input(str(image))
+    assert (account.issuer, account.name) == ("ACME", "dave")
+
+
+def test_image_without_qr_code_is_refused(tmp_path):
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (80, 80), "white").save(blank)
+    with pytest.raises(AuthenticatorError, match="no QR code found"):
+        account_from_input(str(blank))
+
+
+def test_missing_file_is_refused(tmp_path):
+    with pytest.raises(AuthenticatorError, match="no such file"):
+        account_from_input(str(tmp_path / "nope.png"))

@@ -1,0 +1,107 @@
+"""The encrypted local store: round trip, wrong passphrase, damage, file modes."""
+
+import json
+import stat
+
+import pytest
+
+from authenticator.accounts import PUSH, TOTP, Account, PushData, TotpParams, ensure_can_approve, find_account
+from authenticator.errors import AuthenticatorError, StoreDamaged, WrongPassphrase
+from authenticator.store import DATA_FILE, HEADER_FILE, Vault
+from authenticator_testkit import PASSPHRASE
+
+
+def totp_account(name="alice", issuer="ACME"):
+    return Account(id="", type=TOTP, issuer=issuer, name=name, totp=TotpParams(secret="JBSWY3DPEHPK3PXP"))
+
+
+def test_round_trip(tmp_path):
+    vault = Vault.create(tmp_path / "home", PASSPHRASE)
+    stored = vault.add(totp_account())
+    vault.save()
+    reopened = Vault.open(tmp_path / "home", PASSPHRASE)
+    assert reopened.accounts == [stored]
+
+
+def test_nothing_is_written_until_save(tmp_path):
+    Vault.create(tmp_path / "home", PASSPHRASE).add(totp_account())
+    assert not Vault.exists(tmp_path / "home")
+
+
+def test_files_are_private_and_secrets_are_not_in_clear(tmp_path):
+    home = tmp_path / "home"
+    vault = Vault.create(home, PASSPHRASE)
+    vault.add(totp_account())
+    vault.save()
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    for name in (HEADER_FILE, DATA_FILE):
+        assert stat.S_IMODE((home / name).stat().st_mode) == 0o600
+    assert b"JBSWY3DP" not in (home / DATA_FILE).read_bytes()
+    assert not [p for p in home.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_header_records_the_scrypt_cost_used(tmp_path):
+    vault = Vault.create(tmp_path / "home", PASSPHRASE)
+    vault.save()
+    header = json.loads((tmp_path / "home" / HEADER_FILE).read_text())
+    assert header["kdf"] == {"name": "scrypt", "n": 16, "r": 8, "p": 1}
+    assert header["version"] == 1
+
+
+def test_default_scrypt_cost(monkeypatch, tmp_path):
+    monkeypatch.delenv("IDP_AUTHENTICATOR_SCRYPT_N")
+    Vault.create(tmp_path / "home", PASSPHRASE).save()
+    header = json.loads((tmp_path / "home" / HEADER_FILE).read_text())
+    assert header["kdf"]["n"] == 2**15
+
+
+def test_wrong_passphrase_is_named(tmp_path):
+    Vault.create(tmp_path / "home", PASSPHRASE).save()
+    with pytest.raises(WrongPassphrase, match="wrong passphrase"):
+        Vault.open(tmp_path / "home", "not it")
+
+
+def test_altered_data_is_detected(tmp_path):
+    home = tmp_path / "home"
+    Vault.create(home, PASSPHRASE).save()
+    data = bytearray((home / DATA_FILE).read_bytes())
+    data[-1] ^= 1
+    (home / DATA_FILE).write_bytes(bytes(data))
+    with pytest.raises(StoreDamaged, match="damaged or was altered"):
+        Vault.open(home, PASSPHRASE)
+
+
+def test_header_from_another_store_is_detected(tmp_path):
+    for name in ("a", "b"):
+        Vault.create(tmp_path / name, PASSPHRASE).save()
+    (tmp_path / "a" / HEADER_FILE).write_bytes((tmp_path / "b" / HEADER_FILE).read_bytes())
+    with pytest.raises(StoreDamaged):
+        Vault.open(tmp_path / "a", PASSPHRASE)
+
+
+def test_duplicate_account_refused(tmp_path):
+    vault = Vault.create(tmp_path / "home", PASSPHRASE)
+    vault.add(totp_account())
+    with pytest.raises(AuthenticatorError, match="already exists"):
+        vault.add(totp_account())
+
+
+def test_find_by_id_label_or_unique_name():
+    a = totp_account("alice").with_id("id-a")
+    b = totp_account("alice", issuer="Other").with_id("id-b")
+    c = totp_account("carol").with_id("id-c")
+    accounts = [a, b, c]
+    assert find_account(accounts, "id-b") is b
+    assert find_account(accounts, "Other:alice") is b
+    assert find_account(accounts, "carol") is c
+    with pytest.raises(AuthenticatorError, match="several accounts"):
+        find_account(accounts, "alice")
+    with pytest.raises(AuthenticatorError, match="no account matches"):
+        find_account(accounts, "zed")
+
+
+def test_restored_push_account_cannot_approve():
+    restored = Account(id="p", type=PUSH, issuer="ACME", name="alice",
+                       push=PushData(issuer_url="https://idp.example", username="alice", status="needs_verification"))
+    with pytest.raises(AuthenticatorError, match="needs verification"):
+        ensure_can_approve(restored)
