@@ -1,0 +1,83 @@
+"""Structured logs: one JSON object per line, carrying the request id of the request being served.
+
+Every line has `time` (UTC, ISO 8601 with milliseconds), `level`, `logger`, `message`, and
+`request_id` when logged while a request is served. The access line written after each
+response (logger `idp.access`) adds `method`, `path`, `status`, `duration_ms`, `remote_addr`.
+Other code adds fields the same way: `log.info("...", extra={"fields": {"client_id": cid}})`.
+
+The request id lives in a context variable set by idp.ops's WSGI middleware, so any logger
+anywhere (SQLAlchemy, Authlib, our modules) gets it without being handed the request.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from contextvars import ContextVar
+
+request_id_var: ContextVar[str | None] = ContextVar("idp_request_id", default=None)
+
+# The fields of a LogRecord that are not user data (everything else set through `extra`
+# would be too surprising to dump, so only `extra={"fields": {...}}` is copied).
+_ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "remote_addr")
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line. Cheap: one dict, one json.dumps."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = record.created
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
+        if request_id:
+            entry["request_id"] = request_id
+        for name in _ACCESS_FIELDS:
+            value = record.__dict__.get(name)
+            if value is not None:
+                entry[name] = value
+        fields = record.__dict__.get("fields")
+        if fields:
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, separators=(",", ":"), default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """Plain text for development consoles, still carrying the request id."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not getattr(record, "request_id", None):
+            record.request_id = request_id_var.get() or "-"
+        return super().format(record)
+
+
+_HANDLER_MARK = "_idp_ops_handler"
+
+
+def configure(level: str = "INFO", json_lines: bool = True, stream=None) -> logging.Handler:
+    """Install one handler on the root logger, or update it (create_app may run many times).
+
+    A later call without `stream` keeps the stream already in use, so a test can point the
+    handler at a buffer once. Returns the handler.
+    """
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if getattr(h, _HANDLER_MARK, False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(stream or sys.stderr)
+        setattr(handler, _HANDLER_MARK, True)
+        root.addHandler(handler)
+    elif stream is not None:
+        handler.setStream(stream)
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
+    return handler

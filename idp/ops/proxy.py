@@ -1,0 +1,58 @@
+"""Trust `X-Forwarded-*` only when the request really comes from one of our reverse proxies.
+
+werkzeug's ProxyFix believes whatever headers it is given; applied unconditionally, any
+client could choose its own address (and so dodge per-address rate limits) or claim HTTPS.
+`TrustedProxies` checks the immediate peer (REMOTE_ADDR, which the WSGI server takes from
+the socket) against `server.trusted_proxies` and only then lets ProxyFix rewrite the
+environ; from anyone else the forwarded headers are ignored.
+
+Each trusted proxy in front of us is expected to append one X-Forwarded-For entry, so
+ProxyFix takes the last one (`x_for=1`): the address the proxy itself saw.
+"""
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from typing import Iterable
+
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+
+def parse_networks(values: Iterable[str]) -> tuple:
+    """Addresses or CIDR ranges -> ip_network objects. A bad entry is a configuration error."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(str(value).strip(), strict=False))
+        except ValueError as exc:
+            raise ValueError(f"not an IP address or CIDR range: {value!r}") from exc
+    return tuple(networks)
+
+
+def address_in(networks: tuple, address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
+
+
+class TrustedProxies:
+    """WSGI middleware: ProxyFix for requests from trusted peers, nothing for the others."""
+
+    def __init__(self, app, networks: tuple, x_for: int = 1, x_proto: int = 1, x_host: int = 1,
+                 x_port: int = 1, x_prefix: int = 0) -> None:
+        self.app = app
+        self.networks = networks
+        self.fixed = ProxyFix(app, x_for=x_for, x_proto=x_proto, x_host=x_host, x_port=x_port, x_prefix=x_prefix)
+        # One check per distinct peer address: a handful of proxies in practice.
+        self.trusted = lru_cache(maxsize=1024)(lambda address: address_in(self.networks, address))
+
+    def __call__(self, environ, start_response):
+        if self.trusted(environ.get("REMOTE_ADDR")):
+            return self.fixed(environ, start_response)
+        return self.app(environ, start_response)

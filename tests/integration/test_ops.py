@@ -1,0 +1,296 @@
+"""Operations: health and readiness probes, Prometheus metrics, JSON logs with request ids, proxy trust.
+
+The app is the real one from `create_app` when it builds; the ops wiring is also exercised on a
+bare Flask app so these tests do not depend on the OIDC blueprints.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+from flask import Flask, jsonify, request
+from sqlalchemy import create_engine
+
+from idp import ops
+from idp.config import load_settings
+from idp.db import db
+from idp.ops import logs, metrics
+from idp.ops.proxy import TrustedProxies, parse_networks
+
+
+def build_app(tmp_path, **overrides):
+    """A Flask app wired exactly as create_app wires ops (settings, db, ops.init_app)."""
+    values = {"server.database_url": f"sqlite:///{tmp_path / 'ops.sqlite'}"}
+    values.update(overrides)
+    settings = load_settings(values)
+    app = Flask("ops-test")
+    db.init_app(app, settings.database_url)
+    ops.init_app(app, settings)
+
+    @app.get("/whoami")
+    def whoami():
+        return jsonify(remote_addr=request.remote_addr, scheme=request.scheme, host=request.host)
+
+    @app.get("/items/<int:item_id>")
+    def item(item_id):
+        return jsonify(id=item_id)
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("boom")
+
+    return app
+
+
+@pytest.fixture
+def app(tmp_path):
+    return build_app(tmp_path)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def log_stream():
+    """Point the ops JSON handler at a buffer; restore stderr afterwards."""
+    stream = io.StringIO()
+    handler = logs.configure(level="INFO", json_lines=True, stream=stream)
+    yield stream
+    handler.setStream(sys.stderr)
+
+
+def json_lines(stream):
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------ health and readiness
+
+def test_healthz_answers_without_database(client, monkeypatch):
+    monkeypatch.setattr(db, "engine", None)
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_readyz_ok_when_database_answers(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ready", "database": "ok"}
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_readyz_503_json_when_database_unreachable(client, monkeypatch, tmp_path):
+    unreachable = create_engine(f"sqlite:///{tmp_path / 'missing-dir' / 'x.sqlite'}")
+    monkeypatch.setattr(db, "engine", unreachable)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.is_json
+    assert response.get_json() == {"status": "unavailable", "database": "unreachable"}
+
+
+# ------------------------------------------------------------------ metrics
+
+def sample(text, name, **labels):
+    """The value of one sample line in the exposition, or 0."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0 if wanted else None
+
+
+def test_metrics_counts_requests_by_rule_not_path(client):
+    before = sample(client.get("/metrics").get_data(as_text=True), "idp_http_requests_total",
+                    endpoint="/items/<int:item_id>", method="GET", status="200")
+    client.get("/items/1")
+    client.get("/items/2")
+    client.get("/no/such/page/123")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert sample(text, "idp_http_requests_total", endpoint="/items/<int:item_id>", method="GET",
+                  status="200") == before + 2
+    assert 'endpoint="/items/1"' not in text
+    assert sample(text, "idp_http_requests_total", endpoint="<unmatched>", method="GET", status="404") >= 1
+    assert "idp_http_request_duration_seconds_bucket" in text
+
+
+def test_metrics_unknown_methods_are_bounded(client):
+    client.open("/items/1", method="BREW")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'method="BREW"' not in text
+    assert sample(text, "idp_http_requests_total", method="other", status="405") >= 1
+
+
+def test_login_and_grant_counters_are_exposed(client):
+    metrics.LOGINS.labels(outcome="success").inc()
+    metrics.TOKEN_GRANTS.labels(grant_type="client_credentials").inc()
+    text = client.get("/metrics").get_data(as_text=True)
+    assert sample(text, "idp_logins_total", outcome="success") >= 1
+    assert sample(text, "idp_token_grants_total", grant_type="client_credentials") >= 1
+    assert client.get("/metrics").headers["Content-Type"].startswith("text/plain")
+
+
+def test_metrics_restricted_to_configured_networks(tmp_path):
+    app = build_app(tmp_path, **{"ops.metrics_networks": ["10.1.0.0/16"]})
+    client = app.test_client()
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 404
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 200
+
+
+def test_metrics_can_be_disabled(tmp_path):
+    app = build_app(tmp_path, **{"ops.metrics_enabled": False})
+    assert app.test_client().get("/metrics").status_code == 404
+
+
+def test_multiprocess_mode_adds_up_processes(tmp_path):
+    """With PROMETHEUS_MULTIPROC_DIR set (gunicorn workers), /metrics sums every process's counts."""
+    script = (
+        "import os, sys\n"
+        "from idp.ops import metrics\n"
+        "metrics.LOGINS.labels(outcome='success').inc(int(sys.argv[1]))\n"
+        "if sys.argv[1] == '2': sys.stdout.write(metrics.exposition()[0].decode())\n"
+    )
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", script, "3"], env=env, check=True)
+    out = subprocess.run([sys.executable, "-c", script, "2"], env=env, check=True, capture_output=True, text=True)
+    assert sample(out.stdout, "idp_logins_total", outcome="success") == 5.0
+
+
+# ------------------------------------------------------------------ request id and logs
+
+def test_request_id_generated_and_echoed(client):
+    first = client.get("/healthz").headers["X-Request-ID"]
+    second = client.get("/healthz").headers["X-Request-ID"]
+    assert len(first) == 32 and first != second
+
+
+def test_valid_incoming_request_id_is_kept(client):
+    response = client.get("/healthz", headers={"X-Request-ID": "abc-123.xyz"})
+    assert response.headers["X-Request-ID"] == "abc-123.xyz"
+
+
+@pytest.mark.parametrize("bad", ["x" * 200, "has space", "tab\there", "<script>", "é", ""])
+def test_invalid_incoming_request_id_is_replaced(client, bad):
+    response = client.get("/healthz", headers={"X-Request-ID": bad})
+    assert response.headers["X-Request-ID"] != bad
+    assert len(response.headers["X-Request-ID"]) == 32
+
+
+def test_access_log_is_one_json_object_per_line(client, log_stream):
+    response = client.get("/items/7?q=1", headers={"X-Request-ID": "req-42"},
+                          environ_base={"REMOTE_ADDR": "192.0.2.5"})
+    assert response.status_code == 200
+    entries = [e for e in json_lines(log_stream) if e["logger"] == "idp.access"]
+    assert len(entries) == 1
+    entry = entries[0]
+    assert set(entry) >= {"time", "level", "message", "logger", "request_id", "method", "path", "status",
+                          "duration_ms", "remote_addr"}
+    assert entry["request_id"] == "req-42"
+    assert (entry["method"], entry["path"], entry["status"]) == ("GET", "/items/7", 200)
+    assert entry["remote_addr"] == "192.0.2.5"
+    assert entry["level"] == "INFO" and entry["time"].endswith("Z")
+    assert isinstance(entry["duration_ms"], float)
+
+
+def test_application_logs_carry_the_request_id(app, log_stream):
+    @app.get("/noisy")
+    def noisy():
+        logging.getLogger("idp.something").warning("careful", extra={"fields": {"client_id": "c1"}})
+        return "ok"
+
+    app.test_client().get("/noisy", headers={"X-Request-ID": "rid-1"})
+    entry = next(e for e in json_lines(log_stream) if e["logger"] == "idp.something")
+    assert entry["request_id"] == "rid-1" and entry["client_id"] == "c1" and entry["message"] == "careful"
+
+
+def test_server_error_is_logged_and_keeps_request_id(app, log_stream):
+    app.testing = False
+    response = app.test_client().get("/boom", headers={"X-Request-ID": "rid-500"})
+    assert response.status_code == 500
+    assert response.headers["X-Request-ID"] == "rid-500"
+    entries = json_lines(log_stream)
+    access = next(e for e in entries if e["logger"] == "idp.access")
+    assert access["status"] == 500
+    assert any("exception" in e and e.get("request_id") == "rid-500" for e in entries)
+
+
+def test_probes_are_not_in_the_info_access_log(client, log_stream):
+    client.get("/healthz")
+    assert not [e for e in json_lines(log_stream) if e["logger"] == "idp.access"]
+
+
+# ------------------------------------------------------------------ proxy trust
+
+FORWARDED = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "id.example.com"}
+
+
+def test_forwarded_headers_ignored_without_trusted_proxies(client):
+    seen = client.get("/whoami", headers=FORWARDED, environ_base={"REMOTE_ADDR": "10.0.0.2"}).get_json()
+    assert seen == {"remote_addr": "10.0.0.2", "scheme": "http", "host": "localhost"}
+
+
+def test_forwarded_headers_ignored_from_untrusted_peer(tmp_path):
+    app = build_app(tmp_path, **{"server.trusted_proxies": ["10.0.0.0/24"]})
+    seen = app.test_client().get("/whoami", headers=FORWARDED,
+                                 environ_base={"REMOTE_ADDR": "203.0.113.50"}).get_json()
+    assert seen == {"remote_addr": "203.0.113.50", "scheme": "http", "host": "localhost"}
+
+
+def test_forwarded_headers_honoured_from_trusted_peer(tmp_path, log_stream):
+    app = build_app(tmp_path, **{"server.trusted_proxies": ["10.0.0.0/24", "::1"]})
+    client = app.test_client()
+    seen = client.get("/whoami", headers=FORWARDED, environ_base={"REMOTE_ADDR": "10.0.0.9"}).get_json()
+    assert seen == {"remote_addr": "198.51.100.7", "scheme": "https", "host": "id.example.com"}
+    seen = client.get("/whoami", headers=FORWARDED, environ_base={"REMOTE_ADDR": "::1"}).get_json()
+    assert seen["remote_addr"] == "198.51.100.7"
+    access = [e for e in json_lines(log_stream) if e["logger"] == "idp.access"]
+    assert access[0]["remote_addr"] == "198.51.100.7"
+
+
+def test_trusted_proxy_takes_only_the_entry_it_appended(tmp_path):
+    app = build_app(tmp_path, **{"server.trusted_proxies": ["10.0.0.1"]})
+    spoofed = {"X-Forwarded-For": "1.2.3.4, 198.51.100.7"}
+    seen = app.test_client().get("/whoami", headers=spoofed, environ_base={"REMOTE_ADDR": "10.0.0.1"}).get_json()
+    assert seen["remote_addr"] == "198.51.100.7"
+
+
+def test_middleware_checks_peer_on_raw_wsgi():
+    calls = []
+
+    def inner(environ, start_response):
+        calls.append((environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]))
+        return []
+
+    middleware = TrustedProxies(inner, parse_networks(["192.168.1.0/24"]))
+    base = {"HTTP_X_FORWARDED_FOR": "8.8.8.8", "HTTP_X_FORWARDED_PROTO": "https", "wsgi.url_scheme": "http",
+            "SERVER_NAME": "x", "SERVER_PORT": "80", "HTTP_HOST": "x"}
+    middleware(dict(base, REMOTE_ADDR="192.168.1.20"), lambda *a: None)
+    middleware(dict(base, REMOTE_ADDR="192.168.2.20"), lambda *a: None)
+    middleware(dict(base, REMOTE_ADDR="not-an-ip"), lambda *a: None)
+    assert calls == [("8.8.8.8", "https"), ("192.168.2.20", "http"), ("not-an-ip", "http")]
+
+
+def test_bad_trusted_proxy_entry_is_a_configuration_error(tmp_path):
+    with pytest.raises(ValueError, match="not an IP address"):
+        build_app(tmp_path, **{"server.trusted_proxies": ["proxy.example.com"]})
+
+
+def test_create_app_serves_ops_endpoints(tmp_path, monkeypatch):
+    """The real factory wires ops (skipped while the OIDC modules are still being written)."""
+    try:
+        from idp.app import create_app
+
+        app = create_app({"server.database_url": f"sqlite:///{tmp_path / 'full.sqlite'}"})
+    except Exception as exc:  # pragma: no cover - temporary, while idp.oidc and plugins are incomplete
+        pytest.skip(f"create_app not buildable yet: {exc}")
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert "idp_http_requests_total" in client.get("/metrics").get_data(as_text=True)
+    assert client.get("/healthz").headers["X-Request-ID"]
