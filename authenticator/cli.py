@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, TextIO
 
 from authenticator import clock, totp
-from authenticator.accounts import PUSH, Account, find_account
+from authenticator.accounts import ACTIVE, PUSH, Account, find_account
 from authenticator.backup import service as backup_service
 from authenticator.backup.storage import DirectoryStorage
 from authenticator.errors import AuthenticatorError, NotAvailableYet
@@ -88,7 +88,7 @@ def cmd_list(ctx: Context, args) -> int:
     vault = ctx.existing_vault()
     accounts = vault.accounts if vault else []
     lines = [
-        f"{a.id}  {a.label}  {a.type}" + ("  (needs verification: run recover)" if a.status != "active" else "")
+        f"{a.id}  {a.label}  {a.type}" + ("  (needs verification: run recover)" if a.status != ACTIVE else "")
         for a in accounts
     ]
     ctx.emit([account_summary(a) for a in accounts], "\n".join(lines) if lines else "no accounts")
@@ -160,7 +160,7 @@ def cmd_restore(ctx: Context, args) -> int:
         restored = backup_service.restore_into(vault, accounts)
         vault.save()
         ctx.auto_backup(vault)
-    waiting = sum(1 for a in restored if a.status != "active")
+    waiting = sum(1 for a in restored if a.status != ACTIVE)
     human = f"restored {len(restored)} account(s)"
     if waiting:
         human += f"; {waiting} push account(s) need verification: run recover ACCOUNT"

@@ -119,3 +119,17 @@ def test_directory_storage(tmp_path, blob):
         DirectoryStorage(tmp_path / "missing").read()
     with pytest.raises(StorageUnreachable, match="not a directory"):
         DirectoryStorage(tmp_path / BACKUP_FILE).write(blob)
+
+
+def test_the_documented_reader_opens_a_real_backup(blob):
+    """docs/backup-format.md must stay true: run its minimal reader on our output."""
+    from authenticator_testkit import REPO
+
+    text = (REPO / "docs" / "backup-format.md").read_text()
+    code = next(block.split("\n", 1)[1] for block in text.split("```python")[1:] if "def read_backup" in block)
+    namespace = {}
+    exec(code.split("```")[0], namespace)
+    document = namespace["read_backup"](blob, RECOVERY_SECRET)
+    assert [a["name"] for a in document["accounts"]] == ["alice", "alice@work.example"]
+    with pytest.raises(ValueError, match="wrong recovery secret"):
+        namespace["read_backup"](blob, "other")
