@@ -1,1 +1,18 @@
-"""The factor plugin contract, registry and credential store."""
+"""The factor plugin contract, registry and credential store.
+
+Plugins import from here only::
+
+    from idp.factors import Factor, FactorKind, Step, Verified, Rejected, Enrolled, UserRef
+"""
+from idp.factors.contract import Factor
+from idp.factors.errors import FactorError, FactorLoadError, FactorMisconfigured, FactorNotFound, SecretUnavailable
+from idp.factors.types import (
+    AttemptContext, CredentialInfo, Denied, Description, Enrolled, FactorKind, FactorUrls, Pending, Rejected,
+    Step, UserRef, Verified,
+)
+
+__all__ = [
+    "Factor", "FactorError", "FactorLoadError", "FactorMisconfigured", "FactorNotFound", "SecretUnavailable",
+    "AttemptContext", "CredentialInfo", "Denied", "Description", "Enrolled", "FactorKind", "FactorUrls",
+    "Pending", "Rejected", "Step", "UserRef", "Verified",
+]

@@ -1,5 +1,219 @@
-"""The factor registry (being built)."""
+"""The factor registry: discovers plugins from the `idp.factors` entry-point group, once per app.
+
+Flask's own CLI discovers `flask.commands` the same way. `init_app` loads every
+entry point (except those named in `factors.disabled`, which are not even
+imported), checks that `cls.name` equals the entry-point name and that the
+declared attributes are valid, instantiates each factor with its bound
+credential and challenge stores and its settings section, and registers:
+
+- one blueprint per plugin, `factor_<name>`, with `template_folder` at the
+  plugin's `templates/` (even without routes: that puts
+  `factors/<name>/*.html` on the template search path, below the app's own
+  folder, so an operator's templates override them) and the plugin's `static/`
+  served at `/factors/<name>/static/`;
+- the plugin's `device_blueprint()`, if any, at `/factors/<name>/`.
+
+The registry lives in `app.extensions["idp.factors"]`; `current_registry()`
+returns it. `register(cls)` adds a factor at run time (tests; a third-party
+factor) after `create_app` and before the first request.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from datetime import datetime
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Iterable
+
+from flask import Blueprint, Flask, current_app
+
+from idp.factors.challenges import ChallengeStore
+from idp.factors.contract import Factor, validate_class
+from idp.factors.errors import FactorLoadError, FactorNotFound
+from idp.factors.store import CredentialStore
+from idp.factors.types import AttemptContext, CredentialInfo, FactorKind, FactorUrls, UserRef
+
+GROUP = "idp.factors"
+EXTENSION_KEY = "idp.factors"
+log = logging.getLogger(__name__)
 
 
-def init_app(app, settings):
-    pass
+def _entry_points() -> Iterable:
+    return entry_points(group=GROUP)
+
+
+def load_classes(disabled: Iterable[str] = ()) -> dict[str, type[Factor]]:
+    """Import the classes of every installed, enabled factor (no app needed). Raises FactorLoadError."""
+    skip = set(disabled)
+    classes: dict[str, type[Factor]] = {}
+    for ep in _entry_points():
+        if ep.name in skip or ep.name in classes:
+            continue
+        try:
+            cls = ep.load()
+        except ModuleNotFoundError as exc:
+            # Stale metadata of a removed plugin: its module is gone. Not fatal, but loud.
+            if exc.name and ep.module.startswith(exc.name):
+                log.error("factor plugin %r is registered but its module %s is missing; skipped",
+                          ep.name, ep.module)
+                continue
+            raise FactorLoadError(f"factor plugin {ep.name!r} ({ep.value}) cannot be imported: {exc}") from exc
+        except Exception as exc:  # an operator problem: name the plugin
+            raise FactorLoadError(f"factor plugin {ep.name!r} ({ep.value}) cannot be imported: {exc}") from exc
+        problems = validate_class(cls, expected_name=ep.name)
+        if problems:
+            raise FactorLoadError(f"factor plugin {ep.name!r} ({ep.value}): " + "; ".join(problems))
+        classes[ep.name] = cls
+    return classes
+
+
+class FactorRegistry:
+    """The installed, enabled factors of one app, in entry-point (then registration) order."""
+
+    def __init__(self, app: Flask, settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.disabled = frozenset(settings.get("factors.disabled") or ())
+        self._factors: dict[str, Factor] = {}
+        # Unbound store for the account and admin pages (every factor's credentials).
+        self.store = CredentialStore(None, self.kind_of)
+
+    # --- registration --------------------------------------------------------------------
+
+    def register(self, cls: type[Factor]) -> Factor | None:
+        """Validate, instantiate and mount a factor class. Returns the instance (None if disabled).
+
+        Works after `create_app` and before the app handles its first request (Flask refuses
+        new blueprints afterwards). Registering the same name twice is a FactorLoadError.
+        """
+        problems = validate_class(cls)
+        if problems:
+            raise FactorLoadError(f"factor {getattr(cls, 'name', cls)!r}: " + "; ".join(problems))
+        if cls.name in self.disabled:
+            return None
+        if cls.name in self._factors:
+            raise FactorLoadError(f"factor {cls.name!r} is registered twice")
+        factor = cls(store=CredentialStore(cls.name, self.kind_of), challenges=ChallengeStore(cls.name),
+                     settings=self.settings.section(f"factors.{cls.name}"))
+        self._mount(factor)
+        self._factors[cls.name] = factor
+        return factor
+
+    def _mount(self, factor: Factor) -> None:
+        folder = Path(inspect.getfile(type(factor))).resolve().parent
+        static = folder / "static"
+        bp = Blueprint(f"factor_{factor.name}", type(factor).__module__, template_folder=str(folder / "templates"),
+                       static_folder=str(static) if static.is_dir() else None,
+                       static_url_path="/static" if static.is_dir() else None,
+                       url_prefix=f"/factors/{factor.name}")
+        self.app.register_blueprint(bp)
+        device = factor.device_blueprint()
+        if device is not None:
+            self.app.register_blueprint(device, url_prefix=f"/factors/{factor.name}",
+                                        name=f"factor_{factor.name}_device")
+
+    # --- lookups -------------------------------------------------------------------------
+
+    def get(self, name: str) -> Factor:
+        """The factor called `name`; FactorNotFound when not installed or disabled."""
+        try:
+            return self._factors[name]
+        except KeyError:
+            raise FactorNotFound(f"no enabled factor named {name!r}") from None
+
+    def all(self, kind: FactorKind | str | None = None) -> list[Factor]:
+        """Every enabled factor, optionally of one kind."""
+        if kind is None:
+            return list(self._factors.values())
+        kind = FactorKind(kind)
+        return [f for f in self._factors.values() if f.kind == kind]
+
+    def names(self) -> list[str]:
+        return list(self._factors)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._factors
+
+    def kind_of(self, name: str) -> FactorKind | None:
+        factor = self._factors.get(name)
+        return factor.kind if factor else None
+
+    # --- helpers for the pipeline and the account page -----------------------------------
+
+    def context(self, factor: Factor | str, *, transaction_id: str | None = None, client_name: str | None = None,
+                remote_addr: str | None = None, user_agent: str | None = None,
+                now: datetime | None = None) -> AttemptContext:
+        """An `AttemptContext` for `factor`: its settings section, URL builder, issuer, RP id and origin.
+
+        RP id and origin come from `factors.webauthn.rp_id`/`origin`, else from the issuer URL.
+        """
+        from urllib.parse import urlsplit
+
+        from idp.db import utcnow
+
+        name = factor if isinstance(factor, str) else factor.name
+        issuer = self.settings.issuer
+        parts = urlsplit(issuer)
+        rp_id = self.settings.get("factors.webauthn.rp_id") or (parts.hostname or "")
+        origin = self.settings.get("factors.webauthn.origin") or f"{parts.scheme}://{parts.netloc}"
+        return AttemptContext(transaction_id=transaction_id, client_name=client_name, remote_addr=remote_addr,
+                              user_agent=user_agent, now=now or utcnow(),
+                              settings=self.settings.section(f"factors.{name}"), urls=FactorUrls(name),
+                              issuer=issuer, rp_id=rp_id, origin=origin)
+
+    def remove_credential(self, user: UserRef | int, credential_id: int) -> CredentialInfo | None:
+        """Revoke any factor's credential of `user` and let its factor clean up; the caller commits."""
+        info = self.store.revoke(user, credential_id)
+        if info is not None and info.factor in self._factors:
+            self._factors[info.factor].on_removed(info)
+        return info
+
+
+def init_app(app: Flask, settings) -> FactorRegistry:
+    """Load the enabled factors once and attach the registry to `app.extensions["idp.factors"]`."""
+    registry = FactorRegistry(app, settings)
+    for name, cls in load_classes(registry.disabled).items():
+        registry.register(cls)
+    app.extensions[EXTENSION_KEY] = registry
+    log.debug("factors enabled: %s", ", ".join(registry.names()) or "none")
+    return registry
+
+
+def current_registry() -> FactorRegistry:
+    """The registry of the current app (inside an app or request context)."""
+    return current_app.extensions[EXTENSION_KEY]
+
+
+def cli_commands() -> dict[str, Any]:
+    """`{name: click command}` contributed by installed factors through `Factor.cli_command()`.
+
+    Needs no app (the CLI is built before one exists), so `factors.disabled` is not applied
+    here; a command of a disabled factor fails at run time. The core mounts them under
+    `idp factor NAME` (see `factor_group`).
+    """
+    commands: dict[str, Any] = {}
+    for ep in _entry_points():
+        try:
+            cls = ep.load()
+        except Exception as exc:  # a broken plugin must not take the whole CLI down
+            log.warning("factor plugin %s cannot be imported: %s", ep.name, exc)
+            continue
+        command = cls.cli_command() if isinstance(cls, type) and issubclass(cls, Factor) else None
+        if command is not None:
+            command.name = ep.name
+            commands[ep.name] = command
+    return commands
+
+
+def factor_group():
+    """The `idp factor` click group with every plugin's command mounted under its name."""
+    import click
+
+    @click.group(name="factor", help="Commands contributed by factor plugins.")
+    def group() -> None:
+        pass
+
+    for name, command in sorted(cli_commands().items()):
+        group.add_command(command, name)
+    return group

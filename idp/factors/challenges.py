@@ -1,0 +1,126 @@
+"""The challenge store: out-of-band challenges in `factor_challenges` (push requests, e-mailed codes,
+activation codes), one table for every factor as privacyIDEA keeps it.
+
+A challenge is created `pending` with an expiry and answered exactly once by one
+conditional statement (`UPDATE ... WHERE id = :id AND status = 'pending' AND
+expires_at > :now`, through `db.claim`), so a late, duplicated or parallel answer
+changes nothing. Plugins get a store bound to their factor name (`self.challenges`).
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+from sqlalchemy import select, update
+
+from idp.db import db, utcnow
+from idp.factors.types import UserRef
+from idp.models import FactorChallenge
+
+PENDING = "pending"
+EXPIRED = "expired"
+_FRESH = {"populate_existing": True}
+
+
+@dataclass(frozen=True)
+class ChallengeInfo:
+    id: str
+    factor: str
+    user_id: int | None
+    transaction_id: str | None
+    credential_id: int | None
+    lookup_key: str | None
+    payload: dict
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    answered_at: datetime | None
+
+
+def _info(row: FactorChallenge) -> ChallengeInfo:
+    return ChallengeInfo(id=row.id, factor=row.factor, user_id=row.user_id, transaction_id=row.transaction_id,
+                         credential_id=row.credential_id, lookup_key=row.lookup_key,
+                         payload=dict(row.payload_json or {}), status=row.status, created_at=row.created_at,
+                         expires_at=row.expires_at, answered_at=row.answered_at)
+
+
+class ChallengeStore:
+    """Challenge verbs bound to one factor."""
+
+    def __init__(self, factor: str) -> None:
+        self.factor = factor
+
+    def create(self, user: UserRef | int | None, *, ttl: timedelta | float, transaction_id: str | None = None,
+               credential_id: int | None = None, payload: Mapping[str, Any] | None = None,
+               lookup_key: str | None = None, now: datetime | None = None) -> ChallengeInfo:
+        """Insert a pending challenge (random 32-byte id) expiring after `ttl`; the caller commits."""
+        stamp = now or utcnow()
+        if not isinstance(ttl, timedelta):
+            ttl = timedelta(seconds=float(ttl))
+        user_id = user.id if isinstance(user, UserRef) else user
+        row = FactorChallenge(id=secrets.token_urlsafe(32), factor=self.factor, user_id=user_id,
+                              transaction_id=transaction_id, credential_id=credential_id,
+                              lookup_key=lookup_key, payload_json=dict(payload or {}), status=PENDING,
+                              created_at=stamp, expires_at=stamp + ttl)
+        db.session.add(row)
+        db.session.flush()
+        return _info(row)
+
+    def get(self, challenge_id: str) -> ChallengeInfo | None:
+        row = db.session.scalars(select(FactorChallenge).where(
+            FactorChallenge.id == challenge_id, FactorChallenge.factor == self.factor),
+            execution_options=_FRESH).first()
+        return _info(row) if row else None
+
+    def find(self, lookup_key: str) -> ChallengeInfo | None:
+        row = db.session.scalars(select(FactorChallenge).where(
+            FactorChallenge.lookup_key == lookup_key, FactorChallenge.factor == self.factor),
+            execution_options=_FRESH).first()
+        return _info(row) if row else None
+
+    def answer(self, challenge_id: str, status: str, *, payload: Mapping[str, Any] | None = None,
+               now: datetime | None = None) -> ChallengeInfo | None:
+        """Answer a pending, unexpired challenge exactly once (committed). None: already answered,
+        expired, unknown, or another request won the race."""
+        if status == PENDING:
+            raise ValueError("a challenge cannot be answered with 'pending'")
+        stamp = now or utcnow()
+        values: dict[str, Any] = {"status": status, "answered_at": stamp}
+        if payload is not None:
+            values["payload_json"] = dict(payload)
+        row = db.claim(FactorChallenge,
+                       where=[FactorChallenge.id == challenge_id, FactorChallenge.factor == self.factor,
+                              FactorChallenge.status == PENDING, FactorChallenge.expires_at > stamp],
+                       values=values)
+        return _info(row) if row else None
+
+    def expire(self, challenge_id: str, *, now: datetime | None = None) -> bool:
+        """Mark a pending challenge expired (cancelled, superseded); the caller commits."""
+        result = db.session.execute(
+            update(FactorChallenge).where(FactorChallenge.id == challenge_id, FactorChallenge.factor == self.factor,
+                                          FactorChallenge.status == PENDING)
+            .values(status=EXPIRED, answered_at=now or utcnow()), execution_options={"synchronize_session": False})
+        return result.rowcount == 1
+
+    def expire_for_credential(self, credential_id: int, *, now: datetime | None = None) -> int:
+        """Expire every pending challenge of one credential (`Factor.on_removed`); the caller commits."""
+        result = db.session.execute(
+            update(FactorChallenge).where(FactorChallenge.credential_id == credential_id,
+                                          FactorChallenge.factor == self.factor, FactorChallenge.status == PENDING)
+            .values(status=EXPIRED, answered_at=now or utcnow()), execution_options={"synchronize_session": False})
+        return result.rowcount
+
+    def pending(self, *, user: UserRef | int | None = None, credential_id: int | None = None,
+                now: datetime | None = None) -> list[ChallengeInfo]:
+        """Unexpired pending challenges of a user and/or credential, oldest first."""
+        stmt = select(FactorChallenge).where(FactorChallenge.factor == self.factor,
+                                             FactorChallenge.status == PENDING,
+                                             FactorChallenge.expires_at > (now or utcnow()))
+        if user is not None:
+            stmt = stmt.where(FactorChallenge.user_id == (user.id if isinstance(user, UserRef) else user))
+        if credential_id is not None:
+            stmt = stmt.where(FactorChallenge.credential_id == credential_id)
+        return [_info(r) for r in db.session.scalars(stmt.order_by(FactorChallenge.created_at),
+                                                     execution_options=_FRESH)]

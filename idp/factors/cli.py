@@ -1,0 +1,36 @@
+"""Helpers for plugin CLI commands (`idp factor NAME ...`): an app context, one-line errors."""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import click
+
+
+def with_app_context(fn: Callable) -> Callable:
+    """Run `fn` inside an app context: the current one, the Flask CLI's, or a fresh `create_app()`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from flask import has_app_context
+
+        if has_app_context():
+            return fn(*args, **kwargs)
+        app = None
+        ctx = click.get_current_context(silent=True)
+        info = ctx.find_object(__import__("flask.cli", fromlist=["ScriptInfo"]).ScriptInfo) if ctx else None
+        if info is not None:
+            app = info.load_app()
+        if app is None:
+            from idp.app import create_app
+
+            app = create_app()
+        with app.app_context():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def fail(message: str) -> None:
+    """Exit non-zero with a one-line message on stderr."""
+    raise click.ClickException(message)

@@ -1,0 +1,240 @@
+"""The factor plugin contract: what a second factor (or recovery method) must declare and implement.
+
+A factor is a class registered under the entry-point group `idp.factors`; the
+registry reads its class attributes without instantiating it, validates them,
+then builds one instance per app with `Factor(store=..., challenges=...,
+settings=...)`. The pipeline (`idp/login`) and the account page drive it only
+through the methods below. None of them touches the Flask session, the request
+or the models: what the factor needs comes in as arguments (`UserRef`,
+`AttemptContext`, the `state` it returned earlier, the submitted `response`),
+and what it keeps goes through `self.store` (credentials) and `self.challenges`
+(out-of-band challenges).
+
+A minimal factor::
+
+    class EmailCodeFactor(Factor):
+        name = "email_code"
+        label = _l("Code by e-mail")
+        kind = FactorKind.SECOND_FACTOR
+        amr = ("otp",)
+
+        def begin_enrolment(self, user, ctx): ...
+        def finish_enrolment(self, user, state, response, ctx): ...
+        def begin_challenge(self, user, ctx): ...
+        def verify(self, user, state, response, ctx): ...
+
+Outcomes are values, not exceptions: `Verified`, `Rejected`, `Pending`, `Denied`
+from `verify`/`poll`, `Enrolled` or `Rejected` from `finish_enrolment`. Raise only
+`FactorError` subclasses, and only for operator problems.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+from idp.factors.types import (
+    AttemptContext, CredentialInfo, Description, EnrolOutcome, FactorKind, Step, UserRef, VerifyOutcome,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import click
+    from flask import Blueprint
+
+    from idp.factors.challenges import ChallengeStore
+    from idp.factors.store import CredentialStore
+
+# RFC 8176 section 2 registry values; `amr` must use these (the registry checks).
+RFC8176_AMR = frozenset({
+    "face", "fpt", "geo", "hwk", "iris", "kba", "mca", "mfa", "otp", "pin", "pop", "pwd", "rba", "retina",
+    "sc", "sms", "swk", "tel", "user", "vbm", "wia",
+})
+
+
+class Factor:
+    """Base class of every factor. Subclasses set the class attributes and implement the methods
+    marked "Developers MUST implement"."""
+
+    #: Stable id; must equal the entry-point name (`totp`, `webauthn`, ...). Stored in `credentials.factor`.
+    name: ClassVar[str] = ""
+    #: Translatable display name ("Authenticator app"); use `flask_babel.lazy_gettext`.
+    label: ClassVar[Any] = ""
+    #: `FactorKind.SECOND_FACTOR` or `FactorKind.RECOVERY` ("I can't use my usual method").
+    kind: ClassVar[FactorKind] = FactorKind.SECOND_FACTOR
+    #: RFC 8176 values a successful `verify` contributes by default (a `Verified` may refine them).
+    amr: ClassVar[tuple[str, ...]] = ()
+    #: Several credentials per user (several TOTP apps, several security keys).
+    allow_multiple: ClassVar[bool] = True
+    #: The user may add it from the account page (False for admin-issued factors).
+    user_enrollable: ClassVar[bool] = True
+    #: Completes out of band: the page calls `poll` until it stops answering `Pending`.
+    supports_poll: ClassVar[bool] = False
+    #: Bound to the origin (WebAuthn): for "phishing-resistant only" policies and `acr`.
+    phishing_resistant: ClassVar[bool] = False
+
+    def __init__(self, store: "CredentialStore", challenges: "ChallengeStore",
+                 settings: Mapping[str, Any] | None = None) -> None:
+        self.store = store
+        self.challenges = challenges
+        self.settings = settings or {}
+
+    # --- discovery -----------------------------------------------------------------------
+
+    def is_configured_for(self, user: UserRef) -> bool:
+        """Does `user` hold at least one usable credential of this factor?
+
+        Default: the store has a non-revoked credential. Override when usability needs more
+        (e.g. recovery codes: at least one unused code)::
+
+            if factor.is_configured_for(user_ref):
+                offer(factor)
+        """
+        return self.store.count(user) > 0
+
+    # --- enrolment -----------------------------------------------------------------------
+
+    def begin_enrolment(self, user: UserRef, ctx: AttemptContext) -> Step:
+        """Create pending enrolment material. Developers MUST implement.
+
+        Nothing is stored yet: the material goes into `Step.state` (kept server-side by the
+        caller) and what the page shows into `Step.view`::
+
+            def begin_enrolment(self, user, ctx):
+                secret = pyotp.random_base32()
+                return Step(state={"secret": secret}, view={"qr_svg": ..., "uri": ...})
+
+        Returns: `Step(state, view)`; `state` must be JSON-serialisable.
+        """
+        raise NotImplementedError
+
+    def finish_enrolment(self, user: UserRef, state: dict, response: Mapping[str, Any],
+                         ctx: AttemptContext) -> EnrolOutcome:
+        """Verify possession of the pending material, then store the credential. Developers MUST implement.
+
+        `state` is exactly what `begin_enrolment` returned; `response` the submitted fields::
+
+            if not valid(state["secret"], response.get("code")):
+                return Rejected("invalid_code")
+            return Enrolled(self.store.create(user, label=..., public={...}, secret=...))
+
+        Returns:
+            `Enrolled(credential)` -- the credential was created (the caller commits, with its audit event);
+            `Rejected(reason)` -- nothing was stored; the page shows the same step again.
+        """
+        raise NotImplementedError
+
+    # --- login ---------------------------------------------------------------------------
+
+    def begin_challenge(self, user: UserRef, ctx: AttemptContext) -> Step:
+        """Produce what the challenge page needs. Developers MUST implement.
+
+        Called each time the page is shown; the new `state` replaces the old one, so a
+        challenge is never answered twice. TOTP needs nothing (`Step({}, {})`); WebAuthn
+        returns assertion options and keeps the challenge in `state`::
+
+            options = generate_authentication_options(...)
+            return Step(state={"challenge": b64(options.challenge)}, view={"options_json": ...})
+        """
+        raise NotImplementedError
+
+    def verify(self, user: UserRef, state: dict, response: Mapping[str, Any],
+               ctx: AttemptContext) -> VerifyOutcome:
+        """Check the response against the user's credentials. Developers MUST implement.
+
+        Consume counters atomically through the store (`advance_counter`, `consume`), never by
+        reading then writing. Garbage input is a `Rejected`, never an exception::
+
+            outcome = factor.verify(user_ref, txn.factor_state, request.form, ctx)
+            if isinstance(outcome, Verified): ...
+
+        Returns:
+            `Verified(credential_id, amr, facts)` -- possession proven; the pipeline records the step;
+            `Rejected(reason, counts_as_failure=True)` -- wrong/replayed/expired; counts towards the
+                brute-force limit unless `counts_as_failure` is False (e.g. an empty form);
+            `Pending(retry_after)` -- (poll factors) not decided yet;
+            `Denied(reason, fraud=False)` -- the user refused elsewhere; `fraud` when reported as not theirs.
+        """
+        raise NotImplementedError
+
+    def poll(self, user: UserRef, state: dict, ctx: AttemptContext) -> VerifyOutcome:
+        """Non-blocking status of an out-of-band challenge. Implement when `supports_poll` is True.
+
+        Same outcomes as `verify`; `Pending(retry_after=2.0)` while nobody answered::
+
+            outcome = factor.poll(user_ref, txn.factor_state, ctx)
+        """
+        raise NotImplementedError(f"factor {self.name!r} does not support polling")
+
+    # --- extras --------------------------------------------------------------------------
+
+    def device_blueprint(self) -> "Blueprint | None":
+        """Optional device-facing endpoints (push activation, long-poll), mounted at `/factors/<name>/`.
+
+        Return a `flask.Blueprint` (its endpoints become `factor_<name>_device.<endpoint>`), or None::
+
+            def device_blueprint(self):
+                bp = Blueprint("push_device", __name__)
+                bp.add_url_rule("/activate", view_func=..., methods=["POST"])
+                return bp
+        """
+        return None
+
+    def describe(self, credential: CredentialInfo) -> Description:
+        """Public facts about one credential for the account and admin lists.
+
+        Default: label and times. Override to add facts (digits, remaining codes)::
+
+            d = factor.describe(info)   # Description(id, factor, label, created_at, last_used_at, facts)
+        """
+        return Description(id=credential.id, factor=credential.factor,
+                           label=credential.label or str(self.label), created_at=credential.created_at,
+                           last_used_at=credential.last_used_at, facts={})
+
+    def on_removed(self, credential: CredentialInfo) -> None:
+        """Optional cleanup after the user or an admin revoked `credential` (e.g. cancel pending push
+        challenges). Called in the same transaction as the revocation; must not commit."""
+        return None
+
+    @classmethod
+    def cli_command(cls) -> "click.Command | None":
+        """Optional click command or group, mounted as `idp factor <name>`.
+
+        Runs with an app context (use `idp.factors.cli.with_app_context`); get the live instance with
+        `current_registry().get(cls.name)`::
+
+            @classmethod
+            def cli_command(cls):
+                @click.group(name=cls.name)
+                def group(): ...
+                return group
+        """
+        return None
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+def validate_class(cls: type, expected_name: str | None = None) -> list[str]:
+    """The problems with a factor class's declared attributes (empty list: valid)."""
+    problems: list[str] = []
+    if not isinstance(cls, type) or not issubclass(cls, Factor):
+        return [f"{cls!r} is not a subclass of idp.factors.Factor"]
+    if not isinstance(cls.name, str) or not cls.name or not cls.name.replace("_", "").isalnum() \
+            or not cls.name.islower():
+        problems.append(f"name {cls.name!r} must be a non-empty lowercase identifier")
+    if expected_name is not None and cls.name != expected_name:
+        problems.append(f"name {cls.name!r} differs from its entry-point name {expected_name!r}")
+    if not str(cls.label):
+        problems.append("label must not be empty")
+    if not isinstance(cls.kind, FactorKind):
+        problems.append(f"kind {cls.kind!r} must be a FactorKind")
+    if not isinstance(cls.amr, tuple) or not cls.amr or any(v not in RFC8176_AMR for v in cls.amr):
+        problems.append(f"amr {cls.amr!r} must be a non-empty tuple of RFC 8176 values")
+    for flag in ("allow_multiple", "user_enrollable", "supports_poll", "phishing_resistant"):
+        if not isinstance(getattr(cls, flag), bool):
+            problems.append(f"{flag} must be a bool")
+    required = ["begin_enrolment", "finish_enrolment", "begin_challenge", "verify"]
+    if cls.supports_poll:
+        required.append("poll")
+    for method in required:
+        if getattr(cls, method) is getattr(Factor, method):
+            problems.append(f"{method}() is not implemented")
+    return problems

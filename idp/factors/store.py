@@ -1,0 +1,345 @@
+"""The credential store: the only code that reads or writes the `credentials` table.
+
+Plugins get a store bound to their factor name (`self.store`) and never see a
+model: every method takes a `UserRef` (or a user id) and returns
+`CredentialInfo` values. The verbs that decide "exactly once" are single
+conditional statements that commit at once (`advance_counter`, `consume`), so
+two processes cannot both accept the same TOTP step or recovery code. The other
+writes (`create`, `replace_set`, `rename`, `revoke`, `touch`) join the caller's
+transaction and are committed by the caller together with its audit event.
+
+Secrets are sealed with the key ring (AES-256-GCM) under the associated data
+`factor|user_id|credential_id`: a ciphertext copied into another row, another
+user or another factor does not open. The id exists only after the INSERT, so
+`create` inserts, flushes, then seals and sets the secret.
+
+`User.second_factor_count` (the policy's indexed status expression depends on
+it) is kept in the same transaction: +1 on creating, -1 on revoking a
+credential of a SECOND_FACTOR-kind factor; `replace_set` recounts with a
+subquery. `recount_second_factors` repairs the column for everyone (for
+example after a factor is disabled).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable, Iterable, Mapping
+
+from flask import current_app
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from idp.db import db, utcnow
+from idp.factors.errors import FactorError, SecretUnavailable
+from idp.factors.types import CredentialInfo, FactorKind, UserRef
+from idp.models import Credential, User
+from idp.security.secrets import SecretError
+
+UserLike = UserRef | int
+
+
+class CredentialConflict(FactorError):
+    """A credential with this `(factor, lookup_key)` already exists (e.g. a security key registered twice)."""
+
+
+def _user_id(user: UserLike) -> int:
+    return user.id if isinstance(user, UserRef) else int(user)
+
+
+def _credential_id(credential: CredentialInfo | int) -> int:
+    return credential.id if isinstance(credential, CredentialInfo) else int(credential)
+
+
+def associated_data(factor: str, user_id: int, credential_id: int) -> bytes:
+    """What binds a sealed secret to its row."""
+    return f"{factor}|{user_id}|{credential_id}".encode()
+
+
+def to_info(row: Credential) -> CredentialInfo:
+    return CredentialInfo(id=row.id, user_id=row.user_id, factor=row.factor, label=row.label or "",
+                          public=dict(row.public_json or {}), lookup_key=row.lookup_key,
+                          counter=int(row.counter or 0), created_at=row.created_at,
+                          last_used_at=row.last_used_at, used_at=row.used_at, revoked_at=row.revoked_at)
+
+
+# The session keeps objects across commits (expire_on_commit=False) and the gates update rows with
+# synchronize_session=False: every read refreshes what it loads instead of trusting the identity map.
+_FRESH = {"populate_existing": True}
+
+
+def _keyring():
+    return current_app.extensions["idp.keyring"]
+
+
+class CredentialStore:
+    """Credential verbs, optionally bound to one factor (`factor`), as plugins receive it.
+
+    Unbound (`factor=None`), it serves the account and admin pages: `list(user)` returns every
+    factor's credentials and `revoke(user, id)` works on any of them. `kind_of(name)` tells
+    whether a factor's credentials count towards `User.second_factor_count` (the registry
+    passes its own lookup).
+    """
+
+    def __init__(self, factor: str | None = None,
+                 kind_of: Callable[[str], FactorKind | None] | None = None) -> None:
+        self.factor = factor
+        self._kind_of = kind_of or (lambda name: None)
+
+    def for_factor(self, factor: str) -> "CredentialStore":
+        return CredentialStore(factor, self._kind_of)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _name(self, factor: str | None) -> str:
+        name = factor or self.factor
+        if not name:
+            raise TypeError("this store is not bound to a factor: pass factor=...")
+        return name
+
+    def _counts(self, factor: str) -> bool:
+        return self._kind_of(factor) == FactorKind.SECOND_FACTOR
+
+    def _scope(self, factor: str | None = None) -> list:
+        name = factor or self.factor
+        return [Credential.factor == name] if name else []
+
+    @staticmethod
+    def _bump(user_id: int, delta: int) -> None:
+        db.session.execute(update(User).where(User.id == user_id)
+                           .values(second_factor_count=User.second_factor_count + delta),
+                           execution_options={"synchronize_session": False})
+
+    # --- create --------------------------------------------------------------------------
+
+    def create(self, user: UserLike, label: str = "", public: Mapping[str, Any] | None = None,
+               secret: bytes | None = None, lookup_key: str | None = None, counter: int = 0, *,
+               factor: str | None = None, now: datetime | None = None) -> CredentialInfo:
+        """Insert one credential (and seal its secret); the caller commits.
+
+        Raises `CredentialConflict` when `(factor, lookup_key)` exists; the session stays usable.
+        """
+        name, user_id = self._name(factor), _user_id(user)
+        row = Credential(user_id=user_id, factor=name, label=label or "", public_json=dict(public or {}),
+                         lookup_key=lookup_key, counter=counter, created_at=now or utcnow())
+        try:
+            with db.session.begin_nested():
+                db.session.add(row)
+                db.session.flush()
+        except IntegrityError as exc:
+            raise CredentialConflict(f"a {name} credential with this key already exists") from exc
+        if secret is not None:
+            row.secret_key_id, row.secret_ciphertext = _keyring().seal(
+                bytes(secret), associated_data(name, user_id, row.id))
+        if self._counts(name):
+            self._bump(user_id, +1)
+        db.session.flush()
+        return to_info(row)
+
+    def replace_set(self, user: UserLike, items: Iterable[Mapping[str, Any]], *, factor: str | None = None,
+                    now: datetime | None = None) -> list[CredentialInfo]:
+        """Revoke the user's live credentials of this factor and insert `items`, in the caller's transaction.
+
+        Each item is a mapping of `create` keyword arguments (`label`, `public`, `secret`,
+        `lookup_key`, `counter`). Used to regenerate recovery codes: the old set stops working
+        the moment the new one is committed.
+        """
+        name, user_id = self._name(factor), _user_id(user)
+        items = [dict(item) for item in items]
+        # Retire (not delete) the old set: ids stay unique over time, so an id remembered in a stale
+        # login state can never designate a new code, and the history stays for the audit trail.
+        stamp = now or utcnow()
+        db.session.execute(update(Credential).where(Credential.user_id == user_id, Credential.factor == name,
+                                                    Credential.revoked_at.is_(None))
+                           .values(revoked_at=stamp, secret_ciphertext=None, secret_key_id=None, lookup_key=None),
+                           execution_options={"synchronize_session": False})
+        rows = []
+        for item in items:
+            rows.append(Credential(user_id=user_id, factor=name, label=item.get("label", "") or "",
+                                   public_json=dict(item.get("public") or {}),
+                                   lookup_key=item.get("lookup_key"), counter=item.get("counter", 0),
+                                   created_at=stamp))
+        try:
+            with db.session.begin_nested():
+                db.session.add_all(rows)
+                db.session.flush()
+        except IntegrityError as exc:
+            raise CredentialConflict(f"duplicate {name} lookup keys in the new set") from exc
+        for row, item in zip(rows, items):
+            if item.get("secret") is not None:
+                row.secret_key_id, row.secret_ciphertext = _keyring().seal(
+                    bytes(item["secret"]), associated_data(name, user_id, row.id))
+        if self._counts(name):
+            recount_user(user_id, self._second_factor_names())
+        db.session.flush()
+        return [to_info(row) for row in rows]
+
+    def _second_factor_names(self) -> list[str]:
+        from idp.factors.registry import current_registry
+
+        return [f.name for f in current_registry().all(kind=FactorKind.SECOND_FACTOR)]
+
+    # --- read ----------------------------------------------------------------------------
+
+    def list(self, user: UserLike, factor: str | None = None, *,
+             include_revoked: bool = False) -> list[CredentialInfo]:
+        """The user's credentials (this factor's when bound), oldest first."""
+        stmt = select(Credential).where(Credential.user_id == _user_id(user), *self._scope(factor))
+        if not include_revoked:
+            stmt = stmt.where(Credential.revoked_at.is_(None))
+        return [to_info(r) for r in db.session.scalars(stmt.order_by(Credential.id), execution_options=_FRESH)]
+
+    def count(self, user: UserLike, factor: str | None = None, *, unused: bool = False) -> int:
+        """Non-revoked credentials (with `unused`: not yet consumed), one indexed COUNT."""
+        stmt = select(func.count()).select_from(Credential).where(
+            Credential.user_id == _user_id(user), Credential.revoked_at.is_(None), *self._scope(factor))
+        if unused:
+            stmt = stmt.where(Credential.used_at.is_(None))
+        return int(db.session.scalar(stmt) or 0)
+
+    def get(self, user: UserLike, credential_id: int, *, include_revoked: bool = False) -> CredentialInfo | None:
+        """One credential of this user (and factor, when bound), or None."""
+        stmt = select(Credential).where(Credential.id == int(credential_id),
+                                        Credential.user_id == _user_id(user), *self._scope())
+        if not include_revoked:
+            stmt = stmt.where(Credential.revoked_at.is_(None))
+        row = db.session.scalars(stmt, execution_options=_FRESH).first()
+        return to_info(row) if row else None
+
+    def find(self, lookup_key: str, factor: str | None = None) -> CredentialInfo | None:
+        """The live credential with this lookup key (WebAuthn credential id, recovery code HMAC)."""
+        row = db.session.scalars(select(Credential).where(
+            Credential.factor == self._name(factor), Credential.lookup_key == lookup_key,
+            Credential.revoked_at.is_(None)), execution_options=_FRESH).first()
+        return to_info(row) if row else None
+
+    def reveal(self, credential: CredentialInfo | int) -> bytes:
+        """Decrypt a credential's secret. Raises `SecretUnavailable` (an operator problem) when the
+        row has no secret, its key left the ring, or the ciphertext belongs to another row."""
+        cid = _credential_id(credential)
+        row = db.session.execute(select(Credential.factor, Credential.user_id, Credential.secret_key_id,
+                                        Credential.secret_ciphertext)
+                                 .where(Credential.id == cid, *self._scope())).first()
+        if row is None or row.secret_ciphertext is None:
+            raise SecretUnavailable(f"credential {cid} has no stored secret")
+        try:
+            return _keyring().open(row.secret_key_id, row.secret_ciphertext,
+                                   associated_data(row.factor, row.user_id, cid))
+        except SecretError as exc:
+            raise SecretUnavailable(f"credential {cid}: {exc}") from exc
+
+    # --- exactly-once gates (one statement, committed at once) ---------------------------
+
+    def advance_counter(self, credential_id: int, new_value: int, *, now: datetime | None = None) -> bool:
+        """`UPDATE ... SET counter = :new WHERE id = :id AND counter < :new`, committed.
+
+        True: this call moved the counter (the TOTP step / sign count is accepted). False: the
+        counter was already there or beyond (replay, regression, a parallel request won).
+        """
+        row = db.claim(Credential,
+                       where=[Credential.id == int(credential_id), Credential.counter < int(new_value),
+                              Credential.revoked_at.is_(None), *self._scope()],
+                       values={"counter": int(new_value), "last_used_at": now or utcnow()})
+        return row is not None
+
+    def consume(self, credential_id: int, *, now: datetime | None = None) -> bool:
+        """`UPDATE ... SET used_at = :now WHERE id = :id AND used_at IS NULL`, committed.
+
+        True exactly once per credential (a recovery code); False afterwards or when revoked.
+        """
+        stamp = now or utcnow()
+        row = db.claim(Credential,
+                       where=[Credential.id == int(credential_id), Credential.used_at.is_(None),
+                              Credential.revoked_at.is_(None), *self._scope()],
+                       values={"used_at": stamp, "last_used_at": stamp})
+        return row is not None
+
+    # --- other writes (caller commits) ---------------------------------------------------
+
+    def touch(self, credential_id: int, *, now: datetime | None = None) -> None:
+        """Record a use without a counter (authenticators whose sign count stays 0)."""
+        db.session.execute(update(Credential).where(Credential.id == int(credential_id), *self._scope())
+                           .values(last_used_at=now or utcnow()),
+                           execution_options={"synchronize_session": False})
+
+    def rename(self, user: UserLike, credential_id: int, label: str) -> bool:
+        """Set a live credential's label; False when it is not this user's (or not live)."""
+        result = db.session.execute(
+            update(Credential).where(Credential.id == int(credential_id), Credential.user_id == _user_id(user),
+                                     Credential.revoked_at.is_(None), *self._scope())
+            .values(label=label.strip()[:200]), execution_options={"synchronize_session": False})
+        return result.rowcount == 1
+
+    def revoke(self, user: UserLike, credential_id: int, *, now: datetime | None = None) -> CredentialInfo | None:
+        """Revoke a live credential of this user: keep the row (history), drop its secret and lookup key
+        (so the same security key can be registered again). Returns the revoked credential, or None."""
+        user_id = _user_id(user)
+        row = db.session.execute(
+            update(Credential).where(Credential.id == int(credential_id), Credential.user_id == user_id,
+                                     Credential.revoked_at.is_(None), *self._scope())
+            .values(revoked_at=now or utcnow(), secret_ciphertext=None, secret_key_id=None, lookup_key=None)
+            .returning(Credential), execution_options={"synchronize_session": False, **_FRESH}).scalar_one_or_none()
+        if row is None:
+            return None
+        if self._counts(row.factor):
+            self._bump(user_id, -1)
+        return to_info(row)
+
+
+# --- maintenance ---------------------------------------------------------------------------
+
+
+def _live_second_factor_count(user_id_column, names: list[str]):
+    return (select(func.count()).select_from(Credential)
+            .where(Credential.user_id == user_id_column, Credential.revoked_at.is_(None),
+                   Credential.factor.in_(names or ["-"]))
+            .scalar_subquery())
+
+
+def recount_user(user_id: int, second_factor_names: list[str]) -> None:
+    """Set one user's `second_factor_count` from the credentials table (one statement)."""
+    db.session.execute(update(User).where(User.id == user_id)
+                       .values(second_factor_count=_live_second_factor_count(user_id, second_factor_names)),
+                       execution_options={"synchronize_session": False})
+
+
+def recount_second_factors(second_factor_names: list[str] | None = None) -> int:
+    """Repair `second_factor_count` for every user (one UPDATE); commits. Returns the rows updated.
+
+    Without names, uses the installed, enabled SECOND_FACTOR factors of the current app.
+    """
+    if second_factor_names is None:
+        from idp.factors.registry import current_registry
+
+        second_factor_names = [f.name for f in current_registry().all(kind=FactorKind.SECOND_FACTOR)]
+    result = db.session.execute(update(User).values(
+        second_factor_count=_live_second_factor_count(User.id, second_factor_names)),
+        execution_options={"synchronize_session": False})
+    db.session.commit()
+    return result.rowcount
+
+
+def reseal_all(batch_size: int = 200) -> int:
+    """Re-encrypt every secret not sealed with the key ring's current key (`idp keys rotate-secrets`).
+
+    Works in batches, each committed; a row that does not open raises `SecretUnavailable`
+    naming it (an operator must look: a key was dropped too early or the row was tampered with).
+    Returns how many rows were resealed. Safe to re-run: it only picks rows still on old keys.
+    """
+    ring = _keyring()
+    done = 0
+    while True:
+        rows = db.session.scalars(
+            select(Credential).where(Credential.secret_ciphertext.is_not(None),
+                                     Credential.secret_key_id != ring.current_id)
+            .order_by(Credential.id).limit(batch_size)).all()
+        if not rows:
+            return done
+        for row in rows:
+            aad = associated_data(row.factor, row.user_id, row.id)
+            try:
+                plaintext = ring.open(row.secret_key_id, row.secret_ciphertext, aad)
+            except SecretError as exc:
+                db.session.rollback()
+                raise SecretUnavailable(f"credential {row.id}: {exc}") from exc
+            row.secret_key_id, row.secret_ciphertext = ring.seal(plaintext, aad)
+        db.session.commit()
+        done += len(rows)

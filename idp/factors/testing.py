@@ -1,0 +1,216 @@
+"""Test support for factors: an app to test in, users, and the conformance kit every factor runs.
+
+`run_conformance(factor_cls, app, user, answer_enrolment=..., answer_challenge=...)` checks what the
+pipeline relies on, for first-party and third-party factors alike:
+
+- the declared class attributes are valid (the registry's own check);
+- `begin_enrolment` returns a `Step` whose `state` survives a JSON round trip (the pipeline
+  stores it server-side) and whose `view` is a dict;
+- garbage responses to `finish_enrolment` and `verify` are `Rejected`, never exceptions, and
+  store nothing;
+- the enrolment round trip stores exactly one credential, `is_configured_for` turns True and
+  `describe` works on it;
+- with `answer_challenge`, the challenge round trip is `Verified` with RFC 8176 `amr` values
+  and the credential's id.
+
+Use it from pytest::
+
+    def test_conformance(factor_app, factor_user):
+        run_conformance(TotpFactor, factor_app, factor_user,
+                        answer_enrolment=lambda step, ctx: {"code": pyotp.TOTP(step.state["secret"]).now()})
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from idp.factors.contract import RFC8176_AMR, Factor, validate_class
+from idp.factors.types import AttemptContext, CredentialInfo, Description, Enrolled, Rejected, Step, UserRef, Verified
+
+GARBAGE_RESPONSES: tuple[Mapping[str, Any], ...] = (
+    {},
+    {"code": ""},
+    {"code": "not a code"},
+    {"code": "0" * 5000},
+    {"code": "١٢٣٤٥٦"},  # non-ASCII digits
+    {"response": "{"},
+    {"response": json.dumps({"id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": {}})},
+    {"code": None, "response": None},
+)
+
+STEP_TEMPLATE_STUB = (
+    "<form method=post>{% block fields %}{% endblock %}<button type=submit>Continue</button></form>"
+)
+
+
+# --- an app to test factors in ----------------------------------------------------------------
+
+
+def make_app(database_url: str, overrides: Mapping[str, Any] | None = None):
+    """Build the app through `create_app`; if the rest of the app is not importable yet (modules
+    mid-change in a shared tree), fall back to a minimal Flask app with the same factor wiring."""
+    config = {"server.database_url": database_url, "server.secret_key": "test-secret-key-for-factors",
+              "server.issuer": "http://localhost:5000", **(overrides or {})}
+    try:
+        from idp.app import create_app
+
+        app = create_app(config)
+    except (ImportError, AttributeError):
+        app = _minimal_app(config)
+    app.config.update(TESTING=True, WTF_CSRF_ENABLED=False, SERVER_NAME="localhost:5000")
+    _ensure_step_template(app)
+    return app
+
+
+def _minimal_app(config: Mapping[str, Any]):
+    from flask import Flask
+
+    from idp import extensions
+    from idp.config import load_settings
+    from idp.db import db
+    from idp.factors import registry
+    from idp.security.secrets import KeyRing
+
+    root = Path(__file__).resolve().parent.parent
+    app = Flask("idp", template_folder=str(root / "templates"))
+    settings = load_settings(config, environ={})
+    app.config.update(SECRET_KEY=settings.secret_key)
+    app.extensions["idp.settings"] = settings
+    app.extensions["idp.keyring"] = KeyRing.from_settings(settings.get("security.encryption_keys") or [],
+                                                          settings.secret_key)
+    db.init_app(app, settings.database_url)
+    extensions.init_app(app, settings)
+    registry.init_app(app, settings)
+    return app
+
+
+def _ensure_step_template(app) -> None:
+    """Plugin templates extend "login/step.html"; give tests a stub until the real one exists."""
+    from jinja2 import ChoiceLoader, DictLoader
+
+    try:
+        app.jinja_env.get_template("login/step.html")
+    except Exception:
+        app.jinja_loader  # noqa: B018 - make sure the app's loader is built
+        app.jinja_env.loader = ChoiceLoader([app.jinja_env.loader,
+                                             DictLoader({"login/step.html": STEP_TEMPLATE_STUB})])
+
+
+def create_schema() -> None:
+    from idp.db import Base, db
+
+    import idp.models  # noqa: F401 - register every table
+
+    Base.metadata.create_all(db.engine)
+
+
+def postgres_url_with_schema(base_url: str) -> tuple[str, str]:
+    """A URL whose connections use a fresh schema (isolated from other test runs on the same DB)."""
+    schema = f"t_factors_{uuid.uuid4().hex[:10]}"
+    sep = "&" if "?" in base_url else "?"
+    return f"{base_url}{sep}options=-csearch_path%3D{schema}", schema
+
+
+def make_user(email: str = "alice@example.com", org_name: str = "Example", **fields) -> UserRef:
+    """Insert an organization (if needed) and a user; commit; return the `UserRef`."""
+    from sqlalchemy import select
+
+    from idp.db import db
+    from idp.factors.directory import user_ref
+    from idp.models import Organization, User
+
+    org = db.session.scalars(select(Organization).where(Organization.name == org_name)).first()
+    if org is None:
+        org = Organization(name=org_name)
+        db.session.add(org)
+        db.session.flush()
+    user = User(public_id=uuid.uuid4().hex, org_id=org.id, email=email, name=fields.pop("name", "Alice Example"),
+                **fields)
+    db.session.add(user)
+    db.session.commit()
+    return user_ref(user)
+
+
+def second_factor_count(user: UserRef) -> int:
+    from sqlalchemy import select
+
+    from idp.db import db
+    from idp.models import User
+
+    return int(db.session.scalar(select(User.second_factor_count).where(User.id == user.id)))
+
+
+# --- the conformance kit ----------------------------------------------------------------------
+
+
+def _json_round_trip(state: Any) -> dict:
+    assert isinstance(state, dict), f"Step.state must be a dict, not {type(state).__name__}"
+    return json.loads(json.dumps(state))
+
+
+def run_conformance(factor_cls: type[Factor], app, user: UserRef, *,
+                    answer_enrolment: Callable[[Step, AttemptContext], Mapping[str, Any]],
+                    answer_challenge: Callable[[Step, CredentialInfo, AttemptContext], Mapping[str, Any]] | None
+                    = None) -> CredentialInfo:
+    """Run the contract checks against `factor_cls` inside `app` (registering it if needed).
+
+    Must be called inside an app (or request) context. Returns the enrolled credential.
+    """
+    from idp.db import db
+    from idp.factors.registry import current_registry
+
+    problems = validate_class(factor_cls)
+    assert not problems, f"{factor_cls.__name__}: {problems}"
+    registry = current_registry()
+    factor = registry.get(factor_cls.name) if factor_cls.name in registry else registry.register(factor_cls)
+    assert isinstance(factor, factor_cls)
+    ctx = registry.context(factor, transaction_id="conformance", client_name="Conformance client",
+                           remote_addr="127.0.0.1", user_agent="pytest")
+    before = factor.store.count(user)
+
+    # Enrolment: garbage first (nothing stored), then the real answer.
+    step = factor.begin_enrolment(user, ctx)
+    assert isinstance(step, Step) and isinstance(step.view, dict)
+    state = _json_round_trip(step.state)
+    for garbage in GARBAGE_RESPONSES:
+        outcome = factor.finish_enrolment(user, state, garbage, ctx)
+        assert isinstance(outcome, Rejected), f"finish_enrolment({garbage!r}) returned {outcome!r}"
+        assert isinstance(outcome.reason, str) and outcome.reason
+        db.session.rollback()
+        assert factor.store.count(user) == before, f"finish_enrolment({garbage!r}) stored something"
+    outcome = factor.finish_enrolment(user, state, answer_enrolment(step, ctx), ctx)
+    assert isinstance(outcome, Enrolled), f"enrolment round trip returned {outcome!r}"
+    db.session.commit()
+    credential = outcome.credential
+    assert isinstance(credential, CredentialInfo) and credential.factor == factor.name
+    assert credential.id in [c.id for c in factor.store.list(user)]
+    assert factor.is_configured_for(user)
+    description = factor.describe(credential)
+    assert isinstance(description, Description) and description.id == credential.id
+    assert str(description.label)
+
+    # Challenge: garbage is Rejected; the real answer (when the test can produce one) is Verified.
+    step = factor.begin_challenge(user, ctx)
+    assert isinstance(step, Step) and isinstance(step.view, dict)
+    state = _json_round_trip(step.state)
+    for garbage in GARBAGE_RESPONSES:
+        outcome = factor.verify(user, state, garbage, ctx)
+        assert isinstance(outcome, Rejected), f"verify({garbage!r}) returned {outcome!r}"
+        db.session.rollback()
+    if answer_challenge is not None:
+        step = factor.begin_challenge(user, ctx)
+        state = _json_round_trip(step.state)
+        outcome = factor.verify(user, state, answer_challenge(step, credential, ctx), ctx)
+        assert isinstance(outcome, Verified), f"challenge round trip returned {outcome!r}"
+        assert outcome.amr and set(outcome.amr) <= RFC8176_AMR
+        assert outcome.credential_id in [c.id for c in factor.store.list(user)]
+        db.session.commit()
+    return credential
+
+
+def database_url_for_tests(tmp_path) -> str:
+    """SQLite in `tmp_path`, the default for unit tests."""
+    return "sqlite:///" + os.fspath(Path(tmp_path) / "factors.sqlite")

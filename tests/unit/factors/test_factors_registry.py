@@ -1,0 +1,140 @@
+"""The registry: entry-point discovery, validation, run-time registration of a third-party factor."""
+import hmac
+
+import click
+import click.testing
+import pytest
+from flask import Blueprint
+
+from idp.factors import (
+    Enrolled, Factor, FactorKind, FactorLoadError, FactorNotFound, Rejected, Step, Verified,
+)
+from idp.factors import registry as registry_module
+from idp.factors.registry import current_registry
+from idp.factors.testing import make_app, run_conformance
+
+
+class ParrotFactor(Factor):
+    """A third-party factor defined here: the user proves they remember a word (stored sealed)."""
+
+    name = "parrot"
+    label = "Parrot word"
+    kind = FactorKind.SECOND_FACTOR
+    amr = ("kba",)
+
+    def begin_enrolment(self, user, ctx):
+        return Step(state={"word": "polly"}, view={"hint": "say polly"})
+
+    def finish_enrolment(self, user, state, response, ctx):
+        if not isinstance(response.get("code"), str) or response["code"] != state.get("word"):
+            return Rejected("invalid_code")
+        return Enrolled(self.store.create(user, label="Parrot", public={}, secret=state["word"].encode()))
+
+    def begin_challenge(self, user, ctx):
+        return Step(state={}, view={})
+
+    def verify(self, user, state, response, ctx):
+        code = response.get("code")
+        if not isinstance(code, str):
+            return Rejected("invalid_code")
+        for credential in self.store.list(user):
+            if hmac.compare_digest(self.store.reveal(credential), code.encode()):
+                return Verified(credential.id, self.amr)
+        return Rejected("invalid_code")
+
+    def device_blueprint(self):
+        bp = Blueprint("parrot_device", __name__)
+        bp.add_url_rule("/ping", "ping", lambda: "pong")
+        return bp
+
+    @classmethod
+    def cli_command(cls):
+        @click.command()
+        def squawk():
+            click.echo("squawk")
+        return squawk
+
+
+def test_third_party_factor_registered_at_run_time_appears(factor_app, factor_user):
+    registry = current_registry()
+    assert "parrot" not in registry.names()
+    factor = registry.register(ParrotFactor)
+    assert registry.get("parrot") is factor
+    assert factor in registry.all() and factor in registry.all(kind=FactorKind.SECOND_FACTOR)
+    assert factor not in registry.all(kind="recovery")
+    # Its device blueprint answers under /factors/parrot/ and it passes the conformance kit.
+    assert factor_app.test_client().get("/factors/parrot/ping").data == b"pong"
+    run_conformance(ParrotFactor, factor_app, factor_user,
+                    answer_enrolment=lambda step, ctx: {"code": "polly"},
+                    answer_challenge=lambda step, cred, ctx: {"code": "polly"})
+
+
+def test_entry_point_factors_are_loaded(factor_app):
+    names = current_registry().names()
+    for name in ("totp", "recovery_codes", "webauthn"):
+        if name in names:
+            assert current_registry().get(name).name == name
+
+
+def test_disabled_factor_is_not_loaded(tmp_path):
+    app = make_app("sqlite:///" + str(tmp_path / "d.sqlite"), {"factors.disabled": ["parrot", "totp"]})
+    with app.app_context():
+        registry = current_registry()
+        assert registry.register(ParrotFactor) is None
+        assert "totp" not in registry.names()
+        with pytest.raises(FactorNotFound):
+            registry.get("parrot")
+
+
+def test_invalid_declarations_are_refused(factor_app):
+    class NoAmr(ParrotFactor):
+        name = "no_amr"
+        amr = ()
+
+    class BadAmr(ParrotFactor):
+        name = "bad_amr"
+        amr = ("password",)
+
+    class Unimplemented(Factor):
+        name = "lazy"
+        label = "Lazy"
+        amr = ("otp",)
+
+    for cls in (NoAmr, BadAmr, Unimplemented):
+        with pytest.raises(FactorLoadError):
+            current_registry().register(cls)
+    current_registry().register(ParrotFactor)
+    with pytest.raises(FactorLoadError, match="twice"):
+        current_registry().register(ParrotFactor)
+
+
+def test_entry_point_name_must_match(monkeypatch, factor_app):
+    class FakeEntryPoint:
+        name, value, module = "budgie", "tests:ParrotFactor", "tests"
+
+        def load(self):
+            return ParrotFactor
+
+    monkeypatch.setattr(registry_module, "_entry_points", lambda: [FakeEntryPoint()])
+    with pytest.raises(FactorLoadError, match="differs from its entry-point name"):
+        registry_module.load_classes()
+
+
+def test_cli_commands_are_collected(monkeypatch):
+    class FakeEntryPoint:
+        name, value, module = "parrot", "tests:ParrotFactor", "tests"
+
+        def load(self):
+            return ParrotFactor
+
+    monkeypatch.setattr(registry_module, "_entry_points", lambda: [FakeEntryPoint()])
+    commands = registry_module.cli_commands()
+    assert list(commands) == ["parrot"]
+    result = click.testing.CliRunner().invoke(registry_module.factor_group(), ["parrot"])
+    assert result.output == "squawk\n"
+
+
+def test_context_has_rp_id_and_origin(factor_app):
+    ctx = current_registry().context("webauthn", transaction_id="t")
+    assert ctx.rp_id == "localhost" and ctx.origin == "http://localhost:5000"
+    assert ctx.issuer == "http://localhost:5000"
