@@ -1,0 +1,289 @@
+"""Writes to the 2FA policy: who must use a second factor, which factors, how much grace.
+
+Every function here is one unit of work shared by the admin pages and the
+`idp policy` commands, so that both follow the same rules and leave the same
+audit trail:
+
+* input is validated first; bad input raises `PolicyError` (a clear, translatable
+  message) and writes nothing;
+* a change writes exactly one audit event (`idp.audit.record`) in the same
+  transaction, then commits; a change to what is already there is a no-op that
+  writes no event and returns False;
+* the row being changed is read with ``SELECT ... FOR UPDATE`` (PostgreSQL), so two
+  admins saving at once cannot both see "changed" for one change;
+* an `Actor` scoped to an organization (an admin) can only touch that
+  organization: anything else is "not found", the same answer as a missing row.
+
+When a user becomes required, ``User.required_since`` is set to now and
+``logins_since_required`` reset: grace periods count from there (see decide.py).
+When a user stops being required both are cleared, so a later requirement starts
+a fresh grace period.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Iterable
+
+from sqlalchemy import select, update
+
+from idp import audit
+from idp.db import db, utcnow
+from idp.models import Organization, User
+from idp.policy.status import EXEMPT, FOLLOW, MFA_SETTINGS, REQUIRED, is_required
+
+MAX_REASON = 500
+MAX_GRACE_DAYS = 365
+MAX_GRACE_LOGINS = 100
+_FACTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+EVENT_ORG_REQUIREMENT = "policy.org_requirement_changed"
+EVENT_USER_REQUIREMENT = "policy.user_requirement_changed"
+EVENT_ALLOWED_FACTORS = "policy.allowed_factors_changed"
+EVENT_GRACE = "policy.grace_changed"
+
+
+class PolicyError(ValueError):
+    """Bad input to a policy change. The message is meant for the person who typed it."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, as the audit log records it.
+
+    ``id`` is the acting user's id (None for the command line), ``display`` what the
+    log shows, ``org_id`` the organization an admin may act on (None: any, the CLI).
+    """
+
+    id: int | None
+    display: str
+    org_id: int | None = None
+
+    @classmethod
+    def cli(cls) -> "Actor":
+        return cls(id=None, display="cli", org_id=None)
+
+    @classmethod
+    def admin(cls, user) -> "Actor":
+        return cls(id=user.id, display=user.email, org_id=user.org_id)
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or utcnow()
+
+
+def _org_for_update(org_id: int, actor: Actor) -> Organization:
+    if actor.org_id is not None and actor.org_id != org_id:
+        raise PolicyError("organization not found")
+    org = db.session.execute(
+        select(Organization).where(Organization.id == org_id).with_for_update()
+    ).scalar_one_or_none()
+    if org is None:
+        raise PolicyError("organization not found")
+    return org
+
+
+def _user_for_update(user_id: int, actor: Actor) -> User:
+    user = db.session.execute(
+        select(User).where(User.id == user_id).with_for_update(of=User)
+    ).scalar_one_or_none()
+    if user is None or (actor.org_id is not None and user.org_id != actor.org_id):
+        raise PolicyError("user not found")
+    return user
+
+
+def _nothing_to_do(commit: bool) -> None:
+    """A no-op: end the transaction (releasing the row lock) when we own it; write nothing."""
+    if commit:
+        db.session.commit()
+
+
+def _finish(commit: bool) -> None:
+    if commit:
+        db.session.commit()
+    else:
+        db.session.flush()
+
+
+# ------------------------------------------------------------------------------------------------
+
+def set_org_requirement(org_id: int, on: bool, actor: Actor, *, now: datetime | None = None,
+                        commit: bool = True) -> bool:
+    """Require 2FA for everyone in the organization (``on``) or make it optional again.
+
+    Users who follow the organization become required (or stop being required) with
+    it; their ``required_since`` moves in the same transaction, in one UPDATE.
+    Returns True when something changed.
+    """
+    if not isinstance(on, bool):
+        raise PolicyError("the requirement must be on or off")
+    now = _now(now)
+    try:
+        org = _org_for_update(org_id, actor)
+        if bool(org.require_2fa) == on:
+            _nothing_to_do(commit)
+            return False
+        org.require_2fa = on
+        followers = update(User).where(User.org_id == org_id, User.mfa_setting == FOLLOW)
+        if on:
+            followers = followers.values(required_since=now, logins_since_required=0)
+        else:
+            followers = followers.values(required_since=None, logins_since_required=0)
+        affected = db.session.execute(followers, execution_options={"synchronize_session": False}).rowcount
+        audit.record(EVENT_ORG_REQUIREMENT, org_id=org_id, actor_id=actor.id, actor=actor.display,
+                     details={"require_2fa": on, "users_following_org": int(affected or 0)})
+        _finish(commit)
+        return True
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def set_user_requirement(user_id: int, mode: str, until: date | None, reason: str | None, actor: Actor,
+                         *, now: datetime | None = None, commit: bool = True) -> bool:
+    """Set one user's 2FA: ``follow`` the organization, ``required`` always, or ``exempt``.
+
+    An exemption may carry an end date (the last exempt day, inclusive; not in the
+    past) and a reason (kept for the audit log and the admin page). ``until`` and
+    ``reason`` are refused for the other modes. Returns True when something changed.
+    """
+    now = _now(now)
+    today = now.date()
+    if mode not in MFA_SETTINGS:
+        raise PolicyError(f"mode must be one of {', '.join(MFA_SETTINGS)}, not {mode!r}")
+    if reason is not None:
+        reason = " ".join(str(reason).split()) or None
+    if mode != EXEMPT and (until is not None or reason is not None):
+        raise PolicyError("an end date and a reason only apply to an exemption")
+    if until is not None:
+        if isinstance(until, datetime) or not isinstance(until, date):
+            raise PolicyError("the end date must be a date (YYYY-MM-DD)")
+        if until < today:
+            raise PolicyError(f"the exemption end date {until.isoformat()} is in the past")
+    if reason is not None and len(reason) > MAX_REASON:
+        raise PolicyError(f"the reason is too long (at most {MAX_REASON} characters)")
+    try:
+        user = _user_for_update(user_id, actor)
+        before = {"mode": user.mfa_setting, "until": user.exempt_until, "reason": user.exempt_reason}
+        after = {"mode": mode, "until": until, "reason": reason}
+        if before == after:
+            _nothing_to_do(commit)
+            return False
+        org = db.session.get(Organization, user.org_id)
+        was_required = is_required(user, org, today)
+        user.mfa_setting, user.exempt_until, user.exempt_reason = mode, until, reason
+        now_required = is_required(user, org, today)
+        if now_required and not was_required:
+            user.required_since, user.logins_since_required = now, 0
+        elif was_required and not now_required:
+            user.required_since, user.logins_since_required = None, 0
+        audit.record(EVENT_USER_REQUIREMENT, org_id=user.org_id, actor_id=actor.id, actor=actor.display,
+                     subject_id=user.id,
+                     details={"before": _jsonable(before), "after": _jsonable(after),
+                              "required": now_required})
+        _finish(commit)
+        return True
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def set_allowed_factors(org_id: int, names: Iterable[str] | None, actor: Actor, *,
+                        known: Iterable[str] | None = None, commit: bool = True) -> bool:
+    """Restrict the second factors the organization accepts (None: every installed factor).
+
+    ``known`` is the set of installed factor names (the caller asks the factor
+    registry; policy does not import it): names outside it are refused.
+    """
+    if names is not None:
+        if isinstance(names, str):
+            names = [n for n in re.split(r"[,\s]+", names) if n]
+        cleaned = sorted({str(n).strip() for n in names})
+        if not cleaned:
+            raise PolicyError("allow at least one factor, or every factor")
+        bad = [n for n in cleaned if not _FACTOR_NAME.match(n)]
+        if bad:
+            raise PolicyError(f"not a factor name: {bad[0]!r}")
+        if known is not None:
+            unknown = [n for n in cleaned if n not in set(known)]
+            if unknown:
+                raise PolicyError(f"unknown factor: {unknown[0]!r}")
+        names = cleaned
+    try:
+        org = _org_for_update(org_id, actor)
+        current = sorted(org.allowed_factors) if org.allowed_factors is not None else None
+        if current == names:
+            _nothing_to_do(commit)
+            return False
+        org.allowed_factors = names
+        audit.record(EVENT_ALLOWED_FACTORS, org_id=org_id, actor_id=actor.id, actor=actor.display,
+                     details={"before": current, "after": names})
+        _finish(commit)
+        return True
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def _grace_value(value, name: str, upper: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PolicyError(f"the grace {name} must be a whole number")
+    if value == 0:
+        return None
+    if not 1 <= value <= upper:
+        raise PolicyError(f"the grace {name} must be between 1 and {upper}")
+    return value
+
+
+def set_grace(org_id: int, days: int | None, logins: int | None, actor: Actor, *,
+              commit: bool = True) -> bool:
+    """How long a newly required user may postpone enrolment: days, logins, both, or neither.
+
+    0 and None both mean "no grace" by that measure. With both set, grace ends as
+    soon as either runs out.
+    """
+    days = _grace_value(days, "days", MAX_GRACE_DAYS)
+    logins = _grace_value(logins, "logins", MAX_GRACE_LOGINS)
+    try:
+        org = _org_for_update(org_id, actor)
+        before = {"days": org.grace_days, "logins": org.grace_logins}
+        after = {"days": days, "logins": logins}
+        if before == after:
+            _nothing_to_do(commit)
+            return False
+        org.grace_days, org.grace_logins = days, logins
+        audit.record(EVENT_GRACE, org_id=org_id, actor_id=actor.id, actor=actor.display,
+                     details={"before": before, "after": after})
+        _finish(commit)
+        return True
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def note_postponed_login(user_id: int, *, commit: bool = True) -> None:
+    """The login pipeline calls this when a user in grace skips enrolment (counts grace logins).
+
+    One statement; not a policy change, so no audit event here (the login's own
+    audit event says that enrolment was postponed).
+    """
+    db.session.execute(
+        update(User).where(User.id == user_id)
+        .values(logins_since_required=User.logins_since_required + 1),
+        execution_options={"synchronize_session": False},
+    )
+    _finish(commit)
+
+
+def _jsonable(values: dict) -> dict:
+    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in values.items()}
+
+
+__all__ = [
+    "Actor", "PolicyError", "set_org_requirement", "set_user_requirement", "set_allowed_factors",
+    "set_grace", "note_postponed_login", "EVENT_ORG_REQUIREMENT", "EVENT_USER_REQUIREMENT",
+    "EVENT_ALLOWED_FACTORS", "EVENT_GRACE", "REQUIRED", "EXEMPT", "FOLLOW",
+]
