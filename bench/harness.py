@@ -1,0 +1,158 @@
+"""Servers under gunicorn, their CPU time from /proc, and wrk runs: the plumbing of bench/run.py.
+
+Server CPU per operation is the gunicorn workers' user+system time (utime+stime in
+/proc/<pid>/stat) consumed during a scenario, divided by the operations it completed. The load
+generator runs on the same cores, so throughput is shared with it; CPU per operation is not.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+BENCH_DIR = Path(__file__).resolve().parent
+LUA_DIR = BENCH_DIR / "lua"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    target: str            # "baseline", "provider/sqlite", "provider/postgresql"
+    scenario: str          # "discovery", "jwks", "client_credentials", "refresh_token", "login"
+    concurrency: int
+    ops: int               # completed successful operations
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    cpu_ms_per_op: float
+    errors: int = 0
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.ops / self.seconds if self.seconds else 0.0
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # the command name may hold spaces: fields resume after the last ")"
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / CLOCK_TICKS
+
+
+@dataclass
+class Server:
+    """A gunicorn master started by the bench; `workers()` are the processes whose CPU counts."""
+
+    name: str
+    argv: list[str]
+    env: dict
+    port: int
+    cwd: str | None = None
+    log_path: Path | None = None
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, ready_path: str = "/.well-known/openid-configuration", timeout: float = 60) -> None:
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=log,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                if requests.get(self.base_url + ready_path, timeout=2).status_code == 200:
+                    if len(self.workers()) >= 1:
+                        return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become ready in {timeout}s; see {self.log_path}")
+
+    def workers(self) -> list[int]:
+        return children_of(self.process.pid) if self.process else []
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.workers())
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # gunicorn: graceful stop of master and workers
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+
+def ensure_wrk() -> str:
+    """wrk drives the simple GET/POST scenarios for provider and baseline alike; install it if missing."""
+    path = shutil.which("wrk")
+    if path:
+        return path
+    print("wrk not found: installing it with apt-get", flush=True)
+    for argv in (["apt-get", "install", "-y", "wrk"], ["apt-get", "update"], ["apt-get", "install", "-y", "wrk"]):
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        path = shutil.which("wrk")
+        if path:
+            return path
+    raise RuntimeError("wrk is not installed and apt-get could not install it")
+
+
+def run_wrk(server: Server, target: str, scenario: str, url_path: str, script: str, concurrency: int,
+            duration: float, env_extra: dict | None = None, threads: int = 2) -> Result:
+    threads = min(threads, concurrency)
+    env = dict(os.environ, BENCH_LUA_DIR=str(LUA_DIR), BENCH_THREADS=str(threads), **(env_extra or {}))
+    argv = [ensure_wrk(), f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
+            "-s", str(LUA_DIR / script), server.base_url + url_path]
+    cpu_before, started = server.cpu(), time.monotonic()
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60)
+    cpu_after = server.cpu()
+    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no totals for {target} {scenario}: {out.stdout[-500:]} {out.stderr[-500:]}")
+    data = json.loads(line.split(" ", 1)[1])
+    lost = next((int(l.split()[1]) for l in out.stdout.splitlines() if l.startswith("BENCH_LOST ")), 0)
+    socket_errors = data["connect"] + data["read"] + data["write"] + data["timeout"]
+    errors = data["status"] + socket_errors + lost
+    ok = max(0, data["requests"] - data["status"] - lost)
+    seconds = data["duration_us"] / 1e6 or (time.monotonic() - started)
+    note = ""
+    if socket_errors:
+        note = f"socket errors {socket_errors}"
+    return Result(target, scenario, concurrency, ok, seconds, data["p50_us"] / 1000, data["p99_us"] / 1000,
+                  (cpu_after - cpu_before) * 1000 / ok if ok else float("nan"), errors, note)

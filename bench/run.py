@@ -1,0 +1,370 @@
+"""Load benchmark: the provider under gunicorn on SQLite and PostgreSQL, beside the bare Flask +
+Authlib baseline (../shared/baseline), same gunicorn settings, same load generators, one run.
+
+    .venv/bin/python bench/run.py                 # everything, 10 s per point (about 8 minutes)
+    .venv/bin/python bench/run.py --duration 3 --targets baseline,sqlite
+
+Scenarios at each concurrency (default 4, 16, 64):
+  discovery, jwks, client_credentials   wrk (provider and baseline alike)
+  refresh_token                         wrk + lua/refresh.lua (rotating token pools; provider only)
+  login                                 bench/login_flow.py threads: authorize -> form -> code ->
+                                        token -> userinfo, a fresh browser per login (provider only)
+plus the argon2id verification rate of this machine with the configured parameters.
+
+Throughput is completed operations per second, latency is per request (per whole login for
+`login`), server CPU is the gunicorn workers' utime+stime over the scenario divided by the
+completed operations. Writes bench/results/<date>.md (+ .json) and prints the same table.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import argon2_rate  # noqa: E402
+from harness import Result, Server, ensure_wrk, run_wrk  # noqa: E402
+from login_flow import Client, Endpoints, login_once, run_logins  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+BASELINE_DIR = REPO.parent / "shared" / "baseline"
+RESULTS_DIR = REPO / "bench" / "results"
+PORTS = {"baseline": 3110, "sqlite": 3111, "postgresql": 3112}
+NO_LIMIT = "1000000 per 1 minute"
+USERS = 4
+
+
+def gunicorn_argv(args, port: int, app: str, chdir: str | None = None) -> list[str]:
+    """The one gunicorn command line every target gets."""
+    argv = [str(Path(sys.executable).parent / "gunicorn"), "-w", str(args.workers), "-k", args.worker_class,
+            "-b", f"127.0.0.1:{port}"]
+    if args.worker_class == "gthread":
+        argv += ["--threads", str(args.threads)]
+    if chdir:
+        argv += ["--chdir", chdir]
+    return argv + [app]
+
+
+# ----------------------------------------------------------------------------- targets
+
+def start_baseline(args, workdir: Path) -> Server:
+    if not (BASELINE_DIR / "app.py").exists():
+        raise RuntimeError(f"baseline not found at {BASELINE_DIR} (shared/ must sit beside the repository)")
+    port = PORTS["baseline"]
+    db_path = workdir / "baseline.sqlite"
+    env = dict(os.environ, STORE="sqlite", DB=str(db_path), ISSUER=f"http://127.0.0.1:{port}")
+    server = Server("baseline", gunicorn_argv(args, port, "app:app", chdir=str(BASELINE_DIR)), env, port,
+                    log_path=workdir / "baseline.log")
+    server.start()
+    server.info = {"token_path": "/oauth/token", "jwks_path": "/jwks",
+                   "cc_basic": base64.b64encode(b"conf:conf-secret").decode(),
+                   "cc_body": "grant_type=client_credentials&scope=api:read"}
+    return server
+
+
+def idp_cli(env: dict, *argv: str, stdin: str | None = None) -> str:
+    command = [sys.executable, "-c", "import sys; from idp.cli import main; sys.exit(main())", *argv]
+    out = subprocess.run(command, env=env, input=stdin, capture_output=True, text=True, cwd=REPO, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"idp {' '.join(argv)} failed: {out.stderr.strip()[-400:]}")
+    return out.stdout
+
+
+def fresh_postgres_database(url: str) -> str:
+    """Drop and create the bench database named in `url` (connecting to `postgres` to do it)."""
+    import psycopg
+
+    parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://"))
+    name = parts.path.lstrip("/")
+    admin = parts._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url
+
+
+def start_provider(args, kind: str, workdir: Path) -> Server:
+    port = PORTS[kind]
+    if kind == "sqlite":
+        database_url = f"sqlite:///{workdir / 'idp.sqlite'}"
+    else:
+        database_url = fresh_postgres_database(args.postgres_url)
+    prom_dir = workdir / f"prometheus-{kind}"
+    shutil.rmtree(prom_dir, ignore_errors=True)
+    prom_dir.mkdir()
+    env = dict(os.environ, IDP_DATABASE_URL=database_url, IDP_ISSUER=f"http://127.0.0.1:{port}",
+               IDP_SECRET_KEY=secrets.token_urlsafe(48), IDP_ENV="development",
+               IDP_RATELIMIT__PASSWORD_PER_ACCOUNT=NO_LIMIT, IDP_RATELIMIT__PASSWORD_PER_IP=NO_LIMIT,
+               PROMETHEUS_MULTIPROC_DIR=str(prom_dir))
+    idp_cli(env, "init")
+    idp_cli(env, "org", "add", "bench")
+    users = []
+    for i in range(USERS):
+        email, password = f"bench{i}@bench.test", secrets.token_urlsafe(18)
+        idp_cli(env, "user", "add", "--org", "bench", "--email", email, "--name", f"Bench {i}", "--password-stdin",
+                stdin=password + "\n")
+        users.append((email, password))
+    redirect_uri = "http://127.0.0.1:9/callback"
+    web = json.loads(idp_cli(env, "client", "add", "--name", "bench-web", "--redirect-uri", redirect_uri,
+                             "--first-party", "--grant-type", "authorization_code", "--grant-type", "refresh_token"))
+    cc = json.loads(idp_cli(env, "client", "add", "--name", "bench-service", "--redirect-uri", redirect_uri,
+                            "--grant-type", "client_credentials"))
+    server = Server(f"provider/{kind}", gunicorn_argv(args, port, "idp.app:create_app()"), env, port, cwd=str(REPO),
+                    log_path=workdir / f"provider-{kind}.log")
+    server.start()
+    endpoints = Endpoints.discover(server.base_url)
+    server.info = {
+        "token_path": urlsplit(endpoints.token).path,
+        "jwks_path": urlsplit(requests.get(server.base_url + "/.well-known/openid-configuration").json()["jwks_uri"]).path,
+        "cc_basic": base64.b64encode(f"{cc['client_id']}:{cc['client_secret']}".encode()).decode(),
+        "cc_body": "grant_type=client_credentials",
+        "web_basic": base64.b64encode(f"{web['client_id']}:{web['client_secret']}".encode()).decode(),
+        "endpoints": endpoints, "client": Client(web["client_id"], web["client_secret"], redirect_uri),
+        "users": users, "refresh_tokens": [],
+    }
+    return server
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+def scenario_login(server: Server, concurrency: int, duration: float) -> Result:
+    info = server.info
+    cpu_before = server.cpu()
+    run = run_logins(info["endpoints"], info["client"], info["users"], concurrency, duration=duration)
+    cpu = server.cpu() - cpu_before
+    info["refresh_tokens"].extend(run.refresh_tokens)
+    ok = len(run.latencies)
+    lat = sorted(run.latencies)
+    note = f"generator CPU {run.client_cpu / run.seconds * 100:.0f}% of a core"
+    if run.errors:
+        note += f"; first error: {run.errors[0]}"
+    return Result(server.name, "login", concurrency, ok, run.seconds,
+                  lat[len(lat) // 2] * 1000 if lat else float("nan"),
+                  lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan"),
+                  cpu * 1000 / ok if ok else float("nan"), len(run.errors), note)
+
+
+def scenario_refresh(server: Server, concurrency: int, duration: float, workdir: Path) -> Result:
+    info = server.info
+    needed = concurrency + max(2, concurrency // 4)
+    pool = info["refresh_tokens"]
+    if len(pool) < needed:
+        top_up = run_logins(info["endpoints"], info["client"], info["users"], min(8, needed),
+                            count=needed - len(pool))
+        pool.extend(top_up.refresh_tokens)
+        if len(pool) < needed:
+            raise RuntimeError(f"could not obtain refresh tokens: {top_up.errors[:1]}")
+    tokens, info["refresh_tokens"] = pool[:needed], pool[needed:]
+    token_file = workdir / f"refresh-{server.port}-{concurrency}.txt"
+    token_file.write_text("\n".join(tokens) + "\n")
+    return run_wrk(server, server.name, "refresh_token", info["token_path"], "refresh.lua", concurrency, duration,
+                   {"BENCH_TOKENS": str(token_file), "BENCH_BASIC": info["web_basic"]})
+
+
+def scenario_wrk(server: Server, scenario: str, concurrency: int, duration: float) -> Result:
+    info = server.info
+    if scenario == "discovery":
+        return run_wrk(server, server.name, scenario, "/.well-known/openid-configuration", "get.lua", concurrency, duration)
+    if scenario == "jwks":
+        return run_wrk(server, server.name, scenario, info["jwks_path"], "get.lua", concurrency, duration)
+    return run_wrk(server, server.name, scenario, info["token_path"], "client_credentials.lua", concurrency, duration,
+                   {"BENCH_BASIC": info["cc_basic"], "BENCH_BODY": info["cc_body"]})
+
+
+def failed(server_name: str, scenario: str, concurrency: int, exc: Exception) -> Result:
+    return Result(server_name, scenario, concurrency, 0, 0.0, float("nan"), float("nan"), float("nan"), 0,
+                  f"FAILED: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}")
+
+
+# ----------------------------------------------------------------------------- report
+
+def fmt(value: float, digits: int = 1) -> str:
+    return "n/a" if value != value else f"{value:,.{digits}f}"
+
+
+def find(results, target, scenario, c):
+    return next((r for r in results if r.target == target and r.scenario == scenario and r.concurrency == c), None)
+
+
+def targets_section(results: list[Result], argon: dict) -> list[str]:
+    """Issue 3's targets, each checked against this run's figures."""
+    lines = ["| target | figure | goal | met |", "| --- | --- | --- | --- |"]
+    base_cc = find(results, "baseline", "client_credentials", 16)
+
+    def ratio_row(label, r, base, goal, extra_ok=True, extra=""):
+        if r is None or base is None or not r.ops or not base.ops:
+            lines.append(f"| {label} | not measured | {goal} | - |")
+            return
+        ratio = r.rate / base.rate
+        needed = float(goal.split("%")[0].split()[-1]) / 100
+        ok = ratio >= needed and extra_ok
+        lines.append(f"| {label} | {r.rate:,.0f}/s = {ratio * 100:.0f}% of baseline {base.rate:,.0f}/s{extra} "
+                     f"| {goal} | {'yes' if ok else '**no**'} |")
+
+    for target in sorted({r.target for r in results if r.target != "baseline"}):
+        ratio_row(f"{target}: client_credentials c16", find(results, target, "client_credentials", 16), base_cc,
+                  ">= 80% of baseline client_credentials")
+        refresh = find(results, target, "refresh_token", 16)
+        p99_ok = refresh is not None and refresh.p99_ms < 25
+        ratio_row(f"{target}: refresh_token c16", refresh, base_cc, ">= 60% of baseline client_credentials, p99 < 25 ms",
+                  p99_ok, f", p99 {fmt(refresh.p99_ms) if refresh else 'n/a'} ms")
+        for doc in ("discovery", "jwks"):
+            ratio_row(f"{target}: {doc} c16", find(results, target, doc, 16), find(results, "baseline", doc, 16),
+                      ">= 90% of baseline")
+        logins = [r for r in results if r.target == target and r.scenario == "login" and r.ops]
+        if logins and argon:
+            best = max(logins, key=lambda r: r.rate)
+            cpu = statistics.median(r.cpu_ms_per_op for r in logins)
+            budget = argon["ms_per_hash"] + 8
+            lines.append(f"| {target}: login server CPU | {cpu:.1f} ms per login (median over concurrencies) | "
+                         f"<= one argon2id ({argon['ms_per_hash']:.1f} ms) + 8 ms = {budget:.1f} ms | "
+                         f"{'yes' if cpu <= budget else '**no**'} |")
+            share = best.rate / argon["all_cores"]
+            lines.append(f"| {target}: login rate | {best.rate:.1f}/s (c{best.concurrency}) = {share * 100:.0f}% of "
+                         f"argon2-only {argon['all_cores']:.1f}/s | >= 60% | {'yes' if share >= 0.6 else '**no**'} |")
+        else:
+            lines.append(f"| {target}: logins | not measured | CPU <= argon2 + 8 ms; rate >= 60% of argon2-only | - |")
+    return lines
+
+
+def report(results: list[Result], argon: dict | None, args, started: datetime.datetime, elapsed: float) -> str:
+    lines = [f"# Benchmark {started:%Y-%m-%d %H:%M} UTC", "",
+             f"Command: `.venv/bin/python bench/run.py {' '.join(sys.argv[1:])}`".replace("  ", " "), "",
+             f"Machine: {os.cpu_count()} cores, {platform_line()}. gunicorn `-w {args.workers} -k {args.worker_class}`"
+             f"{f' --threads {args.threads}' if args.worker_class == 'gthread' else ''} for every target; "
+             f"{args.duration:g} s per point; wrk -t2 for discovery/JWKS/grants, Python threads for logins; "
+             f"load generator on the same cores. Run took {elapsed / 60:.1f} min.", ""]
+    if argon:
+        p = argon["params"]
+        lines += [f"argon2id (t={p['time_cost']}, m={p['memory_cost']} KiB, p={p['parallelism']}): "
+                  f"{argon['per_core']:.1f} verifications/s on one core ({argon['ms_per_hash']:.1f} ms each), "
+                  f"{argon['all_cores']:.1f}/s with one process per core: the ceiling for password logins.", ""]
+    lines += ["## Targets (issue 3)", ""] + targets_section(results, argon) + ["", "## All figures", ""]
+    base_by = {(r.scenario, r.concurrency): r for r in results if r.target == "baseline"}
+    lines += ["| scenario | target | c | ops/s | vs baseline | p50 ms | p99 ms | server CPU ms/op | errors | note |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    order = ["discovery", "jwks", "client_credentials", "refresh_token", "login"]
+    for r in sorted(results, key=lambda r: (order.index(r.scenario), r.concurrency, r.target)):
+        base = base_by.get((r.scenario, r.concurrency)) or base_by.get(("client_credentials", r.concurrency)) \
+            if r.scenario != "login" else None
+        vs = f"{r.rate / base.rate * 100:.0f}%" if base and base.ops and r.ops and r.target != "baseline" else ""
+        lines.append(f"| {r.scenario} | {r.target} | {r.concurrency} | {fmt(r.rate, 0)} | {vs} | {fmt(r.p50_ms, 2)} | "
+                     f"{fmt(r.p99_ms, 2)} | {fmt(r.cpu_ms_per_op, 3)} | {r.errors} | {r.note} |")
+    lines += ["", "refresh_token is compared with the baseline's client_credentials (the baseline has no refresh grant)."]
+    return "\n".join(lines) + "\n"
+
+
+def platform_line() -> str:
+    try:
+        model = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                     if l.startswith("model name"))
+    except (OSError, StopIteration):
+        model = "unknown CPU"
+    return f"{model}, Python {sys.version.split()[0]}"
+
+
+# ----------------------------------------------------------------------------- main
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per point (default 10)")
+    parser.add_argument("--concurrency", default="4,16,64")
+    parser.add_argument("--targets", default="baseline,sqlite,postgresql")
+    parser.add_argument("--scenarios", default="discovery,jwks,client_credentials,login,refresh_token")
+    parser.add_argument("--postgres-url", default=os.environ.get(
+        "IDP_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/idp_bench"),
+        help="a database the bench may drop and re-create")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker with gthread")
+    parser.add_argument("--argon2-seconds", type=float, default=5.0)
+    parser.add_argument("--output", help="markdown file (default bench/results/<date>.md)")
+    args = parser.parse_args(argv)
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    targets = args.targets.split(",")
+    scenarios = args.scenarios.split(",")
+    started, t0 = datetime.datetime.now(datetime.timezone.utc), time.monotonic()
+    ensure_wrk()
+    workdir = Path(tempfile.mkdtemp(prefix="idp-bench-"))
+    print(f"work files and server logs in {workdir}", flush=True)
+
+    argon = None
+    if "login" in scenarios:
+        print("measuring argon2id rate ...", flush=True)
+        argon = argon2_rate.measure(args.argon2_seconds)
+        print(f"  {argon['per_core']:.1f}/s per core, {argon['all_cores']:.1f}/s all cores", flush=True)
+
+    servers: list[Server] = []
+    results: list[Result] = []
+    try:
+        for target in targets:
+            print(f"starting {target} ...", flush=True)
+            try:
+                server = start_baseline(args, workdir) if target == "baseline" else start_provider(args, target, workdir)
+            except Exception as exc:  # one target failing must not lose the others' figures
+                print(f"  {target} unavailable: {exc}", flush=True)
+                for scenario in scenarios:
+                    for c in concurrencies:
+                        if target != "baseline" or scenario not in ("login", "refresh_token"):
+                            results.append(failed(f"provider/{target}" if target != "baseline" else target,
+                                                  scenario, c, exc))
+                continue
+            servers.append(server)
+            scenario_wrk(server, "discovery", 4, 2)  # warm-up: imports, connections, caches
+            if target != "baseline" and "login" in scenarios:
+                try:
+                    login_once(server.info["endpoints"], server.info["client"], *server.info["users"][0])
+                except Exception as exc:
+                    print(f"  warm-up login failed on {target}: {exc}", flush=True)
+
+        # Interleaved: each point runs on every target back to back, so slow drifts of this shared
+        # machine hit the provider and the baseline alike (the ratio is what we judge).
+        for scenario in scenarios:
+            for c in concurrencies:
+                for server in servers:
+                    if server.name == "baseline" and scenario in ("login", "refresh_token"):
+                        continue
+                    try:
+                        if scenario == "login":
+                            result = scenario_login(server, c, args.duration)
+                        elif scenario == "refresh_token":
+                            result = scenario_refresh(server, c, args.duration, workdir)
+                        else:
+                            result = scenario_wrk(server, scenario, c, args.duration)
+                    except Exception as exc:
+                        result = failed(server.name, scenario, c, exc)
+                    results.append(result)
+                    print(f"  {scenario:18} {server.name:20} c{c:<3} {fmt(result.rate, 0):>8}/s  "
+                          f"p50 {fmt(result.p50_ms, 2)} ms  p99 {fmt(result.p99_ms, 2)} ms  "
+                          f"cpu {fmt(result.cpu_ms_per_op, 3)} ms/op  errors {result.errors} {result.note}", flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+
+    text = report(results, argon, args, started, time.monotonic() - t0)
+    output = Path(args.output) if args.output else RESULTS_DIR / f"{started:%Y-%m-%d}.md"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    output.with_suffix(".json").write_text(json.dumps(
+        {"argon2": argon, "results": [dict(vars(r), rate=r.rate) for r in results]}, indent=1, default=str))
+    print("\n" + text)
+    print(f"written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
