@@ -38,6 +38,10 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.config["RATELIMIT_STRATEGY"] = "moving-window"
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
     limiter.init_app(app)
+    if settings.redis_url:
+        import redis
+
+        app.extensions["idp.redis"] = redis.Redis.from_url(settings.redis_url)
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(app.root_path and (__import__("pathlib").Path(
         __file__).resolve().parent / "translations"))
     babel.init_app(app, locale_selector=select_locale)

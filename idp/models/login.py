@@ -20,6 +20,9 @@ class LoginTransaction(Base):
     __tablename__ = "login_transactions"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the cookie value
+    # sha256 of a random value in this browser's signed session cookie: a transaction's
+    # forms only work from the browser that started it.
+    browser_binding: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(Integer, default=1)
     authz_request: Mapped[dict] = mapped_column(Json)

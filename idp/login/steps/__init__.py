@@ -1,1 +1,1 @@
-
+"""One module per login state: `show(ctx)` renders it, `submit(ctx)` handles its form."""

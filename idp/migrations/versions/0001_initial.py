@@ -116,6 +116,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_users_org_email', ['org_id', 'email'], unique=False)
         batch_op.create_index(batch_op.f('ix_users_org_id'), ['org_id'], unique=False)
         batch_op.create_index('ix_users_org_id_id', ['org_id', 'id'], unique=False)
+        batch_op.create_index('ix_users_org_policy', ['org_id', 'mfa_setting', 'exempt_until', 'second_factor_count'], unique=False)
 
     op.create_table('authorization_codes',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -175,6 +176,7 @@ def upgrade() -> None:
 
     op.create_table('login_transactions',
     sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('browser_binding', sa.String(length=64), nullable=False),
     sa.Column('state', sa.String(length=32), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.Column('authz_request', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
@@ -296,6 +298,7 @@ def downgrade() -> None:
 
     op.drop_table('authorization_codes')
     with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_index('ix_users_org_policy')
         batch_op.drop_index('ix_users_org_id_id')
         batch_op.drop_index(batch_op.f('ix_users_org_id'))
         batch_op.drop_index('ix_users_org_email')

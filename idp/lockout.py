@@ -1,0 +1,86 @@
+"""Growing lockouts after failed guesses, shared across processes (Redis when configured, else the database).
+
+`check(keys)` says how long the caller must still wait; `fail(keys)` counts a failure
+and, past the threshold, locks each key for a delay that doubles with every further
+failure (capped); `succeed(keys)` clears them. Keys are strings such as
+"factor:user:42" and "factor:ip:203.0.113.9".
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from idp.db import db, utcnow
+from idp.models import FailureCounter
+
+
+def _policy():
+    settings = current_app.extensions["idp.settings"]
+    return (int(settings.get("ratelimit.factor_failures_before_lockout", 5)),
+            int(settings.get("ratelimit.factor_lockout_seconds", 30)),
+            int(settings.get("ratelimit.factor_lockout_max_seconds", 3600)))
+
+
+def _delay_for(failures: int) -> int:
+    threshold, base, cap = _policy()
+    if failures < threshold:
+        return 0
+    return min(cap, base * 2 ** (failures - threshold))
+
+
+def _redis():
+    return current_app.extensions.get("idp.redis")
+
+
+def check(keys: list[str]) -> int:
+    """Seconds to wait before another guess is allowed (0: go ahead)."""
+    redis = _redis()
+    if redis is not None:
+        ttls = [redis.pttl(f"idp:lock:{key}") for key in keys]
+        return max([0] + [(t + 999) // 1000 for t in ttls if t and t > 0])
+    now = utcnow()
+    rows = db.session.scalars(select(FailureCounter).where(FailureCounter.key.in_(keys))).all()
+    waits = [int((r.locked_until - now).total_seconds()) + 1 for r in rows if r.locked_until and r.locked_until > now]
+    return max([0] + waits)
+
+
+def fail(keys: list[str]) -> int:
+    """Count one failure on each key; returns the longest lockout now in force (seconds)."""
+    redis = _redis()
+    longest = 0
+    if redis is not None:
+        for key in keys:
+            failures = redis.incr(f"idp:fail:{key}")
+            redis.expire(f"idp:fail:{key}", 24 * 3600)
+            delay = _delay_for(failures)
+            if delay:
+                redis.set(f"idp:lock:{key}", 1, ex=delay)
+                longest = max(longest, delay)
+        return longest
+    now = utcnow()
+    insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+    for key in keys:
+        stmt = insert(FailureCounter).values(key=key, failures=1, updated_at=now)
+        stmt = stmt.on_conflict_do_update(index_elements=[FailureCounter.key],
+                                          set_={"failures": FailureCounter.failures + 1, "updated_at": now})
+        failures = db.session.execute(stmt.returning(FailureCounter.failures)).scalar_one()
+        delay = _delay_for(failures)
+        if delay:
+            db.session.execute(FailureCounter.__table__.update().where(FailureCounter.key == key)
+                               .values(locked_until=now + timedelta(seconds=delay)))
+            longest = max(longest, delay)
+    db.session.commit()
+    return longest
+
+
+def succeed(keys: list[str]) -> None:
+    redis = _redis()
+    if redis is not None:
+        redis.delete(*[f"idp:fail:{k}" for k in keys], *[f"idp:lock:{k}" for k in keys])
+        return
+    db.session.execute(delete(FailureCounter).where(FailureCounter.key.in_(keys)))
+    db.session.commit()

@@ -1,0 +1,35 @@
+"""Login forms (Flask-WTF: CSRF on every one). Field names are a contract: username, password, code."""
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length
+
+
+class StepForm(FlaskForm):
+    """Every step's form carries the transaction version it was rendered for."""
+
+    version = HiddenField()
+
+    def posted_version(self) -> int:
+        try:
+            return int(self.version.data)
+        except (TypeError, ValueError):
+            return -1
+
+
+class PasswordLoginForm(StepForm):
+    username = StringField(_l("E-mail"), validators=[DataRequired(), Length(max=320)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)])
+    submit = SubmitField(_l("Sign in"))
+
+
+class CodeForm(StepForm):
+    """A generic second-factor form: plugins add their own fields; `code` is the typed one-time code."""
+
+    code = StringField(_l("Code"), validators=[Length(max=64)])
+
+
+class ConsentForm(StepForm):
+    pass

@@ -1,0 +1,197 @@
+"""The login pipeline's order, on one screen: where a request enters, what comes next, how it ends.
+
+    /authorize ─ valid ─┬─ usable SSO session ──────────────────────┐
+                        └─ identify (password) ─ policy decides ─┬─ enrol ─┐
+                                                                 ├─ second_factor ─┤
+                                                                 └────────────────┤
+                                                    consent (third-party clients) ─┤
+                                                                            done: code issued
+
+`idp/login/steps/*` each handle one state; this module only routes between them.
+"""
+from __future__ import annotations
+
+import time
+
+from authlib.oauth2.rfc6749.util import scope_to_list
+from flask import current_app, redirect, url_for
+from sqlalchemy import select
+
+from idp import audit
+from idp.db import db
+from idp.login import gate, session as login_session, snapshot, transaction
+from idp.login.outcome import outcome_from_steps
+from idp.login.transaction import State
+from idp.models import ConsentGrant, LoginTransaction, User
+from idp.oidc.acr import requests_mfa
+
+
+def _settings():
+    return current_app.extensions["idp.settings"]
+
+
+def _prompts(params: dict) -> set[str]:
+    return set((params.get("prompt") or "").split())
+
+
+def _client_row(params: dict):
+    from idp.models import Client
+
+    return db.session.scalar(select(Client).where(Client.client_id == params["client_id"]))
+
+
+def normalise_scope(params: dict, client) -> dict:
+    """OIDC Core 11: offline_access from a third-party client counts only with prompt=consent."""
+    scopes = scope_to_list(params.get("scope") or "") or []
+    if "offline_access" in scopes and not client.first_party and "consent" not in _prompts(params):
+        scopes = [s for s in scopes if s != "offline_access"]
+        params = dict(params, scope=" ".join(scopes))
+    return params
+
+
+def session_is_enough(params: dict, sso, user: User | None) -> tuple[bool, str | None]:
+    """Can this signed-in session answer the request without a login? (False, error for prompt=none)."""
+    if sso is None or user is None:
+        return False, "login_required"
+    if "login" in _prompts(params):
+        return False, "login_required"
+    max_age = params.get("max_age")
+    if max_age is not None:
+        try:
+            if sso.auth_time + int(max_age) < time.time():
+                return False, "login_required"
+        except ValueError:
+            return False, "login_required"
+    if requests_mfa(params.get("acr_values")) and "mfa" not in (sso.amr or []):
+        return False, "unmet_authentication_requirements"
+    if gate.second_factor_missing_from_session(user, sso):
+        return False, "interaction_required"
+    return True, None
+
+
+def consent_needed(params: dict, client, user_id: int) -> bool:
+    if client.first_party:
+        return False
+    if "consent" in _prompts(params):
+        return True
+    remembered = db.session.scalar(select(ConsentGrant).where(ConsentGrant.user_id == user_id,
+                                                              ConsentGrant.client_id == client.client_id))
+    wanted = set(scope_to_list(params.get("scope") or "") or [])
+    return remembered is None or not wanted <= set(remembered.scope.split())
+
+
+def next_state(params: dict, steps_done: list[dict], user: User) -> State:
+    """After identification or a finished factor: what does this login still need?"""
+    pending = gate.pending_second_factor(user, params, steps_done)
+    if pending is not None:
+        return pending
+    if consent_needed(params, _client_row(params), user.id):
+        return State.CONSENT
+    return State.DONE
+
+
+def redirect_to(handle_raw: str):
+    return redirect(url_for("login.step", handle=handle_raw))
+
+
+def error_redirect(grant, error: str, description: str | None = None):
+    from authlib.oauth2.rfc6749.errors import OAuth2Error
+
+    server = current_app.extensions["idp.oauth_server"]
+    err = OAuth2Error(description=description, redirect_uri=grant.redirect_uri)
+    err.error = error
+    err.state = grant.request.payload.state
+    return server.handle_error_response(grant.request, err)
+
+
+def start(grant, args) -> object:
+    """Entry from /authorize once Authlib validated the request."""
+    client = grant.request.client.row
+    params = normalise_scope(snapshot.capture(args), client)
+    sso = login_session.current_session()
+    user = login_session.current_user()
+    enough, why = session_is_enough(params, sso, user)
+    prompts = _prompts(params)
+    binding = login_session.browser_binding()
+    authz = {"params": params, "client_name": client.name, "redirect_uri": grant.redirect_uri}
+    if enough:
+        steps = [{"method": "sso", "amr": list(sso.amr), "at": int(time.time())}]
+        needs_consent = consent_needed(params, client, user.id)
+        if "none" in prompts and needs_consent:
+            return error_redirect(grant, "consent_required")
+        handle = transaction.begin(dict(authz, auth_time=sso.auth_time, sid=sso.sid), binding,
+                                   state=State.CONSENT if needs_consent else State.IDENTIFY,
+                                   user_id=user.id, steps_done=steps)
+        if not needs_consent:
+            return finish(handle.row, expected=State.IDENTIFY)
+        return redirect_to(handle.raw)
+    if "none" in prompts:
+        return error_redirect(grant, why or "login_required")
+    handle = transaction.begin(authz, binding)
+    return redirect_to(handle.raw)
+
+
+def proceed(row: LoginTransaction, handle_raw: str, user: User, from_state: State, version: int,
+            steps_done: list[dict]):
+    """Record the steps done and move past `from_state` to whatever the login needs next."""
+    target = next_state(row.authz_request["params"], steps_done, user)
+    patch = {"steps_done": steps_done, "user_id": user.id, "factor_name": None, "factor_state": None}
+    if target == State.DONE:
+        if not transaction.update_in_place(row, version, **patch):
+            return redirect_to(handle_raw)
+        return finish(row, expected=from_state)
+    transaction.advance(row, from_state, version, target, **patch)
+    return redirect_to(handle_raw)
+
+
+def finish(row: LoginTransaction, expected: State):
+    """Issue the code exactly once: the transition into `done` is the guard."""
+    if not transaction.advance(row, expected, row.version, State.DONE):
+        return redirect(url_for("login.expired"))
+    user = db.session.get(User, row.user_id)
+    params = row.authz_request["params"]
+    auth_time = row.authz_request.get("auth_time") or _last_step_time(row.steps_done)
+    fresh_login = any(step.get("method") != "sso" for step in row.steps_done)
+    if fresh_login:
+        steps = [s for s in row.steps_done if s.get("method") != "sso"]
+        outcome = outcome_from_steps(steps, auth_time=_last_step_time(steps))
+        sso = login_session.start(user, auth_time=outcome.auth_time, amr=list(outcome.amr), acr=outcome.acr)
+        outcome = outcome_from_steps(steps, auth_time=outcome.auth_time, sid=sso.sid)
+        gate.record_login(user, outcome)
+        audit.record("login.succeeded", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                     subject_id=user.id, details={"client_id": params["client_id"], "amr": list(outcome.amr)})
+        db.session.commit()
+        from idp.ops import metrics
+
+        metrics.LOGINS.labels(outcome="success").inc()
+    else:
+        sso_step = row.steps_done[0]
+        outcome = outcome_from_steps([{"method": "sso", "amr": sso_step["amr"]}], auth_time=auth_time,
+                                     sid=row.authz_request.get("sid"))
+        # A reused session keeps its original amr/acr (outcome_from_steps would add nothing).
+        from idp.login.outcome import LoginOutcome
+        from idp.oidc.acr import acr_for
+
+        outcome = LoginOutcome(auth_time=auth_time, amr=tuple(sso_step["amr"]), acr=acr_for(sso_step["amr"]),
+                               sid=row.authz_request.get("sid"))
+    return issue_code(params, user, outcome)
+
+
+def _last_step_time(steps: list[dict]) -> int:
+    return max((int(s.get("at", 0)) for s in steps), default=int(time.time()))
+
+
+def issue_code(params: dict, user: User, outcome) -> object:
+    from urllib.parse import urlencode
+
+    server = current_app.extensions["idp.oauth_server"]
+    request = snapshot.rebuild(_settings().issuer, params)
+    request.login_outcome = outcome
+    grant = server.get_consent_grant(request=request, end_user=user)
+    response = server.create_authorization_response(request=request, grant_user=user, grant=grant)
+    db.session.commit()  # the code row saved by the grant
+    location = response.headers.get("Location")
+    if location:  # RFC 9207: tell the client which issuer answered
+        separator = "&" if "?" in location else "?"
+        response.headers["Location"] = f"{location}{separator}{urlencode({'iss': _settings().issuer})}"
+    return response

@@ -1,0 +1,94 @@
+"""Signed-in sessions (SSO): the Flask cookie holds one random value; the row holds the facts.
+
+The Flask session cookie is signed, not encrypted, so it carries opaque random values
+only: `sso` (this browser's signed-in session) and `browser` (binds login transactions
+to the browser that started them). Signing in replaces the cookie's values (session
+rotation); the old session row is revoked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app, g, session
+from sqlalchemy import update
+
+from idp.db import db, utcnow
+from idp.models import User, UserSession
+from idp.security.tokens import random_token, sha256_hex
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    user_id: int
+    sid: str
+    auth_time: int
+    amr: tuple[str, ...]
+    acr: str
+    created_at: object
+
+
+def _load() -> UserSession | None:
+    token = session.get("sso")
+    if not token:
+        return None
+    row = db.session.get(UserSession, sha256_hex(token))
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        return None
+    return row
+
+
+def current_session() -> UserSession | None:
+    if "idp_session_row" not in g:
+        g.idp_session_row = _load()
+    return g.idp_session_row
+
+
+def current_user() -> User | None:
+    """The signed-in user, or None. Disabled users are signed out."""
+    row = current_session()
+    if row is None:
+        return None
+    user = db.session.get(User, row.user_id)
+    return user if user is not None and not user.disabled else None
+
+
+def browser_binding() -> str:
+    """This browser's binding value (created on first use), hashed for storage."""
+    value = session.get("browser")
+    if not value:
+        value = session["browser"] = random_token(24)
+    return sha256_hex(value)
+
+
+def start(user: User, *, auth_time: int, amr: list[str], acr: str) -> UserSession:
+    """Sign the user in: revoke the previous session and rotate every cookie value."""
+    previous = session.get("sso")
+    if previous:
+        db.session.execute(update(UserSession).where(UserSession.id == sha256_hex(previous))
+                           .values(revoked_at=utcnow()))
+    locale = session.get("locale")
+    session.clear()
+    if locale:
+        session["locale"] = locale
+    token = random_token(32)
+    session["sso"] = token
+    session["browser"] = random_token(24)
+    session.permanent = True
+    lifetime = int(current_app.extensions["idp.settings"].get("session.lifetime", 43200))
+    row = UserSession(id=sha256_hex(token), sid=random_token(16), user_id=user.id, auth_time=auth_time,
+                      amr=list(amr), acr=acr, expires_at=utcnow() + timedelta(seconds=lifetime))
+    db.session.add(row)
+    g.idp_session_row = row
+    return row
+
+
+def end_current() -> None:
+    """Sign out this browser."""
+    token = session.get("sso")
+    if token:
+        db.session.execute(update(UserSession).where(UserSession.id == sha256_hex(token))
+                           .values(revoked_at=utcnow()))
+        db.session.commit()
+    session.clear()
+    g.idp_session_row = None

@@ -1,0 +1,66 @@
+"""consent: a third-party client asks for scopes; the answer is remembered per user, client and scopes."""
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749.util import scope_to_list
+from flask import request
+from sqlalchemy import select
+
+from idp import audit
+from idp.db import db
+from idp.login import pipeline, transaction
+from idp.login.forms import ConsentForm
+from idp.login.steps.base import StepContext
+from idp.login.transaction import State
+from idp.models import ConsentGrant, User
+
+
+def show(ctx: StepContext, form: ConsentForm | None = None, status: int = 200):
+    scopes = scope_to_list(ctx.params.get("scope") or "") or []
+    return ctx.render("login/consent.html", status=status, form=form or ConsentForm(formdata=None), scopes=scopes)
+
+
+def submit(ctx: StepContext):
+    form = ConsentForm()
+    if not form.validate_on_submit():
+        return show(ctx, form, 400)
+    user = db.session.get(User, ctx.row.user_id)
+    action = request.form.get("action")
+    if action == "deny":
+        if not transaction.advance(ctx.row, State.CONSENT, form.posted_version(), State.CANCELLED):
+            return pipeline.redirect_to(ctx.handle)
+        return _access_denied(ctx)
+    if action != "allow":
+        return show(ctx, form, 400)
+    _remember(user, ctx.params)
+    db.session.commit()
+    if not transaction.update_in_place(ctx.row, form.posted_version()):
+        return pipeline.redirect_to(ctx.handle)
+    return pipeline.finish(ctx.row, expected=State.CONSENT)
+
+
+def _remember(user: User, params: dict) -> None:
+    scopes = set(scope_to_list(params.get("scope") or "") or [])
+    grant = db.session.scalar(select(ConsentGrant).where(ConsentGrant.user_id == user.id,
+                                                         ConsentGrant.client_id == params["client_id"]))
+    if grant is None:
+        grant = ConsentGrant(user_id=user.id, client_id=params["client_id"], scope="")
+        db.session.add(grant)
+    grant.scope = " ".join(sorted(scopes | set(grant.scope.split())))
+    audit.record("consent.granted", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                 details={"client_id": params["client_id"], "scope": grant.scope})
+
+
+def _access_denied(ctx: StepContext):
+    from urllib.parse import urlencode
+
+    from flask import redirect
+
+    params = ctx.params
+    query = {"error": "access_denied", "error_description": "The user denied the request."}
+    if params.get("state"):
+        query["state"] = params["state"]
+    from flask import current_app
+
+    query["iss"] = current_app.extensions["idp.settings"].issuer
+    uri = ctx.row.authz_request["redirect_uri"]
+    return redirect(f"{uri}{'&' if '?' in uri else '?'}{urlencode(query)}")

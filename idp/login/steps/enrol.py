@@ -1,0 +1,86 @@
+"""enrol: a user who must have a second factor (or whose client asked for one) sets one up now.
+
+Enrolment proves possession, so it counts as the login's second factor. The first
+second factor also brings recovery codes, shown once on the next page.
+"""
+from __future__ import annotations
+
+from flask import redirect, url_for
+from flask_babel import gettext as _
+
+from idp import audit
+from idp.db import db
+from idp.factors.types import Enrolled
+from idp.login import gate, pipeline, transaction
+from idp.login.forms import CodeForm
+from idp.login.steps import recovery_codes
+from idp.login.steps.base import StepContext
+from idp.login.steps.factor_step import attempt_context, plugin_response, remember_step, step_record, stored, user_of
+from idp.login.transaction import State
+
+
+def enrollable(ctx: StepContext, user) -> list:
+    decision = gate.decision_for(user, ctx.params)
+    return [f for f in gate.allowed_factors(user, decision) if f.user_enrollable]
+
+
+def show(ctx: StepContext, error: str | None = None, status: int = 200, form: CodeForm | None = None):
+    user = user_of(ctx)
+    choices = enrollable(ctx, user)
+    if not choices:
+        return ctx.render("login/no_factor.html", status=403)
+    name, _state, view = stored(ctx)
+    usable = {f.name: f for f in choices}
+    if name not in usable:
+        if len(choices) > 1:
+            return ctx.render("login/enrol_choose.html", status=status, form=form or CodeForm(formdata=None),
+                              choices=choices, error=error)
+        _begin(ctx, user, choices[0])
+        name, _state, view = stored(ctx)
+    factor = usable[name]
+    templates = [f"factors/{name}/enrol.html", "login/enrol_generic.html"]
+    return ctx.render(templates, status=status, form=form or CodeForm(formdata=None), view=view, factor=factor,
+                      error=error, alternatives=[f for f in choices if f.name != name], enrolling=True)
+
+
+def _begin(ctx: StepContext, user, factor) -> bool:
+    step = factor.begin_enrolment(gate.user_ref(user), attempt_context(ctx, factor))
+    return remember_step(ctx, factor.name, step)
+
+
+def choose(ctx: StepContext, name: str):
+    user = user_of(ctx)
+    usable = {f.name: f for f in enrollable(ctx, user)}
+    if name in usable:
+        _begin(ctx, user, usable[name])
+    return redirect(url_for("login.step", handle=ctx.handle))
+
+
+def submit(ctx: StepContext):
+    form = CodeForm()
+    if not form.validate_on_submit() or form.posted_version() != ctx.row.version:
+        return redirect(url_for("login.step", handle=ctx.handle))
+    user = user_of(ctx)
+    name, state, _view = stored(ctx)
+    usable = {f.name: f for f in enrollable(ctx, user)}
+    if name not in usable:
+        return redirect(url_for("login.step", handle=ctx.handle))
+    factor = usable[name]
+    ref = gate.user_ref(user)
+    outcome = factor.finish_enrolment(ref, state, plugin_response(), attempt_context(ctx, factor))
+    if not isinstance(outcome, Enrolled):
+        db.session.rollback()
+        return show(ctx, _("That did not work: check the code and try again."), 400)
+    audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                 details={"factor": factor.name, "credential_id": outcome.credential.id, "during": "login"})
+    codes_view = recovery_codes.issue_if_first(ctx, user)
+    db.session.commit()
+    steps = list(ctx.row.steps_done) + [step_record(factor, factor.amr, outcome.credential.id)]
+    if codes_view is not None:
+        if not transaction.advance(ctx.row, State.ENROL, form.posted_version(), State.RECOVERY_CODES,
+                                   steps_done=steps, factor_name=None, factor_state=None):
+            return pipeline.redirect_to(ctx.handle)
+        return recovery_codes.render_once(ctx, codes_view)
+    return pipeline.proceed(ctx.row, ctx.handle, user, State.ENROL, form.posted_version(), steps)
+
+

@@ -1,0 +1,61 @@
+"""What the second-factor and enrolment steps share: the user, the factor context, the stored plugin state."""
+from __future__ import annotations
+
+import time
+
+from flask import request
+
+from idp.db import db
+from idp.factors.registry import current_registry
+from idp.factors.types import FactorKind
+from idp.login import gate, transaction
+from idp.login.steps.base import StepContext
+from idp.models import User
+
+# Form fields the pipeline owns; everything else posted goes to the plugin as its response.
+PIPELINE_FIELDS = {"csrf_token", "version", "submit"}
+
+
+def user_of(ctx: StepContext) -> User:
+    return db.session.get(User, ctx.row.user_id)
+
+
+def attempt_context(ctx: StepContext, factor):
+    return current_registry().context(factor, transaction_id=ctx.row.id, client_name=ctx.client_name,
+                                      remote_addr=request.remote_addr, user_agent=request.user_agent.string)
+
+
+def plugin_response() -> dict:
+    return {key: value for key, value in request.form.items() if key not in PIPELINE_FIELDS}
+
+
+def stored(ctx: StepContext) -> tuple[str | None, dict, dict]:
+    """(factor name, plugin state, view) kept in the transaction by the last begin_* call."""
+    data = ctx.row.factor_state or {}
+    return ctx.row.factor_name, data.get("state") or {}, data.get("view") or {}
+
+
+def remember_step(ctx: StepContext, name: str, step) -> bool:
+    return transaction.update_in_place(ctx.row, ctx.row.version, factor_name=name,
+                                       factor_state={"state": step.state, "view": step.view})
+
+
+def step_record(factor, outcome_amr, credential_id) -> dict:
+    kind = factor.kind.value if isinstance(factor.kind, FactorKind) else str(factor.kind)
+    return {"method": factor.name, "factor": factor.name, "kind": kind, "amr": list(outcome_amr),
+            "credential_id": credential_id, "at": int(time.time())}
+
+
+def lockout_keys(user: User) -> list[str]:
+    return [f"factor:user:{user.id}", f"factor:ip:{request.remote_addr}"]
+
+
+def configured(ctx: StepContext, user: User, kind: FactorKind) -> list:
+    """The user's usable factors of `kind` that the organization allows, last used first."""
+    factors = gate.configured_factors(user, gate.decision_for(user, ctx.params), kind)
+    last_used = {}
+    for credential in current_registry().store.list(gate.user_ref(user)):
+        stamp = credential.last_used_at or credential.created_at
+        if credential.factor not in last_used or stamp > last_used[credential.factor]:
+            last_used[credential.factor] = stamp
+    return sorted(factors, key=lambda f: last_used.get(f.name) or 0, reverse=True) if last_used else factors

@@ -1,0 +1,50 @@
+"""identify: e-mail and password.
+
+One generic error for an unknown account and a wrong password (and the same argon2
+cost for both); rate limits per account and per address are applied in views.py.
+"""
+from __future__ import annotations
+
+import time
+
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from idp import audit
+from idp.db import db
+from idp.login import pipeline
+from idp.login.forms import PasswordLoginForm
+from idp.login.steps.base import StepContext
+from idp.login.transaction import State
+from idp.models import User
+
+
+def show(ctx: StepContext, form: PasswordLoginForm | None = None, error: str | None = None, status: int = 200):
+    form = form or PasswordLoginForm(formdata=None, username=ctx.params.get("login_hint", ""))
+    return ctx.render("login/identify.html", status=status, form=form, error=error)
+
+
+def _find_user(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+def submit(ctx: StepContext):
+    from idp.ops import metrics
+
+    form = PasswordLoginForm()
+    if not form.validate_on_submit():
+        return show(ctx, form, _("Enter your e-mail and password."), 400)
+    passwords = current_app.extensions["idp.passwords"]
+    user = _find_user(form.username.data)
+    valid = passwords.verify(user.password_hash if user else None, form.password.data)
+    if not valid or user is None or user.disabled:
+        metrics.LOGINS.labels(outcome="bad_password").inc()
+        if user is not None:
+            audit.record("login.password_failed", org_id=user.org_id, subject_id=user.id, actor=user.email)
+            db.session.commit()
+        return show(ctx, form, _("Incorrect e-mail or password."), 401)
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash(form.password.data)
+    steps = [{"method": "password", "factor": "password", "amr": ["pwd"], "at": int(time.time())}]
+    return pipeline.proceed(ctx.row, ctx.handle, user, State.IDENTIFY, form.posted_version(), steps)

@@ -1,0 +1,54 @@
+"""recovery_codes: new recovery codes, shown once right after a first enrolment.
+
+The codes are rendered straight from the enrolment POST and never stored in clear
+(not even in the transaction): reloading this page shows a reminder instead; the
+account page can generate a fresh set.
+"""
+from __future__ import annotations
+
+from flask import redirect, url_for
+
+from idp.factors.registry import current_registry
+from idp.factors.types import Enrolled, FactorKind
+from idp.login import gate, pipeline
+from idp.login.forms import StepForm
+from idp.login.steps.base import StepContext
+from idp.login.steps.factor_step import attempt_context, user_of
+from idp.login.transaction import State
+
+
+def _recovery_factor():
+    registry = current_registry()
+    return registry.get("recovery_codes") if "recovery_codes" in registry else None
+
+
+def issue_if_first(ctx: StepContext, user) -> dict | None:
+    """Generate the user's recovery codes if they have none; the view to show them, or None."""
+    factor = _recovery_factor()
+    if factor is None or factor.kind != FactorKind.RECOVERY:
+        return None
+    ref = gate.user_ref(user)
+    if factor.is_configured_for(ref):
+        return None
+    step = factor.begin_enrolment(ref, attempt_context(ctx, factor))
+    outcome = factor.finish_enrolment(ref, step.state, {}, attempt_context(ctx, factor))
+    if not isinstance(outcome, Enrolled):
+        return None
+    return {**step.view, **outcome.view}
+
+
+def render_once(ctx: StepContext, view: dict):
+    return ctx.render("login/recovery_codes.html", form=StepForm(formdata=None), view=view, shown=True)
+
+
+def show(ctx: StepContext):
+    return ctx.render("login/recovery_codes.html", form=StepForm(formdata=None), view={}, shown=False)
+
+
+def submit(ctx: StepContext):
+    form = StepForm()
+    if not form.validate_on_submit():
+        return redirect(url_for("login.step", handle=ctx.handle))
+    user = user_of(ctx)
+    return pipeline.proceed(ctx.row, ctx.handle, user, State.RECOVERY_CODES, form.posted_version(),
+                            list(ctx.row.steps_done))

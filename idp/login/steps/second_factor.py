@@ -1,0 +1,153 @@
+"""second_factor: the user completes one of their factors (or a recovery factor).
+
+GET begins a challenge with the factor used last (or keeps the one in progress);
+POST asks the plugin to verify. Failures are limited per user and per address with
+growing delays (idp.lockout); a locked user is told to wait, nothing more.
+"""
+from __future__ import annotations
+
+from flask import jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from idp import audit, lockout
+from idp.db import db, utcnow
+from idp.factors.registry import current_registry
+from idp.factors.types import Denied, FactorKind, Pending, Rejected, Verified
+from idp.login import gate, pipeline, transaction
+from idp.login.forms import CodeForm
+from idp.login.steps.base import StepContext
+from idp.login.steps.factor_step import (attempt_context, configured, lockout_keys, plugin_response,
+                                         remember_step, step_record, stored, user_of)
+from idp.login.transaction import State
+
+REJECTION_MESSAGES = {
+    "invalid_code": lambda: _("That code is not right. Try again."),
+    "replayed": lambda: _("That code was already used. Wait for the next one."),
+    "expired": lambda: _("That request expired. Start again."),
+    "wrong_number": lambda: _("The number did not match."),
+    "sign_count_regressed": lambda: _("This security key may have been cloned. Use another method."),
+}
+
+
+def _message(reason: str) -> str:
+    return REJECTION_MESSAGES.get(reason, lambda: _("That did not work. Try again."))()
+
+
+def _choices(ctx: StepContext, user):
+    return configured(ctx, user, FactorKind.SECOND_FACTOR), configured(ctx, user, FactorKind.RECOVERY)
+
+
+def _begin(ctx: StepContext, factor) -> bool:
+    step = factor.begin_challenge(gate.user_ref(user_of(ctx)), attempt_context(ctx, factor))
+    return remember_step(ctx, factor.name, step)
+
+
+def show(ctx: StepContext, error: str | None = None, status: int = 200, form: CodeForm | None = None):
+    user = user_of(ctx)
+    factors, recovery = _choices(ctx, user)
+    usable = {f.name: f for f in factors + recovery}
+    name, _state, view = stored(ctx)
+    if name not in usable:
+        if not factors and not recovery:
+            return ctx.render("login/no_factor.html", status=403)
+        first = (factors or recovery)[0]
+        _begin(ctx, first)
+        name, _state, view = stored(ctx)
+    factor = usable[name]
+    templates = [f"factors/{name}/challenge.html", "login/challenge_generic.html"]
+    return ctx.render(templates, status=status, form=form or CodeForm(formdata=None), view=view, factor=factor,
+                      error=error, alternatives=[f for f in factors if f.name != name],
+                      recovery=[f for f in recovery if f.name != name],
+                      poll_url=url_for("login.poll", handle=ctx.handle) if factor.supports_poll else None)
+
+
+def choose(ctx: StepContext, name: str):
+    """Switch factor: CSRF-checked POST; only factors this user holds and the org allows."""
+    form = CodeForm()
+    if not form.validate_on_submit():
+        return redirect(url_for("login.step", handle=ctx.handle))
+    if ctx.row.state == State.ENROL.value:
+        from idp.login.steps import enrol
+
+        return enrol.choose(ctx, name)
+    if ctx.row.state != State.SECOND_FACTOR.value:
+        return redirect(url_for("login.step", handle=ctx.handle))
+    user = user_of(ctx)
+    factors, recovery = _choices(ctx, user)
+    usable = {f.name: f for f in factors + recovery}
+    if name in usable:
+        _begin(ctx, usable[name])
+    return redirect(url_for("login.step", handle=ctx.handle))
+
+
+def submit(ctx: StepContext):
+    form = CodeForm()
+    if not form.validate_on_submit() or form.posted_version() != ctx.row.version:
+        return redirect(url_for("login.step", handle=ctx.handle))
+    user = user_of(ctx)
+    name, state, _view = stored(ctx)
+    factors, recovery = _choices(ctx, user)
+    usable = {f.name: f for f in factors + recovery}
+    if name not in usable:
+        return redirect(url_for("login.step", handle=ctx.handle))
+    factor = usable[name]
+    keys = lockout_keys(user)
+    wait = lockout.check(keys)
+    if wait:
+        return show(ctx, _("Too many attempts. Wait %(seconds)d seconds and try again.", seconds=wait), 429)
+    outcome = factor.verify(gate.user_ref(user), state, plugin_response(), attempt_context(ctx, factor))
+    return _apply(ctx, user, factor, outcome, form.posted_version())
+
+
+def _apply(ctx: StepContext, user, factor, outcome, version: int):
+    if isinstance(outcome, Verified):
+        lockout.succeed(lockout_keys(user))
+        event = "login.recovery_used" if factor.kind == FactorKind.RECOVERY else "login.second_factor"
+        audit.record(event, org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                     details={"factor": factor.name, "credential_id": outcome.credential_id, **outcome.facts})
+        db.session.commit()
+        if "remaining" in outcome.facts:
+            from flask import flash
+
+            flash(_("Recovery code accepted. %(n)d codes remain.", n=outcome.facts["remaining"]), "warning")
+        steps = list(ctx.row.steps_done) + [step_record(factor, outcome.amr, outcome.credential_id)]
+        if outcome.facts.get("then_enrol"):
+            # A recovery that lets the user back in must end with a new factor (e.g. an admin's recovery QR).
+            transaction.advance(ctx.row, State.SECOND_FACTOR, version, State.ENROL, steps_done=steps,
+                                factor_name=None, factor_state=None)
+            return pipeline.redirect_to(ctx.handle)
+        return pipeline.proceed(ctx.row, ctx.handle, user, State.SECOND_FACTOR, version, steps)
+    if isinstance(outcome, Pending):
+        return show(ctx, _("Waiting for your approval."), 202)
+    if isinstance(outcome, Denied):
+        audit.record("login.push_fraud_reported" if outcome.fraud else "login.second_factor_denied",
+                     org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                     details={"factor": factor.name, "reason": outcome.reason})
+        if outcome.fraud:
+            user.push_suspended_at = utcnow()
+        db.session.commit()
+        transaction.update_in_place(ctx.row, version, factor_name=None, factor_state=None,
+                                    failed_attempts=ctx.row.failed_attempts + 1)
+        return show(ctx, _("The request was denied. Use another method."), 403)
+    assert isinstance(outcome, Rejected)
+    if outcome.counts_as_failure:
+        lockout.fail(lockout_keys(user))
+    audit.record("login.second_factor_failed", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                 subject_id=user.id, details={"factor": factor.name, "reason": outcome.reason})
+    db.session.commit()
+    transaction.update_in_place(ctx.row, version, failed_attempts=ctx.row.failed_attempts + 1)
+    return show(ctx, _message(outcome.reason), 401)
+
+
+def poll(ctx: StepContext):
+    """Non-blocking status of an out-of-band challenge; the page then posts its form to finish."""
+    if ctx.row.state != State.SECOND_FACTOR.value:
+        return jsonify({"status": "moved"})
+    name, state, _view = stored(ctx)
+    registry = current_registry()
+    if name not in registry or not registry.get(name).supports_poll:
+        return jsonify({"status": "none"}), 404
+    factor = registry.get(name)
+    outcome = factor.poll(gate.user_ref(user_of(ctx)), state, attempt_context(ctx, factor))
+    status = {Verified: "approved", Denied: "denied", Rejected: "rejected"}.get(type(outcome), "pending")
+    return jsonify({"status": status})

@@ -1,0 +1,89 @@
+"""The login transaction: a server-side state machine with guarded transitions.
+
+The browser knows a transaction by a random handle in the URL (`/login/<handle>`);
+the row is keyed by the handle's SHA-256 and bound to the browser's session cookie,
+so a handle alone is worthless. Every form carries the transaction's `version`:
+`advance()` moves the state only when the state, the version and the expiry still
+match, in one UPDATE. An old form, a double post or a race matches zero rows and
+changes nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+
+from flask import current_app
+from sqlalchemy import update
+
+from idp.db import db, utcnow
+from idp.models import LoginTransaction
+from idp.security.tokens import random_token, sha256_hex
+
+
+class State(str, Enum):
+    IDENTIFY = "identify"
+    ENROL = "enrol"
+    SECOND_FACTOR = "second_factor"
+    RECOVERY_CODES = "recovery_codes"  # new recovery codes shown once after a first enrolment
+    CONSENT = "consent"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = {State.DONE.value, State.CANCELLED.value}
+
+
+@dataclass
+class Handle:
+    """A transaction as the browser names it: the raw handle plus the loaded row."""
+
+    raw: str
+    row: LoginTransaction
+
+
+def _ttl() -> timedelta:
+    return timedelta(seconds=int(current_app.extensions["idp.settings"].get("login.transaction_ttl", 600)))
+
+
+def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, user_id: int | None = None,
+          steps_done: list | None = None) -> Handle:
+    raw = random_token(24)
+    now = utcnow()
+    row = LoginTransaction(id=sha256_hex(raw), browser_binding=binding, state=state.value, version=1,
+                           authz_request=authz_request, user_id=user_id, steps_done=steps_done or [],
+                           created_at=now, expires_at=now + _ttl())
+    db.session.add(row)
+    db.session.commit()
+    return Handle(raw, row)
+
+
+def load(raw: str, binding: str) -> LoginTransaction | None:
+    """The live transaction for this handle and this browser, or None (unknown, foreign or expired)."""
+    if not raw or len(raw) > 64:
+        return None
+    row = db.session.get(LoginTransaction, sha256_hex(raw))
+    if row is None or row.browser_binding != binding or row.expires_at <= utcnow():
+        return None
+    return row
+
+
+def advance(row: LoginTransaction, expected_state: State, expected_version: int, new_state: State,
+            **patch) -> bool:
+    """Move from `expected_state` at `expected_version` to `new_state`, once. False: stale form or race."""
+    result = db.session.execute(
+        update(LoginTransaction)
+        .where(LoginTransaction.id == row.id, LoginTransaction.state == expected_state.value,
+               LoginTransaction.version == expected_version, LoginTransaction.expires_at > utcnow())
+        .values(state=new_state.value, version=LoginTransaction.version + 1, **patch)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    if result.rowcount != 1:
+        return False
+    db.session.refresh(row)
+    return True
+
+
+def update_in_place(row: LoginTransaction, expected_version: int, **patch) -> bool:
+    """Change fields without moving the state (a new challenge, a failed attempt), still version-guarded."""
+    return advance(row, State(row.state), expected_version, State(row.state), **patch)

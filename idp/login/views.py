@@ -1,0 +1,104 @@
+"""Thin HTTP handlers for the login pipeline: load the transaction, dispatch on its state.
+
+Which module handles which state is the table below; a request for a transaction that
+is unknown, expired, finished or foreign to this browser changes nothing and shows
+the "expired" page.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from idp.extensions import limiter
+from idp.login import pipeline, session as login_session, transaction
+from idp.login.steps import consent, enrol, password, recovery_codes, second_factor
+from idp.login.steps.base import StepContext
+from idp.login.transaction import State
+
+bp = Blueprint("login", __name__)
+
+STEPS = {
+    State.IDENTIFY.value: password,
+    State.ENROL.value: enrol,
+    State.SECOND_FACTOR.value: second_factor,
+    State.RECOVERY_CODES.value: recovery_codes,
+    State.CONSENT.value: consent,
+}
+
+
+def _context(handle: str) -> StepContext | None:
+    row = transaction.load(handle, login_session.browser_binding())
+    if row is None or row.state in transaction.TERMINAL:
+        return None
+    return StepContext(row, handle)
+
+
+@bp.route("/login/<handle>", methods=["GET", "POST"])
+@limiter.limit("60 per minute", methods=["POST"])
+def step(handle: str):
+    ctx = _context(handle)
+    if ctx is None:
+        return redirect(url_for("login.expired"))
+    module = STEPS[ctx.row.state]
+    if request.method == "POST":
+        return module.submit(ctx)
+    return module.show(ctx)
+
+
+@bp.post("/login/<handle>/factor/<name>")
+def choose_factor(handle: str, name: str):
+    """Switch to another enrolled factor (or a recovery factor) on the second-factor page."""
+    ctx = _context(handle)
+    if ctx is None:
+        return redirect(url_for("login.expired"))
+    return second_factor.choose(ctx, name)
+
+
+@bp.get("/login/<handle>/poll")
+def poll(handle: str):
+    """For factors that complete elsewhere (push): JSON status for the waiting page's script."""
+    ctx = _context(handle)
+    if ctx is None:
+        return jsonify({"status": "expired"}), 410
+    return second_factor.poll(ctx)
+
+
+@bp.post("/login/<handle>/cancel")
+def cancel(handle: str):
+    ctx = _context(handle)
+    if ctx is None:
+        return redirect(url_for("login.expired"))
+    transaction.advance(ctx.row, State(ctx.row.state), ctx.row.version, State.CANCELLED)
+    return consent._access_denied(ctx)
+
+
+@bp.get("/login/expired")
+def expired():
+    return render_template("login/expired.html"), 400
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout():
+    """RP-initiated logout (with id_token_hint and a registered post_logout_redirect_uri), or plain sign-out."""
+    from authlib.oauth2.rfc6749.errors import OAuth2Error
+
+    from idp.oidc.server import server
+
+    try:
+        end_session = server.validate_endpoint_request("end_session")
+    except OAuth2Error as error:
+        return render_template("errors/oauth.html", error=error.error,
+                               description=error.get_error_description()), 400
+    if request.method == "GET" and login_session.current_user() is not None and end_session.redirect_uri is None \
+            and end_session.id_token_claims is None:
+        return render_template("login/logout_confirm.html")
+    response = server.create_endpoint_response("end_session", end_session)
+    return response or render_template("login/logged_out.html")
+
+
+@bp.get("/")
+def home():
+    user = login_session.current_user()
+    if user is None:
+        return render_template("home.html", user=None)
+    return redirect(url_for("account.security"))

@@ -1,0 +1,47 @@
+"""The discovery document, built once per app and served pre-serialized.
+
+Every feature listed here works (tests check each): keep it that way when editing.
+"""
+from __future__ import annotations
+
+import json
+
+from idp.config import Settings
+from idp.oidc.acr import ACR_VALUES_SUPPORTED
+from idp.oidc.keys import SUPPORTED_ALGS
+
+
+def build(settings: Settings) -> str:
+    issuer = settings.issuer
+    document = {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/oauth/token",
+        "userinfo_endpoint": f"{issuer}/oauth/userinfo",
+        "jwks_uri": f"{issuer}/jwks",
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "end_session_endpoint": f"{issuer}/logout",
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": list(SUPPORTED_ALGS),
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
+                             "name", "locale", "email", "email_verified", "org"],
+        "acr_values_supported": list(ACR_VALUES_SUPPORTED),
+        "prompt_values_supported": ["none", "login", "consent"],
+        "ui_locales_supported": ["en", "fr"],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "frontchannel_logout_supported": False,
+        "backchannel_logout_supported": False,
+        "authorization_response_iss_parameter_supported": True,
+    }
+    return json.dumps(document, separators=(",", ":"))

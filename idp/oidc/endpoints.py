@@ -1,0 +1,128 @@
+"""UserInfo, revocation (RFC 7009), introspection (RFC 7662) and RP-initiated logout endpoints."""
+from __future__ import annotations
+
+import time
+
+from authlib.integrations.flask_oauth2 import ResourceProtector
+from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc7009 import RevocationEndpoint as _Revocation
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _Introspection
+from authlib.oidc.core import UserInfoEndpoint as _UserInfo
+from authlib.oidc.rpinitiated import EndSessionEndpoint as _EndSession
+from flask import current_app
+from sqlalchemy import or_, select, update
+
+from idp.db import db
+from idp.models import Client, Token, User
+from idp.oidc import claims, keys
+from idp.oidc.adapters import OAuthToken
+from idp.security.tokens import sha256_hex
+
+
+def _find_token(token_string: str, hint: str | None = None) -> OAuthToken | None:
+    if not token_string or len(token_string) > 512:
+        return None
+    digest = sha256_hex(token_string)
+    if hint == "access_token":
+        where = Token.access_token_hash == digest
+    elif hint == "refresh_token":
+        where = Token.refresh_token_hash == digest
+    else:
+        where = or_(Token.access_token_hash == digest, Token.refresh_token_hash == digest)
+    row = db.session.scalar(select(Token).where(where))
+    if row is None:
+        return None
+    client = db.session.scalar(select(Client).where(Client.client_id == row.client_id))
+    user = db.session.get(User, row.user_id) if row.user_id is not None else None
+    return OAuthToken(row, client, user)
+
+
+class AccessTokenValidator(BearerTokenValidator):
+    def authenticate_token(self, token_string):
+        token = _find_token(token_string, "access_token")
+        if token is not None and (token.get_user() is None or token.get_user().disabled):
+            return token if token.get_user() is None else None
+        return token
+
+
+resource_protector = ResourceProtector()
+resource_protector.register_token_validator(AccessTokenValidator())
+
+
+class UserInfoEndpoint(_UserInfo):
+    def __init__(self):
+        super().__init__(resource_protector=resource_protector)
+
+    def get_issuer(self):
+        return current_app.extensions["idp.settings"].issuer
+
+    def generate_user_info(self, user, scope):
+        return claims.generate_user_info(user, scope)
+
+    def resolve_private_key(self):
+        return keys.signing_key("ES256")[1]
+
+
+class RevocationEndpoint(_Revocation):
+    """Revoking either token of a pair revokes the pair; revoking a refresh token revokes its family."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def query_token(self, token_string, token_type_hint):
+        return _find_token(token_string, token_type_hint)
+
+    def revoke_token(self, token, request):
+        row = token.row
+        now = int(time.time())
+        is_refresh = row.refresh_token_hash == sha256_hex(request.form["token"])
+        where = Token.family_id == row.family_id if is_refresh else Token.id == row.id
+        db.session.execute(update(Token).where(where, Token.revoked_at.is_(None)).values(revoked_at=now))
+        db.session.commit()
+
+
+class IntrospectionEndpoint(_Introspection):
+    """Confidential clients only; a client may introspect only the tokens issued to it."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def query_token(self, token_string, token_type_hint):
+        return _find_token(token_string, token_type_hint)
+
+    def check_permission(self, token, client, request):
+        return token.check_client(client)
+
+    def introspect_token(self, token):
+        row = token.row
+        settings = current_app.extensions["idp.settings"]
+        is_refresh = False
+        payload = {
+            "active": True,
+            "client_id": row.client_id,
+            "token_type": "refresh_token" if is_refresh else "Bearer",
+            "scope": row.scope,
+            "iss": settings.issuer,
+            "exp": row.access_expires_at,
+            "iat": row.issued_at,
+        }
+        user = token.get_user()
+        if user is not None:
+            payload["sub"] = user.public_id
+            payload["username"] = user.email
+        if row.acr:
+            payload["acr"] = row.acr
+        return payload
+
+
+class EndSessionEndpoint(_EndSession):
+    def get_server_jwks(self):
+        import json
+
+        return json.loads(keys.snapshot().jwks_json)
+
+    def end_session(self, end_session_request):
+        from idp.login import session as login_session
+
+        login_session.end_current()
+
+
+ENDPOINTS = (UserInfoEndpoint(), RevocationEndpoint, IntrospectionEndpoint, EndSessionEndpoint)

@@ -1,0 +1,192 @@
+"""ID-token signing keys: creation, rotation, the JWKS document, and the key that signs now.
+
+Rotation publishes first: `rotate()` adds a new key to the JWKS at once, but it only
+starts signing after `tokens.key_publish_delay` seconds (relying parties that cache
+the JWKS see it before any token uses it). The old key stops signing at that moment
+and stays in the JWKS until every ID token it signed has expired.
+
+Private keys are sealed with the secret key ring (associated data `signing-key|KID`).
+Parsed keys are cached per process for a few seconds: signing must not hit the
+database or re-parse PEM on every token.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from flask import current_app
+from joserfc.jwk import ECKey, RSAKey
+from sqlalchemy import select
+
+from idp.db import db, utcnow
+from idp.models import SigningKey
+from idp.security.tokens import random_token
+
+SUPPORTED_ALGS = ("ES256", "RS256")
+_CACHE_SECONDS = 10.0
+
+
+def _settings():
+    return current_app.extensions["idp.settings"]
+
+
+def _keyring():
+    return current_app.extensions["idp.keyring"]
+
+
+def _aad(kid: str) -> bytes:
+    return f"signing-key|{kid}".encode()
+
+
+def _generate(alg: str):
+    if alg == "ES256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if alg == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    raise ValueError(f"unsupported signing algorithm {alg!r}")
+
+
+def _import_key(alg: str, pem: bytes):
+    return (ECKey if alg == "ES256" else RSAKey).import_key(pem)
+
+
+def create_key(alg: str) -> SigningKey:
+    """Generate, seal and add a key (not committed)."""
+    private = _generate(alg)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    kid = f"{alg.lower()}-{random_token(9)}"
+    public = _import_key(alg, pem).as_dict(private=False, kid=kid, alg=alg, use="sig")
+    key_id, blob = _keyring().seal(pem, _aad(kid))
+    row = SigningKey(kid=kid, alg=alg, private_ciphertext=blob, secret_key_id=key_id, public_jwk=public)
+    db.session.add(row)
+    return row
+
+
+def ensure_signing_key() -> list[SigningKey]:
+    """Make sure every supported algorithm has a usable key; idempotent (`idp init`)."""
+    created = []
+    for alg in SUPPORTED_ALGS:
+        exists = db.session.scalar(
+            select(SigningKey.id).where(SigningKey.alg == alg, SigningKey.retired_at.is_(None)).limit(1))
+        if exists is None:
+            created.append(create_key(alg))
+    db.session.commit()
+    invalidate_cache()
+    return created
+
+
+def rotate(algs: tuple[str, ...] = SUPPORTED_ALGS) -> list[SigningKey]:
+    """Publish a new key per algorithm; retire the current ones after the publish delay."""
+    settings = _settings()
+    now = utcnow()
+    delay = timedelta(seconds=int(settings.get("tokens.key_publish_delay", 0)))
+    keep = timedelta(seconds=int(settings.get("tokens.id_token_ttl", 3600))
+                     + int(settings.get("tokens.retired_key_grace", 0)))
+    new_keys = []
+    for alg in algs:
+        for old in db.session.scalars(select(SigningKey).where(SigningKey.alg == alg,
+                                                               SigningKey.retired_at.is_(None))):
+            old.retired_at = now + delay
+            old.remove_after = now + delay + keep
+        new_keys.append(create_key(alg))
+    db.session.commit()
+    invalidate_cache()
+    return new_keys
+
+
+def key_status(row: SigningKey, now: datetime, delay: timedelta) -> str:
+    if row.remove_after is not None and row.remove_after <= now:
+        return "removed"
+    if row.retired_at is not None and row.retired_at <= now:
+        return "retired"
+    if row.created_at + delay > now:
+        return "published"
+    return "active"
+
+
+def list_keys() -> list[dict]:
+    now = utcnow()
+    delay = timedelta(seconds=int(_settings().get("tokens.key_publish_delay", 0)))
+    rows = db.session.scalars(select(SigningKey).order_by(SigningKey.created_at)).all()
+    return [{"kid": r.kid, "alg": r.alg, "created_at": r.created_at.isoformat(),
+             "retired_at": r.retired_at.isoformat() if r.retired_at else None,
+             "remove_after": r.remove_after.isoformat() if r.remove_after else None,
+             "status": key_status(r, now, delay)} for r in rows]
+
+
+def reseal_all() -> int:
+    """Re-encrypt signing keys sealed with an old encryption key (`idp keys rotate-secrets`)."""
+    ring = _keyring()
+    count = 0
+    for row in db.session.scalars(select(SigningKey)):
+        if ring.needs_reseal(row.secret_key_id):
+            pem = ring.open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))
+            row.secret_key_id, row.private_ciphertext = ring.seal(pem, _aad(row.kid))
+            count += 1
+    db.session.commit()
+    return count
+
+
+@dataclass(frozen=True)
+class KeySnapshot:
+    """What this process signs with and publishes, as of `loaded_at`."""
+
+    signing: dict  # alg -> (kid, joserfc key)
+    jwks_json: str
+    loaded_at: float
+
+
+class _Cache:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.snapshots: dict[int, KeySnapshot] = {}
+
+
+_cache = _Cache()
+
+
+def invalidate_cache() -> None:
+    with _cache.lock:
+        _cache.snapshots.pop(id(current_app._get_current_object()), None)
+
+
+def _load() -> KeySnapshot:
+    now = utcnow()
+    delay = timedelta(seconds=int(_settings().get("tokens.key_publish_delay", 0)))
+    rows = db.session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc())).all()
+    published = [r for r in rows if key_status(r, now, delay) != "removed"]
+    signing = {}
+    for alg in SUPPORTED_ALGS:
+        candidates = [r for r in rows if r.alg == alg and key_status(r, now, delay) == "active"]
+        if not candidates:  # nothing old enough yet: sign with the newest rather than not at all
+            candidates = [r for r in published if r.alg == alg and r.retired_at is None]
+        if candidates:
+            row = candidates[0]
+            pem = _keyring().open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))
+            signing[alg] = (row.kid, _import_key(alg, pem))
+    jwks = json.dumps({"keys": [r.public_jwk for r in published]}, separators=(",", ":"))
+    return KeySnapshot(signing=signing, jwks_json=jwks, loaded_at=time.monotonic())
+
+
+def snapshot() -> KeySnapshot:
+    app_id = id(current_app._get_current_object())
+    snap = _cache.snapshots.get(app_id)
+    if snap is None or time.monotonic() - snap.loaded_at > _CACHE_SECONDS:
+        snap = _load()
+        with _cache.lock:
+            _cache.snapshots[app_id] = snap
+    return snap
+
+
+def signing_key(alg: str) -> tuple[str, object]:
+    """(kid, key) that signs with `alg` now."""
+    try:
+        return snapshot().signing[alg]
+    except KeyError:
+        raise RuntimeError(f"no signing key for {alg}: run `idp init`") from None

@@ -1,0 +1,49 @@
+"""The OpenID Connect extension of the code grant: ID token keys, claims and nonce replay checks."""
+from __future__ import annotations
+
+import time
+
+from authlib.oidc.core import grants as oidc_grants
+from flask import current_app
+from sqlalchemy import select
+
+from idp.db import db
+from idp.models import AuthorizationCode
+from idp.oidc import claims, keys
+
+
+class OpenIDCode(oidc_grants.OpenIDCode):
+    def exists_nonce(self, nonce, request):
+        """A nonce already bound to one of this client's codes is a replay."""
+        found = db.session.scalar(select(AuthorizationCode.id).where(
+            AuthorizationCode.client_id == request.payload.client_id, AuthorizationCode.nonce == nonce).limit(1))
+        return found is not None
+
+    def get_client_algorithm(self, client):
+        return client.id_token_signed_response_alg or current_app.extensions["idp.settings"].get(
+            "tokens.default_id_token_alg", "ES256")
+
+    def resolve_client_private_key(self, client):
+        return keys.signing_key(self.get_client_algorithm(client))[1]
+
+    def get_encode_header(self, client):
+        alg = self.get_client_algorithm(client)
+        return {"alg": alg, "kid": keys.signing_key(alg)[0], "typ": "JWT"}
+
+    def get_client_claims(self, client):
+        settings = current_app.extensions["idp.settings"]
+        now = int(time.time())
+        return {"iss": settings.issuer, "aud": [client.get_client_id()], "iat": now,
+                "exp": now + int(settings.get("tokens.id_token_ttl", 3600))}
+
+    def get_authorization_code_claims(self, authorization_code):
+        extra = super().get_authorization_code_claims(authorization_code)
+        # amr and acr always, requested or not (CONTRACT.md rule 8).
+        extra["amr"] = authorization_code.get_amr()
+        extra["acr"] = authorization_code.get_acr()
+        if authorization_code.row.session_id:
+            extra["sid"] = authorization_code.row.session_id
+        return extra
+
+    def generate_user_info(self, user, scope):
+        return claims.generate_user_info(user, scope)

@@ -1,0 +1,96 @@
+"""HTTP endpoints of the provider: authorization, token, userinfo, revocation, introspection, discovery, JWKS."""
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from flask import Blueprint, Response, current_app, render_template, request
+
+from idp.extensions import csrf, limiter
+from idp.oidc import discovery, keys
+from idp.oidc.server import server
+
+bp = Blueprint("oidc", __name__)
+
+
+def _error_page(error: OAuth2Error):
+    return render_template("errors/oauth.html", error=error.error,
+                           description=error.get_error_description()), 400
+
+
+@bp.route("/authorize", methods=["GET"])
+def authorize():
+    """Validate with Authlib, then start (or resume through SSO) a login transaction.
+
+    Errors before the client and redirect URI are trusted (unknown client, unregistered
+    redirect URI) get a 400 page, never a redirect; the others go back to the client.
+    """
+    from idp.login import pipeline
+
+    try:
+        grant = server.get_consent_grant(end_user=None)
+    except OAuth2Error as error:
+        if error.redirect_uri and error.error != "login_required":
+            return server.handle_error_response(server.create_oauth2_request(None), error)
+        if error.error == "login_required":
+            # Authlib answers prompt=none for an anonymous request itself; we decide with the session.
+            return _resume_prompt_none()
+        return _error_page(error)
+    return pipeline.start(grant, request.args)
+
+
+def _resume_prompt_none():
+    """prompt=none: validate without Authlib's anonymous check, then let the pipeline decide."""
+    from idp.login import pipeline
+
+    args = request.args.to_dict()
+    args.pop("prompt", None)
+    from idp.login.snapshot import rebuild
+
+    snapshot_request = rebuild(current_app.extensions["idp.settings"].issuer, args)
+    try:
+        grant = server.get_consent_grant(request=snapshot_request, end_user=None)
+    except OAuth2Error as error:
+        if error.redirect_uri:
+            return server.handle_error_response(snapshot_request, error)
+        return _error_page(error)
+    return pipeline.start(grant, request.args)
+
+
+@bp.post("/oauth/token")
+@csrf.exempt
+def token():
+    return server.create_token_response()
+
+
+@bp.route("/oauth/userinfo", methods=["GET", "POST"])
+@csrf.exempt
+def userinfo():
+    return server.create_endpoint_response("userinfo")
+
+
+@bp.post("/oauth/revoke")
+@csrf.exempt
+def revoke():
+    return server.create_endpoint_response("revocation")
+
+
+@bp.post("/oauth/introspect")
+@csrf.exempt
+def introspect():
+    return server.create_endpoint_response("introspection")
+
+
+@bp.get("/.well-known/openid-configuration")
+@limiter.exempt
+def openid_configuration():
+    document = current_app.extensions.get("idp.discovery_json")
+    if document is None:
+        document = current_app.extensions["idp.discovery_json"] = discovery.build(
+            current_app.extensions["idp.settings"])
+    return Response(document, mimetype="application/json", headers={"Cache-Control": "public, max-age=3600"})
+
+
+@bp.get("/jwks")
+@limiter.exempt
+def jwks():
+    return Response(keys.snapshot().jwks_json, mimetype="application/json",
+                    headers={"Cache-Control": "public, max-age=300"})
