@@ -46,3 +46,37 @@ def audit(event: str, user: UserRef, *, actor: str = "", actor_id: int | None = 
 
     audit_log.record(event, org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
                      details=details or {})
+
+
+def push_suspended(user_id: int) -> bool:
+    """Has a push fraud report suspended push for this user (until an admin clears it)?
+
+    The push plugin's `is_configured_for` answers False while this holds, so the login
+    offers the user's other factors instead.
+    """
+    from idp.models import User
+
+    return db.session.scalar(select(User.push_suspended_at).where(User.id == user_id)) is not None
+
+
+def recent_challenge_count(factor: str, user_id: int, since, *, kind: str | None = None) -> int:
+    """How many challenges of `factor` (optionally with `payload_json["type"] == kind`) were
+    created for this user at or after `since` -- answered or not (push fatigue limits)."""
+    from idp.models import FactorChallenge
+
+    stmt = select(FactorChallenge.payload_json).where(
+        FactorChallenge.factor == factor, FactorChallenge.user_id == user_id, FactorChallenge.created_at >= since)
+    rows = db.session.scalars(stmt).all()
+    return sum(1 for payload in rows if kind is None or (payload or {}).get("type") == kind)
+
+
+def commit() -> None:
+    """Commit the current transaction. For plugin device endpoints, which run outside the
+    pipeline and the account page (the usual committers)."""
+    db.session.commit()
+
+
+def rollback() -> None:
+    """Roll back the current transaction (a failed device request; between long-poll checks,
+    so that each check sees what other processes committed and holds no connection)."""
+    db.session.rollback()
