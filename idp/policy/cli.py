@@ -1,0 +1,199 @@
+"""`idp policy ...`: the operators' door to the 2FA policy (CONTRACT.md, "The `idp` command").
+
+    idp policy show --org ORG [--json]
+    idp policy require-all --org ORG on|off
+    idp policy user EMAIL --require | --exempt [--until YYYY-MM-DD] [--reason TEXT] | --follow-org
+
+The commands call the same functions as the admin pages (idp.policy.settings), so
+the rules and the audit events are the same; the actor is "cli". Bad input raises
+a `click.ClickException`: one line on stderr and a non-zero exit (the `idp` entry
+point formats it; usage errors are turned into one line here too). A change that
+is already in place prints what is there and writes nothing.
+
+The group is mounted by idp/cli.py as `policy` (the object below must keep that
+name). It runs inside the app context that `idp` pushes; run on its own (tests,
+other entry points) it builds the app through `create_app()`.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from datetime import date, datetime
+
+import click
+from flask import has_app_context
+from sqlalchemy import func, select
+
+from idp.policy import settings as policy_settings
+from idp.policy.status import ORDER, TwoFactorStatus, distribution, impact_of_requiring_all, status
+
+SHIELD_TEXT = {
+    TwoFactorStatus.NOT_ACTIVE: "red: 2FA is not active",
+    TwoFactorStatus.REQUIRED_NOT_SET_UP: "orange, exclamation: required, not set up (must set up at next login)",
+    TwoFactorStatus.ACTIVE_VOLUNTARY: "orange, check: active, set up voluntarily",
+    TwoFactorStatus.ACTIVE_REQUIRED: "green, check: active and required",
+}
+
+
+class PolicyCliError(click.ClickException):
+    """Bad input: one line on stderr, exit status 2 for usage, 1 otherwise."""
+
+
+class _OneLineCommand(click.Command):
+    """Usage errors (a missing option, a bad date) as one stderr line instead of a usage block."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            error = PolicyCliError(exc.format_message())
+            error.exit_code = exc.exit_code
+            raise error from None
+
+
+def _in_app(fn):
+    """Run inside the current app context, or build the app when there is none."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if has_app_context():
+            return fn(*args, **kwargs)
+        from idp.app import create_app
+
+        with create_app().app_context():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _find_org(name: str):
+    from idp.db import db
+    from idp.models import Organization
+
+    name = (name or "").strip()
+    org = db.session.scalar(select(Organization).where(Organization.name == name))
+    if org is None and name.isdigit():
+        org = db.session.get(Organization, int(name))
+    if org is None:
+        raise PolicyCliError(f"unknown organization {name!r}")
+    return org
+
+
+def _find_user(email: str):
+    from idp.db import db
+    from idp.models import User
+
+    email = (email or "").strip()
+    user = db.session.scalar(select(User).where(User.email == email))
+    if user is None:
+        user = db.session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+    if user is None:
+        raise PolicyCliError(f"unknown user {email!r}")
+    return user
+
+
+def _today() -> date:
+    from idp.db import utcnow
+
+    return utcnow().date()
+
+
+@click.group("policy")
+def policy() -> None:
+    """Who must use a second factor: the organization's rule, per-user settings, the four statuses."""
+
+
+@policy.command("show", cls=_OneLineCommand)
+@click.option("--org", "org_name", required=True, metavar="ORG", help="Organization name.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@_in_app
+def show(org_name: str, as_json: bool) -> None:
+    """The four-status distribution of the organization's users, and its 2FA settings."""
+    org = _find_org(org_name)
+    today = _today()
+    counts = distribution(org.id, today)
+    impact = impact_of_requiring_all(org.id, today)
+    document = {
+        "org": {"id": org.id, "name": org.name},
+        "settings": {
+            "require_2fa": bool(org.require_2fa),
+            "allowed_factors": org.allowed_factors,
+            "grace_days": org.grace_days,
+            "grace_logins": org.grace_logins,
+        },
+        "distribution": {s.value: counts[s] for s in ORDER},
+        "total": sum(counts.values()),
+        "impact_of_requiring_all": impact.as_dict(),
+    }
+    if as_json:
+        click.echo(json.dumps(document, sort_keys=True))
+        return
+    settings = document["settings"]
+    click.echo(f"Organization: {org.name}")
+    click.echo(f"2FA required for everyone: {'on' if settings['require_2fa'] else 'off'}")
+    allowed = settings["allowed_factors"]
+    click.echo(f"Allowed factors: {', '.join(allowed) if allowed is not None else 'all installed'}")
+    grace = [f"{settings['grace_days']} days" if settings["grace_days"] else "",
+             f"{settings['grace_logins']} logins" if settings["grace_logins"] else ""]
+    click.echo(f"Grace period: {', '.join(g for g in grace if g) or 'none'}")
+    click.echo(f"Users: {document['total']}")
+    width = max(len(s.value) for s in ORDER)
+    for s in ORDER:
+        click.echo(f"  {s.value:<{width}}  {counts[s]:>7}  ({SHIELD_TEXT[s]})")
+    if not settings["require_2fa"]:
+        click.echo(f"Requiring 2FA for everyone now: {impact.must_enrol} would have to set it up at their "
+                   f"next login, {impact.exempt} exempt")
+
+
+@policy.command("require-all", cls=_OneLineCommand)
+@click.option("--org", "org_name", required=True, metavar="ORG", help="Organization name.")
+@click.argument("state", type=click.Choice(["on", "off"], case_sensitive=False))
+@_in_app
+def require_all(org_name: str, state: str) -> None:
+    """Require 2FA for everyone in the organization (on), or make it optional again (off)."""
+    org = _find_org(org_name)
+    on = state.lower() == "on"
+    try:
+        changed = policy_settings.set_org_requirement(org.id, on, policy_settings.Actor.cli())
+    except policy_settings.PolicyError as exc:
+        raise PolicyCliError(str(exc)) from None
+    what = "required for everyone" if on else "optional for everyone"
+    click.echo(f"2FA is {'now' if changed else 'already'} {what} in {org.name}")
+
+
+@policy.command("user", cls=_OneLineCommand)
+@click.argument("email")
+@click.option("--require", is_flag=True, help="Always require 2FA for this user.")
+@click.option("--exempt", is_flag=True, help="Waive 2FA for this user.")
+@click.option("--follow-org", is_flag=True, help="Follow the organization's rule.")
+@click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="With --exempt: the last exempt day.")
+@click.option("--reason", metavar="TEXT", help="With --exempt: why (kept in the audit log).")
+@_in_app
+def user(email: str, require: bool, exempt: bool, follow_org: bool, until: datetime | None,
+         reason: str | None) -> None:
+    """Set one user's 2FA: --require, --exempt [--until DATE] [--reason TEXT], or --follow-org."""
+    from idp.db import db
+    from idp.models import Organization
+
+    chosen = [m for m, flag in (("required", require), ("exempt", exempt), ("follow", follow_org)) if flag]
+    if len(chosen) != 1:
+        raise PolicyCliError("choose exactly one of --require, --exempt or --follow-org")
+    mode = chosen[0]
+    if mode != "exempt" and (until is not None or reason is not None):
+        raise PolicyCliError("--until and --reason go with --exempt only")
+    target = _find_user(email)
+    try:
+        changed = policy_settings.set_user_requirement(
+            target.id, mode, until.date() if until else None, reason, policy_settings.Actor.cli())
+    except policy_settings.PolicyError as exc:
+        raise PolicyCliError(str(exc)) from None
+    db.session.expire_all()
+    target = _find_user(email)
+    org = db.session.get(Organization, target.org_id)
+    now_status = status(target, org, _today())
+    label = {"required": "required", "exempt": "exempt", "follow": "following the organization"}[mode]
+    if mode == "exempt" and target.exempt_until:
+        label += f" until {target.exempt_until.isoformat()}"
+    click.echo(f"{target.email}: {'now' if changed else 'already'} {label}; status {now_status.value} "
+               f"({SHIELD_TEXT[now_status]})")
