@@ -4,7 +4,7 @@ Plugins import from here only::
 
     from idp.factors import Factor, FactorKind, Step, Verified, Rejected, Enrolled, UserRef
 """
-from idp.factors.contract import Factor
+from idp.factors.contract import Factor, label_text
 from idp.factors.errors import FactorError, FactorLoadError, FactorMisconfigured, FactorNotFound, SecretUnavailable
 from idp.factors.types import (
     AttemptContext, CredentialInfo, Denied, Description, Enrolled, FactorKind, FactorUrls, Pending, Rejected,
@@ -12,7 +12,7 @@ from idp.factors.types import (
 )
 
 __all__ = [
-    "Factor", "FactorError", "FactorLoadError", "FactorMisconfigured", "FactorNotFound", "SecretUnavailable",
+    "Factor", "label_text", "FactorError", "FactorLoadError", "FactorMisconfigured", "FactorNotFound", "SecretUnavailable",
     "AttemptContext", "CredentialInfo", "Denied", "Description", "Enrolled", "FactorKind", "FactorUrls",
     "Pending", "Rejected", "Step", "UserRef", "Verified",
 ]

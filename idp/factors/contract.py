@@ -49,6 +49,15 @@ RFC8176_AMR = frozenset({
 })
 
 
+def label_text(label: Any) -> str:
+    """A (lazily translated) label as text; outside a request (CLI, startup) the untranslated message."""
+    try:
+        return str(label)
+    except RuntimeError:
+        args = getattr(label, "_args", None)
+        return str(args[0]) if args else ""
+
+
 class Factor:
     """Base class of every factor. Subclasses set the class attributes and implement the methods
     marked "Developers MUST implement"."""
@@ -185,7 +194,7 @@ class Factor:
             d = factor.describe(info)   # Description(id, factor, label, created_at, last_used_at, facts)
         """
         return Description(id=credential.id, factor=credential.factor,
-                           label=credential.label or str(self.label), created_at=credential.created_at,
+                           label=credential.label or label_text(self.label), created_at=credential.created_at,
                            last_used_at=credential.last_used_at, facts={})
 
     def on_removed(self, credential: CredentialInfo) -> None:
@@ -222,7 +231,7 @@ def validate_class(cls: type, expected_name: str | None = None) -> list[str]:
         problems.append(f"name {cls.name!r} must be a non-empty lowercase identifier")
     if expected_name is not None and cls.name != expected_name:
         problems.append(f"name {cls.name!r} differs from its entry-point name {expected_name!r}")
-    if not str(cls.label):
+    if not label_text(cls.label):
         problems.append("label must not be empty")
     if not isinstance(cls.kind, FactorKind):
         problems.append(f"kind {cls.kind!r} must be a FactorKind")

@@ -80,3 +80,15 @@ def rollback() -> None:
     """Roll back the current transaction (a failed device request; between long-poll checks,
     so that each check sees what other processes committed and holds no connection)."""
     db.session.rollback()
+
+
+def suspend_push(user_id: int, when) -> bool:
+    """Suspend push for this user after a fraud report (no-op if already suspended); the caller
+    commits. True when this call suspended it."""
+    from sqlalchemy import update
+
+    from idp.models import User
+
+    result = db.session.execute(update(User).where(User.id == user_id, User.push_suspended_at.is_(None))
+                                .values(push_suspended_at=when), execution_options={"synchronize_session": False})
+    return result.rowcount == 1

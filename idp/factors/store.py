@@ -226,6 +226,31 @@ class CredentialStore:
         except SecretError as exc:
             raise SecretUnavailable(f"credential {cid}: {exc}") from exc
 
+    # --- pending material (enrolment secrets kept in the login state) ---------------------
+
+    def seal_pending(self, user: UserLike, plaintext: bytes) -> str:
+        """Seal material that must survive between `begin_enrolment` and `finish_enrolment` (a new TOTP
+        seed) so that `Step.state`, stored in the login transaction, never holds it in clear."""
+        import base64
+
+        aad = f"pending|{self._name(None)}|{_user_id(user)}".encode()
+        key_id, blob = _keyring().seal(bytes(plaintext), aad)
+        return f"{key_id}:{base64.urlsafe_b64encode(blob).decode()}"
+
+    def open_pending(self, user: UserLike, token: Any) -> bytes | None:
+        """Open what `seal_pending` produced for this user and factor; None if it does not open."""
+        import base64
+        import binascii
+
+        if not isinstance(token, str) or ":" not in token:
+            return None
+        key_id, _, encoded = token.partition(":")
+        try:
+            return _keyring().open(key_id, base64.urlsafe_b64decode(encoded.encode()),
+                                   f"pending|{self._name(None)}|{_user_id(user)}".encode())
+        except (SecretError, binascii.Error, ValueError):
+            return None
+
     # --- exactly-once gates (one statement, committed at once) ---------------------------
 
     def advance_counter(self, credential_id: int, new_value: int, *, now: datetime | None = None) -> bool:

@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from idp.factors.contract import RFC8176_AMR, Factor, validate_class
+from idp.factors.contract import RFC8176_AMR, Factor, label_text, validate_class
 from idp.factors.types import AttemptContext, CredentialInfo, Description, Enrolled, Rejected, Step, UserRef, Verified
 
 GARBAGE_RESPONSES: tuple[Mapping[str, Any], ...] = (
@@ -190,7 +190,7 @@ def run_conformance(factor_cls: type[Factor], app, user: UserRef, *,
     assert factor.is_configured_for(user)
     description = factor.describe(credential)
     assert isinstance(description, Description) and description.id == credential.id
-    assert str(description.label)
+    assert label_text(description.label)
 
     # Challenge: garbage is Rejected; the real answer (when the test can produce one) is Verified.
     step = factor.begin_challenge(user, ctx)

@@ -1,0 +1,118 @@
+"""TOTP authenticator apps (RFC 6238): the factor plugin.
+
+Enrolment keeps a fresh seed sealed in the login state, shows it as a QR code, a
+grouped key and an `otpauth://` link, and stores the credential only after a
+correct code. A login code is accepted at most once per credential: the matched
+time step must move the credential's counter forward in one conditional UPDATE.
+"""
+from __future__ import annotations
+
+import base64
+import os
+from urllib.parse import urlsplit
+
+import pyotp
+import segno
+from flask_babel import lazy_gettext as _l
+
+from idp.factors import (
+    Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, label_text,
+)
+
+from idp_plugins.totp import otp
+
+
+def b32(secret: bytes) -> str:
+    return base64.b32encode(secret).decode().rstrip("=")
+
+
+def grouped(key: str) -> str:
+    """"JBSW Y3DP EHPK 3PXP": easier to type by hand than one long run."""
+    return " ".join(key[i:i + 4] for i in range(0, len(key), 4))
+
+
+class TotpFactor(Factor):
+    name = "totp"
+    label = _l("Authenticator app")
+    kind = FactorKind.SECOND_FACTOR
+    # RFC 8176 "otp": a one-time password. Not "swk": the seed is a shared secret, not a key proven by signature.
+    amr = ("otp",)
+    allow_multiple = True
+    user_enrollable = True
+
+    def _params(self) -> tuple[int, str]:
+        digits = int(self.settings.get("digits", 6))
+        algorithm = str(self.settings.get("algorithm", "SHA1")).upper()
+        if digits not in otp.DIGITS or algorithm not in otp.ALGORITHMS:
+            raise FactorMisconfigured(f"factors.totp: digits must be 6 or 8 and algorithm one of "
+                                      f"{', '.join(otp.ALGORITHMS)} (got {digits}, {algorithm})")
+        return digits, algorithm
+
+    def issuer_label(self, issuer_url: str) -> str:
+        return str(self.settings.get("issuer_label") or urlsplit(issuer_url).hostname or "IdP")
+
+    # --- enrolment -----------------------------------------------------------------------
+
+    def begin_enrolment(self, user, ctx):
+        digits, algorithm = self._params()
+        secret = os.urandom(otp.SECRET_BYTES[algorithm])
+        key = b32(secret)
+        issuer = self.issuer_label(ctx.issuer)
+        uri = pyotp.TOTP(key, digits=digits, digest=otp.ALGORITHMS[algorithm], interval=otp.PERIOD).provisioning_uri(
+            name=user.email or user.username, issuer_name=issuer)
+        view = {"qr_svg": segno.make(uri, error="m").svg_inline(scale=5, dark="#000", light="#fff"),
+                "uri": uri, "key": grouped(key), "issuer": issuer, "account": user.email or user.username,
+                "digits": digits, "algorithm": algorithm, "period": otp.PERIOD}
+        state = {"secret": self.store.seal_pending(user, secret), "digits": digits, "algorithm": algorithm}
+        return Step(state=state, view=view)
+
+    def finish_enrolment(self, user, state, response, ctx):
+        secret = self.store.open_pending(user, state.get("secret"))
+        digits, algorithm = state.get("digits"), state.get("algorithm")
+        if secret is None or digits not in otp.DIGITS or algorithm not in otp.ALGORITHMS:
+            return Rejected("expired", counts_as_failure=False)
+        step = otp.verify_totp(secret, response.get("code"), ctx.now, -1, digits, algorithm)
+        if step is None:
+            return Rejected("invalid_code")
+        label = str(response.get("label") or "").strip()[:200] or self._next_label(user)
+        credential = self.store.create(user, label=label, secret=secret, counter=step, now=ctx.now,
+                                       public={"digits": digits, "algorithm": algorithm, "period": otp.PERIOD})
+        return Enrolled(credential)
+
+    def _next_label(self, user) -> str:
+        count = self.store.count(user)
+        text = label_text(self.label)
+        return text if count == 0 else f"{text} {count + 1}"
+
+    # --- login ---------------------------------------------------------------------------
+
+    def begin_challenge(self, user, ctx):
+        digits = max((c.public.get("digits", 6) for c in self.store.list(user)), default=6)
+        return Step(state={}, view={"digits": digits})
+
+    def verify(self, user, state, response, ctx):
+        code = response.get("code")
+        for credential in self.store.list(user):
+            digits = credential.public.get("digits", 6)
+            algorithm = credential.public.get("algorithm", "SHA1")
+            step = otp.verify_totp(self.store.reveal(credential), code, ctx.now, credential.counter, digits,
+                                   algorithm)
+            if step is None:
+                continue
+            # The database decides: only one request moves the counter to this step.
+            if step <= credential.counter or not self.store.advance_counter(credential.id, step, now=ctx.now):
+                return Rejected("replayed")
+            return Verified(credential.id, self.amr)
+        return Rejected("invalid_code")
+
+    def describe(self, credential):
+        return Description(id=credential.id, factor=self.name, label=credential.label or label_text(self.label),
+                           created_at=credential.created_at, last_used_at=credential.last_used_at,
+                           facts={"digits": credential.public.get("digits", 6),
+                                  "algorithm": credential.public.get("algorithm", "SHA1")})
+
+    @classmethod
+    def cli_command(cls):
+        from idp_plugins.totp.cli import totp_group
+
+        return totp_group
