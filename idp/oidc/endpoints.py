@@ -114,6 +114,13 @@ class IntrospectionEndpoint(_Introspection):
 
 
 class EndSessionEndpoint(_EndSession):
+    def resolve_client_from_id_token_claims(self, id_token_claims):
+        """Our ID tokens carry `aud` as a one-element list: that element is the client."""
+        aud = id_token_claims.get("aud")
+        if isinstance(aud, list) and len(aud) == 1:
+            aud = aud[0]
+        return self.server.query_client(aud) if isinstance(aud, str) else None
+
     def get_server_jwks(self):
         import json
 

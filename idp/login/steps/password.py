@@ -35,6 +35,8 @@ def submit(ctx: StepContext):
     form = PasswordLoginForm()
     if not form.validate_on_submit():
         return show(ctx, form, _("Enter your e-mail and password."), 400)
+    if form.posted_version() != ctx.row.version:
+        return show(ctx, form, _("This form is out of date. Sign in again."), 409)
     passwords = current_app.extensions["idp.passwords"]
     user = _find_user(form.username.data)
     valid = passwords.verify(user.password_hash if user else None, form.password.data)

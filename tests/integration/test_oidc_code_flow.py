@@ -1,0 +1,175 @@
+"""The authorization code flow end to end, over HTTP, checked by an independent OIDC client."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+
+import requests
+
+from fixtures.oidc import password_login
+
+
+def test_discovery_advertises_only_what_works(live_server):
+    doc = requests.get(f"{live_server.url}/.well-known/openid-configuration", timeout=5).json()
+    assert doc["issuer"] == live_server.url
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+    assert set(doc["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
+    for key in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri", "revocation_endpoint",
+                "introspection_endpoint", "end_session_endpoint"):
+        assert doc[key].startswith(live_server.url)
+    jwks = requests.get(doc["jwks_uri"], timeout=5).json()
+    assert {k["alg"] for k in jwks["keys"]} == {"ES256", "RS256"}
+    assert all("d" not in k for k in jwks["keys"]), "private key material in the JWKS"
+
+
+def test_full_login_with_pkce_validated_by_independent_client(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    params = password_login(web, rp, seeded.user_email, seeded.password)
+    assert params["state"] == rp.state
+    assert params["iss"] == rp.issuer  # RFC 9207
+    token = rp.exchange(web.last_redirect)
+    claims = rp.validate_id_token(token["id_token"])
+    assert claims["amr"] == ["pwd"]
+    assert claims["acr"] == "urn:idp:acr:pwd"
+    assert claims["email"] == seeded.user_email and claims["email_verified"] is True
+    assert claims["sub"] != seeded.user_email and "@" not in claims["sub"]
+    assert claims["org"] == "Acme"
+    assert abs(claims["auth_time"] - time.time()) < 60
+    header = base64.urlsafe_b64decode(token["id_token"].split(".")[0] + "==")
+    assert b'"kid"' in header and b'"ES256"' in header
+    info = rp.userinfo(token["access_token"])
+    assert info.status_code == 200 and info.json()["sub"] == claims["sub"]
+    assert "refresh_token" not in token  # no offline_access asked
+
+
+def test_userinfo_post_and_bad_tokens(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    token = rp.exchange(web.last_redirect)
+    posted = requests.post(rp.metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {token['access_token']}"},
+                           timeout=5)
+    assert posted.status_code == 200
+    bad = rp.userinfo("not-a-token")
+    assert bad.status_code == 401 and "invalid_token" in bad.headers.get("WWW-Authenticate", "")
+
+
+def test_code_is_single_use_and_reuse_revokes_its_tokens(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    code = web.callback_params()["code"]
+    token = rp.exchange(web.last_redirect)
+    again = rp.token_request({"grant_type": "authorization_code", "code": code, "redirect_uri": rp.client["redirect_uri"],
+                              "code_verifier": rp.verifier})
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    assert rp.userinfo(token["access_token"]).status_code == 401
+
+
+def test_code_bound_to_pkce_verifier_and_redirect_uri(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    code = web.callback_params()["code"]
+    wrong = rp.token_request({"grant_type": "authorization_code", "code": code, "redirect_uri": rp.client["redirect_uri"],
+                              "code_verifier": "x" * 50})
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+
+
+def test_code_for_another_client_is_refused(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    other = rp_factory(seeded.third_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    code = web.callback_params()["code"]
+    response = other.token_request({"grant_type": "authorization_code", "code": code,
+                                    "redirect_uri": rp.client["redirect_uri"], "code_verifier": rp.verifier})
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+def test_refresh_rotates_and_replay_revokes_the_family(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid email offline_access")
+    token = rp.exchange(web.last_redirect)
+    first = token["refresh_token"]
+    rotated = rp.token_request({"grant_type": "refresh_token", "refresh_token": first})
+    assert rotated.status_code == 200
+    second = rotated.json()["refresh_token"]
+    assert second != first
+    replay = rp.token_request({"grant_type": "refresh_token", "refresh_token": first})
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    after = rp.token_request({"grant_type": "refresh_token", "refresh_token": second})
+    assert after.status_code == 400, "a replayed refresh token must revoke the whole family"
+    assert rp.userinfo(rotated.json()["access_token"]).status_code == 401
+
+
+def test_third_party_offline_access_needs_prompt_consent(seeded, web, rp_factory):
+    rp = rp_factory(seeded.third_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
+    token = rp.exchange(web.last_redirect)
+    assert "refresh_token" not in token and "offline_access" not in token["scope"]
+    web2 = type(web)(web.base_url)
+    password_login(web2, rp, seeded.user_email, seeded.password, scope="openid offline_access", prompt="consent")
+    token = rp.exchange(web2.last_redirect)
+    assert "refresh_token" in token
+
+
+def test_revocation(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
+    token = rp.exchange(web.last_redirect)
+    auth = (rp.client["client_id"], rp.client["client_secret"])
+    response = requests.post(rp.metadata["revocation_endpoint"], data={"token": token["refresh_token"]}, auth=auth,
+                             timeout=5)
+    assert response.status_code == 200
+    refused = rp.token_request({"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
+    assert refused.status_code == 400
+    assert rp.userinfo(token["access_token"]).status_code == 401  # same family
+
+
+def test_introspection_confidential_clients_only(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    token = rp.exchange(web.last_redirect)
+    auth = (rp.client["client_id"], rp.client["client_secret"])
+    active = requests.post(rp.metadata["introspection_endpoint"], data={"token": token["access_token"]}, auth=auth,
+                           timeout=5).json()
+    assert active["active"] is True and active["client_id"] == rp.client["client_id"] and active["acr"]
+    public = requests.post(rp.metadata["introspection_endpoint"],
+                           data={"token": token["access_token"], "client_id": seeded.public["client_id"]}, timeout=5)
+    assert public.status_code == 401
+    garbage = requests.post(rp.metadata["introspection_endpoint"], data={"token": "nope"}, auth=auth, timeout=5).json()
+    assert garbage == {"active": False}
+
+
+def test_client_credentials(live_server, idp_client_credentials):
+    client_id, secret = idp_client_credentials
+    doc = requests.get(f"{live_server.url}/.well-known/openid-configuration", timeout=5).json()
+    response = requests.post(doc["token_endpoint"], data={"grant_type": "client_credentials"}, auth=(client_id, secret),
+                             timeout=5)
+    assert response.status_code == 200 and response.json()["token_type"] == "Bearer"
+    assert response.headers["Cache-Control"] == "no-store"
+    bad = requests.post(doc["token_endpoint"], data={"grant_type": "client_credentials"}, auth=(client_id, "wrong"),
+                        timeout=5)
+    assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
+    assert "WWW-Authenticate" in bad.headers
+
+
+def test_public_client_must_use_s256(seeded, web, rp_factory):
+    rp = rp_factory(seeded.public)
+    url = rp.authorization_url()
+    no_pkce = url.split("&code_challenge=")[0]
+    web.get(no_pkce)
+    assert web.callback_params()["error"] == "invalid_request"
+    verifier = "v" * 50
+    plain = rp.authorization_url().replace("code_challenge_method=S256", "code_challenge_method=plain")
+    web.get(plain)
+    assert web.callback_params()["error"] == "invalid_request"
+    params = password_login(web, rp, seeded.user_email, seeded.password)
+    token = rp.exchange(web.last_redirect)
+    assert "id_token" in token and params["code"]
+    del verifier
+
+
+def test_s256_challenge_value_is_what_the_client_computed(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    url = rp.authorization_url()
+    expected = base64.urlsafe_b64encode(hashlib.sha256(rp.verifier.encode()).digest()).rstrip(b"=").decode()
+    assert f"code_challenge={expected}" in url

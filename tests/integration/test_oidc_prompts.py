@@ -1,0 +1,152 @@
+"""prompt, max_age, login_hint, consent memory, SSO sessions and sign-out."""
+from __future__ import annotations
+
+import time
+
+import requests
+
+from fixtures.oidc import FormBrowser, password_login
+
+
+def test_prompt_none_without_session_redirects_before_any_page(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    page = web.get(rp.authorization_url(prompt="none"))
+    assert page.text == "" and web.callback_params()["error"] == "login_required"
+    assert web.callback_params()["state"] == rp.state
+
+
+def test_sso_session_answers_prompt_none_and_keeps_amr(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    first = rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])
+    web.get(rp.authorization_url(prompt="none"))
+    second = rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])
+    assert second["sub"] == first["sub"] and second["auth_time"] == first["auth_time"]
+    assert second["amr"] == ["pwd"] and second["sid"] == first["sid"]
+
+
+def test_prompt_login_and_max_age_force_a_new_login(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    rp.exchange(web.last_redirect)
+    page = web.get(rp.authorization_url(prompt="login"))
+    assert page.form_with("password")
+    time.sleep(1.1)
+    page = web.get(rp.authorization_url(max_age="0"))
+    assert page.form_with("password")
+    web.get(rp.authorization_url(prompt="none", max_age="0"))
+    assert web.callback_params()["error"] == "login_required"
+
+
+def test_login_hint_prefills_username(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    page = web.get(rp.authorization_url(login_hint=seeded.user_email))
+    assert page.form_with("password")["fields"]["username"] == seeded.user_email
+
+
+def test_consent_is_remembered_per_scope_and_deny_returns_access_denied(seeded, web, rp_factory):
+    rp = rp_factory(seeded.third_party)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    assert page.form_with("action"), "third-party clients ask for consent"
+    web.consent("allow")
+    rp.exchange(web.last_redirect)
+    web.get(rp.authorization_url())
+    assert web.callback_params().get("code"), "remembered consent skips the page"
+    web.get(rp.authorization_url(prompt="none", scope="openid email profile offline_access"))
+    # offline_access without prompt=consent is dropped, so the remembered consent still covers the request
+    assert web.callback_params().get("code")
+    web.get(rp.authorization_url(prompt="consent"))
+    web.consent("deny")
+    params = web.callback_params()
+    assert params["error"] == "access_denied" and params["state"] == rp.state
+
+
+def test_first_party_skips_consent(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    web.login(seeded.user_email, seeded.password)
+    assert web.callback_params()["code"]
+
+
+def test_wrong_password_same_message_for_unknown_user(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    wrong = web.login(seeded.user_email, "nope")
+    wrong_text = wrong.find(r'class="error" role="alert">([^<]+)<')
+    unknown = web.login("nobody@acme.test", "nope")
+    assert wrong.status == unknown.status == 401
+    assert wrong_text and wrong_text == unknown.find(r'class="error" role="alert">([^<]+)<')
+    assert web.last_redirect is None
+
+
+def test_session_cookie_rotates_at_login_and_holds_no_secrets(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    before = web.http.cookies.get("idp_session")
+    web.login(seeded.user_email, seeded.password)
+    after = web.http.cookies.get("idp_session")
+    assert before and after and before != after
+    import base64
+    import zlib
+
+    payload = after.split(".")[0 if not after.startswith(".") else 1]
+    raw = base64.urlsafe_b64decode(payload + "==")
+    text = zlib.decompress(raw).decode() if after.startswith(".") else raw.decode()
+    assert seeded.password not in text and "code" not in text and "nonce" not in text
+
+
+def test_rp_initiated_logout_with_id_token_hint(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    token = rp.exchange(web.last_redirect)
+    web.get(f"{rp.metadata['end_session_endpoint']}?id_token_hint={token['id_token']}"
+            f"&post_logout_redirect_uri={rp.client['post_logout_redirect_uri']}&state=bye")
+    assert web.last_redirect == f"{rp.client['post_logout_redirect_uri']}?state=bye"
+    web.get(rp.authorization_url(prompt="none"))
+    assert web.callback_params()["error"] == "login_required"
+
+
+def test_logout_refuses_unregistered_post_logout_redirect(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    token = rp.exchange(web.last_redirect)
+    page = web.get(f"{rp.metadata['end_session_endpoint']}?id_token_hint={token['id_token']}"
+                   f"&post_logout_redirect_uri=https://evil.example/")
+    assert web.last_redirect is None and page.status == 200
+
+
+def test_unknown_client_and_unregistered_redirect_uri_get_a_400_page(seeded, live_server):
+    base = f"{live_server.url}/authorize?response_type=code&scope=openid"
+    unknown = requests.get(f"{base}&client_id=nope&redirect_uri=http://127.0.0.1:1/x", allow_redirects=False, timeout=5)
+    assert unknown.status_code == 400 and "Location" not in unknown.headers
+    cid = seeded.first_party["client_id"]
+    bad = requests.get(f"{base}&client_id={cid}&redirect_uri=https://evil.example/cb", allow_redirects=False, timeout=5)
+    assert bad.status_code == 400 and "Location" not in bad.headers
+
+
+def test_security_headers(live_server):
+    page = requests.get(f"{live_server.url}/login/expired", timeout=5)
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_replayed_or_forged_login_form_issues_nothing(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    form = web.page.form_with("password")
+    forged = web.submit(form, {"username": seeded.user_email, "password": seeded.password, "version": "999"})
+    assert forged.status == 409 and web.last_redirect is None
+    web.submit(form, {"username": seeded.user_email, "password": seeded.password})
+    assert web.callback_params()["code"]
+    replay = web.submit(form, {"username": seeded.user_email, "password": seeded.password})
+    assert web.last_redirect is None and replay.status == 400, "a finished login must not issue a second code"
+
+
+def test_transaction_is_bound_to_its_browser(seeded, web, live_server, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    page = web.get(rp.authorization_url())
+    thief = FormBrowser(live_server.url)
+    stolen = thief.get(page.url)
+    assert "password" not in stolen.text.lower() or stolen.status == 400
