@@ -12,6 +12,8 @@
   request id: a valid incoming `X-Request-ID` is kept, otherwise a random one is made; it is
   echoed in the `X-Request-ID` response header and attached to every log line.
 - `X-Forwarded-*` trusted only from `server.trusted_proxies` (`idp.ops.proxy`).
+- discovery and JWKS answered from a short-lived per-process copy of Flask's own response
+  (`idp.ops.documents`, `ops.cached_documents`).
 
 Per-request cost is kept to a few microseconds: a regex match, a clock read, two cached
 metric children and one log line; nothing touches the database or takes a global lock.
@@ -29,6 +31,7 @@ from sqlalchemy import text
 
 from idp.db import db
 from idp.ops import logs, metrics
+from idp.ops.documents import DocumentCache
 from idp.ops.proxy import TrustedProxies, address_in, parse_networks
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -43,13 +46,15 @@ log = logging.getLogger("idp.ops")
 
 
 class RequestContext:
-    """Outermost WSGI middleware: start the clock and settle the request id before anything runs."""
+    """WSGI middleware around Flask: start the clock and settle the request id before anything
+    runs; answer the cached public documents (idp.ops.documents) without entering Flask."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, documents: DocumentCache | None = None) -> None:
         self.app = app
+        self.documents = documents
 
     def __call__(self, environ, start_response):
-        environ[ENVIRON_START] = time.perf_counter()
+        started = environ[ENVIRON_START] = time.perf_counter()
         incoming = environ.get("HTTP_X_REQUEST_ID")
         if incoming and _VALID_REQUEST_ID.fullmatch(incoming):
             request_id = incoming
@@ -58,9 +63,27 @@ class RequestContext:
         environ[ENVIRON_REQUEST_ID] = request_id
         token = logs.request_id_var.set(request_id)
         try:
+            documents = self.documents
+            if documents is not None and environ.get("PATH_INFO") in documents.paths:
+                entry = documents.lookup(environ)
+                if entry is not None:
+                    return self._serve(entry, environ, start_response, request_id, started)
+                if documents.wants(environ):
+                    return documents.fill(self.app, environ, start_response)
             return self.app(environ, start_response)
         finally:
             logs.request_id_var.reset(token)
+
+    @staticmethod
+    def _serve(entry, environ, start_response, request_id, started):
+        start_response(entry.status, entry.headers + [(REQUEST_ID_HEADER, request_id)])
+        path = environ["PATH_INFO"]
+        seconds = time.perf_counter() - started
+        metrics.observe_request(path, "GET", 200, seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.handle(logs.access_record(access_log.name, logging.INFO, "GET", path, 200,
+                                                 round(seconds * 1000, 2), environ.get("REMOTE_ADDR"), request_id))
+        return [entry.body]
 
 
 def _finish(response: Response) -> Response:
@@ -77,11 +100,8 @@ def _finish(response: Response) -> Response:
     metrics.observe_request(endpoint, request.method, status, seconds)
     level = logging.DEBUG if endpoint in QUIET_PATHS else logging.INFO
     if access_log.isEnabledFor(level):
-        access_log.log(level, "%s %s %s", request.method, request.path, status, extra={
-            "method": request.method, "path": request.path, "status": status,
-            "duration_ms": round(seconds * 1000, 2), "remote_addr": request.remote_addr,
-            "request_id": request_id,
-        })
+        access_log.handle(logs.access_record(access_log.name, level, request.method, request.path, status,
+                                             round(seconds * 1000, 2), request.remote_addr, request_id))
     return response
 
 
@@ -109,11 +129,15 @@ def init_app(app: Flask, settings) -> None:
     else:
         access_log.setLevel(logging.NOTSET)
 
+    documents = None
+    if ops.get("cached_documents") and float(ops.get("cached_documents_ttl", 0)) > 0:
+        documents = DocumentCache(ops.get("cached_documents"), float(ops.get("cached_documents_ttl")))
+    # Proxy trust first, so that everything inside (logs, metrics, Flask) sees the real client.
+    wsgi = RequestContext(app.wsgi_app, documents)
     proxies = parse_networks(settings.trusted_proxies)
-    wsgi = app.wsgi_app
     if proxies:
         wsgi = TrustedProxies(wsgi, proxies)
-    app.wsgi_app = RequestContext(wsgi)
+    app.wsgi_app = wsgi
     app.after_request(_finish)
 
     app.add_url_rule("/healthz", "ops.healthz", healthz, methods=["GET"])
