@@ -1,0 +1,70 @@
+"""Malformed and oversized input never yields a 500: hypothesis throws junk at every public endpoint."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from fixtures.oidc import FAST_ARGON2
+
+junk = st.one_of(st.text(max_size=300), st.text(alphabet="%&=?#/\\\x00'\"<>", max_size=50),
+                 st.binary(max_size=200).map(lambda b: b.decode("latin-1")), st.just("x" * 5000))
+params = st.dictionaries(st.sampled_from(["client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
+                                          "prompt", "max_age", "code_challenge", "code_challenge_method", "acr_values",
+                                          "login_hint", "ui_locales", "grant_type", "code", "refresh_token",
+                                          "code_verifier", "token", "token_type_hint", "id_token_hint",
+                                          "post_logout_redirect_uri", "username", "password", "version", "csrf_token",
+                                          "action"]), junk, max_size=8)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    from idp import schema
+    from idp.app import create_app
+    from idp.db import db
+    from idp.models import Client
+    from idp.oidc import keys
+    from idp.security.tokens import sha256_hex
+
+    path = tmp_path_factory.mktemp("fuzz") / "fuzz.sqlite"
+    app = create_app({"server.database_url": f"sqlite:///{path}", "server.json_logs": False, **FAST_ARGON2})
+    app.config["RATELIMIT_ENABLED"] = False
+    with app.app_context():
+        schema.upgrade(db.engine)
+        keys.ensure_signing_key()
+        db.session.add(Client(client_id="fuzz", secret_hash=sha256_hex("s"), name="Fuzz",
+                              redirect_uris=["http://127.0.0.1:1/cb"], grant_types=["authorization_code", "refresh_token"]))
+        db.session.commit()
+    return app.test_client()
+
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(query=params, path=st.sampled_from(["/authorize", "/logout", "/oauth/userinfo", "/login/expired"]))
+def test_get_endpoints(client, query, path):
+    response = client.get(path, query_string=query)
+    assert response.status_code < 500, (path, query, response.status_code)
+
+
+@SETTINGS
+@given(form=params, path=st.sampled_from(["/oauth/token", "/oauth/revoke", "/oauth/introspect", "/oauth/userinfo"]),
+       auth=st.one_of(st.none(), st.text(max_size=80)))
+def test_post_endpoints(client, form, path, auth):
+    headers = {"Authorization": auth} if auth is not None and auth.isprintable() else {}
+    response = client.post(path, data=form, headers=headers)
+    assert response.status_code < 500, (path, form, response.status_code)
+    assert response.is_json
+
+
+@SETTINGS
+@given(handle=st.text(min_size=1, max_size=100).filter(lambda s: "/" not in s and s.strip() not in ("", ".", "..")),
+       form=params)
+def test_login_pages(client, handle, form):
+    assert client.get(f"/login/{handle}").status_code < 500
+    assert client.post(f"/login/{handle}", data=form).status_code < 500
+
+
+def test_oversized_body_is_413_not_500(client):
+    response = client.post("/oauth/token", data={"grant_type": "x" * (300 * 1024)})
+    assert response.status_code == 413
