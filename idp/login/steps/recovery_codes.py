@@ -31,7 +31,7 @@ def issue_if_first(ctx: StepContext, user) -> dict | None:
     if factor.is_configured_for(ref):
         return None
     step = factor.begin_enrolment(ref, attempt_context(ctx, factor))
-    outcome = factor.finish_enrolment(ref, step.state, {}, attempt_context(ctx, factor))
+    outcome = factor.finish_enrolment(ref, step.state, {"confirm": "1"}, attempt_context(ctx, factor))
     if not isinstance(outcome, Enrolled):
         return None
     return {**step.view, **outcome.view}

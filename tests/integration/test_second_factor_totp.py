@@ -1,0 +1,104 @@
+"""Password + TOTP logins end to end: forced enrolment, recovery codes, replay, amr in the ID token."""
+from __future__ import annotations
+
+import html
+import re
+
+import pyotp
+
+from fixtures.oidc import FormBrowser
+
+MFA = "urn:idp:acr:mfa"
+
+
+def enrol_totp_during_login(web: FormBrowser, rp, seeded) -> tuple[str, list[str]]:
+    """Sign in asking for MFA; the pipeline makes the user enrol TOTP. Returns (secret, recovery codes)."""
+    web.get(rp.authorization_url(acr_values=MFA))
+    page = web.login(seeded.user_email, seeded.password)
+    key = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>')
+    assert key, page.text[:3000]
+    secret = key.replace(" ", "")
+    form = page.form_with("code")
+    page = web.submit(form, {"code": pyotp.TOTP(secret).now(), "label": "Phone"})
+    codes_text = page.find(r"<pre class=\"codes\" data-recovery-codes>([^<]+)</pre>")
+    assert codes_text, page.text[:3000]
+    codes = [c for c in html.unescape(codes_text).split() if c]
+    web.submit(page.forms()[0])
+    return secret, codes
+
+
+def test_acr_values_mfa_enrols_then_issues_mfa_token(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    secret, codes = enrol_totp_during_login(web, rp, seeded)
+    assert len(codes) == 10
+    claims = rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])
+    assert claims["amr"] == ["pwd", "otp", "mfa"] and claims["acr"] == MFA
+
+
+def test_totp_login_and_replay_refused(seeded, web, rp_factory, live_server):
+    rp = rp_factory(seeded.first_party)
+    secret, _codes = enrol_totp_during_login(web, rp, seeded)
+    rp.exchange(web.last_redirect)
+    other = FormBrowser(live_server.url)
+    other.get(rp.authorization_url())
+    page = other.login(seeded.user_email, seeded.password)
+    form = page.form_with("code")
+    # The code used at enrolment is spent: the same time step is refused.
+    used = pyotp.TOTP(secret).now()
+    page = other.submit(form, {"code": used})
+    assert other.last_redirect is None and page.status in (401, 200)
+    next_step = pyotp.TOTP(secret).at(int(__import__("time").time()) + 30)
+    other.submit(page.form_with("code"), {"code": next_step})
+    claims = rp.validate_id_token(rp.exchange(other.last_redirect)["id_token"])
+    assert claims["amr"] == ["pwd", "otp", "mfa"]
+
+
+def test_recovery_code_login_once(seeded, web, rp_factory, live_server):
+    rp = rp_factory(seeded.first_party)
+    _secret, codes = enrol_totp_during_login(web, rp, seeded)
+    rp.exchange(web.last_redirect)
+    for attempt in range(2):
+        browser = FormBrowser(live_server.url)
+        browser.get(rp.authorization_url())
+        page = browser.login(seeded.user_email, seeded.password)
+        choose = [f for f in page.forms() if f["action"].endswith("/factor/recovery_codes")]
+        assert choose, "recovery codes are offered as 'I can't use my usual method'"
+        page = browser.submit(choose[0])
+        page = browser.submit(page.form_with("code"), {"code": codes[0]})
+        if attempt == 0:
+            claims = rp.validate_id_token(rp.exchange(browser.last_redirect)["id_token"])
+            assert "mfa" in claims["amr"]
+        else:
+            assert browser.last_redirect is None, "a recovery code works once"
+
+
+def test_wrong_codes_lock_out_with_growing_delay(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    enrol_totp_during_login(web, rp, seeded)
+    rp.exchange(web.last_redirect)
+    web.get(rp.authorization_url(prompt="login"))
+    page = web.login(seeded.user_email, seeded.password)
+    statuses = []
+    for _ in range(7):
+        page = web.submit(page.form_with("code"), {"code": "000000"})
+        statuses.append(page.status)
+    assert 429 in statuses and "Wait" in page.text
+    assert web.last_redirect is None
+
+
+def test_second_factor_is_not_skippable_by_calling_later_urls(seeded, web, rp_factory, live_server):
+    rp = rp_factory(seeded.first_party)
+    enrol_totp_during_login(web, rp, seeded)
+    rp.exchange(web.last_redirect)
+    browser = FormBrowser(live_server.url)
+    browser.get(rp.authorization_url())
+    page = browser.login(seeded.user_email, seeded.password)
+    handle_url = page.url
+    # Posting a consent or recovery-codes form to the second-factor state changes nothing.
+    csrf = page.form_with("code")["fields"]
+    browser.http.post(handle_url, data={**csrf, "action": "allow"}, allow_redirects=False)
+    browser.http.post(handle_url, data={**csrf, "code": ""}, allow_redirects=False)
+    # prompt=none from this half-authenticated browser has no session to use.
+    browser.get(rp.authorization_url(prompt="none"))
+    assert browser.callback_params()["error"] == "login_required"
+    assert re.search("code", page.text)
