@@ -1,4 +1,243 @@
-"""Admin views (issue 5)."""
-from flask import Blueprint
+"""Admin views (issue 5): users and their 2FA shields, a user's Security section,
+Account > Security (the organization's rule, distribution, allowed factors, grace), the audit log.
+
+Thin handlers: the rules and the audit events live in idp.policy (the same functions
+the `idp policy` commands call); the reads are single SQL statements in
+idp/admin/queries.py. Every view is behind `org_admin_required` (access.py).
+"""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, or_, select
+
+from idp.admin import queries
+from idp.admin.access import org_admin_required, user_in_org
+from idp.admin.forms import AllowedFactorsForm, GraceForm, RequireAllForm, UserSecurityForm
+from idp.db import db
+from idp.models import User
+from idp.policy import settings as policy_settings
+from idp.policy.status import (
+    ORDER, TwoFactorStatus, distribution, impact_of_requiring_all, is_exempt, is_required, status, today_utc,
+)
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+# Short label (screen readers, filters) and the hover text of each shield, after the French original.
+STATUS_TEXT = {
+    TwoFactorStatus.NOT_ACTIVE: (_l("2FA not active"), _l("Two-factor authentication is not active.")),
+    TwoFactorStatus.REQUIRED_NOT_SET_UP: (
+        _l("2FA required, not set up"),
+        _l("Two-factor authentication has been made mandatory for this user. "
+           "The user must set it up at their next login.")),
+    TwoFactorStatus.ACTIVE_VOLUNTARY: (
+        _l("2FA active, set up voluntarily"),
+        _l("Two-factor authentication is active. The user set it up themselves.")),
+    TwoFactorStatus.ACTIVE_REQUIRED: (
+        _l("2FA active and required"),
+        _l("Two-factor authentication is active. It has been made mandatory.")),
+}
+
+
+@bp.context_processor
+def _status_helpers():
+    return {"status_text": STATUS_TEXT, "status_order": ORDER}
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name, "")
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        abort(400)
+    return int(value)
+
+
+def _actor() -> policy_settings.Actor:
+    return policy_settings.Actor.admin(g.admin)
+
+
+# --------------------------------------------------------------------------- users
+
+@bp.get("/")
+@org_admin_required
+def index():
+    return redirect(url_for("admin.users"))
+
+
+@bp.get("/users")
+@org_admin_required
+def users():
+    raw_status = request.args.get("status", "")
+    try:
+        wanted = TwoFactorStatus(raw_status) if raw_status else None
+    except ValueError:
+        abort(400)
+    search = request.args.get("q", "")
+    today = today_utc()
+    page = queries.users_page(g.org, today=today, search=search, status=wanted,
+                              after=_int_arg("after"), before=_int_arg("before"))
+    return render_template("admin/users.html", page=page, search=search, wanted=wanted,
+                           counts=distribution(g.org.id, today), org=g.org)
+
+
+@bp.get("/users/<int:user_id>")
+@org_admin_required
+def user(user_id: int):
+    target = user_in_org(user_id)
+    form = UserSecurityForm(
+        require_2fa=target.mfa_setting == policy_settings.REQUIRED,
+        exempt=target.mfa_setting == policy_settings.EXEMPT,
+        exempt_until=target.exempt_until, exempt_reason=target.exempt_reason or "")
+    return _render_user(target, form)
+
+
+def _render_user(target: User, form: UserSecurityForm, code: int = 200):
+    today = today_utc()
+    return render_template(
+        "admin/user.html", target=target, form=form, org=g.org,
+        status=status(target, g.org, today), required=is_required(target, g.org, today),
+        exempt=is_exempt(target, today), factors=_credentials_of(target)), code
+
+
+def _credentials_of(target: User) -> list:
+    """The user's credentials as the factor store describes them (read-only here)."""
+    try:
+        from idp.factors.store import CredentialStore
+
+        return CredentialStore().list(target)
+    except Exception:  # noqa: BLE001 - the list is informative; the page must still render
+        return []
+
+
+@bp.post("/users/<int:user_id>/security")
+@org_admin_required
+def user_security(user_id: int):
+    target = user_in_org(user_id)
+    form = UserSecurityForm()
+    if not form.validate_on_submit():
+        return _render_user(target, form, 400)
+    if form.require_2fa.data and form.exempt.data:
+        form.exempt.errors = [_("A user cannot be both required and exempt: choose one.")]
+        return _render_user(target, form, 400)
+    if form.exempt.data:
+        mode, until, reason = policy_settings.EXEMPT, form.exempt_until.data, form.exempt_reason.data or None
+    else:
+        mode = policy_settings.REQUIRED if form.require_2fa.data else policy_settings.FOLLOW
+        until = reason = None
+    try:
+        changed = policy_settings.set_user_requirement(target.id, mode, until, reason, _actor())
+    except policy_settings.PolicyError as exc:
+        form.exempt_until.errors = [_("Not saved: %(error)s", error=str(exc))]
+        return _render_user(target, form, 400)
+    flash(_("Saved.") if changed else _("Nothing to change."), "success")
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+# --------------------------------------------------------------------------- Account > Security
+
+def _factor_choices() -> list[tuple[str, str]]:
+    try:
+        from idp.factors.registry import current_registry
+        from idp.factors.types import FactorKind
+
+        return [(f.name, str(f.label)) for f in current_registry().all(kind=FactorKind.SECOND_FACTOR)]
+    except Exception:  # noqa: BLE001 - no registry (plugins mid-change): no choice to offer
+        return []
+
+
+def _security_forms(factors_form=None, grace_form=None):
+    choices = _factor_choices()
+    if factors_form is None:
+        allowed = g.org.allowed_factors
+        factors_form = AllowedFactorsForm(all_factors=allowed is None, factors=list(allowed or []))
+    factors_form.factors.choices = choices
+    if grace_form is None:
+        grace_form = GraceForm(grace_days=g.org.grace_days, grace_logins=g.org.grace_logins)
+    return factors_form, grace_form
+
+
+def _render_security(factors_form=None, grace_form=None, code: int = 200):
+    today = today_utc()
+    counts = distribution(g.org.id, today)
+    total = sum(counts.values())
+    factors_form, grace_form = _security_forms(factors_form, grace_form)
+    return render_template(
+        "admin/security.html", org=g.org, counts=counts, total=total,
+        impact=impact_of_requiring_all(g.org.id, today), require_form=RequireAllForm(),
+        factors_form=factors_form, grace_form=grace_form), code
+
+
+@bp.get("/security")
+@org_admin_required
+def security():
+    return _render_security()
+
+
+@bp.post("/security/require-all")
+@org_admin_required
+def require_all():
+    form = RequireAllForm()
+    if not form.validate_on_submit() or form.on.data not in ("on", "off"):
+        abort(400)
+    on = form.on.data == "on"
+    policy_settings.set_org_requirement(g.org.id, on, _actor())
+    flash(_("Two-factor authentication is now required for everyone.") if on
+          else _("Two-factor authentication is now optional for everyone."), "success")
+    return redirect(url_for("admin.security"))
+
+
+@bp.post("/security/factors")
+@org_admin_required
+def allowed_factors():
+    form = AllowedFactorsForm()
+    form.factors.choices = _factor_choices()
+    if not form.validate_on_submit():
+        return _render_security(factors_form=form, code=400)
+    names = None if form.all_factors.data else list(form.factors.data or [])
+    try:
+        changed = policy_settings.set_allowed_factors(g.org.id, names, _actor(),
+                                                      known=[name for name, _label in form.factors.choices])
+    except policy_settings.PolicyError as exc:
+        form.factors.errors = [str(exc)]
+        return _render_security(factors_form=form, code=400)
+    flash(_("Allowed factors saved.") if changed else _("Nothing to change."), "success")
+    return redirect(url_for("admin.security"))
+
+
+@bp.post("/security/grace")
+@org_admin_required
+def grace():
+    form = GraceForm()
+    if not form.validate_on_submit():
+        return _render_security(grace_form=form, code=400)
+    try:
+        changed = policy_settings.set_grace(g.org.id, form.grace_days.data, form.grace_logins.data, _actor())
+    except policy_settings.PolicyError as exc:
+        form.grace_days.errors = [str(exc)]
+        return _render_security(grace_form=form, code=400)
+    flash(_("Grace period saved.") if changed else _("Nothing to change."), "success")
+    return redirect(url_for("admin.security"))
+
+
+# --------------------------------------------------------------------------- audit log
+
+@bp.get("/audit")
+@org_admin_required
+def audit():
+    who = request.args.get("user", "").strip()[:320]
+    action = request.args.get("action", "").strip()[:64]
+    subject_ids = None
+    if who:
+        pattern = f"%{queries._escape_like(who.lower())}%"
+        subject_ids = list(db.session.scalars(
+            select(User.id).where(User.org_id == g.org.id,
+                                  or_(func.lower(User.email).like(pattern, escape="\\"),
+                                      func.lower(User.name).like(pattern, escape="\\"))).limit(200)))
+    page = queries.audit_page(g.org.id, subject_ids=subject_ids, action=action,
+                              after=_int_arg("after"), before=_int_arg("before"))
+    ids = {e.subject_id for e in page.rows if e.subject_id} | {e.actor_id for e in page.rows if e.actor_id}
+    return render_template("admin/audit.html", page=page, who=who, action=action,
+                           actions=queries.audit_actions(g.org.id), emails=queries.emails_of(g.org.id, ids),
+                           org=g.org)

@@ -1,0 +1,44 @@
+"""Who may use the admin pages: the signed-in admins of an organization, for that organization only.
+
+One decorator, so that no view can forget a check:
+
+* nobody signed in          -> redirect to the sign-in page (302);
+* signed in, not an admin   -> 403;
+* an admin                  -> the view runs with `g.admin` and `g.org` (the admin's own
+                               organization); every lookup goes through `user_in_org`,
+                               so another organization's user is a 404, the same answer
+                               as a user that does not exist.
+"""
+from __future__ import annotations
+
+import functools
+
+from flask import abort, g, redirect, url_for
+from sqlalchemy import select
+
+from idp.db import db
+from idp.login import session as login_session
+from idp.models import Organization, User
+
+
+def org_admin_required(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        user = login_session.current_user()
+        if user is None:
+            return redirect(url_for("login.home"))
+        if not user.is_admin:
+            abort(403)
+        g.admin = user
+        g.org = db.session.get(Organization, user.org_id)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def user_in_org(user_id: int) -> User:
+    """The user with this id in the admin's organization, else 404."""
+    user = db.session.scalar(select(User).where(User.id == user_id, User.org_id == g.org.id))
+    if user is None:
+        abort(404)
+    return user

@@ -1,0 +1,48 @@
+"""Admin forms (Flask-WTF: every POST carries a CSRF token)."""
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DateField, HiddenField, IntegerField, SelectMultipleField, StringField, SubmitField
+from wtforms.validators import NumberRange, Optional, Length
+from wtforms.widgets import CheckboxInput, ListWidget
+
+
+class UserSecurityForm(FlaskForm):
+    """The user page's Security section.
+
+    ``require_2fa`` is the user's own requirement (independent of the organization's);
+    ``exempt`` waives 2FA for the user, until ``exempt_until`` (inclusive) if given.
+    Neither ticked: the user follows the organization.
+    """
+
+    require_2fa = BooleanField(_l("Require two-factor authentication"))
+    exempt = BooleanField(_l("Exempt from two-factor authentication"))
+    exempt_until = DateField(_l("Exempt until (optional)"), validators=[Optional()])
+    exempt_reason = StringField(_l("Reason for the exemption"), validators=[Optional(), Length(max=500)])
+    submit = SubmitField(_l("Save"))
+
+
+class RequireAllForm(FlaskForm):
+    """One button: "Require 2FA for everyone" or "Make 2FA optional for everyone"; `on` says which."""
+
+    on = HiddenField()
+
+
+class AllowedFactorsForm(FlaskForm):
+    all_factors = BooleanField(_l("Allow every installed factor"))
+    factors = SelectMultipleField(_l("Allowed factors"), choices=[], option_widget=CheckboxInput(),
+                                  widget=ListWidget(prefix_label=False), validate_choice=True)
+    submit = SubmitField(_l("Save allowed factors"))
+
+
+class GraceForm(FlaskForm):
+    grace_days = IntegerField(_l("Days"), validators=[Optional(), NumberRange(min=0, max=365)])
+    grace_logins = IntegerField(_l("Logins"), validators=[Optional(), NumberRange(min=0, max=100)])
+    submit = SubmitField(_l("Save grace period"))
+
+
+class ConfirmForm(FlaskForm):
+    """A destructive action's second step: only the CSRF token and a confirm button."""
+
+    confirm = SubmitField(_l("Confirm"))

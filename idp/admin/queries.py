@@ -1,0 +1,121 @@
+"""The admin pages' reads: one indexed SQL statement each, whatever the organization's size.
+
+Lists use keyset pagination over the primary key (``WHERE id > :after ORDER BY id
+LIMIT n+1``, or backwards with ``before``) on the ``(org_id, id)`` index, never
+OFFSET; the 2FA status is the SQL CASE of idp.policy.status, computed in the same
+statement, so there is no per-user query or loop in Python.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import func, or_, select
+
+from idp.db import db
+from idp.models import AuditEvent, User
+from idp.policy.status import TwoFactorStatus, status_expr
+
+PAGE_SIZE = 50
+MAX_QUERY = 200
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: int
+    email: str
+    name: str
+    role: str
+    disabled: bool
+    status: TwoFactorStatus
+    mfa_setting: str
+    exempt_until: date | None
+    last_login_at: object
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list
+    next_after: int | None   # pass as ?after= for the next page
+    prev_before: int | None  # pass as ?before= for the previous page
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _keyset(query, id_column, after: int | None, before: int | None, limit: int, descending: bool = False):
+    """Run `query` one page at a time over `id_column`; returns (rows, has_more_forward, has_more_back)."""
+    forward = before is None
+    if descending:
+        forward_order, backward_order = id_column.desc(), id_column.asc()
+        if after is not None:
+            query = query.where(id_column < after)
+        if before is not None:
+            query = query.where(id_column > before)
+    else:
+        forward_order, backward_order = id_column.asc(), id_column.desc()
+        if after is not None:
+            query = query.where(id_column > after)
+        if before is not None:
+            query = query.where(id_column < before)
+    query = query.order_by(forward_order if forward else backward_order).limit(limit + 1)
+    rows = db.session.execute(query).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if not forward:
+        rows.reverse()
+    if forward:
+        return rows, more, after is not None
+    return rows, True, more
+
+
+def users_page(org, *, today: date, search: str = "", status: TwoFactorStatus | None = None,
+               after: int | None = None, before: int | None = None, limit: int = PAGE_SIZE) -> Page:
+    expr = status_expr(today, org_require=bool(org.require_2fa))
+    query = select(User.id, User.email, User.name, User.role, User.disabled, expr.label("status"),
+                   User.mfa_setting, User.exempt_until, User.last_login_at).where(User.org_id == org.id)
+    search = (search or "").strip()[:MAX_QUERY]
+    if search:
+        pattern = f"%{_escape_like(search.lower())}%"
+        query = query.where(or_(func.lower(User.email).like(pattern, escape="\\"),
+                                func.lower(User.name).like(pattern, escape="\\")))
+    if status is not None:
+        query = query.where(expr == status.value)
+    rows, more_forward, more_back = _keyset(query, User.id, after, before, limit)
+    items = [UserRow(id=r.id, email=r.email, name=r.name, role=r.role, disabled=r.disabled,
+                     status=TwoFactorStatus(r.status), mfa_setting=r.mfa_setting, exempt_until=r.exempt_until,
+                     last_login_at=r.last_login_at) for r in rows]
+    return Page(rows=items,
+                next_after=items[-1].id if items and more_forward else None,
+                prev_before=items[0].id if items and more_back else None)
+
+
+def audit_page(org_id: int, *, subject_ids: list[int] | None = None, action: str = "",
+               after: int | None = None, before: int | None = None, limit: int = PAGE_SIZE) -> Page:
+    """Newest first. ``subject_ids``: events by or about these users; ``action``: event name prefix."""
+    query = select(AuditEvent).where(AuditEvent.org_id == org_id)
+    if subject_ids is not None:
+        query = query.where(or_(AuditEvent.subject_id.in_(subject_ids), AuditEvent.actor_id.in_(subject_ids)))
+    action = (action or "").strip()[:64]
+    if action:
+        query = query.where(AuditEvent.event.like(f"{_escape_like(action)}%", escape="\\"))
+    rows, more_forward, more_back = _keyset(query, AuditEvent.id, after, before, limit, descending=True)
+    items = [r[0] for r in rows]
+    return Page(rows=items,
+                next_after=items[-1].id if items and more_forward else None,
+                prev_before=items[0].id if items and more_back else None)
+
+
+def audit_actions(org_id: int) -> list[str]:
+    """The event names present in the organization's log (for the filter's choices)."""
+    return list(db.session.scalars(select(AuditEvent.event).where(AuditEvent.org_id == org_id)
+                                   .distinct().order_by(AuditEvent.event)))
+
+
+def emails_of(org_id: int, ids: set[int]) -> dict[int, str]:
+    """E-mail addresses of the given user ids in the organization (one query), to label log rows."""
+    if not ids:
+        return {}
+    rows = db.session.execute(select(User.id, User.email).where(User.org_id == org_id, User.id.in_(ids)))
+    return {uid: email for uid, email in rows}

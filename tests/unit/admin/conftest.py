@@ -1,0 +1,114 @@
+"""Fixtures for the admin views: the app on a real database (SQLite; PostgreSQL too when
+IDP_TEST_DATABASE_URL is set, in a private schema), organizations, users, and a browser
+signed in as a given user through a real session row (as the login pipeline leaves it).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from idp.db import Base, db, utcnow
+
+POSTGRES_ENV = "IDP_TEST_DATABASE_URL"
+
+
+def _backends() -> list[str]:
+    return ["sqlite", "postgresql"] if os.environ.get(POSTGRES_ENV) else ["sqlite"]
+
+
+@pytest.fixture(scope="module", params=_backends())
+def admin_app(request, tmp_path_factory):
+    from idp.app import create_app
+
+    schema = admin = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('admin') / 'idp.sqlite'}"
+    else:
+        base = os.environ[POSTGRES_ENV]
+        schema = f"idp_test_{int(time.time())}_admin_{secrets.token_hex(4)}"
+        admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
+    app = create_app({"server.database_url": url, "server.json_logs": False})
+    app.config["TESTING"] = True
+    try:
+        with app.app_context():
+            Base.metadata.create_all(db.engine)
+            db.session.remove()
+        yield app
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        if schema:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            admin.dispose()
+
+
+@pytest.fixture
+def app(admin_app):
+    admin_app.config["WTF_CSRF_ENABLED"] = False
+    with admin_app.app_context():
+        yield admin_app
+        db.session.rollback()
+        for table in reversed(Base.metadata.sorted_tables):
+            db.session.execute(table.delete())
+        db.session.commit()
+        db.session.remove()
+
+
+@pytest.fixture
+def make_org(app):
+    from idp.models import Organization
+
+    def make(name: str = "Acme", **values):
+        org = Organization(name=name, **values)
+        db.session.add(org)
+        db.session.commit()
+        return org
+
+    return make
+
+
+@pytest.fixture
+def make_user(app):
+    from idp.models import User
+
+    def make(org, email: str, **values):
+        user = User(org_id=org.id, email=email, public_id=secrets.token_hex(16), **values)
+        db.session.add(user)
+        db.session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def browser(app):
+    """`browser(user)`: a test client signed in as `user` (None: anonymous)."""
+    from datetime import timedelta
+
+    from idp.models import UserSession
+    from idp.security.tokens import random_token, sha256_hex
+
+    def make(user=None):
+        client = app.test_client()
+        if user is not None:
+            token = random_token(32)
+            db.session.add(UserSession(id=sha256_hex(token), sid=random_token(16), user_id=user.id,
+                                       auth_time=int(time.time()), amr=["pwd", "otp", "mfa"],
+                                       acr="urn:idp:acr:mfa", expires_at=utcnow() + timedelta(hours=1)))
+            db.session.commit()
+            with client.session_transaction() as session:
+                session["sso"] = token
+        return client
+
+    return make

@@ -1,0 +1,259 @@
+"""Admin views: access rules on every route, the users list, the user's Security section,
+Account > Security, the audit log."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from idp.db import db, utcnow
+from idp.models import AuditEvent, Organization, User
+
+
+@pytest.fixture
+def world(make_org, make_user):
+    acme, other = make_org("Acme"), make_org("Other")
+    return {
+        "acme": acme,
+        "other": other,
+        "admin": make_user(acme, "admin@acme.test", name="Ada Admin", role="admin", second_factor_count=1),
+        "alice": make_user(acme, "alice@acme.test", name="Alice"),
+        "bob": make_user(acme, "bob@acme.test", name="Bob", second_factor_count=1),
+        "carol": make_user(acme, "carol@acme.test", name="Carol", mfa_setting="required"),
+        "other_admin": make_user(other, "admin@other.test", role="admin"),
+        "stranger": make_user(other, "stranger@other.test"),
+    }
+
+
+def admin_routes(app):
+    """Every admin URL with its methods, built from the URL map so that a new route is not forgotten."""
+    routes = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("admin."):
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            routes.append((rule, method))
+    assert routes
+    return routes
+
+
+def url_for_rule(rule, user_id):
+    return rule.rule.replace("<int:user_id>", str(user_id))
+
+
+def audit_count():
+    return db.session.execute(select(func.count()).select_from(AuditEvent)).scalar_one()
+
+
+# --------------------------------------------------------------------------- access
+
+def test_anonymous_is_sent_to_sign_in(app, world, browser):
+    client = browser()
+    for rule, method in admin_routes(app):
+        response = client.open(url_for_rule(rule, world["alice"].id), method=method)
+        assert response.status_code == 302, (rule.rule, method)
+
+
+def test_non_admin_gets_403_everywhere(app, world, browser):
+    client = browser(world["alice"])
+    for rule, method in admin_routes(app):
+        response = client.open(url_for_rule(rule, world["bob"].id), method=method, data={"on": "on"})
+        assert response.status_code == 403, (rule.rule, method)
+    assert audit_count() == 0
+
+
+def test_admin_of_another_org_gets_404_for_our_users(app, world, browser):
+    client = browser(world["other_admin"])
+    for rule, method in admin_routes(app):
+        if "user_id" not in rule.arguments:
+            continue
+        response = client.open(url_for_rule(rule, world["alice"].id), method=method, data={"require_2fa": "y"})
+        assert response.status_code == 404, (rule.rule, method)
+    assert db.session.get(User, world["alice"].id).mfa_setting == "follow"
+    assert audit_count() == 0
+
+
+def test_other_org_admin_acts_on_their_own_org_only(app, world, browser):
+    client = browser(world["other_admin"])
+    assert client.post("/admin/security/require-all", data={"on": "on"}).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Organization, world["other"].id).require_2fa is True
+    assert db.session.get(Organization, world["acme"].id).require_2fa is False
+    page = client.get("/admin/users").get_data(as_text=True)
+    assert "stranger@other.test" in page and "alice@acme.test" not in page
+
+
+def test_forms_need_a_csrf_token(app, world, browser):
+    app.config["WTF_CSRF_ENABLED"] = True
+    client = browser(world["admin"])
+    assert client.post("/admin/security/require-all", data={"on": "on"}).status_code == 400
+    assert client.post(f"/admin/users/{world['alice'].id}/security", data={"require_2fa": "y"}).status_code == 400
+    assert audit_count() == 0
+    page = client.get("/admin/security").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    response = client.post("/admin/security/require-all", data={"on": "on", "csrf_token": token})
+    assert response.status_code == 302 and audit_count() == 1
+
+
+# --------------------------------------------------------------------------- users list
+
+def shields(html):
+    return dict(re.findall(r'data-user-id="(\d+)">.*?data-status="([a-z_]+)"', html, re.S))
+
+
+def test_users_list_shows_the_four_shields_with_text(app, world, browser, make_user):
+    make_user(world["acme"], "dave@acme.test", mfa_setting="required", second_factor_count=2)
+    client = browser(world["admin"])
+    response = client.get("/admin/users")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    got = shields(html)
+    assert got[str(world["alice"].id)] == "not_active"
+    assert got[str(world["bob"].id)] == "active_voluntary"
+    assert got[str(world["carol"].id)] == "required_not_set_up"
+    assert "active_required" in got.values()
+    assert str(world["stranger"].id) not in got
+    # hover text and a screen-reader alternative; the SVG itself is hidden from assistive tech
+    assert 'title="Two-factor authentication is not active."' in html
+    assert 'class="sr-only">2FA required, not set up.' in html
+    assert 'aria-hidden="true"' in html
+
+
+def test_users_search_and_status_filter(app, world, browser):
+    client = browser(world["admin"])
+    html = client.get("/admin/users?q=ALI").get_data(as_text=True)
+    assert list(shields(html)) == [str(world["alice"].id)]
+    html = client.get("/admin/users?status=active_voluntary").get_data(as_text=True)
+    assert set(shields(html)) == {str(world["admin"].id), str(world["bob"].id)}
+    html = client.get("/admin/users?q=%25").get_data(as_text=True)  # a literal %, not a wildcard
+    assert shields(html) == {}
+    assert client.get("/admin/users?status=purple").status_code == 400
+    assert client.get("/admin/users?after=abc").status_code == 400
+
+
+def test_users_keyset_pagination(app, world):
+    from idp.admin import queries
+
+    ids = sorted(u.id for k, u in world.items() if k in ("admin", "alice", "bob", "carol"))
+    pages = []
+    after = None
+    org = db.session.get(Organization, world["acme"].id)
+    while True:
+        page = queries.users_page(org, today=utcnow().date(), after=after, limit=2)
+        pages.append([r.id for r in page.rows])
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert [i for p in pages for i in p] == ids and len(pages) == 2
+    back = queries.users_page(org, today=utcnow().date(), before=pages[1][0], limit=2)
+    assert [r.id for r in back.rows] == pages[0] and back.prev_before is None and back.next_after
+
+
+# --------------------------------------------------------------------------- user page
+
+def test_user_page_security_section(app, world, browser):
+    client = browser(world["admin"])
+    html = client.get(f"/admin/users/{world['alice'].id}").get_data(as_text=True)
+    assert "Require two-factor authentication" in html and 'name="require_2fa"' in html
+    assert 'data-status="not_active"' in html
+
+
+def test_require_then_exempt_then_follow_one_event_each(app, world, browser):
+    client = browser(world["admin"])
+    alice = world["alice"]
+    response = client.post(f"/admin/users/{alice.id}/security", data={"require_2fa": "y"})
+    assert response.status_code == 302
+    html = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Saved." in html and 'data-status="required_not_set_up"' in html
+    db.session.expire_all()
+    assert db.session.get(User, alice.id).mfa_setting == "required"
+
+    until = (utcnow().date() + timedelta(days=7)).isoformat()
+    client.post(f"/admin/users/{alice.id}/security",
+                data={"exempt": "y", "exempt_until": until, "exempt_reason": "lost phone"})
+    db.session.expire_all()
+    user = db.session.get(User, alice.id)
+    assert (user.mfa_setting, user.exempt_until.isoformat(), user.exempt_reason) == ("exempt", until, "lost phone")
+
+    # the same again: nothing written
+    client.post(f"/admin/users/{alice.id}/security",
+                data={"exempt": "y", "exempt_until": until, "exempt_reason": "lost phone"})
+    client.post(f"/admin/users/{alice.id}/security", data={})
+    db.session.expire_all()
+    assert db.session.get(User, alice.id).mfa_setting == "follow"
+    events = db.session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
+    assert [e.event for e in events] == ["policy.user_requirement_changed"] * 3
+    assert all(e.actor_id == world["admin"].id and e.actor == "admin@acme.test" for e in events)
+
+
+@pytest.mark.parametrize("data", [
+    {"require_2fa": "y", "exempt": "y"},
+    {"exempt": "y", "exempt_until": "2001-01-01"},
+    {"exempt": "y", "exempt_until": "not-a-date"},
+    {"exempt": "y", "exempt_reason": "x" * 501},
+])
+def test_user_security_bad_input_is_400_and_writes_nothing(app, world, browser, data):
+    client = browser(world["admin"])
+    response = client.post(f"/admin/users/{world['alice'].id}/security", data=data)
+    assert response.status_code == 400
+    assert 'role="alert"' in response.get_data(as_text=True)
+    assert audit_count() == 0
+
+
+# --------------------------------------------------------------------------- Account > Security
+
+def test_security_page_require_all_toggle(app, world, browser):
+    client = browser(world["admin"])
+    html = client.get("/admin/security").get_data(as_text=True)
+    assert "Require 2FA for everyone" in html
+    # alice has to enrol; carol is already required (counted too); admin and bob have a factor
+    assert "2 users will have to set up two-factor authentication" in html
+
+    response = client.post("/admin/security/require-all", data={"on": "on"}, follow_redirects=True)
+    html = response.get_data(as_text=True)
+    assert "flash-success" in html and "now required for everyone" in html
+    assert "Make 2FA optional for everyone" in html
+    assert re.search(r'data-status="required_not_set_up">.*?class="count">2<', html, re.S)
+
+    client.post("/admin/security/require-all", data={"on": "off"})
+    html = client.get("/admin/security").get_data(as_text=True)
+    assert "now optional for everyone" in html and "Require 2FA for everyone" in html
+    assert [e.event for e in db.session.execute(select(AuditEvent)).scalars()] == [
+        "policy.org_requirement_changed"] * 2
+    assert client.post("/admin/security/require-all", data={"on": "maybe"}).status_code == 400
+
+
+def test_security_page_grace(app, world, browser):
+    client = browser(world["admin"])
+    assert client.post("/admin/security/grace", data={"grace_days": "7", "grace_logins": ""}).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Organization, world["acme"].id).grace_days == 7
+    assert client.post("/admin/security/grace", data={"grace_days": "-3"}).status_code == 400
+    assert audit_count() == 1
+
+
+def test_security_page_allowed_factors_refuses_unknown(app, world, browser):
+    client = browser(world["admin"])
+    assert client.post("/admin/security/factors", data={"factors": ["nope"]}).status_code == 400
+    assert client.post("/admin/security/factors", data={"all_factors": "y"}).status_code == 302
+    assert audit_count() == 0  # "every factor" was already the setting
+
+
+# --------------------------------------------------------------------------- audit log
+
+def test_audit_log_lists_and_filters(app, world, browser):
+    client = browser(world["admin"])
+    client.post(f"/admin/users/{world['alice'].id}/security", data={"require_2fa": "y"})
+    client.post("/admin/security/require-all", data={"on": "on"})
+    other = browser(world["other_admin"])
+    other.post("/admin/security/require-all", data={"on": "on"})
+
+    html = client.get("/admin/audit").get_data(as_text=True)
+    assert html.count('data-event="') == 2  # the other organization's event is not shown
+    html = client.get("/admin/audit?user=alice").get_data(as_text=True)
+    assert re.findall(r'data-event="([^"]+)"', html) == ["policy.user_requirement_changed"]
+    html = client.get("/admin/audit?action=policy.org").get_data(as_text=True)
+    assert re.findall(r'data-event="([^"]+)"', html) == ["policy.org_requirement_changed"]
+    assert "127.0.0.1" in html  # from which address
