@@ -22,6 +22,7 @@ from authenticator.backup.storage import DirectoryStorage
 from authenticator.errors import AuthenticatorError, NotAvailableYet
 from authenticator.home import resolve_home
 from authenticator.intake import account_from_input
+from authenticator.push import commands as push_commands
 from authenticator.secret_input import SecretSource, passphrase_source, recovery_secret_source
 from authenticator.store import Vault, locked
 
@@ -177,10 +178,10 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "list": cmd_list,
     "code": cmd_code,
     "remove": cmd_remove,
-    "pending": not_available_yet,
-    "approve": not_available_yet,
-    "deny": not_available_yet,
-    "watch": not_available_yet,
+    "pending": push_commands.cmd_pending,
+    "approve": push_commands.cmd_approve,
+    "deny": push_commands.cmd_deny,
+    "watch": push_commands.cmd_watch,
     "backup": cmd_backup,
     "restore": cmd_restore,
     "recover": not_available_yet,

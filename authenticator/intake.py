@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from authenticator.accounts import Account
 from authenticator.errors import AuthenticatorError
 from authenticator.otpauth import parse_totp_uri
+from authenticator.push.activation import activate_push_device
 from authenticator.qr import decode_qr_image
 
 UriHandler = Callable[[str], Account]
@@ -34,6 +35,7 @@ def _reject_hotp(uri: str) -> Account:
 URI_HANDLERS: dict[tuple[str, str], UriHandler] = {
     ("otpauth", "totp"): parse_totp_uri,
     ("otpauth", "hotp"): _reject_hotp,
+    ("idp-push", "activate"): activate_push_device,
 }
 
 

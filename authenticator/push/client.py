@@ -1,0 +1,136 @@
+"""HTTP client for protocol v1, with the failures a user must understand turned into clear errors.
+
+The server answers every device-authentication failure with the same 401; the client tells the
+likely cause apart itself: if this device's clock agrees with the server's ``Date`` header, the
+device has most likely been revoked.
+"""
+
+import email.utils
+import time
+from typing import Optional
+from urllib.parse import urlsplit
+
+import requests
+
+from authenticator.errors import AuthenticatorError
+from authenticator.push import keys
+
+TIMEOUT = 10.0
+CLOCK_TOLERANCE = 30
+
+
+class ServerUnreachable(AuthenticatorError):
+    exit_code = 20
+
+
+class ActivationExpired(AuthenticatorError):
+    exit_code = 21
+
+
+class DeviceRevoked(AuthenticatorError):
+    exit_code = 22
+
+
+class ChallengeUnavailable(AuthenticatorError):
+    exit_code = 23
+
+
+class ProtocolError(AuthenticatorError):
+    exit_code = 24
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
+class PushClient:
+    """One device at one server: ``endpoint`` is E from the activation URI."""
+
+    def __init__(self, endpoint: str, key=None, session: Optional[requests.Session] = None):
+        self.endpoint = endpoint.rstrip("/")
+        self.key = key
+        self.http = session or requests.Session()
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    def _send(self, method: str, url: str, timeout: float = TIMEOUT, **kwargs) -> requests.Response:
+        try:
+            return self.http.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
+        except requests.RequestException as exc:
+            raise ServerUnreachable(f"cannot reach the server at {_host(url)}: {type(exc).__name__}") from None
+
+    def _signed(self, method: str, path: str, timeout: float = TIMEOUT, params=None, extra=None):
+        url = self.endpoint + path
+        token = keys.request_token(self.key, audience=url, extra=extra)
+        response = self._send(method, url, timeout=timeout, params=params,
+                              headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+        if response.status_code == 401:
+            raise self._explain_401(response)
+        return response
+
+    @staticmethod
+    def _explain_401(response: requests.Response) -> AuthenticatorError:
+        date = response.headers.get("Date")
+        if date:
+            try:
+                skew = abs(email.utils.parsedate_to_datetime(date).timestamp() - time.time())
+            except (TypeError, ValueError):
+                skew = 0
+            if skew > CLOCK_TOLERANCE:
+                return ProtocolError(f"the server refused this device's signature; this device's clock is "
+                                     f"{int(skew)} s off the server's: set the clock right and retry")
+        return DeviceRevoked("the server no longer accepts this device (it was revoked, or the account removed): "
+                             "add the account again with a new activation code")
+
+    @staticmethod
+    def _json(response: requests.Response) -> dict:
+        try:
+            data = response.json()
+        except ValueError:
+            raise ProtocolError(f"unexpected answer from the server (HTTP {response.status_code})") from None
+        if not isinstance(data, dict):
+            raise ProtocolError(f"unexpected answer from the server (HTTP {response.status_code})")
+        return data
+
+    # --- the protocol -----------------------------------------------------------------
+
+    def register(self, code: str, name: str) -> dict:
+        """Register this device's key with an activation code; returns the server's answer."""
+        url = self.endpoint + "/register"
+        token = keys.registration_token(self.key, audience=url, code=code, name=name)
+        response = self._send("POST", url, json={"registration": token})
+        data = self._json(response) if response.content else {}
+        if response.status_code == 201:
+            if data.get("device_id") != keys.device_id(self.key):
+                raise ProtocolError("the server registered a different device id than this key's")
+            return data
+        error = data.get("error")
+        if error == "invalid_activation":
+            raise ActivationExpired("the activation code has expired or was already used: ask for a new QR code")
+        if error == "device_exists":
+            raise ProtocolError("this device key is already registered")
+        raise ProtocolError(f"the server refused the registration (HTTP {response.status_code}, {error or 'no error'})")
+
+    def pending(self, wait: float = 0) -> list:
+        """Pending challenges; with ``wait`` > 0 a long-poll that returns at the first one."""
+        response = self._signed("GET", "/challenges", timeout=wait + TIMEOUT, params={"wait": int(wait)})
+        data = self._json(response)
+        if response.status_code != 200 or not isinstance(data.get("challenges"), list):
+            raise ProtocolError(f"unexpected answer from the server (HTTP {response.status_code})")
+        return data["challenges"]
+
+    def answer(self, challenge_id: str, decision: str, number: Optional[str] = None) -> dict:
+        """``decision``: approve (with ``number``), deny or fraud. Returns {"status", "reason"?}."""
+        extra = {"challenge": challenge_id, "decision": decision}
+        if number is not None:
+            extra["number"] = number
+        response = self._signed("POST", f"/challenges/{challenge_id}/answer", extra=extra)
+        data = self._json(response)
+        if response.status_code == 200:
+            return data
+        error = data.get("error")
+        if error == "unknown_challenge":
+            raise ChallengeUnavailable(f"no pending request {challenge_id} for this account")
+        if error == "challenge_closed":
+            raise ChallengeUnavailable(f"request {challenge_id} was already answered or has expired")
+        raise ProtocolError(f"the server refused the answer (HTTP {response.status_code}, {error or 'no error'})")

@@ -1,0 +1,181 @@
+"""``pending``, ``approve``, ``deny`` and ``watch``: the push commands of ``idp-authenticator``.
+
+Each command reads the push accounts of the store, talks to their servers with
+:class:`PushClient` and prints one line per result (``--json``: one JSON document).
+A request id may be shortened to any unique prefix of at least 6 characters.
+"""
+
+import datetime
+import sys
+import time
+
+from authenticator.accounts import ACTIVE, PUSH, Account, ensure_can_approve
+from authenticator.errors import AuthenticatorError
+from authenticator.push import keys
+from authenticator.push.client import ChallengeUnavailable, PushClient
+
+MIN_PREFIX = 6
+WATCH_WAIT = 20
+
+
+def push_accounts(ctx) -> list:
+    vault = ctx.existing_vault()
+    accounts = [a for a in (vault.accounts if vault else []) if a.type == PUSH]
+    if not accounts:
+        raise AuthenticatorError("this device holds no push accounts: add one with an activation QR code")
+    return accounts
+
+
+def client_for(account: Account) -> PushClient:
+    ensure_can_approve(account)
+    endpoint = account.push.extra.get("endpoint") or account.push.issuer_url.rstrip("/") + "/factors/push/v1"
+    return PushClient(endpoint, keys.load(account.push.device_private_key))
+
+
+def _usable(accounts: list) -> list:
+    return [a for a in accounts if a.status == ACTIVE and a.push and a.push.device_private_key]
+
+
+def _when(unix) -> str:
+    try:
+        return datetime.datetime.fromtimestamp(int(unix)).strftime("%H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "?"
+
+
+def describe(challenge: dict, account: Account) -> str:
+    context = challenge.get("context") or {}
+    left = int(challenge.get("expires_at", 0) - time.time())
+    parts = [f"{challenge['id']}  {account.label}",
+             f"application: {context.get('application') or '(unnamed)'}",
+             f"from {context.get('ip') or '?'}", f"at {_when(context.get('time'))}",
+             f"expires in {max(left, 0)}s"]
+    if context.get("user_agent"):
+        parts.append(f"browser: {context['user_agent'][:80]}")
+    return "  ".join(parts[:2]) + "\n    " + "; ".join(parts[2:])
+
+
+def _summary(challenge: dict, account: Account) -> dict:
+    return {"id": challenge["id"], "account": account.id, "context": challenge.get("context") or {},
+            "expires_at": challenge.get("expires_at"), "digits": challenge.get("digits")}
+
+
+def collect(accounts: list) -> list:
+    """[(account, challenge)] of every usable push account, oldest first per account."""
+    found = []
+    for account in _usable(accounts):
+        for challenge in client_for(account).pending(wait=0):
+            found.append((account, challenge))
+    return found
+
+
+def resolve(accounts: list, challenge_id: str):
+    """The (account, full challenge id) a typed id or prefix names."""
+    if not challenge_id:
+        raise AuthenticatorError("give the request id (see pending)")
+    usable = _usable(accounts)
+    if not usable:
+        ensure_can_approve(accounts[0])  # explains why (restored, needs verification)
+    matches = [(a, c["id"]) for a, c in collect(usable) if c["id"] == challenge_id
+               or (len(challenge_id) >= MIN_PREFIX and c["id"].startswith(challenge_id))]
+    exact = [m for m in matches if m[1] == challenge_id]
+    if exact:
+        return exact[0]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise AuthenticatorError(f"{challenge_id!r} matches several requests: give more of the id")
+    raise ChallengeUnavailable(f"no pending request {challenge_id} (already answered, expired, or not for "
+                               f"this device's accounts)")
+
+
+def result_line(result: dict, challenge_id: str) -> str:
+    status = result.get("status")
+    if status == "approved":
+        return f"approved {challenge_id}"
+    if status == "fraud":
+        return f"denied {challenge_id} and reported it as fraud; push sign-in is suspended until an admin clears it"
+    if result.get("reason") == "wrong_number":
+        return f"the number did not match: request {challenge_id} was refused"
+    return f"denied {challenge_id}"
+
+
+def cmd_pending(ctx, args) -> int:
+    found = collect(push_accounts(ctx))
+    human = "\n".join(describe(c, a) for a, c in found) if found else "no pending requests"
+    ctx.emit([_summary(c, a) for a, c in found], human)
+    return 0
+
+
+def _answer(ctx, challenge_id: str, decision: str, number=None) -> int:
+    account, full_id = resolve(push_accounts(ctx), challenge_id)
+    result = client_for(account).answer(full_id, decision, number)
+    ctx.emit({"id": full_id, "account": account.id, **result}, result_line(result, full_id))
+    if decision == "approve" and result.get("status") != "approved":
+        return 1
+    return 0
+
+
+def cmd_approve(ctx, args) -> int:
+    number = (args.number or "").strip()
+    if not number.isdigit() or not number.isascii():
+        raise AuthenticatorError("--number must be the digits shown in the browser")
+    return _answer(ctx, args.id, "approve", number)
+
+
+def cmd_deny(ctx, args) -> int:
+    return _answer(ctx, args.id, "fraud" if args.fraud else "deny")
+
+
+def _ask(ctx, challenge: dict, account: Account) -> int:
+    """Interactive answer for one request; returns 0 when answered or skipped."""
+    print(describe(challenge, account), file=ctx.out)
+    prompt = ("  type the number shown in the browser to approve, 'n' to deny, 'f' to deny and report fraud, "
+              "Enter to skip: ")
+    print(prompt, end="", file=ctx.out, flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    reply = line.strip().lower()
+    if not reply:
+        print("  skipped", file=ctx.out)
+        return 0
+    if reply in ("n", "f"):
+        decision, number = ("deny" if reply == "n" else "fraud"), None
+    elif reply.isdigit() and reply.isascii():
+        decision, number = "approve", reply
+    else:
+        print("  not a number; skipped", file=ctx.out)
+        return 0
+    try:
+        result = client_for(account).answer(challenge["id"], decision, number)
+    except ChallengeUnavailable as exc:
+        print(f"  {exc}", file=ctx.out)
+        return 0
+    print("  " + result_line(result, challenge["id"]), file=ctx.out, flush=True)
+    return 0
+
+
+def cmd_watch(ctx, args) -> int:
+    """Long-poll (one account) or poll every 2 s (several), ask about each new request once."""
+    accounts = _usable(push_accounts(ctx))
+    if not accounts:
+        raise AuthenticatorError("no push account can approve on this device (restored accounts need recover)")
+    seen = set()
+    print(f"watching {len(accounts)} push account(s); Ctrl-C to stop", file=ctx.out, flush=True)
+    try:
+        while True:
+            wait = WATCH_WAIT if len(accounts) == 1 else 0
+            asked = False
+            for account in accounts:
+                for challenge in client_for(account).pending(wait=wait):
+                    if challenge["id"] not in seen:
+                        seen.add(challenge["id"])
+                        asked = True
+                        _ask(ctx, challenge, account)
+            if len(accounts) > 1:
+                time.sleep(2)
+            elif not asked:
+                time.sleep(1)  # only requests already skipped are pending: the long-poll returns at once
+    except EOFError:
+        return 0

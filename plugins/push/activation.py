@@ -1,0 +1,82 @@
+"""Activation codes: issued for a user (security page, `idp factor push activate`), consumed once by
+a device's registration, which stores the device's push credential.
+
+An activation is a `factor_challenges` row of type "activation" whose lookup key is the SHA-256 of
+the code; consuming it is the challenge store's conditional UPDATE, so two racing registrations
+with one code give one device.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from idp.factors import CredentialInfo, UserRef
+from idp.factors.store import CredentialConflict
+
+from idp_plugins.push.protocol import Registration, activation_uri, code_digest, unix
+
+ACTIVATION = "activation"
+USED = "used"
+LOOKUP_PREFIX = "push-activation:"
+
+
+@dataclass(frozen=True)
+class Activation:
+    id: str
+    code: str
+    uri: str
+    expires_at: datetime
+
+
+class ActivationRefused(Exception):
+    """Unknown, used or expired code (one error for the three)."""
+
+
+class DeviceExists(Exception):
+    """The key in the registration is already a registered device."""
+
+
+def issue(challenges, user: UserRef, *, ttl: int, issuer: str, now: datetime) -> Activation:
+    """Create a one-time activation for `user`; the caller commits."""
+    code = secrets.token_urlsafe(16)
+    info = challenges.create(user, ttl=timedelta(seconds=ttl), lookup_key=LOOKUP_PREFIX + code_digest(code),
+                             payload={"type": ACTIVATION}, now=now)
+    uri = activation_uri(issuer=issuer, code=code, username=user.username, expires_at=unix(info.expires_at))
+    return Activation(id=info.id, code=code, uri=uri, expires_at=info.expires_at)
+
+
+def register(challenges, store, registration: Registration, *, now: datetime) -> CredentialInfo:
+    """Consume the activation code, then store the device; the caller commits the credential.
+
+    Raises ActivationRefused or DeviceExists. Consuming first (committed) means a crash between
+    the two steps costs the user a new QR code, never a device on someone else's account.
+    """
+    found = challenges.find(LOOKUP_PREFIX + code_digest(registration.code))
+    if found is None or found.payload.get("type") != ACTIVATION or found.user_id is None:
+        raise ActivationRefused()
+    claimed = challenges.answer(found.id, USED, payload={"type": ACTIVATION, "device_id": registration.device_id},
+                                now=now)
+    if claimed is None:
+        raise ActivationRefused()
+    try:
+        return store.create(claimed.user_id, label=registration.name, lookup_key=registration.device_id,
+                            public={"jwk": registration.jwk, "device_name": registration.name, "protocol": 1},
+                            now=now)
+    except CredentialConflict as exc:
+        raise DeviceExists() from exc
+
+
+def status(challenges, store, activation_id: str, user_id: int | None, now: datetime) -> tuple[str, CredentialInfo | None]:
+    """("pending" | "registered" | "expired", the device credential once registered)."""
+    info = challenges.get(activation_id) if isinstance(activation_id, str) and activation_id else None
+    if info is None or info.payload.get("type") != ACTIVATION or (user_id is not None and info.user_id != user_id):
+        return "expired", None
+    if info.status == USED:
+        device = store.find(info.payload.get("device_id") or "")
+        if device is not None and device.user_id == info.user_id:
+            return "registered", device
+        return "expired", None
+    if info.status == "pending" and info.expires_at > now:
+        return "pending", None
+    return "expired", None

@@ -1,0 +1,173 @@
+"""The device-facing endpoints of protocol v1 (docs/push-protocol.md), mounted at /factors/push/.
+
+Four small handlers: register a device, long-poll for challenges, answer one, and (for the
+enrolment page) the status of an activation. Every device-authentication failure, whatever
+its cause, is the same 401 `invalid_device_request`.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import timedelta
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy.exc import IntegrityError
+
+from idp.factors import directory
+from idp.factors.registry import current_registry
+
+from idp_plugins.push import activation, login_challenge
+from idp_plugins.push.protocol import (CLOCK_SKEW, DeviceAuthError, InvalidRegistration, endpoint_base,
+                                       read_registration, utc_now, verify_device_token)
+from idp_plugins.push.wake import challenge_channel, user_channel
+
+JTI = "jti"
+JTI_PREFIX = "push-jti:"
+
+
+def _error(code: str, status: int):
+    return jsonify({"error": code}), status
+
+
+def _issuer() -> str:
+    return current_registry().settings.issuer
+
+
+def build_blueprint(factor) -> Blueprint:
+    bp = Blueprint("push_device", __name__)
+
+    def authenticate():
+        """(device credential, verified claims) for this request, or DeviceAuthError."""
+        audience = _issuer().rstrip("/") + request.path
+        found = {}
+
+        def key_of(device_id: str):
+            device = factor.store.find(device_id)
+            found["device"] = device
+            return device.public.get("jwk") if device else None
+
+        token = verify_device_token(request.headers.get("Authorization"), audience=audience, public_key_of=key_of)
+        device = found["device"]
+        # Replay guard: one row per accepted jti, unique lookup key, kept until the token expires.
+        key = JTI_PREFIX + hashlib.sha256(f"{device.lookup_key}|{token.jti}".encode()).hexdigest()
+        ttl = max(token.exp - time.time(), 0) + CLOCK_SKEW
+        try:
+            factor.challenges.create(None, ttl=timedelta(seconds=ttl), credential_id=device.id, lookup_key=key,
+                                     payload={"type": JTI})
+            directory.commit()
+        except IntegrityError:
+            directory.rollback()
+            raise DeviceAuthError() from None
+        return device, token.claims
+
+    @bp.post("/v1/register")
+    def register():
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            return _error("invalid_request", 400)
+        try:
+            registration = read_registration(data.get("registration"),
+                                             audience=endpoint_base(_issuer()) + "/register")
+        except InvalidRegistration:
+            return _error("invalid_request", 400)
+        try:
+            device = activation.register(factor.challenges, factor.store, registration, now=utc_now())
+        except activation.ActivationRefused:
+            directory.rollback()
+            return _error("invalid_activation", 400)
+        except activation.DeviceExists:
+            directory.rollback()
+            return _error("device_exists", 409)
+        user = directory.get_user(device.user_id)
+        directory.audit("push.device_registered", user, actor=user.email, actor_id=user.id,
+                        details={"credential_id": device.id, "device_name": device.label})
+        directory.commit()
+        return jsonify({"device_id": device.lookup_key, "user": user.username, "issuer": _issuer(),
+                        "endpoint": endpoint_base(_issuer())}), 201
+
+    @bp.get("/v1/challenges")
+    def pending():
+        try:
+            device, _claims = authenticate()
+        except DeviceAuthError:
+            return _error("invalid_device_request", 401)
+        try:
+            wait = float(request.args.get("wait", "0"))
+        except ValueError:
+            wait = 0.0
+        wait = min(max(wait, 0.0), float(factor.push_settings.long_poll_max_wait))
+        deadline = time.monotonic() + wait
+        waker = factor.waker()
+        with waker.listen([user_channel(device.user_id)]) as listener:
+            while True:
+                items = [login_challenge.public_view(c) for c in factor.challenges.pending(user=device.user_id)
+                         if c.payload.get("type") == login_challenge.LOGIN]
+                left = deadline - time.monotonic()
+                if items or left <= 0:
+                    break
+                directory.rollback()  # see other processes' commits; give the connection back meanwhile
+                listener.wait(min(waker.fallback_interval, left))
+        return jsonify({"challenges": items, "server_time": int(time.time())})
+
+    @bp.post("/v1/challenges/<challenge_id>/answer")
+    def answer(challenge_id: str):
+        try:
+            device, claims = authenticate()
+        except DeviceAuthError:
+            return _error("invalid_device_request", 401)
+        decision, number = claims.get("decision"), claims.get("number")
+        if claims.get("challenge") != challenge_id or decision not in login_challenge.DECISIONS \
+                or (decision == "approve" and not isinstance(number, str)):
+            return _error("invalid_answer", 400)
+        info = factor.challenges.get(challenge_id)
+        if info is None or info.user_id != device.user_id or info.payload.get("type") != login_challenge.LOGIN:
+            return _error("unknown_challenge", 404)
+        status, reason = login_challenge.decide(info, decision, number)
+        now = utc_now()
+        answered = factor.challenges.answer(
+            challenge_id, status, now=now,
+            payload={**info.payload, "reason": reason, "device_credential_id": device.id,
+                     "device_name": device.label})
+        if answered is None:
+            return _error("challenge_closed", 409)
+        factor.store.touch(device.id, now=now)
+        if status != login_challenge.APPROVED:
+            _record_refusal(device, answered, status, reason, now)
+        directory.commit()
+        factor.waker().notify(challenge_channel(challenge_id))
+        body = {"status": status}
+        if status == login_challenge.DENIED:
+            body["reason"] = reason
+        return jsonify(body)
+
+    @bp.get("/v1/activation/<activation_id>")
+    def activation_status(activation_id: str):
+        """For the enrolment page's script: has a device registered with this activation yet?"""
+        state, _device = activation.status(factor.challenges, factor.store, activation_id, None, utc_now())
+        return jsonify({"status": state})
+
+    @bp.record_once
+    def _exempt_from_csrf(setup_state) -> None:
+        # Devices authenticate with signed tokens, not cookies: CSRF does not apply.
+        csrf = setup_state.app.extensions.get("csrf")
+        if csrf is not None:
+            for view in (register, pending, answer):
+                csrf.exempt(view)
+
+    return bp
+
+
+def _record_refusal(device, challenge, status: str, reason: str, now) -> None:
+    """Denials and fraud reports are audit events for the org's admins; fraud suspends push at once,
+    whether or not the (possibly attacker's) browser ever comes back."""
+    user = directory.get_user(device.user_id)
+    if user is None:  # pragma: no cover - user deleted meanwhile
+        return
+    context = challenge.payload.get("context") or {}
+    details = {"credential_id": device.id, "device_name": device.label, "reason": reason,
+               "application": context.get("application"), "ip": context.get("ip")}
+    if status == login_challenge.FRAUD:
+        directory.suspend_push(user.id, now)
+        directory.audit("push.fraud_reported", user, actor=user.email, actor_id=user.id, details=details)
+    else:
+        directory.audit("push.denied", user, actor=user.email, actor_id=user.id, details=details)

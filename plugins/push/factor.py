@@ -1,0 +1,151 @@
+"""Push approval with number matching: the factor class the pipeline and the account page drive.
+
+Enrolment shows an activation QR code; the device registers itself over the protocol
+(docs/push-protocol.md) and `finish_enrolment` only confirms that it did. A login creates a
+challenge with a number shown in the browser; the device answers it (signed, exactly once) and
+`verify`/`poll` read the outcome. The moving parts live in their own modules: `protocol`
+(JOSE), `activation`, `login_challenge`, `device` (HTTP), `transport` and `wake`.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+
+from idp.factors import (AttemptContext, CredentialInfo, Description, Enrolled, Factor, FactorKind, Rejected,
+                         Step, UserRef, directory)
+
+from idp_plugins.push import activation, login_challenge
+from idp_plugins.push.protocol import unix
+from idp_plugins.push.settings import PushSettings
+from idp_plugins.push.transport import build_transport
+from idp_plugins.push.wake import Waker
+
+WAKER_KEY = "idp.push.waker"
+
+
+def qr_svg(data: str) -> str:
+    import segno
+
+    return segno.make(data, error="m").svg_inline(scale=4, dark="#000", light="#fff")
+
+
+class PushFactor(Factor):
+    name = "push"
+    label = _l("Approve on your phone")
+    kind = FactorKind.SECOND_FACTOR
+    # swk: the device key signed the answer; user: the user matched the number (see the protocol doc).
+    amr = ("swk", "user")
+    allow_multiple = True
+    user_enrollable = True
+    supports_poll = True
+
+    def __init__(self, store, challenges, settings=None) -> None:
+        super().__init__(store, challenges, settings)
+        self.push_settings = PushSettings.from_mapping(self.settings)
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def waker(self) -> Waker:
+        """One per app: wakes long-polls in this process, and through Redis in others."""
+        extensions = current_app.extensions
+        if WAKER_KEY not in extensions:
+            extensions[WAKER_KEY] = Waker(extensions.get("idp.redis"))
+        return extensions[WAKER_KEY]
+
+    def transport(self):
+        return build_transport(self.push_settings, self.waker())
+
+    # --- discovery -------------------------------------------------------------------------
+
+    def is_configured_for(self, user: UserRef) -> bool:
+        """A live device, and push not suspended by a fraud report."""
+        return self.store.count(user) > 0 and not directory.push_suspended(user.id)
+
+    # --- enrolment -------------------------------------------------------------------------
+
+    def begin_enrolment(self, user: UserRef, ctx: AttemptContext) -> Step:
+        act = self.issue_activation(user, ctx.issuer, ctx.now)
+        try:
+            status_url = ctx.urls.endpoint("activation_status", activation_id=act.id)
+        except Exception:  # no request/URL context (CLI, conformance kit): the page works without it
+            status_url = None
+        view = {"qr_svg": qr_svg(act.uri), "activation_uri": act.uri, "expires_at": unix(act.expires_at),
+                "status_url": status_url}
+        return Step(state={"activation_id": act.id}, view=view)
+
+    def issue_activation(self, user: UserRef, issuer: str, now, ttl: int | None = None) -> activation.Activation:
+        """A committed one-time activation (a device in another process must find it at once)."""
+        act = activation.issue(self.challenges, user, ttl=ttl or self.push_settings.activation_ttl, issuer=issuer,
+                               now=now)
+        directory.commit()
+        return act
+
+    def finish_enrolment(self, user, state, response, ctx):
+        activation_id = state.get("activation_id") if isinstance(state, dict) else None
+        status, device = activation.status(self.challenges, self.store, activation_id, user.id, ctx.now)
+        if status == "registered":
+            return Enrolled(device)
+        if status == "pending":
+            return Rejected("not_activated", counts_as_failure=False)
+        return Rejected("expired", counts_as_failure=False)
+
+    # --- login -----------------------------------------------------------------------------
+
+    def begin_challenge(self, user: UserRef, ctx: AttemptContext) -> Step:
+        settings = self.push_settings
+        if directory.push_suspended(user.id):
+            return Step(state={"refused": "suspended"}, view={"refused": "suspended"})
+        since = ctx.now - timedelta(seconds=settings.window)
+        if directory.recent_challenge_count(self.name, user.id, since, kind=login_challenge.LOGIN) \
+                >= settings.max_challenges:
+            return Step(state={"refused": "too_many_requests"}, view={"refused": "too_many_requests"})
+        info = login_challenge.create(self.challenges, user, ctx, digits=settings.digits,
+                                      ttl=settings.challenge_ttl)
+        directory.commit()  # the device's long-poll, maybe in another process, must see it now
+        transport = self.transport()
+        for device in self.store.list(user):
+            transport.notify(device, info)
+        context = info.payload["context"]
+        view = {"number": info.payload["number"], "digits": settings.digits,
+                "application": context["application"], "ip": context["ip"], "user_agent": context["user_agent"],
+                "time": ctx.now.strftime("%H:%M UTC"), "expires_at": unix(info.expires_at),
+                "expires_in": settings.challenge_ttl}
+        return Step(state={"challenge_id": info.id}, view=view)
+
+    def verify(self, user, state, response, ctx):
+        return self.poll(user, state, ctx)
+
+    def poll(self, user, state, ctx):
+        if isinstance(state, dict) and state.get("refused"):
+            return Rejected(str(state["refused"]), counts_as_failure=False)
+        return login_challenge.outcome(self.challenges, self.store, user, state, ctx.now, ctx.transaction_id,
+                                       self.amr)
+
+    # --- extras ----------------------------------------------------------------------------
+
+    def device_blueprint(self):
+        from idp_plugins.push.device import build_blueprint
+
+        return build_blueprint(self)
+
+    def describe(self, credential: CredentialInfo) -> Description:
+        return Description(id=credential.id, factor=credential.factor,
+                           label=credential.label or str(self.label), created_at=credential.created_at,
+                           last_used_at=credential.last_used_at,
+                           facts={"device": credential.public.get("device_name") or credential.label})
+
+    def on_removed(self, credential: CredentialInfo) -> None:
+        """A revoked device's replay rows go; with no device left, the user's pending challenges too."""
+        self.challenges.expire_for_credential(credential.id)
+        if self.store.count(credential.user_id) == 0:
+            for info in self.challenges.pending(user=credential.user_id):
+                if info.payload.get("type") == login_challenge.LOGIN:
+                    self.challenges.expire(info.id)
+
+    @classmethod
+    def cli_command(cls):
+        from idp_plugins.push.cli import push_group
+
+        return push_group(cls.name)

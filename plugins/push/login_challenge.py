@@ -1,0 +1,83 @@
+"""Login challenges: a number to match, the context the app shows, and what an answer means.
+
+A challenge is a `factor_challenges` row of type "login" bound to the user and the login
+transaction. Its payload holds the number (never sent to the device), the digits and the
+context; the answer (exactly once, the store's conditional UPDATE) sets its status to
+approved / denied / fraud and records which device answered.
+"""
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import datetime, timedelta
+
+from idp.factors import AttemptContext, Denied, Pending, Rejected, UserRef, Verified
+
+from idp_plugins.push.protocol import unix
+
+LOGIN = "login"
+APPROVED, DENIED, FRAUD = "approved", "denied", "fraud"
+DECISIONS = ("approve", "deny", "fraud")
+
+
+def new_number(digits: int) -> str:
+    return f"{secrets.randbelow(10 ** digits):0{digits}d}"
+
+
+def context_of(ctx: AttemptContext) -> dict:
+    return {"application": ctx.client_name or "", "ip": ctx.remote_addr or "",
+            "user_agent": (ctx.user_agent or "")[:300], "time": unix(ctx.now)}
+
+
+def create(challenges, user: UserRef, ctx: AttemptContext, *, digits: int, ttl: int):
+    """Store a new challenge and cancel older pending ones of the same login; the caller commits."""
+    if ctx.transaction_id:
+        for old in challenges.pending(user=user, now=ctx.now):
+            if old.transaction_id == ctx.transaction_id and old.payload.get("type") == LOGIN:
+                challenges.expire(old.id, now=ctx.now)
+    payload = {"type": LOGIN, "number": new_number(digits), "digits": digits, "context": context_of(ctx)}
+    return challenges.create(user, ttl=timedelta(seconds=ttl), transaction_id=ctx.transaction_id,
+                             payload=payload, now=ctx.now)
+
+
+def public_view(info) -> dict:
+    """What a device may see of a challenge: everything but the number."""
+    return {"id": info.id, "created_at": unix(info.created_at), "expires_at": unix(info.expires_at),
+            "digits": info.payload.get("digits"), "context": info.payload.get("context") or {}}
+
+
+def decide(info, decision: str, number) -> tuple[str, str]:
+    """(status, reason) for a device's decision. An approval with the wrong number is a denial."""
+    if decision == "fraud":
+        return FRAUD, "fraud"
+    if decision == "deny":
+        return DENIED, "denied"
+    expected = str(info.payload.get("number") or "")
+    if isinstance(number, str) and expected and hmac.compare_digest(number.strip().encode(), expected.encode()):
+        return APPROVED, "approved"
+    return DENIED, "wrong_number"
+
+
+def outcome(challenges, store, user: UserRef, state: dict, now: datetime, transaction_id: str | None, amr):
+    """The pipeline's view of the challenge in `state` (verify and poll share it)."""
+    challenge_id = state.get("challenge_id") if isinstance(state, dict) else None
+    if not isinstance(challenge_id, str) or not challenge_id:
+        return Rejected("invalid_state")
+    info = challenges.get(challenge_id)
+    if info is None or info.user_id != user.id or info.payload.get("type") != LOGIN \
+            or (transaction_id and info.transaction_id and info.transaction_id != transaction_id):
+        return Rejected("invalid_state")
+    if info.status == "pending":
+        if info.expires_at <= now:
+            return Rejected("expired", counts_as_failure=False)
+        return Pending(retry_after=0.5)
+    if info.status == APPROVED:
+        device_id = info.payload.get("device_credential_id")
+        if not isinstance(device_id, int) or store.get(user, device_id) is None:
+            return Rejected("expired", counts_as_failure=False)  # the device was revoked meanwhile
+        return Verified(credential_id=device_id, amr=tuple(amr), facts={"device": info.payload.get("device_name")})
+    if info.status == FRAUD:
+        return Denied("fraud", fraud=True)
+    if info.status == DENIED:
+        return Denied(str(info.payload.get("reason") or "denied"))
+    return Rejected("expired", counts_as_failure=False)

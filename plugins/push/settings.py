@@ -1,0 +1,49 @@
+"""The `[factors.push]` settings, read once into a typed value (config/default.toml documents them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from idp.factors import FactorMisconfigured
+
+MAX_LONG_POLL = 25
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    digits: int = 2
+    challenge_ttl: int = 60
+    activation_ttl: int = 600
+    max_challenges: int = 5
+    window: int = 600
+    long_poll_max_wait: int = 20
+    transport: str = "longpoll"
+    webhook_url: str = ""
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None) -> "PushSettings":
+        data = dict(data or {})
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        try:
+            value = cls(**known)
+            ints = [value.digits, value.challenge_ttl, value.activation_ttl, value.max_challenges, value.window,
+                    value.long_poll_max_wait]
+            if any(isinstance(i, bool) or not isinstance(i, int) for i in ints):
+                raise ValueError("numbers expected")
+        except (TypeError, ValueError) as exc:
+            raise FactorMisconfigured(f"factors.push: {exc}") from exc
+        if not 2 <= value.digits <= 6:
+            raise FactorMisconfigured("factors.push.digits must be between 2 and 6")
+        if not 10 <= value.challenge_ttl <= 300:
+            raise FactorMisconfigured("factors.push.challenge_ttl must be between 10 and 300 seconds")
+        if not 60 <= value.activation_ttl <= 7 * 86400:
+            raise FactorMisconfigured("factors.push.activation_ttl must be between 60 s and 7 days")
+        if value.max_challenges < 1 or value.window < 1:
+            raise FactorMisconfigured("factors.push.max_challenges and window must be positive")
+        if not 0 <= value.long_poll_max_wait <= MAX_LONG_POLL:
+            raise FactorMisconfigured(f"factors.push.long_poll_max_wait must be between 0 and {MAX_LONG_POLL}")
+        if value.transport not in ("longpoll", "webhook"):
+            raise FactorMisconfigured("factors.push.transport must be 'longpoll' or 'webhook'")
+        if value.transport == "webhook" and not value.webhook_url.startswith(("https://", "http://")):
+            raise FactorMisconfigured("factors.push.webhook_url must be an http(s) URL with transport 'webhook'")
+        return value

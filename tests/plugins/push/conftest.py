@@ -1,0 +1,13 @@
+"""Push plugin fixtures: an app with the push factor registered at run time (see push_testkit.py)."""
+import pytest
+from push_testkit import push_factor
+
+
+@pytest.fixture
+def push(factor_app):
+    return push_factor()
+
+
+@pytest.fixture
+def client(factor_app, push):
+    return factor_app.test_client()

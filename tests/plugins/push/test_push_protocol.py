@@ -1,0 +1,265 @@
+"""Protocol v1 on the server (docs/push-protocol.md) through the Flask test client."""
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from authenticator.push import keys
+from push_testkit import BASE, Device, activation_code, context, enrol_device
+from idp.factors import Denied, Enrolled, Pending, Rejected, Verified
+from idp.factors.testing import make_user
+
+UNIFORM = {"error": "invalid_device_request"}
+
+
+def start_login(factor, user, txn="txn-1"):
+    ctx = context(factor, transaction_id=txn)
+    step = factor.begin_challenge(user, ctx)
+    return ctx, step
+
+
+# --- activation and registration ----------------------------------------------------------
+
+
+def test_enrolment_completes_once_the_device_registers(client, push, factor_user):
+    ctx = context(push)
+    step = push.begin_enrolment(factor_user, ctx)
+    assert step.view["activation_uri"].startswith("idp-push://activate?v=1&")
+    assert "<svg" in step.view["qr_svg"]
+    assert isinstance(push.finish_enrolment(factor_user, step.state, {}, ctx), Rejected)
+    device = Device(client)
+    response = device.register(activation_code(step.view["activation_uri"]), "Alice's phone")
+    assert response.status_code == 201
+    assert response.get_json()["device_id"] == device.id
+    outcome = push.finish_enrolment(factor_user, step.state, {}, ctx)
+    assert isinstance(outcome, Enrolled)
+    assert outcome.credential.lookup_key == device.id and outcome.credential.label == "Alice's phone"
+    assert push.is_configured_for(factor_user)
+    assert client.get(step.view["status_url"]).get_json() == {"status": "registered"}
+
+
+def test_activation_code_is_one_time(client, push, factor_user):
+    step = push.begin_enrolment(factor_user, context(push))
+    code = activation_code(step.view["activation_uri"])
+    assert Device(client).register(code).status_code == 201
+    again = Device(client).register(code)
+    assert again.status_code == 400 and again.get_json() == {"error": "invalid_activation"}
+
+
+def test_expired_and_unknown_activation_codes_get_one_answer(client, push, factor_user):
+    act = push.issue_activation(factor_user, "http://localhost:5000", context(push).now - timedelta(minutes=11))
+    expired = Device(client).register(act.code)
+    unknown = Device(client).register("not-a-code")
+    assert expired.status_code == unknown.status_code == 400
+    assert expired.get_json() == unknown.get_json() == {"error": "invalid_activation"}
+
+
+def test_registration_must_be_signed_by_the_key_it_carries(client, push, factor_user):
+    step = push.begin_enrolment(factor_user, context(push))
+    code = activation_code(step.view["activation_uri"])
+    honest, other = keys.new_private_key(), keys.new_private_key()
+    header = {"alg": "ES256", "typ": "JWT", "jwk": keys.public_jwk(honest)}
+    claims = {"aud": BASE + "/register", "code": code, "name": "x", "iat": int(time.time()),
+              "exp": int(time.time()) + 60, "jti": "j" * 20}
+    forged = keys.sign_jwt(other, header, claims)
+    response = client.post("/factors/push/v1/register", json={"registration": forged})
+    assert response.status_code == 400 and response.get_json() == {"error": "invalid_request"}
+    # The code was not spent by the failed attempt.
+    assert Device(client, honest).register(code).status_code == 201
+    for body in (None, {}, {"registration": 5}, {"registration": "a.b.c"}):
+        assert client.post("/factors/push/v1/register", json=body).status_code == 400
+
+
+def test_two_devices_are_two_credentials(client, push, factor_user):
+    enrol_device(client, push, factor_user, "phone 1")
+    enrol_device(client, push, factor_user, "phone 2")
+    assert [c.label for c in push.store.list(factor_user)] == ["phone 1", "phone 2"]
+
+
+# --- device authentication ------------------------------------------------------------------
+
+
+def test_device_requests_need_a_valid_jwt(client, push, factor_user):
+    device = enrol_device(client, push, factor_user)
+    assert device.pending().status_code == 200
+    now = time.time()
+    bad_tokens = [
+        "",
+        "Bearer",
+        "garbage",
+        keys.request_token(device.key, audience=BASE + "/elsewhere"),
+        keys.request_token(device.key, audience=BASE + "/challenges", now=now - 120),  # expired
+        keys.sign_jwt(device.key, {"alg": "ES256", "kid": device.id},
+                      {"iss": device.id, "aud": BASE + "/challenges", "iat": int(now), "exp": int(now) + 600,
+                       "jti": "x" * 20}),  # lives too long
+        keys.sign_jwt(device.key, {"alg": "ES256", "kid": device.id},
+                      {"iss": device.id, "aud": BASE + "/challenges", "iat": int(now), "exp": int(now) + 30}),  # no jti
+        keys.request_token(keys.new_private_key(), audience=BASE + "/challenges"),  # unknown device
+    ]
+    # A token claiming this device's id but signed by another key.
+    intruder = keys.new_private_key()
+    bad_tokens.append(keys.sign_jwt(intruder, {"alg": "ES256", "kid": device.id},
+                                    {"iss": device.id, "aud": BASE + "/challenges", "iat": int(now),
+                                     "exp": int(now) + 60, "jti": "y" * 20}))
+    for token in bad_tokens:
+        response = client.get("/factors/push/v1/challenges", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401 and response.get_json() == UNIFORM, token
+
+
+def test_replayed_request_is_refused(client, push, factor_user):
+    device = enrol_device(client, push, factor_user)
+    token = device.token("/challenges")
+    assert device.pending(token=token).status_code == 200
+    replay = device.pending(token=token)
+    assert replay.status_code == 401 and replay.get_json() == UNIFORM
+
+
+# --- login challenges -------------------------------------------------------------------------
+
+
+def test_approval_with_the_right_number_verifies(client, push, factor_user):
+    device = enrol_device(client, push, factor_user)
+    ctx, step = start_login(push, factor_user)
+    number = step.view["number"]
+    assert len(number) == 2 and number.isdigit()
+    assert isinstance(push.poll(factor_user, step.state, ctx), Pending)
+    listed = device.pending().get_json()["challenges"]
+    assert len(listed) == 1 and "number" not in listed[0]
+    assert listed[0]["context"]["application"] == "Payroll" and listed[0]["context"]["ip"] == "203.0.113.7"
+    assert listed[0]["context"]["user_agent"] == "Mozilla/5.0 (test)"
+    assert listed[0]["expires_at"] - listed[0]["created_at"] == 60
+    response = device.answer(listed[0]["id"], "approve", number)
+    assert response.get_json() == {"status": "approved"}
+    outcome = push.verify(factor_user, step.state, {}, ctx)
+    assert isinstance(outcome, Verified) and outcome.amr == ("swk", "user")
+    assert outcome.credential_id == push.store.find(device.id).id
+
+
+def test_wrong_number_counts_as_a_denial(client, push, factor_user):
+    device = enrol_device(client, push, factor_user)
+    ctx, step = start_login(push, factor_user)
+    wrong = f"{(int(step.view['number']) + 1) % 100:02d}"
+    challenge_id = step.state["challenge_id"]
+    assert device.answer(challenge_id, "approve", wrong).get_json() == {"status": "denied", "reason": "wrong_number"}
+    assert push.verify(factor_user, step.state, {}, ctx) == Denied("wrong_number")
+    # ... and is final: the right number afterwards changes nothing.
+    late = device.answer(challenge_id, "approve", step.view["number"])
+    assert late.status_code == 409 and late.get_json() == {"error": "challenge_closed"}
+
+
+def test_deny_and_fraud(client, push, factor_user):
+    device = enrol_device(client, push, factor_user)
+    ctx, step = start_login(push, factor_user, "t1")
+    assert device.answer(step.state["challenge_id"], "deny").get_json()["status"] == "denied"
+    assert push.verify(factor_user, step.state, {}, ctx) == Denied("denied")
+    ctx, step = start_login(push, factor_user, "t2")
+    assert device.answer(step.state["challenge_id"], "fraud").get_json() == {"status": "fraud"}
+    assert push.verify(factor_user, step.state, {}, ctx) == Denied("fraud", fraud=True)
+    # Push is suspended at once: no longer offered.
+    assert not push.is_configured_for(factor_user)
+
+
+def test_answered_twice_is_accepted_once(client, push, factor_user):
+    device = enrol_device(client, push, factor_user)
+    _ctx, step = start_login(push, factor_user)
+    first = device.answer(step.state["challenge_id"], "approve", step.view["number"])
+    second = device.answer(step.state["challenge_id"], "approve", step.view["number"])
+    assert first.status_code == 200 and second.status_code == 409
+
+
+def test_replayed_approval_is_refused(client, push, factor_user):
+    device = enrol_device(client, push, factor_user)
+    _ctx, step = start_login(push, factor_user)
+    cid = step.state["challenge_id"]
+    token = device.token(f"/challenges/{cid}/answer", challenge=cid, decision="approve", number=step.view["number"])
+    assert device.answer(cid, token=token).status_code == 200
+    assert device.answer(cid, token=token).get_json() == UNIFORM
+
+
+def test_expired_challenge_cannot_be_answered(client, push, factor_user):
+    device = enrol_device(client, push, factor_user)
+    ctx = context(push)
+    ctx = type(ctx)(**{**ctx.__dict__, "now": ctx.now - timedelta(seconds=61)})
+    step = push.begin_challenge(factor_user, ctx)
+    response = device.answer(step.state["challenge_id"], "approve", step.view["number"])
+    assert response.status_code == 409
+    now_ctx = context(push)
+    assert push.verify(factor_user, step.state, {}, now_ctx) == Rejected("expired", counts_as_failure=False)
+
+
+def test_another_users_challenge_looks_missing(client, push, factor_user):
+    enrol_device(client, push, factor_user)
+    bob = make_user("bob@example.com")
+    bobs_device = enrol_device(client, push, bob)
+    _ctx, step = start_login(push, factor_user)
+    response = bobs_device.answer(step.state["challenge_id"], "approve", step.view["number"])
+    assert response.status_code == 404 and response.get_json() == {"error": "unknown_challenge"}
+    assert bobs_device.pending().get_json()["challenges"] == []
+    missing = bobs_device.answer("no-such-challenge", "approve", "00")
+    assert missing.status_code == 404 and missing.get_json() == response.get_json()
+
+
+def test_answer_claims_must_match_the_url(client, push, factor_user):
+    device = enrol_device(client, push, factor_user)
+    _ctx, step = start_login(push, factor_user)
+    cid = step.state["challenge_id"]
+    assert device.answer(cid, "approve").status_code == 400  # no number
+    assert device.answer(cid, "maybe", "00").status_code == 400
+    token = device.token(f"/challenges/{cid}/answer", challenge="other", decision="deny")
+    assert device.answer(cid, token=token).status_code == 400
+    # A token for another challenge's URL does not work here.
+    other = device.token("/challenges/other/answer", challenge=cid, decision="deny")
+    assert device.answer(cid, token=other).get_json() == UNIFORM
+
+
+def test_state_of_another_login_or_user_is_rejected(client, push, factor_user):
+    enrol_device(client, push, factor_user)
+    _ctx, step = start_login(push, factor_user, "txn-A")
+    assert push.verify(factor_user, step.state, {}, context(push, transaction_id="txn-B")) == Rejected("invalid_state")
+    bob = make_user("bob@example.com")
+    assert push.verify(bob, step.state, {}, context(push, transaction_id="txn-A")) == Rejected("invalid_state")
+    for garbage in ({}, {"challenge_id": 5}, {"challenge_id": "nope"}, None):
+        assert isinstance(push.verify(factor_user, garbage, {}, context(push)), Rejected)
+
+
+def test_revoked_device_gets_the_uniform_error_and_its_challenges_close(client, push, factor_user):
+    from idp.factors import directory
+    from idp.factors.registry import current_registry
+
+    device = enrol_device(client, push, factor_user)
+    ctx, step = start_login(push, factor_user)
+    credential = push.store.find(device.id)
+    current_registry().remove_credential(factor_user, credential.id)
+    directory.commit()
+    assert device.pending().get_json() == UNIFORM
+    assert device.answer(step.state["challenge_id"], "approve", step.view["number"]).get_json() == UNIFORM
+    assert isinstance(push.verify(factor_user, step.state, {}, ctx), Rejected)
+
+
+def test_push_fatigue_limit(client, push, factor_user):
+    enrol_device(client, push, factor_user)
+    for i in range(push.push_settings.max_challenges):
+        assert "number" in start_login(push, factor_user, f"t{i}")[1].view
+    ctx, step = start_login(push, factor_user, "one-too-many")
+    assert step.view == {"refused": "too_many_requests"}
+    assert push.verify(factor_user, step.state, {}, ctx) == Rejected("too_many_requests", counts_as_failure=False)
+
+
+def test_a_new_challenge_cancels_the_previous_one_of_the_same_login(client, push, factor_user):
+    device = enrol_device(client, push, factor_user)
+    _ctx, first = start_login(push, factor_user)
+    _ctx, second = start_login(push, factor_user)
+    ids = [c["id"] for c in device.pending().get_json()["challenges"]]
+    assert ids == [second.state["challenge_id"]]
+    assert device.answer(first.state["challenge_id"], "approve", first.view["number"]).status_code == 409
+
+
+def test_long_poll_returns_at_once_when_a_challenge_waits_and_times_out_otherwise(client, push, factor_user):
+    device = enrol_device(client, push, factor_user)
+    started = time.monotonic()
+    assert device.pending(wait=1).get_json()["challenges"] == []
+    assert 0.9 <= time.monotonic() - started < 3
+    start_login(push, factor_user)
+    started = time.monotonic()
+    assert len(device.pending(wait=20).get_json()["challenges"]) == 1
+    assert time.monotonic() - started < 1
