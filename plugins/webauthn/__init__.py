@@ -1,0 +1,1 @@
+"""WebAuthn security keys and passkeys (py_webauthn)."""

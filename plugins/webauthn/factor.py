@@ -1,0 +1,174 @@
+"""WebAuthn security keys and passkeys, on py_webauthn 3.
+
+Registration asks for a discoverable credential when the authenticator can
+(`residentKey: preferred`, so a passkey where possible), user verification
+preferred, attestation `none`; the browser's response is verified against the RP
+id and origin from the `AttemptContext` (configuration, else the issuer URL).
+The credential id (base64url) is the `lookup_key`, the COSE public key lives in
+`public`, the signature counter in `counter`.
+
+At login the options list the user's keys (`allowCredentials`), the challenge
+stays in the server-side state, and the assertion is verified with the stored key.
+Sign counts: py_webauthn is called with a stored count of 0 so that *we* decide,
+in one place: an authenticator that always reports 0 (most passkeys) is accepted
+(`touch`); otherwise the new count must exceed the stored one (else
+`Rejected("sign_count_regressed")`, a possible cloned key) and is advanced with one
+conditional UPDATE (a parallel duplicate loses with `Rejected("replayed")`).
+
+`amr` (RFC 8176): "user" (the authenticator always tests user presence; py_webauthn
+refuses assertions without the UP flag) plus "hwk" (proof of possession of a
+hardware-secured key), or "swk" for a credential the authenticator reports as backed
+up (a synced passkey: the key leaves the device, so it is software-secured in RFC 8176's
+sense). RFC 8176 has no value for "user verified" that does not claim how (PIN "pin",
+fingerprint "fpt", face "face"), and WebAuthn does not tell which was used; UV is reported
+in `Verified.facts["user_verified"]` instead of guessing.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from webauthn import (
+    generate_authentication_options, generate_registration_options, options_to_json,
+    verify_authentication_response, verify_registration_response,
+)
+from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
+from webauthn.helpers.structs import (
+    AttestationConveyancePreference, AuthenticatorSelectionCriteria, AuthenticatorTransport,
+    PublicKeyCredentialDescriptor, ResidentKeyRequirement, UserVerificationRequirement,
+)
+
+from idp.factors import (
+    Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, label_text,
+)
+from idp.factors.store import CredentialConflict
+
+MAX_RESPONSE = 64 * 1024
+
+
+def _transports(names) -> list[AuthenticatorTransport]:
+    known = {t.value for t in AuthenticatorTransport}
+    return [AuthenticatorTransport(n) for n in (names or []) if n in known]
+
+
+def _parse(response) -> dict | None:
+    """The credential JSON posted in the `response` field, or None when it is not a JSON object."""
+    raw = response.get("response")
+    if not isinstance(raw, str) or not raw or len(raw) > MAX_RESPONSE:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class WebAuthnFactor(Factor):
+    name = "webauthn"
+    label = _l("Security key or passkey")
+    kind = FactorKind.SECOND_FACTOR
+    amr = ("hwk", "user")
+    allow_multiple = True
+    user_enrollable = True
+    phishing_resistant = True
+
+    def _rp(self, ctx) -> tuple[str, str]:
+        if not ctx.rp_id or not ctx.origin:
+            raise FactorMisconfigured("factors.webauthn: no RP id / origin (set rp_id and origin or the issuer)")
+        return ctx.rp_id, ctx.origin
+
+    def user_handle(self, user) -> bytes:
+        """A stable, opaque WebAuthn user handle (no e-mail or database id leaves the server)."""
+        return hmac.new(current_app.secret_key.encode(), f"webauthn-user-handle|{user.id}".encode(),
+                        hashlib.sha256).digest()
+
+    # --- enrolment -----------------------------------------------------------------------
+
+    def begin_enrolment(self, user, ctx):
+        rp_id, _origin = self._rp(ctx)
+        existing = [PublicKeyCredentialDescriptor(id=base64url_to_bytes(c.lookup_key),
+                                                  transports=_transports(c.public.get("transports")))
+                    for c in self.store.list(user) if c.lookup_key]
+        options = generate_registration_options(
+            rp_id=rp_id, rp_name=str(self.settings.get("rp_name") or "Identity Provider"),
+            user_id=self.user_handle(user), user_name=user.email or user.username,
+            user_display_name=user.display_name or user.email or user.username,
+            attestation=AttestationConveyancePreference.NONE,
+            authenticator_selection=AuthenticatorSelectionCriteria(
+                resident_key=ResidentKeyRequirement.PREFERRED,
+                user_verification=UserVerificationRequirement.PREFERRED),
+            exclude_credentials=existing)
+        return Step(state={"challenge": bytes_to_base64url(options.challenge)},
+                    view={"options": json.loads(options_to_json(options)), "mode": "create"})
+
+    def finish_enrolment(self, user, state, response, ctx):
+        rp_id, origin = self._rp(ctx)
+        data, challenge = _parse(response), state.get("challenge")
+        if data is None or not isinstance(challenge, str):
+            return Rejected("invalid_response")
+        try:
+            result = verify_registration_response(credential=data, expected_challenge=base64url_to_bytes(challenge),
+                                                  expected_rp_id=rp_id, expected_origin=origin)
+        except Exception:  # py_webauthn raises a zoo of types for malformed or wrong responses
+            return Rejected("invalid_response")
+        transports = (data.get("response") or {}).get("transports") or []
+        label = str(response.get("label") or "").strip()[:200] or self._next_label(user)
+        public = {"public_key": bytes_to_base64url(result.credential_public_key), "aaguid": result.aaguid,
+                  "device_type": getattr(result.credential_device_type, "value", str(result.credential_device_type)),
+                  "backed_up": bool(result.credential_backed_up), "user_verified": bool(result.user_verified),
+                  "transports": [t for t in transports if isinstance(t, str)][:8]}
+        try:
+            credential = self.store.create(user, label=label, public=public, counter=result.sign_count,
+                                           lookup_key=bytes_to_base64url(result.credential_id), now=ctx.now)
+        except CredentialConflict:
+            return Rejected("already_registered", counts_as_failure=False)
+        return Enrolled(credential)
+
+    def _next_label(self, user) -> str:
+        count, text = self.store.count(user), label_text(self.label)
+        return text if count == 0 else f"{text} {count + 1}"
+
+    # --- login ---------------------------------------------------------------------------
+
+    def begin_challenge(self, user, ctx):
+        rp_id, _origin = self._rp(ctx)
+        allowed = [PublicKeyCredentialDescriptor(id=base64url_to_bytes(c.lookup_key),
+                                                 transports=_transports(c.public.get("transports")))
+                   for c in self.store.list(user) if c.lookup_key]
+        options = generate_authentication_options(rp_id=rp_id, allow_credentials=allowed,
+                                                  user_verification=UserVerificationRequirement.PREFERRED)
+        return Step(state={"challenge": bytes_to_base64url(options.challenge)},
+                    view={"options": json.loads(options_to_json(options)), "mode": "get"})
+
+    def verify(self, user, state, response, ctx):
+        rp_id, origin = self._rp(ctx)
+        data, challenge = _parse(response), state.get("challenge")
+        if data is None or not isinstance(challenge, str) or not isinstance(data.get("rawId") or data.get("id"), str):
+            return Rejected("invalid_response")
+        credential = self.store.find(data.get("rawId") or data.get("id"))
+        if credential is None or credential.user_id != user.id:
+            return Rejected("unknown_credential")
+        try:
+            result = verify_authentication_response(
+                credential=data, expected_challenge=base64url_to_bytes(challenge), expected_rp_id=rp_id,
+                expected_origin=origin, credential_public_key=base64url_to_bytes(credential.public["public_key"]),
+                credential_current_sign_count=0)
+        except Exception:
+            return Rejected("invalid_response")
+        new, stored = int(result.new_sign_count), credential.counter
+        if new == 0 and stored == 0:
+            self.store.touch(credential.id, now=ctx.now)  # an authenticator without a counter
+        elif new <= stored:
+            return Rejected("sign_count_regressed")
+        elif not self.store.advance_counter(credential.id, new, now=ctx.now):
+            return Rejected("replayed")
+        amr = ("swk", "user") if result.credential_backed_up else ("hwk", "user")
+        return Verified(credential.id, amr, facts={"user_verified": bool(result.user_verified)})
+
+    def describe(self, credential):
+        facts = {"type": "passkey" if credential.public.get("backed_up") else "security key"}
+        return Description(id=credential.id, factor=self.name, label=credential.label or label_text(self.label),
+                           created_at=credential.created_at, last_used_at=credential.last_used_at, facts=facts)

@@ -1,0 +1,89 @@
+// WebAuthn ceremony for the login-step form: reads the options the server put in
+// <script type="application/json" id="webauthn-options" data-mode="create|get">,
+// calls navigator.credentials.create/get, writes the credential as JSON into the
+// hidden field named "response" and submits the form. Loaded as a file (CSP: no inline scripts).
+(function () {
+  "use strict";
+
+  function b64urlToBuffer(text) {
+    var base64 = text.replace(/-/g, "+").replace(/_/g, "/");
+    var padded = base64 + "===".slice((base64.length + 3) % 4);
+    var binary = atob(padded);
+    var bytes = new Uint8Array(binary.length);
+    for (var i = 0; i < binary.length; i++) { bytes[i] = binary.charCodeAt(i); }
+    return bytes.buffer;
+  }
+
+  function bufferToB64url(buffer) {
+    var bytes = new Uint8Array(buffer);
+    var binary = "";
+    for (var i = 0; i < bytes.length; i++) { binary += String.fromCharCode(bytes[i]); }
+    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function decodeOptions(options, mode) {
+    var publicKey = Object.assign({}, options);
+    publicKey.challenge = b64urlToBuffer(options.challenge);
+    if (mode === "create") {
+      publicKey.user = Object.assign({}, options.user, { id: b64urlToBuffer(options.user.id) });
+    }
+    var list = mode === "create" ? "excludeCredentials" : "allowCredentials";
+    if (options[list]) {
+      publicKey[list] = options[list].map(function (c) {
+        return Object.assign({}, c, { id: b64urlToBuffer(c.id) });
+      });
+    }
+    return publicKey;
+  }
+
+  function encodeCredential(cred) {
+    if (typeof cred.toJSON === "function") { return cred.toJSON(); }
+    var r = cred.response;
+    var response = { clientDataJSON: bufferToB64url(r.clientDataJSON) };
+    if (r.attestationObject) {
+      response.attestationObject = bufferToB64url(r.attestationObject);
+      if (typeof r.getTransports === "function") { response.transports = r.getTransports(); }
+    } else {
+      response.authenticatorData = bufferToB64url(r.authenticatorData);
+      response.signature = bufferToB64url(r.signature);
+      if (r.userHandle) { response.userHandle = bufferToB64url(r.userHandle); }
+    }
+    return {
+      id: cred.id, rawId: bufferToB64url(cred.rawId), type: cred.type, response: response,
+      authenticatorAttachment: cred.authenticatorAttachment || undefined,
+      clientExtensionResults: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {}
+    };
+  }
+
+  function run(source, button) {
+    var form = button.form || document.querySelector("form");
+    var field = form.querySelector("input[name=response]");
+    var status = document.getElementById("webauthn-status");
+    var mode = source.getAttribute("data-mode");
+    var publicKey = decodeOptions(JSON.parse(source.textContent), mode);
+    var call = mode === "create" ? navigator.credentials.create({ publicKey: publicKey })
+                                 : navigator.credentials.get({ publicKey: publicKey });
+    button.disabled = true;
+    call.then(function (cred) {
+      field.value = JSON.stringify(encodeCredential(cred));
+      form.submit();
+    }).catch(function (err) {
+      button.disabled = false;
+      if (status) { status.textContent = status.getAttribute("data-failed") + " (" + err.name + ")"; }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var source = document.getElementById("webauthn-options");
+    var button = document.getElementById("webauthn-start");
+    if (!source || !button) { return; }
+    if (!window.PublicKeyCredential) {
+      var status = document.getElementById("webauthn-status");
+      if (status) { status.textContent = status.getAttribute("data-unsupported"); }
+      button.disabled = true;
+      return;
+    }
+    button.addEventListener("click", function (event) { event.preventDefault(); run(source, button); });
+    if (source.getAttribute("data-mode") === "get") { run(source, button); }
+  });
+})();

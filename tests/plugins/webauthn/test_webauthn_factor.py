@@ -1,0 +1,151 @@
+"""The WebAuthn factor against a software authenticator: registration, assertion, sign counts, origins."""
+import json
+
+import pytest
+from flask import render_template
+
+from idp.db import db
+from idp.factors import Enrolled, Rejected, Verified
+from idp.factors.registry import current_registry
+from idp.factors.testing import make_user, run_conformance, second_factor_count
+from idp_plugins.webauthn.factor import WebAuthnFactor
+
+from soft_authenticator import SoftAuthenticator
+
+
+@pytest.fixture
+def factor(factor_app):
+    return current_registry().get("webauthn")
+
+
+@pytest.fixture
+def ctx(factor):
+    return current_registry().context(factor, transaction_id="t1")
+
+
+def posted(credential_json: dict, **extra) -> dict:
+    return {"response": json.dumps(credential_json), **extra}
+
+
+def enrol(factor, user, ctx, **kwargs):
+    key = SoftAuthenticator(ctx.rp_id, ctx.origin, **kwargs)
+    step = factor.begin_enrolment(user, ctx)
+    outcome = factor.finish_enrolment(user, step.state, posted(key.create(step.view["options"])), ctx)
+    assert isinstance(outcome, Enrolled), outcome
+    db.session.commit()
+    return key, outcome.credential
+
+
+def login(factor, user, ctx, key, **kwargs):
+    step = factor.begin_challenge(user, ctx)
+    return factor.verify(user, step.state, posted(key.get(step.view["options"], **kwargs)), ctx)
+
+
+def test_conformance(factor_app, factor_user):
+    keys = {}
+
+    def answer_enrolment(step, ctx):
+        keys["key"] = SoftAuthenticator(ctx.rp_id, ctx.origin, sign_count=1)
+        return posted(keys["key"].create(step.view["options"]))
+
+    run_conformance(WebAuthnFactor, factor_app, factor_user, answer_enrolment=answer_enrolment,
+                    answer_challenge=lambda step, cred, ctx: posted(keys["key"].get(step.view["options"])))
+
+
+def test_registration_options(factor, factor_user, ctx):
+    options = factor.begin_enrolment(factor_user, ctx).view["options"]
+    assert options["rp"] == {"id": "localhost", "name": "Identity Provider"}
+    assert options["authenticatorSelection"]["residentKey"] == "preferred"
+    assert options["authenticatorSelection"]["userVerification"] == "preferred"
+    assert options["attestation"] == "none"
+    assert options["user"]["name"] == "alice@example.com"
+    assert str(factor_user.id) != options["user"]["id"]
+
+
+def test_register_then_login(factor, factor_user, ctx):
+    key, credential = enrol(factor, factor_user, ctx, sign_count=5)
+    assert credential.lookup_key == key.id and credential.counter == 5
+    assert second_factor_count(factor_user) == 1
+    outcome = login(factor, factor_user, ctx, key)
+    assert isinstance(outcome, Verified) and outcome.credential_id == credential.id
+    assert outcome.amr == ("hwk", "user") and outcome.facts == {"user_verified": True}
+    assert factor.store.get(factor_user, credential.id).counter == 6
+
+
+def test_allow_and_exclude_credentials_list_the_users_keys(factor, factor_user, ctx):
+    key, _ = enrol(factor, factor_user, ctx)
+    assert [c["id"] for c in factor.begin_challenge(factor_user, ctx).view["options"]["allowCredentials"]] == [key.id]
+    assert [c["id"] for c in factor.begin_enrolment(factor_user, ctx).view["options"]["excludeCredentials"]] \
+        == [key.id]
+
+
+def test_synced_passkey_is_swk(factor, factor_user, ctx):
+    key, _ = enrol(factor, factor_user, ctx, backed_up=True)
+    assert login(factor, factor_user, ctx, key).amr == ("swk", "user")
+
+
+def test_sign_count_regression_is_rejected(factor, factor_user, ctx):
+    key, credential = enrol(factor, factor_user, ctx, sign_count=10)
+    assert isinstance(login(factor, factor_user, ctx, key, sign_count=20), Verified)
+    assert login(factor, factor_user, ctx, key, sign_count=20) == Rejected("sign_count_regressed")
+    assert login(factor, factor_user, ctx, key, sign_count=3) == Rejected("sign_count_regressed")
+    assert factor.store.get(factor_user, credential.id).counter == 20
+
+
+def test_authenticator_without_counter_is_accepted(factor, factor_user, ctx):
+    key, credential = enrol(factor, factor_user, ctx, sign_count=0)
+    for _ in range(3):
+        assert isinstance(login(factor, factor_user, ctx, key), Verified)
+    db.session.commit()
+    info = factor.store.get(factor_user, credential.id)
+    assert info.counter == 0 and info.last_used_at is not None
+
+
+def test_wrong_origin_and_stale_challenge_are_rejected(factor, factor_user, ctx):
+    key, _ = enrol(factor, factor_user, ctx, sign_count=1)
+    step = factor.begin_challenge(factor_user, ctx)
+    assert factor.verify(factor_user, step.state, posted(key.get(step.view["options"], origin="https://evil.example")),
+                         ctx) == Rejected("invalid_response")
+    old = factor.begin_challenge(factor_user, ctx)
+    new = factor.begin_challenge(factor_user, ctx)
+    assert factor.verify(factor_user, new.state, posted(key.get(old.view["options"])), ctx) \
+        == Rejected("invalid_response")
+
+
+def test_other_users_key_is_refused(factor, factor_user, ctx):
+    bob = make_user("bob@example.com")
+    bobs_key, _ = enrol(factor, bob, ctx, sign_count=1)
+    enrol(factor, factor_user, ctx, sign_count=1)
+    step = factor.begin_challenge(factor_user, ctx)
+    assert factor.verify(factor_user, step.state, posted(bobs_key.get(step.view["options"])), ctx) \
+        == Rejected("unknown_credential")
+
+
+def test_same_key_twice_is_refused(factor, factor_user, ctx):
+    key, _ = enrol(factor, factor_user, ctx)
+    step = factor.begin_enrolment(factor_user, ctx)
+    outcome = factor.finish_enrolment(factor_user, step.state, posted(key.create(step.view["options"])), ctx)
+    assert outcome == Rejected("already_registered", counts_as_failure=False)
+    assert factor.store.count(factor_user) == 1
+
+
+def test_registration_from_another_origin_is_refused(factor, factor_user, ctx):
+    key = SoftAuthenticator(ctx.rp_id, ctx.origin)
+    step = factor.begin_enrolment(factor_user, ctx)
+    outcome = factor.finish_enrolment(factor_user, step.state,
+                                      posted(key.create(step.view["options"], origin="http://localhost:6666")), ctx)
+    assert outcome == Rejected("invalid_response") and factor.store.count(factor_user) == 0
+
+
+def test_templates_and_script(factor, factor_user, ctx, factor_app):
+    with factor_app.test_request_context():
+        step = factor.begin_enrolment(make_user("</script><b>x@example.com", name="</script>"), ctx)
+        html = render_template(["factors/webauthn/enrol.html"], view=step.view, form=None)
+        assert 'name="response"' in html and "/factors/webauthn/static/webauthn.js" in html
+        assert "</script><b>" not in html  # options are JSON-escaped inside the script element
+        html = render_template(["factors/webauthn/challenge.html"], view=factor.begin_challenge(
+            factor_user, ctx).view, form=None)
+        assert 'data-mode="get"' in html
+    client = factor_app.test_client()
+    assert b"navigator.credentials" in client.get("/factors/webauthn/static/webauthn.js").data
+    assert client.get("/factors/recovery_codes/static/recovery-codes.js").status_code == 200
