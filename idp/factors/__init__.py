@@ -5,14 +5,14 @@ Plugins import from here only::
     from idp.factors import Factor, FactorKind, Step, Verified, Rejected, Enrolled, UserRef
 """
 from idp.factors.contract import Factor, label_text
-from idp.factors.errors import FactorError, FactorLoadError, FactorMisconfigured, FactorNotFound, SecretUnavailable
+from idp.factors.errors import CredentialConflict, FactorError, FactorLoadError, FactorMisconfigured, FactorNotFound, SecretUnavailable
 from idp.factors.types import (
     AttemptContext, CredentialInfo, Denied, Description, Enrolled, FactorKind, FactorUrls, Pending, Rejected,
     Step, UserRef, Verified,
 )
 
 __all__ = [
-    "Factor", "label_text", "FactorError", "FactorLoadError", "FactorMisconfigured", "FactorNotFound", "SecretUnavailable",
+    "Factor", "label_text", "CredentialConflict", "FactorError", "FactorLoadError", "FactorMisconfigured", "FactorNotFound", "SecretUnavailable",
     "AttemptContext", "CredentialInfo", "Denied", "Description", "Enrolled", "FactorKind", "FactorUrls",
     "Pending", "Rejected", "Step", "UserRef", "Verified",
 ]

@@ -92,3 +92,8 @@ def suspend_push(user_id: int, when) -> bool:
     result = db.session.execute(update(User).where(User.id == user_id, User.push_suspended_at.is_(None))
                                 .values(push_suspended_at=when), execution_options={"synchronize_session": False})
     return result.rowcount == 1
+
+
+def commit() -> None:
+    """Commit the current unit of work (a plugin CLI command's writes and its audit event)."""
+    db.session.commit()

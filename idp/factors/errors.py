@@ -19,3 +19,9 @@ class FactorMisconfigured(FactorError):
 
 class SecretUnavailable(FactorError):
     """A stored secret cannot be opened: its key left the key ring or the row was tampered with."""
+
+
+class CredentialConflict(FactorError):
+    """A credential with this `(factor, lookup_key)` already exists (e.g. a security key registered twice).
+
+    Plugins usually turn it into `Rejected("already_registered")`."""

@@ -29,16 +29,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp.db import db, utcnow
-from idp.factors.errors import FactorError, SecretUnavailable
+from idp.factors.errors import CredentialConflict, SecretUnavailable
 from idp.factors.types import CredentialInfo, FactorKind, UserRef
 from idp.models import Credential, User
 from idp.security.secrets import SecretError
 
 UserLike = UserRef | int
-
-
-class CredentialConflict(FactorError):
-    """A credential with this `(factor, lookup_key)` already exists (e.g. a security key registered twice)."""
 
 
 def _user_id(user: UserLike) -> int:

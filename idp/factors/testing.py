@@ -53,7 +53,10 @@ def make_app(database_url: str, overrides: Mapping[str, Any] | None = None):
     """Build the app through `create_app`; if the rest of the app is not importable yet (modules
     mid-change in a shared tree), fall back to a minimal Flask app with the same factor wiring."""
     config = {"server.database_url": database_url, "server.secret_key": "test-secret-key-for-factors",
-              "server.issuer": "http://localhost:5000", **(overrides or {})}
+              "server.issuer": "http://localhost:5000",
+              # Factor tests hash no passwords worth the default argon2 cost.
+              "security.argon2_time_cost": 1, "security.argon2_memory_cost": 1024, "security.argon2_parallelism": 1,
+              **(overrides or {})}
     try:
         from idp.app import create_app
 

@@ -46,8 +46,7 @@ def totp_group() -> None:
 @with_app_context
 def import_command(email: str, label: str, digits: str, algorithm: str, secret_stdin: bool) -> None:
     """Register an existing TOTP secret (base32 on standard input) for USER."""
-    from idp.db import db
-    from idp.factors.directory import audit, find_user_by_email
+    from idp.factors.directory import audit, commit, find_user_by_email
     from idp.factors.registry import current_registry
 
     if not secret_stdin:
@@ -69,5 +68,5 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
     audit("factor.totp.imported", user, actor="cli",
           details={"credential_id": credential.id, "label": credential.label, "digits": int(digits),
                    "algorithm": algorithm})
-    db.session.commit()
+    commit()
     click.echo(f"imported TOTP credential {credential.id} ({credential.label}) for {user.email}")

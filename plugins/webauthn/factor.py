@@ -42,9 +42,8 @@ from webauthn.helpers.structs import (
 )
 
 from idp.factors import (
-    Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, label_text,
+    CredentialConflict, Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, label_text,
 )
-from idp.factors.store import CredentialConflict
 
 MAX_RESPONSE = 64 * 1024
 
