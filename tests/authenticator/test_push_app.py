@@ -1,0 +1,200 @@
+"""The companion app against a live server: `add` with a push activation URI, `pending`, `approve`,
+`deny`, `watch`, and the messages for an expired code, an unreachable server and a revoked device.
+
+The server runs in a thread (werkzeug `make_server`, threaded) on 127.0.0.1; the app runs as a
+real subprocess, exactly as a user or script would run it.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from werkzeug.serving import make_server
+
+from authenticator_testkit import REPO, one_line_error
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveIdp:
+    """The identity provider in a thread, and helpers that act as its login pipeline."""
+
+    def __init__(self, tmp_path):
+        from idp.factors import testing
+        from idp.factors.registry import current_registry
+        from idp_plugins.push.factor import PushFactor
+
+        self.port = _free_port()
+        self.issuer = f"http://127.0.0.1:{self.port}"
+        self.app = testing.make_app(testing.database_url_for_tests(tmp_path), {"server.issuer": self.issuer})
+        self.app.config["SERVER_NAME"] = None
+        with self.app.app_context():
+            testing.create_schema()
+            registry = current_registry()
+            self.factor = registry.get("push") if "push" in registry else registry.register(PushFactor)
+            self.user = testing.make_user("alice@example.com")
+        self.server = make_server("127.0.0.1", self.port, self.app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def context(self, txn="txn-1", **overrides):
+        from idp.factors.registry import current_registry
+
+        values = dict(transaction_id=txn, client_name="Payroll", remote_addr="203.0.113.7", user_agent="Firefox")
+        values.update(overrides)
+        return current_registry().context(self.factor, **values)
+
+    def activation_uri(self, minutes_ago: int = 0) -> str:
+        with self.app.app_context():
+            ctx = self.context()
+            return self.factor.issue_activation(self.user, self.issuer, ctx.now - timedelta(minutes=minutes_ago)).uri
+
+    def start_login(self, txn="txn-1"):
+        with self.app.app_context():
+            ctx = self.context(txn)
+            step = self.factor.begin_challenge(self.user, ctx)
+            return step
+
+    def outcome(self, step, txn="txn-1"):
+        with self.app.app_context():
+            return self.factor.verify(self.user, step.state, {}, self.context(txn))
+
+    def revoke_all(self):
+        from idp.factors import directory
+        from idp.factors.registry import current_registry
+
+        with self.app.app_context():
+            for credential in self.factor.store.list(self.user):
+                current_registry().remove_credential(self.user, credential.id)
+            directory.commit()
+
+    def close(self):
+        self.server.shutdown()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def live_idp(tmp_path):
+    server = LiveIdp(tmp_path)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def phone(app, live_idp):
+    """An app home holding one push account activated at the live server."""
+    out = json.loads(app.ok("--json", "add", live_idp.activation_uri()))
+    assert out["type"] == "push"
+    return app
+
+
+def test_add_push_account_registers_the_device(app, live_idp):
+    out = app.ok("add", live_idp.activation_uri())
+    assert "push" in out
+    listed = json.loads(app.ok("--json", "list"))
+    assert [(a["type"], a["name"], a["issuer"]) for a in listed] == [("push", "alice@example.com",
+                                                                     f"127.0.0.1:{live_idp.port}")]
+    with live_idp.app.app_context():
+        devices = live_idp.factor.store.list(live_idp.user)
+    assert len(devices) == 1 and devices[0].label.startswith("idp-authenticator on ")
+
+
+def test_pending_and_approve(phone, live_idp):
+    from idp.factors import Verified
+
+    assert json.loads(phone.ok("--json", "pending")) == []
+    assert "no pending requests" in phone.ok("pending")
+    step = live_idp.start_login()
+    pending = json.loads(phone.ok("--json", "pending"))
+    assert len(pending) == 1
+    assert pending[0]["id"] == step.state["challenge_id"]
+    assert pending[0]["context"]["application"] == "Payroll" and pending[0]["context"]["ip"] == "203.0.113.7"
+    assert pending[0]["expires_at"] > time.time()
+    human = phone.ok("pending")
+    assert "Payroll" in human and "203.0.113.7" in human
+    out = phone.ok("approve", pending[0]["id"][:8], "--number", step.view["number"])
+    assert out.startswith("approved")
+    assert isinstance(live_idp.outcome(step), Verified)
+    # Answered once: a second approval finds nothing pending.
+    again = phone.run("approve", pending[0]["id"], "--number", step.view["number"])
+    assert "no pending request" in one_line_error(again)
+
+
+def test_wrong_number_is_a_denial(phone, live_idp):
+    from idp.factors import Denied
+
+    step = live_idp.start_login()
+    wrong = f"{(int(step.view['number']) + 1) % 100:02d}"
+    result = phone.run("--json", "approve", step.state["challenge_id"], "--number", wrong)
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["reason"] == "wrong_number"
+    assert live_idp.outcome(step) == Denied("wrong_number")
+
+
+def test_deny_and_report_fraud(phone, live_idp):
+    from idp.factors import Denied
+
+    step = live_idp.start_login("t1")
+    assert phone.ok("deny", step.state["challenge_id"]).startswith("denied")
+    assert live_idp.outcome(step, "t1") == Denied("denied")
+    step = live_idp.start_login("t2")
+    assert "fraud" in phone.ok("deny", step.state["challenge_id"], "--fraud")
+    assert live_idp.outcome(step, "t2") == Denied("fraud", fraud=True)
+    with live_idp.app.app_context():
+        assert not live_idp.factor.is_configured_for(live_idp.user)
+
+
+def test_watch_shows_the_request_and_approves_with_the_typed_number(phone, live_idp):
+    import os
+
+    from idp.factors import Verified
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "authenticator", "--home", str(phone.home), "watch"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=REPO)
+    try:
+        assert proc.stdout.readline().startswith("watching")
+        step = live_idp.start_login()
+        shown = proc.stdout.readline()
+        assert step.state["challenge_id"] in shown and "Payroll" in shown
+        assert "203.0.113.7" in proc.stdout.readline()
+        proc.stdin.write(step.view["number"] + "\n")
+        proc.stdin.flush()
+        assert "approved" in proc.stdout.readline()
+        assert isinstance(live_idp.outcome(step), Verified)
+        proc.send_signal(signal.SIGINT)  # watch runs until Ctrl-C
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_expired_activation_code_says_so(app, live_idp):
+    error = one_line_error(app.run("add", live_idp.activation_uri(minutes_ago=11)))
+    assert "activation code has expired" in error
+    assert not app.home.exists() or not any(app.home.glob("store*"))
+
+
+def test_unreachable_server_says_so(app, live_idp):
+    uri = live_idp.activation_uri()
+    live_idp.close()
+    assert "cannot reach the server" in one_line_error(app.run("add", uri))
+
+
+def test_revoked_device_says_so(phone, live_idp):
+    live_idp.start_login()
+    live_idp.revoke_all()
+    assert "no longer accepts this device" in one_line_error(phone.run("pending"))
