@@ -14,7 +14,7 @@ from sqlalchemy import func, or_, select
 
 from idp.admin import queries
 from idp.admin.access import org_admin_required, user_in_org
-from idp.admin.forms import AllowedFactorsForm, GraceForm, RequireAllForm, UserSecurityForm
+from idp.admin.forms import AllowedFactorsForm, ConfirmForm, GraceForm, RequireAllForm, UserSecurityForm
 from idp.db import db
 from idp.models import User
 from idp.policy import settings as policy_settings
@@ -102,13 +102,10 @@ def _render_user(target: User, form: UserSecurityForm, code: int = 200):
 
 
 def _credentials_of(target: User) -> list:
-    """The user's credentials as the factor store describes them (read-only here)."""
-    try:
-        from idp.factors.store import CredentialStore
+    """The user's live credentials, every factor, oldest first (the factor store's view)."""
+    from idp.factors.store import CredentialStore
 
-        return CredentialStore().list(target)
-    except Exception:  # noqa: BLE001 - the list is informative; the page must still render
-        return []
+    return CredentialStore().list(target.id)
 
 
 @bp.post("/users/<int:user_id>/security")
@@ -241,3 +238,77 @@ def audit():
     return render_template("admin/audit.html", page=page, who=who, action=action,
                            actions=queries.audit_actions(g.org.id), emails=queries.emails_of(g.org.id, ids),
                            org=g.org)
+
+
+# --------------------------------------------------------------------------- a user's factors
+
+def _registry():
+    from idp.factors.registry import current_registry
+
+    return current_registry()
+
+
+def _credential_of(target: User, credential_id: int):
+    for credential in _credentials_of(target):
+        if credential.id == credential_id:
+            return credential
+    abort(404)
+
+
+@bp.route("/users/<int:user_id>/factors/<int:credential_id>/revoke", methods=["GET", "POST"])
+@org_admin_required
+def revoke_factor(user_id: int, credential_id: int):
+    """Revoke one credential (a lost device). GET asks for confirmation; POST does it."""
+    target = user_in_org(user_id)
+    credential = _credential_of(target, credential_id)
+    form = ConfirmForm()
+    if request.method == "GET" or not form.validate_on_submit():
+        return render_template("admin/confirm.html", org=g.org, target=target, form=form,
+                               title=_("Revoke this second factor?"),
+                               text=_("%(factor)s “%(label)s” of %(email)s will stop working at once.",
+                                      factor=credential.factor, label=credential.label or "—",
+                                      email=target.email),
+                               action=url_for("admin.revoke_factor", user_id=target.id,
+                                              credential_id=credential.id)), (
+            200 if request.method == "GET" else 400)
+    removed = _registry().remove_credential(target.id, credential.id)
+    if removed is None:
+        abort(404)
+    audit_record("factor.revoked", target, {"credential_id": removed.id, "factor": removed.factor,
+                                            "label": removed.label, "by": "admin"})
+    db.session.commit()
+    flash(_("The second factor was revoked."), "success")
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+@bp.route("/users/<int:user_id>/reset-factors", methods=["GET", "POST"])
+@org_admin_required
+def reset_factors(user_id: int):
+    """Revoke every credential of the user (lost device). GET asks for confirmation; POST does it.
+
+    A required user then has to enrol again at the next login (decide: must_enrol).
+    """
+    target = user_in_org(user_id)
+    form = ConfirmForm()
+    if request.method == "GET" or not form.validate_on_submit():
+        return render_template("admin/confirm.html", org=g.org, target=target, form=form,
+                               title=_("Reset second factors?"),
+                               text=_("Every second factor and recovery code of %(email)s will be revoked. "
+                                      "If two-factor authentication is required for them, they will have to "
+                                      "set it up again at their next login.", email=target.email),
+                               action=url_for("admin.reset_factors", user_id=target.id)), (
+            200 if request.method == "GET" else 400)
+    registry = _registry()
+    revoked = [c for c in (registry.remove_credential(target.id, c.id) for c in _credentials_of(target)) if c]
+    audit_record("factor.reset", target, {"revoked": len(revoked),
+                                          "factors": sorted({c.factor for c in revoked}), "by": "admin"})
+    db.session.commit()
+    flash(_("Second factors reset: %(n)s revoked.", n=len(revoked)), "success")
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+def audit_record(event: str, target: User, details: dict) -> None:
+    from idp import audit as audit_log
+
+    audit_log.record(event, org_id=target.org_id, actor_id=g.admin.id, actor=g.admin.email,
+                     subject_id=target.id, details=details)

@@ -78,6 +78,7 @@ def _org_for_update(org_id: int, actor: Actor) -> Organization:
         raise PolicyError("organization not found")
     org = db.session.execute(
         select(Organization).where(Organization.id == org_id).with_for_update()
+        .execution_options(populate_existing=True)  # the locked row's values, not a stale copy
     ).scalar_one_or_none()
     if org is None:
         raise PolicyError("organization not found")
@@ -87,6 +88,7 @@ def _org_for_update(org_id: int, actor: Actor) -> Organization:
 def _user_for_update(user_id: int, actor: Actor) -> User:
     user = db.session.execute(
         select(User).where(User.id == user_id).with_for_update(of=User)
+        .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if user is None or (actor.org_id is not None and user.org_id != actor.org_id):
         raise PolicyError("user not found")

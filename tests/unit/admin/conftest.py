@@ -99,8 +99,21 @@ def browser(app):
     from idp.models import UserSession
     from idp.security.tokens import random_token, sha256_hex
 
+    from flask.testing import FlaskClient
+
+    class FreshSessionClient(FlaskClient):
+        """Each request starts with a fresh database session, as in production (the test's
+        app context would otherwise keep one session, and its stale objects, across requests)."""
+
+        def open(self, *args, **kwargs):
+            db.session.remove()
+            try:
+                return super().open(*args, **kwargs)
+            finally:
+                db.session.remove()
+
     def make(user=None):
-        client = app.test_client()
+        client = FreshSessionClient(app, app.response_class, use_cookies=True)
         if user is not None:
             token = random_token(32)
             db.session.add(UserSession(id=sha256_hex(token), sid=random_token(16), user_id=user.id,

@@ -39,8 +39,10 @@ def admin_routes(app):
     return routes
 
 
-def url_for_rule(rule, user_id):
-    return rule.rule.replace("<int:user_id>", str(user_id))
+def url_for_rule(rule, user_id, credential_id=0):
+    url = rule.rule.replace("<int:user_id>", str(user_id)).replace("<int:credential_id>", str(credential_id))
+    assert "<" not in url, f"teach url_for_rule about {rule.rule}"
+    return url
 
 
 def audit_count():
@@ -56,23 +58,45 @@ def test_anonymous_is_sent_to_sign_in(app, world, browser):
         assert response.status_code == 302, (rule.rule, method)
 
 
+def add_credential(user, factor="totp", label="phone"):
+    from idp.factors.registry import current_registry
+
+    info = current_registry().store.for_factor(factor).create(user.id, label, {"x": 1}, secret=b"s" * 20)
+    db.session.commit()
+    return info
+
+
 def test_non_admin_gets_403_everywhere(app, world, browser):
+    credential = add_credential(world["bob"])
     client = browser(world["alice"])
     for rule, method in admin_routes(app):
-        response = client.open(url_for_rule(rule, world["bob"].id), method=method, data={"on": "on"})
+        response = client.open(url_for_rule(rule, world["bob"].id, credential.id), method=method,
+                               data={"on": "on"})
         assert response.status_code == 403, (rule.rule, method)
     assert audit_count() == 0
 
 
 def test_admin_of_another_org_gets_404_for_our_users(app, world, browser):
+    credential = add_credential(world["alice"])
     client = browser(world["other_admin"])
     for rule, method in admin_routes(app):
         if "user_id" not in rule.arguments:
             continue
-        response = client.open(url_for_rule(rule, world["alice"].id), method=method, data={"require_2fa": "y"})
+        response = client.open(url_for_rule(rule, world["alice"].id, credential.id), method=method,
+                               data={"require_2fa": "y", "confirm": "1"})
         assert response.status_code == 404, (rule.rule, method)
+    db.session.expire_all()
     assert db.session.get(User, world["alice"].id).mfa_setting == "follow"
+    assert db.session.get(User, world["alice"].id).second_factor_count == 1
     assert audit_count() == 0
+
+
+def test_a_credential_of_another_user_is_404(app, world, browser):
+    credential = add_credential(world["bob"])
+    client = browser(world["admin"])
+    url = f"/admin/users/{world['alice'].id}/factors/{credential.id}/revoke"
+    assert client.get(url).status_code == 404
+    assert client.post(url, data={"confirm": "1"}).status_code == 404
 
 
 def test_other_org_admin_acts_on_their_own_org_only(app, world, browser):
@@ -257,3 +281,43 @@ def test_audit_log_lists_and_filters(app, world, browser):
     html = client.get("/admin/audit?action=policy.org").get_data(as_text=True)
     assert re.findall(r'data-event="([^"]+)"', html) == ["policy.org_requirement_changed"]
     assert "127.0.0.1" in html  # from which address
+
+
+# --------------------------------------------------------------------------- a user's factors
+
+def test_revoke_one_factor_after_confirmation(app, world, browser):
+    carol = world["carol"]
+    keep = add_credential(carol, label="old phone")
+    lost = add_credential(carol, label="lost phone")
+    client = browser(world["admin"])
+    page = client.get(f"/admin/users/{carol.id}").get_data(as_text=True)
+    assert "lost phone" in page, page
+    assert 'data-status="active_required"' in page, page
+    url = f"/admin/users/{carol.id}/factors/{lost.id}/revoke"
+    confirm = client.get(url)
+    assert confirm.status_code == 200 and "Confirm" in confirm.get_data(as_text=True)
+    assert audit_count() == 0  # asking is not doing
+    response = client.post(url, data={"confirm": "1"})
+    assert response.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(User, carol.id).second_factor_count == 1
+    [event] = db.session.execute(select(AuditEvent)).scalars().all()
+    assert (event.event, event.subject_id, event.actor_id) == ("factor.revoked", carol.id, world["admin"].id)
+    assert client.post(url, data={"confirm": "1"}).status_code == 404  # already revoked
+    assert keep.id != lost.id
+
+
+def test_reset_second_factors_makes_a_required_user_enrol_again(app, world, browser):
+    carol = world["carol"]
+    add_credential(carol, label="a")
+    add_credential(carol, label="b")
+    client = browser(world["admin"])
+    url = f"/admin/users/{carol.id}/reset-factors"
+    assert client.get(url).status_code == 200
+    response = client.post(url, data={"confirm": "1"}, follow_redirects=True)
+    html = response.get_data(as_text=True)
+    assert "2 revoked" in html and 'data-status="required_not_set_up"' in html
+    db.session.expire_all()
+    assert db.session.get(User, carol.id).second_factor_count == 0
+    [event] = db.session.execute(select(AuditEvent)).scalars().all()
+    assert event.event == "factor.reset" and event.details["revoked"] == 2
