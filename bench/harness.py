@@ -34,6 +34,7 @@ class Result:
     cpu_ms_per_op: float
     errors: int = 0
     note: str = ""
+    db_cpu_ms_per_op: float = float("nan")  # PostgreSQL backends serving the provider (nan: in-process SQLite)
 
     @property
     def rate(self) -> float:
@@ -54,6 +55,11 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(entry))
     return found
+
+
+def db_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU the database backends used in between (backends opened meanwhile count from zero)."""
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -79,6 +85,12 @@ class Server:
     cwd: str | None = None
     log_path: Path | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
+    db_pids: object = None  # callable returning the PostgreSQL backend pids of this server's database
+
+    def db_cpu(self) -> dict[int, float]:
+        if self.db_pids is None:
+            return {}
+        return {pid: cpu_seconds([pid]) for pid in self.db_pids()}
 
     @property
     def base_url(self) -> str:
@@ -139,9 +151,9 @@ def run_wrk(server: Server, target: str, scenario: str, url_path: str, script: s
     env = dict(os.environ, BENCH_LUA_DIR=str(LUA_DIR), BENCH_THREADS=str(threads), **(env_extra or {}))
     argv = [ensure_wrk(), f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
             "-s", str(LUA_DIR / script), server.base_url + url_path]
-    cpu_before, started = server.cpu(), time.monotonic()
+    db_before, cpu_before, started = server.db_cpu(), server.cpu(), time.monotonic()
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60)
-    cpu_after = server.cpu()
+    cpu_after, db_after = server.cpu(), server.db_cpu()
     line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no totals for {target} {scenario}: {out.stdout[-500:]} {out.stderr[-500:]}")
@@ -154,5 +166,8 @@ def run_wrk(server: Server, target: str, scenario: str, url_path: str, script: s
     note = ""
     if socket_errors:
         note = f"socket errors {socket_errors}"
-    return Result(target, scenario, concurrency, ok, seconds, data["p50_us"] / 1000, data["p99_us"] / 1000,
-                  (cpu_after - cpu_before) * 1000 / ok if ok else float("nan"), errors, note)
+    result = Result(target, scenario, concurrency, ok, seconds, data["p50_us"] / 1000, data["p99_us"] / 1000,
+                    (cpu_after - cpu_before) * 1000 / ok if ok else float("nan"), errors, note)
+    if server.db_pids is not None and ok:
+        result.db_cpu_ms_per_op = db_cpu_delta(db_before, db_after) * 1000 / ok
+    return result
