@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from idp.factors import CredentialInfo, UserRef
-from idp.factors.store import CredentialConflict
+from idp.factors.errors import CredentialConflict
 
 from idp_plugins.push.protocol import Registration, activation_uri, code_digest, unix
 

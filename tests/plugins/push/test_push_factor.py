@@ -1,0 +1,154 @@
+"""The push factor's surroundings: settings, the page it renders, its CLI command, the wake-ups,
+and the two races (answers, activation codes) on PostgreSQL."""
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from click.testing import CliRunner
+
+from authenticator.push import keys
+from idp.factors import FactorMisconfigured
+from idp_plugins.push.factor import PushFactor
+from idp_plugins.push.settings import PushSettings
+from idp_plugins.push.wake import Waker
+from push_testkit import Device, activation_code, context, enrol_device, push_factor
+
+
+@pytest.mark.parametrize("bad", [{"digits": 1}, {"digits": 7}, {"digits": "2"}, {"long_poll_max_wait": 60},
+                                 {"transport": "carrier-pigeon"}, {"transport": "webhook"},
+                                 {"max_challenges": 0}, {"challenge_ttl": 5}])
+def test_bad_settings_are_an_operator_error(bad):
+    with pytest.raises(FactorMisconfigured):
+        PushSettings.from_mapping(bad)
+
+
+def test_defaults():
+    s = PushSettings.from_mapping({})
+    assert (s.digits, s.challenge_ttl, s.activation_ttl, s.max_challenges, s.window) == (2, 60, 600, 5, 600)
+
+
+def test_number_has_the_configured_digits(factor_app, factor_user):
+    from idp.factors.registry import current_registry
+
+    push = push_factor()
+    push.push_settings = PushSettings.from_mapping({"digits": 6})
+    client = factor_app.test_client()
+    enrol_device(client, push, factor_user)
+    step = push.begin_challenge(factor_user, context(push))
+    assert len(step.view["number"]) == 6 and step.view["number"].isdigit()
+    assert current_registry().get("push") is push
+
+
+def test_challenge_page_shows_the_number_and_context(factor_app, factor_user):
+    from flask import render_template
+
+    push = push_factor()
+    enrol_device(factor_app.test_client(), push, factor_user)
+    step = push.begin_challenge(factor_user, context(push))
+    with factor_app.test_request_context("/login/x"):
+        html = render_template("factors/push/challenge.html", view=step.view, poll_url="/login/x/poll",
+                               action="/login/x", version=1)
+    assert f'data-push-number="{step.view["number"]}"' in html
+    assert "Payroll" in html and "203.0.113.7" in html
+    assert 'data-poll-url="/login/x/poll"' in html and "/factors/push/static/push.js" in html
+    assert "<script>" not in html  # CSP script-src 'self': no inline script
+
+
+def test_enrol_page_shows_the_qr_and_the_uri(factor_app, factor_user):
+    from flask import render_template
+
+    push = push_factor()
+    with factor_app.test_request_context("/login/x"):
+        step = push.begin_enrolment(factor_user, context(push))
+        html = render_template("factors/push/enrol.html", view=step.view, action="/login/x", version=1)
+    assert "<svg" in html and "idp-push://activate?v=1" in html.replace("&amp;", "&")
+    assert step.view["status_url"].startswith("/factors/push/v1/activation/")
+
+
+def test_cli_activate_prints_a_working_uri(factor_app, factor_user, tmp_path):
+    push = push_factor()
+    command = PushFactor.cli_command()
+    runner = CliRunner()
+    png = tmp_path / "qr.png"
+    result = runner.invoke(command, ["activate", "--user", factor_user.email, "--expires-in", "1h", "--json",
+                                     "--png", str(png)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["activation_uri"].startswith("idp-push://activate?v=1&") and data["expires_at"].endswith("Z")
+    import zxingcpp
+    from PIL import Image
+
+    decoded = zxingcpp.read_barcodes(Image.open(png))
+    assert decoded and decoded[0].text == data["activation_uri"]
+    device = Device(factor_app.test_client())
+    assert device.register(activation_code(data["activation_uri"])).status_code == 201
+    assert push.store.count(factor_user) == 1
+
+    plain = runner.invoke(command, ["activate", "--user", factor_user.email])
+    assert plain.exit_code == 0 and plain.output.startswith("idp-push://activate?")
+    for args in (["activate", "--user", "nobody@example.com"], ["activate", "--user", factor_user.email,
+                                                               "--expires-in", "soon"],
+                 ["activate", "--user", factor_user.email, "--expires-in", "30d"]):
+        bad = runner.invoke(command, args)
+        assert bad.exit_code != 0 and "Traceback" not in bad.output
+
+
+def test_in_process_waker_wakes_a_listener():
+    waker = Waker()
+    with waker.listen(["c"]) as listener:
+        threading.Timer(0.05, waker.notify, args=("c",)).start()
+        assert listener.wait(5) is True
+        assert listener.wait(0.05) is False
+
+
+# --- races on PostgreSQL ---------------------------------------------------------------------
+
+
+def test_two_racing_answers_one_accepted(pg_app):
+    from idp.factors import testing
+
+    user = testing.make_user("race@example.com")
+    push = push_factor()
+    client = pg_app.test_client()
+    devices = [enrol_device(client, push, user, f"phone {i}") for i in range(2)]
+    for round_ in range(5):
+        step = push.begin_challenge(user, context(push, transaction_id=f"race-{round_}"))
+        cid, number = step.state["challenge_id"], step.view["number"]
+        barrier = threading.Barrier(len(devices) * 2)
+
+        def answer(device):
+            with pg_app.app_context():
+                c = pg_app.test_client()
+                d = Device(c, device.key)
+                token = d.token(f"/challenges/{cid}/answer", challenge=cid, decision="approve", number=number)
+                barrier.wait()
+                return d.answer(cid, token=token).status_code
+
+        with ThreadPoolExecutor(len(devices) * 2) as pool:
+            codes = list(pool.map(answer, devices * 2))
+        assert sorted(codes) == [200, 409, 409, 409], codes
+
+
+def test_two_racing_registrations_with_one_code_one_device(pg_app):
+    from idp.factors import testing
+
+    user = testing.make_user("race2@example.com")
+    push = push_factor()
+    step = push.begin_enrolment(user, context(push))
+    code = activation_code(step.view["activation_uri"])
+    key_list = [keys.new_private_key() for _ in range(4)]
+    barrier = threading.Barrier(len(key_list))
+
+    def register(key):
+        with pg_app.app_context():
+            device = Device(pg_app.test_client(), key)
+            barrier.wait()
+            return device.register(code).status_code
+
+    with ThreadPoolExecutor(len(key_list)) as pool:
+        codes = list(pool.map(register, key_list))
+    assert sorted(codes) == [201, 400, 400, 400]
+    assert push.store.count(user) == 1
