@@ -15,6 +15,9 @@ def enrol_totp_during_login(web: FormBrowser, rp, seeded) -> tuple[str, list[str
     """Sign in asking for MFA; the pipeline makes the user enrol TOTP. Returns (secret, recovery codes)."""
     web.get(rp.authorization_url(acr_values=MFA))
     page = web.login(seeded.user_email, seeded.password)
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
+    if choose:  # several factors may be enrolled: pick the authenticator app
+        page = web.submit(choose[0])
     key = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>')
     assert key, page.text[:3000]
     secret = key.replace(" ", "")
