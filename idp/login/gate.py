@@ -6,9 +6,8 @@ the next state.
 """
 from __future__ import annotations
 
-from flask import current_app
+from datetime import datetime, timezone
 
-from idp.db import db, utcnow
 from idp.factors.registry import current_registry
 from idp.factors.types import FactorKind, UserRef
 from idp.login.transaction import State
@@ -21,7 +20,7 @@ def user_ref(user: User) -> UserRef:
                    email=user.email, locale=user.locale)
 
 
-def request_facts(params: dict) -> "policy.RequestFacts":
+def request_facts(params: dict) -> policy.RequestFacts:
     max_age = params.get("max_age")
     return policy.RequestFacts(
         acr_values=tuple((params.get("acr_values") or "").split()),
@@ -31,8 +30,24 @@ def request_facts(params: dict) -> "policy.RequestFacts":
     )
 
 
-def decision_for(user: User, params: dict) -> "policy.Decision":
-    return policy.decide(user, user.org, request=request_facts(params), session=None, now=utcnow())
+def _held_factor_names(user: User) -> list[str]:
+    """Second factors the user holds a usable credential for (policy filters by what the org allows)."""
+    ref = user_ref(user)
+    return [f.name for f in current_registry().all(kind=FactorKind.SECOND_FACTOR) if f.is_configured_for(ref)]
+
+
+def _utc(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None)
+
+
+def decision_for(user: User, params: dict, amr: tuple[str, ...] = (), auth_time: int | None = None):
+    """The policy's decision for this user and request, given what has been proven so far (`amr`)."""
+    from idp.db import utcnow
+
+    now = utcnow()
+    session = policy.SessionFacts(auth_time=_utc(auth_time) if auth_time else now, amr=amr) if amr else None
+    return policy.decide(user, user.org, request=request_facts(params), session=session, now=now,
+                         factors=_held_factor_names(user))
 
 
 def allowed_factors(user: User, decision, kind: FactorKind = FactorKind.SECOND_FACTOR) -> list:
@@ -53,35 +68,37 @@ def second_factor_done(steps_done: list[dict]) -> bool:
                for step in steps_done)
 
 
+def postponed(steps_done: list[dict]) -> bool:
+    return any(step.get("method") == "postponed_enrolment" for step in steps_done)
+
+
 def pending_second_factor(user: User, params: dict, steps_done: list[dict]) -> State | None:
     """ENROL or SECOND_FACTOR while the login still owes a second factor, else None."""
-    if second_factor_done(steps_done):
+    if second_factor_done(steps_done) or postponed(steps_done):
         return None
     decision = decision_for(user, params)
     if decision.must_enrol:
         return State.ENROL
     if not decision.second_factor_required:
-        return None
+        return State.ENROL if decision.may_postpone else None
     if configured_factors(user, decision) or configured_factors(user, decision, FactorKind.RECOVERY):
         return State.SECOND_FACTOR
     return State.ENROL
 
 
-def second_factor_missing_from_session(user: User, sso) -> bool:
-    """A session from before 2FA became required for this user cannot be reused without one."""
-    if "mfa" in (sso.amr or []):
-        return False
-    decision = policy.decide(user, user.org, request=policy.RequestFacts(), session=None, now=utcnow())
-    return decision.second_factor_required or decision.must_enrol
+def may_postpone(user: User, params: dict) -> bool:
+    decision = decision_for(user, params)
+    return decision.may_postpone and not decision.must_enrol
+
+
+def session_shortfall(user: User, params: dict, sso) -> str | None:
+    """Why this SSO session cannot answer the request as it is (a prompt=none error), or None."""
+    decision = decision_for(user, params, amr=tuple(sso.amr or ()), auth_time=sso.auth_time)
+    return decision.prompt_none_error()
 
 
 def record_login(user: User, outcome) -> None:
-    """Bookkeeping the policy's grace period counts on."""
+    from idp.db import db, utcnow
+
     user.last_login_at = utcnow()
-    if user.required_since is not None and "mfa" not in outcome.amr:
-        user.logins_since_required = (user.logins_since_required or 0) + 1
     db.session.add(user)
-
-
-def settings():
-    return current_app.extensions["idp.settings"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from idp.oidc.acr import acr_for
+from idp.policy.decide import acr_for
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,8 @@ def compute_amr(steps_done: list[dict]) -> list[str]:
     amr: list[str] = []
     methods = set()
     for step in steps_done:
-        methods.add(step.get("factor") or step.get("method"))
+        if step.get("amr"):
+            methods.add(step.get("factor") or step.get("method"))
         for value in step.get("amr", []):
             if value not in amr:
                 amr.append(value)

@@ -23,7 +23,6 @@ from idp.login import gate, session as login_session, snapshot, transaction
 from idp.login.outcome import outcome_from_steps
 from idp.login.transaction import State
 from idp.models import ConsentGrant, LoginTransaction, User
-from idp.oidc.acr import requests_mfa
 
 
 def _settings():
@@ -62,11 +61,8 @@ def session_is_enough(params: dict, sso, user: User | None) -> tuple[bool, str |
                 return False, "login_required"
         except ValueError:
             return False, "login_required"
-    if requests_mfa(params.get("acr_values")) and "mfa" not in (sso.amr or []):
-        return False, "unmet_authentication_requirements"
-    if gate.second_factor_missing_from_session(user, sso):
-        return False, "interaction_required"
-    return True, None
+    error = gate.session_shortfall(user, params, sso)
+    return (error is None), error
 
 
 def consent_needed(params: dict, client, user_id: int) -> bool:
@@ -85,7 +81,7 @@ def next_state(params: dict, steps_done: list[dict], user: User) -> State:
     pending = gate.pending_second_factor(user, params, steps_done)
     if pending is not None:
         return pending
-    if consent_needed(params, _client_row(params), user.id):
+    if "client_id" in params and consent_needed(params, _client_row(params), user.id):
         return State.CONSENT
     return State.DONE
 
@@ -131,6 +127,19 @@ def start(grant, args) -> object:
     return redirect_to(handle.raw)
 
 
+def start_internal(next_path: str, *, fresh: bool = False):
+    """A login for the provider's own pages (the security page): no client, no code, back to `next_path`.
+
+    `fresh` demands a full login even when a session exists (recent-login checks).
+    """
+    if not next_path.startswith("/") or next_path.startswith("//") or "\\" in next_path:
+        next_path = "/"  # local paths only: no open redirect
+    params = {"prompt": "login"} if fresh else {}
+    authz = {"params": params, "client_name": "", "internal": True, "next": next_path}
+    handle = transaction.begin(authz, login_session.browser_binding())
+    return redirect_to(handle.raw)
+
+
 def proceed(row: LoginTransaction, handle_raw: str, user: User, from_state: State, version: int,
             steps_done: list[dict]):
     """Record the steps done and move past `from_state` to whatever the login needs next."""
@@ -168,12 +177,14 @@ def finish(row: LoginTransaction, expected: State):
         sso_step = row.steps_done[0]
         outcome = outcome_from_steps([{"method": "sso", "amr": sso_step["amr"]}], auth_time=auth_time,
                                      sid=row.authz_request.get("sid"))
-        # A reused session keeps its original amr/acr (outcome_from_steps would add nothing).
+        # A reused session keeps its original amr/acr.
         from idp.login.outcome import LoginOutcome
-        from idp.oidc.acr import acr_for
+        from idp.policy.decide import acr_for
 
         outcome = LoginOutcome(auth_time=auth_time, amr=tuple(sso_step["amr"]), acr=acr_for(sso_step["amr"]),
                                sid=row.authz_request.get("sid"))
+    if row.authz_request.get("internal"):
+        return redirect(row.authz_request["next"])
     return issue_code(params, user, outcome)
 
 

@@ -92,3 +92,45 @@ def end_current() -> None:
         db.session.commit()
     session.clear()
     g.idp_session_row = None
+
+
+def is_recent(seconds: int | None = None) -> bool:
+    """Was this session's full login (password and second factor if any) within `seconds`?"""
+    row = current_session()
+    if row is None:
+        return False
+    limit = seconds if seconds is not None else int(
+        current_app.extensions["idp.settings"].get("login.recent_login", 300))
+    return (utcnow() - row.created_at).total_seconds() <= limit
+
+
+def login_required(view):
+    """Pages of the provider itself: an anonymous visitor signs in first and comes back."""
+    from functools import wraps
+
+    from flask import request
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if current_user() is None:
+            from idp.login import pipeline
+
+            return pipeline.start_internal(request.full_path.rstrip("?"))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def require_recent_login():
+    """None when the last full login is recent, else a response that re-runs both steps and comes back."""
+    from flask import request
+
+    if is_recent():
+        return None
+    from idp.login import pipeline
+
+    target = request.referrer if request.method == "POST" else request.full_path.rstrip("?")
+    from urllib.parse import urlsplit
+
+    path = urlsplit(target or "/").path or "/"
+    return pipeline.start_internal(path, fresh=True)

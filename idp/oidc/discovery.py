@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from idp.config import Settings
-from idp.oidc.acr import ACR_VALUES_SUPPORTED
+from idp.policy.decide import ACR_MFA, ACR_PWD
 from idp.oidc.keys import SUPPORTED_ALGS
 
 
@@ -34,7 +34,7 @@ def build(settings: Settings) -> str:
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
                              "name", "locale", "email", "email_verified", "org"],
-        "acr_values_supported": list(ACR_VALUES_SUPPORTED),
+        "acr_values_supported": [ACR_PWD, ACR_MFA],
         "prompt_values_supported": ["none", "login", "consent"],
         "ui_locales_supported": ["en", "fr"],
         "claims_parameter_supported": False,

@@ -5,7 +5,9 @@ second factor also brings recovery codes, shown once on the next page.
 """
 from __future__ import annotations
 
-from flask import redirect, url_for
+import time
+
+from flask import redirect, request, url_for
 from flask_babel import gettext as _
 
 from idp import audit
@@ -27,6 +29,7 @@ def enrollable(ctx: StepContext, user) -> list:
 def show(ctx: StepContext, error: str | None = None, status: int = 200, form: CodeForm | None = None):
     user = user_of(ctx)
     choices = enrollable(ctx, user)
+    postpone = gate.may_postpone(user, ctx.params)
     if not choices:
         return ctx.render("login/no_factor.html", status=403)
     name, _state, view = stored(ctx)
@@ -34,13 +37,14 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
     if name not in usable:
         if len(choices) > 1:
             return ctx.render("login/enrol_choose.html", status=status, form=form or CodeForm(formdata=None),
-                              choices=choices, error=error)
+                              choices=choices, error=error, may_postpone=postpone)
         _begin(ctx, user, choices[0])
         name, _state, view = stored(ctx)
     factor = usable[name]
     templates = [f"factors/{name}/enrol.html", "login/enrol_generic.html"]
     return ctx.render(templates, status=status, form=form or CodeForm(formdata=None), view=view, factor=factor,
-                      error=error, alternatives=[f for f in choices if f.name != name], enrolling=True)
+                      error=error, alternatives=[f for f in choices if f.name != name], enrolling=True,
+                      may_postpone=postpone)
 
 
 def _begin(ctx: StepContext, user, factor) -> bool:
@@ -61,6 +65,8 @@ def submit(ctx: StepContext):
     if not form.validate_on_submit() or form.posted_version() != ctx.row.version:
         return redirect(url_for("login.step", handle=ctx.handle))
     user = user_of(ctx)
+    if request.form.get("postpone"):
+        return _postpone(ctx, user, form.posted_version())
     name, state, _view = stored(ctx)
     usable = {f.name: f for f in enrollable(ctx, user)}
     if name not in usable:
@@ -84,3 +90,17 @@ def submit(ctx: StepContext):
     return pipeline.proceed(ctx.row, ctx.handle, user, State.ENROL, form.posted_version(), steps)
 
 
+
+
+def _postpone(ctx: StepContext, user, version: int):
+    """A user still in the grace period skips enrolment this time (counted against the grace logins)."""
+    from idp.policy import settings as policy_settings
+
+    if not gate.may_postpone(user, ctx.params):
+        return show(ctx, _("Your organization requires you to set up a second factor now."), 403)
+    policy_settings.note_postponed_login(user.id, commit=False)
+    audit.record("login.enrolment_postponed", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                 subject_id=user.id)
+    db.session.commit()
+    steps = list(ctx.row.steps_done) + [{"method": "postponed_enrolment", "amr": [], "at": int(time.time())}]
+    return pipeline.proceed(ctx.row, ctx.handle, user, State.ENROL, version, steps)
