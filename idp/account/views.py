@@ -1,14 +1,128 @@
-"""The user's security page (issue 4): list, add, rename, remove factors; recovery codes."""
-from flask import Blueprint, redirect, render_template, url_for
+"""The signed-in user's security page: their factors, adding and removing them, recovery codes.
 
+Adding or removing a factor needs a recent full login (login.recent_login seconds):
+otherwise the user confirms both steps again and comes back here.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_wtf import FlaskForm
+
+from idp.account import service
+from idp.account.service import AccountError
+from idp.extensions import SUPPORTED_LOCALES
 from idp.login import session as login_session
+from idp.policy import status as policy_status
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
 
+def _checked_form() -> bool:
+    return FlaskForm().validate_on_submit()
+
+
 @bp.get("/security")
+@login_session.login_required
 def security():
     user = login_session.current_user()
-    if user is None:
-        return redirect(url_for("login.home"))
-    return render_template("account/security.html", user=user)
+    rows = service.credentials(user)
+    return render_template("account/security.html", user=user, rows=rows, enrollable=service.enrollable(user),
+                           status=policy_status.status(user, user.org), form=FlaskForm(),
+                           required=policy_status.is_required(user, user.org))
+
+
+@bp.post("/security/add/<name>")
+@login_session.login_required
+def add(name: str):
+    if not _checked_form():
+        return redirect(url_for(".security"))
+    again = login_session.require_recent_login()
+    if again is not None:
+        return again
+    try:
+        pending_id = service.begin(login_session.current_user(), name)
+    except AccountError as error:
+        flash(_(str(error)), "error")
+        return redirect(url_for(".security"))
+    return redirect(url_for(".enrol", pending_id=pending_id))
+
+
+@bp.route("/security/enrol/<pending_id>", methods=["GET", "POST"])
+@login_session.login_required
+def enrol(pending_id: str):
+    user = login_session.current_user()
+    try:
+        info = service.pending(user, pending_id)
+    except AccountError as error:
+        flash(_(str(error)), "error")
+        return redirect(url_for(".security"))
+    error = None
+    if request.method == "POST" and _checked_form():
+        response = {k: v for k, v in request.form.items() if k not in ("csrf_token", "version", "submit")}
+        try:
+            _credential, codes = service.finish(user, pending_id, response)
+        except AccountError as failure:
+            error = _(str(failure))
+        else:
+            flash(_("Added."), "success")
+            if codes:
+                return render_template("account/recovery_codes.html", codes=codes, form=FlaskForm())
+            return redirect(url_for(".security"))
+    from idp.factors.registry import current_registry
+
+    factor = current_registry().get(info.payload["factor"])
+    templates = [f"factors/{factor.name}/enrol.html", "login/enrol_generic.html"]
+    return render_template(templates, view=info.payload["view"], factor=factor, error=error, version=0,
+                           action=url_for(".enrol", pending_id=pending_id), client_name="", handle=None,
+                           enrolling=True), (400 if error else 200)
+
+
+@bp.post("/security/credentials/<int:credential_id>/rename")
+@login_session.login_required
+def rename(credential_id: int):
+    if _checked_form():
+        try:
+            service.rename(login_session.current_user(), credential_id, request.form.get("label", ""))
+            flash(_("Renamed."), "success")
+        except AccountError as error:
+            flash(_(str(error)), "error")
+    return redirect(url_for(".security"))
+
+
+@bp.post("/security/credentials/<int:credential_id>/remove")
+@login_session.login_required
+def remove(credential_id: int):
+    if not _checked_form():
+        return redirect(url_for(".security"))
+    again = login_session.require_recent_login()
+    if again is not None:
+        return again
+    try:
+        service.remove(login_session.current_user(), credential_id)
+        flash(_("Removed."), "success")
+    except AccountError as error:
+        flash(_(str(error)), "error")
+        return redirect(url_for(".security"))
+    return redirect(url_for(".security"))
+
+
+@bp.post("/security/recovery-codes")
+@login_session.login_required
+def regenerate():
+    if not _checked_form():
+        return redirect(url_for(".security"))
+    again = login_session.require_recent_login()
+    if again is not None:
+        return again
+    codes = service.regenerate_recovery_codes(login_session.current_user())
+    if not codes:
+        return redirect(url_for(".security"))
+    return render_template("account/recovery_codes.html", codes=codes, form=FlaskForm())
+
+
+@bp.post("/locale")
+def locale():
+    if _checked_form() and request.form.get("locale") in SUPPORTED_LOCALES:
+        session["locale"] = request.form["locale"]
+    return redirect(request.referrer if (request.referrer or "").startswith(request.host_url) else url_for("login.home"))

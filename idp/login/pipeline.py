@@ -168,7 +168,7 @@ def finish(row: LoginTransaction, expected: State):
         outcome = outcome_from_steps(steps, auth_time=outcome.auth_time, sid=sso.sid)
         gate.record_login(user, outcome)
         audit.record("login.succeeded", org_id=user.org_id, actor_id=user.id, actor=user.email,
-                     subject_id=user.id, details={"client_id": params["client_id"], "amr": list(outcome.amr)})
+                     subject_id=user.id, details={"client_id": params.get("client_id"), "amr": list(outcome.amr)})
         db.session.commit()
         from idp.ops import metrics
 

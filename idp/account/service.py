@@ -1,0 +1,145 @@
+"""The security page's actions, apart from HTTP: enrol, rename, remove, regenerate, each audited.
+
+Pending enrolments (a new TOTP seed, WebAuthn registration options) wait in the
+generic challenge table (`account_enrolment`), never in the cookie; plugins seal
+their own secrets inside the state they return.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from flask import request
+
+from idp import audit
+from idp.db import db
+from idp.factors.challenges import ChallengeStore
+from idp.factors.registry import current_registry
+from idp.factors.types import Enrolled, FactorKind
+from idp.login.gate import decision_for, user_ref
+from idp.models import User
+from idp.policy import decide as policy
+
+PENDING = ChallengeStore("account_enrolment")
+PENDING_TTL = timedelta(minutes=10)
+
+
+class AccountError(Exception):
+    """A refused action, with a message for the user."""
+
+
+@dataclass
+class FactorRow:
+    factor: object
+    description: object
+
+
+def context(factor):
+    return current_registry().context(factor, remote_addr=request.remote_addr, user_agent=request.user_agent.string)
+
+
+def credentials(user: User) -> list[FactorRow]:
+    registry = current_registry()
+    rows = []
+    for credential in registry.store.list(user_ref(user)):
+        if credential.factor in registry:
+            factor = registry.get(credential.factor)
+            rows.append(FactorRow(factor, factor.describe(credential)))
+    return rows
+
+
+def enrollable(user: User) -> list:
+    decision = decision_for(user, {})
+    factors = current_registry().all(kind=FactorKind.SECOND_FACTOR)
+    if decision.allowed_factors is not None:
+        factors = [f for f in factors if f.name in decision.allowed_factors]
+    return [f for f in factors if f.user_enrollable]
+
+
+def begin(user: User, name: str) -> str:
+    factor = {f.name: f for f in enrollable(user)}.get(name)
+    if factor is None:
+        raise AccountError("This method is not available.")
+    step = factor.begin_enrolment(user_ref(user), context(factor))
+    pending = PENDING.create(user.id, ttl=PENDING_TTL, payload={"factor": name, "state": step.state,
+                                                                "view": step.view})
+    db.session.commit()
+    return pending.id
+
+
+def pending(user: User, pending_id: str):
+    info = PENDING.get(pending_id)
+    if info is None or info.user_id != user.id or info.status != "pending":
+        raise AccountError("This enrolment expired. Start again.")
+    from idp.db import utcnow
+
+    if info.expires_at <= utcnow():
+        raise AccountError("This enrolment expired. Start again.")
+    return info
+
+
+def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[str] | None]:
+    """Finish an enrolment; returns (credential, new recovery codes if this was the first second factor)."""
+    info = pending(user, pending_id)
+    factor = {f.name: f for f in enrollable(user)}.get(info.payload["factor"])
+    if factor is None:
+        raise AccountError("This method is not available.")
+    ref = user_ref(user)
+    had_second_factor = user.second_factor_count > 0
+    outcome = factor.finish_enrolment(ref, info.payload["state"], response, context(factor))
+    if not isinstance(outcome, Enrolled):
+        db.session.rollback()
+        raise AccountError("That did not work: check and try again.")
+    if PENDING.answer(pending_id, "done") is None:  # commits the new credential with it
+        db.session.rollback()
+        raise AccountError("This enrolment was already finished.")
+    audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                 details={"factor": factor.name, "credential_id": outcome.credential.id, "during": "account"})
+    codes = None
+    if not had_second_factor:
+        codes = regenerate_recovery_codes(user, audit_event=False)
+    db.session.commit()
+    return outcome.credential, codes
+
+
+def rename(user: User, credential_id: int, label: str) -> None:
+    label = (label or "").strip()[:200]
+    if not label:
+        raise AccountError("Give it a name.")
+    if not current_registry().store.rename(user_ref(user), credential_id, label):
+        raise AccountError("No such method.")
+    audit.record("factor.renamed", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                 details={"credential_id": credential_id, "label": label})
+    db.session.commit()
+
+
+def remove(user: User, credential_id: int, *, today: date | None = None) -> None:
+    registry = current_registry()
+    ref = user_ref(user)
+    credential = registry.store.get(ref, credential_id)
+    if credential is None:
+        raise AccountError("No such method.")
+    kind = registry.kind_of(credential.factor)
+    if kind == FactorKind.SECOND_FACTOR:
+        remaining = user.second_factor_count - 1
+        allowed, reason = policy.can_remove_factor(user, user.org, remaining, today or date.today())
+        if not allowed:
+            raise AccountError("Two-factor authentication is required for your account: "
+                               "add another method before removing your last one.")
+    registry.remove_credential(ref, credential_id)
+    audit.record("factor.removed", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                 details={"factor": credential.factor, "credential_id": credential_id})
+    db.session.commit()
+
+
+def regenerate_recovery_codes(user: User, audit_event: bool = True) -> list[str] | None:
+    registry = current_registry()
+    if "recovery_codes" not in registry:
+        return None
+    factor = registry.get("recovery_codes")
+    codes = factor.regenerate(user_ref(user))
+    if audit_event:
+        audit.record("recovery_codes.regenerated", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                     subject_id=user.id)
+        db.session.commit()
+    return codes

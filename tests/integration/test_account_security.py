@@ -1,0 +1,115 @@
+"""The user's own security page: sign in to it, add TOTP, rename, remove, regenerate, recent-login checks."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyotp
+from sqlalchemy import select, update
+
+from fixtures.oidc import FormBrowser
+
+
+def sign_in_to_account(web: FormBrowser, seeded) -> None:
+    page = web.get("/account/security")
+    page = web.login(seeded.user_email, seeded.password)
+    assert "/account/security" in page.url and page.status == 200, page.text[:500]
+
+
+def add_totp(web: FormBrowser) -> str:
+    page = web.submit([f for f in web.page.forms() if f["action"].endswith("/add/totp")][0])
+    secret = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
+    web.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": "Work phone"})
+    return secret
+
+
+def audit_events(server, event: str) -> int:
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    with server.context():
+        return len(db.session.scalars(select(AuditEvent).where(AuditEvent.event == event)).all())
+
+
+def test_anonymous_visitor_signs_in_and_comes_back(seeded, web):
+    sign_in_to_account(web, seeded)
+    assert "No second factor yet" in web.page.text
+
+
+def test_add_totp_shows_recovery_codes_once_then_lists_it(seeded, web, live_server):
+    sign_in_to_account(web, seeded)
+    add_totp(web)
+    assert "data-recovery-codes" in web.page.text
+    page = web.get("/account/security")
+    assert "Work phone" in page.text and 'data-factor="recovery_codes"' in page.text
+    assert 'data-2fa-status="active_voluntary"' in page.text
+    assert audit_events(live_server, "factor.enrolled") == 1
+
+
+def test_rename_and_remove(seeded, web, live_server):
+    sign_in_to_account(web, seeded)
+    add_totp(web)
+    page = web.get("/account/security")
+    rename = [f for f in page.forms() if f["action"].endswith("/rename") and f["fields"].get("label") == "Work phone"][0]
+    page = web.submit(rename, {"label": "Old phone"})
+    assert "Old phone" in page.text
+    remove = [f for f in page.forms() if "/remove" in f["action"]][0]
+    page = web.submit(remove)
+    assert "Old phone" not in page.text and 'data-2fa-status="not_active"' in page.text
+    assert audit_events(live_server, "factor.removed") == 1
+
+
+def test_required_user_cannot_remove_last_factor(seeded, web, live_server):
+    from idp.db import db
+    from idp.models import User
+
+    sign_in_to_account(web, seeded)
+    add_totp(web)
+    with live_server.context():
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(mfa_setting="required"))
+        db.session.commit()
+    page = web.get("/account/security")
+    remove = [f for f in page.forms() if "/remove" in f["action"]][0]
+    page = web.submit(remove)
+    assert "required" in page.text and "Work phone" in page.text
+
+
+def test_stale_login_must_confirm_both_steps_again(seeded, web, live_server):
+    from idp.db import db
+    from idp.models import UserSession
+
+    sign_in_to_account(web, seeded)
+    secret = add_totp(web)
+    with live_server.context():
+        for row in db.session.scalars(select(UserSession)).all():
+            row.created_at -= timedelta(minutes=10)
+        db.session.commit()
+    page = web.get("/account/security")
+    remove = [f for f in page.forms() if "/remove" in f["action"]][0]
+    page = web.submit(remove)
+    assert page.form_with("password"), "a stale session must sign in again before removing a factor"
+    page = web.login(seeded.user_email, seeded.password)
+    import time
+
+    page = web.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)})
+    assert "/account/security" in page.url
+    assert "Work phone" in page.text, "nothing was removed by the request that asked for a new login"
+
+
+def test_cannot_touch_another_users_credential(seeded, web, live_server):
+    from idp.db import db
+    from idp.models import Credential, User
+
+    sign_in_to_account(web, seeded)
+    add_totp(web)
+    with live_server.context():
+        mine = db.session.scalars(select(Credential.id)).all()
+    other = FormBrowser(live_server.url)
+    other.get("/account/security")
+    other.login(seeded.admin_email, seeded.password)
+    form = [f for f in other.page.forms() if f["action"].endswith("/locale")][0]
+    for credential_id in mine:
+        other.http.post(f"{live_server.url}/account/security/credentials/{credential_id}/remove",
+                        data={"csrf_token": form["fields"]["csrf_token"]})
+    with live_server.context():
+        assert db.session.scalars(select(Credential).where(Credential.revoked_at.is_(None))).all()
+        del User
