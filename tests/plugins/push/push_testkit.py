@@ -63,3 +63,57 @@ def enrol_device(client, factor, user, name="Test phone") -> Device:
     response = device.register(activation_code(step.view["activation_uri"]), name)
     assert response.status_code == 201, response.get_json()
     return device
+
+
+# --- live servers and the app as a separate process ---------------------------------------------
+
+
+def enable_push(server):
+    """Register push on a live server (before its first request); returns the server."""
+    registry = server.app.extensions["idp.factors"]
+    if "push" not in registry:
+        registry.register(PushFactor)
+    return server
+
+
+def issue_activation_uri(server, email: str) -> str:
+    from idp.factors import directory
+    from idp_plugins.push.protocol import utc_now
+
+    with server.context():
+        user = directory.find_user_by_email(email)
+        return server.app.extensions["idp.factors"].get("push").issue_activation(user, server.url, utc_now()).uri
+
+
+def give_device(server, email: str):
+    """A device registered over HTTP with the app's own client (in this process)."""
+    from authenticator.push.client import PushClient
+
+    uri = issue_activation_uri(server, email)
+    client = PushClient(server.url + "/factors/push/v1", keys.new_private_key())
+    client.register(activation_code(uri), "phone")
+    return client
+
+
+class AppProcess:
+    """`idp-authenticator` as a separate process with its own home."""
+
+    def __init__(self, home):
+        self.home = home
+
+    def run(self, *args):
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        repo = Path(__file__).resolve().parents[3]
+        env = dict(os.environ, PYTHONPATH=str(repo), IDP_AUTHENTICATOR_PASSPHRASE="browser test passphrase",
+                   IDP_AUTHENTICATOR_SCRYPT_N="16")
+        return subprocess.run([sys.executable, "-m", "authenticator", "--home", str(self.home), *args],
+                              capture_output=True, text=True, env=env, cwd=repo, timeout=60)
+
+    def ok(self, *args) -> str:
+        result = self.run(*args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout

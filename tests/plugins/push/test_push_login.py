@@ -7,33 +7,8 @@ import re
 import pytest
 import requests
 
-from authenticator.push import keys
-from authenticator.push.client import PushClient
 from fixtures.oidc import FormBrowser
-
-
-@pytest.fixture
-def push_server(live_server):
-    """The live server with push registered (before its first request)."""
-    from idp_plugins.push.factor import PushFactor
-
-    registry = live_server.app.extensions["idp.factors"]
-    if "push" not in registry:
-        registry.register(PushFactor)
-    return live_server
-
-
-def give_device(server, email: str) -> PushClient:
-    from idp.factors import directory
-    from idp.factors.registry import current_registry
-    from idp_plugins.push.protocol import utc_now
-
-    with server.context():
-        user = directory.find_user_by_email(email)
-        act = current_registry().get("push").issue_activation(user, server.url, utc_now())
-    client = PushClient(server.url + "/factors/push/v1", keys.new_private_key())
-    client.register(act.code, "phone")
-    return client
+from push_testkit import give_device
 
 
 def start(web: FormBrowser, rp, seeded):

@@ -1,0 +1,205 @@
+"""Push logins in headless Chromium, answered by `idp-authenticator` running as a separate process.
+
+The page polls the login's status URL (push.js) and moves on by itself; these tests never press
+Continue. The relying party's callback is intercepted in the browser (nothing listens there).
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from push_testkit import AppProcess, enable_push, give_device, issue_activation_uri
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+CALLBACK = "http://127.0.0.1:1/"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    import os
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("no /usr/bin/chromium")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    # Nothing listens at the RP's callback (127.0.0.1:1): record where the browser was sent.
+    page.callbacks = []
+    page.on("request", lambda r: r.url.startswith(CALLBACK) and page.callbacks.append(r.url))
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def phone(tmp_path, push_server, seeded):
+    """The app, as a separate process, holding a push account for the seeded user."""
+    app = AppProcess(tmp_path / "phone")
+    app.ok("add", issue_activation_uri(push_server, seeded.user_email))
+    return app
+
+
+def sign_in(page, server, rp, seeded) -> str:
+    """Open the RP's authorization URL, type the password; returns the number the page shows."""
+    page.goto(rp.authorization_url())
+    page.fill("input[name=username]", seeded.user_email)
+    page.fill("input[name=password]", seeded.password)
+    page.locator("form:has(input[name=password]) [type=submit]").first.click()
+    number = page.locator("[data-push-number]").get_attribute("data-push-number")
+    assert number and number.isdigit()
+    return number
+
+
+def pending_id(app: AppProcess) -> str:
+    import json
+
+    items = json.loads(app.ok("--json", "pending"))
+    assert len(items) == 1, items
+    return items[0]["id"]
+
+
+def wait_for_callback(page, rp, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while not page.callbacks and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert page.callbacks, f"the page did not move on: {page.url}"
+    return rp.validate_id_token(rp.exchange(page.callbacks[0])["id_token"])
+
+
+def test_approved_by_the_app_moves_the_page_on_its_own(page, push_server, seeded, phone, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    number = sign_in(page, push_server, rp, seeded)
+    challenge = pending_id(phone)
+    phone.ok("approve", challenge, "--number", number)
+    answered = time.monotonic()
+    claims = wait_for_callback(page, rp)
+    assert time.monotonic() - answered < 3
+    assert set(claims["amr"]) >= {"pwd", "swk", "user", "mfa"}
+
+
+def test_denied(page, push_server, seeded, phone, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    sign_in(page, push_server, rp, seeded)
+    phone.ok("deny", pending_id(phone))
+    page.wait_for_selector("text=denied")
+    assert "data-push-number" not in page.content() or page.locator(".error").count() >= 1
+
+
+def test_wrong_number(page, push_server, seeded, phone, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    number = sign_in(page, push_server, rp, seeded)
+    wrong = f"{(int(number) + 1) % 100:02d}"
+    result = phone.run("approve", pending_id(phone), "--number", wrong)
+    assert result.returncode == 1 and "did not match" in result.stdout
+    page.wait_for_selector("text=denied")
+    assert not page.callbacks
+
+
+def test_expired(page, push_server, seeded, phone, rp_factory):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from idp.db import db, utcnow
+    from idp.models import FactorChallenge
+
+    rp = rp_factory(seeded.first_party)
+    number = sign_in(page, push_server, rp, seeded)
+    challenge = pending_id(phone)
+    with push_server.context():  # time passes: the 60 s are over
+        db.session.execute(update(FactorChallenge).where(FactorChallenge.id == challenge)
+                           .values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    page.wait_for_selector("text=expired")
+    late = phone.run("approve", challenge, "--number", number)
+    assert late.returncode != 0 and "no pending request" in late.stderr
+
+
+def test_replayed_approval_and_foreign_answers_change_nothing(page, push_server, seeded, phone, rp_factory):
+    """An approval replayed from an earlier login, another device's key, another user's device:
+    the page keeps waiting, and the real approval still works afterwards."""
+    import requests
+
+    from authenticator.push import keys
+    from authenticator.push.client import PushClient
+    from idp.db import db
+    from idp.models import User
+
+    rp = rp_factory(seeded.first_party)
+    intruder = give_device(push_server, seeded.user_email)  # a second device of alice, for the replay
+    number = sign_in(page, push_server, rp, seeded)
+    challenge = pending_id(phone)
+    endpoint = push_server.url + "/factors/push/v1"
+    url = f"{endpoint}/challenges/{challenge}/answer"
+    claims = {"challenge": challenge, "decision": "approve", "number": number}
+    # 1. A request replayed: accepted once (here as a deny of a throw-away check), refused after.
+    token = keys.request_token(intruder.key, audience=endpoint + "/challenges")
+    assert requests.get(endpoint + "/challenges", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert requests.get(endpoint + "/challenges", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    # 2. Signed by a key the server does not know, claiming the intruder's device id.
+    stranger = keys.new_private_key()
+    forged = keys.sign_jwt(stranger, {"alg": "ES256", "kid": keys.device_id(intruder.key)},
+                           {"iss": keys.device_id(intruder.key), "aud": url, "iat": int(time.time()),
+                            "exp": int(time.time()) + 60, "jti": "forged-jti-0123456789", **claims})
+    assert requests.post(url, headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    # 3. Another user's device answering alice's challenge.
+    with push_server.context():
+        bob = User(public_id="bob-browser-test", org_id=seeded.org_id, email="bob@acme.test", name="Bob")
+        db.session.add(bob)
+        db.session.commit()
+    bobs = give_device(push_server, "bob@acme.test")
+    with pytest.raises(Exception, match="no pending request"):
+        bobs.answer(challenge, "approve", number)
+    time.sleep(1.5)
+    assert page.locator("[data-push-number]").count() == 1, "the page is still waiting"
+    phone.ok("approve", challenge, "--number", number)
+    wait_for_callback(page, rp)
+    assert isinstance(intruder, PushClient)
+
+
+def test_revoked_device(page, push_server, seeded, phone, rp_factory):
+    from idp.factors import directory
+    from idp.factors.registry import current_registry
+
+    rp = rp_factory(seeded.first_party)
+    number = sign_in(page, push_server, rp, seeded)
+    challenge = pending_id(phone)
+    with push_server.context():
+        user = directory.find_user_by_email(seeded.user_email)
+        registry = current_registry()
+        for credential in registry.get("push").store.list(user):
+            registry.remove_credential(user, credential.id)
+        directory.commit()
+    result = phone.run("approve", challenge, "--number", number)
+    assert result.returncode != 0 and "no longer accepts this device" in result.stderr
+    # Its challenge was cancelled: the page stops waiting (push is no longer among the user's factors).
+    page.wait_for_selector("[data-push-number]", state="detached")
+    assert not page.callbacks
+
+
+def test_two_instances_browser_on_one_answer_on_the_other(page, push_server, seeded, tmp_path, rp_factory):
+    """Two app instances on one database: the browser waits on A, the app talks to B only."""
+    from fixtures.oidc import start_server
+
+    other = enable_push(start_server(push_server.database_url))
+    try:
+        app = AppProcess(tmp_path / "phone-b")
+        app.ok("add", issue_activation_uri(other, seeded.user_email))
+        rp = rp_factory(seeded.first_party)
+        number = sign_in(page, push_server, rp, seeded)
+        app.ok("approve", pending_id(app), "--number", number)
+        answered = time.monotonic()
+        wait_for_callback(page, rp)
+        assert time.monotonic() - answered < 3
+    finally:
+        other.stop()
