@@ -2,9 +2,6 @@
 through protocol v1 (the app's own client), the ID token's amr."""
 from __future__ import annotations
 
-import re
-
-import pytest
 import requests
 
 from fixtures.oidc import FormBrowser

@@ -1,0 +1,80 @@
+"""Two app instances sharing a database and a Redis: a challenge created on one wakes a device's
+long-poll waiting on the other at once (Redis pub/sub), not at the next database check."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from push_testkit import enable_push, give_device
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis_url():
+    binary = shutil.which("redis-server")
+    if not binary:
+        pytest.skip("redis-server is not installed")
+    port = _free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_challenge_on_a_wakes_long_poll_on_b(migrated_database_url, redis_url):
+    from fixtures.oidc import seed, start_server
+    from idp.factors import directory
+    from idp.factors.registry import current_registry
+
+    a = enable_push(start_server(migrated_database_url, {"server.redis_url": redis_url}))
+    b = enable_push(start_server(migrated_database_url, {"server.redis_url": redis_url}))
+    try:
+        seeded = seed(a)
+        device = give_device(b, seeded.user_email)
+        with b.context():
+            # Make B's database fallback slow, so only a Redis message can wake it quickly.
+            current_registry().get("push").waker().fallback_interval = 5.0
+        result = {}
+
+        def long_poll():
+            started = time.monotonic()
+            result["challenges"] = device.pending(wait=15)
+            result["returned_at"] = time.monotonic()
+            result["started"] = started
+
+        waiting = threading.Thread(target=long_poll)
+        waiting.start()
+        time.sleep(0.5)  # B is now waiting
+        with a.context():
+            user = directory.find_user_by_email(seeded.user_email)
+            push = current_registry().get("push")
+            ctx = current_registry().context(push, transaction_id="t-redis", client_name="X",
+                                             remote_addr="127.0.0.1", user_agent="test")
+            created = time.monotonic()
+            push.begin_challenge(user, ctx)
+        waiting.join(20)
+        assert len(result["challenges"]) == 1
+        assert result["returned_at"] - created < 1.0, "woken by Redis, not by the 5 s database fallback"
+    finally:
+        a.stop()
+        b.stop()
