@@ -1,0 +1,621 @@
+"""The `idp` command: operators' door to the database (CONTRACT.md, "The `idp` command").
+
+Rules every command keeps:
+- exit 0 on success; on bad input one line on stderr (`idp: error: ...`) and a
+  non-zero exit, never a traceback;
+- validate everything first, then write in one transaction: nothing half-created;
+- passwords and secrets come from stdin, never from argv;
+- security-relevant changes are audited with `actor="cli"` in the same transaction.
+
+The app is built through `idp.app.create_app()` (the one door), lazily, so that
+`idp --help` works without a database. Commands that need it use Flask's
+`with_appcontext`, which plugin commands may use too. Command groups owned by
+other packages (`idp policy`, plugin commands under `idp factor`) are imported
+only when used, so a half-written or missing package never breaks the others.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import urlsplit
+
+import click
+from flask import current_app
+from flask.cli import ScriptInfo, with_appcontext
+
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+DEFAULT_GRANT_TYPES = ("authorization_code", "refresh_token")
+ID_TOKEN_ALGS = ("ES256", "RS256")
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+
+# Top-level command groups that live in other packages: name -> (module, attribute).
+# Imported on first use; if the module is missing the command is simply absent.
+MOUNTED_GROUPS = {
+    "policy": ("idp.policy.cli", "policy"),
+    # `idp recovery-qr issue ...` (CONTRACT.md) goes here once its module exists, e.g.
+    # "recovery-qr": ("idp.factors.recovery_cli", "recovery_qr"). Plugin commands that
+    # belong under `idp factor NAME` come from the factor registry instead (FactorGroup).
+}
+# Groups whose subcommands expect an app context already pushed.
+_APP_GROUPS = set(MOUNTED_GROUPS) | {"factor"}
+
+
+class CliError(click.ClickException):
+    """Bad input or a refused operation: one line on stderr, exit status 1."""
+
+
+# --------------------------------------------------------------------------- input checks
+
+_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalise_email(raw: str) -> str:
+    """Strip and lowercase an e-mail address; raise CliError unless it looks deliverable."""
+    email = (raw or "").strip().lower()
+    local, at, domain = email.rpartition("@")
+    labels = domain.split(".")
+    if (not at or not local or len(local) > 64 or len(email) > 254 or not _EMAIL_LOCAL.match(local)
+            or local.startswith(".") or local.endswith(".") or ".." in local
+            or len(labels) < 2 or not all(_DNS_LABEL.match(label) for label in labels)):
+        raise CliError(f"invalid e-mail address: {raw.strip()!r}")
+    return email
+
+
+def check_redirect_uri(uri: str, what: str = "redirect URI") -> str:
+    """An absolute http(s) URI with a host and no fragment (OAuth 2.0 section 3.1.2)."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018  (raises ValueError on a malformed port)
+    except ValueError:
+        raise CliError(f"invalid {what} {uri!r}: not a URI") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CliError(f"invalid {what} {uri!r}: must be an absolute http(s) URI")
+    if parts.fragment or uri.endswith("#"):
+        raise CliError(f"invalid {what} {uri!r}: must not contain a fragment")
+    if any(ch.isspace() for ch in uri):
+        raise CliError(f"invalid {what} {uri!r}: must not contain spaces")
+    return uri
+
+
+def check_name(raw: str, what: str, max_length: int = 200) -> str:
+    name = (raw or "").strip()
+    if not name:
+        raise CliError(f"{what} must not be empty")
+    if len(name) > max_length:
+        raise CliError(f"{what} is longer than {max_length} characters")
+    if any(not ch.isprintable() for ch in name):
+        raise CliError(f"{what} must not contain control characters")
+    return name
+
+
+def read_secret_from_stdin(what: str = "password", confirm: bool = True) -> str:
+    """Read a password from stdin: the first line (prompted twice on a terminal)."""
+    stream = click.get_text_stream("stdin")
+    if stream.isatty():
+        value = click.prompt(what.capitalize(), hide_input=True, confirmation_prompt=confirm, err=True)
+    else:
+        value = stream.readline().rstrip("\r\n")
+    if not value:
+        raise CliError(f"no {what} on stdin")
+    return value
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise CliError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise CliError(f"the password must have at most {MAX_PASSWORD_LENGTH} characters")
+    return password
+
+
+def emit_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=None, sort_keys=True, default=str))
+
+
+# --------------------------------------------------------------------------- database operations
+# Each adds rows to the session (validated first) and records the audit event; the
+# command commits once. `idp demo seed` reuses them in a single transaction.
+
+def _session():
+    from idp.db import db
+
+    return db.session
+
+
+def find_org(name: str):
+    from sqlalchemy import select
+
+    from idp.models import Organization
+
+    org = _session().scalar(select(Organization).where(Organization.name == name.strip()))
+    if org is None:
+        raise CliError(f"unknown organization {name.strip()!r}")
+    return org
+
+
+def find_user(email: str):
+    from sqlalchemy import select
+
+    from idp.models import User
+
+    return _session().scalar(select(User).where(User.email == email))
+
+
+def add_org(name: str):
+    from sqlalchemy import select
+
+    from idp import audit
+    from idp.models import Organization
+
+    name = check_name(name, "the organization name")
+    if _session().scalar(select(Organization.id).where(Organization.name == name)) is not None:
+        raise CliError(f"organization {name!r} already exists")
+    org = Organization(name=name)
+    _session().add(org)
+    _session().flush()
+    audit.record("org.created", org_id=org.id, actor="cli", details={"name": name})
+    return org
+
+
+def add_user(org_name: str, email: str, password: str, name: str = "", admin: bool = False):
+    from idp import audit
+    from idp.models import User
+    from idp.security.tokens import random_token
+
+    org = find_org(org_name)
+    email = normalise_email(email)
+    name = (name or "").strip()
+    if len(name) > 200:
+        raise CliError("the name is longer than 200 characters")
+    check_password(password)
+    if find_user(email) is not None:
+        raise CliError(f"a user with e-mail {email!r} already exists")
+    user = User(org_id=org.id, email=email, name=name, role="admin" if admin else "user",
+                public_id=random_token(24), email_verified=True,
+                password_hash=current_app.extensions["idp.passwords"].hash(password))
+    _session().add(user)
+    _session().flush()
+    audit.record("user.created", org_id=org.id, actor="cli", subject_id=user.id,
+                 details={"email": email, "role": user.role})
+    return user
+
+
+def add_client(name: str, redirect_uris: Iterable[str], *, public: bool = False, first_party: bool = False,
+               post_logout_redirect_uris: Iterable[str] = (), grant_types: Iterable[str] = (),
+               id_token_alg: str | None = None) -> tuple[Any, str | None]:
+    """Register a client; returns (row, plaintext secret or None). Only the secret's SHA-256 is stored."""
+    from idp import audit
+    from idp.models import Client
+    from idp.security.tokens import random_token, sha256_hex
+
+    name = check_name(name, "the client name")
+    grants = list(dict.fromkeys(grant_types or DEFAULT_GRANT_TYPES))
+    for grant in grants:
+        if grant not in GRANT_TYPES:
+            raise CliError(f"unknown grant type {grant!r} (choose from {', '.join(GRANT_TYPES)})")
+    if "refresh_token" in grants and "authorization_code" not in grants:
+        raise CliError("grant type refresh_token needs authorization_code")
+    if public and "client_credentials" in grants:
+        raise CliError("a public client cannot use client_credentials (it has no secret)")
+    uris = list(dict.fromkeys(check_redirect_uri(u) for u in redirect_uris))
+    if "authorization_code" in grants and not uris:
+        raise CliError("at least one --redirect-uri is required for authorization_code")
+    logout_uris = list(dict.fromkeys(check_redirect_uri(u, "post-logout redirect URI")
+                                     for u in post_logout_redirect_uris))
+    settings = current_app.extensions["idp.settings"]
+    alg = (id_token_alg or settings.get("tokens.default_id_token_alg") or "ES256").upper()
+    if alg not in ID_TOKEN_ALGS:
+        raise CliError(f"unsupported ID token algorithm {alg!r} (choose from {', '.join(ID_TOKEN_ALGS)})")
+
+    secret = None if public else random_token(32)
+    client = Client(client_id=random_token(18), secret_hash=sha256_hex(secret) if secret else None,
+                    name=name, redirect_uris=uris, post_logout_redirect_uris=logout_uris, grant_types=grants,
+                    public=public, first_party=first_party, id_token_alg=alg)
+    _session().add(client)
+    _session().flush()
+    audit.record("client.created", org_id=None, actor="cli", subject_id=client.id,
+                 details={"client_id": client.client_id, "name": name, "public": public,
+                          "first_party": first_party, "grant_types": grants, "redirect_uris": uris})
+    return client, secret
+
+
+def commit() -> None:
+    """Commit the command's one transaction; a constraint hit by a concurrent writer is bad input too."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        _session().commit()
+    except IntegrityError as exc:
+        _session().rollback()
+        raise CliError(f"conflicting change, nothing written: {str(exc.orig).splitlines()[0]}") from None
+
+
+# --------------------------------------------------------------------------- the command tree
+
+class RootGroup(click.Group):
+    """`idp`: built-in commands plus groups mounted from other packages on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        names.update(name for name in MOUNTED_GROUPS if self._mounted(name, quiet=True) is not None)
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is None and name in MOUNTED_GROUPS:
+            command = self._mounted(name, quiet=False)
+        return command
+
+    @staticmethod
+    def _mounted(name: str, quiet: bool) -> click.Command | None:
+        module_name, attribute = MOUNTED_GROUPS[name]
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                return None  # not written yet: the command does not exist
+            if quiet:
+                return None
+            raise CliError(f"`idp {name}` is unavailable: {exc}") from None
+        except Exception as exc:  # a broken module must not take the other commands down
+            if quiet:
+                return None
+            raise CliError(f"`idp {name}` is unavailable: {type(exc).__name__}: {exc}") from None
+        return getattr(module, attribute, None)
+
+
+def _create_app():
+    from idp.app import create_app
+
+    return create_app()
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="idp", prog_name="idp")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Operate the identity provider. Settings come from IDP_* variables (see README)."""
+    ctx.obj = ScriptInfo(create_app=_create_app, set_debug_flag=False)
+    # Alembic narrates every migration at INFO; an operator's terminal wants the result only.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if ctx.invoked_subcommand in _APP_GROUPS:
+        # Commands from other packages may expect an app context, as Flask's own CLI gives.
+        ctx.with_resource(ctx.obj.load_app().app_context())
+
+
+@cli.command()
+@with_appcontext
+def init() -> None:
+    """Migrate the database to the latest schema and create signing keys if none. Idempotent."""
+    from idp.db import db
+    from idp.oidc.keys import ensure_signing_key
+    from idp.schema import upgrade
+
+    revision = upgrade(db.engine)
+    created = ensure_signing_key() or []
+    if not isinstance(created, list):
+        created = [created]
+    click.echo(f"database at revision {revision}")
+    if created:
+        for key in created:
+            click.echo(f"created signing key {key.kid} ({key.alg})")
+    else:
+        click.echo("signing keys present")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535), help="Port.")
+@click.option("--debug", is_flag=True, help="Reload on code changes and show the debugger (never in production).")
+@with_appcontext
+def serve(host: str, port: int, debug: bool) -> None:
+    """Run the development server (production: gunicorn "idp.app:create_app()")."""
+    app = current_app._get_current_object()
+    if debug and app.extensions["idp.settings"].production:
+        raise CliError("--debug is refused when IDP_ENV=production")
+    app.run(host=host, port=port, debug=debug, use_reloader=debug, threaded=True)
+
+
+# --- organizations
+
+@cli.group()
+def org() -> None:
+    """Organizations."""
+
+
+@org.command("add")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the organization as JSON.")
+@with_appcontext
+def org_add(name: str, as_json: bool) -> None:
+    """Create an organization called NAME."""
+    row = add_org(name)
+    commit()
+    if as_json:
+        emit_json({"id": row.id, "name": row.name})
+    else:
+        click.echo(f"created organization {row.name!r} (id {row.id})")
+
+
+# --- users
+
+@cli.group()
+def user() -> None:
+    """Users."""
+
+
+@user.command("add")
+@click.option("--org", "org_name", required=True, help="Name of the user's organization.")
+@click.option("--email", required=True, help="E-mail address, the login name (normalised to lower case).")
+@click.option("--name", default="", help="Display name.")
+@click.option("--admin", is_flag=True, help="Make the user an administrator of the organization.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (required).")
+@click.option("--json", "as_json", is_flag=True, help="Print the user as JSON.")
+@with_appcontext
+def user_add(org_name: str, email: str, name: str, admin: bool, password_stdin: bool, as_json: bool) -> None:
+    """Create a user with a password read from stdin."""
+    # Validate the cheap things before reading stdin, so a typo does not eat the password.
+    find_org(org_name)
+    email = normalise_email(email)
+    if not password_stdin:
+        raise CliError("a password is required: pass --password-stdin and write it on stdin")
+    row = add_user(org_name, email, read_secret_from_stdin(), name=name, admin=admin)
+    commit()
+    if as_json:
+        emit_json({"id": row.id, "sub": row.public_id, "email": row.email, "name": row.name,
+                   "org": org_name.strip(), "role": row.role})
+    else:
+        click.echo(f"created {row.role} {row.email} in {org_name.strip()!r} (sub {row.public_id})")
+
+
+# --- clients
+
+@cli.group()
+def client() -> None:
+    """OAuth clients (relying parties)."""
+
+
+@client.command("add")
+@click.option("--name", required=True, help="Name shown on the consent page.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI (repeatable).")
+@click.option("--public", is_flag=True, help="A public client (no secret; PKCE required).")
+@click.option("--first-party", is_flag=True, help="Skip the consent page for this client.")
+@click.option("--post-logout-redirect-uri", "logout_uris", multiple=True,
+              help="Where RP-initiated logout may return (repeatable).")
+@click.option("--grant-type", "grant_types", multiple=True,
+              help="authorization_code | refresh_token | client_credentials (repeatable; "
+                   "default: authorization_code refresh_token).")
+@click.option("--id-token-alg", default=None, help="ES256 (default) or RS256.")
+@with_appcontext
+def client_add(name, redirect_uris, public, first_party, logout_uris, grant_types, id_token_alg) -> None:
+    """Register a client; prints JSON {"client_id", "client_secret"} (no secret for --public)."""
+    row, secret = add_client(name, redirect_uris, public=public, first_party=first_party,
+                             post_logout_redirect_uris=logout_uris, grant_types=grant_types,
+                             id_token_alg=id_token_alg)
+    commit()
+    document = {"client_id": row.client_id}
+    if secret is not None:
+        document["client_secret"] = secret
+    emit_json(document)
+
+
+# --- signing keys and secrets at rest
+
+@cli.group()
+def keys() -> None:
+    """ID-token signing keys and the encryption of secrets at rest."""
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@with_appcontext
+def keys_list(as_json: bool) -> None:
+    """List signing keys with their status (published, active, retired, removed)."""
+    from idp.oidc.keys import list_keys
+
+    rows = list_keys()
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no signing keys: run `idp init`")
+    for row in rows:
+        click.echo("  ".join([row["kid"], row["alg"], row["status"], f"created {row['created_at']}",
+                              f"retired {row['retired_at'] or '-'}", f"remove after {row['remove_after'] or '-'}"]))
+
+
+@keys.command("rotate")
+@click.option("--json", "as_json", is_flag=True, help="Print the new keys as JSON.")
+@with_appcontext
+def keys_rotate(as_json: bool) -> None:
+    """Publish new signing keys now; the current ones retire and stay in the JWKS until their tokens expire."""
+    from idp import audit
+    from idp.oidc.keys import rotate
+
+    # Added before rotate() commits, so the event lands in the rotation's transaction.
+    event = audit.record("signing_key.rotated", org_id=None, actor="cli", details={})
+    new_keys = rotate() or []
+    if not isinstance(new_keys, list):
+        new_keys = [new_keys]
+    kids = [{"kid": k.kid, "alg": k.alg} for k in new_keys]
+    event.details = {"new_keys": kids}
+    commit()
+    if as_json:
+        emit_json(kids)
+    else:
+        for key in kids:
+            click.echo(f"published signing key {key['kid']} ({key['alg']})")
+
+
+@keys.command("rotate-secrets")
+@with_appcontext
+def keys_rotate_secrets() -> None:
+    """Re-encrypt secrets at rest (signing keys, factor credentials) with the first encryption key."""
+    from idp import audit
+    from idp.oidc import keys as signing_keys
+
+    counts = {"signing_keys": signing_keys.reseal_all()}
+    try:
+        from idp.factors.store import reseal_all as reseal_credentials
+    except ImportError:
+        reseal_credentials = None
+    if reseal_credentials is not None:
+        counts["credentials"] = reseal_credentials()
+    audit.record("secrets.resealed", org_id=None, actor="cli", details=counts)
+    commit()
+    ring = current_app.extensions["idp.keyring"]
+    click.echo(f"resealed with key {ring.current_id!r}: "
+               + ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in counts.items()))
+
+
+# --- second factors: plugin commands
+
+class FactorGroup(click.Group):
+    """`idp factor NAME ...`: commands the installed factor plugins contribute through the registry."""
+
+    @staticmethod
+    def _plugin_commands() -> dict[str, click.Command]:
+        try:
+            from idp.factors import registry
+        except ImportError:
+            return {}
+        provider = getattr(registry, "cli_commands", None)
+        return dict(provider() or {}) if provider else {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super().get_command(ctx, name) or self._plugin_commands().get(name)
+
+
+@cli.group(cls=FactorGroup)
+def factor() -> None:
+    """Second factors: commands of the installed factor plugins."""
+
+
+# --- the demo
+
+DEMO_ORG = "Demo"
+DEMO_ADMIN = ("admin@demo.example", "Demo Admin", "demo-admin-password")
+DEMO_USER = ("user@demo.example", "Demo User", "demo-user-password")
+DEMO_CLIENT = "Demo relying party"
+
+
+@cli.group()
+def demo() -> None:
+    """The demo data of `make run` (development only)."""
+
+
+@demo.command("seed")
+@click.option("--rp-url", default="http://127.0.0.1:5001", show_default=True,
+              help="Base URL of the demo relying party (examples/rp).")
+@click.option("--rp-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the RP's client_id/secret (default: INSTANCE/demo-rp.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
+@with_appcontext
+def demo_seed(rp_url: str, rp_config: Path | None, as_json: bool) -> None:
+    """Create (or find) the demo organization, an admin, a user and the demo client. Idempotent."""
+    from sqlalchemy import select
+
+    from idp.models import Client, Organization
+    from idp.security.tokens import matches_hash, random_token, sha256_hex
+
+    app = current_app._get_current_object()
+    if app.extensions["idp.settings"].production:
+        raise CliError("refusing to seed demo accounts with known passwords when IDP_ENV=production")
+    rp_url = check_redirect_uri(rp_url.rstrip("/"), "RP URL")
+    rp_config = rp_config or Path(app.instance_path) / "demo-rp.json"
+    session = _session()
+
+    if session.scalar(select(Organization).where(Organization.name == DEMO_ORG)) is None:
+        add_org(DEMO_ORG)
+    people = []
+    for (email, name, password), admin in ((DEMO_ADMIN, True), (DEMO_USER, False)):
+        if find_user(email) is None:
+            add_user(DEMO_ORG, email, password, name=name, admin=admin)
+        people.append({"email": email, "password": password, "role": "admin" if admin else "user"})
+
+    saved = {}
+    if rp_config.exists():
+        try:
+            saved = json.loads(rp_config.read_text())
+        except (OSError, ValueError):
+            saved = {}
+    row = session.scalar(select(Client).where(Client.name == DEMO_CLIENT))
+    callback, home = f"{rp_url}/callback", f"{rp_url}/"
+    if row is None:
+        row, secret = add_client(DEMO_CLIENT, [callback], post_logout_redirect_uris=[home])
+    else:
+        # Keep the registration in step with --rp-url; the secret is only known if the file still has it.
+        row.redirect_uris, row.post_logout_redirect_uris = [callback], [home]
+        secret = saved.get("client_secret") if saved.get("client_id") == row.client_id else None
+        if not secret or not matches_hash(secret, row.secret_hash):
+            secret = random_token(32)
+            row.secret_hash = sha256_hex(secret)
+            from idp import audit
+
+            audit.record("client.secret_reset", org_id=None, actor="cli", subject_id=row.id,
+                         details={"client_id": row.client_id})
+    commit()
+
+    settings = app.extensions["idp.settings"]
+    document = {"issuer": settings.issuer, "organization": DEMO_ORG, "users": people,
+                "client": {"client_id": row.client_id, "client_secret": secret, "redirect_uri": callback,
+                           "post_logout_redirect_uri": home}}
+    rp_config.parent.mkdir(parents=True, exist_ok=True)
+    rp_config.write_text(json.dumps({"issuer": settings.issuer, "client_id": row.client_id,
+                                     "client_secret": secret}, indent=2) + "\n")
+    rp_config.chmod(0o600)
+    if as_json:
+        emit_json(document)
+        return
+    click.echo(f"Demo organization {DEMO_ORG!r} at {settings.issuer}")
+    for person in people:
+        click.echo(f"  {person['role']:<5}  {person['email']}  password: {person['password']}")
+    click.echo(f"  client {row.client_id} (secret in {rp_config}); sign in at {home}")
+
+
+# --------------------------------------------------------------------------- entry point
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console script `idp`: run the command tree; turn every expected failure into one stderr line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from idp.config import ConfigError
+
+    try:
+        code = cli.main(args=argv, prog_name="idp", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("idp: error: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:  # usage errors, CliError
+        click.echo(f"idp: error: {_one_line(exc.format_message())}", err=True)
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        click.echo(f"idp: error: configuration: {_one_line(exc)}", err=True)
+        sys.exit(1)
+    except SQLAlchemyError as exc:
+        detail = getattr(exc, "orig", None) or exc
+        click.echo(f"idp: error: database: {_one_line(str(detail).splitlines()[0] if str(detail) else type(detail).__name__)}",
+                   err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"idp: error: {_one_line(exc)}", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
