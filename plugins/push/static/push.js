@@ -9,10 +9,17 @@
   var form = box.closest("form");
   if (!url || !form) { return; }
   var interval = 500, stopped = false;
+  // Submit at most once per challenge: if the server shows this same challenge again (it expired,
+  // or was refused), the user reads the message instead of the page re-posting in a loop.
+  var marker = "idp-push-submitted:" + (box.getAttribute("data-push-challenge") || url);
+  var store = null;
+  try { store = window.sessionStorage; } catch (e) { store = null; }
+  if (store && store.getItem(marker)) { return; }
 
   function submit() {
     if (stopped) { return; }
     stopped = true;
+    if (store) { try { store.setItem(marker, "1"); } catch (e) { /* private mode: no memory */ } }
     if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
   }
 

@@ -120,7 +120,11 @@ def test_expired(page, push_server, seeded, phone, rp_factory):
         db.session.execute(update(FactorChallenge).where(FactorChallenge.id == challenge)
                            .values(expires_at=utcnow() - timedelta(seconds=1)))
         db.session.commit()
+    posts = []
+    page.on("request", lambda r: r.method == "POST" and "/login/" in r.url and posts.append(r.url))
     page.wait_for_selector("text=expired")
+    page.wait_for_timeout(2000)
+    assert len(posts) == 1, f"the page must not re-post in a loop: {posts}"
     late = phone.run("approve", challenge, "--number", number)
     assert late.returncode != 0 and "no pending request" in late.stderr
 
