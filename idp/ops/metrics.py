@@ -7,8 +7,9 @@ Names (all prefixed `idp_`):
   `<unmatched>` for 404s, so the label set stays bounded whatever clients send.
 - `idp_http_request_duration_seconds{endpoint, method}`: latency histogram, measured from the
   moment the WSGI server hands the request over to the moment the response is built.
-- `idp_logins_total{outcome}`: password logins. Use `LOGINS.labels(outcome=...).inc()` with one
-  of `success`, `failure` (wrong password or unknown user), `rate_limited`, `locked`.
+- `idp_logins_total{outcome}`: password logins. Use `LOGINS.labels(outcome=...).inc()` with a
+  short fixed word: the login pipeline uses `success` and `bad_password` (wrong password or
+  unknown account); add e.g. `rate_limited` the same way, never free text.
 - `idp_token_grants_total{grant_type}`: tokens issued by the token endpoint, by grant
   (`authorization_code`, `refresh_token`, `client_credentials`). Use
   `TOKEN_GRANTS.labels(grant_type=...).inc()` after the token is saved.
