@@ -14,7 +14,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from idp.factors import (AttemptContext, CredentialInfo, Description, Enrolled, Factor, FactorKind, Rejected,
-                         Step, UserRef, directory)
+                         Step, UserRef, directory, label_text)
 
 from idp_plugins.push import activation, login_challenge
 from idp_plugins.push.protocol import unix
@@ -69,7 +69,7 @@ class PushFactor(Factor):
         act = self.issue_activation(user, ctx.issuer, ctx.now)
         try:
             status_url = ctx.urls.endpoint("activation_status", activation_id=act.id)
-        except Exception:  # no request/URL context (CLI, conformance kit): the page works without it
+        except (RuntimeError, LookupError):  # no URL context (CLI, conformance kit): the page works without it
             status_url = None
         view = {"qr_svg": qr_svg(act.uri), "activation_uri": act.uri, "expires_at": unix(act.expires_at),
                 "status_url": status_url}
@@ -81,6 +81,34 @@ class PushFactor(Factor):
                                now=now)
         directory.commit()
         return act
+
+    def register_device(self, user: UserRef, jwk: dict, name: str, now) -> CredentialInfo:
+        """Register a device key for `user` whose right to it another factor has just proven (a recovery
+        QR code, a password plus an e-mailed code: plugins/qr_recovery), as `CredentialInfo`.
+
+        Goes through a one-time activation issued and consumed here, so the credential is exactly
+        what `POST E/register` creates (one code path for push credentials). The caller must have
+        verified possession of the private key (a JWS signed with it) and commits the credential
+        with its audit event. Raises ValueError (not a P-256 public JWK; name not 1-100 characters)
+        or CredentialConflict (this key is already a registered device).
+        """
+        from idp.factors import CredentialConflict
+        from idp.factors.registry import current_registry
+        from idp_plugins.push.protocol import InvalidRegistration, Registration, public_jwk, thumbprint
+
+        name = name.strip() if isinstance(name, str) else ""
+        if not name or len(name) > 100:
+            raise ValueError("the device name must be 1-100 characters")
+        try:
+            key = public_jwk(jwk)
+        except InvalidRegistration as exc:
+            raise ValueError(str(exc)) from exc
+        act = activation.issue(self.challenges, user, ttl=60, issuer=current_registry().settings.issuer, now=now)
+        registration = Registration(jwk=key, device_id=thumbprint(key), code=act.code, name=name)
+        try:
+            return activation.register(self.challenges, self.store, registration, now=now)
+        except activation.DeviceExists as exc:
+            raise CredentialConflict("this device key is already registered") from exc
 
     def finish_enrolment(self, user, state, response, ctx):
         activation_id = state.get("activation_id") if isinstance(state, dict) else None
@@ -132,7 +160,7 @@ class PushFactor(Factor):
 
     def describe(self, credential: CredentialInfo) -> Description:
         return Description(id=credential.id, factor=credential.factor,
-                           label=credential.label or str(self.label), created_at=credential.created_at,
+                           label=credential.label or label_text(self.label), created_at=credential.created_at,
                            last_used_at=credential.last_used_at,
                            facts={"device": credential.public.get("device_name") or credential.label})
 
