@@ -15,4 +15,5 @@ pytest_plugins = [
     "fixtures.database",
     "fixtures.cli",
     "fixtures.oidc",
+    "fixtures.browser",
 ]

@@ -32,7 +32,7 @@ def client(tmp_path_factory):
         schema.upgrade(db.engine)
         keys.ensure_signing_key()
         db.session.add(Client(client_id="fuzz", secret_hash=sha256_hex("s"), name="Fuzz",
-                              redirect_uris=["http://127.0.0.1:1/cb"], grant_types=["authorization_code", "refresh_token"]))
+                              redirect_uris=["http://127.0.0.1:59999/cb"], grant_types=["authorization_code", "refresh_token"]))
         db.session.commit()
     return app.test_client()
 

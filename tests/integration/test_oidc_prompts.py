@@ -118,7 +118,7 @@ def test_logout_refuses_unregistered_post_logout_redirect(seeded, web, rp_factor
 
 def test_unknown_client_and_unregistered_redirect_uri_get_a_400_page(seeded, live_server):
     base = f"{live_server.url}/authorize?response_type=code&scope=openid"
-    unknown = requests.get(f"{base}&client_id=nope&redirect_uri=http://127.0.0.1:1/x", allow_redirects=False, timeout=5)
+    unknown = requests.get(f"{base}&client_id=nope&redirect_uri=http://127.0.0.1:59999/x", allow_redirects=False, timeout=5)
     assert unknown.status_code == 400 and "Location" not in unknown.headers
     cid = seeded.first_party["client_id"]
     bad = requests.get(f"{base}&client_id={cid}&redirect_uri=https://evil.example/cb", allow_redirects=False, timeout=5)

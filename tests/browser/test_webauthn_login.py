@@ -1,0 +1,49 @@
+"""WebAuthn end to end in headless Chromium with a virtual authenticator: enrol during login, then sign in with it."""
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+from fixtures.browser import screenshot, virtual_authenticator
+from fixtures.oidc import callback_base
+
+
+def _password(tab, email, password):
+    tab.fill("#username", email)
+    tab.fill("#password", password)
+    tab.click("button.primary")
+
+
+def _callback_code(tab) -> str:
+    tab.wait_for_url(f"{callback_base()}/**")
+    return parse_qs(urlparse(tab.url).query)["code"][0]
+
+
+def test_enrol_a_passkey_during_login_then_sign_in_with_it(seeded, page, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    virtual_authenticator(page)
+
+    page.goto(rp.authorization_url(acr_values="urn:idp:acr:mfa"))
+    _password(page, seeded.user_email, seeded.password)
+    if page.locator("button", has_text="Security key").count():
+        page.locator("button", has_text="Security key").first.click()
+    elif page.locator("form[action$='/factor/webauthn'] button").count():
+        page.locator("form[action$='/factor/webauthn'] button").first.click()
+    page.fill("#label", "Virtual key")
+    screenshot(page, "webauthn-enrol")
+    page.click("#webauthn-start")
+    page.wait_for_selector("[data-recovery-codes]")
+    screenshot(page, "webauthn-recovery-codes")
+    page.click("button.primary")
+    code = _callback_code(page)
+    rp.state = parse_qs(urlparse(page.url).query)["state"][0]
+    claims = rp.validate_id_token(rp.exchange(page.url)["id_token"])
+    assert "mfa" in claims["amr"] and "pwd" in claims["amr"]
+    assert {"hwk", "swk"} & set(claims["amr"])
+    assert code
+
+    # The challenge page starts the ceremony by itself when it loads (the button is the fallback).
+    page.goto(rp.authorization_url(prompt="login"))
+    _password(page, seeded.user_email, seeded.password)
+    _callback_code(page)
+    claims = rp.validate_id_token(rp.exchange(page.url)["id_token"])
+    assert "mfa" in claims["amr"]
