@@ -222,6 +222,23 @@ class CredentialStore:
         except SecretError as exc:
             raise SecretUnavailable(f"credential {cid}: {exc}") from exc
 
+    def reveal_all(self, user: UserLike) -> list[tuple[CredentialInfo, bytes]]:
+        """The user's live credentials of this factor with their secrets, in one query (the TOTP check
+        tries each of the user's seeds; one round trip instead of one per credential)."""
+        rows = db.session.scalars(select(Credential).where(
+            Credential.user_id == _user_id(user), Credential.factor == self._name(None),
+            Credential.revoked_at.is_(None), Credential.secret_ciphertext.is_not(None)).order_by(Credential.id),
+            execution_options=_FRESH).all()
+        revealed = []
+        for row in rows:
+            try:
+                secret = _keyring().open(row.secret_key_id, row.secret_ciphertext,
+                                         associated_data(row.factor, row.user_id, row.id))
+            except SecretError as exc:
+                raise SecretUnavailable(f"credential {row.id}: {exc}") from exc
+            revealed.append((to_info(row), secret))
+        return revealed
+
     # --- pending material (enrolment secrets kept in the login state) ---------------------
 
     def seal_pending(self, user: UserLike, plaintext: bytes) -> str:

@@ -35,6 +35,15 @@ def test_create_seals_and_reveals(store, factor_user):
     assert store.reveal(info) == b"seed"
 
 
+def test_reveal_all_returns_live_secrets_in_one_query(store, factor_user):
+    a = store.create(factor_user, secret=b"one")
+    b = store.create(factor_user, secret=b"two")
+    store.create(factor_user)  # no secret
+    store.revoke(factor_user, a.id)
+    db.session.commit()
+    assert [(info.id, secret) for info, secret in store.reveal_all(factor_user)] == [(b.id, b"two")]
+
+
 def test_ciphertext_moved_to_another_row_does_not_open(store, factor_user):
     bob = make_user("bob@example.com")
     a = store.create(factor_user, secret=b"alice-seed")
