@@ -70,3 +70,31 @@ def test_push_login_wrong_number(push_server, seeded, web, rp_factory):
 def test_static_script_is_served(push_server):
     response = requests.get(push_server.url + "/factors/push/static/push.js", timeout=10)
     assert response.status_code == 200 and "data-push-wait" in response.text
+
+
+def test_enrolment_during_login_with_the_app_client(push_server, seeded, web, rp_factory):
+    """A user without a second factor, asked for MFA, picks push, scans (here: reads) the QR's URI;
+    the device registers; Continue finishes the enrolment and the login."""
+    import html
+
+    from authenticator.push import keys
+    from authenticator.push.activation import parse_activation_uri
+    from authenticator.push.client import PushClient
+
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url(acr_values="urn:idp:acr:mfa"))
+    page = web.login(seeded.user_email, seeded.password)
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/push")]
+    if choose:  # several factors can be enrolled: choose push
+        page = web.submit(choose[0])
+    uri = page.find(r"<code[^>]*data-activation-uri>([^<]+)</code>")
+    assert uri and "<svg" in page.text, page.text[:3000]
+    query = parse_activation_uri(html.unescape(uri))
+    device = PushClient(query["endpoint"], keys.new_private_key())
+    device.register(query["code"], "enrolled phone")
+    page = web.submit([f for f in page.forms() if "version" in f["fields"]][0])
+    # The first second factor brings recovery codes, shown once; then the login completes.
+    while web.last_redirect is None and page.forms():
+        page = web.submit([f for f in page.forms() if "version" in f["fields"]][0])
+    claims = rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])
+    assert "mfa" in claims["amr"]
