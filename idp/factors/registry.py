@@ -32,7 +32,7 @@ from idp.factors.challenges import ChallengeStore
 from idp.factors.contract import Factor, validate_class
 from idp.factors.errors import FactorLoadError, FactorNotFound
 from idp.factors.store import CredentialStore
-from idp.factors.types import AttemptContext, CredentialInfo, FactorKind, FactorUrls, UserRef
+from idp.factors.types import AttemptContext, CredentialInfo, Description, FactorKind, FactorUrls, UserRef
 
 GROUP = "idp.factors"
 EXTENSION_KEY = "idp.factors"
@@ -96,7 +96,11 @@ class FactorRegistry:
             raise FactorLoadError(f"factor {cls.name!r} is registered twice")
         factor = cls(store=CredentialStore(cls.name, self.kind_of), challenges=ChallengeStore(cls.name),
                      settings=self.settings.section(f"factors.{cls.name}"))
-        self._mount(factor)
+        try:
+            self._mount(factor)
+        except AssertionError as exc:  # Flask refuses blueprints once the app has served a request
+            raise FactorLoadError(f"factor {cls.name!r}: register factors before the app's first request "
+                                  f"({exc})") from exc
         self._factors[cls.name] = factor
         return factor
 
@@ -161,6 +165,19 @@ class FactorRegistry:
                               user_agent=user_agent, now=now or utcnow(),
                               settings=self.settings.section(f"factors.{name}"), urls=FactorUrls(name),
                               issuer=issuer, rp_id=rp_id, origin=origin)
+
+    def describe_credentials(self, user: UserRef | int) -> list[tuple[Factor, Description]]:
+        """The account/admin list: `(factor, description)` per live credential of an enabled factor,
+        in creation order, with one row per *set* for factors that hold one set per user
+        (`allow_multiple = False`, e.g. the ten recovery codes show as one "Recovery codes" row)."""
+        rows, seen = [], set()
+        for credential in self.store.list(user):
+            factor = self._factors.get(credential.factor)
+            if factor is None or (not factor.allow_multiple and factor.name in seen):
+                continue
+            seen.add(factor.name)
+            rows.append((factor, factor.describe(credential)))
+        return rows
 
     def remove_credential(self, user: UserRef | int, credential_id: int) -> CredentialInfo | None:
         """Revoke any factor's credential of `user` and let its factor clean up; the caller commits."""

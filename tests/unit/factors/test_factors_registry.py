@@ -138,3 +138,24 @@ def test_context_has_rp_id_and_origin(factor_app):
     ctx = current_registry().context("webauthn", transaction_id="t")
     assert ctx.rp_id == "localhost" and ctx.origin == "http://localhost:5000"
     assert ctx.issuer == "http://localhost:5000"
+
+
+def test_register_after_the_first_request_is_a_clear_error(factor_app):
+    factor_app.test_client().get("/nothing-here")
+    with pytest.raises(FactorLoadError, match="before the app's first request"):
+        current_registry().register(ParrotFactor)
+    assert "parrot" not in current_registry().names()
+
+
+def test_describe_credentials_groups_single_set_factors(factor_app, factor_user):
+    registry = current_registry()
+    if "recovery_codes" not in registry or "totp" not in registry:
+        pytest.skip("first-party plugins not installed")
+    from idp.db import db
+
+    registry.get("totp").store.create(factor_user, label="Phone", secret=b"x" * 20)
+    registry.get("recovery_codes").regenerate(factor_user)
+    db.session.commit()
+    rows = registry.describe_credentials(factor_user)
+    assert [(f.name, d.label) for f, d in rows] == [("totp", "Phone"), ("recovery_codes", "Recovery codes")]
+    assert rows[1][1].facts == {"remaining": 10}
