@@ -109,7 +109,24 @@ def _render_user(target: User, form: UserSecurityForm, code: int = 200):
     return render_template(
         "admin/user.html", target=target, form=form, org=g.org,
         status=status(target, g.org, today), required=is_required(target, g.org, today),
-        exempt=is_exempt(target, today), factors=_credentials_of(target)), code
+        exempt=is_exempt(target, today), **_factor_rows(target)), code
+
+
+def _factor_rows(target: User) -> dict:
+    """Second-factor credentials one per row (with the factor's label); recovery credentials
+    (ten codes are ten rows in the store) summed up per factor."""
+    registry = _registry()
+    labels = {f.name: str(f.label) for f in registry.all()}
+    factors, recovery = [], {}
+    for credential in _credentials_of(target):
+        kind = registry.kind_of(credential.factor)
+        if kind is not None and kind.value == "recovery":
+            total, unused = recovery.get(credential.factor, (0, 0))
+            recovery[credential.factor] = (total + 1, unused + (credential.used_at is None))
+        else:
+            factors.append((labels.get(credential.factor, credential.factor), credential))
+    return {"factors": factors,
+            "recovery": [(labels.get(name, name), total, unused) for name, (total, unused) in recovery.items()]}
 
 
 def _credentials_of(target: User) -> list:

@@ -119,6 +119,7 @@ FRENCH = {
     "For a lost device: revokes every second factor and recovery code.":
         "En cas d'appareil perdu : révoque tous les seconds facteurs et codes de récupération.",
     "No second factor set up.": "Aucun second facteur activé.",
+    "%(unused)s of %(total)s unused": "%(unused)s sur %(total)s non utilisés",
     "Search by name or e-mail": "Rechercher par nom ou e-mail",
     "2FA status": "Statut de la 2FA",
     "All statuses": "Tous les statuts",
