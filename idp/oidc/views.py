@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from flask import Blueprint, Response, current_app, render_template, request
+from functools import wraps
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
 from idp.extensions import csrf, limiter
 from idp.oidc import discovery, keys
@@ -11,12 +13,33 @@ from idp.oidc.server import server
 bp = Blueprint("oidc", __name__)
 
 
+def malformed_input_is_a_400(json_errors: bool):
+    """Authlib raises ValueError while building some error descriptions from hostile input
+    (a quote in response_type, say): that is the client's bad request, not our 500."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            try:
+                return view(*args, **kwargs)
+            except ValueError:
+                if json_errors:
+                    return jsonify({"error": "invalid_request", "error_description": "Malformed request."}), 400
+                return render_template("errors/oauth.html", error="invalid_request",
+                                       description="Malformed request."), 400
+
+        return wrapper
+
+    return decorate
+
+
 def _error_page(error: OAuth2Error):
     return render_template("errors/oauth.html", error=error.error,
                            description=error.get_error_description()), 400
 
 
 @bp.route("/authorize", methods=["GET"])
+@malformed_input_is_a_400(json_errors=False)
 def authorize():
     """Validate with Authlib, then start (or resume through SSO) a login transaction.
 
@@ -57,24 +80,28 @@ def _resume_prompt_none():
 
 @bp.post("/oauth/token")
 @csrf.exempt
+@malformed_input_is_a_400(json_errors=True)
 def token():
     return server.create_token_response()
 
 
 @bp.route("/oauth/userinfo", methods=["GET", "POST"])
 @csrf.exempt
+@malformed_input_is_a_400(json_errors=True)
 def userinfo():
     return server.create_endpoint_response("userinfo")
 
 
 @bp.post("/oauth/revoke")
 @csrf.exempt
+@malformed_input_is_a_400(json_errors=True)
 def revoke():
     return server.create_endpoint_response("revocation")
 
 
 @bp.post("/oauth/introspect")
 @csrf.exempt
+@malformed_input_is_a_400(json_errors=True)
 def introspect():
     return server.create_endpoint_response("introspection")
 

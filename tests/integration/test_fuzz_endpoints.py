@@ -68,3 +68,12 @@ def test_login_pages(client, handle, form):
 def test_oversized_body_is_413_not_500(client):
     response = client.post("/oauth/token", data={"grant_type": "x" * (300 * 1024)})
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize("path,query", [("/authorize", {"response_type": '"'}),
+                                        ("/authorize", {"client_id": "fuzz", "response_type": '"\\'}),
+                                        ("/oauth/token", {"grant_type": '"'})])
+def test_quotes_that_authlib_cannot_describe(client, path, query):
+    """Found by the fuzzer: Authlib raises ValueError on such values; they are 400s."""
+    response = client.get(path, query_string=query) if path == "/authorize" else client.post(path, data=query)
+    assert response.status_code == 400
