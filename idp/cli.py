@@ -580,7 +580,8 @@ def demo_seed(rp_url: str, rp_config: Path | None, as_json: bool) -> None:
     click.echo(f"Demo organization {DEMO_ORG!r} at {settings.issuer}")
     for person in people:
         click.echo(f"  {person['role']:<5}  {person['email']}  password: {person['password']}")
-    click.echo(f"  client {row.client_id} (secret in {rp_config}); sign in at {home}")
+    click.echo(f"  client_id {row.client_id}  client_secret {secret}  (saved in {rp_config})")
+    click.echo(f"Sign in at {home}")
 
 
 # --------------------------------------------------------------------------- entry point

@@ -111,11 +111,52 @@ def regenerate_initial() -> Path:
     return path
 
 
+def verify() -> list[str]:
+    """Migrate a scratch SQLite database, and a scratch PostgreSQL schema when IDP_TEST_DATABASE_URL
+    is set, from nothing to head; return the problems found (empty: the migration matches the models)."""
+    import os
+    import secrets
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        url = f"sqlite:///{Path(scratch) / 'verify.sqlite'}"
+        upgrade(url)
+        problems += [f"sqlite: {diff}" for diff in differences(url)]
+        print("sqlite: checked")
+    base = os.environ.get("IDP_TEST_DATABASE_URL")
+    if base:
+        schema = f"idp_verify_{secrets.token_hex(4)}"
+        admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+            url = url.render_as_string(hide_password=False)
+            upgrade(url)
+            problems += [f"postgresql: {diff}" for diff in differences(url)]
+            print("postgresql: checked")
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
+    else:
+        print("postgresql: skipped (set IDP_TEST_DATABASE_URL to check it too)")
+    return problems
+
+
 def main(argv: list[str]) -> int:
-    """`python -m idp.schema regenerate` | `python -m idp.schema check URL` | `python -m idp.schema upgrade URL`."""
+    """`python -m idp.schema regenerate | verify | check URL | upgrade URL`."""
     if argv[:1] == ["regenerate"] and len(argv) == 1:
         print(f"wrote {regenerate_initial()}")
         return 0
+    if argv[:1] == ["verify"] and len(argv) == 1:
+        problems = verify()
+        for problem in problems:
+            print(f"differs from the models: {problem}", file=sys.stderr)
+        return 1 if problems else 0
     if argv[:1] in (["check"], ["upgrade"]) and len(argv) == 2:
         print(f"at revision {upgrade(argv[1])}")
         if argv[0] == "check":

@@ -21,20 +21,6 @@ COUNTED = (Organization, User, Client, SigningKey, AuditEvent)
 
 # ---------------------------------------------------------------- helpers
 
-@pytest.fixture(scope="module", autouse=True)
-def _app_buildable(tmp_path_factory):
-    """Temporary: skip while `create_app()` cannot be built (idp.oidc, idp.login and plugins being written).
-
-    Remove once the OIDC modules and first-party plugins are on main.
-    """
-    try:
-        from idp.app import create_app
-
-        create_app({"server.database_url": f"sqlite:///{tmp_path_factory.mktemp('probe') / 'probe.sqlite'}"})
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"create_app() cannot be built yet: {type(exc).__name__}: {exc}")
-
-
 def ok(result):
     assert result.returncode == 0, result
     return result

@@ -1,0 +1,97 @@
+"""examples/rp, the demo relying party of `make run`, signs a user in and out through a live provider.
+
+The demo data comes from `idp demo seed` (as `make run` does); the relying party runs
+as a real server and the test plays the browser across both.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from fixtures.oidc import FormBrowser, free_port
+
+RP_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "rp" / "app.py"
+
+
+def load_rp_module():
+    spec = importlib.util.spec_from_file_location("demo_rp_app", RP_SOURCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def demo_rp(live_server, idp, tmp_path):
+    """The demo relying party, seeded by `idp demo seed` and serving on its own port."""
+    port = free_port()
+    rp_config = tmp_path / "demo-rp.json"
+    seeded = idp("demo", "seed", "--json", "--rp-url", f"http://127.0.0.1:{port}", "--rp-config", str(rp_config),
+                 database_url=live_server.database_url, env={"IDP_ISSUER": live_server.url})
+    assert seeded.returncode == 0, seeded
+    assert json.loads(rp_config.read_text())["issuer"] == live_server.url
+
+    module = load_rp_module()
+    config = module.load_config({"RP_CONFIG": str(rp_config), "RP_PORT": str(port)})
+    server = make_server("127.0.0.1", port, module.create_app(config), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{port}", json.loads(seeded.stdout)
+    server.shutdown()
+
+
+def claims_on(html: str) -> dict:
+    return {key: json.loads(value.replace("&#34;", '"').replace("&quot;", '"'))
+            for key, value in re.findall(r'data-claim="(\w+)">([^<]*)<', html)}
+
+
+def test_sign_in_shows_the_id_token_claims_then_sign_out(live_server, demo_rp):
+    rp_url, demo = demo_rp
+    user = next(u for u in demo["users"] if u["role"] == "user")
+    web = FormBrowser(live_server.url)
+
+    home = web.http.get(rp_url + "/")
+    assert 'id="sign-in"' in home.text
+
+    start = web.http.post(rp_url + "/login", allow_redirects=False)
+    assert start.status_code == 302 and start.headers["Location"].startswith(live_server.url + "/authorize")
+    assert "code_challenge_method=S256" in start.headers["Location"]
+    web.get(start.headers["Location"])
+    web.login(user["email"], user["password"])
+    if web.last_redirect is None:  # the demo client is third-party: consent first
+        web.consent("allow")
+    assert web.last_redirect and web.last_redirect.startswith(rp_url + "/callback?")
+
+    page = web.http.get(web.last_redirect)
+    assert page.status_code == 200 and page.url == rp_url + "/", page.text[:500]
+    claims = claims_on(page.text)
+    assert claims["email"] == user["email"]
+    assert claims["iss"] == live_server.url
+    assert claims["amr"] == ["pwd"] and claims["acr"]
+    assert claims["sub"] != user["email"]
+    assert 'id="userinfo"' in page.text
+
+    leave = web.http.get(rp_url + "/logout", allow_redirects=False)
+    assert leave.headers["Location"].startswith(live_server.url)
+    assert "id_token_hint=" in leave.headers["Location"]
+    web.get(leave.headers["Location"])
+    if web.last_redirect is None and web.page.forms():  # a confirmation page, if the provider asks
+        form = web.page.forms()[0]
+        web.submit(form, button=form["buttons"][0] if form["buttons"] else None)
+    assert web.last_redirect == rp_url + "/"
+    assert 'id="sign-in"' in web.http.get(rp_url + "/").text
+
+
+def test_a_denied_consent_is_shown_not_crashed(live_server, demo_rp):
+    rp_url, demo = demo_rp
+    user = next(u for u in demo["users"] if u["role"] == "user")
+    web = FormBrowser(live_server.url)
+    web.get(web.http.post(rp_url + "/login", allow_redirects=False).headers["Location"])
+    web.login(user["email"], user["password"])
+    web.consent("deny")
+    page = web.http.get(web.last_redirect)
+    assert page.status_code == 400 and "access_denied" in page.text
