@@ -97,3 +97,111 @@ def suspend_push(user_id: int, when) -> bool:
 def commit() -> None:
     """Commit the current unit of work (a plugin CLI command's writes and its audit event)."""
     db.session.commit()
+
+
+# --- recovery helpers: passwords and codes sent to the user (plugins do not import idp.login/notify) ---
+
+
+class TooManyAttempts(Exception):
+    """A growing lockout (idp.lockout) is in force; `retry_after` seconds remain."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many attempts; retry after {retry_after} s")
+        self.retry_after = int(retry_after)
+
+
+class CodeNotSent(Exception):
+    """The user has no verified address, or the notifier could not deliver (message says which)."""
+
+
+def check_password(email: str, password: str, *, remote_addr: str | None = None,
+                   purpose: str = "recover") -> UserRef | None:
+    """The user whose e-mail and password these are (enabled, with a password), or None.
+
+    Same cost as the login form for unknown accounts (argon2 runs either way), and growing
+    lockouts after failures on the keys `PURPOSE:user:ID` and `PURPOSE:ip:ADDR` (idp.lockout):
+    raises `TooManyAttempts` while one is in force, before checking anything. A failure for a
+    known user is audited (`PURPOSE.password_failed`) and committed.
+    """
+    from flask import current_app
+
+    from idp import lockout
+    from idp.models import User
+
+    email = (email or "").strip()
+    if not isinstance(password, str) or not password or len(password) > 1024 or len(email) > 320:
+        row = None
+        password = password if isinstance(password, str) else ""
+    else:
+        row = db.session.scalars(select(User).where(User.email == email.lower())).first() \
+            or db.session.scalars(select(User).where(User.email == email)).first()
+    keys = [f"{purpose}:ip:{remote_addr or '-'}"] + ([f"{purpose}:user:{row.id}"] if row is not None else [])
+    wait = lockout.check(keys)
+    if wait:
+        raise TooManyAttempts(wait)
+    passwords = current_app.extensions["idp.passwords"]
+    valid = passwords.verify(row.password_hash if row is not None else None, password or "-")
+    if not valid or row is None or row.disabled:
+        if row is not None:
+            audit(f"{purpose}.password_failed", user_ref(row), actor=row.email,
+                  details={"ip": remote_addr})
+            db.session.commit()
+        lockout.fail(keys)
+        return None
+    lockout.succeed([f"{purpose}:user:{row.id}"])
+    return user_ref(row)
+
+
+def send_code(user: UserRef, code: str, purpose: str) -> str:
+    """Send `code` to the user's verified e-mail address through the app's notifier ([mail]).
+
+    Returns the address, masked for display ("a***@example.com"). Raises `CodeNotSent` when the
+    address is not verified or delivery failed.
+    """
+    from idp.models import User
+    from idp.notify import NotifyError, current_notifier
+
+    row = db.session.get(User, user.id)
+    if row is None or not row.email or not row.email_verified:
+        raise CodeNotSent("the account has no verified e-mail address")
+    try:
+        current_notifier().send_code(row.email, code, purpose, row.locale)
+    except NotifyError as exc:
+        raise CodeNotSent(str(exc)) from exc
+    return mask_email(row.email)
+
+
+def notify_user(user: UserRef, purpose: str, text: str) -> bool:
+    """Tell the user something happened on their account (e.g. "new_device"), best effort:
+    False when there is no verified address or delivery failed."""
+    try:
+        send_code(user, text, purpose)
+    except CodeNotSent:
+        return False
+    return True
+
+
+def mask_email(email: str) -> str:
+    local, at, domain = email.partition("@")
+    return (local[:1] + "***" + at + domain) if at else "***"
+
+
+def count_attempt(key: str) -> int:
+    """Count one attempt against `key` and return the count so far, in one statement (committed).
+
+    For "at most N tries" on a one-time code: count first, then check, so parallel guesses
+    cannot exceed N. Shares the `failure_counters` table with idp.lockout (keys differ).
+    """
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    from idp.db import utcnow
+    from idp.models import FailureCounter
+
+    insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+    now = utcnow()
+    stmt = insert(FailureCounter).values(key=key, failures=1, updated_at=now).on_conflict_do_update(
+        index_elements=[FailureCounter.key], set_={"failures": FailureCounter.failures + 1, "updated_at": now})
+    count = db.session.execute(stmt.returning(FailureCounter.failures)).scalar_one()
+    db.session.commit()
+    return int(count)

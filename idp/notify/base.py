@@ -1,0 +1,73 @@
+"""The notifier interface and the text of what it sends.
+
+A notifier delivers a one-time code to an address (an e-mail address, a phone number)
+for a named purpose. It never decides *whether* to send (rate limits, verified
+addresses): the caller does. It raises `NotifyError` when delivery failed, so the
+caller can tell the user "we could not send the code" instead of waiting for nothing.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+# Purposes and their wording. The code is the only secret in the message; the rest says what
+# it is for and what to do if the reader did not ask for it.
+_SUBJECTS = {
+    "recovery": "Your recovery code",
+    "new_device": "A new device was added to your account",
+}
+_BODIES = {
+    "recovery": ("Your one-time code to recover your authenticator is:\n\n    {code}\n\n"
+                 "It is valid for {minutes} minutes. If you did not ask for it, someone knows your "
+                 "password: change it and tell your administrator."),
+    "new_device": ("A new device was added to your account: {code}.\n\n"
+                   "If this was not you, tell your administrator at once."),
+}
+
+
+class NotifyError(Exception):
+    """Delivery failed (relay refused or unreachable); the message says why, without the code."""
+
+
+@dataclass(frozen=True)
+class Message:
+    to: str
+    subject: str
+    body: str
+
+
+def _translate(text: str, locale: str | None) -> str:
+    """`text` in the user's locale when the app has a catalog for it; otherwise unchanged."""
+    try:
+        from flask import has_app_context
+        from flask_babel import force_locale, gettext
+
+        if not locale or not has_app_context():
+            return text
+        with force_locale(locale):
+            return gettext(text)
+    except Exception:  # no Babel configured: the English text
+        return text
+
+
+def compose(to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> Message:
+    """The message for `purpose` with `code` in it, in `locale` where a translation exists."""
+    subject = _translate(_SUBJECTS.get(purpose, "Your one-time code"), locale)
+    body = _translate(_BODIES.get(purpose, "Your one-time code is:\n\n    {code}\n"), locale)
+    return Message(to=to, subject=subject, body=body.format(code=code, minutes=minutes))
+
+
+class Notifier(abc.ABC):
+    """Delivers one-time codes. Implementations: `SmtpNotifier`, `ConsoleNotifier`, `SmsNotifier`."""
+
+    #: What kind of address `to` is: "email" or "phone".
+    channel = "email"
+
+    @abc.abstractmethod
+    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None) -> None:
+        """Deliver `code` to `to` for `purpose` ("recovery", ...). Raises NotifyError on failure.
+
+        Example::
+
+            notifier.send_code("alice@example.com", "493817", "recovery", "en")
+        """

@@ -1,0 +1,43 @@
+"""E-mail over SMTP (stdlib `smtplib`), configured by `[mail]`.
+
+One connection per message: codes are rare and a pooled connection to a relay that
+timed out is a worse failure than a reconnect. STARTTLS and login are used when
+configured; the timeout keeps a dead relay from holding a worker thread for long.
+"""
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+from idp.notify.base import Notifier, NotifyError, compose
+
+TIMEOUT = 10.0
+
+
+class SmtpNotifier(Notifier):
+    def __init__(self, host: str, port: int = 25, sender: str = "idp@localhost", *, starttls: bool = False,
+                 username: str = "", password: str = "", timeout: float = TIMEOUT) -> None:
+        self.host, self.port, self.sender = host, int(port), sender
+        self.starttls, self.username, self.password, self.timeout = bool(starttls), username, password, timeout
+
+    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None) -> None:
+        message = compose(to, code, purpose, locale)
+        email = EmailMessage()
+        email["From"] = self.sender
+        email["To"] = to
+        email["Subject"] = message.subject
+        email["Date"] = formatdate(localtime=False)
+        email["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
+        email["Auto-Submitted"] = "auto-generated"
+        email.set_content(message.body)
+        try:
+            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+                if self.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.username:
+                    smtp.login(self.username, self.password)
+                smtp.send_message(email)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise NotifyError(f"cannot send e-mail through {self.host}:{self.port}: {type(exc).__name__}") from exc

@@ -1,0 +1,122 @@
+"""`idp recovery-qr issue|revoke|list` (CONTRACT.md), also mounted as `idp factor qr_recovery ...`.
+
+    idp recovery-qr issue --user EMAIL [--expires-in 24h] [--png FILE] [--json]
+        prints the recovery URI (the QR code's content) and the secret to type at the login;
+        --json: {"user", "credential_id", "recovery_uri", "secret", "expires_at"}
+    idp recovery-qr revoke --user EMAIL ID
+    idp recovery-qr list --user EMAIL [--json]     the user's codes that still work
+
+Audited with actor "cli", like the web's admin actions.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import click
+
+from idp.factors import directory
+from idp.factors.cli import fail, with_app_context
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """"24h", "90m", "2d" or plain seconds -> seconds; ValueError otherwise."""
+    match = _DURATION.match(text or "")
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 24h, 90m, 2d)")
+    return int(match.group(1)) * _UNIT[match.group(2)]
+
+
+def _factor(name: str):
+    from idp.factors.registry import current_registry
+
+    registry = current_registry()
+    if name not in registry:
+        fail("the qr_recovery factor is not enabled")
+    return registry.get(name)
+
+
+def _user(email: str):
+    user = directory.find_user_by_email(email)
+    if user is None:
+        fail(f"no user with e-mail {email!r}")
+    return user
+
+
+def recovery_qr_group(name: str = "qr_recovery") -> click.Group:
+    @click.group(name="recovery-qr", help="Recovery QR codes issued to users (single use, expiring).")
+    def group() -> None:
+        pass
+
+    @group.command("issue")
+    @click.option("--user", "email", required=True, help="the user's e-mail")
+    @click.option("--expires-in", default=None, help="validity, e.g. 24h, 90m, 2d (default: factors.qr_recovery.default_ttl)")
+    @click.option("--png", "png", type=click.Path(dir_okay=False, writable=True), help="also write the QR code as PNG")
+    @click.option("--json", "as_json", is_flag=True, help="print one JSON document")
+    @with_app_context
+    def issue(email: str, expires_in: str | None, png: str | None, as_json: bool) -> None:
+        """Issue a one-time recovery QR code for USER (shown once)."""
+        factor = _factor(name)
+        ttl = None
+        if expires_in is not None:
+            try:
+                ttl = parse_duration(expires_in)
+            except ValueError as exc:
+                fail(str(exc))
+            if not 60 <= ttl <= factor.qr_settings.max_ttl:
+                fail(f"--expires-in must be between 1m and {factor.qr_settings.max_ttl // 3600}h")
+        user = _user(email)
+        png_bytes = None
+        issued = factor.issue(user, actor="cli", ttl=ttl)
+        if png:
+            png_bytes = issued.png()
+            try:
+                with open(png, "wb") as handle:
+                    handle.write(png_bytes)
+            except OSError as exc:
+                factor.revoke(user, issued.credential.id, actor="cli")  # never leave an unseen code behind
+                fail(f"cannot write {png}: {exc.strerror or exc}; the code was revoked")
+        from idp_plugins.qr_recovery.issuing import iso
+
+        if as_json:
+            click.echo(json.dumps({"user": user.email, "credential_id": issued.credential.id,
+                                   "recovery_uri": issued.uri, "secret": issued.secret,
+                                   "expires_at": iso(issued.expires_at)}))
+        else:
+            click.echo(issued.uri)
+            click.echo(f"secret: {issued.secret}  (expires {iso(issued.expires_at)}, one use)", err=True)
+
+    @group.command("revoke")
+    @click.option("--user", "email", required=True, help="the user's e-mail")
+    @click.argument("credential_id", type=int)
+    @with_app_context
+    def revoke(email: str, credential_id: int) -> None:
+        """Revoke the user's recovery QR code ID (see list)."""
+        factor = _factor(name)
+        user = _user(email)
+        if factor.revoke(user, credential_id, actor="cli") is None:
+            fail(f"no live recovery QR code {credential_id} for {email}")
+        click.echo(f"revoked recovery QR code {credential_id}")
+
+    @group.command("list")
+    @click.option("--user", "email", required=True, help="the user's e-mail")
+    @click.option("--json", "as_json", is_flag=True, help="print a JSON array")
+    @with_app_context
+    def list_(email: str, as_json: bool) -> None:
+        """The user's recovery QR codes that still work."""
+        from idp_plugins.qr_recovery.issuing import unix
+
+        factor = _factor(name)
+        rows = [{"credential_id": c.id, "expires_at": int(c.public.get("expires_at") or 0),
+                 "issued_by": c.public.get("issued_by", ""), "created_at": unix(c.created_at)}
+                for c in factor.outstanding(_user(email))]
+        if as_json:
+            click.echo(json.dumps(rows))
+        else:
+            for row in rows:
+                click.echo(f"{row['credential_id']}  issued by {row['issued_by'] or '?'}  expires {row['expires_at']}")
+
+    return group

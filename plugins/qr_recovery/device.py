@@ -1,0 +1,160 @@
+"""Device-facing endpoints, mounted at /factors/qr_recovery/ (docs/recovery.md):
+
+    POST /redeem            a recovery QR code + the new device's key -> a push credential
+    POST /personal/start    e-mail + password -> a 6-digit code sent to the verified e-mail
+    POST /personal/finish   the code + the new device's key -> a push credential
+
+Every request that registers a key is a JWS signed by that key (signed.py), so the device
+proves it holds the private half. Answers are JSON; refusals are `{"error": CODE}` with a
+4xx status, never a 500, and nothing is written on a refusal except the spent code or
+counted guess that the refusal is about.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from idp.factors import CredentialConflict, FactorNotFound, UserRef, directory
+from idp.factors.registry import current_registry
+
+from idp_plugins.qr_recovery import issuing, personal, signed
+from idp_plugins.qr_recovery.secret import endpoint_base
+
+# Refusals of a code whose secret the caller does hold: saying which is harmless and helps.
+_STATUS_ERRORS = {issuing.USED: "recovery_code_used", issuing.EXPIRED: "recovery_code_expired",
+                  issuing.REVOKED: "recovery_code_revoked"}
+
+
+def _error(code: str, status: int, **extra):
+    return jsonify({"error": code, **extra}), status
+
+
+def _issuer() -> str:
+    return current_registry().settings.issuer
+
+
+def _push():
+    try:
+        return current_registry().get("push")
+    except FactorNotFound:
+        return None
+
+
+def _utcnow():
+    from idp_plugins.qr_recovery.factor import _utcnow
+
+    return _utcnow()
+
+
+def _registered(user: UserRef, device, how: str, credential_id: int | None = None):
+    """The audit events admins see, the e-mail the user's other devices' owner gets, the answer."""
+    details = {"credential_id": device.id, "device_name": device.label, "via": how}
+    if credential_id is not None:
+        details["recovery_qr_id"] = credential_id
+    directory.audit("push.device_registered", user, actor=user.email, actor_id=user.id, details=details)
+    directory.audit(f"{how}.device_added", user, actor=user.email, actor_id=user.id, details=details)
+    directory.commit()
+    directory.notify_user(user, "new_device", device.label)
+    issuer = _issuer()
+    return jsonify({"device_id": device.lookup_key, "user": user.username, "issuer": issuer,
+                    "endpoint": issuer.rstrip("/") + "/factors/push/v1"}), 201
+
+
+def build_blueprint(factor) -> Blueprint:
+    bp = Blueprint("qr_recovery_device", __name__)
+
+    def read_signed(path: str) -> signed.SignedRequest:
+        data = request.get_json(silent=True)
+        token = data.get("request") if isinstance(data, dict) else None
+        return signed.read(token, audience=endpoint_base(_issuer()) + path)
+
+    @bp.post("/redeem")
+    def redeem():
+        try:
+            req = read_signed("/redeem")
+        except signed.InvalidSignedRequest:
+            return _error("invalid_request", 400)
+        name = signed.device_name(req.claims)
+        if name is None:
+            return _error("invalid_request", 400)
+        push = _push()
+        if push is None:
+            return _error("push_unavailable", 503)
+        now = _utcnow()
+        username = req.claims.get("user")
+        user = directory.find_user_by_email(username) if isinstance(username, str) and len(username) <= 320 else None
+        status, credential = issuing.lookup(factor.store, factor.pepper(), req.claims.get("secret"), now, user)
+        if status == issuing.VALID and user is None:
+            user = directory.get_user(credential.user_id)
+        if status != issuing.VALID:
+            return _error(_STATUS_ERRORS.get(status, "invalid_recovery_code"), 410 if status in _STATUS_ERRORS else 400)
+        if push.store.find(req.device_id) is not None:
+            return _error("device_exists", 409)  # checked before spending the code
+        if not issuing.consume(factor.store, credential, now):
+            directory.rollback()
+            return _error("recovery_code_used", 410)
+        try:
+            device = push.register_device(user, req.jwk, name, now)
+        except CredentialConflict:
+            directory.rollback()
+            return _error("device_exists", 409)
+        directory.audit("recovery_qr.used", user, actor=user.email, actor_id=user.id,
+                        details={"credential_id": credential.id, "use": "device", "device_name": device.label})
+        return _registered(user, device, "recovery_qr", credential.id)
+
+    @bp.post("/personal/start")
+    def personal_start():
+        if not factor.qr_settings.personal_recovery:
+            return _error("personal_recovery_disabled", 403)
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            return _error("invalid_request", 400)
+        try:
+            started = personal.start(factor, data.get("email"), data.get("password"),
+                                     remote_addr=request.remote_addr, now=_utcnow())
+        except personal.StartRefused as exc:
+            extra = {"retry_after": exc.retry_after} if exc.retry_after else {}
+            response, status = _error(exc.error, exc.status, **extra)
+            if exc.retry_after:
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return response, status
+        return jsonify({"recovery_id": started.recovery_id, "expires_at": issuing.unix(started.expires_at),
+                        "sent_to": started.sent_to}), 200
+
+    @bp.post("/personal/finish")
+    def personal_finish():
+        if not factor.qr_settings.personal_recovery:
+            return _error("personal_recovery_disabled", 403)
+        try:
+            req = read_signed("/personal/finish")
+        except signed.InvalidSignedRequest:
+            return _error("invalid_request", 400)
+        name = signed.device_name(req.claims)
+        if name is None:
+            return _error("invalid_request", 400)
+        push = _push()
+        if push is None:
+            return _error("push_unavailable", 503)
+        if push.store.find(req.device_id) is not None:
+            return _error("device_exists", 409)
+        now = _utcnow()
+        try:
+            user = personal.finish(factor, req.claims.get("recovery_id"), req.claims.get("code"), now=now)
+        except personal.FinishRefused as exc:
+            extra = {"tries_left": exc.tries_left} if exc.tries_left is not None else {}
+            return _error(exc.error, exc.status, **extra)
+        try:
+            device = push.register_device(user, req.jwk, name, now)
+        except CredentialConflict:
+            directory.rollback()
+            return _error("device_exists", 409)
+        return _registered(user, device, "recover")
+
+    @bp.record_once
+    def _exempt_from_csrf(setup_state) -> None:
+        # Devices sign their requests with their key; there is no cookie to forge.
+        csrf = setup_state.app.extensions.get("csrf")
+        if csrf is not None:
+            for view in (redeem, personal_start, personal_finish):
+                csrf.exempt(view)
+
+    return bp

@@ -1,0 +1,147 @@
+"""Recovery QR codes: a recovery factor that an admin issues and the user spends once.
+
+Two uses of one code (docs/recovery.md):
+
+- at the login, under "I can't use my usual method", the user types the code's secret
+  (or pastes what the QR holds); `verify` consumes it and answers `Verified` with
+  `then_enrol`, so the login continues into registering a new factor;
+- on a new phone, the companion app scans the QR code and redeems it at
+  `POST /factors/qr_recovery/redeem`, which registers the phone's own push key
+  (device.py). The same blueprint serves personal accounts' recovery by password plus
+  an e-mailed code (personal.py).
+
+Users cannot enrol it themselves (`user_enrollable = False`): `issue` is called by the
+admin page (idp/admin/recovery_qr.py) and `idp recovery-qr issue`.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+
+from idp.factors import (AttemptContext, CredentialInfo, Description, Factor, FactorKind, Rejected, Step, UserRef,
+                         Verified, label_text)
+
+from idp_plugins.qr_recovery import issuing
+from idp_plugins.qr_recovery import secret as secrets_
+from idp_plugins.qr_recovery.settings import QrRecoverySettings
+
+
+def _utcnow() -> datetime:
+    from datetime import timezone
+
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class QrRecoveryFactor(Factor):
+    name = "qr_recovery"
+    label = _l("Use a recovery code from your administrator")
+    kind = FactorKind.RECOVERY
+    # A one-time secret handed out of band by the admin.
+    amr = ("otp",)
+    allow_multiple = True
+    user_enrollable = False
+    supports_poll = False
+
+    def __init__(self, store, challenges, settings=None) -> None:
+        super().__init__(store, challenges, settings)
+        self.qr_settings = QrRecoverySettings.from_mapping(self.settings)
+
+    def pepper(self) -> bytes:
+        return secrets_.derive_pepper(current_app.secret_key, self.qr_settings.pepper)
+
+    # --- issuing (admin page, CLI) ---------------------------------------------------------
+
+    def issue(self, user: UserRef, actor: str, ttl: int | timedelta | None = None, *, actor_id: int | None = None,
+              issuer: str | None = None, now: datetime | None = None) -> issuing.Issued:
+        """Issue a one-time recovery QR code for `user` on behalf of `actor` (an admin's e-mail, "cli").
+
+        `ttl` in seconds (default `default_ttl`, at most `max_ttl`: ValueError beyond). Committed and
+        audited (`recovery_qr.issued`). The returned `Issued` holds the only copy of the secret: show
+        it once (`svg()`, `png()`, `uri`, `secret`)::
+
+            issued = registry.get("qr_recovery").issue(user_ref, actor=admin.email, ttl=3600)
+        """
+        seconds = int(ttl.total_seconds()) if isinstance(ttl, timedelta) else int(ttl or self.qr_settings.default_ttl)
+        if not 60 <= seconds <= self.qr_settings.max_ttl:
+            raise ValueError(f"the validity must be between 60 seconds and {self.qr_settings.max_ttl} seconds")
+        if issuer is None:
+            from idp.factors.registry import current_registry
+
+            issuer = current_registry().settings.issuer
+        return issuing.issue(self.store, user, pepper=self.pepper(), issuer=issuer, ttl=timedelta(seconds=seconds),
+                             now=now or _utcnow(), actor=actor, actor_id=actor_id)
+
+    def revoke(self, user: UserRef, credential_id: int, actor: str, *, actor_id: int | None = None,
+               now: datetime | None = None) -> CredentialInfo | None:
+        """Revoke one of the user's codes (audited `recovery_qr.revoked`, committed); None if not live."""
+        return issuing.revoke(self.store, user, credential_id, now=now or _utcnow(), actor=actor, actor_id=actor_id)
+
+    def outstanding(self, user: UserRef, now: datetime | None = None) -> list[CredentialInfo]:
+        return issuing.outstanding(self.store, user, now or _utcnow())
+
+    # --- discovery -------------------------------------------------------------------------
+
+    def is_configured_for(self, user: UserRef) -> bool:
+        """Offered at the login only while the user holds a code that still works."""
+        return bool(self.outstanding(user))
+
+    # --- enrolment: not by users ------------------------------------------------------------
+
+    def begin_enrolment(self, user: UserRef, ctx: AttemptContext) -> Step:
+        """Recovery QR codes are issued by an admin (`issue`), never enrolled by the user."""
+        return Step(state={}, view={"admin_issued": True})
+
+    def finish_enrolment(self, user, state, response, ctx):
+        return Rejected("admin_issued", counts_as_failure=False)
+
+    # --- login -----------------------------------------------------------------------------
+
+    def begin_challenge(self, user: UserRef, ctx: AttemptContext) -> Step:
+        return Step(state={}, view={"length": secrets_.LENGTH})
+
+    def verify(self, user, state, response, ctx):
+        """The typed secret (field `code`, or the whole recovery URI pasted): consumed once, then the
+        login goes on to enrolling a new factor (`then_enrol`)."""
+        typed = response.get("code") if hasattr(response, "get") else None
+        if isinstance(typed, str) and typed.strip().startswith(secrets_.URI_SCHEME + "://"):
+            try:
+                typed = secrets_.parse_uri(typed.strip()).get("secret")
+            except ValueError:
+                typed = None
+        if not isinstance(typed, str) or not typed.strip():
+            return Rejected("invalid_code", counts_as_failure=False)
+        status, credential = issuing.lookup(self.store, self.pepper(), typed, ctx.now, user)
+        if status == issuing.UNKNOWN:
+            return Rejected("invalid_code")
+        if status != issuing.VALID:
+            return Rejected({issuing.USED: "replayed"}.get(status, "expired"))
+        if not issuing.consume(self.store, credential, ctx.now):
+            return Rejected("replayed")
+        return Verified(credential_id=credential.id, amr=self.amr,
+                        facts={"then_enrol": True, "recovery": "qr_recovery"})
+
+    # --- extras ----------------------------------------------------------------------------
+
+    def device_blueprint(self):
+        from idp_plugins.qr_recovery.device import build_blueprint
+
+        return build_blueprint(self)
+
+    def describe(self, credential: CredentialInfo) -> Description:
+        expires = int(credential.public.get("expires_at") or 0)
+        moment = datetime.utcfromtimestamp(expires) if expires else None
+        state = "used" if credential.used_at else (
+            "expired" if moment is not None and moment <= _utcnow() else "unused")
+        return Description(id=credential.id, factor=credential.factor,
+                           label=credential.label or label_text(self.label), created_at=credential.created_at,
+                           last_used_at=credential.last_used_at,
+                           facts={"expires": issuing.iso(moment) if moment else "", "status": state,
+                                  "issued_by": credential.public.get("issued_by", "")})
+
+    @classmethod
+    def cli_command(cls):
+        from idp_plugins.qr_recovery.cli import recovery_qr_group
+
+        return recovery_qr_group(cls.name)

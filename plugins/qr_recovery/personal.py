@@ -1,0 +1,100 @@
+"""Personal accounts' push recovery: the password, then a 6-digit code sent to the verified e-mail.
+
+`start` checks the password (growing lockouts per user and per address, one generic
+answer for unknown account and wrong password: directory.check_password), then creates a
+challenge holding only the code's HMAC, valid `code_ttl` seconds, and sends the code
+through the notifier. `finish` counts the guess first (at most `code_tries` per code, in
+one statement, so parallel guesses cannot exceed it), compares, and spends the challenge
+exactly once (the challenge store's conditional UPDATE).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from idp.factors import UserRef, directory
+
+PERSONAL = "personal_recovery"
+USED = "used"
+CODE_DIGITS = 6
+
+
+class StartRefused(Exception):
+    def __init__(self, error: str, status: int, retry_after: int | None = None) -> None:
+        super().__init__(error)
+        self.error, self.status, self.retry_after = error, status, retry_after
+
+
+class FinishRefused(Exception):
+    def __init__(self, error: str, status: int, tries_left: int | None = None) -> None:
+        super().__init__(error)
+        self.error, self.status, self.tries_left = error, status, tries_left
+
+
+@dataclass(frozen=True)
+class Started:
+    recovery_id: str
+    expires_at: datetime
+    sent_to: str
+
+
+def code_digest(pepper: bytes, user_id: int, code: str) -> str:
+    return hmac.new(pepper, f"personal|{user_id}|{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def start(factor, email: object, password: object, *, remote_addr: str | None, now: datetime) -> Started:
+    if not isinstance(email, str) or not isinstance(password, str) or not email.strip() or not password:
+        raise StartRefused("invalid_request", 400)
+    settings = factor.qr_settings
+    try:
+        user = directory.check_password(email, password, remote_addr=remote_addr, purpose="recover")
+    except directory.TooManyAttempts as exc:
+        raise StartRefused("too_many_attempts", 429, exc.retry_after) from None
+    if user is None:
+        raise StartRefused("invalid_credentials", 401)
+    since = now - timedelta(hours=1)
+    if directory.recent_challenge_count(factor.name, user.id, since, kind=PERSONAL) >= settings.codes_per_hour:
+        raise StartRefused("too_many_attempts", 429, 3600)
+    code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+    info = factor.challenges.create(user, ttl=timedelta(seconds=settings.code_ttl), now=now,
+                                    payload={"type": PERSONAL, "digest": code_digest(factor.pepper(), user.id, code)})
+    directory.audit("recover.code_sent", user, actor=user.email, actor_id=user.id,
+                    details={"ip": remote_addr, "recovery_id_prefix": info.id[:8]})
+    directory.commit()  # the code must work the moment it arrives
+    try:
+        sent_to = directory.send_code(user, code, "recovery")
+    except directory.CodeNotSent:
+        factor.challenges.expire(info.id, now=now)
+        directory.commit()
+        raise StartRefused("code_not_sent", 503) from None
+    return Started(recovery_id=info.id, expires_at=info.expires_at, sent_to=sent_to)
+
+
+def finish(factor, recovery_id: object, code: object, *, now: datetime) -> UserRef:
+    """The user whose code this is, the challenge spent; or FinishRefused."""
+    info = factor.challenges.get(recovery_id) if isinstance(recovery_id, str) and 0 < len(recovery_id) <= 100 \
+        else None
+    if info is None or info.payload.get("type") != PERSONAL or info.user_id is None:
+        raise FinishRefused("invalid_recovery", 400)
+    if info.status != "pending" or info.expires_at <= now:
+        raise FinishRefused("code_expired", 410)
+    tries = directory.count_attempt(f"recover:code:{info.id}")
+    limit = factor.qr_settings.code_tries
+    if tries > limit:
+        factor.challenges.expire(info.id, now=now)
+        directory.commit()
+        raise FinishRefused("code_expired", 410, 0)
+    typed = "".join(code.split()) if isinstance(code, str) else ""
+    expected = str(info.payload.get("digest") or "")
+    if not (typed.isdigit() and len(typed) == CODE_DIGITS
+            and hmac.compare_digest(code_digest(factor.pepper(), info.user_id, typed), expected)):
+        if tries >= limit:
+            factor.challenges.expire(info.id, now=now)
+            directory.commit()
+        raise FinishRefused("invalid_code", 401, limit - tries)
+    if factor.challenges.answer(info.id, USED, now=now, payload={**info.payload, "digest": None}) is None:
+        raise FinishRefused("code_expired", 410)
+    return directory.get_user(info.user_id)

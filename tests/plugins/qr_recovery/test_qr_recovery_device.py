@@ -1,0 +1,234 @@
+"""The device endpoints: redeem a recovery QR code with a new device key, and personal recovery by
+password plus an e-mailed code. Both end with the new device's own push credential beside the old."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from qr_testkit import NewDevice, enable
+from sqlalchemy import select
+
+from idp.db import db, utcnow
+from idp.models import AuditEvent
+
+PASSWORD = "correct horse battery staple"
+
+
+def events(name):
+    return db.session.scalars(select(AuditEvent).where(AuditEvent.event == name)).all()
+
+
+def old_device(push, user):
+    from authenticator.push import keys
+
+    return push.register_device(user, keys.public_jwk(keys.new_private_key()), "Old phone", utcnow())
+
+
+def test_redeem_registers_the_new_device_beside_the_old(client, push, qr, factor_user, mailbox):
+    old = old_device(push, factor_user)
+    db.session.commit()
+    issued = qr.issue(factor_user, actor="admin@example.com")
+    device = NewDevice(client)
+    response = device.redeem(issued.secret, user=factor_user.username, name="Pixel 9")
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body == {"device_id": device.id, "user": factor_user.username, "issuer": "http://localhost:5000",
+                    "endpoint": "http://localhost:5000/factors/push/v1"}
+    devices = {c.lookup_key: c for c in push.store.list(factor_user)}
+    assert set(devices) == {old.lookup_key, device.id}
+    assert devices[device.id].label == "Pixel 9"
+    added = events("recovery_qr.device_added")
+    assert len(added) == 1 and added[0].details["device_name"] == "Pixel 9"
+    assert [e.details["via"] for e in events("push.device_registered")] == ["recovery_qr"]
+    assert events("recovery_qr.used")[0].details["credential_id"] == issued.credential.id
+    assert [m.subject for m in mailbox] == ["A new device was added to your account"]
+    assert not qr.is_configured_for(factor_user)
+
+
+def test_redeem_without_the_user_claim_still_works(client, push, qr, factor_user):
+    issued = qr.issue(factor_user, actor="cli")
+    assert NewDevice(client).redeem(issued.secret).status_code == 201
+
+
+def test_reused_expired_revoked_and_unknown_codes_are_refused(client, push, qr, factor_user):
+    used = qr.issue(factor_user, actor="cli")
+    assert NewDevice(client).redeem(used.secret, user=factor_user.username).status_code == 201
+    again = NewDevice(client).redeem(used.secret, user=factor_user.username)
+    assert (again.status_code, again.get_json()) == (410, {"error": "recovery_code_used"})
+
+    expired = qr.issue(factor_user, actor="cli", ttl=60, now=utcnow() - timedelta(minutes=2))
+    answer = NewDevice(client).redeem(expired.secret, user=factor_user.username)
+    assert (answer.status_code, answer.get_json()) == (410, {"error": "recovery_code_expired"})
+
+    revoked = qr.issue(factor_user, actor="cli")
+    qr.revoke(factor_user, revoked.credential.id, actor="admin@example.com")
+    answer = NewDevice(client).redeem(revoked.secret, user=factor_user.username)
+    assert (answer.status_code, answer.get_json()) == (410, {"error": "recovery_code_revoked"})
+
+    answer = NewDevice(client).redeem("00000-00000-00000-00000-00000", user=factor_user.username)
+    assert (answer.status_code, answer.get_json()) == (400, {"error": "invalid_recovery_code"})
+    assert push.store.count(factor_user) == 1
+
+
+def test_malformed_and_forged_requests(client, push, qr, factor_user):
+    issued = qr.issue(factor_user, actor="cli")
+    device = NewDevice(client)
+    for body in (None, {}, {"request": ""}, {"request": "a.b.c"}, {"request": 5}, ["x"]):
+        response = client.post("/factors/qr_recovery/redeem", json=body)
+        assert response.status_code == 400, body
+    # Signed by another key than the one in the header.
+    from authenticator.push import keys
+
+    other = keys.new_private_key()
+    header = {"alg": "ES256", "typ": "JWT", "jwk": keys.public_jwk(device.key)}
+    forged = keys.sign_jwt(other, header, {"aud": device.base + "/redeem", **keys._times(None),
+                                           "secret": issued.secret, "name": "x"})
+    assert device.redeem(issued.secret, token=forged).status_code == 400
+    # For another endpoint, or too long-lived.
+    assert device.redeem(issued.secret, token=device.token("/personal/finish", secret=issued.secret,
+                                                           name="x")).status_code == 400
+    assert device.redeem(issued.secret, name="").status_code == 400
+    assert qr.is_configured_for(factor_user)  # nothing spent
+    assert push.store.count(factor_user) == 0
+
+
+def test_an_already_registered_key_does_not_spend_the_code(client, push, qr, factor_user):
+    device = NewDevice(client)
+    first = qr.issue(factor_user, actor="cli")
+    assert device.redeem(first.secret).status_code == 201
+    second = qr.issue(factor_user, actor="cli")
+    assert device.redeem(second.secret).get_json() == {"error": "device_exists"}
+    assert qr.is_configured_for(factor_user)
+
+
+# --- personal accounts: password + e-mailed code ---------------------------------------------
+
+
+@pytest.fixture
+def alice(factor_app):
+    from idp.factors import testing
+    from idp.models import User
+
+    ref = testing.make_user("alice.personal@example.com")
+    row = db.session.get(User, ref.id)
+    row.password_hash = factor_app.extensions["idp.passwords"].hash(PASSWORD)
+    db.session.commit()
+    return ref
+
+
+def code_in(message) -> str:
+    import re
+
+    return re.search(r"\b(\d{6})\b", message.body).group(1)
+
+
+def test_personal_recovery_end_to_end(client, push, qr, alice, mailbox):
+    device = NewDevice(client)
+    started = device.start(alice.email, PASSWORD)
+    assert started.status_code == 200, started.get_json()
+    body = started.get_json()
+    assert body["sent_to"] == "a***@example.com" and body["recovery_id"]
+    assert len(mailbox) == 1 and mailbox[0].to == alice.email
+    code = code_in(mailbox[0])
+    finished = device.finish(body["recovery_id"], code, name="Restored phone")
+    assert finished.status_code == 201, finished.get_json()
+    assert finished.get_json()["device_id"] == device.id
+    assert [c.label for c in push.store.list(alice)] == ["Restored phone"]
+    assert device.finish(body["recovery_id"], code).status_code in (409, 410)  # spent
+    assert NewDevice(client).finish(body["recovery_id"], code).get_json()["error"] == "code_expired"
+    assert [e.details["via"] for e in events("recover.device_added")] == ["recover"]
+
+
+def test_personal_start_gives_one_answer_for_unknown_account_and_wrong_password(client, qr, alice, mailbox):
+    device = NewDevice(client)
+    wrong = device.start(alice.email, "not the password")
+    unknown = device.start("nobody@example.com", PASSWORD)
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.get_json() == unknown.get_json() == {"error": "invalid_credentials"}
+    assert device.start(alice.email, "").status_code == 400
+    assert client.post("/factors/qr_recovery/personal/start", data="x").status_code == 400
+    assert not mailbox
+    assert len(events("recover.password_failed")) == 1
+
+
+def test_personal_start_locks_out_after_repeated_failures(client, qr, alice, mailbox):
+    device = NewDevice(client)
+    statuses = [device.start(alice.email, f"wrong {i}").status_code for i in range(6)]
+    assert statuses[:5] == [401] * 5 and statuses[5] == 429
+    locked = device.start(alice.email, PASSWORD)  # even the right password waits
+    assert locked.status_code == 429 and locked.get_json()["retry_after"] > 0
+    assert int(locked.headers["Retry-After"]) > 0
+    assert not mailbox
+
+
+def test_wrong_codes_count_and_the_fifth_ends_it(client, push, qr, alice, mailbox):
+    device = NewDevice(client)
+    recovery_id = device.start(alice.email, PASSWORD).get_json()["recovery_id"]
+    code = code_in(mailbox[0])
+    wrong = "000000" if code != "000000" else "111111"
+    answers = [device.finish(recovery_id, wrong).get_json() for _ in range(5)]
+    assert [a.get("tries_left") for a in answers] == [4, 3, 2, 1, 0]
+    assert answers[0]["error"] == "invalid_code"
+    final = device.finish(recovery_id, code)
+    assert (final.status_code, final.get_json()["error"]) == (410, "code_expired")
+    assert push.store.count(alice) == 0
+
+
+def test_expired_code_is_refused(client, push, qr, alice, mailbox):
+    from idp.models import FactorChallenge
+
+    device = NewDevice(client)
+    recovery_id = device.start(alice.email, PASSWORD).get_json()["recovery_id"]
+    row = db.session.get(FactorChallenge, recovery_id)
+    row.expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert device.finish(recovery_id, code_in(mailbox[0])).get_json() == {"error": "code_expired"}
+
+
+def test_undeliverable_code_is_a_clear_error(factor_app, client, qr, alice):
+    from idp.notify import SmtpNotifier
+    from fixtures.oidc import free_port
+
+    factor_app.extensions["idp.notifier"] = SmtpNotifier("127.0.0.1", free_port(), timeout=2)
+    response = NewDevice(client).start(alice.email, PASSWORD)
+    assert (response.status_code, response.get_json()) == (503, {"error": "code_not_sent"})
+
+
+def test_personal_recovery_can_be_switched_off(tmp_path):
+    from idp.factors import testing
+
+    app = testing.make_app(testing.database_url_for_tests(tmp_path), {"factors.qr_recovery.personal_recovery": False})
+    with app.app_context():
+        testing.create_schema()
+        enable()
+        response = app.test_client().post("/factors/qr_recovery/personal/start", json={"email": "a", "password": "b"})
+        assert response.status_code == 403
+
+
+# --- exactly once under concurrency (PostgreSQL) ---------------------------------------------
+
+
+def test_two_racing_redemptions_of_one_code_give_one_device(pg_app):
+    from idp.factors import testing
+
+    push, qr = enable()
+    user = testing.make_user("race@example.com")
+    issued = qr.issue(user, actor="cli")
+    devices = [NewDevice(None) for _ in range(4)]
+    tokens = [d.token("/redeem", secret=issued.secret, user=user.username, name=f"phone {i}")
+              for i, d in enumerate(devices)]
+    barrier = threading.Barrier(len(devices))
+
+    def redeem(token):
+        with pg_app.app_context():
+            client = pg_app.test_client()
+            barrier.wait()
+            return client.post("/factors/qr_recovery/redeem", json={"request": token}).status_code
+
+    with ThreadPoolExecutor(len(devices)) as pool:
+        codes = list(pool.map(redeem, tokens))
+    assert sorted(codes) == [201, 410, 410, 410], codes
+    assert push.store.count(user) == 1
+    assert len(events("recovery_qr.used")) == 1
