@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 
 from idp.admin import queries
-from idp.admin.access import org_admin_required, user_in_org
+from idp.admin.access import MAX_ID, org_admin_required, user_in_org
 from idp.admin.forms import AllowedFactorsForm, ConfirmForm, GraceForm, RequireAllForm, UserSecurityForm
 from idp.db import db
 from idp.models import User
@@ -65,6 +65,11 @@ def _int_arg(name: str) -> int | None:
     return int(value)
 
 
+def _text_arg(name: str, limit: int) -> str:
+    """A query-string text, trimmed, without NUL (PostgreSQL refuses it in any string)."""
+    return request.args.get(name, "").replace("\x00", "").strip()[:limit]
+
+
 def _actor() -> policy_settings.Actor:
     return policy_settings.Actor.admin(g.admin)
 
@@ -85,7 +90,7 @@ def users():
         wanted = TwoFactorStatus(raw_status) if raw_status else None
     except ValueError:
         abort(400)
-    search = request.args.get("q", "")
+    search = _text_arg("q", queries.MAX_QUERY)
     today = today_utc()
     page = queries.users_page(g.org, today=today, search=search, status=wanted,
                               after=_int_arg("after"), before=_int_arg("before"))
@@ -251,8 +256,8 @@ def grace():
 @bp.get("/audit")
 @org_admin_required
 def audit():
-    who = request.args.get("user", "").strip()[:320]
-    action = request.args.get("action", "").strip()[:64]
+    who = _text_arg("user", 320)
+    action = _text_arg("action", 64)
     subject_ids = None
     if who:
         pattern = f"%{queries._escape_like(who.lower())}%"
@@ -277,6 +282,8 @@ def _registry():
 
 
 def _credential_of(target: User, credential_id: int):
+    if not 0 < credential_id < MAX_ID:
+        abort(404)
     for credential in _credentials_of(target):
         if credential.id == credential_id:
             return credential

@@ -165,6 +165,8 @@ def set_user_requirement(user_id: int, mode: str, until: date | None, reason: st
             raise PolicyError(f"the exemption end date {until.isoformat()} is in the past")
     if reason is not None and len(reason) > MAX_REASON:
         raise PolicyError(f"the reason is too long (at most {MAX_REASON} characters)")
+    if reason is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in reason):
+        raise PolicyError("the reason contains control characters")
     try:
         user = _user_for_update(user_id, actor)
         before = {"mode": user.mfa_setting, "until": user.exempt_until, "reason": user.exempt_reason}

@@ -359,3 +359,32 @@ def test_french_catalog_is_complete():
         catalog = read_po(handle)
     untranslated = [m.id for m in catalog if m.id and not m.string]
     assert not untranslated
+
+
+# --------------------------------------------------------------------------- bad input never 500s
+
+GARBAGE_QUERIES = ["q=%00", "q=" + "x" * 5000, "q=%E2%80%AE%F0%9F%98%80", "status=%00", "after=" + "9" * 30,
+                   "before=-1", "after=1&before=2", "user=%00", "action=%25%00", "action=" + "a" * 500]
+GARBAGE_FORMS = [
+    {"grace_days": "abc", "grace_logins": "1e9"}, {"grace_days": "999999999999999999999"},
+    {"exempt": "y", "exempt_until": "9999-99-99"}, {"exempt": "y", "exempt_until": "\x00"},
+    {"exempt": "y", "exempt_reason": "\x00 nul"}, {"factors": ["x" * 1000, "\x00"]}, {"on": "\x00"},
+    {"require_2fa": "\x00", "exempt": "maybe"}, {"confirm": "\x00"},
+]
+
+
+def test_admin_routes_answer_bad_input_without_a_500(app, world, browser):
+    credential = add_credential(world["bob"])
+    client = browser(world["admin"])
+    for rule, method in admin_routes(app):
+        url = url_for_rule(rule, world["bob"].id, credential.id)
+        if method == "GET":
+            for query in GARBAGE_QUERIES:
+                response = client.get(f"{url}?{query}")
+                assert response.status_code < 500, (url, query, response.status_code)
+        else:
+            for data in GARBAGE_FORMS:
+                response = client.post(url, data=data)
+                assert response.status_code < 500, (url, data, response.status_code)
+    for url in ("/admin/users/99999999999999999999999", "/admin/users/0/factors/99999999999999999999/revoke"):
+        assert client.get(url).status_code == 404

@@ -136,6 +136,7 @@ def test_exemption_ending_today_is_allowed(app, make_org, make_user):
     ("exempt", TODAY - timedelta(days=1), None, "in the past"),
     ("exempt", "2030-01-01", None, "must be a date"),
     ("exempt", None, "x" * 501, "too long"),
+    ("exempt", None, "nul \x00 byte", "control characters"),
 ])
 def test_user_requirement_bad_input_writes_nothing(app, make_org, make_user, mode, until, reason, message):
     user = make_user(make_org(), "u@example.com")
