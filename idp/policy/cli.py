@@ -72,7 +72,7 @@ def _find_org(name: str):
 
     name = (name or "").strip()
     org = db.session.scalar(select(Organization).where(Organization.name == name))
-    if org is None and name.isdigit():
+    if org is None and name.isdigit() and len(name) < 19:
         org = db.session.get(Organization, int(name))
     if org is None:
         raise PolicyCliError(f"unknown organization {name!r}")

@@ -111,6 +111,7 @@ def test_user_require_exempt_follow(run, acme):
 
 @pytest.mark.parametrize("args, fragment", [
     (("show", "--org", "Nope"), "unknown organization"),
+    (("show", "--org", "9" * 40), "unknown organization"),
     (("show",), "--org"),
     (("require-all", "--org", "Acme", "maybe"), "maybe"),
     (("require-all", "--org", "Nope", "on"), "unknown organization"),
