@@ -296,6 +296,31 @@ def report(results: list[Result], argon: dict | None, args, started: datetime.da
     return "\n".join(lines) + "\n"
 
 
+README_START, README_END = "<!-- bench:latest -->", "<!-- /bench:latest -->"
+
+
+def update_readme(text: str, output: Path, argon, results) -> None:
+    """Put the latest run's summary and target table between the markers of bench/README.md."""
+    readme = REPO / "bench" / "README.md"
+    if not readme.exists():
+        return
+    content = readme.read_text()
+    if README_START not in content or README_END not in content:
+        return
+    head = text.split("## All figures")[0].strip().splitlines()
+    summary = "\n".join(line for line in head[1:] if line.strip() != "## Targets (issue 3)" and line.strip())
+    c16 = [r for r in results if r.concurrency == 16]
+    rows = ["| scenario | target | ops/s | p50 ms | p99 ms | server CPU ms/op |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in c16:
+        rows.append(f"| {r.scenario} | {r.target} | {fmt(r.rate, 0)} | {fmt(r.p50_ms, 2)} | {fmt(r.p99_ms, 2)} | "
+                     f"{fmt(r.cpu_ms_per_op, 3)} |")
+    block = (f"{README_START}\nLatest run: [{output.name}](results/{output.name}) (all concurrencies there).\n\n"
+             + summary.replace("| target | figure |", "\n| target | figure |", 1)
+             + "\n\nAt c16:\n\n" + "\n".join(rows) + f"\n{README_END}")
+    start, end = content.index(README_START), content.index(README_END) + len(README_END)
+    readme.write_text(content[:start] + block + content[end:])
+
+
 def platform_line() -> str:
     try:
         model = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
@@ -402,6 +427,8 @@ def main(argv=None) -> int:
         {"argon2": argon, "results": [dict(vars(r), rate=r.rate) for r in results]}, indent=1, default=str))
     print("\n" + text)
     print(f"written to {output}")
+    if not args.output:
+        update_readme(text, output, argon, results)
     return 0
 
 
