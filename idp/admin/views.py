@@ -95,7 +95,7 @@ def users():
     page = queries.users_page(g.org, today=today, search=search, status=wanted,
                               after=_int_arg("after"), before=_int_arg("before"))
     return render_template("admin/users.html", page=page, search=search, wanted=wanted,
-                           counts=distribution(g.org.id, today), org=g.org)
+                           counts=distribution(g.org.id, today), org=g.org, today=today)
 
 
 @bp.get("/users/<int:user_id>")

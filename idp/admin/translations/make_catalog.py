@@ -100,6 +100,7 @@ FRENCH = {
         "Un utilisateur pour qui la 2FA vient d'être rendue obligatoire peut reporter l'activation d'un second "
         "facteur pendant ce nombre de jours ou de connexions (vide ou 0 : aucun délai).",
     "disabled": "désactivé",
+    "exempt": "exempté",
     "Exempt until %(date)s.": "Exempté jusqu'au %(date)s.",
     "Exempt with no end date.": "Exempté sans date de fin.",
     "Reason: %(reason)s": "Motif : %(reason)s",
@@ -131,6 +132,34 @@ FRENCH = {
     "No user matches.": "Aucun utilisateur ne correspond.",
     "Previous": "Précédent",
     "Next": "Suivant",
+    # Recovery QR codes (idp/admin/recovery_qr.py, issue 7)
+    "1 hour": "1 heure",
+    "24 hours": "24 heures",
+    "3 days": "3 jours",
+    "7 days": "7 jours",
+    "Valid for": "Valable",
+    "Issue recovery QR code": "Émettre un code QR de récupération",
+    "Choose a shorter validity.": "Choisissez une durée de validité plus courte.",
+    "The recovery QR code was revoked.": "Le code QR de récupération a été révoqué.",
+    "Recovery QR code": "Code QR de récupération",
+    "Recovery QR code for %(email)s": "Code QR de récupération pour %(email)s",
+    "Give this to %(email)s now": "Remettez-le à %(email)s maintenant",
+    "It is shown only once and works once, until %(when)s. Hand it over in person or over a channel you trust.":
+        "Il n'est affiché qu'une fois et ne fonctionne qu'une fois, jusqu'au %(when)s. Remettez-le en main "
+        "propre ou par un canal de confiance.",
+    "On a new phone, the authenticator app scans it to get push sign-in back. At the login, the user can instead type this code under “I can't use my usual method”:":
+        "Sur un nouveau téléphone, l'application d'authentification le scanne pour retrouver la connexion par "
+        "notification. À la connexion, l'utilisateur peut aussi saisir ce code sous « Je ne peux pas utiliser "
+        "ma méthode habituelle » :",
+    "Download as PNG": "Télécharger en PNG",
+    "For a user who lost their phone or every second factor: one use, then they set up a new factor or register their new phone. Issuing is recorded in the audit log.":
+        "Pour un utilisateur qui a perdu son téléphone ou tous ses seconds facteurs : un seul usage, puis il "
+        "active un nouveau facteur ou enregistre son nouveau téléphone. L'émission est inscrite au journal d'audit.",
+    "Codes that still work": "Codes encore valables",
+    "Issued": "Émis",
+    "By": "Par",
+    "Expires": "Expire",
+    "None.": "Aucun.",
 }
 
 

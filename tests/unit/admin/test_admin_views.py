@@ -143,6 +143,17 @@ def test_users_list_shows_the_four_shields_with_text(app, world, browser, make_u
     assert 'title="Two-factor authentication is not active."' in html
     assert 'class="sr-only">2FA required, not set up.' in html
     assert 'aria-hidden="true"' in html
+    assert "data-exempt" not in html
+
+
+def test_users_list_marks_running_exemptions(app, world, browser, make_user):
+    make_user(world["acme"], "ex@acme.test", mfa_setting="exempt")
+    make_user(world["acme"], "old@acme.test", mfa_setting="exempt", exempt_until=utcnow().date() - timedelta(days=1))
+    client = browser(world["admin"])
+    html = client.get("/admin/users?q=ex%40").get_data(as_text=True)
+    assert html.count("data-exempt") == 1
+    html = client.get("/admin/users?q=old%40").get_data(as_text=True)
+    assert "data-exempt" not in html and 'data-status="required_not_set_up"' in html
 
 
 def test_users_search_and_status_filter(app, world, browser):
