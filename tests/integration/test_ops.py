@@ -374,3 +374,16 @@ def test_discovery_and_jwks_are_cached_in_the_real_app(tmp_path):
         assert second.get_data() == first.get_data()
         assert second.headers["X-Request-ID"] != first.headers["X-Request-ID"]
         assert second.headers.get("X-Content-Type-Options") == "nosniff"
+
+
+@pytest.mark.postgres
+def test_readyz_on_postgresql(tmp_path, monkeypatch):
+    url = os.environ.get("IDP_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("needs IDP_TEST_DATABASE_URL (PostgreSQL)")
+    client = build_app(tmp_path, **{"server.database_url": url}).test_client()
+    assert client.get("/readyz").status_code == 200
+    monkeypatch.setattr(db, "engine", create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none",
+                                                    connect_args={"connect_timeout": 2}))
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.get_json()["database"] == "unreachable"
