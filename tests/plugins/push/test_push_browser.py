@@ -1,7 +1,7 @@
 """Push logins in headless Chromium, answered by `idp-authenticator` running as a separate process.
 
 The page polls the login's status URL (push.js) and moves on by itself; these tests never press
-Continue. The relying party's callback is intercepted in the browser (nothing listens there).
+Continue. Reaching the relying party's callback is seen in the requests the page makes.
 """
 from __future__ import annotations
 
@@ -12,33 +12,15 @@ import pytest
 from push_testkit import AppProcess, enable_push, give_device, issue_activation_uri
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-CALLBACK = "http://127.0.0.1:1/"
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    import os
-
-    if not os.path.exists(CHROMIUM):
-        pytest.skip("no /usr/bin/chromium")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(chromium):
-    context = chromium.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    # Nothing listens at the RP's callback (127.0.0.1:1): record where the browser was sent.
-    page.callbacks = []
-    page.on("request", lambda r: r.url.startswith(CALLBACK) and page.callbacks.append(r.url))
-    yield page
-    context.close()
+@pytest.fixture(autouse=True)
+def record_requests(page):
+    """`page` and `chromium` come from tests/fixtures/browser.py. Record where the browser goes, to
+    see it reach the relying party's callback."""
+    page.requested = []
+    page.on("request", lambda r: page.requested.append(r.url))
+    return page
 
 
 @pytest.fixture
@@ -68,12 +50,16 @@ def pending_id(app: AppProcess) -> str:
     return items[0]["id"]
 
 
+def callbacks(page, rp) -> list:
+    return [url for url in page.requested if url.startswith(rp.client["redirect_uri"])]
+
+
 def wait_for_callback(page, rp, timeout: float = 10) -> dict:
     deadline = time.monotonic() + timeout
-    while not page.callbacks and time.monotonic() < deadline:
+    while not callbacks(page, rp) and time.monotonic() < deadline:
         page.wait_for_timeout(50)
-    assert page.callbacks, f"the page did not move on: {page.url}"
-    return rp.validate_id_token(rp.exchange(page.callbacks[0])["id_token"])
+    assert callbacks(page, rp), f"the page did not move on: {page.url}"
+    return rp.validate_id_token(rp.exchange(callbacks(page, rp)[0])["id_token"])
 
 
 def test_approved_by_the_app_moves_the_page_on_its_own(page, push_server, seeded, phone, rp_factory):
@@ -102,7 +88,7 @@ def test_wrong_number(page, push_server, seeded, phone, rp_factory):
     result = phone.run("approve", pending_id(phone), "--number", wrong)
     assert result.returncode == 1 and "did not match" in result.stdout
     page.wait_for_selector("text=denied")
-    assert not page.callbacks
+    assert not callbacks(page, rp)
 
 
 def test_expired(page, push_server, seeded, phone, rp_factory):
@@ -188,7 +174,7 @@ def test_revoked_device(page, push_server, seeded, phone, rp_factory):
     assert result.returncode != 0 and "no longer accepts this device" in result.stderr
     # Its challenge was cancelled: the page stops waiting (push is no longer among the user's factors).
     page.wait_for_selector("[data-push-number]", state="detached")
-    assert not page.callbacks
+    assert not callbacks(page, rp)
 
 
 def test_two_instances_browser_on_one_answer_on_the_other(page, push_server, seeded, tmp_path, rp_factory):
