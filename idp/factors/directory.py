@@ -205,3 +205,14 @@ def count_attempt(key: str) -> int:
     count = db.session.execute(stmt.returning(FailureCounter.failures)).scalar_one()
     db.session.commit()
     return int(count)
+
+
+def last_challenge_status(factor: str, transaction_id: str) -> str | None:
+    """Status of the newest challenge of `factor` created for one login transaction, or None.
+    (Push: after a denial, the same login does not send another request.)"""
+    from idp.models import FactorChallenge
+
+    return db.session.scalars(
+        select(FactorChallenge.status).where(FactorChallenge.factor == factor,
+                                             FactorChallenge.transaction_id == transaction_id)
+        .order_by(FactorChallenge.created_at.desc()).limit(1)).first()

@@ -125,6 +125,10 @@ class PushFactor(Factor):
         settings = self.push_settings
         if directory.push_suspended(user.id):
             return Step(state={"refused": "suspended"}, view={"refused": "suspended"})
+        if ctx.transaction_id and directory.last_challenge_status(self.name, ctx.transaction_id) in (
+                login_challenge.DENIED, login_challenge.FRAUD):
+            # Denied on the phone: this login sends no further request (no re-push after a "no").
+            return Step(state={"refused": "denied"}, view={"refused": "denied"})
         since = ctx.now - timedelta(seconds=settings.window)
         if directory.recent_challenge_count(self.name, user.id, since, kind=login_challenge.LOGIN) \
                 >= settings.max_challenges:

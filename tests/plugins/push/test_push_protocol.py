@@ -263,3 +263,15 @@ def test_long_poll_returns_at_once_when_a_challenge_waits_and_times_out_otherwis
     started = time.monotonic()
     assert len(device.pending(wait=20).get_json()["challenges"]) == 1
     assert time.monotonic() - started < 1
+
+
+def test_no_new_request_in_a_login_after_a_denial(client, push, factor_user):
+    device = enrol_device(client, push, factor_user)
+    ctx, step = start_login(push, factor_user, "txn-D")
+    device.answer(step.state["challenge_id"], "deny")
+    again = push.begin_challenge(factor_user, ctx)
+    assert again.view == {"refused": "denied"}
+    assert device.pending().get_json()["challenges"] == []
+    assert push.verify(factor_user, again.state, {}, ctx) == Rejected("denied", counts_as_failure=False)
+    # Another login is not affected.
+    assert "number" in start_login(push, factor_user, "txn-E")[1].view
