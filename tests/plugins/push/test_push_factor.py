@@ -152,3 +152,33 @@ def test_two_racing_registrations_with_one_code_one_device(pg_app):
         codes = list(pool.map(register, key_list))
     assert sorted(codes) == [201, 400, 400, 400]
     assert push.store.count(user) == 1
+
+
+def test_webhook_transport_posts_a_wake_up_without_context(factor_app, factor_user):
+    import queue
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received = queue.Queue()
+
+    class Relay(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.put(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Relay)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        push = push_factor()
+        push.push_settings = PushSettings.from_mapping(
+            {"transport": "webhook", "webhook_url": f"http://127.0.0.1:{server.server_address[1]}/relay"})
+        device = enrol_device(factor_app.test_client(), push, factor_user)
+        step = push.begin_challenge(factor_user, context(push))
+        body = received.get(timeout=5)
+        assert body["device_id"] == device.id and body["challenge_id"] == step.state["challenge_id"]
+        assert set(body) == {"device_id", "challenge_id", "expires_at"}
+    finally:
+        server.shutdown()
