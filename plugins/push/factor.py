@@ -8,19 +8,21 @@ challenge with a number shown in the browser; the device answers it (signed, exa
 """
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from datetime import timedelta
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from idp.factors import (AttemptContext, CredentialInfo, Description, Enrolled, Factor, FactorKind, Rejected,
-                         Step, UserRef, directory, label_text)
+from idp.factors import (AttemptContext, CredentialInfo, Description, Enrolled, Factor, FactorKind, Pending,
+                         Rejected, Step, UserRef, directory, label_text)
 
 from idp_plugins.push import activation, login_challenge
-from idp_plugins.push.protocol import unix
+from idp_plugins.push.protocol import unix, utc_now
 from idp_plugins.push.settings import PushSettings
 from idp_plugins.push.transport import build_transport
-from idp_plugins.push.wake import Waker
+from idp_plugins.push.wake import Waker, challenge_channel
 
 WAKER_KEY = "idp.push.waker"
 
@@ -154,6 +156,29 @@ class PushFactor(Factor):
             return Rejected(str(state["refused"]), counts_as_failure=False)
         return login_challenge.outcome(self.challenges, self.store, user, state, ctx.now, ctx.transaction_id,
                                        self.amr)
+
+    def wait(self, user: UserRef, state: dict, ctx: AttemptContext, timeout: float = 20.0):
+        """Like `poll`, but blocks up to `timeout` seconds (at most 25) while the answer is pending.
+
+        For a status endpoint that long-polls (`?wait=`): the page then moves on within
+        milliseconds of the answer instead of at its next poll. Woken by the answer's
+        publication (in this process, or through Redis in another), else by re-reading the
+        database every `waker.fallback_interval`. Holds a worker thread meanwhile (gthread).
+        """
+        outcome = self.poll(user, state, ctx)
+        challenge_id = state.get("challenge_id") if isinstance(state, dict) else None
+        if not isinstance(outcome, Pending) or not isinstance(challenge_id, str):
+            return outcome
+        deadline = time.monotonic() + min(max(float(timeout), 0.0), 25.0)
+        waker = self.waker()
+        with waker.listen([challenge_channel(challenge_id)]) as listener:
+            while True:
+                outcome = self.poll(user, state, replace(ctx, now=utc_now()))
+                left = deadline - time.monotonic()
+                if not isinstance(outcome, Pending) or left <= 0:
+                    return outcome
+                directory.rollback()
+                listener.wait(min(waker.fallback_interval, left))
 
     # --- extras ----------------------------------------------------------------------------
 

@@ -25,7 +25,9 @@
 
   function tick() {
     if (stopped) { return; }
-    fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}, cache: "no-store"})
+    // `wait`: a status endpoint that long-polls answers as soon as the phone does; one that does
+    // not simply ignores it and answers at once (then we ask again after `interval`).
+    fetch(url + (url.indexOf("?") < 0 ? "?" : "&") + "wait=20", {credentials: "same-origin", headers: {"Accept": "application/json"}, cache: "no-store"})
       .then(function (r) { return r.ok || r.status === 410 ? r.json() : {status: "pending"}; })
       .then(function (data) {
         var s = data && data.status;

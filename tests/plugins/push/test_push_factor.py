@@ -182,3 +182,32 @@ def test_webhook_transport_posts_a_wake_up_without_context(factor_app, factor_us
         assert set(body) == {"device_id", "challenge_id", "expires_at"}
     finally:
         server.shutdown()
+
+
+def test_wait_returns_as_soon_as_the_device_answers(factor_app, factor_user):
+    import time
+
+    from idp.factors import Pending, Verified
+
+    push = push_factor()
+    device = enrol_device(factor_app.test_client(), push, factor_user)
+    ctx = context(push)
+    step = push.begin_challenge(factor_user, ctx)
+    cid, number = step.state["challenge_id"], step.view["number"]
+
+    def answer_later():
+        time.sleep(0.3)
+        with factor_app.app_context():
+            Device(factor_app.test_client(), device.key).answer(cid, "approve", number)
+
+    threading.Thread(target=answer_later).start()
+    started = time.monotonic()
+    outcome = push.wait(factor_user, step.state, ctx, timeout=10)
+    assert isinstance(outcome, Verified)
+    assert time.monotonic() - started < 1.0
+    # Nothing pending: returns after the timeout with Pending.
+    other_ctx = context(push, transaction_id="t-other")
+    other = push.begin_challenge(factor_user, other_ctx)
+    started = time.monotonic()
+    assert isinstance(push.wait(factor_user, other.state, other_ctx, timeout=0.5), Pending)
+    assert 0.4 < time.monotonic() - started < 2
