@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, TextIO
 
-from authenticator import clock, totp
+from authenticator import clock, recover, totp
 from authenticator.accounts import ACTIVE, PUSH, Account, find_account
 from authenticator.backup import service as backup_service
 from authenticator.backup.storage import DirectoryStorage
@@ -184,7 +184,7 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "watch": push_commands.cmd_watch,
     "backup": cmd_backup,
     "restore": cmd_restore,
-    "recover": not_available_yet,
+    "recover": recover.cmd_recover,
 }
 
 

@@ -101,12 +101,12 @@ def test_list_on_a_fresh_home_is_empty_and_creates_nothing(app):
     assert app.files() == {}
 
 
-def test_recover_is_not_available_yet(app):
-    # pending/approve/deny/watch exist now: tests/authenticator/test_push_*.py.
+def test_recover_of_unknown_account_on_fresh_home(app):
+    # recover itself is tested against a live server: tests/authenticator/test_recover_*.py, tests/integration.
     for args in (["recover", "alice", "--password"], ["recover", "alice", "--qr", "x.png"]):
         result = app.run(*args)
-        assert "not available yet" in one_line_error(result)
-        assert result.returncode == 2
+        assert "no account matches 'alice'" in one_line_error(result)
+    assert app.files() == {}
 
 
 def test_code_of_unknown_account_on_fresh_home(app):

@@ -1,0 +1,247 @@
+"""``recover ACCOUNT --qr IMAGE | --password``: give a restored push account a new device key.
+
+After a restore (or on any new device), a push account holds no key: the old phone's key
+never left it. Recovery proves the user's right to the account again and registers a new
+P-256 key made here, at the server's recovery endpoints (docs/recovery.md):
+
+- ``--qr IMAGE``: a recovery QR code an admin issued (work accounts). The image (or the
+  ``idp-recovery://`` URI itself) is decoded, and ``ENDPOINT/redeem`` spends it once.
+- ``--password``: the account's password, then a 6-digit code the server e-mails to the
+  account's verified address (personal accounts). Both come from stdin when it is not a
+  terminal -- line 1 the password, line 2 the code. The code line is read only after the
+  server has sent the code, so a script writes the password, waits for the e-mail, then
+  writes the code. On a terminal both are asked for (the password without echo).
+
+Every request that registers the key is a JWS signed by the new key (the key proves
+itself, as in a push registration). On success the account becomes active with its new
+device id and key, and the automatic backup runs (as after any change).
+"""
+
+import getpass
+import secrets
+import sys
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from authenticator.accounts import ACTIVE, PUSH, find_account
+from authenticator.errors import AuthenticatorError
+from authenticator.push import keys
+from authenticator.push.activation import device_name
+from authenticator.push.client import ServerUnreachable
+from authenticator.qr import decode_qr_image
+
+URI_SCHEME = "idp-recovery"
+SUPPORTED_VERSION = "1"
+TIMEOUT = 15.0
+TOKEN_LIFETIME = 60
+
+
+# Exit statuses 30-39 (errors.py: 1-16; push: 20-24).
+class RecoveryCodeUsed(AuthenticatorError):
+    exit_code = 30
+
+
+class RecoveryCodeExpired(AuthenticatorError):
+    exit_code = 31
+
+
+class RecoveryCodeRevoked(AuthenticatorError):
+    exit_code = 32
+
+
+class RecoveryCodeUnknown(AuthenticatorError):
+    exit_code = 33
+
+
+class WrongPassword(AuthenticatorError):
+    exit_code = 34
+
+
+class WrongCode(AuthenticatorError):
+    exit_code = 35
+
+
+class CodeExpired(AuthenticatorError):
+    exit_code = 36
+
+
+class TooManyAttempts(AuthenticatorError):
+    exit_code = 37
+
+
+class RecoveryRefused(AuthenticatorError):
+    """Anything else the server refused (disabled, device exists, malformed)."""
+
+    exit_code = 38
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc or url
+
+
+def parse_recovery_uri(uri: str) -> dict:
+    parts = urlsplit(uri.strip())
+    if parts.scheme != URI_SCHEME or parts.netloc != "redeem":
+        raise AuthenticatorError("this QR code is not a recovery QR code (expected idp-recovery://redeem)")
+    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    if query.get("v") != SUPPORTED_VERSION:
+        raise AuthenticatorError(f"recovery QR code version {query.get('v')!r} is not supported (this app reads v1)")
+    for name in ("issuer", "endpoint", "secret"):
+        if not query.get(name):
+            raise AuthenticatorError(f"recovery QR code without {name!r}")
+    if urlsplit(query["endpoint"]).scheme not in ("http", "https"):
+        raise AuthenticatorError("recovery endpoint must be an http(s) URL")
+    return query
+
+
+def signed_request(key, audience: str, claims: dict) -> str:
+    """A JWS signed by the new key, which travels in the header (server: plugins/qr_recovery/signed.py)."""
+    now = int(time.time())
+    header = {"alg": "ES256", "typ": "JWT", "jwk": keys.public_jwk(key)}
+    return keys.sign_jwt(key, header, {"aud": audience, "iat": now, "exp": now + TOKEN_LIFETIME,
+                                       "jti": secrets.token_urlsafe(24), **claims})
+
+
+def _post(url: str, body: dict, session=None) -> tuple:
+    http = session or requests
+    try:
+        response = http.post(url, json=body, timeout=TIMEOUT, allow_redirects=False)
+    except requests.RequestException as exc:
+        raise ServerUnreachable(f"cannot reach the server at {_host(url)}: {type(exc).__name__}") from None
+    try:
+        data = response.json()
+    except ValueError:
+        data = {}
+    return response.status_code, data if isinstance(data, dict) else {}
+
+
+def _refused(status: int, data: dict, url: str) -> AuthenticatorError:
+    error = data.get("error") or "no error"
+    return RecoveryRefused({
+        "device_exists": "this device's new key is already registered (run recover again)",
+        "push_unavailable": "the server has push sign-in switched off",
+        "personal_recovery_disabled": "the server does not offer recovery by password: ask your administrator "
+                                      "for a recovery QR code",
+        "code_not_sent": "the server could not send the code by e-mail: try again later or ask your administrator",
+    }.get(error, f"the server refused the recovery (HTTP {status}, {error}) at {_host(url)}"))
+
+
+# --- the two ways ------------------------------------------------------------------------
+
+
+def redeem_qr(account, source: str, key) -> dict:
+    """Spend the recovery QR code in ``source`` (image path or URI) for ``key``; the server's answer."""
+    uri = source if source.strip().startswith(URI_SCHEME + "://") else decode_qr_image(source)
+    query = parse_recovery_uri(uri)
+    issuer = account.push.issuer_url.rstrip("/")
+    if query["issuer"].rstrip("/") != issuer:
+        raise AuthenticatorError(f"this recovery QR code is for {query['issuer']}, not for {account.label} "
+                                 f"({issuer})")
+    if query.get("user") and account.push.username and query["user"].lower() != account.push.username.lower():
+        raise AuthenticatorError(f"this recovery QR code is for {query['user']}, not for {account.label}")
+    url = query["endpoint"].rstrip("/") + "/redeem"
+    token = signed_request(key, url, {"secret": query["secret"], "user": query.get("user") or account.push.username,
+                                      "name": device_name()})
+    status, data = _post(url, {"request": token})
+    if status == 201:
+        return data
+    error = data.get("error")
+    if error == "recovery_code_used":
+        raise RecoveryCodeUsed("this recovery QR code was already used: ask your administrator for a new one")
+    if error == "recovery_code_expired":
+        raise RecoveryCodeExpired("this recovery QR code has expired: ask your administrator for a new one")
+    if error == "recovery_code_revoked":
+        raise RecoveryCodeRevoked("this recovery QR code was revoked by an administrator: ask for a new one")
+    if error == "invalid_recovery_code":
+        raise RecoveryCodeUnknown("the server does not know this recovery QR code (wrong server, or it was "
+                                  "replaced): ask your administrator for a new one")
+    raise _refused(status, data, url)
+
+
+class LineReader:
+    """The password and then the code: from stdin's lines in scripts, asked on a terminal."""
+
+    def __init__(self, stream=None, err=None):
+        self.stream = stream or sys.stdin
+        self.err = err or sys.stderr
+
+    def password(self) -> str:
+        if self.stream.isatty():
+            try:
+                return getpass.getpass("Password: ")
+            except (EOFError, KeyboardInterrupt):
+                raise AuthenticatorError("no password given") from None
+        line = self.stream.readline()
+        if not line.strip("\r\n"):
+            raise AuthenticatorError("no password on stdin (line 1: the password, line 2: the e-mailed code)")
+        return line.rstrip("\r\n")
+
+    def code(self, sent_to: str) -> str:
+        prompt = f"Code sent to {sent_to}: "
+        if self.stream.isatty():
+            print(prompt, end="", file=self.err, flush=True)
+            line = self.stream.readline()
+        else:
+            print(f"a code was sent to {sent_to}; reading it from stdin", file=self.err, flush=True)
+            line = self.stream.readline()
+        code = "".join(line.split())
+        if not code:
+            raise AuthenticatorError("no code given (line 2 of stdin, or typed when asked)")
+        return code
+
+
+def recover_by_password(account, key, reader: LineReader) -> dict:
+    endpoint = account.push.issuer_url.rstrip("/") + "/factors/qr_recovery"
+    start_url = endpoint + "/personal/start"
+    status, data = _post(start_url, {"email": account.push.username, "password": reader.password()})
+    if status == 401:
+        raise WrongPassword(f"wrong e-mail or password for {account.push.username} at {_host(start_url)}")
+    if status == 429:
+        raise TooManyAttempts(f"too many attempts: wait {data.get('retry_after', 60)} seconds and try again")
+    if status != 200 or not data.get("recovery_id"):
+        raise _refused(status, data, start_url)
+    code = reader.code(data.get("sent_to") or "your e-mail address")
+    finish_url = endpoint + "/personal/finish"
+    token = signed_request(key, finish_url, {"recovery_id": data["recovery_id"], "code": code, "name": device_name()})
+    status, answer = _post(finish_url, {"request": token})
+    if status == 201:
+        return answer
+    error = answer.get("error")
+    if error == "invalid_code":
+        left = answer.get("tries_left")
+        raise WrongCode("wrong code" + (f" ({left} tries left: run recover again)" if left else
+                                        ": no tries left, run recover again for a new code"))
+    if error == "code_expired":
+        raise CodeExpired("the code has expired or was used up: run recover again for a new one")
+    raise _refused(status, answer, finish_url)
+
+
+def cmd_recover(ctx, args) -> int:
+    from dataclasses import replace
+
+    vault = ctx.existing_vault()
+    account = find_account(vault.accounts if vault else [], args.account)
+    if account.type != PUSH or account.push is None:
+        raise AuthenticatorError(f"{account.label} is not a push account: only push accounts need recovery")
+    key = keys.new_private_key()
+    if args.qr:
+        answer = redeem_qr(account, args.qr, key)
+    else:
+        answer = recover_by_password(account, key, LineReader(err=ctx.err))
+    device_id = keys.device_id(key)
+    if answer.get("device_id") != device_id:
+        raise RecoveryRefused("the server registered a different device id than this key's")
+    push = replace(account.push, device_id=device_id, device_private_key=keys.private_pem(key), status=ACTIVE,
+                   extra={**account.push.extra, "endpoint": answer.get("endpoint")
+                          or account.push.issuer_url.rstrip("/") + "/factors/push/v1"})
+    with ctx.changing_vault(create=False) as vault:  # saves, then the automatic backup
+        current = find_account(vault.accounts, account.id)
+        updated = replace(current, push=push)
+        vault.replace(updated)
+    how = "recovery QR code" if args.qr else "password and e-mailed code"
+    ctx.emit({"id": updated.id, "issuer": updated.issuer, "name": updated.name, "type": updated.type,
+              "status": ACTIVE, "device_id": device_id},
+             f"recovered {updated.label} with a {how}: this device now has its own key (device {device_id[:12]}…)")
+    return 0

@@ -1,0 +1,99 @@
+"""Admin pages for recovery QR codes (issue 7): a user page's "Issue recovery QR code".
+
+    GET  /admin/users/<id>/recovery-qr                 the form, and the user's codes that still work
+    POST /admin/users/<id>/recovery-qr                 issue one: shown once (inline SVG, PNG download, secret)
+    POST /admin/users/<id>/recovery-qr/<cid>/revoke    revoke one
+
+Routes on the admin blueprint (imported at the bottom of views.py), behind the same
+`org_admin_required`; the work (hashing, audit `recovery_qr.issued`/`revoked`) is the
+factor's `issue`/`revoke`, which `idp recovery-qr` calls too. The page that shows a secret
+is never cached, and nothing can show it again.
+"""
+from __future__ import annotations
+
+import base64
+
+from flask import abort, flash, g, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import SelectField, SubmitField
+
+from idp.admin.access import org_admin_required, user_in_org
+from idp.admin.forms import ConfirmForm
+from idp.admin.views import bp
+from idp.factors.directory import user_ref
+
+FACTOR = "qr_recovery"
+VALIDITY_CHOICES = [("3600", _l("1 hour")), ("86400", _l("24 hours")), ("259200", _l("3 days")),
+                    ("604800", _l("7 days"))]
+
+
+class IssueRecoveryQrForm(FlaskForm):
+    expires_in = SelectField(_l("Valid for"), choices=VALIDITY_CHOICES, default="86400")
+    submit = SubmitField(_l("Issue recovery QR code"))
+
+
+def _factor():
+    from idp.factors.registry import current_registry
+
+    registry = current_registry()
+    if FACTOR not in registry:
+        abort(404)
+    return registry.get(FACTOR)
+
+
+def _page(target, form, issued=None, code: int = 200):
+    factor = _factor()
+    choices = [(value, label) for value, label in VALIDITY_CHOICES if int(value) <= factor.qr_settings.max_ttl]
+    form.expires_in.choices = choices
+    outstanding = [factor.describe(c) for c in factor.outstanding(user_ref(target))]
+    view = None
+    if issued is not None:
+        view = {"svg": issued.svg(), "secret": issued.secret, "uri": issued.uri,
+                "expires_at": issued.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+                "png_data": base64.b64encode(issued.png()).decode()}
+    response = make_response(render_template("admin/recovery_qr.html", org=g.org, target=target, form=form,
+                                             revoke_form=ConfirmForm(formdata=None), outstanding=outstanding,
+                                             issued=view), code)
+    if issued is not None:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/users/<int:user_id>/recovery-qr")
+@org_admin_required
+def recovery_qr(user_id: int):
+    target = user_in_org(user_id)
+    return _page(target, IssueRecoveryQrForm(formdata=None))
+
+
+@bp.post("/users/<int:user_id>/recovery-qr")
+@org_admin_required
+def issue_recovery_qr(user_id: int):
+    target = user_in_org(user_id)
+    factor = _factor()
+    form = IssueRecoveryQrForm()
+    form.expires_in.choices = VALIDITY_CHOICES
+    if not form.validate_on_submit():
+        return _page(target, form, code=400)
+    try:
+        issued = factor.issue(user_ref(target), actor=g.admin.email, actor_id=g.admin.id,
+                              ttl=int(form.expires_in.data))
+    except ValueError:
+        form.expires_in.errors = [_("Choose a shorter validity.")]
+        return _page(target, form, code=400)
+    return _page(target, IssueRecoveryQrForm(formdata=None), issued=issued)
+
+
+@bp.post("/users/<int:user_id>/recovery-qr/<int:credential_id>/revoke")
+@org_admin_required
+def revoke_recovery_qr(user_id: int, credential_id: int):
+    target = user_in_org(user_id)
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400)
+    if _factor().revoke(user_ref(target), credential_id, actor=g.admin.email, actor_id=g.admin.id) is None:
+        abort(404)
+    flash(_("The recovery QR code was revoked."), "success")
+    return redirect(url_for("admin.recovery_qr", user_id=target.id))

@@ -1,0 +1,138 @@
+"""Personal accounts: push recovery on a new phone with the password plus a code e-mailed through a
+real SMTP server (aiosmtpd on 127.0.0.1, set through `[mail]`), driven through the app's
+`recover ACCOUNT --password` exactly as a script would: password on stdin's first line, then the
+code, read from the mailbox, on the second."""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from email import message_from_bytes, policy
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from fixtures.oidc import free_port, start_server
+from recovery_kit import audit_events, enable_recovery, push_devices, push_login, restored_phones
+
+
+class Inbox:
+    """An aiosmtpd handler keeping every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+        self.arrived = threading.Condition()
+
+    async def handle_DATA(self, server, session, envelope):
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        with self.arrived:
+            self.messages.append((list(envelope.rcpt_tos), message))
+            self.arrived.notify_all()
+        return "250 Message accepted for delivery"
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> list:
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while len(self.messages) < count:
+                left = deadline - time.monotonic()
+                assert left > 0, f"no e-mail arrived (have {len(self.messages)})"
+                self.arrived.wait(left)
+            return list(self.messages)
+
+
+@pytest.fixture
+def inbox():
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield handler, controller.port
+    controller.stop()
+
+
+@pytest.fixture
+def live_server(migrated_database_url, inbox):
+    """The live server (as in fixtures/oidc.py), its `[mail]` pointing at the local SMTP server."""
+    _handler, port = inbox
+    live = start_server(migrated_database_url, {"mail.host": "127.0.0.1", "mail.port": port,
+                                                "mail.sender": "idp@acme.test"})
+    enable_recovery(live)
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def server(live_server):
+    return live_server
+
+
+def code_of(message) -> str:
+    return re.search(r"\b(\d{6})\b", message.get_body(("plain",)).get_content()).group(1)
+
+
+def recover_with_password(phone, account, password: str, inbox: Inbox, code_for=None):
+    """Run `recover --password`: the password now, the e-mailed code once it arrives."""
+    process = phone.popen("recover", account, "--password")
+    process.stdin.write(password + "\n")
+    process.stdin.flush()
+    code = None
+    if code_for is not None:
+        _rcpt, message = inbox.wait_for(code_for)[code_for - 1]
+        code = code_of(message)
+    try:
+        out, err = process.communicate((code or "") + "\n", timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, out, err, code
+
+
+def test_password_and_emailed_code_give_the_new_phone_its_own_key(server, seeded, inbox, rp_factory, tmp_path):
+    handler, _port = inbox
+    old, new, account = restored_phones(server, seeded.user_email, tmp_path)
+    status, out, err, code = recover_with_password(new, account, seeded.password, handler, code_for=1)
+    assert status == 0, err
+    assert out.startswith("recovered") and "password and e-mailed code" in out
+    assert "a code was sent to a***@acme.test" in err
+    rcpt, message = handler.messages[0]
+    assert rcpt == [seeded.user_email] and message["From"] == "idp@acme.test"
+    assert message["Subject"] == "Your recovery code" and len(code) == 6
+    assert new.accounts()[0]["status"] == "active"
+    # The other devices' owner hears of it: a notice by e-mail, and the audit log for the admins.
+    _rcpt, notice = handler.wait_for(2)[1]
+    assert notice["Subject"] == "A new device was added to your account"
+    assert [d.get("via") for _a, d in audit_events(server, "push.device_registered")] == [None, "recover"]
+    assert len(push_devices(server, seeded.user_email)) == 2
+    rp = rp_factory(seeded.first_party)
+    push_login(server, seeded, rp, new)
+    push_login(server, seeded, rp, old)
+
+
+def test_wrong_password_sends_nothing(server, seeded, inbox, tmp_path):
+    handler, _port = inbox
+    _old, new, account = restored_phones(server, seeded.user_email, tmp_path)
+    before = new.files()
+    status, _out, err, _code = recover_with_password(new, account, "not my password", handler)
+    assert status == 34 and "wrong e-mail or password" in err
+    assert len(err.strip().splitlines()) == 1
+    assert handler.messages == [] and new.files() == before
+
+
+def test_wrong_code_is_refused_with_the_tries_left(server, seeded, inbox, tmp_path):
+    handler, _port = inbox
+    _old, new, account = restored_phones(server, seeded.user_email, tmp_path)
+    process = new.popen("recover", account, "--password")
+    process.stdin.write(seeded.password + "\n")
+    process.stdin.flush()
+    _rcpt, message = handler.wait_for(1)[0]
+    wrong = "000000" if code_of(message) != "000000" else "111111"
+    out, err = process.communicate(wrong + "\n", timeout=60)
+    assert process.returncode == 35 and "wrong code (4 tries left" in err
+    assert new.accounts()[0]["status"] == "needs_verification"
+    assert len(push_devices(server, seeded.user_email)) == 1
+
+
+def test_no_code_line_is_a_clear_error(server, seeded, inbox, tmp_path):
+    handler, _port = inbox
+    _old, new, account = restored_phones(server, seeded.user_email, tmp_path)
+    result = new.run("recover", account, "--password", stdin="")
+    assert result.returncode != 0 and "no password on stdin" in result.stderr
