@@ -347,3 +347,7 @@ def audit_record(event: str, target: User, details: dict) -> None:
 
     audit_log.record(event, org_id=target.org_id, actor_id=g.admin.id, actor=g.admin.email,
                      subject_id=target.id, details=details)
+
+
+# Recovery QR codes (issue 7) add their routes to this blueprint.
+from idp.admin import recovery_qr  # noqa: E402,F401
