@@ -153,3 +153,10 @@ def init_app(app: Flask, settings) -> None:
             return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})
 
         app.add_url_rule("/metrics", "ops.metrics", metrics_view, methods=["GET"])
+
+    # Probes and scrapes must never be throttled by a default rate limit someone adds later.
+    limiter = next(iter(app.extensions.get("limiter", ())), None)
+    if limiter is not None:
+        for view in ("ops.healthz", "ops.readyz", "ops.metrics"):
+            if view in app.view_functions:
+                limiter.exempt(app.view_functions[view])
