@@ -1,7 +1,9 @@
 """Flask extensions shared by the blueprints: CSRF, rate limits, translations."""
 from __future__ import annotations
 
-from flask import Flask, request, session
+from pathlib import Path
+
+from flask import Flask, has_request_context, request, session
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFProtect
@@ -23,6 +25,9 @@ limiter = Limiter(key_func=client_address, default_limits=[], headers_enabled=Tr
 
 
 def select_locale() -> str | None:
+    """The user's choice (ui_locales, the language form) or else the browser's Accept-Language."""
+    if not has_request_context():  # CLI, startup: lazy strings render in the default locale
+        return None
     chosen = request.args.get("ui_locales") or session.get("locale")
     if chosen:
         for tag in chosen.split():
@@ -42,6 +47,5 @@ def init_app(app: Flask, settings: Settings) -> None:
         import redis
 
         app.extensions["idp.redis"] = redis.Redis.from_url(settings.redis_url)
-    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(app.root_path and (__import__("pathlib").Path(
-        __file__).resolve().parent / "translations"))
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(Path(__file__).resolve().parent / "translations")
     babel.init_app(app, locale_selector=select_locale)

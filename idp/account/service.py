@@ -39,13 +39,9 @@ def context(factor):
 
 
 def credentials(user: User) -> list[FactorRow]:
-    registry = current_registry()
-    rows = []
-    for credential in registry.store.list(user_ref(user)):
-        if credential.factor in registry:
-            factor = registry.get(credential.factor)
-            rows.append(FactorRow(factor, factor.describe(credential)))
-    return rows
+    """One row per credential (one per set for recovery codes), for the page's table."""
+    return [FactorRow(factor, description)
+            for factor, description in current_registry().describe_credentials(user_ref(user))]
 
 
 def enrollable(user: User) -> list:

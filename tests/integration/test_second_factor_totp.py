@@ -11,6 +11,9 @@ from fixtures.oidc import FormBrowser
 MFA = "urn:idp:acr:mfa"
 
 
+ENROLMENT_CODES: dict[str, str] = {}
+
+
 def enrol_totp_during_login(web: FormBrowser, rp, seeded) -> tuple[str, list[str]]:
     """Sign in asking for MFA; the pipeline makes the user enrol TOTP. Returns (secret, recovery codes)."""
     web.get(rp.authorization_url(acr_values=MFA))
@@ -22,7 +25,8 @@ def enrol_totp_during_login(web: FormBrowser, rp, seeded) -> tuple[str, list[str
     assert key, page.text[:3000]
     secret = key.replace(" ", "")
     form = page.form_with("code")
-    page = web.submit(form, {"code": pyotp.TOTP(secret).now(), "label": "Phone"})
+    ENROLMENT_CODES[secret] = pyotp.TOTP(secret).now()
+    page = web.submit(form, {"code": ENROLMENT_CODES[secret], "label": "Phone"})
     codes_text = page.find(r"<pre class=\"codes\" data-recovery-codes>([^<]+)</pre>")
     assert codes_text, page.text[:3000]
     codes = [c for c in html.unescape(codes_text).split() if c]
@@ -47,7 +51,7 @@ def test_totp_login_and_replay_refused(seeded, web, rp_factory, live_server):
     page = other.login(seeded.user_email, seeded.password)
     form = page.form_with("code")
     # The code used at enrolment is spent: the same time step is refused.
-    used = pyotp.TOTP(secret).now()
+    used = ENROLMENT_CODES[secret]
     page = other.submit(form, {"code": used})
     assert other.last_redirect is None and page.status in (401, 200)
     next_step = pyotp.TOTP(secret).at(int(__import__("time").time()) + 30)
