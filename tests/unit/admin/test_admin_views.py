@@ -399,3 +399,17 @@ def test_admin_routes_answer_bad_input_without_a_500(app, world, browser):
                 assert response.status_code < 500, (url, data, response.status_code)
     for url in ("/admin/users/99999999999999999999999", "/admin/users/0/factors/99999999999999999999/revoke"):
         assert client.get(url).status_code == 404
+
+
+def test_users_pages_link_forward_and_back(app, world, browser, make_user):
+    for n in range(55):
+        make_user(world["acme"], f"many{n:02d}@acme.test")
+    client = browser(world["admin"])
+    first = client.get("/admin/users?q=many").get_data(as_text=True)
+    assert len(shields(first)) == 50 and 'rel="prev"' not in first
+    next_url = re.search(r'rel="next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+    second = client.get(next_url).get_data(as_text=True)
+    assert len(shields(second)) == 5 and 'rel="next"' not in second
+    assert not set(shields(first)) & set(shields(second))
+    prev_url = re.search(r'rel="prev" href="([^"]+)"', second).group(1).replace("&amp;", "&")
+    assert shields(client.get(prev_url).get_data(as_text=True)) == shields(first)
