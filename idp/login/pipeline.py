@@ -104,6 +104,7 @@ def start(grant, args) -> object:
     """Entry from /authorize once Authlib validated the request."""
     client = grant.request.client.row
     params = normalise_scope(snapshot.capture(args), client)
+    _remember_ui_locales(params)
     sso = login_session.current_session()
     user = login_session.current_user()
     enough, why = session_is_enough(params, sso, user)
@@ -125,6 +126,19 @@ def start(grant, args) -> object:
         return error_redirect(grant, why or "login_required")
     handle = transaction.begin(authz, binding)
     return redirect_to(handle.raw)
+
+
+def _remember_ui_locales(params: dict) -> None:
+    """OIDC ui_locales: the first language we support becomes this browser's choice for the login pages."""
+    from flask import session
+
+    from idp.extensions import SUPPORTED_LOCALES
+
+    for tag in (params.get("ui_locales") or "").split():
+        base = tag.split("-")[0].lower()
+        if base in SUPPORTED_LOCALES:
+            session["locale"] = base
+            return
 
 
 def start_internal(next_path: str, *, fresh: bool = False):
