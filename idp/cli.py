@@ -38,9 +38,10 @@ MAX_PASSWORD_LENGTH = 1024
 # Imported on first use; if the module is missing the command is simply absent.
 MOUNTED_GROUPS = {
     "policy": ("idp.policy.cli", "policy"),
-    # `idp recovery-qr issue ...` (CONTRACT.md) goes here once its module exists, e.g.
-    # "recovery-qr": ("idp.factors.recovery_cli", "recovery_qr"). Plugin commands that
-    # belong under `idp factor NAME` come from the factor registry instead (FactorGroup).
+    # `idp recovery-qr issue ...` (CONTRACT.md): the qr_recovery plugin's commands, found through
+    # the factor registry. Plugin commands that belong under `idp factor NAME` come from the
+    # factor registry too (FactorGroup).
+    "recovery-qr": ("idp.factors.recovery_cli", "recovery_qr"),
 }
 # Groups whose subcommands expect an app context already pushed.
 _APP_GROUPS = set(MOUNTED_GROUPS) | {"factor"}

@@ -1,0 +1,75 @@
+"""`idp recovery-qr issue|list|revoke` through the real `idp` command tree (CONTRACT.md), in process
+with the qr_recovery entry point added (the plugin is registered like an installed one)."""
+from __future__ import annotations
+
+import json
+from importlib.metadata import EntryPoint
+
+import pytest
+from click.testing import CliRunner
+
+ENTRY_POINT = EntryPoint(name="qr_recovery", value="idp_plugins.qr_recovery.factor:QrRecoveryFactor",
+                         group="idp.factors")
+
+
+@pytest.fixture
+def installed(monkeypatch):
+    from idp.factors import registry
+
+    original = registry._entry_points
+    monkeypatch.setattr(registry, "_entry_points",
+                        lambda: [ep for ep in original() if ep.name != "qr_recovery"] + [ENTRY_POINT])
+
+
+@pytest.fixture
+def database(initialised_database_url):
+    from idp.factors import testing
+
+    app = testing.make_app(initialised_database_url)
+    with app.app_context():
+        testing.make_user("carol@example.com")
+    return initialised_database_url
+
+
+def idp(database_url, *args):
+    from idp.cli import cli
+
+    env = {"IDP_DATABASE_URL": database_url, "IDP_SECRET_KEY": "cli-test-secret"}
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_issue_list_revoke(installed, database, tmp_path):
+    from authenticator.qr import decode_qr_image
+
+    png = tmp_path / "carol.png"
+    result = idp(database, "recovery-qr", "issue", "--user", "carol@example.com", "--expires-in", "24h",
+                 "--png", str(png), "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["recovery_uri"].startswith("idp-recovery://redeem?v=1&")
+    assert decode_qr_image(png) == document["recovery_uri"]
+    listed = json.loads(idp(database, "recovery-qr", "list", "--user", "carol@example.com", "--json").stdout)
+    assert [r["credential_id"] for r in listed] == [document["credential_id"]]
+    assert idp(database, "recovery-qr", "revoke", "--user", "carol@example.com",
+               str(document["credential_id"])).exit_code == 0
+    assert json.loads(idp(database, "recovery-qr", "list", "--user", "carol@example.com", "--json").stdout) == []
+    plain = idp(database, "recovery-qr", "issue", "--user", "carol@example.com")
+    assert plain.exit_code == 0 and plain.stdout.startswith("idp-recovery://redeem?")
+
+
+def test_bad_input_is_one_line_and_writes_nothing(installed, database):
+    for args in (["issue", "--user", "nobody@example.com"], ["issue", "--user", "carol@example.com", "--expires-in", "30d"],
+                 ["revoke", "--user", "carol@example.com", "999"]):
+        result = idp(database, "recovery-qr", *args)
+        assert result.exit_code != 0 and "Error" in result.output, result.output
+    listed = idp(database, "recovery-qr", "list", "--user", "carol@example.com", "--json")
+    assert json.loads(listed.stdout) == []
+
+
+def test_without_the_plugin_the_group_says_so(monkeypatch, database):
+    from idp.factors import registry
+
+    original = registry._entry_points
+    monkeypatch.setattr(registry, "_entry_points", lambda: [ep for ep in original() if ep.name != "qr_recovery"])
+    result = idp(database, "recovery-qr", "issue", "--user", "carol@example.com")
+    assert result.exit_code != 0 and "qr_recovery factor is not installed" in result.output
