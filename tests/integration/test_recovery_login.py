@@ -1,0 +1,93 @@
+"""A user who lost every factor gets back in with a recovery code from an admin: the login offers
+"Use a recovery code from your administrator" under "I can't use my usual method", takes the
+code once, and goes on into registering a new factor before the user reaches the application."""
+from __future__ import annotations
+
+import html
+
+import pyotp
+import pytest
+
+from fixtures.oidc import FormBrowser
+from recovery_kit import admin_browser, audit_events, enable_recovery, issue_on_admin_page, user_id
+
+MFA = "urn:idp:acr:mfa"
+
+
+@pytest.fixture
+def server(live_server):
+    return enable_recovery(live_server)
+
+
+def enrol_totp(web: FormBrowser, page) -> str:
+    """On an enrolment page: pick the authenticator app if asked, scan (read) the key, confirm a code."""
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
+    if choose:
+        page = web.submit(choose[0])
+    key = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>')
+    assert key, page.text[:3000]
+    secret = key.replace(" ", "")
+    page = web.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": "New phone"})
+    if "data-recovery-codes" in page.text:  # recovery codes shown once after a first factor
+        web.submit(page.forms()[0])
+    return secret
+
+
+def finish(web: FormBrowser, rp):
+    if web.last_redirect is None and web.page.text and 'name="action"' in web.page.text:
+        web.consent("allow")
+    return rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])
+
+
+def test_admin_recovery_code_lets_a_user_who_lost_every_factor_in_and_into_enrolment(server, seeded, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    # Alice has a TOTP app (and recovery codes)... and then loses the phone and the paper.
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url(acr_values=MFA))
+    lost_secret = enrol_totp(web, web.login(seeded.user_email, seeded.password))
+    finish(web, rp)
+
+    # Before an admin issues a code, the login does not offer it.
+    probe = FormBrowser(server.url)
+    probe.get(rp.authorization_url())
+    page = probe.login(seeded.user_email, seeded.password)
+    assert not [f for f in page.forms() if f["action"].endswith("/factor/qr_recovery")]
+
+    admin = admin_browser(server, seeded)
+    issued = issue_on_admin_page(admin, user_id(server, seeded.user_email), valid_for="3600")
+
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    assert "I can't use my usual method" in html.unescape(page.text)
+    assert "Use a recovery code from your administrator" in page.text
+    [choose] = [f for f in page.forms() if f["action"].endswith("/factor/qr_recovery")]
+    page = web.submit(choose)
+    assert page.form_with("code")
+    # A wrong code shows the same form again and moves nothing forward.
+    page = web.submit(page.form_with("code"), {"code": "00000-00000-00000-00000-00000"})
+    assert page.status == 401 and web.last_redirect is None and page.form_with("code")
+    # The admin's code, typed as a person might: into enrolment of a new factor.
+    page = web.submit(page.form_with("code"), {"code": issued["secret"].lower()})
+    assert web.last_redirect is None, "the login must not finish before a new factor is set up"
+    new_secret = enrol_totp(web, page)
+    assert new_secret != lost_secret
+    claims = finish(web, rp)
+    assert "pwd" in claims["amr"] and "otp" in claims["amr"]
+
+    [(actor, details)] = audit_events(server, "login.recovery_used")
+    assert actor == seeded.user_email and details["factor"] == "qr_recovery" and details["then_enrol"] is True
+
+    # Used once: the next login offers no administrator code, and the new TOTP app works.
+    again = FormBrowser(server.url)
+    again.get(rp.authorization_url())
+    page = again.login(seeded.user_email, seeded.password)
+    assert not [f for f in page.forms() if f["action"].endswith("/factor/qr_recovery")]
+    totp_forms = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
+    if totp_forms:
+        page = again.submit(totp_forms[0])
+    import time
+
+    code = pyotp.TOTP(new_secret).at(int(time.time()) + 30)  # the enrolment spent the current step
+    again.submit(page.form_with("code"), {"code": code})
+    assert "otp" in finish(again, rp)["amr"]
