@@ -3,7 +3,8 @@
 `check(keys)` says how long the caller must still wait; `fail(keys)` counts a failure
 and, past the threshold, locks each key for a delay that doubles with every further
 failure (capped); `succeed(keys)` clears them. Keys are strings such as
-"factor:user:42" and "factor:ip:203.0.113.9".
+"factor:user:42", "factor:ip:203.0.113.9" or "password:account:<sha256 of the e-mail>";
+the prefix picks the thresholds (`ratelimit.factor_*` or `ratelimit.password_*`).
 """
 from __future__ import annotations
 
@@ -18,15 +19,24 @@ from idp.db import db, utcnow
 from idp.models import FailureCounter
 
 
-def _policy():
+def _policy(kind: str):
+    """(failures before the first lockout, first lockout seconds, longest lockout) for `kind`:
+    factor, password (per user or account) | factor_ip, password_ip (per address)."""
     settings = current_app.extensions["idp.settings"]
-    return (int(settings.get("ratelimit.factor_failures_before_lockout", 5)),
-            int(settings.get("ratelimit.factor_lockout_seconds", 30)),
-            int(settings.get("ratelimit.factor_lockout_max_seconds", 3600)))
+    return (int(settings.get(f"ratelimit.{kind}_failures_before_lockout", 5)),
+            int(settings.get(f"ratelimit.{kind}_lockout_seconds", 30)),
+            int(settings.get(f"ratelimit.{kind}_lockout_max_seconds", 3600)))
 
 
-def _delay_for(failures: int) -> int:
-    threshold, base, cap = _policy()
+def _kind(key: str) -> str:
+    """"password:account:…" -> password, "factor:ip:…" -> factor_ip: addresses get their own (higher) limits."""
+    family, scope = (key.split(":") + ["", ""])[:2]
+    family = family if family in ("password", "factor") else "factor"
+    return f"{family}_ip" if scope == "ip" else family
+
+
+def _delay_for(failures: int, kind: str = "factor") -> int:
+    threshold, base, cap = _policy(kind)
     if failures < threshold:
         return 0
     return min(cap, base * 2 ** (failures - threshold))
@@ -56,7 +66,7 @@ def fail(keys: list[str]) -> int:
         for key in keys:
             failures = redis.incr(f"idp:fail:{key}")
             redis.expire(f"idp:fail:{key}", 24 * 3600)
-            delay = _delay_for(failures)
+            delay = _delay_for(failures, _kind(key))
             if delay:
                 redis.set(f"idp:lock:{key}", 1, ex=delay)
                 longest = max(longest, delay)
@@ -68,7 +78,7 @@ def fail(keys: list[str]) -> int:
         stmt = stmt.on_conflict_do_update(index_elements=[FailureCounter.key],
                                           set_={"failures": FailureCounter.failures + 1, "updated_at": now})
         failures = db.session.execute(stmt.returning(FailureCounter.failures)).scalar_one()
-        delay = _delay_for(failures)
+        delay = _delay_for(failures, _kind(key))
         if delay:
             db.session.execute(FailureCounter.__table__.update().where(FailureCounter.key == key)
                                .values(locked_until=now + timedelta(seconds=delay)))

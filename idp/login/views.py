@@ -6,11 +6,10 @@ the "expired" page.
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
-from flask_babel import gettext as _
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 
 from idp.extensions import limiter
-from idp.login import pipeline, session as login_session, transaction
+from idp.login import session as login_session, transaction
 from idp.login.steps import consent, enrol, password, recovery_codes, second_factor
 from idp.login.steps.base import StepContext
 from idp.login.transaction import State
@@ -34,7 +33,8 @@ def _context(handle: str) -> StepContext | None:
 
 
 @bp.route("/login/<handle>", methods=["GET", "POST"])
-@limiter.limit("60 per minute", methods=["POST"])
+@limiter.limit(lambda: current_app.extensions["idp.settings"].get("ratelimit.login_posts_per_ip", "60 per minute"),
+               methods=["POST"])
 def step(handle: str):
     ctx = _context(handle)
     if ctx is None:

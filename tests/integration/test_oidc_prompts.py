@@ -150,3 +150,19 @@ def test_transaction_is_bound_to_its_browser(seeded, web, live_server, rp_factor
     thief = FormBrowser(live_server.url)
     stolen = thief.get(page.url)
     assert "password" not in stolen.text.lower() or stolen.status == 400
+
+
+def test_password_guesses_lock_the_account_key_with_the_same_answer_for_unknown_accounts(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    statuses = {}
+    for email in (seeded.user_email, "ghost@acme.test"):
+        seen = []
+        for _ in range(12):
+            page = web.login(email, "wrong password")
+            seen.append(page.status)
+        statuses[email] = seen
+    assert statuses[seeded.user_email] == statuses["ghost@acme.test"], "lockout must not reveal which accounts exist"
+    assert statuses[seeded.user_email][:10] == [401] * 10 and statuses[seeded.user_email][-1] == 429
+    page = web.login(seeded.user_email, seeded.password)
+    assert page.status == 429 and web.last_redirect is None, "even the right password waits out the lockout"

@@ -11,7 +11,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from idp import audit
+from idp import audit, lockout
 from idp.db import db
 from idp.login import pipeline
 from idp.login.forms import PasswordLoginForm
@@ -23,6 +23,15 @@ from idp.models import User
 def show(ctx: StepContext, form: PasswordLoginForm | None = None, error: str | None = None, status: int = 200):
     form = form or PasswordLoginForm(formdata=None, username=ctx.params.get("login_hint", ""))
     return ctx.render("login/identify.html", status=status, form=form, error=error)
+
+
+def guess_keys(submitted: str) -> list[str]:
+    """Failure counters for this guess: the submitted account (hashed; known or not) and the address."""
+    from flask import request
+
+    from idp.security.tokens import sha256_hex
+
+    return [f"password:account:{sha256_hex(submitted.strip().lower())}", f"password:ip:{request.remote_addr}"]
 
 
 def _find_user(email: str) -> User | None:
@@ -37,15 +46,22 @@ def submit(ctx: StepContext):
         return show(ctx, form, _("Enter your e-mail and password."), 400)
     if form.posted_version() != ctx.row.version:
         return show(ctx, form, _("This form is out of date. Sign in again."), 409)
+    keys = guess_keys(form.username.data)
+    wait = lockout.check(keys)
+    if wait:
+        metrics.LOGINS.labels(outcome="locked").inc()
+        return show(ctx, form, _("Too many attempts. Wait %(seconds)d seconds and try again.", seconds=wait), 429)
     passwords = current_app.extensions["idp.passwords"]
     user = _find_user(form.username.data)
     valid = passwords.verify(user.password_hash if user else None, form.password.data)
     if not valid or user is None or user.disabled:
+        lockout.fail(keys)
         metrics.LOGINS.labels(outcome="bad_password").inc()
         if user is not None:
             audit.record("login.password_failed", org_id=user.org_id, subject_id=user.id, actor=user.email)
             db.session.commit()
         return show(ctx, form, _("Incorrect e-mail or password."), 401)
+    lockout.succeed(keys[:1])  # the account's counter; the address keeps its history
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash(form.password.data)
     steps = [{"method": "password", "factor": "password", "amr": ["pwd"], "at": int(time.time())}]

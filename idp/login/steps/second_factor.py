@@ -6,8 +6,9 @@ growing delays (idp.lockout); a locked user is told to wait, nothing more.
 """
 from __future__ import annotations
 
-from flask import jsonify, redirect, render_template, request, url_for
+from flask import jsonify, redirect, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from idp import audit, lockout
 from idp.db import db, utcnow
@@ -109,7 +110,8 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
         if "remaining" in outcome.facts:
             from flask import flash
 
-            flash(_("Recovery code accepted. %(n)d codes remain.", n=outcome.facts["remaining"]), "warning")
+            flash(ngettext("Recovery code accepted. %(num)d code remains.",
+                           "Recovery code accepted. %(num)d codes remain.", outcome.facts["remaining"]), "warning")
         steps = list(ctx.row.steps_done) + [step_record(factor, outcome.amr, outcome.credential_id)]
         if outcome.facts.get("then_enrol"):
             # A recovery that lets the user back in must end with a new factor (e.g. an admin's recovery QR).
