@@ -1,0 +1,90 @@
+"""`recover` without a server in reach: what the app checks itself, and its messages.
+
+The full flows against a live server (admin-issued QR code, password plus e-mailed code) are in
+tests/integration/test_recovery_qr_push.py and test_recovery_password_email.py.
+"""
+import socket
+from urllib.parse import urlencode
+
+import pytest
+
+from authenticator_testkit import PASSPHRASE, TOTP_URI, one_line_error
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def restored(app):
+    """A home holding one push account as a restore leaves it: no key, needs verification."""
+    from authenticator.accounts import NEEDS_VERIFICATION, PUSH, Account, PushData
+    from authenticator.store import Vault
+
+    issuer = f"http://127.0.0.1:{closed_port()}"
+    vault = Vault.create(app.home, PASSPHRASE)
+    stored = vault.add(Account(id="", type=PUSH, issuer="acme", name="alice@example.com",
+                               push=PushData(issuer_url=issuer, username="alice@example.com",
+                                             status=NEEDS_VERIFICATION)))
+    vault.save()
+    return app, stored.id, issuer
+
+
+def recovery_uri(issuer, user="alice@example.com", v="1", secret="7KQ2M-X9D4T-AAAAA-BBBBB-CCCCC"):
+    return "idp-recovery://redeem?" + urlencode({"v": v, "issuer": issuer, "endpoint": issuer + "/factors/qr_recovery",
+                                                 "user": user, "secret": secret, "expires": 2000000000})
+
+
+def qr_png(tmp_path, text, name="code.png"):
+    import segno
+
+    path = tmp_path / name
+    segno.make(text, error="m").save(str(path), kind="png", scale=5)
+    return path
+
+
+def test_unreachable_server_changes_nothing(restored, tmp_path):
+    app, account, issuer = restored
+    before = app.files()
+    result = app.run("recover", account, "--qr", str(qr_png(tmp_path, recovery_uri(issuer))))
+    assert result.returncode == 20 and "cannot reach the server" in one_line_error(result)
+    result = app.run("recover", account, "--password", stdin="a password\n123456\n")
+    assert result.returncode == 20 and "cannot reach the server" in one_line_error(result)
+    assert app.files() == before
+
+
+def test_a_code_for_another_server_or_user_is_refused_before_any_request(restored, tmp_path):
+    app, account, issuer = restored
+    other = app.run("recover", account, "--qr", recovery_uri("https://idp.other.test"))
+    assert "is for https://idp.other.test" in one_line_error(other)
+    bob = app.run("recover", account, "--qr", recovery_uri(issuer, user="bob@example.com"))
+    assert "is for bob@example.com" in one_line_error(bob)
+
+
+def test_not_a_recovery_code(restored, tmp_path):
+    app, account, issuer = restored
+    totp_png = qr_png(tmp_path, TOTP_URI)
+    assert "not a recovery QR code" in one_line_error(app.run("recover", account, "--qr", str(totp_png)))
+    newer = app.run("recover", account, "--qr", recovery_uri(issuer, v="2"))
+    assert "version '2' is not supported" in one_line_error(newer)
+    assert "no such file" in one_line_error(app.run("recover", account, "--qr", str(tmp_path / "missing.png")))
+
+
+def test_only_push_accounts_are_recovered(app):
+    app.ok("add", TOTP_URI)
+    result = app.run("recover", "ACME:alice@example.com", "--password", stdin="pw\n")
+    assert "is not a push account" in one_line_error(result)
+
+
+def test_password_needs_stdin(restored):
+    app, account, _issuer = restored
+    result = app.run("recover", account, "--password", stdin="")
+    assert "no password on stdin" in one_line_error(result)
+
+
+def test_one_way_at_a_time(restored):
+    app, account, _issuer = restored
+    assert app.run("recover", account).returncode != 0
+    assert app.run("recover", account, "--password", "--qr", "x.png").returncode != 0
