@@ -111,5 +111,7 @@ class SigningKey(Base):
     secret_key_id: Mapped[str] = mapped_column(String(64))
     public_jwk: Mapped[dict] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Signs from this moment (a rotated-in key is published a while before it signs).
+    activates_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     retired_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     remove_after: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -55,15 +55,17 @@ def _import_key(alg: str, pem: bytes):
     return (ECKey if alg == "ES256" else RSAKey).import_key(pem)
 
 
-def create_key(alg: str) -> SigningKey:
-    """Generate, seal and add a key (not committed)."""
+def create_key(alg: str, activates_at: datetime | None = None) -> SigningKey:
+    """Generate, seal and add a key that signs from `activates_at` (default: now); not committed."""
     private = _generate(alg)
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     kid = f"{alg.lower()}-{random_token(9)}"
     public = _import_key(alg, pem).as_dict(private=False, kid=kid, alg=alg, use="sig")
     key_id, blob = _keyring().seal(pem, _aad(kid))
-    row = SigningKey(kid=kid, alg=alg, private_ciphertext=blob, secret_key_id=key_id, public_jwk=public)
+    now = utcnow()
+    row = SigningKey(kid=kid, alg=alg, private_ciphertext=blob, secret_key_id=key_id, public_jwk=public,
+                     created_at=now, activates_at=activates_at or now)
     db.session.add(row)
     return row
 
@@ -94,30 +96,31 @@ def rotate(algs: tuple[str, ...] = SUPPORTED_ALGS) -> list[SigningKey]:
                                                                SigningKey.retired_at.is_(None))):
             old.retired_at = now + delay
             old.remove_after = now + delay + keep
-        new_keys.append(create_key(alg))
+        new_keys.append(create_key(alg, activates_at=now + delay))
     db.session.commit()
     invalidate_cache()
     return new_keys
 
 
-def key_status(row: SigningKey, now: datetime, delay: timedelta) -> str:
+def key_status(row: SigningKey, now: datetime) -> str:
+    """removed (gone from the JWKS) | retired (published, no longer signs) | published (not signing yet) | active."""
     if row.remove_after is not None and row.remove_after <= now:
         return "removed"
     if row.retired_at is not None and row.retired_at <= now:
         return "retired"
-    if row.created_at + delay > now:
+    if row.activates_at > now:
         return "published"
     return "active"
 
 
 def list_keys() -> list[dict]:
     now = utcnow()
-    delay = timedelta(seconds=int(_settings().get("tokens.key_publish_delay", 0)))
     rows = db.session.scalars(select(SigningKey).order_by(SigningKey.created_at)).all()
     return [{"kid": r.kid, "alg": r.alg, "created_at": r.created_at.isoformat(),
+             "activates_at": r.activates_at.isoformat(),
              "retired_at": r.retired_at.isoformat() if r.retired_at else None,
              "remove_after": r.remove_after.isoformat() if r.remove_after else None,
-             "status": key_status(r, now, delay)} for r in rows]
+             "status": key_status(r, now)} for r in rows]
 
 
 def reseal_all() -> int:
@@ -158,14 +161,11 @@ def invalidate_cache() -> None:
 
 def _load() -> KeySnapshot:
     now = utcnow()
-    delay = timedelta(seconds=int(_settings().get("tokens.key_publish_delay", 0)))
-    rows = db.session.scalars(select(SigningKey).order_by(SigningKey.created_at.desc())).all()
-    published = [r for r in rows if key_status(r, now, delay) != "removed"]
+    rows = db.session.scalars(select(SigningKey).order_by(SigningKey.activates_at.desc())).all()
+    published = [r for r in rows if key_status(r, now) != "removed"]
     signing = {}
     for alg in SUPPORTED_ALGS:
-        candidates = [r for r in rows if r.alg == alg and key_status(r, now, delay) == "active"]
-        if not candidates:  # nothing old enough yet: sign with the newest rather than not at all
-            candidates = [r for r in published if r.alg == alg and r.retired_at is None]
+        candidates = [r for r in rows if r.alg == alg and key_status(r, now) == "active"]
         if candidates:
             row = candidates[0]
             pem = _keyring().open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))

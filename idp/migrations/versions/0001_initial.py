@@ -82,6 +82,7 @@ def upgrade() -> None:
     sa.Column('secret_key_id', sa.String(length=64), nullable=False),
     sa.Column('public_jwk', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('activates_at', sa.DateTime(), nullable=False),
     sa.Column('retired_at', sa.DateTime(), nullable=True),
     sa.Column('remove_after', sa.DateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id'),

@@ -1,0 +1,82 @@
+"""Signing-key rotation: published before it signs; old keys stay in the JWKS until their tokens expire."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import requests
+
+from fixtures.oidc import password_login, seed, start_server
+
+
+def _kids(server) -> set[str]:
+    # A query string passes the few-second per-process document cache (idp/ops/documents.py).
+    import uuid
+
+    return {k["kid"] for k in requests.get(f"{server.url}/jwks?t={uuid.uuid4().hex}", timeout=5).json()["keys"]}
+
+
+def _id_token_kid(token: str) -> str:
+    import base64
+    import json
+
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]
+
+
+def test_rotation_publishes_first_and_keeps_old_keys(migrated_database_url, rp_factory_for):
+    from idp.db import db
+    from idp.models import SigningKey
+    from idp.oidc import keys
+
+    server = start_server(migrated_database_url, {"tokens.key_publish_delay": 300})
+    try:
+        seeded = seed(server)
+        rp = rp_factory_for(server, seeded.first_party)
+        web = type_browser(server)
+        password_login(web, rp, seeded.user_email, seeded.password)
+        old_kid = _id_token_kid(rp.exchange(web.last_redirect)["id_token"])
+        with server.context():
+            new_keys = keys.rotate()
+        new_kids = {k.kid for k in new_keys}
+        assert new_kids <= _kids(server) and old_kid in _kids(server), "published at once, old key kept"
+        web = type_browser(server)
+        password_login(web, rp, seeded.user_email, seeded.password)
+        assert _id_token_kid(rp.exchange(web.last_redirect)["id_token"]) == old_kid, "not signing before the delay"
+        with server.context():  # let the delay pass
+            for row in db.session.query(SigningKey).all():
+                row.created_at -= timedelta(seconds=301)
+                row.activates_at -= timedelta(seconds=301)
+                if row.retired_at:
+                    row.retired_at -= timedelta(seconds=301)
+                    row.remove_after -= timedelta(seconds=301)
+            db.session.commit()
+            keys.invalidate_cache()
+        web = type_browser(server)
+        password_login(web, rp, seeded.user_email, seeded.password)
+        token = rp.exchange(web.last_redirect)["id_token"]
+        assert _id_token_kid(token) in new_kids
+        assert old_kid in _kids(server), "old tokens are still valid: their key stays published"
+        rp.validate_id_token(token)
+        with server.context():
+            for row in db.session.query(SigningKey).filter(SigningKey.retired_at.isnot(None)).all():
+                row.remove_after -= timedelta(days=1)
+            db.session.commit()
+            keys.invalidate_cache()
+        assert old_kid not in _kids(server)
+    finally:
+        server.stop()
+
+
+def type_browser(server):
+    from fixtures.oidc import FormBrowser
+
+    return FormBrowser(server.url)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def rp_factory_for():
+    from fixtures.oidc import RelyingParty
+
+    return lambda server, client: RelyingParty(server.url, client)
