@@ -1,0 +1,70 @@
+"""The module map of STYLE.md made real: who may import whom, and an app that runs with no plugin at all."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# package (path prefix) -> module prefixes it must not import
+FORBIDDEN = {
+    "idp/policy": ("idp.login", "idp.admin", "idp.account", "idp.oidc", "idp_plugins", "flask.session"),
+    "idp/factors": ("idp.login", "idp.admin", "idp.account", "idp.oidc", "idp_plugins"),
+    "idp/security": ("idp.models", "idp.login", "idp.oidc", "idp_plugins"),
+    "idp/models": ("idp.login", "idp.oidc", "idp.admin", "idp.account", "authlib", "idp_plugins"),
+    "idp/account": ("idp_plugins",),
+    "idp/admin": ("idp_plugins",),
+    "idp/login": ("idp_plugins",),
+    "idp/oidc": ("idp_plugins",),
+    "idp/app.py": ("idp_plugins",),
+    "plugins": ("idp.login", "idp.admin", "idp.account", "idp.oidc", "idp.models", "idp.policy", "idp.db"),
+    "authenticator": ("idp", "idp_plugins", "plugins"),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _files(prefix: str):
+    target = ROOT / prefix
+    return [target] if target.is_file() else sorted(target.rglob("*.py"))
+
+
+@pytest.mark.parametrize("prefix", sorted(FORBIDDEN))
+def test_boundaries(prefix):
+    offences = []
+    for path in _files(prefix):
+        for name in _imports(path):
+            for forbidden in FORBIDDEN[prefix]:
+                if name == forbidden or name.startswith(forbidden + "."):
+                    offences.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not offences, "\n".join(offences)
+
+
+def test_core_never_names_a_plugin():
+    for path in (ROOT / "idp").rglob("*.py"):
+        text = path.read_text()
+        assert "idp_plugins" not in text, f"{path.relative_to(ROOT)} names a plugin package"
+
+
+def test_app_runs_with_every_factor_disabled(migrated_database_url):
+    from importlib.metadata import entry_points
+
+    from idp.app import create_app
+
+    every = [ep.name for ep in entry_points(group="idp.factors")]
+    app = create_app({"server.database_url": migrated_database_url, "factors.disabled": every})
+    assert app.extensions["idp.factors"].names() == []
+    response = app.test_client().get("/.well-known/openid-configuration")
+    assert response.status_code == 200
