@@ -5,6 +5,8 @@ otherwise the user confirms both steps again and comes back here.
 """
 from __future__ import annotations
 
+from functools import wraps
+
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
@@ -22,6 +24,22 @@ def _checked_form() -> bool:
     return FlaskForm().validate_on_submit()
 
 
+def sensitive_change(view):
+    """A change to the user's factors: CSRF-checked, and only shortly after a full login
+    (otherwise both steps run again and the user comes back here)."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not _checked_form():
+            return redirect(url_for(".security"))
+        again = login_session.require_recent_login()
+        if again is not None:
+            return again
+        return view(*args, **kwargs)
+
+    return login_session.login_required(wrapper)
+
+
 @bp.get("/security")
 @login_session.login_required
 def security():
@@ -33,13 +51,8 @@ def security():
 
 
 @bp.post("/security/add/<name>")
-@login_session.login_required
+@sensitive_change
 def add(name: str):
-    if not _checked_form():
-        return redirect(url_for(".security"))
-    again = login_session.require_recent_login()
-    if again is not None:
-        return again
     try:
         pending_id = service.begin(login_session.current_user(), name)
     except AccountError as error:
@@ -91,13 +104,8 @@ def rename(credential_id: int):
 
 
 @bp.post("/security/credentials/<int:credential_id>/remove")
-@login_session.login_required
+@sensitive_change
 def remove(credential_id: int):
-    if not _checked_form():
-        return redirect(url_for(".security"))
-    again = login_session.require_recent_login()
-    if again is not None:
-        return again
     try:
         service.remove(login_session.current_user(), credential_id)
         flash(_("Removed."), "success")
@@ -108,13 +116,8 @@ def remove(credential_id: int):
 
 
 @bp.post("/security/recovery-codes")
-@login_session.login_required
+@sensitive_change
 def regenerate():
-    if not _checked_form():
-        return redirect(url_for(".security"))
-    again = login_session.require_recent_login()
-    if again is not None:
-        return again
     codes = service.regenerate_recovery_codes(login_session.current_user())
     if not codes:
         return redirect(url_for(".security"))
