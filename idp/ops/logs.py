@@ -2,7 +2,8 @@
 
 Every line has `time` (UTC, ISO 8601 with milliseconds), `level`, `logger`, `message`, and
 `request_id` when logged while a request is served. The access line written after each
-response (logger `idp.access`) adds `method`, `path`, `status`, `duration_ms`, `remote_addr`.
+response (logger `idp.access`) adds `method`, `path`, `status`, `duration_ms`, `cpu_ms`
+(the CPU time the request's thread used: what it cost apart from waiting), `remote_addr`.
 Other code adds fields the same way: `log.info("...", extra={"fields": {"client_id": cid}})`.
 
 The request id lives in a context variable set by idp.ops's WSGI middleware, so any logger
@@ -20,7 +21,7 @@ request_id_var: ContextVar[str | None] = ContextVar("idp_request_id", default=No
 
 # The fields of a LogRecord that are not user data (everything else set through `extra`
 # would be too surprising to dump, so only `extra={"fields": {...}}` is copied).
-_ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "remote_addr")
+_ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "cpu_ms", "remote_addr")
 
 
 _second_cache: list = [None, ""]

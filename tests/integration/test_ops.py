@@ -196,6 +196,7 @@ def test_access_log_is_one_json_object_per_line(client, log_stream):
     assert entry["remote_addr"] == "192.0.2.5"
     assert entry["level"] == "INFO" and entry["time"].endswith("Z")
     assert isinstance(entry["duration_ms"], float)
+    assert isinstance(entry["cpu_ms"], float) and 0 <= entry["cpu_ms"] < 1000
 
 
 def test_application_logs_carry_the_request_id(app, log_stream):
