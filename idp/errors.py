@@ -4,10 +4,29 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+
+# The HTML pages speak the user's language; werkzeug's default descriptions are English only.
+# A description written on purpose (abort(404, "...")) is shown as it is.
+_PAGE_MESSAGES = {
+    400: _l("The request could not be understood. Go back and try again."),
+    403: _l("You are not allowed to see this page."),
+    404: _l("This page does not exist."),
+    405: _l("This page cannot be used this way."),
+    413: _l("The request is too large."),
+    429: _l("Too many requests. Wait a moment and try again."),
+}
+
+
+def _page_message(error: HTTPException) -> str:
+    if error.description == type(error).description and error.code in _PAGE_MESSAGES:
+        return str(_PAGE_MESSAGES[error.code])
+    return error.description
 
 
 def _wants_json() -> bool:
@@ -19,14 +38,16 @@ def init_app(app: Flask) -> None:
     def _csrf(error: CSRFError):
         if _wants_json():
             return jsonify({"error": "invalid_request", "error_description": error.description}), 400
-        return render_template("errors/http.html", code=400, message=error.description), 400
+        return render_template("errors/http.html", code=400,
+                               message=_("This form has expired or was not sent from this site. "
+                                         "Go back, reload the page and try again.")), 400
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
         if _wants_json():
             return jsonify({"error": error.name.lower().replace(" ", "_"), "error_description": error.description}), \
                 error.code
-        return render_template("errors/http.html", code=error.code, message=error.description), error.code
+        return render_template("errors/http.html", code=error.code, message=_page_message(error)), error.code
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
@@ -36,4 +57,4 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         if _wants_json():
             return jsonify({"error": "server_error"}), 500
-        return render_template("errors/http.html", code=500, message="Something went wrong."), 500
+        return render_template("errors/http.html", code=500, message=_("Something went wrong.")), 500

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, has_request_context, request, session
-from flask_babel import Babel
+from flask_babel import Babel, get_locale
 from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFProtect
 
@@ -49,3 +49,5 @@ def init_app(app: Flask, settings: Settings) -> None:
         app.extensions["idp.redis"] = redis.Redis.from_url(settings.redis_url)
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(Path(__file__).resolve().parent / "translations")
     babel.init_app(app, locale_selector=select_locale)
+    # Templates name the page's language (<html lang>, the language form's selected option).
+    app.jinja_env.globals["get_locale"] = get_locale

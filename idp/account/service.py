@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from flask import request
+from flask_babel import lazy_gettext as _l
 
 from idp import audit
 from idp.db import db
@@ -25,7 +26,7 @@ PENDING_TTL = timedelta(minutes=10)
 
 
 class AccountError(Exception):
-    """A refused action, with a message for the user."""
+    """A refused action, with a message for the user (lazily translated: `str(error)` is in the user's language)."""
 
 
 @dataclass
@@ -55,7 +56,7 @@ def enrollable(user: User) -> list:
 def begin(user: User, name: str) -> str:
     factor = {f.name: f for f in enrollable(user)}.get(name)
     if factor is None:
-        raise AccountError("This method is not available.")
+        raise AccountError(_l("This method is not available."))
     step = factor.begin_enrolment(user_ref(user), context(factor))
     pending = PENDING.create(user.id, ttl=PENDING_TTL, payload={"factor": name, "state": step.state,
                                                                 "view": step.view})
@@ -66,11 +67,11 @@ def begin(user: User, name: str) -> str:
 def pending(user: User, pending_id: str):
     info = PENDING.get(pending_id)
     if info is None or info.user_id != user.id or info.status != "pending":
-        raise AccountError("This enrolment expired. Start again.")
+        raise AccountError(_l("This enrolment expired. Start again."))
     from idp.db import utcnow
 
     if info.expires_at <= utcnow():
-        raise AccountError("This enrolment expired. Start again.")
+        raise AccountError(_l("This enrolment expired. Start again."))
     return info
 
 
@@ -79,16 +80,16 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
     info = pending(user, pending_id)
     factor = {f.name: f for f in enrollable(user)}.get(info.payload["factor"])
     if factor is None:
-        raise AccountError("This method is not available.")
+        raise AccountError(_l("This method is not available."))
     ref = user_ref(user)
     had_second_factor = user.second_factor_count > 0
     outcome = factor.finish_enrolment(ref, info.payload["state"], response, context(factor))
     if not isinstance(outcome, Enrolled):
         db.session.rollback()
-        raise AccountError("That did not work: check and try again.")
+        raise AccountError(_l("That did not work: check and try again."))
     if PENDING.answer(pending_id, "done") is None:  # commits the new credential with it
         db.session.rollback()
-        raise AccountError("This enrolment was already finished.")
+        raise AccountError(_l("This enrolment was already finished."))
     audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"factor": factor.name, "credential_id": outcome.credential.id, "during": "account"})
     codes = None
@@ -101,9 +102,9 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
 def rename(user: User, credential_id: int, label: str) -> None:
     label = (label or "").strip()[:200]
     if not label:
-        raise AccountError("Give it a name.")
+        raise AccountError(_l("Give it a name."))
     if not current_registry().store.rename(user_ref(user), credential_id, label):
-        raise AccountError("No such method.")
+        raise AccountError(_l("No such method."))
     audit.record("factor.renamed", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"credential_id": credential_id, "label": label})
     db.session.commit()
@@ -114,14 +115,14 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> None
     ref = user_ref(user)
     credential = registry.store.get(ref, credential_id)
     if credential is None:
-        raise AccountError("No such method.")
+        raise AccountError(_l("No such method."))
     kind = registry.kind_of(credential.factor)
     if kind == FactorKind.SECOND_FACTOR:
         remaining = user.second_factor_count - 1
         allowed, reason = policy.can_remove_factor(user, user.org, remaining, today or date.today())
         if not allowed:
-            raise AccountError("Two-factor authentication is required for your account: "
-                               "add another method before removing your last one.")
+            raise AccountError(_l("Two-factor authentication is required for your account: "
+                                  "add another method before removing your last one."))
     registry.remove_credential(ref, credential_id)
     audit.record("factor.removed", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"factor": credential.factor, "credential_id": credential_id})

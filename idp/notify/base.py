@@ -10,19 +10,27 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+
+def N_(text: str) -> str:
+    """Marks a message for the catalogue (pybabel extracts N_); translated later, in the user's locale."""
+    return text
+
+
 # Purposes and their wording. The code is the only secret in the message; the rest says what
 # it is for and what to do if the reader did not ask for it.
 _SUBJECTS = {
-    "recovery": "Your recovery code",
-    "new_device": "A new device was added to your account",
+    "recovery": N_("Your recovery code"),
+    "new_device": N_("A new device was added to your account"),
 }
 _BODIES = {
-    "recovery": ("Your one-time code to recover your authenticator is:\n\n    {code}\n\n"
-                 "It is valid for {minutes} minutes. If you did not ask for it, someone knows your "
-                 "password: change it and tell your administrator."),
-    "new_device": ("A new device was added to your account: {code}.\n\n"
-                   "If this was not you, tell your administrator at once."),
+    "recovery": N_("Your one-time code to recover your authenticator is:\n\n    {code}\n\n"
+                   "It is valid for {minutes} minutes. If you did not ask for it, someone knows your "
+                   "password: change it and tell your administrator."),
+    "new_device": N_("A new device was added to your account: {code}.\n\n"
+                     "If this was not you, tell your administrator at once."),
 }
+_DEFAULT_SUBJECT = N_("Your one-time code")
+_DEFAULT_BODY = N_("Your one-time code is:\n\n    {code}\n")
 
 
 class NotifyError(Exception):
@@ -52,8 +60,8 @@ def _translate(text: str, locale: str | None) -> str:
 
 def compose(to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> Message:
     """The message for `purpose` with `code` in it, in `locale` where a translation exists."""
-    subject = _translate(_SUBJECTS.get(purpose, "Your one-time code"), locale)
-    body = _translate(_BODIES.get(purpose, "Your one-time code is:\n\n    {code}\n"), locale)
+    subject = _translate(_SUBJECTS.get(purpose, _DEFAULT_SUBJECT), locale)
+    body = _translate(_BODIES.get(purpose, _DEFAULT_BODY), locale)
     return Message(to=to, subject=subject, body=body.format(code=code, minutes=minutes))
 
 

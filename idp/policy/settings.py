@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Iterable
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 
 from idp import audit
@@ -162,11 +163,11 @@ def set_user_requirement(user_id: int, mode: str, until: date | None, reason: st
         if isinstance(until, datetime) or not isinstance(until, date):
             raise PolicyError("the end date must be a date (YYYY-MM-DD)")
         if until < today:
-            raise PolicyError(f"the exemption end date {until.isoformat()} is in the past")
+            raise PolicyError(_l("the exemption end date %(date)s is in the past", date=until.isoformat()))
     if reason is not None and len(reason) > MAX_REASON:
         raise PolicyError(f"the reason is too long (at most {MAX_REASON} characters)")
     if reason is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in reason):
-        raise PolicyError("the reason contains control characters")
+        raise PolicyError(_l("the reason contains control characters"))
     try:
         user = _user_for_update(user_id, actor)
         before = {"mode": user.mfa_setting, "until": user.exempt_until, "reason": user.exempt_reason}
@@ -205,7 +206,7 @@ def set_allowed_factors(org_id: int, names: Iterable[str] | None, actor: Actor, 
             names = [n for n in re.split(r"[,\s]+", names) if n]
         cleaned = sorted({str(n).strip() for n in names})
         if not cleaned:
-            raise PolicyError("allow at least one factor, or every factor")
+            raise PolicyError(_l("allow at least one factor, or every factor"))
         bad = [n for n in cleaned if not _FACTOR_NAME.match(n)]
         if bad:
             raise PolicyError(f"not a factor name: {bad[0]!r}")

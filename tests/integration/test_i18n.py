@@ -1,0 +1,242 @@
+"""English and French: the browser's Accept-Language, OIDC ui_locales, the account page's language form,
+and the one catalogue (idp/translations) kept complete and compiled.
+
+The pages are fetched over HTTP from the live provider; the French checked here is the product's
+vocabulary (the French original for the admin pages). The catalogue tests fail as soon as a wrapped
+string has no French, a translation is fuzzy, or the committed .mo lags behind the .po: run
+scripts/translations.sh, translate, commit the three files together.
+"""
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import pyotp
+import pytest
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
+
+from fixtures.oidc import FormBrowser
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOGUE = ROOT / "idp" / "translations"
+PO = CATALOGUE / "fr" / "LC_MESSAGES" / "messages.po"
+MO = CATALOGUE / "fr" / "LC_MESSAGES" / "messages.mo"
+MFA = "urn:idp:acr:mfa"
+FRENCH = "fr-FR,fr;q=0.9,en;q=0.5"
+ENGLISH = "en-US,en;q=0.9"
+
+
+def browser(live_server, language: str) -> FormBrowser:
+    web = FormBrowser(live_server.url)
+    web.http.headers["Accept-Language"] = language
+    return web
+
+
+def text(page) -> str:
+    """The page's text with entities decoded (Jinja escapes the apostrophes of the French)."""
+    return html.unescape(page.text)
+
+
+def sign_in_to_account(web: FormBrowser, email: str, password: str) -> None:
+    """The provider's own pages: /account/security asks for a login, then comes back."""
+    web.get("/account/security")
+    web.login(email, password)
+    assert web.page.url.endswith("/account/security"), web.page.url
+
+
+# --------------------------------------------------------------------------- login pages
+
+def test_login_page_follows_accept_language(seeded, live_server, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    french = browser(live_server, FRENCH).get(rp.authorization_url())
+    page = text(french)
+    assert '<html lang="fr">' in page
+    for words in ("Se connecter", "Mot de passe", "Annuler"):
+        assert words in page, words
+    english = text(browser(live_server, ENGLISH).get(rp.authorization_url()))
+    assert "Sign in" in english and "Password" in english and "Mot de passe" not in english
+
+
+def test_wrong_password_message_in_french(seeded, live_server, rp_factory):
+    web = browser(live_server, FRENCH)
+    web.get(rp_factory(seeded.first_party).authorization_url())
+    page = web.login(seeded.user_email, "not the password")
+    assert page.status == 401 and "Adresse e-mail ou mot de passe incorrect." in text(page)
+
+
+def test_ui_locales_wins_over_an_english_browser_for_the_whole_login(seeded, live_server, rp_factory):
+    rp = rp_factory(seeded.third_party)
+    web = browser(live_server, ENGLISH)
+    page = text(web.get(rp.authorization_url(ui_locales="fr-CA en")))
+    assert "Mot de passe" in page and "Password" not in page
+    consent = text(web.login(seeded.user_email, seeded.password))
+    assert "Third souhaite accéder à votre compte" in consent and "Autoriser" in consent
+    web.consent("allow")
+    assert web.callback_params()["code"]
+
+
+def test_ui_locales_naming_no_supported_language_keeps_the_browser_language(seeded, live_server, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    page = text(browser(live_server, FRENCH).get(rp.authorization_url(ui_locales="de")))
+    assert "Mot de passe" in page
+
+
+def test_consent_page_in_french(seeded, live_server, rp_factory):
+    web = browser(live_server, FRENCH)
+    web.get(rp_factory(seeded.third_party).authorization_url(scope="openid email profile offline_access"))
+    page = text(web.login(seeded.user_email, seeded.password))
+    for words in ("Autoriser l'accès ?", "Third souhaite accéder à votre compte", "Savoir qui vous êtes",
+                  "Voir votre adresse e-mail", "Voir votre nom et votre organisation", "Autoriser", "Refuser",
+                  "Connexion à Third"):
+        assert words in page, words
+
+
+def test_totp_enrolment_and_challenge_in_french(seeded, live_server, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    web = browser(live_server, FRENCH)
+    web.get(rp.authorization_url(acr_values=MFA))
+    page = web.login(seeded.user_email, seeded.password)
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
+    if choose:
+        page = web.submit(choose[0])
+    enrol = text(page)
+    for words in ("Scannez ce code avec votre application d'authentification, ou saisissez la clé manuellement.",
+                  "Code affiché par l'application", "Nommer cette application d'authentification (facultatif)"):
+        assert words in enrol, words
+    secret = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
+    wrong = web.submit(page.form_with("code"), {"code": "000000" if pyotp.TOTP(secret).now() != "000000" else "111111"})
+    assert "Cela n'a pas fonctionné : vérifiez le code et réessayez." in text(wrong)
+    codes = web.submit(wrong.form_with("code"), {"code": pyotp.TOTP(secret).now()})
+    assert "Sauvegardez vos codes de récupération" in text(codes)
+    web.submit(codes.forms()[0])
+    assert web.last_redirect
+
+    again = browser(live_server, FRENCH)
+    again.get(rp.authorization_url())
+    challenge = text(again.login(seeded.user_email, seeded.password))
+    for words in ("Saisissez le code à 6 chiffres de votre application d'authentification",
+                  "Je ne peux pas utiliser ma méthode habituelle", "Codes de récupération"):
+        assert words in challenge, words
+
+
+# --------------------------------------------------------------------------- account page
+
+def test_account_security_page_and_language_form(seeded, live_server):
+    web = browser(live_server, FRENCH)
+    sign_in_to_account(web, seeded.user_email, seeded.password)
+    page = text(web.page)
+    for words in ("Sécurité", "Vos méthodes de connexion", "Ajouter une méthode", "Application d'authentification",
+                  "L'authentification à 2 facteurs est désactivée.", "Langue", "Se déconnecter"):
+        assert words in page, words
+    assert re.search(r'<option value="fr" lang="fr" selected>', web.page.text)
+
+    # The user's choice beats the browser's language, on every page, until they change it again.
+    web.http.headers["Accept-Language"] = FRENCH
+    web.submit(web.page.form_with("locale"), {"locale": "en"})
+    english = text(web.get("/account/security"))
+    assert "Your sign-in methods" in english and "Vos méthodes de connexion" not in english
+    assert re.search(r'<option value="en" lang="en" selected>', web.page.text)
+    web.submit(web.page.form_with("locale"), {"locale": "fr"})
+    assert "Vos méthodes de connexion" in text(web.get("/account/security"))
+
+
+def test_language_form_ignores_an_unknown_language(seeded, live_server):
+    web = browser(live_server, FRENCH)
+    sign_in_to_account(web, seeded.user_email, seeded.password)
+    web.submit(web.page.form_with("locale"), {"locale": "xx"})
+    assert "Vos méthodes de connexion" in text(web.get("/account/security"))
+
+
+def test_error_pages_in_french(seeded, live_server):
+    web = browser(live_server, FRENCH)
+    page = web.get("/no-such-page")
+    assert page.status == 404 and "Cette page n'existe pas." in text(page)
+
+
+# --------------------------------------------------------------------------- admin pages
+
+def test_admin_pages_use_the_french_originals_vocabulary(seeded, live_server):
+    web = browser(live_server, FRENCH)
+    sign_in_to_account(web, seeded.admin_email, seeded.password)
+    security = text(web.get("/admin/security"))
+    for words in ("Sécurité", "Utilisateurs", "Rendre obligatoire l'authentification à 2 facteurs pour tous"):
+        assert words in security, words
+    after = web.submit(web.page.form_with("on"))
+    assert "Rendre optionnelle l'authentification à 2 facteurs pour tous" in text(after)
+    assert "L'authentification à 2 facteurs est désormais obligatoire pour tous." in text(after)
+    users = web.get("/admin/users")
+    assert "Utilisateurs" in text(users)
+    user_url = re.search(r'href="(/admin/users/\d+)"', users.text).group(1)
+    assert "Activer l'authentification à 2 facteurs" in text(web.get(user_url))
+
+
+# --------------------------------------------------------------------------- the catalogue
+
+def _po():
+    with PO.open("rb") as handle:
+        return read_po(handle, locale="fr")
+
+
+def _translated(message) -> bool:
+    strings = message.string if isinstance(message.string, tuple) else (message.string,)
+    return all(strings)
+
+
+def test_french_catalogue_has_no_untranslated_or_fuzzy_entry():
+    catalog = _po()
+    assert not catalog.fuzzy, "the .po header is marked fuzzy: pybabel compile would skip the whole catalogue"
+    untranslated = [m.id for m in catalog if m.id and not _translated(m)]
+    fuzzy = [m.id for m in catalog if m.id and m.fuzzy]
+    assert not untranslated, f"untranslated: {untranslated}"
+    assert not fuzzy, f"fuzzy (check, then remove the flag): {fuzzy}"
+
+
+PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]|\{(\w+)\}")
+
+
+def test_french_keeps_every_placeholder():
+    """A placeholder lost or invented in the French would drop a value or fail at render time."""
+    for message in _po():
+        if not message.id:
+            continue
+        ids = message.id if isinstance(message.id, tuple) else (message.id,)
+        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        wanted = {m.group(1) or m.group(2) for text_ in ids for m in PLACEHOLDER.finditer(text_)}
+        for translation in strings:
+            found = {m.group(1) or m.group(2) for m in PLACEHOLDER.finditer(translation)}
+            assert found <= wanted and (found == wanted or isinstance(message.id, tuple)), (message.id, translation)
+
+
+def _key(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def test_compiled_catalogue_matches_the_po():
+    with MO.open("rb") as handle:
+        compiled = read_mo(handle)
+    expected = {_key(m.id): _key(m.string) for m in _po() if m.id}
+    found = {_key(m.id): _key(m.string) for m in compiled if m.id}
+    assert found == expected, "idp/translations/fr/LC_MESSAGES/messages.mo is stale: run scripts/translations.sh"
+
+
+def test_every_string_of_the_source_is_in_the_catalogue():
+    """Extract from idp/ and plugins/ exactly as scripts/translations.sh does: nothing is missing from the .po."""
+    with (ROOT / "babel.cfg").open() as handle:
+        method_map, options_map = parse_mapping_cfg(handle)
+    keywords = dict(DEFAULT_KEYWORDS, _l=None, lazy_gettext=None)
+    extracted = set()
+    for _filename, _lineno, message, _comments, _context in extract_from_dir(
+            str(ROOT), method_map, options_map, keywords=keywords):
+        extracted.add(message if isinstance(message, str) else tuple(m for m in message if m))
+    in_po = {m.id for m in _po() if m.id}
+    missing = sorted(map(str, extracted - in_po))
+    assert not missing, f"not in the catalogue (run scripts/translations.sh, then translate): {missing}"
+
+
+@pytest.mark.parametrize("folder", ["idp/admin/translations", "plugins"])
+def test_one_catalogue_only(folder):
+    assert not list((ROOT / folder).rglob("*.po")), "translations live in idp/translations only"
