@@ -24,17 +24,6 @@ from idp.policy.status import (
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-TRANSLATIONS = str(__import__("pathlib").Path(__file__).resolve().parent / "translations")
-
-
-@bp.record_once
-def _add_catalog(state) -> None:
-    """The admin pages carry their own catalog (idp/admin/translations, built by make_catalog.py);
-    Flask-Babel merges every listed directory, so it sits beside the app's own."""
-    babel = state.app.extensions.get("babel")
-    if babel is not None and TRANSLATIONS not in babel.translation_directories:
-        babel.translation_directories.append(TRANSLATIONS)
-
 # Short label (screen readers, filters) and the hover text of each shield, after the French original.
 STATUS_TEXT = {
     TwoFactorStatus.NOT_ACTIVE: (_l("2FA not active"), _l("Two-factor authentication is not active.")),
