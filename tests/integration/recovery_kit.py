@@ -146,7 +146,8 @@ def push_login(server, seeded, rp, phone: Phone):
     number = page.find(r'data-push-number="(\d+)"')
     assert number, page.text[:2000]
     [challenge] = json.loads(phone.ok("--json", "pending"))
-    assert phone.ok("approve", challenge["id"], "--number", number).startswith("approved")
+    # "--": a challenge id may begin with "-" (base64url), which argparse would take for an option.
+    assert phone.ok("approve", "--number", number, "--", challenge["id"]).startswith("approved")
     web.submit([f for f in page.forms() if "version" in f["fields"]][0])
     if web.last_redirect is None:
         web.consent("allow")
