@@ -92,6 +92,9 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
         raise AccountError(_l("This enrolment was already finished."))
     audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"factor": factor.name, "credential_id": outcome.credential.id, "during": "account"})
+    from idp.login import session as login_session
+
+    login_session.add_proof(factor.amr)
     codes = None
     if not had_second_factor:
         codes = regenerate_recovery_codes(user, audit_event=False)

@@ -2,7 +2,8 @@
 
 One decorator, so that no view can forget a check:
 
-* nobody signed in          -> redirect to the sign-in page (302);
+* nobody signed in, or a session that no longer meets the 2FA policy
+                            -> sign in (again), then back here (302);
 * signed in, not an admin   -> 403;
 * an admin                  -> the view runs with `g.admin` and `g.org` (the admin's own
                                organization); every lookup goes through `user_in_org`,
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import functools
 
-from flask import abort, g, redirect, url_for
+from flask import abort, g
 from sqlalchemy import select
 
 from idp.db import db
@@ -27,9 +28,9 @@ MAX_ID = 2**63 - 1  # larger ids cannot exist (BIGINT), and would overflow the d
 def org_admin_required(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
-        user = login_session.current_user()
-        if user is None:
-            return redirect(url_for("login.home"))
+        user, sign_in = login_session.user_or_sign_in()
+        if sign_in is not None:
+            return sign_in
         if not user.is_admin:
             abort(403)
         g.admin = user

@@ -83,6 +83,21 @@ def start(user: User, *, auth_time: int, amr: list[str], acr: str) -> UserSessio
     return row
 
 
+def add_proof(amr_values) -> None:
+    """A factor enrolled from the security page proves possession: the session now holds it too
+    (so that a user who switches 2FA on is not sent to sign in again by the policy)."""
+    from idp.login.outcome import compute_amr
+    from idp.policy.decide import acr_for
+
+    row = current_session()
+    if row is None:
+        return
+    steps = [{"method": "session", "amr": list(row.amr)}, {"method": "enrolment", "amr": list(amr_values)}]
+    row.amr = compute_amr(steps)
+    row.acr = acr_for(row.amr)
+    db.session.add(row)
+
+
 def end_current() -> None:
     """Sign out this browser."""
     token = session.get("sso")
@@ -104,19 +119,32 @@ def is_recent(seconds: int | None = None) -> bool:
     return (utcnow() - row.created_at).total_seconds() <= limit
 
 
+def user_or_sign_in():
+    """(user, None) for a signed-in user, else (None, a response that signs in and comes back here).
+
+    A session is not re-judged against a policy that changed after it started (an admin who
+    requires 2FA for everyone keeps the page that confirms it): requirements apply at the next
+    login, and to every new token (see idp.login.gate.session_shortfall and the refresh grant).
+    """
+    from flask import request
+
+    from idp.login import pipeline
+
+    user = current_user()
+    if user is None:
+        here = request.full_path.rstrip("?") if request.method == "GET" else "/account/security"
+        return None, pipeline.start_internal(here)
+    return user, None
+
+
 def login_required(view):
     """Pages of the provider itself: an anonymous visitor signs in first and comes back."""
     from functools import wraps
 
-    from flask import request
-
     @wraps(view)
     def wrapper(*args, **kwargs):
-        if current_user() is None:
-            from idp.login import pipeline
-
-            return pipeline.start_internal(request.full_path.rstrip("?"))
-        return view(*args, **kwargs)
+        _user, response = user_or_sign_in()
+        return response if response is not None else view(*args, **kwargs)
 
     return wrapper
 
