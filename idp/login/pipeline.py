@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlencode
 
+from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app, redirect, url_for
 from sqlalchemy import select
@@ -20,9 +22,11 @@ from sqlalchemy import select
 from idp import audit
 from idp.db import db
 from idp.login import gate, session as login_session, snapshot, transaction
-from idp.login.outcome import outcome_from_steps
+from idp.login.outcome import LoginOutcome, outcome_from_steps
 from idp.login.transaction import State
-from idp.models import ConsentGrant, LoginTransaction, User
+from idp.models import Client, ConsentGrant, LoginTransaction, User
+from idp.ops import metrics
+from idp.policy.decide import acr_for
 
 
 def _settings():
@@ -33,9 +37,7 @@ def _prompts(params: dict) -> set[str]:
     return set((params.get("prompt") or "").split())
 
 
-def _client_row(params: dict):
-    from idp.models import Client
-
+def _client_row(params: dict) -> Client | None:
     return db.session.scalar(select(Client).where(Client.client_id == params["client_id"]))
 
 
@@ -91,8 +93,6 @@ def redirect_to(handle_raw: str):
 
 
 def error_redirect(grant, error: str, description: str | None = None):
-    from authlib.oauth2.rfc6749.errors import OAuth2Error
-
     server = current_app.extensions["idp.oauth_server"]
     err = OAuth2Error(description=description, redirect_uri=grant.redirect_uri)
     err.error = error
@@ -173,42 +173,36 @@ def finish(row: LoginTransaction, expected: State):
         return redirect(url_for("login.expired"))
     user = db.session.get(User, row.user_id)
     params = row.authz_request["params"]
-    auth_time = row.authz_request.get("auth_time") or _last_step_time(row.steps_done)
-    fresh_login = any(step.get("method") != "sso" for step in row.steps_done)
-    if fresh_login:
-        steps = [s for s in row.steps_done if s.get("method") != "sso"]
-        outcome = outcome_from_steps(steps, auth_time=_last_step_time(steps))
-        sso = login_session.start(user, auth_time=outcome.auth_time, amr=list(outcome.amr), acr=outcome.acr)
-        outcome = outcome_from_steps(steps, auth_time=outcome.auth_time, sid=sso.sid)
-        gate.record_login(user, outcome)
-        audit.record("login.succeeded", org_id=user.org_id, actor_id=user.id, actor=user.email,
-                     subject_id=user.id, details={"client_id": params.get("client_id"), "amr": list(outcome.amr)})
-        db.session.commit()
-        from idp.ops import metrics
-
-        metrics.LOGINS.labels(outcome="success").inc()
-    else:
-        sso_step = row.steps_done[0]
-        outcome = outcome_from_steps([{"method": "sso", "amr": sso_step["amr"]}], auth_time=auth_time,
-                                     sid=row.authz_request.get("sid"))
-        # A reused session keeps its original amr/acr.
-        from idp.login.outcome import LoginOutcome
-        from idp.policy.decide import acr_for
-
-        outcome = LoginOutcome(auth_time=auth_time, amr=tuple(sso_step["amr"]), acr=acr_for(sso_step["amr"]),
+    steps = [step for step in row.steps_done if step.get("method") != "sso"]
+    if steps:
+        outcome = _sign_in(user, steps, client_id=params.get("client_id"))
+    else:  # an SSO session answered: it keeps what it proved, and when
+        amr = row.steps_done[0]["amr"]
+        outcome = LoginOutcome(auth_time=row.authz_request["auth_time"], amr=tuple(amr), acr=acr_for(amr),
                                sid=row.authz_request.get("sid"))
     if row.authz_request.get("internal"):
         return redirect(row.authz_request["next"])
     return issue_code(params, user, outcome)
 
 
+def _sign_in(user: User, steps: list[dict], client_id: str | None) -> LoginOutcome:
+    """A fresh login: rotate the session, record it, and say what it proved."""
+    auth_time = _last_step_time(steps)
+    proved = outcome_from_steps(steps, auth_time=auth_time)
+    sso = login_session.start(user, auth_time=auth_time, amr=list(proved.amr), acr=proved.acr)
+    gate.record_login(user, proved)
+    audit.record("login.succeeded", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                 details={"client_id": client_id, "amr": list(proved.amr)})
+    db.session.commit()
+    metrics.LOGINS.labels(outcome="success").inc()
+    return LoginOutcome(auth_time=auth_time, amr=proved.amr, acr=proved.acr, sid=sso.sid)
+
+
 def _last_step_time(steps: list[dict]) -> int:
     return max((int(s.get("at", 0)) for s in steps), default=int(time.time()))
 
 
-def issue_code(params: dict, user: User, outcome) -> object:
-    from urllib.parse import urlencode
-
+def issue_code(params: dict, user: User, outcome: LoginOutcome) -> object:
     server = current_app.extensions["idp.oauth_server"]
     request = snapshot.rebuild(_settings().issuer, params)
     request.login_outcome = outcome
