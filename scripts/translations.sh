@@ -5,10 +5,10 @@
 #   scripts/translations.sh --check  change nothing; fail if the source and the catalogue differ in
 #                                    their messages, or a language has untranslated or fuzzy entries
 #
-# After a run, translate what is reported as untranslated in
-# idp/translations/<lang>/LC_MESSAGES/messages.po (and check, then unflag, any "#, fuzzy"
-# suggestion), run the script again, and commit messages.pot, the .po and the .mo together:
-# the compiled .mo files are committed so that a wheel works without a build step.
+# After a run, fill every empty msgstr in idp/translations/<lang>/LC_MESSAGES/messages.po
+# (no fuzzy guesses are made: a near-match is usually a wrong translation), run the script
+# again, and commit messages.pot, the .po and the .mo together: the compiled .mo files are
+# committed so that a wheel works without a build step.
 # tests/integration/test_i18n.py fails while anything is missing.
 #
 # Sources and keywords: babel.cfg (idp/ and plugins/, Python and templates); keywords are
@@ -71,6 +71,6 @@ fi
 extract "$POT"
 for po in "$DIR"/*/LC_MESSAGES/messages.po; do
   lang=$(basename "$(dirname "$(dirname "$po")")")
-  "$PYBABEL" -q update -i "$POT" -o "$po" -l "$lang" --ignore-obsolete --ignore-pot-creation-date
+  "$PYBABEL" -q update -i "$POT" -o "$po" -l "$lang" --ignore-obsolete --ignore-pot-creation-date --no-fuzzy-matching
 done
 "$PYBABEL" compile -d "$DIR" --statistics

@@ -126,6 +126,13 @@ def regenerate():
 
 @bp.post("/locale")
 def locale():
+    """The language form: this browser's choice, and the signed-in user's (their e-mails use it: User.locale)."""
     if _checked_form() and request.form.get("locale") in SUPPORTED_LOCALES:
         session["locale"] = request.form["locale"]
+        user = login_session.current_user()
+        if user is not None and user.locale != session["locale"]:
+            from idp.db import db
+
+            user.locale = session["locale"]
+            db.session.commit()
     return redirect(request.referrer if (request.referrer or "").startswith(request.host_url) else url_for("login.home"))

@@ -142,6 +142,17 @@ def test_account_security_page_and_language_form(seeded, live_server):
     assert re.search(r'<option value="en" lang="en" selected>', web.page.text)
     web.submit(web.page.form_with("locale"), {"locale": "fr"})
     assert "Vos méthodes de connexion" in text(web.get("/account/security"))
+    assert stored_locale(live_server, seeded.user_email) == "fr", "e-mails to the user follow their choice"
+
+
+def stored_locale(live_server, email: str) -> str | None:
+    from sqlalchemy import select
+
+    from idp.db import db
+    from idp.models import User
+
+    with live_server.context():
+        return db.session.scalar(select(User.locale).where(User.email == email))
 
 
 def test_language_form_ignores_an_unknown_language(seeded, live_server):
