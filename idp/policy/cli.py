@@ -3,6 +3,7 @@
     idp policy show --org ORG [--json]
     idp policy require-all --org ORG on|off
     idp policy user EMAIL --require | --exempt [--until YYYY-MM-DD] [--reason TEXT] | --follow-org
+                          | --resume-push
 
 The commands call the same functions as the admin pages (idp.policy.settings), so
 the rules and the audit events are the same; the actor is "cli". Bad input raises
@@ -169,17 +170,26 @@ def require_all(org_name: str, state: str) -> None:
 @click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
               help="With --exempt: the last exempt day.")
 @click.option("--reason", metavar="TEXT", help="With --exempt: why (kept in the audit log).")
+@click.option("--resume-push", is_flag=True,
+              help="Resume push approvals suspended by a fraud report (on its own).")
 @_in_app
 def user(email: str, require: bool, exempt: bool, follow_org: bool, until: datetime | None,
-         reason: str | None) -> None:
-    """Set one user's 2FA: --require, --exempt [--until DATE] [--reason TEXT], or --follow-org."""
+         reason: str | None, resume_push: bool) -> None:
+    """Set one user's 2FA: --require, --exempt [--until DATE] [--reason TEXT], or --follow-org;
+    or --resume-push after a fraud report."""
     from idp.db import db
     from idp.models import Organization
 
-    chosen = [m for m, flag in (("required", require), ("exempt", exempt), ("follow", follow_org)) if flag]
+    chosen = [m for m, flag in (("required", require), ("exempt", exempt), ("follow", follow_org),
+                                ("resume-push", resume_push)) if flag]
     if len(chosen) != 1:
-        raise PolicyCliError("choose exactly one of --require, --exempt or --follow-org")
+        raise PolicyCliError("choose exactly one of --require, --exempt, --follow-org or --resume-push")
     mode = chosen[0]
+    if mode == "resume-push":
+        if until is not None or reason is not None:
+            raise PolicyCliError("--until and --reason go with --exempt only")
+        _resume_push(email)
+        return
     if mode != "exempt" and (until is not None or reason is not None):
         raise PolicyCliError("--until and --reason go with --exempt only")
     target = _find_user(email)
@@ -197,3 +207,18 @@ def user(email: str, require: bool, exempt: bool, follow_org: bool, until: datet
         label += f" until {target.exempt_until.isoformat()}"
     click.echo(f"{target.email}: {'now' if changed else 'already'} {label}; status {now_status.value} "
                f"({SHIELD_TEXT[now_status]})")
+
+
+def _resume_push(email: str) -> None:
+    """`idp policy user EMAIL --resume-push`: the admin page's "Resume push approvals"."""
+    target = _find_user(email)
+    suspended_at = target.push_suspended_at
+    try:
+        changed = policy_settings.clear_push_suspension(target.id, policy_settings.Actor.cli())
+    except policy_settings.PolicyError as exc:
+        raise PolicyCliError(str(exc)) from None
+    if changed:
+        since = f" (suspended since {suspended_at.isoformat(sep=' ', timespec='minutes')} UTC)" if suspended_at else ""
+        click.echo(f"{target.email}: push approvals resumed{since}")
+    else:
+        click.echo(f"{target.email}: push approvals are not suspended; nothing to change")

@@ -1,4 +1,5 @@
-"""Writes to the 2FA policy: who must use a second factor, which factors, how much grace.
+"""Writes to the 2FA policy: who must use a second factor, which factors, how much grace,
+and lifting a push suspension (after a fraud report) once an admin has looked into it.
 
 Every function here is one unit of work shared by the admin pages and the
 `idp policy` commands, so that both follow the same rules and leave the same
@@ -43,6 +44,7 @@ EVENT_ORG_REQUIREMENT = "policy.org_requirement_changed"
 EVENT_USER_REQUIREMENT = "policy.user_requirement_changed"
 EVENT_ALLOWED_FACTORS = "policy.allowed_factors_changed"
 EVENT_GRACE = "policy.grace_changed"
+EVENT_PUSH_SUSPENSION_CLEARED = "policy.push_suspension_cleared"
 
 
 class PolicyError(ValueError):
@@ -269,6 +271,48 @@ def set_grace(org_id: int, days: int | None, logins: int | None, actor: Actor, *
         raise
 
 
+def clear_push_suspension(user_id: int, actor: Actor, *, now: datetime | None = None,
+                          commit: bool = True) -> bool:
+    """Let push approvals work again for a user whose push a fraud report suspended.
+
+    A fraud report ("this login was not me", from the user's phone) sets
+    ``User.push_suspended_at``; push then stays off for that user, whatever else
+    changes, until an admin (or an operator, `idp policy user EMAIL --resume-push`)
+    has looked into it and clears it here. The user's other factors keep working
+    meanwhile. Returns True when a suspension was cleared; a user whose push is not
+    suspended is a no-op (no event).
+
+    The clear is a conditional UPDATE (``... AND push_suspended_at IS NOT NULL``) on
+    the locked row, so two admins clearing at once write one event between them,
+    on SQLite too (where FOR UPDATE does nothing).
+    """
+    now = _now(now)
+    try:
+        user = _user_for_update(user_id, actor)
+        suspended_at = user.push_suspended_at
+        if suspended_at is None:
+            _nothing_to_do(commit)
+            return False
+        cleared = db.session.execute(
+            update(User).where(User.id == user.id, User.push_suspended_at.is_not(None))
+            .values(push_suspended_at=None),
+            execution_options={"synchronize_session": False},
+        ).rowcount
+        if cleared != 1:  # another clear won the race: nothing left to do
+            _nothing_to_do(commit)
+            return False
+        db.session.expire(user, ["push_suspended_at"])
+        audit.record(EVENT_PUSH_SUSPENSION_CLEARED, org_id=user.org_id, actor_id=actor.id, actor=actor.display,
+                     subject_id=user.id,
+                     details={"suspended_at": suspended_at.isoformat(timespec="seconds"),
+                              "suspended_for_seconds": max(int((now - suspended_at).total_seconds()), 0)})
+        _finish(commit)
+        return True
+    except Exception:
+        db.session.rollback()
+        raise
+
+
 def note_postponed_login(user_id: int, *, commit: bool = True) -> None:
     """The login pipeline calls this when a user in grace skips enrolment (counts grace logins).
 
@@ -289,6 +333,6 @@ def _jsonable(values: dict) -> dict:
 
 __all__ = [
     "Actor", "PolicyError", "set_org_requirement", "set_user_requirement", "set_allowed_factors",
-    "set_grace", "note_postponed_login", "EVENT_ORG_REQUIREMENT", "EVENT_USER_REQUIREMENT",
-    "EVENT_ALLOWED_FACTORS", "EVENT_GRACE", "REQUIRED", "EXEMPT", "FOLLOW",
+    "set_grace", "clear_push_suspension", "note_postponed_login", "EVENT_ORG_REQUIREMENT", "EVENT_USER_REQUIREMENT",
+    "EVENT_ALLOWED_FACTORS", "EVENT_GRACE", "EVENT_PUSH_SUSPENSION_CLEARED", "REQUIRED", "EXEMPT", "FOLLOW",
 ]
