@@ -8,7 +8,7 @@ statement, so there is no per-user query or loop in Python.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, or_, select
 
@@ -31,6 +31,7 @@ class UserRow:
     mfa_setting: str
     exempt_until: date | None
     last_login_at: object
+    push_suspended_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ def users_page(org, *, today: date, search: str = "", status: TwoFactorStatus | 
                after: int | None = None, before: int | None = None, limit: int = PAGE_SIZE) -> Page:
     expr = status_expr(today, org_require=bool(org.require_2fa))
     query = select(User.id, User.email, User.name, User.role, User.disabled, expr.label("status"),
-                   User.mfa_setting, User.exempt_until, User.last_login_at).where(User.org_id == org.id)
+                   User.mfa_setting, User.exempt_until, User.last_login_at,
+                   User.push_suspended_at).where(User.org_id == org.id)
     search = (search or "").strip()[:MAX_QUERY]
     if search:
         pattern = f"%{_escape_like(search.lower())}%"
@@ -85,7 +87,7 @@ def users_page(org, *, today: date, search: str = "", status: TwoFactorStatus | 
     rows, more_forward, more_back = _keyset(query, User.id, after, before, limit)
     items = [UserRow(id=r.id, email=r.email, name=r.name, role=r.role, disabled=r.disabled,
                      status=TwoFactorStatus(r.status), mfa_setting=r.mfa_setting, exempt_until=r.exempt_until,
-                     last_login_at=r.last_login_at) for r in rows]
+                     last_login_at=r.last_login_at, push_suspended_at=r.push_suspended_at) for r in rows]
     return Page(rows=items,
                 next_after=items[-1].id if items and more_forward else None,
                 prev_before=items[0].id if items and more_back else None)
@@ -119,3 +121,75 @@ def emails_of(org_id: int, ids: set[int]) -> dict[int, str]:
         return {}
     rows = db.session.execute(select(User.id, User.email).where(User.org_id == org_id, User.id.in_(ids)))
     return {uid: email for uid, email in rows}
+
+
+# --------------------------------------------------------------------------- security alerts
+
+# What the organization's admins are shown as "Recent security alerts": push fraud reports
+# and push denials. The phone's answer is recorded by the push plugin's device endpoint
+# (``push.*``, with the device, the application and the browser's address), whether or not
+# the browser ever comes back; the login pipeline records the same answer again
+# (``login.*``) when the waiting browser moves on. Both are read, and a ``login.*`` event
+# that follows a ``push.*`` one of the same user and kind is the same incident, shown once.
+FRAUD, DENIAL = "fraud", "denial"
+ALERT_EVENTS = {
+    "push.fraud_reported": FRAUD,
+    "login.push_fraud_reported": FRAUD,
+    "push.denied": DENIAL,
+    "login.second_factor_denied": DENIAL,
+}
+ALERT_DAYS = 30
+ALERT_LIMIT = 20
+SAME_INCIDENT = timedelta(minutes=3)  # a challenge lives 60 s; the browser's echo follows within that
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    at: datetime
+    kind: str                 # FRAUD or DENIAL
+    event: str
+    subject_id: int | None
+    email: str | None         # None: the user is gone (or not in this organization)
+    device: str | None
+    application: str | None
+    ip: str | None
+
+
+def security_alerts(org_id: int, *, now: datetime, days: int = ALERT_DAYS, limit: int = ALERT_LIMIT) -> list[Alert]:
+    """The organization's push fraud reports and denials of the last `days` days, newest first.
+
+    One statement: the events (``org_id`` and event name, on ``ix_audit_events_event`` /
+    ``ix_audit_org_at``) with their user's e-mail joined in, confined to the organization
+    on both sides. Twice `limit` rows are read so that the browser-side echoes dropped
+    below still leave `limit` incidents to show.
+    """
+    since = now - timedelta(days=days)
+    rows = db.session.execute(
+        select(AuditEvent.id, AuditEvent.at, AuditEvent.event, AuditEvent.subject_id, AuditEvent.details,
+               User.email)
+        .outerjoin(User, (User.id == AuditEvent.subject_id) & (User.org_id == AuditEvent.org_id))
+        .where(AuditEvent.org_id == org_id, AuditEvent.event.in_(list(ALERT_EVENTS)), AuditEvent.at >= since)
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(2 * limit)
+    ).all()
+    device_answers = [(r.subject_id, ALERT_EVENTS[r.event], r.at) for r in rows if r.event.startswith("push.")]
+    alerts = []
+    for r in rows:
+        kind = ALERT_EVENTS[r.event]
+        if not r.event.startswith("push.") and any(
+                subject == r.subject_id and k == kind and r.at - SAME_INCIDENT <= at <= r.at
+                for subject, k, at in device_answers):
+            continue  # the browser's record of an answer already listed
+        details = r.details if isinstance(r.details, dict) else {}
+        alerts.append(Alert(id=r.id, at=r.at, kind=kind, event=r.event, subject_id=r.subject_id, email=r.email,
+                            device=_short(details.get("device_name")), application=_short(details.get("application")),
+                            ip=_short(details.get("ip"))))
+    return alerts[:limit]
+
+
+def _short(value, limit: int = 120) -> str | None:
+    """A detail written from a device's request: text, bounded, or nothing."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    return str(value)[:limit] or None

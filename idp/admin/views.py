@@ -1,5 +1,7 @@
 """Admin views (issue 5): users and their 2FA shields, a user's Security section,
 Account > Security (the organization's rule, distribution, allowed factors, grace), the audit log.
+Issue 6 adds push: a user's suspended push (after a fraud report) and "Resume push approvals",
+and the recent fraud reports and denials on Account > Security.
 
 Thin handlers: the rules and the audit events live in idp.policy (the same functions
 the `idp policy` commands call); the reads are single SQL statements in
@@ -15,7 +17,7 @@ from sqlalchemy import func, or_, select
 from idp.admin import queries
 from idp.admin.access import MAX_ID, org_admin_required, user_in_org
 from idp.admin.forms import AllowedFactorsForm, ConfirmForm, GraceForm, RequireAllForm, UserSecurityForm
-from idp.db import db
+from idp.db import db, utcnow
 from idp.models import User
 from idp.policy import settings as policy_settings
 from idp.policy.status import (
@@ -185,7 +187,8 @@ def _render_security(factors_form=None, grace_form=None, code: int = 200):
     return render_template(
         "admin/security.html", org=g.org, counts=counts, total=total,
         impact=impact_of_requiring_all(g.org.id, today), require_form=RequireAllForm(),
-        factors_form=factors_form, grace_form=grace_form), code
+        factors_form=factors_form, grace_form=grace_form,
+        alerts=queries.security_alerts(g.org.id, now=utcnow()), alert_days=queries.ALERT_DAYS), code
 
 
 @bp.get("/security")
@@ -248,7 +251,12 @@ def audit():
     who = _text_arg("user", 320)
     action = _text_arg("action", 64)
     subject_ids = None
-    if who:
+    user_id = _int_arg("user_id")
+    if user_id is not None:
+        # One user exactly (the security alerts link here): a substring of an e-mail could match others.
+        subject_ids = [user_id]
+        who = queries.emails_of(g.org.id, {user_id}).get(user_id, "")
+    elif who:
         pattern = f"%{queries._escape_like(who.lower())}%"
         subject_ids = list(db.session.scalars(
             select(User.id).where(User.org_id == g.org.id,
@@ -257,7 +265,7 @@ def audit():
     page = queries.audit_page(g.org.id, subject_ids=subject_ids, action=action,
                               after=_int_arg("after"), before=_int_arg("before"))
     ids = {e.subject_id for e in page.rows if e.subject_id} | {e.actor_id for e in page.rows if e.actor_id}
-    return render_template("admin/audit.html", page=page, who=who, action=action,
+    return render_template("admin/audit.html", page=page, who=who, action=action, user_id=user_id,
                            actions=queries.audit_actions(g.org.id), emails=queries.emails_of(g.org.id, ids),
                            org=g.org)
 
@@ -328,6 +336,39 @@ def reset_factors(user_id: int):
                                           "factors": sorted({c.factor for c in revoked}), "by": "admin"})
     db.session.commit()
     flash(_("Second factors reset: %(n)s revoked.", n=len(revoked)), "success")
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+@bp.route("/users/<int:user_id>/resume-push", methods=["GET", "POST"])
+@org_admin_required
+def resume_push(user_id: int):
+    """Clear a push suspension left by a fraud report. GET asks for confirmation; POST does it.
+
+    The rules and the audit event are idp.policy.settings.clear_push_suspension's (the
+    `idp policy user EMAIL --resume-push` command calls the same).
+    """
+    target = user_in_org(user_id)
+    form = ConfirmForm()
+    if target.push_suspended_at is None and request.method == "GET":
+        flash(_("Push approvals are not suspended for this user."), "success")
+        return redirect(url_for("admin.user", user_id=target.id))
+    if request.method == "GET" or not form.validate_on_submit():
+        return render_template("admin/confirm.html", org=g.org, target=target, form=form,
+                               title=_("Resume push approvals?"),
+                               text=_("Push approvals of %(email)s were suspended on %(when)s UTC after a fraud "
+                                      "report. Resume them only once you know that the reported login was not an "
+                                      "attack, or that the account is safe again: %(email)s will be able to "
+                                      "approve logins on their phone at once.",
+                                      email=target.email,
+                                      when=target.push_suspended_at.strftime("%Y-%m-%d %H:%M")
+                                      if target.push_suspended_at else "—"),
+                               action=url_for("admin.resume_push", user_id=target.id)), (
+            200 if request.method == "GET" else 400)
+    try:
+        changed = policy_settings.clear_push_suspension(target.id, _actor())
+    except policy_settings.PolicyError:
+        abort(404)
+    flash(_("Push approvals resumed.") if changed else _("Nothing to change."), "success")
     return redirect(url_for("admin.user", user_id=target.id))
 
 

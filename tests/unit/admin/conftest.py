@@ -102,11 +102,17 @@ def browser(app):
     from flask.testing import FlaskClient
 
     class FreshSessionClient(FlaskClient):
-        """Each request starts with a fresh database session, as in production (the test's
-        app context would otherwise keep one session, and its stale objects, across requests)."""
+        """Each request starts with a fresh database session and signed-in session, as in production
+        (the test's app context would otherwise keep one session, its stale objects, and the
+        previous request's `g`, across requests and clients)."""
 
         def open(self, *args, **kwargs):
+            from flask import g
+
             db.session.remove()
+            # Requests share the test's app context, hence its `g`: forget the signed-in session
+            # that the previous request (maybe another client's) left there.
+            g.pop("idp_session_row", None)
             try:
                 return super().open(*args, **kwargs)
             finally:
