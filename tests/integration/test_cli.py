@@ -61,14 +61,24 @@ def url(initialised_database_url):
 
 
 @pytest.fixture
-def db(url):
-    handle = Db(url)
+def sqlite_only_url(sqlite_url):
+    """For checks of input alone, which no database changes: SQLite only, to keep the suite fast."""
+    from fixtures.database import initialise
+
+    initialise(sqlite_url)
+    return sqlite_url
+
+
+@pytest.fixture
+def db(request):
+    name = "sqlite_only_url" if "sqlite_only_url" in request.fixturenames else "url"
+    handle = Db(request.getfixturevalue(name))
     yield handle
     handle.engine.dispose()
 
 
 @pytest.fixture
-def acme(url, db):
+def acme(db):
     with db.engine.begin() as conn:
         conn.execute(Organization.__table__.insert().values(name="Acme", require_2fa=False, created_at=utcnow()))
     return "Acme"
@@ -140,9 +150,9 @@ def test_org_add(url, idp, db):
 
 
 @pytest.mark.parametrize("name, message", [("", "empty"), ("   ", "empty"), ("x" * 201, "longer")])
-def test_org_add_refuses_bad_names(url, idp, db, name, message):
+def test_org_add_refuses_bad_names(sqlite_only_url, idp, db, name, message):
     before = db.counts()
-    refused(idp("org", "add", name, database_url=url), message)
+    refused(idp("org", "add", name, database_url=sqlite_only_url), message)
     assert db.counts() == before
 
 
@@ -171,9 +181,9 @@ def test_user_add_admin(url, idp, db, acme):
     assert db.rows(User)[0]["role"] == "admin"
 
 
-def test_password_never_in_argv(url, idp):
+def test_password_never_in_argv(sqlite_only_url, idp):
     result = idp("user", "add", "--org", "Acme", "--email", "a@example.com", "--password", PASSWORD,
-                 database_url=url)
+                 database_url=sqlite_only_url)
     refused(result)
 
 
@@ -187,15 +197,15 @@ def test_password_never_in_argv(url, idp):
     ((), {"password": "short\n"}, "at least"),
     (("--name", "x" * 201), {}, "longer"),
 ])
-def test_user_add_refuses_bad_input(url, idp, db, acme, extra, kwargs, message):
+def test_user_add_refuses_bad_input(sqlite_only_url, idp, db, acme, extra, kwargs, message):
     before = db.counts()
-    refused(add_user(idp, url, *extra, **kwargs), message)
+    refused(add_user(idp, sqlite_only_url, *extra, **kwargs), message)
     assert db.counts() == before
 
 
-def test_user_add_requires_password_stdin(url, idp, db, acme):
+def test_user_add_requires_password_stdin(sqlite_only_url, idp, db, acme):
     before = db.counts()
-    result = idp("user", "add", "--org", "Acme", "--email", "a@example.com", database_url=url,
+    result = idp("user", "add", "--org", "Acme", "--email", "a@example.com", database_url=sqlite_only_url,
                  input=PASSWORD + "\n")
     refused(result, "--password-stdin")
     assert db.counts() == before
@@ -256,15 +266,15 @@ def test_client_add_client_credentials_only(url, idp, db):
     (("--redirect-uri", "https://a.example/cb", "--grant-type", "refresh_token"), "authorization_code"),
     (("--redirect-uri", "https://a.example/cb", "--id-token-alg", "HS256"), "algorithm"),
 ])
-def test_client_add_refuses_bad_input(url, idp, db, extra, message):
+def test_client_add_refuses_bad_input(sqlite_only_url, idp, db, extra, message):
     before = db.counts()
-    refused(add_client(idp, url, *extra), message)
+    refused(add_client(idp, sqlite_only_url, *extra), message)
     assert db.counts() == before
 
 
-def test_client_add_refuses_an_empty_name(url, idp, db):
+def test_client_add_refuses_an_empty_name(sqlite_only_url, idp, db):
     before = db.counts()
-    refused(idp("client", "add", "--name", " ", "--redirect-uri", "https://a.example/cb", database_url=url),
+    refused(idp("client", "add", "--name", " ", "--redirect-uri", "https://a.example/cb", database_url=sqlite_only_url),
             "empty")
     assert db.counts() == before
 
