@@ -1,37 +1,12 @@
 """Password + TOTP logins end to end: forced enrolment, recovery codes, replay, amr in the ID token."""
 from __future__ import annotations
 
-import html
 import re
 
 import pyotp
 
 from fixtures.oidc import FormBrowser
-
-MFA = "urn:idp:acr:mfa"
-
-
-ENROLMENT_CODES: dict[str, str] = {}
-
-
-def enrol_totp_during_login(web: FormBrowser, rp, seeded) -> tuple[str, list[str]]:
-    """Sign in asking for MFA; the pipeline makes the user enrol TOTP. Returns (secret, recovery codes)."""
-    web.get(rp.authorization_url(acr_values=MFA))
-    page = web.login(seeded.user_email, seeded.password)
-    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
-    if choose:  # several factors may be enrolled: pick the authenticator app
-        page = web.submit(choose[0])
-    key = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>')
-    assert key, page.text[:3000]
-    secret = key.replace(" ", "")
-    form = page.form_with("code")
-    ENROLMENT_CODES[secret] = pyotp.TOTP(secret).now()
-    page = web.submit(form, {"code": ENROLMENT_CODES[secret], "label": "Phone"})
-    codes_text = page.find(r"<pre class=\"codes\" data-recovery-codes>([^<]+)</pre>")
-    assert codes_text, page.text[:3000]
-    codes = [c for c in html.unescape(codes_text).split() if c]
-    web.submit(page.forms()[0])
-    return secret, codes
+from fixtures.totp import ENROLMENT_CODES, MFA, enrol_totp_during_login
 
 
 def test_acr_values_mfa_enrols_then_issues_mfa_token(seeded, web, rp_factory):
