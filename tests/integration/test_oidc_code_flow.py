@@ -173,3 +173,41 @@ def test_s256_challenge_value_is_what_the_client_computed(seeded, web, rp_factor
     url = rp.authorization_url()
     expected = base64.urlsafe_b64encode(hashlib.sha256(rp.verifier.encode()).digest()).rstrip(b"=").decode()
     assert f"code_challenge={expected}" in url
+
+
+def test_rs256_on_request_per_client(seeded, web, rp_factory, live_server):
+    from sqlalchemy import update
+
+    from idp.db import db
+    from idp.models import Client
+
+    with live_server.context():
+        db.session.execute(update(Client).where(Client.client_id == seeded.first_party["client_id"])
+                           .values(id_token_alg="RS256"))
+        db.session.commit()
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    token = rp.exchange(web.last_redirect)["id_token"]
+    header = base64.urlsafe_b64decode(token.split(".")[0] + "==")
+    assert b'"RS256"' in header
+    assert rp.validate_id_token(token)["amr"] == ["pwd"]
+
+
+def test_argon2_hash_is_upgraded_at_login_when_parameters_change(seeded, web, rp_factory, live_server):
+    from sqlalchemy import select
+
+    from idp.db import db
+    from idp.models import User
+
+    with live_server.context():
+        user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+        from argon2 import PasswordHasher
+
+        user.password_hash = PasswordHasher(time_cost=1, memory_cost=512, parallelism=1).hash(seeded.password)
+        old = user.password_hash
+        db.session.commit()
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    with live_server.context():
+        new = db.session.scalar(select(User.password_hash).where(User.email == seeded.user_email))
+    assert new != old and "m=1024" in new
