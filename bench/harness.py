@@ -163,9 +163,13 @@ def run_wrk(server: Server, target: str, scenario: str, url_path: str, script: s
     errors = data["status"] + socket_errors + lost
     ok = max(0, data["requests"] - data["status"] - lost)
     seconds = data["duration_us"] / 1e6 or (time.monotonic() - started)
-    note = ""
+    starved = next((int(l.split()[1]) for l in out.stdout.splitlines() if l.startswith("BENCH_STARVED ")), 0)
+    notes = []
     if socket_errors:
-        note = f"socket errors {socket_errors}"
+        notes.append(f"socket errors {socket_errors}")
+    if starved:
+        notes.append(f"{starved} requests sent without a live refresh token (failed grants emptied the pool)")
+    note = "; ".join(notes)
     result = Result(target, scenario, concurrency, ok, seconds, data["p50_us"] / 1000, data["p99_us"] / 1000,
                     (cpu_after - cpu_before) * 1000 / ok if ok else float("nan"), errors, note)
     if server.db_pids is not None and ok:

@@ -260,12 +260,16 @@ def scenario_refresh(server: Server, concurrency: int, duration: float, workdir:
     info = server.info
     needed = concurrency + max(2, concurrency // 4)
     pool = info["refresh_tokens"]
-    if len(pool) < needed:
-        top_up = run_logins(info["endpoints"], info["client"], info["users"], min(8, needed),
+    errors: list[str] = []
+    for _attempt in range(5):  # logins that fail (SQLite lock errors) are retried a few times
+        if len(pool) >= needed:
+            break
+        top_up = run_logins(info["endpoints"], info["client"], info["users"], min(4, needed),
                             count=needed - len(pool))
         pool.extend(top_up.refresh_tokens)
-        if len(pool) < needed:
-            raise RuntimeError(f"could not obtain refresh tokens: {top_up.errors[:1]}")
+        errors += top_up.errors
+    if len(pool) < needed:
+        raise RuntimeError(f"could not obtain refresh tokens: {errors[:1]}")
     tokens, info["refresh_tokens"] = pool[:needed], pool[needed:]
     token_file = workdir / f"refresh-{server.port}-{concurrency}.txt"
     token_file.write_text("\n".join(tokens) + "\n")
