@@ -213,15 +213,20 @@ def scenario_login(server: Server, concurrency: int, duration: float) -> Result:
 
 def merge_notes(notes: list[str]) -> str:
     """Slices' notes in one: the highest generator CPU share, each distinct other remark once."""
-    parts, generator = [], []
+    parts, generator, duds = [], [], 0
     for note in notes:
         for part in filter(None, (p.strip() for p in note.split("; "))):
             if part.startswith("generator CPU "):
                 generator.append(int(part.split()[2].rstrip("%")))
+            elif "without a live refresh token" in part:
+                duds += int(part.split()[0])
             elif not part.startswith("first error") or not any(p.startswith("first error") for p in parts):
                 parts.append(part)
     if generator:
         parts.insert(0, f"generator CPU up to {max(generator)}% of a core")
+    if duds:
+        parts.append(f"{duds} requests sent without a live refresh token (failed grants emptied the pool; "
+                     f"their CPU is in the figure)")
     return "; ".join(dict.fromkeys(parts))
 
 
