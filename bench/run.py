@@ -423,15 +423,15 @@ def update_readme(text: str, output: Path, argon, results) -> None:
     if README_START not in content or README_END not in content:
         return
     head = text.split("## All figures")[0].strip().splitlines()
-    summary = "\n".join(line for line in head[1:] if line.strip() != "## Targets (issue 3)" and line.strip())
+    summary = "\n".join(line for line in head[1:] if line.strip() != "## Targets (issue 3)").strip()
+    summary = re.sub(r"\n{3,}", "\n\n", summary)
     c16 = [r for r in results if r.concurrency == 16]
     rows = ["| scenario | target | ops/s | p50 ms | p99 ms | server CPU ms/op |", "| --- | --- | --- | --- | --- | --- |"]
     for r in c16:
         rows.append(f"| {r.scenario} | {r.target} | {fmt(r.rate, 0)} | {fmt(r.p50_ms, 2)} | {fmt(r.p99_ms, 2)} | "
                      f"{fmt(r.cpu_ms_per_op, 3)} |")
     block = (f"{README_START}\nLatest run: [{output.name}](results/{output.name}) (all concurrencies there).\n\n"
-             + summary.replace("| target | figure |", "\n| target | figure |", 1)
-             + "\n\nAt c16:\n\n" + "\n".join(rows) + f"\n{README_END}")
+             + summary + "\n\nAt c16:\n\n" + "\n".join(rows) + f"\n{README_END}")
     start, end = content.index(README_START), content.index(README_END) + len(README_END)
     readme.write_text(content[:start] + block + content[end:])
 
@@ -463,7 +463,17 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=4, help="threads per worker with gthread")
     parser.add_argument("--argon2-seconds", type=float, default=5.0)
     parser.add_argument("--output", help="markdown file (default bench/results/<date>.md)")
+    parser.add_argument("--update-readme", metavar="RESULTS_MD",
+                        help="only re-render bench/README.md's latest-figures section from a saved results file")
     args = parser.parse_args(argv)
+    if args.update_readme:
+        saved = Path(args.update_readme)
+        data = json.loads(saved.with_suffix(".json").read_text())
+        fields = set(Result.__dataclass_fields__)
+        results = [Result(**{k: (float("nan") if v == "nan" else v) for k, v in r.items() if k in fields})
+                   for r in data["results"]]
+        update_readme(saved.read_text(), saved, data["argon2"], results)
+        return 0
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     targets = args.targets.split(",")
     scenarios = args.scenarios.split(",")
