@@ -105,7 +105,10 @@ def end_current() -> None:
         db.session.execute(update(UserSession).where(UserSession.id == sha256_hex(token))
                            .values(revoked_at=utcnow()))
         db.session.commit()
+    locale = session.get("locale")  # the browser's language choice is not the user's session
     session.clear()
+    if locale:
+        session["locale"] = locale
     g.idp_session_row = None
 
 

@@ -155,6 +155,14 @@ def stored_locale(live_server, email: str) -> str | None:
         return db.session.scalar(select(User.locale).where(User.email == email))
 
 
+def test_language_choice_outlives_signing_out(seeded, live_server):
+    web = browser(live_server, ENGLISH)
+    sign_in_to_account(web, seeded.user_email, seeded.password)
+    web.submit(web.page.form_with("locale"), {"locale": "fr"})
+    page = web.submit(web.get("/logout").form_with("csrf_token"))
+    assert "Vous êtes déconnecté" in text(page)
+
+
 def test_language_form_ignores_an_unknown_language(seeded, live_server):
     web = browser(live_server, FRENCH)
     sign_in_to_account(web, seeded.user_email, seeded.password)
