@@ -15,7 +15,7 @@ admin page (idp/admin/recovery_qr.py) and `idp recovery-qr issue`.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
@@ -29,8 +29,6 @@ from idp_plugins.qr_recovery.settings import QrRecoverySettings
 
 
 def _utcnow() -> datetime:
-    from datetime import timezone
-
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
@@ -131,7 +129,7 @@ class QrRecoveryFactor(Factor):
 
     def describe(self, credential: CredentialInfo) -> Description:
         expires = int(credential.public.get("expires_at") or 0)
-        moment = datetime.utcfromtimestamp(expires) if expires else None
+        moment = datetime.fromtimestamp(expires, timezone.utc).replace(tzinfo=None) if expires else None
         state = "used" if credential.used_at else (
             "expired" if moment is not None and moment <= _utcnow() else "unused")
         return Description(id=credential.id, factor=credential.factor,

@@ -142,3 +142,20 @@ def test_cli_issue_revoke_list(factor_app, qr, factor_user, tmp_path):
         result = runner.invoke(group, bad)
         assert result.exit_code != 0 and "Traceback" not in result.output
     assert events("recovery_qr.issued")[0].actor == "cli"
+
+
+@pytest.mark.parametrize("overrides", [{"default_ttl": 10}, {"default_ttl": 900000}, {"code_tries": 0},
+                                       {"max_ttl": "a day"}])
+def test_unusable_settings_are_an_operator_error(overrides):
+    from idp.factors import FactorMisconfigured
+    from idp_plugins.qr_recovery.settings import QrRecoverySettings
+
+    with pytest.raises(FactorMisconfigured):
+        QrRecoverySettings.from_mapping(overrides)
+
+
+def test_describe_for_the_lists(qr, factor_user):
+    issued = qr.issue(factor_user, actor="admin@example.com", ttl=3600)
+    description = qr.describe(issued.credential)
+    assert description.facts["status"] == "unused" and description.facts["issued_by"] == "admin@example.com"
+    assert description.facts["expires"].endswith("Z")
