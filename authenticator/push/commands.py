@@ -52,7 +52,10 @@ def describe(challenge: dict, account: Account) -> str:
              f"expires in {max(left, 0)}s"]
     if context.get("user_agent"):
         parts.append(f"browser: {context['user_agent'][:80]}")
-    return "  ".join(parts[:2]) + "\n    " + "; ".join(parts[2:])
+    text = "  ".join(parts[:2]) + "\n    " + "; ".join(parts[2:])
+    if challenge["id"].startswith("-"):
+        text += "\n    (this id starts with '-': approve --number NN -- ID)"
+    return text
 
 
 def _summary(challenge: dict, account: Account) -> dict:

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from idp.factors import CredentialInfo, UserRef
+from idp.factors import CredentialInfo, UserRef, directory
 from idp.factors.errors import CredentialConflict
 
 from idp_plugins.push.protocol import Registration, activation_uri, code_digest, unix
@@ -55,6 +55,7 @@ def register(challenges, store, registration: Registration, *, now: datetime) ->
     found = challenges.find(LOOKUP_PREFIX + code_digest(registration.code))
     if found is None or found.payload.get("type") != ACTIVATION or found.user_id is None:
         raise ActivationRefused()
+    directory.commit()  # end the read before the conditional UPDATE (SQLite: no read-to-write lock upgrade)
     claimed = challenges.answer(found.id, USED, payload={"type": ACTIVATION, "device_id": registration.device_id},
                                 now=now)
     if claimed is None:

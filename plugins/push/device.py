@@ -48,6 +48,7 @@ def build_blueprint(factor) -> Blueprint:
 
         token = verify_device_token(request.headers.get("Authorization"), audience=audience, public_key_of=key_of)
         device = found["device"]
+        directory.rollback()  # end the read: the write below then waits its turn (SQLite: no lock upgrade)
         # Replay guard: one row per accepted jti, unique lookup key, kept until the token expires.
         key = JTI_PREFIX + hashlib.sha256(f"{device.lookup_key}|{token.jti}".encode()).hexdigest()
         ttl = max(token.exp - time.time(), 0) + CLOCK_SKEW
@@ -123,6 +124,7 @@ def build_blueprint(factor) -> Blueprint:
         if info is None or info.user_id != device.user_id or info.payload.get("type") != login_challenge.LOGIN:
             return _error("unknown_challenge", 404)
         status, reason = login_challenge.decide(info, decision, number)
+        directory.rollback()  # end the read before the conditional UPDATE (see authenticate)
         now = utc_now()
         answered = factor.challenges.answer(
             challenge_id, status, now=now,

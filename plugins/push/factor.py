@@ -79,6 +79,7 @@ class PushFactor(Factor):
 
     def issue_activation(self, user: UserRef, issuer: str, now, ttl: int | None = None) -> activation.Activation:
         """A committed one-time activation (a device in another process must find it at once)."""
+        directory.commit()  # a fresh transaction for the write (see begin_challenge)
         act = activation.issue(self.challenges, user, ttl=ttl or self.push_settings.activation_ttl, issuer=issuer,
                                now=now)
         directory.commit()
@@ -135,8 +136,12 @@ class PushFactor(Factor):
         if directory.recent_challenge_count(self.name, user.id, since, kind=login_challenge.LOGIN) \
                 >= settings.max_challenges:
             return Step(state={"refused": "too_many_requests"}, view={"refused": "too_many_requests"})
+        supersede = login_challenge.superseded(self.challenges, user, ctx)
+        # End the reads above before writing: on SQLite a read transaction that turns into a write
+        # fails at once when another connection wrote meanwhile; a fresh one waits for the lock.
+        directory.commit()
         info = login_challenge.create(self.challenges, user, ctx, digits=settings.digits,
-                                      ttl=settings.challenge_ttl)
+                                      ttl=settings.challenge_ttl, supersede=supersede)
         directory.commit()  # the device's long-poll, maybe in another process, must see it now
         transport = self.transport()
         for device in self.store.list(user):
@@ -163,7 +168,8 @@ class PushFactor(Factor):
         For a status endpoint that long-polls (`?wait=`): the page then moves on within
         milliseconds of the answer instead of at its next poll. Woken by the answer's
         publication (in this process, or through Redis in another), else by re-reading the
-        database every `waker.fallback_interval`. Holds a worker thread meanwhile (gthread).
+        database every `waker.fallback_interval` (rolling back between checks: call it with nothing
+        uncommitted). Holds a worker thread meanwhile (gthread).
         """
         outcome = self.poll(user, state, ctx)
         challenge_id = state.get("challenge_id") if isinstance(state, dict) else None

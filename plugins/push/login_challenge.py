@@ -29,12 +29,18 @@ def context_of(ctx: AttemptContext) -> dict:
             "user_agent": (ctx.user_agent or "")[:300], "time": unix(ctx.now)}
 
 
-def create(challenges, user: UserRef, ctx: AttemptContext, *, digits: int, ttl: int):
-    """Store a new challenge and cancel older pending ones of the same login; the caller commits."""
-    if ctx.transaction_id:
-        for old in challenges.pending(user=user, now=ctx.now):
-            if old.transaction_id == ctx.transaction_id and old.payload.get("type") == LOGIN:
-                challenges.expire(old.id, now=ctx.now)
+def superseded(challenges, user: UserRef, ctx: AttemptContext) -> list[str]:
+    """Pending challenges of the same login, which a new one replaces."""
+    if not ctx.transaction_id:
+        return []
+    return [old.id for old in challenges.pending(user=user, now=ctx.now)
+            if old.transaction_id == ctx.transaction_id and old.payload.get("type") == LOGIN]
+
+
+def create(challenges, user: UserRef, ctx: AttemptContext, *, digits: int, ttl: int, supersede=()):
+    """Cancel the `supersede` challenges and store a new one; the caller commits."""
+    for old_id in supersede:
+        challenges.expire(old_id, now=ctx.now)
     payload = {"type": LOGIN, "number": new_number(digits), "digits": digits, "context": context_of(ctx)}
     return challenges.create(user, ttl=timedelta(seconds=ttl), transaction_id=ctx.transaction_id,
                              payload=payload, now=ctx.now)

@@ -66,7 +66,7 @@ def test_approved_by_the_app_moves_the_page_on_its_own(page, push_server, seeded
     rp = rp_factory(seeded.first_party)
     number = sign_in(page, push_server, rp, seeded)
     challenge = pending_id(phone)
-    phone.ok("approve", challenge, "--number", number)
+    phone.ok("approve", "--number", number, "--", challenge)
     answered = time.monotonic()
     claims = wait_for_callback(page, rp)
     assert time.monotonic() - answered < 3
@@ -76,7 +76,7 @@ def test_approved_by_the_app_moves_the_page_on_its_own(page, push_server, seeded
 def test_denied(page, push_server, seeded, phone, rp_factory):
     rp = rp_factory(seeded.first_party)
     sign_in(page, push_server, rp, seeded)
-    phone.ok("deny", pending_id(phone))
+    phone.ok("deny", "--", pending_id(phone))
     page.wait_for_selector("text=denied")
     assert "data-push-number" not in page.content() or page.locator(".error").count() >= 1
 
@@ -85,7 +85,7 @@ def test_wrong_number(page, push_server, seeded, phone, rp_factory):
     rp = rp_factory(seeded.first_party)
     number = sign_in(page, push_server, rp, seeded)
     wrong = f"{(int(number) + 1) % 100:02d}"
-    result = phone.run("approve", pending_id(phone), "--number", wrong)
+    result = phone.run("approve", "--number", wrong, "--", pending_id(phone))
     assert result.returncode == 1 and "did not match" in result.stdout
     page.wait_for_selector("text=denied")
     assert not callbacks(page, rp)
@@ -111,7 +111,7 @@ def test_expired(page, push_server, seeded, phone, rp_factory):
     page.wait_for_selector("text=expired")
     page.wait_for_timeout(2000)
     assert len(posts) == 1, f"the page must not re-post in a loop: {posts}"
-    late = phone.run("approve", challenge, "--number", number)
+    late = phone.run("approve", "--number", number, "--", challenge)
     assert late.returncode != 0 and "no pending request" in late.stderr
 
 
@@ -152,7 +152,7 @@ def test_replayed_approval_and_foreign_answers_change_nothing(page, push_server,
         bobs.answer(challenge, "approve", number)
     time.sleep(1.5)
     assert page.locator("[data-push-number]").count() == 1, "the page is still waiting"
-    phone.ok("approve", challenge, "--number", number)
+    phone.ok("approve", "--number", number, "--", challenge)
     wait_for_callback(page, rp)
     assert isinstance(intruder, PushClient)
 
@@ -170,7 +170,7 @@ def test_revoked_device(page, push_server, seeded, phone, rp_factory):
         for credential in registry.get("push").store.list(user):
             registry.remove_credential(user, credential.id)
         directory.commit()
-    result = phone.run("approve", challenge, "--number", number)
+    result = phone.run("approve", "--number", number, "--", challenge)
     assert result.returncode != 0 and "no longer accepts this device" in result.stderr
     # Its challenge was cancelled: the page stops waiting (push is no longer among the user's factors).
     page.wait_for_selector("[data-push-number]", state="detached")
@@ -187,7 +187,7 @@ def test_two_instances_browser_on_one_answer_on_the_other(page, push_server, see
         app.ok("add", issue_activation_uri(other, seeded.user_email))
         rp = rp_factory(seeded.first_party)
         number = sign_in(page, push_server, rp, seeded)
-        app.ok("approve", pending_id(app), "--number", number)
+        app.ok("approve", "--number", number, "--", pending_id(app))
         answered = time.monotonic()
         wait_for_callback(page, rp)
         assert time.monotonic() - answered < 3
