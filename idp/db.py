@@ -35,15 +35,18 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
-        # pysqlite's own transaction handling defers BEGIN and breaks "UPDATE ... RETURNING"
-        # atomicity assumptions under concurrency; take over BEGIN ourselves.
+        # Every transaction takes SQLite's write lock when it begins (BEGIN IMMEDIATE). With
+        # the default deferred BEGIN, a transaction that read and then writes after another
+        # process committed fails at once with "database is locked" (SQLITE_BUSY_SNAPSHOT),
+        # whatever the busy timeout; taking the lock first makes it wait its turn instead.
+        # Readers still never block (WAL); writers queue. PostgreSQL is for concurrency.
         @event.listens_for(engine, "connect")
         def _disable_pysqlite_begin(dbapi_conn, _record):  # pragma: no cover - trivial
             dbapi_conn.isolation_level = None
 
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn):  # pragma: no cover - trivial
-            conn.exec_driver_sql("BEGIN")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
