@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 
 import click
 
@@ -117,6 +118,7 @@ def recovery_qr_group(name: str = "qr_recovery") -> click.Group:
             click.echo(json.dumps(rows))
         else:
             for row in rows:
-                click.echo(f"{row['credential_id']}  issued by {row['issued_by'] or '?'}  expires {row['expires_at']}")
+                expires = datetime.fromtimestamp(row["expires_at"], timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+                click.echo(f"{row['credential_id']}  issued by {row['issued_by'] or '?'}  expires {expires}")
 
     return group
