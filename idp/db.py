@@ -70,15 +70,19 @@ class Database:
                 self.session.rollback()
             self.session.remove()
 
-    def claim(self, model, where, values) -> object | None:
-        """Run `UPDATE model SET values WHERE where RETURNING *` in its own statement and commit.
+    def claim(self, model, where, values, *, commit: bool = True) -> object | None:
+        """Run `UPDATE model SET values WHERE where RETURNING *` in one statement (and commit).
 
         Returns the claimed row, or None when no row matched (already claimed, expired,
-        raced). This is the project's one idiom for "exactly once".
+        raced). This is the project's one idiom for "exactly once". With `commit=False` the
+        claim commits with whatever the caller writes next: the row stays locked until then
+        (PostgreSQL row lock, SQLite's write lock), so a racing claim waits and then matches
+        nothing.
         """
         stmt = update(model).where(*where).values(**values).returning(model)
         row = self.session.execute(stmt, execution_options={"synchronize_session": False}).scalar_one_or_none()
-        self.session.commit()
+        if commit:
+            self.session.commit()
         return row
 
 

@@ -6,14 +6,35 @@ import time
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
 from authlib.oauth2.rfc6749.util import scope_to_list
 
-from idp.models import AuthorizationCode, Client, Token
+from dataclasses import dataclass
+from datetime import datetime
+
+from idp.models import AuthorizationCode, Token
 from idp.security.tokens import matches_hash
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """A registered client as the protocol code sees it: a read-only copy of its `clients` row."""
+
+    id: int
+    client_id: str
+    secret_hash: str | None
+    name: str
+    redirect_uris: list
+    post_logout_redirect_uris: list
+    grant_types: list
+    scope: str
+    public: bool
+    first_party: bool
+    id_token_alg: str
+    created_at: datetime
 
 
 class OAuthClient(ClientMixin):
     """A registered client. Secrets are compared as SHA-256 in constant time (they are 256-bit random)."""
 
-    def __init__(self, row: Client) -> None:
+    def __init__(self, row: ClientRecord) -> None:
         self.row = row
         self.client_id = row.client_id
         self.client_metadata = {"post_logout_redirect_uris": list(row.post_logout_redirect_uris or [])}
@@ -76,7 +97,7 @@ class OAuthCode(AuthorizationCodeMixin):
 
 
 class OAuthToken(TokenMixin):
-    def __init__(self, row: Token, client: Client | None = None, user=None) -> None:
+    def __init__(self, row: Token, client: OAuthClient | None = None, user=None) -> None:
         self.row = row
         self._client = client
         self._user = user
@@ -104,4 +125,4 @@ class OAuthToken(TokenMixin):
         return self._user
 
     def get_client(self):
-        return OAuthClient(self._client) if self._client is not None else None
+        return self._client

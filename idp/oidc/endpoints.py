@@ -13,7 +13,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from idp.db import db
-from idp.models import Client, Token, User
+from idp.models import Token, User
 from idp.oidc import claims, keys
 from idp.oidc.adapters import OAuthToken
 from idp.security.tokens import sha256_hex
@@ -32,9 +32,10 @@ def _find_token(token_string: str, hint: str | None = None) -> OAuthToken | None
     row = db.session.scalar(select(Token).where(where))
     if row is None:
         return None
-    client = db.session.scalar(select(Client).where(Client.client_id == row.client_id))
+    from idp.oidc.server import query_client
+
     user = db.session.get(User, row.user_id) if row.user_id is not None else None
-    return OAuthToken(row, client, user)
+    return OAuthToken(row, query_client(row.client_id), user)
 
 
 class AccessTokenValidator(BearerTokenValidator):

@@ -137,8 +137,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                               Token.client_id == self.request.client.get_client_id(),
                               Token.rotated_at.is_(None), Token.revoked_at.is_(None),
                               Token.refresh_expires_at > now],
-                       values={"rotated_at": now})
+                       values={"rotated_at": now}, commit=False)  # commits with the new token (save_token)
         if row is None:
+            db.session.rollback()
             stale = db.session.scalar(select(Token).where(Token.refresh_token_hash == token_hash))
             if stale is not None and stale.rotated_at is not None:
                 revoke_family(stale.family_id)  # a replayed refresh token: assume it was stolen
