@@ -105,7 +105,7 @@ def _render_user(target: User, form: UserSecurityForm, code: int = 200):
     return render_template(
         "admin/user.html", target=target, form=form, org=g.org,
         status=status(target, g.org, today), required=is_required(target, g.org, today),
-        exempt=is_exempt(target, today), **_factor_rows(target)), code
+        exempt=is_exempt(target, today), factor_names=_registry().names(), **_factor_rows(target)), code
 
 
 def _factor_rows(target: User) -> dict:
