@@ -1,0 +1,25 @@
+"""`idp factor push activate` as an operator runs it: a real subprocess on a real database."""
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs, urlsplit
+
+
+def test_activate_prints_the_uri_and_refuses_bad_input_in_one_line(idp, migrated_database_url):
+    assert idp("org", "add", "Acme", database_url=migrated_database_url).returncode == 0
+    added = idp("user", "add", "--org", "Acme", "--email", "ops@acme.test", "--password-stdin",
+                input="correct horse battery\n", database_url=migrated_database_url)
+    assert added.returncode == 0, added
+    result = idp("factor", "push", "activate", "--user", "ops@acme.test", "--expires-in", "2h", "--json",
+                 database_url=migrated_database_url)
+    assert result.returncode == 0, result
+    data = json.loads(result.stdout)
+    query = parse_qs(urlsplit(data["activation_uri"]).query)
+    assert query["v"] == ["1"] and query["user"] == ["ops@acme.test"] and query["code"][0]
+    assert query["endpoint"][0].endswith("/factors/push/v1")
+    assert data["expires_at"].endswith("Z")
+    plain = idp("factor", "push", "activate", "--user", "ops@acme.test", database_url=migrated_database_url)
+    assert plain.returncode == 0 and plain.stdout.strip().startswith("idp-push://activate?v=1&")
+    for args in (("--user", "nobody@acme.test"), ("--user", "ops@acme.test", "--expires-in", "forever")):
+        bad = idp("factor", "push", "activate", *args, database_url=migrated_database_url)
+        assert bad.returncode != 0 and len(bad.stderr_lines) == 1 and "Traceback" not in bad.stderr, bad
