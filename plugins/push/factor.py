@@ -52,9 +52,10 @@ class PushFactor(Factor):
     def waker(self) -> Waker:
         """One per app: wakes long-polls in this process, and through Redis in others."""
         extensions = current_app.extensions
-        if WAKER_KEY not in extensions:
-            extensions[WAKER_KEY] = Waker(extensions.get("idp.redis"))
-        return extensions[WAKER_KEY]
+        waker = extensions.get(WAKER_KEY)
+        if waker is None:  # first use; setdefault keeps one waker if two threads get here together
+            waker = extensions.setdefault(WAKER_KEY, Waker(extensions.get("idp.redis")))
+        return waker
 
     def transport(self):
         return build_transport(self.push_settings, self.waker())
