@@ -88,9 +88,9 @@ def fail(keys: list[str]) -> int:
 
 
 def succeed(keys: list[str]) -> None:
+    """Clear the keys' failures; on the database this commits with the caller's next commit."""
     redis = _redis()
     if redis is not None:
         redis.delete(*[f"idp:fail:{k}" for k in keys], *[f"idp:lock:{k}" for k in keys])
         return
     db.session.execute(delete(FailureCounter).where(FailureCounter.key.in_(keys)))
-    db.session.commit()

@@ -149,6 +149,7 @@ def check_password(email: str, password: str, *, remote_addr: str | None = None,
         lockout.fail(keys)
         return None
     lockout.succeed([f"{purpose}:user:{row.id}"])
+    db.session.commit()
     return user_ref(row)
 
 

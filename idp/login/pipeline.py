@@ -160,16 +160,19 @@ def proceed(row: LoginTransaction, handle_raw: str, user: User, from_state: Stat
     target = next_state(row.authz_request["params"], steps_done, user)
     patch = {"steps_done": steps_done, "user_id": user.id, "factor_name": None, "factor_state": None}
     if target == State.DONE:
-        if not transaction.update_in_place(row, version, **patch):
-            return redirect_to(handle_raw)
-        return finish(row, expected=from_state)
+        return finish(row, expected=from_state, version=version, **patch)
     transaction.advance(row, from_state, version, target, **patch)
     return redirect_to(handle_raw)
 
 
-def finish(row: LoginTransaction, expected: State):
-    """Issue the code exactly once: the transition into `done` is the guard."""
-    if not transaction.advance(row, expected, row.version, State.DONE):
+def finish(row: LoginTransaction, expected: State, version: int | None = None, **patch):
+    """Issue the code exactly once: the transition into `done` is the guard.
+
+    The transition, the new session, the audit event and the code commit together (one
+    transaction): a second submission waits for the first and then matches nothing.
+    """
+    version = row.version if version is None else version
+    if not transaction.advance(row, expected, version, State.DONE, commit=False, **patch):
         return redirect(url_for("login.expired"))
     user = db.session.get(User, row.user_id)
     params = row.authz_request["params"]
@@ -181,6 +184,7 @@ def finish(row: LoginTransaction, expected: State):
         outcome = LoginOutcome(auth_time=row.authz_request["auth_time"], amr=tuple(amr), acr=acr_for(amr),
                                sid=row.authz_request.get("sid"))
     if row.authz_request.get("internal"):
+        db.session.commit()
         return redirect(row.authz_request["next"])
     return issue_code(params, user, outcome)
 
@@ -193,7 +197,6 @@ def _sign_in(user: User, steps: list[dict], client_id: str | None) -> LoginOutco
     gate.record_login(user, proved)
     audit.record("login.succeeded", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"client_id": client_id, "amr": list(proved.amr)})
-    db.session.commit()
     metrics.LOGINS.labels(outcome="success").inc()
     return LoginOutcome(auth_time=auth_time, amr=proved.amr, acr=proved.acr, sid=sso.sid)
 
@@ -208,7 +211,7 @@ def issue_code(params: dict, user: User, outcome: LoginOutcome) -> object:
     request.login_outcome = outcome
     grant = server.get_consent_grant(request=request, end_user=user)
     response = server.create_authorization_response(request=request, grant_user=user, grant=grant)
-    db.session.commit()  # the code row saved by the grant
+    db.session.commit()  # the code row, with the transition to `done` and the session
     location = response.headers.get("Location")
     if location:  # RFC 9207: tell the client which issuer answered
         separator = "&" if "?" in location else "?"

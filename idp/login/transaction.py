@@ -15,6 +15,7 @@ from enum import Enum
 
 from flask import current_app
 from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from idp.db import db, utcnow
 from idp.models import LoginTransaction
@@ -69,18 +70,26 @@ def load(raw: str, binding: str) -> LoginTransaction | None:
 
 
 def advance(row: LoginTransaction, expected_state: State, expected_version: int, new_state: State,
-            **patch) -> bool:
-    """Move from `expected_state` at `expected_version` to `new_state`, once. False: stale form or race."""
+            *, commit: bool = True, **patch) -> bool:
+    """Move from `expected_state` at `expected_version` to `new_state`, once. False: stale form or race.
+
+    With `commit=False` the move commits with the caller's next writes (issuing a code): until
+    then the row is locked, so a racing request waits and then matches nothing.
+    """
     result = db.session.execute(
         update(LoginTransaction)
         .where(LoginTransaction.id == row.id, LoginTransaction.state == expected_state.value,
                LoginTransaction.version == expected_version, LoginTransaction.expires_at > utcnow())
-        .values(state=new_state.value, version=LoginTransaction.version + 1, **patch)
+        .values(state=new_state.value, version=expected_version + 1, **patch)
         .execution_options(synchronize_session=False))
-    db.session.commit()
     if result.rowcount != 1:
+        db.session.rollback()
         return False
-    db.session.refresh(row)
+    if commit:
+        db.session.commit()
+    # Mirror the stored values on the loaded row without another SELECT (and without marking it dirty).
+    for key, value in dict(patch, state=new_state.value, version=expected_version + 1).items():
+        set_committed_value(row, key, value)
     return True
 
 
