@@ -32,6 +32,8 @@ def request_facts(params: dict) -> policy.RequestFacts:
 
 def _held_factor_names(user: User) -> list[str]:
     """Second factors the user holds a usable credential for (policy filters by what the org allows)."""
+    if not user.second_factor_count:  # kept by the credential store: no query for password-only users
+        return []
     ref = user_ref(user)
     return [f.name for f in current_registry().all(kind=FactorKind.SECOND_FACTOR) if f.is_configured_for(ref)]
 
