@@ -1,10 +1,14 @@
-"""The password login a browser performs, as a load generator: authorize -> login form -> code ->
-token -> userinfo, with PKCE S256, state and nonce; plus the threads that repeat it.
+"""The login a browser performs, as a load generator: authorize -> login form -> (TOTP code form)
+-> code -> token -> userinfo, with PKCE S256, state and nonce; plus the threads that repeat it.
 
 Only the public behaviour is assumed (CONTRACT.md): HTML forms reached by redirects, fields
-`username` and `password`, every hidden input posted back (CSRF token, transaction id and
-version), a consent form answered with `action=allow` should one appear. The generator stops
-at the redirect to the client's redirect_uri and takes the code from its query.
+`username` and `password`, then `code` for a second factor, every hidden input posted back (CSRF
+token, transaction id and version), a consent form answered with `action=allow` should one appear.
+The generator stops at the redirect to the client's redirect_uri and takes the code from its query.
+
+TOTP users come from a `TotpPool`: a code is accepted once per credential per 30 s time step,
+so every login takes a user that no other thread holds and a step of that user's that is still
+unused and inside the server's +-1 step window (see `TotpPool.acquire`).
 """
 from __future__ import annotations
 
@@ -77,14 +81,15 @@ def _b64(data: bytes) -> str:
 
 
 def login_once(endpoints: Endpoints, client: Client, username: str, password: str,
-               http: requests.Session | None = None) -> dict:
-    """One full login from a fresh browser; returns the token response (with refresh_token)."""
+               http: requests.Session | None = None, totp_code=None, wrong_codes: int = 0) -> dict:
+    """One full login from a fresh browser; returns the token response (with refresh_token).
+
+    `totp_code()` gives the code to type when the code form appears (called at that moment);
+    `wrong_codes` wrong codes are posted first (each must come back as the form again, 401)."""
     http = http or requests.Session()
     http.cookies.clear()
-    # Each login comes from its own client address, as real users do: the bench tells the provider
-    # (server.trusted_proxies = 127.0.0.1) that it is a proxy forwarding for 10.x.y.z, so per-address
-    # rate limits see many users rather than one address hammering the login form.
-    http.headers["X-Forwarded-For"] = "10.%d.%d.%d" % tuple(os.urandom(3))
+    # Every login comes from 127.0.0.1: the bench raises the per-address limits through IDP_RATELIMIT__*
+    # (bench/run.py) rather than pretending to be a proxy.
     verifier = _b64(os.urandom(32))
     state, nonce = _b64(os.urandom(12)), _b64(os.urandom(12))
     query = urlencode({
@@ -94,6 +99,7 @@ def login_once(endpoints: Endpoints, client: Client, username: str, password: st
     })
     response = http.get(f"{endpoints.authorization}?{query}", allow_redirects=False, timeout=30)
     location = None
+    code_posts, expected_wrong = 0, _b64(os.urandom(3))
     for _step in range(12):
         if response.is_redirect:
             location = urljoin(response.url, response.headers["Location"])
@@ -110,7 +116,15 @@ def login_once(endpoints: Endpoints, client: Client, username: str, password: st
             raise FlowError(f"no form at {urlsplit(response.url).path} ({response.status_code})")
         names = {name for name, _ in form["inputs"]}
         data = dict(form["inputs"])
-        if "password" in names:
+        if "code" in names and totp_code is not None:
+            if code_posts > wrong_codes or (code_posts and response.status_code != 401):
+                raise FlowError(f"code form shown again ({response.status_code}) after {code_posts} codes")
+            right = totp_code() if code_posts == wrong_codes else None
+            data["code"] = right or wrong_code(expected_wrong)
+            code_posts += 1
+        elif "code" in names:
+            raise FlowError("a second factor was asked for a password-only user")
+        elif "password" in names:
             if response.status_code >= 400 or location == ("posted", response.url):
                 raise FlowError(f"login form shown again ({response.status_code}): wrong password or rate limited")
             data["username"], data["password"] = username, password
@@ -140,6 +154,89 @@ def login_once(endpoints: Endpoints, client: Client, username: str, password: st
     return tokens
 
 
+def wrong_code(seed: str) -> str:
+    """Six digits that are not a valid code (barring a one-in-a-million clash with the window)."""
+    return str(int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big") % 1_000_000).zfill(6)
+
+
+@dataclass
+class TotpUser:
+    email: str
+    password: str
+    secret: str           # base32
+    next_step: int = 0    # lowest time step this user has not spent yet
+    busy: bool = False
+
+
+@dataclass
+class TotpLease:
+    user: TotpUser
+    step: int
+    posted: bool = False
+
+    def code(self) -> str:
+        import pyotp
+
+        self.posted = True
+        return pyotp.TOTP(self.user.secret).at(self.step * PERIOD)
+
+
+PERIOD = 30
+
+
+class TotpPool:
+    """TOTP bench users, each held by one thread at a time, each step of each user spent once.
+
+    The provider accepts a code of the steps current-1, current and current+1 (its clock is this
+    machine's) and only for a step above the credential's last accepted one. `acquire` picks a
+    free user and the lowest step of that user that is unspent and still valid when the code is
+    posted a few seconds later: current-1 only while at least `margin` seconds of the current step
+    remain, never beyond current+1. So each user supplies at most one login per 30 s in steady
+    state (three at once when fresh): the pool must hold several times the logins per 30 s the
+    provider can do, or threads wait (`waited` seconds, reported) and the rate measures the pool.
+    """
+
+    def __init__(self, users: list[tuple[str, str, str]], margin: float = 10.0) -> None:
+        self.users = [TotpUser(*u) for u in users]
+        self.margin = margin
+        self.lock = threading.Lock()
+        self.waited = 0.0
+
+    def _usable_step(self, user: TotpUser, now: float) -> int | None:
+        current = int(now // PERIOD)
+        lowest = current - 1 if (current + 1) * PERIOD - now >= self.margin else current
+        step = max(user.next_step, lowest)
+        return step if step <= current + 1 else None
+
+    def acquire(self, deadline: float | None) -> TotpLease | None:
+        started = time.monotonic()
+        while True:
+            with self.lock:
+                now = time.time()
+                best = None
+                for user in self.users:
+                    if user.busy:
+                        continue
+                    step = self._usable_step(user, now)
+                    if step is not None and (best is None or step < best[1]):
+                        best = (user, step)
+                if best:
+                    best[0].busy = True
+                    self.waited += time.monotonic() - started
+                    return TotpLease(*best)
+            if deadline and time.monotonic() >= deadline:
+                with self.lock:
+                    self.waited += time.monotonic() - started
+                return None
+            time.sleep(0.02)
+
+    def release(self, lease: TotpLease) -> None:
+        with self.lock:
+            if lease.posted:  # spent, whether accepted or not
+                lease.user.next_step = max(lease.user.next_step, lease.step + 1)
+            lease.user.busy = False
+
+
 @dataclass
 class LoginRun:
     latencies: list[float] = field(default_factory=list)
@@ -147,11 +244,15 @@ class LoginRun:
     refresh_tokens: list[str] = field(default_factory=list)
     seconds: float = 0.0
     client_cpu: float = 0.0
+    waited: float = 0.0   # seconds threads waited for a usable TOTP step (TotpPool)
 
 
-def run_logins(endpoints: Endpoints, client: Client, users: list[tuple[str, str]], concurrency: int,
-               duration: float | None = None, count: int | None = None) -> LoginRun:
-    """`concurrency` threads, each a fresh browser per login, for `duration` seconds or `count` logins."""
+def run_logins(endpoints: Endpoints, client: Client, users: list[tuple[str, str]] | TotpPool, concurrency: int,
+               duration: float | None = None, count: int | None = None, wrong_codes: int = 0) -> LoginRun:
+    """`concurrency` threads, each a fresh browser per login, for `duration` seconds or `count` logins.
+    `users` is a list of (e-mail, password) for password-only logins, or a TotpPool."""
+    pool = users if isinstance(users, TotpPool) else None
+    waited_before = pool.waited if pool else 0.0
     result = LoginRun()
     lock = threading.Lock()
     deadline = time.monotonic() + duration if duration else None
@@ -167,16 +268,27 @@ def run_logins(endpoints: Endpoints, client: Client, users: list[tuple[str, str]
                 remaining[0] -= 1
             if deadline and time.monotonic() >= deadline:
                 return
-            username, password = users[n % len(users)]
-            n += concurrency
+            lease = None
+            if pool is not None:
+                lease = pool.acquire(deadline)
+                if lease is None:
+                    return
+                username, password = lease.user.email, lease.user.password
+            else:
+                username, password = users[n % len(users)]
+                n += concurrency
             started = time.perf_counter()
             try:
-                tokens = login_once(endpoints, client, username, password, http)
+                tokens = login_once(endpoints, client, username, password, http,
+                                    totp_code=lease.code if lease else None, wrong_codes=wrong_codes)
             except (FlowError, requests.RequestException, ValueError, KeyError) as exc:
                 with lock:
                     result.errors.append(str(exc)[:200])
                 time.sleep(0.05)
                 continue
+            finally:
+                if lease is not None:
+                    pool.release(lease)
             elapsed = time.perf_counter() - started
             with lock:
                 result.latencies.append(elapsed)
@@ -191,4 +303,5 @@ def run_logins(endpoints: Endpoints, client: Client, users: list[tuple[str, str]
         thread.join()
     result.seconds = time.monotonic() - started
     result.client_cpu = time.process_time() - cpu_before
+    result.waited = (pool.waited - waited_before) if pool else 0.0
     return result

@@ -65,6 +65,45 @@ def targets_section(results: list[Result], argon: dict) -> list[str]:
     return lines
 
 
+def code_posts(r: Result | None, status: int) -> list[float]:
+    """cpu_ms of the code form's POSTs answered with `status` (302 right code, 401 wrong code)."""
+    if r is None or not getattr(r, "breakdown", None):
+        return []
+    return [x for key, values in r.breakdown.items() if key.startswith("POST /login/<id> ")
+            and key.endswith(" (code)") and key.split()[2] == str(status) for x in values]
+
+
+def totp_targets_section(results: list[Result]) -> list[str]:
+    """Issue 4's targets: TOTP logins against password-only logins, and the code POST alone."""
+    lines = ["| target | figure | goal | met |", "| --- | --- | --- | --- |"]
+    for target in sorted({r.target for r in results if r.target != "baseline"}):
+        for c in sorted({r.concurrency for r in results if r.scenario == "login_totp" and r.target == target}):
+            totp, plain = find(results, target, "login_totp", c), find(results, target, "login", c)
+            if not (totp and plain and totp.ops and plain.ops):
+                lines.append(f"| {target}: TOTP login rate c{c} | not measured | >= 90% of password-only | - |")
+                continue
+            ratio = totp.rate / plain.rate
+            lines.append(f"| {target}: TOTP login rate c{c} | {totp.rate:.1f}/s = {ratio * 100:.0f}% of password-only "
+                         f"{plain.rate:.1f}/s; server CPU {totp.cpu_ms_per_op:.1f} vs {plain.cpu_ms_per_op:.1f} ms per "
+                         f"login ({totp.cpu_ms_per_op - plain.cpu_ms_per_op:+.1f} ms) | >= 90% of password-only | "
+                         f"{'yes' if ratio >= 0.9 else '**no**'} |")
+        step = find(results, target, "totp_step", min((r.concurrency for r in results if r.scenario == "totp_step"
+                                                        and r.target == target), default=0))
+        right, wrong = code_posts(step, 302), code_posts(step, 401)
+        if not right or not wrong:
+            lines.append(f"| {target}: code POST CPU | not measured | right < 2 ms, wrong <= right | - |")
+            continue
+        r_med, w_med = statistics.median(right), statistics.median(wrong)
+        where = " (+ PostgreSQL backend CPU, not attributable per request)" if target.endswith("postgresql") else ""
+        lines.append(f"| {target}: code POST, right code (c{step.concurrency}) | {r_med:.2f} ms median, "
+                     f"{statistics.mean(right):.2f} ms mean over {len(right)}{where} | < 2 ms | "
+                     f"{'yes' if r_med < 2 else '**no**'} |")
+        lines.append(f"| {target}: code POST, wrong code (c{step.concurrency}) | {w_med:.2f} ms median, "
+                     f"{statistics.mean(wrong):.2f} ms mean over {len(wrong)} = {w_med / r_med * 100:.0f}% of right | "
+                     f"<= right, < 2 ms | {'yes' if w_med <= r_med and w_med < 2 else '**no**'} |")
+    return lines
+
+
 def report(results: list[Result], argon: dict | None, args, started: datetime.datetime, elapsed: float) -> str:
     lines = [f"# Benchmark {started:%Y-%m-%d %H:%M} UTC", "",
              f"Command: `.venv/bin/python bench/run.py {' '.join(sys.argv[1:])}`".replace("  ", " "), "",
@@ -85,12 +124,21 @@ def report(results: list[Result], argon: dict | None, args, started: datetime.da
               "Judged on throughput, as the issue states them. \"By server CPU per op\" is the same ratio computed "
               "from CPU per operation (baseline / provider): what each server could reach on cores of its own, "
               "a steadier figure when other work shares the machine.", ""]
-    lines += targets_section(results, argon) + ["", "## All figures", ""]
+    lines += targets_section(results, argon)
+    if any(r.scenario in ("login_totp", "totp_step") for r in results):
+        lines += ["", "## Targets (issue 4)", "",
+                  "TOTP logins (password, then the code page) against password-only logins, same concurrency, "
+                  "slices alternating. The code POST's CPU is the access lines' `cpu_ms` of the code form's POST "
+                  "(verification, replay guard's conditional UPDATE, lockout counters, audit, commit, and the "
+                  "redirect or the re-rendered form) in the totp_step scenario, which posts two wrong codes "
+                  "before the right one.", ""]
+        lines += totp_targets_section(results)
+    lines += ["", "## All figures", ""]
     base_by = {(r.scenario, r.concurrency): r for r in results if r.target == "baseline"}
     lines += ["| scenario | target | c | ops/s | vs baseline | p50 ms | p99 ms | server CPU ms/op | + PostgreSQL ms/op "
               "| errors | note |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    order = ["discovery", "jwks", "client_credentials", "refresh_token", "login"]
+    order = ["discovery", "jwks", "client_credentials", "refresh_token", "login", "login_totp", "totp_step"]
     for r in sorted(results, key=lambda r: (order.index(r.scenario), r.concurrency, r.target)):
         base = base_by.get((r.scenario, r.concurrency)) or base_by.get(("client_credentials", r.concurrency)) \
             if r.scenario != "login" else None
@@ -108,12 +156,13 @@ def report(results: list[Result], argon: dict | None, args, started: datetime.da
 def breakdown_section(results: list[Result]) -> list[str]:
     """Where a login's server CPU goes, per request type, from the access lines' cpu_ms (lowest concurrency)."""
     lines = []
-    for r in sorted((r for r in results if r.scenario == "login" and getattr(r, "breakdown", None) and r.ops),
-                    key=lambda r: (r.target, r.concurrency)):
-        if any(x.target == r.target and x.scenario == "login" and x.concurrency < r.concurrency and
+    kinds = ("login", "login_totp", "totp_step")
+    for r in sorted((r for r in results if r.scenario in kinds and getattr(r, "breakdown", None) and r.ops),
+                    key=lambda r: (r.target, kinds.index(r.scenario), r.concurrency)):
+        if any(x.target == r.target and x.scenario == r.scenario and x.concurrency < r.concurrency and
                getattr(x, "breakdown", None) and x.ops for x in results):
             continue
-        lines += ["", f"### Where a login's CPU goes: {r.target}, c{r.concurrency} ({r.ops} logins)", "",
+        lines += ["", f"### Where a login's CPU goes: {r.scenario}, {r.target}, c{r.concurrency} ({r.ops} logins)", "",
                   "From the access lines' `cpu_ms` (CPU of the serving thread; SQLite work is included, PostgreSQL's "
                   "is not). Requests per login and CPU per login by request type:", "",
                   "| request | per login | CPU ms per request (median) | CPU ms per login |", "| --- | --- | --- | --- |"]
@@ -138,7 +187,8 @@ def update_readme(text: str, output: Path, argon, results) -> None:
     if README_START not in content or README_END not in content:
         return
     head = text.split("## All figures")[0].strip().splitlines()
-    summary = "\n".join(line for line in head[1:] if line.strip() != "## Targets (issue 3)").strip()
+    summary = "\n".join(line if not line.startswith("## Targets") else f"**{line[3:]}**"
+                        for line in head[1:]).strip()
     summary = re.sub(r"\n{3,}", "\n\n", summary)
     c16 = [r for r in results if r.concurrency == 16]
     rows = ["| scenario | target | ops/s | p50 ms | p99 ms | server CPU ms/op |", "| --- | --- | --- | --- | --- | --- |"]

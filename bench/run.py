@@ -9,6 +9,11 @@ Scenarios at each concurrency (default 4, 16, 64):
   refresh_token                         wrk + lua/refresh.lua (rotating token pools; provider only)
   login                                 bench/login_flow.py threads: authorize -> form -> code ->
                                         token -> userinfo, a fresh browser per login (provider only)
+  login_totp                            the same with a TOTP code page after the password (users
+                                        from a TotpPool); its slices alternate with `login`'s
+  totp_step                             TOTP logins posting two wrong codes before the right one, at
+                                        the lowest concurrency only: the code POST's CPU, right and
+                                        wrong, from the access lines
 plus the argon2id verification rate of this machine with the configured parameters.
 
 Throughput is completed operations per second, latency is per request (per whole login for
@@ -39,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import argon2_rate  # noqa: E402
 from harness import Result, Server, db_cpu_delta, ensure_wrk, run_wrk  # noqa: E402
-from login_flow import Client, Endpoints, login_once, run_logins  # noqa: E402
+from login_flow import Client, Endpoints, TotpPool, login_once, run_logins  # noqa: E402
 from report import fmt, report, update_readme  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,6 +53,17 @@ RESULTS_DIR = REPO / "bench" / "results"
 PORTS = {"baseline": 3110, "sqlite": 3111, "postgresql": 3112}
 NO_LIMIT = "1000000 per 1 minute"
 USERS = 4
+WRONG_CODES = 2  # per login in the totp_step scenario
+# The provider's abuse limits, lifted for the run (every request comes from 127.0.0.1): the login
+# forms' POSTs per address (Flask-Limiter) and the lockouts after password and second-factor
+# failures, per account/user and per address. Only totp_step fails on purpose (wrong codes).
+UNLIMITED = {
+    "IDP_RATELIMIT__LOGIN_POSTS_PER_IP": NO_LIMIT,
+    "IDP_RATELIMIT__PASSWORD_FAILURES_BEFORE_LOCKOUT": "1000000000",
+    "IDP_RATELIMIT__PASSWORD_IP_FAILURES_BEFORE_LOCKOUT": "1000000000",
+    "IDP_RATELIMIT__FACTOR_FAILURES_BEFORE_LOCKOUT": "1000000000",
+    "IDP_RATELIMIT__FACTOR_IP_FAILURES_BEFORE_LOCKOUT": "1000000000",
+}
 
 
 def gunicorn_argv(args, port: int, app: str, chdir: str | None = None) -> list[str]:
@@ -125,9 +141,8 @@ def start_provider(args, kind: str, workdir: Path) -> Server:
     prom_dir.mkdir()
     env = dict(os.environ, IDP_DATABASE_URL=database_url, IDP_ISSUER=f"http://127.0.0.1:{port}",
                IDP_SECRET_KEY=secrets.token_urlsafe(48), IDP_ENV="development",
-               IDP_RATELIMIT__PASSWORD_PER_ACCOUNT=NO_LIMIT, IDP_RATELIMIT__PASSWORD_PER_IP=NO_LIMIT,
-               IDP_SERVER__TRUSTED_PROXIES='["127.0.0.1"]',  # logins arrive "forwarded" from many addresses
-               PROMETHEUS_MULTIPROC_DIR=str(prom_dir))
+               PROMETHEUS_MULTIPROC_DIR=str(prom_dir), **UNLIMITED)
+    env.pop("IDP_SERVER__TRUSTED_PROXIES", None)  # no proxy: X-Forwarded-For is ignored
     idp_cli(env, "init")
     idp_cli(env, "org", "add", "bench")
     users = []
@@ -136,6 +151,18 @@ def start_provider(args, kind: str, workdir: Path) -> Server:
         idp_cli(env, "user", "add", "--org", "bench", "--email", email, "--name", f"Bench {i}", "--password-stdin",
                 stdin=password + "\n")
         users.append((email, password))
+    totp_users = []
+    if {"login_totp", "totp_step"} & set(args.scenarios.split(",")):
+        import pyotp
+
+        totp_users = [(f"totp{i}@bench.test", secrets.token_urlsafe(18), pyotp.random_base32())
+                      for i in range(args.totp_users)]
+        lines = "".join(json.dumps({"org": "bench", "email": e, "password": p, "secret": s}) + "\n"
+                        for e, p, s in totp_users)
+        out = subprocess.run([sys.executable, str(REPO / "bench" / "seed_totp.py")], env=env, input=lines,
+                             capture_output=True, text=True, cwd=REPO, timeout=1800)
+        if out.returncode != 0:
+            raise RuntimeError(f"seeding TOTP users failed: {out.stderr.strip()[-400:]}")
     redirect_uri = "http://127.0.0.1:9/callback"
     web = json.loads(idp_cli(env, "client", "add", "--name", "bench-web", "--redirect-uri", redirect_uri,
                              "--first-party", "--grant-type", "authorization_code", "--grant-type", "refresh_token"))
@@ -154,13 +181,14 @@ def start_provider(args, kind: str, workdir: Path) -> Server:
         "cc_body": "grant_type=client_credentials",
         "web_basic": base64.b64encode(f"{web['client_id']}:{web['client_secret']}".encode()).decode(),
         "endpoints": endpoints, "client": Client(web["client_id"], web["client_secret"], redirect_uri),
-        "users": users, "refresh_tokens": [],
+        "users": users, "refresh_tokens": [], "totp_pool": TotpPool(totp_users),
     }
     return server
 
 
 # ----------------------------------------------------------------------------- scenarios
 
+PROVIDER_ONLY = ("login", "login_totp", "totp_step", "refresh_token")
 ID_SEGMENT = re.compile(r"/[A-Za-z0-9_-]{20,}")
 
 
@@ -180,27 +208,38 @@ def access_lines_since(server: Server, offset: int) -> list[dict]:
 
 
 def login_breakdown(entries: list[dict]) -> dict:
-    """CPU per request type during the login points, from the access lines' cpu_ms."""
+    """CPU per request type during the login points, from the access lines' cpu_ms.
+
+    The login steps share one URL (`/login/<handle>`): the first POST of a handle is the password
+    form's, the later ones the code form's (401: a wrong code shown the form again)."""
     table: dict[str, list[float]] = {}
+    posts: dict[str, int] = {}
     for entry in entries:
         key = f"{entry['method']} {ID_SEGMENT.sub('/<id>', entry['path'])} {entry['status']}"
+        if entry["method"] == "POST" and entry["path"].startswith("/login/") and entry["path"].count("/") == 2:
+            seen = posts[entry["path"]] = posts.get(entry["path"], 0) + 1
+            key += " (password)" if seen == 1 else " (code)"
         table.setdefault(key, []).append(float(entry.get("cpu_ms", 0.0)))
     return table
 
 
-def scenario_login(server: Server, concurrency: int, duration: float) -> Result:
+def scenario_login(server: Server, concurrency: int, duration: float, scenario: str = "login") -> Result:
     info = server.info
     log_offset = server.log_path.stat().st_size if server.log_path else 0
+    users = info["users"] if scenario == "login" else info["totp_pool"]
     db_before, cpu_before = server.db_cpu(), server.cpu()
-    run = run_logins(info["endpoints"], info["client"], info["users"], concurrency, duration=duration)
+    run = run_logins(info["endpoints"], info["client"], users, concurrency, duration=duration,
+                     wrong_codes=WRONG_CODES if scenario == "totp_step" else 0)
     cpu, db_after = server.cpu() - cpu_before, server.db_cpu()
     info["refresh_tokens"].extend(run.refresh_tokens)
     ok = len(run.latencies)
     lat = sorted(run.latencies)
     note = f"generator CPU {run.client_cpu / run.seconds * 100:.0f}% of a core"
+    if run.waited > 0.05 * concurrency * run.seconds:
+        note += f"; threads waited {run.waited / (concurrency * run.seconds) * 100:.0f}% of the time for a usable TOTP step"
     if run.errors:
         note += f"; first error: {run.errors[0]}"
-    result = Result(server.name, "login", concurrency, ok, run.seconds,
+    result = Result(server.name, scenario, concurrency, ok, run.seconds,
                     lat[len(lat) // 2] * 1000 if lat else float("nan"),
                     lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan"),
                     cpu * 1000 / ok if ok else float("nan"), len(run.errors), note)
@@ -214,17 +253,21 @@ def scenario_login(server: Server, concurrency: int, duration: float) -> Result:
 
 def merge_notes(notes: list[str]) -> str:
     """Slices' notes in one: the highest generator CPU share, each distinct other remark once."""
-    parts, generator, duds = [], [], 0
+    parts, generator, duds, waited = [], [], 0, []
     for note in notes:
         for part in filter(None, (p.strip() for p in note.split("; "))):
             if part.startswith("generator CPU "):
                 generator.append(int(part.split()[2].rstrip("%")))
+            elif part.startswith("threads waited "):
+                waited.append(int(part.split()[2].rstrip("%")))
             elif "without a live refresh token" in part:
                 duds += int(part.split()[0])
             elif not part.startswith("first error") or not any(p.startswith("first error") for p in parts):
                 parts.append(part)
     if generator:
         parts.insert(0, f"generator CPU up to {max(generator)}% of a core")
+    if waited:
+        parts.append(f"threads waited up to {max(waited)}% of the time for a usable TOTP step (in some slices)")
     if duds:
         parts.append(f"{duds} requests sent without a live refresh token (failed grants emptied the pool; "
                      f"their CPU is in the figure)")
@@ -307,7 +350,10 @@ def main(argv=None) -> int:
                         help="each point is run in this many slices, alternating between targets (default 3)")
     parser.add_argument("--concurrency", default="4,16,64")
     parser.add_argument("--targets", default="baseline,sqlite,postgresql")
-    parser.add_argument("--scenarios", default="discovery,jwks,client_credentials,login,refresh_token")
+    parser.add_argument("--scenarios", default="discovery,jwks,client_credentials,login,login_totp,totp_step,"
+                                                 "refresh_token")
+    parser.add_argument("--totp-users", type=int, default=320,
+                        help="TOTP bench users per provider (each gives one login per 30 s; default 320)")
     parser.add_argument("--postgres-url", default=os.environ.get(
         "IDP_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/idp_bench"),
         help="a database the bench may drop and re-create")
@@ -337,7 +383,7 @@ def main(argv=None) -> int:
     print(f"work files and server logs in {workdir}", flush=True)
 
     argon = None
-    if "login" in scenarios:
+    if {"login", "login_totp", "totp_step"} & set(scenarios):
         print("measuring argon2id rate ...", flush=True)
         argon = argon2_rate.measure(args.argon2_seconds)
         print(f"  {argon['per_core']:.1f}/s per core, {argon['all_cores']:.1f}/s all cores", flush=True)
@@ -353,7 +399,7 @@ def main(argv=None) -> int:
                 print(f"  {target} unavailable: {exc}", flush=True)
                 for scenario in scenarios:
                     for c in concurrencies:
-                        if target != "baseline" or scenario not in ("login", "refresh_token"):
+                        if target != "baseline" or scenario not in PROVIDER_ONLY:
                             results.append(failed(f"provider/{target}" if target != "baseline" else target,
                                                   scenario, c, exc))
                 continue
@@ -364,30 +410,46 @@ def main(argv=None) -> int:
                     login_once(server.info["endpoints"], server.info["client"], *server.info["users"][0])
                 except Exception as exc:
                     print(f"  warm-up login failed on {target}: {exc}", flush=True)
+            if target != "baseline" and {"login_totp", "totp_step"} & set(scenarios):
+                warm = run_logins(server.info["endpoints"], server.info["client"], server.info["totp_pool"], 1,
+                                  count=1)
+                if warm.errors:
+                    print(f"  warm-up TOTP login failed on {target}: {warm.errors[0]}", flush=True)
 
         # Interleaved: each point runs on every target in turn, in `--rounds` short slices
         # (A B C A B C ...), so the drifts of this shared machine hit the provider and the
         # baseline alike: the ratios are what we judge.
+        # login and login_totp are compared with each other: their slices alternate too.
         rounds = max(1, args.rounds)
+        groups: list[list[str]] = []
         for scenario in scenarios:
-            for c in concurrencies:
-                slices: dict[str, list[Result]] = {}
+            if scenario == "login_totp" and ["login"] in groups:
+                groups[groups.index(["login"])].append(scenario)
+            elif scenario == "login" and ["login_totp"] in groups:
+                groups[groups.index(["login_totp"])].insert(0, scenario)
+            else:
+                groups.append([scenario])
+        for group in groups:
+            # totp_step measures single requests, not throughput: the lowest concurrency is enough
+            for c in (concurrencies[:1] if group == ["totp_step"] else concurrencies):
+                slices: dict[tuple[str, str], list[Result]] = {}
                 for _round in range(rounds):
-                    for server in servers:
-                        if server.name == "baseline" and scenario in ("login", "refresh_token"):
-                            continue
-                        piece = args.duration / rounds
-                        try:
-                            if scenario == "login":
-                                result = scenario_login(server, c, piece)
-                            elif scenario == "refresh_token":
-                                result = scenario_refresh(server, c, piece, workdir)
-                            else:
-                                result = scenario_wrk(server, scenario, c, piece)
-                        except Exception as exc:
-                            result = failed(server.name, scenario, c, exc)
-                        slices.setdefault(server.name, []).append(result)
-                for name, pieces in slices.items():
+                    for scenario in group:
+                        for server in servers:
+                            if server.name == "baseline" and scenario in PROVIDER_ONLY:
+                                continue
+                            piece = args.duration / rounds
+                            try:
+                                if scenario in ("login", "login_totp", "totp_step"):
+                                    result = scenario_login(server, c, piece, scenario)
+                                elif scenario == "refresh_token":
+                                    result = scenario_refresh(server, c, piece, workdir)
+                                else:
+                                    result = scenario_wrk(server, scenario, c, piece)
+                            except Exception as exc:
+                                result = failed(server.name, scenario, c, exc)
+                            slices.setdefault((scenario, server.name), []).append(result)
+                for (scenario, name), pieces in slices.items():
                     result = merge(pieces)
                     results.append(result)
                     print(f"  {scenario:18} {name:20} c{c:<3} {fmt(result.rate, 0):>8}/s  "
@@ -411,6 +473,8 @@ def main(argv=None) -> int:
     args.load = (load_at_start, os.getloadavg())
     text = report(results, argon, args, started, time.monotonic() - t0)
     output = Path(args.output) if args.output else RESULTS_DIR / f"{started:%Y-%m-%d}.md"
+    if not args.output and output.exists():  # an earlier run of the day stays for comparison
+        output = RESULTS_DIR / f"{started:%Y-%m-%d-%H%M}.md"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     output.with_suffix(".json").write_text(json.dumps(
