@@ -60,7 +60,8 @@ class ChallengeStore:
         if not isinstance(ttl, timedelta):
             ttl = timedelta(seconds=float(ttl))
         user_id = user.id if isinstance(user, UserRef) else user
-        row = FactorChallenge(id=secrets.token_urlsafe(32), factor=self.factor, user_id=user_id,
+        row = FactorChallenge(id=secrets.token_hex(32),  # hex: ids never start with '-' on a command line
+                               factor=self.factor, user_id=user_id,
                               transaction_id=transaction_id, credential_id=credential_id,
                               lookup_key=lookup_key, payload_json=dict(payload or {}), status=PENDING,
                               created_at=stamp, expires_at=stamp + ttl)

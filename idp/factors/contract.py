@@ -172,6 +172,17 @@ class Factor:
         """
         raise NotImplementedError(f"factor {self.name!r} does not support polling")
 
+    def wait(self, user: UserRef, state: dict, ctx: AttemptContext, timeout: float = 20.0) -> VerifyOutcome:
+        """Like `poll`, but may block up to `timeout` seconds while the outcome is `Pending`.
+
+        The waiting login page long-polls through this (`/login/<handle>/poll?wait=N`), so it
+        moves on within milliseconds of an answer given elsewhere. Default: `poll` at once.
+        Blocking holds a worker thread: deploy with threaded workers (gunicorn gthread)::
+
+            outcome = factor.wait(user_ref, state, ctx, timeout=20)
+        """
+        return self.poll(user, state, ctx)
+
     # --- extras --------------------------------------------------------------------------
 
     def device_blueprint(self) -> "Blueprint | None":

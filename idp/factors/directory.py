@@ -71,8 +71,8 @@ def recent_challenge_count(factor: str, user_id: int, since, *, kind: str | None
 
 
 def commit() -> None:
-    """Commit the current transaction. For plugin device endpoints, which run outside the
-    pipeline and the account page (the usual committers)."""
+    """Commit the current transaction. For plugin device endpoints and CLI commands, which run
+    outside the pipeline and the account page (the usual committers)."""
     db.session.commit()
 
 
@@ -92,11 +92,6 @@ def suspend_push(user_id: int, when) -> bool:
     result = db.session.execute(update(User).where(User.id == user_id, User.push_suspended_at.is_(None))
                                 .values(push_suspended_at=when), execution_options={"synchronize_session": False})
     return result.rowcount == 1
-
-
-def commit() -> None:
-    """Commit the current unit of work (a plugin CLI command's writes and its audit event)."""
-    db.session.commit()
 
 
 # --- recovery helpers: passwords and codes sent to the user (plugins do not import idp.login/notify) ---

@@ -109,7 +109,7 @@ def test_totp_enrolment_and_challenge_in_french(seeded, live_server, rp_factory)
         assert words in enrol, words
     secret = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
     wrong = web.submit(page.form_with("code"), {"code": "000000" if pyotp.TOTP(secret).now() != "000000" else "111111"})
-    assert "Cela n'a pas fonctionné : vérifiez le code et réessayez." in text(wrong)
+    assert "Ce code est incorrect. Réessayez." in text(wrong)
     codes = web.submit(wrong.form_with("code"), {"code": pyotp.TOTP(secret).now()})
     assert "Sauvegardez vos codes de récupération" in text(codes)
     web.submit(codes.forms()[0])

@@ -76,7 +76,9 @@ def submit(ctx: StepContext):
     outcome = factor.finish_enrolment(ref, state, plugin_response(), attempt_context(ctx, factor))
     if not isinstance(outcome, Enrolled):
         db.session.rollback()
-        return show(ctx, _("That did not work: check the code and try again."), 400)
+        from idp.login.steps.second_factor import message_for
+
+        return show(ctx, message_for(outcome.reason), 400)
     audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"factor": factor.name, "credential_id": outcome.credential.id, "during": "login"})
     codes_view = recovery_codes.issue_if_first(ctx, user)

@@ -6,7 +6,7 @@ growing delays (idp.lockout); a locked user is told to wait, nothing more.
 """
 from __future__ import annotations
 
-from flask import jsonify, redirect, url_for
+from flask import jsonify, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
@@ -27,6 +27,7 @@ REJECTION_MESSAGES = {
     "expired": lambda: _("That request expired. Start again."),
     "wrong_number": lambda: _("The number did not match."),
     "sign_count_regressed": lambda: _("This security key may have been cloned. Use another method."),
+    "not_activated": lambda: _("Scan the code with the app first, then continue."),
 }
 
 
@@ -128,10 +129,13 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
         if outcome.fraud:
             user.push_suspended_at = utcnow()
         db.session.commit()
-        transaction.update_in_place(ctx.row, version, factor_name=None, factor_state=None,
-                                    failed_attempts=ctx.row.failed_attempts + 1)
+        transaction.update_in_place(ctx.row, version, failed_attempts=ctx.row.failed_attempts + 1)
+        _switch_away_from(ctx, user, factor)
         return show(ctx, _("The request was denied. Use another method."), 403)
     assert isinstance(outcome, Rejected)
+    if outcome.reason == "expired":  # the next page begins a fresh challenge instead of showing the stale one
+        transaction.update_in_place(ctx.row, version, factor_name=None, factor_state=None)
+        return show(ctx, _message(outcome.reason), 401)
     if outcome.counts_as_failure:
         lockout.fail(lockout_keys(user))
     audit.record("login.second_factor_failed", org_id=user.org_id, actor_id=user.id, actor=user.email,
@@ -139,6 +143,20 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
     db.session.commit()
     transaction.update_in_place(ctx.row, version, failed_attempts=ctx.row.failed_attempts + 1)
     return show(ctx, _message(outcome.reason), 401)
+
+
+def _switch_away_from(ctx: StepContext, user, denied) -> None:
+    """After a denial, offer another method first (the denied one stays available as an alternative)."""
+    factors, recovery = _choices(ctx, user)
+    others = [f for f in factors + recovery if f.name != denied.name]
+    if others:
+        _begin(ctx, others[0])
+    else:
+        transaction.update_in_place(ctx.row, ctx.row.version, factor_name=None, factor_state=None)
+
+
+def message_for(reason: str) -> str:
+    return _message(reason)
 
 
 def poll(ctx: StepContext):
@@ -150,6 +168,12 @@ def poll(ctx: StepContext):
     if name not in registry or not registry.get(name).supports_poll:
         return jsonify({"status": "none"}), 404
     factor = registry.get(name)
-    outcome = factor.poll(gate.user_ref(user_of(ctx)), state, attempt_context(ctx, factor))
+    user = gate.user_ref(user_of(ctx))
+    wait = request.args.get("wait", type=float)
+    if wait:  # long poll: answer as soon as the out-of-band answer arrives
+        db.session.rollback()  # hold no transaction (nor SQLite's lock) while waiting
+        outcome = factor.wait(user, state, attempt_context(ctx, factor), timeout=min(max(wait, 0.0), 25.0))
+    else:
+        outcome = factor.poll(user, state, attempt_context(ctx, factor))
     status = {Verified: "approved", Denied: "denied", Rejected: "rejected"}.get(type(outcome), "pending")
     return jsonify({"status": status})
