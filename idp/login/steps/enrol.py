@@ -16,6 +16,7 @@ from idp.factors.types import Enrolled
 from idp.login import gate, pipeline, transaction
 from idp.login.forms import CodeForm
 from idp.login.steps import recovery_codes
+from idp.login.steps.second_factor import message_for
 from idp.login.steps.base import StepContext
 from idp.login.steps.factor_step import attempt_context, plugin_response, remember_step, step_record, stored, user_of
 from idp.login.transaction import State
@@ -76,8 +77,6 @@ def submit(ctx: StepContext):
     outcome = factor.finish_enrolment(ref, state, plugin_response(), attempt_context(ctx, factor))
     if not isinstance(outcome, Enrolled):
         db.session.rollback()
-        from idp.login.steps.second_factor import message_for
-
         return show(ctx, message_for(outcome.reason), 400)
     audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"factor": factor.name, "credential_id": outcome.credential.id, "during": "login"})

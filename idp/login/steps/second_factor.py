@@ -31,7 +31,8 @@ REJECTION_MESSAGES = {
 }
 
 
-def _message(reason: str) -> str:
+def message_for(reason: str) -> str:
+    """The translated message for a plugin's rejection reason (also used by the enrolment step)."""
     return REJECTION_MESSAGES.get(reason, lambda: _("That did not work. Try again."))()
 
 
@@ -135,14 +136,14 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
     assert isinstance(outcome, Rejected)
     if outcome.reason == "expired":  # the next page begins a fresh challenge instead of showing the stale one
         transaction.update_in_place(ctx.row, version, factor_name=None, factor_state=None)
-        return show(ctx, _message(outcome.reason), 401)
+        return show(ctx, message_for(outcome.reason), 401)
     if outcome.counts_as_failure:
         lockout.fail(lockout_keys(user))
     audit.record("login.second_factor_failed", org_id=user.org_id, actor_id=user.id, actor=user.email,
                  subject_id=user.id, details={"factor": factor.name, "reason": outcome.reason})
     db.session.commit()
     transaction.update_in_place(ctx.row, version, failed_attempts=ctx.row.failed_attempts + 1)
-    return show(ctx, _message(outcome.reason), 401)
+    return show(ctx, message_for(outcome.reason), 401)
 
 
 def _switch_away_from(ctx: StepContext, user, denied) -> None:
@@ -153,10 +154,6 @@ def _switch_away_from(ctx: StepContext, user, denied) -> None:
         _begin(ctx, others[0])
     else:
         transaction.update_in_place(ctx.row, ctx.row.version, factor_name=None, factor_state=None)
-
-
-def message_for(reason: str) -> str:
-    return _message(reason)
 
 
 def poll(ctx: StepContext):
