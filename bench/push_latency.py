@@ -96,6 +96,17 @@ class Browser:
     poll_done: float = 0.0
     poll_status: str = ""
     error: str = ""
+    code_at: float = 0.0
+
+    def wait_and_finish(self, redirect_uri: str) -> None:
+        """What the page's script does: long-poll, then submit the form at once."""
+        self.long_poll()
+        if self.error or self.poll_status != "approved":
+            return
+        try:
+            self.code_at = self.finish(redirect_uri)
+        except Exception as exc:
+            self.error = f"finish {type(exc).__name__}: {exc}"
 
     def long_poll(self, wait: int = 20, give_up: float = 120.0) -> None:
         """Long-poll until the status is no longer pending; records the moment it returns."""
@@ -352,7 +363,8 @@ def waiters_run(args, server: Server, endpoints, client, users, devices, n: int)
         browsers = [b for b in pool.map(stage, range(n)) if b is not None]
     staged_s = time.monotonic() - started
     rss0, threads0 = rss_and_threads(server.workers())
-    pollers = [threading.Thread(target=b.long_poll, daemon=True) for b in browsers]
+    pollers = [threading.Thread(target=b.wait_and_finish, args=(client.redirect_uri,), daemon=True)
+               for b in browsers]
     for poller in pollers:
         poller.start()
     peak_rss, peak_threads, peak_conns = rss0, threads0, 0
@@ -389,27 +401,16 @@ def waiters_run(args, server: Server, endpoints, client, users, devices, n: int)
     rss_end, _ = rss_and_threads(server.workers())
 
     to_poll, to_code, approve_post = [], [], []
-
-    def finish(index: int) -> None:
-        browser = browsers[index]
+    for index, browser in enumerate(browsers):
         if index not in approvals:
-            return
+            continue
         sent, done = approvals[index]
-        try:
-            if browser.error or browser.poll_status != "approved":
-                raise FlowError(browser.error or f"poll ended {browser.poll_status!r}")
-            code_at = browser.finish(client.redirect_uri)
-            with lock:
-                to_poll.append(browser.poll_done - done)
-                to_code.append(code_at - done)
-                approve_post.append(done - sent)
-        except Exception as exc:
-            with lock:
-                errors.append(f"finish {type(exc).__name__}: {exc}"[:200])
-
-    # the browsers post their forms as their polls return: in parallel, like real browsers
-    with cf.ThreadPoolExecutor(args.answer_threads) as pool:
-        list(pool.map(finish, sorted(approvals, key=lambda i: browsers[i].poll_done or 1e18)))
+        if browser.error or not browser.code_at:
+            errors.append((browser.error or f"poll ended {browser.poll_status!r}")[:200])
+            continue
+        to_poll.append(browser.poll_done - done)
+        to_code.append(browser.code_at - done)
+        approve_post.append(done - sent)
     return {"waiters": n, "staged": len(browsers), "stage_seconds": staged_s, "answer_seconds": answer_s,
             "ok": len(to_code), "errors": n - len(to_code), "ended_before_approval": early,
             "error_samples": sorted(set(errors))[:6], "approve_to_poll": summary(to_poll),
