@@ -476,6 +476,27 @@ def keys_rotate_secrets() -> None:
                + ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in counts.items()))
 
 
+# --- housekeeping
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts per table as JSON.")
+@with_appcontext
+def purge(dry_run: bool, as_json: bool) -> None:
+    """Delete expired login transactions, sessions, codes, tokens, challenges and idle failure counters.
+
+    Safe to run at any time (e.g. hourly from cron); see idp/maintenance.py for what "expired" means per table.
+    """
+    from idp.maintenance import purge as run_purge
+
+    counts = run_purge(dry_run=dry_run)
+    if as_json:
+        emit_json({"dry_run": dry_run, "counts": counts})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb} " + ", ".join(f"{count} {table.replace('_', ' ')}" for table, count in counts.items()))
+
+
 # --- second factors: plugin commands
 
 class FactorGroup(click.Group):

@@ -1,0 +1,104 @@
+"""Housekeeping: delete server-side rows nobody can use any more (`idp purge`, docs/operations.md).
+
+Login transactions, sessions, codes, tokens, factor challenges and failure counters
+are written on every login and never deleted by the request path (it only marks
+them spent, revoked or expired). Left alone they pile up and slow the lookups.
+`purge()` deletes, per table, with one bulk DELETE whose WHERE says exactly when a
+row can no longer matter:
+
+- login_transactions: past `expires_at` (a login must finish within the TTL).
+- user_sessions: past `expires_at`, or revoked (a revoked session is refused exactly
+  like a missing one).
+- authorization_codes: expired and never redeemed (nothing can use them); redeemed
+  ones are kept while reuse detection may still need them: presenting a redeemed
+  code again revokes every token issued from it (`Token.code_id`), so a redeemed
+  code goes only once it expired more than the refresh-token lifetime ago AND no
+  unrevoked token with its `code_id` is still valid (refresh rotation can keep a
+  family alive longer than one refresh lifetime).
+- tokens: the access token expired and the refresh token expired or absent, or
+  revoked more than a day ago.
+- factor_challenges: expired more than a day ago, or answered more than a day ago
+  and expired. Push replay guards (`jti` rows) expire with the token they guard
+  (60 s), so a day of margin is plenty.
+- failure_counters: no lock running and not updated for a day (a counter's window
+  is far shorter; a lockout in force is never lifted by housekeeping).
+
+Every statement is also valid as a COUNT for `dry_run`. Each table's DELETE is
+committed on its own: a long purge never holds one big transaction across tables.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, func, or_, select
+
+from idp.db import db, utcnow
+from idp.models import AuthorizationCode, FactorChallenge, FailureCounter, LoginTransaction, Token, UserSession
+
+# How long spent-but-harmless rows (answered challenges, revoked tokens, idle counters) are kept.
+GRACE = timedelta(days=1)
+DEFAULT_REFRESH_TTL = 2592000
+
+
+def _refresh_ttl() -> int:
+    from flask import current_app, has_app_context
+
+    if has_app_context() and "idp.settings" in current_app.extensions:
+        return int(current_app.extensions["idp.settings"].get("tokens.refresh_token_ttl") or DEFAULT_REFRESH_TTL)
+    return DEFAULT_REFRESH_TTL
+
+
+def _epoch(moment: datetime) -> int:
+    """Token times are Unix seconds; the other tables use naive UTC datetimes."""
+    return int(moment.replace(tzinfo=timezone.utc).timestamp())
+
+
+def conditions(now: datetime, refresh_ttl: int) -> list[tuple[str, Any, Any]]:
+    """(table name, model, WHERE clause) for every table purged, in the order they are purged."""
+    epoch = _epoch(now)
+    old = now - GRACE
+    live_token_from_code = exists().where(
+        Token.code_id == AuthorizationCode.id,
+        Token.revoked_at.is_(None),
+        or_(Token.access_expires_at > epoch, Token.refresh_expires_at > epoch))
+    return [
+        ("login_transactions", LoginTransaction, LoginTransaction.expires_at < now),
+        ("user_sessions", UserSession, or_(UserSession.expires_at < now, UserSession.revoked_at.is_not(None))),
+        ("authorization_codes", AuthorizationCode, or_(
+            and_(AuthorizationCode.redeemed_at.is_(None), AuthorizationCode.expires_at < now),
+            and_(AuthorizationCode.expires_at < now - timedelta(seconds=refresh_ttl), ~live_token_from_code))),
+        ("tokens", Token, or_(
+            and_(Token.access_expires_at <= epoch,
+                 or_(Token.refresh_expires_at.is_(None), Token.refresh_expires_at <= epoch)),
+            Token.revoked_at < _epoch(old))),
+        ("factor_challenges", FactorChallenge, or_(
+            FactorChallenge.expires_at < old,
+            and_(FactorChallenge.answered_at < old, FactorChallenge.expires_at < now))),
+        ("failure_counters", FailureCounter, and_(
+            or_(FailureCounter.locked_until.is_(None), FailureCounter.locked_until < now),
+            FailureCounter.updated_at < old)),
+    ]
+
+
+def purge(now: datetime | None = None, dry_run: bool = False) -> dict[str, int]:
+    """Delete (or, with dry_run, count) the rows that can no longer matter; returns counts per table.
+
+    `now` is a naive UTC datetime (default: the current time). Needs an app context (db.session).
+    """
+    now = now or utcnow()
+    session = db.session
+    counts: dict[str, int] = {}
+    for table, model, where in conditions(now, _refresh_ttl()):
+        if dry_run:
+            counts[table] = int(session.scalar(select(func.count()).select_from(model).where(where)) or 0)
+            session.rollback()
+            continue
+        try:
+            result = session.execute(delete(model).where(where), execution_options={"synchronize_session": False})
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+        counts[table] = int(result.rowcount or 0)
+    return counts

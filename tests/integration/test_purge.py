@@ -1,0 +1,163 @@
+"""`idp purge`: expired server-side rows go, live ones stay (idp/maintenance.py, docs/operations.md "Housekeeping").
+
+Rows of every kind are written straight into a migrated database, some past their
+use and some still live; the command runs as a subprocess, as cron would run it.
+Each test runs on SQLite and, when IDP_TEST_DATABASE_URL is set, on PostgreSQL.
+"""
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from idp.db import utcnow
+from idp.models import (AuthorizationCode, FactorChallenge, FailureCounter, LoginTransaction, Organization, Token,
+                        User, UserSession)
+
+REFRESH_TTL = 2592000  # config/default.toml tokens.refresh_token_ttl
+MIN, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
+
+# Per table: (primary-key column, ids that must go, ids that must stay); the rows are written by seed().
+EXPECTED = {
+    "login_transactions": ("id", {"lt-expired"}, {"lt-live"}),
+    "user_sessions": ("id", {"us-expired", "us-revoked"}, {"us-live"}),
+    "authorization_codes": ("code_hash", {"ac-unredeemed-expired", "ac-old-no-tokens"},
+                            {"ac-live", "ac-redeemed-recently", "ac-old-live-family"}),
+    "tokens": ("access_token_hash", {"tk-all-expired", "tk-access-expired-no-refresh", "tk-revoked-long-ago"},
+               {"tk-refresh-live", "tk-access-live", "tk-revoked-recently", "tk-family-of-old-code"}),
+    "factor_challenges": ("id", {"fc-expired-long-ago", "fc-answered-long-ago-expired"},
+                          {"fc-pending-live", "fc-expired-recently", "fc-answered-long-ago-unexpired",
+                           "fc-jti-just-expired"}),
+    "failure_counters": ("key", {"fx-idle", "fx-idle-lock-lapsed"}, {"fx-recent", "fx-idle-but-locked"}),
+}
+MODELS = {"login_transactions": LoginTransaction, "user_sessions": UserSession,
+          "authorization_codes": AuthorizationCode, "tokens": Token, "factor_challenges": FactorChallenge,
+          "failure_counters": FailureCounter}
+
+
+def seed(url: str) -> None:
+    now, epoch = utcnow(), int(time.time())
+    engine = create_engine(url)
+    with Session(engine) as s:
+        org = Organization(name="Acme")
+        s.add(org)
+        s.flush()
+        user = User(org_id=org.id, public_id="sub-1", email="alice@acme.example")
+        s.add(user)
+        s.flush()
+
+        def transaction(id_, expires_at):
+            return LoginTransaction(id=id_, browser_binding="b", state="password", authz_request={},
+                                    expires_at=expires_at)
+
+        s.add_all([transaction("lt-expired", now - MIN), transaction("lt-live", now + 10 * MIN)])
+
+        def session(id_, expires_at, revoked_at=None):
+            return UserSession(id=id_, sid="sid-" + id_, user_id=user.id, auth_time=epoch, amr=["pwd"], acr="0",
+                               expires_at=expires_at, revoked_at=revoked_at)
+
+        s.add_all([session("us-expired", now - MIN), session("us-revoked", now + HOUR, revoked_at=now - MIN),
+                   session("us-live", now + HOUR)])
+
+        def code(hash_, expires_at, redeemed_at=None):
+            return AuthorizationCode(code_hash=hash_, client_id="c", user_id=user.id, redirect_uri="https://rp/cb",
+                                     scope="openid", auth_time=epoch, amr=["pwd"], acr="0",
+                                     expires_at=expires_at, redeemed_at=redeemed_at)
+
+        long_ago = now - timedelta(seconds=REFRESH_TTL) - DAY
+        codes = [code("ac-unredeemed-expired", now - MIN), code("ac-live", now + MIN),
+                 code("ac-redeemed-recently", now - MIN, redeemed_at=now - 2 * MIN),
+                 code("ac-old-no-tokens", long_ago, redeemed_at=long_ago - MIN),
+                 code("ac-old-live-family", long_ago, redeemed_at=long_ago - MIN)]
+        s.add_all(codes)
+        s.flush()
+
+        def token(hash_, access_expires_at, refresh_expires_at=None, revoked_at=None, code_id=None):
+            return Token(access_token_hash=hash_, refresh_token_hash=("r-" + hash_) if refresh_expires_at else None,
+                         client_id="c", user_id=user.id, family_id=hash_[:32], code_id=code_id, issued_at=epoch - 60,
+                         access_expires_at=access_expires_at, refresh_expires_at=refresh_expires_at,
+                         revoked_at=revoked_at)
+
+        old_code = codes[-1]
+        s.add_all([token("tk-all-expired", epoch - 60, epoch - 1), token("tk-access-expired-no-refresh", epoch - 1),
+                   token("tk-revoked-long-ago", epoch + 3600, epoch + 86400, revoked_at=epoch - 2 * 86400),
+                   token("tk-refresh-live", epoch - 60, epoch + 86400), token("tk-access-live", epoch + 3600),
+                   token("tk-revoked-recently", epoch + 3600, epoch + 86400, revoked_at=epoch - 60),
+                   # Refresh rotation kept this family alive beyond the code's refresh lifetime.
+                   token("tk-family-of-old-code", epoch - 60, epoch + 86400, code_id=old_code.id)])
+
+        def challenge(id_, expires_at, answered_at=None, status="pending", factor="push", payload=None):
+            return FactorChallenge(id=id_, user_id=user.id, factor=factor, status=status, expires_at=expires_at,
+                                   answered_at=answered_at, payload_json=payload or {}, lookup_key="k-" + id_)
+
+        s.add_all([challenge("fc-expired-long-ago", now - 2 * DAY),
+                   challenge("fc-answered-long-ago-expired", now - HOUR, answered_at=now - 2 * DAY,
+                             status="approved"),
+                   challenge("fc-pending-live", now + MIN), challenge("fc-expired-recently", now - HOUR),
+                   challenge("fc-answered-long-ago-unexpired", now + DAY, answered_at=now - 2 * DAY,
+                             status="approved", factor="qr_recovery"),
+                   challenge("fc-jti-just-expired", now - timedelta(seconds=30), payload={"type": "jti"})])
+
+        def counter(key, updated_at, locked_until=None):
+            return FailureCounter(key=key, failures=3, updated_at=updated_at, locked_until=locked_until)
+
+        s.add_all([counter("fx-idle", now - 2 * DAY), counter("fx-idle-lock-lapsed", now - 2 * DAY, now - DAY),
+                   counter("fx-recent", now - HOUR), counter("fx-idle-but-locked", now - 2 * DAY, now + HOUR)])
+        s.commit()
+    engine.dispose()
+
+
+def remaining(url: str) -> dict[str, set[str]]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {table: set(conn.scalars(select(getattr(MODELS[table], column))))
+                    for table, (column, _gone, _kept) in EXPECTED.items()}
+    finally:
+        engine.dispose()
+
+
+def purge(idp, url: str, *args: str) -> dict:
+    result = idp("purge", "--json", *args, database_url=url)
+    assert result.returncode == 0, result
+    assert result.stderr == "", result
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def seeded(migrated_database_url):
+    seed(migrated_database_url)
+    return migrated_database_url
+
+
+def test_only_expired_rows_go(idp, seeded):
+    everything = {table: gone | kept for table, (_col, gone, kept) in EXPECTED.items()}
+    assert remaining(seeded) == everything
+
+    document = purge(idp, seeded)
+    assert document == {"dry_run": False,
+                        "counts": {table: len(gone) for table, (_col, gone, _kept) in EXPECTED.items()}}
+    assert remaining(seeded) == {table: kept for table, (_col, _gone, kept) in EXPECTED.items()}
+
+    # Nothing more to do: a second run deletes nothing.
+    again = purge(idp, seeded)
+    assert set(again["counts"].values()) == {0}
+
+
+def test_dry_run_counts_and_deletes_nothing(idp, seeded):
+    before = remaining(seeded)
+    document = purge(idp, seeded, "--dry-run")
+    assert document == {"dry_run": True,
+                        "counts": {table: len(gone) for table, (_col, gone, _kept) in EXPECTED.items()}}
+    assert remaining(seeded) == before
+
+
+def test_text_output_is_one_line(idp, seeded):
+    result = idp("purge", database_url=seeded)
+    assert result.returncode == 0, result
+    assert result.stdout.startswith("deleted ") and len(result.stdout.strip().splitlines()) == 1, result
+    assert "1 login transactions, 2 user sessions" in result.stdout, result
