@@ -21,7 +21,7 @@ from authenticator.backup import service as backup_service
 from authenticator.backup.storage import DirectoryStorage
 from authenticator.errors import AuthenticatorError, NotAvailableYet
 from authenticator.home import resolve_home
-from authenticator.intake import account_from_input
+from authenticator.intake import PendingAccount, account_from_input
 from authenticator.push import commands as push_commands
 from authenticator.secret_input import SecretSource, passphrase_source, recovery_secret_source
 from authenticator.store import Vault, locked
@@ -78,11 +78,39 @@ def account_summary(account: Account) -> dict:
 
 
 def cmd_add(ctx: Context, args) -> int:
-    account = account_from_input(args.source)
-    with ctx.changing_vault() as vault:
-        stored = vault.add(account)
+    """Read the input, unlock (or create) the store, then any network step (push registration), then save.
+
+    In that order, so that a wrong passphrase (or a duplicate account) stops ``add`` before a push
+    activation registers a device, and spends its one-time code, on the server. If the store still
+    cannot keep a registered account, the error names the server-side device to revoke.
+    """
+    found = account_from_input(args.source)  # decodes and checks; sends nothing
+    pending = found if isinstance(found, PendingAccount) else None
+    with locked(ctx.home):
+        vault = ctx.existing_vault() or Vault.create(ctx.home, ctx.passphrase.get(creating=True))
+        if pending is not None:
+            _refuse_duplicate(vault, pending)
+        account = pending.complete() if pending is not None else found
+        try:
+            stored = vault.add(account)
+            vault.save()
+        except (AuthenticatorError, OSError) as exc:
+            if pending is None:
+                raise
+            reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+            raise pending.not_saved(account, reason) from None
+        ctx.auto_backup(vault)
     ctx.emit(account_summary(stored), f"added {stored.label} ({stored.type}, id {stored.id})")
     return 0
+
+
+def _refuse_duplicate(vault: Vault, pending: PendingAccount) -> None:
+    """Vault.add's duplicate check, made before the network step when the input already names the account."""
+    if not pending.username:
+        return  # known only from the server's answer: Vault.add checks after the registration
+    for existing in vault.accounts:
+        if (existing.issuer, existing.name, existing.type) == (pending.issuer, pending.username, pending.type):
+            raise AuthenticatorError(f"account {existing.label} already exists (id {existing.id}); remove it first")
 
 
 def cmd_list(ctx: Context, args) -> int:

@@ -3,27 +3,48 @@
 URIs are dispatched on (scheme, host) through ``URI_HANDLERS`` so that a new
 kind of account is one new entry, e.g. the push activation URI::
 
-    URI_HANDLERS[("idp-push", "activate")] = activate_push_device
+    URI_HANDLERS[("idp-push", "activate")] = read_activation
 
-A handler takes the full URI string and returns an :class:`Account` whose id
-is left empty (the store assigns it). It may do network work (push
-activation) and raises :class:`AuthenticatorError` subclasses for anything
-the user should read.
+A handler takes the full URI string, checks it and sends nothing. It returns
+either an :class:`Account` (whose id is left empty: the store assigns it), or a
+:class:`PendingAccount` when making the account needs a network step that
+changes the server (push activation registers a device and spends a one-time
+code). ``add`` runs that step with :meth:`PendingAccount.complete` only once the
+local store is unlocked, so a wrong passphrase changes nothing anywhere.
+Handlers raise :class:`AuthenticatorError` subclasses for anything the user
+should read.
 """
 
 import os
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol, Union, runtime_checkable
 from urllib.parse import urlsplit
 
 from authenticator.accounts import Account
 from authenticator.errors import AuthenticatorError
 from authenticator.otpauth import parse_totp_uri
-from authenticator.push.activation import activate_push_device
+from authenticator.push.activation import read_activation
 from authenticator.qr import decode_qr_image
 
-UriHandler = Callable[[str], Account]
+
+@runtime_checkable
+class PendingAccount(Protocol):
+    """An account that exists only after a network step (see the module docstring)."""
+
+    type: str  # the account type it becomes (accounts.PUSH)
+    issuer: str  # as the account will show it
+    username: str  # may be empty until the server answers
+
+    def complete(self) -> Account:
+        """Do the network step and return the account; call it only with the local store open."""
+
+    def not_saved(self, account: Account, reason: str) -> AuthenticatorError:
+        """The error to raise when ``account`` (completed) could not be stored: what is left to undo."""
+
+
+Found = Union[Account, PendingAccount]
+UriHandler = Callable[[str], Found]
 
 _URI_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -35,18 +56,18 @@ def _reject_hotp(uri: str) -> Account:
 URI_HANDLERS: dict[tuple[str, str], UriHandler] = {
     ("otpauth", "totp"): parse_totp_uri,
     ("otpauth", "hotp"): _reject_hotp,
-    ("idp-push", "activate"): activate_push_device,
+    ("idp-push", "activate"): read_activation,
 }
 
 
-def account_from_input(source: str) -> Account:
+def account_from_input(source: str) -> Found:
     """``source`` is a URI, or the path of an image holding one as a QR code."""
     if os.path.exists(source) or not _URI_LIKE.match(source):
         return account_from_uri(decode_qr_image(Path(source)))
     return account_from_uri(source)
 
 
-def account_from_uri(uri: str) -> Account:
+def account_from_uri(uri: str) -> Found:
     uri = uri.strip()
     try:
         parts = urlsplit(uri)

@@ -1,9 +1,19 @@
-"""``add idp-push://activate?...``: make this device's key, register it, and return the account.
+"""``add idp-push://activate?...``: read the URI, then (once the local store is open) register and return the account.
 
 Registered in ``authenticator.intake.URI_HANDLERS[("idp-push", "activate")]``.
+
+Reading the URI sends nothing: :func:`read_activation` only checks it and returns a
+:class:`PushActivation`. The registration (which spends the one-time code and creates
+a device on the server) is :meth:`PushActivation.complete`, which ``add`` calls only
+after the local store is unlocked (or created), so that a wrong passphrase never leaves
+the server with a device whose private key this device did not keep. If the store
+cannot be saved after all, ``add`` raises :class:`DeviceNotSaved` naming the device id
+to revoke.
 """
 
 import platform
+from dataclasses import dataclass
+from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from authenticator.accounts import PUSH, Account, PushData
@@ -12,6 +22,12 @@ from authenticator.push import keys
 from authenticator.push.client import PushClient
 
 SUPPORTED_VERSION = "1"
+
+
+class DeviceNotSaved(AuthenticatorError):
+    """Registered on the server, but the local store could not keep the account (and so the key)."""
+
+    exit_code = 25
 
 
 def parse_activation_uri(uri: str) -> dict:
@@ -32,13 +48,44 @@ def device_name() -> str:
     return f"idp-authenticator on {platform.node() or 'this device'}"[:100]
 
 
-def activate_push_device(uri: str) -> Account:
-    query = parse_activation_uri(uri)
-    key = keys.new_private_key()
-    answer = PushClient(query["endpoint"], key).register(query["code"], device_name())
-    issuer = query["issuer"]
-    username = answer.get("user") or query.get("user") or ""
-    push = PushData(issuer_url=issuer, username=username, device_id=answer["device_id"],
-                    device_private_key=keys.private_pem(key), extra={"endpoint": query["endpoint"]})
-    display = urlsplit(issuer).netloc or issuer
-    return Account(id="", type=PUSH, issuer=display, name=username, push=push)
+def _display(issuer: str) -> str:
+    return urlsplit(issuer).netloc or issuer
+
+
+@dataclass(frozen=True)
+class PushActivation:
+    """A checked activation URI; nothing has been sent to the server yet."""
+
+    query: dict
+    type: ClassVar[str] = PUSH
+
+    @property
+    def issuer(self) -> str:
+        return _display(self.query["issuer"])
+
+    @property
+    def username(self) -> str:
+        """The user name the URI shows (display only: the server's answer decides)."""
+        return self.query.get("user") or ""
+
+    def complete(self) -> Account:
+        """Make this device's key and register it, spending the activation code: the network step."""
+        key = keys.new_private_key()
+        answer = PushClient(self.query["endpoint"], key).register(self.query["code"], device_name())
+        username = answer.get("user") or self.username
+        push = PushData(issuer_url=self.query["issuer"], username=username, device_id=answer["device_id"],
+                        device_private_key=keys.private_pem(key), extra={"endpoint": self.query["endpoint"]})
+        return Account(id="", type=PUSH, issuer=self.issuer, name=username, push=push)
+
+    @staticmethod
+    def not_saved(account: Account, reason: str) -> DeviceNotSaved:
+        """The error for a registration this device then failed to keep: the server-side device needs revoking."""
+        return DeviceNotSaved(
+            f"the device was registered at {account.issuer} (device id {account.push.device_id}) but could not be "
+            f"saved here: {reason}; that device must be revoked (security page or administrator) before you "
+            f"activate again with a new code")
+
+
+def read_activation(uri: str) -> PushActivation:
+    """The ``URI_HANDLERS`` entry: check the URI, send nothing."""
+    return PushActivation(parse_activation_uri(uri))
