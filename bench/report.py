@@ -141,7 +141,7 @@ def report(results: list[Result], argon: dict | None, args, started: datetime.da
     order = ["discovery", "jwks", "client_credentials", "refresh_token", "login", "login_totp", "totp_step"]
     for r in sorted(results, key=lambda r: (order.index(r.scenario), r.concurrency, r.target)):
         base = base_by.get((r.scenario, r.concurrency)) or base_by.get(("client_credentials", r.concurrency)) \
-            if r.scenario != "login" else None
+            if r.scenario not in ("login", "login_totp", "totp_step") else None
         vs = f"{r.rate / base.rate * 100:.0f}%" if base and base.ops and r.ops and r.target != "baseline" else ""
         lines.append(f"| {r.scenario} | {r.target} | {r.concurrency} | {fmt(r.rate, 0)} | {vs} | {fmt(r.p50_ms, 2)} | "
                      f"{fmt(r.p99_ms, 2)} | {fmt(r.cpu_ms_per_op, 3)} | "
