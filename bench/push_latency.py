@@ -443,7 +443,7 @@ def render(meta: dict, results: list[dict]) -> str:
              "| --- | --- | --- | --- | --- | --- |"]
     for r in results:
         lat = r.get("latency")
-        if not lat:
+        if not lat or not lat["logins"]:
             continue
         a, c, p = lat["approve_to_poll"], lat["approve_to_code"], lat["approve_post"]
         lines.append(f"| {r['target']} | {lat['ok']} / {lat['logins']} ({lat['errors']} errors) | "
@@ -525,8 +525,9 @@ def main() -> int:
                 if kind not in devices_by_kind:
                     devices_by_kind[kind] = register_devices(uris)
                 devices = devices_by_kind[kind]
-                entry = {"target": target}
+                entry = {"target": target, "workers_rss_mib_start": rss_and_threads(server.workers())[0]}
                 entry["latency"] = latency_run(args, endpoints, client, users, devices)
+                entry["workers_rss_mib_after_latency"] = rss_and_threads(server.workers())[0]
                 lat = entry["latency"]
                 print(f"  latency: {lat['ok']}/{lat['logins']} ok, approve->poll p50 "
                       f"{lat['approve_to_poll']['p50_ms']:.1f} p99 {lat['approve_to_poll']['p99_ms']:.1f} ms, "
