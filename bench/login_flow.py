@@ -171,12 +171,16 @@ class TotpUser:
 @dataclass
 class TotpLease:
     user: TotpUser
-    step: int
+    step: int             # usable when acquired; code() picks again when the code is typed
+    pool: "TotpPool"
     posted: bool = False
 
     def code(self) -> str:
+        """The code, for the lowest step usable now: a login slow enough under load (seconds at c64)
+        would otherwise post a step that has left the window since the user was taken."""
         import pyotp
 
+        self.step = self.pool._usable_step(self.user, time.time())  # the user is ours: at most current+1
         self.posted = True
         return pyotp.TOTP(self.user.secret).at(self.step * PERIOD)
 
@@ -189,9 +193,9 @@ class TotpPool:
 
     The provider accepts a code of the steps current-1, current and current+1 (its clock is this
     machine's) and only for a step above the credential's last accepted one. `acquire` picks a
-    free user and the lowest step of that user that is unspent and still valid when the code is
-    posted a few seconds later: current-1 only while at least `margin` seconds of the current step
-    remain, never beyond current+1. So each user supplies at most one login per 30 s in steady
+    free user that has an unspent step in the window; when the code form appears, `code()` takes
+    that user's lowest unspent step still valid for the POST: current-1 only while at least
+    `margin` seconds of the current step remain, never beyond current+1. So each user supplies at most one login per 30 s in steady
     state (three at once when fresh): the pool must hold several times the logins per 30 s the
     provider can do, or threads wait (`waited` seconds, reported) and the rate measures the pool.
     """
@@ -223,7 +227,7 @@ class TotpPool:
                 if best:
                     best[0].busy = True
                     self.waited += time.monotonic() - started
-                    return TotpLease(*best)
+                    return TotpLease(best[0], best[1], self)
             if deadline and time.monotonic() >= deadline:
                 with self.lock:
                     self.waited += time.monotonic() - started
