@@ -183,6 +183,13 @@ class CredentialStore:
             stmt = stmt.where(Credential.revoked_at.is_(None))
         return [to_info(r) for r in db.session.scalars(stmt.order_by(Credential.id), execution_options=_FRESH)]
 
+    def factors_held(self, user: UserLike) -> set[str]:
+        """Names of the factors the user holds a live (non-revoked) credential of: one indexed query,
+        so that callers ask each plugin's `is_configured_for` only about those."""
+        stmt = select(Credential.factor).where(Credential.user_id == _user_id(user),
+                                               Credential.revoked_at.is_(None)).distinct()
+        return set(db.session.scalars(stmt))
+
     def count(self, user: UserLike, factor: str | None = None, *, unused: bool = False) -> int:
         """Non-revoked credentials (with `unused`: not yet consumed), one indexed COUNT."""
         stmt = select(func.count()).select_from(Credential).where(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from flask import g
+
 from idp.factors.registry import current_registry
 from idp.factors.types import FactorKind, UserRef
 from idp.login.transaction import State
@@ -30,12 +32,31 @@ def request_facts(params: dict) -> policy.RequestFacts:
     )
 
 
+def _held(user: User) -> set[str]:
+    """Factors the user holds a live credential of: one query, remembered for this request."""
+    cache = g.setdefault("idp_factors_held", {})
+    if user.id not in cache:
+        cache[user.id] = current_registry().store.factors_held(user.id)
+    return cache[user.id]
+
+
+def forget_held(user: User) -> None:
+    """After a credential is added or removed within the request."""
+    g.setdefault("idp_factors_held", {}).pop(user.id, None)
+
+
+def _usable(user: User, factors) -> list:
+    """The factors among `factors` the user can use now: held, then the plugin's own check."""
+    held = _held(user)
+    ref = user_ref(user)
+    return [f for f in factors if f.name in held and f.is_configured_for(ref)]
+
+
 def _held_factor_names(user: User) -> list[str]:
     """Second factors the user holds a usable credential for (policy filters by what the org allows)."""
     if not user.second_factor_count:  # kept by the credential store: no query for password-only users
         return []
-    ref = user_ref(user)
-    return [f.name for f in current_registry().all(kind=FactorKind.SECOND_FACTOR) if f.is_configured_for(ref)]
+    return [f.name for f in _usable(user, current_registry().all(kind=FactorKind.SECOND_FACTOR))]
 
 
 def _utc(timestamp: int) -> datetime:
@@ -61,8 +82,8 @@ def allowed_factors(user: User, decision, kind: FactorKind = FactorKind.SECOND_F
 
 
 def configured_factors(user: User, decision, kind: FactorKind = FactorKind.SECOND_FACTOR) -> list:
-    ref = user_ref(user)
-    return [f for f in allowed_factors(user, decision, kind) if f.is_configured_for(ref)]
+    """Factors of `kind` the organization allows and the user can use now."""
+    return _usable(user, allowed_factors(user, decision, kind))
 
 
 def second_factor_done(steps_done: list[dict]) -> bool:

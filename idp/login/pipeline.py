@@ -209,7 +209,10 @@ def issue_code(params: dict, user: User, outcome: LoginOutcome) -> object:
     server = current_app.extensions["idp.oauth_server"]
     request = snapshot.rebuild(_settings().issuer, params)
     request.login_outcome = outcome
-    grant = server.get_consent_grant(request=request, end_user=user)
+    request.user = user
+    # Validated once more, by create_authorization_response (the stored request was validated
+    # at /authorize; the client or its redirect URIs may have changed since).
+    grant = server.get_authorization_grant(request)
     response = server.create_authorization_response(request=request, grant_user=user, grant=grant)
     db.session.commit()  # the code row, with the transition to `done` and the session
     location = response.headers.get("Location")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from flask import request
 
@@ -50,12 +51,16 @@ def lockout_keys(user: User) -> list[str]:
     return [f"factor:user:{user.id}", f"factor:ip:{request.remote_addr}"]
 
 
-def configured(ctx: StepContext, user: User, kind: FactorKind) -> list:
-    """The user's usable factors of `kind` that the organization allows, last used first."""
-    factors = gate.configured_factors(user, gate.decision_for(user, ctx.params), kind)
-    last_used = {}
+def choices(ctx: StepContext, user: User) -> tuple[list, list]:
+    """(second factors, recovery factors) the user can use now and the organization allows,
+    the one used last first. One policy decision and one credential list for both."""
+    decision = gate.decision_for(user, ctx.params)
+    factors = gate.configured_factors(user, decision, FactorKind.SECOND_FACTOR)
+    recovery = gate.configured_factors(user, decision, FactorKind.RECOVERY)
+    last_used: dict[str, datetime] = {}
     for credential in current_registry().store.list(gate.user_ref(user)):
         stamp = credential.last_used_at or credential.created_at
-        if credential.factor not in last_used or stamp > last_used[credential.factor]:
+        if stamp > last_used.get(credential.factor, datetime.min):
             last_used[credential.factor] = stamp
-    return sorted(factors, key=lambda f: last_used.get(f.name) or 0, reverse=True) if last_used else factors
+    newest_first = lambda f: last_used.get(f.name, datetime.min)  # noqa: E731
+    return sorted(factors, key=newest_first, reverse=True), sorted(recovery, key=newest_first, reverse=True)

@@ -17,8 +17,8 @@ from idp.factors.types import Denied, FactorKind, Pending, Rejected, Verified
 from idp.login import gate, pipeline, transaction
 from idp.login.forms import CodeForm
 from idp.login.steps.base import StepContext
-from idp.login.steps.factor_step import (attempt_context, configured, lockout_keys, plugin_response,
-                                         remember_step, step_record, stored, user_of)
+from idp.login.steps.factor_step import (attempt_context, choices, lockout_keys, plugin_response, remember_step,
+                                         step_record, stored, user_of)
 from idp.login.transaction import State
 
 REJECTION_MESSAGES = {
@@ -36,18 +36,16 @@ def message_for(reason: str) -> str:
     return REJECTION_MESSAGES.get(reason, lambda: _("That did not work. Try again."))()
 
 
-def _choices(ctx: StepContext, user):
-    return configured(ctx, user, FactorKind.SECOND_FACTOR), configured(ctx, user, FactorKind.RECOVERY)
-
-
 def _begin(ctx: StepContext, factor) -> bool:
     step = factor.begin_challenge(gate.user_ref(user_of(ctx)), attempt_context(ctx, factor))
     return remember_step(ctx, factor.name, step)
 
 
-def show(ctx: StepContext, error: str | None = None, status: int = 200, form: CodeForm | None = None):
+def show(ctx: StepContext, error: str | None = None, status: int = 200, form: CodeForm | None = None,
+         offered: tuple[list, list] | None = None):
+    """The challenge page. `offered`: the (factors, recovery) the caller already computed."""
     user = user_of(ctx)
-    factors, recovery = _choices(ctx, user)
+    factors, recovery = offered or choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
     name, _state, view = stored(ctx)
     if name not in usable:
@@ -76,7 +74,7 @@ def choose(ctx: StepContext, name: str):
     if ctx.row.state != State.SECOND_FACTOR.value:
         return redirect(url_for("login.step", handle=ctx.handle))
     user = user_of(ctx)
-    factors, recovery = _choices(ctx, user)
+    factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
     if name in usable:
         _begin(ctx, usable[name])
@@ -89,7 +87,7 @@ def submit(ctx: StepContext):
         return redirect(url_for("login.step", handle=ctx.handle))
     user = user_of(ctx)
     name, state, _view = stored(ctx)
-    factors, recovery = _choices(ctx, user)
+    factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
     if name not in usable:
         return redirect(url_for("login.step", handle=ctx.handle))
@@ -97,12 +95,13 @@ def submit(ctx: StepContext):
     keys = lockout_keys(user)
     wait = lockout.check(keys)
     if wait:
-        return show(ctx, _("Too many attempts. Wait %(seconds)d seconds and try again.", seconds=wait), 429)
+        return show(ctx, _("Too many attempts. Wait %(seconds)d seconds and try again.", seconds=wait), 429,
+                    offered=(factors, recovery))
     outcome = factor.verify(gate.user_ref(user), state, plugin_response(), attempt_context(ctx, factor))
-    return _apply(ctx, user, factor, outcome, form.posted_version())
+    return _apply(ctx, user, factor, outcome, form.posted_version(), offered=(factors, recovery))
 
 
-def _apply(ctx: StepContext, user, factor, outcome, version: int):
+def _apply(ctx: StepContext, user, factor, outcome, version: int, offered: tuple[list, list]):
     if isinstance(outcome, Verified):
         lockout.succeed(lockout_keys(user))
         event = "login.recovery_used" if factor.kind == FactorKind.RECOVERY else "login.second_factor"
@@ -122,7 +121,7 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
             return pipeline.redirect_to(ctx.handle)
         return pipeline.proceed(ctx.row, ctx.handle, user, State.SECOND_FACTOR, version, steps)
     if isinstance(outcome, Pending):
-        return show(ctx, _("Waiting for your approval."), 202)
+        return show(ctx, _("Waiting for your approval."), 202, offered=offered)
     if isinstance(outcome, Denied):
         audit.record("login.push_fraud_reported" if outcome.fraud else "login.second_factor_denied",
                      org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
@@ -136,19 +135,19 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
     assert isinstance(outcome, Rejected)
     if outcome.reason == "expired":  # the next page begins a fresh challenge instead of showing the stale one
         transaction.update_in_place(ctx.row, version, factor_name=None, factor_state=None)
-        return show(ctx, message_for(outcome.reason), 401)
+        return show(ctx, message_for(outcome.reason), 401, offered=offered)
     if outcome.counts_as_failure:
         lockout.fail(lockout_keys(user))
     audit.record("login.second_factor_failed", org_id=user.org_id, actor_id=user.id, actor=user.email,
                  subject_id=user.id, details={"factor": factor.name, "reason": outcome.reason})
     db.session.commit()
     transaction.update_in_place(ctx.row, version, failed_attempts=ctx.row.failed_attempts + 1)
-    return show(ctx, message_for(outcome.reason), 401)
+    return show(ctx, message_for(outcome.reason), 401, offered=offered)  # a rejection changes no credential
 
 
 def _switch_away_from(ctx: StepContext, user, denied) -> None:
     """After a denial, offer another method first (the denied one stays available as an alternative)."""
-    factors, recovery = _choices(ctx, user)
+    factors, recovery = choices(ctx, user)
     others = [f for f in factors + recovery if f.name != denied.name]
     if others:
         _begin(ctx, others[0])
