@@ -7,7 +7,9 @@ seen by re-reading the database, which the long-poll loop does every `fallback_i
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from typing import Iterable
 
 log = logging.getLogger(__name__)
@@ -21,20 +23,37 @@ def challenge_channel(challenge_id: str) -> str:
     return f"idp:push:challenge:{challenge_id}"
 
 
+RELAY_PATTERN = "idp:push:*"
+
+
 class Waker:
-    """Publish/subscribe on named channels. `redis` is a `redis.Redis` client or None."""
+    """Publish/subscribe on named channels. `redis` is a `redis.Redis` client or None.
+
+    Waiters always sleep on one in-process condition. With Redis, one relay thread per process
+    holds the process's only subscription (a pattern over every push channel) and turns each
+    published event into a local wake-up: a thousand waiting long-polls cost one Redis
+    connection, not a thousand. The relay starts on first use, in the process that serves
+    (after gunicorn's fork), and reconnects after a failure; meanwhile waiters fall back to
+    re-reading the database every `fallback_interval`.
+    """
 
     def __init__(self, redis=None) -> None:
         self.redis = redis
         self._cond = threading.Condition()
         self._generation: dict[str, int] = {}
+        self._relay_pid: int | None = None
+        self._relay_lock = threading.Lock()
+        self._relay_ready = threading.Event()
         #: How long a listener sleeps between database checks when nothing wakes it.
         self.fallback_interval = 1.0 if redis is not None else 0.25
 
-    def notify(self, channel: str) -> None:
+    def _bump(self, channel: str) -> None:
         with self._cond:
             self._generation[channel] = self._generation.get(channel, 0) + 1
             self._cond.notify_all()
+
+    def notify(self, channel: str) -> None:
+        self._bump(channel)  # waiters in this process, at once
         if self.redis is not None:
             try:
                 self.redis.publish(channel, b"1")
@@ -42,53 +61,61 @@ class Waker:
                 log.warning("push wake-up not published on Redis: %s", exc)
 
     def listen(self, channels: Iterable[str]) -> "Listener":
+        self._ensure_relay()
         return Listener(self, list(channels))
+
+    def _ensure_relay(self) -> None:
+        if self.redis is None or self._relay_pid == os.getpid():
+            return
+        with self._relay_lock:
+            if self._relay_pid != os.getpid():
+                self._relay_ready.clear()
+                threading.Thread(target=self._relay, name="push-wake-relay", daemon=True).start()
+                self._relay_pid = os.getpid()
+                # The first listener's event must not slip in before the subscription exists.
+                self._relay_ready.wait(timeout=1.0)
+
+    def _relay(self) -> None:
+        while True:
+            try:
+                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(RELAY_PATTERN)
+                pubsub.get_message(timeout=1.0)  # the subscription's confirmation
+                self._relay_ready.set()
+                for message in pubsub.listen():
+                    if message.get("type") == "pmessage":
+                        channel = message["channel"]
+                        self._bump(channel.decode() if isinstance(channel, bytes) else channel)
+            except Exception as exc:  # reconnect; waiters re-read the database meanwhile
+                log.warning("push wake-up relay lost Redis, reconnecting: %s", exc)
+                time.sleep(1.0)
 
 
 class Listener:
-    """A subscription held for the length of one long-poll; use as a context manager."""
+    """A subscription held for the length of one long-poll; use as a context manager.
+
+    Subscribed from construction (before the caller's first database check), so an event
+    published between that check and `wait` is not lost.
+    """
 
     def __init__(self, waker: Waker, channels: list[str]) -> None:
         self.waker = waker
         self.channels = channels
         with waker._cond:
             self._seen = {c: waker._generation.get(c, 0) for c in channels}
-        self._pubsub = None
-        if waker.redis is not None:
-            try:
-                self._pubsub = waker.redis.pubsub(ignore_subscribe_messages=True)
-                self._pubsub.subscribe(*channels)
-            except Exception as exc:
-                log.warning("push long-poll cannot subscribe on Redis, polling the database: %s", exc)
-                self._pubsub = None
 
     def _changed(self) -> bool:
         return any(self.waker._generation.get(c, 0) != n for c, n in self._seen.items())
 
     def wait(self, timeout: float) -> bool:
         """Sleep until an event on one of the channels or `timeout`; True when woken by an event."""
-        if self._pubsub is not None:
-            try:
-                message = self._pubsub.get_message(timeout=max(timeout, 0.0))
-                if message is not None:
-                    return True
-            except Exception as exc:
-                log.warning("push long-poll lost Redis, polling the database: %s", exc)
-                self._pubsub = None
-            woken = False
-        else:
-            with self.waker._cond:
-                woken = self.waker._cond.wait_for(self._changed, timeout=max(timeout, 0.0))
         with self.waker._cond:
+            woken = self.waker._cond.wait_for(self._changed, timeout=max(timeout, 0.0))
             self._seen = {c: self.waker._generation.get(c, 0) for c in self.channels}
         return bool(woken)
 
     def close(self) -> None:
-        if self._pubsub is not None:
-            try:
-                self._pubsub.close()
-            except Exception:  # pragma: no cover - closing a dead connection
-                pass
+        """Nothing to release: the process's one subscription belongs to the waker."""
 
     def __enter__(self) -> "Listener":
         return self
