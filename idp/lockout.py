@@ -8,15 +8,19 @@ the prefix picks the thresholds (`ratelimit.factor_*` or `ratelimit.password_*`)
 """
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp.db import db, utcnow
 from idp.models import FailureCounter
+
+log = logging.getLogger(__name__)
 
 
 def _policy(kind: str):
@@ -46,12 +50,46 @@ def _redis():
     return current_app.extensions.get("idp.redis")
 
 
+def _on_redis(operation, keys: list[str]):
+    """Run `operation(redis, keys)` on Redis when configured; None when it is not (or failed:
+    the counters then live in the database until Redis answers again, rather than a 500)."""
+    redis = _redis()
+    if redis is None:
+        return None
+    try:
+        return operation(redis, keys)
+    except RedisError as exc:
+        log.warning("lockout counters fall back to the database: Redis failed: %s", exc)
+        return None
+
+
+def _check_redis(redis, keys: list[str]) -> int:
+    ttls = [redis.pttl(f"idp:lock:{key}") for key in keys]
+    return max([0] + [(t + 999) // 1000 for t in ttls if t and t > 0])
+
+
+def _fail_redis(redis, keys: list[str]) -> int:
+    longest = 0
+    for key in keys:
+        failures = redis.incr(f"idp:fail:{key}")
+        redis.expire(f"idp:fail:{key}", 24 * 3600)
+        delay = _delay_for(failures, _kind(key))
+        if delay:
+            redis.set(f"idp:lock:{key}", 1, ex=delay)
+            longest = max(longest, delay)
+    return longest
+
+
+def _succeed_redis(redis, keys: list[str]) -> bool:
+    redis.delete(*[f"idp:fail:{k}" for k in keys], *[f"idp:lock:{k}" for k in keys])
+    return True
+
+
 def check(keys: list[str]) -> int:
     """Seconds to wait before another guess is allowed (0: go ahead)."""
-    redis = _redis()
-    if redis is not None:
-        ttls = [redis.pttl(f"idp:lock:{key}") for key in keys]
-        return max([0] + [(t + 999) // 1000 for t in ttls if t and t > 0])
+    waited = _on_redis(_check_redis, keys)
+    if waited is not None:
+        return waited
     now = utcnow()
     rows = db.session.scalars(select(FailureCounter).where(FailureCounter.key.in_(keys))).all()
     waits = [int((r.locked_until - now).total_seconds()) + 1 for r in rows if r.locked_until and r.locked_until > now]
@@ -60,17 +98,10 @@ def check(keys: list[str]) -> int:
 
 def fail(keys: list[str]) -> int:
     """Count one failure on each key; returns the longest lockout now in force (seconds)."""
-    redis = _redis()
+    counted = _on_redis(_fail_redis, keys)
+    if counted is not None:
+        return counted
     longest = 0
-    if redis is not None:
-        for key in keys:
-            failures = redis.incr(f"idp:fail:{key}")
-            redis.expire(f"idp:fail:{key}", 24 * 3600)
-            delay = _delay_for(failures, _kind(key))
-            if delay:
-                redis.set(f"idp:lock:{key}", 1, ex=delay)
-                longest = max(longest, delay)
-        return longest
     now = utcnow()
     insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
     for key in keys:
@@ -89,8 +120,6 @@ def fail(keys: list[str]) -> int:
 
 def succeed(keys: list[str]) -> None:
     """Clear the keys' failures; on the database this commits with the caller's next commit."""
-    redis = _redis()
-    if redis is not None:
-        redis.delete(*[f"idp:fail:{k}" for k in keys], *[f"idp:lock:{k}" for k in keys])
+    if _on_redis(_succeed_redis, keys):
         return
     db.session.execute(delete(FailureCounter).where(FailureCounter.key.in_(keys)))

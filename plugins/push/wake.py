@@ -44,8 +44,9 @@ class Waker:
         self._relay_pid: int | None = None
         self._relay_lock = threading.Lock()
         self._relay_ready = threading.Event()
-        #: How long a listener sleeps between database checks when nothing wakes it.
-        self.fallback_interval = 1.0 if redis is not None else 0.25
+        #: How long a listener sleeps between database checks when nothing wakes it (with Redis,
+        #: the relay wakes it: the check is only a safety net while the relay reconnects).
+        self.fallback_interval = 3.0 if redis is not None else 0.25
 
     def _bump(self, channel: str) -> None:
         with self._cond:

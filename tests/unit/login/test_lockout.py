@@ -49,3 +49,22 @@ def test_address_keys_have_their_own_higher_threshold(app):
     with app.app_context():
         for _ in range(10):
             assert lockout.fail(key) == 0
+
+
+def test_redis_failure_falls_back_to_the_database(migrated_database_url):
+    """A dead Redis must not turn a login into a 500: the counters use the database meanwhile."""
+    from idp import lockout
+    from idp.app import create_app
+
+    app = create_app({"server.database_url": migrated_database_url, "server.redis_url": "redis://127.0.0.1:1/0",
+                      "ratelimit.factor_failures_before_lockout": 1, "ratelimit.factor_lockout_seconds": 10})
+    key = [f"factor:user:{uuid.uuid4().hex}"]
+    with app.app_context():
+        assert lockout.check(key) == 0
+        assert lockout.fail(key) == 10
+        assert lockout.check(key) >= 9
+        lockout.succeed(key)
+        from idp.db import db
+
+        db.session.commit()
+        assert lockout.check(key) == 0
