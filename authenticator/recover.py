@@ -29,7 +29,7 @@ from authenticator.accounts import ACTIVE, PUSH, find_account
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
 from authenticator.push.activation import device_name
-from authenticator.push.client import ServerUnreachable
+from authenticator.push.client import ServerUnreachable, host_of
 from authenticator.qr import decode_qr_image
 
 URI_SCHEME = "idp-recovery"
@@ -77,10 +77,6 @@ class RecoveryRefused(AuthenticatorError):
     exit_code = 38
 
 
-def _host(url: str) -> str:
-    return urlsplit(url).netloc or url
-
-
 def parse_recovery_uri(uri: str) -> dict:
     parts = urlsplit(uri.strip())
     if parts.scheme != URI_SCHEME or parts.netloc != "redeem":
@@ -109,7 +105,7 @@ def _post(url: str, body: dict, session=None) -> tuple:
     try:
         response = http.post(url, json=body, timeout=TIMEOUT, allow_redirects=False)
     except requests.RequestException as exc:
-        raise ServerUnreachable(f"cannot reach the server at {_host(url)}: {type(exc).__name__}") from None
+        raise ServerUnreachable(f"cannot reach the server at {host_of(url)}: {type(exc).__name__}") from None
     try:
         data = response.json()
     except ValueError:
@@ -125,7 +121,7 @@ def _refused(status: int, data: dict, url: str) -> AuthenticatorError:
         "personal_recovery_disabled": "the server does not offer recovery by password: ask your administrator "
                                       "for a recovery QR code",
         "code_not_sent": "the server could not send the code by e-mail: try again later or ask your administrator",
-    }.get(error, f"the server refused the recovery (HTTP {status}, {error}) at {_host(url)}"))
+    }.get(error, f"the server refused the recovery (HTTP {status}, {error}) at {host_of(url)}"))
 
 
 # --- the two ways ------------------------------------------------------------------------
@@ -197,7 +193,7 @@ def recover_by_password(account, key, reader: LineReader) -> dict:
     start_url = endpoint + "/personal/start"
     status, data = _post(start_url, {"email": account.push.username, "password": reader.password()})
     if status == 401:
-        raise WrongPassword(f"wrong e-mail or password for {account.push.username} at {_host(start_url)}")
+        raise WrongPassword(f"wrong e-mail or password for {account.push.username} at {host_of(start_url)}")
     if status == 429:
         raise TooManyAttempts(f"too many attempts: wait {data.get('retry_after', 60)} seconds and try again")
     if status != 200 or not data.get("recovery_id"):

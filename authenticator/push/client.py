@@ -39,7 +39,8 @@ class ProtocolError(AuthenticatorError):
     exit_code = 24
 
 
-def _host(url: str) -> str:
+def host_of(url: str) -> str:
+    """The host:port of a URL, for error messages."""
     return urlsplit(url).netloc or url
 
 
@@ -57,7 +58,7 @@ class PushClient:
         try:
             return self.http.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
-            raise ServerUnreachable(f"cannot reach the server at {_host(url)}: {type(exc).__name__}") from None
+            raise ServerUnreachable(f"cannot reach the server at {host_of(url)}: {type(exc).__name__}") from None
 
     def _signed(self, method: str, path: str, timeout: float = TIMEOUT, params=None, extra=None):
         url = self.endpoint + path

@@ -67,18 +67,26 @@ def build_blueprint(factor) -> Blueprint:
         token = data.get("request") if isinstance(data, dict) else None
         return signed.read(token, audience=endpoint_base(_issuer()) + path)
 
-    @bp.post("/redeem")
-    def redeem():
+    def new_device_request(path: str):
+        """(request, device name, push factor, None), or (None, None, None, an error response) when the
+        signed request is malformed or push is not installed."""
         try:
-            req = read_signed("/redeem")
+            req = read_signed(path)
         except signed.InvalidSignedRequest:
-            return _error("invalid_request", 400)
+            return None, None, None, _error("invalid_request", 400)
         name = signed.device_name(req.claims)
         if name is None:
-            return _error("invalid_request", 400)
+            return None, None, None, _error("invalid_request", 400)
         push = _push()
         if push is None:
-            return _error("push_unavailable", 503)
+            return None, None, None, _error("push_unavailable", 503)
+        return req, name, push, None
+
+    @bp.post("/redeem")
+    def redeem():
+        req, name, push, refused = new_device_request("/redeem")
+        if refused is not None:
+            return refused
         now = _utcnow()
         username = req.claims.get("user")
         user = directory.find_user_by_email(username) if isinstance(username, str) and len(username) <= 320 else None
@@ -124,16 +132,9 @@ def build_blueprint(factor) -> Blueprint:
     def personal_finish():
         if not factor.qr_settings.personal_recovery:
             return _error("personal_recovery_disabled", 403)
-        try:
-            req = read_signed("/personal/finish")
-        except signed.InvalidSignedRequest:
-            return _error("invalid_request", 400)
-        name = signed.device_name(req.claims)
-        if name is None:
-            return _error("invalid_request", 400)
-        push = _push()
-        if push is None:
-            return _error("push_unavailable", 503)
+        req, name, push, refused = new_device_request("/personal/finish")
+        if refused is not None:
+            return refused
         if push.store.find(req.device_id) is not None:
             return _error("device_exists", 409)
         now = _utcnow()
