@@ -4,53 +4,30 @@ signed in as a given user through a real session row (as the login pipeline leav
 """
 from __future__ import annotations
 
-import os
 import secrets
 import time
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from fixtures.database import backends, module_database
 from idp.db import Base, db, utcnow
 
-POSTGRES_ENV = "IDP_TEST_DATABASE_URL"
-
-
-def _backends() -> list[str]:
-    return ["sqlite", "postgresql"] if os.environ.get(POSTGRES_ENV) else ["sqlite"]
-
-
-@pytest.fixture(scope="module", params=_backends())
+@pytest.fixture(scope="module", params=backends())
 def admin_app(request, tmp_path_factory):
     from idp.app import create_app
 
-    schema = admin = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('admin') / 'idp.sqlite'}"
-    else:
-        base = os.environ[POSTGRES_ENV]
-        schema = f"idp_test_{int(time.time())}_admin_{secrets.token_hex(4)}"
-        admin = create_engine(base, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False)
-    app = create_app({"server.database_url": url, "server.json_logs": False})
-    app.config["TESTING"] = True
-    try:
+    with module_database(request, tmp_path_factory, "admin") as url:
+        app = create_app({"server.database_url": url, "server.json_logs": False})
+        app.config["TESTING"] = True
         with app.app_context():
             Base.metadata.create_all(db.engine)
             db.session.remove()
-        yield app
-    finally:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        if schema:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            admin.dispose()
+        try:
+            yield app
+        finally:
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
 
 
 @pytest.fixture
