@@ -7,6 +7,7 @@ from flask import Flask
 
 from idp.config import load_settings
 from idp.db import db
+from idp.security.cookie_session import CachedSerializerSessionInterface
 from idp.security.passwords import Passwords
 from idp.security.secrets import KeyRing
 
@@ -33,6 +34,7 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
         WTF_CSRF_SSL_STRICT=False,
         IDP_SETTINGS=settings,
     )
+    app.session_interface = CachedSerializerSessionInterface()
     app.extensions["idp.settings"] = settings
     app.extensions["idp.keyring"] = KeyRing.from_settings(settings.get("security.encryption_keys") or [],
                                                           settings.secret_key)
@@ -44,11 +46,9 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app, settings.database_url)
 
     from idp import extensions, ops
-    from idp.security import headers
 
     extensions.init_app(app, settings)
-    headers.init_app(app, https=settings.issuer.startswith("https://"))
-    ops.init_app(app, settings)
+    ops.init_app(app, settings)  # security headers too (idp.security.headers, added as responses start)
 
     from idp.factors import registry
 

@@ -34,6 +34,7 @@ from idp.db import db
 from idp.ops import logs, metrics
 from idp.ops.documents import DocumentCache
 from idp.ops.proxy import TrustedProxies, address_in, parse_networks
+from idp.security import headers as security_headers
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
@@ -41,25 +42,33 @@ _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:+/=-]{1,128}")
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 ENVIRON_START = "idp.ops.start"
 ENVIRON_REQUEST_ID = "idp.ops.request_id"
-ENVIRON_CPU = "idp.ops.cpu"
+ENVIRON_RULE = "idp.ops.rule"
 
 access_log = logging.getLogger("idp.access")
 log = logging.getLogger("idp.ops")
 
 
 class RequestContext:
-    """WSGI middleware around Flask: start the clock and settle the request id before anything
-    runs; answer the cached public documents (idp.ops.documents) without entering Flask."""
+    """WSGI middleware around Flask, where every per-request chore happens on plain WSGI data.
 
-    def __init__(self, app, documents: DocumentCache | None = None) -> None:
+    Before Flask runs: start the clocks, settle the request id, answer the cached public
+    documents (idp.ops.documents) without entering Flask. As the response starts: add the
+    request id and the security headers (idp.security.headers) to the header list. After the
+    app returns: count the response and write the access line. Doing this here rather than in
+    Flask's after_request hooks avoids werkzeug's Headers and the request proxies, which cost
+    more than the work itself on a token grant.
+    """
+
+    def __init__(self, app, documents: DocumentCache | None = None, https: bool = False) -> None:
         self.app = app
         self.documents = documents
+        self.https = https
 
     def __call__(self, environ, start_response):
         started = environ[ENVIRON_START] = time.perf_counter()
         # CPU time of this thread (about 1 us per read): the access line's cpu_ms says what a
         # request cost the server, apart from time spent waiting on the database or the GIL.
-        environ[ENVIRON_CPU] = time.thread_time()
+        cpu_started = time.thread_time()
         incoming = environ.get("HTTP_X_REQUEST_ID")
         if incoming and _VALID_REQUEST_ID.fullmatch(incoming):
             request_id = incoming
@@ -72,47 +81,47 @@ class RequestContext:
             if documents is not None and environ.get("PATH_INFO") in documents.paths:
                 entry = documents.lookup(environ)
                 if entry is not None:
-                    return self._serve(entry, environ, start_response, request_id, started)
-                if documents.wants(environ):
-                    return documents.fill(self.app, environ, start_response)
-            return self.app(environ, start_response)
+                    start_response(entry.status, entry.headers + [(REQUEST_ID_HEADER, request_id)])
+                    self._record(environ, environ["PATH_INFO"], 200, started, cpu_started, request_id)
+                    return [entry.body]
+            path = environ.get("PATH_INFO", "")
+            statuses: list[str] = []
+
+            def respond(status, headers, exc_info=None):
+                security_headers.apply(headers, path, self.https)
+                headers.append((REQUEST_ID_HEADER, request_id))
+                statuses.append(status)
+                return start_response(status, headers, exc_info)
+
+            if documents is not None and documents.wants(environ):
+                result = documents.fill(self.app, environ, respond)
+            else:
+                result = self.app(environ, respond)
+            if statuses:
+                rule = environ.get(ENVIRON_RULE)
+                self._record(environ, rule.rule if rule is not None else "<unmatched>",
+                             int(statuses[-1][:3]), started, cpu_started, request_id)
+            return result
         finally:
             logs.request_id_var.reset(token)
 
     @staticmethod
-    def _serve(entry, environ, start_response, request_id, started):
-        start_response(entry.status, entry.headers + [(REQUEST_ID_HEADER, request_id)])
-        path = environ["PATH_INFO"]
+    def _record(environ, endpoint: str, status: int, started: float, cpu_started: float, request_id: str) -> None:
+        """Metrics and the access line for one response; `endpoint` is the URL rule (bounded labels)."""
         seconds = time.perf_counter() - started
-        metrics.observe_request(path, "GET", 200, seconds)
-        if access_log.isEnabledFor(logging.INFO):
-            record = logs.access_record(access_log.name, logging.INFO, "GET", path, 200, round(seconds * 1000, 2),
-                                        environ.get("REMOTE_ADDR"), request_id)
-            record.cpu_ms = round((time.thread_time() - environ[ENVIRON_CPU]) * 1000, 2)
+        method = environ.get("REQUEST_METHOD", "GET")
+        metrics.observe_request(endpoint, method, status, seconds)
+        level = logging.DEBUG if endpoint in QUIET_PATHS else logging.INFO
+        if access_log.isEnabledFor(level):
+            record = logs.access_record(access_log.name, level, method, environ.get("PATH_INFO", ""), status,
+                                        round(seconds * 1000, 2), environ.get("REMOTE_ADDR"), request_id)
+            record.cpu_ms = round((time.thread_time() - cpu_started) * 1000, 2)
             access_log.handle(record)
-        return [entry.body]
 
 
-def _finish(response: Response) -> Response:
-    """after_request: header, metrics, access log. Runs for error responses too (Flask finalizes them)."""
-    environ = request.environ
-    request_id = environ.get(ENVIRON_REQUEST_ID)
-    if request_id:
-        response.headers[REQUEST_ID_HEADER] = request_id
-    started = environ.get(ENVIRON_START)
-    seconds = time.perf_counter() - started if started else 0.0
-    rule = request.url_rule
-    endpoint = rule.rule if rule is not None else "<unmatched>"
-    status = response.status_code
-    metrics.observe_request(endpoint, request.method, status, seconds)
-    level = logging.DEBUG if endpoint in QUIET_PATHS else logging.INFO
-    if access_log.isEnabledFor(level):
-        cpu = environ.get(ENVIRON_CPU)
-        record = logs.access_record(access_log.name, level, request.method, request.path, status,
-                                    round(seconds * 1000, 2), request.remote_addr, request_id)
-        if cpu is not None:
-            record.cpu_ms = round((time.thread_time() - cpu) * 1000, 2)
-        access_log.handle(record)
+def _note_rule(response: Response) -> Response:
+    """after_request: leave the matched URL rule where the middleware reads it (metrics label)."""
+    request.environ[ENVIRON_RULE] = request.url_rule
     return response
 
 
@@ -144,12 +153,12 @@ def init_app(app: Flask, settings) -> None:
     if ops.get("cached_documents") and float(ops.get("cached_documents_ttl", 0)) > 0:
         documents = DocumentCache(ops.get("cached_documents"), float(ops.get("cached_documents_ttl")))
     # Proxy trust first, so that everything inside (logs, metrics, Flask) sees the real client.
-    wsgi = RequestContext(app.wsgi_app, documents)
+    wsgi = RequestContext(app.wsgi_app, documents, https=settings.issuer.startswith("https://"))
     proxies = parse_networks(settings.trusted_proxies)
     if proxies:
         wsgi = TrustedProxies(wsgi, proxies)
     app.wsgi_app = wsgi
-    app.after_request(_finish)
+    app.after_request(_note_rule)
 
     app.add_url_rule("/healthz", "ops.healthz", healthz, methods=["GET"])
     app.add_url_rule("/readyz", "ops.readyz", readyz, methods=["GET"])

@@ -53,8 +53,10 @@ class DocumentCache:
         captured: list = []
 
         def capture(status, headers, exc_info=None):
-            captured[:] = [status, headers]
-            return start_response(status, headers, exc_info)
+            # the outer start_response adds the security headers to this list: keep them
+            written = start_response(status, headers, exc_info)
+            captured[:] = [status, list(headers)]
+            return written
 
         result = app(environ, capture)
         try:

@@ -92,6 +92,9 @@ def configure(level: str = "INFO", json_lines: bool = True, stream=None) -> logg
     A later call without `stream` keeps the stream already in use, so a test can point the
     handler at a buffer once. Returns the handler.
     """
+    # Neither format shows thread or process names; not collecting them saves a third of the
+    # cost of every LogRecord (a thread lookup, getpid, multiprocessing's current process).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, _HANDLER_MARK, False)), None)
     if handler is None:
