@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint,
+                        text)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.db import Base, utcnow
@@ -34,10 +35,14 @@ class Client(Base):
 
 class AuthorizationCode(Base):
     __tablename__ = "authorization_codes"
+    # (client_id, nonce): every authorization request checks that its nonce is new for the
+    # client (idp.oidc.openid.exists_nonce); with client_id alone that was a scan of all the
+    # client's codes, which grows with every login until the hourly purge.
+    __table_args__ = (Index("ix_authorization_codes_client_nonce", "client_id", "nonce"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     redirect_uri: Mapped[str] = mapped_column(Text)
     scope: Mapped[str] = mapped_column(Text)
@@ -58,20 +63,34 @@ class Token(Base):
 
     Refresh tokens rotate: using one marks its row `rotated_at` and issues a new row in
     the same `family_id`. Presenting a rotated refresh token revokes the whole family.
+    Tokens of a login (code and refresh grants) have a family; client_credentials tokens,
+    which can be neither refreshed nor replayed from a code, have none.
     """
 
     __tablename__ = "tokens"
-    __table_args__ = (Index("ix_tokens_family", "family_id"),)
+    # Every index is written by every grant, so the token table keeps only those a query
+    # needs, and the ones over nullable columns skip the rows without a value (partial
+    # indexes): a client_credentials token has no user, no code and no refresh token.
+    __table_args__ = (
+        Index("uq_tokens_refresh_token_hash", "refresh_token_hash", unique=True,
+              sqlite_where=text("refresh_token_hash IS NOT NULL"),
+              postgresql_where=text("refresh_token_hash IS NOT NULL")),
+        Index("ix_tokens_family", "family_id", sqlite_where=text("family_id IS NOT NULL"),
+              postgresql_where=text("family_id IS NOT NULL")),
+        Index("ix_tokens_code_id", "code_id", sqlite_where=text("code_id IS NOT NULL"),
+              postgresql_where=text("code_id IS NOT NULL")),
+        Index("ix_tokens_user_id", "user_id", sqlite_where=text("user_id IS NOT NULL"),
+              postgresql_where=text("user_id IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     access_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    refresh_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
-    client_id: Mapped[str] = mapped_column(String(64), index=True)
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True,
-                                                index=True)
+    refresh_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
     scope: Mapped[str] = mapped_column(Text, default="")
-    family_id: Mapped[str] = mapped_column(String(32))
-    code_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    family_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    code_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     auth_time: Mapped[int | None] = mapped_column(Integer, nullable=True)
     amr: Mapped[list | None] = mapped_column(Json, nullable=True)
     acr: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -76,7 +76,8 @@ class RevocationEndpoint(_Revocation):
         row = token.row
         now = int(time.time())
         is_refresh = row.refresh_token_hash == sha256_hex(request.form["token"])
-        where = Token.family_id == row.family_id if is_refresh else Token.id == row.id
+        family = row.family_id if is_refresh else None
+        where = Token.family_id == family if family is not None else Token.id == row.id
         db.session.execute(update(Token).where(where, Token.revoked_at.is_(None)).values(revoked_at=now))
         db.session.commit()
 

@@ -13,10 +13,13 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import current_app
-from sqlalchemy import select, update
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+from sqlalchemy import bindparam, select, update
 
 from idp.db import db, utcnow
-from idp.models import AuthorizationCode, Token, User
+from idp.models import AuthorizationCode, Organization, Token, User
 from idp.oidc.adapters import OAuthCode, OAuthToken
 from idp.security.tokens import sha256_hex
 
@@ -27,7 +30,9 @@ def _settings():
     return current_app.extensions["idp.settings"]
 
 
-def revoke_family(family_id: str) -> None:
+def revoke_family(family_id: str | None) -> None:
+    if family_id is None:  # a client_credentials token: no family (and `== None` would match them all)
+        return
     db.session.execute(update(Token).where(Token.family_id == family_id, Token.revoked_at.is_(None))
                        .values(revoked_at=int(time.time())))
     db.session.commit()
@@ -123,6 +128,35 @@ def _code_ttl():
     return timedelta(seconds=min(60, int(_settings().get("tokens.authorization_code_ttl", 60))))
 
 
+_TOKENS = Token.__table__
+# The refresh grant's claim, built once: `db.claim` builds its statement per call and loads an
+# ORM entity, which together cost more than the rest of the grant. Same conditional UPDATE.
+_CLAIM_REFRESH_TOKEN = (
+    update(_TOKENS)
+    .where(_TOKENS.c.refresh_token_hash == bindparam("token_hash"), _TOKENS.c.client_id == bindparam("for_client"),
+           _TOKENS.c.rotated_at.is_(None), _TOKENS.c.revoked_at.is_(None),
+           _TOKENS.c.refresh_expires_at > bindparam("now"))
+    .values(rotated_at=bindparam("now"))
+    .returning(*_TOKENS.c)
+)
+# What the policy reads of a refreshing user (idp.policy.status.is_required), in one statement.
+_USER_STANDING = (
+    select(User.id, User.disabled, User.mfa_setting, User.exempt_until, Organization.require_2fa)
+    .join(Organization, Organization.id == User.org_id)
+    .where(User.id == bindparam("user_id"))
+)
+
+
+@dataclass(frozen=True)
+class RefreshingUser:
+    """The refresh grant's user: what save_token and the 2FA policy read, without an ORM load."""
+
+    id: int
+    mfa_setting: str
+    exempt_until: object
+    org: SimpleNamespace
+
+
 class RefreshTokenGrant(grants.RefreshTokenGrant):
     """Rotation on every use; presenting an already-rotated token revokes its whole family."""
 
@@ -130,14 +164,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
+        # One conditional UPDATE, left uncommitted: it commits with the new token (save_token),
+        # so the old token is spent exactly when the new one exists.
         token_hash = sha256_hex(refresh_token)
-        now = int(time.time())
-        row = db.claim(Token,
-                       where=[Token.refresh_token_hash == token_hash,
-                              Token.client_id == self.request.client.get_client_id(),
-                              Token.rotated_at.is_(None), Token.revoked_at.is_(None),
-                              Token.refresh_expires_at > now],
-                       values={"rotated_at": now}, commit=False)  # commits with the new token (save_token)
+        row = db.session.connection().execute(_CLAIM_REFRESH_TOKEN, {
+            "token_hash": token_hash, "for_client": self.request.client.get_client_id(),
+            "now": int(time.time())}).first()
         if row is None:
             db.session.rollback()
             stale = db.session.scalar(select(Token).where(Token.refresh_token_hash == token_hash))
@@ -147,14 +179,17 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return OAuthToken(row)
 
     def authenticate_user(self, refresh_token):
-        from idp.oidc import enforcement
+        from idp.policy import decide, status
 
-        user = _active_user(refresh_token.row.user_id)
-        if user is None:
+        token = refresh_token.row
+        standing = db.session.connection().execute(_USER_STANDING, {"user_id": token.user_id}).first()
+        if standing is None or standing.disabled:
             return None
-        if not enforcement.refresh_allowed(user, refresh_token.row):
+        user = RefreshingUser(standing.id, standing.mfa_setting, standing.exempt_until,
+                              SimpleNamespace(require_2fa=standing.require_2fa))
+        if not decide.refresh_allowed(user, user.org, tuple(token.amr or ()), status.today_utc()):
             raise InvalidGrantError("A second factor is now required: sign in again.")
-        self.request.refresh_row = refresh_token.row
+        self.request.refresh_row = token
         return user
 
     def revoke_old_credential(self, refresh_token):

@@ -12,13 +12,13 @@ Names (all prefixed `idp_`):
   unknown account); add e.g. `rate_limited` the same way, never free text.
 - `idp_token_grants_total{grant_type}`: tokens issued by the token endpoint, by grant
   (`authorization_code`, `refresh_token`, `client_credentials`). Use
-  `TOKEN_GRANTS.labels(grant_type=...).inc()` after the token is saved.
+  `count_grant(grant_type)` after the token is saved.
 
 Usage from other modules::
 
     from idp.ops import metrics
     metrics.LOGINS.labels(outcome="success").inc()
-    metrics.TOKEN_GRANTS.labels(grant_type="refresh_token").inc()
+    metrics.count_grant("refresh_token")
 
 With several gunicorn workers each process counts on its own; set the environment variable
 PROMETHEUS_MULTIPROC_DIR to an empty, writable directory before the server starts and
@@ -64,6 +64,17 @@ def observe_request(endpoint: str, method: str, status: int, seconds: float) -> 
         _request_children[key] = children
     children[0].inc()
     children[1].observe(seconds)
+
+
+_grant_children: dict[str, object] = {}
+
+
+def count_grant(grant_type: str) -> None:
+    """Count one issued token (TOKEN_GRANTS, with its label child cached: grant types are few)."""
+    child = _grant_children.get(grant_type)
+    if child is None:
+        child = _grant_children[grant_type] = TOKEN_GRANTS.labels(grant_type=grant_type)
+    child.inc()
 
 
 def multiprocess_dir() -> str | None:

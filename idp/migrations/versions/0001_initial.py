@@ -141,7 +141,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('code_hash')
     )
     with op.batch_alter_table('authorization_codes', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_authorization_codes_client_id'), ['client_id'], unique=False)
+        batch_op.create_index('ix_authorization_codes_client_nonce', ['client_id', 'nonce'], unique=False)
         batch_op.create_index(batch_op.f('ix_authorization_codes_user_id'), ['user_id'], unique=False)
 
     op.create_table('consent_grants',
@@ -202,7 +202,7 @@ def upgrade() -> None:
     sa.Column('client_id', sa.String(length=64), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=True),
     sa.Column('scope', sa.Text(), nullable=False),
-    sa.Column('family_id', sa.String(length=32), nullable=False),
+    sa.Column('family_id', sa.String(length=32), nullable=True),
     sa.Column('code_id', sa.Integer(), nullable=True),
     sa.Column('auth_time', sa.Integer(), nullable=True),
     sa.Column('amr', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
@@ -214,14 +214,13 @@ def upgrade() -> None:
     sa.Column('revoked_at', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('access_token_hash'),
-    sa.UniqueConstraint('refresh_token_hash')
+    sa.UniqueConstraint('access_token_hash')
     )
     with op.batch_alter_table('tokens', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_tokens_client_id'), ['client_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_tokens_code_id'), ['code_id'], unique=False)
-        batch_op.create_index('ix_tokens_family', ['family_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_tokens_user_id'), ['user_id'], unique=False)
+        batch_op.create_index('ix_tokens_code_id', ['code_id'], unique=False, sqlite_where=sa.text('code_id IS NOT NULL'), postgresql_where=sa.text('code_id IS NOT NULL'))
+        batch_op.create_index('ix_tokens_family', ['family_id'], unique=False, sqlite_where=sa.text('family_id IS NOT NULL'), postgresql_where=sa.text('family_id IS NOT NULL'))
+        batch_op.create_index('ix_tokens_user_id', ['user_id'], unique=False, sqlite_where=sa.text('user_id IS NOT NULL'), postgresql_where=sa.text('user_id IS NOT NULL'))
+        batch_op.create_index('uq_tokens_refresh_token_hash', ['refresh_token_hash'], unique=True, sqlite_where=sa.text('refresh_token_hash IS NOT NULL'), postgresql_where=sa.text('refresh_token_hash IS NOT NULL'))
 
     op.create_table('user_sessions',
     sa.Column('id', sa.String(length=64), nullable=False),
@@ -278,10 +277,10 @@ def downgrade() -> None:
 
     op.drop_table('user_sessions')
     with op.batch_alter_table('tokens', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_tokens_user_id'))
-        batch_op.drop_index('ix_tokens_family')
-        batch_op.drop_index(batch_op.f('ix_tokens_code_id'))
-        batch_op.drop_index(batch_op.f('ix_tokens_client_id'))
+        batch_op.drop_index('uq_tokens_refresh_token_hash', sqlite_where=sa.text('refresh_token_hash IS NOT NULL'), postgresql_where=sa.text('refresh_token_hash IS NOT NULL'))
+        batch_op.drop_index('ix_tokens_user_id', sqlite_where=sa.text('user_id IS NOT NULL'), postgresql_where=sa.text('user_id IS NOT NULL'))
+        batch_op.drop_index('ix_tokens_family', sqlite_where=sa.text('family_id IS NOT NULL'), postgresql_where=sa.text('family_id IS NOT NULL'))
+        batch_op.drop_index('ix_tokens_code_id', sqlite_where=sa.text('code_id IS NOT NULL'), postgresql_where=sa.text('code_id IS NOT NULL'))
 
     op.drop_table('tokens')
     with op.batch_alter_table('login_transactions', schema=None) as batch_op:
@@ -295,7 +294,7 @@ def downgrade() -> None:
     op.drop_table('consent_grants')
     with op.batch_alter_table('authorization_codes', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_authorization_codes_user_id'))
-        batch_op.drop_index(batch_op.f('ix_authorization_codes_client_id'))
+        batch_op.drop_index('ix_authorization_codes_client_nonce')
 
     op.drop_table('authorization_codes')
     with op.batch_alter_table('users', schema=None) as batch_op:
