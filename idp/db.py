@@ -6,6 +6,7 @@ deployments. Code that needs "exactly once" uses a single conditional UPDATE
 """
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 
 from sqlalchemy import Table, create_engine, event, update
@@ -52,16 +53,78 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+class LoneInserts:
+    """Single-row INSERTs, each its own transaction, on plain DBAPI connections.
+
+    The SQL is SQLAlchemy's, compiled once per table, dialect and column set; values must be
+    plain (str, int, None) since no type processing happens. SQLite: a pooled connection,
+    which make_engine leaves in autocommit mode, so the INSERT is its own transaction and
+    holds the write lock only while it runs. PostgreSQL: one autocommit connection per thread,
+    kept apart from the pool, so an INSERT is one round trip (the pool would add a ping, BEGIN,
+    COMMIT and a reset). A connection that fails is dropped and the next call opens another.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sql: dict[tuple, tuple[str, list | None]] = {}
+        self.local = threading.local()
+
+    def insert(self, table: Table, row: dict, synchronous: bool) -> None:
+        if any(not isinstance(value, (str, int, type(None))) for value in row.values()):
+            raise TypeError("insert_alone takes str, int and None values only")
+        dialect = self.engine.dialect
+        key = (table.name, tuple(row))
+        compiled = self.sql.get(key)
+        if compiled is None:
+            statement = table.insert().compile(dialect=dialect, column_keys=list(row))
+            compiled = self.sql[key] = (str(statement), statement.positiontup)
+        sql, positions = compiled
+        params = [row[name] for name in positions] if positions else row
+        if dialect.name == "postgresql":
+            self._postgresql(sql, params, synchronous)
+            return
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql, params)
+            cursor.close()
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()  # back to the pool
+
+    def _postgresql(self, sql: str, params, synchronous: bool) -> None:
+        import psycopg
+
+        connection = getattr(self.local, "connection", None)
+        if connection is None or connection.closed:
+            url = self.engine.url.set(drivername="postgresql")
+            connection = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+            self.local.connection, self.local.synchronous = connection, True
+        try:
+            if self.local.synchronous != synchronous:
+                connection.execute("SET synchronous_commit TO " + ("on" if synchronous else "off"))
+                self.local.synchronous = synchronous
+            connection.execute(sql, params)
+        except psycopg.OperationalError:
+            connection.close()
+            self.local.connection = None
+            raise
+
+
 class Database:
     """Engine + request-scoped session. `db.session` is what the code uses."""
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
         self.session = scoped_session(sessionmaker(expire_on_commit=False))
-        self._insert_sql: dict[tuple, tuple[str, list | None]] = {}
+        self._lone: LoneInserts | None = None
 
     def init_app(self, app, url: str) -> None:
         self.engine = make_engine(url)
+        self._lone = None
         self.session.configure(bind=self.engine)
         app.extensions["idp.db"] = self
 
@@ -71,36 +134,18 @@ class Database:
                 self.session.rollback()
             self.session.remove()
 
-    def insert_alone(self, table: Table, row: dict) -> None:
-        """INSERT one row in a transaction of its own, straight on a pooled DBAPI connection.
+    def insert_alone(self, table: Table, row: dict, *, synchronous: bool = True) -> None:
+        """INSERT one row in a transaction of its own, outside this request's session.
 
         For the hottest write (a client_credentials token), where SQLAlchemy's execution
-        machinery (events, the BEGIN IMMEDIATE hook, result set-up, the session) cost more
-        than the insert. The SQL is still SQLAlchemy's, compiled once per dialect and column
-        set. Values must be plain (str, int, None): no type processing happens. On SQLite the
-        connection is in autocommit mode (see make_engine), so the lone INSERT is its own
-        transaction and takes the write lock only while it runs.
+        machinery (events, the BEGIN IMMEDIATE hook, result set-up, the session, the pool's
+        ping and reset) cost more than the insert: see `LoneInserts`. With `synchronous=False`
+        PostgreSQL acknowledges the commit before its WAL reaches the disk (a crash may forget
+        the last fraction of a second of such rows); SQLite ignores it.
         """
-        engine = self.engine
-        key = (table.name, engine.dialect.name, tuple(row))
-        compiled = self._insert_sql.get(key)
-        if compiled is None:
-            statement = table.insert().compile(dialect=engine.dialect, column_keys=list(row))
-            compiled = self._insert_sql[key] = (str(statement), statement.positiontup)
-        sql, positions = compiled
-        if any(not isinstance(value, (str, int, type(None))) for value in row.values()):
-            raise TypeError("insert_alone takes str, int and None values only")
-        connection = engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute(sql, [row[name] for name in positions] if positions else row)
-            cursor.close()
-            connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-        finally:
-            connection.close()  # back to the pool
+        if self._lone is None:
+            self._lone = LoneInserts(self.engine)
+        self._lone.insert(table, row, synchronous)
 
     def in_transaction(self) -> bool:
         """Whether this request's session has begun a transaction (without creating a session to ask)."""

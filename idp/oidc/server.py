@@ -128,7 +128,8 @@ def save_token(token: dict, request) -> None:
         db.session.connection().execute(_INSERT_TOKEN, row)
         db.session.commit()
     else:
-        db.insert_alone(_TOKENS, row)
+        db.insert_alone(_TOKENS, row, synchronous=bool(
+            current_app.extensions["idp.settings"].get("tokens.client_credentials_synchronous_commit", False)))
     metrics.count_grant(request.payload.grant_type)
 
 
