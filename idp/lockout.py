@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from flask import current_app
+from flask import current_app, g
 from redis.exceptions import RedisError
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,6 +21,7 @@ from idp.db import db, utcnow
 from idp.models import FailureCounter
 
 log = logging.getLogger(__name__)
+_SEEN_CLEAR = "idp_lockout_seen_clear"
 
 
 def _policy(kind: str):
@@ -92,6 +93,8 @@ def check(keys: list[str]) -> int:
         return waited
     now = utcnow()
     rows = db.session.scalars(select(FailureCounter).where(FailureCounter.key.in_(keys))).all()
+    # Remembered for this request: `succeed` need not delete counters this read found absent.
+    g.setdefault(_SEEN_CLEAR, set()).update(set(keys) - {r.key for r in rows})
     waits = [int((r.locked_until - now).total_seconds()) + 1 for r in rows if r.locked_until and r.locked_until > now]
     return max([0] + waits)
 
@@ -99,6 +102,7 @@ def check(keys: list[str]) -> int:
 def fail(keys: list[str]) -> int:
     """Count one failure on each key; returns the longest lockout now in force (seconds)."""
     counted = _on_redis(_fail_redis, keys)
+    g.setdefault(_SEEN_CLEAR, set()).difference_update(keys)
     if counted is not None:
         return counted
     longest = 0
@@ -122,4 +126,8 @@ def succeed(keys: list[str]) -> None:
     """Clear the keys' failures; on the database this commits with the caller's next commit."""
     if _on_redis(_succeed_redis, keys):
         return
-    db.session.execute(delete(FailureCounter).where(FailureCounter.key.in_(keys)))
+    # Keys `check` found without a counter in this request are skipped: most logins have no
+    # failures to clear. (A failure counted concurrently in between stays: stricter, not looser.)
+    keys = [key for key in keys if key not in g.get(_SEEN_CLEAR, ())]
+    if keys:
+        db.session.execute(delete(FailureCounter).where(FailureCounter.key.in_(keys)))

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 
 from flask import g
 
+from idp.factors.contract import Factor
 from idp.factors.registry import current_registry
 from idp.factors.types import FactorKind, UserRef
 from idp.login.transaction import State
@@ -46,10 +47,12 @@ def forget_held(user: User) -> None:
 
 
 def _usable(user: User, factors) -> list:
-    """The factors among `factors` the user can use now: held, then the plugin's own check."""
+    """The factors among `factors` the user can use now: held, then the plugin's own check
+    (skipped for plugins that keep the contract's default, which holding already answers)."""
     held = _held(user)
     ref = user_ref(user)
-    return [f for f in factors if f.name in held and f.is_configured_for(ref)]
+    return [f for f in factors
+            if f.name in held and (type(f).is_configured_for is Factor.is_configured_for or f.is_configured_for(ref))]
 
 
 def _held_factor_names(user: User) -> list[str]:
@@ -84,6 +87,17 @@ def allowed_factors(user: User, decision, kind: FactorKind = FactorKind.SECOND_F
 def configured_factors(user: User, decision, kind: FactorKind = FactorKind.SECOND_FACTOR) -> list:
     """Factors of `kind` the organization allows and the user can use now."""
     return _usable(user, allowed_factors(user, decision, kind))
+
+
+def usable_factor(user: User, decision, name: str):
+    """The factor `name` if the organization allows it and the user can use it now, else None
+    (what `configured_factors` says of that one factor, asking no other plugin)."""
+    for kind in (FactorKind.SECOND_FACTOR, FactorKind.RECOVERY):
+        candidates = [f for f in allowed_factors(user, decision, kind) if f.name == name]
+        if candidates:
+            usable = _usable(user, candidates)
+            return usable[0] if usable else None
+    return None
 
 
 def second_factor_done(steps_done: list[dict]) -> bool:

@@ -24,7 +24,8 @@ from idp.db import db
 from idp.login import gate, session as login_session, snapshot, transaction
 from idp.login.outcome import LoginOutcome, outcome_from_steps
 from idp.login.transaction import State
-from idp.models import Client, ConsentGrant, LoginTransaction, User
+from idp.models import ConsentGrant, LoginTransaction, User
+from idp.oidc.adapters import ClientRecord
 from idp.ops import metrics
 from idp.policy.decide import acr_for
 
@@ -37,8 +38,12 @@ def _prompts(params: dict) -> set[str]:
     return set((params.get("prompt") or "").split())
 
 
-def _client_row(params: dict) -> Client | None:
-    return db.session.scalar(select(Client).where(Client.client_id == params["client_id"]))
+def _client_row(params: dict) -> ClientRecord | None:
+    """The client's record, from the token endpoint's per-process cache (idp.oidc.server)."""
+    from idp.oidc.server import query_client
+
+    client = query_client(params["client_id"])
+    return client.row if client is not None else None
 
 
 def normalise_scope(params: dict, client) -> dict:

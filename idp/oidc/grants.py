@@ -43,6 +43,35 @@ def _active_user(user_id: int | None) -> User | None:
     return user if user is not None and not user.disabled else None
 
 
+# ---- The grants' hot statements, built once. `db.claim` builds its statement per call and loads
+# an ORM entity, which together cost more than the rest of a grant; these are the same
+# conditional UPDATEs (the project's "exactly once" idiom), returning Core rows.
+
+_TOKENS = Token.__table__
+_CLAIM_REFRESH_TOKEN = (
+    update(_TOKENS)
+    .where(_TOKENS.c.refresh_token_hash == bindparam("token_hash"), _TOKENS.c.client_id == bindparam("for_client"),
+           _TOKENS.c.rotated_at.is_(None), _TOKENS.c.revoked_at.is_(None),
+           _TOKENS.c.refresh_expires_at > bindparam("now"))
+    .values(rotated_at=bindparam("now"))
+    .returning(*_TOKENS.c)
+)
+_CODES = AuthorizationCode.__table__
+_CLAIM_CODE = (
+    update(_CODES)
+    .where(_CODES.c.code_hash == bindparam("code_hash_"), _CODES.c.client_id == bindparam("for_client"),
+           _CODES.c.redeemed_at.is_(None), _CODES.c.expires_at > bindparam("now"))
+    .values(redeemed_at=bindparam("now"))
+    .returning(*_CODES.c)
+)
+# What the policy reads of a refreshing user (idp.policy.status.is_required), in one statement.
+_USER_STANDING = (
+    select(User.id, User.disabled, User.mfa_setting, User.exempt_until, Organization.require_2fa)
+    .join(Organization, Organization.id == User.org_id)
+    .where(User.id == bindparam("user_id"))
+)
+
+
 class S256CodeChallenge(CodeChallenge):
     """PKCE tightened: S256 only, and public clients must send a challenge."""
 
@@ -97,13 +126,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def query_authorization_code(self, code, client):
         """Claim the code atomically; a second presentation revokes what the first obtained."""
         code_hash = sha256_hex(code)
-        now = utcnow()
-        row = db.claim(AuthorizationCode,
-                       where=[AuthorizationCode.code_hash == code_hash,
-                              AuthorizationCode.client_id == client.get_client_id(),
-                              AuthorizationCode.redeemed_at.is_(None),
-                              AuthorizationCode.expires_at > now],
-                       values={"redeemed_at": now})
+        # Committed at once: a code is spent by its first presentation, even one that then
+        # fails (a wrong PKCE verifier, say), so it cannot be retried.
+        row = db.session.connection().execute(_CLAIM_CODE, {
+            "code_hash_": code_hash, "for_client": client.get_client_id(), "now": utcnow()}).first()
+        db.session.commit()
         if row is None:
             reused = db.session.scalar(select(AuthorizationCode.id).where(
                 AuthorizationCode.code_hash == code_hash, AuthorizationCode.redeemed_at.is_not(None)))
@@ -126,25 +153,6 @@ def _code_ttl():
     from datetime import timedelta
 
     return timedelta(seconds=min(60, int(_settings().get("tokens.authorization_code_ttl", 60))))
-
-
-_TOKENS = Token.__table__
-# The refresh grant's claim, built once: `db.claim` builds its statement per call and loads an
-# ORM entity, which together cost more than the rest of the grant. Same conditional UPDATE.
-_CLAIM_REFRESH_TOKEN = (
-    update(_TOKENS)
-    .where(_TOKENS.c.refresh_token_hash == bindparam("token_hash"), _TOKENS.c.client_id == bindparam("for_client"),
-           _TOKENS.c.rotated_at.is_(None), _TOKENS.c.revoked_at.is_(None),
-           _TOKENS.c.refresh_expires_at > bindparam("now"))
-    .values(rotated_at=bindparam("now"))
-    .returning(*_TOKENS.c)
-)
-# What the policy reads of a refreshing user (idp.policy.status.is_required), in one statement.
-_USER_STANDING = (
-    select(User.id, User.disabled, User.mfa_setting, User.exempt_until, Organization.require_2fa)
-    .join(Organization, Organization.id == User.org_id)
-    .where(User.id == bindparam("user_id"))
-)
 
 
 @dataclass(frozen=True)

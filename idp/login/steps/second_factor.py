@@ -87,21 +87,20 @@ def submit(ctx: StepContext):
         return redirect(url_for("login.step", handle=ctx.handle))
     user = user_of(ctx)
     name, state, _view = stored(ctx)
-    factors, recovery = choices(ctx, user)
-    usable = {f.name: f for f in factors + recovery}
-    if name not in usable:
+    # Only the factor in progress is checked here; the full list of choices (sorted by last
+    # use, one more query) is built only when the page must be shown again.
+    factor = gate.usable_factor(user, gate.decision_for(user, ctx.params), name)
+    if factor is None:
         return redirect(url_for("login.step", handle=ctx.handle))
-    factor = usable[name]
     keys = lockout_keys(user)
     wait = lockout.check(keys)
     if wait:
-        return show(ctx, _("Too many attempts. Wait %(seconds)d seconds and try again.", seconds=wait), 429,
-                    offered=(factors, recovery))
+        return show(ctx, _("Too many attempts. Wait %(seconds)d seconds and try again.", seconds=wait), 429)
     outcome = factor.verify(gate.user_ref(user), state, plugin_response(), attempt_context(ctx, factor))
-    return _apply(ctx, user, factor, outcome, form.posted_version(), offered=(factors, recovery))
+    return _apply(ctx, user, factor, outcome, form.posted_version())
 
 
-def _apply(ctx: StepContext, user, factor, outcome, version: int, offered: tuple[list, list]):
+def _apply(ctx: StepContext, user, factor, outcome, version: int, offered: tuple[list, list] | None = None):
     if isinstance(outcome, Verified):
         lockout.succeed(lockout_keys(user))
         event = "login.recovery_used" if factor.kind == FactorKind.RECOVERY else "login.second_factor"
