@@ -9,8 +9,8 @@ from functools import wraps
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
-from flask_wtf import FlaskForm
 
+from idp.forms import Form
 from idp.account import service
 from idp.account.service import AccountError
 from idp.extensions import SUPPORTED_LOCALES
@@ -21,7 +21,7 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 
 
 def _checked_form() -> bool:
-    return FlaskForm().validate_on_submit()
+    return Form().validate_on_submit()
 
 
 def sensitive_change(view):
@@ -46,7 +46,7 @@ def security():
     user = login_session.current_user()
     rows = service.credentials(user)
     return render_template("account/security.html", user=user, rows=rows, enrollable=service.enrollable(user),
-                           status=policy_status.status(user, user.org), form=FlaskForm(),
+                           status=policy_status.status(user, user.org), form=Form(),
                            required=policy_status.is_required(user, user.org))
 
 
@@ -80,7 +80,7 @@ def enrol(pending_id: str):
         else:
             flash(_("Added."), "success")
             if codes:
-                return render_template("account/recovery_codes.html", codes=codes, form=FlaskForm())
+                return render_template("account/recovery_codes.html", codes=codes, form=Form())
             return redirect(url_for(".security"))
     from idp.factors.registry import current_registry
 
@@ -121,7 +121,7 @@ def regenerate():
     codes = service.regenerate_recovery_codes(login_session.current_user())
     if not codes:
         return redirect(url_for(".security"))
-    return render_template("account/recovery_codes.html", codes=codes, form=FlaskForm())
+    return render_template("account/recovery_codes.html", codes=codes, form=Form())
 
 
 @bp.post("/locale")

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, HiddenField, IntegerField, SelectMultipleField, StringField, SubmitField
 from wtforms.validators import NumberRange, Optional, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from idp.forms import Form
 
-class UserSecurityForm(FlaskForm):
+
+class UserSecurityForm(Form):
     """The user page's Security section.
 
     ``require_2fa`` is the user's own requirement (independent of the organization's);
@@ -23,26 +24,26 @@ class UserSecurityForm(FlaskForm):
     submit = SubmitField(_l("Save"))
 
 
-class RequireAllForm(FlaskForm):
+class RequireAllForm(Form):
     """One button: "Require 2FA for everyone" or "Make 2FA optional for everyone"; `on` says which."""
 
     on = HiddenField()
 
 
-class AllowedFactorsForm(FlaskForm):
+class AllowedFactorsForm(Form):
     all_factors = BooleanField(_l("Allow every installed factor"))
     factors = SelectMultipleField(_l("Allowed factors"), choices=[], option_widget=CheckboxInput(),
                                   widget=ListWidget(prefix_label=False), validate_choice=True)
     submit = SubmitField(_l("Save allowed factors"))
 
 
-class GraceForm(FlaskForm):
+class GraceForm(Form):
     grace_days = IntegerField(_l("Days"), validators=[Optional(), NumberRange(min=0, max=365)])
     grace_logins = IntegerField(_l("Logins"), validators=[Optional(), NumberRange(min=0, max=100)])
     submit = SubmitField(_l("Save grace period"))
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(Form):
     """A destructive action's second step: only the CSRF token and a confirm button."""
 
     confirm = SubmitField(_l("Confirm"))

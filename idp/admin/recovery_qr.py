@@ -16,9 +16,9 @@ import base64
 from flask import abort, flash, g, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import SelectField, SubmitField
 
+from idp.forms import Form
 from idp.admin.access import org_admin_required, user_in_org
 from idp.admin.forms import ConfirmForm
 from idp.admin.views import bp
@@ -29,7 +29,7 @@ VALIDITY_CHOICES = [("3600", _l("1 hour")), ("86400", _l("24 hours")), ("259200"
                     ("604800", _l("7 days"))]
 
 
-class IssueRecoveryQrForm(FlaskForm):
+class IssueRecoveryQrForm(Form):
     expires_in = SelectField(_l("Valid for"), choices=VALIDITY_CHOICES, default="86400")
     submit = SubmitField(_l("Issue recovery QR code"))
 

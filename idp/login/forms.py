@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, Length
 
+from idp.forms import Form
 
-class StepForm(FlaskForm):
+
+class StepForm(Form):
     """Every step's form carries the transaction version it was rendered for."""
 
     version = HiddenField()
