@@ -104,10 +104,13 @@ def _lineage(request) -> dict:
 def save_token(token: dict, request) -> None:
     """Persist hashes of the issued tokens: one Core INSERT, the token endpoint's hot path.
 
-    A code or refresh grant has claimed its row in this request's transaction (see
-    idp.oidc.grants): the insert commits with that claim, so both happen or neither does. A
-    client_credentials grant has nothing open and writes one row alone (`db.insert_alone`),
-    skipping the session's and the execution layer's bookkeeping.
+    A refresh grant has claimed its old token in this request's transaction (see
+    idp.oidc.grants): the insert commits with that claim, so both happen or neither does. (A
+    code was spent, and committed, when it was presented.) A client_credentials token is
+    written alone (`db.insert_alone`), skipping the session's and the execution layer's
+    bookkeeping; unless this request's session already holds a transaction (the client was
+    just read from the database), which on SQLite holds the write lock a second connection
+    would wait for.
     """
     now = int(time.time())
     refresh = token.get("refresh_token")
@@ -124,13 +127,14 @@ def save_token(token: dict, request) -> None:
         refresh_expires_at=now + refresh_ttl if refresh else None,
         **_lineage(request),
     )
-    if db.in_transaction():
-        db.session.connection().execute(_INSERT_TOKEN, row)
-        db.session.commit()
-    else:
+    grant_type = request.payload.grant_type
+    if grant_type == "client_credentials" and not db.in_transaction():
         db.insert_alone(_TOKENS, row, synchronous=bool(
             current_app.extensions["idp.settings"].get("tokens.client_credentials_synchronous_commit", False)))
-    metrics.count_grant(request.payload.grant_type)
+    else:
+        db.session.connection().execute(_INSERT_TOKEN, row)
+        db.session.commit()
+    metrics.count_grant(grant_type)
 
 
 server = AuthorizationServer()
