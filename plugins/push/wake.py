@@ -24,6 +24,8 @@ def challenge_channel(challenge_id: str) -> str:
 
 
 RELAY_PATTERN = "idp:push:*"
+RELAY_RETRY_FIRST = 1.0   # seconds before the relay's first reconnection attempt
+RELAY_RETRY_MAX = 30.0    # the longest wait between attempts while Redis stays down
 
 
 class Waker:
@@ -77,19 +79,27 @@ class Waker:
                 self._relay_ready.wait(timeout=1.0)
 
     def _relay(self) -> None:
+        delay = RELAY_RETRY_FIRST
         while True:
             try:
                 pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
                 pubsub.psubscribe(RELAY_PATTERN)
                 pubsub.get_message(timeout=1.0)  # the subscription's confirmation
                 self._relay_ready.set()
+                if delay > RELAY_RETRY_FIRST:
+                    log.warning("push wake-up relay reconnected to Redis")
+                delay = RELAY_RETRY_FIRST
                 for message in pubsub.listen():
                     if message.get("type") == "pmessage":
                         channel = message["channel"]
                         self._bump(channel.decode() if isinstance(channel, bytes) else channel)
             except Exception as exc:  # reconnect; waiters re-read the database meanwhile
-                log.warning("push wake-up relay lost Redis, reconnecting: %s", exc)
-                time.sleep(1.0)
+                # One warning per outage, then retries that back off to RELAY_RETRY_MAX: a Redis
+                # that stays down must not fill the log (or the CPU) once a second forever.
+                if delay == RELAY_RETRY_FIRST:
+                    log.warning("push wake-up relay lost Redis, reconnecting: %s", exc)
+                time.sleep(delay)
+                delay = min(delay * 2, RELAY_RETRY_MAX)
 
 
 class Listener:
