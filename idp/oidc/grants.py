@@ -14,7 +14,7 @@ from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import current_app
 from dataclasses import dataclass
-from types import SimpleNamespace
+from datetime import date
 
 from sqlalchemy import bindparam, select, update
 
@@ -156,13 +156,18 @@ def _code_ttl():
 
 
 @dataclass(frozen=True)
+class OrgStanding:
+    require_2fa: bool
+
+
+@dataclass(frozen=True)
 class RefreshingUser:
     """The refresh grant's user: what save_token and the 2FA policy read, without an ORM load."""
 
     id: int
     mfa_setting: str
-    exempt_until: object
-    org: SimpleNamespace
+    exempt_until: date | None
+    org: OrgStanding
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
@@ -194,7 +199,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if standing is None or standing.disabled:
             return None
         user = RefreshingUser(standing.id, standing.mfa_setting, standing.exempt_until,
-                              SimpleNamespace(require_2fa=standing.require_2fa))
+                              OrgStanding(bool(standing.require_2fa)))
         if not decide.refresh_allowed(user, user.org, tuple(token.amr or ()), status.today_utc()):
             raise InvalidGrantError("A second factor is now required: sign in again.")
         self.request.refresh_row = token
