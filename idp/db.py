@@ -57,11 +57,12 @@ class LoneInserts:
     """Single-row INSERTs, each its own transaction, on plain DBAPI connections.
 
     The SQL is SQLAlchemy's, compiled once per table, dialect and column set; values must be
-    plain (str, int, None) since no type processing happens. SQLite: a pooled connection,
-    which make_engine leaves in autocommit mode, so the INSERT is its own transaction and
-    holds the write lock only while it runs. PostgreSQL: one autocommit connection per thread,
-    kept apart from the pool, so an INSERT is one round trip (the pool would add a ping, BEGIN,
-    COMMIT and a reset). A connection that fails is dropped and the next call opens another.
+    plain (str, int, None) since no type processing happens. Each thread keeps a connection
+    of its own, apart from the pool (whose checkout, ping and reset would cost more than the
+    INSERT). SQLite: a connection made by the engine (so with make_engine's pragmas, in
+    autocommit mode) and detached from its pool: the INSERT is its own transaction and holds
+    the write lock only while it runs. PostgreSQL: an autocommit connection, so an INSERT is one
+    round trip; one that fails is dropped and the next call opens another.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -82,18 +83,17 @@ class LoneInserts:
         params = [row[name] for name in positions] if positions else row
         if dialect.name == "postgresql":
             self._postgresql(sql, params, synchronous)
-            return
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute(sql, params)
-            cursor.close()
-            connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-        finally:
-            connection.close()  # back to the pool
+        else:
+            self._sqlite(sql, params)
+
+    def _sqlite(self, sql: str, params) -> None:
+        connection = getattr(self.local, "sqlite", None)
+        if connection is None:
+            pooled = self.engine.raw_connection()
+            connection = pooled.driver_connection
+            pooled.detach()  # ours for good; the pool opens another in its place when it needs one
+            self.local.pooled, self.local.sqlite = pooled, connection
+        connection.execute(sql, params)  # autocommit (make_engine): the INSERT is its own transaction
 
     def _postgresql(self, sql: str, params, synchronous: bool) -> None:
         import psycopg
