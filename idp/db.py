@@ -53,22 +53,37 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+class _Lone:
+    """One DBAPI connection kept by LoneInserts, with the session setting it was last given."""
+
+    __slots__ = ("connection", "keep", "synchronous")
+
+    def __init__(self, connection, keep=None) -> None:
+        self.connection, self.keep, self.synchronous = connection, keep, True
+
+
 class LoneInserts:
     """Single-row INSERTs, each its own transaction, on plain DBAPI connections.
 
     The SQL is SQLAlchemy's, compiled once per table, dialect and column set; values must be
-    plain (str, int, None) since no type processing happens. Each thread keeps a connection
-    of its own, apart from the pool (whose checkout, ping and reset would cost more than the
-    INSERT). SQLite: a connection made by the engine (so with make_engine's pragmas, in
-    autocommit mode) and detached from its pool: the INSERT is its own transaction and holds
-    the write lock only while it runs. PostgreSQL: an autocommit connection, so an INSERT is one
-    round trip; one that fails is dropped and the next call opens another.
+    plain (str, int, None) since no type processing happens. The connections live apart from
+    the engine's pool (whose checkout, ping and reset would cost more than the INSERT), in a
+    small stack of idle ones: a thread takes one, or opens one when none is idle, and puts it
+    back after its INSERT; at most IDLE_MAX stay open, so a server with hundreds of threads
+    (gthread workers for push long-polls) does not hold hundreds of database connections.
+    SQLite: connections made by the engine (so with make_engine's pragmas, in autocommit mode)
+    and detached from its pool: the INSERT is its own transaction and holds the write lock only
+    while it runs. PostgreSQL: autocommit connections, so an INSERT is one round trip. A
+    connection whose INSERT fails is closed rather than kept.
     """
+
+    IDLE_MAX = 4
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sql: dict[tuple, tuple[str, list | None]] = {}
-        self.local = threading.local()
+        self.idle: list[_Lone] = []
+        self.lock = threading.Lock()
 
     def insert(self, table: Table, row: dict, synchronous: bool) -> None:
         if any(not isinstance(value, (str, int, type(None))) for value in row.values()):
@@ -81,37 +96,36 @@ class LoneInserts:
             compiled = self.sql[key] = (str(statement), statement.positiontup)
         sql, positions = compiled
         params = [row[name] for name in positions] if positions else row
-        if dialect.name == "postgresql":
-            self._postgresql(sql, params, synchronous)
-        else:
-            self._sqlite(sql, params)
+        postgresql = dialect.name == "postgresql"
+        with self.lock:
+            lone = self.idle.pop() if self.idle else None
+        if lone is None:
+            lone = self._open_postgresql() if postgresql else self._open_sqlite()
+        try:
+            if postgresql and lone.synchronous != synchronous:
+                lone.connection.execute("SET synchronous_commit TO " + ("on" if synchronous else "off"))
+                lone.synchronous = synchronous
+            lone.connection.execute(sql, params)  # autocommit: the INSERT is its own transaction
+        except BaseException:
+            lone.connection.close()
+            raise
+        with self.lock:
+            if len(self.idle) < self.IDLE_MAX:
+                self.idle.append(lone)
+                return
+        lone.connection.close()
 
-    def _sqlite(self, sql: str, params) -> None:
-        connection = getattr(self.local, "sqlite", None)
-        if connection is None:
-            pooled = self.engine.raw_connection()
-            connection = pooled.driver_connection
-            pooled.detach()  # ours for good; the pool opens another in its place when it needs one
-            self.local.pooled, self.local.sqlite = pooled, connection
-        connection.execute(sql, params)  # autocommit (make_engine): the INSERT is its own transaction
+    def _open_sqlite(self) -> _Lone:
+        pooled = self.engine.raw_connection()
+        connection = pooled.driver_connection
+        pooled.detach()  # ours for good; the pool opens another in its place when it needs one
+        return _Lone(connection, keep=pooled)
 
-    def _postgresql(self, sql: str, params, synchronous: bool) -> None:
+    def _open_postgresql(self) -> _Lone:
         import psycopg
 
-        connection = getattr(self.local, "connection", None)
-        if connection is None or connection.closed:
-            url = self.engine.url.set(drivername="postgresql")
-            connection = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
-            self.local.connection, self.local.synchronous = connection, True
-        try:
-            if self.local.synchronous != synchronous:
-                connection.execute("SET synchronous_commit TO " + ("on" if synchronous else "off"))
-                self.local.synchronous = synchronous
-            connection.execute(sql, params)
-        except psycopg.OperationalError:
-            connection.close()
-            self.local.connection = None
-            raise
+        url = self.engine.url.set(drivername="postgresql")
+        return _Lone(psycopg.connect(url.render_as_string(hide_password=False), autocommit=True))
 
 
 class Database:
