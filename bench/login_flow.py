@@ -19,9 +19,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from http.client import HTTPException
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import requests
+
+from lean_http import Browser
 
 
 class FormParser(HTMLParser):
@@ -81,12 +84,12 @@ def _b64(data: bytes) -> str:
 
 
 def login_once(endpoints: Endpoints, client: Client, username: str, password: str,
-               http: requests.Session | None = None, totp_code=None, wrong_codes: int = 0) -> dict:
+               http: Browser | None = None, totp_code=None, wrong_codes: int = 0) -> dict:
     """One full login from a fresh browser; returns the token response (with refresh_token).
 
     `totp_code()` gives the code to type when the code form appears (called at that moment);
     `wrong_codes` wrong codes are posted first (each must come back as the form again, 401)."""
-    http = http or requests.Session()
+    http = http or Browser()
     http.cookies.clear()
     # Every login comes from 127.0.0.1: the bench raises the per-address limits through IDP_RATELIMIT__*
     # (bench/run.py) rather than pretending to be a proxy.
@@ -263,7 +266,7 @@ def run_logins(endpoints: Endpoints, client: Client, users: list[tuple[str, str]
     remaining = [count if count is not None else -1]
 
     def worker(index: int) -> None:
-        http = requests.Session()
+        http = Browser()
         n = index
         while True:
             with lock:
@@ -285,7 +288,7 @@ def run_logins(endpoints: Endpoints, client: Client, users: list[tuple[str, str]
             try:
                 tokens = login_once(endpoints, client, username, password, http,
                                     totp_code=lease.code if lease else None, wrong_codes=wrong_codes)
-            except (FlowError, requests.RequestException, ValueError, KeyError) as exc:
+            except (FlowError, OSError, HTTPException, ValueError, KeyError) as exc:
                 with lock:
                     result.errors.append(str(exc)[:200])
                 time.sleep(0.05)
