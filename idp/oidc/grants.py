@@ -1,7 +1,8 @@
 """Authlib grants with our storage hooks.
 
-Every "exactly once" here is one conditional UPDATE (`db.claim`): a code is claimed
-with `redeemed_at IS NULL`, a refresh token with `rotated_at IS NULL`. Authlib's
+Every "exactly once" here is one conditional UPDATE ... RETURNING, the idiom of
+`db.claim` in statements built once: a code is claimed with `redeemed_at IS NULL`, a
+refresh token with `rotated_at IS NULL`. Authlib's
 stock code grant reads a code and deletes it later, so two parallel redemptions
 would both succeed; claiming inside `query_authorization_code` closes that race.
 """

@@ -41,11 +41,10 @@ def _begin(ctx: StepContext, factor) -> bool:
     return remember_step(ctx, factor.name, step)
 
 
-def show(ctx: StepContext, error: str | None = None, status: int = 200, form: CodeForm | None = None,
-         offered: tuple[list, list] | None = None):
-    """The challenge page. `offered`: the (factors, recovery) the caller already computed."""
+def show(ctx: StepContext, error: str | None = None, status: int = 200, form: CodeForm | None = None):
+    """The challenge page."""
     user = user_of(ctx)
-    factors, recovery = offered or choices(ctx, user)
+    factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
     name, _state, view = stored(ctx)
     if name not in usable:
@@ -100,7 +99,7 @@ def submit(ctx: StepContext):
     return _apply(ctx, user, factor, outcome, form.posted_version())
 
 
-def _apply(ctx: StepContext, user, factor, outcome, version: int, offered: tuple[list, list] | None = None):
+def _apply(ctx: StepContext, user, factor, outcome, version: int):
     if isinstance(outcome, Verified):
         lockout.succeed(lockout_keys(user))
         event = "login.recovery_used" if factor.kind == FactorKind.RECOVERY else "login.second_factor"
@@ -120,7 +119,7 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int, offered: tuple
             return pipeline.redirect_to(ctx.handle)
         return pipeline.proceed(ctx.row, ctx.handle, user, State.SECOND_FACTOR, version, steps)
     if isinstance(outcome, Pending):
-        return show(ctx, _("Waiting for your approval."), 202, offered=offered)
+        return show(ctx, _("Waiting for your approval."), 202)
     if isinstance(outcome, Denied):
         audit.record("login.push_fraud_reported" if outcome.fraud else "login.second_factor_denied",
                      org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
@@ -134,14 +133,14 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int, offered: tuple
     assert isinstance(outcome, Rejected)
     if outcome.reason == "expired":  # the next page begins a fresh challenge instead of showing the stale one
         transaction.update_in_place(ctx.row, version, factor_name=None, factor_state=None)
-        return show(ctx, message_for(outcome.reason), 401, offered=offered)
+        return show(ctx, message_for(outcome.reason), 401)
     if outcome.counts_as_failure:
         lockout.fail(lockout_keys(user))
     audit.record("login.second_factor_failed", org_id=user.org_id, actor_id=user.id, actor=user.email,
                  subject_id=user.id, details={"factor": factor.name, "reason": outcome.reason})
     db.session.commit()
     transaction.update_in_place(ctx.row, version, failed_attempts=ctx.row.failed_attempts + 1)
-    return show(ctx, message_for(outcome.reason), 401, offered=offered)  # a rejection changes no credential
+    return show(ctx, message_for(outcome.reason), 401)  # a rejection changes no credential
 
 
 def _switch_away_from(ctx: StepContext, user, denied) -> None:

@@ -9,37 +9,21 @@ import time
 
 import pytest
 
-from fixtures.database import backends, module_database
-from idp.db import Base, db, utcnow
+from fixtures.database import backends, emptied_after, module_app
+from idp.db import db, utcnow
 
 @pytest.fixture(scope="module", params=backends())
 def admin_app(request, tmp_path_factory):
-    from idp.app import create_app
-
-    with module_database(request, tmp_path_factory, "admin") as url:
-        app = create_app({"server.database_url": url, "server.json_logs": False})
+    with module_app(request, tmp_path_factory, "admin") as app:
         app.config["TESTING"] = True
-        with app.app_context():
-            Base.metadata.create_all(db.engine)
-            db.session.remove()
-        try:
-            yield app
-        finally:
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
+        yield app
 
 
 @pytest.fixture
 def app(admin_app):
     admin_app.config["WTF_CSRF_ENABLED"] = False
-    with admin_app.app_context():
+    with emptied_after(admin_app):
         yield admin_app
-        db.session.rollback()
-        for table in reversed(Base.metadata.sorted_tables):
-            db.session.execute(table.delete())
-        db.session.commit()
-        db.session.remove()
 
 
 @pytest.fixture

@@ -12,38 +12,39 @@ import secrets
 
 import pytest
 
-from fixtures.database import backends, module_database
-from idp.db import Base, db
+from fixtures.database import backends, emptied_after, module_app
+from idp.db import db
 from policy_testkit import NOW
 
 @pytest.fixture(scope="module", params=backends())
 def policy_app(request, tmp_path_factory):
-    from idp.app import create_app
-
-    with module_database(request, tmp_path_factory, "policy") as url:
-        app = create_app({"server.database_url": url, "server.json_logs": False,
-                          "security.argon2_memory_cost": 1024, "security.argon2_time_cost": 1})
+    with module_app(request, tmp_path_factory, "policy",
+                    {"security.argon2_memory_cost": 1024, "security.argon2_time_cost": 1}) as app:
         app.config["WTF_CSRF_ENABLED"] = False
-        with app.app_context():
-            Base.metadata.create_all(db.engine)
-            db.session.remove()
-        try:
-            yield app
-        finally:
-            with app.app_context():
-                db.session.remove()
-                db.engine.dispose()
+        yield app
 
 
 @pytest.fixture
 def app(policy_app):
-    with policy_app.app_context():
+    with emptied_after(policy_app):
         yield policy_app
-        db.session.rollback()
-        for table in reversed(Base.metadata.sorted_tables):
-            db.session.execute(table.delete())
-        db.session.commit()
-        db.session.remove()
+
+
+@pytest.fixture
+def run(app):
+    """`idp policy ...` in this process (click's runner); the session sees what it wrote."""
+    from click.testing import CliRunner
+
+    from idp.policy.cli import policy
+
+    runner = CliRunner()
+
+    def invoke(*args):
+        result = runner.invoke(policy, list(args), catch_exceptions=False)
+        db.session.expire_all()
+        return result
+
+    return invoke
 
 
 @pytest.fixture

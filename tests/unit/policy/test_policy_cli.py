@@ -8,24 +8,11 @@ import sys
 from datetime import timedelta
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from idp.db import db, utcnow
 from idp.models import AuditEvent, Organization, User
 from idp.policy.cli import policy
-
-
-@pytest.fixture
-def run(app):
-    runner = CliRunner()
-
-    def invoke(*args):
-        result = runner.invoke(policy, list(args), catch_exceptions=False)
-        db.session.expire_all()
-        return result
-
-    return invoke
 
 
 def audit_count():

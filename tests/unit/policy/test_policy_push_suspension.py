@@ -5,13 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from idp.db import db
 from idp.models import AuditEvent, User
 from idp.policy import settings as ps
-from idp.policy.cli import policy
 from idp.policy.settings import Actor, PolicyError
 from policy_testkit import NOW
 
@@ -82,18 +80,6 @@ def test_a_new_fraud_report_after_a_clear_suspends_again_and_clears_with_its_own
 
 
 # --------------------------------------------------------------------------- the command
-
-@pytest.fixture
-def run(app):
-    runner = CliRunner()
-
-    def invoke(*args):
-        result = runner.invoke(policy, list(args), catch_exceptions=False)
-        db.session.expire_all()
-        return result
-
-    return invoke
-
 
 def test_cli_resume_push(run, suspended):
     result = run("user", "Victim@example.com", "--resume-push")
