@@ -178,25 +178,28 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
-        # One conditional UPDATE, left uncommitted: it commits with the new token (save_token),
-        # so the old token is spent exactly when the new one exists.
+        # One conditional UPDATE in a transaction of its own (db.begin_alone), left open: the
+        # new token's INSERT commits it (save_token), so the old token is spent exactly when
+        # the new one exists; a grant that fails in between rolls it back.
         token_hash = sha256_hex(refresh_token)
-        row = db.session.connection().execute(_CLAIM_REFRESH_TOKEN, {
+        alone = db.begin_alone()
+        row = alone.first(_CLAIM_REFRESH_TOKEN, {
             "token_hash": token_hash, "for_client": self.request.client.get_client_id(),
-            "now": int(time.time())}).first()
+            "now": int(time.time())})
         if row is None:
-            db.session.rollback()
+            alone.close()  # before the session writes: on SQLite it holds the write lock
             stale = db.session.scalar(select(Token).where(Token.refresh_token_hash == token_hash))
             if stale is not None and stale.rotated_at is not None:
                 revoke_family(stale.family_id)  # a replayed refresh token: assume it was stolen
             return None
+        self.request.alone = alone
         return OAuthToken(row)
 
     def authenticate_user(self, refresh_token):
         from idp.policy import decide, status
 
         token = refresh_token.row
-        standing = db.session.connection().execute(_USER_STANDING, {"user_id": token.user_id}).first()
+        standing = self.request.alone.first(_USER_STANDING, {"user_id": token.user_id})
         if standing is None or standing.disabled:
             return None
         user = RefreshingUser(standing.id, standing.mfa_setting, standing.exempt_until,

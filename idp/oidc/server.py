@@ -102,19 +102,19 @@ def _lineage(request) -> dict:
 
 
 def save_token(token: dict, request) -> None:
-    """Persist hashes of the issued tokens: one Core INSERT, the token endpoint's hot path.
+    """Persist hashes of the issued tokens: one INSERT, the token endpoint's hot path.
 
-    A refresh grant has claimed its old token in this request's transaction (see
-    idp.oidc.grants): the insert commits with that claim, so both happen or neither does. (A
-    code was spent, and committed, when it was presented.) A client_credentials token is
-    written alone (`db.insert_alone`), skipping the session's and the execution layer's
-    bookkeeping; unless this request's session already holds a transaction (the client was
-    just read from the database), which on SQLite holds the write lock a second connection
-    would wait for.
+    A refresh grant has claimed its old token in a transaction of its own (see
+    idp.oidc.grants): the insert commits with that claim, so both happen or neither does. A
+    client_credentials token is written alone (`db.insert_alone`), skipping the session's and
+    the execution layer's bookkeeping; unless this request's session already holds a
+    transaction (the client was just read from the database), which on SQLite holds the write
+    lock a second connection would wait for. (A code was spent, and committed, when it was
+    presented; its tokens go through the session.)
     """
     now = int(time.time())
     refresh = token.get("refresh_token")
-    refresh_ttl = int(current_app.extensions["idp.settings"].get("tokens.refresh_token_ttl"))
+    settings = current_app.extensions["idp.settings"]
     user = request.user
     row = dict(
         access_token_hash=sha256_hex(token["access_token"]),
@@ -124,13 +124,17 @@ def save_token(token: dict, request) -> None:
         scope=token.get("scope", ""),
         issued_at=now,
         access_expires_at=now + int(token["expires_in"]),
-        refresh_expires_at=now + refresh_ttl if refresh else None,
+        refresh_expires_at=now + int(settings.get("tokens.refresh_token_ttl")) if refresh else None,
         **_lineage(request),
     )
     grant_type = request.payload.grant_type
-    if grant_type == "client_credentials" and not db.in_transaction():
+    alone = getattr(request, "alone", None)
+    if alone is not None:
+        alone.insert(_TOKENS, row)
+        alone.commit()
+    elif grant_type == "client_credentials" and not db.in_transaction():
         db.insert_alone(_TOKENS, row, synchronous=bool(
-            current_app.extensions["idp.settings"].get("tokens.client_credentials_synchronous_commit", False)))
+            settings.get("tokens.client_credentials_synchronous_commit", False)))
     else:
         db.session.connection().execute(_INSERT_TOKEN, row)
         db.session.commit()

@@ -1,0 +1,204 @@
+"""Plain DBAPI connections for the token endpoint's hottest writes, outside the ORM session.
+
+A client_credentials grant is one INSERT; a refresh grant is one claim, one read and one
+INSERT. Through the session, SQLAlchemy's execution machinery (events, the BEGIN IMMEDIATE
+hook, result set-up, the session's bookkeeping, the pool's ping and reset) cost more than
+those statements. Here they run on DBAPI connections kept apart from the engine's pool, as
+SQL that SQLAlchemy compiled once per statement and dialect, with the columns' own bind and
+result processors (so values and rows are what the ORM would give: JSON decoded, dates
+parsed).
+
+The connections wait in a small stack of idle ones: a thread takes one, or opens one when
+none is idle, and puts it back when done; at most IDLE_MAX stay open, so a server with
+hundreds of threads (gthread workers for push long-polls) does not hold hundreds of database
+connections. SQLite: connections made by the engine (so with make_engine's pragmas, in
+autocommit mode) and detached from its pool. PostgreSQL: autocommit connections. A
+connection whose statement fails is closed rather than kept.
+"""
+from __future__ import annotations
+
+import threading
+from collections import namedtuple
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql import ClauseElement
+
+
+class _Lone:
+    """One DBAPI connection, with the `synchronous_commit` it was last given (PostgreSQL)."""
+
+    __slots__ = ("connection", "keep", "synchronous")
+
+    def __init__(self, connection, keep=None) -> None:
+        self.connection, self.keep, self.synchronous = connection, keep, True
+
+
+class Prepared:
+    """A statement compiled for one dialect: its SQL, how to order its parameters, and the
+    bind and result processors of its types."""
+
+    __slots__ = ("sql", "positions", "binders", "readers", "names", "row_type")
+
+    def __init__(self, statement: ClauseElement, dialect, column_keys: list[str] | None = None) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        self.sql = str(compiled)
+        self.positions = compiled.positiontup  # None for named parameters (psycopg's %(name)s)
+        self.binders = {}
+        for name, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.binders[name] = processor
+        returned = list(getattr(statement, "exported_columns", None) or [])
+        self.names = tuple(column.key for column in returned)
+        self.readers = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returned)
+        self.row_type = namedtuple("LoneRow", self.names, rename=True) if returned else None
+
+    def parameters(self, values: dict[str, Any]):
+        if self.binders:
+            values = {name: (self.binders[name](value) if name in self.binders and value is not None else value)
+                      for name, value in values.items()}
+        return [values[name] for name in self.positions] if self.positions else values
+
+    def row(self, raw):
+        """The row as a named tuple (attribute access, like SQLAlchemy's rows), values processed."""
+        if raw is None:
+            return None
+        return self.row_type(*[reader(value) if reader is not None else value
+                               for reader, value in zip(self.readers, raw, strict=True)])
+
+
+class LoneTransaction:
+    """Prepared statements in one transaction on a lone connection; `commit()` or `close()` (rolls back)."""
+
+    def __init__(self, owner: "LoneConnections", lone: _Lone) -> None:
+        self.owner, self.lone, self.open = owner, lone, True
+
+    def first(self, statement: ClauseElement, values: dict[str, Any]):
+        """Run `statement` and return its first row (a named tuple), or None when it returned none."""
+        prepared = self.owner.prepared(statement)
+        try:
+            cursor = self.lone.connection.execute(prepared.sql, prepared.parameters(values))
+            return prepared.row(cursor.fetchone())
+        except BaseException:
+            self._abandon()
+            raise
+
+    def insert(self, table: Table, row: dict[str, Any]) -> None:
+        prepared = self.owner.prepared_insert(table, row)
+        try:
+            self.lone.connection.execute(prepared.sql, prepared.parameters(row))
+        except BaseException:
+            self._abandon()
+            raise
+
+    def commit(self) -> None:
+        try:
+            self.lone.connection.execute("COMMIT")
+        except BaseException:
+            self._abandon()
+            raise
+        self.open = False
+        self.owner.give_back(self.lone)
+
+    def close(self) -> None:
+        """Roll back whatever was not committed and give the connection back (idempotent)."""
+        if not self.open:
+            return
+        self.open = False
+        try:
+            self.lone.connection.execute("ROLLBACK")
+        except BaseException:
+            self.lone.connection.close()
+            raise
+        self.owner.give_back(self.lone)
+
+    def _abandon(self) -> None:
+        self.open = False
+        self.lone.connection.close()
+
+
+class LoneConnections:
+    """The idle connections and the prepared statements of one engine (see the module's docstring)."""
+
+    IDLE_MAX = 4
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.statements: dict[Any, Prepared] = {}
+        self.idle: list[_Lone] = []
+        self.lock = threading.Lock()
+
+    @property
+    def postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def prepared(self, statement: ClauseElement) -> Prepared:
+        prepared = self.statements.get(statement)
+        if prepared is None:
+            prepared = self.statements[statement] = Prepared(statement, self.engine.dialect)
+        return prepared
+
+    def prepared_insert(self, table: Table, row: dict) -> Prepared:
+        key = (table.name, tuple(row))
+        prepared = self.statements.get(key)
+        if prepared is None:
+            prepared = self.statements[key] = Prepared(table.insert(), self.engine.dialect, column_keys=list(row))
+        return prepared
+
+    def insert(self, table: Table, row: dict, synchronous: bool) -> None:
+        """One INSERT, its own transaction (autocommit). `synchronous=False`: PostgreSQL
+        acknowledges the commit before its WAL reaches the disk; SQLite ignores it."""
+        prepared = self.prepared_insert(table, row)
+        lone = self.take(synchronous)
+        try:
+            lone.connection.execute(prepared.sql, prepared.parameters(row))
+        except BaseException:
+            lone.connection.close()
+            raise
+        self.give_back(lone)
+
+    def begin(self) -> LoneTransaction:
+        """A transaction of its own, committed synchronously. On SQLite it takes the write lock
+        at once (BEGIN IMMEDIATE), like every transaction of the engine (see make_engine)."""
+        lone = self.take(synchronous=True)
+        try:
+            lone.connection.execute("BEGIN" if self.postgresql else "BEGIN IMMEDIATE")
+        except BaseException:
+            lone.connection.close()
+            raise
+        return LoneTransaction(self, lone)
+
+    def take(self, synchronous: bool) -> _Lone:
+        with self.lock:
+            lone = self.idle.pop() if self.idle else None
+        if lone is None:
+            lone = self._open_postgresql() if self.postgresql else self._open_sqlite()
+        if self.postgresql and lone.synchronous != synchronous:
+            try:
+                lone.connection.execute("SET synchronous_commit TO " + ("on" if synchronous else "off"))
+            except BaseException:
+                lone.connection.close()
+                raise
+            lone.synchronous = synchronous
+        return lone
+
+    def give_back(self, lone: _Lone) -> None:
+        with self.lock:
+            if len(self.idle) < self.IDLE_MAX:
+                self.idle.append(lone)
+                return
+        lone.connection.close()
+
+    def _open_sqlite(self) -> _Lone:
+        pooled = self.engine.raw_connection()
+        connection = pooled.driver_connection
+        pooled.detach()  # ours for good; the pool opens another in its place when it needs one
+        return _Lone(connection, keep=pooled)
+
+    def _open_postgresql(self) -> _Lone:
+        import psycopg
+
+        url = self.engine.url.set(drivername="postgresql")
+        return _Lone(psycopg.connect(url.render_as_string(hide_password=False), autocommit=True))

@@ -1,0 +1,106 @@
+"""idp.lone: single INSERTs and short transactions on a few kept DBAPI connections, outside the session."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from idp.db import make_engine
+from idp.lone import LoneConnections
+from idp.models import Token
+from idp.oidc.grants import _CLAIM_REFRESH_TOKEN
+
+
+def _row(n: int) -> dict:
+    return {"access_token_hash": f"{n:064x}", "client_id": "svc", "scope": "", "issued_at": 1,
+            "access_expires_at": 2}
+
+
+@pytest.fixture
+def lone(migrated_database_url):
+    engine = make_engine(migrated_database_url)
+    yield LoneConnections(engine)
+    engine.dispose()
+
+
+def test_each_insert_is_committed_at_once(lone):
+    lone.insert(Token.__table__, _row(1), synchronous=False)
+    lone.insert(Token.__table__, _row(2), synchronous=True)
+    with lone.engine.connect() as other:  # another connection sees both rows: nothing is left open
+        assert other.execute(text("SELECT count(*) FROM tokens")).scalar_one() == 2
+
+
+def test_many_threads_keep_only_a_few_connections(lone):
+    barrier = threading.Barrier(12)
+
+    def work(n: int) -> None:
+        barrier.wait()
+        for i in range(5):
+            lone.insert(Token.__table__, _row(n * 100 + i), synchronous=False)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(lone.idle) <= LoneConnections.IDLE_MAX
+    with lone.engine.connect() as other:
+        assert other.execute(text("SELECT count(*) FROM tokens")).scalar_one() == 60
+
+
+def test_a_failed_insert_changes_nothing_and_drops_its_connection(lone):
+    lone.insert(Token.__table__, _row(7), synchronous=False)
+    kept = list(lone.idle)
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
+        lone.insert(Token.__table__, _row(7), synchronous=False)  # the same access_token_hash: unique
+    assert all(entry not in lone.idle for entry in kept)
+    with lone.engine.connect() as other:
+        assert other.execute(text("SELECT count(*) FROM tokens")).scalar_one() == 1
+
+
+def _count(lone) -> int:
+    with lone.engine.connect() as other:
+        return other.execute(text("SELECT count(*) FROM tokens")).scalar_one()
+
+
+def test_values_and_rows_go_through_the_column_types(lone):
+    """JSON in, JSON out: the columns' own processors, as the ORM would apply them."""
+    lone.insert(Token.__table__, dict(_row(9), amr=["pwd", "otp"], refresh_token_hash="r" * 64,
+                                      refresh_expires_at=100), synchronous=True)
+    alone = lone.begin()
+    row = alone.first(_CLAIM_REFRESH_TOKEN, {"token_hash": "r" * 64, "for_client": "svc", "now": 50})
+    alone.commit()
+    assert row.amr == ["pwd", "otp"] and row.rotated_at == 50 and row.client_id == "svc"
+
+
+def test_a_transaction_commits_all_or_nothing(lone):
+    lone.insert(Token.__table__, dict(_row(1), refresh_token_hash="a" * 64, refresh_expires_at=100),
+                synchronous=True)
+    claim = {"token_hash": "a" * 64, "for_client": "svc", "now": 50}
+    alone = lone.begin()
+    assert alone.first(_CLAIM_REFRESH_TOKEN, claim) is not None
+    alone.insert(Token.__table__, _row(2))
+    alone.close()  # not committed: the claim and the insert are undone
+    assert _count(lone) == 1
+    alone = lone.begin()
+    assert alone.first(_CLAIM_REFRESH_TOKEN, claim) is not None  # still unclaimed
+    alone.insert(Token.__table__, _row(2))
+    alone.commit()
+    assert _count(lone) == 2
+    alone = lone.begin()
+    assert alone.first(_CLAIM_REFRESH_TOKEN, claim) is None  # claimed once, for good
+    alone.close()
+    alone.close()  # closing twice is harmless
+
+
+def test_a_failed_statement_ends_the_transaction_and_drops_its_connection(lone):
+    lone.insert(Token.__table__, _row(3), synchronous=True)
+    alone = lone.begin()
+    alone.insert(Token.__table__, _row(4))
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
+        alone.insert(Token.__table__, _row(3))
+    alone.close()  # nothing left to roll back: the connection was closed, and with it the transaction
+    assert lone.idle == [] and _count(lone) == 1
