@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from idp.db import db
+from idp.db import db, utcnow
 from idp.models import AuditEvent
+
+_INSERT = AuditEvent.__table__.insert()
 
 
 def _request_facts() -> tuple[str | None, str | None]:
@@ -26,3 +28,17 @@ def record(event: str, *, org_id: int | None, actor_id: int | None = None, actor
                      ip=ip, user_agent=user_agent, details=details or {})
     db.session.add(row)
     return row
+
+
+def record_now(event: str, *, org_id: int | None, actor_id: int | None = None, actor: str = "",
+               subject_id: int | None = None, details: dict[str, Any] | None = None) -> None:
+    """`record` as one Core INSERT executed at once in the session's transaction (commits with it).
+
+    For the login pipeline's hot path: no ORM object, no flush. Only for events whose org and
+    subject are already in the database (an INSERT executed now does not wait for pending
+    objects), and whose details are final (there is no row to amend afterwards).
+    """
+    ip, user_agent = _request_facts()
+    db.session.connection().execute(_INSERT, {
+        "at": utcnow(), "org_id": org_id, "event": event, "actor_id": actor_id, "actor": actor,
+        "subject_id": subject_id, "ip": ip, "user_agent": user_agent, "details": details or {}})

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp.db import db, utcnow
@@ -64,6 +64,45 @@ _FRESH = {"populate_existing": True}
 
 def _keyring():
     return current_app.extensions["idp.keyring"]
+
+
+# The login's hot reads and gates as Core statements built once: plain rows, no ORM entities
+# (whose loading, with populate_existing, cost more than the queries).
+_TABLE = Credential.__table__
+_COLUMNS = _TABLE.c
+_STATEMENTS: dict[tuple, Any] = {}
+
+
+def _credentials_of_user(*, live: bool, of_factor: bool, sealed: bool = False):
+    """SELECT a user's credentials (`:user_id`, and `:of_factor` when `of_factor`), oldest first."""
+    key = ("select", live, of_factor, sealed)
+    if key not in _STATEMENTS:
+        statement = select(*_COLUMNS).where(_COLUMNS.user_id == bindparam("user_id"))
+        if live:
+            statement = statement.where(_COLUMNS.revoked_at.is_(None))
+        if of_factor:
+            statement = statement.where(_COLUMNS.factor == bindparam("of_factor"))
+        if sealed:
+            statement = statement.where(_COLUMNS.secret_ciphertext.is_not(None))
+        _STATEMENTS[key] = statement.order_by(_COLUMNS.id)
+    return _STATEMENTS[key]
+
+
+def _gate(column: str, *, of_factor: bool):
+    """The exactly-once UPDATE of `advance_counter` (column "counter") or `consume` ("used_at")."""
+    key = ("gate", column, of_factor)
+    if key not in _STATEMENTS:
+        if column == "counter":
+            statement = (update(_TABLE).where(_COLUMNS.id == bindparam("id_"), _COLUMNS.counter < bindparam("new"))
+                         .values(counter=bindparam("new"), last_used_at=bindparam("now")))
+        else:
+            statement = (update(_TABLE).where(_COLUMNS.id == bindparam("id_"), _COLUMNS.used_at.is_(None))
+                         .values(used_at=bindparam("now"), last_used_at=bindparam("now")))
+        statement = statement.where(_COLUMNS.revoked_at.is_(None))
+        if of_factor:
+            statement = statement.where(_COLUMNS.factor == bindparam("of_factor"))
+        _STATEMENTS[key] = statement.returning(_COLUMNS.id)
+    return _STATEMENTS[key]
 
 
 class CredentialStore:
@@ -178,10 +217,10 @@ class CredentialStore:
     def list(self, user: UserLike, factor: str | None = None, *,
              include_revoked: bool = False) -> list[CredentialInfo]:
         """The user's credentials (this factor's when bound), oldest first."""
-        stmt = select(Credential).where(Credential.user_id == _user_id(user), *self._scope(factor))
-        if not include_revoked:
-            stmt = stmt.where(Credential.revoked_at.is_(None))
-        return [to_info(r) for r in db.session.scalars(stmt.order_by(Credential.id), execution_options=_FRESH)]
+        name = factor or self.factor
+        statement = _credentials_of_user(live=not include_revoked, of_factor=bool(name))
+        rows = db.session.connection().execute(statement, {"user_id": _user_id(user), "of_factor": name})
+        return [to_info(r) for r in rows]
 
     def factors_held(self, user: UserLike) -> set[str]:
         """Names of the factors the user holds a live (non-revoked) credential of: one indexed query,
@@ -232,10 +271,8 @@ class CredentialStore:
     def reveal_all(self, user: UserLike) -> list[tuple[CredentialInfo, bytes]]:
         """The user's live credentials of this factor with their secrets, in one query (the TOTP check
         tries each of the user's seeds; one round trip instead of one per credential)."""
-        rows = db.session.scalars(select(Credential).where(
-            Credential.user_id == _user_id(user), Credential.factor == self._name(None),
-            Credential.revoked_at.is_(None), Credential.secret_ciphertext.is_not(None)).order_by(Credential.id),
-            execution_options=_FRESH).all()
+        rows = db.session.connection().execute(_credentials_of_user(live=True, of_factor=True, sealed=True),
+                                               {"user_id": _user_id(user), "of_factor": self._name(None)}).all()
         revealed = []
         for row in rows:
             try:
@@ -279,23 +316,21 @@ class CredentialStore:
         True: this call moved the counter (the TOTP step / sign count is accepted). False: the
         counter was already there or beyond (replay, regression, a parallel request won).
         """
-        row = db.claim(Credential,
-                       where=[Credential.id == int(credential_id), Credential.counter < int(new_value),
-                              Credential.revoked_at.is_(None), *self._scope()],
-                       values={"counter": int(new_value), "last_used_at": now or utcnow()})
-        return row is not None
+        return self._pass_gate("counter", {"id_": int(credential_id), "new": int(new_value), "now": now or utcnow()})
 
     def consume(self, credential_id: int, *, now: datetime | None = None) -> bool:
         """`UPDATE ... SET used_at = :now WHERE id = :id AND used_at IS NULL`, committed.
 
         True exactly once per credential (a recovery code); False afterwards or when revoked.
         """
-        stamp = now or utcnow()
-        row = db.claim(Credential,
-                       where=[Credential.id == int(credential_id), Credential.used_at.is_(None),
-                              Credential.revoked_at.is_(None), *self._scope()],
-                       values={"used_at": stamp, "last_used_at": stamp})
-        return row is not None
+        return self._pass_gate("used_at", {"id_": int(credential_id), "now": now or utcnow()})
+
+    def _pass_gate(self, column: str, values: dict) -> bool:
+        """One conditional UPDATE, committed at once: True when this call changed the row."""
+        statement = _gate(column, of_factor=bool(self.factor))
+        passed = db.session.connection().execute(statement, dict(values, of_factor=self.factor)).first()
+        db.session.commit()
+        return passed is not None
 
     # --- other writes (caller commits) ---------------------------------------------------
 

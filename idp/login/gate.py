@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from flask import g
+from sqlalchemy import bindparam, update
 
 from idp.factors.contract import Factor
 from idp.factors.registry import current_registry
@@ -134,8 +135,16 @@ def session_shortfall(user: User, params: dict, sso) -> str | None:
     return decision.prompt_none_error()
 
 
+_STAMP_LOGIN = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
+                .values(last_login_at=bindparam("at")))
+
+
 def record_login(user: User, outcome) -> None:
+    """users.last_login_at, as one prebuilt UPDATE (the loaded user mirrors it, not marked dirty)."""
+    from sqlalchemy.orm.attributes import set_committed_value
+
     from idp.db import db, utcnow
 
-    user.last_login_at = utcnow()
-    db.session.add(user)
+    now = utcnow()
+    db.session.connection().execute(_STAMP_LOGIN, {"user_id": user.id, "at": now})
+    set_committed_value(user, "last_login_at", now)

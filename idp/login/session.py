@@ -12,10 +12,14 @@ from datetime import timedelta
 
 from flask import current_app, g, session
 from sqlalchemy import update
+from sqlalchemy.orm import make_transient_to_detached
 
 from idp.db import db, utcnow
 from idp.models import User, UserSession
 from idp.security.tokens import random_token, sha256_hex
+
+
+_INSERT_SESSION = UserSession.__table__.insert()
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,14 @@ def start(user: User, *, auth_time: int, amr: list[str], acr: str) -> UserSessio
     session["browser"] = random_token(24)
     session.permanent = True
     lifetime = int(current_app.extensions["idp.settings"].get("session.lifetime", 43200))
-    row = UserSession(id=sha256_hex(token), sid=random_token(16), user_id=user.id, auth_time=auth_time,
-                      amr=list(amr), acr=acr, expires_at=utcnow() + timedelta(seconds=lifetime))
+    now = utcnow()
+    values = dict(id=sha256_hex(token), sid=random_token(16), user_id=user.id, auth_time=auth_time,
+                  amr=list(amr), acr=acr, created_at=now, expires_at=now + timedelta(seconds=lifetime))
+    # A Core INSERT (no flush of an ORM object at commit), then the row as a detached entity
+    # joined to the session: what current_session() gives for the rest of this request.
+    db.session.connection().execute(_INSERT_SESSION, values)
+    row = UserSession(revoked_at=None, **values)
+    make_transient_to_detached(row)
     db.session.add(row)
     g.idp_session_row = row
     return row

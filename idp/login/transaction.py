@@ -14,7 +14,7 @@ from datetime import timedelta
 from enum import Enum
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from idp.db import db, utcnow
@@ -69,6 +69,23 @@ def load(raw: str, binding: str) -> LoginTransaction | None:
     return row
 
 
+_ADVANCE: dict[tuple[str, ...], object] = {}
+
+
+def _advance_statement(patched: tuple[str, ...]):
+    """The guarded UPDATE for this set of patched columns, built once (a few sets exist)."""
+    statement = _ADVANCE.get(patched)
+    if statement is None:
+        table = LoginTransaction.__table__
+        statement = _ADVANCE[patched] = (
+            update(table)
+            .where(table.c.id == bindparam("id_"), table.c.state == bindparam("expected_state"),
+                   table.c.version == bindparam("expected_version"), table.c.expires_at > bindparam("now"))
+            .values(state=bindparam("state"), version=bindparam("version"),
+                    **{name: bindparam(name) for name in patched}))
+    return statement
+
+
 def advance(row: LoginTransaction, expected_state: State, expected_version: int, new_state: State,
             *, commit: bool = True, **patch) -> bool:
     """Move from `expected_state` at `expected_version` to `new_state`, once. False: stale form or race.
@@ -76,12 +93,9 @@ def advance(row: LoginTransaction, expected_state: State, expected_version: int,
     With `commit=False` the move commits with the caller's next writes (issuing a code): until
     then the row is locked, so a racing request waits and then matches nothing.
     """
-    result = db.session.execute(
-        update(LoginTransaction)
-        .where(LoginTransaction.id == row.id, LoginTransaction.state == expected_state.value,
-               LoginTransaction.version == expected_version, LoginTransaction.expires_at > utcnow())
-        .values(state=new_state.value, version=expected_version + 1, **patch)
-        .execution_options(synchronize_session=False))
+    values = {"id_": row.id, "expected_state": expected_state.value, "expected_version": expected_version,
+              "now": utcnow(), "state": new_state.value, "version": expected_version + 1, **patch}
+    result = db.session.connection().execute(_advance_statement(tuple(sorted(patch))), values)
     if result.rowcount != 1:
         db.session.rollback()
         return False

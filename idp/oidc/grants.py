@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, select, update
 from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Organization, Token, User
 from idp.oidc.adapters import OAuthCode, OAuthToken
-from idp.security.tokens import sha256_hex
+from idp.security.tokens import random_token, sha256_hex
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
@@ -65,6 +65,7 @@ _CLAIM_CODE = (
     .values(redeemed_at=bindparam("now"))
     .returning(*_CODES.c)
 )
+_INSERT_CODE = _CODES.insert()
 # What the policy reads of a refreshing user (idp.policy.status.is_required), in one statement.
 _USER_STANDING = (
     select(User.id, User.disabled, User.mfa_setting, User.exempt_until, Organization.require_2fa)
@@ -102,10 +103,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
 
     def save_authorization_code(self, code, request):
-        """Store the code's hash with what the login proved (the login pipeline sets `request.login_outcome`)."""
+        """Store the code's hash with what the login proved (the login pipeline sets `request.login_outcome`);
+        one Core INSERT, committed with the login's other writes by the pipeline."""
         outcome = request.login_outcome
         data = request.payload.data
-        row = AuthorizationCode(
+        db.session.connection().execute(_INSERT_CODE, dict(
             code_hash=sha256_hex(code),
             client_id=request.client.get_client_id(),
             user_id=request.user.id,
@@ -119,10 +121,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             acr=outcome.acr,
             session_id=outcome.sid,
             expires_at=utcnow() + _code_ttl(),
-        )
-        db.session.add(row)
-        db.session.flush()
-        return row
+        ))
+
+    def generate_authorization_code(self):
+        """256 random bits, URL-safe (Authlib's default draws each of 48 characters separately)."""
+        return random_token(32)
 
     def query_authorization_code(self, code, client):
         """Claim the code atomically; a second presentation revokes what the first obtained."""

@@ -5,18 +5,22 @@ import time
 
 from authlib.oidc.core import grants as oidc_grants
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from idp.db import db
 from idp.models import AuthorizationCode
 from idp.oidc import claims, keys
 
 
+_NONCE_USED = select(AuthorizationCode.id).where(
+    AuthorizationCode.client_id == bindparam("client_id"), AuthorizationCode.nonce == bindparam("nonce")).limit(1)
+
+
 class OpenIDCode(oidc_grants.OpenIDCode):
     def exists_nonce(self, nonce, request):
         """A nonce already bound to one of this client's codes is a replay."""
-        found = db.session.scalar(select(AuthorizationCode.id).where(
-            AuthorizationCode.client_id == request.payload.client_id, AuthorizationCode.nonce == nonce).limit(1))
+        found = db.session.connection().execute(_NONCE_USED, {"client_id": request.payload.client_id,
+                                                               "nonce": nonce}).first()
         return found is not None
 
     def get_client_algorithm(self, client):
