@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from flask import current_app, g
 from redis.exceptions import RedisError
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -99,26 +99,46 @@ def check(keys: list[str]) -> int:
     return max([0] + waits)
 
 
-def fail(keys: list[str]) -> int:
-    """Count one failure on each key; returns the longest lockout now in force (seconds)."""
+_COUNTERS = FailureCounter.__table__
+_LOCK = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"))
+         .values(locked_until=bindparam("until")))
+_COUNT_FAILURE: dict[str, object] = {}
+
+
+def _count_failure_statement(dialect: str):
+    """INSERT ... ON CONFLICT DO UPDATE failures + 1 RETURNING failures, built once per dialect."""
+    if dialect not in _COUNT_FAILURE:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(_COUNTERS).values(key=bindparam("key_"), failures=1, updated_at=bindparam("now"))
+        _COUNT_FAILURE[dialect] = statement.on_conflict_do_update(
+            index_elements=[_COUNTERS.c.key],
+            set_={"failures": _COUNTERS.c.failures + 1, "updated_at": statement.excluded.updated_at},
+        ).returning(_COUNTERS.c.failures)
+    return _COUNT_FAILURE[dialect]
+
+
+def fail(keys: list[str], *, commit: bool = True) -> int:
+    """Count one failure on each key; returns the longest lockout now in force (seconds).
+
+    On the database the counts commit at once, or with the caller's next commit when
+    `commit=False` (the caller then commits whatever else happens).
+    """
     counted = _on_redis(_fail_redis, keys)
     g.setdefault(_SEEN_CLEAR, set()).difference_update(keys)
     if counted is not None:
         return counted
     longest = 0
     now = utcnow()
-    insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+    connection = db.session.connection()
+    count_failure = _count_failure_statement(db.engine.dialect.name)
     for key in keys:
-        stmt = insert(FailureCounter).values(key=key, failures=1, updated_at=now)
-        stmt = stmt.on_conflict_do_update(index_elements=[FailureCounter.key],
-                                          set_={"failures": FailureCounter.failures + 1, "updated_at": now})
-        failures = db.session.execute(stmt.returning(FailureCounter.failures)).scalar_one()
+        failures = connection.execute(count_failure, {"key_": key, "now": now}).scalar_one()
         delay = _delay_for(failures, _kind(key))
         if delay:
-            db.session.execute(FailureCounter.__table__.update().where(FailureCounter.key == key)
-                               .values(locked_until=now + timedelta(seconds=delay)))
+            connection.execute(_LOCK, {"key_": key, "until": now + timedelta(seconds=delay)})
             longest = max(longest, delay)
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return longest
 
 

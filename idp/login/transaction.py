@@ -107,6 +107,6 @@ def advance(row: LoginTransaction, expected_state: State, expected_version: int,
     return True
 
 
-def update_in_place(row: LoginTransaction, expected_version: int, **patch) -> bool:
+def update_in_place(row: LoginTransaction, expected_version: int, *, commit: bool = True, **patch) -> bool:
     """Change fields without moving the state (a new challenge, a failed attempt), still version-guarded."""
-    return advance(row, State(row.state), expected_version, State(row.state), **patch)
+    return advance(row, State(row.state), expected_version, State(row.state), commit=commit, **patch)

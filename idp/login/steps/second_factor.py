@@ -134,12 +134,15 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
     if outcome.reason == "expired":  # the next page begins a fresh challenge instead of showing the stale one
         transaction.update_in_place(ctx.row, version, factor_name=None, factor_state=None)
         return show(ctx, message_for(outcome.reason), 401)
+    # One transaction for the attempt count, the lockout counters and the audit event. The
+    # attempt count goes first: when a parallel post already moved the version, advance()
+    # rolls back, and the failure and its event are still counted and committed below.
+    transaction.update_in_place(ctx.row, version, commit=False, failed_attempts=ctx.row.failed_attempts + 1)
     if outcome.counts_as_failure:
-        lockout.fail(lockout_keys(user))
-    audit.record("login.second_factor_failed", org_id=user.org_id, actor_id=user.id, actor=user.email,
-                 subject_id=user.id, details={"factor": factor.name, "reason": outcome.reason})
+        lockout.fail(lockout_keys(user), commit=False)
+    audit.record_now("login.second_factor_failed", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                     subject_id=user.id, details={"factor": factor.name, "reason": outcome.reason})
     db.session.commit()
-    transaction.update_in_place(ctx.row, version, failed_attempts=ctx.row.failed_attempts + 1)
     return show(ctx, message_for(outcome.reason), 401)  # a rejection changes no credential
 
 
