@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2.rfc6750 import BearerTokenValidator
@@ -39,25 +38,6 @@ def _find_token(token_string: str, hint: str | None = None) -> OAuthToken | None
     return OAuthToken(row, query_client(row.client_id), user)
 
 
-@dataclass(frozen=True)
-class OrgName:
-    name: str
-
-
-@dataclass(frozen=True)
-class BearerUser:
-    """What UserInfo reads of a token's user (idp.oidc.claims), without ORM entities."""
-
-    id: int
-    public_id: str
-    name: str | None
-    email: str
-    email_verified: bool
-    locale: str | None
-    disabled: bool
-    org: OrgName
-
-
 _TOKENS = Token.__table__
 # A bearer token with its user and the user's organization, in one prebuilt statement: every
 # UserInfo call makes it (an ORM load of the token, the user, then the organization made three).
@@ -85,8 +65,8 @@ class AccessTokenValidator(BearerTokenValidator):
         if row.user_id is not None:
             if row.disabled:
                 return None
-            user = BearerUser(row.user_id, row.public_id, row.user_name, row.email, bool(row.email_verified),
-                              row.locale, False, OrgName(row.org_name))
+            user = claims.ClaimsUser(row.user_id, row.public_id, row.user_name, row.email, bool(row.email_verified),
+                                     row.locale, claims.OrgName(row.org_name))
         return OAuthToken(row, query_client(row.client_id), user)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, select, update
 
 from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Organization, Token, User
+from idp.oidc import claims
 from idp.oidc.adapters import OAuthCode, OAuthToken
 from idp.security.tokens import random_token, sha256_hex
 
@@ -37,11 +38,6 @@ def revoke_family(family_id: str | None) -> None:
     db.session.execute(update(Token).where(Token.family_id == family_id, Token.revoked_at.is_(None))
                        .values(revoked_at=int(time.time())))
     db.session.commit()
-
-
-def _active_user(user_id: int | None) -> User | None:
-    user = db.session.get(User, user_id) if user_id is not None else None
-    return user if user is not None and not user.disabled else None
 
 
 # ---- The grants' hot statements, built once. `db.claim` builds its statement per call and loads
@@ -150,7 +146,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         """Nothing to do: the code was claimed (and so spent) when it was queried."""
 
     def authenticate_user(self, authorization_code):
-        return _active_user(authorization_code.row.user_id)
+        return claims.active_user(authorization_code.row.user_id)
 
 
 def _code_ttl():
