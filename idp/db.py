@@ -98,7 +98,9 @@ class Database:
     def begin_alone(self):
         """A transaction of its own outside this request's session (`idp.lone.LoneTransaction`),
         for a grant's few hot statements. It is this request's: whatever the request has not
-        committed when it ends is rolled back."""
+        committed when it ends is rolled back. On SQLite it takes the write lock: the session
+        must hold no transaction when it begins, nor begin one before it ends (either would
+        wait for the other until the busy timeout)."""
         from flask import g
 
         transaction = self.lone().begin()

@@ -181,6 +181,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         # new token's INSERT commits it (save_token), so the old token is spent exactly when
         # the new one exists; a grant that fails in between rolls it back.
         token_hash = sha256_hex(refresh_token)
+        if db.in_transaction():
+            # The client was just read through the session (its cache entry had expired): end that
+            # read first. On SQLite it holds the write lock, which the claim's own transaction
+            # would wait for until the busy timeout.
+            db.session.commit()
         alone = db.begin_alone()
         row = alone.first(_CLAIM_REFRESH_TOKEN, {
             "token_hash": token_hash, "for_client": self.request.client.get_client_id(),

@@ -100,6 +100,19 @@ def test_refresh_rotates_and_replay_revokes_the_family(seeded, web, rp_factory):
     assert rp.userinfo(rotated.json()["access_token"]).status_code == 401
 
 
+def test_refresh_after_the_client_cache_expired(seeded, web, rp_factory):
+    """The client is then read through the session; that read (on SQLite, the write lock) must end
+    before the grant's own transaction claims the refresh token, or the grant waits for itself."""
+    from idp.oidc.server import clients
+
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid email offline_access")
+    token = rp.exchange(web.last_redirect)
+    clients.entries.clear()
+    rotated = rp.token_request({"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
+    assert rotated.status_code == 200 and rotated.json()["refresh_token"] != token["refresh_token"]
+
+
 def test_third_party_offline_access_needs_prompt_consent(seeded, web, rp_factory):
     rp = rp_factory(seeded.third_party)
     password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")

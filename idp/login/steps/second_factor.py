@@ -103,8 +103,8 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
     if isinstance(outcome, Verified):
         lockout.succeed(lockout_keys(user))
         event = "login.recovery_used" if factor.kind == FactorKind.RECOVERY else "login.second_factor"
-        audit.record(event, org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
-                     details={"factor": factor.name, "credential_id": outcome.credential_id, **outcome.facts})
+        audit.record_now(event, org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                         details={"factor": factor.name, "credential_id": outcome.credential_id, **outcome.facts})
         db.session.commit()
         if "remaining" in outcome.facts:
             from flask import flash
