@@ -200,8 +200,8 @@ def _sign_in(user: User, steps: list[dict], client_id: str | None) -> LoginOutco
     proved = outcome_from_steps(steps, auth_time=auth_time)
     sso = login_session.start(user, auth_time=auth_time, amr=list(proved.amr), acr=proved.acr)
     gate.record_login(user, proved)
-    audit.record_now("login.succeeded", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
-                 details={"client_id": client_id, "amr": list(proved.amr)})
+    audit.record_now("login.succeeded", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                     subject_id=user.id, details={"client_id": client_id, "amr": list(proved.amr)})
     metrics.LOGINS.labels(outcome="success").inc()
     return LoginOutcome(auth_time=auth_time, amr=proved.amr, acr=proved.acr, sid=sso.sid)
 
