@@ -42,6 +42,11 @@ def _held(user: User) -> set[str]:
     return cache[user.id]
 
 
+def note_held(user: User, factor_names: set[str]) -> None:
+    """What `_held` would read, from a credential list the caller just read (the same rows)."""
+    g.setdefault("idp_factors_held", {})[user.id] = factor_names
+
+
 def forget_held(user: User) -> None:
     """After a credential is added or removed within the request."""
     g.setdefault("idp_factors_held", {}).pop(user.id, None)

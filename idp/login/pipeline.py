@@ -160,25 +160,40 @@ def start_internal(next_path: str, *, fresh: bool = False):
 
 
 def proceed(row: LoginTransaction, handle_raw: str, user: User, from_state: State, version: int,
-            steps_done: list[dict]):
-    """Record the steps done and move past `from_state` to whatever the login needs next."""
+            steps_done: list[dict], events: tuple[dict, ...] = ()):
+    """Record the steps done and move past `from_state` to whatever the login needs next.
+
+    `events` (keyword arguments of `audit.record_now`) describe the step just done; they commit
+    with the move, or on their own when a parallel submission moved the transaction first.
+    """
     target = next_state(row.authz_request["params"], steps_done, user)
     patch = {"steps_done": steps_done, "user_id": user.id, "factor_name": None, "factor_state": None}
     if target == State.DONE:
-        return finish(row, expected=from_state, version=version, **patch)
-    transaction.advance(row, from_state, version, target, **patch)
+        return finish(row, expected=from_state, version=version, events=events, **patch)
+    transaction.advance(row, from_state, version, target, commit=False, **patch)
+    _record(events)
+    db.session.commit()
     return redirect_to(handle_raw)
 
 
-def finish(row: LoginTransaction, expected: State, version: int | None = None, **patch):
+def _record(events: tuple[dict, ...]) -> None:
+    for event in events:
+        audit.record_now(**event)
+
+
+def finish(row: LoginTransaction, expected: State, version: int | None = None, events: tuple[dict, ...] = (),
+           **patch):
     """Issue the code exactly once: the transition into `done` is the guard.
 
-    The transition, the new session, the audit event and the code commit together (one
+    The transition, the new session, the audit events and the code commit together (one
     transaction): a second submission waits for the first and then matches nothing.
     """
     version = row.version if version is None else version
     if not transaction.advance(row, expected, version, State.DONE, commit=False, **patch):
+        _record(events)  # the transition rolled back; what the step did is still recorded
+        db.session.commit()
         return redirect(url_for("login.expired"))
+    _record(events)
     user = db.session.get(User, row.user_id)
     params = row.authz_request["params"]
     steps = [step for step in row.steps_done if step.get("method") != "sso"]

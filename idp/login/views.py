@@ -32,17 +32,23 @@ def _context(handle: str) -> StepContext | None:
     return StepContext(row, handle)
 
 
-@bp.route("/login/<handle>", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.extensions["idp.settings"].get("ratelimit.login_posts_per_ip", "60 per minute"),
-               methods=["POST"])
+@bp.get("/login/<handle>")
 def step(handle: str):
     ctx = _context(handle)
     if ctx is None:
         return redirect(url_for("login.expired"))
-    module = STEPS[ctx.row.state]
-    if request.method == "POST":
-        return module.submit(ctx)
-    return module.show(ctx)
+    return STEPS[ctx.row.state].show(ctx)
+
+
+# The same URL's POST is its own view so that only posts pass through the limiter's decorator
+# (which, even when limited to POST, filters its limits on every request it wraps).
+@bp.post("/login/<handle>")
+@limiter.limit(lambda: current_app.extensions["idp.settings"].get("ratelimit.login_posts_per_ip", "60 per minute"))
+def step_submit(handle: str):
+    ctx = _context(handle)
+    if ctx is None:
+        return redirect(url_for("login.expired"))
+    return STEPS[ctx.row.state].submit(ctx)
 
 
 @bp.post("/login/<handle>/factor/<name>")

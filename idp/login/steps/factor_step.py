@@ -53,12 +53,15 @@ def lockout_keys(user: User) -> list[str]:
 
 def choices(ctx: StepContext, user: User) -> tuple[list, list]:
     """(second factors, recovery factors) the user can use now and the organization allows,
-    the one used last first. One policy decision and one credential list for both."""
+    the one used last first. One policy decision and one credential list for both (the list also
+    tells the gate which factors the user holds, sparing it its own query)."""
+    credentials = current_registry().store.list(gate.user_ref(user))
+    gate.note_held(user, {credential.factor for credential in credentials})
     decision = gate.decision_for(user, ctx.params)
     factors = gate.configured_factors(user, decision, FactorKind.SECOND_FACTOR)
     recovery = gate.configured_factors(user, decision, FactorKind.RECOVERY)
     last_used: dict[str, datetime] = {}
-    for credential in current_registry().store.list(gate.user_ref(user)):
+    for credential in credentials:
         stamp = credential.last_used_at or credential.created_at
         if stamp > last_used.get(credential.factor, datetime.min):
             last_used[credential.factor] = stamp

@@ -102,10 +102,9 @@ def submit(ctx: StepContext):
 def _apply(ctx: StepContext, user, factor, outcome, version: int):
     if isinstance(outcome, Verified):
         lockout.succeed(lockout_keys(user))
-        event = "login.recovery_used" if factor.kind == FactorKind.RECOVERY else "login.second_factor"
-        audit.record_now(event, org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
-                         details={"factor": factor.name, "credential_id": outcome.credential_id, **outcome.facts})
-        db.session.commit()
+        event = dict(event="login.recovery_used" if factor.kind == FactorKind.RECOVERY else "login.second_factor",
+                     org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                     details={"factor": factor.name, "credential_id": outcome.credential_id, **outcome.facts})
         if "remaining" in outcome.facts:
             from flask import flash
 
@@ -114,10 +113,12 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
         steps = list(ctx.row.steps_done) + [step_record(factor, outcome.amr, outcome.credential_id)]
         if outcome.facts.get("then_enrol"):
             # A recovery that lets the user back in must end with a new factor (e.g. an admin's recovery QR).
-            transaction.advance(ctx.row, State.SECOND_FACTOR, version, State.ENROL, steps_done=steps,
+            transaction.advance(ctx.row, State.SECOND_FACTOR, version, State.ENROL, commit=False, steps_done=steps,
                                 factor_name=None, factor_state=None)
+            audit.record_now(**event)
+            db.session.commit()
             return pipeline.redirect_to(ctx.handle)
-        return pipeline.proceed(ctx.row, ctx.handle, user, State.SECOND_FACTOR, version, steps)
+        return pipeline.proceed(ctx.row, ctx.handle, user, State.SECOND_FACTOR, version, steps, events=(event,))
     if isinstance(outcome, Pending):
         return show(ctx, _("Waiting for your approval."), 202)
     if isinstance(outcome, Denied):
