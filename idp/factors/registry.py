@@ -190,7 +190,7 @@ class FactorRegistry:
 def init_app(app: Flask, settings) -> FactorRegistry:
     """Load the enabled factors once and attach the registry to `app.extensions["idp.factors"]`."""
     registry = FactorRegistry(app, settings)
-    for name, cls in load_classes(registry.disabled).items():
+    for cls in load_classes(registry.disabled).values():
         registry.register(cls)
     app.extensions[EXTENSION_KEY] = registry
     log.debug("factors enabled: %s", ", ".join(registry.names()) or "none")

@@ -198,7 +198,7 @@ class CredentialStore:
                 db.session.flush()
         except IntegrityError as exc:
             raise CredentialConflict(f"duplicate {name} lookup keys in the new set") from exc
-        for row, item in zip(rows, items):
+        for row, item in zip(rows, items, strict=True):
             if item.get("secret") is not None:
                 row.secret_key_id, row.secret_ciphertext = _keyring().seal(
                     bytes(item["secret"]), associated_data(name, user_id, row.id))

@@ -7,7 +7,6 @@ import base64
 import html
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path

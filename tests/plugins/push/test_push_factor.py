@@ -119,7 +119,7 @@ def test_two_racing_answers_one_accepted(pg_app):
         cid, number = step.state["challenge_id"], step.view["number"]
         barrier = threading.Barrier(len(devices) * 2)
 
-        def answer(device):
+        def answer(device, cid=cid, number=number, barrier=barrier):
             with pg_app.app_context():
                 c = pg_app.test_client()
                 d = Device(c, device.key)

@@ -53,6 +53,22 @@ def make_user(app):
 
 
 @pytest.fixture
+def world(make_org, make_user):
+    """Two organizations, each with an admin, and users of every 2FA standing in the first."""
+    acme, other = make_org("Acme"), make_org("Other")
+    return {
+        "acme": acme,
+        "other": other,
+        "admin": make_user(acme, "admin@acme.test", name="Ada Admin", role="admin", second_factor_count=1),
+        "alice": make_user(acme, "alice@acme.test", name="Alice"),
+        "bob": make_user(acme, "bob@acme.test", name="Bob", second_factor_count=1),
+        "carol": make_user(acme, "carol@acme.test", name="Carol", mfa_setting="required"),
+        "other_admin": make_user(other, "admin@other.test", role="admin"),
+        "stranger": make_user(other, "stranger@other.test"),
+    }
+
+
+@pytest.fixture
 def browser(app):
     """`browser(user)`: a test client signed in as `user` (None: anonymous)."""
     from datetime import timedelta

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from idp.db import db, utcnow
 from idp.models import AuditEvent, User
-from test_admin_views import admin_routes, world  # noqa: F401 - the shared fixture
+from test_admin_views import admin_routes
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,21 +12,6 @@ from idp.db import db, utcnow
 from idp.models import AuditEvent, Organization, User
 
 
-@pytest.fixture
-def world(make_org, make_user):
-    acme, other = make_org("Acme"), make_org("Other")
-    return {
-        "acme": acme,
-        "other": other,
-        "admin": make_user(acme, "admin@acme.test", name="Ada Admin", role="admin", second_factor_count=1),
-        "alice": make_user(acme, "alice@acme.test", name="Alice"),
-        "bob": make_user(acme, "bob@acme.test", name="Bob", second_factor_count=1),
-        "carol": make_user(acme, "carol@acme.test", name="Carol", mfa_setting="required"),
-        "other_admin": make_user(other, "admin@other.test", role="admin"),
-        "stranger": make_user(other, "stranger@other.test"),
-    }
-
-
 def admin_routes(app):
     """Every admin URL with its methods, built from the URL map so that a new route is not forgotten."""
     routes = []

@@ -49,7 +49,7 @@ def test_ciphertext_moved_to_another_row_does_not_open(store, factor_user):
     a = store.create(factor_user, secret=b"alice-seed")
     b = store.create(bob, secret=b"bob-seed")
     db.session.commit()
-    row_a, row_b = db.session.get(Credential, a.id), db.session.get(Credential, b.id)
+    row_a = db.session.get(Credential, a.id)
     db.session.execute(update(Credential).where(Credential.id == b.id).values(
         secret_ciphertext=row_a.secret_ciphertext, secret_key_id=row_a.secret_key_id))
     db.session.commit()

@@ -104,7 +104,7 @@ def test_is_required_plain_objects():
 
 def test_distribution_counts_every_status_in_one_query(app, make_org, make_user):
     orgs, expected = _populate(make_org, make_user)
-    for org_require, org in orgs.items():
+    for org in orgs.values():
         want = {s: 0 for s in S}
         users = db.session.execute(select(User.id).where(User.org_id == org.id)).scalars()
         for uid in users:
