@@ -10,7 +10,7 @@ from typing import Any
 from idp.db import db, utcnow
 from idp.models import AuditEvent
 
-_INSERT = AuditEvent.__table__.insert()
+_EVENTS = AuditEvent.__table__
 
 
 def _request_facts() -> tuple[str | None, str | None]:
@@ -39,6 +39,6 @@ def record_now(event: str, *, org_id: int | None, actor_id: int | None = None, a
     objects), and whose details are final (there is no row to amend afterwards).
     """
     ip, user_agent = _request_facts()
-    db.session.connection().execute(_INSERT, {
+    db.run_insert(_EVENTS, {
         "at": utcnow(), "org_id": org_id, "event": event, "actor_id": actor_id, "actor": actor,
         "subject_id": subject_id, "ip": ip, "user_agent": user_agent, "details": details or {}})

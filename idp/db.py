@@ -107,6 +107,29 @@ class Database:
         g.idp_lone_transaction = transaction
         return transaction
 
+    def run(self, statement, values: dict | None = None):
+        """Execute a prebuilt Core statement in this request's session transaction, straight on
+        its DBAPI connection (`idp.lone.Ran`: `first()`, `all()`, `scalar()`, `rowcount`).
+
+        The SQL is compiled once per statement and dialect and values go through the columns'
+        own processors (idp.lone.Prepared), as SQLAlchemy would do; what is skipped is its
+        per-execution machinery (about 10 us per statement on SQLite, 20 on PostgreSQL), which
+        the login's dozen statements per request add up. For statements built once at import,
+        never per call (each distinct statement object is compiled and kept). Like any Core
+        statement it does not autoflush pending ORM objects.
+        """
+        from idp.lone import Ran
+
+        prepared = self.lone().prepared(statement)
+        driver = self.session.connection().connection.driver_connection
+        return Ran(driver.execute(prepared.sql, prepared.parameters(values or {})), prepared)
+
+    def run_insert(self, table, row: dict) -> None:
+        """`run` for one INSERT of `row` (its keys are the columns given; defaults fill the rest)."""
+        prepared = self.lone().prepared_insert(table, row)
+        driver = self.session.connection().connection.driver_connection
+        driver.execute(prepared.sql, prepared.parameters(row))
+
     def in_transaction(self) -> bool:
         """Whether this request's session has begun a transaction (without creating a session to ask)."""
         return self.session.registry.has() and self.session().in_transaction()

@@ -86,13 +86,34 @@ def _succeed_redis(redis, keys: list[str]) -> bool:
     return True
 
 
+# Statements over a few keys (two per guess: the account or user, and the address), built once
+# per number of keys: `key IN (:k0, :k1, ...)`.
+_SELECT_COUNTERS, _DELETE_COUNTERS = "select", "delete"
+_BY_KEYS: dict[tuple[str, int], object] = {}
+
+
+def _keyed(kind: str, count: int):
+    statement = _BY_KEYS.get((kind, count))
+    if statement is None:
+        table = FailureCounter.__table__
+        matching = table.c.key.in_([bindparam(f"k{i}") for i in range(count)])
+        statement = (select(*table.c).where(matching) if kind == _SELECT_COUNTERS
+                     else delete(table).where(matching))
+        _BY_KEYS[(kind, count)] = statement
+    return statement
+
+
+def _key_values(keys: list[str]) -> dict[str, str]:
+    return {f"k{i}": key for i, key in enumerate(keys)}
+
+
 def check(keys: list[str]) -> int:
     """Seconds to wait before another guess is allowed (0: go ahead)."""
     waited = _on_redis(_check_redis, keys)
     if waited is not None:
         return waited
     now = utcnow()
-    rows = db.session.scalars(select(FailureCounter).where(FailureCounter.key.in_(keys))).all()
+    rows = db.run(_keyed(_SELECT_COUNTERS, len(keys)), _key_values(keys)).all()
     # Remembered for this request: `succeed` need not delete counters this read found absent.
     g.setdefault(_SEEN_CLEAR, set()).update(set(keys) - {r.key for r in rows})
     waits = [int((r.locked_until - now).total_seconds()) + 1 for r in rows if r.locked_until and r.locked_until > now]
@@ -129,13 +150,12 @@ def fail(keys: list[str], *, commit: bool = True) -> int:
         return counted
     longest = 0
     now = utcnow()
-    connection = db.session.connection()
     count_failure = _count_failure_statement(db.engine.dialect.name)
     for key in keys:
-        failures = connection.execute(count_failure, {"key_": key, "now": now}).scalar_one()
+        failures = db.run(count_failure, {"key_": key, "now": now}).scalar()
         delay = _delay_for(failures, _kind(key))
         if delay:
-            connection.execute(_LOCK, {"key_": key, "until": now + timedelta(seconds=delay)})
+            db.run(_LOCK, {"key_": key, "until": now + timedelta(seconds=delay)})
             longest = max(longest, delay)
     if commit:
         db.session.commit()
@@ -150,4 +170,4 @@ def succeed(keys: list[str]) -> None:
     # failures to clear. (A failure counted concurrently in between stays: stricter, not looser.)
     keys = [key for key in keys if key not in g.get(_SEEN_CLEAR, ())]
     if keys:
-        db.session.execute(delete(FailureCounter).where(FailureCounter.key.in_(keys)))
+        db.run(_keyed(_DELETE_COUNTERS, len(keys)), _key_values(keys))

@@ -39,13 +39,18 @@ class Prepared:
     """A statement compiled for one dialect: its SQL, how to order its parameters, and the
     bind and result processors of its types."""
 
-    __slots__ = ("sql", "positions", "binders", "readers", "names", "row_type")
+    __slots__ = ("sql", "positions", "binders", "readers", "names", "row_type", "defaults", "prefetch")
 
     def __init__(self, statement: ClauseElement, dialect, column_keys: list[str] | None = None) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=column_keys)
         self.sql = str(compiled)
         self.positions = compiled.positiontup  # None for named parameters (psycopg's %(name)s)
         self.binders = {}
+        # Literals the statement carries as parameters (`.values(failures=1)`, `.limit(1)`), and
+        # the Python-side column defaults an INSERT computes at execution (`default=utcnow`).
+        self.defaults = {name: bind.value for name, bind in compiled.binds.items()
+                         if not bind.required and bind.value is not None}
+        self.prefetch = [(column.key, column.default) for column in getattr(compiled, "insert_prefetch", ())]
         for name, bind in compiled.binds.items():
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
@@ -56,6 +61,13 @@ class Prepared:
         self.row_type = namedtuple("LoneRow", self.names, rename=True) if returned else None
 
     def parameters(self, values: dict[str, Any]):
+        if self.defaults or self.prefetch:
+            merged = dict(self.defaults)
+            for key, default in self.prefetch:
+                if key not in values:
+                    merged[key] = default.arg if default.is_scalar else default.arg(None)
+            merged.update(values)
+            values = merged
         if self.binders:
             values = {name: (self.binders[name](value) if name in self.binders and value is not None else value)
                       for name, value in values.items()}
@@ -67,6 +79,31 @@ class Prepared:
             return None
         return self.row_type(*[reader(value) if reader is not None else value
                                for reader, value in zip(self.readers, raw, strict=True)])
+
+
+class Ran:
+    """The cursor of a statement run by `Database.run`, read through the statement's processors."""
+
+    __slots__ = ("cursor", "prepared")
+
+    def __init__(self, cursor, prepared: Prepared) -> None:
+        self.cursor, self.prepared = cursor, prepared
+
+    @property
+    def rowcount(self) -> int:
+        return self.cursor.rowcount
+
+    def first(self):
+        return self.prepared.row(self.cursor.fetchone())
+
+    def all(self) -> list:
+        row = self.prepared.row
+        return [row(raw) for raw in self.cursor.fetchall()]
+
+    def scalar(self):
+        """The first column of the first row (processed), or None when there is no row."""
+        first = self.first()
+        return None if first is None else first[0]
 
 
 class LoneTransaction:

@@ -88,6 +88,10 @@ def _credentials_of_user(*, live: bool, of_factor: bool, sealed: bool = False):
     return _STATEMENTS[key]
 
 
+_FACTORS_HELD = select(_COLUMNS.factor).where(_COLUMNS.user_id == bindparam("user_id"),
+                                              _COLUMNS.revoked_at.is_(None)).distinct()
+
+
 def _gate(column: str, *, of_factor: bool):
     """The exactly-once UPDATE of `advance_counter` (column "counter") or `consume` ("used_at")."""
     key = ("gate", column, of_factor)
@@ -219,15 +223,13 @@ class CredentialStore:
         """The user's credentials (this factor's when bound), oldest first."""
         name = factor or self.factor
         statement = _credentials_of_user(live=not include_revoked, of_factor=bool(name))
-        rows = db.session.connection().execute(statement, {"user_id": _user_id(user), "of_factor": name})
+        rows = db.run(statement, {"user_id": _user_id(user), "of_factor": name}).all()
         return [to_info(r) for r in rows]
 
     def factors_held(self, user: UserLike) -> set[str]:
         """Names of the factors the user holds a live (non-revoked) credential of: one indexed query,
         so that callers ask each plugin's `is_configured_for` only about those."""
-        stmt = select(Credential.factor).where(Credential.user_id == _user_id(user),
-                                               Credential.revoked_at.is_(None)).distinct()
-        return set(db.session.scalars(stmt))
+        return {row.factor for row in db.run(_FACTORS_HELD, {"user_id": _user_id(user)}).all()}
 
     def count(self, user: UserLike, factor: str | None = None, *, unused: bool = False) -> int:
         """Non-revoked credentials (with `unused`: not yet consumed), one indexed COUNT."""
@@ -271,8 +273,8 @@ class CredentialStore:
     def reveal_all(self, user: UserLike) -> list[tuple[CredentialInfo, bytes]]:
         """The user's live credentials of this factor with their secrets, in one query (the TOTP check
         tries each of the user's seeds; one round trip instead of one per credential)."""
-        rows = db.session.connection().execute(_credentials_of_user(live=True, of_factor=True, sealed=True),
-                                               {"user_id": _user_id(user), "of_factor": self._name(None)}).all()
+        rows = db.run(_credentials_of_user(live=True, of_factor=True, sealed=True),
+                      {"user_id": _user_id(user), "of_factor": self._name(None)}).all()
         revealed = []
         for row in rows:
             try:
@@ -328,7 +330,7 @@ class CredentialStore:
     def _pass_gate(self, column: str, values: dict) -> bool:
         """One conditional UPDATE, committed at once: True when this call changed the row."""
         statement = _gate(column, of_factor=bool(self.factor))
-        passed = db.session.connection().execute(statement, dict(values, of_factor=self.factor)).first()
+        passed = db.run(statement, dict(values, of_factor=self.factor)).first()
         db.session.commit()
         return passed is not None
 

@@ -151,5 +151,5 @@ def record_login(user: User, outcome) -> None:
     from idp.db import db, utcnow
 
     now = utcnow()
-    db.session.connection().execute(_STAMP_LOGIN, {"user_id": user.id, "at": now})
+    db.run(_STAMP_LOGIN, {"user_id": user.id, "at": now})
     set_committed_value(user, "last_login_at", now)

@@ -19,7 +19,7 @@ from idp.models import User, UserSession
 from idp.security.tokens import random_token, sha256_hex
 
 
-_INSERT_SESSION = UserSession.__table__.insert()
+_SESSIONS = UserSession.__table__
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def start(user: User, *, auth_time: int, amr: list[str], acr: str) -> UserSessio
                   amr=list(amr), acr=acr, created_at=now, expires_at=now + timedelta(seconds=lifetime))
     # A Core INSERT (no flush of an ORM object at commit), then the row as a detached entity
     # joined to the session: what current_session() gives for the rest of this request.
-    db.session.connection().execute(_INSERT_SESSION, values)
+    db.run_insert(_SESSIONS, values)
     row = UserSession(revoked_at=None, **values)
     make_transient_to_detached(row)
     db.session.add(row)

@@ -95,8 +95,7 @@ def advance(row: LoginTransaction, expected_state: State, expected_version: int,
     """
     values = {"id_": row.id, "expected_state": expected_state.value, "expected_version": expected_version,
               "now": utcnow(), "state": new_state.value, "version": expected_version + 1, **patch}
-    result = db.session.connection().execute(_advance_statement(tuple(sorted(patch))), values)
-    if result.rowcount != 1:
+    if db.run(_advance_statement(tuple(sorted(patch))), values).rowcount != 1:
         db.session.rollback()
         return False
     if commit:

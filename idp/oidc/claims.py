@@ -41,7 +41,7 @@ def active_user(user_id: int | None) -> ClaimsUser | None:
     """The user, unless unknown or disabled, with what the claims need: one statement."""
     if user_id is None:
         return None
-    row = db.session.connection().execute(_ACTIVE_USER, {"user_id": user_id}).first()
+    row = db.run(_ACTIVE_USER, {"user_id": user_id}).first()
     if row is None:
         return None
     return ClaimsUser(row.id, row.public_id, row.name, row.email, bool(row.email_verified), row.locale,

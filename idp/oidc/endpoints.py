@@ -56,7 +56,7 @@ class AccessTokenValidator(BearerTokenValidator):
         disabled user's tokens are refused."""
         if not token_string or len(token_string) > 512:
             return None
-        row = db.session.connection().execute(_BEARER, {"token_hash": sha256_hex(token_string)}).first()
+        row = db.run(_BEARER, {"token_hash": sha256_hex(token_string)}).first()
         if row is None:
             return None
         from idp.oidc.server import query_client

@@ -61,7 +61,6 @@ _CLAIM_CODE = (
     .values(redeemed_at=bindparam("now"))
     .returning(*_CODES.c)
 )
-_INSERT_CODE = _CODES.insert()
 # What the policy reads of a refreshing user (idp.policy.status.is_required), in one statement.
 _USER_STANDING = (
     select(User.id, User.disabled, User.mfa_setting, User.exempt_until, Organization.require_2fa)
@@ -103,7 +102,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         one Core INSERT, committed with the login's other writes by the pipeline."""
         outcome = request.login_outcome
         data = request.payload.data
-        db.session.connection().execute(_INSERT_CODE, dict(
+        db.run_insert(_CODES, dict(
             code_hash=sha256_hex(code),
             client_id=request.client.get_client_id(),
             user_id=request.user.id,
@@ -128,8 +127,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         code_hash = sha256_hex(code)
         # Committed at once: a code is spent by its first presentation, even one that then
         # fails (a wrong PKCE verifier, say), so it cannot be retried.
-        row = db.session.connection().execute(_CLAIM_CODE, {
-            "code_hash_": code_hash, "for_client": client.get_client_id(), "now": utcnow()}).first()
+        row = db.run(_CLAIM_CODE, {"code_hash_": code_hash, "for_client": client.get_client_id(),
+                                   "now": utcnow()}).first()
         db.session.commit()
         if row is None:
             reused = db.session.scalar(select(AuthorizationCode.id).where(
