@@ -23,8 +23,8 @@ from idp import audit
 from idp.db import db
 from idp.login import gate, session as login_session, snapshot, transaction
 from idp.login.outcome import LoginOutcome, outcome_from_steps
-from idp.login.transaction import State
-from idp.models import ConsentGrant, LoginTransaction, User
+from idp.login.transaction import State, TransactionRow
+from idp.models import ConsentGrant, User
 from idp.oidc.adapters import ClientRecord
 from idp.ops import metrics
 from idp.policy.decide import acr_for
@@ -159,7 +159,7 @@ def start_internal(next_path: str, *, fresh: bool = False):
     return redirect_to(handle.raw)
 
 
-def proceed(row: LoginTransaction, handle_raw: str, user: User, from_state: State, version: int,
+def proceed(row: TransactionRow, handle_raw: str, user: User, from_state: State, version: int,
             steps_done: list[dict], events: tuple[dict, ...] = ()):
     """Record the steps done and move past `from_state` to whatever the login needs next.
 
@@ -181,7 +181,7 @@ def _record(events: tuple[dict, ...]) -> None:
         audit.record_now(**event)
 
 
-def finish(row: LoginTransaction, expected: State, version: int | None = None, events: tuple[dict, ...] = (),
+def finish(row: TransactionRow, expected: State, version: int | None = None, events: tuple[dict, ...] = (),
            **patch):
     """Issue the code exactly once: the transition into `done` is the guard.
 

@@ -5,12 +5,12 @@ from dataclasses import dataclass
 
 from flask import render_template, url_for
 
-from idp.models import LoginTransaction
+from idp.login.transaction import TransactionRow
 
 
 @dataclass
 class StepContext:
-    row: LoginTransaction
+    row: TransactionRow
     handle: str
 
     @property
