@@ -15,6 +15,9 @@ from sqlalchemy.orm import DeclarativeBase, scoped_session, sessionmaker
 from idp.lone import LoneConnections
 
 
+_DBAPI = "idp_dbapi_connection"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -59,8 +62,14 @@ class Database:
 
     def __init__(self) -> None:
         self.engine: Engine | None = None
-        self.session = scoped_session(sessionmaker(expire_on_commit=False))
+        factory = sessionmaker(expire_on_commit=False)
+        self.session = scoped_session(factory)
         self._lone: LoneConnections | None = None
+
+        @event.listens_for(factory, "after_transaction_end")
+        def _forget_dbapi_connection(session, transaction):
+            if transaction.parent is None:  # the outermost transaction ended: its connection is released
+                session.info.pop(_DBAPI, None)
 
     def init_app(self, app, url: str) -> None:
         self.engine = make_engine(url)
@@ -121,14 +130,22 @@ class Database:
         from idp.lone import Ran
 
         prepared = self.lone().prepared(statement)
-        driver = self.session.connection().connection.driver_connection
-        return Ran(driver.execute(prepared.sql, prepared.parameters(values or {})), prepared)
+        return Ran(self._dbapi().execute(prepared.sql, prepared.parameters(values or {})), prepared)
 
     def run_insert(self, table, row: dict) -> None:
         """`run` for one INSERT of `row` (its keys are the columns given; defaults fill the rest)."""
         prepared = self.lone().prepared_insert(table, row)
-        driver = self.session.connection().connection.driver_connection
-        driver.execute(prepared.sql, prepared.parameters(row))
+        self._dbapi().execute(prepared.sql, prepared.parameters(row))
+
+    def _dbapi(self):
+        """The DBAPI connection of the session's transaction (beginning one if needed), kept in the
+        session's `info` until that transaction ends: `session.connection()` costs more than the
+        statements it serves."""
+        session = self.session()
+        driver = session.info.get(_DBAPI)
+        if driver is None:
+            driver = session.info[_DBAPI] = session.connection().connection.driver_connection
+        return driver
 
     def in_transaction(self) -> bool:
         """Whether this request's session has begun a transaction (without creating a session to ask)."""
