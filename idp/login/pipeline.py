@@ -213,12 +213,12 @@ def _sign_in(user: User, steps: list[dict], client_id: str | None) -> LoginOutco
     """A fresh login: rotate the session, record it, and say what it proved."""
     auth_time = _last_step_time(steps)
     proved = outcome_from_steps(steps, auth_time=auth_time)
-    sso = login_session.start(user, auth_time=auth_time, amr=list(proved.amr), acr=proved.acr)
+    sid = login_session.start(user, auth_time=auth_time, amr=list(proved.amr), acr=proved.acr)
     gate.record_login(user, proved)
     audit.record_now("login.succeeded", org_id=user.org_id, actor_id=user.id, actor=user.email,
                      subject_id=user.id, details={"client_id": client_id, "amr": list(proved.amr)})
     metrics.LOGINS.labels(outcome="success").inc()
-    return LoginOutcome(auth_time=auth_time, amr=proved.amr, acr=proved.acr, sid=sso.sid)
+    return LoginOutcome(auth_time=auth_time, amr=proved.amr, acr=proved.acr, sid=sid)
 
 
 def _last_step_time(steps: list[dict]) -> int:

@@ -12,7 +12,6 @@ from datetime import timedelta
 
 from flask import current_app, g, session
 from sqlalchemy import update
-from sqlalchemy.orm import make_transient_to_detached
 
 from idp.db import db, utcnow
 from idp.models import User, UserSession
@@ -65,8 +64,9 @@ def browser_binding() -> str:
     return sha256_hex(value)
 
 
-def start(user: User, *, auth_time: int, amr: list[str], acr: str) -> UserSession:
-    """Sign the user in: revoke the previous session and rotate every cookie value."""
+def start(user: User, *, auth_time: int, amr: list[str], acr: str) -> str:
+    """Sign the user in: revoke the previous session and rotate every cookie value. Returns the
+    new session's public `sid`."""
     previous = session.get("sso")
     if previous:
         db.session.execute(update(UserSession).where(UserSession.id == sha256_hex(previous))
@@ -83,14 +83,11 @@ def start(user: User, *, auth_time: int, amr: list[str], acr: str) -> UserSessio
     now = utcnow()
     values = dict(id=sha256_hex(token), sid=random_token(16), user_id=user.id, auth_time=auth_time,
                   amr=list(amr), acr=acr, created_at=now, expires_at=now + timedelta(seconds=lifetime))
-    # A Core INSERT (no flush of an ORM object at commit), then the row as a detached entity
-    # joined to the session: what current_session() gives for the rest of this request.
+    # One prebuilt INSERT, no ORM entity: should anything later in this request ask for the
+    # current session, current_session() reads the new row (this transaction sees it).
     db.run_insert(_SESSIONS, values)
-    row = UserSession(revoked_at=None, **values)
-    make_transient_to_detached(row)
-    db.session.add(row)
-    g.idp_session_row = row
-    return row
+    g.pop("idp_session_row", None)
+    return values["sid"]
 
 
 def add_proof(amr_values) -> None:
