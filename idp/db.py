@@ -109,9 +109,12 @@ class Database:
         for a grant's few hot statements. It is this request's: whatever the request has not
         committed when it ends is rolled back. On SQLite it takes the write lock: the session
         must hold no transaction when it begins, nor begin one before it ends (either would
-        wait for the other until the busy timeout)."""
+        wait for the other until the busy timeout). A session transaction still open here is
+        refused at once rather than left to that wait."""
         from flask import g
 
+        if self.in_transaction():
+            raise RuntimeError("end the session's transaction before beginning a lone one")
         transaction = self.lone().begin()
         g.idp_lone_transaction = transaction
         return transaction

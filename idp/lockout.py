@@ -86,6 +86,7 @@ def _succeed_redis(redis, keys: list[str]) -> bool:
     return True
 
 
+_COUNTERS = FailureCounter.__table__
 # Statements over a few keys (two per guess: the account or user, and the address), built once
 # per number of keys: `key IN (:k0, :k1, ...)`.
 _SELECT_COUNTERS, _DELETE_COUNTERS = "select", "delete"
@@ -95,10 +96,9 @@ _BY_KEYS: dict[tuple[str, int], object] = {}
 def _keyed(kind: str, count: int):
     statement = _BY_KEYS.get((kind, count))
     if statement is None:
-        table = FailureCounter.__table__
-        matching = table.c.key.in_([bindparam(f"k{i}") for i in range(count)])
-        statement = (select(*table.c).where(matching) if kind == _SELECT_COUNTERS
-                     else delete(table).where(matching))
+        matching = _COUNTERS.c.key.in_([bindparam(f"k{i}") for i in range(count)])
+        statement = (select(*_COUNTERS.c).where(matching) if kind == _SELECT_COUNTERS
+                     else delete(_COUNTERS).where(matching))
         _BY_KEYS[(kind, count)] = statement
     return statement
 
@@ -120,7 +120,6 @@ def check(keys: list[str]) -> int:
     return max([0] + waits)
 
 
-_COUNTERS = FailureCounter.__table__
 _LOCK = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"))
          .values(locked_until=bindparam("until")))
 _COUNT_FAILURE: dict[str, object] = {}

@@ -101,11 +101,10 @@ def _advance_statement(patched: tuple[str, ...]):
     """The guarded UPDATE for this set of patched columns, built once (a few sets exist)."""
     statement = _ADVANCE.get(patched)
     if statement is None:
-        table = LoginTransaction.__table__
         statement = _ADVANCE[patched] = (
-            update(table)
-            .where(table.c.id == bindparam("id_"), table.c.state == bindparam("expected_state"),
-                   table.c.version == bindparam("expected_version"), table.c.expires_at > bindparam("now"))
+            update(_TABLE)
+            .where(_TABLE.c.id == bindparam("id_"), _TABLE.c.state == bindparam("expected_state"),
+                   _TABLE.c.version == bindparam("expected_version"), _TABLE.c.expires_at > bindparam("now"))
             .values(state=bindparam("state"), version=bindparam("version"),
                     **{name: bindparam(name) for name in patched}))
     return statement
