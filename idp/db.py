@@ -104,6 +104,16 @@ class Database:
         """
         self.lone().insert(table, row, synchronous)
 
+    def first_alone(self, statement, values: dict):
+        """One prebuilt statement in a transaction of its own, outside this request's session,
+        committed before this returns; its first row or None. For a conditional UPDATE ...
+        RETURNING that must hold whatever happens next (an authorization code is spent by its
+        first presentation). On SQLite it takes the write lock for that one statement: the
+        session must hold no transaction (refused, as for `begin_alone`)."""
+        if self.in_transaction():
+            raise RuntimeError("end the session's transaction before running a lone statement")
+        return self.lone().first(statement, values)
+
     def begin_alone(self):
         """A transaction of its own outside this request's session (`idp.lone.LoneTransaction`),
         for a grant's few hot statements. It is this request's: whatever the request has not

@@ -196,6 +196,19 @@ class LoneConnections:
             raise
         self.give_back(lone)
 
+    def first(self, statement: ClauseElement, values: dict[str, Any]):
+        """Run one statement in a transaction of its own (autocommit, committed synchronously)
+        and return its first row (a named tuple), or None."""
+        prepared = self.prepared(statement)
+        lone = self.take(synchronous=True)
+        try:
+            row = prepared.row(lone.connection.execute(prepared.sql, prepared.parameters(values)).fetchone())
+        except BaseException:
+            lone.connection.close()
+            raise
+        self.give_back(lone)
+        return row
+
     def begin(self) -> LoneTransaction:
         """A transaction of its own, committed synchronously. On SQLite it takes the write lock
         at once (BEGIN IMMEDIATE), like every transaction of the engine (see make_engine)."""

@@ -125,11 +125,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def query_authorization_code(self, code, client):
         """Claim the code atomically; a second presentation revokes what the first obtained."""
         code_hash = sha256_hex(code)
-        # Committed at once: a code is spent by its first presentation, even one that then
-        # fails (a wrong PKCE verifier, say), so it cannot be retried.
-        row = db.run(_CLAIM_CODE, {"code_hash_": code_hash, "for_client": client.get_client_id(),
-                                   "now": utcnow()}).first()
-        db.session.commit()
+        if db.in_transaction():
+            db.session.commit()  # the client was just read through the session (see the refresh grant)
+        # Committed at once, in a statement of its own: a code is spent by its first
+        # presentation, even one that then fails (a wrong PKCE verifier, say), so it cannot be
+        # retried.
+        row = db.first_alone(_CLAIM_CODE, {"code_hash_": code_hash, "for_client": client.get_client_id(),
+                                           "now": utcnow()})
         if row is None:
             reused = db.session.scalar(select(AuthorizationCode.id).where(
                 AuthorizationCode.code_hash == code_hash, AuthorizationCode.redeemed_at.is_not(None)))

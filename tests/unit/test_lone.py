@@ -76,6 +76,18 @@ def test_values_and_rows_go_through_the_column_types(lone):
     assert row.amr == ["pwd", "otp"] and row.rotated_at == 50 and row.client_id == "svc"
 
 
+def test_a_lone_statement_commits_before_it_returns(lone):
+    """`first`: one conditional UPDATE ... RETURNING, committed at once (an authorization code's claim)."""
+    lone.insert(Token.__table__, dict(_row(5), refresh_token_hash="c" * 64, refresh_expires_at=100),
+                synchronous=True)
+    claim = {"token_hash": "c" * 64, "for_client": "svc", "now": 50}
+    assert lone.first(_CLAIM_REFRESH_TOKEN, claim).rotated_at == 50
+    with lone.engine.connect() as other:  # visible elsewhere at once: nothing is left open
+        assert other.execute(text("SELECT rotated_at FROM tokens")).scalar_one() == 50
+    assert lone.first(_CLAIM_REFRESH_TOKEN, claim) is None  # claimed once, for good
+    assert len(lone.idle) == 1
+
+
 def test_a_transaction_commits_all_or_nothing(lone):
     lone.insert(Token.__table__, dict(_row(1), refresh_token_hash="a" * 64, refresh_expires_at=100),
                 synchronous=True)
