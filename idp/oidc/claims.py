@@ -28,10 +28,20 @@ class ClaimsUser:
     locale: str | None
     org: OrgName
 
+    @classmethod
+    def from_row(cls, row) -> "ClaimsUser":
+        """From a row carrying `CLAIM_COLUMNS` (as they label them)."""
+        return cls(row.user_id, row.public_id, row.user_name, row.email, bool(row.email_verified), row.locale,
+                   OrgName(row.org_name))
+
+
+# The columns a ClaimsUser is built from (with the user's organization joined), for any SELECT.
+CLAIM_COLUMNS = (User.id.label("user_id"), User.public_id, User.name.label("user_name"), User.email,
+                 User.email_verified, User.locale, Organization.name.label("org_name"))
+
 
 _ACTIVE_USER = (
-    select(User.id, User.public_id, User.name, User.email, User.email_verified, User.locale,
-           Organization.name.label("org_name"))
+    select(*CLAIM_COLUMNS)
     .join(Organization, Organization.id == User.org_id)
     .where(User.id == bindparam("user_id"), User.disabled.is_(False))
 )
@@ -44,8 +54,7 @@ def active_user(user_id: int | None) -> ClaimsUser | None:
     row = db.run(_ACTIVE_USER, {"user_id": user_id}).first()
     if row is None:
         return None
-    return ClaimsUser(row.id, row.public_id, row.name, row.email, bool(row.email_verified), row.locale,
-                      OrgName(row.org_name))
+    return ClaimsUser.from_row(row)
 
 
 def generate_user_info(user: User | ClaimsUser, scope: str) -> UserInfo:

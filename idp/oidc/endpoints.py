@@ -42,8 +42,7 @@ _TOKENS = Token.__table__
 # A bearer token with its user and the user's organization, in one prebuilt statement: every
 # UserInfo call makes it (an ORM load of the token, the user, then the organization made three).
 _BEARER = (
-    select(*_TOKENS.c, User.public_id, User.name.label("user_name"), User.email, User.email_verified,
-           User.locale, User.disabled, Organization.name.label("org_name"))
+    select(*_TOKENS.c, *[column for column in claims.CLAIM_COLUMNS if column.key != "user_id"], User.disabled)
     .select_from(_TOKENS.outerjoin(User, User.id == _TOKENS.c.user_id)
                  .outerjoin(Organization, Organization.id == User.org_id))
     .where(_TOKENS.c.access_token_hash == bindparam("token_hash"))
@@ -65,8 +64,7 @@ class AccessTokenValidator(BearerTokenValidator):
         if row.user_id is not None:
             if row.disabled:
                 return None
-            user = claims.ClaimsUser(row.user_id, row.public_id, row.user_name, row.email, bool(row.email_verified),
-                                     row.locale, claims.OrgName(row.org_name))
+            user = claims.ClaimsUser.from_row(row)
         return OAuthToken(row, query_client(row.client_id), user)
 
 

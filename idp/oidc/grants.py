@@ -125,8 +125,6 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     def query_authorization_code(self, code, client):
         """Claim the code atomically; a second presentation revokes what the first obtained."""
         code_hash = sha256_hex(code)
-        if db.in_transaction():
-            db.session.commit()  # the client was just read through the session (see the refresh grant)
         # Committed at once, in a statement of its own: a code is spent by its first
         # presentation, even one that then fails (a wrong PKCE verifier, say), so it cannot be
         # retried.
@@ -182,11 +180,6 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         # new token's INSERT commits it (save_token), so the old token is spent exactly when
         # the new one exists; a grant that fails in between rolls it back.
         token_hash = sha256_hex(refresh_token)
-        if db.in_transaction():
-            # The client was just read through the session (its cache entry had expired): end that
-            # read first. On SQLite it holds the write lock, which the claim's own transaction
-            # would wait for until the busy timeout.
-            db.session.commit()
         alone = db.begin_alone()
         row = alone.first(_CLAIM_REFRESH_TOKEN, {
             "token_hash": token_hash, "for_client": self.request.client.get_client_id(),

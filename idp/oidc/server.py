@@ -81,11 +81,14 @@ class ClientCache:
         entry = self.entries.get(client_id)
         if entry is not None and entry[0] > now:
             return entry[1]
-        row = db.session.execute(_CLIENT_BY_ID, {"client_id": client_id}).mappings().first()
+        # Read in a statement of its own on a lone connection, not through the session: a
+        # session read would leave a transaction open (on SQLite, holding the write lock) that
+        # the grant's own claim or insert on a lone connection would then wait for.
+        row = db.lone().first(_CLIENT_BY_ID, {"client_id": client_id})
         if row is None:
             self.entries.pop(client_id, None)
             return None
-        client = OAuthClient(ClientRecord(**row))
+        client = OAuthClient(ClientRecord(**row._asdict()))
         if ttl > 0:
             if len(self.entries) >= self.MAX_ENTRIES:
                 self.entries.clear()
@@ -127,9 +130,7 @@ def save_token(token: dict, request) -> None:
     A refresh grant has claimed its old token in a transaction of its own (see
     idp.oidc.grants): the insert commits with that claim, so both happen or neither does. A
     client_credentials token is written alone (`db.insert_alone`), skipping the session's and
-    the execution layer's bookkeeping; unless this request's session already holds a
-    transaction (the client was just read from the database), which on SQLite holds the write
-    lock a second connection would wait for. (A code was spent, and committed, when it was
+    the execution layer's bookkeeping. (A code was spent, and committed, when it was
     presented; its tokens go through the session.)
     """
     now = int(time.time())
@@ -152,7 +153,7 @@ def save_token(token: dict, request) -> None:
     if alone is not None:
         alone.insert(_TOKENS, row)
         alone.commit()
-    elif grant_type == "client_credentials" and not db.in_transaction():
+    elif grant_type == "client_credentials":
         db.insert_alone(_TOKENS, row, synchronous=bool(
             settings.get("tokens.client_credentials_synchronous_commit", False)))
     else:

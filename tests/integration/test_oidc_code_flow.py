@@ -101,8 +101,8 @@ def test_refresh_rotates_and_replay_revokes_the_family(seeded, web, rp_factory):
 
 
 def test_refresh_after_the_client_cache_expired(seeded, web, rp_factory):
-    """The client is then read through the session; that read (on SQLite, the write lock) must end
-    before the grant's own transaction claims the refresh token, or the grant waits for itself."""
+    """The client is then read from the database: that read must leave no transaction open (on
+    SQLite, the write lock) for the grant's own claim of the refresh token to wait for."""
     from idp.oidc.server import clients
 
     rp = rp_factory(seeded.first_party)
