@@ -15,11 +15,12 @@ from idp.factors.contract import Factor
 from idp.factors.registry import current_registry
 from idp.factors.types import FactorKind, UserRef
 from idp.login.transaction import State
+from idp.login.user import UserLike
 from idp.models import User
 from idp.policy import decide as policy
 
 
-def user_ref(user: User) -> UserRef:
+def user_ref(user: UserLike) -> UserRef:
     return UserRef(id=user.id, org_id=user.org_id, username=user.email, display_name=user.name or user.email,
                    email=user.email, locale=user.locale)
 
@@ -34,7 +35,7 @@ def request_facts(params: dict) -> policy.RequestFacts:
     )
 
 
-def _held(user: User) -> set[str]:
+def _held(user: UserLike) -> set[str]:
     """Factors the user holds a live credential of: one query, remembered for this request."""
     cache = g.setdefault("idp_factors_held", {})
     if user.id not in cache:
@@ -42,17 +43,17 @@ def _held(user: User) -> set[str]:
     return cache[user.id]
 
 
-def note_held(user: User, factor_names: set[str]) -> None:
+def note_held(user: UserLike, factor_names: set[str]) -> None:
     """What `_held` would read, from a credential list the caller just read (the same rows)."""
     g.setdefault("idp_factors_held", {})[user.id] = factor_names
 
 
-def forget_held(user: User) -> None:
+def forget_held(user: UserLike) -> None:
     """After a credential is added or removed within the request."""
     g.setdefault("idp_factors_held", {}).pop(user.id, None)
 
 
-def _usable(user: User, factors) -> list:
+def _usable(user: UserLike, factors) -> list:
     """The factors among `factors` the user can use now: held, then the plugin's own check
     (skipped for plugins that keep the contract's default, which holding already answers)."""
     held = _held(user)
@@ -61,7 +62,7 @@ def _usable(user: User, factors) -> list:
             if f.name in held and (type(f).is_configured_for is Factor.is_configured_for or f.is_configured_for(ref))]
 
 
-def _held_factor_names(user: User) -> list[str]:
+def _held_factor_names(user: UserLike) -> list[str]:
     """Second factors the user holds a usable credential for (policy filters by what the org allows)."""
     if not user.second_factor_count:  # kept by the credential store: no query for password-only users
         return []
@@ -72,7 +73,7 @@ def _utc(timestamp: int) -> datetime:
     return datetime.fromtimestamp(timestamp, timezone.utc).replace(tzinfo=None)
 
 
-def decision_for(user: User, params: dict, amr: tuple[str, ...] = (), auth_time: int | None = None):
+def decision_for(user: UserLike, params: dict, amr: tuple[str, ...] = (), auth_time: int | None = None):
     """The policy's decision for this user and request, given what has been proven so far (`amr`)."""
     from idp.db import utcnow
 
@@ -82,7 +83,7 @@ def decision_for(user: User, params: dict, amr: tuple[str, ...] = (), auth_time:
                          factors=_held_factor_names(user))
 
 
-def allowed_factors(user: User, decision, kind: FactorKind = FactorKind.SECOND_FACTOR) -> list:
+def allowed_factors(user: UserLike, decision, kind: FactorKind = FactorKind.SECOND_FACTOR) -> list:
     """Installed factors of `kind` that the organization allows for this user."""
     factors = current_registry().all(kind=kind)
     if decision.allowed_factors is not None and kind == FactorKind.SECOND_FACTOR:
@@ -90,12 +91,12 @@ def allowed_factors(user: User, decision, kind: FactorKind = FactorKind.SECOND_F
     return factors
 
 
-def configured_factors(user: User, decision, kind: FactorKind = FactorKind.SECOND_FACTOR) -> list:
+def configured_factors(user: UserLike, decision, kind: FactorKind = FactorKind.SECOND_FACTOR) -> list:
     """Factors of `kind` the organization allows and the user can use now."""
     return _usable(user, allowed_factors(user, decision, kind))
 
 
-def usable_factor(user: User, decision, name: str):
+def usable_factor(user: UserLike, decision, name: str):
     """The factor `name` if the organization allows it and the user can use it now, else None
     (what `configured_factors` says of that one factor, asking no other plugin)."""
     for kind in (FactorKind.SECOND_FACTOR, FactorKind.RECOVERY):
@@ -115,7 +116,7 @@ def postponed(steps_done: list[dict]) -> bool:
     return any(step.get("method") == "postponed_enrolment" for step in steps_done)
 
 
-def pending_second_factor(user: User, params: dict, steps_done: list[dict]) -> State | None:
+def pending_second_factor(user: UserLike, params: dict, steps_done: list[dict]) -> State | None:
     """ENROL or SECOND_FACTOR while the login still owes a second factor, else None."""
     if second_factor_done(steps_done) or postponed(steps_done):
         return None
@@ -129,12 +130,12 @@ def pending_second_factor(user: User, params: dict, steps_done: list[dict]) -> S
     return State.ENROL
 
 
-def may_postpone(user: User, params: dict) -> bool:
+def may_postpone(user: UserLike, params: dict) -> bool:
     decision = decision_for(user, params)
     return decision.may_postpone and not decision.must_enrol
 
 
-def session_shortfall(user: User, params: dict, sso) -> str | None:
+def session_shortfall(user: UserLike, params: dict, sso) -> str | None:
     """Why this SSO session cannot answer the request as it is (a prompt=none error), or None."""
     decision = decision_for(user, params, amr=tuple(sso.amr or ()), auth_time=sso.auth_time)
     return decision.prompt_none_error()
@@ -144,12 +145,8 @@ _STAMP_LOGIN = (update(User.__table__).where(User.__table__.c.id == bindparam("u
                 .values(last_login_at=bindparam("at")))
 
 
-def record_login(user: User, outcome) -> None:
-    """users.last_login_at, as one prebuilt UPDATE (the loaded user mirrors it, not marked dirty)."""
-    from sqlalchemy.orm.attributes import set_committed_value
-
+def record_login(user: UserLike, outcome) -> None:
+    """users.last_login_at, as one prebuilt UPDATE."""
     from idp.db import db, utcnow
 
-    now = utcnow()
-    db.run(_STAMP_LOGIN, {"user_id": user.id, "at": now})
-    set_committed_value(user, "last_login_at", now)
+    db.run(_STAMP_LOGIN, {"user_id": user.id, "at": utcnow()})

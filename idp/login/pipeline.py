@@ -21,10 +21,11 @@ from sqlalchemy import select
 
 from idp import audit
 from idp.db import db
-from idp.login import gate, session as login_session, snapshot, transaction
+from idp.login import gate, session as login_session, snapshot, transaction, user as login_user
 from idp.login.outcome import LoginOutcome, outcome_from_steps
 from idp.login.transaction import State, TransactionRow
-from idp.models import ConsentGrant, User
+from idp.login.user import LoginUser, UserLike
+from idp.models import ConsentGrant
 from idp.oidc.adapters import ClientRecord
 from idp.ops import metrics
 from idp.policy.decide import acr_for
@@ -55,7 +56,7 @@ def normalise_scope(params: dict, client) -> dict:
     return params
 
 
-def session_is_enough(params: dict, sso, user: User | None) -> tuple[bool, str | None]:
+def session_is_enough(params: dict, sso, user: UserLike | None) -> tuple[bool, str | None]:
     """Can this signed-in session answer the request without a login? (False, error for prompt=none)."""
     if sso is None or user is None:
         return False, "login_required"
@@ -83,7 +84,7 @@ def consent_needed(params: dict, client, user_id: int) -> bool:
     return remembered is None or not wanted <= set(remembered.scope.split())
 
 
-def next_state(params: dict, steps_done: list[dict], user: User) -> State:
+def next_state(params: dict, steps_done: list[dict], user: UserLike) -> State:
     """After identification or a finished factor: what does this login still need?"""
     pending = gate.pending_second_factor(user, params, steps_done)
     if pending is not None:
@@ -159,7 +160,7 @@ def start_internal(next_path: str, *, fresh: bool = False):
     return redirect_to(handle.raw)
 
 
-def proceed(row: TransactionRow, handle_raw: str, user: User, from_state: State, version: int,
+def proceed(row: TransactionRow, handle_raw: str, user: UserLike, from_state: State, version: int,
             steps_done: list[dict], events: tuple[dict, ...] = ()):
     """Record the steps done and move past `from_state` to whatever the login needs next.
 
@@ -194,7 +195,7 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
         db.session.commit()
         return redirect(url_for("login.expired"))
     _record(events)
-    user = db.session.get(User, row.user_id)
+    user = login_user.load(row.user_id)
     params = row.authz_request["params"]
     steps = [step for step in row.steps_done if step.get("method") != "sso"]
     if steps:
@@ -209,7 +210,7 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
     return issue_code(params, user, outcome)
 
 
-def _sign_in(user: User, steps: list[dict], client_id: str | None) -> LoginOutcome:
+def _sign_in(user: LoginUser, steps: list[dict], client_id: str | None) -> LoginOutcome:
     """A fresh login: rotate the session, record it, and say what it proved."""
     auth_time = _last_step_time(steps)
     proved = outcome_from_steps(steps, auth_time=auth_time)
@@ -225,7 +226,7 @@ def _last_step_time(steps: list[dict]) -> int:
     return max((int(s.get("at", 0)) for s in steps), default=int(time.time()))
 
 
-def issue_code(params: dict, user: User, outcome: LoginOutcome) -> object:
+def issue_code(params: dict, user: LoginUser, outcome: LoginOutcome) -> object:
     server = current_app.extensions["idp.oauth_server"]
     request = snapshot.rebuild(_settings().issuer, params)
     request.login_outcome = outcome

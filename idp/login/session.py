@@ -14,6 +14,7 @@ from flask import current_app, g, session
 from sqlalchemy import update
 
 from idp.db import db, utcnow
+from idp.login.user import UserLike
 from idp.models import User, UserSession
 from idp.security.tokens import random_token, sha256_hex
 
@@ -64,7 +65,7 @@ def browser_binding() -> str:
     return sha256_hex(value)
 
 
-def start(user: User, *, auth_time: int, amr: list[str], acr: str) -> str:
+def start(user: UserLike, *, auth_time: int, amr: list[str], acr: str) -> str:
     """Sign the user in: revoke the previous session and rotate every cookie value. Returns the
     new session's public `sid`."""
     previous = session.get("sso")

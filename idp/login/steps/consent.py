@@ -7,11 +7,12 @@ from sqlalchemy import select
 
 from idp import audit
 from idp.db import db
-from idp.login import pipeline, transaction
+from idp.login import pipeline, transaction, user as login_user
 from idp.login.forms import ConsentForm
 from idp.login.steps.base import StepContext
 from idp.login.transaction import State
-from idp.models import ConsentGrant, User
+from idp.login.user import LoginUser
+from idp.models import ConsentGrant
 
 
 def show(ctx: StepContext, form: ConsentForm | None = None, status: int = 200):
@@ -23,7 +24,7 @@ def submit(ctx: StepContext):
     form = ConsentForm()
     if not form.validate_on_submit():
         return show(ctx, form, 400)
-    user = db.session.get(User, ctx.row.user_id)
+    user = login_user.load(ctx.row.user_id)
     action = request.form.get("action")
     if action == "deny":
         if not transaction.advance(ctx.row, State.CONSENT, form.posted_version(), State.CANCELLED):
@@ -38,7 +39,7 @@ def submit(ctx: StepContext):
     return pipeline.finish(ctx.row, expected=State.CONSENT)
 
 
-def _remember(user: User, params: dict) -> None:
+def _remember(user: LoginUser, params: dict) -> None:
     scopes = set(scope_to_list(params.get("scope") or "") or [])
     grant = db.session.scalar(select(ConsentGrant).where(ConsentGrant.user_id == user.id,
                                                          ConsentGrant.client_id == params["client_id"]))

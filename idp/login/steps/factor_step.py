@@ -6,19 +6,18 @@ from datetime import datetime
 
 from flask import request
 
-from idp.db import db
 from idp.factors.registry import current_registry
 from idp.factors.types import FactorKind
-from idp.login import gate, transaction
+from idp.login import gate, transaction, user as login_user
 from idp.login.steps.base import StepContext
-from idp.models import User
+from idp.login.user import LoginUser
 
 # Form fields the pipeline owns; everything else posted goes to the plugin as its response.
 PIPELINE_FIELDS = {"csrf_token", "version", "submit"}
 
 
-def user_of(ctx: StepContext) -> User:
-    return db.session.get(User, ctx.row.user_id)
+def user_of(ctx: StepContext) -> LoginUser:
+    return login_user.load(ctx.row.user_id)
 
 
 def attempt_context(ctx: StepContext, factor):
@@ -47,11 +46,11 @@ def step_record(factor, outcome_amr, credential_id) -> dict:
             "credential_id": credential_id, "at": int(time.time())}
 
 
-def lockout_keys(user: User) -> list[str]:
+def lockout_keys(user: LoginUser) -> list[str]:
     return [f"factor:user:{user.id}", f"factor:ip:{request.remote_addr}"]
 
 
-def choices(ctx: StepContext, user: User) -> tuple[list, list]:
+def choices(ctx: StepContext, user: LoginUser) -> tuple[list, list]:
     """(second factors, recovery factors) the user can use now and the organization allows,
     the one used last first. One policy decision and one credential list for both (the list also
     tells the gate which factors the user holds, sparing it its own query)."""

@@ -9,15 +9,14 @@ import time
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import select
 
 from idp import audit, lockout
 from idp.db import db
-from idp.login import pipeline
+from idp.login import pipeline, user as login_user
 from idp.login.forms import PasswordLoginForm
 from idp.login.steps.base import StepContext
 from idp.login.transaction import State
-from idp.models import User
+from idp.login.user import LoginUser
 
 
 def show(ctx: StepContext, form: PasswordLoginForm | None = None, error: str | None = None, status: int = 200):
@@ -34,8 +33,8 @@ def guess_keys(submitted: str) -> list[str]:
     return [f"password:account:{sha256_hex(submitted.strip().lower())}", f"password:ip:{request.remote_addr}"]
 
 
-def _find_user(email: str) -> User | None:
-    return db.session.scalar(select(User).where(User.email == email.strip().lower()))
+def _find_user(email: str) -> LoginUser | None:
+    return login_user.find(email.strip().lower())
 
 
 def submit(ctx: StepContext):
@@ -68,6 +67,6 @@ def submit(ctx: StepContext):
         return show(ctx, form, _("Incorrect e-mail or password."), 401)
     lockout.succeed(keys[:1])  # the account's counter; the address keeps its history
     if passwords.needs_rehash(user.password_hash):
-        user.password_hash = passwords.hash(form.password.data)
+        login_user.store_password_hash(user.id, passwords.hash(form.password.data))
     steps = [{"method": "password", "factor": "password", "amr": ["pwd"], "at": int(time.time())}]
     return pipeline.proceed(ctx.row, ctx.handle, user, State.IDENTIFY, form.posted_version(), steps)

@@ -12,6 +12,7 @@ from flask_babel import ngettext
 
 from idp import audit, lockout
 from idp.db import db, utcnow
+from idp.factors.directory import suspend_push
 from idp.factors.registry import current_registry
 from idp.factors.types import Denied, FactorKind, Pending, Rejected, Verified
 from idp.login import gate, pipeline, transaction
@@ -126,7 +127,7 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
                      org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                      details={"factor": factor.name, "reason": outcome.reason})
         if outcome.fraud:
-            user.push_suspended_at = utcnow()
+            suspend_push(user.id, utcnow())
         db.session.commit()
         transaction.update_in_place(ctx.row, version, failed_attempts=ctx.row.failed_attempts + 1)
         _switch_away_from(ctx, user, factor)
