@@ -24,7 +24,7 @@ from idp.db import db
 from idp.login import gate, session as login_session, snapshot, transaction, user as login_user
 from idp.login.outcome import LoginOutcome, outcome_from_steps
 from idp.login.transaction import State, TransactionRow
-from idp.login.user import LoginUser, UserLike
+from idp.login.user import UserLike
 from idp.models import ConsentGrant
 from idp.oidc.adapters import ClientRecord
 from idp.ops import metrics
@@ -170,7 +170,7 @@ def proceed(row: TransactionRow, handle_raw: str, user: UserLike, from_state: St
     target = next_state(row.authz_request["params"], steps_done, user)
     patch = {"steps_done": steps_done, "user_id": user.id, "factor_name": None, "factor_state": None}
     if target == State.DONE:
-        return finish(row, expected=from_state, version=version, events=events, **patch)
+        return finish(row, expected=from_state, version=version, events=events, user=user, **patch)
     transaction.advance(row, from_state, version, target, commit=False, **patch)
     _record(events)
     db.session.commit()
@@ -183,11 +183,12 @@ def _record(events: tuple[dict, ...]) -> None:
 
 
 def finish(row: TransactionRow, expected: State, version: int | None = None, events: tuple[dict, ...] = (),
-           **patch):
+           user: UserLike | None = None, **patch):
     """Issue the code exactly once: the transition into `done` is the guard.
 
     The transition, the new session, the audit events and the code commit together (one
-    transaction): a second submission waits for the first and then matches nothing.
+    transaction): a second submission waits for the first and then matches nothing. `user`:
+    the transaction's user when the caller has already read it.
     """
     version = row.version if version is None else version
     if not transaction.advance(row, expected, version, State.DONE, commit=False, **patch):
@@ -195,7 +196,8 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
         db.session.commit()
         return redirect(url_for("login.expired"))
     _record(events)
-    user = login_user.load(row.user_id)
+    if user is None:
+        user = login_user.load(row.user_id)
     params = row.authz_request["params"]
     steps = [step for step in row.steps_done if step.get("method") != "sso"]
     if steps:
@@ -210,7 +212,7 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
     return issue_code(params, user, outcome)
 
 
-def _sign_in(user: LoginUser, steps: list[dict], client_id: str | None) -> LoginOutcome:
+def _sign_in(user: UserLike, steps: list[dict], client_id: str | None) -> LoginOutcome:
     """A fresh login: rotate the session, record it, and say what it proved."""
     auth_time = _last_step_time(steps)
     proved = outcome_from_steps(steps, auth_time=auth_time)
@@ -226,7 +228,7 @@ def _last_step_time(steps: list[dict]) -> int:
     return max((int(s.get("at", 0)) for s in steps), default=int(time.time()))
 
 
-def issue_code(params: dict, user: LoginUser, outcome: LoginOutcome) -> object:
+def issue_code(params: dict, user: UserLike, outcome: LoginOutcome) -> object:
     server = current_app.extensions["idp.oauth_server"]
     request = snapshot.rebuild(_settings().issuer, params)
     request.login_outcome = outcome

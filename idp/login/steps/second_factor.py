@@ -37,8 +37,8 @@ def message_for(reason: str) -> str:
     return REJECTION_MESSAGES.get(reason, lambda: _("That did not work. Try again."))()
 
 
-def _begin(ctx: StepContext, factor) -> bool:
-    step = factor.begin_challenge(gate.user_ref(user_of(ctx)), attempt_context(ctx, factor))
+def _begin(ctx: StepContext, user, factor) -> bool:
+    step = factor.begin_challenge(gate.user_ref(user), attempt_context(ctx, factor))
     return remember_step(ctx, factor.name, step)
 
 
@@ -52,7 +52,7 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
         if not factors and not recovery:
             return ctx.render("login/no_factor.html", status=403)
         first = (factors or recovery)[0]
-        _begin(ctx, first)
+        _begin(ctx, user, first)
         name, _state, view = stored(ctx)
     factor = usable[name]
     templates = [f"factors/{name}/challenge.html", "login/challenge_generic.html"]
@@ -77,7 +77,7 @@ def choose(ctx: StepContext, name: str):
     factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
     if name in usable:
-        _begin(ctx, usable[name])
+        _begin(ctx, user, usable[name])
     return redirect(url_for("login.step", handle=ctx.handle))
 
 
@@ -153,7 +153,7 @@ def _switch_away_from(ctx: StepContext, user, denied) -> None:
     factors, recovery = choices(ctx, user)
     others = [f for f in factors + recovery if f.name != denied.name]
     if others:
-        _begin(ctx, others[0])
+        _begin(ctx, user, others[0])
     else:
         transaction.update_in_place(ctx.row, ctx.row.version, factor_name=None, factor_state=None)
 
