@@ -9,6 +9,7 @@ from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFProtect
 
 from idp.config import Settings
+from idp.security import limiter_storage  # noqa: F401  (registers the idp-memory:// storage)
 
 SUPPORTED_LOCALES = ("en", "fr")
 
@@ -70,7 +71,8 @@ def _belongs_to_limiter(hook) -> bool:
 
 def init_app(app: Flask, settings: Settings) -> None:
     csrf.init_app(app)
-    app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "memory://"
+    # Without Redis, limits are kept per process in memory (idp.security.limiter_storage).
+    app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "idp-memory://"
     app.config["RATELIMIT_STRATEGY"] = "moving-window"
     app.config["RATELIMIT_HEADERS_ENABLED"] = True
     limiter.init_app(app)
