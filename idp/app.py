@@ -7,6 +7,7 @@ from flask import Flask
 
 from idp.config import load_settings
 from idp.db import db
+from idp.dispatch import ProviderFlask
 from idp.security.cookie_session import CachedSerializerSessionInterface
 from idp.security.passwords import Passwords
 from idp.security.secrets import KeyRing
@@ -15,7 +16,7 @@ PACKAGE_ROOT = __import__("pathlib").Path(__file__).resolve().parent
 
 
 def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask(
+    app = ProviderFlask(
         __name__,
         template_folder=str(PACKAGE_ROOT / "templates"),
         static_folder=str(PACKAGE_ROOT / "static"),

@@ -6,7 +6,8 @@ from functools import wraps
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from idp.extensions import csrf, limiter
+from idp.dispatch import client_endpoint
+from idp.extensions import limiter
 from idp.oidc import discovery, keys
 from idp.oidc.server import server
 
@@ -79,28 +80,28 @@ def _resume_prompt_none():
 
 
 @bp.post("/oauth/token")
-@csrf.exempt
+@client_endpoint
 @malformed_input_is_a_400(json_errors=True)
 def token():
     return server.create_token_response()
 
 
 @bp.route("/oauth/userinfo", methods=["GET", "POST"])
-@csrf.exempt
+@client_endpoint
 @malformed_input_is_a_400(json_errors=True)
 def userinfo():
     return server.create_endpoint_response("userinfo")
 
 
 @bp.post("/oauth/revoke")
-@csrf.exempt
+@client_endpoint
 @malformed_input_is_a_400(json_errors=True)
 def revoke():
     return server.create_endpoint_response("revocation")
 
 
 @bp.post("/oauth/introspect")
-@csrf.exempt
+@client_endpoint
 @malformed_input_is_a_400(json_errors=True)
 def introspect():
     return server.create_endpoint_response("introspection")

@@ -1,0 +1,51 @@
+"""The protocol endpoints that OAuth clients call, dispatched without the browser pages' hooks.
+
+The token, UserInfo, revocation and introspection endpoints are called by client software, not
+by browsers: they take no CSRF token (they are exempt), keep no cookie session, and the rate
+limiter's hooks are confined to the login pages. Flask's `full_dispatch_request` still runs the
+app-wide request hooks for them (the CSRF check, only to find the view exempt; the metrics' rule
+note) and sends the request signals, which nothing here listens to: about 40 us of a 0.4 ms
+refresh grant, measured in process.
+
+`ProviderFlask` calls a view marked `client_endpoint` directly and then does what its response
+needs: Flask's `make_response`, the session interface's save (a no-op unless the view touched
+the session) and the rule note for the metrics. Errors take Flask's usual path
+(`handle_user_exception`, then the app's error handlers); OPTIONS requests and anything
+unmarked go through Flask's own dispatch.
+"""
+from __future__ import annotations
+
+from flask import Flask
+from flask.globals import request_ctx
+
+from idp.extensions import csrf
+from idp.ops import ENVIRON_RULE
+
+_MARK = "idp_client_endpoint"
+
+
+def client_endpoint(view):
+    """Mark a view as called by OAuth clients: exempt from CSRF, dispatched without request hooks."""
+    csrf.exempt(view)
+    setattr(view, _MARK, True)
+    return view
+
+
+class ProviderFlask(Flask):
+    def full_dispatch_request(self):
+        ctx = request_ctx._get_current_object()
+        request = ctx.request
+        rule = request.url_rule
+        view = self.view_functions.get(rule.endpoint) if rule is not None else None
+        if view is None or not getattr(view, _MARK, False) or request.method == "OPTIONS":
+            return super().full_dispatch_request()
+        self._got_first_request = True
+        try:
+            rv = view(**request.view_args)
+        except Exception as error:
+            rv = self.handle_user_exception(error)
+        response = self.make_response(rv)
+        if not self.session_interface.is_null_session(ctx.session):
+            self.session_interface.save_session(self, ctx.session, response)
+        request.environ[ENVIRON_RULE] = rule  # what idp.ops' after_request hook notes for the metrics
+        return response
