@@ -106,13 +106,22 @@ class Database:
 
     def first_alone(self, statement, values: dict):
         """One prebuilt statement in a transaction of its own, outside this request's session,
-        committed before this returns; its first row or None. For a conditional UPDATE ...
-        RETURNING that must hold whatever happens next (an authorization code is spent by its
-        first presentation). On SQLite it takes the write lock for that one statement: the
-        session must hold no transaction (refused, as for `begin_alone`)."""
+        committed before this returns; its first row or None. For a read that needs no lock,
+        or a conditional UPDATE ... RETURNING that must hold whatever happens next (an
+        authorization code is spent by its first presentation). A write takes SQLite's write
+        lock for that one statement: the session must hold no transaction (refused, as for
+        `begin_alone`)."""
+        self._refuse_inside_a_session_transaction()
+        return self.lone().first(statement, values)
+
+    def execute_alone(self, statement, values: dict) -> int:
+        """`first_alone` for a statement that returns no rows: the number of rows it changed."""
+        self._refuse_inside_a_session_transaction()
+        return self.lone().execute(statement, values)
+
+    def _refuse_inside_a_session_transaction(self) -> None:
         if self.in_transaction():
             raise RuntimeError("end the session's transaction before running a lone statement")
-        return self.lone().first(statement, values)
 
     def begin_alone(self):
         """A transaction of its own outside this request's session (`idp.lone.LoneTransaction`),
@@ -123,8 +132,7 @@ class Database:
         refused at once rather than left to that wait."""
         from flask import g
 
-        if self.in_transaction():
-            raise RuntimeError("end the session's transaction before beginning a lone one")
+        self._refuse_inside_a_session_transaction()
         transaction = self.lone().begin()
         g.idp_lone_transaction = transaction
         return transaction

@@ -200,14 +200,22 @@ class LoneConnections:
         """Run one statement in a transaction of its own (autocommit, committed synchronously)
         and return its first row (a named tuple), or None."""
         prepared = self.prepared(statement)
+        return prepared.row(self._autocommit(prepared, values, lambda cursor: cursor.fetchone()))
+
+    def execute(self, statement: ClauseElement, values: dict[str, Any]) -> int:
+        """Run one statement in a transaction of its own (autocommit, committed synchronously);
+        the number of rows it changed."""
+        return self._autocommit(self.prepared(statement), values, lambda cursor: cursor.rowcount)
+
+    def _autocommit(self, prepared: Prepared, values: dict[str, Any], read):
         lone = self.take(synchronous=True)
         try:
-            row = prepared.row(lone.connection.execute(prepared.sql, prepared.parameters(values)).fetchone())
+            result = read(lone.connection.execute(prepared.sql, prepared.parameters(values)))
         except BaseException:
             lone.connection.close()
             raise
         self.give_back(lone)
-        return row
+        return result
 
     def begin(self) -> LoneTransaction:
         """A transaction of its own, committed synchronously. On SQLite it takes the write lock

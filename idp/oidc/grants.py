@@ -32,6 +32,13 @@ def _settings():
     return current_app.extensions["idp.settings"]
 
 
+def revoke_if_replayed(token_hash: str) -> None:
+    """A refresh token presented after it was rotated: assume it was stolen, revoke its family."""
+    stale = db.session.scalar(select(Token).where(Token.refresh_token_hash == token_hash))
+    if stale is not None and stale.rotated_at is not None:
+        revoke_family(stale.family_id)
+
+
 def revoke_family(family_id: str | None) -> None:
     if family_id is None:  # a client_credentials token: no family (and `== None` would match them all)
         return
@@ -45,14 +52,54 @@ def revoke_family(family_id: str | None) -> None:
 # conditional UPDATEs (the project's "exactly once" idiom), returning Core rows.
 
 _TOKENS = Token.__table__
-_CLAIM_REFRESH_TOKEN = (
-    update(_TOKENS)
+# A live refresh token with what the 2FA policy reads of its user (idp.policy.status.is_required),
+# in one read that takes no lock: the token is spent only when its successor is stored (rotate).
+_LIVE_REFRESH_TOKEN = (
+    select(*_TOKENS.c, User.disabled, User.mfa_setting, User.exempt_until, Organization.require_2fa)
+    .select_from(_TOKENS.join(User, User.id == _TOKENS.c.user_id).join(Organization, Organization.id == User.org_id))
     .where(_TOKENS.c.refresh_token_hash == bindparam("token_hash"), _TOKENS.c.client_id == bindparam("for_client"),
            _TOKENS.c.rotated_at.is_(None), _TOKENS.c.revoked_at.is_(None),
            _TOKENS.c.refresh_expires_at > bindparam("now"))
-    .values(rotated_at=bindparam("now"))
-    .returning(*_TOKENS.c)
 )
+_SPEND_REFRESH_TOKEN = (
+    update(_TOKENS)
+    .where(_TOKENS.c.id == bindparam("old_id"), _TOKENS.c.rotated_at.is_(None), _TOKENS.c.revoked_at.is_(None),
+           _TOKENS.c.refresh_expires_at > bindparam("now"))
+    .values(rotated_at=bindparam("now"))
+    .returning(_TOKENS.c.id)
+)
+_SPEND_AND_STORE: dict[tuple[str, ...], object] = {}
+
+
+def _spend_and_store_statement(columns: tuple[str, ...]):
+    """PostgreSQL: spend the old token and insert its successor in one statement (a data-modifying
+    CTE feeding the INSERT: no row is inserted unless the UPDATE matched), built once per column set."""
+    statement = _SPEND_AND_STORE.get(columns)
+    if statement is None:
+        spent = _SPEND_REFRESH_TOKEN.cte("spent")
+        successor = select(*[bindparam(name, type_=_TOKENS.c[name].type) for name in columns]).select_from(spent)
+        statement = _SPEND_AND_STORE[columns] = _TOKENS.insert().from_select(list(columns), successor)
+    return statement
+
+
+def rotate(previous, successor: dict, now: int) -> bool:
+    """Spend the refresh token `previous` and store `successor` (a `tokens` row) as one atomic step:
+    both happen, or neither when `previous` was spent (or revoked, or expired) meanwhile.
+
+    PostgreSQL: one autocommit statement, one round trip (no BEGIN and COMMIT of their own).
+    SQLite: a transaction of its own on a lone connection, holding the write lock for the two
+    statements only.
+    """
+    values = {"old_id": previous.id, "now": now}
+    if db.lone().postgresql:
+        return db.execute_alone(_spend_and_store_statement(tuple(successor)), {**successor, **values}) == 1
+    alone = db.begin_alone()
+    if alone.first(_SPEND_REFRESH_TOKEN, values) is None:
+        alone.close()
+        return False
+    alone.insert(_TOKENS, successor)
+    alone.commit()
+    return True
 _CODES = AuthorizationCode.__table__
 _CLAIM_CODE = (
     update(_CODES)
@@ -60,12 +107,6 @@ _CLAIM_CODE = (
            _CODES.c.redeemed_at.is_(None), _CODES.c.expires_at > bindparam("now"))
     .values(redeemed_at=bindparam("now"))
     .returning(*_CODES.c)
-)
-# What the policy reads of a refreshing user (idp.policy.status.is_required), in one statement.
-_USER_STANDING = (
-    select(User.id, User.disabled, User.mfa_setting, User.exempt_until, Organization.require_2fa)
-    .join(Organization, Organization.id == User.org_id)
-    .where(User.id == bindparam("user_id"))
 )
 
 
@@ -176,39 +217,32 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
-        # One conditional UPDATE in a transaction of its own (db.begin_alone), left open: the
-        # new token's INSERT commits it (save_token), so the old token is spent exactly when
-        # the new one exists; a grant that fails in between rolls it back.
+        # A read, with the user's standing: the token is spent only when its successor is
+        # stored (save_token -> rotate), in one atomic step; a grant that fails in between
+        # spends nothing.
         token_hash = sha256_hex(refresh_token)
-        alone = db.begin_alone()
-        row = alone.first(_CLAIM_REFRESH_TOKEN, {
-            "token_hash": token_hash, "for_client": self.request.client.get_client_id(),
-            "now": int(time.time())})
+        row = db.first_alone(_LIVE_REFRESH_TOKEN, {
+            "token_hash": token_hash, "for_client": self.request.client.get_client_id(), "now": int(time.time())})
         if row is None:
-            alone.close()  # before the session writes: on SQLite it holds the write lock
-            stale = db.session.scalar(select(Token).where(Token.refresh_token_hash == token_hash))
-            if stale is not None and stale.rotated_at is not None:
-                revoke_family(stale.family_id)  # a replayed refresh token: assume it was stolen
+            revoke_if_replayed(token_hash)
             return None
-        self.request.alone = alone
         return OAuthToken(row)
 
     def authenticate_user(self, refresh_token):
         from idp.policy import decide, status
 
         token = refresh_token.row
-        standing = self.request.alone.first(_USER_STANDING, {"user_id": token.user_id})
-        if standing is None or standing.disabled:
+        if token.disabled:
             return None
-        user = RefreshingUser(standing.id, standing.mfa_setting, standing.exempt_until,
-                              OrgStanding(bool(standing.require_2fa)))
+        user = RefreshingUser(token.user_id, token.mfa_setting, token.exempt_until,
+                              OrgStanding(bool(token.require_2fa)))
         if not decide.refresh_allowed(user, user.org, tuple(token.amr or ()), status.today_utc()):
             raise InvalidGrantError("A second factor is now required: sign in again.")
         self.request.refresh_row = token
         return user
 
     def revoke_old_credential(self, refresh_token):
-        """Nothing to do: the old token was marked rotated when it was claimed."""
+        """Nothing to do: the old token was spent when its successor was stored (rotate)."""
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):

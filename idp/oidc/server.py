@@ -7,6 +7,7 @@ import time
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.errors import InvalidGrantError
 from flask import Flask, current_app
 from flask import request as flask_request
 from sqlalchemy import bindparam, select
@@ -15,6 +16,7 @@ from idp.config import Settings
 from idp.db import db
 from idp.models import Client, Token
 from idp.oidc.adapters import ClientRecord, OAuthClient
+from idp.oidc.grants import revoke_if_replayed, rotate
 from idp.ops import metrics
 from idp.security.tokens import random_token, sha256_hex
 
@@ -127,9 +129,9 @@ def _lineage(request) -> dict:
 def save_token(token: dict, request) -> None:
     """Persist hashes of the issued tokens: one INSERT, the token endpoint's hot path.
 
-    A refresh grant has claimed its old token in a transaction of its own (see
-    idp.oidc.grants): the insert commits with that claim, so both happen or neither does. A
-    client_credentials token is written alone (`db.insert_alone`), skipping the session's and
+    A refresh grant spends its old token as it stores the new one, in one atomic step
+    (`idp.oidc.grants.rotate`): when a parallel grant spent it first, this one stores nothing
+    and fails as a replay. A client_credentials token is written alone (`db.insert_alone`), skipping the session's and
     the execution layer's bookkeeping. (A code was spent, and committed, when it was
     presented; its tokens go through the session.)
     """
@@ -149,10 +151,11 @@ def save_token(token: dict, request) -> None:
         **_lineage(request),
     )
     grant_type = request.payload.grant_type
-    alone = getattr(request, "alone", None)
-    if alone is not None:
-        alone.insert(_TOKENS, row)
-        alone.commit()
+    previous = getattr(request, "refresh_row", None)
+    if previous is not None:
+        if not rotate(previous, row, now):  # a parallel grant spent it first: this one is a replay
+            revoke_if_replayed(previous.refresh_token_hash)
+            raise InvalidGrantError("The refresh token was already used.")
     elif grant_type == "client_credentials":
         db.insert_alone(_TOKENS, row, synchronous=bool(
             settings.get("tokens.client_credentials_synchronous_commit", False)))

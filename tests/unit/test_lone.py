@@ -6,12 +6,22 @@ import threading
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text, update
 
 from idp.db import make_engine
 from idp.lone import LoneConnections
 from idp.models import Token
-from idp.oidc.grants import _CLAIM_REFRESH_TOKEN
+
+_TOKENS = Token.__table__
+# A conditional claim returning the whole row (the shape of the grants' exactly-once statements).
+_CLAIM_REFRESH_TOKEN = (
+    update(_TOKENS)
+    .where(_TOKENS.c.refresh_token_hash == bindparam("token_hash"), _TOKENS.c.client_id == bindparam("for_client"),
+           _TOKENS.c.rotated_at.is_(None), _TOKENS.c.revoked_at.is_(None),
+           _TOKENS.c.refresh_expires_at > bindparam("now"))
+    .values(rotated_at=bindparam("now"))
+    .returning(*_TOKENS.c)
+)
 
 
 def _row(n: int) -> dict:
@@ -116,3 +126,11 @@ def test_a_failed_statement_ends_the_transaction_and_drops_its_connection(lone):
         alone.insert(Token.__table__, _row(3))
     alone.close()  # nothing left to roll back: the connection was closed, and with it the transaction
     assert lone.idle == [] and _count(lone) == 1
+
+
+def test_execute_reports_the_rows_a_statement_changed(lone):
+    lone.insert(Token.__table__, dict(_row(6), refresh_token_hash="e" * 64, refresh_expires_at=100), synchronous=True)
+    spend = (update(_TOKENS).where(_TOKENS.c.refresh_token_hash == bindparam("token_hash"), _TOKENS.c.rotated_at.is_(None))
+             .values(rotated_at=bindparam("now")))
+    assert lone.execute(spend, {"token_hash": "e" * 64, "now": 7}) == 1
+    assert lone.execute(spend, {"token_hash": "e" * 64, "now": 8}) == 0  # spent once, for good
