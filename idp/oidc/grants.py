@@ -100,6 +100,8 @@ def rotate(previous, successor: dict, now: int) -> bool:
     alone.insert(_TOKENS, successor)
     alone.commit()
     return True
+
+
 _CODES = AuthorizationCode.__table__
 _CLAIM_CODE = (
     update(_CODES)

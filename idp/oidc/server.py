@@ -131,8 +131,8 @@ def save_token(token: dict, request) -> None:
 
     A refresh grant spends its old token as it stores the new one, in one atomic step
     (`idp.oidc.grants.rotate`): when a parallel grant spent it first, this one stores nothing
-    and fails as a replay. A client_credentials token is written alone (`db.insert_alone`), skipping the session's and
-    the execution layer's bookkeeping. (A code was spent, and committed, when it was
+    and fails as a replay. A client_credentials token is written alone (`db.insert_alone`),
+    skipping the session's and the execution layer's bookkeeping. (A code was spent, and committed, when it was
     presented; its tokens go through the session.)
     """
     now = int(time.time())
