@@ -113,7 +113,7 @@ def check(keys: list[str]) -> int:
     if waited is not None:
         return waited
     now = utcnow()
-    rows = db.run(_keyed(_SELECT_COUNTERS, len(keys)), _key_values(keys)).all()
+    rows = db.read_all(_keyed(_SELECT_COUNTERS, len(keys)), _key_values(keys))
     # Remembered for this request: `succeed` need not delete counters this read found absent.
     g.setdefault(_SEEN_CLEAR, set()).update(set(keys) - {r.key for r in rows})
     waits = [int((r.locked_until - now).total_seconds()) + 1 for r in rows if r.locked_until and r.locked_until > now]

@@ -1,22 +1,27 @@
-"""Plain DBAPI connections for the token endpoint's hottest writes, outside the ORM session.
+"""Plain DBAPI connections for statements that need no session transaction.
 
-A client_credentials grant is one INSERT; a refresh grant is one claim, one read and one
-INSERT. Through the session, SQLAlchemy's execution machinery (events, the BEGIN IMMEDIATE
-hook, result set-up, the session's bookkeeping, the pool's ping and reset) cost more than
-those statements. Here they run on DBAPI connections kept apart from the engine's pool, as
+The token endpoint's hot writes (a token's INSERT, a code's claim, a refresh token's
+rotation) and the reads that come before any write (`read_first`, `read_all`: what a page
+that only reads needs). Through the session, SQLAlchemy's execution machinery (events, the
+BEGIN IMMEDIATE hook, result set-up, the session's bookkeeping, the pool's reset) and, on
+PostgreSQL, a BEGIN and a COMMIT round trip cost more than those statements. Here they run as
 SQL that SQLAlchemy compiled once per statement and dialect, with the columns' own bind and
 result processors (so values and rows are what the ORM would give: JSON decoded, dates
-parsed).
+parsed), each in a transaction of its own (autocommit) unless `begin()` opens one.
 
-The connections wait in a small stack of idle ones: a thread takes one, or opens one when
-none is idle, and puts it back when done; at most IDLE_MAX stay open, so a server with
-hundreds of threads (gthread workers for push long-polls) does not hold hundreds of database
-connections. SQLite: connections made by the engine (so with make_engine's pragmas, in
-autocommit mode) and detached from its pool. PostgreSQL: autocommit connections. A
-connection whose statement fails is closed rather than kept.
+SQLite: the connection is borrowed from the engine's own pool for each statement and given
+back at once. A SQLite connection drops its page cache whenever another connection changed
+the database; with the pool last-in-first-out (idp.db.make_engine), a thread's session and its
+lone statements use one connection. PostgreSQL: autocommit connections kept apart from the
+pool in a small stack of idle ones: a thread takes one, or opens one when none is idle, and
+puts it back when done; at most IDLE_MAX stay open, so a server with hundreds of threads
+(gthread workers for push long-polls) does not hold hundreds of database connections. An idle
+one the server closed meanwhile is replaced (`postgresql_connection_alive`). A connection whose
+statement fails is never reused.
 """
 from __future__ import annotations
 
+import select
 import threading
 from collections import namedtuple
 from typing import Any
@@ -26,13 +31,41 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ClauseElement
 
 
+def postgresql_connection_alive(connection) -> bool:
+    """Whether an idle psycopg connection is still usable, told without a round trip.
+
+    The client's own state must say open and idle, and the socket must have nothing to read: a
+    healthy idle connection receives nothing unasked, while a server that ends a connection
+    sends its FATAL message and closes the socket, both of which make it readable. (A host that
+    vanished without closing anything is not detected here; the statement then fails, as it
+    would after a ping that waited for the same TCP timeout.)
+    """
+    if connection.closed or connection.broken:
+        return False
+    if connection.info.transaction_status != connection.info.transaction_status.IDLE:
+        return False
+    try:
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
 class _Lone:
-    """One DBAPI connection, with the `synchronous_commit` it was last given (PostgreSQL)."""
+    """One DBAPI connection, with the `synchronous_commit` it was last given (PostgreSQL), and
+    for SQLite the engine's pooled connection it was borrowed as (`pooled`)."""
 
-    __slots__ = ("connection", "keep", "synchronous")
+    __slots__ = ("connection", "pooled", "synchronous")
 
-    def __init__(self, connection, keep=None) -> None:
-        self.connection, self.keep, self.synchronous = connection, keep, True
+    def __init__(self, connection, pooled=None) -> None:
+        self.connection, self.pooled, self.synchronous = connection, pooled, True
+
+    def discard(self) -> None:
+        """After a failure: never reuse this connection."""
+        if self.pooled is not None:
+            self.pooled.invalidate()
+        else:
+            self.connection.close()
 
 
 class Prepared:
@@ -147,13 +180,13 @@ class LoneTransaction:
         try:
             self.lone.connection.execute("ROLLBACK")
         except BaseException:
-            self.lone.connection.close()
+            self.lone.discard()
             raise
         self.owner.give_back(self.lone)
 
     def _abandon(self) -> None:
         self.open = False
-        self.lone.connection.close()
+        self.lone.discard()
 
 
 class LoneConnections:
@@ -192,7 +225,7 @@ class LoneConnections:
         try:
             lone.connection.execute(prepared.sql, prepared.parameters(row))
         except BaseException:
-            lone.connection.close()
+            lone.discard()
             raise
         self.give_back(lone)
 
@@ -202,17 +235,31 @@ class LoneConnections:
         prepared = self.prepared(statement)
         return prepared.row(self._autocommit(prepared, values, lambda cursor: cursor.fetchone()))
 
+    def read_first(self, statement: ClauseElement, values: dict[str, Any]):
+        """Run a SELECT outside any transaction and return its first row, or None: what a page
+        that only reads needs (no BEGIN and COMMIT round trips on PostgreSQL, no write lock on
+        SQLite)."""
+        prepared = self.prepared(statement)
+        return prepared.row(self._autocommit(prepared, values, lambda cursor: cursor.fetchone(), synchronous=None))
+
+    def read_all(self, statement: ClauseElement, values: dict[str, Any]) -> list:
+        """`read_first` for every row."""
+        prepared = self.prepared(statement)
+        row = prepared.row
+        return [row(raw) for raw in self._autocommit(prepared, values, lambda cursor: cursor.fetchall(),
+                                                     synchronous=None)]
+
     def execute(self, statement: ClauseElement, values: dict[str, Any]) -> int:
         """Run one statement in a transaction of its own (autocommit, committed synchronously);
         the number of rows it changed."""
         return self._autocommit(self.prepared(statement), values, lambda cursor: cursor.rowcount)
 
-    def _autocommit(self, prepared: Prepared, values: dict[str, Any], read):
-        lone = self.take(synchronous=True)
+    def _autocommit(self, prepared: Prepared, values: dict[str, Any], read, synchronous: bool | None = True):
+        lone = self.take(synchronous)
         try:
             result = read(lone.connection.execute(prepared.sql, prepared.parameters(values)))
         except BaseException:
-            lone.connection.close()
+            lone.discard()
             raise
         self.give_back(lone)
         return result
@@ -224,36 +271,41 @@ class LoneConnections:
         try:
             lone.connection.execute("BEGIN" if self.postgresql else "BEGIN IMMEDIATE")
         except BaseException:
-            lone.connection.close()
+            lone.discard()
             raise
         return LoneTransaction(self, lone)
 
-    def take(self, synchronous: bool) -> _Lone:
+    def take(self, synchronous: bool | None) -> _Lone:
+        """An idle connection, or a new one. `synchronous` (PostgreSQL's synchronous_commit for
+        what it writes) None: a read, which does not care."""
+        if not self.postgresql:
+            pooled = self.engine.raw_connection()
+            return _Lone(pooled.driver_connection, pooled=pooled)
         with self.lock:
             lone = self.idle.pop() if self.idle else None
+        if lone is not None and not postgresql_connection_alive(lone.connection):
+            lone.connection.close()  # the server ended it while it was idle (a restart, a timeout)
+            lone = None
         if lone is None:
-            lone = self._open_postgresql() if self.postgresql else self._open_sqlite()
-        if self.postgresql and lone.synchronous != synchronous:
+            lone = self._open_postgresql()
+        if synchronous is not None and lone.synchronous != synchronous:
             try:
                 lone.connection.execute("SET synchronous_commit TO " + ("on" if synchronous else "off"))
             except BaseException:
-                lone.connection.close()
+                lone.discard()
                 raise
             lone.synchronous = synchronous
         return lone
 
     def give_back(self, lone: _Lone) -> None:
+        if lone.pooled is not None:
+            lone.pooled.close()  # back to the engine's pool
+            return
         with self.lock:
             if len(self.idle) < self.IDLE_MAX:
                 self.idle.append(lone)
                 return
         lone.connection.close()
-
-    def _open_sqlite(self) -> _Lone:
-        pooled = self.engine.raw_connection()
-        connection = pooled.driver_connection
-        pooled.detach()  # ours for good; the pool opens another in its place when it needs one
-        return _Lone(connection, keep=pooled)
 
     def _open_postgresql(self) -> _Lone:
         import psycopg

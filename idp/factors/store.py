@@ -24,7 +24,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping
 
-from flask import current_app
+from flask import current_app, g, has_request_context
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -73,23 +73,46 @@ _COLUMNS = _TABLE.c
 _STATEMENTS: dict[tuple, Any] = {}
 
 
-def _credentials_of_user(*, live: bool, of_factor: bool, sealed: bool = False):
+def _credentials_of_user(*, live: bool, of_factor: bool):
     """SELECT a user's credentials (`:user_id`, and `:of_factor` when `of_factor`), oldest first."""
-    key = ("select", live, of_factor, sealed)
+    key = ("select", live, of_factor)
     if key not in _STATEMENTS:
         statement = select(*_COLUMNS).where(_COLUMNS.user_id == bindparam("user_id"))
         if live:
             statement = statement.where(_COLUMNS.revoked_at.is_(None))
         if of_factor:
             statement = statement.where(_COLUMNS.factor == bindparam("of_factor"))
-        if sealed:
-            statement = statement.where(_COLUMNS.secret_ciphertext.is_not(None))
         _STATEMENTS[key] = statement.order_by(_COLUMNS.id)
     return _STATEMENTS[key]
 
 
 _FACTORS_HELD = select(_COLUMNS.factor).where(_COLUMNS.user_id == bindparam("user_id"),
                                               _COLUMNS.revoked_at.is_(None)).distinct()
+
+# A login page asks several questions of one user's credentials: which factors they hold (the
+# policy), the list sorted by last use (the choices), each plugin's own list or its secrets (the
+# challenge, the check). Within a request they are answered from one read of the user's live
+# rows, kept in `g` and dropped by every write through this store (the only code that writes
+# the table), so a request sees its own changes. Outside a request (CLI, maintenance) nothing is
+# kept: those run long and may see other processes' writes.
+_LIVE_ROWS_KEY = "idp_live_credentials"
+
+
+def _live_rows(user_id: int) -> list:
+    """The user's live credential rows, oldest first (sealed secrets included)."""
+    if not has_request_context():
+        return db.run(_credentials_of_user(live=True, of_factor=False), {"user_id": user_id}).all()
+    kept = g.setdefault(_LIVE_ROWS_KEY, {})
+    rows = kept.get(user_id)
+    if rows is None:
+        rows = kept[user_id] = db.run(_credentials_of_user(live=True, of_factor=False), {"user_id": user_id}).all()
+    return rows
+
+
+def _forget_live_rows() -> None:
+    """After a write to the credentials table: the next read in this request reads again."""
+    if has_request_context():
+        g.pop(_LIVE_ROWS_KEY, None)
 
 
 def _gate(column: str, *, of_factor: bool):
@@ -157,6 +180,7 @@ class CredentialStore:
         Raises `CredentialConflict` when `(factor, lookup_key)` exists; the session stays usable.
         """
         name, user_id = self._name(factor), _user_id(user)
+        _forget_live_rows()
         row = Credential(user_id=user_id, factor=name, label=label or "", public_json=dict(public or {}),
                          lookup_key=lookup_key, counter=counter, created_at=now or utcnow())
         try:
@@ -182,6 +206,7 @@ class CredentialStore:
         the moment the new one is committed.
         """
         name, user_id = self._name(factor), _user_id(user)
+        _forget_live_rows()
         items = [dict(item) for item in items]
         # Retire (not delete) the old set: ids stay unique over time, so an id remembered in a stale
         # login state can never designate a new code, and the history stays for the audit trail.
@@ -222,13 +247,17 @@ class CredentialStore:
              include_revoked: bool = False) -> list[CredentialInfo]:
         """The user's credentials (this factor's when bound), oldest first."""
         name = factor or self.factor
-        statement = _credentials_of_user(live=not include_revoked, of_factor=bool(name))
-        rows = db.run(statement, {"user_id": _user_id(user), "of_factor": name}).all()
+        if not include_revoked:
+            return [to_info(r) for r in _live_rows(_user_id(user)) if name is None or r.factor == name]
+        rows = db.run(_credentials_of_user(live=False, of_factor=bool(name)),
+                      {"user_id": _user_id(user), "of_factor": name}).all()
         return [to_info(r) for r in rows]
 
     def factors_held(self, user: UserLike) -> set[str]:
         """Names of the factors the user holds a live (non-revoked) credential of: one indexed query,
         so that callers ask each plugin's `is_configured_for` only about those."""
+        if has_request_context():  # the rows a later list or check of this request will want too
+            return {row.factor for row in _live_rows(_user_id(user))}
         return {row.factor for row in db.run(_FACTORS_HELD, {"user_id": _user_id(user)}).all()}
 
     def count(self, user: UserLike, factor: str | None = None, *, unused: bool = False) -> int:
@@ -273,10 +302,11 @@ class CredentialStore:
     def reveal_all(self, user: UserLike) -> list[tuple[CredentialInfo, bytes]]:
         """The user's live credentials of this factor with their secrets, in one query (the TOTP check
         tries each of the user's seeds; one round trip instead of one per credential)."""
-        rows = db.run(_credentials_of_user(live=True, of_factor=True, sealed=True),
-                      {"user_id": _user_id(user), "of_factor": self._name(None)}).all()
+        name = self._name(None)
         revealed = []
-        for row in rows:
+        for row in _live_rows(_user_id(user)):
+            if row.factor != name or row.secret_ciphertext is None:
+                continue
             try:
                 secret = _keyring().open(row.secret_key_id, row.secret_ciphertext,
                                          associated_data(row.factor, row.user_id, row.id))
@@ -330,6 +360,7 @@ class CredentialStore:
     def _pass_gate(self, column: str, values: dict) -> bool:
         """One conditional UPDATE, committed at once: True when this call changed the row."""
         statement = _gate(column, of_factor=bool(self.factor))
+        _forget_live_rows()
         passed = db.run(statement, dict(values, of_factor=self.factor)).first()
         db.session.commit()
         return passed is not None
@@ -338,12 +369,14 @@ class CredentialStore:
 
     def touch(self, credential_id: int, *, now: datetime | None = None) -> None:
         """Record a use without a counter (authenticators whose sign count stays 0)."""
+        _forget_live_rows()
         db.session.execute(update(Credential).where(Credential.id == int(credential_id), *self._scope())
                            .values(last_used_at=now or utcnow()),
                            execution_options={"synchronize_session": False})
 
     def rename(self, user: UserLike, credential_id: int, label: str) -> bool:
         """Set a live credential's label; False when it is not this user's (or not live)."""
+        _forget_live_rows()
         result = db.session.execute(
             update(Credential).where(Credential.id == int(credential_id), Credential.user_id == _user_id(user),
                                      Credential.revoked_at.is_(None), *self._scope())
@@ -354,6 +387,7 @@ class CredentialStore:
         """Revoke a live credential of this user: keep the row (history), drop its secret and lookup key
         (so the same security key can be registered again). Returns the revoked credential, or None."""
         user_id = _user_id(user)
+        _forget_live_rows()
         row = db.session.execute(
             update(Credential).where(Credential.id == int(credential_id), Credential.user_id == user_id,
                                      Credential.revoked_at.is_(None), *self._scope())
@@ -408,6 +442,7 @@ def reseal_all(batch_size: int = 200) -> int:
     """
     ring = _keyring()
     done = 0
+    _forget_live_rows()
     while True:
         rows = db.session.scalars(
             select(Credential).where(Credential.secret_ciphertext.is_not(None),

@@ -79,16 +79,22 @@ def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, u
                          authz_request=authz_request, user_id=user_id, steps_done=steps_done or [], decision=None,
                          factor_name=None, factor_state=None, failed_attempts=0, created_at=now,
                          expires_at=now + _ttl())
-    db.run_insert(_TABLE, {name: getattr(row, name) for name in TransactionRow.__slots__})
+    # Written alone: /authorize has nothing else to commit with it (what the session read is
+    # committed first, so that on SQLite it holds no lock this insert would wait for).
     db.session.commit()
+    db.insert_alone(_TABLE, {name: getattr(row, name) for name in TransactionRow.__slots__})
     return Handle(raw, row)
 
 
 def load(raw: str, binding: str) -> TransactionRow | None:
-    """The live transaction for this handle and this browser, or None (unknown, foreign or expired)."""
+    """The live transaction for this handle and this browser, or None (unknown, foreign or expired).
+
+    Read outside any transaction when none is open (a request's first statement): a page that
+    only shows a form then opens none, and the password step's reads before the hash hold none.
+    What a step then writes is version-guarded (`advance`), as it always was."""
     if not raw or len(raw) > 64:
         return None
-    found = db.run(_LOAD, {"id_": sha256_hex(raw)}).first()
+    found = db.read_first(_LOAD, {"id_": sha256_hex(raw)})
     if found is None or found.browser_binding != binding or found.expires_at <= utcnow():
         return None
     return TransactionRow(**found._asdict())

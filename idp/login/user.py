@@ -82,7 +82,7 @@ def load(user_id: int) -> LoginUser | None:
 
 def find(email: str) -> LoginUser | None:
     """The user with this e-mail address (stored lower-case), or None."""
-    return _from_row(db.run(_BY_EMAIL, {"email": email}).first())
+    return _from_row(db.read_first(_BY_EMAIL, {"email": email}))
 
 
 def store_password_hash(user_id: int, password_hash: str) -> None:

@@ -51,7 +51,8 @@ def active_user(user_id: int | None) -> ClaimsUser | None:
     """The user, unless unknown or disabled, with what the claims need: one statement."""
     if user_id is None:
         return None
-    row = db.run(_ACTIVE_USER, {"user_id": user_id}).first()
+    # Outside any transaction: the token endpoint reads the user, then writes its token alone.
+    row = db.lone().read_first(_ACTIVE_USER, {"user_id": user_id})
     if row is None:
         return None
     return ClaimsUser.from_row(row)

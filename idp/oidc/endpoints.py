@@ -55,7 +55,8 @@ class AccessTokenValidator(BearerTokenValidator):
         disabled user's tokens are refused."""
         if not token_string or len(token_string) > 512:
             return None
-        row = db.run(_BEARER, {"token_hash": sha256_hex(token_string)}).first()
+        # Outside any transaction: UserInfo only reads (no BEGIN and COMMIT round trips).
+        row = db.lone().read_first(_BEARER, {"token_hash": sha256_hex(token_string)})
         if row is None:
             return None
         from idp.oidc.server import query_client

@@ -19,7 +19,7 @@ _NONCE_USED = select(AuthorizationCode.id).where(
 class OpenIDCode(oidc_grants.OpenIDCode):
     def exists_nonce(self, nonce, request):
         """A nonce already bound to one of this client's codes is a replay."""
-        found = db.run(_NONCE_USED, {"client_id": request.payload.client_id, "nonce": nonce}).first()
+        found = db.read_first(_NONCE_USED, {"client_id": request.payload.client_id, "nonce": nonce})
         return found is not None
 
     def get_client_algorithm(self, client):

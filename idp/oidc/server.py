@@ -86,7 +86,7 @@ class ClientCache:
         # Read in a statement of its own on a lone connection, not through the session: a
         # session read would leave a transaction open (on SQLite, holding the write lock) that
         # the grant's own claim or insert on a lone connection would then wait for.
-        row = db.lone().first(_CLIENT_BY_ID, {"client_id": client_id})
+        row = db.lone().read_first(_CLIENT_BY_ID, {"client_id": client_id})
         if row is None:
             self.entries.pop(client_id, None)
             return None
@@ -131,9 +131,9 @@ def save_token(token: dict, request) -> None:
 
     A refresh grant spends its old token as it stores the new one, in one atomic step
     (`idp.oidc.grants.rotate`): when a parallel grant spent it first, this one stores nothing
-    and fails as a replay. A client_credentials token is written alone (`db.insert_alone`),
-    skipping the session's and the execution layer's bookkeeping. (A code was spent, and committed, when it was
-    presented; its tokens go through the session.)
+    and fails as a replay. The other grants' tokens are written alone (`db.insert_alone`),
+    skipping the session's and the execution layer's bookkeeping: a code was spent, and
+    committed, when it was presented, so its tokens' row has nothing to commit with.
     """
     now = int(time.time())
     refresh = token.get("refresh_token")
@@ -160,8 +160,7 @@ def save_token(token: dict, request) -> None:
         db.insert_alone(_TOKENS, row, synchronous=bool(
             settings.get("tokens.client_credentials_synchronous_commit", False)))
     else:
-        db.run_insert(_TOKENS, row)
-        db.session.commit()
+        db.insert_alone(_TOKENS, row)
     metrics.count_grant(grant_type)
 
 

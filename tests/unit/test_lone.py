@@ -6,7 +6,7 @@ import threading
 
 import psycopg
 import pytest
-from sqlalchemy import bindparam, text, update
+from sqlalchemy import bindparam, func, select, text, update
 
 from idp.db import make_engine
 from idp.lone import LoneConnections
@@ -36,6 +36,12 @@ def lone(migrated_database_url):
     engine.dispose()
 
 
+def _idle(lone) -> int:
+    """Connections kept for the next statement: PostgreSQL's own idle stack; SQLite borrows from
+    (and returns to) the engine's pool."""
+    return len(lone.idle) if lone.postgresql else lone.engine.pool.checkedin()
+
+
 def test_each_insert_is_committed_at_once(lone):
     lone.insert(Token.__table__, _row(1), synchronous=False)
     lone.insert(Token.__table__, _row(2), synchronous=True)
@@ -56,19 +62,26 @@ def test_many_threads_keep_only_a_few_connections(lone):
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(lone.idle) <= LoneConnections.IDLE_MAX
+    assert _idle(lone) <= (LoneConnections.IDLE_MAX if lone.postgresql else lone.engine.pool.size())
     with lone.engine.connect() as other:
         assert other.execute(text("SELECT count(*) FROM tokens")).scalar_one() == 60
 
 
 def test_a_failed_insert_changes_nothing_and_drops_its_connection(lone):
     lone.insert(Token.__table__, _row(7), synchronous=False)
-    kept = list(lone.idle)
+    used = _next_connection(lone)
     with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
         lone.insert(Token.__table__, _row(7), synchronous=False)  # the same access_token_hash: unique
-    assert all(entry not in lone.idle for entry in kept)
+    assert _next_connection(lone) is not used
     with lone.engine.connect() as other:
         assert other.execute(text("SELECT count(*) FROM tokens")).scalar_one() == 1
+
+
+def _next_connection(lone):
+    """The DBAPI connection the next statement would run on (taken and given back)."""
+    taken = lone.take(synchronous=None)
+    lone.give_back(taken)
+    return taken.connection
 
 
 def _count(lone) -> int:
@@ -95,7 +108,7 @@ def test_a_lone_statement_commits_before_it_returns(lone):
     with lone.engine.connect() as other:  # visible elsewhere at once: nothing is left open
         assert other.execute(text("SELECT rotated_at FROM tokens")).scalar_one() == 50
     assert lone.first(_CLAIM_REFRESH_TOKEN, claim) is None  # claimed once, for good
-    assert len(lone.idle) == 1
+    assert _idle(lone) == 1
 
 
 def test_a_transaction_commits_all_or_nothing(lone):
@@ -120,12 +133,13 @@ def test_a_transaction_commits_all_or_nothing(lone):
 
 def test_a_failed_statement_ends_the_transaction_and_drops_its_connection(lone):
     lone.insert(Token.__table__, _row(3), synchronous=True)
+    used = _next_connection(lone)
     alone = lone.begin()
     alone.insert(Token.__table__, _row(4))
     with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
         alone.insert(Token.__table__, _row(3))
     alone.close()  # nothing left to roll back: the connection was closed, and with it the transaction
-    assert lone.idle == [] and _count(lone) == 1
+    assert _next_connection(lone) is not used and _count(lone) == 1
 
 
 def test_execute_reports_the_rows_a_statement_changed(lone):
@@ -134,3 +148,72 @@ def test_execute_reports_the_rows_a_statement_changed(lone):
              .values(rotated_at=bindparam("now")))
     assert lone.execute(spend, {"token_hash": "e" * 64, "now": 7}) == 1
     assert lone.execute(spend, {"token_hash": "e" * 64, "now": 8}) == 0  # spent once, for good
+
+
+def test_a_read_takes_no_lock_and_leaves_nothing_open(lone):
+    """`read_first`: a SELECT outside any transaction. On SQLite it does not wait for a writer
+    holding the write lock, and it leaves no read snapshot open on the connection it returns."""
+    lone.insert(Token.__table__, dict(_row(8), refresh_token_hash="f" * 64, refresh_expires_at=100), synchronous=True)
+    find = select(_TOKENS.c.access_token_hash, _TOKENS.c.rotated_at).where(
+        _TOKENS.c.refresh_token_hash == bindparam("token_hash"))
+    writer = lone.begin()  # holds SQLite's write lock until it ends
+    writer.first(_CLAIM_REFRESH_TOKEN, {"token_hash": "f" * 64, "for_client": "svc", "now": 50})
+    assert lone.read_first(find, {"token_hash": "f" * 64}).rotated_at is None  # the committed state
+    writer.commit()
+    assert lone.read_first(find, {"token_hash": "f" * 64}).rotated_at == 50  # a fresh snapshot each time
+    assert lone.read_first(find, {"token_hash": "0" * 64}) is None
+
+
+def test_sqlite_statements_share_the_sessions_pooled_connection(migrated_database_url):
+    """SQLite drops a connection's page cache whenever another connection changed the database, so a
+    thread's lone statements borrow the engine's last returned connection (LIFO), the one its session
+    uses, rather than keeping their own."""
+    if not migrated_database_url.startswith("sqlite"):
+        pytest.skip("SQLite only")
+    engine = make_engine(migrated_database_url)
+    lone = LoneConnections(engine)
+    try:
+        with engine.connect() as session_like:
+            used = session_like.connection.driver_connection
+        lone.insert(Token.__table__, _row(11), synchronous=True)
+        taken = lone.take(synchronous=None)
+        assert taken.connection is used
+        lone.give_back(taken)
+        assert engine.pool.checkedout() == 0
+    finally:
+        engine.dispose()
+
+
+def test_a_postgresql_connection_the_server_ended_is_replaced(postgres_url):
+    """Pooled and lone connections are checked for life without a round trip (idp.lone.
+    postgresql_connection_alive): one whose backend was terminated while idle is discarded and
+    replaced, and the next statement succeeds."""
+    engine = make_engine(postgres_url)
+    lone = LoneConnections(engine)
+    killer = psycopg.connect(postgres_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+    try:
+        with engine.connect() as connection:
+            pooled_pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        taken = lone.take(synchronous=None)
+        lone_pid = taken.connection.execute("SELECT pg_backend_pid()").fetchone()[0]
+        lone.give_back(taken)
+        for pid in (pooled_pid, lone_pid):
+            killer.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        _wait_until_gone(killer, {pooled_pid, lone_pid})
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != pooled_pid
+        assert lone.read_first(select(func.pg_backend_pid()), {})[0] != lone_pid
+    finally:
+        killer.close()
+        engine.dispose()
+
+
+def _wait_until_gone(connection, pids: set[int]) -> None:
+    import time
+
+    for _ in range(100):
+        alive = connection.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (list(pids),)).fetchone()[0]
+        if not alive:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the terminated backends did not go away")

@@ -52,10 +52,11 @@ def submit(ctx: StepContext):
         return show(ctx, form, _("Too many attempts. Wait %(seconds)d seconds and try again.", seconds=wait), 429)
     passwords = current_app.extensions["idp.passwords"]
     user = _find_user(form.username.data)
-    # End the reading transaction before the hash: on SQLite every transaction holds the write
-    # lock (BEGIN IMMEDIATE, see idp.db), and tens of milliseconds of argon2 under it would
-    # make every other request of every worker wait. The rows stay loaded; the next writes are
-    # version-guarded (idp.login.transaction).
+    # Hold no transaction through the hash: on SQLite every transaction holds the write lock
+    # (BEGIN IMMEDIATE, see idp.db), and tens of milliseconds of argon2 under it would make
+    # every other request of every worker wait. The reads above ran outside one
+    # (db.read_first); this ends any other. The next writes are version-guarded
+    # (idp.login.transaction).
     db.session.commit()
     valid = passwords.verify(user.password_hash if user else None, form.password.data)
     if not valid or user is None or user.disabled:

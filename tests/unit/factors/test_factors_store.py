@@ -174,6 +174,34 @@ def test_list_get_rename_scope_to_user_and_factor(store, codes, factor_user):
     assert store.get(factor_user, mine.id).label == "Work phone"
 
 
+def test_a_request_reads_the_users_credentials_once_and_sees_its_own_writes(factor_app, store, codes, factor_user,
+                                                                          monkeypatch):
+    """Within a request, lists, held factors and secret checks share one read of the user's live
+    credentials (the login asks all three); every write through the store makes the next read fresh."""
+    first = store.create(factor_user, label="Phone", secret=b"one")
+    db.session.commit()
+    reads = []
+    real_run = db.run
+    monkeypatch.setattr(db, "run", lambda statement, values=None: reads.append(statement) or real_run(statement, values))
+    with factor_app.test_request_context("/"):
+        assert [c.label for c in store.list(factor_user)] == ["Phone"]
+        assert store.factors_held(factor_user) == {"otpish"}
+        assert [(c.id, secret) for c, secret in store.reveal_all(factor_user)] == [(first.id, b"one")]
+        assert codes.list(factor_user) == []
+        assert len(reads) == 1
+        assert store.advance_counter(first.id, 7)
+        assert [c.counter for c, _secret in store.reveal_all(factor_user)] == [7]
+        codes.create(factor_user, lookup_key="k")
+        assert store.factors_held(factor_user) == {"otpish", "codes"}
+        assert store.rename(factor_user, first.id, "Work")
+        assert [c.label for c in store.list(factor_user)] == ["Work"]
+        store.revoke(factor_user, first.id)
+        assert store.list(factor_user) == [] and store.reveal_all(factor_user) == []
+        db.session.commit()
+    with factor_app.test_request_context("/"):  # a new request reads again
+        assert [c.factor for c in CredentialStore(None, KINDS.get).list(factor_user)] == ["codes"]
+
+
 def test_reseal_all_moves_rows_to_the_current_key(factor_app, store, factor_user):
     info = store.create(factor_user, secret=b"old-key-secret")
     db.session.commit()
