@@ -4,7 +4,9 @@ Plugins get a store bound to their factor name (`self.store`) and never see a
 model: every method takes a `UserRef` (or a user id) and returns
 `CredentialInfo` values. The verbs that decide "exactly once" are single
 conditional statements that commit at once (`advance_counter`, `consume`), so
-two processes cannot both accept the same TOTP step or recovery code. The other
+two processes cannot both accept the same TOTP step or recovery code; during a
+login step they commit with the step's outcome instead (`gates_commit_with_step`).
+The other
 writes (`create`, `replace_set`, `rename`, `revoke`, `touch`) join the caller's
 transaction and are committed by the caller together with its audit event.
 
@@ -21,8 +23,9 @@ example after a factor is disabled).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from flask import current_app, g, has_request_context
 from sqlalchemy import bindparam, func, select, update
@@ -113,6 +116,32 @@ def _forget_live_rows() -> None:
     """After a write to the credentials table: the next read in this request reads again."""
     if has_request_context():
         g.pop(_LIVE_ROWS_KEY, None)
+
+
+_GATES_WITH_STEP = "idp_gates_commit_with_step"
+
+
+@contextmanager
+def gates_commit_with_step() -> Iterator[None]:
+    """Within this block the gates do not commit on their own: the login pipeline commits what a
+    factor's check spent together with the step's outcome (the transition, the audit event, the
+    code), one transaction instead of two.
+
+    Exactly once still holds: the conditional UPDATE keeps the row locked (PostgreSQL) or the
+    write lock held (SQLite) until that commit, and a parallel request then finds the counter
+    moved or the code used. A step that fails with an error rolls the spending back with
+    everything else: the code was not used.
+    """
+    if not has_request_context():
+        yield
+        return
+    previous = g.get(_GATES_WITH_STEP, False)
+    g.setdefault(_GATES_WITH_STEP, False)
+    setattr(g, _GATES_WITH_STEP, True)
+    try:
+        yield
+    finally:
+        setattr(g, _GATES_WITH_STEP, previous)
 
 
 def _gate(column: str, *, of_factor: bool):
@@ -358,11 +387,13 @@ class CredentialStore:
         return self._pass_gate("used_at", {"id_": int(credential_id), "now": now or utcnow()})
 
     def _pass_gate(self, column: str, values: dict) -> bool:
-        """One conditional UPDATE, committed at once: True when this call changed the row."""
+        """One conditional UPDATE, committed at once (or with the login step, see
+        `gates_commit_with_step`): True when this call changed the row."""
         statement = _gate(column, of_factor=bool(self.factor))
         _forget_live_rows()
         passed = db.run(statement, dict(values, of_factor=self.factor)).first()
-        db.session.commit()
+        if not (has_request_context() and g.get(_GATES_WITH_STEP, False)):
+            db.session.commit()
         return passed is not None
 
     # --- other writes (caller commits) ---------------------------------------------------

@@ -14,6 +14,7 @@ from idp import audit, lockout
 from idp.db import db, utcnow
 from idp.factors.directory import suspend_push
 from idp.factors.registry import current_registry
+from idp.factors.store import gates_commit_with_step
 from idp.factors.types import Denied, FactorKind, Pending, Rejected, Verified
 from idp.login import gate, pipeline, transaction
 from idp.login.forms import CodeForm
@@ -96,7 +97,9 @@ def submit(ctx: StepContext):
     wait = lockout.check(keys)
     if wait:
         return show(ctx, _("Too many attempts. Wait %(seconds)d seconds and try again.", seconds=wait), 429)
-    outcome = factor.verify(gate.user_ref(user), state, plugin_response(), attempt_context(ctx, factor))
+    # What the check spends (a TOTP step, a recovery code) commits with the step's outcome below.
+    with gates_commit_with_step():
+        outcome = factor.verify(gate.user_ref(user), state, plugin_response(), attempt_context(ctx, factor))
     return _apply(ctx, user, factor, outcome, form.posted_version())
 
 

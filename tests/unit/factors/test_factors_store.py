@@ -8,7 +8,8 @@ from sqlalchemy import update
 from idp.db import db
 from idp.factors import FactorKind, SecretUnavailable
 from idp.factors.registry import current_registry
-from idp.factors.store import CredentialConflict, CredentialStore, recount_second_factors, reseal_all
+from idp.factors.store import (CredentialConflict, CredentialStore, gates_commit_with_step, recount_second_factors,
+                               reseal_all)
 from idp.factors.testing import make_user, second_factor_count
 from idp.models import Credential
 from idp.security.secrets import KeyRing
@@ -200,6 +201,25 @@ def test_a_request_reads_the_users_credentials_once_and_sees_its_own_writes(fact
         db.session.commit()
     with factor_app.test_request_context("/"):  # a new request reads again
         assert [c.factor for c in CredentialStore(None, KINDS.get).list(factor_user)] == ["codes"]
+
+
+def test_gates_commit_with_the_login_step_when_it_asks(factor_app, store, factor_user):
+    """In a login step (`gates_commit_with_step`) a gate's spending commits with the step's outcome:
+    a step that fails after the check rolls it back; outside, a gate commits at once."""
+    first = store.create(factor_user, secret=b"one")
+    db.session.commit()
+    with factor_app.test_request_context("/"):
+        with gates_commit_with_step():
+            assert store.advance_counter(first.id, 5)
+        db.session.rollback()  # the step failed: nothing was spent
+        assert store.get(factor_user, first.id).counter == 0
+        with gates_commit_with_step():
+            assert store.advance_counter(first.id, 5)
+            assert not store.advance_counter(first.id, 5)  # still once within the step
+        db.session.commit()  # the step's outcome, with what the check spent
+        assert store.advance_counter(first.id, 6)  # outside the block: committed at once
+        db.session.rollback()
+        assert store.get(factor_user, first.id).counter == 6
 
 
 def test_reseal_all_moves_rows_to_the_current_key(factor_app, store, factor_user):
