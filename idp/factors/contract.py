@@ -78,6 +78,12 @@ class Factor:
     supports_poll: ClassVar[bool] = False
     #: Bound to the origin (WebAuthn): for "phishing-resistant only" policies and `acr`.
     phishing_resistant: ClassVar[bool] = False
+    #: `begin_challenge` does nothing outside the `Step` it returns (it sends no message and
+    #: writes no row): the pipeline may then begin it as the login enters the second-factor
+    #: step, in that step's own write, so that the challenge page only reads (a begin that
+    #: loses a race with a parallel submission is simply dropped). Leave False for a factor
+    #: that notifies a device or records a challenge (push).
+    begins_quietly: ClassVar[bool] = False
 
     def __init__(self, store: "CredentialStore", challenges: "ChallengeStore",
                  settings: Mapping[str, Any] | None = None) -> None:
@@ -248,7 +254,7 @@ def validate_class(cls: type, expected_name: str | None = None) -> list[str]:
         problems.append(f"kind {cls.kind!r} must be a FactorKind")
     if not isinstance(cls.amr, tuple) or not cls.amr or any(v not in RFC8176_AMR for v in cls.amr):
         problems.append(f"amr {cls.amr!r} must be a non-empty tuple of RFC 8176 values")
-    for flag in ("allow_multiple", "user_enrollable", "supports_poll", "phishing_resistant"):
+    for flag in ("allow_multiple", "user_enrollable", "supports_poll", "phishing_resistant", "begins_quietly"):
         if not isinstance(getattr(cls, flag), bool):
             problems.append(f"{flag} must be a bool")
     required = ["begin_enrolment", "finish_enrolment", "begin_challenge", "verify"]

@@ -104,11 +104,11 @@ _LIVE_ROWS_KEY = "idp_live_credentials"
 def _live_rows(user_id: int) -> list:
     """The user's live credential rows, oldest first (sealed secrets included)."""
     if not has_request_context():
-        return db.run(_credentials_of_user(live=True, of_factor=False), {"user_id": user_id}).all()
+        return db.read_all(_credentials_of_user(live=True, of_factor=False), {"user_id": user_id})
     kept = g.setdefault(_LIVE_ROWS_KEY, {})
     rows = kept.get(user_id)
     if rows is None:
-        rows = kept[user_id] = db.run(_credentials_of_user(live=True, of_factor=False), {"user_id": user_id}).all()
+        rows = kept[user_id] = db.read_all(_credentials_of_user(live=True, of_factor=False), {"user_id": user_id})
     return rows
 
 

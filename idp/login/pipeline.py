@@ -169,6 +169,10 @@ def proceed(row: TransactionRow, handle_raw: str, user: UserLike, from_state: St
     """
     target = next_state(row.authz_request["params"], steps_done, user)
     patch = {"steps_done": steps_done, "user_id": user.id, "factor_name": None, "factor_state": None}
+    if target == State.SECOND_FACTOR:
+        from idp.login.steps import second_factor
+
+        patch.update(second_factor.early_challenge(row, user))
     if target == State.DONE:
         return finish(row, expected=from_state, version=version, events=events, user=user, **patch)
     transaction.advance(row, from_state, version, target, commit=False, **patch)

@@ -77,7 +77,7 @@ def _from_row(row) -> LoginUser | None:
 
 
 def load(user_id: int) -> LoginUser | None:
-    return _from_row(db.run(_BY_ID, {"user_id": user_id}).first())
+    return _from_row(db.read_first(_BY_ID, {"user_id": user_id}))
 
 
 def find(email: str) -> LoginUser | None:

@@ -39,6 +39,7 @@ class TotpFactor(Factor):
     amr = ("otp",)
     allow_multiple = True
     user_enrollable = True
+    begins_quietly = True  # begin_challenge only reads the credentials' digits
 
     def _params(self) -> tuple[int, str]:
         digits = int(self.settings.get("digits", 6))

@@ -84,3 +84,32 @@ def test_second_factor_is_not_skippable_by_calling_later_urls(seeded, web, rp_fa
     browser.get(rp.authorization_url(prompt="none"))
     assert browser.callback_params()["error"] == "login_required"
     assert re.search("code", page.text)
+
+
+def _login_transactions(url: str) -> set[tuple]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return set(connection.execute(text(
+                "SELECT id, state, version, factor_name FROM login_transactions")).all())
+    finally:
+        engine.dispose()
+
+
+def test_the_code_page_only_reads_when_its_factor_begins_quietly(seeded, web, rp_factory, live_server):
+    """TOTP `begins_quietly`: the password POST stores the challenge with its own transition into
+    the second-factor step, so the code page, shown and reloaded, writes nothing."""
+    rp = rp_factory(seeded.first_party)
+    enrol_totp_during_login(web, rp, seeded)
+    rp.exchange(web.last_redirect)
+    browser = FormBrowser(live_server.url)
+    browser.get(rp.authorization_url())
+    page = browser.login(seeded.user_email, seeded.password)
+    assert page.form_with("code")
+    before = _login_transactions(live_server.database_url)
+    assert any(state == "second_factor" and factor == "totp" for _id, state, _version, factor in before)
+    for _ in range(2):
+        assert browser.get(page.url).form_with("code")
+    assert _login_transactions(live_server.database_url) == before

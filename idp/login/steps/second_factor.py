@@ -43,6 +43,19 @@ def _begin(ctx: StepContext, user, factor) -> bool:
     return remember_step(ctx, factor.name, step)
 
 
+def early_challenge(row, user) -> dict:
+    """The challenge the page will show, begun as the login enters this step (`proceed`), when
+    its factor `begins_quietly`: the factor name and state to store with that step's own write,
+    so that the page's GET only reads. Empty otherwise: the GET begins it (`show`)."""
+    ctx = StepContext(row, handle="")
+    factors, recovery = choices(ctx, user)
+    first = (factors or recovery or [None])[0]
+    if first is None or not first.begins_quietly:
+        return {}
+    step = first.begin_challenge(gate.user_ref(user), attempt_context(ctx, first))
+    return {"factor_name": first.name, "factor_state": {"state": step.state, "view": step.view}}
+
+
 def show(ctx: StepContext, error: str | None = None, status: int = 200, form: CodeForm | None = None):
     """The challenge page."""
     user = user_of(ctx)

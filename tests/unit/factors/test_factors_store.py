@@ -182,8 +182,8 @@ def test_a_request_reads_the_users_credentials_once_and_sees_its_own_writes(fact
     first = store.create(factor_user, label="Phone", secret=b"one")
     db.session.commit()
     reads = []
-    real_run = db.run
-    monkeypatch.setattr(db, "run", lambda statement, values=None: reads.append(statement) or real_run(statement, values))
+    real_read_all = db.read_all
+    monkeypatch.setattr(db, "read_all", lambda statement, values: reads.append(statement) or real_read_all(statement, values))
     with factor_app.test_request_context("/"):
         assert [c.label for c in store.list(factor_user)] == ["Phone"]
         assert store.factors_held(factor_user) == {"otpish"}
