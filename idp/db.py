@@ -29,13 +29,7 @@ def utcnow() -> datetime:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        # Last in, first out: a thread gets back the connection it just returned. Each SQLite
-        # connection drops its whole page cache when it finds the database changed by another
-        # connection, so the session and the lone statements (idp.lone, which borrow from this
-        # pool) sharing one connection per thread keeps that cache warm across a request's
-        # reads and writes.
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_use_lifo=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial

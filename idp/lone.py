@@ -9,15 +9,17 @@ SQL that SQLAlchemy compiled once per statement and dialect, with the columns' o
 result processors (so values and rows are what the ORM would give: JSON decoded, dates
 parsed), each in a transaction of its own (autocommit) unless `begin()` opens one.
 
-SQLite: the connection is borrowed from the engine's own pool for each statement and given
-back at once. A SQLite connection drops its page cache whenever another connection changed
-the database; with the pool last-in-first-out (idp.db.make_engine), a thread's session and its
-lone statements use one connection. PostgreSQL: autocommit connections kept apart from the
-pool in a small stack of idle ones: a thread takes one, or opens one when none is idle, and
-puts it back when done; at most IDLE_MAX stay open, so a server with hundreds of threads
-(gthread workers for push long-polls) does not hold hundreds of database connections. An idle
-one the server closed meanwhile is replaced (`postgresql_connection_alive`). A connection whose
-statement fails is never reused.
+The connections wait in a small stack of idle ones: a thread takes one, or opens one when
+none is idle, and puts it back when done; at most IDLE_MAX stay open, so a server with
+hundreds of threads (gthread workers for push long-polls) does not hold hundreds of database
+connections. SQLite: connections made by the engine (so with make_engine's pragmas, in
+autocommit mode) and detached from its pool. (Borrowing the pool's own connection instead,
+so that a thread's session and lone statements share one page cache, was measured: cheaper in
+one process, dearer with several workers, whose writes empty every connection's cache
+anyway, and the pool's checkout costs more than this stack.) PostgreSQL: autocommit
+connections; an idle one the server closed meanwhile is replaced
+(`postgresql_connection_alive`). A connection whose statement fails is closed rather than
+kept.
 """
 from __future__ import annotations
 
@@ -52,20 +54,16 @@ def postgresql_connection_alive(connection) -> bool:
 
 
 class _Lone:
-    """One DBAPI connection, with the `synchronous_commit` it was last given (PostgreSQL), and
-    for SQLite the engine's pooled connection it was borrowed as (`pooled`)."""
+    """One DBAPI connection, with the `synchronous_commit` it was last given (PostgreSQL)."""
 
-    __slots__ = ("connection", "pooled", "synchronous")
+    __slots__ = ("connection", "keep", "synchronous")
 
-    def __init__(self, connection, pooled=None) -> None:
-        self.connection, self.pooled, self.synchronous = connection, pooled, True
+    def __init__(self, connection, keep=None) -> None:
+        self.connection, self.keep, self.synchronous = connection, keep, True
 
     def discard(self) -> None:
         """After a failure: never reuse this connection."""
-        if self.pooled is not None:
-            self.pooled.invalidate()
-        else:
-            self.connection.close()
+        self.connection.close()
 
 
 class Prepared:
@@ -278,17 +276,14 @@ class LoneConnections:
     def take(self, synchronous: bool | None) -> _Lone:
         """An idle connection, or a new one. `synchronous` (PostgreSQL's synchronous_commit for
         what it writes) None: a read, which does not care."""
-        if not self.postgresql:
-            pooled = self.engine.raw_connection()
-            return _Lone(pooled.driver_connection, pooled=pooled)
         with self.lock:
             lone = self.idle.pop() if self.idle else None
-        if lone is not None and not postgresql_connection_alive(lone.connection):
+        if lone is not None and self.postgresql and not postgresql_connection_alive(lone.connection):
             lone.connection.close()  # the server ended it while it was idle (a restart, a timeout)
             lone = None
         if lone is None:
-            lone = self._open_postgresql()
-        if synchronous is not None and lone.synchronous != synchronous:
+            lone = self._open_postgresql() if self.postgresql else self._open_sqlite()
+        if self.postgresql and synchronous is not None and lone.synchronous != synchronous:
             try:
                 lone.connection.execute("SET synchronous_commit TO " + ("on" if synchronous else "off"))
             except BaseException:
@@ -298,14 +293,17 @@ class LoneConnections:
         return lone
 
     def give_back(self, lone: _Lone) -> None:
-        if lone.pooled is not None:
-            lone.pooled.close()  # back to the engine's pool
-            return
         with self.lock:
             if len(self.idle) < self.IDLE_MAX:
                 self.idle.append(lone)
                 return
         lone.connection.close()
+
+    def _open_sqlite(self) -> _Lone:
+        pooled = self.engine.raw_connection()
+        connection = pooled.driver_connection
+        pooled.detach()  # ours for good; the pool opens another in its place when it needs one
+        return _Lone(connection, keep=pooled)
 
     def _open_postgresql(self) -> _Lone:
         import psycopg

@@ -36,12 +36,6 @@ def lone(migrated_database_url):
     engine.dispose()
 
 
-def _idle(lone) -> int:
-    """Connections kept for the next statement: PostgreSQL's own idle stack; SQLite borrows from
-    (and returns to) the engine's pool."""
-    return len(lone.idle) if lone.postgresql else lone.engine.pool.checkedin()
-
-
 def test_each_insert_is_committed_at_once(lone):
     lone.insert(Token.__table__, _row(1), synchronous=False)
     lone.insert(Token.__table__, _row(2), synchronous=True)
@@ -62,7 +56,7 @@ def test_many_threads_keep_only_a_few_connections(lone):
         thread.start()
     for thread in threads:
         thread.join()
-    assert _idle(lone) <= (LoneConnections.IDLE_MAX if lone.postgresql else lone.engine.pool.size())
+    assert len(lone.idle) <= LoneConnections.IDLE_MAX
     with lone.engine.connect() as other:
         assert other.execute(text("SELECT count(*) FROM tokens")).scalar_one() == 60
 
@@ -108,7 +102,7 @@ def test_a_lone_statement_commits_before_it_returns(lone):
     with lone.engine.connect() as other:  # visible elsewhere at once: nothing is left open
         assert other.execute(text("SELECT rotated_at FROM tokens")).scalar_one() == 50
     assert lone.first(_CLAIM_REFRESH_TOKEN, claim) is None  # claimed once, for good
-    assert _idle(lone) == 1
+    assert len(lone.idle) == 1
 
 
 def test_a_transaction_commits_all_or_nothing(lone):
@@ -162,26 +156,6 @@ def test_a_read_takes_no_lock_and_leaves_nothing_open(lone):
     writer.commit()
     assert lone.read_first(find, {"token_hash": "f" * 64}).rotated_at == 50  # a fresh snapshot each time
     assert lone.read_first(find, {"token_hash": "0" * 64}) is None
-
-
-def test_sqlite_statements_share_the_sessions_pooled_connection(migrated_database_url):
-    """SQLite drops a connection's page cache whenever another connection changed the database, so a
-    thread's lone statements borrow the engine's last returned connection (LIFO), the one its session
-    uses, rather than keeping their own."""
-    if not migrated_database_url.startswith("sqlite"):
-        pytest.skip("SQLite only")
-    engine = make_engine(migrated_database_url)
-    lone = LoneConnections(engine)
-    try:
-        with engine.connect() as session_like:
-            used = session_like.connection.driver_connection
-        lone.insert(Token.__table__, _row(11), synchronous=True)
-        taken = lone.take(synchronous=None)
-        assert taken.connection is used
-        lone.give_back(taken)
-        assert engine.pool.checkedout() == 0
-    finally:
-        engine.dispose()
 
 
 def test_a_postgresql_connection_the_server_ended_is_replaced(postgres_url):
