@@ -56,8 +56,9 @@ def early_challenge(row, user) -> dict:
     return {"factor_name": first.name, "factor_state": {"state": step.state, "view": step.view}}
 
 
-def show(ctx: StepContext, error: str | None = None, status: int = 200, form: CodeForm | None = None):
-    """The challenge page."""
+def show(ctx: StepContext, error: str | None = None, status: int = 200):
+    """The challenge page. (Its template writes its own fields and `login/step.html` the CSRF
+    token: no form object is built for it.)"""
     user = user_of(ctx)
     factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
@@ -70,7 +71,7 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
         name, _state, view = stored(ctx)
     factor = usable[name]
     templates = [f"factors/{name}/challenge.html", "login/challenge_generic.html"]
-    return ctx.render(templates, status=status, form=form or CodeForm(formdata=None), view=view, factor=factor,
+    return ctx.render(templates, status=status, view=view, factor=factor,
                       error=error, alternatives=[f for f in factors if f.name != name],
                       recovery=[f for f in recovery if f.name != name],
                       poll_url=url_for("login.poll", handle=ctx.handle) if factor.supports_poll else None)
