@@ -61,10 +61,6 @@ class _Lone:
     def __init__(self, connection, keep=None) -> None:
         self.connection, self.keep, self.synchronous = connection, keep, True
 
-    def discard(self) -> None:
-        """After a failure: never reuse this connection."""
-        self.connection.close()
-
 
 class Prepared:
     """A statement compiled for one dialect: its SQL, how to order its parameters, and the
@@ -178,13 +174,13 @@ class LoneTransaction:
         try:
             self.lone.connection.execute("ROLLBACK")
         except BaseException:
-            self.lone.discard()
+            self.lone.connection.close()
             raise
         self.owner.give_back(self.lone)
 
     def _abandon(self) -> None:
         self.open = False
-        self.lone.discard()
+        self.lone.connection.close()
 
 
 class LoneConnections:
@@ -223,7 +219,7 @@ class LoneConnections:
         try:
             lone.connection.execute(prepared.sql, prepared.parameters(row))
         except BaseException:
-            lone.discard()
+            lone.connection.close()
             raise
         self.give_back(lone)
 
@@ -257,7 +253,7 @@ class LoneConnections:
         try:
             result = read(lone.connection.execute(prepared.sql, prepared.parameters(values)))
         except BaseException:
-            lone.discard()
+            lone.connection.close()
             raise
         self.give_back(lone)
         return result
@@ -269,7 +265,7 @@ class LoneConnections:
         try:
             lone.connection.execute("BEGIN" if self.postgresql else "BEGIN IMMEDIATE")
         except BaseException:
-            lone.discard()
+            lone.connection.close()
             raise
         return LoneTransaction(self, lone)
 
@@ -287,7 +283,7 @@ class LoneConnections:
             try:
                 lone.connection.execute("SET synchronous_commit TO " + ("on" if synchronous else "off"))
             except BaseException:
-                lone.discard()
+                lone.connection.close()
                 raise
             lone.synchronous = synchronous
         return lone

@@ -52,7 +52,7 @@ def active_user(user_id: int | None) -> ClaimsUser | None:
     if user_id is None:
         return None
     # Outside any transaction: the token endpoint reads the user, then writes its token alone.
-    row = db.lone().read_first(_ACTIVE_USER, {"user_id": user_id})
+    row = db.read_first(_ACTIVE_USER, {"user_id": user_id})
     if row is None:
         return None
     return ClaimsUser.from_row(row)

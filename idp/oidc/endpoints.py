@@ -56,7 +56,7 @@ class AccessTokenValidator(BearerTokenValidator):
         if not token_string or len(token_string) > 512:
             return None
         # Outside any transaction: UserInfo only reads (no BEGIN and COMMIT round trips).
-        row = db.lone().read_first(_BEARER, {"token_hash": sha256_hex(token_string)})
+        row = db.read_first(_BEARER, {"token_hash": sha256_hex(token_string)})
         if row is None:
             return None
         from idp.oidc.server import query_client

@@ -223,7 +223,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         # stored (save_token -> rotate), in one atomic step; a grant that fails in between
         # spends nothing.
         token_hash = sha256_hex(refresh_token)
-        row = db.lone().read_first(_LIVE_REFRESH_TOKEN, {
+        row = db.read_first(_LIVE_REFRESH_TOKEN, {
             "token_hash": token_hash, "for_client": self.request.client.get_client_id(), "now": int(time.time())})
         if row is None:
             revoke_if_replayed(token_hash)
