@@ -68,13 +68,19 @@ def test_wrong_codes_lock_out_with_growing_delay(seeded, web, rp_factory):
     assert web.last_redirect is None
 
 
-def test_second_factor_is_not_skippable_by_calling_later_urls(seeded, web, rp_factory, live_server):
+def _at_the_code_page(seeded, web, rp_factory, live_server):
+    """A user who enrolled TOTP, then a fresh browser at the code page after the password:
+    (the relying party, the browser, the page)."""
     rp = rp_factory(seeded.first_party)
     enrol_totp_during_login(web, rp, seeded)
     rp.exchange(web.last_redirect)
     browser = FormBrowser(live_server.url)
     browser.get(rp.authorization_url())
-    page = browser.login(seeded.user_email, seeded.password)
+    return rp, browser, browser.login(seeded.user_email, seeded.password)
+
+
+def test_second_factor_is_not_skippable_by_calling_later_urls(seeded, web, rp_factory, live_server):
+    rp, browser, page = _at_the_code_page(seeded, web, rp_factory, live_server)
     handle_url = page.url
     # Posting a consent or recovery-codes form to the second-factor state changes nothing.
     csrf = page.form_with("code")["fields"]
@@ -101,12 +107,7 @@ def _login_transactions(url: str) -> set[tuple]:
 def test_the_code_page_only_reads_when_its_factor_begins_quietly(seeded, web, rp_factory, live_server):
     """TOTP `begins_quietly`: the password POST stores the challenge with its own transition into
     the second-factor step, so the code page, shown and reloaded, writes nothing."""
-    rp = rp_factory(seeded.first_party)
-    enrol_totp_during_login(web, rp, seeded)
-    rp.exchange(web.last_redirect)
-    browser = FormBrowser(live_server.url)
-    browser.get(rp.authorization_url())
-    page = browser.login(seeded.user_email, seeded.password)
+    _rp, browser, page = _at_the_code_page(seeded, web, rp_factory, live_server)
     assert page.form_with("code")
     before = _login_transactions(live_server.database_url)
     assert any(state == "second_factor" and factor == "totp" for _id, state, _version, factor in before)
