@@ -134,9 +134,9 @@ class Database:
 
     def first_alone(self, statement, values: dict):
         """One prebuilt statement in a transaction of its own, outside this request's session,
-        committed before this returns; its first row or None. For a read that needs no lock,
-        or a conditional UPDATE ... RETURNING that must hold whatever happens next (an
-        authorization code is spent by its first presentation). A write takes SQLite's write
+        committed before this returns; its first row or None. For a conditional UPDATE ...
+        RETURNING that must hold whatever happens next (an authorization code is spent by its
+        first presentation); reads use `read_first`. A write takes SQLite's write
         lock for that one statement: the session must hold no transaction (refused, as for
         `begin_alone`)."""
         self._refuse_inside_a_session_transaction()
