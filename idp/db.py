@@ -109,12 +109,15 @@ class Database:
     def insert_alone(self, table: Table, row: dict, *, synchronous: bool = True) -> None:
         """INSERT one row in a transaction of its own, outside this request's session.
 
-        For the hottest write (a client_credentials token), where SQLAlchemy's execution
-        machinery (events, the BEGIN IMMEDIATE hook, result set-up, the session, the pool's
-        ping and reset) cost more than the insert: see `idp.lone`. With `synchronous=False`
+        For a request's one write (a token, /authorize's login transaction), where SQLAlchemy's
+        execution machinery (events, the BEGIN IMMEDIATE hook, result set-up, the session, the
+        pool's reset) cost more than the insert: see `idp.lone`. With `synchronous=False`
         PostgreSQL acknowledges the commit before its WAL reaches the disk (a crash may forget
-        the last fraction of a second of such rows); SQLite ignores it.
+        the last fraction of a second of such rows); SQLite ignores it. On SQLite it takes the
+        write lock: the session must hold no transaction (refused, as for `begin_alone`, rather
+        than left to wait for it until the busy timeout).
         """
+        self._refuse_inside_a_session_transaction()
         self.lone().insert(table, row, synchronous)
 
     def read_first(self, statement, values: dict):

@@ -191,3 +191,28 @@ def _wait_until_gone(connection, pids: set[int]) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("the terminated backends did not go away")
+
+
+def test_a_lone_write_is_refused_while_the_session_holds_a_transaction(migrated_database_url):
+    """On SQLite the session's transaction holds the write lock: a lone write would wait for it
+    until the busy timeout. Every lone write is refused at once instead (and a read is not)."""
+    from flask import Flask
+
+    from idp.db import Database
+
+    database, app = Database(), Flask(__name__)
+    database.init_app(app, migrated_database_url)
+    with app.app_context():
+        database.session.execute(text("SELECT 1"))  # the session's transaction begins
+        with pytest.raises(RuntimeError, match="end the session's transaction"):
+            database.insert_alone(Token.__table__, _row(12))
+        with pytest.raises(RuntimeError, match="end the session's transaction"):
+            database.begin_alone()
+        assert database.read_first(select(func.count()).select_from(_TOKENS), {})[0] == 0
+        database.session.commit()
+        database.insert_alone(Token.__table__, _row(12))
+        assert database.read_first(select(func.count()).select_from(_TOKENS), {})[0] == 1
+        database.session.remove()
+    for kept in database.lone().idle:
+        kept.connection.close()
+    database.engine.dispose()
