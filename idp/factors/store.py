@@ -103,13 +103,10 @@ _LIVE_ROWS_KEY = "idp_live_credentials"
 
 def _live_rows(user_id: int) -> list:
     """The user's live credential rows, oldest first (sealed secrets included)."""
-    if not has_request_context():
-        return db.read_all(_credentials_of_user(live=True, of_factor=False), {"user_id": user_id})
-    kept = g.setdefault(_LIVE_ROWS_KEY, {})
-    rows = kept.get(user_id)
-    if rows is None:
-        rows = kept[user_id] = db.read_all(_credentials_of_user(live=True, of_factor=False), {"user_id": user_id})
-    return rows
+    kept = g.setdefault(_LIVE_ROWS_KEY, {}) if has_request_context() else {}
+    if user_id not in kept:
+        kept[user_id] = db.read_all(_credentials_of_user(live=True, of_factor=False), {"user_id": user_id})
+    return kept[user_id]
 
 
 def _forget_live_rows() -> None:
@@ -136,7 +133,6 @@ def gates_commit_with_step() -> Iterator[None]:
         yield
         return
     previous = g.get(_GATES_WITH_STEP, False)
-    g.setdefault(_GATES_WITH_STEP, False)
     setattr(g, _GATES_WITH_STEP, True)
     try:
         yield
