@@ -92,9 +92,8 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
         raise AccountError(_l("This enrolment was already finished."))
     audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"factor": factor.name, "credential_id": outcome.credential.id, "during": "account"})
-    from idp.login import gate, session as login_session
+    from idp.login import session as login_session
 
-    gate.forget_held(user)
     login_session.add_proof(factor.amr)
     codes = None
     if not had_second_factor:
@@ -128,9 +127,6 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> None
             raise AccountError(_l("Two-factor authentication is required for your account: "
                                   "add another method before removing your last one."))
     registry.remove_credential(ref, credential_id)
-    from idp.login import gate
-
-    gate.forget_held(user)
     audit.record("factor.removed", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"factor": credential.factor, "credential_id": credential_id})
     db.session.commit()

@@ -89,9 +89,6 @@ def _credentials_of_user(*, live: bool, of_factor: bool):
     return _STATEMENTS[key]
 
 
-_FACTORS_HELD = select(_COLUMNS.factor).where(_COLUMNS.user_id == bindparam("user_id"),
-                                              _COLUMNS.revoked_at.is_(None)).distinct()
-
 # A login page asks several questions of one user's credentials: which factors they hold (the
 # policy), the list sorted by last use (the choices), each plugin's own list or its secrets (the
 # challenge, the check). Within a request they are answered from one read of the user's live
@@ -279,11 +276,9 @@ class CredentialStore:
         return [to_info(r) for r in rows]
 
     def factors_held(self, user: UserLike) -> set[str]:
-        """Names of the factors the user holds a live (non-revoked) credential of: one indexed query,
-        so that callers ask each plugin's `is_configured_for` only about those."""
-        if has_request_context():  # the rows a later list or check of this request will want too
-            return {row.factor for row in _live_rows(_user_id(user))}
-        return {row.factor for row in db.run(_FACTORS_HELD, {"user_id": _user_id(user)}).all()}
+        """Names of the factors the user holds a live (non-revoked) credential of, so that callers
+        ask each plugin's `is_configured_for` only about those (from the request's one read)."""
+        return {row.factor for row in _live_rows(_user_id(user))}
 
     def count(self, user: UserLike, factor: str | None = None, *, unused: bool = False) -> int:
         """Non-revoked credentials (with `unused`: not yet consumed), one indexed COUNT."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from flask import g
 from sqlalchemy import bindparam, update
 
 from idp.factors.contract import Factor
@@ -36,21 +35,9 @@ def request_facts(params: dict) -> policy.RequestFacts:
 
 
 def _held(user: UserLike) -> set[str]:
-    """Factors the user holds a live credential of: one query, remembered for this request."""
-    cache = g.setdefault("idp_factors_held", {})
-    if user.id not in cache:
-        cache[user.id] = current_registry().store.factors_held(user.id)
-    return cache[user.id]
-
-
-def note_held(user: UserLike, factor_names: set[str]) -> None:
-    """What `_held` would read, from a credential list the caller just read (the same rows)."""
-    g.setdefault("idp_factors_held", {})[user.id] = factor_names
-
-
-def forget_held(user: UserLike) -> None:
-    """After a credential is added or removed within the request."""
-    g.setdefault("idp_factors_held", {}).pop(user.id, None)
+    """Factors the user holds a live credential of (the credential store reads the user's
+    credentials once per request, and again after any change to them)."""
+    return current_registry().store.factors_held(user.id)
 
 
 def _usable(user: UserLike, factors) -> list:

@@ -78,7 +78,6 @@ def submit(ctx: StepContext):
     if not isinstance(outcome, Enrolled):
         db.session.rollback()
         return show(ctx, message_for(outcome.reason), 400)
-    gate.forget_held(user)
     audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"factor": factor.name, "credential_id": outcome.credential.id, "during": "login"})
     codes_view = recovery_codes.issue_if_first(ctx, user)

@@ -52,10 +52,9 @@ def lockout_keys(user: LoginUser) -> list[str]:
 
 def choices(ctx: StepContext, user: LoginUser) -> tuple[list, list]:
     """(second factors, recovery factors) the user can use now and the organization allows,
-    the one used last first. One policy decision and one credential list for both (the list also
-    tells the gate which factors the user holds, sparing it its own query)."""
+    the one used last first. One policy decision for both; the credential list and the gate's
+    question of which factors the user holds share the store's one read of this request."""
     credentials = current_registry().store.list(gate.user_ref(user))
-    gate.note_held(user, {credential.factor for credential in credentials})
     decision = gate.decision_for(user, ctx.params)
     factors = gate.configured_factors(user, decision, FactorKind.SECOND_FACTOR)
     recovery = gate.configured_factors(user, decision, FactorKind.RECOVERY)
