@@ -1,5 +1,11 @@
-"""The base of every form: Flask-WTF (CSRF on every POST), with WTForms' own messages translated
-from a per-process cache.
+"""The base of every form: Flask-WTF forms, with WTForms' own messages translated from a
+per-process cache.
+
+CSRF is checked once per request, by `CSRFProtect` (idp.extensions), before any view runs: every
+POST that is not a client or device endpoint must carry the session's token, form or no form
+(tests/unit/test_architecture.py walks the URL map to hold that). A form checking the token again,
+and minting a fresh one for its hidden field, did the same work twice on every login POST; so
+forms carry no CSRF field of their own and templates write `csrf_token()` themselves.
 
 Flask-WTF loads WTForms' message catalogue from disk (a .mo file parsed by Babel) once per
 request that builds a form: on the login pages that was a visible share of the request. The
@@ -35,5 +41,7 @@ _TRANSLATIONS = _CachedTranslations()
 
 class Form(FlaskForm):
     class Meta(FlaskForm.Meta):
+        csrf = False  # CSRFProtect has already checked the token (module docstring)
+
         def get_translations(self, form):
             return _TRANSLATIONS

@@ -27,7 +27,7 @@ class UserSecurityForm(Form):
 class RequireAllForm(Form):
     """One button: "Require 2FA for everyone" or "Make 2FA optional for everyone"; `on` says which."""
 
-    on = HiddenField()
+    on = HiddenField(label="")
 
 
 class AllowedFactorsForm(Form):

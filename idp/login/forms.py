@@ -1,4 +1,7 @@
-"""Login forms (Flask-WTF: CSRF on every one). Field names are a contract: username, password, code."""
+"""Login forms (Flask-WTF; CSRFProtect checks every POST's token, see idp/forms.py).
+
+Field names are a contract: username, password, code.
+"""
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
@@ -11,7 +14,9 @@ from idp.forms import Form
 class StepForm(Form):
     """Every step's form carries the transaction version it was rendered for."""
 
-    version = HiddenField()
+    # A hidden field's label is never shown. Without one, WTForms translates a default label, which
+    # resolves the request's locale on every POST, even one that only redirects.
+    version = HiddenField(label="")
 
     def posted_version(self) -> int:
         try:

@@ -68,3 +68,29 @@ def test_app_runs_with_every_factor_disabled(migrated_database_url):
     assert app.extensions["idp.factors"].names() == []
     response = app.test_client().get("/.well-known/openid-configuration")
     assert response.status_code == 200
+
+
+def test_every_browser_post_needs_a_csrf_token(migrated_database_url, caplog):
+    """Forms carry no CSRF check of their own (idp/forms.py): CSRFProtect's hook is the one check,
+    so every POST route except the endpoints that clients and devices call must be guarded by it."""
+    from flask_wtf.csrf import CSRFProtect
+
+    from idp.app import create_app
+
+    app = create_app({"server.database_url": migrated_database_url})
+    protect = next(ext for ext in app.extensions.values() if isinstance(ext, CSRFProtect))
+    exempt = protect._exempt_views | {bp for bp in protect._exempt_blueprints}
+    client = app.test_client()
+    adapter = app.url_map.bind("localhost")
+    checked = []
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions[rule.endpoint]
+        if "POST" not in rule.methods or f"{view.__module__}.{view.__name__}" in exempt:
+            continue
+        path = adapter.build(rule.endpoint, {arg: "1" for arg in rule.arguments})
+        caplog.clear()
+        response = client.post(path, data={"anything": "x"})
+        refused = [r for r in caplog.records if r.name == "flask_wtf.csrf" and "token is missing" in r.getMessage()]
+        assert response.status_code == 400 and refused, (rule.rule, response.status_code)
+        checked.append(rule.rule)
+    assert any(path.startswith("/login/") for path in checked) and any(path.startswith("/admin/") for path in checked)

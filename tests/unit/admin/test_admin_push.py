@@ -105,7 +105,7 @@ def test_resume_push_needs_a_csrf_token(app, world, browser):
     assert client.post(url, data={"confirm": "1"}).status_code == 400
     assert audit_count() == 0
     page = client.get(url).get_data(as_text=True)
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     assert client.post(url, data={"confirm": "1", "csrf_token": token}).status_code == 302
     assert audit_count() == 1
 

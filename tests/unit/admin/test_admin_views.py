@@ -101,7 +101,7 @@ def test_forms_need_a_csrf_token(app, world, browser):
     assert client.post(f"/admin/users/{world['alice'].id}/security", data={"require_2fa": "y"}).status_code == 400
     assert audit_count() == 0
     page = client.get("/admin/security").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     response = client.post("/admin/security/require-all", data={"on": "on", "csrf_token": token})
     assert response.status_code == 302 and audit_count() == 1
 
