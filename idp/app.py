@@ -30,6 +30,9 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.issuer.startswith("https://"),
         PERMANENT_SESSION_LIFETIME=int(settings.get("session.lifetime", 43200)),
+        # The signed-in session ends at a fixed time (its row's expires_at, set at login), so the
+        # cookie's expiry is set when it is written, not pushed back (and re-signed) on every request.
+        SESSION_REFRESH_EACH_REQUEST=False,
         MAX_CONTENT_LENGTH=256 * 1024,
         WTF_CSRF_TIME_LIMIT=None,  # the login transaction has its own expiry
         WTF_CSRF_SSL_STRICT=False,

@@ -1,16 +1,32 @@
-"""Flask's signed-cookie session, with its signing serializer built once instead of per request.
+"""Flask's signed-cookie session, with its signing serializer built once instead of per request,
+and no session at all for the endpoints that OAuth clients call.
 
 Flask's `SecureCookieSessionInterface` builds a new itsdangerous serializer in every
 `open_session` and `save_session`, even for requests that carry no cookie at all (every token
 grant): about a hundred Python calls, a visible share of a token grant. The serializer
 depends only on the secret key and its fallbacks, so it is cached per key set; rotating
 `SECRET_KEY` (a new app) builds a new one.
+
+Token, UserInfo, revocation and introspection requests are authenticated by client credentials
+or a bearer token, never by a user's cookie (idp.dispatch): they get an empty session that cannot
+be written, whatever cookie came along, and the cookie is neither decoded nor sent back.
 """
 from __future__ import annotations
 
 from flask import Flask
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import NullSession, SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
+
+from idp.dispatch import client_endpoint_paths
+
+
+class NoBrowserSession(NullSession):
+    """The session of a client endpoint's request: empty, and writing to it is a programming error."""
+
+    def _fail(self, *args, **kwargs):
+        raise RuntimeError("client endpoints have no browser session (idp.security.cookie_session)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = update = setdefault = _fail
 
 
 class CachedSerializerSessionInterface(SecureCookieSessionInterface):
@@ -27,6 +43,8 @@ class CachedSerializerSessionInterface(SecureCookieSessionInterface):
         return serializer
 
     def open_session(self, app: Flask, request):
+        if request.path in client_endpoint_paths(app):
+            return NoBrowserSession()
         # No cookie header at all (API calls, token grants): an empty session, without parsing
         # cookies or touching the serializer.
         if "HTTP_COOKIE" not in request.environ and app.secret_key:

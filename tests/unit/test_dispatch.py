@@ -8,6 +8,7 @@ from idp import extensions, ops
 from idp.config import load_settings
 from idp.db import db
 from idp.dispatch import ProviderFlask, client_endpoint
+from idp.security.cookie_session import CachedSerializerSessionInterface
 
 
 @pytest.fixture
@@ -15,6 +16,7 @@ def client(tmp_path):
     settings = load_settings({"server.database_url": f"sqlite:///{tmp_path / 'dispatch.sqlite'}"})
     app = ProviderFlask("dispatch-test")
     app.config["SECRET_KEY"] = "dispatch-test-secret-key-of-some-length"
+    app.session_interface = CachedSerializerSessionInterface()  # as idp.app.create_app sets it
     db.init_app(app, settings.database_url)
     extensions.init_app(app, settings)  # the CSRF hook among others
     ops.init_app(app, settings)
@@ -38,9 +40,19 @@ def client(tmp_path):
 
     @app.post("/api/session")
     @client_endpoint
-    def touch_session():
+    def read_session():
+        return jsonify(seen=session.get("seen"))
+
+    @app.post("/api/write-session")
+    @client_endpoint
+    def write_session():
         session["seen"] = True
-        return "ok"
+        return "written"
+
+    @app.get("/page")
+    def page():  # a browser page: it has the cookie session
+        session["seen"] = True
+        return "page"
 
     @app.post("/form")
     def form():  # not a client endpoint: the CSRF hook applies
@@ -62,8 +74,25 @@ def test_errors_take_flasks_usual_path(client):
     assert client.post("/api/boom").status_code == 500
 
 
-def test_the_session_is_still_saved(client):
-    assert "Set-Cookie" in client.post("/api/session").headers
+def test_a_client_endpoint_has_no_browser_session(client):
+    assert "Set-Cookie" in client.get("/page").headers  # the browser now holds a session cookie
+    response = client.post("/api/session")
+    assert response.get_json() == {"seen": None} and "Set-Cookie" not in response.headers
+    assert client.post("/api/write-session").status_code == 500  # writing to it is a programming error
+
+
+def test_a_client_endpoint_takes_a_fixed_path(tmp_path):
+    from idp.dispatch import client_endpoint_paths
+
+    app = ProviderFlask("dispatch-paths-test")
+
+    @app.post("/api/items/<int:item>")
+    @client_endpoint
+    def item(item):
+        return "item"
+
+    with pytest.raises(RuntimeError, match="takes no arguments"):
+        client_endpoint_paths(app)
 
 
 def test_options_is_answered_by_flask_not_the_view(client):
