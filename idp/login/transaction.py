@@ -17,7 +17,9 @@ from flask import current_app
 from sqlalchemy import bindparam, select, update
 
 from idp.db import db, utcnow
-from idp.models import LoginTransaction
+from idp.login import user as login_user
+from idp.login.user import LoginUser
+from idp.models import LoginTransaction, Organization, User
 from idp.security.tokens import random_token, sha256_hex
 
 
@@ -56,7 +58,22 @@ class TransactionRow:
 
 
 _TABLE = LoginTransaction.__table__
-_LOAD = select(*_TABLE.c).where(_TABLE.c.id == bindparam("id_"))
+_FIELDS = TransactionRow.__slots__
+# The transaction with its user, if it names one yet: every step past the password needs both,
+# and one statement is one round trip fewer on every such page and POST.
+_LOAD = (select(*_TABLE.c, *login_user.JOINED_COLUMNS)
+         .select_from(_TABLE.outerjoin(User, User.id == _TABLE.c.user_id)
+                      .outerjoin(Organization, Organization.id == User.org_id))
+         .where(_TABLE.c.id == bindparam("id_")))
+
+
+@dataclass(slots=True)
+class Loaded:
+    """A transaction as a request found it: its row, and its user as of the same read (None
+    before the password step names one)."""
+
+    row: TransactionRow
+    user: LoginUser | None
 
 
 @dataclass
@@ -82,12 +99,13 @@ def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, u
     # Written alone: /authorize has nothing else to commit with it (what the session read is
     # committed first, so that on SQLite it holds no lock this insert would wait for).
     db.session.commit()
-    db.insert_alone(_TABLE, {name: getattr(row, name) for name in TransactionRow.__slots__})
+    db.insert_alone(_TABLE, {name: getattr(row, name) for name in _FIELDS})
     return Handle(raw, row)
 
 
-def load(raw: str, binding: str) -> TransactionRow | None:
-    """The live transaction for this handle and this browser, or None (unknown, foreign or expired).
+def load(raw: str, binding: str) -> Loaded | None:
+    """The live transaction for this handle and this browser, with its user; None when unknown,
+    foreign or expired.
 
     Read outside any transaction when none is open (a request's first statement): a page that
     only shows a form then opens none, and the password step's reads before the hash hold none.
@@ -97,7 +115,7 @@ def load(raw: str, binding: str) -> TransactionRow | None:
     found = db.read_first(_LOAD, {"id_": sha256_hex(raw)})
     if found is None or found.browser_binding != binding or found.expires_at <= utcnow():
         return None
-    return TransactionRow(**found._asdict())
+    return Loaded(TransactionRow(**{name: getattr(found, name) for name in _FIELDS}), login_user.from_joined(found))
 
 
 _ADVANCE: dict[tuple[str, ...], object] = {}

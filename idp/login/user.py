@@ -63,6 +63,10 @@ _SELECT = (
            *[getattr(Organization, name).label(f"org_{name}") for name in _ORG_FIELDS])
     .join(Organization, Organization.id == User.org_id)
 )
+# The same user and organization columns, labelled apart, for a query that selects other
+# columns too (the login transaction, read with its user: idp.login.transaction.load).
+JOINED_COLUMNS = ([getattr(User, name).label(f"user__{name}") for name in _USER_FIELDS]
+                  + [getattr(Organization, name).label(f"org__{name}") for name in _ORG_FIELDS])
 _BY_ID = _SELECT.where(User.id == bindparam("user_id"))
 _BY_EMAIL = _SELECT.where(User.email == bindparam("email"))
 _STORE_PASSWORD_HASH = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
@@ -74,6 +78,14 @@ def _from_row(row) -> LoginUser | None:
         return None
     org = LoginOrg(**{name: getattr(row, f"org_{name}") for name in _ORG_FIELDS})
     return LoginUser(**{name: getattr(row, name) for name in _USER_FIELDS}, org=org)
+
+
+def from_joined(row) -> LoginUser | None:
+    """The user of a row selected with JOINED_COLUMNS (outer-joined: None when there is none)."""
+    if row.user__id is None:
+        return None
+    org = LoginOrg(**{name: getattr(row, f"org__{name}") for name in _ORG_FIELDS})
+    return LoginUser(**{name: getattr(row, f"user__{name}") for name in _USER_FIELDS}, org=org)
 
 
 def load(user_id: int) -> LoginUser | None:

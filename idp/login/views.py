@@ -26,10 +26,10 @@ STEPS = {
 
 
 def _context(handle: str) -> StepContext | None:
-    row = transaction.load(handle, login_session.browser_binding())
-    if row is None or row.state in transaction.TERMINAL:
+    loaded = transaction.load(handle, login_session.browser_binding())
+    if loaded is None or loaded.row.state in transaction.TERMINAL:
         return None
-    return StepContext(row, handle)
+    return StepContext(loaded.row, handle, loaded.user)
 
 
 @bp.get("/login/<handle>")

@@ -5,13 +5,22 @@ from dataclasses import dataclass
 
 from flask import render_template, url_for
 
+from idp.login import user as login_user
 from idp.login.transaction import TransactionRow
+from idp.login.user import LoginUser
 
 
 @dataclass
 class StepContext:
     row: TransactionRow
     handle: str
+    user: LoginUser | None = None  # the transaction's user, read with it (idp.login.transaction.load)
+
+    def transaction_user(self) -> LoginUser | None:
+        """The transaction's user: as read with the transaction, unless a step has named another since."""
+        if self.user is not None and self.user.id == self.row.user_id:
+            return self.user
+        return login_user.load(self.row.user_id) if self.row.user_id is not None else None
 
     @property
     def params(self) -> dict:

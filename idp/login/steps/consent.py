@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from idp import audit
 from idp.db import db
-from idp.login import pipeline, transaction, user as login_user
+from idp.login import pipeline, transaction
 from idp.login.forms import ConsentForm
 from idp.login.steps.base import StepContext
 from idp.login.transaction import State
@@ -24,7 +24,7 @@ def submit(ctx: StepContext):
     form = ConsentForm()
     if not form.validate_on_submit():
         return show(ctx, form, 400)
-    user = login_user.load(ctx.row.user_id)
+    user = ctx.transaction_user()
     action = request.form.get("action")
     if action == "deny":
         if not transaction.advance(ctx.row, State.CONSENT, form.posted_version(), State.CANCELLED):
@@ -36,7 +36,7 @@ def submit(ctx: StepContext):
     db.session.commit()
     if not transaction.update_in_place(ctx.row, form.posted_version()):
         return pipeline.redirect_to(ctx.handle)
-    return pipeline.finish(ctx.row, expected=State.CONSENT)
+    return pipeline.finish(ctx.row, expected=State.CONSENT, user=user)
 
 
 def _remember(user: LoginUser, params: dict) -> None:

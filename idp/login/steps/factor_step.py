@@ -8,7 +8,7 @@ from flask import request
 
 from idp.factors.registry import current_registry
 from idp.factors.types import FactorKind
-from idp.login import gate, transaction, user as login_user
+from idp.login import gate, transaction
 from idp.login.steps.base import StepContext
 from idp.login.user import LoginUser
 
@@ -17,7 +17,7 @@ PIPELINE_FIELDS = {"csrf_token", "version", "submit"}
 
 
 def user_of(ctx: StepContext) -> LoginUser:
-    return login_user.load(ctx.row.user_id)
+    return ctx.transaction_user()
 
 
 def attempt_context(ctx: StepContext, factor):
