@@ -38,7 +38,17 @@ def record_now(event: str, *, org_id: int | None, actor_id: int | None = None, a
     subject are already in the database (an INSERT executed now does not wait for pending
     objects), and whose details are final (there is no row to amend afterwards).
     """
+    record_all_now([dict(event=event, org_id=org_id, actor_id=actor_id, actor=actor, subject_id=subject_id,
+                         details=details)])
+
+
+def record_all_now(events: list[dict]) -> None:
+    """`record_now` for several events (each given as its keyword arguments), as one statement."""
+    if not events:
+        return
     ip, user_agent = _request_facts()
-    db.run_insert(_EVENTS, {
-        "at": utcnow(), "org_id": org_id, "event": event, "actor_id": actor_id, "actor": actor,
-        "subject_id": subject_id, "ip": ip, "user_agent": user_agent, "details": details or {}})
+    at = utcnow()
+    db.run_insert_many(_EVENTS, [
+        {"at": at, "org_id": e["org_id"], "event": e["event"], "actor_id": e.get("actor_id"),
+         "actor": e.get("actor", ""), "subject_id": e.get("subject_id"), "ip": ip, "user_agent": user_agent,
+         "details": e.get("details") or {}} for e in events])

@@ -189,6 +189,16 @@ class Database:
         prepared = self.lone().prepared_insert(table, row)
         self._dbapi().execute(prepared.sql, prepared.parameters(row))
 
+    def run_insert_many(self, table, rows: list[dict]) -> None:
+        """`run_insert` for several rows with the same keys, as one executemany: a single call on
+        SQLite, a single round trip on PostgreSQL (psycopg pipelines it)."""
+        if len(rows) == 1:
+            return self.run_insert(table, rows[0])
+        prepared = self.lone().prepared_insert(table, rows[0])
+        driver = self._dbapi()
+        target = driver if hasattr(driver, "executemany") else driver.cursor()  # psycopg: on a cursor
+        target.executemany(prepared.sql, [prepared.parameters(row) for row in rows])
+
     def _dbapi(self):
         """The DBAPI connection of the session's transaction (beginning one if needed), kept in the
         session's `info` until that transaction ends: `session.connection()` costs more than the

@@ -182,8 +182,7 @@ def proceed(row: TransactionRow, handle_raw: str, user: UserLike, from_state: St
 
 
 def _record(events: tuple[dict, ...]) -> None:
-    for event in events:
-        audit.record_now(**event)
+    audit.record_all_now(list(events))
 
 
 def finish(row: TransactionRow, expected: State, version: int | None = None, events: tuple[dict, ...] = (),
@@ -199,14 +198,14 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
         _record(events)  # the transition rolled back; what the step did is still recorded
         db.session.commit()
         return redirect(url_for("login.expired"))
-    _record(events)
     if user is None:
         user = login_user.load(row.user_id)
     params = row.authz_request["params"]
     steps = [step for step in row.steps_done if step.get("method") != "sso"]
     if steps:
-        outcome = _sign_in(user, steps, client_id=params.get("client_id"))
+        outcome = _sign_in(user, steps, client_id=params.get("client_id"), events=events)
     else:  # an SSO session answered: it keeps what it proved, and when
+        _record(events)
         amr = row.steps_done[0]["amr"]
         outcome = LoginOutcome(auth_time=row.authz_request["auth_time"], amr=tuple(amr), acr=acr_for(amr),
                                sid=row.authz_request.get("sid"))
@@ -216,14 +215,15 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
     return issue_code(params, user, outcome)
 
 
-def _sign_in(user: UserLike, steps: list[dict], client_id: str | None) -> LoginOutcome:
-    """A fresh login: rotate the session, record it, and say what it proved."""
+def _sign_in(user: UserLike, steps: list[dict], client_id: str | None, events: tuple[dict, ...] = ()) -> LoginOutcome:
+    """A fresh login: rotate the session, record it (after `events`, the last step's, in the same
+    statement), and say what it proved."""
     auth_time = _last_step_time(steps)
     proved = outcome_from_steps(steps, auth_time=auth_time)
     sid = login_session.start(user, auth_time=auth_time, amr=list(proved.amr), acr=proved.acr)
     gate.record_login(user, proved)
-    audit.record_now("login.succeeded", org_id=user.org_id, actor_id=user.id, actor=user.email,
-                     subject_id=user.id, details={"client_id": client_id, "amr": list(proved.amr)})
+    _record(events + (dict(event="login.succeeded", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                           subject_id=user.id, details={"client_id": client_id, "amr": list(proved.amr)}),))
     metrics.LOGINS.labels(outcome="success").inc()
     return LoginOutcome(auth_time=auth_time, amr=proved.amr, acr=proved.acr, sid=sid)
 
