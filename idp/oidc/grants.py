@@ -17,7 +17,7 @@ from flask import current_app
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, exists, select, update
 
 from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Organization, Token, User
@@ -137,6 +137,19 @@ class S256CodeChallenge(CodeChallenge):
         return authorization_code.code_challenge_method
 
 
+_CODE_FIELDS = ("code_hash", "client_id", "user_id", "redirect_uri", "scope", "nonce", "code_challenge",
+                "code_challenge_method", "auth_time", "amr", "acr", "session_id", "expires_at", "created_at")
+_EARLIER = _CODES.alias("earlier")
+# The code, unless one of this client's codes already carries its nonce: OpenIDCode.exists_nonce's
+# replay check and the INSERT in one statement, for the code that ends a login.
+_INSERT_UNLESS_NONCE_USED = _CODES.insert().from_select(
+    _CODE_FIELDS,
+    select(*[bindparam(name, type_=_CODES.c[name].type) for name in _CODE_FIELDS]).where(~exists().where(
+        _EARLIER.c.client_id == bindparam("client_id", type_=_CODES.c.client_id.type),
+        _EARLIER.c.nonce == bindparam("nonce", type_=_CODES.c.nonce.type))),
+    include_defaults=False)
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
 
@@ -145,7 +158,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         one Core INSERT, committed with the login's other writes by the pipeline."""
         outcome = request.login_outcome
         data = request.payload.data
-        db.run_insert(_CODES, dict(
+        values = dict(
             code_hash=sha256_hex(code),
             client_id=request.client.get_client_id(),
             user_id=request.user.id,
@@ -159,7 +172,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             acr=outcome.acr,
             session_id=outcome.sid,
             expires_at=utcnow() + _code_ttl(),
-        ))
+            created_at=utcnow(),
+        )
+        if values["nonce"] is None:
+            db.run_insert(_CODES, values)
+        elif db.run(_INSERT_UNLESS_NONCE_USED, values).rowcount != 1:
+            # Authlib's answer to a reused nonce (OpenIDCode.exists_nonce), sent back to the client
+            raise InvalidRequestError("Replay attack", redirect_uri=values["redirect_uri"])
 
     def generate_authorization_code(self):
         """256 random bits, URL-safe (Authlib's default draws each of 48 characters separately)."""

@@ -18,7 +18,13 @@ _NONCE_USED = select(AuthorizationCode.id).where(
 
 class OpenIDCode(oidc_grants.OpenIDCode):
     def exists_nonce(self, nonce, request):
-        """A nonce already bound to one of this client's codes is a replay."""
+        """A nonce already bound to one of this client's codes is a replay.
+
+        Checked here when /authorize validates the request. When the login ends and the request
+        is validated again to issue its code (`login_outcome` set), the code's INSERT checks it
+        in the same statement (AuthorizationCodeGrant.save_authorization_code)."""
+        if getattr(request, "login_outcome", None) is not None:
+            return False
         found = db.read_first(_NONCE_USED, {"client_id": request.payload.client_id, "nonce": nonce})
         return found is not None
 

@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from fixtures.oidc import password_login
+from fixtures.oidc import FormBrowser, password_login
 
 
 def test_discovery_advertises_only_what_works(live_server):
@@ -224,3 +224,29 @@ def test_argon2_hash_is_upgraded_at_login_when_parameters_change(seeded, web, rp
     with live_server.context():
         new = db.session.scalar(select(User.password_hash).where(User.email == seeded.user_email))
     assert new != old and "m=1024" in new
+
+
+def test_a_nonce_binds_one_code(seeded, web, rp_factory, live_server):
+    """A nonce this client already used is a replay: refused at /authorize, and, for two logins
+    begun with the same nonce, at the second one's code (the INSERT checks it)."""
+    from idp.models import AuthorizationCode
+
+    nonce = "nonce-used-once"
+    rp, rp_twin = rp_factory(seeded.first_party), rp_factory(seeded.first_party)
+    twin = FormBrowser(live_server.url)
+    web.get(rp.authorization_url(nonce=nonce))
+    twin.get(rp_twin.authorization_url(nonce=nonce))  # begun before any code carries the nonce
+    web.login(seeded.user_email, seeded.password)
+    assert "code" in web.callback_params()
+
+    twin.login(seeded.user_email, seeded.password)
+    answer = twin.callback_params()
+    assert answer["error"] == "invalid_request" and "code" not in answer
+    assert answer["state"] == rp_twin.state and answer["iss"] == rp_twin.issuer
+    later = FormBrowser(live_server.url)
+    later.get(rp_factory(seeded.first_party).authorization_url(nonce=nonce))
+    assert later.callback_params()["error"] == "invalid_request"
+    with live_server.context():
+        from idp.db import db
+
+        assert db.session.query(AuthorizationCode).filter_by(nonce=nonce).count() == 1
