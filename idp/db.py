@@ -1,6 +1,6 @@
 """The database: one engine per app, one SQLAlchemy session per request.
 
-SQLite (WAL, busy timeout) is the embedded default; PostgreSQL is for real
+SQLite (WAL; writers wait their turn, idp.sqlite_wait) is the embedded default; PostgreSQL is for real
 deployments. Code that needs "exactly once" uses a single conditional UPDATE
 (see `claim`), which both databases execute atomically.
 """
@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, scoped_session, sessionmaker
 
 from idp.lone import LoneConnections, postgresql_connection_alive
+from idp.sqlite_wait import wait_for_write_lock
 
 
 _DBAPI = "idp_dbapi_connection"
@@ -37,7 +38,9 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            # From here on, waiting for the write lock is ours, in finer steps than SQLite's
+            # (idp.sqlite_wait): the engine's BEGIN IMMEDIATE and the lone statements wait there.
+            cursor.execute("PRAGMA busy_timeout=0")
             cursor.close()
 
         # Every transaction takes SQLite's write lock when it begins (BEGIN IMMEDIATE). With
@@ -53,7 +56,8 @@ def make_engine(url: str) -> Engine:
         def _begin_immediate(conn):  # pragma: no cover - trivial
             # Straight on the DBAPI connection: SQLAlchemy's execution machinery around this one
             # statement cost a quarter of a short transaction.
-            conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
+            driver = conn.connection.driver_connection
+            wait_for_write_lock(lambda: driver.execute("BEGIN IMMEDIATE"))
 
         return engine
     engine = create_engine(url, pool_size=10, max_overflow=20)

@@ -32,6 +32,8 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ClauseElement
 
+from idp.sqlite_wait import wait_for_write_lock
+
 
 def postgresql_connection_alive(connection) -> bool:
     """Whether an idle psycopg connection is still usable, told without a round trip.
@@ -68,9 +70,14 @@ class _Lone:
         self.cursor = cursor
 
     def execute(self, sql: str, parameters=None):
-        """Run one statement; the cursor to read its rows from."""
-        target = self.cursor if self.cursor is not None else self.connection
-        return target.execute(sql) if parameters is None else target.execute(sql, parameters)
+        """Run one statement; the cursor to read its rows from. (On SQLite, waiting its turn
+        for the write lock: idp.sqlite_wait.)"""
+        if self.cursor is not None:
+            return self.cursor.execute(sql) if parameters is None else self.cursor.execute(sql, parameters)
+        connection = self.connection
+        if parameters is None:
+            return wait_for_write_lock(lambda: connection.execute(sql))
+        return wait_for_write_lock(lambda: connection.execute(sql, parameters))
 
 
 class Prepared:
