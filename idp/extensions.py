@@ -9,6 +9,7 @@ from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFProtect
 
 from idp.config import Settings
+from idp import template_i18n
 from idp.security import limiter_storage  # noqa: F401  (registers the idp-memory:// storage)
 
 SUPPORTED_LOCALES = ("en", "fr")
@@ -83,5 +84,6 @@ def init_app(app: Flask, settings: Settings) -> None:
         app.extensions["idp.redis"] = redis.Redis.from_url(settings.redis_url)
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(Path(__file__).resolve().parent / "translations")
     babel.init_app(app, locale_selector=select_locale)
+    template_i18n.install(app)
     # Templates name the page's language (<html lang>, the language form's selected option).
     app.jinja_env.globals["get_locale"] = get_locale

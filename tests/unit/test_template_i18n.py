@@ -1,0 +1,34 @@
+"""idp.template_i18n: templates' `_()` and `ngettext()` mean what Jinja's newstyle gettext means."""
+from __future__ import annotations
+
+import pytest
+from flask_babel import force_locale
+
+
+@pytest.fixture
+def app(migrated_database_url):
+    from idp.app import create_app
+
+    return create_app({"server.database_url": migrated_database_url})
+
+
+def render(app, source: str, **values) -> str:
+    return app.jinja_env.from_string(source).render(**values)
+
+
+def test_translated_escaped_and_formatted(app):
+    with app.test_request_context("/"):
+        assert render(app, '{{ _("Signing in to %(client)s", client=c) }}', c="<b>") == "Signing in to &lt;b&gt;"
+        assert render(app, '{{ _("100%% sure") }}') == "100% sure"  # newstyle formats even without arguments
+        assert render(app, '{{ ngettext("%(num)d code remains.", "%(num)d codes remain.", n) }}', n=3) \
+            == "3 codes remain."
+        with force_locale("fr"):  # the locale can change within a request (e-mails in the user's language)
+            assert render(app, '{{ _("Sign in") }}') == "Se connecter"
+        assert render(app, '{{ _("Sign in") }}') == "Sign in"
+
+
+def test_not_escaped_where_the_template_does_not_autoescape(app):
+    with app.test_request_context("/"):
+        template = app.jinja_env.from_string('{% autoescape false %}{{ _("Signing in to %(client)s", client=c) }}'
+                                             '{% endautoescape %}')
+        assert template.render(c="<b>") == "Signing in to <b>"
