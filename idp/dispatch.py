@@ -14,8 +14,9 @@ authenticates with its credentials or a bearer token, never with a user's cookie
 and re-signing that cookie was about 0.2 ms of a token grant or UserInfo call that carried one.
 
 `ProviderFlask` calls a view marked `client_endpoint` directly and then does what its response
-needs: Flask's `make_response`, the session interface's save (a no-op unless the view touched
-the session) and the rule note for the metrics. Errors take Flask's usual path
+needs: Flask's `make_response`, the session interface's save (skipped for the empty session
+above, kept for an app that gives its client endpoints a real one) and the rule note for the
+metrics. Errors take Flask's usual path
 (`handle_user_exception`, then the app's error handlers); OPTIONS requests and anything
 unmarked go through Flask's own dispatch.
 """
