@@ -115,7 +115,7 @@ def load(raw: str, binding: str) -> Loaded | None:
     found = db.read_first(_LOAD, {"id_": sha256_hex(raw)})
     if found is None or found.browser_binding != binding or found.expires_at <= utcnow():
         return None
-    return Loaded(TransactionRow(**{name: getattr(found, name) for name in _FIELDS}), login_user.from_joined(found))
+    return Loaded(TransactionRow(**{name: getattr(found, name) for name in _FIELDS}), login_user.from_row(found))
 
 
 _ADVANCE: dict[tuple[str, ...], object] = {}

@@ -58,43 +58,33 @@ UserLike = LoginUser | User
 
 _USER_FIELDS = [name for name in LoginUser.__dataclass_fields__ if name != "org"]
 _ORG_FIELDS = list(LoginOrg.__dataclass_fields__)
-_SELECT = (
-    select(*[getattr(User, name) for name in _USER_FIELDS],
-           *[getattr(Organization, name).label(f"org_{name}") for name in _ORG_FIELDS])
-    .join(Organization, Organization.id == User.org_id)
-)
-# The same user and organization columns, labelled apart, for a query that selects other
-# columns too (the login transaction, read with its user: idp.login.transaction.load).
+# The user's and organization's columns, labelled apart (`user__email`, `org__require_2fa`), so
+# that a query may select them beside others: the login transaction is read with its user
+# (idp.login.transaction.load) through the same columns and `from_row`.
 JOINED_COLUMNS = ([getattr(User, name).label(f"user__{name}") for name in _USER_FIELDS]
                   + [getattr(Organization, name).label(f"org__{name}") for name in _ORG_FIELDS])
+_SELECT = select(*JOINED_COLUMNS).join(Organization, Organization.id == User.org_id)
 _BY_ID = _SELECT.where(User.id == bindparam("user_id"))
 _BY_EMAIL = _SELECT.where(User.email == bindparam("email"))
 _STORE_PASSWORD_HASH = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
                         .values(password_hash=bindparam("password_hash")))
 
 
-def _from_row(row) -> LoginUser | None:
-    if row is None:
-        return None
-    org = LoginOrg(**{name: getattr(row, f"org_{name}") for name in _ORG_FIELDS})
-    return LoginUser(**{name: getattr(row, name) for name in _USER_FIELDS}, org=org)
-
-
-def from_joined(row) -> LoginUser | None:
-    """The user of a row selected with JOINED_COLUMNS (outer-joined: None when there is none)."""
-    if row.user__id is None:
+def from_row(row) -> LoginUser | None:
+    """The user of a row selected with JOINED_COLUMNS; None for no row, or none outer-joined."""
+    if row is None or row.user__id is None:
         return None
     org = LoginOrg(**{name: getattr(row, f"org__{name}") for name in _ORG_FIELDS})
     return LoginUser(**{name: getattr(row, f"user__{name}") for name in _USER_FIELDS}, org=org)
 
 
 def load(user_id: int) -> LoginUser | None:
-    return _from_row(db.read_first(_BY_ID, {"user_id": user_id}))
+    return from_row(db.read_first(_BY_ID, {"user_id": user_id}))
 
 
 def find(email: str) -> LoginUser | None:
     """The user with this e-mail address (stored lower-case), or None."""
-    return _from_row(db.read_first(_BY_EMAIL, {"email": email}))
+    return from_row(db.read_first(_BY_EMAIL, {"email": email}))
 
 
 def store_password_hash(user_id: int, password_hash: str) -> None:
