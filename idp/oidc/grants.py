@@ -137,17 +137,22 @@ class S256CodeChallenge(CodeChallenge):
         return authorization_code.code_challenge_method
 
 
-_CODE_FIELDS = ("code_hash", "client_id", "user_id", "redirect_uri", "scope", "nonce", "code_challenge",
-                "code_challenge_method", "auth_time", "amr", "acr", "session_id", "expires_at", "created_at")
 _EARLIER = _CODES.alias("earlier")
-# The code, unless one of this client's codes already carries its nonce: OpenIDCode.exists_nonce's
-# replay check and the INSERT in one statement, for the code that ends a login.
-_INSERT_UNLESS_NONCE_USED = _CODES.insert().from_select(
-    _CODE_FIELDS,
-    select(*[bindparam(name, type_=_CODES.c[name].type) for name in _CODE_FIELDS]).where(~exists().where(
-        _EARLIER.c.client_id == bindparam("client_id", type_=_CODES.c.client_id.type),
-        _EARLIER.c.nonce == bindparam("nonce", type_=_CODES.c.nonce.type))),
-    include_defaults=False)
+_INSERT_UNLESS_NONCE_USED: dict[tuple[str, ...], object] = {}
+
+
+def _insert_unless_nonce_used_statement(columns: tuple[str, ...]):
+    """The code, unless one of this client's codes already carries its nonce: OpenIDCode.exists_nonce's
+    replay check and the INSERT in one statement (INSERT ... SELECT ... WHERE NOT EXISTS), for the
+    code that ends a login; built once per column set."""
+    statement = _INSERT_UNLESS_NONCE_USED.get(columns)
+    if statement is None:
+        values = select(*[bindparam(name, type_=_CODES.c[name].type) for name in columns]).where(~exists().where(
+            _EARLIER.c.client_id == bindparam("client_id", type_=_CODES.c.client_id.type),
+            _EARLIER.c.nonce == bindparam("nonce", type_=_CODES.c.nonce.type)))
+        statement = _INSERT_UNLESS_NONCE_USED[columns] = _CODES.insert().from_select(
+            list(columns), values, include_defaults=False)
+    return statement
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
@@ -176,7 +181,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         )
         if values["nonce"] is None:
             db.run_insert(_CODES, values)
-        elif db.run(_INSERT_UNLESS_NONCE_USED, values).rowcount != 1:
+        elif db.run(_insert_unless_nonce_used_statement(tuple(values)), values).rowcount != 1:
             # Authlib's answer to a reused nonce (OpenIDCode.exists_nonce), sent back to the client
             raise InvalidRequestError("Replay attack", redirect_uri=values["redirect_uri"])
 
