@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from http.client import HTTPException
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
@@ -27,33 +28,47 @@ import requests
 from lean_http import Browser
 
 
-class FormParser(HTMLParser):
-    """Collects the first <form>'s action, method and inputs (with submit buttons' names/values)."""
+_FORM = re.compile(r"<form\b([^>]*)>(.*?)</form\s*>", re.S | re.I)
+_FIELD = re.compile(r"<(input|button)\b([^>]*)>", re.I)
+_ATTRIBUTE = re.compile(r"""([^\s"'>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[dict] = []
-        self._current: dict | None = None
 
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "form":
-            self._current = {"action": attrs.get("action") or "", "method": (attrs.get("method") or "get").lower(),
-                             "inputs": [], "buttons": []}
-            self.forms.append(self._current)
-        elif self._current is not None and tag in ("input", "button"):
-            kind = (attrs.get("type") or ("submit" if tag == "button" else "text")).lower()
-            name = attrs.get("name")
+def _attributes(text: str) -> dict[str, str | None]:
+    """A tag's attributes, names lower-cased, values unescaped; None for a bare one (`checked`)."""
+    found = {}
+    for match in _ATTRIBUTE.finditer(text):
+        name, double, single, bare = match.groups()
+        value = double if double is not None else single if single is not None else bare
+        found.setdefault(name.lower(), None if value is None else html.unescape(value))
+    return found
+
+
+def parse_forms(page: str) -> list[dict]:
+    """Every <form> of a page: its action, method, the inputs a browser would post (unchecked
+    checkboxes and radios left out) and its submit buttons' (name, value) pairs.
+
+    Regular expressions over our own templates rather than `html.parser`, which cost the
+    generator about half a millisecond per page (the generator's CPU is taken from the server
+    it measures). tests/unit/test_bench_generator.py holds it to html.parser's reading of the
+    provider's real pages.
+    """
+    forms = []
+    for form_attributes, body in _FORM.findall(page):
+        attributes = _attributes(form_attributes)
+        form = {"action": attributes.get("action") or "", "method": (attributes.get("method") or "get").lower(),
+                "inputs": [], "buttons": []}
+        for tag, field_attributes in _FIELD.findall(body):
+            field = _attributes(field_attributes)
+            name = field.get("name")
             if not name:
-                return
+                continue
+            kind = (field.get("type") or ("submit" if tag.lower() == "button" else "text")).lower()
             if kind == "submit":
-                self._current["buttons"].append((name, attrs.get("value", "")))
-            elif kind not in ("checkbox", "radio") or "checked" in attrs:
-                self._current["inputs"].append((name, attrs.get("value") or ""))
-
-    def handle_endtag(self, tag):
-        if tag == "form":
-            self._current = None
+                form["buttons"].append((name, field.get("value") or ""))
+            elif kind not in ("checkbox", "radio") or "checked" in field:
+                form["inputs"].append((name, field.get("value") or ""))
+        forms.append(form)
+    return forms
 
 
 class FlowError(Exception):
@@ -112,9 +127,7 @@ def login_once(endpoints: Endpoints, client: Client, username: str, password: st
             continue
         if response.status_code >= 400 and "<form" not in response.text:
             raise FlowError(f"{response.status_code} at {urlsplit(response.url).path}")
-        parser = FormParser()
-        parser.feed(response.text)
-        form = next((f for f in parser.forms if f["method"] == "post"), None)
+        form = next((f for f in parse_forms(response.text) if f["method"] == "post"), None)
         if form is None:
             raise FlowError(f"no form at {urlsplit(response.url).path} ({response.status_code})")
         names = {name for name, _ in form["inputs"]}

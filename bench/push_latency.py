@@ -56,7 +56,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from harness import Server, children_of  # noqa: E402
-from login_flow import Client, Endpoints, FormParser, _b64  # noqa: E402
+from login_flow import Client, Endpoints, _b64, parse_forms  # noqa: E402
 from run import UNLIMITED, fresh_postgres_database, idp_cli  # noqa: E402
 
 from authenticator.push import keys  # noqa: E402
@@ -169,9 +169,7 @@ def start_login(endpoints: Endpoints, client: Client, email: str, password: str)
             continue
         number = NUMBER.search(response.text)
         if number:
-            parser = FormParser()
-            parser.feed(response.text)
-            form = next((f for f in parser.forms if f["method"] == "post"), None)
+            form = next((f for f in parse_forms(response.text) if f["method"] == "post"), None)
             poll = POLL_URL.search(response.text)
             if form is None or not poll or not poll.group(1):
                 raise FlowError("push page without a form or a poll URL")
@@ -180,9 +178,7 @@ def start_login(endpoints: Endpoints, client: Client, email: str, password: str)
             return browser
         if response.status_code >= 400 or posted:
             raise FlowError(f"{response.status_code} at {urlsplit(response.url).path} (no push number)")
-        parser = FormParser()
-        parser.feed(response.text)
-        form = next((f for f in parser.forms if f["method"] == "post"), None)
+        form = next((f for f in parse_forms(response.text) if f["method"] == "post"), None)
         if form is None or "password" not in {n for n, _ in form["inputs"]}:
             raise FlowError(f"no login form at {urlsplit(response.url).path}")
         data = dict(form["inputs"])
