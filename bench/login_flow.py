@@ -50,7 +50,7 @@ def parse_forms(page: str) -> list[dict]:
 
     Regular expressions over our own templates rather than `html.parser`, which cost the
     generator about half a millisecond per page (the generator's CPU is taken from the server
-    it measures). tests/unit/test_bench_generator.py holds it to html.parser's reading of the
+    it measures). tests/integration/test_bench_generator.py holds it to html.parser's reading of the
     provider's real pages.
     """
     forms = []
@@ -182,7 +182,6 @@ class TotpUser:
     password: str
     secret: str           # base32
     next_step: int = 0    # lowest time step this user has not spent yet
-    busy: bool = False
 
 
 @dataclass
@@ -244,7 +243,6 @@ class TotpPool:
                     step = self._usable_step(self.users[index], time.time())
                     if step is not None:
                         heapq.heappop(self.free)
-                        self.users[index].busy = True
                         self.waited += time.monotonic() - started
                         return TotpLease(self.users[index], step, self, index=index)
             if deadline and time.monotonic() >= deadline:
@@ -257,7 +255,6 @@ class TotpPool:
         with self.lock:
             if lease.posted:  # spent, whether accepted or not
                 lease.user.next_step = max(lease.user.next_step, lease.step + 1)
-            lease.user.busy = False
             heapq.heappush(self.free, (lease.user.next_step, lease.index))
 
 
