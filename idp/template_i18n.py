@@ -4,10 +4,10 @@ Flask-Babel installs its translation functions through Jinja's i18n extension ("
 gettext): each `_()` in a template is a context-passing alias that looks `gettext` up in the
 template's context and calls it through `Context.call`, which calls Flask-Babel's function
 through `Context.call` again, and Flask-Babel finds the request's translations anew each
-time: about 20 us a call, of which this keeps 10; a login page makes half a dozen such calls. These functions
-keep newstyle's meaning exactly: the translation of the request's locale, marked safe when
-the template autoescapes, then formatted with the (escaped) keyword arguments; `ngettext`
-also supplies `num`.
+time: about 20 us a call, of which this keeps 10; a login page makes half a dozen such calls.
+These functions keep newstyle's meaning exactly: the translation of the request's locale,
+marked safe when the template autoescapes, then formatted with the (escaped) keyword
+arguments; `ngettext` also supplies `num`.
 """
 from __future__ import annotations
 

@@ -137,19 +137,20 @@ class S256CodeChallenge(CodeChallenge):
         return authorization_code.code_challenge_method
 
 
-_EARLIER = _CODES.alias("earlier")
+# One of this client's codes already carries this nonce: a replay. Asked at /authorize
+# (idp.oidc.openid.OpenIDCode.exists_nonce) and again by the INSERT of the code that ends a login.
+NONCE_USED = select(_CODES.c.id).where(
+    _CODES.c.client_id == bindparam("client_id"), _CODES.c.nonce == bindparam("nonce")).limit(1)
 _INSERT_UNLESS_NONCE_USED: dict[tuple[str, ...], object] = {}
 
 
 def _insert_unless_nonce_used_statement(columns: tuple[str, ...]):
-    """The code, unless one of this client's codes already carries its nonce: OpenIDCode.exists_nonce's
-    replay check and the INSERT in one statement (INSERT ... SELECT ... WHERE NOT EXISTS), for the
-    code that ends a login; built once per column set."""
+    """The code, unless NONCE_USED: OpenIDCode.exists_nonce's replay check and the INSERT in one
+    statement (INSERT ... SELECT ... WHERE NOT EXISTS), for the code that ends a login; built once
+    per column set."""
     statement = _INSERT_UNLESS_NONCE_USED.get(columns)
     if statement is None:
-        values = select(*[bindparam(name, type_=_CODES.c[name].type) for name in columns]).where(~exists().where(
-            _EARLIER.c.client_id == bindparam("client_id", type_=_CODES.c.client_id.type),
-            _EARLIER.c.nonce == bindparam("nonce", type_=_CODES.c.nonce.type)))
+        values = select(*[bindparam(name, type_=_CODES.c[name].type) for name in columns]).where(~exists(NONCE_USED))
         statement = _INSERT_UNLESS_NONCE_USED[columns] = _CODES.insert().from_select(
             list(columns), values, include_defaults=False)
     return statement

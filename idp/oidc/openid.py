@@ -5,15 +5,10 @@ import time
 
 from authlib.oidc.core import grants as oidc_grants
 from flask import current_app
-from sqlalchemy import bindparam, select
 
 from idp.db import db
-from idp.models import AuthorizationCode
 from idp.oidc import claims, keys
-
-
-_NONCE_USED = select(AuthorizationCode.id).where(
-    AuthorizationCode.client_id == bindparam("client_id"), AuthorizationCode.nonce == bindparam("nonce")).limit(1)
+from idp.oidc.grants import NONCE_USED
 
 
 class OpenIDCode(oidc_grants.OpenIDCode):
@@ -25,7 +20,7 @@ class OpenIDCode(oidc_grants.OpenIDCode):
         in the same statement (AuthorizationCodeGrant.save_authorization_code)."""
         if getattr(request, "login_outcome", None) is not None:
             return False
-        found = db.read_first(_NONCE_USED, {"client_id": request.payload.client_id, "nonce": nonce})
+        found = db.read_first(NONCE_USED, {"client_id": request.payload.client_id, "nonce": nonce})
         return found is not None
 
     def get_client_algorithm(self, client):
