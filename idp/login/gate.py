@@ -50,10 +50,19 @@ def _usable(user: UserLike, factors) -> list:
 
 
 def _held_factor_names(user: UserLike) -> list[str]:
-    """Second factors the user holds a usable credential for (policy filters by what the org allows)."""
+    """Second factors the user holds a credential of, usable now or not (policy filters by what
+    the org allows).
+
+    Held, not usable: a factor the user set up but cannot use at the moment (push suspended by
+    a fraud report) still means the user has 2FA. Counting it as none would let whoever
+    triggered the report sign in with the password alone, or be asked to enrol a factor of
+    their own; instead the login asks for a second factor and offers what is usable (recovery
+    included), or says that none is available.
+    """
     if not user.second_factor_count:  # kept by the credential store: no query for password-only users
         return []
-    return [f.name for f in _usable(user, current_registry().all(kind=FactorKind.SECOND_FACTOR))]
+    held = _held(user)
+    return [f.name for f in current_registry().all(kind=FactorKind.SECOND_FACTOR) if f.name in held]
 
 
 def _utc(timestamp: int) -> datetime:
@@ -112,9 +121,10 @@ def pending_second_factor(user: UserLike, params: dict, steps_done: list[dict]) 
         return State.ENROL
     if not decision.second_factor_required:
         return State.ENROL if decision.may_postpone else None
-    if configured_factors(user, decision) or configured_factors(user, decision, FactorKind.RECOVERY):
-        return State.SECOND_FACTOR
-    return State.ENROL
+    # The user holds a second factor (else must_enrol). When none is usable now (push suspended by
+    # a fraud report), the step says so, or offers recovery: never an enrolment, which would let
+    # whoever knows the password add a factor of their own.
+    return State.SECOND_FACTOR
 
 
 def may_postpone(user: UserLike, params: dict) -> bool:

@@ -2,7 +2,12 @@
 through protocol v1 (the app's own client), the ID token's amr."""
 from __future__ import annotations
 
+import pytest
 import requests
+from sqlalchemy import update
+
+from idp.db import db
+from idp.models import User
 
 from fixtures.oidc import FormBrowser
 from push_testkit import give_device
@@ -54,6 +59,29 @@ def test_push_login_denied_and_fraud(push_server, seeded, web, rp_factory):
     other.get(rp.authorization_url())
     page = other.login(seeded.user_email, seeded.password)
     assert "data-push-number" not in page.text
+
+
+
+@pytest.mark.parametrize("required", [False, True], ids=["voluntary", "required"])
+def test_a_fraud_report_leaves_the_password_alone_insufficient(push_server, seeded, web, rp_factory, required):
+    """Push suspended by a fraud report is still the user's second factor. Whoever caused the
+    report and knows the password must neither finish the login on the password alone (2FA set
+    up voluntarily) nor be offered to enrol a factor of their own (2FA required): with nothing
+    else usable, the login stops at "no method available"."""
+    device = give_device(push_server, seeded.user_email)
+    if required:
+        with push_server.context():
+            db.session.execute(update(User).where(User.email == seeded.user_email).values(mfa_setting="required"))
+            db.session.commit()
+    rp = rp_factory(seeded.first_party)
+    start(web, rp, seeded)
+    assert device.answer(device.pending()[0]["id"], "fraud")["status"] == "fraud"
+    attacker = FormBrowser(push_server.url)
+    attacker.get(rp.authorization_url())
+    page = attacker.login(seeded.user_email, seeded.password)
+    assert attacker.last_redirect is None, "no code on the password alone"
+    assert page.status == 403 and "None of the methods your organization allows" in page.text
+    assert "Set up two-factor authentication" not in page.text
 
 
 def test_push_login_wrong_number(push_server, seeded, web, rp_factory):
