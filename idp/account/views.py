@@ -19,6 +19,10 @@ from idp.policy import status as policy_status
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
+# A credential id in a URL: larger values cannot exist (BIGINT) and would overflow the driver (a 500);
+# out of range, the route does not match (404).
+CREDENTIAL_ID = "<int(min=1, max=9223372036854775806):credential_id>"
+
 
 def _checked_form() -> bool:
     return Form().validate_on_submit()
@@ -91,7 +95,7 @@ def enrol(pending_id: str):
                            enrolling=True), (400 if error else 200)
 
 
-@bp.post("/security/credentials/<int:credential_id>/rename")
+@bp.post(f"/security/credentials/{CREDENTIAL_ID}/rename")
 @login_session.login_required
 def rename(credential_id: int):
     if _checked_form():
@@ -103,7 +107,7 @@ def rename(credential_id: int):
     return redirect(url_for(".security"))
 
 
-@bp.post("/security/credentials/<int:credential_id>/remove")
+@bp.post(f"/security/credentials/{CREDENTIAL_ID}/remove")
 @sensitive_change
 def remove(credential_id: int):
     try:

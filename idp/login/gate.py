@@ -28,7 +28,7 @@ def request_facts(params: dict) -> policy.RequestFacts:
     max_age = params.get("max_age")
     return policy.RequestFacts(
         acr_values=tuple((params.get("acr_values") or "").split()),
-        max_age=int(max_age) if max_age and str(max_age).isdigit() else None,
+        max_age=int(max_age) if max_age and str(max_age).isascii() and str(max_age).isdigit() else None,
         prompt=tuple((params.get("prompt") or "").split()),
         client_id=params.get("client_id"),
     )

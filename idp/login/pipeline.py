@@ -110,6 +110,9 @@ def start(grant, args) -> object:
     """Entry from /authorize once Authlib validated the request."""
     client = grant.request.client.row
     params = normalise_scope(snapshot.capture(args), client)
+    max_age = params.get("max_age")
+    if max_age is not None and not _whole_seconds(max_age):
+        return error_redirect(grant, "invalid_request", "max_age must be a whole number of seconds.")
     _remember_ui_locales(params)
     sso = login_session.current_session()
     user = login_session.current_user()
@@ -132,6 +135,11 @@ def start(grant, args) -> object:
         return error_redirect(grant, why or "login_required")
     handle = transaction.begin(authz, binding)
     return redirect_to(handle.raw)
+
+
+def _whole_seconds(value: str) -> bool:
+    """ASCII digits only: `str.isdigit` also accepts digits `int()` refuses (superscripts)."""
+    return value.isascii() and value.isdigit()
 
 
 def _remember_ui_locales(params: dict) -> None:

@@ -75,6 +75,8 @@ def cancel(handle: str):
     if ctx is None:
         return redirect(url_for("login.expired"))
     transaction.advance(ctx.row, State(ctx.row.state), ctx.row.version, State.CANCELLED)
+    if ctx.row.authz_request.get("internal"):  # the provider's own pages: no client to tell
+        return redirect(url_for("login.home"))
     return consent._access_denied(ctx)
 
 

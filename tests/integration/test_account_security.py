@@ -113,3 +113,24 @@ def test_cannot_touch_another_users_credential(seeded, web, live_server):
     with live_server.context():
         assert db.session.scalars(select(Credential).where(Credential.revoked_at.is_(None))).all()
         del User
+
+
+def test_cancelling_the_sign_in_to_the_account_page_goes_home(seeded, web):
+    """The provider's own login has no client to send an access_denied to."""
+    page = web.get("/account/security")
+    cancel = [f for f in page.forms() if f["action"].endswith("/cancel")][0]
+    page = web.submit(cancel)
+    assert page.status == 200 and page.url.rstrip("/") == web.base_url.rstrip("/")
+
+
+def test_credential_ids_beyond_the_database_range_are_not_found(seeded, web):
+    sign_in_to_account(web, seeded)
+    add_totp(web)
+    page = web.get("/account/security")
+    csrf = [f for f in page.forms() if "/remove" in f["action"]][0]["fields"]["csrf_token"]
+    for credential_id in (2**63, 2**64, 0):
+        for action in ("rename", "remove"):
+            response = web.http.post(f"{web.base_url}/account/security/credentials/{credential_id}/{action}",
+                                     data={"csrf_token": csrf, "label": "x"}, allow_redirects=False)
+            assert response.status_code == 404, (credential_id, action)
+    assert "Work phone" in web.get("/account/security").text

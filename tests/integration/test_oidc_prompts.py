@@ -38,6 +38,17 @@ def test_prompt_login_and_max_age_force_a_new_login(seeded, web, rp_factory):
     assert web.callback_params()["error"] == "login_required"
 
 
+
+def test_max_age_that_is_not_a_whole_number_is_an_invalid_request(seeded, web, rp_factory):
+    """"\u00b2" passes str.isdigit but not int(): refused at /authorize, not a 500 after the password."""
+    rp = rp_factory(seeded.first_party)
+    for bad in ("\u00b2", "-1", "1.5", "soon"):
+        page = web.get(rp.authorization_url(max_age=bad))
+        assert page.text == "", bad
+        params = web.callback_params()
+        assert params["error"] == "invalid_request" and "max_age" in params["error_description"], bad
+
+
 def test_login_hint_prefills_username(seeded, web, rp_factory):
     rp = rp_factory(seeded.first_party)
     page = web.get(rp.authorization_url(login_hint=seeded.user_email))
