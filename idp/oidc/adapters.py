@@ -126,3 +126,19 @@ class OAuthToken(TokenMixin):
 
     def get_client(self):
         return self._client
+
+
+class PresentedToken(OAuthToken):
+    """A token found by the string a client presented to revocation or introspection. Which of
+    the pair it is decides what its expiry is, and a refresh token spent by rotation is no
+    longer active (its successor is)."""
+
+    def __init__(self, row: Token, client: OAuthClient | None, user, refresh: bool) -> None:
+        super().__init__(row, client, user)
+        self.refresh = refresh
+
+    def is_expired(self):
+        return self.is_refresh_token_expired() if self.refresh else super().is_expired()
+
+    def is_revoked(self):
+        return super().is_revoked() or (self.refresh and self.row.rotated_at is not None)

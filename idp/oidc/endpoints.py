@@ -15,27 +15,25 @@ from sqlalchemy import bindparam, or_, select, update
 from idp.db import db
 from idp.models import Organization, Token, User
 from idp.oidc import claims, keys
-from idp.oidc.adapters import OAuthToken
+from idp.oidc.adapters import OAuthToken, PresentedToken
 from idp.security.tokens import sha256_hex
 
 
-def _find_token(token_string: str, hint: str | None = None) -> OAuthToken | None:
+def _find_token(token_string: str, hint: str | None = None) -> PresentedToken | None:
+    """The token a client presented, whichever of the pair it is. `token_type_hint` is only a
+    hint (RFC 7009 2.1, RFC 7662 2.1): a token of the other type is found all the same, so a
+    client that sends the wrong hint still revokes what it meant to."""
     if not token_string or len(token_string) > 512:
         return None
     digest = sha256_hex(token_string)
-    if hint == "access_token":
-        where = Token.access_token_hash == digest
-    elif hint == "refresh_token":
-        where = Token.refresh_token_hash == digest
-    else:
-        where = or_(Token.access_token_hash == digest, Token.refresh_token_hash == digest)
-    row = db.session.scalar(select(Token).where(where))
+    row = db.session.scalar(select(Token).where(or_(Token.access_token_hash == digest,
+                                                    Token.refresh_token_hash == digest)))
     if row is None:
         return None
     from idp.oidc.server import query_client
 
     user = db.session.get(User, row.user_id) if row.user_id is not None else None
-    return OAuthToken(row, query_client(row.client_id), user)
+    return PresentedToken(row, query_client(row.client_id), user, refresh=row.refresh_token_hash == digest)
 
 
 _TOKENS = Token.__table__
@@ -98,8 +96,7 @@ class RevocationEndpoint(_Revocation):
     def revoke_token(self, token, request):
         row = token.row
         now = int(time.time())
-        is_refresh = row.refresh_token_hash == sha256_hex(request.form["token"])
-        family = row.family_id if is_refresh else None
+        family = row.family_id if token.refresh else None
         where = Token.family_id == family if family is not None else Token.id == row.id
         db.session.execute(update(Token).where(where, Token.revoked_at.is_(None)).values(revoked_at=now))
         db.session.commit()
@@ -119,16 +116,17 @@ class IntrospectionEndpoint(_Introspection):
     def introspect_token(self, token):
         row = token.row
         settings = current_app.extensions["idp.settings"]
-        is_refresh = False
         payload = {
             "active": True,
             "client_id": row.client_id,
-            "token_type": "refresh_token" if is_refresh else "Bearer",
+            "token_type": "refresh_token" if token.refresh else "Bearer",
             "scope": row.scope,
             "iss": settings.issuer,
-            "exp": row.access_expires_at,
+            "exp": row.refresh_expires_at if token.refresh else row.access_expires_at,
             "iat": row.issued_at,
         }
+        if payload["exp"] is None:  # a refresh token without an end of its own
+            del payload["exp"]
         user = token.get_user()
         if user is not None:
             payload["sub"] = user.public_id

@@ -152,6 +152,40 @@ def test_introspection_confidential_clients_only(seeded, web, rp_factory):
     assert garbage == {"active": False}
 
 
+
+def test_a_wrong_token_type_hint_still_revokes_the_token(seeded, web, rp_factory):
+    """RFC 7009 2.1: the hint only helps the search; a refresh token sent as an access token is revoked."""
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
+    token = rp.exchange(web.last_redirect)
+    auth = (rp.client["client_id"], rp.client["client_secret"])
+    response = requests.post(rp.metadata["revocation_endpoint"], auth=auth, timeout=5,
+                             data={"token": token["refresh_token"], "token_type_hint": "access_token"})
+    assert response.status_code == 200
+    refused = rp.token_request({"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
+    assert refused.status_code == 400 and rp.userinfo(token["access_token"]).status_code == 401
+
+
+def test_introspection_tells_a_refresh_token_and_its_rotation(seeded, web, rp_factory):
+    """A refresh token introspects as one (its own expiry), whatever the hint, and is inactive once rotated."""
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
+    token = rp.exchange(web.last_redirect)
+    auth = (rp.client["client_id"], rp.client["client_secret"])
+
+    def introspect(value, hint=None):
+        data = {"token": value, **({"token_type_hint": hint} if hint else {})}
+        return requests.post(rp.metadata["introspection_endpoint"], data=data, auth=auth, timeout=5).json()
+
+    live = introspect(token["refresh_token"], hint="access_token")
+    assert live["active"] is True and live["token_type"] == "refresh_token"
+    assert live["exp"] > introspect(token["access_token"])["exp"]
+    rotated = rp.token_request({"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}).json()
+    assert introspect(token["refresh_token"]) == {"active": False}
+    assert introspect(rotated["refresh_token"], hint="refresh_token")["active"] is True
+    assert introspect(token["access_token"])["active"] is True  # the access token lives until it expires
+
+
 def test_client_credentials(live_server, idp_client_credentials):
     client_id, secret = idp_client_credentials
     doc = requests.get(f"{live_server.url}/.well-known/openid-configuration", timeout=5).json()
