@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pyotp
+from sqlalchemy import select
 
 from fixtures.oidc import FormBrowser
 from fixtures.totp import ENROLMENT_CODES, MFA, enrol_totp_during_login
@@ -114,3 +116,28 @@ def test_the_code_page_only_reads_when_its_factor_begins_quietly(seeded, web, rp
     for _ in range(2):
         assert browser.get(page.url).form_with("code")
     assert _login_transactions(live_server.database_url) == before
+
+
+def test_a_right_code_clears_the_users_failures_not_the_addresss(seeded, web, rp_factory, live_server):
+    """As at the password step: one account that works must not wipe the guesses an address made
+    (at other accounts, say) before the code that worked."""
+    from idp.db import db
+    from idp.models import FailureCounter
+
+    def failures() -> dict[str, int]:
+        with live_server.context():
+            return {row.key.split(":")[1]: row.failures for row in db.session.scalars(
+                select(FailureCounter).where(FailureCounter.key.like("factor:%")))}
+
+    rp = rp_factory(seeded.first_party)
+    secret, _codes = enrol_totp_during_login(web, rp, seeded)
+    rp.exchange(web.last_redirect)
+    browser = FormBrowser(live_server.url)
+    browser.get(rp.authorization_url())
+    page = browser.login(seeded.user_email, seeded.password)
+    for _ in range(2):
+        page = browser.submit(page.form_with("code"), {"code": "000000"})
+    assert failures() == {"user": 2, "ip": 2}
+    browser.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(int(time.time()) + 30)})
+    assert browser.last_redirect
+    assert failures() == {"ip": 2}

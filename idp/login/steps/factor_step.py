@@ -46,8 +46,12 @@ def step_record(factor, outcome_amr, credential_id) -> dict:
             "credential_id": credential_id, "at": int(time.time())}
 
 
+def user_lockout_key(user: LoginUser) -> str:
+    return f"factor:user:{user.id}"
+
+
 def lockout_keys(user: LoginUser) -> list[str]:
-    return [f"factor:user:{user.id}", f"factor:ip:{request.remote_addr}"]
+    return [user_lockout_key(user), f"factor:ip:{request.remote_addr}"]
 
 
 def choices(ctx: StepContext, user: LoginUser) -> tuple[list, list]:

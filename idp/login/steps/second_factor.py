@@ -20,7 +20,7 @@ from idp.login import gate, pipeline, transaction
 from idp.login.forms import CodeForm
 from idp.login.steps.base import StepContext
 from idp.login.steps.factor_step import (attempt_context, choices, lockout_keys, plugin_response, remember_step,
-                                         step_record, stored, user_of)
+                                         step_record, stored, user_lockout_key, user_of)
 from idp.login.transaction import State
 
 REJECTION_MESSAGES = {
@@ -119,7 +119,9 @@ def submit(ctx: StepContext):
 
 def _apply(ctx: StepContext, user, factor, outcome, version: int):
     if isinstance(outcome, Verified):
-        lockout.succeed(lockout_keys(user))
+        # The user's counter only: the address keeps its history (as at the password step), or
+        # one working account of an attacker's would wipe the guesses made at other accounts.
+        lockout.succeed([user_lockout_key(user)])
         event = dict(event="login.recovery_used" if factor.kind == FactorKind.RECOVERY else "login.second_factor",
                      org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                      details={"factor": factor.name, "credential_id": outcome.credential_id, **outcome.facts})
