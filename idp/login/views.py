@@ -97,11 +97,24 @@ def logout():
     except OAuth2Error as error:
         return render_template("errors/oauth.html", error=error.error,
                                description=error.get_error_description()), 400
-    if request.method == "GET" and login_session.current_user() is not None and end_session.redirect_uri is None \
-            and end_session.id_token_claims is None:
+    user = login_session.current_user()
+    if request.method == "GET" and user is not None and not _hint_names_this_session(end_session.id_token_claims):
+        # A link anyone could have planted (an <img>, their own ID token as the hint): ask first.
         return render_template("login/logout_confirm.html")
     response = server.create_endpoint_response("end_session", end_session)
     return response or render_template("login/logged_out.html")
+
+
+def _hint_names_this_session(claims: dict | None) -> bool:
+    """Whether the logout request's id_token_hint was issued for this browser's user (and, when
+    the token names one, for this very session): only then is no confirmation asked (OpenID
+    RP-Initiated Logout 1.0, section 2: other requests are suspect)."""
+    if not claims:
+        return False
+    user, session = login_session.current_user(), login_session.current_session()
+    if user is None or claims.get("sub") != user.public_id:
+        return False
+    return "sid" not in claims or (session is not None and claims["sid"] == session.sid)
 
 
 @bp.get("/")

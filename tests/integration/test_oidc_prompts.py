@@ -118,6 +118,23 @@ def test_rp_initiated_logout_with_id_token_hint(seeded, web, rp_factory):
     assert web.callback_params()["error"] == "login_required"
 
 
+
+def test_logout_with_someone_elses_id_token_asks_first(seeded, web, rp_factory, live_server):
+    """A logout link planted with the attacker's own ID token (an <img> on any page) must not
+    sign the victim out unasked."""
+    rp = rp_factory(seeded.first_party)
+    attacker = FormBrowser(live_server.url)
+    password_login(attacker, rp, seeded.admin_email, seeded.password)
+    planted = rp.exchange(attacker.last_redirect)["id_token"]
+    password_login(web, rp, seeded.user_email, seeded.password)
+    rp.exchange(web.last_redirect)
+    page = web.get(f"{rp.metadata['end_session_endpoint']}?id_token_hint={planted}"
+                   f"&post_logout_redirect_uri={rp.client['post_logout_redirect_uri']}")
+    assert web.last_redirect is None and "Sign out?" in page.text
+    web.get(rp.authorization_url(prompt="none"))
+    assert "code" in web.callback_params(), "still signed in"
+
+
 def test_logout_refuses_unregistered_post_logout_redirect(seeded, web, rp_factory):
     rp = rp_factory(seeded.first_party)
     password_login(web, rp, seeded.user_email, seeded.password)
