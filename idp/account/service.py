@@ -16,6 +16,7 @@ from idp import audit
 from idp.db import db
 from idp.factors.challenges import ChallengeStore
 from idp.factors.registry import current_registry
+from idp.factors.sealed import open_view, seal_view
 from idp.factors.types import Enrolled, FactorKind
 from idp.login.gate import decision_for, user_ref
 from idp.models import User
@@ -58,10 +59,21 @@ def begin(user: User, name: str) -> str:
     if factor is None:
         raise AccountError(_l("This method is not available."))
     step = factor.begin_enrolment(user_ref(user), context(factor))
+    # The view (a new TOTP seed, its QR code, an activation URI) sealed at rest, as in the login's
+    # enrolment step (idp.login.steps.factor_step.remember_step).
     pending = PENDING.create(user.id, ttl=PENDING_TTL, payload={"factor": name, "state": step.state,
-                                                                "view": step.view})
+                                                                "sealed_view": seal_view(step.view, _view_aad(user))})
     db.session.commit()
     return pending.id
+
+
+def _view_aad(user: User) -> bytes:
+    return f"enrolment-view|account|{user.id}".encode()
+
+
+def pending_view(user: User, info) -> dict:
+    """The enrolment page's view of a pending enrolment (`pending`)."""
+    return open_view(info.payload.get("sealed_view"), _view_aad(user))
 
 
 def pending(user: User, pending_id: str):

@@ -90,7 +90,7 @@ def enrol(pending_id: str):
 
     factor = current_registry().get(info.payload["factor"])
     templates = [f"factors/{factor.name}/enrol.html", "login/enrol_generic.html"]
-    return render_template(templates, view=info.payload["view"], factor=factor, error=error, version=0,
+    return render_template(templates, view=service.pending_view(user, info), factor=factor, error=error, version=0,
                            action=url_for(".enrol", pending_id=pending_id), client_name="", handle=None,
                            enrolling=True), (400 if error else 200)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -58,6 +59,22 @@ class KeyRing:
             return cipher.decrypt(blob[:12], blob[12:], aad)
         except InvalidTag as exc:
             raise SecretError("ciphertext does not open with its key and associated data") from exc
+
+    def seal_json(self, value, aad: bytes) -> str:
+        """`value` as JSON, sealed: "KEY_ID:BASE64URL", a string to keep in a JSON column."""
+        key_id, blob = self.seal(json.dumps(value, separators=(",", ":")).encode(), aad)
+        return f"{key_id}:{base64.urlsafe_b64encode(blob).decode()}"
+
+    def open_json(self, token: str, aad: bytes):
+        """What `seal_json` sealed with the same associated data; SecretError if it does not open."""
+        key_id, sep, encoded = token.partition(":")
+        if not sep:
+            raise SecretError("not a sealed value")
+        try:
+            blob = _b64decode(encoded)
+        except ValueError as exc:
+            raise SecretError("not a sealed value") from exc
+        return json.loads(self.open(key_id, blob, aad))
 
     def needs_reseal(self, key_id: str) -> bool:
         return key_id != self.current_id

@@ -141,3 +141,39 @@ def test_a_right_code_clears_the_users_failures_not_the_addresss(seeded, web, rp
     browser.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(int(time.time()) + 30)})
     assert browser.last_redirect
     assert failures() == {"ip": 2}
+
+
+def _everything_stored(server) -> str:
+    """Every row of the tables where a login or a security page keeps work in progress, as text."""
+    from idp.db import db
+    from idp.models import FactorChallenge, LoginTransaction
+
+    with server.context():
+        rows = [(r.factor_state, r.authz_request) for r in db.session.scalars(select(LoginTransaction))]
+        rows += [r.payload_json for r in db.session.scalars(select(FactorChallenge))]
+    return repr(rows)
+
+
+def test_a_new_seed_is_not_kept_in_clear_while_the_user_types_the_code(seeded, web, rp_factory, live_server):
+    """The enrolment page shows the seed, its QR code and otpauth URI; what waits in the database
+    for the code (the login's row, the security page's pending enrolment) holds them sealed."""
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url(acr_values=MFA))
+    page = web.login(seeded.user_email, seeded.password)
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
+    if choose:  # several factors may be enrolled: pick the authenticator app
+        page = web.submit(choose[0])
+    key = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
+    stored = _everything_stored(live_server)
+    assert "sealed_view" in stored and key not in stored and "otpauth" not in stored
+    web.submit(page.form_with("code"), {"code": pyotp.TOTP(key).now(), "label": "Phone"})
+    assert "data-recovery-codes" in web.page.text  # the sealed view opened: the enrolment went through
+
+    account = FormBrowser(live_server.url)
+    account.get("/account/security")
+    account.login(seeded.user_email, seeded.password)
+    account.submit(account.page.form_with("code"), {"code": pyotp.TOTP(key).at(int(time.time()) + 30)})
+    page = account.submit([f for f in account.page.forms() if f["action"].endswith("/add/totp")][0])
+    second = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
+    stored = _everything_stored(live_server)
+    assert second and second not in stored and "otpauth" not in stored

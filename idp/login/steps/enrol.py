@@ -50,7 +50,7 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
 
 def _begin(ctx: StepContext, user, factor) -> bool:
     step = factor.begin_enrolment(gate.user_ref(user), attempt_context(ctx, factor))
-    return remember_step(ctx, factor.name, step)
+    return remember_step(ctx, factor.name, step, sealed=True)
 
 
 def choose(ctx: StepContext, name: str):

@@ -7,6 +7,7 @@ from datetime import datetime
 from flask import request
 
 from idp.factors.registry import current_registry
+from idp.factors.sealed import open_view, seal_view
 from idp.factors.types import FactorKind
 from idp.login import gate, transaction
 from idp.login.steps.base import StepContext
@@ -32,12 +33,25 @@ def plugin_response() -> dict:
 def stored(ctx: StepContext) -> tuple[str | None, dict, dict]:
     """(factor name, plugin state, view) kept in the transaction by the last begin_* call."""
     data = ctx.row.factor_state or {}
-    return ctx.row.factor_name, data.get("state") or {}, data.get("view") or {}
+    view = data.get("view") or {}
+    if "sealed_view" in data:
+        view = open_view(data["sealed_view"], _view_aad(ctx))
+    return ctx.row.factor_name, data.get("state") or {}, view
 
 
-def remember_step(ctx: StepContext, name: str, step) -> bool:
-    return transaction.update_in_place(ctx.row, ctx.row.version, factor_name=name,
-                                       factor_state={"state": step.state, "view": step.view})
+def remember_step(ctx: StepContext, name: str, step, *, sealed: bool = False) -> bool:
+    """Keep the step a plugin began. `sealed`: an enrolment's view holds what the user is
+    about to register (a TOTP seed in clear, its QR code, an activation URI): encrypted at rest
+    like the secrets themselves, since an abandoned login leaves its row until maintenance."""
+    if sealed:  # idp.factors.sealed
+        factor_state = {"state": step.state, "sealed_view": seal_view(step.view, _view_aad(ctx))}
+    else:
+        factor_state = {"state": step.state, "view": step.view}
+    return transaction.update_in_place(ctx.row, ctx.row.version, factor_name=name, factor_state=factor_state)
+
+
+def _view_aad(ctx: StepContext) -> bytes:
+    return f"enrolment-view|login|{ctx.row.id}".encode()
 
 
 def step_record(factor, outcome_amr, credential_id) -> dict:
