@@ -76,6 +76,10 @@ def enrol(pending_id: str):
         return redirect(url_for(".security"))
     error = None
     if request.method == "POST" and _checked_form():
+        # The factor is added now: the login must still be recent (the pending enrolment outlives the window).
+        again = login_session.require_recent_login()
+        if again is not None:
+            return again
         response = {k: v for k, v in request.form.items() if k not in ("csrf_token", "version", "submit")}
         try:
             _credential, codes = service.finish(user, pending_id, response)

@@ -8,7 +8,7 @@ rotation); the old session row is revoked.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, session
 from sqlalchemy import update
@@ -65,9 +65,10 @@ def browser_binding() -> str:
     return sha256_hex(value)
 
 
-def start(user: UserLike, *, auth_time: int, amr: list[str], acr: str) -> str:
+def start(user: UserLike, *, auth_time: int, amr: list[str], acr: str, started_at: int | None = None) -> str:
     """Sign the user in: revoke the previous session and rotate every cookie value. Returns the
-    new session's public `sid`."""
+    new session's public `sid`. `started_at`: when the login's first step was done (unix time;
+    default now), what recent-login checks count from."""
     previous = session.get("sso")
     if previous:
         db.session.execute(update(UserSession).where(UserSession.id == sha256_hex(previous))
@@ -83,7 +84,9 @@ def start(user: UserLike, *, auth_time: int, amr: list[str], acr: str) -> str:
     lifetime = int(current_app.extensions["idp.settings"].get("session.lifetime", 43200))
     now = utcnow()
     values = dict(id=sha256_hex(token), sid=random_token(16), user_id=user.id, auth_time=auth_time,
-                  amr=list(amr), acr=acr, created_at=now, expires_at=now + timedelta(seconds=lifetime))
+                  amr=list(amr), acr=acr, created_at=now, expires_at=now + timedelta(seconds=lifetime),
+                  login_started_at=(datetime.fromtimestamp(started_at, timezone.utc).replace(tzinfo=None)
+                                    if started_at is not None else now))
     # One prebuilt INSERT, no ORM entity: should anything later in this request ask for the
     # current session, current_session() reads the new row (this transaction sees it).
     db.run_insert(_SESSIONS, values)
@@ -121,13 +124,13 @@ def end_current() -> None:
 
 
 def is_recent(seconds: int | None = None) -> bool:
-    """Was this session's full login (password and second factor if any) within `seconds`?"""
+    """Were all the steps of this session's login (password, and second factor if any) within `seconds`?"""
     row = current_session()
     if row is None:
         return False
     limit = seconds if seconds is not None else int(
         current_app.extensions["idp.settings"].get("login.recent_login", 300))
-    return (utcnow() - row.created_at).total_seconds() <= limit
+    return (utcnow() - row.login_started_at).total_seconds() <= limit
 
 
 def user_or_sign_in():

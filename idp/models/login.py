@@ -48,8 +48,11 @@ class UserSession(Base):
     auth_time: Mapped[int] = mapped_column(Integer)
     amr: Mapped[list] = mapped_column(Json, default=list)
     acr: Mapped[str] = mapped_column(String(64))
-    # When the last full login (password + second factor if any) happened: recent-login checks.
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # When the login that made this session began (its first step, the password): recent-login
+    # checks ask that every step was within their window, so they count from here, not from the
+    # last step (which may come up to the login transaction's lifetime later).
+    login_started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 

@@ -1,6 +1,7 @@
 """The user's own security page: sign in to it, add TOTP, rename, remove, regenerate, recent-login checks."""
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pyotp
@@ -81,7 +82,7 @@ def test_stale_login_must_confirm_both_steps_again(seeded, web, live_server):
     secret = add_totp(web)
     with live_server.context():
         for row in db.session.scalars(select(UserSession)).all():
-            row.created_at -= timedelta(minutes=10)
+            row.login_started_at -= timedelta(minutes=10)
         db.session.commit()
     page = web.get("/account/security")
     remove = [f for f in page.forms() if "/remove" in f["action"]][0]
@@ -134,3 +135,42 @@ def test_credential_ids_beyond_the_database_range_are_not_found(seeded, web):
                                      data={"csrf_token": csrf, "label": "x"}, allow_redirects=False)
             assert response.status_code == 404, (credential_id, action)
     assert "Work phone" in web.get("/account/security").text
+
+
+def test_a_login_whose_password_step_is_old_is_not_recent(seeded, web, live_server):
+    """"Both steps within the last 5 minutes": a second factor typed now does not make recent a
+    password typed 6 minutes ago (the login transaction lives 10)."""
+    from idp.db import db
+    from idp.models import LoginTransaction
+
+    sign_in_to_account(web, seeded)
+    secret = add_totp(web)
+    fresh = FormBrowser(web.base_url)
+    fresh.get("/account/security")
+    page = fresh.login(seeded.user_email, seeded.password)
+    with live_server.context():
+        for row in db.session.scalars(select(LoginTransaction)).all():
+            row.steps_done = [dict(step, at=step["at"] - 360) for step in row.steps_done]
+        db.session.commit()
+    fresh.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)})
+    page = fresh.get("/account/security")
+    remove = [f for f in page.forms() if "/remove" in f["action"]][0]
+    page = fresh.submit(remove)
+    assert page.form_with("password"), "the password step was 6 minutes ago: sign in again"
+
+
+def test_finishing_an_enrolment_needs_a_recent_login_too(seeded, web, live_server):
+    """The pending enrolment lives 10 minutes, the recent-login window 5: its last step checks again."""
+    from idp.db import db
+    from idp.models import UserSession
+
+    sign_in_to_account(web, seeded)
+    page = web.submit([f for f in web.page.forms() if f["action"].endswith("/add/totp")][0])
+    secret = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
+    with live_server.context():
+        for row in db.session.scalars(select(UserSession)).all():
+            row.login_started_at -= timedelta(minutes=6)
+        db.session.commit()
+    page = web.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": "Late phone"})
+    assert page.form_with("password"), "a stale session signs in again before the factor is added"
+    assert "Late phone" not in web.get("/account/security").text

@@ -230,6 +230,7 @@ def upgrade() -> None:
     sa.Column('amr', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('acr', sa.String(length=64), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('login_started_at', sa.DateTime(), nullable=False),
     sa.Column('expires_at', sa.DateTime(), nullable=False),
     sa.Column('revoked_at', sa.DateTime(), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
