@@ -73,3 +73,46 @@ def test_same_recovery_code_from_ten_browsers_is_accepted_once(pg_server):
     _secret, codes = enrol_totp_during_login(FormBrowser(pg_server.url), rp, seeded)
     browsers = [_on_code_page(pg_server, rp, seeded, recovery=True) for _ in range(RACERS)]
     assert _race(browsers, codes[0]) == 1
+
+
+def test_one_enrolment_form_posted_by_ten_requests_at_once_adds_one_credential(pg_server):
+    """A double (or tenfold) submission of the enrolment form: the credential, its recovery codes
+    and the move to the next step commit together, once."""
+    from sqlalchemy import func, select
+
+    from fixtures.totp import MFA
+    from idp.db import db
+    from idp.models import Credential, User
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    browser = FormBrowser(pg_server.url)
+    browser.get(rp.authorization_url(acr_values=MFA))
+    page = browser.login(seeded.user_email, seeded.password)
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
+    if choose:
+        page = browser.submit(choose[0])
+    key = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
+    form, code = page.form_with("code"), pyotp.TOTP(key).now()
+    clones = []
+    for _ in range(RACERS):
+        clone = FormBrowser(pg_server.url)
+        clone.http.cookies.update(browser.http.cookies)
+        clones.append(clone)
+    barrier = threading.Barrier(RACERS)
+
+    def run(clone):
+        barrier.wait()
+        clone.submit(form, {"code": code, "label": "Phone"})
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in clones]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum("data-recovery-codes" in c.page.text for c in clones) == 1
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+        counts = dict(db.session.execute(select(Credential.factor, func.count()).where(Credential.user_id == user_id)
+                                         .group_by(Credential.factor)).all())
+    assert counts == {"totp": 1, "recovery_codes": 10}

@@ -73,22 +73,27 @@ def submit(ctx: StepContext):
     if name not in usable:
         return redirect(url_for("login.step", handle=ctx.handle))
     factor = usable[name]
+    # The step is claimed first (the version moves, uncommitted): a second submission of the same
+    # form waits for this one, then matches nothing, so the credential, its recovery codes and the
+    # move to the next step commit together or not at all (never two credentials from one seed).
+    if not transaction.update_in_place(ctx.row, form.posted_version(), commit=False):
+        return pipeline.redirect_to(ctx.handle)
     ref = gate.user_ref(user)
     outcome = factor.finish_enrolment(ref, state, plugin_response(), attempt_context(ctx, factor))
     if not isinstance(outcome, Enrolled):
-        db.session.rollback()
+        db.session.rollback()  # the claim too: the form may be posted again
+        ctx.row.version = form.posted_version()
         return show(ctx, message_for(outcome.reason), 400)
     audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"factor": factor.name, "credential_id": outcome.credential.id, "during": "login"})
     codes_view = recovery_codes.issue_if_first(ctx, user)
-    db.session.commit()
     steps = list(ctx.row.steps_done) + [step_record(factor, factor.amr, outcome.credential.id)]
     if codes_view is not None:
-        if not transaction.advance(ctx.row, State.ENROL, form.posted_version(), State.RECOVERY_CODES,
+        if not transaction.advance(ctx.row, State.ENROL, ctx.row.version, State.RECOVERY_CODES,
                                    steps_done=steps, factor_name=None, factor_state=None):
-            return pipeline.redirect_to(ctx.handle)
+            return pipeline.redirect_to(ctx.handle)  # expired meanwhile: all of it rolled back
         return recovery_codes.render_once(ctx, codes_view)
-    return pipeline.proceed(ctx.row, ctx.handle, user, State.ENROL, form.posted_version(), steps)
+    return pipeline.proceed(ctx.row, ctx.handle, user, State.ENROL, ctx.row.version, steps)
 
 
 
