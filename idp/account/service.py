@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from flask import request
+from sqlalchemy import select
 from flask_babel import lazy_gettext as _l
 
 from idp import audit
@@ -133,12 +134,19 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> None
         raise AccountError(_l("No such method."))
     kind = registry.kind_of(credential.factor)
     if kind == FactorKind.SECOND_FACTOR:
-        remaining = user.second_factor_count - 1
+        # Counted under a lock on the user's row, in this write transaction: two removals at once
+        # must not each count the other's factor as remaining (PostgreSQL: FOR UPDATE; SQLite: the
+        # transaction already holds the write lock, BEGIN IMMEDIATE).
+        held = db.session.execute(select(User.second_factor_count).where(User.id == user.id)
+                                  .with_for_update()).scalar_one()
+        remaining = held - 1
         allowed, reason = policy.can_remove_factor(user, user.org, remaining, today or date.today())
         if not allowed:
             raise AccountError(_l("Two-factor authentication is required for your account: "
                                   "add another method before removing your last one."))
-    registry.remove_credential(ref, credential_id)
+    if registry.remove_credential(ref, credential_id) is None:  # removed meanwhile (a parallel request)
+        db.session.rollback()
+        raise AccountError(_l("No such method."))
     audit.record("factor.removed", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"factor": credential.factor, "credential_id": credential_id})
     db.session.commit()

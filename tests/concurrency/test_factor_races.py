@@ -116,3 +116,49 @@ def test_one_enrolment_form_posted_by_ten_requests_at_once_adds_one_credential(p
         counts = dict(db.session.execute(select(Credential.factor, func.count()).where(Credential.user_id == user_id)
                                          .group_by(Credential.factor)).all())
     assert counts == {"totp": 1, "recovery_codes": 10}
+
+
+def test_a_required_user_removing_two_factors_at_once_keeps_one(pg_server):
+    """Each removal counts what remains under a lock on the user's row: two removals at once must
+    not each count the other's factor as the one that stays."""
+    from sqlalchemy import func, select, update
+
+    from idp.db import db
+    from idp.models import Credential, User
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    browser = FormBrowser(pg_server.url)
+    enrol_totp_during_login(browser, rp, seeded)
+    rp.exchange(browser.last_redirect)
+    page = browser.get("/account/security")  # the login just made is recent: no new one asked
+    page = browser.submit([f for f in page.forms() if f["action"].endswith("/add/totp")][0])
+    second = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
+    browser.submit(page.form_with("code"), {"code": pyotp.TOTP(second).now(), "label": "Second"})
+    with pg_server.context():
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(mfa_setting="required"))
+        db.session.commit()
+    page = browser.get("/account/security")
+    removals = [f for f in page.forms() if f["action"].endswith("/remove")]
+    assert len(removals) == 2
+    clones = []
+    for _ in removals:
+        clone = FormBrowser(pg_server.url)
+        clone.http.cookies.update(browser.http.cookies)
+        clones.append(clone)
+    barrier = threading.Barrier(2)
+
+    def run(clone, form):
+        barrier.wait()
+        clone.submit(form)
+
+    threads = [threading.Thread(target=run, args=pair) for pair in zip(clones, removals, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with pg_server.context():
+        user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+        live = db.session.scalar(select(func.count()).select_from(Credential).where(
+            Credential.user_id == user.id, Credential.factor == "totp", Credential.revoked_at.is_(None)))
+    assert live == 1 and user.second_factor_count == 1
