@@ -160,8 +160,9 @@ def start_internal(next_path: str, *, fresh: bool = False):
 
     `fresh` demands a full login even when a session exists (recent-login checks).
     """
-    if not next_path.startswith("/") or next_path.startswith("//") or "\\" in next_path:
-        next_path = "/"  # local paths only: no open redirect
+    if (not next_path.startswith("/") or next_path.startswith("//") or "\\" in next_path
+            or not next_path.isprintable()):
+        next_path = "/"  # local paths only: no open redirect (control characters: "/\t/evil.example")
     params = {"prompt": "login"} if fresh else {}
     authz = {"params": params, "client_name": "", "internal": True, "next": next_path}
     handle = transaction.begin(authz, login_session.browser_binding())
