@@ -121,6 +121,8 @@ def _refused(status: int, data: dict, url: str) -> AuthenticatorError:
         "personal_recovery_disabled": "the server does not offer recovery by password: ask your administrator "
                                       "for a recovery QR code",
         "code_not_sent": "the server could not send the code by e-mail: try again later or ask your administrator",
+        "no_push_device": "this account has no push sign-in to recover on the server: ask your administrator "
+                          "for a recovery QR code",
     }.get(error, f"the server refused the recovery (HTTP {status}, {error}) at {host_of(url)}"))
 
 

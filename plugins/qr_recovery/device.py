@@ -113,12 +113,15 @@ def build_blueprint(factor) -> Blueprint:
     def personal_start():
         if not factor.qr_settings.personal_recovery:
             return _error("personal_recovery_disabled", 403)
+        push = _push()
+        if push is None:
+            return _error("push_unavailable", 503)
         data = request.get_json(silent=True)
         if not isinstance(data, dict):
             return _error("invalid_request", 400)
         try:
             started = personal.start(factor, data.get("email"), data.get("password"),
-                                     remote_addr=request.remote_addr, now=_utcnow())
+                                     remote_addr=request.remote_addr, now=_utcnow(), push=push)
         except personal.StartRefused as exc:
             extra = {"retry_after": exc.retry_after} if exc.retry_after else {}
             response, status = _error(exc.error, exc.status, **extra)

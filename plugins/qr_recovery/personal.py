@@ -45,7 +45,7 @@ def code_digest(pepper: bytes, user_id: int, code: str) -> str:
     return hmac.new(pepper, f"personal|{user_id}|{code}".encode(), hashlib.sha256).hexdigest()
 
 
-def start(factor, email: object, password: object, *, remote_addr: str | None, now: datetime) -> Started:
+def start(factor, email: object, password: object, *, remote_addr: str | None, now: datetime, push) -> Started:
     if not isinstance(email, str) or not isinstance(password, str) or not email.strip() or not password:
         raise StartRefused("invalid_request", 400)
     settings = factor.qr_settings
@@ -55,6 +55,11 @@ def start(factor, email: object, password: object, *, remote_addr: str | None, n
         raise StartRefused("too_many_attempts", 429, exc.retry_after) from None
     if user is None:
         raise StartRefused("invalid_credentials", 401)
+    if push.store.count(user) == 0:
+        # Recovery gives a new phone its own key beside the old one's: it restores push to an
+        # account that has it. It never gives a second factor to an account on the strength of
+        # its password and mailbox alone (an admin's recovery QR code does that).
+        raise StartRefused("no_push_device", 403)
     since = now - timedelta(hours=1)
     if directory.recent_challenge_count(factor.name, user.id, since, kind=PERSONAL) >= settings.codes_per_hour:
         raise StartRefused("too_many_attempts", 429, 3600)

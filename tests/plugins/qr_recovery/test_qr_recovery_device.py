@@ -106,14 +106,22 @@ def test_an_already_registered_key_does_not_spend_the_code(client, push, qr, fac
 # --- personal accounts: password + e-mailed code ---------------------------------------------
 
 
-@pytest.fixture
-def alice(factor_app):
+def _personal_user(factor_app, email: str):
     from idp.factors import testing
     from idp.models import User
 
-    ref = testing.make_user("alice.personal@example.com")
+    ref = testing.make_user(email)
     row = db.session.get(User, ref.id)
     row.password_hash = factor_app.extensions["idp.passwords"].hash(PASSWORD)
+    db.session.commit()
+    return ref
+
+
+@pytest.fixture
+def alice(factor_app, push):
+    """A personal account that signs in with push on her old phone (what recovery restores)."""
+    ref = _personal_user(factor_app, "alice.personal@example.com")
+    old_device(push, ref)
     db.session.commit()
     return ref
 
@@ -135,10 +143,20 @@ def test_personal_recovery_end_to_end(client, push, qr, alice, mailbox):
     finished = device.finish(body["recovery_id"], code, name="Restored phone")
     assert finished.status_code == 201, finished.get_json()
     assert finished.get_json()["device_id"] == device.id
-    assert [c.label for c in push.store.list(alice)] == ["Restored phone"]
+    assert sorted(c.label for c in push.store.list(alice)) == ["Old phone", "Restored phone"]
     assert device.finish(body["recovery_id"], code).status_code in (409, 410)  # spent
     assert NewDevice(client).finish(body["recovery_id"], code).get_json()["error"] == "code_expired"
     assert [e.details["via"] for e in events("recover.device_added")] == ["recover"]
+
+
+
+def test_personal_recovery_does_not_give_push_to_an_account_without_it(client, push, qr, factor_app, mailbox):
+    """Password and mailbox alone must not mint a second factor: recovery adds a new phone beside
+    an old one; an account without push gets it from an admin's recovery QR code."""
+    bob = _personal_user(factor_app, "bob.personal@example.com")
+    refused = NewDevice(client).start(bob.email, PASSWORD)
+    assert (refused.status_code, refused.get_json()) == (403, {"error": "no_push_device"})
+    assert not mailbox and push.store.count(bob) == 0
 
 
 def test_personal_start_gives_one_answer_for_unknown_account_and_wrong_password(client, qr, alice, mailbox):
@@ -173,7 +191,7 @@ def test_wrong_codes_count_and_the_fifth_ends_it(client, push, qr, alice, mailbo
     assert answers[0]["error"] == "invalid_code"
     final = device.finish(recovery_id, code)
     assert (final.status_code, final.get_json()["error"]) == (410, "code_expired")
-    assert push.store.count(alice) == 0
+    assert push.store.count(alice) == 1  # the old phone only
 
 
 def test_expired_code_is_refused(client, push, qr, alice, mailbox):
