@@ -146,13 +146,14 @@ def cmd_remove(ctx: Context, args) -> int:
 
 
 def cmd_backup(ctx: Context, args) -> int:
-    if args.to and not args.enable:
-        raise AuthenticatorError("--to goes with --enable")
+    if (args.to or args.replace) and not args.enable:
+        raise AuthenticatorError("--to and --replace go with --enable")
     if args.enable:
         if not args.to:
             raise AuthenticatorError("backup --enable needs --to DIR")
         with ctx.changing_vault() as vault:
-            settings = backup_service.enable(vault, args.to, ctx.recovery_secret.get(creating=True))
+            settings = backup_service.enable(vault, args.to, ctx.recovery_secret.get(creating=True),
+                                             replace=args.replace)
         return _report_backup(ctx, settings, f"automatic backup enabled to {settings.location}")
     if args.now:
         with locked(ctx.home):
@@ -257,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--now", action="store_true", help="write a backup now")
     mode.add_argument("--disable", action="store_true", help="stop automatic backups")
     backup.add_argument("--to", metavar="DIR", help="backup directory (with --enable)")
+    backup.add_argument("--replace", action="store_true",
+                        help="overwrite a backup already in DIR that is not this device's (with --enable)")
     command("restore", "restore accounts from a backup onto this (empty) device").add_argument(
         "--from", dest="source", required=True, metavar="DIR")
     recover = command("recover", "give a restored push account a new device credential")
@@ -282,6 +285,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except AuthenticatorError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # the disk, not the user: full, read-only, gone (the store's files are replaced atomically)
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"{PROG}: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -72,3 +72,9 @@ class DeviceNotEmpty(AuthenticatorError):
     """Restore refused: the device already holds accounts."""
 
     exit_code = 16
+
+
+class BackupExists(AuthenticatorError):
+    """``backup --enable`` refused: the location holds a backup that is not this device's own."""
+
+    exit_code = 17

@@ -8,7 +8,7 @@ clear line instead of producing wrong codes later.
 
 import base64
 import binascii
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from authenticator.accounts import ALGORITHMS, DIGITS, TOTP, Account, TotpParams
 from authenticator.errors import AuthenticatorError
@@ -48,11 +48,14 @@ def _split_label(label: str) -> tuple[str, str]:
 
 
 def _single_valued(query: str) -> dict[str, str]:
-    values = parse_qs(query, keep_blank_values=True)
+    """Parameters by lower-cased name; one named twice, in any case (`secret=A&SECRET=B`), is refused."""
+    values: dict[str, list[str]] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        values.setdefault(key.lower(), []).append(value)
     repeated = [key for key, items in values.items() if len(items) > 1]
     if repeated:
         raise InvalidOtpauthUri(f"otpauth URI repeats parameter {repeated[0]!r}")
-    return {key.lower(): items[0] for key, items in values.items()}
+    return {key: items[0] for key, items in values.items()}
 
 
 def _secret(raw) -> str:
@@ -76,12 +79,12 @@ def _algorithm(raw: str) -> str:
 
 
 def _int_in(raw: str, what: str, allowed) -> int:
-    if not raw.isdigit() or int(raw) not in allowed:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) not in allowed:
         raise InvalidOtpauthUri(f"unsupported otpauth {what} {raw!r}")
     return int(raw)
 
 
 def _period(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PERIOD:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PERIOD:
         raise InvalidOtpauthUri(f"unsupported otpauth period {raw!r}")
     return int(raw)

@@ -16,7 +16,9 @@ def decode_qr_image(path: Path) -> str:
             barcodes = zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)
     except FileNotFoundError:
         raise AuthenticatorError(f"no such file: {path}") from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        # (Pillow's DecompressionBombError, for an image claiming more pixels than it may
+        # decode, is not an OSError.)
         raise AuthenticatorError(f"cannot read image {path}: {exc}") from None
     texts = [b.text for b in barcodes if b.valid and b.text]
     if not texts:

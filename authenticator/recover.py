@@ -28,7 +28,7 @@ import requests
 from authenticator.accounts import ACTIVE, PUSH, find_account
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
-from authenticator.push.activation import device_name
+from authenticator.push.activation import PushActivation, device_name
 from authenticator.push.client import ServerUnreachable, host_of
 from authenticator.qr import decode_qr_image
 
@@ -234,10 +234,13 @@ def cmd_recover(ctx, args) -> int:
     push = replace(account.push, device_id=device_id, device_private_key=keys.private_pem(key), status=ACTIVE,
                    extra={**account.push.extra, "endpoint": answer.get("endpoint")
                           or account.push.issuer_url.rstrip("/") + "/factors/push/v1"})
-    with ctx.changing_vault(create=False) as vault:  # saves, then the automatic backup
-        current = find_account(vault.accounts, account.id)
-        updated = replace(current, push=push)
-        vault.replace(updated)
+    try:
+        with ctx.changing_vault(create=False) as vault:  # saves, then the automatic backup
+            current = find_account(vault.accounts, account.id)
+            updated = replace(current, push=push)
+            vault.replace(updated)
+    except OSError as exc:  # registered on the server, but this device could not keep the key
+        raise PushActivation.not_saved(replace(account, push=push), exc.strerror or str(exc)) from None
     how = "recovery QR code" if args.qr else "password and e-mailed code"
     ctx.emit({"id": updated.id, "issuer": updated.issuer, "name": updated.name, "type": updated.type,
               "status": ACTIVE, "device_id": device_id},

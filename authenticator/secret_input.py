@@ -1,7 +1,8 @@
 """Where the local passphrase and the recovery secret come from.
 
-In order: an environment variable, a file named on the command line, then an
-interactive prompt (asked twice when the secret is being created, so a typo
+In order: a file named on the command line, an environment variable, then an
+interactive prompt (what the command line names explicitly wins over what the
+environment happens to hold) (asked twice when the secret is being created, so a typo
 does not lock the user out). Scripts and tests use the first two
 (see the ``idp-authenticator`` section of CONTRACT.md).
 """
@@ -32,9 +33,7 @@ class SecretSource:
         return self._value
 
     def _obtain(self, creating: bool) -> str:
-        secret = os.environ.get(self.env_var)
-        if secret is None and self.file:
-            secret = self._read_file()
+        secret = self._read_file() if self.file else os.environ.get(self.env_var)
         if secret is None:
             secret = self._ask(creating)
         if not secret:
@@ -47,6 +46,8 @@ class SecretSource:
                 return handle.read().rstrip("\r\n")
         except OSError as exc:
             raise AuthenticatorError(f"cannot read {self.what} file {self.file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise AuthenticatorError(f"the {self.what} file {self.file} is not UTF-8 text") from None
 
     def _ask(self, creating: bool) -> str:
         try:

@@ -144,7 +144,7 @@ def _read_header(home: Path):
         raise AuthenticatorError(f"cannot read {path}: {exc.strerror}") from None
     try:
         data = json.loads(header)
-        if data.get("format") != FORMAT:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError
         if data["version"] > VERSION:
             raise StoreDamaged(f"local store in {home} was written by a newer version of idp-authenticator")

@@ -21,6 +21,8 @@ from authenticator.accounts import (
     TotpParams,
 )
 from authenticator.errors import BackupTampered
+from authenticator.otpauth import MAX_PERIOD
+from authenticator.totp import secret_bytes
 
 PUSH_FIELDS_BACKED_UP = ("issuer_url", "username", "account_id", "kind")
 PUSH_KINDS = ("work", "personal")
@@ -57,9 +59,13 @@ def _account_from_entry(entry: dict) -> Account:
     if entry["type"] == TOTP:
         t = entry["totp"]
         params = TotpParams(secret=_text(t["secret"]), algorithm=t["algorithm"], digits=t["digits"], period=t["period"])
-        if not params.secret or params.algorithm not in ALGORITHMS or params.digits not in DIGITS:
+        # What an otpauth URI may carry (authenticator.otpauth), and nothing else: a backup that
+        # restores must give codes, never a traceback at the first `code`.
+        if not params.secret or not secret_bytes(params.secret) or params.algorithm not in ALGORITHMS:
             raise ValueError("bad TOTP parameters")
-        if not isinstance(params.period, int) or params.period < 1:
+        if not (_whole(params.digits) and params.digits in DIGITS):
+            raise ValueError("bad TOTP digits")
+        if not (_whole(params.period) and 1 <= params.period <= MAX_PERIOD):
             raise ValueError("bad TOTP period")
         return Account(id="", type=TOTP, issuer=issuer, name=name, totp=params)
     if entry["type"] == PUSH:
@@ -72,6 +78,11 @@ def _account_from_entry(entry: dict) -> Account:
         )
         return Account(id="", type=PUSH, issuer=issuer, name=name, push=push)
     raise ValueError(f"unknown account type {entry['type']!r}")
+
+
+def _whole(value) -> bool:
+    """An int, not a float such as 6.0 (equal to 6) nor a bool."""
+    return type(value) is int
 
 
 def _text(value) -> str:

@@ -15,13 +15,24 @@ from authenticator.backup import format as backup_format
 from authenticator.backup.payload import decode_payload, encode_payload
 from authenticator.backup.settings import DIRECTORY, BackupSettings
 from authenticator.backup.storage import BackupStorage, DirectoryStorage, storage_for
-from authenticator.errors import AuthenticatorError, DeviceNotEmpty
+from authenticator.errors import AuthenticatorError, BackupExists, DeviceNotEmpty
 
 
-def enable(vault, location: str, recovery_secret: str) -> BackupSettings:
-    """Remember ``location`` and a key for ``recovery_secret``, then write a first backup."""
+def enable(vault, location: str, recovery_secret: str, *, replace: bool = False) -> BackupSettings:
+    """Remember ``location`` and a key for ``recovery_secret``, then write a first backup.
+
+    A backup already at ``location`` is overwritten only when it is this device's own, or holds
+    nothing this device lacks (it was restored from it), or ``replace`` says so: a new phone
+    pointed at the folder holding the only backup must not replace it with an empty list.
+    """
     storage = DirectoryStorage(location)
     storage.create()
+    own = vault.backup is not None and vault.backup.location == str(storage.directory.resolve())
+    if storage.path.exists() and not own and not replace and not _holds_nothing_new(storage, vault, recovery_secret):
+        raise BackupExists(
+            f"{storage.describe()} already holds a backup: restore it first (restore --from DIR), "
+            "or overwrite it with this device's accounts (backup --enable --replace)"
+        )
     key = backup_format.new_backup_key(recovery_secret)
     vault.backup = BackupSettings(
         location=str(storage.directory.resolve()), kdf=key.kdf, salt=key.salt,
@@ -29,6 +40,22 @@ def enable(vault, location: str, recovery_secret: str) -> BackupSettings:
     )
     write_backup(vault)
     return vault.backup
+
+
+def _holds_nothing_new(storage: BackupStorage, vault, recovery_secret: str) -> bool:
+    """Whether every account of the backup in ``storage`` is on this device (False when it does
+    not open with ``recovery_secret``: then it cannot be told, and is kept)."""
+    try:
+        backed_up = read_backup(storage, lambda: recovery_secret)
+    except AuthenticatorError:
+        return False
+    here = {_identity(a) for a in vault.accounts}
+    return all(_identity(a) in here for a in backed_up)
+
+
+def _identity(account: Account) -> tuple:
+    secret = account.totp.secret if account.totp is not None else None
+    return account.type, account.issuer, account.name, secret
 
 
 def write_backup(vault) -> BackupSettings:

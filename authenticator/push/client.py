@@ -118,7 +118,7 @@ class PushClient:
         data = self._json(response)
         if response.status_code != 200 or not isinstance(data.get("challenges"), list):
             raise ProtocolError(f"unexpected answer from the server (HTTP {response.status_code})")
-        return data["challenges"]
+        return [_well_formed(c) for c in data["challenges"] if _is_challenge(c)]
 
     def answer(self, challenge_id: str, decision: str, number: Optional[str] = None) -> dict:
         """``decision``: approve (with ``number``), deny or fraud. Returns {"status", "reason"?}."""
@@ -135,3 +135,19 @@ class PushClient:
         if error == "challenge_closed":
             raise ChallengeUnavailable(f"request {challenge_id} was already answered or has expired")
         raise ProtocolError(f"the server refused the answer (HTTP {response.status_code}, {error or 'no error'})")
+
+
+def _is_challenge(item) -> bool:
+    """A challenge the app can show and answer: an object with a string id (others are skipped)."""
+    return isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]
+
+
+def _well_formed(challenge: dict) -> dict:
+    """The fields the app reads, in the types docs/push-protocol.md gives them (a server that sends
+    something else gets its request shown with blanks, not a traceback)."""
+    expires_at = challenge.get("expires_at")
+    context = challenge.get("context")
+    return {**challenge,
+            "expires_at": expires_at if isinstance(expires_at, (int, float)) and not isinstance(expires_at, bool)
+            else 0,
+            "context": context if isinstance(context, dict) else {}}

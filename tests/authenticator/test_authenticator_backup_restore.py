@@ -189,3 +189,38 @@ def test_unreachable_automatic_backup_warns_but_keeps_the_change(backed_up):
     assert result.returncode == 0
     assert "warning: automatic backup failed" in result.stderr and "unreachable" in result.stderr
     assert list(codes(old)) == ["ACME:alice@example.com"]
+
+
+def test_enabling_backup_on_a_new_device_does_not_overwrite_the_old_backup(backed_up, make_app):
+    """A new phone pointed at the folder holding the only backup: restore first, or say --replace."""
+    _, cloud = backed_up
+    before = (cloud / BACKUP_FILE).read_bytes()
+    fresh = make_app("fresh")
+    result = fresh.run("backup", "--enable", "--to", str(cloud))
+    assert result.returncode == 17 and "already holds a backup" in one_line_error(result)
+    assert (cloud / BACKUP_FILE).read_bytes() == before
+    assert fresh.run("restore", "--from", str(cloud)).returncode == 0  # still there, still whole
+    fresh.ok("backup", "--enable", "--to", str(cloud))  # it holds nothing the restored device lacks
+    other = make_app("other")
+    other.ok("backup", "--enable", "--to", str(cloud), "--replace")
+
+
+def test_a_restored_backup_must_give_codes(make_app, tmp_path):
+    """Contents that pass authentication but break the format (digits 6.0, a secret that is not
+    base32, a period of a day) are refused as tampered, not restored to crash `code` later."""
+    from authenticator.backup import format as backup_format
+    from authenticator_testkit import RECOVERY_SECRET
+
+    key = backup_format.new_backup_key(RECOVERY_SECRET)
+    for totp in ({"secret": SECRET, "algorithm": "SHA1", "digits": 6.0, "period": 30},
+                 {"secret": "not*base32", "algorithm": "SHA1", "digits": 6, "period": 30},
+                 {"secret": SECRET, "algorithm": "SHA1", "digits": 6, "period": 86400}):
+        payload = json.dumps({"created_at": "2026-01-01T00:00:00Z", "accounts": [
+            {"type": "totp", "issuer": "ACME", "name": "alice", "totp": totp}]}).encode()
+        location = tmp_path / f"case-{len(list(tmp_path.iterdir()))}"
+        location.mkdir()
+        (location / BACKUP_FILE).write_bytes(backup_format.seal_backup(key, payload))
+        fresh = make_app(f"fresh-{location.name}")
+        result = fresh.run("restore", "--from", str(location))
+        assert result.returncode == 12 and "not valid" in one_line_error(result), totp
+        assert fresh.files() == {}

@@ -111,3 +111,60 @@ def test_recover_of_unknown_account_on_fresh_home(app):
 
 def test_code_of_unknown_account_on_fresh_home(app):
     assert "no account matches" in one_line_error(app.run("code", "x"))
+
+
+def test_a_file_named_on_the_command_line_beats_the_environment(app, tmp_path):
+    """--help says so: a leftover exported variable must not silently win over --passphrase-file."""
+    secret_file = tmp_path / "pass.txt"
+    secret_file.write_text("from a file\n")
+    app.ok("--passphrase-file", str(secret_file), "add", TOTP_URI, env={"IDP_AUTHENTICATOR_PASSPHRASE": None})
+    assert app.run("--passphrase-file", str(secret_file), "list",
+                   env={"IDP_AUTHENTICATOR_PASSPHRASE": "leftover"}).returncode == 0
+
+
+def test_a_passphrase_file_that_is_not_text_is_a_one_line_error(app, tmp_path):
+    binary = tmp_path / "pass.bin"
+    binary.write_bytes(b"\xff\xfe\x00")
+    result = app.run("--passphrase-file", str(binary), "add", TOTP_URI)
+    assert "not UTF-8" in one_line_error(result) and result.returncode != 0
+
+
+def test_an_image_claiming_too_many_pixels_is_a_one_line_error(app, tmp_path):
+    """Pillow refuses to decode it with DecompressionBombError, which is not an OSError."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    result = app.run("add", str(bomb))
+    assert "cannot read image" in one_line_error(result) and result.returncode != 0
+
+
+def test_a_full_disk_is_a_one_line_error(app):
+    """The store is replaced atomically: a write that fails leaves the old one, and says why."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from authenticator_testkit import REPO
+
+    app.ok("add", TOTP_URI)
+
+    def no_room():  # every write beyond 0 bytes fails with EFBIG, as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
+    result = subprocess.run([sys.executable, "-m", "authenticator", "--home", str(app.home), "add",
+                             TOTP_URI.replace("alice", "bob")], capture_output=True, text=True, env=env,
+                            cwd=REPO, preexec_fn=no_room, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "cannot write" in result.stderr
+    assert len(json.loads(app.ok("--json", "list"))) == 1
