@@ -68,6 +68,12 @@ def add(name: str):
 @bp.route("/security/enrol/<pending_id>", methods=["GET", "POST"])
 @login_session.login_required
 def enrol(pending_id: str):
+    # The login must still be recent here too, for the page as for its form: the pending enrolment
+    # outlives the window, and some factors are added from the page itself (a push device
+    # registers with the activation code the page shows).
+    again = login_session.require_recent_login()
+    if again is not None:
+        return again
     user = login_session.current_user()
     try:
         info = service.pending(user, pending_id)
@@ -76,10 +82,6 @@ def enrol(pending_id: str):
         return redirect(url_for(".security"))
     error = None
     if request.method == "POST" and _checked_form():
-        # The factor is added now: the login must still be recent (the pending enrolment outlives the window).
-        again = login_session.require_recent_login()
-        if again is not None:
-            return again
         response = {k: v for k, v in request.form.items() if k not in ("csrf_token", "version", "submit")}
         try:
             _credential, codes = service.finish(user, pending_id, response)
