@@ -70,6 +70,15 @@ def recent_challenge_count(factor: str, user_id: int, since, *, kind: str | None
     return sum(1 for payload in rows if kind is None or (payload or {}).get("type") == kind)
 
 
+def lock_user(user_id: int) -> None:
+    """Hold the user's row until the next commit or rollback, so that what a plugin checks and then
+    writes for one user (a limit, then a new challenge) runs one request at a time. (PostgreSQL:
+    SELECT ... FOR UPDATE; SQLite: every transaction already holds the write lock.)"""
+    from idp.models import User
+
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
 def commit() -> None:
     """Commit the current transaction. For plugin device endpoints and CLI commands, which run
     outside the pipeline and the account page (the usual committers)."""
@@ -203,12 +212,12 @@ def count_attempt(key: str) -> int:
     return int(count)
 
 
-def last_challenge_status(factor: str, transaction_id: str) -> str | None:
-    """Status of the newest challenge of `factor` created for one login transaction, or None.
-    (Push: after a denial, the same login does not send another request.)"""
+def any_challenge_status(factor: str, transaction_id: str, statuses: tuple[str, ...]) -> bool:
+    """Whether a challenge of `factor` created for one login transaction ended in one of
+    `statuses`. (Push: after a denial, the same login does not send another request.)"""
     from idp.models import FactorChallenge
 
     return db.session.scalars(
-        select(FactorChallenge.status).where(FactorChallenge.factor == factor,
-                                             FactorChallenge.transaction_id == transaction_id)
-        .order_by(FactorChallenge.created_at.desc()).limit(1)).first()
+        select(FactorChallenge.id).where(FactorChallenge.factor == factor,
+                                         FactorChallenge.transaction_id == transaction_id,
+                                         FactorChallenge.status.in_(statuses)).limit(1)).first() is not None

@@ -7,6 +7,7 @@ its cause, is the same 401 `invalid_device_request`.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from datetime import timedelta
 
@@ -95,6 +96,8 @@ def build_blueprint(factor) -> Blueprint:
         try:
             wait = float(request.args.get("wait", "0"))
         except ValueError:
+            wait = 0.0
+        if not math.isfinite(wait):  # "nan" parses, and a NaN deadline is never reached
             wait = 0.0
         wait = min(max(wait, 0.0), float(factor.push_settings.long_poll_max_wait))
         deadline = time.monotonic() + wait

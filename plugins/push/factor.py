@@ -127,20 +127,14 @@ class PushFactor(Factor):
 
     def begin_challenge(self, user: UserRef, ctx: AttemptContext) -> Step:
         settings = self.push_settings
-        if directory.push_suspended(user.id):
-            return Step(state={"refused": "suspended"}, view={"refused": "suspended"})
-        if ctx.transaction_id and directory.last_challenge_status(self.name, ctx.transaction_id) in (
-                login_challenge.DENIED, login_challenge.FRAUD):
-            # Denied on the phone: this login sends no further request (no re-push after a "no").
-            return Step(state={"refused": "denied"}, view={"refused": "denied"})
-        since = ctx.now - timedelta(seconds=settings.window)
-        if directory.recent_challenge_count(self.name, user.id, since, kind=login_challenge.LOGIN) \
-                >= settings.max_challenges:
-            return Step(state={"refused": "too_many_requests"}, view={"refused": "too_many_requests"})
+        # From the checks to the new challenge, one request per user at a time: parallel requests
+        # must not all pass the fatigue limit, nor re-push a login whose push was just denied.
+        directory.lock_user(user.id)
+        refused = self._refusal(user, ctx)
+        if refused is not None:
+            directory.rollback()
+            return Step(state={"refused": refused}, view={"refused": refused})
         supersede = login_challenge.superseded(self.challenges, user, ctx)
-        # End the reads above before writing: on SQLite a read transaction that turns into a write
-        # fails at once when another connection wrote meanwhile; a fresh one waits for the lock.
-        directory.commit()
         info = login_challenge.create(self.challenges, user, ctx, digits=settings.digits,
                                       ttl=settings.challenge_ttl, supersede=supersede)
         directory.commit()  # the device's long-poll, maybe in another process, must see it now
@@ -153,6 +147,20 @@ class PushFactor(Factor):
                 "time": ctx.now.strftime("%H:%M UTC"), "expires_at": unix(info.expires_at),
                 "expires_in": settings.challenge_ttl}
         return Step(state={"challenge_id": info.id}, view=view)
+
+    def _refusal(self, user: UserRef, ctx: AttemptContext) -> str | None:
+        """Why no push may be sent now, or None."""
+        if directory.push_suspended(user.id):
+            return "suspended"
+        if ctx.transaction_id and directory.any_challenge_status(self.name, ctx.transaction_id, (
+                login_challenge.DENIED, login_challenge.FRAUD)):
+            # Denied on the phone: this login sends no further request (no re-push after a "no").
+            return "denied"
+        since = ctx.now - timedelta(seconds=self.push_settings.window)
+        if directory.recent_challenge_count(self.name, user.id, since, kind=login_challenge.LOGIN) \
+                >= self.push_settings.max_challenges:
+            return "too_many_requests"
+        return None
 
     def verify(self, user, state, response, ctx):
         return self.poll(user, state, ctx)

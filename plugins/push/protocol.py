@@ -8,6 +8,7 @@ privacyIDEA lesson: one error for every verification failure).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -73,8 +74,8 @@ def thumbprint(jwk: Mapping[str, str]) -> str:
 def _check_times(claims: Mapping[str, Any], now: float) -> None:
     iat, exp = claims.get("iat"), claims.get("exp")
     if not isinstance(iat, (int, float)) or not isinstance(exp, (int, float)) or isinstance(iat, bool) \
-            or isinstance(exp, bool):
-        raise ValueError("iat/exp")
+            or isinstance(exp, bool) or not (math.isfinite(iat) and math.isfinite(exp)):
+        raise ValueError("iat/exp")  # (NaN, which JSON parsers accept, compares false to everything)
     if exp <= now or iat > now + CLOCK_SKEW or exp - iat > MAX_TOKEN_LIFETIME or exp < iat:
         raise ValueError("time window")
 
@@ -111,7 +112,7 @@ def read_registration(token: Any, *, audience: str, now: float | None = None) ->
         _check_jti(claims)
     except InvalidRegistration:
         raise
-    except (JoseError, ValueError, TypeError, KeyError) as exc:
+    except (JoseError, ValueError, TypeError, KeyError, RecursionError) as exc:  # (deeply nested claims)
         raise InvalidRegistration("registration does not verify") from exc
     code, name = claims.get("code"), claims.get("name")
     if not isinstance(code, str) or not code or len(code) > 200:
@@ -153,7 +154,7 @@ def verify_device_token(authorization: str | None, *, audience: str,
             raise ValueError("iss/aud")
         _check_times(claims, now)
         jti = _check_jti(claims)
-    except (JoseError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (JoseError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise DeviceAuthError() from exc
     return DeviceToken(device_id=header["kid"], jti=jti, exp=int(claims["exp"]), claims=dict(claims))
 

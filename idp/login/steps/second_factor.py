@@ -6,6 +6,8 @@ growing delays (idp.lockout); a locked user is told to wait, nothing more.
 """
 from __future__ import annotations
 
+import math
+
 from flask import jsonify, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
@@ -188,7 +190,7 @@ def poll(ctx: StepContext):
     factor = registry.get(name)
     user = gate.user_ref(user_of(ctx))
     wait = request.args.get("wait", type=float)
-    if wait:  # long poll: answer as soon as the out-of-band answer arrives
+    if wait and math.isfinite(wait):  # long poll: answer as soon as the out-of-band answer arrives
         db.session.rollback()  # hold no transaction (nor SQLite's lock) while waiting
         outcome = factor.wait(user, state, attempt_context(ctx, factor), timeout=min(max(wait, 0.0), 25.0))
     else:

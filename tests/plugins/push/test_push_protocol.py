@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
+
 from authenticator.push import keys
 from push_testkit import BASE, Device, activation_code, context, enrol_device
 from idp.factors import Denied, Enrolled, Pending, Rejected, Verified
@@ -275,3 +277,87 @@ def test_no_new_request_in_a_login_after_a_denial(client, push, factor_user):
     assert push.verify(factor_user, again.state, {}, ctx) == Rejected("denied", counts_as_failure=False)
     # Another login is not affected.
     assert "number" in start_login(push, factor_user, "txn-E")[1].view
+
+
+# --- malformed numbers and structures from a device -------------------------------------------
+
+
+def test_a_wait_that_is_not_a_number_does_not_hold_the_request(client, push, factor_user):
+    """float("nan") parses, and a NaN deadline is never reached: the request must end at once."""
+    import threading
+
+    device = enrol_device(client, push, factor_user)
+    answers = []
+    token = device.token("/challenges")
+    thread = threading.Thread(target=lambda: answers.append(client.get(
+        "/factors/push/v1/challenges?wait=nan", headers={"Authorization": f"Bearer {token}"})), daemon=True)
+    thread.start()
+    thread.join(15)  # far beyond the answer's real time, short of never
+    assert answers and answers[0].status_code == 200 and answers[0].get_json()["challenges"] == []
+
+
+def test_device_tokens_whose_times_are_not_numbers_are_refused(client, push, factor_user):
+    """JSON parsers accept NaN, which compares false to everything: a token with iat NaN would
+    skip the 60-second lifetime check, exp NaN was a 500."""
+    import secrets
+
+    device = enrol_device(client, push, factor_user)
+    now = time.time()
+    for iat, exp in ((float("nan"), now + 10 * 365 * 86400), (now, float("nan")), (float("nan"), 1e15),
+                     (now, float("inf"))):
+        token = keys.sign_jwt(device.key, {"alg": "ES256", "typ": "JWT", "kid": device.id},
+                              {"iss": device.id, "aud": BASE + "/challenges", "iat": iat, "exp": exp,
+                               "jti": secrets.token_urlsafe(24)})
+        response = device.pending(token=token)
+        assert (response.status_code, response.get_json()) == (401, UNIFORM), (iat, exp)
+
+
+def test_a_registration_nested_too_deep_is_refused_not_a_500(client, push):
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    key = keys.new_private_key()
+    header = {"alg": "ES256", "typ": "JWT", "jwk": keys.public_jwk(key)}
+    claims = '{"aud":"' + BASE + '/register","nested":' + "[" * 2000 + "]" * 2000 + "}"
+    signing_input = b64(json.dumps(header).encode()) + "." + b64(claims.encode())
+    r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    token = signing_input + "." + b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    response = client.post("/factors/push/v1/register", json={"registration": token})
+    assert response.status_code == 400
+
+
+@pytest.mark.postgres
+def test_parallel_logins_do_not_pass_the_fatigue_limit_together(pg_app):
+    """The checks and the new challenge run one request per user at a time (the user's row is locked)."""
+    import threading
+
+    from idp.db import db
+    from push_testkit import push_factor
+
+    push = push_factor()
+    user = make_user("fatigue@example.com")
+    enrol_device(pg_app.test_client(), push, user)
+    db.session.commit()
+    racers = push.push_settings.max_challenges * 3
+    barrier, steps = threading.Barrier(racers), []
+
+    def worker(i):
+        with pg_app.app_context():
+            barrier.wait()
+            try:
+                steps.append(push.begin_challenge(user, context(push, transaction_id=f"txn-{i}")))
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(racers)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(steps) == racers
+    assert sum("number" in s.view for s in steps) == push.push_settings.max_challenges
