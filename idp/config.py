@@ -43,11 +43,46 @@ def _merge(base: dict, override: Mapping) -> dict:
     return merged
 
 
-def _parse_env_value(raw: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _parse_env_value(raw: str, default: Any = None, name: str = "") -> Any:
+    """An IDP_* value, read as the type of the setting it overrides (config/default.toml).
+
+    A string setting takes the text as given (a password "123" stays text); a boolean takes
+    true/false (also 1/0, yes/no, on/off, any case); a number must be one; a list takes a TOML
+    array or comma-separated items (`IDP_FACTORS__DISABLED=push,webauthn`). Settings without a
+    default are read as a TOML value when they parse as one, else as text.
+    """
+    if isinstance(default, bool):
+        lowered = raw.strip().lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE
+        raise ConfigError(f"{name} must be true or false, not {raw!r}")
+    if isinstance(default, str):
         return raw
+    try:
+        parsed = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = raw
+    if isinstance(default, list):
+        if isinstance(parsed, list):
+            return parsed
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if isinstance(default, (int, float)) and (isinstance(parsed, bool) or not isinstance(parsed, (int, float))):
+        raise ConfigError(f"{name} must be a number, not {raw!r}")
+    if isinstance(default, int) and not isinstance(parsed, int):
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}")
+    return parsed
+
+
+def _default_at(tree: Mapping, path: list[str]) -> Any:
+    node: Any = tree
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _set_path(tree: dict, path: list[str], value: Any) -> None:
@@ -56,14 +91,14 @@ def _set_path(tree: dict, path: list[str], value: Any) -> None:
     tree[path[-1]] = value
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict:
+def _env_overrides(environ: Mapping[str, str], defaults: Mapping) -> dict:
     overrides: dict = {}
     for name, value in environ.items():
         if name in FIXED_VARIABLES:
             _set_path(overrides, list(FIXED_VARIABLES[name]), value)
         elif name.startswith("IDP_") and "__" in name:
             path = [p.lower() for p in name[4:].split("__")]
-            _set_path(overrides, path, _parse_env_value(value))
+            _set_path(overrides, path, _parse_env_value(value, _default_at(defaults, path), name))
     return overrides
 
 
@@ -114,7 +149,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
             tree = _merge(tree, tomllib.loads(Path(extra_file).read_text()))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read IDP_CONFIG={extra_file}: {exc}") from exc
-    tree = _merge(tree, _env_overrides(environ))
+    tree = _merge(tree, _env_overrides(environ, tree))
     for key, value in (overrides or {}).items():
         if "." in key:
             nested: dict = {}
@@ -155,3 +190,6 @@ def validate(settings: Settings) -> None:
             raise ConfigError("production demands an https issuer (IDP_ISSUER)")
         if not settings.get("security.encryption_keys"):
             raise ConfigError("production demands real encryption keys: set security.encryption_keys")
+        if str(settings.get("mail.host", "console")) == "console":
+            raise ConfigError("production refuses the console notifier, which writes one-time codes to the log: "
+                              "set mail.host to an SMTP relay (IDP_MAIL__HOST)")

@@ -354,7 +354,7 @@ def test_demo_seed_is_idempotent(url, idp, db, tmp_path):
 
 def test_demo_seed_is_refused_in_production(sqlite_url, idp):
     env = {"IDP_ENV": "production", "IDP_ISSUER": "https://idp.example", "IDP_SECRET_KEY": "s" * 40,
-           "IDP_SECURITY__ENCRYPTION_KEYS": '["k1:' + "A" * 43 + '"]'}
+           "IDP_SECURITY__ENCRYPTION_KEYS": '["k1:' + "A" * 43 + '"]', "IDP_MAIL__HOST": "smtp.internal"}
     ok(idp("init", database_url=sqlite_url, env=env))
     refused(idp("demo", "seed", database_url=sqlite_url, env=env), "production")
 
