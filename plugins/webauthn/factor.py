@@ -46,6 +46,9 @@ from idp.factors import (
 )
 
 MAX_RESPONSE = 64 * 1024
+# Credential ids as stored (base64url): the lookup column's width. WebAuthn allows ids of up to 1023
+# bytes; authenticators in use make 16 to 128, and a longer one is refused rather than a 500.
+MAX_CREDENTIAL_ID = 255
 
 
 def _transports(names) -> list[AuthenticatorTransport]:
@@ -113,15 +116,19 @@ class WebAuthnFactor(Factor):
                                                   expected_rp_id=rp_id, expected_origin=origin)
         except Exception:  # py_webauthn raises a zoo of types for malformed or wrong responses
             return Rejected("invalid_response")
-        transports = (data.get("response") or {}).get("transports") or []
-        label = str(response.get("label") or "").strip()[:200] or self._next_label(user)
+        transports = (data.get("response") or {}).get("transports")
+        transports = transports if isinstance(transports, list) else []
+        credential_id = bytes_to_base64url(result.credential_id)
+        if len(credential_id) > MAX_CREDENTIAL_ID:  # the spec allows 1023 bytes; the lookup column holds 255 characters
+            return Rejected("invalid_response")
+        label = str(response.get("label") or "").replace("\x00", "").strip()[:200] or self._next_label(user)
         public = {"public_key": bytes_to_base64url(result.credential_public_key), "aaguid": result.aaguid,
                   "device_type": getattr(result.credential_device_type, "value", str(result.credential_device_type)),
                   "backed_up": bool(result.credential_backed_up), "user_verified": bool(result.user_verified),
                   "transports": [t for t in transports if isinstance(t, str)][:8]}
         try:
             credential = self.store.create(user, label=label, public=public, counter=result.sign_count,
-                                           lookup_key=bytes_to_base64url(result.credential_id), now=ctx.now)
+                                           lookup_key=credential_id, now=ctx.now)
         except CredentialConflict:
             return Rejected("already_registered", counts_as_failure=False)
         return Enrolled(credential)
@@ -145,9 +152,11 @@ class WebAuthnFactor(Factor):
     def verify(self, user, state, response, ctx):
         rp_id, origin = self._rp(ctx)
         data, challenge = _parse(response), state.get("challenge")
-        if data is None or not isinstance(challenge, str) or not isinstance(data.get("rawId") or data.get("id"), str):
+        raw_id = data.get("rawId") or data.get("id") if data is not None else None
+        if data is None or not isinstance(challenge, str) or not isinstance(raw_id, str) \
+                or not 0 < len(raw_id) <= MAX_CREDENTIAL_ID or "\x00" in raw_id:
             return Rejected("invalid_response")
-        credential = self.store.find(data.get("rawId") or data.get("id"))
+        credential = self.store.find(raw_id)
         if credential is None or credential.user_id != user.id:
             return Rejected("unknown_credential")
         try:

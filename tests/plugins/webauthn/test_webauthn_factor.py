@@ -149,3 +149,37 @@ def test_templates_and_script(factor, factor_user, ctx, factor_app):
     client = factor_app.test_client()
     assert b"navigator.credentials" in client.get("/factors/webauthn/static/webauthn.js").data
     assert client.get("/factors/recovery_codes/static/recovery-codes.js").status_code == 200
+
+
+def test_malformed_transports_long_ids_and_nul_labels_are_refused_or_cleaned(factor, factor_user, ctx):
+    """Browser input that used to be a 500: `transports` not a list, a credential id longer than the
+    lookup column (PostgreSQL's DataError), a NUL in the label (which PostgreSQL text refuses)."""
+    key = SoftAuthenticator(ctx.rp_id, ctx.origin)
+    step = factor.begin_enrolment(factor_user, ctx)
+    answer = key.create(step.view["options"])
+    answer["response"]["transports"] = 5
+    outcome = factor.finish_enrolment(factor_user, step.state, posted(answer, label="Key\x00one"), ctx)
+    assert isinstance(outcome, Enrolled) and outcome.credential.label == "Keyone"
+    assert outcome.credential.public["transports"] == []
+
+    long_key = SoftAuthenticator(ctx.rp_id, ctx.origin)
+    long_key.credential_id = b"\x01" * 200  # 267 base64url characters
+    step = factor.begin_enrolment(factor_user, ctx)
+    outcome = factor.finish_enrolment(factor_user, step.state, posted(long_key.create(step.view["options"])), ctx)
+    assert outcome == Rejected("invalid_response")
+    step = factor.begin_challenge(factor_user, ctx)
+    assert factor.verify(factor_user, step.state, posted({"rawId": "A" * 300, "id": "A" * 300}), ctx) \
+        == Rejected("invalid_response")
+
+
+@pytest.mark.parametrize("issuer, origin", [
+    ("https://IdP.Example.com", "https://idp.example.com"),
+    ("https://idp.example.com:443", "https://idp.example.com"),
+    ("http://localhost:5000", "http://localhost:5000"),
+    ("https://idp.example.com:8443/", "https://idp.example.com:8443"),
+])
+def test_the_origin_is_what_a_browser_reports(issuer, origin):
+    """py_webauthn compares origins exactly; browsers send the host in lower case, without the default port."""
+    from idp.factors.registry import browser_origin
+
+    assert browser_origin(issuer) == origin
