@@ -55,7 +55,12 @@ def push_group(name: str) -> click.Group:
         if png:
             import segno
 
-            segno.make(act.uri, error="m").save(png, kind="png", scale=6)
+            try:
+                segno.make(act.uri, error="m").save(png, kind="png", scale=6)
+            except OSError as exc:
+                factor.challenges.expire(act.id)  # never leave an unseen code behind
+                directory.commit()
+                fail(f"cannot write {png}: {exc.strerror or exc}; the activation was cancelled")
         expires = act.expires_at.replace(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")
         if as_json:
             click.echo(json.dumps({"activation_uri": act.uri, "expires_at": expires}))

@@ -92,7 +92,7 @@ def recovery_qr_group(name: str = "qr_recovery") -> click.Group:
 
     @group.command("revoke")
     @click.option("--user", "email", required=True, help="the user's e-mail")
-    @click.argument("credential_id", type=int)
+    @click.argument("credential_id", type=click.IntRange(1, 2**63 - 1))  # beyond: no such row, and an overflow
     @with_app_context
     def revoke(email: str, credential_id: int) -> None:
         """Revoke the user's recovery QR code ID (see list)."""

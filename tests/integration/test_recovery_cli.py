@@ -59,7 +59,8 @@ def test_issue_list_revoke(installed, database, tmp_path):
 
 def test_bad_input_is_one_line_and_writes_nothing(installed, database):
     for args in (["issue", "--user", "nobody@example.com"], ["issue", "--user", "carol@example.com", "--expires-in", "30d"],
-                 ["revoke", "--user", "carol@example.com", "999"]):
+                 ["revoke", "--user", "carol@example.com", "999"],
+                 ["revoke", "--user", "carol@example.com", str(2**80)]):
         result = idp(database, "recovery-qr", *args)
         assert result.exit_code != 0 and "Error" in result.output, result.output
     listed = idp(database, "recovery-qr", "list", "--user", "carol@example.com", "--json")

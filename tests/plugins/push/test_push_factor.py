@@ -96,6 +96,16 @@ def test_cli_activate_prints_a_working_uri(factor_app, factor_user, tmp_path):
         assert bad.exit_code != 0 and "Traceback" not in bad.output
 
 
+
+def test_cli_activate_cancels_the_code_when_the_png_cannot_be_written(factor_app, factor_user, tmp_path):
+    """Nothing half-created: an activation nobody saw must not stay usable for days."""
+    push = push_factor()
+    result = CliRunner().invoke(PushFactor.cli_command(), ["activate", "--user", factor_user.email, "--expires-in",
+                                                           "7d", "--png", str(tmp_path / "missing" / "qr.png")])
+    assert result.exit_code != 0 and "cancelled" in result.output
+    assert [c for c in push.challenges.pending(user=factor_user)] == []
+
+
 def test_in_process_waker_wakes_a_listener():
     waker = Waker()
     with waker.listen(["c"]) as listener:
