@@ -42,7 +42,10 @@ class Waker:
     def __init__(self, redis=None) -> None:
         self.redis = redis
         self._cond = threading.Condition()
+        # Events counted per channel, only while someone listens on it (listeners per channel in
+        # `_listening`): a counter per challenge ever answered would grow with every login.
         self._generation: dict[str, int] = {}
+        self._listening: dict[str, int] = {}
         self._relay_pid: int | None = None
         self._relay_lock = threading.Lock()
         self._relay_ready = threading.Event()
@@ -52,8 +55,25 @@ class Waker:
 
     def _bump(self, channel: str) -> None:
         with self._cond:
-            self._generation[channel] = self._generation.get(channel, 0) + 1
-            self._cond.notify_all()
+            if channel in self._listening:
+                self._generation[channel] = self._generation.get(channel, 0) + 1
+                self._cond.notify_all()
+
+    def _subscribe(self, channels: list[str]) -> dict[str, int]:
+        """Count a listener on `channels` (the caller holds `_cond`); their current generations."""
+        for channel in channels:
+            self._listening[channel] = self._listening.get(channel, 0) + 1
+        return {c: self._generation.get(c, 0) for c in channels}
+
+    def _unsubscribe(self, channels: list[str]) -> None:
+        with self._cond:
+            for channel in channels:
+                left = self._listening.get(channel, 0) - 1
+                if left > 0:
+                    self._listening[channel] = left
+                else:
+                    self._listening.pop(channel, None)
+                    self._generation.pop(channel, None)
 
     def notify(self, channel: str) -> None:
         self._bump(channel)  # waiters in this process, at once
@@ -113,7 +133,8 @@ class Listener:
         self.waker = waker
         self.channels = channels
         with waker._cond:
-            self._seen = {c: waker._generation.get(c, 0) for c in channels}
+            self._seen = waker._subscribe(channels)
+        self._open = True
 
     def _changed(self) -> bool:
         return any(self.waker._generation.get(c, 0) != n for c, n in self._seen.items())
@@ -126,7 +147,10 @@ class Listener:
         return bool(woken)
 
     def close(self) -> None:
-        """Nothing to release: the process's one subscription belongs to the waker."""
+        """Stop counting events for this listener (the process's one Redis subscription stays)."""
+        if self._open:
+            self._open = False
+            self.waker._unsubscribe(self.channels)
 
     def __enter__(self) -> "Listener":
         return self

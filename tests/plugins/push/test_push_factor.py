@@ -114,6 +114,17 @@ def test_in_process_waker_wakes_a_listener():
         assert listener.wait(0.05) is False
 
 
+def test_the_waker_forgets_channels_nobody_listens_on():
+    """One counter per answered challenge, kept for ever, grew with every login."""
+    waker = Waker()
+    for i in range(100):
+        waker.notify(f"challenge:{i}")  # answered with nobody waiting
+    with waker.listen(["a", "b"]) as first, waker.listen(["a"]):
+        waker.notify("a")
+        assert first.wait(1) is True
+    assert waker._generation == {} and waker._listening == {}
+
+
 # --- races on PostgreSQL ---------------------------------------------------------------------
 
 
