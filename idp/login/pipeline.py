@@ -48,12 +48,16 @@ def _client_row(params: dict) -> ClientRecord | None:
 
 
 def normalise_scope(params: dict, client) -> dict:
-    """OIDC Core 11: offline_access from a third-party client counts only with prompt=consent."""
+    """The scopes this login is about: those the client may have (what the code will carry; the
+    consent page shows and remembers no others, so a request cannot fill it with made-up
+    scope names), and offline_access from a third-party client only with prompt=consent
+    (OIDC Core 11)."""
     scopes = scope_to_list(params.get("scope") or "") or []
-    if "offline_access" in scopes and not client.first_party and "consent" not in _prompts(params):
-        scopes = [s for s in scopes if s != "offline_access"]
-        params = dict(params, scope=" ".join(scopes))
-    return params
+    allowed = set((client.scope or "").split())
+    kept = [s for s in scopes if s in allowed]
+    if "offline_access" in kept and not client.first_party and "consent" not in _prompts(params):
+        kept.remove("offline_access")
+    return dict(params, scope=" ".join(kept)) if kept != scopes else params
 
 
 def session_is_enough(params: dict, sso, user: UserLike | None) -> tuple[bool, str | None]:

@@ -1,6 +1,8 @@
 """HTTP endpoints of the provider: authorization, token, userinfo, revocation, introspection, discovery, JWKS."""
 from __future__ import annotations
 
+import logging
+
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from functools import wraps
 
@@ -12,6 +14,7 @@ from idp.oidc import discovery, keys
 from idp.oidc.server import server
 
 bp = Blueprint("oidc", __name__)
+log = logging.getLogger("idp.oidc")
 
 
 def malformed_input_is_a_400(json_errors: bool):
@@ -34,9 +37,21 @@ def malformed_input_is_a_400(json_errors: bool):
     return decorate
 
 
+# What the error page says, in our words: Authlib's descriptions quote the request (the redirect
+# URI, the response type), and a crafted link would put its own sentence on this domain's page.
+_ERROR_PAGE_TEXT = {
+    "invalid_client": "The application is not registered with this provider.",
+    "invalid_request": "The application's sign-in request is not valid (for example, its redirect URI is "
+                       "missing or not registered).",
+    "unsupported_response_type": "The application asked for a kind of answer this provider does not give.",
+}
+
+
 def _error_page(error: OAuth2Error):
-    return render_template("errors/oauth.html", error=error.error,
-                           description=error.get_error_description()), 400
+    log.info("authorization request refused with a page: %s", error.error,
+             extra={"fields": {"description": (error.get_error_description() or "")[:300]}})
+    return render_template("errors/oauth.html", error=error.error, description=_ERROR_PAGE_TEXT.get(
+        error.error, "The application's sign-in request cannot be processed.")), 400
 
 
 @bp.route("/authorize", methods=["GET"])

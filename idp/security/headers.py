@@ -14,7 +14,9 @@ CSP = (
     "frame-ancestors 'none'"
 )
 
-_EVERY_RESPONSE = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
+# Referrer: to our own pages only (the language switch and the "sign in again" step come back
+# to the page they were posted from); never to another site, not even the client's.
+_EVERY_RESPONSE = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"))
 _HTML = (("Content-Security-Policy", CSP), ("X-Frame-Options", "DENY"), ("Cache-Control", "no-store"))
 _HSTS = (("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),)
 _TOKEN_RESPONSE = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))

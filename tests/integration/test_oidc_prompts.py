@@ -133,6 +133,30 @@ def test_logout_with_someone_elses_id_token_asks_first(seeded, web, rp_factory, 
     assert web.last_redirect is None and "Sign out?" in page.text
     web.get(rp.authorization_url(prompt="none"))
     assert "code" in web.callback_params(), "still signed in"
+    # Confirmed: signed out, and back to the client as it asked.
+    page = web.get(f"{rp.metadata['end_session_endpoint']}?id_token_hint={planted}"
+                   f"&post_logout_redirect_uri={rp.client['post_logout_redirect_uri']}&state=bye")
+    web.submit(page.forms()[0])
+    assert web.last_redirect == f"{rp.client['post_logout_redirect_uri']}?state=bye"
+    web.get(rp.authorization_url(prompt="none"))
+    assert web.callback_params()["error"] == "login_required"
+
+
+def test_the_error_page_does_not_say_what_the_link_says(seeded, live_server):
+    """Authlib's descriptions quote the request: a crafted link would put its sentence on our page."""
+    bait = "SECURITY NOTICE: your account is locked, call +1 555 0100"
+    cid = seeded.first_party["client_id"]
+    for query in (f"client_id={cid}&response_type=code&redirect_uri=https://rp.example/cb {bait}",
+                  f"client_id={cid}&response_type={bait}&redirect_uri=https://rp.example/{bait}"):
+        page = requests.get(f"{live_server.url}/authorize?{query}", allow_redirects=False, timeout=5)
+        assert page.status_code == 400 and "SECURITY NOTICE" not in page.text, query
+
+
+def test_the_consent_page_shows_only_scopes_the_client_may_have(seeded, web, rp_factory):
+    rp = rp_factory(seeded.third_party)
+    web.get(rp.authorization_url(scope="openid email Read_and_delete_all_your_mail"))
+    page = web.login(seeded.user_email, seeded.password)
+    assert "Read_and_delete_all_your_mail" not in page.text and "See your e-mail address" in page.text
 
 
 def test_logout_refuses_unregistered_post_logout_redirect(seeded, web, rp_factory):
