@@ -1,8 +1,8 @@
 """Where the local passphrase and the recovery secret come from.
 
-In order: a file named on the command line, an environment variable, then an
-interactive prompt (what the command line names explicitly wins over what the
-environment happens to hold) (asked twice when the secret is being created, so a typo
+In order: a file named on the command line (what a command names explicitly
+wins over what the environment happens to hold), an environment variable, then
+an interactive prompt (asked twice when the secret is being created, so a typo
 does not lock the user out). Scripts and tests use the first two
 (see the ``idp-authenticator`` section of CONTRACT.md).
 """

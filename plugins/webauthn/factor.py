@@ -152,7 +152,7 @@ class WebAuthnFactor(Factor):
     def verify(self, user, state, response, ctx):
         rp_id, origin = self._rp(ctx)
         data, challenge = _parse(response), state.get("challenge")
-        raw_id = data.get("rawId") or data.get("id") if data is not None else None
+        raw_id = (data.get("rawId") or data.get("id")) if data is not None else None
         if data is None or not isinstance(challenge, str) or not isinstance(raw_id, str) \
                 or not 0 < len(raw_id) <= MAX_CREDENTIAL_ID or "\x00" in raw_id:
             return Rejected("invalid_response")
