@@ -72,17 +72,17 @@ def test_wrong_codes_lock_out_with_growing_delay(seeded, web, rp_factory):
 
 def _at_the_code_page(seeded, web, rp_factory, live_server):
     """A user who enrolled TOTP, then a fresh browser at the code page after the password:
-    (the relying party, the browser, the page)."""
+    (the relying party, the browser, the page, the TOTP secret)."""
     rp = rp_factory(seeded.first_party)
-    enrol_totp_during_login(web, rp, seeded)
+    secret, _codes = enrol_totp_during_login(web, rp, seeded)
     rp.exchange(web.last_redirect)
     browser = FormBrowser(live_server.url)
     browser.get(rp.authorization_url())
-    return rp, browser, browser.login(seeded.user_email, seeded.password)
+    return rp, browser, browser.login(seeded.user_email, seeded.password), secret
 
 
 def test_second_factor_is_not_skippable_by_calling_later_urls(seeded, web, rp_factory, live_server):
-    rp, browser, page = _at_the_code_page(seeded, web, rp_factory, live_server)
+    rp, browser, page, _secret = _at_the_code_page(seeded, web, rp_factory, live_server)
     handle_url = page.url
     # Posting a consent or recovery-codes form to the second-factor state changes nothing.
     csrf = page.form_with("code")["fields"]
@@ -109,7 +109,7 @@ def _login_transactions(url: str) -> set[tuple]:
 def test_the_code_page_only_reads_when_its_factor_begins_quietly(seeded, web, rp_factory, live_server):
     """TOTP `begins_quietly`: the password POST stores the challenge with its own transition into
     the second-factor step, so the code page, shown and reloaded, writes nothing."""
-    _rp, browser, page = _at_the_code_page(seeded, web, rp_factory, live_server)
+    _rp, browser, page, _secret = _at_the_code_page(seeded, web, rp_factory, live_server)
     assert page.form_with("code")
     before = _login_transactions(live_server.database_url)
     assert any(state == "second_factor" and factor == "totp" for _id, state, _version, factor in before)
@@ -129,12 +129,7 @@ def test_a_right_code_clears_the_users_failures_not_the_addresss(seeded, web, rp
             return {row.key.split(":")[1]: row.failures for row in db.session.scalars(
                 select(FailureCounter).where(FailureCounter.key.like("factor:%")))}
 
-    rp = rp_factory(seeded.first_party)
-    secret, _codes = enrol_totp_during_login(web, rp, seeded)
-    rp.exchange(web.last_redirect)
-    browser = FormBrowser(live_server.url)
-    browser.get(rp.authorization_url())
-    page = browser.login(seeded.user_email, seeded.password)
+    _rp, browser, page, secret = _at_the_code_page(seeded, web, rp_factory, live_server)
     for _ in range(2):
         page = browser.submit(page.form_with("code"), {"code": "000000"})
     assert failures() == {"user": 2, "ip": 2}
