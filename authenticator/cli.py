@@ -152,8 +152,9 @@ def cmd_backup(ctx: Context, args) -> int:
         if not args.to:
             raise AuthenticatorError("backup --enable needs --to DIR")
         with ctx.changing_vault() as vault:
-            settings = backup_service.enable(vault, args.to, ctx.recovery_secret.get(creating=True),
-                                             replace=args.replace)
+            secret = ctx.recovery_secret.get(creating=True)
+            backup_service.check_recovery_secret(secret, ctx.passphrase.get())
+            settings = backup_service.enable(vault, args.to, secret, replace=args.replace)
         return _report_backup(ctx, settings, f"automatic backup enabled to {settings.location}")
     if args.now:
         with locked(ctx.home):

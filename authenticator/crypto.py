@@ -31,6 +31,10 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 SCRYPT_N_ENV = "IDP_AUTHENTICATOR_SCRYPT_N"
 DEFAULT_N = 2**15
+# A backup travels to storage others may read (a synced folder, a cloud drive) and its key is
+# derived once per `backup --enable` and per restore, not per command: it can afford OWASP's
+# scrypt cost (N = 2**17, 128 MiB) against offline guessing of the recovery secret.
+BACKUP_N = 2**17
 DEFAULT_R = 8
 DEFAULT_P = 1
 SALT_BYTES = 16
@@ -74,11 +78,11 @@ class KdfParams:
         return self
 
     @classmethod
-    def for_new_file(cls) -> "KdfParams":
-        """The default cost, unless the test-only environment variable lowers it."""
+    def for_new_file(cls, n: int = DEFAULT_N) -> "KdfParams":
+        """The cost `n` (the local store's default), unless the test-only environment variable lowers it."""
         raw = os.environ.get(SCRYPT_N_ENV)
         if not raw:
-            return cls()
+            return cls(n=n)
         try:
             return cls(n=int(raw)).validate()
         except (ValueError, InvalidKdfParams) as exc:

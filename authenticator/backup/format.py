@@ -50,7 +50,7 @@ class BackupKey:
 
 
 def new_backup_key(recovery_secret: str) -> BackupKey:
-    params = crypto.KdfParams.for_new_file()
+    params = crypto.KdfParams.for_new_file(crypto.BACKUP_N)
     salt = crypto.new_salt()
     return BackupKey(params, salt, crypto.derive_keys(recovery_secret, salt, params, PURPOSE))
 

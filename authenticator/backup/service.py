@@ -25,6 +25,7 @@ def enable(vault, location: str, recovery_secret: str, *, replace: bool = False)
     nothing this device lacks (it was restored from it), or ``replace`` says so: a new phone
     pointed at the folder holding the only backup must not replace it with an empty list.
     """
+    check_recovery_secret(recovery_secret)
     storage = DirectoryStorage(location)
     storage.create()
     own = vault.backup is not None and vault.backup.location == str(storage.directory.resolve())
@@ -40,6 +41,20 @@ def enable(vault, location: str, recovery_secret: str, *, replace: bool = False)
     )
     write_backup(vault)
     return vault.backup
+
+
+MIN_RECOVERY_SECRET = 12
+
+
+def check_recovery_secret(secret: str, passphrase: str | None = None) -> None:
+    """A new recovery secret guards the backup wherever it is stored, against guessing offline:
+    at least MIN_RECOVERY_SECRET characters, and not the device's own passphrase (the two
+    protect different things: losing the phone must not hand over the backup)."""
+    if len(secret) < MIN_RECOVERY_SECRET:
+        raise AuthenticatorError(f"the recovery secret must be at least {MIN_RECOVERY_SECRET} characters "
+                                 "(a few words you write down)")
+    if passphrase is not None and secret == passphrase:
+        raise AuthenticatorError("the recovery secret must differ from this device's passphrase")
 
 
 def _holds_nothing_new(storage: BackupStorage, vault, recovery_secret: str) -> bool:

@@ -224,3 +224,26 @@ def test_a_restored_backup_must_give_codes(make_app, tmp_path):
         result = fresh.run("restore", "--from", str(location))
         assert result.returncode == 12 and "not valid" in one_line_error(result), totp
         assert fresh.files() == {}
+
+
+def test_a_recovery_secret_must_be_long_and_not_the_passphrase(app, tmp_path):
+    """It guards the backup wherever it is stored, against guesses made offline."""
+    from authenticator_testkit import PASSPHRASE
+
+    app.ok("add", TOTP_URI)
+    short = app.run("backup", "--enable", "--to", str(tmp_path / "cloud"),
+                    env={"IDP_AUTHENTICATOR_RECOVERY_SECRET": "a"})
+    assert short.returncode != 0 and "at least 12 characters" in one_line_error(short)
+    same = app.run("backup", "--enable", "--to", str(tmp_path / "cloud"),
+                   env={"IDP_AUTHENTICATOR_RECOVERY_SECRET": PASSPHRASE})
+    assert same.returncode != 0 and "differ from this device's passphrase" in one_line_error(same)
+    assert not (tmp_path / "cloud" / BACKUP_FILE).exists()
+
+
+def test_backups_use_the_stronger_scrypt_cost(monkeypatch):
+    from authenticator import crypto
+    from authenticator.backup import format as backup_format
+
+    monkeypatch.delenv("IDP_AUTHENTICATOR_SCRYPT_N")
+    assert backup_format.new_backup_key("recovery words kept on paper").kdf.n == 2**17
+    assert crypto.KdfParams.for_new_file().n == 2**15  # the local store, derived at every command
