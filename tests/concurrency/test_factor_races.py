@@ -16,8 +16,7 @@ pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_T
 RACERS = 10
 
 
-@pytest.fixture
-def pg_server(postgres_url):
+def _pg_server(postgres_url, overrides):
     from sqlalchemy import create_engine
 
     from idp import schema
@@ -25,7 +24,20 @@ def pg_server(postgres_url):
     engine = create_engine(postgres_url)
     schema.upgrade(engine)
     engine.dispose()
-    server = start_server(postgres_url, {"ratelimit.factor_failures_before_lockout": 100})
+    return start_server(postgres_url, overrides)
+
+
+@pytest.fixture
+def pg_server(postgres_url):
+    server = _pg_server(postgres_url, {"ratelimit.factor_failures_before_lockout": 100})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_server_with_lockout(postgres_url):
+    """The default limit: 5 wrong codes per user, then a growing wait."""
+    server = _pg_server(postgres_url, {"ratelimit.factor_failures_before_lockout": 5})
     yield server
     server.stop()
 
@@ -162,3 +174,30 @@ def test_a_required_user_removing_two_factors_at_once_keeps_one(pg_server):
         live = db.session.scalar(select(func.count()).select_from(Credential).where(
             Credential.user_id == user.id, Credential.factor == "totp", Credential.revoked_at.is_(None)))
     assert live == 1 and user.second_factor_count == 1
+
+
+def test_wrong_codes_posted_at_once_through_many_logins_are_checked_up_to_the_limit(pg_server_with_lockout):
+    """Someone with the password opens a dozen logins and posts one guess through each at the same
+    moment: each guess is checked and counted one after the other, so the sixth and later wait."""
+    server = pg_server_with_lockout
+    seeded = seed(server)
+    rp = RelyingParty(server.url, seeded.first_party)
+    secret, _codes = enrol_totp_during_login(FormBrowser(server.url), rp, seeded)
+    browsers = [_on_code_page(server, rp, seeded) for _ in range(RACERS + 2)]
+    right = pyotp.TOTP(secret)
+    wrong = next(f"{n:06d}" for n in range(1000000)
+                 if f"{n:06d}" not in {right.at(time.time() + d) for d in (-30, 0, 30, 60)})
+    barrier = threading.Barrier(len(browsers))
+
+    def run(browser):
+        form = browser.page.form_with("code")
+        barrier.wait()
+        browser.submit(form, {"code": wrong})
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in browsers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(b.page.status for b in browsers)
+    assert statuses.count(401) == 5 and statuses.count(429) == len(browsers) - 5, statuses
