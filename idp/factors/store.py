@@ -340,25 +340,17 @@ class CredentialStore:
     def seal_pending(self, user: UserLike, plaintext: bytes) -> str:
         """Seal material that must survive between `begin_enrolment` and `finish_enrolment` (a new TOTP
         seed) so that `Step.state`, stored in the login transaction, never holds it in clear."""
-        import base64
-
-        aad = f"pending|{self._name(None)}|{_user_id(user)}".encode()
-        key_id, blob = _keyring().seal(bytes(plaintext), aad)
-        return f"{key_id}:{base64.urlsafe_b64encode(blob).decode()}"
+        return _keyring().seal_token(bytes(plaintext), self._pending_aad(user))
 
     def open_pending(self, user: UserLike, token: Any) -> bytes | None:
         """Open what `seal_pending` produced for this user and factor; None if it does not open."""
-        import base64
-        import binascii
-
-        if not isinstance(token, str) or ":" not in token:
-            return None
-        key_id, _, encoded = token.partition(":")
         try:
-            return _keyring().open(key_id, base64.urlsafe_b64decode(encoded.encode()),
-                                   f"pending|{self._name(None)}|{_user_id(user)}".encode())
-        except (SecretError, binascii.Error, ValueError):
+            return _keyring().open_token(token, self._pending_aad(user))
+        except SecretError:
             return None
+
+    def _pending_aad(self, user: UserLike) -> bytes:
+        return f"pending|{self._name(None)}|{_user_id(user)}".encode()
 
     # --- exactly-once gates (one statement, committed at once) ---------------------------
 

@@ -24,11 +24,17 @@ def user_ref(user: UserLike) -> UserRef:
                    email=user.email, locale=user.locale)
 
 
+def max_age_of(params: dict) -> int | None:
+    """The request's max_age in seconds; None when absent or not ASCII digits (`str.isdigit` also
+    accepts digits `int()` refuses, such as superscripts: /authorize refuses those requests)."""
+    raw = params.get("max_age")
+    return int(raw) if isinstance(raw, str) and raw.isascii() and raw.isdigit() else None
+
+
 def request_facts(params: dict) -> policy.RequestFacts:
-    max_age = params.get("max_age")
     return policy.RequestFacts(
         acr_values=tuple((params.get("acr_values") or "").split()),
-        max_age=int(max_age) if max_age and str(max_age).isascii() and str(max_age).isdigit() else None,
+        max_age=max_age_of(params),
         prompt=tuple((params.get("prompt") or "").split()),
         client_id=params.get("client_id"),
     )

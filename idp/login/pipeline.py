@@ -66,12 +66,9 @@ def session_is_enough(params: dict, sso, user: UserLike | None) -> tuple[bool, s
         return False, "login_required"
     if "login" in _prompts(params):
         return False, "login_required"
-    max_age = params.get("max_age")
-    if max_age is not None:
-        try:
-            if sso.auth_time + int(max_age) < time.time():
-                return False, "login_required"
-        except ValueError:
+    if params.get("max_age") is not None:
+        max_age = gate.max_age_of(params)
+        if max_age is None or sso.auth_time + max_age < time.time():
             return False, "login_required"
     error = gate.session_shortfall(user, params, sso)
     return (error is None), error
@@ -114,8 +111,7 @@ def start(grant, args) -> object:
     """Entry from /authorize once Authlib validated the request."""
     client = grant.request.client.row
     params = normalise_scope(snapshot.capture(args), client)
-    max_age = params.get("max_age")
-    if max_age is not None and not _whole_seconds(max_age):
+    if params.get("max_age") is not None and gate.max_age_of(params) is None:
         return error_redirect(grant, "invalid_request", "max_age must be a whole number of seconds.")
     _remember_ui_locales(params)
     sso = login_session.current_session()
@@ -139,11 +135,6 @@ def start(grant, args) -> object:
         return error_redirect(grant, why or "login_required")
     handle = transaction.begin(authz, binding)
     return redirect_to(handle.raw)
-
-
-def _whole_seconds(value: str) -> bool:
-    """ASCII digits only: `str.isdigit` also accepts digits `int()` refuses (superscripts)."""
-    return value.isascii() and value.isdigit()
 
 
 def _remember_ui_locales(params: dict) -> None:

@@ -60,21 +60,29 @@ class KeyRing:
         except InvalidTag as exc:
             raise SecretError("ciphertext does not open with its key and associated data") from exc
 
-    def seal_json(self, value, aad: bytes) -> str:
-        """`value` as JSON, sealed: "KEY_ID:BASE64URL", a string to keep in a JSON column."""
-        key_id, blob = self.seal(json.dumps(value, separators=(",", ":")).encode(), aad)
+    def seal_token(self, plaintext: bytes, aad: bytes) -> str:
+        """`plaintext` sealed as one string, "KEY_ID:BASE64URL", to keep in a JSON column or field."""
+        key_id, blob = self.seal(plaintext, aad)
         return f"{key_id}:{base64.urlsafe_b64encode(blob).decode()}"
 
-    def open_json(self, token: str, aad: bytes):
-        """What `seal_json` sealed with the same associated data; SecretError if it does not open."""
-        key_id, sep, encoded = token.partition(":")
+    def open_token(self, token: str, aad: bytes) -> bytes:
+        """What `seal_token` sealed with the same associated data; SecretError if it does not open."""
+        key_id, sep, encoded = token.partition(":") if isinstance(token, str) else ("", "", "")
         if not sep:
             raise SecretError("not a sealed value")
         try:
             blob = _b64decode(encoded)
-        except ValueError as exc:
+        except ValueError as exc:  # binascii.Error included
             raise SecretError("not a sealed value") from exc
-        return json.loads(self.open(key_id, blob, aad))
+        return self.open(key_id, blob, aad)
+
+    def seal_json(self, value, aad: bytes) -> str:
+        """`value` as JSON, sealed with `seal_token`."""
+        return self.seal_token(json.dumps(value, separators=(",", ":")).encode(), aad)
+
+    def open_json(self, token: str, aad: bytes):
+        """What `seal_json` sealed; SecretError if it does not open."""
+        return json.loads(self.open_token(token, aad))
 
     def needs_reseal(self, key_id: str) -> bool:
         return key_id != self.current_id

@@ -52,23 +52,35 @@ def _on_code_page(server, rp, seeded, recovery: bool = False) -> FormBrowser:
     return browser
 
 
-def _race(browsers, code) -> int:
-    barrier = threading.Barrier(len(browsers))
-    winners = []
+def _at_once(submissions) -> None:
+    """Post every (browser, form, values) at the same moment, one thread each."""
+    barrier = threading.Barrier(len(submissions))
 
-    def run(browser):
-        form = browser.page.form_with("code")
+    def run(browser, form, values):
         barrier.wait()
-        browser.submit(form, {"code": code})
-        if browser.last_redirect and "code=" in browser.last_redirect:
-            winners.append(browser)
+        browser.submit(form, values)
 
-    threads = [threading.Thread(target=run, args=(b,)) for b in browsers]
+    threads = [threading.Thread(target=run, args=submission) for submission in submissions]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return len(winners)
+
+
+def _same_session(browser: FormBrowser, count: int) -> list[FormBrowser]:
+    """`count` browsers holding `browser`'s cookies: one user's tab, posting several times."""
+    clones = []
+    for _ in range(count):
+        clone = FormBrowser(browser.base_url)
+        clone.http.cookies.update(browser.http.cookies)
+        clones.append(clone)
+    return clones
+
+
+def _race(browsers, code) -> int:
+    """Each browser posts `code` on its code page at once; how many got back to the client with a code."""
+    _at_once([(b, b.page.form_with("code"), {"code": code}) for b in browsers])
+    return sum(1 for b in browsers if b.last_redirect and "code=" in b.last_redirect)
 
 
 def test_same_totp_code_from_ten_browsers_is_accepted_once(pg_server):
@@ -106,22 +118,8 @@ def test_one_enrolment_form_posted_by_ten_requests_at_once_adds_one_credential(p
         page = browser.submit(choose[0])
     key = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
     form, code = page.form_with("code"), pyotp.TOTP(key).now()
-    clones = []
-    for _ in range(RACERS):
-        clone = FormBrowser(pg_server.url)
-        clone.http.cookies.update(browser.http.cookies)
-        clones.append(clone)
-    barrier = threading.Barrier(RACERS)
-
-    def run(clone):
-        barrier.wait()
-        clone.submit(form, {"code": code, "label": "Phone"})
-
-    threads = [threading.Thread(target=run, args=(c,)) for c in clones]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    clones = _same_session(browser, RACERS)
+    _at_once([(clone, form, {"code": code, "label": "Phone"}) for clone in clones])
     assert sum("data-recovery-codes" in c.page.text for c in clones) == 1
     with pg_server.context():
         user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
@@ -153,22 +151,8 @@ def test_a_required_user_removing_two_factors_at_once_keeps_one(pg_server):
     page = browser.get("/account/security")
     removals = [f for f in page.forms() if f["action"].endswith("/remove")]
     assert len(removals) == 2
-    clones = []
-    for _ in removals:
-        clone = FormBrowser(pg_server.url)
-        clone.http.cookies.update(browser.http.cookies)
-        clones.append(clone)
-    barrier = threading.Barrier(2)
-
-    def run(clone, form):
-        barrier.wait()
-        clone.submit(form)
-
-    threads = [threading.Thread(target=run, args=pair) for pair in zip(clones, removals, strict=True)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    clones = _same_session(browser, len(removals))
+    _at_once([(clone, form, None) for clone, form in zip(clones, removals, strict=True)])
     with pg_server.context():
         user = db.session.scalar(select(User).where(User.email == seeded.user_email))
         live = db.session.scalar(select(func.count()).select_from(Credential).where(
@@ -187,17 +171,6 @@ def test_wrong_codes_posted_at_once_through_many_logins_are_checked_up_to_the_li
     right = pyotp.TOTP(secret)
     wrong = next(f"{n:06d}" for n in range(1000000)
                  if f"{n:06d}" not in {right.at(time.time() + d) for d in (-30, 0, 30, 60)})
-    barrier = threading.Barrier(len(browsers))
-
-    def run(browser):
-        form = browser.page.form_with("code")
-        barrier.wait()
-        browser.submit(form, {"code": wrong})
-
-    threads = [threading.Thread(target=run, args=(b,)) for b in browsers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _at_once([(b, b.page.form_with("code"), {"code": wrong}) for b in browsers])
     statuses = sorted(b.page.status for b in browsers)
     assert statuses.count(401) == 5 and statuses.count(429) == len(browsers) - 5, statuses
