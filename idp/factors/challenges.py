@@ -82,9 +82,14 @@ class ChallengeStore:
         return _info(row) if row else None
 
     def answer(self, challenge_id: str, status: str, *, payload: Mapping[str, Any] | None = None,
-               now: datetime | None = None) -> ChallengeInfo | None:
+               now: datetime | None = None, commit: bool = True) -> ChallengeInfo | None:
         """Answer a pending, unexpired challenge exactly once (committed). None: already answered,
-        expired, unknown, or another request won the race."""
+        expired, unknown, or another request won the race.
+
+        With `commit=False` the answer commits with what the caller writes next (the row stays
+        locked until then, so a racing answer waits and then finds it answered), and a rollback
+        undoes it: for an answer that is only worth spending together with what it buys (a
+        device's credential)."""
         if status == PENDING:
             raise ValueError("a challenge cannot be answered with 'pending'")
         stamp = now or utcnow()
@@ -94,7 +99,7 @@ class ChallengeStore:
         row = db.claim(FactorChallenge,
                        where=[FactorChallenge.id == challenge_id, FactorChallenge.factor == self.factor,
                               FactorChallenge.status == PENDING, FactorChallenge.expires_at > stamp],
-                       values=values)
+                       values=values, commit=commit)
         return _info(row) if row else None
 
     def expire(self, challenge_id: str, *, now: datetime | None = None) -> bool:

@@ -362,20 +362,22 @@ class CredentialStore:
         """
         return self._pass_gate("counter", {"id_": int(credential_id), "new": int(new_value), "now": now or utcnow()})
 
-    def consume(self, credential_id: int, *, now: datetime | None = None) -> bool:
-        """`UPDATE ... SET used_at = :now WHERE id = :id AND used_at IS NULL`, committed.
+    def consume(self, credential_id: int, *, now: datetime | None = None, commit: bool = True) -> bool:
+        """`UPDATE ... SET used_at = :now WHERE id = :id AND used_at IS NULL`, committed (or, with
+        `commit=False`, with the caller's next commit, a rollback undoing it).
 
         True exactly once per credential (a recovery code); False afterwards or when revoked.
         """
-        return self._pass_gate("used_at", {"id_": int(credential_id), "now": now or utcnow()})
+        return self._pass_gate("used_at", {"id_": int(credential_id), "now": now or utcnow()}, commit=commit)
 
-    def _pass_gate(self, column: str, values: dict) -> bool:
+    def _pass_gate(self, column: str, values: dict, *, commit: bool = True) -> bool:
         """One conditional UPDATE, committed at once (or with the login step, see
-        `gates_commit_with_step`): True when this call changed the row."""
+        `gates_commit_with_step`, or with the caller's next commit): True when this call
+        changed the row."""
         statement = _gate(column, of_factor=bool(self.factor))
         _forget_live_rows()
         passed = db.run(statement, dict(values, of_factor=self.factor)).first()
-        if not (has_request_context() and g.get(_GATES_WITH_STEP, False)):
+        if commit and not (has_request_context() and g.get(_GATES_WITH_STEP, False)):
             db.session.commit()
         return passed is not None
 

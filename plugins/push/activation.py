@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from idp.factors import CredentialInfo, UserRef, directory
+from idp.factors import CredentialInfo, UserRef
 from idp.factors.errors import CredentialConflict
 
 from idp_plugins.push.protocol import Registration, activation_uri, code_digest, unix
@@ -47,17 +47,21 @@ def issue(challenges, user: UserRef, *, ttl: int, issuer: str, now: datetime) ->
 
 
 def register(challenges, store, registration: Registration, *, now: datetime) -> CredentialInfo:
-    """Consume the activation code, then store the device; the caller commits the credential.
+    """Consume the activation code and store the device, in the caller's transaction: the caller
+    commits both (with its audit event) or, on an error, rolls both back.
 
-    Raises ActivationRefused or DeviceExists. Consuming first (committed) means a crash between
-    the two steps costs the user a new QR code, never a device on someone else's account.
+    Raises ActivationRefused or DeviceExists. The code is spent only together with the device
+    it registers: a registration refused for its key (already a device, perhaps registered a
+    moment ago by a racing request) leaves the code, and a recovery code consumed before it in
+    the same transaction (plugins/qr_recovery), unspent. The conditional UPDATE keeps the
+    activation locked until that commit, so a racing registration with the same code waits
+    and then finds it used.
     """
     found = challenges.find(LOOKUP_PREFIX + code_digest(registration.code))
     if found is None or found.payload.get("type") != ACTIVATION or found.user_id is None:
         raise ActivationRefused()
-    directory.commit()  # end the read before the conditional UPDATE (SQLite: no read-to-write lock upgrade)
     claimed = challenges.answer(found.id, USED, payload={"type": ACTIVATION, "device_id": registration.device_id},
-                                now=now)
+                                now=now, commit=False)
     if claimed is None:
         raise ActivationRefused()
     try:

@@ -109,8 +109,9 @@ def lookup(store, pepper: bytes, typed: object, now: datetime,
 
 
 def consume(store, credential: CredentialInfo, now: datetime) -> bool:
-    """Use the code exactly once (committed); then revoke it (the caller commits, with its audit)."""
-    if not store.consume(credential.id, now=now):
+    """Use the code exactly once, then revoke it: the caller commits both with the device the code
+    registers and its audit event, or rolls them back (the code stays usable)."""
+    if not store.consume(credential.id, now=now, commit=False):
         return False
     store.revoke(credential.user_id, credential.id, now=now)
     return True

@@ -79,7 +79,7 @@ def start(factor, email: object, password: object, *, remote_addr: str | None, n
 
 
 def finish(factor, recovery_id: object, code: object, *, now: datetime) -> UserRef:
-    """The user whose code this is, the challenge spent; or FinishRefused."""
+    """The user whose code this is, the challenge spent (committed by the caller); or FinishRefused."""
     info = factor.challenges.get(recovery_id) if isinstance(recovery_id, str) and 0 < len(recovery_id) <= 100 \
         else None
     if info is None or info.payload.get("type") != PERSONAL or info.user_id is None:
@@ -100,6 +100,9 @@ def finish(factor, recovery_id: object, code: object, *, now: datetime) -> UserR
             factor.challenges.expire(info.id, now=now)
             directory.commit()
         raise FinishRefused("invalid_code", 401, limit - tries)
-    if factor.challenges.answer(info.id, USED, now=now, payload={**info.payload, "digest": None}) is None:
+    # Spent with the caller's commit, together with the device it registers: a device refused
+    # for its key (device_exists) leaves the code for another try.
+    if factor.challenges.answer(info.id, USED, now=now, payload={**info.payload, "digest": None},
+                                commit=False) is None:
         raise FinishRefused("code_expired", 410)
     return directory.get_user(info.user_id)

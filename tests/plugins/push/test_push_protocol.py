@@ -56,6 +56,15 @@ def test_expired_and_unknown_activation_codes_get_one_answer(client, push, facto
     assert expired.get_json() == unknown.get_json() == {"error": "invalid_activation"}
 
 
+def test_a_registration_refused_for_its_key_leaves_the_code_unspent(client, push, factor_user):
+    device = enrol_device(client, push, factor_user, "phone 1")
+    code = activation_code(push.begin_enrolment(factor_user, context(push)).view["activation_uri"])
+    again = Device(client, device.key).register(code, "phone 1 again")
+    assert (again.status_code, again.get_json()) == (409, {"error": "device_exists"})
+    assert Device(client).register(code, "phone 2").status_code == 201
+    assert [c.label for c in push.store.list(factor_user)] == ["phone 1", "phone 2"]
+
+
 def test_registration_must_be_signed_by_the_key_it_carries(client, push, factor_user):
     step = push.begin_enrolment(factor_user, context(push))
     code = activation_code(step.view["activation_uri"])

@@ -103,6 +103,22 @@ def test_an_already_registered_key_does_not_spend_the_code(client, push, qr, fac
     assert qr.is_configured_for(factor_user)
 
 
+def test_a_key_registered_meanwhile_does_not_spend_the_code(client, push, qr, factor_user, monkeypatch):
+    """The key passes the check before spending (registered by a racing request a moment later):
+    the registration's conflict rolls the code's use back with it."""
+    device = NewDevice(client)
+    assert device.redeem(qr.issue(factor_user, actor="cli").secret).status_code == 201
+    second = qr.issue(factor_user, actor="cli")
+    monkeypatch.setattr(push.store, "find", lambda *_args, **_kwargs: None)  # the race window
+    refused = device.redeem(second.secret)
+    assert (refused.status_code, refused.get_json()) == (409, {"error": "device_exists"})
+    monkeypatch.undo()
+    db.session.expire_all()
+    assert not events("recovery_qr.used")[1:], "the refused redemption left an audit event"
+    assert NewDevice(client).redeem(second.secret).status_code == 201  # still usable
+    assert push.store.count(factor_user) == 2
+
+
 # --- personal accounts: password + e-mailed code ---------------------------------------------
 
 
@@ -147,6 +163,20 @@ def test_personal_recovery_end_to_end(client, push, qr, alice, mailbox):
     assert device.finish(body["recovery_id"], code).status_code in (409, 410)  # spent
     assert NewDevice(client).finish(body["recovery_id"], code).get_json()["error"] == "code_expired"
     assert [e.details["via"] for e in events("recover.device_added")] == ["recover"]
+
+
+def test_a_key_registered_meanwhile_does_not_spend_the_personal_code(client, push, qr, alice, mailbox,
+                                                                     monkeypatch):
+    device = NewDevice(client)
+    assert device.redeem(qr.issue(alice, actor="cli").secret).status_code == 201  # the key is a device
+    started = device.start(alice.email, PASSWORD).get_json()
+    code = code_in(mailbox[-1])
+    monkeypatch.setattr(push.store, "find", lambda *_args, **_kwargs: None)  # the race window
+    refused = device.finish(started["recovery_id"], code)
+    assert (refused.status_code, refused.get_json()) == (409, {"error": "device_exists"})
+    monkeypatch.undo()
+    finished = NewDevice(client).finish(started["recovery_id"], code, name="Restored phone")
+    assert finished.status_code == 201, finished.get_json()
 
 
 
