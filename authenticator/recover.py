@@ -118,7 +118,7 @@ def _refused(status: int, data: dict, url: str) -> AuthenticatorError:
     return RecoveryRefused({
         "device_exists": "this device's new key is already registered (run recover again)",
         "push_unavailable": "the server has push sign-in switched off",
-        "personal_recovery_disabled": "the server does not offer recovery by password: ask your administrator "
+        "personal_recovery_disabled": "recovery by password is switched off for this account: ask your administrator "
                                       "for a recovery QR code",
         "code_not_sent": "the server could not send the code by e-mail: try again later or ask your administrator",
         "no_push_device": "this account has no push sign-in to recover on the server: ask your administrator "

@@ -43,6 +43,14 @@ class GraceForm(Form):
     submit = SubmitField(_l("Save grace period"))
 
 
+class SelfPushRecoveryForm(Form):
+    """Whether members may restore push on a new phone with their password and an e-mailed code."""
+
+    allowed = BooleanField(_l("Members may restore push approvals on a new phone with their password and a code "
+                              "sent to their e-mail address"))
+    submit = SubmitField(_l("Save push recovery"))
+
+
 class ConfirmForm(Form):
     """A destructive action's second step: only the CSRF token and a confirm button."""
 

@@ -16,7 +16,8 @@ from sqlalchemy import func, or_, select
 
 from idp.admin import queries
 from idp.admin.access import MAX_ID, org_admin_required, user_in_org
-from idp.admin.forms import AllowedFactorsForm, ConfirmForm, GraceForm, RequireAllForm, UserSecurityForm
+from idp.admin.forms import (AllowedFactorsForm, ConfirmForm, GraceForm, RequireAllForm, SelfPushRecoveryForm,
+                             UserSecurityForm)
 from idp.db import db, utcnow
 from idp.models import User
 from idp.policy import settings as policy_settings
@@ -179,15 +180,26 @@ def _security_forms(factors_form=None, grace_form=None):
     return factors_form, grace_form
 
 
+def _push_installed() -> bool:
+    """Whether the push factor is installed: the push recovery setting means nothing without it."""
+    try:
+        from idp.factors.registry import current_registry
+
+        return "push" in current_registry()
+    except Exception:  # noqa: BLE001 - no registry (plugins mid-change): nothing to offer
+        return False
+
+
 def _render_security(factors_form=None, grace_form=None, code: int = 200):
     today = today_utc()
     counts = distribution(g.org.id, today)
     total = sum(counts.values())
     factors_form, grace_form = _security_forms(factors_form, grace_form)
+    recovery_form = SelfPushRecoveryForm(allowed=bool(g.org.self_push_recovery)) if _push_installed() else None
     return render_template(
         "admin/security.html", org=g.org, counts=counts, total=total,
         impact=impact_of_requiring_all(g.org.id, today), require_form=RequireAllForm(),
-        factors_form=factors_form, grace_form=grace_form,
+        factors_form=factors_form, grace_form=grace_form, recovery_form=recovery_form,
         alerts=queries.security_alerts(g.org.id, now=utcnow()), alert_days=queries.ALERT_DAYS), code
 
 
@@ -240,6 +252,24 @@ def grace():
         form.grace_days.errors = [str(exc)]
         return _render_security(grace_form=form, code=400)
     flash(_("Grace period saved.") if changed else _("Nothing to change."), "success")
+    return redirect(url_for("admin.security"))
+
+
+@bp.post("/security/push-recovery")
+@org_admin_required
+def self_push_recovery():
+    form = SelfPushRecoveryForm()
+    if not form.validate_on_submit() or not _push_installed():
+        abort(400)
+    allowed = bool(form.allowed.data)
+    changed = policy_settings.set_self_push_recovery(g.org.id, allowed, _actor())
+    if not changed:
+        flash(_("Nothing to change."), "success")
+    elif allowed:
+        flash(_("Members may now restore push approvals on a new phone with their password and an e-mailed code."),
+              "success")
+    else:
+        flash(_("Push approvals on a new phone now need a recovery QR code from an admin."), "success")
     return redirect(url_for("admin.security"))
 
 

@@ -48,6 +48,17 @@ def audit(event: str, user: UserRef, *, actor: str = "", actor_id: int | None = 
                      details=details or {})
 
 
+def self_push_recovery_allowed(user: UserRef) -> bool:
+    """May this user restore push on a new phone with their password and an e-mailed code?
+
+    The organization's choice (`Organization.self_push_recovery`, set by its admins); when
+    off, only an admin's recovery QR code gives a new phone push.
+    """
+    from idp.models import Organization
+
+    return bool(db.session.scalar(select(Organization.self_push_recovery).where(Organization.id == user.org_id)))
+
+
 def push_suspended(user_id: int) -> bool:
     """Has a push fraud report suspended push for this user (until an admin clears it)?
 

@@ -2,6 +2,7 @@
 
     idp policy show --org ORG [--json]
     idp policy require-all --org ORG on|off
+    idp policy push-recovery --org ORG on|off
     idp policy user EMAIL --require | --exempt [--until YYYY-MM-DD] [--reason TEXT] | --follow-org
                           | --resume-push
 
@@ -121,6 +122,7 @@ def show(org_name: str, as_json: bool) -> None:
             "allowed_factors": org.allowed_factors,
             "grace_days": org.grace_days,
             "grace_logins": org.grace_logins,
+            "self_push_recovery": bool(org.self_push_recovery),
         },
         "distribution": {s.value: counts[s] for s in ORDER},
         "total": sum(counts.values()),
@@ -137,6 +139,8 @@ def show(org_name: str, as_json: bool) -> None:
     grace = [f"{settings['grace_days']} days" if settings["grace_days"] else "",
              f"{settings['grace_logins']} logins" if settings["grace_logins"] else ""]
     click.echo(f"Grace period: {', '.join(g for g in grace if g) or 'none'}")
+    click.echo("Push on a new phone by password + e-mailed code: "
+               f"{'on' if settings['self_push_recovery'] else 'off (recovery QR code only)'}")
     click.echo(f"Users: {document['total']}")
     width = max(len(s.value) for s in ORDER)
     for s in ORDER:
@@ -160,6 +164,23 @@ def require_all(org_name: str, state: str) -> None:
         raise PolicyCliError(str(exc)) from None
     what = "required for everyone" if on else "optional for everyone"
     click.echo(f"2FA is {'now' if changed else 'already'} {what} in {org.name}")
+
+
+@policy.command("push-recovery", cls=_OneLineCommand)
+@click.option("--org", "org_name", required=True, metavar="ORG", help="Organization name.")
+@click.argument("state", type=click.Choice(["on", "off"], case_sensitive=False))
+@_in_app
+def push_recovery(org_name: str, state: str) -> None:
+    """Whether members may restore push on a new phone with their password and an e-mailed code
+    (on), or only with a recovery QR code from an admin (off)."""
+    org = _find_org(org_name)
+    on = state.lower() == "on"
+    try:
+        changed = policy_settings.set_self_push_recovery(org.id, on, policy_settings.Actor.cli())
+    except policy_settings.PolicyError as exc:
+        raise PolicyCliError(str(exc)) from None
+    what = ("open to password + e-mailed code" if on else "by recovery QR code only")
+    click.echo(f"Push recovery on a new phone is {'now' if changed else 'already'} {what} in {org.name}")
 
 
 @policy.command("user", cls=_OneLineCommand)

@@ -1,5 +1,6 @@
 """Writes to the 2FA policy: who must use a second factor, which factors, how much grace,
-and lifting a push suspension (after a fraud report) once an admin has looked into it.
+whether members may restore push on a new phone by themselves, and lifting a push
+suspension (after a fraud report) once an admin has looked into it.
 
 Every function here is one unit of work shared by the admin pages and the
 `idp policy` commands, so that both follow the same rules and leave the same
@@ -44,6 +45,7 @@ EVENT_ORG_REQUIREMENT = "policy.org_requirement_changed"
 EVENT_USER_REQUIREMENT = "policy.user_requirement_changed"
 EVENT_ALLOWED_FACTORS = "policy.allowed_factors_changed"
 EVENT_GRACE = "policy.grace_changed"
+EVENT_SELF_PUSH_RECOVERY = "policy.self_push_recovery_changed"
 EVENT_PUSH_SUSPENSION_CLEARED = "policy.push_suspension_cleared"
 
 
@@ -271,6 +273,28 @@ def set_grace(org_id: int, days: int | None, logins: int | None, actor: Actor, *
         raise
 
 
+def set_self_push_recovery(org_id: int, allowed: bool, actor: Actor, *, commit: bool = True) -> bool:
+    """Whether the organization's members may restore push on a new phone with their password
+    and a code e-mailed to them (docs/recovery.md, "Personal accounts"). Off, only a recovery QR
+    code that an admin issues does it: the choice for work accounts, where the password and
+    the mailbox are not proof enough of who holds the new phone."""
+    if not isinstance(allowed, bool):
+        raise PolicyError("self-service push recovery is on or off")
+    try:
+        org = _org_for_update(org_id, actor)
+        if bool(org.self_push_recovery) == allowed:
+            _nothing_to_do(commit)
+            return False
+        org.self_push_recovery = allowed
+        audit.record(EVENT_SELF_PUSH_RECOVERY, org_id=org_id, actor_id=actor.id, actor=actor.display,
+                     details={"before": not allowed, "after": allowed})
+        _finish(commit)
+        return True
+    except Exception:
+        db.session.rollback()
+        raise
+
+
 def clear_push_suspension(user_id: int, actor: Actor, *, now: datetime | None = None,
                           commit: bool = True) -> bool:
     """Let push approvals work again for a user whose push a fraud report suspended.
@@ -333,6 +357,7 @@ def _jsonable(values: dict) -> dict:
 
 __all__ = [
     "Actor", "PolicyError", "set_org_requirement", "set_user_requirement", "set_allowed_factors",
-    "set_grace", "clear_push_suspension", "note_postponed_login", "EVENT_ORG_REQUIREMENT", "EVENT_USER_REQUIREMENT",
-    "EVENT_ALLOWED_FACTORS", "EVENT_GRACE", "EVENT_PUSH_SUSPENSION_CLEARED", "REQUIRED", "EXEMPT", "FOLLOW",
+    "set_grace", "set_self_push_recovery", "clear_push_suspension", "note_postponed_login", "EVENT_ORG_REQUIREMENT",
+    "EVENT_USER_REQUIREMENT", "EVENT_ALLOWED_FACTORS", "EVENT_GRACE", "EVENT_SELF_PUSH_RECOVERY",
+    "EVENT_PUSH_SUSPENSION_CLEARED", "REQUIRED", "EXEMPT", "FOLLOW",
 ]

@@ -55,6 +55,9 @@ def start(factor, email: object, password: object, *, remote_addr: str | None, n
         raise StartRefused("too_many_attempts", 429, exc.retry_after) from None
     if user is None:
         raise StartRefused("invalid_credentials", 401)
+    if not directory.self_push_recovery_allowed(user):
+        # Asked only once the password is right: the answer tells which organization's rule applies.
+        raise StartRefused("personal_recovery_disabled", 403)
     if push.store.count(user) == 0:
         # Recovery gives a new phone its own key beside the old one's: it restores push to an
         # account that has it. It never gives a second factor to an account on the strength of
@@ -86,6 +89,12 @@ def finish(factor, recovery_id: object, code: object, *, now: datetime) -> UserR
         raise FinishRefused("invalid_recovery", 400)
     if info.status != "pending" or info.expires_at <= now:
         raise FinishRefused("code_expired", 410)
+    user = directory.get_user(info.user_id)
+    if user is None or not directory.self_push_recovery_allowed(user):
+        # The organization switched self-service recovery off after the code was sent.
+        factor.challenges.expire(info.id, now=now)
+        directory.commit()
+        raise FinishRefused("personal_recovery_disabled", 403)
     tries = directory.count_attempt(f"recover:code:{info.id}")
     limit = factor.qr_settings.code_tries
     if tries > limit:
@@ -105,4 +114,4 @@ def finish(factor, recovery_id: object, code: object, *, now: datetime) -> UserR
     if factor.challenges.answer(info.id, USED, now=now, payload={**info.payload, "digest": None},
                                 commit=False) is None:
         raise FinishRefused("code_expired", 410)
-    return directory.get_user(info.user_id)
+    return user

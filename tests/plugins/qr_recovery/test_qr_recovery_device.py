@@ -189,6 +189,36 @@ def test_personal_recovery_does_not_give_push_to_an_account_without_it(client, p
     assert not mailbox and push.store.count(bob) == 0
 
 
+def _set_self_recovery(user, allowed: bool) -> None:
+    from idp.models import Organization, User
+
+    db.session.get(Organization, db.session.get(User, user.id).org_id).self_push_recovery = allowed
+    db.session.commit()
+
+
+def test_an_organization_can_keep_push_recovery_to_its_qr_codes(client, push, qr, alice, mailbox):
+    """Work accounts: the organization's admins switch self-service recovery off; a right password
+    then learns that, a wrong one learns nothing more than before, and no code is sent."""
+    _set_self_recovery(alice, False)
+    refused = NewDevice(client).start(alice.email, PASSWORD)
+    assert (refused.status_code, refused.get_json()) == (403, {"error": "personal_recovery_disabled"})
+    wrong = NewDevice(client).start(alice.email, "not the password")
+    assert (wrong.status_code, wrong.get_json()) == (401, {"error": "invalid_credentials"})
+    assert not mailbox and not events("recover.code_sent")
+    assert NewDevice(client).redeem(qr.issue(alice, actor="cli").secret).status_code == 201  # the QR code works
+
+
+def test_a_code_sent_before_the_switch_is_turned_off_stops_working(client, push, qr, alice, mailbox):
+    device = NewDevice(client)
+    started = device.start(alice.email, PASSWORD).get_json()
+    _set_self_recovery(alice, False)
+    refused = device.finish(started["recovery_id"], code_in(mailbox[0]))
+    assert (refused.status_code, refused.get_json()) == (403, {"error": "personal_recovery_disabled"})
+    _set_self_recovery(alice, True)
+    assert device.finish(started["recovery_id"], code_in(mailbox[0])).get_json() == {"error": "code_expired"}
+    assert push.store.count(alice) == 1
+
+
 def test_personal_start_gives_one_answer_for_unknown_account_and_wrong_password(client, qr, alice, mailbox):
     device = NewDevice(client)
     wrong = device.start(alice.email, "not the password")

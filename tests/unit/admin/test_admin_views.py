@@ -254,6 +254,20 @@ def test_security_page_grace(app, world, browser):
     assert audit_count() == 1
 
 
+def test_security_page_push_recovery(app, world, browser):
+    client = browser(world["admin"])
+    html = client.get("/admin/security").get_data(as_text=True)
+    assert "Push approvals on a new phone" in html and '<input checked id="allowed" name="allowed" type="checkbox"' in html
+    response = client.post("/admin/security/push-recovery", data={}, follow_redirects=True)
+    assert "now need a recovery QR code from an admin" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Organization, world["acme"].id).self_push_recovery is False
+    assert db.session.get(Organization, world["other_admin"].org_id).self_push_recovery is True
+    assert client.post("/admin/security/push-recovery", data={}).status_code == 302  # unchanged: no event
+    assert [e.event for e in db.session.execute(select(AuditEvent)).scalars()] == [
+        "policy.self_push_recovery_changed"]
+
+
 def test_security_page_allowed_factors_refuses_unknown(app, world, browser):
     client = browser(world["admin"])
     assert client.post("/admin/security/factors", data={"factors": ["nope"]}).status_code == 400

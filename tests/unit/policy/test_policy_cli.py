@@ -45,7 +45,7 @@ def test_show_json(run, acme):
                                         "active_voluntary": 1, "active_required": 1}
     assert document["total"] == 4
     assert document["settings"] == {"require_2fa": False, "allowed_factors": None,
-                                    "grace_days": None, "grace_logins": None}
+                                    "grace_days": None, "grace_logins": None, "self_push_recovery": True}
     assert document["impact_of_requiring_all"] == {"must_enrol": 1, "exempt": 1, "already_set_up": 2,
                                                    "total": 4}
 
@@ -73,6 +73,22 @@ def test_require_all_on_off_with_one_event_each(run, acme):
 
     assert run("require-all", "--org", "Acme", "off").exit_code == 0
     assert db.session.get(Organization, acme.id).require_2fa is False and audit_count() == 2
+
+
+def test_push_recovery_off_and_on(run, acme):
+    result = run("push-recovery", "--org", "Acme", "off")
+    assert result.exit_code == 0 and "now by recovery QR code only" in result.stdout, result.output
+    assert db.session.get(Organization, acme.id).self_push_recovery is False
+    [event] = db.session.execute(select(AuditEvent)).scalars().all()
+    assert (event.event, event.actor, event.details) == (
+        "policy.self_push_recovery_changed", "cli", {"before": True, "after": False})
+    assert "by password + e-mailed code: off" in run("show", "--org", "Acme").stdout
+    again = run("push-recovery", "--org", "Acme", "OFF")
+    assert again.exit_code == 0 and "already" in again.stdout and audit_count() == 1
+    assert run("push-recovery", "--org", "Acme", "on").exit_code == 0 and audit_count() == 2
+    assert json.loads(run("show", "--org", "Acme", "--json").stdout)["settings"]["self_push_recovery"] is True
+    bad = run("push-recovery", "--org", "Acme", "maybe")
+    assert bad.exit_code != 0 and len(bad.output.strip().splitlines()) == 1 and audit_count() == 2
 
 
 def test_user_require_exempt_follow(run, acme):
@@ -119,7 +135,7 @@ def test_bad_input_is_one_line_and_writes_nothing(run, acme, args, fragment):
 
 def test_group_is_named_policy():
     assert policy.name == "policy"
-    assert set(policy.commands) == {"show", "require-all", "user"}
+    assert set(policy.commands) == {"show", "require-all", "push-recovery", "user"}
 
 
 def test_through_the_idp_command(tmp_path):

@@ -187,6 +187,20 @@ def test_grace(app, make_org):
     assert count_events() == 2
 
 
+def test_self_push_recovery(app, make_org):
+    org = make_org()
+    assert fresh(Organization, org.id).self_push_recovery is True  # the default: as before the setting
+    assert ps.set_self_push_recovery(org.id, False, CLI)
+    assert not ps.set_self_push_recovery(org.id, False, CLI)
+    assert fresh(Organization, org.id).self_push_recovery is False
+    with pytest.raises(PolicyError):
+        ps.set_self_push_recovery(org.id, "off", CLI)
+    other = make_org("Other")
+    with pytest.raises(PolicyError, match="not found"):
+        ps.set_self_push_recovery(other.id, False, ps.Actor(id=1, display="admin", org_id=org.id))
+    assert [e.details for e in events(ps.EVENT_SELF_PUSH_RECOVERY)] == [{"before": True, "after": False}]
+
+
 def test_note_postponed_login(app, make_org, make_user):
     user = make_user(make_org(), "u@example.com", logins_since_required=1)
     ps.note_postponed_login(user.id)
