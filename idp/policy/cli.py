@@ -2,6 +2,8 @@
 
     idp policy show --org ORG [--json]
     idp policy require-all --org ORG on|off
+    idp policy factors --org ORG all | NAME [NAME ...]
+    idp policy grace --org ORG [--days N] [--logins N]
     idp policy push-recovery --org ORG on|off
     idp policy user EMAIL --require | --exempt [--until YYYY-MM-DD] [--reason TEXT] | --follow-org
                           | --resume-push
@@ -164,6 +166,58 @@ def require_all(org_name: str, state: str) -> None:
         raise PolicyCliError(str(exc)) from None
     what = "required for everyone" if on else "optional for everyone"
     click.echo(f"2FA is {'now' if changed else 'already'} {what} in {org.name}")
+
+
+def _installed_second_factors() -> list[str]:
+    from idp.factors.registry import current_registry
+    from idp.factors.types import FactorKind
+
+    return [factor.name for factor in current_registry().all(kind=FactorKind.SECOND_FACTOR)]
+
+
+@policy.command("factors", cls=_OneLineCommand)
+@click.option("--org", "org_name", required=True, metavar="ORG", help="Organization name.")
+@click.argument("names", nargs=-1, required=True, metavar="all | NAME [NAME ...]")
+@_in_app
+def factors(org_name: str, names: tuple[str, ...]) -> None:
+    """The second factors the organization accepts: `all` installed ones, or the names given."""
+    org = _find_org(org_name)
+    wanted = None if [n.lower() for n in names] == ["all"] else list(names)
+    if wanted is not None and any(n.lower() == "all" for n in wanted):
+        raise PolicyCliError("give either `all` or factor names, not both")
+    installed = _installed_second_factors()
+    try:
+        changed = policy_settings.set_allowed_factors(org.id, wanted, policy_settings.Actor.cli(), known=installed)
+    except policy_settings.PolicyError as exc:
+        raise PolicyCliError(f"{exc} (installed: {', '.join(installed) or 'none'})") from None
+    from idp.db import db
+
+    db.session.expire_all()
+    allowed = _find_org(org_name).allowed_factors
+    what = ", ".join(allowed) if allowed is not None else "every installed second factor"
+    click.echo(f"{org.name} {'now' if changed else 'already'} accepts: {what}")
+
+
+@policy.command("grace", cls=_OneLineCommand)
+@click.option("--org", "org_name", required=True, metavar="ORG", help="Organization name.")
+@click.option("--days", type=click.IntRange(0, policy_settings.MAX_GRACE_DAYS), default=None, metavar="N",
+              help="Days a newly required user may postpone setting up a second factor (0: none).")
+@click.option("--logins", type=click.IntRange(0, policy_settings.MAX_GRACE_LOGINS), default=None, metavar="N",
+              help="Logins a newly required user may postpone it for (0: none).")
+@_in_app
+def grace(org_name: str, days: int | None, logins: int | None) -> None:
+    """How long a newly required user may postpone enrolment: days, logins, or both (whichever runs
+    out first); `--days 0 --logins 0` for no grace."""
+    if days is None and logins is None:
+        raise PolicyCliError("give --days, --logins or both (0 for none); `idp policy show` tells the current grace")
+    org = _find_org(org_name)
+    try:
+        changed = policy_settings.set_grace(org.id, days, logins, policy_settings.Actor.cli())
+    except policy_settings.PolicyError as exc:
+        raise PolicyCliError(str(exc)) from None
+    parts = [f"{days} days" if days else "", f"{logins} logins" if logins else ""]
+    click.echo(f"Grace period in {org.name} is {'now' if changed else 'already'}: "
+               f"{', '.join(p for p in parts if p) or 'none'}")
 
 
 @policy.command("push-recovery", cls=_OneLineCommand)

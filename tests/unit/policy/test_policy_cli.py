@@ -75,6 +75,27 @@ def test_require_all_on_off_with_one_event_each(run, acme):
     assert db.session.get(Organization, acme.id).require_2fa is False and audit_count() == 2
 
 
+def test_factors_and_grace(run, acme):
+    result = run("factors", "--org", "Acme", "webauthn", "totp")
+    assert result.exit_code == 0 and "now accepts: totp, webauthn" in result.stdout, result.output
+    assert db.session.get(Organization, acme.id).allowed_factors == ["totp", "webauthn"]
+    assert "already" in run("factors", "--org", "Acme", "totp", "webauthn").stdout and audit_count() == 1
+    one_line_error(run("factors", "--org", "Acme", "sms"), "unknown factor: 'sms' (installed:")
+    one_line_error(run("factors", "--org", "Acme", "all", "totp"), "either `all` or factor names")
+    assert "every installed second factor" in run("factors", "--org", "Acme", "all").stdout
+    assert db.session.get(Organization, acme.id).allowed_factors is None and audit_count() == 2
+
+    result = run("grace", "--org", "Acme", "--days", "7", "--logins", "3")
+    assert result.exit_code == 0 and "now: 7 days, 3 logins" in result.stdout, result.output
+    assert "Grace period: 7 days, 3 logins" in run("show", "--org", "Acme").stdout
+    one_line_error(run("grace", "--org", "Acme"), "give --days, --logins or both")
+    one_line_error(run("grace", "--org", "Acme", "--days", "400"), "400")
+    assert "now: none" in run("grace", "--org", "Acme", "--days", "0", "--logins", "0").stdout
+    assert [e.event for e in db.session.execute(select(AuditEvent)).scalars()] == [
+        "policy.allowed_factors_changed", "policy.allowed_factors_changed", "policy.grace_changed",
+        "policy.grace_changed"]
+
+
 def test_push_recovery_off_and_on(run, acme):
     result = run("push-recovery", "--org", "Acme", "off")
     assert result.exit_code == 0 and "now by recovery QR code only" in result.stdout, result.output
@@ -135,7 +156,7 @@ def test_bad_input_is_one_line_and_writes_nothing(run, acme, args, fragment):
 
 def test_group_is_named_policy():
     assert policy.name == "policy"
-    assert set(policy.commands) == {"show", "require-all", "push-recovery", "user"}
+    assert set(policy.commands) == {"show", "require-all", "factors", "grace", "push-recovery", "user"}
 
 
 def test_through_the_idp_command(tmp_path):
