@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text, true
+from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.db import Base, utcnow
@@ -24,7 +24,7 @@ class Organization(Base):
     grace_logins: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Whether members may restore push on a new phone with their password and an e-mailed code
     # (plugins/qr_recovery/personal.py); off, only an admin's recovery QR code does it.
-    self_push_recovery: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    self_push_recovery: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     users: Mapped[list["User"]] = relationship(back_populates="org", lazy="raise")

@@ -70,7 +70,7 @@ def upgrade() -> None:
     sa.Column('allowed_factors', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
     sa.Column('grace_days', sa.Integer(), nullable=True),
     sa.Column('grace_logins', sa.Integer(), nullable=True),
-    sa.Column('self_push_recovery', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('self_push_recovery', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')
