@@ -19,10 +19,10 @@ from idp.oidc.adapters import OAuthToken, PresentedToken
 from idp.security.tokens import sha256_hex
 
 
-def _find_token(token_string: str, hint: str | None = None) -> PresentedToken | None:
-    """The token a client presented, whichever of the pair it is. `token_type_hint` is only a
-    hint (RFC 7009 2.1, RFC 7662 2.1): a token of the other type is found all the same, so a
-    client that sends the wrong hint still revokes what it meant to."""
+def _find_token(token_string: str) -> PresentedToken | None:
+    """The token a client presented, whichever of the pair it is. One lookup serves both, so
+    `token_type_hint` is not needed (RFC 7009 2.1 and RFC 7662 2.1 make it only a hint): a
+    client that sends the wrong hint still revokes, or learns about, the token it meant."""
     if not token_string or len(token_string) > 512:
         return None
     digest = sha256_hex(token_string)
@@ -91,7 +91,7 @@ class RevocationEndpoint(_Revocation):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
     def query_token(self, token_string, token_type_hint):
-        return _find_token(token_string, token_type_hint)
+        return _find_token(token_string)
 
     def revoke_token(self, token, request):
         row = token.row
@@ -108,7 +108,7 @@ class IntrospectionEndpoint(_Introspection):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     def query_token(self, token_string, token_type_hint):
-        return _find_token(token_string, token_type_hint)
+        return _find_token(token_string)
 
     def check_permission(self, token, client, request):
         return token.check_client(client)
