@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import time
-from urllib.parse import urlencode
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from authlib.oauth2.rfc6749.util import scope_to_list
@@ -27,6 +26,7 @@ from idp.login.transaction import State, TransactionRow
 from idp.login.user import UserLike
 from idp.models import ConsentGrant
 from idp.oidc.adapters import ClientRecord
+from idp.oidc.server import with_issuer
 from idp.ops import metrics
 from idp.policy.decide import acr_for
 
@@ -249,6 +249,5 @@ def issue_code(params: dict, user: UserLike, outcome: LoginOutcome) -> object:
     db.session.commit()  # the code row, with the transition to `done` and the session
     location = response.headers.get("Location")
     if location:  # RFC 9207: tell the client which issuer answered
-        separator = "&" if "?" in location else "?"
-        response.headers["Location"] = f"{location}{separator}{urlencode({'iss': _settings().issuer})}"
+        response.headers["Location"] = with_issuer(location)
     return response

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+from urllib.parse import urlencode
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
@@ -47,6 +48,14 @@ class AuthorizationServer(FlaskAuthorizationServer):
             return request
         return LeanFlaskOAuth2Request(flask_request._get_current_object())
 
+    def handle_error_response(self, request, error):
+        """An authorization error sent back to the client names the issuer that answered, as the
+        code does (RFC 9207 2: `iss` on successful and error responses alike)."""
+        status_code, payload, headers = error(self.get_error_uri(request, error))
+        if status_code == 302:
+            headers = [(name, with_issuer(value) if name.lower() == "location" else value) for name, value in headers]
+        return self.handle_response(status_code, payload, headers)
+
     def generate_token(self, grant_type, client, user=None, scope=None, expires_in=None,
                        include_refresh_token=True):
         """Refresh tokens only when `offline_access` was granted (OIDC Core 11) and the client may refresh."""
@@ -54,6 +63,12 @@ class AuthorizationServer(FlaskAuthorizationServer):
                    and client.check_grant_type("refresh_token"))
         return super().generate_token(grant_type, client, user=user, scope=scope, expires_in=expires_in,
                                       include_refresh_token=include)
+
+
+def with_issuer(location: str) -> str:
+    """An authorization response's redirect with this server's `iss` added (RFC 9207)."""
+    separator = "&" if "?" in location else "?"
+    return f"{location}{separator}{urlencode({'iss': current_app.extensions['idp.settings'].issuer})}"
 
 
 _CLIENT_BY_ID = select(*Client.__table__.columns).where(Client.client_id == bindparam("client_id"))

@@ -13,6 +13,15 @@ def test_prompt_none_without_session_redirects_before_any_page(seeded, web, rp_f
     page = web.get(rp.authorization_url(prompt="none"))
     assert page.text == "" and web.callback_params()["error"] == "login_required"
     assert web.callback_params()["state"] == rp.state
+    assert web.callback_params()["iss"] == rp.metadata["issuer"]  # RFC 9207: on errors too
+
+
+def test_every_error_redirect_names_the_issuer(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    for params in ({"response_type": "token"}, {"max_age": "x"}, {"prompt": "none", "acr_values": "urn:idp:acr:mfa"}):
+        web.get(rp.authorization_url(**params))
+        callback = web.callback_params()
+        assert callback["error"] and callback["iss"] == rp.metadata["issuer"], (params, callback)
 
 
 def test_sso_session_answers_prompt_none_and_keeps_amr(seeded, web, rp_factory):

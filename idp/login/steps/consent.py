@@ -60,8 +60,7 @@ def _access_denied(ctx: StepContext):
     query = {"error": "access_denied", "error_description": "The user denied the request."}
     if params.get("state"):
         query["state"] = params["state"]
-    from flask import current_app
+    from idp.oidc.server import with_issuer
 
-    query["iss"] = current_app.extensions["idp.settings"].issuer
     uri = ctx.row.authz_request["redirect_uri"]
-    return redirect(f"{uri}{'&' if '?' in uri else '?'}{urlencode(query)}")
+    return redirect(with_issuer(f"{uri}{'&' if '?' in uri else '?'}{urlencode(query)}"))
