@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 
-from idp.extensions import limiter
+from idp.extensions import csrf, limiter
 from idp.login import session as login_session, transaction
 from idp.login.steps import consent, enrol, password, recovery_codes, second_factor
 from idp.login.steps.base import StepContext
@@ -86,8 +86,10 @@ def expired():
 
 
 @bp.route("/logout", methods=["GET", "POST"])
+@csrf.exempt  # a client's own POST carries no token of ours: the view checks it (_confirmed_here)
 def logout():
-    """RP-initiated logout (with id_token_hint and a registered post_logout_redirect_uri), or plain sign-out."""
+    """RP-initiated logout, by GET or POST (with id_token_hint and a registered
+    post_logout_redirect_uri; RP-Initiated Logout 1.0, section 2), or plain sign-out."""
     from authlib.oauth2.rfc6749.errors import OAuth2Error
 
     from idp.oidc.server import server
@@ -98,11 +100,26 @@ def logout():
         return render_template("errors/oauth.html", error=error.error,
                                description=error.get_error_description()), 400
     user = login_session.current_user()
-    if request.method == "GET" and user is not None and not _hint_names_this_session(end_session.id_token_claims):
-        # A link anyone could have planted (an <img>, their own ID token as the hint): ask first.
+    if user is not None and not _confirmed_here() and not _hint_names_this_session(end_session.id_token_claims):
+        # A link or a cross-site form anyone could have planted (an <img>, their own ID token as
+        # the hint): ask first.
         return render_template("login/logout_confirm.html")
     response = server.create_endpoint_response("end_session", end_session)
     return response or render_template("login/logged_out.html")
+
+
+def _confirmed_here() -> bool:
+    """Whether this is the confirmation form of our own page (a POST with our CSRF token)."""
+    from flask_wtf.csrf import validate_csrf
+    from wtforms import ValidationError
+
+    if request.method != "POST":
+        return False
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except ValidationError:
+        return False
+    return True
 
 
 def _hint_names_this_session(claims: dict | None) -> bool:

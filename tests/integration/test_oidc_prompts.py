@@ -151,6 +151,48 @@ def test_logout_with_someone_elses_id_token_asks_first(seeded, web, rp_factory, 
     assert web.callback_params()["error"] == "login_required"
 
 
+def test_rp_initiated_logout_by_post(seeded, web, rp_factory, live_server):
+    """RP-Initiated Logout 1.0, section 2: the end-session endpoint takes POST as well as GET. A
+    client's form carries no CSRF token of ours; a POST naming another user's session is as
+    suspect as such a link, and is confirmed first."""
+    rp = rp_factory(seeded.first_party)
+    attacker = FormBrowser(live_server.url)
+    password_login(attacker, rp, seeded.admin_email, seeded.password)
+    planted = rp.exchange(attacker.last_redirect)["id_token"]
+    password_login(web, rp, seeded.user_email, seeded.password)
+    own = rp.exchange(web.last_redirect)["id_token"]
+    endpoint, back = rp.metadata["end_session_endpoint"], rp.client["post_logout_redirect_uri"]
+
+    web.last_redirect = None
+    page = web._follow(web.http.post(endpoint, data={"id_token_hint": planted, "post_logout_redirect_uri": back,
+                                                      "state": "s1"}, allow_redirects=False))
+    assert web.last_redirect is None and "Sign out?" in page.text
+    web.get(rp.authorization_url(prompt="none"))
+    assert "code" in web.callback_params(), "still signed in"
+    rp.exchange(web.last_redirect)
+
+    web.last_redirect = None
+    web._follow(web.http.post(endpoint, data={"id_token_hint": own, "post_logout_redirect_uri": back,
+                                              "state": "s2"}, allow_redirects=False))
+    assert web.last_redirect == f"{back}?state=s2"
+    web.get(rp.authorization_url(prompt="none"))
+    assert web.callback_params()["error"] == "login_required"
+
+
+def test_the_logout_confirmation_keeps_a_posted_request(seeded, web, rp_factory, live_server):
+    rp = rp_factory(seeded.first_party)
+    attacker = FormBrowser(live_server.url)
+    password_login(attacker, rp, seeded.admin_email, seeded.password)
+    planted = rp.exchange(attacker.last_redirect)["id_token"]
+    password_login(web, rp, seeded.user_email, seeded.password)
+    rp.exchange(web.last_redirect)
+    back = rp.client["post_logout_redirect_uri"]
+    page = web._follow(web.http.post(rp.metadata["end_session_endpoint"], allow_redirects=False,
+                                     data={"id_token_hint": planted, "post_logout_redirect_uri": back, "state": "s3"}))
+    web.submit(page.forms()[0])
+    assert web.last_redirect == f"{back}?state=s3"
+
+
 def test_the_error_page_does_not_say_what_the_link_says(seeded, live_server):
     """Authlib's descriptions quote the request: a crafted link would put its sentence on our page."""
     bait = "SECURITY NOTICE: your account is locked, call +1 555 0100"
