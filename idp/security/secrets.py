@@ -36,15 +36,32 @@ class KeyRing:
 
     @classmethod
     def from_settings(cls, encoded: list[str] | tuple[str, ...], secret_key: str) -> "KeyRing":
-        """Parse "KEY_ID:BASE64URL" entries; with none, derive a development key from the secret key."""
+        """Parse "KEY_ID:BASE64URL" entries; with none, derive a development key from the secret key.
+
+        A bare "dev" entry after a real key stands for that development key, so that a database
+        begun without encryption keys can move to real ones: ["k1:...", "dev"] seals with k1 and
+        still opens the old rows until `idp keys rotate-secrets` has resealed them. It never
+        comes first: the development key opens old rows, it never seals new ones.
+        """
+        development = ("dev", hashlib.sha256(b"idp-dev-encryption|" + secret_key.encode()).digest())
         if not encoded:
-            return cls([("dev", hashlib.sha256(b"idp-dev-encryption|" + secret_key.encode()).digest())])
+            return cls([development])
         keys = []
-        for entry in encoded:
+        for position, entry in enumerate(encoded):
+            if entry == "dev":
+                if position == 0:
+                    raise ValueError("the development key \"dev\" can only follow a real encryption key")
+                keys.append(development)
+                continue
             key_id, sep, material = entry.partition(":")
             if not sep or not key_id:
-                raise ValueError("encryption keys are written KEY_ID:BASE64URL")
-            keys.append((key_id, _b64decode(material)))
+                raise ValueError("encryption keys are written KEY_ID:BASE64URL (or \"dev\" after one)")
+            if key_id == "dev":
+                raise ValueError("the key id \"dev\" names the development key: choose another")
+            try:
+                keys.append((key_id, _b64decode(material)))
+            except ValueError as exc:  # binascii.Error included
+                raise ValueError(f"encryption key {key_id!r} is not base64url") from exc
         return cls(keys)
 
     def seal(self, plaintext: bytes, aad: bytes) -> tuple[str, bytes]:
