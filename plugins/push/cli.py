@@ -22,6 +22,23 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _UNIT[match.group(2)]
 
 
+def write_png(path: str, uri: str) -> None:
+    """The QR code of `uri` as a PNG file, or one line on stderr and exit 1 (the caller has
+    committed nothing yet, and rolls nothing back: the process ends without committing)."""
+    import io
+
+    import segno
+
+    buffer = io.BytesIO()
+    segno.make(uri, error="m").save(buffer, kind="png", scale=6)
+    try:
+        with open(path, "wb") as handle:
+            handle.write(buffer.getvalue())
+    except OSError as exc:
+        directory.rollback()
+        fail(f"cannot write {path}: {exc.strerror or exc}; nothing was issued")
+
+
 def push_group(name: str) -> click.Group:
     @click.group(name=name, help="Push approval devices.")
     def group() -> None:
@@ -29,39 +46,39 @@ def push_group(name: str) -> click.Group:
 
     @group.command("activate")
     @click.option("--user", "email", required=True, help="the user's e-mail")
-    @click.option("--expires-in", default="10m", show_default=True, help="validity, e.g. 10m, 1h, 1d (at most 7d)")
+    @click.option("--expires-in", default=None,
+                  help="validity, e.g. 10m, 1h, 1d (at most 7d)  [default: factors.push.activation_ttl, 10m]")
     @click.option("--png", "png", type=click.Path(dir_okay=False, writable=True), help="also write the QR code as PNG")
     @click.option("--json", "as_json", is_flag=True, help='print {"activation_uri", "expires_at"}')
     @with_app_context
-    def activate(email: str, expires_in: str, png: str | None, as_json: bool) -> None:
+    def activate(email: str, expires_in: str | None, png: str | None, as_json: bool) -> None:
         """Print a one-time push activation URI for USER."""
         from idp.factors.registry import current_registry
+        from idp_plugins.push import activation
         from idp_plugins.push.protocol import utc_now
 
+        registry = current_registry()
+        if name not in registry:
+            fail("the push factor is disabled")
+        factor = registry.get(name)
         try:
-            ttl = parse_duration(expires_in)
+            ttl = parse_duration(expires_in) if expires_in is not None else factor.push_settings.activation_ttl
         except ValueError as exc:
             fail(str(exc))
         if not 60 <= ttl <= 7 * 86400:
             fail("--expires-in must be between 1m and 7d")
-        registry = current_registry()
-        if name not in registry:
-            fail("the push factor is disabled")
         user = directory.find_user_by_email(email)
         if user is None:
             fail(f"no user with e-mail {email!r}")
-        factor = registry.get(name)
-        act = factor.issue_activation(user, registry.settings.issuer, utc_now(), ttl=ttl)
+        # Nothing is committed until the PNG, if asked for, is written: a code nobody could see
+        # is never left behind.
+        act = activation.issue(factor.challenges, user, ttl=ttl, issuer=registry.settings.issuer, now=utc_now())
         if png:
-            import segno
-
-            try:
-                segno.make(act.uri, error="m").save(png, kind="png", scale=6)
-            except OSError as exc:
-                factor.challenges.expire(act.id)  # never leave an unseen code behind
-                directory.commit()
-                fail(f"cannot write {png}: {exc.strerror or exc}; the activation was cancelled")
+            write_png(png, act.uri)
         expires = act.expires_at.replace(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")
+        # An operator's code binds a phone to someone's account: the admins see who issued it.
+        directory.audit("push.activation_issued", user, actor="cli", details={"expires_at": expires})
+        directory.commit()
         if as_json:
             click.echo(json.dumps({"activation_uri": act.uri, "expires_at": expires}))
         else:

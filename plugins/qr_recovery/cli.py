@@ -70,16 +70,16 @@ def recovery_qr_group(name: str = "qr_recovery") -> click.Group:
             if not 60 <= ttl <= factor.qr_settings.max_ttl:
                 fail(f"--expires-in must be between 1m and {factor.qr_settings.max_ttl // 3600}h")
         user = _user(email)
-        png_bytes = None
-        issued = factor.issue(user, actor="cli", ttl=ttl)
+        # Committed once the PNG, if asked for, is written: a code nobody could see is never left behind.
+        issued = factor.issue(user, actor="cli", ttl=ttl, commit=False)
         if png:
-            png_bytes = issued.png()
             try:
                 with open(png, "wb") as handle:
-                    handle.write(png_bytes)
+                    handle.write(issued.png())
             except OSError as exc:
-                factor.revoke(user, issued.credential.id, actor="cli")  # never leave an unseen code behind
-                fail(f"cannot write {png}: {exc.strerror or exc}; the code was revoked")
+                directory.rollback()
+                fail(f"cannot write {png}: {exc.strerror or exc}; nothing was issued")
+        directory.commit()
         from idp_plugins.qr_recovery.issuing import iso
 
         if as_json:

@@ -52,12 +52,13 @@ class QrRecoveryFactor(Factor):
     # --- issuing (admin page, CLI) ---------------------------------------------------------
 
     def issue(self, user: UserRef, actor: str, ttl: int | timedelta | None = None, *, actor_id: int | None = None,
-              issuer: str | None = None, now: datetime | None = None) -> issuing.Issued:
+              issuer: str | None = None, now: datetime | None = None, commit: bool = True) -> issuing.Issued:
         """Issue a one-time recovery QR code for `user` on behalf of `actor` (an admin's e-mail, "cli").
 
         `ttl` in seconds (default `default_ttl`, at most `max_ttl`: ValueError beyond). Committed and
-        audited (`recovery_qr.issued`). The returned `Issued` holds the only copy of the secret: show
-        it once (`svg()`, `png()`, `uri`, `secret`)::
+        audited (`recovery_qr.issued`); with `commit=False` the caller commits once the code is in
+        the hands it is meant for (a PNG written), or rolls back. The returned `Issued` holds the
+        only copy of the secret: show it once (`svg()`, `png()`, `uri`, `secret`)::
 
             issued = registry.get("qr_recovery").issue(user_ref, actor=admin.email, ttl=3600)
         """
@@ -69,7 +70,7 @@ class QrRecoveryFactor(Factor):
 
             issuer = current_registry().settings.issuer
         return issuing.issue(self.store, user, pepper=self.pepper(), issuer=issuer, ttl=timedelta(seconds=seconds),
-                             now=now or _utcnow(), actor=actor, actor_id=actor_id)
+                             now=now or _utcnow(), actor=actor, actor_id=actor_id, commit=commit)
 
     def revoke(self, user: UserRef, credential_id: int, actor: str, *, actor_id: int | None = None,
                now: datetime | None = None) -> CredentialInfo | None:

@@ -62,9 +62,10 @@ class Issued:
 
 
 def issue(store, user: UserRef, *, pepper: bytes, issuer: str, ttl: timedelta, now: datetime,
-          actor: str, actor_id: int | None) -> Issued:
-    """Create a code for `user`, audit it (`recovery_qr.issued`) and commit. Expired codes of the
-    user are revoked on the way (they can never work again; the lists stay short)."""
+          actor: str, actor_id: int | None, commit: bool = True) -> Issued:
+    """Create a code for `user`, audit it (`recovery_qr.issued`) and commit (or leave the commit to
+    the caller). Expired codes of the user are revoked on the way (they can never work again; the
+    lists stay short)."""
     for old in store.list(user):
         if old.used_at is None and int(old.public.get("expires_at") or 0) <= unix(now):
             store.revoke(user, old.id, now=now)
@@ -75,7 +76,8 @@ def issue(store, user: UserRef, *, pepper: bytes, issuer: str, ttl: timedelta, n
                               public={"digest": digest, "expires_at": unix(expires_at), "issued_by": actor})
     directory.audit("recovery_qr.issued", user, actor=actor, actor_id=actor_id,
                     details={"credential_id": credential.id, "expires_at": iso(expires_at)})
-    directory.commit()
+    if commit:
+        directory.commit()
     uri = secrets_.recovery_uri(issuer=issuer, username=user.username, secret=shown, expires_at=unix(expires_at))
     return Issued(credential=credential, secret=shown, uri=uri, expires_at=expires_at)
 

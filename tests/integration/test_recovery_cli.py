@@ -57,6 +57,21 @@ def test_issue_list_revoke(installed, database, tmp_path):
     assert plain.exit_code == 0 and plain.stdout.startswith("idp-recovery://redeem?")
 
 
+def test_an_unwritable_png_issues_nothing(installed, database, tmp_path):
+    from sqlalchemy import create_engine, func, select
+
+    from idp.models import AuditEvent, Credential
+
+    result = idp(database, "recovery-qr", "issue", "--user", "carol@example.com",
+                 "--png", str(tmp_path / "missing" / "qr.png"))
+    assert result.exit_code != 0 and "nothing was issued" in result.output
+    engine = create_engine(database)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Credential)) == 0
+        assert conn.scalar(select(func.count()).select_from(AuditEvent)) == 0
+    engine.dispose()
+
+
 def test_bad_input_is_one_line_and_writes_nothing(installed, database):
     for args in (["issue", "--user", "nobody@example.com"], ["issue", "--user", "carol@example.com", "--expires-in", "30d"],
                  ["revoke", "--user", "carol@example.com", "999"],

@@ -97,13 +97,39 @@ def test_cli_activate_prints_a_working_uri(factor_app, factor_user, tmp_path):
 
 
 
-def test_cli_activate_cancels_the_code_when_the_png_cannot_be_written(factor_app, factor_user, tmp_path):
-    """Nothing half-created: an activation nobody saw must not stay usable for days."""
-    push = push_factor()
+def test_cli_activate_writes_nothing_when_the_png_cannot_be_written(factor_app, factor_user, tmp_path):
+    """Nothing half-created: no activation nobody saw, no row, no audit event."""
+    from sqlalchemy import func, select
+
+    from idp.db import db
+    from idp.models import AuditEvent, FactorChallenge
+
+    push_factor()
     result = CliRunner().invoke(PushFactor.cli_command(), ["activate", "--user", factor_user.email, "--expires-in",
                                                            "7d", "--png", str(tmp_path / "missing" / "qr.png")])
-    assert result.exit_code != 0 and "cancelled" in result.output
-    assert [c for c in push.challenges.pending(user=factor_user)] == []
+    assert result.exit_code != 0 and "nothing was issued" in result.output
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(FactorChallenge)) == 0
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+
+
+def test_cli_activation_is_audited_and_lasts_the_configured_time(factor_app, factor_user):
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import select
+
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    push = push_factor()
+    before = datetime.now(timezone.utc)
+    result = CliRunner().invoke(PushFactor.cli_command(), ["activate", "--user", factor_user.email, "--json"])
+    assert result.exit_code == 0, result.output
+    expires = datetime.fromisoformat(json.loads(result.output)["expires_at"].replace("Z", "+00:00"))
+    ttl = timedelta(seconds=push.push_settings.activation_ttl)
+    assert before + ttl - timedelta(seconds=5) <= expires <= before + ttl + timedelta(seconds=5)
+    [event] = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "push.activation_issued")).all()
+    assert (event.actor, event.subject_id) == ("cli", factor_user.id)
 
 
 def test_in_process_waker_wakes_a_listener():
