@@ -51,6 +51,9 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
 
     if not secret_stdin:
         fail("--secret-stdin is required: the secret is read from standard input")
+    label = label.strip()
+    if len(label) > 200 or not label.isprintable():
+        fail("--label must be at most 200 characters, without control characters")
     try:
         secret = parse_secret(sys.stdin.read())
     except ValueError as exc:
@@ -62,7 +65,7 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
         fail("the totp factor is disabled (factors.disabled)")
     factor = current_registry().get("totp")
     algorithm = algorithm.upper()
-    credential = factor.store.create(user, label=label.strip() or "Imported authenticator", secret=secret,
+    credential = factor.store.create(user, label=label or "Imported authenticator", secret=secret,
                                      public={"digits": int(digits), "algorithm": algorithm, "period": otp.PERIOD,
                                              "imported": True})
     audit("factor.totp.imported", user, actor="cli",

@@ -178,6 +178,8 @@ def test_cli_import(factor_app, factor_user):
     (["--user", "alice@example.com"], "", "no secret"),
     (["--user", "alice@example.com"], "JBSWY3DP", "too short"),
     (["--user", "alice@example.com", "--digits", "7"], "JBSWY3DPEHPK3PXP", "7"),
+    (["--user", "alice@example.com", "--label", "my\tphone"], "JBSWY3DPEHPK3PXP", "control characters"),
+    (["--user", "alice@example.com", "--label", "x" * 201], "JBSWY3DPEHPK3PXP", "at most 200"),
 ])
 def test_cli_import_refuses_bad_input(factor_app, factor_user, args, stdin, message):
     result = run_import([*args, "--secret-stdin"], stdin)
