@@ -13,6 +13,7 @@ from idp.login import session as login_session, transaction
 from idp.login.steps import consent, enrol, password, recovery_codes, second_factor
 from idp.login.steps.base import StepContext
 from idp.login.transaction import State
+from idp.security.headers import csp_for_forms_to
 
 bp = Blueprint("login", __name__)
 
@@ -102,8 +103,9 @@ def logout():
     user = login_session.current_user()
     if user is not None and not _confirmed_here() and not _hint_names_this_session(end_session.id_token_claims):
         # A link or a cross-site form anyone could have planted (an <img>, their own ID token as
-        # the hint): ask first.
-        return render_template("login/logout_confirm.html")
+        # the hint): ask first. Confirmed, the form ends at the client's (registered) logout URI.
+        csp = csp_for_forms_to(end_session.redirect_uri)
+        return render_template("login/logout_confirm.html"), 200, {"Content-Security-Policy": csp}
     response = server.create_endpoint_response("end_session", end_session)
     return response or render_template("login/logged_out.html")
 

@@ -8,11 +8,44 @@ endpoints, which are always no-store (RFC 6749 5.1).
 """
 from __future__ import annotations
 
-CSP = (
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self' http: https:; "
+    "script-src 'self'; object-src 'none'; base-uri 'none'; form-action {form_action}; "
     "frame-ancestors 'none'"
 )
+# Forms post to this site only. A page whose form ends in a redirect to a client (a login step,
+# the logout confirmation) names that client's origin too: browsers apply form-action to every
+# redirect that follows the POST (csp_for_forms_to).
+CSP = _CSP.format(form_action="'self'")
+
+
+@lru_cache(maxsize=256)
+def csp_for_forms_to(uri: str | None) -> str:
+    """The page CSP for a page whose forms may end at `uri` (a client's registered redirect or
+    post-logout URI): form-action 'self' plus that URI's origin."""
+    origin = _origin(uri)
+    return _CSP.format(form_action=f"'self' {origin}") if origin else CSP
+
+
+def _origin(uri: str | None) -> str | None:
+    """scheme://host[:port] as a CSP source, or None when the URI is not a plain http(s) URL (a
+    registered URI always is; an IPv6 host, which a CSP host-source cannot name, gets its scheme)."""
+    try:
+        parts = urlsplit(uri or "")
+        port = parts.port
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return None
+        if ":" in parts.hostname:
+            return f"{parts.scheme}:"
+        host = parts.hostname.encode("idna").decode("ascii")
+    except ValueError:  # a bad port, or a host IDNA cannot encode (UnicodeError)
+        return None
+    if not all(ch.isascii() and (ch.isalnum() or ch in ".-") for ch in host):
+        return None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 # Referrer: to our own pages only (the language switch and the "sign in again" step come back
 # to the page they were posted from); never to another site, not even the client's.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import requests
 
 from fixtures.oidc import FormBrowser, password_login
@@ -231,8 +232,38 @@ def test_unknown_client_and_unregistered_redirect_uri_get_a_400_page(seeded, liv
 def test_security_headers(live_server):
     page = requests.get(f"{live_server.url}/login/expired", timeout=5)
     assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert "form-action 'self';" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Frame-Options"] == "DENY"
     assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_forms_post_only_here_or_to_the_client_the_login_ends_at(seeded, web, rp_factory):
+    """form-action: this site, plus, on a login's pages, the origin of the client's redirect URI
+    (browsers check every redirect after a form's POST against it)."""
+    from urllib.parse import urlsplit
+
+    rp = rp_factory(seeded.first_party)
+    callback = urlsplit(rp.client["redirect_uri"])
+    web.get(rp.authorization_url())
+    response = web.http.get(web.page.url, timeout=5)
+    policy = response.headers["Content-Security-Policy"]
+    assert f"form-action 'self' http://{callback.hostname}:{callback.port};" in policy, policy
+
+
+@pytest.mark.parametrize("uri, source", [
+    ("https://App.Example/cb?x=1", "https://app.example"),
+    ("http://127.0.0.1:5001/callback", "http://127.0.0.1:5001"),
+    ("https://bücher.example/cb", "https://xn--bcher-kva.example"),
+    ("http://[::1]:8080/cb", "http:"),
+    ("javascript:alert(1)", None),
+    ("https://a.example:99999/", None),
+    (None, None),
+])
+def test_the_client_origin_in_form_action(uri, source):
+    from idp.security.headers import CSP, csp_for_forms_to
+
+    policy = csp_for_forms_to(uri)
+    assert policy == (CSP if source is None else CSP.replace("form-action 'self';", f"form-action 'self' {source};"))
 
 
 def test_replayed_or_forged_login_form_issues_nothing(seeded, web, rp_factory):

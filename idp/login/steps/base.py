@@ -8,6 +8,7 @@ from flask import render_template, url_for
 from idp.login import user as login_user
 from idp.login.transaction import TransactionRow
 from idp.login.user import LoginUser
+from idp.security.headers import csp_for_forms_to
 
 
 @dataclass
@@ -35,4 +36,6 @@ class StepContext:
         values.setdefault("version", self.row.version)
         values.setdefault("client_name", self.client_name)
         values.setdefault("handle", self.handle)
-        return render_template(template, **values), status
+        # Any form of a login step may end in the redirect to the client (the code, or an error).
+        csp = csp_for_forms_to(self.row.authz_request.get("redirect_uri"))
+        return render_template(template, **values), status, {"Content-Security-Policy": csp}
