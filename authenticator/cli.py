@@ -5,6 +5,8 @@ Each command is ``def cmd_x(ctx: Context, args) -> int`` registered in
 means writing one function and replacing its ``not_available_yet`` entry.
 User mistakes raise :class:`AuthenticatorError` and become one line on stderr
 with that error's exit status; anything else is a bug and shows a traceback.
+Usage mistakes are one line too (status 2, as argparse has it); ``--help`` is
+where the full usage is.
 """
 
 import argparse
@@ -25,6 +27,7 @@ from authenticator.intake import PendingAccount, account_from_input
 from authenticator.push import commands as push_commands
 from authenticator.secret_input import SecretSource, passphrase_source, recovery_secret_source
 from authenticator.store import Vault, locked
+from authenticator.terminal import one_line, printable
 
 PROG = "idp-authenticator"
 
@@ -64,12 +67,15 @@ class Context:
         try:
             backup_service.write_backup(vault)
         except AuthenticatorError as exc:
-            print(f"{PROG}: warning: automatic backup failed: {exc}", file=self.err)
+            print(one_line(f"{PROG}: warning: automatic backup failed: {exc}"), file=self.err)
             return
         vault.save()
 
     def emit(self, document, human: str) -> None:
-        print(json.dumps(document) if self.as_json else human, file=self.out)
+        # json.dumps escapes everything non-ASCII; the human text may hold undecodable bytes (from
+        # a server's answer, or a store written before intake refused them) that a UTF-8 stdout
+        # would refuse to print, after the change is saved.
+        print(json.dumps(document) if self.as_json else printable(human), file=self.out)
 
 
 def account_summary(account: Account) -> dict:
@@ -218,6 +224,13 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, like every other error; the usage itself is in --help."""
+
+    def error(self, message: str):
+        self.exit(2, one_line(f"{self.prog}: error: {message}; see '{self.prog} --help'") + "\n")
+
+
 def _add_global_options(parser: argparse.ArgumentParser, default) -> None:
     """Global options work before or after the command; subcommands use SUPPRESS
     so that their (absent) defaults do not overwrite what was given up front."""
@@ -225,13 +238,15 @@ def _add_global_options(parser: argparse.ArgumentParser, default) -> None:
                         help="app home (default: $XDG_DATA_HOME/idp-authenticator)")
     parser.add_argument("--json", action="store_true", default=default(False), help="print one JSON document")
     parser.add_argument("--passphrase-file", metavar="F", default=default(None),
-                        help="read the local passphrase from F (else $IDP_AUTHENTICATOR_PASSPHRASE, else asked)")
+                        help="read the local passphrase from F "
+                             "(else $IDP_AUTHENTICATOR_PASSPHRASE, else asked on a terminal)")
     parser.add_argument("--recovery-secret-file", metavar="F", default=default(None),
                         help="read the backup recovery secret from F (else $IDP_AUTHENTICATOR_RECOVERY_SECRET)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Companion authenticator for the idp provider.")
+    # Subparsers are made with the same class as their parent, so their errors are one line too.
+    parser = OneLineErrorParser(prog=PROG, description="Companion authenticator for the idp provider.")
     _add_global_options(parser, lambda value: value)
     common = argparse.ArgumentParser(add_help=False)
     _add_global_options(common, lambda value: argparse.SUPPRESS)
@@ -284,15 +299,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         return COMMANDS[args.command](ctx, args)
     except AuthenticatorError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return fail(str(exc), exc.exit_code)
     except OSError as exc:  # the disk, not the user: full, read-only, gone (the store's files are replaced atomically)
         where = f" {exc.filename}" if exc.filename else ""
-        print(f"{PROG}: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return fail(f"cannot write{where}: {exc.strerror or exc}", 1)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return fail("interrupted", 130)
+
+
+def fail(message: str, exit_code: int) -> int:
+    """Report a failure as the contract asks: one line on stderr, whatever the message echoes."""
+    print(one_line(f"{PROG}: {message}"), file=sys.stderr)
+    return exit_code
 
 
 if __name__ == "__main__":

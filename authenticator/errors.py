@@ -4,7 +4,9 @@ The CLI prints one line (the exception's message) and exits with
 ``exit_code``; anything not derived from :class:`AuthenticatorError` is a bug
 and is allowed to show a traceback. Keeping the table in one place keeps the
 exit statuses distinct, which scripts and tests rely on (see
-``docs/backup-format.md`` for the restore statuses).
+``docs/backup-format.md`` for the restore statuses). Status 2 is also argparse's,
+for usage mistakes (one line too, see ``cli.OneLineErrorParser``); a secret that is
+neither given nor askable (stdin is not a terminal) is a plain status-1 error.
 """
 
 

@@ -26,6 +26,7 @@ from authenticator.errors import AuthenticatorError
 from authenticator.otpauth import parse_totp_uri
 from authenticator.push.activation import read_activation
 from authenticator.qr import decode_qr_image
+from authenticator.terminal import is_text
 
 
 @runtime_checkable
@@ -69,6 +70,8 @@ def account_from_input(source: str) -> Found:
 
 def account_from_uri(uri: str) -> Found:
     uri = uri.strip()
+    if not is_text(uri):  # else its label is stored, and every later list fails to print it
+        raise AuthenticatorError("the URI is not UTF-8 text (non-ASCII characters must be percent-encoded)")
     try:
         parts = urlsplit(uri)
     except ValueError:

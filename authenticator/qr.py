@@ -19,10 +19,16 @@ def decode_qr_image(path: Path) -> str:
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         # (Pillow's DecompressionBombError, for an image claiming more pixels than it may
         # decode, is not an OSError.)
-        raise AuthenticatorError(f"cannot read image {path}: {exc}") from None
+        raise AuthenticatorError(f"cannot read image {path}: {_reason(exc)}") from None
     texts = [b.text for b in barcodes if b.valid and b.text]
     if not texts:
         raise AuthenticatorError(f"no QR code found in {path}")
     if len(set(texts)) > 1:
         raise AuthenticatorError(f"{path} holds several QR codes; crop it to one")
     return texts[0]
+
+
+def _reason(exc: Exception) -> str:
+    """Why the image could not be read, without repeating its path ("[Errno 21] ...: 'PATH'")."""
+    strerror = getattr(exc, "strerror", None)
+    return strerror or str(exc)

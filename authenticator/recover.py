@@ -31,6 +31,7 @@ from authenticator.push import keys
 from authenticator.push.activation import PushActivation, device_name
 from authenticator.push.client import ServerUnreachable, host_of
 from authenticator.qr import decode_qr_image
+from authenticator.terminal import is_terminal, read_line
 
 URI_SCHEME = "idp-recovery"
 SUPPORTED_VERSION = "1"
@@ -38,7 +39,7 @@ TIMEOUT = 15.0
 TOKEN_LIFETIME = 60
 
 
-# Exit statuses 30-39 (errors.py: 1-16; push: 20-24).
+# Exit statuses 30-39 (errors.py: 1-17; push: 20-25).
 class RecoveryCodeUsed(AuthenticatorError):
     exit_code = 30
 
@@ -159,31 +160,36 @@ def redeem_qr(account, source: str, key) -> dict:
 
 
 class LineReader:
-    """The password and then the code: from stdin's lines in scripts, asked on a terminal."""
+    """The password and then the code: from stdin's lines in scripts, asked on a terminal.
+
+    A stdin that is not a terminal is read, never prompted on: that is the documented way
+    for scripts (docs/recovery.md section 3). No stdin at all (``<&-``) reads as empty.
+    """
 
     def __init__(self, stream=None, err=None):
         self.stream = stream or sys.stdin
         self.err = err or sys.stderr
 
     def password(self) -> str:
-        if self.stream.isatty():
+        if is_terminal(self.stream):
             try:
                 return getpass.getpass("Password: ")
             except (EOFError, KeyboardInterrupt):
                 raise AuthenticatorError("no password given") from None
-        line = self.stream.readline()
+            except UnicodeDecodeError:
+                raise AuthenticatorError("the password typed is not UTF-8 text") from None
+        line = read_line(self.stream)
         if not line.strip("\r\n"):
             raise AuthenticatorError("no password on stdin (line 1: the password, line 2: the e-mailed code)")
         return line.rstrip("\r\n")
 
     def code(self, sent_to: str) -> str:
         prompt = f"Code sent to {sent_to}: "
-        if self.stream.isatty():
+        if is_terminal(self.stream):
             print(prompt, end="", file=self.err, flush=True)
-            line = self.stream.readline()
         else:
             print(f"a code was sent to {sent_to}; reading it from stdin", file=self.err, flush=True)
-            line = self.stream.readline()
+        line = read_line(self.stream)
         code = "".join(line.split())
         if not code:
             raise AuthenticatorError("no code given (line 2 of stdin, or typed when asked)")

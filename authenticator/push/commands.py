@@ -13,6 +13,7 @@ from authenticator.accounts import ACTIVE, PUSH, Account, ensure_can_approve
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
 from authenticator.push.client import ChallengeUnavailable, PushClient
+from authenticator.terminal import printable, read_line
 
 MIN_PREFIX = 6
 WATCH_WAIT = 20
@@ -132,11 +133,11 @@ def cmd_deny(ctx, args) -> int:
 
 def _ask(ctx, challenge: dict, account: Account) -> int:
     """Interactive answer for one request; returns 0 when answered or skipped."""
-    print(describe(challenge, account), file=ctx.out)
+    print(printable(describe(challenge, account)), file=ctx.out)
     prompt = ("  type the number shown in the browser to approve, 'n' to deny, 'f' to deny and report fraud, "
               "Enter to skip: ")
     print(prompt, end="", file=ctx.out, flush=True)
-    line = sys.stdin.readline()
+    line = read_line(sys.stdin)  # "" also when there is no stdin at all
     if not line:
         raise EOFError
     reply = line.strip().lower()

@@ -4,6 +4,7 @@ The app runs as a real subprocess (``python -m authenticator``) so the tests
 see exactly what a script would: stdout, one line on stderr, the exit status.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -26,7 +27,11 @@ class App:
     def __init__(self, home: Path):
         self.home = home
 
-    def run(self, *args, env=None, stdin=None, pass_home=True) -> subprocess.CompletedProcess:
+    def run(self, *args, env=None, stdin=None, pass_home=True, stdin_file=None,
+            close_stdin=False) -> subprocess.CompletedProcess:
+        """``stdin``: text piped in (default: an empty pipe, never the terminal pytest may run on,
+        where a missing secret would be asked for); ``stdin_file``: a file's raw bytes instead;
+        ``close_stdin``: run with no stdin at all, as ``<&-`` does."""
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
         for key, value in (env or {}).items():
@@ -34,10 +39,13 @@ class App:
                 full_env.pop(key, None)
             else:
                 full_env[key] = value
-        return subprocess.run(
-            [sys.executable, "-m", "authenticator", *(["--home", str(self.home)] if pass_home else []), *args],
-            capture_output=True, text=True, env=full_env, cwd=REPO, input=stdin, timeout=60,
-        )
+        command = [sys.executable, "-m", "authenticator", *(["--home", str(self.home)] if pass_home else []), *args]
+        with contextlib.ExitStack() as stack:
+            feed = {"input": stdin or ""}
+            if stdin_file is not None:
+                feed = {"stdin": stack.enter_context(open(stdin_file, "rb"))}
+            return subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=REPO, timeout=60,
+                                  preexec_fn=_close_stdin if close_stdin else None, **feed)
 
     def ok(self, *args, **kwargs) -> str:
         result = self.run(*args, **kwargs)
@@ -49,6 +57,10 @@ class App:
         if not self.home.exists():
             return {}
         return {p.relative_to(self.home): p.read_bytes() for p in sorted(self.home.rglob("*")) if p.is_file()}
+
+
+def _close_stdin() -> None:
+    os.close(0)
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

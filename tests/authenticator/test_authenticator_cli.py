@@ -1,12 +1,13 @@
 """The command line as a script sees it: output, --json, one-line errors, exit statuses."""
 
+import io
 import json
 
 import segno
 
 from authenticator.accounts import TotpParams
 from authenticator.totp import code_at
-from authenticator_testkit import FIXED_TIME, SECRET, TOTP_URI, App, one_line_error
+from authenticator_testkit import FIXED_TIME, PASSPHRASE, SECRET, TOTP_URI, App, one_line_error
 
 
 def test_add_list_code_remove(app):
@@ -74,11 +75,38 @@ def test_passphrase_file(app, tmp_path):
     assert app.run("list", env={"IDP_AUTHENTICATOR_PASSPHRASE": "from a file"}).returncode == 0
 
 
-def test_new_store_asks_twice_when_interactive(app):
-    # No tty: getpass falls back to stdin; two different answers refuse to create.
-    result = app.run("add", TOTP_URI, env={"IDP_AUTHENTICATOR_PASSPHRASE": None}, stdin="one\ntwo\n")
-    assert "differ" in result.stderr
-    assert result.returncode != 0
+class FakeTerminal(io.StringIO):
+    """A stdin someone sits at: the prompts (getpass) are answered by the test."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_new_store_asks_twice_when_interactive(app, monkeypatch, capsys):
+    # In-process: a subprocess's stdin is not a terminal, and then nothing is asked (see below).
+    from authenticator.cli import main
+
+    answers = iter(["one", "two", "same", "same"])
+    monkeypatch.delenv("IDP_AUTHENTICATOR_PASSPHRASE")
+    monkeypatch.setattr("sys.stdin", FakeTerminal())
+    monkeypatch.setattr("getpass.getpass", lambda prompt: next(answers))
+    assert main(["--home", str(app.home), "add", TOTP_URI]) == 1
+    assert capsys.readouterr().err == "idp-authenticator: the two passphrases differ\n"
+    assert not any(app.home.glob("store*"))
+    assert main(["--home", str(app.home), "add", TOTP_URI]) == 0
+    assert "ACME:alice@example.com" in app.ok("list", env={"IDP_AUTHENTICATOR_PASSPHRASE": "same"})
+
+
+def test_without_a_terminal_the_passphrase_is_not_asked_for(app):
+    """No GetPassWarning, no prompt nobody sees: one line naming the two ways to give it."""
+    app.ok("add", TOTP_URI)
+    result = app.run("list", env={"IDP_AUTHENTICATOR_PASSPHRASE": None}, stdin="")
+    assert one_line_error(result) == (
+        "idp-authenticator: no passphrase given: set IDP_AUTHENTICATOR_PASSPHRASE or use --passphrase-file FILE "
+        "(stdin is not a terminal, so it cannot be asked for)")
+    assert result.returncode == 1
+    # A passphrase piped to stdin is not read either: it would have been echoed to the screen.
+    assert one_line_error(app.run("list", env={"IDP_AUTHENTICATOR_PASSPHRASE": None}, stdin=PASSPHRASE + "\n"))
 
 
 def test_default_home_follows_xdg(tmp_path):

@@ -88,3 +88,26 @@ def test_one_way_at_a_time(restored):
     app, account, _issuer = restored
     assert app.run("recover", account).returncode != 0
     assert app.run("recover", account, "--password", "--qr", "x.png").returncode != 0
+
+
+def test_password_from_stdin_still_works_without_a_terminal(restored):
+    """Piped stdin is the documented non-interactive way (docs/recovery.md section 3): it is read, not refused."""
+    app, account, issuer = restored
+    result = app.run("recover", account, "--password", stdin="a password\n123456\n")
+    assert result.returncode == 20 and "cannot reach the server" in one_line_error(result)
+
+
+def test_recover_password_with_no_stdin_at_all_is_a_one_line_error(restored):
+    app, account, issuer = restored
+    before = app.files()
+    result = app.run("recover", account, "--password", close_stdin=True)
+    assert one_line_error(result).startswith("idp-authenticator: no password on stdin")
+    assert result.returncode == 1 and app.files() == before
+
+
+def test_recover_password_from_stdin_that_is_not_utf8_is_a_one_line_error(restored, tmp_path):
+    app, account, issuer = restored
+    lines = tmp_path / "stdin.bin"
+    lines.write_bytes(b"pass\xffword\n123456\n")
+    result = app.run("recover", account, "--password", stdin_file=lines, env={"PYTHONIOENCODING": "utf-8"})
+    assert one_line_error(result) == "idp-authenticator: stdin is not UTF-8 text" and result.returncode == 1

@@ -1,0 +1,109 @@
+"""Bad input from a script, with no terminal: always one line on stderr, never a traceback.
+
+The contract: "Exit status 0 on success, non-zero with one clear line on stderr otherwise".
+These are the ways around that a script can stumble into: a secret that would be asked for
+with nobody to ask, a usage mistake, and arguments, variables or files that are not what a
+message or a key can hold (a newline, many kilobytes, bytes that are not UTF-8).
+"""
+
+import pytest
+
+from authenticator_testkit import TOTP_URI, one_line_error
+
+NO_SECRETS = {"IDP_AUTHENTICATOR_PASSPHRASE": None, "IDP_AUTHENTICATOR_RECOVERY_SECRET": None}
+# A UTF-8 stdout refuses to print undecodable bytes; without this the C locale would hide that.
+UTF8_STDIO = {"PYTHONIOENCODING": "utf-8"}
+
+
+def test_backup_enable_without_a_recovery_secret_names_the_ways_to_give_it(app, tmp_path):
+    app.ok("add", TOTP_URI)
+    before = app.files()
+    result = app.run("backup", "--enable", "--to", str(tmp_path / "backups"),
+                     env={"IDP_AUTHENTICATOR_RECOVERY_SECRET": None})
+    assert one_line_error(result) == (
+        "idp-authenticator: no recovery secret given: set IDP_AUTHENTICATOR_RECOVERY_SECRET or use "
+        "--recovery-secret-file FILE (stdin is not a terminal, so it cannot be asked for)")
+    assert result.returncode == 1
+    assert app.files() == before
+
+
+def test_no_stdin_at_all_is_a_one_line_error(app):
+    app.ok("add", TOTP_URI)
+    result = app.run("list", env=NO_SECRETS, close_stdin=True)
+    assert "no passphrase given" in one_line_error(result) and result.returncode == 1
+
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["bogus"],
+    ["list", "extra"],
+    ["approve", "abcdef"],
+    ["backup", "--now", "--disable"],
+    ["recover", "alice"],
+    ["--no-such-option", "list"],
+    ["list", "two\nlines"],
+])
+def test_usage_errors_are_one_line_with_status_2(app, args):
+    result = app.run(*args)
+    line = one_line_error(result)
+    assert result.returncode == 2
+    assert line.startswith("idp-authenticator") and ": error: " in line and "--help'" in line
+    assert not result.stdout
+
+
+def test_help_still_prints_the_full_usage(app):
+    result = app.run("--help")
+    assert result.returncode == 0 and not result.stderr
+    assert result.stdout.startswith("usage: idp-authenticator") and "restore" in result.stdout
+    assert "--number NN" in app.ok("approve", "--help")
+
+
+def test_a_newline_in_an_argument_stays_on_the_one_line(app):
+    result = app.run("add", "missing\nfile.png")
+    assert one_line_error(result) == "idp-authenticator: no such file: missing\\nfile.png"
+
+
+def test_a_very_long_argument_is_shortened_in_the_message(app):
+    long_name = "a" * 100_000
+    for args in (["add", long_name], ["--home", long_name, "add", TOTP_URI], ["code", long_name], [long_name]):
+        result = app.run(*args)
+        assert len(one_line_error(result)) < 600, args
+
+
+def test_a_directory_given_as_an_image_says_so(app, tmp_path):
+    result = app.run("add", str(tmp_path))
+    assert one_line_error(result) == f"idp-authenticator: cannot read image {tmp_path}: Is a directory"
+
+
+def test_a_passphrase_that_is_not_utf8_is_a_one_line_error(app):
+    result = app.run("add", TOTP_URI, env={"IDP_AUTHENTICATOR_PASSPHRASE": "\udcff"})  # the byte 0xff
+    assert one_line_error(result) == "idp-authenticator: the passphrase is not UTF-8 text"
+    assert not any(app.home.glob("store*"))
+
+
+def test_an_endless_passphrase_file_is_a_one_line_error(app):
+    app.ok("add", TOTP_URI)
+    result = app.run("--passphrase-file", "/dev/zero", "list")
+    assert "too long" in one_line_error(result) and result.returncode == 1
+
+
+def test_a_uri_that_is_not_utf8_is_refused_before_it_is_stored(app):
+    """Stored, its label would make every later `list` fail to print on a UTF-8 stdout."""
+    uri = TOTP_URI.replace("alice", "al\udcffice")  # the byte 0xff in the argument
+    result = app.run("add", uri, env=UTF8_STDIO)
+    assert "the URI is not UTF-8 text" in one_line_error(result) and result.returncode == 1
+    assert app.files() == {}
+
+
+def test_a_stored_label_that_is_not_utf8_still_lists(app):
+    """A store written before that check (or a server's answer) may hold such a label."""
+    from authenticator.otpauth import parse_totp_uri
+    from authenticator.store import Vault
+    from authenticator_testkit import PASSPHRASE
+
+    vault = Vault.create(app.home, PASSPHRASE)
+    vault.add(parse_totp_uri(TOTP_URI.replace("alice", "al\udcffice")))
+    vault.save()
+    result = app.run("list", env=UTF8_STDIO)
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    assert "al\ufffdice" in result.stdout
