@@ -8,10 +8,13 @@ Rules every command keeps:
 - security-relevant changes are audited with `actor="cli"` in the same transaction.
 
 The app is built through `idp.app.create_app()` (the one door), lazily, so that
-`idp --help` works without a database. Commands that need it use Flask's
-`with_appcontext`, which plugin commands may use too. Command groups owned by
-other packages (`idp policy`, plugin commands under `idp factor`) are imported
-only when used, so a half-written or missing package never breaks the others.
+`idp --help` works without a database, and `--help` of any command without valid
+settings. Commands that need it use Flask's `with_appcontext`, which plugin commands
+may use too. Settings are checked as the app is built: a bad one is one line,
+`idp: error: configuration: ...`, whether idp.config or a factor plugin refuses it.
+Command groups owned by other packages (`idp policy`, plugin commands under
+`idp factor`) are imported only when used, so a half-written or missing package
+never breaks the others.
 """
 from __future__ import annotations
 
@@ -254,6 +257,10 @@ class RootGroup(click.Group):
             command = self._mounted(name, quiet=False)
         return command
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_HELP_ONLY] = _asks_for_help_only(args, ctx.help_option_names)
+        return super().parse_args(ctx, args)
+
     @staticmethod
     def _mounted(name: str, quiet: bool) -> click.Command | None:
         module_name, attribute = MOUNTED_GROUPS[name]
@@ -272,10 +279,29 @@ class RootGroup(click.Group):
         return getattr(module, attribute, None)
 
 
+_HELP_ONLY = "idp.help_only"
+
+
+def _asks_for_help_only(args: list[str], help_options: list[str]) -> bool:
+    """Whether `idp ARGS` only prints help: a help option anywhere (before `--`), or a command
+    group named alone (`idp policy`), which click answers with its help. Help needs no app, so
+    it works while the configuration is broken."""
+    words = args[:args.index("--")] if "--" in args else args
+    return any(word in help_options for word in words) or len(words) == 1
+
+
 def _create_app():
     from idp.app import create_app
+    from idp.config import ConfigError
+    from idp.factors.errors import FactorLoadError, FactorMisconfigured
 
-    return create_app()
+    try:
+        return create_app()
+    except FactorMisconfigured as exc:
+        # A factor plugin refused its settings (factors.NAME.*) as the app started.
+        raise ConfigError(str(exc)) from exc
+    except FactorLoadError as exc:  # a plugin that cannot be imported: its message names it
+        raise CliError(str(exc)) from exc
 
 
 @click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -286,7 +312,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = ScriptInfo(create_app=_create_app, set_debug_flag=False)
     # Alembic narrates every migration at INFO; an operator's terminal wants the result only.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    if ctx.invoked_subcommand in _APP_GROUPS:
+    if ctx.invoked_subcommand in _APP_GROUPS and not ctx.meta.get(_HELP_ONLY):
         # Commands from other packages may expect an app context, as Flask's own CLI gives.
         ctx.with_resource(ctx.obj.load_app().app_context())
 
@@ -321,7 +347,21 @@ def serve(host: str, port: int, debug: bool) -> None:
     app = current_app._get_current_object()
     if debug and app.extensions["idp.settings"].production:
         raise CliError("--debug is refused when IDP_ENV=production")
-    app.run(host=host, port=port, debug=debug, use_reloader=debug, threaded=True)
+    app.run(host=host, port=port, debug=debug, use_reloader=debug, threaded=True,
+            request_handler=_request_handler_without_access_lines())
+
+
+def _request_handler_without_access_lines() -> type:
+    """werkzeug's request handler, minus its own access lines: the app's `idp.access` logger already
+    writes one per request (JSON, /healthz at DEBUG), which werkzeug's would repeat at INFO with
+    terminal colour codes. Its errors and the start-up banner are still logged."""
+    from werkzeug.serving import WSGIRequestHandler  # only `idp serve` needs the server
+
+    class RequestHandler(WSGIRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            pass
+
+    return RequestHandler
 
 
 # --- organizations
@@ -461,14 +501,20 @@ def keys_rotate_secrets() -> None:
     """Re-encrypt secrets at rest (signing keys, factor credentials) with the first encryption key."""
     from idp import audit
     from idp.oidc import keys as signing_keys
+    from idp.security.secrets import SecretError
 
-    counts = {"signing_keys": signing_keys.reseal_all()}
     try:
-        from idp.factors.store import reseal_all as reseal_credentials
-    except ImportError:
-        reseal_credentials = None
-    if reseal_credentials is not None:
-        counts["credentials"] = reseal_credentials()
+        counts = {"signing_keys": signing_keys.reseal_all()}
+        try:
+            from idp.factors.store import reseal_all as reseal_credentials
+        except ImportError:
+            reseal_credentials = None
+        if reseal_credentials is not None:
+            counts["credentials"] = reseal_credentials()
+    except SecretError as exc:
+        _session().rollback()
+        raise CliError(f"{exc}: keep every key that sealed a row in security.encryption_keys, after the new one "
+                       "(\"dev\" for rows sealed without encryption keys), until this command has run") from None
     audit.record("secrets.resealed", org_id=None, actor="cli", details=counts)
     commit()
     ring = current_app.extensions["idp.keyring"]
@@ -623,6 +669,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("idp: error: aborted", err=True)
         sys.exit(1)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `idp`, `idp org`: the help, as click prints it
+        exc.show()
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:  # usage errors, CliError
         click.echo(f"idp: error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)

@@ -49,3 +49,190 @@ def test_production_refuses_the_console_notifier():
     environ = {k: v for k, v in PRODUCTION.items() if k != "IDP_MAIL__HOST"}
     with pytest.raises(ConfigError, match="console notifier"):
         load_settings(environ=environ)
+
+
+# ---------------------------------------------------------------- unusable values stop the start
+
+GOOD_KEY = "k1:" + "A" * 43  # 32 zero bytes, base64url without padding
+
+
+@pytest.mark.parametrize("environ, fragment", [
+    ({"IDP_SECURITY__ENCRYPTION_KEYS": '["bad"]'}, "KEY_ID:BASE64URL"),
+    ({"IDP_SECURITY__ENCRYPTION_KEYS": '["k2:AAAA"]'}, "32 bytes"),
+    ({"IDP_SERVER__TRUSTED_PROXIES": "notanip"}, "not an IP address or CIDR range"),
+    ({"IDP_OPS__METRICS_NETWORKS": "notanip"}, "not an IP address or CIDR range"),
+    ({"IDP_REDIS_URL": "notaurl"}, "redis://"),
+    ({"IDP_REDIS_URL": "redis://cache:notaport"}, "IDP_REDIS_URL"),
+    ({"IDP_DATABASE_URL": "mysql://x/y"}, "postgresql+psycopg://"),
+    ({"IDP_DATABASE_URL": "postgresql://x/y"}, "sqlite:///PATH"),
+    ({"IDP_DATABASE_URL": "notaurl"}, "sqlite:///PATH"),
+    ({"IDP_SERVER__LOG_LEVEL": "LOUD"}, "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+])
+def test_an_unusable_value_is_a_configuration_error_naming_the_setting(environ, fragment):
+    with pytest.raises(ConfigError, match=next(iter(environ))) as raised:
+        settings(**environ)
+    assert fragment in str(raised.value)
+
+
+def test_urls_and_keys_that_work_are_accepted():
+    assert settings(IDP_DATABASE_URL="postgresql+psycopg://idp:pw@db/idp").database_url.startswith("postgresql")
+    assert settings(IDP_REDIS_URL="rediss://cache:6380/1").redis_url == "rediss://cache:6380/1"
+    assert settings(IDP_SECURITY__ENCRYPTION_KEYS=f'["{GOOD_KEY}"]').get("security.encryption_keys") == (GOOD_KEY,)
+    assert settings(IDP_SERVER__LOG_LEVEL="debug").get("server.log_level") == "debug"
+
+
+def test_a_url_with_a_password_is_never_echoed():
+    with pytest.raises(ConfigError) as raised:
+        settings(IDP_DATABASE_URL="mysql://idp:hunter2@db/idp")
+    assert "hunter2" not in str(raised.value)
+
+
+def test_the_checks_that_replace_value_errors_are_still_value_errors():
+    """idp.ops.proxy and the key ring raised ValueError for these; callers catching it still do."""
+    with pytest.raises(ValueError, match="not an IP address"):
+        settings(IDP_SERVER__TRUSTED_PROXIES="proxy.example.com")
+
+
+def test_a_short_production_secret_key_is_called_too_short():
+    with pytest.raises(ConfigError, match="too short .* at least 32") as raised:
+        load_settings(environ={**PRODUCTION, "IDP_SECRET_KEY": "short"})
+    assert "development" not in str(raised.value)
+
+
+def test_production_refuses_the_development_secret_key_by_that_name():
+    with pytest.raises(ConfigError, match="development secret key"):
+        load_settings(environ={k: v for k, v in PRODUCTION.items() if k != "IDP_SECRET_KEY"})
+
+
+# ---------------------------------------------------------------- the IDP_CONFIG file is checked too
+
+def with_file(tmp_path, text, **environ):
+    path = tmp_path / "idp.toml"
+    path.write_text(text)
+    return settings(IDP_CONFIG=str(path), **environ)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('[tokens]\naccess_token_ttl = "ten"', "tokens.access_token_ttl"),
+    ("[tokens]\naccess_token_ttl = 1.5", "whole number"),
+    ("[ops]\nmetrics_enabled = 1", "true or false"),
+    ("[server]\ntrusted_proxies = \"10.0.0.1\"", "must be a list"),
+    ("[mail]\nport = \"25\"", "mail.port"),
+    ("[mail]\nhost = 25", "must be text"),
+    ("tokens = 5", "section"),
+    ("[tokens.access_token_ttl]\nx = 1", "tokens.access_token_ttl"),
+])
+def test_a_file_value_of_the_wrong_type_is_a_configuration_error(tmp_path, text, fragment):
+    with pytest.raises(ConfigError, match="IDP_CONFIG=") as raised:
+        with_file(tmp_path, text)
+    assert fragment in str(raised.value)
+
+
+def test_a_secret_of_the_wrong_type_is_not_echoed(tmp_path):
+    with pytest.raises(ConfigError, match="mail.password") as raised:
+        with_file(tmp_path, "[mail]\npassword = 12345678")
+    assert "12345678" not in str(raised.value)
+
+
+def test_file_values_of_the_right_type_keep_working(tmp_path):
+    loaded = with_file(tmp_path, "\n".join([
+        "[tokens]", "access_token_ttl = 600",
+        "[server]", 'trusted_proxies = ["10.0.0.1", "fd00::/8"]',
+        "[factors]", 'disabled = ["webauthn"]',
+        "[factors.push]", "digits = 4",
+        "[factors.someone_elses]", 'anything = "goes"', "nested = { deep = [1, 2] }",
+    ]))
+    assert loaded.get("tokens.access_token_ttl") == 600
+    assert loaded.trusted_proxies == ("10.0.0.1", "fd00::/8")
+    assert loaded.get("factors.disabled") == ("webauthn",)
+    assert loaded.get("factors.push.digits") == 4
+    assert loaded.get("factors.someone_elses.anything") == "goes"
+
+
+def test_a_whole_number_is_fine_where_a_number_with_a_fraction_is_expected():
+    from idp.config import _type_problem
+
+    assert _type_problem(5, 2.5) is None
+    assert _type_problem(True, 2.5) is not None
+    assert _type_problem(2.5, 5) is not None
+    assert _type_problem("anything", None) is None
+
+
+def test_an_environment_variable_is_read_as_the_type_the_file_gave_a_plugin_setting(tmp_path):
+    loaded = with_file(tmp_path, '[factors.someone_elses]\ncode = "007"', IDP_FACTORS__SOMEONE_ELSES__CODE="008")
+    assert loaded.get("factors.someone_elses.code") == "008"
+
+
+# ---------------------------------------------------------------- unknown keys
+
+@pytest.mark.parametrize("name, message", [
+    ("IDP_TOKENS__BOGUS", "unknown setting tokens.bogus (from IDP_TOKENS__BOGUS)"),
+    ("IDP_BOGUS__X", "unknown setting bogus.x (from IDP_BOGUS__X)"),
+    ("IDP_FACTORS__DISABLD", "did you mean factors.disabled?"),
+    ("IDP_FACTORS__PUSH__DIGTS", "unknown setting factors.push.digts"),
+    ("IDP_TOKENS__ACCESS_TOKEN_TTL__X", "unknown setting tokens.access_token_ttl.x"),
+])
+def test_an_unknown_variable_is_refused(name, message):
+    with pytest.raises(ConfigError) as raised:
+        settings(**{name: "1"})
+    assert message in str(raised.value)
+
+
+def test_an_unknown_file_key_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown setting tokens\.acess_token_ttl \(in IDP_CONFIG=.*did you mean"):
+        with_file(tmp_path, "[tokens]\nacess_token_ttl = 5")
+    with pytest.raises(ConfigError, match="unknown setting bogus"):
+        with_file(tmp_path, "[bogus]")
+
+
+def test_a_third_party_factors_settings_are_left_to_it():
+    """A plugin's defaults live in its own code and it may be registered without an entry point
+    (FactorRegistry.register), so the keys of an undocumented factors.NAME cannot be checked here."""
+    loaded = settings(IDP_FACTORS__SMS__SENDER="idp@sms.example", IDP_FACTORS__SMS__RETRIES="3")
+    assert loaded.section("factors.sms") == {"sender": "idp@sms.example", "retries": 3}
+
+
+def as_variable(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value)
+
+
+def test_every_documented_setting_can_be_set_by_its_variable():
+    """Everything config/default.toml documents (read elsewhere with `.get(key, default)` or not)."""
+    import tomllib
+
+    from idp.config import DEFAULT_FILE, _leaf_names, _variable_for
+
+    defaults = tomllib.loads(DEFAULT_FILE.read_text())
+    environ = {}
+    for dotted in _leaf_names(defaults):
+        value = defaults
+        for part in dotted.split("."):
+            value = value[part]
+        if dotted != "server.database_url":  # empty: the instance folder's SQLite file
+            environ[_variable_for(dotted)] = as_variable(value)
+    loaded = settings(**environ)
+    assert loaded.get("tokens.access_token_ttl") == defaults["tokens"]["access_token_ttl"]
+
+
+@pytest.mark.parametrize("name", ["IDP_TEST_DATABASE_URL", "IDP_TEST_REDIS_URL", "IDP_BENCH_DATABASE_URL",
+                                  "IDP_BENCH_PUSH_DATABASE_URL", "IDP_AUTHENTICATOR_PASSPHRASE", "IDP_HOST",
+                                  "IDP_PORT", "IDP_TEST_CHROMIUM", "IDP_TEST_ARTIFACTS"])
+def test_variables_of_the_tests_bench_and_makefile_are_not_settings(name):
+    assert settings(**{name: "anything"}).env == "development"
+
+
+def test_the_bench_limits_are_accepted():
+    bench = {"IDP_RATELIMIT__LOGIN_POSTS_PER_IP": "1000000 per 1 minute",
+             "IDP_RATELIMIT__PASSWORD_FAILURES_BEFORE_LOCKOUT": "1000000000",
+             "IDP_RATELIMIT__PASSWORD_IP_FAILURES_BEFORE_LOCKOUT": "1000000000",
+             "IDP_RATELIMIT__FACTOR_FAILURES_BEFORE_LOCKOUT": "1000000000",
+             "IDP_RATELIMIT__FACTOR_IP_FAILURES_BEFORE_LOCKOUT": "1000000000",
+             "IDP_FACTORS__PUSH__MAX_CHALLENGES": "1000000", "IDP_FACTORS__PUSH__CHALLENGE_TTL": "300",
+             "IDP_SERVER__JSON_LOGS": "false", "IDP_SECURITY__ARGON2_MEMORY_COST": "1024",
+             "IDP_SECURITY__ARGON2_TIME_COST": "1", "IDP_ISSUER": "http://127.0.0.1:5000",
+             "IDP_SECRET_KEY": "x" * 48, "IDP_ENV": "development", "IDP_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    assert settings(**bench).get("factors.push.max_challenges") == 1000000
