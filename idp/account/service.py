@@ -99,7 +99,9 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
     outcome = factor.finish_enrolment(ref, info.payload["state"], response, context(factor))
     if not isinstance(outcome, Enrolled):
         db.session.rollback()
-        raise AccountError(_l("That did not work: check and try again."))
+        from idp.login.steps.second_factor import message_for  # the login's wording, for the same failures
+
+        raise AccountError(message_for(getattr(outcome, "reason", "")))
     if PENDING.answer(pending_id, "done") is None:  # commits the new credential with it
         db.session.rollback()
         raise AccountError(_l("This enrolment was already finished."))
@@ -126,7 +128,8 @@ def rename(user: User, credential_id: int, label: str) -> None:
     db.session.commit()
 
 
-def remove(user: User, credential_id: int, *, today: date | None = None) -> None:
+def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
+    """Remove one of the user's methods; returns its factor's label (for the confirmation)."""
     registry = current_registry()
     ref = user_ref(user)
     credential = registry.store.get(ref, credential_id)
@@ -147,9 +150,31 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> None
     if registry.remove_credential(ref, credential_id) is None:  # removed meanwhile (a parallel request)
         db.session.rollback()
         raise AccountError(_l("No such method."))
+    details = {"factor": credential.factor, "credential_id": credential_id}
+    if kind == FactorKind.SECOND_FACTOR and remaining == 0:
+        # Two-factor authentication is now off: recovery codes stand in for a second factor and
+        # have none left to stand in for. (A new first factor comes with a new set.)
+        details["recovery_codes_revoked"] = _retire_recovery_codes(registry, ref)
     audit.record("factor.removed", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
-                 details={"factor": credential.factor, "credential_id": credential_id})
+                 details=details)
     db.session.commit()
+    factor = registry.get(credential.factor) if credential.factor in registry else None
+    return str(factor.label) if factor is not None else credential.factor
+
+
+def removal_is_last(user: User, credential_id: int) -> bool:
+    """Whether removing this credential would leave the user without a second factor."""
+    registry = current_registry()
+    credential = registry.store.get(user_ref(user), credential_id)
+    return (credential is not None and registry.kind_of(credential.factor) == FactorKind.SECOND_FACTOR
+            and user.second_factor_count <= 1)
+
+
+def _retire_recovery_codes(registry, ref) -> int:
+    if "recovery_codes" not in registry:
+        return 0
+    codes = registry.store.for_factor("recovery_codes")
+    return sum(1 for code in codes.list(ref) if registry.remove_credential(ref, code.id) is not None)
 
 
 def regenerate_recovery_codes(user: User, audit_event: bool = True) -> list[str] | None:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from idp.forms import Form
 from idp.account import service
 from idp.account.service import AccountError
 from idp.extensions import SUPPORTED_LOCALES
+from idp.factors.registry import current_registry
 from idp.login import session as login_session
 from idp.policy import status as policy_status
 
@@ -88,12 +89,11 @@ def enrol(pending_id: str):
         except AccountError as failure:
             error = _(str(failure))
         else:
-            flash(_("Added."), "success")
+            factor = current_registry().get(info.payload["factor"])
+            flash(_("%(method)s added.", method=factor.label), "success")
             if codes:
                 return render_template("account/recovery_codes.html", codes=codes, form=Form())
             return redirect(url_for(".security"))
-    from idp.factors.registry import current_registry
-
     factor = current_registry().get(info.payload["factor"])
     templates = [f"factors/{factor.name}/enrol.html", "login/enrol_generic.html"]
     return render_template(templates, view=service.pending_view(user, info), factor=factor, error=error, version=0,
@@ -113,16 +113,43 @@ def rename(credential_id: int):
     return redirect(url_for(".security"))
 
 
+@bp.get(f"/security/credentials/{CREDENTIAL_ID}/confirm-removal")
+@login_session.login_required
+def confirm_remove(credential_id: int):
+    """Ask before removing: a removed method cannot be brought back, only added again."""
+    user = login_session.current_user()
+    row = next((r for r in service.credentials(user) if r.description.id == credential_id), None)
+    if row is None or row.factor.name == "recovery_codes":
+        abort(404)
+    lines = [_("You will no longer be able to sign in with it.")]
+    if service.removal_is_last(user, credential_id):
+        lines.append(_("It is your last second factor: two-factor authentication will be off, and your "
+                       "recovery codes will stop working."))
+    return render_template("account/confirm.html", lines=lines, confirm=_("Remove"),
+                           title=_("Remove %(method)s “%(name)s”?", method=row.factor.label,
+                                   name=row.description.label),
+                           action=url_for(".remove", credential_id=credential_id))
+
+
 @bp.post(f"/security/credentials/{CREDENTIAL_ID}/remove")
 @sensitive_change
 def remove(credential_id: int):
     try:
-        service.remove(login_session.current_user(), credential_id)
-        flash(_("Removed."), "success")
+        removed = service.remove(login_session.current_user(), credential_id)
+        flash(_("%(method)s removed.", method=removed), "success")
     except AccountError as error:
         flash(_(str(error)), "error")
         return redirect(url_for(".security"))
     return redirect(url_for(".security"))
+
+
+@bp.get("/security/recovery-codes")
+@login_session.login_required
+def confirm_regenerate():
+    return render_template("account/confirm.html", title=_("Generate new recovery codes?"),
+                           lines=[_("Your current recovery codes will stop working at once; the new ones are "
+                                    "shown once.")],
+                           confirm=_("Generate new codes"), action=url_for(".regenerate"))
 
 
 @bp.post("/security/recovery-codes")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 
@@ -317,6 +318,13 @@ def _credential_of(target: User, credential_id: int):
     abort(404)
 
 
+def _factor_label(name: str) -> str:
+    """The factor's name as people read it ("Authenticator app"), in their language; the internal
+    name when the factor is no longer installed."""
+    registry = _registry()
+    return str(registry.get(name).label) if name in registry else name
+
+
 @bp.route("/users/<int:user_id>/factors/<int:credential_id>/revoke", methods=["GET", "POST"])
 @org_admin_required
 def revoke_factor(user_id: int, credential_id: int):
@@ -328,7 +336,7 @@ def revoke_factor(user_id: int, credential_id: int):
         return render_template("admin/confirm.html", org=g.org, target=target, form=form,
                                title=_("Revoke this second factor?"),
                                text=_("%(factor)s “%(label)s” of %(email)s will stop working at once.",
-                                      factor=credential.factor, label=credential.label or "—",
+                                      factor=_factor_label(credential.factor), label=credential.label or "—",
                                       email=target.email),
                                action=url_for("admin.revoke_factor", user_id=target.id,
                                               credential_id=credential.id)), (
@@ -365,7 +373,8 @@ def reset_factors(user_id: int):
     audit_record("factor.reset", target, {"revoked": len(revoked),
                                           "factors": sorted({c.factor for c in revoked}), "by": "admin"})
     db.session.commit()
-    flash(_("Second factors reset: %(n)s revoked.", n=len(revoked)), "success")
+    flash(ngettext("Second factors reset: %(num)s revoked.", "Second factors reset: %(num)s revoked.", len(revoked)),
+          "success")
     return redirect(url_for("admin.user", user_id=target.id))
 
 

@@ -7,6 +7,7 @@ the "expired" page.
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from idp.extensions import csrf, limiter
 from idp.login import session as login_session, transaction
@@ -98,14 +99,16 @@ def logout():
     try:
         end_session = server.validate_endpoint_request("end_session")
     except OAuth2Error as error:
-        return render_template("errors/oauth.html", error=error.error,
-                               description=error.get_error_description()), 400
+        # A fixed text: Authlib's description quotes the request (a crafted link's own sentence).
+        return render_template("errors/oauth.html", error=error.error, sign_out=True, description=_(
+            "The application's sign-out request is not valid (for example, its ID token or its address "
+            "to come back to is not one it registered).")), 400
     user = login_session.current_user()
     if user is not None and not _confirmed_here() and not _hint_names_this_session(end_session.id_token_claims):
         # A link or a cross-site form anyone could have planted (an <img>, their own ID token as
         # the hint): ask first. Confirmed, the form ends at the client's (registered) logout URI.
         csp = csp_for_forms_to(end_session.redirect_uri)
-        return render_template("login/logout_confirm.html"), 200, {"Content-Security-Policy": csp}
+        return render_template("login/logout_confirm.html", user=user), 200, {"Content-Security-Policy": csp}
     response = server.create_endpoint_response("end_session", end_session)
     return response or render_template("login/logged_out.html")
 

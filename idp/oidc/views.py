@@ -7,6 +7,7 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from functools import wraps
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask_babel import lazy_gettext as _l
 
 from idp.dispatch import client_endpoint
 from idp.extensions import limiter
@@ -39,11 +40,13 @@ def malformed_input_is_a_400(json_errors: bool):
 
 # What the error page says, in our words: Authlib's descriptions quote the request (the redirect
 # URI, the response type), and a crafted link would put its own sentence on this domain's page.
+# Fixed texts, in the reader's language: Authlib's descriptions quote the request, and a crafted
+# link would put its own sentence on our page.
 _ERROR_PAGE_TEXT = {
-    "invalid_client": "The application is not registered with this provider.",
-    "invalid_request": "The application's sign-in request is not valid (for example, its redirect URI is "
-                       "missing or not registered).",
-    "unsupported_response_type": "The application asked for a kind of answer this provider does not give.",
+    "invalid_client": _l("The application is not registered with this provider."),
+    "invalid_request": _l("The application's sign-in request is not valid (for example, its redirect URI is "
+                          "missing or not registered)."),
+    "unsupported_response_type": _l("The application asked for a kind of answer this provider does not give."),
 }
 
 
@@ -51,7 +54,7 @@ def _error_page(error: OAuth2Error):
     log.info("authorization request refused with a page: %s", error.error,
              extra={"fields": {"description": (error.get_error_description() or "")[:300]}})
     return render_template("errors/oauth.html", error=error.error, description=_ERROR_PAGE_TEXT.get(
-        error.error, "The application's sign-in request cannot be processed.")), 400
+        error.error, _l("The application's sign-in request cannot be processed."))), 400
 
 
 @bp.route("/authorize", methods=["GET"])

@@ -30,7 +30,7 @@ WAKER_KEY = "idp.push.waker"
 def qr_svg(data: str) -> str:
     import segno
 
-    return segno.make(data, error="m").svg_inline(scale=4, dark="#000", light="#fff")
+    return segno.make(data, error="m").svg_inline(scale=4, dark="#000", light="#fff", omitsize=True)
 
 
 class PushFactor(Factor):

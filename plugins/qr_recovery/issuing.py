@@ -51,7 +51,7 @@ class Issued:
 
     def svg(self) -> str:
         """Inline SVG for the admin page."""
-        return self.qr().svg_inline(scale=4, dark="#000", light="#fff")
+        return self.qr().svg_inline(scale=4, dark="#000", light="#fff", omitsize=True)
 
     def png(self, scale: int = 6) -> bytes:
         import io

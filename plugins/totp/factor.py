@@ -61,7 +61,7 @@ class TotpFactor(Factor):
         issuer = self.issuer_label(ctx.issuer)
         uri = pyotp.TOTP(key, digits=digits, digest=otp.ALGORITHMS[algorithm], interval=otp.PERIOD).provisioning_uri(
             name=user.email or user.username, issuer_name=issuer)
-        view = {"qr_svg": segno.make(uri, error="m").svg_inline(scale=5, dark="#000", light="#fff"),
+        view = {"qr_svg": segno.make(uri, error="m").svg_inline(scale=5, dark="#000", light="#fff", omitsize=True),
                 "uri": uri, "key": grouped(key), "issuer": issuer, "account": user.email or user.username,
                 "digits": digits, "algorithm": algorithm, "period": otp.PERIOD}
         state = {"secret": self.store.seal_pending(user, secret), "digits": digits, "algorithm": algorithm}

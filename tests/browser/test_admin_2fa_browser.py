@@ -127,7 +127,10 @@ def test_admin_requires_2fa_user_enrols_then_is_exempted(chromium, live_server, 
     # alice cannot remove her only second factor
     alice.goto(f"{base}/account/security")
     with alice.expect_navigation():
-        alice.locator("tr[data-factor=totp] button.danger").click()
+        alice.locator("tr[data-factor=totp] a.danger").click()  # the confirmation page
+    with alice.expect_navigation():
+        alice.locator("button.danger").click()
+    assert "required" in alice.content()
     assert alice.locator("tr[data-factor=totp]").count() == 1
 
     # the admin exempts alice (user page, Security section)

@@ -1,6 +1,7 @@
 """The user's own security page: sign in to it, add TOTP, rename, remove, regenerate, recent-login checks."""
 from __future__ import annotations
 
+import re
 import time
 from datetime import timedelta
 
@@ -21,6 +22,14 @@ def add_totp(web: FormBrowser) -> str:
     secret = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
     web.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": "Work phone"})
     return secret
+
+
+def removal_forms(web: FormBrowser, page) -> list[dict]:
+    """The security page's Remove links lead to a confirmation page each: its form, per method."""
+    forms = []
+    for href in re.findall(r'data-remove="\d+"\s+href="([^"]+)"', page.text):
+        forms.append([f for f in web.get(href).forms() if f["action"].endswith("/remove")][0])
+    return forms
 
 
 def audit_events(server, event: str) -> int:
@@ -53,10 +62,42 @@ def test_rename_and_remove(seeded, web, live_server):
     rename = [f for f in page.forms() if f["action"].endswith("/rename") and f["fields"].get("label") == "Work phone"][0]
     page = web.submit(rename, {"label": "Old phone"})
     assert "Old phone" in page.text
-    remove = [f for f in page.forms() if "/remove" in f["action"]][0]
+    remove = removal_forms(web, page)[0]
     page = web.submit(remove)
     assert "Old phone" not in page.text and 'data-2fa-status="not_active"' in page.text
     assert audit_events(live_server, "factor.removed") == 1
+
+
+def test_removing_asks_first_and_the_last_factor_takes_the_recovery_codes_with_it(seeded, web, live_server):
+    """A removal cannot be undone: a page of its own asks first, and says when 2FA would be off.
+    With no second factor left, recovery codes have nothing to stand in for: they go too."""
+    sign_in_to_account(web, seeded)
+    add_totp(web)
+    page = web.get("/account/security")
+    href = re.search(r'data-remove="\d+"\s+href="([^"]+)"', page.text).group(1)
+    confirm = web.get(href)
+    assert "Remove Authenticator app “Work phone”?" in confirm.text
+    assert "your last second factor" in confirm.text and "recovery codes will stop working" in confirm.text
+    assert "Work phone" in web.get("/account/security").text, "asking removed nothing"
+    page = web.submit([f for f in confirm.forms() if f["action"].endswith("/remove")][0])
+    assert "Authenticator app removed." in page.text
+    assert 'data-factor="recovery_codes"' not in page.text and "No second factor yet" in page.text
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    with live_server.context():
+        [event] = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "factor.removed")).all()
+        assert event.details["recovery_codes_revoked"] == 10
+
+
+def test_new_recovery_codes_are_confirmed_first(seeded, web):
+    sign_in_to_account(web, seeded)
+    add_totp(web)
+    page = web.get("/account/security")
+    confirm = web.get(re.search(r'href="([^"]*/security/recovery-codes)"', page.text).group(1))
+    assert "Your current recovery codes will stop working" in confirm.text
+    shown = web.submit([f for f in confirm.forms() if f["action"].endswith("/recovery-codes")][0])
+    assert "data-recovery-codes" in shown.text
 
 
 def test_required_user_cannot_remove_last_factor(seeded, web, live_server):
@@ -69,7 +110,7 @@ def test_required_user_cannot_remove_last_factor(seeded, web, live_server):
         db.session.execute(update(User).where(User.email == seeded.user_email).values(mfa_setting="required"))
         db.session.commit()
     page = web.get("/account/security")
-    remove = [f for f in page.forms() if "/remove" in f["action"]][0]
+    remove = removal_forms(web, page)[0]
     page = web.submit(remove)
     assert "required" in page.text and "Work phone" in page.text
 
@@ -85,7 +126,7 @@ def test_stale_login_must_confirm_both_steps_again(seeded, web, live_server):
             row.login_started_at -= timedelta(minutes=10)
         db.session.commit()
     page = web.get("/account/security")
-    remove = [f for f in page.forms() if "/remove" in f["action"]][0]
+    remove = removal_forms(web, page)[0]
     page = web.submit(remove)
     assert page.form_with("password"), "a stale session must sign in again before removing a factor"
     page = web.login(seeded.user_email, seeded.password)
@@ -128,7 +169,7 @@ def test_credential_ids_beyond_the_database_range_are_not_found(seeded, web):
     sign_in_to_account(web, seeded)
     add_totp(web)
     page = web.get("/account/security")
-    csrf = [f for f in page.forms() if "/remove" in f["action"]][0]["fields"]["csrf_token"]
+    csrf = [f for f in page.forms() if f["action"].endswith("/rename")][0]["fields"]["csrf_token"]
     for credential_id in (2**63, 2**64, 0):
         for action in ("rename", "remove"):
             response = web.http.post(f"{web.base_url}/account/security/credentials/{credential_id}/{action}",
@@ -154,7 +195,7 @@ def test_a_login_whose_password_step_is_old_is_not_recent(seeded, web, live_serv
         db.session.commit()
     fresh.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)})
     page = fresh.get("/account/security")
-    remove = [f for f in page.forms() if "/remove" in f["action"]][0]
+    remove = removal_forms(fresh, page)[0]
     page = fresh.submit(remove)
     assert page.form_with("password"), "the password step was 6 minutes ago: sign in again"
 

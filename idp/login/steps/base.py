@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import render_template, url_for
+from flask_babel import ngettext
 
 from idp.login import user as login_user
 from idp.login.transaction import TransactionRow
@@ -39,3 +40,9 @@ class StepContext:
         # Any form of a login step may end in the redirect to the client (the code, or an error).
         csp = csp_for_forms_to(self.row.authz_request.get("redirect_uri"))
         return render_template(template, **values), status, {"Content-Security-Policy": csp}
+
+
+def wait_message(seconds: int) -> str:
+    """What a locked-out guesser is told: how long to wait, nothing more."""
+    return ngettext("Too many attempts. Wait %(num)d second and try again.",
+                    "Too many attempts. Wait %(num)d seconds and try again.", seconds)

@@ -14,7 +14,7 @@ from idp import audit, lockout
 from idp.db import db
 from idp.login import pipeline, user as login_user
 from idp.login.forms import PasswordLoginForm
-from idp.login.steps.base import StepContext
+from idp.login.steps.base import StepContext, wait_message
 from idp.login.transaction import State
 from idp.login.user import LoginUser
 
@@ -49,7 +49,7 @@ def submit(ctx: StepContext):
     wait = lockout.check(keys)
     if wait:
         metrics.LOGINS.labels(outcome="locked").inc()
-        return show(ctx, form, _("Too many attempts. Wait %(seconds)d seconds and try again.", seconds=wait), 429)
+        return show(ctx, form, wait_message(wait), 429)
     passwords = current_app.extensions["idp.passwords"]
     user = _find_user(form.username.data)
     # Hold no transaction through the hash: on SQLite every transaction holds the write lock

@@ -20,7 +20,7 @@ from idp.factors.store import gates_commit_with_step
 from idp.factors.types import Denied, FactorKind, Pending, Rejected, Verified
 from idp.login import gate, pipeline, transaction
 from idp.login.forms import CodeForm
-from idp.login.steps.base import StepContext
+from idp.login.steps.base import StepContext, wait_message
 from idp.login.steps.factor_step import (attempt_context, choices, lockout_keys, plugin_response, remember_step,
                                          step_record, stored, user_lockout_key, user_of)
 from idp.login.transaction import State
@@ -67,7 +67,7 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200):
     name, _state, view = stored(ctx)
     if name not in usable:
         if not factors and not recovery:
-            return ctx.render("login/no_factor.html", status=403)
+            return ctx.render("login/no_factor.html", status=403, error=error)
         first = (factors or recovery)[0]
         _begin(ctx, user, first)
         name, _state, view = stored(ctx)
@@ -107,6 +107,13 @@ def submit(ctx: StepContext):
     # Only the factor in progress is checked here; the full list of choices (sorted by last
     # use, one more query) is built only when the page must be shown again.
     factor = gate.usable_factor(user, gate.decision_for(user, ctx.params), name)
+    if factor is None and name:
+        # The method in progress stopped being usable meanwhile: an admin's change, or the user's
+        # own phone reporting this very request as fraud (which suspends push at once). Say so,
+        # rather than silently showing another method.
+        return show(ctx, _("This method can no longer be used to sign in (a request reported as not yours "
+                           "suspends push approvals until an administrator looks into it). Use another "
+                           "method."), 403)
     if factor is None:
         return redirect(url_for("login.step", handle=ctx.handle))
     # One attempt per user at a time, from the lockout check to the counted failure: guesses
@@ -116,7 +123,7 @@ def submit(ctx: StepContext):
     keys = lockout_keys(user)
     wait = lockout.check(keys)
     if wait:
-        return show(ctx, _("Too many attempts. Wait %(seconds)d seconds and try again.", seconds=wait), 429)
+        return show(ctx, wait_message(wait), 429)
     # What the check spends (a TOTP step, a recovery code) commits with the step's outcome below.
     with gates_commit_with_step():
         outcome = factor.verify(gate.user_ref(user), state, plugin_response(), attempt_context(ctx, factor))

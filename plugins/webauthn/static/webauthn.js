@@ -69,7 +69,12 @@
       form.submit();
     }).catch(function (err) {
       button.disabled = false;
-      if (status) { status.textContent = status.getAttribute("data-failed") + " (" + err.name + ")"; }
+      // The person reads a sentence; the browser's error name is for whoever opens the console.
+      if (console && console.warn) { console.warn("WebAuthn failed:", err.name, err.message); }
+      if (status) {
+        status.textContent = status.getAttribute("data-failed");
+        status.classList.add("error");
+      }
     });
   }
 

@@ -54,6 +54,7 @@ def test_push_login_denied_and_fraud(push_server, seeded, web, rp_factory):
     assert device.answer(challenge["id"], "fraud")["status"] == "fraud"
     denied = continue_(web, page)
     assert web.last_redirect is None and denied.status == 403
+    assert "suspends push approvals until an administrator" in denied.text  # said, not silently switched
     # Suspended: the next login does not offer push any more.
     other = FormBrowser(push_server.url)
     other.get(rp.authorization_url())

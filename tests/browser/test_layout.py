@@ -1,0 +1,84 @@
+"""Layout on a phone (375 px wide) in headless Chromium: no page is wider than the screen.
+
+A user with second factors (an authenticator app with a long name, recovery codes) opens
+Account > Security and the push enrolment page (its activation link is one long URI); an admin
+opens the audit log, whose details and addresses used to push the table past the card.
+"""
+from __future__ import annotations
+
+import pyotp
+import pytest
+
+from fixtures.browser import screenshot
+
+pytestmark = pytest.mark.browser
+
+PHONE = {"width": 375, "height": 800}
+LONG_NAME = "My phone with a rather long name for the authenticator app"
+
+
+def assert_fits(tab, what: str) -> None:
+    """The page scrolls vertically only: nothing makes it wider than the viewport."""
+    page_width, viewport = tab.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    if page_width > viewport:
+        screenshot(tab, f"overflow-{what}")
+    assert page_width <= viewport, f"{what}: the page is {page_width} px wide on a {viewport} px screen"
+
+
+def sign_in_at(tab, url: str, email: str, password: str) -> None:
+    tab.goto(url)
+    tab.fill("input[name=username]", email)
+    tab.fill("input[name=password]", password)
+    with tab.expect_navigation():
+        tab.locator("input[name=password]").press("Enter")
+
+
+def test_security_audit_and_push_enrolment_fit_a_phone(chromium, page, live_server, seeded):
+    base = live_server.url
+    page.set_viewport_size(PHONE)
+    sign_in_at(page, f"{base}/account/security", seeded.user_email, seeded.password)
+    assert page.url.endswith("/account/security"), page.url
+
+    # An authenticator app, then the recovery codes shown once.
+    with page.expect_navigation():
+        page.click("button[data-add=totp]")
+    assert_fits(page, "totp-enrol")
+    box = page.locator(".totp-qr svg").bounding_box()  # scannable, and whole (the SVG carries a viewBox)
+    assert box and 150 <= box["width"] <= 280 and abs(box["width"] - box["height"]) < 2, box
+    screenshot(page, "phone-totp-enrol")
+    secret = page.locator("code[aria-label]").first.inner_text().replace(" ", "")
+    page.fill("#label", LONG_NAME)
+    page.fill("#code", pyotp.TOTP(secret).now())
+    with page.expect_navigation():
+        page.locator("#code").evaluate("e => e.form.requestSubmit()")
+    assert page.locator("[data-recovery-codes]").count() == 1
+    assert_fits(page, "recovery-codes")
+
+    # Account > Security with its table of methods, in English and French.
+    page.goto(f"{base}/account/security")
+    assert page.locator("tr[data-factor=totp]").count() == 1
+    assert page.locator("tr[data-factor=recovery_codes]").count() == 1
+    assert_fits(page, "account-security-en")
+    page.goto(f"{base}/account/security?ui_locales=fr")
+    assert_fits(page, "account-security-fr")
+
+    # The push enrolment page: a QR code and the long idp-push:// activation link.
+    page.goto(f"{base}/account/security")
+    with page.expect_navigation():
+        page.click("button[data-add=push]")
+    assert page.locator("[data-activation-uri]").inner_text().startswith("idp-push://")
+    assert_fits(page, "push-enrol")
+
+    # The admin's audit log (and users list) on a phone, in French.
+    context = chromium.new_context(locale="fr-FR", viewport=PHONE)
+    try:
+        admin = context.new_page()
+        admin.set_default_timeout(15000)
+        sign_in_at(admin, f"{base}/admin/audit", seeded.admin_email, seeded.password)
+        assert admin.url.endswith("/admin/audit"), admin.url
+        assert admin.locator("tr[data-event='factor.enrolled']").count() >= 1
+        assert_fits(admin, "admin-audit")
+        admin.goto(f"{base}/admin/users")
+        assert_fits(admin, "admin-users")
+    finally:
+        context.close()
