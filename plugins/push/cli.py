@@ -69,7 +69,7 @@ def push_group(name: str) -> click.Group:
             fail("--expires-in must be between 1m and 7d")
         user = directory.find_user_by_email(email)
         if user is None:
-            fail(f"no user with e-mail {email!r}")
+            fail(f"unknown user {email!r}")
         # Nothing is committed until the PNG, if asked for, is written: a code nobody could see
         # is never left behind.
         act = activation.issue(factor.challenges, user, ttl=ttl, issuer=registry.settings.issuer, now=utc_now())

@@ -43,7 +43,7 @@ def _factor(name: str):
 def _user(email: str):
     user = directory.find_user_by_email(email)
     if user is None:
-        fail(f"no user with e-mail {email!r}")
+        fail(f"unknown user {email!r}")
     return user
 
 

@@ -60,7 +60,7 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
         fail(str(exc))
     user = find_user_by_email(email)
     if user is None:
-        fail(f"no user with e-mail {email}")
+        fail(f"unknown user {email!r}")
     if "totp" not in current_registry():
         fail("the totp factor is disabled (factors.disabled)")
     factor = current_registry().get("totp")

@@ -173,7 +173,7 @@ def test_cli_import(factor_app, factor_user):
 
 
 @pytest.mark.parametrize("args, stdin, message", [
-    (["--user", "nobody@example.com"], "JBSWY3DPEHPK3PXP", "no user"),
+    (["--user", "nobody@example.com"], "JBSWY3DPEHPK3PXP", "unknown user"),
     (["--user", "alice@example.com"], "not base32 !!", "not valid base32"),
     (["--user", "alice@example.com"], "", "no secret"),
     (["--user", "alice@example.com"], "JBSWY3DP", "too short"),
