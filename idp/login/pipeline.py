@@ -64,7 +64,7 @@ def session_is_enough(params: dict, sso, user: UserLike | None) -> tuple[bool, s
     """Can this signed-in session answer the request without a login? (False, error for prompt=none)."""
     if sso is None or user is None:
         return False, "login_required"
-    if "login" in _prompts(params):
+    if _prompts(params) & {"login", "select_account"}:  # select_account: the login form, for any account
         return False, "login_required"
     if params.get("max_age") is not None:
         max_age = gate.max_age_of(params)
@@ -107,9 +107,41 @@ def error_redirect(grant, error: str, description: str | None = None):
     return server.handle_error_response(grant.request, err)
 
 
+# prompt values this provider honours (discovery's prompt_values_supported); select_account is
+# answered with the login form, where any account can sign in.
+PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+
+
+def unsupported(args) -> tuple[str, str] | None:
+    """(error, description) for what the request asks and this provider does not do (OIDC Core
+    3.1.2.1 and 3.1.2.6), rather than ignoring it and answering something else."""
+    if "request" in args:
+        return "request_not_supported", "Request objects are not supported: send the parameters themselves."
+    if "request_uri" in args:
+        return "request_uri_not_supported", "request_uri is not supported: send the parameters themselves."
+    if args.get("response_mode", "query") != "query":
+        return "invalid_request", "Only response_mode=query is supported."
+    prompts = set((args.get("prompt") or "").split())
+    if not prompts <= PROMPTS:
+        return "invalid_request", "prompt may hold only none, login, consent and select_account."
+    if "none" in prompts and len(prompts) > 1:
+        return "invalid_request", "prompt=none cannot be combined with other values."
+    return None
+
+
+def _hint_names(id_token_hint: str, user: UserLike) -> bool:
+    """Whether `id_token_hint` is an ID token of ours about `user` (an expired one will do)."""
+    from idp.oidc.keys import id_token_subject
+
+    return id_token_subject(id_token_hint) == user.public_id
+
+
 def start(grant, args) -> object:
     """Entry from /authorize once Authlib validated the request."""
     client = grant.request.client.row
+    refused = unsupported(args)
+    if refused is not None:
+        return error_redirect(grant, *refused)
     params = normalise_scope(snapshot.capture(args), client)
     if params.get("max_age") is not None and gate.max_age_of(params) is None:
         return error_redirect(grant, "invalid_request", "max_age must be a whole number of seconds.")
@@ -117,6 +149,9 @@ def start(grant, args) -> object:
     sso = login_session.current_session()
     user = login_session.current_user()
     enough, why = session_is_enough(params, sso, user)
+    if enough and args.get("id_token_hint") and not _hint_names(args["id_token_hint"], user):
+        # The client expects someone else (OIDC Core 3.1.2.1): sign in again, or login_required.
+        enough, why = False, "login_required"
     prompts = _prompts(params)
     binding = login_session.browser_binding()
     authz = {"params": params, "client_name": client.name, "redirect_uri": grant.redirect_uri}

@@ -35,7 +35,7 @@ def build(settings: Settings) -> str:
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
                              "name", "locale", "email", "email_verified", "org"],
         "acr_values_supported": [ACR_PWD, ACR_MFA],
-        "prompt_values_supported": ["none", "login", "consent"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": ["en", "fr"],
         "claims_parameter_supported": False,
         "request_parameter_supported": False,

@@ -4,7 +4,9 @@ from __future__ import annotations
 import time
 
 from authlib.integrations.flask_oauth2 import ResourceProtector
-from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
+from authlib.consts import default_json_headers
+from authlib.oauth2.rfc6750 import BearerTokenValidator, InvalidTokenError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _Revocation
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _Introspection
 from authlib.oidc.core import UserInfoEndpoint as _UserInfo
@@ -17,6 +19,13 @@ from idp.models import Organization, Token, User
 from idp.oidc import claims, keys
 from idp.oidc.adapters import OAuthToken, PresentedToken
 from idp.security.tokens import sha256_hex
+
+
+def _token_param_only(request) -> None:
+    """RFC 7009 2.1 and RFC 7662 2.1: `token` is required; `token_type_hint` is only a hint, and
+    one this server does not know is ignored (Authlib answered it 401 unsupported_token_type)."""
+    if not request.form.get("token"):
+        raise InvalidRequestError("The token to look up is missing.")
 
 
 def _find_token(token_string: str) -> PresentedToken | None:
@@ -47,7 +56,54 @@ _BEARER = (
 )
 
 
+REALM = "idp"
+
+
+class BearerChallenge(OAuth2Error):
+    """An RFC 6750 (section 3) answer from a bearer-protected endpoint: the status, and the
+    WWW-Authenticate challenge it MUST carry. With no credentials at all the challenge names no
+    error (3.1); otherwise one of the three registered codes (6.2)."""
+
+    def __init__(self, error: str | None, status_code: int, description: str, scope: str | None = None) -> None:
+        super().__init__(description=description, status_code=status_code)
+        self.error = error or "invalid_request"
+        self.bare = error is None
+        self.scope = scope
+
+    def get_body(self):
+        return [("error_description", self.description)] if self.bare else super().get_body()
+
+    def get_headers(self):
+        attributes = [f'realm="{REALM}"']
+        if not self.bare:
+            attributes.append(f'error="{self.error}"')
+        if self.scope:
+            attributes.append(f'scope="{self.scope}"')
+        return [*super().get_headers(), ("WWW-Authenticate", "Bearer " + ", ".join(attributes))]
+
+
+class BearerResourceProtector(ResourceProtector):
+    """Authlib's protector with RFC 6750's answers: its own used unregistered error codes
+    (missing_authorization, unsupported_token_type) and sent insufficient_scope without a challenge."""
+
+    def parse_request_authorization(self, request):
+        header = request.headers.get("Authorization")
+        if not header:
+            raise BearerChallenge(None, 401, "An access token is required: Authorization: Bearer TOKEN.")
+        scheme, _, token_string = header.partition(" ")
+        if scheme.lower() != "bearer" or not token_string.strip():
+            raise BearerChallenge("invalid_request", 400, "Send the access token as Authorization: Bearer TOKEN.")
+        return self.get_token_validator("bearer"), token_string.strip()
+
+
 class AccessTokenValidator(BearerTokenValidator):
+    def validate_token(self, token, scopes, request):
+        if not token or token.is_expired() or token.is_revoked():
+            raise InvalidTokenError(realm=REALM)
+        if self.scope_insufficient(token.get_scope(), scopes):
+            raise BearerChallenge("insufficient_scope", 403, "This access token was not granted the scope needed.",
+                                  scope=" ".join(scopes or ()))
+
     def authenticate_token(self, token_string):
         """The access token (with its client, and its user unless it has none), or None; a
         disabled user's tokens are refused."""
@@ -67,22 +123,26 @@ class AccessTokenValidator(BearerTokenValidator):
         return OAuthToken(row, query_client(row.client_id), user)
 
 
-resource_protector = ResourceProtector()
-resource_protector.register_token_validator(AccessTokenValidator())
+resource_protector = BearerResourceProtector()
+resource_protector.register_token_validator(AccessTokenValidator(realm=REALM))
 
 
 class UserInfoEndpoint(_UserInfo):
     def __init__(self):
         super().__init__(resource_protector=resource_protector)
 
-    def get_issuer(self):
-        return current_app.extensions["idp.settings"].issuer
+    def __call__(self, request):
+        # A token without a user (client_credentials) has no one to describe: not a token for
+        # this endpoint (OIDC Core 5.3.3), rather than a 500.
+        token = self.resource_protector.acquire_token("openid")
+        user = token.get_user()
+        if user is None:
+            raise InvalidTokenError(description="This access token was not issued to a user.", realm=REALM)
+        # Plain JSON always: no client registers userinfo_signed_response_alg (discovery offers none).
+        return 200, self.generate_user_info(user, token.scope), default_json_headers
 
     def generate_user_info(self, user, scope):
         return claims.generate_user_info(user, scope)
-
-    def resolve_private_key(self):
-        return keys.signing_key("ES256")[1]
 
 
 class RevocationEndpoint(_Revocation):
@@ -92,6 +152,9 @@ class RevocationEndpoint(_Revocation):
 
     def query_token(self, token_string, token_type_hint):
         return _find_token(token_string)
+
+    def check_params(self, request, client):
+        _token_param_only(request)
 
     def revoke_token(self, token, request):
         row = token.row
@@ -109,6 +172,9 @@ class IntrospectionEndpoint(_Introspection):
 
     def query_token(self, token_string, token_type_hint):
         return _find_token(token_string)
+
+    def check_params(self, request, client):
+        _token_param_only(request)
 
     def check_permission(self, token, client, request):
         return token.check_client(client)

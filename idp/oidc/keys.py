@@ -190,3 +190,24 @@ def signing_key(alg: str) -> tuple[str, object]:
         return snapshot().signing[alg]
     except KeyError:
         raise RuntimeError(f"no signing key for {alg}: run `idp init`") from None
+
+
+def id_token_subject(id_token: str) -> str | None:
+    """The `sub` of an ID token this provider issued (signature by a published key, our issuer),
+    or None. Expiry is not checked: an `id_token_hint` may be an old token (OIDC Core 3.1.2.1)."""
+    from joserfc import jwt
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+
+    if not isinstance(id_token, str) or len(id_token) > 8192:
+        return None
+    try:
+        key_set = KeySet.import_key_set(json.loads(snapshot().jwks_json))
+        token = jwt.decode(id_token, key_set, algorithms=list(SUPPORTED_ALGS))
+    except (JoseError, ValueError, TypeError):
+        return None
+    claims = token.claims
+    if claims.get("iss") != current_app.extensions["idp.settings"].issuer:
+        return None
+    subject = claims.get("sub")
+    return subject if isinstance(subject, str) else None

@@ -50,19 +50,44 @@ class AuthorizationServer(FlaskAuthorizationServer):
 
     def handle_error_response(self, request, error):
         """An authorization error sent back to the client names the issuer that answered, as the
-        code does (RFC 9207 2: `iss` on successful and error responses alike)."""
+        code does (RFC 9207 2: `iss` on successful and error responses alike); a client that failed
+        to authenticate gets a Basic challenge with its realm."""
+        if error.error == "invalid_client":
+            # Authlib's text is a Python list of methods; its Basic challenge lacks the realm RFC 7617 requires.
+            error.description = "Client authentication failed (unknown client, wrong secret, or a method it may not use)."
         status_code, payload, headers = error(self.get_error_uri(request, error))
         if status_code == 302:
             headers = [(name, with_issuer(value) if name.lower() == "location" else value) for name, value in headers]
+        elif status_code == 401 and error.error == "invalid_client":
+            headers = [(name, value) for name, value in headers if name.lower() != "www-authenticate"]
+            headers.append(("WWW-Authenticate", f'Basic realm="idp", error="invalid_client", '
+                                                f'error_description="{error.description}"'))
         return self.handle_response(status_code, payload, headers)
 
     def generate_token(self, grant_type, client, user=None, scope=None, expires_in=None,
                        include_refresh_token=True):
-        """Refresh tokens only when `offline_access` was granted (OIDC Core 11) and the client may refresh."""
+        """Refresh tokens only when `offline_access` was granted (OIDC Core 11) and the client may refresh.
+
+        A client_credentials token speaks for the client alone: the scopes that describe a user
+        (openid, profile, email, offline_access) are not given to it. Whenever the scope issued
+        differs from the one asked for, the response says so (RFC 6749 3.3 and 5.1), even when
+        nothing was granted."""
+        if grant_type == "client_credentials":
+            asked = scope
+            scope = " ".join(s for s in (scope or "").split() if s not in USER_SCOPES)
+            token = super().generate_token(grant_type, client, user=None, scope=scope, expires_in=expires_in,
+                                           include_refresh_token=False)
+            if asked and token.get("scope", "") != asked:
+                token["scope"] = token.get("scope", "")
+            return token
         include = (include_refresh_token and "offline_access" in (scope or "").split()
                    and client.check_grant_type("refresh_token"))
         return super().generate_token(grant_type, client, user=user, scope=scope, expires_in=expires_in,
                                       include_refresh_token=include)
+
+
+# Scopes about a user, meaningless in a token issued to a client for itself.
+USER_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
 
 
 def with_issuer(location: str) -> str:

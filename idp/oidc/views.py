@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from authlib.oauth2.rfc6749.errors import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 from functools import wraps
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
@@ -67,9 +67,20 @@ def authorize():
     """
     from idp.login import pipeline
 
+    if not request.args.get("redirect_uri") and "openid" in (request.args.get("scope") or "").split():
+        # OIDC Core 3.1.2.1: required. (Authlib would fall back on the client's only URI, and the
+        # token request without one would then fail.)
+        return _error_page(InvalidRequestError("redirect_uri is required."))
     try:
         grant = server.get_consent_grant(end_user=None)
     except OAuth2Error as error:
+        if error.error == "unsupported_response_type":
+            # Authlib's text repeats the value sent; a missing one is a malformed request (RFC 6749 4.1.2.1).
+            if not request.args.get("response_type"):
+                error = InvalidRequestError("response_type is required.", redirect_uri=error.redirect_uri,
+                                            state=error.state)
+            else:
+                error.description = "Only response_type=code is supported."
         if error.redirect_uri and error.error != "login_required":
             return server.handle_error_response(server.create_oauth2_request(None), error)
         if error.error == "login_required":
@@ -125,18 +136,24 @@ def introspect():
     return server.create_endpoint_response("introspection")
 
 
+# Public documents: any web page may read them (a browser-based client starting its login).
+_PUBLIC = {"Access-Control-Allow-Origin": "*"}
+
+
 @bp.get("/.well-known/openid-configuration")
+@bp.get("/.well-known/oauth-authorization-server")  # RFC 8414's name for the same metadata
 @limiter.exempt
 def openid_configuration():
     document = current_app.extensions.get("idp.discovery_json")
     if document is None:
         document = current_app.extensions["idp.discovery_json"] = discovery.build(
             current_app.extensions["idp.settings"])
-    return Response(document, mimetype="application/json", headers={"Cache-Control": "public, max-age=3600"})
+    return Response(document, mimetype="application/json",
+                    headers={"Cache-Control": "public, max-age=3600", **_PUBLIC})
 
 
 @bp.get("/jwks")
 @limiter.exempt
 def jwks():
     return Response(keys.snapshot().jwks_json, mimetype="application/json",
-                    headers={"Cache-Control": "public, max-age=300"})
+                    headers={"Cache-Control": "public, max-age=300", **_PUBLIC})

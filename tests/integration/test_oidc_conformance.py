@@ -1,0 +1,155 @@
+"""What an independent certified client (openid-client) found off the specs, kept fixed: bearer
+challenges (RFC 6750), client_credentials scopes (RFC 6749 3.3), hints (RFC 7009/7662), the
+authorization request's unsupported parameters (OIDC Core 3.1.2), RFC 8414 metadata."""
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
+
+from fixtures.oidc import password_login
+
+
+def metadata(live_server) -> dict:
+    return requests.get(f"{live_server.url}/.well-known/openid-configuration", timeout=5).json()
+
+
+def service_client(live_server, scope: str) -> tuple[str, str]:
+    from idp.db import db
+    from idp.models import Client
+    from idp.security.tokens import random_token, sha256_hex
+
+    with live_server.context():
+        secret, client_id = random_token(32), f"svc-{random_token(6)}"
+        db.session.add(Client(client_id=client_id, secret_hash=sha256_hex(secret), name="Service", redirect_uris=[],
+                              grant_types=["client_credentials"], scope=scope))
+        db.session.commit()
+    return client_id, secret
+
+
+def test_a_client_credentials_token_carries_no_user_scope_and_says_what_it_got(live_server):
+    doc = metadata(live_server)
+    client = service_client(live_server, "openid profile api")
+    granted = requests.post(doc["token_endpoint"], auth=client, timeout=5,
+                            data={"grant_type": "client_credentials", "scope": "openid profile api"}).json()
+    assert granted["scope"] == "api"  # differs from the request: said (RFC 6749 5.1)
+    nothing = requests.post(doc["token_endpoint"], auth=client, timeout=5,
+                            data={"grant_type": "client_credentials", "scope": "bogus"}).json()
+    assert nothing["scope"] == ""
+    plain = requests.post(doc["token_endpoint"], auth=client, timeout=5, data={"grant_type": "client_credentials"})
+    assert "scope" not in plain.json()  # nothing asked, nothing to report
+    userinfo = requests.get(doc["userinfo_endpoint"], headers={"Authorization": f"Bearer {granted['access_token']}"},
+                            timeout=5)
+    assert userinfo.status_code == 403 and 'error="insufficient_scope"' in userinfo.headers["WWW-Authenticate"]
+
+
+def test_userinfo_refuses_a_token_without_a_user(live_server):
+    """Forced into the database: a token with openid but no user (no grant issues one now) is
+    refused as invalid, not a 500."""
+    import time
+
+    from idp.db import db
+    from idp.models import Token
+    from idp.security.tokens import random_token, sha256_hex
+
+    access = random_token(32)
+    with live_server.context():
+        db.session.add(Token(access_token_hash=sha256_hex(access), client_id="x", scope="openid profile",
+                             issued_at=int(time.time()), access_expires_at=int(time.time()) + 600))
+        db.session.commit()
+    answer = requests.get(metadata(live_server)["userinfo_endpoint"], headers={"Authorization": f"Bearer {access}"},
+                          timeout=5)
+    assert answer.status_code == 401 and 'error="invalid_token"' in answer.headers["WWW-Authenticate"]
+
+
+def test_userinfo_challenges_follow_rfc_6750(seeded, web, rp_factory, live_server):
+    url = metadata(live_server)["userinfo_endpoint"]
+    none = requests.get(url, timeout=5)
+    assert none.status_code == 401 and none.headers["WWW-Authenticate"] == 'Bearer realm="idp"'  # no error code
+    basic = requests.get(url, headers={"Authorization": "Basic abc"}, timeout=5)
+    assert basic.status_code == 400 and 'error="invalid_request"' in basic.headers["WWW-Authenticate"]
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid email")
+    token = rp.exchange(web.last_redirect)["access_token"]
+    assert rp.userinfo(token).status_code == 200
+
+
+def test_an_unknown_token_type_hint_is_only_a_hint(seeded, web, rp_factory, live_server):
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    token = rp.exchange(web.last_redirect)["access_token"]
+    auth = (rp.client["client_id"], rp.client["client_secret"])
+    doc = metadata(live_server)
+    seen = requests.post(doc["introspection_endpoint"], auth=auth, timeout=5,
+                         data={"token": token, "token_type_hint": "foo"})
+    assert seen.status_code == 200 and seen.json()["active"] is True
+    revoked = requests.post(doc["revocation_endpoint"], auth=auth, timeout=5,
+                            data={"token": token, "token_type_hint": "foo"})
+    assert revoked.status_code == 200 and rp.userinfo(token).status_code == 401
+
+
+def test_what_the_provider_does_not_do_is_refused_not_ignored(seeded, web, rp_factory, live_server):
+    rp = rp_factory(seeded.first_party)
+
+    def error_for(url: str) -> str:
+        web.get(url)
+        params = web.callback_params()
+        assert params["iss"] and params["state"] == rp.state, params
+        return params["error"]
+
+    base = rp.authorization_url()
+    assert error_for(base.replace("response_type=code&", "")) == "invalid_request"
+    assert error_for(rp.authorization_url(response_mode="fragment")) == "invalid_request"
+    assert error_for(rp.authorization_url(request="eyJhbGciOiJub25lIn0.e30.")) == "request_not_supported"
+    assert error_for(rp.authorization_url(request_uri="https://rp.example/r")) == "request_uri_not_supported"
+    assert error_for(rp.authorization_url(prompt="bogus")) == "invalid_request"
+    parts = urlsplit(rp.authorization_url())
+    query = {k: v[0] for k, v in parse_qs(parts.query).items() if k != "redirect_uri"}
+    no_redirect = requests.get(parts._replace(query=urlencode(query)).geturl(), timeout=5, allow_redirects=False)
+    assert no_redirect.status_code == 400 and "Location" not in no_redirect.headers  # required by OIDC Core
+
+
+def test_select_account_shows_the_login_form(seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    page = web.get(rp.authorization_url(prompt="select_account"))
+    assert page.form_with("password") and web.last_redirect is None
+
+
+def test_a_failed_client_authentication_names_its_realm(live_server):
+    answer = requests.post(metadata(live_server)["token_endpoint"], auth=("nobody", "wrong"), timeout=5,
+                           data={"grant_type": "client_credentials"})
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"].startswith('Basic realm="idp", error="invalid_client"')
+    assert "[" not in answer.json()["error_description"]
+
+
+def test_rfc_8414_metadata_and_public_documents(live_server):
+    oidc = requests.get(f"{live_server.url}/.well-known/openid-configuration", timeout=5)
+    oauth = requests.get(f"{live_server.url}/.well-known/oauth-authorization-server", timeout=5)
+    assert oauth.status_code == 200 and oauth.json() == oidc.json()
+    jwks = requests.get(oidc.json()["jwks_uri"], timeout=5)
+    for response in (oidc, oauth, jwks):
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_an_id_token_hint_for_someone_else_is_not_answered_by_this_session(seeded, web, rp_factory, live_server):
+    """OIDC Core 3.1.2.1: the client expects the user the hint names; this browser's session is
+    another's, so prompt=none answers login_required (and without prompt=none the login form)."""
+    from fixtures.oidc import FormBrowser
+
+    rp = rp_factory(seeded.first_party)
+    other = FormBrowser(live_server.url)
+    password_login(other, rp, seeded.admin_email, seeded.password)
+    admins = rp.exchange(other.last_redirect)["id_token"]
+    password_login(web, rp, seeded.user_email, seeded.password)
+    own = rp.exchange(web.last_redirect)["id_token"]
+
+    web.get(rp.authorization_url(prompt="none", id_token_hint=admins))
+    assert web.callback_params()["error"] == "login_required"
+    web.get(rp.authorization_url(prompt="none", id_token_hint="not-a-token"))
+    assert web.callback_params()["error"] == "login_required"
+    web.get(rp.authorization_url(prompt="none", id_token_hint=own))
+    assert "code" in web.callback_params()
+    page = web.get(rp.authorization_url(id_token_hint=admins))
+    assert page.form_with("password") and web.last_redirect is None
