@@ -296,6 +296,12 @@ REDIS_SCHEMES = ("redis", "rediss")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
+def mail_goes_to_console(settings: Settings) -> bool:
+    """Whether `[mail] host` selects the console notifier, which writes e-mailed codes to the log:
+    "console" in any case or spacing, or empty (idp.notify.factory builds the notifier from this)."""
+    return (str(settings.get("mail.host") or "").strip() or "console").lower() == "console"
+
+
 def validate(settings: Settings) -> None:
     """Refuse at start-up what would otherwise fail later, deep inside a library or a request."""
     if settings.env not in ("development", "production"):
@@ -327,9 +333,13 @@ def _check_database_url(url: str) -> None:
     from sqlalchemy.exc import ArgumentError
 
     try:
-        driver = make_url(url).drivername
-    except ArgumentError:
-        driver = None
+        parsed = make_url(url)
+        driver = parsed.drivername
+        parsed.port  # noqa: B018 - a port that is not a number fails here, not deep in the engine
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"{_named('server.database_url')} must be sqlite:///PATH or "
+                          "postgresql+psycopg://USER@HOST/DATABASE, not a valid URL (check the host, the port "
+                          "and characters that need percent-encoding)") from None
     if driver not in DATABASE_DRIVERS:
         # The URL may hold a password: name only its driver.
         found = f"not a {driver!r} URL" if driver else "not a URL"
@@ -340,7 +350,12 @@ def _check_database_url(url: str) -> None:
 def _check_redis_url(url: str) -> None:
     if not url:
         return
-    scheme = urlsplit(url).scheme
+    invalid = ConfigError(f"{_named('server.redis_url')} is not a valid URL (check the host, port and "
+                          "characters that need percent-encoding)")  # never the URL: it may hold a password
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        raise invalid from None
     if scheme not in REDIS_SCHEMES:
         found = f"not a {scheme!r} URL" if scheme else "not a URL"
         raise ConfigError(f"{_named('server.redis_url')} must be redis://HOST[:PORT][/DB] or rediss://..., {found}")
@@ -348,8 +363,8 @@ def _check_redis_url(url: str) -> None:
 
     try:
         parse_url(url)
-    except ValueError as exc:
-        raise ConfigError(f"{_named('server.redis_url')}: {exc}") from None
+    except ValueError:
+        raise invalid from None
 
 
 def _check_encryption_keys(settings: Settings) -> None:
@@ -390,6 +405,6 @@ def _check_production(settings: Settings) -> None:
         raise ConfigError("production demands an https issuer (IDP_ISSUER)")
     if not settings.get("security.encryption_keys"):
         raise ConfigError("production demands real encryption keys: set security.encryption_keys")
-    if str(settings.get("mail.host", "console")) == "console":
+    if mail_goes_to_console(settings):
         raise ConfigError("production refuses the console notifier, which writes one-time codes to the log: "
                           "set mail.host to an SMTP relay (IDP_MAIL__HOST)")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from flask import current_app
 
+from idp.config import mail_goes_to_console
+
 from idp.notify.base import Notifier
 from idp.notify.console import ConsoleNotifier
 from idp.notify.smtp import SmtpNotifier
@@ -13,10 +15,9 @@ EXTENSION_KEY = "idp.notifier"
 def notifier_from_settings(settings) -> Notifier:
     """`[mail] host = "console"` (or empty): the console notifier; else SMTP with the section's values."""
     mail = settings.section("mail")
-    host = str(mail.get("host") or "console")
-    if host == "console":
+    if mail_goes_to_console(settings):
         return ConsoleNotifier()
-    return SmtpNotifier(host, int(mail.get("port") or 25), str(mail.get("sender") or "idp@localhost"),
+    return SmtpNotifier(str(mail.get("host")).strip(), int(mail.get("port") or 25), str(mail.get("sender") or "idp@localhost"),
                         starttls=bool(mail.get("starttls")), username=str(mail.get("username") or ""),
                         password=str(mail.get("password") or ""))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
@@ -91,7 +91,10 @@ USER_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
 
 
 def with_issuer(location: str) -> str:
-    """An authorization response's redirect with this server's `iss` added (RFC 9207)."""
+    """An authorization response's redirect with this server's `iss` added (RFC 9207), once: an
+    error raised while a code was being issued already has it (RFC 6749 3.1: no parameter twice)."""
+    if "iss" in parse_qs(urlsplit(location).query):
+        return location
     separator = "&" if "?" in location else "?"
     return f"{location}{separator}{urlencode({'iss': current_app.extensions['idp.settings'].issuer})}"
 

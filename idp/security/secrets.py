@@ -28,9 +28,8 @@ class KeyRing:
     def __init__(self, keys: list[tuple[str, bytes]]) -> None:
         if not keys:
             raise ValueError("the key ring needs at least one key")
-        for key_id, key in keys:
-            if len(key) != 32:
-                raise ValueError(f"encryption key {key_id!r} must be 32 bytes")
+        if any(len(key) != 32 for _key_id, key in keys):
+            raise ValueError("every encryption key must be 32 bytes")
         self.current_id = keys[0][0]
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
 
@@ -58,10 +57,15 @@ class KeyRing:
                 raise ValueError("encryption keys are written KEY_ID:BASE64URL (or \"dev\" after one)")
             if key_id == "dev":
                 raise ValueError("the key id \"dev\" names the development key: choose another")
+            # Errors name the entry by its position, never by its text: an entry written the
+            # wrong way round would put the key material in a log.
             try:
-                keys.append((key_id, _b64decode(material)))
-            except ValueError as exc:  # binascii.Error included
-                raise ValueError(f"encryption key {key_id!r} is not base64url") from exc
+                key = _b64decode(material)
+            except ValueError:  # binascii.Error included
+                raise ValueError(f"encryption key number {position + 1} is not base64url") from None
+            if len(key) != 32:
+                raise ValueError(f"encryption key number {position + 1} must be 32 bytes (43 base64url characters)")
+            keys.append((key_id, key))
         return cls(keys)
 
     def seal(self, plaintext: bytes, aad: bytes) -> tuple[str, bytes]:

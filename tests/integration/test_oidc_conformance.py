@@ -153,3 +153,18 @@ def test_an_id_token_hint_for_someone_else_is_not_answered_by_this_session(seede
     assert "code" in web.callback_params()
     page = web.get(rp.authorization_url(id_token_hint=admins))
     assert page.form_with("password") and web.last_redirect is None
+
+
+def test_an_error_while_the_code_is_issued_names_the_issuer_once(seeded, web, rp_factory, live_server):
+    """A nonce already used (a replay) is refused as the code is issued: one iss, not two (RFC 6749 3.1)."""
+    from fixtures.oidc import FormBrowser
+
+    rp = rp_factory(seeded.first_party)
+    first, second = FormBrowser(live_server.url), FormBrowser(live_server.url)
+    first.get(rp.authorization_url(nonce="same-nonce"))
+    second.get(rp.authorization_url(nonce="same-nonce"))
+    first.login(seeded.user_email, seeded.password)
+    assert "code" in first.callback_params()
+    second.login(seeded.user_email, seeded.password)
+    query = parse_qs(urlsplit(second.last_redirect).query)
+    assert query["error"] == ["invalid_request"] and len(query["iss"]) == 1, second.last_redirect

@@ -44,11 +44,21 @@ def test_production_starts_with_everything_set():
     assert load_settings(environ=PRODUCTION).production
 
 
-def test_production_refuses_the_console_notifier():
-    """It writes e-mailed one-time codes (recovery) to the log."""
+@pytest.mark.parametrize("host", [None, "", " ", "Console", " console "])
+def test_production_refuses_the_console_notifier(host):
+    """It writes e-mailed one-time codes (recovery) to the log; an empty host selects it too."""
     environ = {k: v for k, v in PRODUCTION.items() if k != "IDP_MAIL__HOST"}
+    if host is not None:
+        environ["IDP_MAIL__HOST"] = host
     with pytest.raises(ConfigError, match="console notifier"):
         load_settings(environ=environ)
+
+
+def test_a_key_written_the_wrong_way_round_is_not_repeated_in_the_error():
+    material = "Q5egHpthM2DWt6-lLEIK_h0Wnc4xP3rSLiaJtMA51Zs"
+    with pytest.raises(ConfigError) as raised:
+        settings(IDP_SECURITY__ENCRYPTION_KEYS=f'["{material}:k1"]')
+    assert material not in str(raised.value) and "number 1" in str(raised.value)
 
 
 # ---------------------------------------------------------------- unusable values stop the start
@@ -66,6 +76,8 @@ GOOD_KEY = "k1:" + "A" * 43  # 32 zero bytes, base64url without padding
     ({"IDP_DATABASE_URL": "mysql://x/y"}, "postgresql+psycopg://"),
     ({"IDP_DATABASE_URL": "postgresql://x/y"}, "sqlite:///PATH"),
     ({"IDP_DATABASE_URL": "notaurl"}, "sqlite:///PATH"),
+    ({"IDP_DATABASE_URL": "postgresql+psycopg://u:pw@h:abc/db"}, "not a valid URL"),
+    ({"IDP_REDIS_URL": "redis://u:pw@[::1/0"}, "not a valid URL"),
     ({"IDP_SERVER__LOG_LEVEL": "LOUD"}, "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
 ])
 def test_an_unusable_value_is_a_configuration_error_naming_the_setting(environ, fragment):
