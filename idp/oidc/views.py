@@ -6,13 +6,13 @@ import logging
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 from functools import wraps
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
 from flask_babel import lazy_gettext as _l
 
 from idp.dispatch import client_endpoint
 from idp.extensions import limiter
-from idp.oidc import discovery, keys
-from idp.oidc.server import server
+from idp.oidc import cors, discovery, keys
+from idp.oidc.server import query_client, server
 
 bp = Blueprint("oidc", __name__)
 log = logging.getLogger("idp.oidc")
@@ -108,22 +108,56 @@ def _resume_prompt_none():
     return pipeline.start(grant, request.args)
 
 
-@bp.post("/oauth/token")
+def _client_named_in_request():
+    return query_client(cors.client_id_of(request))
+
+
+def _client_of_the_bearer_token():
+    token = g.get("authlib_server_oauth2_token")  # set by the resource protector once it accepted the token
+    return token.get_client() if token is not None else None
+
+
+def browser_callable(client_of):
+    """An endpoint a browser-based client may call from its own origin (idp.oidc.cors): its
+    preflight answered, and its answer readable by that origin when it is one of `client_of()`'s.
+    Requests without `Origin` (every server-side client) take the plain path."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            origin = request.headers.get("Origin")
+            if request.method == "OPTIONS":
+                response = Response(status=204)
+                return cors.preflight(response, origin) if origin else response
+            if not origin:
+                return view(*args, **kwargs)
+            response = current_app.make_response(view(*args, **kwargs))
+            return cors.allow(response, origin) if cors.client_allows(client_of(), origin) else response
+
+        return wrapper
+
+    return decorate
+
+
+@bp.route("/oauth/token", methods=["POST", "OPTIONS"], provide_automatic_options=False)
 @client_endpoint
+@browser_callable(_client_named_in_request)
 @malformed_input_is_a_400(json_errors=True)
 def token():
     return server.create_token_response()
 
 
-@bp.route("/oauth/userinfo", methods=["GET", "POST"])
+@bp.route("/oauth/userinfo", methods=["GET", "POST", "OPTIONS"], provide_automatic_options=False)
 @client_endpoint
+@browser_callable(_client_of_the_bearer_token)
 @malformed_input_is_a_400(json_errors=True)
 def userinfo():
     return server.create_endpoint_response("userinfo")
 
 
-@bp.post("/oauth/revoke")
+@bp.route("/oauth/revoke", methods=["POST", "OPTIONS"], provide_automatic_options=False)
 @client_endpoint
+@browser_callable(_client_named_in_request)
 @malformed_input_is_a_400(json_errors=True)
 def revoke():
     return server.create_endpoint_response("revocation")

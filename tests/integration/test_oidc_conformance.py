@@ -168,3 +168,34 @@ def test_an_error_while_the_code_is_issued_names_the_issuer_once(seeded, web, rp
     second.login(seeded.user_email, seeded.password)
     query = parse_qs(urlsplit(second.last_redirect).query)
     assert query["error"] == ["invalid_request"] and len(query["iss"]) == 1, second.last_redirect
+
+
+def test_a_browser_based_client_reads_the_answers_from_its_own_origin(seeded, web, rp_factory):
+    """A single-page app (public client, PKCE) calls the token, UserInfo and revocation endpoints
+    from the origin of its redirect URI: the answers name that origin, and no other."""
+    from idp.oidc.cors import origin_of
+
+    rp = rp_factory(seeded.public)
+    origin = origin_of(rp.client["redirect_uri"])
+    endpoint = rp.metadata["token_endpoint"]
+    preflight = requests.options(endpoint, headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+                                 timeout=5)
+    assert preflight.status_code == 204 and preflight.headers["Access-Control-Allow-Origin"] == origin
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+
+    password_login(web, rp, seeded.user_email, seeded.password)
+    code = web.callback_params()["code"]
+    exchange = requests.post(endpoint, headers={"Origin": origin}, timeout=5, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": rp.client["redirect_uri"],
+        "code_verifier": rp.verifier, "client_id": rp.client["client_id"]})
+    assert exchange.status_code == 200 and exchange.headers["Access-Control-Allow-Origin"] == origin
+    assert "Origin" in exchange.headers["Vary"] and "Access-Control-Allow-Credentials" not in exchange.headers
+    access = exchange.json()["access_token"]
+    info = requests.get(rp.metadata["userinfo_endpoint"], timeout=5,
+                        headers={"Authorization": f"Bearer {access}", "Origin": origin})
+    assert info.status_code == 200 and info.headers["Access-Control-Allow-Origin"] == origin
+    foreign = requests.get(rp.metadata["userinfo_endpoint"], timeout=5,
+                           headers={"Authorization": f"Bearer {access}", "Origin": "https://evil.example"})
+    assert foreign.status_code == 200 and "Access-Control-Allow-Origin" not in foreign.headers
+    plain = requests.get(rp.metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {access}"}, timeout=5)
+    assert "Access-Control-Allow-Origin" not in plain.headers

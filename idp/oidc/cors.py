@@ -1,0 +1,72 @@
+"""Cross-origin calls from browser-based clients (single-page apps: public clients with PKCE).
+
+Such a client exchanges its code, refreshes, calls UserInfo and revokes from its own origin, and
+the browser shows it the answer only if the answer names that origin. A client's origins are
+those of its registered redirect URIs (where its pages live; the idea of Keycloak's "+" web
+origins): no separate list to keep, and no origin that could not already receive its codes.
+No credentials mode (`Access-Control-Allow-Credentials`): these endpoints take no cookie.
+
+A preflight (OPTIONS) does not say which client is calling, so it is answered for any origin;
+it grants nothing by itself: the answer to the real request names the origin only for its client.
+"""
+from __future__ import annotations
+
+from base64 import b64decode
+from binascii import Error as Base64Error
+from functools import lru_cache
+from urllib.parse import unquote, urlsplit
+
+# The client endpoints a browser-based client calls (not introspection: confidential clients only).
+PATHS = frozenset({"/oauth/token", "/oauth/userinfo", "/oauth/revoke"})
+_PREFLIGHT = (("Access-Control-Allow-Methods", "GET, POST"),
+              ("Access-Control-Allow-Headers", "Authorization, Content-Type"),
+              ("Access-Control-Max-Age", "600"))
+
+
+@lru_cache(maxsize=1024)
+def origin_of(uri: str) -> str | None:
+    """scheme://host[:port] as a browser sends it in `Origin` (lower case, default port left out)."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+
+
+def client_allows(client, origin: str) -> bool:
+    """Whether `origin` is one of the client's: the origin of one of its redirect URIs."""
+    return client is not None and any(origin_of(uri) == origin for uri in client.row.redirect_uris or ())
+
+
+def client_id_of(request) -> str | None:
+    """The client a token or revocation request names: `client_id` in the form (public clients,
+    client_secret_post) or the user part of HTTP Basic credentials."""
+    if request.form.get("client_id"):
+        return request.form["client_id"]
+    scheme, _, encoded = (request.headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return unquote(b64decode(encoded, validate=True).decode().partition(":")[0]) or None
+    except (Base64Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def allow(response, origin: str):
+    """`response`, readable by pages of `origin`."""
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers.add("Vary", "Origin")
+    return response
+
+
+def preflight(response, origin: str):
+    """The answer to an OPTIONS preflight from `origin` (see the module's docstring)."""
+    allow(response, origin)
+    for name, value in _PREFLIGHT:
+        response.headers[name] = value
+    return response
