@@ -1,0 +1,391 @@
+"""Accessibility (WCAG 2.1 AA) of the provider's pages in headless Chromium.
+
+Every page a user or an admin meets is checked for what a screen reader and a keyboard need:
+
+    one <h1>, a non-empty <title>, <html lang>; every field has an accessible name; no id twice;
+    every table has header cells, none of them empty; every link, button and field is reached
+    by Tab, with a visible focus; a form's error is announced (role=alert) and named by its
+    field (aria-invalid, aria-describedby); the 2FA shields have a text alternative.
+
+axe-core runs as well (rules tagged wcag2a, wcag2aa, wcag21a, wcag21aa) when the environment
+variable IDP_TEST_AXE_JS names its axe.min.js (`npm install axe-core`: the suite does not depend
+on npm); without it those checks are skipped and the plain ones above still run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from fixtures.browser import screenshot
+
+pytestmark = pytest.mark.browser
+
+AXE_JS = os.environ.get("IDP_TEST_AXE_JS", "")
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def axe_available() -> bool:
+    return bool(AXE_JS) and Path(AXE_JS).is_file()
+
+
+# The page's structure in one evaluation: headings, title, language, unnamed fields, repeated
+# ids, tables without headers or with empty ones.
+STRUCTURE = """() => {
+  const named = el => {
+    if (el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || el.closest('label')) return true;
+    return !!(el.id && document.querySelector(`label[for="${CSS.escape(el.id)}"]`));
+  };
+  const ids = [...document.querySelectorAll('[id]')].map(e => e.id);
+  return {
+    h1: [...document.querySelectorAll('h1')].map(e => e.textContent.trim()),
+    title: document.title.trim(),
+    lang: document.documentElement.getAttribute('lang') || '',
+    unnamed: [...document.querySelectorAll('input, select, textarea')]
+      .filter(e => !['hidden', 'submit', 'button', 'reset'].includes(e.type) && !named(e))
+      .map(e => e.outerHTML.slice(0, 160)),
+    duplicateIds: [...new Set(ids.filter((id, i) => ids.indexOf(id) !== i))],
+    tablesWithoutHeaders: [...document.querySelectorAll('table')].filter(t => !t.querySelector('th'))
+      .map(t => t.className),
+    emptyHeaders: [...document.querySelectorAll('th')].filter(th => !th.textContent.trim())
+      .map(th => th.closest('table').className),
+  };
+}"""
+
+# Every element a keyboard user must reach: visible links, buttons, fields and summaries.
+FOCUSABLE = """() => [...document.querySelectorAll(
+    'a[href], button, input:not([type=hidden]), select, textarea, summary')]
+  .filter(e => !e.disabled && !e.hidden && e.getClientRects().length && getComputedStyle(e).visibility !== 'hidden'
+          && !(e.closest('details:not([open])') && e.tagName !== 'SUMMARY'))
+  .map(e => {
+    e.dataset.a11yKey = e.dataset.a11yKey || Math.random().toString(36).slice(2);
+    return e.dataset.a11yKey;
+  })"""
+
+FOCUSED = """() => {
+  const e = document.activeElement;
+  if (!e || e === document.body) return null;
+  const s = getComputedStyle(e);
+  return {key: e.dataset.a11yKey || null, what: e.outerHTML.slice(0, 120), type: e.type || '',
+          focusVisible: e.matches(':focus-visible'),
+          ring: (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0) || (s.boxShadow || 'none') !== 'none'};
+}"""
+
+
+class Audit:
+    """Checks one page after another; with `axe`, axe-core's findings are gathered and reported together."""
+
+    def __init__(self, axe: bool) -> None:
+        self.use_axe = axe
+        self.axe: dict[str, list[str]] = {}
+
+    def check(self, tab, name: str, *, keyboard: bool = True) -> None:
+        tab.wait_for_load_state("load")
+        found = tab.evaluate(STRUCTURE)
+        try:
+            assert len(found["h1"]) == 1, f"{name}: {len(found['h1'])} <h1> ({found['h1']})"
+            assert found["title"], f"{name}: empty <title>"
+            assert found["lang"], f"{name}: no lang on <html>"
+            assert not found["unnamed"], f"{name}: fields without an accessible name: {found['unnamed']}"
+            assert not found["duplicateIds"], f"{name}: ids used twice: {found['duplicateIds']}"
+            assert not found["tablesWithoutHeaders"], f"{name}: tables without headers: {found['tablesWithoutHeaders']}"
+            assert not found["emptyHeaders"], f"{name}: empty header cells in: {found['emptyHeaders']}"
+            if keyboard:
+                check_keyboard(tab, name)
+        except AssertionError:
+            screenshot(tab, f"a11y-{name}")
+            raise
+        if self.use_axe:
+            violations = run_axe(tab)
+            if violations:
+                self.axe[name] = violations
+
+    def assert_axe_clean(self) -> None:
+        assert not self.axe, "axe-core (WCAG 2.1 A/AA) found:\n" + "\n".join(
+            f"  {page}: {line}" for page, lines in self.axe.items() for line in lines)
+
+
+def run_axe(tab) -> list[str]:
+    tab.add_script_tag(path=AXE_JS)
+    violations = tab.evaluate("""async tags => {
+      const result = await axe.run(document, {runOnly: {type: 'tag', values: tags}});
+      return result.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))}));
+    }""", AXE_TAGS)
+    return [f"{v['id']} ({v['impact']}): {', '.join(v['nodes'][:5])}" for v in violations]
+
+
+def check_keyboard(tab, name: str) -> None:
+    """Tab from the top of the page to its end: every link, button and field is reached, each with a
+    visible focus (an outline or a shadow)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:  # let the page's autofocus happen first, so that it does not move the focus during the walk
+        tab.wait_for_function("() => { const a = document.querySelector('[autofocus]');"
+                              " return !a || document.activeElement === a; }", timeout=2000)
+    except PlaywrightTimeout:
+        pass
+    wanted = set(tab.evaluate(FOCUSABLE))
+    # Start from the top: a focus point before everything (the page may have focused a field itself).
+    tab.evaluate("""() => { const start = document.createElement('span'); start.tabIndex = -1; start.id = 'a11y-start';
+                            document.body.prepend(start); start.focus(); }""")
+    reached, without_ring = set(), []
+    for _ in range(len(wanted) * 4 + 10):  # a date field takes a few stops (day, month, year, picker)
+        tab.keyboard.press("Tab")
+        focused = tab.evaluate(FOCUSED)
+        if focused is None or focused["key"] is None:  # past the last element
+            break
+        if focused["key"] in reached and focused["type"] != "date":
+            break
+        reached.add(focused["key"])
+        # A date field's own picker button draws Chromium's ring, which the field's style does not show.
+        if not focused["ring"] and not (focused["type"] == "date" and not focused["focusVisible"]):
+            without_ring.append(focused["what"])
+    tab.evaluate("() => document.getElementById('a11y-start').remove()")
+    assert not without_ring, f"{name}: focus not visible on {without_ring}"
+    missed = wanted - reached
+    if missed:
+        what = tab.evaluate("keys => keys.map(k => document.querySelector(`[data-a11y-key='${k}']`).outerHTML"
+                            ".slice(0, 120))", sorted(missed))
+        raise AssertionError(f"{name}: not reached by Tab: {what}")
+
+
+def assert_error_linked(tab, name: str, field: str) -> None:
+    """The form's error is announced (role=alert), and the field says it is invalid and which text
+    describes it."""
+    alerts = tab.locator("[role=alert]")
+    assert alerts.count() >= 1 and alerts.first.inner_text().strip(), f"{name}: no error with role=alert"
+    element = tab.locator(field)
+    assert element.get_attribute("aria-invalid") == "true", f"{name}: {field} has no aria-invalid=true"
+    described_by = (element.get_attribute("aria-describedby") or "").split()
+    assert described_by, f"{name}: {field} has no aria-describedby"
+    for ref in described_by:
+        target = tab.locator(f"[id='{ref}']")
+        assert target.count() == 1 and target.get_attribute("role") == "alert", f"{name}: {field} -> #{ref}"
+
+
+@pytest.fixture(params=["plain", "axe"])
+def audit(request) -> Audit:
+    """Each walk runs twice: with the plain checks only, and with axe-core too (skipped without it)."""
+    if request.param == "axe" and not axe_available():
+        pytest.skip("axe-core not run: set IDP_TEST_AXE_JS to an axe.min.js (npm install axe-core)")
+    return Audit(axe=request.param == "axe")
+
+
+def in_own_browser(chromium, audit: Audit, walk) -> None:
+    """Run `walk(new_tab)` on the session's Chromium (tests/fixtures/browser.py); `new_tab(locale)`
+    opens a page in a new context, closed afterwards. For axe, the page's CSP (no inline script)
+    is bypassed so that axe can be injected."""
+    contexts = []
+
+    def new_tab(locale: str = "en-US"):
+        context = chromium.new_context(locale=locale, viewport={"width": 1200, "height": 900},
+                                       bypass_csp=audit.use_axe)
+        contexts.append(context)
+        tab = context.new_page()
+        tab.set_default_timeout(15000)
+        return tab
+
+    try:
+        walk(new_tab)
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def sign_in(tab, url: str, email: str, password: str) -> None:
+    tab.goto(url)
+    tab.fill("#username", email)
+    tab.fill("#password", password)
+    with tab.expect_navigation():
+        tab.locator("#password").press("Enter")
+
+
+def wait_for_focus(tab, element_id: str) -> None:
+    tab.wait_for_function("id => document.activeElement && document.activeElement.id === id", arg=element_id,
+                          timeout=5000)
+
+
+def submit(tab, selector: str) -> None:
+    with tab.expect_navigation():
+        tab.locator(selector).evaluate("e => e.form.requestSubmit()")
+
+
+def test_sign_in_error_and_plain_pages(chromium, audit, live_server, seeded, rp_factory):
+    in_own_browser(chromium, audit, lambda new_tab: walk_sign_in(audit, new_tab, live_server, seeded, rp_factory))
+
+
+def walk_sign_in(audit, new_tab, live_server, seeded, rp_factory):
+    base = live_server.url
+    tab = new_tab()
+
+    tab.goto(rp_factory(seeded.third_party).authorization_url())
+    audit.check(tab, "login")
+    # Typing starts in the e-mail field; Tab goes on to the password, then to the button.
+    tab.reload()
+    wait_for_focus(tab, "username")  # autofocus: applied once the page is rendered
+    tab.keyboard.press("Tab")
+    assert tab.evaluate("document.activeElement.id") == "password"
+    tab.keyboard.press("Tab")
+    assert tab.evaluate("document.activeElement.type") == "submit"
+
+    tab.fill("#username", seeded.user_email)
+    tab.fill("#password", "not the password")
+    with tab.expect_navigation():
+        tab.click("button.primary")
+    wait_for_focus(tab, "password")  # back where the mistake is
+    assert_error_linked(tab, "login-wrong-password", "#password")
+    audit.check(tab, "login-wrong-password")
+
+    tab.fill("#password", seeded.password)
+    with tab.expect_navigation():
+        tab.click("button.primary")
+    audit.check(tab, "consent")  # a third-party client asks
+    with tab.expect_navigation():
+        tab.click("button[value=allow]")
+    assert "code=" in tab.url, tab.url
+
+    tab.goto(f"{base}/logout")
+    audit.check(tab, "logout-confirm")
+    with tab.expect_navigation():
+        tab.click("button.primary")
+    audit.check(tab, "logged-out")
+
+    for path, name in (("/login/expired", "expired"), ("/no-such-page", "404"),
+                       ("/authorize?response_type=code&client_id=no-such-client&redirect_uri=http://127.0.0.1:1/cb"
+                        "&scope=openid", "400-unknown-client")):
+        tab.goto(f"{base}{path}")
+        audit.check(tab, name)
+    tab.goto(f"{base}/no-such-page")
+    assert tab.title() != "404" and "404" in tab.title()  # the title says what happened, not only the code
+
+    french = new_tab("fr-FR")
+    french.goto(f"{base}/login/expired")
+    assert french.evaluate("document.documentElement.lang") == "fr"
+    audit.assert_axe_clean()
+
+
+def test_account_security_factors_and_second_factor_pages(chromium, audit, live_server, seeded, rp_factory):
+    in_own_browser(chromium, audit, lambda new_tab: walk_account(audit, new_tab, live_server, seeded, rp_factory))
+
+
+def walk_account(audit, new_tab, live_server, seeded, rp_factory):
+    base = live_server.url
+    tab = new_tab()
+    sign_in(tab, f"{base}/account/security", seeded.user_email, seeded.password)
+    assert tab.url.endswith("/account/security"), tab.url
+    audit.check(tab, "account-security-empty")
+    assert tab.locator("nav a[aria-current=page]").count() == 1
+
+    # An authenticator app: the enrolment page, a wrong code, then the recovery codes shown once.
+    with tab.expect_navigation():
+        tab.click("button[data-add=totp]")
+    audit.check(tab, "totp-enrol")
+    qr = tab.locator(".totp-qr")
+    assert qr.get_attribute("role") == "img" and qr.get_attribute("aria-label"), "the QR code has no text alternative"
+    tab.fill("#code", "000000")
+    submit(tab, "#code")
+    audit.check(tab, "totp-enrol-wrong-code")
+    assert_error_linked(tab, "totp-enrol-wrong-code", "#code")
+    secret = tab.locator("code[aria-label]").first.inner_text().replace(" ", "")
+    tab.fill("#label", "Phone")
+    tab.fill("#code", pyotp.TOTP(secret).now())
+    submit(tab, "#code")
+    audit.check(tab, "recovery-codes-shown")
+    codes = tab.locator("[data-recovery-codes]").inner_text().split()
+    assert codes
+
+    tab.goto(f"{base}/account/security")
+    audit.check(tab, "account-security-factors")
+    with tab.expect_navigation():
+        tab.locator("tr[data-factor=totp] a.danger").click()
+    audit.check(tab, "account-confirm-remove")
+
+    tab.goto(f"{base}/account/security")
+    with tab.expect_navigation():
+        tab.click("button[data-add=push]")
+    audit.check(tab, "push-enrol")
+    assert tab.locator(".qr[role=img]").get_attribute("aria-label")
+
+    # A new browser signs in to the third-party client: the code page, a wrong code, the recovery code page.
+    other = new_tab()
+    sign_in(other, rp_factory(seeded.third_party).authorization_url(), seeded.user_email, seeded.password)
+    if other.locator("form[action$='/factor/totp'] button").count() and not other.locator("#code").count():
+        with other.expect_navigation():
+            other.locator("form[action$='/factor/totp'] button").first.click()
+    audit.check(other, "totp-challenge")
+    other.fill("#code", "000000")
+    with other.expect_navigation():
+        other.locator("#code").press("Enter")
+    audit.check(other, "totp-challenge-wrong")
+    assert_error_linked(other, "totp-challenge-wrong", "#code")
+    other.click("details summary")
+    with other.expect_navigation():
+        other.locator("details form[action$='/factor/recovery_codes'] button").click()
+    audit.check(other, "recovery-code-challenge")
+    other.fill("#code", codes[0])
+    with other.expect_navigation():
+        other.locator("#code").press("Enter")
+    audit.check(other, "consent-after-2fa")
+    audit.assert_axe_clean()
+
+
+def test_admin_pages(chromium, audit, live_server, seeded):
+    in_own_browser(chromium, audit, lambda new_tab: walk_admin(audit, new_tab, live_server, seeded))
+
+
+def walk_admin(audit, new_tab, live_server, seeded):
+    base = live_server.url
+    tab = new_tab()
+    sign_in(tab, f"{base}/admin/users", seeded.admin_email, seeded.password)
+    assert tab.url.endswith("/admin/users"), tab.url
+    audit.check(tab, "admin-users")
+    # The shields: an SVG hidden from screen readers, a text alternative, and the same text on hover.
+    shields = tab.locator("table.users .shield")
+    assert shields.count() >= 2
+    for i in range(shields.count()):
+        shield = shields.nth(i)
+        assert shield.locator("svg").get_attribute("aria-hidden") == "true"
+        assert shield.locator(".sr-only").inner_text().strip()
+        assert shield.get_attribute("title")
+    assert tab.locator("table.users thead th[scope=col]").count() == 4
+
+    tab.goto(f"{base}/admin/users?q={seeded.user_email}")
+    with tab.expect_navigation():
+        tab.locator("table.users a").first.click()
+    user_url = tab.url
+    audit.check(tab, "admin-user")
+
+    tab.goto(f"{base}/admin/security")
+    audit.check(tab, "admin-security")
+    assert tab.locator(".bar[role=img]").get_attribute("aria-label")
+    assert tab.locator("table.distribution th[scope=row]").count() >= 4  # each status names its row
+    for i in range(tab.locator("table.distribution .shield").count()):
+        assert tab.locator("table.distribution .shield .sr-only").nth(i).inner_text().strip()
+
+    # A field's error (browser validation off, as for a browser without it).
+    tab.evaluate("() => { for (const form of document.forms) form.noValidate = true; }")
+    tab.fill("#grace_days", "999")
+    submit(tab, "#grace_days")
+    audit.check(tab, "admin-security-grace-error")
+    assert_error_linked(tab, "admin-security-grace-error", "#grace_days")
+
+    tab.goto(f"{base}/admin/audit")
+    audit.check(tab, "admin-audit")
+
+    tab.goto(f"{user_url}/recovery-qr")
+    audit.check(tab, "admin-recovery-qr")
+    with tab.expect_navigation():
+        tab.locator("form[action$='/recovery-qr'] [type=submit]").click()
+    audit.check(tab, "admin-recovery-qr-issued")
+    assert tab.locator(".issued .qr[role=img]").get_attribute("aria-label")
+    recovery_qr_url = tab.url
+    tab.goto(f"{user_url}/reset-factors")  # a confirmation page (its link shows once the user has factors)
+    audit.check(tab, "admin-confirm-reset")
+    tab.goto(recovery_qr_url)
+    with tab.expect_navigation():
+        tab.locator("table.outstanding button.danger").first.click()
+    audit.check(tab, "admin-recovery-qr-revoked")
+    assert tab.locator(".flash[role=status]").count() == 1
+    audit.assert_axe_clean()
