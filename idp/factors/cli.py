@@ -34,3 +34,16 @@ def with_app_context(fn: Callable) -> Callable:
 def fail(message: str) -> None:
     """Exit non-zero with a one-line message on stderr."""
     raise click.ClickException(message)
+
+
+def write_or_roll_back(path: str, data: bytes) -> None:
+    """Write `data` (a code's QR image) to `path`; if that fails, roll back what the command has
+    not committed yet and exit with one line: a code that was written nowhere is never issued."""
+    from idp.factors import directory
+
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        directory.rollback()
+        fail(f"cannot write {path}: {exc.strerror or exc}; nothing was issued")

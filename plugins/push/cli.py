@@ -8,7 +8,7 @@ from datetime import timezone
 import click
 
 from idp.factors import directory
-from idp.factors.cli import fail, with_app_context
+from idp.factors.cli import fail, with_app_context, write_or_roll_back
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -22,21 +22,15 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _UNIT[match.group(2)]
 
 
-def write_png(path: str, uri: str) -> None:
-    """The QR code of `uri` as a PNG file, or one line on stderr and exit 1 (the caller has
-    committed nothing yet, and rolls nothing back: the process ends without committing)."""
+def png_of(uri: str) -> bytes:
+    """The QR code of `uri` as PNG bytes."""
     import io
 
     import segno
 
     buffer = io.BytesIO()
     segno.make(uri, error="m").save(buffer, kind="png", scale=6)
-    try:
-        with open(path, "wb") as handle:
-            handle.write(buffer.getvalue())
-    except OSError as exc:
-        directory.rollback()
-        fail(f"cannot write {path}: {exc.strerror or exc}; nothing was issued")
+    return buffer.getvalue()
 
 
 def push_group(name: str) -> click.Group:
@@ -74,7 +68,7 @@ def push_group(name: str) -> click.Group:
         # is never left behind.
         act = activation.issue(factor.challenges, user, ttl=ttl, issuer=registry.settings.issuer, now=utc_now())
         if png:
-            write_png(png, act.uri)
+            write_or_roll_back(png, png_of(act.uri))
         expires = act.expires_at.replace(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")
         # An operator's code binds a phone to someone's account: the admins see who issued it.
         directory.audit("push.activation_issued", user, actor="cli", details={"expires_at": expires})

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import click
 
 from idp.factors import directory
-from idp.factors.cli import fail, with_app_context
+from idp.factors.cli import fail, with_app_context, write_or_roll_back
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -73,12 +73,7 @@ def recovery_qr_group(name: str = "qr_recovery") -> click.Group:
         # Committed once the PNG, if asked for, is written: a code nobody could see is never left behind.
         issued = factor.issue(user, actor="cli", ttl=ttl, commit=False)
         if png:
-            try:
-                with open(png, "wb") as handle:
-                    handle.write(issued.png())
-            except OSError as exc:
-                directory.rollback()
-                fail(f"cannot write {png}: {exc.strerror or exc}; nothing was issued")
+            write_or_roll_back(png, issued.png())
         directory.commit()
         from idp_plugins.qr_recovery.issuing import iso
 

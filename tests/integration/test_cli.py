@@ -11,6 +11,8 @@ import json
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from fixtures.cli import refused
+
 from idp.db import utcnow
 from idp.models import AuditEvent, Client, Organization, SigningKey, User
 from idp.security.tokens import sha256_hex
@@ -26,14 +28,6 @@ def ok(result):
     return result
 
 
-def refused(result, *fragments: str):
-    """A failure as CONTRACT.md wants it: non-zero, exactly one stderr line, no traceback."""
-    assert result.returncode != 0, result
-    assert len(result.stderr_lines) == 1, result
-    assert "Traceback" not in result.stderr, result
-    for fragment in fragments:
-        assert fragment.lower() in result.stderr.lower(), result
-    return result
 
 
 class Db:

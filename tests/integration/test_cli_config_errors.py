@@ -8,17 +8,10 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.cli import refused
+
 PRODUCTION_WITHOUT_SECRET_KEY = {"IDP_ENV": "production"}
 
-
-def refused(result, *fragments: str):
-    """A failure as CONTRACT.md wants it: non-zero, exactly one stderr line, no traceback."""
-    assert result.returncode != 0, result
-    assert len(result.stderr_lines) == 1, result
-    assert "Traceback" not in result.stderr, result
-    for fragment in fragments:
-        assert fragment.lower() in result.stderr.lower(), result
-    return result
 
 
 # ---------------------------------------------------------------- bad settings: one line
