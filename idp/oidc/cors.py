@@ -16,8 +16,8 @@ from binascii import Error as Base64Error
 from functools import lru_cache
 from urllib.parse import unquote, urlsplit
 
-# The client endpoints a browser-based client calls (not introspection: confidential clients only).
-PATHS = frozenset({"/oauth/token", "/oauth/userinfo", "/oauth/revoke"})
+# Token, UserInfo and revocation take it (idp.oidc.views.browser_callable); not introspection,
+# which is for confidential clients only.
 _PREFLIGHT = (("Access-Control-Allow-Methods", "GET, POST"),
               ("Access-Control-Allow-Headers", "Authorization, Content-Type"),
               ("Access-Control-Max-Age", "600"))
