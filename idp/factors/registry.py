@@ -33,6 +33,7 @@ from idp.factors.contract import Factor, validate_class
 from idp.factors.errors import FactorLoadError, FactorNotFound
 from idp.factors.store import CredentialStore
 from idp.factors.types import AttemptContext, CredentialInfo, Description, FactorKind, FactorUrls, UserRef
+from idp.security.origins import browser_origin
 
 GROUP = "idp.factors"
 EXTENSION_KEY = "idp.factors"
@@ -160,7 +161,8 @@ class FactorRegistry:
         issuer = self.settings.issuer
         parts = urlsplit(issuer)
         rp_id = self.settings.get("factors.webauthn.rp_id") or (parts.hostname or "")
-        origin = browser_origin(self.settings.get("factors.webauthn.origin") or issuer)
+        configured = self.settings.get("factors.webauthn.origin") or issuer
+        origin = browser_origin(configured) or configured
         return AttemptContext(transaction_id=transaction_id, client_name=client_name, remote_addr=remote_addr,
                               user_agent=user_agent, now=now or utcnow(),
                               settings=self.settings.section(f"factors.{name}"), urls=FactorUrls(name),
@@ -185,19 +187,6 @@ class FactorRegistry:
         if info is not None and info.factor in self._factors:
             self._factors[info.factor].on_removed(info)
         return info
-
-
-def browser_origin(url: str) -> str:
-    """The origin a browser reports for pages under `url` (WebAuthn compares it exactly): scheme and
-    host in lower case, the default port left out."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    scheme, host, port = parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    default = {"http": 80, "https": 443}.get(scheme)
-    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def init_app(app: Flask, settings) -> FactorRegistry:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from base64 import b64decode
 from binascii import Error as Base64Error
-from functools import lru_cache
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
+
+from idp.security.origins import browser_origin
 
 # Token, UserInfo and revocation take it (idp.oidc.views.browser_callable); not introspection,
 # which is for confidential clients only.
@@ -23,24 +24,9 @@ _PREFLIGHT = (("Access-Control-Allow-Methods", "GET, POST"),
               ("Access-Control-Max-Age", "600"))
 
 
-@lru_cache(maxsize=1024)
-def origin_of(uri: str) -> str | None:
-    """scheme://host[:port] as a browser sends it in `Origin` (lower case, default port left out)."""
-    try:
-        parts = urlsplit(uri)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    default = 443 if parts.scheme == "https" else 80
-    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
-
-
 def client_allows(client, origin: str) -> bool:
     """Whether `origin` is one of the client's: the origin of one of its redirect URIs."""
-    return client is not None and any(origin_of(uri) == origin for uri in client.row.redirect_uris or ())
+    return client is not None and any(browser_origin(uri) == origin for uri in client.row.redirect_uris or ())
 
 
 def client_id_of(request) -> str | None:

@@ -9,7 +9,8 @@ endpoints, which are always no-store (RFC 6749 5.1).
 from __future__ import annotations
 
 from functools import lru_cache
-from urllib.parse import urlsplit
+
+from idp.security.origins import browser_origin
 
 _CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -31,21 +32,18 @@ def csp_for_forms_to(uri: str | None) -> str:
 
 
 def _origin(uri: str | None) -> str | None:
-    """scheme://host[:port] as a CSP source, or None when the URI is not a plain http(s) URL (a
-    registered URI always is; an IPv6 host, which a CSP host-source cannot name, gets its scheme)."""
-    try:
-        parts = urlsplit(uri or "")
-        port = parts.port
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return None
-        if ":" in parts.hostname:
-            return f"{parts.scheme}:"
-        host = parts.hostname.encode("idna").decode("ascii")
-    except ValueError:  # a bad port, or a host IDNA cannot encode (UnicodeError)
+    """The CSP source for `uri`'s origin, or None when the URI is not a plain http(s) URL (a
+    registered URI always is). An IPv6 host, which a CSP host-source cannot name, gets its scheme."""
+    origin = browser_origin(uri)
+    if origin is None:
         return None
-    if not all(ch.isascii() and (ch.isalnum() or ch in ".-") for ch in host):
+    scheme, _, host = origin.partition("://")
+    if host.startswith("["):
+        return f"{scheme}:"
+    if not all(ch.isascii() and (ch.isalnum() or ch in ".-:") for ch in host):  # nothing that could end the source
         return None
-    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+    return origin
+
 
 # Referrer: to our own pages only (the language switch and the "sign in again" step come back
 # to the page they were posted from); never to another site, not even the client's.

@@ -173,10 +173,10 @@ def test_an_error_while_the_code_is_issued_names_the_issuer_once(seeded, web, rp
 def test_a_browser_based_client_reads_the_answers_from_its_own_origin(seeded, web, rp_factory):
     """A single-page app (public client, PKCE) calls the token, UserInfo and revocation endpoints
     from the origin of its redirect URI: the answers name that origin, and no other."""
-    from idp.oidc.cors import origin_of
+    from idp.security.origins import browser_origin
 
     rp = rp_factory(seeded.public)
-    origin = origin_of(rp.client["redirect_uri"])
+    origin = browser_origin(rp.client["redirect_uri"])
     endpoint = rp.metadata["token_endpoint"]
     preflight = requests.options(endpoint, headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
                                  timeout=5)

@@ -180,6 +180,6 @@ def test_malformed_transports_long_ids_and_nul_labels_are_refused_or_cleaned(fac
 ])
 def test_the_origin_is_what_a_browser_reports(issuer, origin):
     """py_webauthn compares origins exactly; browsers send the host in lower case, without the default port."""
-    from idp.factors.registry import browser_origin
+    from idp.security.origins import browser_origin
 
     assert browser_origin(issuer) == origin
