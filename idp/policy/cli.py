@@ -102,6 +102,19 @@ def _today() -> date:
     return utcnow().date()
 
 
+def _change(setter, target_id: int, *args, **kwargs) -> bool:
+    """Call an idp.policy.settings change as the CLI actor; its PolicyError becomes one stderr line."""
+    try:
+        return setter(target_id, *args, policy_settings.Actor.cli(), **kwargs)
+    except policy_settings.PolicyError as exc:
+        raise PolicyCliError(str(exc)) from None
+
+
+def _grace_text(days: int | None, logins: int | None) -> str:
+    return ", ".join(part for part in (f"{days} days" if days else "", f"{logins} logins" if logins else "")
+                     if part) or "none"
+
+
 @click.group("policy")
 def policy() -> None:
     """Who must use a second factor: the organization's rule, per-user settings, the four statuses."""
@@ -138,9 +151,7 @@ def show(org_name: str, as_json: bool) -> None:
     click.echo(f"2FA required for everyone: {'on' if settings['require_2fa'] else 'off'}")
     allowed = settings["allowed_factors"]
     click.echo(f"Allowed factors: {', '.join(allowed) if allowed is not None else 'all installed'}")
-    grace = [f"{settings['grace_days']} days" if settings["grace_days"] else "",
-             f"{settings['grace_logins']} logins" if settings["grace_logins"] else ""]
-    click.echo(f"Grace period: {', '.join(g for g in grace if g) or 'none'}")
+    click.echo(f"Grace period: {_grace_text(settings['grace_days'], settings['grace_logins'])}")
     click.echo("Push on a new phone by password + e-mailed code: "
                f"{'on' if settings['self_push_recovery'] else 'off (recovery QR code only)'}")
     click.echo(f"Users: {document['total']}")
@@ -160,10 +171,7 @@ def require_all(org_name: str, state: str) -> None:
     """Require 2FA for everyone in the organization (on), or make it optional again (off)."""
     org = _find_org(org_name)
     on = state.lower() == "on"
-    try:
-        changed = policy_settings.set_org_requirement(org.id, on, policy_settings.Actor.cli())
-    except policy_settings.PolicyError as exc:
-        raise PolicyCliError(str(exc)) from None
+    changed = _change(policy_settings.set_org_requirement, org.id, on)
     what = "required for everyone" if on else "optional for everyone"
     click.echo(f"2FA is {'now' if changed else 'already'} {what} in {org.name}")
 
@@ -190,7 +198,7 @@ def factors(org_name: str, names: tuple[str, ...]) -> None:
     installed = _installed_second_factors()
     try:
         changed = policy_settings.set_allowed_factors(org.id, wanted, policy_settings.Actor.cli(), known=installed)
-    except policy_settings.PolicyError as exc:
+    except policy_settings.PolicyError as exc:  # with the installed names: what to type instead
         raise PolicyCliError(f"{exc} (installed: {', '.join(installed) or 'none'})") from None
     from idp.db import db
 
@@ -213,13 +221,8 @@ def grace(org_name: str, days: int | None, logins: int | None) -> None:
     if days is None and logins is None:
         raise PolicyCliError("give --days, --logins or both (0 for none); `idp policy show` tells the current grace")
     org = _find_org(org_name)
-    try:
-        changed = policy_settings.set_grace(org.id, days, logins, policy_settings.Actor.cli())
-    except policy_settings.PolicyError as exc:
-        raise PolicyCliError(str(exc)) from None
-    parts = [f"{days} days" if days else "", f"{logins} logins" if logins else ""]
-    click.echo(f"Grace period in {org.name} is {'now' if changed else 'already'}: "
-               f"{', '.join(p for p in parts if p) or 'none'}")
+    changed = _change(policy_settings.set_grace, org.id, days, logins)
+    click.echo(f"Grace period in {org.name} is {'now' if changed else 'already'}: {_grace_text(days, logins)}")
 
 
 @policy.command("push-recovery", cls=_OneLineCommand)
@@ -231,10 +234,7 @@ def push_recovery(org_name: str, state: str) -> None:
     (on), or only with a recovery QR code from an admin (off)."""
     org = _find_org(org_name)
     on = state.lower() == "on"
-    try:
-        changed = policy_settings.set_self_push_recovery(org.id, on, policy_settings.Actor.cli())
-    except policy_settings.PolicyError as exc:
-        raise PolicyCliError(str(exc)) from None
+    changed = _change(policy_settings.set_self_push_recovery, org.id, on)
     what = ("open to password + e-mailed code" if on else "by recovery QR code only")
     click.echo(f"Push recovery on a new phone is {'now' if changed else 'already'} {what} in {org.name}")
 
@@ -270,11 +270,7 @@ def user(email: str, require: bool, exempt: bool, follow_org: bool, until: datet
     if mode != "exempt" and (until is not None or reason is not None):
         raise PolicyCliError("--until and --reason go with --exempt only")
     target = _find_user(email)
-    try:
-        changed = policy_settings.set_user_requirement(
-            target.id, mode, until.date() if until else None, reason, policy_settings.Actor.cli())
-    except policy_settings.PolicyError as exc:
-        raise PolicyCliError(str(exc)) from None
+    changed = _change(policy_settings.set_user_requirement, target.id, mode, until.date() if until else None, reason)
     db.session.expire_all()
     target = _find_user(email)
     org = db.session.get(Organization, target.org_id)
@@ -290,10 +286,7 @@ def _resume_push(email: str) -> None:
     """`idp policy user EMAIL --resume-push`: the admin page's "Resume push approvals"."""
     target = _find_user(email)
     suspended_at = target.push_suspended_at
-    try:
-        changed = policy_settings.clear_push_suspension(target.id, policy_settings.Actor.cli())
-    except policy_settings.PolicyError as exc:
-        raise PolicyCliError(str(exc)) from None
+    changed = _change(policy_settings.clear_push_suspension, target.id)
     if changed:
         since = f" (suspended since {suspended_at.isoformat(sep=' ', timespec='minutes')} UTC)" if suspended_at else ""
         click.echo(f"{target.email}: push approvals resumed{since}")
