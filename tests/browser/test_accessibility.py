@@ -19,7 +19,7 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from fixtures.browser import screenshot
+from fixtures.browser import screenshot, sign_in_at
 
 pytestmark = pytest.mark.browser
 
@@ -194,14 +194,6 @@ def in_own_browser(chromium, audit: Audit, walk) -> None:
             context.close()
 
 
-def sign_in(tab, url: str, email: str, password: str) -> None:
-    tab.goto(url)
-    tab.fill("#username", email)
-    tab.fill("#password", password)
-    with tab.expect_navigation():
-        tab.locator("#password").press("Enter")
-
-
 def wait_for_focus(tab, element_id: str) -> None:
     tab.wait_for_function("id => document.activeElement && document.activeElement.id === id", arg=element_id,
                           timeout=5000)
@@ -273,7 +265,7 @@ def test_account_security_factors_and_second_factor_pages(chromium, audit, live_
 def walk_account(audit, new_tab, live_server, seeded, rp_factory):
     base = live_server.url
     tab = new_tab()
-    sign_in(tab, f"{base}/account/security", seeded.user_email, seeded.password)
+    sign_in_at(tab, f"{base}/account/security", seeded.user_email, seeded.password)
     assert tab.url.endswith("/account/security"), tab.url
     audit.check(tab, "account-security-empty")
     assert tab.locator("nav a[aria-current=page]").count() == 1
@@ -310,7 +302,7 @@ def walk_account(audit, new_tab, live_server, seeded, rp_factory):
 
     # A new browser signs in to the third-party client: the code page, a wrong code, the recovery code page.
     other = new_tab()
-    sign_in(other, rp_factory(seeded.third_party).authorization_url(), seeded.user_email, seeded.password)
+    sign_in_at(other, rp_factory(seeded.third_party).authorization_url(), seeded.user_email, seeded.password)
     if other.locator("form[action$='/factor/totp'] button").count() and not other.locator("#code").count():
         with other.expect_navigation():
             other.locator("form[action$='/factor/totp'] button").first.click()
@@ -338,7 +330,7 @@ def test_admin_pages(chromium, audit, live_server, seeded):
 def walk_admin(audit, new_tab, live_server, seeded):
     base = live_server.url
     tab = new_tab()
-    sign_in(tab, f"{base}/admin/users", seeded.admin_email, seeded.password)
+    sign_in_at(tab, f"{base}/admin/users", seeded.admin_email, seeded.password)
     assert tab.url.endswith("/admin/users"), tab.url
     audit.check(tab, "admin-users")
     # The shields: an SVG hidden from screen readers, a text alternative, and the same text on hover.

@@ -3,7 +3,7 @@ it, so the login's last POST and the logout confirmation must name the client's 
 clients' callbacks run at http://127.0.0.1, the provider at http://localhost: two origins)."""
 from __future__ import annotations
 
-from fixtures.oidc import FormBrowser, callback_base, password_login
+from fixtures.oidc import callback_base, id_token_from_another_browser
 
 
 def test_a_password_login_posts_its_way_to_the_client(seeded, page, rp_factory):
@@ -20,9 +20,7 @@ def test_a_password_login_posts_its_way_to_the_client(seeded, page, rp_factory):
 
 def test_the_logout_confirmation_posts_its_way_to_the_client(seeded, page, rp_factory, live_server):
     rp = rp_factory(seeded.first_party)
-    other = FormBrowser(live_server.url)
-    password_login(other, rp, seeded.admin_email, seeded.password)
-    someone_elses = rp.exchange(other.last_redirect)["id_token"]
+    someone_elses = id_token_from_another_browser(live_server, rp, seeded.admin_email, seeded.password)
     page.goto(rp.authorization_url())
     page.fill("#username", seeded.user_email)
     page.fill("#password", seeded.password)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pyotp
 import pytest
 
-from fixtures.browser import screenshot
+from fixtures.browser import screenshot, sign_in_at
 
 pytestmark = pytest.mark.browser
 
@@ -23,14 +23,6 @@ def assert_fits(tab, what: str) -> None:
     if page_width > viewport:
         screenshot(tab, f"overflow-{what}")
     assert page_width <= viewport, f"{what}: the page is {page_width} px wide on a {viewport} px screen"
-
-
-def sign_in_at(tab, url: str, email: str, password: str) -> None:
-    tab.goto(url)
-    tab.fill("input[name=username]", email)
-    tab.fill("input[name=password]", password)
-    with tab.expect_navigation():
-        tab.locator("input[name=password]").press("Enter")
 
 
 def test_security_audit_and_push_enrolment_fit_a_phone(chromium, page, live_server, seeded):

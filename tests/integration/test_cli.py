@@ -356,30 +356,15 @@ def test_demo_seed_is_refused_in_production(sqlite_url, idp):
 # ---------------------------------------------------------------- serve
 
 def test_serve_answers_until_stopped(sqlite_only_url):
-    import subprocess
-    import time
-
     import requests
 
-    from fixtures.cli import clean_env, idp_command
-    from fixtures.oidc import free_port
+    from fixtures.cli import start_serving
 
-    port = free_port()
-    server = subprocess.Popen(idp_command() + ["serve", "--host", "127.0.0.1", "--port", str(port)],
-                              env=clean_env(sqlite_only_url, {"IDP_ISSUER": f"http://127.0.0.1:{port}"}),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server, base = start_serving(sqlite_only_url)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = requests.get(f"http://127.0.0.1:{port}/.well-known/openid-configuration", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert server.poll() is None, server.stderr.read()
-                assert time.monotonic() < deadline, "idp serve did not answer within 30 s"
-                time.sleep(0.2)
+        response = requests.get(f"{base}/.well-known/openid-configuration", timeout=2)
         assert response.status_code == 200
-        assert response.json()["issuer"] == f"http://127.0.0.1:{port}"
+        assert response.json()["issuer"] == base
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -87,29 +87,15 @@ def test_serve_writes_the_apps_access_lines_only(sqlite_only_url):
     """werkzeug's own request lines repeated the `idp.access` JSON lines, at INFO for /healthz
     too, with terminal colour codes inside the JSON message."""
     import json
-    import subprocess
     import time
 
     import requests
 
-    from fixtures.cli import clean_env, idp_command
-    from fixtures.oidc import free_port
+    from fixtures.cli import start_serving
 
-    port = free_port()
-    server = subprocess.Popen(idp_command() + ["serve", "--host", "127.0.0.1", "--port", str(port)],
-                              env=clean_env(sqlite_only_url, {"IDP_ISSUER": f"http://127.0.0.1:{port}"}),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server, base = start_serving(sqlite_only_url)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-                break
-            except requests.ConnectionError:
-                assert server.poll() is None, server.stderr.read()
-                assert time.monotonic() < deadline, "idp serve did not answer within 30 s"
-                time.sleep(0.2)
-        assert requests.get(f"http://127.0.0.1:{port}/jwks", timeout=2).status_code == 200
+        assert requests.get(f"{base}/jwks", timeout=2).status_code == 200
         time.sleep(0.3)
     finally:
         server.terminate()

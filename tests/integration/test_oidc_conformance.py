@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
-from fixtures.oidc import password_login
+from fixtures.oidc import FormBrowser, id_token_from_another_browser, password_login
 
 
 def metadata(live_server) -> dict:
@@ -136,12 +136,8 @@ def test_rfc_8414_metadata_and_public_documents(live_server):
 def test_an_id_token_hint_for_someone_else_is_not_answered_by_this_session(seeded, web, rp_factory, live_server):
     """OIDC Core 3.1.2.1: the client expects the user the hint names; this browser's session is
     another's, so prompt=none answers login_required (and without prompt=none the login form)."""
-    from fixtures.oidc import FormBrowser
-
     rp = rp_factory(seeded.first_party)
-    other = FormBrowser(live_server.url)
-    password_login(other, rp, seeded.admin_email, seeded.password)
-    admins = rp.exchange(other.last_redirect)["id_token"]
+    admins = id_token_from_another_browser(live_server, rp, seeded.admin_email, seeded.password)
     password_login(web, rp, seeded.user_email, seeded.password)
     own = rp.exchange(web.last_redirect)["id_token"]
 
@@ -157,8 +153,6 @@ def test_an_id_token_hint_for_someone_else_is_not_answered_by_this_session(seede
 
 def test_an_error_while_the_code_is_issued_names_the_issuer_once(seeded, web, rp_factory, live_server):
     """A nonce already used (a replay) is refused as the code is issued: one iss, not two (RFC 6749 3.1)."""
-    from fixtures.oidc import FormBrowser
-
     rp = rp_factory(seeded.first_party)
     first, second = FormBrowser(live_server.url), FormBrowser(live_server.url)
     first.get(rp.authorization_url(nonce="same-nonce"))

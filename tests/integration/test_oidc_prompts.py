@@ -6,7 +6,7 @@ import time
 import pytest
 import requests
 
-from fixtures.oidc import FormBrowser, password_login
+from fixtures.oidc import FormBrowser, id_token_from_another_browser, password_login
 
 
 def test_prompt_none_without_session_redirects_before_any_page(seeded, web, rp_factory):
@@ -133,9 +133,7 @@ def test_logout_with_someone_elses_id_token_asks_first(seeded, web, rp_factory, 
     """A logout link planted with the attacker's own ID token (an <img> on any page) must not
     sign the victim out unasked."""
     rp = rp_factory(seeded.first_party)
-    attacker = FormBrowser(live_server.url)
-    password_login(attacker, rp, seeded.admin_email, seeded.password)
-    planted = rp.exchange(attacker.last_redirect)["id_token"]
+    planted = id_token_from_another_browser(live_server, rp, seeded.admin_email, seeded.password)
     password_login(web, rp, seeded.user_email, seeded.password)
     rp.exchange(web.last_redirect)
     page = web.get(f"{rp.metadata['end_session_endpoint']}?id_token_hint={planted}"
@@ -157,9 +155,7 @@ def test_rp_initiated_logout_by_post(seeded, web, rp_factory, live_server):
     client's form carries no CSRF token of ours; a POST naming another user's session is as
     suspect as such a link, and is confirmed first."""
     rp = rp_factory(seeded.first_party)
-    attacker = FormBrowser(live_server.url)
-    password_login(attacker, rp, seeded.admin_email, seeded.password)
-    planted = rp.exchange(attacker.last_redirect)["id_token"]
+    planted = id_token_from_another_browser(live_server, rp, seeded.admin_email, seeded.password)
     password_login(web, rp, seeded.user_email, seeded.password)
     own = rp.exchange(web.last_redirect)["id_token"]
     endpoint, back = rp.metadata["end_session_endpoint"], rp.client["post_logout_redirect_uri"]
@@ -182,9 +178,7 @@ def test_rp_initiated_logout_by_post(seeded, web, rp_factory, live_server):
 
 def test_the_logout_confirmation_keeps_a_posted_request(seeded, web, rp_factory, live_server):
     rp = rp_factory(seeded.first_party)
-    attacker = FormBrowser(live_server.url)
-    password_login(attacker, rp, seeded.admin_email, seeded.password)
-    planted = rp.exchange(attacker.last_redirect)["id_token"]
+    planted = id_token_from_another_browser(live_server, rp, seeded.admin_email, seeded.password)
     password_login(web, rp, seeded.user_email, seeded.password)
     rp.exchange(web.last_redirect)
     back = rp.client["post_logout_redirect_uri"]
