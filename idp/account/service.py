@@ -158,8 +158,7 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
     audit.record("factor.removed", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details=details)
     db.session.commit()
-    factor = registry.get(credential.factor) if credential.factor in registry else None
-    return str(factor.label) if factor is not None else credential.factor
+    return registry.label_of(credential.factor)
 
 
 def removal_is_last(user: User, credential_id: int) -> bool:

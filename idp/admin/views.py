@@ -114,7 +114,6 @@ def _factor_rows(target: User) -> dict:
     """Second-factor credentials one per row (with the factor's label); recovery credentials
     (ten codes are ten rows in the store) summed up per factor."""
     registry = _registry()
-    labels = {f.name: str(f.label) for f in registry.all()}
     factors, recovery = [], {}
     for credential in _credentials_of(target):
         kind = registry.kind_of(credential.factor)
@@ -122,9 +121,9 @@ def _factor_rows(target: User) -> dict:
             total, unused = recovery.get(credential.factor, (0, 0))
             recovery[credential.factor] = (total + 1, unused + (credential.used_at is None))
         else:
-            factors.append((labels.get(credential.factor, credential.factor), credential))
+            factors.append((registry.label_of(credential.factor), credential))
     return {"factors": factors,
-            "recovery": [(labels.get(name, name), total, unused) for name, (total, unused) in recovery.items()]}
+            "recovery": [(registry.label_of(name), total, unused) for name, (total, unused) in recovery.items()]}
 
 
 def _credentials_of(target: User) -> list:
@@ -318,13 +317,6 @@ def _credential_of(target: User, credential_id: int):
     abort(404)
 
 
-def _factor_label(name: str) -> str:
-    """The factor's name as people read it ("Authenticator app"), in their language; the internal
-    name when the factor is no longer installed."""
-    registry = _registry()
-    return str(registry.get(name).label) if name in registry else name
-
-
 @bp.route("/users/<int:user_id>/factors/<int:credential_id>/revoke", methods=["GET", "POST"])
 @org_admin_required
 def revoke_factor(user_id: int, credential_id: int):
@@ -336,7 +328,7 @@ def revoke_factor(user_id: int, credential_id: int):
         return render_template("admin/confirm.html", org=g.org, target=target, form=form,
                                title=_("Revoke this second factor?"),
                                text=_("%(factor)s “%(label)s” of %(email)s will stop working at once.",
-                                      factor=_factor_label(credential.factor), label=credential.label or "—",
+                                      factor=_registry().label_of(credential.factor), label=credential.label or "—",
                                       email=target.email),
                                action=url_for("admin.revoke_factor", user_id=target.id,
                                               credential_id=credential.id)), (

@@ -144,6 +144,12 @@ class FactorRegistry:
         factor = self._factors.get(name)
         return factor.kind if factor else None
 
+    def label_of(self, name: str) -> str:
+        """The factor's name as people read it ("Authenticator app"), in their language; the
+        internal name for a factor no longer installed (its old credentials still show)."""
+        factor = self._factors.get(name)
+        return str(factor.label) if factor else name
+
     # --- helpers for the pipeline and the account page -----------------------------------
 
     def context(self, factor: Factor | str, *, transaction_id: str | None = None, client_name: str | None = None,
