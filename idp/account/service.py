@@ -161,14 +161,6 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
     return registry.label_of(credential.factor)
 
 
-def removal_is_last(user: User, credential_id: int) -> bool:
-    """Whether removing this credential would leave the user without a second factor."""
-    registry = current_registry()
-    credential = registry.store.get(user_ref(user), credential_id)
-    return (credential is not None and registry.kind_of(credential.factor) == FactorKind.SECOND_FACTOR
-            and user.second_factor_count <= 1)
-
-
 def _retire_recovery_codes(registry, ref) -> int:
     if "recovery_codes" not in registry:
         return 0

@@ -15,6 +15,7 @@ from idp.account import service
 from idp.account.service import AccountError
 from idp.extensions import SUPPORTED_LOCALES
 from idp.factors.registry import current_registry
+from idp.factors.types import FactorKind
 from idp.login import session as login_session
 from idp.policy import status as policy_status
 
@@ -122,7 +123,7 @@ def confirm_remove(credential_id: int):
     if row is None or row.factor.name == "recovery_codes":
         abort(404)
     lines = [_("You will no longer be able to sign in with it.")]
-    if service.removal_is_last(user, credential_id):
+    if row.factor.kind == FactorKind.SECOND_FACTOR and user.second_factor_count <= 1:
         lines.append(_("It is your last second factor: two-factor authentication will be off, and your "
                        "recovery codes will stop working."))
     return render_template("account/confirm.html", lines=lines, confirm=_("Remove"),
