@@ -152,20 +152,11 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
         raise AccountError(_l("No such method."))
     details = {"factor": credential.factor, "credential_id": credential_id}
     if kind == FactorKind.SECOND_FACTOR and remaining == 0:
-        # Two-factor authentication is now off: recovery codes stand in for a second factor and
-        # have none left to stand in for. (A new first factor comes with a new set.)
-        details["recovery_codes_revoked"] = _retire_recovery_codes(registry, ref)
+        details["recovery_codes_revoked"] = registry.retire_recovery_codes_if_unprotected(ref)
     audit.record("factor.removed", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details=details)
     db.session.commit()
     return registry.label_of(credential.factor)
-
-
-def _retire_recovery_codes(registry, ref) -> int:
-    if "recovery_codes" not in registry:
-        return 0
-    codes = registry.store.for_factor("recovery_codes")
-    return sum(1 for code in codes.list(ref) if registry.remove_credential(ref, code.id) is not None)
 
 
 def regenerate_recovery_codes(user: User, audit_event: bool = True) -> list[str] | None:

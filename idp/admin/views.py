@@ -333,11 +333,15 @@ def revoke_factor(user_id: int, credential_id: int):
                                action=url_for("admin.revoke_factor", user_id=target.id,
                                               credential_id=credential.id)), (
             200 if request.method == "GET" else 400)
-    removed = _registry().remove_credential(target.id, credential.id)
+    registry = _registry()
+    removed = registry.remove_credential(target.id, credential.id)
     if removed is None:
         abort(404)
-    audit_record("factor.revoked", target, {"credential_id": removed.id, "factor": removed.factor,
-                                            "label": removed.label, "by": "admin"})
+    details = {"credential_id": removed.id, "factor": removed.factor, "label": removed.label, "by": "admin"}
+    retired = registry.retire_recovery_codes_if_unprotected(target.id)
+    if retired:
+        details["recovery_codes_revoked"] = retired
+    audit_record("factor.revoked", target, details)
     db.session.commit()
     flash(_("The second factor was revoked."), "success")
     return redirect(url_for("admin.user", user_id=target.id))

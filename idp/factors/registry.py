@@ -37,6 +37,8 @@ from idp.security.origins import browser_origin
 
 GROUP = "idp.factors"
 EXTENSION_KEY = "idp.factors"
+# The first-party factor whose codes are issued with a first second factor and retired with the last.
+RECOVERY_CODES = "recovery_codes"
 log = logging.getLogger(__name__)
 
 
@@ -193,6 +195,20 @@ class FactorRegistry:
         if info is not None and info.factor in self._factors:
             self._factors[info.factor].on_removed(info)
         return info
+
+    def retire_recovery_codes_if_unprotected(self, user: UserRef | int) -> int:
+        """Revoke the user's recovery codes when they hold no second factor any more; how many.
+
+        Recovery codes stand in for a second factor: with none left to stand in for they would
+        be a way past the second step that no page shows (2FA reads "not active"), and the
+        next first enrolment would keep them instead of issuing a new set. Every path that
+        removes a second factor calls this in its own transaction, after the removal (the
+        user's own removal, an admin's revocation). The caller commits.
+        """
+        if RECOVERY_CODES not in self._factors or self.store.second_factors_held(user) > 0:
+            return 0
+        codes = self.store.for_factor(RECOVERY_CODES)
+        return sum(1 for code in codes.list(user) if self.remove_credential(user, code.id) is not None)
 
 
 def init_app(app: Flask, settings) -> FactorRegistry:

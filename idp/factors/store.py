@@ -280,6 +280,10 @@ class CredentialStore:
         ask each plugin's `is_configured_for` only about those (from the request's one read)."""
         return {row.factor for row in _live_rows(_user_id(user))}
 
+    def second_factors_held(self, user: UserLike) -> int:
+        """The user's `second_factor_count` as this transaction sees it (its own removals included)."""
+        return int(db.session.scalar(select(User.second_factor_count).where(User.id == _user_id(user))) or 0)
+
     def count(self, user: UserLike, factor: str | None = None, *, unused: bool = False) -> int:
         """Non-revoked credentials (with `unused`: not yet consumed), one indexed COUNT."""
         stmt = select(func.count()).select_from(Credential).where(

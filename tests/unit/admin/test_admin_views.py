@@ -317,6 +317,32 @@ def test_revoke_one_factor_after_confirmation(app, world, browser):
     assert keep.id != lost.id
 
 
+def test_revoking_the_last_second_factor_retires_the_recovery_codes(app, world, browser):
+    """As when the user removes it: codes that stand in for no second factor would be a way past
+    the second step while the admin pages show 2FA as not active (and the next first enrolment
+    would keep them rather than issue a new set)."""
+    from idp.account.service import regenerate_recovery_codes
+    from idp.factors.registry import current_registry
+
+    carol = world["carol"]
+    first, last = add_credential(carol, label="old phone"), add_credential(carol, label="lost phone")
+    regenerate_recovery_codes(carol, audit_event=False)
+    db.session.commit()
+    codes = current_registry().store.for_factor("recovery_codes")
+    assert codes.count(carol.id) == 10
+    client = browser(world["admin"])
+
+    assert client.post(f"/admin/users/{carol.id}/factors/{first.id}/revoke", data={"confirm": "1"}).status_code == 302
+    assert codes.count(carol.id) == 10  # another second factor remains: the codes still stand in for it
+    assert client.post(f"/admin/users/{carol.id}/factors/{last.id}/revoke", data={"confirm": "1"}).status_code == 302
+    db.session.expire_all()
+    assert codes.count(carol.id) == 0
+    events = db.session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
+    assert [e.event for e in events] == ["factor.revoked", "factor.revoked"]
+    assert "recovery_codes_revoked" not in events[0].details
+    assert events[1].details["recovery_codes_revoked"] == 10
+
+
 def test_reset_second_factors_makes_a_required_user_enrol_again(app, world, browser):
     carol = world["carol"]
     add_credential(carol, label="a")
