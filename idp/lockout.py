@@ -2,18 +2,21 @@
 
 `check(keys)` says how long the caller must still wait; `fail(keys)` counts a failure
 and, past the threshold, locks each key for a delay that doubles with every further
-failure (capped); `succeed(keys)` clears them. Keys are strings such as
+failure (capped); `succeed(keys)` clears them. `reserve(key)` is check and fail in one
+atomic step, before a slow check (argon2id) that cannot hold a lock: the guess counts as a
+failure until `succeed` takes it back, so guesses posted at once cannot exceed the limit. Keys are strings such as
 "factor:user:42", "factor:ip:203.0.113.9" or "password:account:<sha256 of the e-mail>";
 the prefix picks the thresholds (`ratelimit.factor_*` or `ratelimit.password_*`).
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app, g
 from redis.exceptions import RedisError
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -79,6 +82,31 @@ def _fail_redis(redis, keys: list[str]) -> int:
             redis.set(f"idp:lock:{key}", 1, ex=delay)
             longest = max(longest, delay)
     return longest
+
+
+# reserve() on Redis: refuse while locked, else count the guess and, from the threshold on,
+# lock at once -- one script, so that no other guess runs between the count and the lock.
+# KEYS: lock, failures; ARGV: threshold, first lockout, longest lockout (seconds), failures' TTL.
+# Returns the lockout's milliseconds still to wait when refused, else 0.
+_RESERVE_SCRIPT = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then return ttl end
+local failures = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+local threshold = tonumber(ARGV[1])
+if failures >= threshold then
+  local delay = math.min(tonumber(ARGV[3]), tonumber(ARGV[2]) * 2 ^ (failures - threshold))
+  redis.call('SET', KEYS[1], 1, 'EX', math.floor(delay))
+end
+return 0
+"""
+
+
+def _reserve_redis(redis, keys: list[str]) -> int:
+    [key] = keys
+    threshold, base, cap = _policy(_kind(key))
+    waited_ms = redis.eval(_RESERVE_SCRIPT, 2, f"idp:lock:{key}", f"idp:fail:{key}", threshold, base, cap, 24 * 3600)
+    return (int(waited_ms) + 999) // 1000
 
 
 def _succeed_redis(redis, keys: list[str]) -> bool:
@@ -159,6 +187,85 @@ def fail(keys: list[str], *, commit: bool = True) -> int:
     if commit:
         db.session.commit()
     return longest
+
+
+_RESERVE: dict[str, object] = {}
+
+
+def _reserve_statement(dialect: str):
+    """Count a failure unless a lockout is in force (the upsert's DO UPDATE ... WHERE), returning
+    the count; no row when locked. Built once per dialect."""
+    if dialect not in _RESERVE:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(_COUNTERS).values(key=bindparam("key_"), failures=1, updated_at=bindparam("now"))
+        _RESERVE[dialect] = statement.on_conflict_do_update(
+            index_elements=[_COUNTERS.c.key],
+            set_={"failures": _COUNTERS.c.failures + 1, "updated_at": statement.excluded.updated_at},
+            where=or_(_COUNTERS.c.locked_until.is_(None), _COUNTERS.c.locked_until <= bindparam("now")),
+        ).returning(_COUNTERS.c.failures)
+    return _RESERVE[dialect]
+
+
+def reserve(key: str) -> int:
+    """Count a guess against `key` before it is checked: 0 when it may go ahead, counted as a
+    failure until `succeed([key])` takes it back; else the seconds a lockout still holds
+    (nothing counted).
+
+    For a check too slow to hold a lock through (argon2id: on SQLite every transaction holds
+    the write lock). With `check` before and `fail` after it, guesses posted at once all pass
+    the check before any failure is counted (40 parallel wrong passwords at a limit of 10 got
+    29 checked); here each guess is counted by one atomic statement, and the one that reaches
+    the threshold sets the lockout in the same transaction, so the limit holds however many
+    arrive together. On the database the count commits with the caller's next commit, which
+    must come before the slow check (the row stays locked until then).
+    """
+    waited = _on_redis(_reserve_redis, [key])
+    g.setdefault(_SEEN_CLEAR, set()).discard(key)
+    if waited is not None:
+        return waited
+    now = utcnow()
+    failures = db.run(_reserve_statement(db.engine.dialect.name), {"key_": key, "now": now}).scalar()
+    if failures is None:  # locked: the upsert changed nothing
+        return check([key]) or 1
+    delay = _delay_for(failures, _kind(key))
+    if delay:
+        db.run(_LOCK, {"key_": key, "until": now + timedelta(seconds=delay)})
+    return 0
+
+
+@dataclass(frozen=True)
+class PasswordGuess:
+    """The counters of one password guess, wherever it is typed (the login form, push recovery
+    by password): one budget per account for every door.
+
+    The account is the submitted address, hashed, known or not, so that an unknown address
+    locks exactly like a real one (nothing tells them apart); the address is the client's.
+    """
+
+    account: str
+    address: str
+
+    @classmethod
+    def of(cls, submitted_email: str, remote_addr: str | None) -> "PasswordGuess":
+        from idp.security.tokens import sha256_hex
+
+        return cls(f"password:account:{sha256_hex((submitted_email or '').strip().lower())}",
+                   f"password:ip:{remote_addr or '-'}")
+
+    def admit(self) -> int:
+        """0 when the guess may be checked, else the seconds to wait. The account's guess is
+        reserved (counted before the check: `reserve`); the address, with its higher limit and
+        Flask-Limiter's per-address rate in front, is checked as usual."""
+        return check([self.address]) or reserve(self.account)
+
+    def failed(self) -> None:
+        """A wrong guess: the account's failure was counted when admitted; count the address's."""
+        fail([self.address])
+
+    def succeeded(self) -> None:
+        """Take back the account's reserved failure and clear its history; the address keeps its
+        own (one working account of an attacker's must not wipe guesses made at others)."""
+        succeed([self.account])
 
 
 def succeed(keys: list[str]) -> None:

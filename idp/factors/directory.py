@@ -133,10 +133,11 @@ def check_password(email: str, password: str, *, remote_addr: str | None = None,
                    purpose: str = "recover") -> UserRef | None:
     """The user whose e-mail and password these are (enabled, with a password), or None.
 
-    Same cost as the login form for unknown accounts (argon2 runs either way), and growing
-    lockouts after failures on the keys `PURPOSE:user:ID` and `PURPOSE:ip:ADDR` (idp.lockout):
-    raises `TooManyAttempts` while one is in force, before checking anything. A failure for a
-    known user is audited (`PURPOSE.password_failed`) and committed.
+    Same cost as the login form for unknown accounts (argon2 runs either way), and the login
+    form's own growing lockouts (idp.lockout.PasswordGuess: one budget per submitted address,
+    known or not, whichever door the guesses come through): raises `TooManyAttempts` while one
+    is in force, before checking anything. A failure for a known user is audited
+    (`PURPOSE.password_failed`) and committed.
     """
     from flask import current_app
 
@@ -150,10 +151,11 @@ def check_password(email: str, password: str, *, remote_addr: str | None = None,
     else:
         row = db.session.scalars(select(User).where(User.email == email.lower())).first() \
             or db.session.scalars(select(User).where(User.email == email)).first()
-    keys = [f"{purpose}:ip:{remote_addr or '-'}"] + ([f"{purpose}:user:{row.id}"] if row is not None else [])
-    wait = lockout.check(keys)
+    guess = lockout.PasswordGuess.of(email, remote_addr)
+    wait = guess.admit()
     if wait:
         raise TooManyAttempts(wait)
+    db.session.commit()  # the reservation, before the hash (see idp.lockout.reserve)
     passwords = current_app.extensions["idp.passwords"]
     valid = passwords.verify(row.password_hash if row is not None else None, password or "-")
     if not valid or row is None or row.disabled:
@@ -161,9 +163,9 @@ def check_password(email: str, password: str, *, remote_addr: str | None = None,
             audit(f"{purpose}.password_failed", user_ref(row), actor=row.email,
                   details={"ip": remote_addr})
             db.session.commit()
-        lockout.fail(keys)
+        guess.failed()
         return None
-    lockout.succeed([f"{purpose}:user:{row.id}"])
+    guess.succeeded()
     db.session.commit()
     return user_ref(row)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from flask import current_app
+from flask import current_app, request
 from flask_babel import gettext as _
 
 from idp import audit, lockout
@@ -24,15 +24,6 @@ def show(ctx: StepContext, form: PasswordLoginForm | None = None, error: str | N
     return ctx.render("login/identify.html", status=status, form=form, error=error)
 
 
-def guess_keys(submitted: str) -> list[str]:
-    """Failure counters for this guess: the submitted account (hashed; known or not) and the address."""
-    from flask import request
-
-    from idp.security.tokens import sha256_hex
-
-    return [f"password:account:{sha256_hex(submitted.strip().lower())}", f"password:ip:{request.remote_addr}"]
-
-
 def _find_user(email: str) -> LoginUser | None:
     return login_user.find(email.strip().lower())
 
@@ -45,8 +36,8 @@ def submit(ctx: StepContext):
         return show(ctx, form, _("Enter your e-mail and password."), 400)
     if form.posted_version() != ctx.row.version:
         return show(ctx, form, _("This form is out of date. Sign in again."), 409)
-    keys = guess_keys(form.username.data)
-    wait = lockout.check(keys)
+    guess = lockout.PasswordGuess.of(form.username.data, request.remote_addr)
+    wait = guess.admit()
     if wait:
         metrics.LOGINS.labels(outcome="locked").inc()
         return show(ctx, form, wait_message(wait), 429)
@@ -54,19 +45,19 @@ def submit(ctx: StepContext):
     user = _find_user(form.username.data)
     # Hold no transaction through the hash: on SQLite every transaction holds the write lock
     # (BEGIN IMMEDIATE, see idp.db), and tens of milliseconds of argon2 under it would make
-    # every other request of every worker wait. The reads above ran outside one
-    # (db.read_first); this ends any other. The next writes are version-guarded
+    # every other request of every worker wait. This commits the guess's reservation (and
+    # releases its counter row for parallel guesses); the next writes are version-guarded
     # (idp.login.transaction).
     db.session.commit()
     valid = passwords.verify(user.password_hash if user else None, form.password.data)
     if not valid or user is None or user.disabled:
-        lockout.fail(keys)
+        guess.failed()
         metrics.LOGINS.labels(outcome="bad_password").inc()
         if user is not None:
             audit.record("login.password_failed", org_id=user.org_id, subject_id=user.id, actor=user.email)
             db.session.commit()
         return show(ctx, form, _("Incorrect e-mail or password."), 401)
-    lockout.succeed(keys[:1])  # the account's counter; the address keeps its history
+    guess.succeeded()
     if passwords.needs_rehash(user.password_hash):
         login_user.store_password_hash(user.id, passwords.hash(form.password.data))
     steps = [{"method": "password", "factor": "password", "amr": ["pwd"], "at": int(time.time())}]

@@ -232,13 +232,26 @@ def test_personal_start_gives_one_answer_for_unknown_account_and_wrong_password(
 
 
 def test_personal_start_locks_out_after_repeated_failures(client, qr, alice, mailbox):
+    """The login form's own lockout (ratelimit.password_*: 10 failures), on the same counter: a
+    password cannot be tried here once the login form refuses it, nor there once refused here."""
+    from idp import lockout
+
     device = NewDevice(client)
-    statuses = [device.start(alice.email, f"wrong {i}").status_code for i in range(6)]
-    assert statuses[:5] == [401] * 5 and statuses[5] == 429
+    statuses = [device.start(alice.email, f"wrong {i}").status_code for i in range(11)]
+    assert statuses[:10] == [401] * 10 and statuses[10] == 429
     locked = device.start(alice.email, PASSWORD)  # even the right password waits
     assert locked.status_code == 429 and locked.get_json()["retry_after"] > 0
     assert int(locked.headers["Retry-After"]) > 0
     assert not mailbox
+    assert lockout.check([lockout.PasswordGuess.of(f" {alice.email.upper()}", "127.0.0.1").account]) > 0
+
+
+def test_personal_start_locks_an_unknown_address_like_a_real_one(client, qr, alice):
+    """Nothing tells an account that exists from one that does not, not even the lockout."""
+    device = NewDevice(client)
+    real = [device.start(alice.email, f"wrong {i}").get_json()["error"] for i in range(11)]
+    unknown = [device.start("nobody@example.com", f"wrong {i}").get_json()["error"] for i in range(11)]
+    assert real == unknown == ["invalid_credentials"] * 10 + ["too_many_attempts"]
 
 
 def test_wrong_codes_count_and_the_fifth_ends_it(client, push, qr, alice, mailbox):

@@ -68,3 +68,50 @@ def test_redis_failure_falls_back_to_the_database(migrated_database_url):
 
         db.session.commit()
         assert lockout.check(key) == 0
+
+
+def test_reserve_counts_the_guess_first_and_locks_at_the_threshold(app):
+    from idp import lockout
+    from idp.db import db
+
+    key = f"factor:user:{uuid.uuid4().hex}"
+    with app.app_context():
+        for _ in range(3):  # the third reaches the threshold: still checked, and it locks at once
+            assert lockout.reserve(key) == 0
+            db.session.commit()
+        assert 9 <= lockout.check([key]) <= 11
+        assert 9 <= lockout.reserve(key) <= 11  # refused, and not counted
+        db.session.commit()
+        lockout.succeed([key])  # the guess checked last was right: its failure is taken back
+        db.session.commit()
+        assert lockout.check([key]) == 0 and lockout.reserve(key) == 0
+
+
+def test_guesses_reserved_at_once_are_admitted_up_to_the_limit(app):
+    """20 guesses at the same moment, at a limit of 3: three are checked, whatever the timing."""
+    import threading
+
+    from idp import lockout
+    from idp.db import db
+
+    key, admitted, errors = f"factor:user:{uuid.uuid4().hex}", [], []
+    barrier = threading.Barrier(20)
+
+    def guess():
+        with app.app_context():
+            try:
+                barrier.wait()
+                if lockout.reserve(key) == 0:
+                    admitted.append(1)
+                db.session.commit()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=guess) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors and len(admitted) == 3

@@ -1,0 +1,41 @@
+"""The password step's per-account limit over HTTP, on PostgreSQL: wrong passwords posted at the
+same moment through many logins are checked up to the limit, no further."""
+from __future__ import annotations
+
+import pytest
+
+from fixtures.database import postgres_base_url
+from fixtures.oidc import FormBrowser, RelyingParty, seed
+from test_factor_races import _at_once, _pg_server
+
+pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
+
+LIMIT = 4
+
+
+@pytest.fixture
+def pg_server(postgres_url):
+    server = _pg_server(postgres_url, {"ratelimit.password_failures_before_lockout": LIMIT})
+    yield server
+    server.stop()
+
+
+def _on_login_form(server, rp) -> FormBrowser:
+    browser = FormBrowser(server.url)
+    browser.get(rp.authorization_url())
+    assert browser.page.form_with("password")
+    return browser
+
+
+@pytest.mark.parametrize("account", ["known", "unknown"])
+def test_wrong_passwords_posted_at_once_are_checked_up_to_the_limit(pg_server, account):
+    """argon2id runs outside any lock, so each guess is counted before it is checked (idp.lockout.
+    reserve): the fifth and later wait, whether the account exists or not."""
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    email = seeded.user_email if account == "known" else "nobody@example.com"
+    browsers = [_on_login_form(pg_server, rp) for _ in range(12)]
+    _at_once([(b, b.page.form_with("password"), {"username": email, "password": "wrong password"})
+              for b in browsers])
+    statuses = sorted(b.page.status for b in browsers)
+    assert statuses.count(401) == LIMIT and statuses.count(429) == len(browsers) - LIMIT, statuses
