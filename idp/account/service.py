@@ -96,15 +96,17 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
         raise AccountError(_l("This method is not available."))
     ref = user_ref(user)
     had_second_factor = user.second_factor_count > 0
+    # Claimed first, committed with the credential: a double (or tenfold) submission waits on
+    # the claim's row lock and then matches nothing, before it stores anything of its own.
+    if PENDING.answer(pending_id, "done", commit=False) is None:
+        db.session.rollback()
+        raise AccountError(_l("This enrolment was already finished."))
     outcome = factor.finish_enrolment(ref, info.payload["state"], response, context(factor))
     if not isinstance(outcome, Enrolled):
-        db.session.rollback()
+        db.session.rollback()  # the claim too: the user may try another code
         from idp.login.steps.second_factor import message_for  # the login's wording, for the same failures
 
         raise AccountError(message_for(getattr(outcome, "reason", "")))
-    if PENDING.answer(pending_id, "done") is None:  # commits the new credential with it
-        db.session.rollback()
-        raise AccountError(_l("This enrolment was already finished."))
     audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"factor": factor.name, "credential_id": outcome.credential.id, "during": "account"})
     from idp.login import session as login_session

@@ -230,6 +230,11 @@ class CredentialStore:
         name, user_id = self._name(factor), _user_id(user)
         _forget_live_rows()
         items = [dict(item) for item in items]
+        # One replacement per user at a time (a double-clicked "Generate new codes"; two first
+        # factors enrolled at once): under READ COMMITTED the second one's UPDATE would not see the
+        # set the first one inserts and would leave it live beside its own. Waiting on the user's
+        # row, it retires that set too. (SQLite: the transaction already holds the write lock.)
+        db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
         # Retire (not delete) the old set: ids stay unique over time, so an id remembered in a stale
         # login state can never designate a new code, and the history stays for the audit trail.
         stamp = now or utcnow()

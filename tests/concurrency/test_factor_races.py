@@ -129,6 +129,53 @@ def test_one_enrolment_form_posted_by_ten_requests_at_once_adds_one_credential(p
     assert counts == {"totp": 1, "recovery_codes": 10}
 
 
+def _signed_in_to_account_page(pg_server):
+    """A user with TOTP, just signed in (recent enough to add and regenerate), on /account/security."""
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    browser = FormBrowser(pg_server.url)
+    enrol_totp_during_login(browser, rp, seeded)
+    rp.exchange(browser.last_redirect)
+    return seeded, browser, browser.get("/account/security")
+
+
+def _live_credentials(pg_server, email) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from idp.db import db
+    from idp.models import Credential, User
+
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == email))
+        return dict(db.session.execute(
+            select(Credential.factor, func.count()).where(Credential.user_id == user_id,
+                                                          Credential.revoked_at.is_(None))
+            .group_by(Credential.factor)).all())
+
+
+def test_one_account_page_enrolment_finished_ten_times_at_once_adds_one_credential(pg_server):
+    """The pending enrolment is claimed before the credential is stored: the other nine submissions
+    wait on the claim, find it finished and store nothing (they used to commit a credential each)."""
+    seeded, browser, page = _signed_in_to_account_page(pg_server)
+    page = browser.submit([f for f in page.forms() if f["action"].endswith("/add/totp")][0])
+    key = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
+    form, code = page.form_with("code"), pyotp.TOTP(key).now()
+    clones = _same_session(browser, RACERS)
+    _at_once([(clone, form, {"code": code, "label": "Second"}) for clone in clones])
+    assert sum("Authenticator app added." in c.page.text for c in clones) == 1
+    assert _live_credentials(pg_server, seeded.user_email) == {"totp": 2, "recovery_codes": 10}
+
+
+def test_new_recovery_codes_asked_ten_times_at_once_leave_one_set(pg_server):
+    """A double-clicked "Generate new codes": each new set retires the one before it, the sets
+    committed meanwhile included."""
+    seeded, browser, page = _signed_in_to_account_page(pg_server)
+    confirm = browser.get(re.search(r'href="([^"]*/security/recovery-codes)"', page.text).group(1))
+    form = [f for f in confirm.forms() if f["action"].endswith("/recovery-codes")][0]
+    _at_once([(clone, form, None) for clone in _same_session(browser, RACERS)])
+    assert _live_credentials(pg_server, seeded.user_email) == {"totp": 1, "recovery_codes": 10}
+
+
 def test_a_required_user_removing_two_factors_at_once_keeps_one(pg_server):
     """Each removal counts what remains under a lock on the user's row: two removals at once must
     not each count the other's factor as the one that stays."""
