@@ -17,6 +17,9 @@ from idp.sqlite_wait import wait_for_write_lock
 
 
 _DBAPI = "idp_dbapi_connection"
+# The largest row id: ids are INTEGER columns, and PostgreSQL's ends here. An id from a URL or a
+# form beyond it names no row, and asking for it would be a driver error (a 500), not a miss.
+MAX_ROW_ID = 2**31 - 1
 
 
 class Base(DeclarativeBase):

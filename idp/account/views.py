@@ -13,6 +13,7 @@ from flask_babel import gettext as _
 from idp.forms import Form
 from idp.account import service
 from idp.account.service import AccountError
+from idp.db import MAX_ROW_ID
 from idp.extensions import SUPPORTED_LOCALES
 from idp.factors.registry import current_registry
 from idp.factors.types import FactorKind
@@ -21,9 +22,8 @@ from idp.policy import status as policy_status
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
-# A credential id in a URL: larger values cannot exist (BIGINT) and would overflow the driver (a 500);
-# out of range, the route does not match (404).
-CREDENTIAL_ID = "<int(min=1, max=9223372036854775806):credential_id>"
+# A credential id in a URL: out of range (idp.db.MAX_ROW_ID), the route does not match (404).
+CREDENTIAL_ID = f"<int(min=1, max={MAX_ROW_ID}):credential_id>"
 
 
 def _checked_form() -> bool:

@@ -17,12 +17,10 @@ import functools
 from flask import abort, g
 from sqlalchemy import select
 
-from idp.db import db
+from idp.db import MAX_ROW_ID, db
 from idp.login import session as login_session
 from idp.models import Organization, User
 
-
-MAX_ID = 2**63 - 1  # larger ids cannot exist (BIGINT), and would overflow the driver
 
 
 def org_admin_required(view):
@@ -42,7 +40,7 @@ def org_admin_required(view):
 
 def user_in_org(user_id: int) -> User:
     """The user with this id in the admin's organization, else 404."""
-    if not 0 < user_id < MAX_ID:
+    if not 0 < user_id <= MAX_ROW_ID:
         abort(404)
     user = db.session.scalar(select(User).where(User.id == user_id, User.org_id == g.org.id))
     if user is None:

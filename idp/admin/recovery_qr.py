@@ -21,6 +21,7 @@ from wtforms import SelectField, SubmitField
 from idp.forms import Form
 from idp.admin.access import org_admin_required, user_in_org
 from idp.admin.forms import ConfirmForm
+from idp.db import MAX_ROW_ID
 from idp.admin.views import bp
 from idp.factors.directory import user_ref
 
@@ -93,6 +94,8 @@ def revoke_recovery_qr(user_id: int, credential_id: int):
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)
+    if not 0 < credential_id <= MAX_ROW_ID:
+        abort(404)
     if _factor().revoke(user_ref(target), credential_id, actor=g.admin.email, actor_id=g.admin.id) is None:
         abort(404)
     flash(_("The recovery QR code was revoked."), "success")

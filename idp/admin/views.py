@@ -16,10 +16,10 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 
 from idp.admin import queries
-from idp.admin.access import MAX_ID, org_admin_required, user_in_org
+from idp.admin.access import org_admin_required, user_in_org
 from idp.admin.forms import (AllowedFactorsForm, ConfirmForm, GraceForm, RequireAllForm, SelfPushRecoveryForm,
                              UserSecurityForm)
-from idp.db import db, utcnow
+from idp.db import MAX_ROW_ID, db, utcnow
 from idp.models import User
 from idp.policy import settings as policy_settings
 from idp.policy.status import (
@@ -53,7 +53,7 @@ def _int_arg(name: str) -> int | None:
     value = request.args.get(name, "")
     if not value:
         return None
-    if not value.isdigit() or len(value) > 18:
+    if not value.isdigit() or len(value) > 10 or int(value) > MAX_ROW_ID:  # ids and keyset cursors
         abort(400)
     return int(value)
 
@@ -309,7 +309,7 @@ def _registry():
 
 
 def _credential_of(target: User, credential_id: int):
-    if not 0 < credential_id < MAX_ID:
+    if not 0 < credential_id <= MAX_ROW_ID:
         abort(404)
     for credential in _credentials_of(target):
         if credential.id == credential_id:

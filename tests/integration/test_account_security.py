@@ -170,7 +170,7 @@ def test_credential_ids_beyond_the_database_range_are_not_found(seeded, web):
     add_totp(web)
     page = web.get("/account/security")
     csrf = [f for f in page.forms() if f["action"].endswith("/rename")][0]["fields"]["csrf_token"]
-    for credential_id in (2**63, 2**64, 0):
+    for credential_id in (2**31, 2**63, 2**64, 0):  # ids are INTEGER columns (idp.db.MAX_ROW_ID)
         for action in ("rename", "remove"):
             response = web.http.post(f"{web.base_url}/account/security/credentials/{credential_id}/{action}",
                                      data={"csrf_token": csrf, "label": "x"}, allow_redirects=False)

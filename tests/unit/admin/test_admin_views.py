@@ -400,7 +400,9 @@ def test_french_catalog_is_complete():
 # --------------------------------------------------------------------------- bad input never 500s
 
 GARBAGE_QUERIES = ["q=%00", "q=" + "x" * 5000, "q=%E2%80%AE%F0%9F%98%80", "status=%00", "after=" + "9" * 30,
-                   "before=-1", "after=1&before=2", "user=%00", "action=%25%00", "action=" + "a" * 500]
+                   "before=-1", "after=1&before=2", "user=%00", "action=%25%00", "action=" + "a" * 500,
+                   # beyond the INTEGER ids of PostgreSQL (idp.db.MAX_ROW_ID), within a BIGINT
+                   f"after={2**31}", f"before={2**40}", f"user_id={2**32}"]
 GARBAGE_FORMS = [
     {"grace_days": "abc", "grace_logins": "1e9"}, {"grace_days": "999999999999999999999"},
     {"exempt": "y", "exempt_until": "9999-99-99"}, {"exempt": "y", "exempt_until": "\x00"},
@@ -422,8 +424,13 @@ def test_admin_routes_answer_bad_input_without_a_500(app, world, browser):
             for data in GARBAGE_FORMS:
                 response = client.post(url, data=data)
                 assert response.status_code < 500, (url, data, response.status_code)
-    for url in ("/admin/users/99999999999999999999999", "/admin/users/0/factors/99999999999999999999/revoke"):
-        assert client.get(url).status_code == 404
+    for url in ("/admin/users/99999999999999999999999", "/admin/users/0/factors/99999999999999999999/revoke",
+                f"/admin/users/{2**31}", f"/admin/users/{world['bob'].id}/factors/{2**31}/revoke",
+                f"/admin/users/{2**33}/recovery-qr"):
+        assert client.get(url).status_code == 404, url
+    for credential_id in (2**31, 2**70):
+        url = f"/admin/users/{world['bob'].id}/recovery-qr/{credential_id}/revoke"
+        assert client.post(url, data={"confirm": "1"}).status_code == 404, url
 
 
 def test_users_pages_link_forward_and_back(app, world, browser, make_user):
