@@ -29,7 +29,7 @@ from datetime import date, datetime
 from typing import Iterable
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from idp import audit
 from idp.db import db, utcnow
@@ -337,18 +337,21 @@ def clear_push_suspension(user_id: int, actor: Actor, *, now: datetime | None = 
         raise
 
 
-def note_postponed_login(user_id: int, *, commit: bool = True) -> None:
+def note_postponed_login(user_id: int, seen: int, *, commit: bool = True) -> bool:
     """The login pipeline calls this when a user in grace skips enrolment (counts grace logins).
 
-    One statement; not a policy change, so no audit event here (the login's own
-    audit event says that enrolment was postponed).
+    `seen` is the count the decision to allow it was made on: the count moves only from there,
+    in one statement, so that logins postponing at the same moment cannot all spend the last
+    grace login (False: another one moved it first; decide again). Not a policy change, so no
+    audit event here (the login's own audit event says that enrolment was postponed).
     """
-    db.session.execute(
-        update(User).where(User.id == user_id)
-        .values(logins_since_required=User.logins_since_required + 1),
+    counted = db.session.execute(
+        update(User).where(User.id == user_id, func.coalesce(User.logins_since_required, 0) == seen)
+        .values(logins_since_required=func.coalesce(User.logins_since_required, 0) + 1),
         execution_options={"synchronize_session": False},
-    )
+    ).rowcount == 1
     _finish(commit)
+    return counted
 
 
 def _jsonable(values: dict) -> dict:

@@ -104,7 +104,9 @@ def _postpone(ctx: StepContext, user, version: int):
 
     if not gate.may_postpone(user, ctx.params):
         return show(ctx, _("Your organization requires you to set up a second factor now."), 403)
-    policy_settings.note_postponed_login(user.id, commit=False)
+    if not policy_settings.note_postponed_login(user.id, user.logins_since_required or 0, commit=False):
+        db.session.rollback()
+        return pipeline.redirect_to(ctx.handle)  # another login postponed meanwhile: decide again
     audit.record("login.enrolment_postponed", org_id=user.org_id, actor_id=user.id, actor=user.email,
                  subject_id=user.id)
     db.session.commit()

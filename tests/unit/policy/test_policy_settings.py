@@ -203,10 +203,17 @@ def test_self_push_recovery(app, make_org):
 
 def test_note_postponed_login(app, make_org, make_user):
     user = make_user(make_org(), "u@example.com", logins_since_required=1)
-    ps.note_postponed_login(user.id)
-    ps.note_postponed_login(user.id)
+    assert ps.note_postponed_login(user.id, 1) and ps.note_postponed_login(user.id, 2)
     assert fresh(User, user.id).logins_since_required == 3
     assert count_events() == 0
+
+
+def test_a_postponed_login_counts_only_from_the_count_it_was_allowed_on(app, make_org, make_user):
+    """Two logins allowed on the same count (the last grace login): the second one counts nothing."""
+    user = make_user(make_org(), "u@example.com", logins_since_required=2)
+    assert ps.note_postponed_login(user.id, 2)
+    assert not ps.note_postponed_login(user.id, 2)
+    assert fresh(User, user.id).logins_since_required == 3
 
 
 def test_event_and_change_share_one_transaction(app, make_org, make_user, monkeypatch):

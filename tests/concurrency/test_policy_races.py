@@ -1,0 +1,46 @@
+"""The last grace login over HTTP, on PostgreSQL: logins pressing "Set up later" at the same moment
+spend it once."""
+from __future__ import annotations
+
+import pytest
+
+from fixtures.database import postgres_base_url
+from fixtures.oidc import FormBrowser, RelyingParty, seed
+from test_factor_races import _at_once, _pg_server
+
+pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
+
+
+@pytest.fixture
+def pg_server(postgres_url):
+    server = _pg_server(postgres_url, {})
+    yield server
+    server.stop()
+
+
+def test_the_last_grace_login_is_spent_once(pg_server):
+    from sqlalchemy import select, update
+
+    from idp.db import db, utcnow
+    from idp.models import AuditEvent, Organization, User
+
+    seeded = seed(pg_server)
+    with pg_server.context():
+        db.session.execute(update(Organization).where(Organization.id == seeded.org_id).values(grace_logins=1))
+        db.session.execute(update(User).where(User.email == seeded.user_email)
+                           .values(mfa_setting="required", required_since=utcnow()))
+        db.session.commit()
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    browsers = []
+    for _ in range(8):
+        browser = FormBrowser(pg_server.url)
+        browser.get(rp.authorization_url())
+        page = browser.login(seeded.user_email, seeded.password)
+        assert "Set up later" in page.text, page.text
+        browsers.append(browser)
+    _at_once([(b, b.page.form_with("postpone"), {"postpone": "1"}) for b in browsers])
+    assert sum(1 for b in browsers if b.last_redirect and "code=" in b.last_redirect) == 1
+    with pg_server.context():
+        user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+        postponed = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "login.enrolment_postponed")).all()
+    assert user.logins_since_required == 1 and len(postponed) == 1
