@@ -9,6 +9,7 @@ signature verifies with it; `aud` is the exact endpoint URL; `iat`/`exp` within 
 """
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -55,8 +56,8 @@ def read(token: Any, *, audience: str, now: float | None = None) -> SignedReques
         key = ECKey.import_key(jwk)
         claims = dict(jwt.decode(token, key, algorithms=["ES256"]).claims)
         iat, exp = claims.get("iat"), claims.get("exp")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (iat, exp)):
-            raise InvalidSignedRequest("iat/exp")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (iat, exp)):
+            raise InvalidSignedRequest("iat/exp")  # (NaN, which JSON parsers accept, compares false to everything)
         if exp <= now or iat > now + CLOCK_SKEW or exp < iat or exp - iat > MAX_LIFETIME:
             raise InvalidSignedRequest("outside its time window")
         if claims.get("aud") != audience:
@@ -66,7 +67,8 @@ def read(token: Any, *, audience: str, now: float | None = None) -> SignedReques
         return SignedRequest(jwk=jwk, device_id=key.thumbprint(), claims=claims)
     except InvalidSignedRequest:
         raise
-    except (JoseError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (JoseError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        # (RecursionError: claims nested thousands deep, well within the size limit)
         raise InvalidSignedRequest("does not verify") from exc
 
 

@@ -323,3 +323,36 @@ def test_two_racing_redemptions_of_one_code_give_one_device(pg_app):
     assert sorted(codes) == [201, 410, 410, 410], codes
     assert push.store.count(user) == 1
     assert len(events("recovery_qr.used")) == 1
+
+
+def _signed_raw(device, payload: bytes) -> str:
+    """A request signed by `device` whose payload is exactly these bytes (what json.dumps cannot write)."""
+    import json
+
+    from authenticator.push import keys
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    header = {"alg": "ES256", "typ": "JWT", "jwk": keys.public_jwk(device.key)}
+    signing_input = keys._b64(json.dumps(header).encode()) + "." + keys._b64(payload)
+    r, s = decode_dss_signature(device.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    return signing_input + "." + keys._b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
+def test_signed_requests_outside_the_documented_claims_are_invalid_requests(client, push, qr, factor_user):
+    """Claims nested thousands deep (a RecursionError) and NaN times (which compare false to
+    everything, so they passed the time window) are refused like any malformed request."""
+    import time
+
+    issued = qr.issue(factor_user, actor="cli")
+    device = NewDevice(client)
+    an_hour_ago = time.time() - 3600
+    nan_times = device.token("/redeem", secret=issued.secret, name="x", iat=an_hour_ago, exp=float("nan"))
+    now = int(time.time())
+    deep = (b'{"aud":"http://localhost:5000/factors/qr_recovery/redeem","iat":%d,"exp":%d,"jti":"%s","x":'
+            % (now, now + 30, b"j" * 32) + b"[" * 3000 + b"]" * 3000 + b"}")
+    for token in (nan_times, _signed_raw(device, deep)):
+        response = device.redeem(issued.secret, token=token)
+        assert (response.status_code, response.get_json()) == (400, {"error": "invalid_request"})
+    assert qr.is_configured_for(factor_user)  # nothing spent
