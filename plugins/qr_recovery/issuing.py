@@ -106,8 +106,17 @@ def lookup(store, pepper: bytes, typed: object, now: datetime,
     if user is not None:
         for row in store.list(user, include_revoked=True):
             if hmac.compare_digest(str(row.public.get("digest") or ""), digest):
-                return (USED if row.used_at is not None else REVOKED), row
+                return _why_gone(row), row
     return UNKNOWN, None
+
+
+def _why_gone(row: CredentialInfo) -> str:
+    """A code no longer live: used, or revoked -- by an admin, or by `issue` tidying it away after it
+    had expired (then it reads as expired, which is what happened to it; no admin revoked it)."""
+    if row.used_at is not None:
+        return USED
+    expired_at = int(row.public.get("expires_at") or 0)
+    return EXPIRED if row.revoked_at is not None and unix(row.revoked_at) >= expired_at else REVOKED
 
 
 def consume(store, credential: CredentialInfo, now: datetime) -> bool:
