@@ -105,7 +105,10 @@ def read_secret_from_stdin(what: str = "password", confirm: bool = True) -> str:
     if stream.isatty():
         value = click.prompt(what.capitalize(), hide_input=True, confirmation_prompt=confirm, err=True)
     else:
-        value = stream.readline().rstrip("\r\n")
+        try:
+            value = stream.readline().rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise CliError("stdin is not UTF-8 text") from None
     if not value:
         raise CliError(f"no {what} on stdin")
     return value

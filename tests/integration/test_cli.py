@@ -205,6 +205,20 @@ def test_user_add_requires_password_stdin(sqlite_only_url, idp, db, acme):
     assert db.counts() == before
 
 
+def test_user_add_refuses_a_password_that_is_not_utf8_text(sqlite_only_url, db, acme):
+    import subprocess
+
+    from fixtures.cli import Result, clean_env, idp_command
+
+    before = db.counts()
+    args = ["user", "add", "--org", "Acme", "--email", "a@example.com", "--password-stdin"]
+    completed = subprocess.run(idp_command() + args, input=b"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7\n",
+                               capture_output=True, env=clean_env(sqlite_only_url, None), timeout=60)
+    refused(Result(tuple(args), completed.returncode, completed.stdout.decode(), completed.stderr.decode()),
+            "not UTF-8")
+    assert db.counts() == before
+
+
 def test_user_add_refuses_a_duplicate_email_in_any_case(url, idp, db, acme):
     ok(add_user(idp, url))
     before = db.counts()
