@@ -366,6 +366,10 @@ def reset_factors(user_id: int):
             200 if request.method == "GET" else 400)
     registry = _registry()
     revoked = [c for c in (registry.remove_credential(target.id, c.id) for c in _credentials_of(target)) if c]
+    if not revoked:  # nothing left (another admin's reset a moment ago): no change, no event
+        db.session.rollback()
+        flash(_("Nothing to reset: no second factor or recovery code was left."), "warning")
+        return redirect(url_for("admin.user", user_id=target.id))
     audit_record("factor.reset", target, {"revoked": len(revoked),
                                           "factors": sorted({c.factor for c in revoked}), "by": "admin"})
     db.session.commit()
