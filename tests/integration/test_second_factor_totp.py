@@ -94,6 +94,22 @@ def test_second_factor_is_not_skippable_by_calling_later_urls(seeded, web, rp_fa
     assert re.search("code", page.text)
 
 
+def test_a_code_no_form_could_send_shows_the_form_again_with_a_400(seeded, web, rp_factory, live_server):
+    """Not a silent redirect (CONTRACT: rejected input shows the same form with a message and a
+    4xx), and not a counted guess: a code longer than any; and a form without its CSRF token is a 400."""
+    rp, browser, page, secret = _at_the_code_page(seeded, web, rp_factory, live_server)
+    form = page.form_with("code")
+    before = _login_transactions(live_server.database_url)
+    too_long = browser.submit(form, {"code": "1" * 10_000})
+    assert too_long.status == 400 and too_long.form_with("code") and "Try again" in too_long.text
+    without_csrf = browser.http.post(form["action"], data={**form["fields"], "csrf_token": "", "code": "123456"},
+                                     allow_redirects=False)
+    assert without_csrf.status_code == 400  # the app's CSRF page: "reload the page and try again"
+    assert _login_transactions(live_server.database_url) == before
+    browser.submit(too_long.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)})  # (now: spent enrolling)
+    assert browser.last_redirect and "code=" in browser.last_redirect
+
+
 def _login_transactions(url: str) -> set[tuple]:
     from sqlalchemy import create_engine, text
 

@@ -63,8 +63,10 @@ def choose(ctx: StepContext, name: str):
 
 def submit(ctx: StepContext):
     form = CodeForm()
-    if not form.validate_on_submit() or form.posted_version() != ctx.row.version:
+    if form.posted_version() != ctx.row.version:  # a page from before the login moved on: show where it is
         return redirect(url_for("login.step", handle=ctx.handle))
+    if not form.validate_on_submit():  # a code longer than any: the same form, a 400
+        return show(ctx, message_for(""), 400)
     user = user_of(ctx)
     if request.form.get("postpone"):
         return _postpone(ctx, user, form.posted_version())
