@@ -7,6 +7,7 @@ from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,16 @@ def _wants_json() -> bool:
     return request.path.startswith(("/oauth/", "/factors/")) or request.accept_mimetypes.best == "application/json"
 
 
+def _driver_data_errors() -> tuple[type[Exception], ...]:
+    """psycopg's own DataError: the prebuilt statements (idp.lone, `db.run`) run on the DBAPI
+    connection, outside SQLAlchemy's wrapping."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - an SQLite-only installation
+        return ()
+    return (psycopg.DataError,)
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(error: CSRFError):
@@ -48,6 +59,24 @@ def init_app(app: Flask) -> None:
             return jsonify({"error": error.name.lower().replace(" ", "_"), "error_description": error.description}), \
                 error.code
         return render_template("errors/http.html", code=error.code, message=_page_message(error)), error.code
+
+    def _unstorable(error: Exception):
+        """A value the database refused (on PostgreSQL: a NUL in text, a number out of its column's
+        range): the request's bad input, not our failure. The edges refuse such values first
+        (idp.security.text); this is the net for the ones they miss. Whatever the request had
+        written is rolled back: nothing half-done is committed by a later step."""
+        from idp.db import db
+
+        db.session.rollback()
+        cause = getattr(error, "orig", None) or error
+        log.warning("the database refused a value of %s %s: %s", request.method, request.path,
+                    type(cause).__name__, extra={"fields": {"reason": (str(cause).splitlines() or [""])[0][:200]}})
+        if _wants_json():
+            return jsonify({"error": "invalid_request"}), 400
+        return render_template("errors/http.html", code=400, message=str(_PAGE_MESSAGES[400])), 400
+
+    for data_error in (DataError, *_driver_data_errors()):
+        app.register_error_handler(data_error, _unstorable)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):

@@ -3,6 +3,9 @@
 Plugins import from here only::
 
     from idp.factors import Factor, FactorKind, Step, Verified, Rejected, Enrolled, UserRef
+
+`display_text` cleans a name a user or device chose (control characters out) before a plugin
+stores or shows it; the credential store applies it to every label anyway.
 """
 from idp.factors.contract import Factor, label_text
 from idp.factors.errors import CredentialConflict, FactorError, FactorLoadError, FactorMisconfigured, FactorNotFound, SecretUnavailable
@@ -10,9 +13,10 @@ from idp.factors.types import (
     AttemptContext, CredentialInfo, Denied, Description, Enrolled, FactorKind, FactorUrls, Pending, Rejected,
     Step, UserRef, Verified,
 )
+from idp.security.text import display_text
 
 __all__ = [
-    "Factor", "label_text", "CredentialConflict", "FactorError", "FactorLoadError", "FactorMisconfigured", "FactorNotFound", "SecretUnavailable",
+    "Factor", "label_text", "display_text", "CredentialConflict", "FactorError", "FactorLoadError", "FactorMisconfigured", "FactorNotFound", "SecretUnavailable",
     "AttemptContext", "CredentialInfo", "Denied", "Description", "Enrolled", "FactorKind", "FactorUrls",
     "Pending", "Rejected", "Step", "UserRef", "Verified",
 ]

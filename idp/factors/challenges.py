@@ -5,6 +5,10 @@ A challenge is created `pending` with an expiry and answered exactly once by one
 conditional statement (`UPDATE ... WHERE id = :id AND status = 'pending' AND
 expires_at > :now`, through `db.claim`), so a late, duplicated or parallel answer
 changes nothing. Plugins get a store bound to their factor name (`self.challenges`).
+
+Ids and lookup keys come from URLs and device requests: one that no row can have (a NUL in it,
+which PostgreSQL refuses to even compare: idp.security.text) finds nothing and changes nothing,
+without a query.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from sqlalchemy import select, update
 from idp.db import db, utcnow
 from idp.factors.types import UserRef
 from idp.models import FactorChallenge
+from idp.security.text import storable
 
 PENDING = "pending"
 EXPIRED = "expired"
@@ -70,12 +75,16 @@ class ChallengeStore:
         return _info(row)
 
     def get(self, challenge_id: str) -> ChallengeInfo | None:
+        if not storable(challenge_id):
+            return None
         row = db.session.scalars(select(FactorChallenge).where(
             FactorChallenge.id == challenge_id, FactorChallenge.factor == self.factor),
             execution_options=_FRESH).first()
         return _info(row) if row else None
 
     def find(self, lookup_key: str) -> ChallengeInfo | None:
+        if not storable(lookup_key):
+            return None
         row = db.session.scalars(select(FactorChallenge).where(
             FactorChallenge.lookup_key == lookup_key, FactorChallenge.factor == self.factor),
             execution_options=_FRESH).first()
@@ -92,6 +101,8 @@ class ChallengeStore:
         device's credential)."""
         if status == PENDING:
             raise ValueError("a challenge cannot be answered with 'pending'")
+        if not storable(challenge_id):
+            return None
         stamp = now or utcnow()
         values: dict[str, Any] = {"status": status, "answered_at": stamp}
         if payload is not None:
@@ -104,6 +115,8 @@ class ChallengeStore:
 
     def expire(self, challenge_id: str, *, now: datetime | None = None) -> bool:
         """Mark a pending challenge expired (cancelled, superseded); the caller commits."""
+        if not storable(challenge_id):
+            return False
         result = db.session.execute(
             update(FactorChallenge).where(FactorChallenge.id == challenge_id, FactorChallenge.factor == self.factor,
                                           FactorChallenge.status == PENDING)

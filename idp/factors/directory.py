@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from idp.db import db
 from idp.factors.types import UserRef
+from idp.security.text import storable
 
 
 def user_ref(user) -> UserRef:
@@ -20,11 +21,12 @@ def user_ref(user) -> UserRef:
 
 
 def find_user_by_email(email: str) -> UserRef | None:
-    """The user with this e-mail (case-insensitive), or None."""
+    """The user with this e-mail (case-insensitive), or None (also for an address no user can
+    have: a NUL in it, see idp.security.text)."""
     from idp.models import User
 
     email = (email or "").strip()
-    if not email:
+    if not email or not storable(email):
         return None
     # Exact match first (the unique index); then case-insensitively for addresses typed differently.
     row = db.session.scalars(select(User).where(User.email == email)).first() or db.session.scalars(
@@ -145,7 +147,8 @@ def check_password(email: str, password: str, *, remote_addr: str | None = None,
     from idp.models import User
 
     email = (email or "").strip()
-    if not isinstance(password, str) or not password or len(password) > 1024 or len(email) > 320:
+    if not isinstance(password, str) or not password or len(password) > 1024 or len(email) > 320 \
+            or not storable(email):
         row = None
         password = password if isinstance(password, str) else ""
     else:

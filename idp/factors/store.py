@@ -36,6 +36,7 @@ from idp.factors.errors import CredentialConflict, SecretUnavailable
 from idp.factors.types import CredentialInfo, FactorKind, UserRef
 from idp.models import Credential, User
 from idp.security.secrets import SecretError
+from idp.security.text import display_text, storable
 
 UserLike = UserRef | int
 
@@ -199,12 +200,15 @@ class CredentialStore:
                factor: str | None = None, now: datetime | None = None) -> CredentialInfo:
         """Insert one credential (and seal its secret); the caller commits.
 
-        Raises `CredentialConflict` when `(factor, lookup_key)` exists; the session stays usable.
+        The label is display text: control characters (NUL among them) are dropped
+        (`idp.security.text.display_text`). Raises `CredentialConflict` when `(factor, lookup_key)`
+        exists; the session stays usable.
         """
         name, user_id = self._name(factor), _user_id(user)
         _forget_live_rows()
-        row = Credential(user_id=user_id, factor=name, label=label or "", public_json=dict(public or {}),
-                         lookup_key=lookup_key, counter=counter, created_at=now or utcnow())
+        row = Credential(user_id=user_id, factor=name, label=display_text(label or ""),
+                         public_json=dict(public or {}), lookup_key=lookup_key, counter=counter,
+                         created_at=now or utcnow())
         try:
             with db.session.begin_nested():
                 db.session.add(row)
@@ -307,7 +311,10 @@ class CredentialStore:
         return to_info(row) if row else None
 
     def find(self, lookup_key: str, factor: str | None = None) -> CredentialInfo | None:
-        """The live credential with this lookup key (WebAuthn credential id, recovery code HMAC)."""
+        """The live credential with this lookup key (WebAuthn credential id, recovery code HMAC); None
+        also for a key no row can have (a NUL in it: a device's made-up id), without a query."""
+        if not storable(lookup_key):
+            return None
         row = db.session.scalars(select(Credential).where(
             Credential.factor == self._name(factor), Credential.lookup_key == lookup_key,
             Credential.revoked_at.is_(None)), execution_options=_FRESH).first()
@@ -400,12 +407,13 @@ class CredentialStore:
                            execution_options={"synchronize_session": False})
 
     def rename(self, user: UserLike, credential_id: int, label: str) -> bool:
-        """Set a live credential's label; False when it is not this user's (or not live)."""
+        """Set a live credential's label (display text, as `create` stores it); False when it is not
+        this user's (or not live)."""
         _forget_live_rows()
         result = db.session.execute(
             update(Credential).where(Credential.id == int(credential_id), Credential.user_id == _user_id(user),
                                      Credential.revoked_at.is_(None), *self._scope())
-            .values(label=label.strip()[:200]), execution_options={"synchronize_session": False})
+            .values(label=display_text(label)[:200]), execution_options={"synchronize_session": False})
         return result.rowcount == 1
 
     def revoke(self, user: UserLike, credential_id: int, *, now: datetime | None = None) -> CredentialInfo | None:

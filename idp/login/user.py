@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, select, update
 
 from idp.db import db
 from idp.models import Organization, User
+from idp.security.text import storable
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,10 @@ def load(user_id: int) -> LoginUser | None:
 
 
 def find(email: str) -> LoginUser | None:
-    """The user with this e-mail address (stored lower-case), or None."""
+    """The user with this e-mail address (stored lower-case), or None: also for an address no
+    user can have (a NUL in it), without asking the database (idp.security.text)."""
+    if not storable(email):
+        return None
     return from_row(db.read_first(_BY_EMAIL, {"email": email}))
 
 

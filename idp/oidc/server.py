@@ -19,6 +19,7 @@ from idp.models import Client, Token
 from idp.oidc.adapters import ClientRecord, OAuthClient
 from idp.oidc.grants import revoke_if_replayed, rotate
 from idp.ops import metrics
+from idp.security.text import storable
 from idp.security.tokens import random_token, sha256_hex
 
 
@@ -145,8 +146,10 @@ clients = ClientCache()
 
 
 def query_client(client_id: str) -> OAuthClient | None:
-    """The client with this id (a read-only record), from the per-process cache or one Core statement."""
-    if not client_id or len(client_id) > 64:
+    """The client with this id (a read-only record), from the per-process cache or one Core statement.
+    An id no client can have (too long, a NUL) is unknown without a look-up: `invalid_client`, or
+    /authorize's error page."""
+    if not client_id or len(client_id) > 64 or not storable(client_id):
         return None
     return clients.get(client_id, float(current_app.extensions["idp.settings"].get("tokens.client_cache_ttl", 5)))
 

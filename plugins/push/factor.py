@@ -98,10 +98,10 @@ class PushFactor(Factor):
         """
         from idp.factors import CredentialConflict
         from idp.factors.registry import current_registry
-        from idp_plugins.push.protocol import InvalidRegistration, Registration, public_jwk, thumbprint
+        from idp_plugins.push.protocol import InvalidRegistration, Registration, device_name, public_jwk, thumbprint
 
-        name = name.strip() if isinstance(name, str) else ""
-        if not name or len(name) > 100:
+        name = device_name(name)
+        if name is None:
             raise ValueError("the device name must be 1-100 characters")
         try:
             key = public_jwk(jwk)

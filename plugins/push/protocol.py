@@ -19,6 +19,8 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
+from idp.factors import display_text
+
 VERSION = 1
 URI_SCHEME = "idp-push"
 PATH_PREFIX = "/v1"
@@ -114,12 +116,20 @@ def read_registration(token: Any, *, audience: str, now: float | None = None) ->
         raise
     except (JoseError, ValueError, TypeError, KeyError, RecursionError) as exc:  # (deeply nested claims)
         raise InvalidRegistration("registration does not verify") from exc
-    code, name = claims.get("code"), claims.get("name")
+    code, name = claims.get("code"), device_name(claims.get("name"))
     if not isinstance(code, str) or not code or len(code) > 200:
         raise InvalidRegistration("code missing")
-    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+    if name is None:
         raise InvalidRegistration("name must be 1-100 characters")
-    return Registration(jwk=jwk, device_id=thumbprint(jwk), code=code, name=name.strip())
+    return Registration(jwk=jwk, device_id=thumbprint(jwk), code=code, name=name)
+
+
+def device_name(value: Any) -> str | None:
+    """A device's name as shown in lists: 1-100 characters as sent, control characters dropped
+    (`display_text`: a NUL would not even fit in the database); None when nothing is left."""
+    if not isinstance(value, str) or len(value) > 100:
+        return None
+    return display_text(value) or None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
-"""Malformed and oversized input never yields a 500: hypothesis throws junk at every public endpoint."""
+"""Malformed and oversized input never yields a 500: hypothesis throws junk at every public endpoint,
+on SQLite and, when IDP_TEST_DATABASE_URL is set, on PostgreSQL (which refuses NUL in text)."""
 from __future__ import annotations
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from fixtures.database import backends, module_database
 from fixtures.oidc import FAST_ARGON2
 
 junk = st.one_of(st.text(max_size=300), st.text(alphabet="%&=?#/\\\x00'\"<>", max_size=50),
@@ -16,8 +18,8 @@ params = st.dictionaries(st.sampled_from(["client_id", "redirect_uri", "response
                                           "action"]), junk, max_size=8)
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
+@pytest.fixture(scope="module", params=backends())
+def client(request, tmp_path_factory):
     from idp import schema
     from idp.app import create_app
     from idp.db import db
@@ -25,16 +27,21 @@ def client(tmp_path_factory):
     from idp.oidc import keys
     from idp.security.tokens import sha256_hex
 
-    path = tmp_path_factory.mktemp("fuzz") / "fuzz.sqlite"
-    app = create_app({"server.database_url": f"sqlite:///{path}", "server.json_logs": False, **FAST_ARGON2})
-    app.config["RATELIMIT_ENABLED"] = False
-    with app.app_context():
-        schema.upgrade(db.engine)
-        keys.ensure_signing_key()
-        db.session.add(Client(client_id="fuzz", secret_hash=sha256_hex("s"), name="Fuzz",
-                              redirect_uris=["http://127.0.0.1:59999/cb"], grant_types=["authorization_code", "refresh_token"]))
-        db.session.commit()
-    return app.test_client()
+    with module_database(request, tmp_path_factory, "fuzz") as url:
+        app = create_app({"server.database_url": url, "server.json_logs": False, **FAST_ARGON2})
+        app.config["RATELIMIT_ENABLED"] = False
+        with app.app_context():
+            schema.upgrade(db.engine)
+            keys.ensure_signing_key()
+            db.session.add(Client(client_id="fuzz", secret_hash=sha256_hex("s"), name="Fuzz",
+                                  redirect_uris=["http://127.0.0.1:59999/cb"],
+                                  grant_types=["authorization_code", "refresh_token"]))
+            db.session.commit()
+            db.session.remove()
+        yield app.test_client()
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

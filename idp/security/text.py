@@ -1,0 +1,47 @@
+"""Text from outside (forms, query strings, JSON bodies, signed device requests) on its way to the database.
+
+Two kinds of character reach a text column only to make the driver fail: NUL, which PostgreSQL's
+text and JSONB values refuse (psycopg raises `DataError`; SQLite stores it), and a lone surrogate,
+which a JSON body may spell (`"\\ud800"`) but no database can encode as UTF-8 (the driver raises
+`UnicodeEncodeError`, on SQLite as on PostgreSQL). Neither is ever part of a stored value here, so:
+
+- a value looked up by (a client id, an e-mail address, a challenge id, a lookup key) that is not
+  `storable` names no row: the caller answers "no such thing" without asking the database;
+- display text a user or device chooses (a credential label, a device name) goes through
+  `display_text` before it is stored.
+
+`idp.errors` answers a `DataError` that still gets through with a 400 (and rolls back).
+"""
+from __future__ import annotations
+
+import re
+
+# Cc (C0, DEL, C1) and the surrogates. The whitespace among the controls becomes a space.
+_SPACING_CONTROLS = re.compile("[\t\n\v\f\r\x1c-\x1f\x85]")
+_OTHER_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff]")
+
+
+def storable(value: str) -> bool:
+    """Whether a database text column can hold `value` (no NUL, no lone surrogate).
+
+    Cheap on the hot paths (the token endpoint's client id): one scan for NUL, and the UTF-8
+    check only for a string that is not ASCII (`isascii` reads a flag).
+    """
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def display_text(value: str) -> str:
+    """`value` as one line of display text: tabs and line breaks as spaces, the other control
+    characters and lone surrogates removed, surrounding whitespace stripped. Other characters
+    (accents, emoji and their joiners) stay as typed."""
+    if value.isprintable():
+        return value.strip()
+    return _OTHER_CONTROLS.sub("", _SPACING_CONTROLS.sub(" ", value)).strip()

@@ -1,0 +1,26 @@
+"""idp.security.text: which values the database can hold, and labels as display text."""
+from __future__ import annotations
+
+import pytest
+
+from idp.security.text import display_text, storable
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("client-1", True), ("", True), ("café", True), ("👩\u200d💻", True),
+    ("a\x00b", False), ("\x00", False), ("é\x00", False),
+    ("\ud800", False), ("a\udfffb", False),  # lone surrogates (a JSON body's "\ud800"): no UTF-8 for them
+])
+def test_storable(value, expected):
+    assert storable(value) is expected
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("Work phone", "Work phone"), ("  Work phone \n", "Work phone"),
+    ("ab\x00cd", "abcd"), ("a\tb\r\nc", "a b  c"), ("\x1b[31mred\x7f", "[31mred"), ("a\x85b", "a b"),
+    ("\x00\x01 ", ""), ("x\ud800y", "xy"),
+    ("café 👩\u200d💻", "café 👩\u200d💻"), ("a\u00a0b", "a\u00a0b"),  # joiners and other spaces stay
+])
+def test_display_text(value, expected):
+    assert display_text(value) == expected
+    assert storable(display_text(value))
