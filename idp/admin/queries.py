@@ -154,6 +154,7 @@ class Alert:
     device: str | None
     application: str | None
     ip: str | None
+    reason: str | None = None  # a denial's: "wrong_number" (the number typed was not the login's), "denied"
 
 
 def security_alerts(org_id: int, *, now: datetime, days: int = ALERT_DAYS, limit: int = ALERT_LIMIT) -> list[Alert]:
@@ -184,7 +185,7 @@ def security_alerts(org_id: int, *, now: datetime, days: int = ALERT_DAYS, limit
         details = r.details if isinstance(r.details, dict) else {}
         alerts.append(Alert(id=r.id, at=r.at, kind=kind, event=r.event, subject_id=r.subject_id, email=r.email,
                             device=_short(details.get("device_name")), application=_short(details.get("application")),
-                            ip=_short(details.get("ip"))))
+                            ip=_short(details.get("ip")), reason=_short(details.get("reason"), 40)))
     return alerts[:limit]
 
 

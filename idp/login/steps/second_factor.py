@@ -167,9 +167,9 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
         _switch_away_from(ctx, user, factor)
         return show(ctx, _("The request was denied. Use another method."), 403)
     assert isinstance(outcome, Rejected)
-    if outcome.reason == "expired":  # the next page begins a fresh challenge instead of showing the stale one
+    if outcome.reason == "expired":  # the page begins a fresh challenge instead of showing the stale one
         transaction.update_in_place(ctx.row, version, factor_name=None, factor_state=None)
-        return show(ctx, message_for(outcome.reason), 401)
+        return show(ctx, _("That request expired. A new one has been started."), 401)
     # One transaction for the attempt count, the lockout counters and the audit event. The
     # attempt count goes first: when a parallel post already moved the version, advance()
     # rolls back, and the failure and its event are still counted and committed below.

@@ -202,6 +202,14 @@ def test_the_browsers_echo_of_a_phones_answer_is_shown_once(app, world, browser)
                             ("denial", "push.denied", str(bob.id))]
 
 
+def test_a_wrong_number_denial_says_so(app, world, browser):
+    """A wrong number typed on the phone is what an attacker's login looks like to a careful user."""
+    record("push.denied", world["bob"], device_name="Pixel 8", reason="wrong_number")
+    record("push.denied", world["alice"], device_name="iPhone", reason="denied")
+    html = browser(world["admin"]).get("/admin/security").get_data(as_text=True)
+    assert html.count("Denied: wrong number typed") == 1 and html.count(">Denied<") == 1
+
+
 def test_no_alert(app, world, browser):
     html = browser(world["admin"]).get("/admin/security").get_data(as_text=True)
     assert "data-no-alerts" in html and not alerts(html)
