@@ -27,7 +27,7 @@ from authenticator.intake import PendingAccount, account_from_input
 from authenticator.push import commands as push_commands
 from authenticator.secret_input import SecretSource, passphrase_source, recovery_secret_source
 from authenticator.store import Vault, locked
-from authenticator.terminal import one_line, printable
+from authenticator.terminal import one_line, printable, shown
 
 PROG = "idp-authenticator"
 
@@ -72,9 +72,11 @@ class Context:
         vault.save()
 
     def emit(self, document, human: str) -> None:
-        # json.dumps escapes everything non-ASCII; the human text may hold undecodable bytes (from
-        # a server's answer, or a store written before intake refused them) that a UTF-8 stdout
-        # would refuse to print, after the change is saved.
+        """One JSON document (json.dumps escapes every control and non-ASCII character), or the human
+        text. Commands quote outside values in it with :func:`shown` (an account label from a QR code,
+        a server's text); :func:`printable` then escapes any control character left except the
+        layout's newlines, and undecodable bytes (a store written before intake refused them) that a
+        UTF-8 stdout would refuse to print, after the change is saved."""
         print(json.dumps(document) if self.as_json else printable(human), file=self.out)
 
 
@@ -106,7 +108,7 @@ def cmd_add(ctx: Context, args) -> int:
             reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
             raise pending.not_saved(account, reason) from None
         ctx.auto_backup(vault)
-    ctx.emit(account_summary(stored), f"added {stored.label} ({stored.type}, id {stored.id})")
+    ctx.emit(account_summary(stored), f"added {shown(stored.label)} ({stored.type}, id {stored.id})")
     return 0
 
 
@@ -123,7 +125,7 @@ def cmd_list(ctx: Context, args) -> int:
     vault = ctx.existing_vault()
     accounts = vault.accounts if vault else []
     lines = [
-        f"{a.id}  {a.label}  {a.type}" + ("  (needs verification: run recover)" if a.status != ACTIVE else "")
+        f"{a.id}  {shown(a.label)}  {a.type}" + ("  (needs verification: run recover)" if a.status != ACTIVE else "")
         for a in accounts
     ]
     ctx.emit([account_summary(a) for a in accounts], "\n".join(lines) if lines else "no accounts")
@@ -147,7 +149,7 @@ def cmd_remove(ctx: Context, args) -> int:
     with ctx.changing_vault(create=False) as vault:
         account = find_account(vault.accounts, args.account)
         vault.remove(account)
-    ctx.emit(account_summary(account), f"removed {account.label} (id {account.id})")
+    ctx.emit(account_summary(account), f"removed {shown(account.label)} (id {account.id})")
     return 0
 
 
@@ -161,7 +163,7 @@ def cmd_backup(ctx: Context, args) -> int:
             secret = ctx.recovery_secret.get(creating=True)
             backup_service.check_recovery_secret(secret, ctx.passphrase.get())
             settings = backup_service.enable(vault, args.to, secret, replace=args.replace)
-        return _report_backup(ctx, settings, f"automatic backup enabled to {settings.location}")
+        return _report_backup(ctx, settings, f"automatic backup enabled to {shown(settings.location)}")
     if args.now:
         with locked(ctx.home):
             vault = ctx.existing_vault()
@@ -169,7 +171,7 @@ def cmd_backup(ctx: Context, args) -> int:
                 raise AuthenticatorError("nothing to back up: this device holds no accounts yet")
             settings = backup_service.write_backup(vault)
             vault.save()
-        return _report_backup(ctx, settings, f"backed up to {settings.location}")
+        return _report_backup(ctx, settings, f"backed up to {shown(settings.location)}")
     if args.disable:
         with ctx.changing_vault(create=False) as vault:
             vault.backup = None
@@ -180,7 +182,8 @@ def cmd_backup(ctx: Context, args) -> int:
     if settings is None:
         ctx.emit({"enabled": False}, "automatic backup is off")
         return 0
-    return _report_backup(ctx, settings, f"automatic backup to {settings.location}, last at {settings.last_backup_at}")
+    return _report_backup(ctx, settings,
+                          f"automatic backup to {shown(settings.location)}, last at {settings.last_backup_at}")
 
 
 def _report_backup(ctx: Context, settings, human: str) -> int:

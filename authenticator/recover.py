@@ -31,7 +31,7 @@ from authenticator.push import keys
 from authenticator.push.activation import PushActivation, device_name
 from authenticator.push.client import ServerUnreachable, host_of
 from authenticator.qr import decode_qr_image
-from authenticator.terminal import is_terminal, read_line
+from authenticator.terminal import is_terminal, read_line, shown
 
 URI_SCHEME = "idp-recovery"
 SUPPORTED_VERSION = "1"
@@ -250,5 +250,6 @@ def cmd_recover(ctx, args) -> int:
     how = "recovery QR code" if args.qr else "password and e-mailed code"
     ctx.emit({"id": updated.id, "issuer": updated.issuer, "name": updated.name, "type": updated.type,
               "status": ACTIVE, "device_id": device_id},
-             f"recovered {updated.label} with a {how}: this device now has its own key (device {device_id[:12]}…)")
+             f"recovered {shown(updated.label)} with a {how}: this device now has its own key "
+             f"(device {device_id[:12]}…)")
     return 0

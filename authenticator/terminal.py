@@ -1,10 +1,19 @@
-"""What the app reads from stdin and writes to the terminal, made safe for scripts.
+"""What the app reads from stdin and writes to the terminal, made safe for scripts and for the user.
 
 The contract promises one clear line on stderr for every failure. Input can break
 that promise in ways the commands never see: an argument or a server's answer
 holding a newline or an escape sequence, a path of many kilobytes, bytes that are
 not UTF-8 (Python hands them over as lone surrogates, which a UTF-8 stdout then
 refuses to print), or no stdin at all (``<&-``: ``sys.stdin`` is None).
+
+The same goes for what the app prints on stdout. A push request shows text the
+browser that started the login chose (its User-Agent): in the case push approval
+is there for, that is the attacker's browser, and an escape sequence in it could
+erase the real "from" line and write a fake one before the user decides. So every
+value quoted from outside (a server's text, an account label from a QR code) goes
+through :func:`shown`, which escapes every control character, newlines included;
+:func:`printable` then escapes whatever else would reach the terminal, keeping only
+the newlines of the app's own layout.
 """
 
 import re
@@ -17,7 +26,8 @@ from authenticator.errors import AuthenticatorError
 LONGEST_SHOWN = 200
 _SHOWN_HEAD, _SHOWN_TAIL = 140, 50
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: what a terminal may obey
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 _LONG_WORD = re.compile(r"\S{%d,}" % (LONGEST_SHOWN + 1))
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -47,15 +57,26 @@ def is_text(value: str) -> bool:
     return not _SURROGATE.search(value)
 
 
+def shown(value) -> str:
+    """One value quoted from outside (a server's text, an account label), for human output on stdout:
+    every control character escaped as Python writes it (``\\x1b``, ``\\n``), lone surrogates as U+FFFD."""
+    return printable(_CONTROL.sub(_escape, str(value)))
+
+
 def printable(text: str) -> str:
-    """``text`` that any stdout can print: lone surrogates become U+FFFD."""
-    return _SURROGATE.sub("\ufffd", text)
+    """``text`` that any stdout can print and no terminal acts on: control characters other than the
+    layout's newlines escaped, lone surrogates replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", _CONTROL_BUT_NEWLINE.sub(_escape, text))
 
 
 def one_line(message: str) -> str:
     """``message`` as one readable line: control characters escaped, very long words shortened."""
-    escaped = _CONTROL.sub(lambda match: repr(match.group())[1:-1], message)
+    escaped = _CONTROL.sub(_escape, message)
     return _LONG_WORD.sub(_shorten, escaped)
+
+
+def _escape(match: re.Match) -> str:
+    return repr(match.group())[1:-1]
 
 
 def _shorten(match: re.Match) -> str:

@@ -13,7 +13,7 @@ from authenticator.accounts import ACTIVE, PUSH, Account, ensure_can_approve
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
 from authenticator.push.client import ChallengeUnavailable, PushClient
-from authenticator.terminal import printable, read_line
+from authenticator.terminal import printable, read_line, shown
 
 MIN_PREFIX = 6
 WATCH_WAIT = 20
@@ -45,14 +45,17 @@ def _when(unix) -> str:
 
 
 def describe(challenge: dict, account: Account) -> str:
+    """A request as the user reads it before deciding. Every field is quoted from outside (the
+    User-Agent is chosen by whoever started the login): each is escaped on its own, so that only
+    this layout's newlines reach the terminal."""
     context = challenge.get("context") or {}
     left = int(challenge.get("expires_at", 0) - time.time())
-    parts = [f"{challenge['id']}  {account.label}",
-             f"application: {context.get('application') or '(unnamed)'}",
-             f"from {context.get('ip') or '?'}", f"at {_when(context.get('time'))}",
+    parts = [f"{shown(challenge['id'])}  {shown(account.label)}",
+             f"application: {shown(context.get('application') or '(unnamed)')}",
+             f"from {shown(context.get('ip') or '?')}", f"at {_when(context.get('time'))}",
              f"expires in {max(left, 0)}s"]
     if context.get("user_agent"):
-        parts.append(f"browser: {context['user_agent'][:80]}")
+        parts.append(f"browser: {shown(str(context['user_agent'])[:80])}")
     text = "  ".join(parts[:2]) + "\n    " + "; ".join(parts[2:])
     if challenge["id"].startswith("-"):
         text += "\n    (this id starts with '-': approve --number NN -- ID)"
@@ -94,7 +97,7 @@ def resolve(accounts: list, challenge_id: str):
 
 
 def result_line(result: dict, challenge_id: str) -> str:
-    status = result.get("status")
+    status, challenge_id = result.get("status"), shown(challenge_id)
     if status == "approved":
         return f"approved {challenge_id}"
     if status == "fraud":
@@ -154,7 +157,7 @@ def _ask(ctx, challenge: dict, account: Account) -> int:
     try:
         result = client_for(account).answer(challenge["id"], decision, number)
     except ChallengeUnavailable as exc:
-        print(f"  {exc}", file=ctx.out)
+        print(f"  {shown(exc)}", file=ctx.out)
         return 0
     print("  " + result_line(result, challenge["id"]), file=ctx.out, flush=True)
     return 0
