@@ -39,7 +39,7 @@ TIMEOUT = 15.0
 TOKEN_LIFETIME = 60
 
 
-# Exit statuses 30-39 (errors.py: 1-17; push: 20-25).
+# Exit statuses 30-39 (errors.py: 1-17; push: 20-26).
 class RecoveryCodeUsed(AuthenticatorError):
     exit_code = 30
 

@@ -12,7 +12,7 @@ import time
 from authenticator.accounts import ACTIVE, PUSH, Account, ensure_can_approve
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
-from authenticator.push.client import ChallengeUnavailable, PushClient
+from authenticator.push.client import ChallengeUnavailable, ProtocolError, PushClient
 from authenticator.terminal import printable, read_line, shown
 
 MIN_PREFIX = 6
@@ -114,12 +114,26 @@ def cmd_pending(ctx, args) -> int:
     return 0
 
 
+class NumberMismatch(AuthenticatorError):
+    """``approve --number NN``: not the number the browser shows, so the server refused the request."""
+
+    exit_code = 26
+
+
 def _answer(ctx, challenge_id: str, decision: str, number=None) -> int:
     account, full_id = resolve(push_accounts(ctx), challenge_id)
     result = client_for(account).answer(full_id, decision, number)
-    ctx.emit({"id": full_id, "account": account.id, **result}, result_line(result, full_id))
     if decision == "approve" and result.get("status") != "approved":
-        return 1
+        # A failure like any other: one line on stderr, its own status. With --json the server's
+        # answer is still the document on stdout (its "reason" says why).
+        if ctx.as_json:
+            ctx.emit({"id": full_id, "account": account.id, **result}, "")
+        if result.get("reason") == "wrong_number":
+            raise NumberMismatch(f"the number did not match: request {full_id} was refused and counts as a "
+                                 "denial (that login sends no further push: start the sign-in again)")
+        raise ProtocolError(f"the server did not approve request {full_id} "
+                            f"(status {result.get('status')!r}, reason {result.get('reason')!r})")
+    ctx.emit({"id": full_id, "account": account.id, **result}, result_line(result, full_id))
     return 0
 
 

@@ -132,14 +132,24 @@ def test_pending_and_approve(phone, live_idp):
 
 
 def test_wrong_number_is_a_denial(phone, live_idp):
+    """A failure like the others: one line on stderr, its own exit status (26); --json still prints the answer."""
     from idp.factors import Denied
 
-    step = live_idp.start_login()
+    step = live_idp.start_login("t1")
     wrong = f"{(int(step.view['number']) + 1) % 100:02d}"
     result = phone.run("--json", "approve", "--number", wrong, "--", step.state["challenge_id"])
-    assert result.returncode == 1
+    assert result.returncode == 26
     assert json.loads(result.stdout)["reason"] == "wrong_number"
-    assert live_idp.outcome(step) == Denied("wrong_number")
+    assert "the number did not match" in one_line_error(result)
+    assert live_idp.outcome(step, "t1") == Denied("wrong_number")
+
+    step = live_idp.start_login("t2")
+    wrong = f"{(int(step.view['number']) + 1) % 100:02d}"
+    result = phone.run("approve", "--number", wrong, "--", step.state["challenge_id"])
+    assert result.returncode == 26 and result.stdout == ""
+    assert one_line_error(result) == (f"idp-authenticator: the number did not match: request "
+                                      f"{step.state['challenge_id']} was refused and counts as a denial (that "
+                                      "login sends no further push: start the sign-in again)")
 
 
 def test_deny_and_report_fraud(phone, live_idp):
