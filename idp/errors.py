@@ -78,6 +78,15 @@ def init_app(app: Flask) -> None:
     for data_error in (DataError, *_driver_data_errors()):
         app.register_error_handler(data_error, _unstorable)
 
+    @app.errorhandler(UnicodeEncodeError)
+    def _unencodable(error: UnicodeEncodeError):
+        """A lone surrogate, which a JSON body may spell ("\\ud800") and no UTF-8 encoder accepts
+        (a password hashed, a value sent to the database): bad input, as above. Any other
+        encoding failure is ours."""
+        if "surrogate" in str(error.reason):
+            return _unstorable(error)
+        return _unexpected(error)
+
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -19,6 +19,7 @@ from idp.factors.challenges import ChallengeStore
 from idp.factors.registry import current_registry
 from idp.factors.sealed import open_view, seal_view
 from idp.factors.types import Enrolled, FactorKind
+from idp.security.text import display_text
 from idp.login.gate import decision_for, user_ref
 from idp.models import User
 from idp.policy import decide as policy
@@ -120,7 +121,7 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
 
 
 def rename(user: User, credential_id: int, label: str) -> None:
-    label = (label or "").strip()[:200]
+    label = display_text(label or "")[:200]  # as the store keeps it (the audit event's copy too)
     if not label:
         raise AccountError(_l("Give it a name."))
     if not current_registry().store.rename(user_ref(user), credential_id, label):

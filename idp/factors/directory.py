@@ -148,13 +148,15 @@ def check_password(email: str, password: str, *, remote_addr: str | None = None,
 
     email = (email or "").strip()
     if not isinstance(password, str) or not password or len(password) > 1024 or len(email) > 320 \
-            or not storable(email):
+            or not storable(email) or not storable(password):
+        # Wrong, like any password no account can have (a lone surrogate, which a JSON body may
+        # spell, could not even be hashed): the same answer and cost, and the guess counts.
         row = None
-        password = password if isinstance(password, str) else ""
+        password = ""
     else:
         row = db.session.scalars(select(User).where(User.email == email.lower())).first() \
             or db.session.scalars(select(User).where(User.email == email)).first()
-    guess = lockout.PasswordGuess.of(email, remote_addr)
+    guess = lockout.PasswordGuess.of(email if storable(email) else "", remote_addr)
     wait = guess.admit()
     if wait:
         raise TooManyAttempts(wait)
