@@ -31,7 +31,7 @@ from authenticator.push import keys
 from authenticator.push.activation import PushActivation, device_name
 from authenticator.push.client import ServerUnreachable, host_of
 from authenticator.qr import decode_qr_image
-from authenticator.terminal import is_terminal, read_line, shown
+from authenticator.terminal import is_terminal, is_text, read_line, shown
 
 URI_SCHEME = "idp-recovery"
 SUPPORTED_VERSION = "1"
@@ -171,29 +171,40 @@ class LineReader:
         self.err = err or sys.stderr
 
     def password(self) -> str:
+        """Line 1 (or typed without echo); called before the request that carries it."""
         if is_terminal(self.stream):
             try:
-                return getpass.getpass("Password: ")
+                typed = getpass.getpass("Password: ")
             except (EOFError, KeyboardInterrupt):
                 raise AuthenticatorError("no password given") from None
             except UnicodeDecodeError:
                 raise AuthenticatorError("the password typed is not UTF-8 text") from None
+            return _text(typed, "the password typed is not UTF-8 text")
         line = read_line(self.stream)
         if not line.strip("\r\n"):
             raise AuthenticatorError("no password on stdin (line 1: the password, line 2: the e-mailed code)")
-        return line.rstrip("\r\n")
+        return _text(line.rstrip("\r\n"), "stdin is not UTF-8 text")
 
     def code(self, sent_to: str) -> str:
-        prompt = f"Code sent to {sent_to}: "
+        """Line 2 (or typed), read once the server has sent it; called before the request that carries it."""
+        prompt = f"Code sent to {shown(sent_to)}: "
         if is_terminal(self.stream):
             print(prompt, end="", file=self.err, flush=True)
         else:
-            print(f"a code was sent to {sent_to}; reading it from stdin", file=self.err, flush=True)
+            print(f"a code was sent to {shown(sent_to)}; reading it from stdin", file=self.err, flush=True)
         line = read_line(self.stream)
         code = "".join(line.split())
         if not code:
             raise AuthenticatorError("no code given (line 2 of stdin, or typed when asked)")
-        return code
+        return _text(code, "stdin is not UTF-8 text")
+
+
+def _text(value: str, message: str) -> str:
+    """``value`` unless it came from bytes that are not UTF-8: a stdin decoded with surrogateescape
+    (the C.UTF-8 locale, PYTHONUTF8) hands them over as lone surrogates, which must not be sent."""
+    if not is_text(value):
+        raise AuthenticatorError(message)
+    return value
 
 
 def recover_by_password(account, key, reader: LineReader) -> dict:
@@ -229,6 +240,11 @@ def cmd_recover(ctx, args) -> int:
     account = find_account(vault.accounts if vault else [], args.account)
     if account.type != PUSH or account.push is None:
         raise AuthenticatorError(f"{account.label} is not a push account: only push accounts need recovery")
+    if account.status == ACTIVE and account.push.device_private_key:
+        # Recovering it would spend a code, register a second device and overwrite the key of the
+        # first, which would stay live on the server with its key nowhere.
+        raise AuthenticatorError(f"{account.label} already has its own key on this device: recover is for "
+                                 "accounts restored from a backup")
     key = keys.new_private_key()
     if args.qr:
         answer = redeem_qr(account, args.qr, key)

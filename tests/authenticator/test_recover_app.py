@@ -111,3 +111,70 @@ def test_recover_password_from_stdin_that_is_not_utf8_is_a_one_line_error(restor
     lines.write_bytes(b"pass\xffword\n123456\n")
     result = app.run("recover", account, "--password", stdin_file=lines, env={"PYTHONIOENCODING": "utf-8"})
     assert one_line_error(result) == "idp-authenticator: stdin is not UTF-8 text" and result.returncode == 1
+
+
+def test_recover_password_from_a_surrogateescape_stdin_sends_nothing(restored, tmp_path):
+    """Under a C.UTF-8 locale Python decodes stdin with surrogateescape: the bytes that are not
+    UTF-8 arrive as lone surrogates, and were posted to the server as the password."""
+    app, account, issuer = restored
+    lines = tmp_path / "stdin.bin"
+    lines.write_bytes(b"pass\xffword\n123456\n")
+    before = app.files()
+    result = app.run("recover", account, "--password", stdin_file=lines,
+                     env={"PYTHONIOENCODING": "utf-8:surrogateescape"})
+    # The server is not reachable: any request would have been exit 20.
+    assert one_line_error(result) == "idp-authenticator: stdin is not UTF-8 text" and result.returncode == 1
+    assert app.files() == before
+
+
+def test_a_code_line_that_is_not_utf8_is_not_sent(monkeypatch):
+    import io
+
+    from authenticator import recover
+    from authenticator.accounts import NEEDS_VERIFICATION, PUSH, Account, PushData
+    from authenticator.errors import AuthenticatorError
+    from authenticator.push import keys
+
+    posted = []
+
+    def post(url, body, session=None):
+        posted.append(url)
+        return 200, {"recovery_id": "r-1", "sent_to": "a***@example.com"}
+
+    monkeypatch.setattr(recover, "_post", post)
+    account = Account(id="a1", type=PUSH, issuer="acme", name="alice@example.com",
+                      push=PushData(issuer_url="https://idp.example", username="alice@example.com",
+                                    status=NEEDS_VERIFICATION))
+    reader = recover.LineReader(io.StringIO("a password\n12\udcff34\n"), err=io.StringIO())
+    with pytest.raises(AuthenticatorError, match="stdin is not UTF-8 text"):
+        recover.recover_by_password(account, keys.new_private_key(), reader)
+    assert posted == ["https://idp.example/factors/qr_recovery/personal/start"]  # never /personal/finish
+
+
+@pytest.fixture
+def active(app):
+    """A home holding a push account with its own key, as `add` with an activation code leaves it."""
+    from authenticator.accounts import PUSH, Account, PushData
+    from authenticator.push import keys
+    from authenticator.store import Vault
+
+    issuer = f"http://127.0.0.1:{closed_port()}"
+    key = keys.new_private_key()
+    vault = Vault.create(app.home, PASSPHRASE)
+    stored = vault.add(Account(id="", type=PUSH, issuer="acme", name="alice@example.com",
+                               push=PushData(issuer_url=issuer, username="alice@example.com",
+                                             device_id=keys.device_id(key), device_private_key=keys.private_pem(key))))
+    vault.save()
+    return app, stored.id, issuer
+
+
+def test_an_account_with_its_own_key_is_not_recovered(active, tmp_path):
+    """It would spend a code and leave the server with a live device whose key exists nowhere."""
+    app, account, issuer = active
+    before = app.files()
+    for how in (["--password"], ["--qr", recovery_uri(issuer)]):
+        result = app.run("recover", account, *how, stdin="a password\n123456\n")
+        assert one_line_error(result) == ("idp-authenticator: acme:alice@example.com already has its own key on "
+                                          "this device: recover is for accounts restored from a backup")
+        assert result.returncode == 1  # not 20: nothing was sent to the (unreachable) server
+    assert app.files() == before

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from recovery_kit import (admin_browser, audit_events, enable_recovery, issue_on_admin_page, push_devices,
+from recovery_kit import (Phone, admin_browser, audit_events, enable_recovery, issue_on_admin_page, push_devices,
                           push_login, restored_phones, user_id)
 
 
@@ -97,10 +97,16 @@ def test_reused_expired_and_revoked_qr_codes_are_refused(server, seeded, tmp_pat
     result = scan(expired.png(), "expired.png")
     assert result.returncode == 31 and "expired" in result.stderr
 
-    # Used once, then reused.
+    # Used once, then reused (by another phone restored from the same backup: the recovered phone
+    # itself now refuses to recover again before sending anything, its account has its own key).
     good = issue_on_admin_page(admin, alice)
     assert scan(good["png"], "good.png").returncode == 0
-    result = scan(good["png"], "good-again.png")
+    again = scan(good["png"], "good-again.png")
+    assert again.returncode == 1 and "already has its own key on this device" in again.stderr
+    third = Phone(tmp_path / "third-phone")
+    third.ok("restore", "--from", str(tmp_path / "cloud"))
+    [restored] = third.accounts()
+    result = third.run("recover", restored["id"], "--qr", str(tmp_path / "good-again.png"))
     assert result.returncode == 30 and "already used" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert len(push_devices(server, seeded.user_email)) == 2  # the old phone's and one recovered key
