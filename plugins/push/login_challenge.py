@@ -11,7 +11,7 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from idp.factors import AttemptContext, Denied, Pending, Rejected, UserRef, Verified
+from idp.factors import AttemptContext, Denied, Pending, Rejected, UserRef, Verified, display_text
 
 from idp_plugins.push.protocol import unix
 
@@ -25,8 +25,11 @@ def new_number(digits: int) -> str:
 
 
 def context_of(ctx: AttemptContext) -> dict:
-    return {"application": ctx.client_name or "", "ip": ctx.remote_addr or "",
-            "user_agent": (ctx.user_agent or "")[:300], "time": unix(ctx.now)}
+    """What the phone shows before the user decides. The User-Agent is the signing-in browser's
+    own, possibly an attacker's who knows the password: display text only, so that no escape
+    sequence reaches a terminal or a screen to redraw the lines around it."""
+    return {"application": display_text(ctx.client_name or ""), "ip": ctx.remote_addr or "",
+            "user_agent": display_text((ctx.user_agent or "")[:300]), "time": unix(ctx.now)}
 
 
 def superseded(challenges, user: UserRef, ctx: AttemptContext) -> list[str]:

@@ -128,6 +128,17 @@ def test_replayed_request_is_refused(client, push, factor_user):
 # --- login challenges -------------------------------------------------------------------------
 
 
+def test_the_context_shown_on_the_phone_carries_no_control_characters(client, push, factor_user):
+    """The User-Agent is the signing-in browser's, maybe an attacker's: an escape sequence in it
+    could redraw the lines the user reads before deciding (the "from" line, say)."""
+    device = enrol_device(client, push, factor_user)
+    forged = "X\x1b[2K\x1b[G    from 10.0.0.1 (office VPN)\r\n"
+    push.begin_challenge(factor_user, context(push, user_agent=forged, client_name="Pay\x1broll"))
+    [listed] = device.pending().get_json()["challenges"]
+    assert listed["context"]["user_agent"] == "X[2K[G    from 10.0.0.1 (office VPN)"
+    assert listed["context"]["application"] == "Payroll"
+
+
 def test_approval_with_the_right_number_verifies(client, push, factor_user):
     device = enrol_device(client, push, factor_user)
     ctx, step = start_login(push, factor_user)
