@@ -117,8 +117,10 @@ def configure(level: str = "INFO", json_lines: bool = True, stream=None) -> logg
     handler at a buffer once. Returns the handler.
     """
     # Neither format shows thread or process names; not collecting them saves a third of the
-    # cost of every LogRecord (a thread lookup, getpid, multiprocessing's current process).
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    # cost of every LogRecord (a thread lookup, multiprocessing's current process). The process
+    # id stays: gunicorn's own error log formats `%(process)d` (None there was a "--- Logging
+    # error ---" traceback for every warning of gunicorn's, e.g. a request line too long).
+    logging.logThreads = logging.logMultiprocessing = False
     root = logging.getLogger()
     handler = next((h for h in root.handlers if getattr(h, _HANDLER_MARK, False)), None)
     if handler is None:

@@ -210,6 +210,25 @@ def test_application_logs_carry_the_request_id(app, log_stream):
     assert entry["request_id"] == "rid-1" and entry["client_id"] == "c1" and entry["message"] == "careful"
 
 
+def test_gunicorns_own_log_format_still_works(app):
+    """gunicorn's error log formats `%(process)d` with a handler of its own: the records we make
+    cheaper must still carry it (a worker's warning, such as a request line too long, was a
+    "--- Logging error ---" traceback)."""
+    import io
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(message)s"))
+    handler.handleError = lambda record: (_ for _ in ()).throw(AssertionError("the record did not format"))
+    logger = logging.getLogger("gunicorn.error.test")
+    logger.addHandler(handler)
+    try:
+        logger.warning("Invalid request from ip=%s", "127.0.0.1")
+    finally:
+        logger.removeHandler(handler)
+    assert f"[{os.getpid()}] [WARNING] Invalid request from ip=127.0.0.1" in stream.getvalue()
+
+
 def test_server_error_is_logged_and_keeps_request_id(app, log_stream):
     app.testing = False
     response = app.test_client().get("/boom", headers={"X-Request-ID": "rid-500"})
