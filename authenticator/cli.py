@@ -21,7 +21,7 @@ from authenticator import clock, recover, totp
 from authenticator.accounts import ACTIVE, PUSH, Account, find_account
 from authenticator.backup import service as backup_service
 from authenticator.backup.storage import DirectoryStorage
-from authenticator.errors import AuthenticatorError, NotAvailableYet
+from authenticator.errors import AuthenticatorError, BackupReplaced, NotAvailableYet
 from authenticator.home import resolve_home
 from authenticator.intake import PendingAccount, account_from_input
 from authenticator.push import commands as push_commands
@@ -61,11 +61,18 @@ class Context:
             self.auto_backup(vault)
 
     def auto_backup(self, vault: Vault) -> None:
-        """The change is already saved; a failed backup warns instead of failing the command."""
+        """The change is already saved; a failed backup warns instead of failing the command.
+
+        So does a backup that another device has replaced since this one wrote it: it is left
+        alone (the other device may hold accounts this one lacks) and the warning says how to
+        take the location over."""
         if vault.backup is None:
             return
         try:
             backup_service.write_backup(vault)
+        except BackupReplaced as exc:
+            print(one_line(f"{PROG}: warning: automatic backup skipped: {exc}"), file=self.err)
+            return
         except AuthenticatorError as exc:
             print(one_line(f"{PROG}: warning: automatic backup failed: {exc}"), file=self.err)
             return

@@ -80,3 +80,9 @@ class BackupExists(AuthenticatorError):
     """``backup --enable`` refused: the location holds a backup that is not this device's own."""
 
     exit_code = 17
+
+
+class BackupReplaced(BackupExists):
+    """An automatic backup (or ``backup --now``) found that another device replaced this device's
+    backup since it last wrote it: it is left alone (the device that replaced it may hold accounts
+    this one lacks)."""

@@ -64,6 +64,13 @@ def seal_backup(key: BackupKey, payload: bytes) -> bytes:
     return header + crypto.seal(key.keys.encryption_key, nonce, payload, header)
 
 
+def salt_of(blob: bytes):
+    """The salt in a version-1 header (it identifies the ``backup --enable`` that wrote the file), else None."""
+    if len(blob) < HEADER_SIZE or blob[: len(MAGIC)] != MAGIC:
+        return None
+    return _HEADER.unpack_from(blob)[6]
+
+
 def open_backup(blob: bytes, recovery_secret: str) -> bytes:
     """Return the payload bytes, or raise the error that says what is wrong."""
     if len(blob) < len(MAGIC):

@@ -5,8 +5,17 @@
 ``read_backup`` turns a stored backup back into accounts. Restoring into the
 store (and refusing when it is not empty) is :func:`restore_into`, so the
 check and the write sit together.
+
+A backup location may be shared over time: a new phone restores from the
+folder and then backs up to it. Two rules keep one device from silently
+dropping the other's accounts: ``enable`` overwrites a backup only when it is
+this device's own or holds nothing this device lacks (else ``--replace``), and
+``write_backup`` overwrites only the file this device wrote last (its SHA-256 is
+remembered in the settings); a file replaced since is left alone.
 """
 
+import hashlib
+import shlex
 from datetime import datetime, timezone
 
 from authenticator import clock, crypto
@@ -15,32 +24,65 @@ from authenticator.backup import format as backup_format
 from authenticator.backup.payload import decode_payload, encode_payload
 from authenticator.backup.settings import DIRECTORY, BackupSettings
 from authenticator.backup.storage import BackupStorage, DirectoryStorage, storage_for
-from authenticator.errors import AuthenticatorError, BackupExists, DeviceNotEmpty
+from authenticator.errors import (
+    AuthenticatorError,
+    BackupExists,
+    BackupReplaced,
+    DeviceNotEmpty,
+    NoBackupFound,
+    WrongRecoverySecret,
+)
 
 
 def enable(vault, location: str, recovery_secret: str, *, replace: bool = False) -> BackupSettings:
     """Remember ``location`` and a key for ``recovery_secret``, then write a first backup.
 
-    A backup already at ``location`` is overwritten only when it is this device's own, or holds
-    nothing this device lacks (it was restored from it), or ``replace`` says so: a new phone
-    pointed at the folder holding the only backup must not replace it with an empty list.
+    A backup already at ``location`` is overwritten only when it is this device's own (the file it
+    wrote last there), or holds nothing this device lacks (it was restored from it), or ``replace``
+    says so: a new phone pointed at the folder holding the only backup must not replace it with an
+    empty list.
     """
     check_recovery_secret(recovery_secret)
     storage = DirectoryStorage(location)
     storage.create()
-    own = vault.backup is not None and vault.backup.location == str(storage.directory.resolve())
-    if storage.path.exists() and not own and not replace and not _holds_nothing_new(storage, vault, recovery_secret):
-        raise BackupExists(
-            f"{storage.describe()} already holds a backup: restore it first (restore --from DIR), "
-            "or overwrite it with this device's accounts (backup --enable --replace)"
-        )
+    directory = str(storage.directory.resolve())
+    if not replace:
+        _refuse_unless_replaceable(storage, vault, directory, recovery_secret)
     key = backup_format.new_backup_key(recovery_secret)
     vault.backup = BackupSettings(
-        location=str(storage.directory.resolve()), kdf=key.kdf, salt=key.salt,
+        location=directory, kdf=key.kdf, salt=key.salt,
         encryption_key=key.keys.encryption_key, key_check=key.keys.key_check, storage=DIRECTORY,
     )
-    write_backup(vault)
+    write_backup(vault, take_over=True)
     return vault.backup
+
+
+def _refuse_unless_replaceable(storage: DirectoryStorage, vault, directory: str, recovery_secret: str) -> None:
+    """Raise BackupExists, saying which condition failed, unless the backup in ``storage`` (if any)
+    may be replaced by this device's accounts."""
+    try:
+        current = storage.read()
+    except NoBackupFound:
+        return
+    own = vault.backup
+    if own is not None and own.location == directory and _written_here(current, own):
+        return
+    where = storage.describe()
+    overwrite = "or overwrite it with this device's accounts (backup --enable --replace)"
+    try:
+        backed_up = decode_payload(backup_format.open_backup(current, recovery_secret))
+    except WrongRecoverySecret:
+        raise BackupExists(f"{where} already holds a backup that does not open with this recovery secret "
+                           f"(so whether this device holds all its accounts cannot be checked): give the secret "
+                           f"it was made with, {overwrite}") from None
+    except AuthenticatorError as exc:
+        raise BackupExists(f"{where} already holds a file this device cannot read as a backup ({exc}): "
+                           f"move it away, {overwrite}") from None
+    here = {_identity(a) for a in vault.accounts}
+    missing = [a for a in backed_up if _identity(a) not in here]
+    if missing:
+        raise BackupExists(f"{where} already holds a backup with {len(missing)} account(s) this device lacks: "
+                           f"restore it first (restore --from DIR), {overwrite}")
 
 
 MIN_RECOVERY_SECRET = 12
@@ -57,36 +99,59 @@ def check_recovery_secret(secret: str, passphrase: str | None = None) -> None:
         raise AuthenticatorError("the recovery secret must differ from this device's passphrase")
 
 
-def _holds_nothing_new(storage: BackupStorage, vault, recovery_secret: str) -> bool:
-    """Whether every account of the backup in ``storage`` is on this device (False when it does
-    not open with ``recovery_secret``: then it cannot be told, and is kept)."""
-    try:
-        backed_up = read_backup(storage, lambda: recovery_secret)
-    except AuthenticatorError:
-        return False
-    here = {_identity(a) for a in vault.accounts}
-    return all(_identity(a) in here for a in backed_up)
-
-
 def _identity(account: Account) -> tuple:
     secret = account.totp.secret if account.totp is not None else None
     return account.type, account.issuer, account.name, secret
 
 
-def write_backup(vault) -> BackupSettings:
-    """Write the vault's accounts to its configured storage; updates ``last_backup_at``."""
+def write_backup(vault, *, take_over: bool = False) -> BackupSettings:
+    """Write the vault's accounts to its configured storage; updates ``last_backup_at``.
+
+    Only over the file this device wrote last (or none): a file that another device put there
+    since raises :class:`BackupReplaced` and is left as it is, unless ``take_over`` (``enable``,
+    which made its own checks).
+    """
     settings = vault.backup
     if settings is None:
         raise AuthenticatorError("backup is not enabled; run: idp-authenticator backup --enable --to DIR")
+    storage = storage_for(settings.storage, settings.location)
+    if not take_over:
+        _ensure_still_ours(storage, settings)
     key = backup_format.BackupKey(
         settings.kdf, settings.salt,
         crypto.DerivedKeys(settings.encryption_key, settings.key_check),
     )
     when = _timestamp()
     blob = backup_format.seal_backup(key, encode_payload(vault.accounts, when))
-    storage_for(settings.storage, settings.location).write(blob)
-    vault.backup = settings.with_last_backup(when)
+    storage.write(blob)
+    vault.backup = settings.after_write(when, _fingerprint(blob))
     return vault.backup
+
+
+def _ensure_still_ours(storage: BackupStorage, settings: BackupSettings) -> None:
+    try:
+        current = storage.read()
+    except NoBackupFound:
+        return  # removed (or never written): nothing to lose
+    if not _written_here(current, settings):
+        where = storage.describe()
+        raise BackupReplaced(
+            f"the backup at {where} was replaced by another device since this one last wrote it, and is left "
+            f"as it is; to make this device's accounts the backup there: idp-authenticator backup --enable "
+            f"--to {shlex.quote(where)} --replace (or stop: backup --disable)")
+
+
+def _written_here(blob: bytes, settings: BackupSettings) -> bool:
+    """Whether ``blob`` is the file this device wrote last. Settings kept before the fingerprint was
+    compare the header's salt: every ``backup --enable`` draws a new one, so another device's file
+    has another salt (only a copy of this device's own store would share it)."""
+    if settings.written_sha256 is not None:
+        return _fingerprint(blob) == settings.written_sha256
+    return backup_format.salt_of(blob) == settings.salt
+
+
+def _fingerprint(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
 
 
 def read_backup(storage: BackupStorage, recovery_secret_getter) -> list[Account]:

@@ -25,9 +25,13 @@ class BackupSettings:
     key_check: bytes
     storage: str = DIRECTORY
     last_backup_at: Optional[str] = None
+    # SHA-256 (hex) of the file this device wrote last: an automatic backup overwrites the file at
+    # ``location`` only while it is still that one (another device may have taken the folder over).
+    # None in settings written before it was kept.
+    written_sha256: Optional[str] = None
 
-    def with_last_backup(self, when: str) -> "BackupSettings":
-        return replace(self, last_backup_at=when)
+    def after_write(self, when: str, written_sha256: str) -> "BackupSettings":
+        return replace(self, last_backup_at=when, written_sha256=written_sha256)
 
     def to_dict(self) -> dict:
         return {
@@ -38,6 +42,7 @@ class BackupSettings:
             "encryption_key": _b64(self.encryption_key),
             "key_check": _b64(self.key_check),
             "last_backup_at": self.last_backup_at,
+            "written_sha256": self.written_sha256,
         }
 
     @classmethod
@@ -51,6 +56,7 @@ class BackupSettings:
             encryption_key=base64.b64decode(data["encryption_key"]),
             key_check=base64.b64decode(data["key_check"]),
             last_backup_at=data.get("last_backup_at"),
+            written_sha256=data.get("written_sha256"),
         )
 
 

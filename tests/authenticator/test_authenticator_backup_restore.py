@@ -247,3 +247,115 @@ def test_backups_use_the_stronger_scrypt_cost(monkeypatch):
     monkeypatch.delenv("IDP_AUTHENTICATOR_SCRYPT_N")
     assert backup_format.new_backup_key("recovery words kept on paper").kdf.n == 2**17
     assert crypto.KdfParams.for_new_file().n == 2**15  # the local store, derived at every command
+
+
+def backed_up_names(cloud) -> list:
+    from authenticator.backup.service import read_backup
+    from authenticator.backup.storage import DirectoryStorage
+    from authenticator_testkit import RECOVERY_SECRET
+
+    return sorted(a.name for a in read_backup(DirectoryStorage(cloud), lambda: RECOVERY_SECRET))
+
+
+THIRD_URI = f"otpauth://totp/Shop:carol?secret={SECRET}"
+FOURTH_URI = f"otpauth://totp/Club:dave?secret={SECRET}"
+
+
+@pytest.fixture
+def taken_over(backed_up, make_app):
+    """The old phone backs up to cloud; a new phone restores from it, enables backup to the same folder
+    and adds an account there. The old phone still has automatic backup to cloud."""
+    old, cloud = backed_up
+    new = make_app("new")
+    new.ok("restore", "--from", str(cloud))
+    new.ok("backup", "--enable", "--to", str(cloud))
+    new.ok("add", THIRD_URI)
+    assert backed_up_names(cloud) == ["alice@example.com", "bob", "carol"]
+    return old, new, cloud
+
+
+def test_the_old_phone_does_not_overwrite_a_backup_the_new_phone_took_over(taken_over):
+    old, new, cloud = taken_over
+    before = (cloud / BACKUP_FILE).read_bytes()
+    result = old.run("add", FOURTH_URI)
+    assert result.returncode == 0 and "added" in result.stdout  # the change itself is kept
+    warning = result.stderr.strip()
+    assert warning == (f"idp-authenticator: warning: automatic backup skipped: the backup at {cloud} was replaced "
+                       "by another device since this one last wrote it, and is left as it is; to make this "
+                       "device's accounts the backup there: idp-authenticator backup --enable "
+                       f"--to {cloud} --replace (or stop: backup --disable)")
+    assert (cloud / BACKUP_FILE).read_bytes() == before  # carol is still backed up
+    assert old.run("remove", "bob").stderr.count("automatic backup skipped") == 1
+    # The new phone goes on backing up: the file there is still the one it wrote.
+    new.ok("remove", "bob")
+    assert backed_up_names(cloud) == ["alice@example.com", "carol"]
+
+
+def test_the_old_phone_says_so_on_backup_now_and_enable(taken_over):
+    old, _new, cloud = taken_over
+    before = (cloud / BACKUP_FILE).read_bytes()
+    now = old.run("backup", "--now")
+    assert now.returncode == 17 and "was replaced by another device" in one_line_error(now)
+    again = old.run("backup", "--enable", "--to", str(cloud))  # its own location, but no longer its file
+    assert again.returncode == 17
+    assert "already holds a backup with 1 account(s) this device lacks" in one_line_error(again)
+    assert (cloud / BACKUP_FILE).read_bytes() == before
+    old.ok("backup", "--enable", "--to", str(cloud), "--replace")  # taken back on purpose
+    assert backed_up_names(cloud) == ["alice@example.com", "bob"]
+    old.ok("add", FOURTH_URI)  # and its automatic backup runs again
+    assert backed_up_names(cloud) == ["alice@example.com", "bob", "dave"]
+
+
+def test_settings_kept_before_the_fingerprint_compare_the_salt(taken_over, make_app):
+    """A store whose backup settings predate the fingerprint: the file another device wrote has
+    another salt (every --enable draws one), the device's own file its own."""
+    import dataclasses
+
+    old, _new, cloud = taken_over
+    vault = Vault.open(old.home, PASSPHRASE)
+    vault.backup = dataclasses.replace(vault.backup, written_sha256=None)
+    vault.save()
+    before = (cloud / BACKUP_FILE).read_bytes()
+    assert "automatic backup skipped" in old.run("add", FOURTH_URI).stderr
+    assert (cloud / BACKUP_FILE).read_bytes() == before
+
+    mine = make_app("mine")
+    mine.ok("add", TOTP_URI)
+    mine.ok("backup", "--enable", "--to", str(cloud.with_name("mine-cloud")))
+    vault = Vault.open(mine.home, PASSPHRASE)
+    vault.backup = dataclasses.replace(vault.backup, written_sha256=None)
+    vault.save()
+    result = mine.run("add", THIRD_URI)
+    assert result.returncode == 0 and not result.stderr
+    assert backed_up_names(cloud.with_name("mine-cloud")) == ["alice@example.com", "carol"]
+    assert Vault.open(mine.home, PASSPHRASE).backup.written_sha256  # from now on, the fingerprint
+
+
+def test_a_removed_backup_file_is_written_again(backed_up):
+    old, cloud = backed_up
+    (cloud / BACKUP_FILE).unlink()
+    result = old.run("remove", "bob")
+    assert result.returncode == 0 and not result.stderr
+    assert backed_up_names(cloud) == ["alice@example.com"]
+
+
+def test_enable_says_which_condition_failed(backed_up, make_app):
+    """Just restored from the folder, enabling with another recovery secret is refused (17): because
+    that backup does not open with it, not because it should be restored first."""
+    _, cloud = backed_up
+    new = make_app("new")
+    new.ok("restore", "--from", str(cloud))
+    before = (cloud / BACKUP_FILE).read_bytes()
+    result = new.run("backup", "--enable", "--to", str(cloud),
+                     env={"IDP_AUTHENTICATOR_RECOVERY_SECRET": "another secret of some words"})
+    message = one_line_error(result)
+    assert result.returncode == 17
+    assert f"{cloud} already holds a backup that does not open with this recovery secret" in message
+    assert "restore it first" not in message and "--replace" in message
+    assert (cloud / BACKUP_FILE).read_bytes() == before
+    new.ok("backup", "--enable", "--to", str(cloud))  # with the secret it was made with
+
+    (cloud / BACKUP_FILE).write_bytes(b"not a backup at all")
+    other = make_app("other")
+    result = other.run("backup", "--enable", "--to", str(cloud))
+    assert result.returncode == 17 and "cannot read as a backup" in one_line_error(result)
