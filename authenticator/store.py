@@ -112,19 +112,38 @@ class Vault:
 
 @contextlib.contextmanager
 def locked(home: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the home directory (advisory; POSIX only)."""
+    """Hold an exclusive lock on the home directory (advisory; POSIX only).
+
+    A home this call had to create is removed again when the command fails with nothing in it but
+    the lock file (a first ``add`` or ``restore`` that fails leaves a fresh device as it was)."""
+    created = not home.exists()
     _ensure_home(home)
     try:
         import fcntl
     except ImportError:  # pragma: no cover - non-POSIX platforms go unlocked
         yield
         return
-    with os.fdopen(os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600), "r+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        with os.fdopen(os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600), "r+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    except BaseException:
+        if created:
+            _remove_if_unused(home)
+        raise
+
+
+def _remove_if_unused(home: Path) -> None:
+    """Best effort: only a directory holding nothing but the lock file goes."""
+    try:
+        if {entry.name for entry in home.iterdir()} <= {LOCK_FILE}:
+            (home / LOCK_FILE).unlink(missing_ok=True)
+            home.rmdir()
+    except OSError:
+        pass
 
 
 def _ensure_home(home: Path) -> None:

@@ -36,12 +36,24 @@ def encode_payload(accounts: list[Account], created_at: str) -> bytes:
 
 
 def decode_payload(raw: bytes) -> list[Account]:
-    """Accounts without ids (the store assigns them); push ones need verification."""
+    """Accounts without ids (the store assigns them); push ones need verification.
+
+    Anything but the documented JSON is reported as tampered: also JSON nested deeper than the
+    parser recurses (RecursionError), and the same account twice (this app never writes that, and
+    the store holds each account once: restoring it would fail half-way)."""
     try:
         document = json.loads(raw.decode("utf-8"))
-        return [_account_from_entry(entry) for entry in document["accounts"]]
-    except (ValueError, KeyError, TypeError, AttributeError):
+        accounts = [_account_from_entry(entry) for entry in document["accounts"]]
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise BackupTampered("the backup's contents are not valid (authenticated, but unreadable)") from None
+    seen = set()
+    for account in accounts:
+        identity = (account.issuer, account.name, account.type)  # what Vault.add holds once
+        if identity in seen:
+            raise BackupTampered(f"the backup's contents are not valid (authenticated, but it holds "
+                                 f"{account.type} account {account.label} twice)")
+        seen.add(identity)
+    return accounts
 
 
 def _account_entry(account: Account) -> dict:

@@ -359,3 +359,51 @@ def test_enable_says_which_condition_failed(backed_up, make_app):
     other = make_app("other")
     result = other.run("backup", "--enable", "--to", str(cloud))
     assert result.returncode == 17 and "cannot read as a backup" in one_line_error(result)
+
+
+def _sealed_payload(location, payload: bytes):
+    from authenticator.backup import format as backup_format
+    from authenticator_testkit import RECOVERY_SECRET
+
+    location.mkdir()
+    (location / BACKUP_FILE).write_bytes(backup_format.seal_backup(backup_format.new_backup_key(RECOVERY_SECRET),
+                                                                   payload))
+    return location
+
+
+def test_a_deeply_nested_payload_is_reported_as_tampered(make_app, tmp_path):
+    """It decrypts (the right secret), but json recurses too deep: one line and 12, not a traceback."""
+    payload = b'{"created_at": "2026-01-01T00:00:00Z", "accounts": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    location = _sealed_payload(tmp_path / "deep", payload)
+    fresh = make_app("fresh")
+    result = fresh.run("restore", "--from", str(location))
+    assert result.returncode == 12 and "not valid" in one_line_error(result)
+    assert not fresh.home.exists()
+
+
+def test_the_same_account_twice_is_reported_as_tampered_and_creates_nothing(make_app, tmp_path):
+    entry = {"type": "totp", "issuer": "X", "name": "x",
+             "totp": {"secret": SECRET, "algorithm": "SHA1", "digits": 6, "period": 30}}
+    payload = json.dumps({"created_at": "2026-01-01T00:00:00Z", "accounts": [entry, entry]}).encode()
+    location = _sealed_payload(tmp_path / "twice", payload)
+    fresh = make_app("fresh")
+    result = fresh.run("restore", "--from", str(location))
+    assert result.returncode == 12
+    assert one_line_error(result) == ("idp-authenticator: the backup's contents are not valid (authenticated, "
+                                      "but it holds totp account X:x twice)")
+    assert not fresh.home.exists()
+
+
+def test_a_first_command_failing_under_the_lock_leaves_no_home(backed_up, make_app):
+    """The home (and its .lock) is made to take the lock; a failure after that removes it again."""
+    _, cloud = backed_up
+    fresh = make_app("fresh")
+    no_passphrase = {"IDP_AUTHENTICATOR_PASSPHRASE": None}
+    result = fresh.run("restore", "--from", str(cloud), env=no_passphrase)
+    assert result.returncode == 1 and "no passphrase given" in one_line_error(result)
+    assert not fresh.home.exists()
+    result = fresh.run("add", TOTP_URI, env=no_passphrase)
+    assert result.returncode == 1 and "no passphrase given" in one_line_error(result)
+    assert not fresh.home.exists()
+    fresh.ok("restore", "--from", str(cloud))  # and then it works
+    assert sorted(p.name for p in fresh.home.iterdir()) == [".lock", "store-header.json", "store.bin"]
