@@ -6,6 +6,9 @@ Two files in the home directory:
   parameters, salt and key check. It is readable without the passphrase
   because the key cannot be derived without it; the key check turns a wrong
   passphrase into the message "wrong passphrase" instead of a decryption error.
+  The header fixes the passphrase, so it never stands alone: a first save whose
+  data write fails removes it again, and a header left without ``store.bin`` (a
+  crash in between) counts as no store at all, replaced by the next first save.
 * ``store.bin``: a 12-byte nonce, then the AES-256-GCM ciphertext of the JSON
   contents. The header's exact bytes are the associated data, so a header
   swapped in from another store is detected.
@@ -40,16 +43,18 @@ class Vault:
     """The decrypted contents of a home directory, saved back with :meth:`save`."""
 
     def __init__(self, home: Path, keys: crypto.DerivedKeys, header: bytes,
-                 accounts: list[Account], backup: Optional[BackupSettings]):
+                 accounts: list[Account], backup: Optional[BackupSettings], new: bool = False):
         self.home = home
         self.accounts = accounts
         self.backup = backup
         self._keys = keys
         self._header = header
+        self._new = new  # made by create(), never saved yet
 
     @staticmethod
     def exists(home: Path) -> bool:
-        return (home / HEADER_FILE).exists() or (home / DATA_FILE).exists()
+        """Whether the home holds a store: its data file (a header alone held nothing, see above)."""
+        return (home / DATA_FILE).exists()
 
     @classmethod
     def create(cls, home: Path, passphrase: str) -> "Vault":
@@ -64,7 +69,7 @@ class Vault:
             "salt": base64.b64encode(salt).decode("ascii"),
             "key_check": base64.b64encode(keys.key_check).decode("ascii"),
         }, indent=2).encode("utf-8") + b"\n"
-        return cls(home, keys, header, [], None)
+        return cls(home, keys, header, [], None, new=True)
 
     @classmethod
     def open(cls, home: Path, passphrase: str) -> "Vault":
@@ -98,8 +103,6 @@ class Vault:
 
     def save(self) -> None:
         _ensure_home(self.home)
-        if not (self.home / HEADER_FILE).exists():
-            write_atomically(self.home / HEADER_FILE, self._header)
         contents = {
             "version": VERSION,
             "accounts": [a.to_dict() for a in self.accounts],
@@ -107,7 +110,20 @@ class Vault:
         }
         nonce = crypto.new_nonce()
         sealed = crypto.seal(self._keys.encryption_key, nonce, json.dumps(contents).encode("utf-8"), self._header)
-        write_atomically(self.home / DATA_FILE, nonce + sealed)
+        if not self._new:
+            write_atomically(self.home / DATA_FILE, nonce + sealed)
+            return
+        # The first save: the header (replacing one a crash left alone), then the data. If the data
+        # cannot be written (a full disk), the header goes too: it would fix the passphrase of a
+        # store that holds nothing, and the next `add` with another passphrase would be refused.
+        write_atomically(self.home / HEADER_FILE, self._header)
+        try:
+            write_atomically(self.home / DATA_FILE, nonce + sealed)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                (self.home / HEADER_FILE).unlink()
+            raise
+        self._new = False
 
 
 @contextlib.contextmanager
@@ -183,8 +199,7 @@ def _decrypt_contents(home: Path, keys: crypto.DerivedKeys, header: bytes) -> di
     try:
         sealed = path.read_bytes()
     except FileNotFoundError:
-        # The header is written just before the first data file: a crash in
-        # between leaves a store that never held anything.
+        # Removed since Vault.exists looked (the header alone is no store): nothing was held.
         return {"version": VERSION, "accounts": [], "backup": None}
     except OSError as exc:
         raise AuthenticatorError(f"cannot read {path}: {exc.strerror}") from None

@@ -105,3 +105,42 @@ def test_restored_push_account_cannot_approve():
                        push=PushData(issuer_url="https://idp.example", username="alice", status="needs_verification"))
     with pytest.raises(AuthenticatorError, match="needs verification"):
         ensure_can_approve(restored)
+
+
+def test_a_first_save_that_fails_leaves_no_header(tmp_path, monkeypatch):
+    """A full disk on the first `add`: the header alone would fix the passphrase of a store that holds
+    nothing, and the next `add` with another passphrase would say "wrong passphrase"."""
+    from authenticator import store
+
+    home = tmp_path / "home"
+    real_write = store.write_atomically
+
+    def disk_full_for_data(path, data, *args, **kwargs):
+        if path.name == DATA_FILE:
+            raise OSError(28, "No space left on device")
+        return real_write(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(store, "write_atomically", disk_full_for_data)
+    vault = Vault.create(home, "the first passphrase")
+    vault.add(totp_account())
+    with pytest.raises(OSError):
+        vault.save()
+    assert not (home / HEADER_FILE).exists() and not Vault.exists(home)
+
+    monkeypatch.setattr(store, "write_atomically", real_write)
+    vault = Vault.create(home, PASSPHRASE)
+    vault.add(totp_account())
+    vault.save()
+    assert [a.name for a in Vault.open(home, PASSPHRASE).accounts] == ["alice"]
+
+
+def test_a_header_left_alone_by_a_crash_is_no_store(app):
+    """Killed between the header and the first data write: the next first save replaces it."""
+    from authenticator_testkit import TOTP_URI
+
+    Vault.create(app.home, "the first passphrase").save()
+    (app.home / DATA_FILE).unlink()
+    assert not Vault.exists(app.home)
+    assert "no accounts" in app.ok("list")
+    app.ok("add", TOTP_URI)  # with PASSPHRASE, not "the first passphrase"
+    assert len(Vault.open(app.home, PASSPHRASE).accounts) == 1
