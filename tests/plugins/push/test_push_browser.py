@@ -86,7 +86,7 @@ def test_wrong_number(page, push_server, seeded, phone, rp_factory):
     number = sign_in(page, push_server, rp, seeded)
     wrong = f"{(int(number) + 1) % 100:02d}"
     result = phone.run("approve", "--number", wrong, "--", pending_id(phone))
-    assert result.returncode == 1 and "did not match" in result.stdout
+    assert result.returncode == 26 and "did not match" in result.stderr and len(result.stderr.splitlines()) == 1
     page.wait_for_selector("text=denied")
     assert not callbacks(page, rp)
 
