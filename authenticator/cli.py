@@ -156,7 +156,13 @@ def cmd_remove(ctx: Context, args) -> int:
     with ctx.changing_vault(create=False) as vault:
         account = find_account(vault.accounts, args.account)
         vault.remove(account)
-    ctx.emit(account_summary(account), f"removed {shown(account.label)} (id {account.id})")
+    human = f"removed {shown(account.label)} (id {account.id})"
+    if account.type == PUSH and account.push is not None and account.push.device_id:
+        # Only this device forgets it: the server still lists the device (its key is gone with it).
+        human += (f"; the server at {shown(account.issuer or account.push.issuer_url)} keeps this device "
+                  f"registered until it is revoked there (if it is not already): remove it on your account's "
+                  f"security page, or ask an administrator")
+    ctx.emit(account_summary(account), human)
     return 0
 
 

@@ -47,10 +47,12 @@ def host_of(url: str) -> str:
 class PushClient:
     """One device at one server: ``endpoint`` is E from the activation URI."""
 
-    def __init__(self, endpoint: str, key=None, session: Optional[requests.Session] = None):
+    def __init__(self, endpoint: str, key=None, session: Optional[requests.Session] = None,
+                 account_id: Optional[str] = None):
         self.endpoint = endpoint.rstrip("/")
         self.key = key
         self.http = session or requests.Session()
+        self.account_id = account_id  # this device's id of the account, for the advice in messages
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -69,8 +71,7 @@ class PushClient:
             raise self._explain_401(response)
         return response
 
-    @staticmethod
-    def _explain_401(response: requests.Response) -> AuthenticatorError:
+    def _explain_401(self, response: requests.Response) -> AuthenticatorError:
         date = response.headers.get("Date")
         if date:
             try:
@@ -80,8 +81,10 @@ class PushClient:
             if skew > CLOCK_TOLERANCE:
                 return ProtocolError(f"the server refused this device's signature; this device's clock is "
                                      f"{int(skew)} s off the server's: set the clock right and retry")
+        # `add` refuses an account that is already here: the advice names both steps.
+        remove = f"idp-authenticator remove {self.account_id}" if self.account_id else "remove ACCOUNT"
         return DeviceRevoked("the server no longer accepts this device (it was revoked, or the account removed): "
-                             "add the account again with a new activation code")
+                             f"remove the account here ({remove}), then add it again with a new activation code")
 
     @staticmethod
     def _json(response: requests.Response) -> dict:

@@ -30,7 +30,7 @@ def push_accounts(ctx) -> list:
 def client_for(account: Account) -> PushClient:
     ensure_can_approve(account)
     endpoint = account.push.extra.get("endpoint") or account.push.issuer_url.rstrip("/") + "/factors/push/v1"
-    return PushClient(endpoint, keys.load(account.push.device_private_key))
+    return PushClient(endpoint, keys.load(account.push.device_private_key), account_id=account.id)
 
 
 def _usable(accounts: list) -> list:
@@ -108,9 +108,15 @@ def result_line(result: dict, challenge_id: str) -> str:
 
 
 def cmd_pending(ctx, args) -> int:
-    found = collect(push_accounts(ctx))
-    human = "\n".join(describe(c, a) for a, c in found) if found else "no pending requests"
-    ctx.emit([_summary(c, a) for a, c in found], human)
+    accounts = push_accounts(ctx)
+    found = collect(accounts)
+    lines = [describe(c, a) for a, c in found] or ["no pending requests"]
+    # A restored account receives nothing until it has a key of its own: "no pending requests"
+    # alone would let the user wait for a request that can never show up here.
+    usable = _usable(accounts)
+    lines += [f"{shown(a.label)} (id {a.id}) cannot receive requests until it is verified: run recover {a.id}"
+              for a in accounts if a not in usable]
+    ctx.emit([_summary(c, a) for a, c in found], "\n".join(lines))
     return 0
 
 

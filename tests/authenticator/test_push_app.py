@@ -209,10 +209,46 @@ def test_unreachable_server_says_so(app, live_idp):
     assert "cannot reach the server" in one_line_error(app.run("add", uri))
 
 
-def test_revoked_device_says_so(phone, live_idp):
+def test_revoked_device_says_so_and_how_to_add_it_again(phone, live_idp):
+    [account] = json.loads(phone.ok("--json", "list"))
     live_idp.start_login()
     live_idp.revoke_all()
-    assert "no longer accepts this device" in one_line_error(phone.run("pending"))
+    error = one_line_error(phone.run("pending"))
+    assert error == ("idp-authenticator: the server no longer accepts this device (it was revoked, or the account "
+                     f"removed): remove the account here (idp-authenticator remove {account['id']}), then add it "
+                     "again with a new activation code")
+    # The advice works as written: `add` alone would refuse an account that is already here.
+    assert "already exists" in one_line_error(phone.run("add", live_idp.activation_uri()))
+    phone.ok("remove", account["id"])
+    phone.ok("add", live_idp.activation_uri())
+    assert phone.ok("pending").startswith("no pending requests")
+
+
+def test_removing_a_push_account_says_the_device_stays_on_the_server(phone, live_idp):
+    [account] = json.loads(phone.ok("--json", "list"))
+    out = phone.ok("remove", account["id"])
+    assert out.startswith(f"removed 127.0.0.1:{live_idp.port}:alice@example.com (id {account['id']}); the server "
+                          f"at 127.0.0.1:{live_idp.port} keeps this device registered until it is revoked there")
+    assert "security page" in out and out.count("\n") == 1
+    with live_idp.app.app_context():
+        assert len(live_idp.factor.store.list(live_idp.user)) == 1  # indeed
+
+
+def test_pending_says_why_a_restored_account_receives_nothing(app):
+    """Its only push account needs verification: not just "no pending requests" (and no request sent)."""
+    from authenticator.accounts import NEEDS_VERIFICATION, PUSH, Account, PushData
+    from authenticator.store import Vault
+    from authenticator_testkit import PASSPHRASE
+
+    vault = Vault.create(app.home, PASSPHRASE)
+    stored = vault.add(Account(id="", type=PUSH, issuer="acme", name="alice@example.com",
+                               push=PushData(issuer_url=f"http://127.0.0.1:{_free_port()}",
+                                             username="alice@example.com", status=NEEDS_VERIFICATION)))
+    vault.save()
+    assert app.ok("pending") == ("no pending requests\n"
+                                 f"acme:alice@example.com (id {stored.id}) cannot receive requests until it is "
+                                 f"verified: run recover {stored.id}\n")
+    assert json.loads(app.ok("--json", "pending")) == []
 
 
 def test_an_id_starting_with_a_dash_can_be_answered(phone, live_idp):
