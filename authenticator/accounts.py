@@ -37,7 +37,9 @@ class PushData:
 
     ``issuer_url``, ``username``, ``account_id`` and ``kind`` ("work" or
     "personal") are what a new device needs to ask the server for a fresh
-    credential, so they are the only push fields a backup carries.
+    credential, so they are the only push fields a backup carries. ``kind`` is
+    informational: activation URIs do not carry it (so it stays "work"), and
+    ``recover`` offers both ways whatever it says (docs/backup-format.md).
     ``device_private_key`` (PEM) and anything in ``extra`` never leave the device.
     ``status`` is ``needs_verification`` after a restore: such an account holds
     no key and must not approve anything until ``recover`` gives it one.
