@@ -4,9 +4,10 @@
 and, past the threshold, locks each key for a delay that doubles with every further
 failure (capped); `succeed(keys)` clears them. `reserve(key)` is check and fail in one
 atomic step, before a slow check (argon2id) that cannot hold a lock: the guess counts as a
-failure until `succeed` takes it back, so guesses posted at once cannot exceed the limit. Keys are strings such as
-"factor:user:42", "factor:ip:203.0.113.9" or "password:account:<sha256 of the e-mail>";
-the prefix picks the thresholds (`ratelimit.factor_*` or `ratelimit.password_*`).
+failure until `succeed` takes it back, so guesses posted at once cannot exceed the limit.
+Keys are strings such as "factor:user:42", "factor:ip:203.0.113.9" or
+"password:account:<sha256 of the e-mail>" (`PasswordGuess`); the prefix picks the
+thresholds (`ratelimit.factor_*` or `ratelimit.password_*`).
 """
 from __future__ import annotations
 

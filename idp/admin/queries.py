@@ -131,12 +131,13 @@ def emails_of(org_id: int, ids: set[int]) -> dict[int, str]:
 # the browser ever comes back; the login pipeline records the same answer again
 # (``login.*``) when the waiting browser moves on. Both are read, and a ``login.*`` event
 # that follows a ``push.*`` one of the same user and kind is the same incident, shown once.
-FRAUD, DENIAL = "fraud", "denial"
+FRAUD, DENIAL, CLONE = "fraud", "denial", "clone"
 ALERT_EVENTS = {
     "push.fraud_reported": FRAUD,
     "login.push_fraud_reported": FRAUD,
     "push.denied": DENIAL,
     "login.second_factor_denied": DENIAL,
+    "webauthn.clone_suspected": CLONE,  # a security key's signature counter went backwards
 }
 ALERT_DAYS = 30
 ALERT_LIMIT = 20
@@ -147,7 +148,7 @@ SAME_INCIDENT = timedelta(minutes=3)  # a challenge lives 60 s; the browser's ec
 class Alert:
     id: int
     at: datetime
-    kind: str                 # FRAUD or DENIAL
+    kind: str                 # FRAUD, DENIAL or CLONE
     event: str
     subject_id: int | None
     email: str | None         # None: the user is gone (or not in this organization)
@@ -184,7 +185,7 @@ def security_alerts(org_id: int, *, now: datetime, days: int = ALERT_DAYS, limit
             continue  # the browser's record of an answer already listed
         details = r.details if isinstance(r.details, dict) else {}
         alerts.append(Alert(id=r.id, at=r.at, kind=kind, event=r.event, subject_id=r.subject_id, email=r.email,
-                            device=_short(details.get("device_name")), application=_short(details.get("application")),
+                            device=_short(details.get("device_name") or details.get("label")), application=_short(details.get("application")),
                             ip=_short(details.get("ip")), reason=_short(details.get("reason"), 40)))
     return alerts[:limit]
 

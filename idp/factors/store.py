@@ -406,6 +406,19 @@ class CredentialStore:
                            .values(last_used_at=now or utcnow()),
                            execution_options={"synchronize_session": False})
 
+    def update_public(self, credential_id: int, changes: Mapping[str, Any]) -> bool:
+        """Merge `changes` into a live credential's public JSON (a flag a factor keeps on one
+        credential, e.g. a security key suspended as a possible clone); False when it is not live."""
+        _forget_live_rows()
+        public = db.session.scalar(select(Credential.public_json).where(
+            Credential.id == int(credential_id), Credential.revoked_at.is_(None), *self._scope()))
+        if public is None:
+            return False
+        db.session.execute(update(Credential).where(Credential.id == int(credential_id))
+                           .values(public_json={**dict(public), **dict(changes)}),
+                           execution_options={"synchronize_session": False})
+        return True
+
     def rename(self, user: UserLike, credential_id: int, label: str) -> bool:
         """Set a live credential's label (display text, as `create` stores it); False when it is not
         this user's (or not live)."""

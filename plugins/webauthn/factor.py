@@ -15,6 +15,14 @@ in one place: an authenticator that always reports 0 (most passkeys) is accepted
 `Rejected("sign_count_regressed")`, a possible cloned key) and is advanced with one
 conditional UPDATE (a parallel duplicate loses with `Rejected("replayed")`).
 
+A regression suspends the key (`public["suspected_clone_at"]`, audit event
+`webauthn.clone_suspected`, shown among the admins' security alerts): from then on it
+is refused (`Rejected("credential_suspended")`) and not offered, whatever counts it
+presents later -- a clone a few counts behind would otherwise catch up in as many
+tries. Like a suspended push, it still counts as the user's second factor: the login
+offers their other methods. The user removes it and adds the key again (an admin can
+revoke it).
+
 `amr` (RFC 8176): "user" (the authenticator always tests user presence; py_webauthn
 refuses assertions without the UP flag) plus "hwk" (proof of possession of a
 hardware-secured key), or "swk" for a credential the authenticator reports as backed
@@ -42,7 +50,8 @@ from webauthn.helpers.structs import (
 )
 
 from idp.factors import (
-    CredentialConflict, Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, label_text,
+    CredentialConflict, Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, directory,
+    label_text,
 )
 
 MAX_RESPONSE = 64 * 1024
@@ -63,9 +72,13 @@ def _parse(response) -> dict | None:
         return None
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # (RecursionError: brackets nested thousands deep)
         return None
     return data if isinstance(data, dict) else None
+
+
+def _suspended(credential) -> bool:
+    return bool(credential.public.get("suspected_clone_at"))
 
 
 class WebAuthnFactor(Factor):
@@ -143,7 +156,7 @@ class WebAuthnFactor(Factor):
         rp_id, _origin = self._rp(ctx)
         allowed = [PublicKeyCredentialDescriptor(id=base64url_to_bytes(c.lookup_key),
                                                  transports=_transports(c.public.get("transports")))
-                   for c in self.store.list(user) if c.lookup_key]
+                   for c in self.store.list(user) if c.lookup_key and not _suspended(c)]
         options = generate_authentication_options(rp_id=rp_id, allow_credentials=allowed,
                                                   user_verification=UserVerificationRequirement.PREFERRED)
         return Step(state={"challenge": bytes_to_base64url(options.challenge)},
@@ -159,6 +172,8 @@ class WebAuthnFactor(Factor):
         credential = self.store.find(raw_id)
         if credential is None or credential.user_id != user.id:
             return Rejected("unknown_credential")
+        if _suspended(credential):
+            return Rejected("credential_suspended", counts_as_failure=False)
         try:
             result = verify_authentication_response(
                 credential=data, expected_challenge=base64url_to_bytes(challenge), expected_rp_id=rp_id,
@@ -170,13 +185,29 @@ class WebAuthnFactor(Factor):
         if new == 0 and stored == 0:
             self.store.touch(credential.id, now=ctx.now)  # an authenticator without a counter
         elif new <= stored:
+            self._suspend(user, credential, stored, new, ctx)
             return Rejected("sign_count_regressed")
         elif not self.store.advance_counter(credential.id, new, now=ctx.now):
             return Rejected("replayed")
         amr = ("swk", "user") if result.credential_backed_up else ("hwk", "user")
         return Verified(credential.id, amr, facts={"user_verified": bool(result.user_verified)})
 
+    def _suspend(self, user, credential, stored: int, presented: int, ctx) -> None:
+        """A possible clone: the key is refused from now on, and the admins are told (the event
+        commits with the login step's outcome)."""
+        self.store.update_public(credential.id, {"suspected_clone_at": ctx.now.isoformat(timespec="seconds")})
+        directory.audit("webauthn.clone_suspected", user, actor=user.email or user.username, actor_id=user.id,
+                        details={"credential_id": credential.id, "label": credential.label,
+                                 "stored_sign_count": stored, "presented_sign_count": presented,
+                                 "ip": ctx.remote_addr})
+
+    def is_configured_for(self, user) -> bool:
+        """A key the user can sign in with: live and not suspended as a possible clone."""
+        return any(not _suspended(c) for c in self.store.list(user))
+
     def describe(self, credential):
         facts = {"type": "passkey" if credential.public.get("backed_up") else "security key"}
+        if _suspended(credential):
+            facts["status"] = "suspended (may be cloned)"
         return Description(id=credential.id, factor=self.name, label=credential.label or label_text(self.label),
                            created_at=credential.created_at, last_used_at=credential.last_used_at, facts=facts)

@@ -30,7 +30,10 @@ REJECTION_MESSAGES = {
     "replayed": lambda: _("That code was already used. Wait for the next one."),
     "expired": lambda: _("That request expired. Start again."),
     "wrong_number": lambda: _("The number did not match."),
-    "sign_count_regressed": lambda: _("This security key may have been cloned. Use another method."),
+    "sign_count_regressed": lambda: _("This security key may have been cloned: it can no longer be used to sign "
+                                      "in. Use another method, then remove the key and add it again."),
+    "credential_suspended": lambda: _("This security key was suspended as a possible clone. Use another method, "
+                                      "then remove the key and add it again."),
     "not_activated": lambda: _("Scan the code with the app first, then continue."),
 }
 

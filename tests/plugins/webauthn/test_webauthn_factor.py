@@ -84,12 +84,38 @@ def test_synced_passkey_is_swk(factor, factor_user, ctx):
     assert login(factor, factor_user, ctx, key).amr == ("swk", "user")
 
 
-def test_sign_count_regression_is_rejected(factor, factor_user, ctx):
+def test_sign_count_regression_suspends_the_key_and_is_reported(factor, factor_user, ctx):
+    """A possible clone: refused, and from then on refused whatever count it presents (a clone a
+    few counts behind would otherwise catch up in as many tries), no longer offered, reported to
+    the admins -- and still the user's second factor (they use another method)."""
+    from sqlalchemy import select
+
+    from idp.models import AuditEvent
+
     key, credential = enrol(factor, factor_user, ctx, sign_count=10)
     assert isinstance(login(factor, factor_user, ctx, key, sign_count=20), Verified)
-    assert login(factor, factor_user, ctx, key, sign_count=20) == Rejected("sign_count_regressed")
-    assert login(factor, factor_user, ctx, key, sign_count=3) == Rejected("sign_count_regressed")
+    assert login(factor, factor_user, ctx, key, sign_count=19) == Rejected("sign_count_regressed")
+    db.session.commit()
+    for count in (21, 22, 1000):  # the clone catching up, or the genuine key: refused alike, not counted as guesses
+        assert login(factor, factor_user, ctx, key, sign_count=count) == Rejected("credential_suspended",
+                                                                                 counts_as_failure=False)
     assert factor.store.get(factor_user, credential.id).counter == 20
+    assert not factor.is_configured_for(factor_user) and second_factor_count(factor_user) == 1
+    assert factor.begin_challenge(factor_user, ctx).view["options"].get("allowCredentials", []) == []
+    assert factor.describe(factor.store.get(factor_user, credential.id)).facts["status"] == "suspended (may be cloned)"
+    [event] = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "webauthn.clone_suspected")).all()
+    assert (event.subject_id, event.details["credential_id"]) == (factor_user.id, credential.id)
+    assert (event.details["stored_sign_count"], event.details["presented_sign_count"]) == (20, 19)
+
+
+def test_a_response_nested_thousands_deep_is_an_invalid_response(factor, factor_user, ctx):
+    """(json.loads raises RecursionError, not ValueError: it was a 500 at login and enrolment.)"""
+    enrol(factor, factor_user, ctx, sign_count=1)
+    deep = {"response": "[" * 30000 + "]" * 30000}
+    assert factor.verify(factor_user, factor.begin_challenge(factor_user, ctx).state, deep, ctx) \
+        == Rejected("invalid_response")
+    step = factor.begin_enrolment(factor_user, ctx)
+    assert isinstance(factor.finish_enrolment(factor_user, step.state, deep, ctx), Rejected)
 
 
 def test_authenticator_without_counter_is_accepted(factor, factor_user, ctx):

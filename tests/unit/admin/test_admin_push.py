@@ -210,6 +210,13 @@ def test_a_wrong_number_denial_says_so(app, world, browser):
     assert html.count("Denied: wrong number typed") == 1 and html.count(">Denied<") == 1
 
 
+def test_a_security_key_suspended_as_a_possible_clone_is_an_alert(app, world, browser):
+    record("webauthn.clone_suspected", world["bob"], label="YubiKey 5", stored_sign_count=20, presented_sign_count=19)
+    html = browser(world["admin"]).get("/admin/security").get_data(as_text=True)
+    assert alerts(html) == [("clone", "webauthn.clone_suspected", str(world["bob"].id))]
+    assert "Security key may be cloned (suspended)" in html and "YubiKey 5" in html
+
+
 def test_no_alert(app, world, browser):
     html = browser(world["admin"]).get("/admin/security").get_data(as_text=True)
     assert "data-no-alerts" in html and not alerts(html)
