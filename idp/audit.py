@@ -30,6 +30,18 @@ def record(event: str, *, org_id: int | None, actor_id: int | None = None, actor
     return row
 
 
+def record_about_user(event: str, user_id: int | None, *, actor_id: int | None = None, actor: str = "",
+                      details: dict[str, Any] | None = None) -> None:
+    """`record` about a user known only by id (a token's, a session's): in their organization,
+    which one read finds. A token without a user (client_credentials) is recorded without one."""
+    from sqlalchemy import select
+
+    from idp.models import User
+
+    org_id = db.session.scalar(select(User.org_id).where(User.id == user_id)) if user_id is not None else None
+    record(event, org_id=org_id, actor_id=actor_id, actor=actor, subject_id=user_id, details=details)
+
+
 def record_now(event: str, *, org_id: int | None, actor_id: int | None = None, actor: str = "",
                subject_id: int | None = None, details: dict[str, Any] | None = None) -> None:
     """`record` as one Core INSERT executed at once in the session's transaction (commits with it).

@@ -108,14 +108,16 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
         from idp.login.steps.second_factor import message_for  # the login's wording, for the same failures
 
         raise AccountError(message_for(getattr(outcome, "reason", "")))
-    audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
-                 details={"factor": factor.name, "credential_id": outcome.credential.id, "during": "account"})
     from idp.login import session as login_session
 
     login_session.add_proof(factor.amr)
     codes = None
-    if not had_second_factor:
+    details = {"factor": factor.name, "credential_id": outcome.credential.id, "during": "account"}
+    if not had_second_factor:  # the first second factor comes with recovery codes: the log says when
         codes = regenerate_recovery_codes(user, audit_event=False)
+        details["recovery_codes_issued"] = len(codes or ())
+    audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                 details=details)
     db.session.commit()
     return outcome.credential, codes
 

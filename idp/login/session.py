@@ -113,8 +113,13 @@ def end_current() -> None:
     """Sign out this browser."""
     token = session.get("sso")
     if token:
-        db.session.execute(update(UserSession).where(UserSession.id == sha256_hex(token))
-                           .values(revoked_at=utcnow()))
+        ended = db.session.execute(update(UserSession).where(UserSession.id == sha256_hex(token),
+                                                             UserSession.revoked_at.is_(None))
+                                   .values(revoked_at=utcnow()).returning(UserSession.user_id)).first()
+        if ended is not None:
+            from idp import audit
+
+            audit.record_about_user("login.signed_out", ended.user_id, actor_id=ended.user_id)
         db.session.commit()
     locale = session.get("locale")  # the browser's language choice is not the user's session
     session.clear()

@@ -14,6 +14,7 @@ from authlib.oidc.rpinitiated import EndSessionEndpoint as _EndSession
 from flask import current_app
 from sqlalchemy import bindparam, or_, select, update
 
+from idp import audit
 from idp.db import db
 from idp.models import Organization, Token, User
 from idp.oidc import claims, keys
@@ -161,7 +162,12 @@ class RevocationEndpoint(_Revocation):
         now = int(time.time())
         family = row.family_id if token.refresh else None
         where = Token.family_id == family if family is not None else Token.id == row.id
-        db.session.execute(update(Token).where(where, Token.revoked_at.is_(None)).values(revoked_at=now))
+        revoked = db.session.execute(update(Token).where(where, Token.revoked_at.is_(None))
+                                     .values(revoked_at=now)).rowcount
+        if revoked:  # (RFC 7009: revoking a token already dead answers 200 as well, and records nothing)
+            audit.record_about_user("token.revoked", row.user_id, actor=row.client_id,
+                                    details={"client_id": row.client_id, "refresh_token": bool(token.refresh),
+                                             "tokens_revoked": revoked})
         db.session.commit()
 
 

@@ -19,6 +19,7 @@ from datetime import date
 
 from sqlalchemy import bindparam, exists, select, update
 
+from idp import audit
 from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Organization, Token, User
 from idp.oidc import claims
@@ -33,17 +34,16 @@ def _settings():
 
 
 def revoke_if_replayed(token_hash: str) -> None:
-    """A refresh token presented after it was rotated: assume it was stolen, revoke its family."""
+    """A refresh token presented after it was rotated: assume it was stolen, revoke its family
+    (audited, `token.replay_detected`, when that revoked anything: the admins' sign of a theft)."""
     stale = db.session.scalar(select(Token).where(Token.refresh_token_hash == token_hash))
-    if stale is not None and stale.rotated_at is not None:
-        revoke_family(stale.family_id)
-
-
-def revoke_family(family_id: str | None) -> None:
-    if family_id is None:  # a client_credentials token: no family (and `== None` would match them all)
-        return
-    db.session.execute(update(Token).where(Token.family_id == family_id, Token.revoked_at.is_(None))
-                       .values(revoked_at=int(time.time())))
+    if stale is None or stale.rotated_at is None or stale.family_id is None:
+        return  # (a client_credentials token has no family, and `== None` would match them all)
+    revoked = db.session.execute(update(Token).where(Token.family_id == stale.family_id, Token.revoked_at.is_(None))
+                                 .values(revoked_at=int(time.time()))).rowcount
+    if revoked:
+        audit.record_about_user("token.replay_detected", stale.user_id, actor=stale.client_id,
+                                details={"client_id": stale.client_id, "tokens_revoked": revoked})
     db.session.commit()
 
 
@@ -199,11 +199,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         row = db.first_alone(_CLAIM_CODE, {"code_hash_": code_hash, "for_client": client.get_client_id(),
                                            "now": utcnow()})
         if row is None:
-            reused = db.session.scalar(select(AuthorizationCode.id).where(
-                AuthorizationCode.code_hash == code_hash, AuthorizationCode.redeemed_at.is_not(None)))
+            reused = db.session.execute(select(AuthorizationCode.id, AuthorizationCode.user_id).where(
+                AuthorizationCode.code_hash == code_hash, AuthorizationCode.redeemed_at.is_not(None))).first()
             if reused is not None:
-                db.session.execute(update(Token).where(Token.code_id == reused, Token.revoked_at.is_(None))
-                                   .values(revoked_at=int(time.time())))
+                revoked = db.session.execute(update(Token).where(Token.code_id == reused.id, Token.revoked_at.is_(None))
+                                             .values(revoked_at=int(time.time()))).rowcount
+                if revoked:  # a code presented twice: assume it was stolen (audited as such)
+                    audit.record_about_user("code.reuse_detected", reused.user_id, actor=client.get_client_id(),
+                                            details={"client_id": client.get_client_id(), "tokens_revoked": revoked})
                 db.session.commit()
             return None
         self.request.code_row = row

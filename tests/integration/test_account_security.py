@@ -53,6 +53,12 @@ def test_add_totp_shows_recovery_codes_once_then_lists_it(seeded, web, live_serv
     assert "Work phone" in page.text and 'data-factor="recovery_codes"' in page.text
     assert 'data-2fa-status="active_voluntary"' in page.text
     assert audit_events(live_server, "factor.enrolled") == 1
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    with live_server.context():  # the set of codes now valid was created with it: the log says so
+        event = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "factor.enrolled")).one()
+        assert event.details["recovery_codes_issued"] == 10
 
 
 def test_rename_and_remove(seeded, web, live_server):

@@ -10,6 +10,18 @@ import requests
 from fixtures.oidc import FormBrowser, password_login
 
 
+def audit_events(server, event: str) -> list:
+    """(subject, org, details) of each `event` in the audit log."""
+    from sqlalchemy import select
+
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    with server.context():
+        return [(e.subject_id, e.org_id, e.details)
+                for e in db.session.scalars(select(AuditEvent).where(AuditEvent.event == event)).all()]
+
+
 def test_discovery_advertises_only_what_works(live_server):
     doc = requests.get(f"{live_server.url}/.well-known/openid-configuration", timeout=5).json()
     assert doc["issuer"] == live_server.url
@@ -54,7 +66,7 @@ def test_userinfo_post_and_bad_tokens(seeded, web, rp_factory):
     assert bad.status_code == 401 and "invalid_token" in bad.headers.get("WWW-Authenticate", "")
 
 
-def test_code_is_single_use_and_reuse_revokes_its_tokens(seeded, web, rp_factory):
+def test_code_is_single_use_and_reuse_revokes_its_tokens(seeded, web, rp_factory, live_server):
     rp = rp_factory(seeded.first_party)
     password_login(web, rp, seeded.user_email, seeded.password)
     code = web.callback_params()["code"]
@@ -63,6 +75,9 @@ def test_code_is_single_use_and_reuse_revokes_its_tokens(seeded, web, rp_factory
                               "code_verifier": rp.verifier})
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
     assert rp.userinfo(token["access_token"]).status_code == 401
+    [(subject, org, details)] = audit_events(live_server, "code.reuse_detected")  # a theft, for the admins
+    assert org == seeded.org_id and subject is not None
+    assert details == {"client_id": rp.client["client_id"], "tokens_revoked": 1}
 
 
 def test_code_bound_to_pkce_verifier_and_redirect_uri(seeded, web, rp_factory):
@@ -84,7 +99,7 @@ def test_code_for_another_client_is_refused(seeded, web, rp_factory):
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
 
 
-def test_refresh_rotates_and_replay_revokes_the_family(seeded, web, rp_factory):
+def test_refresh_rotates_and_replay_revokes_the_family(seeded, web, rp_factory, live_server):
     rp = rp_factory(seeded.first_party)
     password_login(web, rp, seeded.user_email, seeded.password, scope="openid email offline_access")
     token = rp.exchange(web.last_redirect)
@@ -98,6 +113,9 @@ def test_refresh_rotates_and_replay_revokes_the_family(seeded, web, rp_factory):
     after = rp.token_request({"grant_type": "refresh_token", "refresh_token": second})
     assert after.status_code == 400, "a replayed refresh token must revoke the whole family"
     assert rp.userinfo(rotated.json()["access_token"]).status_code == 401
+    # Once (the family was live once): the rotated pair and its successor, both revoked.
+    [(_subject, org, details)] = audit_events(live_server, "token.replay_detected")
+    assert org == seeded.org_id and details == {"client_id": rp.client["client_id"], "tokens_revoked": 2}
 
 
 def test_refresh_after_the_client_cache_expired(seeded, web, rp_factory):
@@ -124,7 +142,7 @@ def test_third_party_offline_access_needs_prompt_consent(seeded, web, rp_factory
     assert "refresh_token" in token
 
 
-def test_revocation(seeded, web, rp_factory):
+def test_revocation(seeded, web, rp_factory, live_server):
     rp = rp_factory(seeded.first_party)
     password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
     token = rp.exchange(web.last_redirect)
@@ -135,6 +153,12 @@ def test_revocation(seeded, web, rp_factory):
     refused = rp.token_request({"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
     assert refused.status_code == 400
     assert rp.userinfo(token["access_token"]).status_code == 401  # same family
+    again = requests.post(rp.metadata["revocation_endpoint"], data={"token": token["refresh_token"]}, auth=auth,
+                          timeout=5)
+    assert again.status_code == 200  # RFC 7009: a dead token is no error, and no second event
+    [(_subject, org, details)] = audit_events(live_server, "token.revoked")
+    assert org == seeded.org_id
+    assert details == {"client_id": rp.client["client_id"], "refresh_token": True, "tokens_revoked": 1}
 
 
 def test_introspection_confidential_clients_only(seeded, web, rp_factory):

@@ -117,7 +117,12 @@ def test_session_cookie_rotates_at_login_and_holds_no_secrets(seeded, web, rp_fa
     assert seeded.password not in text and "code" not in text and "nonce" not in text
 
 
-def test_rp_initiated_logout_with_id_token_hint(seeded, web, rp_factory):
+def test_rp_initiated_logout_with_id_token_hint(seeded, web, rp_factory, live_server):
+    from sqlalchemy import select
+
+    from idp.db import db
+    from idp.models import AuditEvent
+
     rp = rp_factory(seeded.first_party)
     password_login(web, rp, seeded.user_email, seeded.password)
     token = rp.exchange(web.last_redirect)
@@ -126,6 +131,10 @@ def test_rp_initiated_logout_with_id_token_hint(seeded, web, rp_factory):
     assert web.last_redirect == f"{rp.client['post_logout_redirect_uri']}?state=bye"
     web.get(rp.authorization_url(prompt="none"))
     assert web.callback_params()["error"] == "login_required"
+    web.get(f"{rp.metadata['end_session_endpoint']}?client_id={rp.client['client_id']}")  # nothing left to end
+    with live_server.context():
+        ended = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "login.signed_out")).all()
+        assert [(e.org_id, e.actor_id == e.subject_id) for e in ended] == [(seeded.org_id, True)]
 
 
 

@@ -11,12 +11,19 @@ from fixtures.oidc import FormBrowser
 from fixtures.totp import ENROLMENT_CODES, MFA, enrol_totp_during_login
 
 
-def test_acr_values_mfa_enrols_then_issues_mfa_token(seeded, web, rp_factory):
+def test_acr_values_mfa_enrols_then_issues_mfa_token(seeded, web, rp_factory, live_server):
+    from idp.db import db
+    from idp.models import AuditEvent
+
     rp = rp_factory(seeded.first_party)
     secret, codes = enrol_totp_during_login(web, rp, seeded)
     assert len(codes) == 10
     claims = rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])
     assert claims["amr"] == ["pwd", "otp", "mfa"] and claims["acr"] == MFA
+    with live_server.context():  # the set of codes now valid was created with it: the log says so
+        event = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "factor.enrolled")).one()
+        assert event.details == {"factor": "totp", "credential_id": event.details["credential_id"],
+                                 "during": "login", "recovery_codes_issued": 10}
 
 
 def test_totp_login_and_replay_refused(seeded, web, rp_factory, live_server):

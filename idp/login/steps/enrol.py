@@ -86,9 +86,12 @@ def submit(ctx: StepContext):
         db.session.rollback()  # the claim too: the form may be posted again
         ctx.row.version = form.posted_version()
         return show(ctx, message_for(outcome.reason), 400)
-    audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
-                 details={"factor": factor.name, "credential_id": outcome.credential.id, "during": "login"})
     codes_view = recovery_codes.issue_if_first(ctx, user)
+    details = {"factor": factor.name, "credential_id": outcome.credential.id, "during": "login"}
+    if codes_view is not None:  # the set now valid was created here: the log says when
+        details["recovery_codes_issued"] = len(codes_view.get("codes") or ())
+    audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                 details=details)
     steps = list(ctx.row.steps_done) + [step_record(factor, factor.amr, outcome.credential.id)]
     if codes_view is not None:
         if not transaction.advance(ctx.row, State.ENROL, ctx.row.version, State.RECOVERY_CODES,
