@@ -518,7 +518,8 @@ def keys_rotate_secrets() -> None:
         _session().rollback()
         raise CliError(f"{exc}: keep every key that sealed a row in security.encryption_keys, after the new one "
                        "(\"dev\" for rows sealed without encryption keys), until this command has run") from None
-    audit.record("secrets.resealed", org_id=None, actor="cli", details=counts)
+    if any(counts.values()):  # (nothing resealed: nothing changed, no event)
+        audit.record("secrets.resealed", org_id=None, actor="cli", details=counts)
     commit()
     ring = current_app.extensions["idp.keyring"]
     click.echo(f"resealed with key {ring.current_id!r}: "

@@ -126,10 +126,15 @@ def rename(user: User, credential_id: int, label: str) -> None:
     label = display_text(label or "")[:200]  # as the store keeps it (the audit event's copy too)
     if not label:
         raise AccountError(_l("Give it a name."))
-    if not current_registry().store.rename(user_ref(user), credential_id, label):
+    store = current_registry().store
+    before = store.get(user_ref(user), credential_id)
+    if before is None or not store.rename(user_ref(user), credential_id, label):
         raise AccountError(_l("No such method."))
+    if before.label == label:
+        return  # nothing changes: no event
     audit.record("factor.renamed", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
-                 details={"credential_id": credential_id, "label": label})
+                 details={"credential_id": credential_id, "factor": before.factor, "label": label,
+                          "previous_label": before.label})
     db.session.commit()
 
 

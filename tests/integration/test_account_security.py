@@ -68,6 +68,9 @@ def test_rename_and_remove(seeded, web, live_server):
     rename = [f for f in page.forms() if f["action"].endswith("/rename") and f["fields"].get("label") == "Work phone"][0]
     page = web.submit(rename, {"label": "Old phone"})
     assert "Old phone" in page.text
+    again = [f for f in page.forms() if f["action"].endswith("/rename") and f["fields"].get("label") == "Old phone"][0]
+    page = web.submit(again, {"label": "Old phone"})  # the same name again: no change, no second event
+    assert audit_events(live_server, "factor.renamed") == 1
     remove = removal_forms(web, page)[0]
     page = web.submit(remove)
     assert "Old phone" not in page.text and 'data-2fa-status="not_active"' in page.text

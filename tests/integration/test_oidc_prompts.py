@@ -65,7 +65,17 @@ def test_login_hint_prefills_username(seeded, web, rp_factory):
     assert page.form_with("password")["fields"]["username"] == seeded.user_email
 
 
-def test_consent_is_remembered_per_scope_and_deny_returns_access_denied(seeded, web, rp_factory):
+def test_consent_is_remembered_per_scope_and_deny_returns_access_denied(seeded, web, rp_factory, live_server):
+    from sqlalchemy import func, select
+
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    def granted():
+        with live_server.context():
+            return db.session.scalar(select(func.count()).select_from(AuditEvent)
+                                     .where(AuditEvent.event == "consent.granted"))
+
     rp = rp_factory(seeded.third_party)
     web.get(rp.authorization_url())
     page = web.login(seeded.user_email, seeded.password)
@@ -77,6 +87,9 @@ def test_consent_is_remembered_per_scope_and_deny_returns_access_denied(seeded, 
     web.get(rp.authorization_url(prompt="none", scope="openid email profile offline_access"))
     # offline_access without prompt=consent is dropped, so the remembered consent still covers the request
     assert web.callback_params().get("code")
+    web.get(rp.authorization_url(prompt="consent"))
+    web.consent("allow")  # asked again for what was granted: nothing changes, no second event
+    assert web.callback_params().get("code") and granted() == 1
     web.get(rp.authorization_url(prompt="consent"))
     web.consent("deny")
     params = web.callback_params()

@@ -46,7 +46,10 @@ def _remember(user: LoginUser, params: dict) -> None:
     if grant is None:
         grant = ConsentGrant(user_id=user.id, client_id=params["client_id"], scope="")
         db.session.add(grant)
-    grant.scope = " ".join(sorted(scopes | set(grant.scope.split())))
+    remembered = " ".join(sorted(scopes | set(grant.scope.split())))
+    if remembered == grant.scope:
+        return  # (prompt=consent asked again for what was granted already: nothing changes, no event)
+    grant.scope = remembered
     audit.record("consent.granted", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"client_id": params["client_id"], "scope": grant.scope})
 
