@@ -110,7 +110,7 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
         raise AccountError(message_for(getattr(outcome, "reason", "")))
     from idp.login import session as login_session
 
-    login_session.add_proof(factor.amr)
+    login_session.add_proof(outcome.amr or factor.amr)
     codes = None
     details = {"factor": factor.name, "credential_id": outcome.credential.id, "during": "account"}
     if not had_second_factor:  # the first second factor comes with recovery codes: the log says when

@@ -140,10 +140,13 @@ class Denied:
 class Enrolled:
     """Enrolment finished: the new credential (already in the store, not yet committed).
 
-    `view` may carry something to show once after enrolment (recovery codes)."""
+    `view` may carry something to show once after enrolment (recovery codes). `amr`: what the
+    enrolment proved, when it depends on the credential (a synced passkey is "swk", a security
+    key "hwk"); None means the factor's own `amr`."""
 
     credential: CredentialInfo
     view: dict = field(default_factory=dict)
+    amr: tuple[str, ...] | None = None
 
 
 VerifyOutcome = Union[Verified, Rejected, Pending, Denied]

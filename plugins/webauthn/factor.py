@@ -77,6 +77,11 @@ def _parse(response) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _amr(backed_up: bool) -> tuple[str, ...]:
+    """A synced passkey's key leaves the device: software-secured in RFC 8176's sense."""
+    return ("swk", "user") if backed_up else ("hwk", "user")
+
+
 def _suspended(credential) -> bool:
     return bool(credential.public.get("suspected_clone_at"))
 
@@ -144,7 +149,7 @@ class WebAuthnFactor(Factor):
                                            lookup_key=credential_id, now=ctx.now)
         except CredentialConflict:
             return Rejected("already_registered", counts_as_failure=False)
-        return Enrolled(credential)
+        return Enrolled(credential, amr=_amr(bool(result.credential_backed_up)))
 
     def _next_label(self, user) -> str:
         count, text = self.store.count(user), label_text(self.label)
@@ -189,8 +194,7 @@ class WebAuthnFactor(Factor):
             return Rejected("sign_count_regressed")
         elif not self.store.advance_counter(credential.id, new, now=ctx.now):
             return Rejected("replayed")
-        amr = ("swk", "user") if result.credential_backed_up else ("hwk", "user")
-        return Verified(credential.id, amr, facts={"user_verified": bool(result.user_verified)})
+        return Verified(credential.id, _amr(bool(result.credential_backed_up)), facts={"user_verified": bool(result.user_verified)})
 
     def _suspend(self, user, credential, stored: int, presented: int, ctx) -> None:
         """A possible clone: the key is refused from now on, and the admins are told (the event

@@ -92,7 +92,7 @@ def submit(ctx: StepContext):
         details["recovery_codes_issued"] = len(codes_view.get("codes") or ())
     audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details=details)
-    steps = list(ctx.row.steps_done) + [step_record(factor, factor.amr, outcome.credential.id)]
+    steps = list(ctx.row.steps_done) + [step_record(factor, outcome.amr or factor.amr, outcome.credential.id)]
     if codes_view is not None:
         if not transaction.advance(ctx.row, State.ENROL, ctx.row.version, State.RECOVERY_CODES,
                                    steps_done=steps, factor_name=None, factor_state=None):

@@ -84,6 +84,16 @@ def test_synced_passkey_is_swk(factor, factor_user, ctx):
     assert login(factor, factor_user, ctx, key).amr == ("swk", "user")
 
 
+@pytest.mark.parametrize("backed_up, amr", [(True, ("swk", "user")), (False, ("hwk", "user"))])
+def test_enrolment_proves_what_the_next_login_will(factor, factor_user, ctx, backed_up, amr):
+    """The login that enrols a key gets the amr its next login with it would (a synced passkey
+    is swk, not the factor's default hwk)."""
+    key = SoftAuthenticator(ctx.rp_id, ctx.origin, backed_up=backed_up)
+    step = factor.begin_enrolment(factor_user, ctx)
+    outcome = factor.finish_enrolment(factor_user, step.state, posted(key.create(step.view["options"])), ctx)
+    assert isinstance(outcome, Enrolled) and outcome.amr == amr
+
+
 def test_sign_count_regression_suspends_the_key_and_is_reported(factor, factor_user, ctx):
     """A possible clone: refused, and from then on refused whatever count it presents (a clone a
     few counts behind would otherwise catch up in as many tries), no longer offered, reported to
