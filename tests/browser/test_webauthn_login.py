@@ -47,3 +47,11 @@ def test_enrol_a_passkey_during_login_then_sign_in_with_it(seeded, page, rp_fact
     _callback_code(page)
     claims = rp.validate_id_token(rp.exchange(page.url)["id_token"])
     assert "mfa" in claims["amr"]
+
+    # The same authenticator again, from the security page: the browser refuses (excludeCredentials),
+    # and the page says why, rather than "try again", which could never work.
+    page.goto(f"{rp.issuer}/account/security")
+    page.locator("form[action$='/add/webauthn'] button").first.click()
+    page.click("#webauthn-start")
+    page.wait_for_selector("#webauthn-status.error")
+    assert "already registered" in page.locator("#webauthn-status").inner_text()

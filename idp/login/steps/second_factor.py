@@ -35,6 +35,7 @@ REJECTION_MESSAGES = {
     "credential_suspended": lambda: _("This security key was suspended as a possible clone. Use another method, "
                                       "then remove the key and add it again."),
     "not_activated": lambda: _("Scan the code with the app first, then continue."),
+    "already_registered": lambda: _("This key is already registered to your account: use another key, or go back."),
 }
 
 

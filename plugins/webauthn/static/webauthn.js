@@ -72,7 +72,10 @@
       // The person reads a sentence; the browser's error name is for whoever opens the console.
       if (console && console.warn) { console.warn("WebAuthn failed:", err.name, err.message); }
       if (status) {
-        status.textContent = status.getAttribute("data-failed");
+        // InvalidStateError on create: the authenticator holds one of the user's keys already
+        // (excludeCredentials), so trying again cannot work.
+        var duplicate = mode === "create" && err.name === "InvalidStateError" && status.getAttribute("data-duplicate");
+        status.textContent = duplicate || status.getAttribute("data-failed");
         status.classList.add("error");
       }
     });
