@@ -151,19 +151,24 @@ def check(keys: list[str]) -> int:
 
 _LOCK = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"))
          .values(locked_until=bindparam("until")))
-_COUNT_FAILURE: dict[str, object] = {}
+_COUNT_FAILURE: dict[tuple[str, bool], object] = {}
 
 
-def _count_failure_statement(dialect: str):
-    """INSERT ... ON CONFLICT DO UPDATE failures + 1 RETURNING failures, built once per dialect."""
-    if dialect not in _COUNT_FAILURE:
+def _count_failure_statement(dialect: str, *, unless_locked: bool = False):
+    """INSERT ... ON CONFLICT DO UPDATE failures + 1 RETURNING failures, built once per dialect.
+    `unless_locked` (reserve): the DO UPDATE only where no lockout is in force -- no row is
+    returned then, and nothing is counted."""
+    built = _COUNT_FAILURE.get((dialect, unless_locked))
+    if built is None:
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         statement = insert(_COUNTERS).values(key=bindparam("key_"), failures=1, updated_at=bindparam("now"))
-        _COUNT_FAILURE[dialect] = statement.on_conflict_do_update(
+        unlocked = or_(_COUNTERS.c.locked_until.is_(None), _COUNTERS.c.locked_until <= bindparam("now"))
+        built = _COUNT_FAILURE[(dialect, unless_locked)] = statement.on_conflict_do_update(
             index_elements=[_COUNTERS.c.key],
             set_={"failures": _COUNTERS.c.failures + 1, "updated_at": statement.excluded.updated_at},
+            where=unlocked if unless_locked else None,
         ).returning(_COUNTERS.c.failures)
-    return _COUNT_FAILURE[dialect]
+    return built
 
 
 def fail(keys: list[str], *, commit: bool = True) -> int:
@@ -190,23 +195,6 @@ def fail(keys: list[str], *, commit: bool = True) -> int:
     return longest
 
 
-_RESERVE: dict[str, object] = {}
-
-
-def _reserve_statement(dialect: str):
-    """Count a failure unless a lockout is in force (the upsert's DO UPDATE ... WHERE), returning
-    the count; no row when locked. Built once per dialect."""
-    if dialect not in _RESERVE:
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = insert(_COUNTERS).values(key=bindparam("key_"), failures=1, updated_at=bindparam("now"))
-        _RESERVE[dialect] = statement.on_conflict_do_update(
-            index_elements=[_COUNTERS.c.key],
-            set_={"failures": _COUNTERS.c.failures + 1, "updated_at": statement.excluded.updated_at},
-            where=or_(_COUNTERS.c.locked_until.is_(None), _COUNTERS.c.locked_until <= bindparam("now")),
-        ).returning(_COUNTERS.c.failures)
-    return _RESERVE[dialect]
-
-
 def reserve(key: str) -> int:
     """Count a guess against `key` before it is checked: 0 when it may go ahead, counted as a
     failure until `succeed([key])` takes it back; else the seconds a lockout still holds
@@ -225,7 +213,8 @@ def reserve(key: str) -> int:
     if waited is not None:
         return waited
     now = utcnow()
-    failures = db.run(_reserve_statement(db.engine.dialect.name), {"key_": key, "now": now}).scalar()
+    counted = _count_failure_statement(db.engine.dialect.name, unless_locked=True)
+    failures = db.run(counted, {"key_": key, "now": now}).scalar()
     if failures is None:  # locked: the upsert changed nothing
         return check([key]) or 1
     delay = _delay_for(failures, _kind(key))
