@@ -160,7 +160,7 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
     if registry.remove_credential(ref, credential_id) is None:  # removed meanwhile (a parallel request)
         db.session.rollback()
         raise AccountError(_l("No such method."))
-    details = {"factor": credential.factor, "credential_id": credential_id}
+    details = {"factor": credential.factor, "credential_id": credential_id, "label": credential.label}
     if kind == FactorKind.SECOND_FACTOR and remaining == 0:
         details["recovery_codes_revoked"] = registry.retire_recovery_codes_if_unprotected(ref)
     audit.record("factor.removed", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,

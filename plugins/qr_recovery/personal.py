@@ -69,15 +69,18 @@ def start(factor, email: object, password: object, *, remote_addr: str | None, n
     code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
     info = factor.challenges.create(user, ttl=timedelta(seconds=settings.code_ttl), now=now,
                                     payload={"type": PERSONAL, "digest": code_digest(factor.pepper(), user.id, code)})
-    directory.audit("recover.code_sent", user, actor=user.email, actor_id=user.id,
-                    details={"ip": remote_addr, "recovery_id_prefix": info.id[:8]})
     directory.commit()  # the code must work the moment it arrives
+    details = {"ip": remote_addr, "recovery_id_prefix": info.id[:8]}
     try:
         sent_to = directory.send_code(user, code, "recovery")
-    except directory.CodeNotSent:
+    except directory.CodeNotSent as exc:
         factor.challenges.expire(info.id, now=now)
+        directory.audit("recover.code_not_sent", user, actor=user.email, actor_id=user.id,
+                        details={**details, "reason": str(exc)[:200]})
         directory.commit()
         raise StartRefused("code_not_sent", 503) from None
+    directory.audit("recover.code_sent", user, actor=user.email, actor_id=user.id, details=details)
+    directory.commit()
     return Started(recovery_id=info.id, expires_at=info.expires_at, sent_to=sent_to)
 
 
@@ -105,9 +108,12 @@ def finish(factor, recovery_id: object, code: object, *, now: datetime) -> UserR
     expected = str(info.payload.get("digest") or "")
     if not (typed.isdigit() and len(typed) == CODE_DIGITS
             and hmac.compare_digest(code_digest(factor.pepper(), info.user_id, typed), expected)):
+        # A wrong guess at a code sent to the user's mailbox: theirs, or someone's with their password.
+        directory.audit("recover.code_failed", user, actor=user.email, actor_id=user.id,
+                        details={"recovery_id_prefix": info.id[:8], "tries_left": max(limit - tries, 0)})
         if tries >= limit:
             factor.challenges.expire(info.id, now=now)
-            directory.commit()
+        directory.commit()
         raise FinishRefused("invalid_code", 401, limit - tries)
     # Spent with the caller's commit, together with the device it registers: a device refused
     # for its key (device_exists) leaves the code for another try.

@@ -268,6 +268,8 @@ def test_wrong_codes_count_and_the_fifth_ends_it(client, push, qr, alice, mailbo
     final = device.finish(recovery_id, code)
     assert (final.status_code, final.get_json()["error"]) == (410, "code_expired")
     assert push.store.count(alice) == 1  # the old phone only
+    # Each wrong guess is in the audit log (someone with the password may be guessing).
+    assert [e.details["tries_left"] for e in events("recover.code_failed")] == [4, 3, 2, 1, 0]
 
 
 def test_expired_code_is_refused(client, push, qr, alice, mailbox):
@@ -288,6 +290,7 @@ def test_undeliverable_code_is_a_clear_error(factor_app, client, qr, alice):
     factor_app.extensions["idp.notifier"] = SmtpNotifier("127.0.0.1", free_port(), timeout=2)
     response = NewDevice(client).start(alice.email, PASSWORD)
     assert (response.status_code, response.get_json()) == (503, {"error": "code_not_sent"})
+    assert not events("recover.code_sent") and len(events("recover.code_not_sent")) == 1  # what happened
 
 
 def test_personal_recovery_can_be_switched_off(tmp_path):
