@@ -94,6 +94,13 @@ def build_blueprint(factor) -> Blueprint:
         if status == issuing.VALID and user is None:
             user = directory.get_user(credential.user_id)
         if status != issuing.VALID:
+            if credential is not None:  # a real code, used, expired or revoked: whoever sent it holds its secret
+                owner = user or directory.get_user(credential.user_id)
+                if owner is not None:
+                    directory.audit("recovery_qr.redeem_refused", owner,
+                                    details={"credential_id": credential.id, "status": status,
+                                             "device_id": req.device_id, "ip": request.remote_addr})
+                    directory.commit()
             return _error(_STATUS_ERRORS.get(status, "invalid_recovery_code"), 410 if status in _STATUS_ERRORS else 400)
         if push.store.find(req.device_id) is not None:
             return _error("device_exists", 409)  # checked before spending the code

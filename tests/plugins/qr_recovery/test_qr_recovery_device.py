@@ -73,6 +73,9 @@ def test_reused_expired_revoked_and_unknown_codes_are_refused(client, push, qr, 
     answer = NewDevice(client).redeem("00000-00000-00000-00000-00000", user=factor_user.username)
     assert (answer.status_code, answer.get_json()) == (400, {"error": "invalid_recovery_code"})
     assert push.store.count(factor_user) == 1
+    # A real code presented again (used, expired, revoked) may have leaked: each refusal is audited.
+    assert [e.details["status"] for e in events("recovery_qr.redeem_refused")] == [
+        "used", "expired", "expired", "revoked"]
 
 
 def test_malformed_and_forged_requests(client, push, qr, factor_user):
