@@ -248,9 +248,11 @@ class PasswordGuess:
         Flask-Limiter's per-address rate in front, is checked as usual."""
         return check([self.address]) or reserve(self.account)
 
-    def failed(self) -> None:
-        """A wrong guess: the account's failure was counted when admitted; count the address's."""
-        fail([self.address])
+    def failed(self) -> int:
+        """A wrong guess: the account's failure was counted when admitted; count the address's.
+        Returns the seconds a lockout now holds the account or the address (0: none), which this
+        guess started: it was admitted, so none held either when it came."""
+        return max(fail([self.address]), check([self.account]))
 
     def succeeded(self) -> None:
         """Take back the account's reserved failure and clear its history; the address keeps its

@@ -302,7 +302,13 @@ def test_transaction_is_bound_to_its_browser(seeded, web, live_server, rp_factor
     assert "password" not in stolen.text.lower() or stolen.status == 400
 
 
-def test_password_guesses_lock_the_account_key_with_the_same_answer_for_unknown_accounts(seeded, web, rp_factory):
+def test_password_guesses_lock_the_account_key_with_the_same_answer_for_unknown_accounts(seeded, web, rp_factory,
+                                                                                         live_server):
+    from sqlalchemy import select
+
+    from idp.db import db
+    from idp.models import AuditEvent
+
     rp = rp_factory(seeded.first_party)
     web.get(rp.authorization_url())
     statuses = {}
@@ -316,3 +322,6 @@ def test_password_guesses_lock_the_account_key_with_the_same_answer_for_unknown_
     assert statuses[seeded.user_email][:10] == [401] * 10 and statuses[seeded.user_email][-1] == 429
     page = web.login(seeded.user_email, seeded.password)
     assert page.status == 429 and web.last_redirect is None, "even the right password waits out the lockout"
+    with live_server.context():  # the known account's tenth wrong password started it (unknown ones have no org)
+        locked = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "login.locked_out")).all()
+        assert [(e.details["step"], e.org_id) for e in locked] == [("password", seeded.org_id)]

@@ -63,7 +63,10 @@ def test_recovery_code_login_once(seeded, web, rp_factory, live_server):
             assert browser.last_redirect is None, "a recovery code works once"
 
 
-def test_wrong_codes_lock_out_with_growing_delay(seeded, web, rp_factory):
+def test_wrong_codes_lock_out_with_growing_delay(seeded, web, rp_factory, live_server):
+    from idp.db import db
+    from idp.models import AuditEvent
+
     rp = rp_factory(seeded.first_party)
     enrol_totp_during_login(web, rp, seeded)
     rp.exchange(web.last_redirect)
@@ -75,6 +78,9 @@ def test_wrong_codes_lock_out_with_growing_delay(seeded, web, rp_factory):
         statuses.append(page.status)
     assert 429 in statuses and "Wait" in page.text
     assert web.last_redirect is None
+    with live_server.context():  # the failure that started the lockout says so, once
+        locked = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "login.locked_out")).all()
+        assert [(e.details["step"], e.details["seconds"] > 0) for e in locked] == [("second_factor", True)]
 
 
 def _at_the_code_page(seeded, web, rp_factory, live_server):

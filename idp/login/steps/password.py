@@ -51,10 +51,13 @@ def submit(ctx: StepContext):
     db.session.commit()
     valid = passwords.verify(user.password_hash if user else None, form.password.data)
     if not valid or user is None or user.disabled:
-        guess.failed()
+        locked = guess.failed()
         metrics.LOGINS.labels(outcome="bad_password").inc()
         if user is not None:
             audit.record("login.password_failed", org_id=user.org_id, subject_id=user.id, actor=user.email)
+            if locked:  # this guess started a lockout: the admins see when guessing at an account stopped it
+                audit.record("login.locked_out", org_id=user.org_id, subject_id=user.id, actor=user.email,
+                             details={"step": "password", "seconds": locked})
             db.session.commit()
         return show(ctx, form, _("Incorrect e-mail or password."), 401)
     guess.succeeded()

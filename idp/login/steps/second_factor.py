@@ -178,10 +178,13 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
     # attempt count goes first: when a parallel post already moved the version, advance()
     # rolls back, and the failure and its event are still counted and committed below.
     transaction.update_in_place(ctx.row, version, commit=False, failed_attempts=ctx.row.failed_attempts + 1)
-    if outcome.counts_as_failure:
-        lockout.fail(lockout_keys(user), commit=False)
-    audit.record_now("login.second_factor_failed", org_id=user.org_id, actor_id=user.id, actor=user.email,
-                     subject_id=user.id, details={"factor": factor.name, "reason": outcome.reason})
+    locked = lockout.fail(lockout_keys(user), commit=False) if outcome.counts_as_failure else 0
+    events = [dict(event="login.second_factor_failed", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                   subject_id=user.id, details={"factor": factor.name, "reason": outcome.reason})]
+    if locked:  # this failure started a lockout
+        events.append(dict(event="login.locked_out", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                           subject_id=user.id, details={"step": "second_factor", "seconds": locked}))
+    audit.record_all_now(events)
     db.session.commit()
     return show(ctx, message_for(outcome.reason), 401)  # a rejection changes no credential
 
