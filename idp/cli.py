@@ -329,7 +329,7 @@ def init() -> None:
     from idp.schema import upgrade
 
     revision = upgrade(db.engine)
-    created = ensure_signing_key() or []
+    created = ensure_signing_key(actor="cli") or []
     if not isinstance(created, list):
         created = [created]
     click.echo(f"database at revision {revision}")

@@ -70,14 +70,21 @@ def create_key(alg: str, activates_at: datetime | None = None) -> SigningKey:
     return row
 
 
-def ensure_signing_key() -> list[SigningKey]:
-    """Make sure every supported algorithm has a usable key; idempotent (`idp init`)."""
+def ensure_signing_key(actor: str | None = None) -> list[SigningKey]:
+    """Make sure every supported algorithm has a usable key; idempotent (`idp init`). With `actor`,
+    keys created are audited (`signing_key.created`) in the same transaction."""
     created = []
     for alg in SUPPORTED_ALGS:
         exists = db.session.scalar(
             select(SigningKey.id).where(SigningKey.alg == alg, SigningKey.retired_at.is_(None)).limit(1))
         if exists is None:
             created.append(create_key(alg))
+    if created and actor:
+        from idp import audit
+
+        db.session.flush()
+        audit.record("signing_key.created", org_id=None, actor=actor,
+                     details={"keys": [{"kid": key.kid, "alg": key.alg} for key in created]})
     db.session.commit()
     invalidate_cache()
     return created

@@ -123,6 +123,8 @@ def test_init_migrates_and_creates_signing_keys(database_url, idp):
     second = ok(idp("init", database_url=database_url))
     assert "created signing key" not in second.stdout
     assert db.rows(SigningKey) == keys_before
+    [event] = db.events("signing_key.created")  # the first run's keys, audited once
+    assert event["actor"] == "cli" and {k["kid"] for k in event["details"]["keys"]} == {k["kid"] for k in keys_before}
     db.engine.dispose()
 
 
