@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from authenticator.push import keys
 from fixtures.oidc import FormBrowser
+from recovery_kit import enable_recovery
 
 NUL = "\x00"
 JSON = {"Accept": "application/json"}
@@ -28,14 +29,7 @@ JSON = {"Accept": "application/json"}
 @pytest.fixture
 def server(live_server):
     """The live server with push and recovery QR registered (before its first request)."""
-    from idp_plugins.push.factor import PushFactor
-    from idp_plugins.qr_recovery.factor import QrRecoveryFactor
-
-    registry = live_server.app.extensions["idp.factors"]
-    for cls in (PushFactor, QrRecoveryFactor):
-        if cls.name not in registry:
-            registry.register(cls)
-    return live_server
+    return enable_recovery(live_server)
 
 
 def snapshot(server, skip: tuple[str, ...] = ()) -> dict[str, list[str]]:
