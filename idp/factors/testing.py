@@ -139,12 +139,9 @@ def make_user(email: str = "alice@example.com", org_name: str = "Example", **fie
 
 
 def second_factor_count(user: UserRef) -> int:
-    from sqlalchemy import select
+    from idp.factors.store import CredentialStore
 
-    from idp.db import db
-    from idp.models import User
-
-    return int(db.session.scalar(select(User.second_factor_count).where(User.id == user.id)))
+    return CredentialStore().second_factors_held(user)
 
 
 # --- the conformance kit ----------------------------------------------------------------------
