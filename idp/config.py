@@ -5,7 +5,8 @@ reads the environment. Production guards live here so that a misconfigured
 production server refuses to start instead of running insecurely, and so do the
 checks of every setting that would otherwise fail later, with a traceback deep in a
 library or a request: unknown keys, values of the wrong type (variables and the
-IDP_CONFIG file alike), unusable URLs, keys, networks and log levels. Each is one
+IDP_CONFIG file alike), unusable URLs, keys, networks and log levels, numbers out of range
+(idp.config_ranges). Each is one
 `ConfigError` naming the setting; `idp` prints it as one line.
 """
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 from urllib.parse import urlsplit
+
+from idp import config_ranges
 
 # idp/default.toml links to config/default.toml, so a wheel carries the documented defaults.
 DEFAULT_FILE = Path(__file__).resolve().parent / "default.toml"
@@ -313,8 +316,14 @@ def validate(settings: Settings) -> None:
     _check_networks("server.trusted_proxies", settings.trusted_proxies)
     _check_networks("ops.metrics_networks", settings.get("ops.metrics_networks") or ())
     _check_log_level(settings.get("server.log_level", "INFO"))
+    _check_ranges(config_ranges.problems(settings.get, _named))
     if settings.production:
         _check_production(settings)
+
+
+def _check_ranges(found: list[str]) -> None:
+    if found:
+        raise ConfigError("; ".join(found))
 
 
 def _named(dotted: str) -> str:
@@ -405,6 +414,7 @@ def _check_production(settings: Settings) -> None:
         raise ConfigError("production demands an https issuer (IDP_ISSUER)")
     if not settings.get("security.encryption_keys"):
         raise ConfigError("production demands real encryption keys: set security.encryption_keys")
+    _check_ranges(config_ranges.production_problems(settings.get, _named))
     if mail_goes_to_console(settings):
         raise ConfigError("production refuses the console notifier, which writes one-time codes to the log: "
                           "set mail.host to an SMTP relay (IDP_MAIL__HOST)")

@@ -28,6 +28,9 @@ PRODUCTION_WITHOUT_SECRET_KEY = {"IDP_ENV": "production"}
     ({"IDP_TOKENS__BOGUS": "1"}, ("unknown setting tokens.bogus (from IDP_TOKENS__BOGUS)",)),
     ({"IDP_BOGUS__X": "1"}, ("unknown setting bogus.x (from IDP_BOGUS__X)",)),
     ({"IDP_SERVER__LOG_LEVEL": "LOUD"}, ("server.log_level", "LOUD")),
+    ({"IDP_TOKENS__ACCESS_TOKEN_TTL": "-5"}, ("IDP_TOKENS__ACCESS_TOKEN_TTL", "between 60 and", "-5")),
+    ({"IDP_RATELIMIT__LOGIN_POSTS_PER_IP": "lots"}, ("IDP_RATELIMIT__LOGIN_POSTS_PER_IP", "60 per minute", "'lots'")),
+    ({"IDP_SECURITY__ARGON2_TIME_COST": "0"}, ("IDP_SECURITY__ARGON2_TIME_COST", "between 1 and 100")),
 ], ids=lambda value: "-".join(value) if isinstance(value, dict) else None)
 def test_a_bad_setting_is_one_configuration_line(idp, sqlite_url, env, fragments):
     refused(idp("keys", "list", database_url=sqlite_url, env=env), "idp: error: configuration:", *fragments)

@@ -248,3 +248,66 @@ def test_the_bench_limits_are_accepted():
              "IDP_SECURITY__ARGON2_TIME_COST": "1", "IDP_ISSUER": "http://127.0.0.1:5000",
              "IDP_SECRET_KEY": "x" * 48, "IDP_ENV": "development", "IDP_REDIS_URL": "redis://127.0.0.1:6379/0"}
     assert settings(**bench).get("factors.push.max_challenges") == 1000000
+
+
+# ---------------------------------------------------------------- numbers in range (idp.config_ranges)
+
+@pytest.mark.parametrize("name, raw, fragment", [
+    ("IDP_TOKENS__ACCESS_TOKEN_TTL", "-5", "between 60 and 604800, not -5"),   # tokens born expired
+    ("IDP_TOKENS__ID_TOKEN_TTL", "0", "between 60 and"),
+    ("IDP_TOKENS__AUTHORIZATION_CODE_TTL", "3600", "between 1 and 600"),       # RFC 6749 4.1.2
+    ("IDP_TOKENS__REFRESH_TOKEN_TTL", "-1", "between 60 and"),
+    ("IDP_SESSION__LIFETIME", "-1", "between 60 and 31536000"),
+    ("IDP_LOGIN__TRANSACTION_TTL", "0", "between 60 and"),                   # every login expired at once
+    ("IDP_LOGIN__RECENT_LOGIN", "0", "between 10 and"),
+    ("IDP_ADMIN__PAGE_SIZE", "0", "between 1 and 1000"),
+    ("IDP_MAIL__PORT", "70000", "between 1 and 65535"),
+    ("IDP_SECURITY__ARGON2_TIME_COST", "0", "between 1 and 100"),             # argon2 raised deep in create_app
+    ("IDP_SECURITY__ARGON2_PARALLELISM", "0", "between 1 and 64"),
+    ("IDP_RATELIMIT__PASSWORD_FAILURES_BEFORE_LOCKOUT", "0", "at least 1, not 0"),   # every login locked
+    ("IDP_RATELIMIT__FACTOR_IP_LOCKOUT_SECONDS", "0", "at least 1"),
+    ("IDP_RATELIMIT__PASSWORD_LOCKOUT_MAX_SECONDS", "10", "must be at least ratelimit.password_lockout_seconds (30)"),
+    ("IDP_RATELIMIT__LOGIN_POSTS_PER_IP", "lots", "a rate limit such as"),    # the limit was dropped
+    ("IDP_RATELIMIT__LOGIN_POSTS_PER_IP", "", "a rate limit such as"),
+    ("IDP_TOKENS__DEFAULT_ID_TOKEN_ALG", "HS256", "one of ES256, RS256"),
+    ("IDP_TOKENS__DEFAULT_ID_TOKEN_ALG", "es256", "one of ES256, RS256"),     # JOSE names are case-sensitive
+])
+def test_a_number_out_of_range_is_a_configuration_error(name, raw, fragment):
+    with pytest.raises(ConfigError, match=name) as raised:
+        settings(**{name: raw})
+    assert fragment in str(raised.value)
+
+
+def test_every_problem_is_named_at_once():
+    with pytest.raises(ConfigError) as raised:
+        settings(IDP_TOKENS__ACCESS_TOKEN_TTL="0", IDP_ADMIN__PAGE_SIZE="0")
+    assert "IDP_TOKENS__ACCESS_TOKEN_TTL" in str(raised.value) and "IDP_ADMIN__PAGE_SIZE" in str(raised.value)
+
+
+def test_argon2_memory_below_eight_kib_per_lane_is_refused():
+    with pytest.raises(ConfigError, match="at least 8 KiB per lane"):
+        settings(IDP_SECURITY__ARGON2_PARALLELISM="4", IDP_SECURITY__ARGON2_MEMORY_COST="16")
+
+
+def test_the_edges_of_the_ranges_are_accepted():
+    loaded = settings(IDP_TOKENS__AUTHORIZATION_CODE_TTL="600", IDP_TOKENS__KEY_PUBLISH_DELAY="0",
+                      IDP_RATELIMIT__LOGIN_POSTS_PER_IP="1000000 per 1 minute;5 per second",
+                      IDP_RATELIMIT__PASSWORD_FAILURES_BEFORE_LOCKOUT="1000000000")
+    assert loaded.get("tokens.authorization_code_ttl") == 600
+
+
+@pytest.mark.parametrize("memory, passes", [(1024, 1), (19456, 1), (7000, 6)])
+def test_production_refuses_argon2_weaker_than_owasp(memory, passes):
+    environ = dict(PRODUCTION, IDP_SECURITY__ARGON2_MEMORY_COST=str(memory), IDP_SECURITY__ARGON2_TIME_COST=str(passes))
+    with pytest.raises(ConfigError, match="OWASP"):
+        load_settings(environ=environ)
+
+
+@pytest.mark.parametrize("memory, passes", [(19456, 2), (47104, 1), (12288, 3), (9216, 4), (7168, 5)])
+def test_production_accepts_each_row_of_owasps_argon2_table(memory, passes):
+    environ = dict(PRODUCTION, IDP_SECURITY__ARGON2_MEMORY_COST=str(memory), IDP_SECURITY__ARGON2_TIME_COST=str(passes))
+    assert load_settings(environ=environ).production
+
+
+def test_development_keeps_fast_argon2_for_tests_and_demos():
+    assert settings(IDP_SECURITY__ARGON2_MEMORY_COST="1024", IDP_SECURITY__ARGON2_TIME_COST="1")

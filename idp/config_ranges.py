@@ -1,0 +1,107 @@
+"""The ranges the core's numeric and enumerated settings must fall in, checked at start-up.
+
+idp.config checks that a value has the right type; this module checks that it makes sense.
+A negative token lifetime, a zero lockout threshold or an unparsable rate limit used to
+start a server that then misbehaved quietly (tokens born expired, every login locked, the
+login forms' rate limit dropped) or answered 500s. Each bound below is a `ConfigError`
+naming the setting and its variable instead. Factor plugins check their own sections
+(`FactorMisconfigured`, raised as the registry builds them).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+DAY = 86400
+
+# (dotted name, lowest, highest): whole numbers (or numbers, for the cache's seconds).
+BOUNDS: tuple[tuple[str, float, float], ...] = (
+    # argon2's own limits (below them the library raises deep inside create_app); production
+    # asks more, see production_problems.
+    ("security.argon2_time_cost", 1, 100),
+    ("security.argon2_parallelism", 1, 64),
+    ("security.argon2_memory_cost", 8, 4 * 1024 * 1024),
+    ("session.lifetime", 60, 365 * DAY),
+    ("login.transaction_ttl", 60, DAY),
+    ("login.recent_login", 10, DAY),
+    # RFC 6749 4.1.2: a code lives briefly; ten minutes is the longest the RFC recommends.
+    ("tokens.authorization_code_ttl", 1, 600),
+    ("tokens.access_token_ttl", 60, 7 * DAY),
+    ("tokens.id_token_ttl", 60, 7 * DAY),
+    ("tokens.refresh_token_ttl", 60, 3650 * DAY),
+    ("tokens.retired_key_grace", 0, 365 * DAY),
+    ("tokens.key_publish_delay", 0, 30 * DAY),
+    ("tokens.client_cache_ttl", 0, 3600),
+    ("admin.page_size", 1, 1000),
+    ("mail.port", 1, 65535),
+    ("ops.cached_documents_ttl", 0, 3600),
+)
+
+# Each lockout family: failures before the first lockout, the first lockout's seconds, the longest.
+LOCKOUTS = ("password", "password_ip", "factor", "factor_ip")
+
+ENUMERATED: dict[str, tuple[str, ...]] = {
+    "tokens.default_id_token_alg": ("ES256", "RS256"),  # idp.oidc.keys.SUPPORTED_ALGS
+}
+
+# OWASP Password Storage Cheat Sheet, argon2id: m=19 MiB with t=2, or an equivalent row of its
+# table (47104/1, 12288/3, 9216/4, 7168/5): at least 7 MiB, and memory x passes at least 35,840 KiB.
+OWASP_MIN_MEMORY_KIB = 7168
+OWASP_MIN_MEMORY_PASSES = 35840
+
+
+def problems(get: Callable[[str], Any], named: Callable[[str], str]) -> list[str]:
+    """What is out of range, one sentence each. `get(dotted)` reads a setting, `named(dotted)`
+    spells it as an operator set it (`tokens.access_token_ttl (IDP_TOKENS__ACCESS_TOKEN_TTL)`)."""
+    found = []
+    for dotted, low, high in BOUNDS:
+        value = get(dotted)
+        if value is not None and not low <= value <= high:
+            found.append(f"{named(dotted)} must be between {low} and {high}, not {value!r}")
+    for family in LOCKOUTS:
+        found.extend(_lockout_problems(get, named, f"ratelimit.{family}"))
+    for dotted, allowed in ENUMERATED.items():
+        value = get(dotted)
+        if value is not None and value not in allowed:  # JOSE names are case-sensitive
+            found.append(f"{named(dotted)} must be one of {', '.join(allowed)}, not {value!r}")
+    rate = get("ratelimit.login_posts_per_ip")
+    if rate is not None and not _is_rate_limit(rate):
+        found.append(f"{named('ratelimit.login_posts_per_ip')} must be a rate limit such as \"60 per minute\", "
+                     f"not {rate!r}")
+    memory, parallelism = get("security.argon2_memory_cost"), get("security.argon2_parallelism")
+    if memory is not None and parallelism is not None and memory < 8 * parallelism:
+        found.append(f"{named('security.argon2_memory_cost')} must be at least 8 KiB per lane "
+                     f"(argon2_parallelism {parallelism}), not {memory!r}")
+    return found
+
+
+def production_problems(get: Callable[[str], Any], named: Callable[[str], str]) -> list[str]:
+    """What production refuses besides: password hashing weaker than OWASP's minimums."""
+    memory, passes = get("security.argon2_memory_cost"), get("security.argon2_time_cost")
+    if memory < OWASP_MIN_MEMORY_KIB or memory * passes < OWASP_MIN_MEMORY_PASSES:
+        return [f"production refuses argon2id weaker than OWASP's minimum (m=19456 KiB with t=2, or "
+                f"at least {OWASP_MIN_MEMORY_KIB} KiB and memory x time cost {OWASP_MIN_MEMORY_PASSES}): "
+                f"{named('security.argon2_memory_cost')} {memory}, {named('security.argon2_time_cost')} {passes}"]
+    return []
+
+
+def _lockout_problems(get, named, prefix: str) -> list[str]:
+    threshold = get(f"{prefix}_failures_before_lockout")
+    first, longest = get(f"{prefix}_lockout_seconds"), get(f"{prefix}_lockout_max_seconds")
+    found = []
+    if threshold is not None and threshold < 1:
+        found.append(f"{named(f'{prefix}_failures_before_lockout')} must be at least 1, not {threshold!r}")
+    if first is not None and first < 1:
+        found.append(f"{named(f'{prefix}_lockout_seconds')} must be at least 1, not {first!r}")
+    if first is not None and longest is not None and longest < first:
+        found.append(f"{named(f'{prefix}_lockout_max_seconds')} ({longest}) must be at least "
+                     f"{prefix}_lockout_seconds ({first})")
+    return found
+
+
+def _is_rate_limit(text: Any) -> bool:
+    from limits import parse_many
+
+    try:
+        return isinstance(text, str) and bool(parse_many(text))
+    except ValueError:
+        return False
