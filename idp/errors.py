@@ -10,6 +10,8 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
+from idp.ops import logged_path  # the path as the access line writes it: no login handle in the logs
+
 log = logging.getLogger(__name__)
 
 # The HTML pages speak the user's language; werkzeug's default descriptions are English only.
@@ -69,7 +71,7 @@ def init_app(app: Flask) -> None:
 
         db.session.rollback()
         cause = getattr(error, "orig", None) or error
-        log.warning("the database refused a value of %s %s: %s", request.method, request.path,
+        log.warning("the database refused a value of %s %s: %s", request.method, logged_path(),
                     type(cause).__name__, extra={"fields": {"reason": (str(cause).splitlines() or [""])[0][:200]}})
         if _wants_json():
             return jsonify({"error": "invalid_request"}), 400
@@ -89,7 +91,7 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, logged_path())
         from idp.db import db
 
         db.session.rollback()

@@ -9,7 +9,8 @@
   restricts it to listed addresses/CIDR ranges (by default loopback and private ranges);
   requests from elsewhere get 404.
 - one access log line per request (`idp.access` logger, JSON, see `idp.ops.logs`, with the
-  request's wall time `duration_ms` and the CPU time `cpu_ms` its thread spent), and the
+  request's wall time `duration_ms` and the CPU time `cpu_ms` its thread spent; its `path` has the
+  values that stand for secrets, such as login handles, replaced: `idp.ops.paths`), and the
   request id: a valid incoming `X-Request-ID` is kept, otherwise a random one is made; it is
   echoed in the `X-Request-ID` response header and attached to every log line.
 - `X-Forwarded-*` trusted only from `server.trusted_proxies` (`idp.ops.proxy`).
@@ -35,6 +36,7 @@ from sqlalchemy import text
 from idp.db import db
 from idp.ops import gc_freeze, logs, metrics
 from idp.ops.documents import DocumentCache
+from idp.ops.paths import PathRedactor
 from idp.ops.proxy import TrustedProxies, address_in, parse_networks
 from idp.security import headers as security_headers
 
@@ -45,6 +47,8 @@ QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 ENVIRON_START = "idp.ops.start"
 ENVIRON_REQUEST_ID = "idp.ops.request_id"
 ENVIRON_RULE = "idp.ops.rule"
+ENVIRON_VIEW_ARGS = "idp.ops.view_args"
+PATH_REDACTOR = "idp.ops.paths"  # app.extensions key: the app's PathRedactor (idp.errors logs with it)
 
 access_log = logging.getLogger("idp.access")
 log = logging.getLogger("idp.ops")
@@ -61,10 +65,12 @@ class RequestContext:
     more than the work itself on a token grant.
     """
 
-    def __init__(self, app, documents: DocumentCache | None = None, https: bool = False) -> None:
+    def __init__(self, app, documents: DocumentCache | None = None, https: bool = False,
+                 paths: PathRedactor | None = None) -> None:
         self.app = app
         self.documents = documents
         self.https = https
+        self.paths = paths or PathRedactor("")
 
     def __call__(self, environ, start_response):
         gc_freeze.freeze_once()  # the start-up heap, out of full collections (idp.ops.gc_freeze)
@@ -85,7 +91,8 @@ class RequestContext:
                 entry = documents.lookup(environ)
                 if entry is not None:
                     start_response(entry.status, entry.headers + [(REQUEST_ID_HEADER, request_id)])
-                    self._record(environ, environ["PATH_INFO"], 200, started, cpu_started, request_id)
+                    self._record(environ, environ["PATH_INFO"], 200, started, cpu_started, request_id,
+                                 path=environ["PATH_INFO"])
                     return [entry.body]
             path = environ.get("PATH_INFO", "")
             statuses: list[str] = []
@@ -108,24 +115,44 @@ class RequestContext:
         finally:
             logs.request_id_var.reset(token)
 
-    @staticmethod
-    def _record(environ, endpoint: str, status: int, started: float, cpu_started: float, request_id: str) -> None:
-        """Metrics and the access line for one response; `endpoint` is the URL rule (bounded labels)."""
+    def _record(self, environ, endpoint: str, status: int, started: float, cpu_started: float, request_id: str,
+                path: str | None = None) -> None:
+        """Metrics and the access line for one response; `endpoint` is the URL rule (bounded labels),
+        `path` the path to log when known in advance (else the request's, redacted)."""
         seconds = time.perf_counter() - started
         method = environ.get("REQUEST_METHOD", "GET")
         metrics.observe_request(endpoint, method, status, seconds)
         level = logging.DEBUG if endpoint in QUIET_PATHS else logging.INFO
         if access_log.isEnabledFor(level):
-            record = logs.access_record(access_log.name, level, method, environ.get("PATH_INFO", ""), status,
+            record = logs.access_record(access_log.name, level, method, path or self._logged_path(environ), status,
                                         round(seconds * 1000, 2), environ.get("REMOTE_ADDR"), request_id)
             record.cpu_ms = round((time.thread_time() - cpu_started) * 1000, 2)
             access_log.handle(record)
 
 
+    def _logged_path(self, environ) -> str:
+        """The request's path with the values that stand for secrets replaced (idp.ops.paths)."""
+        rule = environ.get(ENVIRON_RULE)
+        return self.paths.path(rule.rule if rule is not None else None, environ.get(ENVIRON_VIEW_ARGS),
+                               environ.get("PATH_INFO", ""))
+
+
 def _note_rule(response: Response) -> Response:
-    """after_request: leave the matched URL rule where the middleware reads it (metrics label)."""
+    """after_request: leave the matched URL rule (the metrics label) and its values (for the
+    access line's redacted path) where the middleware reads them."""
     request.environ[ENVIRON_RULE] = request.url_rule
+    request.environ[ENVIRON_VIEW_ARGS] = request.view_args
     return response
+
+
+def logged_path() -> str:
+    """The current request's path as the logs write it (idp.ops.paths), for lines other than the
+    access line that name the request (idp.errors)."""
+    from flask import current_app
+
+    paths = current_app.extensions.get(PATH_REDACTOR) or PathRedactor("")
+    rule = request.url_rule
+    return paths.path(rule.rule if rule is not None else None, request.view_args, request.path)
 
 
 def healthz() -> Response:
@@ -156,7 +183,8 @@ def init_app(app: Flask, settings) -> None:
     if ops.get("cached_documents") and float(ops.get("cached_documents_ttl", 0)) > 0:
         documents = DocumentCache(ops.get("cached_documents"), float(ops.get("cached_documents_ttl")))
     # Proxy trust first, so that everything inside (logs, metrics, Flask) sees the real client.
-    wsgi = RequestContext(app.wsgi_app, documents, https=settings.issuer.startswith("https://"))
+    paths = app.extensions[PATH_REDACTOR] = PathRedactor(settings.secret_key)
+    wsgi = RequestContext(app.wsgi_app, documents, https=settings.issuer.startswith("https://"), paths=paths)
     proxies = parse_networks(settings.trusted_proxies)
     if proxies:
         wsgi = TrustedProxies(wsgi, proxies)

@@ -2,8 +2,9 @@
 
 Every line has `time` (UTC, ISO 8601 with milliseconds), `level`, `logger`, `message`, and
 `request_id` when logged while a request is served. The access line written after each
-response (logger `idp.access`) adds `method`, `path`, `status`, `duration_ms`, `cpu_ms`
-(the CPU time the request's thread used: what it cost apart from waiting), `remote_addr`.
+response (logger `idp.access`) adds `method`, `path` (with the values that stand for secrets,
+such as login handles, replaced: idp.ops.paths), `status`, `duration_ms`, `cpu_ms` (the CPU time
+the request's thread used: what it cost apart from waiting), `remote_addr`.
 Other code adds fields the same way: `log.info("...", extra={"fields": {"client_id": cid}})`.
 
 The request id lives in a context variable set by idp.ops's WSGI middleware, so any logger

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -43,6 +44,14 @@ def build_app(tmp_path, **overrides):
     @app.get("/boom")
     def boom():
         raise RuntimeError("boom")
+
+    @app.get("/handles/<handle>/items/<int:item_id>")
+    def handle_item(handle, item_id):
+        return jsonify(id=item_id)
+
+    @app.post("/handles/<handle>/cancel")
+    def handle_cancel(handle):
+        return jsonify(cancelled=True)
 
     return app
 
@@ -243,6 +252,82 @@ def test_server_error_is_logged_and_keeps_request_id(app, log_stream):
 def test_probes_are_not_in_the_info_access_log(client, log_stream):
     client.get("/healthz")
     assert not [e for e in json_lines(log_stream) if e["logger"] == "idp.access"]
+
+
+# ------------------------------------------------------------------ no secrets in the logged paths
+
+HANDLE = "Xq3vTz8LkP2mWn5rSa9dFb7hJc4gKe6u"  # the shape of a login handle (token_urlsafe(24))
+
+
+def access_paths(stream) -> list[str]:
+    return [e["path"] for e in json_lines(stream) if e["logger"] == "idp.access"]
+
+
+def test_access_log_replaces_string_values_with_pseudonyms_and_keeps_ids(app, client, log_stream):
+    """A login handle in the URL is a bearer-like value: the access line writes the rule's shape,
+    the handle replaced by its pseudonym, the integer id as sent."""
+    from idp.ops import PATH_REDACTOR
+
+    client.get(f"/handles/{HANDLE}/items/7")
+    client.get(f"/handles/{HANDLE}/items/8")
+    pseudonym = app.extensions[PATH_REDACTOR].pseudonym(HANDLE)
+    assert access_paths(log_stream) == [f"/handles/{pseudonym}/items/7", f"/handles/{pseudonym}/items/8"]
+    assert HANDLE not in log_stream.getvalue()
+    # bench/run.py's ID_SEGMENT collapses it like the handle it stands for.
+    assert re.fullmatch(r"[A-Za-z0-9_-]{20,}", pseudonym) and pseudonym != HANDLE
+
+
+def test_pseudonyms_agree_across_workers_and_change_with_the_secret_key(tmp_path):
+    """Every worker (same secret key) writes the same pseudonym, so one login's requests can be
+    followed whichever worker served them; another deployment's key gives another."""
+    from idp.ops import PATH_REDACTOR
+
+    def pseudonym(app):
+        return app.extensions[PATH_REDACTOR].pseudonym(HANDLE)
+
+    one, two = build_app(tmp_path / "1"), build_app(tmp_path / "2")
+    other = build_app(tmp_path / "3", **{"server.secret_key": "another deployment's secret key"})
+    assert pseudonym(one) == pseudonym(two) != pseudonym(other)
+
+
+def test_paths_no_rule_matched_hide_id_like_segments(client, log_stream):
+    """A GET of a POST-only handle URL (405) or a mangled one (404) matched no rule: segments that
+    look like random ids are replaced, readable words are kept."""
+    assert client.get(f"/handles/{HANDLE}/cancel").status_code == 405
+    assert client.get(f"/handles/{HANDLE}/").status_code == 404
+    assert client.get("/.well-known/openid-configuration-old/x").status_code == 404
+    paths = access_paths(log_stream)
+    assert HANDLE not in log_stream.getvalue()
+    assert [p.split("/")[1] for p in paths[:2]] == ["handles", "handles"]
+    assert all(re.fullmatch(r"/handles/[A-Za-z0-9_-]{22}/(cancel)?", p) for p in paths[:2])
+    assert paths[2] == "/.well-known/openid-configuration-old/x"
+
+
+def test_metrics_labels_carry_no_path_values(client):
+    client.get(f"/handles/{HANDLE}/items/7")
+    client.get(f"/handles/{HANDLE}/cancel")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert HANDLE not in text
+    assert sample(text, "idp_http_requests_total", endpoint="/handles/<handle>/items/<int:item_id>",
+                  method="GET", status="200") >= 1
+
+
+def test_error_lines_name_the_redacted_path(app, log_stream):
+    """idp.errors' lines about a request (an unhandled error here) write the path as the access
+    line does."""
+    from idp import errors
+
+    errors.init_app(app)
+
+    @app.get("/handles/<handle>/boom")
+    def handle_boom(handle):
+        raise RuntimeError("boom")
+
+    app.testing = False
+    assert app.test_client().get(f"/handles/{HANDLE}/boom", headers={"Accept": "application/json"}).status_code == 500
+    error = next(e for e in json_lines(log_stream) if e["logger"] == "idp.errors")
+    assert error["message"].startswith("unhandled error on GET /handles/") and error["message"].endswith("/boom")
+    assert HANDLE not in log_stream.getvalue()
 
 
 # ------------------------------------------------------------------ proxy trust
