@@ -41,12 +41,18 @@ class TotpFactor(Factor):
     user_enrollable = True
     begins_quietly = True  # begin_challenge only reads the credentials' digits
 
+    def __init__(self, store, challenges, settings=None) -> None:
+        super().__init__(store, challenges, settings)
+        # Checked as the app starts (the registry builds factors then), not at the first
+        # enrolment: a bad digits/algorithm is one configuration line, never a 500 later.
+        self._params()
+
     def _params(self) -> tuple[int, str]:
-        digits = int(self.settings.get("digits", 6))
+        digits = self.settings.get("digits", 6)
         algorithm = str(self.settings.get("algorithm", "SHA1")).upper()
         if digits not in otp.DIGITS or algorithm not in otp.ALGORITHMS:
-            raise FactorMisconfigured(f"factors.totp: digits must be 6 or 8 and algorithm one of "
-                                      f"{', '.join(otp.ALGORITHMS)} (got {digits}, {algorithm})")
+            raise FactorMisconfigured(f"factors.totp.digits must be 6 or 8 and factors.totp.algorithm one of "
+                                      f"{', '.join(otp.ALGORITHMS)} (got {digits!r}, {algorithm!r})")
         return digits, algorithm
 
     def issuer_label(self, issuer_url: str) -> str:

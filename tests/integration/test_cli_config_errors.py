@@ -23,6 +23,8 @@ PRODUCTION_WITHOUT_SECRET_KEY = {"IDP_ENV": "production"}
     ({"IDP_OPS__METRICS_NETWORKS": "notanip"}, ("ops.metrics_networks", "not an IP address or CIDR range")),
     ({"IDP_REDIS_URL": "notaurl"}, ("IDP_REDIS_URL", "redis://")),
     ({"IDP_FACTORS__PUSH__DIGITS": "9"}, ("factors.push.digits", "between 2 and 6")),
+    ({"IDP_FACTORS__TOTP__DIGITS": "7"}, ("factors.totp.digits", "6 or 8")),  # was a 500 at the first enrolment
+    ({"IDP_FACTORS__TOTP__ALGORITHM": "MD5"}, ("factors.totp.algorithm", "'MD5'")),
     ({"IDP_DATABASE_URL": "mysql://x/y"}, ("IDP_DATABASE_URL", "sqlite:///PATH", "postgresql+psycopg://")),
     ({"IDP_ENV": "production", "IDP_SECRET_KEY": "short"}, ("IDP_SECRET_KEY", "too short", "at least 32")),
     ({"IDP_TOKENS__BOGUS": "1"}, ("unknown setting tokens.bogus (from IDP_TOKENS__BOGUS)",)),
