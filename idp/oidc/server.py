@@ -226,10 +226,11 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = opaque_token
     server.init_app(app, query_client=query_client, save_token=save_token)
 
-    from idp.oidc import endpoints, grants, openid
+    from idp.oidc import endpoints, grants, openid, parameters
 
     server.register_grant(grants.AuthorizationCodeGrant,
-                          [grants.S256CodeChallenge(required=True), openid.OpenIDCode(require_nonce=False)])
+                          [parameters.WellFormedParameters(), grants.S256CodeChallenge(required=True),
+                           openid.OpenIDCode(require_nonce=False)])
     server.register_grant(grants.RefreshTokenGrant)
     server.register_grant(grants.ClientCredentialsGrant)
     for endpoint in endpoints.ENDPOINTS:

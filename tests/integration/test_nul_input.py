@@ -122,6 +122,49 @@ def test_authorize_with_nul_in_client_id_is_the_error_page(server, seeded):
     assert snapshot(server) == before
 
 
+# Every parameter of an authorization request but the two that say where an error may go.
+AUTHORIZE_PARAMETERS = ("state", "nonce", "login_hint", "ui_locales", "acr_values", "max_age", "prompt", "claims",
+                        "id_token_hint", "display", "claims_locales", "scope", "response_mode", "code_challenge")
+
+
+def authorize_url(server, client: dict, **params) -> str:
+    from urllib.parse import urlencode
+
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+    query = {"client_id": client["client_id"], "response_type": "code", "redirect_uri": client["redirect_uri"],
+             "scope": "openid email", "state": "the-state", "nonce": "the-nonce",
+             "code_challenge": create_s256_code_challenge("v" * 43), "code_challenge_method": "S256", **params}
+    return f"{server.url}/authorize?{urlencode(query)}"
+
+
+def test_authorize_with_nul_in_another_parameter_answers_the_client(server, seeded, web):
+    """Once the client and its redirect URI are known, a value no row can hold (was a 400 page on
+    PostgreSQL, a login on SQLite) is the client's error to hear (RFC 6749 4.1.2.1): a redirect
+    with invalid_request, the state as sent, and the issuer; nothing written."""
+    from urllib.parse import parse_qs, urlsplit
+
+    client = seeded.first_party
+    before = snapshot(server)
+    for name in AUTHORIZE_PARAMETERS:
+        response = requests.get(authorize_url(server, client, **{name: f"a{NUL}b"}), allow_redirects=False,
+                                timeout=10)
+        location = response.headers.get("Location", "")
+        assert response.status_code == 302 and location.startswith(client["redirect_uri"] + "?"), (name, location)
+        answer = parse_qs(urlsplit(location).query)
+        assert answer["error"] == ["invalid_request"] and answer["iss"] == [server.url], (name, answer)
+        assert name in answer["error_description"][0]
+        assert answer["state"] == [f"a{NUL}b" if name == "state" else "the-state"]
+    assert snapshot(server) == before
+
+    web.get(authorize_url(server, client))  # signed in: the session answers prompt=none
+    web.login(seeded.user_email, seeded.password)
+    before = snapshot(server)
+    web.get(authorize_url(server, client, prompt="none", login_hint=f"a{NUL}"))
+    assert web.callback_params()["error"] == "invalid_request"
+    assert snapshot(server) == before
+
+
 def test_logout_with_nul_in_client_id_is_an_unknown_client(server, seeded):
     uri = seeded.third_party["post_logout_redirect_uri"]
     unknown = requests.get(server.url + "/logout", params={"client_id": "nobody", "post_logout_redirect_uri": uri},

@@ -1,0 +1,49 @@
+"""What an authorization request's parameters must look like before anything reads them.
+
+Checked by `WellFormedParameters`, a hook on the code grant that runs once the client and its
+redirect URI are known to be genuine and before any other check: from there on a malformed
+request is the client's to hear about (RFC 6749 4.1.2.1, OIDC Core 3.1.2.6), as a redirect with
+`error=invalid_request` (and `state`, `iss`), not as an error page of ours. Before that point
+(an unknown client, an unregistered redirect URI) the error page stays (CONTRACT.md, rule 7).
+"""
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+
+from idp.security.text import storable
+
+# The authorization request parameters this provider recognizes (RFC 6749 4.1.1, RFC 7636 4.3,
+# OIDC Core 3.1.2.1 and 6): whatever it does with them, honour or refuse, it reads them. Any
+# other parameter is ignored, as RFC 6749 3.1 requires.
+RECOGNIZED = frozenset({
+    "response_type", "client_id", "redirect_uri", "scope", "state", "response_mode", "nonce", "display", "prompt",
+    "max_age", "ui_locales", "claims_locales", "id_token_hint", "login_hint", "acr_values", "claims", "request",
+    "request_uri", "registration", "code_challenge", "code_challenge_method",
+})
+
+
+def unstorable_parameter(datalist) -> str | None:
+    """The first recognized parameter with a value no row can hold (a NUL, a lone surrogate:
+    idp.security.text), or None. Such a value is malformed whatever the parameter means, and the
+    login transaction that stores the request could not hold it (PostgreSQL refuses NUL)."""
+    for name in sorted(RECOGNIZED & datalist.keys()):
+        if not all(storable(value) for value in datalist[name]):
+            return name
+    return None
+
+
+class WellFormedParameters:
+    """A code grant extension: refuse a malformed request as soon as its redirect URI is trusted.
+
+    Registered on `before_validate_authorization_request_payload`, which Authlib runs right
+    after it checked the client, the redirect URI and the response type, and before the scope,
+    PKCE and nonce checks (the nonce check reads the database). An `OAuth2Error` raised there
+    goes back to the client's redirect URI."""
+
+    def __call__(self, grant) -> None:
+        grant.register_hook("before_validate_authorization_request_payload", self.validate)
+
+    def validate(self, grant, redirect_uri) -> None:
+        name = unstorable_parameter(grant.request.payload.datalist)
+        if name is not None:
+            raise InvalidRequestError(f"{name} holds a character no request may carry (such as NUL).")
