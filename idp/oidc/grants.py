@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, exists, select, update
 from idp import audit
 from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Organization, Token, User
-from idp.oidc import claims
+from idp.oidc import claims, parameters
 from idp.oidc.adapters import OAuthCode, OAuthToken
 from idp.security.tokens import random_token, sha256_hex
 
@@ -158,6 +158,16 @@ def _insert_unless_nonce_used_statement(columns: tuple[str, ...]):
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    @staticmethod
+    def validate_no_multiple_request_parameter(request):
+        """Only client_id and redirect_uri, repeated, are refused before the redirect URI is
+        trusted (the error page: where would the error go?). Authlib's own check also answered a
+        repeated scope, state or response_type with that page; every other parameter is checked
+        once the redirect URI is known, and refused back to the client (idp.oidc.parameters)."""
+        name = parameters.repeated_parameter(request.payload.datalist, parameters.WHERE_ERRORS_GO)
+        if name is not None:
+            raise InvalidRequestError(f"{name} must not be sent more than once.")
 
     def save_authorization_code(self, code, request):
         """Store the code's hash with what the login proved (the login pipeline sets `request.login_outcome`);

@@ -1,4 +1,5 @@
-"""What an authorization request's parameters must look like before anything reads them.
+"""What an authorization request's parameters must look like before anything reads them: each
+recognized parameter at most once (RFC 6749 3.1), and no value a row cannot hold.
 
 Checked by `WellFormedParameters`, a hook on the code grant that runs once the client and its
 redirect URI are known to be genuine and before any other check: from there on a malformed
@@ -20,6 +21,20 @@ RECOGNIZED = frozenset({
     "max_age", "ui_locales", "claims_locales", "id_token_hint", "login_hint", "acr_values", "claims", "request",
     "request_uri", "registration", "code_challenge", "code_challenge_method",
 })
+
+
+# Where an error may be sent: repeated, they are checked before anything else, and answered with
+# the error page (`AuthorizationCodeGrant.validate_no_multiple_request_parameter`).
+WHERE_ERRORS_GO = frozenset({"client_id", "redirect_uri"})
+
+
+def repeated_parameter(datalist, names=RECOGNIZED) -> str | None:
+    """The first of `names` sent more than once, or None. An empty value counts as not sent
+    (RFC 6749 3.1), so `state=&state=x` holds one state."""
+    for name in sorted(names & datalist.keys()):
+        if sum(1 for value in datalist[name] if value) > 1:
+            return name
+    return None
 
 
 def unstorable_parameter(datalist) -> str | None:
@@ -44,6 +59,10 @@ class WellFormedParameters:
         grant.register_hook("before_validate_authorization_request_payload", self.validate)
 
     def validate(self, grant, redirect_uri) -> None:
-        name = unstorable_parameter(grant.request.payload.datalist)
+        datalist = grant.request.payload.datalist
+        name = repeated_parameter(datalist)
+        if name is not None:
+            raise InvalidRequestError(f"{name} must not be sent more than once.")
+        name = unstorable_parameter(datalist)
         if name is not None:
             raise InvalidRequestError(f"{name} holds a character no request may carry (such as NUL).")

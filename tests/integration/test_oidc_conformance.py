@@ -3,7 +3,7 @@ challenges (RFC 6750), client_credentials scopes (RFC 6749 3.3), hints (RFC 7009
 authorization request's unsupported parameters (OIDC Core 3.1.2), RFC 8414 metadata."""
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import requests
 
@@ -193,3 +193,32 @@ def test_a_browser_based_client_reads_the_answers_from_its_own_origin(seeded, we
     assert foreign.status_code == 200 and "Access-Control-Allow-Origin" not in foreign.headers
     plain = requests.get(rp.metadata["userinfo_endpoint"], headers={"Authorization": f"Bearer {access}"}, timeout=5)
     assert "Access-Control-Allow-Origin" not in plain.headers
+
+
+def test_a_parameter_sent_twice_is_refused(seeded, web, rp_factory, live_server):
+    """RFC 6749 3.1: no request parameter more than once. A repeated client_id or redirect_uri
+    gets the error page (where would the error go?); any other recognized one goes back to the
+    client once its redirect URI is known (4.1.2.1), where a repeated scope or state was the
+    error page and a repeated nonce, prompt, max_age, login_hint or acr_values used the first.
+    Parameters the provider does not know stay ignored, empty ones count as not sent."""
+    rp = rp_factory(seeded.first_party)
+    parts = urlsplit(rp.authorization_url())
+    query = parse_qsl(parts.query)
+
+    def with_also(*pairs) -> str:
+        return parts._replace(query=urlencode(query + list(pairs))).geturl()
+
+    for name, first, second in (("nonce", None, "other"), ("prompt", "login", "consent"), ("max_age", "5", "60"),
+                                ("login_hint", "a@x", "b@x"), ("acr_values", "urn:idp:acr:pwd", "mfa"),
+                                ("scope", None, "openid"), ("state", None, "other"), ("response_type", None, "code"),
+                                ("code_challenge", None, "c" * 43)):
+        pairs = [(name, second)] if first is None else [(name, first), (name, second)]
+        web.get(with_also(*pairs))
+        params = web.callback_params()
+        assert params["error"] == "invalid_request" and name in params["error_description"], (name, params)
+        assert params["state"] == rp.state and params["iss"] == live_server.url
+    for name in ("client_id", "redirect_uri"):
+        page = requests.get(with_also((name, dict(query)[name])), allow_redirects=False, timeout=5)
+        assert page.status_code == 400 and "Location" not in page.headers and "invalid_request" in page.text
+    page = web.get(with_also(("unknown", "1"), ("unknown", "2"), ("login_hint", ""), ("login_hint", "a@x")))
+    assert page.form_with("password") and web.last_redirect is None
