@@ -2,6 +2,11 @@
 
 Call it in the same database transaction as the change it describes, so that a
 change never lands without its event (nor an event without its change).
+
+Who and about whom: `actor_id`/`actor` name who acted (a signed-in user or admin by id and
+e-mail, `cli` for the `idp` command, a client id for a client's call, `ANONYMOUS` for a
+requester nobody has authenticated, such as whoever typed a password); `subject_id` the user
+the event is about. The request's address and User-Agent are taken from the request itself.
 """
 from __future__ import annotations
 
@@ -11,6 +16,9 @@ from idp.db import db, utcnow
 from idp.models import AuditEvent
 
 _EVENTS = AuditEvent.__table__
+# The actor of an unauthenticated request (a wrong password, a refused recovery attempt): only
+# its address and User-Agent say who it was; the account it named is the subject.
+ANONYMOUS = "anonymous"
 
 
 def _request_facts() -> tuple[str | None, str | None]:

@@ -164,9 +164,11 @@ def check_password(email: str, password: str, *, remote_addr: str | None = None,
     passwords = current_app.extensions["idp.passwords"]
     valid = passwords.verify(row.password_hash if row is not None else None, password or "-")
     if not valid or row is None or row.disabled:
-        if row is not None:
-            audit(f"{purpose}.password_failed", user_ref(row), actor=row.email,
-                  details={"ip": remote_addr})
+        if row is not None:  # whoever typed it is anonymous; the account is the subject (as at login)
+            from idp.audit import ANONYMOUS
+
+            audit(f"{purpose}.password_failed", user_ref(row), actor=ANONYMOUS,
+                  details={"ip": remote_addr, "reason": "wrong_password" if not valid else "account_disabled"})
             db.session.commit()
         guess.failed()
         return None

@@ -54,14 +54,23 @@ def submit(ctx: StepContext):
         locked = guess.failed()
         metrics.LOGINS.labels(outcome="bad_password").inc()
         if user is not None:
-            audit.record("login.password_failed", org_id=user.org_id, subject_id=user.id, actor=user.email)
-            if locked:  # this guess started a lockout: the admins see when guessing at an account stopped it
-                audit.record("login.locked_out", org_id=user.org_id, subject_id=user.id, actor=user.email,
-                             details={"step": "password", "seconds": locked})
-            db.session.commit()
+            _audit_failure(ctx, user, "account_disabled" if valid else "wrong_password", locked)
         return show(ctx, form, _("Incorrect e-mail or password."), 401)
     guess.succeeded()
     if passwords.needs_rehash(user.password_hash):
         login_user.store_password_hash(user.id, passwords.hash(form.password.data))
     steps = [{"method": "password", "factor": "password", "amr": ["pwd"], "at": int(time.time())}]
     return pipeline.proceed(ctx.row, ctx.handle, user, State.IDENTIFY, form.posted_version(), steps)
+
+
+def _audit_failure(ctx: StepContext, user: LoginUser, reason: str, locked: int) -> None:
+    """A refused password for a known account, committed. Whoever typed it is anonymous (the
+    request's address and User-Agent say the rest): the account holder is the subject, not the
+    actor. `reason`: `wrong_password`, or `account_disabled` (the right password of a disabled
+    account: the same answer on the page, but its admins should know)."""
+    about = dict(org_id=user.org_id, subject_id=user.id, actor=audit.ANONYMOUS)
+    audit.record("login.password_failed", **about,
+                 details={"reason": reason, "client_id": ctx.params.get("client_id")})
+    if locked:  # this guess started a lockout: the admins see when guessing at an account stopped it
+        audit.record("login.locked_out", **about, details={"step": "password", "seconds": locked})
+    db.session.commit()

@@ -1,0 +1,92 @@
+"""What the audit log says about password logins: refused guesses.
+
+A refused password was typed by somebody nobody has authenticated: the event's actor is
+`anonymous` (with the request's address and User-Agent), the account it named is the subject.
+"""
+from __future__ import annotations
+
+import requests
+from sqlalchemy import select, update
+
+from recovery_kit import enable_recovery
+
+
+def events(server, name: str) -> list:
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    with server.context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event == name).order_by(AuditEvent.id)).all()
+        db.session.expunge_all()
+        return rows
+
+
+def user_row(server, email: str):
+    from idp.db import db
+    from idp.models import User
+
+    with server.context():
+        row = db.session.scalars(select(User).where(User.email == email)).one()
+        db.session.expunge(row)
+        return row
+
+
+def set_user(server, email: str, **values) -> None:
+    from idp.db import db
+    from idp.models import User
+
+    with server.context():
+        db.session.execute(update(User).where(User.email == email).values(**values))
+        db.session.commit()
+
+
+def test_a_wrong_password_is_an_anonymous_attempt_on_the_account(live_server, seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    assert web.login(seeded.user_email, "not the password").status == 401
+
+    alice = user_row(live_server, seeded.user_email)
+    [event] = events(live_server, "login.password_failed")
+    assert (event.actor, event.actor_id, event.subject_id, event.org_id) == ("anonymous", None, alice.id, seeded.org_id)
+    assert event.ip == "127.0.0.1" and event.user_agent.startswith("python-requests/")
+    assert event.details == {"reason": "wrong_password", "client_id": seeded.first_party["client_id"]}
+
+
+def test_the_right_password_of_a_disabled_account_is_refused_alike_and_recorded_as_such(live_server, seeded, web,
+                                                                                          rp_factory):
+    set_user(live_server, seeded.user_email, disabled=True)
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    assert page.status == 401 and "Incorrect e-mail or password." in page.text  # the page says no more
+    [event] = events(live_server, "login.password_failed")
+    assert (event.actor, event.details["reason"]) == ("anonymous", "account_disabled")
+
+
+def test_the_guess_that_locks_an_account_is_anonymous_too(live_server, seeded, web, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    statuses = [web.login(seeded.user_email, f"guess {i}").status for i in range(11)]
+    assert statuses[-1] == 429
+    [locked] = events(live_server, "login.locked_out")
+    assert (locked.actor, locked.actor_id, locked.subject_id) == ("anonymous", None,
+                                                                   user_row(live_server, seeded.user_email).id)
+    assert {e.actor for e in events(live_server, "login.password_failed")} == {"anonymous"}
+
+
+def test_a_refused_recovery_password_is_anonymous_too(migrated_database_url):
+    """The push recovery by password (idp.factors.directory.check_password) models it the same way."""
+    from fixtures.oidc import seed, start_server
+
+    server = enable_recovery(start_server(migrated_database_url))
+    try:
+        seeded = seed(server)
+        response = requests.post(f"{server.url}/factors/qr_recovery/personal/start",
+                                 json={"email": seeded.user_email, "password": "not the password"}, timeout=10)
+        assert response.status_code == 401
+        [event] = events(server, "recover.password_failed")
+        assert (event.actor, event.actor_id) == ("anonymous", None)
+        assert event.subject_id == user_row(server, seeded.user_email).id and event.ip == "127.0.0.1"
+        assert event.details["reason"] == "wrong_password"
+    finally:
+        server.stop()
