@@ -1,7 +1,7 @@
 """Password hashing with argon2id (OWASP parameters), upgraded on login when parameters change."""
 from __future__ import annotations
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 
@@ -23,3 +23,14 @@ class Passwords:
 
     def needs_rehash(self, stored_hash: str) -> bool:
         return self._hasher.check_needs_rehash(stored_hash)
+
+    @staticmethod
+    def parameters(stored_hash: str) -> dict | None:
+        """The cost parameters a hash was made with (for the audit log of a rehash), or None for
+        a hash argon2 cannot read. Public: they are written in the hash itself."""
+        try:
+            found = extract_parameters(stored_hash)
+        except InvalidHashError:
+            return None
+        return {"type": found.type.name.lower(), "version": found.version, "time_cost": found.time_cost,
+                "memory_cost": found.memory_cost, "parallelism": found.parallelism}

@@ -1,13 +1,17 @@
-"""What the audit log says about password logins: refused guesses.
+"""What the audit log says about password logins: refused guesses and rehashed passwords.
 
 A refused password was typed by somebody nobody has authenticated: the event's actor is
 `anonymous` (with the request's address and User-Agent), the account it named is the subject.
+A password rehashed on login (the argon2 parameters changed) is a change to the account and is
+recorded like one.
 """
 from __future__ import annotations
 
 import requests
+from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
+from fixtures.oidc import FAST_ARGON2
 from recovery_kit import enable_recovery
 
 
@@ -90,3 +94,28 @@ def test_a_refused_recovery_password_is_anonymous_too(migrated_database_url):
         assert event.details["reason"] == "wrong_password"
     finally:
         server.stop()
+
+
+def test_a_password_rehashed_at_login_is_recorded(live_server, seeded, web, rp_factory):
+    """The server's argon2 parameters changed since the password was set: the login stores a new
+    hash and says so, with both sets of parameters (public: they are part of the hash)."""
+    old_hash = PasswordHasher(time_cost=FAST_ARGON2["security.argon2_time_cost"] + 1,
+                              memory_cost=FAST_ARGON2["security.argon2_memory_cost"]).hash(seeded.password)
+    set_user(live_server, seeded.user_email, password_hash=old_hash)
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    web.login(seeded.user_email, seeded.password)
+    assert web.callback_params()["code"]
+
+    alice = user_row(live_server, seeded.user_email)
+    assert alice.password_hash != old_hash
+    [event] = events(live_server, "login.password_rehashed")
+    assert (event.actor, event.actor_id, event.subject_id) == (alice.email, alice.id, alice.id)
+    assert event.details["from"]["time_cost"] == FAST_ARGON2["security.argon2_time_cost"] + 1
+    assert event.details["to"]["time_cost"] == FAST_ARGON2["security.argon2_time_cost"]
+    assert event.details["to"]["type"] == "id"
+
+    other = type(web)(live_server.url)  # the next login finds the hash current: nothing more to say
+    other.get(rp.authorization_url())
+    other.login(seeded.user_email, seeded.password)
+    assert other.callback_params()["code"] and len(events(live_server, "login.password_rehashed")) == 1

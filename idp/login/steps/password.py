@@ -57,10 +57,21 @@ def submit(ctx: StepContext):
             _audit_failure(ctx, user, "account_disabled" if valid else "wrong_password", locked)
         return show(ctx, form, _("Incorrect e-mail or password."), 401)
     guess.succeeded()
-    if passwords.needs_rehash(user.password_hash):
-        login_user.store_password_hash(user.id, passwords.hash(form.password.data))
+    events = _rehash_if_outdated(passwords, user, form.password.data)
     steps = [{"method": "password", "factor": "password", "amr": ["pwd"], "at": int(time.time())}]
-    return pipeline.proceed(ctx.row, ctx.handle, user, State.IDENTIFY, form.posted_version(), steps)
+    return pipeline.proceed(ctx.row, ctx.handle, user, State.IDENTIFY, form.posted_version(), steps, events=events)
+
+
+def _rehash_if_outdated(passwords, user: LoginUser, password: str) -> tuple[dict, ...]:
+    """Store a new hash when the argon2 parameters changed since the password was set; the
+    audit event that says so (it commits with the step, as the new hash does), if any."""
+    if not passwords.needs_rehash(user.password_hash):
+        return ()
+    new_hash = passwords.hash(password)
+    login_user.store_password_hash(user.id, new_hash)
+    return (dict(event="login.password_rehashed", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                 subject_id=user.id, details={"from": passwords.parameters(user.password_hash),
+                                              "to": passwords.parameters(new_hash)}),)
 
 
 def _audit_failure(ctx: StepContext, user: LoginUser, reason: str, locked: int) -> None:
