@@ -114,12 +114,13 @@ PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 
 def unsupported(args) -> tuple[str, str] | None:
     """(error, description) for what the request asks and this provider does not do (OIDC Core
-    3.1.2.1 and 3.1.2.6), rather than ignoring it and answering something else."""
-    if "request" in args:
+    3.1.2.1 and 3.1.2.6), rather than ignoring it and answering something else. A parameter sent
+    empty is one not sent (RFC 6749 3.1)."""
+    if args.get("request"):
         return "request_not_supported", "Request objects are not supported: send the parameters themselves."
-    if "request_uri" in args:
+    if args.get("request_uri"):
         return "request_uri_not_supported", "request_uri is not supported: send the parameters themselves."
-    if args.get("response_mode", "query") != "query":
+    if (args.get("response_mode") or "query") != "query":
         return "invalid_request", "Only response_mode=query is supported."
     prompts = set((args.get("prompt") or "").split())
     if not prompts <= PROMPTS:

@@ -31,8 +31,9 @@ class SnapshotRequest(OAuth2Request):
 
 
 def capture(args) -> dict:
-    """Single-valued copies of the kept parameters (Authlib rejects repeated ones before this)."""
-    return {key: args.get(key) for key in KEPT if args.get(key) is not None}
+    """Single-valued copies of the kept parameters (idp.oidc.parameters refused repeated ones
+    before this). An empty value is left out: RFC 6749 3.1 treats it as not sent."""
+    return {key: args[key] for key in KEPT if args.get(key)}
 
 
 def rebuild(issuer: str, params: dict) -> SnapshotRequest:

@@ -222,3 +222,15 @@ def test_a_parameter_sent_twice_is_refused(seeded, web, rp_factory, live_server)
         assert page.status_code == 400 and "Location" not in page.headers and "invalid_request" in page.text
     page = web.get(with_also(("unknown", "1"), ("unknown", "2"), ("login_hint", ""), ("login_hint", "a@x")))
     assert page.form_with("password") and web.last_redirect is None
+
+
+def test_a_parameter_sent_empty_counts_as_not_sent(seeded, web, rp_factory):
+    """RFC 6749 3.1: a parameter without a value is treated as omitted. An empty max_age,
+    response_mode, request or request_uri was refused as if it held an unsupported value."""
+    rp = rp_factory(seeded.first_party)
+    for name in ("max_age", "response_mode", "request", "request_uri", "prompt", "login_hint"):
+        parts = urlsplit(rp.authorization_url())
+        page = web.get(parts._replace(query=urlencode(parse_qsl(parts.query) + [(name, "")])).geturl())
+        assert web.last_redirect is None and page.form_with("password"), (name, web.last_redirect)
+    web.login(seeded.user_email, seeded.password)
+    assert "code" in web.callback_params()
