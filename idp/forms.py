@@ -17,8 +17,11 @@ from functools import lru_cache
 
 from babel import support
 from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from wtforms import PasswordField, SubmitField
 from wtforms.i18n import messages_path
+from wtforms.validators import DataRequired, EqualTo, Length
 
 
 @lru_cache(maxsize=16)
@@ -45,3 +48,16 @@ class Form(FlaskForm):
 
         def get_translations(self, form):
             return _TRANSLATIONS
+
+
+class NewPasswordForm(Form):
+    """A new password, typed twice (the admin's "Set a new password", the user's own change).
+    The rules themselves are idp.users.password_problem's; the length bound here only keeps
+    a megabyte out of argon2."""
+
+    password = PasswordField(_l("New password"), validators=[DataRequired(), Length(max=1024)],
+                             render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("New password again"),
+                            validators=[DataRequired(), EqualTo("password", message=_l("The two passwords differ."))],
+                            render_kw={"autocomplete": "new-password"})
+    submit = SubmitField(_l("Set the password"))

@@ -418,5 +418,5 @@ def audit_record(event: str, target: User, details: dict) -> None:
                      subject_id=target.id, details=details)
 
 
-# Recovery QR codes (issue 7) add their routes to this blueprint.
-from idp.admin import recovery_qr  # noqa: E402,F401
+# Recovery QR codes (issue 7) and the account's own pages add their routes to this blueprint.
+from idp.admin import accounts, recovery_qr  # noqa: E402,F401

@@ -1,0 +1,90 @@
+"""Admin pages for a user's account itself (a user page's "Account" section).
+
+    GET/POST /admin/users/<id>/disable    confirm, then disable: no login, every session and token ends
+    GET/POST /admin/users/<id>/enable     confirm, then enable (the old sessions and tokens stay ended)
+    GET/POST /admin/users/<id>/password   a new password typed twice; every session and token ends
+
+Routes on the admin blueprint (imported at the bottom of views.py), behind the same
+`org_admin_required`; the work and the audit events (`user.disabled`, `user.enabled`,
+`user.password_changed`) are idp.users', which the `idp user` commands call too. An admin
+does none of this to their own account here: disabling it would lock them out, and their own
+password changes on their security page, where the current one is asked.
+"""
+from __future__ import annotations
+
+from flask import flash, g, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from idp import users
+from idp.admin.access import org_admin_required, user_in_org
+from idp.admin.forms import ConfirmForm
+from idp.admin.views import bp
+from idp.db import db
+from idp.forms import NewPasswordForm
+from idp.models import User
+
+
+def _not_yourself(target: User):
+    if target.id == g.admin.id:
+        flash(_("Change your own account on your security page."), "warning")
+        return redirect(url_for("admin.user", user_id=target.id))
+    return None
+
+
+def _confirm(target: User, title: str, text: str, action: str):
+    return render_template("admin/confirm.html", org=g.org, target=target, form=ConfirmForm(), title=title,
+                           text=text, action=action), 200 if request.method == "GET" else 400
+
+
+@bp.route("/users/<int:user_id>/disable", methods=["GET", "POST"])
+@org_admin_required
+def disable_user(user_id: int):
+    target = user_in_org(user_id)
+    refused = _not_yourself(target)
+    if refused is not None:
+        return refused
+    if request.method == "GET" or not ConfirmForm().validate_on_submit():
+        return _confirm(target, _("Disable this account?"),
+                        _("%(email)s will not be able to sign in, and is signed out at once: every session and "
+                          "every application's token of theirs ends. Enabling the account again lets them sign in "
+                          "again; it does not bring back what ended.", email=target.email),
+                        url_for("admin.disable_user", user_id=target.id))
+    ended = users.set_disabled(target, True, actor_id=g.admin.id, actor=g.admin.email)
+    db.session.commit()
+    flash(_("The account is disabled.") if ended is not None else _("Nothing to change."), "success")
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+@bp.route("/users/<int:user_id>/enable", methods=["GET", "POST"])
+@org_admin_required
+def enable_user(user_id: int):
+    target = user_in_org(user_id)
+    if request.method == "GET" or not ConfirmForm().validate_on_submit():
+        return _confirm(target, _("Enable this account?"),
+                        _("%(email)s will be able to sign in again.", email=target.email),
+                        url_for("admin.enable_user", user_id=target.id))
+    changed = users.set_disabled(target, False, actor_id=g.admin.id, actor=g.admin.email)
+    db.session.commit()
+    flash(_("The account is enabled.") if changed is not None else _("Nothing to change."), "success")
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+@bp.route("/users/<int:user_id>/password", methods=["GET", "POST"])
+@org_admin_required
+def set_user_password(user_id: int):
+    target = user_in_org(user_id)
+    refused = _not_yourself(target)
+    if refused is not None:
+        return refused
+    form = NewPasswordForm()
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            users.set_password(target, form.password.data, actor_id=g.admin.id, actor=g.admin.email)
+        except users.PasswordRefused as exc:
+            form.password.errors = [str(exc)]
+        else:
+            db.session.commit()
+            flash(_("The password is set. %(email)s was signed out everywhere.", email=target.email), "success")
+            return redirect(url_for("admin.user", user_id=target.id))
+    return render_template("admin/password.html", org=g.org, target=target, form=form), (
+        200 if request.method == "GET" else 400)

@@ -1,0 +1,101 @@
+"""Changes to a user's account that end what the old state allowed: a new password, disabling.
+
+Three doors lead here (the `idp user` commands, the admin console, the user's own security
+page) and all of them go through these functions, so that each change is checked, audited
+and followed by the same sign-out everywhere. A new password or a disabled account leaves no
+way in that the old state opened: the user's browser sessions end (except, for a user changing
+their own password, the session they are using) and every access and refresh token of theirs
+is revoked, so an application holding one must sign the user in again.
+
+Everything happens in the caller's transaction; the caller commits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import update
+
+from idp import audit
+from idp.db import db, utcnow
+from idp.models import Token, User, UserSession
+from idp.security.tokens import sha256_hex
+
+MIN_PASSWORD_LENGTH = 8      # NIST SP 800-63B 5.1.1.1
+MAX_PASSWORD_LENGTH = 1024   # long passphrases welcome; a megabyte is not a password
+
+
+class PasswordRefused(ValueError):
+    """The new password breaks a rule; the message says which (shown as is)."""
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What a sign-out everywhere ended: browser sessions and tokens (an access token with its
+    refresh token counts once)."""
+    sessions: int
+    tokens: int
+
+    def as_details(self) -> dict:
+        return {"sessions_ended": self.sessions, "tokens_revoked": self.tokens}
+
+
+def password_problem(password: str) -> str | None:
+    """Why `password` cannot be a password, or None: a sentence in the request's language (in
+    English for the `idp` command)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return _("The password must have at least %(num)d characters.", num=MIN_PASSWORD_LENGTH)
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return _("The password must have at most %(num)d characters.", num=MAX_PASSWORD_LENGTH)
+    if not password.isprintable():
+        # A control character cannot be typed into the login form (and NUL cannot be stored).
+        return _("The password must not contain control characters.")
+    return None
+
+
+def sign_out_everywhere(user_id: int, *, keep_session_cookie: str | None = None) -> Ended:
+    """End the user's browser sessions (all but the one whose cookie value is given) and revoke
+    their live tokens."""
+    now = utcnow()
+    sessions = update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None),
+                                         UserSession.expires_at > now)
+    if keep_session_cookie:
+        sessions = sessions.where(UserSession.id != sha256_hex(keep_session_cookie))
+    ended_sessions = db.session.execute(sessions.values(revoked_at=now)).rowcount
+    revoked_tokens = db.session.execute(
+        update(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None))
+        .values(revoked_at=int(now.timestamp()))).rowcount
+    return Ended(ended_sessions, revoked_tokens)
+
+
+def set_password(user: User, password: str, *, actor_id: int | None = None, actor: str = "",
+                 keep_session_cookie: str | None = None) -> Ended:
+    """Give `user` a new password (checked first) and sign them out everywhere else.
+
+    Raises PasswordRefused. `keep_session_cookie`: the session of a user changing their own
+    password, who stays signed in there."""
+    problem = password_problem(password)
+    if problem:
+        raise PasswordRefused(problem)
+    user.password_hash = current_app.extensions["idp.passwords"].hash(password)
+    db.session.add(user)
+    ended = sign_out_everywhere(user.id, keep_session_cookie=keep_session_cookie)
+    audit.record("user.password_changed", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
+                 details={"by": "self" if actor_id == user.id else "admin" if actor_id is not None else actor,
+                          **ended.as_details()})
+    return ended
+
+
+def set_disabled(user: User, disabled: bool, *, actor_id: int | None = None, actor: str = "") -> Ended | None:
+    """Disable (sign out everywhere; no new login) or enable `user`. None when nothing changes:
+    no event for a no-op."""
+    # One conditional UPDATE: of two admins disabling at once, one changes it and writes the event.
+    changed = db.session.execute(update(User).where(User.id == user.id, User.disabled.is_(not disabled))
+                                 .values(disabled=disabled)).rowcount
+    if not changed:
+        return None
+    ended = sign_out_everywhere(user.id) if disabled else Ended(0, 0)
+    audit.record("user.disabled" if disabled else "user.enabled", org_id=user.org_id, actor_id=actor_id,
+                 actor=actor, subject_id=user.id, details=ended.as_details() if disabled else {})
+    return ended

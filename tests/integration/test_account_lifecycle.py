@@ -1,0 +1,181 @@
+"""A password changed (by the user, by an admin) or an account disabled ends what the old state
+allowed: every other session and every token of the user (idp.users), audited once.
+
+Over HTTP against a live server, with an independent OIDC client for the tokens.
+"""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from fixtures.oidc import FormBrowser, password_login
+
+NEW_PASSWORD = "a brand new passphrase"
+
+
+def signed_in(live_server, seeded, rp_factory, email: str, password: str | None = None):
+    """A browser signed in as `email` through the first-party client, and that login's tokens."""
+    browser = FormBrowser(live_server.url)
+    rp = rp_factory(seeded.first_party)
+    password_login(browser, rp, email, password or seeded.password, scope="openid email profile offline_access")
+    return browser, rp, rp.exchange(browser.last_redirect)
+
+
+def events(live_server, name: str) -> list:
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    with live_server.context():
+        return db.session.scalars(select(AuditEvent).where(AuditEvent.event == name)).all()
+
+
+def user_row(live_server, email: str):
+    from idp.db import db
+    from idp.models import User
+
+    with live_server.context():
+        row = db.session.scalar(select(User).where(User.email == email))
+        db.session.expunge(row)
+        return row
+
+
+def tokens_dead(rp, tokens: dict) -> bool:
+    refreshed = rp.token_request({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    return refreshed.status_code == 400 and rp.userinfo(tokens["access_token"]).status_code == 401
+
+
+def change_form(browser: FormBrowser):
+    page = browser.get("/account/password")
+    assert page.status == 200, page.text[:500]
+    return page.form_with("current")
+
+
+def can_sign_in(live_server, seeded, rp_factory, email: str, password: str) -> bool:
+    browser = FormBrowser(live_server.url)
+    browser.get(rp_factory(seeded.first_party).authorization_url())
+    browser.login(email, password)
+    return browser.last_redirect is not None and "code=" in browser.last_redirect
+
+
+# ---------------------------------------------------------------- the user's own change
+
+def test_a_user_changes_their_password_and_only_this_browser_stays_signed_in(live_server, seeded, rp_factory):
+    here, rp, here_tokens = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    elsewhere, _, elsewhere_tokens = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    page = here.submit(change_form(here), {"current": seeded.password, "password": NEW_PASSWORD,
+                                           "confirm": NEW_PASSWORD})
+    assert page.status == 200 and "/account/security" in page.url and "flash-success" in page.text
+    assert here.get("/account/security").status == 200 and "/account/security" in here.page.url
+    assert "/login/" in elsewhere.get("/account/security").url            # the other session ended
+    assert tokens_dead(rp, here_tokens) and tokens_dead(rp, elsewhere_tokens)   # every app signs in again
+    assert can_sign_in(live_server, seeded, rp_factory, seeded.user_email, NEW_PASSWORD)
+    assert not can_sign_in(live_server, seeded, rp_factory, seeded.user_email, seeded.password)
+    [event] = events(live_server, "user.password_changed")
+    assert event.actor == seeded.user_email and event.details["by"] == "self"
+    assert event.details["sessions_ended"] == 1 and event.details["tokens_revoked"] == 2
+
+
+@pytest.mark.parametrize("values, status, message", [
+    ({"current": "not my password"}, 401, "not your current password"),
+    ({"confirm": NEW_PASSWORD + "x"}, 400, "The two passwords differ"),
+    ({"password": "short", "confirm": "short"}, 400, "at least 8 characters"),
+    ({"password": "tab\there ok", "confirm": "tab\there ok"}, 400, "control characters"),
+])
+def test_a_refused_change_changes_nothing(live_server, seeded, rp_factory, values, status, message):
+    browser, rp, tokens = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    before = user_row(live_server, seeded.user_email).password_hash
+    page = browser.submit(change_form(browser), {"current": seeded.password, "password": NEW_PASSWORD,
+                                                 "confirm": NEW_PASSWORD, **values})
+    assert page.status == status and message in page.text, page.text[:1500]
+    assert user_row(live_server, seeded.user_email).password_hash == before
+    assert rp.userinfo(tokens["access_token"]).status_code == 200
+    assert events(live_server, "user.password_changed") == []
+
+
+def test_wrong_current_passwords_share_the_logins_lockout(live_server, seeded, rp_factory):
+    """A borrowed session is no way round the login form's guessing limit (10 per account)."""
+    browser, _, _ = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    statuses = [browser.submit(change_form(browser), {"current": f"guess {n}", "password": NEW_PASSWORD,
+                                                      "confirm": NEW_PASSWORD}).status for n in range(11)]
+    assert statuses[:10] == [401] * 10 and statuses[10] == 429
+    page = browser.submit(change_form(browser), {"current": seeded.password, "password": NEW_PASSWORD,
+                                                 "confirm": NEW_PASSWORD})
+    assert page.status == 429 and "Too many attempts" in page.text        # the right one waits too
+    assert len(events(live_server, "password_change.password_failed")) == 10
+
+
+def test_the_change_needs_a_session_and_a_csrf_token(live_server, seeded, rp_factory):
+    stranger = FormBrowser(live_server.url)
+    assert "/login/" in stranger.get("/account/password").url
+    browser, _, _ = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    response = browser.http.post(f"{live_server.url}/account/password", allow_redirects=False,
+                                 data={"current": seeded.password, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert response.status_code == 400
+    assert events(live_server, "user.password_changed") == []
+
+
+# ---------------------------------------------------------------- the admin's pages
+
+def admin_page(admin: FormBrowser, live_server, email: str, action: str):
+    user_id = user_row(live_server, email).id
+    page = admin.get(f"/admin/users/{user_id}/{action}")
+    assert page.status == 200, page.text[:500]
+    return page
+
+
+def test_an_admin_disables_an_account_and_everything_of_it_ends(live_server, seeded, rp_factory):
+    admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    victim, rp, tokens = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    page = admin_page(admin, live_server, seeded.user_email, "disable")
+    page = admin.submit(next(f for f in page.forms() if f["action"].endswith("/disable")))
+    assert page.status == 200 and 'data-account="disabled"' in page.text
+    assert "/login/" in victim.get("/account/security").url and tokens_dead(rp, tokens)
+    assert not can_sign_in(live_server, seeded, rp_factory, seeded.user_email, seeded.password)
+    [event] = events(live_server, "user.disabled")
+    assert event.actor == seeded.admin_email and event.details == {"sessions_ended": 1, "tokens_revoked": 1}
+
+    page = admin_page(admin, live_server, seeded.user_email, "enable")
+    page = admin.submit(next(f for f in page.forms() if f["action"].endswith("/enable")))
+    assert 'data-account="enabled"' in page.text and len(events(live_server, "user.enabled")) == 1
+    assert can_sign_in(live_server, seeded, rp_factory, seeded.user_email, seeded.password)
+    assert tokens_dead(rp, tokens)                                         # enabling brings nothing back
+
+
+def test_an_admin_sets_a_new_password(live_server, seeded, rp_factory):
+    admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    _, rp, tokens = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    page = admin_page(admin, live_server, seeded.user_email, "password")
+    form = page.form_with("confirm")
+    assert admin.submit(form, {"password": NEW_PASSWORD, "confirm": "typo"}).status == 400
+    page = admin.submit(admin_page(admin, live_server, seeded.user_email, "password").form_with("confirm"),
+                        {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert page.status == 200 and "flash-success" in page.text
+    assert tokens_dead(rp, tokens)
+    assert can_sign_in(live_server, seeded, rp_factory, seeded.user_email, NEW_PASSWORD)
+    [event] = events(live_server, "user.password_changed")
+    assert event.details["by"] == "admin" and event.actor == seeded.admin_email
+
+
+def test_an_admin_does_not_disable_themselves_nor_reach_another_organization(live_server, seeded, rp_factory):
+    from idp.db import db
+    from idp.models import Organization, User
+
+    admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    own_id = user_row(live_server, seeded.admin_email).id
+    page = admin.get(f"/admin/users/{own_id}/disable")
+    assert "security page" in page.text and 'data-account=' not in page.text
+    with live_server.context():
+        other = Organization(name="Other")
+        db.session.add(other)
+        db.session.flush()
+        stranger = User(public_id="stranger-sub", org_id=other.id, email="bob@other.test", password_hash="x")
+        db.session.add(stranger)
+        db.session.commit()
+        stranger_id = stranger.id
+    for action in ("disable", "enable", "password"):
+        assert admin.get(f"/admin/users/{stranger_id}/{action}").status == 404
+    response = admin.http.post(f"{live_server.url}/admin/users/{stranger_id}/disable", allow_redirects=False,
+                               data={"csrf_token": page.forms()[0]["fields"].get("csrf_token", "")})
+    assert response.status_code == 404
+    assert not user_row(live_server, seeded.admin_email).disabled and not user_row(live_server, "bob@other.test").disabled
+    assert events(live_server, "user.disabled") == []
