@@ -227,10 +227,39 @@ def add_client(name: str, redirect_uris: Iterable[str], *, public: bool = False,
                     public=public, first_party=first_party, id_token_alg=alg)
     _session().add(client)
     _session().flush()
-    audit.record("client.created", org_id=None, actor="cli", subject_id=client.id,
-                 details={"client_id": client.client_id, "name": name, "public": public,
-                          "first_party": first_party, "grant_types": grants, "redirect_uris": uris})
+    audit.record("client.created", org_id=None, actor="cli", subject_id=client.id, details=client_settings(client))
     return client, secret
+
+
+# The client authentication methods of RFC 7591 that the token endpoint knows.
+TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+
+
+def client_settings(client) -> dict:
+    """A client's registration as its audit events record it: everything that decides who may
+    obtain tokens through it and how (an admin reading the log must be able to tell what was
+    created or changed). The accepted authentication methods are asked of the protocol code."""
+    from idp.oidc.adapters import OAuthClient
+
+    protocol = OAuthClient(client)
+    return {"client_id": client.client_id, "name": client.name, "public": client.public,
+            "first_party": client.first_party,
+            "token_endpoint_auth_methods": [m for m in TOKEN_AUTH_METHODS
+                                            if protocol.check_endpoint_auth_method(m, "token")],
+            "grant_types": list(client.grant_types), "redirect_uris": list(client.redirect_uris),
+            "post_logout_redirect_uris": list(client.post_logout_redirect_uris), "scope": client.scope,
+            "id_token_alg": client.id_token_alg}
+
+
+def record_client_update(client, before: dict) -> None:
+    """`client.updated` with what changed (`{setting: {"from": ..., "to": ...}}`), if anything did."""
+    from idp import audit
+
+    after = client_settings(client)
+    changes = {key: {"from": before[key], "to": value} for key, value in after.items() if before.get(key) != value}
+    if changes:
+        audit.record("client.updated", org_id=None, actor="cli", subject_id=client.id,
+                     details={"client_id": client.client_id, "changes": changes})
 
 
 def commit() -> None:
@@ -627,7 +656,9 @@ def demo_seed(rp_url: str, rp_config: Path | None, as_json: bool) -> None:
         row, secret = add_client(DEMO_CLIENT, [callback], post_logout_redirect_uris=[home])
     else:
         # Keep the registration in step with --rp-url; the secret is only known if the file still has it.
+        before = client_settings(row)
         row.redirect_uris, row.post_logout_redirect_uris = [callback], [home]
+        record_client_update(row, before)
         secret = saved.get("client_secret") if saved.get("client_id") == row.client_id else None
         if not secret or not matches_hash(secret, row.secret_hash):
             secret = random_token(32)

@@ -255,6 +255,26 @@ def test_client_add_public_first_party(url, idp, db):
     assert row["public"] and row["first_party"] and row["secret_hash"] is None
 
 
+def test_client_created_event_records_every_security_setting(url, idp, db):
+    """An admin reading the log can tell what was registered: who may get tokens through the
+    client (its redirect and logout URIs, grants, scopes), how it authenticates and signs."""
+    confidential = json.loads(ok(add_client(idp, url, "--redirect-uri", "https://app.example/cb",
+                                            "--post-logout-redirect-uri", "https://app.example/",
+                                            "--first-party", "--id-token-alg", "RS256")).stdout)
+    public = json.loads(ok(add_client(idp, url, "--redirect-uri", "http://localhost:9000/cb", "--public")).stdout)
+    created = {e["details"]["client_id"]: e for e in db.events("client.created")}
+    assert created[confidential["client_id"]]["details"] == {
+        "client_id": confidential["client_id"], "name": "App", "public": False, "first_party": True,
+        "token_endpoint_auth_methods": ["client_secret_basic", "client_secret_post"],
+        "grant_types": ["authorization_code", "refresh_token"], "redirect_uris": ["https://app.example/cb"],
+        "post_logout_redirect_uris": ["https://app.example/"], "scope": "openid profile email offline_access",
+        "id_token_alg": "RS256"}
+    details = created[public["client_id"]]["details"]
+    assert (details["public"], details["token_endpoint_auth_methods"], details["id_token_alg"]) == (
+        True, ["none"], "ES256")
+    assert all(e["actor"] == "cli" for e in created.values())
+
+
 def test_client_add_client_credentials_only(url, idp, db):
     result = ok(add_client(idp, url, "--grant-type", "client_credentials"))
     assert "client_secret" in json.loads(result.stdout)
@@ -362,6 +382,22 @@ def test_demo_seed_is_idempotent(url, idp, db, tmp_path):
     third = json.loads(ok(idp("demo", "seed", "--json", "--rp-config", str(rp_config), database_url=url)).stdout)
     assert third["client"]["client_id"] == first["client"]["client_id"]
     assert db.rows(Client)[0]["secret_hash"] == sha256_hex(third["client"]["client_secret"])
+
+
+def test_demo_seed_records_a_change_of_the_clients_uris(url, idp, db, tmp_path):
+    """Seeding again with another --rp-url moves the demo client's redirect and logout URIs: a
+    change to who may receive its codes, recorded with what it was and what it became."""
+    rp_config = tmp_path / "rp.json"
+    ok(idp("demo", "seed", "--rp-config", str(rp_config), database_url=url))
+    ok(idp("demo", "seed", "--rp-config", str(rp_config), database_url=url))
+    assert db.events("client.updated") == []  # nothing changed
+    ok(idp("demo", "seed", "--rp-config", str(rp_config), "--rp-url", "http://127.0.0.1:6001", database_url=url))
+    [event] = db.events("client.updated")
+    (client,) = db.rows(Client)
+    assert (event["actor"], event["subject_id"]) == ("cli", client["id"])
+    assert event["details"] == {"client_id": client["client_id"], "changes": {
+        "redirect_uris": {"from": ["http://127.0.0.1:5001/callback"], "to": ["http://127.0.0.1:6001/callback"]},
+        "post_logout_redirect_uris": {"from": ["http://127.0.0.1:5001/"], "to": ["http://127.0.0.1:6001/"]}}}
 
 
 def test_demo_seed_is_refused_in_production(sqlite_url, idp):
