@@ -234,3 +234,27 @@ def test_a_parameter_sent_empty_counts_as_not_sent(seeded, web, rp_factory):
         assert web.last_redirect is None and page.form_with("password"), (name, web.last_redirect)
     web.login(seeded.user_email, seeded.password)
     assert "code" in web.callback_params()
+
+
+def test_the_client_endpoints_read_the_body_not_the_query_string(seeded, web, rp_factory, live_server):
+    """RFC 6749 3.2 and 4.1.3, RFC 7009 2.1: the parameters are in the form-encoded body. A
+    grant_type or a client_id put in the URL (which proxies log) was accepted."""
+    rp = rp_factory(seeded.public)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    code, client_id = web.callback_params()["code"], rp.client["client_id"]
+    body = {"code": code, "redirect_uri": rp.client["redirect_uri"], "code_verifier": rp.verifier,
+            "client_id": client_id}
+    in_url = requests.post(f"{rp.metadata['token_endpoint']}?grant_type=authorization_code", data=body, timeout=5)
+    assert in_url.status_code == 400 and "access_token" not in in_url.json()
+    tokens = requests.post(rp.metadata["token_endpoint"], data={**body, "grant_type": "authorization_code"},
+                           timeout=5)
+    assert tokens.status_code == 200  # the code was not spent by the refused request
+    access = tokens.json()["access_token"]
+
+    revoke = requests.post(f"{rp.metadata['revocation_endpoint']}?client_id={client_id}", data={"token": access},
+                           timeout=5)
+    assert revoke.status_code == 401 and revoke.json()["error"] == "invalid_client"
+    assert rp.userinfo(access).status_code == 200
+    assert requests.post(rp.metadata["revocation_endpoint"], data={"token": access, "client_id": client_id},
+                         timeout=5).status_code == 200
+    assert rp.userinfo(access).status_code == 401
