@@ -1,10 +1,16 @@
-"""Helpers for plugin CLI commands (`idp factor NAME ...`): an app context, one-line errors."""
+"""Helpers for plugin CLI commands (`idp factor NAME ...`): an app context, one-line errors, and the
+one way the `idp` command reads a validity (`--expires-in 24h`) and prints a time (ISO 8601 UTC)."""
 from __future__ import annotations
 
 import functools
+import re
+from datetime import datetime, timezone
 from typing import Callable
 
 import click
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 def with_app_context(fn: Callable) -> Callable:
@@ -47,3 +53,40 @@ def write_or_roll_back(path: str, data: bytes) -> None:
     except OSError as exc:
         directory.rollback()
         fail(f"cannot write {path}: {exc.strerror or exc}; nothing was issued")
+
+
+def parse_duration(text: str) -> int:
+    """"10m", "90s", "24h", "7d" or plain seconds -> seconds; ValueError otherwise."""
+    match = _DURATION.match(text or "")
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 10m, 24h, 7d)")
+    return int(match.group(1)) * _UNIT_SECONDS.get(match.group(2), 1)
+
+
+def format_duration(seconds: int) -> str:
+    """`seconds` in the largest unit that divides it, as `--expires-in` takes it: 604800 -> "7d"."""
+    for unit, size in _UNIT_SECONDS.items():
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return "0s"
+
+
+def validity(text: str | None, *, default: int, maximum: int, minimum: int = 60,
+             option: str = "--expires-in") -> int:
+    """The seconds `text` asks for (`default` when not given), or a one-line failure naming the
+    accepted range in the option's own units ("between 1m and 7d")."""
+    if text is None:
+        return default
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        fail(str(exc))
+    if not minimum <= seconds <= maximum:
+        fail(f"{option} must be between {format_duration(minimum)} and {format_duration(maximum)}")
+    return seconds
+
+
+def iso_utc(moment: datetime) -> str:
+    """A naive UTC time as the `idp` command prints it in text and `--json` alike:
+    ISO 8601 to the second, with "Z" ("2026-12-01T12:00:00Z")."""
+    return moment.replace(tzinfo=timezone.utc, microsecond=0).isoformat().replace("+00:00", "Z")

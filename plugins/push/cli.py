@@ -2,24 +2,13 @@
 from __future__ import annotations
 
 import json
-import re
-from datetime import timezone
 
 import click
 
 from idp.factors import directory
-from idp.factors.cli import fail, with_app_context, write_or_roll_back
+from idp.factors.cli import fail, iso_utc, validity, with_app_context, write_or_roll_back
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> int:
-    """"10m", "90s", "2h", "1d" or plain seconds -> seconds."""
-    match = _DURATION.match(text or "")
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 10m, 90s, 2h)")
-    return int(match.group(1)) * _UNIT[match.group(2)]
+from idp_plugins.push.settings import MAX_ACTIVATION_TTL
 
 
 def png_of(uri: str) -> bytes:
@@ -55,12 +44,7 @@ def push_group(name: str) -> click.Group:
         if name not in registry:
             fail("the push factor is disabled")
         factor = registry.get(name)
-        try:
-            ttl = parse_duration(expires_in) if expires_in is not None else factor.push_settings.activation_ttl
-        except ValueError as exc:
-            fail(str(exc))
-        if not 60 <= ttl <= 7 * 86400:
-            fail("--expires-in must be between 1m and 7d")
+        ttl = validity(expires_in, default=factor.push_settings.activation_ttl, maximum=MAX_ACTIVATION_TTL)
         user = directory.find_user_by_email(email)
         if user is None:
             fail(f"unknown user {email!r}")
@@ -69,7 +53,7 @@ def push_group(name: str) -> click.Group:
         act = activation.issue(factor.challenges, user, ttl=ttl, issuer=registry.settings.issuer, now=utc_now())
         if png:
             write_or_roll_back(png, png_of(act.uri))
-        expires = act.expires_at.replace(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")
+        expires = iso_utc(act.expires_at)
         # An operator's code binds a phone to someone's account: the admins see who issued it.
         directory.audit("push.activation_issued", user, actor="cli", details={"expires_at": expires})
         directory.commit()

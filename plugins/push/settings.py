@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from idp.factors import FactorMisconfigured
 
 MAX_LONG_POLL = 25
+MAX_ACTIVATION_TTL = 7 * 86400  # seconds: the longest an activation code may stay valid
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class PushSettings:
             raise FactorMisconfigured("factors.push.digits must be between 2 and 6")
         if not 10 <= value.challenge_ttl <= 300:
             raise FactorMisconfigured("factors.push.challenge_ttl must be between 10 and 300 seconds")
-        if not 60 <= value.activation_ttl <= 7 * 86400:
+        if not 60 <= value.activation_ttl <= MAX_ACTIVATION_TTL:
             raise FactorMisconfigured("factors.push.activation_ttl must be between 60 s and 7 days")
         if value.max_challenges < 1 or value.window < 1:
             raise FactorMisconfigured("factors.push.max_challenges and window must be positive")

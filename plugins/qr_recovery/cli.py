@@ -5,30 +5,21 @@
         --json: {"user", "credential_id", "recovery_uri", "secret", "expires_at"}
     idp recovery-qr revoke --user EMAIL ID
     idp recovery-qr list --user EMAIL [--json]     the user's codes that still work
+        --json: [{"credential_id", "expires_at", "issued_by", "created_at"}]
 
+Times are ISO 8601 UTC strings ("2026-12-01T12:00:00Z", idp.factors.cli.iso_utc), in `issue` and
+`list` alike, as `idp factor push activate --json` prints them; only the recovery URI's `expires` is
+Unix seconds, as in the device protocol.
 Audited with actor "cli", like the web's admin actions.
 """
 from __future__ import annotations
 
 import json
-import re
-from datetime import datetime, timezone
 
 import click
 
 from idp.factors import directory
-from idp.factors.cli import fail, with_app_context, write_or_roll_back
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> int:
-    """"24h", "90m", "2d" or plain seconds -> seconds; ValueError otherwise."""
-    match = _DURATION.match(text or "")
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 24h, 90m, 2d)")
-    return int(match.group(1)) * _UNIT[match.group(2)]
+from idp.factors.cli import fail, iso_utc, validity, with_app_context, write_or_roll_back
 
 
 def _factor(name: str):
@@ -54,36 +45,29 @@ def recovery_qr_group(name: str = "qr_recovery") -> click.Group:
 
     @group.command("issue")
     @click.option("--user", "email", required=True, help="the user's e-mail")
-    @click.option("--expires-in", default=None, help="validity, e.g. 24h, 90m, 2d (default: factors.qr_recovery.default_ttl)")
+    @click.option("--expires-in", default=None,
+                  help="validity, e.g. 24h, 90m, 2d (at most factors.qr_recovery.max_ttl, 7d)  "
+                       "[default: factors.qr_recovery.default_ttl, 24h]")
     @click.option("--png", "png", type=click.Path(dir_okay=False, writable=True), help="also write the QR code as PNG")
     @click.option("--json", "as_json", is_flag=True, help="print one JSON document")
     @with_app_context
     def issue(email: str, expires_in: str | None, png: str | None, as_json: bool) -> None:
         """Issue a one-time recovery QR code for USER (shown once)."""
         factor = _factor(name)
-        ttl = None
-        if expires_in is not None:
-            try:
-                ttl = parse_duration(expires_in)
-            except ValueError as exc:
-                fail(str(exc))
-            if not 60 <= ttl <= factor.qr_settings.max_ttl:
-                fail(f"--expires-in must be between 1m and {factor.qr_settings.max_ttl // 3600}h")
+        ttl = validity(expires_in, default=factor.qr_settings.default_ttl, maximum=factor.qr_settings.max_ttl)
         user = _user(email)
         # Committed once the PNG, if asked for, is written: a code nobody could see is never left behind.
         issued = factor.issue(user, actor="cli", ttl=ttl, commit=False)
         if png:
             write_or_roll_back(png, issued.png())
         directory.commit()
-        from idp_plugins.qr_recovery.issuing import iso
-
         if as_json:
             click.echo(json.dumps({"user": user.email, "credential_id": issued.credential.id,
                                    "recovery_uri": issued.uri, "secret": issued.secret,
-                                   "expires_at": iso(issued.expires_at)}))
+                                   "expires_at": iso_utc(issued.expires_at)}))
         else:
             click.echo(issued.uri)
-            click.echo(f"secret: {issued.secret}  (expires {iso(issued.expires_at)}, one use)", err=True)
+            click.echo(f"secret: {issued.secret}  (expires {iso_utc(issued.expires_at)}, one use)", err=True)
 
     @group.command("revoke")
     @click.option("--user", "email", required=True, help="the user's e-mail")
@@ -103,17 +87,16 @@ def recovery_qr_group(name: str = "qr_recovery") -> click.Group:
     @with_app_context
     def list_(email: str, as_json: bool) -> None:
         """The user's recovery QR codes that still work."""
-        from idp_plugins.qr_recovery.issuing import unix
+        from idp_plugins.qr_recovery.issuing import expiry_of
 
         factor = _factor(name)
-        rows = [{"credential_id": c.id, "expires_at": int(c.public.get("expires_at") or 0),
-                 "issued_by": c.public.get("issued_by", ""), "created_at": unix(c.created_at)}
+        rows = [{"credential_id": c.id, "expires_at": iso_utc(expiry_of(c)),
+                 "issued_by": c.public.get("issued_by", ""), "created_at": iso_utc(c.created_at)}
                 for c in factor.outstanding(_user(email))]
         if as_json:
             click.echo(json.dumps(rows))
         else:
             for row in rows:
-                expires = datetime.fromtimestamp(row["expires_at"], timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-                click.echo(f"{row['credential_id']}  issued by {row['issued_by'] or '?'}  expires {expires}")
+                click.echo(f"{row['credential_id']}  issued by {row['issued_by'] or '?'}  expires {row['expires_at']}")
 
     return group

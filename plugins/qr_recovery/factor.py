@@ -64,7 +64,9 @@ class QrRecoveryFactor(Factor):
         """
         seconds = int(ttl.total_seconds()) if isinstance(ttl, timedelta) else int(ttl or self.qr_settings.default_ttl)
         if not 60 <= seconds <= self.qr_settings.max_ttl:
-            raise ValueError(f"the validity must be between 60 seconds and {self.qr_settings.max_ttl} seconds")
+            from idp.factors.cli import format_duration
+
+            raise ValueError(f"the validity must be between 1m and {format_duration(self.qr_settings.max_ttl)}")
         if issuer is None:
             from idp.factors.registry import current_registry
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from idp.factors import CredentialInfo, UserRef, directory
+from idp.factors.cli import iso_utc as iso  # one time format for the CLI, the audit log and the pages
 
 from idp_plugins.qr_recovery import secret as secrets_
 
@@ -31,8 +32,9 @@ def unix(moment: datetime) -> int:
     return int(calendar.timegm(moment.utctimetuple()))
 
 
-def iso(moment: datetime) -> str:
-    return moment.replace(tzinfo=timezone.utc, microsecond=0).isoformat().replace("+00:00", "Z")
+def expiry_of(credential: CredentialInfo) -> datetime:
+    """When the code stops working (naive UTC), from the Unix seconds its row keeps."""
+    return datetime.fromtimestamp(int(credential.public.get("expires_at") or 0), timezone.utc).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)

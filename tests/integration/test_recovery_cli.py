@@ -3,6 +3,7 @@ with the qr_recovery entry point added (the plugin is registered like an install
 from __future__ import annotations
 
 import json
+import re
 from importlib.metadata import EntryPoint
 
 import pytest
@@ -89,3 +90,17 @@ def test_without_the_plugin_the_group_says_so(monkeypatch, database):
     monkeypatch.setattr(registry, "_entry_points", lambda: [ep for ep in original() if ep.name != "qr_recovery"])
     result = idp(database, "recovery-qr", "issue", "--user", "carol@example.com")
     assert result.exit_code != 0 and "qr_recovery factor is not installed" in result.output
+
+
+def test_issue_and_list_print_the_same_iso_time_and_refuse_the_range_in_days(installed, database):
+    """One time format in the `idp` command's JSON (ISO 8601 UTC, to the second, as push activate
+    prints it) and one way of naming the accepted validity: `issue` said 168h where push said 7d,
+    and `list --json` printed Unix seconds where `issue --json` printed ISO."""
+    issued = json.loads(idp(database, "recovery-qr", "issue", "--user", "carol@example.com", "--expires-in", "2d",
+                            "--json").stdout)
+    [listed] = json.loads(idp(database, "recovery-qr", "list", "--user", "carol@example.com", "--json").stdout)
+    assert listed["expires_at"] == issued["expires_at"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", listed["expires_at"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", listed["created_at"])
+    too_long = idp(database, "recovery-qr", "issue", "--user", "carol@example.com", "--expires-in", "8d")
+    assert too_long.exit_code != 0 and "must be between 1m and 7d" in too_long.output, too_long.output

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -17,9 +18,12 @@ def test_activate_prints_the_uri_and_refuses_bad_input_in_one_line(idp, migrated
     query = parse_qs(urlsplit(data["activation_uri"]).query)
     assert query["v"] == ["1"] and query["user"] == ["ops@acme.test"] and query["code"][0]
     assert query["endpoint"][0].endswith("/factors/push/v1")
-    assert data["expires_at"].endswith("Z")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", data["expires_at"])  # as recovery-qr prints it
     plain = idp("factor", "push", "activate", "--user", "ops@acme.test", database_url=migrated_database_url)
     assert plain.returncode == 0 and plain.stdout.strip().startswith("idp-push://activate?v=1&")
     for args in (("--user", "nobody@acme.test"), ("--user", "ops@acme.test", "--expires-in", "forever")):
         bad = idp("factor", "push", "activate", *args, database_url=migrated_database_url)
         assert bad.returncode != 0 and len(bad.stderr_lines) == 1 and "Traceback" not in bad.stderr, bad
+    too_long = idp("factor", "push", "activate", "--user", "ops@acme.test", "--expires-in", "8d",
+                   database_url=migrated_database_url)
+    assert too_long.returncode != 0 and "must be between 1m and 7d" in too_long.stderr, too_long
