@@ -66,3 +66,21 @@ class WellFormedParameters:
         name = unstorable_parameter(datalist)
         if name is not None:
             raise InvalidRequestError(f"{name} holds a character no request may carry (such as NUL).")
+
+
+# ---- The endpoints clients call with their credentials: token, revocation, introspection.
+
+# Their parameters (RFC 6749 2.3.1, 4.1.3, 4.4.2 and 6, RFC 7636 4.5, RFC 7009 2.1, RFC 7662 2.1).
+CLIENT_REQUEST_RECOGNIZED = frozenset({
+    "grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "client_id", "client_secret",
+    "token", "token_type_hint",
+})
+
+
+def malformed_client_request(request) -> str | None:
+    """Why a request to a client endpoint is malformed before its client is even known (the
+    `error_description` of an `invalid_request`), or None: a parameter sent twice (RFC 6749 3.2)."""
+    name = repeated_parameter(request.payload.datalist, CLIENT_REQUEST_RECOGNIZED)
+    if name is not None:
+        return f"{name} must not be sent more than once."
+    return None

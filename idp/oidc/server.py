@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidGrantError
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from flask import Flask, current_app
 from flask import request as flask_request
 from sqlalchemy import bindparam, select
@@ -17,6 +17,7 @@ from idp.config import Settings
 from idp.db import db
 from idp.models import Client, Token
 from idp.oidc.adapters import ClientRecord, OAuthClient
+from idp.oidc import parameters
 from idp.oidc.grants import revoke_if_replayed, rotate
 from idp.ops import metrics
 from idp.security.text import storable
@@ -64,6 +65,22 @@ class AuthorizationServer(FlaskAuthorizationServer):
         if isinstance(request, OAuth2Request):
             return request
         return LeanFlaskOAuth2Request(flask_request._get_current_object())
+
+    def create_token_response(self, request=None):
+        """A token request without grant_type is malformed (RFC 6749 5.2 `invalid_request`), not a
+        grant type this server lacks (Authlib answered `unsupported_grant_type`)."""
+        request = self.create_oauth2_request(request)
+        if not request.payload.grant_type:
+            return self.handle_error_response(request, InvalidRequestError("grant_type is required."))
+        return super().create_token_response(request)
+
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """Where every client endpoint (token, revocation, introspection) begins: a malformed
+        request is refused before its client is looked up (idp.oidc.parameters)."""
+        problem = parameters.malformed_client_request(request)
+        if problem is not None:
+            raise InvalidRequestError(problem)
+        return super().authenticate_client(request, methods, endpoint)
 
     def handle_error_response(self, request, error):
         """An authorization error sent back to the client names the issuer that answered, as the
@@ -242,7 +259,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = opaque_token
     server.init_app(app, query_client=query_client, save_token=save_token)
 
-    from idp.oidc import endpoints, grants, openid, parameters
+    from idp.oidc import endpoints, grants, openid
 
     server.register_grant(grants.AuthorizationCodeGrant,
                           [parameters.WellFormedParameters(), grants.S256CodeChallenge(required=True),

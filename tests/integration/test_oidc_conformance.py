@@ -258,3 +258,33 @@ def test_the_client_endpoints_read_the_body_not_the_query_string(seeded, web, rp
     assert requests.post(rp.metadata["revocation_endpoint"], data={"token": access, "client_id": client_id},
                          timeout=5).status_code == 200
     assert rp.userinfo(access).status_code == 401
+
+
+def test_a_client_endpoint_refuses_a_parameter_sent_twice(seeded, web, rp_factory, live_server):
+    """RFC 6749 3.2: no parameter more than once. The token endpoint took the first of two codes
+    or grant types, revocation and introspection the first of two tokens; a request without
+    grant_type was answered unsupported_grant_type where it is malformed (5.2)."""
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    code = web.callback_params()["code"]
+    auth = (rp.client["client_id"], rp.client["client_secret"])
+    body = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", rp.client["redirect_uri"]),
+            ("code_verifier", rp.verifier)]
+
+    def post(url: str, pairs: list) -> requests.Response:
+        return requests.post(url, data=pairs, auth=auth, timeout=5)  # a list of pairs keeps the repeats
+
+    for repeated in (("code", code), ("grant_type", "authorization_code")):
+        answer = post(rp.metadata["token_endpoint"], [*body, repeated])
+        assert answer.status_code == 400 and answer.json()["error"] == "invalid_request", answer.text
+        assert repeated[0] in answer.json()["error_description"]
+    no_grant_type = post(rp.metadata["token_endpoint"], body[1:])
+    assert no_grant_type.status_code == 400 and no_grant_type.json()["error"] == "invalid_request"
+    access = post(rp.metadata["token_endpoint"], body).json()["access_token"]  # none of them spent the code
+
+    for endpoint in ("introspection_endpoint", "revocation_endpoint"):
+        answer = post(rp.metadata[endpoint], [("token", access), ("token", "another")])
+        assert answer.status_code == 400 and answer.json()["error"] == "invalid_request", (endpoint, answer.text)
+    assert rp.userinfo(access).status_code == 200
+    unknown_twice = post(rp.metadata["introspection_endpoint"], [("token", access), ("x", "1"), ("x", "2")])
+    assert unknown_twice.json()["active"] is True  # parameters it does not know stay ignored
