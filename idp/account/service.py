@@ -18,7 +18,7 @@ from idp.db import db
 from idp.factors.challenges import ChallengeStore
 from idp.factors.registry import current_registry
 from idp.factors.sealed import open_view, seal_view
-from idp.factors.types import Enrolled, FactorKind
+from idp.factors.types import Enrolled, FactorKind, Rejected
 from idp.security.text import display_text
 from idp.login.gate import decision_for, user_ref
 from idp.models import User
@@ -107,7 +107,7 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
         db.session.rollback()  # the claim too: the user may try another code
         from idp.login.steps.second_factor import message_for  # the login's wording, for the same failures
 
-        raise AccountError(message_for(getattr(outcome, "reason", "")))
+        raise AccountError(message_for(outcome if isinstance(outcome, Rejected) else None))
     from idp.login import session as login_session
 
     login_session.add_proof(outcome.amr or factor.amr)

@@ -132,7 +132,8 @@ class Factor:
 
         Returns:
             `Enrolled(credential)` -- the credential was created (the caller commits, with its audit event);
-            `Rejected(reason)` -- nothing was stored; the page shows the same step again.
+            `Rejected(reason, message=None)` -- nothing was stored; the page shows the same step
+                again, with `message` (the factor's wording of a reason of its own) or the core's.
         """
         raise NotImplementedError
 
@@ -162,8 +163,10 @@ class Factor:
 
         Returns:
             `Verified(credential_id, amr, facts)` -- possession proven; the pipeline records the step;
-            `Rejected(reason, counts_as_failure=True)` -- wrong/replayed/expired; counts towards the
-                brute-force limit unless `counts_as_failure` is False (e.g. an empty form);
+            `Rejected(reason, counts_as_failure=True, message=None)` -- wrong/replayed/expired; counts
+                towards the brute-force limit unless `counts_as_failure` is False (e.g. an empty form);
+                the page says `message` when the factor gave one (a reason only it knows, lazily
+                translated), else the core's wording of the reason;
             `Pending(retry_after)` -- (poll factors) not decided yet;
             `Denied(reason, fraud=False)` -- the user refused elsewhere; `fraud` when reported as not theirs.
         """

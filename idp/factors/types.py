@@ -115,10 +115,18 @@ class Verified:
 @dataclass(frozen=True)
 class Rejected:
     """The response is wrong. `reason` is a stable code ("invalid_code", "replayed", "expired",
-    "sign_count_regressed", "wrong_number"); `counts_as_failure` feeds the brute-force limiter."""
+    "sign_count_regressed", "wrong_number"), for the audit log and the tests; `counts_as_failure`
+    feeds the brute-force limiter.
+
+    `message` is what the person is told, for a reason only this factor gives: a lazily
+    translated string (`_l("This security key may have been cloned ...")`). None lets the core
+    word it: the reasons every factor may give (`invalid_code`, `replayed`, `expired`) have its
+    own wording, any other gets "That did not work. Try again." Outcomes compare by reason and
+    counting, not by message."""
 
     reason: str
     counts_as_failure: bool = True
+    message: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

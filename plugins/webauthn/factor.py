@@ -59,6 +59,14 @@ MAX_RESPONSE = 64 * 1024
 # bytes; authenticators in use make 16 to 128, and a longer one is refused rather than a 500.
 MAX_CREDENTIAL_ID = 255
 
+# What the person is told for the rejections only this factor gives (`Rejected.message`); the
+# core words the shared ones (an invalid or replayed response).
+POSSIBLY_CLONED = _l("This security key may have been cloned: it can no longer be used to sign "
+                     "in. Use another method, then remove the key and add it again.")
+SUSPENDED = _l("This security key was suspended as a possible clone. Use another method, "
+               "then remove the key and add it again.")
+ALREADY_REGISTERED = _l("This key is already registered to your account: use another key, or go back.")
+
 
 def _transports(names) -> list[AuthenticatorTransport]:
     known = {t.value for t in AuthenticatorTransport}
@@ -148,7 +156,7 @@ class WebAuthnFactor(Factor):
             credential = self.store.create(user, label=label, public=public, counter=result.sign_count,
                                            lookup_key=credential_id, now=ctx.now)
         except CredentialConflict:
-            return Rejected("already_registered", counts_as_failure=False)
+            return Rejected("already_registered", counts_as_failure=False, message=ALREADY_REGISTERED)
         return Enrolled(credential, amr=_amr(bool(result.credential_backed_up)))
 
     def _next_label(self, user) -> str:
@@ -178,7 +186,7 @@ class WebAuthnFactor(Factor):
         if credential is None or credential.user_id != user.id:
             return Rejected("unknown_credential")
         if _suspended(credential):
-            return Rejected("credential_suspended", counts_as_failure=False)
+            return Rejected("credential_suspended", counts_as_failure=False, message=SUSPENDED)
         try:
             result = verify_authentication_response(
                 credential=data, expected_challenge=base64url_to_bytes(challenge), expected_rp_id=rp_id,
@@ -191,7 +199,7 @@ class WebAuthnFactor(Factor):
             self.store.touch(credential.id, now=ctx.now)  # an authenticator without a counter
         elif new <= stored:
             self._suspend(user, credential, stored, new, ctx)
-            return Rejected("sign_count_regressed")
+            return Rejected("sign_count_regressed", message=POSSIBLY_CLONED)
         elif not self.store.advance_counter(credential.id, new, now=ctx.now):
             return Rejected("replayed")
         return Verified(credential.id, _amr(bool(result.credential_backed_up)), facts={"user_verified": bool(result.user_verified)})

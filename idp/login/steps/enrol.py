@@ -66,7 +66,7 @@ def submit(ctx: StepContext):
     if form.posted_version() != ctx.row.version:  # a page from before the login moved on: show where it is
         return redirect(url_for("login.step", handle=ctx.handle))
     if not form.validate_on_submit():  # a code longer than any: the same form, a 400
-        return show(ctx, message_for(""), 400)
+        return show(ctx, message_for(), 400)
     user = user_of(ctx)
     if request.form.get("postpone"):
         return _postpone(ctx, user, form.posted_version())
@@ -85,7 +85,7 @@ def submit(ctx: StepContext):
     if not isinstance(outcome, Enrolled):
         db.session.rollback()  # the claim too: the form may be posted again
         ctx.row.version = form.posted_version()
-        return show(ctx, message_for(outcome.reason), 400)
+        return show(ctx, message_for(outcome), 400)
     codes_view = recovery_codes.issue_if_first(ctx, user)
     details = {"factor": factor.name, "credential_id": outcome.credential.id, "during": "login"}
     if codes_view is not None:  # the set now valid was created here: the log says when

@@ -25,22 +25,24 @@ from idp.login.steps.factor_step import (attempt_context, choices, lockout_keys,
                                          step_record, stored, user_lockout_key, user_of)
 from idp.login.transaction import State
 
+# The wording of the rejection reasons any factor may give. A reason only one factor gives is
+# worded by that factor (`Rejected.message`): the core knows no plugin's internals.
 REJECTION_MESSAGES = {
     "invalid_code": lambda: _("That code is not right. Try again."),
     "replayed": lambda: _("That code was already used. Wait for the next one."),
     "expired": lambda: _("That request expired. Start again."),
+    # Push's own reasons, until plugins/push words them in its outcomes like the other plugins.
     "wrong_number": lambda: _("The number did not match."),
-    "sign_count_regressed": lambda: _("This security key may have been cloned: it can no longer be used to sign "
-                                      "in. Use another method, then remove the key and add it again."),
-    "credential_suspended": lambda: _("This security key was suspended as a possible clone. Use another method, "
-                                      "then remove the key and add it again."),
     "not_activated": lambda: _("Scan the code with the app first, then continue."),
-    "already_registered": lambda: _("This key is already registered to your account: use another key, or go back."),
 }
 
 
-def message_for(reason: str) -> str:
-    """The translated message for a plugin's rejection reason (also used by the enrolment step)."""
+def message_for(outcome: Rejected | None = None) -> str:
+    """What to tell the user about a rejected response (also used by the enrolment step and the
+    account page): the factor's own message when it gave one, else the wording of its reason."""
+    if outcome is not None and outcome.message:
+        return str(outcome.message)
+    reason = outcome.reason if outcome is not None else ""
     return REJECTION_MESSAGES.get(reason, lambda: _("That did not work. Try again."))()
 
 
@@ -107,7 +109,7 @@ def submit(ctx: StepContext):
     if form.posted_version() != ctx.row.version:  # a page from before the login moved on: show where it is
         return redirect(url_for("login.step", handle=ctx.handle))
     if not form.validate_on_submit():  # a code longer than any: the same form, a 400
-        return show(ctx, message_for(""), 400)
+        return show(ctx, message_for(), 400)
     user = user_of(ctx)
     name, state, _view = stored(ctx)
     # Only the factor in progress is checked here; the full list of choices (sorted by last
@@ -186,7 +188,7 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
                            subject_id=user.id, details={"step": "second_factor", "seconds": locked}))
     audit.record_all_now(events)
     db.session.commit()
-    return show(ctx, message_for(outcome.reason), 401)  # a rejection changes no credential
+    return show(ctx, message_for(outcome), 401)  # a rejection changes no credential
 
 
 def _switch_away_from(ctx: StepContext, user, denied) -> None:

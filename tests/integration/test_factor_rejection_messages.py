@@ -1,0 +1,117 @@
+"""What the login page says when a factor rejects a response: the factor's own words for its own reasons.
+
+The core words only the reasons any factor may give (an invalid or replayed code, an expired
+request); a reason only one factor knows comes with its wording (`Rejected.message`). A factor
+the core has never heard of, registered at run time, shows its message like ours; WebAuthn's
+"possibly cloned" travels the same way.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from idp.factors import Enrolled, Factor, FactorKind, Rejected, Step, Verified
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "webauthn"))
+
+from soft_authenticator import SoftAuthenticator  # noqa: E402
+
+OWN_WORDS = "The parrot only repeats the word it was taught."
+
+
+class ParrotFactor(Factor):
+    """A third-party factor: the user repeats the word they taught the parrot."""
+
+    name = "parrot"
+    label = "Parrot word"
+    kind = FactorKind.SECOND_FACTOR
+    amr = ("kba",)
+
+    def begin_enrolment(self, user, ctx):
+        return Step(state={}, view={})
+
+    def finish_enrolment(self, user, state, response, ctx):
+        return Enrolled(self.store.create(user, label="Parrot", public={"word": "polly"}))
+
+    def begin_challenge(self, user, ctx):
+        return Step(state={}, view={})
+
+    def verify(self, user, state, response, ctx):
+        code = response.get("code")
+        if code == "squawk":  # a reason of its own, worded by the factor
+            return Rejected("not_the_word", message=OWN_WORDS)
+        if code == "mumble":  # a reason of its own, left to the core's fallback
+            return Rejected("inaudible")
+        for credential in self.store.list(user):
+            if code == credential.public["word"]:
+                return Verified(credential.id, self.amr)
+        return Rejected("invalid_code")
+
+
+def error_of(page) -> str:
+    return html.unescape(page.find(r'class="error" role="alert"[^>]*>([^<]+)<') or "")
+
+
+@pytest.fixture
+def parrot_user(live_server, seeded):
+    """The seeded user holding a parrot word (the factor registered before the first request)."""
+    from idp.db import db
+    from idp.factors import directory
+
+    registry = live_server.app.extensions["idp.factors"]
+    factor = registry.register(ParrotFactor)
+    with live_server.context():
+        factor.finish_enrolment(directory.find_user_by_email(seeded.user_email), {}, {}, None)
+        db.session.commit()
+    return seeded
+
+
+def test_a_third_party_factor_words_its_own_rejections(parrot_user, web, rp_factory):
+    seeded = parrot_user
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    assert page.form_with("code")
+
+    page = web.submit(page.form_with("code"), {"code": "squawk"})
+    assert (page.status, error_of(page)) == (401, OWN_WORDS)
+    page = web.submit(page.form_with("code"), {"code": "mumble"})
+    assert (page.status, error_of(page)) == (401, "That did not work. Try again.")
+    page = web.submit(page.form_with("code"), {"code": "wrong"})
+    assert (page.status, error_of(page)) == (401, "That code is not right. Try again.")  # the core's wording
+    web.submit(page.form_with("code"), {"code": "polly"})
+    assert web.callback_params()["code"]
+
+
+def test_webauthn_says_a_key_may_have_been_cloned_in_its_own_words(live_server, seeded, web, rp_factory):
+    """A sign count that went backwards: the plugin's message reaches the page (in French too:
+    the words moved, their translation with them)."""
+    from idp.db import db
+    from idp.factors import directory
+
+    origin = live_server.url
+    key = SoftAuthenticator("localhost", origin, sign_count=10)
+    registry = live_server.app.extensions["idp.factors"]
+    webauthn = registry.get("webauthn")
+    with live_server.context():
+        user = directory.find_user_by_email(seeded.user_email)
+        ctx = registry.context(webauthn, transaction_id="enrol")
+        step = webauthn.begin_enrolment(user, ctx)
+        assert isinstance(webauthn.finish_enrolment(
+            user, step.state, {"response": json.dumps(key.create(step.view["options"]))}, ctx), Enrolled)
+        db.session.commit()
+
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url(ui_locales="fr"))
+    page = web.login(seeded.user_email, seeded.password)
+    options = json.loads(html.unescape(re.search(
+        r'<script type="application/json" id="webauthn-options"[^>]*>(.+?)</script>', page.text, re.S).group(1)))
+    page = web.submit(page.form_with("response"), {"response": json.dumps(key.get(options, sign_count=5))})
+    # The key is suspended, and it was the user's only method: the page says why, and that none is left.
+    assert page.status == 403 and web.last_redirect is None
+    assert error_of(page).startswith("Cette clé de sécurité a peut-être été clonée")
