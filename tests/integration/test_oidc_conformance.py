@@ -288,3 +288,26 @@ def test_a_client_endpoint_refuses_a_parameter_sent_twice(seeded, web, rp_factor
     assert rp.userinfo(access).status_code == 200
     unknown_twice = post(rp.metadata["introspection_endpoint"], [("token", access), ("x", "1"), ("x", "2")])
     assert unknown_twice.json()["active"] is True  # parameters it does not know stay ignored
+
+
+def test_a_client_authenticates_one_way_and_names_one_client(seeded, web, rp_factory):
+    """RFC 6749 2.3: one authentication method per request. A wrong secret in the Authorization
+    header with the right one in the body passed; a body naming another client than the header
+    was answered for the header's client. Both are invalid_request now; a body that repeats the
+    header's client_id is fine (3.2.1)."""
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    client = rp.client
+    body = {"grant_type": "authorization_code", "code": web.callback_params()["code"],
+            "redirect_uri": client["redirect_uri"], "code_verifier": rp.verifier}
+    endpoint = rp.metadata["token_endpoint"]
+
+    both = requests.post(endpoint, auth=(client["client_id"], "wrong"), timeout=5,
+                         data={**body, "client_id": client["client_id"], "client_secret": client["client_secret"]})
+    assert both.status_code == 400 and both.json()["error"] == "invalid_request", both.text
+    another = requests.post(endpoint, auth=(client["client_id"], client["client_secret"]), timeout=5,
+                            data={**body, "client_id": seeded.third_party["client_id"]})
+    assert another.status_code == 400 and another.json()["error"] == "invalid_request", another.text
+    same = requests.post(endpoint, auth=(client["client_id"], client["client_secret"]), timeout=5,
+                         data={**body, "client_id": client["client_id"]})
+    assert same.status_code == 200 and same.json()["access_token"]
