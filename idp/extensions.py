@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, has_request_context, request, session
+from flask import Flask, current_app, has_request_context, request, session
 from flask_babel import Babel, get_locale
 from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFProtect
@@ -26,6 +26,12 @@ def client_address() -> str:
 limiter = Limiter(key_func=client_address, default_limits=[], headers_enabled=True)
 
 
+def login_posts_per_ip() -> str:
+    """The login forms' request rate per address (`ratelimit.login_posts_per_ip`), which the device
+    endpoints that take a password share (idp.factors.ratelimit)."""
+    return current_app.extensions["idp.settings"].get("ratelimit.login_posts_per_ip", "60 per minute")
+
+
 def select_locale() -> str | None:
     """The user's choice (ui_locales, the language form) or else the browser's Accept-Language."""
     if not has_request_context():  # CLI, startup: lazy strings render in the default locale
@@ -42,11 +48,12 @@ def select_locale() -> str | None:
 def _confine_limiter_to_login(app: Flask) -> None:
     """Keep only the Flask-Limiter request hooks our one limit needs, and only where it applies.
 
-    Our one limit (`login_posts_per_ip`) is a decorator on the login step view, and Flask-Limiter
-    checks decorated limits inside the decorated view itself. The app-wide before_request check
-    that `init_app` registers serves only default and application-wide limits, which we do not
-    use: it is dropped. Writing the X-RateLimit headers (after_request) and resetting the
-    limiter's request context (teardown) move under the login blueprint. Together the three
+    Our one limit (`login_posts_per_ip`) is a decorator on the login step view (and on the device
+    endpoints that take a password, idp.factors.ratelimit, which answer their 429 themselves),
+    and Flask-Limiter checks decorated limits inside the decorated view itself. The app-wide
+    before_request check that `init_app` registers serves only default and application-wide
+    limits, which we do not use: it is dropped. Writing the X-RateLimit headers (after_request)
+    and resetting the limiter's request context (teardown) move under the login blueprint. Together the three
     hooks cost about a third of a token grant's CPU. (A default limit added later would need the
     before_request check back.)
     """

@@ -6,10 +6,10 @@ the "expired" page.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from idp.extensions import csrf, limiter
+from idp.extensions import csrf, limiter, login_posts_per_ip
 from idp.login import session as login_session, transaction
 from idp.login.steps import consent, enrol, password, recovery_codes, second_factor
 from idp.login.steps.base import StepContext
@@ -45,7 +45,7 @@ def step(handle: str):
 # The same URL's POST is its own view so that only posts pass through the limiter's decorator
 # (which, even when limited to POST, filters its limits on every request it wraps).
 @bp.post("/login/<handle>")
-@limiter.limit(lambda: current_app.extensions["idp.settings"].get("ratelimit.login_posts_per_ip", "60 per minute"))
+@limiter.limit(login_posts_per_ip)
 def step_submit(handle: str):
     ctx = _context(handle)
     if ctx is None:

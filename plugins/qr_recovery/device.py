@@ -14,6 +14,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from idp.factors import CredentialConflict, FactorNotFound, UserRef, directory
+from idp.factors.ratelimit import per_address_limit, too_many_attempts
 from idp.factors.registry import current_registry
 
 from idp_plugins.qr_recovery import issuing, personal, signed
@@ -117,6 +118,7 @@ def build_blueprint(factor) -> Blueprint:
         return _registered(user, device, "recovery_qr", credential.id)
 
     @bp.post("/personal/start")
+    @per_address_limit  # a password guess: the login form's own request rate per address
     def personal_start():
         if not factor.qr_settings.personal_recovery:
             return _error("personal_recovery_disabled", 403)
@@ -130,11 +132,9 @@ def build_blueprint(factor) -> Blueprint:
             started = personal.start(factor, data.get("email"), data.get("password"),
                                      remote_addr=request.remote_addr, now=_utcnow(), push=push)
         except personal.StartRefused as exc:
-            extra = {"retry_after": exc.retry_after} if exc.retry_after else {}
-            response, status = _error(exc.error, exc.status, **extra)
             if exc.retry_after:
-                response.headers["Retry-After"] = str(exc.retry_after)
-            return response, status
+                return too_many_attempts(exc.retry_after)
+            return _error(exc.error, exc.status)
         return jsonify({"recovery_id": started.recovery_id, "expires_at": issuing.unix(started.expires_at),
                         "sent_to": started.sent_to}), 200
 

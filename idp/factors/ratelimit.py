@@ -1,0 +1,60 @@
+"""The login form's per-address request rate, for a plugin's device endpoints that take guesses.
+
+A device endpoint that checks a password or a code on behalf of someone not signed in (push
+recovery's `/personal/start`) is limited exactly like the login form's POSTs: Flask-Limiter,
+`ratelimit.login_posts_per_ip` per client address (as ProxyFix leaves it), in the same storage
+(Redis when configured, else per process), and lifted by the same setting (the bench and the
+tests raise it). Each endpoint has its own count. The growing lockouts (idp.lockout) still
+count the guesses themselves; this caps the requests, whatever their outcome.
+"""
+from __future__ import annotations
+
+import math
+import time
+from functools import wraps
+from typing import Callable
+
+from flask import jsonify
+from flask_limiter.errors import RateLimitExceeded
+
+from idp.extensions import limiter, login_posts_per_ip
+
+FALLBACK_RETRY_AFTER = 60  # seconds, should the limiter not say when its window frees a request
+
+
+def per_address_limit(view: Callable) -> Callable:
+    """Limit a device endpoint's view to `ratelimit.login_posts_per_ip` requests per address.
+
+    Beyond it the view is not called and the answer is the JSON refusal the device endpoints
+    already use for lockouts: `429 {"error": "too_many_attempts", "retry_after": S}` with a
+    `Retry-After` header::
+
+        @bp.post("/personal/start")
+        @per_address_limit
+        def personal_start(): ...
+    """
+    checked = limiter.limit(login_posts_per_ip)(view)
+
+    @wraps(view)
+    def answer(*args, **kwargs):
+        try:
+            return checked(*args, **kwargs)
+        except RateLimitExceeded:
+            return too_many_attempts(_seconds_until_allowed())
+
+    return answer
+
+
+def too_many_attempts(retry_after: int):
+    """The device endpoints' 429: `{"error": "too_many_attempts", "retry_after": S}` and `Retry-After`."""
+    response = jsonify({"error": "too_many_attempts", "retry_after": retry_after})
+    response.status_code = 429
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _seconds_until_allowed() -> int:
+    current = limiter.current_limit
+    if current is None:
+        return FALLBACK_RETRY_AFTER
+    return max(1, math.ceil(current.reset_at - time.time()))
