@@ -170,10 +170,9 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
 
 
 def regenerate_recovery_codes(user: User, audit_event: bool = True) -> list[str] | None:
-    registry = current_registry()
-    if "recovery_codes" not in registry:
+    factor = current_registry().recovery_codes()
+    if factor is None:
         return None
-    factor = registry.get("recovery_codes")
     codes = factor.regenerate(user_ref(user))
     if audit_event:
         audit.record("recovery_codes.regenerated", org_id=user.org_id, actor_id=user.id, actor=user.email,

@@ -15,7 +15,7 @@ from idp.account import service
 from idp.account.service import AccountError
 from idp.db import MAX_ROW_ID
 from idp.extensions import SUPPORTED_LOCALES
-from idp.factors.registry import current_registry
+from idp.factors.registry import RECOVERY_CODES, current_registry
 from idp.factors.types import FactorKind
 from idp.login import session as login_session
 from idp.policy import status as policy_status
@@ -120,7 +120,7 @@ def confirm_remove(credential_id: int):
     """Ask before removing: a removed method cannot be brought back, only added again."""
     user = login_session.current_user()
     row = next((r for r in service.credentials(user) if r.description.id == credential_id), None)
-    if row is None or row.factor.name == "recovery_codes":
+    if row is None or row.factor.name == RECOVERY_CODES:
         abort(404)
     lines = [_("You will no longer be able to sign in with it.")]
     if row.factor.kind == FactorKind.SECOND_FACTOR and user.second_factor_count <= 1:

@@ -147,8 +147,9 @@ def check_password(email: str, password: str, *, remote_addr: str | None = None,
     from idp.models import User
 
     email = (email or "").strip()
+    email_storable = storable(email)
     if not isinstance(password, str) or not password or len(password) > 1024 or len(email) > 320 \
-            or not storable(email) or not storable(password):
+            or not email_storable or not storable(password):
         # Wrong, like any password no account can have (a lone surrogate, which a JSON body may
         # spell, could not even be hashed): the same answer and cost, and the guess counts.
         row = None
@@ -156,7 +157,7 @@ def check_password(email: str, password: str, *, remote_addr: str | None = None,
     else:
         row = db.session.scalars(select(User).where(User.email == email.lower())).first() \
             or db.session.scalars(select(User).where(User.email == email)).first()
-    guess = lockout.PasswordGuess.of(email if storable(email) else "", remote_addr)
+    guess = lockout.PasswordGuess.of(email if email_storable else "", remote_addr)
     wait = guess.admit()
     if wait:
         raise TooManyAttempts(wait)

@@ -139,6 +139,10 @@ class FactorRegistry:
     def names(self) -> list[str]:
         return list(self._factors)
 
+    def recovery_codes(self) -> Factor | None:
+        """The recovery-codes factor (issued with a first second factor), when installed and enabled."""
+        return self._factors.get(RECOVERY_CODES)
+
     def __contains__(self, name: str) -> bool:
         return name in self._factors
 

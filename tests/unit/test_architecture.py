@@ -58,6 +58,20 @@ def test_core_never_names_a_plugin():
         assert "idp_plugins" not in text, f"{path.relative_to(ROOT)} names a plugin package"
 
 
+def test_core_names_the_recovery_codes_factor_through_its_constant():
+    """The one factor the core must know by name (codes issued with a first second factor) is
+    named once, `idp.factors.registry.RECOVERY_CODES`, and found through it: a second spelling
+    beside it would drift. (`State.RECOVERY_CODES` is the login step of that name.)"""
+    allowed = {"idp/factors/registry.py", "idp/login/transaction.py"}
+    offences = []
+    for path in (ROOT / "idp").rglob("*.py"):
+        where = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text(), filename=where)):
+            if isinstance(node, ast.Constant) and node.value == "recovery_codes" and where not in allowed:
+                offences.append(f"{where}:{node.lineno}")
+    assert not offences, "spell it RECOVERY_CODES: " + ", ".join(offences)
+
+
 def test_app_runs_with_every_factor_disabled(migrated_database_url):
     from importlib.metadata import entry_points
 

@@ -18,8 +18,7 @@ from idp.login.transaction import State
 
 
 def _recovery_factor():
-    registry = current_registry()
-    return registry.get("recovery_codes") if "recovery_codes" in registry else None
+    return current_registry().recovery_codes()
 
 
 def issue_if_first(ctx: StepContext, user) -> dict | None:
