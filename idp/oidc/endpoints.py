@@ -186,6 +186,11 @@ class IntrospectionEndpoint(_Introspection):
         return token.check_client(client)
 
     def introspect_token(self, token):
+        user = token.get_user()
+        if user is not None and user.disabled:
+            # Not active (RFC 7662 2.2): UserInfo and the refresh grant refuse it too, and a
+            # resource server asking here must not accept what they refuse.
+            return {"active": False}
         row = token.row
         settings = current_app.extensions["idp.settings"]
         payload = {
@@ -199,7 +204,6 @@ class IntrospectionEndpoint(_Introspection):
         }
         if payload["exp"] is None:  # a refresh token without an end of its own
             del payload["exp"]
-        user = token.get_user()
         if user is not None:
             payload["sub"] = user.public_id
             payload["username"] = user.email

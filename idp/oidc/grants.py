@@ -272,8 +272,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         from idp.policy import decide, status
 
         token = refresh_token.row
-        if token.disabled:
-            return None
+        if token.disabled:  # RFC 6749 5.2: a grant no longer valid (Authlib's answer was invalid_request)
+            raise InvalidGrantError("The user of this refresh token can no longer sign in.")
         user = RefreshingUser(token.user_id, token.mfa_setting, token.exempt_until,
                               OrgStanding(bool(token.require_2fa)))
         if not decide.refresh_allowed(user, user.org, tuple(token.amr or ()), status.today_utc()):

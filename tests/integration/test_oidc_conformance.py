@@ -311,3 +311,32 @@ def test_a_client_authenticates_one_way_and_names_one_client(seeded, web, rp_fac
     same = requests.post(endpoint, auth=(client["client_id"], client["client_secret"]), timeout=5,
                          data={**body, "client_id": client["client_id"]})
     assert same.status_code == 200 and same.json()["access_token"]
+
+
+def test_a_disabled_users_tokens_are_not_active(seeded, web, rp_factory, live_server):
+    """RFC 7662 2.2: introspection called a disabled user's tokens active while UserInfo and the
+    refresh grant refused them, so a resource server asking it accepted them. The refresh grant
+    answered invalid_request ("There is no 'user'"); a grant no longer valid is invalid_grant (RFC
+    6749 5.2)."""
+    from sqlalchemy import update
+
+    from idp.db import db
+    from idp.models import User
+
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
+    tokens = rp.exchange(web.last_redirect)
+    auth = (rp.client["client_id"], rp.client["client_secret"])
+
+    def introspect(token: str) -> dict:
+        return requests.post(rp.metadata["introspection_endpoint"], auth=auth, data={"token": token}, timeout=5).json()
+
+    assert introspect(tokens["access_token"])["active"] is True
+    with live_server.context():
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(disabled=True))
+        db.session.commit()
+    assert introspect(tokens["access_token"]) == {"active": False}
+    assert introspect(tokens["refresh_token"]) == {"active": False}
+    assert rp.userinfo(tokens["access_token"]).status_code == 401
+    refreshed = rp.token_request({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
