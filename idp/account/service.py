@@ -32,6 +32,30 @@ class AccountError(Exception):
     """A refused action, with a message for the user (lazily translated: `str(error)` is in the user's language)."""
 
 
+class IssuedByAdmin(AccountError):
+    """A change to a credential an administrator issued (a recovery QR code): only an admin may
+    change or revoke it (the page answers 403)."""
+
+    def __init__(self) -> None:
+        super().__init__(ISSUED_BY_ADMIN)
+
+
+# Shown beside such a credential on the page, and as the refusal of a change to it.
+ISSUED_BY_ADMIN = _l("Issued by your administrator: only an administrator can change or revoke it.")
+
+
+def issued_by_admin(factor) -> bool:
+    """Credentials of a factor users cannot add themselves (`user_enrollable = False`: an admin's
+    recovery QR code) are the admins' to change or revoke; the user's page only shows them."""
+    return not factor.user_enrollable
+
+
+def _refuse_if_issued_by_admin(factor_name: str) -> None:
+    registry = current_registry()
+    if factor_name in registry and issued_by_admin(registry.get(factor_name)):
+        raise IssuedByAdmin()
+
+
 @dataclass
 class FactorRow:
     factor: object
@@ -128,6 +152,8 @@ def rename(user: User, credential_id: int, label: str) -> None:
         raise AccountError(_l("Give it a name."))
     store = current_registry().store
     before = store.get(user_ref(user), credential_id)
+    if before is not None:
+        _refuse_if_issued_by_admin(before.factor)
     if before is None or not store.rename(user_ref(user), credential_id, label):
         raise AccountError(_l("No such method."))
     if before.label == label:
@@ -145,6 +171,7 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
     credential = registry.store.get(ref, credential_id)
     if credential is None:
         raise AccountError(_l("No such method."))
+    _refuse_if_issued_by_admin(credential.factor)
     kind = registry.kind_of(credential.factor)
     if kind == FactorKind.SECOND_FACTOR:
         # Counted under a lock on the user's row, in this write transaction: two removals at once

@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 
 from idp.forms import Form
 from idp.account import service
-from idp.account.service import AccountError
+from idp.account.service import AccountError, IssuedByAdmin
 from idp.db import MAX_ROW_ID
 from idp.extensions import SUPPORTED_LOCALES
 from idp.factors.registry import RECOVERY_CODES, current_registry
@@ -53,7 +53,14 @@ def security():
     rows = service.credentials(user)
     return render_template("account/security.html", user=user, rows=rows, enrollable=service.enrollable(user),
                            status=policy_status.status(user, user.org), form=Form(),
-                           required=policy_status.is_required(user, user.org))
+                           required=policy_status.is_required(user, user.org),
+                           issued_by_admin=service.issued_by_admin, issued_by_admin_note=service.ISSUED_BY_ADMIN)
+
+
+def _refused(error: AccountError):
+    """The security page again with the refusal, as a 403: the change is not the user's to make."""
+    flash(_(str(error)), "error")
+    return security(), 403
 
 
 @bp.post("/security/add/<name>")
@@ -109,6 +116,8 @@ def rename(credential_id: int):
         try:
             service.rename(login_session.current_user(), credential_id, request.form.get("label", ""))
             flash(_("Renamed."), "success")
+        except IssuedByAdmin as error:
+            return _refused(error)
         except AccountError as error:
             flash(_(str(error)), "error")
     return redirect(url_for(".security"))
@@ -122,6 +131,8 @@ def confirm_remove(credential_id: int):
     row = next((r for r in service.credentials(user) if r.description.id == credential_id), None)
     if row is None or row.factor.name == RECOVERY_CODES:
         abort(404)
+    if service.issued_by_admin(row.factor):
+        return _refused(IssuedByAdmin())
     lines = [_("You will no longer be able to sign in with it.")]
     if row.factor.kind == FactorKind.SECOND_FACTOR and user.second_factor_count <= 1:
         lines.append(_("It is your last second factor: two-factor authentication will be off, and your "
@@ -138,6 +149,8 @@ def remove(credential_id: int):
     try:
         removed = service.remove(login_session.current_user(), credential_id)
         flash(_("%(method)s removed.", method=removed), "success")
+    except IssuedByAdmin as error:
+        return _refused(error)
     except AccountError as error:
         flash(_(str(error)), "error")
         return redirect(url_for(".security"))

@@ -72,7 +72,8 @@ class Factor:
     amr: ClassVar[tuple[str, ...]] = ()
     #: Several credentials per user (several TOTP apps, several security keys).
     allow_multiple: ClassVar[bool] = True
-    #: The user may add it from the account page (False for admin-issued factors).
+    #: The user may add it from the account page. False for admin-issued factors, whose credentials
+    #: the user's page shows but only an admin renames or revokes (the page refuses with a 403).
     user_enrollable: ClassVar[bool] = True
     #: Completes out of band: the page calls `poll` until it stops answering `Pending`.
     supports_poll: ClassVar[bool] = False

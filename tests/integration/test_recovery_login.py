@@ -4,6 +4,7 @@ code once, and goes on into registering a new factor before the user reaches the
 from __future__ import annotations
 
 import html
+import re
 
 import pyotp
 import pytest
@@ -91,3 +92,38 @@ def test_admin_recovery_code_lets_a_user_who_lost_every_factor_in_and_into_enrol
     code = pyotp.TOTP(new_secret).at(int(time.time()) + 30)  # the enrolment spent the current step
     again.submit(page.form_with("code"), {"code": code})
     assert "otp" in finish(again, rp)["amr"]
+
+
+def test_the_users_page_shows_an_admins_recovery_code_but_only_an_admin_changes_or_revokes_it(server, seeded):
+    """DESIGN.md: only admins manage other users' 2FA, and a work account's recovery QR code is
+    issued by its admin. The user sees it on their security page, with who issued it, but a
+    rename or removal posted anyway is a 403 that changes nothing; the admin still revokes it."""
+    admin = admin_browser(server, seeded)
+    issue_on_admin_page(admin, user_id(server, seeded.user_email))
+    web = FormBrowser(server.url)
+    web.get("/account/security")
+    page = web.login(seeded.user_email, seeded.password)
+    [code_id] = re.findall(r'<tr data-credential="(\d+)" data-factor="qr_recovery">', page.text)
+    assert "Issued by your administrator: only an administrator can change or revoke it." in page.text
+    assert f"/credentials/{code_id}/rename" not in page.text and f'data-remove="{code_id}"' not in page.text
+    csrf = [f for f in page.forms() if "csrf_token" in f["fields"]][0]["fields"]["csrf_token"]  # the page's token
+
+    renamed = web.http.post(f"{server.url}/account/security/credentials/{code_id}/rename",
+                            data={"csrf_token": csrf, "label": "mine now"}, allow_redirects=False)
+    confirm = web.http.get(f"{server.url}/account/security/credentials/{code_id}/confirm-removal",
+                           allow_redirects=False)
+    removed = web.http.post(f"{server.url}/account/security/credentials/{code_id}/remove",
+                            data={"csrf_token": csrf}, allow_redirects=False)
+    for response in (renamed, confirm, removed):
+        assert response.status_code == 403
+        assert "only an administrator can change or revoke it" in html.unescape(response.text)
+    assert not audit_events(server, "factor.renamed") and not audit_events(server, "factor.removed")
+    page = web.get("/account/security")
+    assert re.findall(r'<tr data-credential="(\d+)" data-factor="qr_recovery">', page.text) == [code_id]
+    assert "mine now" not in page.text
+
+    revoke = [f for f in admin.get(f"/admin/users/{user_id(server, seeded.user_email)}/recovery-qr").forms()
+              if f["action"].endswith(f"/recovery-qr/{code_id}/revoke")][0]
+    admin.submit(revoke)
+    assert [details["credential_id"] for _actor, details in audit_events(server, "recovery_qr.revoked")] == \
+        [int(code_id)]
