@@ -402,7 +402,9 @@ def test_demo_seed_records_a_change_of_the_clients_uris(url, idp, db, tmp_path):
 
 def test_demo_seed_is_refused_in_production(sqlite_url, idp):
     env = {"IDP_ENV": "production", "IDP_ISSUER": "https://idp.example", "IDP_SECRET_KEY": "s" * 40,
-           "IDP_SECURITY__ENCRYPTION_KEYS": '["k1:' + "A" * 43 + '"]', "IDP_MAIL__HOST": "smtp.internal"}
+           "IDP_SECURITY__ENCRYPTION_KEYS": '["k1:' + "A" * 43 + '"]', "IDP_MAIL__HOST": "smtp.internal",
+           # production refuses the fixture's fast argon2: the cheapest row of OWASP's table
+           "IDP_SECURITY__ARGON2_MEMORY_COST": "7168", "IDP_SECURITY__ARGON2_TIME_COST": "5"}
     ok(idp("init", database_url=sqlite_url, env=env))
     refused(idp("demo", "seed", database_url=sqlite_url, env=env), "production")
 
