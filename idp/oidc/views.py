@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import logging
 
-from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 from functools import wraps
+from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
+from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 
 from idp.dispatch import client_endpoint
-from idp.extensions import limiter
+from idp.extensions import csrf, limiter
 from idp.oidc import cors, discovery, keys
 from idp.oidc.server import query_client, server
 
@@ -88,6 +89,21 @@ def authorize():
             return _resume_prompt_none()
         return _error_page(error)
     return pipeline.start(grant, request.args)
+
+
+@bp.route("/authorize", methods=["POST"])
+@csrf.exempt  # the client's page posts it: no token of ours, and it changes nothing
+def authorize_by_post():
+    """OIDC Core 3.1.2.1: the authorization endpoint takes POST (form serialization) as well as GET.
+
+    It is answered as that GET: a 303 to /authorize with the body's parameters as the query.
+    Answering the POST itself would miss the browser's session: its cookies are SameSite=Lax,
+    and a browser sends none with a POST from another site (the client's page), so prompt=none
+    would say login_required to a signed-in user. The GET after the 303 is a top-level
+    navigation, which carries them. Parameters in the POST's URL are not read (FormBodyPayload).
+    """
+    query = urlencode(list(request.form.items(multi=True)))
+    return redirect(f"{url_for('oidc.authorize')}?{query}", code=303)
 
 
 def _resume_prompt_none():

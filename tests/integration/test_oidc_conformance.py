@@ -340,3 +340,24 @@ def test_a_disabled_users_tokens_are_not_active(seeded, web, rp_factory, live_se
     assert rp.userinfo(tokens["access_token"]).status_code == 401
     refreshed = rp.token_request({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+
+
+def test_the_authorization_endpoint_takes_post(seeded, web, rp_factory, live_server):
+    """OIDC Core 3.1.2.1: the authorization endpoint MUST support POST (form serialization); it
+    answered 405. A POST is answered as the same GET (a 303), so a signed-in browser's session
+    (its SameSite=Lax cookie, which a cross-site POST does not carry) answers prompt=none too."""
+    rp = rp_factory(seeded.first_party)
+
+    def post(url: str):
+        parts = urlsplit(url)
+        answer = web.http.post(parts._replace(query="").geturl(), data=parse_qsl(parts.query), allow_redirects=False,
+                               timeout=5)
+        assert answer.status_code == 303, answer.status_code
+        return web.get(answer.headers["Location"])
+
+    page = post(rp.authorization_url())
+    assert page.form_with("password")
+    web.login(seeded.user_email, seeded.password)
+    assert rp.exchange(web.last_redirect)["id_token"]
+    post(rp.authorization_url(prompt="none"))
+    assert "code" in web.callback_params() and web.callback_params()["state"] == rp.state
