@@ -34,8 +34,6 @@ from flask.cli import ScriptInfo, with_appcontext
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 DEFAULT_GRANT_TYPES = ("authorization_code", "refresh_token")
 ID_TOKEN_ALGS = ("ES256", "RS256")
-MIN_PASSWORD_LENGTH = 8
-MAX_PASSWORD_LENGTH = 1024
 
 # Top-level command groups that live in other packages: name -> (module, attribute).
 # Imported on first use; if the module is missing the command is simply absent.
@@ -115,10 +113,11 @@ def read_secret_from_stdin(what: str = "password", confirm: bool = True) -> str:
 
 
 def check_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise CliError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise CliError(f"the password must have at most {MAX_PASSWORD_LENGTH} characters")
+    from idp.users import password_problem
+
+    problem = password_problem(password)
+    if problem:
+        raise CliError(problem)
     return password
 
 
@@ -153,6 +152,15 @@ def find_user(email: str):
     from idp.models import User
 
     return _session().scalar(select(User).where(User.email == email))
+
+
+def existing_user(raw_email: str):
+    """The user with this e-mail address, else CliError."""
+    email = normalise_email(raw_email)
+    found = find_user(email)
+    if found is None:
+        raise CliError(f"no user with e-mail {email!r}")
+    return found
 
 
 def add_org(name: str):
@@ -446,6 +454,55 @@ def user_add(org_name: str, email: str, name: str, admin: bool, password_stdin: 
                    "org": org_name.strip(), "role": row.role})
     else:
         click.echo(f"created {row.role} {row.email} in {org_name.strip()!r} (sub {row.public_id})")
+
+
+@user.command("set-password")
+@click.option("--email", required=True, help="The user's e-mail address.")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from stdin (required).")
+@with_appcontext
+def user_set_password(email: str, password_stdin: bool) -> None:
+    """Give a user a new password (read from stdin); signs them out everywhere."""
+    from idp import users
+
+    target = existing_user(email)  # before reading stdin, so a typo does not eat the password
+    if not password_stdin:
+        raise CliError("a password is required: pass --password-stdin and write it on stdin")
+    try:
+        ended = users.set_password(target, read_secret_from_stdin(), actor="cli")
+    except users.PasswordRefused as exc:
+        raise CliError(str(exc)) from None
+    commit()
+    click.echo(f"new password for {target.email}; {_ended(ended)}")
+
+
+@user.command("disable")
+@click.option("--email", required=True, help="The user's e-mail address.")
+@with_appcontext
+def user_disable(email: str) -> None:
+    """Stop a user signing in; ends their sessions and revokes their tokens."""
+    from idp import users
+
+    target = existing_user(email)
+    ended = users.set_disabled(target, True, actor="cli")
+    commit()
+    click.echo(f"{target.email} is disabled; {_ended(ended)}" if ended else f"{target.email} was already disabled")
+
+
+@user.command("enable")
+@click.option("--email", required=True, help="The user's e-mail address.")
+@with_appcontext
+def user_enable(email: str) -> None:
+    """Let a disabled user sign in again (what ended stays ended)."""
+    from idp import users
+
+    target = existing_user(email)
+    changed = users.set_disabled(target, False, actor="cli")
+    commit()
+    click.echo(f"{target.email} is enabled" if changed else f"{target.email} was not disabled")
+
+
+def _ended(ended) -> str:
+    return f"{ended.sessions} session(s) ended, {ended.tokens} token(s) revoked"
 
 
 # --- clients

@@ -177,6 +177,42 @@ def test_user_add_admin(url, idp, db, acme):
     assert db.rows(User)[0]["role"] == "admin"
 
 
+def test_user_set_password_disable_enable(url, idp, db, acme):
+    """The operator's door to idp.users: each change audited once (actor cli), no event for a no-op.
+    (What the changes end, sessions and tokens, is tested over HTTP: test_account_lifecycle.py.)"""
+    ok(add_user(idp, url))
+    (before,) = db.rows(User)
+    result = ok(idp("user", "set-password", "--email", "Alice@Example.com", "--password-stdin",
+                    database_url=url, input="another long password\n"))
+    assert "new password for alice@example.com" in result.stdout
+    (after,) = db.rows(User)
+    assert after["password_hash"] != before["password_hash"] and after["password_hash"].startswith("$argon2id$")
+    (event,) = db.events("user.password_changed")
+    assert event["actor"] == "cli" and event["details"]["by"] == "cli" and event["subject_id"] == after["id"]
+
+    assert "is disabled" in ok(idp("user", "disable", "--email", "alice@example.com", database_url=url)).stdout
+    assert "already disabled" in ok(idp("user", "disable", "--email", "alice@example.com", database_url=url)).stdout
+    assert db.rows(User)[0]["disabled"] is True and len(db.events("user.disabled")) == 1
+    assert "is enabled" in ok(idp("user", "enable", "--email", "alice@example.com", database_url=url)).stdout
+    assert "was not disabled" in ok(idp("user", "enable", "--email", "alice@example.com", database_url=url)).stdout
+    assert db.rows(User)[0]["disabled"] is False and len(db.events("user.enabled")) == 1
+
+
+@pytest.mark.parametrize("args, password, message", [
+    (("set-password", "--email", "nobody@example.com", "--password-stdin"), "another long password\n", "no user"),
+    (("set-password", "--email", "alice@example.com", "--password-stdin"), "short\n", "at least 8"),
+    (("set-password", "--email", "alice@example.com", "--password-stdin"), "bell\a in it ok\n", "control characters"),
+    (("set-password", "--email", "alice@example.com"), "another long password\n", "--password-stdin"),
+    (("disable", "--email", "nobody@example.com"), "", "no user"),
+    (("enable", "--email", "not-an-email"), "", "invalid e-mail"),
+])
+def test_user_changes_refuse_bad_input(sqlite_only_url, idp, db, acme, args, password, message):
+    ok(add_user(idp, sqlite_only_url))
+    before, rows = db.counts(), db.rows(User)
+    refused(idp("user", *args, database_url=sqlite_only_url, input=password), message)
+    assert db.counts() == before and db.rows(User) == rows
+
+
 def test_password_never_in_argv(sqlite_only_url, idp):
     result = idp("user", "add", "--org", "Acme", "--email", "a@example.com", "--password", PASSWORD,
                  database_url=sqlite_only_url)
