@@ -70,8 +70,15 @@ def normalise_email(raw: str) -> str:
     return email
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# A host name's label as browsers resolve them: a DNS label, underscores allowed (container names).
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
 def check_redirect_uri(uri: str, what: str = "redirect URI") -> str:
-    """An absolute http(s) URI with a host and no fragment (OAuth 2.0 section 3.1.2)."""
+    """An absolute http(s) URI with a host a browser can reach, no credentials and no fragment
+    (OAuth 2.0 section 3.1.2); in production https, but for a loopback address (RFC 9700 2.1,
+    RFC 8252 7.3: a native app's local server)."""
     try:
         parts = urlsplit(uri)
         parts.port  # noqa: B018  (raises ValueError on a malformed port)
@@ -83,7 +90,36 @@ def check_redirect_uri(uri: str, what: str = "redirect URI") -> str:
         raise CliError(f"invalid {what} {uri!r}: must not contain a fragment")
     if any(ch.isspace() for ch in uri):
         raise CliError(f"invalid {what} {uri!r}: must not contain spaces")
+    if "@" in parts.netloc:
+        # https://app.example@evil.example/ reads as app.example to a person and goes to evil.example.
+        raise CliError(f"invalid {what} {uri!r}: must not contain a user name or password")
+    if not _reachable_host(parts.hostname):
+        raise CliError(f"invalid {what} {uri!r}: {parts.hostname!r} is not a host name or IP address "
+                       "(an internationalised name goes in its xn-- form)")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS and _production():
+        raise CliError(f"invalid {what} {uri!r}: production accepts http only for localhost, 127.0.0.1 "
+                       "and [::1]: use https")
     return uri
+
+
+def _reachable_host(host: str) -> bool:
+    """A DNS name (letters, digits, hyphens; an internationalised name in its xn-- form) or an IP literal:
+    never a wildcard or a pattern, which exact matching would keep as text no browser is sent to."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        labels = host.rstrip(".").split(".")
+        return all(_HOST_LABEL.match(label) for label in labels)
+
+
+def _production() -> bool:
+    try:
+        return current_app.extensions["idp.settings"].production
+    except (RuntimeError, KeyError):  # no app (a unit test of the check alone): development rules
+        return False
 
 
 def check_name(raw: str, what: str, max_length: int = 200) -> str:

@@ -326,6 +326,11 @@ def test_client_add_client_credentials_only(url, idp, db):
     (("--redirect-uri", "https://a.example/cb#frag"), "fragment"),
     (("--redirect-uri", "https://a.example/cb", "--redirect-uri", "https://a.example/x#"), "fragment"),
     (("--redirect-uri", "https://a.example:99999/cb"), "not a uri"),
+    (("--redirect-uri", "https://*.example/cb"), "not a host name"),            # no wildcards: exact matching
+    (("--redirect-uri", "https://bücher.example/cb"), "xn--"),
+    (("--redirect-uri", "https://a.example@evil.example/cb"), "user name or password"),  # reads as a.example
+    (("--redirect-uri", "https://a.example/cb", "--post-logout-redirect-uri", "https://u:p@a.example/"),
+     "user name or password"),
     (("--redirect-uri", "https://a.example/cb", "--post-logout-redirect-uri", "logout"), "post-logout"),
     ((), "redirect-uri"),
     (("--redirect-uri", "https://a.example/cb", "--public", "--grant-type", "client_credentials"), "public"),
@@ -336,6 +341,25 @@ def test_client_add_refuses_bad_input(sqlite_only_url, idp, db, extra, message):
     before = db.counts()
     refused(add_client(idp, sqlite_only_url, *extra), message)
     assert db.counts() == before
+
+
+@pytest.mark.parametrize("uri", ["http://my_app:8000/cb", "http://[::1]:8080/cb", "https://xn--bcher-kva.example/cb",
+                                 "https://10.0.0.7/cb"])
+def test_client_add_accepts_container_names_ip_literals_and_punycode(sqlite_only_url, idp, db, uri):
+    ok(add_client(idp, sqlite_only_url, "--redirect-uri", uri))
+    assert db.rows(Client)[0]["redirect_uris"] == [uri]
+
+
+def test_production_accepts_http_redirect_uris_only_on_loopback(sqlite_url, idp):
+    """RFC 9700 2.1: https, but for a native app's loopback server (RFC 8252 7.3)."""
+    env = {"IDP_ENV": "production", "IDP_ISSUER": "https://idp.example", "IDP_SECRET_KEY": "s" * 40,
+           "IDP_SECURITY__ENCRYPTION_KEYS": '["k1:' + "A" * 43 + '"]', "IDP_MAIL__HOST": "smtp.internal",
+           "IDP_SECURITY__ARGON2_MEMORY_COST": "7168", "IDP_SECURITY__ARGON2_TIME_COST": "5"}
+    ok(idp("init", database_url=sqlite_url, env=env))
+    refused(idp("client", "add", "--name", "App", "--redirect-uri", "http://app.example/cb", database_url=sqlite_url,
+                env=env), "use https")
+    for uri in ("https://app.example/cb", "http://127.0.0.1:7000/cb", "http://localhost/cb", "http://[::1]/cb"):
+        ok(idp("client", "add", "--name", "App", "--public", "--redirect-uri", uri, database_url=sqlite_url, env=env))
 
 
 def test_client_add_refuses_an_empty_name(sqlite_only_url, idp, db):
