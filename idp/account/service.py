@@ -16,6 +16,7 @@ from flask_babel import lazy_gettext as _l
 from idp import audit
 from idp.db import db
 from idp.factors.challenges import ChallengeStore
+from idp.factors.directory import lock_user
 from idp.factors.registry import current_registry
 from idp.factors.sealed import open_view, seal_view
 from idp.factors.types import Enrolled, FactorKind, Rejected
@@ -154,6 +155,7 @@ def rename(user: User, credential_id: int, label: str) -> None:
     before = store.get(user_ref(user), credential_id)
     if before is not None:
         _refuse_if_issued_by_admin(before.factor)
+        _refuse_a_name_in_use(user, store, before, label)
     if before is None or not store.rename(user_ref(user), credential_id, label):
         raise AccountError(_l("No such method."))
     if before.label == label:
@@ -162,6 +164,16 @@ def rename(user: User, credential_id: int, label: str) -> None:
                  details={"credential_id": credential_id, "factor": before.factor, "label": label,
                           "previous_label": before.label})
     db.session.commit()
+
+
+def _refuse_a_name_in_use(user: User, store, credential, label: str) -> None:
+    """Two methods of one kind with one name cannot be told apart (which phone to remove, which
+    one a notice is about): a person choosing a name is asked for another. (A name given at
+    creation, by a device say, is made distinct by the store instead: `distinct_label`.)"""
+    lock_user(user.id)  # a parallel rename or a new device must not take the name meanwhile
+    if store.label_in_use(user_ref(user), label, factor=credential.factor, excluding=credential.id):
+        db.session.rollback()
+        raise AccountError(_l("You already have one called “%(name)s”: choose another name.", name=label))
 
 
 def remove(user: User, credential_id: int, *, today: date | None = None) -> str:

@@ -57,10 +57,11 @@ def security():
                            issued_by_admin=service.issued_by_admin, issued_by_admin_note=service.ISSUED_BY_ADMIN)
 
 
-def _refused(error: AccountError):
-    """The security page again with the refusal, as a 403: the change is not the user's to make."""
+def _refused(error: AccountError, status: int = 403):
+    """The security page again with the refusal and a 4xx: 403 when the change is not the user's
+    to make, 400 for a name that cannot be used."""
     flash(_(str(error)), "error")
-    return security(), 403
+    return security(), status
 
 
 @bp.post("/security/add/<name>")
@@ -119,7 +120,7 @@ def rename(credential_id: int):
         except IssuedByAdmin as error:
             return _refused(error)
         except AccountError as error:
-            flash(_(str(error)), "error")
+            return _refused(error, 400)
     return redirect(url_for(".security"))
 
 

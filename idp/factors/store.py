@@ -61,6 +61,15 @@ def to_info(row: Credential) -> CredentialInfo:
                           last_used_at=row.last_used_at, used_at=row.used_at, revoked_at=row.revoked_at)
 
 
+LABEL_MAX = 200  # characters of Credential.label
+
+
+def _lock_user(user_id: int) -> None:
+    """Hold the user's row until the transaction ends (PostgreSQL: FOR UPDATE; SQLite: every write
+    transaction already holds the write lock)."""
+    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
 # The session keeps objects across commits (expire_on_commit=False) and the gates update rows with
 # synchronize_session=False: every read refreshes what it loads instead of trusting the identity map.
 _FRESH = {"populate_existing": True}
@@ -201,12 +210,17 @@ class CredentialStore:
         """Insert one credential (and seal its secret); the caller commits.
 
         The label is display text: control characters (NUL among them) are dropped
-        (`idp.security.text.display_text`). Raises `CredentialConflict` when `(factor, lookup_key)`
-        exists; the session stays usable.
+        (`idp.security.text.display_text`), and it is made distinct among the user's live
+        credentials of the factor (`distinct_label`: a second "Pixel 8" is stored as "Pixel 8 (2)").
+        Raises `CredentialConflict` when `(factor, lookup_key)` exists; the session stays usable.
         """
         name, user_id = self._name(factor), _user_id(user)
         _forget_live_rows()
-        row = Credential(user_id=user_id, factor=name, label=display_text(label or ""),
+        label = display_text(label or "")[:LABEL_MAX]
+        if label:
+            _lock_user(user_id)  # two devices registering at once must not both take the free name
+            label = self.distinct_label(user_id, label, factor=name)
+        row = Credential(user_id=user_id, factor=name, label=label,
                          public_json=dict(public or {}), lookup_key=lookup_key, counter=counter,
                          created_at=now or utcnow())
         try:
@@ -238,7 +252,7 @@ class CredentialStore:
         # factors enrolled at once): under READ COMMITTED the second one's UPDATE would not see the
         # set the first one inserts and would leave it live beside its own. Waiting on the user's
         # row, it retires that set too. (SQLite: the transaction already holds the write lock.)
-        db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
+        _lock_user(user_id)
         # Retire (not delete) the old set: ids stay unique over time, so an id remembered in a stale
         # login state can never designate a new code, and the history stays for the audit trail.
         stamp = now or utcnow()
@@ -283,6 +297,34 @@ class CredentialStore:
         rows = db.run(_credentials_of_user(live=False, of_factor=bool(name)),
                       {"user_id": _user_id(user), "of_factor": name}).all()
         return [to_info(r) for r in rows]
+
+    def label_in_use(self, user: UserLike, label: str, *, factor: str | None = None,
+                     excluding: int | None = None) -> bool:
+        """Does another live credential of this user and factor carry `label` (ignoring case)?
+        Read from the database, not the request's copy: a parallel request's new device counts."""
+        wanted = display_text(label).casefold()
+        return any(taken.casefold() == wanted for taken in self._labels(user, factor, excluding))
+
+    def distinct_label(self, user: UserLike, label: str, *, factor: str | None = None,
+                       excluding: int | None = None) -> str:
+        """`label`, or `label (2)`, `label (3)`, ...: the first no other live credential of this user
+        and factor carries (ignoring case), within the label column's length. The lists, the
+        "new device" e-mail and the admins' alerts name a credential by its label: two phones that
+        both call themselves "Pixel 8" must stay tellable apart."""
+        taken = {text.casefold() for text in self._labels(user, factor, excluding)}
+        candidate, number = label, 1
+        while candidate.casefold() in taken:
+            number += 1
+            suffix = f" ({number})"
+            candidate = label[:LABEL_MAX - len(suffix)].rstrip() + suffix
+        return candidate
+
+    def _labels(self, user: UserLike, factor: str | None, excluding: int | None) -> list[str]:
+        stmt = select(Credential.label).where(Credential.user_id == _user_id(user), Credential.revoked_at.is_(None),
+                                              Credential.label != "", *self._scope(factor))
+        if excluding is not None:
+            stmt = stmt.where(Credential.id != int(excluding))
+        return list(db.session.scalars(stmt))
 
     def factors_held(self, user: UserLike) -> set[str]:
         """Names of the factors the user holds a live (non-revoked) credential of, so that callers
@@ -426,7 +468,7 @@ class CredentialStore:
         result = db.session.execute(
             update(Credential).where(Credential.id == int(credential_id), Credential.user_id == _user_id(user),
                                      Credential.revoked_at.is_(None), *self._scope())
-            .values(label=display_text(label)[:200]), execution_options={"synchronize_session": False})
+            .values(label=display_text(label)[:LABEL_MAX]), execution_options={"synchronize_session": False})
         return result.rowcount == 1
 
     def revoke(self, user: UserLike, credential_id: int, *, now: datetime | None = None) -> CredentialInfo | None:

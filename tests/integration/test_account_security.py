@@ -1,6 +1,7 @@
 """The user's own security page: sign in to it, add TOTP, rename, remove, regenerate, recent-login checks."""
 from __future__ import annotations
 
+import html
 import re
 import time
 from datetime import timedelta
@@ -224,3 +225,27 @@ def test_finishing_an_enrolment_needs_a_recent_login_too(seeded, web, live_serve
     page = web.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": "Late phone"})
     assert page.form_with("password"), "a stale session signs in again before the factor is added"
     assert "Late phone" not in web.get("/account/security").text
+
+
+def totp_labels(page_text: str) -> list[str]:
+    return re.findall(r'data-factor="totp">.*?<input name="label" value="([^"]*)"', page_text, re.S)
+
+
+def test_two_methods_of_one_kind_never_share_a_name(seeded, web, live_server):
+    """A second authenticator app given a name already in use is stored under a distinct one
+    ("Work phone (2)"); renaming one to the other's name (in any case) is refused with a 400 and a
+    message, and changes nothing."""
+    sign_in_to_account(web, seeded)
+    add_totp(web)
+    web.get("/account/security")
+    add_totp(web)  # named "Work phone" again in the enrolment form
+    page = web.get("/account/security")
+    labels = totp_labels(page.text)
+    assert labels == ["Work phone", "Work phone (2)"]
+    rename = [f for f in page.forms() if f["action"].endswith("/rename")
+              and f["fields"].get("label") == "Work phone (2)"][0]
+    refused = web.submit(rename, {"label": "WORK PHONE"})
+    assert refused.status == 400
+    assert "You already have one called “WORK PHONE”: choose another name." in html.unescape(refused.text)
+    assert totp_labels(web.get("/account/security").text) == labels
+    assert audit_events(live_server, "factor.renamed") == 0

@@ -87,6 +87,27 @@ def test_two_devices_are_two_credentials(client, push, factor_user):
     assert [c.label for c in push.store.list(factor_user)] == ["phone 1", "phone 2"]
 
 
+def test_two_phones_with_one_name_are_told_apart(client, push, factor_user):
+    """Both apps call their phone "Pixel 8" (the app sends its host name): the second is stored as
+    "Pixel 8 (2)", so the lists, the admins' alerts and the approvals say which phone it was. A name
+    freed by a removed device can be taken again."""
+    from idp.factors import directory
+    from idp.factors.registry import current_registry
+
+    enrol_device(client, push, factor_user, "Pixel 8")
+    second = enrol_device(client, push, factor_user, "pixel 8")  # the same name, whatever its case
+    assert [c.label for c in push.store.list(factor_user)] == ["Pixel 8", "pixel 8 (2)"]
+    assert push.store.find(second.id).public["device_name"] == "pixel 8"  # as the phone sent it
+    ctx, step = start_login(push, factor_user)
+    second.answer(step.state["challenge_id"], "approve", step.view["number"])
+    assert push.verify(factor_user, step.state, {}, ctx).facts["device"] == "pixel 8 (2)"
+    first = push.store.list(factor_user)[0]
+    current_registry().remove_credential(factor_user, first.id)
+    directory.commit()
+    enrol_device(client, push, factor_user, "Pixel 8")
+    assert [c.label for c in push.store.list(factor_user)] == ["pixel 8 (2)", "Pixel 8"]
+
+
 # --- device authentication ------------------------------------------------------------------
 
 
