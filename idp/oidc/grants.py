@@ -284,6 +284,16 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def revoke_old_credential(self, refresh_token):
         """Nothing to do: the old token was spent when its successor was stored (rotate)."""
 
+    def issue_token(self, user, refresh_token):
+        """Always the presented token's scope (RFC 6749 6: the new refresh token's is identical).
+
+        A token row holds one scope for the access token and its refresh token, so a narrower
+        `scope` in the request (checked to be a subset) is accepted and ignored, as 3.3 allows;
+        the answer's `scope` says what was granted (5.1). Issuing the narrower one spent the
+        refresh token and, when offline_access was left out, gave none in its place."""
+        return self.generate_token(user=user, scope=refresh_token.get_scope(),
+                                   include_refresh_token=self.INCLUDE_NEW_REFRESH_TOKEN)
+
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]

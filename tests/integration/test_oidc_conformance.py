@@ -361,3 +361,23 @@ def test_the_authorization_endpoint_takes_post(seeded, web, rp_factory, live_ser
     assert rp.exchange(web.last_redirect)["id_token"]
     post(rp.authorization_url(prompt="none"))
     assert "code" in web.callback_params() and web.callback_params()["state"] == rp.state
+
+
+def test_a_narrower_scope_on_refresh_keeps_the_refresh_token(seeded, web, rp_factory):
+    """RFC 6749 6: the new refresh token has the scope of the one presented. Asking a refresh for
+    `scope=openid` spent the refresh token and, offline_access being left out, issued none: the
+    client lost offline access. The narrower request is accepted and ignored (3.3), the answer's
+    `scope` saying what was granted (5.1); a wider one is still invalid_scope."""
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid email offline_access")
+    tokens = rp.exchange(web.last_redirect)
+    wider = rp.token_request({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+                              "scope": "openid email profile offline_access"})
+    assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+    narrowed = rp.token_request({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+                                 "scope": "openid"})
+    assert narrowed.status_code == 200, narrowed.text
+    body = narrowed.json()
+    assert body.get("refresh_token") and set(body["scope"].split()) == {"openid", "email", "offline_access"}
+    again = rp.token_request({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
+    assert again.status_code == 200 and again.json().get("refresh_token")
