@@ -30,7 +30,7 @@ from flask import Blueprint, Flask, current_app
 
 from idp.factors.challenges import ChallengeStore
 from idp.factors.contract import Factor, validate_class
-from idp.factors.errors import FactorLoadError, FactorNotFound
+from idp.factors.errors import FactorLoadError, FactorMisconfigured, FactorNotFound
 from idp.factors.store import CredentialStore
 from idp.factors.types import AttemptContext, CredentialInfo, Description, FactorKind, FactorUrls, UserRef
 from idp.security.origins import browser_origin
@@ -165,20 +165,37 @@ class FactorRegistry:
 
         RP id and origin come from `factors.webauthn.rp_id`/`origin`, else from the issuer URL.
         """
-        from urllib.parse import urlsplit
-
         from idp.db import utcnow
 
         name = factor if isinstance(factor, str) else factor.name
         issuer = self.settings.issuer
-        parts = urlsplit(issuer)
-        rp_id = self.settings.get("factors.webauthn.rp_id") or (parts.hostname or "")
-        configured = self.settings.get("factors.webauthn.origin") or issuer
-        origin = browser_origin(configured) or configured
+        rp_id, origin = self.rp_id_and_origin()
         return AttemptContext(transaction_id=transaction_id, client_name=client_name, remote_addr=remote_addr,
                               user_agent=user_agent, now=now or utcnow(),
                               settings=self.settings.section(f"factors.{name}"), urls=FactorUrls(name),
                               issuer=issuer, rp_id=rp_id, origin=origin)
+
+    def rp_id_and_origin(self) -> tuple[str, str]:
+        """The WebAuthn RP id and origin: `factors.webauthn.rp_id`/`origin`, else the issuer's."""
+        from urllib.parse import urlsplit
+
+        rp_id = self.settings.get("factors.webauthn.rp_id") or (urlsplit(self.settings.issuer).hostname or "")
+        configured = self.settings.get("factors.webauthn.origin") or self.settings.issuer
+        return rp_id, browser_origin(configured) or configured
+
+    def check_rp_id(self) -> None:
+        """Browsers refuse every WebAuthn ceremony whose RP id is neither the origin's host nor a
+        suffix of it (WebAuthn 5.1.3, "registrable domain suffix"): say so at start-up, not as a
+        SecurityError on the first user's page."""
+        from urllib.parse import urlsplit
+
+        rp_id, origin = self.rp_id_and_origin()
+        host = urlsplit(origin).hostname or ""
+        # A suffix of a name only (never of an IP address), and never a bare top-level domain.
+        within = host == rp_id or (host.endswith("." + rp_id) and "." in rp_id and not _is_ip(host))
+        if not rp_id or not within:
+            raise FactorMisconfigured(f"factors.webauthn.rp_id {rp_id!r} must be the origin's host {host!r} or a "
+                                      f"domain it belongs to (factors.webauthn.origin, else the issuer)")
 
     def describe_credentials(self, user: UserRef | int) -> list[tuple[Factor, Description]]:
         """The account/admin list: `(factor, description)` per live credential of an enabled factor,
@@ -215,11 +232,23 @@ class FactorRegistry:
         return sum(1 for code in codes.list(user) if self.remove_credential(user, code.id) is not None)
 
 
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
 def init_app(app: Flask, settings) -> FactorRegistry:
     """Load the enabled factors once and attach the registry to `app.extensions["idp.factors"]`."""
     registry = FactorRegistry(app, settings)
     for cls in load_classes(registry.disabled).values():
         registry.register(cls)
+    if "webauthn" in registry:
+        registry.check_rp_id()
     app.extensions[EXTENSION_KEY] = registry
     log.debug("factors enabled: %s", ", ".join(registry.names()) or "none")
     return registry

@@ -25,6 +25,10 @@ PRODUCTION_WITHOUT_SECRET_KEY = {"IDP_ENV": "production"}
     ({"IDP_FACTORS__PUSH__DIGITS": "9"}, ("factors.push.digits", "between 2 and 6")),
     ({"IDP_FACTORS__TOTP__DIGITS": "7"}, ("factors.totp.digits", "6 or 8")),  # was a 500 at the first enrolment
     ({"IDP_FACTORS__TOTP__ALGORITHM": "MD5"}, ("factors.totp.algorithm", "'MD5'")),
+    # a browser refuses every ceremony of an RP id foreign to the origin: said at start-up
+    ({"IDP_FACTORS__WEBAUTHN__RP_ID": "other.example"}, ("factors.webauthn.rp_id", "'other.example'")),
+    ({"IDP_ISSUER": "https://id.example.com", "IDP_FACTORS__WEBAUTHN__RP_ID": "com"}, ("factors.webauthn.rp_id", "'com'")),
+    ({"IDP_FACTORS__WEBAUTHN__RP_ID": "0.1"}, ("factors.webauthn.rp_id", "127.0.0.1")),
     ({"IDP_DATABASE_URL": "mysql://x/y"}, ("IDP_DATABASE_URL", "sqlite:///PATH", "postgresql+psycopg://")),
     ({"IDP_ENV": "production", "IDP_SECRET_KEY": "short"}, ("IDP_SECRET_KEY", "too short", "at least 32")),
     ({"IDP_TOKENS__BOGUS": "1"}, ("unknown setting tokens.bogus (from IDP_TOKENS__BOGUS)",)),
