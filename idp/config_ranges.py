@@ -23,8 +23,8 @@ BOUNDS: tuple[tuple[str, float, float], ...] = (
     ("session.lifetime", 60, 365 * DAY),
     ("login.transaction_ttl", 60, DAY),
     ("login.recent_login", 10, DAY),
-    # RFC 6749 4.1.2: a code lives briefly; ten minutes is the longest the RFC recommends.
-    ("tokens.authorization_code_ttl", 1, 600),
+    # RFC 6749 4.1.2 recommends ten minutes at most; ours live a minute at most (the grant caps it).
+    ("tokens.authorization_code_ttl", 1, 60),
     ("tokens.access_token_ttl", 60, 7 * DAY),
     ("tokens.id_token_ttl", 60, 7 * DAY),
     ("tokens.refresh_token_ttl", 60, 3650 * DAY),

@@ -19,7 +19,7 @@ from sqlalchemy import update
 
 from idp import audit
 from idp.db import db, utcnow
-from idp.models import Token, User, UserSession
+from idp.models import AuthorizationCode, Token, User, UserSession
 from idp.security.tokens import sha256_hex
 
 MIN_PASSWORD_LENGTH = 8      # NIST SP 800-63B 5.1.1.1
@@ -55,8 +55,8 @@ def password_problem(password: str) -> str | None:
 
 
 def sign_out_everywhere(user_id: int, *, keep_session_cookie: str | None = None) -> Ended:
-    """End the user's browser sessions (all but the one whose cookie value is given) and revoke
-    their live tokens."""
+    """End the user's browser sessions (all but the one whose cookie value is given), revoke
+    their live tokens and expire their codes not yet redeemed."""
     now = utcnow()
     sessions = update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None),
                                          UserSession.expires_at > now)
@@ -66,6 +66,10 @@ def sign_out_everywhere(user_id: int, *, keep_session_cookie: str | None = None)
     revoked_tokens = db.session.execute(
         update(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None))
         .values(revoked_at=int(now.timestamp()))).rowcount
+    # A code issued a moment ago would still buy tokens: it expires now (it lives a minute at most).
+    db.session.execute(update(AuthorizationCode).where(AuthorizationCode.user_id == user_id,
+                                                       AuthorizationCode.redeemed_at.is_(None),
+                                                       AuthorizationCode.expires_at > now).values(expires_at=now))
     return Ended(ended_sessions, revoked_tokens)
 
 

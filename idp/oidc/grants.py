@@ -232,7 +232,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 def _code_ttl():
     from datetime import timedelta
 
-    return timedelta(seconds=min(60, int(_settings().get("tokens.authorization_code_ttl", 60))))
+    return timedelta(seconds=int(_settings().get("tokens.authorization_code_ttl", 60)))  # 1-60: idp.config_ranges
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,21 @@ def test_an_admin_disables_an_account_and_everything_of_it_ends(live_server, see
     assert tokens_dead(rp, tokens)                                         # enabling brings nothing back
 
 
+def test_a_code_issued_before_the_account_was_disabled_buys_nothing(live_server, seeded, rp_factory):
+    admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    victim = FormBrowser(live_server.url)
+    rp = rp_factory(seeded.first_party)
+    password_login(victim, rp, seeded.user_email, seeded.password)   # a code, not yet exchanged
+    page = admin_page(admin, live_server, seeded.user_email, "disable")
+    admin.submit(next(f for f in page.forms() if f["action"].endswith("/disable")))
+    admin.submit(next(f for f in admin_page(admin, live_server, seeded.user_email, "enable").forms()
+                      if f["action"].endswith("/enable")))
+    code = victim.callback_params()["code"]
+    exchanged = rp.token_request({"grant_type": "authorization_code", "code": code,
+                                  "redirect_uri": rp.client["redirect_uri"], "code_verifier": rp.verifier})
+    assert exchanged.status_code == 400 and exchanged.json()["error"] == "invalid_grant"
+
+
 def test_an_admin_sets_a_new_password(live_server, seeded, rp_factory):
     admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
     _, rp, tokens = signed_in(live_server, seeded, rp_factory, seeded.user_email)
