@@ -11,7 +11,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from idp.factors import CredentialInfo, UserRef
+from idp.factors import CredentialInfo, UserRef, directory
+from idp.factors.cli import iso_utc
 from idp.factors.errors import CredentialConflict
 
 from idp_plugins.push.protocol import Registration, activation_uri, code_digest, unix
@@ -44,6 +45,25 @@ def issue(challenges, user: UserRef, *, ttl: int, issuer: str, now: datetime) ->
                              payload={"type": ACTIVATION}, now=now)
     uri = activation_uri(issuer=issuer, code=code, username=user.username, expires_at=unix(info.expires_at))
     return Activation(id=info.id, code=code, uri=uri, expires_at=info.expires_at)
+
+
+def record_issued(user: UserRef, act: Activation, *, actor: str, actor_id: int | None = None,
+                  during: str | None = None) -> None:
+    """Audit `push.activation_issued` in the caller's transaction: until it expires, whoever scans
+    the code registers a phone on the account, so the admins see every code minted (by the user
+    on the security page or at a login's enrolment, `during` "account" or "login"; by an operator,
+    actor "cli")."""
+    details = {"expires_at": iso_utc(act.expires_at)}
+    if during:
+        details["during"] = during
+    directory.audit("push.activation_issued", user, actor=actor, actor_id=actor_id, details=details)
+
+
+def record_registered(user: UserRef, device: CredentialInfo, *, via: str, **details) -> None:
+    """Audit `push.device_registered`, the one event of a new push device, whichever way it came
+    (`via`: "activation", "recovery_qr", "recover"), in the caller's transaction."""
+    directory.audit("push.device_registered", user, actor=user.email, actor_id=user.id,
+                    details={"credential_id": device.id, "device_name": device.label, "via": via, **details})
 
 
 def register(challenges, store, registration: Registration, *, now: datetime) -> CredentialInfo:

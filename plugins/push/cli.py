@@ -53,12 +53,11 @@ def push_group(name: str) -> click.Group:
         act = activation.issue(factor.challenges, user, ttl=ttl, issuer=registry.settings.issuer, now=utc_now())
         if png:
             write_or_roll_back(png, png_of(act.uri))
-        expires = iso_utc(act.expires_at)
         # An operator's code binds a phone to someone's account: the admins see who issued it.
-        directory.audit("push.activation_issued", user, actor="cli", details={"expires_at": expires})
+        activation.record_issued(user, act, actor="cli")
         directory.commit()
         if as_json:
-            click.echo(json.dumps({"activation_uri": act.uri, "expires_at": expires}))
+            click.echo(json.dumps({"activation_uri": act.uri, "expires_at": iso_utc(act.expires_at)}))
         else:
             click.echo(act.uri)
 

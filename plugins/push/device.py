@@ -81,8 +81,7 @@ def build_blueprint(factor) -> Blueprint:
             directory.rollback()
             return _error("device_exists", 409)
         user = directory.get_user(device.user_id)
-        directory.audit("push.device_registered", user, actor=user.email, actor_id=user.id,
-                        details={"credential_id": device.id, "device_name": device.label})
+        activation.record_registered(user, device, via="activation")
         directory.commit()
         return jsonify({"device_id": device.lookup_key, "user": user.username, "issuer": _issuer(),
                         "endpoint": endpoint_base(_issuer())}), 201

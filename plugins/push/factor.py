@@ -69,7 +69,7 @@ class PushFactor(Factor):
     # --- enrolment -------------------------------------------------------------------------
 
     def begin_enrolment(self, user: UserRef, ctx: AttemptContext) -> Step:
-        act = self.issue_activation(user, ctx.issuer, ctx.now)
+        act = self.issue_activation(user, ctx.issuer, ctx.now, during="login" if ctx.transaction_id else "account")
         try:
             status_url = ctx.urls.endpoint("activation_status", activation_id=act.id)
         except (RuntimeError, LookupError):  # no URL context (CLI, conformance kit): the page works without it
@@ -78,23 +78,32 @@ class PushFactor(Factor):
                 "status_url": status_url}
         return Step(state={"activation_id": act.id}, view=view)
 
-    def issue_activation(self, user: UserRef, issuer: str, now, ttl: int | None = None) -> activation.Activation:
-        """A committed one-time activation (a device in another process must find it at once)."""
+    def issue_activation(self, user: UserRef, issuer: str, now, ttl: int | None = None, *,
+                         during: str | None = None) -> activation.Activation:
+        """A committed one-time activation (a device in another process must find it at once).
+
+        `during`: the user asked for it ("account": the security page; "login": an enrolment),
+        audited as `push.activation_issued` with the user as actor, in the same commit.
+        """
         directory.commit()  # a fresh transaction for the write (see begin_challenge)
         act = activation.issue(self.challenges, user, ttl=ttl or self.push_settings.activation_ttl, issuer=issuer,
                                now=now)
+        if during:
+            activation.record_issued(user, act, actor=user.email, actor_id=user.id, during=during)
         directory.commit()
         return act
 
-    def register_device(self, user: UserRef, jwk: dict, name: str, now) -> CredentialInfo:
+    def register_device(self, user: UserRef, jwk: dict, name: str, now, *, via: str,
+                        details: dict | None = None) -> CredentialInfo:
         """Register a device key for `user` whose right to it another factor has just proven (a recovery
         QR code, a password plus an e-mailed code: plugins/qr_recovery), as `CredentialInfo`.
 
         Goes through a one-time activation issued and consumed here, so the credential is exactly
-        what `POST E/register` creates (one code path for push credentials). The caller must have
-        verified possession of the private key (a JWS signed with it) and commits the credential
-        with its audit event. Raises ValueError (not a P-256 public JWK; name not 1-100 characters)
-        or CredentialConflict (this key is already a registered device).
+        what `POST E/register` creates (one code path for push credentials), and records the same
+        one event, `push.device_registered`, with `via` (the way in: "recovery_qr", "recover") and
+        `details`. The caller must have verified possession of the private key (a JWS signed with
+        it) and commits the credential with that event. Raises ValueError (not a P-256 public JWK;
+        name not 1-100 characters) or CredentialConflict (this key is already a registered device).
         """
         from idp.factors import CredentialConflict
         from idp.factors.registry import current_registry
@@ -110,9 +119,11 @@ class PushFactor(Factor):
         act = activation.issue(self.challenges, user, ttl=60, issuer=current_registry().settings.issuer, now=now)
         registration = Registration(jwk=key, device_id=thumbprint(key), code=act.code, name=name)
         try:
-            return activation.register(self.challenges, self.store, registration, now=now)
+            device = activation.register(self.challenges, self.store, registration, now=now)
         except activation.DeviceExists as exc:
             raise CredentialConflict("this device key is already registered") from exc
+        activation.record_registered(user, device, via=via, **(details or {}))
+        return device
 
     def finish_enrolment(self, user, state, response, ctx):
         activation_id = state.get("activation_id") if isinstance(state, dict) else None

@@ -46,13 +46,9 @@ def _utcnow():
     return _utcnow()
 
 
-def _registered(user: UserRef, device, how: str, credential_id: int | None = None):
-    """The audit events admins see, the e-mail the user's other devices' owner gets, the answer."""
-    details = {"credential_id": device.id, "device_name": device.label, "via": how}
-    if credential_id is not None:
-        details["recovery_qr_id"] = credential_id
-    directory.audit("push.device_registered", user, actor=user.email, actor_id=user.id, details=details)
-    directory.audit(f"{how}.device_added", user, actor=user.email, actor_id=user.id, details=details)
+def _registered(user: UserRef, device):
+    """Committed with its one audit event (`push.device_registered`, written by the push factor), then
+    the e-mail the user's other devices' owner gets, and the answer."""
     directory.commit()
     directory.notify_user(user, "new_device", device.label)
     issuer = _issuer()
@@ -109,13 +105,15 @@ def build_blueprint(factor) -> Blueprint:
             directory.rollback()
             return _error("recovery_code_used", 410)
         try:
-            device = push.register_device(user, req.jwk, name, now)
+            device = push.register_device(user, req.jwk, name, now, via="recovery_qr",
+                                          details={"recovery_qr_id": credential.id})
         except CredentialConflict:
             directory.rollback()
             return _error("device_exists", 409)
+        # The code's own change (spent), beside the device's: each has its one event.
         directory.audit("recovery_qr.used", user, actor=user.email, actor_id=user.id,
                         details={"credential_id": credential.id, "use": "device", "device_name": device.label})
-        return _registered(user, device, "recovery_qr", credential.id)
+        return _registered(user, device)
 
     @bp.post("/personal/start")
     @per_address_limit  # a password guess: the login form's own request rate per address
@@ -154,11 +152,11 @@ def build_blueprint(factor) -> Blueprint:
             extra = {"tries_left": exc.tries_left} if exc.tries_left is not None else {}
             return _error(exc.error, exc.status, **extra)
         try:
-            device = push.register_device(user, req.jwk, name, now)
+            device = push.register_device(user, req.jwk, name, now, via="recover")
         except CredentialConflict:
             directory.rollback()
             return _error("device_exists", 409)
-        return _registered(user, device, "recover")
+        return _registered(user, device)
 
     @bp.record_once
     def _exempt_from_csrf(setup_state) -> None:

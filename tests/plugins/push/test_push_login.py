@@ -127,3 +127,39 @@ def test_enrolment_during_login_with_the_app_client(push_server, seeded, web, rp
         page = web.submit([f for f in page.forms() if "version" in f["fields"]][0])
     claims = rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])
     assert "mfa" in claims["amr"]
+    assert push_events(push_server, "push.activation_issued") == [(seeded.user_email, "login")]
+    assert push_events(push_server, "push.device_registered") == [(seeded.user_email, "activation")]
+
+
+def push_events(server, event: str) -> list[tuple]:
+    """(actor, where) of each `event`: `during` for an activation, `via` for a device."""
+    from sqlalchemy import select
+
+    from idp.models import AuditEvent
+
+    with server.context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.event == event).order_by(AuditEvent.id))
+        return [(row.actor, row.details.get("during") or row.details.get("via")) for row in rows]
+
+
+def test_a_phone_added_on_the_security_page_is_audited_once_from_code_to_device(push_server, seeded, web):
+    """The security page's activation code is audited like an operator's (`push.activation_issued`,
+    the user as actor) and the phone it registers is one `push.device_registered`, as on every path."""
+    import html
+
+    from authenticator.push import keys
+    from authenticator.push.activation import parse_activation_uri
+    from authenticator.push.client import PushClient
+
+    web.get("/account/security")
+    page = web.login(seeded.user_email, seeded.password)
+    page = web.submit([f for f in page.forms() if f["action"].endswith("/add/push")][0])
+    uri = page.find(r"<code[^>]*data-activation-uri>([^<]+)</code>")
+    assert uri, page.text[:3000]
+    assert push_events(push_server, "push.activation_issued") == [(seeded.user_email, "account")]
+    query = parse_activation_uri(html.unescape(uri))
+    PushClient(query["endpoint"], keys.new_private_key()).register(query["code"], "Pixel 8")
+    web.submit([f for f in page.forms() if "/enrol/" in f["action"]][0])
+    assert 'data-factor="push"' in web.page.text
+    assert push_events(push_server, "push.device_registered") == [(seeded.user_email, "activation")]
+

@@ -23,7 +23,7 @@ def events(name):
 def old_device(push, user):
     from authenticator.push import keys
 
-    return push.register_device(user, keys.public_jwk(keys.new_private_key()), "Old phone", utcnow())
+    return push.register_device(user, keys.public_jwk(keys.new_private_key()), "Old phone", utcnow(), via="activation")
 
 
 def test_redeem_registers_the_new_device_beside_the_old(client, push, qr, factor_user, mailbox):
@@ -39,10 +39,13 @@ def test_redeem_registers_the_new_device_beside_the_old(client, push, qr, factor
     devices = {c.lookup_key: c for c in push.store.list(factor_user)}
     assert set(devices) == {old.lookup_key, device.id}
     assert devices[device.id].label == "Pixel 9"
-    added = events("recovery_qr.device_added")
-    assert len(added) == 1 and added[0].details["device_name"] == "Pixel 9"
-    assert [e.details["via"] for e in events("push.device_registered")] == ["recovery_qr"]
-    assert events("recovery_qr.used")[0].details["credential_id"] == issued.credential.id
+    # One event for the new device (the old phone's came first), one for the code it spent.
+    registered = events("push.device_registered")
+    assert [e.details["via"] for e in registered] == ["activation", "recovery_qr"]
+    assert registered[1].details == {"credential_id": devices[device.id].id, "device_name": "Pixel 9",
+                                     "via": "recovery_qr", "recovery_qr_id": issued.credential.id}
+    assert not events("recovery_qr.device_added")
+    assert [e.details["credential_id"] for e in events("recovery_qr.used")] == [issued.credential.id]
     assert [m.subject for m in mailbox] == ["A new device was added to your account"]
     assert not qr.is_configured_for(factor_user)
 
@@ -168,7 +171,8 @@ def test_personal_recovery_end_to_end(client, push, qr, alice, mailbox):
     assert sorted(c.label for c in push.store.list(alice)) == ["Old phone", "Restored phone"]
     assert device.finish(body["recovery_id"], code).status_code in (409, 410)  # spent
     assert NewDevice(client).finish(body["recovery_id"], code).get_json()["error"] == "code_expired"
-    assert [e.details["via"] for e in events("recover.device_added")] == ["recover"]
+    assert [e.details["via"] for e in events("push.device_registered")] == ["activation", "recover"]
+    assert not events("recover.device_added")  # one event for one device
 
 
 def test_a_key_registered_meanwhile_does_not_spend_the_personal_code(client, push, qr, alice, mailbox,
