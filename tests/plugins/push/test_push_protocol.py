@@ -288,6 +288,23 @@ def test_push_fatigue_limit(client, push, factor_user):
     assert push.verify(factor_user, step.state, {}, ctx) == Rejected("too_many_requests", counts_as_failure=False)
 
 
+def test_a_request_sent_again_after_it_expired_counts_towards_the_fatigue_limit(client, push, factor_user):
+    """The limit caps the requests that reach the phone. One that lapsed unanswered and is sent
+    again (the login page starts a new one) is another prompt on the phone, so it counts: were
+    lapsed requests forgotten, whoever holds the password could prompt without end by letting
+    each one expire."""
+    from dataclasses import replace
+
+    enrol_device(client, push, factor_user)
+    ctx = context(push, transaction_id="one-login")
+    for _ in range(push.push_settings.max_challenges):
+        step = push.begin_challenge(factor_user, ctx)
+        assert "number" in step.view
+        ctx = replace(ctx, now=ctx.now + timedelta(seconds=push.push_settings.challenge_ttl + 1))
+        assert push.verify(factor_user, step.state, {}, ctx) == Rejected("expired", counts_as_failure=False)
+    assert push.begin_challenge(factor_user, ctx).view == {"refused": "too_many_requests"}
+
+
 def test_a_new_challenge_cancels_the_previous_one_of_the_same_login(client, push, factor_user):
     device = enrol_device(client, push, factor_user)
     _ctx, first = start_login(push, factor_user)
