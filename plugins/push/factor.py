@@ -24,6 +24,17 @@ from idp_plugins.push.settings import PushSettings
 from idp_plugins.push.transport import build_transport
 from idp_plugins.push.wake import Waker, challenge_channel
 
+# Why no request was sent (`_refusal`), as the challenge page says it (templates/.../challenge.html):
+# also the answer when the person presses "Continue" on that page.
+REFUSAL_MESSAGES = {
+    "suspended": _l("Approving on your phone is suspended for your account after a fraud report. "
+                    "Use another method or contact your administrator."),
+    "denied": _l("This sign-in was refused on your phone, so no new request is sent. "
+                 "Use another method, or start the sign-in again."),
+    "too_many_requests": _l("Too many approval requests were sent to your phone recently. "
+                            "Wait a few minutes or use another method."),
+}
+
 WAKER_KEY = "idp.push.waker"
 
 
@@ -131,7 +142,8 @@ class PushFactor(Factor):
         if status == "registered":
             return Enrolled(device)
         if status == "pending":
-            return Rejected("not_activated", counts_as_failure=False)
+            return Rejected("not_activated", counts_as_failure=False,
+                            message=_l("Scan the code with the app first, then continue."))
         return Rejected("expired", counts_as_failure=False)
 
     # --- login -----------------------------------------------------------------------------
@@ -178,7 +190,8 @@ class PushFactor(Factor):
 
     def poll(self, user, state, ctx):
         if isinstance(state, dict) and state.get("refused"):
-            return Rejected(str(state["refused"]), counts_as_failure=False)
+            reason = str(state["refused"])
+            return Rejected(reason, counts_as_failure=False, message=REFUSAL_MESSAGES.get(reason))
         return login_challenge.outcome(self.challenges, self.store, user, state, ctx.now, ctx.transaction_id,
                                        self.amr)
 

@@ -31,9 +31,6 @@ REJECTION_MESSAGES = {
     "invalid_code": lambda: _("That code is not right. Try again."),
     "replayed": lambda: _("That code was already used. Wait for the next one."),
     "expired": lambda: _("That request expired. Start again."),
-    # Push's own reasons, until plugins/push words them in its outcomes like the other plugins.
-    "wrong_number": lambda: _("The number did not match."),
-    "not_activated": lambda: _("Scan the code with the app first, then continue."),
 }
 
 

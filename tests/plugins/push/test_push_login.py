@@ -163,3 +163,18 @@ def test_a_phone_added_on_the_security_page_is_audited_once_from_code_to_device(
     assert 'data-factor="push"' in web.page.text
     assert push_events(push_server, "push.device_registered") == [(seeded.user_email, "activation")]
 
+
+
+def test_past_the_fatigue_limit_continue_says_why_and_nothing_else(push_server, seeded, rp_factory):
+    """The refusal page's Continue answered "That did not work. Try again." above the reason:
+    the push factor now words its refusals itself (Rejected.message)."""
+    give_device(push_server, seeded.user_email)
+    rp = rp_factory(seeded.first_party)
+    for _ in range(5):  # factors.push.max_challenges: five requests reach the phone
+        start(FormBrowser(push_server.url), rp, seeded)
+    web = FormBrowser(push_server.url)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    assert "Too many approval requests" in page.text and "data-push-number" not in page.text
+    answered = continue_(web, page)
+    assert "Too many approval requests" in answered.text and "That did not work" not in answered.text
