@@ -516,12 +516,7 @@ def user_set_password(email: str, password_stdin: bool) -> None:
 @with_appcontext
 def user_disable(email: str) -> None:
     """Stop a user signing in; ends their sessions and revokes their tokens."""
-    from idp import users
-
-    target = existing_user(email)
-    ended = users.set_disabled(target, True, actor="cli")
-    commit()
-    click.echo(f"{target.email} is disabled; {_ended(ended)}" if ended else f"{target.email} was already disabled")
+    _set_disabled(email, True)
 
 
 @user.command("enable")
@@ -529,12 +524,19 @@ def user_disable(email: str) -> None:
 @with_appcontext
 def user_enable(email: str) -> None:
     """Let a disabled user sign in again (what ended stays ended)."""
+    _set_disabled(email, False)
+
+
+def _set_disabled(email: str, disabled: bool) -> None:
     from idp import users
 
     target = existing_user(email)
-    changed = users.set_disabled(target, False, actor="cli")
+    ended = users.set_disabled(target, disabled, actor="cli")
     commit()
-    click.echo(f"{target.email} is enabled" if changed else f"{target.email} was not disabled")
+    if ended is None:
+        click.echo(f"{target.email} was already disabled" if disabled else f"{target.email} was not disabled")
+    else:
+        click.echo(f"{target.email} is disabled; {_ended(ended)}" if disabled else f"{target.email} is enabled")
 
 
 def _ended(ended) -> str:

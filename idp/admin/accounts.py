@@ -39,33 +39,34 @@ def _confirm(target: User, title: str, text: str, action: str):
 @bp.route("/users/<int:user_id>/disable", methods=["GET", "POST"])
 @org_admin_required
 def disable_user(user_id: int):
-    target = user_in_org(user_id)
-    refused = _not_yourself(target)
-    if refused is not None:
-        return refused
-    if request.method == "GET" or not ConfirmForm().validate_on_submit():
-        return _confirm(target, _("Disable this account?"),
-                        _("%(email)s will not be able to sign in, and is signed out at once: every session and "
-                          "every application's token of theirs ends. Enabling the account again lets them sign in "
-                          "again; it does not bring back what ended.", email=target.email),
-                        url_for("admin.disable_user", user_id=target.id))
-    ended = users.set_disabled(target, True, actor_id=g.admin.id, actor=g.admin.email)
-    db.session.commit()
-    flash(_("The account is disabled.") if ended is not None else _("Nothing to change."), "success")
-    return redirect(url_for("admin.user", user_id=target.id))
+    return _switch(user_id, disabled=True)
 
 
 @bp.route("/users/<int:user_id>/enable", methods=["GET", "POST"])
 @org_admin_required
 def enable_user(user_id: int):
+    return _switch(user_id, disabled=False)
+
+
+def _switch(user_id: int, *, disabled: bool):
+    """GET asks for confirmation; POST disables or enables (an admin's own account: neither)."""
     target = user_in_org(user_id)
+    refused = _not_yourself(target)
+    if refused is not None:
+        return refused
     if request.method == "GET" or not ConfirmForm().validate_on_submit():
-        return _confirm(target, _("Enable this account?"),
-                        _("%(email)s will be able to sign in again.", email=target.email),
-                        url_for("admin.enable_user", user_id=target.id))
-    changed = users.set_disabled(target, False, actor_id=g.admin.id, actor=g.admin.email)
+        if disabled:
+            title = _("Disable this account?")
+            text = _("%(email)s will not be able to sign in, and is signed out at once: every session and "
+                     "every application's token of theirs ends. Enabling the account again lets them sign in "
+                     "again; it does not bring back what ended.", email=target.email)
+        else:
+            title, text = _("Enable this account?"), _("%(email)s will be able to sign in again.", email=target.email)
+        return _confirm(target, title, text, url_for(request.endpoint, user_id=target.id))
+    changed = users.set_disabled(target, disabled, actor_id=g.admin.id, actor=g.admin.email)
     db.session.commit()
-    flash(_("The account is enabled.") if changed is not None else _("Nothing to change."), "success")
+    done = _("The account is disabled.") if disabled else _("The account is enabled.")
+    flash(done if changed is not None else _("Nothing to change."), "success")
     return redirect(url_for("admin.user", user_id=target.id))
 
 
