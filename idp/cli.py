@@ -527,6 +527,25 @@ def user_enable(email: str) -> None:
     _set_disabled(email, False)
 
 
+@user.command("set-role")
+@click.option("--email", required=True, help="The user's e-mail address.")
+@click.option("--role", required=True, type=click.Choice(["admin", "user"]),
+              help="admin: administers their organization; user: signs in only.")
+@with_appcontext
+def user_set_role(email: str, role: str) -> None:
+    """Make a user an administrator of their organization, or a plain user again."""
+    from idp import users
+
+    target = existing_user(email)
+    try:
+        changed = users.set_role(target, role, actor="cli")
+    except users.LastAdmin as exc:
+        raise CliError(str(exc)) from None
+    commit()
+    click.echo(f"{target.email} is now {'an admin' if role == 'admin' else 'a user'}" if changed
+               else f"{target.email} already was {'an admin' if role == 'admin' else 'a user'}")
+
+
 def _set_disabled(email: str, disabled: bool) -> None:
     from idp import users
 

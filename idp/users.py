@@ -1,4 +1,4 @@
-"""Changes to a user's account that end what the old state allowed: a new password, disabling.
+"""Changes to a user's account: a new password, disabling, the role in the organization.
 
 Three doors lead here (the `idp user` commands, the admin console, the user's own security
 page) and all of them go through these functions, so that each change is checked, audited
@@ -6,6 +6,9 @@ and followed by the same sign-out everywhere. A new password or a disabled accou
 way in that the old state opened: the user's browser sessions end (except, for a user changing
 their own password, the session they are using) and every access and refresh token of theirs
 is revoked, so an application holding one must sign the user in again.
+
+A role change ends nothing (the admin pages read the role on every request), but an
+organization is never left without an admin by one: its last admin cannot be made a user.
 
 Everything happens in the caller's transaction; the caller commits.
 """
@@ -15,19 +18,26 @@ from dataclasses import dataclass
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from idp import audit
 from idp.db import db, utcnow
-from idp.models import AuthorizationCode, Token, User, UserSession
+from idp.models import AuthorizationCode, Organization, Token, User, UserSession
 from idp.security.tokens import sha256_hex
 
 MIN_PASSWORD_LENGTH = 8      # NIST SP 800-63B 5.1.1.1
 MAX_PASSWORD_LENGTH = 1024   # long passphrases welcome; a megabyte is not a password
 
 
+ROLES = ("user", "admin")
+
+
 class PasswordRefused(ValueError):
     """The new password breaks a rule; the message says which (shown as is)."""
+
+
+class LastAdmin(ValueError):
+    """The change would leave the organization without an admin."""
 
 
 @dataclass(frozen=True)
@@ -103,3 +113,26 @@ def set_disabled(user: User, disabled: bool, *, actor_id: int | None = None, act
     audit.record("user.disabled" if disabled else "user.enabled", org_id=user.org_id, actor_id=actor_id,
                  actor=actor, subject_id=user.id, details=ended.as_details() if disabled else {})
     return ended
+
+
+def set_role(user: User, role: str, *, actor_id: int | None = None, actor: str = "") -> bool:
+    """Make `user` an admin of their organization or a plain user; False when it already is.
+
+    Raises LastAdmin rather than demote an organization's only admin. The organization's row is
+    locked first, so two admins demoting each other at once cannot both pass that check."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    db.session.execute(select(Organization.id).where(Organization.id == user.org_id).with_for_update())
+    current = db.session.scalar(select(User.role).where(User.id == user.id))
+    if current == role:
+        return False
+    if current == "admin":
+        admins = db.session.scalar(select(func.count()).select_from(User).where(User.org_id == user.org_id,
+                                                                                User.role == "admin"))
+        if admins <= 1:
+            raise LastAdmin(_("%(email)s is the organization's only administrator: make someone else an "
+                              "administrator first.", email=user.email))
+    db.session.execute(update(User).where(User.id == user.id).values(role=role))
+    audit.record("user.role_changed", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
+                 details={"from": current, "to": role})
+    return True

@@ -3,10 +3,11 @@
     GET/POST /admin/users/<id>/disable    confirm, then disable: no login, every session and token ends
     GET/POST /admin/users/<id>/enable     confirm, then enable (the old sessions and tokens stay ended)
     GET/POST /admin/users/<id>/password   a new password typed twice; every session and token ends
+    GET/POST /admin/users/<id>/role       make an administrator of the organization, or a user again
 
 Routes on the admin blueprint (imported at the bottom of views.py), behind the same
 `org_admin_required`; the work and the audit events (`user.disabled`, `user.enabled`,
-`user.password_changed`) are idp.users', which the `idp user` commands call too. An admin
+`user.password_changed`, `user.role_changed`) are idp.users', which the `idp user` commands call too. An admin
 does none of this to their own account here: disabling it would lock them out, and their own
 password changes on their security page, where the current one is asked.
 """
@@ -31,9 +32,9 @@ def _not_yourself(target: User):
     return None
 
 
-def _confirm(target: User, title: str, text: str, action: str):
+def _confirm(target: User, title: str, text: str, action: str, fields: dict | None = None):
     return render_template("admin/confirm.html", org=g.org, target=target, form=ConfirmForm(), title=title,
-                           text=text, action=action), 200 if request.method == "GET" else 400
+                           text=text, action=action, fields=fields or {}), 200 if request.method == "GET" else 400
 
 
 @bp.route("/users/<int:user_id>/disable", methods=["GET", "POST"])
@@ -67,6 +68,36 @@ def _switch(user_id: int, *, disabled: bool):
     db.session.commit()
     done = _("The account is disabled.") if disabled else _("The account is enabled.")
     flash(done if changed is not None else _("Nothing to change."), "success")
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+@bp.route("/users/<int:user_id>/role", methods=["GET", "POST"])
+@org_admin_required
+def change_role(user_id: int):
+    """GET asks to confirm the other role; POST sets the role the form names (not "the other one":
+    another admin may have changed it in between)."""
+    target = user_in_org(user_id)
+    refused = _not_yourself(target)
+    if refused is not None:
+        return refused
+    if request.method == "GET" or not ConfirmForm().validate_on_submit() or request.form.get("role") not in users.ROLES:
+        role = "user" if target.role == "admin" else "admin"
+        if role == "admin":
+            title = _("Make this user an administrator?")
+            text = _("%(email)s will administer %(org)s: its users, their second factors and passwords, its "
+                     "security settings and its audit log.", email=target.email, org=g.org.name)
+        else:
+            title = _("Remove administrator rights?")
+            text = _("%(email)s will no longer administer %(org)s.", email=target.email, org=g.org.name)
+        return _confirm(target, title, text, url_for("admin.change_role", user_id=target.id), fields={"role": role})
+    try:
+        changed = users.set_role(target, request.form["role"], actor_id=g.admin.id, actor=g.admin.email)
+    except users.LastAdmin as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("admin.user", user_id=target.id))
+    db.session.commit()
+    flash(_("Saved.") if changed else _("Nothing to change."), "success")
     return redirect(url_for("admin.user", user_id=target.id))
 
 

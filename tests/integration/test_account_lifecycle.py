@@ -194,3 +194,35 @@ def test_an_admin_does_not_disable_themselves_nor_reach_another_organization(liv
     assert response.status_code == 404
     assert not user_row(live_server, seeded.admin_email).disabled and not user_row(live_server, "bob@other.test").disabled
     assert events(live_server, "user.disabled") == []
+
+
+# ---------------------------------------------------------------- roles
+
+def test_an_admin_makes_another_admin_and_takes_it_back(live_server, seeded, rp_factory):
+    admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    member, _, _ = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    assert member.http.get(f"{live_server.url}/admin/users", allow_redirects=False).status_code == 403
+    page = admin_page(admin, live_server, seeded.user_email, "role")
+    form = next(f for f in page.forms() if f["action"].endswith("/role"))
+    assert form["fields"]["role"] == "admin"
+    page = admin.submit(form)
+    assert 'data-role="admin"' in page.text
+    assert member.http.get(f"{live_server.url}/admin/users", allow_redirects=False).status_code == 200
+    again = admin.submit(form)                       # the same form posted twice: the role it names, once
+    assert "Nothing to change" in again.text and 'data-role="admin"' in again.text
+    page = admin.submit(next(f for f in admin_page(admin, live_server, seeded.user_email, "role").forms()
+                             if f["action"].endswith("/role")))
+    assert 'data-role="user"' in page.text
+    assert member.http.get(f"{live_server.url}/admin/users", allow_redirects=False).status_code == 403
+    assert [(e.details["from"], e.details["to"], e.actor) for e in events(live_server, "user.role_changed")] == [
+        ("user", "admin", seeded.admin_email), ("admin", "user", seeded.admin_email)]
+
+
+def test_an_admin_does_not_change_their_own_role(live_server, seeded, rp_factory):
+    admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    own_id = user_row(live_server, seeded.admin_email).id
+    page = admin.get(f"/admin/users/{own_id}/role")
+    assert "security page" in page.text
+    csrf = next(f for f in page.forms() if "csrf_token" in f["fields"])["fields"]["csrf_token"]
+    admin.http.post(f"{live_server.url}/admin/users/{own_id}/role", data={"csrf_token": csrf, "role": "user"})
+    assert user_row(live_server, seeded.admin_email).role == "admin" and events(live_server, "user.role_changed") == []

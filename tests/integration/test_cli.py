@@ -198,6 +198,21 @@ def test_user_set_password_disable_enable(url, idp, db, acme):
     assert db.rows(User)[0]["disabled"] is False and len(db.events("user.enabled")) == 1
 
 
+def test_user_set_role_never_leaves_an_organization_without_an_admin(url, idp, db, acme):
+    ok(add_user(idp, url, "--admin", email="boss@example.com"))
+    ok(add_user(idp, url, email="alice@example.com"))
+    refused(idp("user", "set-role", "--email", "boss@example.com", "--role", "user", database_url=url),
+            "only administrator")
+    assert "alice@example.com is now an admin" in ok(
+        idp("user", "set-role", "--email", "alice@example.com", "--role", "admin", database_url=url)).stdout
+    assert "already was an admin" in ok(
+        idp("user", "set-role", "--email", "alice@example.com", "--role", "admin", database_url=url)).stdout
+    ok(idp("user", "set-role", "--email", "boss@example.com", "--role", "user", database_url=url))
+    assert {r["email"]: r["role"] for r in db.rows(User)} == {"boss@example.com": "user", "alice@example.com": "admin"}
+    assert [(e["details"]["from"], e["details"]["to"], e["actor"]) for e in db.events("user.role_changed")] == [
+        ("user", "admin", "cli"), ("admin", "user", "cli")]
+
+
 @pytest.mark.parametrize("args, password, message", [
     (("set-password", "--email", "nobody@example.com", "--password-stdin"), "another long password\n", "no user"),
     (("set-password", "--email", "alice@example.com", "--password-stdin"), "short\n", "at least 8"),

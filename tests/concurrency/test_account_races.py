@@ -1,0 +1,53 @@
+"""Account changes raced over HTTP on PostgreSQL: two admins removing each other's administrator
+rights at the same moment leave the organization one admin (idp.users.set_role locks the
+organization's row before counting its admins)."""
+from __future__ import annotations
+
+import pytest
+
+from fixtures.database import postgres_base_url
+from fixtures.oidc import FormBrowser, RelyingParty, password_login, seed
+from test_factor_races import _at_once, _pg_server
+
+pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
+
+
+@pytest.fixture
+def pg_server(postgres_url):
+    server = _pg_server(postgres_url, {})
+    yield server
+    server.stop()
+
+
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(pg_server):
+    from sqlalchemy import select, update
+
+    from idp.db import db
+    from idp.models import AuditEvent, User
+
+    seeded = seed(pg_server)
+    with pg_server.context():  # two admins: the seeded one and alice
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(role="admin"))
+        db.session.commit()
+        ids = dict(db.session.execute(select(User.email, User.id)).all())
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    pairs = []
+    for me, other in ((seeded.admin_email, seeded.user_email), (seeded.user_email, seeded.admin_email)):
+        browser = FormBrowser(pg_server.url)
+        password_login(browser, rp, me, seeded.password)
+        pairs.append((browser, ids[other]))
+    for _round in range(10):  # the window is a few milliseconds wide: try it several times
+        with pg_server.context():
+            db.session.execute(update(User).where(User.org_id == seeded.org_id).values(role="admin"))
+            db.session.commit()
+        submissions = []
+        for browser, other_id in pairs:
+            page = browser.get(f"/admin/users/{other_id}/role")
+            submissions.append((browser, next(f for f in page.forms() if f["action"].endswith("/role")), {}))
+        _at_once(submissions)
+        with pg_server.context():
+            roles = sorted(db.session.scalars(select(User.role).where(User.org_id == seeded.org_id)))
+        assert roles == ["admin", "user"], f"round {_round}: {roles}"
+    with pg_server.context():
+        changed = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "user.role_changed")).all()
+    assert len(changed) == 10
