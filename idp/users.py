@@ -1,4 +1,4 @@
-"""Changes to a user's account: a new password, disabling, the role in the organization.
+"""A user's account: creating one, a new password, disabling, the role in the organization.
 
 Three doors lead here (the `idp user` commands, the admin console, the user's own security
 page) and all of them go through these functions, so that each change is checked, audited
@@ -14,6 +14,7 @@ Everything happens in the caller's transaction; the caller commits.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from flask import current_app
@@ -32,12 +33,59 @@ MAX_PASSWORD_LENGTH = 1024   # long passphrases welcome; a megabyte is not a pas
 ROLES = ("user", "admin")
 
 
-class PasswordRefused(ValueError):
-    """The new password breaks a rule; the message says which (shown as is)."""
+class AccountRefused(ValueError):
+    """Bad input for an account; the message says what, for people (shown as is)."""
 
 
-class LastAdmin(ValueError):
+class PasswordRefused(AccountRefused):
+    """The new password breaks a rule."""
+
+
+class LastAdmin(AccountRefused):
     """The change would leave the organization without an admin."""
+
+
+_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+MAX_NAME_LENGTH = 200
+
+
+def normalised_email(raw: str) -> str:
+    """`raw` stripped and lower-cased; AccountRefused unless it looks deliverable (the login name)."""
+    email = (raw or "").strip().lower()
+    local, at, domain = email.rpartition("@")
+    labels = domain.split(".")
+    if (not at or not local or len(local) > 64 or len(email) > 254 or not _EMAIL_LOCAL.match(local)
+            or local.startswith(".") or local.endswith(".") or ".." in local
+            or len(labels) < 2 or not all(_DNS_LABEL.match(label) for label in labels)):
+        raise AccountRefused(_("Invalid e-mail address: %(email)s", email=repr((raw or "").strip())))
+    return email
+
+
+def create(org_id: int, email: str, password: str, *, name: str = "", role: str = "user",
+           actor_id: int | None = None, actor: str = "") -> User:
+    """A new user of the organization (checked first: e-mail, name, password, e-mail not taken),
+    audited as `user.created`. Raises AccountRefused."""
+    from idp.security.tokens import random_token
+
+    email = normalised_email(email)
+    name = (name or "").strip()
+    if len(name) > MAX_NAME_LENGTH or not name.isprintable():
+        raise AccountRefused(_("The name must be at most %(num)d printable characters.", num=MAX_NAME_LENGTH))
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    problem = password_problem(password)
+    if problem:
+        raise PasswordRefused(problem)
+    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise AccountRefused(_("A user with the e-mail address %(email)s already exists.", email=email))
+    user = User(org_id=org_id, email=email, name=name, role=role, public_id=random_token(24), email_verified=True,
+                password_hash=current_app.extensions["idp.passwords"].hash(password))
+    db.session.add(user)
+    db.session.flush()
+    audit.record("user.created", org_id=org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
+                 details={"email": email, "role": role})
+    return user
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""Admin pages for a user's account itself (a user page's "Account" section).
+"""Admin pages for accounts: a new user, and a user page's "Account" section.
+
+    GET/POST /admin/users/new              e-mail, name, role and a first password typed twice
 
     GET/POST /admin/users/<id>/disable    confirm, then disable: no login, every session and token ends
     GET/POST /admin/users/<id>/enable     confirm, then enable (the old sessions and tokens stay ended)
@@ -21,8 +23,32 @@ from idp.admin.access import org_admin_required, user_in_org
 from idp.admin.forms import ConfirmForm
 from idp.admin.views import bp
 from idp.db import db
+from idp.admin.forms import NewUserForm
 from idp.forms import NewPasswordForm
 from idp.models import User
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@org_admin_required
+def new_user():
+    """A member of the admin's own organization, with a first password the admin hands over."""
+    form = NewUserForm()
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            created = users.create(g.org.id, form.email.data, form.password.data, name=form.name.data or "",
+                                   role="admin" if form.admin.data else "user", actor_id=g.admin.id,
+                                   actor=g.admin.email)
+        except users.PasswordRefused as exc:
+            form.password.errors = [str(exc)]
+        except users.AccountRefused as exc:
+            db.session.rollback()
+            form.email.errors = [str(exc)]
+        else:
+            db.session.commit()
+            flash(_("%(email)s can sign in now: give them their password in person or by another channel than "
+                    "their e-mail.", email=created.email), "success")
+            return redirect(url_for("admin.user", user_id=created.id))
+    return render_template("admin/new_user.html", org=g.org, form=form), 200 if request.method == "GET" else 400
 
 
 def _not_yourself(target: User):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, DateField, HiddenField, IntegerField, SelectMultipleField, StringField, SubmitField
-from wtforms.validators import NumberRange, Optional, Length
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from idp.forms import Form
+from idp.forms import Form, NewPasswordForm
 
 
 class UserSecurityForm(Form):
@@ -55,3 +55,13 @@ class ConfirmForm(Form):
     """A destructive action's second step: only the CSRF token and a confirm button."""
 
     confirm = SubmitField(_l("Confirm"))
+
+
+class NewUserForm(NewPasswordForm):
+    """Add a user: the organization is the admin's own; the rules are idp.users.create's."""
+
+    email = StringField(_l("E-mail"), validators=[DataRequired(), Length(max=320)],
+                        render_kw={"type": "email", "autocomplete": "off"})
+    name = StringField(_l("Name"), validators=[Optional(), Length(max=200)])
+    admin = BooleanField(_l("Administrator of the organization"))
+    submit = SubmitField(_l("Add the user"))

@@ -270,6 +270,18 @@ def walk_account(audit, new_tab, live_server, seeded, rp_factory):
     audit.check(tab, "account-security-empty")
     assert tab.locator("nav a[aria-current=page]").count() == 1
 
+    # The password change: its page, then a wrong current password (browser validation off).
+    tab.goto(f"{base}/account/password")
+    audit.check(tab, "account-password")
+    tab.evaluate("() => { for (const form of document.forms) form.noValidate = true; }")
+    tab.fill("#current", "not my password")
+    tab.fill("#password", "a brand new passphrase")
+    tab.fill("#confirm", "a brand new passphrase")
+    submit(tab, "#confirm")
+    audit.check(tab, "account-password-wrong")
+    assert_error_linked(tab, "account-password-wrong", "#current")
+    tab.goto(f"{base}/account/security")
+
     # An authenticator app: the enrolment page, a wrong code, then the recovery codes shown once.
     with tab.expect_navigation():
         tab.click("button[data-add=totp]")
@@ -365,6 +377,20 @@ def walk_admin(audit, new_tab, live_server, seeded):
 
     tab.goto(f"{base}/admin/audit")
     audit.check(tab, "admin-audit")
+
+    tab.goto(f"{base}/admin/users/new")
+    audit.check(tab, "admin-new-user")
+    tab.evaluate("() => { for (const form of document.forms) form.noValidate = true; }")
+    tab.fill("#email", "not an address")
+    tab.fill("#password", "a brand new passphrase")
+    tab.fill("#confirm", "a brand new passphrase")
+    submit(tab, "#confirm")
+    audit.check(tab, "admin-new-user-error")
+    assert_error_linked(tab, "admin-new-user-error", "#email")
+    tab.goto(f"{user_url}/password")
+    audit.check(tab, "admin-set-password")
+    tab.goto(f"{user_url}/disable")
+    audit.check(tab, "admin-confirm-disable")
 
     tab.goto(f"{user_url}/recovery-qr")
     audit.check(tab, "admin-recovery-qr")

@@ -226,3 +226,34 @@ def test_an_admin_does_not_change_their_own_role(live_server, seeded, rp_factory
     csrf = next(f for f in page.forms() if "csrf_token" in f["fields"])["fields"]["csrf_token"]
     admin.http.post(f"{live_server.url}/admin/users/{own_id}/role", data={"csrf_token": csrf, "role": "user"})
     assert user_row(live_server, seeded.admin_email).role == "admin" and events(live_server, "user.role_changed") == []
+
+
+# ---------------------------------------------------------------- new users
+
+def test_an_admin_adds_a_user_to_their_organization(live_server, seeded, rp_factory):
+    admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    form = admin.get("/admin/users/new").form_with("confirm")
+    values = {"email": " Carol@Acme.test ", "name": "Carol", "password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+    for bad, message in (({"email": "not an address"}, "Invalid e-mail address"),
+                         ({"email": seeded.user_email}, "already exists"),
+                         ({"password": "short", "confirm": "short"}, "at least 8 characters"),
+                         ({"confirm": "typo"}, "The two passwords differ")):
+        page = admin.submit(form, {**values, **bad})
+        assert page.status == 400 and message in page.text, page.text[:1500]
+    page = admin.submit(form, values)
+    assert page.status == 200 and "carol@acme.test" in page.text and 'data-role="user"' in page.text
+    carol = user_row(live_server, "carol@acme.test")
+    assert carol.org_id == seeded.org_id and carol.name == "Carol" and carol.role == "user"
+    assert can_sign_in(live_server, seeded, rp_factory, "carol@acme.test", NEW_PASSWORD)
+    [event] = events(live_server, "user.created")
+    assert event.actor == seeded.admin_email and event.subject_id == carol.id
+
+
+def test_only_an_admin_adds_users(live_server, seeded, rp_factory):
+    member, _, _ = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    assert member.http.get(f"{live_server.url}/admin/users/new", allow_redirects=False).status_code == 403
+    csrf = member.get("/account/security").forms()[0]["fields"]["csrf_token"]
+    response = member.http.post(f"{live_server.url}/admin/users/new", allow_redirects=False,
+                                data={"csrf_token": csrf, "email": "mallory@acme.test", "password": NEW_PASSWORD,
+                                      "confirm": NEW_PASSWORD, "admin": "y"})
+    assert response.status_code == 403 and events(live_server, "user.created") == []

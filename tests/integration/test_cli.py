@@ -242,7 +242,7 @@ def test_password_never_in_argv(sqlite_only_url, idp):
     ((), {"org": "Nope"}, "unknown organization"),
     ((), {"password": ""}, "no password"),
     ((), {"password": "short\n"}, "at least"),
-    (("--name", "x" * 201), {}, "longer"),
+    (("--name", "x" * 201), {}, "at most 200"),
 ])
 def test_user_add_refuses_bad_input(sqlite_only_url, idp, db, acme, extra, kwargs, message):
     before = db.counts()
