@@ -3,9 +3,9 @@
 Three doors lead here (the `idp user` commands, the admin console, the user's own security
 page) and all of them go through these functions, so that each change is checked, audited
 and followed by the same sign-out everywhere. A new password or a disabled account leaves no
-way in that the old state opened: the user's browser sessions end (except, for a user changing
-their own password, the session they are using) and every access and refresh token of theirs
-is revoked, so an application holding one must sign the user in again.
+way in that the old state opened: the user's browser sessions end (the one that asked for a new
+password included) and every access and refresh token of theirs is revoked, so an application
+holding one must sign the user in again (`sign_out_everywhere`).
 
 A role change ends nothing (the admin pages read the role on every request), but an
 organization is never left without an admin by one: its last admin cannot be made a user.
@@ -15,6 +15,7 @@ Everything happens in the caller's transaction; the caller commits.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 
 from flask import current_app
@@ -23,8 +24,7 @@ from sqlalchemy import func, select, update
 
 from idp import audit
 from idp.db import db, utcnow
-from idp.models import AuthorizationCode, Organization, Token, User, UserSession
-from idp.security.tokens import sha256_hex
+from idp.models import AuthorizationCode, FactorChallenge, LoginTransaction, Organization, Token, User, UserSession
 
 MIN_PASSWORD_LENGTH = 8      # NIST SP 800-63B 5.1.1.1
 MAX_PASSWORD_LENGTH = 1024   # long passphrases welcome; a megabyte is not a password
@@ -112,37 +112,43 @@ def password_problem(password: str) -> str | None:
     return None
 
 
-def sign_out_everywhere(user_id: int, *, keep_session_cookie: str | None = None) -> Ended:
-    """End the user's browser sessions (all but the one whose cookie value is given), revoke
-    their live tokens and expire their codes not yet redeemed."""
+def sign_out_everywhere(user_id: int) -> Ended:
+    """End everything a login of the user's made before now opened, wherever it is presented.
+
+    The stamp comes first: it takes the user's row lock, which a login finishing its last step
+    takes first too (idp.login.pipeline.finish), so the two cannot interleave: a login that
+    finished first has its session and code revoked below, one that finishes after finds its
+    transaction expired. Then the sessions end, the tokens are revoked, the codes not yet
+    redeemed and the logins and factor challenges in progress (push requests, activation and
+    recovery codes) expire. A token a refresh stores in the same instant, past the UPDATE
+    below, is dead anyway: it carries its login's auth_time, older than the stamp (tokens are
+    refused at use when `auth_time < tokens_valid_after`).
+    """
     now = utcnow()
-    sessions = update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None),
-                                         UserSession.expires_at > now)
-    if keep_session_cookie:
-        sessions = sessions.where(UserSession.id != sha256_hex(keep_session_cookie))
-    ended_sessions = db.session.execute(sessions.values(revoked_at=now)).rowcount
+    db.session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=int(time.time())))
+    ended_sessions = db.session.execute(
+        update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None),
+                                  UserSession.expires_at > now).values(revoked_at=now)).rowcount
     revoked_tokens = db.session.execute(
         update(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None))
-        .values(revoked_at=int(now.timestamp()))).rowcount
-    # A code issued a moment ago would still buy tokens: it expires now (it lives a minute at most).
-    db.session.execute(update(AuthorizationCode).where(AuthorizationCode.user_id == user_id,
-                                                       AuthorizationCode.redeemed_at.is_(None),
-                                                       AuthorizationCode.expires_at > now).values(expires_at=now))
+        .values(revoked_at=int(time.time()))).rowcount
+    for table in (AuthorizationCode, LoginTransaction, FactorChallenge):
+        live = update(table).where(table.user_id == user_id, table.expires_at > now)
+        if table is AuthorizationCode:
+            live = live.where(AuthorizationCode.redeemed_at.is_(None))
+        db.session.execute(live.values(expires_at=now))
     return Ended(ended_sessions, revoked_tokens)
 
 
-def set_password(user: User, password: str, *, actor_id: int | None = None, actor: str = "",
-                 keep_session_cookie: str | None = None) -> Ended:
-    """Give `user` a new password (checked first) and sign them out everywhere else.
-
-    Raises PasswordRefused. `keep_session_cookie`: the session of a user changing their own
-    password, who stays signed in there."""
+def set_password(user: User, password: str, *, actor_id: int | None = None, actor: str = "") -> Ended:
+    """Give `user` a new password (checked first) and sign them out everywhere, the browser that
+    asked included (its session could be a thief's copy too). Raises PasswordRefused."""
     problem = password_problem(password)
     if problem:
         raise PasswordRefused(problem)
     user.password_hash = current_app.extensions["idp.passwords"].hash(password)
     db.session.add(user)
-    ended = sign_out_everywhere(user.id, keep_session_cookie=keep_session_cookie)
+    ended = sign_out_everywhere(user.id)
     audit.record("user.password_changed", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
                  details={"by": "self" if actor_id == user.id else "admin" if actor_id is not None else actor,
                           **ended.as_details()})

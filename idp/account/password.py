@@ -6,12 +6,13 @@ The current password is checked exactly as the login form checks one (idp.factor
 check_password: the same per-account and per-address lockouts, whichever door the guesses
 come through, the same argon2 cost, a failure audited as `password_change.password_failed`),
 so a borrowed session is no way round the login's guessing limits. The change itself is
-idp.users.set_password: audited (`user.password_changed`, by `self`), and every other session
-and token of the user ends; this browser stays signed in.
+idp.users.set_password: audited (`user.password_changed`, by `self`), and every session and
+token of the user ends, this browser's too (a thief's copy of its cookie would live on
+otherwise): the user signs in again with the new password, second factor included.
 """
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import PasswordField
@@ -54,13 +55,13 @@ def change_password():
         form.current.errors = [_("That is not your current password.")]
         return _page(form, 401)
     try:
-        users.set_password(user, form.password.data, actor_id=user.id, actor=user.email,
-                           keep_session_cookie=session.get("sso"))
+        users.set_password(user, form.password.data, actor_id=user.id, actor=user.email)
     except users.PasswordRefused as exc:
         form.password.errors = [str(exc)]
         return _page(form, 400)
     db.session.commit()
-    flash(_("Your password is changed. Every other session and application was signed out."), "success")
+    login_session.end_current()  # already ended with the others: this forgets it in the browser
+    flash(_("Your password is changed and you were signed out everywhere: sign in with the new one."), "success")
     return redirect(url_for("account.security"))
 
 

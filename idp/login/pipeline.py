@@ -234,7 +234,13 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
     the transaction's user when the caller has already read it.
     """
     version = row.version if version is None else version
-    if not transaction.advance(row, expected, version, State.DONE, commit=False, **patch):
+    # The user's row first, then the transaction's (the order idp.users.sign_out_everywhere
+    # locks them in): a login disabled or signed out everywhere (a new password) since it began
+    # ends here, its transaction having been expired; one that got here first is ended by it.
+    held = login_user.hold_for_sign_in(patch.get("user_id") or row.user_id)  # the patch names it on the first move
+    if not held:
+        db.session.rollback()
+    if not held or not transaction.advance(row, expected, version, State.DONE, commit=False, **patch):
         _record(events)  # the transition rolled back; what the step did is still recorded
         db.session.commit()
         return redirect(url_for("login.expired"))

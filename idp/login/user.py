@@ -67,8 +67,16 @@ JOINED_COLUMNS = ([getattr(User, name).label(f"user__{name}") for name in _USER_
 _SELECT = select(*JOINED_COLUMNS).join(Organization, Organization.id == User.org_id)
 _BY_ID = _SELECT.where(User.id == bindparam("user_id"))
 _BY_EMAIL = _SELECT.where(User.email == bindparam("email"))
-_STORE_PASSWORD_HASH = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
+# Compare-and-set: a rehash computed from the hash read before argon2 never overwrites a new
+# password an admin (or the user) stored in between.
+_STORE_PASSWORD_HASH = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"),
+                                                     User.__table__.c.password_hash == bindparam("previous_hash"))
                         .values(password_hash=bindparam("password_hash")))
+# The user's row held until the login's last write commits, unless disabled: taken first, before
+# the transaction's own row, in the order idp.users.sign_out_everywhere takes them.
+_HOLD_FOR_SIGN_IN = (select(User.__table__.c.id)
+                     .where(User.__table__.c.id == bindparam("user_id"), User.__table__.c.disabled.is_(False))
+                     .with_for_update(key_share=True))
 
 
 def from_row(row) -> LoginUser | None:
@@ -91,6 +99,15 @@ def find(email: str) -> LoginUser | None:
     return from_row(db.read_first(_BY_EMAIL, {"email": email}))
 
 
-def store_password_hash(user_id: int, password_hash: str) -> None:
-    """In the session's transaction; the caller commits."""
-    db.run(_STORE_PASSWORD_HASH, {"user_id": user_id, "password_hash": password_hash})
+def store_password_hash(user_id: int, password_hash: str, previous_hash: str) -> bool:
+    """Replace `previous_hash` (False, changing nothing, when the stored hash is another one by
+    now). In the session's transaction; the caller commits."""
+    return db.run(_STORE_PASSWORD_HASH, {"user_id": user_id, "password_hash": password_hash,
+                                         "previous_hash": previous_hash}).rowcount == 1
+
+
+def hold_for_sign_in(user_id: int) -> bool:
+    """Lock the user's row for the rest of this transaction (PostgreSQL; SQLite's write lock is
+    already held); False when the user is disabled (or gone). A sign-out everywhere
+    (idp.users) waits for a login holding it, or is waited for: the two never interleave."""
+    return db.run(_HOLD_FOR_SIGN_IN, {"user_id": user_id}).first() is not None

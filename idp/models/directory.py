@@ -50,6 +50,10 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16), default="user")  # user | admin
     password_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Unix second of the last sign-out everywhere (a new password, disabling: idp.users). Tokens
+    # and codes of a login authenticated before it are dead wherever they are presented, even
+    # one a refresh racing the sign-out stored a moment after it revoked the others.
+    tokens_valid_after: Mapped[int | None] = mapped_column(Integer, nullable=True)
     locale: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # Per-user 2FA setting: follow | required | exempt (idp.policy owns the meaning).
     mfa_setting: Mapped[str] = mapped_column(String(16), default="follow")

@@ -41,21 +41,29 @@ CLAIM_COLUMNS = (User.id.label("user_id"), User.public_id, User.name.label("user
 
 
 _ACTIVE_USER = (
-    select(*CLAIM_COLUMNS)
+    select(*CLAIM_COLUMNS, User.tokens_valid_after)
     .join(Organization, Organization.id == User.org_id)
     .where(User.id == bindparam("user_id"), User.disabled.is_(False))
 )
 
 
-def active_user(user_id: int | None) -> ClaimsUser | None:
-    """The user, unless unknown or disabled, with what the claims need: one statement."""
+def active_user(user_id: int | None, *, authenticated_at: int | None = None) -> ClaimsUser | None:
+    """The user, unless unknown or disabled, with what the claims need: one statement. With
+    `authenticated_at` (a login's auth_time), None too when the user was signed out everywhere
+    since (idp.users: a new password, disabling)."""
     if user_id is None:
         return None
     # Outside any transaction: the token endpoint reads the user, then writes its token alone.
     row = db.read_first(_ACTIVE_USER, {"user_id": user_id})
-    if row is None:
+    if row is None or not valid_after_sign_out(authenticated_at, row.tokens_valid_after):
         return None
     return ClaimsUser.from_row(row)
+
+
+def valid_after_sign_out(authenticated_at: int | None, tokens_valid_after: int | None) -> bool:
+    """Whether what a login authenticated at `authenticated_at` opened outlives the user's last
+    sign-out everywhere (`users.tokens_valid_after`, idp.users.sign_out_everywhere)."""
+    return tokens_valid_after is None or (authenticated_at is not None and authenticated_at >= tokens_valid_after)
 
 
 def generate_user_info(user: User | ClaimsUser, scope: str) -> UserInfo:

@@ -50,7 +50,8 @@ _TOKENS = Token.__table__
 # A bearer token with its user and the user's organization, in one prebuilt statement: every
 # UserInfo call makes it (an ORM load of the token, the user, then the organization made three).
 _BEARER = (
-    select(*_TOKENS.c, *[column for column in claims.CLAIM_COLUMNS if column.key != "user_id"], User.disabled)
+    select(*_TOKENS.c, *[column for column in claims.CLAIM_COLUMNS if column.key != "user_id"], User.disabled,
+           User.tokens_valid_after)
     .select_from(_TOKENS.outerjoin(User, User.id == _TOKENS.c.user_id)
                  .outerjoin(Organization, Organization.id == User.org_id))
     .where(_TOKENS.c.access_token_hash == bindparam("token_hash"))
@@ -118,7 +119,7 @@ class AccessTokenValidator(BearerTokenValidator):
 
         user = None
         if row.user_id is not None:
-            if row.disabled:
+            if row.disabled or not claims.valid_after_sign_out(row.auth_time, row.tokens_valid_after):
                 return None
             user = claims.ClaimsUser.from_row(row)
         return OAuthToken(row, query_client(row.client_id), user)
@@ -187,7 +188,8 @@ class IntrospectionEndpoint(_Introspection):
 
     def introspect_token(self, token):
         user = token.get_user()
-        if user is not None and user.disabled:
+        if user is not None and (user.disabled or not claims.valid_after_sign_out(token.row.auth_time,
+                                                                                  user.tokens_valid_after)):
             # Not active (RFC 7662 2.2): UserInfo and the refresh grant refuse it too, and a
             # resource server asking here must not accept what they refuse.
             return {"active": False}

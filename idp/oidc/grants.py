@@ -17,7 +17,7 @@ from flask import current_app
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 
 from idp import audit
 from idp.db import db, utcnow
@@ -59,7 +59,9 @@ _LIVE_REFRESH_TOKEN = (
     .select_from(_TOKENS.join(User, User.id == _TOKENS.c.user_id).join(Organization, Organization.id == User.org_id))
     .where(_TOKENS.c.refresh_token_hash == bindparam("token_hash"), _TOKENS.c.client_id == bindparam("for_client"),
            _TOKENS.c.rotated_at.is_(None), _TOKENS.c.revoked_at.is_(None),
-           _TOKENS.c.refresh_expires_at > bindparam("now"))
+           _TOKENS.c.refresh_expires_at > bindparam("now"),
+           # not of a login older than the user's last sign-out everywhere (idp.users)
+           or_(User.tokens_valid_after.is_(None), _TOKENS.c.auth_time >= User.tokens_valid_after))
 )
 _SPEND_REFRESH_TOKEN = (
     update(_TOKENS)
@@ -226,7 +228,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         """Nothing to do: the code was claimed (and so spent) when it was queried."""
 
     def authenticate_user(self, authorization_code):
-        return claims.active_user(authorization_code.row.user_id)
+        row = authorization_code.row
+        return claims.active_user(row.user_id, authenticated_at=row.auth_time)
 
 
 def _code_ttl():

@@ -59,20 +59,24 @@ def can_sign_in(live_server, seeded, rp_factory, email: str, password: str) -> b
 
 # ---------------------------------------------------------------- the user's own change
 
-def test_a_user_changes_their_password_and_only_this_browser_stays_signed_in(live_server, seeded, rp_factory):
+def test_a_user_changes_their_password_and_every_session_ends_this_one_too(live_server, seeded, rp_factory):
+    """This browser too: a thief's copy of its cookie would otherwise live on (the session it
+    kept was the same row)."""
     here, rp, here_tokens = signed_in(live_server, seeded, rp_factory, seeded.user_email)
     elsewhere, _, elsewhere_tokens = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    thief = FormBrowser(live_server.url)
+    thief.http.cookies.update(here.http.cookies)
     page = here.submit(change_form(here), {"current": seeded.password, "password": NEW_PASSWORD,
                                            "confirm": NEW_PASSWORD})
-    assert page.status == 200 and "/account/security" in page.url and "flash-success" in page.text
-    assert here.get("/account/security").status == 200 and "/account/security" in here.page.url
-    assert "/login/" in elsewhere.get("/account/security").url            # the other session ended
+    assert page.status == 200 and "/login/" in page.url and "sign in with the new one" in page.text
+    for browser in (here, elsewhere, thief):
+        assert "/login/" in browser.get("/account/security").url
     assert tokens_dead(rp, here_tokens) and tokens_dead(rp, elsewhere_tokens)   # every app signs in again
     assert can_sign_in(live_server, seeded, rp_factory, seeded.user_email, NEW_PASSWORD)
     assert not can_sign_in(live_server, seeded, rp_factory, seeded.user_email, seeded.password)
     [event] = events(live_server, "user.password_changed")
     assert event.actor == seeded.user_email and event.details["by"] == "self"
-    assert event.details["sessions_ended"] == 1 and event.details["tokens_revoked"] == 2
+    assert event.details["sessions_ended"] == 2 and event.details["tokens_revoked"] == 2
 
 
 @pytest.mark.parametrize("values, status, message", [
@@ -257,3 +261,68 @@ def test_only_an_admin_adds_users(live_server, seeded, rp_factory):
                                 data={"csrf_token": csrf, "email": "mallory@acme.test", "password": NEW_PASSWORD,
                                       "confirm": NEW_PASSWORD, "admin": "y"})
     assert response.status_code == 403 and events(live_server, "user.created") == []
+
+
+# ---------------------------------------------------------------- what was under way
+
+@pytest.mark.parametrize("change", ["password", "disable"])
+def test_a_login_under_way_ends_when_the_password_changes_or_the_account_is_disabled(
+        live_server, seeded, rp_factory, change):
+    """The attacker typed the old password and waits on the consent page (or a push approval):
+    the admin's change must end that login too, not only the finished ones."""
+    admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    attacker = FormBrowser(live_server.url)
+    attacker.get(rp_factory(seeded.third_party).authorization_url())
+    consent = attacker.login(seeded.user_email, seeded.password)
+    assert consent.form_with("action")
+    if change == "password":
+        admin.submit(admin_page(admin, live_server, seeded.user_email, "password").form_with("confirm"),
+                     {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    else:
+        page = admin_page(admin, live_server, seeded.user_email, "disable")
+        admin.submit(next(f for f in page.forms() if f["action"].endswith("/disable")))
+    page = attacker.consent("allow")
+    assert attacker.last_redirect is None and "/login/expired" in page.url
+    assert "/login/" in attacker.get("/account/security").url
+    assert events(live_server, "login.succeeded")[-1].subject_id != user_row(live_server, seeded.user_email).id
+
+
+def test_a_token_of_a_login_older_than_the_sign_out_is_dead_even_unrevoked(live_server, seeded, rp_factory):
+    """A refresh racing the sign-out can store a successor just after the UPDATE that revoked the
+    others (it inherits its login's auth_time): tokens of a login older than the sign-out are
+    refused wherever they are presented. Here the escaped successor is made by hand."""
+    import requests
+    from sqlalchemy import update
+
+    from idp import users
+    from idp.db import db
+    from idp.models import Token, User
+
+    _, rp, tokens = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    with live_server.context():
+        user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+        users.set_password(user, NEW_PASSWORD, actor="cli")
+        db.session.commit()
+        # the login happened in an earlier second than the sign-out (its one-second granularity)
+        db.session.execute(update(Token).values(revoked_at=None, auth_time=Token.auth_time - 2))
+        db.session.commit()
+    assert rp.userinfo(tokens["access_token"]).status_code == 401
+    refreshed = rp.token_request({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+    auth = (rp.client["client_id"], rp.client["client_secret"])
+    introspected = requests.post(rp.metadata["introspection_endpoint"], auth=auth,
+                                               data={"token": tokens["access_token"]}, timeout=5).json()
+    assert introspected == {"active": False}
+
+
+def test_a_rehash_at_login_never_overwrites_a_password_set_meanwhile(live_server, seeded):
+    """The login read the old hash, ran argon2 (tens of ms), then stored the rehash: an admin's
+    new password stored in between came undone, the old password working again."""
+    from idp.db import db
+    from idp.login import user as login_user
+
+    row = user_row(live_server, seeded.user_email)
+    with live_server.context():
+        assert not login_user.store_password_hash(row.id, "$argon2id$rehash", previous_hash="$argon2id$stale")
+        db.session.commit()
+    assert user_row(live_server, seeded.user_email).password_hash == row.password_hash

@@ -68,7 +68,8 @@ def _rehash_if_outdated(passwords, user: LoginUser, password: str) -> tuple[dict
     if not passwords.needs_rehash(user.password_hash):
         return ()
     new_hash = passwords.hash(password)
-    login_user.store_password_hash(user.id, new_hash)
+    if not login_user.store_password_hash(user.id, new_hash, previous_hash=user.password_hash):
+        return ()  # a new password was stored meanwhile: it stays (and this login ends at finish)
     return (dict(event="login.password_rehashed", org_id=user.org_id, actor_id=user.id, actor=user.email,
                  subject_id=user.id, details={"from": passwords.parameters(user.password_hash),
                                               "to": passwords.parameters(new_hash)}),)

@@ -99,6 +99,7 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('password_hash', sa.Text(), nullable=True),
     sa.Column('disabled', sa.Boolean(), nullable=False),
+    sa.Column('tokens_valid_after', sa.Integer(), nullable=True),
     sa.Column('locale', sa.String(length=16), nullable=True),
     sa.Column('mfa_setting', sa.String(length=16), nullable=False),
     sa.Column('exempt_until', sa.Date(), nullable=True),
