@@ -8,12 +8,14 @@
     GET/POST /admin/users/<id>/role       make an administrator of the organization, or a user again
 
 Routes on the admin blueprint (imported at the bottom of views.py), behind the same
-`org_admin_required`; the work and the audit events (`user.disabled`, `user.enabled`,
+`org_admin_required`, and a recent full login of the admin's (`recent_login_required`); the work and the audit events (`user.disabled`, `user.enabled`,
 `user.password_changed`, `user.role_changed`) are idp.users', which the `idp user` commands call too. An admin
 does none of this to their own account here: disabling it would lock them out, and their own
 password changes on their security page, where the current one is asked.
 """
 from __future__ import annotations
+
+import functools
 
 from flask import flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -25,11 +27,26 @@ from idp.admin.views import bp
 from idp.db import db
 from idp.admin.forms import NewUserForm
 from idp.forms import NewPasswordForm
+from idp.login import session as login_session
 from idp.models import User
+
+
+def recent_login_required(view):
+    """These pages hand over an account (a password, a role) or end one: like a user's own
+    factor changes, they want the admin's full login (both steps) within login.recent_login,
+    so that an admin's stolen or forgotten session cannot do them."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        again = login_session.require_recent_login()
+        return again if again is not None else view(*args, **kwargs)
+
+    return wrapper
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
 @org_admin_required
+@recent_login_required
 def new_user():
     """A member of the admin's own organization, with a first password the admin hands over."""
     form = NewUserForm()
@@ -65,12 +82,14 @@ def _confirm(target: User, title: str, text: str, action: str, fields: dict | No
 
 @bp.route("/users/<int:user_id>/disable", methods=["GET", "POST"])
 @org_admin_required
+@recent_login_required
 def disable_user(user_id: int):
     return _switch(user_id, disabled=True)
 
 
 @bp.route("/users/<int:user_id>/enable", methods=["GET", "POST"])
 @org_admin_required
+@recent_login_required
 def enable_user(user_id: int):
     return _switch(user_id, disabled=False)
 
@@ -99,6 +118,7 @@ def _switch(user_id: int, *, disabled: bool):
 
 @bp.route("/users/<int:user_id>/role", methods=["GET", "POST"])
 @org_admin_required
+@recent_login_required
 def change_role(user_id: int):
     """GET asks to confirm the other role; POST sets the role the form names (not "the other one":
     another admin may have changed it in between)."""
@@ -129,6 +149,7 @@ def change_role(user_id: int):
 
 @bp.route("/users/<int:user_id>/password", methods=["GET", "POST"])
 @org_admin_required
+@recent_login_required
 def set_user_password(user_id: int):
     target = user_in_org(user_id)
     refused = _not_yourself(target)

@@ -326,3 +326,28 @@ def test_a_rehash_at_login_never_overwrites_a_password_set_meanwhile(live_server
         assert not login_user.store_password_hash(row.id, "$argon2id$rehash", previous_hash="$argon2id$stale")
         db.session.commit()
     assert user_row(live_server, seeded.user_email).password_hash == row.password_hash
+
+
+def test_an_admins_stale_session_signs_in_again_before_handing_over_an_account(live_server, seeded, rp_factory):
+    """A stolen or forgotten admin session must not set a password, a role or disable anyone:
+    these pages want a full login within login.recent_login, as a user's own factor changes do."""
+    from datetime import timedelta
+
+    from idp.db import db
+    from idp.models import UserSession
+
+    admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    form = admin_page(admin, live_server, seeded.user_email, "password").form_with("confirm")
+    with live_server.context():
+        for row in db.session.scalars(select(UserSession)).all():
+            row.login_started_at -= timedelta(minutes=6)
+        db.session.commit()
+    page = admin.submit(form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert page.form_with("password") and "/login/" in page.url
+    user_id = user_row(live_server, seeded.user_email).id
+    for action in ("disable", "enable", "role"):
+        assert "/login/" in admin.get(f"/admin/users/{user_id}/{action}").url
+    assert "/login/" in admin.get("/admin/users/new").url
+    assert events(live_server, "user.password_changed") == []
+    page = admin.login(seeded.admin_email, seeded.password)    # both steps again: back to the page
+    assert "/admin/users/" in page.url and page.status == 200
