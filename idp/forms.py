@@ -18,7 +18,10 @@ from functools import lru_cache
 from babel import support
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
+from flask import request
 from flask_wtf import FlaskForm
+from flask_wtf.form import SUBMIT_METHODS
+from flask_wtf.form import _Auto as _AUTO  # Flask-WTF's "read the request" marker
 from wtforms import PasswordField, SubmitField
 from wtforms.i18n import messages_path
 from wtforms.validators import DataRequired, EqualTo, Length
@@ -48,6 +51,15 @@ class Form(FlaskForm):
 
         def get_translations(self, form):
             return _TRANSLATIONS
+
+        def wrap_formdata(self, form, formdata):
+            """The posted form fields only. Flask-WTF also reads uploaded files and JSON bodies:
+            a password sent as a file reached the validators as a FileStorage (a 500), and a
+            JSON body (the CSRF token in a header) as numbers, lists or booleans. No form of
+            ours takes either: they are simply not there, and the form says what is missing."""
+            if formdata is _AUTO:
+                return request.form or None if request.method in SUBMIT_METHODS else None
+            return formdata
 
 
 class NewPasswordForm(Form):

@@ -351,3 +351,22 @@ def test_an_admins_stale_session_signs_in_again_before_handing_over_an_account(l
     assert events(live_server, "user.password_changed") == []
     page = admin.login(seeded.admin_email, seeded.password)    # both steps again: back to the page
     assert "/admin/users/" in page.url and page.status == 200
+
+
+def test_forms_read_posted_fields_only_not_files_or_json(live_server, seeded, rp_factory):
+    """A password sent as a file upload was a 500 (a FileStorage has no length), and a JSON body
+    with the CSRF token in a header reached the validators as numbers and lists."""
+    browser, _, _ = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    csrf = change_form(browser)["fields"]["csrf_token"]
+    url = f"{live_server.url}/account/password"
+    as_file = browser.http.post(url, data={"csrf_token": csrf, "confirm": NEW_PASSWORD},
+                                files={"current": ("x", b"secret"), "password": ("y", b"z" * 10)})
+    assert as_file.status_code == 400
+    for body in ({"current": 123, "password": True, "confirm": [1]}, [1, 2], "text", 5):
+        answer = browser.http.post(url, json=body, headers={"X-CSRFToken": csrf})
+        assert answer.status_code == 400, (body, answer.status_code)
+    login = FormBrowser(live_server.url)
+    form = login.get(rp_factory(seeded.first_party).authorization_url()).form_with("password")
+    posted = login.http.post(form["action"], data={k: v for k, v in form["fields"].items() if k != "password"},
+                             files={"password": ("p", seeded.password.encode())})
+    assert posted.status_code == 400 and events(live_server, "user.password_changed") == []
