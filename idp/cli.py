@@ -522,7 +522,10 @@ def _set_disabled(email: str, disabled: bool) -> None:
     from idp import users
 
     target = existing_user(email)
-    ended = users.set_disabled(target, disabled, actor="cli")
+    try:
+        ended = users.set_disabled(target, disabled, actor="cli")
+    except users.LastAdmin as exc:
+        raise CliError(str(exc)) from None
     commit()
     if ended is None:
         click.echo(f"{target.email} was already disabled" if disabled else f"{target.email} was not disabled")

@@ -157,7 +157,10 @@ def set_password(user: User, password: str, *, actor_id: int | None = None, acto
 
 def set_disabled(user: User, disabled: bool, *, actor_id: int | None = None, actor: str = "") -> Ended | None:
     """Disable (sign out everywhere; no new login) or enable `user`. None when nothing changes:
-    no event for a no-op."""
+    no event for a no-op. Raises LastAdmin rather than disable an organization's last enabled
+    admin (two admins disabling each other at once: the organization's row decides)."""
+    if disabled and user.role == "admin":
+        _keep_an_admin(user)
     # One conditional UPDATE: of two admins disabling at once, one changes it and writes the event.
     changed = db.session.execute(update(User).where(User.id == user.id, User.disabled.is_(not disabled))
                                  .values(disabled=disabled)).rowcount
@@ -172,21 +175,28 @@ def set_disabled(user: User, disabled: bool, *, actor_id: int | None = None, act
 def set_role(user: User, role: str, *, actor_id: int | None = None, actor: str = "") -> bool:
     """Make `user` an admin of their organization or a plain user; False when it already is.
 
-    Raises LastAdmin rather than demote an organization's only admin. The organization's row is
-    locked first, so two admins demoting each other at once cannot both pass that check."""
+    Raises LastAdmin rather than demote an organization's only enabled admin (`_keep_an_admin`:
+    two admins demoting each other at once cannot both pass that check)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
-    db.session.execute(select(Organization.id).where(Organization.id == user.org_id).with_for_update())
     current = db.session.scalar(select(User.role).where(User.id == user.id))
     if current == role:
         return False
     if current == "admin":
-        admins = db.session.scalar(select(func.count()).select_from(User).where(User.org_id == user.org_id,
-                                                                                User.role == "admin"))
-        if admins <= 1:
-            raise LastAdmin(_("%(email)s is the organization's only administrator: make someone else an "
-                              "administrator first.", email=user.email))
+        _keep_an_admin(user)
     db.session.execute(update(User).where(User.id == user.id).values(role=role))
     audit.record("user.role_changed", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
                  details={"from": current, "to": role})
     return True
+
+
+def _keep_an_admin(user: User) -> None:
+    """LastAdmin unless the organization keeps another enabled admin besides `user`. Locks the
+    organization's row first (till the caller's transaction ends), so that two such changes at
+    once are counted one after the other."""
+    db.session.execute(select(Organization.id).where(Organization.id == user.org_id).with_for_update())
+    others = db.session.scalar(select(func.count()).select_from(User).where(
+        User.org_id == user.org_id, User.role == "admin", User.disabled.is_(False), User.id != user.id))
+    if not others:
+        raise LastAdmin(_("%(email)s is the organization's only administrator: make someone else an "
+                          "administrator first.", email=user.email))

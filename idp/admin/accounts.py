@@ -109,7 +109,12 @@ def _switch(user_id: int, *, disabled: bool):
         else:
             title, text = _("Enable this account?"), _("%(email)s will be able to sign in again.", email=target.email)
         return _confirm(target, title, text, url_for(request.endpoint, user_id=target.id))
-    changed = users.set_disabled(target, disabled, actor_id=g.admin.id, actor=g.admin.email)
+    try:
+        changed = users.set_disabled(target, disabled, actor_id=g.admin.id, actor=g.admin.email)
+    except users.LastAdmin as exc:  # the other admin disabled this one's last peer meanwhile
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("admin.user", user_id=target.id))
     db.session.commit()
     done = _("The account is disabled.") if disabled else _("The account is enabled.")
     flash(done if changed is not None else _("Nothing to change."), "success")

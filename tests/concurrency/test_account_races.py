@@ -1,6 +1,6 @@
 """Account changes raced over HTTP on PostgreSQL: two admins removing each other's administrator
-rights at the same moment leave the organization one admin (idp.users.set_role locks the
-organization's row before counting its admins)."""
+rights, or disabling each other, at the same moment leave the organization one enabled admin
+(idp.users locks the organization's row before counting its admins)."""
 from __future__ import annotations
 
 import pytest
@@ -19,8 +19,9 @@ def pg_server(postgres_url):
     server.stop()
 
 
-def test_two_admins_demoting_each_other_at_once_leave_one_admin(pg_server):
-    from sqlalchemy import select, update
+@pytest.mark.parametrize("action", ["role", "disable"])
+def test_two_admins_demoting_or_disabling_each_other_at_once_leave_one_admin(pg_server, action):
+    from sqlalchemy import func, select, update
 
     from idp.db import db
     from idp.models import AuditEvent, User
@@ -31,23 +32,23 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(pg_server):
         db.session.commit()
         ids = dict(db.session.execute(select(User.email, User.id)).all())
     rp = RelyingParty(pg_server.url, seeded.first_party)
-    pairs = []
-    for me, other in ((seeded.admin_email, seeded.user_email), (seeded.user_email, seeded.admin_email)):
-        browser = FormBrowser(pg_server.url)
-        password_login(browser, rp, me, seeded.password)
-        pairs.append((browser, ids[other]))
+    pairs = ((seeded.admin_email, ids[seeded.user_email]), (seeded.user_email, ids[seeded.admin_email]))
     for _round in range(10):  # the window is a few milliseconds wide: try it several times
         with pg_server.context():
-            db.session.execute(update(User).where(User.org_id == seeded.org_id).values(role="admin"))
+            db.session.execute(update(User).where(User.org_id == seeded.org_id).values(role="admin", disabled=False))
             db.session.commit()
         submissions = []
-        for browser, other_id in pairs:
-            page = browser.get(f"/admin/users/{other_id}/role")
-            submissions.append((browser, next(f for f in page.forms() if f["action"].endswith("/role")), {}))
+        for me, other_id in pairs:  # signed in afresh: disabling ended the loser's sessions
+            browser = FormBrowser(pg_server.url)
+            password_login(browser, rp, me, seeded.password)
+            page = browser.get(f"/admin/users/{other_id}/{action}")
+            submissions.append((browser, next(f for f in page.forms() if f["action"].endswith(f"/{action}")), {}))
         _at_once(submissions)
         with pg_server.context():
-            roles = sorted(db.session.scalars(select(User.role).where(User.org_id == seeded.org_id)))
-        assert roles == ["admin", "user"], f"round {_round}: {roles}"
+            admins = db.session.scalar(select(func.count()).select_from(User).where(
+                User.org_id == seeded.org_id, User.role == "admin", User.disabled.is_(False)))
+        assert admins == 1, f"round {_round}: {admins} enabled admins"
+    event = "user.role_changed" if action == "role" else "user.disabled"
     with pg_server.context():
-        changed = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "user.role_changed")).all()
+        changed = db.session.scalars(select(AuditEvent).where(AuditEvent.event == event)).all()
     assert len(changed) == 10

@@ -203,12 +203,14 @@ def test_user_set_role_never_leaves_an_organization_without_an_admin(url, idp, d
     ok(add_user(idp, url, email="alice@example.com"))
     refused(idp("user", "set-role", "--email", "boss@example.com", "--role", "user", database_url=url),
             "only administrator")
+    refused(idp("user", "disable", "--email", "boss@example.com", database_url=url), "only administrator")
     assert "alice@example.com is now an admin" in ok(
         idp("user", "set-role", "--email", "alice@example.com", "--role", "admin", database_url=url)).stdout
     assert "already was an admin" in ok(
         idp("user", "set-role", "--email", "alice@example.com", "--role", "admin", database_url=url)).stdout
     ok(idp("user", "set-role", "--email", "boss@example.com", "--role", "user", database_url=url))
     assert {r["email"]: r["role"] for r in db.rows(User)} == {"boss@example.com": "user", "alice@example.com": "admin"}
+    refused(idp("user", "disable", "--email", "alice@example.com", database_url=url), "only administrator")
     assert [(e["details"]["from"], e["details"]["to"], e["actor"]) for e in db.events("user.role_changed")] == [
         ("user", "admin", "cli"), ("admin", "user", "cli")]
 
