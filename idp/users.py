@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from dataclasses import dataclass
 
 from flask import current_app
@@ -106,9 +107,13 @@ def password_problem(password: str) -> str | None:
         return _("The password must have at least %(num)d characters.", num=MIN_PASSWORD_LENGTH)
     if len(password) > MAX_PASSWORD_LENGTH:
         return _("The password must have at most %(num)d characters.", num=MAX_PASSWORD_LENGTH)
-    if not password.isprintable():
-        # A control character cannot be typed into the login form (and NUL cannot be stored).
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in password):
+        # A control character cannot be typed into the login form, nor a lone surrogate encoded
+        # (NUL cannot even be stored). Any other character is welcome: a non-breaking space (a
+        # French keyboard types one before ":"), an ideographic space, an emoji sequence.
         return _("The password must not contain control characters.")
+    if not password.strip():
+        return _("The password must not be only spaces.")
     return None
 
 

@@ -198,6 +198,12 @@ def test_user_set_password_disable_enable(url, idp, db, acme):
     assert db.rows(User)[0]["disabled"] is False and len(db.events("user.enabled")) == 1
 
 
+def test_a_password_may_hold_any_character_a_keyboard_types(sqlite_only_url, idp, db, acme):
+    """A non-breaking space (French keyboards type one before ':'), an ideographic space, an emoji
+    sequence: refused as \"control characters\" by str.isprintable until now."""
+    ok(add_user(idp, sqlite_only_url, password="mot\u00a0de passe\u3000👩\u200d👧\n"))
+
+
 def test_user_set_role_never_leaves_an_organization_without_an_admin(url, idp, db, acme):
     ok(add_user(idp, url, "--admin", email="boss@example.com"))
     ok(add_user(idp, url, email="alice@example.com"))
@@ -219,6 +225,7 @@ def test_user_set_role_never_leaves_an_organization_without_an_admin(url, idp, d
     (("set-password", "--email", "nobody@example.com", "--password-stdin"), "another long password\n", "no user"),
     (("set-password", "--email", "alice@example.com", "--password-stdin"), "short\n", "at least 8"),
     (("set-password", "--email", "alice@example.com", "--password-stdin"), "bell\a in it ok\n", "control characters"),
+    (("set-password", "--email", "alice@example.com", "--password-stdin"), "        \n", "only spaces"),
     (("set-password", "--email", "alice@example.com"), "another long password\n", "--password-stdin"),
     (("disable", "--email", "nobody@example.com"), "", "no user"),
     (("enable", "--email", "not-an-email"), "", "invalid e-mail"),
