@@ -9,9 +9,11 @@ naming the setting and its variable instead. Factor plugins check their own sect
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 DAY = 86400
+_COOKIE_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,64}$")
 
 # (dotted name, lowest, highest): whole numbers (or numbers, for the cache's seconds).
 BOUNDS: tuple[tuple[str, float, float], ...] = (
@@ -63,6 +65,11 @@ def problems(get: Callable[[str], Any], named: Callable[[str], str]) -> list[str
         value = get(dotted)
         if value is not None and value not in allowed:  # JOSE names are case-sensitive
             found.append(f"{named(dotted)} must be one of {', '.join(allowed)}, not {value!r}")
+    cookie = get("session.cookie_name")
+    if cookie is not None and not _COOKIE_NAME.match(str(cookie)):
+        # RFC 6265 4.1.1: a token. Any other name is set, never sent back: every login "expired".
+        found.append(f"{named('session.cookie_name')} must be letters, digits and !#$%&'*+-.^_`|~, "
+                     f"not {cookie!r}")
     rate = get("ratelimit.login_posts_per_ip")
     if rate is not None and not _is_rate_limit(rate):
         found.append(f"{named('ratelimit.login_posts_per_ip')} must be a rate limit such as \"60 per minute\", "
@@ -90,8 +97,12 @@ def _lockout_problems(get, named, prefix: str) -> list[str]:
     found = []
     if threshold is not None and threshold < 1:
         found.append(f"{named(f'{prefix}_failures_before_lockout')} must be at least 1, not {threshold!r}")
-    if first is not None and first < 1:
-        found.append(f"{named(f'{prefix}_lockout_seconds')} must be at least 1, not {first!r}")
+    # Past a day a lockout is an account closed by whoever types wrong passwords (and past the
+    # dates Python counts in, a 500 at the guess that reached the threshold).
+    if first is not None and not 1 <= first <= DAY:
+        found.append(f"{named(f'{prefix}_lockout_seconds')} must be between 1 and {DAY}, not {first!r}")
+    if longest is not None and longest > 30 * DAY:
+        found.append(f"{named(f'{prefix}_lockout_max_seconds')} must be at most {30 * DAY}, not {longest!r}")
     if first is not None and longest is not None and longest < first:
         found.append(f"{named(f'{prefix}_lockout_max_seconds')} ({longest}) must be at least "
                      f"{prefix}_lockout_seconds ({first})")

@@ -14,7 +14,8 @@ import json
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from idp.factors import Description, Enrolled, Factor, FactorKind, Rejected, Step, Verified, label_text
+from idp.factors import (Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified,
+                         label_text)
 
 from idp_plugins.recovery_codes import codes
 
@@ -31,8 +32,15 @@ class RecoveryCodesFactor(Factor):
     allow_multiple = False
     user_enrollable = True
 
+    def __init__(self, store, challenges, settings=None) -> None:
+        super().__init__(store, challenges, settings)
+        self.count()  # checked as the app starts: one configuration line, not a silent clamp
+
     def count(self) -> int:
-        return max(1, min(int(self.settings.get("count", 10)), 50))
+        count = self.settings.get("count", 10)
+        if not isinstance(count, int) or not 1 <= count <= 50:
+            raise FactorMisconfigured(f"factors.recovery_codes.count must be between 1 and 50, not {count!r}")
+        return count
 
     def _pepper(self) -> bytes:
         return codes.derive_pepper(current_app.secret_key, str(self.settings.get("pepper") or ""))

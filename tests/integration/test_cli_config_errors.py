@@ -24,6 +24,9 @@ PRODUCTION_WITHOUT_SECRET_KEY = {"IDP_ENV": "production"}
     ({"IDP_REDIS_URL": "notaurl"}, ("IDP_REDIS_URL", "redis://")),
     ({"IDP_FACTORS__PUSH__DIGITS": "9"}, ("factors.push.digits", "between 2 and 6")),
     ({"IDP_FACTORS__TOTP__DIGITS": "7"}, ("factors.totp.digits", "6 or 8")),  # was a 500 at the first enrolment
+    ({"IDP_FACTORS__RECOVERY_CODES__COUNT": "0"}, ("factors.recovery_codes.count", "between 1 and 50")),  # was clamped
+    ({"IDP_RATELIMIT__PASSWORD_LOCKOUT_SECONDS": "1000000000000"}, ("password_lockout_seconds", "between 1 and 86400")),
+    ({"IDP_SESSION__COOKIE_NAME": "a;b=c"}, ("session.cookie_name", "'a;b=c'")),  # every login 'expired'
     ({"IDP_FACTORS__TOTP__ALGORITHM": "MD5"}, ("factors.totp.algorithm", "'MD5'")),
     # a browser refuses every ceremony of an RP id foreign to the origin: said at start-up
     ({"IDP_FACTORS__WEBAUTHN__RP_ID": "other.example"}, ("factors.webauthn.rp_id", "'other.example'")),
