@@ -371,9 +371,17 @@ def init() -> None:
     """Migrate the database to the latest schema and create signing keys if none. Idempotent."""
     from idp.db import db
     from idp.oidc.keys import ensure_signing_key
-    from idp.schema import upgrade
+    from idp.schema import differences, upgrade
 
     revision = upgrade(db.engine)
+    stale = differences(db.engine)
+    if stale:
+        # Before the first release the one revision is rewritten when the models change, so a
+        # database made by an earlier build sits "at head" without the newest columns: every
+        # request touching them would be a 500. Say so now, once.
+        what = _schema_difference(stale[0])
+        raise CliError(f"the database at revision {revision} was made by an earlier build of this schema "
+                       f"({len(stale)} difference(s), e.g. {what}): recreate it (README, \"Database schema\")")
     created = ensure_signing_key(actor="cli") or []
     if not isinstance(created, list):
         created = [created]
@@ -383,6 +391,15 @@ def init() -> None:
             click.echo(f"created signing key {key.kid} ({key.alg})")
     else:
         click.echo("signing keys present")
+
+
+def _schema_difference(diff) -> str:
+    """One of Alembic's compare_metadata differences, readably: "add_column users.tokens_valid_after"."""
+    if isinstance(diff, tuple) and diff[0] in ("add_column", "remove_column"):
+        return f"{diff[0]} {diff[2]}.{diff[3].name}"
+    if isinstance(diff, tuple) and diff[0] in ("add_table", "remove_table", "add_index", "remove_index"):
+        return f"{diff[0]} {diff[1].name}"
+    return (diff[0][0] if isinstance(diff, list) and diff and isinstance(diff[0], tuple) else str(diff))[:80]
 
 
 @cli.command()

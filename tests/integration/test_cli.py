@@ -512,3 +512,11 @@ def test_serve_answers_until_stopped(sqlite_only_url):
 
 def test_serve_refuses_a_bad_port(sqlite_only_url, idp):
     refused(idp("serve", "--port", "70000", database_url=sqlite_only_url), "port")
+
+
+def test_init_refuses_a_database_made_by_an_earlier_build_of_the_schema(sqlite_only_url, idp):
+    """Before the first release the one revision is rewritten: a database made by an earlier build
+    sat "at head" without the newest columns, and idp init said all was well."""
+    with create_engine(sqlite_only_url).begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE users DROP COLUMN tokens_valid_after")
+    refused(idp("init", database_url=sqlite_only_url), "earlier build", "users.tokens_valid_after", "recreate")
