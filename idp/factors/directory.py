@@ -34,6 +34,13 @@ def find_user_by_email(email: str) -> UserRef | None:
     return user_ref(row) if row else None
 
 
+def is_disabled(user: UserRef) -> bool:
+    """Whether an admin (or `idp user disable`) disabled the user: no way in, whatever the proof."""
+    from idp.models import User
+
+    return bool(db.session.scalar(select(User.disabled).where(User.id == user.id)))
+
+
 def get_user(user_id: int) -> UserRef | None:
     from idp.models import User
 

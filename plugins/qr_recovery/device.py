@@ -101,6 +101,8 @@ def build_blueprint(factor) -> Blueprint:
             return _error(_STATUS_ERRORS.get(status, "invalid_recovery_code"), 410 if status in _STATUS_ERRORS else 400)
         if push.store.find(req.device_id) is not None:
             return _error("device_exists", 409)  # checked before spending the code
+        if directory.is_disabled(user):  # a code issued before the account was disabled opens nothing
+            return _error("account_disabled", 403)
         if not issuing.consume(factor.store, credential, now):
             directory.rollback()
             return _error("recovery_code_used", 410)

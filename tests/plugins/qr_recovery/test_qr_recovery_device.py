@@ -50,6 +50,20 @@ def test_redeem_registers_the_new_device_beside_the_old(client, push, qr, factor
     assert not qr.is_configured_for(factor_user)
 
 
+def test_a_disabled_users_code_registers_no_device_and_stays_unspent(client, push, qr, factor_user):
+    """A code issued before the account was disabled was redeemed after it (201, a new device)."""
+    from sqlalchemy import update
+
+    from idp.models import User
+
+    issued = qr.issue(factor_user, actor="cli")
+    db.session.execute(update(User).where(User.id == factor_user.id).values(disabled=True))
+    db.session.commit()
+    response = NewDevice(client).redeem(issued.secret, user=factor_user.username)
+    assert response.status_code == 403 and response.get_json() == {"error": "account_disabled"}
+    assert push.store.list(factor_user) == [] and qr.is_configured_for(factor_user)
+
+
 def test_redeem_without_the_user_claim_still_works(client, push, qr, factor_user):
     issued = qr.issue(factor_user, actor="cli")
     assert NewDevice(client).redeem(issued.secret).status_code == 201
@@ -173,6 +187,21 @@ def test_personal_recovery_end_to_end(client, push, qr, alice, mailbox):
     assert NewDevice(client).finish(body["recovery_id"], code).get_json()["error"] == "code_expired"
     assert [e.details["via"] for e in events("push.device_registered")] == ["activation", "recover"]
     assert not events("recover.device_added")  # one event for one device
+
+
+def test_a_personal_recovery_started_before_a_new_password_does_not_finish(client, push, qr, alice, mailbox):
+    """Started with the old password, finished after an admin set a new one: it registered a
+    device (201). A sign-out everywhere expires the user's factor challenges, this one too."""
+    from idp import users
+    from idp.models import User
+
+    device = NewDevice(client)
+    started = device.start(alice.email, PASSWORD).get_json()
+    users.set_password(db.session.get(User, alice.id), "a brand new passphrase", actor="cli")
+    db.session.commit()
+    refused = device.finish(started["recovery_id"], code_in(mailbox[-1]))
+    assert refused.status_code == 410 and refused.get_json()["error"] == "code_expired"
+    assert sorted(c.label for c in push.store.list(alice)) == ["Old phone"]
 
 
 def test_a_key_registered_meanwhile_does_not_spend_the_personal_code(client, push, qr, alice, mailbox,
