@@ -88,7 +88,8 @@ def init_app(app: Flask, settings: Settings) -> None:
     if settings.redis_url:
         import redis
 
-        app.extensions["idp.redis"] = redis.Redis.from_url(settings.redis_url)
+        # A connection that cannot be made fails in 2 s instead of hanging a worker (and /readyz).
+        app.extensions["idp.redis"] = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2)
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(Path(__file__).resolve().parent / "translations")
     babel.init_app(app, locale_selector=select_locale)
     template_i18n.install(app)

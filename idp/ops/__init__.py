@@ -30,7 +30,7 @@ import os
 import re
 import time
 
-from flask import Flask, Response, abort, request
+from flask import Flask, Response, abort, current_app, request
 from sqlalchemy import text
 
 from idp.db import db
@@ -160,15 +160,26 @@ def healthz() -> Response:
 
 
 def readyz() -> Response:
+    """Ready when the database answers, and Redis too when one is configured (server.redis_url):
+    without it the login forms' rate limits and lockouts fail, every login POST a 500."""
+    state = {"status": "ready", "database": "ok"}
     try:
         with db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as exc:  # any failure to reach the database means "not ready"
         log.warning("readiness check failed: %s", exc.__class__.__name__, extra={"fields": {"error": str(exc)[:300]}})
-        return Response(json.dumps({"status": "unavailable", "database": "unreachable"}), status=503,
-                        mimetype="application/json", headers={"Cache-Control": "no-store"})
-    return Response('{"status":"ready","database":"ok"}', mimetype="application/json",
-                    headers={"Cache-Control": "no-store"})
+        state = {"status": "unavailable", "database": "unreachable"}
+    redis = current_app.extensions.get("idp.redis")
+    if redis is not None:
+        try:
+            redis.ping()
+            state["redis"] = "ok"
+        except Exception as exc:  # any failure to reach Redis means "not ready" too
+            log.warning("readiness check failed: Redis %s", exc.__class__.__name__,
+                        extra={"fields": {"error": str(exc)[:300]}})
+            state.update(status="unavailable", redis="unreachable")
+    return Response(json.dumps(state, separators=(",", ":")), status=200 if state["status"] == "ready" else 503,
+                    mimetype="application/json", headers={"Cache-Control": "no-store"})
 
 
 def init_app(app: Flask, settings) -> None:

@@ -104,6 +104,30 @@ def test_readyz_503_json_when_database_unreachable(client, monkeypatch, tmp_path
     assert response.get_json() == {"status": "unavailable", "database": "unreachable"}
 
 
+def test_readyz_503_when_the_configured_redis_is_unreachable(client):
+    """Redis holds the login forms' rate limits and lockouts: without it every login POST fails,
+    while /readyz said ready."""
+    import redis
+
+    client.application.extensions["idp.redis"] = redis.Redis.from_url("redis://127.0.0.1:1/0",
+                                                                      socket_connect_timeout=1)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "unavailable", "database": "ok", "redis": "unreachable"}
+
+
+def test_readyz_names_redis_when_it_answers(client):
+    import os
+
+    import redis
+
+    url = os.environ.get("IDP_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("IDP_TEST_REDIS_URL is not set")
+    client.application.extensions["idp.redis"] = redis.Redis.from_url(url)
+    assert client.get("/readyz").get_json() == {"status": "ready", "database": "ok", "redis": "ok"}
+
+
 # ------------------------------------------------------------------ metrics
 
 def sample(text, name, **labels):
