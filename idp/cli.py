@@ -619,8 +619,13 @@ def keys_rotate(as_json: bool) -> None:
     from idp.oidc.keys import rotate
 
     # Added before rotate() commits, so the event lands in the rotation's transaction.
+    from idp.security.secrets import SecretError
+
     event = audit.record("signing_key.rotated", org_id=None, actor="cli", details={})
-    new_keys = rotate() or []
+    try:
+        new_keys = rotate() or []
+    except SecretError as exc:
+        raise CliError(str(exc)) from None
     if not isinstance(new_keys, list):
         new_keys = [new_keys]
     kids = [{"kid": k.kid, "alg": k.alg} for k in new_keys]

@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from idp.db import db, utcnow
 from idp.models import SigningKey
+from idp.security.secrets import SecretError
 from idp.security.tokens import random_token
 
 SUPPORTED_ALGS = ("ES256", "RS256")
@@ -91,9 +92,20 @@ def ensure_signing_key(actor: str | None = None) -> list[SigningKey]:
 
 
 def rotate(algs: tuple[str, ...] = SUPPORTED_ALGS) -> list[SigningKey]:
-    """Publish a new key per algorithm; retire the current ones after the publish delay."""
+    """Publish a new key per algorithm; retire the current ones after the publish delay.
+
+    Raises SecretError, changing nothing, when this process's encryption keys cannot open the
+    keys in use: a rotation run with another key ring seals new keys the servers cannot open,
+    and once they start signing every token request fails."""
     settings = _settings()
     now = utcnow()
+    ring = _keyring()
+    for row in db.session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
+        try:
+            ring.open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))
+        except SecretError as exc:
+            raise SecretError(f"these encryption keys cannot open signing key {row.kid} (sealed with "
+                              f"{row.secret_key_id!r}): run idp with the servers' security.encryption_keys") from exc
     delay = timedelta(seconds=int(settings.get("tokens.key_publish_delay", 0)))
     keep = timedelta(seconds=int(settings.get("tokens.id_token_ttl", 3600))
                      + int(settings.get("tokens.retired_key_grace", 0)))

@@ -438,6 +438,26 @@ def test_keys_rotate_secrets_reseals_under_a_new_key(database_url, idp):
     db.engine.dispose()
 
 
+def test_keys_rotate_refuses_a_key_ring_that_cannot_open_the_keys_in_use(sqlite_url, idp):
+    """Run with another ring, rotate sealed new keys the servers could not open: five minutes
+    later (the publish delay) every token request was a 500."""
+    import base64
+    import os
+
+    def key(name):
+        return f"{name}:" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+
+    k1, k3 = key("k1"), key("k3")
+    ok(idp("init", database_url=sqlite_url, env={"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k1}"]'}))
+    db = Db(sqlite_url)
+    before = db.rows(SigningKey)
+    refused(idp("keys", "rotate", database_url=sqlite_url, env={"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k3}"]'}),
+            "cannot open signing key", "'k1'")
+    assert db.rows(SigningKey) == before and not db.events("signing_key.rotated")
+    ok(idp("keys", "rotate", database_url=sqlite_url, env={"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k3}", "{k1}"]'}))
+    db.engine.dispose()
+
+
 # ---------------------------------------------------------------- factor, demo
 
 def test_factor_group_lists_plugin_commands(url, idp):
