@@ -344,12 +344,32 @@ def _create_app():
     from idp.factors.errors import FactorLoadError, FactorMisconfigured
 
     try:
-        return create_app()
+        app = create_app()
     except FactorMisconfigured as exc:
         # A factor plugin refused its settings (factors.NAME.*) as the app started.
         raise ConfigError(str(exc)) from exc
     except FactorLoadError as exc:  # a plugin that cannot be imported: its message names it
         raise CliError(str(exc)) from exc
+    _require_a_schema(app)
+    return app
+
+
+def _require_a_schema(app) -> None:
+    """Every command but `idp init` works on an initialised database. Run elsewhere (cron's empty
+    environment, a forgotten IDP_CONFIG) a command opened a new empty SQLite file in the instance
+    folder and failed on "no such table": name the database and the way out instead."""
+    context = click.get_current_context(silent=True)
+    if context is None or context.find_root().invoked_subcommand == "init":
+        return
+    from sqlalchemy import inspect
+
+    from idp.db import db
+
+    with app.app_context():
+        if not inspect(db.engine).has_table("users"):
+            url = db.engine.url.render_as_string(hide_password=True)
+            raise CliError(f"the database {url} has no schema: run `idp init` first, or point IDP_DATABASE_URL "
+                           "(or the IDP_CONFIG file) at the servers' database")
 
 
 @click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -540,3 +540,13 @@ def test_init_refuses_a_database_made_by_an_earlier_build_of_the_schema(sqlite_o
     with create_engine(sqlite_only_url).begin() as conn:
         conn.exec_driver_sql("ALTER TABLE users DROP COLUMN tokens_valid_after")
     refused(idp("init", database_url=sqlite_only_url), "earlier build", "users.tokens_valid_after", "recreate")
+
+
+def test_a_command_on_a_database_without_schema_says_to_run_init(sqlite_url, idp):
+    """Run from cron's empty environment (or with IDP_CONFIG forgotten), a command opened a new
+    empty SQLite file and failed on "no such table"."""
+    refused(idp("purge", database_url=sqlite_url), "has no schema", "idp init")
+    refused(idp("user", "add", "--org", "Acme", "--email", "a@example.com", "--password-stdin",
+                database_url=sqlite_url, input=PASSWORD + "\n"), "has no schema")
+    ok(idp("init", database_url=sqlite_url))
+    ok(idp("purge", database_url=sqlite_url))
