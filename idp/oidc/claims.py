@@ -55,7 +55,8 @@ def active_user(user_id: int | None, *, authenticated_at: int | None = None) -> 
         return None
     # Outside any transaction: the token endpoint reads the user, then writes its token alone.
     row = db.read_first(_ACTIVE_USER, {"user_id": user_id})
-    if row is None or not valid_after_sign_out(authenticated_at, row.tokens_valid_after):
+    if row is None or (authenticated_at is not None
+                       and not valid_after_sign_out(authenticated_at, row.tokens_valid_after)):
         return None
     return ClaimsUser.from_row(row)
 
