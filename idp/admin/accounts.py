@@ -1,17 +1,17 @@
 """Admin pages for accounts: a new user, and a user page's "Account" section.
 
-    GET/POST /admin/users/new              e-mail, name, role and a first password typed twice
-
+    GET/POST /admin/users/new             e-mail, name, role and a first password typed twice
     GET/POST /admin/users/<id>/disable    confirm, then disable: no login, every session and token ends
     GET/POST /admin/users/<id>/enable     confirm, then enable (the old sessions and tokens stay ended)
     GET/POST /admin/users/<id>/password   a new password typed twice; every session and token ends
     GET/POST /admin/users/<id>/role       make an administrator of the organization, or a user again
 
 Routes on the admin blueprint (imported at the bottom of views.py), behind the same
-`org_admin_required`, and a recent full login of the admin's (`recent_login_required`); the work and the audit events (`user.disabled`, `user.enabled`,
-`user.password_changed`, `user.role_changed`) are idp.users', which the `idp user` commands call too. An admin
-does none of this to their own account here: disabling it would lock them out, and their own
-password changes on their security page, where the current one is asked.
+`org_admin_required` and a recent full login of the admin's (`recent_login_required`). The
+work and the audit events (`user.created`, `user.disabled`, `user.enabled`,
+`user.password_changed`, `user.role_changed`) are idp.users', which the `idp user` commands
+call too. An admin does none of this to their own account here: disabling it would lock them
+out, and their own password changes on their security page, where the current one is asked.
 """
 from __future__ import annotations
 
@@ -22,10 +22,9 @@ from flask_babel import gettext as _
 
 from idp import users
 from idp.admin.access import org_admin_required, user_in_org
-from idp.admin.forms import ConfirmForm
+from idp.admin.forms import ConfirmForm, NewUserForm
 from idp.admin.views import bp
 from idp.db import db
-from idp.admin.forms import NewUserForm
 from idp.forms import NewPasswordForm
 from idp.login import session as login_session
 from idp.models import User
@@ -111,7 +110,7 @@ def _switch(user_id: int, *, disabled: bool):
         return _confirm(target, title, text, url_for(request.endpoint, user_id=target.id))
     try:
         changed = users.set_disabled(target, disabled, actor_id=g.admin.id, actor=g.admin.email)
-    except users.LastAdmin as exc:  # the other admin disabled this one's last peer meanwhile
+    except users.LastAdmin as exc:  # the organization's last other enabled admin (perhaps since the GET)
         db.session.rollback()
         flash(str(exc), "error")
         return redirect(url_for("admin.user", user_id=target.id))
