@@ -297,6 +297,7 @@ DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 # Both the rate limiter (limits) and the push wake-ups (redis-py) must understand the URL.
 REDIS_SCHEMES = ("redis", "rediss")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 def mail_goes_to_console(settings: Settings) -> bool:
@@ -418,3 +419,9 @@ def _check_production(settings: Settings) -> None:
     if mail_goes_to_console(settings):
         raise ConfigError("production refuses the console notifier, which writes one-time codes to the log: "
                           "set mail.host to an SMTP relay (IDP_MAIL__HOST)")
+    host = str(settings.get("mail.host") or "").strip().lower()
+    if not settings.get("mail.starttls") and host not in LOOPBACK_HOSTS:
+        # E-mailed recovery codes (and the SMTP password) would cross the network in clear.
+        raise ConfigError(f"production refuses sending one-time codes to {_named('mail.host')} {host!r} in "
+                          "clear: set mail.starttls = true (IDP_MAIL__STARTTLS), or relay through an MTA on "
+                          "localhost")

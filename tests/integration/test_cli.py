@@ -377,7 +377,7 @@ def test_client_add_accepts_container_names_ip_literals_and_punycode(sqlite_only
 def test_production_accepts_http_redirect_uris_only_on_loopback(sqlite_url, idp):
     """RFC 9700 2.1: https, but for a native app's loopback server (RFC 8252 7.3)."""
     env = {"IDP_ENV": "production", "IDP_ISSUER": "https://idp.example", "IDP_SECRET_KEY": "s" * 40,
-           "IDP_SECURITY__ENCRYPTION_KEYS": '["k1:' + "A" * 43 + '"]', "IDP_MAIL__HOST": "smtp.internal",
+           "IDP_SECURITY__ENCRYPTION_KEYS": '["k1:' + "A" * 43 + '"]', "IDP_MAIL__HOST": "smtp.internal", "IDP_MAIL__STARTTLS": "true",
            "IDP_SECURITY__ARGON2_MEMORY_COST": "7168", "IDP_SECURITY__ARGON2_TIME_COST": "5"}
     ok(idp("init", database_url=sqlite_url, env=env))
     refused(idp("client", "add", "--name", "App", "--redirect-uri", "http://app.example/cb", database_url=sqlite_url,
@@ -506,7 +506,7 @@ def test_demo_seed_records_a_change_of_the_clients_uris(url, idp, db, tmp_path):
 
 def test_demo_seed_is_refused_in_production(sqlite_url, idp):
     env = {"IDP_ENV": "production", "IDP_ISSUER": "https://idp.example", "IDP_SECRET_KEY": "s" * 40,
-           "IDP_SECURITY__ENCRYPTION_KEYS": '["k1:' + "A" * 43 + '"]', "IDP_MAIL__HOST": "smtp.internal",
+           "IDP_SECURITY__ENCRYPTION_KEYS": '["k1:' + "A" * 43 + '"]', "IDP_MAIL__HOST": "smtp.internal", "IDP_MAIL__STARTTLS": "true",
            # production refuses the fixture's fast argon2: the cheapest row of OWASP's table
            "IDP_SECURITY__ARGON2_MEMORY_COST": "7168", "IDP_SECURITY__ARGON2_TIME_COST": "5"}
     ok(idp("init", database_url=sqlite_url, env=env))

@@ -7,7 +7,7 @@ import pytest
 from idp.config import ConfigError, load_settings
 
 PRODUCTION = {"IDP_ENV": "production", "IDP_ISSUER": "https://idp.example", "IDP_SECRET_KEY": "s" * 40,
-              "IDP_SECURITY__ENCRYPTION_KEYS": "k1:" + "A" * 43, "IDP_MAIL__HOST": "smtp.internal",
+              "IDP_SECURITY__ENCRYPTION_KEYS": "k1:" + "A" * 43, "IDP_MAIL__HOST": "smtp.internal", "IDP_MAIL__STARTTLS": "true",
               "IDP_DATABASE_URL": "sqlite://"}
 
 
@@ -311,3 +311,18 @@ def test_production_accepts_each_row_of_owasps_argon2_table(memory, passes):
 
 def test_development_keeps_fast_argon2_for_tests_and_demos():
     assert settings(IDP_SECURITY__ARGON2_MEMORY_COST="1024", IDP_SECURITY__ARGON2_TIME_COST="1")
+
+
+@pytest.mark.parametrize("host, starttls, refused", [
+    ("smtp.internal", "false", True), ("smtp.internal", "true", False),
+    ("localhost", "false", False), ("127.0.0.1", "false", False),     # a local MTA relays on
+])
+def test_production_refuses_mailing_codes_in_clear_to_a_remote_relay(host, starttls, refused):
+    """E-mailed recovery codes (and the SMTP password) crossed the network in clear: starttls
+    is off by default."""
+    environ = dict(PRODUCTION, IDP_MAIL__HOST=host, IDP_MAIL__STARTTLS=starttls)
+    if refused:
+        with pytest.raises(ConfigError, match="IDP_MAIL__STARTTLS"):
+            load_settings(environ=environ)
+    else:
+        assert load_settings(environ=environ).production
