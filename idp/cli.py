@@ -31,6 +31,8 @@ import click
 from flask import current_app
 from flask.cli import ScriptInfo, with_appcontext
 
+from idp.security.origins import LOOPBACK_HOSTS, is_ip_address
+
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 DEFAULT_GRANT_TYPES = ("authorization_code", "refresh_token")
 ID_TOKEN_ALGS = ("ES256", "RS256")
@@ -55,16 +57,13 @@ class CliError(click.ClickException):
 # --------------------------------------------------------------------------- input checks
 
 def normalise_email(raw: str) -> str:
-    """Strip and lowercase an e-mail address; raise CliError unless it looks deliverable."""
-    from idp.users import AccountRefused, normalised_email
+    """Strip and lowercase an e-mail address; idp.users.AccountRefused unless it looks deliverable
+    (main prints it as any refusal)."""
+    from idp.users import normalised_email
 
-    try:
-        return normalised_email(raw)
-    except AccountRefused as exc:
-        raise CliError(str(exc)) from None
+    return normalised_email(raw)
 
 
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # A host name's label as browsers resolve them: a DNS label, underscores allowed (container names).
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
@@ -99,14 +98,7 @@ def check_redirect_uri(uri: str, what: str = "redirect URI") -> str:
 def _reachable_host(host: str) -> bool:
     """A DNS name (letters, digits, hyphens; an internationalised name in its xn-- form) or an IP literal:
     never a wildcard or a pattern, which exact matching would keep as text no browser is sent to."""
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        labels = host.rstrip(".").split(".")
-        return all(_HOST_LABEL.match(label) for label in labels)
+    return is_ip_address(host) or all(_HOST_LABEL.match(label) for label in host.rstrip(".").split("."))
 
 
 def _production() -> bool:
@@ -204,10 +196,7 @@ def add_user(org_name: str, email: str, password: str, name: str = "", admin: bo
     from idp import users
 
     org = find_org(org_name)
-    try:
-        return users.create(org.id, email, password, name=name, role="admin" if admin else "user", actor="cli")
-    except users.AccountRefused as exc:
-        raise CliError(str(exc)) from None
+    return users.create(org.id, email, password, name=name, role="admin" if admin else "user", actor="cli")
 
 
 def add_client(name: str, redirect_uris: Iterable[str], *, public: bool = False, first_party: bool = False,
@@ -512,10 +501,7 @@ def user_set_password(email: str, password_stdin: bool) -> None:
     target = existing_user(email)  # before reading stdin, so a typo does not eat the password
     if not password_stdin:
         raise CliError("a password is required: pass --password-stdin and write it on stdin")
-    try:
-        ended = users.set_password(target, read_secret_from_stdin(), actor="cli")
-    except users.PasswordRefused as exc:
-        raise CliError(str(exc)) from None
+    ended = users.set_password(target, read_secret_from_stdin(), actor="cli")
     commit()
     click.echo(f"new password for {target.email}; {_ended(ended)}")
 
@@ -546,10 +532,7 @@ def user_set_role(email: str, role: str) -> None:
     from idp import users
 
     target = existing_user(email)
-    try:
-        changed = users.set_role(target, role, actor="cli")
-    except users.LastAdmin as exc:
-        raise CliError(str(exc)) from None
+    changed = users.set_role(target, role, actor="cli")
     commit()
     click.echo(f"{target.email} is now {'an admin' if role == 'admin' else 'a user'}" if changed
                else f"{target.email} already was {'an admin' if role == 'admin' else 'a user'}")
@@ -559,10 +542,7 @@ def _set_disabled(email: str, disabled: bool) -> None:
     from idp import users
 
     target = existing_user(email)
-    try:
-        ended = users.set_disabled(target, disabled, actor="cli")
-    except users.LastAdmin as exc:
-        raise CliError(str(exc)) from None
+    ended = users.set_disabled(target, disabled, actor="cli")
     commit()
     if ended is None:
         click.echo(f"{target.email} was already disabled" if disabled else f"{target.email} was not disabled")
@@ -829,6 +809,7 @@ def main(argv: list[str] | None = None) -> None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from idp.config import ConfigError
+    from idp.users import AccountRefused
 
     try:
         code = cli.main(args=argv, prog_name="idp", standalone_mode=False)
@@ -843,6 +824,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         click.echo(f"idp: error: configuration: {_one_line(exc)}", err=True)
+        sys.exit(1)
+    except AccountRefused as exc:  # idp.users' refusals (a bad e-mail or password, the last admin)
+        click.echo(f"idp: error: {_one_line(exc)}", err=True)
         sys.exit(1)
     except SQLAlchemyError as exc:
         detail = getattr(exc, "orig", None) or exc

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from idp import config_ranges
+from idp.security.origins import LOOPBACK_HOSTS
 
 # idp/default.toml links to config/default.toml, so a wheel carries the documented defaults.
 DEFAULT_FILE = Path(__file__).resolve().parent / "default.toml"
@@ -297,7 +298,6 @@ DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 # Both the rate limiter (limits) and the push wake-ups (redis-py) must understand the URL.
 REDIS_SCHEMES = ("redis", "rediss")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 def mail_goes_to_console(settings: Settings) -> bool:

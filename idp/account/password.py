@@ -12,7 +12,7 @@ otherwise): the user signs in again with the new password, second factor include
 """
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import PasswordField
@@ -21,7 +21,7 @@ from wtforms.validators import DataRequired, Length
 from idp import users
 from idp.account.views import bp
 from idp.db import db
-from idp.extensions import limiter
+from idp.extensions import limiter, login_posts_per_ip
 from idp.factors import directory
 from idp.forms import NewPasswordForm
 from idp.login import session as login_session
@@ -33,13 +33,9 @@ class ChangePasswordForm(NewPasswordForm):
                             render_kw={"autocomplete": "current-password"})
 
 
-def _login_posts_per_ip() -> str:
-    return current_app.extensions["idp.settings"].get("ratelimit.login_posts_per_ip", "60 per minute")
-
-
 @bp.route("/password", methods=["GET", "POST"])
 @login_session.login_required
-@limiter.limit(_login_posts_per_ip, methods=["POST"])
+@limiter.limit(login_posts_per_ip, methods=["POST"])
 def change_password():
     user = login_session.current_user()
     form = ChangePasswordForm()

@@ -74,6 +74,13 @@ def _not_yourself(target: User):
     return None
 
 
+def _refused(target: User, refusal: users.AccountRefused):
+    """Back to the user's page, saying why nothing changed."""
+    db.session.rollback()
+    flash(str(refusal), "error")
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
 def _confirm(target: User, title: str, text: str, action: str, fields: dict | None = None):
     return render_template("admin/confirm.html", org=g.org, target=target, form=ConfirmForm(), title=title,
                            text=text, action=action, fields=fields or {}), 200 if request.method == "GET" else 400
@@ -111,9 +118,7 @@ def _switch(user_id: int, *, disabled: bool):
     try:
         changed = users.set_disabled(target, disabled, actor_id=g.admin.id, actor=g.admin.email)
     except users.LastAdmin as exc:  # the organization's last other enabled admin (perhaps since the GET)
-        db.session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("admin.user", user_id=target.id))
+        return _refused(target, exc)
     db.session.commit()
     done = _("The account is disabled.") if disabled else _("The account is enabled.")
     flash(done if changed is not None else _("Nothing to change."), "success")
@@ -143,9 +148,7 @@ def change_role(user_id: int):
     try:
         changed = users.set_role(target, request.form["role"], actor_id=g.admin.id, actor=g.admin.email)
     except users.LastAdmin as exc:
-        db.session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("admin.user", user_id=target.id))
+        return _refused(target, exc)
     db.session.commit()
     flash(_("Saved.") if changed else _("Nothing to change."), "success")
     return redirect(url_for("admin.user", user_id=target.id))

@@ -33,7 +33,7 @@ from idp.factors.contract import Factor, validate_class
 from idp.factors.errors import FactorLoadError, FactorMisconfigured, FactorNotFound
 from idp.factors.store import CredentialStore
 from idp.factors.types import AttemptContext, CredentialInfo, Description, FactorKind, FactorUrls, UserRef
-from idp.security.origins import browser_origin
+from idp.security.origins import browser_origin, is_ip_address
 
 GROUP = "idp.factors"
 EXTENSION_KEY = "idp.factors"
@@ -192,7 +192,7 @@ class FactorRegistry:
         rp_id, origin = self.rp_id_and_origin()
         host = urlsplit(origin).hostname or ""
         # A suffix of a name only (never of an IP address), and never a bare top-level domain.
-        within = host == rp_id or (host.endswith("." + rp_id) and "." in rp_id and not _is_ip(host))
+        within = host == rp_id or (host.endswith("." + rp_id) and "." in rp_id and not is_ip_address(host))
         if not rp_id or not within:
             raise FactorMisconfigured(f"factors.webauthn.rp_id {rp_id!r} must be the origin's host {host!r} or a "
                                       f"domain it belongs to (factors.webauthn.origin, else the issuer)")
@@ -230,16 +230,6 @@ class FactorRegistry:
             return 0
         codes = self.store.for_factor(RECOVERY_CODES)
         return sum(1 for code in codes.list(user) if self.remove_credential(user, code.id) is not None)
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
 
 
 def init_app(app: Flask, settings) -> FactorRegistry:

@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp.db import db, utcnow
+from idp.factors.directory import lock_user
 from idp.factors.errors import CredentialConflict, SecretUnavailable
 from idp.factors.types import CredentialInfo, FactorKind, UserRef
 from idp.models import Credential, User
@@ -62,12 +63,6 @@ def to_info(row: Credential) -> CredentialInfo:
 
 
 LABEL_MAX = 200  # characters of Credential.label
-
-
-def _lock_user(user_id: int) -> None:
-    """Hold the user's row until the transaction ends (PostgreSQL: FOR UPDATE; SQLite: every write
-    transaction already holds the write lock)."""
-    db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
 # The session keeps objects across commits (expire_on_commit=False) and the gates update rows with
@@ -218,7 +213,7 @@ class CredentialStore:
         _forget_live_rows()
         label = display_text(label or "")[:LABEL_MAX]
         if label:
-            _lock_user(user_id)  # two devices registering at once must not both take the free name
+            lock_user(user_id)  # two devices registering at once must not both take the free name
             label = self.distinct_label(user_id, label, factor=name)
         row = Credential(user_id=user_id, factor=name, label=label,
                          public_json=dict(public or {}), lookup_key=lookup_key, counter=counter,
@@ -252,7 +247,7 @@ class CredentialStore:
         # factors enrolled at once): under READ COMMITTED the second one's UPDATE would not see the
         # set the first one inserts and would leave it live beside its own. Waiting on the user's
         # row, it retires that set too. (SQLite: the transaction already holds the write lock.)
-        _lock_user(user_id)
+        lock_user(user_id)
         # Retire (not delete) the old set: ids stay unique over time, so an id remembered in a stale
         # login state can never designate a new code, and the history stays for the audit trail.
         stamp = now or utcnow()

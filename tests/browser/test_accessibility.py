@@ -204,6 +204,15 @@ def submit(tab, selector: str) -> None:
         tab.locator(selector).evaluate("e => e.form.requestSubmit()")
 
 
+def submit_unchecked(tab, values: dict[str, str]) -> None:
+    """Fill the fields (selector -> value) and post their form with the browser's own validation
+    off, as a browser without it would: the server's error is what is checked."""
+    tab.evaluate("() => { for (const form of document.forms) form.noValidate = true; }")
+    for selector, value in values.items():
+        tab.fill(selector, value)
+    submit(tab, selector)
+
+
 def test_sign_in_error_and_plain_pages(chromium, audit, live_server, seeded, rp_factory):
     in_own_browser(chromium, audit, lambda new_tab: walk_sign_in(audit, new_tab, live_server, seeded, rp_factory))
 
@@ -273,11 +282,8 @@ def walk_account(audit, new_tab, live_server, seeded, rp_factory):
     # The password change: its page, then a wrong current password (browser validation off).
     tab.goto(f"{base}/account/password")
     audit.check(tab, "account-password")
-    tab.evaluate("() => { for (const form of document.forms) form.noValidate = true; }")
-    tab.fill("#current", "not my password")
-    tab.fill("#password", "a brand new passphrase")
-    tab.fill("#confirm", "a brand new passphrase")
-    submit(tab, "#confirm")
+    submit_unchecked(tab, {"#current": "not my password", "#password": "a brand new passphrase",
+                           "#confirm": "a brand new passphrase"})
     audit.check(tab, "account-password-wrong")
     assert_error_linked(tab, "account-password-wrong", "#current")
     tab.goto(f"{base}/account/security")
@@ -369,9 +375,7 @@ def walk_admin(audit, new_tab, live_server, seeded):
         assert tab.locator("table.distribution .shield .sr-only").nth(i).inner_text().strip()
 
     # A field's error (browser validation off, as for a browser without it).
-    tab.evaluate("() => { for (const form of document.forms) form.noValidate = true; }")
-    tab.fill("#grace_days", "999")
-    submit(tab, "#grace_days")
+    submit_unchecked(tab, {"#grace_days": "999"})
     audit.check(tab, "admin-security-grace-error")
     assert_error_linked(tab, "admin-security-grace-error", "#grace_days")
 
@@ -380,11 +384,8 @@ def walk_admin(audit, new_tab, live_server, seeded):
 
     tab.goto(f"{base}/admin/users/new")
     audit.check(tab, "admin-new-user")
-    tab.evaluate("() => { for (const form of document.forms) form.noValidate = true; }")
-    tab.fill("#email", "not an address")
-    tab.fill("#password", "a brand new passphrase")
-    tab.fill("#confirm", "a brand new passphrase")
-    submit(tab, "#confirm")
+    submit_unchecked(tab, {"#email": "not an address", "#password": "a brand new passphrase",
+                           "#confirm": "a brand new passphrase"})
     audit.check(tab, "admin-new-user-error")
     assert_error_linked(tab, "admin-new-user-error", "#email")
     tab.goto(f"{user_url}/password")

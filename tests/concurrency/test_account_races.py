@@ -7,16 +7,9 @@ import pytest
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, password_login, seed
-from test_factor_races import _at_once, _pg_server
+from test_factor_races import _at_once
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
-
-
-@pytest.fixture
-def pg_server(postgres_url):
-    server = _pg_server(postgres_url, {})
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize("action", ["role", "disable"])

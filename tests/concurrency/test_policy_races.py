@@ -6,16 +6,9 @@ import pytest
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, seed
-from test_factor_races import _at_once, _pg_server
+from test_factor_races import _at_once
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
-
-
-@pytest.fixture
-def pg_server(postgres_url):
-    server = _pg_server(postgres_url, {})
-    yield server
-    server.stop()
 
 
 def test_the_last_grace_login_is_spent_once(pg_server):
