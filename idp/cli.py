@@ -21,21 +21,14 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import re
 import sys
 from pathlib import Path
-from typing import Any, Iterable
-from urllib.parse import urlsplit
+from typing import Any, Iterator
 
 import click
 from flask import current_app
 from flask.cli import ScriptInfo, with_appcontext
 
-from idp.security.origins import LOOPBACK_HOSTS, is_ip_address
-
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
-DEFAULT_GRANT_TYPES = ("authorization_code", "refresh_token")
-ID_TOKEN_ALGS = ("ES256", "RS256")
 
 # Top-level command groups that live in other packages: name -> (module, attribute).
 # Imported on first use; if the module is missing the command is simply absent.
@@ -64,58 +57,13 @@ def normalise_email(raw: str) -> str:
     return normalised_email(raw)
 
 
-# A host name's label as browsers resolve them: a DNS label, underscores allowed (container names).
-_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
-
-
-def check_redirect_uri(uri: str, what: str = "redirect URI") -> str:
-    """An absolute http(s) URI with a host a browser can reach, no credentials and no fragment
-    (OAuth 2.0 section 3.1.2); in production https, but for a loopback address (RFC 9700 2.1,
-    RFC 8252 7.3: a native app's local server)."""
-    try:
-        parts = urlsplit(uri)
-        parts.port  # noqa: B018  (raises ValueError on a malformed port)
-    except ValueError:
-        raise CliError(f"invalid {what} {uri!r}: not a URI") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CliError(f"invalid {what} {uri!r}: must be an absolute http(s) URI")
-    if parts.fragment or uri.endswith("#"):
-        raise CliError(f"invalid {what} {uri!r}: must not contain a fragment")
-    if any(ch.isspace() for ch in uri):
-        raise CliError(f"invalid {what} {uri!r}: must not contain spaces")
-    if "@" in parts.netloc:
-        # https://app.example@evil.example/ reads as app.example to a person and goes to evil.example.
-        raise CliError(f"invalid {what} {uri!r}: must not contain a user name or password")
-    if not _reachable_host(parts.hostname):
-        raise CliError(f"invalid {what} {uri!r}: {parts.hostname!r} is not a host name or IP address "
-                       "(an internationalised name goes in its xn-- form)")
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS and _production():
-        raise CliError(f"invalid {what} {uri!r}: production accepts http only for localhost, 127.0.0.1 "
-                       "and [::1]: use https")
-    return uri
-
-
-def _reachable_host(host: str) -> bool:
-    """A DNS name (letters, digits, hyphens; an internationalised name in its xn-- form) or an IP literal:
-    never a wildcard or a pattern, which exact matching would keep as text no browser is sent to."""
-    return is_ip_address(host) or all(_HOST_LABEL.match(label) for label in host.rstrip(".").split("."))
-
-
-def _production() -> bool:
-    try:
-        return current_app.extensions["idp.settings"].production
-    except (RuntimeError, KeyError):  # no app (a unit test of the check alone): development rules
-        return False
-
-
 def check_name(raw: str, what: str, max_length: int = 200) -> str:
+    from idp.security.text import name_problem
+
     name = (raw or "").strip()
-    if not name:
-        raise CliError(f"{what} must not be empty")
-    if len(name) > max_length:
-        raise CliError(f"{what} is longer than {max_length} characters")
-    if any(not ch.isprintable() for ch in name):
-        raise CliError(f"{what} must not contain control characters")
+    problem = name_problem(name, max_length)
+    if problem:
+        raise CliError(f"{what} {problem}")
     return name
 
 
@@ -136,6 +84,19 @@ def read_secret_from_stdin(what: str = "password", confirm: bool = True) -> str:
 
 def emit_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=None, sort_keys=True, default=str))
+
+
+def emit_listing(documents: list[dict], as_json: bool, lines_of, empty: str) -> None:
+    """What a `list` command prints: one JSON array with --json; else each document's text
+    lines (`lines_of(document)`), or `empty` when there is none."""
+    if as_json:
+        emit_json(documents)
+        return
+    if not documents:
+        click.echo(empty)
+    for document in documents:
+        for line in lines_of(document):
+            click.echo(line)
 
 
 # --------------------------------------------------------------------------- database operations
@@ -176,6 +137,35 @@ def existing_user(raw_email: str):
     return found
 
 
+def organizations_with_user_counts() -> list[dict]:
+    """Every organization, by name, with its number of users: one statement."""
+    from sqlalchemy import func, select
+
+    from idp.models import Organization, User
+
+    rows = _session().execute(
+        select(Organization.id, Organization.name, Organization.require_2fa, func.count(User.id))
+        .outerjoin(User, User.org_id == Organization.id)
+        .group_by(Organization.id, Organization.name, Organization.require_2fa).order_by(Organization.name))
+    return [{"id": id_, "name": name, "users": count, "require_2fa": bool(require_2fa)}
+            for id_, name, require_2fa, count in rows]
+
+
+def users_of(org) -> Iterator:
+    """The organization's users in the order they were created, with the 2FA status the policy
+    computes: the admin pages' query (idp.admin.queries), a large page at a time."""
+    from idp.admin.queries import users_page
+    from idp.policy.status import today_utc
+
+    today, after = today_utc(), None
+    while True:
+        page = users_page(org, today=today, after=after, limit=1000)
+        yield from page.rows
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
 def add_org(name: str):
     from sqlalchemy import select
 
@@ -197,74 +187,6 @@ def add_user(org_name: str, email: str, password: str, name: str = "", admin: bo
 
     org = find_org(org_name)
     return users.create(org.id, email, password, name=name, role="admin" if admin else "user", actor="cli")
-
-
-def add_client(name: str, redirect_uris: Iterable[str], *, public: bool = False, first_party: bool = False,
-               post_logout_redirect_uris: Iterable[str] = (), grant_types: Iterable[str] = (),
-               id_token_alg: str | None = None) -> tuple[Any, str | None]:
-    """Register a client; returns (row, plaintext secret or None). Only the secret's SHA-256 is stored."""
-    from idp import audit
-    from idp.models import Client
-    from idp.security.tokens import random_token, sha256_hex
-
-    name = check_name(name, "the client name")
-    grants = list(dict.fromkeys(grant_types or DEFAULT_GRANT_TYPES))
-    for grant in grants:
-        if grant not in GRANT_TYPES:
-            raise CliError(f"unknown grant type {grant!r} (choose from {', '.join(GRANT_TYPES)})")
-    if "refresh_token" in grants and "authorization_code" not in grants:
-        raise CliError("grant type refresh_token needs authorization_code")
-    if public and "client_credentials" in grants:
-        raise CliError("a public client cannot use client_credentials (it has no secret)")
-    uris = list(dict.fromkeys(check_redirect_uri(u) for u in redirect_uris))
-    if "authorization_code" in grants and not uris:
-        raise CliError("at least one --redirect-uri is required for authorization_code")
-    logout_uris = list(dict.fromkeys(check_redirect_uri(u, "post-logout redirect URI")
-                                     for u in post_logout_redirect_uris))
-    settings = current_app.extensions["idp.settings"]
-    alg = (id_token_alg or settings.get("tokens.default_id_token_alg") or "ES256").upper()
-    if alg not in ID_TOKEN_ALGS:
-        raise CliError(f"unsupported ID token algorithm {alg!r} (choose from {', '.join(ID_TOKEN_ALGS)})")
-
-    secret = None if public else random_token(32)
-    client = Client(client_id=random_token(18), secret_hash=sha256_hex(secret) if secret else None,
-                    name=name, redirect_uris=uris, post_logout_redirect_uris=logout_uris, grant_types=grants,
-                    public=public, first_party=first_party, id_token_alg=alg)
-    _session().add(client)
-    _session().flush()
-    audit.record("client.created", org_id=None, actor="cli", subject_id=client.id, details=client_settings(client))
-    return client, secret
-
-
-# The client authentication methods of RFC 7591 that the token endpoint knows.
-TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
-
-
-def client_settings(client) -> dict:
-    """A client's registration as its audit events record it: everything that decides who may
-    obtain tokens through it and how (an admin reading the log must be able to tell what was
-    created or changed). The accepted authentication methods are asked of the protocol code."""
-    from idp.oidc.adapters import OAuthClient
-
-    protocol = OAuthClient(client)
-    return {"client_id": client.client_id, "name": client.name, "public": client.public,
-            "first_party": client.first_party,
-            "token_endpoint_auth_methods": [m for m in TOKEN_AUTH_METHODS
-                                            if protocol.check_endpoint_auth_method(m, "token")],
-            "grant_types": list(client.grant_types), "redirect_uris": list(client.redirect_uris),
-            "post_logout_redirect_uris": list(client.post_logout_redirect_uris), "scope": client.scope,
-            "id_token_alg": client.id_token_alg}
-
-
-def record_client_update(client, before: dict) -> None:
-    """`client.updated` with what changed (`{setting: {"from": ..., "to": ...}}`), if anything did."""
-    from idp import audit
-
-    after = client_settings(client)
-    changes = {key: {"from": before[key], "to": value} for key, value in after.items() if before.get(key) != value}
-    if changes:
-        audit.record("client.updated", org_id=None, actor="cli", subject_id=client.id,
-                     details={"client_id": client.client_id, "changes": changes})
 
 
 def commit() -> None:
@@ -459,6 +381,17 @@ def org_add(name: str, as_json: bool) -> None:
         click.echo(f"created organization {row.name!r} (id {row.id})")
 
 
+@org.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@with_appcontext
+def org_list(as_json: bool) -> None:
+    """List the organizations: name, id, number of users, whether 2FA is required for everyone."""
+    emit_listing(organizations_with_user_counts(), as_json, lambda doc: [
+        f"{doc['name']}  (id {doc['id']})  {doc['users']} user(s)  "
+        f"2FA required for everyone: {'on' if doc['require_2fa'] else 'off'}"],
+        empty="no organizations: create one with `idp org add`")
+
+
 # --- users
 
 @cli.group()
@@ -538,6 +471,23 @@ def user_set_role(email: str, role: str) -> None:
                else f"{target.email} already was {'an admin' if role == 'admin' else 'a user'}")
 
 
+@user.command("list")
+@click.option("--org", "org_name", required=True, help="Name of the organization.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@with_appcontext
+def user_list(org_name: str, as_json: bool) -> None:
+    """List an organization's users: e-mail, name, role, disabled, 2FA status, creation time."""
+    from idp.factors.cli import iso_utc
+
+    documents = [{"email": row.email, "name": row.name, "role": row.role, "disabled": row.disabled,
+                  "two_factor_status": row.status.value, "created_at": iso_utc(row.created_at)}
+                 for row in users_of(find_org(org_name))]
+    emit_listing(documents, as_json, lambda doc: [
+        "  ".join([doc["email"], doc["role"], "disabled" if doc["disabled"] else "enabled",
+                   f"2FA {doc['two_factor_status']}", f"created {doc['created_at']}", doc["name"]]).rstrip()],
+        empty=f"no users in {org_name.strip()!r}")
+
+
 def _set_disabled(email: str, disabled: bool) -> None:
     from idp import users
 
@@ -575,14 +525,129 @@ def client() -> None:
 @with_appcontext
 def client_add(name, redirect_uris, public, first_party, logout_uris, grant_types, id_token_alg) -> None:
     """Register a client; prints JSON {"client_id", "client_secret"} (no secret for --public)."""
-    row, secret = add_client(name, redirect_uris, public=public, first_party=first_party,
-                             post_logout_redirect_uris=logout_uris, grant_types=grant_types,
-                             id_token_alg=id_token_alg)
+    from idp import clients
+
+    row, secret = clients.register(clients.Registration(
+        name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=logout_uris, grant_types=grant_types,
+        public=public, first_party=first_party, id_token_alg=id_token_alg))
     commit()
     document = {"client_id": row.client_id}
     if secret is not None:
         document["client_secret"] = secret
     emit_json(document)
+
+
+@client.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the registrations.")
+@with_appcontext
+def client_list(as_json: bool) -> None:
+    """List every client: id, type, first or third party, grant types, redirect URIs, creation time."""
+    from idp import clients
+
+    emit_listing([_client_document(row) for row in clients.all_clients()], as_json, lambda doc: [
+        "  ".join([doc["client_id"], "public" if doc["public"] else "confidential",
+                   "first-party" if doc["first_party"] else "third-party", f"created {doc['created_at']}",
+                   doc["name"]]),
+        f"    grant types: {_setting_text(doc['grant_types'])}",
+        f"    redirect URIs: {_setting_text(doc['redirect_uris'])}"],
+        empty="no clients: register one with `idp client add`")
+
+
+@client.command("show")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the registration as JSON.")
+@with_appcontext
+def client_show(client_id: str, as_json: bool) -> None:
+    """One client's whole registration (never a secret: only its SHA-256 is stored)."""
+    from idp import clients
+
+    document = _client_document(clients.find(client_id))
+    if as_json:
+        emit_json(document)
+        return
+    width = max(len(key) for key in document)
+    for key, value in document.items():
+        click.echo(f"{key:<{width}}  {_setting_text(value)}")
+
+
+def _client_document(row) -> dict:
+    """A client as `idp client list | show` print it: the registration its audit events record,
+    and when it was created."""
+    from idp.clients import client_settings
+    from idp.factors.cli import iso_utc
+
+    return {**client_settings(row), "created_at": iso_utc(row.created_at)}
+
+
+@client.command("update")
+@click.argument("client_id")
+@click.option("--name", default=None, help="Name shown on the consent page.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True,
+              help="Exact redirect URI (repeatable; replaces the registered list).")
+@click.option("--post-logout-redirect-uri", "logout_uris", multiple=True,
+              help="Where RP-initiated logout may return (repeatable; replaces the registered list).")
+@click.option("--first-party/--third-party", "first_party", default=None,
+              help="Skip the consent page for this client, or show it again.")
+@click.option("--grant-type", "grant_types", multiple=True,
+              help="authorization_code | refresh_token | client_credentials (repeatable; replaces the list).")
+@click.option("--id-token-alg", default=None, help="ES256 or RS256.")
+@with_appcontext
+def client_update(client_id, name, redirect_uris, logout_uris, first_party, grant_types, id_token_alg) -> None:
+    """Change a client's registration, checked as `add` checks it; prints what changed.
+
+    Workers keep a client they read for `tokens.client_cache_ttl` seconds (default 5): a
+    worker may go by the old settings for that long."""
+    from idp import clients
+
+    row = clients.find(client_id, for_update=True)
+    changes = clients.change(row, name=name, redirect_uris=redirect_uris or None,
+                             post_logout_redirect_uris=logout_uris or None, first_party=first_party,
+                             grant_types=grant_types or None, id_token_alg=id_token_alg)
+    commit()
+    if not changes:
+        click.echo(f"client {row.client_id} already had these settings")
+    for setting, change in changes.items():
+        click.echo(f"{setting}: {_setting_text(change['from'])} -> {_setting_text(change['to'])}")
+
+
+def _setting_text(value) -> str:
+    """A registration's setting on one line: a list comma-separated ("-" when empty)."""
+    return (", ".join(value) or "-") if isinstance(value, list) else str(value)
+
+
+@client.command("rotate-secret")
+@click.argument("client_id")
+@with_appcontext
+def client_rotate_secret(client_id: str) -> None:
+    """Give a confidential client a new secret; prints JSON {"client_id", "client_secret"} once.
+
+    The new secret works at once. The old one stops working within `tokens.client_cache_ttl`
+    seconds (default 5): workers keep a client they read for that long."""
+    from idp import clients
+
+    row = clients.find(client_id, for_update=True)
+    secret = clients.rotate_secret(row)
+    commit()
+    emit_json({"client_id": row.client_id, "client_secret": secret})
+
+
+@client.command("remove")
+@click.argument("client_id")
+@with_appcontext
+def client_remove(client_id: str) -> None:
+    """Delete a client with its codes, tokens and remembered consents; its logins in progress end.
+
+    Workers keep a client they read for `tokens.client_cache_ttl` seconds (default 5): for that
+    long one may still serve it as before (docs/operations.md, "Clients")."""
+    from idp import clients
+
+    row = clients.find(client_id, for_update=True)
+    name = row.name
+    ended = clients.remove(row)
+    commit()
+    click.echo(f"removed client {client_id.strip()} ({name}): {ended['tokens_deleted']} token(s), "
+               f"{ended['codes_deleted']} code(s), {ended['consents_deleted']} consent(s) deleted, "
+               f"{ended['logins_ended']} login(s) in progress ended")
 
 
 # --- signing keys and secrets at rest
@@ -599,15 +664,10 @@ def keys_list(as_json: bool) -> None:
     """List signing keys with their status (published, active, retired, removed)."""
     from idp.oidc.keys import list_keys
 
-    rows = list_keys()
-    if as_json:
-        emit_json(rows)
-        return
-    if not rows:
-        click.echo("no signing keys: run `idp init`")
-    for row in rows:
-        click.echo("  ".join([row["kid"], row["alg"], row["status"], f"created {row['created_at']}",
-                              f"retired {row['retired_at'] or '-'}", f"remove after {row['remove_after'] or '-'}"]))
+    emit_listing(list_keys(), as_json, lambda row: [
+        "  ".join([row["kid"], row["alg"], row["status"], f"created {row['created_at']}",
+                   f"retired {row['retired_at'] or '-'}", f"remove after {row['remove_after'] or '-'}"])],
+        empty="no signing keys: run `idp init`")
 
 
 @keys.command("rotate")
@@ -737,13 +797,14 @@ def demo_seed(rp_url: str, rp_config: Path | None, as_json: bool) -> None:
     """Create (or find) the demo organization, an admin, a user and the demo client. Idempotent."""
     from sqlalchemy import select
 
+    from idp import clients
     from idp.models import Client, Organization
-    from idp.security.tokens import matches_hash, random_token, sha256_hex
+    from idp.security.tokens import matches_hash
 
     app = current_app._get_current_object()
     if app.extensions["idp.settings"].production:
         raise CliError("refusing to seed demo accounts with known passwords when IDP_ENV=production")
-    rp_url = check_redirect_uri(rp_url.rstrip("/"), "RP URL")
+    rp_url = clients.check_redirect_uri(rp_url.rstrip("/"), "RP URL")
     rp_config = rp_config or Path(app.instance_path) / "demo-rp.json"
     session = _session()
 
@@ -764,20 +825,14 @@ def demo_seed(rp_url: str, rp_config: Path | None, as_json: bool) -> None:
     row = session.scalar(select(Client).where(Client.name == DEMO_CLIENT))
     callback, home = f"{rp_url}/callback", f"{rp_url}/"
     if row is None:
-        row, secret = add_client(DEMO_CLIENT, [callback], post_logout_redirect_uris=[home])
+        row, secret = clients.register(clients.Registration(name=DEMO_CLIENT, redirect_uris=(callback,),
+                                                            post_logout_redirect_uris=(home,)))
     else:
         # Keep the registration in step with --rp-url; the secret is only known if the file still has it.
-        before = client_settings(row)
-        row.redirect_uris, row.post_logout_redirect_uris = [callback], [home]
-        record_client_update(row, before)
+        clients.change(row, redirect_uris=[callback], post_logout_redirect_uris=[home])
         secret = saved.get("client_secret") if saved.get("client_id") == row.client_id else None
         if not secret or not matches_hash(secret, row.secret_hash):
-            secret = random_token(32)
-            row.secret_hash = sha256_hex(secret)
-            from idp import audit
-
-            audit.record("client.secret_reset", org_id=None, actor="cli", subject_id=row.id,
-                         details={"client_id": row.client_id})
+            secret = clients.rotate_secret(row)
     commit()
 
     settings = app.extensions["idp.settings"]
@@ -808,6 +863,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console script `idp`: run the command tree; turn every expected failure into one stderr line."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from idp.clients import ClientRefused
     from idp.config import ConfigError
     from idp.users import AccountRefused
 
@@ -825,7 +881,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         click.echo(f"idp: error: configuration: {_one_line(exc)}", err=True)
         sys.exit(1)
-    except AccountRefused as exc:  # idp.users' refusals (a bad e-mail or password, the last admin)
+    except (AccountRefused, ClientRefused) as exc:  # idp.users' and idp.clients' refusals
         click.echo(f"idp: error: {_one_line(exc)}", err=True)
         sys.exit(1)
     except SQLAlchemyError as exc:

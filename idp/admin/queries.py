@@ -32,6 +32,7 @@ class UserRow:
     exempt_until: date | None
     last_login_at: object
     push_suspended_at: datetime | None = None
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def users_page(org, *, today: date, search: str = "", status: TwoFactorStatus | 
     expr = status_expr(today, org_require=bool(org.require_2fa))
     query = select(User.id, User.email, User.name, User.role, User.disabled, expr.label("status"),
                    User.mfa_setting, User.exempt_until, User.last_login_at,
-                   User.push_suspended_at).where(User.org_id == org.id)
+                   User.push_suspended_at, User.created_at).where(User.org_id == org.id)
     search = (search or "").strip()[:MAX_QUERY]
     if search:
         pattern = f"%{_escape_like(search.lower())}%"
@@ -87,7 +88,8 @@ def users_page(org, *, today: date, search: str = "", status: TwoFactorStatus | 
     rows, more_forward, more_back = _keyset(query, User.id, after, before, limit)
     items = [UserRow(id=r.id, email=r.email, name=r.name, role=r.role, disabled=r.disabled,
                      status=TwoFactorStatus(r.status), mfa_setting=r.mfa_setting, exempt_until=r.exempt_until,
-                     last_login_at=r.last_login_at, push_suspended_at=r.push_suspended_at) for r in rows]
+                     last_login_at=r.last_login_at, push_suspended_at=r.push_suspended_at,
+                     created_at=r.created_at) for r in rows]
     return Page(rows=items,
                 next_after=items[-1].id if items and more_forward else None,
                 prev_before=items[0].id if items and more_back else None)

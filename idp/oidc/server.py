@@ -8,7 +8,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from flask import Flask, current_app
 from flask import request as flask_request
 from sqlalchemy import bindparam, select
@@ -59,6 +60,12 @@ class LeanFlaskOAuth2Request(FlaskOAuth2Request):
         self.payload = (FormBodyPayload if request.method == "POST" else FlaskOAuth2Payload)(request)
 
 
+def _named_client_id(request) -> str | None:
+    """The client_id a client request authenticates with: its Basic credentials' or its body's."""
+    basic_id, _secret = extract_basic_authorization(request.headers)
+    return basic_id or request.payload.data.get("client_id")
+
+
 class AuthorizationServer(FlaskAuthorizationServer):
     def create_oauth2_request(self, request):
         """The login pipeline finishes from a stored snapshot: pass an OAuth2Request through unchanged."""
@@ -80,7 +87,15 @@ class AuthorizationServer(FlaskAuthorizationServer):
         problem = parameters.malformed_client_request(request)
         if problem is not None:
             raise InvalidRequestError(problem)
-        return super().authenticate_client(request, methods, endpoint)
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError:
+            # This worker's copy of the client may predate a new secret (`idp client rotate-secret`):
+            # read it afresh, once, so that the new secret works at once. Only a refusal pays
+            # for that read, as an unknown client_id does; a success costs nothing more.
+            if not clients.forget(_named_client_id(request)):
+                raise
+            return super().authenticate_client(request, methods, endpoint)
 
     def handle_error_response(self, request, error):
         """An authorization error sent back to the client names the issuer that answered, as the
@@ -144,10 +159,11 @@ class ClientCache:
 
     Every token request authenticates its client, and on the token endpoint the client lookup
     was a quarter of the work (with SQLite, it also opened the write transaction early).
-    Clients are created by `idp client add` and never change after, so a cached copy can only
-    be stale for a client that a future command alters or deletes: the TTL bounds that window
-    (`tokens.client_cache_ttl`, 0 turns the cache off). Unknown ids are not cached: a new
-    client works at once, and made-up ids cannot fill the memory.
+    A cached copy is stale once `idp client update | rotate-secret | remove` changed the client
+    (in another process): the TTL bounds that window (`tokens.client_cache_ttl`, 0 turns the
+    cache off), and a refused secret drops the copy and reads the client again (`forget`), so a
+    new secret works at once. Unknown ids are not cached: a new client works at once, and
+    made-up ids cannot fill the memory.
     """
 
     MAX_ENTRIES = 10_000
@@ -173,6 +189,10 @@ class ClientCache:
                 self.entries.clear()
             self.entries[client_id] = (now + ttl, client)
         return client
+
+    def forget(self, client_id: str | None) -> bool:
+        """Drop the cached copy of this client; whether there was one."""
+        return client_id is not None and self.entries.pop(client_id, None) is not None
 
 
 clients = ClientCache()

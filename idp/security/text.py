@@ -45,3 +45,15 @@ def display_text(value: str) -> str:
     if value.isprintable():
         return value.strip()
     return _OTHER_CONTROLS.sub("", _SPACING_CONTROLS.sub(" ", value)).strip()
+
+
+def name_problem(name: str, max_length: int) -> str | None:
+    """Why `name` (already stripped) cannot name something an operator registers (an organization,
+    a client), or None: the end of a sentence that starts with what it names ("the client name ...")."""
+    if not name:
+        return "must not be empty"
+    if len(name) > max_length:
+        return f"is longer than {max_length} characters"
+    if not name.isprintable():
+        return "must not contain control characters"
+    return None

@@ -9,67 +9,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine
 
-from fixtures.cli import refused
+from fixtures.cli import Db, ok, refused
 
 from idp.db import utcnow
-from idp.models import AuditEvent, Client, Organization, SigningKey, User
+from idp.models import Client, Organization, SigningKey, User
 from idp.security.tokens import sha256_hex
 
 PASSWORD = "correct horse battery"
-COUNTED = (Organization, User, Client, SigningKey, AuditEvent)
 
 
 # ---------------------------------------------------------------- helpers
-
-def ok(result):
-    assert result.returncode == 0, result
-    return result
-
-
-
-
-class Db:
-    """Direct reads of the database the subprocess wrote."""
-
-    def __init__(self, url: str) -> None:
-        self.engine = create_engine(url)
-
-    def counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            return {m.__tablename__: conn.scalar(select(func.count()).select_from(m)) for m in COUNTED}
-
-    def rows(self, model, *where):
-        with self.engine.connect() as conn:
-            return conn.execute(select(model.__table__).where(*where)).mappings().all()
-
-    def events(self, name: str):
-        return self.rows(AuditEvent, AuditEvent.event == name)
-
-
-@pytest.fixture
-def url(initialised_database_url):
-    """A database after `idp init` (done in-process: the init command has its own tests)."""
-    return initialised_database_url
-
-
-@pytest.fixture
-def sqlite_only_url(sqlite_url):
-    """For checks of input alone, which no database changes: SQLite only, to keep the suite fast."""
-    from fixtures.database import initialise
-
-    initialise(sqlite_url)
-    return sqlite_url
-
-
-@pytest.fixture
-def db(request):
-    name = "sqlite_only_url" if "sqlite_only_url" in request.fixturenames else "url"
-    handle = Db(request.getfixturevalue(name))
-    yield handle
-    handle.engine.dispose()
-
 
 @pytest.fixture
 def acme(db):

@@ -118,11 +118,3 @@ def test_serve_writes_the_apps_access_lines_only(sqlite_only_url):
     access = [line for line in lines if line["logger"] == "idp.access"]
     assert [line["path"] for line in access] == ["/jwks"], stderr  # /healthz at DEBUG
     assert all("\x1b[" not in line["message"] for line in access), stderr
-
-
-@pytest.fixture
-def sqlite_only_url(sqlite_url):
-    from fixtures.database import initialise
-
-    initialise(sqlite_url)
-    return sqlite_url

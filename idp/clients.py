@@ -1,0 +1,286 @@
+"""Registered clients (relying parties): registering one, changing it, a new secret, retiring it.
+
+The `idp client` commands (and `idp demo seed`) go through these functions, so that a client
+is checked by the same rules however it is made or changed, and every change is audited with
+the registration it leaves (`client_settings`). A refusal is a ClientRefused whose message says
+what is wrong, for people (the `idp` command prints it as its one line).
+
+Secrets are 256-bit random values shown once and stored as SHA-256 only. A removed client
+takes with it everything that let it act: its authorization codes, tokens, remembered
+consents, and the logins in progress for it (they end on the "expired" page).
+
+Workers keep the clients they read for `tokens.client_cache_ttl` seconds (idp.oidc.server
+ClientCache, default 5): for that long after a change, a worker that read the client before
+may still go by the old registration: accept the old secret, the old redirect URIs, or the
+removed client at /authorize and for client_credentials (a token issued in that window
+outlives the removal until it expires). A new secret works at once (a worker whose cached copy
+refuses it reads the client again).
+
+Everything happens in the caller's transaction; the caller commits.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import current_app
+from sqlalchemy import delete, select, update
+
+from idp import audit
+from idp.db import db, utcnow
+from idp.login.transaction import TERMINAL
+from idp.models import AuthorizationCode, Client, ConsentGrant, LoginTransaction, Token
+from idp.security.origins import LOOPBACK_HOSTS, is_ip_address
+from idp.security.text import name_problem, storable
+from idp.security.tokens import random_token, sha256_hex
+
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+DEFAULT_GRANT_TYPES = ("authorization_code", "refresh_token")
+ID_TOKEN_ALGS = ("ES256", "RS256")
+# The client authentication methods of RFC 7591 that the token endpoint knows.
+TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+MAX_NAME_LENGTH = 200
+
+
+class ClientRefused(ValueError):
+    """Bad input for a client, or a change it cannot take; the message says what, for people."""
+
+
+class UnknownClient(ClientRefused):
+    """No client has this client_id."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What an operator chooses about a client: everything but its id, secret and creation time."""
+
+    name: str
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    grant_types: tuple[str, ...] = DEFAULT_GRANT_TYPES
+    public: bool = False
+    first_party: bool = False
+    id_token_alg: str | None = None  # None: the configured default (tokens.default_id_token_alg)
+
+
+# --------------------------------------------------------------------------- checks
+
+# A host name's label as browsers resolve them: a DNS label, underscores allowed (container names).
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
+def check_redirect_uri(uri: str, what: str = "redirect URI") -> str:
+    """An absolute http(s) URI with a host a browser can reach, no credentials and no fragment
+    (OAuth 2.0 section 3.1.2); in production https, but for a loopback address (RFC 9700 2.1,
+    RFC 8252 7.3: a native app's local server). Raises ClientRefused."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018  (raises ValueError on a malformed port)
+    except ValueError:
+        raise ClientRefused(f"invalid {what} {uri!r}: not a URI") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClientRefused(f"invalid {what} {uri!r}: must be an absolute http(s) URI")
+    if parts.fragment or uri.endswith("#"):
+        raise ClientRefused(f"invalid {what} {uri!r}: must not contain a fragment")
+    if any(ch.isspace() for ch in uri):
+        raise ClientRefused(f"invalid {what} {uri!r}: must not contain spaces")
+    if "@" in parts.netloc:
+        # https://app.example@evil.example/ reads as app.example to a person and goes to evil.example.
+        raise ClientRefused(f"invalid {what} {uri!r}: must not contain a user name or password")
+    if not _reachable_host(parts.hostname):
+        raise ClientRefused(f"invalid {what} {uri!r}: {parts.hostname!r} is not a host name or IP address "
+                            "(an internationalised name goes in its xn-- form)")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS and _production():
+        raise ClientRefused(f"invalid {what} {uri!r}: production accepts http only for localhost, 127.0.0.1 "
+                            "and [::1]: use https")
+    return uri
+
+
+def _reachable_host(host: str) -> bool:
+    """A DNS name (letters, digits, hyphens; an internationalised name in its xn-- form) or an IP literal:
+    never a wildcard or a pattern, which exact matching would keep as text no browser is sent to."""
+    return is_ip_address(host) or all(_HOST_LABEL.match(label) for label in host.rstrip(".").split("."))
+
+
+def _production() -> bool:
+    try:
+        return current_app.extensions["idp.settings"].production
+    except (RuntimeError, KeyError):  # no app (a unit test of the check alone): development rules
+        return False
+
+
+def checked(registration: Registration) -> Registration:
+    """The registration with its values normalised (name stripped, duplicates dropped, the default
+    grant types and ID token algorithm filled in), or ClientRefused saying what is wrong with it.
+    Adding a client and changing one both pass here: a change is checked as the whole
+    registration it leaves (a public client cannot be given client_credentials)."""
+    name = (registration.name or "").strip()
+    problem = name_problem(name, MAX_NAME_LENGTH)
+    if problem:
+        raise ClientRefused(f"the client name {problem}")
+    grants = tuple(dict.fromkeys(registration.grant_types or DEFAULT_GRANT_TYPES))
+    for grant in grants:
+        if grant not in GRANT_TYPES:
+            raise ClientRefused(f"unknown grant type {grant!r} (choose from {', '.join(GRANT_TYPES)})")
+    if "refresh_token" in grants and "authorization_code" not in grants:
+        raise ClientRefused("grant type refresh_token needs authorization_code")
+    if registration.public and "client_credentials" in grants:
+        raise ClientRefused("a public client cannot use client_credentials (it has no secret)")
+    uris = tuple(dict.fromkeys(check_redirect_uri(u) for u in registration.redirect_uris))
+    if "authorization_code" in grants and not uris:
+        raise ClientRefused("at least one --redirect-uri is required for authorization_code")
+    logout_uris = tuple(dict.fromkeys(check_redirect_uri(u, "post-logout redirect URI")
+                                      for u in registration.post_logout_redirect_uris))
+    default_alg = current_app.extensions["idp.settings"].get("tokens.default_id_token_alg") or "ES256"
+    alg = (registration.id_token_alg or default_alg).upper()
+    if alg not in ID_TOKEN_ALGS:
+        raise ClientRefused(f"unsupported ID token algorithm {alg!r} (choose from {', '.join(ID_TOKEN_ALGS)})")
+    return dataclasses.replace(registration, name=name, grant_types=grants, redirect_uris=uris,
+                               post_logout_redirect_uris=logout_uris, id_token_alg=alg)
+
+
+# --------------------------------------------------------------------------- reading
+
+def find(client_id: str, *, for_update: bool = False) -> Client:
+    """The client with this client_id, else UnknownClient. `for_update` locks its row till the
+    caller's transaction ends (PostgreSQL), so that two changes to one client come one after
+    the other: a secret is not rotated on a client being removed."""
+    client_id = (client_id or "").strip()
+    query = select(Client).where(Client.client_id == client_id)
+    found = db.session.scalar(query.with_for_update() if for_update else query) if storable(client_id) else None
+    if found is None:
+        raise UnknownClient(f"unknown client {client_id!r}")
+    return found
+
+
+def all_clients() -> list[Client]:
+    """Every registered client, oldest first."""
+    return list(db.session.scalars(select(Client).order_by(Client.created_at, Client.id)))
+
+
+def registration_of(client: Client) -> Registration:
+    return Registration(name=client.name, redirect_uris=tuple(client.redirect_uris),
+                        post_logout_redirect_uris=tuple(client.post_logout_redirect_uris),
+                        grant_types=tuple(client.grant_types), public=client.public,
+                        first_party=client.first_party, id_token_alg=client.id_token_alg)
+
+
+def client_settings(client: Client) -> dict:
+    """A client's registration as its audit events record it and `idp client show` prints it:
+    everything that decides who may obtain tokens through it and how (an admin reading the log
+    must be able to tell what was created or changed), never its secret. The accepted
+    authentication methods are asked of the protocol code."""
+    from idp.oidc.adapters import OAuthClient
+
+    protocol = OAuthClient(client)
+    return {"client_id": client.client_id, "name": client.name, "public": client.public,
+            "first_party": client.first_party,
+            "token_endpoint_auth_methods": [m for m in TOKEN_AUTH_METHODS
+                                            if protocol.check_endpoint_auth_method(m, "token")],
+            "grant_types": list(client.grant_types), "redirect_uris": list(client.redirect_uris),
+            "post_logout_redirect_uris": list(client.post_logout_redirect_uris), "scope": client.scope,
+            "id_token_alg": client.id_token_alg}
+
+
+# --------------------------------------------------------------------------- changes
+
+def register(registration: Registration, *, actor: str = "cli") -> tuple[Client, str | None]:
+    """A new client (checked first), audited as `client.created`; returns (row, its secret, or
+    None for a public client). Only the secret's SHA-256 is stored. Raises ClientRefused."""
+    registration = checked(registration)
+    secret = None if registration.public else random_token(32)
+    client = Client(client_id=random_token(18), secret_hash=sha256_hex(secret) if secret else None,
+                    name=registration.name, redirect_uris=list(registration.redirect_uris),
+                    post_logout_redirect_uris=list(registration.post_logout_redirect_uris),
+                    grant_types=list(registration.grant_types), public=registration.public,
+                    first_party=registration.first_party, id_token_alg=registration.id_token_alg)
+    db.session.add(client)
+    db.session.flush()
+    audit.record("client.created", org_id=None, actor=actor, subject_id=client.id, details=client_settings(client))
+    return client, secret
+
+
+# What `change` may set; a client's type (public or confidential) is not among them: it decides
+# whether it has a secret, so a client of the other type is a new registration.
+CHANGEABLE = ("name", "redirect_uris", "post_logout_redirect_uris", "grant_types", "first_party", "id_token_alg")
+
+
+def change(client: Client, *, actor: str = "cli", **given) -> dict:
+    """Set the settings given (those of CHANGEABLE; None means "keep"), checked as the whole
+    registration they leave; `client.updated` records what changed. Returns the changes
+    (`{setting: {"from": ..., "to": ...}}`, empty when everything already was so). Raises
+    ClientRefused when nothing is given or the result would be refused at registration."""
+    unknown = set(given) - set(CHANGEABLE)
+    if unknown:
+        raise TypeError(f"not a changeable setting: {', '.join(sorted(unknown))}")
+    given = {key: value for key, value in given.items() if value is not None}
+    if not given:
+        raise ClientRefused("nothing to change: give --name, --redirect-uri, --post-logout-redirect-uri, "
+                            "--first-party or --third-party, --grant-type or --id-token-alg")
+    for key in ("redirect_uris", "post_logout_redirect_uris", "grant_types"):
+        if key in given:
+            given[key] = tuple(given[key])
+    wanted = checked(dataclasses.replace(registration_of(client), **given))
+    before = client_settings(client)
+    client.name, client.first_party, client.id_token_alg = wanted.name, wanted.first_party, wanted.id_token_alg
+    client.redirect_uris, client.post_logout_redirect_uris, client.grant_types = (
+        list(wanted.redirect_uris), list(wanted.post_logout_redirect_uris), list(wanted.grant_types))
+    db.session.flush()
+    return record_client_update(client, before, actor=actor)
+
+
+def record_client_update(client: Client, before: dict, *, actor: str = "cli") -> dict:
+    """`client.updated` with what changed (`{setting: {"from": ..., "to": ...}}`), if anything did;
+    returns the changes."""
+    after = client_settings(client)
+    changes = {key: {"from": before[key], "to": value} for key, value in after.items() if before.get(key) != value}
+    if changes:
+        audit.record("client.updated", org_id=None, actor=actor, subject_id=client.id,
+                     details={"client_id": client.client_id, "changes": changes})
+    return changes
+
+
+def rotate_secret(client: Client, *, actor: str = "cli") -> str:
+    """A new random secret for a confidential client, returned once; the old one stops working
+    (after `tokens.client_cache_ttl` seconds at most, see above). Audited as
+    `client.secret_rotated`, without the secret. Raises ClientRefused for a public client."""
+    if client.public:
+        raise ClientRefused(f"client {client.client_id!r} is public: it has no secret to rotate")
+    secret = random_token(32)
+    client.secret_hash = sha256_hex(secret)
+    db.session.flush()
+    audit.record("client.secret_rotated", org_id=None, actor=actor, subject_id=client.id,
+                 details={"client_id": client.client_id})
+    return secret
+
+
+def remove(client: Client, *, actor: str = "cli") -> dict:
+    """Delete the client and everything that lets it act: its authorization codes (spent or
+    not), its access and refresh tokens, the consents users gave it; its logins in progress
+    expire (their next page is the "expired" one, as for any login that ran out of time).
+    Audited as `client.removed` with the registration it had and what went with it; returns
+    those counts."""
+    client_id, row_id, now = client.client_id, client.id, utcnow()
+    registration = client_settings(client)
+    ended = {
+        "codes_deleted": db.session.execute(
+            delete(AuthorizationCode).where(AuthorizationCode.client_id == client_id)).rowcount,
+        "tokens_deleted": db.session.execute(delete(Token).where(Token.client_id == client_id)).rowcount,
+        "consents_deleted": db.session.execute(
+            delete(ConsentGrant).where(ConsentGrant.client_id == client_id)).rowcount,
+        # A login's authorization request is kept as {"params": {"client_id": ...}, ...}
+        # (idp.login.pipeline); one that runs out of time ends on the "expired" page.
+        "logins_ended": db.session.execute(
+            update(LoginTransaction)
+            .where(LoginTransaction.authz_request[("params", "client_id")].as_string() == client_id,
+                   LoginTransaction.state.not_in(TERMINAL), LoginTransaction.expires_at > now)
+            .values(expires_at=now)).rowcount,
+    }
+    db.session.delete(client)
+    db.session.flush()
+    audit.record("client.removed", org_id=None, actor=actor, subject_id=row_id,
+                 details={**registration, **ended})
+    return ended
+

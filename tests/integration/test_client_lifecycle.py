@@ -1,0 +1,67 @@
+"""What a rotated secret and a removed client still open, over real HTTP against a live server,
+with the `idp` command run as an operator runs it (a subprocess on the server's database).
+
+The server keeps clients it read for `tokens.client_cache_ttl` seconds (idp.oidc.server):
+these tests keep its default, so what they show holds while a worker has the client cached.
+"""
+from __future__ import annotations
+
+import json
+
+import requests
+
+from fixtures.cli import run_idp
+from fixtures.oidc import FormBrowser, password_login
+
+
+def idp(live_server, *args: str):
+    result = run_idp(*args, database_url=live_server.database_url)
+    assert result.returncode == 0, result
+    return result
+
+
+def client_credentials(live_server, client_id: str, secret: str) -> requests.Response:
+    return requests.post(f"{live_server.url}/oauth/token", data={"grant_type": "client_credentials", "scope": "api"},
+                         auth=(client_id, secret), timeout=10)
+
+
+def test_after_rotate_secret_the_new_secret_works_and_the_old_one_is_refused(live_server, idp_client_credentials):
+    client_id, old_secret = idp_client_credentials
+    assert client_credentials(live_server, client_id, old_secret).status_code == 200  # the worker caches the client
+
+    rotated = json.loads(idp(live_server, "client", "rotate-secret", client_id).stdout)
+    assert rotated["client_id"] == client_id and rotated["client_secret"] != old_secret
+
+    # At once, though the worker's cached copy still has the old secret: a refusal reads the client again.
+    assert client_credentials(live_server, client_id, rotated["client_secret"]).status_code == 200
+    refused = client_credentials(live_server, client_id, old_secret)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+
+
+def test_a_removed_client_loses_its_tokens_and_its_logins_in_progress(live_server, seeded, rp_factory):
+    rp = rp_factory(seeded.third_party)
+    signed_in = FormBrowser(live_server.url)
+    password_login(signed_in, rp, seeded.user_email, seeded.password, scope="openid email offline_access",
+                   prompt="consent")
+    tokens = rp.exchange(signed_in.last_redirect)
+    assert "refresh_token" in tokens and rp.userinfo(tokens["access_token"]).status_code == 200
+    # Another browser is half-way through a login for the same client: the login form is on screen.
+    halfway = FormBrowser(live_server.url)
+    halfway.get(rp_factory(seeded.third_party).authorization_url())
+    login_form = halfway.page.form_with("password")
+
+    removed = idp(live_server, "client", "remove", seeded.third_party["client_id"])
+    assert "1 consent(s) deleted, 1 login(s) in progress ended" in removed.stdout
+
+    refreshed = rp.token_request({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    # invalid_grant while the worker still has the client cached, invalid_client after
+    assert refreshed.status_code in (400, 401) and refreshed.json()["error"] in ("invalid_grant", "invalid_client")
+    assert rp.userinfo(tokens["access_token"]).status_code == 401
+    other = seeded.first_party
+    introspected = requests.post(rp.metadata["introspection_endpoint"], data={"token": tokens["access_token"]},
+                                 auth=(other["client_id"], other["client_secret"]), timeout=10)
+    assert introspected.status_code == 200 and introspected.json() == {"active": False}
+
+    page = halfway.submit(login_form, {"username": seeded.user_email, "password": seeded.password})
+    assert 400 <= page.status < 500, page
+    assert halfway.last_redirect is None  # nothing reached the removed client's redirect URI
