@@ -25,6 +25,9 @@ BOUNDS: tuple[tuple[str, float, float], ...] = (
     ("session.lifetime", 60, 365 * DAY),
     ("login.transaction_ttl", 60, DAY),
     ("login.recent_login", 10, DAY),
+    # A reset link is a password in a mailbox: minutes to hours, not days.
+    ("password_reset.link_ttl", 300, DAY),
+    ("password_reset.per_hour", 1, 100),
     # RFC 6749 4.1.2 recommends ten minutes at most; ours live a minute at most (the grant caps it).
     ("tokens.authorization_code_ttl", 1, 60),
     ("tokens.access_token_ttl", 60, 7 * DAY),

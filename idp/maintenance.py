@@ -22,6 +22,9 @@ row can no longer matter:
   (60 s), so a day of margin is plenty.
 - failure_counters: no lock running and not updated for a day (a counter's window
   is far shorter; a lockout in force is never lifted by housekeeping).
+- password_resets: expired (used and killed links are expired too) and created more than an
+  hour ago: the links of the last hour are what the per-account limit counts
+  (idp.password_reset), so a purge must not hand out a fresh allowance.
 
 Every statement is also valid as a COUNT for `dry_run`. Each table's DELETE is
 committed on its own: a long purge never holds one big transaction across tables.
@@ -34,7 +37,8 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, or_, select
 
 from idp.db import db, utcnow
-from idp.models import AuthorizationCode, FactorChallenge, FailureCounter, LoginTransaction, Token, UserSession
+from idp.models import (AuthorizationCode, FactorChallenge, FailureCounter, LoginTransaction, PasswordReset, Token,
+                        UserSession)
 
 # How long spent-but-harmless rows (answered challenges, revoked tokens, idle counters) are kept.
 GRACE = timedelta(days=1)
@@ -78,6 +82,8 @@ def conditions(now: datetime, refresh_ttl: int) -> list[tuple[str, Any, Any]]:
         ("failure_counters", FailureCounter, and_(
             or_(FailureCounter.locked_until.is_(None), FailureCounter.locked_until < now),
             FailureCounter.updated_at < old)),
+        ("password_resets", PasswordReset, and_(
+            PasswordReset.expires_at < now, PasswordReset.created_at < now - timedelta(hours=1))),
     ]
 
 

@@ -25,7 +25,8 @@ from sqlalchemy import func, select, update
 
 from idp import audit
 from idp.db import db, utcnow
-from idp.models import AuthorizationCode, FactorChallenge, LoginTransaction, Organization, Token, User, UserSession
+from idp.models import (AuthorizationCode, FactorChallenge, LoginTransaction, Organization, PasswordReset, Token,
+                        User, UserSession)
 
 MIN_PASSWORD_LENGTH = 8      # NIST SP 800-63B 5.1.1.1
 MAX_PASSWORD_LENGTH = 1024   # long passphrases welcome; a megabyte is not a password
@@ -124,10 +125,12 @@ def sign_out_everywhere(user_id: int) -> Ended:
     takes first too (idp.login.pipeline.finish), so the two cannot interleave: a login that
     finished first has its session and code revoked below, one that finishes after finds its
     transaction expired. Then the sessions end, the tokens are revoked, the codes not yet
-    redeemed and the logins and factor challenges in progress (push requests, activation and
-    recovery codes) expire. A token a refresh stores in the same instant, past the UPDATE
-    below, is dead anyway: it carries its login's auth_time, older than the stamp (tokens are
-    refused at use when `auth_time < tokens_valid_after`).
+    redeemed, the logins and factor challenges in progress (push requests, activation and
+    recovery codes) and the password reset links not yet used expire. A token a refresh
+    stores in the same instant, past the UPDATE below, is dead anyway: it carries its login's
+    auth_time, older than the stamp (tokens are refused at use when `auth_time <
+    tokens_valid_after`). A reset link mailed in that instant cannot slip past either: its
+    request holds the same row lock (idp.password_reset).
     """
     now = utcnow()
     db.session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=int(time.time())))
@@ -137,7 +140,7 @@ def sign_out_everywhere(user_id: int) -> Ended:
     revoked_tokens = db.session.execute(
         update(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None))
         .values(revoked_at=int(time.time()))).rowcount
-    for table in (AuthorizationCode, LoginTransaction, FactorChallenge):
+    for table in (AuthorizationCode, LoginTransaction, FactorChallenge, PasswordReset):
         live = update(table).where(table.user_id == user_id, table.expires_at > now)
         if table is AuthorizationCode:
             live = live.where(AuthorizationCode.redeemed_at.is_(None))
@@ -145,9 +148,13 @@ def sign_out_everywhere(user_id: int) -> Ended:
     return Ended(ended_sessions, revoked_tokens)
 
 
-def set_password(user: User, password: str, *, actor_id: int | None = None, actor: str = "") -> Ended:
+def set_password(user: User, password: str, *, actor_id: int | None = None, actor: str = "",
+                 by: str | None = None) -> Ended:
     """Give `user` a new password (checked first) and sign them out everywhere, the browser that
-    asked included (its session could be a thief's copy too). Raises PasswordRefused."""
+    asked included (its session could be a thief's copy too). Raises PasswordRefused.
+
+    The event's `by` says which door: `self`, `admin`, else `actor` (`cli`), unless given (a
+    reset link's holder is anonymous: `by="reset_link"`, idp.password_reset)."""
     problem = password_problem(password)
     if problem:
         raise PasswordRefused(problem)
@@ -155,7 +162,7 @@ def set_password(user: User, password: str, *, actor_id: int | None = None, acto
     db.session.add(user)
     ended = sign_out_everywhere(user.id)
     audit.record("user.password_changed", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
-                 details={"by": "self" if actor_id == user.id else "admin" if actor_id is not None else actor,
+                 details={"by": by or ("self" if actor_id == user.id else "admin" if actor_id is not None else actor),
                           **ended.as_details()})
     return ended
 

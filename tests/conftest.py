@@ -7,6 +7,7 @@ that several people can add fixtures without editing each other's code:
                       a clean database per test, SQLite always, PostgreSQL when
                       IDP_TEST_DATABASE_URL is set (a fresh schema per test)
   fixtures.cli        idp: the `idp` command as a real subprocess
+  fixtures.mail       inbox: a real SMTP server (aiosmtpd) keeping what the provider mails
 
 Add a theme as tests/fixtures/<theme>.py and list it in `pytest_plugins` below.
 """
@@ -16,4 +17,5 @@ pytest_plugins = [
     "fixtures.cli",
     "fixtures.oidc",
     "fixtures.browser",
+    "fixtures.mail",
 ]

@@ -21,6 +21,7 @@ def N_(text: str) -> str:
 _SUBJECTS = {
     "recovery": N_("Your recovery code"),
     "new_device": N_("A new device was added to your account"),
+    "password_reset": N_("Reset your password"),
 }
 _BODIES = {
     "recovery": N_("Your one-time code to recover your authenticator is:\n\n    {code}\n\n"
@@ -28,6 +29,11 @@ _BODIES = {
                    "password: change it and tell your administrator."),
     "new_device": N_("A new device was added to your account: {code}.\n\n"
                      "If this was not you, tell your administrator at once."),
+    # The link is the secret here; the second factor is still asked at the next sign-in.
+    "password_reset": N_("Someone asked to reset the password of your account. To choose a new "
+                         "password, open this link:\n\n    {code}\n\n"
+                         "It works once, for {minutes} minutes. If you did not ask for it, ignore this "
+                         "message: your password stays as it is."),
 }
 _DEFAULT_SUBJECT = N_("Your one-time code")
 _DEFAULT_BODY = N_("Your one-time code is:\n\n    {code}\n")
@@ -72,8 +78,9 @@ class Notifier(abc.ABC):
     channel = "email"
 
     @abc.abstractmethod
-    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None) -> None:
-        """Deliver `code` to `to` for `purpose` ("recovery", ...). Raises NotifyError on failure.
+    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> None:
+        """Deliver `code` to `to` for `purpose` ("recovery", "password_reset" with a link as the
+        code, ...), saying it is valid `minutes`. Raises NotifyError on failure.
 
         Example::
 

@@ -18,7 +18,7 @@ class ConsoleNotifier(Notifier):
     def __init__(self, keep: int = 50) -> None:
         self.sent: deque[Message] = deque(maxlen=keep)
 
-    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None) -> None:
-        message = compose(to, code, purpose, locale)
+    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> None:
+        message = compose(to, code, purpose, locale, minutes=minutes)
         self.sent.append(message)
         log.warning("console notifier (development only): to %s: %s: %s", to, message.subject, code)

@@ -26,8 +26,8 @@ class SmsNotifier(Notifier):
     def __init__(self, gateway: SmsGateway) -> None:
         self.gateway = gateway
 
-    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None) -> None:
-        message = compose(to, code, purpose, locale)
+    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> None:
+        message = compose(to, code, purpose, locale, minutes=minutes)
         try:
             self.gateway.send(to, f"{message.subject}: {code}")
         except NotifyError:

@@ -261,10 +261,53 @@ def walk_sign_in(audit, new_tab, live_server, seeded, rp_factory):
     tab.goto(f"{base}/no-such-page")
     assert tab.title() != "404" and "404" in tab.title()  # the title says what happened, not only the code
 
+    walk_password_reset(audit, new_tab(), live_server, seeded, rp_factory)  # last: it changes the password
+
     french = new_tab("fr-FR")
     french.goto(f"{base}/login/expired")
     assert french.evaluate("document.documentElement.lang") == "fr"
     audit.assert_axe_clean()
+
+
+def walk_password_reset(audit, tab, live_server, seeded, rp_factory):
+    """"Forgot your password?" from a login's password page, to the new password and back."""
+    tab.goto(rp_factory(seeded.third_party).authorization_url())
+    with tab.expect_navigation():
+        tab.click("p.forgot a")
+    audit.check(tab, "forgot-password")
+    submit_unchecked(tab, {"#username": ""})
+    audit.check(tab, "forgot-password-error")
+    assert_error_linked(tab, "forgot-password-error", "#username")
+    tab.fill("#username", seeded.user_email)
+    submit(tab, "#username")
+    audit.check(tab, "reset-link-sent")
+    link = mailed_link(live_server)
+    tab.goto(link)
+    audit.check(tab, "reset-choose")
+    submit_unchecked(tab, {"#password": "short", "#confirm": "short"})
+    audit.check(tab, "reset-choose-error")
+    assert_error_linked(tab, "reset-choose-error", "#password")
+    tab.fill("#password", "a brand new passphrase")
+    tab.fill("#confirm", "a brand new passphrase")
+    submit(tab, "#password")
+    audit.check(tab, "password-changed")
+    assert tab.locator("a[href^='/login/']").count() == 1  # back to the login in progress
+    tab.goto(link)
+    audit.check(tab, "reset-dead-link")
+
+
+def mailed_link(live_server, timeout: float = 10.0) -> str:
+    """The last reset link the development notifier (`[mail] host = "console"`) kept."""
+    import re
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        notifier = live_server.app.extensions.get("idp.notifier")
+        if notifier is not None and notifier.sent:
+            return re.search(r"http://\S+/password/reset/\S+", notifier.sent[-1].body).group(0)
+        time.sleep(0.05)
+    raise AssertionError("no reset link was mailed")
 
 
 def test_account_security_factors_and_second_factor_pages(chromium, audit, live_server, seeded, rp_factory):

@@ -15,8 +15,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from idp.db import utcnow
-from idp.models import (AuthorizationCode, FactorChallenge, FailureCounter, LoginTransaction, Organization, Token,
-                        User, UserSession)
+from idp.models import (AuthorizationCode, FactorChallenge, FailureCounter, LoginTransaction, Organization,
+                        PasswordReset, Token, User, UserSession)
 
 REFRESH_TTL = 2592000  # config/default.toml tokens.refresh_token_ttl
 MIN, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
@@ -33,10 +33,12 @@ EXPECTED = {
                           {"fc-pending-live", "fc-expired-recently", "fc-answered-long-ago-unexpired",
                            "fc-jti-just-expired"}),
     "failure_counters": ("key", {"fx-idle", "fx-idle-lock-lapsed"}, {"fx-recent", "fx-idle-but-locked"}),
+    # Kept while the per-account hourly limit counts them (created within the hour), expired or not.
+    "password_resets": ("token_hash", {"pr-expired-old", "pr-used-old"}, {"pr-live", "pr-used-this-hour"}),
 }
 MODELS = {"login_transactions": LoginTransaction, "user_sessions": UserSession,
           "authorization_codes": AuthorizationCode, "tokens": Token, "factor_challenges": FactorChallenge,
-          "failure_counters": FailureCounter}
+          "failure_counters": FailureCounter, "password_resets": PasswordReset}
 
 
 def seed(url: str) -> None:
@@ -107,6 +109,15 @@ def seed(url: str) -> None:
 
         s.add_all([counter("fx-idle", now - 2 * DAY), counter("fx-idle-lock-lapsed", now - 2 * DAY, now - DAY),
                    counter("fx-recent", now - HOUR), counter("fx-idle-but-locked", now - 2 * DAY, now + HOUR)])
+
+        def reset_link(hash_, created_at, expires_at, used_at=None):
+            return PasswordReset(token_hash=hash_, user_id=user.id, created_at=created_at, expires_at=expires_at,
+                                 used_at=used_at)
+
+        s.add_all([reset_link("pr-expired-old", now - 2 * HOUR, now - HOUR),
+                   reset_link("pr-used-old", now - 2 * HOUR, now - 2 * HOUR, used_at=now - 2 * HOUR),
+                   reset_link("pr-live", now - MIN, now + HOUR),
+                   reset_link("pr-used-this-hour", now - 10 * MIN, now - 5 * MIN, used_at=now - 5 * MIN)])
         s.commit()
     engine.dispose()
 

@@ -5,48 +5,12 @@ code, read from the mailbox, on the second."""
 from __future__ import annotations
 
 import re
-import threading
-import time
-from email import message_from_bytes, policy
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from fixtures.oidc import free_port, start_server
+from fixtures.mail import Inbox
+from fixtures.oidc import start_server
 from recovery_kit import audit_events, enable_recovery, push_devices, push_login, restored_phones
-
-
-class Inbox:
-    """An aiosmtpd handler keeping every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list = []
-        self.arrived = threading.Condition()
-
-    async def handle_DATA(self, server, session, envelope):
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        with self.arrived:
-            self.messages.append((list(envelope.rcpt_tos), message))
-            self.arrived.notify_all()
-        return "250 Message accepted for delivery"
-
-    def wait_for(self, count: int, timeout: float = 20.0) -> list:
-        deadline = time.monotonic() + timeout
-        with self.arrived:
-            while len(self.messages) < count:
-                left = deadline - time.monotonic()
-                assert left > 0, f"no e-mail arrived (have {len(self.messages)})"
-                self.arrived.wait(left)
-            return list(self.messages)
-
-
-@pytest.fixture
-def inbox():
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield handler, controller.port
-    controller.stop()
 
 
 @pytest.fixture

@@ -197,6 +197,21 @@ def upgrade() -> None:
     with op.batch_alter_table('login_transactions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_login_transactions_expires_at'), ['expires_at'], unique=False)
 
+    op.create_table('password_resets',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.Column('used_at', sa.DateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('token_hash')
+    )
+    with op.batch_alter_table('password_resets', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_password_resets_expires_at'), ['expires_at'], unique=False)
+        batch_op.create_index('ix_password_resets_user_created', ['user_id', 'created_at'], unique=False)
+
     op.create_table('tokens',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('access_token_hash', sa.String(length=64), nullable=False),
@@ -286,6 +301,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_tokens_code_id', sqlite_where=sa.text('code_id IS NOT NULL'), postgresql_where=sa.text('code_id IS NOT NULL'))
 
     op.drop_table('tokens')
+    with op.batch_alter_table('password_resets', schema=None) as batch_op:
+        batch_op.drop_index('ix_password_resets_user_created')
+        batch_op.drop_index(batch_op.f('ix_password_resets_expires_at'))
+
+    op.drop_table('password_resets')
     with op.batch_alter_table('login_transactions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_login_transactions_expires_at'))
 

@@ -1,0 +1,137 @@
+"""The "Forgot your password?" pages (the rules are idp/password_reset.py).
+
+    GET      /login/<handle>/forgot-password  from a login's password page: remembers that login
+                                              for this browser, then the form below
+    GET/POST /password/forgot                 the e-mail address (`username`); always the same answer
+    GET      /password/forgot/sent            "if an account has that address, a link is on its way"
+    GET/POST /password/reset/<token>          the mailed link: the new password twice (`password`, `confirm`)
+    GET      /password/changed                done: back to the login in progress, or sign in
+
+Registered only when `[password_reset] enabled` (else every one of them is a 404). Server-rendered
+forms with the CSRF token (CSRFProtect checks every POST), usable without JavaScript; the POSTs are
+rate-limited per address like the login form's.
+
+A login in progress is remembered as its handle in the (signed) session cookie, which already
+binds the login to this browser: the "password changed" page links back to it while it lives,
+still at its password step (the reset neither signs anyone in nor moves the login on). A link
+opened in another browser, or after the login expired, offers a plain sign-in instead.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, redirect, render_template, request, session, url_for
+from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
+from flask_babel import gettext as _
+from wtforms import StringField, SubmitField
+from wtforms.validators import DataRequired, Length
+
+from idp import password_reset, users
+from idp.extensions import limiter, login_posts_per_ip
+from idp.forms import Form, NewPasswordForm
+from idp.login import session as login_session, transaction
+from idp.login.transaction import State
+
+bp = Blueprint("password_reset", __name__)
+
+RETURN_TO_LOGIN = "password_reset_login"  # session key: the handle of the login to go back to
+
+
+class ForgotPasswordForm(Form):
+    username = StringField(_l("E-mail"), validators=[DataRequired(), Length(max=320)])
+    submit = SubmitField(_l("Send me a link"))
+
+
+def init_app(app: Flask, settings) -> None:
+    enabled = password_reset.settings_of(settings).enabled
+    app.jinja_env.globals["password_reset_enabled"] = enabled  # the password page's link
+    if enabled:
+        app.register_blueprint(bp)
+
+
+@bp.after_request
+def _no_referrer(response):
+    """The link's token is in the URL: no page of these sends it on in a Referer, not even to this
+    site (an error page's links, the redirect after the new password)."""
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.get("/login/<handle>/forgot-password")
+def from_login(handle: str):
+    if _login_at_password_step(handle) is not None:
+        session[RETURN_TO_LOGIN] = handle
+    return redirect(url_for(".forgot"))
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@limiter.limit(login_posts_per_ip, methods=["POST"])
+def forgot():
+    form = ForgotPasswordForm()
+    if request.method == "GET":
+        return _forgot_page(form)
+    if not form.validate_on_submit():
+        return _forgot_page(form, _("Enter your e-mail address."), 400)
+    delivery = password_reset.request_link(form.username.data, locale=str(get_locale() or "en"))
+    if delivery is not None:
+        # Beside the answer, not before it: as fast whether the account exists or not.
+        password_reset.send_in_background(delivery)
+    return redirect(url_for(".sent"), 303)
+
+
+@bp.get("/password/forgot/sent")
+def sent():
+    return render_template("password_reset/sent.html", minutes=password_reset.current_settings().link_ttl // 60)
+
+
+@bp.route("/password/reset/<token>", methods=["GET", "POST"])
+@limiter.limit(login_posts_per_ip, methods=["POST"])
+def choose(token: str):
+    link = password_reset.live_link(token)
+    if link is None:
+        return _dead_link()
+    form = NewPasswordForm()
+    if request.method == "GET":
+        return _choose_page(form, link)
+    if not form.validate_on_submit():
+        return _choose_page(form, link, 400)
+    try:
+        password_reset.reset(token, form.password.data)
+    except users.PasswordRefused as exc:
+        form.password.errors = [str(exc)]
+        return _choose_page(form, link, 400)
+    except password_reset.LinkDead:
+        return _dead_link()
+    # The user's sessions ended (set_password), this browser's too if it had one of theirs; the
+    # cookie is left alone: it may carry a login in progress to go back to (`changed`).
+    return redirect(url_for(".changed"), 303)
+
+
+@bp.get("/password/changed")
+def changed():
+    handle = session.get(RETURN_TO_LOGIN)
+    login = _login_at_password_step(handle) if handle else None
+    if handle and login is None:
+        session.pop(RETURN_TO_LOGIN, None)
+    return render_template("password_reset/changed.html",
+                           resume=url_for("login.step", handle=handle) if login else None,
+                           client_name=login.authz_request.get("client_name", "") if login else "")
+
+
+def _login_at_password_step(handle: str):
+    """The live login `handle` names in this browser if it is still at its password step, else None."""
+    loaded = transaction.load(handle, login_session.browser_binding())
+    return loaded.row if loaded is not None and loaded.row.state == State.IDENTIFY.value else None
+
+
+def _forgot_page(form: ForgotPasswordForm, error: str | None = None, status: int = 200):
+    return render_template("password_reset/forgot.html", form=form, error=error), status
+
+
+def _choose_page(form: NewPasswordForm, link: password_reset.LiveLink, status: int = 200):
+    return render_template("password_reset/choose.html", form=form, email=link.email,
+                           action=url_for(".choose", token=request.view_args["token"])), status
+
+
+def _dead_link():
+    """One answer for a link unknown, used, expired or killed: nothing tells them apart."""
+    return render_template("password_reset/dead_link.html"), 410

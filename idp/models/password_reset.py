@@ -1,0 +1,27 @@
+"""Self-service password reset links (idp/password_reset.py owns the rules).
+
+Only the SHA-256 of a link's random token is stored: a database leak hands out no live link.
+A link is spent by one conditional UPDATE of `used_at`; every other live link of the user dies
+with the sign-out everywhere that a new password (or disabling) runs (idp.users).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from idp.db import Base, utcnow
+
+
+class PasswordReset(Base):
+    __tablename__ = "password_resets"
+    # The per-account hourly count (links created since an hour ago) reads only this index.
+    __table_args__ = (Index("ix_password_resets_user_created", "user_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the link's token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -1,0 +1,225 @@
+"""Self-service password reset by e-mail: the rules (the pages are idp/login/password_reset_pages.py).
+
+    request_link(address, locale)   a link for the account with this address, if one may be sent:
+                                    the `Delivery` to mail, else None
+    send_in_background(delivery)    the mail, beside the answer (a failed one kills its link, audited)
+    live_link(token)                what a link would reset, or None (unknown, used, expired, dead)
+    reset(token, password)          the new password; the link spent exactly once
+
+Why it is built this way:
+
+- No account enumeration. The page answers the same whether an account has the address or not,
+  is disabled, or has had its links for the hour; the mail goes out on a thread of its own
+  (`send_in_background`), so an SMTP conversation does not make the answer slower for real
+  accounts. (Not after the response through WSGI's `close()`: werkzeug's development server
+  calls it only once the browser closes the connection, which a browser may never do.)
+- A link is a password in a mailbox: a random 256-bit token, of which only the SHA-256 is
+  stored; it works once, for `link_ttl` seconds, and it is built from the issuer, never from the
+  request's Host header (a forged Host would mail the user a link to someone else's site).
+- Per account, at most `per_hour` links an hour, counted from the account's own rows while its
+  user row is locked: requests posted at once are counted one after the other, in every
+  process. That lock is the one a sign-out everywhere takes first (idp.users), so a link is
+  never created after a new password or a disabling in the same instant: those kill every
+  live link of the user, and this one either was there to be killed or comes after.
+- Spending a link is one conditional UPDATE (`used_at IS NULL AND expires_at > now`, the
+  project's "exactly once", `db.claim`), after the user row lock, in the order a sign-out
+  everywhere takes them. The new password goes through idp.users.set_password: its rules, its
+  audit event, its sign-out everywhere (which kills the user's other links too). A reset
+  proves the mailbox, not the second factor: the next login asks for it as always.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import bindparam, func, select, update
+
+from idp import audit, users
+from idp.db import db, utcnow
+from idp.login import user as login_user
+from idp.models import PasswordReset, User
+from idp.security.tokens import random_token, sha256_hex
+
+log = logging.getLogger(__name__)
+
+PURPOSE = "password_reset"  # the notifier's wording (idp.notify.base)
+TOKEN_BYTES = 32            # 256 bits
+_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # token_urlsafe(32): anything else names no link
+
+
+@dataclass(frozen=True)
+class ResetSettings:
+    enabled: bool
+    link_ttl: int   # seconds; 300 to 86400 (idp.config_ranges)
+    per_hour: int   # links mailed per account per hour; 1 to 100
+
+
+def settings_of(settings) -> ResetSettings:
+    return ResetSettings(enabled=bool(settings.get("password_reset.enabled", True)),
+                         link_ttl=int(settings.get("password_reset.link_ttl", 1800)),
+                         per_hour=int(settings.get("password_reset.per_hour", 3)))
+
+
+def current_settings() -> ResetSettings:
+    return settings_of(current_app.extensions["idp.settings"])
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A link to mail, once the answer to the request has left."""
+
+    reset_id: int
+    user_id: int
+    org_id: int
+    to: str
+    link: str
+    locale: str | None
+    minutes: int
+
+
+@dataclass(frozen=True)
+class LiveLink:
+    reset_id: int
+    user_id: int
+    email: str
+
+
+class LinkDead(Exception):
+    """The link is unknown, used, expired, or its user disabled: ask for another one."""
+
+
+# The user's row held until the commit, and whether a link may go to them: None when disabled (or
+# gone). FOR NO KEY UPDATE, as a login's last step takes it (idp.login.user.hold_for_sign_in).
+_HOLD_USER = (select(User.__table__.c.email_verified)
+              .where(User.__table__.c.id == bindparam("user_id"), User.__table__.c.disabled.is_(False))
+              .with_for_update(key_share=True))
+_RESETS = PasswordReset.__table__
+_LINKS_SINCE = (select(func.count()).select_from(_RESETS)
+                .where(_RESETS.c.user_id == bindparam("user_id"), _RESETS.c.created_at > bindparam("since")))
+_LIVE_LINK = (select(_RESETS.c.id, _RESETS.c.user_id, User.__table__.c.email)
+              .join(User.__table__, User.__table__.c.id == _RESETS.c.user_id)
+              .where(_RESETS.c.token_hash == bindparam("token_hash"), _RESETS.c.used_at.is_(None),
+                     _RESETS.c.expires_at > bindparam("now"), User.__table__.c.disabled.is_(False)))
+
+
+def request_link(address: str, *, locale: str | None) -> Delivery | None:
+    """A new link for the account whose e-mail is `address`, committed, with its audit event;
+    None when no mail goes out (no such account, disabled, unverified address, or its links for
+    the hour spent: the caller answers the same either way). `locale`: the mail's language when
+    the user has none of their own."""
+    config = current_settings()
+    # Made before the lookup, for every request: the cheap part of the work is the same whether
+    # an account has the address or not.
+    token = random_token(TOKEN_BYTES)
+    token_hash = sha256_hex(token)
+    user = login_user.find((address or "").strip().lower())
+    if user is None:
+        return None
+    refusal = None
+    email_verified = db.run(_HOLD_USER, {"user_id": user.id}).scalar()
+    now = utcnow()
+    if email_verified is None:
+        refusal = "account_disabled"
+    elif not email_verified:
+        refusal = "email_unverified"
+    elif db.run(_LINKS_SINCE, {"user_id": user.id, "since": now - timedelta(hours=1)}).scalar() >= config.per_hour:
+        refusal = "rate_limited"
+    about = dict(org_id=user.org_id, actor=audit.ANONYMOUS, subject_id=user.id)
+    if refusal:
+        # The admins see someone asking for links of this account; the requester sees nothing.
+        audit.record("password_reset.refused", **about, details={"reason": refusal})
+        db.session.commit()
+        return None
+    row = PasswordReset(token_hash=token_hash, user_id=user.id, created_at=now,
+                        expires_at=now + timedelta(seconds=config.link_ttl))
+    db.session.add(row)
+    db.session.flush()
+    audit.record("password_reset.requested", **about,
+                 details={"reset_id": row.id, "expires_at": _iso(row.expires_at)})
+    db.session.commit()  # the link must work the moment it arrives
+    issuer = current_app.extensions["idp.settings"].issuer
+    return Delivery(reset_id=row.id, user_id=user.id, org_id=user.org_id, to=user.email,
+                    link=f"{issuer}/password/reset/{token}", locale=user.locale or locale,
+                    minutes=config.link_ttl // 60)
+
+
+def send_in_background(delivery: Delivery) -> threading.Thread:
+    """Mail the link on a thread of its own, started now. Not a daemon: a worker that exits
+    gracefully sends what it promised first (the SMTP notifier gives up after its timeout)."""
+    thread = threading.Thread(target=deliver, args=(current_app._get_current_object(), delivery),
+                              name=f"password-reset-mail-{delivery.reset_id}")
+    thread.start()
+    return thread
+
+
+def deliver(app, delivery: Delivery) -> None:
+    """Mail the link, outside any request. A failed delivery kills the link and is audited
+    (`password_reset.mail_failed`); nothing here may raise: the requester has had their answer."""
+    from idp.notify import NotifyError, current_notifier
+
+    with app.app_context():
+        try:
+            current_notifier().send_code(delivery.to, delivery.link, PURPOSE, delivery.locale,
+                                         minutes=delivery.minutes)
+            return
+        except NotifyError as exc:
+            reason = str(exc)[:200]
+        except Exception as exc:  # a notifier's own bug: logged, and the link dies as for a failure
+            log.exception("password reset mail %s failed", delivery.reset_id)
+            reason = type(exc).__name__
+        log.warning("password reset mail %s not sent: %s", delivery.reset_id, reason)
+        try:
+            db.session.execute(update(PasswordReset).where(PasswordReset.id == delivery.reset_id,
+                                                           PasswordReset.used_at.is_(None))
+                               .values(expires_at=utcnow()))
+            audit.record("password_reset.mail_failed", org_id=delivery.org_id, actor=audit.ANONYMOUS,
+                         subject_id=delivery.user_id, details={"reset_id": delivery.reset_id, "reason": reason})
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            log.exception("password reset mail %s: the failure could not be recorded", delivery.reset_id)
+
+
+def live_link(token: str) -> LiveLink | None:
+    """The link `token` names if it can still be used, else None. Reads outside any transaction
+    when none is open (idp.db.read_first): showing the form takes no lock."""
+    if not isinstance(token, str) or not _TOKEN_SHAPE.match(token):
+        return None
+    found = db.read_first(_LIVE_LINK, {"token_hash": sha256_hex(token), "now": utcnow()})
+    return LiveLink(found.id, found.user_id, found.email) if found is not None else None
+
+
+def reset(token: str, password: str) -> users.Ended:
+    """Give the link's user `password`, spending the link, committed. Raises
+    users.PasswordRefused (checked first: the link stays usable) or LinkDead."""
+    problem = users.password_problem(password)
+    if problem:
+        raise users.PasswordRefused(problem)
+    link = live_link(token)
+    if link is None:
+        raise LinkDead()
+    # The user's row, then the link's: the order a sign-out everywhere takes them.
+    if db.run(_HOLD_USER, {"user_id": link.user_id}).scalar() is None:
+        db.session.rollback()
+        raise LinkDead()
+    now = utcnow()
+    spent = db.claim(PasswordReset, [PasswordReset.id == link.reset_id, PasswordReset.used_at.is_(None),
+                                     PasswordReset.expires_at > now], {"used_at": now, "expires_at": now},
+                     commit=False)
+    if spent is None:  # used or killed since it was read: a racing post, a new password, a disabling
+        db.session.rollback()
+        raise LinkDead()
+    user = db.session.get(User, link.user_id)
+    ended = users.set_password(user, password, actor=audit.ANONYMOUS, by="reset_link")
+    audit.record("user.password_reset", org_id=user.org_id, actor=audit.ANONYMOUS, subject_id=user.id,
+                 details={"reset_id": spent.id, "link_created_at": _iso(spent.created_at)})
+    db.session.commit()
+    return ended
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")

@@ -1,0 +1,46 @@
+"""One reset link posted ten times at once, on PostgreSQL: exactly one new password is set
+(idp.password_reset.reset spends the link with one conditional UPDATE)."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from fixtures.database import postgres_base_url
+from fixtures.oidc import FormBrowser, seed
+from test_factor_races import _at_once
+
+pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
+
+POSTS = 10
+
+
+def _mailed_link(server, email: str) -> str:
+    """A link as the mail would carry it, made by the domain function (no mail server needed)."""
+    from idp import password_reset
+
+    with server.app.test_request_context():
+        return password_reset.request_link(email, locale="en").link
+
+
+def test_one_link_posted_at_once_sets_one_password(pg_server):
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    seeded = seed(pg_server)
+    link = _mailed_link(pg_server, seeded.user_email)
+    browsers = [FormBrowser(pg_server.url) for _ in range(POSTS)]
+    for browser in browsers:
+        assert browser.get(link).status == 200
+    passwords = [f"new passphrase number {i}" for i in range(POSTS)]
+    _at_once([(browser, browser.page.form_with("password"), {"password": password, "confirm": password})
+              for browser, password in zip(browsers, passwords, strict=True)])
+    statuses = sorted(b.page.status for b in browsers)
+    winners = [p for b, p in zip(browsers, passwords, strict=True) if b.page.url.endswith("/password/changed")]
+    assert len(winners) == 1 and statuses == [200] + [410] * (POSTS - 1), statuses
+    with pg_server.context():
+        resets = db.session.scalar(select(func.count()).where(AuditEvent.event == "user.password_reset"))
+    assert resets == 1
+    browser = FormBrowser(pg_server.url)
+    browser.get("/account/security")
+    browser.login(seeded.user_email, winners[0])
+    assert browser.page.url.endswith("/account/security"), browser.page.url

@@ -1,0 +1,266 @@
+""""Forgot your password?": a link by e-mail, a new password, and nothing more (idp/password_reset.py).
+
+Over real HTTP against a live server whose `[mail]` is a real SMTP server (aiosmtpd,
+fixtures/mail.py), with an independent OIDC client for the tokens. On SQLite and, when
+IDP_TEST_DATABASE_URL is set, PostgreSQL; the race is tests/concurrency/test_password_reset_race.py.
+"""
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+
+import pyotp
+import pytest
+import requests
+from sqlalchemy import select, update
+
+from fixtures.oidc import FormBrowser, password_login, start_server
+from fixtures.totp import enrol_totp_during_login
+
+NEW_PASSWORD = "a brand new passphrase"
+PER_HOUR = 2
+LINK = re.compile(r"(http://\S+/password/reset/[A-Za-z0-9_-]{43})\s")
+
+
+@pytest.fixture
+def live_server(migrated_database_url, inbox):
+    _handler, port = inbox
+    server = start_server(migrated_database_url, {"mail.host": "127.0.0.1", "mail.port": port,
+                                                  "mail.sender": "idp@acme.test", "password_reset.per_hour": PER_HOUR})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mail(inbox):
+    return inbox[0]
+
+
+def ask_for_link(browser: FormBrowser, email: str, start: str = "/password/forgot"):
+    page = browser.get(start)
+    return browser.submit(page.form_with("username"), {"username": email})
+
+
+def link_in(message) -> str:
+    return LINK.search(message.get_body(("plain",)).get_content()).group(1)
+
+
+def mailed_link(mail, count: int) -> str:
+    return link_in(mail.wait_for(count)[count - 1][1])
+
+
+def events(server, name: str) -> list:
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    with server.context():
+        return db.session.scalars(select(AuditEvent).where(AuditEvent.event == name)).all()
+
+
+def at_the_code_page(server, rp, email: str, password: str) -> FormBrowser:
+    browser = FormBrowser(server.url)
+    browser.get(rp.authorization_url())
+    browser.login(email, password)
+    return browser
+
+
+def test_a_reset_from_a_login_ends_everything_old_and_keeps_the_second_factor(live_server, seeded, rp_factory, mail):
+    rp = rp_factory(seeded.first_party)
+    # Alice has TOTP and a signed-in browser with tokens.
+    before = FormBrowser(live_server.url)
+    secret, _codes = enrol_totp_during_login(before, rp, seeded)
+    rp.exchange(before.last_redirect)
+    before.get(rp.authorization_url(scope="openid email offline_access"))  # signed in: straight back
+    old_tokens = rp.exchange(before.last_redirect)
+
+    # Another browser starts a login and forgets the password.
+    browser = FormBrowser(live_server.url)
+    login_page = browser.get(rp.authorization_url())
+    forgot = login_page.find(r'href="(/login/[^"]+/forgot-password)"')
+    assert forgot, login_page.text[:2000]
+    sent = ask_for_link(browser, seeded.user_email, start=forgot)
+    assert sent.status == 200 and sent.url.endswith("/password/forgot/sent")
+
+    [(rcpt, message)] = mail.wait_for(1)
+    assert rcpt == [seeded.user_email] and message["Subject"] == "Reset your password"
+    link = link_in(message)
+    assert link.startswith(f"{live_server.url}/password/reset/")
+    opened = requests.get(link, timeout=10, cookies=browser.http.cookies)
+    assert opened.status_code == 200 and opened.headers["Referrer-Policy"] == "no-referrer"
+
+    form = browser.get(link).form_with("password")
+    changed = browser.submit(form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert changed.status == 200 and changed.url == f"{live_server.url}/password/changed"  # no token in it
+    resume = changed.find(r'href="(/login/[^"/]+)"')
+    assert resume and resume in forgot, changed.text[:2000]
+
+    # Everything the old password opened is dead.
+    refreshed = rp.token_request({"grant_type": "refresh_token", "refresh_token": old_tokens["refresh_token"]})
+    assert refreshed.status_code == 400 and rp.userinfo(old_tokens["access_token"]).status_code == 401
+    before.get(rp_factory(seeded.first_party).authorization_url(prompt="none"))
+    assert before.callback_params()["error"] == "login_required"
+
+    # Back to the login in progress: the old password is refused, the new one asks for the code.
+    page = browser.get(resume)
+    assert page.form_with("password")
+    page = browser.login(seeded.user_email, seeded.password)
+    assert page.status == 401 and browser.last_redirect is None
+    page = browser.login(seeded.user_email, NEW_PASSWORD)
+    assert browser.last_redirect is None, "a reset does not skip the second factor"
+    browser.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(int(time.time()) + 30)})
+    claims = rp.validate_id_token(rp.exchange(browser.last_redirect)["id_token"])
+    assert claims["amr"] == ["pwd", "otp", "mfa"]
+
+    [reset] = events(live_server, "user.password_reset")
+    [changed_event] = events(live_server, "user.password_changed")
+    assert reset.actor == changed_event.actor == "anonymous" and changed_event.details["by"] == "reset_link"
+    assert changed_event.details["sessions_ended"] >= 1 and changed_event.details["tokens_revoked"] >= 1
+    [requested] = events(live_server, "password_reset.requested")
+    assert requested.ip == "127.0.0.1" and reset.details["reset_id"] == requested.details["reset_id"]
+    # The link is spent.
+    assert browser.get(link).status == 410
+
+
+def test_unknown_and_disabled_addresses_get_the_same_answer_and_no_mail(live_server, seeded, mail):
+    from idp import users
+    from idp.db import db
+
+    with live_server.context():
+        bob = users.create(seeded.org_id, "bob@acme.test", seeded.password, actor="cli")
+        users.set_disabled(bob, True, actor="cli")
+        db.session.commit()
+    answers = [ask_for_link(FormBrowser(live_server.url), email)
+               for email in ("nobody@acme.test", "bob@acme.test", seeded.user_email.upper())]
+    assert len({(page.status, page.url, page.text) for page in answers}) == 1
+    [(rcpt, _message)] = mail.wait_for(1)
+    assert rcpt == [seeded.user_email]  # the address as stored, whatever its case on the form
+    time.sleep(0.3)
+    assert len(mail.messages) == 1
+    assert [e.details["reason"] for e in events(live_server, "password_reset.refused")] == ["account_disabled"]
+
+
+def test_a_forged_host_header_does_not_change_the_link(live_server, seeded, mail):
+    browser = FormBrowser(live_server.url)
+    form = browser.get("/password/forgot").form_with("username")
+    cookie = "; ".join(f"{name}={value}" for name, value in browser.http.cookies.items())
+    answer = requests.post(form["action"], data=dict(form["fields"], username=seeded.user_email),
+                           headers={"Host": "attacker.example", "Cookie": cookie}, allow_redirects=False, timeout=10)
+    assert answer.status_code == 303, answer.text[:500]
+    assert mailed_link(mail, 1).startswith(f"{live_server.url}/password/reset/")
+
+
+def test_links_per_account_per_hour_are_limited_with_the_same_answer(live_server, seeded, mail):
+    browser = FormBrowser(live_server.url)
+    answers = [ask_for_link(browser, seeded.user_email) for _ in range(PER_HOUR + 1)]
+    assert len({(page.status, page.text) for page in answers}) == 1
+    mail.wait_for(PER_HOUR)
+    assert [e.details["reason"] for e in events(live_server, "password_reset.refused")] == ["rate_limited"]
+    time.sleep(0.3)
+    assert len(mail.messages) == PER_HOUR
+
+
+def _dead(page) -> bool:
+    return page.status == 410 and "/password/forgot" in page.text  # one page, with a way to ask again
+
+
+def test_an_expired_link_is_refused_and_offers_another(live_server, seeded, mail):
+    from idp.db import db, utcnow
+    from idp.models import PasswordReset
+
+    browser = FormBrowser(live_server.url)
+    ask_for_link(browser, seeded.user_email)
+    link = mailed_link(mail, 1)
+    form = browser.get(link).form_with("password")
+    with live_server.context():
+        db.session.execute(update(PasswordReset).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    assert _dead(browser.get(link))
+    assert _dead(browser.submit(form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD}))
+    assert _dead(browser.get("/password/reset/" + "x" * 43))  # unknown: the same page
+
+
+def test_a_used_link_is_refused_and_the_users_other_links_die(live_server, seeded, rp_factory, mail):
+    browser = FormBrowser(live_server.url)
+    ask_for_link(browser, seeded.user_email)
+    ask_for_link(browser, seeded.user_email)
+    first, second = mailed_link(mail, 1), mailed_link(mail, 2)
+    form = browser.get(first).form_with("password")
+    browser.submit(form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert browser.page.url.endswith("/password/changed")
+    assert _dead(browser.submit(form, {"password": "yet another passphrase", "confirm": "yet another passphrase"}))
+    assert _dead(browser.get(second))
+    assert password_login(FormBrowser(live_server.url), rp_factory(seeded.first_party), seeded.user_email,
+                          NEW_PASSWORD).get("code")
+
+
+@pytest.mark.parametrize("how", ["new_password", "disabled"])
+def test_a_link_dies_when_the_password_changes_elsewhere_or_the_user_is_disabled(live_server, seeded, mail, how):
+    from idp import users
+    from idp.db import db
+    from idp.models import User
+
+    browser = FormBrowser(live_server.url)
+    ask_for_link(browser, seeded.user_email)
+    link = mailed_link(mail, 1)
+    with live_server.context():
+        alice = db.session.scalar(select(User).where(User.email == seeded.user_email))
+        if how == "new_password":
+            users.set_password(alice, "set by the admin", actor="cli")
+        else:
+            users.set_disabled(alice, True, actor="cli")
+        db.session.commit()
+    assert _dead(browser.get(link))
+
+
+def test_the_form_needs_its_csrf_token(live_server, seeded, mail):
+    browser = FormBrowser(live_server.url)
+    ask_for_link(browser, seeded.user_email)
+    link = mailed_link(mail, 1)
+    browser.get(link)
+    refused = browser.http.post(link, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD}, allow_redirects=False)
+    assert refused.status_code == 400
+    assert browser.get(link).status == 200  # nothing spent
+    asked = browser.http.post(f"{live_server.url}/password/forgot", data={"username": seeded.user_email})
+    assert asked.status_code == 400
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"password": "short", "confirm": "short"}, "at least 8 characters"),
+    ({"password": NEW_PASSWORD, "confirm": NEW_PASSWORD + "!"}, "The two passwords differ."),
+])
+def test_a_refused_password_shows_the_form_again_and_keeps_the_link(live_server, seeded, rp_factory, mail, values,
+                                                                   message):
+    browser = FormBrowser(live_server.url)
+    ask_for_link(browser, seeded.user_email)
+    link = mailed_link(mail, 1)
+    page = browser.submit(browser.get(link).form_with("password"), values)
+    assert page.status == 400 and message in page.text and page.form_with("password")
+    page = browser.submit(page.form_with("password"), {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert page.url.endswith("/password/changed")
+    assert not events(live_server, "password_reset.refused")
+
+
+def test_without_a_login_the_changed_page_offers_to_sign_in(live_server, seeded, mail):
+    browser = FormBrowser(live_server.url)
+    ask_for_link(browser, seeded.user_email)
+    page = browser.submit(browser.get(mailed_link(mail, 1)).form_with("password"),
+                          {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert 'href="/account/security"' in page.text and "/login/" not in page.text
+
+
+def test_switched_off_there_is_no_link_and_no_page(seeded_off):
+    server, rp = seeded_off
+    browser = FormBrowser(server.url)
+    page = browser.get(rp.authorization_url())
+    assert page.form_with("password") and "forgot-password" not in page.text
+    assert browser.get("/password/forgot").status == 404
+
+
+@pytest.fixture
+def seeded_off(migrated_database_url):
+    from fixtures.oidc import RelyingParty, seed
+
+    server = start_server(migrated_database_url, {"password_reset.enabled": False})
+    yield server, RelyingParty(server.url, seed(server).first_party)
+    server.stop()
