@@ -90,8 +90,14 @@ def next_state(params: dict, steps_done: list[dict], user: UserLike) -> State:
     pending = gate.pending_second_factor(user, params, steps_done)
     if pending is not None:
         return pending
-    if "client_id" in params and consent_needed(params, _client_row(params), user.id):
-        return State.CONSENT
+    if "client_id" in params:
+        client = _client_row(params)
+        if client is None:
+            # Removed while this login ran: `idp client remove` ends the logins it finds, but one
+            # begun from a worker's cached copy of the client (tokens.client_cache_ttl) gets here.
+            return State.CANCELLED
+        if consent_needed(params, client, user.id):
+            return State.CONSENT
     return State.DONE
 
 
@@ -218,6 +224,8 @@ def proceed(row: TransactionRow, handle_raw: str, user: UserLike, from_state: St
     transaction.advance(row, from_state, version, target, commit=False, **patch)
     _record(events)
     db.session.commit()
+    if target == State.CANCELLED:  # its client is gone: nothing to sign in to
+        return redirect(url_for("login.expired"))
     return redirect_to(handle_raw)
 
 

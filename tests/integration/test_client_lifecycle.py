@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import requests
+from sqlalchemy import create_engine, text
 
 from fixtures.cli import run_idp
-from fixtures.oidc import FormBrowser, password_login
+from fixtures.oidc import FormBrowser, RelyingParty, password_login, seed, start_server
 
 
 def idp(live_server, *args: str):
@@ -65,3 +67,39 @@ def test_a_removed_client_loses_its_tokens_and_its_logins_in_progress(live_serve
     page = halfway.submit(login_form, {"username": seeded.user_email, "password": seeded.password})
     assert 400 <= page.status < 500, page
     assert halfway.last_redirect is None  # nothing reached the removed client's redirect URI
+
+
+@pytest.fixture
+def uncached_server(migrated_database_url):
+    """Clients read from the database on every request: a login that outlives its client sees it gone."""
+    server = start_server(migrated_database_url, {"tokens.client_cache_ttl": 0})
+    yield server
+    server.stop()
+
+
+def drop_client_row(database_url: str, client_id: str) -> None:
+    """The client's row only, as a worker's stale cached copy sees the world after `idp client remove`
+    (which ends the logins it finds, but not one begun from such a copy)."""
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM clients WHERE client_id = :c"), {"c": client_id})
+    engine.dispose()
+
+
+@pytest.mark.parametrize("at", ["password", "consent"])
+def test_a_login_whose_client_vanished_ends_on_the_expired_page(uncached_server, at):
+    seeded = seed(uncached_server)
+    rp = RelyingParty(uncached_server.url, seeded.third_party)
+    browser = FormBrowser(uncached_server.url)
+    browser.get(rp.authorization_url())
+    form = browser.page.form_with("password")
+    if at == "consent":
+        page = browser.submit(form, {"username": seeded.user_email, "password": seeded.password})
+        form = page.form_with("action")
+        drop_client_row(uncached_server.database_url, seeded.third_party["client_id"])
+        page = browser.submit(form, button=("action", "allow"))
+    else:
+        drop_client_row(uncached_server.database_url, seeded.third_party["client_id"])
+        page = browser.submit(form, {"username": seeded.user_email, "password": seeded.password})
+    assert 400 <= page.status < 500, page
+    assert browser.last_redirect is None  # no code went anywhere
