@@ -185,8 +185,9 @@ def check_password(email: str, password: str, *, remote_addr: str | None = None,
     return user_ref(row)
 
 
-def send_code(user: UserRef, code: str, purpose: str) -> str:
-    """Send `code` to the user's verified e-mail address through the app's notifier ([mail]).
+def send_code(user: UserRef, code: str, purpose: str, *, valid_seconds: int | None = None) -> str:
+    """Send `code` to the user's verified e-mail address through the app's notifier ([mail]);
+    `valid_seconds`: how long the code works, as the message says (in minutes, rounded up).
 
     Returns the address, masked for display ("a***@example.com"). Raises `CodeNotSent` when the
     address is not verified or delivery failed.
@@ -198,7 +199,8 @@ def send_code(user: UserRef, code: str, purpose: str) -> str:
     if row is None or not row.email or not row.email_verified:
         raise CodeNotSent("the account has no verified e-mail address")
     try:
-        current_notifier().send_code(row.email, code, purpose, row.locale)
+        lifetime = {} if valid_seconds is None else {"minutes": max(1, -(-valid_seconds // 60))}
+        current_notifier().send_code(row.email, code, purpose, row.locale, **lifetime)
     except NotifyError as exc:
         raise CodeNotSent(str(exc)) from exc
     return mask_email(row.email)

@@ -72,7 +72,7 @@ def start(factor, email: object, password: object, *, remote_addr: str | None, n
     directory.commit()  # the code must work the moment it arrives
     details = {"ip": remote_addr, "recovery_id_prefix": info.id[:8]}
     try:
-        sent_to = directory.send_code(user, code, "recovery")
+        sent_to = directory.send_code(user, code, "recovery", valid_seconds=settings.code_ttl)
     except directory.CodeNotSent as exc:
         factor.challenges.expire(info.id, now=now)
         directory.audit("recover.code_not_sent", user, actor=user.email, actor_id=user.id,

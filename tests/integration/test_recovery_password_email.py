@@ -12,13 +12,16 @@ from fixtures.mail import Inbox
 from fixtures.oidc import start_server
 from recovery_kit import audit_events, enable_recovery, push_devices, push_login, restored_phones
 
+CODE_TTL = 900  # seconds: the mail says 15 minutes
+
 
 @pytest.fixture
 def live_server(migrated_database_url, inbox):
     """The live server (as in fixtures/oidc.py), its `[mail]` pointing at the local SMTP server."""
     _handler, port = inbox
     live = start_server(migrated_database_url, {"mail.host": "127.0.0.1", "mail.port": port,
-                                                "mail.sender": "idp@acme.test"})
+                                                "mail.sender": "idp@acme.test",
+                                                "factors.qr_recovery.code_ttl": CODE_TTL})
     enable_recovery(live)
     yield live
     live.stop()
@@ -60,6 +63,7 @@ def test_password_and_emailed_code_give_the_new_phone_its_own_key(server, seeded
     rcpt, message = handler.messages[0]
     assert rcpt == [seeded.user_email] and message["From"] == "idp@acme.test"
     assert message["Subject"] == "Your recovery code" and len(code) == 6
+    assert "valid for 15 minutes" in message.get_body(("plain",)).get_content()
     assert new.accounts()[0]["status"] == "active"
     # The other devices' owner hears of it: a notice by e-mail, and the audit log for the admins.
     _rcpt, notice = handler.wait_for(2)[1]
