@@ -6,7 +6,7 @@ from typing import Any, Mapping
 from flask import Flask
 
 from idp.config import load_settings
-from idp.db import db
+from idp.db import PoolSettings, db
 from idp.dispatch import ProviderFlask
 from idp.security.cookie_session import CachedSerializerSessionInterface
 from idp.security.passwords import Passwords
@@ -47,7 +47,7 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
         memory_cost=int(settings.get("security.argon2_memory_cost")),
         parallelism=int(settings.get("security.argon2_parallelism")),
     )
-    db.init_app(app, settings.database_url)
+    db.init_app(app, settings.database_url, PoolSettings.from_settings(settings))
 
     from idp import extensions, ops
 

@@ -6,6 +6,7 @@ deployments. Code that needs "exactly once" uses a single conditional UPDATE
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlalchemy import Table, create_engine, event, exc, update
@@ -31,7 +32,22 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def make_engine(url: str) -> Engine:
+@dataclass(frozen=True)
+class PoolSettings:
+    """PostgreSQL's connection pool per process (`server.database_pool_*`; SQLite has none to size)."""
+
+    size: int = 10
+    max_overflow: int = 20
+    timeout: int = 30
+
+    @classmethod
+    def from_settings(cls, settings) -> "PoolSettings":
+        return cls(size=int(settings.get("server.database_pool_size", cls.size)),
+                   max_overflow=int(settings.get("server.database_max_overflow", cls.max_overflow)),
+                   timeout=int(settings.get("server.database_pool_timeout", cls.timeout)))
+
+
+def make_engine(url: str, pool: PoolSettings = PoolSettings()) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -63,7 +79,7 @@ def make_engine(url: str) -> Engine:
             wait_for_write_lock(lambda: driver.execute("BEGIN IMMEDIATE"))
 
         return engine
-    engine = create_engine(url, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_size=pool.size, max_overflow=pool.max_overflow, pool_timeout=pool.timeout)
 
     # A pooled connection is checked for life as it leaves the pool, without SQLAlchemy's
     # pre-ping: that one is a round trip per transaction (a third of a short read's cost on
@@ -91,8 +107,8 @@ class Database:
             if transaction.parent is None:  # the outermost transaction ended: its connection is released
                 session.info.pop(_DBAPI, None)
 
-    def init_app(self, app, url: str) -> None:
-        self.engine = make_engine(url)
+    def init_app(self, app, url: str, pool: PoolSettings = PoolSettings()) -> None:
+        self.engine = make_engine(url, pool)
         self._lone = None
         self.session.configure(bind=self.engine)
         app.extensions["idp.db"] = self

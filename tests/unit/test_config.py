@@ -261,6 +261,9 @@ def test_the_bench_limits_are_accepted():
     ("IDP_LOGIN__TRANSACTION_TTL", "0", "between 60 and"),                   # every login expired at once
     ("IDP_LOGIN__RECENT_LOGIN", "0", "between 10 and"),
     ("IDP_ADMIN__PAGE_SIZE", "0", "between 1 and 1000"),
+    ("IDP_SERVER__DATABASE_POOL_SIZE", "0", "between 1 and 1000"),            # no connection at all
+    ("IDP_SERVER__DATABASE_MAX_OVERFLOW", "-1", "between 0 and 1000"),
+    ("IDP_SERVER__DATABASE_POOL_TIMEOUT", "0", "between 1 and 600"),
     ("IDP_MAIL__PORT", "70000", "between 1 and 65535"),
     ("IDP_SECURITY__ARGON2_TIME_COST", "0", "between 1 and 100"),             # argon2 raised deep in create_app
     ("IDP_SECURITY__ARGON2_PARALLELISM", "0", "between 1 and 64"),
@@ -326,3 +329,14 @@ def test_production_refuses_mailing_codes_in_clear_to_a_remote_relay(host, start
             load_settings(environ=environ)
     else:
         assert load_settings(environ=environ).production
+
+
+def test_the_postgresql_pool_is_sized_by_the_settings():
+    from idp.db import PoolSettings, make_engine
+
+    pool = PoolSettings.from_settings(settings(IDP_SERVER__DATABASE_POOL_SIZE="3", IDP_SERVER__DATABASE_MAX_OVERFLOW="0",
+                                               IDP_SERVER__DATABASE_POOL_TIMEOUT="7"))
+    assert pool == PoolSettings(size=3, max_overflow=0, timeout=7)
+    engine = make_engine("postgresql+psycopg://idp@127.0.0.1:1/none", pool)  # no connection is opened
+    assert (engine.pool.size(), engine.pool._max_overflow, engine.pool._timeout) == (3, 0, 7)
+    assert PoolSettings.from_settings(settings()) == PoolSettings()  # config/default.toml's values are the defaults
