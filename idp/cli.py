@@ -698,6 +698,36 @@ def keys_rotate(as_json: bool) -> None:
             click.echo(f"published signing key {key['kid']} ({key['alg']})")
 
 
+@keys.command("withdraw")
+@click.argument("kid")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@with_appcontext
+def keys_withdraw(kid: str, as_json: bool) -> None:
+    """Take signing key KID out of use and out of the JWKS now (its private key leaked): the ID
+    tokens it signed stop verifying, and its algorithm's next key signs at once. Servers follow
+    within 10 seconds (their key cache)."""
+    import dataclasses
+
+    from idp import audit
+    from idp.oidc import keys as signing_keys
+    from idp.security.secrets import SecretError
+
+    try:
+        done = signing_keys.withdraw(kid)
+    except (signing_keys.KeyRefused, SecretError) as exc:
+        raise CliError(str(exc)) from None
+    audit.record("signing_key.withdrawn", org_id=None, actor="cli", details=dataclasses.asdict(done))
+    commit()
+    signing_keys.invalidate_cache()
+    if as_json:
+        emit_json(dataclasses.asdict(done))
+        return
+    click.echo(f"withdrew signing key {done.kid} ({done.alg}): no longer published")
+    if done.created:
+        click.echo(f"created signing key {done.created} ({done.alg}) in its place")
+    click.echo(f"{done.alg} ID tokens are signed by {done.signs_now}")
+
+
 @keys.command("rotate-secrets")
 @with_appcontext
 def keys_rotate_secrets() -> None:

@@ -99,13 +99,7 @@ def rotate(algs: tuple[str, ...] = SUPPORTED_ALGS) -> list[SigningKey]:
     and once they start signing every token request fails."""
     settings = _settings()
     now = utcnow()
-    ring = _keyring()
-    for row in db.session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
-        try:
-            ring.open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))
-        except SecretError as exc:
-            raise SecretError(f"these encryption keys cannot open signing key {row.kid} (sealed with "
-                              f"{row.secret_key_id!r}): run idp with the servers' security.encryption_keys") from exc
+    _check_key_ring()
     delay = timedelta(seconds=int(settings.get("tokens.key_publish_delay", 0)))
     keep = timedelta(seconds=int(settings.get("tokens.id_token_ttl", 3600))
                      + int(settings.get("tokens.retired_key_grace", 0)))
@@ -119,6 +113,73 @@ def rotate(algs: tuple[str, ...] = SUPPORTED_ALGS) -> list[SigningKey]:
     db.session.commit()
     invalidate_cache()
     return new_keys
+
+
+def _check_key_ring() -> None:
+    """SecretError unless this process's encryption keys open the keys in use: a command run with
+    another key ring than the servers' would seal new keys they cannot open (every token request
+    fails once one signs)."""
+    ring = _keyring()
+    for row in db.session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
+        try:
+            ring.open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))
+        except SecretError as exc:
+            raise SecretError(f"these encryption keys cannot open signing key {row.kid} (sealed with "
+                              f"{row.secret_key_id!r}): run idp with the servers' security.encryption_keys") from exc
+
+
+class KeyRefused(ValueError):
+    """A key change that cannot be made; the message says why, for people."""
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    kid: str
+    alg: str
+    signs_now: str        # the kid that signs this algorithm's ID tokens now
+    created: str | None   # the kid of the key made to take the withdrawn one's place, if one was
+
+
+def withdraw(kid: str) -> Withdrawal:
+    """Take a key out of use and out of the JWKS now, not when its tokens expire: the answer to a
+    private key that leaked. Every ID token it signed stops verifying at the relying parties (which
+    is the point); ID tokens are signed from now on by the algorithm's next key, made active at
+    once (a key published by `rotate` and still waiting, else a new one: there is no publish delay
+    to keep: signing with a leaked key meanwhile would be worse). Withdrawing a key that was only
+    published (waiting to sign) makes another to take its place, from when the signing key retires. Not committed; the caller
+    commits (and audits). Raises KeyRefused, or SecretError as `rotate` does."""
+    now = utcnow()
+    row = db.session.scalar(select(SigningKey).where(SigningKey.kid == kid).with_for_update())
+    if row is None:
+        raise KeyRefused(f"unknown signing key {kid!r} (see idp keys list)")
+    if key_status(row, now) == "removed":
+        raise KeyRefused(f"signing key {kid!r} is already out of the JWKS")
+    _check_key_ring()
+    row.retired_at = min(row.retired_at or now, now)
+    row.remove_after = now
+    siblings = [r for r in db.session.scalars(select(SigningKey).where(SigningKey.alg == row.alg,
+                                                                       SigningKey.id != row.id))
+                if key_status(r, now) != "removed"]
+    active = [r for r in siblings if key_status(r, now) == "active"]
+    successors = sorted((r for r in siblings if r.retired_at is None), key=lambda r: r.activates_at)
+    new_key = None
+    if successors:
+        if not active:  # the withdrawn key was signing: its successor signs now, not after the delay
+            successors[-1].activates_at = min(successors[-1].activates_at, now)
+    else:
+        # The withdrawn key was the one to sign next (or the only one): a new key takes its place,
+        # from the moment the key still signing retires (the rotation's publish delay kept), or now.
+        new_key = create_key(row.alg, activates_at=max((r.retired_at for r in active), default=now))
+    db.session.flush()
+    return Withdrawal(kid=row.kid, alg=row.alg, signs_now=_signer(row.alg, now).kid,
+                      created=new_key.kid if new_key is not None else None)
+
+
+def _signer(alg: str, now: datetime) -> SigningKey:
+    """The key `_load` picks to sign `alg` at `now`: the active one activated last."""
+    rows = db.session.scalars(select(SigningKey).where(SigningKey.alg == alg)
+                              .order_by(SigningKey.activates_at.desc(), SigningKey.id.desc()))
+    return next(r for r in rows if key_status(r, now) == "active")
 
 
 def key_status(row: SigningKey, now: datetime) -> str:
@@ -135,10 +196,12 @@ def key_status(row: SigningKey, now: datetime) -> str:
 def list_keys() -> list[dict]:
     now = utcnow()
     rows = db.session.scalars(select(SigningKey).order_by(SigningKey.created_at)).all()
-    return [{"kid": r.kid, "alg": r.alg, "created_at": r.created_at.isoformat(),
-             "activates_at": r.activates_at.isoformat(),
-             "retired_at": r.retired_at.isoformat() if r.retired_at else None,
-             "remove_after": r.remove_after.isoformat() if r.remove_after else None,
+    from idp.factors.cli import iso_utc  # the idp command's one time format
+
+    return [{"kid": r.kid, "alg": r.alg, "created_at": iso_utc(r.created_at),
+             "activates_at": iso_utc(r.activates_at),
+             "retired_at": iso_utc(r.retired_at) if r.retired_at else None,
+             "remove_after": iso_utc(r.remove_after) if r.remove_after else None,
              "status": key_status(r, now)} for r in rows]
 
 

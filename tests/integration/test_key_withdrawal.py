@@ -1,0 +1,105 @@
+"""Withdrawing a signing key (`idp keys withdraw KID`, its private key leaked): out of the JWKS and
+out of use at once, with the algorithm's next key signing; over HTTP against a live server, the
+command run as an operator runs it (a subprocess on the server's database)."""
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import pytest
+import requests
+
+from fixtures.cli import run_idp
+from fixtures.oidc import FormBrowser, RelyingParty, password_login, seed, start_server
+
+
+@pytest.fixture
+def server(migrated_database_url):
+    # A publish delay, as in production: a rotation's new key waits before it signs. No cached
+    # JWKS document (5 s by default): the relying party checks each token against the keys as
+    # they are published at that moment.
+    live = start_server(migrated_database_url, {"tokens.key_publish_delay": 300, "ops.cached_documents_ttl": 0})
+    yield live
+    live.stop()
+
+
+def published_kids(server) -> set[str]:
+    # A query string passes the per-process document cache (idp/ops/documents.py).
+    return {k["kid"] for k in requests.get(f"{server.url}/jwks?t={uuid.uuid4().hex}", timeout=5).json()["keys"]}
+
+
+def signing_kid(server, seeded, rp) -> str:
+    """The kid of a fresh login's ID token, once the server forgot its cached keys (they last 10 s)."""
+    from idp.oidc import keys
+
+    with server.context():
+        keys.invalidate_cache()
+    browser = FormBrowser(server.url)
+    password_login(browser, rp, seeded.user_email, seeded.password)
+    token = rp.exchange(browser.last_redirect)["id_token"]
+    rp.validate_id_token(token)  # against the JWKS as published now
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]
+
+
+def idp(server, *args: str) -> dict:
+    result = run_idp(*args, database_url=server.database_url)
+    assert result.returncode == 0, result
+    return json.loads(result.stdout)
+
+
+def statuses(server) -> dict[str, str]:
+    return {key["kid"]: key["status"] for key in idp(server, "keys", "list", "--json")}
+
+
+def test_a_withdrawn_key_leaves_the_jwks_and_a_new_key_signs_at_once(server):
+    seeded = seed(server)
+    rp = RelyingParty(server.url, seeded.first_party)
+    leaked = signing_kid(server, seeded, rp)
+
+    done = idp(server, "keys", "withdraw", leaked, "--json")
+    assert done["kid"] == leaked and done["alg"] == "ES256"
+    assert done["created"] and done["signs_now"] == done["created"]  # no publish delay for a leak
+
+    assert signing_kid(server, seeded, rp) == done["created"]
+    assert leaked not in published_kids(server) and done["created"] in published_kids(server)
+    assert statuses(server)[leaked] == "removed"
+    with server.context():
+        from idp.db import db
+        from idp.models import AuditEvent
+
+        event = db.session.query(AuditEvent).filter_by(event="signing_key.withdrawn").one()
+        assert event.details == done and event.actor == "cli"
+
+
+def test_withdrawn_during_a_rotation_the_waiting_key_signs_or_is_replaced(server):
+    seeded = seed(server)
+    rp = RelyingParty(server.url, seeded.first_party)
+    current = signing_kid(server, seeded, rp)
+    waiting = next(k["kid"] for k in idp(server, "keys", "rotate", "--json") if k["alg"] == "ES256")
+    assert statuses(server)[waiting] == "published"
+
+    # The key that waits is withdrawn: another waits in its place, the current one signs on.
+    replaced = idp(server, "keys", "withdraw", waiting, "--json")
+    assert replaced["signs_now"] == current and replaced["created"] not in (None, waiting)
+    assert statuses(server)[replaced["created"]] == "published"
+    assert signing_kid(server, seeded, rp) == current
+
+    # The signing key is withdrawn: the waiting one signs now, without waiting out the delay.
+    done = idp(server, "keys", "withdraw", current, "--json")
+    assert done["signs_now"] == replaced["created"] and done["created"] is None
+    assert signing_kid(server, seeded, rp) == replaced["created"]
+    assert current not in published_kids(server)
+
+
+@pytest.mark.parametrize("kid, message", [("es256-nosuchkey", "unknown signing key"), (None, "already out of the JWKS")])
+def test_refusals_change_nothing(server, kid, message):
+    seeded = seed(server)
+    signing_kid(server, seeded, RelyingParty(server.url, seeded.first_party))
+    if kid is None:  # one withdrawn already
+        kid = next(k for k, status in statuses(server).items() if status == "active")
+        idp(server, "keys", "withdraw", kid, "--json")
+    before = idp(server, "keys", "list", "--json")
+    result = run_idp("keys", "withdraw", kid, database_url=server.database_url)
+    assert result.returncode != 0 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert idp(server, "keys", "list", "--json") == before
