@@ -455,6 +455,19 @@ def user_enable(email: str) -> None:
     _set_disabled(email, False)
 
 
+@user.command("sign-out")
+@click.option("--email", required=True, help="The user's e-mail address.")
+@with_appcontext
+def user_sign_out(email: str) -> None:
+    """End every session and token of a user (a lost or stolen device); nothing else changes."""
+    from idp import users
+
+    target = existing_user(email)
+    ended = users.sign_out(target, actor="cli")
+    commit()
+    click.echo(f"{target.email} is signed out everywhere; {_ended(ended)}")
+
+
 @user.command("set-role")
 @click.option("--email", required=True, help="The user's e-mail address.")
 @click.option("--role", required=True, type=click.Choice(["admin", "user"]),

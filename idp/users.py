@@ -1,4 +1,5 @@
-"""A user's account: creating one, a new password, disabling, the role in the organization.
+"""A user's account: creating one, a new password, disabling, the role in the organization, signing
+out everywhere.
 
 Three doors lead here (the `idp user` commands, the admin console, the user's own security
 page) and all of them go through these functions, so that each change is checked, audited
@@ -162,9 +163,25 @@ def set_password(user: User, password: str, *, actor_id: int | None = None, acto
     db.session.add(user)
     ended = sign_out_everywhere(user.id)
     audit.record("user.password_changed", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
-                 details={"by": by or ("self" if actor_id == user.id else "admin" if actor_id is not None else actor),
-                          **ended.as_details()})
+                 details={"by": by or _door(user, actor_id, actor), **ended.as_details()})
     return ended
+
+
+def sign_out(user: User, *, actor_id: int | None = None, actor: str = "") -> Ended:
+    """Sign `user` out everywhere on request, nothing else changed (a stolen laptop, a session
+    left open somewhere): `sign_out_everywhere`, audited as `user.signed_out_everywhere` with
+    its `by` (`self`, `admin` or `cli`, as for a new password). A disabled user is signed out
+    again: nothing is left to end, and the event says so."""
+    ended = sign_out_everywhere(user.id)
+    audit.record("user.signed_out_everywhere", org_id=user.org_id, actor_id=actor_id, actor=actor,
+                 subject_id=user.id, details={"by": _door(user, actor_id, actor), **ended.as_details()})
+    return ended
+
+
+def _door(user: User, actor_id: int | None, actor: str) -> str:
+    """Which door a change to `user` came through, for its event's `by`: `self`, `admin`, else
+    the actor's name (`cli`)."""
+    return "self" if actor_id == user.id else "admin" if actor_id is not None else actor
 
 
 def set_disabled(user: User, disabled: bool, *, actor_id: int | None = None, actor: str = "") -> Ended | None:

@@ -1,4 +1,5 @@
-"""The signed-in user's security page: their factors, adding and removing them, recovery codes.
+"""The signed-in user's security page: their factors, adding and removing them, recovery codes,
+and where they are signed in (ending those sessions: idp/account/sessions.py).
 
 Adding or removing a factor needs a recent full login (login.recent_login seconds):
 otherwise the user confirms both steps again and comes back here.
@@ -10,6 +11,7 @@ from functools import wraps
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
+from idp import sessions
 from idp.forms import Form
 from idp.account import service
 from idp.account.service import AccountError, IssuedByAdmin
@@ -54,7 +56,8 @@ def security():
     return render_template("account/security.html", user=user, rows=rows, enrollable=service.enrollable(user),
                            status=policy_status.status(user, user.org), form=Form(),
                            required=policy_status.is_required(user, user.org),
-                           issued_by_admin=service.issued_by_admin, issued_by_admin_note=service.ISSUED_BY_ADMIN)
+                           issued_by_admin=service.issued_by_admin, issued_by_admin_note=service.ISSUED_BY_ADMIN,
+                           sessions=sessions.live(user.id), this_sid=login_session.current_session().sid)
 
 
 def _refused(error: AccountError, status: int = 403):

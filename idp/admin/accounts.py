@@ -5,12 +5,13 @@
     GET/POST /admin/users/<id>/enable     confirm, then enable (the old sessions and tokens stay ended)
     GET/POST /admin/users/<id>/password   a new password typed twice; every session and token ends
     GET/POST /admin/users/<id>/role       make an administrator of the organization, or a user again
+    GET/POST /admin/users/<id>/sign-out   confirm, then sign out everywhere: every session and token ends
 
 Routes on the admin blueprint (imported at the bottom of views.py), behind the same
 `org_admin_required` and a recent full login of the admin's (`recent_login_required`). The
 work and the audit events (`user.created`, `user.disabled`, `user.enabled`,
-`user.password_changed`, `user.role_changed`) are idp.users', which the `idp user` commands
-call too. An admin does none of this to their own account here: disabling it would lock them
+`user.password_changed`, `user.role_changed`, `user.signed_out_everywhere`) are idp.users',
+which the `idp user` commands call too. An admin does none of this to their own account here: disabling it would lock them
 out, and their own password changes on their security page, where the current one is asked.
 """
 from __future__ import annotations
@@ -174,3 +175,25 @@ def set_user_password(user_id: int):
             return redirect(url_for("admin.user", user_id=target.id))
     return render_template("admin/password.html", org=g.org, target=target, form=form), (
         200 if request.method == "GET" else 400)
+
+
+@bp.route("/users/<int:user_id>/sign-out", methods=["GET", "POST"])
+@org_admin_required
+@recent_login_required
+def sign_out_user(user_id: int):
+    """GET asks for confirmation; POST signs the user out everywhere (a lost or stolen device),
+    nothing else changed. The user page lists the sessions this ends (idp.sessions.live)."""
+    target = user_in_org(user_id)
+    refused = _not_yourself(target)
+    if refused is not None:
+        return refused
+    if request.method == "GET" or not ConfirmForm().validate_on_submit():
+        return _confirm(target, _("Sign this user out everywhere?"),
+                        _("%(email)s is signed out of every browser, and every application's token of theirs "
+                          "ends. Their password and second factors stay: if whoever has the device may know "
+                          "them too, set a new password or reset the second factors as well.", email=target.email),
+                        url_for("admin.sign_out_user", user_id=target.id))
+    users.sign_out(target, actor_id=g.admin.id, actor=g.admin.email)
+    db.session.commit()
+    flash(_("%(email)s was signed out everywhere.", email=target.email), "success")
+    return redirect(url_for("admin.user", user_id=target.id))

@@ -242,6 +242,13 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
     the transaction's user when the caller has already read it.
     """
     version = row.version if version is None else version
+    sso_sid = row.authz_request.get("sid")
+    if sso_sid is not None and not login_session.holds(sso_sid):
+        # An SSO session answered this login, and it has ended since (signed out, or ended from
+        # another device: idp.sessions.end) while the consent page waited: no code from it.
+        _record(events)
+        db.session.commit()
+        return redirect(url_for("login.expired"))
     # The user's row first, then the transaction's (the order idp.users.sign_out_everywhere
     # locks them in): a login disabled or signed out everywhere (a new password) since it began
     # ends here, its transaction having been expired; one that got here first is ended by it.

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from flask import current_app, g, session
+from flask import current_app, g, request, session
 from sqlalchemy import update
 
+from idp import user_agent
 from idp.db import db, utcnow
 from idp.login.user import UserLike
 from idp.models import User, UserSession
@@ -46,6 +47,13 @@ def current_session() -> UserSession | None:
     if "idp_session_row" not in g:
         g.idp_session_row = _load()
     return g.idp_session_row
+
+
+def holds(sid: str) -> bool:
+    """Whether this browser is still signed in with the session whose public id is `sid` (a
+    login that an SSO session answered finishes only while that session lives)."""
+    row = current_session()
+    return row is not None and row.sid == sid
 
 
 def current_user() -> User | None:
@@ -86,7 +94,10 @@ def start(user: UserLike, *, auth_time: int, amr: list[str], acr: str, started_a
     values = dict(id=sha256_hex(token), sid=random_token(16), user_id=user.id, auth_time=auth_time,
                   amr=list(amr), acr=acr, created_at=now, expires_at=now + timedelta(seconds=lifetime),
                   login_started_at=(datetime.fromtimestamp(started_at, timezone.utc).replace(tzinfo=None)
-                                    if started_at is not None else now))
+                                    if started_at is not None else now),
+                  # where it was made, for "Where you're signed in" (idp.sessions)
+                  user_agent=user_agent.for_storage(request.headers.get("User-Agent")),
+                  ip=(request.remote_addr or "")[:64] or None)
     # One prebuilt INSERT, no ORM entity: should anything later in this request ask for the
     # current session, current_session() reads the new row (this transaction sees it).
     db.run_insert(_SESSIONS, values)
@@ -145,8 +156,6 @@ def user_or_sign_in():
     requires 2FA for everyone keeps the page that confirms it): requirements apply at the next
     login, and to every new token (see idp.login.gate.session_shortfall and the refresh grant).
     """
-    from flask import request
-
     from idp.login import pipeline
 
     user = current_user()
@@ -170,8 +179,6 @@ def login_required(view):
 
 def require_recent_login():
     """None when the last full login is recent, else a response that re-runs both steps and comes back."""
-    from flask import request
-
     if is_recent():
         return None
     from idp.login import pipeline

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.db import Base, utcnow
 from idp.models.types import Json
+from idp.user_agent import MAX_LENGTH as USER_AGENT_MAX_LENGTH
 
 
 class LoginTransaction(Base):
@@ -55,6 +56,12 @@ class UserSession(Base):
     login_started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Where the session was made, for "Where you're signed in" (idp.sessions): the browser's
+    # User-Agent as idp.user_agent.for_storage keeps it, and the client address as the
+    # trusted-proxy handling left it (idp.ops.proxy). Both written by the login's one INSERT.
+    # No "last used" time: keeping one would cost a write on every request of the session.
+    user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class FailureCounter(Base):

@@ -314,13 +314,27 @@ def test_account_security_factors_and_second_factor_pages(chromium, audit, live_
     in_own_browser(chromium, audit, lambda new_tab: walk_account(audit, new_tab, live_server, seeded, rp_factory))
 
 
+def signed_in_elsewhere(live_server, seeded, email: str) -> None:
+    """A second session of `email`'s, from another browser: the pages list it with its button."""
+    from fixtures.oidc import FormBrowser, RelyingParty, password_login
+
+    password_login(FormBrowser(live_server.url), RelyingParty(live_server.url, seeded.first_party), email,
+                   seeded.password)
+
+
 def walk_account(audit, new_tab, live_server, seeded, rp_factory):
     base = live_server.url
     tab = new_tab()
+    signed_in_elsewhere(live_server, seeded, seeded.user_email)
     sign_in_at(tab, f"{base}/account/security", seeded.user_email, seeded.password)
     assert tab.url.endswith("/account/security"), tab.url
     audit.check(tab, "account-security-empty")
     assert tab.locator("nav a[aria-current=page]").count() == 1
+    # Where you're signed in: each other browser's button names the browser it signs out.
+    assert tab.locator("table.sessions tbody tr").count() == 2
+    assert tab.locator("button[data-end-session] .sr-only").first.inner_text().strip()
+    tab.goto(f"{base}/account/security/sign-out-everywhere")
+    audit.check(tab, "account-confirm-sign-out-everywhere")
 
     # The password change: its page, then a wrong current password (browser validation off).
     tab.goto(f"{base}/account/password")
@@ -391,6 +405,7 @@ def test_admin_pages(chromium, audit, live_server, seeded):
 def walk_admin(audit, new_tab, live_server, seeded):
     base = live_server.url
     tab = new_tab()
+    signed_in_elsewhere(live_server, seeded, seeded.user_email)
     sign_in_at(tab, f"{base}/admin/users", seeded.admin_email, seeded.password)
     assert tab.url.endswith("/admin/users"), tab.url
     audit.check(tab, "admin-users")
@@ -409,6 +424,7 @@ def walk_admin(audit, new_tab, live_server, seeded):
         tab.locator("table.users a").first.click()
     user_url = tab.url
     audit.check(tab, "admin-user")
+    assert tab.locator("table.sessions tbody tr").count() == 1
 
     tab.goto(f"{base}/admin/security")
     audit.check(tab, "admin-security")
@@ -435,6 +451,8 @@ def walk_admin(audit, new_tab, live_server, seeded):
     audit.check(tab, "admin-set-password")
     tab.goto(f"{user_url}/disable")
     audit.check(tab, "admin-confirm-disable")
+    tab.goto(f"{user_url}/sign-out")
+    audit.check(tab, "admin-confirm-sign-out")
 
     tab.goto(f"{user_url}/recovery-qr")
     audit.check(tab, "admin-recovery-qr")

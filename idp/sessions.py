@@ -1,0 +1,88 @@
+"""Where a user is signed in: their live browser sessions, and ending one of them.
+
+Shown on the user's security page (with a button to end each other session) and on the
+admin's user page. Ending every session at once, with every token, is idp.users.sign_out.
+
+A session is named in pages and forms by its `sid`: the public id the ID tokens carry, never
+the row's id (the hash of the cookie value).
+
+Ending one session ends what was obtained through it too. Every authorization code records
+the session that signed its login in (`AuthorizationCode.session_id`, the `sid`), and every
+token records its code (`Token.code_id`, kept through refresh rotation; the purge keeps a
+redeemed code while a live token points at it): so the session's codes not yet redeemed
+expire, and the tokens issued from its codes are revoked, whichever application holds them.
+Other sessions and their tokens stay. One race is left open, and is why "Sign out
+everywhere" exists beside this: a code redeemed in the very instant the session ends may
+store its tokens just after the revocation (sign out everywhere refuses such tokens by their
+login time, `User.tokens_valid_after`).
+
+Everything happens in the caller's transaction; the caller commits.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from idp import audit, user_agent
+from idp.db import db, utcnow
+from idp.models import AuthorizationCode, Token, User, UserSession
+
+# What a sid looks like (idp.security.tokens.random_token): anything else names no session,
+# and is answered without a look-up.
+_SID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    sid: str
+    user_agent: str | None
+    ip: str | None
+    signed_in_at: datetime
+    expires_at: datetime
+
+    @property
+    def browser(self) -> str:
+        """The browser, told as "Firefox on Linux" in the request's language (idp.user_agent.describe)."""
+        return user_agent.describe(self.user_agent)
+
+
+def live(user_id: int) -> list[LiveSession]:
+    """The user's sessions neither ended nor expired, the latest first."""
+    rows = db.session.execute(
+        select(UserSession.sid, UserSession.user_agent, UserSession.ip, UserSession.created_at,
+               UserSession.expires_at)
+        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None), UserSession.expires_at > utcnow())
+        .order_by(UserSession.created_at.desc(), UserSession.sid))
+    return [LiveSession(*row) for row in rows]
+
+
+def end(user: User, sid: str, *, actor_id: int | None, actor: str, by: str) -> int | None:
+    """End the live session `sid` of `user`, the codes not yet redeemed and the tokens obtained
+    through it (module docstring); audited as `session.ended` (`by`: `self`, `admin`...).
+    Returns how many tokens were revoked, or None when `user` has no live session with this
+    sid (another user's, ended already, made up): then nothing changes."""
+    if not _SID.match(sid or ""):
+        return None
+    now = utcnow()
+    ended = db.session.execute(
+        update(UserSession).where(UserSession.user_id == user.id, UserSession.sid == sid,
+                                  UserSession.revoked_at.is_(None), UserSession.expires_at > now)
+        .values(revoked_at=now).returning(UserSession.created_at)).first()
+    if ended is None:
+        return None
+    of_this_session = (AuthorizationCode.user_id == user.id, AuthorizationCode.session_id == sid)
+    db.session.execute(update(AuthorizationCode).where(
+        *of_this_session, AuthorizationCode.redeemed_at.is_(None), AuthorizationCode.expires_at > now)
+        .values(expires_at=now))
+    revoked = db.session.execute(update(Token).where(
+        Token.user_id == user.id, Token.revoked_at.is_(None),
+        Token.code_id.in_(select(AuthorizationCode.id).where(*of_this_session)))
+        .values(revoked_at=int(time.time()))).rowcount
+    audit.record("session.ended", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
+                 details={"by": by, "sid": sid, "signed_in_at": ended.created_at.isoformat(timespec="seconds"),
+                          "tokens_revoked": revoked})
+    return revoked
