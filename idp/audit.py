@@ -14,6 +14,7 @@ from typing import Any
 
 from idp.db import db, utcnow
 from idp.models import AuditEvent
+from idp.user_agent import for_storage as user_agent_for_storage
 
 _EVENTS = AuditEvent.__table__
 # The actor of an unauthenticated request (a wrong password, a refused recovery attempt): only
@@ -26,7 +27,9 @@ def _request_facts() -> tuple[str | None, str | None]:
 
     if not has_request_context():
         return None, None
-    return request.remote_addr, (request.user_agent.string or None)
+    # Whatever the client sent, as sessions keep it (idp.user_agent): one line of text of bounded
+    # length, no NUL (which PostgreSQL's text refuses: every audited request would fail).
+    return request.remote_addr, user_agent_for_storage(request.headers.get("User-Agent"))
 
 
 def record(event: str, *, org_id: int | None, actor_id: int | None = None, actor: str = "",

@@ -119,3 +119,13 @@ def test_a_password_rehashed_at_login_is_recorded(live_server, seeded, web, rp_f
     other.get(rp.authorization_url())
     other.login(seeded.user_email, seeded.password)
     assert other.callback_params()["code"] and len(events(live_server, "login.password_rehashed")) == 1
+
+
+def test_a_user_agent_with_control_characters_is_recorded_as_one_short_line(live_server, seeded, web, rp_factory):
+    # PostgreSQL's text cannot hold NUL: stored raw, it turned every audited request into an error.
+    web.http.headers["User-Agent"] = "Evil\x00Agent\x01/1.0 " + "x" * 1000
+    web.get(rp_factory(seeded.first_party).authorization_url())
+    assert web.login(seeded.user_email, "not the password").status == 401
+
+    [event] = events(live_server, "login.password_failed")
+    assert event.user_agent.startswith("EvilAgent/1.0 xxx") and len(event.user_agent) == 255
