@@ -92,6 +92,7 @@
       return;
     }
     button.addEventListener("click", function (event) { event.preventDefault(); run(source, button); });
+    button.disabled = false;  // the page renders it disabled: until now a click did nothing
     // Sign-in starts at once on a fresh page, not on one that reports a refusal: a key refused
     // (a possible clone, say) is not asked again without the user pressing the button.
     if (source.getAttribute("data-mode") === "get" && !document.getElementById("step-error")) { run(source, button); }
