@@ -59,7 +59,10 @@ serve: install
 	$(BIN)/idp serve --host $(IDP_HOST) --port $(IDP_PORT)
 
 # pytest exits 5 when it collects no test: not a failure of `make test`.
+# The project's bytecode is written first: where PYTHONDONTWRITEBYTECODE is set (as on CI machines),
+# every `idp` subprocess of the suite would otherwise compile the project's modules again (0.08 s each).
 test: install
+	@$(BIN)/python -m compileall -q -j 0 idp plugins authenticator examples >/dev/null
 	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: no tests collected"; rc=0; fi; exit $$rc
 

@@ -73,5 +73,5 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     for blueprint in (oidc_bp, login_bp, account_bp, admin_bp):
         app.register_blueprint(blueprint)
     password_reset_pages.init_app(app, settings)  # "Forgot your password?", when [password_reset] enables it
-    errors.init_app(app)
+    errors.init_app(app, settings.database_url)
     return app

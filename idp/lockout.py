@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app, g
-from redis.exceptions import RedisError
 from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -61,6 +60,8 @@ def _on_redis(operation, keys: list[str]):
     redis = _redis()
     if redis is None:
         return None
+    from redis.exceptions import RedisError  # here, not at the top: SQLite-only set-ups never load redis
+
     try:
         return operation(redis, keys)
     except RedisError as exc:
