@@ -10,8 +10,8 @@ Ending one session ends what was obtained through it too. Every authorization co
 the session that signed its login in (`AuthorizationCode.session_id`, the `sid`), and every
 token records its code (`Token.code_id`, kept through refresh rotation; the purge keeps a
 redeemed code while a live token points at it): so the session's codes not yet redeemed
-expire, and the tokens issued from its codes are revoked, whichever application holds them.
-Other sessions and their tokens stay. One race is left open, and is why "Sign out
+expire, and the tokens issued from its codes are revoked, whichever application holds them
+(a refresh in flight included: idp.token_revocation). Other sessions and their tokens stay. One race is left open, and is why "Sign out
 everywhere" exists beside this: a code redeemed in the very instant the session ends may
 store its tokens just after the revocation (sign out everywhere refuses such tokens by their
 login time, `User.tokens_valid_after`).
@@ -21,13 +21,12 @@ Everything happens in the caller's transaction; the caller commits.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
 
-from idp import audit, user_agent
+from idp import audit, token_revocation, user_agent
 from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Token, User, UserSession
 
@@ -78,10 +77,8 @@ def end(user: User, sid: str, *, actor_id: int | None, actor: str, by: str) -> i
     db.session.execute(update(AuthorizationCode).where(
         *of_this_session, AuthorizationCode.redeemed_at.is_(None), AuthorizationCode.expires_at > now)
         .values(expires_at=now))
-    revoked = db.session.execute(update(Token).where(
-        Token.user_id == user.id, Token.revoked_at.is_(None),
-        Token.code_id.in_(select(AuthorizationCode.id).where(*of_this_session)))
-        .values(revoked_at=int(time.time()))).rowcount
+    revoked = token_revocation.revoke(Token.user_id == user.id,
+                                      Token.code_id.in_(select(AuthorizationCode.id).where(*of_this_session)))
     audit.record("session.ended", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
                  details={"by": by, "sid": sid, "signed_in_at": ended.created_at.isoformat(timespec="seconds"),
                           "tokens_revoked": revoked})

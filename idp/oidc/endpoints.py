@@ -1,7 +1,6 @@
 """UserInfo, revocation (RFC 7009), introspection (RFC 7662) and RP-initiated logout endpoints."""
 from __future__ import annotations
 
-import time
 
 from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
@@ -12,9 +11,9 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _Introspection
 from authlib.oidc.core import UserInfoEndpoint as _UserInfo
 from authlib.oidc.rpinitiated import EndSessionEndpoint as _EndSession
 from flask import current_app
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select
 
-from idp import audit
+from idp import audit, token_revocation
 from idp.db import db
 from idp.models import Organization, Token, User
 from idp.oidc import claims, keys
@@ -160,11 +159,8 @@ class RevocationEndpoint(_Revocation):
 
     def revoke_token(self, token, request):
         row = token.row
-        now = int(time.time())
         family = row.family_id if token.refresh else None
-        where = Token.family_id == family if family is not None else Token.id == row.id
-        revoked = db.session.execute(update(Token).where(where, Token.revoked_at.is_(None))
-                                     .values(revoked_at=now)).rowcount
+        revoked = token_revocation.revoke(Token.family_id == family if family is not None else Token.id == row.id)
         if revoked:  # (RFC 7009: revoking a token already dead answers 200 as well, and records nothing)
             audit.record_about_user("token.revoked", row.user_id, actor=row.client_id,
                                     details={"client_id": row.client_id, "refresh_token": bool(token.refresh),

@@ -19,7 +19,7 @@ from datetime import date
 
 from sqlalchemy import bindparam, exists, or_, select, update
 
-from idp import audit
+from idp import audit, token_revocation
 from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Organization, Token, User
 from idp.oidc import claims, parameters
@@ -39,8 +39,7 @@ def revoke_if_replayed(token_hash: str) -> None:
     stale = db.session.scalar(select(Token).where(Token.refresh_token_hash == token_hash))
     if stale is None or stale.rotated_at is None or stale.family_id is None:
         return  # (a client_credentials token has no family, and `== None` would match them all)
-    revoked = db.session.execute(update(Token).where(Token.family_id == stale.family_id, Token.revoked_at.is_(None))
-                                 .values(revoked_at=int(time.time()))).rowcount
+    revoked = token_revocation.revoke(Token.family_id == stale.family_id)
     if revoked:
         audit.record_about_user("token.replay_detected", stale.user_id, actor=stale.client_id,
                                 details={"client_id": stale.client_id, "tokens_revoked": revoked})
@@ -214,8 +213,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             reused = db.session.execute(select(AuthorizationCode.id, AuthorizationCode.user_id).where(
                 AuthorizationCode.code_hash == code_hash, AuthorizationCode.redeemed_at.is_not(None))).first()
             if reused is not None:
-                revoked = db.session.execute(update(Token).where(Token.code_id == reused.id, Token.revoked_at.is_(None))
-                                             .values(revoked_at=int(time.time()))).rowcount
+                revoked = token_revocation.revoke(Token.code_id == reused.id)
                 if revoked:  # a code presented twice: assume it was stolen (audited as such)
                     audit.record_about_user("code.reuse_detected", reused.user_id, actor=client.get_client_id(),
                                             details={"client_id": client.get_client_id(), "tokens_revoked": revoked})
