@@ -62,6 +62,7 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     from idp.oidc.views import bp as oidc_bp
     from idp.login.views import bp as login_bp
     from idp.account import password as _account_password  # noqa: F401  (its routes join account_bp)
+    from idp.account import applications as _account_applications  # noqa: F401  (its routes join account_bp)
     from idp.account import sessions as _account_sessions  # noqa: F401  (its routes join account_bp)
     from idp.account.views import bp as account_bp
     from idp.admin.views import bp as admin_bp

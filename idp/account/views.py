@@ -1,5 +1,6 @@
 """The signed-in user's security page: their factors, adding and removing them, recovery codes,
-and where they are signed in (ending those sessions: idp/account/sessions.py).
+where they are signed in (ending those sessions: idp/account/sessions.py) and the applications
+with access to their account (removing one: idp/account/applications.py).
 
 Adding or removing a factor needs a recent full login (login.recent_login seconds):
 otherwise the user confirms both steps again and comes back here.
@@ -11,7 +12,7 @@ from functools import wraps
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
-from idp import sessions
+from idp import consents, sessions
 from idp.forms import Form
 from idp.account import service
 from idp.account.service import AccountError, IssuedByAdmin
@@ -57,7 +58,8 @@ def security():
                            status=policy_status.status(user, user.org), form=Form(),
                            required=policy_status.is_required(user, user.org),
                            issued_by_admin=service.issued_by_admin, issued_by_admin_note=service.ISSUED_BY_ADMIN,
-                           sessions=sessions.live(user.id), this_sid=login_session.current_session().sid)
+                           sessions=sessions.live(user.id), this_sid=login_session.current_session().sid,
+                           applications=consents.of_user(user))
 
 
 def _refused(error: AccountError, status: int = 403):

@@ -315,11 +315,13 @@ def test_account_security_factors_and_second_factor_pages(chromium, audit, live_
 
 
 def signed_in_elsewhere(live_server, seeded, email: str) -> None:
-    """A second session of `email`'s, from another browser: the pages list it with its button."""
+    """A second session of `email`'s, from another browser, whose application redeems its code:
+    the pages list the session with its button, and the application with its own."""
     from fixtures.oidc import FormBrowser, RelyingParty, password_login
 
-    password_login(FormBrowser(live_server.url), RelyingParty(live_server.url, seeded.first_party), email,
-                   seeded.password)
+    browser, rp = FormBrowser(live_server.url), RelyingParty(live_server.url, seeded.first_party)
+    password_login(browser, rp, email, seeded.password)
+    rp.exchange(browser.last_redirect)
 
 
 def walk_account(audit, new_tab, live_server, seeded, rp_factory):
@@ -333,6 +335,9 @@ def walk_account(audit, new_tab, live_server, seeded, rp_factory):
     # Where you're signed in: each other browser's button names the browser it signs out.
     assert tab.locator("table.sessions tbody tr").count() == 2
     assert tab.locator("button[data-end-session] .sr-only").first.inner_text().strip()
+    # Applications with access: the button names the application it removes.
+    assert tab.locator("table.applications tbody tr").count() == 1
+    assert tab.locator("button[data-remove-application] .sr-only").inner_text().strip() == "First"
     tab.goto(f"{base}/account/security/sign-out-everywhere")
     audit.check(tab, "account-confirm-sign-out-everywhere")
 

@@ -1,7 +1,7 @@
 """Layout on a phone (375 px wide) in headless Chromium: no page is wider than the screen.
 
-A user with second factors (an authenticator app with a long name, recovery codes) opens
-Account > Security and the push enrolment page (its activation link is one long URI); an admin
+A user with second factors (an authenticator app with a long name, recovery codes) and an
+application with access opens Account > Security and the push enrolment page (its activation link is one long URI); an admin
 opens the audit log, whose details and addresses used to push the table past the card.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pyotp
 import pytest
 
 from fixtures.browser import screenshot, sign_in_at
+from fixtures.oidc import FormBrowser, RelyingParty, password_login
 
 pytestmark = pytest.mark.browser
 
@@ -28,6 +29,11 @@ def assert_fits(tab, what: str) -> None:
 def test_security_audit_and_push_enrolment_fit_a_phone(chromium, page, live_server, seeded):
     base = live_server.url
     page.set_viewport_size(PHONE)
+    # A third-party application with access (all four scopes), for the security page's table.
+    browser, rp = FormBrowser(base), RelyingParty(base, seeded.third_party)
+    password_login(browser, rp, seeded.user_email, seeded.password, scope="openid email profile offline_access",
+                   prompt="consent")
+    rp.exchange(browser.last_redirect)
     sign_in_at(page, f"{base}/account/security", seeded.user_email, seeded.password)
     assert page.url.endswith("/account/security"), page.url
 
@@ -50,7 +56,9 @@ def test_security_audit_and_push_enrolment_fit_a_phone(chromium, page, live_serv
     page.goto(f"{base}/account/security")
     assert page.locator("tr[data-factor=totp]").count() == 1
     assert page.locator("tr[data-factor=recovery_codes]").count() == 1
+    assert page.locator("table.applications tbody tr li").count() == 4
     assert_fits(page, "account-security-en")
+    screenshot(page, "phone-account-security")
     page.goto(f"{base}/account/security?ui_locales=fr")
     assert_fits(page, "account-security-fr")
 
