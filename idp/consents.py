@@ -2,8 +2,8 @@
 
 An application has access when the user consented to it (a third-party client's remembered
 `ConsentGrant`, idp.login.steps.consent) or when it holds a live token of theirs (any client,
-first-party ones included, which never ask). The security page lists them (`of_user`), and
-"Remove access" (`withdraw`) forgets the consent, so that the next login asks again, and ends
+first-party ones included, which never ask). The user's security page and the admin's user page
+list them (`of_user`), and "Remove access" (`withdraw`) forgets the consent, so that the next login asks again, and ends
 what the application holds: its codes not yet redeemed expire, its tokens are revoked.
 
 A refresh that rotates one of the application's tokens at that instant cannot leave a live
@@ -94,9 +94,9 @@ def of_user(user: User) -> list[AppAccess]:
     return sorted(found, key=lambda app: (app.name.casefold(), app.client_id))
 
 
-def withdraw(user: User, client_id: str, *, by: str) -> int | None:
+def withdraw(user: User, client_id: str, *, actor_id: int, actor: str, by: str) -> int | None:
     """Take `client_id`'s access to `user`'s account away (module docstring), audited as
-    `consent.withdrawn`. Returns how many tokens were revoked, or None when the application has
+    `consent.withdrawn` (`by`: `self` or `admin`). Returns how many tokens were revoked, or None when the application has
     no access to take (no consent and no live token: never had any, withdrawn already, another
     user's, made up): then nothing changes."""
     if not _CLIENT_ID.match(client_id or ""):
@@ -113,7 +113,7 @@ def withdraw(user: User, client_id: str, *, by: str) -> int | None:
         AuthorizationCode.redeemed_at.is_(None), AuthorizationCode.expires_at > utcnow())
         .values(expires_at=utcnow()))
     revoked = token_revocation.revoke(Token.user_id == user.id, Token.client_id == client_id)
-    audit.record("consent.withdrawn", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+    audit.record("consent.withdrawn", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
                  details={"by": by, "client_id": client_id, "scope": consent.scope if consent else None,
                           "tokens_revoked": revoked})
     return revoked

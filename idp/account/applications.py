@@ -28,7 +28,7 @@ from idp.models import Client
 @login_session.login_required
 def remove_application(client_id: str):
     user = login_session.current_user()
-    if consents.withdraw(user, client_id, by="self") is None:
+    if consents.withdraw(user, client_id, actor_id=user.id, actor=user.email, by="self") is None:
         abort(404)  # no access to take: never had any, removed already, made up
     name = db.session.scalar(select(Client.name).where(Client.client_id == client_id))
     db.session.commit()

@@ -6,12 +6,15 @@
     GET/POST /admin/users/<id>/password   a new password typed twice; every session and token ends
     GET/POST /admin/users/<id>/role       make an administrator of the organization, or a user again
     GET/POST /admin/users/<id>/sign-out   confirm, then sign out everywhere: every session and token ends
+    GET/POST /admin/users/<id>/applications/<client_id>/remove
+                                          confirm, then take one application's access to the account away
 
 Routes on the admin blueprint (imported at the bottom of views.py), behind the same
 `org_admin_required` and a recent full login of the admin's (`recent_login_required`). The
 work and the audit events (`user.created`, `user.disabled`, `user.enabled`,
 `user.password_changed`, `user.role_changed`, `user.signed_out_everywhere`) are idp.users',
-which the `idp user` commands call too. An admin does none of this to their own account here:
+which the `idp user` commands call too; removing an application's access (`consent.withdrawn`)
+is idp.consents', as on the user's own security page. An admin does none of this to their own account here:
 disabling it would lock them out, and their own password changes on their security page, where
 the current one is asked.
 """
@@ -19,10 +22,10 @@ from __future__ import annotations
 
 import functools
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from idp import users
+from idp import consents, users
 from idp.admin.access import org_admin_required, user_in_org
 from idp.admin.forms import ConfirmForm, NewUserForm
 from idp.admin.views import bp
@@ -197,4 +200,30 @@ def sign_out_user(user_id: int):
     users.sign_out(target, actor_id=g.admin.id, actor=g.admin.email)
     db.session.commit()
     flash(_("%(email)s was signed out everywhere.", email=target.email), "success")
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+@bp.route("/users/<int:user_id>/applications/<client_id>/remove", methods=["GET", "POST"])
+@org_admin_required
+@recent_login_required
+def remove_application(user_id: int, client_id: str):
+    """GET asks for confirmation; POST takes the application's access to the user's account away
+    (a malicious or compromised application): its consent, its codes and tokens (idp.consents)."""
+    target = user_in_org(user_id)
+    refused = _not_yourself(target)
+    if refused is not None:
+        return refused
+    application = next((app for app in consents.of_user(target) if app.client_id == client_id), None)
+    if application is None:
+        abort(404)  # no access to take: never had any, removed already, made up
+    if request.method == "GET" or not ConfirmForm().validate_on_submit():
+        return _confirm(target, _("Remove this application's access?"),
+                        _("%(application)s can no longer use the account of %(email)s: its tokens end, and it "
+                          "must sign them in again (and ask for their consent again, if it asks for it).",
+                          application=application.name, email=target.email),
+                        url_for("admin.remove_application", user_id=target.id, client_id=client_id))
+    consents.withdraw(target, client_id, actor_id=g.admin.id, actor=g.admin.email, by="admin")
+    db.session.commit()
+    flash(_("%(application)s can no longer use the account of %(email)s.", application=application.name,
+            email=target.email), "success")
     return redirect(url_for("admin.user", user_id=target.id))

@@ -25,6 +25,7 @@ from idp.policy import settings as policy_settings
 from idp.policy.status import (
     ORDER, TwoFactorStatus, distribution, impact_of_requiring_all, is_exempt, is_required, status, today_utc,
 )
+from idp import consents
 from idp.sessions import live as live_sessions
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -109,7 +110,7 @@ def _render_user(target: User, form: UserSecurityForm, code: int = 200):
         "admin/user.html", target=target, form=form, org=g.org,
         status=status(target, g.org, today), required=is_required(target, g.org, today),
         exempt=is_exempt(target, today), factor_names=_registry().names(), sessions=live_sessions(target.id),
-        **_factor_rows(target)), code
+        applications=consents.of_user(target), **_factor_rows(target)), code
 
 
 def _factor_rows(target: User) -> dict:

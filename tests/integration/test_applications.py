@@ -146,3 +146,63 @@ def test_an_application_whose_tokens_expired_or_were_signed_out_is_not_listed(li
     assert list(listed) == [seeded.third_party["client_id"]]
     assert "stays signed in" not in listed[seeded.third_party["client_id"]]
     assert "—" in listed[seeded.third_party["client_id"]]                     # no live token: not used since
+
+
+# ---------------------------------------------------------------- the admin's user page
+
+def user_id_of(live_server, email: str) -> int:
+    from idp.db import db
+    from idp.models import User
+
+    with live_server.context():
+        return db.session.scalar(select(User.id).where(User.email == email))
+
+
+def admin_browser(live_server, email: str, password: str) -> FormBrowser:
+    browser = FormBrowser(live_server.url)
+    browser.get("/admin/users")
+    browser.login(email, password)
+    return browser
+
+
+def test_an_admin_sees_a_users_applications_and_removes_one(live_server, seeded, rp_factory):
+    _, (first, first_tokens), (third, third_tokens) = signed_in_to_both(live_server, seeded, rp_factory)
+    admin = admin_browser(live_server, seeded.admin_email, seeded.password)
+    user_id = user_id_of(live_server, seeded.user_email)
+    page = admin.get(f"/admin/users/{user_id}")
+    assert set(applications_on(page)) == {seeded.first_party["client_id"], seeded.third_party["client_id"]}
+    path = f"/admin/users/{user_id}/applications/{seeded.third_party['client_id']}/remove"
+    confirm = admin.get(path)
+    assert confirm.status == 200 and "Third" in confirm.text and seeded.user_email in confirm.text
+    assert third.userinfo(third_tokens["access_token"]).status_code == 200   # asking changed nothing
+    page = admin.submit(next(f for f in confirm.forms() if f["action"].endswith("/remove")))
+    assert page.status == 200 and "Third can no longer use the account of alice@acme.test" in page.text
+    assert list(applications_on(page)) == [seeded.first_party["client_id"]]
+    assert refresh_error(third, third_tokens) == "invalid_grant" and refresh_error(first, first_tokens) is None
+    [event] = events(live_server, "consent.withdrawn")
+    assert (event.actor, event.subject_id) == (seeded.admin_email, user_id)
+    assert event.details["by"] == "admin" and event.details["tokens_revoked"] == 1
+    assert admin.http.get(f"{live_server.url}{path}", allow_redirects=False).status_code == 404   # removed already
+
+
+def test_an_admin_of_another_organization_cannot_remove_an_application(live_server, seeded, rp_factory):
+    from idp.db import db
+    from idp.models import Organization, User
+
+    _, _, (third, tokens) = signed_in_to_both(live_server, seeded, rp_factory)
+    with live_server.context():
+        other = Organization(name="Other")
+        db.session.add(other)
+        db.session.flush()
+        db.session.add(User(public_id="other-admin", org_id=other.id, email="boss@other.test", role="admin",
+                            password_hash=live_server.app.extensions["idp.passwords"].hash(seeded.password)))
+        db.session.commit()
+    stranger = admin_browser(live_server, "boss@other.test", seeded.password)
+    path = f"/admin/users/{user_id_of(live_server, seeded.user_email)}/applications/" \
+           f"{seeded.third_party['client_id']}/remove"
+    assert stranger.http.get(f"{live_server.url}{path}", allow_redirects=False).status_code == 404
+    csrf = stranger.get("/account/security").form_with("csrf_token")["fields"]["csrf_token"]
+    answer = stranger.http.post(f"{live_server.url}{path}", data={"csrf_token": csrf, "confirm": "1"},
+                                allow_redirects=False)
+    assert answer.status_code == 404 and refresh_error(third, tokens) is None
+    assert events(live_server, "consent.withdrawn") == []

@@ -25,7 +25,8 @@ def admin_routes(app):
 
 
 def url_for_rule(rule, user_id, credential_id=0):
-    url = rule.rule.replace("<int:user_id>", str(user_id)).replace("<int:credential_id>", str(credential_id))
+    url = (rule.rule.replace("<int:user_id>", str(user_id)).replace("<int:credential_id>", str(credential_id))
+           .replace("<client_id>", "some-client"))
     assert "<" not in url, f"teach url_for_rule about {rule.rule}"
     return url
 
