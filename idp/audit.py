@@ -7,16 +7,26 @@ Who and about whom: `actor_id`/`actor` name who acted (a signed-in user or admin
 e-mail, `cli` for the `idp` command, a client id for a client's call, `ANONYMOUS` for a
 requester nobody has authenticated, such as whoever typed a password); `subject_id` the user
 the event is about. The request's address and User-Agent are taken from the request itself.
+
+Each event is also written as a log line (logger `idp.audit`, the event's name as the message,
+its columns as fields) once its transaction commits, for the log pipeline and a SIEM to pick up
+beside the access lines: an event rolled back with its change is never logged. Lines are kept
+on the session (`session.info`) until the commit; `ops.audit_log = false` turns them off.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from sqlalchemy import event as orm_event
 
 from idp.db import db, utcnow
 from idp.models import AuditEvent
 from idp.user_agent import for_storage as user_agent_for_storage
 
 _EVENTS = AuditEvent.__table__
+log = logging.getLogger("idp.audit")
+_LINES = "idp.audit_lines"  # session.info: the lines of the events not yet committed
 # The actor of an unauthenticated request (a wrong password, a refused recovery attempt): only
 # its address and User-Agent say who it was; the account it named is the subject.
 ANONYMOUS = "anonymous"
@@ -38,6 +48,9 @@ def record(event: str, *, org_id: int | None, actor_id: int | None = None, actor
     row = AuditEvent(event=event, org_id=org_id, actor_id=actor_id, actor=actor, subject_id=subject_id,
                      ip=ip, user_agent=user_agent, details=details or {})
     db.session.add(row)
+    if log.isEnabledFor(logging.INFO):
+        # The row itself, not a copy: a caller may still amend its details before the commit.
+        db.session.info.setdefault(_LINES, []).append(row)
     return row
 
 
@@ -71,7 +84,30 @@ def record_all_now(events: list[dict]) -> None:
         return
     ip, user_agent = _request_facts()
     at = utcnow()
-    db.run_insert_many(_EVENTS, [
-        {"at": at, "org_id": e["org_id"], "event": e["event"], "actor_id": e.get("actor_id"),
-         "actor": e.get("actor", ""), "subject_id": e.get("subject_id"), "ip": ip, "user_agent": user_agent,
-         "details": e.get("details") or {}} for e in events])
+    rows = [{"at": at, "org_id": e["org_id"], "event": e["event"], "actor_id": e.get("actor_id"),
+             "actor": e.get("actor", ""), "subject_id": e.get("subject_id"), "ip": ip, "user_agent": user_agent,
+             "details": e.get("details") or {}} for e in events]
+    db.run_insert_many(_EVENTS, rows)
+    if log.isEnabledFor(logging.INFO):
+        db.session.info.setdefault(_LINES, []).extend(rows)
+
+
+_FIELDS = ("event", "org_id", "actor_id", "actor", "subject_id", "ip", "user_agent", "details")
+
+
+@orm_event.listens_for(db.session.session_factory, "after_commit")
+def _log_committed(session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the outer transaction may still roll back
+    for entry in session.info.pop(_LINES, ()):
+        fields = ({name: entry[name] for name in _FIELDS} if isinstance(entry, dict)
+                  else {name: getattr(entry, name) for name in _FIELDS})
+        log.info(fields["event"], extra={"fields": fields})
+
+
+@orm_event.listens_for(db.session.session_factory, "after_transaction_end")
+def _forget_uncommitted(session, transaction) -> None:
+    """The outermost transaction ended without a commit (rolled back, or closed with the session):
+    its events were never written. (After a commit, `_log_committed` took the lines already.)"""
+    if transaction.parent is None:
+        session.info.pop(_LINES, None)

@@ -261,6 +261,12 @@ def _create_app():
         raise ConfigError(str(exc)) from exc
     except FactorLoadError as exc:  # a plugin that cannot be imported: its message names it
         raise CliError(str(exc)) from exc
+    context = click.get_current_context(silent=True)
+    if context is None or context.find_root().invoked_subcommand != "serve":
+        # The audit events' log lines are a server's (for its log pipeline): after any other
+        # command they would be noise on stderr, where the command writes its one-line errors.
+        # The events themselves are written to the table as ever.
+        logging.getLogger("idp.audit").setLevel(logging.WARNING)
     _require_a_schema(app)
     return app
 

@@ -1,0 +1,139 @@
+"""Every audit event is also a JSON log line (logger `idp.audit`) once its transaction commits,
+and never when it rolls back (idp.audit). `ops.audit_log = false` turns the lines off."""
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pytest
+
+from fixtures.oidc import FormBrowser, RelyingParty, seed, start_server
+from idp.ops import logs
+
+UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+
+
+@pytest.fixture
+def log_stream():
+    """The ops JSON handler pointed at a buffer (restored to stderr afterwards)."""
+    stream = io.StringIO()
+    handler = logs.configure(level="INFO", json_lines=True, stream=stream)
+    yield stream
+    handler.setStream(sys.stderr)
+
+
+def lines(stream, logger: str = "idp.audit") -> list[dict]:
+    found = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    return [line for line in found if line["logger"] == logger]
+
+
+def served(migrated_database_url, **overrides):
+    return start_server(migrated_database_url, {"server.json_logs": True, "server.log_level": "INFO", **overrides})
+
+
+def test_a_wrong_password_is_a_line_of_the_request_that_made_it(migrated_database_url, log_stream):
+    server = served(migrated_database_url)
+    try:
+        seeded = seed(server)
+        browser = FormBrowser(server.url)
+        browser.http.headers["User-Agent"] = UA
+        browser.get(RelyingParty(server.url, seeded.first_party).authorization_url())
+        browser.login(seeded.user_email, "not the password")
+    finally:
+        server.stop()
+    [line] = [line for line in lines(log_stream) if line["message"] == "login.password_failed"]
+    assert line["level"] == "INFO" and line["event"] == "login.password_failed"
+    assert line["actor"] == "anonymous" and line["actor_id"] is None and line["subject_id"] and line["org_id"]
+    assert line["ip"] == "127.0.0.1" and line["user_agent"] == UA and line["details"]["reason"] == "wrong_password"
+    [access] = [a for a in lines(log_stream, "idp.access") if a["method"] == "POST" and a["status"] == 401]
+    assert line["request_id"] == access["request_id"]
+
+
+@pytest.fixture
+def app(migrated_database_url):
+    from idp.app import create_app
+
+    return create_app({"server.database_url": migrated_database_url, "server.json_logs": True})
+
+
+def test_only_committed_events_are_logged(app, log_stream):
+    from idp import audit
+    from idp.db import db
+
+    with app.test_request_context(headers={"User-Agent": UA}, environ_base={"REMOTE_ADDR": "198.51.100.7"}):
+        audit.record("test.rolled_back", org_id=None, actor="cli")
+        db.session.rollback()
+        row = audit.record("test.committed", org_id=None, actor="cli", details={"n": 1})
+        row.details = {"n": 2}  # amended before the commit: the line says what was written
+        audit.record_now("test.core", org_id=None, actor="cli", details={"fast": True})
+        assert lines(log_stream) == []                                    # nothing before the commit
+        db.session.commit()
+        audit.record("test.closed_without_commit", org_id=None, actor="cli")
+        db.session.close()
+        db.session.commit()                                               # a new, empty transaction
+    logged = {line["message"]: line for line in lines(log_stream)}
+    assert list(logged) == ["test.committed", "test.core"]
+    assert logged["test.committed"]["details"] == {"n": 2} and logged["test.core"]["details"] == {"fast": True}
+    assert logged["test.committed"]["ip"] == "198.51.100.7" and logged["test.committed"]["user_agent"] == UA
+
+
+def test_a_savepoint_does_not_log_what_the_outer_transaction_rolls_back(app, log_stream):
+    from idp import audit
+    from idp.db import db
+
+    with app.app_context():
+        audit.record("test.outer", org_id=None, actor="cli")
+        with db.session.begin_nested():
+            audit.record("test.inner", org_id=None, actor="cli")
+        assert lines(log_stream) == []
+        db.session.rollback()
+        db.session.commit()
+    assert lines(log_stream) == []
+
+
+def test_the_lines_can_be_turned_off(migrated_database_url, log_stream):
+    from sqlalchemy import func, select
+
+    from idp import audit
+    from idp.app import create_app
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    app = create_app({"server.database_url": migrated_database_url, "ops.audit_log": False})
+    try:
+        with app.app_context():
+            audit.record("test.quiet", org_id=None, actor="cli")
+            db.session.commit()
+            assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == 1   # still written
+        assert lines(log_stream) == []
+    finally:
+        create_app({"server.database_url": migrated_database_url})  # the logger's level back on for the others
+
+
+def test_the_idp_command_writes_its_events_but_no_lines(sqlite_only_url, idp, db):
+    """An operator's terminal gets the command's own output only (the event is in the table)."""
+    from fixtures.cli import ok
+
+    result = ok(idp("org", "add", "Acme", database_url=sqlite_only_url))
+    assert result.stderr == "" and [e["event"] for e in db.events("org.created")] == ["org.created"]
+
+
+def test_idp_serve_writes_the_lines(url):
+    """`idp serve` is a server: its audit lines go to stderr with its access lines."""
+    from fixtures.cli import start_serving
+    from fixtures.oidc import FAST_ARGON2, LiveServer
+    from idp.app import create_app
+
+    app = create_app({"server.database_url": url, **FAST_ARGON2})
+    seeded = seed(LiveServer("", app, url))
+    server, base = start_serving(url)
+    try:
+        browser = FormBrowser(base)
+        browser.get(RelyingParty(base, seeded.first_party).authorization_url())
+        browser.login(seeded.user_email, "not the password")
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    logged = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert [line["event"] for line in logged if line["logger"] == "idp.audit"] == ["login.password_failed"]
