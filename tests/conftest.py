@@ -8,6 +8,7 @@ that several people can add fixtures without editing each other's code:
                       IDP_TEST_DATABASE_URL is set (a fresh schema per test)
   fixtures.cli        idp: the `idp` command as a real subprocess
   fixtures.mail       inbox: a real SMTP server (aiosmtpd) keeping what the provider mails
+  fixtures.logs       log_stream: the provider's JSON log lines, caught in a buffer
 
 Add a theme as tests/fixtures/<theme>.py and list it in `pytest_plugins` below.
 """
@@ -18,4 +19,5 @@ pytest_plugins = [
     "fixtures.oidc",
     "fixtures.browser",
     "fixtures.mail",
+    "fixtures.logs",
 ]

@@ -59,14 +59,15 @@ def test_a_refresh_in_flight_does_not_outlive_the_withdrawal(pg_server, postgres
     def withdraw():
         with pg_server.context():
             user = db.session.scalar(select(User).where(User.email == seeded.user_email))
-            outcome["revoked"] = consents.withdraw(user, seeded.third_party["client_id"], by="self")
+            outcome["revoked"] = consents.withdraw(user, seeded.third_party["client_id"], actor_id=user.id,
+                                                   actor=user.email, by="self")
             db.session.commit()
 
     thread = threading.Thread(target=withdraw)
     thread.start()
     deadline = time.monotonic() + 10
     while not _waiting_on_a_lock(engine):
-        assert time.monotonic() < deadline, "the withdrawal never waited on the refresh's lock"
+        assert thread.is_alive() and time.monotonic() < deadline, "the withdrawal never waited on the refresh's lock"
         time.sleep(0.02)
     refresh_tx.commit()
     thread.join(timeout=30)

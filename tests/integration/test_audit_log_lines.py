@@ -2,30 +2,18 @@
 and never when it rolls back (idp.audit). `ops.audit_log = false` turns the lines off."""
 from __future__ import annotations
 
-import io
 import json
-import sys
 
 import pytest
 
+from fixtures.logs import json_lines
 from fixtures.oidc import FormBrowser, RelyingParty, seed, start_server
-from idp.ops import logs
 
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 
-@pytest.fixture
-def log_stream():
-    """The ops JSON handler pointed at a buffer (restored to stderr afterwards)."""
-    stream = io.StringIO()
-    handler = logs.configure(level="INFO", json_lines=True, stream=stream)
-    yield stream
-    handler.setStream(sys.stderr)
-
-
 def lines(stream, logger: str = "idp.audit") -> list[dict]:
-    found = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
-    return [line for line in found if line["logger"] == logger]
+    return [line for line in json_lines(stream) if line["logger"] == logger]
 
 
 def served(migrated_database_url, **overrides):

@@ -5,8 +5,6 @@ bare Flask app so these tests do not depend on the OIDC blueprints.
 """
 from __future__ import annotations
 
-import io
-import json
 import logging
 import os
 import re
@@ -20,7 +18,8 @@ from sqlalchemy import create_engine
 from idp import ops
 from idp.config import load_settings
 from idp.db import db
-from idp.ops import logs, metrics
+from fixtures.logs import json_lines
+from idp.ops import metrics
 from idp.ops.proxy import TrustedProxies, parse_networks
 
 
@@ -64,19 +63,6 @@ def app(tmp_path):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-@pytest.fixture
-def log_stream():
-    """Point the ops JSON handler at a buffer; restore stderr afterwards."""
-    stream = io.StringIO()
-    handler = logs.configure(level="INFO", json_lines=True, stream=stream)
-    yield stream
-    handler.setStream(sys.stderr)
-
-
-def json_lines(stream):
-    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
 
 
 # ------------------------------------------------------------------ health and readiness
