@@ -24,7 +24,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
-from idp import audit
+from idp import audit, lockout
 from idp.db import db, utcnow
 from idp.models import (AuthorizationCode, FactorChallenge, LoginTransaction, Organization, PasswordReset, Token,
                         User, UserSession)
@@ -154,6 +154,11 @@ def set_password(user: User, password: str, *, actor_id: int | None = None, acto
     """Give `user` a new password (checked first) and sign them out everywhere, the browser that
     asked included (its session could be a thief's copy too). Raises PasswordRefused.
 
+    A new password also starts a new budget of guesses on the account: the failures counted
+    against the old one are cleared, so that a lockout someone's guesses put on the account
+    no longer keeps its owner out once a reset link or an admin gave them a new password
+    (idp.lockout.PasswordGuess; the addresses keep their own counts).
+
     The event's `by` says which door: `self`, `admin`, else `actor` (`cli`), unless given (a
     reset link's holder is anonymous: `by="reset_link"`, idp.password_reset)."""
     problem = password_problem(password)
@@ -162,6 +167,7 @@ def set_password(user: User, password: str, *, actor_id: int | None = None, acto
     user.password_hash = current_app.extensions["idp.passwords"].hash(password)
     db.session.add(user)
     ended = sign_out_everywhere(user.id)
+    lockout.succeed([lockout.PasswordGuess.of(user.email, None).account])
     audit.record("user.password_changed", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
                  details={"by": by or _door(user, actor_id, actor), **ended.as_details()})
     return ended

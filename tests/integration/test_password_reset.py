@@ -264,3 +264,20 @@ def seeded_off(migrated_database_url):
     server = start_server(migrated_database_url, {"password_reset.enabled": False})
     yield server, RelyingParty(server.url, seed(server).first_party)
     server.stop()
+
+
+def test_a_reset_lifts_the_lockout_that_guesses_put_on_the_account(live_server, seeded, rp_factory, mail):
+    """Someone guessed until the account locked: its owner, with a new password from a reset link,
+    signs in at once (and the lockout is an attacker's to start again, on a password unknown)."""
+    rp = rp_factory(seeded.first_party)
+    guesser = FormBrowser(live_server.url)
+    guesser.get(rp.authorization_url())
+    assert [guesser.login(seeded.user_email, f"guess {i}").status for i in range(11)][-1] == 429
+    owner = FormBrowser(live_server.url)
+    owner.get(rp.authorization_url())
+    assert owner.login(seeded.user_email, seeded.password).status == 429          # locked out, right password and all
+    ask_for_link(owner, seeded.user_email)
+    owner.submit(owner.get(mailed_link(mail, 1)).form_with("password"),
+                 {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert owner.page.url.endswith("/password/changed")
+    assert password_login(FormBrowser(live_server.url), rp, seeded.user_email, NEW_PASSWORD).get("code")
