@@ -2,9 +2,10 @@
 
 An application has access when the user consented to it (a third-party client's remembered
 `ConsentGrant`, idp.login.steps.consent) or when it holds a live token of theirs (any client,
-first-party ones included, which never ask). The user's security page and the admin's user page
-list them (`of_user`), and "Remove access" (`withdraw`) forgets the consent, so that the next login asks again, and ends
-what the application holds: its codes not yet redeemed expire, its tokens are revoked.
+first-party ones included, which never ask). The user's security page and the admin's user
+page list them (`of_user`), and "Remove access" (`withdraw`) forgets the consent, so that the
+next login asks again, and ends what the application holds: its codes not yet redeemed expire,
+its tokens are revoked.
 
 A refresh that rotates one of the application's tokens at that instant cannot leave a live
 successor behind (idp.token_revocation).
@@ -36,9 +37,8 @@ class AppAccess:
     first_party: bool
     scopes: tuple[str, ...]  # what it was allowed (the consent), else what its live tokens carry
     allowed_at: datetime | None  # when the user consented; None for an application that never asked
-    last_used_at: datetime | None  # its latest live token's issue (a login or a refresh), UTC
-    signed_in: bool  # it holds a live token now
-    offline: bool  # ... among them a refresh token: it can act while the user is away
+    last_used_at: datetime | None  # its latest live token's issue (a login or a refresh), UTC; None: no live token
+    offline: bool  # it holds a live refresh token: it can act while the user is away
 
 
 def _live_tokens(user: User, now: int):
@@ -90,15 +90,15 @@ def of_user(user: User) -> list[AppAccess]:
             client_id=client_id, name=client.name, first_party=client.first_party, scopes=tuple(scopes),
             allowed_at=consent.created_at if consent else None,
             last_used_at=datetime.fromtimestamp(latest, timezone.utc).replace(tzinfo=None) if latest else None,
-            signed_in=client_id in tokens, offline=offline))
+            offline=offline))
     return sorted(found, key=lambda app: (app.name.casefold(), app.client_id))
 
 
 def withdraw(user: User, client_id: str, *, actor_id: int, actor: str, by: str) -> int | None:
     """Take `client_id`'s access to `user`'s account away (module docstring), audited as
-    `consent.withdrawn` (`by`: `self` or `admin`). Returns how many tokens were revoked, or None when the application has
-    no access to take (no consent and no live token: never had any, withdrawn already, another
-    user's, made up): then nothing changes."""
+    `consent.withdrawn` (`by`: `self` or `admin`). Returns how many tokens were revoked, or None
+    when the application has no access to take (no consent and no live token: never had any,
+    withdrawn already, another user's, made up): then nothing changes."""
     if not _CLIENT_ID.match(client_id or ""):
         return None
     now = int(time.time())
@@ -108,10 +108,11 @@ def withdraw(user: User, client_id: str, *, actor_id: int, actor: str, by: str) 
         ConsentGrant.user_id == user.id, ConsentGrant.client_id == client_id).returning(ConsentGrant.scope)).first()
     if consent is None and not has_tokens:
         return None
+    moment = utcnow()
     db.session.execute(update(AuthorizationCode).where(
         AuthorizationCode.user_id == user.id, AuthorizationCode.client_id == client_id,
-        AuthorizationCode.redeemed_at.is_(None), AuthorizationCode.expires_at > utcnow())
-        .values(expires_at=utcnow()))
+        AuthorizationCode.redeemed_at.is_(None), AuthorizationCode.expires_at > moment)
+        .values(expires_at=moment))
     revoked = token_revocation.revoke(Token.user_id == user.id, Token.client_id == client_id)
     audit.record("consent.withdrawn", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
                  details={"by": by, "client_id": client_id, "scope": consent.scope if consent else None,

@@ -11,10 +11,10 @@ the session that signed its login in (`AuthorizationCode.session_id`, the `sid`)
 token records its code (`Token.code_id`, kept through refresh rotation; the purge keeps a
 redeemed code while a live token points at it): so the session's codes not yet redeemed
 expire, and the tokens issued from its codes are revoked, whichever application holds them
-(a refresh in flight included: idp.token_revocation). Other sessions and their tokens stay. One race is left open, and is why "Sign out
-everywhere" exists beside this: a code redeemed in the very instant the session ends may
-store its tokens just after the revocation (sign out everywhere refuses such tokens by their
-login time, `User.tokens_valid_after`).
+(a refresh in flight included: idp.token_revocation). Other sessions and their tokens stay.
+One race is left open, and is why "Sign out everywhere" exists beside this: a code redeemed
+in the very instant the session ends may store its tokens just after the revocation (sign out
+everywhere refuses such tokens by their login time, `User.tokens_valid_after`).
 
 Everything happens in the caller's transaction; the caller commits.
 """

@@ -14,9 +14,9 @@ Routes on the admin blueprint (imported at the bottom of views.py), behind the s
 work and the audit events (`user.created`, `user.disabled`, `user.enabled`,
 `user.password_changed`, `user.role_changed`, `user.signed_out_everywhere`) are idp.users',
 which the `idp user` commands call too; removing an application's access (`consent.withdrawn`)
-is idp.consents', as on the user's own security page. An admin does none of this to their own account here:
-disabling it would lock them out, and their own password changes on their security page, where
-the current one is asked.
+is idp.consents', as on the user's own security page. An admin does none of this to their own
+account here: disabling it would lock them out, and their own password changes on their
+security page, where the current one is asked.
 """
 from __future__ import annotations
 

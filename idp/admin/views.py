@@ -15,6 +15,7 @@ from flask_babel import ngettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 
+from idp import consents
 from idp.admin import queries
 from idp.admin.access import org_admin_required, user_in_org
 from idp.admin.forms import (AllowedFactorsForm, ConfirmForm, GraceForm, RequireAllForm, SelfPushRecoveryForm,
@@ -25,7 +26,6 @@ from idp.policy import settings as policy_settings
 from idp.policy.status import (
     ORDER, TwoFactorStatus, distribution, impact_of_requiring_all, is_exempt, is_required, status, today_utc,
 )
-from idp import consents
 from idp.sessions import live as live_sessions
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

@@ -1,7 +1,6 @@
 """UserInfo, revocation (RFC 7009), introspection (RFC 7662) and RP-initiated logout endpoints."""
 from __future__ import annotations
 
-
 from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 from authlib.consts import default_json_headers

@@ -206,3 +206,16 @@ def test_an_admin_of_another_organization_cannot_remove_an_application(live_serv
                                 allow_redirects=False)
     assert answer.status_code == 404 and refresh_error(third, tokens) is None
     assert events(live_server, "consent.withdrawn") == []
+
+
+def test_an_application_made_third_party_after_the_login_is_not_called_trusted(live_server, seeded, rp_factory):
+    """Its tokens came without asking, while it was first-party: the page does not vouch for it."""
+    from idp.db import db
+    from idp.models import Client
+
+    browser, _, _ = signed_in_to_both(live_server, seeded, rp_factory)
+    with live_server.context():
+        db.session.scalar(select(Client).where(Client.client_id == seeded.first_party["client_id"])).first_party = False
+        db.session.commit()
+    row = applications_on(browser.get("/account/security"))[seeded.first_party["client_id"]]
+    assert "trusted application" not in row and "—" in row
