@@ -49,7 +49,7 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     )
     db.init_app(app, settings.database_url, PoolSettings.from_settings(settings))
 
-    from idp import extensions, ops
+    from idp import extensions, ops, security_notices
 
     extensions.init_app(app, settings)
     ops.init_app(app, settings)  # security headers too (idp.security.headers, added as responses start)
@@ -57,6 +57,7 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     from idp.factors import registry
 
     registry.init_app(app, settings)
+    security_notices.init_app(app, settings)  # mails users about changes to their password and factors
 
     from idp.oidc import server as oidc_server
     from idp.oidc.views import bp as oidc_bp

@@ -8,15 +8,17 @@ e-mail, `cli` for the `idp` command, a client id for a client's call, `ANONYMOUS
 requester nobody has authenticated, such as whoever typed a password); `subject_id` the user
 the event is about. The request's address and User-Agent are taken from the request itself.
 
-Each event is also written as a log line (logger `idp.audit`, the event's name as the message,
-its columns as fields) once its transaction commits, for the log pipeline and a SIEM to pick up
-beside the access lines: an event rolled back with its change is never logged. Lines are kept
-on the session (`session.info`) until the commit; `ops.audit_log = false` turns them off.
+Once its transaction commits, each event is also written as a log line (logger `idp.audit`,
+the event's name as the message, its columns as fields), for the log pipeline and a SIEM to pick
+up beside the access lines (`ops.audit_log = false` turns them off), and handed to whatever
+else listens for committed events (`on_commit`: idp.security_notices mails the user about
+some). An event rolled back with its change reaches neither. The events wait on the session
+(`session.info`) until the commit.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import event as orm_event
 
@@ -26,7 +28,8 @@ from idp.user_agent import for_storage as user_agent_for_storage
 
 _EVENTS = AuditEvent.__table__
 log = logging.getLogger("idp.audit")
-_LINES = "idp.audit_lines"  # session.info: the lines of the events not yet committed
+_PENDING = "idp.audit_pending"  # session.info: the events written in the transaction, not yet committed
+_LISTENERS: list[Callable[[list[dict[str, Any]]], None]] = []
 # The actor of an unauthenticated request (a wrong password, a refused recovery attempt): only
 # its address and User-Agent say who it was; the account it named is the subject.
 ANONYMOUS = "anonymous"
@@ -48,9 +51,8 @@ def record(event: str, *, org_id: int | None, actor_id: int | None = None, actor
     row = AuditEvent(event=event, org_id=org_id, actor_id=actor_id, actor=actor, subject_id=subject_id,
                      ip=ip, user_agent=user_agent, details=details or {})
     db.session.add(row)
-    if log.isEnabledFor(logging.INFO):
-        # The row itself, not a copy: a caller may still amend its details before the commit.
-        db.session.info.setdefault(_LINES, []).append(row)
+    # The row itself, not a copy: a caller may still amend its details before the commit.
+    db.session.info.setdefault(_PENDING, []).append(row)
     return row
 
 
@@ -88,26 +90,48 @@ def record_all_now(events: list[dict]) -> None:
              "actor": e.get("actor", ""), "subject_id": e.get("subject_id"), "ip": ip, "user_agent": user_agent,
              "details": e.get("details") or {}} for e in events]
     db.run_insert_many(_EVENTS, rows)
-    if log.isEnabledFor(logging.INFO):
-        db.session.info.setdefault(_LINES, []).extend(rows)
+    db.session.info.setdefault(_PENDING, []).extend(rows)
+
+
+def on_commit(listener: Callable[[list[dict[str, Any]]], None]) -> None:
+    """Call `listener(events)` after each commit that wrote events, in the app context of the
+    commit, with each event as a dict of `_FIELDS`. A listener must be quick (start a thread for
+    anything slow) and should not raise: what it raises is logged, never passed to the commit."""
+    if listener not in _LISTENERS:
+        _LISTENERS.append(listener)
 
 
 _FIELDS = ("event", "org_id", "actor_id", "actor", "subject_id", "ip", "user_agent", "details")
 
 
+def _log_lines(events: list[dict[str, Any]]) -> None:
+    if log.isEnabledFor(logging.INFO):
+        for fields in events:
+            log.info(fields["event"], extra={"fields": fields})
+
+
+on_commit(_log_lines)
+
+
 @orm_event.listens_for(db.session.session_factory, "after_commit")
-def _log_committed(session) -> None:
+def _committed(session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint released: the outer transaction may still roll back
-    for entry in session.info.pop(_LINES, ()):
-        fields = ({name: entry[name] for name in _FIELDS} if isinstance(entry, dict)
-                  else {name: getattr(entry, name) for name in _FIELDS})
-        log.info(fields["event"], extra={"fields": fields})
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    events = [{name: entry[name] for name in _FIELDS} if isinstance(entry, dict)
+              else {name: getattr(entry, name) for name in _FIELDS} for entry in pending]
+    for listener in _LISTENERS:
+        try:
+            listener(events)
+        except Exception:  # the change is committed: a listener's failure must not turn it into a 500
+            log.exception("a listener of committed audit events failed: %s", getattr(listener, "__name__", listener))
 
 
 @orm_event.listens_for(db.session.session_factory, "after_transaction_end")
 def _forget_uncommitted(session, transaction) -> None:
     """The outermost transaction ended without a commit (rolled back, or closed with the session):
-    its events were never written. (After a commit, `_log_committed` took the lines already.)"""
+    its events were never written. (After a commit, `_committed` took them already.)"""
     if transaction.parent is None:
-        session.info.pop(_LINES, None)
+        session.info.pop(_PENDING, None)

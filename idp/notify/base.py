@@ -22,6 +22,12 @@ _SUBJECTS = {
     "recovery": N_("Your recovery code"),
     "new_device": N_("A new device was added to your account"),
     "password_reset": N_("Reset your password"),
+    # Security notices (idp.security_notices): no secret in them, `code` is what changed.
+    "password_changed": N_("Your password was changed"),
+    "factor_added": N_("A sign-in method was added to your account"),
+    "factor_removed": N_("A sign-in method was removed from your account"),
+    "factors_reset": N_("Your second factors were reset"),
+    "recovery_codes_regenerated": N_("New recovery codes were made for your account"),
 }
 _BODIES = {
     "recovery": N_("Your one-time code to recover your authenticator is:\n\n    {code}\n\n"
@@ -34,6 +40,21 @@ _BODIES = {
                          "password, open this link:\n\n    {code}\n\n"
                          "It works once, for {minutes} minutes. If you did not ask for it, ignore this "
                          "message: your password stays as it is."),
+    "password_changed": N_("The password of your account was changed, and every browser and application "
+                           "signed in to it was signed out.\n\n"
+                           "If you did not do this, someone else may have your password: reset it at once "
+                           "(\"Forgot your password?\" on the sign-in page) and tell your administrator."),
+    "factor_added": N_("A sign-in method was added to your account: {code}.\n\n"
+                       "If you did not do this, remove it on your account's security page, change your "
+                       "password and tell your administrator."),
+    "factor_removed": N_("A sign-in method was removed from your account: {code}.\n\n"
+                         "If you did not do this, change your password and tell your administrator."),
+    "factors_reset": N_("An administrator removed every second factor and recovery code of your account "
+                        "(after a lost device, for instance).\n\n"
+                        "If you did not ask for this, tell your administrator at once."),
+    "recovery_codes_regenerated": N_("New recovery codes were made for your account; the old ones no longer "
+                                     "work.\n\n"
+                                     "If you did not do this, change your password and tell your administrator."),
 }
 _DEFAULT_SUBJECT = N_("Your one-time code")
 _DEFAULT_BODY = N_("Your one-time code is:\n\n    {code}\n")

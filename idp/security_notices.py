@@ -1,0 +1,99 @@
+"""Security notices: the user is told by e-mail when their password or sign-in methods change.
+
+An account taken over shows itself this way: whoever changed the password or added their own
+authenticator app did it without the owner, and the owner's mailbox hears of it. Sent for
+these committed audit events (idp.audit.on_commit), to the verified address of the user the
+event is about, in their language:
+
+    user.password_changed        password_changed          (any door: self, admin, cli, reset link)
+    factor.enrolled              factor_added              (the factor's name)
+    factor.removed, .revoked     factor_removed            (the factor's name; revoked: by an admin)
+    factor.reset                 factors_reset             (every second factor, by an admin)
+    recovery_codes.regenerated   recovery_codes_regenerated
+
+The mail leaves on a thread of its own once the change is committed, like a password reset
+link (idp.password_reset.send_in_background), so the answer does not wait for the relay, and
+a change rolled back sends nothing. A delivery that fails is logged, nothing more: the change
+stands, and the notice is a courtesy, not a step of it. `mail.security_notices = false` turns
+the notices off.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+
+from idp import audit
+
+log = logging.getLogger(__name__)
+_ENABLED = "idp.security_notices"
+
+# audit event -> the notice's purpose (idp.notify.base: its subject and text)
+PURPOSES = {
+    "user.password_changed": "password_changed",
+    "factor.enrolled": "factor_added",
+    "factor.removed": "factor_removed",
+    "factor.revoked": "factor_removed",
+    "factor.reset": "factors_reset",
+    "recovery_codes.regenerated": "recovery_codes_regenerated",
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    user_id: int
+    purpose: str
+    factor: str | None  # the factor's name, for the notices about one
+
+
+def init_app(app: Flask, settings) -> None:
+    app.extensions[_ENABLED] = bool(settings.get("mail.security_notices", True))
+    audit.on_commit(_committed)
+
+
+def _committed(events: list[dict]) -> None:
+    if not current_app.extensions.get(_ENABLED):
+        return
+    notices = [Notice(event["subject_id"], PURPOSES[event["event"]], (event["details"] or {}).get("factor"))
+               for event in events if event["event"] in PURPOSES and event["subject_id"] is not None]
+    if notices:
+        send_in_background(current_app._get_current_object(), notices)
+
+
+def send_in_background(app: Flask, notices: list[Notice]) -> threading.Thread:
+    """Mail `notices` on a thread of its own, started now. Not a daemon: a worker (or an `idp`
+    command) that exits gracefully sends what it promised first (the SMTP notifier gives up
+    after its timeout)."""
+    thread = threading.Thread(target=deliver, args=(app, notices), name="security-notices")
+    thread.start()
+    return thread
+
+
+def deliver(app: Flask, notices: list[Notice]) -> None:
+    """Send each notice, outside any request; nothing here may raise."""
+    from flask_babel import force_locale
+
+    from idp.db import db
+    from idp.factors.registry import current_registry
+    from idp.models import User
+    from idp.notify import NotifyError, current_notifier
+
+    with app.app_context():
+        try:
+            for notice in notices:
+                user = db.session.get(User, notice.user_id)
+                if user is None or not user.email or not user.email_verified or user.disabled:
+                    continue
+                with force_locale(user.locale or "en"):
+                    what = str(current_registry().label_of(notice.factor)) if notice.factor else ""
+                try:
+                    current_notifier().send_code(user.email, what, notice.purpose, user.locale)
+                except NotifyError as exc:
+                    log.warning("security notice %s to user %s not sent: %s", notice.purpose, notice.user_id,
+                                str(exc)[:200])
+        except Exception:
+            log.exception("security notices could not be sent")
+        finally:
+            db.session.remove()

@@ -1,0 +1,127 @@
+"""Security notices: a user's password or sign-in methods change, and their mailbox hears of it,
+once the change is committed (idp.security_notices), through a real SMTP server."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from fixtures.oidc import FormBrowser, seed, start_server
+
+
+@pytest.fixture
+def server(migrated_database_url, inbox):
+    _handler, port = inbox
+    live = start_server(migrated_database_url, {"mail.host": "127.0.0.1", "mail.port": port,
+                                               "mail.sender": "idp@acme.test"})
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def mail(inbox):
+    return inbox[0]
+
+
+def alice(server, email: str = "alice@acme.test"):
+    from idp.db import db
+    from idp.models import User
+
+    return db.session.scalar(select(User).where(User.email == email))
+
+
+def sent_out() -> None:
+    """Every notice thread started so far has finished (sent, or decided not to)."""
+    for thread in threading.enumerate():
+        if thread.name == "security-notices":
+            thread.join(timeout=30)
+
+
+def body(message) -> str:
+    return message.get_body(("plain",)).get_content()
+
+
+def test_a_new_password_is_told_to_its_owner_whoever_set_it(server, mail):
+    from idp import users
+    from idp.db import db
+
+    seeded = seed(server)
+    with server.context():
+        users.set_password(alice(server), "a new passphrase for alice", actor="cli")
+        db.session.commit()
+    [(to, message)] = mail.wait_for(1)
+    assert to == [seeded.user_email] and message["Subject"] == "Your password was changed"
+    assert "If you did not do this" in body(message) and "passphrase" not in body(message)
+
+
+def test_a_password_reset_by_link_is_told_too(server, mail):
+    seeded = seed(server)
+    browser = FormBrowser(server.url)
+    browser.submit(browser.get("/password/forgot").form_with("username"), {"username": seeded.user_email})
+    link = next(word for word in body(mail.wait_for(1)[0][1]).split() if "/password/reset/" in word)
+    browser.submit(browser.get(link).form_with("password"),
+                   {"password": "a brand new passphrase", "confirm": "a brand new passphrase"})
+    assert browser.page.url.endswith("/password/changed")
+    assert mail.wait_for(2)[1][1]["Subject"] == "Your password was changed"
+
+
+def test_a_sign_in_method_added_or_removed_is_named_in_the_users_language(server, mail):
+    from idp import audit
+    from idp.db import db
+
+    seed(server)
+    with server.context():
+        user = alice(server)
+        user.locale = "fr"
+        for event in ("factor.enrolled", "factor.removed"):
+            audit.record(event, org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                         details={"factor": "totp", "credential_id": 1})
+            db.session.commit()
+    messages = [message for _, message in mail.wait_for(2)]
+    assert [m["Subject"] for m in messages] == ["Une méthode de connexion a été ajoutée à votre compte",
+                                                "Une méthode de connexion a été retirée de votre compte"]
+    assert all("Application d'authentification" in body(m) for m in messages), body(messages[0])
+
+
+def test_nothing_is_sent_for_a_change_rolled_back_or_an_unverified_address(server, mail):
+    from idp import users
+    from idp.db import db
+
+    seeded = seed(server)
+    with server.context():
+        users.set_password(alice(server), "rolled back with its change", actor="cli")
+        db.session.rollback()
+        admin = alice(server, seeded.admin_email)
+        admin.email_verified = False
+        db.session.commit()
+        users.set_password(admin, "unverified addresses hear nothing", actor="cli")
+        db.session.commit()
+        users.set_password(alice(server), "the one that is told", actor="cli")   # the sentinel
+        db.session.commit()
+    [(to, _message)] = mail.wait_for(1)
+    assert to == [seeded.user_email]
+    sent_out()
+    assert len(mail.messages) == 1
+
+
+def test_the_notices_can_be_turned_off(migrated_database_url, inbox):
+    from idp import users
+    from idp.db import db
+
+    handler, port = inbox
+    live = start_server(migrated_database_url, {"mail.host": "127.0.0.1", "mail.port": port,
+                                               "mail.security_notices": False})
+    try:
+        seeded = seed(live)
+        with live.context():
+            users.set_password(alice(live), "a new passphrase for alice", actor="cli")
+            db.session.commit()
+        browser = FormBrowser(live.url)                                             # a reset link still goes out
+        browser.submit(browser.get("/password/forgot").form_with("username"), {"username": seeded.user_email})
+        [(_to, message)] = handler.wait_for(1)
+        assert message["Subject"] == "Reset your password"
+        sent_out()
+        assert len(handler.messages) == 1
+    finally:
+        live.stop()
