@@ -1,6 +1,7 @@
 """The signed-in user's security page: their factors, adding and removing them, recovery codes,
-where they are signed in (ending those sessions: idp/account/sessions.py) and the applications
-with access to their account (removing one: idp/account/applications.py).
+where they are signed in (ending those sessions: idp/account/sessions.py), their account's
+recent activity (idp/account/activity.py) and the applications with access to their account
+(removing one: idp/account/applications.py).
 
 Adding or removing a factor needs a recent full login (login.recent_login seconds):
 otherwise the user confirms both steps again and comes back here.
@@ -14,7 +15,7 @@ from flask_babel import gettext as _
 
 from idp import consents, sessions
 from idp.forms import Form
-from idp.account import service
+from idp.account import activity, service
 from idp.account.service import AccountError, IssuedByAdmin
 from idp.db import MAX_ROW_ID
 from idp.extensions import SUPPORTED_LOCALES
@@ -59,7 +60,7 @@ def security():
                            required=policy_status.is_required(user, user.org),
                            issued_by_admin=service.issued_by_admin, issued_by_admin_note=service.ISSUED_BY_ADMIN,
                            sessions=sessions.live(user.id), this_sid=login_session.current_session().sid,
-                           applications=consents.of_user(user))
+                           applications=consents.of_user(user), activity=activity.recent(user))
 
 
 def _refused(error: AccountError, status: int = 403):

@@ -14,7 +14,8 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (
         Index("ix_audit_org_at", "org_id", "at"),
-        Index("ix_audit_subject", "subject_id"),
+        # (subject_id, id): a user's latest events (the security page's activity) without sorting them all.
+        Index("ix_audit_subject", "subject_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -38,7 +38,7 @@ def upgrade() -> None:
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_events_event'), ['event'], unique=False)
         batch_op.create_index('ix_audit_org_at', ['org_id', 'at'], unique=False)
-        batch_op.create_index('ix_audit_subject', ['subject_id'], unique=False)
+        batch_op.create_index('ix_audit_subject', ['subject_id', 'id'], unique=False)
 
     op.create_table('clients',
     sa.Column('id', sa.Integer(), nullable=False),
