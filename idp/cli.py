@@ -507,6 +507,22 @@ def user_list(org_name: str, as_json: bool) -> None:
         empty=f"no users in {org_name.strip()!r}")
 
 
+@user.command("show")
+@click.option("--email", required=True, help="The user's e-mail address.")
+@click.option("--json", "as_json", is_flag=True, help="Print the account as JSON.")
+@with_appcontext
+def user_show(email: str, as_json: bool) -> None:
+    """One account at a glance: its organization, role and 2FA status, sign-in methods, where it is
+    signed in and the applications with access to it."""
+    from idp import account_summary
+
+    document = account_summary.summary(existing_user(email))
+    if as_json:
+        emit_json(document)
+    else:
+        click.echo("\n".join(account_summary.lines(document)))
+
+
 def _set_disabled(email: str, disabled: bool) -> None:
     from idp import users
 
