@@ -557,14 +557,16 @@ def client() -> None:
               help="authorization_code | refresh_token | client_credentials (repeatable; "
                    "default: authorization_code refresh_token).")
 @click.option("--id-token-alg", default=None, help="ES256 (default) or RS256.")
+@click.option("--backchannel-logout-uri", "backchannel", default=None,
+              help="Where the client is told that a session it signed in through ended (OIDC Back-Channel Logout).")
 @with_appcontext
-def client_add(name, redirect_uris, public, first_party, logout_uris, grant_types, id_token_alg) -> None:
+def client_add(name, redirect_uris, public, first_party, logout_uris, grant_types, id_token_alg, backchannel) -> None:
     """Register a client; prints JSON {"client_id", "client_secret"} (no secret for --public)."""
     from idp import clients
 
     row, secret = clients.register(clients.Registration(
         name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=logout_uris, grant_types=grant_types,
-        public=public, first_party=first_party, id_token_alg=id_token_alg))
+        public=public, first_party=first_party, id_token_alg=id_token_alg, backchannel_logout_uri=backchannel))
     commit()
     document = {"client_id": row.client_id}
     if secret is not None:
@@ -626,8 +628,11 @@ def _client_document(row) -> dict:
 @click.option("--grant-type", "grant_types", multiple=True,
               help="authorization_code | refresh_token | client_credentials (repeatable; replaces the list).")
 @click.option("--id-token-alg", default=None, help="ES256 or RS256.")
+@click.option("--backchannel-logout-uri", "backchannel", default=None,
+              help='Where the client is told that a session ended ("" to stop telling it).')
 @with_appcontext
-def client_update(client_id, name, redirect_uris, logout_uris, first_party, grant_types, id_token_alg) -> None:
+def client_update(client_id, name, redirect_uris, logout_uris, first_party, grant_types, id_token_alg,
+                  backchannel) -> None:
     """Change a client's registration, checked as `add` checks it; prints what changed.
 
     Workers keep a client they read for `tokens.client_cache_ttl` seconds (default 5): a
@@ -637,7 +642,8 @@ def client_update(client_id, name, redirect_uris, logout_uris, first_party, gran
     row = clients.find(client_id, for_update=True)
     changes = clients.change(row, name=name, redirect_uris=redirect_uris or None,
                              post_logout_redirect_uris=logout_uris or None, first_party=first_party,
-                             grant_types=grant_types or None, id_token_alg=id_token_alg)
+                             grant_types=grant_types or None, id_token_alg=id_token_alg,
+                             backchannel_logout_uri=backchannel)
     commit()
     if not changes:
         click.echo(f"client {row.client_id} already had these settings")
@@ -646,7 +652,9 @@ def client_update(client_id, name, redirect_uris, logout_uris, first_party, gran
 
 
 def _setting_text(value) -> str:
-    """A registration's setting on one line: a list comma-separated ("-" when empty)."""
+    """A registration's setting on one line: a list comma-separated ("-" when empty or unset)."""
+    if value is None:
+        return "-"
     return (", ".join(value) or "-") if isinstance(value, list) else str(value)
 
 

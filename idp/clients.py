@@ -63,6 +63,7 @@ class Registration:
     public: bool = False
     first_party: bool = False
     id_token_alg: str | None = None  # None: the configured default (tokens.default_id_token_alg)
+    backchannel_logout_uri: str | None = None  # None or "": the client is not told of logouts
 
 
 # --------------------------------------------------------------------------- checks
@@ -137,8 +138,11 @@ def checked(registration: Registration) -> Registration:
     alg = (registration.id_token_alg or default_alg).upper()
     if alg not in ID_TOKEN_ALGS:
         raise ClientRefused(f"unsupported ID token algorithm {alg!r} (choose from {', '.join(ID_TOKEN_ALGS)})")
+    backchannel = (check_redirect_uri(registration.backchannel_logout_uri, "back-channel logout URI")
+                   if registration.backchannel_logout_uri else None)
     return dataclasses.replace(registration, name=name, grant_types=grants, redirect_uris=uris,
-                               post_logout_redirect_uris=logout_uris, id_token_alg=alg)
+                               post_logout_redirect_uris=logout_uris, id_token_alg=alg,
+                               backchannel_logout_uri=backchannel)
 
 
 # --------------------------------------------------------------------------- reading
@@ -164,7 +168,8 @@ def registration_of(client: Client) -> Registration:
     return Registration(name=client.name, redirect_uris=tuple(client.redirect_uris),
                         post_logout_redirect_uris=tuple(client.post_logout_redirect_uris),
                         grant_types=tuple(client.grant_types), public=client.public,
-                        first_party=client.first_party, id_token_alg=client.id_token_alg)
+                        first_party=client.first_party, id_token_alg=client.id_token_alg,
+                        backchannel_logout_uri=client.backchannel_logout_uri)
 
 
 def client_settings(client: Client) -> dict:
@@ -181,7 +186,7 @@ def client_settings(client: Client) -> dict:
                                             if protocol.check_endpoint_auth_method(m, "token")],
             "grant_types": list(client.grant_types), "redirect_uris": list(client.redirect_uris),
             "post_logout_redirect_uris": list(client.post_logout_redirect_uris), "scope": client.scope,
-            "id_token_alg": client.id_token_alg}
+            "id_token_alg": client.id_token_alg, "backchannel_logout_uri": client.backchannel_logout_uri}
 
 
 # --------------------------------------------------------------------------- changes
@@ -195,7 +200,8 @@ def register(registration: Registration, *, actor: str = "cli") -> tuple[Client,
                     name=registration.name, redirect_uris=list(registration.redirect_uris),
                     post_logout_redirect_uris=list(registration.post_logout_redirect_uris),
                     grant_types=list(registration.grant_types), public=registration.public,
-                    first_party=registration.first_party, id_token_alg=registration.id_token_alg)
+                    first_party=registration.first_party, id_token_alg=registration.id_token_alg,
+                    backchannel_logout_uri=registration.backchannel_logout_uri)
     db.session.add(client)
     db.session.flush()
     audit.record("client.created", org_id=None, actor=actor, subject_id=client.id, details=client_settings(client))
@@ -204,7 +210,8 @@ def register(registration: Registration, *, actor: str = "cli") -> tuple[Client,
 
 # What `change` may set; a client's type (public or confidential) is not among them: it decides
 # whether it has a secret, so a client of the other type is a new registration.
-CHANGEABLE = ("name", "redirect_uris", "post_logout_redirect_uris", "grant_types", "first_party", "id_token_alg")
+CHANGEABLE = ("name", "redirect_uris", "post_logout_redirect_uris", "grant_types", "first_party", "id_token_alg",
+              "backchannel_logout_uri")
 
 
 def change(client: Client, *, actor: str = "cli", **given) -> dict:
@@ -218,13 +225,15 @@ def change(client: Client, *, actor: str = "cli", **given) -> dict:
     given = {key: value for key, value in given.items() if value is not None}
     if not given:
         raise ClientRefused("nothing to change: give --name, --redirect-uri, --post-logout-redirect-uri, "
-                            "--first-party or --third-party, --grant-type or --id-token-alg")
+                            "--first-party or --third-party, --grant-type, --id-token-alg or "
+                            "--backchannel-logout-uri")
     for key in ("redirect_uris", "post_logout_redirect_uris", "grant_types"):
         if key in given:
             given[key] = tuple(given[key])
     wanted = checked(dataclasses.replace(registration_of(client), **given))
     before = client_settings(client)
     client.name, client.first_party, client.id_token_alg = wanted.name, wanted.first_party, wanted.id_token_alg
+    client.backchannel_logout_uri = wanted.backchannel_logout_uri
     client.redirect_uris, client.post_logout_redirect_uris, client.grant_types = (
         list(wanted.redirect_uris), list(wanted.post_logout_redirect_uris), list(wanted.grant_types))
     db.session.flush()

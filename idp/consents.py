@@ -24,6 +24,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from idp import audit, token_revocation
 from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Client, ConsentGrant, Token, User
+from idp.oidc import backchannel
 
 # A client id in a URL (idp.clients makes them with random_token; the demo's are words):
 # anything else names no application, and is answered without a look-up.
@@ -114,6 +115,7 @@ def withdraw(user: User, client_id: str, *, actor_id: int, actor: str, by: str) 
         AuthorizationCode.redeemed_at.is_(None), AuthorizationCode.expires_at > moment)
         .values(expires_at=moment))
     revoked = token_revocation.revoke(Token.user_id == user.id, Token.client_id == client_id)
+    backchannel.client_access_ended(user.id, client_id)
     audit.record("consent.withdrawn", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
                  details={"by": by, "client_id": client_id, "scope": consent.scope if consent else None,
                           "tokens_revoked": revoked})

@@ -29,6 +29,7 @@ from sqlalchemy import select, update
 from idp import audit, token_revocation, user_agent
 from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Token, User, UserSession
+from idp.oidc import backchannel
 
 # What a sid looks like (idp.security.tokens.random_token): anything else names no session,
 # and is answered without a look-up.
@@ -79,6 +80,7 @@ def end(user: User, sid: str, *, actor_id: int | None, actor: str, by: str) -> i
         .values(expires_at=now))
     revoked = token_revocation.revoke(Token.user_id == user.id,
                                       Token.code_id.in_(select(AuthorizationCode.id).where(*of_this_session)))
+    backchannel.sessions_ended(user.id, [sid])
     audit.record("session.ended", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
                  details={"by": by, "sid": sid, "signed_in_at": ended.created_at.isoformat(timespec="seconds"),
                           "tokens_revoked": revoked})

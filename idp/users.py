@@ -28,6 +28,7 @@ from idp import audit, lockout
 from idp.db import db, utcnow
 from idp.models import (AuthorizationCode, FactorChallenge, LoginTransaction, Organization, PasswordReset, Token,
                         User, UserSession)
+from idp.oidc import backchannel
 
 MIN_PASSWORD_LENGTH = 8      # NIST SP 800-63B 5.1.1.1
 MAX_PASSWORD_LENGTH = 1024   # long passphrases welcome; a megabyte is not a password
@@ -135,9 +136,11 @@ def sign_out_everywhere(user_id: int) -> Ended:
     """
     now = utcnow()
     db.session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=int(time.time())))
-    ended_sessions = db.session.execute(
+    ended_sids = db.session.scalars(
         update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None),
-                                  UserSession.expires_at > now).values(revoked_at=now)).rowcount
+                                  UserSession.expires_at > now).values(revoked_at=now)
+        .returning(UserSession.sid)).all()
+    backchannel.sessions_ended(user_id, list(ended_sids))
     revoked_tokens = db.session.execute(
         update(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None))
         .values(revoked_at=int(time.time()))).rowcount
@@ -146,7 +149,7 @@ def sign_out_everywhere(user_id: int) -> Ended:
         if table is AuthorizationCode:
             live = live.where(AuthorizationCode.redeemed_at.is_(None))
         db.session.execute(live.values(expires_at=now))
-    return Ended(ended_sessions, revoked_tokens)
+    return Ended(len(ended_sids), revoked_tokens)
 
 
 def set_password(user: User, password: str, *, actor_id: int | None = None, actor: str = "",

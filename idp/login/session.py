@@ -126,11 +126,13 @@ def end_current() -> None:
     if token:
         ended = db.session.execute(update(UserSession).where(UserSession.id == sha256_hex(token),
                                                              UserSession.revoked_at.is_(None))
-                                   .values(revoked_at=utcnow()).returning(UserSession.user_id)).first()
+                                   .values(revoked_at=utcnow()).returning(UserSession.user_id, UserSession.sid)).first()
         if ended is not None:
             from idp import audit
+            from idp.oidc import backchannel
 
             audit.record_about_user("login.signed_out", ended.user_id, actor_id=ended.user_id)
+            backchannel.sessions_ended(ended.user_id, [ended.sid])
         db.session.commit()
     locale = session.get("locale")  # the browser's language choice is not the user's session
     session.clear()

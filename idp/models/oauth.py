@@ -30,6 +30,22 @@ class Client(Base):
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     id_token_alg: Mapped[str] = mapped_column(String(10), default="ES256")
+    # OIDC Back-Channel Logout 1.0: where the client is told, server to server, that a session
+    # it signed in through has ended (idp.oidc.backchannel). None: it is not told.
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SessionClient(Base):
+    """A session signed this client in (a code was issued to it through the session): whom to
+    tell when the session ends. Only for clients with a back-channel logout URI; gone with the
+    session (the purge deletes ended sessions)."""
+
+    __tablename__ = "session_clients"
+
+    sid: Mapped[str] = mapped_column(ForeignKey("user_sessions.sid", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -28,6 +28,7 @@ class ClientRecord:
     public: bool
     first_party: bool
     id_token_alg: str
+    backchannel_logout_uri: str | None
     created_at: datetime
 
 

@@ -41,7 +41,8 @@ def build(settings: Settings) -> str:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "frontchannel_logout_supported": False,
-        "backchannel_logout_supported": False,
+        "backchannel_logout_supported": True,  # OIDC Back-Channel Logout 1.0 (idp.oidc.backchannel)
+        "backchannel_logout_session_supported": True,
         "authorization_response_iss_parameter_supported": True,
     }
     return json.dumps(document, separators=(",", ":"))

@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, exists, or_, select, update
 from idp import audit, token_revocation
 from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Organization, Token, User
-from idp.oidc import claims, parameters
+from idp.oidc import backchannel, claims, parameters
 from idp.oidc.adapters import OAuthCode, OAuthToken
 from idp.security.tokens import random_token, sha256_hex
 
@@ -196,6 +196,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         elif db.run(_insert_unless_nonce_used_statement(tuple(values)), values).rowcount != 1:
             # Authlib's answer to a reused nonce (OpenIDCode.exists_nonce), sent back to the client
             raise InvalidRequestError("Replay attack", redirect_uri=values["redirect_uri"])
+        backchannel.remember(request.client, outcome.sid, request.user.id)  # whom to tell when the session ends
 
     def generate_authorization_code(self):
         """256 random bits, URL-safe (Authlib's default draws each of 48 characters separately)."""

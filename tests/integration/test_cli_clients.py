@@ -19,7 +19,8 @@ from idp.models import AuthorizationCode, Client, ConsentGrant, LoginTransaction
 from idp.security.tokens import sha256_hex
 
 REGISTRATION_KEYS = {"client_id", "name", "public", "first_party", "token_endpoint_auth_methods", "grant_types",
-                     "redirect_uris", "post_logout_redirect_uris", "scope", "id_token_alg", "created_at"}
+                     "redirect_uris", "post_logout_redirect_uris", "scope", "id_token_alg", "backchannel_logout_uri",
+                     "created_at"}
 
 
 def insert(db: Db, model, **values) -> int:

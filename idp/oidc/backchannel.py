@@ -1,0 +1,130 @@
+"""OpenID Connect Back-Channel Logout 1.0: telling applications, server to server, that a
+session they signed in through has ended.
+
+A client registered with a `backchannel_logout_uri` (`idp client add|update
+--backchannel-logout-uri`) is remembered for each session that signed it in (`SessionClient`,
+written when a code is issued to it: `remember`). When such a session ends, by any door (the
+user's sign-out or an RP-initiated logout, a session ended on the security page, sign out
+everywhere: a new password, a disabled account, an admin's or the CLI's), `sessions_ended`
+queues one logout token per client and session; removing an application's access
+(idp.consents) queues one per session of that client (`client_access_ended`).
+
+Tokens are signed in the transaction that ends the sessions (the signing keys may need a read)
+and sent once it commits (nothing is sent for a change rolled back), POSTed on a thread of their own (`logout_token=...`, 5 s timeout, no
+redirects, one attempt): the user's answer never waits for an application. A refusal or a
+timeout is logged as a warning (logger `idp.oidc.backchannel`), nothing more; the session is
+over either way. The token (section 2.4): `iss`, `aud` (the client), `iat`, `exp` (2 minutes),
+`jti`, `sub` (the ID token's), `sid` (the ID token's) and the back-channel logout event, no
+`nonce`; header `typ: logout+jwt`, signed like the client's ID tokens.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import event as orm_event
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from idp.db import db
+from idp.models import Client, SessionClient, User
+from idp.security.tokens import random_token
+
+log = logging.getLogger(__name__)
+EVENT = "http://schemas.openid.net/event/backchannel-logout"
+TOKEN_LIFETIME = 120
+TIMEOUT = 5.0
+_PENDING = "idp.backchannel_pending"  # session.info: (_Logout, signed token) to send once committed
+
+
+def remember(client, sid: str | None, user_id: int) -> None:
+    """A code is being issued to `client` through session `sid`: note it, if the client wants to
+    hear of the session's end. In the caller's transaction (the login's last commit)."""
+    if sid is None or not getattr(client.row, "backchannel_logout_uri", None):
+        return
+    values = {"sid": sid, "client_id": client.get_client_id(), "user_id": user_id}
+    insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(insert(SessionClient).values(**values).on_conflict_do_nothing())
+
+
+@dataclass(frozen=True)
+class _Logout:
+    client_id: str
+    uri: str
+    alg: str
+    sub: str
+    sid: str
+
+
+def sessions_ended(user_id: int, sids: list[str]) -> None:
+    """The sessions `sids` of the user ended in this transaction: queue a logout token for each
+    client each of them signed in that wants one."""
+    if sids:
+        _queue(SessionClient.user_id == user_id, SessionClient.sid.in_(sids))
+
+
+def client_access_ended(user_id: int, client_id: str) -> None:
+    """The client lost its access to the user's account: queue a logout token for each session
+    of the user's that signed it in."""
+    _queue(SessionClient.user_id == user_id, SessionClient.client_id == client_id)
+
+
+def _queue(*where) -> None:
+    rows = db.session.execute(
+        select(SessionClient.client_id, SessionClient.sid, Client.backchannel_logout_uri, Client.id_token_alg,
+               User.public_id)
+        .join(Client, Client.client_id == SessionClient.client_id)
+        .join(User, User.id == SessionClient.user_id)
+        .where(*where, Client.backchannel_logout_uri.is_not(None))).all()
+    logouts = [_Logout(row.client_id, row.backchannel_logout_uri, row.id_token_alg, row.public_id, row.sid)
+               for row in rows]
+    db.session.info.setdefault(_PENDING, []).extend((logout, logout_token(logout)) for logout in logouts)
+
+
+def logout_token(logout: _Logout) -> str:
+    """The signed logout token (module docstring); in an app context."""
+    from joserfc import jwt
+
+    from idp.oidc import keys
+
+    now = int(time.time())
+    kid, key = keys.signing_key(logout.alg)
+    claims = {"iss": current_app.extensions["idp.settings"].issuer, "aud": logout.client_id, "iat": now,
+              "exp": now + TOKEN_LIFETIME, "jti": random_token(16), "sub": logout.sub, "sid": logout.sid,
+              "events": {EVENT: {}}}
+    return jwt.encode({"alg": logout.alg, "kid": kid, "typ": "logout+jwt"}, claims, key)
+
+
+@orm_event.listens_for(db.session.session_factory, "after_commit")
+def _committed(session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the outer transaction may still roll back
+    deliveries = session.info.pop(_PENDING, None)
+    if deliveries:
+        threading.Thread(target=deliver, args=(deliveries,), name="backchannel-logout").start()
+
+
+@orm_event.listens_for(db.session.session_factory, "after_transaction_end")
+def _forget_uncommitted(session, transaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+
+
+def deliver(deliveries: list[tuple[_Logout, str]]) -> None:
+    """POST each token to its client (section 2.5); nothing here may raise. Not a daemon thread:
+    a worker or an `idp` command that exits gracefully delivers first (each POST gives up after
+    TIMEOUT seconds)."""
+    import requests  # here: every process imports this module, few ever send
+
+    for logout, token in deliveries:
+        try:
+            answer = requests.post(logout.uri, data={"logout_token": token}, timeout=TIMEOUT,
+                                   allow_redirects=False, headers={"Cache-Control": "no-store"})
+            if answer.status_code not in (200, 204):
+                log.warning("back-channel logout to client %s answered %s", logout.client_id, answer.status_code)
+        except Exception as exc:
+            log.warning("back-channel logout to client %s failed: %s", logout.client_id, type(exc).__name__)

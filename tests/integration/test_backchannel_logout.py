@@ -1,0 +1,202 @@
+"""OpenID Connect Back-Channel Logout 1.0 (idp.oidc.backchannel): a client registered with a
+back-channel logout URI receives a signed logout token when a session it signed in through
+ends, by any door. A real HTTP receiver plays the client's back end; the tokens are checked
+against the published JWKS with joserfc, as a client library would."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from fixtures.cli import ok, refused
+from fixtures.oidc import FormBrowser, free_port, password_login
+
+EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+class Receiver:
+    """The client's back-channel endpoint: keeps each logout token it is sent."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.tokens: list[str] = []
+        self.arrived = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                with receiver.arrived:
+                    receiver.tokens.extend(parse_qs(body).get("logout_token", []))
+                    receiver.arrived.notify_all()
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/backchannel-logout"
+
+    def wait_for(self, count: int, timeout: float = 15.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while len(self.tokens) < count:
+                left = deadline - time.monotonic()
+                assert left > 0, f"{len(self.tokens)} logout token(s) arrived, {count} expected"
+                self.arrived.wait(left)
+            return list(self.tokens)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver():
+    found = Receiver()
+    yield found
+    found.stop()
+
+
+def sent_out() -> None:
+    """Every back-channel delivery started so far has finished."""
+    for thread in threading.enumerate():
+        if thread.name == "backchannel-logout":
+            thread.join(timeout=30)
+
+
+def register(live_server, client: dict, uri: str | None) -> None:
+    from idp.db import db
+    from idp.models import Client
+
+    with live_server.context():
+        db.session.scalar(select(Client).where(Client.client_id == client["client_id"])).backchannel_logout_uri = uri
+        db.session.commit()
+
+
+def decoded(live_server, token: str) -> tuple[dict, dict]:
+    """(header, claims) of a logout token whose signature the JWKS verifies."""
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    metadata = requests.get(f"{live_server.url}/.well-known/openid-configuration", timeout=10).json()
+    keys = KeySet.import_key_set(requests.get(metadata["jwks_uri"], timeout=10).json())
+    found = jwt.decode(token, keys, algorithms=["ES256", "RS256"])
+    return found.header, found.claims
+
+
+def id_token_claims(live_server, id_token: str) -> dict:
+    return decoded(live_server, id_token)[1]
+
+
+def signed_in(live_server, seeded, rp_factory, client: dict, browser: FormBrowser | None = None):
+    """A login to `client`: with the password in a new browser, or through `browser`'s session."""
+    rp = rp_factory(client)
+    if browser is None:
+        browser = FormBrowser(live_server.url)
+        password_login(browser, rp, seeded.user_email, seeded.password)
+    else:
+        browser.get(rp.authorization_url())
+    return browser, rp, rp.exchange(browser.last_redirect)
+
+
+def test_discovery_says_so(live_server):
+    metadata = requests.get(f"{live_server.url}/.well-known/openid-configuration", timeout=10).json()
+    assert metadata["backchannel_logout_supported"] is True
+    assert metadata["backchannel_logout_session_supported"] is True
+
+
+def test_an_rp_initiated_logout_tells_each_client_that_asked(live_server, seeded, rp_factory, receiver):
+    register(live_server, seeded.third_party, receiver.url)
+    browser, third, third_tokens = signed_in(live_server, seeded, rp_factory, seeded.third_party)
+    _, first, first_tokens = signed_in(live_server, seeded, rp_factory, seeded.first_party, browser)  # SSO: same session
+    browser.get(f"{first.metadata['end_session_endpoint']}?id_token_hint={first_tokens['id_token']}"
+                f"&post_logout_redirect_uri={first.client['post_logout_redirect_uri']}")
+    assert browser.last_redirect == first.client["post_logout_redirect_uri"]
+    [token] = receiver.wait_for(1)
+    header, claims = decoded(live_server, token)
+    id_token = id_token_claims(live_server, third_tokens["id_token"])
+    assert header["typ"] == "logout+jwt" and header["kid"]
+    assert claims["iss"] == live_server.url and claims["aud"] == seeded.third_party["client_id"]
+    assert claims["sub"] == id_token["sub"] and claims["sid"] == id_token["sid"]
+    assert claims["events"] == {EVENT: {}} and "nonce" not in claims
+    assert 0 < claims["exp"] - claims["iat"] <= 120 and claims["jti"]
+    sent_out()
+    assert len(receiver.tokens) == 1                                        # the first-party client asked for none
+
+
+def test_sign_out_everywhere_tells_the_client_of_each_session(live_server, seeded, rp_factory, receiver):
+    register(live_server, seeded.third_party, receiver.url)
+    here, _, here_tokens = signed_in(live_server, seeded, rp_factory, seeded.third_party)
+    there, _, there_tokens = signed_in(live_server, seeded, rp_factory, seeded.third_party)
+    confirm = here.get("/account/security/sign-out-everywhere")
+    here.submit(next(f for f in confirm.forms() if f["action"].endswith("/sign-out-everywhere")))
+    sids = {decoded(live_server, token)[1]["sid"] for token in receiver.wait_for(2)}
+    assert sids == {id_token_claims(live_server, t["id_token"])["sid"] for t in (here_tokens, there_tokens)}
+
+
+def test_ending_one_session_and_removing_access_tell_the_client(live_server, seeded, rp_factory, receiver):
+    register(live_server, seeded.third_party, receiver.url)
+    here, _, _ = signed_in(live_server, seeded, rp_factory, seeded.third_party)
+    _, _, there_tokens = signed_in(live_server, seeded, rp_factory, seeded.third_party)
+    there_sid = id_token_claims(live_server, there_tokens["id_token"])["sid"]
+    page = here.get("/account/security")
+    page = here.submit(next(f for f in page.forms() if f["action"].endswith(f"/sessions/{there_sid}/end")))
+    assert decoded(live_server, receiver.wait_for(1)[0])[1]["sid"] == there_sid
+
+    here.submit(next(f for f in page.forms()
+                     if f["action"].endswith(f"/applications/{seeded.third_party['client_id']}/remove")))
+    removed = decoded(live_server, receiver.wait_for(2)[1])[1]
+    assert removed["sid"] != there_sid and removed["aud"] == seeded.third_party["client_id"]
+
+
+def test_an_unreachable_client_does_not_hold_up_the_logout(live_server, seeded, rp_factory):
+    register(live_server, seeded.third_party, f"http://127.0.0.1:{free_port()}/nobody-listens")
+    browser, third, tokens = signed_in(live_server, seeded, rp_factory, seeded.third_party)
+    browser.get(f"{third.metadata['end_session_endpoint']}?id_token_hint={tokens['id_token']}"
+                f"&post_logout_redirect_uri={third.client['post_logout_redirect_uri']}")
+    assert browser.last_redirect == third.client["post_logout_redirect_uri"]
+    sent_out()
+    browser.get(third.authorization_url(prompt="none"))
+    assert browser.callback_params()["error"] == "login_required"
+
+
+def test_the_uri_is_registered_and_checked_by_the_idp_command(url, idp):
+    created = json.loads(ok(idp("client", "add", "--name", "App", "--redirect-uri", "https://app.example/cb",
+                                "--backchannel-logout-uri", "https://app.example/bc", database_url=url)).stdout)
+    shown = json.loads(ok(idp("client", "show", created["client_id"], "--json", database_url=url)).stdout)
+    assert shown["backchannel_logout_uri"] == "https://app.example/bc"
+    refused(idp("client", "update", created["client_id"], "--backchannel-logout-uri", "not a uri", database_url=url),
+            "back-channel logout URI")
+    assert "backchannel_logout_uri: https://app.example/bc -> -" in ok(
+        idp("client", "update", created["client_id"], "--backchannel-logout-uri", "", database_url=url)).stdout
+
+
+def test_idp_user_sign_out_delivers_before_the_command_ends(live_server, seeded, rp_factory, receiver, idp):
+    register(live_server, seeded.third_party, receiver.url)
+    signed_in(live_server, seeded, rp_factory, seeded.third_party)
+    ok(idp("user", "sign-out", "--email", seeded.user_email, database_url=live_server.database_url))
+    assert len(receiver.tokens) == 1                                        # already there: no waiting
+    assert decoded(live_server, receiver.tokens[0])[1]["aud"] == seeded.third_party["client_id"]
+
+
+def test_nothing_is_sent_for_a_sign_out_rolled_back(live_server, seeded, rp_factory, receiver):
+    from idp import users
+    from idp.db import db
+    from idp.models import User
+
+    register(live_server, seeded.third_party, receiver.url)
+    signed_in(live_server, seeded, rp_factory, seeded.third_party)
+    with live_server.context():
+        alice = db.session.scalar(select(User).where(User.email == seeded.user_email))
+        users.sign_out_everywhere(alice.id)
+        db.session.rollback()
+        db.session.commit()                                                 # a later, empty transaction
+    sent_out()
+    assert receiver.tokens == []
