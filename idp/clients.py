@@ -31,7 +31,7 @@ from sqlalchemy import delete, select, update
 from idp import audit
 from idp.db import db, utcnow
 from idp.login.transaction import TERMINAL
-from idp.models import AuthorizationCode, Client, ConsentGrant, LoginTransaction, Token
+from idp.models import AuthorizationCode, Client, ConsentGrant, LoginTransaction, SessionClient, Token
 from idp.security.origins import LOOPBACK_HOSTS, is_ip_address
 from idp.security.text import name_problem, storable
 from idp.security.tokens import random_token, sha256_hex
@@ -287,6 +287,8 @@ def remove(client: Client, *, actor: str = "cli") -> dict:
                    LoginTransaction.state.not_in(TERMINAL), LoginTransaction.expires_at > now)
             .values(expires_at=now)).rowcount,
     }
+    # Nobody is left to tell of those sessions' logouts (idp.oidc.backchannel).
+    db.session.execute(delete(SessionClient).where(SessionClient.client_id == client_id))
     db.session.delete(client)
     db.session.flush()
     audit.record("client.removed", org_id=None, actor=actor, subject_id=row_id,

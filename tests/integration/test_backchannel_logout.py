@@ -200,3 +200,19 @@ def test_nothing_is_sent_for_a_sign_out_rolled_back(live_server, seeded, rp_fact
         db.session.commit()                                                 # a later, empty transaction
     sent_out()
     assert receiver.tokens == []
+
+
+def test_a_removed_client_is_forgotten_by_the_sessions_it_was_signed_in_through(live_server, seeded, rp_factory,
+                                                                                  receiver):
+    from idp import clients
+    from idp.db import db
+    from idp.models import SessionClient
+
+    register(live_server, seeded.third_party, receiver.url)
+    signed_in(live_server, seeded, rp_factory, seeded.third_party)
+    signed_in(live_server, seeded, rp_factory, seeded.first_party)          # (asked for nothing: not noted)
+    with live_server.context():
+        assert db.session.scalars(select(SessionClient.client_id)).all() == [seeded.third_party["client_id"]]
+        clients.remove(clients.find(seeded.third_party["client_id"]))
+        db.session.commit()
+        assert db.session.scalars(select(SessionClient.client_id)).all() == []
