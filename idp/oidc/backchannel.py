@@ -9,11 +9,11 @@ everywhere: a new password, a disabled account, an admin's or the CLI's), `sessi
 queues one logout token per client and session; removing an application's access
 (idp.consents) queues one per session of that client (`client_access_ended`).
 
-Tokens are signed in the transaction that ends the sessions (the signing keys may need a read)
-and sent once it commits (nothing is sent for a change rolled back), POSTed on a thread of their own (`logout_token=...`, 5 s timeout, no
-redirects, one attempt): the user's answer never waits for an application. A refusal or a
-timeout is logged as a warning (logger `idp.oidc.backchannel`), nothing more; the session is
-over either way. The token (section 2.4): `iss`, `aud` (the client), `iat`, `exp` (2 minutes),
+Tokens are signed in the transaction that ends the sessions (the signing keys may need a
+read) and sent once it commits (nothing is sent for a change rolled back), POSTed on a thread
+of their own (`logout_token=...`, 5 s timeout, no redirects, one attempt): the user's answer
+never waits for an application. A refusal or a timeout is logged as a warning (logger
+`idp.oidc.backchannel`), nothing more; the session is over either way. The token (section 2.4): `iss`, `aud` (the client), `iat`, `exp` (2 minutes),
 `jti`, `sub` (the ID token's), `sid` (the ID token's) and the back-channel logout event, no
 `nonce`; header `typ: logout+jwt`, signed like the client's ID tokens.
 """
