@@ -4,11 +4,11 @@ An application has access when the user consented to it (a third-party client's 
 `ConsentGrant`, idp.login.steps.consent) or when it holds a live token of theirs (any client,
 first-party ones included, which never ask). The user's security page and the admin's user
 page list them (`of_user`), and "Remove access" (`withdraw`) forgets the consent, so that the
-next login asks again, and ends what the application holds: its codes not yet redeemed expire,
-its tokens are revoked.
+next login asks again, and ends what the application holds: its codes and its tokens are
+revoked.
 
-A refresh that rotates one of the application's tokens at that instant cannot leave a live
-successor behind (idp.token_revocation).
+A refresh that rotates one of the application's tokens at that instant, or a code exchange
+under way, cannot leave a live token behind (idp.token_revocation).
 
 Everything happens in the caller's transaction; the caller commits.
 """
@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select
 
 from idp import audit, token_revocation
-from idp.db import db, utcnow
+from idp.db import db
 from idp.models import AuthorizationCode, Client, ConsentGrant, Token, User
 from idp.oidc import backchannel
 
@@ -109,11 +109,7 @@ def withdraw(user: User, client_id: str, *, actor_id: int, actor: str, by: str) 
         ConsentGrant.user_id == user.id, ConsentGrant.client_id == client_id).returning(ConsentGrant.scope)).first()
     if consent is None and not has_tokens:
         return None
-    moment = utcnow()
-    db.session.execute(update(AuthorizationCode).where(
-        AuthorizationCode.user_id == user.id, AuthorizationCode.client_id == client_id,
-        AuthorizationCode.redeemed_at.is_(None), AuthorizationCode.expires_at > moment)
-        .values(expires_at=moment))
+    token_revocation.revoke_codes(AuthorizationCode.user_id == user.id, AuthorizationCode.client_id == client_id)
     revoked = token_revocation.revoke(Token.user_id == user.id, Token.client_id == client_id)
     backchannel.client_access_ended(user.id, client_id)
     audit.record("consent.withdrawn", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,

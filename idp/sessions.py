@@ -9,12 +9,10 @@ the row's id (the hash of the cookie value).
 Ending one session ends what was obtained through it too. Every authorization code records
 the session that signed its login in (`AuthorizationCode.session_id`, the `sid`), and every
 token records its code (`Token.code_id`, kept through refresh rotation; the purge keeps a
-redeemed code while a live token points at it): so the session's codes not yet redeemed
-expire, and the tokens issued from its codes are revoked, whichever application holds them
-(a refresh in flight included: idp.token_revocation). Other sessions and their tokens stay.
-One race is left open, and is why "Sign out everywhere" exists beside this: a code redeemed
-in the very instant the session ends may store its tokens just after the revocation (sign out
-everywhere refuses such tokens by their login time, `User.tokens_valid_after`).
+redeemed code while a live token points at it): so the session's codes are revoked (none
+can be redeemed any more) and the tokens issued from them too, whichever application holds
+them (a refresh or a code exchange in flight included: idp.token_revocation). Other sessions
+and their tokens stay.
 
 Everything happens in the caller's transaction; the caller commits.
 """
@@ -61,7 +59,7 @@ def live(user_id: int) -> list[LiveSession]:
 
 
 def end(user: User, sid: str, *, actor_id: int | None, actor: str, by: str) -> int | None:
-    """End the live session `sid` of `user`, the codes not yet redeemed and the tokens obtained
+    """End the live session `sid` of `user`, its codes and the tokens obtained
     through it (module docstring); audited as `session.ended` (`by`: `self`, `admin`...).
     Returns how many tokens were revoked, or None when `user` has no live session with this
     sid (another user's, ended already, made up): then nothing changes."""
@@ -75,9 +73,7 @@ def end(user: User, sid: str, *, actor_id: int | None, actor: str, by: str) -> i
     if ended is None:
         return None
     of_this_session = (AuthorizationCode.user_id == user.id, AuthorizationCode.session_id == sid)
-    db.session.execute(update(AuthorizationCode).where(
-        *of_this_session, AuthorizationCode.redeemed_at.is_(None), AuthorizationCode.expires_at > now)
-        .values(expires_at=now))
+    token_revocation.revoke_codes(*of_this_session)
     revoked = token_revocation.revoke(Token.user_id == user.id,
                                       Token.code_id.in_(select(AuthorizationCode.id).where(*of_this_session)))
     backchannel.sessions_ended(user.id, [sid])

@@ -24,7 +24,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
-from idp import audit, lockout
+from idp import audit, lockout, token_revocation
 from idp.db import db, utcnow
 from idp.models import (AuthorizationCode, FactorChallenge, LoginTransaction, Organization, PasswordReset, Token,
                         User, UserSession)
@@ -126,12 +126,12 @@ def sign_out_everywhere(user_id: int) -> Ended:
     The stamp comes first: it takes the user's row lock, which a login finishing its last step
     takes first too (idp.login.pipeline.finish), so the two cannot interleave: a login that
     finished first has its session and code revoked below, one that finishes after finds its
-    transaction expired. Then the sessions end, the tokens are revoked, the codes not yet
-    redeemed, the logins and factor challenges in progress (push requests, activation and
-    recovery codes) and the password reset links not yet used expire. A token a refresh
-    stores in the same instant, past the UPDATE below, is dead anyway: it carries its login's
-    auth_time, older than the stamp (tokens are refused at use when `auth_time <
-    tokens_valid_after`). A reset link mailed in that instant cannot slip past either: its
+    transaction expired. Then the sessions end, the codes and tokens are revoked (a code exchange
+    in flight included: idp.token_revocation), the logins and factor challenges in progress
+    (push requests, activation and recovery codes) and the password reset links not yet used
+    expire. A token a refresh stores in the same instant, past the UPDATE below, is dead anyway:
+    it carries its login's auth_time, older than the stamp (tokens are refused at use when
+    `auth_time < tokens_valid_after`). A reset link mailed in that instant cannot slip past either: its
     request holds the same row lock (idp.password_reset).
     """
     now = utcnow()
@@ -141,14 +141,12 @@ def sign_out_everywhere(user_id: int) -> Ended:
                                   UserSession.expires_at > now).values(revoked_at=now)
         .returning(UserSession.sid)).all()
     backchannel.sessions_ended(user_id, list(ended_sids))
+    token_revocation.revoke_codes(AuthorizationCode.user_id == user_id)
     revoked_tokens = db.session.execute(
         update(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None))
         .values(revoked_at=int(time.time()))).rowcount
-    for table in (AuthorizationCode, LoginTransaction, FactorChallenge, PasswordReset):
-        live = update(table).where(table.user_id == user_id, table.expires_at > now)
-        if table is AuthorizationCode:
-            live = live.where(AuthorizationCode.redeemed_at.is_(None))
-        db.session.execute(live.values(expires_at=now))
+    for table in (LoginTransaction, FactorChallenge, PasswordReset):
+        db.session.execute(update(table).where(table.user_id == user_id, table.expires_at > now).values(expires_at=now))
     return Ended(len(ended_sids), revoked_tokens)
 
 

@@ -72,6 +72,10 @@ class AuthorizationCode(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     redeemed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # What the code opens was taken back (its session ended, the application's access was
+    # withdrawn, the user signed out everywhere, the code was presented twice): it can no longer
+    # be redeemed, and a redemption already under way stores no tokens (idp.token_revocation).
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Token(Base):

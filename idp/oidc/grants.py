@@ -107,10 +107,41 @@ _CODES = AuthorizationCode.__table__
 _CLAIM_CODE = (
     update(_CODES)
     .where(_CODES.c.code_hash == bindparam("code_hash_"), _CODES.c.client_id == bindparam("for_client"),
-           _CODES.c.redeemed_at.is_(None), _CODES.c.expires_at > bindparam("now"))
+           _CODES.c.redeemed_at.is_(None), _CODES.c.revoked_at.is_(None), _CODES.c.expires_at > bindparam("now"))
     .values(redeemed_at=bindparam("now"))
     .returning(*_CODES.c)
 )
+# A code presented again after it was redeemed: marked revoked (once), so that the tokens of its
+# first redemption are revoked, or never stored if that redemption is still under way.
+_REVOKE_REUSED_CODE = (
+    update(_CODES)
+    .where(_CODES.c.code_hash == bindparam("code_hash_"), _CODES.c.redeemed_at.is_not(None),
+           _CODES.c.revoked_at.is_(None))
+    .values(revoked_at=bindparam("now"))
+    .returning(_CODES.c.id, _CODES.c.user_id)
+)
+# The code an exchange redeemed, still unrevoked; FOR SHARE (PostgreSQL) so that a revocation
+# waits for the tokens it guards, or they wait for it (idp.token_revocation). SQLite has no row
+# locks (nor the clause): there the INSERT holds the database's write lock.
+_CODE_STILL_LIVE = (
+    select(_CODES.c.id).where(_CODES.c.id == bindparam("live_code_id"), _CODES.c.revoked_at.is_(None))
+    .with_for_update(read=True)
+)
+_STORE_UNLESS_CODE_REVOKED: dict[tuple[str, ...], object] = {}
+
+
+def store_exchanged_tokens(row: dict) -> bool:
+    """Store the tokens a code was exchanged for (a `tokens` row carrying its `code_id`), alone,
+    unless the code was revoked since it was claimed (its session ended, say): False then, and
+    nothing is stored. One statement, INSERT ... SELECT ... WHERE EXISTS, built once per column set."""
+    columns = tuple(row)
+    statement = _STORE_UNLESS_CODE_REVOKED.get(columns)
+    if statement is None:
+        values = select(*[bindparam(name, type_=_TOKENS.c[name].type) for name in columns]).where(
+            exists(_CODE_STILL_LIVE))
+        statement = _STORE_UNLESS_CODE_REVOKED[columns] = _TOKENS.insert().from_select(
+            list(columns), values, include_defaults=False)
+    return db.execute_alone(statement, {**row, "live_code_id": row["code_id"]}) == 1
 
 
 class S256CodeChallenge(CodeChallenge):
@@ -211,14 +242,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         row = db.first_alone(_CLAIM_CODE, {"code_hash_": code_hash, "for_client": client.get_client_id(),
                                            "now": utcnow()})
         if row is None:
-            reused = db.session.execute(select(AuthorizationCode.id, AuthorizationCode.user_id).where(
-                AuthorizationCode.code_hash == code_hash, AuthorizationCode.redeemed_at.is_not(None))).first()
+            # A code presented twice: assume it was stolen (audited as such, the first time). Its
+            # mark comes first, then its tokens are revoked (idp.token_revocation).
+            reused = db.run(_REVOKE_REUSED_CODE, {"code_hash_": code_hash, "now": utcnow()}).first()
             if reused is not None:
                 revoked = token_revocation.revoke(Token.code_id == reused.id)
-                if revoked:  # a code presented twice: assume it was stolen (audited as such)
-                    audit.record_about_user("code.reuse_detected", reused.user_id, actor=client.get_client_id(),
-                                            details={"client_id": client.get_client_id(), "tokens_revoked": revoked})
-                db.session.commit()
+                audit.record_about_user("code.reuse_detected", reused.user_id, actor=client.get_client_id(),
+                                        details={"client_id": client.get_client_id(), "tokens_revoked": revoked})
+            db.session.commit()
             return None
         self.request.code_row = row
         return OAuthCode(row)

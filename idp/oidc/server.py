@@ -19,7 +19,7 @@ from idp.db import db
 from idp.models import Client, Token
 from idp.oidc.adapters import ClientRecord, OAuthClient
 from idp.oidc import parameters
-from idp.oidc.grants import revoke_if_replayed, rotate
+from idp.oidc.grants import revoke_if_replayed, rotate, store_exchanged_tokens
 from idp.ops import metrics
 from idp.security.text import storable
 from idp.security.tokens import random_token, sha256_hex
@@ -230,9 +230,10 @@ def save_token(token: dict, request) -> None:
 
     A refresh grant spends its old token as it stores the new one, in one atomic step
     (`idp.oidc.grants.rotate`): when a parallel grant spent it first, this one stores nothing
-    and fails as a replay. The other grants' tokens are written alone (`db.insert_alone`),
-    skipping the session's and the execution layer's bookkeeping: a code was spent, and
-    committed, when it was presented, so its tokens' row has nothing to commit with.
+    and fails as a replay. The other grants' tokens are written alone, skipping the session's
+    and the execution layer's bookkeeping: a code was spent, and committed, when it was
+    presented, so its tokens' row has nothing to commit with; it is stored only if the code was
+    not revoked meanwhile (`idp.oidc.grants.store_exchanged_tokens`, idp.token_revocation).
     """
     now = int(time.time())
     refresh = token.get("refresh_token")
@@ -258,8 +259,8 @@ def save_token(token: dict, request) -> None:
     elif grant_type == "client_credentials":
         db.insert_alone(_TOKENS, row, synchronous=bool(
             settings.get("tokens.client_credentials_synchronous_commit", False)))
-    else:
-        db.insert_alone(_TOKENS, row)
+    elif not store_exchanged_tokens(row):  # its code was revoked since it was claimed
+        raise InvalidGrantError("The authorization code was revoked.")
     metrics.count_grant(grant_type)
 
 
