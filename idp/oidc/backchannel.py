@@ -11,11 +11,19 @@ queues one logout token per client and session; removing an application's access
 
 Tokens are signed in the transaction that ends the sessions (the signing keys may need a
 read) and sent once it commits (nothing is sent for a change rolled back), POSTed on a thread
-of their own (`logout_token=...`, 5 s timeout, no redirects, one attempt): the user's answer
-never waits for an application. A refusal or a timeout is logged as a warning (logger
-`idp.oidc.backchannel`), nothing more; the session is over either way. The token (section 2.4): `iss`, `aud` (the client), `iat`, `exp` (2 minutes),
-`jti`, `sub` (the ID token's), `sid` (the ID token's) and the back-channel logout event, no
-`nonce`; header `typ: logout+jwt`, signed like the client's ID tokens.
+of their own (`logout_token=...`, 5 s timeout, no redirects): the user's answer never waits
+for an application. A client that cannot be reached, times out or answers 5xx (a restart, an
+overloaded moment) is tried again after 1 s, then 4 s, with the same token (its `jti` lets the
+client tell a repeat); a 4xx is its answer (section 2.8: the token was refused) and is not
+repeated. Each delivery's outcome is counted (`idp_backchannel_logouts_total{outcome}`:
+`delivered`, `refused`, `failed`); a refusal or a last failure is also logged as a warning
+(logger `idp.oidc.backchannel`), nothing more: the session is over either way. The worst case,
+three timeouts, keeps the thread 20 s: within a gunicorn worker's graceful shutdown, and well
+within the token's lifetime.
+
+The token (section 2.4): `iss`, `aud` (the client), `iat`, `exp` (2 minutes), `jti`, `sub` (the
+ID token's), `sid` (the ID token's) and the back-channel logout event, no `nonce`; header
+`typ: logout+jwt`, signed like the client's ID tokens.
 """
 from __future__ import annotations
 
@@ -38,6 +46,7 @@ log = logging.getLogger(__name__)
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 TOKEN_LIFETIME = 120
 TIMEOUT = 5.0
+RETRY_DELAYS = (1.0, 4.0)  # seconds before the second and the third attempt
 _PENDING = "idp.backchannel_pending"  # session.info: (_Logout, signed token) to send once committed
 
 
@@ -115,16 +124,33 @@ def _forget_uncommitted(session, transaction) -> None:
 
 
 def deliver(deliveries: list[tuple[_Logout, str]]) -> None:
-    """POST each token to its client (section 2.5); nothing here may raise. Not a daemon thread:
-    a worker or an `idp` command that exits gracefully delivers first (each POST gives up after
-    TIMEOUT seconds)."""
-    import requests  # here: every process imports this module, few ever send
+    """POST each token to its client (section 2.5), tried again on a transient failure (module
+    docstring); nothing here may raise. Not a daemon thread: a worker or an `idp` command that
+    exits gracefully delivers first."""
+    from idp.ops import metrics
 
     for logout, token in deliveries:
-        try:
-            answer = requests.post(logout.uri, data={"logout_token": token}, timeout=TIMEOUT,
-                                   allow_redirects=False, headers={"Cache-Control": "no-store"})
-            if answer.status_code not in (200, 204):
-                log.warning("back-channel logout to client %s answered %s", logout.client_id, answer.status_code)
-        except Exception as exc:
-            log.warning("back-channel logout to client %s failed: %s", logout.client_id, type(exc).__name__)
+        outcome, what = _send(logout, token)
+        for delay in RETRY_DELAYS:
+            if outcome != "failed":
+                break
+            time.sleep(delay)
+            outcome, what = _send(logout, token)
+        metrics.BACKCHANNEL_LOGOUTS.labels(outcome=outcome).inc()
+        if outcome != "delivered":
+            log.warning("back-channel logout to client %s %s: %s", logout.client_id, outcome, what)
+
+
+def _send(logout: _Logout, token: str) -> tuple[str, str]:
+    """One POST: its outcome, `delivered` (200 or 204), `refused` (another answer below 500, not
+    repeated) or `failed` (no answer within TIMEOUT, or a 5xx), and what happened, for the log."""
+    import requests  # here: every process imports this module, few ever send
+
+    try:
+        answer = requests.post(logout.uri, data={"logout_token": token}, timeout=TIMEOUT,
+                               allow_redirects=False, headers={"Cache-Control": "no-store"})
+    except Exception as exc:
+        return "failed", type(exc).__name__
+    if answer.status_code in (200, 204):
+        return "delivered", ""
+    return ("failed" if answer.status_code >= 500 else "refused"), f"answered {answer.status_code}"

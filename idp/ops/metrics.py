@@ -13,6 +13,9 @@ Names (all prefixed `idp_`):
 - `idp_token_grants_total{grant_type}`: tokens issued by the token endpoint, by grant
   (`authorization_code`, `refresh_token`, `client_credentials`). Use
   `count_grant(grant_type)` after the token is saved.
+- `idp_backchannel_logouts_total{outcome}`: logout tokens sent to clients (idp.oidc.backchannel),
+  once each whatever the attempts: `delivered`, `refused` (the client answered 4xx) or `failed`
+  (no answer, or 5xx, three times).
 
 Usage from other modules::
 
@@ -44,6 +47,8 @@ HTTP_LATENCY = Histogram(
     ("endpoint", "method"), buckets=LATENCY_BUCKETS)
 LOGINS = Counter("idp_logins", "Password logins by outcome.", ("outcome",))
 TOKEN_GRANTS = Counter("idp_token_grants", "Tokens issued by the token endpoint, by grant type.", ("grant_type",))
+BACKCHANNEL_LOGOUTS = Counter("idp_backchannel_logouts", "Back-channel logout deliveries by outcome, retries included.",
+                              ("outcome",))
 
 # Methods outside this set are counted as "other": the method is client-chosen text.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

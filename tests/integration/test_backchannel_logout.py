@@ -5,6 +5,7 @@ against the published JWKS with joserfc, as a client library would."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,11 +22,13 @@ EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
 
 class Receiver:
-    """The client's back-channel endpoint: keeps each logout token it is sent."""
+    """The client's back-channel endpoint: keeps each logout token it is sent, and answers with
+    `statuses` in turn (the last one from then on)."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, *statuses: int) -> None:
         self.tokens: list[str] = []
         self.arrived = threading.Condition()
+        answers = list(statuses or (200,))
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -34,6 +37,7 @@ class Receiver:
                 with receiver.arrived:
                     receiver.tokens.extend(parse_qs(body).get("logout_token", []))
                     receiver.arrived.notify_all()
+                    status = answers.pop(0) if len(answers) > 1 else answers[0]
                 self.send_response(status)
                 self.end_headers()
 
@@ -62,6 +66,14 @@ def receiver():
     found = Receiver()
     yield found
     found.stop()
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    """The retries' delays, shortened: the server runs in this process."""
+    from idp.oidc import backchannel
+
+    monkeypatch.setattr(backchannel, "RETRY_DELAYS", (0.05, 0.1))
 
 
 def sent_out() -> None:
@@ -165,6 +177,34 @@ def test_an_unreachable_client_does_not_hold_up_the_logout(live_server, seeded, 
     sent_out()
     browser.get(third.authorization_url(prompt="none"))
     assert browser.callback_params()["error"] == "login_required"
+
+
+def deliveries(live_server) -> dict[str, float]:
+    """idp_backchannel_logouts_total by outcome, from /metrics."""
+    text = requests.get(f"{live_server.url}/metrics", timeout=10).text
+    return {outcome: float(value) for outcome, value in
+            re.findall(r'^idp_backchannel_logouts_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}
+
+
+@pytest.mark.parametrize("statuses, attempts, outcome", [
+    ((503, 502, 204), 3, "delivered"),  # a client restarting: the third attempt reaches it
+    ((503,), 3, "failed"),              # down throughout: three attempts, then given up
+    ((400,), 1, "refused"),             # the client's own answer: never repeated
+])
+def test_a_transient_failure_is_tried_again_with_the_same_token(live_server, seeded, rp_factory, statuses,
+                                                               attempts, outcome):
+    client = Receiver(*statuses)
+    try:
+        register(live_server, seeded.third_party, client.url)
+        before = deliveries(live_server).get(outcome, 0)
+        browser, third, tokens = signed_in(live_server, seeded, rp_factory, seeded.third_party)
+        browser.get(f"{third.metadata['end_session_endpoint']}?id_token_hint={tokens['id_token']}")
+        sent = client.wait_for(attempts)
+        sent_out()
+        assert len(client.tokens) == attempts and len(set(sent)) == 1
+        assert deliveries(live_server)[outcome] == before + 1
+    finally:
+        client.stop()
 
 
 def test_the_uri_is_registered_and_checked_by_the_idp_command(url, idp):
