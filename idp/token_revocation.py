@@ -26,11 +26,19 @@ tests/integration/test_code_revocation.py the revocation in between on both data
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 from sqlalchemy import update
 
 from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Token
+
+# How long after a code's expiry its exchange may still be under way: a code is claimed before
+# it expires, and the request that claimed it stores its tokens within the same request (far
+# shorter than this, a worker's timeout included). Older codes are left unmarked: no exchange
+# can follow, and their tokens are revoked as rows. (The purge keeps a redeemed code for as
+# long as a token of it lives, so marking them all would rewrite a month of logins.)
+EXCHANGE_IN_FLIGHT = timedelta(minutes=5)
 
 
 def revoke(*where) -> int:
@@ -49,6 +57,9 @@ def revoke_codes(*where) -> int:
     """Mark the codes matching `where` revoked, redeemed or not, in the caller's transaction,
     before it revokes their tokens (module docstring): none can be redeemed any more, and an
     exchange under way either stores its tokens before that revocation sees them, or none.
+    Only codes that can still be redeemed or exchanged are marked (EXCHANGE_IN_FLIGHT).
     Returns how many codes were newly marked."""
-    return db.session.execute(update(AuthorizationCode).where(*where, AuthorizationCode.revoked_at.is_(None))
-                              .values(revoked_at=utcnow())).rowcount
+    now = utcnow()
+    return db.session.execute(update(AuthorizationCode).where(
+        *where, AuthorizationCode.revoked_at.is_(None), AuthorizationCode.expires_at > now - EXCHANGE_IN_FLIGHT)
+        .values(revoked_at=now)).rowcount

@@ -74,7 +74,8 @@ class AuthorizationCode(Base):
     redeemed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     # What the code opens was taken back (its session ended, the application's access was
     # withdrawn, the user signed out everywhere, the code was presented twice): it can no longer
-    # be redeemed, and a redemption already under way stores no tokens (idp.token_revocation).
+    # be redeemed, and a redemption already under way stores no tokens. Set only on codes that
+    # could still be redeemed or exchanged (idp.token_revocation.EXCHANGE_IN_FLIGHT).
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 

@@ -78,3 +78,27 @@ def test_a_code_of_an_ended_session_cannot_be_redeemed(live_server, seeded):
     after = code_row(live_server, code)
     assert after.redeemed_at is None and after.revoked_at is not None
     assert tokens_of(live_server, row.id) == []
+
+
+def test_only_codes_that_could_still_be_exchanged_are_marked(live_server, seeded):
+    """Signing out everywhere marks the codes of the last minutes, not a month of old logins
+    (their tokens are revoked as rows; idp.token_revocation.EXCHANGE_IN_FLIGHT)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from idp.db import db, utcnow
+    from idp.models import AuthorizationCode
+    from idp.users import sign_out_everywhere
+
+    rp = RelyingParty(live_server.url, seeded.third_party)
+    old = code_row(live_server, password_login(FormBrowser(live_server.url), rp, seeded.user_email,
+                                               seeded.password)["code"])
+    fresh_code = password_login(FormBrowser(live_server.url), rp, seeded.user_email, seeded.password)["code"]
+    with live_server.context():
+        db.session.execute(update(AuthorizationCode).where(AuthorizationCode.id == old.id)
+                           .values(expires_at=utcnow() - timedelta(minutes=10)))
+        sign_out_everywhere(old.user_id)
+        db.session.commit()
+        marked = dict(db.session.execute(select(AuthorizationCode.id, AuthorizationCode.revoked_at)).all())
+    assert marked[old.id] is None and marked[code_row(live_server, fresh_code).id] is not None
