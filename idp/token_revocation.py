@@ -19,7 +19,9 @@ exchange stores its tokens only while its code is unmarked, reading the code row
 in the INSERT itself (idp.oidc.grants.store_exchanged_tokens). Either the exchange holds that
 lock first, and the mark waits for its tokens to be committed, which the token UPDATE after it
 then sees and revokes; or the mark comes first, and the exchange waits for it, finds the code
-revoked and stores nothing (`invalid_grant`). On SQLite both are one writer's turn each.
+revoked and stores nothing (`invalid_grant`). On SQLite both are one writer's turn each. A code
+presented a second time is marked `reused_at` rather than revoked (idp.oidc.grants): the first
+presentation's answer stands, and its tokens, if stored after the mark, are stored revoked.
 tests/concurrency/test_code_exchange_race.py makes both orders happen on PostgreSQL,
 tests/integration/test_code_revocation.py the revocation in between on both databases.
 """

@@ -73,10 +73,13 @@ class AuthorizationCode(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     redeemed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     # What the code opens was taken back (its session ended, the application's access was
-    # withdrawn, the user signed out everywhere, the code was presented twice): it can no longer
-    # be redeemed, and a redemption already under way stores no tokens. Set only on codes that
-    # could still be redeemed or exchanged (idp.token_revocation.EXCHANGE_IN_FLIGHT).
+    # withdrawn, the user signed out everywhere): it can no longer be redeemed, and a redemption
+    # already under way stores no tokens. Set only on codes that could still be redeemed or
+    # exchanged (idp.token_revocation.EXCHANGE_IN_FLIGHT).
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Presented again after its redemption (a stolen code, assumed): the tokens of its first
+    # redemption are revoked, and if that redemption is still under way, it stores them revoked.
+    reused_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Token(Base):

@@ -17,7 +17,7 @@ from flask import current_app
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy import bindparam, case, exists, null, or_, select, update
 
 from idp import audit, token_revocation
 from idp.db import db, utcnow
@@ -111,21 +111,14 @@ _CLAIM_CODE = (
     .values(redeemed_at=bindparam("now"))
     .returning(*_CODES.c)
 )
-# A code presented again after it was redeemed: marked revoked (once), so that the tokens of its
-# first redemption are revoked, or never stored if that redemption is still under way.
-_REVOKE_REUSED_CODE = (
+# A code presented again after it was redeemed: marked reused (once), so that the tokens of its
+# first redemption are revoked, or stored revoked if that redemption is still under way.
+_MARK_REUSED_CODE = (
     update(_CODES)
     .where(_CODES.c.code_hash == bindparam("code_hash_"), _CODES.c.redeemed_at.is_not(None),
-           _CODES.c.revoked_at.is_(None))
-    .values(revoked_at=bindparam("now"))
+           _CODES.c.reused_at.is_(None))
+    .values(reused_at=bindparam("now"))
     .returning(_CODES.c.id, _CODES.c.user_id)
-)
-# The code an exchange redeemed, still unrevoked; FOR SHARE (PostgreSQL) so that a revocation
-# waits for the tokens it guards, or they wait for it (idp.token_revocation). SQLite has no row
-# locks (nor the clause): there the INSERT holds the database's write lock.
-_CODE_STILL_LIVE = (
-    select(_CODES.c.id).where(_CODES.c.id == bindparam("live_code_id"), _CODES.c.revoked_at.is_(None))
-    .with_for_update(read=True)
 )
 _STORE_UNLESS_CODE_REVOKED: dict[tuple[str, ...], object] = {}
 
@@ -133,15 +126,25 @@ _STORE_UNLESS_CODE_REVOKED: dict[tuple[str, ...], object] = {}
 def store_exchanged_tokens(row: dict) -> bool:
     """Store the tokens a code was exchanged for (a `tokens` row carrying its `code_id`), alone,
     unless the code was revoked since it was claimed (its session ended, say): False then, and
-    nothing is stored. One statement, INSERT ... SELECT ... WHERE EXISTS, built once per column set."""
+    nothing is stored. If the code was presented again meanwhile, they are stored revoked: the
+    first redemption keeps its answer, and what it obtained is dead, as the replay's revocation
+    would have made it a moment later (idp.token_revocation, "Codes").
+
+    One statement, built once per column set: INSERT ... SELECT the row's values FROM the code's
+    row, still unrevoked, FOR SHARE (PostgreSQL): a revocation or a replay's mark waits for the
+    tokens it guards, or they wait for it and are computed from the row it left. SQLite has no
+    row locks (nor the clause): there the INSERT holds the database's write lock."""
     columns = tuple(row)
     statement = _STORE_UNLESS_CODE_REVOKED.get(columns)
     if statement is None:
-        values = select(*[bindparam(name, type_=_TOKENS.c[name].type) for name in columns]).where(
-            exists(_CODE_STILL_LIVE))
+        born_revoked = case((_CODES.c.reused_at.is_(None), null()),
+                            else_=bindparam("issued_at_", type_=_TOKENS.c.revoked_at.type))
+        values = (select(*[bindparam(name, type_=_TOKENS.c[name].type) for name in columns], born_revoked)
+                  .where(_CODES.c.id == bindparam("live_code_id"), _CODES.c.revoked_at.is_(None))
+                  .with_for_update(read=True))
         statement = _STORE_UNLESS_CODE_REVOKED[columns] = _TOKENS.insert().from_select(
-            list(columns), values, include_defaults=False)
-    return db.execute_alone(statement, {**row, "live_code_id": row["code_id"]}) == 1
+            [*columns, "revoked_at"], values, include_defaults=False)
+    return db.execute_alone(statement, {**row, "live_code_id": row["code_id"], "issued_at_": row["issued_at"]}) == 1
 
 
 class S256CodeChallenge(CodeChallenge):
@@ -244,7 +247,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if row is None:
             # A code presented twice: assume it was stolen (audited as such, the first time). Its
             # mark comes first, then its tokens are revoked (idp.token_revocation).
-            reused = db.run(_REVOKE_REUSED_CODE, {"code_hash_": code_hash, "now": utcnow()}).first()
+            reused = db.run(_MARK_REUSED_CODE, {"code_hash_": code_hash, "now": utcnow()}).first()
             if reused is not None:
                 revoked = token_revocation.revoke(Token.code_id == reused.id)
                 audit.record_about_user("code.reuse_detected", reused.user_id, actor=client.get_client_id(),
