@@ -82,6 +82,31 @@ def read_secret_from_stdin(what: str = "password", confirm: bool = True) -> str:
     return value
 
 
+# A JWK Set of the most keys a client may have (10 RSA keys of 4096 bits) is about 9 KB.
+MAX_JWKS_BYTES = 64 * 1024
+
+
+def read_jwks(path: str | None) -> str | None:
+    """The text of a JWK Set from a file, or stdin for "-" (None when no --jwks was given); the
+    clients module checks what it says."""
+    if path is None:
+        return None
+    try:
+        if path == "-":
+            data = click.get_binary_stream("stdin").read(MAX_JWKS_BYTES + 1)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_JWKS_BYTES + 1)
+    except OSError as error:
+        raise CliError(f"cannot read --jwks {path}: {error.strerror or error}") from None
+    if len(data) > MAX_JWKS_BYTES:
+        raise CliError(f"--jwks {path} is larger than {MAX_JWKS_BYTES // 1024} KiB: not a client's JWK Set")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"--jwks {path} is not UTF-8 text") from None
+
+
 def emit_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=None, sort_keys=True, default=str))
 
@@ -559,14 +584,19 @@ def client() -> None:
 @click.option("--id-token-alg", default=None, help="ES256 (default) or RS256.")
 @click.option("--backchannel-logout-uri", "backchannel", default=None,
               help="Where the client is told that a session it signed in through ended (OIDC Back-Channel Logout).")
+@click.option("--jwks", "jwks_path", default=None, metavar="FILE",
+              help="The client's public keys (a JWK Set; - reads stdin): it authenticates with private_key_jwt, "
+                   "and gets no secret.")
 @with_appcontext
-def client_add(name, redirect_uris, public, first_party, logout_uris, grant_types, id_token_alg, backchannel) -> None:
-    """Register a client; prints JSON {"client_id", "client_secret"} (no secret for --public)."""
+def client_add(name, redirect_uris, public, first_party, logout_uris, grant_types, id_token_alg, backchannel,
+               jwks_path) -> None:
+    """Register a client; prints JSON {"client_id", "client_secret"} (no secret for --public or --jwks)."""
     from idp import clients
 
     row, secret = clients.register(clients.Registration(
         name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=logout_uris, grant_types=grant_types,
-        public=public, first_party=first_party, id_token_alg=id_token_alg, backchannel_logout_uri=backchannel))
+        public=public, first_party=first_party, id_token_alg=id_token_alg, backchannel_logout_uri=backchannel,
+        jwks=read_jwks(jwks_path)))
     commit()
     document = {"client_id": row.client_id}
     if secret is not None:
@@ -630,9 +660,11 @@ def _client_document(row) -> dict:
 @click.option("--id-token-alg", default=None, help="ES256 or RS256.")
 @click.option("--backchannel-logout-uri", "backchannel", default=None,
               help='Where the client is told that a session ended ("" to stop telling it).')
+@click.option("--jwks", "jwks_path", default=None, metavar="FILE",
+              help="New public keys for a private_key_jwt client (a JWK Set; - reads stdin; replaces its keys).")
 @with_appcontext
 def client_update(client_id, name, redirect_uris, logout_uris, first_party, grant_types, id_token_alg,
-                  backchannel) -> None:
+                  backchannel, jwks_path) -> None:
     """Change a client's registration, checked as `add` checks it; prints what changed.
 
     Workers keep a client they read for `tokens.client_cache_ttl` seconds (default 5): a
@@ -643,7 +675,7 @@ def client_update(client_id, name, redirect_uris, logout_uris, first_party, gran
     changes = clients.change(row, name=name, redirect_uris=redirect_uris or None,
                              post_logout_redirect_uris=logout_uris or None, first_party=first_party,
                              grant_types=grant_types or None, id_token_alg=id_token_alg,
-                             backchannel_logout_uri=backchannel)
+                             backchannel_logout_uri=backchannel, jwks=read_jwks(jwks_path))
     commit()
     if not changes:
         click.echo(f"client {row.client_id} already had these settings")

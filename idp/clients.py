@@ -5,7 +5,11 @@ is checked by the same rules however it is made or changed, and every change is 
 the registration it leaves (`client_settings`). A refusal is a ClientRefused whose message says
 what is wrong, for people (the `idp` command prints it as its one line).
 
-Secrets are 256-bit random values shown once and stored as SHA-256 only. A removed client
+Secrets are 256-bit random values shown once and stored as SHA-256 only. A client registered
+with a JWK Set has no secret at all: it signs its requests' assertions with its own private
+keys (private_key_jwt, idp.oidc.client_assertion); its keys are replaced with `update`. A
+client's way of authenticating (a secret, keys, none when public) is chosen when it is
+registered: another way is a new registration. A removed client
 takes with it everything that let it act: its authorization codes, tokens, remembered
 consents, and the logins in progress for it (they end on the "expired" page).
 
@@ -32,6 +36,7 @@ from idp import audit
 from idp.db import db, utcnow
 from idp.login.transaction import TERMINAL
 from idp.models import AuthorizationCode, Client, ConsentGrant, LoginTransaction, SessionClient, Token
+from idp.oidc.client_assertion import JwksRefused, public_jwks, thumbprints
 from idp.security.origins import LOOPBACK_HOSTS, is_ip_address
 from idp.security.text import name_problem, storable
 from idp.security.tokens import random_token, sha256_hex
@@ -40,7 +45,7 @@ GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 DEFAULT_GRANT_TYPES = ("authorization_code", "refresh_token")
 ID_TOKEN_ALGS = ("ES256", "RS256")
 # The client authentication methods of RFC 7591 that the token endpoint knows.
-TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none", "private_key_jwt")
 MAX_NAME_LENGTH = 200
 
 
@@ -64,6 +69,9 @@ class Registration:
     first_party: bool = False
     id_token_alg: str | None = None  # None: the configured default (tokens.default_id_token_alg)
     backchannel_logout_uri: str | None = None  # None or "": the client is not told of logouts
+    # private_key_jwt: the client's public keys (a JWK Set, or its JSON text). None: a secret
+    # (or nothing, when public).
+    jwks: dict | str | None = None
 
 
 # --------------------------------------------------------------------------- checks
@@ -140,9 +148,17 @@ def checked(registration: Registration) -> Registration:
         raise ClientRefused(f"unsupported ID token algorithm {alg!r} (choose from {', '.join(ID_TOKEN_ALGS)})")
     backchannel = (check_redirect_uri(registration.backchannel_logout_uri, "back-channel logout URI")
                    if registration.backchannel_logout_uri else None)
+    jwks = None
+    if registration.jwks is not None:
+        if registration.public:
+            raise ClientRefused("a public client has no credentials: --jwks is for confidential clients")
+        try:
+            jwks = public_jwks(registration.jwks)
+        except JwksRefused as refused:
+            raise ClientRefused(str(refused)) from None
     return dataclasses.replace(registration, name=name, grant_types=grants, redirect_uris=uris,
                                post_logout_redirect_uris=logout_uris, id_token_alg=alg,
-                               backchannel_logout_uri=backchannel)
+                               backchannel_logout_uri=backchannel, jwks=jwks)
 
 
 # --------------------------------------------------------------------------- reading
@@ -169,14 +185,15 @@ def registration_of(client: Client) -> Registration:
                         post_logout_redirect_uris=tuple(client.post_logout_redirect_uris),
                         grant_types=tuple(client.grant_types), public=client.public,
                         first_party=client.first_party, id_token_alg=client.id_token_alg,
-                        backchannel_logout_uri=client.backchannel_logout_uri)
+                        backchannel_logout_uri=client.backchannel_logout_uri, jwks=client.jwks)
 
 
 def client_settings(client: Client) -> dict:
     """A client's registration as its audit events record it and `idp client show` prints it:
     everything that decides who may obtain tokens through it and how (an admin reading the log
     must be able to tell what was created or changed), never its secret. The accepted
-    authentication methods are asked of the protocol code."""
+    authentication methods are asked of the protocol code; keys are named by their RFC 7638
+    thumbprints (`jwk_thumbprints`, empty for a client without keys)."""
     from idp.oidc.adapters import OAuthClient
 
     protocol = OAuthClient(client)
@@ -186,22 +203,24 @@ def client_settings(client: Client) -> dict:
                                             if protocol.check_endpoint_auth_method(m, "token")],
             "grant_types": list(client.grant_types), "redirect_uris": list(client.redirect_uris),
             "post_logout_redirect_uris": list(client.post_logout_redirect_uris), "scope": client.scope,
-            "id_token_alg": client.id_token_alg, "backchannel_logout_uri": client.backchannel_logout_uri}
+            "id_token_alg": client.id_token_alg, "backchannel_logout_uri": client.backchannel_logout_uri,
+            "jwk_thumbprints": thumbprints(client.jwks)}
 
 
 # --------------------------------------------------------------------------- changes
 
 def register(registration: Registration, *, actor: str = "cli") -> tuple[Client, str | None]:
     """A new client (checked first), audited as `client.created`; returns (row, its secret, or
-    None for a public client). Only the secret's SHA-256 is stored. Raises ClientRefused."""
+    None for a public client or one with keys). Only the secret's SHA-256 is stored. Raises
+    ClientRefused."""
     registration = checked(registration)
-    secret = None if registration.public else random_token(32)
+    secret = None if registration.public or registration.jwks else random_token(32)
     client = Client(client_id=random_token(18), secret_hash=sha256_hex(secret) if secret else None,
                     name=registration.name, redirect_uris=list(registration.redirect_uris),
                     post_logout_redirect_uris=list(registration.post_logout_redirect_uris),
                     grant_types=list(registration.grant_types), public=registration.public,
                     first_party=registration.first_party, id_token_alg=registration.id_token_alg,
-                    backchannel_logout_uri=registration.backchannel_logout_uri)
+                    backchannel_logout_uri=registration.backchannel_logout_uri, jwks=registration.jwks)
     db.session.add(client)
     db.session.flush()
     audit.record("client.created", org_id=None, actor=actor, subject_id=client.id, details=client_settings(client))
@@ -211,7 +230,7 @@ def register(registration: Registration, *, actor: str = "cli") -> tuple[Client,
 # What `change` may set; a client's type (public or confidential) is not among them: it decides
 # whether it has a secret, so a client of the other type is a new registration.
 CHANGEABLE = ("name", "redirect_uris", "post_logout_redirect_uris", "grant_types", "first_party", "id_token_alg",
-              "backchannel_logout_uri")
+              "backchannel_logout_uri", "jwks")
 
 
 def change(client: Client, *, actor: str = "cli", **given) -> dict:
@@ -225,15 +244,20 @@ def change(client: Client, *, actor: str = "cli", **given) -> dict:
     given = {key: value for key, value in given.items() if value is not None}
     if not given:
         raise ClientRefused("nothing to change: give --name, --redirect-uri, --post-logout-redirect-uri, "
-                            "--first-party or --third-party, --grant-type, --id-token-alg or "
-                            "--backchannel-logout-uri")
+                            "--first-party or --third-party, --grant-type, --id-token-alg, "
+                            "--backchannel-logout-uri or --jwks")
+    if "jwks" in given and not client.jwks:
+        # A secret would have to go, and the client's software change with it: a new registration.
+        raise ClientRefused(f"client {client.client_id!r} authenticates with "
+                            f"{'nothing (it is public)' if client.public else 'a secret'}: register a new client "
+                            "with --jwks to use keys")
     for key in ("redirect_uris", "post_logout_redirect_uris", "grant_types"):
         if key in given:
             given[key] = tuple(given[key])
     wanted = checked(dataclasses.replace(registration_of(client), **given))
     before = client_settings(client)
     client.name, client.first_party, client.id_token_alg = wanted.name, wanted.first_party, wanted.id_token_alg
-    client.backchannel_logout_uri = wanted.backchannel_logout_uri
+    client.backchannel_logout_uri, client.jwks = wanted.backchannel_logout_uri, wanted.jwks
     client.redirect_uris, client.post_logout_redirect_uris, client.grant_types = (
         list(wanted.redirect_uris), list(wanted.post_logout_redirect_uris), list(wanted.grant_types))
     db.session.flush()
@@ -257,6 +281,9 @@ def rotate_secret(client: Client, *, actor: str = "cli") -> str:
     `client.secret_rotated`, without the secret. Raises ClientRefused for a public client."""
     if client.public:
         raise ClientRefused(f"client {client.client_id!r} is public: it has no secret to rotate")
+    if client.jwks:
+        raise ClientRefused(f"client {client.client_id!r} signs with its own keys (private_key_jwt): it has no "
+                            "secret; give it new keys with `idp client update --jwks`")
     secret = random_token(32)
     client.secret_hash = sha256_hex(secret)
     db.session.flush()

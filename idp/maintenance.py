@@ -25,6 +25,8 @@ row can no longer matter:
 - password_resets: expired (used and killed links are expired too) and created more than an
   hour ago: the links of the last hour are what the per-account limit counts
   (idp.password_reset), so a purge must not hand out a fresh allowance.
+- client_assertions: expired more than a minute ago (the clock leeway an assertion's `exp` is
+  checked with): an expired assertion is refused before its `jti` is looked at.
 
 Every statement is also valid as a COUNT for `dry_run`. Each table's DELETE is
 committed on its own: a long purge never holds one big transaction across tables.
@@ -37,11 +39,13 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, or_, select
 
 from idp.db import db, utcnow
-from idp.models import (AuthorizationCode, FactorChallenge, FailureCounter, LoginTransaction, PasswordReset, Token,
-                        UserSession)
+from idp.oidc.client_assertion import LEEWAY
+from idp.models import (AuthorizationCode, ClientAssertion, FactorChallenge, FailureCounter, LoginTransaction,
+                        PasswordReset, Token, UserSession)
 
 # How long spent-but-harmless rows (answered challenges, revoked tokens, idle counters) are kept.
 GRACE = timedelta(days=1)
+ASSERTION_LEEWAY = timedelta(seconds=LEEWAY)
 DEFAULT_REFRESH_TTL = 2592000
 
 
@@ -84,6 +88,7 @@ def conditions(now: datetime, refresh_ttl: int) -> list[tuple[str, Any, Any]]:
             FailureCounter.updated_at < old)),
         ("password_resets", PasswordReset, and_(
             PasswordReset.expires_at < now, PasswordReset.created_at < now - timedelta(hours=1))),
+        ("client_assertions", ClientAssertion, ClientAssertion.expires_at < now - ASSERTION_LEEWAY),
     ]
 
 

@@ -33,7 +33,23 @@ class Client(Base):
     # OIDC Back-Channel Logout 1.0: where the client is told, server to server, that a session
     # it signed in through has ended (idp.oidc.backchannel). None: it is not told.
     backchannel_logout_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # RFC 7523 private_key_jwt: the public keys (a JWK Set) the client signs its assertions
+    # with (idp.oidc.client_assertion). Such a client has no secret. None: it uses a secret (or
+    # none at all, when public).
+    jwks: Mapped[dict | None] = mapped_column(Json, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ClientAssertion(Base):
+    """A client assertion (RFC 7523) that authenticated its client: its `jti` may not be used
+    again while the assertion is valid (one INSERT decides, idp.oidc.client_assertion). Purged
+    once expired."""
+
+    __tablename__ = "client_assertions"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    jti_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the jti: any length fits
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
 class SessionClient(Base):

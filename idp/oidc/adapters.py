@@ -29,6 +29,7 @@ class ClientRecord:
     first_party: bool
     id_token_alg: str
     backchannel_logout_uri: str | None
+    jwks: dict | None
     created_at: datetime
 
 
@@ -40,6 +41,7 @@ class OAuthClient(ClientMixin):
         self.client_id = row.client_id
         self.client_metadata = {"post_logout_redirect_uris": list(row.post_logout_redirect_uris or [])}
         self.id_token_signed_response_alg = row.id_token_alg
+        self._assertion_keys = None
 
     def get_client_id(self):
         return self.row.client_id
@@ -63,7 +65,20 @@ class OAuthClient(ClientMixin):
     def check_endpoint_auth_method(self, method, endpoint):
         if self.row.public:
             return method == "none"
+        if self.row.jwks:
+            return method == "private_key_jwt"
         return method in ("client_secret_basic", "client_secret_post")
+
+    def assertion_keys(self):
+        """The public keys this client signs its assertions with (a joserfc KeySet, parsed once per
+        cached copy of the client), or None when it authenticates otherwise."""
+        if not self.row.jwks:
+            return None
+        if self._assertion_keys is None:
+            from idp.oidc.client_assertion import key_set
+
+            self._assertion_keys = key_set(self.row.jwks)
+        return self._assertion_keys
 
     def check_response_type(self, response_type):
         return response_type == "code" and "authorization_code" in self.row.grant_types

@@ -148,7 +148,7 @@ class UserInfoEndpoint(_UserInfo):
 class RevocationEndpoint(_Revocation):
     """Revoking either token of a pair revokes the pair; revoking a refresh token revokes its family."""
 
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
 
     def query_token(self, token_string, token_type_hint):
         return _find_token(token_string)
@@ -170,7 +170,7 @@ class RevocationEndpoint(_Revocation):
 class IntrospectionEndpoint(_Introspection):
     """Confidential clients only; a client may introspect only the tokens issued to it."""
 
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
     def query_token(self, token_string, token_type_hint):
         return _find_token(token_string)

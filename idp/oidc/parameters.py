@@ -74,7 +74,7 @@ class WellFormedParameters:
 # Their parameters (RFC 6749 2.3.1, 4.1.3, 4.4.2 and 6, RFC 7636 4.5, RFC 7009 2.1, RFC 7662 2.1).
 CLIENT_REQUEST_RECOGNIZED = frozenset({
     "grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "client_id", "client_secret",
-    "token", "token_type_hint",
+    "token", "token_type_hint", "client_assertion", "client_assertion_type",
 })
 
 
@@ -94,11 +94,14 @@ def two_client_identities(request) -> str | None:
     header, a right one in the body passed); with a client_id in the body naming another client,
     the request was answered for the one in the header. Either is refused, as node-oidc-provider
     does. (A client_id in the body that repeats the header's is allowed: RFC 6749 3.2.1 lets a
-    client name itself.)"""
+    client name itself.) A client assertion (RFC 7523) comes alone too: with a secret beside it,
+    in the header or the body, one of the two would be tried and the other ignored."""
     basic_client_id, _ = extract_basic_authorization(request.headers)
+    body = request.payload.data
+    if body.get("client_assertion") and (basic_client_id or body.get("client_secret")):
+        return "Authenticate the client one way: a client assertion or a secret, not both."
     if not basic_client_id:
         return None
-    body = request.payload.data
     if body.get("client_secret"):
         return "Authenticate the client one way: HTTP Basic or client_secret in the body, not both."
     if body.get("client_id") and body["client_id"] != basic_client_id:

@@ -18,7 +18,7 @@ from idp.config import Settings
 from idp.db import db
 from idp.models import Client, Token
 from idp.oidc.adapters import ClientRecord, OAuthClient
-from idp.oidc import parameters
+from idp.oidc import client_assertion, parameters
 from idp.oidc.grants import revoke_if_replayed, rotate, store_exchanged_tokens
 from idp.ops import metrics
 from idp.security.text import storable
@@ -61,9 +61,10 @@ class LeanFlaskOAuth2Request(FlaskOAuth2Request):
 
 
 def _named_client_id(request) -> str | None:
-    """The client_id a client request authenticates with: its Basic credentials' or its body's."""
+    """The client_id a client request authenticates with: its Basic credentials', its body's, or
+    (unverified: only to know which cached client to read again) its assertion's subject."""
     basic_id, _secret = extract_basic_authorization(request.headers)
-    return basic_id or request.payload.data.get("client_id")
+    return basic_id or request.payload.data.get("client_id") or client_assertion.subject(request.payload.data)
 
 
 class AuthorizationServer(FlaskAuthorizationServer):
@@ -279,6 +280,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.config["OAUTH2_ACCESS_TOKEN_GENERATOR"] = opaque_token
     app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = opaque_token
     server.init_app(app, query_client=query_client, save_token=save_token)
+    server.register_client_auth_method(client_assertion.METHOD, client_assertion.PrivateKeyJwt())
 
     from idp.oidc import endpoints, grants, openid
 

@@ -15,8 +15,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from idp.db import utcnow
-from idp.models import (AuthorizationCode, FactorChallenge, FailureCounter, LoginTransaction, Organization,
-                        PasswordReset, Token, User, UserSession)
+from idp.models import (AuthorizationCode, ClientAssertion, FactorChallenge, FailureCounter, LoginTransaction,
+                        Organization, PasswordReset, Token, User, UserSession)
 
 REFRESH_TTL = 2592000  # config/default.toml tokens.refresh_token_ttl
 MIN, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
@@ -35,10 +35,12 @@ EXPECTED = {
     "failure_counters": ("key", {"fx-idle", "fx-idle-lock-lapsed"}, {"fx-recent", "fx-idle-but-locked"}),
     # Kept while the per-account hourly limit counts them (created within the hour), expired or not.
     "password_resets": ("token_hash", {"pr-expired-old", "pr-used-old"}, {"pr-live", "pr-used-this-hour"}),
+    # A jti is kept till its assertion expired beyond the 60 s of clock leeway it is checked with.
+    "client_assertions": ("jti_hash", {"ca-expired"}, {"ca-live", "ca-within-leeway"}),
 }
 MODELS = {"login_transactions": LoginTransaction, "user_sessions": UserSession,
           "authorization_codes": AuthorizationCode, "tokens": Token, "factor_challenges": FactorChallenge,
-          "failure_counters": FailureCounter, "password_resets": PasswordReset}
+          "failure_counters": FailureCounter, "password_resets": PasswordReset, "client_assertions": ClientAssertion}
 
 
 def seed(url: str) -> None:
@@ -118,6 +120,8 @@ def seed(url: str) -> None:
                    reset_link("pr-used-old", now - 2 * HOUR, now - 2 * HOUR, used_at=now - 2 * HOUR),
                    reset_link("pr-live", now - MIN, now + HOUR),
                    reset_link("pr-used-this-hour", now - 10 * MIN, now - 5 * MIN, used_at=now - 5 * MIN)])
+        s.add_all([ClientAssertion(client_id="c", jti_hash=hash_, expires_at=at) for hash_, at in (
+            ("ca-expired", now - 2 * MIN), ("ca-live", now + MIN), ("ca-within-leeway", now - timedelta(seconds=30)))])
         s.commit()
     engine.dispose()
 

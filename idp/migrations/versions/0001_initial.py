@@ -40,6 +40,15 @@ def upgrade() -> None:
         batch_op.create_index('ix_audit_org_at', ['org_id', 'at'], unique=False)
         batch_op.create_index('ix_audit_subject', ['subject_id', 'id'], unique=False)
 
+    op.create_table('client_assertions',
+    sa.Column('client_id', sa.String(length=64), nullable=False),
+    sa.Column('jti_hash', sa.String(length=64), nullable=False),
+    sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('client_id', 'jti_hash')
+    )
+    with op.batch_alter_table('client_assertions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_client_assertions_expires_at'), ['expires_at'], unique=False)
+
     op.create_table('clients',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('client_id', sa.String(length=64), nullable=False),
@@ -53,6 +62,7 @@ def upgrade() -> None:
     sa.Column('first_party', sa.Boolean(), nullable=False),
     sa.Column('id_token_alg', sa.String(length=10), nullable=False),
     sa.Column('backchannel_logout_uri', sa.Text(), nullable=True),
+    sa.Column('jwks', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('client_id')
@@ -352,6 +362,10 @@ def downgrade() -> None:
     op.drop_table('organizations')
     op.drop_table('failure_counters')
     op.drop_table('clients')
+    with op.batch_alter_table('client_assertions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_client_assertions_expires_at'))
+
+    op.drop_table('client_assertions')
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_subject')
         batch_op.drop_index('ix_audit_org_at')

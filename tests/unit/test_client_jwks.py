@@ -1,0 +1,72 @@
+"""What a private_key_jwt client may register as its keys (idp.oidc.client_assertion.public_jwks):
+public, asymmetric signing keys, stored with their public members only."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+from idp.oidc.client_assertion import MAX_KEYS, JwksRefused, public_jwks, thumbprints
+
+
+def ec(kid: str | None = "k1") -> ECKey:
+    return ECKey.generate_key("P-256", parameters={"kid": kid} if kid else None, auto_kid=False)
+
+
+def public(key, **members) -> dict:
+    document = {**key.as_dict(private=False), **members}
+    return {name: value for name, value in document.items() if value is not None}
+
+
+def test_the_public_members_kid_alg_and_use_are_kept_and_nothing_else():
+    key = ec()
+    stored = public_jwks(json.dumps({"keys": [public(key, use="sig", alg="ES256", x5u="https://x.example",
+                                                      extra="value")]}))
+    assert stored == {"keys": [{"kty": "EC", "crv": "P-256", "x": key.as_dict()["x"], "y": key.as_dict()["y"],
+                                "kid": "k1", "use": "sig", "alg": "ES256"}]}
+    assert thumbprints(stored) == [key.thumbprint()]
+
+
+def test_every_kind_of_signing_key_is_accepted():
+    keys = [ec("a"), ECKey.generate_key("P-384", parameters={"kid": "b"}), RSAKey.generate_key(2048,
+            parameters={"kid": "c"}), OKPKey.generate_key("Ed25519", parameters={"kid": "d"})]
+    assert len(public_jwks({"keys": [public(key) for key in keys]})["keys"]) == 4
+
+
+def _small_rsa() -> dict:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return public(RSAKey.generate_key(1024))
+
+
+REFUSED = {
+    "not JSON": (lambda: "{keys", "not JSON"),
+    "not a JWK Set": (lambda: [public(ec())], '"keys" array'),
+    "no keys": (lambda: {"keys": []}, '"keys" array'),
+    "too many keys": (lambda: {"keys": [public(ec(str(i))) for i in range(MAX_KEYS + 1)]}, f"at most {MAX_KEYS}"),
+    "a key that is not an object": (lambda: {"keys": ["EC"]}, "not a JSON object"),
+    "a private key": (lambda: {"keys": [ec().as_dict(private=True)]}, "private or symmetric"),
+    "a symmetric key": (lambda: {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}, "private or symmetric"),
+    "an unknown kty": (lambda: {"keys": [{"kty": "XYZ"}]}, "kty"),
+    "a small RSA key": (lambda: {"keys": [_small_rsa()]}, "at least 2048"),
+    "an encryption key": (lambda: {"keys": [public(ec(), use="enc")]}, 'not "sig"'),
+    "an HMAC algorithm": (lambda: {"keys": [public(ec(), alg="HS256")]}, "alg 'HS256'"),
+    "an empty kid": (lambda: {"keys": [public(ec(), kid="")]}, "kid"),
+    "two keys, no kids": (lambda: {"keys": [public(ec(None)), public(ec(None))]}, 'own "kid"'),
+    "two keys, one kid": (lambda: {"keys": [public(ec("same")), public(ec("same"))]}, 'own "kid"'),
+    "a broken point": (lambda: {"keys": [{"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"}]}, "not a valid"),
+    "a missing member": (lambda: {"keys": [{"kty": "RSA", "e": "AQAB"}]}, "not a valid"),
+    "an X25519 key": (lambda: {"keys": [{"kty": "OKP", "crv": "X25519", "x": "AAAA"}]}, "curve"),
+    "secp256k1": (lambda: {"keys": [{"kty": "EC", "crv": "secp256k1", "x": "AAAA", "y": "AAAA"}]}, "curve"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED, ids=list(REFUSED))
+def test_a_jwks_that_cannot_be_registered_says_why(case):
+    make, fragment = REFUSED[case]
+    with pytest.raises(JwksRefused) as refused:
+        public_jwks(make())
+    assert fragment in str(refused.value)
