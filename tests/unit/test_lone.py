@@ -182,6 +182,35 @@ def test_a_postgresql_connection_the_server_ended_is_replaced(postgres_url):
         engine.dispose()
 
 
+def test_writes_of_both_kinds_in_turn_keep_a_connection_set_for_each(postgres_url, monkeypatch):
+    """A worker that writes with and without waiting for the disk in turn (a client_credentials
+    token, then a client assertion's jti) keeps one connection set each way, instead of sending
+    `SET synchronous_commit` before nearly every write."""
+    from idp import lone as lone_module
+    from idp.schema import upgrade
+
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    lone = LoneConnections(engine)
+    settings = []
+    execute = lone_module._Lone.execute
+
+    def counting(self, sql, parameters=None):
+        if sql.startswith("SET synchronous_commit"):
+            settings.append(sql)
+        return execute(self, sql, parameters)
+
+    monkeypatch.setattr(lone_module._Lone, "execute", counting)
+    try:
+        for n in range(6):
+            lone.insert(Token.__table__, _row(2 * n), synchronous=False)
+            lone.execute(update(_TOKENS).where(_TOKENS.c.id == bindparam("id_")).values(scope="x"), {"id_": n})
+        assert settings == ["SET synchronous_commit TO off"]  # a new connection starts "on"
+        assert sorted(idle.synchronous for idle in lone.idle) == [False, True]
+    finally:
+        engine.dispose()
+
+
 def _wait_until_gone(connection, pids: set[int]) -> None:
     import time
 
