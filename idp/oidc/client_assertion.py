@@ -56,6 +56,10 @@ _CURVES = {"EC": ("P-256", "P-384", "P-521"), "OKP": ("Ed25519", "Ed448")}
 # JWK members that only a private (or symmetric) key has (RFC 7518 6.2.2, 6.3.2, 6.4; RFC 8037 2).
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 _PUBLIC_MEMBERS = {"EC": ("kty", "crv", "x", "y"), "RSA": ("kty", "n", "e"), "OKP": ("kty", "crv", "x")}
+# The algorithms each kind of key signs with: a key registered with another `alg` could verify nothing.
+_ALGS_FOR = {("EC", "P-256"): ("ES256",), ("EC", "P-384"): ("ES384",), ("EC", "P-521"): ("ES512",),
+             ("RSA", None): ("PS256", "PS384", "PS512", "RS256", "RS384", "RS512"),
+             ("OKP", "Ed25519"): ("Ed25519", "EdDSA"), ("OKP", "Ed448"): ("Ed448", "EdDSA")}
 
 
 # joserfc warns of what this module decides on purpose: an RSA key under 2048 bits (refused at
@@ -104,6 +108,9 @@ def _public_key(entry, number: int) -> dict:
         raise JwksRefused(f'key {number} is for use {entry.get("use")!r}, not "sig"')
     if "alg" in entry and entry["alg"] not in SIGNING_ALGS:
         raise JwksRefused(f"key {number} has alg {entry['alg']!r} (choose from {', '.join(SIGNING_ALGS)})")
+    if "alg" in entry and entry["alg"] not in _ALGS_FOR.get((kty, entry.get("crv")), ()):
+        raise JwksRefused(f"key {number} has alg {entry['alg']!r}, which a {kty} key "
+                          f"{'on ' + entry['crv'] + ' ' if entry.get('crv') else ''}cannot sign with")
     kid = entry.get("kid")
     if kid is not None and (not isinstance(kid, str) or not kid or len(kid) > 200):
         raise JwksRefused(f'key {number} has a "kid" that is not a short string')

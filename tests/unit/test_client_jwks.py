@@ -28,10 +28,12 @@ def test_the_public_members_kid_alg_and_use_are_kept_and_nothing_else():
     assert thumbprints(stored) == [key.thumbprint()]
 
 
-def test_every_kind_of_signing_key_is_accepted():
-    keys = [ec("a"), ECKey.generate_key("P-384", parameters={"kid": "b"}), RSAKey.generate_key(2048,
-            parameters={"kid": "c"}), OKPKey.generate_key("Ed25519", parameters={"kid": "d"})]
-    assert len(public_jwks({"keys": [public(key) for key in keys]})["keys"]) == 4
+def test_every_kind_of_signing_key_is_accepted_with_its_algorithms():
+    keys = [public(ec("a"), alg="ES256"), public(ECKey.generate_key("P-384", parameters={"kid": "b"}), alg="ES384"),
+            public(RSAKey.generate_key(2048, parameters={"kid": "c"}), alg="PS256"),
+            public(OKPKey.generate_key("Ed25519", parameters={"kid": "d"}), alg="EdDSA"),
+            public(ECKey.generate_key("P-521", parameters={"kid": "e"}))]
+    assert len(public_jwks({"keys": keys})["keys"]) == 5
 
 
 def _small_rsa() -> dict:
@@ -54,6 +56,8 @@ REFUSED = {
     "a small RSA key": (lambda: {"keys": [_small_rsa()]}, "at least 2048"),
     "an encryption key": (lambda: {"keys": [public(ec(), use="enc")]}, 'not "sig"'),
     "an HMAC algorithm": (lambda: {"keys": [public(ec(), alg="HS256")]}, "alg 'HS256'"),
+    "an algorithm of another curve": (lambda: {"keys": [public(ec(), alg="ES384")]}, "cannot sign with"),
+    "an algorithm of another key type": (lambda: {"keys": [public(ec(), alg="RS256")]}, "cannot sign with"),
     "an empty kid": (lambda: {"keys": [public(ec(), kid="")]}, "kid"),
     "two keys, no kids": (lambda: {"keys": [public(ec(None)), public(ec(None))]}, 'own "kid"'),
     "two keys, one kid": (lambda: {"keys": [public(ec("same")), public(ec("same"))]}, 'own "kid"'),
