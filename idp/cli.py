@@ -87,8 +87,8 @@ MAX_JWKS_BYTES = 64 * 1024
 
 
 def read_jwks(path: str | None) -> str | None:
-    """The text of a JWK Set from a file, or stdin for "-" (None when no --jwks was given); the
-    clients module checks what it says."""
+    """The text of a JWK Set (or of a PEM public key) from a file, or stdin for "-" (None when no
+    --jwks was given); the clients module checks what it says."""
     if path is None:
         return None
     try:
@@ -585,8 +585,8 @@ def client() -> None:
 @click.option("--backchannel-logout-uri", "backchannel", default=None,
               help="Where the client is told that a session it signed in through ended (OIDC Back-Channel Logout).")
 @click.option("--jwks", "jwks_path", default=None, metavar="FILE",
-              help="The client's public keys (a JWK Set; - reads stdin): it authenticates with private_key_jwt, "
-                   "and gets no secret.")
+              help="The client's public keys (a JWK Set, or one public key in PEM; - reads stdin): it "
+                   "authenticates with private_key_jwt, and gets no secret.")
 @with_appcontext
 def client_add(name, redirect_uris, public, first_party, logout_uris, grant_types, id_token_alg, backchannel,
                jwks_path) -> None:
@@ -661,7 +661,8 @@ def _client_document(row) -> dict:
 @click.option("--backchannel-logout-uri", "backchannel", default=None,
               help='Where the client is told that a session ended ("" to stop telling it).')
 @click.option("--jwks", "jwks_path", default=None, metavar="FILE",
-              help="New public keys for a private_key_jwt client (a JWK Set; - reads stdin; replaces its keys).")
+              help="New public keys for a private_key_jwt client (a JWK Set, or one public key in PEM; "
+                   "- reads stdin; replaces its keys).")
 @with_appcontext
 def client_update(client_id, name, redirect_uris, logout_uris, first_party, grant_types, id_token_alg,
                   backchannel, jwks_path) -> None:

@@ -73,15 +73,20 @@ class JwksRefused(ValueError):
 
 
 def public_jwks(document) -> dict:
-    """The JWK Set to store for a client, from what an operator gave (a JSON text or the parsed
-    document): each key's public members, with its `kid`, `alg` and `use` when given. Raises
-    JwksRefused saying what is wrong: not a JWK Set, too many keys, a private or symmetric key,
-    a curve, size or algorithm this server does not verify, keys without distinct `kid`s."""
-    if isinstance(document, (str, bytes)):
+    """The JWK Set to store for a client, from what an operator gave (a JWK Set as JSON text or
+    parsed, or one public key in PEM, which becomes a set of one key named by its thumbprint):
+    each key's public members, with its `kid`, `alg` and `use` when given. Raises JwksRefused
+    saying what is wrong: not a JWK Set, too many keys, a private or symmetric key, a curve,
+    size or algorithm this server does not verify, keys without distinct `kid`s."""
+    if isinstance(document, bytes):
+        document = document.decode("utf-8", errors="replace")
+    if isinstance(document, str) and document.lstrip().startswith("-----BEGIN"):
+        document = {"keys": [_pem_public_key(document)]}
+    elif isinstance(document, str):
         try:
             document = json.loads(document)
         except ValueError:
-            raise JwksRefused("the JWK Set is not JSON") from None
+            raise JwksRefused("the JWK Set is not JSON (nor one public key in PEM)") from None
     keys = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(keys, list) or not keys:
         raise JwksRefused('the JWK Set must be a JSON object with a non-empty "keys" array')
@@ -92,6 +97,21 @@ def public_jwks(document) -> dict:
     if len(stored) > 1 and (None in kids or len(set(kids)) != len(kids)):
         raise JwksRefused('with several keys, each needs its own "kid" (the assertion names the one it used)')
     return {"keys": stored}
+
+
+def _pem_public_key(text: str) -> dict:
+    """One PEM public key as a JWK, its `kid` its RFC 7638 thumbprint."""
+    if "PRIVATE KEY-----" in text:
+        raise JwksRefused("the PEM file holds a private key: register only the public key")
+    if text.count("-----BEGIN") != 1:
+        raise JwksRefused("a PEM file gives one public key: several keys go in a JWK Set")
+    for kty in ("EC", "RSA", "OKP"):
+        try:
+            key = jwk.import_key(text.strip().encode(), kty)
+        except (JoseError, ValueError, TypeError):
+            continue
+        return {**key.as_dict(private=False), "kid": key.thumbprint()}
+    raise JwksRefused("the PEM file is not an EC, RSA or Edwards-curve public key")
 
 
 def _public_key(entry, number: int) -> dict:

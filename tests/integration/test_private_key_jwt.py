@@ -224,6 +224,10 @@ def test_the_idp_command_registers_shows_and_replaces_keys(url, idp, tmp_path):
     document = json.dumps(public_set(first, second))
     changed = ok(idp("client", "update", created["client_id"], "--jwks", "-", input=document, database_url=url))
     assert f"jwk_thumbprints: {first.thumbprint()} -> {first.thumbprint()}, {second.thumbprint()}" in changed.stdout
+    third = new_key("RSA")  # one public key in PEM, as many tools export it
+    changed = ok(idp("client", "update", created["client_id"], "--jwks", write_jwks(tmp_path, third.as_pem(
+        private=False).decode(), "key.pem"), database_url=url))
+    assert f"-> {third.thumbprint()}" in changed.stdout
     refused(idp("client", "rotate-secret", created["client_id"], database_url=url), "private_key_jwt")
 
 

@@ -36,12 +36,28 @@ def test_every_kind_of_signing_key_is_accepted_with_its_algorithms():
     assert len(public_jwks({"keys": keys})["keys"]) == 5
 
 
+def test_one_public_key_in_pem_becomes_a_set_of_one_named_by_its_thumbprint():
+    for key in (ec(None), RSAKey.generate_key(2048), OKPKey.generate_key("Ed25519")):
+        stored = public_jwks(key.as_pem(private=False).decode())
+        [entry] = stored["keys"]
+        assert entry["kid"] == key.thumbprint() == thumbprints(stored)[0]
+        assert {name: value for name, value in entry.items() if name != "kid"} == public(key, kid=None)
+
+
 def _small_rsa() -> dict:
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return public(RSAKey.generate_key(1024))
+
+
+def _small_rsa_pem() -> str:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return RSAKey.generate_key(1024).as_pem(private=False).decode()
 
 
 REFUSED = {
@@ -65,6 +81,10 @@ REFUSED = {
     "a missing member": (lambda: {"keys": [{"kty": "RSA", "e": "AQAB"}]}, "not a valid"),
     "an X25519 key": (lambda: {"keys": [{"kty": "OKP", "crv": "X25519", "x": "AAAA"}]}, "curve"),
     "secp256k1": (lambda: {"keys": [{"kty": "EC", "crv": "secp256k1", "x": "AAAA", "y": "AAAA"}]}, "curve"),
+    "a private key in PEM": (lambda: ec().as_pem(private=True).decode(), "private key"),
+    "two keys in PEM": (lambda: (ec().as_pem(private=False) * 2).decode(), "several keys"),
+    "a PEM that is no key": (lambda: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "not an EC"),
+    "a small RSA key in PEM": (lambda: _small_rsa_pem(), "at least 2048"),
 }
 
 
