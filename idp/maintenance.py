@@ -39,9 +39,9 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, or_, select
 
 from idp.db import db, utcnow
-from idp.oidc.client_assertion import LEEWAY
 from idp.models import (AuthorizationCode, ClientAssertion, FactorChallenge, FailureCounter, LoginTransaction,
                         PasswordReset, Token, UserSession)
+from idp.oidc.client_assertion import LEEWAY
 
 # How long spent-but-harmless rows (answered challenges, revoked tokens, idle counters) are kept.
 GRACE = timedelta(days=1)
