@@ -2,6 +2,9 @@
 on SQLite and, when IDP_TEST_DATABASE_URL is set, on PostgreSQL (which refuses NUL in text)."""
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -36,6 +39,8 @@ def client(request, tmp_path_factory):
             db.session.add(Client(client_id="fuzz", secret_hash=sha256_hex("s"), name="Fuzz",
                                   redirect_uris=["http://127.0.0.1:59999/cb"],
                                   grant_types=["authorization_code", "refresh_token"]))
+            db.session.add(Client(client_id="fuzz-keys", name="Fuzz keys", redirect_uris=[],
+                                  grant_types=["client_credentials"], jwks={"keys": [FUZZ_KEY]}))
             db.session.commit()
             db.session.remove()
         yield app.test_client()
@@ -45,6 +50,35 @@ def client(request, tmp_path_factory):
 
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+# A P-256 public key (private_key_jwt): assertions below claim to be signed by it.
+FUZZ_KEY = {"kty": "EC", "crv": "P-256", "kid": "k", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
+claim_value = st.one_of(junk, st.integers(), st.floats(allow_nan=False), st.none(), st.booleans(),
+                        st.lists(st.text(max_size=20), max_size=3), st.just("fuzz-keys"))
+segment = st.one_of(
+    st.dictionaries(st.sampled_from(["alg", "kid", "typ", "crit", "jku", "jwk"]), claim_value, max_size=4),
+    st.dictionaries(st.sampled_from(["iss", "sub", "aud", "exp", "nbf", "iat", "jti"]), claim_value, max_size=7),
+    junk,
+).map(lambda part: _b64(json.dumps(part) if isinstance(part, dict) else part))
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).rstrip(b"=").decode()
+
+
+@SETTINGS
+@given(header=segment, payload=segment, signature=st.one_of(junk, segment),
+       path=st.sampled_from(["/oauth/token", "/oauth/revoke", "/oauth/introspect"]),
+       extra=st.dictionaries(st.sampled_from(["client_id", "grant_type", "token", "client_assertion_type"]), junk,
+                             max_size=2))
+def test_client_assertions(client, header, payload, signature, path, extra):
+    form = {"grant_type": "client_credentials", "token": "t",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": f"{header}.{payload}.{signature}", **extra}
+    response = client.post(path, data=form)
+    assert response.status_code < 500, (path, form, response.status_code)
+    assert response.is_json
 
 
 @SETTINGS
