@@ -612,12 +612,19 @@ def client_list(as_json: bool) -> None:
     from idp import clients
 
     emit_listing([_client_document(row) for row in clients.all_clients()], as_json, lambda doc: [
-        "  ".join([doc["client_id"], "public" if doc["public"] else "confidential",
+        "  ".join([doc["client_id"], _client_type_text(doc),
                    "first-party" if doc["first_party"] else "third-party", f"created {doc['created_at']}",
                    doc["name"]]),
         f"    grant types: {_setting_text(doc['grant_types'])}",
         f"    redirect URIs: {_setting_text(doc['redirect_uris'])}"],
         empty="no clients: register one with `idp client add`")
+
+
+def _client_type_text(document: dict) -> str:
+    """public, confidential (a secret), or confidential with keys (private_key_jwt)."""
+    if document["public"]:
+        return "public"
+    return "confidential (keys)" if "private_key_jwt" in document["token_endpoint_auth_methods"] else "confidential"
 
 
 @client.command("show")

@@ -220,6 +220,8 @@ def test_the_idp_command_registers_shows_and_replaces_keys(url, idp, tmp_path):
     shown = json.loads(ok(idp("client", "show", created["client_id"], "--json", database_url=url)).stdout)
     assert shown["token_endpoint_auth_methods"] == ["private_key_jwt"]
     assert shown["jwk_thumbprints"] == [first.thumbprint()]
+    assert f"{created['client_id']}  confidential (keys)  third-party" in ok(
+        idp("client", "list", database_url=url)).stdout
 
     document = json.dumps(public_set(first, second))
     changed = ok(idp("client", "update", created["client_id"], "--jwks", "-", input=document, database_url=url))
