@@ -45,7 +45,8 @@ def build(settings: Settings) -> str:
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": ["en", "fr"],
         "claims_parameter_supported": False,
-        "request_parameter_supported": False,
+        "request_parameter_supported": True,
+        "request_object_signing_alg_values_supported": list(ASSERTION_ALGS),
         "request_uri_parameter_supported": False,
         "frontchannel_logout_supported": False,
         "backchannel_logout_supported": True,  # OIDC Back-Channel Logout 1.0 (idp.oidc.backchannel)

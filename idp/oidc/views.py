@@ -6,12 +6,13 @@ import logging
 from functools import wraps
 from urllib.parse import urlencode
 
-from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError, OAuth2Error
 from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 
 from idp.dispatch import client_endpoint
 from idp.extensions import csrf, limiter
+from idp.login.snapshot import rebuild
 from idp.oidc import cors, discovery, keys
 from idp.oidc.server import query_client, server
 
@@ -68,27 +69,55 @@ def authorize():
     """
     from idp.login import pipeline
 
-    if not request.args.get("redirect_uri") and "openid" in (request.args.get("scope") or "").split():
+    args, oauth_request = request.args, None
+    if request.args.get("request"):
+        # A request object (idp.oidc.request_object): its claims are the request, and nothing else.
+        args, refusal = _request_object_parameters()
+        if refusal is not None:
+            return refusal
+        oauth_request = rebuild(current_app.extensions["idp.settings"].issuer, args)
+    if not args.get("redirect_uri") and "openid" in (args.get("scope") or "").split():
         # OIDC Core 3.1.2.1: required. (Authlib would fall back on the client's only URI, and the
         # token request without one would then fail.)
         return _error_page(InvalidRequestError("redirect_uri is required."))
     try:
-        grant = server.get_consent_grant(end_user=None)
+        grant = server.get_consent_grant(request=oauth_request, end_user=None)
     except OAuth2Error as error:
         if error.error == "unsupported_response_type":
             # Authlib's text repeats the value sent; a missing one is a malformed request (RFC 6749 4.1.2.1).
-            if not request.args.get("response_type"):
+            if not args.get("response_type"):
                 error = InvalidRequestError("response_type is required.", redirect_uri=error.redirect_uri,
                                             state=error.state)
             else:
                 error.description = "Only response_type=code is supported."
         if error.redirect_uri and error.error != "login_required":
-            return server.handle_error_response(server.create_oauth2_request(None), error)
+            return server.handle_error_response(server.create_oauth2_request(oauth_request), error)
         if error.error == "login_required":
             # Authlib answers prompt=none for an anonymous request itself; we decide with the session.
-            return _resume_prompt_none()
+            return _resume_prompt_none(args)
         return _error_page(error)
-    return pipeline.start(grant, request.args)
+    return pipeline.start(grant, args)
+
+
+def _request_object_parameters():
+    """(the parameters of the request's request object, None), or (None, the answer refusing it):
+    back to the query's redirect URI when the client registered it, else the error page."""
+    from idp.oidc.request_object import RequestObjectRefused, parameters
+
+    client = query_client(request.args.get("client_id"))
+    if client is None:
+        return None, _error_page(InvalidClientError("The client does not exist on this server."))
+    try:
+        return parameters(request.args["request"], client, current_app.extensions["idp.settings"].issuer), None
+    except RequestObjectRefused as refused:
+        redirect_uri = request.args.get("redirect_uri")
+        error = OAuth2Error(description=str(refused), state=request.args.get("state"),
+                            redirect_uri=redirect_uri if redirect_uri and client.check_redirect_uri(redirect_uri)
+                            else None)
+        error.error = refused.error
+        if error.redirect_uri is None:
+            return None, _error_page(error)
+        return None, server.handle_error_response(server.create_oauth2_request(None), error)
 
 
 @bp.route("/authorize", methods=["POST"])
@@ -106,22 +135,20 @@ def authorize_by_post():
     return redirect(f"{url_for('oidc.authorize')}?{query}", code=303)
 
 
-def _resume_prompt_none():
+def _resume_prompt_none(args):
     """prompt=none: validate without Authlib's anonymous check, then let the pipeline decide."""
     from idp.login import pipeline
 
-    args = request.args.to_dict()
-    args.pop("prompt", None)
-    from idp.login.snapshot import rebuild
-
-    snapshot_request = rebuild(current_app.extensions["idp.settings"].issuer, args)
+    without_prompt = args.to_dict() if hasattr(args, "to_dict") else dict(args)
+    without_prompt.pop("prompt", None)
+    snapshot_request = rebuild(current_app.extensions["idp.settings"].issuer, without_prompt)
     try:
         grant = server.get_consent_grant(request=snapshot_request, end_user=None)
     except OAuth2Error as error:
         if error.redirect_uri:
             return server.handle_error_response(snapshot_request, error)
         return _error_page(error)
-    return pipeline.start(grant, request.args)
+    return pipeline.start(grant, args)
 
 
 def _client_named_in_request():

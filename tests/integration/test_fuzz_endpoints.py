@@ -18,7 +18,7 @@ params = st.dictionaries(st.sampled_from(["client_id", "redirect_uri", "response
                                           "login_hint", "ui_locales", "grant_type", "code", "refresh_token",
                                           "code_verifier", "token", "token_type_hint", "id_token_hint",
                                           "post_logout_redirect_uri", "username", "password", "version", "csrf_token",
-                                          "action"]), junk, max_size=8)
+                                          "action", "request", "request_uri"]), junk, max_size=8)
 
 
 @pytest.fixture(scope="module", params=backends())
@@ -65,6 +65,16 @@ segment = st.one_of(
 
 def _b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).rstrip(b"=").decode()
+
+
+@SETTINGS
+@given(header=segment, payload=segment, signature=st.one_of(junk, segment),
+       query=st.dictionaries(st.sampled_from(["redirect_uri", "state", "response_type"]), junk, max_size=2),
+       client_id=st.sampled_from(["fuzz", "fuzz-keys"]))
+def test_request_objects(client, header, payload, signature, query, client_id):
+    response = client.get("/authorize", query_string={"client_id": client_id, **query,
+                                                       "request": f"{header}.{payload}.{signature}"})
+    assert response.status_code < 500, (query, response.status_code)
 
 
 @SETTINGS
