@@ -585,7 +585,7 @@ def client() -> None:
 @click.option("--backchannel-logout-uri", "backchannel", default=None,
               help="Where the client is told that a session it signed in through ended (OIDC Back-Channel Logout).")
 @click.option("--jwks", "jwks_path", default=None, metavar="FILE",
-              help="The client's public keys (a JWK Set, or one public key in PEM; - reads stdin): it "
+              help="The client's public keys (a JWK Set, one JWK, or one public key in PEM; - reads stdin): it "
                    "authenticates with private_key_jwt, and gets no secret.")
 @with_appcontext
 def client_add(name, redirect_uris, public, first_party, logout_uris, grant_types, id_token_alg, backchannel,
@@ -668,7 +668,7 @@ def _client_document(row) -> dict:
 @click.option("--backchannel-logout-uri", "backchannel", default=None,
               help='Where the client is told that a session ended ("" to stop telling it).')
 @click.option("--jwks", "jwks_path", default=None, metavar="FILE",
-              help="New public keys for a private_key_jwt client (a JWK Set, or one public key in PEM; "
+              help="New public keys for a private_key_jwt client (a JWK Set, one JWK, or one public key in PEM; "
                    "- reads stdin; replaces its keys).")
 @with_appcontext
 def client_update(client_id, name, redirect_uris, logout_uris, first_party, grant_types, id_token_alg,

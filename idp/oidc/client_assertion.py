@@ -74,7 +74,8 @@ class JwksRefused(ValueError):
 
 def public_jwks(document) -> dict:
     """The JWK Set to store for a client, from what an operator gave (a JWK Set as JSON text or
-    parsed, or one public key in PEM, which becomes a set of one key named by its thumbprint):
+    parsed, one JWK alone, or one public key in PEM, which becomes a set of one key named by its
+    thumbprint):
     each key's public members, with its `kid`, `alg` and `use` when given. Raises JwksRefused
     saying what is wrong: not a JWK Set, too many keys, a private or symmetric key, a curve,
     size or algorithm this server does not verify, keys without distinct `kid`s."""
@@ -87,6 +88,8 @@ def public_jwks(document) -> dict:
             document = json.loads(document)
         except ValueError:
             raise JwksRefused("the JWK Set is not JSON (nor one public key in PEM)") from None
+    if isinstance(document, dict) and "kty" in document and "keys" not in document:
+        document = {"keys": [document]}  # one JWK alone, as many tools export a key
     keys = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(keys, list) or not keys:
         raise JwksRefused('the JWK Set must be a JSON object with a non-empty "keys" array')

@@ -44,6 +44,13 @@ def test_one_public_key_in_pem_becomes_a_set_of_one_named_by_its_thumbprint():
         assert {name: value for name, value in entry.items() if name != "kid"} == public(key, kid=None)
 
 
+def test_one_jwk_alone_is_a_set_of_one():
+    key = ec()
+    assert public_jwks(json.dumps(public(key))) == public_jwks({"keys": [public(key)]})
+    with pytest.raises(JwksRefused, match="private or symmetric"):
+        public_jwks(key.as_dict(private=True))
+
+
 def _small_rsa() -> dict:
     import warnings
 
