@@ -44,8 +44,6 @@ from idp.security.tokens import random_token, sha256_hex
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 DEFAULT_GRANT_TYPES = ("authorization_code", "refresh_token")
 ID_TOKEN_ALGS = ("ES256", "RS256")
-# The client authentication methods of RFC 7591 that the token endpoint knows.
-TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none", "private_key_jwt")
 MAX_NAME_LENGTH = 200
 
 
@@ -194,12 +192,12 @@ def client_settings(client: Client) -> dict:
     must be able to tell what was created or changed), never its secret. The accepted
     authentication methods are asked of the protocol code; keys are named by their RFC 7638
     thumbprints (`jwk_thumbprints`, empty for a client without keys)."""
-    from idp.oidc.adapters import OAuthClient
+    from idp.oidc.adapters import AUTH_METHODS, OAuthClient
 
     protocol = OAuthClient(client)
     return {"client_id": client.client_id, "name": client.name, "public": client.public,
             "first_party": client.first_party,
-            "token_endpoint_auth_methods": [m for m in TOKEN_AUTH_METHODS
+            "token_endpoint_auth_methods": [m for m in AUTH_METHODS
                                             if protocol.check_endpoint_auth_method(m, "token")],
             "grant_types": list(client.grant_types), "redirect_uris": list(client.redirect_uris),
             "post_logout_redirect_uris": list(client.post_logout_redirect_uris), "scope": client.scope,

@@ -13,6 +13,13 @@ from idp.models import AuthorizationCode, Token
 from idp.security.tokens import matches_hash
 
 
+# The client authentication methods (RFC 7591 names) of the token, revocation and introspection
+# endpoints; which one a client may use is its own (`OAuthClient.check_endpoint_auth_method`).
+# Introspection and client_credentials are for confidential clients: no "none" there.
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none", "private_key_jwt")
+CONFIDENTIAL_AUTH_METHODS = tuple(method for method in AUTH_METHODS if method != "none")
+
+
 @dataclass(frozen=True)
 class ClientRecord:
     """A registered client as the protocol code sees it: a read-only copy of its `clients` row."""

@@ -8,6 +8,7 @@ import json
 
 from idp.config import Settings
 from idp.policy.decide import ACR_MFA, ACR_PWD
+from idp.oidc.adapters import AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.client_assertion import SIGNING_ALGS as ASSERTION_ALGS
 from idp.oidc.keys import SUPPORTED_ALGS
 
@@ -29,14 +30,11 @@ def build(settings: Settings) -> str:
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(SUPPORTED_ALGS),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none",
-                                                  "private_key_jwt"],
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none",
-                                                       "private_key_jwt"],
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post",
-                                                          "private_key_jwt"],
+        "introspection_endpoint_auth_methods_supported": list(CONFIDENTIAL_AUTH_METHODS),
         "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",

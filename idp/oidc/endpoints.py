@@ -16,7 +16,7 @@ from idp import audit, token_revocation
 from idp.db import db
 from idp.models import Organization, Token, User
 from idp.oidc import claims, keys
-from idp.oidc.adapters import OAuthToken, PresentedToken
+from idp.oidc.adapters import AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS, OAuthToken, PresentedToken
 from idp.security.tokens import sha256_hex
 
 
@@ -148,7 +148,7 @@ class UserInfoEndpoint(_UserInfo):
 class RevocationEndpoint(_Revocation):
     """Revoking either token of a pair revokes the pair; revoking a refresh token revokes its family."""
 
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
+    CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 
     def query_token(self, token_string, token_type_hint):
         return _find_token(token_string)
@@ -170,7 +170,7 @@ class RevocationEndpoint(_Revocation):
 class IntrospectionEndpoint(_Introspection):
     """Confidential clients only; a client may introspect only the tokens issued to it."""
 
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+    CLIENT_AUTH_METHODS = list(CONFIDENTIAL_AUTH_METHODS)
 
     def query_token(self, token_string, token_type_hint):
         return _find_token(token_string)

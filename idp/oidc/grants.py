@@ -22,11 +22,11 @@ from sqlalchemy import bindparam, case, exists, null, or_, select, update
 from idp import audit, token_revocation
 from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Organization, Token, User
-from idp.oidc import backchannel, claims, parameters
-from idp.oidc.adapters import OAuthCode, OAuthToken
+from idp.oidc import adapters, backchannel, claims, parameters
+from idp.oidc.adapters import CONFIDENTIAL_AUTH_METHODS, OAuthCode, OAuthToken
 from idp.security.tokens import random_token, sha256_hex
 
-AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
+AUTH_METHODS = list(adapters.AUTH_METHODS)
 
 
 def _settings():
@@ -332,4 +332,4 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+    TOKEN_ENDPOINT_AUTH_METHODS = list(CONFIDENTIAL_AUTH_METHODS)

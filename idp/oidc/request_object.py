@@ -26,9 +26,9 @@ import time
 from joserfc import jwt
 from joserfc.errors import JoseError
 
-from idp.oidc.client_assertion import LEEWAY, SIGNING_ALGS
+# Signed by the same keys, bounded as their assertions are.
+from idp.oidc.client_assertion import LEEWAY, MAX_LIFETIME, SIGNING_ALGS
 
-MAX_LIFETIME = 3600
 # The JWT's own claims: about the object, not parameters of the request.
 _ABOUT_THE_OBJECT = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "sub"})
 
