@@ -35,7 +35,8 @@ from sqlalchemy import delete, select, update
 from idp import audit
 from idp.db import db, utcnow
 from idp.login.transaction import TERMINAL
-from idp.models import AuthorizationCode, Client, ConsentGrant, LoginTransaction, SessionClient, Token
+from idp.models import (AuthorizationCode, Client, ConsentGrant, LoginTransaction, PushedRequest, SessionClient,
+                        Token)
 from idp.oidc.client_assertion import JwksRefused, public_jwks, thumbprints
 from idp.security.origins import LOOPBACK_HOSTS, is_ip_address
 from idp.security.text import name_problem, storable
@@ -70,6 +71,8 @@ class Registration:
     # private_key_jwt: the client's public keys (a JWK Set, or its JSON text). None: a secret
     # (or nothing, when public).
     jwks: dict | str | None = None
+    # RFC 9126: authorization requests only as pushed requests (POST /oauth/par).
+    require_pushed_authorization_requests: bool = False
 
 
 # --------------------------------------------------------------------------- checks
@@ -183,7 +186,8 @@ def registration_of(client: Client) -> Registration:
                         post_logout_redirect_uris=tuple(client.post_logout_redirect_uris),
                         grant_types=tuple(client.grant_types), public=client.public,
                         first_party=client.first_party, id_token_alg=client.id_token_alg,
-                        backchannel_logout_uri=client.backchannel_logout_uri, jwks=client.jwks)
+                        backchannel_logout_uri=client.backchannel_logout_uri, jwks=client.jwks,
+                        require_pushed_authorization_requests=client.require_pushed_authorization_requests)
 
 
 def client_settings(client: Client) -> dict:
@@ -202,7 +206,8 @@ def client_settings(client: Client) -> dict:
             "grant_types": list(client.grant_types), "redirect_uris": list(client.redirect_uris),
             "post_logout_redirect_uris": list(client.post_logout_redirect_uris), "scope": client.scope,
             "id_token_alg": client.id_token_alg, "backchannel_logout_uri": client.backchannel_logout_uri,
-            "jwk_thumbprints": thumbprints(client.jwks)}
+            "jwk_thumbprints": thumbprints(client.jwks),
+            "require_pushed_authorization_requests": bool(client.require_pushed_authorization_requests)}
 
 
 # --------------------------------------------------------------------------- changes
@@ -218,7 +223,8 @@ def register(registration: Registration, *, actor: str = "cli") -> tuple[Client,
                     post_logout_redirect_uris=list(registration.post_logout_redirect_uris),
                     grant_types=list(registration.grant_types), public=registration.public,
                     first_party=registration.first_party, id_token_alg=registration.id_token_alg,
-                    backchannel_logout_uri=registration.backchannel_logout_uri, jwks=registration.jwks)
+                    backchannel_logout_uri=registration.backchannel_logout_uri, jwks=registration.jwks,
+                    require_pushed_authorization_requests=registration.require_pushed_authorization_requests)
     db.session.add(client)
     db.session.flush()
     audit.record("client.created", org_id=None, actor=actor, subject_id=client.id, details=client_settings(client))
@@ -228,7 +234,7 @@ def register(registration: Registration, *, actor: str = "cli") -> tuple[Client,
 # What `change` may set; a client's type (public or confidential) is not among them: it decides
 # whether it has a secret, so a client of the other type is a new registration.
 CHANGEABLE = ("name", "redirect_uris", "post_logout_redirect_uris", "grant_types", "first_party", "id_token_alg",
-              "backchannel_logout_uri", "jwks")
+              "backchannel_logout_uri", "jwks", "require_pushed_authorization_requests")
 
 
 def change(client: Client, *, actor: str = "cli", **given) -> dict:
@@ -243,7 +249,7 @@ def change(client: Client, *, actor: str = "cli", **given) -> dict:
     if not given:
         raise ClientRefused("nothing to change: give --name, --redirect-uri, --post-logout-redirect-uri, "
                             "--first-party or --third-party, --grant-type, --id-token-alg, "
-                            "--backchannel-logout-uri or --jwks")
+                            "--backchannel-logout-uri, --jwks or --require-par/--no-require-par")
     if "jwks" in given and not client.jwks:
         # A secret would have to go, and the client's software change with it: a new registration.
         raise ClientRefused(f"client {client.client_id!r} authenticates with "
@@ -256,6 +262,7 @@ def change(client: Client, *, actor: str = "cli", **given) -> dict:
     before = client_settings(client)
     client.name, client.first_party, client.id_token_alg = wanted.name, wanted.first_party, wanted.id_token_alg
     client.backchannel_logout_uri, client.jwks = wanted.backchannel_logout_uri, wanted.jwks
+    client.require_pushed_authorization_requests = wanted.require_pushed_authorization_requests
     client.redirect_uris, client.post_logout_redirect_uris, client.grant_types = (
         list(wanted.redirect_uris), list(wanted.post_logout_redirect_uris), list(wanted.grant_types))
     db.session.flush()
@@ -314,6 +321,7 @@ def remove(client: Client, *, actor: str = "cli") -> dict:
     }
     # Nobody is left to tell of those sessions' logouts (idp.oidc.backchannel).
     db.session.execute(delete(SessionClient).where(SessionClient.client_id == client_id))
+    db.session.execute(delete(PushedRequest).where(PushedRequest.client_id == client_id))
     db.session.delete(client)
     db.session.flush()
     audit.record("client.removed", org_id=None, actor=actor, subject_id=row_id,

@@ -27,6 +27,8 @@ row can no longer matter:
   (idp.password_reset), so a purge must not hand out a fresh allowance.
 - client_assertions: expired more than a minute ago (the clock leeway an assertion's `exp` is
   checked with): an expired assertion is refused before its `jti` is looked at.
+- pushed_requests: expired (a pushed authorization request's request_uri is refused once
+  expired; a used one is deleted by its use).
 
 Every statement is also valid as a COUNT for `dry_run`. Each table's DELETE is
 committed on its own: a long purge never holds one big transaction across tables.
@@ -40,7 +42,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select
 
 from idp.db import db, utcnow
 from idp.models import (AuthorizationCode, ClientAssertion, FactorChallenge, FailureCounter, LoginTransaction,
-                        PasswordReset, Token, UserSession)
+                        PasswordReset, PushedRequest, Token, UserSession)
 from idp.oidc.client_assertion import LEEWAY
 
 # How long spent-but-harmless rows (answered challenges, revoked tokens, idle counters) are kept.
@@ -89,6 +91,7 @@ def conditions(now: datetime, refresh_ttl: int) -> list[tuple[str, Any, Any]]:
         ("password_resets", PasswordReset, and_(
             PasswordReset.expires_at < now, PasswordReset.created_at < now - timedelta(hours=1))),
         ("client_assertions", ClientAssertion, ClientAssertion.expires_at < now - ASSERTION_LEEWAY),
+        ("pushed_requests", PushedRequest, PushedRequest.expires_at < now),
     ]
 
 

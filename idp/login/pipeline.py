@@ -122,9 +122,8 @@ def unsupported(args) -> tuple[str, str] | None:
     """(error, description) for what the request asks and this provider does not do (OIDC Core
     3.1.2.1 and 3.1.2.6), rather than ignoring it and answering something else. A parameter sent
     empty is one not sent (RFC 6749 3.1)."""
-    # (A `request` object was unpacked before: idp.oidc.request_object.)
-    if args.get("request_uri"):
-        return "request_uri_not_supported", "request_uri is not supported: send the parameters themselves."
+    # (A `request` object or a pushed request's `request_uri` was unpacked before:
+    # idp.oidc.request_object, idp.oidc.pushed_requests. Neither holds another.)
     if (args.get("response_mode") or "query") != "query":
         return "invalid_request", "Only response_mode=query is supported."
     prompts = set((args.get("prompt") or "").split())

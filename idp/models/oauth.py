@@ -37,6 +37,10 @@ class Client(Base):
     # with (idp.oidc.client_assertion). Such a client has no secret. None: it uses a secret (or
     # none at all, when public).
     jwks: Mapped[dict | None] = mapped_column(Json, nullable=True)
+    # RFC 9126 6: the client's authorization requests are accepted only as pushed requests
+    # (idp.oidc.pushed_requests), so that nobody can send a browser to /authorize with a
+    # request of their own making in its name.
+    require_pushed_authorization_requests: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -49,6 +53,19 @@ class ClientAssertion(Base):
 
     client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     jti_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the jti: any length fits
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class PushedRequest(Base):
+    """An authorization request a client pushed (RFC 9126, idp.oidc.pushed_requests), waiting
+    for the browser to bring its request_uri to /authorize: taken (deleted) by that one use,
+    or purged once expired."""
+
+    __tablename__ = "pushed_requests"
+
+    request_uri_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the request_uri
+    client_id: Mapped[str] = mapped_column(String(64))
+    parameters: Mapped[dict] = mapped_column(Json)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 

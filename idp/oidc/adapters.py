@@ -37,6 +37,7 @@ class ClientRecord:
     id_token_alg: str
     backchannel_logout_uri: str | None
     jwks: dict | None
+    require_pushed_authorization_requests: bool
     created_at: datetime
 
 

@@ -224,7 +224,8 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
     def get_audiences(self):
         """This server, by its issuer or by the URL of an endpoint that takes the assertion."""
         issuer = current_app.extensions["idp.settings"].issuer
-        return [issuer, f"{issuer}/oauth/token", f"{issuer}/oauth/revoke", f"{issuer}/oauth/introspect"]
+        return [issuer, f"{issuer}/oauth/token", f"{issuer}/oauth/revoke", f"{issuer}/oauth/introspect",
+                f"{issuer}/oauth/par"]
 
     def resolve_client_public_key(self, client):
         keys = client.assertion_keys()

@@ -45,7 +45,10 @@ def build(settings: Settings) -> str:
         "claims_parameter_supported": False,
         "request_parameter_supported": True,
         "request_object_signing_alg_values_supported": list(ASSERTION_ALGS),
+        # False: no request is fetched from a client's URL. A pushed request's request_uri works.
         "request_uri_parameter_supported": False,
+        "pushed_authorization_request_endpoint": f"{issuer}/oauth/par",  # RFC 9126 (idp.oidc.pushed_requests)
+        "require_pushed_authorization_requests": False,
         "frontchannel_logout_supported": False,
         "backchannel_logout_supported": True,  # OIDC Back-Channel Logout 1.0 (idp.oidc.backchannel)
         "backchannel_logout_session_supported": True,

@@ -282,7 +282,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     server.init_app(app, query_client=query_client, save_token=save_token)
     server.register_client_auth_method(client_assertion.METHOD, client_assertion.PrivateKeyJwt())
 
-    from idp.oidc import endpoints, grants, openid
+    from idp.oidc import endpoints, grants, openid, pushed_requests
 
     server.register_grant(grants.AuthorizationCodeGrant,
                           [parameters.WellFormedParameters(), grants.S256CodeChallenge(required=True),
@@ -291,5 +291,6 @@ def init_app(app: Flask, settings: Settings) -> None:
     server.register_grant(grants.ClientCredentialsGrant)
     for endpoint in endpoints.ENDPOINTS:
         server.register_endpoint(endpoint)
+    server.register_endpoint(pushed_requests.PushedAuthorizationEndpoint)
     app.extensions["idp.oauth_server"] = server
 

@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 from idp.dispatch import client_endpoint
 from idp.extensions import csrf, limiter
 from idp.login.snapshot import rebuild
-from idp.oidc import cors, discovery, keys
+from idp.oidc import cors, discovery, keys, pushed_requests
 from idp.oidc.server import query_client, server
 
 bp = Blueprint("oidc", __name__)
@@ -70,9 +70,14 @@ def authorize():
     from idp.login import pipeline
 
     args, oauth_request = request.args, None
-    if request.args.get("request"):
-        # A request object (idp.oidc.request_object): its claims are the request, and nothing else.
-        args, refusal = _request_object_parameters()
+    if not request.args.get("request_uri"):
+        refusal = _pushed_requests_required()
+        if refusal is not None:
+            return refusal
+    if request.args.get("request") or request.args.get("request_uri"):
+        # A request object (idp.oidc.request_object) or a pushed request (idp.oidc.pushed_requests):
+        # its parameters are the request, and nothing else.
+        args, refusal = _unpacked_parameters()
         if refusal is not None:
             return refusal
         oauth_request = rebuild(current_app.extensions["idp.settings"].issuer, args)
@@ -99,25 +104,47 @@ def authorize():
     return pipeline.start(grant, args)
 
 
-def _request_object_parameters():
-    """(the parameters of the request's request object, None), or (None, the answer refusing it):
-    back to the query's redirect URI when the client registered it, else the error page."""
+def _unpacked_parameters():
+    """(the parameters the request holds by value, in its request object, or by reference, as
+    a pushed request; None), or (None, the answer refusing them): back to the query's redirect
+    URI when the client registered it, else the error page."""
     from idp.oidc.request_object import RequestObjectRefused, parameters
 
     client = query_client(request.args.get("client_id"))
     if client is None:
         return None, _error_page(InvalidClientError("The client does not exist on this server."))
     try:
+        if request.args.get("request_uri"):
+            if request.args.get("request"):
+                raise RequestObjectRefused("Send request or request_uri, not both.", "invalid_request")
+            return pushed_requests.take(request.args["request_uri"], client), None
         return parameters(request.args["request"], client, current_app.extensions["idp.settings"].issuer), None
     except RequestObjectRefused as refused:
-        redirect_uri = request.args.get("redirect_uri")
-        error = OAuth2Error(description=str(refused), state=request.args.get("state"),
-                            redirect_uri=redirect_uri if redirect_uri and client.check_redirect_uri(redirect_uri)
-                            else None)
-        error.error = refused.error
-        if error.redirect_uri is None:
-            return None, _error_page(error)
-        return None, server.handle_error_response(server.create_oauth2_request(None), error)
+        return None, _refusal_before_validation(client, refused.error, str(refused))
+
+
+def _pushed_requests_required():
+    """The refusal of a request sent through the browser by a client whose requests must be
+    pushed (RFC 9126 6: `idp client add|update --require-par`), else None."""
+    client = query_client(request.args.get("client_id"))
+    if client is None or not client.row.require_pushed_authorization_requests:
+        return None
+    return _refusal_before_validation(client, "invalid_request",
+                                      "This client's authorization requests must be pushed (RFC 9126): "
+                                      "POST them to the pushed authorization request endpoint first.")
+
+
+def _refusal_before_validation(client, error_code: str, description: str):
+    """An error about the request as the browser brought it, before its parameters are known: back to
+    the query's redirect URI when `client` registered it (with the query's state), else the error page."""
+    redirect_uri = request.args.get("redirect_uri")
+    error = OAuth2Error(description=description, state=request.args.get("state"),
+                        redirect_uri=redirect_uri if redirect_uri and client.check_redirect_uri(redirect_uri)
+                        else None)
+    error.error = error_code
+    if error.redirect_uri is None:
+        return _error_page(error)
+    return server.handle_error_response(server.create_oauth2_request(None), error)
 
 
 @bp.route("/authorize", methods=["POST"])
@@ -188,6 +215,15 @@ def browser_callable(client_of):
 @malformed_input_is_a_400(json_errors=True)
 def token():
     return server.create_token_response()
+
+
+@bp.route(pushed_requests.PATH, methods=["POST", "OPTIONS"], provide_automatic_options=False)
+@client_endpoint
+@browser_callable(_client_named_in_request)
+@malformed_input_is_a_400(json_errors=True)
+def pushed_authorization_request():
+    """RFC 9126: the client sends its authorization request here first (idp.oidc.pushed_requests)."""
+    return server.create_endpoint_response(pushed_requests.ENDPOINT_NAME)
 
 
 @bp.route("/oauth/userinfo", methods=["GET", "POST", "OPTIONS"], provide_automatic_options=False)

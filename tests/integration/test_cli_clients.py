@@ -20,7 +20,7 @@ from idp.security.tokens import sha256_hex
 
 REGISTRATION_KEYS = {"client_id", "name", "public", "first_party", "token_endpoint_auth_methods", "grant_types",
                      "redirect_uris", "post_logout_redirect_uris", "scope", "id_token_alg", "backchannel_logout_uri",
-                     "jwk_thumbprints", "created_at"}
+                     "jwk_thumbprints", "require_pushed_authorization_requests", "created_at"}
 
 
 def insert(db: Db, model, **values) -> int:
@@ -65,7 +65,7 @@ def test_client_list_and_show(url, idp, db):
     shown = json.loads(ok(idp("client", "show", "wiki", "--json", database_url=url)).stdout)
     assert shown == wiki
     text = ok(idp("client", "show", "spa", database_url=url)).stdout
-    assert "secret" not in text and "token_endpoint_auth_methods  none" in text
+    assert "secret" not in text and ["token_endpoint_auth_methods", "none"] in [line.split() for line in text.splitlines()]
 
 
 def test_client_list_of_no_clients(sqlite_only_url, idp):
@@ -99,6 +99,20 @@ def test_client_update_replaces_what_is_given_and_records_the_changes(url, idp, 
     again = ok(idp("client", "update", "wiki", "--third-party", "--name", "Wiki 2", database_url=url))
     assert "first_party: True -> False" in again.stdout
     assert len(db.events("client.updated")) == 2
+
+
+def test_a_client_may_be_told_to_push_its_authorization_requests(sqlite_only_url, idp, db):
+    created = json.loads(ok(idp("client", "add", "--name", "App", "--redirect-uri", "https://app.example/cb",
+                                "--require-par", database_url=sqlite_only_url)).stdout)
+    client_id = created["client_id"]
+    assert client_row(db, client_id)["require_pushed_authorization_requests"] is True
+    [event] = db.events("client.created")
+    assert event["details"]["require_pushed_authorization_requests"] is True
+    result = ok(idp("client", "update", client_id, "--no-require-par", database_url=sqlite_only_url))
+    assert "require_pushed_authorization_requests: True -> False" in result.stdout
+    assert client_row(db, client_id)["require_pushed_authorization_requests"] is False
+    [event] = db.events("client.updated")
+    assert event["details"]["changes"] == {"require_pushed_authorization_requests": {"from": True, "to": False}}
 
 
 def test_client_update_to_the_same_settings_writes_nothing(sqlite_only_url, idp, db):

@@ -79,7 +79,7 @@ def test_request_objects(client, header, payload, signature, query, client_id):
 
 @SETTINGS
 @given(header=segment, payload=segment, signature=st.one_of(junk, segment),
-       path=st.sampled_from(["/oauth/token", "/oauth/revoke", "/oauth/introspect"]),
+       path=st.sampled_from(["/oauth/token", "/oauth/revoke", "/oauth/introspect", "/oauth/par"]),
        extra=st.dictionaries(st.sampled_from(["client_id", "grant_type", "token", "client_assertion_type"]), junk,
                              max_size=2))
 def test_client_assertions(client, header, payload, signature, path, extra):
@@ -92,6 +92,16 @@ def test_client_assertions(client, header, payload, signature, path, extra):
 
 
 @SETTINGS
+@given(form=params)
+def test_pushed_requests_of_an_authenticated_client(client, form):
+    """Past client authentication, the pushed request's own checks (idp.oidc.pushed_requests)."""
+    basic = base64.b64encode(b"fuzz:s").decode()
+    response = client.post("/oauth/par", data=form, headers={"Authorization": f"Basic {basic}"})
+    assert response.status_code in (201, 400), (form, response.status_code, response.get_data(as_text=True))
+    assert response.is_json
+
+
+@SETTINGS
 @given(query=params, path=st.sampled_from(["/authorize", "/logout", "/oauth/userinfo", "/login/expired"]))
 def test_get_endpoints(client, query, path):
     response = client.get(path, query_string=query)
@@ -99,7 +109,8 @@ def test_get_endpoints(client, query, path):
 
 
 @SETTINGS
-@given(form=params, path=st.sampled_from(["/oauth/token", "/oauth/revoke", "/oauth/introspect", "/oauth/userinfo"]),
+@given(form=params, path=st.sampled_from(["/oauth/token", "/oauth/revoke", "/oauth/introspect", "/oauth/userinfo",
+                                          "/oauth/par"]),
        auth=st.one_of(st.none(), st.text(max_size=80)))
 def test_post_endpoints(client, form, path, auth):
     headers = {"Authorization": auth} if auth is not None and auth.isprintable() else {}

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from idp.db import utcnow
 from idp.models import (AuthorizationCode, ClientAssertion, FactorChallenge, FailureCounter, LoginTransaction,
-                        Organization, PasswordReset, Token, User, UserSession)
+                        Organization, PasswordReset, PushedRequest, Token, User, UserSession)
 
 REFRESH_TTL = 2592000  # config/default.toml tokens.refresh_token_ttl
 MIN, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
@@ -37,10 +37,12 @@ EXPECTED = {
     "password_resets": ("token_hash", {"pr-expired-old", "pr-used-old"}, {"pr-live", "pr-used-this-hour"}),
     # A jti is kept till its assertion expired beyond the 60 s of clock leeway it is checked with.
     "client_assertions": ("jti_hash", {"ca-expired"}, {"ca-live", "ca-within-leeway"}),
+    "pushed_requests": ("request_uri_hash", {"pa-expired"}, {"pa-live"}),
 }
 MODELS = {"login_transactions": LoginTransaction, "user_sessions": UserSession,
           "authorization_codes": AuthorizationCode, "tokens": Token, "factor_challenges": FactorChallenge,
-          "failure_counters": FailureCounter, "password_resets": PasswordReset, "client_assertions": ClientAssertion}
+          "failure_counters": FailureCounter, "password_resets": PasswordReset, "client_assertions": ClientAssertion,
+          "pushed_requests": PushedRequest}
 
 
 def seed(url: str) -> None:
@@ -122,6 +124,8 @@ def seed(url: str) -> None:
                    reset_link("pr-used-this-hour", now - 10 * MIN, now - 5 * MIN, used_at=now - 5 * MIN)])
         s.add_all([ClientAssertion(client_id="c", jti_hash=hash_, expires_at=at) for hash_, at in (
             ("ca-expired", now - 2 * MIN), ("ca-live", now + MIN), ("ca-within-leeway", now - timedelta(seconds=30)))])
+        s.add_all([PushedRequest(request_uri_hash=hash_, client_id="c", parameters={}, expires_at=at)
+                   for hash_, at in (("pa-expired", now - timedelta(seconds=1)), ("pa-live", now + MIN))])
         s.commit()
     engine.dispose()
 

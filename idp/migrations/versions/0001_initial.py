@@ -63,6 +63,7 @@ def upgrade() -> None:
     sa.Column('id_token_alg', sa.String(length=10), nullable=False),
     sa.Column('backchannel_logout_uri', sa.Text(), nullable=True),
     sa.Column('jwks', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
+    sa.Column('require_pushed_authorization_requests', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('client_id')
@@ -86,6 +87,16 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('name')
     )
+    op.create_table('pushed_requests',
+    sa.Column('request_uri_hash', sa.String(length=64), nullable=False),
+    sa.Column('client_id', sa.String(length=64), nullable=False),
+    sa.Column('parameters', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('request_uri_hash')
+    )
+    with op.batch_alter_table('pushed_requests', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_pushed_requests_expires_at'), ['expires_at'], unique=False)
+
     op.create_table('signing_keys',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('kid', sa.String(length=64), nullable=False),
@@ -359,6 +370,10 @@ def downgrade() -> None:
 
     op.drop_table('users')
     op.drop_table('signing_keys')
+    with op.batch_alter_table('pushed_requests', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_pushed_requests_expires_at'))
+
+    op.drop_table('pushed_requests')
     op.drop_table('organizations')
     op.drop_table('failure_counters')
     op.drop_table('clients')
