@@ -587,18 +587,21 @@ def client() -> None:
 @click.option("--jwks", "jwks_path", default=None, metavar="FILE",
               help="The client's public keys (a JWK Set, one JWK, or one public key in PEM; - reads stdin): it "
                    "authenticates with private_key_jwt, and gets no secret.")
+@click.option("--jwks-uri", default=None, metavar="URL",
+              help="Where the client publishes its public keys (instead of --jwks): fetched, kept a few minutes, "
+                   "fetched again when it rotates.")
 @click.option("--require-par", "require_par", is_flag=True,
               help="Accept its authorization requests only as pushed requests (POST /oauth/par, RFC 9126).")
 @with_appcontext
 def client_add(name, redirect_uris, public, first_party, logout_uris, grant_types, id_token_alg, backchannel,
-               jwks_path, require_par) -> None:
-    """Register a client; prints JSON {"client_id", "client_secret"} (no secret for --public or --jwks)."""
+               jwks_path, jwks_uri, require_par) -> None:
+    """Register a client; prints JSON {"client_id", "client_secret"} (no secret for --public, --jwks or --jwks-uri)."""
     from idp import clients
 
     row, secret = clients.register(clients.Registration(
         name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=logout_uris, grant_types=grant_types,
         public=public, first_party=first_party, id_token_alg=id_token_alg, backchannel_logout_uri=backchannel,
-        jwks=read_jwks(jwks_path), require_pushed_authorization_requests=require_par))
+        jwks=read_jwks(jwks_path), jwks_uri=jwks_uri, require_pushed_authorization_requests=require_par))
     commit()
     document = {"client_id": row.client_id}
     if secret is not None:
@@ -672,12 +675,14 @@ def _client_document(row) -> dict:
 @click.option("--jwks", "jwks_path", default=None, metavar="FILE",
               help="New public keys for a private_key_jwt client (a JWK Set, one JWK, or one public key in PEM; "
                    "- reads stdin; replaces its keys).")
+@click.option("--jwks-uri", default=None, metavar="URL",
+              help="Where a private_key_jwt client publishes its keys (replaces its registered keys).")
 @click.option("--require-par/--no-require-par", "require_par", default=None,
               help="Accept its authorization requests only as pushed requests (POST /oauth/par), or again from "
                    "the browser too.")
 @with_appcontext
 def client_update(client_id, name, redirect_uris, logout_uris, first_party, grant_types, id_token_alg,
-                  backchannel, jwks_path, require_par) -> None:
+                  backchannel, jwks_path, jwks_uri, require_par) -> None:
     """Change a client's registration, checked as `add` checks it; prints what changed.
 
     Workers keep a client they read for `tokens.client_cache_ttl` seconds (default 5): a
@@ -688,7 +693,7 @@ def client_update(client_id, name, redirect_uris, logout_uris, first_party, gran
     changes = clients.change(row, name=name, redirect_uris=redirect_uris or None,
                              post_logout_redirect_uris=logout_uris or None, first_party=first_party,
                              grant_types=grant_types or None, id_token_alg=id_token_alg,
-                             backchannel_logout_uri=backchannel, jwks=read_jwks(jwks_path),
+                             backchannel_logout_uri=backchannel, jwks=read_jwks(jwks_path), jwks_uri=jwks_uri,
                              require_pushed_authorization_requests=require_par)
     commit()
     if not changes:

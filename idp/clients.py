@@ -7,7 +7,8 @@ what is wrong, for people (the `idp` command prints it as its one line).
 
 Secrets are 256-bit random values shown once and stored as SHA-256 only. A client registered
 with a JWK Set has no secret at all: it signs its requests' assertions with its own private
-keys (private_key_jwt, idp.oidc.client_assertion); its keys are replaced with `update`. A
+keys (private_key_jwt, idp.oidc.client_assertion), registered with it (replaced with
+`update`) or published at its `jwks_uri` (idp.oidc.client_jwks). A
 client's way of authenticating (a secret, keys, none when public) is chosen when it is
 registered: another way is a new registration. A removed client
 takes with it everything that let it act: its authorization codes, tokens, remembered
@@ -71,6 +72,8 @@ class Registration:
     # private_key_jwt: the client's public keys (a JWK Set, or its JSON text). None: a secret
     # (or nothing, when public).
     jwks: dict | str | None = None
+    # Or the URL where the client publishes them (idp.oidc.client_jwks).
+    jwks_uri: str | None = None
     # RFC 9126: authorization requests only as pushed requests (POST /oauth/par).
     require_pushed_authorization_requests: bool = False
 
@@ -157,9 +160,16 @@ def checked(registration: Registration) -> Registration:
             jwks = public_jwks(registration.jwks)
         except JwksRefused as refused:
             raise ClientRefused(str(refused)) from None
+    jwks_uri = None
+    if registration.jwks_uri:
+        if registration.public:
+            raise ClientRefused("a public client has no credentials: --jwks-uri is for confidential clients")
+        if jwks is not None:
+            raise ClientRefused("give the client's keys with --jwks or --jwks-uri, not both")
+        jwks_uri = check_redirect_uri(registration.jwks_uri, "jwks_uri")
     return dataclasses.replace(registration, name=name, grant_types=grants, redirect_uris=uris,
                                post_logout_redirect_uris=logout_uris, id_token_alg=alg,
-                               backchannel_logout_uri=backchannel, jwks=jwks)
+                               backchannel_logout_uri=backchannel, jwks=jwks, jwks_uri=jwks_uri)
 
 
 # --------------------------------------------------------------------------- reading
@@ -187,6 +197,7 @@ def registration_of(client: Client) -> Registration:
                         grant_types=tuple(client.grant_types), public=client.public,
                         first_party=client.first_party, id_token_alg=client.id_token_alg,
                         backchannel_logout_uri=client.backchannel_logout_uri, jwks=client.jwks,
+                        jwks_uri=client.jwks_uri,
                         require_pushed_authorization_requests=client.require_pushed_authorization_requests)
 
 
@@ -206,7 +217,7 @@ def client_settings(client: Client) -> dict:
             "grant_types": list(client.grant_types), "redirect_uris": list(client.redirect_uris),
             "post_logout_redirect_uris": list(client.post_logout_redirect_uris), "scope": client.scope,
             "id_token_alg": client.id_token_alg, "backchannel_logout_uri": client.backchannel_logout_uri,
-            "jwk_thumbprints": thumbprints(client.jwks),
+            "jwk_thumbprints": thumbprints(client.jwks), "jwks_uri": client.jwks_uri,
             "require_pushed_authorization_requests": bool(client.require_pushed_authorization_requests)}
 
 
@@ -217,13 +228,14 @@ def register(registration: Registration, *, actor: str = "cli") -> tuple[Client,
     None for a public client or one with keys). Only the secret's SHA-256 is stored. Raises
     ClientRefused."""
     registration = checked(registration)
-    secret = None if registration.public or registration.jwks else random_token(32)
+    secret = None if registration.public or registration.jwks or registration.jwks_uri else random_token(32)
     client = Client(client_id=random_token(18), secret_hash=sha256_hex(secret) if secret else None,
                     name=registration.name, redirect_uris=list(registration.redirect_uris),
                     post_logout_redirect_uris=list(registration.post_logout_redirect_uris),
                     grant_types=list(registration.grant_types), public=registration.public,
                     first_party=registration.first_party, id_token_alg=registration.id_token_alg,
                     backchannel_logout_uri=registration.backchannel_logout_uri, jwks=registration.jwks,
+                    jwks_uri=registration.jwks_uri,
                     require_pushed_authorization_requests=registration.require_pushed_authorization_requests)
     db.session.add(client)
     db.session.flush()
@@ -234,7 +246,7 @@ def register(registration: Registration, *, actor: str = "cli") -> tuple[Client,
 # What `change` may set; a client's type (public or confidential) is not among them: it decides
 # whether it has a secret, so a client of the other type is a new registration.
 CHANGEABLE = ("name", "redirect_uris", "post_logout_redirect_uris", "grant_types", "first_party", "id_token_alg",
-              "backchannel_logout_uri", "jwks", "require_pushed_authorization_requests")
+              "backchannel_logout_uri", "jwks", "jwks_uri", "require_pushed_authorization_requests")
 
 
 def change(client: Client, *, actor: str = "cli", **given) -> dict:
@@ -249,19 +261,25 @@ def change(client: Client, *, actor: str = "cli", **given) -> dict:
     if not given:
         raise ClientRefused("nothing to change: give --name, --redirect-uri, --post-logout-redirect-uri, "
                             "--first-party or --third-party, --grant-type, --id-token-alg, "
-                            "--backchannel-logout-uri, --jwks or --require-par/--no-require-par")
-    if "jwks" in given and not client.jwks:
+                            "--backchannel-logout-uri, --jwks, --jwks-uri or --require-par/--no-require-par")
+    if ("jwks" in given or "jwks_uri" in given) and not (client.jwks or client.jwks_uri):
         # A secret would have to go, and the client's software change with it: a new registration.
         raise ClientRefused(f"client {client.client_id!r} authenticates with "
                             f"{'nothing (it is public)' if client.public else 'a secret'}: register a new client "
-                            "with --jwks to use keys")
+                            "with --jwks or --jwks-uri to use keys")
     for key in ("redirect_uris", "post_logout_redirect_uris", "grant_types"):
         if key in given:
             given[key] = tuple(given[key])
-    wanted = checked(dataclasses.replace(registration_of(client), **given))
+    current = registration_of(client)
+    if "jwks" in given:  # keys given inline take the place of a jwks_uri, and the other way round
+        current = dataclasses.replace(current, jwks_uri=None)
+    if "jwks_uri" in given:
+        current = dataclasses.replace(current, jwks=None)
+    wanted = checked(dataclasses.replace(current, **given))
     before = client_settings(client)
     client.name, client.first_party, client.id_token_alg = wanted.name, wanted.first_party, wanted.id_token_alg
-    client.backchannel_logout_uri, client.jwks = wanted.backchannel_logout_uri, wanted.jwks
+    client.backchannel_logout_uri, client.jwks, client.jwks_uri = (wanted.backchannel_logout_uri, wanted.jwks,
+                                                                   wanted.jwks_uri)
     client.require_pushed_authorization_requests = wanted.require_pushed_authorization_requests
     client.redirect_uris, client.post_logout_redirect_uris, client.grant_types = (
         list(wanted.redirect_uris), list(wanted.post_logout_redirect_uris), list(wanted.grant_types))
@@ -286,9 +304,10 @@ def rotate_secret(client: Client, *, actor: str = "cli") -> str:
     `client.secret_rotated`, without the secret. Raises ClientRefused for a public client."""
     if client.public:
         raise ClientRefused(f"client {client.client_id!r} is public: it has no secret to rotate")
-    if client.jwks:
+    if client.jwks or client.jwks_uri:
         raise ClientRefused(f"client {client.client_id!r} signs with its own keys (private_key_jwt): it has no "
-                            "secret; give it new keys with `idp client update --jwks`")
+                            "secret; give it new keys with `idp client update --jwks` (or publish them at its "
+                            "jwks_uri)")
     secret = random_token(32)
     client.secret_hash = sha256_hex(secret)
     db.session.flush()

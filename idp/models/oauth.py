@@ -37,6 +37,9 @@ class Client(Base):
     # with (idp.oidc.client_assertion). Such a client has no secret. None: it uses a secret (or
     # none at all, when public).
     jwks: Mapped[dict | None] = mapped_column(Json, nullable=True)
+    # Or the URL where the client publishes those keys itself (idp.oidc.client_jwks): fetched,
+    # kept for a while, fetched again when it rotates. At most one of `jwks` and `jwks_uri`.
+    jwks_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
     # RFC 9126 6: the client's authorization requests are accepted only as pushed requests
     # (idp.oidc.pushed_requests), so that nobody can send a browser to /authorize with a
     # request of their own making in its name.

@@ -37,6 +37,7 @@ class ClientRecord:
     id_token_alg: str
     backchannel_logout_uri: str | None
     jwks: dict | None
+    jwks_uri: str | None
     require_pushed_authorization_requests: bool
     created_at: datetime
 
@@ -73,13 +74,24 @@ class OAuthClient(ClientMixin):
     def check_endpoint_auth_method(self, method, endpoint):
         if self.row.public:
             return method == "none"
-        if self.row.jwks:
+        if self.has_keys():
             return method == "private_key_jwt"
         return method in ("client_secret_basic", "client_secret_post")
 
-    def assertion_keys(self):
-        """The public keys this client signs its assertions with (a joserfc KeySet, parsed once per
-        cached copy of the client), or None when it authenticates otherwise."""
+    def has_keys(self) -> bool:
+        """Whether this client signs with keys of its own (private_key_jwt, request objects):
+        registered with it, or published at its jwks_uri."""
+        return bool(self.row.jwks or self.row.jwks_uri)
+
+    def assertion_keys(self, wanted_kid: str | None = None):
+        """The public keys this client signs with (a joserfc KeySet), or None when it has none:
+        registered with it (parsed once per cached copy of the client), or published at its
+        jwks_uri (idp.oidc.client_jwks: kept a while, fetched again for a `wanted_kid` they lack;
+        KeysUnavailable when none can be had)."""
+        if self.row.jwks_uri:
+            from idp.oidc import client_jwks
+
+            return client_jwks.key_set(self.row.jwks_uri, wanted_kid=wanted_kid)
         if not self.row.jwks:
             return None
         if self._assertion_keys is None:

@@ -1,7 +1,8 @@
 """private_key_jwt (RFC 7523 2.2, OIDC Core 9): a client authenticates with a JWT it signed.
 
 A confidential client may be registered with a JWK Set of public keys instead of a secret
-(`idp client add --jwks FILE`). At the token, revocation and introspection endpoints it then
+(`idp client add --jwks FILE`), or with the URL where it publishes them (`--jwks-uri URL`,
+idp.oidc.client_jwks). At the token, revocation and introspection endpoints it then
 sends `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer` and
 `client_assertion`: a JWT signed with one of those keys, whose `iss` and `sub` are its
 client_id, `aud` this server (its issuer, or the endpoint's URL), `exp` when it stops being
@@ -160,6 +161,14 @@ def key_set(jwks: dict) -> jwk.KeySet:
     return jwk.KeySet.import_key_set(jwks)
 
 
+def key_resolver(client):
+    """What joserfc verifies a JWS of `client`'s with (an assertion, a request object): its keys,
+    asked for with the `kid` the JWS names, so that the keys published at a jwks_uri are fetched
+    again when the client rotated to a new one (idp.oidc.client_jwks). KeysUnavailable, when
+    they cannot be had, comes out of joserfc's decode as it is."""
+    return lambda signed: client.assertion_keys(wanted_kid=signed.headers().get("kid"))
+
+
 def subject(form) -> str | None:
     """The `sub` of a request's client assertion, read without verifying anything (None when there
     is none, or it cannot be read): which client it claims to be."""
@@ -228,18 +237,21 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
                 f"{issuer}/oauth/par"]
 
     def resolve_client_public_key(self, client):
-        keys = client.assertion_keys()
-        if keys is None:  # a client with a secret, or a public one: no key of its verifies anything
+        if not client.has_keys():  # a client with a secret, or a public one: no key of its verifies anything
             raise InvalidClientError(description="The client does not authenticate with private_key_jwt.")
-        return keys
+        return key_resolver(client)
 
     def process_assertion_claims(self, assertion, resolve_key):
         """Authlib's check, with the algorithms named: the library's default list leaves out the
         stronger ones (ES384, PS256, EdDSA...), and never may an HMAC or `none` pass."""
+        from idp.oidc.client_jwks import KeysUnavailable
+
         try:
             token = jwt.decode(assertion, resolve_key, algorithms=list(SIGNING_ALGS))
         except (JoseError, ValueError, TypeError) as error:
             raise InvalidClientError(description="The client assertion's signature does not verify.") from error
+        except KeysUnavailable:
+            raise InvalidClientError(description="The client's keys could not be fetched from its jwks_uri.") from None
         self.verify_claims(token.claims)
         return token.claims
 

@@ -27,7 +27,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 
 # Signed by the same keys, bounded as their assertions are.
-from idp.oidc.client_assertion import LEEWAY, MAX_LIFETIME, SIGNING_ALGS
+from idp.oidc.client_assertion import LEEWAY, MAX_LIFETIME, SIGNING_ALGS, key_resolver
+from idp.oidc.client_jwks import KeysUnavailable
 
 # The JWT's own claims: about the object, not parameters of the request.
 _ABOUT_THE_OBJECT = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "sub"})
@@ -46,14 +47,15 @@ class RequestObjectRefused(ValueError):
 def parameters(raw: str, client, issuer: str) -> dict[str, str]:
     """The authorization request's parameters from `client`'s request object `raw`, with the
     client_id; RequestObjectRefused saying why it cannot be used."""
-    keys = client.assertion_keys()
-    if keys is None:
+    if not client.has_keys():
         raise RequestObjectRefused("Request objects are accepted from clients registered with keys only: send "
                                    "the parameters themselves.", "request_not_supported")
     try:
-        token = jwt.decode(raw, keys, algorithms=list(SIGNING_ALGS))
+        token = jwt.decode(raw, key_resolver(client), algorithms=list(SIGNING_ALGS))
     except (JoseError, ValueError, TypeError):
         raise RequestObjectRefused("The request object's signature does not verify with the client's keys.") from None
+    except KeysUnavailable:
+        raise RequestObjectRefused("The client's keys could not be fetched from its jwks_uri.") from None
     claims = dict(token.claims)
     client_id = client.get_client_id()
     registry = jwt.JWTClaimsRegistry(leeway=LEEWAY, iss={"essential": True, "value": client_id},

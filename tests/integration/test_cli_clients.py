@@ -20,7 +20,7 @@ from idp.security.tokens import sha256_hex
 
 REGISTRATION_KEYS = {"client_id", "name", "public", "first_party", "token_endpoint_auth_methods", "grant_types",
                      "redirect_uris", "post_logout_redirect_uris", "scope", "id_token_alg", "backchannel_logout_uri",
-                     "jwk_thumbprints", "require_pushed_authorization_requests", "created_at"}
+                     "jwk_thumbprints", "jwks_uri", "require_pushed_authorization_requests", "created_at"}
 
 
 def insert(db: Db, model, **values) -> int:
