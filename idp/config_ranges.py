@@ -49,6 +49,7 @@ LOCKOUTS = ("password", "password_ip", "factor", "factor_ip")
 
 ENUMERATED: dict[str, tuple[str, ...]] = {
     "tokens.default_id_token_alg": ("ES256", "RS256"),  # idp.oidc.keys.SUPPORTED_ALGS
+    "tokens.client_assertion_audience": ("issuer_or_endpoint", "issuer"),  # idp.oidc.client_assertion
 }
 
 # OWASP Password Storage Cheat Sheet, argon2id: m=19 MiB with t=2, or an equivalent row of its

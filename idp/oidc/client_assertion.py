@@ -157,6 +157,10 @@ def thumbprints(jwks: dict | None) -> list[str]:
     return [jwk.import_key(key).thumbprint() for key in jwks["keys"]]
 
 
+def _issuer_only(settings) -> bool:
+    return settings.get("tokens.client_assertion_audience") == "issuer"
+
+
 def key_set(jwks: dict) -> jwk.KeySet:
     return jwk.KeySet.import_key_set(jwks)
 
@@ -231,8 +235,12 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
             raise
 
     def get_audiences(self):
-        """This server, by its issuer or by the URL of an endpoint that takes the assertion."""
-        issuer = current_app.extensions["idp.settings"].issuer
+        """This server, by its issuer, or (unless `tokens.client_assertion_audience` is "issuer")
+        by the URL of an endpoint that takes the assertion."""
+        settings = current_app.extensions["idp.settings"]
+        issuer = settings.issuer
+        if _issuer_only(settings):
+            return [issuer]
         return [issuer, f"{issuer}/oauth/token", f"{issuer}/oauth/revoke", f"{issuer}/oauth/introspect",
                 f"{issuer}/oauth/par"]
 
@@ -264,6 +272,9 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
             raise InvalidClientError(description=f"The client assertion must expire within {MAX_LIFETIME} seconds.")
         if "jti" in claims and (not isinstance(claims["jti"], str) or not claims["jti"]):
             raise InvalidClientError(description="The client assertion's jti must be a non-empty string.")
+        if _issuer_only(current_app.extensions["idp.settings"]) and not isinstance(claims.get("aud"), str):
+            # An array naming this server among others is what an audience injection sends.
+            raise InvalidClientError(description="The client assertion's aud must be the issuer, as one string.")
         super().verify_claims(claims)
 
     def validate_jti(self, claims, jti):

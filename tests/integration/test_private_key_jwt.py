@@ -254,3 +254,26 @@ def test_keys_go_only_with_a_confidential_client_that_was_registered_with_keys(s
                                       database_url=sqlite_only_url)).stdout)
     refused(idp("client", "update", secret_client["client_id"], "--jwks", path, database_url=sqlite_only_url),
             "register a new client")
+
+
+@pytest.fixture
+def issuer_only_server(migrated_database_url):
+    from fixtures.oidc import start_server
+
+    server = start_server(migrated_database_url, {"tokens.client_assertion_audience": "issuer"})
+    yield server
+    server.stop()
+
+
+def test_a_server_may_take_its_issuer_alone_as_the_audience(issuer_only_server):
+    """Against audience injection (OpenID Foundation, 2025): an assertion another server got from
+    the client, naming this server's token endpoint, is refused; so is an array of audiences."""
+    server = issuer_only_server
+    key = new_key()
+    client_id = register_client(server, key, grant_types=("client_credentials",))
+    assert client_credentials(server, assertion_form(key, client_id, server.url)).status_code == 200
+    for audience in (f"{server.url}/oauth/token", [server.url], [server.url, "https://other.example"]):
+        before = counts(server)
+        answer = client_credentials(server, assertion_form(key, client_id, audience))
+        assert (answer.status_code, answer.json()["error"]) == (401, "invalid_client"), audience
+        assert counts(server) == before
