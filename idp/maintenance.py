@@ -27,6 +27,8 @@ row can no longer matter:
   (idp.password_reset), so a purge must not hand out a fresh allowance.
 - client_assertions: expired more than a minute ago (the clock leeway an assertion's `exp` is
   checked with): an expired assertion is refused before its `jti` is looked at.
+- dpop_proofs: expired (a proof is refused once its iat is older than idp.oidc.dpop.MAX_AGE;
+  the row's expiry already counts the clock leeway).
 - pushed_requests: expired (a pushed authorization request's request_uri is refused once
   expired; a used one is deleted by its use).
 
@@ -41,8 +43,8 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, or_, select
 
 from idp.db import db, utcnow
-from idp.models import (AuthorizationCode, ClientAssertion, FactorChallenge, FailureCounter, LoginTransaction,
-                        PasswordReset, PushedRequest, Token, UserSession)
+from idp.models import (AuthorizationCode, ClientAssertion, DPoPProof, FactorChallenge, FailureCounter,
+                        LoginTransaction, PasswordReset, PushedRequest, Token, UserSession)
 from idp.oidc.client_assertion import LEEWAY
 
 # How long spent-but-harmless rows (answered challenges, revoked tokens, idle counters) are kept.
@@ -92,6 +94,7 @@ def conditions(now: datetime, refresh_ttl: int) -> list[tuple[str, Any, Any]]:
             PasswordReset.expires_at < now, PasswordReset.created_at < now - timedelta(hours=1))),
         ("client_assertions", ClientAssertion, ClientAssertion.expires_at < now - ASSERTION_LEEWAY),
         ("pushed_requests", PushedRequest, PushedRequest.expires_at < now),
+        ("dpop_proofs", DPoPProof, DPoPProof.expires_at < now),
     ]
 
 

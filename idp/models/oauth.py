@@ -72,6 +72,17 @@ class PushedRequest(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
+class DPoPProof(Base):
+    """A DPoP proof (RFC 9449) that was accepted: its `jti` may not be used again by its key
+    while the proof could be (idp.oidc.dpop.spend). Purged once expired."""
+
+    __tablename__ = "dpop_proofs"
+
+    jkt: Mapped[str] = mapped_column(String(64), primary_key=True)  # the key's RFC 7638 thumbprint
+    jti_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the jti
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
 class SessionClient(Base):
     """A session signed this client in (a code was issued to it through the session): whom to
     tell when the session ends. Only for clients with a back-channel logout URI; gone with the
@@ -159,6 +170,9 @@ class Token(Base):
     refresh_expires_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
     rotated_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
     revoked_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # DPoP (RFC 9449, idp.oidc.dpop): the thumbprint of the key the access token (and, for a
+    # public client, the refresh token) is bound to. None: a bearer token.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class ConsentGrant(Base):

@@ -17,10 +17,11 @@ from urllib.parse import unquote
 
 from idp.security.origins import browser_origin
 
-# Token, UserInfo and revocation take it (idp.oidc.views.browser_callable); not introspection,
-# which is for confidential clients only.
+# Token, PAR, UserInfo and revocation take it (idp.oidc.views.browser_callable); not
+# introspection, which is for confidential clients only. DPoP: a proof beside the token
+# (idp.oidc.dpop).
 _PREFLIGHT = (("Access-Control-Allow-Methods", "GET, POST"),
-              ("Access-Control-Allow-Headers", "Authorization, Content-Type"),
+              ("Access-Control-Allow-Headers", "Authorization, Content-Type, DPoP"),
               ("Access-Control-Max-Age", "600"))
 
 
@@ -46,6 +47,8 @@ def client_id_of(request) -> str | None:
 def allow(response, origin: str):
     """`response`, readable by pages of `origin`."""
     response.headers["Access-Control-Allow-Origin"] = origin
+    # A refused token or DPoP proof is explained in the challenge (RFC 6750 3, RFC 9449 7.1).
+    response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
     response.headers.add("Vary", "Origin")
     return response
 

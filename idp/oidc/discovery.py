@@ -10,6 +10,7 @@ from idp.config import Settings
 from idp.policy.decide import ACR_MFA, ACR_PWD
 from idp.oidc.adapters import AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.client_assertion import SIGNING_ALGS as ASSERTION_ALGS
+from idp.oidc.dpop import ALGS as DPOP_ALGS
 from idp.oidc.keys import SUPPORTED_ALGS
 
 
@@ -53,5 +54,6 @@ def build(settings: Settings) -> str:
         "backchannel_logout_supported": True,  # OIDC Back-Channel Logout 1.0 (idp.oidc.backchannel)
         "backchannel_logout_session_supported": True,
         "authorization_response_iss_parameter_supported": True,
+        "dpop_signing_alg_values_supported": list(DPOP_ALGS),  # RFC 9449 (idp.oidc.dpop)
     }
     return json.dumps(document, separators=(",", ":"))

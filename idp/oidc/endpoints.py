@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, or_, select
 from idp import audit, token_revocation
 from idp.db import db
 from idp.models import Organization, Token, User
-from idp.oidc import claims, keys
+from idp.oidc import claims, dpop, keys
 from idp.oidc.adapters import AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS, OAuthToken, PresentedToken
 from idp.security.tokens import sha256_hex
 
@@ -62,13 +62,17 @@ REALM = "idp"
 class BearerChallenge(OAuth2Error):
     """An RFC 6750 (section 3) answer from a bearer-protected endpoint: the status, and the
     WWW-Authenticate challenge it MUST carry. With no credentials at all the challenge names no
-    error (3.1); otherwise one of the three registered codes (6.2)."""
+    error (3.1); otherwise one of the three registered codes (6.2), or RFC 9449's
+    `invalid_dpop_proof`. A DPoP token's refusal challenges with the DPoP scheme (RFC 9449 7.1),
+    naming the algorithms taken."""
 
-    def __init__(self, error: str | None, status_code: int, description: str, scope: str | None = None) -> None:
+    def __init__(self, error: str | None, status_code: int, description: str, scope: str | None = None,
+                 scheme: str = "Bearer") -> None:
         super().__init__(description=description, status_code=status_code)
         self.error = error or "invalid_request"
         self.bare = error is None
         self.scope = scope
+        self.scheme = scheme
 
     def get_body(self):
         return [("error_description", self.description)] if self.bare else super().get_body()
@@ -79,7 +83,9 @@ class BearerChallenge(OAuth2Error):
             attributes.append(f'error="{self.error}"')
         if self.scope:
             attributes.append(f'scope="{self.scope}"')
-        return [*super().get_headers(), ("WWW-Authenticate", "Bearer " + ", ".join(attributes))]
+        if self.scheme == "DPoP":
+            attributes.append(f'algs="{" ".join(dpop.ALGS)}"')
+        return [*super().get_headers(), ("WWW-Authenticate", f"{self.scheme} " + ", ".join(attributes))]
 
 
 class BearerResourceProtector(ResourceProtector):
@@ -91,18 +97,28 @@ class BearerResourceProtector(ResourceProtector):
         if not header:
             raise BearerChallenge(None, 401, "An access token is required: Authorization: Bearer TOKEN.")
         scheme, _, token_string = header.partition(" ")
-        if scheme.lower() != "bearer" or not token_string.strip():
-            raise BearerChallenge("invalid_request", 400, "Send the access token as Authorization: Bearer TOKEN.")
-        return self.get_token_validator("bearer"), token_string.strip()
+        scheme = scheme.lower()
+        if scheme not in ("bearer", "dpop") or not token_string.strip():
+            raise BearerChallenge("invalid_request", 400, "Send the access token as Authorization: Bearer TOKEN "
+                                                          "(a DPoP-bound one as Authorization: DPoP TOKEN).")
+        return self.get_token_validator(scheme), token_string.strip()
 
 
 class AccessTokenValidator(BearerTokenValidator):
+    SCHEME = "Bearer"  # of its challenges
+
     def validate_token(self, token, scopes, request):
         if not token or token.is_expired() or token.is_revoked():
             raise InvalidTokenError(realm=REALM)
+        if token.row.dpop_jkt is not None:  # RFC 9449 7.2: a bound token is never taken as a bearer one
+            raise BearerChallenge("invalid_token", 401, "This access token is bound to a DPoP key: send it as "
+                                                        "Authorization: DPoP TOKEN, with a DPoP proof.", scheme="DPoP")
+        self.check_scope(token, scopes)
+
+    def check_scope(self, token, scopes):
         if self.scope_insufficient(token.get_scope(), scopes):
             raise BearerChallenge("insufficient_scope", 403, "This access token was not granted the scope needed.",
-                                  scope=" ".join(scopes or ()))
+                                  scope=" ".join(scopes or ()), scheme=self.SCHEME)
 
     def authenticate_token(self, token_string):
         """The access token (with its client, and its user unless it has none), or None; a
@@ -123,8 +139,42 @@ class AccessTokenValidator(BearerTokenValidator):
         return OAuthToken(row, query_client(row.client_id), user)
 
 
+class DPoPTokenValidator(AccessTokenValidator):
+    """`Authorization: DPoP TOKEN` (RFC 9449 7): a token bound to a key, with a proof by that key
+    for this request and this token (idp.oidc.dpop). The protector guards UserInfo: the proof's
+    `htu` is its URL as discovery gives it."""
+
+    TOKEN_TYPE = "dpop"
+    SCHEME = "DPoP"
+
+    def authenticate_token(self, token_string):
+        token = super().authenticate_token(token_string)
+        if token is not None:
+            token.presented = token_string  # the proof's `ath` is checked against it
+        return token
+
+    def validate_token(self, token, scopes, request):
+        if not token or token.is_expired() or token.is_revoked():
+            raise BearerChallenge("invalid_token", 401, "The access token is not valid.", scheme="DPoP")
+        if token.row.dpop_jkt is None:
+            raise BearerChallenge("invalid_token", 401, "This access token is not bound to a DPoP key: send it "
+                                                        "as Authorization: Bearer TOKEN.", scheme="DPoP")
+        url = f"{current_app.extensions['idp.settings'].issuer}/oauth/userinfo"
+        try:
+            proof = dpop.proof_of(request.headers, request.method, url, access_token=token.presented)
+            if proof is None:
+                raise dpop.InvalidDPoPProof("A DPoP proof is required with a DPoP-bound access token.")
+            if proof.jkt != token.row.dpop_jkt:
+                raise dpop.InvalidDPoPProof("The DPoP proof is signed by another key than the token is bound to.")
+            dpop.spend(proof)
+        except dpop.InvalidDPoPProof as refused:
+            raise BearerChallenge("invalid_dpop_proof", 401, refused.description, scheme="DPoP") from None
+        self.check_scope(token, scopes)
+
+
 resource_protector = BearerResourceProtector()
 resource_protector.register_token_validator(AccessTokenValidator(realm=REALM))
+resource_protector.register_token_validator(DPoPTokenValidator(realm=REALM))
 
 
 class UserInfoEndpoint(_UserInfo):
@@ -206,6 +256,11 @@ class IntrospectionEndpoint(_Introspection):
             payload["username"] = user.email
         if row.acr:
             payload["acr"] = row.acr
+        if row.dpop_jkt is not None and (not token.refresh or token.get_client().row.public):
+            # RFC 9449 6.2: what the token is bound to (a confidential client's refresh token is not).
+            payload["cnf"] = {"jkt": row.dpop_jkt}
+            if not token.refresh:
+                payload["token_type"] = "DPoP"
         return payload
 
 

@@ -24,6 +24,7 @@ from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Organization, Token, User
 from idp.oidc import adapters, backchannel, claims, parameters
 from idp.oidc.adapters import CONFIDENTIAL_AUTH_METHODS, OAuthCode, OAuthToken
+from idp.oidc.dpop import InvalidDPoPProof
 from idp.security.tokens import random_token, sha256_hex
 
 AUTH_METHODS = list(adapters.AUTH_METHODS)
@@ -314,6 +315,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                               OrgStanding(bool(token.require_2fa)))
         if not decide.refresh_allowed(user, user.org, tuple(token.amr or ()), status.today_utc()):
             raise InvalidGrantError("A second factor is now required: sign in again.")
+        if token.dpop_jkt is not None and self.request.client.row.public:
+            # RFC 9449 5: a public client's refresh token is bound to the key of its DPoP proofs.
+            proof = getattr(self.request, "dpop", None)
+            if proof is None or proof.jkt != token.dpop_jkt:
+                raise InvalidDPoPProof("This refresh token is bound to a DPoP key: send a proof signed with it.")
         self.request.refresh_row = token
         return user
 

@@ -18,7 +18,7 @@ from idp.config import Settings
 from idp.db import db
 from idp.models import Client, Token
 from idp.oidc.adapters import ClientRecord, OAuthClient
-from idp.oidc import client_assertion, parameters
+from idp.oidc import client_assertion, dpop, parameters
 from idp.oidc.grants import revoke_if_replayed, rotate, store_exchanged_tokens
 from idp.ops import metrics
 from idp.security.text import storable
@@ -76,10 +76,19 @@ class AuthorizationServer(FlaskAuthorizationServer):
 
     def create_token_response(self, request=None):
         """A token request without grant_type is malformed (RFC 6749 5.2 `invalid_request`), not a
-        grant type this server lacks (Authlib answered `unsupported_grant_type`)."""
+        grant type this server lacks (Authlib answered `unsupported_grant_type`). A DPoP proof
+        (idp.oidc.dpop) is checked and spent before the grant runs; the grant's tokens are bound
+        to its key (save_token)."""
         request = self.create_oauth2_request(request)
         if not request.payload.grant_type:
             return self.handle_error_response(request, InvalidRequestError("grant_type is required."))
+        try:
+            request.dpop = dpop.proof_of(request.headers, "POST",
+                                         f"{current_app.extensions['idp.settings'].issuer}/oauth/token")
+            if request.dpop is not None:
+                dpop.spend(request.dpop)
+        except dpop.InvalidDPoPProof as error:
+            return self.handle_error_response(request, error)
         return super().create_token_response(request)
 
     def authenticate_client(self, request, methods, endpoint="token"):
@@ -251,6 +260,10 @@ def save_token(token: dict, request) -> None:
         refresh_expires_at=now + int(settings.get("tokens.refresh_token_ttl")) if refresh else None,
         **_lineage(request),
     )
+    proof = getattr(request, "dpop", None)
+    if proof is not None:  # RFC 9449 5: bound to the proof's key, and said so
+        row["dpop_jkt"] = proof.jkt
+        token["token_type"] = "DPoP"
     grant_type = request.payload.grant_type
     previous = getattr(request, "refresh_row", None)
     if previous is not None:

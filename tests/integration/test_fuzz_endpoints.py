@@ -92,6 +92,19 @@ def test_client_assertions(client, header, payload, signature, path, extra):
 
 
 @SETTINGS
+@given(header=segment, payload=segment, signature=st.one_of(junk, segment),
+       path=st.sampled_from(["/oauth/token", "/oauth/userinfo"]), scheme=st.sampled_from(["DPoP", "Bearer"]))
+def test_dpop_proofs(client, header, payload, signature, path, scheme):
+    """Junk DPoP proofs (idp.oidc.dpop) beside a client_credentials request or an access token."""
+    basic = base64.b64encode(b"fuzz:s").decode()
+    authorization = f"Basic {basic}" if path == "/oauth/token" else f"{scheme} some-token"
+    response = client.post(path, data={"grant_type": "client_credentials"},
+                           headers={"Authorization": authorization, "DPoP": f"{header}.{payload}.{signature}"})
+    assert response.status_code in (400, 401), (path, response.status_code, response.get_data(as_text=True))
+    assert response.is_json
+
+
+@SETTINGS
 @given(form=params)
 def test_pushed_requests_of_an_authenticated_client(client, form):
     """Past client authentication, the pushed request's own checks (idp.oidc.pushed_requests)."""

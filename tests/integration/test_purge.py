@@ -15,8 +15,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from idp.db import utcnow
-from idp.models import (AuthorizationCode, ClientAssertion, FactorChallenge, FailureCounter, LoginTransaction,
-                        Organization, PasswordReset, PushedRequest, Token, User, UserSession)
+from idp.models import (AuthorizationCode, ClientAssertion, DPoPProof, FactorChallenge, FailureCounter,
+                        LoginTransaction, Organization, PasswordReset, PushedRequest, Token, User, UserSession)
 
 REFRESH_TTL = 2592000  # config/default.toml tokens.refresh_token_ttl
 MIN, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
@@ -38,11 +38,12 @@ EXPECTED = {
     # A jti is kept till its assertion expired beyond the 60 s of clock leeway it is checked with.
     "client_assertions": ("jti_hash", {"ca-expired"}, {"ca-live", "ca-within-leeway"}),
     "pushed_requests": ("request_uri_hash", {"pa-expired"}, {"pa-live"}),
+    "dpop_proofs": ("jti_hash", {"dp-expired"}, {"dp-live"}),
 }
 MODELS = {"login_transactions": LoginTransaction, "user_sessions": UserSession,
           "authorization_codes": AuthorizationCode, "tokens": Token, "factor_challenges": FactorChallenge,
           "failure_counters": FailureCounter, "password_resets": PasswordReset, "client_assertions": ClientAssertion,
-          "pushed_requests": PushedRequest}
+          "pushed_requests": PushedRequest, "dpop_proofs": DPoPProof}
 
 
 def seed(url: str) -> None:
@@ -126,6 +127,8 @@ def seed(url: str) -> None:
             ("ca-expired", now - 2 * MIN), ("ca-live", now + MIN), ("ca-within-leeway", now - timedelta(seconds=30)))])
         s.add_all([PushedRequest(request_uri_hash=hash_, client_id="c", parameters={}, expires_at=at)
                    for hash_, at in (("pa-expired", now - timedelta(seconds=1)), ("pa-live", now + MIN))])
+        s.add_all([DPoPProof(jkt="k", jti_hash=hash_, expires_at=at)
+                   for hash_, at in (("dp-expired", now - timedelta(seconds=1)), ("dp-live", now + MIN))])
         s.commit()
     engine.dispose()
 

@@ -69,6 +69,15 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('client_id')
     )
+    op.create_table('dpop_proofs',
+    sa.Column('jkt', sa.String(length=64), nullable=False),
+    sa.Column('jti_hash', sa.String(length=64), nullable=False),
+    sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('jkt', 'jti_hash')
+    )
+    with op.batch_alter_table('dpop_proofs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_dpop_proofs_expires_at'), ['expires_at'], unique=False)
+
     op.create_table('failure_counters',
     sa.Column('key', sa.String(length=200), nullable=False),
     sa.Column('failures', sa.Integer(), nullable=False),
@@ -254,6 +263,7 @@ def upgrade() -> None:
     sa.Column('refresh_expires_at', sa.Integer(), nullable=True),
     sa.Column('rotated_at', sa.Integer(), nullable=True),
     sa.Column('revoked_at', sa.Integer(), nullable=True),
+    sa.Column('dpop_jkt', sa.String(length=64), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('access_token_hash')
@@ -377,6 +387,10 @@ def downgrade() -> None:
     op.drop_table('pushed_requests')
     op.drop_table('organizations')
     op.drop_table('failure_counters')
+    with op.batch_alter_table('dpop_proofs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_dpop_proofs_expires_at'))
+
+    op.drop_table('dpop_proofs')
     op.drop_table('clients')
     with op.batch_alter_table('client_assertions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_client_assertions_expires_at'))
