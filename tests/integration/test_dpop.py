@@ -207,3 +207,22 @@ def test_client_credentials_with_a_proof_and_a_proof_used_twice(live_server):
     about = requests.post(f"{live_server.url}/oauth/introspect", auth=(row.client_id, secret), timeout=10,
                           data={"token": first.json()["access_token"]}).json()
     assert about["cnf"] == {"jkt": key.thumbprint()}
+
+
+def test_two_proofs_are_refused(live_server):
+    import http.client
+    from urllib.parse import urlsplit
+
+    key = new_key()
+    url = token_url(live_server)
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    body = "grant_type=client_credentials&client_id=nobody"
+    connection.putrequest("POST", parts.path)
+    for _ in range(2):
+        connection.putheader("DPoP", proof(key, "POST", url))
+    connection.putheader("Content-Type", "application/x-www-form-urlencoded")
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders(body.encode())
+    answer = connection.getresponse()
+    assert answer.status == 400 and b"invalid_dpop_proof" in answer.read()
