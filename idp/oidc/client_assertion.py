@@ -33,12 +33,8 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from flask import current_app
 from joserfc import jwk, jwt
 from joserfc.errors import JoseError, SecurityWarning
-from sqlalchemy import bindparam
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-from idp.db import db
 from idp.models import ClientAssertion
+from idp.single_use import record_once
 from idp.security.tokens import sha256_hex
 
 METHOD = "private_key_jwt"
@@ -188,24 +184,13 @@ def subject(form) -> str | None:
 
 # ---------------------------------------------------------------------------- single use
 
-def _spend_statement(dialect: str):
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return insert(ClientAssertion.__table__).values(
-        client_id=bindparam("client_id"), jti_hash=bindparam("jti_hash"), expires_at=bindparam("expires_at"),
-    ).on_conflict_do_nothing()
-
-
-_SPEND = {dialect: _spend_statement(dialect) for dialect in ("postgresql", "sqlite")}
-
-
 def spend(client_id: str, jti: str, expires_at: float) -> bool:
     """Record that this client used this jti; False when it already had (a replay). One
     statement on its own connection, committed before this returns: whatever the request does
     next, the assertion is spent."""
     moment = datetime.fromtimestamp(expires_at, timezone.utc).replace(tzinfo=None)
-    statement = _SPEND[db.engine.dialect.name]
-    return db.execute_alone(statement, {"client_id": client_id, "jti_hash": sha256_hex(jti),
-                                        "expires_at": moment}) == 1
+    return record_once(ClientAssertion.__table__, {"client_id": client_id, "jti_hash": sha256_hex(jti),
+                                                   "expires_at": moment})
 
 
 # ---------------------------------------------------------------------------- the method

@@ -37,14 +37,10 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from joserfc import jwk, jws, jwt
 from joserfc.errors import JoseError
 from joserfc.util import to_bytes
-from sqlalchemy import bindparam
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-from idp.db import db
 from idp.models import DPoPProof
 from idp.oidc.client_assertion import SIGNING_ALGS
 from idp.security.tokens import sha256_hex
+from idp.single_use import record_once
 
 HEADER = "DPoP"
 TYP = "dpop+jwt"
@@ -126,7 +122,7 @@ def _check_claims(claims: dict, method: str, url: str, access_token: str | None)
         raise InvalidDPoPProof("The DPoP proof needs a jti, a short string.")
     if htm != method:
         raise InvalidDPoPProof(f"The DPoP proof's htm must be {method}.")
-    if not isinstance(htu, str) or _without_query(htu) != _without_query(url):
+    if not isinstance(htu, str) or _without_query(htu) is None or _without_query(htu) != _without_query(url):
         raise InvalidDPoPProof(f"The DPoP proof's htu must be {url}.")
     now = time.time()
     if not isinstance(iat, (int, float)) or isinstance(iat, bool) or not now - MAX_AGE <= iat <= now + LEEWAY:
@@ -135,14 +131,15 @@ def _check_claims(claims: dict, method: str, url: str, access_token: str | None)
         raise InvalidDPoPProof("The DPoP proof's ath must be the access token's SHA-256 (base64url).")
 
 
-def _without_query(url: str) -> tuple[str, str, str]:
-    """A URL as RFC 9449 4.3 compares htu: scheme and host without regard to case, the path
-    exactly, no query nor fragment."""
+def _without_query(url: str) -> tuple | None:
+    """A URL as RFC 9449 4.3 compares htu: scheme and host without regard to case, the default
+    port implied, the path exactly; no user info, query nor fragment."""
     try:
         parts = urlsplit(url)
-        return parts.scheme.lower(), (parts.netloc or "").lower(), parts.path or "/"
+        scheme = parts.scheme.lower()
+        return scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(scheme), parts.path or "/"
     except ValueError:
-        return "", "", ""
+        return None
 
 
 def access_token_hash(access_token: str) -> str:
@@ -152,23 +149,12 @@ def access_token_hash(access_token: str) -> str:
 
 # ---------------------------------------------------------------------------- single use
 
-def _spend_statement(dialect: str):
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return insert(DPoPProof.__table__).values(
-        jkt=bindparam("jkt"), jti_hash=bindparam("jti_hash"), expires_at=bindparam("expires_at"),
-    ).on_conflict_do_nothing()
-
-
-_SPEND = {dialect: _spend_statement(dialect) for dialect in ("postgresql", "sqlite")}
-
-
 def spend(proof: Proof) -> None:
     """Record the proof's jti, on its own connection and committed at once; InvalidDPoPProof
     when that key sent it before (a replay), whoever else is presenting it now."""
     expires_at = datetime.fromtimestamp(proof.iat + MAX_AGE + LEEWAY, timezone.utc).replace(tzinfo=None)
-    spent = db.execute_alone(_SPEND[db.engine.dialect.name], {"jkt": proof.jkt, "jti_hash": sha256_hex(proof.jti),
-                                                              "expires_at": expires_at})
-    if spent != 1:
+    if not record_once(DPoPProof.__table__, {"jkt": proof.jkt, "jti_hash": sha256_hex(proof.jti),
+                                             "expires_at": expires_at}):
         raise InvalidDPoPProof("This DPoP proof was used before: sign a new one for each request.")
 
 

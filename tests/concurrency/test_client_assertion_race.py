@@ -3,14 +3,13 @@ private_key_jwt assertion at the same moment, one is answered with a token, the 
 `invalid_client`, and one jti row and one token are stored (idp.oidc.client_assertion.spend)."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 import requests
 from sqlalchemy import create_engine, func, select
 
 from fixtures.client_assertion import assertion_form, new_key, register_client
 from fixtures.database import postgres_base_url
+from fixtures.race import at_once
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
 
@@ -23,18 +22,7 @@ def test_twenty_simultaneous_uses_of_one_assertion_one_succeeds(pg_server):
     key = new_key()
     client_id = register_client(pg_server, key, grant_types=("client_credentials",))
     form = {"grant_type": "client_credentials", **assertion_form(key, client_id, f"{pg_server.url}/oauth/token")}
-    barrier = threading.Barrier(RACERS)
-    responses: list = [None] * RACERS
-
-    def send(i: int) -> None:
-        barrier.wait()
-        responses[i] = requests.post(f"{pg_server.url}/oauth/token", data=form, timeout=30)
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    responses = at_once(RACERS, lambda _: requests.post(f"{pg_server.url}/oauth/token", data=form, timeout=30))
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [200] + [401] * (RACERS - 1), statuses

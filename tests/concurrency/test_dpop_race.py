@@ -3,8 +3,6 @@ at the same moment, one is answered with a token, the others with `invalid_dpop_
 proof row and one token are stored (idp.oidc.dpop.spend)."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 import requests
 from sqlalchemy import create_engine, func, select
@@ -12,6 +10,7 @@ from sqlalchemy import create_engine, func, select
 from fixtures.client_assertion import new_key
 from fixtures.database import postgres_base_url
 from fixtures.dpop import proof
+from fixtures.race import at_once
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
 
@@ -29,19 +28,8 @@ def test_twenty_simultaneous_uses_of_one_proof_one_succeeds(pg_server):
         client_id = row.client_id
     url = f"{pg_server.url}/oauth/token"
     headers = {"DPoP": proof(new_key(), "POST", url)}
-    barrier = threading.Barrier(RACERS)
-    responses: list = [None] * RACERS
-
-    def send(i: int) -> None:
-        barrier.wait()
-        responses[i] = requests.post(url, auth=(client_id, secret), data={"grant_type": "client_credentials"},
-                                     headers=headers, timeout=30)
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    responses = at_once(RACERS, lambda _: requests.post(url, auth=(client_id, secret), headers=headers, timeout=30,
+                                                        data={"grant_type": "client_credentials"}))
 
     statuses = sorted(response.status_code for response in responses)
     assert statuses == [200] + [400] * (RACERS - 1), statuses

@@ -3,13 +3,12 @@ request_uri to /authorize at the same moment, one login begins, the others are r
 pushed request is gone (idp.oidc.pushed_requests.take)."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 import requests
 from sqlalchemy import create_engine, func, select
 
 from fixtures.database import postgres_base_url
+from fixtures.race import at_once
 from fixtures.oidc import seed
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
@@ -28,18 +27,7 @@ def test_twenty_simultaneous_uses_of_one_request_uri_one_login_begins(pg_server)
     assert pushed.status_code == 201, pushed.text
     url = f"{pg_server.url}/authorize"
     query = {"client_id": client["client_id"], "request_uri": pushed.json()["request_uri"]}
-    barrier = threading.Barrier(RACERS)
-    responses: list = [None] * RACERS
-
-    def send(i: int) -> None:
-        barrier.wait()
-        responses[i] = requests.get(url, params=query, allow_redirects=False, timeout=30)
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(RACERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    responses = at_once(RACERS, lambda _: requests.get(url, params=query, allow_redirects=False, timeout=30))
 
     started = [r for r in responses if r.status_code == 302 and "/login/" in r.headers["Location"]]
     refused = [r for r in responses if r.status_code == 400 and "Location" not in r.headers]
