@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import re
 import time
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
@@ -131,7 +132,13 @@ def unsupported(args) -> tuple[str, str] | None:
         return "invalid_request", "prompt may hold only none, login, consent and select_account."
     if "none" in prompts and len(prompts) > 1:
         return "invalid_request", "prompt=none cannot be combined with other values."
+    if args.get("dpop_jkt") and not _JWK_THUMBPRINT.fullmatch(args["dpop_jkt"]):
+        return "invalid_request", "dpop_jkt must be a JWK SHA-256 thumbprint (43 base64url characters)."
     return None
+
+
+# RFC 7638 with SHA-256, base64url without padding: what `dpop_jkt` holds (RFC 9449 10).
+_JWK_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def _hint_names(id_token_hint: str, user: UserLike) -> bool:

@@ -12,7 +12,8 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 
 # Parameters of an authorization request that the pipeline keeps.
 KEPT = ("response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
-        "code_challenge_method", "prompt", "max_age", "acr_values", "login_hint", "ui_locales", "response_mode")
+        "code_challenge_method", "prompt", "max_age", "acr_values", "login_hint", "ui_locales", "response_mode",
+        "dpop_jkt")
 
 
 class SnapshotRequest(OAuth2Request):

@@ -127,6 +127,9 @@ class AuthorizationCode(Base):
     # Presented again after its redemption (a stolen code, assumed): the tokens of its first
     # redemption are revoked, and if that redemption is still under way, it stores them revoked.
     reused_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # DPoP (RFC 9449 10): the thumbprint of the key the code may be exchanged with only (the
+    # authorization request's `dpop_jkt`, or the key of a DPoP proof sent with the pushed request).
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Token(Base):

@@ -21,8 +21,12 @@ A proof is checked as RFC 9449 4.3 lists: `typ` "dpop+jwt", an asymmetric algori
 server's issuer; query and fragment aside), `iat` within MAX_AGE in the past and LEEWAY in the
 future, and `jti` never seen before from that key in that window: one INSERT into
 `dpop_proofs` decides, committed before the request goes on. A refusal is `invalid_dpop_proof`
-(400) at the token endpoint, `invalid_token` with a DPoP challenge (401) at UserInfo. Server
-nonces (RFC 9449 8) are not used, nor the `dpop_jkt` authorization request parameter.
+(400) at the token endpoint, `invalid_token` with a DPoP challenge (401) at UserInfo.
+
+The authorization code can be bound too (RFC 9449 10): the authorization request's `dpop_jkt`
+(the key's thumbprint), or a proof sent with a pushed request (idp.oidc.pushed_requests), is
+kept with the code, which is then exchanged only with a proof by that key. Server nonces
+(RFC 9449 8) are not used.
 """
 from __future__ import annotations
 

@@ -226,6 +226,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             expires_at=utcnow() + _code_ttl(),
             created_at=utcnow(),
         )
+        if data.get("dpop_jkt"):  # (a column of its own only then: the usual INSERT stays as it was)
+            values["dpop_jkt"] = data["dpop_jkt"]
         if values["nonce"] is None:
             db.run_insert(_CODES, values)
         elif db.run(_insert_unless_nonce_used_statement(tuple(values)), values).rowcount != 1:
@@ -263,6 +265,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def authenticate_user(self, authorization_code):
         row = authorization_code.row
+        if row.dpop_jkt is not None:
+            # RFC 9449 10: a code bound to a key is exchanged only with a DPoP proof by that key.
+            proof = getattr(self.request, "dpop", None)
+            if proof is None or proof.jkt != row.dpop_jkt:
+                raise InvalidDPoPProof("This code is bound to a DPoP key (dpop_jkt): send a proof signed with it.")
         return claims.active_user(row.user_id, authenticated_at=row.auth_time)
 
 

@@ -20,7 +20,7 @@ from idp.security.text import storable
 RECOGNIZED = frozenset({
     "response_type", "client_id", "redirect_uri", "scope", "state", "response_mode", "nonce", "display", "prompt",
     "max_age", "ui_locales", "claims_locales", "id_token_hint", "login_hint", "acr_values", "claims", "request",
-    "request_uri", "registration", "code_challenge", "code_challenge_method",
+    "request_uri", "registration", "code_challenge", "code_challenge_method", "dpop_jkt",
 })
 
 

@@ -35,7 +35,7 @@ from sqlalchemy import bindparam, delete
 
 from idp.db import db, utcnow
 from idp.models import PushedRequest
-from idp.oidc import parameters, request_object
+from idp.oidc import dpop, parameters, request_object
 from idp.oidc.adapters import AUTH_METHODS
 from idp.oidc.request_object import RequestObjectRefused
 from idp.security.tokens import random_token, sha256_hex
@@ -90,7 +90,8 @@ class PushedAuthorizationEndpoint(Endpoint):
         client = self.server.authenticate_client(request, self.CLIENT_AUTH_METHODS, ENDPOINT_NAME)
         request.client = client
         return PushedAuthorizationRequest(request=request, client=client,
-                                          parameters=authorization_parameters(request.payload, client))
+                                          parameters=authorization_parameters(request.payload, client,
+                                                                              request.headers))
 
     def create_response(self, validated: PushedAuthorizationRequest):
         request_uri = REQUEST_URI_PREFIX + random_token(32)
@@ -102,9 +103,10 @@ class PushedAuthorizationEndpoint(Endpoint):
         return 201, {"request_uri": request_uri, "expires_in": LIFETIME}, default_json_headers
 
 
-def authorization_parameters(payload, client) -> dict[str, str]:
+def authorization_parameters(payload, client, headers) -> dict[str, str]:
     """The authorization request a client pushed (the body's parameters, or its request
-    object's), checked as /authorize would check it; RequestRefused saying why not."""
+    object's), checked as /authorize would check it, bound to the key of a DPoP proof among
+    the request's `headers` if there is one; RequestRefused (or InvalidDPoPProof) saying why not."""
     datalist = payload.datalist
     if payload.data.get("request_uri"):
         raise InvalidRequestError("request_uri cannot be pushed: push the request itself.")
@@ -123,6 +125,12 @@ def authorization_parameters(payload, client) -> dict[str, str]:
     else:
         found = {name: payload.data[name] for name in _KEPT if payload.data.get(name)}
     found["client_id"] = client_id
+    proof = dpop.proof_of(headers, "POST", f"{issuer}{PATH}")
+    if proof is not None:
+        # RFC 9449 10.1: a proof sent with the push binds the code to its key, as dpop_jkt would.
+        dpop.spend(proof)
+        if found.setdefault("dpop_jkt", proof.jkt) != proof.jkt:
+            raise dpop.InvalidDPoPProof("dpop_jkt is not the thumbprint of the DPoP proof's key.")
     if sum(len(name) + len(value) for name, value in found.items()) > MAX_SIZE:
         raise InvalidRequestError(f"The authorization request is larger than {MAX_SIZE // 1024} KiB.")
     check_authorization_request(found, issuer)

@@ -226,3 +226,64 @@ def test_two_proofs_are_refused(live_server):
     connection.endheaders(body.encode())
     answer = connection.getresponse()
     assert answer.status == 400 and b"invalid_dpop_proof" in answer.read()
+
+
+def test_a_code_requested_with_dpop_jkt_is_exchanged_only_with_that_key(live_server, seeded, rp_factory):
+    """RFC 9449 10: the authorization request names the key's thumbprint; the code is bound to it."""
+    from fixtures.oidc import FormBrowser
+
+    client = seeded.public
+    key = new_key()
+    for presented, expected in ((None, 400), (new_key(), 400), (key, 200)):
+        rp = rp_factory(client)
+        browser = FormBrowser(live_server.url)
+        code = password_login(browser, rp, seeded.user_email, seeded.password, dpop_jkt=key.thumbprint())["code"]
+        signed = proof(presented, "POST", token_url(live_server)) if presented is not None else None
+        answer = exchange(live_server, rp, client, code, signed)
+        assert answer.status_code == expected, answer.text
+        if expected == 400:
+            assert answer.json()["error"] == "invalid_dpop_proof"
+    assert answer.json()["token_type"] == "DPoP"
+
+
+def test_a_malformed_dpop_jkt_goes_back_as_invalid_request(live_server, seeded, rp_factory):
+    from urllib.parse import parse_qs, urlsplit
+
+    rp = rp_factory(seeded.public)
+    answer = requests.get(rp.authorization_url(dpop_jkt="not-a-thumbprint"), allow_redirects=False, timeout=10)
+    sent = parse_qs(urlsplit(answer.headers["Location"]).query)
+    assert sent["error"] == ["invalid_request"] and "dpop_jkt" in sent["error_description"][0]
+
+
+def test_a_proof_sent_with_a_pushed_request_binds_its_code(live_server, seeded, rp_factory):
+    """RFC 9449 10.1: a DPoP proof at the PAR endpoint does what dpop_jkt does."""
+    from fixtures.oidc import FormBrowser
+    from test_pushed_requests import authorization_params, by_reference, par_url, push
+
+    client = seeded.public
+    key = new_key()
+    mismatched = push(live_server, client, authorization_params(rp_factory(client)),
+                      dpop_jkt=new_key().thumbprint())
+    assert mismatched.status_code == 201  # (no proof: dpop_jkt alone is taken as it is)
+    wrong_url = requests.post(par_url(live_server), timeout=10, headers={"DPoP": proof(key, "POST", token_url(
+        live_server))}, data={**authorization_params(rp_factory(client)), "client_id": client["client_id"]})
+    assert (wrong_url.status_code, wrong_url.json()["error"]) == (400, "invalid_dpop_proof")
+    other_jkt = requests.post(par_url(live_server), timeout=10, headers={"DPoP": proof(key, "POST", par_url(
+        live_server))}, data={**authorization_params(rp_factory(client)), "client_id": client["client_id"],
+                               "dpop_jkt": new_key().thumbprint()})
+    assert (other_jkt.status_code, other_jkt.json()["error"]) == (400, "invalid_dpop_proof")
+
+    for presented, expected in ((None, 400), (key, 200)):
+        rp = rp_factory(client)
+        pushed = requests.post(par_url(live_server), timeout=10,
+                               headers={"DPoP": proof(key, "POST", par_url(live_server))},
+                               data={**authorization_params(rp), "client_id": client["client_id"]})
+        assert pushed.status_code == 201, pushed.text
+        browser = FormBrowser(live_server.url)
+        browser.get(by_reference(live_server, client["client_id"], pushed.json()["request_uri"]))
+        browser.login(seeded.user_email, seeded.password)
+        if browser.last_redirect is None:
+            browser.consent("allow")
+        signed = proof(presented, "POST", token_url(live_server)) if presented is not None else None
+        answer = exchange(live_server, rp, client, browser.callback_params()["code"], signed)
+        assert answer.status_code == expected, answer.text
