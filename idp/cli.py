@@ -651,11 +651,15 @@ def client_show(client_id: str, as_json: bool) -> None:
 
 def _client_document(row) -> dict:
     """A client as `idp client list | show` print it: the registration its audit events record,
-    and when it was created."""
+    when it was created, and until when its previous secret still works (`rotate-secret
+    --grace`; null when it does not)."""
     from idp.clients import client_settings
+    from idp.db import utcnow
     from idp.factors.cli import iso_utc
 
-    return {**client_settings(row), "created_at": iso_utc(row.created_at)}
+    until = row.previous_secret_expires_at
+    return {**client_settings(row), "created_at": iso_utc(row.created_at),
+            "previous_secret_expires_at": iso_utc(until) if until is not None and until > utcnow() else None}
 
 
 @client.command("update")
@@ -711,18 +715,27 @@ def _setting_text(value) -> str:
 
 @client.command("rotate-secret")
 @click.argument("client_id")
+@click.option("--grace", default=None, metavar="DURATION",
+              help="Keep the old secret working this long beside the new one (e.g. 1h, 7d; at most 30d).")
 @with_appcontext
-def client_rotate_secret(client_id: str) -> None:
-    """Give a confidential client a new secret; prints JSON {"client_id", "client_secret"} once.
+def client_rotate_secret(client_id: str, grace: str | None) -> None:
+    """Give a confidential client a new secret; prints JSON {"client_id", "client_secret"} once
+    (and "previous_secret_expires_at" with --grace).
 
     The new secret works at once. The old one stops working within `tokens.client_cache_ttl`
-    seconds (default 5): workers keep a client they read for that long."""
+    seconds (default 5): workers keep a client they read for that long. With --grace it works
+    until then, so that the client's servers can move to the new one without refusals."""
     from idp import clients
+    from idp.factors.cli import iso_utc, validity
 
+    seconds = validity(grace, default=0, minimum=60, maximum=clients.MAX_SECRET_GRACE, option="--grace")
     row = clients.find(client_id, for_update=True)
-    secret = clients.rotate_secret(row)
+    secret = clients.rotate_secret(row, grace=seconds)
     commit()
-    emit_json({"client_id": row.client_id, "client_secret": secret})
+    document = {"client_id": row.client_id, "client_secret": secret}
+    if row.previous_secret_expires_at is not None:
+        document["previous_secret_expires_at"] = iso_utc(row.previous_secret_expires_at)
+    emit_json(document)
 
 
 @client.command("remove")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -298,21 +299,35 @@ def record_client_update(client: Client, before: dict, *, actor: str = "cli") ->
     return changes
 
 
-def rotate_secret(client: Client, *, actor: str = "cli") -> str:
-    """A new random secret for a confidential client, returned once; the old one stops working
-    (after `tokens.client_cache_ttl` seconds at most, see above). Audited as
-    `client.secret_rotated`, without the secret. Raises ClientRefused for a public client."""
+# The longest an old secret may keep working beside the new one.
+MAX_SECRET_GRACE = 30 * 24 * 3600
+
+
+def rotate_secret(client: Client, *, actor: str = "cli", grace: int = 0) -> str:
+    """A new random secret for a confidential client, returned once. The old one stops working
+    (after `tokens.client_cache_ttl` seconds at most, see above), or, with `grace` seconds, works
+    beside the new one until then, so that the client's servers can be given the new one
+    without refusals (a secret kept from an earlier rotation goes: one old secret at most).
+    Audited as `client.secret_rotated`, without the secret. Raises ClientRefused for a public
+    client, or a grace outside 0 to MAX_SECRET_GRACE."""
     if client.public:
         raise ClientRefused(f"client {client.client_id!r} is public: it has no secret to rotate")
     if client.jwks or client.jwks_uri:
         raise ClientRefused(f"client {client.client_id!r} signs with its own keys (private_key_jwt): it has no "
                             "secret; give it new keys with `idp client update --jwks` (or publish them at its "
                             "jwks_uri)")
+    if not 0 <= grace <= MAX_SECRET_GRACE:
+        raise ClientRefused(f"the old secret's grace period must be between 0 and {MAX_SECRET_GRACE // 86400} days")
     secret = random_token(32)
+    until = utcnow() + timedelta(seconds=grace) if grace else None
+    client.previous_secret_hash = client.secret_hash if until else None
+    client.previous_secret_expires_at = until
     client.secret_hash = sha256_hex(secret)
     db.session.flush()
-    audit.record("client.secret_rotated", org_id=None, actor=actor, subject_id=client.id,
-                 details={"client_id": client.client_id})
+    details = {"client_id": client.client_id}
+    if until is not None:
+        details["previous_secret_expires_at"] = until.replace(microsecond=0).isoformat() + "Z"
+    audit.record("client.secret_rotated", org_id=None, actor=actor, subject_id=client.id, details=details)
     return secret
 
 

@@ -22,6 +22,11 @@ class Client(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
     secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The secret before the last rotation, still accepted until `previous_secret_expires_at`
+    # when the rotation gave it a grace period (`idp client rotate-secret --grace`): the
+    # client's deployments can take the new one without a moment of refusals.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     name: Mapped[str] = mapped_column(String(200))
     redirect_uris: Mapped[list] = mapped_column(Json, default=list)
     post_logout_redirect_uris: Mapped[list] = mapped_column(Json, default=list)

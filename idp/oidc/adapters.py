@@ -9,6 +9,7 @@ from authlib.oauth2.rfc6749.util import scope_to_list
 from dataclasses import dataclass
 from datetime import datetime
 
+from idp.db import utcnow
 from idp.models import AuthorizationCode, Token
 from idp.security.tokens import matches_hash
 
@@ -27,6 +28,8 @@ class ClientRecord:
     id: int
     client_id: str
     secret_hash: str | None
+    previous_secret_hash: str | None
+    previous_secret_expires_at: datetime | None
     name: str
     redirect_uris: list
     post_logout_redirect_uris: list
@@ -69,7 +72,13 @@ class OAuthClient(ClientMixin):
         return redirect_uri in self.row.redirect_uris  # exact match only
 
     def check_client_secret(self, client_secret):
-        return matches_hash(client_secret, self.row.secret_hash)
+        """The secret, or the one before it while its grace period lasts (`rotate-secret --grace`);
+        both compared in constant time."""
+        if matches_hash(client_secret, self.row.secret_hash):
+            return True
+        row = self.row
+        return (row.previous_secret_expires_at is not None and row.previous_secret_expires_at > utcnow()
+                and matches_hash(client_secret, row.previous_secret_hash))
 
     def check_endpoint_auth_method(self, method, endpoint):
         if self.row.public:

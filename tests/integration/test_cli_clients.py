@@ -20,7 +20,8 @@ from idp.security.tokens import sha256_hex
 
 REGISTRATION_KEYS = {"client_id", "name", "public", "first_party", "token_endpoint_auth_methods", "grant_types",
                      "redirect_uris", "post_logout_redirect_uris", "scope", "id_token_alg", "backchannel_logout_uri",
-                     "jwk_thumbprints", "jwks_uri", "require_pushed_authorization_requests", "created_at"}
+                     "jwk_thumbprints", "jwks_uri", "require_pushed_authorization_requests", "created_at",
+                     "previous_secret_expires_at"}
 
 
 def insert(db: Db, model, **values) -> int:
@@ -64,8 +65,11 @@ def test_client_list_and_show(url, idp, db):
 
     shown = json.loads(ok(idp("client", "show", "wiki", "--json", database_url=url)).stdout)
     assert shown == wiki
+    text = ok(idp("client", "show", "wiki", database_url=url)).stdout
+    assert "secret_hash" not in text and sha256_hex("old secret") not in text  # never a secret, nor its hash
+    assert ["previous_secret_expires_at", "-"] in [line.split() for line in text.splitlines()]
     text = ok(idp("client", "show", "spa", database_url=url)).stdout
-    assert "secret" not in text and ["token_endpoint_auth_methods", "none"] in [line.split() for line in text.splitlines()]
+    assert ["token_endpoint_auth_methods", "none"] in [line.split() for line in text.splitlines()]
 
 
 def test_client_list_of_no_clients(sqlite_only_url, idp):
@@ -159,6 +163,46 @@ def test_client_rotate_secret(url, idp, db):
     assert result["client_secret"] not in json.dumps(event["details"])
 
 
+def test_client_rotate_secret_with_a_grace_period_keeps_the_old_secret_working_till_then(idp, live_server):
+    import requests
+
+    from idp.db import db as app_db
+    from idp.oidc.server import clients as cache
+
+    with live_server.context():  # a client of the running server, with the secret "old secret"
+        app_db.session.add(Client(client_id="svc", secret_hash=sha256_hex("old secret"), name="Svc",
+                                  redirect_uris=[], grant_types=["client_credentials"]))
+        app_db.session.commit()
+    server_url = live_server.database_url
+
+    def grant(secret: str) -> int:
+        cache.entries.clear()  # what every worker sees once tokens.client_cache_ttl has passed
+        return requests.post(f"{live_server.url}/oauth/token", auth=("svc", secret), timeout=10,
+                             data={"grant_type": "client_credentials"}).status_code
+
+    first = json.loads(ok(idp("client", "rotate-secret", "svc", "--grace", "1h", database_url=server_url)).stdout)
+    assert first["previous_secret_expires_at"].endswith("Z")
+    assert (grant("old secret"), grant(first["client_secret"]), grant("wrong")) == (200, 200, 401)
+    shown = json.loads(ok(idp("client", "show", "svc", "--json", database_url=server_url)).stdout)
+    assert shown["previous_secret_expires_at"] == first["previous_secret_expires_at"]
+    [event] = Db(server_url).events("client.secret_rotated")
+    assert event["details"]["previous_secret_expires_at"] == first["previous_secret_expires_at"]
+
+    # Once the grace period is over, the old secret is refused.
+    with live_server.context():
+        from sqlalchemy import update
+
+        app_db.session.execute(update(Client).values(previous_secret_expires_at=utcnow() - timedelta(seconds=1)))
+        app_db.session.commit()
+    assert (grant("old secret"), grant(first["client_secret"])) == (401, 200)
+
+    # A rotation without --grace leaves one secret only; one secret at most is kept beside the new.
+    second = json.loads(ok(idp("client", "rotate-secret", "svc", database_url=server_url)).stdout)
+    assert "previous_secret_expires_at" not in second
+    assert (grant(first["client_secret"]), grant(second["client_secret"])) == (401, 200)
+    refused(idp("client", "rotate-secret", "svc", "--grace", "31d", database_url=server_url), "--grace")
+
+
 # ---------------------------------------------------------------- remove
 
 def _grants_of(db: Db, client_id: str, user_id: int, serial: int) -> None:
@@ -196,7 +240,7 @@ def test_client_remove_takes_everything_that_lets_the_client_act(url, idp, db):
     assert logins["wiki"] <= utcnow() < logins["other"]
     [event] = db.events("client.removed")
     assert (event["actor"], event["subject_id"]) == ("cli", wiki_id)
-    registration.pop("created_at")
+    registration.pop("created_at"), registration.pop("previous_secret_expires_at")  # (not registration settings)
     assert event["details"] == {**registration, "codes_deleted": 1, "tokens_deleted": 1, "consents_deleted": 1,
                                 "logins_ended": 1}
 

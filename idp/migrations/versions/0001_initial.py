@@ -53,6 +53,8 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('client_id', sa.String(length=64), nullable=False),
     sa.Column('secret_hash', sa.String(length=64), nullable=True),
+    sa.Column('previous_secret_hash', sa.String(length=64), nullable=True),
+    sa.Column('previous_secret_expires_at', sa.DateTime(), nullable=True),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('redirect_uris', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('post_logout_redirect_uris', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
