@@ -592,16 +592,19 @@ def client() -> None:
                    "fetched again when it rotates.")
 @click.option("--require-par", "require_par", is_flag=True,
               help="Accept its authorization requests only as pushed requests (POST /oauth/par, RFC 9126).")
+@click.option("--require-dpop", "require_dpop", is_flag=True,
+              help="Issue its tokens only with a DPoP proof, bound to the client's key (RFC 9449).")
 @with_appcontext
 def client_add(name, redirect_uris, public, first_party, logout_uris, grant_types, id_token_alg, backchannel,
-               jwks_path, jwks_uri, require_par) -> None:
+               jwks_path, jwks_uri, require_par, require_dpop) -> None:
     """Register a client; prints JSON {"client_id", "client_secret"} (no secret for --public, --jwks or --jwks-uri)."""
     from idp import clients
 
     row, secret = clients.register(clients.Registration(
         name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=logout_uris, grant_types=grant_types,
         public=public, first_party=first_party, id_token_alg=id_token_alg, backchannel_logout_uri=backchannel,
-        jwks=read_jwks(jwks_path), jwks_uri=jwks_uri, require_pushed_authorization_requests=require_par))
+        jwks=read_jwks(jwks_path), jwks_uri=jwks_uri, require_pushed_authorization_requests=require_par,
+        dpop_bound_access_tokens=require_dpop))
     commit()
     document = {"client_id": row.client_id}
     if secret is not None:
@@ -684,9 +687,11 @@ def _client_document(row) -> dict:
 @click.option("--require-par/--no-require-par", "require_par", default=None,
               help="Accept its authorization requests only as pushed requests (POST /oauth/par), or again from "
                    "the browser too.")
+@click.option("--require-dpop/--no-require-dpop", "require_dpop", default=None,
+              help="Issue its tokens only with a DPoP proof (RFC 9449), or bearer tokens again too.")
 @with_appcontext
 def client_update(client_id, name, redirect_uris, logout_uris, first_party, grant_types, id_token_alg,
-                  backchannel, jwks_path, jwks_uri, require_par) -> None:
+                  backchannel, jwks_path, jwks_uri, require_par, require_dpop) -> None:
     """Change a client's registration, checked as `add` checks it; prints what changed.
 
     Workers keep a client they read for `tokens.client_cache_ttl` seconds (default 5): a
@@ -698,7 +703,8 @@ def client_update(client_id, name, redirect_uris, logout_uris, first_party, gran
                              post_logout_redirect_uris=logout_uris or None, first_party=first_party,
                              grant_types=grant_types or None, id_token_alg=id_token_alg,
                              backchannel_logout_uri=backchannel, jwks=read_jwks(jwks_path), jwks_uri=jwks_uri,
-                             require_pushed_authorization_requests=require_par)
+                             require_pushed_authorization_requests=require_par,
+                             dpop_bound_access_tokens=require_dpop)
     commit()
     if not changes:
         click.echo(f"client {row.client_id} already had these settings")

@@ -77,6 +77,8 @@ class Registration:
     jwks_uri: str | None = None
     # RFC 9126: authorization requests only as pushed requests (POST /oauth/par).
     require_pushed_authorization_requests: bool = False
+    # RFC 9449 5.2: tokens only with a DPoP proof.
+    dpop_bound_access_tokens: bool = False
 
 
 # --------------------------------------------------------------------------- checks
@@ -199,7 +201,8 @@ def registration_of(client: Client) -> Registration:
                         first_party=client.first_party, id_token_alg=client.id_token_alg,
                         backchannel_logout_uri=client.backchannel_logout_uri, jwks=client.jwks,
                         jwks_uri=client.jwks_uri,
-                        require_pushed_authorization_requests=client.require_pushed_authorization_requests)
+                        require_pushed_authorization_requests=client.require_pushed_authorization_requests,
+                        dpop_bound_access_tokens=client.dpop_bound_access_tokens)
 
 
 def client_settings(client: Client) -> dict:
@@ -219,7 +222,8 @@ def client_settings(client: Client) -> dict:
             "post_logout_redirect_uris": list(client.post_logout_redirect_uris), "scope": client.scope,
             "id_token_alg": client.id_token_alg, "backchannel_logout_uri": client.backchannel_logout_uri,
             "jwk_thumbprints": thumbprints(client.jwks), "jwks_uri": client.jwks_uri,
-            "require_pushed_authorization_requests": bool(client.require_pushed_authorization_requests)}
+            "require_pushed_authorization_requests": bool(client.require_pushed_authorization_requests),
+            "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens)}
 
 
 # --------------------------------------------------------------------------- changes
@@ -237,7 +241,8 @@ def register(registration: Registration, *, actor: str = "cli") -> tuple[Client,
                     first_party=registration.first_party, id_token_alg=registration.id_token_alg,
                     backchannel_logout_uri=registration.backchannel_logout_uri, jwks=registration.jwks,
                     jwks_uri=registration.jwks_uri,
-                    require_pushed_authorization_requests=registration.require_pushed_authorization_requests)
+                    require_pushed_authorization_requests=registration.require_pushed_authorization_requests,
+                    dpop_bound_access_tokens=registration.dpop_bound_access_tokens)
     db.session.add(client)
     db.session.flush()
     audit.record("client.created", org_id=None, actor=actor, subject_id=client.id, details=client_settings(client))
@@ -247,7 +252,8 @@ def register(registration: Registration, *, actor: str = "cli") -> tuple[Client,
 # What `change` may set; a client's type (public or confidential) is not among them: it decides
 # whether it has a secret, so a client of the other type is a new registration.
 CHANGEABLE = ("name", "redirect_uris", "post_logout_redirect_uris", "grant_types", "first_party", "id_token_alg",
-              "backchannel_logout_uri", "jwks", "jwks_uri", "require_pushed_authorization_requests")
+              "backchannel_logout_uri", "jwks", "jwks_uri", "require_pushed_authorization_requests",
+              "dpop_bound_access_tokens")
 
 
 def change(client: Client, *, actor: str = "cli", **given) -> dict:
@@ -262,7 +268,8 @@ def change(client: Client, *, actor: str = "cli", **given) -> dict:
     if not given:
         raise ClientRefused("nothing to change: give --name, --redirect-uri, --post-logout-redirect-uri, "
                             "--first-party or --third-party, --grant-type, --id-token-alg, "
-                            "--backchannel-logout-uri, --jwks, --jwks-uri or --require-par/--no-require-par")
+                            "--backchannel-logout-uri, --jwks, --jwks-uri, --require-par/--no-require-par or "
+                            "--require-dpop/--no-require-dpop")
     if ("jwks" in given or "jwks_uri" in given) and not (client.jwks or client.jwks_uri):
         # A secret would have to go, and the client's software change with it: a new registration.
         raise ClientRefused(f"client {client.client_id!r} authenticates with "
@@ -282,6 +289,7 @@ def change(client: Client, *, actor: str = "cli", **given) -> dict:
     client.backchannel_logout_uri, client.jwks, client.jwks_uri = (wanted.backchannel_logout_uri, wanted.jwks,
                                                                    wanted.jwks_uri)
     client.require_pushed_authorization_requests = wanted.require_pushed_authorization_requests
+    client.dpop_bound_access_tokens = wanted.dpop_bound_access_tokens
     client.redirect_uris, client.post_logout_redirect_uris, client.grant_types = (
         list(wanted.redirect_uris), list(wanted.post_logout_redirect_uris), list(wanted.grant_types))
     db.session.flush()

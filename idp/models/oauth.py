@@ -49,6 +49,9 @@ class Client(Base):
     # (idp.oidc.pushed_requests), so that nobody can send a browser to /authorize with a
     # request of their own making in its name.
     require_pushed_authorization_requests: Mapped[bool] = mapped_column(Boolean, default=False)
+    # RFC 9449 5.2: the client's tokens are always DPoP-bound; a token request without a proof
+    # is refused (idp.oidc.dpop).
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -42,6 +42,7 @@ class ClientRecord:
     jwks: dict | None
     jwks_uri: str | None
     require_pushed_authorization_requests: bool
+    dpop_bound_access_tokens: bool
     created_at: datetime
 
 

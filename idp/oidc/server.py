@@ -98,14 +98,18 @@ class AuthorizationServer(FlaskAuthorizationServer):
         if problem is not None:
             raise InvalidRequestError(problem)
         try:
-            return super().authenticate_client(request, methods, endpoint)
+            client = super().authenticate_client(request, methods, endpoint)
         except InvalidClientError:
             # This worker's copy of the client may predate a new secret (`idp client rotate-secret`):
             # read it afresh, once, so that the new secret works at once. Only a refusal pays
             # for that read, as an unknown client_id does; a success costs nothing more.
             if not clients.forget(_named_client_id(request)):
                 raise
-            return super().authenticate_client(request, methods, endpoint)
+            client = super().authenticate_client(request, methods, endpoint)
+        if endpoint == "token" and client.row.dpop_bound_access_tokens and getattr(request, "dpop", None) is None:
+            # RFC 9449 5.2, refused before the grant spends anything (a code, a refresh token).
+            raise dpop.InvalidDPoPProof("This client's tokens are DPoP-bound only: send a DPoP proof.")
+        return client
 
     def handle_error_response(self, request, error):
         """An authorization error sent back to the client names the issuer that answered, as the

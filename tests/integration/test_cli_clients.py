@@ -20,7 +20,7 @@ from idp.security.tokens import sha256_hex
 
 REGISTRATION_KEYS = {"client_id", "name", "public", "first_party", "token_endpoint_auth_methods", "grant_types",
                      "redirect_uris", "post_logout_redirect_uris", "scope", "id_token_alg", "backchannel_logout_uri",
-                     "jwk_thumbprints", "jwks_uri", "require_pushed_authorization_requests", "created_at",
+                     "jwk_thumbprints", "jwks_uri", "require_pushed_authorization_requests", "dpop_bound_access_tokens", "created_at",
                      "previous_secret_expires_at"}
 
 
@@ -117,6 +117,17 @@ def test_a_client_may_be_told_to_push_its_authorization_requests(sqlite_only_url
     assert client_row(db, client_id)["require_pushed_authorization_requests"] is False
     [event] = db.events("client.updated")
     assert event["details"]["changes"] == {"require_pushed_authorization_requests": {"from": True, "to": False}}
+
+
+def test_a_client_may_be_told_to_take_dpop_bound_tokens_only(sqlite_only_url, idp, db):
+    created = json.loads(ok(idp("client", "add", "--name", "Svc", "--grant-type", "client_credentials",
+                                "--require-dpop", database_url=sqlite_only_url)).stdout)
+    client_id = created["client_id"]
+    assert client_row(db, client_id)["dpop_bound_access_tokens"] is True
+    shown = json.loads(ok(idp("client", "show", client_id, "--json", database_url=sqlite_only_url)).stdout)
+    assert shown["dpop_bound_access_tokens"] is True
+    result = ok(idp("client", "update", client_id, "--no-require-dpop", database_url=sqlite_only_url))
+    assert "dpop_bound_access_tokens: True -> False" in result.stdout
 
 
 def test_client_update_to_the_same_settings_writes_nothing(sqlite_only_url, idp, db):

@@ -287,3 +287,30 @@ def test_a_proof_sent_with_a_pushed_request_binds_its_code(live_server, seeded, 
         signed = proof(presented, "POST", token_url(live_server)) if presented is not None else None
         answer = exchange(live_server, rp, client, browser.callback_params()["code"], signed)
         assert answer.status_code == expected, answer.text
+
+
+def test_a_client_registered_for_dpop_gets_no_token_without_a_proof(live_server, seeded, rp_factory, web):
+    from idp import clients
+    from idp.db import db
+    from idp.oidc.server import clients as cache
+
+    with live_server.context():
+        row, secret = clients.register(clients.Registration(name="Service", grant_types=("client_credentials",),
+                                                            dpop_bound_access_tokens=True))
+        clients.change(clients.find(seeded.public["client_id"]), dpop_bound_access_tokens=True)
+        db.session.commit()
+    cache.entries.clear()
+    form = {"grant_type": "client_credentials"}
+    bare = requests.post(token_url(live_server), auth=(row.client_id, secret), data=form, timeout=10)
+    assert (bare.status_code, bare.json()["error"]) == (400, "invalid_dpop_proof")
+    bound = requests.post(token_url(live_server), auth=(row.client_id, secret), data=form, timeout=10,
+                          headers={"DPoP": proof(new_key(), "POST", token_url(live_server))})
+    assert bound.status_code == 200 and bound.json()["token_type"] == "DPoP"
+
+    # Refused before the grant runs: the code is not spent by the refusal.
+    client = seeded.public
+    rp = rp_factory(client)
+    code = code_for(live_server, web, rp, seeded)
+    assert exchange(live_server, rp, client, code, None).json()["error"] == "invalid_dpop_proof"
+    answer = exchange(live_server, rp, client, code, proof(new_key(), "POST", token_url(live_server)))
+    assert answer.status_code == 200 and answer.json()["token_type"] == "DPoP", answer.text

@@ -67,6 +67,7 @@ def upgrade() -> None:
     sa.Column('jwks', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
     sa.Column('jwks_uri', sa.Text(), nullable=True),
     sa.Column('require_pushed_authorization_requests', sa.Boolean(), nullable=False),
+    sa.Column('dpop_bound_access_tokens', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('client_id')
