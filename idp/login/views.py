@@ -14,6 +14,7 @@ from idp.login import session as login_session, transaction
 from idp.login.steps import consent, enrol, password, recovery_codes, second_factor
 from idp.login.steps.base import StepContext
 from idp.login.transaction import State
+from idp.oidc import urls
 from idp.security.headers import csp_for_forms_to
 
 bp = Blueprint("login", __name__)
@@ -87,7 +88,7 @@ def expired():
     return render_template("login/expired.html"), 400
 
 
-@bp.route("/logout", methods=["GET", "POST"])
+@bp.route(urls.PATHS["end_session_endpoint"], methods=["GET", "POST"])
 @csrf.exempt  # a client's own POST carries no token of ours: the view checks it (_confirmed_here)
 def logout():
     """RP-initiated logout, by GET or POST (with id_token_hint and a registered

@@ -34,6 +34,7 @@ from flask import current_app
 from joserfc import jwk, jwt
 from joserfc.errors import JoseError, SecurityWarning
 from idp.models import ClientAssertion
+from idp.oidc import urls
 from idp.single_use import record_once
 from idp.security.tokens import sha256_hex
 
@@ -153,6 +154,11 @@ def thumbprints(jwks: dict | None) -> list[str]:
     return [jwk.import_key(key).thumbprint() for key in jwks["keys"]]
 
 
+# The endpoints that take a client assertion (those where a client authenticates).
+_ASSERTION_ENDPOINTS = ("token_endpoint", "revocation_endpoint", "introspection_endpoint",
+                        "pushed_authorization_request_endpoint")
+
+
 def _issuer_only(settings) -> bool:
     return settings.get("tokens.client_assertion_audience") == "issuer"
 
@@ -226,8 +232,7 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         issuer = settings.issuer
         if _issuer_only(settings):
             return [issuer]
-        return [issuer, f"{issuer}/oauth/token", f"{issuer}/oauth/revoke", f"{issuer}/oauth/introspect",
-                f"{issuer}/oauth/par"]
+        return [issuer, *(urls.at(issuer, name) for name in _ASSERTION_ENDPOINTS)]
 
     def resolve_client_public_key(self, client):
         if not client.has_keys():  # a client with a secret, or a public one: no key of its verifies anything

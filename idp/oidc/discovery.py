@@ -11,6 +11,7 @@ from idp.policy.decide import ACR_MFA, ACR_PWD
 from idp.oidc.adapters import AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.client_assertion import SIGNING_ALGS as ASSERTION_ALGS
 from idp.oidc.dpop import ALGS as DPOP_ALGS
+from idp.oidc import urls
 from idp.oidc.keys import SUPPORTED_ALGS
 
 
@@ -18,13 +19,7 @@ def build(settings: Settings) -> str:
     issuer = settings.issuer
     document = {
         "issuer": issuer,
-        "authorization_endpoint": f"{issuer}/authorize",
-        "token_endpoint": f"{issuer}/oauth/token",
-        "userinfo_endpoint": f"{issuer}/oauth/userinfo",
-        "jwks_uri": f"{issuer}/jwks",
-        "revocation_endpoint": f"{issuer}/oauth/revoke",
-        "introspection_endpoint": f"{issuer}/oauth/introspect",
-        "end_session_endpoint": f"{issuer}/logout",
+        **{name: urls.at(issuer, name) for name in urls.PATHS},
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -48,7 +43,7 @@ def build(settings: Settings) -> str:
         "request_object_signing_alg_values_supported": list(ASSERTION_ALGS),
         # False: no request is fetched from a client's URL. A pushed request's request_uri works.
         "request_uri_parameter_supported": False,
-        "pushed_authorization_request_endpoint": f"{issuer}/oauth/par",  # RFC 9126 (idp.oidc.pushed_requests)
+        # (pushed_authorization_request_endpoint, above: RFC 9126, idp.oidc.pushed_requests)
         "require_pushed_authorization_requests": False,
         "frontchannel_logout_supported": False,
         "backchannel_logout_supported": True,  # OIDC Back-Channel Logout 1.0 (idp.oidc.backchannel)

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, or_, select
 from idp import audit, token_revocation
 from idp.db import db
 from idp.models import Organization, Token, User
-from idp.oidc import claims, dpop, keys
+from idp.oidc import claims, dpop, keys, urls
 from idp.oidc.adapters import AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS, OAuthToken, PresentedToken
 from idp.security.tokens import sha256_hex
 
@@ -159,9 +159,9 @@ class DPoPTokenValidator(AccessTokenValidator):
         if token.row.dpop_jkt is None:
             raise BearerChallenge("invalid_token", 401, "This access token is not bound to a DPoP key: send it "
                                                         "as Authorization: Bearer TOKEN.", scheme="DPoP")
-        url = f"{current_app.extensions['idp.settings'].issuer}/oauth/userinfo"
         try:
-            proof = dpop.proof_of(request.headers, request.method, url, access_token=token.presented)
+            proof = dpop.proof_of(request.headers, request.method, urls.of("userinfo_endpoint"),
+                                  access_token=token.presented)
             if proof is None:
                 raise dpop.InvalidDPoPProof("A DPoP proof is required with a DPoP-bound access token.")
             if proof.jkt != token.row.dpop_jkt:

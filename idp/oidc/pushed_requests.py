@@ -35,13 +35,12 @@ from sqlalchemy import bindparam, delete
 
 from idp.db import db, utcnow
 from idp.models import PushedRequest
-from idp.oidc import dpop, parameters, request_object
+from idp.oidc import dpop, parameters, request_object, urls
 from idp.oidc.adapters import AUTH_METHODS
 from idp.oidc.request_object import RequestObjectRefused
 from idp.security.tokens import random_token, sha256_hex
 
 ENDPOINT_NAME = "pushed_authorization_request"
-PATH = "/oauth/par"
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 # Long enough for the client to redirect the browser, short enough that a reference is of no
 # use once the login it was made for has begun (RFC 9126 2.2 suggests 5 to 600 seconds).
@@ -125,7 +124,7 @@ def authorization_parameters(payload, client, headers) -> dict[str, str]:
     else:
         found = {name: payload.data[name] for name in _KEPT if payload.data.get(name)}
     found["client_id"] = client_id
-    proof = dpop.proof_of(headers, "POST", f"{issuer}{PATH}")
+    proof = dpop.proof_of(headers, "POST", urls.at(issuer, "pushed_authorization_request_endpoint"))
     if proof is not None:
         # RFC 9449 10.1: a proof sent with the push binds the code to its key, as dpop_jkt would.
         dpop.spend(proof)

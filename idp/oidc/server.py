@@ -18,7 +18,7 @@ from idp.config import Settings
 from idp.db import db
 from idp.models import Client, Token
 from idp.oidc.adapters import ClientRecord, OAuthClient
-from idp.oidc import client_assertion, dpop, parameters
+from idp.oidc import client_assertion, dpop, parameters, urls
 from idp.oidc.grants import revoke_if_replayed, rotate, store_exchanged_tokens
 from idp.ops import metrics
 from idp.security.text import storable
@@ -83,8 +83,7 @@ class AuthorizationServer(FlaskAuthorizationServer):
         if not request.payload.grant_type:
             return self.handle_error_response(request, InvalidRequestError("grant_type is required."))
         try:
-            request.dpop = dpop.proof_of(request.headers, "POST",
-                                         f"{current_app.extensions['idp.settings'].issuer}/oauth/token")
+            request.dpop = dpop.proof_of(request.headers, "POST", urls.of("token_endpoint"))
             if request.dpop is not None:
                 dpop.spend(request.dpop)
         except dpop.InvalidDPoPProof as error:

@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 from idp.dispatch import client_endpoint
 from idp.extensions import csrf, limiter
 from idp.login.snapshot import rebuild
-from idp.oidc import cors, discovery, keys, pushed_requests
+from idp.oidc import cors, discovery, keys, pushed_requests, urls
 from idp.oidc.server import query_client, server
 
 bp = Blueprint("oidc", __name__)
@@ -59,7 +59,7 @@ def _error_page(error: OAuth2Error):
         error.error, _l("The application's sign-in request cannot be processed."))), 400
 
 
-@bp.route("/authorize", methods=["GET"])
+@bp.route(urls.PATHS["authorization_endpoint"], methods=["GET"])
 @malformed_input_is_a_400(json_errors=False)
 def authorize():
     """Validate with Authlib, then start (or resume through SSO) a login transaction.
@@ -147,7 +147,7 @@ def _refusal_before_validation(client, error_code: str, description: str):
     return server.handle_error_response(server.create_oauth2_request(None), error)
 
 
-@bp.route("/authorize", methods=["POST"])
+@bp.route(urls.PATHS["authorization_endpoint"], methods=["POST"])
 @csrf.exempt  # the client's page posts it: no token of ours, and it changes nothing
 def authorize_by_post():
     """OIDC Core 3.1.2.1: the authorization endpoint takes POST (form serialization) as well as GET.
@@ -209,7 +209,7 @@ def browser_callable(client_of):
     return decorate
 
 
-@bp.route("/oauth/token", methods=["POST", "OPTIONS"], provide_automatic_options=False)
+@bp.route(urls.PATHS["token_endpoint"], methods=["POST", "OPTIONS"], provide_automatic_options=False)
 @client_endpoint
 @browser_callable(_client_named_in_request)
 @malformed_input_is_a_400(json_errors=True)
@@ -217,7 +217,7 @@ def token():
     return server.create_token_response()
 
 
-@bp.route(pushed_requests.PATH, methods=["POST", "OPTIONS"], provide_automatic_options=False)
+@bp.route(urls.PATHS["pushed_authorization_request_endpoint"], methods=["POST", "OPTIONS"], provide_automatic_options=False)
 @client_endpoint
 @browser_callable(_client_named_in_request)
 @malformed_input_is_a_400(json_errors=True)
@@ -226,7 +226,7 @@ def pushed_authorization_request():
     return server.create_endpoint_response(pushed_requests.ENDPOINT_NAME)
 
 
-@bp.route("/oauth/userinfo", methods=["GET", "POST", "OPTIONS"], provide_automatic_options=False)
+@bp.route(urls.PATHS["userinfo_endpoint"], methods=["GET", "POST", "OPTIONS"], provide_automatic_options=False)
 @client_endpoint
 @browser_callable(_client_of_the_bearer_token)
 @malformed_input_is_a_400(json_errors=True)
@@ -234,7 +234,7 @@ def userinfo():
     return server.create_endpoint_response("userinfo")
 
 
-@bp.route("/oauth/revoke", methods=["POST", "OPTIONS"], provide_automatic_options=False)
+@bp.route(urls.PATHS["revocation_endpoint"], methods=["POST", "OPTIONS"], provide_automatic_options=False)
 @client_endpoint
 @browser_callable(_client_named_in_request)
 @malformed_input_is_a_400(json_errors=True)
@@ -242,7 +242,7 @@ def revoke():
     return server.create_endpoint_response("revocation")
 
 
-@bp.post("/oauth/introspect")
+@bp.post(urls.PATHS["introspection_endpoint"])
 @client_endpoint
 @malformed_input_is_a_400(json_errors=True)
 def introspect():
@@ -265,7 +265,7 @@ def openid_configuration():
                     headers={"Cache-Control": "public, max-age=3600", **_PUBLIC})
 
 
-@bp.get("/jwks")
+@bp.get(urls.PATHS["jwks_uri"])
 @limiter.exempt
 def jwks():
     return Response(keys.snapshot().jwks_json, mimetype="application/json",

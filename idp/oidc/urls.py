@@ -1,0 +1,28 @@
+"""Where the provider's protocol endpoints are: their paths (the routes) and their URLs at the
+issuer (what discovery publishes). A client assertion's `aud` and a DPoP proof's `htu` name
+those URLs, so they are read here too: one place, and the three never disagree."""
+from __future__ import annotations
+
+from flask import current_app
+
+# Discovery's metadata names (RFC 8414, OIDC Discovery, RFC 9126) -> path at the issuer.
+PATHS = {
+    "authorization_endpoint": "/authorize",
+    "token_endpoint": "/oauth/token",
+    "userinfo_endpoint": "/oauth/userinfo",
+    "jwks_uri": "/jwks",
+    "revocation_endpoint": "/oauth/revoke",
+    "introspection_endpoint": "/oauth/introspect",
+    "end_session_endpoint": "/logout",
+    "pushed_authorization_request_endpoint": "/oauth/par",
+}
+
+
+def at(issuer: str, name: str) -> str:
+    """The URL of endpoint `name` (a key of PATHS) at `issuer`."""
+    return issuer + PATHS[name]
+
+
+def of(name: str) -> str:
+    """The URL of endpoint `name` at this app's issuer."""
+    return at(current_app.extensions["idp.settings"].issuer, name)
