@@ -41,8 +41,9 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from joserfc import jwk, jws, jwt
 from joserfc.errors import JoseError
 from joserfc.util import to_bytes
+
 from idp.models import DPoPProof
-from idp.oidc.client_assertion import SIGNING_ALGS
+from idp.oidc.client_assertion import MIN_RSA_BITS, SIGNING_ALGS
 from idp.security.tokens import sha256_hex
 from idp.single_use import record_once
 
@@ -115,9 +116,12 @@ def _key_of(raw: str) -> tuple[jwk.Key, str]:
     if public.get("kty") not in ("EC", "RSA", "OKP"):
         raise InvalidDPoPProof("The DPoP proof's jwk must be an EC, RSA or OKP key.")
     try:
-        return jwk.import_key(public), alg
+        key = jwk.import_key(public)
     except (JoseError, ValueError, TypeError, KeyError):
         raise InvalidDPoPProof("The DPoP proof's jwk is not a valid public key.") from None
+    if key.key_type == "RSA" and key.raw_value.key_size < MIN_RSA_BITS:
+        raise InvalidDPoPProof(f"The DPoP proof's RSA key must have at least {MIN_RSA_BITS} bits.")
+    return key, alg
 
 
 def _check_claims(claims: dict, method: str, url: str, access_token: str | None) -> None:
@@ -161,12 +165,3 @@ def spend(proof: Proof) -> None:
                                              "expires_at": expires_at}):
         raise InvalidDPoPProof("This DPoP proof was used before: sign a new one for each request.")
 
-
-def challenge(error: str | None = None, description: str | None = None) -> str:
-    """A `WWW-Authenticate: DPoP ...` challenge (RFC 9449 7.1), naming the algorithms taken."""
-    attributes = ['realm="idp"', f'algs="{" ".join(ALGS)}"']
-    if error:
-        attributes.append(f'error="{error}"')
-    if description:
-        attributes.append(f'error_description="{description}"')
-    return "DPoP " + ", ".join(attributes)

@@ -256,7 +256,8 @@ class IntrospectionEndpoint(_Introspection):
             payload["username"] = user.email
         if row.acr:
             payload["acr"] = row.acr
-        if row.dpop_jkt is not None and (not token.refresh or token.get_client().row.public):
+        client = token.get_client()
+        if row.dpop_jkt is not None and (not token.refresh or (client is not None and client.row.public)):
             # RFC 9449 6.2: what the token is bound to (a confidential client's refresh token is not).
             payload["cnf"] = {"jkt": row.dpop_jkt}
             if not token.refresh:

@@ -23,13 +23,13 @@ again (a client changed meanwhile), and the login runs as for any request.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import timedelta
 
 from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oauth2.rfc6749.endpoint import Endpoint, EndpointRequest
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
-from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import bindparam, delete
 
@@ -94,7 +94,7 @@ class PushedAuthorizationEndpoint(Endpoint):
 
     def create_response(self, validated: PushedAuthorizationRequest):
         request_uri = REQUEST_URI_PREFIX + random_token(32)
-        expires_at = datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(seconds=LIFETIME)
+        expires_at = utcnow() + timedelta(seconds=LIFETIME)
         db.session.rollback()  # the checks only read: end their transaction before the lone write
         db.insert_alone(_TABLE, {"request_uri_hash": sha256_hex(request_uri), "expires_at": expires_at,
                                  "client_id": validated.client.get_client_id(),

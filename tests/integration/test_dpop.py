@@ -155,6 +155,12 @@ def _hmac(key, url):
                       "htu": url, "iat": 1}, secret, algorithms=["HS256"])
 
 
+def _small_rsa(url):
+    from joserfc.jwk import RSAKey
+
+    return proof(RSAKey.generate_key(1024, parameters={"kid": "small"}, private=True), "POST", url, alg="RS256")
+
+
 SPOILED = {
     "another typ": lambda key, url: proof(key, "POST", url, header={"typ": "JWT"}),
     "no jwk": lambda key, url: proof(key, "POST", url, header={"jwk": None}),
@@ -168,6 +174,7 @@ SPOILED = {
     "too old": lambda key, url: proof(key, "POST", url, iat=1_000_000_000),
     "from the future": lambda key, url: proof(key, "POST", url, iat=4_000_000_000),
     "no jti": lambda key, url: proof(key, "POST", url, jti=None),
+    "a small RSA key": lambda key, url: _small_rsa(url),
     "not a JWT": lambda key, url: "not-a-jwt",
 }
 
