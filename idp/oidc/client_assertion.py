@@ -2,7 +2,7 @@
 
 A confidential client may be registered with a JWK Set of public keys instead of a secret
 (`idp client add --jwks FILE`), or with the URL where it publishes them (`--jwks-uri URL`,
-idp.oidc.client_jwks). At the token, revocation and introspection endpoints it then
+idp.oidc.client_jwks). At the token, revocation, introspection and PAR endpoints it then
 sends `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer` and
 `client_assertion`: a JWT signed with one of those keys, whose `iss` and `sub` are its
 client_id, `aud` this server (its issuer, or the endpoint's URL), `exp` when it stops being

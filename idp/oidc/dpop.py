@@ -82,7 +82,7 @@ def proof_of(headers, method: str, url: str, access_token: str | None = None) ->
     """The request's DPoP proof, checked for `method` at `url` (and, at a resource, for
     `access_token`) but not yet spent (`spend`); None when the request has none. Raises
     InvalidDPoPProof saying what is wrong."""
-    raw = headers.get(HEADER)  # one look-up in the WSGI environ: every token request makes it
+    raw = headers.get(HEADER)
     if raw is None:
         return None
     if "," in raw:  # the server joined two DPoP headers (a JWT holds no comma)

@@ -11,8 +11,8 @@ issuer, `client_id` (when the object has one) the query's; `exp` is required and
 MAX_LIFETIME ahead. Only the object's parameters are used: any other in the query is ignored
 (RFC 9101 6.3), the query's client_id aside, which names the client whose keys verify it. A
 parameter's value is text (a number becomes its decimal text: `max_age`); a nested `request`
-or `request_uri` is refused. `request_uri` (a request object fetched by reference, or pushed
-beforehand) is not offered.
+or `request_uri` is refused. A request object fetched from a client's URL (`request_uri`) is
+not offered; a pushed one is (idp.oidc.pushed_requests, which unpacks a pushed object here).
 
 A request object that cannot be used is `invalid_request_object` (`request_not_supported` from
 a client without keys), sent back to the redirect URI in the query when it is one of the

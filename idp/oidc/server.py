@@ -82,12 +82,13 @@ class AuthorizationServer(FlaskAuthorizationServer):
         request = self.create_oauth2_request(request)
         if not request.payload.grant_type:
             return self.handle_error_response(request, InvalidRequestError("grant_type is required."))
-        try:
-            request.dpop = dpop.proof_of(request.headers, "POST", urls.of("token_endpoint"))
-            if request.dpop is not None:
+        request.dpop = None
+        if dpop.HEADER in request.headers:  # a bearer grant pays this one look-up, nothing more
+            try:
+                request.dpop = dpop.proof_of(request.headers, "POST", urls.of("token_endpoint"))
                 dpop.spend(request.dpop)
-        except dpop.InvalidDPoPProof as error:
-            return self.handle_error_response(request, error)
+            except dpop.InvalidDPoPProof as error:
+                return self.handle_error_response(request, error)
         return super().create_token_response(request)
 
     def authenticate_client(self, request, methods, endpoint="token"):
