@@ -69,10 +69,10 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     from idp.admin.views import bp as admin_bp
     from idp import errors
 
-    from idp.login import password_reset_pages
+    from idp.login import device_pages, password_reset_pages
 
     oidc_server.init_app(app, settings)
-    for blueprint in (oidc_bp, login_bp, account_bp, admin_bp):
+    for blueprint in (oidc_bp, login_bp, device_pages.bp, account_bp, admin_bp):
         app.register_blueprint(blueprint)
     password_reset_pages.init_app(app, settings)  # "Forgot your password?", when [password_reset] enables it
     errors.init_app(app, settings.database_url)

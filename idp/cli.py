@@ -579,8 +579,9 @@ def client() -> None:
 @click.option("--post-logout-redirect-uri", "logout_uris", multiple=True,
               help="Where RP-initiated logout may return (repeatable).")
 @click.option("--grant-type", "grant_types", multiple=True,
-              help="authorization_code | refresh_token | client_credentials (repeatable; "
-                   "default: authorization_code refresh_token).")
+              help="authorization_code | refresh_token | client_credentials | device_code (repeatable; "
+                   "default: authorization_code refresh_token; device_code is RFC 8628's "
+                   "urn:ietf:params:oauth:grant-type:device_code).")
 @click.option("--id-token-alg", default=None, help="ES256 (default) or RS256.")
 @click.option("--backchannel-logout-uri", "backchannel", default=None,
               help="Where the client is told that a session it signed in through ended (OIDC Back-Channel Logout).")
@@ -675,7 +676,8 @@ def _client_document(row) -> dict:
 @click.option("--first-party/--third-party", "first_party", default=None,
               help="Skip the consent page for this client, or show it again.")
 @click.option("--grant-type", "grant_types", multiple=True,
-              help="authorization_code | refresh_token | client_credentials (repeatable; replaces the list).")
+              help="authorization_code | refresh_token | client_credentials | device_code (repeatable; replaces "
+                   "the list).")
 @click.option("--id-token-alg", default=None, help="ES256 or RS256.")
 @click.option("--backchannel-logout-uri", "backchannel", default=None,
               help='Where the client is told that a session ended ("" to stop telling it).')
@@ -922,6 +924,8 @@ DEMO_ORG = "Demo"
 DEMO_ADMIN = ("admin@demo.example", "Demo Admin", "demo-admin-password")
 DEMO_USER = ("user@demo.example", "Demo User", "demo-user-password")
 DEMO_CLIENT = "Demo relying party"
+# A device without a browser (examples/device/signin.py): public, first-party, RFC 8628.
+DEMO_DEVICE = "Demo device"
 
 
 @cli.group()
@@ -937,7 +941,8 @@ def demo() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the credentials as JSON.")
 @with_appcontext
 def demo_seed(rp_url: str, rp_config: Path | None, as_json: bool) -> None:
-    """Create (or find) the demo organization, an admin, a user and the demo client. Idempotent."""
+    """Create (or find) the demo organization, an admin, a user, the demo client and the demo device
+    client. Idempotent."""
     from sqlalchemy import select
 
     from idp import clients
@@ -976,12 +981,17 @@ def demo_seed(rp_url: str, rp_config: Path | None, as_json: bool) -> None:
         secret = saved.get("client_secret") if saved.get("client_id") == row.client_id else None
         if not secret or not matches_hash(secret, row.secret_hash):
             secret = clients.rotate_secret(row)
+    device = session.scalar(select(Client).where(Client.name == DEMO_DEVICE))
+    if device is None:
+        device, _none = clients.register(clients.Registration(
+            name=DEMO_DEVICE, public=True, first_party=True, grant_types=(clients.DEVICE_CODE, "refresh_token")))
     commit()
 
     settings = app.extensions["idp.settings"]
     document = {"issuer": settings.issuer, "organization": DEMO_ORG, "users": people,
                 "client": {"client_id": row.client_id, "client_secret": secret, "redirect_uri": callback,
-                           "post_logout_redirect_uri": home}}
+                           "post_logout_redirect_uri": home},
+                "device_client": {"client_id": device.client_id}}
     rp_config.parent.mkdir(parents=True, exist_ok=True)
     rp_config.write_text(json.dumps({"issuer": settings.issuer, "client_id": row.client_id,
                                      "client_secret": secret}, indent=2) + "\n")
@@ -994,6 +1004,8 @@ def demo_seed(rp_url: str, rp_config: Path | None, as_json: bool) -> None:
         click.echo(f"  {person['role']:<5}  {person['email']}  password: {person['password']}")
     click.echo(f"  client_id {row.client_id}  client_secret {secret}  (saved in {rp_config})")
     click.echo(f"Sign in at {home}")
+    click.echo(f"Sign a device in: .venv/bin/python examples/device/signin.py --issuer {settings.issuer} "
+               f"--client-id {device.client_id}")
 
 
 # --------------------------------------------------------------------------- entry point

@@ -37,14 +37,17 @@ from sqlalchemy import delete, select, update
 from idp import audit
 from idp.db import db, utcnow
 from idp.login.transaction import TERMINAL
-from idp.models import (AuthorizationCode, Client, ConsentGrant, LoginTransaction, PushedRequest, SessionClient,
-                        Token)
+from idp.models import (AuthorizationCode, Client, ConsentGrant, DeviceAuthorization, LoginTransaction, PushedRequest,
+                        SessionClient, Token)
 from idp.oidc.client_assertion import JwksRefused, public_jwks, thumbprints
 from idp.security.origins import LOOPBACK_HOSTS, is_ip_address
 from idp.security.text import name_problem, storable
 from idp.security.tokens import random_token, sha256_hex
 
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"  # RFC 8628 (idp.oidc.device_flow)
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", DEVICE_CODE)
+# What an operator may type for a grant type with a long registered name.
+GRANT_TYPE_ALIASES = {"device_code": DEVICE_CODE}
 DEFAULT_GRANT_TYPES = ("authorization_code", "refresh_token")
 ID_TOKEN_ALGS = ("ES256", "RS256")
 MAX_NAME_LENGTH = 200
@@ -136,12 +139,14 @@ def checked(registration: Registration) -> Registration:
     problem = name_problem(name, MAX_NAME_LENGTH)
     if problem:
         raise ClientRefused(f"the client name {problem}")
-    grants = tuple(dict.fromkeys(registration.grant_types or DEFAULT_GRANT_TYPES))
+    grants = tuple(dict.fromkeys(GRANT_TYPE_ALIASES.get(grant, grant)
+                                 for grant in registration.grant_types or DEFAULT_GRANT_TYPES))
     for grant in grants:
         if grant not in GRANT_TYPES:
-            raise ClientRefused(f"unknown grant type {grant!r} (choose from {', '.join(GRANT_TYPES)})")
-    if "refresh_token" in grants and "authorization_code" not in grants:
-        raise ClientRefused("grant type refresh_token needs authorization_code")
+            raise ClientRefused(f"unknown grant type {grant!r} (choose from {', '.join(GRANT_TYPES)}; "
+                                f"device_code for {DEVICE_CODE})")
+    if "refresh_token" in grants and "authorization_code" not in grants and DEVICE_CODE not in grants:
+        raise ClientRefused("grant type refresh_token needs authorization_code or device_code")
     if registration.public and "client_credentials" in grants:
         raise ClientRefused("a public client cannot use client_credentials (it has no secret)")
     uris = tuple(dict.fromkeys(check_redirect_uri(u) for u in registration.redirect_uris))
@@ -364,6 +369,7 @@ def remove(client: Client, *, actor: str = "cli") -> dict:
     # Nobody is left to tell of those sessions' logouts (idp.oidc.backchannel).
     db.session.execute(delete(SessionClient).where(SessionClient.client_id == client_id))
     db.session.execute(delete(PushedRequest).where(PushedRequest.client_id == client_id))
+    db.session.execute(delete(DeviceAuthorization).where(DeviceAuthorization.client_id == client_id))
     db.session.delete(client)
     db.session.flush()
     audit.record("client.removed", org_id=None, actor=actor, subject_id=row_id,

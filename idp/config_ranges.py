@@ -39,6 +39,10 @@ BOUNDS: tuple[tuple[str, float, float], ...] = (
     ("tokens.retired_key_grace", 0, 365 * DAY),
     ("tokens.key_publish_delay", 0, 30 * DAY),
     ("tokens.client_cache_ttl", 0, 3600),
+    # RFC 8628: long enough to walk to a computer and sign in with a second factor; the user code
+    # is guessable only while it lives (34 bits, guesses limited per address).
+    ("tokens.device_code_ttl", 60, 1800),
+    ("tokens.device_poll_interval", 1, 60),
     ("admin.page_size", 1, 1000),
     ("mail.port", 1, 65535),
     ("ops.cached_documents_ttl", 0, 3600),

@@ -31,6 +31,8 @@ row can no longer matter:
   the row's expiry already counts the clock leeway).
 - pushed_requests: expired (a pushed authorization request's request_uri is refused once
   expired; a used one is deleted by its use).
+- device_authorizations: expired (RFC 8628: a device polling after that is told its code is
+  unknown rather than expired; its approval, an authorization code, goes with the codes).
 
 Every statement is also valid as a COUNT for `dry_run`. Each table's DELETE is
 committed on its own: a long purge never holds one big transaction across tables.
@@ -43,8 +45,8 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, or_, select
 
 from idp.db import db, utcnow
-from idp.models import (AuthorizationCode, ClientAssertion, DPoPProof, FactorChallenge, FailureCounter,
-                        LoginTransaction, PasswordReset, PushedRequest, Token, UserSession)
+from idp.models import (AuthorizationCode, ClientAssertion, DeviceAuthorization, DPoPProof, FactorChallenge,
+                        FailureCounter, LoginTransaction, PasswordReset, PushedRequest, Token, UserSession)
 from idp.oidc.client_assertion import LEEWAY
 
 # How long spent-but-harmless rows (answered challenges, revoked tokens, idle counters) are kept.
@@ -95,6 +97,7 @@ def conditions(now: datetime, refresh_ttl: int) -> list[tuple[str, Any, Any]]:
         ("client_assertions", ClientAssertion, ClientAssertion.expires_at < now - ASSERTION_LEEWAY),
         ("pushed_requests", PushedRequest, PushedRequest.expires_at < now),
         ("dpop_proofs", DPoPProof, DPoPProof.expires_at < now),
+        ("device_authorizations", DeviceAuthorization, DeviceAuthorization.expires_at < now),
     ]
 
 

@@ -44,6 +44,7 @@ SHOWN = {
     "user.signed_out_everywhere": _l("Signed out everywhere"),
     "consent.granted": _l("Application allowed"),
     "consent.withdrawn": _l("Application's access removed"),
+    "device.approved": _l("Device signed in"),
 }
 
 

@@ -6,6 +6,7 @@
                                                                  └────────────────┤
                                                     consent (third-party clients) ─┤
                                                                             done: code issued
+    /device ─ user code confirmed ─ (the same steps) ─ done: the device approved (start_device)
 
 `idp/login/steps/*` each handle one state; this module only routes between them.
 """
@@ -165,22 +166,49 @@ def start(grant, args) -> object:
         # The client expects someone else (OIDC Core 3.1.2.1): sign in again, or login_required.
         enough, why = False, "login_required"
     prompts = _prompts(params)
-    binding = login_session.browser_binding()
     authz = {"params": params, "client_name": client.name, "redirect_uri": grant.redirect_uri}
-    if enough:
-        steps = [{"method": "sso", "amr": list(sso.amr), "at": int(time.time())}]
-        needs_consent = consent_needed(params, client, user.id)
-        if "none" in prompts and needs_consent:
-            return error_redirect(grant, "consent_required")
-        handle = transaction.begin(dict(authz, auth_time=sso.auth_time, sid=sso.sid), binding,
-                                   state=State.CONSENT if needs_consent else State.IDENTIFY,
-                                   user_id=user.id, steps_done=steps)
-        if not needs_consent:
-            return finish(handle.row, expected=State.IDENTIFY)
-        return redirect_to(handle.raw)
+    needs_consent = None
     if "none" in prompts:
-        return error_redirect(grant, why or "login_required")
-    handle = transaction.begin(authz, binding)
+        if not enough:
+            return error_redirect(grant, why or "login_required")
+        needs_consent = consent_needed(params, client, user.id)
+        if needs_consent:
+            return error_redirect(grant, "consent_required")
+    return _begin(authz, client, sso if enough else None, user, needs_consent)
+
+
+def start_device(device, client) -> object:
+    """Entry from /device once the person confirmed the device's user code (idp.login.device_pages):
+    a login for the device's client and scope, which ends by approving the device
+    (idp.oidc.device_flow) rather than by issuing a code. The device asked for no prompt, max_age
+    or acr_values: the login is what the client and the 2FA policy need, and this browser's
+    session answers it when that is enough. offline_access from a third-party client is asked
+    for at the consent page (OIDC Core 11's rule, as /authorize applies it with prompt=consent)."""
+    params = {"client_id": client.client_id, "scope": device.scope}
+    if "offline_access" in device.scope.split() and not client.first_party:
+        params["prompt"] = "consent"
+    params = normalise_scope(params, client)
+    sso, user = login_session.current_session(), login_session.current_user()
+    enough, _why = session_is_enough(params, sso, user)
+    authz = {"params": params, "client_name": client.name, "device": device.id}
+    return _begin(authz, client, sso if enough else None, user)
+
+
+def _begin(authz: dict, client, sso, user: UserLike | None, needs_consent: bool | None = None):
+    """Begin the login transaction of `authz`: answered by `sso`, this browser's session, when
+    given (straight to the end, or to consent when the client needs it: `needs_consent` if the
+    caller knows), else from the password."""
+    binding = login_session.browser_binding()
+    if sso is None:
+        return redirect_to(transaction.begin(authz, binding).raw)
+    steps = [{"method": "sso", "amr": list(sso.amr), "at": int(time.time())}]
+    if needs_consent is None:
+        needs_consent = consent_needed(authz["params"], client, user.id)
+    handle = transaction.begin(dict(authz, auth_time=sso.auth_time, sid=sso.sid), binding,
+                               state=State.CONSENT if needs_consent else State.IDENTIFY,
+                               user_id=user.id, steps_done=steps)
+    if not needs_consent:
+        return finish(handle.row, expected=State.IDENTIFY)
     return redirect_to(handle.raw)
 
 
@@ -278,6 +306,8 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
     if row.authz_request.get("internal"):
         db.session.commit()
         return redirect(row.authz_request["next"])
+    if row.authz_request.get("device") is not None:
+        return approve_device(row.authz_request["device"], user, outcome)
     return issue_code(params, user, outcome)
 
 
@@ -297,6 +327,17 @@ def _sign_in(user: UserLike, steps: list[dict], client_id: str | None, events: t
 
 def _last_step_time(steps: list[dict]) -> int:
     return max((int(s.get("at", 0)) for s in steps), default=int(time.time()))
+
+
+def approve_device(device_id: int, user: UserLike, outcome: LoginOutcome) -> object:
+    """The end of a device's login: the device is approved with what the login proved, committed
+    with the login (its session, its events). Approved from another browser meanwhile, denied
+    or expired: this browser is signed in all the same, and told the code is no longer valid."""
+    from idp.oidc import device_flow
+
+    approved = device_flow.approve(device_id, user, outcome)
+    db.session.commit()
+    return redirect(url_for("device.approved" if approved else "login.expired"))
 
 
 def issue_code(params: dict, user: UserLike, outcome: LoginOutcome) -> object:

@@ -80,6 +80,32 @@ class PushedRequest(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
+class DeviceAuthorization(Base):
+    """A device waiting to be signed in (RFC 8628, idp.oidc.device_flow): it polls with its device
+    code while a person types the user code at /device and signs in there. Pending, then
+    approved (the login's result is then an `authorization_codes` row the next poll redeems) or
+    denied; purged once expired."""
+
+    __tablename__ = "device_authorizations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_code_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of the device code
+    # What the person types, as stored: 8 letters without the dash (idp.oidc.device_flow).
+    user_code: Mapped[str] = mapped_column(String(16), unique=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    scope: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))  # pending | approved | denied
+    # Who approved or denied it (None: denied at the confirmation, before any login).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Seconds the device must wait between polls (grows with each slow_down), and its last poll
+    # (Unix time, compared with it in SQL).
+    interval: Mapped[int] = mapped_column(Integer)
+    last_polled_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
 class DPoPProof(Base):
     """A DPoP proof (RFC 9449) that was accepted: its `jti` may not be used again by its key
     while the proof could be (idp.oidc.dpop.spend). Purged once expired."""

@@ -156,7 +156,7 @@ def thumbprints(jwks: dict | None) -> list[str]:
 
 # The endpoints that take a client assertion (those where a client authenticates).
 _ASSERTION_ENDPOINTS = ("token_endpoint", "revocation_endpoint", "introspection_endpoint",
-                        "pushed_authorization_request_endpoint")
+                        "pushed_authorization_request_endpoint", "device_authorization_endpoint")
 
 
 def _issuer_only(settings) -> bool:

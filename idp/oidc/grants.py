@@ -192,6 +192,26 @@ def _insert_unless_nonce_used_statement(columns: tuple[str, ...]):
     return statement
 
 
+def claim_code(code_hash: str, client):
+    """The row of the live code with this hash, claimed for `client`; None when there is none.
+
+    Committed at once, in a statement of its own: a code is spent by its first presentation,
+    even one that then fails (a wrong PKCE verifier, say), so it cannot be retried. A code
+    presented again after its claim is assumed stolen (audited as such, the first time): its
+    mark comes first, then its tokens are revoked (idp.token_revocation). Also the device
+    grant's redemption of an approval (idp.oidc.device_flow)."""
+    row = db.first_alone(_CLAIM_CODE, {"code_hash_": code_hash, "for_client": client.get_client_id(), "now": utcnow()})
+    if row is not None:
+        return row
+    reused = db.run(_MARK_REUSED_CODE, {"code_hash_": code_hash, "now": utcnow()}).first()
+    if reused is not None:
+        revoked = token_revocation.revoke(Token.code_id == reused.id)
+        audit.record_about_user("code.reuse_detected", reused.user_id, actor=client.get_client_id(),
+                                details={"client_id": client.get_client_id(), "tokens_revoked": revoked})
+    db.session.commit()
+    return None
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
 
@@ -241,21 +261,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def query_authorization_code(self, code, client):
         """Claim the code atomically; a second presentation revokes what the first obtained."""
-        code_hash = sha256_hex(code)
-        # Committed at once, in a statement of its own: a code is spent by its first
-        # presentation, even one that then fails (a wrong PKCE verifier, say), so it cannot be
-        # retried.
-        row = db.first_alone(_CLAIM_CODE, {"code_hash_": code_hash, "for_client": client.get_client_id(),
-                                           "now": utcnow()})
+        row = claim_code(sha256_hex(code), client)
         if row is None:
-            # A code presented twice: assume it was stolen (audited as such, the first time). Its
-            # mark comes first, then its tokens are revoked (idp.token_revocation).
-            reused = db.run(_MARK_REUSED_CODE, {"code_hash_": code_hash, "now": utcnow()}).first()
-            if reused is not None:
-                revoked = token_revocation.revoke(Token.code_id == reused.id)
-                audit.record_about_user("code.reuse_detected", reused.user_id, actor=client.get_client_id(),
-                                        details={"client_id": client.get_client_id(), "tokens_revoked": revoked})
-            db.session.commit()
             return None
         self.request.code_row = row
         return OAuthCode(row)

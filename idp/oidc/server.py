@@ -293,21 +293,24 @@ def init_app(app: Flask, settings: Settings) -> None:
         "authorization_code": int(settings.get("tokens.access_token_ttl")),
         "refresh_token": int(settings.get("tokens.access_token_ttl")),
         "client_credentials": int(settings.get("tokens.access_token_ttl")),
+        "urn:ietf:params:oauth:grant-type:device_code": int(settings.get("tokens.access_token_ttl")),
     }
     app.config["OAUTH2_ACCESS_TOKEN_GENERATOR"] = opaque_token
     app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = opaque_token
     server.init_app(app, query_client=query_client, save_token=save_token)
     server.register_client_auth_method(client_assertion.METHOD, client_assertion.PrivateKeyJwt())
 
-    from idp.oidc import endpoints, grants, openid, pushed_requests
+    from idp.oidc import device_flow, endpoints, grants, openid, pushed_requests
 
     server.register_grant(grants.AuthorizationCodeGrant,
                           [parameters.WellFormedParameters(), grants.S256CodeChallenge(required=True),
                            openid.OpenIDCode(require_nonce=False)])
     server.register_grant(grants.RefreshTokenGrant)
     server.register_grant(grants.ClientCredentialsGrant)
+    server.register_grant(device_flow.DeviceCodeGrant, [openid.OpenIDCode(require_nonce=False)])
     for endpoint in endpoints.ENDPOINTS:
         server.register_endpoint(endpoint)
     server.register_endpoint(pushed_requests.PushedAuthorizationEndpoint)
+    server.register_endpoint(device_flow.DeviceAuthorizationEndpoint)
     app.extensions["idp.oauth_server"] = server
 

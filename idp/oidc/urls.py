@@ -15,12 +15,18 @@ PATHS = {
     "introspection_endpoint": "/oauth/introspect",
     "end_session_endpoint": "/logout",
     "pushed_authorization_request_endpoint": "/oauth/par",
+    "device_authorization_endpoint": "/oauth/device_authorization",  # RFC 8628 (idp.oidc.device_flow)
+}
+# Pages for people, not endpoints for clients: where a device's user signs it in (RFC 8628's
+# verification_uri, idp.login.device_pages), which the device authorization response names.
+PAGES = {
+    "device_verification_uri": "/device",
 }
 
 
 def at(issuer: str, name: str) -> str:
-    """The URL of endpoint `name` (a key of PATHS) at `issuer`."""
-    return issuer + PATHS[name]
+    """The URL of endpoint `name` (a key of PATHS or PAGES) at `issuer`."""
+    return issuer + (PATHS.get(name) or PAGES[name])
 
 
 def of(name: str) -> str:

@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 from idp.dispatch import client_endpoint
 from idp.extensions import csrf, limiter
 from idp.login.snapshot import rebuild
-from idp.oidc import cors, discovery, keys, pushed_requests, urls
+from idp.oidc import cors, device_flow, discovery, keys, pushed_requests, urls
 from idp.oidc.server import query_client, server
 
 bp = Blueprint("oidc", __name__)
@@ -224,6 +224,15 @@ def token():
 def pushed_authorization_request():
     """RFC 9126: the client sends its authorization request here first (idp.oidc.pushed_requests)."""
     return server.create_endpoint_response(pushed_requests.ENDPOINT_NAME)
+
+
+@bp.route(urls.PATHS["device_authorization_endpoint"], methods=["POST", "OPTIONS"], provide_automatic_options=False)
+@client_endpoint
+@browser_callable(_client_named_in_request)
+@malformed_input_is_a_400(json_errors=True)
+def device_authorization():
+    """RFC 8628 3.1: a device asks for its codes (idp.oidc.device_flow)."""
+    return server.create_endpoint_response(device_flow.ENDPOINT_NAME)
 
 
 @bp.route(urls.PATHS["userinfo_endpoint"], methods=["GET", "POST", "OPTIONS"], provide_automatic_options=False)

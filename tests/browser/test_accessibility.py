@@ -246,6 +246,7 @@ def walk_sign_in(audit, new_tab, live_server, seeded, rp_factory):
     with tab.expect_navigation():
         tab.click("button[value=allow]")
     assert "code=" in tab.url, tab.url
+    walk_device(audit, tab, live_server, seeded)  # signed in: the session answers the device's login
 
     tab.goto(f"{base}/logout")
     audit.check(tab, "logout-confirm")
@@ -267,6 +268,31 @@ def walk_sign_in(audit, new_tab, live_server, seeded, rp_factory):
     french.goto(f"{base}/login/expired")
     assert french.evaluate("document.documentElement.lang") == "fr"
     audit.assert_axe_clean()
+
+
+def walk_device(audit, tab, live_server, seeded):
+    """A device's sign-in (RFC 8628) from a signed-in browser: the code, a wrong one, the
+    confirmation, approved; then another device, denied."""
+    from fixtures.device import allow_device_grant, ask_for_codes
+
+    allow_device_grant(live_server, seeded.third_party)
+    tab.goto(f"{live_server.url}/device")
+    audit.check(tab, "device-code")
+    submit_unchecked(tab, {"#user_code": "BCDF-GHJK"})
+    assert_error_linked(tab, "device-code-error", "#user_code")
+    audit.check(tab, "device-code-error")
+    tab.fill("#user_code", ask_for_codes(live_server, seeded.third_party).json()["user_code"])
+    submit(tab, "#user_code")
+    audit.check(tab, "device-confirm")
+    with tab.expect_navigation():
+        tab.click("button[value=allow]")
+    audit.check(tab, "device-approved")
+    assert tab.url.endswith("/device/approved"), tab.url
+    tab.goto(ask_for_codes(live_server, seeded.third_party).json()["verification_uri_complete"])
+    submit(tab, "#user_code")
+    with tab.expect_navigation():
+        tab.click("button[value=deny]")
+    audit.check(tab, "device-denied")
 
 
 def walk_password_reset(audit, tab, live_server, seeded, rp_factory):

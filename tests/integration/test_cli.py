@@ -431,13 +431,17 @@ def test_demo_seed_is_idempotent(url, idp, db, tmp_path):
     assert second["client"] == first["client"]  # same client, same (still valid) secret
     assert {k: v for k, v in db.counts().items() if k != "audit_events"} == {
         k: v for k, v in counts.items() if k != "audit_events"}
-    (client,) = db.rows(Client)
+    assert second["device_client"] == first["device_client"]
+    client, device = sorted(db.rows(Client), key=lambda row: row["name"] != "Demo relying party")
     assert client["secret_hash"] == sha256_hex(second["client"]["client_secret"])
+    assert (device["client_id"], device["public"], device["secret_hash"]) == (
+        first["device_client"]["client_id"], True, None)
 
     rp_config.unlink()  # the secret is lost: seeding again issues a new one for the same client
     third = json.loads(ok(idp("demo", "seed", "--json", "--rp-config", str(rp_config), database_url=url)).stdout)
     assert third["client"]["client_id"] == first["client"]["client_id"]
-    assert db.rows(Client)[0]["secret_hash"] == sha256_hex(third["client"]["client_secret"])
+    assert db.rows(Client, Client.client_id == first["client"]["client_id"])[0]["secret_hash"] == sha256_hex(
+        third["client"]["client_secret"])
 
 
 def test_demo_seed_records_a_change_of_the_clients_uris(url, idp, db, tmp_path):
@@ -449,7 +453,7 @@ def test_demo_seed_records_a_change_of_the_clients_uris(url, idp, db, tmp_path):
     assert db.events("client.updated") == []  # nothing changed
     ok(idp("demo", "seed", "--rp-config", str(rp_config), "--rp-url", "http://127.0.0.1:6001", database_url=url))
     [event] = db.events("client.updated")
-    (client,) = db.rows(Client)
+    (client,) = db.rows(Client, Client.name == "Demo relying party")
     assert (event["actor"], event["subject_id"]) == ("cli", client["id"])
     assert event["details"] == {"client_id": client["client_id"], "changes": {
         "redirect_uris": {"from": ["http://127.0.0.1:5001/callback"], "to": ["http://127.0.0.1:6001/callback"]},

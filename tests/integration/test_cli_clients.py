@@ -130,6 +130,19 @@ def test_a_client_may_be_told_to_take_dpop_bound_tokens_only(sqlite_only_url, id
     assert "dpop_bound_access_tokens: True -> False" in result.stdout
 
 
+def test_a_device_client_needs_no_redirect_uri_and_is_registered_under_rfc_8628s_name(sqlite_only_url, idp, db):
+    created = json.loads(ok(idp("client", "add", "--name", "TV", "--public", "--grant-type", "device_code",
+                                "--grant-type", "refresh_token", database_url=sqlite_only_url)).stdout)
+    device_code = "urn:ietf:params:oauth:grant-type:device_code"
+    assert client_row(db, created["client_id"])["grant_types"] == [device_code, "refresh_token"]
+    shown = json.loads(ok(idp("client", "show", created["client_id"], "--json", database_url=sqlite_only_url)).stdout)
+    assert shown["grant_types"] == [device_code, "refresh_token"]
+    # The full name is accepted too; moving the client to the code flow needs a redirect URI.
+    ok(idp("client", "update", created["client_id"], "--grant-type", device_code, database_url=sqlite_only_url))
+    refused(idp("client", "update", created["client_id"], "--grant-type", "authorization_code",
+                database_url=sqlite_only_url), "redirect-uri")
+
+
 def test_client_update_to_the_same_settings_writes_nothing(sqlite_only_url, idp, db):
     insert_client(db, "wiki")
     result = ok(idp("client", "update", "wiki", "--name", "Wiki", database_url=sqlite_only_url))
@@ -146,7 +159,7 @@ def test_client_update_to_the_same_settings_writes_nothing(sqlite_only_url, idp,
     (("update", "wiki", "--name", " "), "empty"),
     (("update", "wiki", "--redirect-uri", "https://a.example/cb#x"), "fragment"),
     (("update", "wiki", "--post-logout-redirect-uri", "logout"), "post-logout"),
-    (("update", "wiki", "--grant-type", "refresh_token"), "needs authorization_code"),
+    (("update", "wiki", "--grant-type", "refresh_token"), "needs authorization_code or device_code"),
     (("update", "wiki", "--grant-type", "password"), "unknown grant type"),
     (("update", "wiki", "--id-token-alg", "HS256"), "algorithm"),
     (("update", "spa", "--grant-type", "client_credentials"), "public client cannot use client_credentials"),

@@ -95,3 +95,48 @@ def test_a_denied_consent_is_shown_not_crashed(live_server, demo_rp):
     web.consent("deny")
     page = web.http.get(web.last_redirect)
     assert page.status_code == 400 and "access_denied" in page.text
+
+
+DEVICE_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "device" / "signin.py"
+
+
+@pytest.fixture
+def quick_polls_server(migrated_database_url):
+    """A provider telling devices to poll every second (the example follows `interval`)."""
+    from fixtures.oidc import start_server
+
+    server = start_server(migrated_database_url, {"tokens.device_poll_interval": 1})
+    yield server
+    server.stop()
+
+
+def test_the_device_example_signs_in_as_the_person_at_the_device_page(quick_polls_server, idp, tmp_path):
+    """examples/device/signin.py, as `make run` prints it: it shows a code, the demo user types
+    it at /device and signs in, and the example prints the checked ID token's claims."""
+    import subprocess
+    import sys
+
+    server = quick_polls_server
+    seeded = idp("demo", "seed", "--json", "--rp-config", str(tmp_path / "rp.json"),
+                 database_url=server.database_url, env={"IDP_ISSUER": server.url})
+    assert seeded.returncode == 0, seeded
+    demo = json.loads(seeded.stdout)
+    user = next(u for u in demo["users"] if u["role"] == "user")
+    device = subprocess.Popen([sys.executable, str(DEVICE_SOURCE), "--issuer", server.url, "--client-id",
+                               demo["device_client"]["client_id"], "--scope", "openid email offline_access"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first_line = device.stdout.readline()
+        user_code = re.search(r"type the code (\w{4}-\w{4})", first_line).group(1)
+        web = FormBrowser(server.url)
+        page = web.get(f"/device?user_code={user_code}")
+        page = web.submit(web.page.form_with("user_code"))
+        web.submit(page.form_with("action"), button=("action", "allow"))
+        assert web.login(user["email"], user["password"]).url.endswith("/device/approved")
+        out, err = device.communicate(timeout=60)
+    finally:
+        device.kill()
+    assert device.returncode == 0, err
+    shown = json.loads(out[out.index("{"):])
+    assert shown["id_token_claims"]["email"] == user["email"] and shown["id_token_claims"]["amr"] == ["pwd"]
+    assert shown["userinfo"]["email"] == user["email"] and shown["refresh_token"] is True

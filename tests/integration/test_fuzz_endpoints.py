@@ -18,7 +18,8 @@ params = st.dictionaries(st.sampled_from(["client_id", "redirect_uri", "response
                                           "login_hint", "ui_locales", "grant_type", "code", "refresh_token",
                                           "code_verifier", "token", "token_type_hint", "id_token_hint",
                                           "post_logout_redirect_uri", "username", "password", "version", "csrf_token",
-                                          "action", "request", "request_uri"]), junk, max_size=8)
+                                          "action", "request", "request_uri", "device_code", "user_code"]),
+                         junk, max_size=8)
 
 
 @pytest.fixture(scope="module", params=backends())
@@ -38,7 +39,7 @@ def client(request, tmp_path_factory):
             keys.ensure_signing_key()
             db.session.add(Client(client_id="fuzz", secret_hash=sha256_hex("s"), name="Fuzz",
                                   redirect_uris=["http://127.0.0.1:59999/cb"],
-                                  grant_types=["authorization_code", "refresh_token"]))
+                                  grant_types=["authorization_code", "refresh_token", DEVICE_CODE]))
             db.session.add(Client(client_id="fuzz-keys", name="Fuzz keys", redirect_uris=[],
                                   grant_types=["client_credentials"], jwks={"keys": [FUZZ_KEY]}))
             db.session.commit()
@@ -49,6 +50,7 @@ def client(request, tmp_path_factory):
             db.engine.dispose()
 
 
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # A P-256 public key (private_key_jwt): assertions below claim to be signed by it.
@@ -117,7 +119,19 @@ def test_pushed_requests_of_an_authenticated_client(client, form):
 
 
 @SETTINGS
-@given(query=params, path=st.sampled_from(["/authorize", "/logout", "/oauth/userinfo", "/login/expired"]))
+@given(form=params, path=st.sampled_from(["/oauth/device_authorization", "/oauth/token"]))
+def test_device_requests_of_an_authenticated_client(client, form, path):
+    """Past client authentication, the device grant's own checks (idp.oidc.device_flow)."""
+    basic = base64.b64encode(b"fuzz:s").decode()
+    if path == "/oauth/token":
+        form = dict(form, grant_type=DEVICE_CODE)
+    response = client.post(path, data=form, headers={"Authorization": f"Basic {basic}"})
+    assert response.status_code in (200, 400), (form, response.status_code, response.get_data(as_text=True))
+    assert response.is_json
+
+
+@SETTINGS
+@given(query=params, path=st.sampled_from(["/authorize", "/logout", "/oauth/userinfo", "/login/expired", "/device"]))
 def test_get_endpoints(client, query, path):
     response = client.get(path, query_string=query)
     assert response.status_code < 500, (path, query, response.status_code)
@@ -125,7 +139,7 @@ def test_get_endpoints(client, query, path):
 
 @SETTINGS
 @given(form=params, path=st.sampled_from(["/oauth/token", "/oauth/revoke", "/oauth/introspect", "/oauth/userinfo",
-                                          "/oauth/par"]),
+                                          "/oauth/par", "/oauth/device_authorization"]),
        auth=st.one_of(st.none(), st.text(max_size=80)))
 def test_post_endpoints(client, form, path, auth):
     headers = {"Authorization": auth} if auth is not None and auth.isprintable() else {}
@@ -140,6 +154,15 @@ def test_post_endpoints(client, form, path, auth):
 def test_login_pages(client, handle, form):
     assert client.get(f"/login/{handle}").status_code < 500
     assert client.post(f"/login/{handle}", data=form).status_code < 500
+
+
+@SETTINGS
+@given(form=params)
+def test_the_device_page_with_its_csrf_token(client, form):
+    """/device's form past its CSRF check: any code, any action (idp.login.device_pages)."""
+    page = client.get("/device").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    assert client.post("/device", data=dict(form, csrf_token=token)).status_code < 500
 
 
 def test_oversized_body_is_413_not_500(client):

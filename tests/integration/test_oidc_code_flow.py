@@ -26,9 +26,10 @@ def test_discovery_advertises_only_what_works(live_server):
     doc = requests.get(f"{live_server.url}/.well-known/openid-configuration", timeout=5).json()
     assert doc["issuer"] == live_server.url
     assert doc["code_challenge_methods_supported"] == ["S256"]
-    assert set(doc["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
+    assert set(doc["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials",
+                                                 "urn:ietf:params:oauth:grant-type:device_code"}
     for key in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri", "revocation_endpoint",
-                "introspection_endpoint", "end_session_endpoint"):
+                "introspection_endpoint", "end_session_endpoint", "device_authorization_endpoint"):
         assert doc[key].startswith(live_server.url)
     jwks = requests.get(doc["jwks_uri"], timeout=5).json()
     assert {k["alg"] for k in jwks["keys"]} == {"ES256", "RS256"}

@@ -15,8 +15,9 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from idp.db import utcnow
-from idp.models import (AuthorizationCode, ClientAssertion, DPoPProof, FactorChallenge, FailureCounter,
-                        LoginTransaction, Organization, PasswordReset, PushedRequest, Token, User, UserSession)
+from idp.models import (AuthorizationCode, ClientAssertion, DeviceAuthorization, DPoPProof, FactorChallenge,
+                        FailureCounter, LoginTransaction, Organization, PasswordReset, PushedRequest, Token, User,
+                        UserSession)
 
 REFRESH_TTL = 2592000  # config/default.toml tokens.refresh_token_ttl
 MIN, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
@@ -39,11 +40,12 @@ EXPECTED = {
     "client_assertions": ("jti_hash", {"ca-expired"}, {"ca-live", "ca-within-leeway"}),
     "pushed_requests": ("request_uri_hash", {"pa-expired"}, {"pa-live"}),
     "dpop_proofs": ("jti_hash", {"dp-expired"}, {"dp-live"}),
+    "device_authorizations": ("device_code_hash", {"da-expired"}, {"da-live", "da-approved-live"}),
 }
 MODELS = {"login_transactions": LoginTransaction, "user_sessions": UserSession,
           "authorization_codes": AuthorizationCode, "tokens": Token, "factor_challenges": FactorChallenge,
           "failure_counters": FailureCounter, "password_resets": PasswordReset, "client_assertions": ClientAssertion,
-          "pushed_requests": PushedRequest, "dpop_proofs": DPoPProof}
+          "pushed_requests": PushedRequest, "dpop_proofs": DPoPProof, "device_authorizations": DeviceAuthorization}
 
 
 def seed(url: str) -> None:
@@ -129,6 +131,11 @@ def seed(url: str) -> None:
                    for hash_, at in (("pa-expired", now - timedelta(seconds=1)), ("pa-live", now + MIN))])
         s.add_all([DPoPProof(jkt="k", jti_hash=hash_, expires_at=at)
                    for hash_, at in (("dp-expired", now - timedelta(seconds=1)), ("dp-live", now + MIN))])
+        s.add_all([DeviceAuthorization(device_code_hash=hash_, user_code=hash_[3:].upper(), client_id="c",
+                                       scope="openid", status=status, interval=5, expires_at=at)
+                   for hash_, status, at in (("da-expired", "pending", now - timedelta(seconds=1)),
+                                             ("da-live", "pending", now + MIN),
+                                             ("da-approved-live", "approved", now + MIN))])
         s.commit()
     engine.dispose()
 

@@ -57,8 +57,15 @@ def _remember(user: LoginUser, params: dict) -> None:
 def _access_denied(ctx: StepContext):
     from urllib.parse import urlencode
 
-    from flask import redirect
+    from flask import redirect, url_for
 
+    device_id = ctx.row.authz_request.get("device")
+    if device_id is not None:  # a device's login (idp.oidc.device_flow): its next poll is access_denied
+        from idp.oidc import device_flow
+
+        device_flow.deny(device_id, user_id=ctx.row.user_id)
+        db.session.commit()
+        return redirect(url_for("device.denied"))
     params = ctx.params
     query = {"error": "access_denied", "error_description": "The user denied the request."}
     if params.get("state"):

@@ -215,6 +215,28 @@ def upgrade() -> None:
     with op.batch_alter_table('credentials', schema=None) as batch_op:
         batch_op.create_index('ix_credentials_user_factor', ['user_id', 'factor'], unique=False)
 
+    op.create_table('device_authorizations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('device_code_hash', sa.String(length=64), nullable=False),
+    sa.Column('user_code', sa.String(length=16), nullable=False),
+    sa.Column('client_id', sa.String(length=64), nullable=False),
+    sa.Column('scope', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=True),
+    sa.Column('decided_at', sa.DateTime(), nullable=True),
+    sa.Column('interval', sa.Integer(), nullable=False),
+    sa.Column('last_polled_at', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('device_code_hash'),
+    sa.UniqueConstraint('user_code')
+    )
+    with op.batch_alter_table('device_authorizations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_device_authorizations_client_id'), ['client_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_device_authorizations_expires_at'), ['expires_at'], unique=False)
+
     op.create_table('login_transactions',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('browser_binding', sa.String(length=64), nullable=False),
@@ -367,6 +389,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_login_transactions_expires_at'))
 
     op.drop_table('login_transactions')
+    with op.batch_alter_table('device_authorizations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_device_authorizations_expires_at'))
+        batch_op.drop_index(batch_op.f('ix_device_authorizations_client_id'))
+
+    op.drop_table('device_authorizations')
     with op.batch_alter_table('credentials', schema=None) as batch_op:
         batch_op.drop_index('ix_credentials_user_factor')
 

@@ -1,0 +1,91 @@
+"""Where a person signs a device in (RFC 8628's verification URI; the rules are idp/oidc/device_flow.py).
+
+    GET  /device[?user_code=XXXX-XXXX]  the code the device shows (`user_code`), filled in from
+                                        verification_uri_complete
+    POST /device                        the code: "Sign in to APP on your device?" with Continue
+                                        and Deny (the form again, with an error, for a code that
+                                        is unknown, expired or already used)
+    POST /device  action=allow          the login (idp.login.pipeline.start_device): password,
+                                        second factor and consent as the client and the 2FA
+                                        policy need, or this browser's session when it is
+                                        enough; its end approves the device
+         action=deny                    the device is told access_denied
+    GET  /device/approved | /device/denied   "go back to your device"
+
+The confirmation comes before the login on purpose (RFC 8628 5.4, remote phishing): someone
+may send a person a code of a device of theirs ("enter this code to claim your prize"); the
+page names the application and says to continue only if the person started it on a device in
+front of them. Server-rendered forms with the CSRF token (CSRFProtect checks every POST),
+usable without JavaScript; the POSTs are rate-limited per address like the login form's, so
+user codes cannot be guessed at speed.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from wtforms import StringField
+from wtforms.validators import DataRequired, Length
+
+from idp.db import db
+from idp.extensions import limiter, login_posts_per_ip
+from idp.forms import Form
+from idp.oidc import device_flow
+
+bp = Blueprint("device", __name__)
+
+
+class UserCodeForm(Form):
+    user_code = StringField(_l("Code"), validators=[DataRequired(), Length(max=32)])
+
+
+@bp.route("/device", methods=["GET", "POST"])
+@limiter.limit(login_posts_per_ip, methods=["POST"])
+def enter():
+    form = UserCodeForm()
+    if request.method == "GET":
+        form.user_code.data = (request.args.get("user_code") or "")[:32]
+        return _code_page(form)
+    if not form.validate_on_submit():
+        return _code_page(form, _("Enter the code your device shows."), 400)
+    device = device_flow.pending(form.user_code.data)
+    client = _client_of(device)
+    if device is None or client is None:
+        return _code_page(form, _("That code is not valid: it may have expired or been used already. "
+                                  "Check it on your device, or start again there."), 400)
+    action = request.form.get("action")
+    if action == "deny":
+        device_flow.deny(device.id, user_id=None)
+        db.session.commit()
+        return redirect(url_for(".denied"), 303)
+    if action == "allow":
+        from idp.login import pipeline
+
+        return pipeline.start_device(device, client)
+    return render_template("device/confirm.html", form=form, client_name=client.name,
+                           user_code=device_flow.displayed(device.user_code))
+
+
+@bp.get("/device/approved")
+def approved():
+    return render_template("device/finished.html", approved=True)
+
+
+@bp.get("/device/denied")
+def denied():
+    return render_template("device/finished.html", approved=False)
+
+
+def _client_of(device):
+    """The device's client (a removed client's devices are deleted with it; one read from a
+    worker's cached copy meanwhile finds none here)."""
+    if device is None:
+        return None
+    from idp.oidc.server import query_client
+
+    client = query_client(device.client_id)
+    return client.row if client is not None else None
+
+
+def _code_page(form: UserCodeForm, error: str | None = None, status: int = 200):
+    return render_template("device/enter.html", form=form, error=error), status

@@ -1,0 +1,238 @@
+"""The device authorization grant (RFC 8628; idp.oidc.device_flow, idp.login.device_pages): a
+device asks for codes, a person signs it in at /device in a browser (the real pages: code,
+confirmation, password, second factor, consent), and the device's polls get what RFC 8628 3.5
+says, then the tokens once. ID tokens are checked against the JWKS by the independent client's
+joserfc, as for the code flow."""
+from __future__ import annotations
+
+import time
+
+import pyotp
+import pytest
+import requests
+from sqlalchemy import select, update
+
+from fixtures.device import GRANT, allow_device_grant, ask_for_codes, confirm, poll
+from fixtures.oidc import FormBrowser
+from fixtures.totp import enrol_totp_during_login
+
+def forget_last_poll(server, device_code: str) -> None:
+    """As if the device had waited its interval (the tests do not sleep 5 seconds a poll)."""
+    from idp.db import db
+    from idp.models import DeviceAuthorization
+    from idp.security.tokens import sha256_hex
+
+    with server.context():
+        db.session.execute(update(DeviceAuthorization)
+                           .where(DeviceAuthorization.device_code_hash == sha256_hex(device_code))
+                           .values(last_polled_at=None))
+        db.session.commit()
+
+
+def device_row(server, device_code: str):
+    from idp.db import db
+    from idp.models import DeviceAuthorization
+    from idp.security.tokens import sha256_hex
+
+    with server.context():
+        row = db.session.scalar(select(DeviceAuthorization)
+                                .where(DeviceAuthorization.device_code_hash == sha256_hex(device_code)))
+        db.session.expunge_all()
+        return row
+
+
+def validate_id_token(rp, id_token: str, client_id: str) -> dict:
+    from joserfc import jwt
+
+    token = jwt.decode(id_token, rp.jwks(), algorithms=["ES256", "RS256"])
+    jwt.JWTClaimsRegistry(iss={"essential": True, "value": rp.issuer}, aud={"essential": True, "value": client_id},
+                          exp={"essential": True}, iat={"essential": True}).validate(token.claims)
+    return dict(token.claims)
+
+
+def test_discovery_names_the_endpoint_and_the_grant(live_server):
+    document = requests.get(f"{live_server.url}/.well-known/openid-configuration", timeout=10).json()
+    assert document["device_authorization_endpoint"] == f"{live_server.url}/oauth/device_authorization"
+    assert GRANT in document["grant_types_supported"]
+
+
+@pytest.mark.parametrize("kind", ["first_party", "public"])
+def test_a_device_is_signed_in_by_password_and_gets_tokens_once(live_server, seeded, rp_factory, kind):
+    client = getattr(seeded, kind)
+    allow_device_grant(live_server, client)
+    answer = ask_for_codes(live_server, client, scope="openid email offline_access")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Cache-Control"] == "no-store"
+    codes = answer.json()
+    assert codes["verification_uri"] == f"{live_server.url}/device"
+    assert codes["verification_uri_complete"] == f"{live_server.url}/device?user_code={codes['user_code']}"
+    assert codes["interval"] == 5 and codes["expires_in"] == 600
+    assert len(codes["user_code"]) == 9 and codes["user_code"][4] == "-"
+
+    pending = poll(live_server, client, codes["device_code"])
+    assert (pending.status_code, pending.json()["error"]) == (400, "authorization_pending")
+    too_soon = poll(live_server, client, codes["device_code"])
+    assert too_soon.json()["error"] == "slow_down"
+    assert device_row(live_server, codes["device_code"]).interval == 10  # RFC 8628 3.5: 5 seconds more
+
+    browser = FormBrowser(live_server.url)
+    confirm(browser, codes["user_code"], via_link=(kind == "public"))
+    page = browser.login(seeded.user_email, seeded.password)
+    if kind == "public":  # a third-party application: the person consents, as at /authorize
+        assert "wants to access your account" in page.text
+        page = browser.consent("allow")
+    assert page.url.endswith("/device/approved") and "Your device is signed in" in page.text
+
+    forget_last_poll(live_server, codes["device_code"])
+    granted = poll(live_server, client, codes["device_code"])
+    assert granted.status_code == 200, granted.text
+    tokens = granted.json()
+    assert tokens["token_type"] == "Bearer" and tokens["refresh_token"] and tokens["scope"] == "openid email offline_access"
+    rp = rp_factory(client)
+    claims = validate_id_token(rp, tokens["id_token"], client["client_id"])
+    assert claims["amr"] == ["pwd"] and claims["email"] == seeded.user_email and "nonce" not in claims
+    assert claims["sid"] and claims["auth_time"] <= time.time()
+    assert rp.userinfo(tokens["access_token"]).json()["email"] == seeded.user_email
+    refreshed = rp.token_request({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.text
+
+    # Polled again (a device code used twice was stolen): refused, and what it got is revoked.
+    forget_last_poll(live_server, codes["device_code"])
+    again = poll(live_server, client, codes["device_code"])
+    assert (again.status_code, again.json()["error"]) == (400, "invalid_grant")
+    assert rp.userinfo(tokens["access_token"]).status_code == 401
+    assert rp.userinfo(refreshed.json()["access_token"]).status_code == 401
+
+
+def test_the_second_factor_and_the_session_apply_to_a_device_login(live_server, seeded, rp_factory, web):
+    client = seeded.first_party
+    allow_device_grant(live_server, client)
+    rp = rp_factory(client)
+    secret, _codes = enrol_totp_during_login(web, rp, seeded)  # signed in on `web`, with TOTP
+
+    # Another browser: the password, then the authenticator app's code.
+    codes = ask_for_codes(live_server, client).json()
+    browser = FormBrowser(live_server.url)
+    confirm(browser, codes["user_code"])
+    page = browser.login(seeded.user_email, seeded.password)
+    page = browser.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(int(time.time()) + 30)})
+    assert page.url.endswith("/device/approved"), page.text[:2000]
+    tokens = poll(live_server, client, codes["device_code"]).json()
+    claims = validate_id_token(rp, tokens["id_token"], client["client_id"])
+    assert claims["amr"] == ["pwd", "otp", "mfa"] and claims["acr"] == "urn:idp:acr:mfa"
+
+    # The browser that signed in with both steps is enough for the next device: no login asked.
+    codes = ask_for_codes(live_server, client).json()
+    page = confirm(web, codes["user_code"])
+    assert page.url.endswith("/device/approved"), page.text[:2000]
+    tokens = poll(live_server, client, codes["device_code"]).json()
+    assert validate_id_token(rp, tokens["id_token"], client["client_id"])["amr"] == ["pwd", "otp", "mfa"]
+
+    # That session is ended (from the security page of another browser, say): the device's
+    # tokens, got through it, end with it.
+    from idp import sessions
+    from idp.db import db
+    from idp.models import User
+
+    sid = validate_id_token(rp, tokens["id_token"], client["client_id"])["sid"]
+    with live_server.context():
+        user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+        assert sessions.end(user, sid, actor_id=user.id, actor=user.email, by="self") == 1
+        db.session.commit()
+    assert rp.userinfo(tokens["access_token"]).status_code == 401
+
+
+def test_denied_at_the_confirmation_or_at_consent_the_device_is_told_access_denied(live_server, seeded):
+    client = seeded.public
+    allow_device_grant(live_server, client)
+    codes = ask_for_codes(live_server, client).json()
+    page = confirm(FormBrowser(live_server.url), codes["user_code"], action="deny")
+    assert page.url.endswith("/device/denied")
+    assert poll(live_server, client, codes["device_code"]).json()["error"] == "access_denied"
+    assert device_row(live_server, codes["device_code"]).status == "denied"
+
+    codes = ask_for_codes(live_server, client).json()
+    browser = FormBrowser(live_server.url)
+    confirm(browser, codes["user_code"])
+    browser.login(seeded.user_email, seeded.password)
+    page = browser.consent("deny")
+    assert page.url.endswith("/device/denied")
+    assert poll(live_server, client, codes["device_code"]).json()["error"] == "access_denied"
+    row = device_row(live_server, codes["device_code"])
+    assert row.status == "denied" and row.user_id is not None
+
+
+def test_a_used_expired_or_unknown_user_code_is_refused_with_the_form_again(live_server, seeded):
+    from idp.db import db
+    from idp.models import DeviceAuthorization
+
+    client = seeded.first_party
+    allow_device_grant(live_server, client)
+    browser = FormBrowser(live_server.url)
+    for typed in ("BCDF-GHJK", "not a code", "A" * 32):
+        page = browser.get("/device")
+        page = browser.submit(page.form_with("user_code"), {"user_code": typed})
+        assert page.status == 400 and "That code is not valid" in page.text
+    codes = ask_for_codes(live_server, client).json()
+    with live_server.context():
+        db.session.execute(update(DeviceAuthorization).values(expires_at=DeviceAuthorization.created_at))
+        db.session.commit()
+    page = browser.get(f"/device?user_code={codes['user_code']}")
+    page = browser.submit(page.form_with("user_code"))
+    assert page.status == 400 and "That code is not valid" in page.text
+    forget_last_poll(live_server, codes["device_code"])
+    assert poll(live_server, client, codes["device_code"]).json()["error"] == "expired_token"
+
+
+def test_two_browsers_confirming_one_code_approve_it_once(live_server, seeded, rp_factory):
+    client = seeded.first_party
+    allow_device_grant(live_server, client)
+    codes = ask_for_codes(live_server, client).json()
+    first, second = FormBrowser(live_server.url), FormBrowser(live_server.url)
+    confirm(first, codes["user_code"])
+    confirm(second, codes["user_code"])
+    assert first.login(seeded.user_email, seeded.password).url.endswith("/device/approved")
+    page = second.login(seeded.admin_email, seeded.password)
+    assert not page.url.endswith("/device/approved") and "no longer valid" in page.text
+    tokens = poll(live_server, client, codes["device_code"]).json()
+    claims = validate_id_token(rp_factory(client), tokens["id_token"], client["client_id"])
+    assert claims["email"] == seeded.user_email
+
+
+def test_the_device_endpoints_refuse_what_rfc_8628_and_6749_refuse(live_server, seeded):
+    client, other = seeded.first_party, seeded.third_party
+    # Not registered for the grant: unauthorized_client, at both endpoints.
+    refused = ask_for_codes(live_server, client)
+    assert (refused.status_code, refused.json()["error"]) == (400, "unauthorized_client")
+    allow_device_grant(live_server, client)
+    allow_device_grant(live_server, other)
+    codes = ask_for_codes(live_server, client).json()
+    # A wrong secret: invalid_client, 401.
+    wrong = requests.post(f"{live_server.url}/oauth/device_authorization", auth=(client["client_id"], "nope"),
+                          timeout=10)
+    assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid_client")
+    # Another client's device code, a made-up one, none at all.
+    assert poll(live_server, other, codes["device_code"]).json()["error"] == "invalid_grant"
+    assert poll(live_server, client, "made-up").json()["error"] == "invalid_grant"
+    missing = requests.post(f"{live_server.url}/oauth/token", data={"grant_type": GRANT},
+                            auth=(client["client_id"], client["client_secret"]), timeout=10)
+    assert (missing.status_code, missing.json()["error"]) == (400, "invalid_request")
+    # A scope the client may not have is left out, not refused (RFC 6749 3.3).
+    narrowed = ask_for_codes(live_server, client, scope="openid made-up").json()
+    assert device_row(live_server, narrowed["device_code"]).scope == "openid"
+    # The device code is not an authorization code.
+    as_code = requests.post(f"{live_server.url}/oauth/token", auth=(client["client_id"], client["client_secret"]),
+                            data={"grant_type": "authorization_code", "code": codes["device_code"],
+                                  "redirect_uri": client["redirect_uri"]}, timeout=10)
+    assert (as_code.status_code, as_code.json()["error"]) == (400, "invalid_grant")
+
+
+def test_a_user_code_already_taken_is_drawn_again(live_server, seeded, monkeypatch):
+    from idp.oidc import device_flow
+
+    draws = iter(["BCDFGHJK", "BCDFGHJK", "ZXWVTSRQ"])
+    monkeypatch.setattr(device_flow, "new_user_code", lambda: next(draws))
+    allow_device_grant(live_server, seeded.first_party)
+    first = ask_for_codes(live_server, seeded.first_party).json()
+    second = ask_for_codes(live_server, seeded.first_party).json()
+    assert (first["user_code"], second["user_code"]) == ("BCDF-GHJK", "ZXWV-TSRQ")
