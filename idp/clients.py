@@ -180,6 +180,15 @@ def checked(registration: Registration) -> Registration:
                                backchannel_logout_uri=backchannel, jwks=jwks, jwks_uri=jwks_uri)
 
 
+def new_client_id() -> str:
+    """144 random bits, URL-safe, never beginning with "-": an id that did read as an option on
+    the command line (`idp client show -dzG...`), and in many another tool a client's developer uses."""
+    while True:
+        client_id = random_token(18)
+        if not client_id.startswith("-"):
+            return client_id
+
+
 # --------------------------------------------------------------------------- reading
 
 def find(client_id: str, *, for_update: bool = False) -> Client:
@@ -239,7 +248,7 @@ def register(registration: Registration, *, actor: str = "cli") -> tuple[Client,
     ClientRefused."""
     registration = checked(registration)
     secret = None if registration.public or registration.jwks or registration.jwks_uri else random_token(32)
-    client = Client(client_id=random_token(18), secret_hash=sha256_hex(secret) if secret else None,
+    client = Client(client_id=new_client_id(), secret_hash=sha256_hex(secret) if secret else None,
                     name=registration.name, redirect_uris=list(registration.redirect_uris),
                     post_logout_redirect_uris=list(registration.post_logout_redirect_uris),
                     grant_types=list(registration.grant_types), public=registration.public,
