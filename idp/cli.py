@@ -1016,12 +1016,6 @@ def _one_line(message: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Console script `idp`: run the command tree; turn every expected failure into one stderr line."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from idp.clients import ClientRefused
-    from idp.config import ConfigError
-    from idp.users import AccountRefused
-
     try:
         code = cli.main(args=argv, prog_name="idp", standalone_mode=False)
     except click.exceptions.Abort:
@@ -1033,21 +1027,35 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:  # usage errors, CliError
         click.echo(f"idp: error: {_one_line(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
-    except ConfigError as exc:
-        click.echo(f"idp: error: configuration: {_one_line(exc)}", err=True)
-        sys.exit(1)
-    except (AccountRefused, ClientRefused) as exc:  # idp.users' and idp.clients' refusals
-        click.echo(f"idp: error: {_one_line(exc)}", err=True)
-        sys.exit(1)
-    except SQLAlchemyError as exc:
-        detail = getattr(exc, "orig", None) or exc
-        click.echo(f"idp: error: database: {_one_line(str(detail).splitlines()[0] if str(detail) else type(detail).__name__)}",
-                   err=True)
-        sys.exit(1)
-    except OSError as exc:
-        click.echo(f"idp: error: {_one_line(exc)}", err=True)
+    except Exception as exc:
+        message = _refusal(exc)
+        if message is None:
+            raise
+        click.echo(f"idp: error: {_one_line(message)}", err=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _raised(exc: Exception, module: str, name: str) -> bool:
+    """Whether `exc` is `module.name`, asked only of a module the command loaded: one it never
+    imported cannot have raised it. So `idp --help`, and a command that needs no database, import
+    neither SQLAlchemy nor the provider's modules just for their exceptions' names (0.5 s)."""
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(exc, getattr(loaded, name))
+
+
+def _refusal(exc: Exception) -> str | None:
+    """What to print of an expected failure (the text after `idp: error: `); None for a bug."""
+    if _raised(exc, "idp.config", "ConfigError"):
+        return f"configuration: {exc}"
+    if _raised(exc, "idp.users", "AccountRefused") or _raised(exc, "idp.clients", "ClientRefused"):
+        return str(exc)  # idp.users' and idp.clients' refusals
+    if _raised(exc, "sqlalchemy.exc", "SQLAlchemyError"):
+        detail = getattr(exc, "orig", None) or exc
+        return f"database: {str(detail).splitlines()[0] if str(detail) else type(detail).__name__}"
+    if isinstance(exc, OSError):
+        return str(exc)
+    return None
 
 
 if __name__ == "__main__":

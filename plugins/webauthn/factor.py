@@ -39,15 +39,6 @@ import json
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from webauthn import (
-    generate_authentication_options, generate_registration_options, options_to_json,
-    verify_authentication_response, verify_registration_response,
-)
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
-from webauthn.helpers.structs import (
-    AttestationConveyancePreference, AuthenticatorSelectionCriteria, AuthenticatorTransport,
-    PublicKeyCredentialDescriptor, ResidentKeyRequirement, UserVerificationRequirement,
-)
 
 from idp.factors import (
     CredentialConflict, Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, directory,
@@ -68,9 +59,19 @@ SUSPENDED = _l("This security key was suspended as a possible clone. Use another
 ALREADY_REGISTERED = _l("This key is already registered to your account: use another key, or go back.")
 
 
-def _transports(names) -> list[AuthenticatorTransport]:
+# py_webauthn is imported by the ceremonies that use it, not with this module: its attestation
+# formats pull in pyasn1's X.509 modules, 0.17 s that every `idp` command and every worker's
+# start paid whether or not anyone uses a security key (the registry loads every factor).
+
+
+def _descriptors(credentials) -> list:
+    """The WebAuthn descriptors of these stored credentials (their ids and known transports)."""
+    from webauthn.helpers import base64url_to_bytes
+    from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
+
     known = {t.value for t in AuthenticatorTransport}
-    return [AuthenticatorTransport(n) for n in (names or []) if n in known]
+    return [PublicKeyCredentialDescriptor(id=base64url_to_bytes(c.lookup_key), transports=[
+        AuthenticatorTransport(n) for n in (c.public.get("transports") or []) if n in known]) for c in credentials]
 
 
 def _parse(response) -> dict | None:
@@ -116,10 +117,13 @@ class WebAuthnFactor(Factor):
     # --- enrolment -----------------------------------------------------------------------
 
     def begin_enrolment(self, user, ctx):
+        from webauthn import generate_registration_options, options_to_json
+        from webauthn.helpers import bytes_to_base64url
+        from webauthn.helpers.structs import (AttestationConveyancePreference, AuthenticatorSelectionCriteria,
+                                              ResidentKeyRequirement, UserVerificationRequirement)
+
         rp_id, _origin = self._rp(ctx)
-        existing = [PublicKeyCredentialDescriptor(id=base64url_to_bytes(c.lookup_key),
-                                                  transports=_transports(c.public.get("transports")))
-                    for c in self.store.list(user) if c.lookup_key]
+        existing = _descriptors(c for c in self.store.list(user) if c.lookup_key)
         options = generate_registration_options(
             rp_id=rp_id, rp_name=str(self.settings.get("rp_name") or "Identity Provider"),
             user_id=self.user_handle(user), user_name=user.email or user.username,
@@ -133,6 +137,9 @@ class WebAuthnFactor(Factor):
                     view={"options": json.loads(options_to_json(options)), "mode": "create"})
 
     def finish_enrolment(self, user, state, response, ctx):
+        from webauthn import verify_registration_response
+        from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
+
         rp_id, origin = self._rp(ctx)
         data, challenge = _parse(response), state.get("challenge")
         if data is None or not isinstance(challenge, str):
@@ -166,16 +173,21 @@ class WebAuthnFactor(Factor):
     # --- login ---------------------------------------------------------------------------
 
     def begin_challenge(self, user, ctx):
+        from webauthn import generate_authentication_options, options_to_json
+        from webauthn.helpers import bytes_to_base64url
+        from webauthn.helpers.structs import UserVerificationRequirement
+
         rp_id, _origin = self._rp(ctx)
-        allowed = [PublicKeyCredentialDescriptor(id=base64url_to_bytes(c.lookup_key),
-                                                 transports=_transports(c.public.get("transports")))
-                   for c in self.store.list(user) if c.lookup_key and not _suspended(c)]
+        allowed = _descriptors(c for c in self.store.list(user) if c.lookup_key and not _suspended(c))
         options = generate_authentication_options(rp_id=rp_id, allow_credentials=allowed,
                                                   user_verification=UserVerificationRequirement.PREFERRED)
         return Step(state={"challenge": bytes_to_base64url(options.challenge)},
                     view={"options": json.loads(options_to_json(options)), "mode": "get"})
 
     def verify(self, user, state, response, ctx):
+        from webauthn import verify_authentication_response
+        from webauthn.helpers import base64url_to_bytes
+
         rp_id, origin = self._rp(ctx)
         data, challenge = _parse(response), state.get("challenge")
         raw_id = (data.get("rawId") or data.get("id")) if data is not None else None
