@@ -46,6 +46,15 @@ def test_help_needs_no_database(idp, tmp_path):
         assert command in result.stdout
 
 
+def test_the_installed_console_script_runs_commands_and_refuses_in_one_line(idp, sqlite_url):
+    """The suite's other commands are forked from a server that did the imports
+    (fixtures.cli_forks); this is the console script itself, as an operator runs it."""
+    ok(idp("init", database_url=sqlite_url, fresh=True))
+    assert "create one with `idp org add`" in ok(idp("org", "list", database_url=sqlite_url, fresh=True)).stdout
+    refused(idp("org", "add", " ", database_url=sqlite_url, fresh=True), "empty")
+    refused(idp("frobnicate", database_url=sqlite_url, fresh=True), "frobnicate")
+
+
 def test_unknown_command_is_one_line(idp, sqlite_url):
     refused(idp("frobnicate", database_url=sqlite_url), "frobnicate")
 
