@@ -12,6 +12,7 @@ from flask_babel import lazy_gettext as _l
 
 from idp.dispatch import client_endpoint
 from idp.extensions import csrf, limiter
+from idp.factors.ratelimit import per_address_limit
 from idp.login.snapshot import rebuild
 from idp.oidc import cors, device_flow, discovery, keys, pushed_requests, urls
 from idp.oidc.server import query_client, server
@@ -230,8 +231,11 @@ def pushed_authorization_request():
 @client_endpoint
 @browser_callable(_client_named_in_request)
 @malformed_input_is_a_400(json_errors=True)
+@per_address_limit
 def device_authorization():
-    """RFC 8628 3.1: a device asks for its codes (idp.oidc.device_flow)."""
+    """RFC 8628 3.1: a device asks for its codes (idp.oidc.device_flow). Each is a row that lives
+    `tokens.device_code_ttl`, asked for by a public client's id alone: limited per address as the
+    login forms are (beyond it `429 {"error": "too_many_attempts", "retry_after"}`)."""
     return server.create_endpoint_response(device_flow.ENDPOINT_NAME)
 
 

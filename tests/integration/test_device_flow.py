@@ -236,3 +236,30 @@ def test_a_user_code_already_taken_is_drawn_again(live_server, seeded, monkeypat
     first = ask_for_codes(live_server, seeded.first_party).json()
     second = ask_for_codes(live_server, seeded.first_party).json()
     assert (first["user_code"], second["user_code"]) == ("BCDF-GHJK", "ZXWV-TSRQ")
+
+
+@pytest.fixture
+def strict_server(migrated_database_url):
+    from fixtures.oidc import start_server
+
+    server = start_server(migrated_database_url, {"ratelimit.login_posts_per_ip": "3 per minute"})
+    yield server
+    server.stop()
+
+
+def test_codes_asked_for_and_typed_are_limited_per_address(strict_server):
+    """Each device authorization is a row a public client's id alone can ask for, and each typed
+    code a guess: both limited per address as the login forms are."""
+    from fixtures.oidc import seed
+
+    client = seed(strict_server).first_party
+    allow_device_grant(strict_server, client)
+    answers = [ask_for_codes(strict_server, client) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[-1].json()["error"] == "too_many_attempts" and int(answers[-1].headers["Retry-After"]) > 0
+    browser = FormBrowser(strict_server.url)
+    statuses = []
+    for _ in range(4):
+        page = browser.get("/device")
+        statuses.append(browser.submit(page.form_with("user_code"), {"user_code": "BCDF-GHJK"}).status)
+    assert statuses == [400, 400, 400, 429]
