@@ -30,7 +30,7 @@ from wtforms.validators import DataRequired, Length
 from idp.db import db
 from idp.extensions import limiter, login_posts_per_ip
 from idp.forms import Form
-from idp.oidc import device_flow
+from idp.oidc import device_flow, urls
 
 bp = Blueprint("device", __name__)
 
@@ -39,7 +39,7 @@ class UserCodeForm(Form):
     user_code = StringField(_l("Code"), validators=[DataRequired(), Length(max=32)])
 
 
-@bp.route("/device", methods=["GET", "POST"])
+@bp.route(urls.PAGES["device_verification_uri"], methods=["GET", "POST"])
 @limiter.limit(login_posts_per_ip, methods=["POST"])
 def enter():
     form = UserCodeForm()

@@ -289,18 +289,16 @@ def init_app(app: Flask, settings: Settings) -> None:
     if not settings.production:
         # Authlib refuses plain http unless told; development issuers are http://127.0.0.1.
         os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
+    from idp.oidc import device_flow, endpoints, grants, openid, pushed_requests
+
     app.config["OAUTH2_TOKEN_EXPIRES_IN"] = {
-        "authorization_code": int(settings.get("tokens.access_token_ttl")),
-        "refresh_token": int(settings.get("tokens.access_token_ttl")),
-        "client_credentials": int(settings.get("tokens.access_token_ttl")),
-        "urn:ietf:params:oauth:grant-type:device_code": int(settings.get("tokens.access_token_ttl")),
+        grant_type: int(settings.get("tokens.access_token_ttl"))
+        for grant_type in ("authorization_code", "refresh_token", "client_credentials", device_flow.GRANT_TYPE)
     }
     app.config["OAUTH2_ACCESS_TOKEN_GENERATOR"] = opaque_token
     app.config["OAUTH2_REFRESH_TOKEN_GENERATOR"] = opaque_token
     server.init_app(app, query_client=query_client, save_token=save_token)
     server.register_client_auth_method(client_assertion.METHOD, client_assertion.PrivateKeyJwt())
-
-    from idp.oidc import device_flow, endpoints, grants, openid, pushed_requests
 
     server.register_grant(grants.AuthorizationCodeGrant,
                           [parameters.WellFormedParameters(), grants.S256CodeChallenge(required=True),
