@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from datetime import timedelta
 
@@ -19,6 +18,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from authenticator_testkit import REPO, one_line_error
+from fixtures import servers
 
 
 def _free_port() -> int:
@@ -45,8 +45,7 @@ class LiveIdp:
             self.factor = registry.get("push") if "push" in registry else registry.register(PushFactor)
             self.user = testing.make_user("alice@example.com")
         self.server = make_server("127.0.0.1", self.port, self.app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.thread = servers.serve_in_background(self.server)
 
     def context(self, txn="txn-1", **overrides):
         from idp.factors.registry import current_registry
@@ -80,7 +79,7 @@ class LiveIdp:
             directory.commit()
 
     def close(self):
-        self.server.shutdown()
+        servers.stop(self.server)
         self.thread.join(5)
 
 

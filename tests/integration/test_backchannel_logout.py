@@ -15,6 +15,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
+from fixtures import servers
 from fixtures.cli import ok, refused
 from fixtures.oidc import FormBrowser, free_port, password_login
 
@@ -45,7 +46,7 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        servers.serve_in_background(self.server)
         self.url = f"http://127.0.0.1:{self.server.server_port}/backchannel-logout"
 
     def wait_for(self, count: int, timeout: float = 15.0) -> list[str]:
@@ -58,7 +59,7 @@ class Receiver:
             return list(self.tokens)
 
     def stop(self) -> None:
-        self.server.shutdown()
+        servers.stop(self.server)
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ objects are made with joserfc as a client library would."""
 from __future__ import annotations
 
 import json
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
+from fixtures import servers
 from fixtures.client_assertion import assertion_form, new_key, public_set
 from fixtures.oidc import FormBrowser
 from test_request_objects import REDIRECT_URI, authorize_url, request_object
@@ -40,7 +40,7 @@ class KeyServer:
                 pass
 
         self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        servers.serve_in_background(self.http)
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}/jwks.json"
 
     def publish(self, *keys, private: bool = False) -> None:
@@ -54,7 +54,7 @@ def key_server():
     client_jwks.forget_all()
     server = KeyServer()
     yield server
-    server.http.shutdown()
+    servers.stop(server.http)
     client_jwks.forget_all()
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import threading
 from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
 
+from fixtures import servers
 from fixtures.oidc import FormBrowser, free_port
 
 RP_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "rp" / "app.py"
@@ -39,9 +39,9 @@ def demo_rp(live_server, idp, tmp_path):
     module = load_rp_module()
     config = module.load_config({"RP_CONFIG": str(rp_config), "RP_PORT": str(port)})
     server = make_server("127.0.0.1", port, module.create_app(config), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers.serve_in_background(server)
     yield f"http://127.0.0.1:{port}", json.loads(seeded.stdout)
-    server.shutdown()
+    servers.stop(server)
 
 
 def claims_on(html: str) -> dict:

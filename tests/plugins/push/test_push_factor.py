@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from authenticator.push import keys
 from idp.factors import FactorMisconfigured
+from fixtures import servers
 from idp_plugins.push.factor import PushFactor
 from idp_plugins.push.settings import PushSettings
 from idp_plugins.push.wake import Waker
@@ -217,7 +218,7 @@ def test_webhook_transport_posts_a_wake_up_without_context(factor_app, factor_us
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Relay)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers.serve_in_background(server)
     try:
         push = push_factor()
         push.push_settings = PushSettings.from_mapping(
@@ -228,7 +229,7 @@ def test_webhook_transport_posts_a_wake_up_without_context(factor_app, factor_us
         assert body["device_id"] == device.id and body["challenge_id"] == step.state["challenge_id"]
         assert set(body) == {"device_id", "challenge_id", "expires_at"}
     finally:
-        server.shutdown()
+        servers.stop(server)
 
 
 def test_wait_returns_as_soon_as_the_device_answers(factor_app, factor_user):
