@@ -263,3 +263,16 @@ def test_codes_asked_for_and_typed_are_limited_per_address(strict_server):
         page = browser.get("/device")
         statuses.append(browser.submit(page.form_with("user_code"), {"user_code": "BCDF-GHJK"}).status)
     assert statuses == [400, 400, 400, 429]
+
+
+def test_a_device_login_cancelled_at_the_password_page_tells_the_device_access_denied(live_server, seeded):
+    client = seeded.first_party
+    allow_device_grant(live_server, client)
+    codes = ask_for_codes(live_server, client).json()
+    browser = FormBrowser(live_server.url)
+    page = confirm(browser, codes["user_code"])
+    cancel = next(form for form in page.forms() if form["action"].endswith("/cancel"))
+    assert browser.submit(cancel).url.endswith("/device/denied")
+    assert poll(live_server, client, codes["device_code"]).json()["error"] == "access_denied"
+    row = device_row(live_server, codes["device_code"])
+    assert (row.status, row.user_id) == ("denied", None)  # nobody had signed in: no one's event
