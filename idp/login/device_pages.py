@@ -31,6 +31,7 @@ from idp.db import db
 from idp.extensions import limiter, login_posts_per_ip
 from idp.forms import Form
 from idp.oidc import device_flow, urls
+from idp.oidc.server import client_record
 
 bp = Blueprint("device", __name__)
 
@@ -79,12 +80,7 @@ def denied():
 def _client_of(device):
     """The device's client (a removed client's devices are deleted with it; one read from a
     worker's cached copy meanwhile finds none here)."""
-    if device is None:
-        return None
-    from idp.oidc.server import query_client
-
-    client = query_client(device.client_id)
-    return client.row if client is not None else None
+    return client_record(device.client_id) if device is not None else None
 
 
 def _code_page(form: UserCodeForm, error: str | None = None, status: int = 200):

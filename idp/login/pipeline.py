@@ -43,10 +43,9 @@ def _prompts(params: dict) -> set[str]:
 
 def _client_row(params: dict) -> ClientRecord | None:
     """The client's record, from the token endpoint's per-process cache (idp.oidc.server)."""
-    from idp.oidc.server import query_client
+    from idp.oidc.server import client_record
 
-    client = query_client(params["client_id"])
-    return client.row if client is not None else None
+    return client_record(params["client_id"])
 
 
 def normalise_scope(params: dict, client) -> dict:

@@ -221,6 +221,12 @@ def query_client(client_id: str) -> OAuthClient | None:
     return clients.get(client_id, float(current_app.extensions["idp.settings"].get("tokens.client_cache_ttl", 5)))
 
 
+def client_record(client_id: str) -> ClientRecord | None:
+    """The registered client's record (`query_client`'s, cached), for the login pages."""
+    client = query_client(client_id)
+    return client.row if client is not None else None
+
+
 def opaque_token(*_args, **_kwargs) -> str:
     """256 random bits, URL-safe. (Authlib's default draws each character separately: ten times slower.)"""
     return random_token(32)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 
 import pyotp
@@ -10,6 +9,7 @@ import pytest
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, seed, start_server
+from fixtures.race import at_once
 from fixtures.totp import enrol_totp_during_login
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
@@ -55,17 +55,7 @@ def _on_code_page(server, rp, seeded, recovery: bool = False) -> FormBrowser:
 
 def _at_once(submissions) -> None:
     """Post every (browser, form, values) at the same moment, one thread each."""
-    barrier = threading.Barrier(len(submissions))
-
-    def run(browser, form, values):
-        barrier.wait()
-        browser.submit(form, values)
-
-    threads = [threading.Thread(target=run, args=submission) for submission in submissions]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    at_once(len(submissions), lambda i: submissions[i][0].submit(*submissions[i][1:]))
 
 
 def _same_session(browser: FormBrowser, count: int) -> list[FormBrowser]:

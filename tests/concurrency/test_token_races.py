@@ -4,33 +4,16 @@ These run only with IDP_TEST_DATABASE_URL (SQLite serialises writers, so a race 
 """
 from __future__ import annotations
 
-import threading
 
 import pytest
-import requests
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, password_login, seed, start_server
+from fixtures.race import at_once
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
 
 RACERS = 20
-
-
-def _race(send) -> list[requests.Response]:
-    barrier = threading.Barrier(RACERS)
-    results: list = [None] * RACERS
-
-    def run(i):
-        barrier.wait()
-        results[i] = send()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(RACERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
 
 
 @pytest.fixture
@@ -53,7 +36,7 @@ def test_twenty_simultaneous_code_redemptions_one_succeeds(pg_server, rp_factory
     params = password_login(web, rp, seeded.user_email, seeded.password)
     data = {"grant_type": "authorization_code", "code": params["code"], "redirect_uri": rp.client["redirect_uri"],
             "code_verifier": rp.verifier}
-    results = _race(lambda: rp.token_request(data))
+    results = at_once(RACERS, lambda _: rp.token_request(data))
     statuses = sorted(r.status_code for r in results)
     assert statuses.count(200) == 1, statuses
     assert all(r.json()["error"] == "invalid_grant" for r in results if r.status_code != 200)
@@ -65,7 +48,7 @@ def test_twenty_simultaneous_refreshes_one_succeeds(pg_server, rp_factory_pg):
     web = FormBrowser(pg_server.url)
     password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
     refresh = rp.exchange(web.last_redirect)["refresh_token"]
-    results = _race(lambda: rp.token_request({"grant_type": "refresh_token", "refresh_token": refresh}))
+    results = at_once(RACERS, lambda _: rp.token_request({"grant_type": "refresh_token", "refresh_token": refresh}))
     assert sorted(r.status_code for r in results).count(200) == 1
 
 
