@@ -28,6 +28,7 @@ from idp.login.transaction import State, TransactionRow
 from idp.login.user import UserLike
 from idp.models import ConsentGrant
 from idp.oidc.adapters import ClientRecord
+from idp.oidc import response_mode
 from idp.oidc.server import with_issuer
 from idp.ops import metrics
 from idp.policy.decide import acr_for
@@ -125,8 +126,8 @@ def unsupported(args) -> tuple[str, str] | None:
     empty is one not sent (RFC 6749 3.1)."""
     # (A `request` object or a pushed request's `request_uri` was unpacked before:
     # idp.oidc.request_object, idp.oidc.pushed_requests. Neither holds another.)
-    if (args.get("response_mode") or "query") != "query":
-        return "invalid_request", "Only response_mode=query is supported."
+    if response_mode.of(args) not in response_mode.MODES:
+        return "invalid_request", "response_mode may be query or form_post."
     prompts = set((args.get("prompt") or "").split())
     if not prompts <= PROMPTS:
         return "invalid_request", "prompt may hold only none, login, consent and select_account."
@@ -307,7 +308,7 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
         return redirect(row.authz_request["next"])
     if row.authz_request.get("device") is not None:
         return approve_device(row.authz_request["device"], user, outcome)
-    return issue_code(params, user, outcome)
+    return issue_code(params, user, outcome, row.authz_request["redirect_uri"])
 
 
 def _sign_in(user: UserLike, steps: list[dict], client_id: str | None, events: tuple[dict, ...] = ()) -> LoginOutcome:
@@ -339,7 +340,8 @@ def approve_device(device_id: int, user: UserLike, outcome: LoginOutcome) -> obj
     return redirect(url_for("device.approved" if approved else "login.expired"))
 
 
-def issue_code(params: dict, user: UserLike, outcome: LoginOutcome) -> object:
+def issue_code(params: dict, user: UserLike, outcome: LoginOutcome, redirect_uri: str) -> object:
+    """The code, to `redirect_uri` (the one /authorize checked), in the request's response mode."""
     server = current_app.extensions["idp.oauth_server"]
     request = snapshot.rebuild(_settings().issuer, params)
     request.login_outcome = outcome
@@ -349,7 +351,8 @@ def issue_code(params: dict, user: UserLike, outcome: LoginOutcome) -> object:
     grant = server.get_authorization_grant(request)
     response = server.create_authorization_response(request=request, grant_user=user, grant=grant)
     db.session.commit()  # the code row, with the transition to `done` and the session
-    location = response.headers.get("Location")
-    if location:  # RFC 9207: tell the client which issuer answered
-        response.headers["Location"] = with_issuer(location)
-    return response
+    if response.status_code != 302:  # an error, already put in a form_post page (handle_error_response)
+        return response
+    # RFC 9207: tell the client which issuer answered. (An error's redirect already names it, and
+    # goes through this unchanged.)
+    return response_mode.to_client(with_issuer(response.headers["Location"]), redirect_uri, response_mode.of(params))

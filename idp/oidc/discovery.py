@@ -12,7 +12,7 @@ from idp.oidc.adapters import AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oidc.client_assertion import SIGNING_ALGS as ASSERTION_ALGS
 from idp.oidc.device_flow import GRANT_TYPE as DEVICE_CODE_GRANT
 from idp.oidc.dpop import ALGS as DPOP_ALGS
-from idp.oidc import urls
+from idp.oidc import response_mode, urls
 from idp.oidc.keys import SUPPORTED_ALGS
 
 
@@ -23,7 +23,7 @@ def build(settings: Settings) -> str:
         **{name: urls.at(issuer, name) for name in urls.PATHS},
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": list(response_mode.MODES),  # idp.oidc.response_mode
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", DEVICE_CODE_GRANT],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(SUPPORTED_ALGS),

@@ -18,7 +18,7 @@ from idp.config import Settings
 from idp.db import db
 from idp.models import Client, Token
 from idp.oidc.adapters import ClientRecord, OAuthClient
-from idp.oidc import client_assertion, dpop, parameters, urls
+from idp.oidc import client_assertion, dpop, parameters, response_mode, urls
 from idp.oidc.grants import revoke_if_replayed, rotate, store_exchanged_tokens
 from idp.ops import metrics
 from idp.security.text import storable
@@ -119,9 +119,10 @@ class AuthorizationServer(FlaskAuthorizationServer):
             # Authlib's text is a Python list of methods; its Basic challenge lacks the realm RFC 7617 requires.
             error.description = "Client authentication failed (unknown client, wrong secret, or a method it may not use)."
         status_code, payload, headers = error(self.get_error_uri(request, error))
-        if status_code == 302:
-            headers = [(name, with_issuer(value) if name.lower() == "location" else value) for name, value in headers]
-        elif status_code == 401 and error.error == "invalid_client":
+        if status_code == 302:  # to the client's (trusted) redirect URI, in the response mode it asked for
+            location = with_issuer(dict(headers)["Location"])
+            return response_mode.to_client(location, error.redirect_uri, response_mode.of(request.payload.data))
+        if status_code == 401 and error.error == "invalid_client":
             headers = [(name, value) for name, value in headers if name.lower() != "www-authenticate"]
             headers.append(("WWW-Authenticate", f'Basic realm="idp", error="invalid_client", '
                                                 f'error_description="{error.description}"'))

@@ -15,12 +15,13 @@ from idp.security.origins import browser_origin
 _CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
     "script-src 'self'; object-src 'none'; base-uri 'none'; form-action {form_action}; "
-    "frame-ancestors 'none'"
+    "frame-ancestors {frame_ancestors}"
 )
 # Forms post to this site only. A page whose form ends in a redirect to a client (a login step,
 # the logout confirmation) names that client's origin too: browsers apply form-action to every
 # redirect that follows the POST (csp_for_forms_to).
-CSP = _CSP.format(form_action="'self'")
+CSP = _CSP.format(form_action="'self'", frame_ancestors="'none'")
+_NO_FRAMES = "frame-ancestors 'none'"
 
 
 @lru_cache(maxsize=256)
@@ -28,7 +29,16 @@ def csp_for_forms_to(uri: str | None) -> str:
     """The page CSP for a page whose forms may end at `uri` (a client's registered redirect or
     post-logout URI): form-action 'self' plus that URI's origin."""
     origin = _origin(uri)
-    return _CSP.format(form_action=f"'self' {origin}") if origin else CSP
+    return _CSP.format(form_action=f"'self' {origin}", frame_ancestors="'none'") if origin else CSP
+
+
+@lru_cache(maxsize=256)
+def csp_for_form_post(uri: str) -> str | None:
+    """The CSP of a form_post authorization response to `uri` (idp.oidc.response_mode): its form
+    goes to that URI's origin, and only that origin may frame the page (a client renewing its
+    session in a hidden iframe, as it would with a redirect). None when `uri` has no such origin."""
+    origin = _origin(uri)
+    return _CSP.format(form_action=origin, frame_ancestors=origin) if origin else None
 
 
 def _origin(uri: str | None) -> str | None:
@@ -49,6 +59,9 @@ def _origin(uri: str | None) -> str | None:
 # to the page they were posted from); never to another site, not even the client's.
 _EVERY_RESPONSE = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "same-origin"))
 _HTML = (("Content-Security-Policy", CSP), ("X-Frame-Options", "DENY"), ("Cache-Control", "no-store"))
+# A page whose own CSP lets one origin frame it (csp_for_form_post): X-Frame-Options cannot name
+# an origin, and DENY would contradict the CSP for the browsers that still read it.
+_HTML_FRAMED = (("Content-Security-Policy", CSP), ("Cache-Control", "no-store"))
 _HSTS = (("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),)
 _TOKEN_RESPONSE = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
 
@@ -57,13 +70,20 @@ def is_token_path(path: str) -> bool:
     return path.startswith("/oauth/") or path == "/token"
 
 
+def _frames_denied(headers: list[tuple[str, str]], present: set[str]) -> bool:
+    """Whether the page may be framed by no one: the default CSP, or the view's own saying so."""
+    if "content-security-policy" not in present:
+        return True
+    return any(name.lower() == "content-security-policy" and _NO_FRAMES in value for name, value in headers)
+
+
 def apply(headers: list[tuple[str, str]], path: str, https: bool) -> None:
     """Add the security headers to `headers` in place."""
     present = {name.lower() for name, _ in headers}
     content_type = next((value for name, value in headers if name.lower() == "content-type"), "")
     wanted = _EVERY_RESPONSE
     if content_type.startswith("text/html"):
-        wanted += _HTML
+        wanted += _HTML if _frames_denied(headers, present) else _HTML_FRAMED
     if https:
         wanted += _HSTS
     if is_token_path(path):

@@ -1,6 +1,7 @@
 """CSP form-action in a real browser: Chromium checks every redirect after a form's POST against
 it, so the login's last POST and the logout confirmation must name the client's origin (the
-clients' callbacks run at http://127.0.0.1, the provider at http://localhost: two origins)."""
+clients' callbacks run at http://127.0.0.1, the provider at http://localhost: two origins), and the
+form_post response page must submit itself."""
 from __future__ import annotations
 
 from fixtures.oidc import callback_base, id_token_from_another_browser
@@ -31,3 +32,20 @@ def test_the_logout_confirmation_posts_its_way_to_the_client(seeded, page, rp_fa
               f"&post_logout_redirect_uri={back}&state=bye")
     page.click("button.primary")
     page.wait_for_url(f"{back}?state=bye")
+
+
+def test_a_form_post_response_submits_itself_to_the_client(seeded, page, rp_factory):
+    """response_mode=form_post: the page's script POSTs the code to the client as it loads, and
+    its CSP (form-action the client's origin only) lets it."""
+    rp = rp_factory(seeded.first_party)
+    violations = []
+    page.on("console", lambda message: violations.append(message.text) if "Content Security" in message.text else None)
+    page.goto(rp.authorization_url(response_mode="form_post"))
+    page.fill("#username", seeded.user_email)
+    page.fill("#password", seeded.password)
+    with page.expect_request(lambda request: request.url == rp.client["redirect_uri"]) as sent:
+        page.click("button.primary")
+    callback = sent.value
+    assert callback.method == "POST" and not violations
+    assert "code=" in callback.post_data and f"state={rp.state}" in callback.post_data
+    page.wait_for_url(rp.client["redirect_uri"])

@@ -70,7 +70,9 @@ def _access_denied(ctx: StepContext):
     query = {"error": "access_denied", "error_description": "The user denied the request."}
     if params.get("state"):
         query["state"] = params["state"]
+    from idp.oidc import response_mode
     from idp.oidc.server import with_issuer
 
     uri = ctx.row.authz_request["redirect_uri"]
-    return redirect(with_issuer(f"{uri}{'&' if '?' in uri else '?'}{urlencode(query)}"))
+    return response_mode.to_client(with_issuer(f"{uri}{'&' if '?' in uri else '?'}{urlencode(query)}"), uri,
+                                   response_mode.of(params))
