@@ -2,25 +2,33 @@
 
 One decorator, so that no view can forget a check:
 
-* nobody signed in, or a session that no longer meets the 2FA policy
-                            -> sign in (again), then back here (302);
+* nobody signed in         -> sign in, then back here (302);
 * signed in, not an admin   -> 403;
 * an admin                  -> the view runs with `g.admin` and `g.org` (the admin's own
                                organization); every lookup goes through `user_in_org`,
                                so another organization's user is a 404, the same answer
                                as a user that does not exist.
+
+(A session is not judged again against a 2FA policy that changed after it began: requirements
+apply at the next login, as on the user's own pages; docs/architecture.md.)
+
+Two more rules for the pages that change an account, its factors or the 2FA policy:
+`recent_login_required` (the admin's own full login, both steps, within login.recent_login)
+and `not_yourself` (an admin's own account changes on their security page, under the rules
+every user has there: never exempt from 2FA, a factor removed, a recovery QR code issued,
+through the admin pages).
 """
 from __future__ import annotations
 
 import functools
 
-from flask import abort, g
+from flask import abort, flash, g, redirect, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from idp.db import MAX_ROW_ID, db
 from idp.login import session as login_session
 from idp.models import Organization, User
-
 
 
 def org_admin_required(view):
@@ -46,3 +54,25 @@ def user_in_org(user_id: int) -> User:
     if user is None:
         abort(404)
     return user
+
+
+def recent_login_required(view):
+    """These pages hand over an account (a password, a role, a factor), end one, or lower the
+    organization's 2FA requirements: like a user's own factor changes, they want the admin's
+    full login (both steps) within login.recent_login, so that an admin's stolen or forgotten
+    session cannot do them."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        again = login_session.require_recent_login()
+        return again if again is not None else view(*args, **kwargs)
+
+    return wrapper
+
+
+def not_yourself(target: User):
+    """None, or the answer when `target` is the admin: back to their user page, told where to go."""
+    if target.id == g.admin.id:
+        flash(_("Change your own account on your security page."), "warning")
+        return redirect(url_for("admin.user", user_id=target.id))
+    return None

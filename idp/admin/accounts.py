@@ -10,7 +10,7 @@
                                           confirm, then take one application's access to the account away
 
 Routes on the admin blueprint (imported at the bottom of views.py), behind the same
-`org_admin_required` and a recent full login of the admin's (`recent_login_required`). The
+`org_admin_required` and a recent full login of the admin's (idp.admin.access). The
 work and the audit events (`user.created`, `user.disabled`, `user.enabled`,
 `user.password_changed`, `user.role_changed`, `user.signed_out_everywhere`) are idp.users',
 which the `idp user` commands call too; removing an application's access (`consent.withdrawn`)
@@ -20,32 +20,16 @@ security page, where the current one is asked.
 """
 from __future__ import annotations
 
-import functools
-
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from idp import consents, users
-from idp.admin.access import org_admin_required, user_in_org
+from idp.admin.access import not_yourself, org_admin_required, recent_login_required, user_in_org
 from idp.admin.forms import ConfirmForm, NewUserForm
 from idp.admin.views import bp
 from idp.db import db
 from idp.forms import NewPasswordForm
-from idp.login import session as login_session
 from idp.models import User
-
-
-def recent_login_required(view):
-    """These pages hand over an account (a password, a role) or end one: like a user's own
-    factor changes, they want the admin's full login (both steps) within login.recent_login,
-    so that an admin's stolen or forgotten session cannot do them."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        again = login_session.require_recent_login()
-        return again if again is not None else view(*args, **kwargs)
-
-    return wrapper
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -70,13 +54,6 @@ def new_user():
                     "their e-mail.", email=created.email), "success")
             return redirect(url_for("admin.user", user_id=created.id))
     return render_template("admin/new_user.html", org=g.org, form=form), 200 if request.method == "GET" else 400
-
-
-def _not_yourself(target: User):
-    if target.id == g.admin.id:
-        flash(_("Change your own account on your security page."), "warning")
-        return redirect(url_for("admin.user", user_id=target.id))
-    return None
 
 
 def _refused(target: User, refusal: users.AccountRefused):
@@ -108,7 +85,7 @@ def enable_user(user_id: int):
 def _switch(user_id: int, *, disabled: bool):
     """GET asks for confirmation; POST disables or enables (an admin's own account: neither)."""
     target = user_in_org(user_id)
-    refused = _not_yourself(target)
+    refused = not_yourself(target)
     if refused is not None:
         return refused
     if request.method == "GET" or not ConfirmForm().validate_on_submit():
@@ -137,7 +114,7 @@ def change_role(user_id: int):
     """GET asks to confirm the other role; POST sets the role the form names (not "the other one":
     another admin may have changed it in between)."""
     target = user_in_org(user_id)
-    refused = _not_yourself(target)
+    refused = not_yourself(target)
     if refused is not None:
         return refused
     if request.method == "GET" or not ConfirmForm().validate_on_submit() or request.form.get("role") not in users.ROLES:
@@ -164,7 +141,7 @@ def change_role(user_id: int):
 @recent_login_required
 def set_user_password(user_id: int):
     target = user_in_org(user_id)
-    refused = _not_yourself(target)
+    refused = not_yourself(target)
     if refused is not None:
         return refused
     form = NewPasswordForm()
@@ -188,7 +165,7 @@ def sign_out_user(user_id: int):
     """GET asks for confirmation; POST signs the user out everywhere (a lost or stolen device),
     nothing else changed. The user page lists the sessions this ends (idp.sessions.live)."""
     target = user_in_org(user_id)
-    refused = _not_yourself(target)
+    refused = not_yourself(target)
     if refused is not None:
         return refused
     if request.method == "GET" or not ConfirmForm().validate_on_submit():
@@ -210,7 +187,7 @@ def remove_application(user_id: int, client_id: str):
     """GET asks for confirmation; POST takes the application's access to the user's account away
     (a malicious or compromised application): its consent, its codes and tokens (idp.consents)."""
     target = user_in_org(user_id)
-    refused = _not_yourself(target)
+    refused = not_yourself(target)
     if refused is not None:
         return refused
     application = next((app for app in consents.of_user(target) if app.client_id == client_id), None)

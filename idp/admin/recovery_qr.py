@@ -5,7 +5,9 @@
     POST /admin/users/<id>/recovery-qr/<cid>/revoke    revoke one
 
 Routes on the admin blueprint (imported at the bottom of views.py), behind the same
-`org_admin_required`; the work (hashing, audit `recovery_qr.issued`/`revoked`) is the
+`org_admin_required`; showing and issuing also want the admin's recent full login and another
+user than the admin (`recent_login_required`, `not_yourself`: a code that enrols a factor
+hands the account over). The work (hashing, audit `recovery_qr.issued`/`revoked`) is the
 factor's `issue`/`revoke`, which `idp recovery-qr` calls too. The page that shows a secret
 is never cached, and nothing can show it again.
 """
@@ -19,7 +21,7 @@ from flask_babel import lazy_gettext as _l
 from wtforms import SelectField, SubmitField
 
 from idp.forms import Form
-from idp.admin.access import org_admin_required, user_in_org
+from idp.admin.access import not_yourself, org_admin_required, recent_login_required, user_in_org
 from idp.admin.forms import ConfirmForm
 from idp.db import MAX_ROW_ID
 from idp.admin.views import bp
@@ -64,15 +66,21 @@ def _page(target, form, issued=None, code: int = 200):
 
 @bp.get("/users/<int:user_id>/recovery-qr")
 @org_admin_required
+@recent_login_required
 def recovery_qr(user_id: int):
     target = user_in_org(user_id)
-    return _page(target, IssueRecoveryQrForm(formdata=None))
+    refused = not_yourself(target)  # a code that enrols a factor: never issued to oneself
+    return refused or _page(target, IssueRecoveryQrForm(formdata=None))
 
 
 @bp.post("/users/<int:user_id>/recovery-qr")
 @org_admin_required
+@recent_login_required
 def issue_recovery_qr(user_id: int):
     target = user_in_org(user_id)
+    refused = not_yourself(target)
+    if refused is not None:
+        return refused
     factor = _factor()
     form = IssueRecoveryQrForm()
     form.expires_in.choices = VALIDITY_CHOICES

@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select
 
 from idp import consents
 from idp.admin import queries
-from idp.admin.access import org_admin_required, user_in_org
+from idp.admin.access import not_yourself, org_admin_required, recent_login_required, user_in_org
 from idp.admin.forms import (AllowedFactorsForm, ConfirmForm, GraceForm, RequireAllForm, SelfPushRecoveryForm,
                              UserSecurityForm)
 from idp.db import MAX_ROW_ID, db, utcnow
@@ -55,7 +55,8 @@ def _int_arg(name: str) -> int | None:
     value = request.args.get(name, "")
     if not value:
         return None
-    if not value.isdigit() or len(value) > 10 or int(value) > MAX_ROW_ID:  # ids and keyset cursors
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not (value.isascii() and value.isdigit()) or len(value) > 10 or int(value) > MAX_ROW_ID:  # ids, cursors
         abort(400)
     return int(value)
 
@@ -107,7 +108,7 @@ def user(user_id: int):
 def _render_user(target: User, form: UserSecurityForm, code: int = 200):
     today = today_utc()
     return render_template(
-        "admin/user.html", target=target, form=form, org=g.org,
+        "admin/user.html", target=target, form=form, org=g.org, yourself=target.id == g.admin.id,
         status=status(target, g.org, today), required=is_required(target, g.org, today),
         exempt=is_exempt(target, today), factor_names=_registry().names(), sessions=live_sessions(target.id),
         applications=consents.of_user(target), **_factor_rows(target)), code
@@ -138,8 +139,12 @@ def _credentials_of(target: User) -> list:
 
 @bp.post("/users/<int:user_id>/security")
 @org_admin_required
+@recent_login_required
 def user_security(user_id: int):
     target = user_in_org(user_id)
+    refused = not_yourself(target)
+    if refused is not None:
+        return refused
     form = UserSecurityForm()
     if not form.validate_on_submit():
         return _render_user(target, form, 400)
@@ -214,6 +219,7 @@ def security():
 
 @bp.post("/security/require-all")
 @org_admin_required
+@recent_login_required
 def require_all():
     form = RequireAllForm()
     if not form.validate_on_submit() or form.on.data not in ("on", "off"):
@@ -227,6 +233,7 @@ def require_all():
 
 @bp.post("/security/factors")
 @org_admin_required
+@recent_login_required
 def allowed_factors():
     form = AllowedFactorsForm()
     form.factors.choices = _factor_choices()
@@ -245,6 +252,7 @@ def allowed_factors():
 
 @bp.post("/security/grace")
 @org_admin_required
+@recent_login_required
 def grace():
     form = GraceForm()
     if not form.validate_on_submit():
@@ -260,6 +268,7 @@ def grace():
 
 @bp.post("/security/push-recovery")
 @org_admin_required
+@recent_login_required
 def self_push_recovery():
     form = SelfPushRecoveryForm()
     if not form.validate_on_submit() or not _push_installed():
@@ -322,9 +331,13 @@ def _credential_of(target: User, credential_id: int):
 
 @bp.route("/users/<int:user_id>/factors/<int:credential_id>/revoke", methods=["GET", "POST"])
 @org_admin_required
+@recent_login_required
 def revoke_factor(user_id: int, credential_id: int):
     """Revoke one credential (a lost device). GET asks for confirmation; POST does it."""
     target = user_in_org(user_id)
+    refused = not_yourself(target)
+    if refused is not None:
+        return refused
     credential = _credential_of(target, credential_id)
     form = ConfirmForm()
     if request.method == "GET" or not form.validate_on_submit():
@@ -352,12 +365,16 @@ def revoke_factor(user_id: int, credential_id: int):
 
 @bp.route("/users/<int:user_id>/reset-factors", methods=["GET", "POST"])
 @org_admin_required
+@recent_login_required
 def reset_factors(user_id: int):
     """Revoke every credential of the user (lost device). GET asks for confirmation; POST does it.
 
     A required user then has to enrol again at the next login (decide: must_enrol).
     """
     target = user_in_org(user_id)
+    refused = not_yourself(target)
+    if refused is not None:
+        return refused
     form = ConfirmForm()
     if request.method == "GET" or not form.validate_on_submit():
         return render_template("admin/confirm.html", org=g.org, target=target, form=form,
@@ -383,13 +400,18 @@ def reset_factors(user_id: int):
 
 @bp.route("/users/<int:user_id>/resume-push", methods=["GET", "POST"])
 @org_admin_required
+@recent_login_required
 def resume_push(user_id: int):
     """Clear a push suspension left by a fraud report. GET asks for confirmation; POST does it.
 
     The rules and the audit event are idp.policy.settings.clear_push_suspension's (the
-    `idp policy user EMAIL --resume-push` command calls the same).
+    `idp policy user EMAIL --resume-push` command calls the same). Not for the admin's own
+    account: a fraud report against it is for another admin (or the operator) to clear.
     """
     target = user_in_org(user_id)
+    refused = not_yourself(target)
+    if refused is not None:
+        return refused
     form = ConfirmForm()
     if target.push_suspended_at is None and request.method == "GET":
         flash(_("Push approvals are not suspended for this user."), "success")
