@@ -56,9 +56,9 @@ def enter():
                                   "Check it on your device, or start again there."), 400)
     action = request.form.get("action")
     if action == "deny":
-        device_flow.deny(device.id, user_id=None)
+        denied = device_flow.deny(device.id, user_id=None)  # False: approved from another browser meanwhile
         db.session.commit()
-        return redirect(url_for(".denied"), 303)
+        return redirect(url_for(".denied" if denied else "login.expired"), 303)
     if action == "allow":
         from idp.login import pipeline
 

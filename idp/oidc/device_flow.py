@@ -96,7 +96,8 @@ def displayed(user_code: str) -> str:
 def approval_hash(device_code_hash: str) -> str:
     """The `authorization_codes.code_hash` of an approved device, from its device code's hash:
     apart from every code's (the SHA-256 of the code), so a device code presented as a code
-    finds nothing."""
+    finds nothing. (Nor does this hash's own preimage: the code grant never claims a row without
+    a redirect URI, which an approval is: idp.oidc.grants.claim_code.)"""
     return sha256_hex("device_code:" + device_code_hash)
 
 
@@ -122,7 +123,7 @@ class DeviceAuthorizationEndpoint:
         if not client.check_grant_type(GRANT_TYPE):
             raise UnauthorizedClientError("This client is not registered for the device authorization grant.")
         data = request.payload.data
-        if data.get("client_id", client.get_client_id()) != client.get_client_id():
+        if (data.get("client_id") or client.get_client_id()) != client.get_client_id():  # sent empty: not sent
             raise InvalidRequestError("client_id is not the authenticated client's.")
         scope = client.get_allowed_scope(data.get("scope") or "")
         device_code = random_token(32)
@@ -262,10 +263,10 @@ class DeviceCodeGrant(oauth_grants.BaseGrant, oauth_grants.TokenEndpointMixin):
     def validate_token_request(self):
         from idp.oidc.grants import claim_code
 
+        client = self.authenticate_token_endpoint_client()  # first: a wrong secret is invalid_client, whatever else
         device_code = self.request.payload.data.get("device_code")
         if not device_code:
             raise InvalidRequestError("device_code is required.")
-        client = self.authenticate_token_endpoint_client()
         if not client.check_grant_type(GRANT_TYPE):
             raise UnauthorizedClientError("This client is not registered for the device authorization grant.")
         now = utcnow()
@@ -285,7 +286,7 @@ class DeviceCodeGrant(oauth_grants.BaseGrant, oauth_grants.TokenEndpointMixin):
                 raise SlowDownError()
             raise AuthorizationPendingError()
         # Approved: redeemed once, as a code (an expired approval is found by nothing: expired).
-        row = claim_code(approval_hash(device_code_hash), client)
+        row = claim_code(approval_hash(device_code_hash), client, approval=True)
         if row is None:
             if device.expires_at <= now:
                 raise ExpiredTokenError("The device_code has expired: start again.")

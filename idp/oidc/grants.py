@@ -105,13 +105,16 @@ def rotate(previous, successor: dict, now: int) -> bool:
 
 
 _CODES = AuthorizationCode.__table__
-_CLAIM_CODE = (
-    update(_CODES)
-    .where(_CODES.c.code_hash == bindparam("code_hash_"), _CODES.c.client_id == bindparam("for_client"),
-           _CODES.c.redeemed_at.is_(None), _CODES.c.revoked_at.is_(None), _CODES.c.expires_at > bindparam("now"))
-    .values(redeemed_at=bindparam("now"))
+_LIVE_CODE = (_CODES.c.code_hash == bindparam("code_hash_"), _CODES.c.client_id == bindparam("for_client"),
+              _CODES.c.redeemed_at.is_(None), _CODES.c.revoked_at.is_(None), _CODES.c.expires_at > bindparam("now"))
+# A device's approval (idp.oidc.device_flow) is a code row without a redirect URI: the code grant
+# never takes one, the device grant takes nothing else (a code always has its redirect URI).
+_CLAIM = {
+    kind: update(_CODES).where(*_LIVE_CODE, (_CODES.c.redirect_uri == "") if kind == "approval"
+                               else (_CODES.c.redirect_uri != "")).values(redeemed_at=bindparam("now"))
     .returning(*_CODES.c)
-)
+    for kind in ("code", "approval")
+}
 # A code presented again after it was redeemed: marked reused (once), so that the tokens of its
 # first redemption are revoked, or stored revoked if that redemption is still under way.
 _MARK_REUSED_CODE = (
@@ -192,15 +195,17 @@ def _insert_unless_nonce_used_statement(columns: tuple[str, ...]):
     return statement
 
 
-def claim_code(code_hash: str, client):
+def claim_code(code_hash: str, client, *, approval: bool = False):
     """The row of the live code with this hash, claimed for `client`; None when there is none.
+    `approval`: a device's approval, which only the device grant redeems, is looked for instead.
 
     Committed at once, in a statement of its own: a code is spent by its first presentation,
     even one that then fails (a wrong PKCE verifier, say), so it cannot be retried. A code
     presented again after its claim is assumed stolen (audited as such, the first time): its
     mark comes first, then its tokens are revoked (idp.token_revocation). Also the device
     grant's redemption of an approval (idp.oidc.device_flow)."""
-    row = db.first_alone(_CLAIM_CODE, {"code_hash_": code_hash, "for_client": client.get_client_id(), "now": utcnow()})
+    row = db.first_alone(_CLAIM["approval" if approval else "code"],
+                         {"code_hash_": code_hash, "for_client": client.get_client_id(), "now": utcnow()})
     if row is not None:
         return row
     reused = db.run(_MARK_REUSED_CODE, {"code_hash_": code_hash, "now": utcnow()}).first()

@@ -71,10 +71,11 @@ class WellFormedParameters:
 
 # ---- The endpoints clients call with their credentials: token, revocation, introspection.
 
-# Their parameters (RFC 6749 2.3.1, 4.1.3, 4.4.2 and 6, RFC 7636 4.5, RFC 7009 2.1, RFC 7662 2.1).
+# Their parameters (RFC 6749 2.3.1, 4.1.3, 4.4.2 and 6, RFC 7636 4.5, RFC 7009 2.1, RFC 7662 2.1,
+# RFC 8628 3.4).
 CLIENT_REQUEST_RECOGNIZED = frozenset({
     "grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "client_id", "client_secret",
-    "token", "token_type_hint", "client_assertion", "client_assertion_type",
+    "token", "token_type_hint", "client_assertion", "client_assertion_type", "device_code",
 })
 
 

@@ -83,6 +83,14 @@ def test_a_device_is_signed_in_by_password_and_gets_tokens_once(live_server, see
         page = browser.consent("allow")
     assert page.url.endswith("/device/approved") and "Your device is signed in" in page.text
 
+    # What the approval is stored under is no code: the code grant finds nothing by it, not even
+    # from its preimage (which whoever read the device code's hash could compute).
+    from idp.security.tokens import sha256_hex
+
+    stored_as = rp_factory(client).token_request({"grant_type": "authorization_code", "redirect_uri": client["redirect_uri"],
+                                                  "code": "device_code:" + sha256_hex(codes["device_code"])})
+    assert (stored_as.status_code, stored_as.json()["error"]) == (400, "invalid_grant")
+
     forget_last_poll(live_server, codes["device_code"])
     granted = poll(live_server, client, codes["device_code"])
     assert granted.status_code == 200, granted.text
@@ -217,6 +225,17 @@ def test_the_device_endpoints_refuse_what_rfc_8628_and_6749_refuse(live_server, 
     missing = requests.post(f"{live_server.url}/oauth/token", data={"grant_type": GRANT},
                             auth=(client["client_id"], client["client_secret"]), timeout=10)
     assert (missing.status_code, missing.json()["error"]) == (400, "invalid_request")
+    missing_and_wrong = requests.post(f"{live_server.url}/oauth/token", data={"grant_type": GRANT},
+                                      auth=(client["client_id"], "nope"), timeout=10)
+    assert (missing_and_wrong.status_code, missing_and_wrong.json()["error"]) == (401, "invalid_client")
+    twice = requests.post(f"{live_server.url}/oauth/token", auth=(client["client_id"], client["client_secret"]),
+                          data=[("grant_type", GRANT), ("device_code", codes["device_code"]), ("device_code", "x")],
+                          timeout=10)
+    assert (twice.status_code, twice.json()["error"]) == (400, "invalid_request")  # RFC 6749 3.2
+    # client_id sent empty beside Basic credentials: not sent (RFC 6749 3.1).
+    empty_id = requests.post(f"{live_server.url}/oauth/device_authorization", data={"client_id": ""},
+                             auth=(client["client_id"], client["client_secret"]), timeout=10)
+    assert empty_id.status_code == 200, empty_id.text
     # A scope the client may not have is left out, not refused (RFC 6749 3.3).
     narrowed = ask_for_codes(live_server, client, scope="openid made-up").json()
     assert device_row(live_server, narrowed["device_code"]).scope == "openid"
@@ -276,3 +295,26 @@ def test_a_device_login_cancelled_at_the_password_page_tells_the_device_access_d
     assert poll(live_server, client, codes["device_code"]).json()["error"] == "access_denied"
     row = device_row(live_server, codes["device_code"])
     assert (row.status, row.user_id) == ("denied", None)  # nobody had signed in: no one's event
+
+
+def test_a_no_said_after_another_browser_approved_is_not_reported_as_a_denial(live_server, seeded, monkeypatch):
+    """Two browsers at one code: one approves while the other's "Deny" is between its look-up of
+    the pending code and its decision. The device is signed in, so the second browser is told
+    the code is no longer valid, not that the device was denied."""
+    from idp.oidc import device_flow
+
+    client = seeded.first_party
+    allow_device_grant(live_server, client)
+    codes = ask_for_codes(live_server, client).json()
+    late = FormBrowser(live_server.url)
+    page = late.get(f"/device?user_code={codes['user_code']}")
+    confirmation = late.submit(page.form_with("user_code"))
+    assert "this same code: " + codes["user_code"] in confirmation.text
+    with live_server.context():
+        read_before = device_flow.pending(codes["user_code"])
+    approving = FormBrowser(live_server.url)
+    confirm(approving, codes["user_code"])
+    assert approving.login(seeded.user_email, seeded.password).url.endswith("/device/approved")
+    monkeypatch.setattr(device_flow, "pending", lambda typed: read_before)  # the late browser's read came first
+    page = late.submit(confirmation.form_with("action"), button=("action", "deny"))
+    assert page.url.endswith("/login/expired") and device_row(live_server, codes["device_code"]).status == "approved"

@@ -63,9 +63,9 @@ def _access_denied(ctx: StepContext):
     if device_id is not None:  # a device's login (idp.oidc.device_flow): its next poll is access_denied
         from idp.oidc import device_flow
 
-        device_flow.deny(device_id, user_id=ctx.row.user_id)
+        denied = device_flow.deny(device_id, user_id=ctx.row.user_id)  # False: decided in another browser
         db.session.commit()
-        return redirect(url_for("device.denied"))
+        return redirect(url_for("device.denied" if denied else "login.expired"))
     params = ctx.params
     query = {"error": "access_denied", "error_description": "The user denied the request."}
     if params.get("state"):
