@@ -188,6 +188,20 @@ def subject(form) -> str | None:
     return sub if isinstance(sub, str) else None
 
 
+def is_request_object(header: dict, claims: dict) -> bool:
+    """Whether a JWT signed by a client's keys is an authorization request object (RFC 9101):
+    typed as one, or carrying the request's own parameters. Signed by the same keys, for the same
+    audience (the issuer), such an object travels in the browser's address bar: taken as an
+    assertion, whoever saw it could authenticate as the client (RFC 9101 10.8, cross-JWT confusion)."""
+    return header.get("typ") == "oauth-authz-req+jwt" or not _REQUEST_PARAMETERS.isdisjoint(claims)
+
+
+# Parameters only an authorization request has: never in an assertion (RFC 7523 3 names its
+# claims). (Not scope nor client_id: libraries put them in JWTs of other kinds.)
+_REQUEST_PARAMETERS = frozenset({"response_type", "redirect_uri", "state", "nonce", "code_challenge",
+                                 "response_mode", "prompt"})
+
+
 # ---------------------------------------------------------------------------- single use
 
 def spend(client_id: str, jti: str, expires_at: float) -> bool:
@@ -250,6 +264,8 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
             raise InvalidClientError(description="The client assertion's signature does not verify.") from error
         except KeysUnavailable:
             raise InvalidClientError(description="The client's keys could not be fetched from its jwks_uri.") from None
+        if is_request_object(token.header, token.claims):
+            raise InvalidClientError(description="An authorization request object is no client assertion.")
         self.verify_claims(token.claims)
         return token.claims
 

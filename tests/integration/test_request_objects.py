@@ -146,3 +146,26 @@ def test_a_client_without_keys_is_told_request_objects_are_not_for_it(live_serve
                           allow_redirects=False, timeout=10)
     sent = parse_qs(urlsplit(answer.headers["Location"]).query)
     assert sent["error"] == ["request_not_supported"] and sent["state"] == ["s"]
+
+
+@pytest.mark.parametrize("typed", [False, True])
+def test_a_request_object_is_no_client_assertion(live_server, seeded, typed):
+    """Signed by the client's keys for this issuer, and seen by the browser: were it taken as an
+    assertion (with a sub and a jti it has what one needs), whoever saw it could act as the
+    client (RFC 9101 10.8). Typed as a request object, or holding a request's parameters: refused."""
+    key = new_key()
+    client_id = register_client(live_server, key, redirect_uri=REDIRECT_URI)
+    header_typ = {"typ": "oauth-authz-req+jwt"} if typed else {}
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": live_server.url, "iat": now, "exp": now + 300,
+              "jti": secrets.token_urlsafe(12)}
+    if not typed:
+        claims.update(response_type="code", redirect_uri=REDIRECT_URI, scope="openid", state="s", client_id=client_id)
+    obj = jwt.encode({"alg": "ES256", "kid": key.kid, **header_typ}, claims, key, algorithms=["ES256"])
+    answer = requests.post(f"{live_server.url}/oauth/token", timeout=10, data={
+        "grant_type": "client_credentials", "client_assertion": obj,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"})
+    assert (answer.status_code, answer.json()["error"]) == (401, "invalid_client")
+    honest = requests.post(f"{live_server.url}/oauth/token", timeout=10, data={
+        "grant_type": "client_credentials", **assertion_form(key, client_id, live_server.url)})
+    assert honest.status_code == 200, honest.text
