@@ -12,7 +12,14 @@ authenticate (`invalid_client`), and the failure is logged as a warning. What is
 checked as a registered set is (`client_assertion.public_jwks`: public signing keys only, at
 most 10, distinct kids): a set that fails is a failed fetch.
 
-The fetch: GET, TIMEOUT seconds, no redirects followed, 200 with at most MAX_BYTES. The URL
+A fetch that fails keeps the last good keys MAX_STALE seconds at most: a client that withdrew a
+key and whose server then stays unreachable does not have it accepted for ever. One fetch per URL
+at a time; a request that would wait for another's more than TIMEOUT seconds uses what is kept
+(or gets KeysUnavailable) rather than hold its worker. Whatever goes wrong in fetching or reading
+(a connection cut mid-answer, JSON nested too deep, a key that is no key) is a failed fetch.
+
+The fetch: GET, no redirects followed, 200 with at most MAX_BYTES, all within TIMEOUT seconds
+(connection and every byte: a server that trickles its answer is cut off at the deadline). The URL
 was set by an operator (`idp client`), never by a request: https in production but for a
 loopback address, as a redirect URI (idp.clients.check_redirect_uri).
 """
@@ -32,6 +39,7 @@ TIMEOUT = 5.0
 MAX_BYTES = 64 * 1024
 MAX_AGE = 300.0  # seconds a fetched set is used before it is fetched again
 MIN_INTERVAL = 30.0  # seconds between two fetches of one URL, whatever fails to verify
+MAX_STALE = 24 * 3600.0  # seconds the last good keys stand in for fetches that fail
 MAX_ENTRIES = 10_000
 
 
@@ -46,6 +54,7 @@ class _Kept:
     kids: frozenset
     attempted_at: float  # time.monotonic() of the last fetch, good or not
     error: str | None = None  # why the last fetch failed
+    good_at: float = 0.0  # time.monotonic() of the fetch that gave `keys`
 
 
 _kept: dict[str, _Kept] = {}
@@ -60,10 +69,17 @@ def key_set(uri: str, *, wanted_kid: str | None = None) -> jwk.KeySet:
     entry = _kept.get(uri)
     if entry is not None and not _stale(entry, wanted_kid):
         return _usable(entry)
-    with _lock_for(uri):
+    lock = _lock_for(uri)
+    if not lock.acquire(timeout=TIMEOUT):  # another thread's fetch is slow: do not wait for it
+        if entry is None:
+            raise KeysUnavailable("a fetch of these keys is already under way")
+        return _usable(entry)
+    try:
         entry = _kept.get(uri)  # another thread may have fetched it meanwhile
         if entry is None or _stale(entry, wanted_kid):
             entry = _refresh(uri, entry)
+    finally:
+        lock.release()
     return _usable(entry)
 
 
@@ -91,14 +107,18 @@ def _lock_for(uri: str) -> threading.Lock:
 
 
 def _refresh(uri: str, previous: _Kept | None) -> _Kept:
+    now = time.monotonic()
     try:
         keys = parsed_key_set(public_jwks(_fetch(uri)))
-    except (KeysUnavailable, JwksRefused) as failure:
-        log.warning("the keys at jwks_uri %s could not be used: %s", uri, failure)
-        entry = _Kept(previous.keys if previous else None, previous.kids if previous else frozenset(),
-                      time.monotonic(), str(failure))
+    except Exception as failure:  # noqa: BLE001 - whatever the client's server sent: a failed fetch
+        why = str(failure) if isinstance(failure, (KeysUnavailable, JwksRefused)) else type(failure).__name__
+        log.warning("the keys at jwks_uri %s could not be used: %s", uri, why)
+        if previous is not None and previous.keys is not None and now - previous.good_at < MAX_STALE:
+            entry = _Kept(previous.keys, previous.kids, now, why, previous.good_at)
+        else:
+            entry = _Kept(None, frozenset(), now, why)
     else:
-        entry = _Kept(keys, frozenset(key.kid for key in keys.keys if key.kid), time.monotonic())
+        entry = _Kept(keys, frozenset(key.kid for key in keys.keys if key.kid), now, good_at=now)
     if len(_kept) >= MAX_ENTRIES and uri not in _kept:
         _kept.clear()
     _kept[uri] = entry
@@ -108,14 +128,19 @@ def _refresh(uri: str, previous: _Kept | None) -> _Kept:
 def _fetch(uri: str) -> bytes:
     import requests  # here: few processes ever fetch a client's keys
 
-    try:
-        with requests.get(uri, timeout=TIMEOUT, allow_redirects=False, stream=True,
-                          headers={"Accept": "application/jwk-set+json, application/json"}) as answer:
-            if answer.status_code != 200:
-                raise KeysUnavailable(f"answered {answer.status_code}")
-            body = answer.raw.read(MAX_BYTES + 1, decode_content=True)
-    except requests.RequestException as error:
-        raise KeysUnavailable(type(error).__name__) from None
+    deadline = time.monotonic() + TIMEOUT
+    body = b""
+    with requests.get(uri, timeout=TIMEOUT, allow_redirects=False, stream=True,
+                      headers={"Accept": "application/jwk-set+json, application/json"}) as answer:
+        if answer.status_code != 200:
+            raise KeysUnavailable(f"answered {answer.status_code}")
+        while len(body) <= MAX_BYTES:
+            if time.monotonic() > deadline:
+                raise KeysUnavailable(f"no whole answer within {TIMEOUT:g} seconds")
+            chunk = answer.raw.read1(MAX_BYTES + 1 - len(body), decode_content=True)  # what has arrived
+            if not chunk:
+                break
+            body += chunk
     if len(body) > MAX_BYTES:
         raise KeysUnavailable(f"more than {MAX_BYTES // 1024} KiB")
     return body

@@ -25,16 +25,26 @@ class KeyServer:
         self.document: bytes = b"{}"
         self.status = 200
         self.fetches = 0
+        self.declared_length: int | None = None  # a Content-Length other than the document's (cut short)
+        self.trickle: float = 0.0  # seconds between bytes: a server that never quite answers
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
+                import time
+
                 owner.fetches += 1
                 self.send_response(owner.status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(owner.document)))
+                self.send_header("Content-Length", str(owner.declared_length or len(owner.document)))
                 self.end_headers()
-                self.wfile.write(owner.document)
+                if not owner.trickle:
+                    self.wfile.write(owner.document)
+                    return
+                for byte in owner.document:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(owner.trickle)
 
             def log_message(self, *args):
                 pass
@@ -114,7 +124,8 @@ def test_made_up_kids_do_not_make_the_provider_fetch_again_and_again(live_server
     assert key_server.fetches == 1  # within MIN_INTERVAL of the last fetch: none again
 
 
-@pytest.mark.parametrize("failure", ["a 500", "not JSON", "a private key", "too big"])
+@pytest.mark.parametrize("failure", ["a 500", "not JSON", "a private key", "too big", "cut short", "nested too deep",
+                                     "a key that is no key", "trickled"])
 def test_keys_that_cannot_be_had_refuse_the_client_and_the_last_good_ones_are_kept(live_server, key_server,
                                                                                     monkeypatch, failure):
     from idp.oidc import client_jwks
@@ -126,19 +137,33 @@ def test_keys_that_cannot_be_had_refuse_the_client_and_the_last_good_ones_are_ke
         "not JSON": lambda: setattr(key_server, "document", b"<html>"),
         "a private key": lambda: key_server.publish(key, private=True),
         "too big": lambda: setattr(key_server, "document", b" " * (65 * 1024) + b"{}"),
+        "cut short": lambda: setattr(key_server, "declared_length", len(key_server.document) + 100),
+        "nested too deep": lambda: setattr(key_server, "document", b"[" * 100_000 + b"]" * 100_000),
+        "a key that is no key": lambda: setattr(key_server, "document",
+                                                b'{"keys": [{"kty": "RSA", "crv": [1], "alg": "RS256"}]}'),
+        "trickled": lambda: (key_server.publish(key), setattr(key_server, "trickle", 0.2),
+                             monkeypatch.setattr(client_jwks, "TIMEOUT", 1.0)),
     }
+    mend = lambda: (setattr(key_server, "declared_length", None), setattr(key_server, "trickle", 0.0))  # noqa: E731
     spoil[failure]()
     answer = client_credentials(live_server, key, client_id)
     assert (answer.status_code, answer.json()["error"]) == (401, "invalid_client")
+    fetched = key_server.fetches
+    assert client_credentials(live_server, key, client_id).status_code == 401
+    assert key_server.fetches == fetched  # a failure, however it came, waits MIN_INTERVAL too
     # Mended: fetched again once MIN_INTERVAL has passed.
     key_server.status = 200
+    mend()
     key_server.publish(key)
     monkeypatch.setattr(client_jwks, "MIN_INTERVAL", 0.0)
     assert client_credentials(live_server, key, client_id).status_code == 200
-    # Broken again, and the kept set is old: the last good keys still serve.
+    # Broken again, and the kept set is old: the last good keys still serve...
     spoil[failure]()
     monkeypatch.setattr(client_jwks, "MAX_AGE", 0.0)
     assert client_credentials(live_server, key, client_id).status_code == 200
+    # ... for MAX_STALE seconds at most: a withdrawn key is not taken for ever.
+    monkeypatch.setattr(client_jwks, "MAX_STALE", 0.0)
+    assert client_credentials(live_server, key, client_id).status_code == 401
 
 
 def test_a_request_object_is_verified_with_the_published_keys(live_server, key_server, seeded):
