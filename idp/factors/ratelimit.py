@@ -22,8 +22,9 @@ from idp.extensions import limiter, login_posts_per_ip
 FALLBACK_RETRY_AFTER = 60  # seconds, should the limiter not say when its window frees a request
 
 
-def per_address_limit(view: Callable) -> Callable:
-    """Limit a device endpoint's view to `ratelimit.login_posts_per_ip` requests per address.
+def per_address_limit(view: Callable | None = None, *, exempt_when: Callable[[], bool] | None = None):
+    """Limit a device endpoint's view to `ratelimit.login_posts_per_ip` requests per address
+    (those for which `exempt_when()` is true aside).
 
     Beyond it the view is not called and the answer is the JSON refusal the device endpoints
     already use for lockouts: `429 {"error": "too_many_attempts", "retry_after": S}` with a
@@ -33,7 +34,9 @@ def per_address_limit(view: Callable) -> Callable:
         @per_address_limit
         def personal_start(): ...
     """
-    checked = limiter.limit(login_posts_per_ip)(view)
+    if view is None:
+        return lambda wrapped: per_address_limit(wrapped, exempt_when=exempt_when)
+    checked = limiter.limit(login_posts_per_ip, exempt_when=exempt_when)(view)
 
     @wraps(view)
     def answer(*args, **kwargs):

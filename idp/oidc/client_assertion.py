@@ -278,9 +278,13 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
             raise InvalidClientError(description=f"The client assertion must expire within {MAX_LIFETIME} seconds.")
         if "jti" in claims and (not isinstance(claims["jti"], str) or not claims["jti"]):
             raise InvalidClientError(description="The client assertion's jti must be a non-empty string.")
-        if _issuer_only(current_app.extensions["idp.settings"]) and not isinstance(claims.get("aud"), str):
+        audience = claims.get("aud")
+        if _issuer_only(current_app.extensions["idp.settings"]) and not isinstance(audience, str):
             # An array naming this server among others is what an audience injection sends.
             raise InvalidClientError(description="The client assertion's aud must be the issuer, as one string.")
+        if isinstance(audience, list) and not all(isinstance(a, str) and a in self.get_audiences() for a in audience):
+            # The same attack, where this server's endpoints are audiences too: ours only, then.
+            raise InvalidClientError(description="The client assertion's aud names another party than this server.")
         super().verify_claims(claims)
 
     def validate_jti(self, claims, jti):

@@ -145,6 +145,8 @@ def _without_query(url: str) -> tuple | None:
     try:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
+        if parts.username is not None or parts.password is not None:  # "http://evil@host/...": not our URL
+            return None
         return scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(scheme), parts.path or "/"
     except ValueError:
         return None

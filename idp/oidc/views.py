@@ -222,9 +222,18 @@ def token():
 @client_endpoint
 @browser_callable(_client_named_in_request)
 @malformed_input_is_a_400(json_errors=True)
+@per_address_limit(exempt_when=lambda: _sends_client_credentials())  # (defined below)
 def pushed_authorization_request():
-    """RFC 9126: the client sends its authorization request here first (idp.oidc.pushed_requests)."""
+    """RFC 9126: the client sends its authorization request here first (idp.oidc.pushed_requests).
+    Each is a row (up to 16 KiB) kept until it expires: a public client's, which its id alone
+    can send, are limited per address as the login forms are; a request with credentials is
+    not (a confidential client's backend pushes every login of its users from one address, and
+    credentials that fail store nothing)."""
     return server.create_endpoint_response(pushed_requests.ENDPOINT_NAME)
+
+
+def _sends_client_credentials() -> bool:
+    return bool(request.authorization or request.form.get("client_secret") or request.form.get("client_assertion"))
 
 
 @bp.route(urls.PATHS["device_authorization_endpoint"], methods=["POST", "OPTIONS"], provide_automatic_options=False)

@@ -38,7 +38,11 @@ def csp_for_form_post(uri: str) -> str | None:
     goes to that URI's origin, and only that origin may frame the page (a client renewing its
     session in a hidden iframe, as it would with a redirect). None when `uri` has no such origin."""
     origin = _origin(uri)
-    return _CSP.format(form_action=origin, frame_ancestors=origin) if origin else None
+    if origin is None:
+        return None
+    # A host CSP cannot name (IPv6) leaves the scheme alone: good enough for where the form goes,
+    # not for who may frame the page (any site of that scheme).
+    return _CSP.format(form_action=origin, frame_ancestors="'none'" if origin.endswith(":") else origin)
 
 
 def _origin(uri: str | None) -> str | None:

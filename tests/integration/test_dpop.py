@@ -81,8 +81,9 @@ def test_a_public_clients_tokens_are_bound_to_its_key(live_server, seeded, rp_fa
     assert 'error="invalid_token"' in as_bearer.headers["WWW-Authenticate"]
     no_proof = userinfo(live_server, access)
     assert no_proof.status_code == 401 and 'error="invalid_dpop_proof"' in no_proof.headers["WWW-Authenticate"]
+    with_user_info = userinfo_url(live_server).replace("://", "://evil@")  # RFC 9449 4.3: no user info
     for spoiled in (dict(key=new_key()), dict(htm="POST"), dict(htu=f"{live_server.url}/oauth/token"),
-                    dict(ath="x" * 43)):
+                    dict(htu=with_user_info), dict(ath="x" * 43)):
         signing_key = spoiled.pop("key", key)
         refused = userinfo(live_server, access, signing_key, **spoiled)
         assert refused.status_code == 401, spoiled

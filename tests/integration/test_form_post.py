@@ -90,3 +90,14 @@ def test_an_unknown_response_mode_is_refused_in_the_query(seeded, web, rp_factor
                                  "redirect_uri": rp.client["redirect_uri"], "response_mode": "form_post",
                                  "code_challenge": "x" * 43, "code_challenge_method": "S256"})
     assert pushed.status_code == 201, pushed.text  # a pushed request may ask for it as well
+
+
+def test_only_the_clients_origin_may_frame_the_page():
+    """An IPv6 host cannot be named in a CSP source: the form may go to its scheme, but no site
+    may frame the page then (every site of that scheme could)."""
+    from idp.security.headers import csp_for_form_post
+
+    assert "frame-ancestors https://app.example:8443" in csp_for_form_post("https://app.example:8443/cb?x=1")
+    framed_by_none = csp_for_form_post("http://[::1]:9/cb")
+    assert "form-action http:;" in framed_by_none and "frame-ancestors 'none'" in framed_by_none
+    assert csp_for_form_post("com.example.app:/cb") is None  # (never registered: no page, a redirect)

@@ -104,6 +104,8 @@ SPOILED = {
     "expired": dict(lifetime=-120),
     "valid too long": dict(lifetime=3 * 3600),
     "another audience": dict(aud="https://other.example/token"),
+    "another audience beside ours": dict(aud=["https://other.example/token", "ISSUER"]),  # audience injection
+    "an audience that is no string": dict(aud=[{"iss": "x"}]),
     "iss is not sub": dict(iss="someone-else"),
     "no jti": dict(jti=None),
     "jti not a string": dict(jti=12345),
@@ -119,6 +121,8 @@ def test_a_spoiled_assertion_is_invalid_client_and_changes_nothing(live_server, 
     client_id = register_client(live_server, key, grant_types=("client_credentials",))
     options = dict(SPOILED[spoiled])
     signing_key = options.pop("key", lambda: key)()
+    if isinstance(options.get("aud"), list):
+        options["aud"] = [live_server.url if a == "ISSUER" else a for a in options["aud"]]
     if signing_key is not key:
         signing_key = new_key(kid=key.kid)  # the same kid, another key: the signature does not verify
     before = counts(live_server)

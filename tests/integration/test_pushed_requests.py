@@ -250,3 +250,28 @@ def test_a_client_that_must_push_is_refused_any_other_request(live_server, seede
     browser.get(by_reference(live_server, client["client_id"], request_uri))
     browser.login(seeded.user_email, seeded.password)
     assert "code" in browser.callback_params()
+
+
+@pytest.fixture
+def strict_server(migrated_database_url):
+    from fixtures.oidc import seed, start_server
+
+    server = start_server(migrated_database_url, {"ratelimit.login_posts_per_ip": "3 per minute"})
+    server.seeded = seed(server)
+    yield server
+    server.stop()
+
+
+def test_a_public_clients_pushes_are_limited_per_address_a_confidential_clients_are_not(strict_server):
+    """Each push is a stored row that a public client's id alone can ask for: limited as the login
+    forms are. A confidential client's backend pushes all its users' logins from one address."""
+    from fixtures.oidc import RelyingParty
+
+    seeded = strict_server.seeded
+    public, confidential = (RelyingParty(strict_server.url, c) for c in (seeded.public, seeded.first_party))
+    answers = [push(strict_server, seeded.public, authorization_params(public)) for _ in range(4)]
+    assert [a.status_code for a in answers] == [201, 201, 201, 429]
+    assert answers[-1].json()["error"] == "too_many_attempts" and answers[-1].headers["Retry-After"]
+    for _ in range(5):
+        assert push(strict_server, seeded.first_party, authorization_params(confidential)).status_code == 201
+    assert stored_requests(strict_server) == 8
