@@ -6,10 +6,15 @@ these committed audit events (idp.audit.on_commit), to the verified address of t
 event is about, in their language:
 
     user.password_changed        password_changed          (any door: self, admin, cli, reset link)
-    factor.enrolled              factor_added              (the factor's name)
+    factor.enrolled              factor_added              (the factor's name; not when "announced")
     factor.removed, .revoked     factor_removed            (the factor's name; revoked: by an admin)
     factor.reset                 factors_reset             (every second factor, by an admin)
     recovery_codes.regenerated   recovery_codes_regenerated
+
+A credential that stored itself before the enrolment page's last step (a push device, which the
+phone registers) was announced by its factor when it did ("A new device was added to your
+account"): the `factor.enrolled` that the page records after it says `announced`
+(idp.factors.enrolment) and sends nothing more.
 
 The mail leaves on a thread of its own once the change is committed, like a password reset
 link (idp.password_reset.send_in_background), so the answer does not wait for the relay, and
@@ -57,7 +62,8 @@ def _committed(events: list[dict]) -> None:
     if not current_app.extensions.get(_ENABLED):
         return
     notices = [Notice(event["subject_id"], PURPOSES[event["event"]], (event["details"] or {}).get("factor"))
-               for event in events if event["event"] in PURPOSES and event["subject_id"] is not None]
+               for event in events if event["event"] in PURPOSES and event["subject_id"] is not None
+               and not (event["details"] or {}).get("announced")]
     if notices:
         send_in_background(current_app._get_current_object(), notices)
 

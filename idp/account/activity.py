@@ -36,6 +36,7 @@ SHOWN = {
     "password_reset.requested": _l("Password reset link sent"),
     "user.password_changed": _l("Password changed"),
     "factor.enrolled": _l("Sign-in method added"),
+    "push.device_registered": _l("Phone registered for push approvals"),
     "factor.removed": _l("Sign-in method removed"),
     "factor.revoked": _l("Sign-in method removed"),
     "factor.reset": _l("Second factors reset"),

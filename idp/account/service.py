@@ -16,8 +16,9 @@ from flask_babel import lazy_gettext as _l
 from idp import audit
 from idp.db import db
 from idp.factors.challenges import ChallengeStore
+from idp.factors import enrolment
 from idp.factors.directory import lock_user
-from idp.factors.registry import current_registry
+from idp.factors.registry import RECOVERY_CODES, current_registry
 from idp.factors.sealed import open_view, seal_view
 from idp.factors.types import Enrolled, FactorKind, Rejected
 from idp.security.text import display_text
@@ -121,7 +122,7 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
     if factor is None:
         raise AccountError(_l("This method is not available."))
     ref = user_ref(user)
-    had_second_factor = user.second_factor_count > 0
+    before = enrolment.credentials_before(ref)
     # Claimed first, committed with the credential: a double (or tenfold) submission waits on
     # the claim's row lock and then matches nothing, before it stores anything of its own.
     if PENDING.answer(pending_id, "done", commit=False) is None:
@@ -137,14 +138,21 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
 
     login_session.add_proof(outcome.amr or factor.amr)
     codes = None
-    details = {"factor": factor.name, "credential_id": outcome.credential.id, "during": "account"}
-    if not had_second_factor:  # the first second factor comes with recovery codes: the log says when
+    details = enrolment.enrolled_details(factor, outcome, before, "account")
+    if not _holds_recovery_codes(ref):
+        # The first second factor comes with recovery codes: the log says when. (Not "had no
+        # second factor before": a push device is stored, by the phone, before this step.)
         codes = regenerate_recovery_codes(user, audit_event=False)
         details["recovery_codes_issued"] = len(codes or ())
     audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details=details)
     db.session.commit()
     return outcome.credential, codes
+
+
+def _holds_recovery_codes(ref) -> bool:
+    factor = current_registry().recovery_codes()
+    return factor is None or factor.is_configured_for(ref)
 
 
 def rename(user: User, credential_id: int, label: str) -> None:
@@ -181,7 +189,8 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
     registry = current_registry()
     ref = user_ref(user)
     credential = registry.store.get(ref, credential_id)
-    if credential is None:
+    if credential is None or credential.factor == RECOVERY_CODES:
+        # (Recovery codes go as a set, replaced by new ones: never one code at a time.)
         raise AccountError(_l("No such method."))
     _refuse_if_issued_by_admin(credential.factor)
     kind = registry.kind_of(credential.factor)

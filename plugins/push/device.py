@@ -83,6 +83,10 @@ def build_blueprint(factor) -> Blueprint:
         user = directory.get_user(device.user_id)
         activation.record_registered(user, device, via="activation")
         directory.commit()
+        # The device is a second factor from now on, whether or not the enrolment page that
+        # showed its code is ever finished: the owner's mailbox hears of it now.
+        directory.notify_user(user, "new_device", device.label)
+        directory.rollback()  # the notice's read of the address ends here, not at the request's end
         return jsonify({"device_id": device.lookup_key, "user": user.username, "issuer": _issuer(),
                         "endpoint": endpoint_base(_issuer())}), 201
 

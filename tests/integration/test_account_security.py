@@ -100,6 +100,26 @@ def test_removing_asks_first_and_the_last_factor_takes_the_recovery_codes_with_i
         assert event.details["recovery_codes_revoked"] == 10
 
 
+def test_one_recovery_code_is_not_removed_on_its_own(seeded, web, live_server):
+    """Recovery codes go as a set (new ones replace it): the removal of one of them, posted as a
+    method's removal, is refused and changes nothing."""
+    from idp.db import db
+    from idp.models import Credential
+
+    sign_in_to_account(web, seeded)
+    add_totp(web)
+    with live_server.context():
+        code_id = db.session.scalars(select(Credential.id).where(Credential.factor == "recovery_codes")).first()
+    page = web.get("/account/security")
+    csrf = next(f for f in page.forms() if "csrf_token" in f["fields"])["fields"]["csrf_token"]
+    page = web.submit({"action": f"{live_server.url}/account/security/credentials/{code_id}/remove",
+                       "fields": {"csrf_token": csrf}})
+    assert "No such method." in page.text
+    assert audit_events(live_server, "factor.removed") == 0
+    with live_server.context():
+        assert db.session.get(Credential, code_id).revoked_at is None
+
+
 def test_new_recovery_codes_are_confirmed_first(seeded, web):
     sign_in_to_account(web, seeded)
     add_totp(web)

@@ -32,6 +32,16 @@ def server(live_server):
     return live_server
 
 
+def phones_restored(server, email: str, tmp_path, handler: Inbox):
+    """restored_phones, and the mail its old phone's registration sent ("A new device was added")
+    taken out of the inbox: what the tests read from there comes after."""
+    phones = restored_phones(server, email, tmp_path)
+    [(_rcpt, notice)] = handler.wait_for(1)
+    assert notice["Subject"] == "A new device was added to your account"
+    handler.messages.clear()
+    return phones
+
+
 def code_of(message) -> str:
     return re.search(r"\b(\d{6})\b", message.get_body(("plain",)).get_content()).group(1)
 
@@ -55,7 +65,7 @@ def recover_with_password(phone, account, password: str, inbox: Inbox, code_for=
 
 def test_password_and_emailed_code_give_the_new_phone_its_own_key(server, seeded, inbox, rp_factory, tmp_path):
     handler, _port = inbox
-    old, new, account = restored_phones(server, seeded.user_email, tmp_path)
+    old, new, account = phones_restored(server, seeded.user_email, tmp_path, handler)
     status, out, err, code = recover_with_password(new, account, seeded.password, handler, code_for=1)
     assert status == 0, err
     assert out.startswith("recovered") and "password and e-mailed code" in out
@@ -78,7 +88,7 @@ def test_password_and_emailed_code_give_the_new_phone_its_own_key(server, seeded
 
 def test_wrong_password_sends_nothing(server, seeded, inbox, tmp_path):
     handler, _port = inbox
-    _old, new, account = restored_phones(server, seeded.user_email, tmp_path)
+    _old, new, account = phones_restored(server, seeded.user_email, tmp_path, handler)
     before = new.files()
     status, _out, err, _code = recover_with_password(new, account, "not my password", handler)
     assert status == 34 and "wrong e-mail or password" in err
@@ -88,7 +98,7 @@ def test_wrong_password_sends_nothing(server, seeded, inbox, tmp_path):
 
 def test_wrong_code_is_refused_with_the_tries_left(server, seeded, inbox, tmp_path):
     handler, _port = inbox
-    _old, new, account = restored_phones(server, seeded.user_email, tmp_path)
+    _old, new, account = phones_restored(server, seeded.user_email, tmp_path, handler)
     process = new.popen("recover", account, "--password")
     process.stdin.write(seeded.password + "\n")
     process.stdin.flush()
@@ -102,6 +112,6 @@ def test_wrong_code_is_refused_with_the_tries_left(server, seeded, inbox, tmp_pa
 
 def test_no_code_line_is_a_clear_error(server, seeded, inbox, tmp_path):
     handler, _port = inbox
-    _old, new, account = restored_phones(server, seeded.user_email, tmp_path)
+    _old, new, account = phones_restored(server, seeded.user_email, tmp_path, handler)
     result = new.run("recover", account, "--password", stdin="")
     assert result.returncode != 0 and "no password on stdin" in result.stderr

@@ -84,6 +84,26 @@ def test_a_sign_in_method_added_or_removed_is_named_in_the_users_language(server
     assert all("Application d'authentification" in body(m) for m in messages), body(messages[0])
 
 
+def test_an_enrolment_that_found_its_credential_already_announced_sends_nothing_more(server, mail):
+    """A push device stores itself (the phone registers it) and its factor mails the owner then;
+    the `factor.enrolled` of the page's last step, after it, is `announced`: no second mail."""
+    from idp import audit
+    from idp.db import db
+
+    seed(server)
+    with server.context():
+        user = alice(server)
+        audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                     details={"factor": "push", "credential_id": 7, "during": "account", "announced": True})
+        db.session.commit()
+        audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
+                     details={"factor": "totp", "credential_id": 8, "during": "account"})
+        db.session.commit()
+    sent_out()  # (each notice thread has delivered, or decided not to)
+    [(_to, message)] = mail.wait_for(1)
+    assert "Authenticator app" in body(message)  # the TOTP one, not the announced one
+
+
 def test_nothing_is_sent_for_a_change_rolled_back_or_an_unverified_address(server, mail):
     from idp import users
     from idp.db import db

@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 
 from idp import audit
 from idp.db import db
+from idp.factors import enrolment
 from idp.factors.types import Enrolled
 from idp.login import gate, pipeline, transaction
 from idp.login.forms import CodeForm
@@ -81,13 +82,14 @@ def submit(ctx: StepContext):
     if not transaction.update_in_place(ctx.row, form.posted_version(), commit=False):
         return pipeline.redirect_to(ctx.handle)
     ref = gate.user_ref(user)
+    before = enrolment.credentials_before(ref)
     outcome = factor.finish_enrolment(ref, state, plugin_response(), attempt_context(ctx, factor))
     if not isinstance(outcome, Enrolled):
         db.session.rollback()  # the claim too: the form may be posted again
         ctx.row.version = form.posted_version()
         return show(ctx, message_for(outcome), 400)
     codes_view = recovery_codes.issue_if_first(ctx, user)
-    details = {"factor": factor.name, "credential_id": outcome.credential.id, "during": "login"}
+    details = enrolment.enrolled_details(factor, outcome, before, "login")
     if codes_view is not None:  # the set now valid was created here: the log says when
         details["recovery_codes_issued"] = len(codes_view.get("codes") or ())
     audit.record("factor.enrolled", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from idp.db import db
 from idp.models import User
@@ -159,9 +159,26 @@ def test_a_phone_added_on_the_security_page_is_audited_once_from_code_to_device(
     assert push_events(push_server, "push.activation_issued") == [(seeded.user_email, "account")]
     query = parse_activation_uri(html.unescape(uri))
     PushClient(query["endpoint"], keys.new_private_key()).register(query["code"], "Pixel 8")
-    web.submit([f for f in page.forms() if "/enrol/" in f["action"]][0])
-    assert 'data-factor="push"' in web.page.text
+    # Registered by the phone, before the page's last step (which nobody may ever take): the
+    # owner is mailed now, and "Recent activity" shows it already.
+    notices = push_server.app.extensions["idp.notifier"].sent  # (the console notifier keeps what it sends)
+    assert [m.subject for m in notices] == ["A new device was added to your account"]
+    assert "Phone registered for push approvals" in web.get("/account/security").text
+    page = web.submit([f for f in page.forms() if "/enrol/" in f["action"]][0])
+    assert "data-recovery-codes" in page.text  # the first second factor, though stored before this step
+    assert 'data-factor="push"' in web.get("/account/security").text
     assert push_events(push_server, "push.device_registered") == [(seeded.user_email, "activation")]
+    with push_server.context():
+        from idp.models import AuditEvent
+
+        [enrolled] = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "factor.enrolled")).all()
+    assert enrolled.details["announced"] is True and enrolled.details["recovery_codes_issued"] == 10
+    import threading
+
+    for thread in threading.enumerate():  # idp.security_notices sends on threads of its own
+        if thread.name == "security-notices":
+            thread.join(timeout=30)
+    assert len(notices) == 1  # the enrolment's end, announced, mails nothing more
 
 
 

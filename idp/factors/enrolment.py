@@ -1,0 +1,26 @@
+"""What the core records when an enrolment finishes, on whichever page it finishes (the security
+page: idp.account.service; the login's enrolment step: idp.login.steps.enrol).
+
+Most factors store their credential in `finish_enrolment`. A push device stores itself before:
+the phone registers it with the activation code, and the page's last step only finds it there.
+Its factor told the user when it did ("A new device was added to your account"): the
+`factor.enrolled` recorded after it is marked `announced`, which idp.security_notices does not
+mail again. So the user hears of the new device once, and even when nobody finishes the page.
+"""
+from __future__ import annotations
+
+from idp.factors.registry import current_registry
+from idp.factors.types import Enrolled
+
+
+def credentials_before(user) -> frozenset[int]:
+    """The ids of the user's live credentials, read before `finish_enrolment` is called."""
+    return frozenset(credential.id for credential in current_registry().store.list(user))
+
+
+def enrolled_details(factor, outcome: Enrolled, before: frozenset[int], during: str) -> dict:
+    """The `factor.enrolled` event's details."""
+    details = {"factor": factor.name, "credential_id": outcome.credential.id, "during": during}
+    if outcome.credential.id in before:  # stored before this step: announced by its own registration
+        details["announced"] = True
+    return details
