@@ -45,9 +45,16 @@ def _request_facts() -> tuple[str | None, str | None]:
     return request.remote_addr, user_agent_for_storage(request.headers.get("User-Agent"))
 
 
+def request_facts() -> tuple[str | None, str | None]:
+    """(address, User-Agent) of the request being served, as events record them: for work that a
+    thread does on the request's behalf after its answer (`record(..., facts=...)`)."""
+    return _request_facts()
+
+
 def record(event: str, *, org_id: int | None, actor_id: int | None = None, actor: str = "",
-           subject_id: int | None = None, details: dict[str, Any] | None = None) -> AuditEvent:
-    ip, user_agent = _request_facts()
+           subject_id: int | None = None, details: dict[str, Any] | None = None,
+           facts: tuple[str | None, str | None] | None = None) -> AuditEvent:
+    ip, user_agent = facts or _request_facts()
     row = AuditEvent(event=event, org_id=org_id, actor_id=actor_id, actor=actor, subject_id=subject_id,
                      ip=ip, user_agent=user_agent, details=details or {})
     db.session.add(row)

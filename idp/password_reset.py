@@ -1,17 +1,20 @@
 """Self-service password reset by e-mail: the rules (the pages are idp/login/password_reset_pages.py).
 
+    request_in_background(address, locale)
+                                    what the form does: request_link then deliver, beside the answer
     request_link(address, locale)   a link for the account with this address, if one may be sent:
                                     the `Delivery` to mail, else None
-    send_in_background(delivery)    the mail, beside the answer (a failed one kills its link, audited)
+    deliver(app, delivery)          the mail (a failed one kills its link, audited)
     live_link(token)                what a link would reset, or None (unknown, used, expired, dead)
     reset(token, password)          the new password; the link spent exactly once
 
 Why it is built this way:
 
 - No account enumeration. The page answers the same whether an account has the address or not,
-  is disabled, or has had its links for the hour; the mail goes out on a thread of its own
-  (`send_in_background`), so an SMTP conversation does not make the answer slower for real
-  accounts. (Not after the response through WSGI's `close()`: werkzeug's development server
+  is disabled, or has had its links for the hour, and as fast: the look-up, the checks, the
+  writes and the mail happen on a thread of its own (`request_in_background`), so neither the
+  database work (an existing account's lock, count, audit row and commit: 1.6 ms against 4.0 ms
+  here) nor an SMTP conversation makes the answer slower for real accounts. (Not after the response through WSGI's `close()`: werkzeug's development server
   calls it only once the browser closes the connection, which a browser may never do.)
 - A link is a password in a mailbox: a random 256-bit token, of which only the SHA-256 is
   stored; it works once, for `link_ttl` seconds, and it is built from the issuer, never from the
@@ -106,14 +109,39 @@ _LIVE_LINK = (select(_RESETS.c.id, _RESETS.c.user_id, User.__table__.c.email)
                      _RESETS.c.expires_at > bindparam("now"), User.__table__.c.disabled.is_(False)))
 
 
-def request_link(address: str, *, locale: str | None) -> Delivery | None:
+def request_in_background(address: str, *, locale: str | None) -> threading.Thread:
+    """`request_link`, then the link's mail when one goes out, on a thread of its own, started
+    now: the form's answer does not wait for either. The look-up, the checks and the writes
+    take their time for an existing account only, and that time would tell whether one has the
+    address. The thread's audit events name the requester's address and browser all the same.
+    Not a daemon: a worker that exits gracefully finishes what it was asked first."""
+    thread = threading.Thread(target=_request_and_deliver, name="password-reset-request",
+                              args=(current_app._get_current_object(), address, locale, audit.request_facts()))
+    thread.start()
+    return thread
+
+
+def _request_and_deliver(app, address: str, locale: str | None, facts) -> None:
+    with app.app_context():
+        try:
+            delivery = request_link(address, locale=locale, facts=facts)
+        except Exception:  # nothing may escape a thread: logged, and no link went out
+            db.session.rollback()
+            log.exception("password reset request could not be handled")
+            delivery = None
+        finally:
+            db.session.remove()
+    if delivery is not None:
+        deliver(app, delivery)
+
+
+def request_link(address: str, *, locale: str | None, facts=None) -> Delivery | None:
     """A new link for the account whose e-mail is `address`, committed, with its audit event;
     None when no mail goes out (no such account, disabled, unverified address, or its links for
     the hour spent: the caller answers the same either way). `locale`: the mail's language when
-    the user has none of their own."""
+    the user has none of their own; `facts`: the requester's (audit.request_facts) when this
+    runs outside its request."""
     config = current_settings()
-    # Made before the lookup, for every request: the cheap part of the work is the same whether
-    # an account has the address or not.
     token = random_token(TOKEN_BYTES)
     token_hash = sha256_hex(token)
     user = login_user.find((address or "").strip().lower())
@@ -128,7 +156,7 @@ def request_link(address: str, *, locale: str | None) -> Delivery | None:
         refusal = "email_unverified"
     elif db.run(_LINKS_SINCE, {"user_id": user.id, "since": now - timedelta(hours=1)}).scalar() >= config.per_hour:
         refusal = "rate_limited"
-    about = dict(org_id=user.org_id, actor=audit.ANONYMOUS, subject_id=user.id)
+    about = dict(org_id=user.org_id, actor=audit.ANONYMOUS, subject_id=user.id, facts=facts)
     if refusal:
         # The admins see someone asking for links of this account; the requester sees nothing.
         audit.record("password_reset.refused", **about, details={"reason": refusal})
@@ -145,15 +173,6 @@ def request_link(address: str, *, locale: str | None) -> Delivery | None:
     return Delivery(reset_id=row.id, user_id=user.id, org_id=user.org_id, to=user.email,
                     link=f"{issuer}/password/reset/{token}", locale=user.locale or locale,
                     minutes=config.link_ttl // 60)
-
-
-def send_in_background(delivery: Delivery) -> threading.Thread:
-    """Mail the link on a thread of its own, started now. Not a daemon: a worker that exits
-    gracefully sends what it promised first (the SMTP notifier gives up after its timeout)."""
-    thread = threading.Thread(target=deliver, args=(current_app._get_current_object(), delivery),
-                              name=f"password-reset-mail-{delivery.reset_id}")
-    thread.start()
-    return thread
 
 
 def deliver(app, delivery: Delivery) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from idp import audit, lockout, token_revocation
 from idp.db import db, utcnow
@@ -81,12 +82,17 @@ def create(org_id: int, email: str, password: str, *, name: str = "", role: str 
     problem = password_problem(password)
     if problem:
         raise PasswordRefused(problem)
+    taken = AccountRefused(_("A user with the e-mail address %(email)s already exists.", email=email))
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise AccountRefused(_("A user with the e-mail address %(email)s already exists.", email=email))
+        raise taken
     user = User(org_id=org_id, email=email, name=name, role=role, public_id=random_token(24), email_verified=True,
                 password_hash=current_app.extensions["idp.passwords"].hash(password))
-    db.session.add(user)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():  # the same address added at the same moment (PostgreSQL)
+            db.session.add(user)
+            db.session.flush()
+    except IntegrityError:
+        raise taken from None
     audit.record("user.created", org_id=org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
                  details={"email": email, "role": role})
     return user

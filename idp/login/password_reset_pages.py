@@ -71,10 +71,8 @@ def forgot():
         return _forgot_page(form)
     if not form.validate_on_submit():
         return _forgot_page(form, _("Enter your e-mail address."), 400)
-    delivery = password_reset.request_link(form.username.data, locale=str(get_locale() or "en"))
-    if delivery is not None:
-        # Beside the answer, not before it: as fast whether the account exists or not.
-        password_reset.send_in_background(delivery)
+    # Beside the answer, not before it: as fast whether the account exists or not.
+    password_reset.request_in_background(form.username.data, locale=str(get_locale() or "en"))
     return redirect(url_for(".sent"), 303)
 
 

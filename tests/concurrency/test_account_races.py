@@ -45,3 +45,34 @@ def test_two_admins_demoting_or_disabling_each_other_at_once_leave_one_admin(pg_
     with pg_server.context():
         changed = db.session.scalars(select(AuditEvent).where(AuditEvent.event == event)).all()
     assert len(changed) == 10
+
+
+def test_one_address_added_twice_at_once_is_one_user_and_one_clear_refusal(pg_server):
+    """Both checks find the address free (the password's hash takes its time between the check
+    and the INSERT): the unique index decides, and the loser is told the address is taken, not a 500."""
+    from sqlalchemy import func, select
+
+    from fixtures.race import at_once
+    from idp import users
+    from idp.db import db
+    from idp.models import User
+
+    seeded = seed(pg_server)
+
+    def add(_i):
+        with pg_server.context():
+            try:
+                users.create(seeded.org_id, "carol@acme.test", seeded.password, actor="cli")
+                db.session.commit()
+                return "created"
+            except users.AccountRefused as refused:
+                db.session.rollback()
+                return str(refused)
+
+    for _round in range(5):
+        results = at_once(2, add)
+        assert sorted(results) == ["A user with the e-mail address carol@acme.test already exists.", "created"]
+        with pg_server.context():
+            assert db.session.scalar(select(func.count()).select_from(User).where(User.email == "carol@acme.test")) == 1
+            db.session.execute(User.__table__.delete().where(User.email == "carol@acme.test"))
+            db.session.commit()
