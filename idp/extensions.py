@@ -11,6 +11,7 @@ from flask_wtf.csrf import CSRFProtect
 from idp.config import Settings
 from idp import template_i18n
 from idp.security import limiter_storage  # noqa: F401  (registers the idp-memory:// storage)
+from idp.security.guess_keys import address_key
 
 SUPPORTED_LOCALES = ("en", "fr")
 
@@ -19,8 +20,9 @@ babel = Babel()
 
 
 def client_address() -> str:
-    """The caller's address as seen after ProxyFix (trusted proxies only), the rate-limit key."""
-    return request.remote_addr or "unknown"
+    """The caller's address as seen after ProxyFix (trusted proxies only), as per-address limits
+    count it (an IPv6 address's /64: idp.security.guess_keys), the rate-limit key."""
+    return address_key(request.remote_addr) if request.remote_addr else "unknown"
 
 
 limiter = Limiter(key_func=client_address, default_limits=[], headers_enabled=True)

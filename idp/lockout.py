@@ -240,8 +240,10 @@ class PasswordGuess:
     def of(cls, submitted_email: str, remote_addr: str | None) -> "PasswordGuess":
         from idp.security.tokens import sha256_hex
 
+        from idp.security.guess_keys import address_key
+
         return cls(f"password:account:{sha256_hex((submitted_email or '').strip().lower())}",
-                   f"password:ip:{remote_addr or '-'}")
+                   f"password:ip:{address_key(remote_addr)}")
 
     def admit(self) -> int:
         """0 when the guess may be checked, else the seconds to wait. The account's guess is

@@ -12,6 +12,7 @@ from idp.factors.types import FactorKind
 from idp.login import gate, transaction
 from idp.login.steps.base import StepContext
 from idp.login.user import LoginUser
+from idp.security.guess_keys import address_key
 
 # Form fields the pipeline owns; everything else posted goes to the plugin as its response.
 PIPELINE_FIELDS = {"csrf_token", "version", "submit"}
@@ -65,7 +66,7 @@ def user_lockout_key(user: LoginUser) -> str:
 
 
 def lockout_keys(user: LoginUser) -> list[str]:
-    return [user_lockout_key(user), f"factor:ip:{request.remote_addr}"]
+    return [user_lockout_key(user), f"factor:ip:{address_key(request.remote_addr)}"]
 
 
 def choices(ctx: StepContext, user: LoginUser) -> tuple[list, list]:
