@@ -31,8 +31,11 @@ row can no longer matter:
   the row's expiry already counts the clock leeway).
 - pushed_requests: expired (a pushed authorization request's request_uri is refused once
   expired; a used one is deleted by its use).
-- device_authorizations: expired (RFC 8628: a device polling after that is told its code is
-  unknown rather than expired; its approval, an authorization code, goes with the codes).
+- device_authorizations: expired more than a day ago (until then a device still polling is told
+  `expired_token`, RFC 8628 3.5, rather than that its code is unknown); an approved one only once
+  it expired more than the refresh-token lifetime ago, as a redeemed code: its device code
+  presented again must still find it, so that its approval's tokens are revoked (the approval is
+  an authorization code, which goes with the codes).
 
 Every statement is also valid as a COUNT for `dry_run`. Each table's DELETE is
 committed on its own: a long purge never holds one big transaction across tables.
@@ -97,7 +100,10 @@ def conditions(now: datetime, refresh_ttl: int) -> list[tuple[str, Any, Any]]:
         ("client_assertions", ClientAssertion, ClientAssertion.expires_at < now - ASSERTION_LEEWAY),
         ("pushed_requests", PushedRequest, PushedRequest.expires_at < now),
         ("dpop_proofs", DPoPProof, DPoPProof.expires_at < now),
-        ("device_authorizations", DeviceAuthorization, DeviceAuthorization.expires_at < now),
+        ("device_authorizations", DeviceAuthorization, and_(
+            DeviceAuthorization.expires_at < old,
+            or_(DeviceAuthorization.status != "approved",
+                DeviceAuthorization.expires_at < now - timedelta(seconds=refresh_ttl)))),
     ]
 
 

@@ -249,6 +249,19 @@ _SLOW_DOWN = (
 )
 
 
+_APPROVAL_ENDED = (
+    select(_CODES.c.id)
+    .where(_CODES.c.code_hash == bindparam("code_hash"), _CODES.c.redeemed_at.is_(None),
+           _CODES.c.revoked_at.is_not(None))
+)
+
+
+def _approval_ended(device_code_hash: str) -> bool:
+    """Whether the device's approval was revoked before its first poll (the session that approved
+    it ended, or the user signed out everywhere): no tokens, and not because of a second use."""
+    return db.read_first(_APPROVAL_ENDED, {"code_hash": approval_hash(device_code_hash)}) is not None
+
+
 class DeviceCodeGrant(oauth_grants.BaseGrant, oauth_grants.TokenEndpointMixin):
     """`grant_type=urn:ietf:params:oauth:grant-type:device_code` (RFC 8628 3.4-3.5).
 
@@ -290,6 +303,8 @@ class DeviceCodeGrant(oauth_grants.BaseGrant, oauth_grants.TokenEndpointMixin):
         if row is None:
             if device.expires_at <= now:
                 raise ExpiredTokenError("The device_code has expired: start again.")
+            if _approval_ended(device_code_hash):
+                raise AccessDeniedError("The sign-in that approved this device has ended: start again.")
             raise InvalidGrantError("The device_code was already used.")
         user = claims.active_user(row.user_id, authenticated_at=row.auth_time)
         if user is None:

@@ -318,3 +318,24 @@ def test_a_no_said_after_another_browser_approved_is_not_reported_as_a_denial(li
     monkeypatch.setattr(device_flow, "pending", lambda typed: read_before)  # the late browser's read came first
     page = late.submit(confirmation.form_with("action"), button=("action", "deny"))
     assert page.url.endswith("/login/expired") and device_row(live_server, codes["device_code"]).status == "approved"
+
+
+def test_an_approval_whose_sign_in_ended_before_the_first_poll_is_access_denied(live_server, seeded):
+    """The user signed out everywhere (a new password, say) between the approval and the device's
+    first poll: the approval was revoked with the session's codes, and the device is told it was
+    refused, not that its code was used already."""
+    from idp import users
+    from idp.db import db
+
+    client = seeded.first_party
+    allow_device_grant(live_server, client)
+    codes = ask_for_codes(live_server, client).json()
+    browser = FormBrowser(live_server.url)
+    confirm(browser, codes["user_code"])
+    assert browser.login(seeded.user_email, seeded.password).url.endswith("/device/approved")
+    with live_server.context():
+        users.sign_out_everywhere(device_row(live_server, codes["device_code"]).user_id)
+        db.session.commit()
+    forget_last_poll(live_server, codes["device_code"])
+    ended = poll(live_server, client, codes["device_code"])
+    assert (ended.status_code, ended.json()["error"]) == (400, "access_denied"), ended.text

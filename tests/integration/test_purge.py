@@ -40,7 +40,10 @@ EXPECTED = {
     "client_assertions": ("jti_hash", {"ca-expired"}, {"ca-live", "ca-within-leeway"}),
     "pushed_requests": ("request_uri_hash", {"pa-expired"}, {"pa-live"}),
     "dpop_proofs": ("jti_hash", {"dp-expired"}, {"dp-live"}),
-    "device_authorizations": ("device_code_hash", {"da-expired"}, {"da-live", "da-approved-live"}),
+    # Kept a day past expiry (a late poll is told expired_token), an approved one as long as a
+    # redeemed code (its device code presented again must still find it: reuse detection).
+    "device_authorizations": ("device_code_hash", {"da-expired-long-ago", "da-approved-expired-long-ago"},
+                              {"da-live", "da-approved-live", "da-expired-recently", "da-approved-expired-days-ago"}),
 }
 MODELS = {"login_transactions": LoginTransaction, "user_sessions": UserSession,
           "authorization_codes": AuthorizationCode, "tokens": Token, "factor_challenges": FactorChallenge,
@@ -133,9 +136,12 @@ def seed(url: str) -> None:
                    for hash_, at in (("dp-expired", now - timedelta(seconds=1)), ("dp-live", now + MIN))])
         s.add_all([DeviceAuthorization(device_code_hash=hash_, user_code=hash_[3:].upper(), client_id="c",
                                        scope="openid", status=status, interval=5, expires_at=at)
-                   for hash_, status, at in (("da-expired", "pending", now - timedelta(seconds=1)),
+                   for hash_, status, at in (("da-expired-long-ago", "pending", now - 2 * DAY),
+                                             ("da-expired-recently", "pending", now - timedelta(seconds=1)),
                                              ("da-live", "pending", now + MIN),
-                                             ("da-approved-live", "approved", now + MIN))])
+                                             ("da-approved-live", "approved", now + MIN),
+                                             ("da-approved-expired-days-ago", "approved", now - 2 * DAY),
+                                             ("da-approved-expired-long-ago", "approved", long_ago))])
         s.commit()
     engine.dispose()
 
