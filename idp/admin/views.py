@@ -21,6 +21,7 @@ from idp.admin.access import not_yourself, org_admin_required, recent_login_requ
 from idp.admin.forms import (AllowedFactorsForm, ConfirmForm, GraceForm, RequireAllForm, SelfPushRecoveryForm,
                              UserSecurityForm)
 from idp.db import MAX_ROW_ID, db, utcnow
+from idp.factors.types import FactorKind
 from idp.models import User
 from idp.policy import settings as policy_settings
 from idp.policy.status import (
@@ -339,6 +340,9 @@ def revoke_factor(user_id: int, credential_id: int):
     if refused is not None:
         return refused
     credential = _credential_of(target, credential_id)
+    if _registry().kind_of(credential.factor) != FactorKind.SECOND_FACTOR:
+        # Recovery codes go as a set (reset), a recovery QR code on its own page, with its own event.
+        abort(404)
     form = ConfirmForm()
     if request.method == "GET" or not form.validate_on_submit():
         return render_template("admin/confirm.html", org=g.org, target=target, form=form,

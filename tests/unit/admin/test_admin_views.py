@@ -344,6 +344,22 @@ def test_revoking_the_last_second_factor_retires_the_recovery_codes(app, world, 
     assert events[1].details["recovery_codes_revoked"] == 10
 
 
+def test_a_recovery_code_is_not_revoked_as_a_factor(app, world, browser):
+    """Recovery codes go as a set (Reset), a recovery QR code on its own page with its own event:
+    the one-factor revocation refuses them, whatever id is typed into its URL."""
+    from idp.account.service import regenerate_recovery_codes
+    from idp.factors.registry import current_registry
+
+    carol = world["carol"]
+    add_credential(carol, label="phone")
+    regenerate_recovery_codes(carol, audit_event=False)
+    db.session.commit()
+    [code, *_] = current_registry().store.list(carol.id, "recovery_codes")
+    client = browser(world["admin"])
+    assert client.post(f"/admin/users/{carol.id}/factors/{code.id}/revoke", data={"confirm": "1"}).status_code == 404
+    assert audit_count() == 0 and current_registry().store.for_factor("recovery_codes").count(carol.id) == 10
+
+
 def test_reset_second_factors_makes_a_required_user_enrol_again(app, world, browser):
     carol = world["carol"]
     add_credential(carol, label="a")
