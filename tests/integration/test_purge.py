@@ -134,14 +134,14 @@ def seed(url: str) -> None:
                    for hash_, at in (("pa-expired", now - timedelta(seconds=1)), ("pa-live", now + MIN))])
         s.add_all([DPoPProof(jkt="k", jti_hash=hash_, expires_at=at)
                    for hash_, at in (("dp-expired", now - timedelta(seconds=1)), ("dp-live", now + MIN))])
-        s.add_all([DeviceAuthorization(device_code_hash=hash_, user_code=hash_[3:].upper(), client_id="c",
+        s.add_all([DeviceAuthorization(device_code_hash=hash_, user_code=f"CODE{n}", client_id="c",
                                        scope="openid", status=status, interval=5, expires_at=at)
-                   for hash_, status, at in (("da-expired-long-ago", "pending", now - 2 * DAY),
+                   for n, (hash_, status, at) in enumerate((("da-expired-long-ago", "pending", now - 2 * DAY),
                                              ("da-expired-recently", "pending", now - timedelta(seconds=1)),
                                              ("da-live", "pending", now + MIN),
                                              ("da-approved-live", "approved", now + MIN),
                                              ("da-approved-expired-days-ago", "approved", now - 2 * DAY),
-                                             ("da-approved-expired-long-ago", "approved", long_ago))])
+                                             ("da-approved-expired-long-ago", "approved", long_ago)))])
         s.commit()
     engine.dispose()
 
