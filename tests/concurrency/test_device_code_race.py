@@ -9,9 +9,9 @@ import requests
 from sqlalchemy import create_engine, func, select
 
 from fixtures.database import postgres_base_url
-from fixtures.oidc import FormBrowser, seed
+from fixtures.oidc import seed
 from fixtures.race import at_once
-from fixtures.device import GRANT, allow_device_grant, ask_for_codes, confirm
+from fixtures.device import GRANT, approved_device
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
 
@@ -23,11 +23,7 @@ def test_twenty_simultaneous_polls_of_an_approved_device_get_tokens_once(pg_serv
 
     seeded = seed(pg_server)
     client = seeded.first_party
-    allow_device_grant(pg_server, client)
-    codes = ask_for_codes(pg_server, client).json()
-    browser = FormBrowser(pg_server.url)
-    confirm(browser, codes["user_code"])
-    assert browser.login(seeded.user_email, seeded.password).url.endswith("/device/approved")
+    codes = approved_device(pg_server, seeded, client)
 
     url = f"{pg_server.url}/oauth/token"
     data = {"grant_type": GRANT, "device_code": codes["device_code"]}

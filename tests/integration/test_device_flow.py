@@ -12,7 +12,7 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from fixtures.device import GRANT, allow_device_grant, ask_for_codes, confirm, poll
+from fixtures.device import GRANT, allow_device_grant, approved_device, ask_for_codes, confirm, poll
 from fixtures.oidc import FormBrowser
 from fixtures.totp import enrol_totp_during_login
 
@@ -328,11 +328,7 @@ def test_an_approval_whose_sign_in_ended_before_the_first_poll_is_access_denied(
     from idp.db import db
 
     client = seeded.first_party
-    allow_device_grant(live_server, client)
-    codes = ask_for_codes(live_server, client).json()
-    browser = FormBrowser(live_server.url)
-    confirm(browser, codes["user_code"])
-    assert browser.login(seeded.user_email, seeded.password).url.endswith("/device/approved")
+    codes = approved_device(live_server, seeded, client)
     with live_server.context():
         users.sign_out_everywhere(device_row(live_server, codes["device_code"]).user_id)
         db.session.commit()
