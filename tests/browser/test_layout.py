@@ -12,6 +12,14 @@ import pytest
 from fixtures.browser import screenshot, sign_in_at
 from fixtures.oidc import FormBrowser, RelyingParty, password_login
 
+
+@pytest.fixture
+def database_url(sqlite_url) -> str:
+    """The pages are the same HTML on either database: walked once, on SQLite (the PostgreSQL
+    runs of these walks doubled a minute of CI for nothing)."""
+    return sqlite_url
+
+
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 375, "height": 800}
