@@ -44,7 +44,7 @@ from sqlalchemy import bindparam, func, select, update
 from idp import audit, users
 from idp.db import db, utcnow
 from idp.login import user as login_user
-from idp.models import PasswordReset, User
+from idp.models import AuditEvent, PasswordReset, User
 from idp.security.tokens import random_token, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,11 @@ _HOLD_USER = (select(User.__table__.c.email_verified)
 _RESETS = PasswordReset.__table__
 _LINKS_SINCE = (select(func.count()).select_from(_RESETS)
                 .where(_RESETS.c.user_id == bindparam("user_id"), _RESETS.c.created_at > bindparam("since")))
+_REFUSED_SINCE = (select(AuditEvent.id)
+                  .where(AuditEvent.subject_id == bindparam("user_id"), AuditEvent.event == "password_reset.refused",
+                         AuditEvent.at > bindparam("since"),
+                         AuditEvent.details["reason"].as_string() == bindparam("reason"))
+                  .limit(1))
 _LIVE_LINK = (select(_RESETS.c.id, _RESETS.c.user_id, User.__table__.c.email)
               .join(User.__table__, User.__table__.c.id == _RESETS.c.user_id)
               .where(_RESETS.c.token_hash == bindparam("token_hash"), _RESETS.c.used_at.is_(None),
@@ -159,7 +164,10 @@ def request_link(address: str, *, locale: str | None, facts=None) -> Delivery | 
     about = dict(org_id=user.org_id, actor=audit.ANONYMOUS, subject_id=user.id, facts=facts)
     if refusal:
         # The admins see someone asking for links of this account; the requester sees nothing.
-        audit.record("password_reset.refused", **about, details={"reason": refusal})
+        # Once an hour per account and reason: a flood of requests is one row, not one each.
+        if not db.session.scalar(_REFUSED_SINCE, {"user_id": user.id, "reason": refusal,
+                                                  "since": now - timedelta(hours=1)}):
+            audit.record("password_reset.refused", **about, details={"reason": refusal})
         db.session.commit()
         return None
     row = PasswordReset(token_hash=token_hash, user_id=user.id, created_at=now,

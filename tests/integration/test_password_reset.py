@@ -166,9 +166,10 @@ def test_a_forged_host_header_does_not_change_the_link(live_server, seeded, mail
 
 def test_links_per_account_per_hour_are_limited_with_the_same_answer(live_server, seeded, mail):
     browser = FormBrowser(live_server.url)
-    answers = [ask_for_link(browser, seeded.user_email) for _ in range(PER_HOUR + 1)]
+    answers = [ask_for_link(browser, seeded.user_email) for _ in range(PER_HOUR + 3)]
     assert len({(page.status, page.text) for page in answers}) == 1
     mail.wait_for(PER_HOUR)
+    # Three refused, one audit row: a flood of requests does not fill the log (once an hour per reason).
     assert [e.details["reason"] for e in events(live_server, "password_reset.refused")] == ["rate_limited"]
     assert len(mail.messages) == PER_HOUR
 
