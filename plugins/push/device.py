@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from idp.factors import directory
 from idp.factors.registry import current_registry
+from idp.factors.waiting import one_wait_per
 
 from idp_plugins.push import activation, login_challenge
 from idp_plugins.push.protocol import (CLOCK_SKEW, DeviceAuthError, InvalidRegistration, endpoint_base,
@@ -103,6 +104,10 @@ def build_blueprint(factor) -> Blueprint:
         if not math.isfinite(wait):  # "nan" parses, and a NaN deadline is never reached
             wait = 0.0
         wait = min(max(wait, 0.0), float(factor.push_settings.long_poll_max_wait))
+        with one_wait_per(("push-device", device.id)) as may_wait:  # another wait of this device's: none
+            return _pending_for(device, wait if may_wait else 0.0)
+
+    def _pending_for(device, wait: float):
         deadline = time.monotonic() + wait
         waker = factor.waker()
         with waker.listen([user_channel(device.user_id)]) as listener:

@@ -112,6 +112,9 @@ def build_blueprint(factor) -> Blueprint:
         except CredentialConflict:
             directory.rollback()
             return _error("device_exists", 409)
+        except ValueError:  # a key or name push refuses (the code is not spent: rolled back)
+            directory.rollback()
+            return _error("invalid_request", 400)
         # The code's own change (spent), beside the device's: each has its one event.
         directory.audit("recovery_qr.used", user, actor=user.email, actor_id=user.id,
                         details={"credential_id": credential.id, "use": "device", "device_name": device.label})
@@ -158,6 +161,9 @@ def build_blueprint(factor) -> Blueprint:
         except CredentialConflict:
             directory.rollback()
             return _error("device_exists", 409)
+        except ValueError:  # a key or name push refuses
+            directory.rollback()
+            return _error("invalid_request", 400)
         return _registered(user, device)
 
     @bp.record_once

@@ -63,7 +63,14 @@ def start(factor, email: object, password: object, *, remote_addr: str | None, n
         # account that has it. It never gives a second factor to an account on the strength of
         # its password and mailbox alone (an admin's recovery QR code does that).
         raise StartRefused("no_push_device", 403)
+    if directory.push_suspended(user.id):
+        # A login reported as not the user's: someone else may hold this password. Their own
+        # phone is not registered on its strength until an admin has looked into it.
+        raise StartRefused("push_suspended", 403)
     since = now - timedelta(hours=1)
+    # Counted and created under the user's lock: parallel starts (each with the right password)
+    # must not all pass the count, each code bringing its tries and its mail.
+    directory.lock_user(user.id)
     if directory.recent_challenge_count(factor.name, user.id, since, kind=PERSONAL) >= settings.codes_per_hour:
         raise StartRefused("too_many_attempts", 429, 3600)
     code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
@@ -98,6 +105,8 @@ def finish(factor, recovery_id: object, code: object, *, now: datetime) -> UserR
         factor.challenges.expire(info.id, now=now)
         directory.commit()
         raise FinishRefused("personal_recovery_disabled", 403)
+    if directory.push_suspended(user.id):  # reported meanwhile (start's rule)
+        raise FinishRefused("push_suspended", 403)
     tries = directory.count_attempt(f"recover:code:{info.id}")
     limit = factor.qr_settings.code_tries
     if tries > limit:

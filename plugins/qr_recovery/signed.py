@@ -19,6 +19,8 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
+from idp.factors import display_text
+
 MAX_LIFETIME = 60
 CLOCK_SKEW = 30
 _JTI = re.compile(r"^[A-Za-z0-9_.~-]{16,128}$")
@@ -73,7 +75,9 @@ def read(token: Any, *, audience: str, now: float | None = None) -> SignedReques
 
 
 def device_name(claims: Mapping[str, Any]) -> str | None:
+    """The new device's name, as push stores names (1-100 characters as sent, control characters
+    dropped); None when nothing is left: a name of control characters alone is no name."""
     name = claims.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+    if not isinstance(name, str) or len(name) > 100:
         return None
-    return name.strip()
+    return display_text(name) or None

@@ -18,6 +18,7 @@ from idp.factors.directory import lock_user, suspend_push
 from idp.factors.registry import current_registry
 from idp.factors.store import gates_commit_with_step
 from idp.factors.types import Denied, FactorKind, Pending, Rejected, Verified
+from idp.factors.waiting import one_wait_per
 from idp.login import gate, pipeline, transaction
 from idp.login.forms import CodeForm
 from idp.login.steps.base import StepContext, wait_message
@@ -209,10 +210,11 @@ def poll(ctx: StepContext):
     factor = registry.get(name)
     user = gate.user_ref(user_of(ctx))
     wait = request.args.get("wait", type=float)
-    if wait and math.isfinite(wait):  # long poll: answer as soon as the out-of-band answer arrives
-        db.session.rollback()  # hold no transaction (nor SQLite's lock) while waiting
-        outcome = factor.wait(user, state, attempt_context(ctx, factor), timeout=min(max(wait, 0.0), 25.0))
-    else:
-        outcome = factor.poll(user, state, attempt_context(ctx, factor))
+    with one_wait_per(("login", ctx.row.id)) as may_wait:  # another wait for this login: a plain poll
+        if wait and math.isfinite(wait) and may_wait:  # long poll: answer once the out-of-band answer arrives
+            db.session.rollback()  # hold no transaction (nor SQLite's lock) while waiting
+            outcome = factor.wait(user, state, attempt_context(ctx, factor), timeout=min(max(wait, 0.0), 25.0))
+        else:
+            outcome = factor.poll(user, state, attempt_context(ctx, factor))
     status = {Verified: "approved", Denied: "denied", Rejected: "rejected"}.get(type(outcome), "pending")
     return jsonify({"status": status})

@@ -354,6 +354,28 @@ def test_a_wait_that_is_not_a_number_does_not_hold_the_request(client, push, fac
     assert answers and answers[0].status_code == 200 and answers[0].get_json()["challenges"] == []
 
 
+def test_one_device_holds_one_long_poll_at_a_time(client, push, factor_user):
+    """Each wait holds a worker thread: a device's second wait, while its first is under way, is
+    answered at once (idp.factors.waiting), or one device could hold every thread."""
+    import threading
+
+    from idp.db import db
+
+    device = enrol_device(client, push, factor_user)
+    first_token, second_token = device.token("/challenges"), device.token("/challenges")
+    answers = []
+    first = threading.Thread(target=lambda: answers.append(client.get(
+        "/factors/push/v1/challenges?wait=5", headers={"Authorization": f"Bearer {first_token}"})), daemon=True)
+    first.start()
+    time.sleep(1.0)  # the first is waiting by now
+    second = client.get("/factors/push/v1/challenges?wait=5", headers={"Authorization": f"Bearer {second_token}"})
+    first_still_waiting = first.is_alive()
+    db.session.rollback()  # (this test's app context is shared by its requests: leave SQLite's lock)
+    first.join(15)
+    assert second.status_code == 200 and second.get_json()["challenges"] == []
+    assert first_still_waiting and answers and answers[0].status_code == 200
+
+
 def test_device_tokens_whose_times_are_not_numbers_are_refused(client, push, factor_user):
     """JSON parsers accept NaN, which compares false to everything: a token with iat NaN would
     skip the 60-second lifetime check, exp NaN was a 500."""

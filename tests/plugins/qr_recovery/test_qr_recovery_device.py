@@ -113,6 +113,7 @@ def test_malformed_and_forged_requests(client, push, qr, factor_user):
     assert device.redeem(issued.secret, token=device.token("/personal/finish", secret=issued.secret,
                                                            name="x")).status_code == 400
     assert device.redeem(issued.secret, name="").status_code == 400
+    assert device.redeem(issued.secret, name="\x01\x02").status_code == 400  # control characters alone: no name
     assert qr.is_configured_for(factor_user)  # nothing spent
     assert push.store.count(factor_user) == 0
 
@@ -257,6 +258,24 @@ def test_a_code_sent_before_the_switch_is_turned_off_stops_working(client, push,
     _set_self_recovery(alice, True)
     assert device.finish(started["recovery_id"], code_in(mailbox[0])).get_json() == {"error": "code_expired"}
     assert push.store.count(alice) == 1
+
+
+def test_no_phone_is_registered_by_password_while_push_is_suspended(client, push, qr, alice, mailbox):
+    """A login reported as not the user's suspends push: whoever else holds the password must not
+    register their own phone on its strength, before the code is sent or after."""
+    from idp.factors import directory
+
+    device = NewDevice(client)
+    started = device.start(alice.email, PASSWORD).get_json()
+    from idp.db import utcnow
+
+    directory.suspend_push(alice.id, utcnow())
+    directory.commit()
+    refused = device.finish(started["recovery_id"], code_in(mailbox[0]))
+    assert (refused.status_code, refused.get_json()) == (403, {"error": "push_suspended"})
+    again = NewDevice(client).start(alice.email, PASSWORD)
+    assert (again.status_code, again.get_json()) == (403, {"error": "push_suspended"})
+    assert len(mailbox) == 1 and push.store.count(alice) == 1
 
 
 def test_personal_start_gives_one_answer_for_unknown_account_and_wrong_password(client, qr, alice, mailbox):
