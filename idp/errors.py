@@ -60,10 +60,12 @@ def init_app(app: Flask, database_url: str = "") -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
+        # The exception's own headers, its body's aside: a 405's Allow (RFC 9110 15.5.6), a 429's Retry-After.
+        headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
         if _wants_json():
             return jsonify({"error": error.name.lower().replace(" ", "_"), "error_description": error.description}), \
-                error.code
-        return render_template("errors/http.html", code=error.code, message=_page_message(error)), error.code
+                error.code, headers
+        return render_template("errors/http.html", code=error.code, message=_page_message(error)), error.code, headers
 
     def _unstorable(error: Exception):
         """A value the database refused (on PostgreSQL: a NUL in text, a number out of its column's

@@ -56,7 +56,7 @@ def normalise_scope(params: dict, client) -> dict:
     (OIDC Core 11)."""
     scopes = scope_to_list(params.get("scope") or "") or []
     allowed = set((client.scope or "").split())
-    kept = [s for s in scopes if s in allowed]
+    kept = list(dict.fromkeys(s for s in scopes if s in allowed))  # each once, in order
     if "offline_access" in kept and not client.first_party and "consent" not in _prompts(params):
         kept.remove("offline_access")
     return dict(params, scope=" ".join(kept)) if kept != scopes else params

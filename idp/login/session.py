@@ -79,8 +79,13 @@ def start(user: UserLike, *, auth_time: int, amr: list[str], acr: str, started_a
     default now), what recent-login checks count from."""
     previous = session.get("sso")
     if previous:
-        db.session.execute(update(UserSession).where(UserSession.id == sha256_hex(previous))
-                           .values(revoked_at=utcnow()))
+        replaced = db.session.execute(
+            update(UserSession).where(UserSession.id == sha256_hex(previous), UserSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow()).returning(UserSession.user_id, UserSession.sid)).first()
+        if replaced is not None:  # ended as by a sign-out: the applications it signed in to are told
+            from idp.oidc import backchannel
+
+            backchannel.sessions_ended(replaced.user_id, [replaced.sid])
     locale = session.get("locale")
     session.clear()
     if locale:

@@ -67,7 +67,7 @@ class OAuthClient(ClientMixin):
         if not scope:
             return ""
         allowed = set(self.row.scope.split())
-        return " ".join(s for s in scope_to_list(scope) if s in allowed)
+        return " ".join(dict.fromkeys(s for s in scope_to_list(scope) if s in allowed))  # each once, in order
 
     def check_redirect_uri(self, redirect_uri):
         return redirect_uri in self.row.redirect_uris  # exact match only

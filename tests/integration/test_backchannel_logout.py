@@ -154,6 +154,20 @@ def test_sign_out_everywhere_tells_the_client_of_each_session(live_server, seede
     assert sids == {id_token_claims(live_server, t["id_token"])["sid"] for t in (here_tokens, there_tokens)}
 
 
+def test_a_session_replaced_by_a_new_sign_in_tells_the_client(live_server, seeded, rp_factory, receiver):
+    """Someone else signs in on the same browser (a shared computer), or the user signs in again
+    (prompt=login): the browser's session is replaced, which ends the old one as a sign-out does."""
+    register(live_server, seeded.third_party, receiver.url)
+    browser, third, first_tokens = signed_in(live_server, seeded, rp_factory, seeded.third_party)
+    old_sid = id_token_claims(live_server, first_tokens["id_token"])["sid"]
+    browser.get(third.authorization_url(prompt="login"))
+    browser.login(seeded.admin_email, seeded.password)
+    browser.consent("allow")  # (a third-party application: the admin has not allowed it yet)
+    assert browser.callback_params()["code"]
+    [token] = receiver.wait_for(1)
+    assert decoded(live_server, token)[1]["sid"] == old_sid
+
+
 def test_ending_one_session_and_removing_access_tell_the_client(live_server, seeded, rp_factory, receiver):
     register(live_server, seeded.third_party, receiver.url)
     here, _, _ = signed_in(live_server, seeded, rp_factory, seeded.third_party)

@@ -381,3 +381,18 @@ def test_a_narrower_scope_on_refresh_keeps_the_refresh_token(seeded, web, rp_fac
     assert body.get("refresh_token") and set(body["scope"].split()) == {"openid", "email", "offline_access"}
     again = rp.token_request({"grant_type": "refresh_token", "refresh_token": body["refresh_token"]})
     assert again.status_code == 200 and again.json().get("refresh_token")
+
+
+def test_a_method_not_allowed_says_which_are(live_server):
+    """RFC 9110 15.5.6: a 405 carries Allow, on the JSON endpoints and the pages alike."""
+    token = requests.get(metadata(live_server)["token_endpoint"], timeout=5)
+    assert token.status_code == 405 and "POST" in token.headers["Allow"]
+    logout = requests.put(f"{live_server.url}/logout", timeout=5)
+    assert logout.status_code == 405 and set(logout.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+def test_a_scope_named_twice_is_granted_once(live_server):
+    client = service_client(live_server, "api other")
+    granted = requests.post(metadata(live_server)["token_endpoint"], auth=client, timeout=5,
+                            data={"grant_type": "client_credentials", "scope": "api api other api"}).json()
+    assert granted["scope"] == "api other"
