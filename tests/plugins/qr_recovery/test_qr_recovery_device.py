@@ -328,6 +328,24 @@ def test_wrong_codes_count_and_the_fifth_ends_it(client, push, qr, alice, mailbo
     assert [e.details["tries_left"] for e in events("recover.code_failed")] == [4, 3, 2, 1, 0]
 
 
+def test_a_signed_request_is_taken_once(client, push, qr, alice, mailbox):
+    """A captured request replayed within its minute: refused before anything is counted or spent
+    (a wrong code's guess would burn the owner's tries; a refused redemption might succeed later)."""
+    device = NewDevice(client)
+    recovery_id = device.start(alice.email, PASSWORD).get_json()["recovery_id"]
+    wrong = "000000" if code_in(mailbox[0]) != "000000" else "111111"
+    guess = device.token("/personal/finish", recovery_id=recovery_id, code=wrong, name="New phone")
+    first = client.post("/factors/qr_recovery/personal/finish", json={"request": guess})
+    assert first.get_json() == {"error": "invalid_code", "tries_left": 4}
+    replayed = client.post("/factors/qr_recovery/personal/finish", json={"request": guess})
+    assert (replayed.status_code, replayed.get_json()) == (400, {"error": "invalid_request"})
+    assert device.finish(recovery_id, wrong).get_json()["tries_left"] == 3  # the replay counted nothing
+    issued = qr.issue(alice, actor="cli")
+    redemption = device.token("/redeem", secret=issued.secret, name="Newer phone")
+    assert device.redeem(issued.secret, token=redemption).status_code == 201
+    assert device.redeem(issued.secret, token=redemption).status_code == 400
+
+
 def test_expired_code_is_refused(client, push, qr, alice, mailbox):
     from idp.models import FactorChallenge
 
