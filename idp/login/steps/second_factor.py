@@ -152,10 +152,10 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
         steps = list(ctx.row.steps_done) + [step_record(factor, outcome.amr, outcome.credential_id)]
         if outcome.facts.get("then_enrol"):
             # A recovery that lets the user back in must end with a new factor (e.g. an admin's recovery QR).
-            transaction.advance(ctx.row, State.SECOND_FACTOR, version, State.ENROL, commit=False, steps_done=steps,
-                                factor_name=None, factor_state=None)
-            audit.record_now(**event)
-            db.session.commit()
+            if transaction.advance(ctx.row, State.SECOND_FACTOR, version, State.ENROL, commit=False, steps_done=steps,
+                                   factor_name=None, factor_state=None):
+                audit.record_now(**event)  # (a parallel submission won instead: all of this was rolled back)
+                db.session.commit()
             return pipeline.redirect_to(ctx.handle)
         return pipeline.proceed(ctx.row, ctx.handle, user, State.SECOND_FACTOR, version, steps, events=(event,))
     if isinstance(outcome, Pending):
