@@ -65,18 +65,31 @@ class Context:
 
         So does a backup that another device has replaced since this one wrote it: it is left
         alone (the other device may hold accounts this one lacks) and the warning says how to
-        take the location over."""
+        take the location over. And so does a store that cannot be saved around the backup (a
+        full disk): before the file is written nothing is lost; after it, the file's SHA-256 is
+        already in the store as pending (backup.service), so it is still recognised as this
+        device's own at the next backup."""
         if vault.backup is None:
             return
         try:
             backup_service.write_backup(vault)
         except BackupReplaced as exc:
-            print(one_line(f"{PROG}: warning: automatic backup skipped: {exc}"), file=self.err)
+            self.warn(f"automatic backup skipped: {exc}")
             return
         except AuthenticatorError as exc:
-            print(one_line(f"{PROG}: warning: automatic backup failed: {exc}"), file=self.err)
+            self.warn(f"automatic backup failed: {exc}")
             return
-        vault.save()
+        except OSError as exc:  # saving the pending mark, before any file was written
+            self.warn(f"automatic backup failed: {cannot_write(exc)}")
+            return
+        try:
+            vault.save()
+        except OSError as exc:
+            self.warn(f"automatic backup written, but this device could not record it ({cannot_write(exc)}); "
+                      "the next backup still recognises it as this device's own")
+
+    def warn(self, message: str) -> None:
+        print(one_line(f"{PROG}: warning: {message}"), file=self.err)
 
     def emit(self, document, human: str) -> None:
         """One JSON document (json.dumps escapes every control and non-ASCII character), or the human
@@ -317,10 +330,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     except AuthenticatorError as exc:
         return fail(str(exc), exc.exit_code)
     except OSError as exc:  # the disk, not the user: full, read-only, gone (the store's files are replaced atomically)
-        where = f" {exc.filename}" if exc.filename else ""
-        return fail(f"cannot write{where}: {exc.strerror or exc}", 1)
+        return fail(cannot_write(exc), 1)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
+
+
+def cannot_write(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"cannot write{where}: {exc.strerror or exc}"
 
 
 def fail(message: str, exit_code: int) -> int:

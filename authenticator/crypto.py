@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from authenticator.errors import AuthenticatorError
+
 SCRYPT_N_ENV = "IDP_AUTHENTICATOR_SCRYPT_N"
 DEFAULT_N = 2**15
 # A backup travels to storage others may read (a synced folder, a cloud drive) and its key is
@@ -41,15 +43,23 @@ SALT_BYTES = 16
 NONCE_BYTES = 12
 KEY_CHECK_CONSTANT = b"idp-authenticator key check v1"
 
-# Refuse parameters a hostile file could use to exhaust memory or time.
+# Refuse parameters a hostile file could use to exhaust memory or time. Each bound alone is not
+# enough: N = 2**20 with r = 8 needs 1 GiB, and p = 16 multiplies the time by 16. scrypt's time grows
+# with N*r*p and its memory (128*N*r bytes) with N*r, so one cap on N*r*p bounds both: four times
+# the most this app ever writes (a backup: N = 2**17, r = 8, p = 1), i.e. at most 512 MiB and
+# about four times a backup's derivation.
 MAX_LOG2_N = 20
 MAX_R = 32
 MAX_P = 16
-MAX_SCRYPT_MEMORY = 1 << 30
+MAX_SCRYPT_WORK = 4 * BACKUP_N * DEFAULT_R * DEFAULT_P
 
 
 class InvalidKdfParams(ValueError):
     """Parameters outside what this app is willing to run."""
+
+
+class NotEnoughMemory(AuthenticatorError):
+    """scrypt could not allocate its memory: the user's one-line error, not a traceback."""
 
 
 class DecryptionFailed(Exception):
@@ -73,9 +83,15 @@ class KdfParams:
             raise InvalidKdfParams(f"scrypt n={self.n} is not a power of two in 2..2**{MAX_LOG2_N}")
         if not 1 <= self.r <= MAX_R or not 1 <= self.p <= MAX_P:
             raise InvalidKdfParams(f"scrypt r={self.r} p={self.p} out of range")
-        if 128 * self.n * self.r > MAX_SCRYPT_MEMORY:
-            raise InvalidKdfParams("scrypt parameters need too much memory")
+        if self.n * self.r * self.p > MAX_SCRYPT_WORK:
+            raise InvalidKdfParams(f"scrypt n*r*p = {self.n * self.r * self.p} is more than this app runs "
+                                   f"({MAX_SCRYPT_WORK})")
         return self
+
+    @property
+    def memory_mib(self) -> int:
+        """What scrypt allocates for these parameters (128*N*r bytes), in MiB."""
+        return 128 * self.n * self.r >> 20
 
     @classmethod
     def for_new_file(cls, n: int = DEFAULT_N) -> "KdfParams":
@@ -111,9 +127,14 @@ def normalise_secret(secret: str) -> bytes:
 def derive_keys(secret: str, salt: bytes, params: KdfParams, purpose: bytes) -> DerivedKeys:
     """Derive the encryption key and key check for ``purpose`` (e.g. b"idp-authenticator backup")."""
     params.validate()
-    master = Scrypt(salt=salt, length=32, n=params.n, r=params.r, p=params.p).derive(
-        normalise_secret(secret)
-    )
+    try:
+        master = Scrypt(salt=salt, length=32, n=params.n, r=params.r, p=params.p).derive(
+            normalise_secret(secret)
+        )
+    except MemoryError:
+        # Within the bounds, but more than this process may allocate now (a small phone, a ulimit).
+        raise NotEnoughMemory(f"not enough memory to derive the key (scrypt needs {params.memory_mib} MiB "
+                              "for this file's parameters)") from None
     return keys_from_master(master, purpose)
 
 

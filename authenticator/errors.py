@@ -52,6 +52,10 @@ class BackupTampered(AuthenticatorError):
     exit_code = 12
 
 
+class BackupTooLarge(BackupTampered):
+    """The stored file is larger than any backup can be: refused before it is read."""
+
+
 class BackupTruncated(AuthenticatorError):
     """The backup is shorter than its own header says it is."""
 

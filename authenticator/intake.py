@@ -62,8 +62,11 @@ URI_HANDLERS: dict[tuple[str, str], UriHandler] = {
 
 
 def account_from_input(source: str) -> Found:
-    """``source`` is a URI, or the path of an image holding one as a QR code."""
-    if os.path.exists(source) or not _URI_LIKE.match(source):
+    """``source`` is a URI, or the path of an image holding one as a QR code.
+
+    A URI pasted with a space or newline around it is still a URI (decided on the stripped
+    text): taken as a file name, it would be echoed, secret and all, in "no such file"."""
+    if os.path.exists(source) or not _URI_LIKE.match(source.strip()):
         return account_from_uri(decode_qr_image(Path(source)))
     return account_from_uri(source)
 

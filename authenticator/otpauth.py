@@ -8,8 +8,9 @@ clear line instead of producing wrong codes later.
 
 import base64
 import binascii
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote
 
+from authenticator import uris
 from authenticator.accounts import ALGORITHMS, DIGITS, TOTP, Account, TotpParams
 from authenticator.errors import AuthenticatorError
 
@@ -22,11 +23,11 @@ class InvalidOtpauthUri(AuthenticatorError):
 
 def parse_totp_uri(uri: str) -> Account:
     """Return an :class:`Account` (without id) for a ``otpauth://totp/`` URI."""
-    parts = urlsplit(uri)
+    parts = uris.split(uri, InvalidOtpauthUri, "otpauth URI")
     if parts.scheme.lower() != "otpauth" or parts.netloc.lower() != "totp":
         raise InvalidOtpauthUri("not an otpauth://totp/ URI")
     issuer_in_label, name = _split_label(unquote(parts.path.lstrip("/")))
-    query = _single_valued(parts.query)
+    query = uris.single_valued(parts.query, InvalidOtpauthUri, "otpauth URI")
     issuer = query.get("issuer", issuer_in_label).strip()
     params = TotpParams(
         secret=_secret(query.get("secret")),
@@ -45,17 +46,6 @@ def _split_label(label: str) -> tuple[str, str]:
     if not name:
         raise InvalidOtpauthUri("otpauth URI has no account name")
     return issuer.strip(), name
-
-
-def _single_valued(query: str) -> dict[str, str]:
-    """Parameters by lower-cased name; one named twice, in any case (`secret=A&SECRET=B`), is refused."""
-    values: dict[str, list[str]] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        values.setdefault(key.lower(), []).append(value)
-    repeated = [key for key, items in values.items() if len(items) > 1]
-    if repeated:
-        raise InvalidOtpauthUri(f"otpauth URI repeats parameter {repeated[0]!r}")
-    return {key: items[0] for key, items in values.items()}
 
 
 def _secret(raw) -> str:
@@ -79,12 +69,26 @@ def _algorithm(raw: str) -> str:
 
 
 def _int_in(raw: str, what: str, allowed) -> int:
-    if not (raw.isascii() and raw.isdigit()) or int(raw) not in allowed:
+    value = _small_number(raw)
+    if value is None or value not in allowed:
         raise InvalidOtpauthUri(f"unsupported otpauth {what} {raw!r}")
-    return int(raw)
+    return value
 
 
 def _period(raw: str) -> int:
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PERIOD:
+    value = _small_number(raw)
+    if value is None or not 1 <= value <= MAX_PERIOD:
         raise InvalidOtpauthUri(f"unsupported otpauth period {raw!r}")
+    return value
+
+
+# Longer than any value accepted here, leading zeros allowed for: the text is checked before int(),
+# which refuses (ValueError) more than 4300 digits and is slow on long ones.
+MAX_NUMBER_LENGTH = 10
+
+
+def _small_number(raw: str):
+    """``raw`` as an int if it is a short run of ASCII digits, else None."""
+    if not (len(raw) <= MAX_NUMBER_LENGTH and raw.isascii() and raw.isdigit()):
+        return None
     return int(raw)

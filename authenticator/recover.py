@@ -21,15 +21,15 @@ import getpass
 import secrets
 import sys
 import time
-from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from authenticator import uris
 from authenticator.accounts import ACTIVE, PUSH, find_account
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
 from authenticator.push.activation import PushActivation, device_name
-from authenticator.push.client import ServerUnreachable, host_of
+from authenticator.push.client import ServerUnreachable, host_of, parse_json
 from authenticator.qr import decode_qr_image
 from authenticator.terminal import is_terminal, is_text, read_line, shown
 
@@ -79,16 +79,19 @@ class RecoveryRefused(AuthenticatorError):
 
 
 def parse_recovery_uri(uri: str) -> dict:
-    parts = urlsplit(uri.strip())
+    """The code's parameters, checked as ``push.activation.parse_activation_uri`` checks its own."""
+    parts = uris.split(uri.strip(), AuthenticatorError, "recovery QR code")
     if parts.scheme != URI_SCHEME or parts.netloc != "redeem":
         raise AuthenticatorError("this QR code is not a recovery QR code (expected idp-recovery://redeem)")
-    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    query = uris.single_valued(parts.query, AuthenticatorError, "recovery QR code")
     if query.get("v") != SUPPORTED_VERSION:
         raise AuthenticatorError(f"recovery QR code version {query.get('v')!r} is not supported (this app reads v1)")
     for name in ("issuer", "endpoint", "secret"):
         if not query.get(name):
             raise AuthenticatorError(f"recovery QR code without {name!r}")
-    if urlsplit(query["endpoint"]).scheme not in ("http", "https"):
+    uris.split(query["issuer"], AuthenticatorError, "issuer URL in the recovery QR code")
+    endpoint = uris.split(query["endpoint"], AuthenticatorError, "endpoint URL in the recovery QR code")
+    if endpoint.scheme not in ("http", "https"):
         raise AuthenticatorError("recovery endpoint must be an http(s) URL")
     return query
 
@@ -108,8 +111,8 @@ def _post(url: str, body: dict, session=None) -> tuple:
     except requests.RequestException as exc:
         raise ServerUnreachable(f"cannot reach the server at {host_of(url)}: {type(exc).__name__}") from None
     try:
-        data = response.json()
-    except ValueError:
+        data = parse_json(response.content)
+    except ValueError:  # not JSON, or JSON the app refuses (NaN, nested too deep): as if it had none
         data = {}
     return response.status_code, data if isinstance(data, dict) else {}
 
@@ -214,7 +217,8 @@ def recover_by_password(account, key, reader: LineReader) -> dict:
     if status == 401:
         raise WrongPassword(f"wrong e-mail or password for {account.push.username} at {host_of(start_url)}")
     if status == 429:
-        raise TooManyAttempts(f"too many attempts: wait {data.get('retry_after', 60)} seconds and try again")
+        raise TooManyAttempts(f"too many attempts: wait {_count(data.get('retry_after'), 60)} seconds and try "
+                              "again")
     if status != 200 or not data.get("recovery_id"):
         raise _refused(status, data, start_url)
     code = reader.code(data.get("sent_to") or "your e-mail address")
@@ -225,12 +229,18 @@ def recover_by_password(account, key, reader: LineReader) -> dict:
         return answer
     error = answer.get("error")
     if error == "invalid_code":
-        left = answer.get("tries_left")
+        left = _count(answer.get("tries_left"), None)
         raise WrongCode("wrong code" + (f" ({left} tries left: run recover again)" if left else
                                         ": no tries left, run recover again for a new code"))
     if error == "code_expired":
         raise CodeExpired("the code has expired or was used up: run recover again for a new one")
     raise _refused(status, answer, finish_url)
+
+
+def _count(value, default):
+    """A whole number the server sent for the message (seconds, tries), else ``default``: the server
+    chooses the value, and a list or a 400-digit number does not belong in a one-line message."""
+    return value if type(value) is int and 0 <= value <= 1_000_000 else default
 
 
 def cmd_recover(ctx, args) -> int:

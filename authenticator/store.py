@@ -51,6 +51,11 @@ class Vault:
         self._header = header
         self._new = new  # made by create(), never saved yet
 
+    @property
+    def on_disk(self) -> bool:
+        """Whether this store has been saved at least once (one from create() is only in memory)."""
+        return not self._new
+
     @staticmethod
     def exists(home: Path) -> bool:
         """Whether the home holds a store: its data file (a header alone held nothing, see above)."""

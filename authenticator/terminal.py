@@ -30,6 +30,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: what a termina
 _CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 _LONG_WORD = re.compile(r"\S{%d,}" % (LONGEST_SHOWN + 1))
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# An otpauth: or idp-...: URI with a query, however mangled: its query holds the account's secret
+# (or a one-time code). Given where another argument belongs ("code URI", the command forgotten), an
+# error would quote it, and error lines end up in logs and screenshots. Matched after control
+# characters are escaped, so that an escaped newline inside it does not end the match.
+_URI_WITH_QUERY = re.compile(r"\b(?:otpauth|idp-[a-z]+)\s*:[^\s'\"]*\?[^\s'\"]*", re.IGNORECASE)
+URI_LEFT_OUT = "(a URI, not repeated here: it may hold a secret)"
 
 
 def is_terminal(stream: Optional[TextIO]) -> bool:
@@ -70,9 +76,10 @@ def printable(text: str) -> str:
 
 
 def one_line(message: str) -> str:
-    """``message`` as one readable line: control characters escaped, very long words shortened."""
+    """``message`` as one readable line: control characters escaped, URIs that may hold a secret left
+    out, very long words shortened."""
     escaped = _CONTROL.sub(_escape, message)
-    return _LONG_WORD.sub(_shorten, escaped)
+    return _LONG_WORD.sub(_shorten, _URI_WITH_QUERY.sub(URI_LEFT_OUT, escaped))
 
 
 def _escape(match: re.Match) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from authenticator import crypto
 from authenticator.errors import (
+    AuthenticatorError,
     BackupTampered,
     BackupTruncated,
     UnsupportedBackupVersion,
@@ -38,6 +39,10 @@ PURPOSE = b"idp-authenticator backup"
 _HEADER = struct.Struct(">8sHBBHH16s32s12sI")
 HEADER_SIZE = _HEADER.size  # 80
 TAG_SIZE = 16
+# No backup is larger (a TOTP account takes about 200 bytes of payload): a storage refuses a bigger
+# file before reading it, since the length field alone would let a file of 4 GiB be read whole before
+# any check, and writers refuse to write one.
+MAX_FILE_SIZE = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ def new_backup_key(recovery_secret: str) -> BackupKey:
 
 
 def seal_backup(key: BackupKey, payload: bytes) -> bytes:
+    if HEADER_SIZE + len(payload) + TAG_SIZE > MAX_FILE_SIZE:
+        raise AuthenticatorError(f"too many accounts for one backup (more than {MAX_FILE_SIZE >> 20} MiB)")
     nonce = crypto.new_nonce()
     header = _HEADER.pack(
         MAGIC, VERSION, KDF_SCRYPT, key.kdf.log2_n, key.kdf.r, key.kdf.p,

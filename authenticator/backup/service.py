@@ -12,8 +12,17 @@ dropping the other's accounts: ``enable`` overwrites a backup only when it is
 this device's own or holds nothing this device lacks (else ``--replace``), and
 ``write_backup`` overwrites only the file this device wrote last (its SHA-256 is
 remembered in the settings); a file replaced since is left alone.
+
+Remembering that SHA-256 must survive a crash between writing the file and
+saving the store, or the device would take its own newest file for another
+device's and stop backing up. So ``write_backup`` saves the new file's SHA-256
+in the store as *pending* before it writes the file, and either SHA-256 (the
+one written last, the pending one) counts as this device's own. The caller's
+save afterwards records the file as written; should that save fail, the
+pending mark still recognises the file at the next backup.
 """
 
+import contextlib
 import hashlib
 import shlex
 from datetime import datetime, timezone
@@ -28,6 +37,7 @@ from authenticator.errors import (
     AuthenticatorError,
     BackupExists,
     BackupReplaced,
+    BackupTooLarge,
     DeviceNotEmpty,
     NoBackupFound,
     WrongRecoverySecret,
@@ -49,26 +59,30 @@ def enable(vault, location: str, recovery_secret: str, *, replace: bool = False)
     if not replace:
         _refuse_unless_replaceable(storage, vault, directory, recovery_secret)
     key = backup_format.new_backup_key(recovery_secret)
-    vault.backup = BackupSettings(
+    own = vault.backup
+    settings = BackupSettings(
         location=directory, kdf=key.kdf, salt=key.salt,
         encryption_key=key.keys.encryption_key, key_check=key.keys.key_check, storage=DIRECTORY,
+        # Until the first write below is recorded, the file this device wrote there last is still its own.
+        written_sha256=own.written_sha256 if own is not None and own.location == directory else None,
     )
-    write_backup(vault, take_over=True)
-    return vault.backup
+    return write_backup(vault, settings=settings, take_over=True)
 
 
 def _refuse_unless_replaceable(storage: DirectoryStorage, vault, directory: str, recovery_secret: str) -> None:
     """Raise BackupExists, saying which condition failed, unless the backup in ``storage`` (if any)
     may be replaced by this device's accounts."""
+    where = storage.describe()
+    overwrite = "or overwrite it with this device's accounts (backup --enable --replace)"
     try:
         current = storage.read()
     except NoBackupFound:
         return
+    except BackupTooLarge as exc:
+        raise _unreadable(where, exc, overwrite) from None
     own = vault.backup
     if own is not None and own.location == directory and _written_here(current, own):
         return
-    where = storage.describe()
-    overwrite = "or overwrite it with this device's accounts (backup --enable --replace)"
     try:
         backed_up = decode_payload(backup_format.open_backup(current, recovery_secret))
     except WrongRecoverySecret:
@@ -76,13 +90,17 @@ def _refuse_unless_replaceable(storage: DirectoryStorage, vault, directory: str,
                            f"(so whether this device holds all its accounts cannot be checked): give the secret "
                            f"it was made with, {overwrite}") from None
     except AuthenticatorError as exc:
-        raise BackupExists(f"{where} already holds a file this device cannot read as a backup ({exc}): "
-                           f"move it away, {overwrite}") from None
+        raise _unreadable(where, exc, overwrite) from None
     here = {_identity(a) for a in vault.accounts}
     missing = [a for a in backed_up if _identity(a) not in here]
     if missing:
         raise BackupExists(f"{where} already holds a backup with {len(missing)} account(s) this device lacks: "
                            f"restore it first (restore --from DIR), {overwrite}")
+
+
+def _unreadable(where: str, exc: AuthenticatorError, overwrite: str) -> BackupExists:
+    return BackupExists(f"{where} already holds a file this device cannot read as a backup ({exc}): "
+                        f"move it away, {overwrite}")
 
 
 MIN_RECOVERY_SECRET = 12
@@ -104,14 +122,18 @@ def _identity(account: Account) -> tuple:
     return account.type, account.issuer, account.name, secret
 
 
-def write_backup(vault, *, take_over: bool = False) -> BackupSettings:
-    """Write the vault's accounts to its configured storage; updates ``last_backup_at``.
+def write_backup(vault, *, settings: BackupSettings | None = None, take_over: bool = False) -> BackupSettings:
+    """Write the vault's accounts with ``settings`` (default: the vault's own); they become the vault's
+    settings, with ``last_backup_at`` and the file's SHA-256. The caller saves the vault afterwards.
 
     Only over the file this device wrote last (or none): a file that another device put there
     since raises :class:`BackupReplaced` and is left as it is, unless ``take_over`` (``enable``,
-    which made its own checks).
+    which made its own checks). The new file's SHA-256 is saved in the store as pending before the
+    file is written (see the module docstring); if the file cannot be written, the settings go back
+    to what they were, in memory and (best effort) in the store.
     """
-    settings = vault.backup
+    previous = vault.backup
+    settings = settings or previous
     if settings is None:
         raise AuthenticatorError("backup is not enabled; run: idp-authenticator backup --enable --to DIR")
     storage = storage_for(settings.storage, settings.location)
@@ -123,17 +145,40 @@ def write_backup(vault, *, take_over: bool = False) -> BackupSettings:
     )
     when = _timestamp()
     blob = backup_format.seal_backup(key, encode_payload(vault.accounts, when))
-    storage.write(blob)
-    vault.backup = settings.after_write(when, _fingerprint(blob))
+    fingerprint = _fingerprint(blob)
+    _save_settings(vault, settings.expecting(fingerprint), previous)
+    try:
+        storage.write(blob)
+    except BaseException:
+        with contextlib.suppress(OSError, AuthenticatorError):
+            _save_settings(vault, previous, previous)
+        raise
+    vault.backup = settings.after_write(when, fingerprint)
     return vault.backup
+
+
+def _save_settings(vault, settings: BackupSettings | None, previous: BackupSettings | None) -> None:
+    """Make ``settings`` the vault's and save it, or leave ``previous`` in place and raise. A store never
+    saved yet (``backup --enable`` on a new device) stays unsaved: a crash leaves no store behind to
+    recognise anything, and a failed command must leave a new device as it was."""
+    vault.backup = settings
+    if not vault.on_disk:
+        return
+    try:
+        vault.save()
+    except BaseException:
+        vault.backup = previous
+        raise
 
 
 def _ensure_still_ours(storage: BackupStorage, settings: BackupSettings) -> None:
     try:
-        current = storage.read()
+        ours = _written_here(storage.read(), settings)
     except NoBackupFound:
         return  # removed (or never written): nothing to lose
-    if not _written_here(current, settings):
+    except BackupTooLarge:
+        ours = False  # no backup this device writes is that large
+    if not ours:
         where = storage.describe()
         raise BackupReplaced(
             f"the backup at {where} was replaced by another device since this one last wrote it, and is left "
@@ -142,11 +187,15 @@ def _ensure_still_ours(storage: BackupStorage, settings: BackupSettings) -> None
 
 
 def _written_here(blob: bytes, settings: BackupSettings) -> bool:
-    """Whether ``blob`` is the file this device wrote last. Settings kept before the fingerprint was
+    """Whether ``blob`` is the file this device wrote last, or the one it was writing when a crash
+    kept the store from recording it (pending). Settings kept before the fingerprint was
     compare the header's salt: every ``backup --enable`` draws a new one, so another device's file
     has another salt (only a copy of this device's own store would share it)."""
+    fingerprint = _fingerprint(blob)
+    if settings.pending_sha256 is not None and fingerprint == settings.pending_sha256:
+        return True
     if settings.written_sha256 is not None:
-        return _fingerprint(blob) == settings.written_sha256
+        return fingerprint == settings.written_sha256
     return backup_format.salt_of(blob) == settings.salt
 
 

@@ -29,9 +29,16 @@ class BackupSettings:
     # ``location`` only while it is still that one (another device may have taken the folder over).
     # None in settings written before it was kept.
     written_sha256: Optional[str] = None
+    # SHA-256 of the file being written: saved in the store before the file is written and cleared
+    # once the store records it as written, so that after a crash in between the file at
+    # ``location`` (the old one or the new one) is still recognised as this device's own.
+    pending_sha256: Optional[str] = None
+
+    def expecting(self, pending_sha256: str) -> "BackupSettings":
+        return replace(self, pending_sha256=pending_sha256)
 
     def after_write(self, when: str, written_sha256: str) -> "BackupSettings":
-        return replace(self, last_backup_at=when, written_sha256=written_sha256)
+        return replace(self, last_backup_at=when, written_sha256=written_sha256, pending_sha256=None)
 
     def to_dict(self) -> dict:
         return {
@@ -43,6 +50,7 @@ class BackupSettings:
             "key_check": _b64(self.key_check),
             "last_backup_at": self.last_backup_at,
             "written_sha256": self.written_sha256,
+            "pending_sha256": self.pending_sha256,
         }
 
     @classmethod
@@ -57,6 +65,7 @@ class BackupSettings:
             key_check=base64.b64decode(data["key_check"]),
             last_backup_at=data.get("last_backup_at"),
             written_sha256=data.get("written_sha256"),
+            pending_sha256=data.get("pending_sha256"),
         )
 
 

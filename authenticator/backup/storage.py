@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from authenticator.errors import NoBackupFound, StorageUnreachable
+from authenticator.backup.format import MAX_FILE_SIZE
+from authenticator.errors import BackupTooLarge, NoBackupFound, StorageUnreachable
 from authenticator.files import write_atomically
 
 BACKUP_FILE = "idp-authenticator-backup.bin"
@@ -24,7 +25,8 @@ class BackupStorage(Protocol):
         """Replace the stored backup atomically. Raises StorageUnreachable."""
 
     def read(self) -> bytes:
-        """The stored backup. Raises NoBackupFound or StorageUnreachable."""
+        """The stored backup. Raises NoBackupFound or StorageUnreachable, and BackupTooLarge, without
+        reading it, for a file larger than ``format.MAX_FILE_SIZE``."""
 
 
 class DirectoryStorage:
@@ -57,13 +59,22 @@ class DirectoryStorage:
     def read(self) -> bytes:
         self._check_directory()
         try:
-            return self.path.read_bytes()
+            with open(self.path, "rb") as handle:
+                self._check_size(os.fstat(handle.fileno()).st_size)
+                blob = handle.read(MAX_FILE_SIZE + 1)  # bounded, should it grow meanwhile
+            self._check_size(len(blob))
+            return blob
         except FileNotFoundError:
             raise NoBackupFound(f"no backup at {self.directory} (no {BACKUP_FILE} there)") from None
         except IsADirectoryError:
             raise NoBackupFound(f"no backup at {self.directory} ({BACKUP_FILE} is not a file)") from None
         except OSError as exc:
             raise self._unreachable(exc.strerror or str(exc)) from None
+
+    def _check_size(self, size: int) -> None:
+        if size > MAX_FILE_SIZE:
+            raise BackupTooLarge(f"{BACKUP_FILE} at {self.directory} is not a backup ({size} bytes, more than "
+                                 f"any backup: {MAX_FILE_SIZE})")
 
     def _check_directory(self) -> None:
         if not self.directory.exists():

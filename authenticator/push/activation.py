@@ -14,8 +14,9 @@ to revoke.
 import platform
 from dataclasses import dataclass
 from typing import ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
+from authenticator import uris
 from authenticator.accounts import PUSH, Account, PushData
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
@@ -31,15 +32,19 @@ class DeviceNotSaved(AuthenticatorError):
 
 
 def parse_activation_uri(uri: str) -> dict:
-    parts = urlsplit(uri)
-    query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    """The URI's parameters, checked: one of each, the version this app speaks, URLs urllib can split
+    (so that no later ``urlsplit``, for a message or a request, raises ValueError)."""
+    parts = uris.split(uri, AuthenticatorError, "push activation URI")
+    query = uris.single_valued(parts.query, AuthenticatorError, "push activation URI")
     version = query.get("v")
     if version != SUPPORTED_VERSION:
         raise AuthenticatorError(f"push activation version {version!r} is not supported (this app speaks v1)")
     for name in ("issuer", "endpoint", "code"):
         if not query.get(name):
             raise AuthenticatorError(f"push activation URI without {name!r}")
-    if urlsplit(query["endpoint"]).scheme not in ("https", "http"):
+    uris.split(query["issuer"], AuthenticatorError, "issuer URL in the push activation URI")
+    endpoint = uris.split(query["endpoint"], AuthenticatorError, "endpoint URL in the push activation URI")
+    if endpoint.scheme not in ("https", "http"):
         raise AuthenticatorError("push activation endpoint must be an http(s) URL")
     return query
 

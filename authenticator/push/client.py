@@ -6,6 +6,8 @@ device has most likely been revoked.
 """
 
 import email.utils
+import json
+import math
 import time
 from typing import Optional
 from urllib.parse import urlsplit
@@ -40,8 +42,12 @@ class ProtocolError(AuthenticatorError):
 
 
 def host_of(url: str) -> str:
-    """The host:port of a URL, for error messages."""
-    return urlsplit(url).netloc or url
+    """The host:port of a URL, for error messages (the URL itself when urllib cannot split it: a
+    restored account's server URL comes from a backup file, unchecked by any URI parser)."""
+    try:
+        return urlsplit(url).netloc or url
+    except ValueError:
+        return url
 
 
 class PushClient:
@@ -89,7 +95,7 @@ class PushClient:
     @staticmethod
     def _json(response: requests.Response) -> dict:
         try:
-            data = response.json()
+            data = parse_json(response.content)
         except ValueError:
             raise ProtocolError(f"unexpected answer from the server (HTTP {response.status_code})") from None
         if not isinstance(data, dict):
@@ -140,6 +146,50 @@ class PushClient:
         raise ProtocolError(f"the server refused the answer (HTTP {response.status_code}, {error or 'no error'})")
 
 
+# Far deeper than any answer of protocol v1 (a list of challenges with a context: 4 levels). A deeper
+# one is refused as a whole: what the app keeps of it is printed again (`pending --json`), and
+# json.dumps, called deeper in the stack than json.loads was, would fail on what the parser just read.
+MAX_JSON_DEPTH = 32
+
+
+def parse_json(content: bytes):
+    """A server's answer as JSON, or ValueError. Stricter than ``response.json()``: NaN and Infinity
+    (which Python's parser reads, as it reads 1e999 as infinity, and which then fail int() and
+    arithmetic) are refused, and so is JSON nested deeper than MAX_JSON_DEPTH or than the parser
+    recurses (RecursionError)."""
+    try:
+        data = json.loads(content, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+    if _nesting_depth(data) > MAX_JSON_DEPTH:
+        raise ValueError("JSON nested too deep")
+    return data
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large a number")
+    return value
+
+
+def _nesting_depth(value) -> int:
+    """How deeply lists and objects nest in ``value`` (without recursing, whatever the depth)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def _is_challenge(item) -> bool:
     """A challenge the app can show and answer: an object with a string id (others are skipped)."""
     return isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]
@@ -148,9 +198,18 @@ def _is_challenge(item) -> bool:
 def _well_formed(challenge: dict) -> dict:
     """The fields the app reads, in the types docs/push-protocol.md gives them (a server that sends
     something else gets its request shown with blanks, not a traceback)."""
-    expires_at = challenge.get("expires_at")
     context = challenge.get("context")
-    return {**challenge,
-            "expires_at": expires_at if isinstance(expires_at, (int, float)) and not isinstance(expires_at, bool)
-            else 0,
+    return {**challenge, "expires_at": _timestamp(challenge.get("expires_at")),
             "context": context if isinstance(context, dict) else {}}
+
+
+def _timestamp(value):
+    """A Unix time the app can compute with, else 0 (shown as expired): no bool, and no integer too
+    large for a float (parse_json already refuses non-finite floats; an integer of 400 digits is
+    valid JSON, and ``value - time.time()`` raises OverflowError on it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    try:
+        return value if math.isfinite(float(value)) else 0
+    except OverflowError:
+        return 0

@@ -28,10 +28,12 @@ class App:
         self.home = home
 
     def run(self, *args, env=None, stdin=None, pass_home=True, stdin_file=None,
-            close_stdin=False) -> subprocess.CompletedProcess:
+            close_stdin=False, memory_limit_mib=None, prelude=None) -> subprocess.CompletedProcess:
         """``stdin``: text piped in (default: an empty pipe, never the terminal pytest may run on,
         where a missing secret would be asked for); ``stdin_file``: a file's raw bytes instead;
-        ``close_stdin``: run with no stdin at all, as ``<&-`` does."""
+        ``close_stdin``: run with no stdin at all, as ``<&-`` does; ``memory_limit_mib``: the address
+        space the process may use (a small phone); ``prelude``: Python run in the app's process before
+        the command (to make a disk fail, or the process die, at a chosen point)."""
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
         for key, value in (env or {}).items():
@@ -39,13 +41,14 @@ class App:
                 full_env.pop(key, None)
             else:
                 full_env[key] = value
-        command = [sys.executable, "-m", "authenticator", *(["--home", str(self.home)] if pass_home else []), *args]
+        entry = ["-c", f"{prelude}\n{_MAIN}"] if prelude else ["-m", "authenticator"]
+        command = [sys.executable, *entry, *(["--home", str(self.home)] if pass_home else []), *args]
         with contextlib.ExitStack() as stack:
             feed = {"input": stdin or ""}
             if stdin_file is not None:
                 feed = {"stdin": stack.enter_context(open(stdin_file, "rb"))}
             return subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=REPO, timeout=60,
-                                  preexec_fn=_close_stdin if close_stdin else None, **feed)
+                                  preexec_fn=_limits(close_stdin, memory_limit_mib), **feed)
 
     def ok(self, *args, **kwargs) -> str:
         result = self.run(*args, **kwargs)
@@ -59,8 +62,21 @@ class App:
         return {p.relative_to(self.home): p.read_bytes() for p in sorted(self.home.rglob("*")) if p.is_file()}
 
 
-def _close_stdin() -> None:
-    os.close(0)
+_MAIN = "import sys\nfrom authenticator.cli import main\nsys.exit(main(sys.argv[1:]))"
+
+
+def _limits(close_stdin: bool, memory_limit_mib):
+    if not close_stdin and memory_limit_mib is None:
+        return None
+
+    def apply() -> None:
+        if close_stdin:
+            os.close(0)
+        if memory_limit_mib is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit_mib << 20, memory_limit_mib << 20))
+    return apply
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

@@ -133,3 +133,51 @@ def test_the_documented_reader_opens_a_real_backup(blob):
     assert [a["name"] for a in document["accounts"]] == ["alice", "alice@work.example"]
     with pytest.raises(ValueError, match="wrong recovery secret"):
         namespace["read_backup"](blob, "other")
+
+
+@pytest.mark.parametrize("log2_n,r,p", [
+    (20, 8, 1),  # 1 GiB: within each old bound, a MemoryError where memory is short
+    (17, 8, 16),  # 128 MiB, but sixteen times the work (about a minute of CPU)
+    (18, 32, 1),
+    (17, 8, 5),
+])
+def test_scrypt_work_beyond_four_times_the_apps_own_is_refused_before_running(blob, log2_n, r, p):
+    altered = bytearray(blob)
+    altered[11] = log2_n
+    struct.pack_into(">HH", altered, 12, r, p)
+    with pytest.raises(BackupTampered, match="unusable key derivation parameters"):
+        open_backup(bytes(altered), RECOVERY_SECRET)
+
+
+def test_the_parameters_the_app_writes_are_within_the_bounds():
+    from authenticator import crypto
+
+    crypto.KdfParams(n=crypto.BACKUP_N).validate()  # backups
+    crypto.KdfParams(n=crypto.DEFAULT_N).validate()  # the local store
+    crypto.KdfParams(n=crypto.BACKUP_N, p=4).validate()  # four times a backup: the most accepted
+    crypto.KdfParams(n=2**19, r=8).validate()  # 512 MiB, the most memory accepted
+    with pytest.raises(crypto.InvalidKdfParams):
+        crypto.KdfParams(n=2**19, r=9).validate()
+
+
+def test_directory_storage_refuses_a_file_larger_than_any_backup(tmp_path):
+    """(That it is not read first: test_a_backup_file_of_4_gib_is_refused_without_reading_it.)"""
+    from authenticator.backup.format import MAX_FILE_SIZE
+    from authenticator.errors import BackupTooLarge
+
+    with open(tmp_path / BACKUP_FILE, "wb") as handle:
+        handle.truncate(MAX_FILE_SIZE + 1)  # sparse: takes no room
+    with pytest.raises(BackupTooLarge, match=f"is not a backup \\({MAX_FILE_SIZE + 1} bytes"):
+        DirectoryStorage(tmp_path).read()
+    with open(tmp_path / BACKUP_FILE, "r+b") as handle:
+        handle.truncate(MAX_FILE_SIZE)
+    assert len(DirectoryStorage(tmp_path).read()) == MAX_FILE_SIZE
+
+
+def test_a_backup_larger_than_a_reader_accepts_is_not_written(monkeypatch):
+    from authenticator.backup import format as backup_format
+    from authenticator.errors import AuthenticatorError
+
+    monkeypatch.setattr(backup_format, "MAX_FILE_SIZE", 1000)
+    with pytest.raises(AuthenticatorError, match="too many accounts for one backup"):
+        seal_backup(new_backup_key(RECOVERY_SECRET), b"x" * 1000)

@@ -407,3 +407,170 @@ def test_a_first_command_failing_under_the_lock_leaves_no_home(backed_up, make_a
     assert not fresh.home.exists()
     fresh.ok("restore", "--from", str(cloud))  # and then it works
     assert sorted(p.name for p in fresh.home.iterdir()) == [".lock", "store-header.json", "store.bin"]
+
+
+# --- hostile files: memory and size -------------------------------------------------------------
+
+def test_scrypt_without_enough_memory_is_a_one_line_error(make_app, tmp_path):
+    """N = 2**19, r = 8 is within the bounds (512 MiB); on a device that cannot spare it, scrypt raises
+    MemoryError. (The header edit also breaks the tag, but scrypt runs first.)"""
+    from authenticator.backup import format as backup_format
+    from authenticator_testkit import RECOVERY_SECRET
+
+    blob = bytearray(backup_format.seal_backup(backup_format.new_backup_key(RECOVERY_SECRET), b"{}"))
+    blob[11] = 19
+    location = tmp_path / "heavy"
+    location.mkdir()
+    (location / BACKUP_FILE).write_bytes(bytes(blob))
+    fresh = make_app("fresh")
+    result = fresh.run("restore", "--from", str(location), memory_limit_mib=300)
+    assert one_line_error(result) == ("idp-authenticator: not enough memory to derive the key (scrypt needs "
+                                      "512 MiB for this file's parameters)")
+    assert result.returncode == 1 and fresh.files() == {}
+
+
+def huge_backup_file(location):
+    """What the header's 4-byte length allows: 80 + 2**32 - 1 bytes (sparse: it takes no room)."""
+    location.mkdir(exist_ok=True)
+    header = struct.pack(">8sHBBHH16s32s12sI", b"IDPAUTHB", 1, 1, 4, 8, 1, b"s" * 16, b"k" * 32, b"n" * 12,
+                         2**32 - 1)
+    with open(location / BACKUP_FILE, "wb") as handle:
+        handle.write(header)
+        handle.truncate(80 + 2**32 - 1)
+    return location
+
+
+def test_a_backup_file_of_4_gib_is_refused_without_reading_it(make_app, tmp_path):
+    """Read whole, it would not fit in the 300 MiB the process may use here: the size is checked first."""
+    location = huge_backup_file(tmp_path / "huge")
+    fresh = make_app("fresh")
+    result = fresh.run("restore", "--from", str(location), memory_limit_mib=300)
+    assert one_line_error(result) == (f"idp-authenticator: {BACKUP_FILE} at {location} is not a backup "
+                                      f"({80 + 2**32 - 1} bytes, more than any backup: {16 * 2**20})")
+    assert result.returncode == 12 and fresh.files() == {}
+    enable = fresh.run("backup", "--enable", "--to", str(location), memory_limit_mib=300)
+    assert enable.returncode == 17 and "cannot read as a backup" in one_line_error(enable)
+
+
+def test_an_automatic_backup_leaves_a_huge_file_alone(backed_up):
+    old, cloud = backed_up
+    huge_backup_file(cloud)
+    result = old.run("remove", "bob", memory_limit_mib=300)
+    assert result.returncode == 0 and "automatic backup skipped" in result.stderr
+    assert (cloud / BACKUP_FILE).stat().st_size == 80 + 2**32 - 1
+
+
+# --- a crash or a full disk around the backup file ----------------------------------------------
+
+CRASH_AFTER_WRITING_THE_FILE = """
+import os
+from authenticator.backup.storage import DirectoryStorage
+real_write = DirectoryStorage.write
+def write_then_die(self, blob):
+    real_write(self, blob)
+    os._exit(70)
+DirectoryStorage.write = write_then_die
+"""
+
+DISK_FULL_AFTER_WRITING_THE_FILE = """
+import errno
+from authenticator.backup.storage import DirectoryStorage
+from authenticator.store import Vault
+real_write, real_save = DirectoryStorage.write, Vault.save
+written = []
+def write(self, blob):
+    real_write(self, blob)
+    written.append(True)
+def save(self):
+    if written:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.home / "store.bin"))
+    real_save(self)
+DirectoryStorage.write, Vault.save = write, save
+"""
+
+
+def test_a_crash_between_the_backup_file_and_the_store_leaves_the_file_this_devices_own(backed_up):
+    """The new file's SHA-256 is in the store (pending) before the file is written: after a crash the
+    device does not take its own newest file for another device's."""
+    old, cloud = backed_up
+    crashed = old.run("add", THIRD_URI, prelude=CRASH_AFTER_WRITING_THE_FILE)
+    assert crashed.returncode == 70
+    assert backed_up_names(cloud) == ["alice@example.com", "bob", "carol"]  # the file was written
+    result = old.run("add", FOURTH_URI)
+    assert result.returncode == 0 and result.stderr == ""
+    assert backed_up_names(cloud) == ["alice@example.com", "bob", "carol", "dave"]
+    old.ok("backup", "--now")
+    assert Vault.open(old.home, PASSPHRASE).backup.pending_sha256 is None
+
+
+def test_a_crash_while_enabling_backup_again_leaves_the_old_file_this_devices_own(backed_up):
+    old, cloud = backed_up
+    crash_before_writing = CRASH_AFTER_WRITING_THE_FILE.replace("    real_write(self, blob)\n", "")
+    assert old.run("backup", "--enable", "--to", str(cloud), prelude=crash_before_writing).returncode == 70
+    result = old.run("add", THIRD_URI)
+    assert result.returncode == 0 and result.stderr == ""
+    assert backed_up_names(cloud) == ["alice@example.com", "bob", "carol"]
+
+
+def test_a_full_disk_after_the_backup_file_is_a_warning_and_the_file_stays_this_devices_own(backed_up):
+    old, cloud = backed_up
+    result = old.run("add", THIRD_URI, prelude=DISK_FULL_AFTER_WRITING_THE_FILE)
+    assert result.returncode == 0 and result.stdout.startswith("added Shop:carol")
+    assert result.stderr == (f"idp-authenticator: warning: automatic backup written, but this device could not "
+                             f"record it (cannot write {old.home / 'store.bin'}: No space left on device); the "
+                             "next backup still recognises it as this device's own\n")
+    assert backed_up_names(cloud) == ["alice@example.com", "bob", "carol"]
+    result = old.run("add", FOURTH_URI)
+    assert result.returncode == 0 and result.stderr == ""
+    assert backed_up_names(cloud) == ["alice@example.com", "bob", "carol", "dave"]
+
+
+def test_a_full_disk_before_the_backup_file_is_a_warning_and_writes_nothing(backed_up):
+    old, cloud = backed_up
+    before = (cloud / BACKUP_FILE).read_bytes()
+    full_from_the_second_save = DISK_FULL_AFTER_WRITING_THE_FILE.replace(
+        "    if written:", "    written.append(False)\n    if len(written) > 1:")
+    result = old.run("add", THIRD_URI, prelude=full_from_the_second_save)
+    assert result.returncode == 0 and result.stdout.startswith("added Shop:carol")
+    assert result.stderr.startswith("idp-authenticator: warning: automatic backup failed: cannot write ")
+    assert (cloud / BACKUP_FILE).read_bytes() == before
+    assert "carol" in old.ok("list")
+    old.ok("add", FOURTH_URI)
+    assert backed_up_names(cloud) == ["alice@example.com", "bob", "carol", "dave"]
+
+
+def test_a_failed_enable_leaves_the_store_as_it_was(backed_up, tmp_path):
+    old, _cloud = backed_up
+    before = Vault.open(old.home, PASSPHRASE).backup
+    unreachable_on_write = """
+from authenticator.backup.storage import DirectoryStorage
+def write(self, blob):
+    raise self._unreachable("Input/output error")
+DirectoryStorage.write = write
+"""
+    result = old.run("backup", "--enable", "--to", str(tmp_path / "other"), prelude=unreachable_on_write)
+    assert result.returncode == 15 and "Input/output error" in one_line_error(result)
+    assert Vault.open(old.home, PASSPHRASE).backup == before
+
+
+def test_recover_with_a_full_disk_after_the_backup_keeps_the_recovered_key(make_app, tmp_path):
+    """The account was saved with its new key: a warning about the backup's record, not "could not be
+    saved here, revoke the device" (status 25)."""
+    from authenticator.accounts import ACTIVE, NEEDS_VERIFICATION
+
+    app = make_app("restored")
+    vault = Vault.create(app.home, PASSPHRASE)
+    stored = vault.add(Account(id="", type=PUSH, issuer="acme", name="alice@example.com",
+                               push=PushData(issuer_url="https://idp.example", username="alice@example.com",
+                                             status=NEEDS_VERIFICATION)))
+    vault.save()
+    app.ok("backup", "--enable", "--to", str(tmp_path / "cloud"))
+    server_accepts = """
+from authenticator import recover
+from authenticator.push import keys
+recover.recover_by_password = lambda account, key, reader: {"device_id": keys.device_id(key)}
+"""
+    result = app.run("recover", stored.id, "--password", prelude=server_accepts + DISK_FULL_AFTER_WRITING_THE_FILE)
+    assert result.returncode == 0 and result.stdout.startswith("recovered acme:alice@example.com")
+    assert "warning: automatic backup written, but this device could not record it" in result.stderr
+    assert [a["status"] for a in json.loads(app.ok("--json", "list"))] == [ACTIVE]

@@ -8,7 +8,7 @@ message or a key can hold (a newline, many kilobytes, bytes that are not UTF-8).
 
 import pytest
 
-from authenticator_testkit import TOTP_URI, one_line_error
+from authenticator_testkit import SECRET, TOTP_URI, one_line_error
 
 NO_SECRETS = {"IDP_AUTHENTICATOR_PASSPHRASE": None, "IDP_AUTHENTICATOR_RECOVERY_SECRET": None}
 # A UTF-8 stdout refuses to print undecodable bytes; without this the C locale would hide that.
@@ -107,3 +107,64 @@ def test_a_stored_label_that_is_not_utf8_still_lists(app):
     result = app.run("list", env=UTF8_STDIO)
     assert result.returncode == 0 and not result.stderr, result.stderr
     assert "al\ufffdice" in result.stdout
+
+
+@pytest.mark.parametrize("parameter", ["digits", "period"])
+def test_a_number_of_thousands_of_digits_is_refused_in_one_line(app, parameter):
+    """int() refuses more than 4300 digits with a ValueError: the text is checked first."""
+    result = app.run("add", f"otpauth://totp/A:b?secret=JBSWY3DPEHPK3PXP&{parameter}={'1' * 5000}")
+    line = one_line_error(result)
+    assert result.returncode == 1 and f"unsupported otpauth {parameter} '111" in line and len(line) < 600
+    assert app.files() == {}
+
+
+@pytest.mark.parametrize("uri,message", [
+    ("idp-push://activate?v=1&issuer=https://x&endpoint=http://[::1&code=abc",
+     "malformed endpoint URL in the push activation URI"),
+    ("idp-push://activate?v=1&issuer=http://[::1&endpoint=https://x&code=abc",
+     "malformed issuer URL in the push activation URI"),
+    ("idp-push://activate?v=1&issuer=https://x&endpoint=https://x&code=A&code=B",
+     "push activation URI repeats parameter 'code'"),
+    ("idp-push://activate?v=1&issuer=https://x&endpoint=https://x&code=A&CODE=B",
+     "push activation URI repeats parameter 'code'"),
+    ("idp-push://activate?v=1&issuer=https://x&endpoint=https://x&endpoint=https://evil&code=A",
+     "push activation URI repeats parameter 'endpoint'"),
+])
+def test_a_malformed_activation_uri_is_refused_before_any_request(app, uri, message):
+    """urlsplit raises ValueError on an unclosed IPv6 bracket; the parameters must be one of each.
+    (No server listens at these URLs: a request would have been exit 20.)"""
+    result = app.run("add", uri)
+    assert one_line_error(result) == f"idp-authenticator: {message}" and result.returncode == 1
+    assert app.files() == {}
+
+
+def test_a_uri_pasted_with_spaces_around_it_is_still_a_uri(app):
+    assert app.ok("add", f" {TOTP_URI}\n").startswith("added ACME:alice@example.com")
+
+
+@pytest.mark.parametrize("argument", [
+    " otpauth:/totp/A:b?secret=JBSWY3DPEHPK3PXP",  # one slash lost: not a URI, so a file name
+    "otpauth:totp/A:b?secret=JBSWY3DPEHPK3PXP",
+    "OTPAUTH:/totp/A:b?secret=JBSWY3DPEHPK3PXP",
+    "idp-push:/activate?v=1&issuer=https://x&endpoint=https://x&code=JBSWY3DPEHPK3PXP",
+    "otpauth:/totp/A:b?secret=JBSWY3DPEHPK3PXP" + "x" * 5000,  # "File name too long"
+])
+def test_an_argument_that_looks_like_a_uri_is_never_echoed(app, argument):
+    """It may hold the account's secret (or a one-time code): an error goes to logs and screenshots."""
+    result = app.run("add", argument)
+    line = one_line_error(result)
+    assert "JBSWY3DPEHPK3PXP" not in result.stderr and "totp/" not in line and "activate" not in line
+    assert "not repeated here: it may hold a secret" in line and result.returncode == 1
+
+
+@pytest.mark.parametrize("args", [
+    [TOTP_URI],  # `add` forgotten: argparse quotes the invalid command
+    ["code", TOTP_URI],  # "no account matches ..."
+    ["remove", TOTP_URI.replace("secret=", "sec\nret=")],  # an escaped newline does not end it
+])
+def test_no_error_quotes_a_uri_given_where_something_else_belongs(app, args):
+    app.ok("add", "otpauth://totp/Other:zed?secret=MFRGGZDFMZTWQ2LK")
+    result = app.run(*args)
+    line = one_line_error(result)
+    assert SECRET not in line and "secret=" not in line
+    assert "(a URI, not repeated here: it may hold a secret)" in line

@@ -178,3 +178,24 @@ def test_an_account_with_its_own_key_is_not_recovered(active, tmp_path):
                                           "this device: recover is for accounts restored from a backup")
         assert result.returncode == 1  # not 20: nothing was sent to the (unreachable) server
     assert app.files() == before
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"endpoint": "http://[::1/factors/qr_recovery"}, "malformed endpoint URL in the recovery QR code"),
+    ({"secret": ["A", "B"]}, "recovery QR code repeats parameter 'secret'"),
+])
+def test_a_malformed_recovery_code_is_a_one_line_error(restored, change, message):
+    app, account, issuer = restored
+    fields = {"v": "1", "issuer": issuer, "endpoint": issuer + "/factors/qr_recovery", "user": "alice@example.com",
+              "secret": "7KQ2M-X9D4T-AAAAA-BBBBB-CCCCC", **change}
+    uri = "idp-recovery://redeem?" + urlencode(fields, doseq=True)
+    before = app.files()
+    result = app.run("recover", account, "--qr", uri)
+    assert one_line_error(result) == f"idp-authenticator: {message}" and result.returncode == 1
+    assert app.files() == before
+
+
+def test_a_mangled_recovery_uri_is_not_echoed(restored):
+    app, account, issuer = restored
+    result = app.run("recover", account, "--qr", recovery_uri(issuer).replace("://", ":/"))
+    assert "7KQ2M" not in one_line_error(result) and "not repeated here" in result.stderr
