@@ -89,10 +89,9 @@ def parse_recovery_uri(uri: str) -> dict:
     for name in ("issuer", "endpoint", "secret"):
         if not query.get(name):
             raise AuthenticatorError(f"recovery QR code without {name!r}")
-    uris.split(query["issuer"], AuthenticatorError, "issuer URL in the recovery QR code")
-    endpoint = uris.split(query["endpoint"], AuthenticatorError, "endpoint URL in the recovery QR code")
-    if endpoint.scheme not in ("http", "https"):
-        raise AuthenticatorError("recovery endpoint must be an http(s) URL")
+    uris.server_url(query["issuer"], AuthenticatorError, "issuer URL in the recovery QR code")
+    uris.server_url(query["endpoint"], AuthenticatorError, "endpoint URL in the recovery QR code")
+    uris.same_origin(query["endpoint"], query["issuer"], AuthenticatorError, "endpoint URL in the recovery QR code")
     return query
 
 
@@ -210,7 +209,22 @@ def _text(value: str, message: str) -> str:
     return value
 
 
+def _endpoint_of(answer: dict, issuer: str) -> str:
+    """The push endpoint the server's answer names when it is on the issuer's server (it always
+    is, docs/push-protocol.md), else the protocol's own: an answer cannot move the account elsewhere."""
+    named = answer.get("endpoint")
+    if isinstance(named, str) and named:
+        try:
+            uris.same_origin(named, issuer, AuthenticatorError, "push endpoint")
+            return named
+        except AuthenticatorError:
+            pass
+    return issuer.rstrip("/") + "/factors/push/v1"
+
+
 def recover_by_password(account, key, reader: LineReader) -> dict:
+    # (The issuer came from an activation or a backup: the password goes nowhere plain-text.)
+    uris.server_url(account.push.issuer_url, AuthenticatorError, "account's server URL")
     endpoint = account.push.issuer_url.rstrip("/") + "/factors/qr_recovery"
     start_url = endpoint + "/personal/start"
     status, data = _post(start_url, {"email": account.push.username, "password": reader.password()})
@@ -264,8 +278,7 @@ def cmd_recover(ctx, args) -> int:
     if answer.get("device_id") != device_id:
         raise RecoveryRefused("the server registered a different device id than this key's")
     push = replace(account.push, device_id=device_id, device_private_key=keys.private_pem(key), status=ACTIVE,
-                   extra={**account.push.extra, "endpoint": answer.get("endpoint")
-                          or account.push.issuer_url.rstrip("/") + "/factors/push/v1"})
+                   extra={**account.push.extra, "endpoint": _endpoint_of(answer, account.push.issuer_url)})
     try:
         with ctx.changing_vault(create=False) as vault:  # saves, then the automatic backup
             current = find_account(vault.accounts, account.id)

@@ -1,14 +1,21 @@
-"""Two rules for every URI the app is handed (an argument, a QR code), written once.
+"""The rules for every URI the app is handed (an argument, a QR code), written once.
 
 - A parameter named twice, in any case (``code=A&CODE=B``), is refused: which copy counts
   would be up to the parser, and a second one appended to a genuine URI would win silently.
 - A URL that urllib cannot split (``http://[::1``, an unclosed IPv6 bracket) raises
   ValueError from deep inside a handler; here it becomes the user's one-line error.
+- A server URL the app sends a secret to (an activation code, a recovery code, a password)
+  is https, or plain http on this machine's loopback only (a test or demo server): on any
+  other network whoever sits on the way would read the secret and register their own key.
+  And a push or recovery endpoint is on its issuer's origin (docs/push-protocol.md:
+  E = ISS + "/factors/push/v1"): a QR code that names the real issuer and another server's
+  endpoint is refused, not trusted for the issuer's sake.
 
 Callers pass the error class to raise (``otpauth`` has its own) and what to call the URI
 in the message ("push activation URI").
 """
 
+import ipaddress
 from typing import Callable
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
@@ -32,3 +39,33 @@ def split(url: str, error: ErrorClass, what: str) -> SplitResult:
         return urlsplit(url)
     except ValueError:
         raise error(f"malformed {what}") from None
+
+
+def server_url(url: str, error: ErrorClass, what: str) -> SplitResult:
+    """``url`` split, when it is https, or http to a loopback host; else ``error``."""
+    parts = split(url, error, what)
+    if parts.scheme == "https" and parts.hostname:
+        return parts
+    if parts.scheme == "http" and _loopback(parts.hostname):
+        return parts
+    raise error(f"the {what} must be an https URL (plain http only to this machine)")
+
+
+def same_origin(endpoint: str, issuer: str, error: ErrorClass, what: str) -> None:
+    """``endpoint`` is on ``issuer``'s origin (scheme, host and port), else ``error``."""
+    a, b = split(endpoint, error, what), split(issuer, error, "issuer URL")
+    try:
+        same = (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+    except ValueError:  # a port that is no number
+        same = False
+    if not same:
+        raise error(f"the {what} is not on the issuer's server")
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False

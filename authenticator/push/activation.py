@@ -42,10 +42,9 @@ def parse_activation_uri(uri: str) -> dict:
     for name in ("issuer", "endpoint", "code"):
         if not query.get(name):
             raise AuthenticatorError(f"push activation URI without {name!r}")
-    uris.split(query["issuer"], AuthenticatorError, "issuer URL in the push activation URI")
-    endpoint = uris.split(query["endpoint"], AuthenticatorError, "endpoint URL in the push activation URI")
-    if endpoint.scheme not in ("https", "http"):
-        raise AuthenticatorError("push activation endpoint must be an http(s) URL")
+    uris.server_url(query["issuer"], AuthenticatorError, "issuer URL in the push activation URI")
+    uris.server_url(query["endpoint"], AuthenticatorError, "endpoint URL in the push activation URI")
+    uris.same_origin(query["endpoint"], query["issuer"], AuthenticatorError, "endpoint URL in the push activation URI")
     return query
 
 

@@ -129,6 +129,14 @@ def test_a_number_of_thousands_of_digits_is_refused_in_one_line(app, parameter):
      "push activation URI repeats parameter 'code'"),
     ("idp-push://activate?v=1&issuer=https://x&endpoint=https://x&endpoint=https://evil&code=A",
      "push activation URI repeats parameter 'endpoint'"),
+    # The code is a secret: never to a server over plain http elsewhere than this machine, and the
+    # endpoint is the issuer's (E = ISS + "/factors/push/v1"), not any server the QR code names.
+    ("idp-push://activate?v=1&issuer=http://id.example&endpoint=http://id.example/factors/push/v1&code=A",
+     "the issuer URL in the push activation URI must be an https URL (plain http only to this machine)"),
+    ("idp-push://activate?v=1&issuer=https://id.example&endpoint=http://id.example/factors/push/v1&code=A",
+     "the endpoint URL in the push activation URI must be an https URL (plain http only to this machine)"),
+    ("idp-push://activate?v=1&issuer=https://id.example&endpoint=https://evil.example/factors/push/v1&code=A",
+     "the endpoint URL in the push activation URI is not on the issuer's server"),
 ])
 def test_a_malformed_activation_uri_is_refused_before_any_request(app, uri, message):
     """urlsplit raises ValueError on an unclosed IPv6 bracket; the parameters must be one of each.

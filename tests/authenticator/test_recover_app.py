@@ -183,6 +183,9 @@ def test_an_account_with_its_own_key_is_not_recovered(active, tmp_path):
 @pytest.mark.parametrize("change,message", [
     ({"endpoint": "http://[::1/factors/qr_recovery"}, "malformed endpoint URL in the recovery QR code"),
     ({"secret": ["A", "B"]}, "recovery QR code repeats parameter 'secret'"),
+    # The issuer's own, not another server's that the code names (the secret would go there).
+    ({"endpoint": "https://evil.example/factors/qr_recovery"},
+     "the endpoint URL in the recovery QR code is not on the issuer's server"),
 ])
 def test_a_malformed_recovery_code_is_a_one_line_error(restored, change, message):
     app, account, issuer = restored
