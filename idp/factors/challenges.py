@@ -12,7 +12,9 @@ without a query.
 """
 from __future__ import annotations
 
+import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping
@@ -73,6 +75,23 @@ class ChallengeStore:
         db.session.add(row)
         db.session.flush()
         return _info(row)
+
+    def spend_once(self, signer: str, nonce: str, *, until: float, credential_id: int | None = None) -> bool:
+        """Record that `signer` (a device key's id) sent `nonce` (a signed request's jti), committed
+        at once and kept until `until` (Unix time: when the request could no longer be accepted
+        anyway); False when it had already: a replay, refused whatever happens next. The row's
+        unique (factor, lookup_key) decides, in every process."""
+        from sqlalchemy.exc import IntegrityError
+
+        digest = hashlib.sha256(f"{signer}|{nonce}".encode()).hexdigest()
+        try:
+            self.create(None, ttl=max(until - time.time(), 0.0), credential_id=credential_id,
+                        lookup_key=f"jti:{digest}", payload={"type": "jti"})
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            return False
+        return True
 
     def get(self, challenge_id: str) -> ChallengeInfo | None:
         if not storable(challenge_id):

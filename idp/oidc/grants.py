@@ -109,12 +109,12 @@ _LIVE_CODE = (_CODES.c.code_hash == bindparam("code_hash_"), _CODES.c.client_id 
               _CODES.c.redeemed_at.is_(None), _CODES.c.revoked_at.is_(None), _CODES.c.expires_at > bindparam("now"))
 # A device's approval (idp.oidc.device_flow) is a code row without a redirect URI: the code grant
 # never takes one, the device grant takes nothing else (a code always has its redirect URI).
-_CLAIM = {
-    kind: update(_CODES).where(*_LIVE_CODE, (_CODES.c.redirect_uri == "") if kind == "approval"
-                               else (_CODES.c.redirect_uri != "")).values(redeemed_at=bindparam("now"))
-    .returning(*_CODES.c)
-    for kind in ("code", "approval")
-}
+def _claim_statement(of_kind):
+    return update(_CODES).where(*_LIVE_CODE, of_kind).values(redeemed_at=bindparam("now")).returning(*_CODES.c)
+
+
+_CLAIM_CODE = _claim_statement(_CODES.c.redirect_uri != "")
+_CLAIM_APPROVAL = _claim_statement(_CODES.c.redirect_uri == "")
 # A code presented again after it was redeemed: marked reused (once), so that the tokens of its
 # first redemption are revoked, or stored revoked if that redemption is still under way.
 _MARK_REUSED_CODE = (
@@ -204,7 +204,7 @@ def claim_code(code_hash: str, client, *, approval: bool = False):
     presented again after its claim is assumed stolen (audited as such, the first time): its
     mark comes first, then its tokens are revoked (idp.token_revocation). Also the device
     grant's redemption of an approval (idp.oidc.device_flow)."""
-    row = db.first_alone(_CLAIM["approval" if approval else "code"],
+    row = db.first_alone(_CLAIM_APPROVAL if approval else _CLAIM_CODE,
                          {"code_hash_": code_hash, "for_client": client.get_client_id(), "now": utcnow()})
     if row is not None:
         return row

@@ -6,13 +6,10 @@ its cause, is the same 401 `invalid_device_request`.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
-from datetime import timedelta
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy.exc import IntegrityError
 
 from idp.factors import directory
 from idp.factors.registry import current_registry
@@ -23,8 +20,6 @@ from idp_plugins.push.protocol import (CLOCK_SKEW, DeviceAuthError, InvalidRegis
                                        read_registration, utc_now, verify_device_token)
 from idp_plugins.push.wake import challenge_channel, user_channel
 
-JTI = "jti"
-JTI_PREFIX = "push-jti:"
 
 
 def _error(code: str, status: int):
@@ -51,16 +46,10 @@ def build_blueprint(factor) -> Blueprint:
         token = verify_device_token(request.headers.get("Authorization"), audience=audience, public_key_of=key_of)
         device = found["device"]
         directory.rollback()  # end the read: the write below then waits its turn (SQLite: no lock upgrade)
-        # Replay guard: one row per accepted jti, unique lookup key, kept until the token expires.
-        key = JTI_PREFIX + hashlib.sha256(f"{device.lookup_key}|{token.jti}".encode()).hexdigest()
-        ttl = max(token.exp - time.time(), 0) + CLOCK_SKEW
-        try:
-            factor.challenges.create(None, ttl=timedelta(seconds=ttl), credential_id=device.id, lookup_key=key,
-                                     payload={"type": JTI})
-            directory.commit()
-        except IntegrityError:
-            directory.rollback()
-            raise DeviceAuthError() from None
+        # Replay guard: one row per accepted jti, kept until the token could no longer be accepted.
+        if not factor.challenges.spend_once(device.lookup_key, token.jti, until=token.exp + CLOCK_SKEW,
+                                            credential_id=device.id):
+            raise DeviceAuthError()
         return device, token.claims
 
     @bp.post("/v1/register")

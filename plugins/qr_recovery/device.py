@@ -11,12 +11,7 @@ counted guess that the refusal is about.
 """
 from __future__ import annotations
 
-import hashlib
-import time
-from datetime import timedelta
-
 from flask import Blueprint, jsonify, request
-from sqlalchemy.exc import IntegrityError
 
 from idp.factors import CredentialConflict, FactorNotFound, UserRef, directory
 from idp.factors.ratelimit import per_address_limit, too_many_attempts
@@ -24,8 +19,6 @@ from idp.factors.registry import current_registry
 
 from idp_plugins.qr_recovery import issuing, personal, signed
 from idp_plugins.qr_recovery.secret import endpoint_base
-
-JTI_PREFIX = "qr-jti:"  # a signed request's jti, recorded per key: each request is taken once
 
 # Refusals of a code whose secret the caller does hold: saying which is harmless and helps.
 _STATUS_ERRORS = {issuing.USED: "recovery_code_used", issuing.EXPIRED: "recovery_code_expired",
@@ -75,15 +68,8 @@ def build_blueprint(factor) -> Blueprint:
         """Record the request's jti for its key, committed at once, until it could no longer be
         accepted anyway; False when that key sent it before: a replay (of a wrong code's guess,
         or of a redemption refused a moment ago), whatever happens next."""
-        ttl = max(float(req.claims["exp"]) - time.time(), 0.0) + signed.CLOCK_SKEW
-        key = JTI_PREFIX + hashlib.sha256(f"{req.device_id}|{req.claims['jti']}".encode()).hexdigest()
-        try:
-            factor.challenges.create(None, ttl=timedelta(seconds=ttl), lookup_key=key, payload={"type": "jti"})
-            directory.commit()
-        except IntegrityError:
-            directory.rollback()
-            return False
-        return True
+        return factor.challenges.spend_once(req.device_id, req.claims["jti"],
+                                            until=float(req.claims["exp"]) + signed.CLOCK_SKEW)
 
     def new_device_request(path: str):
         """(request, device name, push factor, None), or (None, None, None, an error response) when the

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from fixtures import servers
 from fixtures.cli import ok, refused
+from fixtures.threads import finished
 from fixtures.oidc import FormBrowser, free_port, password_login
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -79,9 +80,7 @@ def quick_retries(monkeypatch):
 
 def sent_out() -> None:
     """Every back-channel delivery started so far has finished."""
-    for thread in threading.enumerate():
-        if thread.name == "backchannel-logout":
-            thread.join(timeout=30)
+    finished("backchannel-logout")
 
 
 def register(live_server, client: dict, uri: str | None) -> None:

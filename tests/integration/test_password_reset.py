@@ -15,6 +15,7 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
+from fixtures.threads import finished
 from fixtures.oidc import FormBrowser, password_login, start_server
 from fixtures.totp import enrol_totp_during_login
 
@@ -45,11 +46,7 @@ def ask_for_link(browser: FormBrowser, email: str, start: str = "/password/forgo
 def requests_handled() -> None:
     """Every request for a link made so far has been handled: the form answers at once, and its
     work (look-up, checks, writes, mail) is done on a thread (idp.password_reset.request_in_background)."""
-    import threading
-
-    for thread in threading.enumerate():
-        if thread.name == "password-reset-request":
-            thread.join(timeout=30)
+    finished("password-reset-request")
 
 
 def link_in(message) -> str:

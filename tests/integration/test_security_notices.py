@@ -2,11 +2,10 @@
 once the change is committed (idp.security_notices), through a real SMTP server."""
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy import select
 
+from fixtures.threads import finished
 from fixtures.oidc import FormBrowser, seed, start_server
 
 
@@ -33,9 +32,7 @@ def alice(server, email: str = "alice@acme.test"):
 
 def sent_out() -> None:
     """Every notice thread started so far has finished (sent, or decided not to)."""
-    for thread in threading.enumerate():
-        if thread.name == "security-notices":
-            thread.join(timeout=30)
+    finished("security-notices")
 
 
 def body(message) -> str:

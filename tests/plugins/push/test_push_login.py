@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from idp.db import db
 from idp.models import User
 
+from fixtures.threads import finished
 from fixtures.oidc import FormBrowser
 from push_testkit import give_device
 
@@ -173,11 +174,7 @@ def test_a_phone_added_on_the_security_page_is_audited_once_from_code_to_device(
 
         [enrolled] = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "factor.enrolled")).all()
     assert enrolled.details["announced"] is True and enrolled.details["recovery_codes_issued"] == 10
-    import threading
-
-    for thread in threading.enumerate():  # idp.security_notices sends on threads of its own
-        if thread.name == "security-notices":
-            thread.join(timeout=30)
+    finished("security-notices")  # idp.security_notices sends on threads of its own
     assert len(notices) == 1  # the enrolment's end, announced, mails nothing more
 
 
