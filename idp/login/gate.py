@@ -86,23 +86,32 @@ def decision_for(user: UserLike, params: dict, amr: tuple[str, ...] = (), auth_t
 
 
 def allowed_factors(user: UserLike, decision, kind: FactorKind = FactorKind.SECOND_FACTOR) -> list:
-    """Installed factors of `kind` that the organization allows for this user."""
+    """Installed factors of `kind` that the organization allows for this user (what may be enrolled)."""
     factors = current_registry().all(kind=kind)
     if decision.allowed_factors is not None and kind == FactorKind.SECOND_FACTOR:
         factors = [f for f in factors if f.name in decision.allowed_factors]
     return factors
 
 
+def _askable_factors(user: UserLike, decision, kind: FactorKind) -> list:
+    """Installed factors of `kind` a challenge may ask for: the allowed ones, or, for a user who
+    holds none of those (`must_switch`), any second factor: the one proof the user has before
+    enrolling an allowed one."""
+    if decision.must_switch:
+        return current_registry().all(kind=kind)
+    return allowed_factors(user, decision, kind)
+
+
 def configured_factors(user: UserLike, decision, kind: FactorKind = FactorKind.SECOND_FACTOR) -> list:
-    """Factors of `kind` the organization allows and the user can use now."""
-    return _usable(user, allowed_factors(user, decision, kind))
+    """Factors of `kind` the login may ask this user for and the user can use now."""
+    return _usable(user, _askable_factors(user, decision, kind))
 
 
 def usable_factor(user: UserLike, decision, name: str):
-    """The factor `name` if the organization allows it and the user can use it now, else None
+    """The factor `name` if the login may ask for it and the user can use it now, else None
     (what `configured_factors` says of that one factor, asking no other plugin)."""
     for kind in (FactorKind.SECOND_FACTOR, FactorKind.RECOVERY):
-        candidates = [f for f in allowed_factors(user, decision, kind) if f.name == name]
+        candidates = [f for f in _askable_factors(user, decision, kind) if f.name == name]
         if candidates:
             usable = _usable(user, candidates)
             return usable[0] if usable else None
@@ -120,8 +129,14 @@ def postponed(steps_done: list[dict]) -> bool:
 
 def pending_second_factor(user: UserLike, params: dict, steps_done: list[dict]) -> State | None:
     """ENROL or SECOND_FACTOR while the login still owes a second factor, else None."""
-    if second_factor_done(steps_done) or postponed(steps_done):
+    if postponed(steps_done):
         return None
+    if second_factor_done(steps_done):
+        # One of the user's factors was proven. If the organization accepts none of the kinds
+        # they hold, an allowed one is enrolled before the login ends (must_switch).
+        if user.org.allowed_factors is None:  # (read on the user's row: no decision, no query)
+            return None
+        return State.ENROL if decision_for(user, params).must_switch else None
     decision = decision_for(user, params)
     if decision.must_enrol:
         return State.ENROL

@@ -32,9 +32,13 @@ needs 2FA, none set up, in grace        may_postpone (``grace_period`` met) (the
                                         the pipeline offers enrolment with "later" and calls
                                         settings.note_postponed_login)
 needs 2FA, none set up, no grace left   must_enrol (and second_factor_required)
-org allows only some factors            only those are offered; a user whose factors are
-                                        all outside the list counts as having none
-                                        (``allowed_factors``)
+org allows only some factors            only those are offered and enrolled
+                                        (``allowed_factors``); a user whose factors are all
+                                        outside the list still has 2FA: the login asks for
+                                        one of them, then must_switch: enrol an allowed one
+                                        before it finishes (never a password-only enrolment,
+                                        which would let whoever knows the password add a
+                                        factor of their own, and never grace)
 max_age given and the session is older  ``max_age`` unmet: the password again
 no session at all (session=None)        ``no_session`` unmet (not in STYLE.md's list: added
                                         so that "nothing proven yet" has a name)
@@ -176,6 +180,9 @@ class Decision:
     may_postpone: bool
     allowed_factors: tuple[str, ...] | None
     unmet: tuple[str, ...]
+    #: The user holds second factors, none of a kind the organization allows: one of them first,
+    #: then an allowed one is enrolled in the same login.
+    must_switch: bool = False
     reasons: tuple[CheckResult, ...] = field(default=())
 
     @property
@@ -203,6 +210,7 @@ class Decision:
             "second_factor_required": self.second_factor_required,
             "must_enrol": self.must_enrol,
             "may_postpone": self.may_postpone,
+            "must_switch": self.must_switch,
             "allowed_factors": list(self.allowed_factors) if self.allowed_factors is not None else None,
             "unmet": list(self.unmet),
             "reasons": {r.name: r.reason for r in self.reasons},
@@ -229,6 +237,7 @@ class _Facts:
     voluntary: bool
     acr_mfa: bool
     allowed: tuple[str, ...] | None
+    holds_factor: bool
     usable_factor: bool
     grace_configured: bool
     in_grace: bool
@@ -236,6 +245,7 @@ class _Facts:
     second_factor_required: bool
     must_enrol: bool
     may_postpone: bool
+    must_switch: bool
 
     @property
     def policy_required(self) -> bool:
@@ -273,26 +283,30 @@ def _facts(user, org, request: RequestFacts, session: SessionFacts | None, now: 
     org_rule = mode == FOLLOW and bool(org.require_2fa)
     user_rule = mode == REQUIRED or exemption_ended
     allowed = tuple(org.allowed_factors) if org.allowed_factors is not None else None
-    usable = (user.second_factor_count or 0) > 0
-    if usable and factors is not None:
+    holds = usable = (user.second_factor_count or 0) > 0
+    if holds and factors is not None:
         held = set(factors)
-        usable = bool(held) and (allowed is None or not held.isdisjoint(allowed))
+        holds = bool(held)
+        usable = holds and (allowed is None or not held.isdisjoint(allowed))
     acr_mfa = requests_mfa(request.acr_values)
-    voluntary = not exempt and not (org_rule or user_rule) and usable
+    # Held, allowed or not: a user whose factor the organization stopped accepting still has 2FA
+    # (asked for it, then to switch), neither password-only nor back in grace.
+    voluntary = not exempt and not (org_rule or user_rule) and holds
     session_mfa = session is not None and has_second_factor(session.amr)
     grace_configured, in_grace, grace_text = _grace(user, org, now, exemption_ended)
 
     needs_2fa = acr_mfa or (not exempt and (org_rule or user_rule or voluntary))
-    may_postpone = (needs_2fa and not usable and not acr_mfa and in_grace and not session_mfa)
+    may_postpone = (needs_2fa and not holds and not acr_mfa and in_grace and not session_mfa)
     second_factor_required = needs_2fa and not may_postpone
-    must_enrol = second_factor_required and not usable and not session_mfa
+    must_enrol = second_factor_required and not holds and not session_mfa
+    must_switch = second_factor_required and holds and not usable and not session_mfa
     return _Facts(now=now, request=request, session=session, session_mfa=session_mfa, mode=mode,
                   exempt=exempt, exempt_until=user.exempt_until, exempt_reason=user.exempt_reason,
                   exemption_ended=exemption_ended, org_rule=org_rule, user_rule=user_rule,
-                  voluntary=voluntary, acr_mfa=acr_mfa, allowed=allowed, usable_factor=usable,
+                  voluntary=voluntary, acr_mfa=acr_mfa, allowed=allowed, holds_factor=holds, usable_factor=usable,
                   grace_configured=grace_configured, in_grace=in_grace, grace_text=grace_text,
                   second_factor_required=second_factor_required, must_enrol=must_enrol,
-                  may_postpone=may_postpone)
+                  may_postpone=may_postpone, must_switch=must_switch)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -316,6 +330,8 @@ def _second_factor_met(f: _Facts, what: str) -> tuple[bool, str]:
         return True, f"{what}; enrolment postponed ({f.grace_text})"
     if f.must_enrol:
         return False, f"{what}; no usable second factor set up: must enrol one now"
+    if f.must_switch:
+        return False, f"{what}; a second factor is needed, then one of a kind the organization allows"
     return False, f"{what}; a second factor is needed"
 
 
@@ -366,7 +382,7 @@ def _acr(f: _Facts):
 
 
 def _grace_period(f: _Facts):
-    if not (f.grace_configured and f.policy_required and not f.usable_factor and not f.session_mfa):
+    if not (f.grace_configured and f.policy_required and not f.holds_factor and not f.session_mfa):
         return None
     if f.acr_mfa:
         return False, f"{f.grace_text}; but the client asked for MFA, which grace does not postpone"
@@ -377,8 +393,11 @@ def _allowed_factors(f: _Facts):
     if f.allowed is None:
         return None
     listed = ", ".join(f.allowed) or "(none)"
-    if f.second_factor_required and not f.usable_factor and not f.session_mfa:
+    if f.must_enrol:
         return False, f"the organization allows only {listed}; the user has none of them set up"
+    if f.must_switch:
+        return False, (f"the organization allows only {listed}; the user holds none of them: after one of "
+                       "their own factors, they must set up an allowed one")
     return True, f"the organization allows only {listed}"
 
 
@@ -418,6 +437,7 @@ def decide(user, org, *, request: RequestFacts, session: SessionFacts | None, no
         may_postpone=facts.may_postpone,
         allowed_factors=facts.allowed,
         unmet=tuple(r.name for r in results if not r.met),
+        must_switch=facts.must_switch,
         reasons=tuple(results),
     )
 

@@ -32,6 +32,9 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
     user = user_of(ctx)
     choices = enrollable(ctx, user)
     postpone = gate.may_postpone(user, ctx.params)
+    # After a factor of the user's own: the organization accepts none of the kinds they hold
+    # (gate.pending_second_factor), and the page says why it asks for another.
+    switching = gate.second_factor_done(ctx.row.steps_done)
     if not choices:
         return ctx.render("login/no_factor.html", status=403)
     name, _state, view = stored(ctx)
@@ -39,14 +42,14 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
     if name not in usable:
         if len(choices) > 1:
             return ctx.render("login/enrol_choose.html", status=status, form=form or CodeForm(formdata=None),
-                              choices=choices, error=error, may_postpone=postpone)
+                              choices=choices, error=error, may_postpone=postpone, switching=switching)
         _begin(ctx, user, choices[0])
         name, _state, view = stored(ctx)
     factor = usable[name]
     templates = [f"factors/{name}/enrol.html", "login/enrol_generic.html"]
     return ctx.render(templates, status=status, form=form or CodeForm(formdata=None), view=view, factor=factor,
                       error=error, alternatives=[f for f in choices if f.name != name], enrolling=True,
-                      may_postpone=postpone)
+                      may_postpone=postpone, switching=switching)
 
 
 def _begin(ctx: StepContext, user, factor) -> bool:

@@ -203,12 +203,40 @@ def test_allowed_factors_are_passed_on():
     assert "allowed_factors" in names(d) and "allowed_factors" not in d.unmet
 
 
-def test_only_disallowed_factors_count_as_none():
+def test_only_disallowed_factors_still_ask_for_one_then_a_switch():
+    """A factor the organization stopped accepting is still the user's 2FA: asked for (whoever
+    knows the password alone must not enrol a factor of their own), then an allowed one is
+    enrolled (must_switch). Not a must_enrol, never a postponement."""
     d = decide(user(second_factor_count=1), org(require_2fa=True, allowed_factors=["webauthn"]),
                factors=("totp",))
-    assert d.must_enrol
+    assert d.second_factor_required and d.must_switch and not d.must_enrol and not d.may_postpone
     assert set(d.unmet) == {"org_requires_2fa", "allowed_factors"}
     assert "webauthn" in d.reason("allowed_factors")
+    assert d.as_dict()["must_switch"] is True
+
+
+def test_a_disallowed_factor_keeps_a_voluntary_user_asked():
+    d = decide(user(second_factor_count=1), org(allowed_factors=["webauthn"]), factors=("totp",))
+    assert d.second_factor_required and d.must_switch and "second_factor_set_up" in d.unmet
+
+
+def test_a_disallowed_factor_is_no_grace():
+    """Grace is for users who never had 2FA: one whose factor was disallowed is not given it."""
+    in_grace = org(require_2fa=True, allowed_factors=["webauthn"], grace_days=7)
+    d = decide(user(second_factor_count=1, required_since=NOW - timedelta(days=1)), in_grace, factors=("totp",))
+    assert not d.may_postpone and d.must_switch and "grace_period" not in names(d)
+
+
+def test_an_allowed_factor_held_needs_no_switch():
+    d = decide(user(second_factor_count=2), org(require_2fa=True, allowed_factors=["webauthn"]),
+               factors=("totp", "webauthn"))
+    assert not d.must_switch and not d.must_enrol
+
+
+def test_a_session_with_a_second_factor_needs_no_switch():
+    d = decide(user(second_factor_count=1), org(require_2fa=True, allowed_factors=["webauthn"]),
+               factors=("totp",), session=MFA)
+    assert not d.must_switch and d.unmet == ()
 
 
 def test_without_factor_names_the_count_is_trusted():
