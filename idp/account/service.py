@@ -25,6 +25,7 @@ from idp.security.text import display_text
 from idp.login.gate import decision_for, user_ref
 from idp.models import User
 from idp.policy import decide as policy
+from idp.policy.status import today_utc  # (exemptions end on UTC days, as everywhere in policy)
 
 PENDING = ChallengeStore("account_enrolment")
 PENDING_TTL = timedelta(minutes=10)
@@ -201,7 +202,7 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
         held = db.session.execute(select(User.second_factor_count).where(User.id == user.id)
                                   .with_for_update()).scalar_one()
         remaining = held - 1
-        allowed, reason = policy.can_remove_factor(user, user.org, remaining, today or date.today())
+        allowed, reason = policy.can_remove_factor(user, user.org, remaining, today or today_utc())
         if not allowed:
             raise AccountError(_l("Two-factor authentication is required for your account: "
                                   "add another method before removing your last one."))
@@ -215,6 +216,21 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
                  details=details)
     db.session.commit()
     return registry.label_of(credential.factor)
+
+
+def replace_recovery_codes(user: User) -> list[str] | None:
+    """The security page's "Generate new codes": a new set in place of the old, audited.
+
+    Only for a user who holds a second factor. Recovery codes stand in for one
+    (registry.retire_recovery_codes_if_unprotected): a set made without one would be a way past
+    the second step, planted by whoever held a password-only session, and the user's first
+    enrolment would then keep it rather than show a fresh set.
+    """
+    lock_user(user.id)  # the last factor's removal (under the same lock) cannot slip in between
+    if current_registry().store.second_factors_held(user_ref(user)) == 0:
+        db.session.rollback()
+        raise AccountError(_l("Recovery codes come with a second factor: add a sign-in method first."))
+    return regenerate_recovery_codes(user)
 
 
 def regenerate_recovery_codes(user: User, audit_event: bool = True) -> list[str] | None:

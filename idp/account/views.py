@@ -176,7 +176,10 @@ def confirm_regenerate():
 @bp.post("/security/recovery-codes")
 @sensitive_change
 def regenerate():
-    codes = service.regenerate_recovery_codes(login_session.current_user())
+    try:
+        codes = service.replace_recovery_codes(login_session.current_user())
+    except AccountError as error:
+        return _refused(error)
     if not codes:
         return redirect(url_for(".security"))
     return render_template("account/recovery_codes.html", codes=codes, form=Form())

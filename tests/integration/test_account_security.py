@@ -130,6 +130,24 @@ def test_new_recovery_codes_are_confirmed_first(seeded, web):
     assert "data-recovery-codes" in shown.text
 
 
+def test_no_recovery_codes_without_a_second_factor(seeded, web, live_server):
+    """The page offers no button then, and the form posted anyway makes nothing: codes made
+    without a factor would be kept by the first enrolment instead of a fresh set, a way past the
+    second step planted by whoever held a password-only session."""
+    from idp.db import db
+    from idp.models import Credential
+
+    sign_in_to_account(web, seeded)
+    form = {"action": web.base_url + "/account/security/recovery-codes", "fields": web.page.forms()[0]["fields"]}
+    page = web.submit(form)
+    assert page.status == 403 and "add a sign-in method first" in page.text
+    with live_server.context():
+        assert db.session.scalars(select(Credential).where(Credential.factor == "recovery_codes")).all() == []
+    assert audit_events(live_server, "recovery_codes.regenerated") == 0
+    add_totp(web)  # the first factor brings a fresh set, shown once
+    assert "data-recovery-codes" in web.page.text
+
+
 def test_required_user_cannot_remove_last_factor(seeded, web, live_server):
     from idp.db import db
     from idp.models import User
