@@ -47,3 +47,25 @@ def test_refresh_token_from_a_password_only_login_stops_once_required(seeded, we
     _require(live_server, seeded.user_email)
     response = rp.token_request({"grant_type": "refresh_token", "refresh_token": refresh})
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+def test_a_login_waiting_at_consent_meets_a_requirement_made_meanwhile(seeded, web, rp_factory, live_server):
+    """The consent page may wait for minutes: the policy is asked again when it is answered."""
+    rp = rp_factory(seeded.third_party)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    assert page.form_with("action"), "the consent page"
+    _require(live_server, seeded.user_email)
+    page = web.consent("allow")
+    assert web.last_redirect is None, "no code without the second factor"
+    assert "Set up two-factor authentication" in page.text
+
+
+def test_an_sso_answer_waiting_at_consent_ends_once_it_no_longer_suffices(seeded, web, rp_factory, live_server):
+    password_login(web, rp_factory(seeded.first_party), seeded.user_email, seeded.password)
+    rp = rp_factory(seeded.third_party)
+    page = web.get(rp.authorization_url())
+    assert page.form_with("action"), "the SSO session answered: the consent page"
+    _require(live_server, seeded.user_email)
+    page = web.consent("allow")
+    assert web.last_redirect is None and page.status == 400 and "/login/expired" in page.url

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from authlib.oauth2.rfc6749.util import scope_to_list
-from flask import request
+from flask import redirect, request, url_for
 from sqlalchemy import select
 
 from idp import audit
 from idp.db import db
-from idp.login import pipeline, transaction
+from idp.login import gate, pipeline, transaction
 from idp.login.forms import ConsentForm
 from idp.login.steps.base import StepContext
 from idp.login.transaction import State
@@ -32,11 +32,30 @@ def submit(ctx: StepContext):
         return _access_denied(ctx)
     if action != "allow":
         return show(ctx, form, 400)
+    owed = _owed_now(ctx, user)
+    if owed is not None:
+        if transaction.advance(ctx.row, State.CONSENT, form.posted_version(), owed) and owed == State.CANCELLED:
+            return redirect(url_for("login.expired"))
+        return pipeline.redirect_to(ctx.handle)
     _remember(user, ctx.params)
     db.session.commit()
     if not transaction.update_in_place(ctx.row, form.posted_version()):
         return pipeline.redirect_to(ctx.handle)
     return pipeline.finish(ctx.row, expected=State.CONSENT, user=user)
+
+
+def _owed_now(ctx: StepContext, user: LoginUser) -> State | None:
+    """The policy asked again, for a login that waited on this page (up to the transaction's
+    lifetime): an admin may have required 2FA meanwhile, and a requirement applies to every new
+    token (docs/policy.md). The second-factor step the login now owes, or CANCELLED for one an
+    SSO session answered that no longer suffices (the application starts a new login, which
+    asks for what is missing); None when nothing changed."""
+    steps = ctx.row.steps_done
+    if steps and steps[0].get("method") == "sso":
+        decision = gate.decision_for(user, ctx.params, amr=tuple(steps[0]["amr"]),
+                                     auth_time=ctx.row.authz_request.get("auth_time"))
+        return State.CANCELLED if decision.second_factor_required and not decision.satisfied else None
+    return gate.pending_second_factor(user, ctx.params, steps)
 
 
 def _remember(user: LoginUser, params: dict) -> None:
@@ -56,8 +75,6 @@ def _remember(user: LoginUser, params: dict) -> None:
 
 def _access_denied(ctx: StepContext):
     from urllib.parse import urlencode
-
-    from flask import redirect, url_for
 
     device_id = ctx.row.authz_request.get("device")
     if device_id is not None:  # a device's login (idp.oidc.device_flow): its next poll is access_denied
