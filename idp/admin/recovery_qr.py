@@ -5,9 +5,9 @@
     POST /admin/users/<id>/recovery-qr/<cid>/revoke    revoke one
 
 Routes on the admin blueprint (imported at the bottom of views.py), behind the same
-`org_admin_required`; showing and issuing also want the admin's recent full login and another
-user than the admin (`recent_login_required`, `not_yourself`: a code that enrols a factor
-hands the account over). The work (hashing, audit `recovery_qr.issued`/`revoked`) is the
+`org_admin_required` and the admin's recent full login (`recent_login_required`, as every
+change of a user's factors: docs/policy.md); showing and issuing also want another user than
+the admin (`not_yourself`: a code that enrols a factor hands the account over). The work (hashing, audit `recovery_qr.issued`/`revoked`) is the
 factor's `issue`/`revoke`, which `idp recovery-qr` calls too. The page that shows a secret
 is never cached, and nothing can show it again.
 """
@@ -97,6 +97,7 @@ def issue_recovery_qr(user_id: int):
 
 @bp.post("/users/<int:user_id>/recovery-qr/<int:credential_id>/revoke")
 @org_admin_required
+@recent_login_required
 def revoke_recovery_qr(user_id: int, credential_id: int):
     target = user_in_org(user_id)
     form = ConfirmForm()

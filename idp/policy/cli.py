@@ -76,7 +76,7 @@ def _find_org(name: str):
 
     name = (name or "").strip()
     org = db.session.scalar(select(Organization).where(Organization.name == name))
-    if org is None and name.isdigit() and len(name) < 19:
+    if org is None and name.isascii() and name.isdigit() and len(name) < 19:  # ("²".isdigit(), int() refuses it)
         org = db.session.get(Organization, int(name))
     if org is None:
         raise PolicyCliError(f"unknown organization {name!r}")
@@ -217,10 +217,12 @@ def factors(org_name: str, names: tuple[str, ...]) -> None:
 @_in_app
 def grace(org_name: str, days: int | None, logins: int | None) -> None:
     """How long a newly required user may postpone enrolment: days, logins, or both (whichever runs
-    out first); `--days 0 --logins 0` for no grace."""
+    out first); `--days 0 --logins 0` for no grace. An option left out keeps its current value."""
     if days is None and logins is None:
         raise PolicyCliError("give --days, --logins or both (0 for none); `idp policy show` tells the current grace")
     org = _find_org(org_name)
+    days = org.grace_days if days is None else days
+    logins = org.grace_logins if logins is None else logins
     changed = _change(policy_settings.set_grace, org.id, days, logins)
     click.echo(f"Grace period in {org.name} is {'now' if changed else 'already'}: {_grace_text(days, logins)}")
 

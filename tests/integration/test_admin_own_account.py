@@ -96,6 +96,8 @@ def test_a_stale_admin_session_signs_in_again_before_lowering_protection(live_se
                        (f"/admin/users/{alice}/factors/{credential}/revoke", {"confirm": "1"}),
                        (f"/admin/users/{alice}/reset-factors", {"confirm": "1"}),
                        (f"/admin/users/{alice}/recovery-qr", {"expires_in": "86400"}),
+                       # (revoking takes access away, yet it changes a user's factors: docs/policy.md)
+                       (f"/admin/users/{alice}/recovery-qr/{credential}/revoke", {"confirm": "1"}),
                        ("/admin/security/require-all", {"on": "off"}),
                        ("/admin/security/grace", {"grace_days": "30", "grace_logins": "30"})):
         answer = admin.http.post(f"{live_server.url}{path}", data=dict(data, csrf_token=csrf), allow_redirects=False,

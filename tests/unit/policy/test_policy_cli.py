@@ -96,6 +96,19 @@ def test_factors_and_grace(run, acme):
         "policy.grace_changed"]
 
 
+def test_grace_keeps_the_measure_left_out(run, acme):
+    assert run("grace", "--org", "Acme", "--days", "7", "--logins", "3").exit_code == 0
+    result = run("grace", "--org", "Acme", "--days", "10")
+    assert result.exit_code == 0 and "now: 10 days, 3 logins" in result.stdout, result.output
+    org = db.session.get(Organization, acme.id)
+    assert (org.grace_days, org.grace_logins) == (10, 3)
+    assert "now: 10 days" in run("grace", "--org", "Acme", "--logins", "0").stdout
+
+
+def test_an_organization_number_of_other_digits_is_unknown(run, acme):
+    one_line_error(run("show", "--org", "²"), "unknown organization '²'")
+
+
 def test_push_recovery_off_and_on(run, acme):
     result = run("push-recovery", "--org", "Acme", "off")
     assert result.exit_code == 0 and "now by recovery QR code only" in result.stdout, result.output
