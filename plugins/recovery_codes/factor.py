@@ -91,7 +91,8 @@ class RecoveryCodesFactor(Factor):
         if credential is None or credential.user_id != user.id:
             return Rejected("invalid_code")
         if credential.used_at is not None or not self.store.consume(credential.id, now=ctx.now):
-            return Rejected("replayed")
+            # (The login's wording for "replayed" says to wait for the next code: not for these.)
+            return Rejected("replayed", message=_l("That recovery code was already used. Use another one."))
         return Verified(credential.id, self.amr, facts={"remaining": self.store.count(user, unused=True)})
 
     def describe(self, credential):

@@ -56,6 +56,8 @@ POSSIBLY_CLONED = _l("This security key may have been cloned: it can no longer b
                      "in. Use another method, then remove the key and add it again.")
 SUSPENDED = _l("This security key was suspended as a possible clone. Use another method, "
                "then remove the key and add it again.")
+# (A code's "replayed" wording says to wait for the next code: a key has no next code.)
+ANSWER_USED = _l("This answer from your key was already used. Try again.")
 ALREADY_REGISTERED = _l("This key is already registered to your account: use another key, or go back.")
 
 
@@ -163,6 +165,11 @@ class WebAuthnFactor(Factor):
             credential = self.store.create(user, label=label, public=public, counter=result.sign_count,
                                            lookup_key=credential_id, now=ctx.now)
         except CredentialConflict:
+            holder = self.store.find(credential_id)
+            if holder is None or holder.user_id != user.id:
+                # Another account's key (its id copied into a made-up registration: ids are no
+                # secret): not this user's mistake to be told about, nor that the id is in use.
+                return Rejected("invalid_response")
             return Rejected("already_registered", counts_as_failure=False, message=ALREADY_REGISTERED)
         return Enrolled(credential, amr=_amr(bool(result.credential_backed_up)))
 
@@ -213,7 +220,7 @@ class WebAuthnFactor(Factor):
             self._suspend(user, credential, stored, new, ctx)
             return Rejected("sign_count_regressed", message=POSSIBLY_CLONED)
         elif not self.store.advance_counter(credential.id, new, now=ctx.now):
-            return Rejected("replayed")
+            return Rejected("replayed", message=ANSWER_USED)
         return Verified(credential.id, _amr(bool(result.credential_backed_up)), facts={"user_verified": bool(result.user_verified)})
 
     def _suspend(self, user, credential, stored: int, presented: int, ctx) -> None:

@@ -59,7 +59,8 @@ def test_code_works_once_and_remaining_is_reported(factor, factor_user, ctx):
     plain = enrol(factor, factor_user, ctx)
     outcome = factor.verify(factor_user, {}, {"code": plain[3].upper().replace("-", " ")}, ctx)
     assert isinstance(outcome, Verified) and outcome.amr == ("otp",) and outcome.facts == {"remaining": 9}
-    assert factor.verify(factor_user, {}, {"code": plain[3]}, ctx) == Rejected("replayed")
+    again = factor.verify(factor_user, {}, {"code": plain[3]}, ctx)
+    assert again == Rejected("replayed") and "Use another one" in str(again.message)  # no "next code" to wait for
     assert factor.verify(factor_user, {}, {"code": "zzzzz-zzzzz"}, ctx) == Rejected("invalid_code")
 
 

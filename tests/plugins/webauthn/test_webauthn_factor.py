@@ -165,6 +165,17 @@ def test_same_key_twice_is_refused(factor, factor_user, ctx):
     assert factor.store.count(factor_user) == 1
 
 
+def test_another_users_key_id_registers_nothing_and_says_nothing_of_it(factor, factor_user, ctx):
+    """A made-up registration carrying another account's credential id (ids are no secret: a
+    login page lists them) is an invalid response, not "already registered to your account"."""
+    bob = make_user("bob@example.com")
+    bobs_key, _ = enrol(factor, bob, ctx)
+    step = factor.begin_enrolment(factor_user, ctx)
+    outcome = factor.finish_enrolment(factor_user, step.state, posted(bobs_key.create(step.view["options"])), ctx)
+    assert outcome == Rejected("invalid_response") and outcome.message is None
+    assert factor.store.count(factor_user) == 0 and factor.store.count(bob) == 1
+
+
 def test_registration_from_another_origin_is_refused(factor, factor_user, ctx):
     key = SoftAuthenticator(ctx.rp_id, ctx.origin)
     step = factor.begin_enrolment(factor_user, ctx)
