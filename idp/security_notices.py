@@ -39,6 +39,7 @@ _ENABLED = "idp.security_notices"
 PURPOSES = {
     "user.password_changed": "password_changed",
     "factor.enrolled": "factor_added",
+    "factor.totp.imported": "factor_added",  # (`idp factor totp import`: a method the user did not add)
     "factor.removed": "factor_removed",
     "factor.revoked": "factor_removed",
     "factor.reset": "factors_reset",

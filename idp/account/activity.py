@@ -36,6 +36,8 @@ SHOWN = {
     "password_reset.requested": _l("Password reset link sent"),
     "user.password_changed": _l("Password changed"),
     "factor.enrolled": _l("Sign-in method added"),
+    "factor.totp.imported": _l("Sign-in method added"),
+    "webauthn.clone_suspected": _l("Security key suspended: it may have been cloned"),
     "push.device_registered": _l("Phone registered for push approvals"),
     "factor.removed": _l("Sign-in method removed"),
     "factor.revoked": _l("Sign-in method removed"),

@@ -69,7 +69,7 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
                                      public={"digits": int(digits), "algorithm": algorithm, "period": otp.PERIOD,
                                              "imported": True})
     audit("factor.totp.imported", user, actor="cli",
-          details={"credential_id": credential.id, "label": credential.label, "digits": int(digits),
+          details={"factor": "totp", "credential_id": credential.id, "label": credential.label, "digits": int(digits),
                    "algorithm": algorithm})
     commit()
     click.echo(f"imported TOTP credential {credential.id} ({credential.label}) for {user.email}")

@@ -81,6 +81,26 @@ def test_a_sign_in_method_added_or_removed_is_named_in_the_users_language(server
     assert all("Application d'authentification" in body(m) for m in messages), body(messages[0])
 
 
+def test_a_totp_secret_an_operator_imported_is_told_and_listed(server, mail):
+    """`idp factor totp import` adds a method the user did not add themselves: the mail and the
+    security page's Recent activity say so, as for one they added."""
+    from click.testing import CliRunner
+
+    from idp.account import activity
+    from idp.factors.registry import factor_group
+
+    seeded = seed(server)
+    with server.context():
+        result = CliRunner().invoke(factor_group(), ["totp", "import", "--user", seeded.user_email, "--secret-stdin"],
+                                    input="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n")
+        assert result.exit_code == 0, result.output
+        [added] = [line for line in activity.recent(alice(server)) if line.what == "Sign-in method added"]
+        assert added.about == "Authenticator app" and not added.by_admin
+    [(to, message)] = mail.wait_for(1)
+    assert to == [seeded.user_email] and message["Subject"] == "A sign-in method was added to your account"
+    assert "Authenticator app" in body(message)
+
+
 def test_an_enrolment_that_found_its_credential_already_announced_sends_nothing_more(server, mail):
     """A push device stores itself (the phone registers it) and its factor mails the owner then;
     the `factor.enrolled` of the page's last step, after it, is `announced`: no second mail."""
