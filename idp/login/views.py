@@ -104,6 +104,13 @@ def logout():
         return render_template("errors/oauth.html", error=error.error, sign_out=True, description=_(
             "The application's sign-out request is not valid (for example, its ID token or its address "
             "to come back to is not one it registered).")), 400
+    if _unregistered_return_address(end_session):
+        # Not redirected (RP-Initiated Logout 1.0, section 3), and not signed out either: an error
+        # the user can see, rather than a silent sign-out the application did not ask for (its
+        # own address was misconfigured, or someone else's link named theirs).
+        return render_template("errors/oauth.html", error="invalid_request", sign_out=True, description=_(
+            "The application's sign-out request names an address to come back to that it did not "
+            "register. You are still signed in.")), 400
     user = login_session.current_user()
     if user is not None and not _confirmed_here() and not _hint_names_this_session(end_session.id_token_claims):
         # A link or a cross-site form anyone could have planted (an <img>, their own ID token as
@@ -112,6 +119,16 @@ def logout():
         return render_template("login/logout_confirm.html", user=user), 200, {"Content-Security-Policy": csp}
     response = server.create_endpoint_response("end_session", end_session)
     return response or render_template("login/logged_out.html")
+
+
+def _unregistered_return_address(end_session) -> bool:
+    """Whether the request names a post_logout_redirect_uri that its client did not register
+    (or names one with no client to check it against)."""
+    asked = end_session.request.payload.data.get("post_logout_redirect_uri")
+    if not asked:
+        return False
+    client = end_session.client
+    return client is None or asked not in client.client_metadata.get("post_logout_redirect_uris", [])
 
 
 def _confirmed_here() -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -231,9 +232,14 @@ def test_logout_refuses_unregistered_post_logout_redirect(seeded, web, rp_factor
     rp = rp_factory(seeded.first_party)
     password_login(web, rp, seeded.user_email, seeded.password)
     token = rp.exchange(web.last_redirect)
-    page = web.get(f"{rp.metadata['end_session_endpoint']}?id_token_hint={token['id_token']}"
-                   f"&post_logout_redirect_uri=https://evil.example/")
-    assert web.last_redirect is None and page.status == 200
+    for unregistered in ("https://evil.example/", rp.client["post_logout_redirect_uri"] + "?x=1"):
+        page = web.get(f"{rp.metadata['end_session_endpoint']}?id_token_hint={token['id_token']}"
+                       f"&post_logout_redirect_uri={quote(unregistered)}")
+        # Neither redirected nor silently signed out (the OpenID conformance suite wants an error
+        # or a question): an error page, and the session stays.
+        assert web.last_redirect is None and page.status == 400 and "still signed in" in page.text
+    web.get(rp.authorization_url(prompt="none"))
+    assert "code" in web.callback_params()
 
 
 def test_unknown_client_and_unregistered_redirect_uri_get_a_400_page(seeded, live_server):
