@@ -74,6 +74,10 @@ def parameters(raw: str, client, issuer: str) -> dict[str, str]:
     for name, value in claims.items():
         if name in _ABOUT_THE_OBJECT or name == "client_id":
             continue
+        if name == "claims":
+            # A JSON object here (OIDC Core 5.5, 6.1); the claims parameter is not supported
+            # (discovery: claims_parameter_supported false) and is ignored, as in a query.
+            continue
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str):

@@ -59,7 +59,9 @@ def test_a_signed_request_is_the_request_and_the_query_beside_it_is_ignored(live
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     signed = request_object(key, client_id, live_server.url, code_challenge=challenge, code_challenge_method="S256",
-                            nonce="object-nonce", max_age=600)
+                            nonce="object-nonce", max_age=600,
+                            # a JSON object, as OIDC Core 5.5 has it: ignored (claims_parameter_supported false)
+                            claims={"userinfo": {"email": {"essential": True}}})
     browser = FormBrowser(live_server.url)
     # Beside the object, the query asks for another state and no user interaction: both ignored.
     browser.get(authorize_url(live_server, client_id, request=signed, state="query-state", prompt="none",
