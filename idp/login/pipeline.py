@@ -142,11 +142,13 @@ def unsupported(args) -> tuple[str, str] | None:
 _JWK_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
-def _hint_names(id_token_hint: str, user: UserLike) -> bool:
-    """Whether `id_token_hint` is an ID token of ours about `user` (an expired one will do)."""
+def _hinted_subject(args) -> str | None:
+    """The `sub` of the request's id_token_hint when it is an ID token of ours (an expired one
+    will do), else None."""
     from idp.oidc.keys import id_token_subject
 
-    return id_token_subject(id_token_hint) == user.public_id
+    hint = args.get("id_token_hint")
+    return id_token_subject(hint) if hint else None
 
 
 def start(grant, args) -> object:
@@ -162,11 +164,14 @@ def start(grant, args) -> object:
     sso = login_session.current_session()
     user = login_session.current_user()
     enough, why = session_is_enough(params, sso, user)
-    if enough and args.get("id_token_hint") and not _hint_names(args["id_token_hint"], user):
+    hinted = _hinted_subject(args) if args.get("id_token_hint") else None
+    if enough and args.get("id_token_hint") and hinted != user.public_id:
         # The client expects someone else (OIDC Core 3.1.2.1): sign in again, or login_required.
         enough, why = False, "login_required"
     prompts = _prompts(params)
     authz = {"params": params, "client_name": client.name, "redirect_uri": grant.redirect_uri}
+    if hinted is not None:
+        authz["hinted_sub"] = hinted  # whoever signs in must be this user (finish)
     needs_consent = None
     if "none" in prompts:
         if not enough:
@@ -308,7 +313,31 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
         return redirect(row.authz_request["next"])
     if row.authz_request.get("device") is not None:
         return approve_device(row.authz_request["device"], user, outcome)
+    hinted = row.authz_request.get("hinted_sub")
+    if hinted is not None and hinted != user.public_id:
+        # The client named another user in id_token_hint: this browser is signed in as whoever
+        # signed in, and the client is told its user is not (OIDC Core 3.1.2.1: login_required).
+        db.session.commit()
+        return error_to_client(row.authz_request, "login_required",
+                               "Another user signed in than the one the id_token_hint names.")
     return issue_code(params, user, outcome, row.authz_request["redirect_uri"])
+
+
+def error_to_client(authz: dict, error: str, description: str):
+    """An OAuth error to the client's redirect URI (trusted: /authorize checked it), with the
+    request's state and our issuer (RFC 9207), in the request's response mode."""
+    from urllib.parse import urlencode
+
+    from idp.oidc import response_mode
+    from idp.oidc.server import with_issuer
+
+    params = authz["params"]
+    query = {"error": error, "error_description": description}
+    if params.get("state"):
+        query["state"] = params["state"]
+    uri = authz["redirect_uri"]
+    return response_mode.to_client(with_issuer(f"{uri}{'&' if '?' in uri else '?'}{urlencode(query)}"), uri,
+                                   response_mode.of(params))
 
 
 def _sign_in(user: UserLike, steps: list[dict], client_id: str | None, events: tuple[dict, ...] = ()) -> LoginOutcome:

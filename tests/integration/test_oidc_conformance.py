@@ -149,6 +149,19 @@ def test_an_id_token_hint_for_someone_else_is_not_answered_by_this_session(seede
     assert "code" in web.callback_params()
     page = web.get(rp.authorization_url(id_token_hint=admins))
     assert page.form_with("password") and web.last_redirect is None
+    # Signing in as someone else than the hint names: this browser is theirs now, and the client
+    # is told its user is not signed in (OIDC Core 3.1.2.1), with its state and our issuer.
+    web.login(seeded.user_email, seeded.password)
+    answer = web.callback_params()
+    assert answer["error"] == "login_required" and "code" not in answer and answer["iss"] == live_server.url
+    assert answer["state"]
+    web.get(rp.authorization_url(prompt="none", id_token_hint=own))
+    assert "code" in web.callback_params()
+    # Signing in as the one it names gives the code.
+    fresh = FormBrowser(live_server.url)
+    fresh.get(rp.authorization_url(id_token_hint=own))
+    fresh.login(seeded.user_email, seeded.password)
+    assert "code" in fresh.callback_params()
 
 
 def test_an_error_while_the_code_is_issued_names_the_issuer_once(seeded, web, rp_factory, live_server):

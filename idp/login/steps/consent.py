@@ -74,8 +74,6 @@ def _remember(user: LoginUser, params: dict) -> None:
 
 
 def _access_denied(ctx: StepContext):
-    from urllib.parse import urlencode
-
     device_id = ctx.row.authz_request.get("device")
     if device_id is not None:  # a device's login (idp.oidc.device_flow): its next poll is access_denied
         from idp.oidc import device_flow
@@ -83,13 +81,4 @@ def _access_denied(ctx: StepContext):
         denied = device_flow.deny(device_id, user_id=ctx.row.user_id)  # False: decided in another browser
         db.session.commit()
         return redirect(url_for("device.denied" if denied else "login.expired"))
-    params = ctx.params
-    query = {"error": "access_denied", "error_description": "The user denied the request."}
-    if params.get("state"):
-        query["state"] = params["state"]
-    from idp.oidc import response_mode
-    from idp.oidc.server import with_issuer
-
-    uri = ctx.row.authz_request["redirect_uri"]
-    return response_mode.to_client(with_issuer(f"{uri}{'&' if '?' in uri else '?'}{urlencode(query)}"), uri,
-                                   response_mode.of(params))
+    return pipeline.error_to_client(ctx.row.authz_request, "access_denied", "The user denied the request.")
