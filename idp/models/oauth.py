@@ -164,6 +164,10 @@ class AuthorizationCode(Base):
     # DPoP (RFC 9449 10): the thumbprint of the key the code may be exchanged with only (the
     # authorization request's `dpop_jkt`, or the key of a DPoP proof sent with the pushed request).
     dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # True when the authorization request sent no redirect_uri (a plain OAuth client with one
+    # registered URI, which `redirect_uri` then holds): the token request need not send one
+    # either (RFC 6749 4.1.3). NULL when it was sent: the usual INSERT leaves the column out.
+    redirect_uri_implied: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class Token(Base):

@@ -124,7 +124,9 @@ class OAuthCode(AuthorizationCodeMixin):
         self.code_challenge_method = row.code_challenge_method
 
     def get_redirect_uri(self):
-        return self.row.redirect_uri
+        """What the token request must repeat: None when the authorization request sent no
+        redirect_uri (RFC 6749 4.1.3: then the token request need not either)."""
+        return None if self.row.redirect_uri_implied else self.row.redirect_uri
 
     def get_scope(self):
         return self.row.scope

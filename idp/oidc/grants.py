@@ -253,6 +253,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         )
         if data.get("dpop_jkt"):  # (a column of its own only then: the usual INSERT stays as it was)
             values["dpop_jkt"] = data["dpop_jkt"]
+        if not request.payload.redirect_uri:  # (likewise)
+            values["redirect_uri_implied"] = True
         if values["nonce"] is None:
             db.run_insert(_CODES, values)
         elif db.run(_insert_unless_nonce_used_statement(tuple(values)), values).rowcount != 1:
@@ -277,6 +279,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def authenticate_user(self, authorization_code):
         row = authorization_code.row
+        sent = self.request.payload.redirect_uri
+        if row.redirect_uri_implied and sent and sent != row.redirect_uri:
+            # Not required when the authorization request sent none (get_redirect_uri), but one
+            # sent must still be the URI the code went to.
+            raise InvalidGrantError("Invalid 'redirect_uri' in request.")
         if row.dpop_jkt is not None:
             # RFC 9449 10: a code bound to a key is exchanged only with a DPoP proof by that key.
             proof = getattr(self.request, "dpop", None)

@@ -90,6 +90,30 @@ def test_code_bound_to_pkce_verifier_and_redirect_uri(seeded, web, rp_factory):
     assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
 
 
+def test_a_request_without_redirect_uri_needs_none_at_the_token_endpoint(seeded, web, rp_factory, live_server):
+    """Plain OAuth (no openid scope) may leave redirect_uri out for a client with one registered:
+    the code goes there, and the token request need not send it (RFC 6749 4.1.3); one it sends
+    must still be that URI."""
+    rp = rp_factory(seeded.first_party)
+    codes = []
+    for _ in range(3):
+        web.get(f"{live_server.url}/authorize?response_type=code&client_id={rp.client['client_id']}"
+                f"&scope=email&state=plain")
+        if not codes:
+            web.login(seeded.user_email, seeded.password)
+        answer = web.callback_params()
+        assert web.last_redirect.startswith(rp.client["redirect_uri"] + "?") and answer["state"] == "plain"
+        codes.append(answer["code"])
+    without = rp.token_request({"grant_type": "authorization_code", "code": codes[0]})
+    assert without.status_code == 200, without.text
+    same = rp.token_request({"grant_type": "authorization_code", "code": codes[1],
+                             "redirect_uri": rp.client["redirect_uri"]})
+    assert same.status_code == 200, same.text
+    other = rp.token_request({"grant_type": "authorization_code", "code": codes[2],
+                              "redirect_uri": rp.client["redirect_uri"] + "/other"})
+    assert other.status_code == 400 and other.json()["error"] == "invalid_grant"
+
+
 def test_code_for_another_client_is_refused(seeded, web, rp_factory):
     rp = rp_factory(seeded.first_party)
     other = rp_factory(seeded.third_party)

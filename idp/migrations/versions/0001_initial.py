@@ -176,6 +176,7 @@ def upgrade() -> None:
     sa.Column('revoked_at', sa.DateTime(), nullable=True),
     sa.Column('reused_at', sa.DateTime(), nullable=True),
     sa.Column('dpop_jkt', sa.String(length=64), nullable=True),
+    sa.Column('redirect_uri_implied', sa.Boolean(), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('code_hash')
