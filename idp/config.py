@@ -311,6 +311,8 @@ def validate(settings: Settings) -> None:
     if settings.env not in ("development", "production"):
         raise ConfigError(f"IDP_ENV must be development or production, not {settings.env!r}")
     _check_issuer(settings.issuer)
+    if not settings.secret_key:  # (Flask then refuses every session: each login would be a 500)
+        raise ConfigError(f"{_named('server.secret_key')} must not be empty")
     _check_database_url(settings.database_url)
     _check_redis_url(settings.redis_url)
     _check_encryption_keys(settings)
@@ -336,6 +338,10 @@ def _check_issuer(issuer: str) -> None:
     parts = urlsplit(issuer)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise ConfigError(f"issuer must be an absolute http(s) URL without query: {issuer!r}")
+    if parts.path not in ("", "/"):
+        # The endpoints are served at the root of the origin (/authorize, /.well-known/...):
+        # discovery would publish addresses under the path that nothing answers.
+        raise ConfigError(f"issuer must be an origin without a path (the provider serves at its root): {issuer!r}")
 
 
 def _check_database_url(url: str) -> None:

@@ -116,6 +116,19 @@ def test_production_refuses_the_development_secret_key_by_that_name():
         load_settings(environ={k: v for k, v in PRODUCTION.items() if k != "IDP_SECRET_KEY"})
 
 
+def test_an_empty_secret_key_is_refused_in_development_too():
+    """Flask refuses a session without a key: every login would be a 500, not one line at start."""
+    with pytest.raises(ConfigError, match=r"server.secret_key \(IDP_SECRET_KEY\) must not be empty"):
+        settings(IDP_SECRET_KEY="")
+
+
+@pytest.mark.parametrize("issuer", ["http://127.0.0.1:5123/idp", "https://idp.example/realms/acme/"])
+def test_an_issuer_with_a_path_is_refused(issuer):
+    """Nothing would answer the addresses discovery published under the path."""
+    with pytest.raises(ConfigError, match="without a path"):
+        settings(IDP_ISSUER=issuer)
+
+
 # ---------------------------------------------------------------- the IDP_CONFIG file is checked too
 
 def with_file(tmp_path, text, **environ):
