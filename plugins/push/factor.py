@@ -86,7 +86,7 @@ class PushFactor(Factor):
         except (RuntimeError, LookupError):  # no URL context (CLI, conformance kit): the page works without it
             status_url = None
         view = {"qr_svg": qr_svg(act.uri), "activation_uri": act.uri, "expires_at": unix(act.expires_at),
-                "status_url": status_url}
+                "status_url": status_url, "valid_minutes": max(1, self.push_settings.activation_ttl // 60)}
         return Step(state={"activation_id": act.id}, view=view)
 
     def issue_activation(self, user: UserRef, issuer: str, now, ttl: int | None = None, *,

@@ -67,6 +67,22 @@ def test_enrol_page_shows_the_qr_and_the_uri(factor_app, factor_user):
         html = render_template("factors/push/enrol.html", view=step.view, action="/login/x", version=1)
     assert "<svg" in html and "idp-push://activate?v=1" in html.replace("&amp;", "&")
     assert step.view["status_url"].startswith("/factors/push/v1/activation/")
+    assert "expires in 10 minutes" in html
+
+
+@pytest.mark.parametrize("ttl, told", [(3600, "expires in 1 hour."), (2 * 86400, "expires in 2 days."),
+                                       (90, "expires in 1 minute.")])
+def test_the_enrol_page_tells_the_activation_codes_own_lifetime(factor_app, factor_user, ttl, told):
+    import dataclasses
+
+    from flask import render_template
+
+    push = push_factor()
+    push.push_settings = dataclasses.replace(push.push_settings, activation_ttl=ttl)
+    with factor_app.test_request_context("/login/x"):
+        step = push.begin_enrolment(factor_user, context(push))
+        html = render_template("factors/push/enrol.html", view=step.view, action="/login/x", version=1)
+    assert told in html
 
 
 def test_cli_activate_prints_a_working_uri(factor_app, factor_user, tmp_path):
