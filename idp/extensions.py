@@ -38,9 +38,10 @@ def select_locale() -> str | None:
     """The user's choice (ui_locales, the language form) or else the browser's Accept-Language."""
     if not has_request_context():  # CLI, startup: lazy strings render in the default locale
         return None
-    chosen = request.args.get("ui_locales") or session.get("locale")
-    if chosen:
-        for tag in chosen.split():
+    # First match wins (docs/translations.md): a ui_locales tag we support, then the session's
+    # choice, then Accept-Language. A ui_locales of languages we lack falls to the session's.
+    for chosen in (request.args.get("ui_locales"), session.get("locale")):
+        for tag in (chosen or "").split():
             base = tag.split("-")[0].lower()
             if base in SUPPORTED_LOCALES:
                 return base

@@ -85,6 +85,15 @@ def test_ui_locales_naming_no_supported_language_keeps_the_browser_language(seed
     assert "Mot de passe" in page
 
 
+def test_ui_locales_naming_no_supported_language_keeps_the_sessions_choice(seeded, live_server, rp_factory):
+    """docs/translations.md: ui_locales, then the session's choice, then Accept-Language."""
+    rp = rp_factory(seeded.first_party)
+    web = browser(live_server, ENGLISH)
+    sign_in_to_account(web, seeded.user_email, seeded.password)
+    web.submit(web.page.form_with("locale"), {"locale": "fr"})
+    assert 'lang="fr"' in web.get(rp.authorization_url(ui_locales="de", prompt="login")).text
+
+
 def test_consent_page_in_french(seeded, live_server, rp_factory):
     web = browser(live_server, FRENCH)
     web.get(rp_factory(seeded.third_party).authorization_url(scope="openid email profile offline_access"))
