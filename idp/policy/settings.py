@@ -166,8 +166,6 @@ def set_user_requirement(user_id: int, mode: str, until: date | None, reason: st
     if until is not None:
         if isinstance(until, datetime) or not isinstance(until, date):
             raise PolicyError("the end date must be a date (YYYY-MM-DD)")
-        if until < today:
-            raise PolicyError(_l("the exemption end date %(date)s is in the past", date=until.isoformat()))
     if reason is not None and len(reason) > MAX_REASON:
         raise PolicyError(f"the reason is too long (at most {MAX_REASON} characters)")
     if reason is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in reason):
@@ -176,9 +174,11 @@ def set_user_requirement(user_id: int, mode: str, until: date | None, reason: st
         user = _user_for_update(user_id, actor)
         before = {"mode": user.mfa_setting, "until": user.exempt_until, "reason": user.exempt_reason}
         after = {"mode": mode, "until": until, "reason": reason}
-        if before == after:
+        if before == after:  # (an ended exemption's own date, sent back unchanged by the admin's form, included)
             _nothing_to_do(commit)
             return False
+        if until is not None and until < today:
+            raise PolicyError(_l("the exemption end date %(date)s is in the past", date=until.isoformat()))
         org = db.session.get(Organization, user.org_id)
         was_required = is_required(user, org, today)
         user.mfa_setting, user.exempt_until, user.exempt_reason = mode, until, reason

@@ -129,6 +129,20 @@ def test_exemption_ending_today_is_allowed(app, make_org, make_user):
     assert ps.set_user_requirement(user.id, "exempt", TODAY, None, CLI, now=NOW)
 
 
+def test_an_ended_exemption_sent_back_unchanged_is_nothing_to_change(app, make_org, make_user):
+    """The admin's user page fills the form with the stored exemption: once its end date has
+    passed, saving it as it is changes nothing (it was refused as "in the past"); a new past
+    date, or the old one with a new reason, is still refused."""
+    user = make_user(make_org(), "u@example.com")
+    ended = TODAY - timedelta(days=3)
+    assert ps.set_user_requirement(user.id, "exempt", ended, "trip", CLI, now=NOW - timedelta(days=5))
+    assert ps.set_user_requirement(user.id, "exempt", ended, "trip", CLI, now=NOW) is False
+    for until, reason in ((ended - timedelta(days=1), "trip"), (ended, "another trip")):
+        with pytest.raises(PolicyError, match="in the past"):
+            ps.set_user_requirement(user.id, "exempt", until, reason, CLI, now=NOW)
+    assert count_events() == 1
+
+
 @pytest.mark.parametrize("mode, until, reason, message", [
     ("sometimes", None, None, "mode must be one of"),
     ("required", TODAY, None, "only apply to an exemption"),
