@@ -95,9 +95,10 @@ def users_page(org, *, today: date, search: str = "", status: TwoFactorStatus | 
                 prev_before=items[0].id if items and more_back else None)
 
 
-def audit_page(org_id: int, *, subject_ids: list[int] | None = None, action: str = "",
+def audit_page(org_id: int, *, subject_ids=None, action: str = "",
                after: int | None = None, before: int | None = None, limit: int = PAGE_SIZE) -> Page:
-    """Newest first. ``subject_ids``: events by or about these users; ``action``: event name prefix."""
+    """Newest first. ``subject_ids``: events by or about these users (a list, or a subquery of
+    user ids); ``action``: event name prefix."""
     query = select(AuditEvent).where(AuditEvent.org_id == org_id)
     if subject_ids is not None:
         query = query.where(or_(AuditEvent.subject_id.in_(subject_ids), AuditEvent.actor_id.in_(subject_ids)))

@@ -301,10 +301,10 @@ def audit():
         who = queries.emails_of(g.org.id, {user_id}).get(user_id, "")
     elif who:
         pattern = f"%{queries._escape_like(who.lower())}%"
-        subject_ids = list(db.session.scalars(
-            select(User.id).where(User.org_id == g.org.id,
-                                  or_(func.lower(User.email).like(pattern, escape="\\"),
-                                      func.lower(User.name).like(pattern, escape="\\"))).limit(200)))
+        # Every matching user, as a subquery (a list cut at some length hid the events of the rest).
+        subject_ids = (select(User.id).where(User.org_id == g.org.id,
+                                             or_(func.lower(User.email).like(pattern, escape="\\"),
+                                                 func.lower(User.name).like(pattern, escape="\\"))))
     page = queries.audit_page(g.org.id, subject_ids=subject_ids, action=action,
                               after=_int_arg("after"), before=_int_arg("before"))
     ids = {e.subject_id for e in page.rows if e.subject_id} | {e.actor_id for e in page.rows if e.actor_id}
