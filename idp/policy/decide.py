@@ -72,8 +72,9 @@ without it, ``second_factor_count > 0`` is trusted.
 
 Refresh tokens (every path to a token): `refresh_allowed` keeps a refresh grant
 working only if the user is not required now, or the token's recorded ``amr``
-includes a second factor; otherwise the grant answers ``invalid_grant`` and the
-user signs in again (and meets the requirement). A remembered consent or an SSO
+includes a second factor, or the user (holding none) is still in grace; otherwise
+the grant answers ``invalid_grant`` and the user signs in again (and meets the
+requirement). A remembered consent or an SSO
 session is covered by `decide` itself: a pwd-only session no longer satisfies it.
 """
 from __future__ import annotations
@@ -458,11 +459,22 @@ def can_remove_factor(user, org, remaining_second_factors: int, today: date) -> 
     return True, "2FA is not required for this account"
 
 
-def refresh_allowed(user, org, token_amr: Iterable[str] | None, today: date) -> bool:
+def refresh_allowed(user, org, token_amr: Iterable[str] | None, now: datetime) -> bool:
     """May a refresh grant issue new tokens? (The refresh grant answers invalid_grant when not.)
 
     Yes if the user is not required to use 2FA today, or if the login that created the
-    token family used a second factor (its recorded ``amr``). A user who became required
-    after signing in with a password alone must sign in again.
+    token family used a second factor (its recorded ``amr``), or if the user may still
+    postpone enrolment (a required user without a factor, in grace: the login that gave the
+    token was let through the same way, and a token failing at its first refresh would only
+    spend a grace login on signing in again). Otherwise, a user who became required after
+    signing in with a password alone must sign in again.
+
+    ``user`` needs what `decide` reads of it; ``org`` its requirement and grace settings.
     """
-    return not is_required(user, org, today) or has_second_factor(token_amr)
+    today = now.date()
+    if not is_required(user, org, today) or has_second_factor(token_amr):
+        return True
+    if user.second_factor_count:  # holds a factor: the login asks for it, never postpones it
+        return False
+    exemption_ended = user.mfa_setting == EXEMPT and user.exempt_until is not None and user.exempt_until < today
+    return _grace(user, org, now, exemption_ended)[1]

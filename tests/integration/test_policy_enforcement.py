@@ -69,3 +69,27 @@ def test_an_sso_answer_waiting_at_consent_ends_once_it_no_longer_suffices(seeded
     _require(live_server, seeded.user_email)
     page = web.consent("allow")
     assert web.last_redirect is None and page.status == 400 and "/login/expired" in page.url
+
+
+def test_a_token_from_a_postponed_enrolment_refreshes_while_the_grace_lasts(seeded, web, rp_factory, live_server):
+    from idp.db import db
+    from idp.models import Organization
+
+    with live_server.context():
+        org = db.session.get(Organization, seeded.org_id)
+        org.require_2fa, org.grace_days = True, 7
+        db.session.commit()
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url(scope="openid offline_access"))
+    page = web.login(seeded.user_email, seeded.password)
+    postpone = [f for f in page.forms() if "postpone" in page.text and f["action"].endswith(page.url.split("/")[-1])]
+    web.submit(postpone[-1], button=("postpone", "1"))
+    tokens = rp.exchange(web.last_redirect)
+    assert rp.validate_id_token(tokens["id_token"])["amr"] == ["pwd"]
+    refreshed = rp.token_request({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    assert refreshed.status_code == 200, refreshed.text
+    with live_server.context():  # the grace ends: so does the token's
+        db.session.get(Organization, seeded.org_id).grace_days = None
+        db.session.commit()
+    again = rp.token_request({"grant_type": "refresh_token", "refresh_token": refreshed.json()["refresh_token"]})
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"

@@ -319,10 +319,25 @@ def test_can_remove_factor():
 
 def test_refresh_allowed():
     required = org(require_2fa=True)
-    assert policy.refresh_allowed(user(), org(), ["pwd"], TODAY)
-    assert not policy.refresh_allowed(user(), required, ["pwd"], TODAY)
-    assert not policy.refresh_allowed(user(), required, None, TODAY)
-    assert policy.refresh_allowed(user(), required, ["pwd", "otp", "mfa"], TODAY)
-    assert policy.refresh_allowed(user(mfa_setting="exempt"), required, ["pwd"], TODAY)
+    assert policy.refresh_allowed(user(), org(), ["pwd"], NOW)
+    assert not policy.refresh_allowed(user(), required, ["pwd"], NOW)
+    assert not policy.refresh_allowed(user(), required, None, NOW)
+    assert policy.refresh_allowed(user(), required, ["pwd", "otp", "mfa"], NOW)
+    assert policy.refresh_allowed(user(mfa_setting="exempt"), required, ["pwd"], NOW)
     expired = user(mfa_setting="exempt", exempt_until=TODAY - timedelta(days=1))
-    assert not policy.refresh_allowed(expired, org(), ["pwd"], TODAY)
+    assert not policy.refresh_allowed(expired, org(), ["pwd"], NOW)
+
+
+def test_a_password_only_token_refreshes_while_its_user_may_still_postpone():
+    """A required user in grace signs in with the password alone (enrolment postponed): the token
+    that login gave keeps refreshing until the grace ends, not only until its first refresh."""
+    in_grace = org(require_2fa=True, grace_days=7)
+    newly = user(required_since=NOW - timedelta(days=2))
+    assert policy.refresh_allowed(newly, in_grace, ["pwd"], NOW)
+    assert not policy.refresh_allowed(newly, in_grace, ["pwd"], NOW + timedelta(days=6))
+    # Grace counted in logins: spent logins end it for the token too.
+    by_logins = org(require_2fa=True, grace_logins=3)
+    assert policy.refresh_allowed(user(logins_since_required=2), by_logins, ["pwd"], NOW)
+    assert not policy.refresh_allowed(user(logins_since_required=3), by_logins, ["pwd"], NOW)
+    # A user holding a factor is never in grace: the login asks for the factor.
+    assert not policy.refresh_allowed(user(second_factor_count=1, required_since=NOW), in_grace, ["pwd"], NOW)
