@@ -132,4 +132,7 @@ def configure(level: str = "INFO", json_lines: bool = True, stream=None) -> logg
         handler.setStream(stream)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
+    # Authlib logs whole token responses at DEBUG ("Issue token %r"): live access and refresh
+    # tokens. Never below INFO, whatever `server.log_level` asks for the rest.
+    logging.getLogger("authlib").setLevel(max(logging.INFO, root.level))
     return handler
