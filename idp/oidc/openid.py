@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from authlib.oidc.core import grants as oidc_grants
-from flask import current_app
+from flask import current_app, g
 
 from idp.db import db
 from idp.oidc import claims, keys
@@ -27,12 +27,20 @@ class OpenIDCode(oidc_grants.OpenIDCode):
         return client.id_token_signed_response_alg or current_app.extensions["idp.settings"].get(
             "tokens.default_id_token_alg", "ES256")
 
-    def resolve_client_private_key(self, client):
-        return keys.signing_key(self.get_client_algorithm(client))[1]
-
+    # Authlib asks for the header (the kid) and, after the claims, for the key, in two calls:
+    # each reading keys.snapshot() would risk a reload in between, at the very moment a rotation
+    # takes effect, and a token naming one key but signed by the other. The header's call takes
+    # both from one snapshot, and the key's call uses that pair (kept for this request only).
     def get_encode_header(self, client):
         alg = self.get_client_algorithm(client)
-        return {"alg": alg, "kid": keys.signing_key(alg)[0], "typ": "JWT"}
+        kid, key = keys.signing_key(alg)
+        g.idp_id_token_key = (alg, key)
+        return {"alg": alg, "kid": kid, "typ": "JWT"}
+
+    def resolve_client_private_key(self, client):
+        alg = self.get_client_algorithm(client)
+        chosen = g.pop("idp_id_token_key", None)
+        return chosen[1] if chosen is not None and chosen[0] == alg else keys.signing_key(alg)[1]
 
     def get_client_claims(self, client):
         settings = current_app.extensions["idp.settings"]

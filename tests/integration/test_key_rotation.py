@@ -66,6 +66,40 @@ def test_rotation_publishes_first_and_keeps_old_keys(migrated_database_url, rp_f
         server.stop()
 
 
+def test_an_id_token_is_signed_by_the_key_its_header_names_if_the_active_key_changes_meanwhile(
+        migrated_database_url, rp_factory_for, monkeypatch):
+    """Authlib asks for the header's kid, then (after the claims) for the key: should the key
+    snapshot reload in between, at the moment a rotation takes effect, the two calls would see
+    different keys. The ID token takes both from one look-up (idp.oidc.openid)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from joserfc.jwk import ECKey
+
+    from idp.oidc import keys
+
+    server = start_server(migrated_database_url)
+    try:
+        seeded = seed(server)
+        rp = rp_factory_for(server, seeded.first_party)
+        real = keys.signing_key
+        looked_up = []
+
+        def the_key_changes_after_one_look_up(alg):
+            looked_up.append(alg)
+            if len(looked_up) == 1:
+                return real(alg)
+            return "es256-unpublished", ECKey.import_key(ec.generate_private_key(ec.SECP256R1()))
+
+        web = type_browser(server)
+        password_login(web, rp, seeded.user_email, seeded.password)
+        monkeypatch.setattr(keys, "signing_key", the_key_changes_after_one_look_up)
+        token = rp.exchange(web.last_redirect)["id_token"]
+        monkeypatch.setattr(keys, "signing_key", real)
+        assert looked_up == ["ES256"]
+        rp.validate_id_token(token)  # the header's kid verifies the signature
+    finally:
+        server.stop()
+
+
 def type_browser(server):
     from fixtures.oidc import FormBrowser
 
