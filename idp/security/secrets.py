@@ -30,6 +30,12 @@ class KeyRing:
             raise ValueError("the key ring needs at least one key")
         if any(len(key) != 32 for _key_id, key in keys):
             raise ValueError("every encryption key must be 32 bytes")
+        seen = [key_id for key_id, _key in keys]
+        repeated = sorted({key_id for key_id in seen if seen.count(key_id) > 1})
+        if repeated:
+            # One id for two keys: only one of them could ever open what it names (a new key
+            # given an old key's id would leave the old rows unopenable once the old one goes).
+            raise ValueError(f"encryption key ids must differ: {', '.join(repeated)!s} is given twice")
         self.current_id = keys[0][0]
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
 

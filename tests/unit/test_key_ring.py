@@ -43,6 +43,7 @@ def test_rows_sealed_in_development_open_with_dev_after_a_real_key():
     ([key("dev")], "names the development key"),
     (["k1:AAAA"], "must be 32 bytes"),
     (["k1:a"], "is not base64url"),
+    ([key("k1"), key("k1")], "must differ: k1 is given twice"),  # a new key under an old key's id
 ])
 def test_badly_written_keys_are_refused(entries, message):
     with pytest.raises(ValueError, match=message):
