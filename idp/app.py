@@ -72,6 +72,9 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     from idp.login import device_pages, password_reset_pages
 
     oidc_server.init_app(app, settings)
+    from idp.oidc import keys
+
+    ops.add_readiness_check(app, "signing_keys", keys.readiness)
     for blueprint in (oidc_bp, login_bp, device_pages.bp, account_bp, admin_bp):
         app.register_blueprint(blueprint)
     password_reset_pages.init_app(app, settings)  # "Forgot your password?", when [password_reset] enables it

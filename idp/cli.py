@@ -344,6 +344,7 @@ def init() -> None:
         what = _schema_difference(stale[0])
         raise CliError(f"the database at revision {revision} was made by an earlier build of this schema "
                        f"({len(stale)} difference(s), e.g. {what}): recreate it (README, \"Database schema\")")
+    _refuse_unopenable_signing_keys()
     created = ensure_signing_key(actor="cli") or []
     if not isinstance(created, list):
         created = [created]
@@ -374,8 +375,28 @@ def serve(host: str, port: int, debug: bool) -> None:
     app = current_app._get_current_object()
     if debug and app.extensions["idp.settings"].production:
         raise CliError("--debug is refused when IDP_ENV=production")
+    _refuse_unopenable_signing_keys()
     app.run(host=host, port=port, debug=debug, use_reloader=debug, threaded=True,
             request_handler=_request_handler_without_access_lines())
+
+
+def _refuse_unopenable_signing_keys() -> None:
+    """One line, rather than a 500 on every token and JWKS request: the encryption keys must
+    open the signing keys they sealed (security.encryption_keys lost one, or names another)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from idp.oidc import keys
+
+    try:
+        lost = keys.unopenable()
+    except SQLAlchemyError:  # no schema yet: `idp init` makes it, `serve` says so elsewhere
+        from idp.db import db
+
+        db.session.rollback()
+        return
+    if lost:
+        raise CliError(f"the encryption keys (security.encryption_keys) cannot open signing key(s) "
+                       f"{', '.join(lost)}: configure the key that sealed them (README, \"Rolling in a new encryption key\")")
 
 
 def _request_handler_without_access_lines() -> type:

@@ -266,6 +266,34 @@ def _load() -> KeySnapshot:
     return KeySnapshot(signing=signing, jwks_json=jwks, loaded_at=time.monotonic())
 
 
+def unopenable() -> list[str]:
+    """The kids of the published keys (active, coming or retired) that the encryption key ring
+    cannot open: a ring that lost the key which sealed them. Checked by `idp init`, `idp serve`
+    and /readyz, so that it is one line at start or an unready instance, not a 500 on every
+    token and JWKS request (the snapshot opens the signing keys)."""
+    from idp.security.secrets import SecretError
+
+    now, ring, found = utcnow(), _keyring(), []
+    for row in db.session.scalars(select(SigningKey)).all():
+        if key_status(row, now) == "removed":
+            continue
+        try:
+            ring.open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))
+        except SecretError:
+            found.append(row.kid)
+    return found
+
+
+def readiness() -> str | None:
+    """/readyz's check (idp.ops.add_readiness_check): None when every published key opens."""
+    try:
+        lost = unopenable()  # (cheap: the AES-GCM opening of a few rows, no key import)
+    except Exception as exc:  # no schema (a database `idp init` never made)
+        db.session.rollback()
+        return f"signing keys unreadable ({exc.__class__.__name__}: {str(exc)[:200]})"
+    return f"the encryption keys cannot open signing key(s) {', '.join(lost)}" if lost else None
+
+
 def _open(row: SigningKey):
     pem = _keyring().open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))
     key = _opened[row.kid] = _import_key(row.alg, pem)

@@ -159,9 +159,20 @@ def healthz() -> Response:
     return Response('{"status":"ok"}', mimetype="application/json")
 
 
+# (name, check) pairs the app's other parts add (`add_readiness_check`): run when the database
+# answers, each returning None when fine, else what is wrong (for the log, never the caller).
+READINESS_CHECKS = "idp.readiness_checks"
+
+
+def add_readiness_check(app: Flask, name: str, check) -> None:
+    app.extensions.setdefault(READINESS_CHECKS, []).append((name, check))
+
+
 def readyz() -> Response:
-    """Ready when the database answers, and Redis too when one is configured (server.redis_url):
-    without it the login forms' rate limits and lockouts fail, every login POST a 500."""
+    """Ready when the database answers and the checks other parts added pass (the signing keys
+    open: idp.oidc.keys.readiness), and Redis answers too when one is configured
+    (server.redis_url): without it the login forms' rate limits and lockouts fail, every login
+    POST a 500."""
     state = {"status": "ready", "database": "ok"}
     try:
         with db.engine.connect() as connection:
@@ -169,6 +180,13 @@ def readyz() -> Response:
     except Exception as exc:  # any failure to reach the database means "not ready"
         log.warning("readiness check failed: %s", exc.__class__.__name__, extra={"fields": {"error": str(exc)[:300]}})
         state = {"status": "unavailable", "database": "unreachable"}
+    if state["database"] == "ok":
+        for name, check in current_app.extensions.get(READINESS_CHECKS, ()):
+            problem = check()
+            state[name] = "ok" if problem is None else "unusable"
+            if problem is not None:
+                log.warning("readiness check failed: %s: %s", name, problem)
+                state["status"] = "unavailable"
     redis = current_app.extensions.get("idp.redis")
     if redis is not None:
         try:

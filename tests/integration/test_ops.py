@@ -403,7 +403,9 @@ def test_create_app_serves_ops_endpoints(tmp_path, monkeypatch):
     app = create_app({"server.database_url": f"sqlite:///{tmp_path / 'full.sqlite'}"})
     client = app.test_client()
     assert client.get("/healthz").status_code == 200
-    assert client.get("/readyz").status_code == 200
+    # A database `idp init` never made answers SELECT 1, but has no signing keys: not ready.
+    unready = client.get("/readyz")
+    assert unready.status_code == 503 and unready.get_json()["signing_keys"] == "unusable"
     assert "idp_http_requests_total" in client.get("/metrics").get_data(as_text=True)
     assert client.get("/healthz").headers["X-Request-ID"]
 
