@@ -60,10 +60,12 @@ _request_children: dict[tuple[str, str, int], tuple] = {}
 
 def observe_request(endpoint: str, method: str, status: int, seconds: float) -> None:
     """Count one response and its latency (called once per request by idp.ops)."""
+    if method not in KNOWN_METHODS:
+        method = "other"  # before the cache's key too: a client sending made-up methods would grow it
     key = (endpoint, method, status)
     children = _request_children.get(key)
     if children is None:
-        label_method = method if method in KNOWN_METHODS else "other"
+        label_method = method
         children = (HTTP_REQUESTS.labels(endpoint, label_method, str(status)),
                     HTTP_LATENCY.labels(endpoint, label_method))
         _request_children[key] = children

@@ -144,6 +144,10 @@ def test_metrics_unknown_methods_are_bounded(client):
     text = client.get("/metrics").get_data(as_text=True)
     assert 'method="BREW"' not in text
     assert sample(text, "idp_http_requests_total", method="other", status="405") >= 1
+    cached = len(metrics._request_children)
+    for made_up in ("BREWA", "BREWB", "BREWC"):  # nor does each one keep an entry of its own
+        client.open("/items/1", method=made_up)
+    assert len(metrics._request_children) == cached
 
 
 def test_login_and_grant_counters_are_exposed(client):
