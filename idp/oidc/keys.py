@@ -108,7 +108,7 @@ def rotate(algs: tuple[str, ...] = SUPPORTED_ALGS) -> list[SigningKey]:
     settings = _settings()
     now = utcnow()
     _check_key_ring()
-    delay = timedelta(seconds=int(settings.get("tokens.key_publish_delay", 0)))
+    delay = _publish_delay()
     keep = timedelta(seconds=int(settings.get("tokens.id_token_ttl", 3600))
                      + int(settings.get("tokens.retired_key_grace", 0)))
     new_keys = []
@@ -121,6 +121,10 @@ def rotate(algs: tuple[str, ...] = SUPPORTED_ALGS) -> list[SigningKey]:
     db.session.commit()
     invalidate_cache()
     return new_keys
+
+
+def _publish_delay() -> timedelta:
+    return timedelta(seconds=int(_settings().get("tokens.key_publish_delay", 0)))
 
 
 def _check_key_ring() -> None:
@@ -174,10 +178,18 @@ def withdraw(kid: str) -> Withdrawal:
     if successors:
         if not active:  # the withdrawn key was signing: its successor signs now, not after the delay
             successors[-1].activates_at = min(successors[-1].activates_at, now)
-    else:
-        # The withdrawn key was the one to sign next (or the only one): a new key takes its place,
-        # from the moment the key still signing retires (the rotation's publish delay kept), or now.
-        new_key = create_key(row.alg, activates_at=max((r.retired_at for r in active), default=now))
+    elif active:
+        # The withdrawn key was the one to sign next: a new key takes its place, published for the
+        # whole publish delay first (relying parties cache the JWKS), however soon the key still
+        # signing was to retire: that one signs on until then, and stays published as long after.
+        starts = max(max(r.retired_at or now for r in active), now + _publish_delay())
+        for signing in active:
+            if signing.retired_at is not None and signing.retired_at < starts:
+                signing.remove_after = starts + (signing.remove_after - signing.retired_at)
+                signing.retired_at = starts
+        new_key = create_key(row.alg, activates_at=starts)
+    else:  # it was the only one: a new key signs now (no publish delay to keep with a leaked key)
+        new_key = create_key(row.alg, activates_at=now)
     db.session.flush()
     return Withdrawal(kid=row.kid, alg=row.alg, signs_now=_signer(row.alg, now).kid,
                       created=new_key.kid if new_key is not None else None)

@@ -83,6 +83,31 @@ def test_a_withdrawn_key_leaves_the_jwks_and_a_new_key_signs_at_once(server):
         assert event.details == done and event.actor == "cli"
 
 
+def _now_iso() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _age_the_rotation(server, seconds: int) -> None:
+    """As if the rotation had been made `seconds` ago (every key's times moved back)."""
+    from datetime import timedelta
+
+    from idp.db import db
+    from idp.models import SigningKey
+    from idp.oidc import keys
+
+    with server.context():
+        for row in db.session.query(SigningKey).all():
+            row.created_at -= timedelta(seconds=seconds)
+            row.activates_at -= timedelta(seconds=seconds)
+            if row.retired_at:
+                row.retired_at -= timedelta(seconds=seconds)
+                row.remove_after -= timedelta(seconds=seconds)
+        db.session.commit()
+        keys.invalidate_cache()
+
+
 def test_withdrawn_during_a_rotation_the_waiting_key_signs_or_is_replaced(server):
     seeded = seed(server)
     rp = RelyingParty(server.url, seeded.first_party)
@@ -91,10 +116,25 @@ def test_withdrawn_during_a_rotation_the_waiting_key_signs_or_is_replaced(server
     assert statuses(server)[waiting] == "published"
 
     # The key that waits is withdrawn: another waits in its place, the current one signs on.
+    _age_the_rotation(server, seconds=200)  # later in the publish delay: 100 s of it are left
+    replaced_at = _now_iso()
     replaced = idp(server, "keys", "withdraw", waiting, "--json")
     assert replaced["signs_now"] == current and replaced["created"] not in (None, waiting)
     assert statuses(server)[replaced["created"]] == "published"
     assert signing_kid(server, seeded, rp) == current
+    # ...published for the whole delay from now (relying parties cache the JWKS), however soon
+    # the current key was to retire; which signs on until then.
+    from datetime import datetime, timedelta
+
+    for key in listed(server):
+        key["activates_at"] = datetime.fromisoformat(key["activates_at"].replace("Z", "+00:00"))
+        key["retired_at"] = key["retired_at"] and datetime.fromisoformat(key["retired_at"].replace("Z", "+00:00"))
+        if key["kid"] == replaced["created"]:
+            new = key
+        elif key["kid"] == current:
+            signing = key
+    waited = new["activates_at"] - datetime.fromisoformat(replaced_at.replace("Z", "+00:00"))
+    assert waited >= timedelta(seconds=299) and signing["retired_at"] == new["activates_at"]
 
     # The signing key is withdrawn: the waiting one signs now, without waiting out the delay.
     done = idp(server, "keys", "withdraw", current, "--json")
