@@ -869,24 +869,31 @@ def keys_withdraw(kid: str, as_json: bool) -> None:
 def keys_rotate_secrets() -> None:
     """Re-encrypt secrets at rest (signing keys, factor credentials) with the first encryption key."""
     from idp import audit
+    from idp.factors.errors import SecretUnavailable
+    from idp.factors.store import reseal_all as reseal_credentials
     from idp.oidc import keys as signing_keys
     from idp.security.secrets import SecretError
 
+    # Each committed step carries its own `secrets.resealed` event, in its transaction: the
+    # signing keys, then every batch of credentials (a row that does not open stops the command
+    # after the batches before it, which stay done and recorded; a second run picks up the rest).
+    counts = {"signing_keys": 0, "credentials": 0}
+
+    def record(what: str, count: int) -> None:
+        counts[what] += count
+        if count:  # (nothing resealed: nothing changed, no event)
+            audit.record("secrets.resealed", org_id=None, actor="cli", details={what: count})
+
     try:
-        counts = {"signing_keys": signing_keys.reseal_all()}
-        try:
-            from idp.factors.store import reseal_all as reseal_credentials
-        except ImportError:
-            reseal_credentials = None
-        if reseal_credentials is not None:
-            counts["credentials"] = reseal_credentials()
-    except SecretError as exc:
+        record("signing_keys", signing_keys.reseal_all())
+        commit()
+        reseal_credentials(before_commit=lambda count: record("credentials", count))
+    except (SecretError, SecretUnavailable) as exc:
         _session().rollback()
+        done = f" ({counts['signing_keys']} signing keys and {counts['credentials']} credentials were resealed first)" \
+            if any(counts.values()) else ""
         raise CliError(f"{exc}: keep every key that sealed a row in security.encryption_keys, after the new one "
-                       "(\"dev\" for rows sealed without encryption keys), until this command has run") from None
-    if any(counts.values()):  # (nothing resealed: nothing changed, no event)
-        audit.record("secrets.resealed", org_id=None, actor="cli", details=counts)
-    commit()
+                       "(\"dev\" for rows sealed without encryption keys), until this command has run" + done) from None
     ring = current_app.extensions["idp.keyring"]
     click.echo(f"resealed with key {ring.current_id!r}: "
                + ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in counts.items()))

@@ -516,12 +516,14 @@ def recount_second_factors(second_factor_names: list[str] | None = None) -> int:
     return result.rowcount
 
 
-def reseal_all(batch_size: int = 200) -> int:
+def reseal_all(batch_size: int = 200, before_commit=None) -> int:
     """Re-encrypt every secret not sealed with the key ring's current key (`idp keys rotate-secrets`).
 
-    Works in batches, each committed; a row that does not open raises `SecretUnavailable`
-    naming it (an operator must look: a key was dropped too early or the row was tampered with).
-    Returns how many rows were resealed. Safe to re-run: it only picks rows still on old keys.
+    Works in batches, each committed, with `before_commit(count)` called first (the caller's
+    audit event for the batch, in its transaction); a row that does not open raises
+    `SecretUnavailable` naming it (an operator must look: a key was dropped too early or the row
+    was tampered with), the batches before it staying done. Returns how many rows were resealed.
+    Safe to re-run: it only picks rows still on old keys.
     """
     ring = _keyring()
     done = 0
@@ -541,5 +543,7 @@ def reseal_all(batch_size: int = 200) -> int:
                 db.session.rollback()
                 raise SecretUnavailable(f"credential {row.id}: {exc}") from exc
             row.secret_key_id, row.secret_ciphertext = ring.seal(plaintext, aad)
+        if before_commit is not None:
+            before_commit(len(rows))
         db.session.commit()
         done += len(rows)

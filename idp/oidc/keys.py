@@ -226,7 +226,8 @@ def list_keys() -> list[dict]:
 
 
 def reseal_all() -> int:
-    """Re-encrypt signing keys sealed with an old encryption key (`idp keys rotate-secrets`)."""
+    """Re-encrypt signing keys sealed with an old encryption key (`idp keys rotate-secrets`).
+    Not committed: the caller commits, with its audit event."""
     ring = _keyring()
     count = 0
     for row in db.session.scalars(select(SigningKey)):
@@ -234,7 +235,6 @@ def reseal_all() -> int:
             pem = ring.open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))
             row.secret_key_id, row.private_ciphertext = ring.seal(pem, _aad(row.kid))
             count += 1
-    db.session.commit()
     return count
 
 

@@ -62,3 +62,33 @@ def test_a_key_ring_that_lost_the_signing_keys_key_stops_init_and_is_not_ready(d
     ready = readiness(k1)
     assert ready.status_code == 200 and ready.get_json() == {"status": "ready", "database": "ok",
                                                              "signing_keys": "ok"}
+
+
+def test_a_credential_that_does_not_open_stops_the_reseal_in_one_line_after_recording_what_was_done(
+        database_url, idp):
+    """A tampered row (or one sealed with a key dropped too early): one line naming it, not a
+    traceback; the signing keys resealed before it stay resealed and are audited."""
+    from sqlalchemy import text
+
+    k1, k2 = key("k1"), key("k2")
+    old = {"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k1}"]'}
+    assert idp("init", database_url=database_url, env=old).returncode == 0
+    assert idp("org", "add", "Acme", database_url=database_url, env=old).returncode == 0
+    assert idp("user", "add", "--org", "Acme", "--email", "a@acme.test", "--password-stdin",
+               database_url=database_url, env=old, input="a long enough password\n").returncode == 0
+    assert idp("factor", "totp", "import", "--user", "a@acme.test", "--secret-stdin",
+               database_url=database_url, env=old, input="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n").returncode == 0
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE credentials SET secret_key_id = 'k1', secret_ciphertext = :junk "
+                          "WHERE factor = 'totp'"), {"junk": b"\0" * 48})
+    refused = idp("keys", "rotate-secrets", database_url=database_url,
+                  env={"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k2}", "{k1}"]'})
+    assert refused.returncode != 0 and len(refused.stderr_lines) == 1 and "Traceback" not in refused.stderr
+    assert "credential" in refused.stderr and "signing keys" in refused.stderr
+    assert sealed_with(database_url) == {"k2"}
+    with engine.connect() as conn:
+        events = [row[0] for row in conn.execute(text(
+            "SELECT details FROM audit_events WHERE event = 'secrets.resealed'"))]
+    engine.dispose()
+    assert len(events) == 1 and "signing_keys" in str(events[0])
