@@ -249,7 +249,9 @@ def proceed(row: TransactionRow, handle_raw: str, user: UserLike, from_state: St
     """Record the steps done and move past `from_state` to whatever the login needs next.
 
     `events` (keyword arguments of `audit.record_now`) describe the step just done; they commit
-    with the move, or on their own when a parallel submission moved the transaction first.
+    with the move, or not at all when a parallel submission moved the transaction first: what
+    the step did (a code spent, a password rehashed) rolled back with the move, and an event
+    would tell of a change that did not happen (a recovery code "used" that still works).
     """
     target = next_state(row.authz_request["params"], steps_done, user)
     patch = {"steps_done": steps_done, "user_id": user.id, "factor_name": None, "factor_state": None}
@@ -259,7 +261,8 @@ def proceed(row: TransactionRow, handle_raw: str, user: UserLike, from_state: St
         patch.update(second_factor.early_challenge(row, user))
     if target == State.DONE:
         return finish(row, expected=from_state, version=version, events=events, user=user, **patch)
-    transaction.advance(row, from_state, version, target, commit=False, **patch)
+    if not transaction.advance(row, from_state, version, target, commit=False, **patch):
+        return redirect_to(handle_raw)  # (rolled back: the page shows where the login is now)
     _record(events)
     db.session.commit()
     if target == State.CANCELLED:  # its client is gone: nothing to sign in to
@@ -294,8 +297,7 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
     if not held:
         db.session.rollback()
     if not held or not transaction.advance(row, expected, version, State.DONE, commit=False, **patch):
-        _record(events)  # the transition rolled back; what the step did is still recorded
-        db.session.commit()
+        # Rolled back, with what the step did: no event of it either (see `proceed`).
         return redirect(url_for("login.expired"))
     if user is None:
         user = login_user.load(row.user_id)

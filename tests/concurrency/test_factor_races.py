@@ -90,6 +90,31 @@ def test_same_recovery_code_from_ten_browsers_is_accepted_once(pg_server):
     assert _race(browsers, codes[0]) == 1
 
 
+def test_ten_recovery_codes_posted_at_once_through_one_login_spend_one_and_say_so_once(pg_server):
+    """One login page, one tab posting ten different codes at once: one moves the login on. The
+    others' spends roll back with their lost moves, and so do their events: the audit log's
+    "recovery code used" names exactly the codes that no longer work."""
+    from sqlalchemy import select
+
+    from idp.db import db
+    from idp.models import AuditEvent, Credential
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    _secret, codes = enrol_totp_during_login(FormBrowser(pg_server.url), rp, seeded)
+    browser = _on_code_page(pg_server, rp, seeded, recovery=True)
+    form = browser.page.form_with("code")
+    tabs = _same_session(browser, RACERS)
+    _at_once([(tab, form, {"code": code}) for tab, code in zip(tabs, codes)])
+    assert sum(1 for tab in tabs if tab.last_redirect and "code=" in tab.last_redirect) == 1
+    with pg_server.context():
+        used = set(db.session.scalars(select(Credential.id).where(Credential.factor == "recovery_codes",
+                                                                  Credential.used_at.is_not(None))))
+        told = [e.details["credential_id"] for e in db.session.scalars(
+            select(AuditEvent).where(AuditEvent.event == "login.recovery_used"))]
+    assert len(used) == 1 and told == list(used)
+
+
 def test_one_enrolment_form_posted_by_ten_requests_at_once_adds_one_credential(pg_server):
     """A double (or tenfold) submission of the enrolment form: the credential, its recovery codes
     and the move to the next step commit together, once."""
