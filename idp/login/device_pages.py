@@ -16,7 +16,8 @@ The confirmation comes before the login on purpose (RFC 8628 5.4, remote phishin
 may send a person a code of a device of theirs ("enter this code to claim your prize"); the
 page names the application and says to continue only if the person started it on a device in
 front of them. Server-rendered forms with the CSRF token (CSRFProtect checks every POST),
-usable without JavaScript; the POSTs are rate-limited per address like the login form's, so
+usable without JavaScript; the POSTs are rate-limited per address like the login form's, and
+wrong codes lock the address out like wrong second-factor codes (shared by every worker), so
 user codes cannot be guessed at speed.
 """
 from __future__ import annotations
@@ -27,8 +28,11 @@ from flask_babel import lazy_gettext as _l
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
+from idp import lockout
 from idp.db import db
 from idp.extensions import limiter, login_posts_per_ip
+from idp.login.steps.base import wait_message
+from idp.security.guess_keys import address_key
 from idp.forms import Form
 from idp.oidc import device_flow, urls
 from idp.oidc.server import client_record
@@ -49,9 +53,14 @@ def enter():
         return _code_page(form)
     if not form.validate_on_submit():
         return _code_page(form, _("Enter the code your device shows."), 400)
+    guesses = _guesses_from_this_address()
+    wait = lockout.check(guesses)
+    if wait:
+        return _code_page(form, wait_message(wait), 429)
     device = device_flow.pending(form.user_code.data)
     client = _client_of(device)
     if device is None or client is None:
+        lockout.fail(guesses)  # (committed: a guess counts whatever else happens)
         return _code_page(form, _("That code is not valid: it may have expired or been used already. "
                                   "Check it on your device, or start again there."), 400)
     action = request.form.get("action")
@@ -75,6 +84,14 @@ def approved():
 @bp.get("/device/denied")
 def denied():
     return render_template("device/finished.html", approved=False)
+
+
+def _guesses_from_this_address() -> list[str]:
+    """The lockout key of wrong user codes from this address (its /64 for IPv6): shared by every
+    worker (Redis or the database, idp.lockout), with the per-address limits of second-factor
+    codes, unlike the form's request rate, which each worker counts alone without Redis. A
+    right code clears nothing: one real device of the guesser's would wipe the count."""
+    return [f"device:ip:{address_key(request.remote_addr)}"]
 
 
 def _client_of(device):

@@ -284,6 +284,38 @@ def test_codes_asked_for_and_typed_are_limited_per_address(strict_server):
     assert statuses == [400, 400, 400, 429]
 
 
+@pytest.fixture
+def guarded_server(migrated_database_url):
+    from fixtures.oidc import start_server
+
+    server = start_server(migrated_database_url, {"ratelimit.factor_ip_failures_before_lockout": 3})
+    yield server
+    server.stop()
+
+
+def test_wrong_codes_lock_the_address_out_in_every_worker(guarded_server):
+    """The form's request rate is counted per worker without Redis: wrong codes are also counted
+    where every worker sees them (idp.lockout), with the per-address limit of second-factor
+    codes; once locked, even a right code waits."""
+    from fixtures.oidc import seed
+
+    client = seed(guarded_server).first_party
+    allow_device_grant(guarded_server, client)
+    right = ask_for_codes(guarded_server, client).json()["user_code"]
+    browser = FormBrowser(guarded_server.url)
+    statuses = []
+    for typed in ("BCDF-GHJK", "BCDF-GHJL", "BCDF-GHJM", right):
+        page = browser.get("/device")
+        statuses.append(browser.submit(page.form_with("user_code"), {"user_code": typed}).status)
+    assert statuses == [400, 400, 400, 429]
+    with guarded_server.context():
+        from idp.db import db
+        from idp.models import FailureCounter
+
+        counters = db.session.query(FailureCounter).all()
+        assert [c.key.split(":")[:2] for c in counters] == [["device", "ip"]] and counters[0].locked_until
+
+
 def test_a_device_login_cancelled_at_the_password_page_tells_the_device_access_denied(live_server, seeded):
     client = seeded.first_party
     allow_device_grant(live_server, client)
