@@ -92,14 +92,27 @@ def problems(get: Callable[[str], Any], named: Callable[[str], str]) -> list[str
     return found
 
 
+# Each worker reads the signing keys again at most this often (idp.oidc.keys._CACHE_SECONDS).
+KEY_SNAPSHOT_SECONDS = 10
+
+
 def production_problems(get: Callable[[str], Any], named: Callable[[str], str]) -> list[str]:
-    """What production refuses besides: password hashing weaker than OWASP's minimums."""
+    """What production refuses besides: password hashing weaker than OWASP's minimums, and a
+    publish delay too short for the workers' own caches."""
+    found = []
     memory, passes = get("security.argon2_memory_cost"), get("security.argon2_time_cost")
     if memory < OWASP_MIN_MEMORY_KIB or memory * passes < OWASP_MIN_MEMORY_PASSES:
-        return [f"production refuses argon2id weaker than OWASP's minimum (m=19456 KiB with t=2, or "
-                f"at least {OWASP_MIN_MEMORY_KIB} KiB and memory x time cost {OWASP_MIN_MEMORY_PASSES}): "
-                f"{named('security.argon2_memory_cost')} {memory}, {named('security.argon2_time_cost')} {passes}"]
-    return []
+        found.append(f"production refuses argon2id weaker than OWASP's minimum (m=19456 KiB with t=2, or "
+                     f"at least {OWASP_MIN_MEMORY_KIB} KiB and memory x time cost {OWASP_MIN_MEMORY_PASSES}): "
+                     f"{named('security.argon2_memory_cost')} {memory}, {named('security.argon2_time_cost')} {passes}")
+    # A new key may sign in one worker while another still serves a JWKS copy without it (its
+    # key snapshot and its cached document): relying parties would refuse those ID tokens.
+    delay, documents = get("tokens.key_publish_delay"), get("ops.cached_documents_ttl")
+    if delay is not None and documents is not None and delay < documents + KEY_SNAPSHOT_SECONDS:
+        found.append(f"{named('tokens.key_publish_delay')} ({delay}) must be at least "
+                     f"{named('ops.cached_documents_ttl')} ({documents}) + {KEY_SNAPSHOT_SECONDS} s in production: "
+                     "a worker must not sign with a key the others do not publish yet")
+    return found
 
 
 def _lockout_problems(get, named, prefix: str) -> list[str]:

@@ -23,13 +23,14 @@ from flask import current_app
 from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import select
 
+from idp.config_ranges import KEY_SNAPSHOT_SECONDS
 from idp.db import db, utcnow
 from idp.models import SigningKey
 from idp.security.secrets import SecretError
 from idp.security.tokens import random_token
 
 SUPPORTED_ALGS = ("ES256", "RS256")
-_CACHE_SECONDS = 10.0
+_CACHE_SECONDS = float(KEY_SNAPSHOT_SECONDS)  # (production's publish delay is checked against it)
 
 
 def _settings():

@@ -325,6 +325,15 @@ def test_production_accepts_each_row_of_owasps_argon2_table(memory, passes):
     assert load_settings(environ=environ).production
 
 
+def test_production_refuses_a_publish_delay_shorter_than_the_workers_caches():
+    """A worker could sign with a key another still leaves out of its JWKS (key snapshot 10 s,
+    cached document ops.cached_documents_ttl): relying parties would refuse the ID tokens."""
+    with pytest.raises(ConfigError, match=r"key_publish_delay.*\(14\) must be at least .*cached_documents_ttl"):
+        load_settings(environ=dict(PRODUCTION, IDP_TOKENS__KEY_PUBLISH_DELAY="14"))
+    assert load_settings(environ=dict(PRODUCTION, IDP_TOKENS__KEY_PUBLISH_DELAY="15")).production
+    assert settings(IDP_TOKENS__KEY_PUBLISH_DELAY="0")  # development: tests and demos rotate at once
+
+
 def test_development_keeps_fast_argon2_for_tests_and_demos():
     assert settings(IDP_SECURITY__ARGON2_MEMORY_COST="1024", IDP_SECURITY__ARGON2_TIME_COST="1")
 
