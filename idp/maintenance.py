@@ -3,7 +3,7 @@
 Login transactions, sessions, codes, tokens, factor challenges and failure counters
 are written on every login and never deleted by the request path (it only marks
 them spent, revoked or expired). Left alone they pile up and slow the lookups.
-`purge()` deletes, per table, with one bulk DELETE whose WHERE says exactly when a
+`purge()` deletes, per table, with bulk DELETEs whose WHERE says exactly when a
 row can no longer matter:
 
 - login_transactions: past `expires_at` (a login must finish within the TTL).
@@ -37,15 +37,17 @@ row can no longer matter:
   presented again must still find it, so that its approval's tokens are revoked (the approval is
   an authorization code, which goes with the codes).
 
-Every statement is also valid as a COUNT for `dry_run`. Each table's DELETE is
-committed on its own: a long purge never holds one big transaction across tables.
+Every statement is also valid as a COUNT for `dry_run`. The rows go in batches of BATCH, each
+DELETE committed on its own: a long purge (a backlog of millions of expired tokens) never holds
+one big transaction, nor the locks of a whole table's rows that a request may be waiting for
+(a sign-out revoking tokens, on PostgreSQL).
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy import and_, delete, exists, func, or_, select, tuple_
 
 from idp.db import db, utcnow
 from idp.models import (AuthorizationCode, ClientAssertion, DeviceAuthorization, DPoPProof, FactorChallenge,
@@ -56,6 +58,7 @@ from idp.oidc.client_assertion import LEEWAY
 GRACE = timedelta(days=1)
 ASSERTION_LEEWAY = timedelta(seconds=LEEWAY)
 DEFAULT_REFRESH_TTL = 2592000
+BATCH = 5000
 
 
 def _refresh_ttl() -> int:
@@ -120,11 +123,27 @@ def purge(now: datetime | None = None, dry_run: bool = False) -> dict[str, int]:
             counts[table] = int(session.scalar(select(func.count()).select_from(model).where(where)) or 0)
             session.rollback()
             continue
+        counts[table] = _delete_in_batches(model, where)
+    return counts
+
+
+def _delete_in_batches(model, where, batch: int | None = None) -> int:
+    """DELETE the rows matching `where`, at most `batch` per committed statement (chosen by their
+    primary key: `DELETE ... WHERE pk IN (SELECT pk ... WHERE ... LIMIT n)`); how many went."""
+    session, batch = db.session, batch or BATCH
+    keys = list(model.__table__.primary_key.columns)
+    key = keys[0] if len(keys) == 1 else tuple_(*keys)
+    chosen = select(*keys).where(where).limit(batch)
+    deleted = 0
+    while True:
         try:
-            result = session.execute(delete(model).where(where), execution_options={"synchronize_session": False})
+            result = session.execute(delete(model).where(key.in_(chosen)),
+                                     execution_options={"synchronize_session": False})
             session.commit()
         except Exception:
             session.rollback()
             raise
-        counts[table] = int(result.rowcount or 0)
-    return counts
+        count = int(result.rowcount or 0)
+        deleted += count
+        if count < batch:
+            return deleted

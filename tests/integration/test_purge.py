@@ -196,3 +196,16 @@ def test_text_output_is_one_line(idp, seeded):
     assert result.returncode == 0, result
     assert result.stdout.startswith("deleted ") and len(result.stdout.strip().splitlines()) == 1, result
     assert "1 login transactions, 2 user sessions" in result.stdout, result
+
+
+def test_rows_go_in_batches_each_committed(seeded, monkeypatch):
+    """One row per statement here (a backlog of millions goes in batches of maintenance.BATCH):
+    the same rows go, composite primary keys included (client assertions, DPoP proofs)."""
+    from idp import maintenance
+    from idp.app import create_app
+
+    monkeypatch.setattr(maintenance, "BATCH", 1)
+    with create_app({"server.database_url": seeded}).app_context():
+        counts = maintenance.purge()
+    assert counts == {table: len(gone) for table, (_col, gone, _kept) in EXPECTED.items()}
+    assert remaining(seeded) == {table: kept for table, (_col, _gone, kept) in EXPECTED.items()}
