@@ -390,9 +390,6 @@ def _refuse_unopenable_signing_keys() -> None:
     try:
         lost = keys.unopenable()
     except SQLAlchemyError:  # no schema yet: `idp init` makes it, `serve` says so elsewhere
-        from idp.db import db
-
-        db.session.rollback()
         return
     if lost:
         raise CliError(f"the encryption keys (security.encryption_keys) cannot open signing key(s) "
@@ -879,15 +876,15 @@ def keys_rotate_secrets() -> None:
     # after the batches before it, which stay done and recorded; a second run picks up the rest).
     counts = {"signing_keys": 0, "credentials": 0}
 
-    def record(what: str, count: int) -> None:
+    def resealed(what: str, count: int) -> None:
         counts[what] += count
         if count:  # (nothing resealed: nothing changed, no event)
             audit.record("secrets.resealed", org_id=None, actor="cli", details={what: count})
 
     try:
-        record("signing_keys", signing_keys.reseal_all())
+        resealed("signing_keys", signing_keys.reseal_all())
         commit()
-        reseal_credentials(before_commit=lambda count: record("credentials", count))
+        reseal_credentials(before_commit=lambda count: resealed("credentials", count))
     except (SecretError, SecretUnavailable) as exc:
         _session().rollback()
         done = f" ({counts['signing_keys']} signing keys and {counts['credentials']} credentials were resealed first)" \

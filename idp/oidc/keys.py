@@ -279,6 +279,9 @@ def _load() -> KeySnapshot:
     return KeySnapshot(signing=signing, jwks_json=jwks, loaded_at=time.monotonic())
 
 
+_ALL_KEYS = select(*SigningKey.__table__.c)
+
+
 def unopenable() -> list[str]:
     """The kids of the published keys (active, coming or retired) that the encryption key ring
     cannot open: a ring that lost the key which sealed them. Checked by `idp init`, `idp serve`
@@ -287,7 +290,9 @@ def unopenable() -> list[str]:
     from idp.security.secrets import SecretError
 
     now, ring, found = utcnow(), _keyring(), []
-    for row in db.session.scalars(select(SigningKey)).all():
+    # A read outside any transaction (db.read_all): on SQLite a session's transaction takes the
+    # write lock, which `idp serve` would then hold while it serves, and every probe would take.
+    for row in db.read_all(_ALL_KEYS, {}):
         if key_status(row, now) == "removed":
             continue
         try:
@@ -302,7 +307,6 @@ def readiness() -> str | None:
     try:
         lost = unopenable()  # (cheap: the AES-GCM opening of a few rows, no key import)
     except Exception as exc:  # no schema (a database `idp init` never made)
-        db.session.rollback()
         return f"signing keys unreadable ({exc.__class__.__name__}: {str(exc)[:200]})"
     return f"the encryption keys cannot open signing key(s) {', '.join(lost)}" if lost else None
 
