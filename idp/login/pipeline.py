@@ -164,7 +164,7 @@ def start(grant, args) -> object:
     sso = login_session.current_session()
     user = login_session.current_user()
     enough, why = session_is_enough(params, sso, user)
-    hinted = _hinted_subject(args) if args.get("id_token_hint") else None
+    hinted = _hinted_subject(args)
     if enough and args.get("id_token_hint") and hinted != user.public_id:
         # The client expects someone else (OIDC Core 3.1.2.1): sign in again, or login_required.
         enough, why = False, "login_required"

@@ -71,6 +71,7 @@ def test_admin_recovery_code_lets_a_user_who_lost_every_factor_in_and_into_enrol
     # The admin's code, typed as a person might: into enrolment of a new factor.
     page = web.submit(page.form_with("code"), {"code": issued["secret"].lower()})
     assert web.last_redirect is None, "the login must not finish before a new factor is set up"
+    assert "no longer accepts" not in page.text  # (a recovery, not a factor the organization stopped taking)
     new_secret = enrol_totp(web, page)
     assert new_secret != lost_secret
     claims = finish(web, rp)
