@@ -382,15 +382,11 @@ def serve(host: str, port: int, debug: bool) -> None:
 
 def _refuse_unopenable_signing_keys() -> None:
     """One line, rather than a 500 on every token and JWKS request: the encryption keys must
-    open the signing keys they sealed (security.encryption_keys lost one, or names another)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
+    open the signing keys they sealed (security.encryption_keys lost one, or names another).
+    (Both callers know the schema is there: `init` just migrated, `serve` checked it.)"""
     from idp.oidc import keys
 
-    try:
-        lost = keys.unopenable()
-    except SQLAlchemyError:  # no schema yet: `idp init` makes it, `serve` says so elsewhere
-        return
+    lost = keys.unopenable()
     if lost:
         raise CliError(f"the encryption keys (security.encryption_keys) cannot open signing key(s) "
                        f"{', '.join(lost)}: configure the key that sealed them (README, \"Rolling in a new encryption key\")")

@@ -287,8 +287,6 @@ def unopenable() -> list[str]:
     cannot open: a ring that lost the key which sealed them. Checked by `idp init`, `idp serve`
     and /readyz, so that it is one line at start or an unready instance, not a 500 on every
     token and JWKS request (the snapshot opens the signing keys)."""
-    from idp.security.secrets import SecretError
-
     now, ring, found = utcnow(), _keyring(), []
     # A read outside any transaction (db.read_all): on SQLite a session's transaction takes the
     # write lock, which `idp serve` would then hold while it serves, and every probe would take.
