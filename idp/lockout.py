@@ -111,20 +111,6 @@ def _reserve_redis(redis, keys: list[str]) -> int:
     return (int(waited_ms) + 999) // 1000
 
 
-# release() on Redis: one reserved failure back, never below zero (nor a key brought back to life).
-_RELEASE_SCRIPT = """
-local failures = tonumber(redis.call('GET', KEYS[1]) or '0')
-if failures > 0 then redis.call('DECR', KEYS[1]) end
-return 1
-"""
-
-
-def _release_redis(redis, keys: list[str]) -> bool:
-    [key] = keys
-    redis.eval(_RELEASE_SCRIPT, 1, f"idp:fail:{key}")
-    return True
-
-
 def _succeed_redis(redis, keys: list[str]) -> bool:
     redis.delete(*[f"idp:fail:{k}" for k in keys], *[f"idp:lock:{k}" for k in keys])
     return True
@@ -238,20 +224,6 @@ def reserve(key: str) -> int:
     return 0
 
 
-_RELEASE = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"), _COUNTERS.c.failures > 0)
-            .values(failures=_COUNTERS.c.failures - 1))
-
-
-def release(key: str) -> None:
-    """Take back the one failure `reserve` counted on `key` for a guess that turned out right (or
-    was not checked), keeping the key's other failures: an address's guesses at other accounts
-    stay counted. A lockout the reservation started stays too. On the database this commits
-    with the caller's next commit."""
-    if _on_redis(_release_redis, [key]):
-        return
-    db.run(_RELEASE, {"key_": key})
-
-
 @dataclass(frozen=True)
 class PasswordGuess:
     """The counters of one password guess, wherever it is typed (the login form, push recovery
@@ -274,30 +246,21 @@ class PasswordGuess:
                    f"password:ip:{address_key(remote_addr)}")
 
     def admit(self) -> int:
-        """0 when the guess may be checked, else the seconds to wait. The guess is reserved on
-        both the address and the account (counted before the check: `reserve`): guesses posted
-        at once, each at another account from one address, would otherwise all pass a check of
-        the address made before any of them was counted (40 at a limit of 5 got 28 checked)."""
-        waited = reserve(self.address)
-        if waited:
-            return waited
-        waited = reserve(self.account)
-        if waited:
-            release(self.address)  # not checked: no guess at the address's count
-        return waited
+        """0 when the guess may be checked, else the seconds to wait. The account's guess is
+        reserved (counted before the check: `reserve`); the address, with its higher limit and
+        Flask-Limiter's per-address rate in front, is checked as usual."""
+        return check([self.address]) or reserve(self.account)
 
     def failed(self) -> int:
-        """A wrong guess, counted on both when admitted. Returns the seconds a lockout now holds
-        the account or the address (0: none): one this guess's reservation (or a parallel
-        one's) started, since none held either when it came."""
-        return check([self.address, self.account])
+        """A wrong guess: the account's failure was counted when admitted; count the address's.
+        Returns the seconds a lockout now holds the account or the address (0: none), which this
+        guess started: it was admitted, so none held either when it came."""
+        return max(fail([self.address]), check([self.account]))
 
     def succeeded(self) -> None:
-        """Take back the account's reserved failure and clear its history; give the address its
-        one reserved guess back, keeping the rest (one working account of an attacker's must
-        not wipe guesses made at others)."""
+        """Take back the account's reserved failure and clear its history; the address keeps its
+        own (one working account of an attacker's must not wipe guesses made at others)."""
         succeed([self.account])
-        release(self.address)
 
 
 def succeed(keys: list[str]) -> None:

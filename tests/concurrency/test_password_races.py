@@ -39,33 +39,3 @@ def test_wrong_passwords_posted_at_once_are_checked_up_to_the_limit(pg_server, a
               for b in browsers])
     statuses = sorted(b.page.status for b in browsers)
     assert statuses.count(401) == LIMIT and statuses.count(429) == len(browsers) - LIMIT, statuses
-
-
-@pytest.fixture
-def pg_server_per_address(postgres_url):
-    server = _pg_server(postgres_url, {"ratelimit.password_ip_failures_before_lockout": LIMIT})
-    yield server
-    server.stop()
-
-
-def test_wrong_passwords_at_many_accounts_from_one_address_are_checked_up_to_its_limit(pg_server_per_address):
-    """Spraying: one guess at each of many accounts, posted at once from one address. The
-    address's count is reserved before the check too (28 of 40 were checked at a limit of 5
-    when it was only checked)."""
-    seeded = seed(pg_server_per_address)
-    rp = RelyingParty(pg_server_per_address.url, seeded.first_party)
-    browsers = [_on_login_form(pg_server_per_address, rp) for _ in range(12)]
-    _at_once([(b, b.page.form_with("password"), {"username": f"person{i}@example.com", "password": "Winter2026!"})
-              for i, b in enumerate(browsers)])
-    statuses = sorted(b.page.status for b in browsers)
-    assert statuses.count(401) == LIMIT and statuses.count(429) == len(browsers) - LIMIT, statuses
-
-
-def test_a_right_password_gives_the_address_its_guess_back(pg_server_per_address):
-    """People behind one address (an office) who sign in are no guesses at the address's count."""
-    seeded = seed(pg_server_per_address)
-    rp = RelyingParty(pg_server_per_address.url, seeded.first_party)
-    for _ in range(LIMIT + 2):
-        browser = _on_login_form(pg_server_per_address, rp)
-        browser.login(seeded.user_email, seeded.password)
-        assert browser.last_redirect, browser.page.status

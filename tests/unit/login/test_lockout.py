@@ -87,28 +87,6 @@ def test_reserve_counts_the_guess_first_and_locks_at_the_threshold(app):
         assert lockout.check([key]) == 0 and lockout.reserve(key) == 0
 
 
-def test_release_takes_back_one_reserved_guess_and_keeps_the_others(app):
-    """An address's guess that turned out right: its count goes back by one, the guesses at
-    other accounts stay (and a key with none is not brought below zero)."""
-    from idp import lockout
-    from idp.db import db
-
-    key = f"factor:user:{uuid.uuid4().hex}"
-    with app.app_context():
-        lockout.release(key)  # nothing counted: nothing to take back
-        db.session.commit()
-        for _ in range(2):
-            assert lockout.reserve(key) == 0
-            db.session.commit()
-        lockout.release(key)
-        db.session.commit()
-        assert lockout.reserve(key) == 0  # two counted again: not yet the threshold of three
-        db.session.commit()
-        assert lockout.check([key]) == 0
-        assert lockout.reserve(key) == 0 and lockout.check([key]) > 0  # the third locks
-        db.session.commit()
-
-
 def test_guesses_reserved_at_once_are_admitted_up_to_the_limit(app):
     """20 guesses at the same moment, at a limit of 3: three are checked, whatever the timing."""
     import threading
