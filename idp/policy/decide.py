@@ -72,9 +72,9 @@ without it, ``second_factor_count > 0`` is trusted.
 
 Refresh tokens (every path to a token): `refresh_allowed` keeps a refresh grant
 working only if the user is not required now, or the token's recorded ``amr``
-includes a second factor, or the user (holding none) is still in grace; otherwise
-the grant answers ``invalid_grant`` and the user signs in again (and meets the
-requirement). A remembered consent or an SSO
+includes a second factor, or the user (holding none) is still in a grace counted in
+days; otherwise the grant answers ``invalid_grant`` and the user signs in again (and
+meets the requirement). A remembered consent or an SSO
 session is covered by `decide` itself: a pwd-only session no longer satisfies it.
 """
 from __future__ import annotations
@@ -464,9 +464,9 @@ def refresh_allowed(user, org, token_amr: Iterable[str] | None, now: datetime) -
 
     Yes if the user is not required to use 2FA today, or if the login that created the
     token family used a second factor (its recorded ``amr``), or if the user may still
-    postpone enrolment (a required user without a factor, in grace: the login that gave the
-    token was let through the same way, and a token failing at its first refresh would only
-    spend a grace login on signing in again). Otherwise, a user who became required after
+    postpone enrolment, for a grace counted in days (a required user without a factor, in
+    grace: the login that gave the token was let through the same way, and a token failing at
+    its first refresh would only spend a grace login on signing in again). Otherwise, a user who became required after
     signing in with a password alone must sign in again.
 
     ``user`` needs what `decide` reads of it; ``org`` its requirement and grace settings.
@@ -475,6 +475,10 @@ def refresh_allowed(user, org, token_amr: Iterable[str] | None, now: datetime) -
     if not is_required(user, org, today) or has_second_factor(token_amr):
         return True
     if user.second_factor_count:  # holds a factor: the login asks for it, never postpones it
+        return False
+    if not org.grace_days:
+        # Grace counted in logins alone: refreshes are no logins, and a token family would keep
+        # a user postponing for ever; its next login spends one of them instead.
         return False
     exemption_ended = user.mfa_setting == EXEMPT and user.exempt_until is not None and user.exempt_until < today
     return _grace(user, org, now, exemption_ended)[1]

@@ -335,9 +335,12 @@ def test_a_password_only_token_refreshes_while_its_user_may_still_postpone():
     newly = user(required_since=NOW - timedelta(days=2))
     assert policy.refresh_allowed(newly, in_grace, ["pwd"], NOW)
     assert not policy.refresh_allowed(newly, in_grace, ["pwd"], NOW + timedelta(days=6))
-    # Grace counted in logins: spent logins end it for the token too.
-    by_logins = org(require_2fa=True, grace_logins=3)
-    assert policy.refresh_allowed(user(logins_since_required=2), by_logins, ["pwd"], NOW)
-    assert not policy.refresh_allowed(user(logins_since_required=3), by_logins, ["pwd"], NOW)
+    # Grace in days and logins: spent logins end it for the token too.
+    both = org(require_2fa=True, grace_days=7, grace_logins=3)
+    assert policy.refresh_allowed(user(logins_since_required=2, required_since=NOW), both, ["pwd"], NOW)
+    assert not policy.refresh_allowed(user(logins_since_required=3, required_since=NOW), both, ["pwd"], NOW)
+    # Grace in logins alone: refreshes are no logins, so they would postpone for ever.
+    assert not policy.refresh_allowed(user(logins_since_required=0), org(require_2fa=True, grace_logins=3),
+                                      ["pwd"], NOW)
     # A user holding a factor is never in grace: the login asks for the factor.
     assert not policy.refresh_allowed(user(second_factor_count=1, required_since=NOW), in_grace, ["pwd"], NOW)
