@@ -32,8 +32,9 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
     user = user_of(ctx)
     choices = enrollable(ctx, user)
     postpone = gate.may_postpone(user, ctx.params)
-    # After a factor of the user's own that the organization no longer accepts (must_switch,
-    # gate.pending_second_factor; not a recovery that asks for a new factor): the page says why.
+    # After a factor (or recovery) of a user whose factors the organization no longer accepts
+    # (must_switch, gate.pending_second_factor; not a recovery that asks for a new factor in
+    # any case, an admin's recovery QR code): the page says why it asks for another.
     switching = gate.second_factor_done(ctx.row.steps_done) and gate.decision_for(user, ctx.params).must_switch
     if not choices:
         return ctx.render("login/no_factor.html", status=403)

@@ -18,7 +18,7 @@ from fixtures.oidc import FormBrowser
 from fixtures.totp import enrol_totp_during_login
 from soft_authenticator import SoftAuthenticator
 
-SWITCH_TEXT = "no longer accepts the method you just used"
+SWITCH_TEXT = "no longer accepts the sign-in methods you have"
 
 
 def _allow_only(server, org_id: int, names: list[str], *, require: bool) -> None:
