@@ -159,8 +159,10 @@ def withdraw(kid: str) -> Withdrawal:
     is the point); ID tokens are signed from now on by the algorithm's next key, made active at
     once (a key published by `rotate` and still waiting, else a new one: there is no publish delay
     to keep: signing with a leaked key meanwhile would be worse). Withdrawing a key that was only
-    published (waiting to sign) makes another to take its place, from when the signing key retires. Not committed; the caller
-    commits (and audits). Raises KeyRefused, or SecretError as `rotate` does."""
+    published (waiting to sign) makes another to take its place, published for the whole
+    publish delay first, the key signing now signing on until then (or, with another key still
+    waiting, until that one starts). Not committed; the caller commits (and audits). Raises
+    KeyRefused, or SecretError as `rotate` does."""
     now = utcnow()
     row = db.session.scalar(select(SigningKey).where(SigningKey.kid == kid).with_for_update())
     if row is None:
@@ -179,21 +181,32 @@ def withdraw(kid: str) -> Withdrawal:
     if successors:
         if not active:  # the withdrawn key was signing: its successor signs now, not after the delay
             successors[-1].activates_at = min(successors[-1].activates_at, now)
+        else:
+            # A key still waits (a second rotation's): the key signing now signs on until it
+            # starts, should the withdrawn one have been due to take over before (no moment
+            # without a signing key).
+            _sign_on_until(active, min(s.activates_at for s in successors))
     elif active:
         # The withdrawn key was the one to sign next: a new key takes its place, published for the
         # whole publish delay first (relying parties cache the JWKS), however soon the key still
         # signing was to retire: that one signs on until then, and stays published as long after.
         starts = max(max(r.retired_at or now for r in active), now + _publish_delay())
-        for signing in active:
-            if signing.retired_at is not None and signing.retired_at < starts:
-                signing.remove_after = starts + (signing.remove_after - signing.retired_at)
-                signing.retired_at = starts
+        _sign_on_until(active, starts)
         new_key = create_key(row.alg, activates_at=starts)
     else:  # it was the only one: a new key signs now (no publish delay to keep with a leaked key)
         new_key = create_key(row.alg, activates_at=now)
     db.session.flush()
     return Withdrawal(kid=row.kid, alg=row.alg, signs_now=_signer(row.alg, now).kid,
                       created=new_key.kid if new_key is not None else None)
+
+
+def _sign_on_until(active: list[SigningKey], moment: datetime) -> None:
+    """Keep the signing keys signing until `moment` if they were to retire before it, and
+    published as long after as they would have been."""
+    for signing in active:
+        if signing.retired_at is not None and signing.retired_at < moment:
+            signing.remove_after = moment + (signing.remove_after - signing.retired_at)
+            signing.retired_at = moment
 
 
 def _signer(alg: str, now: datetime) -> SigningKey:
@@ -283,16 +296,16 @@ _ALL_KEYS = select(*SigningKey.__table__.c)
 
 
 def unopenable() -> list[str]:
-    """The kids of the published keys (active, coming or retired) that the encryption key ring
-    cannot open: a ring that lost the key which sealed them. Checked by `idp init`, `idp serve`
+    """The kids of the keys signing now or waiting to that the encryption key ring cannot open:
+    a ring that lost the key which sealed them. Checked by `idp init`, `idp serve`
     and /readyz, so that it is one line at start or an unready instance, not a 500 on every
     token and JWKS request (the snapshot opens the signing keys)."""
     now, ring, found = utcnow(), _keyring(), []
     # A read outside any transaction (db.read_all): on SQLite a session's transaction takes the
     # write lock, which `idp serve` would then hold while it serves, and every probe would take.
     for row in db.read_all(_ALL_KEYS, {}):
-        if key_status(row, now) == "removed":
-            continue
+        if key_status(row, now) not in ("active", "published"):
+            continue  # retired keys only publish their public half: nothing opens them again
         try:
             ring.open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))
         except SecretError:

@@ -159,3 +159,17 @@ def test_refusals_change_nothing(server, kid, message):
     result = run_idp("keys", "withdraw", kid, database_url=server.database_url)
     assert result.returncode != 0 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert listed(server) == before
+
+
+def test_withdrawing_the_first_of_two_waiting_keys_leaves_no_moment_without_a_signing_key(server):
+    """Two rotations: the first's key waits to sign when the current key retires, the second's
+    after. Withdrawing the first, the current key signs on until the second starts."""
+    seeded = seed(server)
+    rp = RelyingParty(server.url, seeded.first_party)
+    current = signing_kid(server, seeded, rp)
+    first = next(k["kid"] for k in idp(server, "keys", "rotate", "--json") if k["alg"] == "ES256")
+    _age_the_rotation(server, seconds=100)
+    second = next(k["kid"] for k in idp(server, "keys", "rotate", "--json") if k["alg"] == "ES256")
+    idp(server, "keys", "withdraw", first, "--json")
+    times = {key["kid"]: key for key in listed(server)}
+    assert times[current]["retired_at"] >= times[second]["activates_at"], times
