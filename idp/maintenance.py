@@ -47,7 +47,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, tuple_
+from sqlalchemy import and_, delete, exists, func, or_, select
 
 from idp.db import db, utcnow
 from idp.models import (AuthorizationCode, ClientAssertion, DeviceAuthorization, DPoPProof, FactorChallenge,
@@ -127,23 +127,37 @@ def purge(now: datetime | None = None, dry_run: bool = False) -> dict[str, int]:
     return counts
 
 
-def _delete_in_batches(model, where, batch: int | None = None) -> int:
-    """DELETE the rows matching `where`, at most `batch` per committed statement (chosen by their
-    primary key: `DELETE ... WHERE pk IN (SELECT pk ... WHERE ... LIMIT n)`); how many went."""
-    session, batch = db.session, batch or BATCH
+def _delete_in_batches(model, where) -> int:
+    """DELETE the rows matching `where`, BATCH at a time, each batch committed; how many went.
+
+    The batches walk the primary key upwards (`pk > last ORDER BY pk LIMIT n`): a batch chosen
+    by `where` alone would scan again, each time, the rows already deleted (on PostgreSQL dead
+    until vacuumed), quadratic in a backlog of millions. Tables with a composite key (client
+    assertions, DPoP proofs: rows that live a minute) go in one statement."""
     keys = list(model.__table__.primary_key.columns)
-    key = keys[0] if len(keys) == 1 else tuple_(*keys)
-    chosen = select(*keys).where(where).limit(batch)
-    deleted = 0
+    if len(keys) != 1:
+        return _committed(delete(model).where(where))
+    [key] = keys
+    deleted, last = 0, None
     while True:
-        try:
-            result = session.execute(delete(model).where(key.in_(chosen)),
-                                     execution_options={"synchronize_session": False})
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
-        count = int(result.rowcount or 0)
-        deleted += count
-        if count < batch:
+        batch = select(key).where(where).order_by(key).limit(BATCH)
+        if last is not None:
+            batch = batch.where(key > last)
+        chosen = list(db.session.scalars(batch))
+        if not chosen:
             return deleted
+        # (`where` again: a row may have changed since it was chosen, a token refreshed, say)
+        deleted += _committed(delete(model).where(key.in_(chosen), where))
+        if len(chosen) < BATCH:
+            return deleted
+        last = chosen[-1]
+
+
+def _committed(statement) -> int:
+    try:
+        result = db.session.execute(statement, execution_options={"synchronize_session": False})
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return int(result.rowcount or 0)

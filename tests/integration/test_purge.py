@@ -199,13 +199,27 @@ def test_text_output_is_one_line(idp, seeded):
 
 
 def test_rows_go_in_batches_each_committed(seeded, monkeypatch):
-    """One row per statement here (a backlog of millions goes in batches of maintenance.BATCH):
-    the same rows go, composite primary keys included (client assertions, DPoP proofs)."""
+    """One row per DELETE here (a backlog of millions goes in batches of maintenance.BATCH): the
+    same rows go, those of tables with a composite key (a minute's rows) in one statement."""
+    from sqlalchemy import event
+
     from idp import maintenance
     from idp.app import create_app
+    from idp.db import db
 
     monkeypatch.setattr(maintenance, "BATCH", 1)
+    deletes: dict[str, int] = {}
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("DELETE FROM"):
+            table = statement.split()[2].strip('"')
+            deletes[table] = deletes.get(table, 0) + 1
+
     with create_app({"server.database_url": seeded}).app_context():
+        event.listen(db.engine, "before_cursor_execute", count)
         counts = maintenance.purge()
+        event.remove(db.engine, "before_cursor_execute", count)
     assert counts == {table: len(gone) for table, (_col, gone, _kept) in EXPECTED.items()}
     assert remaining(seeded) == {table: kept for table, (_col, _gone, kept) in EXPECTED.items()}
+    assert deletes["tokens"] == 3 and deletes["user_sessions"] == 2  # one per row that went
+    assert deletes["client_assertions"] == 1
