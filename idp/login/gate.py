@@ -148,8 +148,8 @@ def pending_second_factor(user: UserLike, params: dict, steps_done: list[dict]) 
     return State.SECOND_FACTOR
 
 
-def may_postpone(user: UserLike, params: dict) -> bool:
-    decision = decision_for(user, params)
+def may_postpone(user: UserLike, params: dict, decision=None) -> bool:
+    decision = decision or decision_for(user, params)
     return decision.may_postpone and not decision.must_enrol
 
 

@@ -132,13 +132,10 @@ def _check_key_ring() -> None:
     """SecretError unless this process's encryption keys open the keys in use: a command run with
     another key ring than the servers' would seal new keys they cannot open (every token request
     fails once one signs)."""
-    ring = _keyring()
-    for row in db.session.scalars(select(SigningKey).where(SigningKey.retired_at.is_(None))):
-        try:
-            ring.open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))
-        except SecretError as exc:
-            raise SecretError(f"these encryption keys cannot open signing key {row.kid} (sealed with "
-                              f"{row.secret_key_id!r}): run idp with the servers' security.encryption_keys") from exc
+    lost = _unopenable_rows()
+    if lost:
+        raise SecretError(f"these encryption keys cannot open signing key {lost[0].kid} (sealed with "
+                          f"{lost[0].secret_key_id!r}): run idp with the servers' security.encryption_keys")
 
 
 class KeyRefused(ValueError):
@@ -299,17 +296,23 @@ def unopenable() -> list[str]:
     """The kids of the keys signing now or waiting to that the encryption key ring cannot open:
     a ring that lost the key which sealed them. Checked by `idp init`, `idp serve`
     and /readyz, so that it is one line at start or an unready instance, not a 500 on every
-    token and JWKS request (the snapshot opens the signing keys)."""
+    token and JWKS request (the snapshot opens the signing keys); and before a key change
+    (`_check_key_ring`)."""
+    return [row.kid for row in _unopenable_rows()]
+
+
+def _unopenable_rows() -> list:
     now, ring, found = utcnow(), _keyring(), []
-    # A read outside any transaction (db.read_all): on SQLite a session's transaction takes the
-    # write lock, which `idp serve` would then hold while it serves, and every probe would take.
+    # A read outside any transaction when none is open (db.read_all): on SQLite a session's
+    # transaction takes the write lock, which `idp serve` would then hold while it serves, and
+    # every probe would take.
     for row in db.read_all(_ALL_KEYS, {}):
         if key_status(row, now) not in ("active", "published"):
             continue  # retired keys only publish their public half: nothing opens them again
         try:
             ring.open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))
         except SecretError:
-            found.append(row.kid)
+            found.append(row)
     return found
 
 

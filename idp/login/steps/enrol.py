@@ -23,19 +23,20 @@ from idp.login.steps.factor_step import attempt_context, plugin_response, rememb
 from idp.login.transaction import State
 
 
-def enrollable(ctx: StepContext, user) -> list:
-    decision = gate.decision_for(user, ctx.params)
+def enrollable(ctx: StepContext, user, decision=None) -> list:
+    decision = decision or gate.decision_for(user, ctx.params)
     return [f for f in gate.allowed_factors(user, decision) if f.user_enrollable]
 
 
 def show(ctx: StepContext, error: str | None = None, status: int = 200, form: CodeForm | None = None):
     user = user_of(ctx)
-    choices = enrollable(ctx, user)
-    postpone = gate.may_postpone(user, ctx.params)
+    decision = gate.decision_for(user, ctx.params)  # one decision for the whole page
+    choices = enrollable(ctx, user, decision)
+    postpone = gate.may_postpone(user, ctx.params, decision)
     # After a factor (or recovery) of a user whose factors the organization no longer accepts
     # (must_switch, gate.pending_second_factor; not a recovery that asks for a new factor in
     # any case, an admin's recovery QR code): the page says why it asks for another.
-    switching = gate.second_factor_done(ctx.row.steps_done) and gate.decision_for(user, ctx.params).must_switch
+    switching = gate.second_factor_done(ctx.row.steps_done) and decision.must_switch
     if not choices:
         return ctx.render("login/no_factor.html", status=403)
     name, _state, view = stored(ctx)
