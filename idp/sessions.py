@@ -6,13 +6,15 @@ admin's user page. Ending every session at once, with every token, is idp.users.
 A session is named in pages and forms by its `sid`: the public id the ID tokens carry, never
 the row's id (the hash of the cookie value).
 
-Ending one session ends what was obtained through it too. Every authorization code records
+Ending one session from these pages ends what was obtained through it too. Every authorization code records
 the session that signed its login in (`AuthorizationCode.session_id`, the `sid`), and every
 token records its code (`Token.code_id`, kept through refresh rotation; the purge keeps a
 redeemed code while a live token points at it): so the session's codes are revoked (none
 can be redeemed any more) and the tokens issued from them too, whichever application holds
 them (a refresh or a code exchange in flight included: idp.token_revocation). Other sessions
-and their tokens stay.
+and their tokens stay. A sign-out in the browser itself (/logout, idp.login.session.end_current)
+withdraws the same but for the refresh tokens: those were granted `offline_access`, which is
+access "even when the End-User is not logged in" (OIDC Core 11).
 
 Everything happens in the caller's transaction; the caller commits.
 """
@@ -72,12 +74,22 @@ def end(user: User, sid: str, *, actor_id: int | None, actor: str, by: str) -> i
         .values(revoked_at=now).returning(UserSession.created_at)).first()
     if ended is None:
         return None
-    of_this_session = (AuthorizationCode.user_id == user.id, AuthorizationCode.session_id == sid)
-    token_revocation.revoke_codes(*of_this_session)
-    revoked = token_revocation.revoke(Token.user_id == user.id,
-                                      Token.code_id.in_(select(AuthorizationCode.id).where(*of_this_session)))
+    revoked = withdraw_grants(user.id, sid)
     backchannel.sessions_ended(user.id, [sid])
     audit.record("session.ended", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
                  details={"by": by, "sid": sid, "signed_in_at": ended.created_at.isoformat(timespec="seconds"),
                           "tokens_revoked": revoked})
     return revoked
+
+
+def withdraw_grants(user_id: int, sid: str, *, offline_access_too: bool = True) -> int:
+    """Revoke what the session `sid` obtained (module docstring): its codes, unredeemed ones and
+    device approvals not yet polled included, and the tokens issued from them; with
+    `offline_access_too=False`, all but the refresh tokens (and their access tokens), which only
+    `offline_access` grants. Returns how many tokens were revoked."""
+    of_this_session = (AuthorizationCode.user_id == user_id, AuthorizationCode.session_id == sid)
+    token_revocation.revoke_codes(*of_this_session)
+    tokens = [Token.user_id == user_id, Token.code_id.in_(select(AuthorizationCode.id).where(*of_this_session))]
+    if not offline_access_too:
+        tokens.append(Token.refresh_token_hash.is_(None))
+    return token_revocation.revoke(*tokens)

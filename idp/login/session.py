@@ -126,16 +126,19 @@ def add_proof(amr_values) -> None:
 
 
 def end_current() -> None:
-    """Sign out this browser."""
+    """Sign out this browser: its session ends, and what was obtained through it that needs a
+    signed-in user (codes not yet redeemed, device approvals not yet polled, access tokens
+    without offline access: idp.sessions.withdraw_grants)."""
     token = session.get("sso")
     if token:
         ended = db.session.execute(update(UserSession).where(UserSession.id == sha256_hex(token),
                                                              UserSession.revoked_at.is_(None))
                                    .values(revoked_at=utcnow()).returning(UserSession.user_id, UserSession.sid)).first()
         if ended is not None:
-            from idp import audit
+            from idp import audit, sessions
             from idp.oidc import backchannel
 
+            sessions.withdraw_grants(ended.user_id, ended.sid, offline_access_too=False)
             audit.record_about_user("login.signed_out", ended.user_id, actor_id=ended.user_id)
             backchannel.sessions_ended(ended.user_id, [ended.sid])
         db.session.commit()

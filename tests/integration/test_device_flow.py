@@ -367,3 +367,17 @@ def test_an_approval_whose_sign_in_ended_before_the_first_poll_is_access_denied(
     forget_last_poll(live_server, codes["device_code"])
     ended = poll(live_server, client, codes["device_code"])
     assert (ended.status_code, ended.json()["error"]) == (400, "access_denied"), ended.text
+
+
+def test_an_approval_whose_browser_signed_out_before_the_first_poll_is_access_denied(live_server, seeded):
+    """The same when the approving browser itself signs out (/logout): the approval was a code of
+    that session's, withdrawn with it."""
+    client = seeded.first_party
+    allow_device_grant(live_server, client)
+    codes = ask_for_codes(live_server, client).json()
+    browser = FormBrowser(live_server.url)
+    confirm(browser, codes["user_code"])
+    assert browser.login(seeded.user_email, seeded.password).url.endswith("/device/approved")
+    browser.submit(browser.get("/logout").form_with("csrf_token"))
+    ended = poll(live_server, client, codes["device_code"])
+    assert (ended.status_code, ended.json()["error"]) == (400, "access_denied"), ended.text

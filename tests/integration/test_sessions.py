@@ -113,6 +113,27 @@ def test_a_form_naming_this_browsers_own_session_signs_it_out(live_server, seede
     assert len(events(live_server, "session.ended")) == 1 and events(live_server, "login.signed_out") == []
 
 
+def test_signing_out_withdraws_the_sessions_codes_and_tokens_but_offline_access(live_server, seeded, rp_factory):
+    """/logout: a code issued to this session and not yet redeemed can no longer be, a token
+    without offline access stops working; the refresh token granted `offline_access` (access
+    "even when the End-User is not logged in", OIDC Core 11) and the other browser's stay."""
+    here, rp, offline = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    there, _, elsewhere = signed_in(live_server, seeded, rp_factory, seeded.user_email, CHROME_ON_WINDOWS)
+    online = rp.exchange(here.get(rp.authorization_url(prompt="none")) and here.last_redirect)
+    assert "refresh_token" not in online
+    pending = silent_login(here, rp)["code"]
+    here.submit(here.get("/logout").form_with("csrf_token"))
+    assert silent_login(here, rp)["error"] == "login_required"
+    late = rp.token_request({"grant_type": "authorization_code", "code": pending, "code_verifier": rp.verifier,
+                             "redirect_uri": rp.client["redirect_uri"]})
+    assert (late.status_code, late.json()["error"]) == (400, "invalid_grant")
+    assert rp.userinfo(online["access_token"]).status_code == 401
+    assert refresh_error(rp, offline) is None
+    assert rp.userinfo(elsewhere["access_token"]).status_code == 200 and refresh_error(rp, elsewhere) is None
+    assert silent_login(there, rp).get("code")
+    assert len(events(live_server, "login.signed_out")) == 1
+
+
 def test_a_login_waiting_on_consent_ends_with_its_session(live_server, seeded, rp_factory):
     """The other browser had a third-party app's consent page open, answered by its session:
     ending the session leaves nothing to allow."""
