@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, or_, select
 from idp import audit, token_revocation
 from idp.db import db
 from idp.models import Organization, Token, User
-from idp.oidc import claims, dpop, keys, urls
+from idp.oidc import claims, dpop, grants, keys, urls
 from idp.oidc.adapters import AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS, OAuthToken, PresentedToken
 from idp.security.tokens import sha256_hex
 
@@ -233,8 +233,9 @@ class IntrospectionEndpoint(_Introspection):
 
     def introspect_token(self, token):
         user = token.get_user()
-        if user is not None and (user.disabled or not claims.valid_after_sign_out(token.row.auth_time,
-                                                                                  user.tokens_valid_after)):
+        if user is not None and (user.disabled
+                                 or not claims.valid_after_sign_out(token.row.auth_time, user.tokens_valid_after)
+                                 or (token.refresh and not grants.refresh_allowed_by_policy(user.id, token.row.amr))):
             # Not active (RFC 7662 2.2): UserInfo and the refresh grant refuse it too, and a
             # resource server asking here must not accept what they refuse.
             return {"active": False}

@@ -49,6 +49,26 @@ def test_refresh_token_from_a_password_only_login_stops_once_required(seeded, we
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
 
 
+def test_introspection_calls_inactive_the_refresh_token_the_grant_now_refuses(seeded, web, rp_factory, live_server):
+    """A resource server asking about it must not accept what the refresh grant refuses (RFC 7662
+    2.2); the access token of the pair is another matter: valid until it expires (docs)."""
+    import requests
+
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
+    tokens = rp.exchange(web.last_redirect)
+
+    def active(token: str) -> bool:
+        answer = requests.post(rp.metadata["introspection_endpoint"], data={"token": token}, timeout=10,
+                               auth=(rp.client["client_id"], rp.client["client_secret"]))
+        assert answer.status_code == 200, answer.text
+        return answer.json()["active"]
+
+    assert active(tokens["refresh_token"]) and active(tokens["access_token"])
+    _require(live_server, seeded.user_email)
+    assert not active(tokens["refresh_token"]) and active(tokens["access_token"])
+
+
 def test_a_login_waiting_at_consent_meets_a_requirement_made_meanwhile(seeded, web, rp_factory, live_server):
     """The consent page may wait for minutes: the policy is asked again when it is answered."""
     rp = rp_factory(seeded.third_party)
