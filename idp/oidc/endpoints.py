@@ -122,7 +122,8 @@ class AccessTokenValidator(BearerTokenValidator):
 
     def authenticate_token(self, token_string):
         """The access token (with its client, and its user unless it has none), or None; a
-        disabled user's tokens are refused."""
+        disabled user's tokens are refused, and those of a client since removed (its token rows
+        went with it, but one stored during the removal may linger: idp.clients.remove)."""
         if not token_string or len(token_string) > 512:
             return None
         # Outside any transaction: UserInfo only reads (no BEGIN and COMMIT round trips).
@@ -136,7 +137,8 @@ class AccessTokenValidator(BearerTokenValidator):
             if row.disabled or not claims.valid_after_sign_out(row.auth_time, row.tokens_valid_after):
                 return None
             user = claims.ClaimsUser.from_row(row)
-        return OAuthToken(row, query_client(row.client_id), user)
+        client = query_client(row.client_id)
+        return OAuthToken(row, client, user) if client is not None else None
 
 
 class DPoPTokenValidator(AccessTokenValidator):

@@ -103,3 +103,15 @@ def test_a_login_whose_client_vanished_ends_on_the_expired_page(uncached_server,
         page = browser.submit(form, {"username": seeded.user_email, "password": seeded.password})
     assert 400 <= page.status < 500, page
     assert browser.last_redirect is None  # no code went anywhere
+
+
+def test_a_token_whose_client_is_gone_is_refused_at_userinfo(uncached_server):
+    """A token row outliving its client (stored while `idp client remove` ran) opens nothing."""
+    seeded = seed(uncached_server)
+    rp = RelyingParty(uncached_server.url, seeded.first_party)
+    browser = FormBrowser(uncached_server.url)
+    password_login(browser, rp, seeded.user_email, seeded.password)
+    tokens = rp.exchange(browser.last_redirect)
+    assert rp.userinfo(tokens["access_token"]).status_code == 200
+    drop_client_row(uncached_server.database_url, seeded.first_party["client_id"])
+    assert rp.userinfo(tokens["access_token"]).status_code == 401
