@@ -82,6 +82,26 @@ def end(user: User, sid: str, *, actor_id: int | None, actor: str, by: str) -> i
     return revoked
 
 
+def end_proved_by(user: User, credential_ids, *, actor_id: int | None, actor: str,
+                  keep_sid: str | None = None) -> int:
+    """End the user's live sessions whose login proved one of `credential_ids` (a second factor
+    revoked, reset, removed or suspected cloned), all but `keep_sid`, each as `end` does (its
+    codes and tokens, `session.ended` with `by` "factor_withdrawn"): what a withdrawn factor
+    proved is withdrawn too, so a session made with a lost phone neither stays signed in nor
+    answers a login that asks for a second factor. Returns how many sessions ended.
+
+    The few live sessions of one user are read and matched here rather than in SQL: the ids
+    are a JSON list, queried differently by SQLite and PostgreSQL."""
+    withdrawn = set(credential_ids)
+    rows = db.session.execute(
+        select(UserSession.sid, UserSession.credential_ids)
+        .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None), UserSession.expires_at > utcnow()))
+    ended = [sid for sid, proved in rows if sid != keep_sid and withdrawn.intersection(proved or ())]
+    for sid in ended:
+        end(user, sid, actor_id=actor_id, actor=actor, by="factor_withdrawn")
+    return len(ended)
+
+
 def withdraw_grants(user_id: int, sid: str, *, offline_access_too: bool = True) -> int:
     """Revoke what the session `sid` obtained (module docstring): its codes, unredeemed ones and
     device approvals not yet polled included, and the tokens issued from them; with

@@ -137,7 +137,7 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
         raise AccountError(message_for(outcome if isinstance(outcome, Rejected) else None))
     from idp.login import session as login_session
 
-    login_session.add_proof(outcome.amr or factor.amr)
+    login_session.add_proof(outcome.amr or factor.amr, outcome.credential.id)
     codes = None
     details = enrolment.enrolled_details(factor, outcome, before, "account")
     if not _holds_recovery_codes(ref):
@@ -214,6 +214,14 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
         details["recovery_codes_revoked"] = registry.retire_recovery_codes_if_unprotected(ref)
     audit.record("factor.removed", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details=details)
+    from idp import sessions
+    from idp.login import session as login_session
+
+    # Other browsers signed in with it are signed out (a lost phone's); this one, which has just
+    # proved a recent login, stays.
+    here = login_session.current_session()
+    sessions.end_proved_by(user, [credential_id], actor_id=user.id, actor=user.email,
+                           keep_sid=here.sid if here is not None else None)
     db.session.commit()
     return registry.label_of(credential.factor)
 

@@ -27,7 +27,7 @@ from idp.policy import settings as policy_settings
 from idp.policy.status import (
     ORDER, TwoFactorStatus, distribution, impact_of_requiring_all, is_exempt, is_required, status, today_utc,
 )
-from idp.sessions import live as live_sessions
+from idp.sessions import end_proved_by, live as live_sessions
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -362,6 +362,7 @@ def revoke_factor(user_id: int, credential_id: int):
     if retired:
         details["recovery_codes_revoked"] = retired
     audit_record("factor.revoked", target, details)
+    end_proved_by(target, [removed.id], actor_id=g.admin.id, actor=g.admin.email)
     db.session.commit()
     flash(_("The second factor was revoked."), "success")
     return redirect(url_for("admin.user", user_id=target.id))
@@ -396,6 +397,7 @@ def reset_factors(user_id: int):
         return redirect(url_for("admin.user", user_id=target.id))
     audit_record("factor.reset", target, {"revoked": len(revoked),
                                           "factors": sorted({c.factor for c in revoked}), "by": "admin"})
+    end_proved_by(target, [c.id for c in revoked], actor_id=g.admin.id, actor=g.admin.email)
     db.session.commit()
     flash(ngettext("Second factors reset: %(num)s revoked.", "Second factors reset: %(num)s revoked.", len(revoked)),
           "success")

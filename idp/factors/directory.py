@@ -57,6 +57,16 @@ def audit(event: str, user: UserRef, *, actor: str = "", actor_id: int | None = 
                      details=details or {})
 
 
+def end_sessions_proved_by(user: UserRef, credential_id: int, *, actor: str = "", actor_id: int | None = None) -> int:
+    """Sign out the user's browsers whose login proved this credential, with what they obtained
+    (a key suspected cloned: idp.sessions.end_proved_by), in the current transaction; how many."""
+    from idp import sessions
+    from idp.models import User
+
+    row = db.session.get(User, user.id)
+    return sessions.end_proved_by(row, [credential_id], actor_id=actor_id, actor=actor) if row is not None else 0
+
+
 def self_push_recovery_allowed(user: UserRef) -> bool:
     """May this user restore push on a new phone with their password and an e-mailed code?
 

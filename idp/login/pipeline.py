@@ -348,7 +348,8 @@ def _sign_in(user: UserLike, steps: list[dict], client_id: str | None, events: t
     auth_time = _last_step_time(steps)
     proved = outcome_from_steps(steps, auth_time=auth_time)
     sid = login_session.start(user, auth_time=auth_time, amr=list(proved.amr), acr=proved.acr,
-                              started_at=min(int(s.get("at", auth_time)) for s in steps))
+                              started_at=min(int(s.get("at", auth_time)) for s in steps),
+                              credential_ids=[s["credential_id"] for s in steps if s.get("credential_id") is not None])
     gate.record_login(user, proved)
     _record(events + (dict(event="login.succeeded", org_id=user.org_id, actor_id=user.id, actor=user.email,
                            subject_id=user.id, details={"client_id": client_id, "amr": list(proved.amr)}),))

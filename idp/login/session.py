@@ -73,10 +73,11 @@ def browser_binding() -> str:
     return sha256_hex(value)
 
 
-def start(user: UserLike, *, auth_time: int, amr: list[str], acr: str, started_at: int | None = None) -> str:
+def start(user: UserLike, *, auth_time: int, amr: list[str], acr: str, started_at: int | None = None,
+          credential_ids: list[int] = ()) -> str:
     """Sign the user in: revoke the previous session and rotate every cookie value. Returns the
     new session's public `sid`. `started_at`: when the login's first step was done (unix time;
-    default now), what recent-login checks count from."""
+    default now), what recent-login checks count from; `credential_ids`: what the login proved."""
     previous = session.get("sso")
     if previous:
         replaced = db.session.execute(
@@ -97,7 +98,7 @@ def start(user: UserLike, *, auth_time: int, amr: list[str], acr: str, started_a
     lifetime = int(current_app.extensions["idp.settings"].get("session.lifetime", 43200))
     now = utcnow()
     values = dict(id=sha256_hex(token), sid=random_token(16), user_id=user.id, auth_time=auth_time,
-                  amr=list(amr), acr=acr, created_at=now, expires_at=now + timedelta(seconds=lifetime),
+                  amr=list(amr), acr=acr, credential_ids=list(credential_ids), created_at=now, expires_at=now + timedelta(seconds=lifetime),
                   login_started_at=(datetime.fromtimestamp(started_at, timezone.utc).replace(tzinfo=None)
                                     if started_at is not None else now),
                   # where it was made, for "Where you're signed in" (idp.sessions)
@@ -110,9 +111,10 @@ def start(user: UserLike, *, auth_time: int, amr: list[str], acr: str, started_a
     return values["sid"]
 
 
-def add_proof(amr_values) -> None:
+def add_proof(amr_values, credential_id: int) -> None:
     """A factor enrolled from the security page proves possession: the session now holds it too
-    (so that a user who switches 2FA on is not sent to sign in again by the policy)."""
+    (so that a user who switches 2FA on is not sent to sign in again by the policy), and stands
+    on that credential as on those its login proved."""
     from idp.login.outcome import compute_amr
     from idp.policy.decide import acr_for
 
@@ -122,6 +124,7 @@ def add_proof(amr_values) -> None:
     steps = [{"method": "session", "amr": list(row.amr)}, {"method": "enrolment", "amr": list(amr_values)}]
     row.amr = compute_amr(steps)
     row.acr = acr_for(row.amr)
+    row.credential_ids = [*(row.credential_ids or ()), credential_id]
     db.session.add(row)
 
 

@@ -49,6 +49,9 @@ class UserSession(Base):
     auth_time: Mapped[int] = mapped_column(Integer)
     amr: Mapped[list] = mapped_column(Json, default=list)
     acr: Mapped[str] = mapped_column(String(64))
+    # The credentials its login proved (second factors, a recovery code, one enrolled on the way):
+    # a credential withdrawn later ends the sessions that stand on it (idp.sessions.end_proved_by).
+    credential_ids: Mapped[list] = mapped_column(Json, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # When the login that made this session began (its first step, the password): recent-login
     # checks ask that every step was within their window, so they count from here, not from the

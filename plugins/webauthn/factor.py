@@ -224,13 +224,16 @@ class WebAuthnFactor(Factor):
         return Verified(credential.id, _amr(bool(result.credential_backed_up)), facts={"user_verified": bool(result.user_verified)})
 
     def _suspend(self, user, credential, stored: int, presented: int, ctx) -> None:
-        """A possible clone: the key is refused from now on, and the admins are told (the event
+        """A possible clone: the key is refused from now on, the browsers signed in with it (the
+        original's or the clone's, no one can tell) are signed out, and the admins are told (all
         commits with the login step's outcome)."""
         self.store.update_public(credential.id, {"suspected_clone_at": ctx.now.isoformat(timespec="seconds")})
-        directory.audit("webauthn.clone_suspected", user, actor=user.email or user.username, actor_id=user.id,
+        actor = user.email or user.username
+        directory.audit("webauthn.clone_suspected", user, actor=actor, actor_id=user.id,
                         details={"credential_id": credential.id, "label": credential.label,
                                  "stored_sign_count": stored, "presented_sign_count": presented,
                                  "ip": ctx.remote_addr})
+        directory.end_sessions_proved_by(user, credential.id, actor=actor, actor_id=user.id)
 
     def is_configured_for(self, user) -> bool:
         """A key the user can sign in with: live and not suspended as a possible clone."""

@@ -308,6 +308,7 @@ def upgrade() -> None:
     sa.Column('auth_time', sa.Integer(), nullable=False),
     sa.Column('amr', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('acr', sa.String(length=64), nullable=False),
+    sa.Column('credential_ids', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('login_started_at', sa.DateTime(), nullable=False),
     sa.Column('expires_at', sa.DateTime(), nullable=False),

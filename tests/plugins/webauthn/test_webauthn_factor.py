@@ -102,10 +102,21 @@ def test_sign_count_regression_suspends_the_key_and_is_reported(factor, factor_u
 
     from idp.models import AuditEvent
 
+    from datetime import timedelta
+
+    from idp.db import utcnow
+    from idp.models import UserSession
+
     key, credential = enrol(factor, factor_user, ctx, sign_count=10)
     assert isinstance(login(factor, factor_user, ctx, key, sign_count=20), Verified)
+    # a browser signed in with the key (the genuine one's or the clone's: no one can tell)
+    db.session.add(UserSession(id="0" * 64, sid="signed-in-with-the-key", user_id=factor_user.id, auth_time=0,
+                               amr=["pwd", "hwk", "mfa"], acr="urn:idp:acr:mfa", credential_ids=[credential.id],
+                               expires_at=utcnow() + timedelta(hours=1)))
+    db.session.commit()
     assert login(factor, factor_user, ctx, key, sign_count=19) == Rejected("sign_count_regressed")
     db.session.commit()
+    assert db.session.get(UserSession, "0" * 64).revoked_at is not None, "signed out with the key"
     for count in (21, 22, 1000):  # the clone catching up, or the genuine key: refused alike, not counted as guesses
         assert login(factor, factor_user, ctx, key, sign_count=count) == Rejected("credential_suspended",
                                                                                  counts_as_failure=False)

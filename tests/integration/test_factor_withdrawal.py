@@ -1,0 +1,88 @@
+"""What a withdrawn second factor proved is withdrawn too (idp.sessions.end_proved_by): the
+browsers signed in with a factor an admin revoked or reset, or the user removed, are signed out
+with the tokens they obtained, so a session made with a lost phone neither stays signed in nor
+answers a login that asks for a second factor.
+
+Over HTTP against a live server (FormBrowser, an independent OIDC client).
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import pyotp
+from sqlalchemy import select
+
+from fixtures.oidc import FormBrowser, password_login
+from fixtures.totp import MFA, enrol_totp_during_login
+
+
+def sessions_ended(live_server) -> list:
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    with live_server.context():
+        return db.session.scalars(select(AuditEvent).where(AuditEvent.event == "session.ended")
+                                  .order_by(AuditEvent.id)).all()
+
+
+def user_id_of(live_server, email: str) -> int:
+    from idp.db import db
+    from idp.models import User
+
+    with live_server.context():
+        return db.session.scalar(select(User.id).where(User.email == email))
+
+
+def silent(browser: FormBrowser, rp, **params) -> dict:
+    browser.get(rp.authorization_url(prompt="none", **params))
+    return browser.callback_params()
+
+
+def signed_in_with_totp(live_server, rp, seeded, secret: str) -> FormBrowser:
+    """Another browser signing in with the password and the next step's code (the current one
+    was spent by the enrolment: a code is accepted once)."""
+    browser = FormBrowser(live_server.url)
+    browser.get(rp.authorization_url())
+    page = browser.login(seeded.user_email, seeded.password)
+    browser.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)})
+    assert browser.callback_params().get("code"), browser.page.text[:1500]
+    return browser
+
+
+def test_an_admins_reset_signs_out_the_browsers_that_proved_the_factors(live_server, seeded, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    phone = FormBrowser(live_server.url)
+    enrol_totp_during_login(phone, rp, seeded)
+    tokens = rp.exchange(phone.last_redirect)
+    assert rp.userinfo(tokens["access_token"]).status_code == 200
+
+    admin = FormBrowser(live_server.url)
+    password_login(admin, rp_factory(seeded.first_party), seeded.admin_email, seeded.password)
+    target = user_id_of(live_server, seeded.user_email)
+    confirm = admin.get(f"/admin/users/{target}/reset-factors")
+    page = admin.submit(next(f for f in confirm.forms() if f["action"].endswith("/reset-factors")))
+    assert page.status == 200 and "flash-success" in page.text, page.text[:1500]
+
+    assert silent(phone, rp, acr_values=MFA)["error"] == "login_required"
+    assert rp.userinfo(tokens["access_token"]).status_code == 401
+    [ended] = sessions_ended(live_server)
+    assert ended.actor == seeded.admin_email and ended.details["by"] == "factor_withdrawn"
+    assert silent(admin, rp).get("code"), "the admin's own session stays"
+
+
+def test_removing_a_factor_signs_out_the_other_browsers_that_proved_it(live_server, seeded, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    elsewhere = FormBrowser(live_server.url)
+    secret, _ = enrol_totp_during_login(elsewhere, rp, seeded)
+    here = signed_in_with_totp(live_server, rp, seeded, secret)
+
+    page = here.get("/account/security")
+    href = re.search(r'data-remove="\d+"\s+href="([^"]+)"', page.text).group(1)
+    page = here.submit([f for f in here.get(href).forms() if f["action"].endswith("/remove")][0])
+    assert page.status == 200 and "flash-success" in page.text, page.text[:1500]
+
+    assert silent(elsewhere, rp)["error"] == "login_required"
+    assert silent(here, rp).get("code"), "the browser that removed it has just proved a recent login: it stays"
+    [ended] = sessions_ended(live_server)
+    assert ended.actor == seeded.user_email and ended.details["by"] == "factor_withdrawn"
