@@ -80,6 +80,9 @@ def register(challenges, store, registration: Registration, *, now: datetime) ->
     found = challenges.find(LOOKUP_PREFIX + code_digest(registration.code))
     if found is None or found.payload.get("type") != ACTIVATION or found.user_id is None:
         raise ActivationRefused()
+    owner = directory.get_user(found.user_id)
+    if owner is None or directory.is_disabled(owner):  # a disabled account gains no way in
+        raise ActivationRefused()
     claimed = challenges.answer(found.id, USED, payload={"type": ACTIVATION, "device_id": registration.device_id},
                                 now=now, commit=False)
     if claimed is None:

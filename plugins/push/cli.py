@@ -48,6 +48,8 @@ def push_group(name: str) -> click.Group:
         user = directory.find_user_by_email(email)
         if user is None:
             fail(f"unknown user {email!r}")
+        if directory.is_disabled(user):
+            fail(f"{user.email} is disabled: enable the account first (idp user enable)")
         # Nothing is committed until the PNG, if asked for, is written: a code nobody could see
         # is never left behind.
         act = activation.issue(factor.challenges, user, ttl=ttl, issuer=registry.settings.issuer, now=utc_now())

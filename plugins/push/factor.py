@@ -233,11 +233,13 @@ class PushFactor(Factor):
                            facts={"device": credential.public.get("device_name") or credential.label})
 
     def on_removed(self, credential: CredentialInfo) -> None:
-        """A revoked device's replay rows go; with no device left, the user's pending challenges too."""
+        """A revoked device's replay rows go; with no device left, the user's pending login
+        challenges and activation codes too (an admin's reset after a lost phone must not leave
+        a code that registers another)."""
         self.challenges.expire_for_credential(credential.id)
         if self.store.count(credential.user_id) == 0:
             for info in self.challenges.pending(user=credential.user_id):
-                if info.payload.get("type") == login_challenge.LOGIN:
+                if info.payload.get("type") in (login_challenge.LOGIN, activation.ACTIVATION):
                     self.challenges.expire(info.id)
 
     @classmethod

@@ -27,3 +27,7 @@ def test_activate_prints_the_uri_and_refuses_bad_input_in_one_line(idp, migrated
     too_long = idp("factor", "push", "activate", "--user", "ops@acme.test", "--expires-in", "8d",
                    database_url=migrated_database_url)
     assert too_long.returncode != 0 and "must be between 1m and 7d" in too_long.stderr, too_long
+    assert idp("user", "disable", "--email", "ops@acme.test", database_url=migrated_database_url).returncode == 0
+    disabled = idp("factor", "push", "activate", "--user", "ops@acme.test", database_url=migrated_database_url)
+    assert disabled.returncode != 0 and disabled.stderr_lines == [
+        "idp: error: ops@acme.test is disabled: enable the account first (idp user enable)"], disabled

@@ -56,6 +56,35 @@ def test_expired_and_unknown_activation_codes_get_one_answer(client, push, facto
     assert expired.get_json() == unknown.get_json() == {"error": "invalid_activation"}
 
 
+def test_a_disabled_accounts_code_registers_no_device(client, push, factor_user):
+    """(Disabling ends the codes it finds; one an operator issued afterwards must not add a
+    way in that works again once the account is enabled.)"""
+    from sqlalchemy import update
+
+    from idp.db import db
+    from idp.models import User
+
+    code = activation_code(push.begin_enrolment(factor_user, context(push)).view["activation_uri"])
+    db.session.execute(update(User).where(User.id == factor_user.id).values(disabled=True))
+    db.session.commit()
+    refused = Device(client).register(code)
+    assert (refused.status_code, refused.get_json()) == (400, {"error": "invalid_activation"})
+    assert push.store.list(factor_user) == []
+
+
+def test_the_last_devices_removal_ends_the_codes_still_pending(client, push, factor_user):
+    """An admin's reset after a lost phone leaves no code that registers another."""
+    from idp.factors import directory
+    from idp.factors.registry import current_registry
+
+    device = enrol_device(client, push, factor_user)
+    code = activation_code(push.begin_enrolment(factor_user, context(push)).view["activation_uri"])
+    current_registry().remove_credential(factor_user, push.store.find(device.id).id)
+    directory.commit()
+    refused = Device(client).register(code)
+    assert (refused.status_code, refused.get_json()) == (400, {"error": "invalid_activation"})
+
+
 def test_a_registration_refused_for_its_key_leaves_the_code_unspent(client, push, factor_user):
     device = enrol_device(client, push, factor_user, "phone 1")
     code = activation_code(push.begin_enrolment(factor_user, context(push)).view["activation_uri"])
