@@ -36,6 +36,7 @@ BOUNDS: tuple[tuple[str, float, float], ...] = (
     ("tokens.access_token_ttl", 60, 7 * DAY),
     ("tokens.id_token_ttl", 60, 7 * DAY),
     ("tokens.refresh_token_ttl", 60, 3650 * DAY),
+    ("tokens.refresh_token_max_lifetime", 0, 3650 * DAY),
     ("tokens.retired_key_grace", 0, 365 * DAY),
     ("tokens.key_publish_delay", 0, 30 * DAY),
     ("tokens.client_cache_ttl", 0, 3600),

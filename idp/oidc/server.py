@@ -246,6 +246,15 @@ def _lineage(request) -> dict:
     return {}  # client_credentials: no family, nothing to revoke it with
 
 
+def _refresh_expires_at(now: int, auth_time: int | None, settings) -> int:
+    """A refresh token lives `refresh_token_ttl` from its issue, and never past its family's
+    `refresh_token_max_lifetime` counted from the login (`auth_time`): rotation does not
+    stretch a family's life beyond it."""
+    end = now + int(settings.get("tokens.refresh_token_ttl"))
+    most = int(settings.get("tokens.refresh_token_max_lifetime") or 0)
+    return min(end, int(auth_time) + most) if most and auth_time is not None else end
+
+
 def save_token(token: dict, request) -> None:
     """Persist hashes of the issued tokens: one INSERT, the token endpoint's hot path.
 
@@ -260,6 +269,7 @@ def save_token(token: dict, request) -> None:
     refresh = token.get("refresh_token")
     settings = current_app.extensions["idp.settings"]
     user = request.user
+    lineage = _lineage(request)
     row = dict(
         access_token_hash=sha256_hex(token["access_token"]),
         refresh_token_hash=sha256_hex(refresh) if refresh else None,
@@ -268,8 +278,8 @@ def save_token(token: dict, request) -> None:
         scope=token.get("scope", ""),
         issued_at=now,
         access_expires_at=now + int(token["expires_in"]),
-        refresh_expires_at=now + int(settings.get("tokens.refresh_token_ttl")) if refresh else None,
-        **_lineage(request),
+        refresh_expires_at=_refresh_expires_at(now, lineage.get("auth_time"), settings) if refresh else None,
+        **lineage,
     )
     proof = getattr(request, "dpop", None)
     if proof is not None:  # RFC 9449 5: bound to the proof's key, and said so

@@ -333,3 +333,32 @@ def test_a_nonce_binds_one_code(seeded, web, rp_factory, live_server):
         from idp.db import db
 
         assert db.session.query(AuthorizationCode).filter_by(nonce=nonce).count() == 1
+
+
+def test_a_refresh_family_ends_at_its_maximum_lifetime_however_often_it_is_refreshed(migrated_database_url):
+    """tokens.refresh_token_max_lifetime: each rotation gives a token living refresh_token_ttl,
+    but none past the login's time plus the maximum."""
+    from sqlalchemy import select
+
+    from fixtures.oidc import RelyingParty, seed, start_server
+    from idp.db import db
+    from idp.models import Token
+
+    server = start_server(migrated_database_url, {"tokens.refresh_token_max_lifetime": 600})
+    try:
+        seeded = seed(server)
+        rp = RelyingParty(server.url, seeded.first_party)
+        web = FormBrowser(server.url)
+        password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
+        token = rp.exchange(web.last_redirect)
+        for _ in range(2):
+            answer = rp.token_request({"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
+            assert answer.status_code == 200, answer.text
+            token = answer.json()
+        with server.context():
+            rows = db.session.execute(select(Token.auth_time, Token.issued_at, Token.refresh_expires_at)
+                                      .order_by(Token.id)).all()
+        assert len(rows) == 3 and len({auth_time for auth_time, _, _ in rows}) == 1
+        assert all(expires == auth_time + 600 < issued + 2592000 for auth_time, issued, expires in rows)
+    finally:
+        server.stop()
