@@ -29,6 +29,8 @@ import click
 from flask import current_app
 from flask.cli import ScriptInfo, with_appcontext
 
+from idp.security.text import storable  # (stdlib only: cheap before any command)
+
 
 # Top-level command groups that live in other packages: name -> (module, attribute).
 # Imported on first use; if the module is missing the command is simply absent.
@@ -1037,8 +1039,15 @@ def _one_line(message: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Console script `idp`: run the command tree; turn every expected failure into one stderr line."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not all(map(storable, args)):
+        # Python hands bytes that are not UTF-8 over as lone surrogates (PEP 383): no database
+        # column, no JSON document and no terminal can take them. Refused here, once, before any
+        # command could carry one into a query or an audit event and die there on encoding it.
+        click.echo("idp: error: the command line is not UTF-8 text", err=True)
+        sys.exit(2)
     try:
-        code = cli.main(args=argv, prog_name="idp", standalone_mode=False)
+        code = cli.main(args=args, prog_name="idp", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("idp: error: aborted", err=True)
         sys.exit(1)
@@ -1076,6 +1085,10 @@ def _refusal(exc: Exception) -> str | None:
         return f"database: {str(detail).splitlines()[0] if str(detail) else type(detail).__name__}"
     if isinstance(exc, OSError):
         return str(exc)
+    if isinstance(exc, UnicodeError):
+        # A backstop for text main's check cannot see (a file's, a plugin's input): not a bug of
+        # ours to print as a traceback, and nothing was committed before the encoding failed.
+        return "input that is not UTF-8 text"
     return None
 
 

@@ -71,6 +71,50 @@ def test_bad_configuration_is_one_line(idp, sqlite_url):
     refused(idp("init", database_url=sqlite_url, env={"IDP_ENV": "production"}), "configuration")
 
 
+# What Python makes of the bytes b"a\xff" on a command line (PEP 383): a lone surrogate.
+NOT_UTF8 = "a\udcff"
+
+
+@pytest.mark.parametrize("args", [
+    ("user", "add", "--org", NOT_UTF8, "--email", "a@example.com", "--password-stdin"),
+    ("user", "list", "--org", NOT_UTF8),
+    ("policy", "show", "--org", NOT_UTF8),
+    ("policy", "require-all", "--org", NOT_UTF8, "on"),
+    ("policy", "user", NOT_UTF8, "--require"),
+    ("policy", "user", "alice@example.com", "--exempt", "--reason", NOT_UTF8),
+    ("keys", "withdraw", NOT_UTF8),
+    ("client", "add", "--name", "App", "--redirect-uri", "https://a.example/cb",
+     "--backchannel-logout-uri", f"https://a.example/bc{NOT_UTF8}"),
+    ("client", "add", "--name", "App", "--redirect-uri", "https://a.example/cb", "--jwks-uri",
+     f"https://a.example/jwks{NOT_UTF8}"),
+    ("org", "add", NOT_UTF8, "--help"),  # refused before anything else, help included
+])
+def test_a_command_line_that_is_not_utf8_is_refused_in_one_line(sqlite_only_url, idp, db, acme, args):
+    before = db.counts()
+    refused(idp(*args, database_url=sqlite_only_url, input=PASSWORD + "\n"), "command line is not UTF-8")
+    assert db.counts() == before
+
+
+def test_the_console_script_refuses_argument_bytes_that_are_not_utf8(sqlite_only_url, db, acme):
+    import subprocess
+
+    from fixtures.cli import Result, clean_env, idp_command
+
+    args = [b"user", b"list", b"--org", b"a\xff"]
+    completed = subprocess.run(idp_command() + args, capture_output=True, env=clean_env(sqlite_only_url, None),
+                               timeout=60)
+    refused(Result(tuple(map(repr, args)), completed.returncode, completed.stdout.decode(),
+                   completed.stderr.decode()), "command line is not UTF-8")
+
+
+def test_an_encoding_error_past_the_command_line_is_one_line_too():
+    """The backstop: text from elsewhere (a file, a plugin's input) that cannot be encoded."""
+    from idp.cli import _refusal
+
+    assert _refusal(UnicodeEncodeError("utf-8", NOT_UTF8, 1, 2, "surrogates not allowed")) == (
+        "input that is not UTF-8 text")
+
+
 # ---------------------------------------------------------------- init
 
 def test_init_migrates_and_creates_signing_keys(database_url, idp):
