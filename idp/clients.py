@@ -51,6 +51,13 @@ GRANT_TYPE_ALIASES = {"device_code": DEVICE_CODE}
 DEFAULT_GRANT_TYPES = ("authorization_code", "refresh_token")
 ID_TOKEN_ALGS = ("ES256", "RS256")
 MAX_NAME_LENGTH = 200
+# A registered URI (redirect, post-logout, back-channel logout, jwks_uri) is one line an operator
+# reads in `idp client list` and an admin in the audit log: far longer than any real one (they are
+# matched exactly, so nothing is gained by more) is a mistake, or an attack on whoever prints it.
+MAX_URI_LENGTH = 2000
+# Redirect URIs (and post-logout ones) per client: a client's few environments and loopback
+# ports, with room to spare; each is checked at every authorization request.
+MAX_URIS_PER_CLIENT = 50
 
 
 class ClientRefused(ValueError):
@@ -93,7 +100,18 @@ _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 def check_redirect_uri(uri: str, what: str = "redirect URI") -> str:
     """An absolute http(s) URI with a host a browser can reach, no credentials and no fragment
     (OAuth 2.0 section 3.1.2); in production https, but for a loopback address (RFC 9700 2.1,
-    RFC 8252 7.3: a native app's local server). Raises ClientRefused."""
+    RFC 8252 7.3: a native app's local server), at most MAX_URI_LENGTH characters of printable
+    text. Raises ClientRefused."""
+    if len(uri) > MAX_URI_LENGTH:
+        raise ClientRefused(f"invalid {what} {_quoted(uri)}: longer than {MAX_URI_LENGTH} characters")
+    if not storable(uri):
+        raise ClientRefused(f"invalid {what} {_quoted(uri)}: not UTF-8 text")
+    if any(ch.isspace() for ch in uri):
+        raise ClientRefused(f"invalid {what} {_quoted(uri)}: must not contain spaces")
+    if not uri.isprintable():
+        # Before urlsplit, which drops some of them (tabs, line breaks) from what it parses. An
+        # escape sequence kept here would reach the terminal of whoever lists the clients.
+        raise ClientRefused(f"invalid {what} {_quoted(uri)}: must not contain control characters")
     try:
         parts = urlsplit(uri)
         parts.port  # noqa: B018  (raises ValueError on a malformed port)
@@ -103,8 +121,6 @@ def check_redirect_uri(uri: str, what: str = "redirect URI") -> str:
         raise ClientRefused(f"invalid {what} {uri!r}: must be an absolute http(s) URI")
     if parts.fragment or uri.endswith("#"):
         raise ClientRefused(f"invalid {what} {uri!r}: must not contain a fragment")
-    if any(ch.isspace() for ch in uri):
-        raise ClientRefused(f"invalid {what} {uri!r}: must not contain spaces")
     if "@" in parts.netloc:
         # https://app.example@evil.example/ reads as app.example to a person and goes to evil.example.
         raise ClientRefused(f"invalid {what} {uri!r}: must not contain a user name or password")
@@ -115,6 +131,21 @@ def check_redirect_uri(uri: str, what: str = "redirect URI") -> str:
         raise ClientRefused(f"invalid {what} {uri!r}: production accepts http only for localhost, 127.0.0.1 "
                             "and [::1]: use https")
     return uri
+
+
+def _quoted(uri: str) -> str:
+    """A refused URI as its message quotes it: escaped (repr), and cut short, so that the refusal
+    stays one readable line whatever was given."""
+    return repr(uri) if len(uri) <= 80 else f"{uri[:80]!r}... ({len(uri)} characters)"
+
+
+def _checked_uris(uris, what: str) -> tuple[str, ...]:
+    """`uris` without duplicates, each checked by check_redirect_uri, at most MAX_URIS_PER_CLIENT
+    of them (counted first, so that a flood is refused before anything is parsed)."""
+    unique = tuple(dict.fromkeys(uris))
+    if len(unique) > MAX_URIS_PER_CLIENT:
+        raise ClientRefused(f"at most {MAX_URIS_PER_CLIENT} {what}s per client ({len(unique)} given)")
+    return tuple(check_redirect_uri(uri, what) for uri in unique)
 
 
 def _reachable_host(host: str) -> bool:
@@ -149,11 +180,10 @@ def checked(registration: Registration) -> Registration:
         raise ClientRefused("grant type refresh_token needs authorization_code or device_code")
     if registration.public and "client_credentials" in grants:
         raise ClientRefused("a public client cannot use client_credentials (it has no secret)")
-    uris = tuple(dict.fromkeys(check_redirect_uri(u) for u in registration.redirect_uris))
+    uris = _checked_uris(registration.redirect_uris, "redirect URI")
     if "authorization_code" in grants and not uris:
         raise ClientRefused("at least one --redirect-uri is required for authorization_code")
-    logout_uris = tuple(dict.fromkeys(check_redirect_uri(u, "post-logout redirect URI")
-                                      for u in registration.post_logout_redirect_uris))
+    logout_uris = _checked_uris(registration.post_logout_redirect_uris, "post-logout redirect URI")
     default_alg = current_app.extensions["idp.settings"].get("tokens.default_id_token_alg") or "ES256"
     alg = (registration.id_token_alg or default_alg).upper()
     if alg not in ID_TOKEN_ALGS:

@@ -365,6 +365,20 @@ def test_client_add_client_credentials_only(url, idp, db):
     (("--redirect-uri", "https://a.example/cb", "--public", "--grant-type", "client_credentials"), "public"),
     (("--redirect-uri", "https://a.example/cb", "--grant-type", "refresh_token"), "authorization_code"),
     (("--redirect-uri", "https://a.example/cb", "--id-token-alg", "HS256"), "algorithm"),
+    # Control characters would reach the terminal of whoever lists the clients (ESC sequences).
+    (("--redirect-uri", "https://a.example/cb\x01"), "control characters"),
+    (("--redirect-uri", "https://a.example/\x1b[2J\x1b[31mcb"), "control characters"),
+    (("--redirect-uri", "https://a.example/cb", "--post-logout-redirect-uri", "https://a.example/\x9b2J"),
+     "control characters"),
+    (("--redirect-uri", "https://a.example/cb", "--backchannel-logout-uri", "https://a.example/bc\x07"),
+     "control characters"),
+    (("--grant-type", "client_credentials", "--jwks-uri", "https://a.example/jwks\x1b"), "control characters"),
+    (("--redirect-uri", "https://a.example/cb\u2028"), "spaces"),
+    (("--redirect-uri", "https://a.example/" + "x" * 100_000), "longer than 2000 characters"),
+    (tuple(arg for n in range(51) for arg in ("--redirect-uri", f"https://a.example/cb{n}")), "at most 50 redirect"),
+    (("--redirect-uri", "https://a.example/cb",
+      *(arg for n in range(51) for arg in ("--post-logout-redirect-uri", f"https://a.example/{n}"))),
+     "at most 50 post-logout"),
 ])
 def test_client_add_refuses_bad_input(sqlite_only_url, idp, db, extra, message):
     before = db.counts()
@@ -389,6 +403,18 @@ def test_production_accepts_http_redirect_uris_only_on_loopback(sqlite_url, idp)
                 env=env), "use https")
     for uri in ("https://app.example/cb", "http://127.0.0.1:7000/cb", "http://localhost/cb", "http://[::1]/cb"):
         ok(idp("client", "add", "--name", "App", "--public", "--redirect-uri", uri, database_url=sqlite_url, env=env))
+
+
+def test_a_refused_uri_is_quoted_escaped_and_short(sqlite_only_url, idp):
+    result = refused(add_client(idp, sqlite_only_url, "--redirect-uri", "https://a.example/\x1b]0;" + "x" * 5000),
+                     "longer than 2000 characters")
+    assert len(result.stderr) < 300 and "\x1b" not in result.stderr and "\\x1b" in result.stderr
+
+
+def test_client_add_takes_50_redirect_uris_of_2000_characters(sqlite_only_url, idp, db):
+    uris = [f"https://a.example/{n:02}" + "x" * (2000 - 20) for n in range(50)]
+    ok(add_client(idp, sqlite_only_url, *(arg for uri in uris for arg in ("--redirect-uri", uri))))
+    assert db.rows(Client)[0]["redirect_uris"] == uris
 
 
 def test_client_add_refuses_an_empty_name(sqlite_only_url, idp, db):
