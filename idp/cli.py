@@ -688,7 +688,8 @@ def _client_document(row) -> dict:
 @click.option("--redirect-uri", "redirect_uris", multiple=True,
               help="Exact redirect URI (repeatable; replaces the registered list).")
 @click.option("--post-logout-redirect-uri", "logout_uris", multiple=True,
-              help="Where RP-initiated logout may return (repeatable; replaces the registered list).")
+              help='Where RP-initiated logout may return (repeatable; replaces the registered list; "" alone '
+                   "clears it).")
 @click.option("--first-party/--third-party", "first_party", default=None,
               help="Skip the consent page for this client, or show it again.")
 @click.option("--grant-type", "grant_types", multiple=True,
@@ -718,7 +719,7 @@ def client_update(client_id, name, redirect_uris, logout_uris, first_party, gran
 
     row = clients.find(client_id, for_update=True)
     changes = clients.change(row, name=name, redirect_uris=redirect_uris or None,
-                             post_logout_redirect_uris=logout_uris or None, first_party=first_party,
+                             post_logout_redirect_uris=_cleared_list(logout_uris), first_party=first_party,
                              grant_types=grant_types or None, id_token_alg=id_token_alg,
                              backchannel_logout_uri=backchannel, jwks=read_jwks(jwks_path), jwks_uri=jwks_uri,
                              require_pushed_authorization_requests=require_par,
@@ -728,6 +729,15 @@ def client_update(client_id, name, redirect_uris, logout_uris, first_party, gran
         click.echo(f"client {row.client_id} already had these settings")
     for setting, change in changes.items():
         click.echo(f"{setting}: {_setting_text(change['from'])} -> {_setting_text(change['to'])}")
+
+
+def _cleared_list(values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """A repeatable option of `client update` that may empty its list: not given (None: keep the
+    list), given as "" alone (an empty list: clear it, as `--backchannel-logout-uri ""` clears
+    that one), or the new list ("" among other values is refused as any bad URI is)."""
+    if not values:
+        return None
+    return () if values == ("",) else values
 
 
 def _setting_text(value) -> str:

@@ -79,7 +79,7 @@ class Registration:
     public: bool = False
     first_party: bool = False
     id_token_alg: str | None = None  # None: the configured default (tokens.default_id_token_alg)
-    backchannel_logout_uri: str | None = None  # None or "": the client is not told of logouts
+    backchannel_logout_uri: str | None = None  # None: the client is not told of logouts
     # private_key_jwt: the client's public keys (a JWK Set, or its JSON text). None: a secret
     # (or nothing, when public).
     jwks: dict | str | None = None
@@ -184,12 +184,16 @@ def checked(registration: Registration) -> Registration:
     if "authorization_code" in grants and not uris:
         raise ClientRefused("at least one --redirect-uri is required for authorization_code")
     logout_uris = _checked_uris(registration.post_logout_redirect_uris, "post-logout redirect URI")
-    default_alg = current_app.extensions["idp.settings"].get("tokens.default_id_token_alg") or "ES256"
-    alg = (registration.id_token_alg or default_alg).upper()
+    # None is "not given" (the default); an empty string is refused like any other wrong value,
+    # never taken for the default: `--id-token-alg ''` did switch a client from RS256 to ES256.
+    alg = registration.id_token_alg
+    if alg is None:
+        alg = current_app.extensions["idp.settings"].get("tokens.default_id_token_alg") or "ES256"
+    alg = alg.upper()
     if alg not in ID_TOKEN_ALGS:
         raise ClientRefused(f"unsupported ID token algorithm {alg!r} (choose from {', '.join(ID_TOKEN_ALGS)})")
     backchannel = (check_redirect_uri(registration.backchannel_logout_uri, "back-channel logout URI")
-                   if registration.backchannel_logout_uri else None)
+                   if registration.backchannel_logout_uri is not None else None)
     jwks = None
     if registration.jwks is not None:
         if registration.public:
@@ -199,7 +203,7 @@ def checked(registration: Registration) -> Registration:
         except JwksRefused as refused:
             raise ClientRefused(str(refused)) from None
     jwks_uri = None
-    if registration.jwks_uri:
+    if registration.jwks_uri is not None:  # ("" is refused: it did register a client with a secret)
         if registration.public:
             raise ClientRefused("a public client has no credentials: --jwks-uri is for confidential clients")
         if jwks is not None:
@@ -302,9 +306,12 @@ CHANGEABLE = ("name", "redirect_uris", "post_logout_redirect_uris", "grant_types
 
 def change(client: Client, *, actor: str = "cli", **given) -> dict:
     """Set the settings given (those of CHANGEABLE; None means "keep"), checked as the whole
-    registration they leave; `client.updated` records what changed. Returns the changes
-    (`{setting: {"from": ..., "to": ...}}`, empty when everything already was so). Raises
-    ClientRefused when nothing is given or the result would be refused at registration."""
+    registration they leave; `client.updated` records what changed. Two settings may be
+    cleared: `backchannel_logout_uri=""` (the client is told of logouts no more) and
+    `post_logout_redirect_uris=()` (RP-initiated logout returns nowhere); any other empty value
+    is refused as at registration. Returns the changes (`{setting: {"from": ..., "to": ...}}`,
+    empty when everything already was so). Raises ClientRefused when nothing is given or the
+    result would be refused at registration."""
     unknown = set(given) - set(CHANGEABLE)
     if unknown:
         raise TypeError(f"not a changeable setting: {', '.join(sorted(unknown))}")
@@ -322,6 +329,8 @@ def change(client: Client, *, actor: str = "cli", **given) -> dict:
     for key in ("redirect_uris", "post_logout_redirect_uris", "grant_types"):
         if key in given:
             given[key] = tuple(given[key])
+    if given.get("backchannel_logout_uri") == "":
+        given["backchannel_logout_uri"] = None  # cleared: a registration without one
     current = registration_of(client)
     if "jwks" in given:  # keys given inline take the place of a jwks_uri, and the other way round
         current = dataclasses.replace(current, jwks_uri=None)

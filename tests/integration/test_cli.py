@@ -366,6 +366,12 @@ def test_client_add_client_credentials_only(url, idp, db):
     (("--redirect-uri", "https://a.example/cb", "--grant-type", "refresh_token"), "authorization_code"),
     (("--redirect-uri", "https://a.example/cb", "--id-token-alg", "HS256"), "algorithm"),
     # Control characters would reach the terminal of whoever lists the clients (ESC sequences).
+    # An empty value is refused, never taken for the default (nor, for --jwks-uri, for no keys).
+    (("--redirect-uri", "https://a.example/cb", "--id-token-alg", ""), "algorithm ''"),
+    (("--grant-type", "client_credentials", "--jwks-uri", ""), "invalid jwks_uri ''"),
+    (("--redirect-uri", "https://a.example/cb", "--backchannel-logout-uri", ""), "back-channel logout uri ''"),
+    (("--redirect-uri", "https://a.example/cb", "--post-logout-redirect-uri", ""), "post-logout redirect uri ''"),
+    (("--redirect-uri", ""), "redirect uri ''"),
     (("--redirect-uri", "https://a.example/cb\x01"), "control characters"),
     (("--redirect-uri", "https://a.example/\x1b[2J\x1b[31mcb"), "control characters"),
     (("--redirect-uri", "https://a.example/cb", "--post-logout-redirect-uri", "https://a.example/\x9b2J"),

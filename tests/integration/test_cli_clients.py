@@ -143,6 +143,30 @@ def test_a_device_client_needs_no_redirect_uri_and_is_registered_under_rfc_8628s
                 database_url=sqlite_only_url), "redirect-uri")
 
 
+def test_an_empty_id_token_alg_is_refused_not_taken_for_the_default(sqlite_only_url, idp, db):
+    """`--id-token-alg ''` did move an RS256 client to the default, ES256: its relying party then
+    refused every ID token."""
+    insert_client(db, "wiki", id_token_alg="RS256")
+    refused(idp("client", "update", "wiki", "--id-token-alg", "", database_url=sqlite_only_url), "algorithm ''")
+    assert client_row(db, "wiki")["id_token_alg"] == "RS256" and db.events("client.updated") == []
+
+
+def test_an_empty_post_logout_redirect_uri_clears_the_list(sqlite_only_url, idp, db):
+    insert_client(db, "wiki", post_logout_redirect_uris=["https://wiki.example/", "https://wiki.example/bye"],
+                  backchannel_logout_uri="https://wiki.example/bc")
+    result = ok(idp("client", "update", "wiki", "--post-logout-redirect-uri", "", "--backchannel-logout-uri", "",
+                    database_url=sqlite_only_url))
+    assert "post_logout_redirect_uris: https://wiki.example/, https://wiki.example/bye -> -" in result.stdout
+    row = client_row(db, "wiki")
+    assert (row["post_logout_redirect_uris"], row["backchannel_logout_uri"]) == ([], None)
+    [event] = db.events("client.updated")
+    assert (event["actor"], event["details"]["changes"]) == ("cli", {
+        "post_logout_redirect_uris": {"from": ["https://wiki.example/", "https://wiki.example/bye"], "to": []},
+        "backchannel_logout_uri": {"from": "https://wiki.example/bc", "to": None}})
+    again = ok(idp("client", "update", "wiki", "--post-logout-redirect-uri", "", database_url=sqlite_only_url))
+    assert "already had these settings" in again.stdout and len(db.events("client.updated")) == 1
+
+
 def test_client_update_to_the_same_settings_writes_nothing(sqlite_only_url, idp, db):
     insert_client(db, "wiki")
     result = ok(idp("client", "update", "wiki", "--name", "Wiki", database_url=sqlite_only_url))
@@ -162,6 +186,11 @@ def test_client_update_to_the_same_settings_writes_nothing(sqlite_only_url, idp,
     (("update", "wiki", "--grant-type", "refresh_token"), "needs authorization_code or device_code"),
     (("update", "wiki", "--grant-type", "password"), "unknown grant type"),
     (("update", "wiki", "--id-token-alg", "HS256"), "algorithm"),
+    (("update", "wiki", "--id-token-alg", ""), "algorithm ''"),
+    (("update", "wiki", "--jwks-uri", ""), "register a new client"),
+    (("update", "wiki", "--post-logout-redirect-uri", "", "--post-logout-redirect-uri", "https://wiki.example/"),
+     "post-logout redirect uri ''"),
+    (("update", "wiki", "--redirect-uri", ""), "redirect uri ''"),
     (("update", "spa", "--grant-type", "client_credentials"), "public client cannot use client_credentials"),
     (("rotate-secret", "spa"), "public"),
 ])
