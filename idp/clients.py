@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 from sqlalchemy import delete, select, update
 
-from idp import audit
+from idp import audit, token_revocation
 from idp.db import db, utcnow
 from idp.login.transaction import TERMINAL
 from idp.models import (AuthorizationCode, Client, ConsentGrant, DeviceAuthorization, LoginTransaction, PushedRequest,
@@ -403,7 +403,9 @@ def remove(client: Client, *, actor: str = "cli") -> dict:
     ended = {
         "codes_deleted": db.session.execute(
             delete(AuthorizationCode).where(AuthorizationCode.client_id == client_id)).rowcount,
-        "tokens_deleted": db.session.execute(delete(Token).where(Token.client_id == client_id)).rowcount,
+        # Repeated until nothing is left: a refresh rotating one of them meanwhile commits its
+        # successor where one DELETE's snapshot cannot see it (idp.token_revocation).
+        "tokens_deleted": token_revocation.until_none_left(delete(Token).where(Token.client_id == client_id)),
         "consents_deleted": db.session.execute(
             delete(ConsentGrant).where(ConsentGrant.client_id == client_id)).rowcount,
         # A login's authorization request is kept as {"params": {"client_id": ...}, ...}

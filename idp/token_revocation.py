@@ -46,13 +46,19 @@ EXCHANGE_IN_FLIGHT = timedelta(minutes=5)
 def revoke(*where) -> int:
     """Revoke the unrevoked tokens matching `where`, successors of refreshes in flight included
     (module docstring), in the caller's transaction. Returns how many were revoked."""
-    revoked = 0
+    return until_none_left(update(Token).where(*where, Token.revoked_at.is_(None)).values(revoked_at=int(time.time())))
+
+
+def until_none_left(statement) -> int:
+    """Run `statement`, an UPDATE or DELETE of token rows, again and again in the caller's
+    transaction until a pass matches nothing: each pass sees the successors that refreshes in
+    flight committed during the one before (module docstring). Returns the rows matched in all."""
+    matched = 0
     while True:
-        found = db.session.execute(update(Token).where(*where, Token.revoked_at.is_(None))
-                                   .values(revoked_at=int(time.time()))).rowcount
+        found = db.session.execute(statement).rowcount
         if not found:
-            return revoked
-        revoked += found
+            return matched
+        matched += found
 
 
 def revoke_codes(*where) -> int:

@@ -115,3 +115,42 @@ def test_a_token_whose_client_is_gone_is_refused_at_userinfo(uncached_server):
     assert rp.userinfo(tokens["access_token"]).status_code == 200
     drop_client_row(uncached_server.database_url, seeded.first_party["client_id"])
     assert rp.userinfo(tokens["access_token"]).status_code == 401
+
+
+def test_removing_a_client_deletes_a_refresh_successor_committed_during_the_first_delete(live_server, seeded):
+    """A refresh rotating one of the client's tokens as it is removed commits its successor in a
+    transaction the first DELETE's snapshot cannot see (docs/architecture.md, "narrower
+    revocations run until they find nothing"): removal deletes again until nothing is left. The
+    successor appears here just as the first DELETE returns, as PostgreSQL would show it to the next."""
+    from sqlalchemy import event
+
+    from idp import clients
+    from idp.db import db
+    from idp.models import Token
+
+    client_id = seeded.third_party["client_id"]
+
+    def token(name: str) -> dict:
+        return {"access_token_hash": f"{name:0>64}", "client_id": client_id, "scope": "openid", "family_id": "f",
+                "issued_at": 1, "access_expires_at": 2 ** 31 - 1}
+
+    passes = []
+
+    def successor_after_the_first_pass(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("DELETE FROM tokens"):
+            passes.append(cursor.rowcount)
+            if len(passes) == 1:
+                conn.execute(Token.__table__.insert().values(**token("successor")))
+
+    with live_server.context():
+        db.session.execute(Token.__table__.insert().values(**token("rotated")))
+        db.session.commit()
+        engine = db.engine
+        event.listen(engine, "after_cursor_execute", successor_after_the_first_pass)
+        try:
+            ended = clients.remove(clients.find(client_id))
+            db.session.commit()
+        finally:
+            event.remove(engine, "after_cursor_execute", successor_after_the_first_pass)
+        assert passes == [1, 1, 0] and ended["tokens_deleted"] == 2
+        assert db.session.query(Token).filter(Token.client_id == client_id).count() == 0
