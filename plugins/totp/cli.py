@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import sys
 
 import click
 
@@ -28,7 +27,25 @@ def parse_secret(text: str) -> bytes:
         raise ValueError("the secret is not valid base32") from None
     if len(secret) < otp.MIN_IMPORT_BYTES:
         raise ValueError(f"the secret is too short ({len(secret) * 8} bits; at least {otp.MIN_IMPORT_BYTES * 8})")
+    if len(secret) > otp.MAX_IMPORT_BYTES:
+        raise ValueError(f"the secret is too long ({len(secret) * 8} bits; at most {otp.MAX_IMPORT_BYTES * 8})")
     return secret
+
+
+# The longest secret, 64 bytes, is 103 base32 characters: room to spare for the spaces, dashes and
+# line breaks an export adds, and nothing like the megabytes a wrong file piped in would be.
+MAX_STDIN_BYTES = 1024
+
+
+def read_secret_text() -> str:
+    """Standard input as text, at most MAX_STDIN_BYTES of it (one byte more is read, to tell)."""
+    data = click.get_binary_stream("stdin").read(MAX_STDIN_BYTES + 1)
+    if len(data) > MAX_STDIN_BYTES:
+        raise ValueError(f"standard input holds more than {MAX_STDIN_BYTES} bytes: not a TOTP secret")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("standard input is not UTF-8 text") from None
 
 
 @click.group(name="totp", help="Authenticator app (TOTP) credentials.")
@@ -55,7 +72,7 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
     if len(label) > 200 or not label.isprintable():
         fail("--label must be at most 200 characters, without control characters")
     try:
-        secret = parse_secret(sys.stdin.read())
+        secret = parse_secret(read_secret_text())
     except ValueError as exc:
         fail(str(exc))
     user = find_user_by_email(email)

@@ -25,6 +25,9 @@ ALGORITHMS = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256, "SHA512": hashlib.
 # RFC 4226 section 4 asks for a shared secret as long as the HMAC output; 80 bits is the floor we import.
 SECRET_BYTES = {"SHA1": 20, "SHA256": 32, "SHA512": 64}
 MIN_IMPORT_BYTES = 10
+# ... and 512 bits (SHA-512's output) the ceiling: a longer key is hashed down by HMAC anyway, so
+# more would only be bytes to seal and store.
+MAX_IMPORT_BYTES = 64
 
 
 def time_step(now: datetime | float, period: int = PERIOD) -> int:

@@ -172,11 +172,23 @@ def test_cli_import(factor_app, factor_user):
         factor_user, {}, {"code": code_for(secret, ctx.now, 0, 8, "SHA256")}, ctx), Verified)
 
 
+def test_cli_import_takes_a_512_bit_secret_spaced_out_as_apps_show_it(factor_app, factor_user):
+    key = base64.b32encode(b"k" * 64).decode().rstrip("=").lower()
+    spaced = " ".join(key[i:i + 4] for i in range(0, len(key), 4))
+    result = run_import(["--user", "alice@example.com", "--algorithm", "SHA512", "--secret-stdin"], spaced + "\n")
+    assert result.exit_code == 0, result.output
+    [credential] = current_registry().get("totp").store.list(factor_user)
+    assert current_registry().get("totp").store.reveal(credential) == b"k" * 64
+
+
 @pytest.mark.parametrize("args, stdin, message", [
     (["--user", "nobody@example.com"], "JBSWY3DPEHPK3PXP", "unknown user"),
     (["--user", "alice@example.com"], "not base32 !!", "not valid base32"),
     (["--user", "alice@example.com"], "", "no secret"),
     (["--user", "alice@example.com"], "JBSWY3DP", "too short"),
+    (["--user", "alice@example.com"], base64.b32encode(b"k" * 65).decode(), "too long (520 bits; at most 512)"),
+    (["--user", "alice@example.com"], "JBSWY3DPEHPK3PXP" * 327_680, "more than 1024 bytes"),  # 5 MB
+    (["--user", "alice@example.com"], b"JBSWY3DP\xffEHPK3PXP", "not UTF-8"),
     (["--user", "alice@example.com", "--digits", "7"], "JBSWY3DPEHPK3PXP", "7"),
     (["--user", "alice@example.com", "--label", "my\tphone"], "JBSWY3DPEHPK3PXP", "control characters"),
     (["--user", "alice@example.com", "--label", "x" * 201], "JBSWY3DPEHPK3PXP", "at most 200"),
