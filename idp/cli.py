@@ -21,7 +21,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -997,12 +999,7 @@ def demo_seed(rp_url: str, rp_config: Path | None, as_json: bool) -> None:
             add_user(DEMO_ORG, email, password, name=name, admin=admin)
         people.append({"email": email, "password": password, "role": "admin" if admin else "user"})
 
-    saved = {}
-    if rp_config.exists():
-        try:
-            saved = json.loads(rp_config.read_text())
-        except (OSError, ValueError):
-            saved = {}
+    saved = _saved_rp_config(rp_config)
     row = session.scalar(select(Client).where(Client.name == DEMO_CLIENT))
     callback, home = f"{rp_url}/callback", f"{rp_url}/"
     if row is None:
@@ -1018,17 +1015,29 @@ def demo_seed(rp_url: str, rp_config: Path | None, as_json: bool) -> None:
     if device is None:
         device, _none = clients.register(clients.Registration(
             name=DEMO_DEVICE, public=True, first_party=True, grant_types=(clients.DEVICE_CODE, "refresh_token")))
-    commit()
 
     settings = app.extensions["idp.settings"]
+    # The file and the database must agree on the secret, and the new secret must never exist in
+    # the database alone: staged beside the file first (a file that cannot be written stops the
+    # command here, nothing committed), then committed, then put in place. A failed commit leaves
+    # the old file with the old secret, which still works; a file put in place before the commit
+    # would have replaced it with a secret the database never took.
+    staged = _stage_private_file(rp_config, json.dumps(
+        {"issuer": settings.issuer, "client_id": row.client_id, "client_secret": secret}, indent=2) + "\n")
+    try:
+        commit()
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    try:
+        os.replace(staged, rp_config)
+    except OSError as error:  # the secret is committed: say where its only copy is
+        raise CliError(f"cannot write {rp_config} ({error.strerror or error}): the demo client's new secret "
+                       f"is in {staged}; move it there") from None
     document = {"issuer": settings.issuer, "organization": DEMO_ORG, "users": people,
                 "client": {"client_id": row.client_id, "client_secret": secret, "redirect_uri": callback,
                            "post_logout_redirect_uri": home},
                 "device_client": {"client_id": device.client_id}}
-    rp_config.parent.mkdir(parents=True, exist_ok=True)
-    rp_config.write_text(json.dumps({"issuer": settings.issuer, "client_id": row.client_id,
-                                     "client_secret": secret}, indent=2) + "\n")
-    rp_config.chmod(0o600)
     if as_json:
         emit_json(document)
         return
@@ -1039,6 +1048,36 @@ def demo_seed(rp_url: str, rp_config: Path | None, as_json: bool) -> None:
     click.echo(f"Sign in at {home}")
     click.echo(f"Sign a device in: .venv/bin/python examples/device/signin.py --issuer {settings.issuer} "
                f"--client-id {device.client_id}")
+
+
+def _saved_rp_config(path: Path) -> dict:
+    """What an earlier `demo seed` saved for the RP: a JSON object, else nothing (no file, one that
+    cannot be read, or whose JSON is not an object: the secret is then issued again)."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def _stage_private_file(path: Path, text: str) -> Path:
+    """`text` in a new file beside `path` (same directory, so that os.replace moves it there in one
+    step), created readable by its owner only: the secret is never in a file others may read,
+    not even for a moment. CliError when it cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+    except OSError as error:
+        raise CliError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as error:
+        os.unlink(staged)
+        raise CliError(f"cannot write {path}: {error.strerror or error}") from None
+    return Path(staged)
 
 
 # --------------------------------------------------------------------------- entry point

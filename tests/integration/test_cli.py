@@ -545,6 +545,36 @@ def test_demo_seed_records_a_change_of_the_clients_uris(url, idp, db, tmp_path):
         "post_logout_redirect_uris": {"from": ["http://127.0.0.1:5001/"], "to": ["http://127.0.0.1:6001/"]}}}
 
 
+def test_demo_seed_never_leaves_the_database_with_a_secret_no_file_holds(url, idp, db, tmp_path):
+    """The secret used to be rotated and committed before the file was written: when it could not
+    be, the working secret was dead and the new one lost."""
+    rp_config = tmp_path / "rp.json"
+    first = json.loads(ok(idp("demo", "seed", "--json", "--rp-config", str(rp_config), database_url=url)).stdout)
+    (tmp_path / "a-file").write_text("")
+    unwritable = tmp_path / "a-file" / "rp.json"  # (a directory that cannot be: the test may run as root)
+    before, events = db.rows(Client), db.counts()["audit_events"]
+
+    refused(idp("demo", "seed", "--rp-config", str(unwritable), database_url=url), "cannot write", str(unwritable))
+    assert db.rows(Client) == before and db.counts()["audit_events"] == events  # not rotated
+    assert json.loads(rp_config.read_text())["client_secret"] == first["client"]["client_secret"]
+    (client,) = db.rows(Client, Client.client_id == first["client"]["client_id"])
+    assert client["secret_hash"] == sha256_hex(first["client"]["client_secret"])
+
+
+def test_demo_seed_takes_a_config_that_is_not_a_json_object_for_none(url, idp, db, tmp_path):
+    rp_config = tmp_path / "rp.json"
+    first = json.loads(ok(idp("demo", "seed", "--json", "--rp-config", str(rp_config), database_url=url)).stdout)
+    rp_config.write_text("[]")
+    again = json.loads(ok(idp("demo", "seed", "--json", "--rp-config", str(rp_config), database_url=url)).stdout)
+    assert again["client"]["client_id"] == first["client"]["client_id"]
+    assert again["client"]["client_secret"] != first["client"]["client_secret"]  # not known: issued again
+    saved = json.loads(rp_config.read_text())
+    (client,) = db.rows(Client, Client.client_id == first["client"]["client_id"])
+    assert client["secret_hash"] == sha256_hex(saved["client_secret"]) == sha256_hex(again["client"]["client_secret"])
+    assert rp_config.stat().st_mode & 0o777 == 0o600
+    assert [path.name for path in tmp_path.iterdir() if "rp.json" in path.name] == ["rp.json"]  # none staged left
+
+
 def test_demo_seed_is_refused_in_production(sqlite_url, idp):
     env = {"IDP_ENV": "production", "IDP_ISSUER": "https://idp.example", "IDP_SECRET_KEY": "s" * 40,
            "IDP_SECURITY__ENCRYPTION_KEYS": '["k1:' + "A" * 43 + '"]', "IDP_MAIL__HOST": "smtp.internal", "IDP_MAIL__STARTTLS": "true",
