@@ -1,9 +1,12 @@
 """A tiny relying party: signs in through the provider and shows what it learned.
 
 It uses only the provider's public protocol, through Authlib's Flask client:
-OpenID Connect discovery, the authorization code flow with PKCE (S256), ID token
-validation against the JWKS (signature, issuer, audience, nonce), UserInfo,
-and RP-initiated logout through the end_session_endpoint.
+OpenID Connect discovery (its issuer checked against the one configured), the
+authorization code flow with PKCE (S256), ID token validation against the JWKS
+(signature, issuer, audience, nonce, expiry: a token failing any is an error page,
+never a sign-in), UserInfo (used only when its `sub` is the ID token's), and
+RP-initiated logout through the end_session_endpoint, from a POST form with a CSRF
+token (a link would let any site sign the user out).
 
 Configuration (environment), with `make run` filling it in:
   RP_CONFIG         JSON file with issuer, client_id, client_secret (`idp demo seed` writes it)
@@ -27,6 +30,7 @@ from urllib.parse import urlencode
 
 from authlib.integrations.flask_client import OAuth, OAuthError
 from flask import Flask, abort, redirect, render_template_string, request, session
+from joserfc.errors import JoseError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "instance" / "demo-rp.json"
 
@@ -43,8 +47,9 @@ PAGE = """<!doctype html>
 {% if error %}<p class="error" id="error">Sign-in failed: <strong>{{ error }}</strong>{% if description %}
  ({{ description }}){% endif %}</p>{% endif %}
 {% if claims %}
- <p id="greeting">Signed in as <strong>{{ claims.get("email") or claims["sub"] }}</strong>.
-  <a href="/logout" id="sign-out">Sign out</a></p>
+ <p id="greeting">Signed in as <strong>{{ claims.get("email") or claims["sub"] }}</strong>.</p>
+ <form method="post" action="/logout"><input type="hidden" name="csrf_token" value="{{ csrf_token }}">
+  <button class="button" id="sign-out" type="submit">Sign out</button></form>
  <h2>ID token claims</h2>
  <table id="claims">{% for key, value in claims.items() %}
   <tr><th>{{ key }}</th><td><code data-claim="{{ key }}">{{ value | tojson }}</code></td></tr>{% endfor %}</table>
@@ -58,11 +63,15 @@ PAGE = """<!doctype html>
 </body></html>"""
 
 
+class WrongIssuer(Exception):
+    """The provider's discovery document names another issuer than the one configured."""
+
+
 def load_config(environ=os.environ) -> dict:
     path = Path(environ.get("RP_CONFIG") or DEFAULT_CONFIG)
-    saved = {}
-    if path.exists():
-        saved = json.loads(path.read_text())
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    if not isinstance(saved, dict):
+        raise SystemExit(f"{path} does not hold a JSON object: run `idp demo seed` again")
     port = int(environ.get("RP_PORT", "5001"))
     config = {
         "issuer": (environ.get("RP_ISSUER") or saved.get("issuer") or "http://127.0.0.1:5000").rstrip("/"),
@@ -100,40 +109,82 @@ def create_app(config: dict | None = None) -> Flask:
     def page(**context):
         return render_template_string(PAGE, issuer=config["issuer"], **context)
 
+    def provider_metadata() -> dict:
+        """The discovery document, if it names the configured issuer exactly (OIDC Discovery 4.3):
+        otherwise its endpoints and keys may be another provider's."""
+        metadata = provider.load_server_metadata()
+        if metadata.get("issuer") != config["issuer"]:
+            raise WrongIssuer(f"the discovery document names issuer {metadata.get('issuer')!r}, "
+                              f"not {config['issuer']!r}")
+        return metadata
+
+    @app.errorhandler(WrongIssuer)
+    def wrong_issuer(exc):
+        return page(error="wrong_issuer", description=str(exc)), 502
+
+    def id_token_checks() -> dict:
+        """What the ID token must say besides what Authlib always checks (signature, expiry, nonce):
+        our provider as `iss` and us in `aud` (OIDC Core 3.1.3.7). A new dict each time: Authlib
+        consumes it."""
+        return {"iss": {"essential": True, "value": config["issuer"]},
+                "aud": {"essential": True, "value": config["client_id"]}}
+
     @app.get("/")
     def home():
-        return page(claims=session.get("claims"), userinfo=session.get("userinfo"))
+        return page(claims=session.get("claims"), userinfo=session.get("userinfo"),
+                    csrf_token=session.get("csrf_token"))
 
     @app.post("/login")
     @app.get("/login")
     def login():
+        provider_metadata()
         return provider.authorize_redirect(f"{config['url']}/callback")
 
     @app.get("/callback")
     def callback():
         if "error" in request.args:
             return page(error=request.args["error"], description=request.args.get("error_description")), 400
+        provider_metadata()
         try:
-            token = provider.authorize_access_token()  # exchanges the code, validates the ID token
-        except OAuthError as exc:
-            return page(error=exc.error, description=exc.description), 400
+            # Exchanges the code and validates the ID token: Authlib raises OAuthError for what the
+            # provider answered, joserfc a JoseError for a token that fails a check.
+            token = provider.authorize_access_token(claims_options=id_token_checks())
+        except (OAuthError, JoseError) as exc:
+            return page(error=exc.error or type(exc).__name__, description=exc.description), 400
         claims = dict(token.get("userinfo") or {})
         if not claims:
             abort(502)
         session.clear()
         session["claims"] = claims
         session["id_token"] = token.get("id_token")
-        try:
-            session["userinfo"] = dict(provider.userinfo(token=token))
-        except Exception:  # noqa: BLE001 - the claims are shown even if UserInfo is not reachable
-            session["userinfo"] = None
+        session["csrf_token"] = secrets.token_urlsafe(32)  # for the sign-out form
+        session["userinfo"] = userinfo_of(token, claims["sub"])
         return redirect("/")
 
-    @app.get("/logout")
+    def userinfo_of(token: dict, sub: str) -> dict | None:
+        """The UserInfo response, if it is about the ID token's user: a different `sub` means its
+        values must not be used (OIDC Core 5.3.4)."""
+        try:
+            userinfo = dict(provider.userinfo(token=token))
+        except Exception:  # noqa: BLE001 - the claims are shown even if UserInfo is not reachable
+            return None
+        if userinfo.get("sub") != sub:
+            app.logger.warning("UserInfo ignored: its sub %r is not the ID token's", userinfo.get("sub"))
+            return None
+        return userinfo
+
+    @app.post("/logout")
     def logout():
+        # A POST carrying the token of this session's own page: another site can neither link
+        # nor post here to sign the user out (a GET could be an <img> on any page).
+        expected = session.get("csrf_token")
+        if not expected:
+            return redirect("/")  # not signed in: nothing to end
+        if not secrets.compare_digest(request.form.get("csrf_token", ""), expected):
+            abort(400)
         id_token = session.get("id_token")
         session.clear()
-        end_session = provider.load_server_metadata().get("end_session_endpoint")
+        end_session = provider_metadata().get("end_session_endpoint")
         if not end_session:
             return redirect("/")
         query = {"post_logout_redirect_uri": f"{config['url']}/", "client_id": config["client_id"]}

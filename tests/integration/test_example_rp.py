@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,14 @@ def load_rp_module():
     return module
 
 
+@dataclass
+class DemoRp:
+    url: str
+    demo: dict  # what `idp demo seed --json` printed
+    app: object  # the relying party's Flask app, served at `url`
+    config: dict  # its configuration, which it reads as it serves
+
+
 @pytest.fixture
 def demo_rp(live_server, idp, tmp_path):
     """The demo relying party, seeded by `idp demo seed` and serving on its own port."""
@@ -38,10 +47,27 @@ def demo_rp(live_server, idp, tmp_path):
 
     module = load_rp_module()
     config = module.load_config({"RP_CONFIG": str(rp_config), "RP_PORT": str(port)})
-    server = make_server("127.0.0.1", port, module.create_app(config), threaded=True)
+    app = module.create_app(config)
+    server = make_server("127.0.0.1", port, app, threaded=True)
     servers.serve_in_background(server)
-    yield f"http://127.0.0.1:{port}", json.loads(seeded.stdout)
+    yield DemoRp(f"http://127.0.0.1:{port}", json.loads(seeded.stdout), app, config)
     servers.stop(server)
+
+
+def signed_in_at_the_provider(web: FormBrowser, rp: DemoRp) -> str:
+    """Starts the RP's sign-in, signs the demo user in at the provider (consenting); returns the
+    callback URL the provider sent the browser to, not yet followed."""
+    user = next(u for u in rp.demo["users"] if u["role"] == "user")
+    web.get(web.http.post(rp.url + "/login", allow_redirects=False).headers["Location"])
+    web.login(user["email"], user["password"])
+    if web.last_redirect is None:  # the demo client is third-party: consent first
+        web.consent("allow")
+    assert web.last_redirect and web.last_redirect.startswith(rp.url + "/callback?")
+    return web.last_redirect
+
+
+def csrf_token_on(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 def claims_on(html: str) -> dict:
@@ -50,7 +76,7 @@ def claims_on(html: str) -> dict:
 
 
 def test_sign_in_shows_the_id_token_claims_then_sign_out(live_server, demo_rp):
-    rp_url, demo = demo_rp
+    rp_url, demo = demo_rp.url, demo_rp.demo
     user = next(u for u in demo["users"] if u["role"] == "user")
     web = FormBrowser(live_server.url)
 
@@ -75,7 +101,13 @@ def test_sign_in_shows_the_id_token_claims_then_sign_out(live_server, demo_rp):
     assert claims["sub"] != user["email"]
     assert 'id="userinfo"' in page.text
 
-    leave = web.http.get(rp_url + "/logout", allow_redirects=False)
+    # Signing out is a POST from the RP's own page: another site can neither link to it nor post
+    # it without the session's token.
+    assert web.http.get(rp_url + "/logout", allow_redirects=False).status_code == 405
+    assert web.http.post(rp_url + "/logout", data={"csrf_token": "forged"}, allow_redirects=False).status_code == 400
+    assert web.http.post(rp_url + "/logout", allow_redirects=False).status_code == 400
+    assert 'id="greeting"' in web.http.get(rp_url + "/").text  # still signed in
+    leave = web.http.post(rp_url + "/logout", data={"csrf_token": csrf_token_on(page.text)}, allow_redirects=False)
     assert leave.headers["Location"].startswith(live_server.url)
     assert "id_token_hint=" in leave.headers["Location"]
     web.get(leave.headers["Location"])
@@ -87,7 +119,7 @@ def test_sign_in_shows_the_id_token_claims_then_sign_out(live_server, demo_rp):
 
 
 def test_a_denied_consent_is_shown_not_crashed(live_server, demo_rp):
-    rp_url, demo = demo_rp
+    rp_url, demo = demo_rp.url, demo_rp.demo
     user = next(u for u in demo["users"] if u["role"] == "user")
     web = FormBrowser(live_server.url)
     web.get(web.http.post(rp_url + "/login", allow_redirects=False).headers["Location"])
@@ -95,6 +127,49 @@ def test_a_denied_consent_is_shown_not_crashed(live_server, demo_rp):
     web.consent("deny")
     page = web.http.get(web.last_redirect)
     assert page.status_code == 400 and "access_denied" in page.text
+
+
+def test_an_id_token_for_another_nonce_is_an_error_page_not_a_sign_in(live_server, demo_rp):
+    """A token failing a check (here the nonce: the browser's session expected another) raised
+    joserfc's error, which the RP did not catch: a 500."""
+    web = FormBrowser(live_server.url)
+    callback = signed_in_at_the_provider(web, demo_rp)
+    serializer = demo_rp.app.session_interface.get_signing_serializer(demo_rp.app)
+    cookie = next(c for c in web.http.cookies if c.name == "demo_rp_session")
+    saved = serializer.loads(cookie.value)
+    [state] = [value for key, value in saved.items() if key.startswith("_state_idp_")]
+    state["data"]["nonce"] = "another nonce"
+    cookie.value = serializer.dumps(saved)
+
+    page = web.http.get(callback)
+    assert page.status_code == 400 and 'id="error"' in page.text and "nonce" in page.text
+    assert 'id="greeting"' not in web.http.get(demo_rp.url + "/").text
+
+
+def test_an_id_token_for_another_audience_is_an_error_page(live_server, demo_rp):
+    """The RP checks that `aud` names it: here it expects another client id than the token's."""
+    web = FormBrowser(live_server.url)
+    callback = signed_in_at_the_provider(web, demo_rp)
+    demo_rp.config["client_id"] = "another-client"
+    page = web.http.get(callback)
+    assert page.status_code == 400 and "aud" in page.text
+    assert 'id="greeting"' not in web.http.get(demo_rp.url + "/").text
+
+
+def test_a_discovery_document_of_another_issuer_is_refused(live_server, demo_rp):
+    demo_rp.config["issuer"] = "https://elsewhere.example"
+    page = FormBrowser(live_server.url).http.post(demo_rp.url + "/login", allow_redirects=False)
+    assert page.status_code == 502 and "wrong_issuer" in page.text and "Location" not in page.headers
+
+
+def test_userinfo_about_another_user_is_not_shown(live_server, demo_rp, monkeypatch):
+    """OIDC Core 5.3.4: UserInfo whose `sub` is not the ID token's must not be used."""
+    provider = demo_rp.app.extensions["demo_rp"]["provider"]
+    monkeypatch.setattr(provider, "userinfo", lambda **kwargs: {"sub": "someone-else", "email": "eve@example.com"})
+    web = FormBrowser(live_server.url)
+    page = web.http.get(signed_in_at_the_provider(web, demo_rp))
+    assert page.status_code == 200 and 'id="greeting"' in page.text
+    assert 'id="userinfo"' not in page.text and "eve@example.com" not in page.text
 
 
 DEVICE_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "device" / "signin.py"
