@@ -123,7 +123,8 @@ class AccessTokenValidator(BearerTokenValidator):
     def authenticate_token(self, token_string):
         """The access token (with its client, and its user unless it has none), or None; a
         disabled user's tokens are refused, and those of a client since removed (its token rows
-        went with it, but one stored during the removal may linger: idp.clients.remove)."""
+        went with it, but a grant answered from a worker's cached copy of the client may store
+        one after: idp.clients.remove)."""
         if not token_string or len(token_string) > 512:
             return None
         # Outside any transaction: UserInfo only reads (no BEGIN and COMMIT round trips).
