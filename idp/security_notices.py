@@ -10,11 +10,13 @@ event is about, in their language:
     factor.removed, .revoked     factor_removed            (the factor's name; revoked: by an admin)
     factor.reset                 factors_reset             (every second factor, by an admin)
     recovery_codes.regenerated   recovery_codes_regenerated
+    push.device_registered       new_device                (the device's name: by a code, a recovery QR
+                                                            code or the password and an e-mailed code)
 
 A credential that stored itself before the enrolment page's last step (a push device, which the
-phone registers) was announced by its factor when it did ("A new device was added to your
-account"): the `factor.enrolled` that the page records after it says `announced`
-(idp.factors.enrolment) and sends nothing more.
+phone registers) was announced when it did ("A new device was added to your account"): the
+`factor.enrolled` that the page records after it says `announced` (idp.factors.enrolment) and
+sends nothing more.
 
 The mail leaves on a thread of its own once the change is committed, like a password reset
 link (idp.password_reset.send_in_background), so the answer does not wait for the relay, and
@@ -44,6 +46,7 @@ PURPOSES = {
     "factor.revoked": "factor_removed",
     "factor.reset": "factors_reset",
     "recovery_codes.regenerated": "recovery_codes_regenerated",
+    "push.device_registered": "new_device",
 }
 
 
@@ -52,6 +55,7 @@ class Notice:
     user_id: int
     purpose: str
     factor: str | None  # the factor's name, for the notices about one
+    device: str | None = None  # a new device's name, as the user gave it (new_device)
 
 
 def init_app(app: Flask, settings) -> None:
@@ -62,7 +66,8 @@ def init_app(app: Flask, settings) -> None:
 def _committed(events: list[dict]) -> None:
     if not current_app.extensions.get(_ENABLED):
         return
-    notices = [Notice(event["subject_id"], PURPOSES[event["event"]], (event["details"] or {}).get("factor"))
+    notices = [Notice(event["subject_id"], PURPOSES[event["event"]], (event["details"] or {}).get("factor"),
+                      (event["details"] or {}).get("device_name"))
                for event in events if event["event"] in PURPOSES and event["subject_id"] is not None
                and not (event["details"] or {}).get("announced")]
     if notices:
@@ -94,7 +99,7 @@ def deliver(app: Flask, notices: list[Notice]) -> None:
                 if user is None or not user.email or not user.email_verified or user.disabled:
                     continue
                 with force_locale(user.locale or "en"):
-                    what = str(current_registry().label_of(notice.factor)) if notice.factor else ""
+                    what = notice.device or (str(current_registry().label_of(notice.factor)) if notice.factor else "")
                 try:
                     current_notifier().send_code(user.email, what, notice.purpose, user.locale)
                 except NotifyError as exc:

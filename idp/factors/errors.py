@@ -21,6 +21,11 @@ class SecretUnavailable(FactorError):
     """A stored secret cannot be opened: its key left the key ring or the row was tampered with."""
 
 
+class AccountDisabled(FactorError):
+    """The account was disabled: it gains no credential (e.g. a device registered by a recovery
+    whose checks passed a moment before the account was disabled)."""
+
+
 class CredentialConflict(FactorError):
     """A credential with this `(factor, lookup_key)` already exists (e.g. a security key registered twice).
 

@@ -72,11 +72,10 @@ def build_blueprint(factor) -> Blueprint:
             return _error("device_exists", 409)
         user = directory.get_user(device.user_id)
         activation.record_registered(user, device, via="activation")
-        directory.commit()
         # The device is a second factor from now on, whether or not the enrolment page that
-        # showed its code is ever finished: the owner's mailbox hears of it now.
-        directory.notify_user(user, "new_device", device.label)
-        directory.rollback()  # the notice's read of the address ends here, not at the request's end
+        # showed its code is ever finished: its event's commit tells the owner's mailbox now
+        # (idp.security_notices).
+        directory.commit()
         return jsonify({"device_id": device.lookup_key, "user": user.username, "issuer": _issuer(),
                         "endpoint": endpoint_base(_issuer())}), 201
 

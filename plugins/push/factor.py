@@ -114,9 +114,10 @@ class PushFactor(Factor):
         one event, `push.device_registered`, with `via` (the way in: "recovery_qr", "recover") and
         `details`. The caller must have verified possession of the private key (a JWS signed with
         it) and commits the credential with that event. Raises ValueError (not a P-256 public JWK;
-        name not 1-100 characters) or CredentialConflict (this key is already a registered device).
+        name not 1-100 characters), CredentialConflict (this key is already a registered device) or
+        AccountDisabled (disabled meanwhile: a disabled account gains no device).
         """
-        from idp.factors import CredentialConflict
+        from idp.factors import AccountDisabled, CredentialConflict
         from idp.factors.registry import current_registry
         from idp_plugins.push.protocol import InvalidRegistration, Registration, device_name, public_jwk, thumbprint
 
@@ -133,6 +134,8 @@ class PushFactor(Factor):
             device = activation.register(self.challenges, self.store, registration, now=now)
         except activation.DeviceExists as exc:
             raise CredentialConflict("this device key is already registered") from exc
+        except activation.ActivationRefused as exc:  # its own 60-second code: refused only for a disabled owner
+            raise AccountDisabled("the account is disabled") from exc
         activation.record_registered(user, device, via=via, **(details or {}))
         return device
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from idp.factors import CredentialConflict, FactorNotFound, UserRef, directory
+from idp.factors import AccountDisabled, CredentialConflict, FactorNotFound, UserRef, directory
 from idp.factors.ratelimit import per_address_limit, too_many_attempts
 from idp.factors.registry import current_registry
 
@@ -47,10 +47,9 @@ def _utcnow():
 
 
 def _registered(user: UserRef, device):
-    """Committed with its one audit event (`push.device_registered`, written by the push factor), then
-    the e-mail the user's other devices' owner gets, and the answer."""
+    """Committed with its one audit event (`push.device_registered`, written by the push factor,
+    whose commit mails the user: idp.security_notices), and the answer."""
     directory.commit()
-    directory.notify_user(user, "new_device", device.label)
     issuer = _issuer()
     return jsonify({"device_id": device.lookup_key, "user": user.username, "issuer": issuer,
                     "endpoint": issuer.rstrip("/") + "/factors/push/v1"}), 201
@@ -108,7 +107,11 @@ def build_blueprint(factor) -> Blueprint:
             return _error(_STATUS_ERRORS.get(status, "invalid_recovery_code"), 410 if status in _STATUS_ERRORS else 400)
         if push.store.find(req.device_id) is not None:
             return _error("device_exists", 409)  # checked before spending the code
+        # The user's row first, as a login, a reset and a disable lock it before the rows they
+        # change: taken after the code's, PostgreSQL could deadlock the two.
+        directory.lock_user(user.id)
         if directory.is_disabled(user):  # a code issued before the account was disabled opens nothing
+            directory.rollback()
             return _error("account_disabled", 403)
         if not issuing.consume(factor.store, credential, now):
             directory.rollback()
@@ -119,6 +122,9 @@ def build_blueprint(factor) -> Blueprint:
         except CredentialConflict:
             directory.rollback()
             return _error("device_exists", 409)
+        except AccountDisabled:
+            directory.rollback()
+            return _error("account_disabled", 403)
         except ValueError:  # a key or name push refuses (the code is not spent: rolled back)
             directory.rollback()
             return _error("invalid_request", 400)
@@ -159,7 +165,7 @@ def build_blueprint(factor) -> Blueprint:
             return _error("device_exists", 409)
         now = _utcnow()
         try:
-            user = personal.finish(factor, req.claims.get("recovery_id"), req.claims.get("code"), now=now)
+            user = personal.finish(factor, req.claims.get("recovery_id"), req.claims.get("code"), now=now, push=push)
         except personal.FinishRefused as exc:
             extra = {"tries_left": exc.tries_left} if exc.tries_left is not None else {}
             return _error(exc.error, exc.status, **extra)
@@ -168,6 +174,9 @@ def build_blueprint(factor) -> Blueprint:
         except CredentialConflict:
             directory.rollback()
             return _error("device_exists", 409)
+        except AccountDisabled:
+            directory.rollback()
+            return _error("account_disabled", 403)
         except ValueError:  # a key or name push refuses
             directory.rollback()
             return _error("invalid_request", 400)

@@ -91,8 +91,9 @@ def start(factor, email: object, password: object, *, remote_addr: str | None, n
     return Started(recovery_id=info.id, expires_at=info.expires_at, sent_to=sent_to)
 
 
-def finish(factor, recovery_id: object, code: object, *, now: datetime) -> UserRef:
-    """The user whose code this is, the challenge spent (committed by the caller); or FinishRefused."""
+def finish(factor, recovery_id: object, code: object, *, now: datetime, push) -> UserRef:
+    """The user whose code this is, the challenge spent (committed by the caller); or FinishRefused.
+    The user's row is locked from the spending on (the caller registers the device under it)."""
     info = factor.challenges.get(recovery_id) if isinstance(recovery_id, str) and 0 < len(recovery_id) <= 100 \
         else None
     if info is None or info.payload.get("type") != PERSONAL or info.user_id is None:
@@ -124,6 +125,18 @@ def finish(factor, recovery_id: object, code: object, *, now: datetime) -> UserR
             factor.challenges.expire(info.id, now=now)
         directory.commit()
         raise FinishRefused("invalid_code", 401, limit - tries)
+    # The user's row first, as a login, a reset and a disable lock it before the rows they change
+    # (the other order could deadlock on PostgreSQL); then start's rules again, as they stand now.
+    directory.lock_user(user.id)
+    if directory.is_disabled(user):
+        directory.rollback()
+        raise FinishRefused("account_disabled", 403)
+    if push.store.count(user) == 0:
+        # The last push device went since the code was sent (an admin's reset after a lost
+        # phone): recovery restores push, it never gives it to an account without it.
+        factor.challenges.expire(info.id, now=now)
+        directory.commit()
+        raise FinishRefused("no_push_device", 403)
     # Spent with the caller's commit, together with the device it registers: a device refused
     # for its key (device_exists) leaves the code for another try.
     if factor.challenges.answer(info.id, USED, now=now, payload={**info.payload, "digest": None},

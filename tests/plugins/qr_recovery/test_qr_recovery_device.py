@@ -20,15 +20,31 @@ def events(name):
     return db.session.scalars(select(AuditEvent).where(AuditEvent.event == name)).all()
 
 
-def old_device(push, user):
+def old_device(push, user, mailbox=None):
+    """A phone the user registered before the test (committed; its "new device" notice, if a
+    `mailbox` is given, delivered and forgotten)."""
     from authenticator.push import keys
+    from fixtures.threads import finished
 
-    return push.register_device(user, keys.public_jwk(keys.new_private_key()), "Old phone", utcnow(), via="activation")
+    device = push.register_device(user, keys.public_jwk(keys.new_private_key()), "Old phone", utcnow(),
+                                  via="activation")
+    db.session.commit()
+    finished("security-notices")
+    if mailbox is not None:
+        mailbox.clear()
+    return device
+
+
+def notices(mailbox) -> list[str]:
+    """The bodies of the mail sent so far, once the notices in flight have left."""
+    from fixtures.threads import finished
+
+    finished("security-notices")
+    return [m.body for m in mailbox]
 
 
 def test_redeem_registers_the_new_device_beside_the_old(client, push, qr, factor_user, mailbox):
-    old = old_device(push, factor_user)
-    db.session.commit()
+    old = old_device(push, factor_user, mailbox)
     issued = qr.issue(factor_user, actor="admin@example.com")
     device = NewDevice(client)
     response = device.redeem(issued.secret, user=factor_user.username, name="Pixel 9")
@@ -46,7 +62,8 @@ def test_redeem_registers_the_new_device_beside_the_old(client, push, qr, factor
                                      "via": "recovery_qr", "recovery_qr_id": issued.credential.id}
     assert not events("recovery_qr.device_added")
     assert [e.details["credential_id"] for e in events("recovery_qr.used")] == [issued.credential.id]
-    assert [m.subject for m in mailbox] == ["A new device was added to your account"]
+    [notice] = notices(mailbox)
+    assert notice.startswith("A new device was added to your account: Pixel 9.")
     assert not qr.is_configured_for(factor_user)
 
 
@@ -158,11 +175,10 @@ def _personal_user(factor_app, email: str):
 
 
 @pytest.fixture
-def alice(factor_app, push):
+def alice(factor_app, push, mailbox):
     """A personal account that signs in with push on her old phone (what recovery restores)."""
     ref = _personal_user(factor_app, "alice.personal@example.com")
-    old_device(push, ref)
-    db.session.commit()
+    old_device(push, ref, mailbox)
     return ref
 
 
@@ -204,6 +220,44 @@ def test_a_personal_recovery_started_before_a_new_password_does_not_finish(clien
     refused = device.finish(started["recovery_id"], code)
     assert refused.status_code == 410 and refused.get_json()["error"] == "code_expired"
     assert sorted(c.label for c in push.store.list(alice)) == ["Old phone"]
+
+
+def test_a_personal_code_sent_before_the_last_push_device_went_adds_none(client, push, qr, alice, mailbox):
+    """An admin's reset after a lost phone, between the code's mail and its use: recovery restores
+    push to an account that has it, never gives it to one on the password and mailbox alone."""
+    from idp.factors.registry import current_registry
+
+    device = NewDevice(client)
+    started = device.start(alice.email, PASSWORD).get_json()
+    code = code_in(mailbox[-1])
+    for credential in push.store.list(alice):
+        current_registry().remove_credential(alice, credential.id)
+    db.session.commit()
+    refused = device.finish(started["recovery_id"], code)
+    assert (refused.status_code, refused.get_json()) == (403, {"error": "no_push_device"})
+    assert push.store.list(alice) == []
+    assert device.finish(started["recovery_id"], code).get_json()["error"] == "code_expired"
+
+
+@pytest.mark.parametrize("way", ["redeem", "personal"])
+def test_an_account_disabled_after_the_code_registers_no_device(client, push, qr, alice, mailbox, way):
+    """Disabled without the sign-out that ends its codes (the account's row alone, as a disable
+    racing the request sees it): 403 account_disabled, nothing spent, never a 500."""
+    from sqlalchemy import update
+
+    from idp.models import User
+
+    device = NewDevice(client)
+    if way == "personal":
+        started = device.start(alice.email, PASSWORD).get_json()
+        code = code_in(mailbox[-1])
+    else:
+        issued = qr.issue(alice, actor="cli")
+    db.session.execute(update(User).where(User.id == alice.id).values(disabled=True))
+    db.session.commit()
+    refused = device.finish(started["recovery_id"], code) if way == "personal" else device.redeem(issued.secret)
+    assert (refused.status_code, refused.get_json()) == (403, {"error": "account_disabled"})
+    assert [c.label for c in push.store.list(alice)] == ["Old phone"]
 
 
 def test_a_key_registered_meanwhile_does_not_spend_the_personal_code(client, push, qr, alice, mailbox,
