@@ -8,6 +8,11 @@ environ; from anyone else the forwarded headers are ignored.
 
 Each trusted proxy in front of us is expected to append one X-Forwarded-For entry, so
 ProxyFix takes the last one (`x_for=1`): the address the proxy itself saw.
+
+A proxy on the same host may talk to the WSGI server over a unix socket (nginx in front of
+gunicorn's `-b unix:...`): such a peer has no address (gunicorn's REMOTE_ADDR is empty). The
+entry "unix" trusts it; without it, every client of that proxy would be one address with no
+name, and one of them could spend everyone's per-address limits.
 """
 from __future__ import annotations
 
@@ -18,27 +23,36 @@ from typing import Iterable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 
+# The peer of a unix socket, which has no address (module docstring).
+UNIX_SOCKET = "unix"
+
+
 def parse_networks(values: Iterable[str]) -> tuple:
-    """Addresses or CIDR ranges -> ip_network objects. A bad entry is a configuration error."""
+    """Addresses or CIDR ranges -> ip_network objects, and "unix" as itself. A bad entry is a
+    configuration error."""
     networks = []
     for value in values:
+        text = str(value).strip()
+        if text == UNIX_SOCKET:
+            networks.append(UNIX_SOCKET)
+            continue
         try:
-            networks.append(ipaddress.ip_network(str(value).strip(), strict=False))
+            networks.append(ipaddress.ip_network(text, strict=False))
         except ValueError as exc:
-            raise ValueError(f"not an IP address or CIDR range: {value!r}") from exc
+            raise ValueError(f"not an IP address, CIDR range or \"unix\": {value!r}") from exc
     return tuple(networks)
 
 
 def address_in(networks: tuple, address: str | None) -> bool:
-    if not address:
-        return False
+    if not address:  # a unix socket's peer
+        return UNIX_SOCKET in networks
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return any(ip in network for network in networks)
+    return any(network != UNIX_SOCKET and ip in network for network in networks)
 
 
 class TrustedProxies:

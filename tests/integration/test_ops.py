@@ -372,6 +372,19 @@ def test_forwarded_headers_honoured_from_trusted_peer(tmp_path, log_stream):
     assert access[0]["remote_addr"] == "198.51.100.7"
 
 
+def test_a_proxy_on_a_unix_socket_is_trusted_when_named_unix(tmp_path):
+    """gunicorn -b unix:...: the peer has no address. Unnamed, its forwarded headers are
+    ignored (every client would be one nameless address); named "unix", they are applied."""
+    nameless = {"REMOTE_ADDR": ""}
+    plain = build_app(tmp_path, **{"server.trusted_proxies": ["10.0.0.0/24"]}).test_client()
+    assert plain.get("/whoami", headers=FORWARDED, environ_base=nameless).get_json()["remote_addr"] == ""
+    proxied = build_app(tmp_path, **{"server.trusted_proxies": ["unix"]}).test_client()
+    seen = proxied.get("/whoami", headers=FORWARDED, environ_base=nameless).get_json()
+    assert seen == {"remote_addr": "198.51.100.7", "scheme": "https", "host": "id.example.com"}
+    direct = proxied.get("/whoami", headers=FORWARDED, environ_base={"REMOTE_ADDR": "203.0.113.50"}).get_json()
+    assert direct["remote_addr"] == "203.0.113.50"  # "unix" trusts no address
+
+
 def test_trusted_proxy_takes_only_the_entry_it_appended(tmp_path):
     app = build_app(tmp_path, **{"server.trusted_proxies": ["10.0.0.1"]})
     spoofed = {"X-Forwarded-For": "1.2.3.4, 198.51.100.7"}

@@ -69,8 +69,8 @@ GOOD_KEY = "k1:" + "A" * 43  # 32 zero bytes, base64url without padding
 @pytest.mark.parametrize("environ, fragment", [
     ({"IDP_SECURITY__ENCRYPTION_KEYS": '["bad"]'}, "KEY_ID:BASE64URL"),
     ({"IDP_SECURITY__ENCRYPTION_KEYS": '["k2:AAAA"]'}, "32 bytes"),
-    ({"IDP_SERVER__TRUSTED_PROXIES": "notanip"}, "not an IP address or CIDR range"),
-    ({"IDP_OPS__METRICS_NETWORKS": "notanip"}, "not an IP address or CIDR range"),
+    ({"IDP_SERVER__TRUSTED_PROXIES": "notanip"}, "not an IP address, CIDR range or \"unix\""),
+    ({"IDP_OPS__METRICS_NETWORKS": "notanip"}, "not an IP address, CIDR range or \"unix\""),
     ({"IDP_REDIS_URL": "notaurl"}, "redis://"),
     ({"IDP_REDIS_URL": "redis://cache:notaport"}, "IDP_REDIS_URL"),
     ({"IDP_DATABASE_URL": "mysql://x/y"}, "postgresql+psycopg://"),
