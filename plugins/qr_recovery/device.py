@@ -86,6 +86,7 @@ def build_blueprint(factor) -> Blueprint:
         return req, name, push, None
 
     @bp.post("/redeem")
+    @per_address_limit  # each request, right or wrong, stores its jti before anything else is read
     def redeem():
         req, name, push, refused = new_device_request("/redeem")
         if refused is not None:
@@ -155,6 +156,7 @@ def build_blueprint(factor) -> Blueprint:
                         "sent_to": started.sent_to}), 200
 
     @bp.post("/personal/finish")
+    @per_address_limit  # (as redeem; the code's own guesses are counted per code besides)
     def personal_finish():
         if not factor.qr_settings.personal_recovery:
             return _error("personal_recovery_disabled", 403)

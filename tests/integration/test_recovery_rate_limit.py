@@ -35,6 +35,14 @@ def test_password_guesses_beyond_the_login_forms_rate_are_refused_before_they_ar
     assert len(audit_events(limited_server, "recover.password_failed")) == 3
 
 
+@pytest.mark.parametrize("path", ["/redeem", "/personal/finish"])
+def test_the_signed_device_requests_are_limited_per_address_too(limited_server, path):
+    """Each stores its jti before anything else is read: unlimited, anyone could fill the table."""
+    answered = [requests.post(limited_server.url + "/factors/qr_recovery" + path, json={"request": "not a JWS"},
+                              timeout=10).status_code for _ in range(4)]
+    assert answered[:3] == [400] * 3 and answered[3] == 429
+
+
 def test_the_setting_that_lifts_the_login_forms_limit_lifts_this_one(migrated_database_url):
     server = enable_recovery(start_server(migrated_database_url,
                                           {"ratelimit.login_posts_per_ip": "1000000 per 1 minute"}))  # bench/run.py
