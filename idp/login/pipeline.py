@@ -230,14 +230,19 @@ def _remember_ui_locales(params: dict) -> None:
             return
 
 
+MAX_NEXT_PATH = 2048
+
+
 def start_internal(next_path: str, *, fresh: bool = False):
     """A login for the provider's own pages (the security page): no client, no code, back to `next_path`.
 
     `fresh` demands a full login even when a session exists (recent-login checks).
     """
     if (not next_path.startswith("/") or next_path.startswith("//") or "\\" in next_path
-            or not next_path.isprintable()):
-        next_path = "/"  # local paths only: no open redirect (control characters: "/\t/evil.example")
+            or not next_path.isprintable() or len(next_path) > MAX_NEXT_PATH):
+        # Local paths only: no open redirect (control characters: "/\t/evil.example"); and no
+        # page's own address is this long (anyone may start such a login: its row stores it).
+        next_path = "/"
     params = {"prompt": "login"} if fresh else {}
     authz = {"params": params, "client_name": "", "internal": True, "next": next_path}
     handle = transaction.begin(authz, login_session.browser_binding())

@@ -24,6 +24,15 @@ RECOGNIZED = frozenset({
 })
 
 
+# How long a recognized parameter's value may be. The login transaction stores the request
+# while the user signs in, and anyone may start one: far beyond what any client sends, a value
+# is refused rather than stored. The JWTs (a request object, an ID token hint) and the claims
+# request may be longer than the rest.
+MAX_VALUE_LENGTH = 4096
+MAX_DOCUMENT_LENGTH = 32768
+DOCUMENTS = frozenset({"request", "id_token_hint", "claims"})
+
+
 # Where an error may be sent: repeated, they are checked before anything else, and answered with
 # the error page (`AuthorizationCodeGrant.validate_no_multiple_request_parameter`).
 WHERE_ERRORS_GO = frozenset({"client_id", "redirect_uri"})
@@ -34,6 +43,15 @@ def repeated_parameter(datalist, names=RECOGNIZED) -> str | None:
     (RFC 6749 3.1), so `state=&state=x` holds one state."""
     for name in sorted(names & datalist.keys()):
         if sum(1 for value in datalist[name] if value) > 1:
+            return name
+    return None
+
+
+def oversized_parameter(datalist) -> str | None:
+    """The first recognized parameter with a value longer than it may be, or None."""
+    for name in sorted(RECOGNIZED & datalist.keys()):
+        limit = MAX_DOCUMENT_LENGTH if name in DOCUMENTS else MAX_VALUE_LENGTH
+        if any(len(value) > limit for value in datalist[name]):
             return name
     return None
 
@@ -67,6 +85,9 @@ class WellFormedParameters:
         name = unstorable_parameter(datalist)
         if name is not None:
             raise InvalidRequestError(f"{name} holds a character no request may carry (such as NUL).")
+        name = oversized_parameter(datalist)
+        if name is not None:
+            raise InvalidRequestError(f"{name} is longer than any request needs.")
 
 
 # ---- The endpoints clients call with their credentials: token, revocation, introspection.

@@ -165,6 +165,23 @@ def test_authorize_with_nul_in_another_parameter_answers_the_client(server, seed
     assert snapshot(server) == before
 
 
+@pytest.mark.parametrize("name, length", [("state", 4097), ("login_hint", 4097), ("nonce", 4097),
+                                          ("claims", 32769)])
+def test_authorize_with_an_oversized_parameter_answers_the_client(server, seeded, name, length):
+    """Anyone may start a login, whose row stores the request: a value far longer than any client
+    sends (a 200 KB state was stored) is the client's invalid_request, posted as a form may be."""
+    from urllib.parse import parse_qs, urlsplit
+
+    client = seeded.first_party
+    before = snapshot(server)
+    form = dict(parse_qs(urlsplit(authorize_url(server, client)).query), **{name: "x" * length})
+    response = requests.post(server.url + "/authorize", data=form, allow_redirects=True, timeout=10)
+    location = response.history[-1].headers.get("Location", "") if response.history else ""
+    answer = parse_qs(urlsplit(location).query)
+    assert answer.get("error") == ["invalid_request"] and name in answer["error_description"][0], location[:300]
+    assert snapshot(server) == before
+
+
 def test_logout_with_nul_in_client_id_is_an_unknown_client(server, seeded):
     uri = seeded.third_party["post_logout_redirect_uri"]
     unknown = requests.get(server.url + "/logout", params={"client_id": "nobody", "post_logout_redirect_uri": uri},
