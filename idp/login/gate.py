@@ -139,7 +139,10 @@ def pending_second_factor(user: UserLike, params: dict, steps_done: list[dict]) 
         return State.ENROL if decision_for(user, params).must_switch else None
     decision = decision_for(user, params)
     if decision.must_enrol:
-        return State.ENROL
+        # A user left with no second factor (an admin's reset after a lost phone) but a recovery
+        # method an admin gave them (a recovery QR code) proves it before enrolling a new factor
+        # (docs/recovery.md 1.2): not an enrolment on the strength of the password alone.
+        return State.SECOND_FACTOR if configured_factors(user, decision, FactorKind.RECOVERY) else State.ENROL
     if not decision.second_factor_required:
         return State.ENROL if decision.may_postpone else None
     # The user holds a second factor (else must_enrol). When none is usable now (push suspended by

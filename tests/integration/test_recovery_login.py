@@ -128,3 +128,39 @@ def test_the_users_page_shows_an_admins_recovery_code_but_only_an_admin_changes_
     admin.submit(revoke)
     assert [details["credential_id"] for _actor, details in audit_events(server, "recovery_qr.revoked")] == \
         [int(code_id)]
+
+
+def test_after_a_reset_a_required_user_with_an_admins_code_proves_it_before_enrolling(server, seeded, rp_factory):
+    """The lost-phone runbook (docs/operations.md): the admin resets every factor and issues a
+    recovery QR code. The next login asks for that code before the user enrols a new factor:
+    whoever knows only the password enrols nothing."""
+    from sqlalchemy import update
+
+    from idp.db import db
+    from idp.models import User
+
+    rp = rp_factory(seeded.first_party)
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url(acr_values=MFA))
+    enrol_totp(web, web.login(seeded.user_email, seeded.password))
+    finish(web, rp)
+    with server.context():
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(mfa_setting="required"))
+        db.session.commit()
+
+    admin = admin_browser(server, seeded)
+    target = user_id(server, seeded.user_email)
+    confirm = admin.get(f"/admin/users/{target}/reset-factors")
+    assert admin.submit(next(f for f in confirm.forms() if f["action"].endswith("/reset-factors"))).status == 200
+    issued = issue_on_admin_page(admin, target, valid_for="3600")
+
+    password_only = FormBrowser(server.url)
+    password_only.get(rp.authorization_url())
+    page = password_only.login(seeded.user_email, seeded.password)
+    # the only way on: the administrator's code (no enrolment page, no key to scan)
+    assert "Use a recovery code from your administrator" in page.text, page.text[:2000]
+    assert "Set up two-factor authentication" not in page.text and not page.find(r'<code aria-label="[^"]*">')
+    page = password_only.submit(page.form_with("code"), {"code": issued["secret"]})
+    assert password_only.last_redirect is None
+    enrol_totp(password_only, page)
+    assert "otp" in finish(password_only, rp)["amr"]
