@@ -67,6 +67,15 @@ def end_sessions_proved_by(user: UserRef, credential_id: int, *, actor: str = ""
     return sessions.end_proved_by(row, [credential_id], actor_id=actor_id, actor=actor) if row is not None else 0
 
 
+def factor_allowed(user: UserRef, factor: str) -> bool:
+    """Does the user's organization accept the second factor `factor` (its allowed factors, all
+    when it names none)? A recovery that registers a credential of that factor asks first."""
+    from idp.models import Organization
+
+    allowed = db.session.scalar(select(Organization.allowed_factors).where(Organization.id == user.org_id))
+    return allowed is None or factor in allowed
+
+
 def self_push_recovery_allowed(user: UserRef) -> bool:
     """May this user restore push on a new phone with their password and an e-mailed code?
 

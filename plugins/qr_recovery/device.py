@@ -108,6 +108,8 @@ def build_blueprint(factor) -> Blueprint:
             return _error(_STATUS_ERRORS.get(status, "invalid_recovery_code"), 410 if status in _STATUS_ERRORS else 400)
         if push.store.find(req.device_id) is not None:
             return _error("device_exists", 409)  # checked before spending the code
+        if not directory.factor_allowed(user, push.name):  # (the code still works at a login)
+            return _error("push_not_allowed", 403)
         # The user's row first, as a login, a reset and a disable lock it before the rows they
         # change: taken after the code's, PostgreSQL could deadlock the two.
         directory.lock_user(user.id)

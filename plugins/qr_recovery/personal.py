@@ -63,6 +63,10 @@ def start(factor, email: object, password: object, *, remote_addr: str | None, n
         # account that has it. It never gives a second factor to an account on the strength of
         # its password and mailbox alone (an admin's recovery QR code does that).
         raise StartRefused("no_push_device", 403)
+    if not directory.factor_allowed(user, push.name):
+        # The organization no longer takes push: the user switches to an allowed factor at the
+        # next login (with the phone they still have), no new phone joins the old.
+        raise StartRefused("push_not_allowed", 403)
     if directory.push_suspended(user.id):
         # A login reported as not the user's: someone else may hold this password. Their own
         # phone is not registered on its strength until an admin has looked into it.
@@ -131,12 +135,14 @@ def finish(factor, recovery_id: object, code: object, *, now: datetime, push) ->
     if directory.is_disabled(user):
         directory.rollback()
         raise FinishRefused("account_disabled", 403)
-    if push.store.count(user) == 0:
+    no_push = push.store.count(user) == 0
+    if no_push or not directory.factor_allowed(user, push.name):
         # The last push device went since the code was sent (an admin's reset after a lost
-        # phone): recovery restores push, it never gives it to an account without it.
+        # phone), or push is no longer allowed: recovery restores push, it never gives it to an
+        # account without it, nor against the organization's choice.
         factor.challenges.expire(info.id, now=now)
         directory.commit()
-        raise FinishRefused("no_push_device", 403)
+        raise FinishRefused("no_push_device" if no_push else "push_not_allowed", 403)
     # Spent with the caller's commit, together with the device it registers: a device refused
     # for its key (device_exists) leaves the code for another try.
     if factor.challenges.answer(info.id, USED, now=now, payload={**info.payload, "digest": None},

@@ -239,6 +239,26 @@ def test_a_personal_code_sent_before_the_last_push_device_went_adds_none(client,
     assert device.finish(started["recovery_id"], code).get_json()["error"] == "code_expired"
 
 
+def test_no_recovery_adds_push_where_the_organization_no_longer_takes_it(client, push, qr, alice, mailbox):
+    """A TOTP-only organization: the admin's code still works at a login (into enrolment of an
+    allowed factor), but registers no phone; nor does the password and an e-mailed code."""
+    from sqlalchemy import update
+
+    from idp.models import Organization
+
+    device = NewDevice(client)
+    started = device.start(alice.email, PASSWORD).get_json()
+    code = code_in(mailbox[-1])
+    issued = qr.issue(alice, actor="cli")
+    db.session.execute(update(Organization).where(Organization.id == alice.org_id).values(allowed_factors=["totp"]))
+    db.session.commit()
+    for refused in (device.redeem(issued.secret), device.finish(started["recovery_id"], code),
+                    NewDevice(client).start(alice.email, PASSWORD)):
+        assert (refused.status_code, refused.get_json()) == (403, {"error": "push_not_allowed"})
+    assert [c.label for c in push.store.list(alice)] == ["Old phone"]
+    assert qr.is_configured_for(alice), "the code is not spent"
+
+
 @pytest.mark.parametrize("way", ["redeem", "personal"])
 def test_an_account_disabled_after_the_code_registers_no_device(client, push, qr, alice, mailbox, way):
     """Disabled without the sign-out that ends its codes (the account's row alone, as a disable
