@@ -35,6 +35,9 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
         SESSION_REFRESH_EACH_REQUEST=False,
         MAX_CONTENT_LENGTH=256 * 1024,
         WTF_CSRF_TIME_LIMIT=None,  # the login transaction has its own expiry
+        # No Referer check besides the token: the password reset pages are sent with
+        # `Referrer-Policy: no-referrer` (their URL holds the link's secret), so their forms
+        # post without one. The token, bound to the session cookie (SameSite=Lax), is the check.
         WTF_CSRF_SSL_STRICT=False,
         IDP_SETTINGS=settings,
     )
