@@ -162,8 +162,6 @@ def test_a_phone_added_on_the_security_page_is_audited_once_from_code_to_device(
     PushClient(query["endpoint"], keys.new_private_key()).register(query["code"], "Pixel 8")
     # Registered by the phone, before the page's last step (which nobody may ever take): the
     # owner is mailed now, and "Recent activity" shows it already.
-    from fixtures.threads import finished
-
     finished("security-notices")  # (mailed beside the answer, once the registration committed)
     notices = push_server.app.extensions["idp.notifier"].sent  # (the console notifier keeps what it sends)
     assert [m.subject for m in notices] == ["A new device was added to your account"]
