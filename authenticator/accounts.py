@@ -88,6 +88,13 @@ class Account:
         return replace(self, id=account_id)
 
 
+def is_text_field(value) -> bool:
+    """What an account's text fields (issuer, name, a push account's username) must be: a ``str``.
+    The backup reader (backup/payload.py) accepts nothing else, so an account holding anything
+    else (a server's ``"user": 42``) would make every backup of the device unrestorable."""
+    return isinstance(value, str)
+
+
 def ensure_can_approve(account: Account) -> None:
     """Push answers must come from a device holding its own key; a restored account does not."""
     if account.type != PUSH:

@@ -86,6 +86,13 @@ class BackupExists(AuthenticatorError):
     exit_code = 17
 
 
+class BackupUnrestorable(AuthenticatorError):
+    """A backup was about to be written that the reader would refuse (an account holding data the
+    format does not allow): nothing is written, the backup already there stays."""
+
+    exit_code = 18
+
+
 class BackupReplaced(BackupExists):
     """An automatic backup (or ``backup --now``) found that another device replaced this device's
     backup since it last wrote it: it is left alone (the device that replaced it may hold accounts

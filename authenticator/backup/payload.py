@@ -19,6 +19,7 @@ from authenticator.accounts import (
     Account,
     PushData,
     TotpParams,
+    is_text_field,
 )
 from authenticator.errors import BackupTampered
 from authenticator.otpauth import MAX_PERIOD
@@ -98,7 +99,7 @@ def _whole(value) -> bool:
 
 
 def _text(value) -> str:
-    if not isinstance(value, str):
+    if not is_text_field(value):
         raise TypeError("expected a string")
     return value
 

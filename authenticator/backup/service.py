@@ -37,7 +37,9 @@ from authenticator.errors import (
     AuthenticatorError,
     BackupExists,
     BackupReplaced,
+    BackupTampered,
     BackupTooLarge,
+    BackupUnrestorable,
     DeviceNotEmpty,
     NoBackupFound,
     WrongRecoverySecret,
@@ -144,7 +146,7 @@ def write_backup(vault, *, settings: BackupSettings | None = None, take_over: bo
         crypto.DerivedKeys(settings.encryption_key, settings.key_check),
     )
     when = _timestamp()
-    blob = backup_format.seal_backup(key, encode_payload(vault.accounts, when))
+    blob = backup_format.seal_backup(key, restorable_payload(vault.accounts, when))
     fingerprint = _fingerprint(blob)
     _save_settings(vault, settings.expecting(fingerprint), previous)
     try:
@@ -155,6 +157,29 @@ def write_backup(vault, *, settings: BackupSettings | None = None, take_over: bo
         raise
     vault.backup = settings.after_write(when, fingerprint)
     return vault.backup
+
+
+def restorable_payload(accounts: list[Account], created_at: str) -> bytes:
+    """The payload of ``accounts``, once the reader's own decoder has read it back: a backup that
+    ``restore`` would refuse is never written (it would replace a good one, and the user would learn
+    only on the new phone). Raises BackupUnrestorable, naming the account at fault when one is."""
+    payload = encode_payload(accounts, created_at)
+    try:
+        decode_payload(payload)
+    except BackupTampered:
+        culprit = next((a for a in accounts if not _reads_back(a, created_at)), None)
+        which = f"account {culprit.label} (id {culprit.id}) holds" if culprit else "the accounts hold"
+        raise BackupUnrestorable(f"backup not written: {which} data that restore would refuse; remove it and "
+                                 "add it again, then back up (backup --now)") from None
+    return payload
+
+
+def _reads_back(account: Account, created_at: str) -> bool:
+    try:
+        decode_payload(encode_payload([account], created_at))
+    except BackupTampered:
+        return False
+    return True
 
 
 def _save_settings(vault, settings: BackupSettings | None, previous: BackupSettings | None) -> None:

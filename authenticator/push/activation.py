@@ -17,7 +17,7 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 from authenticator import uris
-from authenticator.accounts import PUSH, Account, PushData
+from authenticator.accounts import PUSH, Account, PushData, is_text_field
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
 from authenticator.push.client import PushClient
@@ -76,7 +76,7 @@ class PushActivation:
         """Make this device's key and register it, spending the activation code: the network step."""
         key = keys.new_private_key()
         answer = PushClient(self.query["endpoint"], key).register(self.query["code"], device_name())
-        username = answer.get("user") or self.username
+        username = _server_username(answer) or self.username
         push = PushData(issuer_url=self.query["issuer"], username=username, device_id=answer["device_id"],
                         device_private_key=keys.private_pem(key), extra={"endpoint": self.query["endpoint"]})
         return Account(id="", type=PUSH, issuer=self.issuer, name=username, push=push)
@@ -88,6 +88,14 @@ class PushActivation:
             f"the device was registered at {account.issuer} (device id {account.push.device_id}) but could not be "
             f"saved here: {reason}; that device must be revoked (security page or administrator) before you "
             f"activate again with a new code")
+
+
+def _server_username(answer: dict) -> str:
+    """The ``user`` the server's registration answer names, if it is usable text, else "" (the URI's
+    ``user`` is used then). Anything else (a number, a list, a bool) would be stored as the account's
+    name, and every backup written from then on would fail to restore."""
+    user = answer.get("user")
+    return user if is_text_field(user) and user.strip() else ""
 
 
 def read_activation(uri: str) -> PushActivation:

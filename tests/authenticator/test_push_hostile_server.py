@@ -6,12 +6,15 @@ recursion limit: each must end as the documented protocol error (24 for push, 38
 line on stderr, not a traceback.
 """
 
+import base64
+import hashlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from authenticator.backup.storage import BACKUP_FILE
 from authenticator_testkit import PASSPHRASE, one_line_error
 
 PROTOCOL_ERROR = 24
@@ -21,9 +24,11 @@ RECOVERY_REFUSED = 38
 class Handler(BaseHTTPRequestHandler):
     def _answer(self):
         length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
+        request = self.rfile.read(length)
         path = self.path.split("?")[0]
         status, body = self.server.answers.get(path, (404, b'{"error": "not_found"}'))
+        if callable(body):  # an answer made from the request (one that names the registering key)
+            body = body(request)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -140,3 +145,71 @@ def test_a_hostile_retry_after_is_not_quoted(restored, hostile, retry_after):
     result = app.run("recover", account, "--password", stdin="a password\n")
     assert one_line_error(result) == "idp-authenticator: too many attempts: wait 60 seconds and try again"
     assert result.returncode == 37
+
+
+def registered_as(user) -> callable:
+    """A registration answer (201) for whatever key registers, naming it ``user``: the device id is the
+    RFC 7638 thumbprint of the key in the registration token's header, as a real server computes it."""
+    def answer(request: bytes) -> bytes:
+        token = json.loads(request)["registration"]
+        header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+        jwk = header["jwk"]
+        canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
+        device = base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+        return json.dumps({"device_id": device, "user": user}).encode()
+    return answer
+
+
+@pytest.mark.parametrize("user", [42, 1.5, True, None, [], ["bob"], {}, {"name": "bob"}, "", "  "],
+                         ids=repr)
+def test_a_registration_naming_the_user_with_no_text_keeps_the_uri_s_user(app, hostile, make_app, tmp_path, user):
+    """`"user": 42` used to become the account's name: every backup written from then on failed to
+    restore (exit 12). Only a non-empty string names the user; else the URI's `user` does."""
+    server, url = hostile
+    server.answers["/push/register"] = (201, registered_as(user))
+    app.ok("backup", "--enable", "--to", str(tmp_path / "cloud"))
+    app.ok("add", f"idp-push://activate?v=1&issuer={url}&endpoint={url}/push&code=c0de&user=alice%40example.com")
+    [account] = json.loads(app.ok("--json", "list"))
+    assert account["name"] == "alice@example.com"
+    restored = json.loads(make_app("new").ok("--json", "restore", "--from", str(tmp_path / "cloud")))
+    assert [a["name"] for a in restored] == ["alice@example.com"]
+
+
+def test_a_registration_naming_the_user_with_text_is_kept(app, hostile):
+    server, url = hostile
+    server.answers["/push/register"] = (201, registered_as("alice@work.example"))
+    app.ok("add", f"idp-push://activate?v=1&issuer={url}&endpoint={url}/push&code=c0de&user=alice")
+    assert [a["name"] for a in json.loads(app.ok("--json", "list"))] == ["alice@work.example"]
+
+
+def test_a_backup_restore_would_refuse_is_never_written(app, tmp_path):
+    """A store poisoned before the fix (a push account named 42): `backup --enable` and `backup --now`
+    fail loudly (18) and leave the good backup in place; an automatic backup warns, the change is kept."""
+    from authenticator.accounts import PUSH, Account, PushData
+    from authenticator.store import Vault
+
+    cloud = tmp_path / "cloud"
+    app.ok("add", "otpauth://totp/ACME:alice?secret=JBSWY3DPEHPK3PXP")
+    app.ok("backup", "--enable", "--to", str(cloud))
+    good = (cloud / BACKUP_FILE).read_bytes()
+    vault = Vault.open(app.home, PASSPHRASE)
+    poisoned = vault.add(Account(id="", type=PUSH, issuer="evil", name=42,
+                                 push=PushData(issuer_url="http://127.0.0.1:9", username=42)))
+    vault.save()
+
+    result = app.run("backup", "--now")
+    assert result.returncode == 18
+    assert one_line_error(result) == (f"idp-authenticator: backup not written: account evil:42 (id {poisoned.id}) "
+                                      "holds data that restore would refuse; remove it and add it again, then back "
+                                      "up (backup --now)")
+    assert (cloud / BACKUP_FILE).read_bytes() == good
+    result = app.run("backup", "--enable", "--to", str(cloud), "--replace")
+    assert result.returncode == 18 and (cloud / BACKUP_FILE).read_bytes() == good
+
+    result = app.run("add", "otpauth://totp/Bank:bob?secret=JBSWY3DPEHPK3PXP")
+    assert result.returncode == 0
+    assert result.stderr.startswith("idp-authenticator: warning: automatic backup failed: backup not written: ")
+    assert (cloud / BACKUP_FILE).read_bytes() == good
+    app.ok("remove", poisoned.id)
+    app.ok("backup", "--now")
+    assert (cloud / BACKUP_FILE).read_bytes() != good
