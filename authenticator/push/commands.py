@@ -3,6 +3,11 @@
 Each command reads the push accounts of the store, talks to their servers with
 :class:`PushClient` and prints one line per result (``--json``: one JSON document).
 A request id may be shortened to any unique prefix of at least 6 characters.
+
+Each account's server is asked on its own: one that cannot be asked (down, answering garbage,
+or no longer knowing this device) costs a warning line on stderr naming it, never the other
+accounts' requests. A command fails for it only when no server answered at all (``watch``: at
+its start; once watching, it warns and keeps asking).
 """
 
 import datetime
@@ -12,11 +17,20 @@ import time
 from authenticator.accounts import ACTIVE, PUSH, Account, ensure_can_approve
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
-from authenticator.push.client import ChallengeUnavailable, ProtocolError, PushClient
+from authenticator.push.client import (
+    ChallengeUnavailable,
+    DeviceRevoked,
+    ProtocolError,
+    PushClient,
+    ServerUnreachable,
+    host_of,
+)
 from authenticator.terminal import printable, read_line, shown
 
 MIN_PREFIX = 6
 WATCH_WAIT = 20
+# What one account's server can do wrong: it fails that account, not the command.
+SERVER_FAILURES = (ServerUnreachable, DeviceRevoked, ProtocolError)
 
 
 def push_accounts(ctx) -> list:
@@ -67,33 +81,71 @@ def _summary(challenge: dict, account: Account) -> dict:
             "expires_at": challenge.get("expires_at"), "digits": challenge.get("digits")}
 
 
-def collect(accounts: list) -> list:
-    """[(account, challenge)] of every usable push account, oldest first per account."""
-    found = []
+def collect(accounts: list, wait: float = 0) -> tuple[list, list]:
+    """([(account, challenge)] of every usable push account whose server answered, oldest first per
+    account; [(account, error)] of those whose server could not be asked)."""
+    found, failed = [], []
     for account in _usable(accounts):
-        for challenge in client_for(account).pending(wait=0):
-            found.append((account, challenge))
+        try:
+            challenges = client_for(account).pending(wait=wait)
+        except SERVER_FAILURES as exc:
+            failed.append((account, exc))
+            continue
+        found.extend((account, challenge) for challenge in challenges)
+    return found, failed
+
+
+def server_of(account: Account) -> str:
+    return host_of(account.push.issuer_url)
+
+
+def skipped(account: Account, error: AuthenticatorError) -> str:
+    """The warning for one account whose server could not be asked."""
+    return f"skipped the server at {server_of(account)} ({account.label}, id {account.id}): {error}"
+
+
+def ensure_some_answered(failed: list, asked: int) -> None:
+    """Raise when none of the ``asked`` servers answered: the one error as it is, or (several) one line
+    naming each server, with the first error's exit status."""
+    if not failed or len(failed) < asked:
+        return
+    if len(failed) == 1:
+        raise failed[0][1]
+    first = failed[0][1]
+    raise type(first)("no push server answered: " + "; ".join(f"{server_of(a)}: {e}" for a, e in failed))
+
+
+def answered(ctx, accounts: list) -> list:
+    """What :func:`collect` found, with one warning on stderr per server that could not be asked;
+    fails only when no server answered."""
+    found, failed = collect(accounts)
+    ensure_some_answered(failed, len(_usable(accounts)))
+    for account, error in failed:
+        ctx.warn(skipped(account, error))
     return found
 
 
-def resolve(accounts: list, challenge_id: str):
-    """The (account, full challenge id) a typed id or prefix names."""
+def resolve(ctx, accounts: list, challenge_id: str):
+    """The (account, full challenge id) a typed id or prefix names, among the servers that answered."""
     if not challenge_id:
         raise AuthenticatorError("give the request id (see pending)")
     usable = _usable(accounts)
     if not usable:
         ensure_can_approve(accounts[0])  # explains why (restored, needs verification)
-    matches = [(a, c["id"]) for a, c in collect(usable) if c["id"] == challenge_id
+    found, failed = collect(usable)
+    ensure_some_answered(failed, len(usable))
+    matches = [(a, c["id"]) for a, c in found if c["id"] == challenge_id
                or (len(challenge_id) >= MIN_PREFIX and c["id"].startswith(challenge_id))]
     exact = [m for m in matches if m[1] == challenge_id]
-    if exact:
-        return exact[0]
-    if len(matches) == 1:
-        return matches[0]
+    if exact or len(matches) == 1:
+        for account, error in failed:  # answered anyway: the others are worth knowing about
+            ctx.warn(skipped(account, error))
+        return (exact or matches)[0]
     if len(matches) > 1:
         raise AuthenticatorError(f"{challenge_id!r} matches several requests: give more of the id")
+    unasked = f"; the server(s) at {', '.join(server_of(a) for a, _ in failed)} could not be asked" if failed else ""
     raise ChallengeUnavailable(f"no pending request {challenge_id} (already answered, expired, or not for "
-                               f"this device's accounts)")
+                               f"this device's accounts){unasked}")
 
 
 def result_line(result: dict, challenge_id: str) -> str:
@@ -109,7 +161,7 @@ def result_line(result: dict, challenge_id: str) -> str:
 
 def cmd_pending(ctx, args) -> int:
     accounts = push_accounts(ctx)
-    found = collect(accounts)
+    found = answered(ctx, accounts)
     lines = [describe(c, a) for a, c in found] or ["no pending requests"]
     # A restored account receives nothing until it has a key of its own: "no pending requests"
     # alone would let the user wait for a request that can never show up here.
@@ -127,7 +179,7 @@ class NumberMismatch(AuthenticatorError):
 
 
 def _answer(ctx, challenge_id: str, decision: str, number=None) -> int:
-    account, full_id = resolve(push_accounts(ctx), challenge_id)
+    account, full_id = resolve(ctx, push_accounts(ctx), challenge_id)
     result = client_for(account).answer(full_id, decision, number)
     if decision == "approve" and result.get("status") != "approved":
         # A failure like any other: one line on stderr, its own status. With --json the server's
@@ -179,27 +231,40 @@ def _ask(ctx, challenge: dict, account: Account) -> int:
     except ChallengeUnavailable as exc:
         print(f"  {shown(exc)}", file=ctx.out)
         return 0
+    except SERVER_FAILURES as exc:  # gone since it sent the request: watch goes on with the others
+        ctx.warn(f"request {challenge['id']} not answered: {exc}")
+        return 0
     print("  " + result_line(result, challenge["id"]), file=ctx.out, flush=True)
     return 0
 
 
 def cmd_watch(ctx, args) -> int:
-    """Long-poll (one account) or poll every 2 s (several), ask about each new request once."""
+    """Long-poll (one account) or poll every 2 s (several), ask about each new request once.
+
+    No server answering the first round is an error, as for ``pending``; after that a server that
+    cannot be asked is a warning (once per failure, again if it changes) and watching goes on."""
     accounts = _usable(push_accounts(ctx))
     if not accounts:
         raise AuthenticatorError("no push account can approve on this device (restored accounts need recover)")
-    seen = set()
+    seen, failing, started = set(), {}, False
     print(f"watching {len(accounts)} push account(s); Ctrl-C to stop", file=ctx.out, flush=True)
     try:
         while True:
             wait = WATCH_WAIT if len(accounts) == 1 else 0
+            found, failed = collect(accounts, wait)
+            if not started:
+                ensure_some_answered(failed, len(accounts))
+                started = True
+            for account, error in failed:
+                if failing.get(account.id) != str(error):
+                    ctx.warn(skipped(account, error) + "; still watching")
+            failing = {account.id: str(error) for account, error in failed}
             asked = False
-            for account in accounts:
-                for challenge in client_for(account).pending(wait=wait):
-                    if challenge["id"] not in seen:
-                        seen.add(challenge["id"])
-                        asked = True
-                        _ask(ctx, challenge, account)
+            for account, challenge in found:
+                if challenge["id"] not in seen:
+                    seen.add(challenge["id"])
+                    asked = True
+                    _ask(ctx, challenge, account)
             if len(accounts) > 1:
                 time.sleep(2)
             elif not asked:

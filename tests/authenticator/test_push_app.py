@@ -265,3 +265,92 @@ def test_an_id_starting_with_a_dash_can_be_answered(phone, live_idp):
         db.session.commit()
     assert "approve --number NN -- ID" in phone.ok("pending")
     assert phone.ok("approve", "--number", step.view["number"], "--", dashed).startswith("approved")
+
+
+@pytest.fixture
+def two_servers(phone, live_idp):
+    """The phone's account at the live server, and a second push account whose server is down."""
+    from authenticator.accounts import PUSH, Account, PushData
+    from authenticator.push import keys
+    from authenticator.store import Vault
+    from authenticator_testkit import PASSPHRASE
+
+    down = f"http://127.0.0.1:{_free_port()}"
+    key = keys.new_private_key()
+    vault = Vault.open(phone.home, PASSPHRASE)
+    dead = vault.add(Account(id="", type=PUSH, issuer="Down", name="alice@down.example",
+                             push=PushData(issuer_url=down, username="alice@down.example",
+                                           device_id=keys.device_id(key), device_private_key=keys.private_pem(key),
+                                           extra={"endpoint": down + "/factors/push/v1"})))
+    vault.save()
+    return phone, dead, down.removeprefix("http://")
+
+
+def test_one_server_down_does_not_hide_the_others_requests(two_servers, live_idp):
+    """`pending` lists what the reachable server has (exit 0) and warns once, naming the server down;
+    `approve` finds a request there; an unknown id says which server could not be asked."""
+    phone, dead, host = two_servers
+    step = live_idp.start_login()
+    warning = (f"idp-authenticator: warning: skipped the server at {host} (Down:alice@down.example, id {dead.id}): "
+               f"cannot reach the server at {host}: ConnectionError")
+    result = phone.run("--json", "pending")
+    assert result.returncode == 0 and result.stderr == warning + "\n"
+    assert [c["id"] for c in json.loads(result.stdout)] == [step.state["challenge_id"]]
+    result = phone.run("pending")
+    assert result.returncode == 0 and "Payroll" in result.stdout and result.stderr == warning + "\n"
+
+    missing = phone.run("deny", "--", "0" * 64)
+    assert missing.returncode == 23
+    assert one_line_error(missing) == (f"idp-authenticator: no pending request {'0' * 64} (already answered, "
+                                       f"expired, or not for this device's accounts); the server(s) at {host} "
+                                       "could not be asked")
+    result = phone.run("approve", "--number", step.view["number"], "--", step.state["challenge_id"][:8])
+    assert result.returncode == 0 and result.stdout.startswith("approved") and result.stderr == warning + "\n"
+
+
+def test_no_server_answering_is_one_error_naming_each(two_servers, live_idp):
+    phone, dead, host = two_servers
+    live_idp.close()
+    result = phone.run("pending")
+    assert result.returncode == 20
+    line = one_line_error(result)
+    assert line.startswith(f"idp-authenticator: no push server answered: 127.0.0.1:{live_idp.port}: cannot reach")
+    assert f"; {host}: cannot reach the server at {host}" in line
+    assert phone.run("watch").returncode == 20
+
+
+def test_watch_warns_about_a_server_down_and_answers_the_others(two_servers, live_idp):
+    import os
+
+    from idp.factors import Verified
+
+    phone, dead, host = two_servers
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "authenticator", "--home", str(phone.home), "watch"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=REPO)
+    try:
+        assert proc.stdout.readline().startswith("watching 2 push account(s)")
+        assert proc.stderr.readline() == (f"idp-authenticator: warning: skipped the server at {host} "
+                                          f"(Down:alice@down.example, id {dead.id}): cannot reach the server at "
+                                          f"{host}: ConnectionError; still watching\n")
+        step = live_idp.start_login()
+        shown = proc.stdout.readline()
+        assert step.state["challenge_id"] in shown and "Payroll" in shown
+        proc.stdout.readline()
+        proc.stdin.write(step.view["number"] + "\n")
+        proc.stdin.flush()
+        lines = []
+        for _ in range(2):  # a hint for an id starting with '-' may come first
+            lines.append(proc.stdout.readline())
+            if "approved" in lines[-1]:
+                break
+        assert "approved" in lines[-1], lines
+        assert isinstance(live_idp.outcome(step), Verified)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+        assert "warning" not in proc.stderr.read()  # the same failure is not repeated every round
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
