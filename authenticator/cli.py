@@ -21,7 +21,7 @@ from authenticator import clock, recover, totp
 from authenticator.accounts import ACTIVE, PUSH, Account, find_account
 from authenticator.backup import service as backup_service
 from authenticator.backup.storage import DirectoryStorage
-from authenticator.errors import AuthenticatorError, BackupReplaced, NotAvailableYet
+from authenticator.errors import AuthenticatorError, BackupReplaced, BackupWouldEmpty, NotAvailableYet
 from authenticator.home import resolve_home
 from authenticator.intake import PendingAccount, account_from_input
 from authenticator.push import commands as push_commands
@@ -65,15 +65,16 @@ class Context:
 
         So does a backup that another device has replaced since this one wrote it: it is left
         alone (the other device may hold accounts this one lacks) and the warning says how to
-        take the location over. And so does a store that cannot be saved around the backup (a
+        take the location over; and one holding accounts while this device holds none (its user
+        may be about to restore it). And so does a store that cannot be saved around the backup (a
         full disk): before the file is written nothing is lost; after it, the file's SHA-256 is
         already in the store as pending (backup.service), so it is still recognised as this
         device's own at the next backup."""
         if vault.backup is None:
             return
         try:
-            backup_service.write_backup(vault)
-        except BackupReplaced as exc:
+            backup_service.write_backup(vault, automatic=True)
+        except (BackupReplaced, BackupWouldEmpty) as exc:
             self.warn(f"automatic backup skipped: {exc}")
             return
         except AuthenticatorError as exc:

@@ -75,7 +75,8 @@ class StorageUnreachable(AuthenticatorError):
 
 
 class DeviceNotEmpty(AuthenticatorError):
-    """Restore refused: the device already holds accounts."""
+    """Restore refused: the device already holds accounts (restore onto a new home instead: removing
+    them would rewrite the automatic backup, which may be the one to restore)."""
 
     exit_code = 16
 
@@ -91,6 +92,17 @@ class BackupUnrestorable(AuthenticatorError):
     format does not allow): nothing is written, the backup already there stays."""
 
     exit_code = 18
+
+
+class BackupWouldEmpty(BackupExists):
+    """An automatic backup found this device holding no accounts and the backup at the location holding
+    some: it is left alone (a restore from it may be what comes next); ``backup --now`` empties it."""
+
+
+class BackupEmpty(AuthenticatorError):
+    """``restore``: the backup is readable but holds no accounts, so nothing is restored."""
+
+    exit_code = 19
 
 
 class BackupReplaced(BackupExists):

@@ -80,6 +80,16 @@ def salt_of(blob: bytes):
 
 def open_backup(blob: bytes, recovery_secret: str) -> bytes:
     """Return the payload bytes, or raise the error that says what is wrong."""
+    return _open(blob, lambda params, salt: crypto.derive_keys(recovery_secret, salt, params, PURPOSE))
+
+
+def open_own_backup(blob: bytes, key: BackupKey) -> bytes:
+    """``open_backup`` for a file this device wrote, with the key it kept (no recovery secret, no scrypt)."""
+    return _open(blob, lambda params, salt: key.keys)
+
+
+def _open(blob: bytes, keys_for) -> bytes:
+    """The checks of ``open_backup``, in order; ``keys_for(params, salt)`` gives the derived keys."""
     if len(blob) < len(MAGIC):
         if MAGIC.startswith(blob):
             raise BackupTruncated("the backup is truncated (shorter than its header)")
@@ -111,7 +121,7 @@ def open_backup(blob: bytes, recovery_secret: str) -> bytes:
         params.validate()
     except crypto.InvalidKdfParams:
         raise BackupTampered("the backup was tampered with (unusable key derivation parameters)") from None
-    keys = crypto.derive_keys(recovery_secret, salt, params, PURPOSE)
+    keys = keys_for(params, salt)
     if not keys.matches(key_check):
         raise WrongRecoverySecret("wrong recovery secret for this backup")
     header = blob[:HEADER_SIZE]

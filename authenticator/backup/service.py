@@ -35,11 +35,13 @@ from authenticator.backup.settings import DIRECTORY, BackupSettings
 from authenticator.backup.storage import BackupStorage, DirectoryStorage, storage_for
 from authenticator.errors import (
     AuthenticatorError,
+    BackupEmpty,
     BackupExists,
     BackupReplaced,
     BackupTampered,
     BackupTooLarge,
     BackupUnrestorable,
+    BackupWouldEmpty,
     DeviceNotEmpty,
     NoBackupFound,
     WrongRecoverySecret,
@@ -124,7 +126,8 @@ def _identity(account: Account) -> tuple:
     return account.type, account.issuer, account.name, secret
 
 
-def write_backup(vault, *, settings: BackupSettings | None = None, take_over: bool = False) -> BackupSettings:
+def write_backup(vault, *, settings: BackupSettings | None = None, take_over: bool = False,
+                 automatic: bool = False) -> BackupSettings:
     """Write the vault's accounts with ``settings`` (default: the vault's own); they become the vault's
     settings, with ``last_backup_at`` and the file's SHA-256. The caller saves the vault afterwards.
 
@@ -133,18 +136,24 @@ def write_backup(vault, *, settings: BackupSettings | None = None, take_over: bo
     which made its own checks). The new file's SHA-256 is saved in the store as pending before the
     file is written (see the module docstring); if the file cannot be written, the settings go back
     to what they were, in memory and (best effort) in the store.
+
+    An ``automatic`` backup of a device holding no accounts never replaces a backup holding some
+    (:class:`BackupWouldEmpty`): the user may have removed them to make room for a restore from
+    that very backup. ``backup --now`` (and ``enable``) write what the device holds, whatever it is.
     """
     previous = vault.backup
     settings = settings or previous
     if settings is None:
         raise AuthenticatorError("backup is not enabled; run: idp-authenticator backup --enable --to DIR")
     storage = storage_for(settings.storage, settings.location)
-    if not take_over:
-        _ensure_still_ours(storage, settings)
     key = backup_format.BackupKey(
         settings.kdf, settings.salt,
         crypto.DerivedKeys(settings.encryption_key, settings.key_check),
     )
+    if not take_over:
+        current = _ensure_still_ours(storage, settings)
+        if automatic and not vault.accounts and current is not None:
+            _ensure_not_emptying(current, key, storage)
     when = _timestamp()
     blob = backup_format.seal_backup(key, restorable_payload(vault.accounts, when))
     fingerprint = _fingerprint(blob)
@@ -196,19 +205,37 @@ def _save_settings(vault, settings: BackupSettings | None, previous: BackupSetti
         raise
 
 
-def _ensure_still_ours(storage: BackupStorage, settings: BackupSettings) -> None:
+def _ensure_still_ours(storage: BackupStorage, settings: BackupSettings) -> bytes | None:
+    """The file at the location (None: there is none), if it is this device's own; else BackupReplaced."""
     try:
-        ours = _written_here(storage.read(), settings)
+        current = storage.read()
+        if _written_here(current, settings):
+            return current
     except NoBackupFound:
-        return  # removed (or never written): nothing to lose
+        return None  # removed (or never written): nothing to lose
     except BackupTooLarge:
-        ours = False  # no backup this device writes is that large
-    if not ours:
-        where = storage.describe()
-        raise BackupReplaced(
-            f"the backup at {where} was replaced by another device since this one last wrote it, and is left "
-            f"as it is; to make this device's accounts the backup there: idp-authenticator backup --enable "
-            f"--to {shlex.quote(where)} --replace (or stop: backup --disable)")
+        pass  # no backup this device writes is that large
+    where = storage.describe()
+    raise BackupReplaced(
+        f"the backup at {where} was replaced by another device since this one last wrote it, and is left "
+        f"as it is; to make this device's accounts the backup there: idp-authenticator backup --enable "
+        f"--to {shlex.quote(where)} --replace (or stop: backup --disable)")
+
+
+def _ensure_not_emptying(current: bytes, key: backup_format.BackupKey, storage: BackupStorage) -> None:
+    """Raise BackupWouldEmpty unless ``current`` (this device's own file) holds no account either. A file
+    that does not open with the device's key is taken as holding some: nothing is replaced unread."""
+    try:
+        held = len(decode_payload(backup_format.open_own_backup(current, key)))
+    except AuthenticatorError:
+        held = None
+    if held == 0:
+        return
+    holding = f"still holds {held} account(s)" if held else "may hold accounts"
+    raise BackupWouldEmpty(
+        f"this device holds no accounts now, and the backup at {storage.describe()} {holding}: it is left "
+        f"as it is (it may be the one to restore, onto a new app home: --home NEW_DIR restore --from DIR); "
+        f"to empty it on purpose: idp-authenticator backup --now")
 
 
 def _written_here(blob: bytes, settings: BackupSettings) -> bool:
@@ -229,17 +256,31 @@ def _fingerprint(blob: bytes) -> str:
 
 
 def read_backup(storage: BackupStorage, recovery_secret_getter) -> list[Account]:
-    """Fetch and open the backup; the secret is asked only once a backup was found."""
+    """Fetch and open the backup; the secret is asked only once a backup was found. One holding no
+    accounts is refused (BackupEmpty)."""
     blob = storage.read()
-    return decode_payload(backup_format.open_backup(blob, recovery_secret_getter()))
+    accounts = decode_payload(backup_format.open_backup(blob, recovery_secret_getter()))
+    ensure_accounts(accounts, storage)
+    return accounts
 
 
 def ensure_empty(vault) -> None:
+    """Restore only onto a device without accounts, so that an old backup never overwrites newer data.
+    The advice is a new home, not removing the accounts: every removal rewrites the automatic backup,
+    which may be the very backup the user is about to restore."""
     if vault is not None and vault.accounts:
         raise DeviceNotEmpty(
-            f"this device already holds {len(vault.accounts)} account(s); remove them first "
-            "so that an old backup never overwrites newer data"
+            f"this device already holds {len(vault.accounts)} account(s) and restore never overwrites them "
+            "(an old backup must not replace newer data): restore onto a new app home instead "
+            "(idp-authenticator --home NEW_DIR restore --from DIR), rather than removing them here, as "
+            "each removal rewrites this device's automatic backup"
         )
+
+
+def ensure_accounts(accounts: list[Account], storage: BackupStorage) -> None:
+    """A backup holding no account restores nothing: say so, rather than "restored 0 account(s)"."""
+    if not accounts:
+        raise BackupEmpty(f"the backup at {storage.describe()} holds no accounts: nothing to restore")
 
 
 def restore_into(vault, accounts: list[Account]) -> list[Account]:

@@ -79,9 +79,47 @@ def test_restore_refused_over_existing_accounts(backed_up, make_app):
     busy.ok("add", f"otpauth://totp/Mine:me?secret={SECRET}")
     before = busy.files()
     result = busy.run("restore", "--from", str(cloud))
-    assert "remove them first so that an old backup never overwrites newer data" in one_line_error(result)
+    assert one_line_error(result) == (
+        "idp-authenticator: this device already holds 1 account(s) and restore never overwrites them (an old "
+        "backup must not replace newer data): restore onto a new app home instead (idp-authenticator --home "
+        "NEW_DIR restore --from DIR), rather than removing them here, as each removal rewrites this device's "
+        "automatic backup")
     assert result.returncode == 16
     assert busy.files() == before
+
+
+def test_removing_every_account_leaves_the_backup_to_restore_whole(backed_up, make_app, tmp_path):
+    """The old advice (remove the accounts, then restore) emptied the backup being restored: each removal
+    rewrote it, and restore then said "restored 0 account(s)". An automatic backup no longer replaces a
+    backup holding accounts with an empty one; `backup --now` still does, on purpose."""
+    old, cloud = backed_up
+    before = codes(old)
+    old.ok("remove", "bob")  # one account left: backed up as usual
+    result = old.run("remove", "alice@example.com")
+    assert result.returncode == 0
+    assert result.stderr == (
+        f"idp-authenticator: warning: automatic backup skipped: this device holds no accounts now, and the backup "
+        f"at {cloud} still holds 1 account(s): it is left as it is (it may be the one to restore, onto a new app "
+        f"home: --home NEW_DIR restore --from DIR); to empty it on purpose: idp-authenticator backup --now\n")
+    assert "restored 1 account(s)" in old.ok("restore", "--from", str(cloud))
+    assert codes(old) == {"ACME:alice@example.com": before["ACME:alice@example.com"]}
+
+    old.ok("remove", "alice@example.com")  # skipped again: the backup keeps its account
+    old.ok("backup", "--now")  # an explicit backup empties it
+    result = make_app("new").run("restore", "--from", str(cloud))
+    assert result.returncode == 19
+    assert one_line_error(result) == f"idp-authenticator: the backup at {cloud} holds no accounts: nothing to restore"
+    assert not make_app("new").home.exists()
+
+
+def test_an_emptied_device_backs_up_again_once_it_holds_accounts(backed_up):
+    old, cloud = backed_up
+    old.ok("remove", "bob")
+    old.ok("remove", "alice@example.com")
+    frozen = (cloud / BACKUP_FILE).read_bytes()
+    result = old.run("add", OTHER_URI)
+    assert result.returncode == 0 and result.stderr == ""
+    assert (cloud / BACKUP_FILE).read_bytes() != frozen
 
 
 def _failures(cloud, tmp_path):
