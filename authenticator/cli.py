@@ -221,17 +221,17 @@ def _report_backup(ctx: Context, settings, human: str) -> int:
 def cmd_restore(ctx: Context, args) -> int:
     # Check everything before touching the home, so a failure leaves a fresh device fresh.
     backup_service.ensure_empty(ctx.existing_vault())
-    accounts = backup_service.read_backup(DirectoryStorage(args.source), ctx.recovery_secret.get)
+    backup = backup_service.read_backup(DirectoryStorage(args.source), ctx.recovery_secret.get)
     with locked(ctx.home):
         vault = ctx.existing_vault() or Vault.create(ctx.home, ctx.passphrase.get(creating=True))
-        restored = backup_service.restore_into(vault, accounts)
+        restored = backup_service.restore_into(vault, backup.accounts)
         vault.save()
         ctx.auto_backup(vault)
     waiting = sum(1 for a in restored if a.status != ACTIVE)
-    human = f"restored {len(restored)} account(s)"
+    human = f"restored {len(restored)} account(s) from the backup {backup_service.written_at(backup)}"
     if waiting:
         human += f"; {waiting} push account(s) need verification: run recover ACCOUNT"
-    ctx.emit([account_summary(a) for a in restored], human)
+    ctx.emit({"created_at": backup.created_at, "accounts": [account_summary(a) for a in restored]}, human)
     return 0
 
 

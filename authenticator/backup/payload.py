@@ -8,7 +8,9 @@ the device: a restored push account comes back as ``needs_verification``.
 """
 
 import json
-from dataclasses import fields
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Optional
 
 from authenticator.accounts import (
     ALGORITHMS,
@@ -27,6 +29,17 @@ from authenticator.totp import secret_bytes
 
 PUSH_FIELDS_BACKED_UP = ("issuer_url", "username", "account_id", "kind")
 PUSH_KINDS = ("work", "personal")
+CREATED_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@dataclass(frozen=True)
+class BackupContents:
+    """What a payload holds: the accounts, and when it was written (None: the backup does not say, or
+    not in the documented form; docs/backup-format.md does not require it, so such a backup still
+    restores). The time is what lets a user notice an older backup put back in the folder."""
+
+    accounts: list[Account]
+    created_at: Optional[str]
 
 
 def encode_payload(accounts: list[Account], created_at: str) -> bytes:
@@ -36,8 +49,8 @@ def encode_payload(accounts: list[Account], created_at: str) -> bytes:
     ).encode("utf-8")
 
 
-def decode_payload(raw: bytes) -> list[Account]:
-    """Accounts without ids (the store assigns them); push ones need verification.
+def decode_payload(raw: bytes) -> BackupContents:
+    """Accounts without ids (the store assigns them; push ones need verification), and ``created_at``.
 
     Anything but the documented JSON is reported as tampered: also JSON nested deeper than the
     parser recurses (RecursionError), and the same account twice (this app never writes that, and
@@ -45,6 +58,7 @@ def decode_payload(raw: bytes) -> list[Account]:
     try:
         document = json.loads(raw.decode("utf-8"))
         accounts = [_account_from_entry(entry) for entry in document["accounts"]]
+        created_at = _created_at(document.get("created_at"))
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise BackupTampered("the backup's contents are not valid (authenticated, but unreadable)") from None
     seen = set()
@@ -54,7 +68,16 @@ def decode_payload(raw: bytes) -> list[Account]:
             raise BackupTampered(f"the backup's contents are not valid (authenticated, but it holds "
                                  f"{account.type} account {account.label} twice)")
         seen.add(identity)
-    return accounts
+    return BackupContents(accounts, created_at)
+
+
+def _created_at(value) -> Optional[str]:
+    """``value`` when it is a time in the documented form, else None."""
+    try:
+        datetime.strptime(value, CREATED_AT_FORMAT)
+    except (TypeError, ValueError):
+        return None
+    return value
 
 
 def _account_entry(account: Account) -> dict:

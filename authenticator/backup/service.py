@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from authenticator import clock, crypto
 from authenticator.accounts import Account
 from authenticator.backup import format as backup_format
-from authenticator.backup.payload import decode_payload, encode_payload
+from authenticator.backup.payload import CREATED_AT_FORMAT, BackupContents, decode_payload, encode_payload
 from authenticator.backup.settings import DIRECTORY, BackupSettings
 from authenticator.backup.storage import BackupStorage, DirectoryStorage, storage_for
 from authenticator.errors import (
@@ -88,7 +88,7 @@ def _refuse_unless_replaceable(storage: DirectoryStorage, vault, directory: str,
     if own is not None and own.location == directory and _written_here(current, own):
         return
     try:
-        backed_up = decode_payload(backup_format.open_backup(current, recovery_secret))
+        backed_up = decode_payload(backup_format.open_backup(current, recovery_secret)).accounts
     except WrongRecoverySecret:
         raise BackupExists(f"{where} already holds a backup that does not open with this recovery secret "
                            f"(so whether this device holds all its accounts cannot be checked): give the secret "
@@ -226,7 +226,7 @@ def _ensure_not_emptying(current: bytes, key: backup_format.BackupKey, storage: 
     """Raise BackupWouldEmpty unless ``current`` (this device's own file) holds no account either. A file
     that does not open with the device's key is taken as holding some: nothing is replaced unread."""
     try:
-        held = len(decode_payload(backup_format.open_own_backup(current, key)))
+        held = len(decode_payload(backup_format.open_own_backup(current, key)).accounts)
     except AuthenticatorError:
         held = None
     if held == 0:
@@ -255,13 +255,13 @@ def _fingerprint(blob: bytes) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def read_backup(storage: BackupStorage, recovery_secret_getter) -> list[Account]:
+def read_backup(storage: BackupStorage, recovery_secret_getter) -> BackupContents:
     """Fetch and open the backup; the secret is asked only once a backup was found. One holding no
     accounts is refused (BackupEmpty)."""
     blob = storage.read()
-    accounts = decode_payload(backup_format.open_backup(blob, recovery_secret_getter()))
-    ensure_accounts(accounts, storage)
-    return accounts
+    contents = decode_payload(backup_format.open_backup(blob, recovery_secret_getter()))
+    ensure_accounts(contents, storage)
+    return contents
 
 
 def ensure_empty(vault) -> None:
@@ -277,10 +277,17 @@ def ensure_empty(vault) -> None:
         )
 
 
-def ensure_accounts(accounts: list[Account], storage: BackupStorage) -> None:
+def ensure_accounts(contents: BackupContents, storage: BackupStorage) -> None:
     """A backup holding no account restores nothing: say so, rather than "restored 0 account(s)"."""
-    if not accounts:
-        raise BackupEmpty(f"the backup at {storage.describe()} holds no accounts: nothing to restore")
+    if not contents.accounts:
+        raise BackupEmpty(f"the backup at {storage.describe()} ({written_at(contents)}) holds no accounts: "
+                          "nothing to restore")
+
+
+def written_at(contents: BackupContents) -> str:
+    """When the backup was written, as restore shows it: an older backup put back in the folder (by
+    anyone who can write there, with the same key) restores like the newest, and only its time tells."""
+    return f"written at {contents.created_at}" if contents.created_at else "written at an unknown time"
 
 
 def restore_into(vault, accounts: list[Account]) -> list[Account]:
@@ -289,4 +296,4 @@ def restore_into(vault, accounts: list[Account]) -> list[Account]:
 
 
 def _timestamp() -> str:
-    return datetime.fromtimestamp(clock.now(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(clock.now(), timezone.utc).strftime(CREATED_AT_FORMAT)

@@ -45,7 +45,7 @@ def test_header_layout_matches_the_document(blob):
 def test_round_trip_keeps_totp_and_only_the_push_recovery_facts(blob):
     payload = open_backup(blob, RECOVERY_SECRET)
     assert b"DEVICE-ONLY" not in payload and b"dev-7" not in payload and b"last_nonce" not in payload
-    totp, push = decode_payload(payload)
+    totp, push = decode_payload(payload).accounts
     assert totp.totp == ACCOUNTS[0].totp and (totp.issuer, totp.name) == ("ACME", "alice")
     assert push.push.issuer_url == "https://idp.work.example"
     assert (push.push.username, push.push.account_id, push.push.kind) == ("alice@work.example", "u-42", "work")

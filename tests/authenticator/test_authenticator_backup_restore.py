@@ -47,6 +47,41 @@ def test_automatic_backup_follows_removals(backed_up, make_app):
     assert list(codes(new)) == ["ACME:alice@example.com"]
 
 
+def test_restore_shows_when_the_backup_was_written(backed_up, make_app):
+    """Someone who can write to the synced folder can put an older backup (same key) back: it restores
+    like the newest, so restore says when it was written, text and --json alike."""
+    old, cloud = backed_up
+    later = {"IDP_AUTHENTICATOR_NOW": str(FIXED_TIME + 86400)}
+    old.ok("remove", "bob", env=later)  # the backup is written again, a day later
+    out = make_app("new").ok("restore", "--from", str(cloud))
+    assert out == "restored 1 account(s) from the backup written at 2023-11-15T22:13:20Z\n"
+    restored = json.loads(make_app("newer").ok("--json", "restore", "--from", str(cloud)))
+    assert restored["created_at"] == "2023-11-15T22:13:20Z"
+    assert [(a["issuer"], a["name"]) for a in restored["accounts"]] == [("ACME", "alice@example.com")]
+
+
+@pytest.mark.parametrize("created_at", [None, 1700000000, "", "yesterday", "2023-11-14 22:13:20",
+                                        "2023-11-14T22:13:20+00:00", "2023-13-40T22:13:20Z"], ids=repr)
+def test_a_backup_without_a_readable_creation_time_still_restores(make_app, tmp_path, created_at):
+    """The format does not require created_at (another platform's writer may leave it out): such a backup
+    restores, and restore says its time is unknown."""
+    from authenticator.backup import format as backup_format
+    from authenticator_testkit import RECOVERY_SECRET
+
+    document = {"accounts": [{"type": "totp", "issuer": "ACME", "name": "alice",
+                              "totp": {"secret": SECRET, "algorithm": "SHA1", "digits": 6, "period": 30}}]}
+    if created_at is not None:
+        document["created_at"] = created_at
+    location = tmp_path / "cloud"
+    location.mkdir()
+    key = backup_format.new_backup_key(RECOVERY_SECRET)
+    (location / BACKUP_FILE).write_bytes(backup_format.seal_backup(key, json.dumps(document).encode()))
+    out = make_app("new").ok("restore", "--from", str(location))
+    assert out == "restored 1 account(s) from the backup written at an unknown time\n"
+    restored = json.loads(make_app("newer").ok("--json", "restore", "--from", str(location)))
+    assert restored["created_at"] is None and len(restored["accounts"]) == 1
+
+
 def test_backup_now_and_disable(backed_up):
     old, cloud = backed_up
     status = json.loads(old.ok("--json", "backup"))
@@ -108,7 +143,8 @@ def test_removing_every_account_leaves_the_backup_to_restore_whole(backed_up, ma
     old.ok("backup", "--now")  # an explicit backup empties it
     result = make_app("new").run("restore", "--from", str(cloud))
     assert result.returncode == 19
-    assert one_line_error(result) == f"idp-authenticator: the backup at {cloud} holds no accounts: nothing to restore"
+    assert one_line_error(result) == (f"idp-authenticator: the backup at {cloud} (written at 2023-11-14T22:13:20Z) "
+                                      "holds no accounts: nothing to restore")
     assert not make_app("new").home.exists()
 
 
@@ -292,7 +328,7 @@ def backed_up_names(cloud) -> list:
     from authenticator.backup.storage import DirectoryStorage
     from authenticator_testkit import RECOVERY_SECRET
 
-    return sorted(a.name for a in read_backup(DirectoryStorage(cloud), lambda: RECOVERY_SECRET))
+    return sorted(a.name for a in read_backup(DirectoryStorage(cloud), lambda: RECOVERY_SECRET).accounts)
 
 
 THIRD_URI = f"otpauth://totp/Shop:carol?secret={SECRET}"

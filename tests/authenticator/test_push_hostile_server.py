@@ -172,7 +172,7 @@ def test_a_registration_naming_the_user_with_no_text_keeps_the_uri_s_user(app, h
     [account] = json.loads(app.ok("--json", "list"))
     assert account["name"] == "alice@example.com"
     restored = json.loads(make_app("new").ok("--json", "restore", "--from", str(tmp_path / "cloud")))
-    assert [a["name"] for a in restored] == ["alice@example.com"]
+    assert [a["name"] for a in restored["accounts"]] == ["alice@example.com"]
 
 
 def test_a_registration_naming_the_user_with_text_is_kept(app, hostile):
