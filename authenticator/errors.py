@@ -52,7 +52,12 @@ class BackupTampered(AuthenticatorError):
     exit_code = 12
 
 
-class BackupTooLarge(BackupTampered):
+class NotABackupFile(BackupTampered):
+    """What is stored where the backup belongs cannot be one, as seen before reading it: not a regular
+    file (a FIFO would block the reader forever, a device never end), or too large."""
+
+
+class BackupTooLarge(NotABackupFile):
     """The stored file is larger than any backup can be: refused before it is read."""
 
 

@@ -39,11 +39,11 @@ from authenticator.errors import (
     BackupExists,
     BackupReplaced,
     BackupTampered,
-    BackupTooLarge,
     BackupUnrestorable,
     BackupWouldEmpty,
     DeviceNotEmpty,
     NoBackupFound,
+    NotABackupFile,
     WrongRecoverySecret,
 )
 
@@ -82,7 +82,7 @@ def _refuse_unless_replaceable(storage: DirectoryStorage, vault, directory: str,
         current = storage.read()
     except NoBackupFound:
         return
-    except BackupTooLarge as exc:
+    except NotABackupFile as exc:
         raise _unreadable(where, exc, overwrite) from None
     own = vault.backup
     if own is not None and own.location == directory and _written_here(current, own):
@@ -213,8 +213,8 @@ def _ensure_still_ours(storage: BackupStorage, settings: BackupSettings) -> byte
             return current
     except NoBackupFound:
         return None  # removed (or never written): nothing to lose
-    except BackupTooLarge:
-        pass  # no backup this device writes is that large
+    except NotABackupFile:
+        pass  # no backup this device writes is that large, or anything but a regular file
     where = storage.describe()
     raise BackupReplaced(
         f"the backup at {where} was replaced by another device since this one last wrote it, and is left "

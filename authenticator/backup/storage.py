@@ -7,11 +7,12 @@ Storages deal in opaque bytes; they never see a key or a plaintext.
 """
 
 import os
+import stat
 from pathlib import Path
 from typing import Protocol
 
 from authenticator.backup.format import MAX_FILE_SIZE
-from authenticator.errors import BackupTooLarge, NoBackupFound, StorageUnreachable
+from authenticator.errors import BackupTooLarge, NoBackupFound, NotABackupFile, StorageUnreachable
 from authenticator.files import write_atomically
 
 BACKUP_FILE = "idp-authenticator-backup.bin"
@@ -25,8 +26,8 @@ class BackupStorage(Protocol):
         """Replace the stored backup atomically. Raises StorageUnreachable."""
 
     def read(self) -> bytes:
-        """The stored backup. Raises NoBackupFound or StorageUnreachable, and BackupTooLarge, without
-        reading it, for a file larger than ``format.MAX_FILE_SIZE``."""
+        """The stored backup. Raises NoBackupFound or StorageUnreachable, and NotABackupFile, without
+        reading it, for anything but a regular file no larger than ``format.MAX_FILE_SIZE``."""
 
 
 class DirectoryStorage:
@@ -59,17 +60,31 @@ class DirectoryStorage:
     def read(self) -> bytes:
         self._check_directory()
         try:
-            with open(self.path, "rb") as handle:
-                self._check_size(os.fstat(handle.fileno()).st_size)
-                blob = handle.read(MAX_FILE_SIZE + 1)  # bounded, should it grow meanwhile
-            self._check_size(len(blob))
-            return blob
+            # Non-blocking, then checked with fstat (what was opened, not the name, which may change
+            # meanwhile): opening a FIFO put there would otherwise wait for a writer forever. On a
+            # regular file the flag changes nothing.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             raise NoBackupFound(f"no backup at {self.directory} (no {BACKUP_FILE} there)") from None
-        except IsADirectoryError:
-            raise NoBackupFound(f"no backup at {self.directory} ({BACKUP_FILE} is not a file)") from None
         except OSError as exc:
             raise self._unreachable(exc.strerror or str(exc)) from None
+        try:
+            self._check_regular(os.fstat(fd))
+            with open(fd, "rb", closefd=False) as handle:
+                blob = handle.read(MAX_FILE_SIZE + 1)  # bounded, should it grow meanwhile
+        except OSError as exc:
+            raise self._unreachable(exc.strerror or str(exc)) from None
+        finally:
+            os.close(fd)
+        self._check_size(len(blob))
+        return blob
+
+    def _check_regular(self, info: os.stat_result) -> None:
+        if stat.S_ISDIR(info.st_mode):
+            raise NoBackupFound(f"no backup at {self.directory} ({BACKUP_FILE} is not a file)")
+        if not stat.S_ISREG(info.st_mode):
+            raise NotABackupFile(f"{BACKUP_FILE} at {self.directory} is not a backup (not a regular file)")
+        self._check_size(info.st_size)
 
     def _check_size(self, size: int) -> None:
         if size > MAX_FILE_SIZE:

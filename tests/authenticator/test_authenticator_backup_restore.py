@@ -1,6 +1,7 @@
 """Backup and restore end to end through the CLI, as a user moving to a new phone would."""
 
 import json
+import os
 import struct
 
 import pytest
@@ -648,3 +649,41 @@ recover.recover_by_password = lambda account, key, reader: {"device_id": keys.de
     assert result.returncode == 0 and result.stdout.startswith("recovered acme:alice@example.com")
     assert "warning: automatic backup written, but this device could not record it" in result.stderr
     assert [a["status"] for a in json.loads(app.ok("--json", "list"))] == [ACTIVE]
+
+
+# --- what sits where the backup belongs -----------------------------------------------------------
+
+@pytest.fixture
+def fifo_at_the_backup(tmp_path):
+    location = tmp_path / "cloud"
+    location.mkdir()
+    os.mkfifo(location / BACKUP_FILE)
+    return location
+
+
+def test_a_fifo_at_the_backup_path_is_not_a_backup_and_does_not_hang(fifo_at_the_backup, make_app):
+    """A blocking open() of a FIFO waits for a writer forever: restore hung."""
+    fresh = make_app("fresh")
+    result = fresh.run("restore", "--from", str(fifo_at_the_backup))
+    assert result.returncode == 12
+    assert one_line_error(result) == (f"idp-authenticator: {BACKUP_FILE} at {fifo_at_the_backup} is not a backup "
+                                      "(not a regular file)")
+    assert fresh.files() == {}
+
+
+def test_backup_enable_over_a_fifo_is_refused_without_hanging(fifo_at_the_backup, app):
+    app.ok("add", TOTP_URI)
+    result = app.run("backup", "--enable", "--to", str(fifo_at_the_backup))
+    assert result.returncode == 17
+    not_regular = f"{BACKUP_FILE} at {fifo_at_the_backup} is not a backup (not a regular file)"
+    assert f"already holds a file this device cannot read as a backup ({not_regular})" in one_line_error(result)
+    app.ok("backup", "--enable", "--to", str(fifo_at_the_backup), "--replace")  # replaced by a backup
+    assert (fifo_at_the_backup / BACKUP_FILE).is_file()
+
+
+def test_a_directory_at_the_backup_path_is_no_backup(make_app, tmp_path):
+    location = tmp_path / "cloud"
+    (location / BACKUP_FILE).mkdir(parents=True)
+    result = make_app("fresh").run("restore", "--from", str(location))
+    assert result.returncode == 10
+    assert one_line_error(result) == f"idp-authenticator: no backup at {location} ({BACKUP_FILE} is not a file)"
