@@ -27,9 +27,7 @@ from authenticator.intake import PendingAccount, account_from_input
 from authenticator.push import commands as push_commands
 from authenticator.secret_input import SecretSource, passphrase_source, recovery_secret_source
 from authenticator.store import Vault, locked
-from authenticator.terminal import one_line, printable, shown
-
-PROG = "idp-authenticator"
+from authenticator.terminal import PROG, one_line, printable, shown, warn
 
 
 @dataclass
@@ -90,7 +88,7 @@ class Context:
                       "the next backup still recognises it as this device's own")
 
     def warn(self, message: str) -> None:
-        print(one_line(f"{PROG}: warning: {message}"), file=self.err)
+        warn(message, self.err)
 
     def emit(self, document, human: str) -> None:
         """One JSON document (json.dumps escapes every control and non-ASCII character), or the human

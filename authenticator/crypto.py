@@ -14,9 +14,12 @@ recovery secret) use the same recipe, so it is written once:
 
 The scrypt cost is recorded with every salt, so a file is always opened with
 the parameters it was written with. ``IDP_AUTHENTICATOR_SCRYPT_N`` lowers the
-cost for new files; it exists for the test suite only.
+cost for new files; it exists for the test suite only, and the app says so on
+stderr whenever it uses it (leaked into a real environment, it would make every
+new store and backup cheap to attack, for good).
 """
 
+import functools
 import hmac
 import os
 import secrets
@@ -30,6 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from authenticator.errors import AuthenticatorError
+from authenticator.terminal import warn
 
 SCRYPT_N_ENV = "IDP_AUTHENTICATOR_SCRYPT_N"
 DEFAULT_N = 2**15
@@ -100,9 +104,18 @@ class KdfParams:
         if not raw:
             return cls(n=n)
         try:
-            return cls(n=int(raw)).validate()
-        except (ValueError, InvalidKdfParams) as exc:
-            raise InvalidKdfParams(f"{SCRYPT_N_ENV}={raw!r} is not a usable scrypt n") from exc
+            params = cls(n=int(raw)).validate()
+        except ValueError:  # InvalidKdfParams included
+            raise AuthenticatorError(f"{SCRYPT_N_ENV}={raw!r} is not a usable scrypt n (a power of two up to "
+                                     f"2**{MAX_LOG2_N}; for tests only: unset it)") from None
+        _warn_cost_override(raw)
+        return params
+
+
+@functools.cache  # once per process and value: a command may make a store and a backup key
+def _warn_cost_override(raw: str) -> None:
+    warn(f"{SCRYPT_N_ENV}={raw} sets the scrypt cost of new stores and backups (for tests only: unset it; "
+         "a low cost makes their passphrase or recovery secret fast to guess)")
 
 
 @dataclass(frozen=True)

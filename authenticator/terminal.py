@@ -17,9 +17,12 @@ the newlines of the app's own layout.
 """
 
 import re
+import sys
 from typing import Optional, TextIO
 
 from authenticator.errors import AuthenticatorError
+
+PROG = "idp-authenticator"
 
 # Echoed values (paths, URIs) longer than this are shortened in the middle: the
 # start and the end are what tell a user which one it was.
@@ -73,6 +76,11 @@ def printable(text: str) -> str:
     """``text`` that any stdout can print and no terminal acts on: control characters other than the
     layout's newlines escaped, lone surrogates replaced by U+FFFD."""
     return _SURROGATE.sub("\ufffd", _CONTROL_BUT_NEWLINE.sub(_escape, text))
+
+
+def warn(message: str, stream: Optional[TextIO] = None) -> None:
+    """One warning line on stderr (or ``stream``): something the user should know; the command goes on."""
+    print(one_line(f"{PROG}: warning: {message}"), file=stream or sys.stderr)
 
 
 def one_line(message: str) -> str:

@@ -6,6 +6,7 @@ see exactly what a script would: stdout, one line on stderr, the exit status.
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,13 +28,16 @@ class App:
     def __init__(self, home: Path):
         self.home = home
 
-    def run(self, *args, env=None, stdin=None, pass_home=True, stdin_file=None,
-            close_stdin=False, memory_limit_mib=None, prelude=None) -> subprocess.CompletedProcess:
+    def run(self, *args, env=None, stdin=None, pass_home=True, stdin_file=None, close_stdin=False,
+            memory_limit_mib=None, prelude=None, keep_cost_warning=False) -> subprocess.CompletedProcess:
         """``stdin``: text piped in (default: an empty pipe, never the terminal pytest may run on,
         where a missing secret would be asked for); ``stdin_file``: a file's raw bytes instead;
         ``close_stdin``: run with no stdin at all, as ``<&-`` does; ``memory_limit_mib``: the address
         space the process may use (a small phone); ``prelude``: Python run in the app's process before
-        the command (to make a disk fail, or the process die, at a chosen point)."""
+        the command (to make a disk fail, or the process die, at a chosen point).
+
+        The app warns on stderr whenever it uses the lowered scrypt cost the fixtures set: that line is
+        taken out of ``stderr`` (every test would step over it otherwise) unless ``keep_cost_warning``."""
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
         for key, value in (env or {}).items():
@@ -47,8 +51,11 @@ class App:
             feed = {"input": stdin or ""}
             if stdin_file is not None:
                 feed = {"stdin": stack.enter_context(open(stdin_file, "rb"))}
-            return subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=REPO, timeout=60,
-                                  preexec_fn=_limits(close_stdin, memory_limit_mib), **feed)
+            result = subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=REPO, timeout=60,
+                                    preexec_fn=_limits(close_stdin, memory_limit_mib), **feed)
+        if not keep_cost_warning:
+            result.stderr = COST_WARNING.sub("", result.stderr)
+        return result
 
     def ok(self, *args, **kwargs) -> str:
         result = self.run(*args, **kwargs)
@@ -62,6 +69,9 @@ class App:
         return {p.relative_to(self.home): p.read_bytes() for p in sorted(self.home.rglob("*")) if p.is_file()}
 
 
+# authenticator/crypto.py's warning about IDP_AUTHENTICATOR_SCRYPT_N (conftest.py sets it to 16).
+COST_WARNING = re.compile(r"^idp-authenticator: warning: IDP_AUTHENTICATOR_SCRYPT_N=\S* sets the scrypt cost .*\n",
+                          re.MULTILINE)
 _MAIN = "import sys\nfrom authenticator.cli import main\nsys.exit(main(sys.argv[1:]))"
 
 

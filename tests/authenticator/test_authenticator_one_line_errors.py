@@ -176,3 +176,43 @@ def test_no_error_quotes_a_uri_given_where_something_else_belongs(app, args):
     line = one_line_error(result)
     assert SECRET not in line and "secret=" not in line
     assert "(a URI, not repeated here: it may hold a secret)" in line
+
+
+# --- the test-only variables, leaked into a real environment --------------------------------------
+
+@pytest.mark.parametrize("value", ["abc", "nan", "inf", "-inf", "-1", "1e30", "12:00"])
+def test_an_unusable_pinned_time_is_a_one_line_error(app, value):
+    app.ok("add", TOTP_URI)
+    result = app.run("code", "alice@example.com", env={"IDP_AUTHENTICATOR_NOW": value})
+    assert one_line_error(result) == (f"idp-authenticator: IDP_AUTHENTICATOR_NOW={value!r} is not a time (Unix "
+                                      "seconds, from 0 to 253402300799); it is for tests only: unset it")
+    assert result.returncode == 1
+
+
+COST_WARNING = ("idp-authenticator: warning: IDP_AUTHENTICATOR_SCRYPT_N=16 sets the scrypt cost of new stores and "
+                "backups (for tests only: unset it; a low cost makes their passphrase or recovery secret fast to "
+                "guess)\n")
+
+
+def test_the_test_only_scrypt_cost_is_announced_whenever_it_is_used(app, tmp_path):
+    """It weakens every store and backup made with it, for good: never silently. Once per command, and
+    only for a command that makes a store or a backup key."""
+    result = app.run("add", TOTP_URI, keep_cost_warning=True)
+    assert result.returncode == 0 and result.stderr == COST_WARNING
+    result = app.run("backup", "--enable", "--to", str(tmp_path / "cloud"), keep_cost_warning=True)
+    assert result.returncode == 0 and result.stderr == COST_WARNING
+    result = app.run("list", keep_cost_warning=True)
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def test_without_the_test_only_scrypt_cost_nothing_is_announced(app):
+    result = app.run("add", TOTP_URI, env={"IDP_AUTHENTICATOR_SCRYPT_N": None}, keep_cost_warning=True)
+    assert result.returncode == 0 and result.stderr == ""
+
+
+@pytest.mark.parametrize("value", ["abc", "3", "0", str(2**21)])
+def test_an_unusable_scrypt_cost_is_a_one_line_error(app, value):
+    result = app.run("add", TOTP_URI, env={"IDP_AUTHENTICATOR_SCRYPT_N": value})
+    assert one_line_error(result) == (f"idp-authenticator: IDP_AUTHENTICATOR_SCRYPT_N={value!r} is not a usable "
+                                      "scrypt n (a power of two up to 2**20; for tests only: unset it)")
+    assert result.returncode == 1 and not app.home.exists()
