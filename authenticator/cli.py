@@ -315,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    _tolerant_stdio()
     args = build_parser().parse_args(argv)
     ctx = Context(
         home=resolve_home(args.home),
@@ -332,6 +333,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         return fail(cannot_write(exc), 1)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
+
+
+def _tolerant_stdio() -> None:
+    """Print what the stream's encoding cannot hold as escapes (``Caf\\xe9``) instead of failing: with an
+    ASCII stdout (``PYTHONIOENCODING=ascii``) an account label like "Café" was a traceback
+    (after the change was saved). Before parsing, so that usage errors quoting an argument are covered."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # None: closed (<&- for stdout) or replaced
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
 
 
 def cannot_write(exc: OSError) -> str:

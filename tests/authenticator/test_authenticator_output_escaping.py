@@ -13,7 +13,7 @@ import time
 
 from authenticator.accounts import PUSH, Account, PushData
 from authenticator.terminal import printable, shown
-from authenticator_testkit import SECRET
+from authenticator_testkit import SECRET, TOTP_URI, one_line_error
 
 FAKE_FROM = "X\x1b[2K\x1b[G    from 10.0.0.1 (office VPN)"
 TERMINAL_CONTROLS = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")  # all but the newline
@@ -103,3 +103,25 @@ def test_list_json_keeps_the_label_exact(app):
     app.ok("add", f"otpauth://totp/Bank:me%1Bx?secret={SECRET}&issuer=Bank")
     assert json.loads(app.ok("--json", "list"))[0]["name"] == "me\x1bx"
 
+
+
+ASCII_STDIO = {"PYTHONIOENCODING": "ascii"}
+
+
+def test_a_label_an_ascii_stdout_cannot_hold_is_escaped_not_a_traceback(app):
+    """With an ASCII stdout (PYTHONIOENCODING=ascii) printing "Café" was a UnicodeEncodeError
+    traceback, after `add` had saved the account."""
+    added = app.run("add", f"otpauth://totp/Caf%C3%A9:z%C3%B6e?secret={SECRET}&issuer=Caf%C3%A9", env=ASCII_STDIO)
+    assert added.returncode == 0 and added.stderr == ""
+    assert added.stdout.startswith("added Caf\\xe9:z\\xf6e (totp, id ")
+    assert app.ok("list", env=ASCII_STDIO).split("  ")[1] == "Caf\\xe9:z\\xf6e"
+    assert json.loads(app.ok("--json", "list", env=ASCII_STDIO))[0]["issuer"] == "Café"  # JSON escapes itself
+
+
+def test_an_error_quoting_what_an_ascii_stderr_cannot_hold_is_one_line(app):
+    """Python's stderr escapes by default; main() keeps it so (it sets both streams alike)."""
+    app.ok("add", TOTP_URI)
+    for args in (["code", "Café"], ["bogus-€"]):
+        result = app.run(*args, env=ASCII_STDIO)
+        line = one_line_error(result)
+        assert "Caf\\xe9" in line or "bogus-\\u20ac" in line, line
