@@ -155,7 +155,7 @@ def write_backup(vault, *, settings: BackupSettings | None = None, take_over: bo
         if automatic and not vault.accounts and current is not None:
             _ensure_not_emptying(current, key, storage)
     when = _timestamp()
-    blob = backup_format.seal_backup(key, restorable_payload(vault.accounts, when))
+    blob = backup_format.seal_backup(key, _restorable_payload(vault.accounts, when))
     fingerprint = _fingerprint(blob)
     _save_settings(vault, settings.expecting(fingerprint), previous)
     try:
@@ -168,18 +168,20 @@ def write_backup(vault, *, settings: BackupSettings | None = None, take_over: bo
     return vault.backup
 
 
-def restorable_payload(accounts: list[Account], created_at: str) -> bytes:
+def _restorable_payload(accounts: list[Account], created_at: str) -> bytes:
     """The payload of ``accounts``, once the reader's own decoder has read it back: a backup that
     ``restore`` would refuse is never written (it would replace a good one, and the user would learn
     only on the new phone). Raises BackupUnrestorable, naming the account at fault when one is."""
     payload = encode_payload(accounts, created_at)
     try:
         decode_payload(payload)
-    except BackupTampered:
+    except BackupTampered as exc:
         culprit = next((a for a in accounts if not _reads_back(a, created_at)), None)
-        which = f"account {culprit.label} (id {culprit.id}) holds" if culprit else "the accounts hold"
-        raise BackupUnrestorable(f"backup not written: {which} data that restore would refuse; remove it and "
-                                 "add it again, then back up (backup --now)") from None
+        if culprit is None:  # each account alone reads back: what is refused is the whole (a duplicate)
+            raise BackupUnrestorable(f"backup not written: restore would refuse it ({exc})") from None
+        raise BackupUnrestorable(f"backup not written: account {culprit.label} (id {culprit.id}) holds data that "
+                                 "restore would refuse; remove it and add it again, then back up (backup --now)"
+                                 ) from None
     return payload
 
 

@@ -213,3 +213,21 @@ def test_a_backup_restore_would_refuse_is_never_written(app, tmp_path):
     app.ok("remove", poisoned.id)
     app.ok("backup", "--now")
     assert (cloud / BACKUP_FILE).read_bytes() != good
+
+
+def test_a_backup_restore_would_refuse_as_a_whole_says_why(app, tmp_path):
+    """Each account reads back alone, but not the two together (the same account twice, which the store
+    never holds unless edited): the reader's own reason is given."""
+    from authenticator.store import Vault
+
+    cloud = tmp_path / "cloud"
+    app.ok("add", "otpauth://totp/ACME:alice?secret=JBSWY3DPEHPK3PXP")
+    app.ok("backup", "--enable", "--to", str(cloud))
+    vault = Vault.open(app.home, PASSPHRASE)
+    vault.accounts.append(vault.accounts[0].with_id("deadbeef"))
+    vault.save()
+    result = app.run("backup", "--now")
+    assert result.returncode == 18
+    assert one_line_error(result) == ("idp-authenticator: backup not written: restore would refuse it (the backup's "
+                                      "contents are not valid (authenticated, but it holds totp account ACME:alice "
+                                      "twice))")
