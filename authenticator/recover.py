@@ -126,6 +126,11 @@ def _refused(status: int, data: dict, url: str) -> AuthenticatorError:
         "code_not_sent": "the server could not send the code by e-mail: try again later or ask your administrator",
         "no_push_device": "this account has no push sign-in to recover on the server: ask your administrator "
                           "for a recovery QR code",
+        "push_not_allowed": "your organization no longer takes push sign-in: sign in with another method, or ask "
+                            "your administrator",
+        "account_disabled": "this account is disabled: ask your administrator",
+        "push_suspended": "push sign-in is suspended for this account after a reported sign-in: ask your "
+                          "administrator",
     }.get(error, f"the server refused the recovery (HTTP {status}, {error}) at {host_of(url)}"))
 
 

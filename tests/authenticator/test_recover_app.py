@@ -202,3 +202,13 @@ def test_a_mangled_recovery_uri_is_not_echoed(restored):
     app, account, issuer = restored
     result = app.run("recover", account, "--qr", recovery_uri(issuer).replace("://", ":/"))
     assert "7KQ2M" not in one_line_error(result) and "not repeated here" in result.stderr
+
+
+@pytest.mark.parametrize("error, words", [("push_not_allowed", "no longer takes push"),
+                                          ("account_disabled", "account is disabled"),
+                                          ("push_suspended", "suspended")])
+def test_the_servers_refusals_of_a_recovery_are_told_in_words(error, words):
+    from authenticator.recover import _refused
+
+    message = str(_refused(403, {"error": error}, "https://id.example/factors/qr_recovery/redeem"))
+    assert words in message and "HTTP" not in message
