@@ -167,29 +167,13 @@ def test_deny_and_report_fraud(phone, live_idp):
 def test_watch_shows_the_request_and_approves_with_the_typed_number(phone, live_idp):
     import os
 
-    from idp.factors import Verified
-
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "authenticator", "--home", str(phone.home), "watch"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=REPO)
     try:
         assert proc.stdout.readline().startswith("watching")
-        step = live_idp.start_login()
-        shown = proc.stdout.readline()
-        assert step.state["challenge_id"] in shown and "Payroll" in shown, proc.stderr.read() if not shown else shown
-        assert "203.0.113.7" in proc.stdout.readline()
-        proc.stdin.write(step.view["number"] + "\n")
-        proc.stdin.flush()
-        lines = []
-        for _ in range(2):  # a hint for an id starting with '-' may come first
-            lines.append(proc.stdout.readline())
-            if "approved" in lines[-1]:
-                break
-        assert "approved" in lines[-1], lines
-        assert isinstance(live_idp.outcome(step), Verified)
-        proc.send_signal(signal.SIGINT)  # watch runs until Ctrl-C
-        assert proc.wait(timeout=30) == 130
+        approve_what_watch_shows(proc, live_idp)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -322,8 +306,6 @@ def test_no_server_answering_is_one_error_naming_each(two_servers, live_idp):
 def test_watch_warns_about_a_server_down_and_answers_the_others(two_servers, live_idp):
     import os
 
-    from idp.factors import Verified
-
     phone, dead, host = two_servers
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.Popen([sys.executable, "-m", "authenticator", "--home", str(phone.home), "watch"],
@@ -334,23 +316,31 @@ def test_watch_warns_about_a_server_down_and_answers_the_others(two_servers, liv
         assert proc.stderr.readline() == (f"idp-authenticator: warning: skipped the server at {host} "
                                           f"(Down:alice@down.example, id {dead.id}): cannot reach the server at "
                                           f"{host}: ConnectionError; still watching\n")
-        step = live_idp.start_login()
-        shown = proc.stdout.readline()
-        assert step.state["challenge_id"] in shown and "Payroll" in shown
-        proc.stdout.readline()
-        proc.stdin.write(step.view["number"] + "\n")
-        proc.stdin.flush()
-        lines = []
-        for _ in range(2):  # a hint for an id starting with '-' may come first
-            lines.append(proc.stdout.readline())
-            if "approved" in lines[-1]:
-                break
-        assert "approved" in lines[-1], lines
-        assert isinstance(live_idp.outcome(step), Verified)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 130
+        approve_what_watch_shows(proc, live_idp)
         assert "warning" not in proc.stderr.read()  # the same failure is not repeated every round
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def approve_what_watch_shows(proc, live_idp) -> None:
+    """A login starts; the running `watch` shows it (the request, then where it came from), is
+    typed the number, approves, and stops at Ctrl-C."""
+    from idp.factors import Verified
+
+    step = live_idp.start_login()
+    shown = proc.stdout.readline()
+    assert step.state["challenge_id"] in shown and "Payroll" in shown, proc.stderr.read() if not shown else shown
+    assert "203.0.113.7" in proc.stdout.readline()
+    proc.stdin.write(step.view["number"] + "\n")
+    proc.stdin.flush()
+    lines = []
+    for _ in range(2):  # a hint for an id starting with '-' may come first
+        lines.append(proc.stdout.readline())
+        if "approved" in lines[-1]:
+            break
+    assert "approved" in lines[-1], lines
+    assert isinstance(live_idp.outcome(step), Verified)
+    proc.send_signal(signal.SIGINT)  # watch runs until Ctrl-C
+    assert proc.wait(timeout=30) == 130

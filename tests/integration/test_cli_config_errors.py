@@ -19,8 +19,8 @@ PRODUCTION_WITHOUT_SECRET_KEY = {"IDP_ENV": "production"}
 @pytest.mark.parametrize("env, fragments", [
     ({"IDP_SECURITY__ENCRYPTION_KEYS": '["bad"]'}, ("security.encryption_keys", "KEY_ID:BASE64URL")),
     ({"IDP_SECURITY__ENCRYPTION_KEYS": '["k2:AAAA"]'}, ("security.encryption_keys", "32 bytes")),
-    ({"IDP_SERVER__TRUSTED_PROXIES": "notanip"}, ("server.trusted_proxies", "not an IP address or CIDR range")),
-    ({"IDP_OPS__METRICS_NETWORKS": "notanip"}, ("ops.metrics_networks", "not an IP address or CIDR range")),
+    ({"IDP_SERVER__TRUSTED_PROXIES": "notanip"}, ("server.trusted_proxies", "not an IP address, CIDR range or")),
+    ({"IDP_OPS__METRICS_NETWORKS": "notanip"}, ("ops.metrics_networks", "not an IP address, CIDR range or")),
     ({"IDP_REDIS_URL": "notaurl"}, ("IDP_REDIS_URL", "redis://")),
     ({"IDP_FACTORS__PUSH__DIGITS": "9"}, ("factors.push.digits", "between 2 and 6")),
     ({"IDP_FACTORS__TOTP__DIGITS": "7"}, ("factors.totp.digits", "6 or 8")),  # was a 500 at the first enrolment
