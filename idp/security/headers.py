@@ -13,7 +13,7 @@ from functools import lru_cache
 from idp.security.origins import browser_origin
 
 _CSP = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; "
     "script-src 'self'; object-src 'none'; base-uri 'none'; form-action {form_action}; "
     "frame-ancestors {frame_ancestors}"
 )

@@ -92,7 +92,10 @@
       return;
     }
     button.addEventListener("click", function (event) { event.preventDefault(); run(source, button); });
-    button.disabled = false;  // the page renders it disabled: until now a click did nothing
+    // The page renders it hidden and disabled: until now a click did nothing. (Shown by script, so
+    // that no inline style is needed to hide it without JavaScript: the CSP allows none.)
+    button.hidden = false;
+    button.disabled = false;
     // Sign-in starts at once on a fresh page, not on one that reports a refusal: a key refused
     // (a possible clone, say) is not asked again without the user pressing the button.
     if (source.getAttribute("data-mode") === "get" && !document.getElementById("step-error")) { run(source, button); }
