@@ -12,6 +12,9 @@ event is about, in their language:
     recovery_codes.regenerated   recovery_codes_regenerated
     push.device_registered       new_device                (the device's name: by a code, a recovery QR
                                                             code or the password and an e-mailed code)
+    login.recovery_used          recovery_used             (the recovery method's name: a recovery code,
+                                                            an admin's recovery QR code)
+    recovery_qr.issued           recovery_qr_issued        (by an admin or `idp recovery-qr issue`)
 
 A credential that stored itself before the enrolment page's last step (a push device, which the
 phone registers) was announced when it did ("A new device was added to your account"): the
@@ -47,6 +50,8 @@ PURPOSES = {
     "factor.reset": "factors_reset",
     "recovery_codes.regenerated": "recovery_codes_regenerated",
     "push.device_registered": "new_device",
+    "login.recovery_used": "recovery_used",
+    "recovery_qr.issued": "recovery_qr_issued",
 }
 
 

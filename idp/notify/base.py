@@ -28,6 +28,8 @@ _SUBJECTS = {
     "factor_removed": N_("A sign-in method was removed from your account"),
     "factors_reset": N_("Your second factors were reset"),
     "recovery_codes_regenerated": N_("New recovery codes were made for your account"),
+    "recovery_used": N_("Someone signed in to your account with a recovery method"),
+    "recovery_qr_issued": N_("An administrator issued a recovery QR code for your account"),
 }
 _BODIES = {
     "recovery": N_("Your one-time code to recover your authenticator is:\n\n    {code}\n\n"
@@ -55,6 +57,12 @@ _BODIES = {
     "recovery_codes_regenerated": N_("New recovery codes were made for your account; the old ones no longer "
                                      "work.\n\n"
                                      "If you did not do this, change your password and tell your administrator."),
+    "recovery_used": N_("Someone signed in to your account with a recovery method instead of a second factor: "
+                        "{code}.\n\n"
+                        "If this was not you, change your password and tell your administrator at once."),
+    "recovery_qr_issued": N_("An administrator issued a recovery QR code for your account: whoever holds it can "
+                             "set up a new phone to sign in as you.\n\n"
+                             "If you did not ask for one, tell your administrator at once."),
 }
 _DEFAULT_SUBJECT = N_("Your one-time code")
 _DEFAULT_BODY = N_("Your one-time code is:\n\n    {code}\n")

@@ -81,6 +81,26 @@ def test_a_sign_in_method_added_or_removed_is_named_in_the_users_language(server
     assert all("Application d'authentification" in body(m) for m in messages), body(messages[0])
 
 
+def test_a_sign_in_by_a_recovery_method_and_an_admins_recovery_qr_code_are_told(server, mail):
+    """Both open the account without the usual second factor: its owner hears of each."""
+    from idp import audit
+    from idp.db import db
+
+    seed(server)
+    with server.context():
+        user = alice(server)
+        audit.record("login.recovery_used", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                     subject_id=user.id, details={"factor": "recovery_codes", "credential_id": 1})
+        db.session.commit()
+        audit.record("recovery_qr.issued", org_id=user.org_id, actor="admin@acme.test", subject_id=user.id,
+                     details={"credential_id": 2, "expires_at": "2026-12-04T00:00:00Z"})
+        db.session.commit()
+    messages = {message["Subject"]: body(message) for _, message in mail.wait_for(2)}
+    used = messages["Someone signed in to your account with a recovery method"]
+    assert "Recovery code" in used or "recovery code" in used, used
+    assert "set up a new phone" in messages["An administrator issued a recovery QR code for your account"]
+
+
 def test_a_totp_secret_an_operator_imported_is_told_and_listed(server, mail):
     """`idp factor totp import` adds a method the user did not add themselves: the mail and the
     security page's Recent activity say so, as for one they added."""
