@@ -37,6 +37,10 @@ from authenticator.terminal import warn
 
 SCRYPT_N_ENV = "IDP_AUTHENTICATOR_SCRYPT_N"
 DEFAULT_N = 2**15
+# The local store is unlocked by every command, so its cost is OWASP's scrypt row for N = 2**15
+# (32 MiB): p = 3, the work of N = 2**17 in a quarter of the memory. (Stores made with p = 1
+# before keep opening: the parameters travel with each salt.)
+STORE_P = 3
 # A backup travels to storage others may read (a synced folder, a cloud drive) and its key is
 # derived once per `backup --enable` and per restore, not per command: it can afford OWASP's
 # scrypt cost (N = 2**17, 128 MiB) against offline guessing of the recovery secret.
@@ -98,13 +102,14 @@ class KdfParams:
         return 128 * self.n * self.r >> 20
 
     @classmethod
-    def for_new_file(cls, n: int = DEFAULT_N) -> "KdfParams":
-        """The cost `n` (the local store's default), unless the test-only environment variable lowers it."""
+    def for_new_file(cls, n: int = DEFAULT_N, p: int = STORE_P) -> "KdfParams":
+        """The cost `n`, `p` (the local store's defaults), unless the test-only environment variable
+        lowers `n`."""
         raw = os.environ.get(SCRYPT_N_ENV)
         if not raw:
-            return cls(n=n)
+            return cls(n=n, p=p)
         try:
-            params = cls(n=int(raw)).validate()
+            params = cls(n=int(raw), p=p).validate()
         except ValueError:  # InvalidKdfParams included
             raise AuthenticatorError(f"{SCRYPT_N_ENV}={raw!r} is not a usable scrypt n (a power of two up to "
                                      f"2**{MAX_LOG2_N}; for tests only: unset it)") from None

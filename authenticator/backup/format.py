@@ -55,7 +55,7 @@ class BackupKey:
 
 
 def new_backup_key(recovery_secret: str) -> BackupKey:
-    params = crypto.KdfParams.for_new_file(crypto.BACKUP_N)
+    params = crypto.KdfParams.for_new_file(crypto.BACKUP_N, p=1)
     salt = crypto.new_salt()
     return BackupKey(params, salt, crypto.derive_keys(recovery_secret, salt, params, PURPOSE))
 

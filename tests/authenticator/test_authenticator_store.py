@@ -44,7 +44,7 @@ def test_header_records_the_scrypt_cost_used(tmp_path):
     vault = Vault.create(tmp_path / "home", PASSPHRASE)
     vault.save()
     header = json.loads((tmp_path / "home" / HEADER_FILE).read_text())
-    assert header["kdf"] == {"name": "scrypt", "n": 16, "r": 8, "p": 1}
+    assert header["kdf"] == {"name": "scrypt", "n": 16, "r": 8, "p": 3}
     assert header["version"] == 1
 
 
@@ -52,7 +52,19 @@ def test_default_scrypt_cost(monkeypatch, tmp_path):
     monkeypatch.delenv("IDP_AUTHENTICATOR_SCRYPT_N")
     Vault.create(tmp_path / "home", PASSPHRASE).save()
     header = json.loads((tmp_path / "home" / HEADER_FILE).read_text())
-    assert header["kdf"]["n"] == 2**15
+    assert (header["kdf"]["n"], header["kdf"]["r"], header["kdf"]["p"]) == (2**15, 8, 3)  # OWASP's row for 2**15
+
+
+def test_a_store_made_with_the_former_cost_still_opens(tmp_path, monkeypatch):
+    """Stores made before p = 3 (p = 1): the parameters travel with the salt."""
+    from authenticator import crypto
+
+    home = tmp_path / "home"
+    with monkeypatch.context() as former:
+        former.setattr(crypto.KdfParams, "for_new_file", classmethod(lambda cls: cls(n=16, p=1)))
+        Vault.create(home, PASSPHRASE).save()
+    assert json.loads((home / HEADER_FILE).read_text())["kdf"]["p"] == 1
+    assert Vault.open(home, PASSPHRASE) is not None
 
 
 def test_wrong_passphrase_is_named(tmp_path):
