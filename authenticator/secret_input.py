@@ -20,6 +20,10 @@ from authenticator.terminal import is_terminal, is_text
 PASSPHRASE_ENV = "IDP_AUTHENTICATOR_PASSPHRASE"
 RECOVERY_SECRET_ENV = "IDP_AUTHENTICATOR_RECOVERY_SECRET"
 MAX_SECRET_FILE = 64 * 1024  # characters; a secret is one line, far shorter
+# A new passphrase's least length (NIST SP 800-63B's floor for a secret a person chooses): the
+# store is a file an attacker may copy and guess at offline, at scrypt's pace. Stores made before
+# the rule still open. (The recovery secret has its own, longer rule: backup.service.)
+MIN_NEW_PASSPHRASE = 8
 
 
 @dataclass
@@ -30,6 +34,7 @@ class SecretSource:
     env_var: str
     file_option: str  # the command-line option naming a file that holds it
     file: Optional[str] = None
+    min_new_length: int = 0  # checked only when the secret is being created
     _value: Optional[str] = field(default=None, repr=False)
 
     def get(self, creating: bool = False) -> str:
@@ -45,6 +50,9 @@ class SecretSource:
             raise AuthenticatorError(f"the {self.what} must not be empty")
         if not is_text(secret):  # bytes that are not UTF-8 (from the environment): no key derives from them
             raise AuthenticatorError(f"the {self.what} is not UTF-8 text")
+        if creating and len(secret) < self.min_new_length:
+            raise AuthenticatorError(f"a new {self.what} must be at least {self.min_new_length} characters "
+                                     f"(several words are best)")
         return secret
 
     def _read_file(self) -> str:
@@ -83,7 +91,7 @@ class SecretSource:
 
 
 def passphrase_source(file: Optional[str]) -> SecretSource:
-    return SecretSource("passphrase", PASSPHRASE_ENV, "--passphrase-file", file)
+    return SecretSource("passphrase", PASSPHRASE_ENV, "--passphrase-file", file, min_new_length=MIN_NEW_PASSPHRASE)
 
 
 def recovery_secret_source(file: Optional[str]) -> SecretSource:

@@ -86,7 +86,7 @@ def test_new_store_asks_twice_when_interactive(app, monkeypatch, capsys):
     # In-process: a subprocess's stdin is not a terminal, and then nothing is asked (see below).
     from authenticator.cli import main
 
-    answers = iter(["one", "two", "same", "same"])
+    answers = iter(["one passphrase", "another one", "same passphrase", "same passphrase"])
     monkeypatch.delenv("IDP_AUTHENTICATOR_PASSPHRASE")
     monkeypatch.setattr("sys.stdin", FakeTerminal())
     monkeypatch.setattr("getpass.getpass", lambda prompt: next(answers))
@@ -94,7 +94,20 @@ def test_new_store_asks_twice_when_interactive(app, monkeypatch, capsys):
     assert capsys.readouterr().err == "idp-authenticator: the two passphrases differ\n"
     assert not any(app.home.glob("store*"))
     assert main(["--home", str(app.home), "add", TOTP_URI]) == 0
-    assert "ACME:alice@example.com" in app.ok("list", env={"IDP_AUTHENTICATOR_PASSPHRASE": "same"})
+    assert "ACME:alice@example.com" in app.ok("list", env={"IDP_AUTHENTICATOR_PASSPHRASE": "same passphrase"})
+
+
+def test_a_new_store_wants_a_passphrase_of_8_characters_and_an_old_one_still_opens(app, tmp_path):
+    """Offline guessing of a copied store goes at scrypt's pace: a one-letter passphrase is no
+    protection. Only a new store is held to it (one made before the rule opens as before)."""
+    from authenticator.store import Vault
+
+    short = app.run("add", TOTP_URI, env={"IDP_AUTHENTICATOR_PASSPHRASE": "1234567"})
+    assert short.returncode == 1 and one_line_error(short) == (
+        "idp-authenticator: a new passphrase must be at least 8 characters (several words are best)")
+    assert not any(app.home.glob("store*"))
+    Vault.create(app.home, "old").save()  # as an earlier version let it be made
+    assert app.run("list", env={"IDP_AUTHENTICATOR_PASSPHRASE": "old"}).returncode == 0
 
 
 def test_without_a_terminal_the_passphrase_is_not_asked_for(app):
