@@ -210,8 +210,10 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
         db.session.rollback()
         raise AccountError(_l("No such method."))
     details = {"factor": credential.factor, "credential_id": credential_id, "label": credential.label}
-    if kind == FactorKind.SECOND_FACTOR and remaining == 0:
-        details["recovery_codes_revoked"] = registry.retire_recovery_codes_if_unprotected(ref)
+    was_last = kind == FactorKind.SECOND_FACTOR and remaining == 0
+    retired = registry.retire_recovery_codes_if_unprotected(ref) if was_last else []
+    if was_last:
+        details["recovery_codes_revoked"] = len(retired)
     audit.record("factor.removed", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details=details)
     from idp import sessions
@@ -220,7 +222,7 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
     # Other browsers signed in with it are signed out (a lost phone's); this one, which has just
     # proved a recent login, stays.
     here = login_session.current_session()
-    sessions.end_proved_by(user, [credential_id], actor_id=user.id, actor=user.email,
+    sessions.end_proved_by(user, [credential_id, *retired], actor_id=user.id, actor=user.email,
                            keep_sid=here.sid if here is not None else None)
     db.session.commit()
     return registry.label_of(credential.factor)

@@ -360,9 +360,9 @@ def revoke_factor(user_id: int, credential_id: int):
     details = {"credential_id": removed.id, "factor": removed.factor, "label": removed.label, "by": "admin"}
     retired = registry.retire_recovery_codes_if_unprotected(target.id)
     if retired:
-        details["recovery_codes_revoked"] = retired
+        details["recovery_codes_revoked"] = len(retired)
     audit_record("factor.revoked", target, details)
-    end_proved_by(target, [removed.id], actor_id=g.admin.id, actor=g.admin.email)
+    end_proved_by(target, [removed.id, *retired], actor_id=g.admin.id, actor=g.admin.email)
     db.session.commit()
     flash(_("The second factor was revoked."), "success")
     return redirect(url_for("admin.user", user_id=target.id))

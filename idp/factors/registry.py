@@ -217,8 +217,9 @@ class FactorRegistry:
             self._factors[info.factor].on_removed(info)
         return info
 
-    def retire_recovery_codes_if_unprotected(self, user: UserRef | int) -> int:
-        """Revoke the user's recovery codes when they hold no second factor any more; how many.
+    def retire_recovery_codes_if_unprotected(self, user: UserRef | int) -> list[int]:
+        """Revoke the user's recovery codes when they hold no second factor any more; their ids
+        (the sessions a login with one of them opened are withdrawn with the factor: idp.sessions).
 
         Recovery codes stand in for a second factor: with none left to stand in for they would
         be a way past the second step that no page shows (2FA reads "not active"), and the
@@ -227,9 +228,9 @@ class FactorRegistry:
         user's own removal, an admin's revocation). The caller commits.
         """
         if RECOVERY_CODES not in self._factors or self.store.second_factors_held(user) > 0:
-            return 0
+            return []
         codes = self.store.for_factor(RECOVERY_CODES)
-        return sum(1 for code in codes.list(user) if self.remove_credential(user, code.id) is not None)
+        return [code.id for code in codes.list(user) if self.remove_credential(user, code.id) is not None]
 
 
 def init_app(app: Flask, settings) -> FactorRegistry:

@@ -123,6 +123,12 @@ def second_factor_done(steps_done: list[dict]) -> bool:
                for step in steps_done)
 
 
+def _recovered_only(steps_done: list[dict]) -> bool:
+    """A recovery method proven, and no second factor (verified or enrolled) yet."""
+    kinds = {step.get("kind") for step in steps_done}
+    return FactorKind.RECOVERY.value in kinds and FactorKind.SECOND_FACTOR.value not in kinds
+
+
 def postponed(steps_done: list[dict]) -> bool:
     return any(step.get("method") == "postponed_enrolment" for step in steps_done)
 
@@ -132,16 +138,20 @@ def pending_second_factor(user: UserLike, params: dict, steps_done: list[dict]) 
     if postponed(steps_done):
         return None
     if second_factor_done(steps_done):
-        # One of the user's factors was proven. If the organization accepts none of the kinds
-        # they hold, an allowed one is enrolled before the login ends (must_switch).
+        # One of the user's factors was proven. A user who holds no second factor and proved a
+        # recovery method (below) enrols one before the login ends (must_enrol); so does one
+        # whose kinds the organization no longer accepts (must_switch).
+        if _recovered_only(steps_done) and decision_for(user, params).must_enrol:
+            return State.ENROL
         if user.org.allowed_factors is None:  # (read on the user's row: no decision, no query)
             return None
         return State.ENROL if decision_for(user, params).must_switch else None
     decision = decision_for(user, params)
     if decision.must_enrol:
         # A user left with no second factor (an admin's reset after a lost phone) but a recovery
-        # method an admin gave them (a recovery QR code) proves it before enrolling a new factor
-        # (docs/recovery.md 1.2): not an enrolment on the strength of the password alone.
+        # method (an admin's recovery QR code) proves it before enrolling a new factor
+        # (docs/recovery.md 1.2): not an enrolment on the strength of the password alone. The
+        # enrolment follows whichever recovery it was (above).
         return State.SECOND_FACTOR if configured_factors(user, decision, FactorKind.RECOVERY) else State.ENROL
     if not decision.second_factor_required:
         return State.ENROL if decision.may_postpone else None

@@ -266,10 +266,16 @@ def save_token(token: dict, request) -> None:
     not revoked meanwhile (`idp.oidc.grants.store_exchanged_tokens`, idp.token_revocation).
     """
     now = int(time.time())
-    refresh = token.get("refresh_token")
     settings = current_app.extensions["idp.settings"]
     user = request.user
     lineage = _lineage(request)
+    refresh = token.get("refresh_token")
+    refresh_expires_at = _refresh_expires_at(now, lineage.get("auth_time"), settings) if refresh else None
+    if refresh and refresh_expires_at <= now:
+        # The family's maximum lifetime, counted from a login an SSO session answered long ago,
+        # has passed: no refresh token rather than one born expired.
+        del token["refresh_token"]
+        refresh = refresh_expires_at = None
     row = dict(
         access_token_hash=sha256_hex(token["access_token"]),
         refresh_token_hash=sha256_hex(refresh) if refresh else None,
@@ -278,7 +284,7 @@ def save_token(token: dict, request) -> None:
         scope=token.get("scope", ""),
         issued_at=now,
         access_expires_at=now + int(token["expires_in"]),
-        refresh_expires_at=_refresh_expires_at(now, lineage.get("auth_time"), settings) if refresh else None,
+        refresh_expires_at=refresh_expires_at,
         **lineage,
     )
     proof = getattr(request, "dpop", None)

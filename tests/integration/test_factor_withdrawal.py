@@ -86,3 +86,30 @@ def test_removing_a_factor_signs_out_the_other_browsers_that_proved_it(live_serv
     assert silent(here, rp).get("code"), "the browser that removed it has just proved a recent login: it stays"
     [ended] = sessions_ended(live_server)
     assert ended.actor == seeded.user_email and ended.details["by"] == "factor_withdrawn"
+
+
+def test_revoking_the_last_factor_also_signs_out_a_browser_that_used_a_recovery_code(live_server, seeded,
+                                                                                      rp_factory):
+    """The recovery codes go with the last second factor (they stand in for it): so does what
+    a login with one of them opened."""
+    rp = rp_factory(seeded.first_party)
+    phone = FormBrowser(live_server.url)
+    _secret, codes = enrol_totp_during_login(phone, rp, seeded)
+    by_code = FormBrowser(live_server.url)
+    by_code.get(rp.authorization_url())
+    page = by_code.login(seeded.user_email, seeded.password)
+    page = by_code.submit(next(f for f in page.forms() if f["action"].endswith("/factor/recovery_codes")))
+    by_code.submit(page.form_with("code"), {"code": codes[0]})
+    assert by_code.callback_params().get("code"), by_code.page.text[:1500]
+
+    admin = FormBrowser(live_server.url)
+    password_login(admin, rp_factory(seeded.first_party), seeded.admin_email, seeded.password)
+    target = user_id_of(live_server, seeded.user_email)
+    page = admin.get(f"/admin/users/{target}")
+    revoke = re.search(rf'href="(/admin/users/{target}/factors/\d+/revoke)"', page.text).group(1)
+    confirm = admin.get(revoke)
+    admin.submit(next(f for f in confirm.forms() if f["action"].endswith("/revoke")))
+
+    assert silent(by_code, rp)["error"] == "login_required"
+    assert silent(phone, rp)["error"] == "login_required"
+    assert len(sessions_ended(live_server)) == 2

@@ -362,3 +362,29 @@ def test_a_refresh_family_ends_at_its_maximum_lifetime_however_often_it_is_refre
         assert all(expires == auth_time + 600 < issued + 2592000 for auth_time, issued, expires in rows)
     finally:
         server.stop()
+
+
+def test_no_refresh_token_once_the_login_is_older_than_the_maximum_lifetime(migrated_database_url):
+    """An SSO session answers a login made longer ago than tokens.refresh_token_max_lifetime: the
+    code's tokens come without a refresh token, rather than with one born expired."""
+    from sqlalchemy import update
+
+    from fixtures.oidc import RelyingParty, seed, start_server
+    from idp.db import db
+    from idp.models import UserSession
+
+    server = start_server(migrated_database_url, {"tokens.refresh_token_max_lifetime": 600})
+    try:
+        seeded = seed(server)
+        rp = RelyingParty(server.url, seeded.first_party)
+        web = FormBrowser(server.url)
+        password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
+        assert "refresh_token" in rp.exchange(web.last_redirect)
+        with server.context():
+            db.session.execute(update(UserSession).values(auth_time=int(time.time()) - 700))
+            db.session.commit()
+        web.get(rp.authorization_url(prompt="none", scope="openid offline_access"))
+        tokens = rp.exchange(web.last_redirect)
+        assert "access_token" in tokens and "refresh_token" not in tokens
+    finally:
+        server.stop()

@@ -164,3 +164,51 @@ def test_after_a_reset_a_required_user_with_an_admins_code_proves_it_before_enro
     assert password_only.last_redirect is None
     enrol_totp(password_only, page)
     assert "otp" in finish(password_only, rp)["amr"]
+
+
+def test_a_required_user_left_with_recovery_codes_alone_enrols_after_using_one(server, seeded, rp_factory):
+    """Recovery codes that outlived every second factor (a factor whose plugin was uninstalled,
+    say): the login asks for one, then for a new factor, as after an admin's code; it never ends
+    on the password and a recovery code alone."""
+    from sqlalchemy import update
+
+    from idp.db import db
+    from idp.factors.registry import current_registry
+    from idp.models import User
+
+    rp = rp_factory(seeded.first_party)
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url(acr_values=MFA))
+    page = web.login(seeded.user_email, seeded.password)
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
+    page = web.submit(choose[0]) if choose else page
+    secret = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
+    page = web.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": "Phone"})
+    codes = [c for c in html.unescape(page.find(r"<pre class=\"codes\" data-recovery-codes>([^<]+)</pre>")).split()]
+    web.submit(page.forms()[0])
+    finish(web, rp)
+    with server.context():
+        uid = db.session.scalar(select_user_id(seeded.user_email))
+        store = current_registry().store
+        [totp] = [c for c in store.list(uid) if c.factor == "totp"]
+        store.revoke(uid, totp.id)  # the factor alone, its recovery codes left behind
+        db.session.execute(update(User).where(User.id == uid).values(mfa_setting="required"))
+        db.session.commit()
+
+    again = FormBrowser(server.url)
+    again.get(rp.authorization_url())
+    page = again.login(seeded.user_email, seeded.password)
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/recovery_codes")]
+    page = again.submit(choose[0]) if choose else page
+    page = again.submit(page.form_with("code"), {"code": codes[0]})
+    assert again.last_redirect is None, "no code to the client before a new factor is set up"
+    enrol_totp(again, page)
+    assert "otp" in finish(again, rp)["amr"]
+
+
+def select_user_id(email: str):
+    from sqlalchemy import select
+
+    from idp.models import User
+
+    return select(User.id).where(User.email == email)
