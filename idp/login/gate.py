@@ -141,11 +141,11 @@ def pending_second_factor(user: UserLike, params: dict, steps_done: list[dict]) 
         # One of the user's factors was proven. A user who holds no second factor and proved a
         # recovery method (below) enrols one before the login ends (must_enrol); so does one
         # whose kinds the organization no longer accepts (must_switch).
-        if _recovered_only(steps_done) and decision_for(user, params).must_enrol:
-            return State.ENROL
-        if user.org.allowed_factors is None:  # (read on the user's row: no decision, no query)
+        recovered_only = _recovered_only(steps_done)
+        if user.org.allowed_factors is None and not recovered_only:  # (the user's row: no decision, no query)
             return None
-        return State.ENROL if decision_for(user, params).must_switch else None
+        decision = decision_for(user, params)
+        return State.ENROL if decision.must_switch or (recovered_only and decision.must_enrol) else None
     decision = decision_for(user, params)
     if decision.must_enrol:
         # A user left with no second factor (an admin's reset after a lost phone) but a recovery

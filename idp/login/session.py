@@ -98,7 +98,8 @@ def start(user: UserLike, *, auth_time: int, amr: list[str], acr: str, started_a
     lifetime = int(current_app.extensions["idp.settings"].get("session.lifetime", 43200))
     now = utcnow()
     values = dict(id=sha256_hex(token), sid=random_token(16), user_id=user.id, auth_time=auth_time,
-                  amr=list(amr), acr=acr, credential_ids=list(credential_ids), created_at=now, expires_at=now + timedelta(seconds=lifetime),
+                  amr=list(amr), acr=acr, credential_ids=list(credential_ids), created_at=now,
+                  expires_at=now + timedelta(seconds=lifetime),
                   login_started_at=(datetime.fromtimestamp(started_at, timezone.utc).replace(tzinfo=None)
                                     if started_at is not None else now),
                   # where it was made, for "Where you're signed in" (idp.sessions)

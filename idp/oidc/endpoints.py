@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, or_, select
 from idp import audit, token_revocation
 from idp.db import db
 from idp.models import Organization, Token, User
-from idp.oidc import claims, dpop, grants, keys, urls
+from idp.oidc import claims, dpop, keys, urls
 from idp.oidc.adapters import AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS, OAuthToken, PresentedToken
 from idp.security.tokens import sha256_hex
 
@@ -238,7 +238,7 @@ class IntrospectionEndpoint(_Introspection):
         user = token.get_user()
         if user is not None and (user.disabled
                                  or not claims.valid_after_sign_out(token.row.auth_time, user.tokens_valid_after)
-                                 or (token.refresh and not grants.refresh_allowed_by_policy(user.id, token.row.amr))):
+                                 or (token.refresh and not _refresh_allowed(user, token.row.amr))):
             # Not active (RFC 7662 2.2): UserInfo and the refresh grant refuse it too, and a
             # resource server asking here must not accept what they refuse.
             return {"active": False}
@@ -286,6 +286,15 @@ class EndSessionEndpoint(_EndSession):
         from idp.login import session as login_session
 
         login_session.end_current()
+
+
+def _refresh_allowed(user: User, amr) -> bool:
+    """The refresh grant's 2FA rule (idp.policy.decide.refresh_allowed), asked of the user's row
+    introspection already holds."""
+    from idp.db import utcnow
+    from idp.policy import decide
+
+    return decide.refresh_allowed(user, user.org, tuple(amr or ()), utcnow())
 
 
 ENDPOINTS = (UserInfoEndpoint(), RevocationEndpoint, IntrospectionEndpoint, EndSessionEndpoint)

@@ -303,19 +303,6 @@ class OrgStanding:
     require_2fa: bool
 
 
-def refresh_allowed_by_policy(user_id: int, amr) -> bool:
-    """May the 2FA policy let a token family of `user_id`, whose login did `amr`, be refreshed
-    (idp.policy.decide.refresh_allowed)? Reads the user's whole row: the refresh grant asks only
-    when its token's read says the user is required and the login had no second factor, rarely;
-    introspection asks it of every refresh token, so that it never calls active what the grant
-    would refuse."""
-    from idp.login import user as login_user
-    from idp.policy import decide
-
-    whole = login_user.load(user_id)
-    return whole is not None and decide.refresh_allowed(whole, whole.org, tuple(amr or ()), utcnow())
-
-
 @dataclass(frozen=True)
 class RefreshingUser:
     """The refresh grant's user: what save_token and the 2FA policy read, without an ORM load."""
@@ -353,9 +340,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         user = RefreshingUser(token.user_id, token.mfa_setting, token.exempt_until,
                               OrgStanding(bool(token.require_2fa)))
         amr = tuple(token.amr or ())
-        if (status.is_required(user, user.org, status.today_utc()) and not decide.has_second_factor(amr)
-                and not refresh_allowed_by_policy(token.user_id, amr)):
-            raise InvalidGrantError("A second factor is now required: sign in again.")
+        if status.is_required(user, user.org, status.today_utc()) and not decide.has_second_factor(amr):
+            # Rarely here, so only here the user's whole row: the grace a required user without a
+            # factor may still be in (decide.refresh_allowed; the token's read carries the rest).
+            from idp.login import user as login_user
+
+            whole = login_user.load(token.user_id)
+            if whole is None or not decide.refresh_allowed(whole, whole.org, amr, utcnow()):
+                raise InvalidGrantError("A second factor is now required: sign in again.")
         if token.dpop_jkt is not None and self.request.client.row.public:
             # RFC 9449 5: a public client's refresh token is bound to the key of its DPoP proofs.
             proof = getattr(self.request, "dpop", None)

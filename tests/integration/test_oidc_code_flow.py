@@ -5,6 +5,7 @@ import base64
 import hashlib
 import time
 
+import pytest
 import requests
 
 from fixtures.oidc import FormBrowser, password_login
@@ -335,56 +336,57 @@ def test_a_nonce_binds_one_code(seeded, web, rp_factory, live_server):
         assert db.session.query(AuthorizationCode).filter_by(nonce=nonce).count() == 1
 
 
-def test_a_refresh_family_ends_at_its_maximum_lifetime_however_often_it_is_refreshed(migrated_database_url):
+@pytest.fixture
+def capped_login(migrated_database_url):
+    """A server whose refresh token families end 600 s after their login, and a user signed in
+    there asking offline access: (server, relying party, browser at the callback)."""
+    from fixtures.oidc import RelyingParty, seed, start_server
+
+    server = start_server(migrated_database_url, {"tokens.refresh_token_max_lifetime": 600})
+    try:
+        seeded = seed(server)
+        rp = RelyingParty(server.url, seeded.first_party)
+        web = FormBrowser(server.url)
+        password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
+        yield server, rp, web
+    finally:
+        server.stop()
+
+
+def test_a_refresh_family_ends_at_its_maximum_lifetime_however_often_it_is_refreshed(capped_login):
     """tokens.refresh_token_max_lifetime: each rotation gives a token living refresh_token_ttl,
     but none past the login's time plus the maximum."""
     from sqlalchemy import select
 
-    from fixtures.oidc import RelyingParty, seed, start_server
     from idp.db import db
     from idp.models import Token
 
-    server = start_server(migrated_database_url, {"tokens.refresh_token_max_lifetime": 600})
-    try:
-        seeded = seed(server)
-        rp = RelyingParty(server.url, seeded.first_party)
-        web = FormBrowser(server.url)
-        password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
-        token = rp.exchange(web.last_redirect)
-        for _ in range(2):
-            answer = rp.token_request({"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
-            assert answer.status_code == 200, answer.text
-            token = answer.json()
-        with server.context():
-            rows = db.session.execute(select(Token.auth_time, Token.issued_at, Token.refresh_expires_at)
-                                      .order_by(Token.id)).all()
-        assert len(rows) == 3 and len({auth_time for auth_time, _, _ in rows}) == 1
-        assert all(expires == auth_time + 600 < issued + 2592000 for auth_time, issued, expires in rows)
-    finally:
-        server.stop()
+    server, rp, web = capped_login
+    token = rp.exchange(web.last_redirect)
+    for _ in range(2):
+        answer = rp.token_request({"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
+        assert answer.status_code == 200, answer.text
+        token = answer.json()
+    with server.context():
+        rows = db.session.execute(select(Token.auth_time, Token.issued_at, Token.refresh_expires_at)
+                                  .order_by(Token.id)).all()
+    assert len(rows) == 3 and len({auth_time for auth_time, _, _ in rows}) == 1
+    assert all(expires == auth_time + 600 < issued + 2592000 for auth_time, issued, expires in rows)
 
 
-def test_no_refresh_token_once_the_login_is_older_than_the_maximum_lifetime(migrated_database_url):
+def test_no_refresh_token_once_the_login_is_older_than_the_maximum_lifetime(capped_login):
     """An SSO session answers a login made longer ago than tokens.refresh_token_max_lifetime: the
     code's tokens come without a refresh token, rather than with one born expired."""
     from sqlalchemy import update
 
-    from fixtures.oidc import RelyingParty, seed, start_server
     from idp.db import db
     from idp.models import UserSession
 
-    server = start_server(migrated_database_url, {"tokens.refresh_token_max_lifetime": 600})
-    try:
-        seeded = seed(server)
-        rp = RelyingParty(server.url, seeded.first_party)
-        web = FormBrowser(server.url)
-        password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
-        assert "refresh_token" in rp.exchange(web.last_redirect)
-        with server.context():
-            db.session.execute(update(UserSession).values(auth_time=int(time.time()) - 700))
-            db.session.commit()
-        web.get(rp.authorization_url(prompt="none", scope="openid offline_access"))
-        tokens = rp.exchange(web.last_redirect)
-        assert "access_token" in tokens and "refresh_token" not in tokens
-    finally:
-        server.stop()
+    server, rp, web = capped_login
+    assert "refresh_token" in rp.exchange(web.last_redirect)
+    with server.context():
+        db.session.execute(update(UserSession).values(auth_time=int(time.time()) - 700))
+        db.session.commit()
+    web.get(rp.authorization_url(prompt="none", scope="openid offline_access"))
+    tokens = rp.exchange(web.last_redirect)
+    assert "access_token" in tokens and "refresh_token" not in tokens
