@@ -154,6 +154,19 @@ def advance(row: TransactionRow, expected_state: State, expected_version: int, n
     return True
 
 
+_COUNT_FAILURE = (update(_TABLE).where(_TABLE.c.id == bindparam("id_"))
+                  .values(failed_attempts=_TABLE.c.failed_attempts + 1))
+
+
+def count_failure(row: TransactionRow) -> None:
+    """One more failed attempt, in the caller's transaction, whatever the version: a failure
+    counts even when a parallel post moved the login on meanwhile, and unlike a version-guarded
+    write it never rolls back what the check wrote with it (a key suspended as a possible clone,
+    the sessions it signed out). The version stays: a failure moves the login nowhere."""
+    db.run(_COUNT_FAILURE, {"id_": row.id})
+    row.failed_attempts += 1
+
+
 def update_in_place(row: TransactionRow, expected_version: int, *, commit: bool = True, **patch) -> bool:
     """Change fields without moving the state (a new challenge, a failed attempt), still version-guarded."""
     return advance(row, State(row.state), expected_version, State(row.state), commit=commit, **patch)

@@ -88,14 +88,12 @@ def test_a_third_party_factor_words_its_own_rejections(parrot_user, web, rp_fact
     assert web.callback_params()["code"]
 
 
-def test_webauthn_says_a_key_may_have_been_cloned_in_its_own_words(live_server, seeded, web, rp_factory):
-    """A sign count that went backwards: the plugin's message reaches the page (in French too:
-    the words moved, their translation with them)."""
+def enrolled_key(live_server, seeded) -> SoftAuthenticator:
+    """The seeded user's one security key, at sign count 10."""
     from idp.db import db
     from idp.factors import directory
 
-    origin = live_server.url
-    key = SoftAuthenticator("localhost", origin, sign_count=10)
+    key = SoftAuthenticator("localhost", live_server.url, sign_count=10)
     registry = live_server.app.extensions["idp.factors"]
     webauthn = registry.get("webauthn")
     with live_server.context():
@@ -105,13 +103,57 @@ def test_webauthn_says_a_key_may_have_been_cloned_in_its_own_words(live_server, 
         assert isinstance(webauthn.finish_enrolment(
             user, step.state, {"response": json.dumps(key.create(step.view["options"]))}, ctx), Enrolled)
         db.session.commit()
+    return key
 
-    rp = rp_factory(seeded.first_party)
-    web.get(rp.authorization_url(ui_locales="fr"))
-    page = web.login(seeded.user_email, seeded.password)
+
+def post_assertion(web, page, key, sign_count: int):
     options = json.loads(html.unescape(re.search(
         r'<script type="application/json" id="webauthn-options"[^>]*>(.+?)</script>', page.text, re.S).group(1)))
-    page = web.submit(page.form_with("response"), {"response": json.dumps(key.get(options, sign_count=5))})
+    return web.submit(page.form_with("response"), {"response": json.dumps(key.get(options, sign_count=sign_count))})
+
+
+def test_webauthn_says_a_key_may_have_been_cloned_in_its_own_words(live_server, seeded, web, rp_factory):
+    """A sign count that went backwards: the plugin's message reaches the page (in French too:
+    the words moved, their translation with them)."""
+    key = enrolled_key(live_server, seeded)
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url(ui_locales="fr"))
+    page = post_assertion(web, web.login(seeded.user_email, seeded.password), key, sign_count=5)
     # The key is suspended, and it was the user's only method: the page says why, and that none is left.
     assert page.status == 403 and web.last_redirect is None
     assert error_of(page).startswith("Cette clé de sécurité a peut-être été clonée")
+
+
+def test_a_key_suspended_as_a_clone_stays_suspended_when_a_parallel_post_moved_the_login_on(
+        live_server, seeded, web, rp_factory, monkeypatch):
+    """The clone's answer is checked while another post of the same page (the genuine key's)
+    moves the login on: the failure is still counted, and the suspension, its audit event and
+    the sign-outs stand (they were rolled back with the stale attempt)."""
+    from sqlalchemy import select, update
+
+    from idp.db import db
+    from idp.factors import directory
+    from idp.models import AuditEvent, LoginTransaction
+
+    key = enrolled_key(live_server, seeded)
+    webauthn = live_server.app.extensions["idp.factors"].get("webauthn")
+    check = webauthn.verify
+
+    def check_while_a_parallel_post_moves_the_login_on(user, state, response, ctx):
+        outcome = check(user, state, response, ctx)
+        db.session.execute(update(LoginTransaction).where(LoginTransaction.id == ctx.transaction_id)
+                           .values(version=LoginTransaction.version + 1))
+        return outcome
+
+    monkeypatch.setattr(webauthn, "verify", check_while_a_parallel_post_moves_the_login_on)
+    web.get(rp_factory(seeded.first_party).authorization_url())
+    post_assertion(web, web.login(seeded.user_email, seeded.password), key, sign_count=5)
+
+    with live_server.context():
+        user = directory.find_user_by_email(seeded.user_email)
+        [credential] = webauthn.store.list(user)
+        assert credential.public.get("suspected_clone_at")
+        assert db.session.scalars(select(AuditEvent).where(AuditEvent.event == "webauthn.clone_suspected",
+                                                           AuditEvent.subject_id == user.id)).all()
+        assert db.session.scalars(select(AuditEvent).where(AuditEvent.event == "login.second_factor_failed",
+                                                           AuditEvent.subject_id == user.id)).all()

@@ -174,10 +174,10 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
     if outcome.reason == "expired":  # the page begins a fresh challenge instead of showing the stale one
         transaction.update_in_place(ctx.row, version, factor_name=None, factor_state=None)
         return show(ctx, _("That request expired. A new one has been started."), 401)
-    # One transaction for the attempt count, the lockout counters and the audit event. The
-    # attempt count goes first: when a parallel post already moved the version, advance()
-    # rolls back, and the failure and its event are still counted and committed below.
-    transaction.update_in_place(ctx.row, version, commit=False, failed_attempts=ctx.row.failed_attempts + 1)
+    # One transaction for the attempt count, the lockout counters, the audit event and whatever
+    # the check wrote that must stand although it failed (a WebAuthn key suspended as a possible
+    # clone): counted even when a parallel post moved the login on, nothing rolled back.
+    transaction.count_failure(ctx.row)
     locked = lockout.fail(lockout_keys(user), commit=False) if outcome.counts_as_failure else 0
     events = [dict(event="login.second_factor_failed", org_id=user.org_id, actor_id=user.id, actor=user.email,
                    subject_id=user.id, details={"factor": factor.name, "reason": outcome.reason})]
