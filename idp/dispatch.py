@@ -18,12 +18,16 @@ needs: Flask's `make_response`, the session interface's save (skipped for the em
 above, kept for an app that gives its client endpoints a real one) and the rule note for the
 metrics. Errors take Flask's usual path
 (`handle_user_exception`, then the app's error handlers); OPTIONS requests and anything
-unmarked go through Flask's own dispatch.
+unmarked go through Flask's own dispatch. It also keeps Werkzeug's canonical-URL redirects
+(`/admin` to `/admin/`) to a path, never a host taken from the request.
 """
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from flask import Flask
 from flask.globals import request_ctx
+from werkzeug.routing import RequestRedirect
 
 from idp.extensions import csrf
 from idp.ops import ENVIRON_RULE
@@ -68,3 +72,14 @@ class ProviderFlask(Flask):
             self.session_interface.save_session(self, ctx.session, response)
         request.environ[ENVIRON_RULE] = rule  # what idp.ops' after_request hook notes for the metrics
         return response
+
+    def raise_routing_exception(self, request):
+        """Werkzeug's redirect to a rule's canonical URL (`/admin` to `/admin/`) names the host
+        the request's Host header gave, whatever it was: a forged header would be reflected in
+        the Location (cache poisoning through a shared proxy). A path is all a browser needs."""
+        redirect = request.routing_exception
+        if isinstance(redirect, RequestRedirect):
+            parts = urlsplit(redirect.new_url)
+            # One leading slash: "//host/..." would be read as another host's address.
+            redirect.new_url = urlunsplit(("", "", "/" + parts.path.lstrip("/"), parts.query, ""))
+        super().raise_routing_exception(request)

@@ -521,3 +521,20 @@ def test_readyz_on_postgresql(tmp_path, monkeypatch):
                                                     connect_args={"connect_timeout": 2}))
     response = client.get("/readyz")
     assert response.status_code == 503 and response.get_json()["database"] == "unreachable"
+
+
+def test_a_canonical_url_redirect_names_no_host_from_the_request(live_server):
+    """`/admin` redirects to `/admin/` by its path alone: a forged Host header (or a path that
+    starts like another host's address) is not reflected in the Location a proxy may cache."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    address = urlsplit(live_server.url)
+    for path, location in (("/admin?tab=users", "/admin/?tab=users"), ("///admin", "/admin/")):
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        try:
+            connection.request("GET", path, headers={"Host": "evil.example"})
+            response = connection.getresponse()
+            assert (response.status, response.getheader("Location")) == (308, location)
+        finally:
+            connection.close()
