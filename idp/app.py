@@ -15,6 +15,16 @@ from idp.security.secrets import KeyRing
 PACKAGE_ROOT = __import__("pathlib").Path(__file__).resolve().parent
 
 
+def session_cookie_name(settings) -> str:
+    """The configured name, with the `__Host-` prefix when the issuer is https: a browser then
+    keeps the cookie only if it came over HTTPS for this very host (no Domain), so a sibling
+    subdomain cannot set or shadow it (session fixation by cookie tossing)."""
+    name = str(settings.get("session.cookie_name", "idp_session"))
+    if settings.issuer.startswith("https://") and not name.startswith(("__Host-", "__Secure-")):
+        return "__Host-" + name
+    return name
+
+
 def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     app = ProviderFlask(
         __name__,
@@ -25,10 +35,11 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings(config_overrides, instance_path=app.instance_path)
     app.config.update(
         SECRET_KEY=settings.secret_key,
-        SESSION_COOKIE_NAME=settings.get("session.cookie_name", "idp_session"),
+        SESSION_COOKIE_NAME=session_cookie_name(settings),
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.issuer.startswith("https://"),
+        SESSION_COOKIE_PATH="/",  # the __Host- prefix wants Path=/ (and no Domain: none is set)
         PERMANENT_SESSION_LIFETIME=int(settings.get("session.lifetime", 43200)),
         # The signed-in session ends at a fixed time (its row's expires_at, set at login), so the
         # cookie's expiry is set when it is written, not pushed back (and re-signed) on every request.

@@ -292,3 +292,33 @@ def test_idp_user_sign_out(url, idp):
 def test_idp_user_sign_out_refuses_bad_input(sqlite_only_url, idp, email, message):
     refused(idp("user", "sign-out", "--email", email, database_url=sqlite_only_url), message)
     assert Db(sqlite_only_url).events("user.signed_out_everywhere") == []
+
+
+def test_with_an_https_issuer_the_session_cookie_is_secure_and_bound_to_the_host(migrated_database_url):
+    """`__Host-`: a browser keeps the cookie only over HTTPS, for this host alone (Path=/, no
+    Domain), so a sibling subdomain cannot plant a session of its choosing (cookie tossing)."""
+    import hashlib
+    from base64 import urlsafe_b64encode
+    from urllib.parse import urlencode
+
+    import requests
+
+    from fixtures.oidc import seed, start_server
+
+    server = start_server(migrated_database_url, {"server.issuer": "https://id.example.test"})
+    try:
+        client = seed(server).first_party
+        verifier = "v" * 48
+        challenge = urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        query = urlencode({"response_type": "code", "client_id": client["client_id"], "scope": "openid",
+                           "redirect_uri": client["redirect_uri"], "state": "s", "nonce": "n",
+                           "code_challenge": challenge, "code_challenge_method": "S256"})
+        response = requests.get(f"http://127.0.0.1:{server._server.server_address[1]}/authorize?{query}",
+                                allow_redirects=False, timeout=10)
+        cookie = response.headers["Set-Cookie"]
+        assert cookie.startswith("__Host-idp_session=")
+        attributes = [part.strip().lower() for part in cookie.split(";")[1:]]
+        assert {"secure", "httponly", "path=/", "samesite=lax"} <= set(attributes)
+        assert not any(part.startswith("domain") for part in attributes)
+    finally:
+        server.stop()
