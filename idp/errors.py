@@ -6,10 +6,12 @@ import logging
 from flask import Flask, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
+from idp.extensions import seconds_until_allowed
 from idp.ops import logged_path  # the path as the access line writes it: no login handle in the logs
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,9 @@ _PAGE_MESSAGES = {
 
 
 def _page_message(error: HTTPException) -> str:
-    if error.description == type(error).description and error.code in _PAGE_MESSAGES:
+    # Flask-Limiter describes its refusal by the limit broken ("60 per 1 minute"): not for people.
+    if isinstance(error, RateLimitExceeded) or (error.description == type(error).description
+                                                 and error.code in _PAGE_MESSAGES):
         return str(_PAGE_MESSAGES[error.code])
     return error.description
 
@@ -62,6 +66,8 @@ def init_app(app: Flask, database_url: str = "") -> None:
     def _http(error: HTTPException):
         # The exception's own headers, its body's aside: a 405's Allow (RFC 9110 15.5.6), a 429's Retry-After.
         headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+        if isinstance(error, RateLimitExceeded):  # outside the login pages no limiter hook adds it
+            headers.append(("Retry-After", str(seconds_until_allowed())))
         if _wants_json():
             return jsonify({"error": error.name.lower().replace(" ", "_"), "error_description": error.description}), \
                 error.code, headers

@@ -1,6 +1,8 @@
 """Flask extensions shared by the blueprints: CSRF, rate limits, translations."""
 from __future__ import annotations
 
+import math
+import time
 from pathlib import Path
 
 from flask import Flask, current_app, has_request_context, request, session
@@ -32,6 +34,17 @@ def login_posts_per_ip() -> str:
     """The login forms' request rate per address (`ratelimit.login_posts_per_ip`), which the device
     endpoints that take a password share (idp.factors.ratelimit)."""
     return current_app.extensions["idp.settings"].get("ratelimit.login_posts_per_ip", "60 per minute")
+
+
+FALLBACK_RETRY_AFTER = 60  # seconds, should the limiter not say when its window frees a request
+
+
+def seconds_until_allowed() -> int:
+    """When the limit this request broke lets the next one through (a `Retry-After`)."""
+    current = limiter.current_limit
+    if current is None:
+        return FALLBACK_RETRY_AFTER
+    return max(1, math.ceil(current.reset_at - time.time()))
 
 
 def select_locale() -> str | None:

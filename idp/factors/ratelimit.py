@@ -9,17 +9,13 @@ count the guesses themselves; this caps the requests, whatever their outcome.
 """
 from __future__ import annotations
 
-import math
-import time
 from functools import wraps
 from typing import Callable
 
 from flask import jsonify
 from flask_limiter.errors import RateLimitExceeded
 
-from idp.extensions import limiter, login_posts_per_ip
-
-FALLBACK_RETRY_AFTER = 60  # seconds, should the limiter not say when its window frees a request
+from idp.extensions import limiter, login_posts_per_ip, seconds_until_allowed
 
 
 def per_address_limit(view: Callable | None = None, *, exempt_when: Callable[[], bool] | None = None):
@@ -43,7 +39,7 @@ def per_address_limit(view: Callable | None = None, *, exempt_when: Callable[[],
         try:
             return checked(*args, **kwargs)
         except RateLimitExceeded:
-            return too_many_attempts(_seconds_until_allowed())
+            return too_many_attempts(seconds_until_allowed())
 
     return answer
 
@@ -55,9 +51,3 @@ def too_many_attempts(retry_after: int):
     response.headers["Retry-After"] = str(retry_after)
     return response
 
-
-def _seconds_until_allowed() -> int:
-    current = limiter.current_limit
-    if current is None:
-        return FALLBACK_RETRY_AFTER
-    return max(1, math.ceil(current.reset_at - time.time()))

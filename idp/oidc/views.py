@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, redirect, render
 from flask_babel import lazy_gettext as _l
 
 from idp.dispatch import client_endpoint
-from idp.extensions import csrf, limiter
+from idp.extensions import csrf, limiter, login_posts_per_ip
 from idp.factors.ratelimit import per_address_limit
 from idp.login.snapshot import rebuild
 from idp.oidc import cors, device_flow, discovery, keys, pushed_requests, urls
@@ -60,7 +60,20 @@ def _error_page(error: OAuth2Error):
         error.error, _l("The application's sign-in request cannot be processed."))), 400
 
 
+def _starts_no_anonymous_login() -> bool:
+    """A request that cannot begin a login from the password: prompt=none (answered from the
+    session or refused, never a page: a single-page app may ask on every page view) or a
+    browser already signed in."""
+    from idp.login import session as login_session
+
+    return "none" in (request.args.get("prompt") or "").split() or login_session.current_session() is not None
+
+
 @bp.route(urls.PATHS["authorization_endpoint"], methods=["GET"])
+# Each new anonymous login is a stored row (its request, up to 4 KiB a parameter) until it
+# expires: they are limited per address at the login forms' rate, counted apart; a real login
+# also posts at least one form, which that rate already limits.
+@limiter.limit(login_posts_per_ip, exempt_when=_starts_no_anonymous_login)
 @malformed_input_is_a_400(json_errors=False)
 def authorize():
     """Validate with Authlib, then start (or resume through SSO) a login transaction.

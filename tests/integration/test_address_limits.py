@@ -29,3 +29,31 @@ def test_the_addresses_of_one_ipv6_64_share_one_budget(proxied_server):
     assert [push_from(f"2001:db8:1:2::{n}") for n in ("a", "b", "c", "d")] == [201, 201, 201, 429]
     assert push_from("2001:db8:1:3::a") == 201  # the next /64: someone else
     assert push_from("198.51.100.7") == 201
+
+
+def test_new_anonymous_logins_are_limited_per_address_and_signed_in_browsers_are_not(proxied_server):
+    """Each GET /authorize of a browser with no session stores a login: at the login forms' rate
+    per address, counted apart. prompt=none (no page, no row) and a signed-in browser's
+    requests (answered by its session) are not counted."""
+    from fixtures.oidc import FormBrowser, password_login
+
+    seeded = proxied_server.seeded
+    rp = RelyingParty(proxied_server.url, seeded.first_party)
+
+    def start_from(address: str, **params):
+        return requests.get(rp.authorization_url(**params), headers={"X-Forwarded-For": address},
+                            allow_redirects=False, timeout=10)
+
+    assert [start_from("198.51.100.7").status_code for _ in range(3)] == [302, 302, 302]
+    refused = start_from("198.51.100.7")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert "Too many requests" in refused.text and "Location" not in refused.headers
+    silent = start_from("198.51.100.7", prompt="none")
+    assert silent.status_code == 302 and "error=login_required" in silent.headers["Location"]
+    assert start_from("198.51.100.8").status_code == 302  # someone else
+
+    browser = FormBrowser(proxied_server.url)  # from 127.0.0.1: one anonymous start, one form post
+    assert password_login(browser, rp, seeded.user_email, seeded.password)["code"]
+    for _ in range(4):
+        browser.get(rp.authorization_url())
+        assert browser.callback_params()["code"]
