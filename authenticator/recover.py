@@ -131,6 +131,9 @@ def _refused(status: int, data: dict, url: str) -> AuthenticatorError:
         "account_disabled": "this account is disabled: ask your administrator",
         "push_suspended": "push sign-in is suspended for this account after a reported sign-in: ask your "
                           "administrator",
+        "password_reset_by_email": "the password was just reset by e-mail, which alone cannot add a phone: sign "
+                                   "in once with another method (a recovery code, say), or ask your administrator "
+                                   "for a recovery QR code",
     }.get(error, f"the server refused the recovery (HTTP {status}, {error}) at {host_of(url)}"))
 
 

@@ -172,6 +172,9 @@ def set_password(user: User, password: str, *, actor_id: int | None = None, acto
     if problem:
         raise PasswordRefused(problem)
     user.password_hash = current_app.extensions["idp.passwords"].hash(password)
+    # A reset link's password proves the mailbox alone (see User.password_reset_at); any other
+    # door (the user signed in, an admin, the CLI) proves more.
+    user.password_reset_at = utcnow() if by == "reset_link" else None
     db.session.add(user)
     ended = sign_out_everywhere(user.id)
     lockout.succeed([lockout.PasswordGuess.of(user.email, None).account])

@@ -87,6 +87,15 @@ def self_push_recovery_allowed(user: UserRef) -> bool:
     return bool(db.session.scalar(select(Organization.self_push_recovery).where(Organization.id == user.org_id)))
 
 
+def password_only_proves_the_mailbox(user: UserRef) -> bool:
+    """Was the password last set through an e-mailed reset link, with no login proving a second
+    factor since? Then whoever holds the mailbox holds the password too: a recovery that asks
+    for the password and a code sent to that mailbox would prove nothing more."""
+    from idp.models import User
+
+    return db.session.scalar(select(User.password_reset_at).where(User.id == user.id)) is not None
+
+
 def push_suspended(user_id: int) -> bool:
     """Has a push fraud report suspended push for this user (until an admin clears it)?
 

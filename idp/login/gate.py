@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, null, update
 
 from idp.factors.contract import Factor
 from idp.factors.registry import current_registry
@@ -174,10 +174,14 @@ def session_shortfall(user: UserLike, params: dict, sso) -> str | None:
 
 _STAMP_LOGIN = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
                 .values(last_login_at=bindparam("at")))
+_STAMP_SECOND_FACTOR_LOGIN = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
+                              .values(last_login_at=bindparam("at"), password_reset_at=null()))
 
 
 def record_login(user: UserLike, outcome) -> None:
-    """users.last_login_at, as one prebuilt UPDATE."""
+    """users.last_login_at, as one prebuilt UPDATE; a login that proved more than the password
+    also ends what a reset link's password could not do alone (User.password_reset_at)."""
     from idp.db import db, utcnow
 
-    db.run(_STAMP_LOGIN, {"user_id": user.id, "at": utcnow()})
+    statement = _STAMP_SECOND_FACTOR_LOGIN if "mfa" in outcome.amr else _STAMP_LOGIN
+    db.run(statement, {"user_id": user.id, "at": utcnow()})

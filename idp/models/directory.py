@@ -67,6 +67,10 @@ class User(Base):
     logins_since_required: Mapped[int] = mapped_column(Integer, default=0)
     # A push fraud report suspends push until an admin clears it.
     push_suspended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # When an e-mailed reset link last set the password, until a login proves a second factor
+    # (idp.login.gate.record_login clears it): the password then proves only the mailbox, and
+    # push recovery by password + e-mailed code (plugins/qr_recovery) waits for that login.
+    password_reset_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -71,6 +71,11 @@ def start(factor, email: object, password: object, *, remote_addr: str | None, n
         # A login reported as not the user's: someone else may hold this password. Their own
         # phone is not registered on its strength until an admin has looked into it.
         raise StartRefused("push_suspended", 403)
+    if directory.password_only_proves_the_mailbox(user):
+        # The password came from an e-mailed reset link: password + e-mailed code would be the
+        # mailbox twice, and a mailbox alone never gives a second factor. A login with a second
+        # factor (or an admin's recovery QR code) lifts this.
+        raise StartRefused("password_reset_by_email", 403)
     since = now - timedelta(hours=1)
     # Counted and created under the user's lock: parallel starts (each with the right password)
     # must not all pass the count, each code bringing its tries and its mail.
@@ -112,6 +117,8 @@ def finish(factor, recovery_id: object, code: object, *, now: datetime, push) ->
         raise FinishRefused("personal_recovery_disabled", 403)
     if directory.push_suspended(user.id):  # reported meanwhile (start's rule)
         raise FinishRefused("push_suspended", 403)
+    if directory.password_only_proves_the_mailbox(user):  # reset by e-mail meanwhile (start's rule)
+        raise FinishRefused("password_reset_by_email", 403)
     tries = directory.count_attempt(f"recover:code:{info.id}")
     limit = factor.qr_settings.code_tries
     if tries > limit:

@@ -115,3 +115,35 @@ def test_no_code_line_is_a_clear_error(server, seeded, inbox, tmp_path):
     _old, new, account = phones_restored(server, seeded.user_email, tmp_path, handler)
     result = new.run("recover", account, "--password", stdin="")
     assert result.returncode != 0 and "no password on stdin" in result.stderr
+
+
+def test_a_password_reset_by_email_adds_no_phone_until_a_login_proves_a_second_factor(server, seeded, inbox,
+                                                                                        rp_factory, tmp_path):
+    """A reset link and the recovery code both go to the mailbox: together they would give whoever
+    holds it a phone of their own, past the second factor. Refused, until a login with one."""
+    from dataclasses import replace
+
+    from fixtures.oidc import FormBrowser
+    from fixtures.threads import finished
+    from test_password_reset import ask_for_link, link_in
+
+    handler, _port = inbox
+    old, new, account = phones_restored(server, seeded.user_email, tmp_path, handler)
+    browser = FormBrowser(server.url)
+    ask_for_link(browser, seeded.user_email)
+    [(_rcpt, message)] = handler.wait_for(1)
+    reset = browser.get(link_in(message)).form_with("password")
+    assert browser.submit(reset, {"password": "a brand new passphrase",
+                                  "confirm": "a brand new passphrase"}).url.endswith("/password/changed")
+    finished("security-notices")  # the "password changed" notice
+    handler.messages.clear()
+
+    status, _out, err, _code = recover_with_password(new, account, "a brand new passphrase", handler)
+    assert status != 0 and "reset by e-mail" in err and len(err.strip().splitlines()) == 1
+    assert handler.messages == [] and len(push_devices(server, seeded.user_email)) == 1
+
+    # The old phone answers a login: the password is the owner's again, recovery works.
+    push_login(server, replace(seeded, password="a brand new passphrase"), rp_factory(seeded.first_party), old)
+    status, _out, err, _code = recover_with_password(new, account, "a brand new passphrase", handler, code_for=1)
+    assert status == 0, err
+    assert len(push_devices(server, seeded.user_email)) == 2

@@ -143,6 +143,7 @@ def upgrade() -> None:
     sa.Column('required_since', sa.DateTime(), nullable=True),
     sa.Column('logins_since_required', sa.Integer(), nullable=False),
     sa.Column('push_suspended_at', sa.DateTime(), nullable=True),
+    sa.Column('password_reset_at', sa.DateTime(), nullable=True),
     sa.Column('last_login_at', sa.DateTime(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], ),
