@@ -87,6 +87,18 @@ def self_push_recovery_allowed(user: UserRef) -> bool:
     return bool(db.session.scalar(select(Organization.self_push_recovery).where(Organization.id == user.org_id)))
 
 
+def login_enrolment_open(transaction_id: str, user: UserRef) -> bool:
+    """Does the login `transaction_id` (an `AttemptContext.transaction_id`) still want the
+    enrolment it began for `user`: live, at its enrolment step, and still owing one? A login
+    reached that step on the password alone; once the user holds a factor it has not proven (set
+    up in another browser meanwhile), what it showed (a push activation) must not add another.
+    The login pipeline answers (it registers `idp.login_enrolment_open`); without it, no."""
+    from flask import current_app
+
+    check = current_app.extensions.get("idp.login_enrolment_open")
+    return bool(check is not None and check(transaction_id, user.id))
+
+
 def password_only_proves_the_mailbox(user: UserRef) -> bool:
     """Was the password last set through an e-mailed reset link, with no login proving a second
     factor since? Then whoever holds the mailbox holds the password too: a recovery that asks

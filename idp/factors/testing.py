@@ -168,21 +168,24 @@ def run_conformance(factor_cls: type[Factor], app, user: UserRef, *,
     registry = current_registry()
     factor = registry.get(factor_cls.name) if factor_cls.name in registry else registry.register(factor_cls)
     assert isinstance(factor, factor_cls)
+    # Enrolment as the security page begins it (no login: one that a login begins may depend on
+    # that login still wanting it, as push's activation does); the challenge as a login's.
+    enrolling = registry.context(factor, remote_addr="127.0.0.1", user_agent="pytest")
     ctx = registry.context(factor, transaction_id="conformance", client_name="Conformance client",
                            remote_addr="127.0.0.1", user_agent="pytest")
     before = factor.store.count(user)
 
     # Enrolment: garbage first (nothing stored), then the real answer.
-    step = factor.begin_enrolment(user, ctx)
+    step = factor.begin_enrolment(user, enrolling)
     assert isinstance(step, Step) and isinstance(step.view, dict)
     state = _json_round_trip(step.state)
     for garbage in GARBAGE_RESPONSES:
-        outcome = factor.finish_enrolment(user, state, garbage, ctx)
+        outcome = factor.finish_enrolment(user, state, garbage, enrolling)
         assert isinstance(outcome, Rejected), f"finish_enrolment({garbage!r}) returned {outcome!r}"
         assert isinstance(outcome.reason, str) and outcome.reason
         db.session.rollback()
         assert factor.store.count(user) == before, f"finish_enrolment({garbage!r}) stored something"
-    outcome = factor.finish_enrolment(user, state, answer_enrolment(step, ctx), ctx)
+    outcome = factor.finish_enrolment(user, state, answer_enrolment(step, enrolling), enrolling)
     assert isinstance(outcome, Enrolled), f"enrolment round trip returned {outcome!r}"
     db.session.commit()
     credential = outcome.credential

@@ -103,6 +103,18 @@ def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, u
     return Handle(raw, row)
 
 
+def load_by_id(transaction_id: str) -> Loaded | None:
+    """The live transaction stored under `transaction_id` (the handle's SHA-256, as factors see
+    it: `AttemptContext.transaction_id`), with its user, whichever browser holds it: for checks
+    made outside the login's own pages (a phone registering an activation it showed)."""
+    if not transaction_id or len(transaction_id) > 64:
+        return None
+    found = db.read_first(_LOAD, {"id_": transaction_id})
+    if found is None or found.expires_at <= utcnow():
+        return None
+    return Loaded(TransactionRow(**{name: getattr(found, name) for name in _FIELDS}), login_user.from_row(found))
+
+
 def load(raw: str, binding: str) -> Loaded | None:
     """The live transaction for this handle and this browser, with its user; None when unknown,
     foreign or expired.

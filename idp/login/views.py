@@ -28,6 +28,14 @@ STEPS = {
 }
 
 
+
+@bp.record_once
+def _answer_for_plugins(state) -> None:
+    """What a plugin asks of a login it began an enrolment for (idp.factors.directory
+    .login_enrolment_open), answered by the pipeline that knows what a login owes."""
+    state.app.extensions["idp.login_enrolment_open"] = enrol.login_still_enrolling
+
+
 def _context(handle: str) -> StepContext | None:
     loaded = transaction.load(handle, login_session.browser_binding())
     if loaded is None or loaded.row.state in transaction.TERMINAL:

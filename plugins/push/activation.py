@@ -38,11 +38,13 @@ class DeviceExists(Exception):
     """The key in the registration is already a registered device."""
 
 
-def issue(challenges, user: UserRef, *, ttl: int, issuer: str, now: datetime) -> Activation:
-    """Create a one-time activation for `user`; the caller commits."""
+def issue(challenges, user: UserRef, *, ttl: int, issuer: str, now: datetime,
+          transaction_id: str | None = None) -> Activation:
+    """Create a one-time activation for `user`; the caller commits. `transaction_id`: the login
+    whose enrolment step shows it, which must still want it when a phone registers (`register`)."""
     code = secrets.token_urlsafe(16)
     info = challenges.create(user, ttl=timedelta(seconds=ttl), lookup_key=LOOKUP_PREFIX + code_digest(code),
-                             payload={"type": ACTIVATION}, now=now)
+                             payload={"type": ACTIVATION}, now=now, transaction_id=transaction_id)
     uri = activation_uri(issuer=issuer, code=code, username=user.username, expires_at=unix(info.expires_at))
     return Activation(id=info.id, code=code, uri=uri, expires_at=info.expires_at)
 
@@ -82,6 +84,10 @@ def register(challenges, store, registration: Registration, *, now: datetime) ->
         raise ActivationRefused()
     owner = directory.get_user(found.user_id)
     if owner is None or directory.is_disabled(owner):  # a disabled account gains no way in
+        raise ActivationRefused()
+    if found.transaction_id is not None and not directory.login_enrolment_open(found.transaction_id, owner):
+        # Shown at a login's enrolment step, reached on the password alone: only while that login
+        # still wants it (not cancelled or expired, and the user set up no factor meanwhile).
         raise ActivationRefused()
     claimed = challenges.answer(found.id, USED, payload={"type": ACTIVATION, "device_id": registration.device_id},
                                 now=now, commit=False)

@@ -102,3 +102,30 @@ def test_used_totp_code_and_used_recovery_code_are_refused(seeded, web, rp_facto
     second.submit(second.page.form_with("code"), {"code": code})
     assert second.last_redirect is None
     assert _counts(live_server) == before
+
+
+def test_a_factor_set_up_elsewhere_while_a_login_sits_at_enrolment_is_asked_for_not_added_to(seeded, rp_factory,
+                                                                                              live_server):
+    """Someone with the password stands at the enrolment step (the user had no factor yet); the
+    user then sets up TOTP in their own browser. The other login's enrolment adds nothing: it
+    asks for the factor now held, and its own secret is worth nothing."""
+    from fixtures.totp import MFA
+
+    rp = rp_factory(seeded.first_party)
+    attacker = FormBrowser(live_server.url)
+    attacker.get(rp.authorization_url(acr_values=MFA))
+    page = attacker.login(seeded.user_email, seeded.password)
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
+    if choose:
+        page = attacker.submit(choose[0])
+    attackers_secret = page.find(r'<code[^>]*>([A-Z2-7 ]+)</code>').replace(" ", "")
+    enrolment = page.form_with("code")
+
+    _user_with_totp(FormBrowser(live_server.url), rp, seeded)
+    before = _counts(live_server)
+    page = attacker.submit(enrolment, {"code": pyotp.TOTP(attackers_secret).now(), "label": "Not mine"})
+    assert attacker.last_redirect is None and page.form_with("code")
+    assert attackers_secret not in page.text  # the code page of the factor held, not the enrolment
+    page = attacker.submit(page.form_with("code"), {"code": pyotp.TOTP(attackers_secret).now()})
+    assert page.status == 401 and attacker.last_redirect is None
+    assert _counts(live_server) == before

@@ -13,14 +13,40 @@ from flask_babel import gettext as _
 from idp import audit
 from idp.db import db
 from idp.factors import enrolment
+from idp.factors.registry import current_registry
+from idp.factors.directory import lock_user
 from idp.factors.types import Enrolled
 from idp.login import gate, pipeline, transaction
+from idp.login import user as login_user
 from idp.login.forms import CodeForm
 from idp.login.steps import recovery_codes
 from idp.login.steps.second_factor import message_for
 from idp.login.steps.base import StepContext
 from idp.login.steps.factor_step import attempt_context, plugin_response, remember_step, step_record, stored, user_of
 from idp.login.transaction import State
+
+
+def set_up_meanwhile(row, user, own: int | None = None) -> bool:
+    """Has a credential appeared since this login began that it did not create itself (`own`)?
+
+    A login at its enrolment step on the password alone (no factor or recovery method proven in
+    it) chose enrolment because the user held nothing it could ask for. A factor set up in
+    another browser since, or an admin's recovery QR code issued since, must be proven instead:
+    an enrolment on the password's strength would let whoever knows it add a factor of their own.
+    (A login that proved a factor or recovery method enrols on the strength of that.)"""
+    if gate.second_factor_done(row.steps_done):
+        return False
+    return any(credential.created_at >= row.created_at and credential.id != own
+               for credential in current_registry().store.list(gate.user_ref(user)))
+
+
+def login_still_enrolling(transaction_id: str, user_id: int) -> bool:
+    """For a push activation shown at a login's enrolment step (idp.factors.directory
+    .login_enrolment_open): that login is live, at this step, for this user, and nothing was set
+    up meanwhile (`set_up_meanwhile`)."""
+    found = transaction.load_by_id(transaction_id)
+    return (found is not None and found.row.state == State.ENROL.value and found.row.user_id == user_id
+            and found.user is not None and not set_up_meanwhile(found.row, found.user))
 
 
 def enrollable(ctx: StepContext, user, decision=None) -> list:
@@ -86,6 +112,9 @@ def submit(ctx: StepContext):
     # move to the next step commit together or not at all (never two credentials from one seed).
     if not transaction.update_in_place(ctx.row, form.posted_version(), commit=False):
         return pipeline.redirect_to(ctx.handle)
+    # The user's row next (a credential's creation anywhere also takes it): what was set up
+    # meanwhile is then known for sure, below.
+    lock_user(user.id)
     ref = gate.user_ref(user)
     before = enrolment.credentials_before(ref)
     outcome = factor.finish_enrolment(ref, state, plugin_response(), attempt_context(ctx, factor))
@@ -93,6 +122,13 @@ def submit(ctx: StepContext):
         db.session.rollback()  # the claim too: the form may be posted again
         ctx.row.version = form.posted_version()
         return show(ctx, message_for(outcome), 400)
+    if set_up_meanwhile(ctx.row, user, own=outcome.credential.id):
+        # Set up in another browser (or an admin's recovery QR code issued) while this login sat
+        # here on the password alone: that must be proven, nothing is added on the password.
+        db.session.rollback()
+        ctx.row.version = form.posted_version()
+        return pipeline.proceed(ctx.row, ctx.handle, login_user.load(user.id) or user, State.ENROL,
+                                ctx.row.version, list(ctx.row.steps_done))
     codes_view = recovery_codes.issue_if_first(ctx, user)
     details = enrolment.enrolled_details(factor, outcome, before, "login")
     if codes_view is not None:  # the set now valid was created here: the log says when

@@ -15,7 +15,7 @@ from fixtures import servers
 from idp_plugins.push.factor import PushFactor
 from idp_plugins.push.settings import PushSettings
 from idp_plugins.push.wake import Waker
-from push_testkit import Device, activation_code, context, enrol_device, push_factor
+from push_testkit import Device, activation_code, context, enrol_device, enrolment_context, push_factor
 
 
 @pytest.mark.parametrize("bad", [{"digits": 1}, {"digits": 7}, {"digits": "2"}, {"long_poll_max_wait": 60},
@@ -63,7 +63,7 @@ def test_enrol_page_shows_the_qr_and_the_uri(factor_app, factor_user):
 
     push = push_factor()
     with factor_app.test_request_context("/login/x"):
-        step = push.begin_enrolment(factor_user, context(push))
+        step = push.begin_enrolment(factor_user, enrolment_context(push))
         html = render_template("factors/push/enrol.html", view=step.view, action="/login/x", version=1)
     assert "<svg" in html and "idp-push://activate?v=1" in html.replace("&amp;", "&")
     assert step.view["status_url"].startswith("/factors/push/v1/activation/")
@@ -80,7 +80,7 @@ def test_the_enrol_page_tells_the_activation_codes_own_lifetime(factor_app, fact
     push = push_factor()
     push.push_settings = dataclasses.replace(push.push_settings, activation_ttl=ttl)
     with factor_app.test_request_context("/login/x"):
-        step = push.begin_enrolment(factor_user, context(push))
+        step = push.begin_enrolment(factor_user, enrolment_context(push))
         html = render_template("factors/push/enrol.html", view=step.view, action="/login/x", version=1)
     assert told in html
 
@@ -201,7 +201,7 @@ def test_two_racing_registrations_with_one_code_one_device(pg_app):
 
     user = testing.make_user("race2@example.com")
     push = push_factor()
-    step = push.begin_enrolment(user, context(push))
+    step = push.begin_enrolment(user, enrolment_context(push))
     code = activation_code(step.view["activation_uri"])
     key_list = [keys.new_private_key() for _ in range(4)]
     barrier = threading.Barrier(len(key_list))

@@ -193,3 +193,42 @@ def test_past_the_fatigue_limit_continue_says_why_and_nothing_else(push_server, 
     assert "Too many approval requests" in page.text and "data-push-number" not in page.text
     answered = continue_(web, page)
     assert "Too many approval requests" in answered.text and "That did not work" not in answered.text
+
+
+def _activation_at_enrolment(web: FormBrowser, rp, seeded):
+    """A login on the password alone, at its enrolment step with push chosen: (page, activation query)."""
+    import html
+
+    from authenticator.push.activation import parse_activation_uri
+
+    web.get(rp.authorization_url(acr_values="urn:idp:acr:mfa"))
+    page = web.login(seeded.user_email, seeded.password)
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/push")]
+    if choose:
+        page = web.submit(choose[0])
+    uri = page.find(r"<code[^>]*data-activation-uri>([^<]+)</code>")
+    assert uri, page.text[:3000]
+    return page, parse_activation_uri(html.unescape(uri))
+
+
+@pytest.mark.parametrize("meanwhile", ["login_cancelled", "factor_set_up_elsewhere"])
+def test_a_logins_activation_registers_no_phone_once_that_login_no_longer_wants_it(push_server, seeded, web,
+                                                                                    rp_factory, meanwhile):
+    """The activation a login shows at its enrolment step (reached on the password alone) is that
+    login's: cancelled, or once the user set up a factor elsewhere (which must then be proven), a
+    phone that scans it later registers nothing."""
+    from authenticator.push import keys
+    from authenticator.push.client import ActivationExpired, PushClient
+    from fixtures.totp import enrol_totp_during_login
+
+    rp = rp_factory(seeded.first_party)
+    page, query = _activation_at_enrolment(web, rp, seeded)
+    if meanwhile == "login_cancelled":
+        cancel = [f for f in page.forms() if f["action"].endswith("/cancel")]
+        web.submit(cancel[0])
+        assert web.callback_params()["error"] == "access_denied"
+    else:
+        enrol_totp_during_login(FormBrowser(push_server.url), rp, seeded)
+    with pytest.raises(ActivationExpired):
+        PushClient(query["endpoint"], keys.new_private_key()).register(query["code"], "someone's phone")
+    assert push_events(push_server, "push.device_registered") == []

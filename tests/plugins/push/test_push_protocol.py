@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from authenticator.push import keys
-from push_testkit import BASE, Device, activation_code, context, enrol_device
+from push_testkit import BASE, Device, activation_code, context, enrol_device, enrolment_context
 from idp.factors import Denied, Enrolled, Pending, Rejected, Verified
 from idp.factors.testing import make_user
 
@@ -24,7 +24,7 @@ def start_login(factor, user, txn="txn-1"):
 
 
 def test_enrolment_completes_once_the_device_registers(client, push, factor_user):
-    ctx = context(push)
+    ctx = enrolment_context(push)
     step = push.begin_enrolment(factor_user, ctx)
     assert step.view["activation_uri"].startswith("idp-push://activate?v=1&")
     assert "<svg" in step.view["qr_svg"]
@@ -41,7 +41,7 @@ def test_enrolment_completes_once_the_device_registers(client, push, factor_user
 
 
 def test_activation_code_is_one_time(client, push, factor_user):
-    step = push.begin_enrolment(factor_user, context(push))
+    step = push.begin_enrolment(factor_user, enrolment_context(push))
     code = activation_code(step.view["activation_uri"])
     assert Device(client).register(code).status_code == 201
     again = Device(client).register(code)
@@ -64,7 +64,7 @@ def test_a_disabled_accounts_code_registers_no_device(client, push, factor_user)
     from idp.db import db
     from idp.models import User
 
-    code = activation_code(push.begin_enrolment(factor_user, context(push)).view["activation_uri"])
+    code = activation_code(push.begin_enrolment(factor_user, enrolment_context(push)).view["activation_uri"])
     db.session.execute(update(User).where(User.id == factor_user.id).values(disabled=True))
     db.session.commit()
     refused = Device(client).register(code)
@@ -78,7 +78,7 @@ def test_the_last_devices_removal_ends_the_codes_still_pending(client, push, fac
     from idp.factors.registry import current_registry
 
     device = enrol_device(client, push, factor_user)
-    code = activation_code(push.begin_enrolment(factor_user, context(push)).view["activation_uri"])
+    code = activation_code(push.begin_enrolment(factor_user, enrolment_context(push)).view["activation_uri"])
     current_registry().remove_credential(factor_user, push.store.find(device.id).id)
     directory.commit()
     refused = Device(client).register(code)
@@ -87,7 +87,7 @@ def test_the_last_devices_removal_ends_the_codes_still_pending(client, push, fac
 
 def test_a_registration_refused_for_its_key_leaves_the_code_unspent(client, push, factor_user):
     device = enrol_device(client, push, factor_user, "phone 1")
-    code = activation_code(push.begin_enrolment(factor_user, context(push)).view["activation_uri"])
+    code = activation_code(push.begin_enrolment(factor_user, enrolment_context(push)).view["activation_uri"])
     again = Device(client, device.key).register(code, "phone 1 again")
     assert (again.status_code, again.get_json()) == (409, {"error": "device_exists"})
     assert Device(client).register(code, "phone 2").status_code == 201
@@ -95,7 +95,7 @@ def test_a_registration_refused_for_its_key_leaves_the_code_unspent(client, push
 
 
 def test_registration_must_be_signed_by_the_key_it_carries(client, push, factor_user):
-    step = push.begin_enrolment(factor_user, context(push))
+    step = push.begin_enrolment(factor_user, enrolment_context(push))
     code = activation_code(step.view["activation_uri"])
     honest, other = keys.new_private_key(), keys.new_private_key()
     header = {"alg": "ES256", "typ": "JWT", "jwk": keys.public_jwk(honest)}
