@@ -27,6 +27,7 @@ from idp.login.outcome import LoginOutcome, outcome_from_steps
 from idp.login.transaction import State, TransactionRow
 from idp.login.user import UserLike
 from idp.models import ConsentGrant
+from idp.policy.decide import ACR_MFA
 from idp.oidc.adapters import ClientRecord
 from idp.oidc import response_mode
 from idp.oidc.server import with_issuer
@@ -233,10 +234,11 @@ def _remember_ui_locales(params: dict) -> None:
 MAX_NEXT_PATH = 2048
 
 
-def start_internal(next_path: str, *, fresh: bool = False):
+def start_internal(next_path: str, *, fresh: bool = False, second_factor: bool = False):
     """A login for the provider's own pages (the security page): no client, no code, back to `next_path`.
 
-    `fresh` demands a full login even when a session exists (recent-login checks).
+    `fresh` demands a full login even when a session exists (recent-login checks); `second_factor`
+    asks for a second factor as `acr_values` would, whatever the user's 2FA policy.
     """
     if (not next_path.startswith("/") or next_path.startswith("//") or "\\" in next_path
             or not next_path.isprintable() or len(next_path) > MAX_NEXT_PATH):
@@ -244,6 +246,8 @@ def start_internal(next_path: str, *, fresh: bool = False):
         # page's own address is this long (anyone may start such a login: its row stores it).
         next_path = "/"
     params = {"prompt": "login"} if fresh else {}
+    if second_factor:
+        params["acr_values"] = ACR_MFA
     authz = {"params": params, "client_name": "", "internal": True, "next": next_path}
     handle = transaction.begin(authz, login_session.browser_binding())
     return redirect_to(handle.raw)

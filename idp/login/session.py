@@ -192,8 +192,14 @@ def login_required(view):
 
 
 def require_recent_login():
-    """None when the last full login is recent, else a response that re-runs both steps and comes back."""
-    if is_recent():
+    """None when the last full login is recent, else a response that re-runs both steps and comes back.
+
+    Full: a user who holds a second factor has proven one in it. A login on the password alone
+    is possible for such a user (exempt from 2FA, with a factor set up all the same), but what
+    these pages change (factors, passwords, roles) must not be changed by whoever knows the
+    password: adding a factor would even have made that session's password count as 2FA."""
+    second_factor = _holds_an_unproven_second_factor()
+    if is_recent() and not second_factor:
         return None
     from idp.login import pipeline
 
@@ -201,4 +207,9 @@ def require_recent_login():
     from urllib.parse import urlsplit
 
     path = urlsplit(target or "/").path or "/"
-    return pipeline.start_internal(path, fresh=True)
+    return pipeline.start_internal(path, fresh=True, second_factor=second_factor)
+
+
+def _holds_an_unproven_second_factor() -> bool:
+    row, user = current_session(), current_user()
+    return row is not None and user is not None and "mfa" not in (row.amr or ()) and user.second_factor_count > 0

@@ -287,3 +287,31 @@ def test_two_methods_of_one_kind_never_share_a_name(seeded, web, live_server):
     assert "You already have one called “WORK PHONE”: choose another name." in html.unescape(refused.text)
     assert totp_labels(web.get("/account/security").text) == labels
     assert audit_events(live_server, "factor.renamed") == 0
+
+
+def test_a_password_only_session_proves_the_second_factor_before_changing_factors(seeded, web, live_server):
+    """An exempt user who set up TOTP all the same signs in with the password alone. Adding or
+    removing a method then asks for that TOTP first: whoever knows the password must not add a
+    factor of their own (which also made the session count as 2FA) nor remove the user's."""
+    from idp.db import db
+    from idp.models import User
+
+    sign_in_to_account(web, seeded)
+    secret = add_totp(web)
+    with live_server.context():
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(mfa_setting="exempt"))
+        db.session.commit()
+
+    intruder = FormBrowser(live_server.url)
+    sign_in_to_account(intruder, seeded)  # the password alone: exempt
+    for form in ([f for f in intruder.page.forms() if f["action"].endswith("/add/totp")][0],
+                 removal_forms(intruder, intruder.get("/account/security"))[0]):
+        intruder.get("/account/security")
+        page = intruder.submit(form)
+        assert page.form_with("password"), page.text[:500]
+        page = intruder.login(seeded.user_email, seeded.password)
+        assert page.form_with("code") and "/account/security" not in page.url  # the TOTP, first
+    assert audit_events(live_server, "factor.enrolled") == 1 and audit_events(live_server, "factor.removed") == 0
+
+    page = intruder.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)})
+    assert "/account/security" in page.url and "Work phone" in page.text  # proven: the page is theirs again

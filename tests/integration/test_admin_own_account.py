@@ -26,7 +26,7 @@ def user_id(live_server, email: str) -> int:
         return db.session.scalar(select(User.id).where(User.email == email))
 
 
-def give_totp(live_server, email: str) -> int:
+def give_totp(live_server, email: str, secret: bytes | None = None) -> int:
     """A TOTP credential imported for `email`, as `idp factor totp import` does: its id."""
     import os
 
@@ -35,7 +35,7 @@ def give_totp(live_server, email: str) -> int:
 
     with live_server.context():
         credential = current_registry().get("totp").store.create(
-            find_user_by_email(email), label="Phone", secret=os.urandom(20),
+            find_user_by_email(email), label="Phone", secret=secret or os.urandom(20),
             public={"digits": 6, "algorithm": "SHA1", "period": 30, "imported": True})
         commit()
         return credential.id
@@ -58,9 +58,21 @@ def test_an_admin_does_not_exempt_themselves_nor_revoke_their_own_factors(live_s
     from idp.factors.store import CredentialStore
     from idp.models import User
 
+    import base64
+    import os
+
+    import pyotp
+
     own = user_id(live_server, seeded.admin_email)
-    admin = signed_in_admin(live_server, seeded, rp_factory)
-    credential = give_totp(live_server, seeded.admin_email)  # after the login: no code to type
+    secret = os.urandom(20)
+    credential = give_totp(live_server, seeded.admin_email, secret)
+    # The admin's own recent full login, the factor proven (a session that had not proven the
+    # factor it holds would be sent to prove it before any of these pages: idp.login.session).
+    admin = FormBrowser(live_server.url)
+    admin.get(rp_factory(seeded.first_party).authorization_url())
+    page = admin.login(seeded.admin_email, seeded.password)
+    admin.submit(page.form_with("code"), {"code": pyotp.TOTP(base64.b32encode(secret).decode()).now()})
+    assert admin.callback_params()["code"]
     page = admin.get(f"/admin/users/{own}")
     assert 'id="own-security"' in page.text and "/revoke" not in page.text and "reset-factors" not in page.text
     assert f"/admin/users/{own}/security" not in page.text and "recovery-qr" not in page.text
