@@ -19,10 +19,13 @@ class StepForm(Form):
     version = HiddenField(label="")
 
     def posted_version(self) -> int:
+        """The posted version, or -1 for anything no transaction can have (not a number, or
+        beyond the column's 32 bits: SQLite refuses such a value with an OverflowError)."""
         try:
-            return int(self.version.data)
+            version = int(self.version.data)
         except (TypeError, ValueError):
             return -1
+        return version if 0 <= version < 2 ** 31 - 1 else -1
 
 
 class PasswordLoginForm(StepForm):

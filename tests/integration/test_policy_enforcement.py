@@ -1,6 +1,7 @@
 """Enforcement on every path to a token: a user who becomes required mid-session gets no new token without a second factor."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import update
 
 from fixtures.oidc import password_login
@@ -113,3 +114,63 @@ def test_a_token_from_a_postponed_enrolment_refreshes_while_the_grace_lasts(seed
         db.session.commit()
     again = rp.token_request({"grant_type": "refresh_token", "refresh_token": refreshed.json()["refresh_token"]})
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
+def test_a_postponed_enrolment_waiting_at_consent_meets_a_grace_ended_meanwhile(seeded, web, rp_factory, live_server):
+    """Postponed at the enrolment step, then the consent page waits; the grace ends meanwhile. The
+    login owes the enrolment now (its own postponement is not what ended the grace)."""
+    from idp.db import db
+    from idp.models import Organization
+
+    with live_server.context():
+        org = db.session.get(Organization, seeded.org_id)
+        org.require_2fa, org.grace_logins = True, 1  # this login's postponement spends the only one
+        db.session.commit()
+    rp = rp_factory(seeded.third_party)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    postpone = [f for f in page.forms() if "postpone" in page.text and f["action"].endswith(page.url.split("/")[-1])]
+    page = web.submit(postpone[-1], button=("postpone", "1"))
+    assert page.form_with("action"), "the consent page"
+    page = web.consent("allow")  # the grace this login spent was its own: still a code
+    assert web.callback_params()["code"]
+
+    web.get(rp.authorization_url(prompt="login consent"))  # consent remembered: asked again all the same
+    with live_server.context():
+        db.session.get(Organization, seeded.org_id).grace_logins = 3
+        db.session.commit()
+    page = web.login(seeded.user_email, seeded.password)
+    postpone = [f for f in page.forms() if "postpone" in page.text and f["action"].endswith(page.url.split("/")[-1])]
+    web.submit(postpone[-1], button=("postpone", "1"))
+    with live_server.context():  # the admin ends the grace while the consent page waits
+        org = db.session.get(Organization, seeded.org_id)
+        org.grace_logins = org.grace_days = None
+        db.session.commit()
+    page = web.consent("allow")
+    assert web.last_redirect is None, "no code without the second factor"
+    assert "Set up two-factor authentication" in page.text
+
+
+def test_an_sso_answer_waiting_at_consent_ends_once_older_than_max_age(seeded, web, rp_factory, live_server):
+    """max_age is the client's rule for the login's age when the code is issued: an SSO session
+    that met it at /authorize but grew too old on the consent page answers nothing."""
+    import time
+
+    password_login(web, rp_factory(seeded.first_party), seeded.user_email, seeded.password)
+    page = web.get(rp_factory(seeded.third_party).authorization_url(max_age="1"))
+    assert page.form_with("action"), "the SSO session answered: the consent page"
+    time.sleep(2.1)
+    page = web.consent("allow")
+    assert web.last_redirect is None and "/login/expired" in page.url
+
+
+@pytest.mark.parametrize("version", ["99999999999999999999", "9223372036854775807", "-5", "2147483647"])
+def test_a_version_no_login_can_have_is_a_stale_form(seeded, web, rp_factory, live_server, version):
+    """Out of the column's range (SQLite refused it with an OverflowError: a 500): like any stale
+    version, the page is shown again where the login is."""
+    rp = rp_factory(seeded.third_party)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    form = page.form_with("action")
+    page = web.submit(form, {"version": version}, button=("action", "allow"))
+    assert page.status == 200 and page.form_with("action") and web.last_redirect is None

@@ -1,12 +1,16 @@
 """consent: a third-party client asks for scopes; the answer is remembered per user, client and scopes."""
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import redirect, request, url_for
 from sqlalchemy import select
 
 from idp import audit
 from idp.db import db
+from idp.factors.directory import lock_user
 from idp.login import gate, pipeline, transaction
 from idp.login.forms import ConsentForm
 from idp.login.steps.base import StepContext
@@ -22,6 +26,8 @@ def show(ctx: StepContext, form: ConsentForm | None = None, status: int = 200):
 
 def submit(ctx: StepContext):
     form = ConsentForm()
+    if form.posted_version() != ctx.row.version:  # a page from before the login moved on: show where it is
+        return pipeline.redirect_to(ctx.handle)
     if not form.validate_on_submit():
         return show(ctx, form, 400)
     user = ctx.transaction_user()
@@ -37,10 +43,15 @@ def submit(ctx: StepContext):
         if transaction.advance(ctx.row, State.CONSENT, form.posted_version(), owed) and owed == State.CANCELLED:
             return redirect(url_for("login.expired"))
         return pipeline.redirect_to(ctx.handle)
-    _remember(user, ctx.params)
-    db.session.commit()
-    if not transaction.update_in_place(ctx.row, form.posted_version()):
+    # The user's row first (the order pipeline.finish and a sign-out everywhere lock in), so
+    # that two logins of one user consenting to one client at once remember it one after the
+    # other (the second finds the first's grant); then the step is claimed (uncommitted: a
+    # second post of this form waits, then matches nothing). The grant commits with the code
+    # (pipeline.finish), or not at all.
+    lock_user(user.id)
+    if not transaction.update_in_place(ctx.row, form.posted_version(), commit=False):
         return pipeline.redirect_to(ctx.handle)
+    _remember(user, ctx.params)
     return pipeline.finish(ctx.row, expected=State.CONSENT, user=user)
 
 
@@ -52,9 +63,20 @@ def _owed_now(ctx: StepContext, user: LoginUser) -> State | None:
     asks for what is missing); None when nothing changed."""
     steps = ctx.row.steps_done
     if steps and steps[0].get("method") == "sso":
-        decision = gate.decision_for(user, ctx.params, amr=tuple(steps[0]["amr"]),
-                                     auth_time=ctx.row.authz_request.get("auth_time"))
+        auth_time = ctx.row.authz_request.get("auth_time")
+        max_age = gate.max_age_of(ctx.params)
+        if max_age is not None and auth_time is not None and auth_time + max_age < time.time():
+            return State.CANCELLED  # the session's login grew older than the client allows while it waited here
+        decision = gate.decision_for(user, ctx.params, amr=tuple(steps[0]["amr"]), auth_time=auth_time)
         return State.CANCELLED if decision.second_factor_required and not decision.satisfied else None
+    if gate.postponed(steps):
+        # Postponed at this login's enrolment step: still allowed? Judged as when it was
+        # postponed (this login's own postponement not counted against the grace logins).
+        unspent = replace(user, logins_since_required=max((user.logins_since_required or 0) - 1, 0))
+        if gate.may_postpone(unspent, ctx.params):
+            return None
+        return gate.pending_second_factor(unspent, ctx.params,
+                                          [step for step in steps if not gate.postponed([step])])
     return gate.pending_second_factor(user, ctx.params, steps)
 
 
