@@ -86,6 +86,13 @@ def start(user: UserLike, *, auth_time: int, amr: list[str], acr: str, started_a
         if replaced is not None:  # ended as by a sign-out: the applications it signed in to are told
             from idp.oidc import backchannel
 
+            if replaced.user_id != user.id:
+                # Someone else signs in on this browser: the other user's session ends as at a
+                # sign-out, with what needs them signed in (end_current). The same user signing
+                # in again (prompt=login, max_age) keeps what their applications hold.
+                from idp import sessions
+
+                sessions.withdraw_grants(replaced.user_id, replaced.sid, offline_access_too=False)
             backchannel.sessions_ended(replaced.user_id, [replaced.sid])
     locale = session.get("locale")
     session.clear()

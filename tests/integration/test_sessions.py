@@ -134,6 +134,26 @@ def test_signing_out_withdraws_the_sessions_codes_and_tokens_but_offline_access(
     assert len(events(live_server, "login.signed_out")) == 1
 
 
+def test_someone_else_signing_in_on_the_browser_withdraws_what_the_first_user_was_signed_in_for(
+        live_server, seeded, rp_factory):
+    """Another account signs in on this browser (prompt=login): the first user's session ends as
+    at a sign-out, its code not yet redeemed and its online token with it; the same user signing
+    in again keeps what their applications hold."""
+    here, rp, offline = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    before = rp.exchange(here.get(rp.authorization_url(prompt="none")) and here.last_redirect)
+    here.get(rp.authorization_url(prompt="login"))  # the same user again: nothing withdrawn
+    here.login(seeded.user_email, seeded.password)
+    assert rp.userinfo(before["access_token"]).status_code == 200
+    online = rp.exchange(here.get(rp.authorization_url(prompt="none")) and here.last_redirect)
+    pending = silent_login(here, rp)["code"]
+    password_login(here, rp, seeded.admin_email, seeded.password, prompt="login")
+    late = rp.token_request({"grant_type": "authorization_code", "code": pending, "code_verifier": rp.verifier,
+                             "redirect_uri": rp.client["redirect_uri"]})
+    assert (late.status_code, late.json()["error"]) == (400, "invalid_grant")
+    assert rp.userinfo(online["access_token"]).status_code == 401
+    assert refresh_error(rp, offline) is None  # offline access outlives the session (OIDC Core 11)
+
+
 def test_a_login_waiting_on_consent_ends_with_its_session(live_server, seeded, rp_factory):
     """The other browser had a third-party app's consent page open, answered by its session:
     ending the session leaves nothing to allow."""
