@@ -85,7 +85,10 @@ def cancel(handle: str):
     ctx = _context(handle)
     if ctx is None:
         return redirect(url_for("login.expired"))
-    transaction.advance(ctx.row, State(ctx.row.state), ctx.row.version, State.CANCELLED)
+    if not transaction.advance(ctx.row, State(ctx.row.state), ctx.row.version, State.CANCELLED):
+        # The login moved on meanwhile (finished in another request, or expired): this cancel
+        # tells the client nothing, not an access_denied beside the code it may have received.
+        return redirect(url_for("login.step", handle=handle))
     if ctx.row.authz_request.get("internal"):  # the provider's own pages: no client to tell
         return redirect(url_for("login.home"))
     return consent._access_denied(ctx)
