@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, delete, func, select
 
 from idp import audit, users
 from idp.db import db, utcnow
@@ -83,6 +83,7 @@ class Delivery:
     link: str
     locale: str | None
     minutes: int
+    facts: object = None  # the requester's (audit.request_facts), for the events of the delivery
 
 
 @dataclass(frozen=True)
@@ -181,12 +182,15 @@ def request_link(address: str, *, locale: str | None, facts=None) -> Delivery | 
     issuer = current_app.extensions["idp.settings"].issuer
     return Delivery(reset_id=row.id, user_id=user.id, org_id=user.org_id, to=user.email,
                     link=f"{issuer}/password/reset/{token}", locale=user.locale or locale,
-                    minutes=config.link_ttl // 60)
+                    minutes=config.link_ttl // 60, facts=facts)
 
 
 def deliver(app, delivery: Delivery) -> None:
     """Mail the link, outside any request. A failed delivery kills the link and is audited
-    (`password_reset.mail_failed`); nothing here may raise: the requester has had their answer."""
+    (`password_reset.mail_failed`, with the requester's address and browser); nothing here may
+    raise: the requester has had their answer. The dead link's row goes: a link no one received
+    does not count against the account's links for the hour, so once the relay is back the
+    user just asks again."""
     from idp.notify import NotifyError, current_notifier
 
     with app.app_context():
@@ -201,11 +205,11 @@ def deliver(app, delivery: Delivery) -> None:
             reason = type(exc).__name__
         log.warning("password reset mail %s not sent: %s", delivery.reset_id, reason)
         try:
-            db.session.execute(update(PasswordReset).where(PasswordReset.id == delivery.reset_id,
-                                                           PasswordReset.used_at.is_(None))
-                               .values(expires_at=utcnow()))
+            db.session.execute(delete(PasswordReset).where(PasswordReset.id == delivery.reset_id,
+                                                           PasswordReset.used_at.is_(None)))
             audit.record("password_reset.mail_failed", org_id=delivery.org_id, actor=audit.ANONYMOUS,
-                         subject_id=delivery.user_id, details={"reset_id": delivery.reset_id, "reason": reason})
+                         subject_id=delivery.user_id, facts=delivery.facts,
+                         details={"reset_id": delivery.reset_id, "reason": reason})
             db.session.commit()
         except Exception:
             db.session.rollback()

@@ -22,7 +22,7 @@ phone registers) was announced when it did ("A new device was added to your acco
 sends nothing more.
 
 The mail leaves on a thread of its own once the change is committed, like a password reset
-link (idp.password_reset.send_in_background), so the answer does not wait for the relay, and
+link (idp.password_reset.request_in_background), so the answer does not wait for the relay, and
 a change rolled back sends nothing. A delivery that fails is logged, nothing more: the change
 stands, and the notice is a courtesy, not a step of it. `mail.security_notices = false` turns
 the notices off.

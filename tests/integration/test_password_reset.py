@@ -171,6 +171,23 @@ def test_links_per_account_per_hour_are_limited_with_the_same_answer(live_server
     assert len(mail.messages) == PER_HOUR
 
 
+def test_links_the_relay_did_not_take_do_not_spend_the_hours_allowance(live_server, seeded, mail):
+    """The relay is down: each link dies unsent and is recorded with who asked. Once it is back
+    the user just asks again (the failed links did not spend the account's links for the hour)."""
+    browser = FormBrowser(live_server.url)
+    mail.refusing = True
+    for _ in range(PER_HOUR + 1):
+        ask_for_link(browser, seeded.user_email)
+        requests_handled()
+    failed = events(live_server, "password_reset.mail_failed")
+    assert len(failed) == PER_HOUR + 1 and {event.ip for event in failed} == {"127.0.0.1"}
+    assert mail.messages == []
+    mail.refusing = False
+    ask_for_link(browser, seeded.user_email)
+    assert browser.get(mailed_link(mail, 1)).form_with("password")
+    assert not events(live_server, "password_reset.refused")
+
+
 def _dead(page) -> bool:
     return page.status == 410 and "/password/forgot" in page.text  # one page, with a way to ask again
 
