@@ -8,9 +8,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import (InsecureTransportError, InvalidClientError, InvalidGrantError,
+                                           InvalidRequestError)
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
-from flask import Flask, current_app
+from flask import Flask, current_app, jsonify
 from flask import request as flask_request
 from sqlalchemy import bindparam, select
 
@@ -334,4 +335,21 @@ def init_app(app: Flask, settings: Settings) -> None:
     server.register_endpoint(pushed_requests.PushedAuthorizationEndpoint)
     server.register_endpoint(device_flow.DeviceAuthorizationEndpoint)
     app.extensions["idp.oauth_server"] = server
+    app.register_error_handler(InsecureTransportError, _over_plain_http)
+
+
+def _over_plain_http(_error: InsecureTransportError):
+    """Authlib refuses a client request that reached us over plain http (RFC 6749 1.6: TLS is a
+    must) as it builds the request, outside its own error handling: a 500 until now. Usually a
+    proxy left out of `server.trusted_proxies`, or one that sends no X-Forwarded-Proto: the
+    client learns what it did, the operator reads the same in the log (docs/operations.md)."""
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "refused a client request over plain http: behind a proxy, name it in server.trusted_proxies "
+        "and have it send X-Forwarded-Proto: https")
+    response = jsonify(error="invalid_request", error_description="This endpoint must be reached over HTTPS.")
+    response.status_code = 400
+    response.headers["Cache-Control"] = "no-store"
+    return response
 

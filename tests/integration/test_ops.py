@@ -538,3 +538,19 @@ def test_a_canonical_url_redirect_names_no_host_from_the_request(live_server):
             assert (response.status, response.getheader("Location")) == (308, location)
         finally:
             connection.close()
+
+
+def test_a_client_request_over_plain_http_is_a_clear_400(live_server, seeded, monkeypatch):
+    """As in production (no AUTHLIB_INSECURE_TRANSPORT): a token request that reached the server
+    over plain http for a public host, through a proxy left out of trusted_proxies say, is told
+    so (it was a 500)."""
+    import requests
+
+    monkeypatch.delenv("AUTHLIB_INSECURE_TRANSPORT", raising=False)
+    client = seeded.first_party
+    answer = requests.post(f"{live_server.url}/oauth/token", headers={"Host": "id.example.test"}, timeout=10,
+                           data={"grant_type": "client_credentials"},
+                           auth=(client["client_id"], client["client_secret"]))
+    assert answer.status_code == 400 and answer.headers["Cache-Control"] == "no-store"
+    assert answer.json() == {"error": "invalid_request",
+                             "error_description": "This endpoint must be reached over HTTPS."}
