@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import bindparam, func, select, update
 
 from idp import audit, users
 from idp.db import db, utcnow
@@ -104,7 +104,8 @@ _HOLD_USER = (select(User.__table__.c.email_verified)
               .with_for_update(key_share=True))
 _RESETS = PasswordReset.__table__
 _LINKS_SINCE = (select(func.count()).select_from(_RESETS)
-                .where(_RESETS.c.user_id == bindparam("user_id"), _RESETS.c.created_at > bindparam("since")))
+                .where(_RESETS.c.user_id == bindparam("user_id"), _RESETS.c.created_at > bindparam("since"),
+                       _RESETS.c.mail_failed_at.is_(None)))
 _REFUSED_SINCE = (select(AuditEvent.id)
                   .where(AuditEvent.subject_id == bindparam("user_id"), AuditEvent.event == "password_reset.refused",
                          AuditEvent.at > bindparam("since"),
@@ -188,9 +189,9 @@ def request_link(address: str, *, locale: str | None, facts=None) -> Delivery | 
 def deliver(app, delivery: Delivery) -> None:
     """Mail the link, outside any request. A failed delivery kills the link and is audited
     (`password_reset.mail_failed`, with the requester's address and browser); nothing here may
-    raise: the requester has had their answer. The dead link's row goes: a link no one received
-    does not count against the account's links for the hour, so once the relay is back the
-    user just asks again."""
+    raise: the requester has had their answer. A link no one received does not count against
+    the account's links for the hour (`mail_failed_at`), so once the relay is back the user
+    just asks again."""
     from idp.notify import NotifyError, current_notifier
 
     with app.app_context():
@@ -205,8 +206,10 @@ def deliver(app, delivery: Delivery) -> None:
             reason = type(exc).__name__
         log.warning("password reset mail %s not sent: %s", delivery.reset_id, reason)
         try:
-            db.session.execute(delete(PasswordReset).where(PasswordReset.id == delivery.reset_id,
-                                                           PasswordReset.used_at.is_(None)))
+            now = utcnow()
+            db.session.execute(update(PasswordReset).where(PasswordReset.id == delivery.reset_id,
+                                                           PasswordReset.used_at.is_(None))
+                               .values(expires_at=now, mail_failed_at=now))
             audit.record("password_reset.mail_failed", org_id=delivery.org_id, actor=audit.ANONYMOUS,
                          subject_id=delivery.user_id, facts=delivery.facts,
                          details={"reset_id": delivery.reset_id, "reason": reason})

@@ -157,7 +157,7 @@ def sign_out_everywhere(user_id: int) -> Ended:
 
 
 def set_password(user: User, password: str, *, actor_id: int | None = None, actor: str = "",
-                 by: str | None = None) -> Ended:
+                 by: str | None = None, second_factor_proven: bool = True) -> Ended:
     """Give `user` a new password (checked first) and sign them out everywhere, the browser that
     asked included (its session could be a thief's copy too). Raises PasswordRefused.
 
@@ -167,14 +167,20 @@ def set_password(user: User, password: str, *, actor_id: int | None = None, acto
     (idp.lockout.PasswordGuess; the addresses keep their own counts).
 
     The event's `by` says which door: `self`, `admin`, else `actor` (`cli`), unless given (a
-    reset link's holder is anonymous: `by="reset_link"`, idp.password_reset)."""
+    reset link's holder is anonymous: `by="reset_link"`, idp.password_reset).
+
+    `second_factor_proven`: False for the user's own change from a session on the password alone,
+    which proves no more than the reset link did (User.password_reset_at stays)."""
     problem = password_problem(password)
     if problem:
         raise PasswordRefused(problem)
     user.password_hash = current_app.extensions["idp.passwords"].hash(password)
-    # A reset link's password proves the mailbox alone (see User.password_reset_at); any other
-    # door (the user signed in, an admin, the CLI) proves more.
-    user.password_reset_at = utcnow() if by == "reset_link" else None
+    # A reset link's password proves the mailbox alone (see User.password_reset_at); an admin,
+    # the CLI, or the user signed in with a second factor prove more.
+    if by == "reset_link":
+        user.password_reset_at = utcnow()
+    elif second_factor_proven:
+        user.password_reset_at = None
     db.session.add(user)
     ended = sign_out_everywhere(user.id)
     lockout.succeed([lockout.PasswordGuess.of(user.email, None).account])

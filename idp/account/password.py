@@ -51,7 +51,8 @@ def change_password():
         form.current.errors = [_("That is not your current password.")]
         return _page(form, 401)
     try:
-        users.set_password(user, form.password.data, actor_id=user.id, actor=user.email)
+        users.set_password(user, form.password.data, actor_id=user.id, actor=user.email,
+                           second_factor_proven=login_session.proved_second_factor())
     except users.PasswordRefused as exc:
         form.password.errors = [str(exc)]
         return _page(form, 400)

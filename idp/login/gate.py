@@ -133,9 +133,17 @@ def postponed(steps_done: list[dict]) -> bool:
     return any(step.get("method") == "postponed_enrolment" for step in steps_done)
 
 
+#: A login's parameter (never a client's: idp.login.snapshot keeps only known ones) marking a
+#: re-authentication for the provider's own pages (pipeline.start_internal): a held factor
+#: proven is all it asks, never an enrolment or a switch to a kind the organization accepts.
+REAUTHENTICATION = "_reauthentication"
+
+
 def pending_second_factor(user: UserLike, params: dict, steps_done: list[dict]) -> State | None:
     """ENROL or SECOND_FACTOR while the login still owes a second factor, else None."""
     if postponed(steps_done):
+        return None
+    if second_factor_done(steps_done) and params.get(REAUTHENTICATION):
         return None
     if second_factor_done(steps_done):
         # One of the user's factors was proven. A user who holds no second factor and proved a

@@ -238,7 +238,8 @@ def start_internal(next_path: str, *, fresh: bool = False, second_factor: bool =
     """A login for the provider's own pages (the security page): no client, no code, back to `next_path`.
 
     `fresh` demands a full login even when a session exists (recent-login checks); `second_factor`
-    asks for a second factor as `acr_values` would, whatever the user's 2FA policy.
+    asks for a second factor as `acr_values` would, whatever the user's 2FA policy: one the user
+    holds, proven, and nothing more (gate.REAUTHENTICATION: no enrolment, no switch of kind).
     """
     if (not next_path.startswith("/") or next_path.startswith("//") or "\\" in next_path
             or not next_path.isprintable() or len(next_path) > MAX_NEXT_PATH):
@@ -248,6 +249,7 @@ def start_internal(next_path: str, *, fresh: bool = False, second_factor: bool =
     params = {"prompt": "login"} if fresh else {}
     if second_factor:
         params["acr_values"] = ACR_MFA
+        params[gate.REAUTHENTICATION] = "1"
     authz = {"params": params, "client_name": "", "internal": True, "next": next_path}
     handle = transaction.begin(authz, login_session.browser_binding())
     return redirect_to(handle.raw)

@@ -217,6 +217,24 @@ def require_recent_login():
     return pipeline.start_internal(path, fresh=True, second_factor=second_factor)
 
 
+def proved_second_factor() -> bool:
+    """Did this browser's session prove a second factor (at its login, or by adding one)?"""
+    row = current_session()
+    return row is not None and "mfa" in (row.amr or ())
+
+
 def _holds_an_unproven_second_factor() -> bool:
+    """A second factor the user held when this session began, which its login did not prove.
+    (One added since, by this session's own enrolment say, a phone that registered before the
+    page's Continue, is no reason to sign in again: whoever could add it could have added it
+    first.)"""
     row, user = current_session(), current_user()
-    return row is not None and user is not None and "mfa" not in (row.amr or ()) and user.second_factor_count > 0
+    if row is None or user is None or "mfa" in (row.amr or ()) or not user.second_factor_count:
+        return False
+    from idp.factors.registry import current_registry
+    from idp.factors.types import FactorKind
+
+    registry = current_registry()
+    second_factors = {factor.name for factor in registry.all(kind=FactorKind.SECOND_FACTOR)}
+    return any(credential.factor in second_factors and credential.created_at < row.created_at
+               for credential in registry.store.list(user.id))

@@ -25,3 +25,5 @@ class PasswordReset(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The relay refused its mail: the link is dead, and not counted against the hour's links.
+    mail_failed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -63,10 +63,13 @@ def _error_page(error: OAuth2Error):
 def _starts_no_anonymous_login() -> bool:
     """A request that cannot begin a login from the password: prompt=none (answered from the
     session or refused, never a page: a single-page app may ask on every page view) or a
-    browser already signed in."""
+    browser already signed in. (With a request object or a pushed request, the query's prompt
+    is not the request's: such a request is counted.)"""
     from idp.login import session as login_session
 
-    return "none" in (request.args.get("prompt") or "").split() or login_session.current_session() is not None
+    args = request.args
+    silent = "none" in (args.get("prompt") or "").split() and not (args.get("request") or args.get("request_uri"))
+    return silent or login_session.current_session() is not None
 
 
 @bp.route(urls.PATHS["authorization_endpoint"], methods=["GET"])

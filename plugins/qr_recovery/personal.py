@@ -74,7 +74,7 @@ def start(factor, email: object, password: object, *, remote_addr: str | None, n
     if directory.password_only_proves_the_mailbox(user):
         # The password came from an e-mailed reset link: password + e-mailed code would be the
         # mailbox twice, and a mailbox alone never gives a second factor. A login with a second
-        # factor (or an admin's recovery QR code) lifts this.
+        # factor or a recovery code lifts this; an admin's recovery QR code adds a phone anyway.
         raise StartRefused("password_reset_by_email", 403)
     since = now - timedelta(hours=1)
     # Counted and created under the user's lock: parallel starts (each with the right password)

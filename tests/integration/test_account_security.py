@@ -315,3 +315,35 @@ def test_a_password_only_session_proves_the_second_factor_before_changing_factor
 
     page = intruder.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)})
     assert "/account/security" in page.url and "Work phone" in page.text  # proven: the page is theirs again
+
+
+def test_an_exempt_user_whose_factor_is_no_longer_accepted_proves_it_and_is_asked_nothing_more(seeded, live_server):
+    """Re-authentication for the security page asks for a factor the user holds, even one of a
+    kind the organization stopped accepting, and then lets the change go on: no enrolment of an
+    accepted kind first (that belongs to sign-ins the policy requires 2FA for)."""
+    import base64
+    import os
+
+    from idp.db import db
+    from idp.factors.directory import commit, find_user_by_email
+    from idp.factors.registry import current_registry
+    from idp.models import Organization, User
+
+    secret = os.urandom(20)
+    with live_server.context():
+        user = find_user_by_email(seeded.user_email)
+        current_registry().get("totp").store.create(user, label="Old phone", secret=secret,
+                                                   public={"digits": 6, "algorithm": "SHA1", "period": 30})
+        commit()
+        db.session.execute(update(User).where(User.id == user.id).values(mfa_setting="exempt"))
+        db.session.execute(update(Organization).where(Organization.id == user.org_id)
+                           .values(allowed_factors=["webauthn"]))
+        db.session.commit()
+    web = FormBrowser(live_server.url)
+    sign_in_to_account(web, seeded)  # exempt: the password alone
+    page = web.submit(removal_forms(web, web.page)[0])
+    page = web.login(seeded.user_email, seeded.password)
+    page = web.submit(page.form_with("code"), {"code": pyotp.TOTP(base64.b32encode(secret).decode()).now()})
+    assert "/account/security" in page.url, page.text[:1000]
+    page = web.submit(removal_forms(web, page)[0])
+    assert "Old phone" not in page.text and audit_events(live_server, "factor.removed") == 1

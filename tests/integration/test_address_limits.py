@@ -57,3 +57,20 @@ def test_new_anonymous_logins_are_limited_per_address_and_signed_in_browsers_are
     for _ in range(4):
         browser.get(rp.authorization_url())
         assert browser.callback_params()["code"]
+
+
+def test_a_query_prompt_beside_a_pushed_request_does_not_exempt_its_login(proxied_server):
+    """With request_uri (or request), the query's prompt is not the request's: such a login is
+    counted whatever the query says."""
+    from test_pushed_requests import by_reference, push
+
+    seeded = proxied_server.seeded
+    client = seeded.first_party  # confidential: its pushes are not limited
+    rp = RelyingParty(proxied_server.url, client)
+    statuses = []
+    for _ in range(4):
+        uri = push(proxied_server, client, authorization_params(rp)).json()["request_uri"]
+        statuses.append(requests.get(by_reference(proxied_server, client["client_id"], uri, prompt="none"),
+                                     headers={"X-Forwarded-For": "198.51.100.9"}, allow_redirects=False,
+                                     timeout=10).status_code)
+    assert statuses == [302, 302, 302, 429]

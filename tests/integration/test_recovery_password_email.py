@@ -147,3 +147,36 @@ def test_a_password_reset_by_email_adds_no_phone_until_a_login_proves_a_second_f
     status, _out, err, _code = recover_with_password(new, account, "a brand new passphrase", handler, code_for=1)
     assert status == 0, err
     assert len(push_devices(server, seeded.user_email)) == 2
+
+
+def test_a_password_changed_on_a_password_only_session_after_a_reset_still_adds_no_phone(server, seeded, inbox,
+                                                                                         tmp_path):
+    """Exempt from 2FA, the user's password-only session proves no more than the reset link that
+    opened it: a password changed there does not lift the refusal."""
+    from sqlalchemy import update
+
+    from fixtures.oidc import FormBrowser
+    from fixtures.threads import finished
+    from idp.db import db
+    from idp.models import User
+    from test_password_reset import ask_for_link, link_in
+
+    handler, _port = inbox
+    _old, new, account = phones_restored(server, seeded.user_email, tmp_path, handler)
+    with server.context():
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(mfa_setting="exempt"))
+        db.session.commit()
+    browser = FormBrowser(server.url)
+    ask_for_link(browser, seeded.user_email)
+    [(_rcpt, message)] = handler.wait_for(1)
+    browser.submit(browser.get(link_in(message)).form_with("password"),
+                   {"password": "a brand new passphrase", "confirm": "a brand new passphrase"})
+    page = browser.get("/account/password")
+    page = browser.login(seeded.user_email, "a brand new passphrase")  # the password alone: exempt
+    page = browser.submit(page.form_with("current"), {"current": "a brand new passphrase",
+                                                      "password": "another passphrase", "confirm": "another passphrase"})
+    finished("security-notices")
+    handler.messages.clear()
+    status, _out, err, _code = recover_with_password(new, account, "another passphrase", handler)
+    assert status != 0 and "reset by e-mail" in err
+    assert len(push_devices(server, seeded.user_email)) == 1

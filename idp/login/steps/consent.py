@@ -46,8 +46,8 @@ def submit(ctx: StepContext):
     # The user's row first (the order pipeline.finish and a sign-out everywhere lock in), so
     # that two logins of one user consenting to one client at once remember it one after the
     # other (the second finds the first's grant); then the step is claimed (uncommitted: a
-    # second post of this form waits, then matches nothing). The grant commits with the code
-    # (pipeline.finish), or not at all.
+    # second post of this form waits, then matches nothing). The grant commits with the login's
+    # end (pipeline.finish), or not at all.
     lock_user(user.id)
     if not transaction.update_in_place(ctx.row, form.posted_version(), commit=False):
         return pipeline.redirect_to(ctx.handle)

@@ -107,14 +107,14 @@ def submit(ctx: StepContext):
     if name not in usable:
         return redirect(url_for("login.step", handle=ctx.handle))
     factor = usable[name]
-    # The step is claimed first (the version moves, uncommitted): a second submission of the same
-    # form waits for this one, then matches nothing, so the credential, its recovery codes and the
+    # The user's row first (the order a sign-out everywhere locks in; a credential's creation
+    # anywhere also takes it, so what was set up meanwhile is known for sure below). Then the
+    # step is claimed (the version moves, uncommitted): a second submission of the same form
+    # waits for this one, then matches nothing, so the credential, its recovery codes and the
     # move to the next step commit together or not at all (never two credentials from one seed).
+    lock_user(user.id)
     if not transaction.update_in_place(ctx.row, form.posted_version(), commit=False):
         return pipeline.redirect_to(ctx.handle)
-    # The user's row next (a credential's creation anywhere also takes it): what was set up
-    # meanwhile is then known for sure, below.
-    lock_user(user.id)
     ref = gate.user_ref(user)
     before = enrolment.credentials_before(ref)
     outcome = factor.finish_enrolment(ref, state, plugin_response(), attempt_context(ctx, factor))
