@@ -79,6 +79,30 @@ def test_ui_locales_wins_over_an_english_browser_for_the_whole_login(seeded, liv
     assert web.callback_params()["code"]
 
 
+def test_ui_locales_lasts_as_long_as_its_login(seeded, live_server, rp_factory):
+    """An application's ui_locales is that login's language, not the browser's from then on: the
+    account page after it, and the next login without ui_locales, follow Accept-Language again."""
+    rp = rp_factory(seeded.first_party)
+    web = browser(live_server, ENGLISH)
+    assert 'lang="fr"' in web.get(rp.authorization_url(ui_locales="fr")).text
+    web.login(seeded.user_email, seeded.password)
+    assert web.callback_params()["code"]
+    assert 'lang="en"' in web.get("/account/security").text
+    page = web.get(rp.authorization_url(prompt="login"))
+    assert 'lang="en"' in page.text and "Password" in text(page)
+
+
+def test_ui_locales_speaks_over_the_language_form_for_its_login_only(seeded, live_server, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    web = browser(live_server, ENGLISH)
+    sign_in_to_account(web, seeded.user_email, seeded.password)
+    web.submit(web.page.form_with("locale"), {"locale": "fr"})
+    page = web.get(rp.authorization_url(ui_locales="en", prompt="login"))
+    assert 'lang="en"' in page.text and "Password" in text(page)
+    web.login(seeded.user_email, seeded.password)
+    assert 'lang="fr"' in web.get("/account/security").text  # the form's choice stands
+
+
 def test_ui_locales_naming_no_supported_language_keeps_the_browser_language(seeded, live_server, rp_factory):
     rp = rp_factory(seeded.first_party)
     page = text(browser(live_server, FRENCH).get(rp.authorization_url(ui_locales="de")))
