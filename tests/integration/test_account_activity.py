@@ -74,3 +74,9 @@ def test_the_activity_speaks_the_users_language(live_server, seeded):
     browser.login(seeded.user_email, seeded.password)
     page = browser.get("/account/security?ui_locales=fr")
     assert "Activité récente" in page.text and any("Connexion" in row for row in activity_on(page))
+    # An event and what it is about, in French typography (a space before the colon).
+    rp = RelyingParty(live_server.url, seeded.first_party)
+    browser.get(rp.authorization_url(prompt="login"))
+    browser.login(seeded.user_email, seeded.password)
+    page = browser.get("/account/security?ui_locales=fr")
+    assert "Connexion : First" in activity_on(page)[0], activity_on(page)

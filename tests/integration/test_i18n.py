@@ -139,7 +139,8 @@ def test_totp_enrolment_and_challenge_in_french(seeded, live_server, rp_factory)
         page = web.submit(choose[0])
     enrol = text(page)
     for words in ("Scannez ce code avec votre application d'authentification, ou saisissez la clé manuellement.",
-                  "Code affiché par l'application", "Nommer cette application d'authentification (facultatif)"):
+                  "Code affiché par l'application", "Nommer cette application d'authentification (facultatif)",
+                  "SHA1, 6 chiffres, 30 s"):  # one sentence per language, not pieces
         assert words in enrol, words
     secret = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
     wrong = web.submit(page.form_with("code"), {"code": "000000" if pyotp.TOTP(secret).now() != "000000" else "111111"})
