@@ -287,3 +287,15 @@ def test_two_methods_of_one_kind_never_share_a_name(seeded, web, live_server):
     assert "You already have one called “WORK PHONE”: choose another name." in html.unescape(refused.text)
     assert totp_labels(web.get("/account/security").text) == labels
     assert audit_events(live_server, "factor.renamed") == 0
+
+
+def test_each_methods_name_field_and_buttons_say_which_method(seeded, web):
+    """Two methods, two identical "Name", "Rename", "Remove": each carries its method (and name)
+    for a screen reader, out of sight, as the sessions' "Sign out" buttons do."""
+    sign_in_to_account(web, seeded)
+    add_totp(web)
+    page = web.get("/account/security")
+    row = re.search(r'<tr data-credential="\d+" data-factor="totp">.*?</tr>', page.text, re.S).group(0)
+    assert 'aria-label="Name: Authenticator app"' in row
+    assert 'Rename<span class="sr-only"> Authenticator app, Work phone</span></button>' in row
+    assert 'Remove<span class="sr-only"> Authenticator app, Work phone</span></a>' in row
