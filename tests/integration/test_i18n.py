@@ -297,3 +297,35 @@ def test_every_string_of_the_source_is_in_the_catalogue():
 @pytest.mark.parametrize("folder", ["idp/admin/translations", "plugins"])
 def test_one_catalogue_only(folder):
     assert not list((ROOT / folder).rglob("*.po")), "translations live in idp/translations only"
+
+
+def test_labels_the_provider_gave_a_method_are_shown_in_the_readers_language(seeded, live_server, idp):
+    """`idp factor totp import` without --label and an admin's recovery QR code name their
+    credentials themselves: stored in English (the command line reads them so), shown translated."""
+    import json
+
+    from click.testing import CliRunner
+
+    from fixtures.cli import ok
+    from idp.factors.registry import current_registry, factor_group
+    from recovery_kit import enable_recovery
+
+    enable_recovery(live_server)
+    with live_server.context():
+        imported = CliRunner().invoke(factor_group(), ["totp", "import", "--user", seeded.user_email, "--secret-stdin"],
+                                      input="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n")
+        assert imported.exit_code == 0, imported.output
+        issued = CliRunner().invoke(current_registry().get("qr_recovery").cli_command(),
+                                    ["issue", "--user", seeded.user_email])
+        assert issued.exit_code == 0, issued.output
+    web = browser(live_server, FRENCH)
+    web.get("/account/security")
+    page = web.login(seeded.user_email, seeded.password)
+    web.submit(page.form_with("code"), {"code": pyotp.TOTP("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").now()})
+    page = text(web.get("/account/security"))
+    assert 'value="Application d\'authentification importée"' in page and "Code QR de récupération" in page
+    assert "Imported authenticator" not in page and "Recovery QR code" not in page
+    document = json.loads(ok(idp("user", "show", "--email", seeded.user_email, "--json",
+                                 database_url=live_server.database_url)).stdout)
+    assert [m["label"] for m in document["methods"] if m["factor"] == "totp"] == ["Imported authenticator"]
+
