@@ -139,7 +139,7 @@ class QrRecoveryFactor(Factor):
         return Description(id=credential.id, factor=credential.factor,
                            label=self.shown_label(credential), created_at=credential.created_at,
                            last_used_at=credential.last_used_at,
-                           facts={"expires": issuing.iso(moment) if moment else "", "status": state,
+                           facts={"expires": moment, "status": state,  # (a datetime: pages format it)
                                   "issued_by": credential.public.get("issued_by", "")})
 
     @classmethod

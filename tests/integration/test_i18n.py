@@ -325,6 +325,10 @@ def test_labels_the_provider_gave_a_method_are_shown_in_the_readers_language(see
     page = text(web.get("/account/security"))
     assert 'value="Application d\'authentification importée"' in page and "Code QR de récupération" in page
     assert "Imported authenticator" not in page and "Recovery QR code" not in page
+    # The recovery QR code's expiry, as every moment on the page: the reader's date format, in UTC
+    # (template_i18n.utc), not an ISO string.
+    assert re.search(r"expire le : \d{1,2} [a-zéû]+\.? \d{4}, \d\d:\d\d UTC<", page), page
+    assert not re.search(r"\d{4}-\d\d-\d\dT", page)
     document = json.loads(ok(idp("user", "show", "--email", seeded.user_email, "--json",
                                  database_url=live_server.database_url)).stdout)
     assert [m["label"] for m in document["methods"] if m["factor"] == "totp"] == ["Imported authenticator"]
