@@ -46,10 +46,19 @@ STATUS_TEXT = {
         _l("Two-factor authentication is active. It has been made mandatory.")),
 }
 
+# What the users list shows in words next to each shield (the column is headed "2FA"): the
+# shields' colours are not the only difference between "on" and "on, required".
+STATUS_SHORT = {
+    TwoFactorStatus.NOT_ACTIVE: _l("off"),
+    TwoFactorStatus.REQUIRED_NOT_SET_UP: _l("required, not set up"),
+    TwoFactorStatus.ACTIVE_VOLUNTARY: _l("on"),
+    TwoFactorStatus.ACTIVE_REQUIRED: _l("on, required"),
+}
+
 
 @bp.context_processor
 def _status_helpers():
-    return {"status_text": STATUS_TEXT, "status_order": ORDER}
+    return {"status_text": STATUS_TEXT, "status_short": STATUS_SHORT, "status_order": ORDER}
 
 
 def _int_arg(name: str) -> int | None:
