@@ -5,8 +5,8 @@ import math
 import time
 from pathlib import Path
 
-from flask import Flask, current_app, has_request_context, request, session
-from flask_babel import Babel, get_locale
+from flask import Flask, current_app, g, has_request_context, request, session
+from flask_babel import Babel, get_locale, refresh
 from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFProtect
 
@@ -51,14 +51,24 @@ def select_locale() -> str | None:
     """The user's choice (ui_locales, the language form) or else the browser's Accept-Language."""
     if not has_request_context():  # CLI, startup: lazy strings render in the default locale
         return None
-    # First match wins (docs/translations.md): a ui_locales tag we support, then the session's
-    # choice, then Accept-Language. A ui_locales of languages we lack falls to the session's.
-    for chosen in (request.args.get("ui_locales"), session.get("locale")):
+    # First match wins (docs/translations.md): a ui_locales tag we support (this request's, else
+    # that of the login whose page this is: use_login_ui_locales), then the session's choice (the
+    # language form's alone), then Accept-Language. A ui_locales of languages we lack falls through.
+    for chosen in (request.args.get("ui_locales"), g.get("idp_login_ui_locales"), session.get("locale")):
         for tag in (chosen or "").split():
             base = tag.split("-")[0].lower()
             if base in SUPPORTED_LOCALES:
                 return base
     return request.accept_languages.best_match(SUPPORTED_LOCALES) or "en"
+
+
+def use_login_ui_locales(tags: str | None) -> None:
+    """This request is a page of a login that an application started with OIDC `ui_locales`
+    (the login transaction's snapshot, already loaded: no query): the page speaks that language.
+    It lasts as long as the login; the browser's own choice (session["locale"]) is left alone."""
+    g.idp_login_ui_locales = tags
+    if tags:
+        refresh()  # should anything have asked for the locale before the transaction was loaded
 
 
 def _confine_limiter_to_login(app: Flask) -> None:

@@ -33,7 +33,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context
 
 from idp import audit
 
@@ -61,6 +61,7 @@ class Notice:
     purpose: str
     factor: str | None  # the factor's name, for the notices about one
     device: str | None = None  # a new device's name, as the user gave it (new_device)
+    locale: str | None = None  # the language of the page where the user acted (see above)
 
 
 def init_app(app: Flask, settings) -> None:
@@ -72,11 +73,21 @@ def _committed(events: list[dict]) -> None:
     if not current_app.extensions.get(_ENABLED):
         return
     notices = [Notice(event["subject_id"], PURPOSES[event["event"]], (event["details"] or {}).get("factor"),
-                      (event["details"] or {}).get("device_name"))
+                      (event["details"] or {}).get("device_name"), _page_locale(event))
                for event in events if event["event"] in PURPOSES and event["subject_id"] is not None
                and not (event["details"] or {}).get("announced")]
     if notices:
         send_in_background(current_app._get_current_object(), notices)
+
+
+def _page_locale(event: dict) -> str | None:
+    """The language of the request that made the change, when the user made it (or whoever holds
+    their browser: a reset link's anonymous actor); None for an admin's request or outside one."""
+    if not has_request_context() or event["actor_id"] not in (None, event["subject_id"]):
+        return None
+    from flask_babel import get_locale
+
+    return str(get_locale())
 
 
 def send_in_background(app: Flask, notices: list[Notice]) -> threading.Thread:
@@ -103,10 +114,11 @@ def deliver(app: Flask, notices: list[Notice]) -> None:
                 user = db.session.get(User, notice.user_id)
                 if user is None or not user.email or not user.email_verified or user.disabled:
                     continue
-                with force_locale(user.locale or "en"):
+                locale = user.locale or notice.locale or "en"
+                with force_locale(locale):
                     what = notice.device or (str(current_registry().label_of(notice.factor)) if notice.factor else "")
                 try:
-                    current_notifier().send_code(user.email, what, notice.purpose, user.locale)
+                    current_notifier().send_code(user.email, what, notice.purpose, locale)
                 except NotifyError as exc:
                     log.warning("security notice %s to user %s not sent: %s", notice.purpose, notice.user_id,
                                 str(exc)[:200])

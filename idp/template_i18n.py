@@ -8,11 +8,18 @@ time: about 20 us a call, of which this keeps 10; a login page makes half a doze
 These functions keep newstyle's meaning exactly: the translation of the request's locale,
 marked safe when the template autoescapes, then formatted with the (escaped) keyword
 arguments; `ngettext` also supplies `num`.
+
+Also the one way a page shows a moment: `{{ moment | utc }}` ("Dec 4, 2026, 9:36 PM UTC",
+"4 déc. 2026, 21:36 UTC": the locale's medium date and short time, through
+`flask_babel.format_datetime`, in UTC and saying so), or `{{ moment | utc(time=False) }}` for
+the day alone ("Dec 4, 2026"). Stored times are naive UTC.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Flask, g
-from flask_babel import get_locale, get_translations
+from flask_babel import format_date, format_datetime, get_locale, get_translations
 from jinja2 import pass_eval_context
 from markupsafe import Markup
 
@@ -44,6 +51,36 @@ def ngettext(eval_ctx, singular: str, plural: str, num: int, **variables):
     return text % variables
 
 
+def N_(message: str) -> str:
+    """Marks a message for extraction; translated where it is used."""
+    return message
+
+
+UTC_FORMAT = N_("%(moment)s UTC")
+_PATTERNS: dict[str, str] = {}  # locale -> its "medium date, short time" pattern
+
+
+def _pattern(locale) -> str:
+    key = str(locale)
+    if key not in _PATTERNS:
+        glue = str(locale.datetime_formats.get("medium", "{1} {0}"))
+        _PATTERNS[key] = glue.replace("{1}", locale.date_formats["medium"].pattern) \
+                             .replace("{0}", locale.time_formats["short"].pattern)
+    return _PATTERNS[key]
+
+
+@pass_eval_context
+def utc(eval_ctx, moment: datetime | None, time: bool = True):
+    """A stored moment (naive UTC) for people: see the module's docstring. None shows as ""."""
+    if moment is None:
+        return ""
+    if not time:
+        return format_date(moment, "medium")
+    # rebase=False: shown in UTC whatever Flask-Babel's time zone, as the words say
+    return gettext(eval_ctx, UTC_FORMAT, moment=format_datetime(moment, _pattern(get_locale()), rebase=False))
+
+
 def install(app: Flask) -> None:
     """After Flask-Babel's own set-up (which this replaces for `_`, `gettext` and `ngettext`)."""
     app.jinja_env.globals.update(_=gettext, gettext=gettext, ngettext=ngettext)
+    app.jinja_env.filters["utc"] = utc

@@ -46,10 +46,19 @@ STATUS_TEXT = {
         _l("Two-factor authentication is active. It has been made mandatory.")),
 }
 
+# What the users list shows in words next to each shield (the column is headed "2FA"): the
+# shields' colours are not the only difference between "on" and "on, required".
+STATUS_SHORT = {
+    TwoFactorStatus.NOT_ACTIVE: _l("off"),
+    TwoFactorStatus.REQUIRED_NOT_SET_UP: _l("required, not set up"),
+    TwoFactorStatus.ACTIVE_VOLUNTARY: _l("on"),
+    TwoFactorStatus.ACTIVE_REQUIRED: _l("on, required"),
+}
+
 
 @bp.context_processor
 def _status_helpers():
-    return {"status_text": STATUS_TEXT, "status_order": ORDER}
+    return {"status_text": STATUS_TEXT, "status_short": STATUS_SHORT, "status_order": ORDER}
 
 
 def _int_arg(name: str) -> int | None:
@@ -116,7 +125,8 @@ def _render_user(target: User, form: UserSecurityForm, code: int = 200):
 
 
 def _factor_rows(target: User) -> dict:
-    """Second-factor credentials one per row (with the factor's label); recovery credentials
+    """Second-factor credentials one per row (with the factor's label and the credential's, as
+    shown: Factor.shown_label); recovery credentials
     (ten codes are ten rows in the store) summed up per factor."""
     registry = _registry()
     factors, recovery = [], {}
@@ -126,7 +136,7 @@ def _factor_rows(target: User) -> dict:
             total, unused = recovery.get(credential.factor, (0, 0))
             recovery[credential.factor] = (total + 1, unused + (credential.used_at is None))
         else:
-            factors.append((registry.label_of(credential.factor), credential))
+            factors.append((registry.label_of(credential.factor), credential, registry.credential_label(credential)))
     return {"factors": factors,
             "recovery": [(registry.label_of(name), total, unused) for name, (total, unused) in recovery.items()]}
 
@@ -348,7 +358,8 @@ def revoke_factor(user_id: int, credential_id: int):
         return render_template("admin/confirm.html", org=g.org, target=target, form=form,
                                title=_("Revoke this second factor?"),
                                text=_("%(factor)s “%(label)s” of %(email)s will stop working at once.",
-                                      factor=_registry().label_of(credential.factor), label=credential.label or "—",
+                                      factor=_registry().label_of(credential.factor),
+                                      label=_registry().credential_label(credential) or "—",
                                       email=target.email),
                                action=url_for("admin.revoke_factor", user_id=target.id,
                                               credential_id=credential.id)), (

@@ -85,6 +85,11 @@ class Factor:
     #: loses a race with a parallel submission is simply dropped). Leave False for a factor
     #: that notifies a device or records a challenge (push).
     begins_quietly: ClassVar[bool] = False
+    #: Labels the factor gives credentials itself (no person typed them), as stored (the English
+    #: message) -> the lazy translation: shown in the reader's language (`shown_label`), while the
+    #: rows, `idp user show --json` and the audit log keep the stable English text. A label a
+    #: person typed or renamed is shown as typed. Example: `{"Recovery QR code": _l("Recovery QR code")}`.
+    own_labels: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, store: "CredentialStore", challenges: "ChallengeStore",
                  settings: Mapping[str, Any] | None = None) -> None:
@@ -215,8 +220,22 @@ class Factor:
             d = factor.describe(info)   # Description(id, factor, label, created_at, last_used_at, facts)
         """
         return Description(id=credential.id, factor=credential.factor,
-                           label=credential.label or label_text(self.label), created_at=credential.created_at,
+                           label=self.shown_label(credential), created_at=credential.created_at,
                            last_used_at=credential.last_used_at, facts={})
+
+    def shown_label(self, credential: CredentialInfo) -> str:
+        """The credential's label as a person reads it: as typed, or one of `own_labels` in the
+        reader's language, or the factor's label when it has none."""
+        if not credential.label:
+            return label_text(self.label)
+        # (the store's distinct_label may have numbered a second one: "Recovery QR code (2)")
+        base, number = credential.label, ""
+        if base.endswith(")") and " (" in base:
+            head, _sep, tail = base[:-1].rpartition(" (")
+            if tail.isdigit() and head in self.own_labels:
+                base, number = head, f" ({tail})"
+        own = self.own_labels.get(base)
+        return credential.label if own is None else label_text(own) + number
 
     def on_removed(self, credential: CredentialInfo) -> None:
         """Optional cleanup after the user or an admin revoked `credential` (e.g. cancel pending push

@@ -236,7 +236,8 @@ def check_password(email: str, password: str, *, remote_addr: str | None = None,
 
 def send_code(user: UserRef, code: str, purpose: str, *, valid_seconds: int | None = None) -> str:
     """Send `code` to the user's verified e-mail address through the app's notifier ([mail]);
-    `valid_seconds`: how long the code works, as the message says (in minutes, rounded up).
+    `valid_seconds`: how long the code works, as the message says (in minutes, rounded up). In the
+    user's language: their choice (User.locale), else the asking request's, else English.
 
     Returns the address, masked for display ("a***@example.com"). Raises `CodeNotSent` when the
     address is not verified or delivery failed.
@@ -249,10 +250,19 @@ def send_code(user: UserRef, code: str, purpose: str, *, valid_seconds: int | No
         raise CodeNotSent("the account has no verified e-mail address")
     try:
         lifetime = {} if valid_seconds is None else {"minutes": max(1, -(-valid_seconds // 60))}
-        current_notifier().send_code(row.email, code, purpose, row.locale, **lifetime)
+        current_notifier().send_code(row.email, code, purpose, row.locale or _request_locale(), **lifetime)
     except NotifyError as exc:
         raise CodeNotSent(str(exc)) from exc
     return mask_email(row.email)
+
+
+def _request_locale() -> str | None:
+    """The language of the page (or device request) that asked for a code, for a user who never
+    chose one with the language form (User.locale wins); None outside a request."""
+    from flask import has_request_context
+    from flask_babel import get_locale
+
+    return str(get_locale()) if has_request_context() else None
 
 
 def notify_user(user: UserRef, purpose: str, text: str) -> bool:

@@ -156,6 +156,12 @@ class FactorRegistry:
         factor = self._factors.get(name)
         return str(factor.label) if factor else name
 
+    def credential_label(self, credential) -> str:
+        """A credential's label as people read it (Factor.shown_label: a label the factor gave it
+        itself, in their language); as stored for a factor no longer installed."""
+        factor = self._factors.get(credential.factor)
+        return factor.shown_label(credential) if factor else credential.label
+
     # --- helpers for the pipeline and the account page -----------------------------------
 
     def context(self, factor: Factor | str, *, transaction_id: str | None = None, client_name: str | None = None,

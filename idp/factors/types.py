@@ -88,7 +88,8 @@ class Description:
     """What `Factor.describe` returns for the account and admin lists.
 
     `facts` holds short extra public details (e.g. `{"digits": 6}` or
-    `{"remaining": 7}`), rendered as key/value pairs.
+    `{"remaining": 7}`), rendered as key/value pairs. A moment is a `datetime` (naive UTC),
+    which the pages show in the reader's format, in UTC (`{{ moment | utc }}`), never a string.
     """
 
     id: int

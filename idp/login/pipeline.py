@@ -161,7 +161,6 @@ def start(grant, args) -> object:
     params = normalise_scope(snapshot.capture(args), client)
     if params.get("max_age") is not None and gate.max_age_of(params) is None:
         return error_redirect(grant, "invalid_request", "max_age must be a whole number of seconds.")
-    _remember_ui_locales(params)
     sso = login_session.current_session()
     user = login_session.current_user()
     enough, why = session_is_enough(params, sso, user)
@@ -216,19 +215,6 @@ def _begin(authz: dict, client, sso, user: UserLike | None, needs_consent: bool 
     if not needs_consent:
         return finish(handle.row, expected=State.IDENTIFY)
     return redirect_to(handle.raw)
-
-
-def _remember_ui_locales(params: dict) -> None:
-    """OIDC ui_locales: the first language we support becomes this browser's choice for the login pages."""
-    from flask import session
-
-    from idp.extensions import SUPPORTED_LOCALES
-
-    for tag in (params.get("ui_locales") or "").split():
-        base = tag.split("-")[0].lower()
-        if base in SUPPORTED_LOCALES:
-            session["locale"] = base
-            return
 
 
 MAX_NEXT_PATH = 2048

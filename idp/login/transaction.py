@@ -16,6 +16,7 @@ from enum import Enum
 from flask import current_app
 from sqlalchemy import bindparam, select, update
 
+from idp.extensions import use_login_ui_locales
 from idp.db import db, utcnow
 from idp.login import user as login_user
 from idp.login.user import LoginUser
@@ -127,6 +128,7 @@ def load(raw: str, binding: str) -> Loaded | None:
     found = db.read_first(_LOAD, {"id_": sha256_hex(raw)})
     if found is None or found.browser_binding != binding or found.expires_at <= utcnow():
         return None
+    use_login_ui_locales((found.authz_request or {}).get("params", {}).get("ui_locales"))
     return Loaded(TransactionRow(**{name: getattr(found, name) for name in _FIELDS}), login_user.from_row(found))
 
 

@@ -80,6 +80,11 @@ class TwoFactorStatus(str, enum.Enum):
         return _LOOK[self][1]
 
     @property
+    def is_required(self) -> bool:
+        """Made mandatory (set up or not): the shield has its own outline, not only its colour."""
+        return self in (TwoFactorStatus.REQUIRED_NOT_SET_UP, TwoFactorStatus.ACTIVE_REQUIRED)
+
+    @property
     def is_active(self) -> bool:
         return self in (TwoFactorStatus.ACTIVE_VOLUNTARY, TwoFactorStatus.ACTIVE_REQUIRED)
 

@@ -21,7 +21,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from idp.factors import (AttemptContext, CredentialInfo, Description, Factor, FactorKind, Rejected, Step, UserRef,
-                         Verified, label_text)
+                         Verified)
 
 from idp_plugins.qr_recovery import issuing
 from idp_plugins.qr_recovery import secret as secrets_
@@ -35,6 +35,7 @@ def _utcnow() -> datetime:
 class QrRecoveryFactor(Factor):
     name = "qr_recovery"
     label = _l("Use a recovery code from your administrator")
+    own_labels = {issuing.LABEL: _l("Recovery QR code")}  # what every code is called (issuing.issue)
     kind = FactorKind.RECOVERY
     # A one-time secret handed out of band by the admin.
     amr = ("otp",)
@@ -136,9 +137,9 @@ class QrRecoveryFactor(Factor):
         state = "used" if credential.used_at else (
             "expired" if moment is not None and moment <= _utcnow() else "unused")
         return Description(id=credential.id, factor=credential.factor,
-                           label=credential.label or label_text(self.label), created_at=credential.created_at,
+                           label=self.shown_label(credential), created_at=credential.created_at,
                            last_used_at=credential.last_used_at,
-                           facts={"expires": issuing.iso(moment) if moment else "", "status": state,
+                           facts={"expires": moment, "status": state,  # (a datetime: pages format it)
                                   "issued_by": credential.public.get("issued_by", "")})
 
     @classmethod

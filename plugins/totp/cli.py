@@ -14,6 +14,7 @@ import click
 from idp.factors.cli import fail, with_app_context
 
 from idp_plugins.totp import otp
+from idp_plugins.totp.factor import IMPORTED_LABEL
 
 
 def parse_secret(text: str) -> bytes:
@@ -82,7 +83,7 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
         fail("the totp factor is disabled (factors.disabled)")
     factor = current_registry().get("totp")
     algorithm = algorithm.upper()
-    credential = factor.store.create(user, label=label or "Imported authenticator", secret=secret,
+    credential = factor.store.create(user, label=label or IMPORTED_LABEL, secret=secret,
                                      public={"digits": int(digits), "algorithm": algorithm, "period": otp.PERIOD,
                                              "imported": True})
     audit("factor.totp.imported", user, actor="cli",

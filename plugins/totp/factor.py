@@ -21,6 +21,10 @@ from idp.factors import (
 
 from idp_plugins.totp import otp
 
+# The label of a credential `idp factor totp import` made without --label: stored so (the command
+# line, `idp user show`), shown translated (TotpFactor.own_labels).
+IMPORTED_LABEL = "Imported authenticator"
+
 
 def b32(secret: bytes) -> str:
     return base64.b32encode(secret).decode().rstrip("=")
@@ -34,6 +38,7 @@ def grouped(key: str) -> str:
 class TotpFactor(Factor):
     name = "totp"
     label = _l("Authenticator app")
+    own_labels = {IMPORTED_LABEL: _l("Imported authenticator")}  # `idp factor totp import` without --label
     kind = FactorKind.SECOND_FACTOR
     # RFC 8176 "otp": a one-time password. Not "swk": the seed is a shared secret, not a key proven by signature.
     amr = ("otp",)
@@ -112,7 +117,7 @@ class TotpFactor(Factor):
         return Rejected("invalid_code")
 
     def describe(self, credential):
-        return Description(id=credential.id, factor=self.name, label=credential.label or label_text(self.label),
+        return Description(id=credential.id, factor=self.name, label=self.shown_label(credential),
                            created_at=credential.created_at, last_used_at=credential.last_used_at,
                            facts={"digits": credential.public.get("digits", 6),
                                   "algorithm": credential.public.get("algorithm", "SHA1")})

@@ -397,7 +397,7 @@ def walk_account(audit, new_tab, live_server, seeded, rp_factory):
     submit(tab, "#code")
     audit.check(tab, "totp-enrol-wrong-code")
     assert_error_linked(tab, "totp-enrol-wrong-code", "#code")
-    secret = tab.locator("code[aria-label]").first.inner_text().replace(" ", "")
+    secret = tab.locator(".totp-key code").first.inner_text().replace(" ", "")
     tab.fill("#label", "Phone")
     tab.fill("#code", pyotp.TOTP(secret).now())
     submit(tab, "#code")

@@ -52,7 +52,7 @@ def test_security_audit_and_push_enrolment_fit_a_phone(chromium, page, live_serv
     box = page.locator(".totp-qr svg").bounding_box()  # scannable, and whole (the SVG carries a viewBox)
     assert box and 150 <= box["width"] <= 280 and abs(box["width"] - box["height"]) < 2, box
     screenshot(page, "phone-totp-enrol")
-    secret = page.locator("code[aria-label]").first.inner_text().replace(" ", "")
+    secret = page.locator(".totp-key code").first.inner_text().replace(" ", "")
     page.fill("#label", LONG_NAME)
     page.fill("#code", pyotp.TOTP(secret).now())
     with page.expect_navigation():

@@ -41,7 +41,8 @@ def test_a_refused_password_and_a_sign_in_show_with_their_browsers(live_server, 
     assert len(rows) == 2, rows
     assert "Signed in: First" in rows[0] and "Firefox on Linux" in rows[0] and "127.0.0.1" in rows[0]
     assert "Sign-in refused: wrong password: First" in rows[1] and "Chrome on Windows" in rows[1]
-    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", row) for row in rows)
+    # one human format for every moment (template_i18n.utc): "Dec 3, 2026, 9:36 PM UTC"
+    assert all(re.match(r"[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d\d\s[AP]M UTC", row) for row in rows), rows
 
 
 def test_an_administrators_change_says_so_and_others_events_stay_out(live_server, seeded):
@@ -74,3 +75,9 @@ def test_the_activity_speaks_the_users_language(live_server, seeded):
     browser.login(seeded.user_email, seeded.password)
     page = browser.get("/account/security?ui_locales=fr")
     assert "Activité récente" in page.text and any("Connexion" in row for row in activity_on(page))
+    # An event and what it is about, in French typography (a space before the colon).
+    rp = RelyingParty(live_server.url, seeded.first_party)
+    browser.get(rp.authorization_url(prompt="login"))
+    browser.login(seeded.user_email, seeded.password)
+    page = browser.get("/account/security?ui_locales=fr")
+    assert "Connexion : First" in activity_on(page)[0], activity_on(page)

@@ -66,7 +66,7 @@ def test_the_page_lists_both_applications_and_removes_the_third_partys_access(li
     third_row, first_row = listed[seeded.third_party["client_id"]], listed[seeded.first_party["client_id"]]
     for row in (third_row, first_row):
         assert "See your e-mail address" in row and "stays signed in" in row and " UTC" in row
-    assert "Third" in third_row and re.search(r"\d{4}-\d\d-\d\d</td>", third_row)       # the day it was allowed
+    assert "Third" in third_row and re.search(r"[A-Z][a-z]{2} \d{1,2}, \d{4}</td>", third_row)       # the day it was allowed
     assert "First" in first_row and "not asked (a trusted application)" in first_row
 
     page = browser.submit(remove_form(page, seeded.third_party["client_id"]))

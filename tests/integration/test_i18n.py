@@ -79,6 +79,30 @@ def test_ui_locales_wins_over_an_english_browser_for_the_whole_login(seeded, liv
     assert web.callback_params()["code"]
 
 
+def test_ui_locales_lasts_as_long_as_its_login(seeded, live_server, rp_factory):
+    """An application's ui_locales is that login's language, not the browser's from then on: the
+    account page after it, and the next login without ui_locales, follow Accept-Language again."""
+    rp = rp_factory(seeded.first_party)
+    web = browser(live_server, ENGLISH)
+    assert 'lang="fr"' in web.get(rp.authorization_url(ui_locales="fr")).text
+    web.login(seeded.user_email, seeded.password)
+    assert web.callback_params()["code"]
+    assert 'lang="en"' in web.get("/account/security").text
+    page = web.get(rp.authorization_url(prompt="login"))
+    assert 'lang="en"' in page.text and "Password" in text(page)
+
+
+def test_ui_locales_speaks_over_the_language_form_for_its_login_only(seeded, live_server, rp_factory):
+    rp = rp_factory(seeded.first_party)
+    web = browser(live_server, ENGLISH)
+    sign_in_to_account(web, seeded.user_email, seeded.password)
+    web.submit(web.page.form_with("locale"), {"locale": "fr"})
+    page = web.get(rp.authorization_url(ui_locales="en", prompt="login"))
+    assert 'lang="en"' in page.text and "Password" in text(page)
+    web.login(seeded.user_email, seeded.password)
+    assert 'lang="fr"' in web.get("/account/security").text  # the form's choice stands
+
+
 def test_ui_locales_naming_no_supported_language_keeps_the_browser_language(seeded, live_server, rp_factory):
     rp = rp_factory(seeded.first_party)
     page = text(browser(live_server, FRENCH).get(rp.authorization_url(ui_locales="de")))
@@ -115,9 +139,13 @@ def test_totp_enrolment_and_challenge_in_french(seeded, live_server, rp_factory)
         page = web.submit(choose[0])
     enrol = text(page)
     for words in ("Scannez ce code avec votre application d'authentification, ou saisissez la clé manuellement.",
-                  "Code affiché par l'application", "Nommer cette application d'authentification (facultatif)"):
+                  "Code affiché par l'application", "Nommer cette application d'authentification (facultatif)",
+                  "SHA1, 6 chiffres, 30 s"):  # one sentence per language, not pieces
         assert words in enrol, words
-    secret = page.find(r'<code aria-label="[^"]*">([A-Z2-7 ]+)</code>').replace(" ", "")
+    # The key is read as itself, named by the visible "Key:" (no aria-label on a <code>: axe's
+    # aria-prohibited-attr, and a screen reader could read the label instead of the key).
+    assert re.search(r"Clé : <code>[A-Z2-7 ]+</code>", enrol)
+    secret = page.find(r'<code>([A-Z2-7 ]+)</code>').replace(" ", "")
     wrong = web.submit(page.form_with("code"), {"code": "000000" if pyotp.TOTP(secret).now() != "000000" else "111111"})
     assert "Ce code est incorrect. Réessayez." in text(wrong)
     codes = web.submit(wrong.form_with("code"), {"code": pyotp.TOTP(secret).now()})
@@ -269,3 +297,39 @@ def test_every_string_of_the_source_is_in_the_catalogue():
 @pytest.mark.parametrize("folder", ["idp/admin/translations", "plugins"])
 def test_one_catalogue_only(folder):
     assert not list((ROOT / folder).rglob("*.po")), "translations live in idp/translations only"
+
+
+def test_labels_the_provider_gave_a_method_are_shown_in_the_readers_language(seeded, live_server, idp):
+    """`idp factor totp import` without --label and an admin's recovery QR code name their
+    credentials themselves: stored in English (the command line reads them so), shown translated."""
+    import json
+
+    from click.testing import CliRunner
+
+    from fixtures.cli import ok
+    from idp.factors.registry import current_registry, factor_group
+    from recovery_kit import enable_recovery
+
+    enable_recovery(live_server)
+    with live_server.context():
+        imported = CliRunner().invoke(factor_group(), ["totp", "import", "--user", seeded.user_email, "--secret-stdin"],
+                                      input="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n")
+        assert imported.exit_code == 0, imported.output
+        issued = CliRunner().invoke(current_registry().get("qr_recovery").cli_command(),
+                                    ["issue", "--user", seeded.user_email])
+        assert issued.exit_code == 0, issued.output
+    web = browser(live_server, FRENCH)
+    web.get("/account/security")
+    page = web.login(seeded.user_email, seeded.password)
+    web.submit(page.form_with("code"), {"code": pyotp.TOTP("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").now()})
+    page = text(web.get("/account/security"))
+    assert 'value="Application d\'authentification importée"' in page and "Code QR de récupération" in page
+    assert "Imported authenticator" not in page and "Recovery QR code" not in page
+    # The recovery QR code's expiry, as every moment on the page: the reader's date format, in UTC
+    # (template_i18n.utc), not an ISO string.
+    assert re.search(r"expire le : \d{1,2} [a-zéû]+\.? \d{4}, \d\d:\d\d UTC<", page), page
+    assert not re.search(r"\d{4}-\d\d-\d\dT", page)
+    document = json.loads(ok(idp("user", "show", "--email", seeded.user_email, "--json",
+                                 database_url=live_server.database_url)).stdout)
+    assert [m["label"] for m in document["methods"] if m["factor"] == "totp"] == ["Imported authenticator"]
+

@@ -253,17 +253,20 @@ def test_the_form_needs_its_csrf_token(live_server, seeded, mail):
     assert asked.status_code == 400
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"password": "short", "confirm": "short"}, "at least 8 characters"),
-    ({"password": NEW_PASSWORD, "confirm": NEW_PASSWORD + "!"}, "The two passwords differ."),
+@pytest.mark.parametrize("values, message, in_error", [
+    ({"password": "short", "confirm": "short"}, "at least 8 characters", "password"),
+    ({"password": NEW_PASSWORD, "confirm": NEW_PASSWORD + "!"}, "The two passwords differ.", "confirm"),
 ])
 def test_a_refused_password_shows_the_form_again_and_keeps_the_link(live_server, seeded, rp_factory, mail, values,
-                                                                   message):
+                                                                   message, in_error):
+    from test_form_focus import focused
+
     browser = FormBrowser(live_server.url)
     ask_for_link(browser, seeded.user_email)
     link = mailed_link(mail, 1)
     page = browser.submit(browser.get(link).form_with("password"), values)
     assert page.status == 400 and message in page.text and page.form_with("password")
+    assert focused(page) == [in_error]  # the field the message is about has the focus
     page = browser.submit(page.form_with("password"), {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
     assert page.url.endswith("/password/changed")
     assert not events(live_server, "password_reset.refused")

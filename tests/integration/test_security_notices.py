@@ -182,3 +182,49 @@ def test_the_notices_can_be_turned_off(migrated_database_url, inbox):
         assert len(handler.messages) == 1
     finally:
         live.stop()
+
+
+def test_a_user_who_uses_the_site_in_french_hears_in_french_without_choosing_it(server, mail):
+    """No language chosen with the form (User.locale unset): the notice is in the language of the
+    page where the change was made (here the browser's Accept-Language), not English."""
+    seeded = seed(server)
+    browser = FormBrowser(server.url)
+    browser.http.headers["Accept-Language"] = "fr"
+    browser.submit(browser.get("/password/forgot").form_with("username"), {"username": seeded.user_email})
+    link = next(word for word in body(mail.wait_for(1)[0][1]).split() if "/password/reset/" in word)
+    browser.submit(browser.get(link).form_with("password"),
+                   {"password": "a brand new passphrase", "confirm": "a brand new passphrase"})
+    assert mail.wait_for(2)[1][1]["Subject"] == "Votre mot de passe a été changé"
+    with server.context():
+        assert alice(server).locale is None  # a language seen is not a language chosen
+
+
+def test_an_admins_language_is_not_the_users_and_a_chosen_one_wins(server, mail):
+    from idp import audit
+    from idp.db import db
+
+    seed(server)
+    with server.app.test_request_context("/admin/", headers={"Accept-Language": "fr"}):
+        user = alice(server)
+        audit.record("factor.reset", org_id=user.org_id, actor_id=user.id + 1000, actor="admin@acme.test",
+                     subject_id=user.id)
+        db.session.commit()
+    assert mail.wait_for(1)[0][1]["Subject"] == "Your second factors were reset"
+    with server.app.test_request_context("/account/", headers={"Accept-Language": "fr"}):
+        user = alice(server)
+        user.locale = "en"
+        audit.record("recovery_codes.regenerated", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                     subject_id=user.id)
+        db.session.commit()
+    assert mail.wait_for(2)[1][1]["Subject"] == "New recovery codes were made for your account"
+
+
+def test_an_emailed_code_asked_for_in_french_is_in_french(server, mail):
+    from idp.factors import directory
+
+    seeded = seed(server)
+    with server.app.test_request_context("/factors/qr_recovery/", headers={"Accept-Language": "fr-FR,fr;q=0.9"}):
+        ref = directory.user_ref(alice(server))
+        assert directory.send_code(ref, "123456", "recovery", valid_seconds=600) == "a***@acme.test"
+    [(to, message)] = mail.wait_for(1)
+    assert to == [seeded.user_email] and message["Subject"] == "Votre code de récupération"

@@ -43,7 +43,7 @@ def test_adding_a_method_has_a_title_a_heading_and_a_way_back(seeded, web):
     web.get("/account/security")
     web.login(seeded.user_email, seeded.password)
     page = web.submit([f for f in web.page.forms() if f["action"].endswith("/add/totp")][0])
-    assert "<title>Add a sign-in method</title>" in page.text
+    assert "<title>Authenticator app – Add a sign-in method</title>" in page.text
     assert "<h1>Add: Authenticator app</h1>" in page.text
     assert '<p class="cancel"><a href="/account/security">Cancel</a></p>' in page.text
 

@@ -2,6 +2,8 @@
 // <script type="application/json" id="webauthn-options" data-mode="create|get">,
 // calls navigator.credentials.create/get, writes the credential as JSON into the
 // hidden field named "response" and submits the form. Loaded as a file (CSP: no inline scripts).
+// The button, or submitting the form (Enter in "Name this key"), starts the prompt; without
+// JavaScript the page says a key needs it (CONTRACT: every other method works without).
 (function () {
   "use strict";
 
@@ -66,9 +68,12 @@
     button.disabled = true;
     call.then(function (cred) {
       field.value = JSON.stringify(encodeCredential(cred));
-      form.submit();
+      form.submit();  // (no submit event: the listener below does not see it)
     }).catch(function (err) {
       button.disabled = false;
+      // Disabled during the prompt, the button lost the focus (to <body>): give it back, so that
+      // a keyboard user is where the next try starts, the status above it just announced.
+      button.focus();
       // The person reads a sentence; the browser's error name is for whoever opens the console.
       if (console && console.warn) { console.warn("WebAuthn failed:", err.name, err.message); }
       if (status) {
@@ -92,6 +97,13 @@
       return;
     }
     button.addEventListener("click", function (event) { event.preventDefault(); run(source, button); });
+    // Enter in a field of the form ("Name this key") submits it, with no credential yet: start
+    // the prompt instead (once: not again while one is open).
+    var form = button.form || document.querySelector("form");
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (!button.disabled) { run(source, button); }
+    });
     // The page renders it hidden and disabled: until now a click did nothing. (Shown by script, so
     // that no inline style is needed to hide it without JavaScript: the CSP allows none.)
     button.hidden = false;

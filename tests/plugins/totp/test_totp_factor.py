@@ -228,3 +228,23 @@ def test_same_code_by_ten_threads_is_accepted_once(pg_app):
     [t.join() for t in threads]
     assert sum(isinstance(r, Verified) for r in results) == 1
     assert sum(r == Rejected("replayed") for r in results) == 9
+
+
+def test_a_numbered_own_label_is_translated_with_its_number():
+    from pathlib import Path
+
+    from flask import Flask
+    from flask_babel import Babel, force_locale
+
+    from idp.factors import CredentialInfo
+    from idp_plugins.totp.factor import TotpFactor
+
+    app = Flask(__name__)
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(Path(__file__).resolve().parents[3] / "idp" / "translations")
+    Babel(app)
+    factor = TotpFactor.__new__(TotpFactor)
+    with app.test_request_context(), force_locale("fr"):
+        shown = [factor.shown_label(CredentialInfo(id=1, user_id=1, factor="totp", label=label, public={},
+                                                     lookup_key=None, counter=0, created_at=None))
+                 for label in ("Imported authenticator (2)", "Phone (2)", "")]
+    assert shown == ["Application d'authentification importée (2)", "Phone (2)", "Application d'authentification"]

@@ -73,7 +73,8 @@ def test_user_page_shows_the_suspension_and_resume_clears_it_with_one_event(app,
     since = suspend(bob)
     client = browser(world["admin"])
     page = client.get(f"/admin/users/{bob.id}").get_data(as_text=True)
-    assert f"Push approvals suspended since {since:%Y-%m-%d %H:%M} UTC after a fraud report." in page
+    when = rf"{since:%b} {since.day}, {since.year}, {since.hour % 12 or 12}:{since:%M}\s{since:%p} UTC"  # (utc filter)
+    assert re.search(rf"Push approvals suspended since {when} after a fraud report\.", page), page
     assert f'href="/admin/users/{bob.id}/resume-push"' in page and "Resume push approvals" in page
     assert f"/admin/audit?user_id={bob.id}" in page
 
@@ -132,7 +133,7 @@ def test_user_page_lists_push_devices_with_revoke(app, world, browser):
     page = client.get(f"/admin/users/{bob.id}").get_data(as_text=True)
     row = re.search(rf'<tr data-credential-id="{device.id}" data-factor="push">(.*?)</tr>', page, re.S)
     assert row, page
-    assert "Pixel 8" in row.group(1) and f"{device.created_at:%Y-%m-%d}" in row.group(1)
+    assert "Pixel 8" in row.group(1) and f"{device.created_at:%b} {device.created_at.day}, {device.created_at.year}" in row.group(1)
     assert "—" in row.group(1)  # never used
     revoke = f"/admin/users/{bob.id}/factors/{device.id}/revoke"
     assert revoke in row.group(1)

@@ -130,6 +130,13 @@ def test_users_list_shows_the_four_shields_with_text(app, world, browser, make_u
     assert 'class="sr-only">2FA required, not set up.' in html
     assert 'aria-hidden="true"' in html
     assert "data-exempt" not in html
+    # colour is not the only difference: each status is written next to its shield, and a
+    # status made mandatory has its own outline
+    for user, words in (("alice", "off"), ("bob", "on"), ("carol", "required, not set up")):
+        row = re.search(rf'data-user-id="{world[user].id}">.*?</tr>', html, re.S).group(0)
+        assert f'<span class="shield-text" aria-hidden="true">{words}</span>' in row, row
+    assert '<span class="shield-text" aria-hidden="true">on, required</span>' in html
+    assert html.count("shield-required") == 2 and 'stroke="#101828"' in html  # carol's and dave's
 
 
 def test_users_list_marks_running_exemptions(app, world, browser, make_user):
