@@ -53,6 +53,12 @@ log = logging.getLogger(__name__)
 PURPOSE = "password_reset"  # the notifier's wording (idp.notify.base)
 TOKEN_BYTES = 32            # 256 bits
 _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # token_urlsafe(32): anything else names no link
+# Requests handled at once per process (each a thread: a look-up, and for a real account a
+# mail that may wait on the relay). Anyone may ask, from as many addresses as they have: past
+# this, a request is dropped (logged) rather than piling up threads. Its asker saw the same
+# answer; a real user whose request was dropped during such a flood asks again.
+MAX_REQUESTS_IN_FLIGHT = 16
+_in_flight = threading.BoundedSemaphore(MAX_REQUESTS_IN_FLIGHT)
 
 
 @dataclass(frozen=True)
@@ -117,30 +123,43 @@ _LIVE_LINK = (select(_RESETS.c.id, _RESETS.c.user_id, User.__table__.c.email)
                      _RESETS.c.expires_at > bindparam("now"), User.__table__.c.disabled.is_(False)))
 
 
-def request_in_background(address: str, *, locale: str | None) -> threading.Thread:
+def request_in_background(address: str, *, locale: str | None) -> threading.Thread | None:
     """`request_link`, then the link's mail when one goes out, on a thread of its own, started
     now: the form's answer does not wait for either. The look-up, the checks and the writes
     take their time for an existing account only, and that time would tell whether one has the
     address. The thread's audit events name the requester's address and browser all the same.
-    Not a daemon: a worker that exits gracefully finishes what it was asked first."""
-    thread = threading.Thread(target=_request_and_deliver, name="password-reset-request",
-                              args=(current_app._get_current_object(), address, locale, audit.request_facts()))
-    thread.start()
+    Not a daemon: a worker that exits gracefully finishes what it was asked first. None: too
+    many requests in flight already (MAX_REQUESTS_IN_FLIGHT), this one is dropped."""
+    in_flight = _in_flight
+    if not in_flight.acquire(blocking=False):
+        log.warning("password reset request dropped: %d already in progress", MAX_REQUESTS_IN_FLIGHT)
+        return None
+    try:
+        thread = threading.Thread(target=_request_and_deliver, name="password-reset-request",
+                                  args=(current_app._get_current_object(), address, locale, audit.request_facts(),
+                                        in_flight))
+        thread.start()
+    except BaseException:
+        in_flight.release()
+        raise
     return thread
 
 
-def _request_and_deliver(app, address: str, locale: str | None, facts) -> None:
-    with app.app_context():
-        try:
-            delivery = request_link(address, locale=locale, facts=facts)
-        except Exception:  # nothing may escape a thread: logged, and no link went out
-            db.session.rollback()
-            log.exception("password reset request could not be handled")
-            delivery = None
-        finally:
-            db.session.remove()
-    if delivery is not None:
-        deliver(app, delivery)
+def _request_and_deliver(app, address: str, locale: str | None, facts, in_flight) -> None:
+    try:
+        with app.app_context():
+            try:
+                delivery = request_link(address, locale=locale, facts=facts)
+            except Exception:  # nothing may escape a thread: logged, and no link went out
+                db.session.rollback()
+                log.exception("password reset request could not be handled")
+                delivery = None
+            finally:
+                db.session.remove()
+        if delivery is not None:
+            deliver(app, delivery)
+    finally:
+        in_flight.release()
 
 
 def request_link(address: str, *, locale: str | None, facts=None) -> Delivery | None:

@@ -312,3 +312,23 @@ def test_a_reset_lifts_the_lockout_that_guesses_put_on_the_account(live_server, 
                  {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
     assert owner.page.url.endswith("/password/changed")
     assert password_login(FormBrowser(live_server.url), rp, seeded.user_email, NEW_PASSWORD).get("code")
+
+
+def test_requests_past_those_in_flight_are_dropped_with_the_same_answer(live_server, seeded, mail, monkeypatch):
+    """A flood from many addresses does not pile up threads: past MAX_REQUESTS_IN_FLIGHT a request
+    is dropped (logged); its asker sees the same answer; once they are done, requests go through."""
+    import threading
+
+    from idp import password_reset
+
+    monkeypatch.setattr(password_reset, "_in_flight", threading.BoundedSemaphore(1))
+    password_reset._in_flight.acquire()  # one request in flight, the most there may be
+    browser = FormBrowser(live_server.url)
+    dropped = ask_for_link(browser, seeded.user_email)
+    requests_handled()
+    assert not events(live_server, "password_reset.requested") and mail.messages == []
+    password_reset._in_flight.release()
+    answered = ask_for_link(browser, seeded.user_email)
+    assert (dropped.status, dropped.url) == (answered.status, answered.url)
+    assert mailed_link(mail, 1)
+    requests_handled()
