@@ -55,11 +55,19 @@ def select_locale() -> str | None:
     # that of the login whose page this is: use_login_ui_locales), then the session's choice (the
     # language form's alone), then Accept-Language. A ui_locales of languages we lack falls through.
     for chosen in (request.args.get("ui_locales"), g.get("idp_login_ui_locales"), session.get("locale")):
-        for tag in (chosen or "").split():
-            base = tag.split("-")[0].lower()
-            if base in SUPPORTED_LOCALES:
-                return base
+        supported = supported_locale(chosen)
+        if supported:
+            return supported
     return request.accept_languages.best_match(SUPPORTED_LOCALES) or "en"
+
+
+def supported_locale(tags: str | None) -> str | None:
+    """The first language of `tags` (space-separated, as OIDC ui_locales) that we speak, or None."""
+    for tag in (tags or "").split():
+        base = tag.split("-")[0].lower()
+        if base in SUPPORTED_LOCALES:
+            return base
+    return None
 
 
 def use_login_ui_locales(tags: str | None) -> None:

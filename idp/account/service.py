@@ -164,6 +164,11 @@ def rename(user: User, credential_id: int, label: str) -> None:
     before = store.get(user_ref(user), credential_id)
     if before is not None:
         _refuse_if_issued_by_admin(before.factor)
+        factor = current_registry().get(before.factor) if before.factor in current_registry() else None
+        if factor is not None and label == factor.shown_label(before) and label != before.label:
+            # The name as the page showed it, sent back unchanged: a label the factor gave itself
+            # ("Imported authenticator"), shown in the reader's language, stays as it is stored.
+            return
         _refuse_a_name_in_use(user, store, before, label)
     if before is None or not store.rename(user_ref(user), credential_id, label):
         raise AccountError(_l("No such method."))

@@ -26,7 +26,7 @@ from wtforms import StringField, SubmitField
 from wtforms.validators import DataRequired, Length
 
 from idp import password_reset, users
-from idp.extensions import limiter, login_posts_per_ip
+from idp.extensions import limiter, login_posts_per_ip, supported_locale
 from idp.forms import Form, NewPasswordForm
 from idp.login import session as login_session, transaction
 from idp.login.transaction import State
@@ -58,9 +58,12 @@ def _no_referrer(response):
 
 @bp.get("/login/<handle>/forgot-password")
 def from_login(handle: str):
-    if _login_at_password_step(handle) is not None:
+    login = _login_at_password_step(handle)
+    if login is not None:
         session[RETURN_TO_LOGIN] = handle
-    return redirect(url_for(".forgot"))
+    # The login's ui_locales goes along in the URL (the reset's pages do not load the login),
+    # so that its pages and its mail speak the language the application asked for.
+    return redirect(url_for(".forgot", ui_locales=_language_of(login)))
 
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
@@ -73,7 +76,7 @@ def forgot():
         return _forgot_page(form, _("Enter your e-mail address."), 400)
     # Beside the answer, not before it: as fast whether the account exists or not.
     password_reset.request_in_background(form.username.data, locale=str(get_locale() or "en"))
-    return redirect(url_for(".sent"), 303)
+    return redirect(url_for(".sent", ui_locales=supported_locale(request.args.get("ui_locales"))), 303)
 
 
 @bp.get("/password/forgot/sent")
@@ -121,8 +124,13 @@ def _login_at_password_step(handle: str):
     return loaded.row if loaded is not None and loaded.row.state == State.IDENTIFY.value else None
 
 
+def _language_of(login) -> str | None:
+    return supported_locale(login.authz_request["params"].get("ui_locales")) if login is not None else None
+
+
 def _forgot_page(form: ForgotPasswordForm, error: str | None = None, status: int = 200):
-    return render_template("password_reset/forgot.html", form=form, error=error), status
+    action = url_for(".forgot", ui_locales=supported_locale(request.args.get("ui_locales")))
+    return render_template("password_reset/forgot.html", form=form, error=error, action=action), status
 
 
 def _choose_page(form: NewPasswordForm, link: password_reset.LiveLink, status: int = 200):

@@ -329,7 +329,21 @@ def test_labels_the_provider_gave_a_method_are_shown_in_the_readers_language(see
     # (template_i18n.utc), not an ISO string.
     assert re.search(r"expire le : \d{1,2} [a-zéû]+\.? \d{4}, \d\d:\d\d UTC<", page), page
     assert not re.search(r"\d{4}-\d\d-\d\dT", page)
+    # "Rename" pressed on the name as shown: it stays the factor's own, translated for each reader.
+    web.submit([f for f in web.page.forms() if f["action"].endswith("/rename")][0])
+    assert 'value="Application d\'authentification importée"' in text(web.get("/account/security"))
     document = json.loads(ok(idp("user", "show", "--email", seeded.user_email, "--json",
                                  database_url=live_server.database_url)).stdout)
     assert [m["label"] for m in document["methods"] if m["factor"] == "totp"] == ["Imported authenticator"]
+
+
+def test_a_password_reset_begun_from_a_login_speaks_its_ui_locales(seeded, live_server, rp_factory):
+    """The reset's pages do not load the login: its language goes along in their URLs."""
+    rp = rp_factory(seeded.third_party)
+    web = browser(live_server, ENGLISH)
+    page = web.get(rp.authorization_url(ui_locales="fr"))
+    forgot = web.get(page.find(r'href="(/login/[^"]+/forgot-password)"'))
+    assert 'lang="fr"' in forgot.text and "ui_locales=fr" in forgot.url
+    sent = web.submit(forgot.form_with("username"), {"username": "nobody@acme.test"})
+    assert 'lang="fr"' in sent.text and "/password/forgot/sent" in sent.url
 
