@@ -7,7 +7,7 @@ Plugins import from here only::
 `display_text` cleans a name a user or device chose (control characters out) before a plugin
 stores or shows it; the credential store applies it to every label anyway.
 """
-from idp.factors.contract import Factor, label_text
+from idp.factors.contract import Factor, default_label, label_text
 from idp.factors.errors import AccountDisabled, CredentialConflict, FactorError, FactorLoadError, FactorMisconfigured, FactorNotFound, SecretUnavailable
 from idp.factors.types import (
     AttemptContext, CredentialInfo, Denied, Description, Enrolled, FactorKind, FactorUrls, Pending, Rejected,
@@ -16,7 +16,7 @@ from idp.factors.types import (
 from idp.security.text import display_text
 
 __all__ = [
-    "Factor", "label_text", "display_text", "AccountDisabled", "CredentialConflict", "FactorError", "FactorLoadError", "FactorMisconfigured", "FactorNotFound", "SecretUnavailable",
+    "Factor", "default_label", "label_text", "display_text", "AccountDisabled", "CredentialConflict", "FactorError", "FactorLoadError", "FactorMisconfigured", "FactorNotFound", "SecretUnavailable",
     "AttemptContext", "CredentialInfo", "Denied", "Description", "Enrolled", "FactorKind", "FactorUrls",
     "Pending", "Rejected", "Step", "UserRef", "Verified",
 ]

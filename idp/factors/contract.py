@@ -49,6 +49,21 @@ RFC8176_AMR = frozenset({
 })
 
 
+def untranslated(label: Any) -> str:
+    """A lazily translated label's English message, whatever the request's language: what a
+    factor stores when it names a credential itself (see `Factor.own_labels`)."""
+    args = getattr(label, "_args", None)
+    return str(args[0]) if args else str(label)
+
+
+def default_label(factor: "Factor", count: int) -> str:
+    """The name a factor gives a user's `count`-th credential of its kind when the user typed
+    none: its label ("Authenticator app", then "Authenticator app 2"), stored in English and
+    shown in the reader's language (`Factor.shown_label`)."""
+    text = untranslated(factor.label)
+    return text if count <= 1 else f"{text} {count}"
+
+
 def label_text(label: Any) -> str:
     """A (lazily translated) label as text; outside a request (CLI, startup) the untranslated message."""
     try:
@@ -224,17 +239,24 @@ class Factor:
                            last_used_at=credential.last_used_at, facts={})
 
     def shown_label(self, credential: CredentialInfo) -> str:
-        """The credential's label as a person reads it: as typed, or one of `own_labels` in the
-        reader's language, or the factor's label when it has none."""
+        """The credential's label as a person reads it: as typed, or one of `own_labels` (or the
+        factor's own name, `default_label`) in the reader's language, or the factor's label when
+        it has none."""
         if not credential.label:
             return label_text(self.label)
-        # (the store's distinct_label may have numbered a second one: "Recovery QR code (2)")
+        own_labels = {untranslated(self.label): self.label, **self.own_labels}
+        # Numbered: "Authenticator app 2" (default_label), or "Recovery QR code (2)" (the store's
+        # distinct_label).
         base, number = credential.label, ""
         if base.endswith(")") and " (" in base:
             head, _sep, tail = base[:-1].rpartition(" (")
-            if tail.isdigit() and head in self.own_labels:
+            if tail.isdigit() and head in own_labels:
                 base, number = head, f" ({tail})"
-        own = self.own_labels.get(base)
+        elif " " in base:
+            head, _sep, tail = base.rpartition(" ")
+            if tail.isdigit() and head in own_labels:
+                base, number = head, f" {tail}"
+        own = own_labels.get(base)
         return credential.label if own is None else label_text(own) + number
 
     def on_removed(self, credential: CredentialInfo) -> None:

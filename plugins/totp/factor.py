@@ -16,7 +16,7 @@ import segno
 from flask_babel import lazy_gettext as _l
 
 from idp.factors import (
-    Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, label_text,
+    Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, default_label,
 )
 
 from idp_plugins.totp import otp
@@ -92,9 +92,7 @@ class TotpFactor(Factor):
         return Enrolled(credential)
 
     def _next_label(self, user) -> str:
-        count = self.store.count(user)
-        text = label_text(self.label)
-        return text if count == 0 else f"{text} {count + 1}"
+        return default_label(self, self.store.count(user) + 1)
 
     # --- login ---------------------------------------------------------------------------
 

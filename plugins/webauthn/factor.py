@@ -42,7 +42,7 @@ from flask_babel import lazy_gettext as _l
 
 from idp.factors import (
     CredentialConflict, Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, directory,
-    label_text,
+    default_label,
 )
 
 MAX_RESPONSE = 64 * 1024
@@ -174,8 +174,7 @@ class WebAuthnFactor(Factor):
         return Enrolled(credential, amr=_amr(bool(result.credential_backed_up)))
 
     def _next_label(self, user) -> str:
-        count, text = self.store.count(user), label_text(self.label)
-        return text if count == 0 else f"{text} {count + 1}"
+        return default_label(self, self.store.count(user) + 1)
 
     # --- login ---------------------------------------------------------------------------
 
@@ -243,5 +242,5 @@ class WebAuthnFactor(Factor):
         facts = {"type": "passkey" if credential.public.get("backed_up") else "security key"}
         if _suspended(credential):
             facts["status"] = "suspended (may be cloned)"
-        return Description(id=credential.id, factor=self.name, label=credential.label or label_text(self.label),
+        return Description(id=credential.id, factor=self.name, label=self.shown_label(credential),
                            created_at=credential.created_at, last_used_at=credential.last_used_at, facts=facts)

@@ -246,5 +246,18 @@ def test_a_numbered_own_label_is_translated_with_its_number():
     with app.test_request_context(), force_locale("fr"):
         shown = [factor.shown_label(CredentialInfo(id=1, user_id=1, factor="totp", label=label, public={},
                                                      lookup_key=None, counter=0, created_at=None))
-                 for label in ("Imported authenticator (2)", "Phone (2)", "")]
-    assert shown == ["Application d'authentification importée (2)", "Phone (2)", "Application d'authentification"]
+                 for label in ("Imported authenticator (2)", "Phone (2)", "", "Authenticator app", "Authenticator app 3",
+                               "Phone 2")]
+    assert shown == ["Application d'authentification importée (2)", "Phone (2)", "Application d'authentification",
+                     "Application d'authentification", "Application d'authentification 3", "Phone 2"]
+
+
+def test_a_name_the_factor_gives_is_stored_in_english_whatever_the_page_language(totp, factor_user, ctx):
+    """No name typed: "Authenticator app 2" is stored (the command line and the audit log read it
+    so), and each reader sees it in their own language (above)."""
+    from flask_babel import force_locale
+
+    enrol(totp, factor_user, ctx, label="Phone")
+    with force_locale("fr"):
+        enrol(totp, factor_user, ctx)
+    assert [c.label for c in totp.store.list(factor_user)] == ["Phone", "Authenticator app 2"]
