@@ -10,7 +10,7 @@ import pytest
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, seed, start_server
 from fixtures.race import at_once
-from fixtures.totp import enrol_totp_during_login
+from fixtures.totp import at_totp_enrolment, enrol_totp_during_login
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
 
@@ -120,19 +120,13 @@ def test_one_enrolment_form_posted_by_ten_requests_at_once_adds_one_credential(p
     and the move to the next step commit together, once."""
     from sqlalchemy import func, select
 
-    from fixtures.totp import MFA
     from idp.db import db
     from idp.models import Credential, User
 
     seeded = seed(pg_server)
     rp = RelyingParty(pg_server.url, seeded.first_party)
     browser = FormBrowser(pg_server.url)
-    browser.get(rp.authorization_url(acr_values=MFA))
-    page = browser.login(seeded.user_email, seeded.password)
-    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
-    if choose:
-        page = browser.submit(choose[0])
-    key = page.find(r'<code>([A-Z2-7 ]+)</code>').replace(" ", "")
+    page, key = at_totp_enrolment(browser, rp, seeded)
     form, code = page.form_with("code"), pyotp.TOTP(key).now()
     clones = _same_session(browser, RACERS)
     _at_once([(clone, form, {"code": code, "label": "Phone"}) for clone in clones])

@@ -109,16 +109,11 @@ def test_a_factor_set_up_elsewhere_while_a_login_sits_at_enrolment_is_asked_for_
     """Someone with the password stands at the enrolment step (the user had no factor yet); the
     user then sets up TOTP in their own browser. The other login's enrolment adds nothing: it
     asks for the factor now held, and its own secret is worth nothing."""
-    from fixtures.totp import MFA
+    from fixtures.totp import at_totp_enrolment
 
     rp = rp_factory(seeded.first_party)
     attacker = FormBrowser(live_server.url)
-    attacker.get(rp.authorization_url(acr_values=MFA))
-    page = attacker.login(seeded.user_email, seeded.password)
-    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
-    if choose:
-        page = attacker.submit(choose[0])
-    attackers_secret = page.find(r'<code[^>]*>([A-Z2-7 ]+)</code>').replace(" ", "")
+    page, attackers_secret = at_totp_enrolment(attacker, rp, seeded)
     enrolment = page.form_with("code")
 
     _user_with_totp(FormBrowser(live_server.url), rp, seeded)
