@@ -70,6 +70,12 @@ def supported_locale(tags: str | None) -> str | None:
     return None
 
 
+def request_locale() -> str | None:
+    """The language this request's pages speak (select_locale's choice), None outside a request:
+    what mail about something the user did here is written in when they chose none."""
+    return str(get_locale()) if has_request_context() else None
+
+
 def use_login_ui_locales(tags: str | None) -> None:
     """This request is a page of a login that an application started with OIDC `ui_locales`
     (the login transaction's snapshot, already loaded: no query): the page speaks that language.

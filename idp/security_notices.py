@@ -33,7 +33,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from flask import Flask, current_app, has_request_context
+from flask import Flask, current_app
 
 from idp import audit
 
@@ -83,11 +83,11 @@ def _committed(events: list[dict]) -> None:
 def _page_locale(event: dict) -> str | None:
     """The language of the request that made the change, when the user made it (or whoever holds
     their browser: a reset link's anonymous actor); None for an admin's request or outside one."""
-    if not has_request_context() or event["actor_id"] not in (None, event["subject_id"]):
+    if event["actor_id"] not in (None, event["subject_id"]):
         return None
-    from flask_babel import get_locale
+    from idp.extensions import request_locale
 
-    return str(get_locale())
+    return request_locale()
 
 
 def send_in_background(app: Flask, notices: list[Notice]) -> threading.Thread:

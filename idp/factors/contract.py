@@ -69,8 +69,7 @@ def label_text(label: Any) -> str:
     try:
         return str(label)
     except RuntimeError:
-        args = getattr(label, "_args", None)
-        return str(args[0]) if args else ""
+        return untranslated(label) if getattr(label, "_args", None) else ""
 
 
 class Factor:

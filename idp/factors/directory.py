@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 
 from idp.db import db
+from idp.extensions import request_locale
 from idp.factors.types import UserRef
 from idp.security.text import storable
 
@@ -250,19 +251,10 @@ def send_code(user: UserRef, code: str, purpose: str, *, valid_seconds: int | No
         raise CodeNotSent("the account has no verified e-mail address")
     try:
         lifetime = {} if valid_seconds is None else {"minutes": max(1, -(-valid_seconds // 60))}
-        current_notifier().send_code(row.email, code, purpose, row.locale or _request_locale(), **lifetime)
+        current_notifier().send_code(row.email, code, purpose, row.locale or request_locale(), **lifetime)
     except NotifyError as exc:
         raise CodeNotSent(str(exc)) from exc
     return mask_email(row.email)
-
-
-def _request_locale() -> str | None:
-    """The language of the page (or device request) that asked for a code, for a user who never
-    chose one with the language form (User.locale wins); None outside a request."""
-    from flask import has_request_context
-    from flask_babel import get_locale
-
-    return str(get_locale()) if has_request_context() else None
 
 
 def notify_user(user: UserRef, purpose: str, text: str) -> bool:

@@ -113,7 +113,7 @@ def load_by_id(transaction_id: str) -> Loaded | None:
     found = db.read_first(_LOAD, {"id_": transaction_id})
     if found is None or found.expires_at <= utcnow():
         return None
-    return Loaded(TransactionRow(**{name: getattr(found, name) for name in _FIELDS}), login_user.from_row(found))
+    return _loaded(found)
 
 
 def load(raw: str, binding: str) -> Loaded | None:
@@ -129,6 +129,10 @@ def load(raw: str, binding: str) -> Loaded | None:
     if found is None or found.browser_binding != binding or found.expires_at <= utcnow():
         return None
     use_login_ui_locales((found.authz_request or {}).get("params", {}).get("ui_locales"))
+    return _loaded(found)
+
+
+def _loaded(found) -> Loaded:
     return Loaded(TransactionRow(**{name: getattr(found, name) for name in _FIELDS}), login_user.from_row(found))
 
 

@@ -86,11 +86,12 @@ def register(challenges, store, registration: Registration, *, now: datetime) ->
     if owner is None or directory.is_disabled(owner):  # a disabled account gains no way in
         raise ActivationRefused()
     if found.transaction_id is not None:
-        directory.lock_user(owner.id)  # a factor set up elsewhere at this moment is seen, or waits
-    if found.transaction_id is not None and not directory.login_enrolment_open(found.transaction_id, owner):
         # Shown at a login's enrolment step, reached on the password alone: only while that login
-        # still wants it (not cancelled or expired, and the user set up no factor meanwhile).
-        raise ActivationRefused()
+        # still wants it (not cancelled or expired, and the user set up no factor meanwhile),
+        # asked under the user's lock (a factor set up elsewhere at this moment is seen, or waits).
+        directory.lock_user(owner.id)
+        if not directory.login_enrolment_open(found.transaction_id, owner):
+            raise ActivationRefused()
     claimed = challenges.answer(found.id, USED, payload={"type": ACTIVATION, "device_id": registration.device_id},
                                 now=now, commit=False)
     if claimed is None:
