@@ -90,9 +90,25 @@ def end_proved_by(user: User, credential_ids, *, actor_id: int | None, actor: st
     proved is withdrawn too, so a session made with a lost phone neither stays signed in nor
     answers a login that asks for a second factor. Returns how many sessions ended.
 
+    What was begun in the withdrawn factor's name goes with it: the user's logins in progress
+    that one of them advanced (stopped at the consent page, say) expire, and so do the user's
+    challenges that no other login in progress holds: a push activation code or a recovery by
+    e-mail begun in a session the lost phone opened would otherwise register a phone after
+    the session ended. (A login's own challenges end with it; a phone's pending push requests
+    with the phone: its plugin's `on_removed`.) The user's row is locked first, as a login
+    finishing its last step locks it (idp.login.pipeline.finish): that login either finished
+    before, and its session is ended here, or finds its transaction expired.
+
     The few live sessions of one user are read and matched here rather than in SQL: the ids
     are a JSON list, queried differently by SQLite and PostgreSQL."""
+    from idp.factors import challenges
+    from idp.factors.directory import lock_user
+    from idp.login import transaction
+
     withdrawn = set(credential_ids)
+    lock_user(user.id)
+    expired_logins = transaction.expire_advanced_by(user.id, withdrawn)
+    challenges.expire_for_user(user.id, of_logins=expired_logins)
     rows = db.session.execute(
         select(UserSession.sid, UserSession.credential_ids)
         .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None), UserSession.expires_at > utcnow()))

@@ -210,7 +210,7 @@ def set_disabled(user: User, disabled: bool, *, actor_id: int | None = None, act
     """Disable (sign out everywhere; no new login) or enable `user`. None when nothing changes:
     no event for a no-op. Raises LastAdmin rather than disable an organization's last enabled
     admin (two admins disabling each other at once: the organization's row decides)."""
-    if disabled and user.role == "admin":
+    if disabled:
         _keep_an_admin(user)
     # One conditional UPDATE: of two admins disabling at once, one changes it and writes the event.
     changed = db.session.execute(update(User).where(User.id == user.id, User.disabled.is_(not disabled))
@@ -242,10 +242,13 @@ def set_role(user: User, role: str, *, actor_id: int | None = None, actor: str =
 
 
 def _keep_an_admin(user: User) -> None:
-    """LastAdmin unless the organization keeps another enabled admin besides `user`. Locks the
-    organization's row first (till the caller's transaction ends), so that two such changes at
-    once are counted one after the other."""
+    """LastAdmin when `user` is an admin and the organization keeps no other enabled admin.
+    Locks the organization's row first (till the caller's transaction ends), so that two such
+    changes at once are counted one after the other; the role is read under that lock too (an
+    admin promoted a moment ago by another request counts as one)."""
     db.session.execute(select(Organization.id).where(Organization.id == user.org_id).with_for_update())
+    if db.session.scalar(select(User.role).where(User.id == user.id)) != "admin":
+        return
     others = db.session.scalar(select(func.count()).select_from(User).where(
         User.org_id == user.org_id, User.role == "admin", User.disabled.is_(False), User.id != user.id))
     if not others:

@@ -100,6 +100,9 @@ def issue_recovery_qr(user_id: int):
 @recent_login_required
 def revoke_recovery_qr(user_id: int, credential_id: int):
     target = user_in_org(user_id)
+    refused = not_yourself(target)  # an admin's own factors are changed on their security page
+    if refused is not None:
+        return refused
     form = ConfirmForm()
     if not form.validate_on_submit():
         abort(400)

@@ -104,6 +104,20 @@ def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, u
     return Handle(raw, row)
 
 
+def expire_advanced_by(user_id: int, credential_ids: set[int]) -> list[str]:
+    """Expire the user's logins in progress that a step with one of `credential_ids` advanced
+    (a factor withdrawn: idp.sessions.end_proved_by); their ids. A login that has not used one
+    goes on: it still has every step ahead of it. The caller commits."""
+    now = utcnow()
+    rows = db.session.execute(select(_TABLE.c.id, _TABLE.c.steps_done).where(
+        _TABLE.c.user_id == user_id, _TABLE.c.expires_at > now, _TABLE.c.state.not_in(TERMINAL)))
+    advanced = [id_ for id_, steps in rows
+                if any(isinstance(step, dict) and step.get("credential_id") in credential_ids for step in steps or ())]
+    if advanced:
+        db.session.execute(update(_TABLE).where(_TABLE.c.id.in_(advanced)).values(expires_at=now))
+    return advanced
+
+
 def load_by_id(transaction_id: str) -> Loaded | None:
     """The live transaction stored under `transaction_id` (the handle's SHA-256, as factors see
     it: `AttemptContext.transaction_id`), with its user, whichever browser holds it: for checks

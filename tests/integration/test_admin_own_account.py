@@ -77,17 +77,25 @@ def test_an_admin_does_not_exempt_themselves_nor_revoke_their_own_factors(live_s
     assert 'id="own-security"' in page.text and "/revoke" not in page.text and "reset-factors" not in page.text
     assert f"/admin/users/{own}/security" not in page.text and "recovery-qr" not in page.text
     csrf = csrf_of(admin)
+    with live_server.context():  # issued by another admin (or the CLI): still not revoked here
+        from idp.factors.directory import commit, find_user_by_email
+        from idp.factors.registry import current_registry
+
+        qr_code = current_registry().get("qr_recovery").issue(find_user_by_email(seeded.admin_email), actor="cli")
+        commit()
     for path, data in ((f"/admin/users/{own}/security", {"exempt": "y"}),
                        (f"/admin/users/{own}/factors/{credential}/revoke", {"confirm": "1"}),
                        (f"/admin/users/{own}/reset-factors", {"confirm": "1"}),
-                       (f"/admin/users/{own}/recovery-qr", {"expires_in": "86400"})):
+                       (f"/admin/users/{own}/recovery-qr", {"expires_in": "86400"}),
+                       (f"/admin/users/{own}/recovery-qr/{qr_code.credential.id}/revoke", {"confirm": "1"})):
         answer = admin.http.post(f"{live_server.url}{path}", data=dict(data, csrf_token=csrf), allow_redirects=False)
         assert answer.status_code == 302 and answer.headers["Location"].endswith(f"/admin/users/{own}"), path
     assert "security page" in admin.get(f"/admin/users/{own}/recovery-qr").text
     with live_server.context():
         assert db.session.get(User, own).mfa_setting != "exempt"
-        assert [c.id for c in CredentialStore().list(own)] == [credential]
-    assert audit_count(live_server, "factor.revoked") == audit_count(live_server, "recovery_qr.issued") == 0
+        assert [c.id for c in CredentialStore().list(own)] == [credential, qr_code.credential.id]
+    assert audit_count(live_server, "factor.revoked") == audit_count(live_server, "recovery_qr.revoked") == 0
+    assert audit_count(live_server, "recovery_qr.issued") == 1  # the CLI's, above
 
 
 def test_a_stale_admin_session_signs_in_again_before_lowering_protection(live_server, seeded, rp_factory):

@@ -11,9 +11,9 @@ import re
 import time
 
 import pyotp
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from fixtures.oidc import FormBrowser, password_login
+from fixtures.oidc import FormBrowser, admin_resets_factors, password_login
 from fixtures.totp import MFA, enrol_totp_during_login
 
 
@@ -113,3 +113,39 @@ def test_revoking_the_last_factor_also_signs_out_a_browser_that_used_a_recovery_
     assert silent(by_code, rp)["error"] == "login_required"
     assert silent(phone, rp)["error"] == "login_required"
     assert len(sessions_ended(live_server)) == 2
+
+
+def test_a_login_that_used_the_lost_factor_does_not_finish_after_the_reset(live_server, seeded, rp_factory):
+    """Whoever holds the lost phone signed in with it and stopped at the consent page: the
+    admin's reset ends that login too (it has no session yet to end), so its "Allow" gives no
+    code and opens no session; a login that had not used the factor goes on."""
+    from idp.db import db, utcnow
+    from idp.models import LoginTransaction, UserSession
+
+    secret, _ = enrol_totp_during_login(FormBrowser(live_server.url), rp_factory(seeded.first_party), seeded)
+    thief = FormBrowser(live_server.url)
+    thief.get(rp_factory(seeded.third_party).authorization_url())
+    page = thief.login(seeded.user_email, seeded.password)
+    consent = thief.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)})
+    allow = consent.form_with("action")
+    owner = FormBrowser(live_server.url)
+    owner.get(rp_factory(seeded.first_party).authorization_url())
+    assert owner.login(seeded.user_email, seeded.password).form_with("code")
+
+    def live_logins() -> int:
+        with live_server.context():
+            return db.session.scalar(select(func.count()).select_from(LoginTransaction).where(
+                LoginTransaction.expires_at > utcnow(), LoginTransaction.state.in_(("second_factor", "consent"))))
+
+    def sessions() -> int:
+        with live_server.context():
+            return db.session.scalar(select(func.count()).select_from(UserSession))
+
+    assert live_logins() == 2
+    sessions_before = sessions()
+    admin_resets_factors(live_server, seeded)
+    assert live_logins() == 1  # the owner's, on the password alone so far
+
+    page = thief.submit(allow, button=("action", "allow"))
+    assert thief.last_redirect is None and page.status == 400, page.text[:1500]
+    assert sessions() == sessions_before + 1  # the admin's own, nothing for the thief

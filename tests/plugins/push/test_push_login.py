@@ -232,3 +232,28 @@ def test_a_logins_activation_registers_no_phone_once_that_login_no_longer_wants_
     with pytest.raises(ActivationExpired):
         PushClient(query["endpoint"], keys.new_private_key()).register(query["code"], "someone's phone")
     assert push_events(push_server, "push.device_registered") == []
+
+
+def test_an_activation_code_from_a_session_of_the_lost_phone_dies_with_the_admins_reset(push_server, seeded, web,
+                                                                                          rp_factory):
+    """Whoever holds the password and the lost TOTP phone signs in and asks the security page
+    for a push activation code, keeping it for later: the admin's reset (the user has no push
+    device, so the push plugin's own clean-up has nothing to do) withdraws it with the session."""
+    import html
+
+    from authenticator.push import keys
+    from authenticator.push.activation import parse_activation_uri
+    from authenticator.push.client import ActivationExpired, PushClient
+    from fixtures.totp import enrol_totp_during_login
+    from fixtures.oidc import admin_resets_factors
+
+    enrol_totp_during_login(web, rp_factory(seeded.first_party), seeded)
+    page = web.get("/account/security")
+    page = web.submit([f for f in page.forms() if f["action"].endswith("/add/push")][0])
+    query = parse_activation_uri(html.unescape(page.find(r"<code[^>]*data-activation-uri>([^<]+)</code>")))
+
+    admin_resets_factors(push_server, seeded)
+
+    with pytest.raises(ActivationExpired):
+        PushClient(query["endpoint"], keys.new_private_key()).register(query["code"], "Thief's phone")
+    assert push_events(push_server, "push.device_registered") == []

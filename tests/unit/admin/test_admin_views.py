@@ -472,3 +472,23 @@ def test_users_pages_link_forward_and_back(app, world, browser, make_user):
     assert not set(shields(first)) & set(shields(second))
     prev_url = re.search(r'rel="prev" href="([^"]+)"', second).group(1).replace("&amp;", "&")
     assert shields(client.get(prev_url).get_data(as_text=True)) == shields(first)
+
+
+def test_disabling_a_user_promoted_meanwhile_still_keeps_an_admin(app, world):
+    """The user was read as a plain user, then another request made them an admin and disabled
+    the organization's other admin: the disable reads the role again under the organization's
+    lock, and refuses to leave the organization with no enabled admin."""
+    from sqlalchemy import update
+
+    from idp.models import User
+    from idp.users import LastAdmin, set_disabled
+
+    alice = db.session.get(User, world["alice"].id)
+    assert alice.role == "user"  # as this request loaded her
+    with db.engine.begin() as other_request:
+        other_request.execute(update(User).where(User.id == alice.id).values(role="admin"))
+        other_request.execute(update(User).where(User.id == world["admin"].id).values(disabled=True))
+    with pytest.raises(LastAdmin):
+        set_disabled(alice, True, actor="test")
+    db.session.rollback()
+    assert db.session.get(User, alice.id).disabled is False
