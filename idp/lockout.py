@@ -3,8 +3,10 @@
 `check(keys)` says how long the caller must still wait; `fail(keys)` counts a failure
 and, past the threshold, locks each key for a delay that doubles with every further
 failure (capped); `succeed(keys)` clears them. `reserve(key)` is check and fail in one
-atomic step, before a slow check (argon2id) that cannot hold a lock: the guess counts as a
-failure until `succeed` takes it back, so guesses posted at once cannot exceed the limit.
+atomic step, before a check that cannot hold a lock (argon2id) or that parallel guesses would
+all pass before any failure is counted: the guess counts as a failure until `succeed` clears
+the key or `release` takes that one guess back, so guesses posted at once cannot exceed the
+limit.
 Keys are strings such as "factor:user:42", "factor:ip:203.0.113.9" or
 "password:account:<sha256 of the e-mail>" (`PasswordGuess`); the prefix picks the
 thresholds (`ratelimit.factor_*` or `ratelimit.password_*`).
@@ -109,6 +111,20 @@ def _reserve_redis(redis, keys: list[str]) -> int:
     threshold, base, cap = _policy(_kind(key))
     waited_ms = redis.eval(_RESERVE_SCRIPT, 2, f"idp:lock:{key}", f"idp:fail:{key}", threshold, base, cap, 24 * 3600)
     return (int(waited_ms) + 999) // 1000
+
+
+# release() on Redis: one failure fewer, never below none (a key expired meanwhile stays gone).
+_RELEASE_SCRIPT = """
+local failures = tonumber(redis.call('GET', KEYS[1]) or '0')
+if failures > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+
+def _release_redis(redis, keys: list[str]) -> bool:
+    [key] = keys
+    redis.eval(_RELEASE_SCRIPT, 1, f"idp:fail:{key}")
+    return True
 
 
 def _succeed_redis(redis, keys: list[str]) -> bool:
@@ -222,6 +238,20 @@ def reserve(key: str) -> int:
     if delay:
         db.run(_LOCK, {"key_": key, "until": now + timedelta(seconds=delay)})
     return 0
+
+
+_RELEASE = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"), _COUNTERS.c.failures > 0)
+            .values(failures=_COUNTERS.c.failures - 1))
+
+
+def release(key: str) -> None:
+    """Take back one guess `reserve` counted, and nothing more: for a guess that proved right
+    where a right guess must not clear the history (an address's guesses at many secrets, one
+    of them its own: the others' count stays). A lockout in force stays. On the database this
+    commits with the caller's next commit."""
+    if _on_redis(_release_redis, [key]):
+        return
+    db.run(_RELEASE, {"key_": key})
 
 
 @dataclass(frozen=True)

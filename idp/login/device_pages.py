@@ -31,6 +31,7 @@ from wtforms.validators import DataRequired, Length
 from idp import lockout
 from idp.db import db
 from idp.extensions import limiter, login_posts_per_ip
+from idp.login import session as login_session
 from idp.login.steps.base import wait_message
 from idp.security.guess_keys import address_key
 from idp.forms import Form
@@ -54,18 +55,25 @@ def enter():
     if not form.validate_on_submit():
         return _code_page(form, _("Enter the code your device shows."), 400)
     guesses = _guesses_from_this_address()
-    wait = lockout.check(guesses)
+    # Counted before the look-up and committed at once (a guess counts whatever else happens):
+    # guesses posted together each take their turn at the count, so no burst of them passes a
+    # check that none of them has failed yet.
+    wait = lockout.reserve(guesses)
+    db.session.commit()
     if wait:
         return _code_page(form, wait_message(wait), 429)
     device = device_flow.pending(form.user_code.data)
     client = _client_of(device)
     if device is None or client is None:
-        lockout.fail(guesses)  # (committed: a guess counts whatever else happens)
         return _code_page(form, _("That code is not valid: it may have expired or been used already. "
                                   "Check it on your device, or start again there."), 400)
+    lockout.release(guesses)  # a right code was no failure; the others' count stays
+    db.session.commit()
     action = request.form.get("action")
     if action == "deny":
-        denied = device_flow.deny(device.id, user_id=None)  # False: approved from another browser meanwhile
+        signed_in = login_session.current_user()
+        # False: approved from another browser meanwhile
+        denied = device_flow.deny(device.id, user_id=signed_in.id if signed_in is not None else None)
         db.session.commit()
         return redirect(url_for(".denied" if denied else "login.expired"), 303)
     if action == "allow":
@@ -86,12 +94,12 @@ def denied():
     return render_template("device/finished.html", approved=False)
 
 
-def _guesses_from_this_address() -> list[str]:
+def _guesses_from_this_address() -> str:
     """The lockout key of wrong user codes from this address (its /64 for IPv6): shared by every
     worker (Redis or the database, idp.lockout), with the per-address limits of second-factor
     codes, unlike the form's request rate, which each worker counts alone without Redis. A
     right code clears nothing: one real device of the guesser's would wipe the count."""
-    return [f"device:ip:{address_key(request.remote_addr)}"]
+    return f"device:ip:{address_key(request.remote_addr)}"
 
 
 def _client_of(device):

@@ -217,15 +217,23 @@ def approve(device_id: int, user, outcome) -> bool:
 
 
 def deny(device_id: int, user_id: int | None) -> bool:
-    """The person said no (at the confirmation, or at consent or by cancelling the login, then
-    as `user_id`): the device's next poll is `access_denied`. In the caller's transaction;
-    False when it was no longer pending. Audited when a user said it (about that user)."""
+    """The person said no (at consent or by cancelling the login, as `user_id`; at the
+    confirmation, as the browser's signed-in user or nobody): the device's next poll is
+    `access_denied`. In the caller's transaction; False when it was no longer pending.
+
+    Audited either way: a "no" at the confirmation is what a person sent someone else's code
+    (RFC 8628 5.4, remote phishing) is meant to say. Nobody's is recorded without an
+    organization (with the address and User-Agent, in the audit log's JSON lines)."""
     decided = db.run(_DECIDE, {"device_id": device_id, "status": "denied", "user_id": user_id,
                                "now": utcnow()}).first()
-    if decided is not None and user_id is not None:
-        audit.record_about_user("device.denied", user_id, actor_id=user_id,
-                                details={"client_id": decided.client_id, "scope": decided.scope})
-    return decided is not None
+    if decided is None:
+        return False
+    details = {"client_id": decided.client_id, "scope": decided.scope}
+    if user_id is not None:
+        audit.record_about_user("device.denied", user_id, actor_id=user_id, details=details)
+    else:
+        audit.record("device.denied", org_id=None, details=details)
+    return True
 
 
 # --------------------------------------------------------------------------- the device's polls

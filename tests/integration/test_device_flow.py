@@ -150,7 +150,7 @@ def test_the_second_factor_and_the_session_apply_to_a_device_login(live_server, 
     assert rp.userinfo(tokens["access_token"]).status_code == 401
 
 
-def test_denied_at_the_confirmation_or_at_consent_the_device_is_told_access_denied(live_server, seeded):
+def test_denied_at_the_confirmation_or_at_consent_the_device_is_told_access_denied(live_server, seeded, rp_factory):
     client = seeded.public
     allow_device_grant(live_server, client)
     codes = ask_for_codes(live_server, client).json()
@@ -168,6 +168,25 @@ def test_denied_at_the_confirmation_or_at_consent_the_device_is_told_access_deni
     assert poll(live_server, client, codes["device_code"]).json()["error"] == "access_denied"
     row = device_row(live_server, codes["device_code"])
     assert row.status == "denied" and row.user_id is not None
+
+    # A browser signed in: its "Deny" at the confirmation is its user's.
+    from fixtures.oidc import password_login
+
+    password_login(browser, rp_factory(seeded.first_party), seeded.user_email, seeded.password)
+    codes = ask_for_codes(live_server, client).json()
+    confirm(browser, codes["user_code"], action="deny")
+    assert device_row(live_server, codes["device_code"]).user_id == row.user_id
+    with live_server.context():
+        from sqlalchemy import select
+
+        from idp.db import db
+        from idp.models import AuditEvent
+
+        denials = db.session.execute(select(AuditEvent.org_id, AuditEvent.subject_id, AuditEvent.details)
+                                     .where(AuditEvent.event == "device.denied").order_by(AuditEvent.id)).all()
+    assert [(org, subject) for org, subject, _ in denials] == [
+        (None, None), (seeded.org_id, row.user_id), (seeded.org_id, row.user_id)]
+    assert all(details["client_id"] == client["client_id"] for *_, details in denials)
 
 
 def test_a_used_expired_or_unknown_user_code_is_refused_with_the_form_again(live_server, seeded):
@@ -314,6 +333,36 @@ def test_wrong_codes_lock_the_address_out_in_every_worker(guarded_server):
 
         counters = db.session.query(FailureCounter).all()
         assert [c.key.split(":")[:2] for c in counters] == [["device", "ip"]] and counters[0].locked_until
+
+
+def test_wrong_codes_posted_at_once_get_no_more_look_ups_than_the_limit(guarded_server):
+    """Twenty wrong codes from one address, posted together: each is counted before its look-up
+    (idp.lockout.reserve), so three are looked up and the rest wait, rather than all passing a
+    check that none of them had failed yet. A right code counts as no failure."""
+    from fixtures.oidc import seed
+    from fixtures.race import at_once
+
+    client = seed(guarded_server).first_party
+    allow_device_grant(guarded_server, client)
+    right = ask_for_codes(guarded_server, client).json()["user_code"]
+    browser = FormBrowser(guarded_server.url)
+    page = browser.get("/device")
+    assert browser.submit(page.form_with("user_code"), {"user_code": right}).status == 200
+
+    def failures() -> int:
+        with guarded_server.context():
+            from idp.db import db
+            from idp.models import FailureCounter
+
+            return sum(c.failures for c in db.session.query(FailureCounter).all())
+
+    assert failures() == 0
+    browsers = [FormBrowser(guarded_server.url) for _ in range(20)]
+    forms = [b.get("/device").form_with("user_code") for b in browsers]
+    statuses = at_once(20, lambda i: browsers[i].submit(forms[i], {"user_code": f"BCDF-GH{'JKLMNPQRST'[i % 10]}"
+                                                                                f"{'BCDFGHJKLM'[i // 10]}"}).status)
+    assert sorted(statuses) == [400] * 3 + [429] * 17, statuses
+    assert failures() == 3
 
 
 def test_a_device_login_cancelled_at_the_password_page_tells_the_device_access_denied(live_server, seeded):

@@ -87,6 +87,33 @@ def test_reserve_counts_the_guess_first_and_locks_at_the_threshold(app):
         assert lockout.check([key]) == 0 and lockout.reserve(key) == 0
 
 
+def test_release_takes_back_one_guess_and_keeps_the_others(app):
+    from idp import lockout
+    from idp.db import db
+
+    key = f"factor:user:{uuid.uuid4().hex}"
+    with app.app_context():
+        for _ in range(2):
+            assert lockout.reserve(key) == 0
+            db.session.commit()
+        lockout.release(key)  # the second guess was right
+        db.session.commit()
+        assert lockout.reserve(key) == 0 and lockout.check([key]) == 0  # two failures now: not locked
+        db.session.commit()
+        assert lockout.reserve(key) == 0 and 9 <= lockout.check([key]) <= 11  # the third locks
+        db.session.commit()
+        lockout.release(key)  # a lockout in force stays
+        db.session.commit()
+        assert 9 <= lockout.check([key]) <= 11
+        fresh = f"factor:user:{uuid.uuid4().hex}"
+        lockout.release(fresh)  # nothing counted: nothing to take back, no counter below zero
+        db.session.commit()
+        for _ in range(2):
+            assert lockout.reserve(fresh) == 0
+            db.session.commit()
+        assert lockout.check([fresh]) == 0
+
+
 def test_guesses_reserved_at_once_are_admitted_up_to_the_limit(app):
     """20 guesses at the same moment, at a limit of 3: three are checked, whatever the timing."""
     import threading
