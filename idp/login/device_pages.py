@@ -8,7 +8,10 @@
     POST /device  action=allow          the login (idp.login.pipeline.start_device): password,
                                         second factor and consent as the client and the 2FA
                                         policy need, or this browser's session when it is
-                                        enough; its end approves the device
+                                        enough (the page then names its user); its end
+                                        approves the device
+         action=another_account         the same login, from the password page whatever the
+                                        session (a shared computer, someone else signed in)
          action=deny                    the device is told access_denied
     GET  /device/approved | /device/denied   "go back to your device"
 
@@ -76,12 +79,13 @@ def enter():
         denied = device_flow.deny(device.id, user_id=signed_in.id if signed_in is not None else None)
         db.session.commit()
         return redirect(url_for(".denied" if denied else "login.expired"), 303)
-    if action == "allow":
-        from idp.login import pipeline
+    from idp.login import pipeline
 
-        return pipeline.start_device(device, client)
+    if action in ("allow", "another_account"):
+        return pipeline.start_device(device, client, another_account=action == "another_account")
     return render_template("device/confirm.html", form=form, client_name=client.name,
-                           user_code=device_flow.displayed(device.user_code))
+                           user_code=device_flow.displayed(device.user_code),
+                           signs_in_as=pipeline.device_signs_in_as(device, client))
 
 
 @bp.get("/device/approved")

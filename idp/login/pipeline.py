@@ -182,21 +182,34 @@ def start(grant, args) -> object:
     return _begin(authz, client, sso if enough else None, user, needs_consent)
 
 
-def start_device(device, client) -> object:
+def start_device(device, client, *, another_account: bool = False) -> object:
     """Entry from /device once the person confirmed the device's user code (idp.login.device_pages):
     a login for the device's client and scope, which ends by approving the device
     (idp.oidc.device_flow) rather than by issuing a code. The device asked for no prompt, max_age
     or acr_values: the login is what the client and the 2FA policy need, and this browser's
-    session answers it when that is enough. offline_access from a third-party client is asked
-    for at the consent page (OIDC Core 11's rule, as /authorize applies it with prompt=consent)."""
+    session answers it when that is enough (`device_signs_in_as`), unless the person chose
+    `another_account`. offline_access from a third-party client is asked for at the consent
+    page (OIDC Core 11's rule, as /authorize applies it with prompt=consent)."""
+    params = _device_params(device, client)
+    sso, user = login_session.current_session(), login_session.current_user()
+    enough = not another_account and session_is_enough(params, sso, user)[0]
+    authz = {"params": params, "client_name": client.name, "device": device.id}
+    return _begin(authz, client, sso if enough else None, user)
+
+
+def device_signs_in_as(device, client) -> UserLike | None:
+    """The user this browser's session would sign the device in as, with no login page (its
+    session answers the device's login), or None: what the confirmation page names, so that
+    on a shared computer nobody signs their TV in as whoever used the browser before."""
+    sso, user = login_session.current_session(), login_session.current_user()
+    return user if session_is_enough(_device_params(device, client), sso, user)[0] else None
+
+
+def _device_params(device, client) -> dict:
     params = {"client_id": client.client_id, "scope": device.scope}
     if "offline_access" in device.scope.split() and not client.first_party:
         params["prompt"] = "consent"
-    params = normalise_scope(params, client)
-    sso, user = login_session.current_session(), login_session.current_user()
-    enough, _why = session_is_enough(params, sso, user)
-    authz = {"params": params, "client_name": client.name, "device": device.id}
-    return _begin(authz, client, sso if enough else None, user)
+    return normalise_scope(params, client)
 
 
 def _begin(authz: dict, client, sso, user: UserLike | None, needs_consent: bool | None = None):

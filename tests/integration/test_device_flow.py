@@ -13,7 +13,7 @@ import requests
 from sqlalchemy import select, update
 
 from fixtures.device import GRANT, allow_device_grant, approved_device, ask_for_codes, confirm, poll
-from fixtures.oidc import FormBrowser
+from fixtures.oidc import FormBrowser, password_login
 from fixtures.totp import enrol_totp_during_login
 
 def forget_last_poll(server, device_code: str) -> None:
@@ -150,6 +150,34 @@ def test_the_second_factor_and_the_session_apply_to_a_device_login(live_server, 
     assert rp.userinfo(tokens["access_token"]).status_code == 401
 
 
+def test_the_confirmation_names_the_account_a_session_would_sign_in_and_offers_another(live_server, seeded,
+                                                                                        rp_factory):
+    """On a shared computer someone else may still be signed in: the confirmation says whose
+    account the device would get, and "Use another account" asks for a login whatever the
+    session; the end page offers to sign out."""
+    client = seeded.first_party
+    allow_device_grant(live_server, client)
+    browser = FormBrowser(live_server.url)
+    codes = ask_for_codes(live_server, client).json()
+    page = browser.get(f"/device?user_code={codes['user_code']}")
+    page = browser.submit(page.form_with("user_code"))
+    assert "data-signs-in-as" not in page.text  # nobody signed in: the login asks who
+
+    password_login(browser, rp_factory(client), seeded.user_email, seeded.password)
+    page = browser.get(f"/device?user_code={codes['user_code']}")
+    page = browser.submit(page.form_with("user_code"))
+    assert "data-signs-in-as" in page.text and f"Continue as {seeded.user_email}" in page.text
+    page = browser.submit(page.form_with("action"), button=("action", "another_account"))
+    page = browser.login(seeded.admin_email, seeded.password)
+    assert page.url.endswith("/device/approved") and "/logout" in page.text, page.text[:2000]
+    with live_server.context():
+        from idp.db import db
+        from idp.models import User
+
+        admin_id = db.session.scalar(select(User.id).where(User.email == seeded.admin_email))
+    assert device_row(live_server, codes["device_code"]).user_id == admin_id
+
+
 def test_denied_at_the_confirmation_or_at_consent_the_device_is_told_access_denied(live_server, seeded, rp_factory):
     client = seeded.public
     allow_device_grant(live_server, client)
@@ -170,8 +198,6 @@ def test_denied_at_the_confirmation_or_at_consent_the_device_is_told_access_deni
     assert row.status == "denied" and row.user_id is not None
 
     # A browser signed in: its "Deny" at the confirmation is its user's.
-    from fixtures.oidc import password_login
-
     password_login(browser, rp_factory(seeded.first_party), seeded.user_email, seeded.password)
     codes = ask_for_codes(live_server, client).json()
     confirm(browser, codes["user_code"], action="deny")
