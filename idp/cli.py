@@ -334,8 +334,10 @@ def cli(ctx: click.Context) -> None:
 @cli.command()
 @with_appcontext
 def init() -> None:
-    """Migrate the database to the latest schema and create signing keys if none. Idempotent."""
+    """Migrate the database to the latest schema and create signing keys if none; repair the
+    users' second-factor counts after `factors.disabled` changed. Idempotent."""
     from idp.db import db
+    from idp.factors.store import recount_second_factors
     from idp.oidc.keys import ensure_signing_key
     from idp.schema import differences, upgrade
 
@@ -353,6 +355,9 @@ def init() -> None:
     if not isinstance(created, list):
         created = [created]
     click.echo(f"database at revision {revision}")
+    repaired = recount_second_factors()
+    if repaired:  # factors.disabled changed since: who counts as protected changed with it
+        click.echo(f"second-factor counts repaired for {repaired} user(s)")
     if created:
         for key in created:
             click.echo(f"created signing key {key.kid} ({key.alg})")

@@ -350,8 +350,10 @@ def revoke_factor(user_id: int, credential_id: int):
     if refused is not None:
         return refused
     credential = _credential_of(target, credential_id)
-    if _registry().kind_of(credential.factor) != FactorKind.SECOND_FACTOR:
-        # Recovery codes go as a set (reset), a recovery QR code on its own page, with its own event.
+    if _registry().kind_of(credential.factor) == FactorKind.RECOVERY:
+        # Recovery codes go as a set (reset), a recovery QR code on its own page, with its own
+        # event. A disabled factor's credential (no kind now) is listed with the second
+        # factors, and can go like one: a lost device stays lost after its plugin is turned off.
         abort(404)
     form = ConfirmForm()
     if request.method == "GET" or not form.validate_on_submit():

@@ -480,6 +480,11 @@ class CredentialStore:
             return None
         if self._counts(row.factor):
             self._bump(user_id, -1)
+        elif self._kind_of(row.factor) is None:
+            # A factor disabled or uninstalled since: whether its credentials were still counted
+            # depends on when the counts were last repaired (`recount_second_factors`), so count
+            # the user's live ones again rather than guess.
+            recount_user(user_id, self._second_factor_names())
         return to_info(row)
 
 
@@ -501,17 +506,20 @@ def recount_user(user_id: int, second_factor_names: list[str]) -> None:
 
 
 def recount_second_factors(second_factor_names: list[str] | None = None) -> int:
-    """Repair `second_factor_count` for every user (one UPDATE); commits. Returns the rows updated.
+    """Repair `second_factor_count` for every user whose count is off (one UPDATE, which writes
+    only those rows: cheap to run when nothing changed); commits. Returns the rows repaired.
 
-    Without names, uses the installed, enabled SECOND_FACTOR factors of the current app.
+    Without names, uses the installed, enabled SECOND_FACTOR factors of the current app: after
+    `factors.disabled` changed (`idp init` runs this), a disabled factor's credentials count
+    no more, as the login no longer offers them.
     """
     if second_factor_names is None:
         from idp.factors.registry import current_registry
 
         second_factor_names = [f.name for f in current_registry().all(kind=FactorKind.SECOND_FACTOR)]
-    result = db.session.execute(update(User).values(
-        second_factor_count=_live_second_factor_count(User.id, second_factor_names)),
-        execution_options={"synchronize_session": False})
+    live = _live_second_factor_count(User.id, second_factor_names)
+    result = db.session.execute(update(User).where(User.second_factor_count != live).values(second_factor_count=live),
+                                execution_options={"synchronize_session": False})
     db.session.commit()
     return result.rowcount
 

@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from idp.db import db, utcnow
 from idp.models import AuditEvent, Organization, User
@@ -492,3 +492,30 @@ def test_disabling_a_user_promoted_meanwhile_still_keeps_an_admin(app, world):
         set_disabled(alice, True, actor="test")
     db.session.rollback()
     assert db.session.get(User, alice.id).disabled is False
+
+
+def test_a_disabled_factors_credential_counts_no_more_and_can_be_revoked(app, world, browser):
+    """A TOTP credential made while TOTP was on, then `factors.disabled = ["totp"]` (simulated by
+    a factor name no plugin answers to now): `idp init`'s recount stops counting it (the login
+    offers it no more), and the admin can still revoke the lost device it stands for."""
+    from idp.factors.registry import current_registry
+    from idp.factors.store import recount_second_factors
+
+    carol = world["carol"]
+    kept = add_credential(carol, factor="totp", label="phone")
+    retired = add_credential(carol, factor="retired_otp", label="old token")
+    db.session.execute(update(User).where(User.id == carol.id).values(second_factor_count=2))
+    db.session.commit()
+
+    assert recount_second_factors() == 3  # carol's, and the world's made-up counts (admin, bob)
+    assert recount_second_factors() == 0  # nothing left to repair: nothing written
+    assert db.session.scalar(select(User.second_factor_count).where(User.id == carol.id)) == 1
+    page = browser(world["admin"]).get(f"/admin/users/{carol.id}").get_data(as_text=True)
+    assert f"/factors/{retired.id}/revoke" in page
+    client = browser(world["admin"])
+    assert client.post(f"/admin/users/{carol.id}/factors/{retired.id}/revoke",
+                       data={"confirm": "1"}).status_code == 302
+    db.session.expire_all()
+    assert db.session.scalar(select(User.second_factor_count).where(User.id == carol.id)) == 1  # the TOTP
+    assert [e.event for e in db.session.scalars(select(AuditEvent))] == ["factor.revoked"]
+    assert [c.id for c in current_registry().store.list(carol.id)] == [kept.id]
