@@ -257,7 +257,8 @@ class IntrospectionEndpoint(_Introspection):
             del payload["exp"]
         if user is not None:
             payload["sub"] = user.public_id
-            payload["username"] = user.email
+            if "email" in row.scope.split():  # as UserInfo: the address only where the user let it go
+                payload["username"] = user.email
         if row.acr:
             payload["acr"] = row.acr
         client = token.get_client()
@@ -281,6 +282,16 @@ class EndSessionEndpoint(_EndSession):
         import json
 
         return json.loads(keys.snapshot().jwks_json)
+
+    def _validate_id_token_hint(self, id_token_hint: str) -> dict:
+        """Authlib checks the hint's signature (any JWT signed with our keys) and times; the hint
+        must also be an ID token of ours (RP-Initiated Logout 2): a back-channel logout token,
+        signed with the same keys and naming the same sub and sid, is not one (an application
+        told of a withdrawn access could sign its user out with it, unasked)."""
+        claims = super()._validate_id_token_hint(id_token_hint)
+        if "events" in claims or claims.get("iss") != current_app.extensions["idp.settings"].issuer:
+            raise InvalidRequestError("The id_token_hint is not an ID token of this provider.")
+        return claims
 
     def end_session(self, end_session_request):
         from idp.login import session as login_session

@@ -147,8 +147,19 @@ class AuthorizationServer(FlaskAuthorizationServer):
             return token
         include = (include_refresh_token and "offline_access" in (scope or "").split()
                    and client.check_grant_type("refresh_token"))
+        if not include:  # (a client not registered for the refresh grant): the scope says what was granted
+            scope = without_offline_access(scope)
         return super().generate_token(grant_type, client, user=user, scope=scope, expires_in=expires_in,
                                       include_refresh_token=include)
+
+
+def without_offline_access(scope: str | None) -> str | None:
+    """`scope` less offline_access, for tokens issued without a refresh token: offline_access is
+    the refresh token (OIDC Core 11), and the response, the stored row and introspection say
+    what was granted (RFC 6749 3.3, 5.1)."""
+    if scope is None or "offline_access" not in scope.split():
+        return scope
+    return " ".join(s for s in scope.split() if s != "offline_access")
 
 
 # Scopes about a user, meaningless in a token issued to a client for itself.
@@ -277,6 +288,8 @@ def save_token(token: dict, request) -> None:
         # has passed: no refresh token rather than one born expired.
         del token["refresh_token"]
         refresh = refresh_expires_at = None
+        if "scope" in token:
+            token["scope"] = without_offline_access(token["scope"])
     row = dict(
         access_token_hash=sha256_hex(token["access_token"]),
         refresh_token_hash=sha256_hex(refresh) if refresh else None,

@@ -178,8 +178,13 @@ def test_ending_one_session_and_removing_access_tell_the_client(live_server, see
 
     here.submit(next(f for f in page.forms()
                      if f["action"].endswith(f"/applications/{seeded.third_party['client_id']}/remove")))
-    removed = decoded(live_server, receiver.wait_for(2)[1])[1]
+    removed_token = receiver.wait_for(2)[1]
+    removed = decoded(live_server, removed_token)[1]
     assert removed["sid"] != there_sid and removed["aud"] == seeded.third_party["client_id"]
+    # The application told its access ended cannot use that logout token as an id_token_hint to
+    # sign the user out unasked: it is not an ID token (RP-Initiated Logout 2).
+    answer = here.get(f"/logout?id_token_hint={removed_token}")
+    assert answer.status == 400 and here.get("/account/security").url.endswith("/account/security")
 
 
 def test_an_unreachable_client_does_not_hold_up_the_logout(live_server, seeded, rp_factory):

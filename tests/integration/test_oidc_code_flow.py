@@ -200,6 +200,38 @@ def test_introspection_confidential_clients_only(seeded, web, rp_factory):
     assert public.status_code == 401
     garbage = requests.post(rp.metadata["introspection_endpoint"], data={"token": "nope"}, auth=auth, timeout=5).json()
     assert garbage == {"active": False}
+    assert active["username"] == seeded.user_email  # the email scope was granted
+
+
+def test_introspection_gives_the_address_only_with_the_email_scope(seeded, web, rp_factory):
+    """As UserInfo and the ID token: a client the user let have `openid` alone learns the `sub`."""
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid")
+    token = rp.exchange(web.last_redirect)
+    answer = requests.post(rp.metadata["introspection_endpoint"], data={"token": token["access_token"]}, timeout=5,
+                           auth=(rp.client["client_id"], rp.client["client_secret"])).json()
+    assert answer["active"] is True and answer["sub"] and "username" not in answer
+
+
+def test_offline_access_is_not_said_granted_without_a_refresh_token(live_server, seeded, web, rp_factory):
+    """A client not registered for the refresh grant asks for offline_access: it gets no refresh
+    token, and the response, the stored token and introspection say the scope without it."""
+    from idp.db import db
+    from idp.models import Client, Token
+
+    with live_server.context():
+        row = db.session.query(Client).filter_by(client_id=seeded.first_party["client_id"]).one()
+        row.grant_types = ["authorization_code"]
+        db.session.commit()
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid email offline_access")
+    token = rp.exchange(web.last_redirect)
+    assert "refresh_token" not in token and token["scope"].split() == ["openid", "email"]
+    answer = requests.post(rp.metadata["introspection_endpoint"], data={"token": token["access_token"]}, timeout=5,
+                           auth=(rp.client["client_id"], rp.client["client_secret"])).json()
+    assert answer["scope"].split() == ["openid", "email"]
+    with live_server.context():
+        assert [t.scope for t in db.session.query(Token).all()] == ["openid email"]
 
 
 
