@@ -104,6 +104,30 @@ def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, u
     return Handle(raw, row)
 
 
+# The user's row and this login's locked, the user's first (the order of pipeline.finish), and
+# the login's state and version read under the locks. Both rows, not the user's alone: a
+# PostgreSQL statement that waited for a row lock reads that row's newest version, but the
+# other rows it joins as its snapshot saw them (the version before the other post's commit).
+# (SQLite, whose transactions hold the write lock, has no such clause and needs none.)
+_HOLD_USER = (select(_TABLE.c.state, _TABLE.c.version)
+              .select_from(User.__table__.join(_TABLE, _TABLE.c.user_id == User.__table__.c.id))
+              .where(User.__table__.c.id == bindparam("user_id"), _TABLE.c.id == bindparam("id_"))
+              .with_for_update())
+
+
+def hold_user_at(row: TransactionRow, version: int) -> bool:
+    """Lock the login's user until the step commits (one second-factor attempt per user at a
+    time, as idp.factors.directory.lock_user) and say whether the login is still where the
+    posted form left it (`row.state` at `version`), read under that lock: one statement.
+
+    A form posted twice at once (a retry, a double click) has both copies pass the version
+    check made when the request began; the second waits here for the first to commit, and
+    without this second look it would then check the same answer again: a WebAuthn assertion
+    whose count has just been stored would read as a cloned key."""
+    found = db.run(_HOLD_USER, {"user_id": row.user_id, "id_": row.id}).first()
+    return found is not None and found.state == row.state and found.version == version
+
+
 def expire_advanced_by(user_id: int, credential_ids: set[int]) -> list[str]:
     """Expire the user's logins in progress that a step with one of `credential_ids` advanced
     (a factor withdrawn: idp.sessions.end_proved_by); their ids. A login that has not used one

@@ -13,7 +13,10 @@ Sign counts: py_webauthn is called with a stored count of 0 so that *we* decide,
 in one place: an authenticator that always reports 0 (most passkeys) is accepted
 (`touch`); otherwise the new count must exceed the stored one (else
 `Rejected("sign_count_regressed")`, a possible cloned key) and is advanced with one
-conditional UPDATE (a parallel duplicate loses with `Rejected("replayed")`).
+conditional UPDATE (`Rejected("replayed")` when it matches nothing: a backstop, since a
+duplicate of the same post never gets this far -- the login step reads the login's version
+again under the user's lock, idp.login.transaction.hold_user_at -- and another login's
+challenge is another one).
 
 A regression suspends the key (`public["suspected_clone_at"]`, audit event
 `webauthn.clone_suspected`, shown among the admins' security alerts): from then on it

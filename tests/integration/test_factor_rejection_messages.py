@@ -157,3 +157,38 @@ def test_a_key_suspended_as_a_clone_stays_suspended_when_a_parallel_post_moved_t
                                                            AuditEvent.subject_id == user.id)).all()
         assert db.session.scalars(select(AuditEvent).where(AuditEvent.event == "login.second_factor_failed",
                                                            AuditEvent.subject_id == user.id)).all()
+
+
+def test_one_security_key_answer_posted_twice_at_once_signs_in_once_and_suspends_nothing(
+        live_server, seeded, web, rp_factory):
+    """A retried POST or a double click: the same assertion arrives twice together. The second
+    copy waits for the first under the user's lock, then finds the login moved on, rather than
+    checking an answer whose count was just stored (which reads as a cloned key: the key
+    suspended, the admins alerted, the session the first copy opened signed out)."""
+    from sqlalchemy import select
+
+    from fixtures.oidc import FormBrowser
+    from fixtures.race import at_once
+    from idp.db import db
+    from idp.models import AuditEvent, Credential
+
+    key = enrolled_key(live_server, seeded)
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    options = json.loads(html.unescape(re.search(
+        r'<script type="application/json" id="webauthn-options"[^>]*>(.+?)</script>', page.text, re.S).group(1)))
+    answer = {"response": json.dumps(key.get(options, sign_count=11))}
+    form = page.form_with("response")
+    tabs = []
+    for _ in range(4):
+        tab = FormBrowser(live_server.url)
+        tab.http.cookies.update(web.http.cookies)
+        tabs.append(tab)
+    at_once(len(tabs), lambda i: tabs[i].submit(form, answer))
+    assert sum(1 for tab in tabs if tab.last_redirect and "code=" in tab.last_redirect) == 1
+    with live_server.context():
+        events = set(db.session.scalars(select(AuditEvent.event)))
+        [credential] = db.session.scalars(select(Credential).where(Credential.factor == "webauthn")).all()
+    assert not events & {"webauthn.clone_suspected", "session.ended", "login.second_factor_failed"}, events
+    assert "suspected_clone_at" not in credential.public_json and credential.counter == 11

@@ -14,7 +14,7 @@ from flask_babel import ngettext
 
 from idp import audit, lockout
 from idp.db import db, utcnow
-from idp.factors.directory import lock_user, suspend_push
+from idp.factors.directory import suspend_push
 from idp.factors.registry import current_registry
 from idp.factors.store import gates_commit_with_step
 from idp.factors.types import Denied, FactorKind, Pending, Rejected, Verified
@@ -125,7 +125,9 @@ def submit(ctx: StepContext):
     # One attempt per user at a time, from the lockout check to the counted failure: guesses
     # posted at once through several login transactions would otherwise all pass the check
     # (30 parallel guesses got 8 checked at a limit of 5). Released when the step commits.
-    lock_user(user.id)
+    if not transaction.hold_user_at(ctx.row, form.posted_version()):
+        db.session.rollback()  # this very form, posted twice: the other copy moved the login on
+        return redirect(url_for("login.step", handle=ctx.handle))
     keys = lockout_keys(user)
     wait = lockout.check(keys)
     if wait:
