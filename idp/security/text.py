@@ -16,9 +16,15 @@ from __future__ import annotations
 
 import re
 
-# Cc (C0, DEL, C1) and the surrogates. The whitespace among the controls becomes a space.
-_SPACING_CONTROLS = re.compile("[\t\n\v\f\r\x1c-\x1f\x85]")
-_OTHER_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff]")
+# Cc (C0, DEL, C1) and the surrogates; and the invisible format characters that make two names
+# look alike or reorder what is shown around them: zero-width space, word joiner and invisible
+# operators, the byte-order mark, and the bidirectional marks, embeddings, overrides and
+# isolates (U+202E shows "Pixel" + RLO + "lapot" as "Pixeltopal"). The zero-width joiners
+# (U+200C, U+200D) stay: emoji sequences and several scripts need them. The whitespace among
+# the controls, and the line and paragraph separators, become a space.
+_SPACING_CONTROLS = re.compile("[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]")
+_OTHER_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff"
+                             "\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
 def storable(value: str) -> bool:
@@ -40,8 +46,8 @@ def storable(value: str) -> bool:
 
 def display_text(value: str) -> str:
     """`value` as one line of display text: tabs and line breaks as spaces, the other control
-    characters and lone surrogates removed, surrounding whitespace stripped. Other characters
-    (accents, emoji and their joiners) stay as typed."""
+    characters, invisible format characters and lone surrogates removed, surrounding whitespace
+    stripped. Other characters (accents, emoji and their joiners) stay as typed."""
     if value.isprintable():
         return value.strip()
     return _OTHER_CONTROLS.sub("", _SPACING_CONTROLS.sub(" ", value)).strip()

@@ -20,6 +20,9 @@ def test_storable(value, expected):
     ("ab\x00cd", "abcd"), ("a\tb\r\nc", "a b  c"), ("\x1b[31mred\x7f", "[31mred"), ("a\x85b", "a b"),
     ("\x00\x01 ", ""), ("x\ud800y", "xy"),
     ("café 👩\u200d💻", "café 👩\u200d💻"), ("a\u00a0b", "a\u00a0b"),  # joiners and other spaces stay
+    # invisible format characters that make two labels look alike or reorder the page around them
+    ("Pixel\u200b", "Pixel"), ("Pixel \u202elapot", "Pixel lapot"), ("\ufeffKey\u2066 A\u2069", "Key A"),
+    ("\u200e\u200fab\u2060", "ab"), ("line\u2028break\u2029", "line break"), ("می\u200cخواهم", "می\u200cخواهم"),
 ])
 def test_display_text(value, expected):
     assert display_text(value) == expected
