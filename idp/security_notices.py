@@ -15,6 +15,9 @@ event is about, in their language:
     login.recovery_used          recovery_used             (the recovery method's name: a recovery code,
                                                             an admin's recovery QR code)
     recovery_qr.issued           recovery_qr_issued        (by an admin or `idp recovery-qr issue`)
+    webauthn.clone_suspected     key_suspended             (a security key's count went backwards: the
+                                                            key's label, in the user's language; its
+                                                            browsers were signed out)
 
 A credential that stored itself before the enrolment page's last step (a push device, which the
 phone registers) was announced when it did ("A new device was added to your account"): the
@@ -52,6 +55,7 @@ PURPOSES = {
     "push.device_registered": "new_device",
     "login.recovery_used": "recovery_used",
     "recovery_qr.issued": "recovery_qr_issued",
+    "webauthn.clone_suspected": "key_suspended",
 }
 
 
@@ -62,6 +66,7 @@ class Notice:
     factor: str | None  # the factor's name, for the notices about one
     device: str | None = None  # a new device's name, as the user gave it (new_device)
     locale: str | None = None  # the language of the page where the user acted (see above)
+    credential_id: int | None = None  # the credential a notice names by its label (key_suspended)
 
 
 def init_app(app: Flask, settings) -> None:
@@ -73,11 +78,17 @@ def _committed(events: list[dict]) -> None:
     if not current_app.extensions.get(_ENABLED):
         return
     notices = [Notice(event["subject_id"], PURPOSES[event["event"]], (event["details"] or {}).get("factor"),
-                      (event["details"] or {}).get("device_name"), _page_locale(event))
+                      (event["details"] or {}).get("device_name"), _page_locale(event), _named_credential(event))
                for event in events if event["event"] in PURPOSES and event["subject_id"] is not None
                and not (event["details"] or {}).get("announced")]
     if notices:
         send_in_background(current_app._get_current_object(), notices)
+
+
+def _named_credential(event: dict) -> int | None:
+    """The credential a notice names by its label (as the user reads it: a label the factor
+    gave it is translated), rather than by its factor's name: a suspended security key."""
+    return (event["details"] or {}).get("credential_id") if event["event"] == "webauthn.clone_suspected" else None
 
 
 def _page_locale(event: dict) -> str | None:
@@ -115,8 +126,12 @@ def deliver(app: Flask, notices: list[Notice]) -> None:
                 if user is None or not user.email or not user.email_verified or user.disabled:
                     continue
                 locale = user.locale or notice.locale or "en"
+                registry = current_registry()
+                credential = (registry.store.get(user.id, notice.credential_id, include_revoked=True)
+                              if notice.credential_id is not None else None)
                 with force_locale(locale):
-                    what = notice.device or (str(current_registry().label_of(notice.factor)) if notice.factor else "")
+                    what = (notice.device or (registry.credential_label(credential) if credential else "")
+                            or (str(registry.label_of(notice.factor)) if notice.factor else ""))
                 try:
                     current_notifier().send_code(user.email, what, notice.purpose, locale)
                 except NotifyError as exc:

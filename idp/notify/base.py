@@ -30,6 +30,7 @@ _SUBJECTS = {
     "recovery_codes_regenerated": N_("New recovery codes were made for your account"),
     "recovery_used": N_("Someone signed in to your account with a recovery method"),
     "recovery_qr_issued": N_("An administrator issued a recovery QR code for your account"),
+    "key_suspended": N_("A security key of your account was suspended"),
 }
 _BODIES = {
     "recovery": N_("Your one-time code to recover your authenticator is:\n\n    {code}\n\n"
@@ -63,6 +64,11 @@ _BODIES = {
     "recovery_qr_issued": N_("An administrator issued a recovery QR code for your account: whoever holds it can "
                              "set up a new phone to sign in as you.\n\n"
                              "If you did not ask for one, tell your administrator at once."),
+    "key_suspended": N_("A sign-in with one of your security keys ({code}) showed a signature count lower than "
+                        "before: the key may have been copied. It can no longer be used to sign in, and the "
+                        "browsers signed in with it were signed out.\n\n"
+                        "Remove it on your account's security page and add it again. If you did not just try to "
+                        "sign in with it, change your password and tell your administrator."),
 }
 _DEFAULT_SUBJECT = N_("Your one-time code")
 _DEFAULT_BODY = N_("Your one-time code is:\n\n    {code}\n")

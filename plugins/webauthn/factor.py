@@ -232,7 +232,7 @@ class WebAuthnFactor(Factor):
         self.store.update_public(credential.id, {"suspected_clone_at": ctx.now.isoformat(timespec="seconds")})
         actor = user.email or user.username
         directory.audit("webauthn.clone_suspected", user, actor=actor, actor_id=user.id,
-                        details={"credential_id": credential.id, "label": credential.label,
+                        details={"credential_id": credential.id, "factor": self.name, "label": credential.label,
                                  "stored_sign_count": stored, "presented_sign_count": presented,
                                  "ip": ctx.remote_addr})
         directory.end_sessions_proved_by(user, credential.id, actor=actor, actor_id=user.id)

@@ -122,6 +122,13 @@ def test_webauthn_says_a_key_may_have_been_cloned_in_its_own_words(live_server, 
     # The key is suspended, and it was the user's only method: the page says why, and that none is left.
     assert page.status == 403 and web.last_redirect is None
     assert error_of(page).startswith("Cette clé de sécurité a peut-être été clonée")
+    # Its owner is told by mail, in the language of the page, naming the key.
+    from fixtures.threads import finished
+
+    finished("security-notices")
+    [notice] = [m for m in live_server.app.extensions["idp.notifier"].sent
+                if m.subject == "Une clé de sécurité de votre compte a été suspendue"]
+    assert "(Clé de sécurité ou clé d'accès)" in notice.body, notice.body  # its default label, translated
 
 
 def test_a_key_suspended_as_a_clone_stays_suspended_when_a_parallel_post_moved_the_login_on(
