@@ -2,8 +2,10 @@
 one way the `idp` command reads a validity (`--expires-in 24h`) and prints a time (ISO 8601 UTC)."""
 from __future__ import annotations
 
+import errno
 import functools
 import re
+import sys
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -53,6 +55,25 @@ def write_or_roll_back(path: str, data: bytes) -> None:
     except OSError as exc:
         directory.rollback()
         fail(f"cannot write {path}: {exc.strerror or exc}; nothing was issued")
+
+
+def show_before_commit(text: str, *, err_text: str | None = None, nothing: str = "nothing was issued") -> None:
+    """Print `text` on stdout (and `err_text` on stderr), flushed, before the command commits what
+    they show once (a secret, a one-time code): if stdout cannot take it (a full disk, a closed
+    pipe, `>&-`), roll back and exit with one line. Committed first, the secret would be live
+    and seen by nobody (a rotated client secret would also have killed the old one)."""
+    from idp.factors import directory
+
+    try:
+        for line, err in ((text, False), (err_text, True)):
+            if line is None:
+                continue
+            if (sys.stderr if err else sys.stdout) is None:  # closed: click.echo would print nothing, silently
+                raise OSError(errno.EBADF, "the stream is closed")
+            click.echo(line, err=err)  # (click.echo flushes)
+    except OSError as exc:
+        directory.rollback()
+        fail(f"cannot write the output ({exc.strerror or exc}): {nothing}")
 
 
 def parse_duration(text: str) -> int:
