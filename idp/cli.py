@@ -74,6 +74,8 @@ def check_name(raw: str, what: str, max_length: int = 200) -> str:
 def read_secret_from_stdin(what: str = "password", confirm: bool = True) -> str:
     """Read a password from stdin: the first line (prompted twice on a terminal)."""
     stream = click.get_text_stream("stdin")
+    if stream is None:  # `<&-`: Python has no sys.stdin at all
+        raise CliError(f"stdin is closed: write the {what} on stdin")
     if stream.isatty():
         value = click.prompt(what.capitalize(), hide_input=True, confirmation_prompt=confirm, err=True)
     else:
@@ -97,6 +99,8 @@ def read_jwks(path: str | None) -> str | None:
         return None
     try:
         if path == "-":
+            if sys.stdin is None:  # `<&-` (click's get_binary_stream would raise a RuntimeError)
+                raise CliError("--jwks -: stdin is closed")
             data = click.get_binary_stream("stdin").read(MAX_JWKS_BYTES + 1)
         else:
             with open(path, "rb") as handle:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
 
 import click
 
@@ -40,6 +41,8 @@ MAX_STDIN_BYTES = 1024
 
 def read_secret_text() -> str:
     """Standard input as text, at most MAX_STDIN_BYTES of it (one byte more is read, to tell)."""
+    if sys.stdin is None:  # `<&-` (click's get_binary_stream would raise a RuntimeError)
+        raise ValueError("standard input is closed: no secret to read")
     data = click.get_binary_stream("stdin").read(MAX_STDIN_BYTES + 1)
     if len(data) > MAX_STDIN_BYTES:
         raise ValueError(f"standard input holds more than {MAX_STDIN_BYTES} bytes: not a TOTP secret")
