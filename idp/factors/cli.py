@@ -11,6 +11,13 @@ from typing import Callable
 
 import click
 
+from idp.db import MAX_ROW_ID
+
+# A row id as an argument (`recovery-qr revoke ... ID`): ids are INTEGER columns, whose range
+# PostgreSQL enforces. A larger number names no row, but asked for it PostgreSQL answered
+# "integer out of range" where SQLite said "no such code": refused the same way on both.
+ROW_ID = click.IntRange(1, MAX_ROW_ID)
+
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 

@@ -19,7 +19,7 @@ import json
 import click
 
 from idp.factors import directory
-from idp.factors.cli import fail, iso_utc, show_before_commit, validity, with_app_context, write_or_roll_back
+from idp.factors.cli import ROW_ID, fail, iso_utc, show_before_commit, validity, with_app_context, write_or_roll_back
 
 
 def _factor(name: str):
@@ -72,7 +72,7 @@ def recovery_qr_group(name: str = "qr_recovery") -> click.Group:
 
     @group.command("revoke")
     @click.option("--user", "email", required=True, help="the user's e-mail")
-    @click.argument("credential_id", type=click.IntRange(1, 2**63 - 1))  # beyond: no such row, and an overflow
+    @click.argument("credential_id", type=ROW_ID)
     @with_app_context
     def revoke(email: str, credential_id: int) -> None:
         """Revoke the user's recovery QR code ID (see list)."""

@@ -104,3 +104,14 @@ def test_issue_and_list_print_the_same_iso_time_and_refuse_the_range_in_days(ins
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", listed["created_at"])
     too_long = idp(database, "recovery-qr", "issue", "--user", "carol@example.com", "--expires-in", "8d")
     assert too_long.exit_code != 0 and "must be between 1m and 7d" in too_long.output, too_long.output
+
+
+def test_an_id_beyond_the_id_columns_is_refused_alike_on_every_database(installed, database):
+    """Ids are INTEGER columns: 2**31 and beyond name no row. PostgreSQL answered such an id with
+    "database: integer out of range", SQLite with "no live recovery QR code"."""
+    largest = idp(database, "recovery-qr", "revoke", "--user", "carol@example.com", str(2**31 - 1))
+    assert largest.exit_code == 1 and "no live recovery QR code 2147483647" in largest.output, largest.output
+    for too_large in (str(2**31), "9999999999"):
+        result = idp(database, "recovery-qr", "revoke", "--user", "carol@example.com", too_large)
+        assert result.exit_code == 2 and "not in the range 1<=x<=2147483647" in result.output, result.output
+        assert "database" not in result.output
