@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import re
 import sys
 from datetime import datetime, timezone
@@ -53,15 +54,24 @@ def fail(message: str) -> None:
 
 def write_or_roll_back(path: str, data: bytes) -> None:
     """Write `data` (a code's QR image) to `path`; if that fails, roll back what the command has
-    not committed yet and exit with one line: a code that was written nowhere is never issued."""
+    not committed yet and exit with one line: a code that was written nowhere is never issued.
+
+    The image holds a live secret: the file is its owner's alone (0600, also when it existed
+    before with a wider mode), and a symlink at `path` is refused rather than followed (another
+    user's link in a shared directory would send the secret wherever it points)."""
     from idp.factors import directory
 
     try:
-        with open(path, "wb") as handle:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                     0o600)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, 0o600)  # (O_CREAT's mode applies to a new file only)
             handle.write(data)
     except OSError as exc:
         directory.rollback()
-        fail(f"cannot write {path}: {exc.strerror or exc}; nothing was issued")
+        reason = "a symbolic link (refused: the image holds a secret)" if exc.errno == errno.ELOOP \
+            else exc.strerror or exc
+        fail(f"cannot write {path}: {reason}; nothing was issued")
 
 
 def show_before_commit(text: str, *, err_text: str | None = None, nothing: str = "nothing was issued") -> None:

@@ -115,3 +115,32 @@ def test_an_id_beyond_the_id_columns_is_refused_alike_on_every_database(installe
         result = idp(database, "recovery-qr", "revoke", "--user", "carol@example.com", too_large)
         assert result.exit_code == 2 and "not in the range 1<=x<=2147483647" in result.output, result.output
         assert "database" not in result.output
+
+
+def test_the_png_is_its_owners_alone_and_never_written_through_a_symlink(installed, database, tmp_path):
+    """The image holds a live secret: written 0600 (an existing file's wider mode too), and a
+    symlink at the path (someone else's, in a shared directory) is refused, nothing issued."""
+    import os
+    import stat
+
+    from sqlalchemy import create_engine, func, select
+
+    from idp.models import Credential
+
+    new, existing = tmp_path / "new.png", tmp_path / "existing.png"
+    existing.write_bytes(b"old")
+    existing.chmod(0o644)
+    for png in (new, existing):
+        result = idp(database, "recovery-qr", "issue", "--user", "carol@example.com", "--png", str(png))
+        assert result.exit_code == 0, result.output
+        assert stat.S_IMODE(os.stat(png).st_mode) == 0o600 and png.read_bytes().startswith(b"\x89PNG")
+    target, link = tmp_path / "elsewhere.txt", tmp_path / "link.png"
+    target.write_bytes(b"untouched")
+    link.symlink_to(target)
+    result = idp(database, "recovery-qr", "issue", "--user", "carol@example.com", "--png", str(link))
+    assert result.exit_code == 1 and "symbolic link" in result.output and "nothing was issued" in result.output
+    assert target.read_bytes() == b"untouched"
+    engine = create_engine(database)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Credential)) == 2
+    engine.dispose()
