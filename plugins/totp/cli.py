@@ -67,7 +67,7 @@ def totp_group() -> None:
 @with_app_context
 def import_command(email: str, label: str, digits: str, algorithm: str, secret_stdin: bool) -> None:
     """Register an existing TOTP secret (base32 on standard input) for USER."""
-    from idp.factors.directory import audit, commit, find_user_by_email
+    from idp.factors.directory import audit, commit, find_user_by_email, is_disabled
     from idp.factors.registry import current_registry
 
     if not secret_stdin:
@@ -82,6 +82,8 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
     user = find_user_by_email(email)
     if user is None:
         fail(f"unknown user {email!r}")
+    if is_disabled(user):  # a new way in, and a notice mail, for an account no one may use
+        fail(f"{user.email} is disabled: enable the account first (idp user enable)")
     if "totp" not in current_registry():
         fail("the totp factor is disabled (factors.disabled)")
     factor = current_registry().get("totp")

@@ -144,3 +144,23 @@ def test_the_png_is_its_owners_alone_and_never_written_through_a_symlink(install
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Credential)) == 2
     engine.dispose()
+
+
+def test_a_disabled_user_gets_no_code(installed, database):
+    """As `factor push activate` and `factor totp import` refuse: a code for an account no one may
+    use (it issued one, audited, and notified the user)."""
+    from sqlalchemy import create_engine, func, select
+
+    from idp.factors import testing
+    from idp.models import AuditEvent, Credential
+
+    with testing.make_app(database).app_context():
+        testing.make_user("dave@example.com", disabled=True)
+    result = idp(database, "recovery-qr", "issue", "--user", "dave@example.com")
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "Error: dave@example.com is disabled: enable the account first (idp user enable)"], result.output
+    engine = create_engine(database)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Credential)) == 0
+        assert conn.scalar(select(func.count()).select_from(AuditEvent)) == 0
+    engine.dispose()

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 from flask import render_template
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from idp.db import db
 from idp.factors import Enrolled, Rejected, Verified
@@ -198,6 +198,19 @@ def test_cli_import_refuses_bad_input(factor_app, factor_user, args, stdin, mess
     assert result.exit_code != 0 and message in result.output
     assert result.output.strip().splitlines()[-1].startswith("Error: ")
     assert CredentialStore(None).list(factor_user) == []
+
+
+def test_cli_import_refuses_a_disabled_user(factor_app, factor_user):
+    """As `factor push activate` and `recovery-qr issue` refuse: no new way into an account no one may use."""
+    from idp.models import AuditEvent, User
+
+    db.session.get(User, factor_user.id).disabled = True
+    db.session.commit()
+    result = run_import(["--user", "alice@example.com", "--secret-stdin"], "JBSWY3DPEHPK3PXP\n")
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "Error: alice@example.com is disabled: enable the account first (idp user enable)"], result.output
+    assert CredentialStore(None).list(factor_user) == []
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == 0
 
 
 # --- concurrency on PostgreSQL ---------------------------------------------------------------
