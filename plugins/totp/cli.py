@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import sys
 
 import click
@@ -67,7 +68,8 @@ def totp_group() -> None:
 @with_app_context
 def import_command(email: str, label: str, digits: str, algorithm: str, secret_stdin: bool) -> None:
     """Register an existing TOTP secret (base32 on standard input) for USER."""
-    from idp.factors.directory import audit, commit, find_user_by_email, is_disabled
+    from idp.factors.directory import audit, commit, find_user_by_email, is_disabled, lock_user
+    from idp.factors.errors import SecretUnavailable
     from idp.factors.registry import current_registry
 
     if not secret_stdin:
@@ -88,6 +90,17 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
         fail("the totp factor is disabled (factors.disabled)")
     factor = current_registry().get("totp")
     algorithm = algorithm.upper()
+    lock_user(user.id)  # (a second import running at once waits, then sees this one's credential)
+    try:
+        held = factor.store.reveal_all(user)
+    except SecretUnavailable as exc:
+        fail(f"cannot compare with the user's TOTP credentials: {exc}")
+    for existing, seed in held:
+        # The same seed twice is one authenticator counted as two (and a second notice mail). The
+        # seeds are sealed at rest: compared opened, in constant time, as codes are checked.
+        if hmac.compare_digest(seed, secret):
+            fail(f"{user.email} already has this secret (TOTP credential {existing.id}, {existing.label!r}): "
+                 "nothing imported")
     credential = factor.store.create(user, label=label or IMPORTED_LABEL, secret=secret,
                                      public={"digits": int(digits), "algorithm": algorithm, "period": otp.PERIOD,
                                              "imported": True})

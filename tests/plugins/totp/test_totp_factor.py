@@ -213,6 +213,24 @@ def test_cli_import_refuses_a_disabled_user(factor_app, factor_user):
     assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == 0
 
 
+def test_cli_import_refuses_a_secret_the_user_already_holds(factor_app, factor_user):
+    """Run twice, the import made two credentials of one seed (two notice mails, two events)."""
+    from idp.models import AuditEvent
+
+    key = base64.b32encode(b"0123456789abcdefghij").decode()
+    assert run_import(["--user", "alice@example.com", "--secret-stdin"], key + "\n").exit_code == 0
+    [first] = current_registry().get("totp").store.list(factor_user)
+    spaced = " ".join(key[i:i + 4] for i in range(0, len(key), 4)).lower()  # the same seed, written otherwise
+    again = run_import(["--user", "alice@example.com", "--digits", "8", "--secret-stdin"], spaced + "\n")
+    assert again.exit_code == 1 and again.output.strip().splitlines() == [
+        f"Error: alice@example.com already has this secret (TOTP credential {first.id}, {first.label!r}): "
+        "nothing imported"], again.output
+    other = base64.b32encode(b"another secret, 20 b").decode()
+    assert run_import(["--user", "alice@example.com", "--secret-stdin"], other + "\n").exit_code == 0
+    assert len(current_registry().get("totp").store.list(factor_user)) == 2
+    assert len(db.session.scalars(select(AuditEvent).where(AuditEvent.event == "factor.totp.imported")).all()) == 2
+
+
 # --- concurrency on PostgreSQL ---------------------------------------------------------------
 
 
