@@ -203,6 +203,7 @@ def _answer(ctx, challenge_id: str, decision: str, number=None) -> int:
                                  "denial (that login sends no further push: start the sign-in again)")
         raise ProtocolError(f"the server did not approve request {full_id} "
                             f"(status {result.get('status')!r}, reason {result.get('reason')!r})")
+    ctx.done = "the answer reached the server"
     ctx.emit({"id": full_id, "account": account.id, **result}, result_line(result, full_id))
     return 0
 
