@@ -88,6 +88,19 @@ class Account:
         return replace(self, id=account_id)
 
 
+# The longest issuer or account name ``add`` takes (characters). A label is shown on every line of
+# ``list`` and ``pending`` and carried in every backup: a QR code's 100,000-character label was
+# stored, backed up and printed as it came. Real ones are e-mail addresses and service names.
+MAX_LABEL_PART = 256
+
+
+def check_label_part(value: str, what: str, error=AuthenticatorError) -> str:
+    """``value`` (an issuer or an account name from outside), unless longer than MAX_LABEL_PART."""
+    if len(value) > MAX_LABEL_PART:
+        raise error(f"the {what} is longer than {MAX_LABEL_PART} characters ({len(value)})")
+    return value
+
+
 def is_text_field(value) -> bool:
     """What an account's text fields (issuer, name, a push account's username) must be: a ``str``.
     The backup reader (backup/payload.py) accepts nothing else, so an account holding anything

@@ -11,6 +11,7 @@ where the full usage is.
 
 import argparse
 import contextlib
+import errno
 import json
 import sys
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from authenticator import clock, recover, totp
 from authenticator.accounts import ACTIVE, PUSH, Account, find_account
 from authenticator.backup import service as backup_service
 from authenticator.backup.storage import DirectoryStorage
-from authenticator.errors import AuthenticatorError, BackupReplaced, BackupWouldEmpty, NotAvailableYet
+from authenticator.errors import AuthenticatorError, BackupReplaced, BackupWouldEmpty, NotAvailableYet, OutputLost
 from authenticator.home import resolve_home
 from authenticator.intake import PendingAccount, account_from_input
 from authenticator.push import commands as push_commands
@@ -40,6 +41,10 @@ class Context:
     recovery_secret: SecretSource
     out: TextIO
     err: TextIO
+    # What the command has done for good before its output (``"the account was saved"``): an
+    # output that then cannot be written is reported as that, not as a failure to re-run
+    # (a second ``add`` would only say "already exists").
+    done: Optional[str] = None
 
     def existing_vault(self) -> Optional[Vault]:
         """The store if this home has one (asks for the passphrase), else None."""
@@ -56,6 +61,7 @@ class Context:
             vault = self.existing_vault() or Vault.create(self.home, self.passphrase.get(creating=True))
             yield vault
             vault.save()
+            self.done = "the change was saved"
             self.auto_backup(vault)
 
     def auto_backup(self, vault: Vault) -> None:
@@ -96,7 +102,16 @@ class Context:
         a server's text); :func:`printable` then escapes any control character left except the
         layout's newlines, and undecodable bytes (a store written before intake refused them) that a
         UTF-8 stdout would refuse to print, after the change is saved."""
-        print(json.dumps(document) if self.as_json else printable(human), file=self.out)
+        text = json.dumps(document) if self.as_json else printable(human)
+        try:
+            if self.out is None:  # `>&-`: print() would print nothing, silently
+                raise OSError(errno.EBADF, "stdout is closed")
+            print(text, file=self.out)
+            self.out.flush()  # (a file's buffer would fail only at exit, after the status was chosen)
+        except OSError as exc:
+            if self.done is None:
+                raise  # nothing changed: main's "cannot write" line
+            raise OutputLost(f"{self.done}, but the output could not be written ({exc.strerror or exc})") from None
 
 
 def account_summary(account: Account) -> dict:
@@ -121,6 +136,7 @@ def cmd_add(ctx: Context, args) -> int:
         try:
             stored = vault.add(account)
             vault.save()
+            ctx.done = "the account was saved"
         except (AuthenticatorError, OSError) as exc:
             if pending is None:
                 raise
@@ -195,6 +211,7 @@ def cmd_backup(ctx: Context, args) -> int:
             if vault is None:
                 raise AuthenticatorError("nothing to back up: this device holds no accounts yet")
             settings = backup_service.write_backup(vault)
+            ctx.done = "the backup was written"
             vault.save()
         return _report_backup(ctx, settings, f"backed up to {shown(settings.location)}")
     if args.disable:
@@ -224,6 +241,7 @@ def cmd_restore(ctx: Context, args) -> int:
         vault = ctx.existing_vault() or Vault.create(ctx.home, ctx.passphrase.get(creating=True))
         restored = backup_service.restore_into(vault, backup.accounts)
         vault.save()
+        ctx.done = "the accounts were restored"
         ctx.auto_backup(vault)
     waiting = sum(1 for a in restored if a.status != ACTIVE)
     human = f"restored {len(restored)} account(s) from the backup {backup_service.written_at(backup)}"

@@ -16,6 +16,12 @@ class AuthenticatorError(Exception):
     exit_code = 1
 
 
+class OutputLost(AuthenticatorError):
+    """The command did what it does for good (an account saved, an answer sent), then its stdout
+    could not take the output (a full disk, a closed pipe): status 1, and a line saying what was
+    done, so that nobody runs it again to a refusal ("already exists")."""
+
+
 class NotAvailableYet(AuthenticatorError):
     """A command that is registered but not implemented yet."""
 

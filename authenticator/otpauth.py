@@ -11,7 +11,7 @@ import binascii
 from urllib.parse import unquote
 
 from authenticator import uris
-from authenticator.accounts import ALGORITHMS, DIGITS, TOTP, Account, TotpParams
+from authenticator.accounts import ALGORITHMS, DIGITS, TOTP, Account, TotpParams, check_label_part
 from authenticator.errors import AuthenticatorError
 
 MAX_PERIOD = 3600
@@ -26,9 +26,14 @@ def parse_totp_uri(uri: str) -> Account:
     parts = uris.split(uri, InvalidOtpauthUri, "otpauth URI")
     if parts.scheme.lower() != "otpauth" or parts.netloc.lower() != "totp":
         raise InvalidOtpauthUri("not an otpauth://totp/ URI")
-    issuer_in_label, name = _split_label(unquote(parts.path.lstrip("/")))
+    try:  # (strict: unquote would make %FF a U+FFFD, silently)
+        label = unquote(parts.path.lstrip("/"), errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidOtpauthUri("the otpauth label is not UTF-8 text (percent-encoded bytes such as %FF)") from None
+    issuer_in_label, name = _split_label(label)
     query = uris.single_valued(parts.query, InvalidOtpauthUri, "otpauth URI")
-    issuer = query.get("issuer", issuer_in_label).strip()
+    issuer = check_label_part(query.get("issuer", issuer_in_label).strip(), "otpauth issuer", InvalidOtpauthUri)
+    check_label_part(name, "otpauth account name", InvalidOtpauthUri)
     params = TotpParams(
         secret=_secret(query.get("secret")),
         algorithm=_algorithm(query.get("algorithm", "SHA1")),

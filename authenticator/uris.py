@@ -23,9 +23,15 @@ ErrorClass = Callable[[str], Exception]
 
 
 def single_valued(query: str, error: ErrorClass, what: str) -> dict[str, str]:
-    """Parameters by lower-cased name; one named twice is refused with ``error``."""
+    """Parameters by lower-cased name; one named twice is refused with ``error``, and so is one whose
+    percent-encoded bytes are not UTF-8 (``%FF``): parse_qsl would make them U+FFFD silently, and
+    an account would be stored under a label its QR code never held."""
     values: dict[str, list[str]] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise error(f"{what} has a percent-encoded parameter that is not UTF-8 text") from None
+    for key, value in pairs:
         values.setdefault(key.lower(), []).append(value)
     repeated = [key for key, items in values.items() if len(items) > 1]
     if repeated:

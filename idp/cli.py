@@ -74,6 +74,8 @@ def check_name(raw: str, what: str, max_length: int = 200) -> str:
 def read_secret_from_stdin(what: str = "password", confirm: bool = True) -> str:
     """Read a password from stdin: the first line (prompted twice on a terminal)."""
     stream = click.get_text_stream("stdin")
+    if stream is None:  # `<&-`: Python has no sys.stdin at all
+        raise CliError(f"stdin is closed: write the {what} on stdin")
     if stream.isatty():
         value = click.prompt(what.capitalize(), hide_input=True, confirmation_prompt=confirm, err=True)
     else:
@@ -97,6 +99,8 @@ def read_jwks(path: str | None) -> str | None:
         return None
     try:
         if path == "-":
+            if sys.stdin is None:  # `<&-` (click's get_binary_stream would raise a RuntimeError)
+                raise CliError("--jwks -: stdin is closed")
             data = click.get_binary_stream("stdin").read(MAX_JWKS_BYTES + 1)
         else:
             with open(path, "rb") as handle:
@@ -111,8 +115,12 @@ def read_jwks(path: str | None) -> str | None:
         raise CliError(f"--jwks {path} is not UTF-8 text") from None
 
 
+def _json_text(document: Any) -> str:
+    return json.dumps(document, indent=None, sort_keys=True, default=str)
+
+
 def emit_json(document: Any) -> None:
-    click.echo(json.dumps(document, indent=None, sort_keys=True, default=str))
+    click.echo(_json_text(document))
 
 
 def emit_listing(documents: list[dict], as_json: bool, lines_of, empty: str) -> None:
@@ -623,17 +631,19 @@ def client_add(name, redirect_uris, public, first_party, logout_uris, grant_type
                jwks_path, jwks_uri, require_par, require_dpop) -> None:
     """Register a client; prints JSON {"client_id", "client_secret"} (no secret for --public, --jwks or --jwks-uri)."""
     from idp import clients
+    from idp.factors.cli import show_before_commit
 
     row, secret = clients.register(clients.Registration(
         name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=logout_uris, grant_types=grant_types,
         public=public, first_party=first_party, id_token_alg=id_token_alg, backchannel_logout_uri=backchannel,
         jwks=read_jwks(jwks_path), jwks_uri=jwks_uri, require_pushed_authorization_requests=require_par,
         dpop_bound_access_tokens=require_dpop))
-    commit()
     document = {"client_id": row.client_id}
     if secret is not None:
         document["client_secret"] = secret
-    emit_json(document)
+    # Shown before the commit: a client whose secret nobody saw must not be left registered.
+    show_before_commit(_json_text(document), nothing="no client was registered")
+    commit()
 
 
 @client.command("list")
@@ -767,16 +777,18 @@ def client_rotate_secret(client_id: str, grace: str | None) -> None:
     seconds (default 5): workers keep a client they read for that long. With --grace it works
     until then, so that the client's servers can move to the new one without refusals."""
     from idp import clients
-    from idp.factors.cli import iso_utc, validity
+    from idp.factors.cli import iso_utc, show_before_commit, validity
 
     seconds = validity(grace, default=0, minimum=60, maximum=clients.MAX_SECRET_GRACE, option="--grace")
     row = clients.find(client_id, for_update=True)
     secret = clients.rotate_secret(row, grace=seconds)
-    commit()
     document = {"client_id": row.client_id, "client_secret": secret}
     if row.previous_secret_expires_at is not None:
         document["previous_secret_expires_at"] = iso_utc(row.previous_secret_expires_at)
-    emit_json(document)
+    # Shown before the commit: committed first, an unwritable stdout would leave the client with a
+    # secret nobody saw, and without the old one (without --grace it stops working at once).
+    show_before_commit(_json_text(document), nothing="the secret was not rotated")
+    commit()
 
 
 @client.command("remove")

@@ -17,7 +17,7 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 from authenticator import uris
-from authenticator.accounts import PUSH, Account, PushData, is_text_field
+from authenticator.accounts import MAX_LABEL_PART, PUSH, Account, PushData, check_label_part, is_text_field
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
 from authenticator.push.client import PushClient
@@ -45,6 +45,9 @@ def parse_activation_uri(uri: str) -> dict:
     uris.server_url(query["issuer"], AuthenticatorError, "issuer URL in the push activation URI")
     uris.server_url(query["endpoint"], AuthenticatorError, "endpoint URL in the push activation URI")
     uris.same_origin(query["endpoint"], query["issuer"], AuthenticatorError, "endpoint URL in the push activation URI")
+    # What the account's label is made of (the issuer's host, the user), as an otpauth label is capped.
+    check_label_part(_display(query["issuer"]), "issuer in the push activation URI")
+    check_label_part(query.get("user") or "", "user in the push activation URI")
     return query
 
 
@@ -95,7 +98,9 @@ def _server_username(answer: dict) -> str:
     ``user`` is used then). Anything else (a number, a list, a bool) would be stored as the account's
     name, and every backup written from then on would fail to restore."""
     user = answer.get("user")
-    return user if is_text_field(user) and user.strip() else ""
+    # (Too long a name is unusable too: refused here, after the registration, it would leave a
+    # device on the server whose key this one did not keep.)
+    return user if is_text_field(user) and user.strip() and len(user) <= MAX_LABEL_PART else ""
 
 
 def read_activation(uri: str) -> PushActivation:

@@ -2,12 +2,22 @@
 one way the `idp` command reads a validity (`--expires-in 24h`) and prints a time (ISO 8601 UTC)."""
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import re
+import sys
 from datetime import datetime, timezone
 from typing import Callable
 
 import click
+
+from idp.db import MAX_ROW_ID
+
+# A row id as an argument (`recovery-qr revoke ... ID`): ids are INTEGER columns, whose range
+# PostgreSQL enforces. A larger number names no row, but asked for it PostgreSQL answered
+# "integer out of range" where SQLite said "no such code": refused the same way on both.
+ROW_ID = click.IntRange(1, MAX_ROW_ID)
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -44,15 +54,43 @@ def fail(message: str) -> None:
 
 def write_or_roll_back(path: str, data: bytes) -> None:
     """Write `data` (a code's QR image) to `path`; if that fails, roll back what the command has
-    not committed yet and exit with one line: a code that was written nowhere is never issued."""
+    not committed yet and exit with one line: a code that was written nowhere is never issued.
+
+    The image holds a live secret: the file is its owner's alone (0600, also when it existed
+    before with a wider mode), and a symlink at `path` is refused rather than followed (another
+    user's link in a shared directory would send the secret wherever it points)."""
     from idp.factors import directory
 
     try:
-        with open(path, "wb") as handle:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                     0o600)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, 0o600)  # (O_CREAT's mode applies to a new file only)
             handle.write(data)
     except OSError as exc:
         directory.rollback()
-        fail(f"cannot write {path}: {exc.strerror or exc}; nothing was issued")
+        reason = "a symbolic link (refused: the image holds a secret)" if exc.errno == errno.ELOOP \
+            else exc.strerror or exc
+        fail(f"cannot write {path}: {reason}; nothing was issued")
+
+
+def show_before_commit(text: str, *, err_text: str | None = None, nothing: str = "nothing was issued") -> None:
+    """Print `text` on stdout (and `err_text` on stderr), flushed, before the command commits what
+    they show once (a secret, a one-time code): if stdout cannot take it (a full disk, a closed
+    pipe, `>&-`), roll back and exit with one line. Committed first, the secret would be live
+    and seen by nobody (a rotated client secret would also have killed the old one)."""
+    from idp.factors import directory
+
+    try:
+        for line, err in ((text, False), (err_text, True)):
+            if line is None:
+                continue
+            if (sys.stderr if err else sys.stdout) is None:  # closed: click.echo would print nothing, silently
+                raise OSError(errno.EBADF, "the stream is closed")
+            click.echo(line, err=err)  # (click.echo flushes)
+    except OSError as exc:
+        directory.rollback()
+        fail(f"cannot write the output ({exc.strerror or exc}): {nothing}")
 
 
 def parse_duration(text: str) -> int:

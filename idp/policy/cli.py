@@ -71,13 +71,13 @@ def _in_app(fn):
 
 
 def _find_org(name: str):
+    """The organization named `name`, by name only, as every other `idp` command takes it: an id
+    taken when no name matched let a numeric name or a typo act on another organization."""
     from idp.db import db
     from idp.models import Organization
 
     name = (name or "").strip()
     org = db.session.scalar(select(Organization).where(Organization.name == name))
-    if org is None and name.isascii() and name.isdigit() and len(name) < 19:  # ("²".isdigit(), int() refuses it)
-        org = db.session.get(Organization, int(name))
     if org is None:
         raise PolicyCliError(f"unknown organization {name!r}")
     return org

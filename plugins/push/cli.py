@@ -6,7 +6,7 @@ import json
 import click
 
 from idp.factors import directory
-from idp.factors.cli import fail, iso_utc, validity, with_app_context, write_or_roll_back
+from idp.factors.cli import fail, iso_utc, show_before_commit, validity, with_app_context, write_or_roll_back
 
 from idp_plugins.push.settings import MAX_ACTIVATION_TTL
 
@@ -57,11 +57,10 @@ def push_group(name: str) -> click.Group:
             write_or_roll_back(png, png_of(act.uri))
         # An operator's code binds a phone to someone's account: the admins see who issued it.
         activation.record_issued(user, act, actor="cli")
+        # Shown before the commit, for the same reason as the PNG is written first.
+        show_before_commit(json.dumps({"activation_uri": act.uri, "expires_at": iso_utc(act.expires_at)})
+                           if as_json else act.uri)
         directory.commit()
-        if as_json:
-            click.echo(json.dumps({"activation_uri": act.uri, "expires_at": iso_utc(act.expires_at)}))
-        else:
-            click.echo(act.uri)
 
     return group
 

@@ -19,7 +19,7 @@ import json
 import click
 
 from idp.factors import directory
-from idp.factors.cli import fail, iso_utc, validity, with_app_context, write_or_roll_back
+from idp.factors.cli import ROW_ID, fail, iso_utc, show_before_commit, validity, with_app_context, write_or_roll_back
 
 
 def _factor(name: str):
@@ -56,22 +56,25 @@ def recovery_qr_group(name: str = "qr_recovery") -> click.Group:
         factor = _factor(name)
         ttl = validity(expires_in, default=factor.qr_settings.default_ttl, maximum=factor.qr_settings.max_ttl)
         user = _user(email)
-        # Committed once the PNG, if asked for, is written: a code nobody could see is never left behind.
+        if directory.is_disabled(user):  # as `factor push activate` and `factor totp import` refuse
+            fail(f"{user.email} is disabled: enable the account first (idp user enable)")
+        # Committed once the PNG, if asked for, and the output are written: a code nobody could see
+        # is never left behind (nor its notice to the user).
         issued = factor.issue(user, actor="cli", ttl=ttl, commit=False)
         if png:
             write_or_roll_back(png, issued.png())
-        directory.commit()
         if as_json:
-            click.echo(json.dumps({"user": user.email, "credential_id": issued.credential.id,
-                                   "recovery_uri": issued.uri, "secret": issued.secret,
-                                   "expires_at": iso_utc(issued.expires_at)}))
+            show_before_commit(json.dumps({"user": user.email, "credential_id": issued.credential.id,
+                                           "recovery_uri": issued.uri, "secret": issued.secret,
+                                           "expires_at": iso_utc(issued.expires_at)}))
         else:
-            click.echo(issued.uri)
-            click.echo(f"secret: {issued.secret}  (expires {iso_utc(issued.expires_at)}, one use)", err=True)
+            show_before_commit(issued.uri, err_text=f"secret: {issued.secret}  "
+                                                    f"(expires {iso_utc(issued.expires_at)}, one use)")
+        directory.commit()
 
     @group.command("revoke")
     @click.option("--user", "email", required=True, help="the user's e-mail")
-    @click.argument("credential_id", type=click.IntRange(1, 2**63 - 1))  # beyond: no such row, and an overflow
+    @click.argument("credential_id", type=ROW_ID)
     @with_app_context
     def revoke(email: str, credential_id: int) -> None:
         """Revoke the user's recovery QR code ID (see list)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
+import sys
 
 import click
 
@@ -40,6 +42,8 @@ MAX_STDIN_BYTES = 1024
 
 def read_secret_text() -> str:
     """Standard input as text, at most MAX_STDIN_BYTES of it (one byte more is read, to tell)."""
+    if sys.stdin is None:  # `<&-` (click's get_binary_stream would raise a RuntimeError)
+        raise ValueError("standard input is closed: no secret to read")
     data = click.get_binary_stream("stdin").read(MAX_STDIN_BYTES + 1)
     if len(data) > MAX_STDIN_BYTES:
         raise ValueError(f"standard input holds more than {MAX_STDIN_BYTES} bytes: not a TOTP secret")
@@ -64,7 +68,8 @@ def totp_group() -> None:
 @with_app_context
 def import_command(email: str, label: str, digits: str, algorithm: str, secret_stdin: bool) -> None:
     """Register an existing TOTP secret (base32 on standard input) for USER."""
-    from idp.factors.directory import audit, commit, find_user_by_email
+    from idp.factors.directory import audit, commit, find_user_by_email, is_disabled, lock_user
+    from idp.factors.errors import SecretUnavailable
     from idp.factors.registry import current_registry
 
     if not secret_stdin:
@@ -79,10 +84,23 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
     user = find_user_by_email(email)
     if user is None:
         fail(f"unknown user {email!r}")
+    if is_disabled(user):  # a new way in, and a notice mail, for an account no one may use
+        fail(f"{user.email} is disabled: enable the account first (idp user enable)")
     if "totp" not in current_registry():
         fail("the totp factor is disabled (factors.disabled)")
     factor = current_registry().get("totp")
     algorithm = algorithm.upper()
+    lock_user(user.id)  # (a second import running at once waits, then sees this one's credential)
+    try:
+        held = factor.store.reveal_all(user)
+    except SecretUnavailable as exc:
+        fail(f"cannot compare with the user's TOTP credentials: {exc}")
+    for existing, seed in held:
+        # The same seed twice is one authenticator counted as two (and a second notice mail). The
+        # seeds are sealed at rest: compared opened, in constant time, as codes are checked.
+        if hmac.compare_digest(seed, secret):
+            fail(f"{user.email} already has this secret (TOTP credential {existing.id}, {existing.label!r}): "
+                 "nothing imported")
     credential = factor.store.create(user, label=label or IMPORTED_LABEL, secret=secret,
                                      public={"digits": int(digits), "algorithm": algorithm, "period": otp.PERIOD,
                                              "imported": True})

@@ -209,3 +209,28 @@ def test_a_full_disk_is_a_one_line_error(app):
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().count("\n") == 0 and "cannot write" in result.stderr
     assert len(json.loads(app.ok("--json", "list"))) == 1
+
+
+# Run before the app: its stdout on the full device (every write fails, ENOSPC), or closed (`>&-`).
+STDOUT_FULL = "import os\nos.dup2(os.open('/dev/full', os.O_WRONLY), 1)"
+STDOUT_CLOSED = "import os, sys\nos.close(1)\nsys.stdout = None"
+
+
+def test_an_unwritable_stdout_after_a_saved_change_says_it_was_saved(app):
+    """`add URI >/dev/full` saved the account, then failed with "cannot write" (status 1): run again,
+    it said "already exists". Now the line says what happened; the status is still 1."""
+    from pathlib import Path
+
+    if not Path("/dev/full").exists():
+        import pytest
+
+        pytest.skip("needs /dev/full")
+    for prelude, reason in ((STDOUT_FULL, "No space left on device"), (STDOUT_CLOSED, "stdout is closed")):
+        uri = TOTP_URI.replace("alice", "alice-full" if prelude == STDOUT_FULL else "alice-closed")
+        result = app.run("add", uri, prelude=prelude)
+        assert result.returncode == 1 and one_line_error(result) == (
+            f"idp-authenticator: the account was saved, but the output could not be written ({reason})"), result
+    assert [a["name"] for a in json.loads(app.ok("--json", "list"))] == ["alice-full@example.com",
+                                                                        "alice-closed@example.com"]
+    # Nothing changed: the plain "cannot write" line, as before (closed stdout: no silent success).
+    assert one_line_error(app.run("list", prelude=STDOUT_CLOSED)) == "idp-authenticator: cannot write: stdout is closed"

@@ -1,5 +1,7 @@
 """Adding accounts: otpauth:// parsing, the URI dispatch table, QR images."""
 
+import re
+
 import pytest
 import segno
 
@@ -46,8 +48,32 @@ def test_issuer_from_label_when_no_parameter():
     ("https://example.com/enrol", "unsupported URI scheme 'https'"),
 ])
 def test_bad_uris_are_refused_with_a_reason(uri, message):
-    with pytest.raises(AuthenticatorError, match=message):
+    with pytest.raises(AuthenticatorError, match=re.escape(message)):
         account_from_uri(uri)
+
+
+@pytest.mark.parametrize("uri, message", [
+    # %FF was stored as U+FFFD: a label the QR code never held
+    ("otpauth://totp/Ex:b%FFob?secret=JBSWY3DPEHPK3PXP", "the otpauth label is not UTF-8 text"),
+    ("otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&issuer=E%FFx", "parameter that is not UTF-8 text"),
+    ("idp-push://activate?v=1&issuer=https://x.example&endpoint=https://x.example/factors/push/v1&code=c&user=%FF",
+     "parameter that is not UTF-8 text"),
+    # a 100,000-character label was stored, backed up and printed
+    ("otpauth://totp/Ex:" + "a" * 100_000 + "?secret=JBSWY3DPEHPK3PXP",
+     "the otpauth account name is longer than 256 characters (100000)"),
+    ("otpauth://totp/" + "a" * 257 + ":bob?secret=JBSWY3DPEHPK3PXP", "the otpauth issuer is longer than 256"),
+    ("otpauth://totp/bob?secret=JBSWY3DPEHPK3PXP&issuer=" + "a" * 257, "the otpauth issuer is longer than 256"),
+    ("idp-push://activate?v=1&issuer=https://x.example&endpoint=https://x.example/factors/push/v1&code=c&user="
+     + "a" * 257, "the user in the push activation URI is longer than 256"),
+])
+def test_labels_that_are_too_long_or_not_utf8_are_refused(uri, message):
+    with pytest.raises(AuthenticatorError, match=re.escape(message)):
+        account_from_uri(uri)
+
+
+def test_labels_of_the_longest_length_are_taken():
+    account = parse_totp_uri("otpauth://totp/" + "é" * 256 + ":" + "b" * 256 + "?secret=JBSWY3DPEHPK3PXP")
+    assert (account.issuer, account.name) == ("é" * 256, "b" * 256)
 
 
 def test_dispatch_table_takes_new_entries(monkeypatch):

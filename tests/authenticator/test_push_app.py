@@ -234,6 +234,20 @@ def test_pending_says_why_a_restored_account_receives_nothing(app):
     assert json.loads(app.ok("--json", "pending")) == []
 
 
+def test_pending_json_on_a_device_without_push_accounts_is_an_empty_array(app):
+    """CONTRACT.md: `pending --json` prints a JSON array; it failed with status 1 when the device
+    held no push account (none at all, or TOTP accounts only). The text form still says how to
+    get one, as a one-line error."""
+    from authenticator_testkit import TOTP_URI
+
+    for add_first in (None, TOTP_URI):  # no store yet; then a TOTP account only
+        if add_first:
+            app.ok("add", add_first)
+        result = app.run("--json", "pending")
+        assert result.returncode == 0 and json.loads(result.stdout) == [] and result.stderr == "", result
+    assert "no push accounts" in one_line_error(app.run("pending"))
+
+
 def test_an_id_starting_with_a_dash_can_be_answered(phone, live_idp):
     """Challenge ids are base64url: one in 64 starts with '-', which argparse reads as an option."""
     from sqlalchemy import update

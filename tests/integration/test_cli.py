@@ -285,6 +285,27 @@ def test_user_add_refuses_a_password_that_is_not_utf8_text(sqlite_only_url, db, 
     assert db.counts() == before
 
 
+@pytest.mark.parametrize("args, message", [
+    (("user", "add", "--org", "Acme", "--email", "b@example.com", "--password-stdin"), "stdin is closed"),
+    (("user", "set-password", "--email", "alice@example.com", "--password-stdin"), "stdin is closed"),
+    (("client", "add", "--name", "App", "--jwks", "-"), "stdin is closed"),
+    (("factor", "totp", "import", "--user", "alice@example.com", "--secret-stdin"), "standard input is closed"),
+], ids=["user-add", "set-password", "client-add-jwks", "totp-import"])
+def test_a_closed_stdin_is_one_line_and_writes_nothing(sqlite_only_url, idp, db, acme, args, message):
+    """`<&-`: Python has no sys.stdin at all (was an AttributeError or RuntimeError traceback)."""
+    import os
+    import subprocess
+
+    from fixtures.cli import Result, clean_env, idp_command
+
+    ok(add_user(idp, sqlite_only_url))
+    before = db.counts()
+    completed = subprocess.run(idp_command() + list(args), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               env=clean_env(sqlite_only_url, None), timeout=60, preexec_fn=lambda: os.close(0))
+    refused(Result(args, completed.returncode, completed.stdout, completed.stderr), message)
+    assert db.counts() == before
+
+
 def test_user_add_refuses_a_duplicate_email_in_any_case(url, idp, db, acme):
     ok(add_user(idp, url))
     before = db.counts()

@@ -31,3 +31,20 @@ def test_activate_prints_the_uri_and_refuses_bad_input_in_one_line(idp, migrated
     disabled = idp("factor", "push", "activate", "--user", "ops@acme.test", database_url=migrated_database_url)
     assert disabled.returncode != 0 and disabled.stderr_lines == [
         "idp: error: ops@acme.test is disabled: enable the account first (idp user enable)"], disabled
+
+
+def test_activate_writes_the_png_for_its_owner_only(idp, migrated_database_url, tmp_path):
+    """The QR code holds a live activation code: 0600, even over an existing world-readable file."""
+    import os
+    import stat
+
+    assert idp("org", "add", "Acme", database_url=migrated_database_url).returncode == 0
+    assert idp("user", "add", "--org", "Acme", "--email", "ops@acme.test", "--password-stdin",
+               input="correct horse battery\n", database_url=migrated_database_url).returncode == 0
+    png = tmp_path / "activate.png"
+    png.write_bytes(b"old")
+    png.chmod(0o644)
+    result = idp("factor", "push", "activate", "--user", "ops@acme.test", "--png", str(png),
+                 database_url=migrated_database_url)
+    assert result.returncode == 0, result
+    assert stat.S_IMODE(os.stat(png).st_mode) == 0o600 and png.read_bytes().startswith(b"\x89PNG")

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 from flask import render_template
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from idp.db import db
 from idp.factors import Enrolled, Rejected, Verified
@@ -198,6 +198,37 @@ def test_cli_import_refuses_bad_input(factor_app, factor_user, args, stdin, mess
     assert result.exit_code != 0 and message in result.output
     assert result.output.strip().splitlines()[-1].startswith("Error: ")
     assert CredentialStore(None).list(factor_user) == []
+
+
+def test_cli_import_refuses_a_disabled_user(factor_app, factor_user):
+    """As `factor push activate` and `recovery-qr issue` refuse: no new way into an account no one may use."""
+    from idp.models import AuditEvent, User
+
+    db.session.get(User, factor_user.id).disabled = True
+    db.session.commit()
+    result = run_import(["--user", "alice@example.com", "--secret-stdin"], "JBSWY3DPEHPK3PXP\n")
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "Error: alice@example.com is disabled: enable the account first (idp user enable)"], result.output
+    assert CredentialStore(None).list(factor_user) == []
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == 0
+
+
+def test_cli_import_refuses_a_secret_the_user_already_holds(factor_app, factor_user):
+    """Run twice, the import made two credentials of one seed (two notice mails, two events)."""
+    from idp.models import AuditEvent
+
+    key = base64.b32encode(b"0123456789abcdefghij").decode()
+    assert run_import(["--user", "alice@example.com", "--secret-stdin"], key + "\n").exit_code == 0
+    [first] = current_registry().get("totp").store.list(factor_user)
+    spaced = " ".join(key[i:i + 4] for i in range(0, len(key), 4)).lower()  # the same seed, written otherwise
+    again = run_import(["--user", "alice@example.com", "--digits", "8", "--secret-stdin"], spaced + "\n")
+    assert again.exit_code == 1 and again.output.strip().splitlines() == [
+        f"Error: alice@example.com already has this secret (TOTP credential {first.id}, {first.label!r}): "
+        "nothing imported"], again.output
+    other = base64.b32encode(b"another secret, 20 b").decode()
+    assert run_import(["--user", "alice@example.com", "--secret-stdin"], other + "\n").exit_code == 0
+    assert len(current_registry().get("totp").store.list(factor_user)) == 2
+    assert len(db.session.scalars(select(AuditEvent).where(AuditEvent.event == "factor.totp.imported")).all()) == 2
 
 
 # --- concurrency on PostgreSQL ---------------------------------------------------------------

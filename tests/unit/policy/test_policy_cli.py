@@ -109,6 +109,17 @@ def test_an_organization_number_of_other_digits_is_unknown(run, acme):
     one_line_error(run("show", "--org", "²"), "unknown organization '²'")
 
 
+def test_an_organization_is_found_by_its_name_never_by_its_id(run, acme, make_org):
+    """--org 2 used to fall back to the organization with id 2 when none was named "2": a typo or
+    a numeric name acted on another organization."""
+    one_line_error(run("require-all", "--org", str(acme.id), "on"), f"unknown organization '{acme.id}'")
+    assert db.session.get(Organization, acme.id).require_2fa is False
+    named = make_org(str(acme.id))  # named as Acme's id: that name is what --org finds
+    result = run("show", "--org", str(acme.id), "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["org"] == {"id": named.id, "name": named.name}
+    assert named.id != acme.id
+
+
 def test_push_recovery_off_and_on(run, acme):
     result = run("push-recovery", "--org", "Acme", "off")
     assert result.exit_code == 0 and "now by recovery QR code only" in result.stdout, result.output
