@@ -86,6 +86,9 @@ def issue_recovery_qr(user_id: int):
     form.expires_in.choices = VALIDITY_CHOICES
     if not form.validate_on_submit():
         return _page(target, form, code=400)
+    if target.disabled:  # (as `idp recovery-qr issue`): a disabled account gains no way back in
+        form.expires_in.errors = [_("This account is disabled: enable it before you issue a recovery QR code.")]
+        return _page(target, form, code=400)
     try:
         issued = factor.issue(user_ref(target), actor=g.admin.email, actor_id=g.admin.id,
                               ttl=int(form.expires_in.data))

@@ -519,3 +519,15 @@ def test_a_disabled_factors_credential_counts_no_more_and_can_be_revoked(app, wo
     assert db.session.scalar(select(User.second_factor_count).where(User.id == carol.id)) == 1  # the TOTP
     assert [e.event for e in db.session.scalars(select(AuditEvent))] == ["factor.revoked"]
     assert [c.id for c in current_registry().store.list(carol.id)] == [kept.id]
+
+
+def test_no_recovery_qr_code_for_a_disabled_account(app, world, browser):
+    """As `idp recovery-qr issue` refuses: enabled first, then given a way back in."""
+    from idp.models import Credential
+
+    db.session.execute(update(User).where(User.id == world["bob"].id).values(disabled=True))
+    db.session.commit()
+    response = browser(world["admin"]).post(f"/admin/users/{world['bob'].id}/recovery-qr",
+                                            data={"expires_in": "86400"})
+    assert response.status_code == 400 and "This account is disabled" in response.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(Credential)) == 0 and audit_count() == 0
