@@ -374,6 +374,8 @@ def revoke_factor(user_id: int, credential_id: int):
     retired = registry.retire_recovery_codes_if_unprotected(target.id)
     if retired:
         details["recovery_codes_revoked"] = len(retired)
+    if not registry.store.second_factors_held(target.id):
+        policy_settings.withdraw_grace(target.id)
     audit_record("factor.revoked", target, details)
     end_proved_by(target, [removed.id, *retired], actor_id=g.admin.id, actor=g.admin.email)
     db.session.commit()
@@ -408,6 +410,7 @@ def reset_factors(user_id: int):
         db.session.rollback()
         flash(_("Nothing to reset: no second factor or recovery code was left."), "warning")
         return redirect(url_for("admin.user", user_id=target.id))
+    policy_settings.withdraw_grace(target.id)
     audit_record("factor.reset", target, {"revoked": len(revoked),
                                           "factors": sorted({c.factor for c in revoked}), "by": "admin"})
     end_proved_by(target, [c.id for c in revoked], actor_id=g.admin.id, actor=g.admin.email)

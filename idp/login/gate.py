@@ -155,14 +155,15 @@ def pending_second_factor(user: UserLike, params: dict, steps_done: list[dict]) 
         decision = decision_for(user, params)
         return State.ENROL if decision.must_switch or (recovered_only and decision.must_enrol) else None
     decision = decision_for(user, params)
-    if decision.must_enrol:
+    if decision.must_enrol or decision.may_postpone:
         # A user left with no second factor (an admin's reset after a lost phone) but a recovery
         # method (an admin's recovery QR code) proves it before enrolling a new factor
-        # (docs/recovery.md 1.2): not an enrolment on the strength of the password alone. The
-        # enrolment follows whichever recovery it was (above).
+        # (docs/recovery.md 1.2): not an enrolment on the strength of the password alone, nor a
+        # "set up later" (grace, which such a reset withdraws anyway: policy.settings.withdraw_grace).
+        # The enrolment follows whichever recovery it was (above).
         return State.SECOND_FACTOR if configured_factors(user, decision, FactorKind.RECOVERY) else State.ENROL
     if not decision.second_factor_required:
-        return State.ENROL if decision.may_postpone else None
+        return None
     # The user holds a second factor (else must_enrol). When none is usable now (push suspended by
     # a fraud report), the step says so, or offers recovery: never an enrolment, which would let
     # whoever knows the password add a factor of their own.

@@ -49,6 +49,11 @@ it starts at ``User.required_since`` (set by settings.py when the user becomes
 required), else the day after a passed exemption, else the user's creation. With
 both set, grace ends when either runs out. ``logins_since_required`` counts the
 logins already postponed: with ``grace_logins = 3`` three logins may skip enrolment.
+Grace is for users newly required, who never had a second factor: one whose factors an
+admin withdrew (a reset after a lost phone) has none (``GRACE_WITHDRAWN``, set by
+settings.withdraw_grace), so that whoever holds the password cannot sign in on it alone,
+nor enrol a factor of their own past the admin's recovery QR code (docs/recovery.md 1.2).
+A later change that makes the user required anew starts a fresh grace period.
 
 What has been proven so far is ``session``: the existing SSO session at
 ``/authorize``, or the current login transaction after its steps (after the
@@ -253,10 +258,16 @@ class _Facts:
         return self.org_rule or self.user_rule
 
 
+#: `User.logins_since_required` of a user whose second factors an admin withdrew: no grace.
+GRACE_WITHDRAWN = 2**31 - 1
+
+
 def _grace(user, org, now: datetime, exemption_ended: bool) -> tuple[bool, bool, str]:
     days, logins = org.grace_days or None, org.grace_logins or None
     if not days and not logins:
         return False, False, "no grace period"
+    if (user.logins_since_required or 0) >= GRACE_WITHDRAWN:
+        return True, False, "no grace: the second factors were withdrawn by an administrator"
     if user.required_since is not None:
         start = user.required_since
     elif exemption_ended:

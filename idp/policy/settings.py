@@ -19,7 +19,8 @@ audit trail:
 When a user becomes required, ``User.required_since`` is set to now and
 ``logins_since_required`` reset: grace periods count from there (see decide.py).
 When a user stops being required both are cleared, so a later requirement starts
-a fresh grace period.
+a fresh grace period. A user whose second factors an admin withdrew has no grace
+(`withdraw_grace`).
 """
 from __future__ import annotations
 
@@ -335,6 +336,17 @@ def clear_push_suspension(user_id: int, actor: Actor, *, now: datetime | None = 
     except Exception:
         db.session.rollback()
         raise
+
+
+def withdraw_grace(user_id: int) -> None:
+    """The user's second factors were withdrawn (an admin's reset or revocation of the last one,
+    after a lost phone): no grace period lets them sign in without one or enrol on the password
+    alone (decide.GRACE_WITHDRAWN) until a change makes them required anew. In the caller's
+    transaction, with the withdrawal and its audit event (which says what happened)."""
+    from idp.policy.decide import GRACE_WITHDRAWN
+
+    db.session.execute(update(User).where(User.id == user_id).values(logins_since_required=GRACE_WITHDRAWN),
+                       execution_options={"synchronize_session": False})
 
 
 def note_postponed_login(user_id: int, seen: int, *, commit: bool = True) -> bool:

@@ -166,6 +166,59 @@ def test_after_a_reset_a_required_user_with_an_admins_code_proves_it_before_enro
     assert "otp" in finish(password_only, rp)["amr"]
 
 
+@pytest.mark.parametrize("with_code", [True, False], ids=["admins-code", "no-code"])
+def test_a_grace_period_gives_nothing_back_after_an_admins_reset(server, seeded, rp_factory, with_code):
+    """Grace is for users newly required, who never had a second factor. After an admin's reset
+    (a lost phone), whoever knows only the password is neither let in with "Set up later" nor
+    past the admin's recovery QR code to enrol a factor of their own; required anew later
+    (exempted, then required again), the user gets a fresh grace period."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from idp.db import db, utcnow
+    from idp.models import Organization, User
+    from idp.policy import settings as policy_settings
+
+    rp = rp_factory(seeded.first_party)
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url(acr_values=MFA))
+    enrol_totp(web, web.login(seeded.user_email, seeded.password))
+    finish(web, rp)
+    with server.context():
+        db.session.execute(update(Organization).where(Organization.id == seeded.org_id).values(grace_logins=3))
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(
+            mfa_setting="required", required_since=utcnow() - timedelta(days=300)))
+        db.session.commit()
+
+    admin = admin_browser(server, seeded)
+    target = user_id(server, seeded.user_email)
+    confirm = admin.get(f"/admin/users/{target}/reset-factors")
+    assert admin.submit(next(f for f in confirm.forms() if f["action"].endswith("/reset-factors"))).status == 200
+    if with_code:
+        issue_on_admin_page(admin, target, valid_for="3600")
+
+    password_only = FormBrowser(server.url)
+    password_only.get(rp.authorization_url())
+    page = password_only.login(seeded.user_email, seeded.password)
+    assert "Set up later" not in page.text and password_only.last_redirect is None, page.text[:2000]
+    if with_code:
+        assert "Use a recovery code from your administrator" in page.text and 'class="totp-key"' not in page.text
+    else:  # the runbook without a code: the next login enrols, as with no grace configured
+        assert "<h1>Set up two-factor authentication</h1>" in page.text, page.text[-2500:]
+
+    with server.context():  # exempted, then required again: a fresh grace period
+        for mode in ("exempt", "required"):
+            policy_settings.set_user_requirement(target, mode, None, None, policy_settings.Actor.cli())
+    again = FormBrowser(server.url)
+    again.get(rp.authorization_url())
+    page = again.login(seeded.user_email, seeded.password)
+    if with_code:  # the admin's code still comes first, grace or not
+        assert "Use a recovery code from your administrator" in page.text, page.text[:2000]
+    else:
+        assert "Set up later" in page.text, page.text[:2000]
+
+
 def test_a_required_user_left_with_recovery_codes_alone_enrols_after_using_one(server, seeded, rp_factory):
     """Recovery codes that outlived every second factor (a factor whose plugin was uninstalled,
     say): the login asks for one, then for a new factor, as after an admin's code; it never ends

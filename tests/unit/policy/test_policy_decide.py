@@ -149,6 +149,16 @@ def test_grace_with_both_ends_when_either_runs_out():
     assert decide(user(required_since=NOW - timedelta(days=8)), o).must_enrol
 
 
+def test_no_grace_once_an_admin_withdrew_the_users_factors():
+    """A reset after a lost phone (settings.withdraw_grace): whatever the days left, no postponing."""
+    from idp.policy.decide import GRACE_WITHDRAWN
+
+    for o in (org(require_2fa=True, grace_days=7), org(require_2fa=True, grace_logins=3),
+              org(require_2fa=True, grace_days=7, grace_logins=3)):
+        d = decide(user(required_since=NOW, logins_since_required=GRACE_WITHDRAWN), o)
+        assert d.must_enrol and not d.may_postpone and "withdrawn" in d.reason("grace_period")
+
+
 def test_grace_counts_from_creation_when_required_since_unknown():
     o = org(require_2fa=True, grace_days=7)
     assert decide(user(created_at=NOW - timedelta(days=1)), o).may_postpone
