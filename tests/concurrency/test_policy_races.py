@@ -37,3 +37,35 @@ def test_the_last_grace_login_is_spent_once(pg_server):
         user = db.session.scalar(select(User).where(User.email == seeded.user_email))
         postponed = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "login.enrolment_postponed")).all()
     assert user.logins_since_required == 1 and len(postponed) == 1
+
+
+def test_one_set_up_later_posted_twice_at_once_spends_one_grace_login(pg_server):
+    """A double click on "Set up later": the second copy waits for the first, then finds the
+    login moved on. One login, one grace login spent, one event."""
+    from sqlalchemy import select, update
+
+    from idp.db import db, utcnow
+    from idp.models import AuditEvent, Organization, User
+
+    seeded = seed(pg_server)
+    with pg_server.context():
+        db.session.execute(update(Organization).where(Organization.id == seeded.org_id).values(grace_logins=10))
+        db.session.execute(update(User).where(User.email == seeded.user_email)
+                           .values(mfa_setting="required", required_since=utcnow()))
+        db.session.commit()
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    browser = FormBrowser(pg_server.url)
+    browser.get(rp.authorization_url())
+    page = browser.login(seeded.user_email, seeded.password)
+    form = page.form_with("postpone")
+    tabs = []
+    for _ in range(4):
+        tab = FormBrowser(pg_server.url)
+        tab.http.cookies.update(browser.http.cookies)
+        tabs.append(tab)
+    _at_once([(tab, form, {"postpone": "1"}) for tab in tabs])
+    assert sum(1 for tab in tabs if tab.last_redirect and "code=" in tab.last_redirect) == 1
+    with pg_server.context():
+        user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+        postponed = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "login.enrolment_postponed")).all()
+    assert user.logins_since_required == 1 and len(postponed) == 1

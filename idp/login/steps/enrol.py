@@ -152,11 +152,17 @@ def _postpone(ctx: StepContext, user, version: int):
 
     if not gate.may_postpone(user, ctx.params):
         return show(ctx, _("Your organization requires you to set up a second factor now."), 403)
+    # The step claimed first (uncommitted, as an enrolment claims it): the same form posted twice
+    # at once spends one grace login, the second copy waiting here and then matching nothing.
+    # The count, its event and the move commit together, or not at all.
+    lock_user(user.id)
+    if not transaction.update_in_place(ctx.row, version, commit=False):
+        return pipeline.redirect_to(ctx.handle)
     if not policy_settings.note_postponed_login(user.id, user.logins_since_required or 0, commit=False):
         db.session.rollback()
+        ctx.row.version = version
         return pipeline.redirect_to(ctx.handle)  # another login postponed meanwhile: decide again
-    audit.record("login.enrolment_postponed", org_id=user.org_id, actor_id=user.id, actor=user.email,
-                 subject_id=user.id)
-    db.session.commit()
     steps = list(ctx.row.steps_done) + [{"method": "postponed_enrolment", "amr": [], "at": int(time.time())}]
-    return pipeline.proceed(ctx.row, ctx.handle, user, State.ENROL, version, steps)
+    event = dict(event="login.enrolment_postponed", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                 subject_id=user.id)
+    return pipeline.proceed(ctx.row, ctx.handle, user, State.ENROL, ctx.row.version, steps, events=(event,))
