@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Iterable
 
 from flask_babel import lazy_gettext as _l
@@ -182,12 +182,18 @@ def set_user_requirement(user_id: int, mode: str, until: date | None, reason: st
             raise PolicyError(_l("the exemption end date %(date)s is in the past", date=until.isoformat()))
         org = db.session.get(Organization, user.org_id)
         was_required = is_required(user, org, today)
+        lapsed_exemption = (before["mode"] == EXEMPT and before["until"] is not None and before["until"] < today)
         user.mfa_setting, user.exempt_until, user.exempt_reason = mode, until, reason
         now_required = is_required(user, org, today)
         if now_required and not was_required:
             user.required_since, user.logins_since_required = now, 0
         elif was_required and not now_required:
             user.required_since, user.logins_since_required = None, 0
+        elif now_required and lapsed_exemption and user.required_since is None:
+            # Required since the day after the exemption's end, without anyone acting: the grace
+            # counted from there (decide._grace) stays, rather than restart from the account's
+            # creation once the exemption is gone from the row.
+            user.required_since = datetime.combine(before["until"] + timedelta(days=1), datetime.min.time())
         audit.record(EVENT_USER_REQUIREMENT, org_id=user.org_id, actor_id=actor.id, actor=actor.display,
                      subject_id=user.id,
                      details={"before": _jsonable(before), "after": _jsonable(after),

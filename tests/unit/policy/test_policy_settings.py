@@ -143,6 +143,20 @@ def test_an_ended_exemption_sent_back_unchanged_is_nothing_to_change(app, make_o
     assert count_events() == 1
 
 
+def test_an_ended_exemption_keeps_its_grace_when_the_mode_changes(app, make_org, make_user):
+    """Required again since the day after the end date, without anyone acting: setting the user
+    to "required" (or back to the organization) keeps the grace counted from that day, rather
+    than restart it from the account's creation (long gone: no grace at all)."""
+    from datetime import datetime
+
+    org = make_org(require_2fa=True)
+    user = make_user(org, "u@example.com")
+    ended = TODAY - timedelta(days=3)
+    ps.set_user_requirement(user.id, "exempt", ended, None, CLI, now=NOW - timedelta(days=5))
+    assert ps.set_user_requirement(user.id, "required", None, None, CLI, now=NOW)
+    assert fresh(User, user.id).required_since == datetime.combine(ended + timedelta(days=1), datetime.min.time())
+
+
 @pytest.mark.parametrize("mode, until, reason, message", [
     ("sometimes", None, None, "mode must be one of"),
     ("required", TODAY, None, "only apply to an exemption"),
