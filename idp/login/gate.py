@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import bindparam, null, update
+from sqlalchemy import bindparam, null, select, update
 
 from idp.factors.contract import Factor
 from idp.factors.registry import current_registry
@@ -176,9 +176,31 @@ def may_postpone(user: UserLike, params: dict, decision=None) -> bool:
 
 
 def session_shortfall(user: UserLike, params: dict, sso) -> str | None:
-    """Why this SSO session cannot answer the request as it is (a prompt=none error), or None."""
+    """Why this SSO session cannot answer the request as it is (a prompt=none error), or None.
+
+    A session that proved a second factor of a kind the organization no longer accepts
+    (`allowed_factors` narrowed since) answers no request that asks for one: a login asks for
+    it again and has an accepted one set up (`must_switch`), as a login without a session would.
+    """
     decision = decision_for(user, params, amr=tuple(sso.amr or ()), auth_time=sso.auth_time)
-    return decision.prompt_none_error()
+    error = decision.prompt_none_error()
+    if (error is None and decision.allowed_factors is not None and decision.second_factor_required
+            and not _proved_an_allowed_factor(sso, decision.allowed_factors)):
+        return "interaction_required"
+    return error
+
+
+def _proved_an_allowed_factor(sso, allowed) -> bool:
+    """Did the session's login prove a credential of one of the `allowed` factors? (Asked only of
+    an organization that restricts them: one indexed read of the few credentials it names.)"""
+    from idp.db import db
+    from idp.models import Credential
+
+    ids = [int(i) for i in (sso.credential_ids or ()) if isinstance(i, int)]
+    if not ids:
+        return False
+    return db.session.scalar(select(Credential.id).where(Credential.id.in_(ids), Credential.factor.in_(allowed))
+                             .limit(1)) is not None
 
 
 _STAMP_LOGIN = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))

@@ -29,6 +29,34 @@ def test_sso_session_without_second_factor_is_not_reused_once_required(seeded, w
     assert web.last_redirect is None and "Set up two-factor authentication" in page.text
 
 
+def test_a_session_proven_with_a_factor_no_longer_allowed_answers_nothing(seeded, web, rp_factory, live_server):
+    """The organization accepts only security keys now: a session that proved an authenticator
+    app's code answers no request (prompt=none: interaction_required); the login asks for the
+    code again, then for a security key to be set up (must_switch), as without a session."""
+    import time
+
+    import pyotp
+
+    from fixtures.totp import enrol_totp_during_login
+    from idp.db import db
+    from idp.models import Organization
+
+    rp = rp_factory(seeded.first_party)
+    secret, _codes = enrol_totp_during_login(web, rp, seeded)
+    rp.exchange(web.last_redirect)
+    with live_server.context():
+        db.session.execute(update(Organization).where(Organization.id == seeded.org_id)
+                           .values(require_2fa=True, allowed_factors=["webauthn"]))
+        db.session.commit()
+    web.get(rp.authorization_url(prompt="none"))
+    assert web.callback_params()["error"] == "interaction_required"
+    web.get(rp.authorization_url())
+    assert web.last_redirect is None, "no code from that session"
+    page = web.login(seeded.user_email, seeded.password)
+    page = web.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)})
+    assert web.last_redirect is None and "Security key" in page.text, page.text[:2000]
+
+
 def test_remembered_consent_does_not_bypass_the_requirement(seeded, web, rp_factory, live_server):
     rp = rp_factory(seeded.third_party)
     password_login(web, rp, seeded.user_email, seeded.password)
