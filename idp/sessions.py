@@ -95,7 +95,8 @@ def end_proved_by(user: User, credential_ids, *, actor_id: int | None, actor: st
     challenges that no other login in progress holds: a push activation code or a recovery by
     e-mail begun in a session the lost phone opened would otherwise register a phone after
     the session ended. (A login's own challenges end with it; a phone's pending push requests
-    with the phone: its plugin's `on_removed`.) The user's row is locked first, as a login
+    with the phone: its plugin's `on_removed`; an enrolment on the security page needs a live
+    session to finish, and stays.) The user's row is locked first, as a login
     finishing its last step locks it (idp.login.pipeline.finish): that login either finished
     before, and its session is ended here, or finds its transaction expired.
 

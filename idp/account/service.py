@@ -15,7 +15,7 @@ from flask_babel import lazy_gettext as _l
 
 from idp import audit
 from idp.db import db
-from idp.factors.challenges import ChallengeStore
+from idp.factors.challenges import ACCOUNT_ENROLMENT, ChallengeStore
 from idp.factors import enrolment
 from idp.factors.directory import lock_user
 from idp.factors.registry import RECOVERY_CODES, current_registry
@@ -27,7 +27,7 @@ from idp.models import User
 from idp.policy import decide as policy
 from idp.policy.status import today_utc  # (exemptions end on UTC days, as everywhere in policy)
 
-PENDING = ChallengeStore("account_enrolment")
+PENDING = ChallengeStore(ACCOUNT_ENROLMENT)
 PENDING_TTL = timedelta(minutes=10)
 
 

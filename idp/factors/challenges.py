@@ -53,17 +53,23 @@ def _info(row: FactorChallenge) -> ChallengeInfo:
                          expires_at=row.expires_at, answered_at=row.answered_at)
 
 
+#: The security page's enrolments in progress (idp.account.service): finished only by a
+#: signed-in session of the user, so a session that ends takes them with it.
+ACCOUNT_ENROLMENT = "account_enrolment"
+
+
 def expire_for_user(user_id: int, *, of_logins: list[str], now: datetime | None = None) -> int:
     """Expire the user's pending challenges, of every factor, that belong to no login (an
-    activation code, a recovery by e-mail, an enrolment begun on the security page) or to one
-    of the logins `of_logins`; those of other logins in progress stay. For a withdrawn second
-    factor (idp.sessions.end_proved_by). The caller commits; returns how many expired."""
+    activation code, a recovery by e-mail) or to one of the logins `of_logins`; those of other
+    logins in progress stay, and so do the security page's enrolments (ACCOUNT_ENROLMENT: no
+    one finishes them without a live session). For a withdrawn second factor
+    (idp.sessions.end_proved_by). The caller commits; returns how many expired."""
     of_no_other_login = FactorChallenge.transaction_id.is_(None)
     if of_logins:
         of_no_other_login = of_no_other_login | FactorChallenge.transaction_id.in_(of_logins)
     result = db.session.execute(
         update(FactorChallenge).where(FactorChallenge.user_id == user_id, FactorChallenge.status == PENDING,
-                                      of_no_other_login)
+                                      FactorChallenge.factor != ACCOUNT_ENROLMENT, of_no_other_login)
         .values(status=EXPIRED, answered_at=now or utcnow()), execution_options={"synchronize_session": False})
     return result.rowcount
 
