@@ -421,6 +421,29 @@ def test_device_tokens_whose_times_are_not_numbers_are_refused(client, push, fac
         assert (response.status_code, response.get_json()) == (401, UNIFORM), (iat, exp)
 
 
+def test_times_too_big_for_a_float_are_a_bad_token_not_a_500(client, push, factor_user):
+    """`"exp": 1000...0` (400 digits) is valid JSON and parses to an int that no float holds:
+    math.isfinite raised OverflowError. Unauthenticated on /register (the JWS carries its own key)."""
+    import secrets
+
+    huge = 10 ** 400
+    device = enrol_device(client, push, factor_user)
+    now = int(time.time())
+    for iat, exp in ((now, huge), (huge, huge + 10), (-huge, now + 10)):
+        token = keys.sign_jwt(device.key, {"alg": "ES256", "typ": "JWT", "kid": device.id},
+                              {"iss": device.id, "aud": BASE + "/challenges", "iat": iat, "exp": exp,
+                               "jti": secrets.token_urlsafe(24)})
+        response = device.pending(token=token)
+        assert (response.status_code, response.get_json()) == (401, UNIFORM), (iat, exp)
+        newcomer = keys.new_private_key()
+        code = activation_code(push.begin_enrolment(factor_user, enrolment_context(push)).view["activation_uri"])
+        registration = keys.sign_jwt(newcomer, {"alg": "ES256", "typ": "JWT", "jwk": keys.public_jwk(newcomer)},
+                                     {"aud": BASE + "/register", "iat": iat, "exp": exp, "code": code,
+                                      "name": "phone", "jti": secrets.token_urlsafe(24)})
+        response = client.post("/factors/push/v1/register", json={"registration": registration})
+        assert (response.status_code, response.get_json()) == (400, {"error": "invalid_request"}), (iat, exp)
+
+
 def test_a_registration_nested_too_deep_is_refused_not_a_500(client, push):
     import base64
     import json

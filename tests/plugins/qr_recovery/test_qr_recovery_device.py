@@ -505,8 +505,9 @@ def _signed_raw(device, payload: bytes) -> str:
 
 
 def test_signed_requests_outside_the_documented_claims_are_invalid_requests(client, push, qr, factor_user):
-    """Claims nested thousands deep (a RecursionError) and NaN times (which compare false to
-    everything, so they passed the time window) are refused like any malformed request."""
+    """Claims nested thousands deep (a RecursionError), NaN times (which compare false to
+    everything, so they passed the time window) and integer times too big for a float (an
+    OverflowError) are refused like any malformed request."""
     import time
 
     issued = qr.issue(factor_user, actor="cli")
@@ -516,7 +517,8 @@ def test_signed_requests_outside_the_documented_claims_are_invalid_requests(clie
     now = int(time.time())
     deep = (b'{"aud":"http://localhost:5000/factors/qr_recovery/redeem","iat":%d,"exp":%d,"jti":"%s","x":'
             % (now, now + 30, b"j" * 32) + b"[" * 3000 + b"]" * 3000 + b"}")
-    for token in (nan_times, _signed_raw(device, deep)):
+    huge_times = device.token("/redeem", secret=issued.secret, name="x", iat=now, exp=10 ** 400)  # (OverflowError)
+    for token in (nan_times, _signed_raw(device, deep), huge_times):
         response = device.redeem(issued.secret, token=token)
         assert (response.status_code, response.get_json()) == (400, {"error": "invalid_request"})
     assert qr.is_configured_for(factor_user)  # nothing spent
