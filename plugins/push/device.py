@@ -12,6 +12,7 @@ import time
 from flask import Blueprint, jsonify, request
 
 from idp.factors import directory
+from idp.factors.bodies import json_object
 from idp.factors.registry import current_registry
 from idp.factors.waiting import one_wait_per
 
@@ -54,8 +55,8 @@ def build_blueprint(factor) -> Blueprint:
 
     @bp.post("/v1/register")
     def register():
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
+        data = json_object()
+        if data is None:
             return _error("invalid_request", 400)
         try:
             registration = read_registration(data.get("registration"),

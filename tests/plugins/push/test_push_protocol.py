@@ -444,6 +444,14 @@ def test_times_too_big_for_a_float_are_a_bad_token_not_a_500(client, push, facto
         assert (response.status_code, response.get_json()) == (400, {"error": "invalid_request"}), (iat, exp)
 
 
+def test_a_body_nested_too_deep_is_an_invalid_request_not_a_500(client, push):
+    """200 KB of brackets (under MAX_CONTENT_LENGTH): the JSON decoder raises RecursionError, which
+    request.get_json(silent=True) does not swallow (idp.factors.bodies)."""
+    body = "[" * 100000 + "]" * 100000
+    response = client.post("/factors/push/v1/register", data=body, content_type="application/json")
+    assert (response.status_code, response.get_json()) == (400, {"error": "invalid_request"})
+
+
 def test_a_registration_nested_too_deep_is_refused_not_a_500(client, push):
     import base64
     import json

@@ -198,6 +198,14 @@ def sent_code(mailbox) -> str:
     return code_in([m for m in mailbox if m.subject == "Your recovery code"][-1])
 
 
+def test_bodies_nested_too_deep_are_invalid_requests_not_a_500(client, push, qr, alice):
+    """The decoder's RecursionError escaped request.get_json(silent=True) (idp.factors.bodies)."""
+    body = "[" * 100000 + "]" * 100000
+    for path in ("/redeem", "/personal/start", "/personal/finish"):
+        response = client.post("/factors/qr_recovery" + path, data=body, content_type="application/json")
+        assert (response.status_code, response.get_json()) == (400, {"error": "invalid_request"}), path
+
+
 def test_personal_recovery_end_to_end(client, push, qr, alice, mailbox):
     device = NewDevice(client)
     started = device.start(alice.email, PASSWORD)
