@@ -94,21 +94,37 @@ def build_blueprint(factor) -> Blueprint:
             wait = 0.0
         wait = min(max(wait, 0.0), float(factor.push_settings.long_poll_max_wait))
         with one_wait_per(("push-device", device.id)) as may_wait:  # another wait of this device's: none
-            return _pending_for(device, wait if may_wait else 0.0)
+            items = _pending_for(device, wait if may_wait else 0.0)
+        if items is None:
+            return _error("invalid_device_request", 401)
+        return jsonify({"challenges": items, "server_time": int(time.time())})
+
+    def _still_live(device) -> bool:
+        """Is the device still registered (a fresh read of its credential)? A long-poll is
+        authenticated once but lasts up to 20 s: a phone revoked meanwhile must not be handed the
+        user's next login requests (application, browser address, user agent)."""
+        live = factor.store.find(device.lookup_key)
+        return live is not None and live.id == device.id
 
     def _pending_for(device, wait: float):
+        """The user's pending login challenges as the device sees them, as soon as there are any or
+        when `wait` is over; None when the device was revoked meanwhile (the uniform 401)."""
         deadline = time.monotonic() + wait
         waker = factor.waker()
         with waker.listen([user_channel(device.user_id)]) as listener:
             while True:
                 items = [login_challenge.public_view(c) for c in factor.challenges.pending(user=device.user_id)
                          if c.payload.get("type") == login_challenge.LOGIN]
+                # Read after the challenges, on every pass: a revocation committed before this read
+                # withholds them; one committed after it came after this request was answered.
+                if not _still_live(device):
+                    directory.rollback()
+                    return None
                 left = deadline - time.monotonic()
                 if items or left <= 0:
-                    break
+                    return items
                 directory.rollback()  # see other processes' commits; give the connection back meanwhile
                 listener.wait(min(waker.fallback_interval, left))
-        return jsonify({"challenges": items, "server_time": int(time.time())})
 
     @bp.post("/v1/challenges/<challenge_id>/answer")
     def answer(challenge_id: str):

@@ -308,6 +308,32 @@ def test_revoked_device_gets_the_uniform_error_and_its_challenges_close(client, 
     assert isinstance(push.verify(factor_user, step.state, {}, ctx), Rejected)
 
 
+def test_a_long_poll_of_a_device_revoked_meanwhile_gets_the_uniform_error_not_the_next_login(
+        client, push, factor_user):
+    """A long-poll is authenticated once and lasts up to 20 s: it re-reads its device on every pass,
+    so a phone revoked while it waits is not handed the user's next login (application, browser
+    address, user agent) but the uniform 401 of section 7."""
+    import threading
+
+    from idp.db import db
+    from idp.factors import directory
+    from idp.factors.registry import current_registry
+
+    revoked, kept = enrol_device(client, push, factor_user), enrol_device(client, push, factor_user, "Other phone")
+    token = revoked.token("/challenges")
+    answers = []
+    waiting = threading.Thread(target=lambda: answers.append(revoked.pending(wait=10, token=token)), daemon=True)
+    waiting.start()
+    time.sleep(1.0)  # it is waiting by now
+    current_registry().remove_credential(factor_user, push.store.find(revoked.id).id)
+    directory.commit()
+    start_login(push, factor_user)  # (wakes the waiting long-poll)
+    db.session.rollback()  # (this test's app context is shared by its requests: leave SQLite's lock)
+    waiting.join(15)
+    assert answers and (answers[0].status_code, answers[0].get_json()) == (401, UNIFORM)
+    assert len(kept.pending().get_json()["challenges"]) == 1  # the other phone still sees it
+
+
 def test_push_fatigue_limit(client, push, factor_user):
     enrol_device(client, push, factor_user)
     for i in range(push.push_settings.max_challenges):
