@@ -141,22 +141,43 @@ def build_blueprint(factor) -> Blueprint:
             return _error("unknown_challenge", 404)
         status, reason = login_challenge.decide(info, decision, number)
         directory.rollback()  # end the read before the conditional UPDATE (see authenticate)
+        # The answer takes the user's lock, as `PushFactor.begin_challenge` does from its "was this
+        # login denied?" check to the new challenge: a denial and a re-push of the same login run
+        # one after the other, so either the re-push sees the denial and sends nothing, or it
+        # supersedes the challenge first and this answer finds it closed.
+        directory.lock_user(device.user_id)
         now = utc_now()
         answered = factor.challenges.answer(
-            challenge_id, status, now=now,
+            challenge_id, status, now=now, commit=False,
             payload={**info.payload, "reason": reason, "device_credential_id": device.id,
                      "device_name": device.label})
         if answered is None:
+            if status == login_challenge.FRAUD and login_challenge.recent(info, now, factor.push_settings.window):
+                # Closed a moment ago (superseded by a re-push, expired, answered on another phone):
+                # the user still says "this was not me", which matters more than the request's state.
+                closed = factor.challenges.get(challenge_id) or info
+                woken = _record_refusal(factor, device, closed, status, reason, now, closed_as=closed.status)
+                directory.commit()
+                _wake(woken)
+                return jsonify({"error": "challenge_closed", "reported": True}), 409
+            directory.rollback()
             return _error("challenge_closed", 409)
         factor.store.touch(device.id, now=now)
+        woken = [challenge_id]
         if status != login_challenge.APPROVED:
-            _record_refusal(device, answered, status, reason, now)
-        directory.commit()
-        factor.waker().notify(challenge_channel(challenge_id))
+            woken += _record_refusal(factor, device, answered, status, reason, now)
+        directory.commit()  # the answer, its audit event and a fraud report's suspension: together
+        _wake(woken)
         body = {"status": status}
         if status == login_challenge.DENIED:
             body["reason"] = reason
         return jsonify(body)
+
+    def _wake(challenge_ids) -> None:
+        """Tell the login pages waiting on these challenges (after the commit they must see)."""
+        waker = factor.waker()
+        for woken_id in challenge_ids:
+            waker.notify(challenge_channel(woken_id))
 
     @bp.get("/v1/activation/<activation_id>")
     def activation_status(activation_id: str):
@@ -175,17 +196,23 @@ def build_blueprint(factor) -> Blueprint:
     return bp
 
 
-def _record_refusal(device, challenge, status: str, reason: str, now) -> None:
+def _record_refusal(factor, device, challenge, status: str, reason: str, now, closed_as: str | None = None) -> list[str]:
     """Denials and fraud reports are audit events for the org's admins; fraud suspends push at once,
-    whether or not the (possibly attacker's) browser ever comes back."""
+    whether or not the (possibly attacker's) browser ever comes back, and closes the user's other
+    pending login requests. In the caller's transaction; returns the ids of the challenges it closed
+    (whose waiting pages the caller wakes after its commit). `closed_as`: the status of a challenge
+    that was no longer pending when the report came (it is reported all the same)."""
     user = directory.get_user(device.user_id)
     if user is None:  # pragma: no cover - user deleted meanwhile
-        return
+        return []
     context = challenge.payload.get("context") or {}
     details = {"credential_id": device.id, "device_name": device.label, "reason": reason,
                "application": context.get("application"), "ip": context.get("ip")}
+    if closed_as is not None:
+        details["challenge_status"] = closed_as
     if status == login_challenge.FRAUD:
-        directory.suspend_push(user.id, now)
+        closed = factor.suspend_push(user, now)
         directory.audit("push.fraud_reported", user, actor=user.email, actor_id=user.id, details=details)
-    else:
-        directory.audit("push.denied", user, actor=user.email, actor_id=user.id, details=details)
+        return closed
+    directory.audit("push.denied", user, actor=user.email, actor_id=user.id, details=details)
+    return []
