@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from idp.factors import CredentialInfo, UserRef, directory
+from idp.factors import CredentialInfo, UserRef, directory, storable
 from idp.factors.cli import iso_utc
 from idp.factors.errors import CredentialConflict
 
@@ -79,6 +79,8 @@ def register(challenges, store, registration: Registration, *, now: datetime) ->
     activation locked until that commit, so a racing registration with the same code waits
     and then finds it used.
     """
+    if not storable(registration.code):  # (a lone surrogate: no code has one, and hashing it raised)
+        raise ActivationRefused()
     found = challenges.find(LOOKUP_PREFIX + code_digest(registration.code))
     if found is None or found.payload.get("type") != ACTIVATION or found.user_id is None:
         raise ActivationRefused()

@@ -85,6 +85,14 @@ def test_the_last_devices_removal_ends_the_codes_still_pending(client, push, fac
     assert (refused.status_code, refused.get_json()) == (400, {"error": "invalid_activation"})
 
 
+def test_an_activation_code_with_a_lone_surrogate_is_an_invalid_activation(client, push, factor_user):
+    """`"code": "\ud800"` is valid JSON that no UTF-8 encodes: hashing it raised (a generic 400)."""
+    code = activation_code(push.begin_enrolment(factor_user, enrolment_context(push)).view["activation_uri"])
+    response = Device(client).register(code[:-1] + "\ud800")
+    assert (response.status_code, response.get_json()) == (400, {"error": "invalid_activation"})
+    assert Device(client).register(code).status_code == 201  # the real code is not spent
+
+
 def test_a_registration_refused_for_its_key_leaves_the_code_unspent(client, push, factor_user):
     device = enrol_device(client, push, factor_user, "phone 1")
     code = activation_code(push.begin_enrolment(factor_user, enrolment_context(push)).view["activation_uri"])
