@@ -13,6 +13,7 @@ from flask import Blueprint, jsonify, request
 
 from idp.factors import directory
 from idp.factors.bodies import json_object
+from idp.factors.ratelimit import spend_request, too_many_attempts
 from idp.factors.registry import current_registry
 from idp.factors.waiting import one_wait_per
 
@@ -21,6 +22,14 @@ from idp_plugins.push.protocol import (CLOCK_SKEW, DeviceAuthError, InvalidRegis
                                        read_registration, utc_now, verify_device_token)
 from idp_plugins.push.wake import challenge_channel, user_channel
 
+
+
+class DeviceThrottled(Exception):
+    """An authenticated device beyond `factors.push.device_requests`."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
 
 
 def _error(code: str, status: int):
@@ -47,6 +56,11 @@ def build_blueprint(factor) -> Blueprint:
         token = verify_device_token(request.headers.get("Authorization"), audience=audience, public_key_of=key_of)
         device = found["device"]
         directory.rollback()  # end the read: the write below then waits its turn (SQLite: no lock upgrade)
+        # Per device, before the replay guard's row: a device (or its stolen key) sending as fast as
+        # it can would otherwise commit a row per request. Keyed on the id its signature proved.
+        retry_after = spend_request(factor.push_settings.device_requests, "push-device", device.lookup_key)
+        if retry_after is not None:
+            raise DeviceThrottled(retry_after)
         # Replay guard: one row per accepted jti, kept until the token could no longer be accepted.
         if not factor.challenges.spend_once(device.lookup_key, token.jti, until=token.exp + CLOCK_SKEW,
                                             credential_id=device.id):
@@ -64,10 +78,14 @@ def build_blueprint(factor) -> Blueprint:
         except InvalidRegistration:
             return _error("invalid_request", 400)
         try:
-            device = activation.register(factor.challenges, factor.store, registration, now=utc_now())
+            device = activation.register(factor.challenges, factor.store, registration, now=utc_now(),
+                                         max_devices=factor.push_settings.max_devices)
         except activation.ActivationRefused:
             directory.rollback()
             return _error("invalid_activation", 400)
+        except activation.TooManyDevices:
+            directory.rollback()  # (the activation code stays unspent: a device revoked, it works)
+            return _error("too_many_devices", 409)
         except activation.DeviceExists:
             directory.rollback()
             return _error("device_exists", 409)
@@ -86,6 +104,8 @@ def build_blueprint(factor) -> Blueprint:
             device, _claims = authenticate()
         except DeviceAuthError:
             return _error("invalid_device_request", 401)
+        except DeviceThrottled as throttled:
+            return too_many_attempts(throttled.retry_after)
         try:
             wait = float(request.args.get("wait", "0"))
         except ValueError:
@@ -132,6 +152,8 @@ def build_blueprint(factor) -> Blueprint:
             device, claims = authenticate()
         except DeviceAuthError:
             return _error("invalid_device_request", 401)
+        except DeviceThrottled as throttled:
+            return too_many_attempts(throttled.retry_after)
         decision, number = claims.get("decision"), claims.get("number")
         if claims.get("challenge") != challenge_id or decision not in login_challenge.DECISIONS \
                 or (decision == "approve" and not isinstance(number, str)):

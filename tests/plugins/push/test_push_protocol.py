@@ -535,3 +535,79 @@ def test_parallel_logins_do_not_pass_the_fatigue_limit_together(pg_app):
     [t.join() for t in threads]
     assert len(steps) == racers
     assert sum("number" in s.view for s in steps) == push.push_settings.max_challenges
+
+
+# --- resource limits --------------------------------------------------------------------------
+
+
+def test_registrations_beyond_max_devices_are_refused_and_leave_the_code_unspent(client, push, factor_user,
+                                                                                  monkeypatch):
+    from dataclasses import replace
+
+    from idp.factors import directory
+    from idp.factors.registry import current_registry
+
+    monkeypatch.setattr(push, "push_settings", replace(push.push_settings, max_devices=2))
+    enrol_device(client, push, factor_user, "one")
+    enrol_device(client, push, factor_user, "two")
+    code = activation_code(push.begin_enrolment(factor_user, enrolment_context(push)).view["activation_uri"])
+    response = Device(client).register(code, "three")
+    assert (response.status_code, response.get_json()) == (409, {"error": "too_many_devices"})
+    assert push.store.count(factor_user) == 2
+    current_registry().remove_credential(factor_user, push.store.list(factor_user)[0].id)
+    directory.commit()
+    assert Device(client).register(code, "three").status_code == 201  # the code was not spent
+
+
+def test_a_device_beyond_its_request_rate_is_told_to_wait_and_writes_nothing(client, push, factor_user,
+                                                                              monkeypatch):
+    from dataclasses import replace
+
+    from sqlalchemy import func, select
+
+    from idp.db import db
+    from idp.models import FactorChallenge
+
+    busy, calm = enrol_device(client, push, factor_user), enrol_device(client, push, factor_user, "Calm phone")
+    monkeypatch.setattr(push, "push_settings", replace(push.push_settings, device_requests="3 per minute"))
+    assert [busy.pending().status_code for _ in range(3)] == [200] * 3
+    rows = db.session.scalar(select(func.count()).select_from(FactorChallenge))
+    throttled = busy.pending()
+    assert throttled.status_code == 429 and throttled.get_json()["error"] == "too_many_attempts"
+    assert 0 < throttled.get_json()["retry_after"] <= 60 and throttled.headers["Retry-After"]
+    assert db.session.scalar(select(func.count()).select_from(FactorChallenge)) == rows  # no replay-guard row
+    _ctx, step = start_login(push, factor_user)
+    assert busy.answer(step.state["challenge_id"], "deny").status_code == 429
+    assert calm.pending().status_code == 200  # per device: the user's other phone is not held back
+    # Only a device whose signature verifies is counted: anyone else still gets the uniform 401.
+    stranger = Device(client)
+    assert stranger.pending().get_json() == UNIFORM
+
+
+@pytest.mark.postgres
+def test_racing_registrations_do_not_pass_max_devices_together(pg_app, monkeypatch):
+    """Each registration counts the user's devices under the user's lock: of several racing with
+    their own codes for the last free place, one registers."""
+    from dataclasses import replace
+
+    from fixtures.race import at_once
+    from idp.db import db
+    from push_testkit import push_factor
+
+    push = push_factor()
+    monkeypatch.setattr(push, "push_settings", replace(push.push_settings, max_devices=2))
+    user = make_user("max-devices@example.com")
+    enrol_device(pg_app.test_client(), push, user)
+    codes = [activation_code(push.begin_enrolment(user, enrolment_context(push)).view["activation_uri"])
+             for _ in range(4)]
+    db.session.commit()
+
+    def register(i):
+        with pg_app.app_context():
+            try:
+                return Device(pg_app.test_client()).register(codes[i], f"phone {i}").status_code
+            finally:
+                db.session.remove()
+
+    assert sorted(at_once(len(codes), register)) == [201, 409, 409, 409]
+    assert push.store.count(user) == 2
