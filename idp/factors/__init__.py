@@ -5,7 +5,9 @@ Plugins import from here only::
     from idp.factors import Factor, FactorKind, Step, Verified, Rejected, Enrolled, UserRef
 
 `display_text` cleans a name a user or device chose (control characters out) before a plugin
-stores or shows it; the credential store applies it to every label anyway.
+stores or shows it; the credential store applies it to every label anyway. `storable` says whether
+text from a request can reach the database at all (no NUL, no lone surrogate) before a plugin
+uses it.
 """
 from idp.factors.contract import Factor, default_label, label_text
 from idp.factors.errors import AccountDisabled, CredentialConflict, FactorError, FactorLoadError, FactorMisconfigured, FactorNotFound, SecretUnavailable
@@ -13,10 +15,10 @@ from idp.factors.types import (
     AttemptContext, CredentialInfo, Denied, Description, Enrolled, FactorKind, FactorUrls, Pending, Rejected,
     Step, UserRef, Verified,
 )
-from idp.security.text import display_text
+from idp.security.text import display_text, storable
 
 __all__ = [
-    "Factor", "default_label", "label_text", "display_text", "AccountDisabled", "CredentialConflict", "FactorError", "FactorLoadError", "FactorMisconfigured", "FactorNotFound", "SecretUnavailable",
+    "Factor", "default_label", "label_text", "display_text", "storable", "AccountDisabled", "CredentialConflict", "FactorError", "FactorLoadError", "FactorMisconfigured", "FactorNotFound", "SecretUnavailable",
     "AttemptContext", "CredentialInfo", "Denied", "Description", "Enrolled", "FactorKind", "FactorUrls",
     "Pending", "Rejected", "Step", "UserRef", "Verified",
 ]

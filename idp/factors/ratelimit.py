@@ -9,13 +9,19 @@ count the guesses themselves; this caps the requests, whatever their outcome.
 """
 from __future__ import annotations
 
-from functools import wraps
+import logging
+import math
+import time
+from functools import lru_cache, wraps
 from typing import Callable
 
 from flask import jsonify
 from flask_limiter.errors import RateLimitExceeded
+from limits import RateLimitItem, parse
 
 from idp.extensions import limiter, login_posts_per_ip, seconds_until_allowed
+
+log = logging.getLogger(__name__)
 
 
 def per_address_limit(view: Callable | None = None, *, exempt_when: Callable[[], bool] | None = None):
@@ -51,3 +57,30 @@ def too_many_attempts(retry_after: int):
     response.headers["Retry-After"] = str(retry_after)
     return response
 
+
+
+@lru_cache(maxsize=32)
+def rate(limit: str) -> RateLimitItem:
+    """A limit as settings spell it ("120 per minute"); ValueError when it does not parse."""
+    return parse(limit)
+
+
+def spend_request(limit: str, *key: str) -> int | None:
+    """Count one request against `limit` for `key` (a verified identity, e.g. a device id): None
+    while within it, else the seconds until the next one is allowed (for `too_many_attempts`).
+
+    For endpoints whose callers authenticate by signature rather than by address (a phone moves
+    between networks; many share one carrier NAT): the key is what the signature proved, so the
+    limit binds the one device and no one else. Same storage and strategy as every limit here
+    (Redis when configured, else per process). A storage that cannot be reached lets the request
+    through: the limit bounds abuse by an enrolled device, it must not take push down with Redis."""
+    item = rate(limit)
+    try:
+        strategy = limiter.limiter
+        if strategy.hit(item, *key):
+            return None
+        reset_at, _left = strategy.get_window_stats(item, *key)
+    except Exception as exc:  # noqa: BLE001 - the storage's own errors, whatever the backend
+        log.warning("rate limit storage unavailable, request let through: %s", exc)
+        return None
+    return max(1, math.ceil(reset_at - time.time()))

@@ -84,7 +84,7 @@ def public_jwks(document) -> dict:
     elif isinstance(document, str):
         try:
             document = json.loads(document)
-        except ValueError:
+        except (ValueError, RecursionError):  # (RecursionError: a document nested thousands deep)
             raise JwksRefused("the JWK Set is not JSON (nor one public key in PEM)") from None
     if isinstance(document, dict) and "kty" in document and "keys" not in document:
         document = {"keys": [document]}  # one JWK alone, as many tools export a key

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from idp.factors import CredentialInfo, UserRef, directory
+from idp.factors import CredentialInfo, UserRef, directory, storable
 from idp.factors.cli import iso_utc
 from idp.factors.errors import CredentialConflict
 
@@ -36,6 +36,10 @@ class ActivationRefused(Exception):
 
 class DeviceExists(Exception):
     """The key in the registration is already a registered device."""
+
+
+class TooManyDevices(Exception):
+    """The account already has `factors.push.max_devices` live push devices."""
 
 
 def issue(challenges, user: UserRef, *, ttl: int, issuer: str, now: datetime,
@@ -68,30 +72,39 @@ def record_registered(user: UserRef, device: CredentialInfo, *, via: str, **deta
                     details={"credential_id": device.id, "device_name": device.label, "via": via, **details})
 
 
-def register(challenges, store, registration: Registration, *, now: datetime) -> CredentialInfo:
+def register(challenges, store, registration: Registration, *, now: datetime,
+             max_devices: int | None = None) -> CredentialInfo:
     """Consume the activation code and store the device, in the caller's transaction: the caller
     commits both (with its audit event) or, on an error, rolls both back.
 
-    Raises ActivationRefused or DeviceExists. The code is spent only together with the device
+    Raises ActivationRefused, DeviceExists or TooManyDevices (the owner already has `max_devices`
+    live push devices; counted under the owner's lock, so racing registrations with several codes
+    cannot pass the cap together). The code is spent only together with the device
     it registers: a registration refused for its key (already a device, perhaps registered a
     moment ago by a racing request) leaves the code, and a recovery code consumed before it in
     the same transaction (plugins/qr_recovery), unspent. The conditional UPDATE keeps the
     activation locked until that commit, so a racing registration with the same code waits
     and then finds it used.
     """
+    if not storable(registration.code):  # (a lone surrogate: no code has one, and hashing it raised)
+        raise ActivationRefused()
     found = challenges.find(LOOKUP_PREFIX + code_digest(registration.code))
     if found is None or found.payload.get("type") != ACTIVATION or found.user_id is None:
         raise ActivationRefused()
     owner = directory.get_user(found.user_id)
     if owner is None or directory.is_disabled(owner):  # a disabled account gains no way in
         raise ActivationRefused()
+    # The user's lock before the activation's row lock (the order every push write takes them in),
+    # held to the commit: the device count below and the login's wishes cannot change meanwhile.
+    directory.lock_user(owner.id)
     if found.transaction_id is not None:
         # Shown at a login's enrolment step, reached on the password alone: only while that login
         # still wants it (not cancelled or expired, and the user set up no factor meanwhile),
         # asked under the user's lock (a factor set up elsewhere at this moment is seen, or waits).
-        directory.lock_user(owner.id)
         if not directory.login_enrolment_open(found.transaction_id, owner):
             raise ActivationRefused()
+    if max_devices is not None and store.count(owner.id) >= max_devices:
+        raise TooManyDevices()
     claimed = challenges.answer(found.id, USED, payload={"type": ACTIVATION, "device_id": registration.device_id},
                                 now=now, commit=False)
     if claimed is None:

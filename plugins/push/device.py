@@ -12,6 +12,8 @@ import time
 from flask import Blueprint, jsonify, request
 
 from idp.factors import directory
+from idp.factors.bodies import json_object
+from idp.factors.ratelimit import spend_request, too_many_attempts
 from idp.factors.registry import current_registry
 from idp.factors.waiting import one_wait_per
 
@@ -20,6 +22,14 @@ from idp_plugins.push.protocol import (CLOCK_SKEW, DeviceAuthError, InvalidRegis
                                        read_registration, utc_now, verify_device_token)
 from idp_plugins.push.wake import challenge_channel, user_channel
 
+
+
+class DeviceThrottled(Exception):
+    """An authenticated device beyond `factors.push.device_requests`."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
 
 
 def _error(code: str, status: int):
@@ -46,6 +56,11 @@ def build_blueprint(factor) -> Blueprint:
         token = verify_device_token(request.headers.get("Authorization"), audience=audience, public_key_of=key_of)
         device = found["device"]
         directory.rollback()  # end the read: the write below then waits its turn (SQLite: no lock upgrade)
+        # Per device, before the replay guard's row: a device (or its stolen key) sending as fast as
+        # it can would otherwise commit a row per request. Keyed on the id its signature proved.
+        retry_after = spend_request(factor.push_settings.device_requests, "push-device", device.lookup_key)
+        if retry_after is not None:
+            raise DeviceThrottled(retry_after)
         # Replay guard: one row per accepted jti, kept until the token could no longer be accepted.
         if not factor.challenges.spend_once(device.lookup_key, token.jti, until=token.exp + CLOCK_SKEW,
                                             credential_id=device.id):
@@ -54,8 +69,8 @@ def build_blueprint(factor) -> Blueprint:
 
     @bp.post("/v1/register")
     def register():
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
+        data = json_object()
+        if data is None:
             return _error("invalid_request", 400)
         try:
             registration = read_registration(data.get("registration"),
@@ -63,10 +78,14 @@ def build_blueprint(factor) -> Blueprint:
         except InvalidRegistration:
             return _error("invalid_request", 400)
         try:
-            device = activation.register(factor.challenges, factor.store, registration, now=utc_now())
+            device = activation.register(factor.challenges, factor.store, registration, now=utc_now(),
+                                         max_devices=factor.push_settings.max_devices)
         except activation.ActivationRefused:
             directory.rollback()
             return _error("invalid_activation", 400)
+        except activation.TooManyDevices:
+            directory.rollback()  # (the activation code stays unspent: a device revoked, it works)
+            return _error("too_many_devices", 409)
         except activation.DeviceExists:
             directory.rollback()
             return _error("device_exists", 409)
@@ -85,6 +104,8 @@ def build_blueprint(factor) -> Blueprint:
             device, _claims = authenticate()
         except DeviceAuthError:
             return _error("invalid_device_request", 401)
+        except DeviceThrottled as throttled:
+            return too_many_attempts(throttled.retry_after)
         try:
             wait = float(request.args.get("wait", "0"))
         except ValueError:
@@ -93,21 +114,37 @@ def build_blueprint(factor) -> Blueprint:
             wait = 0.0
         wait = min(max(wait, 0.0), float(factor.push_settings.long_poll_max_wait))
         with one_wait_per(("push-device", device.id)) as may_wait:  # another wait of this device's: none
-            return _pending_for(device, wait if may_wait else 0.0)
+            items = _pending_for(device, wait if may_wait else 0.0)
+        if items is None:
+            return _error("invalid_device_request", 401)
+        return jsonify({"challenges": items, "server_time": int(time.time())})
+
+    def _still_live(device) -> bool:
+        """Is the device still registered (a fresh read of its credential)? A long-poll is
+        authenticated once but lasts up to 20 s: a phone revoked meanwhile must not be handed the
+        user's next login requests (application, browser address, user agent)."""
+        live = factor.store.find(device.lookup_key)
+        return live is not None and live.id == device.id
 
     def _pending_for(device, wait: float):
+        """The user's pending login challenges as the device sees them, as soon as there are any or
+        when `wait` is over; None when the device was revoked meanwhile (the uniform 401)."""
         deadline = time.monotonic() + wait
         waker = factor.waker()
         with waker.listen([user_channel(device.user_id)]) as listener:
             while True:
                 items = [login_challenge.public_view(c) for c in factor.challenges.pending(user=device.user_id)
                          if c.payload.get("type") == login_challenge.LOGIN]
+                # Read after the challenges, on every pass: a revocation committed before this read
+                # withholds them; one committed after it came after this request was answered.
+                if not _still_live(device):
+                    directory.rollback()
+                    return None
                 left = deadline - time.monotonic()
                 if items or left <= 0:
-                    break
+                    return items
                 directory.rollback()  # see other processes' commits; give the connection back meanwhile
                 listener.wait(min(waker.fallback_interval, left))
-        return jsonify({"challenges": items, "server_time": int(time.time())})
 
     @bp.post("/v1/challenges/<challenge_id>/answer")
     def answer(challenge_id: str):
@@ -115,6 +152,8 @@ def build_blueprint(factor) -> Blueprint:
             device, claims = authenticate()
         except DeviceAuthError:
             return _error("invalid_device_request", 401)
+        except DeviceThrottled as throttled:
+            return too_many_attempts(throttled.retry_after)
         decision, number = claims.get("decision"), claims.get("number")
         if claims.get("challenge") != challenge_id or decision not in login_challenge.DECISIONS \
                 or (decision == "approve" and not isinstance(number, str)):
@@ -124,22 +163,43 @@ def build_blueprint(factor) -> Blueprint:
             return _error("unknown_challenge", 404)
         status, reason = login_challenge.decide(info, decision, number)
         directory.rollback()  # end the read before the conditional UPDATE (see authenticate)
+        # The answer takes the user's lock, as `PushFactor.begin_challenge` does from its "was this
+        # login denied?" check to the new challenge: a denial and a re-push of the same login run
+        # one after the other, so either the re-push sees the denial and sends nothing, or it
+        # supersedes the challenge first and this answer finds it closed.
+        directory.lock_user(device.user_id)
         now = utc_now()
         answered = factor.challenges.answer(
-            challenge_id, status, now=now,
+            challenge_id, status, now=now, commit=False,
             payload={**info.payload, "reason": reason, "device_credential_id": device.id,
                      "device_name": device.label})
         if answered is None:
+            if status == login_challenge.FRAUD and login_challenge.recent(info, now, factor.push_settings.window):
+                # Closed a moment ago (superseded by a re-push, expired, answered on another phone):
+                # the user still says "this was not me", which matters more than the request's state.
+                closed = factor.challenges.get(challenge_id) or info
+                woken = _record_refusal(factor, device, closed, status, reason, now, closed_as=closed.status)
+                directory.commit()
+                _wake(woken)
+                return jsonify({"error": "challenge_closed", "reported": True}), 409
+            directory.rollback()
             return _error("challenge_closed", 409)
         factor.store.touch(device.id, now=now)
+        woken = [challenge_id]
         if status != login_challenge.APPROVED:
-            _record_refusal(device, answered, status, reason, now)
-        directory.commit()
-        factor.waker().notify(challenge_channel(challenge_id))
+            woken += _record_refusal(factor, device, answered, status, reason, now)
+        directory.commit()  # the answer, its audit event and a fraud report's suspension: together
+        _wake(woken)
         body = {"status": status}
         if status == login_challenge.DENIED:
             body["reason"] = reason
         return jsonify(body)
+
+    def _wake(challenge_ids) -> None:
+        """Tell the login pages waiting on these challenges (after the commit they must see)."""
+        waker = factor.waker()
+        for woken_id in challenge_ids:
+            waker.notify(challenge_channel(woken_id))
 
     @bp.get("/v1/activation/<activation_id>")
     def activation_status(activation_id: str):
@@ -158,17 +218,23 @@ def build_blueprint(factor) -> Blueprint:
     return bp
 
 
-def _record_refusal(device, challenge, status: str, reason: str, now) -> None:
+def _record_refusal(factor, device, challenge, status: str, reason: str, now, closed_as: str | None = None) -> list[str]:
     """Denials and fraud reports are audit events for the org's admins; fraud suspends push at once,
-    whether or not the (possibly attacker's) browser ever comes back."""
+    whether or not the (possibly attacker's) browser ever comes back, and closes the user's other
+    pending login requests. In the caller's transaction; returns the ids of the challenges it closed
+    (whose waiting pages the caller wakes after its commit). `closed_as`: the status of a challenge
+    that was no longer pending when the report came (it is reported all the same)."""
     user = directory.get_user(device.user_id)
     if user is None:  # pragma: no cover - user deleted meanwhile
-        return
+        return []
     context = challenge.payload.get("context") or {}
     details = {"credential_id": device.id, "device_name": device.label, "reason": reason,
                "application": context.get("application"), "ip": context.get("ip")}
+    if closed_as is not None:
+        details["challenge_status"] = closed_as
     if status == login_challenge.FRAUD:
-        directory.suspend_push(user.id, now)
+        closed = factor.suspend_push(user, now)
         directory.audit("push.fraud_reported", user, actor=user.email, actor_id=user.id, details=details)
-    else:
-        directory.audit("push.denied", user, actor=user.email, actor_id=user.id, details=details)
+        return closed
+    directory.audit("push.denied", user, actor=user.email, actor_id=user.id, details=details)
+    return []

@@ -16,7 +16,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from idp.factors import (AttemptContext, CredentialInfo, Description, Enrolled, Factor, FactorKind, Pending,
-                         Rejected, Step, UserRef, directory, label_text)
+                         Rejected, Step, UserRef, Verified, directory, label_text)
 
 from idp_plugins.push import activation, login_challenge
 from idp_plugins.push.protocol import unix, utc_now
@@ -158,13 +158,17 @@ class PushFactor(Factor):
         # From the checks to the new challenge, one request per user at a time: parallel requests
         # must not all pass the fatigue limit, nor re-push a login whose push was just denied.
         directory.lock_user(user.id)
+        # The login's earlier requests are cancelled *before* the checks: from here to the commit
+        # they are locked (PostgreSQL's row locks, SQLite's write lock), so a denial of one either
+        # landed first, and `_refusal` sees it, or finds it closed (409). Checked first and
+        # cancelled after, a denial in between let a denied login push again. (A device's answer
+        # takes the user's lock besides.) A refusal rolls the cancellation back.
+        login_challenge.cancel(self.challenges, login_challenge.superseded(self.challenges, user, ctx), ctx.now)
         refused = self._refusal(user, ctx)
         if refused is not None:
             directory.rollback()
             return Step(state={"refused": refused}, view={"refused": refused})
-        supersede = login_challenge.superseded(self.challenges, user, ctx)
-        info = login_challenge.create(self.challenges, user, ctx, digits=settings.digits,
-                                      ttl=settings.challenge_ttl, supersede=supersede)
+        info = login_challenge.create(self.challenges, user, ctx, digits=settings.digits, ttl=settings.challenge_ttl)
         directory.commit()  # the device's long-poll, maybe in another process, must see it now
         transport = self.transport()
         for device in self.store.list(user):
@@ -197,8 +201,26 @@ class PushFactor(Factor):
         if isinstance(state, dict) and state.get("refused"):
             reason = str(state["refused"])
             return Rejected(reason, counts_as_failure=False, message=REFUSAL_MESSAGES.get(reason))
-        return login_challenge.outcome(self.challenges, self.store, user, state, ctx.now, ctx.transaction_id,
-                                       self.amr)
+        outcome = login_challenge.outcome(self.challenges, self.store, user, state, ctx.now, ctx.transaction_id,
+                                          self.amr)
+        if (isinstance(outcome, Verified) or (isinstance(outcome, Rejected) and outcome.reason == "expired")) \
+                and directory.push_suspended(user.id):
+            # Approved, then a fraud report (this request's or another's, from any of the user's
+            # phones) before the login moved on: the report wins; no login completes with push
+            # while it is suspended. (A request the report closed says why, not just "expired".)
+            return Rejected("suspended", counts_as_failure=False, message=REFUSAL_MESSAGES["suspended"])
+        return outcome
+
+    def suspend_push(self, user: UserRef, now) -> list[str]:
+        """After a fraud report: suspend push for the user (until an admin clears it) and close
+        their pending login requests, so none of them can still be approved. The caller commits
+        (and then wakes the pages waiting on the returned challenge ids)."""
+        directory.suspend_push(user.id, now)
+        closed = []
+        for info in self.challenges.pending(user=user.id, now=now):
+            if info.payload.get("type") == login_challenge.LOGIN and self.challenges.expire(info.id, now=now):
+                closed.append(info.id)
+        return closed
 
     def wait(self, user: UserRef, state: dict, ctx: AttemptContext, timeout: float = 20.0):
         """Like `poll`, but blocks up to `timeout` seconds (at most 25) while the answer is pending.

@@ -11,7 +11,7 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from idp.factors import AttemptContext, Denied, Pending, Rejected, UserRef, Verified, display_text
+from idp.factors import AttemptContext, Denied, Pending, Rejected, UserRef, Verified, display_text, storable
 
 from idp_plugins.push.protocol import unix
 
@@ -40,10 +40,15 @@ def superseded(challenges, user: UserRef, ctx: AttemptContext) -> list[str]:
             if old.transaction_id == ctx.transaction_id and old.payload.get("type") == LOGIN]
 
 
-def create(challenges, user: UserRef, ctx: AttemptContext, *, digits: int, ttl: int, supersede=()):
-    """Cancel the `supersede` challenges and store a new one; the caller commits."""
-    for old_id in supersede:
-        challenges.expire(old_id, now=ctx.now)
+def cancel(challenges, challenge_ids, now: datetime) -> None:
+    """Cancel the (superseded) challenges still pending among `challenge_ids`; the caller commits.
+    One answered since it was read stays as answered: the caller's checks that follow see it."""
+    for challenge_id in challenge_ids:
+        challenges.expire(challenge_id, now=now)
+
+
+def create(challenges, user: UserRef, ctx: AttemptContext, *, digits: int, ttl: int):
+    """Store a new challenge; the caller commits."""
     payload = {"type": LOGIN, "number": new_number(digits), "digits": digits, "context": context_of(ctx)}
     return challenges.create(user, ttl=timedelta(seconds=ttl), transaction_id=ctx.transaction_id,
                              payload=payload, now=ctx.now)
@@ -56,15 +61,24 @@ def public_view(info) -> dict:
 
 
 def decide(info, decision: str, number) -> tuple[str, str]:
-    """(status, reason) for a device's decision. An approval with the wrong number is a denial."""
+    """(status, reason) for a device's decision. An approval with the wrong number is a denial,
+    whatever the number holds (a lone surrogate, which no UTF-8 encodes, included)."""
     if decision == "fraud":
         return FRAUD, "fraud"
     if decision == "deny":
         return DENIED, "denied"
     expected = str(info.payload.get("number") or "")
-    if isinstance(number, str) and expected and hmac.compare_digest(number.strip().encode(), expected.encode()):
+    if isinstance(number, str) and storable(number) and expected \
+            and hmac.compare_digest(number.strip().encode(), expected.encode()):
         return APPROVED, "approved"
     return DENIED, "wrong_number"
+
+
+def recent(info, now: datetime, window: int) -> bool:
+    """Created within the last `window` seconds (`factors.push.window`): a fraud report on such a
+    challenge counts even once it is closed (superseded, expired, answered), since the user may
+    take longer to decide than the request lived. An older one is history, not a live attack."""
+    return info.created_at >= now - timedelta(seconds=window)
 
 
 def outcome(challenges, store, user: UserRef, state: dict, now: datetime, transaction_id: str | None, amr):

@@ -73,10 +73,21 @@ def thumbprint(jwk: Mapping[str, str]) -> str:
     return ECKey.import_key(dict(jwk)).thumbprint()
 
 
+def unix_time(value: Any) -> bool:
+    """Whether `value` is a usable Unix time: a JSON number, not a boolean, not NaN or infinite.
+
+    Only floats are asked `math.isfinite`: an integer always is, and one beyond a float's range
+    (`"iat": 1e400` spelled as 400 digits, which JSON parsers turn into an int) made it raise
+    OverflowError, a 500 where the protocol answers a bad token. Such an int then simply fails
+    the time window (Python compares int and float exactly)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
 def _check_times(claims: Mapping[str, Any], now: float) -> None:
     iat, exp = claims.get("iat"), claims.get("exp")
-    if not isinstance(iat, (int, float)) or not isinstance(exp, (int, float)) or isinstance(iat, bool) \
-            or isinstance(exp, bool) or not (math.isfinite(iat) and math.isfinite(exp)):
+    if not (unix_time(iat) and unix_time(exp)):
         raise ValueError("iat/exp")  # (NaN, which JSON parsers accept, compares false to everything)
     if exp <= now or iat > now + CLOCK_SKEW or exp - iat > MAX_TOKEN_LIFETIME or exp < iat:
         raise ValueError("time window")

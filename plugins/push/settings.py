@@ -5,9 +5,13 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from idp.factors import FactorMisconfigured
+from idp.factors.ratelimit import rate
 
 MAX_LONG_POLL = 25
 MAX_ACTIVATION_TTL = 7 * 86400  # seconds: the longest an activation code may stay valid
+# Live devices per user: each one is a waiting long-poll (a thread) per process and a stream of
+# signed requests; no one carries a hundred phones.
+MAX_DEVICES = 100
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,8 @@ class PushSettings:
     long_poll_max_wait: int = 20
     transport: str = "longpoll"
     webhook_url: str = ""
+    max_devices: int = 10
+    device_requests: str = "120 per minute"
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> "PushSettings":
@@ -28,7 +34,7 @@ class PushSettings:
         try:
             value = cls(**known)
             ints = [value.digits, value.challenge_ttl, value.activation_ttl, value.max_challenges, value.window,
-                    value.long_poll_max_wait]
+                    value.long_poll_max_wait, value.max_devices]
             if any(isinstance(i, bool) or not isinstance(i, int) for i in ints):
                 raise ValueError("numbers expected")
         except (TypeError, ValueError) as exc:
@@ -43,6 +49,12 @@ class PushSettings:
             raise FactorMisconfigured("factors.push.max_challenges and window must be positive")
         if not 0 <= value.long_poll_max_wait <= MAX_LONG_POLL:
             raise FactorMisconfigured(f"factors.push.long_poll_max_wait must be between 0 and {MAX_LONG_POLL}")
+        if not 1 <= value.max_devices <= MAX_DEVICES:
+            raise FactorMisconfigured(f"factors.push.max_devices must be between 1 and {MAX_DEVICES}")
+        try:
+            rate(value.device_requests)
+        except (TypeError, ValueError) as exc:
+            raise FactorMisconfigured("factors.push.device_requests must be a rate such as '120 per minute'") from exc
         if value.transport not in ("longpoll", "webhook"):
             raise FactorMisconfigured("factors.push.transport must be 'longpoll' or 'webhook'")
         if value.transport == "webhook" and not value.webhook_url.startswith(("https://", "http://")):

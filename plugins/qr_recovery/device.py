@@ -14,6 +14,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from idp.factors import AccountDisabled, CredentialConflict, FactorNotFound, UserRef, directory
+from idp.factors.bodies import json_object
 from idp.factors.ratelimit import per_address_limit, too_many_attempts
 from idp.factors.registry import current_registry
 
@@ -59,8 +60,8 @@ def build_blueprint(factor) -> Blueprint:
     bp = Blueprint("qr_recovery_device", __name__)
 
     def read_signed(path: str) -> signed.SignedRequest:
-        data = request.get_json(silent=True)
-        token = data.get("request") if isinstance(data, dict) else None
+        data = json_object()
+        token = data.get("request") if data is not None else None
         return signed.read(token, audience=endpoint_base(_issuer()) + path)
 
     def spend_jti(req: signed.SignedRequest) -> bool:
@@ -144,8 +145,8 @@ def build_blueprint(factor) -> Blueprint:
         push = _push()
         if push is None:
             return _error("push_unavailable", 503)
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
+        data = json_object()
+        if data is None:
             return _error("invalid_request", 400)
         try:
             started = personal.start(factor, data.get("email"), data.get("password"),

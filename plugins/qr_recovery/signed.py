@@ -58,7 +58,10 @@ def read(token: Any, *, audience: str, now: float | None = None) -> SignedReques
         key = ECKey.import_key(jwk)
         claims = dict(jwt.decode(token, key, algorithms=["ES256"]).claims)
         iat, exp = claims.get("iat"), claims.get("exp")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (iat, exp)):
+        # (Only floats can be NaN or infinite; asking math.isfinite of an int too big for a float
+        # raised OverflowError, a 500: `"exp": 1` followed by 400 zeros is valid JSON.)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and (isinstance(v, int) or math.isfinite(v)) for v in (iat, exp)):
             raise InvalidSignedRequest("iat/exp")  # (NaN, which JSON parsers accept, compares false to everything)
         if exp <= now or iat > now + CLOCK_SKEW or exp < iat or exp - iat > MAX_LIFETIME:
             raise InvalidSignedRequest("outside its time window")

@@ -69,6 +69,7 @@ def _small_rsa_pem() -> str:
 
 REFUSED = {
     "not JSON": (lambda: "{keys", "not JSON"),
+    "nested too deep": (lambda: "[" * 100000 + "]" * 100000, "not JSON"),  # (RecursionError)
     "not a JWK Set": (lambda: [public(ec())], '"keys" array'),
     "no keys": (lambda: {"keys": []}, '"keys" array'),
     "too many keys": (lambda: {"keys": [public(ec(str(i))) for i in range(MAX_KEYS + 1)]}, f"at most {MAX_KEYS}"),

@@ -85,6 +85,14 @@ def test_the_last_devices_removal_ends_the_codes_still_pending(client, push, fac
     assert (refused.status_code, refused.get_json()) == (400, {"error": "invalid_activation"})
 
 
+def test_an_activation_code_with_a_lone_surrogate_is_an_invalid_activation(client, push, factor_user):
+    """`"code": "\ud800"` is valid JSON that no UTF-8 encodes: hashing it raised (a generic 400)."""
+    code = activation_code(push.begin_enrolment(factor_user, enrolment_context(push)).view["activation_uri"])
+    response = Device(client).register(code[:-1] + "\ud800")
+    assert (response.status_code, response.get_json()) == (400, {"error": "invalid_activation"})
+    assert Device(client).register(code).status_code == 201  # the real code is not spent
+
+
 def test_a_registration_refused_for_its_key_leaves_the_code_unspent(client, push, factor_user):
     device = enrol_device(client, push, factor_user, "phone 1")
     code = activation_code(push.begin_enrolment(factor_user, enrolment_context(push)).view["activation_uri"])
@@ -308,6 +316,32 @@ def test_revoked_device_gets_the_uniform_error_and_its_challenges_close(client, 
     assert isinstance(push.verify(factor_user, step.state, {}, ctx), Rejected)
 
 
+def test_a_long_poll_of_a_device_revoked_meanwhile_gets_the_uniform_error_not_the_next_login(
+        client, push, factor_user):
+    """A long-poll is authenticated once and lasts up to 20 s: it re-reads its device on every pass,
+    so a phone revoked while it waits is not handed the user's next login (application, browser
+    address, user agent) but the uniform 401 of section 7."""
+    import threading
+
+    from idp.db import db
+    from idp.factors import directory
+    from idp.factors.registry import current_registry
+
+    revoked, kept = enrol_device(client, push, factor_user), enrol_device(client, push, factor_user, "Other phone")
+    token = revoked.token("/challenges")
+    answers = []
+    waiting = threading.Thread(target=lambda: answers.append(revoked.pending(wait=10, token=token)), daemon=True)
+    waiting.start()
+    time.sleep(1.0)  # it is waiting by now
+    current_registry().remove_credential(factor_user, push.store.find(revoked.id).id)
+    directory.commit()
+    start_login(push, factor_user)  # (wakes the waiting long-poll)
+    db.session.rollback()  # (this test's app context is shared by its requests: leave SQLite's lock)
+    waiting.join(15)
+    assert answers and (answers[0].status_code, answers[0].get_json()) == (401, UNIFORM)
+    assert len(kept.pending().get_json()["challenges"]) == 1  # the other phone still sees it
+
+
 def test_push_fatigue_limit(client, push, factor_user):
     enrol_device(client, push, factor_user)
     for i in range(push.push_settings.max_challenges):
@@ -421,6 +455,37 @@ def test_device_tokens_whose_times_are_not_numbers_are_refused(client, push, fac
         assert (response.status_code, response.get_json()) == (401, UNIFORM), (iat, exp)
 
 
+def test_times_too_big_for_a_float_are_a_bad_token_not_a_500(client, push, factor_user):
+    """`"exp": 1000...0` (400 digits) is valid JSON and parses to an int that no float holds:
+    math.isfinite raised OverflowError. Unauthenticated on /register (the JWS carries its own key)."""
+    import secrets
+
+    huge = 10 ** 400
+    device = enrol_device(client, push, factor_user)
+    now = int(time.time())
+    for iat, exp in ((now, huge), (huge, huge + 10), (-huge, now + 10)):
+        token = keys.sign_jwt(device.key, {"alg": "ES256", "typ": "JWT", "kid": device.id},
+                              {"iss": device.id, "aud": BASE + "/challenges", "iat": iat, "exp": exp,
+                               "jti": secrets.token_urlsafe(24)})
+        response = device.pending(token=token)
+        assert (response.status_code, response.get_json()) == (401, UNIFORM), (iat, exp)
+        newcomer = keys.new_private_key()
+        code = activation_code(push.begin_enrolment(factor_user, enrolment_context(push)).view["activation_uri"])
+        registration = keys.sign_jwt(newcomer, {"alg": "ES256", "typ": "JWT", "jwk": keys.public_jwk(newcomer)},
+                                     {"aud": BASE + "/register", "iat": iat, "exp": exp, "code": code,
+                                      "name": "phone", "jti": secrets.token_urlsafe(24)})
+        response = client.post("/factors/push/v1/register", json={"registration": registration})
+        assert (response.status_code, response.get_json()) == (400, {"error": "invalid_request"}), (iat, exp)
+
+
+def test_a_body_nested_too_deep_is_an_invalid_request_not_a_500(client, push):
+    """200 KB of brackets (under MAX_CONTENT_LENGTH): the JSON decoder raises RecursionError, which
+    request.get_json(silent=True) does not swallow (idp.factors.bodies)."""
+    body = "[" * 100000 + "]" * 100000
+    response = client.post("/factors/push/v1/register", data=body, content_type="application/json")
+    assert (response.status_code, response.get_json()) == (400, {"error": "invalid_request"})
+
+
 def test_a_registration_nested_too_deep_is_refused_not_a_500(client, push):
     import base64
     import json
@@ -470,3 +535,79 @@ def test_parallel_logins_do_not_pass_the_fatigue_limit_together(pg_app):
     [t.join() for t in threads]
     assert len(steps) == racers
     assert sum("number" in s.view for s in steps) == push.push_settings.max_challenges
+
+
+# --- resource limits --------------------------------------------------------------------------
+
+
+def test_registrations_beyond_max_devices_are_refused_and_leave_the_code_unspent(client, push, factor_user,
+                                                                                  monkeypatch):
+    from dataclasses import replace
+
+    from idp.factors import directory
+    from idp.factors.registry import current_registry
+
+    monkeypatch.setattr(push, "push_settings", replace(push.push_settings, max_devices=2))
+    enrol_device(client, push, factor_user, "one")
+    enrol_device(client, push, factor_user, "two")
+    code = activation_code(push.begin_enrolment(factor_user, enrolment_context(push)).view["activation_uri"])
+    response = Device(client).register(code, "three")
+    assert (response.status_code, response.get_json()) == (409, {"error": "too_many_devices"})
+    assert push.store.count(factor_user) == 2
+    current_registry().remove_credential(factor_user, push.store.list(factor_user)[0].id)
+    directory.commit()
+    assert Device(client).register(code, "three").status_code == 201  # the code was not spent
+
+
+def test_a_device_beyond_its_request_rate_is_told_to_wait_and_writes_nothing(client, push, factor_user,
+                                                                              monkeypatch):
+    from dataclasses import replace
+
+    from sqlalchemy import func, select
+
+    from idp.db import db
+    from idp.models import FactorChallenge
+
+    busy, calm = enrol_device(client, push, factor_user), enrol_device(client, push, factor_user, "Calm phone")
+    monkeypatch.setattr(push, "push_settings", replace(push.push_settings, device_requests="3 per minute"))
+    assert [busy.pending().status_code for _ in range(3)] == [200] * 3
+    rows = db.session.scalar(select(func.count()).select_from(FactorChallenge))
+    throttled = busy.pending()
+    assert throttled.status_code == 429 and throttled.get_json()["error"] == "too_many_attempts"
+    assert 0 < throttled.get_json()["retry_after"] <= 60 and throttled.headers["Retry-After"]
+    assert db.session.scalar(select(func.count()).select_from(FactorChallenge)) == rows  # no replay-guard row
+    _ctx, step = start_login(push, factor_user)
+    assert busy.answer(step.state["challenge_id"], "deny").status_code == 429
+    assert calm.pending().status_code == 200  # per device: the user's other phone is not held back
+    # Only a device whose signature verifies is counted: anyone else still gets the uniform 401.
+    stranger = Device(client)
+    assert stranger.pending().get_json() == UNIFORM
+
+
+@pytest.mark.postgres
+def test_racing_registrations_do_not_pass_max_devices_together(pg_app, monkeypatch):
+    """Each registration counts the user's devices under the user's lock: of several racing with
+    their own codes for the last free place, one registers."""
+    from dataclasses import replace
+
+    from fixtures.race import at_once
+    from idp.db import db
+    from push_testkit import push_factor
+
+    push = push_factor()
+    monkeypatch.setattr(push, "push_settings", replace(push.push_settings, max_devices=2))
+    user = make_user("max-devices@example.com")
+    enrol_device(pg_app.test_client(), push, user)
+    codes = [activation_code(push.begin_enrolment(user, enrolment_context(push)).view["activation_uri"])
+             for _ in range(4)]
+    db.session.commit()
+
+    def register(i):
+        with pg_app.app_context():
+            try:
+                return Device(pg_app.test_client()).register(codes[i], f"phone {i}").status_code
+            finally:
+                db.session.remove()
+
+    assert sorted(at_once(len(codes), register)) == [201, 409, 409, 409]
+    assert push.store.count(user) == 2

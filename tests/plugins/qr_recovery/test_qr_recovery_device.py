@@ -198,6 +198,14 @@ def sent_code(mailbox) -> str:
     return code_in([m for m in mailbox if m.subject == "Your recovery code"][-1])
 
 
+def test_bodies_nested_too_deep_are_invalid_requests_not_a_500(client, push, qr, alice):
+    """The decoder's RecursionError escaped request.get_json(silent=True) (idp.factors.bodies)."""
+    body = "[" * 100000 + "]" * 100000
+    for path in ("/redeem", "/personal/start", "/personal/finish"):
+        response = client.post("/factors/qr_recovery" + path, data=body, content_type="application/json")
+        assert (response.status_code, response.get_json()) == (400, {"error": "invalid_request"}), path
+
+
 def test_personal_recovery_end_to_end(client, push, qr, alice, mailbox):
     device = NewDevice(client)
     started = device.start(alice.email, PASSWORD)
@@ -505,8 +513,9 @@ def _signed_raw(device, payload: bytes) -> str:
 
 
 def test_signed_requests_outside_the_documented_claims_are_invalid_requests(client, push, qr, factor_user):
-    """Claims nested thousands deep (a RecursionError) and NaN times (which compare false to
-    everything, so they passed the time window) are refused like any malformed request."""
+    """Claims nested thousands deep (a RecursionError), NaN times (which compare false to
+    everything, so they passed the time window) and integer times too big for a float (an
+    OverflowError) are refused like any malformed request."""
     import time
 
     issued = qr.issue(factor_user, actor="cli")
@@ -516,7 +525,8 @@ def test_signed_requests_outside_the_documented_claims_are_invalid_requests(clie
     now = int(time.time())
     deep = (b'{"aud":"http://localhost:5000/factors/qr_recovery/redeem","iat":%d,"exp":%d,"jti":"%s","x":'
             % (now, now + 30, b"j" * 32) + b"[" * 3000 + b"]" * 3000 + b"}")
-    for token in (nan_times, _signed_raw(device, deep)):
+    huge_times = device.token("/redeem", secret=issued.secret, name="x", iat=now, exp=10 ** 400)  # (OverflowError)
+    for token in (nan_times, _signed_raw(device, deep), huge_times):
         response = device.redeem(issued.secret, token=token)
         assert (response.status_code, response.get_json()) == (400, {"error": "invalid_request"})
     assert qr.is_configured_for(factor_user)  # nothing spent
