@@ -8,9 +8,10 @@ device has most likely been revoked.
 import email.utils
 import json
 import math
+import re
 import time
 from typing import Optional
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -19,6 +20,10 @@ from authenticator.push import keys
 
 TIMEOUT = 10.0
 CLOCK_TOLERANCE = 30
+# docs/push-protocol.md section 10: request ids are 64 lowercase hex characters (the server's
+# secrets.token_hex(32)). An id goes into the path of a signed POST: anything else ("../../register",
+# "x?y=1#frag") would let the server choose which URL this device signs an answer for.
+CHALLENGE_ID = re.compile(r"[0-9a-f]{64}")
 
 
 class ServerUnreachable(AuthenticatorError):
@@ -131,10 +136,13 @@ class PushClient:
 
     def answer(self, challenge_id: str, decision: str, number: Optional[str] = None) -> dict:
         """``decision``: approve (with ``number``), deny or fraud. Returns {"status", "reason"?}."""
+        if not is_challenge_id(challenge_id):  # pending() lists no other; checked again where it is used
+            raise ChallengeUnavailable(f"no pending request {challenge_id} for this account")
         extra = {"challenge": challenge_id, "decision": decision}
         if number is not None:
             extra["number"] = number
-        response = self._signed("POST", f"/challenges/{challenge_id}/answer", extra=extra)
+        # Quoted although checked: the path must stay one segment whatever a later change lets through.
+        response = self._signed("POST", f"/challenges/{quote(challenge_id, safe='')}/answer", extra=extra)
         data = self._json(response)
         if response.status_code == 200:
             return data
@@ -190,9 +198,16 @@ def _nesting_depth(value) -> int:
     return deepest
 
 
+def is_challenge_id(value) -> bool:
+    """Whether ``value`` is a request id as the protocol writes them (CHALLENGE_ID, the whole string:
+    fullmatch, since ``$`` would also let a trailing newline through)."""
+    return isinstance(value, str) and CHALLENGE_ID.fullmatch(value) is not None
+
+
 def _is_challenge(item) -> bool:
-    """A challenge the app can show and answer: an object with a string id (others are skipped)."""
-    return isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]
+    """A challenge the app can show and answer: an object whose id is a protocol id. Others are
+    skipped: the server chose them, and an id outside the protocol is never put into a URL."""
+    return isinstance(item, dict) and is_challenge_id(item.get("id"))
 
 
 def _well_formed(challenge: dict) -> dict:

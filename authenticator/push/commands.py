@@ -74,10 +74,7 @@ def describe(challenge: dict, account: Account) -> str:
              f"expires in {max(left, 0)}s"]
     if context.get("user_agent"):
         parts.append(f"browser: {shown(str(context['user_agent'])[:80])}")
-    text = "  ".join(parts[:2]) + "\n    " + "; ".join(parts[2:])
-    if challenge["id"].startswith("-"):
-        text += "\n    (this id starts with '-': approve --number NN -- ID)"
-    return text
+    return "  ".join(parts[:2]) + "\n    " + "; ".join(parts[2:])
 
 
 def _summary(challenge: dict, account: Account) -> dict:

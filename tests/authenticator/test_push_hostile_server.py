@@ -25,6 +25,7 @@ class Handler(BaseHTTPRequestHandler):
     def _answer(self):
         length = int(self.headers.get("Content-Length") or 0)
         request = self.rfile.read(length)
+        self.server.requests.append((self.command, self.path))
         path = self.path.split("?")[0]
         status, body = self.server.answers.get(path, (404, b'{"error": "not_found"}'))
         if callable(body):  # an answer made from the request (one that names the registering key)
@@ -45,6 +46,7 @@ class Handler(BaseHTTPRequestHandler):
 def hostile():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.answers = {}
+    server.requests = []  # (method, path) of every request, in order
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server, f"http://127.0.0.1:{server.server_address[1]}"
@@ -70,9 +72,12 @@ def phone(app, hostile):
     return app
 
 
+CHALLENGE_ID = "c0ffee" * 10 + "abcd"  # 64 lowercase hex characters, as the protocol writes ids
+
+
 def challenges(expires_at: str, context: str = "{}") -> bytes:
-    return ('{"challenges": [{"id": "abcdefgh1234", "expires_at": %s, "context": %s}]}'
-            % (expires_at, context)).encode()
+    return ('{"challenges": [{"id": "%s", "expires_at": %s, "context": %s}]}'
+            % (CHALLENGE_ID, expires_at, context)).encode()
 
 
 DEEP = b"[" * 100_000 + b"]" * 100_000  # deeper than json.loads recurses
@@ -231,3 +236,48 @@ def test_a_backup_restore_would_refuse_as_a_whole_says_why(app, tmp_path):
     assert one_line_error(result) == ("idp-authenticator: backup not written: restore would refuse it (the backup's "
                                       "contents are not valid (authenticated, but it holds totp account ACME:alice "
                                       "twice))")
+
+
+@pytest.mark.parametrize("bad_id", [
+    "../../register",  # made `approve` sign a POST to /register/answer
+    "abcdef?x=1#frag",  # changed the answer's query
+    "abcdef%2F..%2F..%2Fregister",
+    CHALLENGE_ID.upper(),
+    CHALLENGE_ID[:-1],
+    CHALLENGE_ID + "0",
+    CHALLENGE_ID + "\n",
+    "-" + CHALLENGE_ID[1:],  # an argparse option on the command line
+    "",
+], ids=repr)
+def test_a_request_id_outside_the_protocol_is_never_listed_nor_answered(phone, hostile, bad_id):
+    """docs/push-protocol.md: ids are 64 lowercase hex characters. Any other id the server lists is
+    dropped (the good one beside it is kept), so no typed id or prefix can reach it, and nothing but
+    the challenge list is ever requested."""
+    server, _url = hostile
+    listed = [{"id": bad_id, "expires_at": 1700000100}, {"id": CHALLENGE_ID, "expires_at": 1700000100}]
+    server.answers["/push/challenges"] = (200, json.dumps({"challenges": listed}).encode())
+    server.answers["/push/register/answer"] = (200, b'{"status": "approved"}')
+    assert [c["id"] for c in json.loads(phone.ok("--json", "pending"))] == [CHALLENGE_ID]
+    typed = {bad_id, "../../register"} - {""} - {CHALLENGE_ID[:n] for n in range(65)}
+    for command in [["deny", "--", t] for t in sorted(typed)] + [["approve", "--number", "12", "--", bad_id]]:
+        if not command[-1] or CHALLENGE_ID.startswith(command[-1]):
+            continue  # a prefix of the good id names the good request
+        result = phone.run(*command)
+        assert result.returncode == 23 and "no pending request" in one_line_error(result)
+    assert {method for method, _path in server.requests} == {"GET"}
+    assert all(path.startswith("/push/challenges?") for _method, path in server.requests)
+
+
+def test_an_id_is_quoted_in_the_answer_url_even_when_it_got_past_the_list():
+    """Belt and braces: PushClient.answer itself refuses an id outside the protocol (before any
+    request), and quotes the one it sends as a single path segment."""
+    from authenticator.push.client import ChallengeUnavailable, PushClient
+
+    class Refuse:
+        def request(self, *args, **kwargs):
+            raise AssertionError("no request may be sent for such an id")
+
+    client = PushClient("http://127.0.0.1:9/push", key=None, session=Refuse())
+    for bad in ("../../register", "a?x=1#f"):
+        with pytest.raises(ChallengeUnavailable):
+            client.answer(bad, "deny")
