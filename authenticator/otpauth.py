@@ -15,6 +15,9 @@ from authenticator.accounts import ALGORITHMS, DIGITS, TOTP, Account, TotpParams
 from authenticator.errors import AuthenticatorError
 
 MAX_PERIOD = 3600
+# The longest secret taken, in base32 characters (640 bytes): HMAC hashes a key longer than its block
+# (at most 128 bytes, SHA-512) down anyway, and a QR code or a backup must not store megabytes.
+MAX_SECRET_LENGTH = 1024
 
 
 class InvalidOtpauthUri(AuthenticatorError):
@@ -57,6 +60,8 @@ def _secret(raw) -> str:
     if not raw:
         raise InvalidOtpauthUri("otpauth URI has no secret")
     secret = raw.replace(" ", "").replace("-", "").upper().rstrip("=")
+    if len(secret) > MAX_SECRET_LENGTH:
+        raise InvalidOtpauthUri(f"otpauth secret is longer than {MAX_SECRET_LENGTH} characters")
     try:
         decoded = base64.b32decode(secret + "=" * (-len(secret) % 8))
     except (binascii.Error, ValueError):

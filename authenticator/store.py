@@ -92,11 +92,24 @@ class Vault:
 
     def add(self, account: Account) -> Account:
         """Store ``account`` under a fresh id; refuse a second copy of the same account."""
-        for existing in self.accounts:
-            if (existing.issuer, existing.name, existing.type) == (account.issuer, account.name, account.type):
+        return self.add_all([account])[0]
+
+    def add_all(self, accounts: list[Account]) -> list[Account]:
+        """Store each of ``accounts`` under a fresh id, or none of them: a second copy of an account
+        (here or in the batch) is refused. One set of identities and ids serves the whole batch: a
+        scan of every account per account made a restore of 60,000 take ten minutes under the lock."""
+        held = {_identity(a): a for a in self.accounts}
+        taken = {a.id for a in self.accounts}
+        stored = []
+        for account in accounts:
+            existing = held.get(_identity(account))
+            if existing is not None:
                 raise AuthenticatorError(f"account {account.label} already exists (id {existing.id}); remove it first")
-        stored = account.with_id(new_account_id(a.id for a in self.accounts))
-        self.accounts.append(stored)
+            added = account.with_id(new_account_id(taken))
+            taken.add(added.id)
+            held[_identity(added)] = added
+            stored.append(added)
+        self.accounts.extend(stored)
         return stored
 
     def remove(self, account: Account) -> None:
@@ -129,6 +142,11 @@ class Vault:
                 (self.home / HEADER_FILE).unlink()
             raise
         self._new = False
+
+
+def _identity(account: Account) -> tuple:
+    """What makes two accounts the same one, for :meth:`Vault.add_all`."""
+    return account.issuer, account.name, account.type
 
 
 @contextlib.contextmanager

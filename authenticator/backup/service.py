@@ -294,7 +294,7 @@ def written_at(contents: BackupContents) -> str:
 
 def restore_into(vault, accounts: list[Account]) -> list[Account]:
     ensure_empty(vault)
-    return [vault.add(account) for account in accounts]
+    return vault.add_all(accounts)
 
 
 def _timestamp() -> str:
