@@ -287,13 +287,24 @@ def cmd_recover(ctx, args) -> int:
         raise RecoveryRefused("the server registered a different device id than this key's")
     push = replace(account.push, device_id=device_id, device_private_key=keys.private_pem(key), status=ACTIVE,
                    extra={**account.push.extra, "endpoint": _endpoint_of(answer, account.push.issuer_url)})
+    registered = replace(account, push=push)
     try:
         with ctx.changing_vault(create=False) as vault:  # saves, then the automatic backup
-            current = find_account(vault.accounts, account.id)
+            # Checked again under the lock: the check above ran before the network step, and a
+            # second `recover` started meanwhile may have saved its key since. Overwriting it would
+            # lose that key while its device stays live on the server; this run's device is the one
+            # to revoke instead.
+            current = next((a for a in vault.accounts if a.id == account.id), None)
+            if current is None:
+                raise PushActivation.not_saved(registered, "the account was removed from this device meanwhile")
+            if current.push is not None and current.push.device_private_key:
+                raise PushActivation.not_saved(
+                    registered, f"another recover run gave this account its own key meanwhile (device "
+                                f"{current.push.device_id}), which is kept")
             updated = replace(current, push=push)
             vault.replace(updated)
     except OSError as exc:  # registered on the server, but this device could not keep the key
-        raise PushActivation.not_saved(replace(account, push=push), exc.strerror or str(exc)) from None
+        raise PushActivation.not_saved(registered, exc.strerror or str(exc)) from None
     how = "recovery QR code" if args.qr else "password and e-mailed code"
     ctx.emit({"id": updated.id, "issuer": updated.issuer, "name": updated.name, "type": updated.type,
               "status": ACTIVE, "device_id": device_id},

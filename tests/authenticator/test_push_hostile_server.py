@@ -281,3 +281,52 @@ def test_an_id_is_quoted_in_the_answer_url_even_when_it_got_past_the_list():
     for bad in ("../../register", "a?x=1#f"):
         with pytest.raises(ChallengeUnavailable):
             client.answer(bad, "deny")
+
+
+def _device_of(request: bytes) -> str:
+    """The device id (RFC 7638 thumbprint) of the key in a recovery request's JWS header."""
+    token = json.loads(request)["request"]
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    jwk = header["jwk"]
+    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
+def test_two_recover_runs_at_once_keep_one_key_and_name_the_other_device(restored, hostile):
+    """Both runs passed the "already has a key" check before either saved: the server registered two
+    devices. The run that saves second checks again under the lock, keeps the first key, and names
+    its own device (status 25) so that it can be revoked."""
+    from authenticator.store import Vault
+
+    server, _url = hostile
+    app, account = restored
+    both_waiting = threading.Barrier(2, timeout=30)
+    registered = []
+
+    def finish(request: bytes) -> bytes:
+        device = _device_of(request)
+        registered.append(device)
+        both_waiting.wait()  # neither run answers before the other has registered too
+        return json.dumps({"device_id": device, "user": "alice@example.com"}).encode()
+
+    server.answers["/factors/qr_recovery/personal/start"] = (
+        200, b'{"recovery_id": "r-1", "sent_to": "a***@example.com"}')
+    server.answers["/factors/qr_recovery/personal/finish"] = (201, finish)
+    results = [None, None]
+
+    def run(i):
+        results[i] = app.run("recover", account, "--password", stdin="a password\n123456\n")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert sorted(r.returncode for r in results) == [0, 25], [r.stderr for r in results]
+    loser = next(r for r in results if r.returncode == 25)
+    [kept] = Vault.open(app.home, PASSPHRASE).accounts
+    lost = next(d for d in registered if d != kept.push.device_id)
+    assert kept.push.device_id in registered and kept.push.device_private_key
+    line = loser.stderr.strip().splitlines()[-1]  # after the "a code was sent" note
+    assert "Traceback" not in loser.stderr and f"(device id {lost})" in line and "must be revoked" in line
+    assert f"another recover run gave this account its own key meanwhile (device {kept.push.device_id})" in line
