@@ -22,6 +22,7 @@ import base64
 import contextlib
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -30,6 +31,7 @@ from authenticator.accounts import Account, new_account_id
 from authenticator.backup.settings import BackupSettings
 from authenticator.errors import AuthenticatorError, StoreDamaged, WrongPassphrase
 from authenticator.files import write_atomically
+from authenticator.terminal import warn
 
 HEADER_FILE = "store-header.json"
 DATA_FILE = "store.bin"
@@ -186,8 +188,22 @@ def _remove_if_unused(home: Path) -> None:
 
 
 def _ensure_home(home: Path) -> None:
+    """The home exists, is this user's, and is 0700. mkdir's mode applies only to a directory it makes:
+    one that was there (made by hand, or by an older version, with the umask's 0755 or a 0777) kept
+    its mode, and whoever can write into it can put an older store.bin back (a rollback the store's
+    encryption cannot see: the old file is genuine) or swap the lock file."""
     try:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not hasattr(os, "geteuid"):  # pragma: no cover - no POSIX owners to check
+            return
+        status = home.stat()
+        if status.st_uid != os.geteuid():
+            raise AuthenticatorError(f"cannot use home directory {home}: it belongs to another user (uid "
+                                     f"{status.st_uid}), who could change the store")
+        mode = stat.S_IMODE(status.st_mode)
+        if mode & 0o077:
+            os.chmod(home, 0o700)
+            warn(f"home directory {home} was open to other users (mode {mode:04o}); it is 0700 now")
     except OSError as exc:
         raise AuthenticatorError(f"cannot use home directory {home}: {exc.strerror}") from None
 
