@@ -24,7 +24,7 @@ import time
 
 import requests
 
-from authenticator import uris
+from authenticator import fetch, uris
 from authenticator.accounts import ACTIVE, PUSH, find_account
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
@@ -35,7 +35,8 @@ from authenticator.terminal import is_terminal, is_text, read_line, shown
 
 URI_SCHEME = "idp-recovery"
 SUPPORTED_VERSION = "1"
-TIMEOUT = 15.0
+TIMEOUT = 15.0  # seconds for any one read
+DEADLINE = 30.0  # seconds for a whole exchange (fetch.py): the server may send an e-mail meanwhile
 TOKEN_LIFETIME = 60
 
 
@@ -104,11 +105,13 @@ def signed_request(key, audience: str, claims: dict) -> str:
 
 
 def _post(url: str, body: dict, session=None) -> tuple:
-    http = session or requests
-    try:
-        response = http.post(url, json=body, timeout=TIMEOUT, allow_redirects=False)
-    except requests.RequestException as exc:
-        raise ServerUnreachable(f"cannot reach the server at {host_of(url)}: {type(exc).__name__}") from None
+    http = session or requests.Session()
+    try:  # bounded in size and in time, as the push client's exchanges (fetch.py)
+        response = fetch.exchange(http, "POST", url, seconds=DEADLINE, read_timeout=TIMEOUT, json=body)
+    except fetch.TooLarge:
+        raise RecoveryRefused(fetch.too_large(host_of(url))) from None
+    except (requests.RequestException, fetch.TooSlow) as exc:
+        raise ServerUnreachable(fetch.unreachable(host_of(url), exc, DEADLINE)) from None
     try:
         data = parse_json(response.content)
     except ValueError:  # not JSON, or JSON the app refuses (NaN, nested too deep): as if it had none

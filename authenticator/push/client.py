@@ -15,10 +15,14 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from authenticator import fetch
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
 
-TIMEOUT = 10.0
+TIMEOUT = 10.0  # seconds for any one read
+# Seconds for a whole exchange, headers and body (plus the long-poll's wait): TIMEOUT alone is per
+# read, and a server trickling a byte at a time held every push command for ever (fetch.py).
+DEADLINE = 20.0
 CLOCK_TOLERANCE = 30
 # docs/push-protocol.md section 10: request ids are 64 lowercase hex characters (the server's
 # secrets.token_hex(32)). An id goes into the path of a signed POST: anything else ("../../register",
@@ -67,22 +71,26 @@ class PushClient:
 
     # --- plumbing ---------------------------------------------------------------------
 
-    def _send(self, method: str, url: str, timeout: float = TIMEOUT, **kwargs) -> requests.Response:
+    def _send(self, method: str, url: str, wait: float = 0, **kwargs) -> fetch.Answer:
+        """One exchange, bounded in size and in time (``wait``: a long-poll's seconds, added to both)."""
+        seconds = DEADLINE + wait
         try:
-            return self.http.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
-        except requests.RequestException as exc:
-            raise ServerUnreachable(f"cannot reach the server at {host_of(url)}: {type(exc).__name__}") from None
+            return fetch.exchange(self.http, method, url, seconds=seconds, read_timeout=TIMEOUT + wait, **kwargs)
+        except fetch.TooLarge:
+            raise ProtocolError(fetch.too_large(host_of(url))) from None
+        except (requests.RequestException, fetch.TooSlow) as exc:
+            raise ServerUnreachable(fetch.unreachable(host_of(url), exc, seconds)) from None
 
-    def _signed(self, method: str, path: str, timeout: float = TIMEOUT, params=None, extra=None):
+    def _signed(self, method: str, path: str, wait: float = 0, params=None, extra=None):
         url = self.endpoint + path
         token = keys.request_token(self.key, audience=url, extra=extra)
-        response = self._send(method, url, timeout=timeout, params=params,
+        response = self._send(method, url, wait=wait, params=params,
                               headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
         if response.status_code == 401:
             raise self._explain_401(response)
         return response
 
-    def _explain_401(self, response: requests.Response) -> AuthenticatorError:
+    def _explain_401(self, response: fetch.Answer) -> AuthenticatorError:
         date = response.headers.get("Date")
         if date:
             try:
@@ -98,7 +106,7 @@ class PushClient:
                              f"remove the account here ({remove}), then add it again with a new activation code")
 
     @staticmethod
-    def _json(response: requests.Response) -> dict:
+    def _json(response: fetch.Answer) -> dict:
         try:
             data = parse_json(response.content)
         except ValueError:
@@ -128,7 +136,7 @@ class PushClient:
 
     def pending(self, wait: float = 0) -> list:
         """Pending challenges; with ``wait`` > 0 a long-poll that returns at the first one."""
-        response = self._signed("GET", "/challenges", timeout=wait + TIMEOUT, params={"wait": int(wait)})
+        response = self._signed("GET", "/challenges", wait=wait, params={"wait": int(wait)})
         data = self._json(response)
         if response.status_code != 200 or not isinstance(data.get("challenges"), list):
             raise ProtocolError(f"unexpected answer from the server (HTTP {response.status_code})")

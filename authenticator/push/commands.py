@@ -13,6 +13,7 @@ its start; once watching, it warns and keeps asking).
 import datetime
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from authenticator.accounts import ACTIVE, PUSH, Account, ensure_can_approve
 from authenticator.errors import AuthenticatorError
@@ -28,6 +29,7 @@ from authenticator.push.client import (
 from authenticator.terminal import printable, read_line, shown
 
 MIN_PREFIX = 6
+MAX_PARALLEL = 8  # servers asked at once by collect()
 WATCH_WAIT = 20
 # What one account's server can do wrong: it fails that account, not the command.
 SERVER_FAILURES = (ServerUnreachable, DeviceRevoked, ProtocolError)
@@ -85,13 +87,22 @@ def _summary(challenge: dict, account: Account) -> dict:
 def collect(accounts: list, wait: float = 0) -> tuple[list, list]:
     """([(account, challenge)] of every usable push account whose server answered, oldest first per
     account; [(account, error)] of those whose server could not be asked)."""
-    found, failed = [], []
-    for account in _usable(accounts):
+    def ask(account: Account):
         try:
-            challenges = client_for(account).pending(wait=wait)
+            return client_for(account).pending(wait=wait), None
         except SERVER_FAILURES as exc:
-            failed.append((account, exc))
-            continue
+            return [], exc
+
+    usable = _usable(accounts)
+    if len(usable) > 1:  # in parallel: one slow server (up to its deadline) holds none of the others
+        with ThreadPoolExecutor(max_workers=min(len(usable), MAX_PARALLEL)) as pool:
+            outcomes = list(pool.map(ask, usable))
+    else:
+        outcomes = [ask(account) for account in usable]
+    found, failed = [], []
+    for account, (challenges, error) in zip(usable, outcomes, strict=True):
+        if error is not None:
+            failed.append((account, error))
         found.extend((account, challenge) for challenge in challenges)
     return found, failed
 

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -330,3 +331,117 @@ def test_two_recover_runs_at_once_keep_one_key_and_name_the_other_device(restore
     line = loser.stderr.strip().splitlines()[-1]  # after the "a code was sent" note
     assert "Traceback" not in loser.stderr and f"(device id {lost})" in line and "must be revoked" in line
     assert f"another recover run gave this account its own key meanwhile (device {kept.push.device_id})" in line
+
+
+class Trickle(BaseHTTPRequestHandler):
+    """Answers at the pace the test sets: ``server.mode`` "headers" trickles the status line, "body"
+    a long body, one byte every ``server.pause`` seconds; "huge" announces (or sends) 50 MiB."""
+
+    def _answer(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        mode, pause = self.server.mode, self.server.pause
+        try:
+            if mode == "headers":
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(pause)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if mode == "huge-announced":
+                self.send_header("Content-Length", str(50 << 20))
+                self.end_headers()
+                self.wfile.write(b'{"challenges": [')
+                return
+            if mode == "huge-unannounced":
+                self.end_headers()
+                self.wfile.write(b'{"challenges": ["' + b"x" * (50 << 20) + b'"]}')
+                return
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(100000):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(pause)
+        except OSError:  # the app hung up: what it should do
+            pass
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def trickling():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    server.mode, server.pause = "body", 0.5
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _push_account(vault, url: str, issuer: str):
+    from authenticator.accounts import PUSH, Account, PushData
+    from authenticator.push import keys
+
+    key = keys.new_private_key()
+    return vault.add(Account(id="", type=PUSH, issuer=issuer, name="alice@example.com",
+                             push=PushData(issuer_url=url, username="alice@example.com",
+                                           device_id=keys.device_id(key), device_private_key=keys.private_pem(key),
+                                           extra={"endpoint": url + "/push"})))
+
+
+SHORT_DEADLINE = "import authenticator.push.client as c; c.DEADLINE = 2.0; c.TIMEOUT = 1.0"
+
+
+@pytest.mark.parametrize("mode", ["headers", "body"])
+def test_a_trickling_server_is_given_up_at_the_deadline(app, trickling, mode):
+    """A byte every 0.5 s never trips a per-read timeout (here 1 s): the whole exchange has a deadline."""
+    from authenticator.store import Vault
+
+    server, url = trickling
+    server.mode = mode
+    vault = Vault.create(app.home, PASSPHRASE)
+    _push_account(vault, url, "slow")
+    vault.save()
+    started = time.monotonic()
+    result = app.run("pending", prelude=SHORT_DEADLINE)
+    assert time.monotonic() - started < 15
+    assert result.returncode == 20
+    assert one_line_error(result).endswith(f"cannot reach the server at {url[7:]}: no whole answer within 2 s")
+
+
+@pytest.mark.parametrize("mode", ["huge-announced", "huge-unannounced"])
+def test_a_huge_answer_is_refused_without_reading_it_all(app, trickling, mode):
+    from authenticator.store import Vault
+
+    server, url = trickling
+    server.mode = mode
+    vault = Vault.create(app.home, PASSPHRASE)
+    _push_account(vault, url, "huge")
+    vault.save()
+    result = app.run("pending", memory_limit_mib=1024)
+    assert result.returncode == PROTOCOL_ERROR
+    assert one_line_error(result).endswith(f"the server at {url[7:]} sent an answer larger than 1024 KiB")
+
+
+def test_one_slow_server_does_not_hold_the_others(app, trickling, hostile):
+    """push-protocol.md section 10: the servers are asked in parallel, so the answering one's request
+    is listed once the slow one's deadline is over, not after it."""
+    from authenticator.store import Vault
+
+    slow, slow_url = trickling
+    good, good_url = hostile
+    good.answers["/push/challenges"] = (200, challenges("1700000100"))
+    vault = Vault.create(app.home, PASSPHRASE)
+    _push_account(vault, slow_url, "slow")
+    _push_account(vault, good_url, "good")
+    vault.save()
+    result = app.run("--json", "pending", prelude=SHORT_DEADLINE)
+    assert result.returncode == 0 and [c["id"] for c in json.loads(result.stdout)] == [CHALLENGE_ID]
+    assert "no whole answer within 2 s" in result.stderr
