@@ -704,3 +704,16 @@ def test_a_directory_at_the_backup_path_is_no_backup(make_app, tmp_path):
     result = make_app("fresh").run("restore", "--from", str(location))
     assert result.returncode == 10
     assert one_line_error(result) == f"idp-authenticator: no backup at {location} ({BACKUP_FILE} is not a file)"
+
+
+def test_a_recovery_secret_differing_from_the_passphrase_only_in_unicode_form_is_refused():
+    """Key derivation normalises to NFC: "café" with a combining accent and with U+00E9 give one key."""
+    from authenticator.backup.service import check_recovery_secret
+    from authenticator.errors import AuthenticatorError
+
+    composed, decomposed = "caf\u00e9 au lait tous les matins", "cafe\u0301 au lait tous les matins"
+    with pytest.raises(AuthenticatorError, match="must differ"):
+        check_recovery_secret(composed, passphrase=decomposed)
+    with pytest.raises(AuthenticatorError, match="must differ"):
+        check_recovery_secret(decomposed, passphrase=composed)
+    check_recovery_secret(composed, passphrase="another passphrase entirely")
