@@ -198,6 +198,12 @@ class NumberMismatch(AuthenticatorError):
     exit_code = 26
 
 
+def _answer_document(result: dict, full_id: str, account: Account) -> dict:
+    """``--json`` of approve/deny: the server's answer, with the app's own ``id`` and ``account`` last,
+    so that the server cannot name another request or account in what a script reads."""
+    return {**result, "id": full_id, "account": account.id}
+
+
 def _answer(ctx, challenge_id: str, decision: str, number=None) -> int:
     account, full_id = resolve(ctx, push_accounts(ctx), challenge_id)
     result = client_for(account).answer(full_id, decision, number)
@@ -205,14 +211,14 @@ def _answer(ctx, challenge_id: str, decision: str, number=None) -> int:
         # A failure like any other: one line on stderr, its own status. With --json the server's
         # answer is still the document on stdout (its "reason" says why).
         if ctx.as_json:
-            ctx.emit({"id": full_id, "account": account.id, **result}, "")
+            ctx.emit(_answer_document(result, full_id, account), "")
         if result.get("reason") == "wrong_number":
             raise NumberMismatch(f"the number did not match: request {full_id} was refused and counts as a "
                                  "denial (that login sends no further push: start the sign-in again)")
         raise ProtocolError(f"the server did not approve request {full_id} "
                             f"(status {result.get('status')!r}, reason {result.get('reason')!r})")
     ctx.done = "the answer reached the server"
-    ctx.emit({"id": full_id, "account": account.id, **result}, result_line(result, full_id))
+    ctx.emit(_answer_document(result, full_id, account), result_line(result, full_id))
     return 0
 
 

@@ -445,3 +445,16 @@ def test_one_slow_server_does_not_hold_the_others(app, trickling, hostile):
     result = app.run("--json", "pending", prelude=SHORT_DEADLINE)
     assert result.returncode == 0 and [c["id"] for c in json.loads(result.stdout)] == [CHALLENGE_ID]
     assert "no whole answer within 2 s" in result.stderr
+
+
+@pytest.mark.parametrize("status, command", [("approved", ["approve", "--number", "12"]), ("denied", ["deny"])])
+def test_the_server_s_answer_cannot_overwrite_the_app_s_id_and_account(phone, hostile, status, command):
+    from authenticator.store import Vault
+
+    server, _url = hostile
+    [account] = Vault.open(phone.home, PASSPHRASE).accounts
+    server.answers["/push/challenges"] = (200, challenges("1700000100"))
+    server.answers[f"/push/challenges/{CHALLENGE_ID}/answer"] = (
+        200, json.dumps({"status": status, "id": "0" * 64, "account": "someone-else"}).encode())
+    document = json.loads(phone.ok("--json", *command, "--", CHALLENGE_ID[:8]))
+    assert document == {"status": status, "id": CHALLENGE_ID, "account": account.id}
