@@ -183,11 +183,13 @@ class LineReader:
         self.stream = stream or sys.stdin
         self.err = err or sys.stderr
 
-    def password(self) -> str:
-        """Line 1 (or typed without echo); called before the request that carries it."""
+    def password(self, user: str, host: str) -> str:
+        """Line 1 (or typed without echo); called before the request that carries it. The prompt names
+        the server it goes to: the issuer URL came from a backup, and a bare "Password:" would not
+        let the user notice that it is not their provider's."""
         if is_terminal(self.stream):
             try:
-                typed = getpass.getpass("Password: ")
+                typed = getpass.getpass(f"Password for {shown(user)} at {shown(host)}: ")
             except (EOFError, KeyboardInterrupt):
                 raise AuthenticatorError("no password given") from None
             except UnicodeDecodeError:
@@ -238,7 +240,8 @@ def recover_by_password(account, key, reader: LineReader) -> dict:
     uris.server_url(account.push.issuer_url, AuthenticatorError, "account's server URL")
     endpoint = account.push.issuer_url.rstrip("/") + "/factors/qr_recovery"
     start_url = endpoint + "/personal/start"
-    status, data = _post(start_url, {"email": account.push.username, "password": reader.password()})
+    password = reader.password(account.push.username, host_of(start_url))
+    status, data = _post(start_url, {"email": account.push.username, "password": password})
     if status == 401:
         raise WrongPassword(f"wrong e-mail or password for {account.push.username} at {host_of(start_url)}")
     if status == 429:
