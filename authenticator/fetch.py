@@ -83,19 +83,12 @@ def _exchange(http, method: str, url: str, deadline: float, read_timeout: float,
             if len(body) > MAX_ANSWER_BYTES:
                 raise TooLarge()
         return Answer(response.status_code, response.headers, bytes(body))
-    except _READ_ERRORS as exc:
-        raise requests.ConnectionError(str(exc)) from None
+    except (TooLarge, TooSlow):
+        raise
+    except Exception as exc:  # urllib3's read errors (a timeout, a broken chunk), as requests reports them
+        raise requests.ConnectionError(type(exc).__name__) from None
     finally:
         response.close()
-
-
-def _urllib3_errors() -> tuple:
-    import urllib3.exceptions
-
-    return (urllib3.exceptions.HTTPError, OSError)
-
-
-_READ_ERRORS = _urllib3_errors()
 
 
 def too_large(host: str) -> str:
