@@ -119,8 +119,10 @@ def ensure_can_approve(account: Account) -> None:
 
 
 def new_account_id(taken: Iterable[str]) -> str:
-    """Short random ids: easy to type, unique within one device."""
-    taken = set(taken)
+    """Short random ids: easy to type, unique within one device. A set is used as it is (a copy per
+    call would make adding many accounts quadratic)."""
+    if not isinstance(taken, (set, frozenset)):
+        taken = set(taken)
     while True:
         candidate = secrets.token_hex(4)
         if candidate not in taken:

@@ -15,6 +15,13 @@ from authenticator.accounts import ALGORITHMS, DIGITS, TOTP, Account, TotpParams
 from authenticator.errors import AuthenticatorError
 
 MAX_PERIOD = 3600
+# The longest secret taken, in base32 characters (640 bytes): HMAC hashes a key longer than its block
+# (at most 128 bytes, SHA-512) down anyway, and a QR code or a backup must not store megabytes.
+MAX_SECRET_LENGTH = 1024
+# The shortest secret taken: RFC 4226 section 4 requires 128 bits and recommends 160; 80 bits (16
+# base32 characters) is what many services still issue. A one-byte secret has 256 possible code
+# sequences: whoever saw one code could compute the rest.
+MIN_SECRET_BYTES = 10
 
 
 class InvalidOtpauthUri(AuthenticatorError):
@@ -32,7 +39,10 @@ def parse_totp_uri(uri: str) -> Account:
         raise InvalidOtpauthUri("the otpauth label is not UTF-8 text (percent-encoded bytes such as %FF)") from None
     issuer_in_label, name = _split_label(label)
     query = uris.single_valued(parts.query, InvalidOtpauthUri, "otpauth URI")
-    issuer = check_label_part(query.get("issuer", issuer_in_label).strip(), "otpauth issuer", InvalidOtpauthUri)
+    # An empty `issuer=` (some generators always write the parameter) says nothing: the label's issuer
+    # stays, rather than the account losing the name it is shown and found by.
+    issuer = check_label_part(query.get("issuer", "").strip() or issuer_in_label, "otpauth issuer",
+                              InvalidOtpauthUri)
     check_label_part(name, "otpauth account name", InvalidOtpauthUri)
     params = TotpParams(
         secret=_secret(query.get("secret")),
@@ -57,12 +67,17 @@ def _secret(raw) -> str:
     if not raw:
         raise InvalidOtpauthUri("otpauth URI has no secret")
     secret = raw.replace(" ", "").replace("-", "").upper().rstrip("=")
+    if len(secret) > MAX_SECRET_LENGTH:
+        raise InvalidOtpauthUri(f"otpauth secret is longer than {MAX_SECRET_LENGTH} characters")
     try:
         decoded = base64.b32decode(secret + "=" * (-len(secret) % 8))
     except (binascii.Error, ValueError):
         raise InvalidOtpauthUri("otpauth secret is not valid base32") from None
     if not decoded:
         raise InvalidOtpauthUri("otpauth secret is empty")
+    if len(decoded) < MIN_SECRET_BYTES:
+        raise InvalidOtpauthUri(f"otpauth secret is too short ({len(decoded) * 8} bits; at least "
+                                f"{MIN_SECRET_BYTES * 8} are needed)")
     return secret
 
 

@@ -24,7 +24,7 @@ import time
 
 import requests
 
-from authenticator import uris
+from authenticator import fetch, uris
 from authenticator.accounts import ACTIVE, PUSH, find_account
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
@@ -35,7 +35,8 @@ from authenticator.terminal import is_terminal, is_text, read_line, shown
 
 URI_SCHEME = "idp-recovery"
 SUPPORTED_VERSION = "1"
-TIMEOUT = 15.0
+TIMEOUT = 15.0  # seconds for any one read
+DEADLINE = 30.0  # seconds for a whole exchange (fetch.py): the server may send an e-mail meanwhile
 TOKEN_LIFETIME = 60
 
 
@@ -104,11 +105,13 @@ def signed_request(key, audience: str, claims: dict) -> str:
 
 
 def _post(url: str, body: dict, session=None) -> tuple:
-    http = session or requests
-    try:
-        response = http.post(url, json=body, timeout=TIMEOUT, allow_redirects=False)
-    except requests.RequestException as exc:
-        raise ServerUnreachable(f"cannot reach the server at {host_of(url)}: {type(exc).__name__}") from None
+    http = session or requests.Session()
+    try:  # bounded in size and in time, as the push client's exchanges (fetch.py)
+        response = fetch.exchange(http, "POST", url, seconds=DEADLINE, read_timeout=TIMEOUT, json=body)
+    except fetch.TooLarge:
+        raise RecoveryRefused(fetch.too_large(host_of(url))) from None
+    except (requests.RequestException, fetch.TooSlow) as exc:
+        raise ServerUnreachable(fetch.unreachable(host_of(url), exc, DEADLINE)) from None
     try:
         data = parse_json(response.content)
     except ValueError:  # not JSON, or JSON the app refuses (NaN, nested too deep): as if it had none
@@ -180,11 +183,13 @@ class LineReader:
         self.stream = stream or sys.stdin
         self.err = err or sys.stderr
 
-    def password(self) -> str:
-        """Line 1 (or typed without echo); called before the request that carries it."""
+    def password(self, user: str, host: str) -> str:
+        """Line 1 (or typed without echo); called before the request that carries it. The prompt names
+        the server it goes to: the issuer URL came from a backup, and a bare "Password:" would not
+        let the user notice that it is not their provider's."""
         if is_terminal(self.stream):
             try:
-                typed = getpass.getpass("Password: ")
+                typed = getpass.getpass(f"Password for {shown(user)} at {shown(host)}: ")
             except (EOFError, KeyboardInterrupt):
                 raise AuthenticatorError("no password given") from None
             except UnicodeDecodeError:
@@ -235,7 +240,8 @@ def recover_by_password(account, key, reader: LineReader) -> dict:
     uris.server_url(account.push.issuer_url, AuthenticatorError, "account's server URL")
     endpoint = account.push.issuer_url.rstrip("/") + "/factors/qr_recovery"
     start_url = endpoint + "/personal/start"
-    status, data = _post(start_url, {"email": account.push.username, "password": reader.password()})
+    password = reader.password(account.push.username, host_of(start_url))
+    status, data = _post(start_url, {"email": account.push.username, "password": password})
     if status == 401:
         raise WrongPassword(f"wrong e-mail or password for {account.push.username} at {host_of(start_url)}")
     if status == 429:
@@ -287,13 +293,24 @@ def cmd_recover(ctx, args) -> int:
         raise RecoveryRefused("the server registered a different device id than this key's")
     push = replace(account.push, device_id=device_id, device_private_key=keys.private_pem(key), status=ACTIVE,
                    extra={**account.push.extra, "endpoint": _endpoint_of(answer, account.push.issuer_url)})
+    registered = replace(account, push=push)
     try:
         with ctx.changing_vault(create=False) as vault:  # saves, then the automatic backup
-            current = find_account(vault.accounts, account.id)
+            # Checked again under the lock: the check above ran before the network step, and a
+            # second `recover` started meanwhile may have saved its key since. Overwriting it would
+            # lose that key while its device stays live on the server; this run's device is the one
+            # to revoke instead.
+            current = next((a for a in vault.accounts if a.id == account.id), None)
+            if current is None:
+                raise PushActivation.not_saved(registered, "the account was removed from this device meanwhile")
+            if current.push is not None and current.push.device_private_key:
+                raise PushActivation.not_saved(
+                    registered, f"another recover run gave this account its own key meanwhile (device "
+                                f"{current.push.device_id}), which is kept")
             updated = replace(current, push=push)
             vault.replace(updated)
     except OSError as exc:  # registered on the server, but this device could not keep the key
-        raise PushActivation.not_saved(replace(account, push=push), exc.strerror or str(exc)) from None
+        raise PushActivation.not_saved(registered, exc.strerror or str(exc)) from None
     how = "recovery QR code" if args.qr else "password and e-mailed code"
     ctx.emit({"id": updated.id, "issuer": updated.issuer, "name": updated.name, "type": updated.type,
               "status": ACTIVE, "device_id": device_id},

@@ -21,15 +21,23 @@ from authenticator.accounts import (
     Account,
     PushData,
     TotpParams,
+    check_label_part,
     is_text_field,
 )
 from authenticator.errors import BackupTampered
-from authenticator.otpauth import MAX_PERIOD
+from authenticator.otpauth import MAX_PERIOD, MAX_SECRET_LENGTH
 from authenticator.totp import secret_bytes
+from authenticator.uris import server_url
 
 PUSH_FIELDS_BACKED_UP = ("issuer_url", "username", "account_id", "kind")
 PUSH_KINDS = ("work", "personal")
 CREATED_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# The most accounts a backup may hold. Far more than a person keeps, and small enough that a restore
+# (under the store's lock) and every later command that reads the store stay quick: the 16 MiB file
+# bound alone let through 60,000 accounts.
+MAX_ACCOUNTS = 10_000
+# A server-side account id: an opaque short string (a server's UUID or number); bounded like a label.
+MAX_ACCOUNT_ID = 256
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,9 @@ def decode_payload(raw: bytes) -> BackupContents:
     the store holds each account once: restoring it would fail half-way)."""
     try:
         document = json.loads(raw.decode("utf-8"))
+        if len(document["accounts"]) > MAX_ACCOUNTS:
+            raise BackupTampered(f"the backup's contents are not valid (authenticated, but it holds "
+                                 f"{len(document['accounts'])} accounts, more than {MAX_ACCOUNTS})")
         accounts = [_account_from_entry(entry) for entry in document["accounts"]]
         created_at = _created_at(document.get("created_at"))
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
@@ -91,10 +102,15 @@ def _account_entry(account: Account) -> dict:
 
 
 def _account_from_entry(entry: dict) -> Account:
-    issuer, name = _text(entry["issuer"]), _text(entry["name"])
+    """One account, held to the limits ``add`` applies to what it is given (labels, the secret's
+    length, a server URL a password may be sent to): a backup is only as trustworthy as whoever
+    else knows its recovery secret, and it must not bring in what ``add`` would have refused."""
+    issuer, name = _label(entry["issuer"], "issuer"), _label(entry["name"], "account name")
     if entry["type"] == TOTP:
         t = entry["totp"]
         params = TotpParams(secret=_text(t["secret"]), algorithm=t["algorithm"], digits=t["digits"], period=t["period"])
+        if len(params.secret) > MAX_SECRET_LENGTH:
+            raise ValueError("TOTP secret too long")
         # What an otpauth URI may carry (authenticator.otpauth), and nothing else: a backup that
         # restores must give codes, never a traceback at the first `code`.
         if not params.secret or not secret_bytes(params.secret) or params.algorithm not in ALGORITHMS:
@@ -108,9 +124,16 @@ def _account_from_entry(entry: dict) -> Account:
         p = entry["push"]
         if p["kind"] not in PUSH_KINDS:
             raise ValueError("bad push kind")
+        account_id = p.get("account_id")
+        if account_id is not None and len(_text(account_id)) > MAX_ACCOUNT_ID:
+            raise ValueError("bad push account id")
+        # `recover --password` sends the account's password to this URL: the rule registration
+        # applies to a server a secret goes to (https, or plain http to this machine only).
+        issuer_url = _text(p["issuer_url"])
+        server_url(issuer_url, ValueError, "push issuer URL")
         push = PushData(
-            issuer_url=_text(p["issuer_url"]), username=_text(p["username"]), kind=p["kind"],
-            account_id=p.get("account_id"), status=NEEDS_VERIFICATION,
+            issuer_url=issuer_url, username=_label(p["username"], "push user name"), kind=p["kind"],
+            account_id=account_id, status=NEEDS_VERIFICATION,
         )
         return Account(id="", type=PUSH, issuer=issuer, name=name, push=push)
     raise ValueError(f"unknown account type {entry['type']!r}")
@@ -125,6 +148,11 @@ def _text(value) -> str:
     if not is_text_field(value):
         raise TypeError("expected a string")
     return value
+
+
+def _label(value, what: str) -> str:
+    """A text field shown on every line of ``list`` (issuer, name, user): capped as ``add`` caps it."""
+    return check_label_part(_text(value), what, ValueError)
 
 
 assert set(PUSH_FIELDS_BACKED_UP) <= {f.name for f in fields(PushData)}

@@ -117,7 +117,9 @@ def check_recovery_secret(secret: str, passphrase: str | None = None) -> None:
     if len(secret) < MIN_RECOVERY_SECRET:
         raise AuthenticatorError(f"the recovery secret must be at least {MIN_RECOVERY_SECRET} characters "
                                  "(a few words you write down)")
-    if passphrase is not None and secret == passphrase:
+    # Compared as key derivation sees them (NFC, crypto.normalise_secret): "café" typed as e + U+0301
+    # and as U+00E9 are two strings but one key, so differing only in form is no difference.
+    if passphrase is not None and crypto.normalise_secret(secret) == crypto.normalise_secret(passphrase):
         raise AuthenticatorError("the recovery secret must differ from this device's passphrase")
 
 
@@ -294,7 +296,7 @@ def written_at(contents: BackupContents) -> str:
 
 def restore_into(vault, accounts: list[Account]) -> list[Account]:
     ensure_empty(vault)
-    return [vault.add(account) for account in accounts]
+    return vault.add_all(accounts)
 
 
 def _timestamp() -> str:

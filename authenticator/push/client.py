@@ -8,17 +8,26 @@ device has most likely been revoked.
 import email.utils
 import json
 import math
+import re
 import time
 from typing import Optional
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 
+from authenticator import fetch
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
 
-TIMEOUT = 10.0
+TIMEOUT = 10.0  # seconds for any one read
+# Seconds for a whole exchange, headers and body (plus the long-poll's wait): TIMEOUT alone is per
+# read, and a server trickling a byte at a time held every push command for ever (fetch.py).
+DEADLINE = 20.0
 CLOCK_TOLERANCE = 30
+# docs/push-protocol.md section 10: request ids are 64 lowercase hex characters (the server's
+# secrets.token_hex(32)). An id goes into the path of a signed POST: anything else ("../../register",
+# "x?y=1#frag") would let the server choose which URL this device signs an answer for.
+CHALLENGE_ID = re.compile(r"[0-9a-f]{64}")
 
 
 class ServerUnreachable(AuthenticatorError):
@@ -62,22 +71,26 @@ class PushClient:
 
     # --- plumbing ---------------------------------------------------------------------
 
-    def _send(self, method: str, url: str, timeout: float = TIMEOUT, **kwargs) -> requests.Response:
+    def _send(self, method: str, url: str, wait: float = 0, **kwargs) -> fetch.Answer:
+        """One exchange, bounded in size and in time (``wait``: a long-poll's seconds, added to both)."""
+        seconds = DEADLINE + wait
         try:
-            return self.http.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
-        except requests.RequestException as exc:
-            raise ServerUnreachable(f"cannot reach the server at {host_of(url)}: {type(exc).__name__}") from None
+            return fetch.exchange(self.http, method, url, seconds=seconds, read_timeout=TIMEOUT + wait, **kwargs)
+        except fetch.TooLarge:
+            raise ProtocolError(fetch.too_large(host_of(url))) from None
+        except (requests.RequestException, fetch.TooSlow) as exc:
+            raise ServerUnreachable(fetch.unreachable(host_of(url), exc, seconds)) from None
 
-    def _signed(self, method: str, path: str, timeout: float = TIMEOUT, params=None, extra=None):
+    def _signed(self, method: str, path: str, wait: float = 0, params=None, extra=None):
         url = self.endpoint + path
         token = keys.request_token(self.key, audience=url, extra=extra)
-        response = self._send(method, url, timeout=timeout, params=params,
+        response = self._send(method, url, wait=wait, params=params,
                               headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
         if response.status_code == 401:
             raise self._explain_401(response)
         return response
 
-    def _explain_401(self, response: requests.Response) -> AuthenticatorError:
+    def _explain_401(self, response: fetch.Answer) -> AuthenticatorError:
         date = response.headers.get("Date")
         if date:
             try:
@@ -93,7 +106,7 @@ class PushClient:
                              f"remove the account here ({remove}), then add it again with a new activation code")
 
     @staticmethod
-    def _json(response: requests.Response) -> dict:
+    def _json(response: fetch.Answer) -> dict:
         try:
             data = parse_json(response.content)
         except ValueError:
@@ -123,7 +136,7 @@ class PushClient:
 
     def pending(self, wait: float = 0) -> list:
         """Pending challenges; with ``wait`` > 0 a long-poll that returns at the first one."""
-        response = self._signed("GET", "/challenges", timeout=wait + TIMEOUT, params={"wait": int(wait)})
+        response = self._signed("GET", "/challenges", wait=wait, params={"wait": int(wait)})
         data = self._json(response)
         if response.status_code != 200 or not isinstance(data.get("challenges"), list):
             raise ProtocolError(f"unexpected answer from the server (HTTP {response.status_code})")
@@ -131,10 +144,13 @@ class PushClient:
 
     def answer(self, challenge_id: str, decision: str, number: Optional[str] = None) -> dict:
         """``decision``: approve (with ``number``), deny or fraud. Returns {"status", "reason"?}."""
+        if not is_challenge_id(challenge_id):  # pending() lists no other; checked again where it is used
+            raise ChallengeUnavailable(f"no pending request {challenge_id} for this account")
         extra = {"challenge": challenge_id, "decision": decision}
         if number is not None:
             extra["number"] = number
-        response = self._signed("POST", f"/challenges/{challenge_id}/answer", extra=extra)
+        # Quoted although checked: the path must stay one segment whatever a later change lets through.
+        response = self._signed("POST", f"/challenges/{quote(challenge_id, safe='')}/answer", extra=extra)
         data = self._json(response)
         if response.status_code == 200:
             return data
@@ -190,9 +206,16 @@ def _nesting_depth(value) -> int:
     return deepest
 
 
+def is_challenge_id(value) -> bool:
+    """Whether ``value`` is a request id as the protocol writes them (CHALLENGE_ID, the whole string:
+    fullmatch, since ``$`` would also let a trailing newline through)."""
+    return isinstance(value, str) and CHALLENGE_ID.fullmatch(value) is not None
+
+
 def _is_challenge(item) -> bool:
-    """A challenge the app can show and answer: an object with a string id (others are skipped)."""
-    return isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]
+    """A challenge the app can show and answer: an object whose id is a protocol id. Others are
+    skipped: the server chose them, and an id outside the protocol is never put into a URL."""
+    return isinstance(item, dict) and is_challenge_id(item.get("id"))
 
 
 def _well_formed(challenge: dict) -> dict:

@@ -13,6 +13,7 @@ its start; once watching, it warns and keeps asking).
 import datetime
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from authenticator.accounts import ACTIVE, PUSH, Account, ensure_can_approve
 from authenticator.errors import AuthenticatorError
@@ -28,6 +29,7 @@ from authenticator.push.client import (
 from authenticator.terminal import printable, read_line, shown
 
 MIN_PREFIX = 6
+MAX_PARALLEL = 8  # servers asked at once by collect()
 WATCH_WAIT = 20
 # What one account's server can do wrong: it fails that account, not the command.
 SERVER_FAILURES = (ServerUnreachable, DeviceRevoked, ProtocolError)
@@ -74,10 +76,7 @@ def describe(challenge: dict, account: Account) -> str:
              f"expires in {max(left, 0)}s"]
     if context.get("user_agent"):
         parts.append(f"browser: {shown(str(context['user_agent'])[:80])}")
-    text = "  ".join(parts[:2]) + "\n    " + "; ".join(parts[2:])
-    if challenge["id"].startswith("-"):
-        text += "\n    (this id starts with '-': approve --number NN -- ID)"
-    return text
+    return "  ".join(parts[:2]) + "\n    " + "; ".join(parts[2:])
 
 
 def _summary(challenge: dict, account: Account) -> dict:
@@ -88,13 +87,22 @@ def _summary(challenge: dict, account: Account) -> dict:
 def collect(accounts: list, wait: float = 0) -> tuple[list, list]:
     """([(account, challenge)] of every usable push account whose server answered, oldest first per
     account; [(account, error)] of those whose server could not be asked)."""
-    found, failed = [], []
-    for account in _usable(accounts):
+    def ask(account: Account):
         try:
-            challenges = client_for(account).pending(wait=wait)
+            return client_for(account).pending(wait=wait), None
         except SERVER_FAILURES as exc:
-            failed.append((account, exc))
-            continue
+            return [], exc
+
+    usable = _usable(accounts)
+    if len(usable) > 1:  # in parallel: one slow server (up to its deadline) holds none of the others
+        with ThreadPoolExecutor(max_workers=min(len(usable), MAX_PARALLEL)) as pool:
+            outcomes = list(pool.map(ask, usable))
+    else:
+        outcomes = [ask(account) for account in usable]
+    found, failed = [], []
+    for account, (challenges, error) in zip(usable, outcomes, strict=True):
+        if error is not None:
+            failed.append((account, error))
         found.extend((account, challenge) for challenge in challenges)
     return found, failed
 
@@ -190,6 +198,12 @@ class NumberMismatch(AuthenticatorError):
     exit_code = 26
 
 
+def _answer_document(result: dict, full_id: str, account: Account) -> dict:
+    """``--json`` of approve/deny: the server's answer, with the app's own ``id`` and ``account`` last,
+    so that the server cannot name another request or account in what a script reads."""
+    return {**result, "id": full_id, "account": account.id}
+
+
 def _answer(ctx, challenge_id: str, decision: str, number=None) -> int:
     account, full_id = resolve(ctx, push_accounts(ctx), challenge_id)
     result = client_for(account).answer(full_id, decision, number)
@@ -197,14 +211,14 @@ def _answer(ctx, challenge_id: str, decision: str, number=None) -> int:
         # A failure like any other: one line on stderr, its own status. With --json the server's
         # answer is still the document on stdout (its "reason" says why).
         if ctx.as_json:
-            ctx.emit({"id": full_id, "account": account.id, **result}, "")
+            ctx.emit(_answer_document(result, full_id, account), "")
         if result.get("reason") == "wrong_number":
             raise NumberMismatch(f"the number did not match: request {full_id} was refused and counts as a "
                                  "denial (that login sends no further push: start the sign-in again)")
         raise ProtocolError(f"the server did not approve request {full_id} "
                             f"(status {result.get('status')!r}, reason {result.get('reason')!r})")
     ctx.done = "the answer reached the server"
-    ctx.emit({"id": full_id, "account": account.id, **result}, result_line(result, full_id))
+    ctx.emit(_answer_document(result, full_id, account), result_line(result, full_id))
     return 0
 
 

@@ -10,6 +10,7 @@ from authenticator.backup.format import HEADER_SIZE, MAGIC, new_backup_key, open
 from authenticator.backup.payload import decode_payload, encode_payload
 from authenticator.backup.storage import BACKUP_FILE, DirectoryStorage
 from authenticator.errors import (
+    AuthenticatorError,
     BackupTampered,
     BackupTruncated,
     NoBackupFound,
@@ -181,3 +182,81 @@ def test_a_backup_larger_than_a_reader_accepts_is_not_written(monkeypatch):
     monkeypatch.setattr(backup_format, "MAX_FILE_SIZE", 1000)
     with pytest.raises(AuthenticatorError, match="too many accounts for one backup"):
         seal_backup(new_backup_key(RECOVERY_SECRET), b"x" * 1000)
+
+
+def _payload(*entries) -> bytes:
+    return json.dumps({"created_at": "2026-01-01T00:00:00Z", "accounts": list(entries)}).encode()
+
+
+def _totp(**fields) -> dict:
+    entry = {"type": "totp", "issuer": "ACME", "name": "alice",
+             "totp": {"secret": "JBSWY3DPEHPK3PXP", "algorithm": "SHA1", "digits": 6, "period": 30}}
+    entry.update(fields)
+    return entry
+
+
+def _push(**fields) -> dict:
+    push = {"issuer_url": "https://idp.work.example", "username": "alice", "account_id": "u-42", "kind": "work"}
+    push.update(fields)
+    return {"type": "push", "issuer": "Work", "name": "alice", "push": push}
+
+
+@pytest.mark.parametrize("entry", [
+    _totp(issuer="I" * 257),
+    _totp(name="n" * 257),
+    _totp(name="n" * (15 << 20)),  # a 15 MiB name was restored
+    _totp(totp={"secret": "A" * 1025, "algorithm": "SHA1", "digits": 6, "period": 30}),
+    _push(username="u" * 257),
+    _push(account_id=42),
+    _push(account_id={"a": 1}),
+    _push(account_id=["u-42"]),
+    _push(account_id="x" * 257),
+    _push(issuer_url="http://evil.example"),  # recover --password would send the password there
+    _push(issuer_url="ftp://idp.example"),
+    _push(issuer_url="https://"),
+    _push(issuer_url="http://[::1"),
+], ids=["issuer", "name", "huge-name", "secret", "username", "id-int", "id-object", "id-list", "id-long",
+        "http", "ftp", "no-host", "malformed"])
+def test_restore_applies_the_limits_add_applies(entry):
+    with pytest.raises(BackupTampered):
+        decode_payload(_payload(entry))
+
+
+@pytest.mark.parametrize("entry", [
+    _totp(issuer="I" * 256, name="n" * 256),
+    _push(account_id=None),
+    _push(issuer_url="http://127.0.0.1:5000"),
+    _push(issuer_url="http://localhost:8080/idp"),
+])
+def test_what_add_takes_restores(entry):
+    [account] = decode_payload(_payload(entry)).accounts
+    assert account.name == entry["name"]
+
+
+def test_a_payload_of_more_than_10000_accounts_is_refused():
+    from authenticator.backup.payload import MAX_ACCOUNTS
+
+    entries = [_totp(name=f"user{i}") for i in range(MAX_ACCOUNTS)]
+    assert len(decode_payload(_payload(*entries)).accounts) == MAX_ACCOUNTS
+    with pytest.raises(BackupTampered, match="holds 10001 accounts, more than 10000"):
+        decode_payload(_payload(*entries, _totp(name="one more")))
+
+
+def test_adding_many_accounts_at_once_is_not_quadratic(tmp_path):
+    """60,000 accounts took 618 s to restore under the store lock: each add scanned every account."""
+    import time
+
+    from authenticator import crypto
+    from authenticator.store import Vault
+
+    vault = Vault(tmp_path, crypto.DerivedKeys(b"k" * 32, b"c" * 32), b"h", [], None, new=True)
+    accounts = [Account(id="", type=TOTP, issuer="ACME", name=f"user{i}", totp=TotpParams(secret="JBSWY3DPEHPK3PXP"))
+                for i in range(20_000)]
+    started = time.monotonic()
+    stored = vault.add_all(accounts)
+    assert time.monotonic() - started < 5  # about 0.1 s; the quadratic way took about a minute
+    assert len({a.id for a in stored}) == 20_000 and vault.accounts == stored
+    with pytest.raises(AuthenticatorError, match="already exists"):
+        vault.add_all([accounts[5]])
+    with pytest.raises(AuthenticatorError, match="already exists"):
+        Vault(tmp_path, vault._keys, b"h", [], None).add_all([accounts[0], accounts[0]])

@@ -469,6 +469,23 @@ def test_the_same_account_twice_is_reported_as_tampered_and_creates_nothing(make
     assert not fresh.home.exists()
 
 
+@pytest.mark.parametrize("entry", [
+    {"type": "totp", "issuer": "X", "name": "n" * 100_000,
+     "totp": {"secret": SECRET, "algorithm": "SHA1", "digits": 6, "period": 30}},
+    {"type": "push", "issuer": "evil", "name": "alice",
+     "push": {"issuer_url": "http://evil.example", "username": "alice", "account_id": None, "kind": "work"}},
+    {"type": "push", "issuer": "idp", "name": "alice",
+     "push": {"issuer_url": "https://idp.example", "username": "alice", "account_id": {"x": 1}, "kind": "work"}},
+], ids=["long-name", "plain-http-server", "account-id-object"])
+def test_restore_refuses_what_add_would_refuse_and_creates_nothing(make_app, tmp_path, entry):
+    payload = json.dumps({"created_at": "2026-01-01T00:00:00Z", "accounts": [entry]}).encode()
+    location = _sealed_payload(tmp_path / "limits", payload)
+    fresh = make_app("fresh")
+    result = fresh.run("restore", "--from", str(location))
+    assert result.returncode == 12 and "not valid" in one_line_error(result)
+    assert not fresh.home.exists()
+
+
 def test_a_first_command_failing_under_the_lock_leaves_no_home(backed_up, make_app):
     """The home (and its .lock) is made to take the lock; a failure after that removes it again."""
     _, cloud = backed_up
@@ -687,3 +704,16 @@ def test_a_directory_at_the_backup_path_is_no_backup(make_app, tmp_path):
     result = make_app("fresh").run("restore", "--from", str(location))
     assert result.returncode == 10
     assert one_line_error(result) == f"idp-authenticator: no backup at {location} ({BACKUP_FILE} is not a file)"
+
+
+def test_a_recovery_secret_differing_from_the_passphrase_only_in_unicode_form_is_refused():
+    """Key derivation normalises to NFC: "café" with a combining accent and with U+00E9 give one key."""
+    from authenticator.backup.service import check_recovery_secret
+    from authenticator.errors import AuthenticatorError
+
+    composed, decomposed = "caf\u00e9 au lait tous les matins", "cafe\u0301 au lait tous les matins"
+    with pytest.raises(AuthenticatorError, match="must differ"):
+        check_recovery_secret(composed, passphrase=decomposed)
+    with pytest.raises(AuthenticatorError, match="must differ"):
+        check_recovery_secret(decomposed, passphrase=composed)
+    check_recovery_secret(composed, passphrase="another passphrase entirely")

@@ -102,3 +102,24 @@ def test_image_without_qr_code_is_refused(tmp_path):
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(AuthenticatorError, match="no such file"):
         account_from_input(str(tmp_path / "nope.png"))
+
+
+@pytest.mark.parametrize("secret", ["AE", "AAAAAAAA", "JBSWY3DPEHPK3PX"], ids=["8-bits", "40-bits", "75-bits"])
+def test_a_secret_under_80_bits_is_refused(secret):
+    """A one-byte secret gives 256 possible code sequences: one code seen, the rest follow."""
+    with pytest.raises(AuthenticatorError, match="otpauth secret is too short"):
+        parse_totp_uri(f"otpauth://totp/x?secret={secret}")
+    assert parse_totp_uri("otpauth://totp/x?secret=JBSWY3DPEHPK3PXP").totp.secret == "JBSWY3DPEHPK3PXP"  # 80 bits
+
+
+def test_a_secret_longer_than_1024_characters_is_refused():
+    with pytest.raises(AuthenticatorError, match="longer than 1024"):
+        parse_totp_uri("otpauth://totp/x?secret=" + "A" * 1032)
+
+
+@pytest.mark.parametrize("issuer", ["", "%20", "+"])
+def test_an_empty_issuer_parameter_keeps_the_label_s_issuer(issuer):
+    account = parse_totp_uri(f"otpauth://totp/Example:carol?secret=JBSWY3DPEHPK3PXP&issuer={issuer}")
+    assert (account.issuer, account.name) == ("Example", "carol")
+    assert parse_totp_uri("otpauth://totp/carol?secret=JBSWY3DPEHPK3PXP&issuer=").issuer == ""
+    assert parse_totp_uri("otpauth://totp/A:carol?secret=JBSWY3DPEHPK3PXP&issuer=B").issuer == "B"

@@ -125,3 +125,29 @@ def test_an_error_quoting_what_an_ascii_stderr_cannot_hold_is_one_line(app):
         result = app.run(*args, env=ASCII_STDIO)
         line = one_line_error(result)
         assert "Caf\\xe9" in line or "bogus-\\u20ac" in line, line
+
+
+INVISIBLE = ["\u200b", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2060", "\u2061",
+             "\u2062", "\u2063", "\u2064", "\u2066", "\u2067", "\u2068", "\u2069", "\ufeff", "\u2028", "\u2029"]
+
+
+def test_bidi_and_other_invisible_format_characters_are_escaped():
+    """U+202E turns "evil\u202emoc.elgoog" into what reads as a trusted name; the server strips the same
+    set (idp/security/text.py). Each is shown as its escape, in values, layouts and error lines alike."""
+    from authenticator.terminal import one_line
+
+    for char in INVISIBLE:
+        escaped = f"\\u{ord(char):04x}"
+        assert shown(f"a{char}b") == f"a{escaped}b"
+        assert printable(f"a{char}b\nc") == f"a{escaped}b\nc"
+        assert one_line(f"a{char}b") == f"a{escaped}b"
+    assert shown("Café ✓ 日本") == "Café ✓ 日本"  # other non-ASCII text is left as it is
+
+
+def test_a_reversed_application_name_cannot_disguise_a_request():
+    from authenticator.push.commands import describe
+
+    text = describe(challenge(application="Payroll\u202e lanretni", user_agent="Fire\u2066fox\u2069"),
+                    push_account("alice\u200b@example.com"))
+    assert not any(char in text for char in INVISIBLE), text
+    assert "Payroll\\u202e lanretni" in text and "alice\\u200b@example.com" in text

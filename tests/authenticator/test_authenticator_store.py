@@ -156,3 +156,32 @@ def test_a_header_left_alone_by_a_crash_is_no_store(app):
     assert "no accounts" in app.ok("list")
     app.ok("add", TOTP_URI)  # with PASSPHRASE, not "the first passphrase"
     assert len(Vault.open(app.home, PASSPHRASE).accounts) == 1
+
+
+def test_an_existing_home_open_to_others_is_made_0700_with_a_warning(make_app):
+    """mkdir(mode=0o700, exist_ok=True) leaves a directory that was there alone: a 0777 home let anyone
+    put an older store.bin back."""
+    from authenticator_testkit import TOTP_URI
+
+    app = make_app("shared")
+    app.home.mkdir()
+    app.home.chmod(0o777)
+    result = app.run("add", TOTP_URI)
+    assert result.returncode == 0
+    assert result.stderr == (f"idp-authenticator: warning: home directory {app.home} was open to other users "
+                             "(mode 0777); it is 0700 now\n")
+    assert stat.S_IMODE(app.home.stat().st_mode) == 0o700
+    assert app.run("add", "otpauth://totp/Bank:bob?secret=JBSWY3DPEHPK3PXP").stderr == ""  # said once
+
+
+def test_a_home_owned_by_another_user_is_refused(tmp_path, monkeypatch):
+    import os
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    monkeypatch.setattr(os, "geteuid", lambda: home.stat().st_uid + 1)
+    vault = Vault.create(home, PASSPHRASE)
+    vault.add(totp_account())
+    with pytest.raises(AuthenticatorError, match="belongs to another user"):
+        vault.save()
+    assert list(home.iterdir()) == []

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -25,6 +26,7 @@ class Handler(BaseHTTPRequestHandler):
     def _answer(self):
         length = int(self.headers.get("Content-Length") or 0)
         request = self.rfile.read(length)
+        self.server.requests.append((self.command, self.path))
         path = self.path.split("?")[0]
         status, body = self.server.answers.get(path, (404, b'{"error": "not_found"}'))
         if callable(body):  # an answer made from the request (one that names the registering key)
@@ -45,6 +47,7 @@ class Handler(BaseHTTPRequestHandler):
 def hostile():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.answers = {}
+    server.requests = []  # (method, path) of every request, in order
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server, f"http://127.0.0.1:{server.server_address[1]}"
@@ -70,9 +73,12 @@ def phone(app, hostile):
     return app
 
 
+CHALLENGE_ID = "c0ffee" * 10 + "abcd"  # 64 lowercase hex characters, as the protocol writes ids
+
+
 def challenges(expires_at: str, context: str = "{}") -> bytes:
-    return ('{"challenges": [{"id": "abcdefgh1234", "expires_at": %s, "context": %s}]}'
-            % (expires_at, context)).encode()
+    return ('{"challenges": [{"id": "%s", "expires_at": %s, "context": %s}]}'
+            % (CHALLENGE_ID, expires_at, context)).encode()
 
 
 DEEP = b"[" * 100_000 + b"]" * 100_000  # deeper than json.loads recurses
@@ -231,3 +237,224 @@ def test_a_backup_restore_would_refuse_as_a_whole_says_why(app, tmp_path):
     assert one_line_error(result) == ("idp-authenticator: backup not written: restore would refuse it (the backup's "
                                       "contents are not valid (authenticated, but it holds totp account ACME:alice "
                                       "twice))")
+
+
+@pytest.mark.parametrize("bad_id", [
+    "../../register",  # made `approve` sign a POST to /register/answer
+    "abcdef?x=1#frag",  # changed the answer's query
+    "abcdef%2F..%2F..%2Fregister",
+    CHALLENGE_ID.upper(),
+    CHALLENGE_ID[:-1],
+    CHALLENGE_ID + "0",
+    CHALLENGE_ID + "\n",
+    "-" + CHALLENGE_ID[1:],  # an argparse option on the command line
+    "",
+], ids=repr)
+def test_a_request_id_outside_the_protocol_is_never_listed_nor_answered(phone, hostile, bad_id):
+    """docs/push-protocol.md: ids are 64 lowercase hex characters. Any other id the server lists is
+    dropped (the good one beside it is kept), so no typed id or prefix can reach it, and nothing but
+    the challenge list is ever requested."""
+    server, _url = hostile
+    listed = [{"id": bad_id, "expires_at": 1700000100}, {"id": CHALLENGE_ID, "expires_at": 1700000100}]
+    server.answers["/push/challenges"] = (200, json.dumps({"challenges": listed}).encode())
+    server.answers["/push/register/answer"] = (200, b'{"status": "approved"}')
+    assert [c["id"] for c in json.loads(phone.ok("--json", "pending"))] == [CHALLENGE_ID]
+    typed = {bad_id, "../../register"} - {""} - {CHALLENGE_ID[:n] for n in range(65)}
+    for command in [["deny", "--", t] for t in sorted(typed)] + [["approve", "--number", "12", "--", bad_id]]:
+        if not command[-1] or CHALLENGE_ID.startswith(command[-1]):
+            continue  # a prefix of the good id names the good request
+        result = phone.run(*command)
+        assert result.returncode == 23 and "no pending request" in one_line_error(result)
+    assert {method for method, _path in server.requests} == {"GET"}
+    assert all(path.startswith("/push/challenges?") for _method, path in server.requests)
+
+
+def test_an_id_is_quoted_in_the_answer_url_even_when_it_got_past_the_list():
+    """Belt and braces: PushClient.answer itself refuses an id outside the protocol (before any
+    request), and quotes the one it sends as a single path segment."""
+    from authenticator.push.client import ChallengeUnavailable, PushClient
+
+    class Refuse:
+        def request(self, *args, **kwargs):
+            raise AssertionError("no request may be sent for such an id")
+
+    client = PushClient("http://127.0.0.1:9/push", key=None, session=Refuse())
+    for bad in ("../../register", "a?x=1#f"):
+        with pytest.raises(ChallengeUnavailable):
+            client.answer(bad, "deny")
+
+
+def _device_of(request: bytes) -> str:
+    """The device id (RFC 7638 thumbprint) of the key in a recovery request's JWS header."""
+    token = json.loads(request)["request"]
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    jwk = header["jwk"]
+    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
+def test_two_recover_runs_at_once_keep_one_key_and_name_the_other_device(restored, hostile):
+    """Both runs passed the "already has a key" check before either saved: the server registered two
+    devices. The run that saves second checks again under the lock, keeps the first key, and names
+    its own device (status 25) so that it can be revoked."""
+    from authenticator.store import Vault
+
+    server, _url = hostile
+    app, account = restored
+    both_waiting = threading.Barrier(2, timeout=30)
+    registered = []
+
+    def finish(request: bytes) -> bytes:
+        device = _device_of(request)
+        registered.append(device)
+        both_waiting.wait()  # neither run answers before the other has registered too
+        return json.dumps({"device_id": device, "user": "alice@example.com"}).encode()
+
+    server.answers["/factors/qr_recovery/personal/start"] = (
+        200, b'{"recovery_id": "r-1", "sent_to": "a***@example.com"}')
+    server.answers["/factors/qr_recovery/personal/finish"] = (201, finish)
+    results = [None, None]
+
+    def run(i):
+        results[i] = app.run("recover", account, "--password", stdin="a password\n123456\n")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert sorted(r.returncode for r in results) == [0, 25], [r.stderr for r in results]
+    loser = next(r for r in results if r.returncode == 25)
+    [kept] = Vault.open(app.home, PASSPHRASE).accounts
+    lost = next(d for d in registered if d != kept.push.device_id)
+    assert kept.push.device_id in registered and kept.push.device_private_key
+    line = loser.stderr.strip().splitlines()[-1]  # after the "a code was sent" note
+    assert "Traceback" not in loser.stderr and f"(device id {lost})" in line and "must be revoked" in line
+    assert f"another recover run gave this account its own key meanwhile (device {kept.push.device_id})" in line
+
+
+class Trickle(BaseHTTPRequestHandler):
+    """Answers at the pace the test sets: ``server.mode`` "headers" trickles the status line, "body"
+    a long body, one byte every ``server.pause`` seconds; "huge" announces (or sends) 50 MiB."""
+
+    def _answer(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        mode, pause = self.server.mode, self.server.pause
+        try:
+            if mode == "headers":
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(pause)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if mode == "huge-announced":
+                self.send_header("Content-Length", str(50 << 20))
+                self.end_headers()
+                self.wfile.write(b'{"challenges": [')
+                return
+            if mode == "huge-unannounced":
+                self.end_headers()
+                self.wfile.write(b'{"challenges": ["' + b"x" * (50 << 20) + b'"]}')
+                return
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            for _ in range(100000):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(pause)
+        except OSError:  # the app hung up: what it should do
+            pass
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def trickling():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    server.mode, server.pause = "body", 0.5
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _push_account(vault, url: str, issuer: str):
+    from authenticator.accounts import PUSH, Account, PushData
+    from authenticator.push import keys
+
+    key = keys.new_private_key()
+    return vault.add(Account(id="", type=PUSH, issuer=issuer, name="alice@example.com",
+                             push=PushData(issuer_url=url, username="alice@example.com",
+                                           device_id=keys.device_id(key), device_private_key=keys.private_pem(key),
+                                           extra={"endpoint": url + "/push"})))
+
+
+SHORT_DEADLINE = "import authenticator.push.client as c; c.DEADLINE = 2.0; c.TIMEOUT = 1.0"
+
+
+@pytest.mark.parametrize("mode", ["headers", "body"])
+def test_a_trickling_server_is_given_up_at_the_deadline(app, trickling, mode):
+    """A byte every 0.5 s never trips a per-read timeout (here 1 s): the whole exchange has a deadline."""
+    from authenticator.store import Vault
+
+    server, url = trickling
+    server.mode = mode
+    vault = Vault.create(app.home, PASSPHRASE)
+    _push_account(vault, url, "slow")
+    vault.save()
+    started = time.monotonic()
+    result = app.run("pending", prelude=SHORT_DEADLINE)
+    assert time.monotonic() - started < 15
+    assert result.returncode == 20
+    assert one_line_error(result).endswith(f"cannot reach the server at {url[7:]}: no whole answer within 2 s")
+
+
+@pytest.mark.parametrize("mode", ["huge-announced", "huge-unannounced"])
+def test_a_huge_answer_is_refused_without_reading_it_all(app, trickling, mode):
+    from authenticator.store import Vault
+
+    server, url = trickling
+    server.mode = mode
+    vault = Vault.create(app.home, PASSPHRASE)
+    _push_account(vault, url, "huge")
+    vault.save()
+    result = app.run("pending", memory_limit_mib=1024)
+    assert result.returncode == PROTOCOL_ERROR
+    assert one_line_error(result).endswith(f"the server at {url[7:]} sent an answer larger than 1024 KiB")
+
+
+def test_one_slow_server_does_not_hold_the_others(app, trickling, hostile):
+    """push-protocol.md section 10: the servers are asked in parallel, so the answering one's request
+    is listed once the slow one's deadline is over, not after it."""
+    from authenticator.store import Vault
+
+    slow, slow_url = trickling
+    good, good_url = hostile
+    good.answers["/push/challenges"] = (200, challenges("1700000100"))
+    vault = Vault.create(app.home, PASSPHRASE)
+    _push_account(vault, slow_url, "slow")
+    _push_account(vault, good_url, "good")
+    vault.save()
+    result = app.run("--json", "pending", prelude=SHORT_DEADLINE)
+    assert result.returncode == 0 and [c["id"] for c in json.loads(result.stdout)] == [CHALLENGE_ID]
+    assert "no whole answer within 2 s" in result.stderr
+
+
+@pytest.mark.parametrize("status, command", [("approved", ["approve", "--number", "12"]), ("denied", ["deny"])])
+def test_the_server_s_answer_cannot_overwrite_the_app_s_id_and_account(phone, hostile, status, command):
+    from authenticator.store import Vault
+
+    server, _url = hostile
+    [account] = Vault.open(phone.home, PASSPHRASE).accounts
+    server.answers["/push/challenges"] = (200, challenges("1700000100"))
+    server.answers[f"/push/challenges/{CHALLENGE_ID}/answer"] = (
+        200, json.dumps({"status": status, "id": "0" * 64, "account": "someone-else"}).encode())
+    document = json.loads(phone.ok("--json", *command, "--", CHALLENGE_ID[:8]))
+    assert document == {"status": status, "id": CHALLENGE_ID, "account": account.id}

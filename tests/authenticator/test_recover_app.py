@@ -212,3 +212,17 @@ def test_the_servers_refusals_of_a_recovery_are_told_in_words(error, words):
 
     message = str(_refused(403, {"error": error}, "https://id.example/factors/qr_recovery/redeem"))
     assert words in message and "HTTP" not in message
+
+
+def test_the_password_prompt_names_the_server_it_is_sent_to(monkeypatch):
+    """The issuer URL comes from a backup: a bare "Password:" gave no chance to notice a stranger's."""
+    import io
+
+    from authenticator import recover
+
+    prompts = []
+    monkeypatch.setattr(recover, "is_terminal", lambda stream: True)
+    monkeypatch.setattr(recover.getpass, "getpass", lambda prompt: prompts.append(prompt) or "secret")
+    reader = recover.LineReader(stream=io.StringIO(), err=io.StringIO())
+    assert reader.password("alice@example.com", "idp.example:8443") == "secret"
+    assert prompts == ["Password for alice@example.com at idp.example:8443: "]
