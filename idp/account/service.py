@@ -214,6 +214,16 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
     if registry.remove_credential(ref, credential_id) is None:  # removed meanwhile (a parallel request)
         db.session.rollback()
         raise AccountError(_l("No such method."))
+    if kind == FactorKind.SECOND_FACTOR and remaining > 0 and not _another_usable(registry, ref) \
+            and not policy.can_remove_factor(user, user.org, 0, today or today_utc())[0]:
+        # What remains still counts as 2FA but signs no one in now (a security key suspended as a
+        # possible clone, push suspended after a fraud report): removing this one would leave a
+        # required user with recovery codes alone. (Asked after the removal, in its transaction:
+        # each factor then answers for what is left of it.)
+        db.session.rollback()
+        raise AccountError(_l("Two-factor authentication is required for your account, and your other "
+                              "methods cannot be used to sign in at the moment: add another method before "
+                              "removing this one."))
     details = {"factor": credential.factor, "credential_id": credential_id, "label": credential.label}
     was_last = kind == FactorKind.SECOND_FACTOR and remaining == 0
     retired = registry.retire_recovery_codes_if_unprotected(ref) if was_last else []
@@ -231,6 +241,11 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
                            keep_sid=here.sid if here is not None else None)
     db.session.commit()
     return registry.label_of(credential.factor)
+
+
+def _another_usable(registry, ref) -> bool:
+    """Does the user still hold a second factor they can sign in with (`Factor.is_configured_for`)?"""
+    return any(factor.is_configured_for(ref) for factor in registry.all(kind=FactorKind.SECOND_FACTOR))
 
 
 def replace_recovery_codes(user: User) -> list[str] | None:

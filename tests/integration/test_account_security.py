@@ -359,3 +359,34 @@ def test_each_methods_name_field_and_buttons_say_which_method(seeded, web):
     assert 'aria-label="Name: Authenticator app"' in row
     assert 'Rename<span class="sr-only"> Authenticator app, Work phone</span></button>' in row
     assert 'Remove<span class="sr-only"> Authenticator app, Work phone</span></a>' in row
+
+
+def test_a_required_user_keeps_a_method_that_signs_in(seeded, web, live_server):
+    """Beside the authenticator app, a security key suspended as a possible clone: it counts as
+    2FA, but signs no one in. A required user cannot remove the app (left with recovery codes
+    alone); once the key is usable, they can."""
+    from idp.db import db
+    from idp.factors.directory import commit, find_user_by_email
+    from idp.factors.registry import current_registry
+    from idp.models import Credential, User
+
+    sign_in_to_account(web, seeded)
+    add_totp(web)
+    with live_server.context():
+        key = current_registry().get("webauthn").store.create(
+            find_user_by_email(seeded.user_email), label="Old key", lookup_key="a2V5LWlk",
+            public={"suspected_clone_at": "2026-12-01T00:00:00+00:00"})
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(mfa_setting="required"))
+        commit()
+    page = web.get("/account/security")
+    [remove_app] = [f for f in removal_forms(web, page) if f"/{key.id}/" not in f["action"]]
+    page = web.submit(remove_app)
+    assert "cannot be used to sign in at the moment" in page.text and "Work phone" in page.text, page.text[:3000]
+    assert audit_events(live_server, "factor.removed") == 0
+    with live_server.context():
+        row = db.session.get(Credential, key.id)
+        row.public_json = {k: v for k, v in row.public_json.items() if k != "suspected_clone_at"}
+        db.session.commit()
+    page = web.submit(remove_app)
+    assert "Work phone" not in web.get("/account/security").text
+    assert audit_events(live_server, "factor.removed") == 1
