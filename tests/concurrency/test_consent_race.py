@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, seed
-from fixtures.race import at_once
-from test_factor_races import _pg_server, _same_session
+from fixtures.race import at_once, tabs_of
+from test_factor_races import _pg_server
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
 
@@ -52,7 +52,7 @@ def test_one_consent_form_posted_at_once_gives_one_code(pg_server):
     rp = RelyingParty(pg_server.url, seeded.third_party)
     browser = FormBrowser(pg_server.url)
     form = _at_consent(browser, rp, seeded)
-    clones = _same_session(browser, 4)
+    clones = tabs_of(browser, 4)
     pages = at_once(4, lambda i: clones[i].submit(form, button=("action", "allow")))
     assert all(page.status < 500 for page in pages), [page.status for page in pages]
     codes = [clone.last_redirect for clone in clones if clone.last_redirect and "code=" in clone.last_redirect]

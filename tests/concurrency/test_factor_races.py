@@ -9,7 +9,7 @@ import pytest
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, seed, start_server
-from fixtures.race import at_once
+from fixtures.race import at_once, tabs_of
 from fixtures.totp import at_totp_enrolment, enrol_totp_during_login
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
@@ -58,16 +58,6 @@ def _at_once(submissions) -> None:
     at_once(len(submissions), lambda i: submissions[i][0].submit(*submissions[i][1:]))
 
 
-def _same_session(browser: FormBrowser, count: int) -> list[FormBrowser]:
-    """`count` browsers holding `browser`'s cookies: one user's tab, posting several times."""
-    clones = []
-    for _ in range(count):
-        clone = FormBrowser(browser.base_url)
-        clone.http.cookies.update(browser.http.cookies)
-        clones.append(clone)
-    return clones
-
-
 def _race(browsers, code) -> int:
     """Each browser posts `code` on its code page at once; how many got back to the client with a code."""
     _at_once([(b, b.page.form_with("code"), {"code": code}) for b in browsers])
@@ -104,7 +94,7 @@ def test_ten_recovery_codes_posted_at_once_through_one_login_spend_one_and_say_s
     _secret, codes = enrol_totp_during_login(FormBrowser(pg_server.url), rp, seeded)
     browser = _on_code_page(pg_server, rp, seeded, recovery=True)
     form = browser.page.form_with("code")
-    tabs = _same_session(browser, RACERS)
+    tabs = tabs_of(browser, RACERS)
     _at_once([(tab, form, {"code": code}) for tab, code in zip(tabs, codes[:RACERS], strict=True)])
     assert sum(1 for tab in tabs if tab.last_redirect and "code=" in tab.last_redirect) == 1
     with pg_server.context():
@@ -128,7 +118,7 @@ def test_one_enrolment_form_posted_by_ten_requests_at_once_adds_one_credential(p
     browser = FormBrowser(pg_server.url)
     page, key = at_totp_enrolment(browser, rp, seeded)
     form, code = page.form_with("code"), pyotp.TOTP(key).now()
-    clones = _same_session(browser, RACERS)
+    clones = tabs_of(browser, RACERS)
     _at_once([(clone, form, {"code": code, "label": "Phone"}) for clone in clones])
     assert sum("data-recovery-codes" in c.page.text for c in clones) == 1
     with pg_server.context():
@@ -169,7 +159,7 @@ def test_one_account_page_enrolment_finished_ten_times_at_once_adds_one_credenti
     page = browser.submit([f for f in page.forms() if f["action"].endswith("/add/totp")][0])
     key = page.find(r'<code>([A-Z2-7 ]+)</code>').replace(" ", "")
     form, code = page.form_with("code"), pyotp.TOTP(key).now()
-    clones = _same_session(browser, RACERS)
+    clones = tabs_of(browser, RACERS)
     _at_once([(clone, form, {"code": code, "label": "Second"}) for clone in clones])
     assert sum("Authenticator app added." in c.page.text for c in clones) == 1
     assert _live_credentials(pg_server, seeded.user_email) == {"totp": 2, "recovery_codes": 10}
@@ -181,7 +171,7 @@ def test_new_recovery_codes_asked_ten_times_at_once_leave_one_set(pg_server):
     seeded, browser, page = _signed_in_to_account_page(pg_server)
     confirm = browser.get(re.search(r'href="([^"]*/security/recovery-codes)"', page.text).group(1))
     form = [f for f in confirm.forms() if f["action"].endswith("/recovery-codes")][0]
-    _at_once([(clone, form, None) for clone in _same_session(browser, RACERS)])
+    _at_once([(clone, form, None) for clone in tabs_of(browser, RACERS)])
     assert _live_credentials(pg_server, seeded.user_email) == {"totp": 1, "recovery_codes": 10}
 
 
@@ -210,7 +200,7 @@ def test_a_required_user_removing_two_factors_at_once_keeps_one(pg_server):
     removals = [[f for f in browser.get(href).forms() if f["action"].endswith("/remove")][0]
                 for href in confirmations]
     assert len(removals) == 2
-    clones = _same_session(browser, len(removals))
+    clones = tabs_of(browser, len(removals))
     _at_once([(clone, form, None) for clone, form in zip(clones, removals, strict=True)])
     with pg_server.context():
         user = db.session.scalar(select(User).where(User.email == seeded.user_email))

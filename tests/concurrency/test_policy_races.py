@@ -6,23 +6,36 @@ import pytest
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, seed
+from fixtures.race import tabs_of
 from test_factor_races import _at_once
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
 
 
-def test_the_last_grace_login_is_spent_once(pg_server):
-    from sqlalchemy import select, update
+def _required_in_grace(server, grace_logins: int):
+    """The seeded user, required from now on, with `grace_logins` logins to postpone enrolment."""
+    from sqlalchemy import update
 
     from idp.db import db, utcnow
-    from idp.models import AuditEvent, Organization, User
+    from idp.models import Organization, User
 
-    seeded = seed(pg_server)
-    with pg_server.context():
-        db.session.execute(update(Organization).where(Organization.id == seeded.org_id).values(grace_logins=1))
+    seeded = seed(server)
+    with server.context():
+        db.session.execute(update(Organization).where(Organization.id == seeded.org_id)
+                           .values(grace_logins=grace_logins))
         db.session.execute(update(User).where(User.email == seeded.user_email)
                            .values(mfa_setting="required", required_since=utcnow()))
         db.session.commit()
+    return seeded
+
+
+def test_the_last_grace_login_is_spent_once(pg_server):
+    from sqlalchemy import select
+
+    from idp.db import db
+    from idp.models import AuditEvent, User
+
+    seeded = _required_in_grace(pg_server, grace_logins=1)
     rp = RelyingParty(pg_server.url, seeded.first_party)
     browsers = []
     for _ in range(8):
@@ -42,27 +55,18 @@ def test_the_last_grace_login_is_spent_once(pg_server):
 def test_one_set_up_later_posted_twice_at_once_spends_one_grace_login(pg_server):
     """A double click on "Set up later": the second copy waits for the first, then finds the
     login moved on. One login, one grace login spent, one event."""
-    from sqlalchemy import select, update
+    from sqlalchemy import select
 
-    from idp.db import db, utcnow
-    from idp.models import AuditEvent, Organization, User
+    from idp.db import db
+    from idp.models import AuditEvent, User
 
-    seeded = seed(pg_server)
-    with pg_server.context():
-        db.session.execute(update(Organization).where(Organization.id == seeded.org_id).values(grace_logins=10))
-        db.session.execute(update(User).where(User.email == seeded.user_email)
-                           .values(mfa_setting="required", required_since=utcnow()))
-        db.session.commit()
+    seeded = _required_in_grace(pg_server, grace_logins=10)
     rp = RelyingParty(pg_server.url, seeded.first_party)
     browser = FormBrowser(pg_server.url)
     browser.get(rp.authorization_url())
     page = browser.login(seeded.user_email, seeded.password)
     form = page.form_with("postpone")
-    tabs = []
-    for _ in range(4):
-        tab = FormBrowser(pg_server.url)
-        tab.http.cookies.update(browser.http.cookies)
-        tabs.append(tab)
+    tabs = tabs_of(browser, 4)
     _at_once([(tab, form, {"postpone": "1"}) for tab in tabs])
     assert sum(1 for tab in tabs if tab.last_redirect and "code=" in tab.last_redirect) == 1
     with pg_server.context():

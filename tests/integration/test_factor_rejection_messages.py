@@ -174,8 +174,7 @@ def test_one_security_key_answer_posted_twice_at_once_signs_in_once_and_suspends
     suspended, the admins alerted, the session the first copy opened signed out)."""
     from sqlalchemy import select
 
-    from fixtures.oidc import FormBrowser
-    from fixtures.race import at_once
+    from fixtures.race import at_once, tabs_of
     from idp.db import db
     from idp.models import AuditEvent, Credential
 
@@ -187,11 +186,7 @@ def test_one_security_key_answer_posted_twice_at_once_signs_in_once_and_suspends
         r'<script type="application/json" id="webauthn-options"[^>]*>(.+?)</script>', page.text, re.S).group(1)))
     answer = {"response": json.dumps(key.get(options, sign_count=11))}
     form = page.form_with("response")
-    tabs = []
-    for _ in range(4):
-        tab = FormBrowser(live_server.url)
-        tab.http.cookies.update(web.http.cookies)
-        tabs.append(tab)
+    tabs = tabs_of(web, 4)
     at_once(len(tabs), lambda i: tabs[i].submit(form, answer))
     assert sum(1 for tab in tabs if tab.last_redirect and "code=" in tab.last_redirect) == 1
     with live_server.context():

@@ -34,6 +34,15 @@ def enrol_totp(web: FormBrowser, page) -> str:
     return secret
 
 
+def enrolled_with_totp(server, seeded, rp) -> str:
+    """The seeded user, in a browser of their own, signs in asking for MFA and enrols TOTP: its secret."""
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url(acr_values=MFA))
+    secret = enrol_totp(web, web.login(seeded.user_email, seeded.password))
+    finish(web, rp)
+    return secret
+
+
 def finish(web: FormBrowser, rp):
     if web.last_redirect is None and web.page.text and 'name="action"' in web.page.text:
         web.consent("allow")
@@ -140,10 +149,7 @@ def test_after_a_reset_a_required_user_with_an_admins_code_proves_it_before_enro
     from idp.models import User
 
     rp = rp_factory(seeded.first_party)
-    web = FormBrowser(server.url)
-    web.get(rp.authorization_url(acr_values=MFA))
-    enrol_totp(web, web.login(seeded.user_email, seeded.password))
-    finish(web, rp)
+    enrolled_with_totp(server, seeded, rp)
     with server.context():
         db.session.execute(update(User).where(User.email == seeded.user_email).values(mfa_setting="required"))
         db.session.commit()
@@ -181,10 +187,7 @@ def test_a_grace_period_gives_nothing_back_after_an_admins_reset(server, seeded,
     from idp.policy import settings as policy_settings
 
     rp = rp_factory(seeded.first_party)
-    web = FormBrowser(server.url)
-    web.get(rp.authorization_url(acr_values=MFA))
-    enrol_totp(web, web.login(seeded.user_email, seeded.password))
-    finish(web, rp)
+    enrolled_with_totp(server, seeded, rp)
     with server.context():
         db.session.execute(update(Organization).where(Organization.id == seeded.org_id).values(grace_logins=3))
         db.session.execute(update(User).where(User.email == seeded.user_email).values(
