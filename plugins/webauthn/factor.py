@@ -33,6 +33,12 @@ up (a synced passkey: the key leaves the device, so it is software-secured in RF
 sense). RFC 8176 has no value for "user verified" that does not claim how (PIN "pin",
 fingerprint "fpt", face "face"), and WebAuthn does not tell which was used; UV is reported
 in `Verified.facts["user_verified"]` instead of guessing.
+
+User verification (`factors.webauthn.user_verification`): "preferred" by default, as above;
+"required" asks every registration and login for it (a PIN or biometrics on the key, so that a
+stolen key alone is not enough) and refuses a response without the UV flag
+(`Rejected("user_not_verified")`, not counted as a guess: the key is the user's, it just did not
+ask); "discouraged" asks for presence only (a touch), for keys whose PIN prompt gets in the way.
 """
 from __future__ import annotations
 
@@ -62,6 +68,10 @@ SUSPENDED = _l("This security key was suspended as a possible clone. Use another
 # (A code's "replayed" wording says to wait for the next code: a key has no next code.)
 ANSWER_USED = _l("This answer from your key was already used. Try again.")
 ALREADY_REGISTERED = _l("This key is already registered to your account: use another key, or go back.")
+NOT_VERIFIED = _l("Your key must confirm it is you (a PIN, fingerprint or face) here: set up a PIN or "
+                  "biometrics on the key, or use another method.")
+# factors.webauthn.user_verification -> whether a response without the UV flag is refused.
+USER_VERIFICATION = {"preferred": False, "required": True, "discouraged": False}
 
 
 # py_webauthn is imported by the ceremonies that use it, not with this module: its attestation
@@ -109,6 +119,25 @@ class WebAuthnFactor(Factor):
     user_enrollable = True
     phishing_resistant = True
 
+    def __init__(self, store, challenges, settings=None) -> None:
+        super().__init__(store, challenges, settings)
+        # Checked as the app starts (the registry builds factors then): one bad line, never a 500
+        # at a login. (py_webauthn itself is imported later, see above.)
+        self._uv = str(self.settings.get("user_verification", "preferred"))
+        if self._uv not in USER_VERIFICATION:
+            raise FactorMisconfigured(f"factors.webauthn.user_verification must be one of "
+                                      f"{', '.join(USER_VERIFICATION)} (got {self._uv!r})")
+
+    def _user_verification(self):
+        """The UserVerificationRequirement the settings ask for, for the ceremonies' options."""
+        from webauthn.helpers.structs import UserVerificationRequirement
+
+        return UserVerificationRequirement(self._uv)
+
+    @property
+    def requires_user_verification(self) -> bool:
+        return USER_VERIFICATION[self._uv]
+
     def _rp(self, ctx) -> tuple[str, str]:
         if not ctx.rp_id or not ctx.origin:
             raise FactorMisconfigured("factors.webauthn: no RP id / origin (set rp_id and origin or the issuer)")
@@ -125,7 +154,7 @@ class WebAuthnFactor(Factor):
         from webauthn import generate_registration_options, options_to_json
         from webauthn.helpers import bytes_to_base64url
         from webauthn.helpers.structs import (AttestationConveyancePreference, AuthenticatorSelectionCriteria,
-                                              ResidentKeyRequirement, UserVerificationRequirement)
+                                              ResidentKeyRequirement)
 
         rp_id, _origin = self._rp(ctx)
         existing = _descriptors(c for c in self.store.list(user) if c.lookup_key)
@@ -136,7 +165,7 @@ class WebAuthnFactor(Factor):
             attestation=AttestationConveyancePreference.NONE,
             authenticator_selection=AuthenticatorSelectionCriteria(
                 resident_key=ResidentKeyRequirement.PREFERRED,
-                user_verification=UserVerificationRequirement.PREFERRED),
+                user_verification=self._user_verification()),
             exclude_credentials=existing)
         return Step(state={"challenge": bytes_to_base64url(options.challenge)},
                     view={"options": json.loads(options_to_json(options)), "mode": "create"})
@@ -154,6 +183,8 @@ class WebAuthnFactor(Factor):
                                                   expected_rp_id=rp_id, expected_origin=origin)
         except Exception:  # py_webauthn raises a zoo of types for malformed or wrong responses
             return Rejected("invalid_response")
+        if self.requires_user_verification and not result.user_verified:
+            return Rejected("user_not_verified", counts_as_failure=False, message=NOT_VERIFIED)
         transports = (data.get("response") or {}).get("transports")
         transports = transports if isinstance(transports, list) else []
         credential_id = bytes_to_base64url(result.credential_id)
@@ -184,12 +215,11 @@ class WebAuthnFactor(Factor):
     def begin_challenge(self, user, ctx):
         from webauthn import generate_authentication_options, options_to_json
         from webauthn.helpers import bytes_to_base64url
-        from webauthn.helpers.structs import UserVerificationRequirement
 
         rp_id, _origin = self._rp(ctx)
         allowed = _descriptors(c for c in self.store.list(user) if c.lookup_key and not _suspended(c))
         options = generate_authentication_options(rp_id=rp_id, allow_credentials=allowed,
-                                                  user_verification=UserVerificationRequirement.PREFERRED)
+                                                  user_verification=self._user_verification())
         return Step(state={"challenge": bytes_to_base64url(options.challenge)},
                     view={"options": json.loads(options_to_json(options)), "mode": "get"})
 
@@ -215,6 +245,10 @@ class WebAuthnFactor(Factor):
                 credential_current_sign_count=0)
         except Exception:
             return Rejected("invalid_response")
+        if self.requires_user_verification and not result.user_verified:
+            # Before the counter: a response refused for this leaves the key's count where it was
+            # (the next, verified, answer is a count higher still).
+            return Rejected("user_not_verified", counts_as_failure=False, message=NOT_VERIFIED)
         new, stored = int(result.new_sign_count), credential.counter
         if new == 0 and stored == 0:
             self.store.touch(credential.id, now=ctx.now)  # an authenticator without a counter

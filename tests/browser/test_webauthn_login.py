@@ -57,3 +57,39 @@ def test_enrol_a_passkey_during_login_then_sign_in_with_it(seeded, page, rp_fact
     assert "already registered" in page.locator("#webauthn-status").inner_text()
     # The button, disabled during the prompt, has the focus back for the next try.
     assert page.evaluate("document.activeElement.id") == "webauthn-start"
+
+
+def test_user_verification_required_end_to_end(migrated_database_url, page):
+    """factors.webauthn.user_verification = "required" in a real browser: a key that verifies its
+    user (PIN/biometrics) enrols and signs in; a key that cannot makes the browser refuse, and the
+    page says so rather than hanging."""
+    from fixtures.oidc import RelyingParty, seed, start_server
+
+    server = start_server(migrated_database_url, {"factors.webauthn.user_verification": "required"})
+    try:
+        seeded = seed(server)
+        rp = RelyingParty(server.url, seeded.first_party)
+        cdp, authenticator_id = virtual_authenticator(page, user_verification=False)
+        page.goto(rp.authorization_url(acr_values="urn:idp:acr:mfa"))
+        _password(page, seeded.user_email, seeded.password)
+        page.locator("form[action$='/factor/webauthn'] button").first.click()
+        page.fill("#label", "Key without a PIN")
+        page.press("#label", "Enter")
+        page.wait_for_selector("#webauthn-status.error")
+        screenshot(page, "webauthn-uv-required-refused")
+
+        cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator_id})
+        virtual_authenticator(page, user_verification=True)
+        page.click("#webauthn-start")
+        page.wait_for_selector("[data-recovery-codes]")
+        page.click("button.primary")
+        _callback_code(page)
+        rp.state = parse_qs(urlparse(page.url).query)["state"][0]
+        claims = rp.validate_id_token(rp.exchange(page.url)["id_token"])
+        assert "mfa" in claims["amr"]
+
+        page.goto(rp.authorization_url(prompt="login"))
+        _password(page, seeded.user_email, seeded.password)
+        _callback_code(page)
+    finally:
+        server.stop()

@@ -241,3 +241,44 @@ def test_the_origin_is_what_a_browser_reports(issuer, origin):
     from idp.security.origins import browser_origin
 
     assert browser_origin(issuer) == origin
+
+
+def with_user_verification(factor, value):
+    return WebAuthnFactor(factor.store, factor.challenges, {**factor.settings, "user_verification": value})
+
+
+def test_user_verification_required_refuses_a_key_that_only_was_touched(factor, factor_user, ctx):
+    """factors.webauthn.user_verification = "required": asked for in both ceremonies, and a
+    response without the UV flag registers nothing and signs no one in -- not counted as a guess
+    (the key is the user's) and leaving the key's count where it was."""
+    strict = with_user_verification(factor, "required")
+    assert strict.begin_enrolment(factor_user, ctx).view["options"]["authenticatorSelection"]["userVerification"] \
+        == "required"
+    touched_only = SoftAuthenticator(ctx.rp_id, ctx.origin, user_verified=False)
+    step = strict.begin_enrolment(factor_user, ctx)
+    outcome = strict.finish_enrolment(factor_user, step.state, posted(touched_only.create(step.view["options"])), ctx)
+    assert outcome == Rejected("user_not_verified", counts_as_failure=False) and "PIN" in str(outcome.message)
+    assert strict.store.count(factor_user) == 0
+
+    # a key registered while "preferred" was the setting, which did not verify the user then
+    key, credential = enrol(factor, factor_user, ctx, sign_count=5, user_verified=False)
+    assert strict.begin_challenge(factor_user, ctx).view["options"]["userVerification"] == "required"
+    assert login(strict, factor_user, ctx, key) == Rejected("user_not_verified", counts_as_failure=False)
+    assert strict.store.get(factor_user, credential.id).counter == 5
+    key.user_verified = True  # the user set a PIN on it
+    outcome = login(strict, factor_user, ctx, key)
+    assert isinstance(outcome, Verified) and outcome.facts == {"user_verified": True}
+
+
+def test_user_verification_discouraged_signs_in_with_a_touch(factor, factor_user, ctx):
+    relaxed = with_user_verification(factor, "discouraged")
+    key, _credential = enrol(relaxed, factor_user, ctx, sign_count=1, user_verified=False)
+    assert relaxed.begin_challenge(factor_user, ctx).view["options"]["userVerification"] == "discouraged"
+    assert isinstance(login(relaxed, factor_user, ctx, key), Verified)
+
+
+def test_an_unknown_user_verification_setting_stops_the_start(factor):
+    from idp.factors import FactorMisconfigured
+
+    with pytest.raises(FactorMisconfigured, match="user_verification must be one of preferred, required"):
+        with_user_verification(factor, "always")
