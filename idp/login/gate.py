@@ -15,7 +15,7 @@ from idp.factors.registry import current_registry
 from idp.factors.types import FactorKind, UserRef
 from idp.login.transaction import State
 from idp.login.user import UserLike
-from idp.models import User
+from idp.models import Credential, User
 from idp.policy import decide as policy
 
 
@@ -185,24 +185,26 @@ def session_shortfall(user: UserLike, params: dict, sso) -> str | None:
     decision = decision_for(user, params, amr=tuple(sso.amr or ()), auth_time=sso.auth_time)
     error = decision.prompt_none_error()
     if (error is None and decision.allowed_factors is not None and decision.second_factor_required
-            and not _proved_an_allowed_factor(sso, decision.allowed_factors)):
+            and not proved_an_allowed_factor(user.id, sso.credential_ids, decision.allowed_factors)):
         return "interaction_required"
     return error
 
 
-def _proved_an_allowed_factor(sso, allowed) -> bool:
-    """Did the session's login prove a credential of one of the `allowed` factors? (Asked only of
-    an organization that restricts them: one indexed read of the few credentials it names.)"""
+def proved_an_allowed_factor(user_id: int, credential_ids, allowed) -> bool:
+    """Did a login of the user's that proved these credentials (a session's, a token family's)
+    prove one of the `allowed` factors? Asked only of an organization that restricts them: one
+    indexed read of the user's few credentials, prebuilt, in the request's transaction when it
+    has one and outside any otherwise (the refresh grant's writes go alone)."""
     from idp.db import db
-    from idp.models import Credential
 
-    ids = [int(i) for i in (sso.credential_ids or ()) if isinstance(i, int)]
+    ids = {int(i) for i in (credential_ids or ()) if isinstance(i, int)}
     if not ids:
         return False
-    return db.session.scalar(select(Credential.id).where(Credential.id.in_(ids), Credential.factor.in_(allowed))
-                             .limit(1)) is not None
+    return any(row.id in ids and row.factor in allowed for row in db.read_all(_FACTORS_OF, {"user_id": user_id}))
 
 
+_FACTORS_OF = (select(Credential.__table__.c.id, Credential.__table__.c.factor)
+               .where(Credential.__table__.c.user_id == bindparam("user_id")))
 _STAMP_LOGIN = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
                 .values(last_login_at=bindparam("at")))
 _STAMP_SECOND_FACTOR_LOGIN = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))

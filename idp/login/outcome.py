@@ -14,6 +14,8 @@ class LoginOutcome:
     amr: tuple[str, ...]
     acr: str
     sid: str | None = None
+    # The second-factor credentials it proved (ids), kept on the code and its tokens.
+    credential_ids: tuple[int, ...] = ()
 
 
 def compute_amr(steps_done: list[dict]) -> list[str]:

@@ -219,7 +219,8 @@ def _begin(authz: dict, client, sso, user: UserLike | None, needs_consent: bool 
     binding = login_session.browser_binding()
     if sso is None:
         return redirect_to(transaction.begin(authz, binding).raw)
-    steps = [{"method": "sso", "amr": list(sso.amr), "at": int(time.time())}]
+    steps = [{"method": "sso", "amr": list(sso.amr), "at": int(time.time()),
+              "credential_ids": list(sso.credential_ids or ())}]
     if needs_consent is None:
         needs_consent = consent_needed(authz["params"], client, user.id)
     handle = transaction.begin(dict(authz, auth_time=sso.auth_time, sid=sso.sid), binding,
@@ -319,7 +320,8 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
         _record(events)
         amr = row.steps_done[0]["amr"]
         outcome = LoginOutcome(auth_time=row.authz_request["auth_time"], amr=tuple(amr), acr=acr_for(amr),
-                               sid=row.authz_request.get("sid"))
+                               sid=row.authz_request.get("sid"),
+                               credential_ids=tuple(row.steps_done[0].get("credential_ids") or ()))
     if row.authz_request.get("internal"):
         db.session.commit()
         return redirect(row.authz_request["next"])
@@ -357,14 +359,15 @@ def _sign_in(user: UserLike, steps: list[dict], client_id: str | None, events: t
     statement), and say what it proved."""
     auth_time = _last_step_time(steps)
     proved = outcome_from_steps(steps, auth_time=auth_time)
+    credential_ids = tuple(s["credential_id"] for s in steps if s.get("credential_id") is not None)
     sid = login_session.start(user, auth_time=auth_time, amr=list(proved.amr), acr=proved.acr,
                               started_at=min(int(s.get("at", auth_time)) for s in steps),
-                              credential_ids=[s["credential_id"] for s in steps if s.get("credential_id") is not None])
+                              credential_ids=list(credential_ids))
     gate.record_login(user, proved)
     _record(events + (dict(event="login.succeeded", org_id=user.org_id, actor_id=user.id, actor=user.email,
                            subject_id=user.id, details={"client_id": client_id, "amr": list(proved.amr)}),))
     metrics.LOGINS.labels(outcome="success").inc()
-    return LoginOutcome(auth_time=auth_time, amr=proved.amr, acr=proved.acr, sid=sid)
+    return LoginOutcome(auth_time=auth_time, amr=proved.amr, acr=proved.acr, sid=sid, credential_ids=credential_ids)
 
 
 def _last_step_time(steps: list[dict]) -> int:

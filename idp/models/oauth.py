@@ -168,6 +168,10 @@ class AuthorizationCode(Base):
     # registered URI, which `redirect_uri` then holds): the token request need not send one
     # either (RFC 6749 4.1.3). NULL when it was sent: the usual INSERT leaves the column out.
     redirect_uri_implied: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # The second-factor credentials the login proved (user_sessions.credential_ids), handed on to
+    # the tokens: a refresh is refused once the organization no longer accepts any of their
+    # factors (idp.oidc.grants.RefreshTokenGrant). NULL for a password-only login.
+    credential_ids: Mapped[list | None] = mapped_column(Json, nullable=True)
 
 
 class Token(Base):
@@ -214,6 +218,9 @@ class Token(Base):
     # DPoP (RFC 9449, idp.oidc.dpop): the thumbprint of the key the access token (and, for a
     # public client, the refresh token) is bound to. None: a bearer token.
     dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The second-factor credentials the family's login proved (from its code): see
+    # AuthorizationCode.credential_ids. NULL: none, or a token stored before the column existed.
+    credential_ids: Mapped[list | None] = mapped_column(Json, nullable=True)
 
 
 class ConsentGrant(Base):

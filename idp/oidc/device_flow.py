@@ -205,11 +205,14 @@ def approve(device_id: int, user, outcome) -> bool:
     client = query_client(decided.client_id) if decided is not None else None
     if client is None:  # (a client removed meanwhile took its devices with it)
         return False
-    db.run_insert(_CODES, dict(
+    approval = dict(
         code_hash=approval_hash(decided.device_code_hash),
         client_id=decided.client_id, user_id=user.id, redirect_uri="", scope=decided.scope, nonce=None,
         auth_time=outcome.auth_time, amr=list(outcome.amr), acr=outcome.acr, session_id=outcome.sid,
-        created_at=utcnow(), expires_at=decided.expires_at))
+        created_at=utcnow(), expires_at=decided.expires_at)
+    if outcome.credential_ids:
+        approval["credential_ids"] = list(outcome.credential_ids)
+    db.run_insert(_CODES, approval)
     backchannel.remember(client, outcome.sid, user.id)  # whom to tell when the session ends
     audit.record("device.approved", org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                  details={"client_id": decided.client_id, "scope": decided.scope, "amr": list(outcome.amr)})

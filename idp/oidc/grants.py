@@ -55,7 +55,8 @@ _TOKENS = Token.__table__
 # A live refresh token with what the 2FA policy reads of its user (idp.policy.status.is_required),
 # in one read that takes no lock: the token is spent only when its successor is stored (rotate).
 _LIVE_REFRESH_TOKEN = (
-    select(*_TOKENS.c, User.disabled, User.mfa_setting, User.exempt_until, Organization.require_2fa)
+    select(*_TOKENS.c, User.disabled, User.mfa_setting, User.exempt_until, Organization.require_2fa,
+           Organization.allowed_factors)
     .select_from(_TOKENS.join(User, User.id == _TOKENS.c.user_id).join(Organization, Organization.id == User.org_id))
     .where(_TOKENS.c.refresh_token_hash == bindparam("token_hash"), _TOKENS.c.client_id == bindparam("for_client"),
            _TOKENS.c.rotated_at.is_(None), _TOKENS.c.revoked_at.is_(None),
@@ -255,6 +256,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             values["dpop_jkt"] = data["dpop_jkt"]
         if not request.payload.redirect_uri:  # (likewise)
             values["redirect_uri_implied"] = True
+        if outcome.credential_ids:  # (likewise: a password-only login leaves it out)
+            values["credential_ids"] = list(outcome.credential_ids)
         if values["nonce"] is None:
             db.run_insert(_CODES, values)
         elif db.run(_insert_unless_nonce_used_statement(tuple(values)), values).rowcount != 1:
@@ -332,6 +335,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return OAuthToken(row)
 
     def authenticate_user(self, refresh_token):
+        from idp.login import gate
         from idp.policy import decide, status
 
         token = refresh_token.row
@@ -340,7 +344,15 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         user = RefreshingUser(token.user_id, token.mfa_setting, token.exempt_until,
                               OrgStanding(bool(token.require_2fa)))
         amr = tuple(token.amr or ())
-        if status.is_required(user, user.org, status.today_utc()) and not decide.has_second_factor(amr):
+        required = status.is_required(user, user.org, status.today_utc())
+        if required and token.allowed_factors is not None and token.credential_ids \
+                and not gate.proved_an_allowed_factor(token.user_id, token.credential_ids, token.allowed_factors):
+            # The organization narrowed its factors since the login: what it proved no longer
+            # counts, as for the browser's session (idp.login.gate.session_shortfall). (A family
+            # stored before its login's credentials were recorded has none to judge: it refreshes.)
+            raise InvalidGrantError("The organization no longer accepts the second factor this sign-in used: "
+                                    "sign in again.")
+        if required and not decide.has_second_factor(amr):
             # Rarely here, so only here the user's whole row: the grace a required user without a
             # factor may still be in (decide.refresh_allowed; the token's read carries the rest).
             from idp.login import user as login_user

@@ -247,15 +247,20 @@ def opaque_token(*_args, **_kwargs) -> str:
 
 def _lineage(request) -> dict:
     """What a new token inherits: from the code it was exchanged for, or from the refresh token it rotates."""
-    code = getattr(request, "code_row", None)
+    code, previous = getattr(request, "code_row", None), getattr(request, "refresh_row", None)
     if code is not None:
-        return {"family_id": random_token(12), "code_id": code.id, "auth_time": code.auth_time,
-                "amr": list(code.amr), "acr": code.acr}
-    previous = getattr(request, "refresh_row", None)
-    if previous is not None:
-        return {"family_id": previous.family_id, "code_id": previous.code_id, "auth_time": previous.auth_time,
-                "amr": previous.amr, "acr": previous.acr}
-    return {}  # client_credentials: no family, nothing to revoke it with
+        source = code
+        lineage = {"family_id": random_token(12), "code_id": code.id, "auth_time": code.auth_time,
+                   "amr": list(code.amr), "acr": code.acr}
+    elif previous is not None:
+        source = previous
+        lineage = {"family_id": previous.family_id, "code_id": previous.code_id, "auth_time": previous.auth_time,
+                   "amr": previous.amr, "acr": previous.acr}
+    else:
+        return {}  # client_credentials: no family, nothing to revoke it with
+    if source.credential_ids:  # (a column of its own only then: a password-only login's INSERT stays as it was)
+        lineage["credential_ids"] = list(source.credential_ids)
+    return lineage
 
 
 def _refresh_expires_at(now: int, auth_time: int | None, settings) -> int:

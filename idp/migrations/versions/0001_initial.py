@@ -178,6 +178,7 @@ def upgrade() -> None:
     sa.Column('reused_at', sa.DateTime(), nullable=True),
     sa.Column('dpop_jkt', sa.String(length=64), nullable=True),
     sa.Column('redirect_uri_implied', sa.Boolean(), nullable=True),
+    sa.Column('credential_ids', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('code_hash')
@@ -293,6 +294,7 @@ def upgrade() -> None:
     sa.Column('rotated_at', sa.Integer(), nullable=True),
     sa.Column('revoked_at', sa.Integer(), nullable=True),
     sa.Column('dpop_jkt', sa.String(length=64), nullable=True),
+    sa.Column('credential_ids', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('access_token_hash')

@@ -85,3 +85,34 @@ def test_the_password_alone_enrols_nothing_even_without_grace(seeded, web, rp_fa
     page = browser.submit(choose)
     assert 'data-mode="create"' not in page.text and page.form_with("code")
     assert _keys_of(live_server, seeded.user_email) == 0
+
+
+def test_refresh_tokens_of_a_login_with_a_factor_no_longer_allowed_are_refused(seeded, web, rp_factory, live_server):
+    """The token side of the switch: a required user's refresh token from a login that proved
+    only a factor the organization no longer accepts is invalid_grant, as its browser session
+    answers no request (both the login's own tokens and those of a code its session answered)."""
+    rp = rp_factory(seeded.first_party)
+    rp.session.scope = "openid email profile offline_access"
+    enrol_totp_during_login(web, rp, seeded)
+    first = rp.exchange(web.last_redirect)
+    web.get(rp.authorization_url())  # answered by the session
+    by_sso = rp.exchange(web.last_redirect)
+    assert first.get("refresh_token") and by_sso.get("refresh_token")
+
+    def refresh(tokens):
+        answer = rp.token_request({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+        if answer.status_code == 200:
+            tokens["refresh_token"] = answer.json()["refresh_token"]
+        return answer
+
+    _allow_only(live_server, seeded.org_id, ["totp"], require=True)
+    assert refresh(first).status_code == 200 and refresh(by_sso).status_code == 200
+    _allow_only(live_server, seeded.org_id, ["webauthn"], require=False)  # voluntary: the login asked for nothing
+    assert refresh(first).status_code == 200
+    _allow_only(live_server, seeded.org_id, ["webauthn"], require=True)
+    for tokens in (first, by_sso):
+        answer = refresh(tokens)
+        assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant", answer.text
+        assert "no longer accepts" in answer.json()["error_description"]
+    _allow_only(live_server, seeded.org_id, None, require=True)  # every factor again: the family lives on
+    assert refresh(first).status_code == 200
