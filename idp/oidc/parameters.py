@@ -36,6 +36,9 @@ DOCUMENTS = frozenset({"request", "id_token_hint", "claims"})
 # Where an error may be sent: repeated, they are checked before anything else, and answered with
 # the error page (`AuthorizationCodeGrant.validate_no_multiple_request_parameter`).
 WHERE_ERRORS_GO = frozenset({"client_id", "redirect_uri"})
+# What replaces every other parameter of the query (a request object, a pushed request's
+# reference): read from the query before any hook runs, and checked there too (idp.oidc.views).
+REPLACE_THE_QUERY = frozenset({"request", "request_uri"})
 
 
 def repeated_parameter(datalist, names=RECOGNIZED) -> str | None:
