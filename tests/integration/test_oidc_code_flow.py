@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 import time
 
 import pytest
@@ -366,6 +367,20 @@ def test_a_nonce_binds_one_code(seeded, web, rp_factory, live_server):
         from idp.db import db
 
         assert db.session.query(AuthorizationCode).filter_by(nonce=nonce).count() == 1
+
+
+def test_a_nonce_is_refused_at_authorize_rather_than_failing_the_code(seeded, web, rp_factory):
+    """The code stores its nonce in an indexed column (the replay check above), and PostgreSQL
+    refuses an index entry over 2,704 bytes: a 4,000-character nonce, which /authorize took, was
+    a 500 once the user had typed their password. The longest nonce taken (512 characters, four
+    UTF-8 bytes each here) signs in; a longer one is the client's invalid_request, before any page."""
+    rp = rp_factory(seeded.first_party)
+    longest = "\U0001F511" * 512
+    password_login(web, rp, seeded.user_email, seeded.password, nonce=longest)
+    assert rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])["nonce"] == longest
+    web.get(rp.authorization_url(prompt="login", nonce=secrets.token_urlsafe(3000)[:4000]))
+    answer = web.callback_params()
+    assert answer["error"] == "invalid_request" and "nonce" in answer["error_description"], answer
 
 
 @pytest.fixture
