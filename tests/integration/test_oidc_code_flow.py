@@ -305,6 +305,22 @@ def test_s256_challenge_value_is_what_the_client_computed(seeded, web, rp_factor
     assert f"code_challenge={expected}" in url
 
 
+def test_a_code_challenge_is_the_whole_value(seeded, web, rp_factory):
+    """RFC 7636 4.2: 43 to 128 unreserved characters. Authlib's check let a final line feed
+    through: 128 characters and a "\n" were taken, and on PostgreSQL the login ended in an
+    error page after the password (the code's column holds 128). Refused to the client instead."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    rp = rp_factory(seeded.first_party)
+    for challenge in ("c" * 128 + "\n", "c" * 43 + "\n"):
+        parts = urlsplit(rp.authorization_url())
+        query = [(name, challenge if name == "code_challenge" else value) for name, value in parse_qsl(parts.query)]
+        web.get(parts._replace(query=urlencode(query)).geturl())
+        answer = web.callback_params()
+        assert answer["error"] == "invalid_request" and "code_challenge" in answer["error_description"], answer
+        assert answer["state"] == rp.state
+
+
 def test_rs256_on_request_per_client(seeded, web, rp_factory, live_server):
     from sqlalchemy import update
 
