@@ -8,9 +8,10 @@ prints the code and where to type it (and the link that has it in it), then poll
 endpoint as RFC 8628 3.4-3.5 says: every `interval` seconds, 5 more after a `slow_down`, until
 the tokens come or the answer is `access_denied` or `expired_token`. It checks the ID token
 against the JWKS (signature, issuer, audience, expiry) and prints its claims as JSON, with
-UserInfo's answer. A public client (`idp client add --public --grant-type device_code`) needs
-nothing more; a confidential one passes --client-secret. `make run` registers one ("Demo
-device") and prints the command.
+UserInfo's answer when its `sub` is the ID token's. The discovery document must name the
+issuer it was fetched from (`--issuer`), as the demo relying party checks too. A public client
+(`idp client add --public --grant-type device_code`) needs nothing more; a confidential one
+passes --client-secret. `make run` registers one ("Demo device") and prints the command.
 
 Exit status: 0 signed in, 1 refused (denied, expired, an error from the provider), 2 usage.
 """
@@ -36,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scope", default="openid profile email")
     args = parser.parse_args(argv)
 
-    metadata = requests.get(f"{args.issuer.rstrip('/')}/.well-known/openid-configuration", timeout=10).json()
+    issuer = args.issuer.rstrip("/")
+    metadata = requests.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
+    if metadata.get("issuer") != issuer:
+        # OIDC Discovery 4.3: otherwise its endpoints and keys may be another provider's, and the
+        # ID token's `iss` would be checked against what that other provider says.
+        print(f"refused: the discovery document names issuer {metadata.get('issuer')!r}, not {issuer!r}",
+              file=sys.stderr)
+        return 1
     auth = (args.client_id, args.client_secret) if args.client_secret else None
     identity = {} if auth else {"client_id": args.client_id}
 
@@ -74,6 +82,8 @@ def show(metadata: dict, client_id: str, tokens: dict) -> int:
                           aud={"essential": True, "value": client_id}, exp={"essential": True}).validate(token.claims)
     userinfo = requests.get(metadata["userinfo_endpoint"], timeout=10,
                             headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()
+    if userinfo.get("sub") != token.claims["sub"]:
+        userinfo = None  # about someone else than the ID token: not to be used (OIDC Core 5.3.4)
     print(json.dumps({"id_token_claims": token.claims, "userinfo": userinfo,
                       "refresh_token": bool(tokens.get("refresh_token"))}, indent=2, sort_keys=True))
     return 0

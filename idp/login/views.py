@@ -63,8 +63,12 @@ def step_submit(handle: str):
 
 
 @bp.post("/login/<handle>/factor/<name>")
+@limiter.limit(login_posts_per_ip)
 def choose_factor(handle: str, name: str):
-    """Switch to another enrolled factor (or a recovery factor) on the second-factor page."""
+    """Switch to another enrolled factor (or a recovery factor) on the second-factor page, or to
+    another method to set up at the enrolment step. Each switch begins a challenge or an
+    enrolment, which may write (a push activation is a row and an audit event): limited per
+    address at the login forms' rate, as their posts are."""
     ctx = _context(handle)
     if ctx is None:
         return redirect(url_for("login.expired"))

@@ -8,6 +8,7 @@ would both succeed; claiming inside `query_authorization_code` closes that race.
 """
 from __future__ import annotations
 
+import re
 import time
 
 from authlib.oauth2.rfc6749 import grants
@@ -152,6 +153,10 @@ def store_exchanged_tokens(row: dict) -> bool:
     return db.execute_alone(statement, {**row, "live_code_id": row["code_id"], "issued_at_": row["issued_at"]}) == 1
 
 
+# RFC 7636 4.2: code-challenge = 43*128unreserved, the whole value.
+_CODE_CHALLENGE = re.compile(r"[A-Za-z0-9._~-]{43,128}")
+
+
 class S256CodeChallenge(CodeChallenge):
     """PKCE tightened: S256 only, and public clients must send a challenge."""
 
@@ -166,6 +171,11 @@ class S256CodeChallenge(CodeChallenge):
         data = grant.request.payload.data
         if data.get("code_challenge") and data.get("code_challenge_method", "plain") != "S256":
             raise InvalidRequestError("Only code_challenge_method=S256 is supported.", redirect_uri=redirect_uri)
+        if data.get("code_challenge") and not _CODE_CHALLENGE.fullmatch(data["code_challenge"]):
+            # Authlib's pattern ends in `$`, which also matches before a final line feed: 128
+            # characters and a "\n" passed, and the code's INSERT then failed on PostgreSQL's
+            # 128-character column once the user had typed their password (RFC 7636 4.2).
+            raise InvalidRequestError("Invalid 'code_challenge'", redirect_uri=redirect_uri)
         if grant.request.client.row.public and not data.get("code_challenge"):
             raise InvalidRequestError("Public clients must use PKCE (code_challenge with S256).",
                                       redirect_uri=redirect_uri)

@@ -31,11 +31,19 @@ RECOGNIZED = frozenset({
 MAX_VALUE_LENGTH = 4096
 MAX_DOCUMENT_LENGTH = 32768
 DOCUMENTS = frozenset({"request", "id_token_hint", "claims"})
+# The nonce is shorter still: the code that ends the login stores it in an indexed column
+# (authorization_codes (client_id, nonce): the replay check), and PostgreSQL refuses a B-tree
+# index entry over 2,704 bytes. 512 characters, even at UTF-8's 4 bytes each beside a 64-character
+# client_id, stay below it; a nonce 4 KiB long was a 500 once the user had typed their password.
+MAX_NONCE_LENGTH = 512
 
 
 # Where an error may be sent: repeated, they are checked before anything else, and answered with
 # the error page (`AuthorizationCodeGrant.validate_no_multiple_request_parameter`).
 WHERE_ERRORS_GO = frozenset({"client_id", "redirect_uri"})
+# What replaces every other parameter of the query (a request object, a pushed request's
+# reference): read from the query before any hook runs, and checked there too (idp.oidc.views).
+REPLACE_THE_QUERY = frozenset({"request", "request_uri"})
 
 
 def repeated_parameter(datalist, names=RECOGNIZED) -> str | None:
@@ -50,7 +58,7 @@ def repeated_parameter(datalist, names=RECOGNIZED) -> str | None:
 def oversized_parameter(datalist) -> str | None:
     """The first recognized parameter with a value longer than it may be, or None."""
     for name in sorted(RECOGNIZED & datalist.keys()):
-        limit = MAX_DOCUMENT_LENGTH if name in DOCUMENTS else MAX_VALUE_LENGTH
+        limit = MAX_DOCUMENT_LENGTH if name in DOCUMENTS else MAX_NONCE_LENGTH if name == "nonce" else MAX_VALUE_LENGTH
         if any(len(value) > limit for value in datalist[name]):
             return name
     return None

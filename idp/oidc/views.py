@@ -14,7 +14,7 @@ from idp.dispatch import client_endpoint
 from idp.extensions import csrf, limiter, login_posts_per_ip
 from idp.factors.ratelimit import per_address_limit
 from idp.login.snapshot import rebuild
-from idp.oidc import cors, device_flow, discovery, keys, pushed_requests, urls
+from idp.oidc import cors, device_flow, discovery, keys, parameters, pushed_requests, urls
 from idp.oidc.server import query_client, server
 
 bp = Blueprint("oidc", __name__)
@@ -87,6 +87,9 @@ def authorize():
     from idp.login import pipeline
 
     args, oauth_request = request.args, None
+    refusal = _repeated_in_the_query()
+    if refusal is not None:
+        return refusal
     if not request.args.get("request_uri"):
         refusal = _pushed_requests_required()
         if refusal is not None:
@@ -119,6 +122,27 @@ def authorize():
             return _resume_prompt_none(args)
         return _error_page(error)
     return pipeline.start(grant, args)
+
+
+def _repeated_in_the_query():
+    """The refusal of a query that sends twice what is read from it before Authlib's checks and
+    hooks see the request (RFC 6749 3.1), else None. A request object or a pushed request's
+    reference replaces every other parameter, whose repetitions are then never looked at: sent
+    twice, the first was used and the second ignored (as a client_id beside them). A repeated
+    client_id or redirect_uri gets the error page, as Authlib's own check answers it (where would
+    the error go?); a repeated request or request_uri goes back to the client when the query's
+    redirect URI is one it registered."""
+    datalist = request.args.to_dict(flat=False)
+    name = parameters.repeated_parameter(datalist, parameters.WHERE_ERRORS_GO)
+    if name is not None:
+        return _error_page(InvalidRequestError(f"{name} must not be sent more than once."))
+    name = parameters.repeated_parameter(datalist, parameters.REPLACE_THE_QUERY)
+    if name is None:
+        return None
+    client = query_client(request.args.get("client_id"))
+    if client is None:
+        return _error_page(InvalidClientError("The client does not exist on this server."))
+    return _refusal_before_validation(client, "invalid_request", f"{name} must not be sent more than once.")
 
 
 def _unpacked_parameters():

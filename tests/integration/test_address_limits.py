@@ -74,3 +74,31 @@ def test_a_query_prompt_beside_a_pushed_request_does_not_exempt_its_login(proxie
                                      headers={"X-Forwarded-For": "198.51.100.9"}, allow_redirects=False,
                                      timeout=10).status_code)
     assert statuses == [302, 302, 302, 429]
+
+
+def test_switching_methods_at_a_login_is_limited_per_address(proxied_server):
+    """Each switch begins a challenge or an enrolment: at the enrolment step, a push activation
+    (a row and a `push.activation_issued` event) per post. Without a limit one password opened
+    any number of them."""
+    from sqlalchemy import func, select
+
+    from fixtures.oidc import FormBrowser
+    from fixtures.totp import MFA
+    from idp.db import db
+    from idp.models import AuditEvent
+    from recovery_kit import enable_recovery
+
+    enable_recovery(proxied_server)
+    seeded = proxied_server.seeded
+    web = FormBrowser(proxied_server.url)
+    web.get(RelyingParty(proxied_server.url, seeded.first_party).authorization_url(acr_values=MFA))
+    page = web.login(seeded.user_email, seeded.password)
+    [push] = [form for form in page.forms() if form["action"].endswith("/factor/push")]
+    statuses = [web.http.post(push["action"], data=push["fields"], allow_redirects=False).status_code
+                for _ in range(4)]
+    assert statuses == [302, 302, 302, 429]
+    with proxied_server.context():
+        issued = db.session.scalar(select(func.count()).select_from(AuditEvent)
+                                   .where(AuditEvent.event == "push.activation_issued"))
+        db.session.rollback()
+    assert issued == 3

@@ -215,3 +215,46 @@ def test_the_device_example_signs_in_as_the_person_at_the_device_page(quick_poll
     shown = json.loads(out[out.index("{"):])
     assert shown["id_token_claims"]["email"] == user["email"] and shown["id_token_claims"]["amr"] == ["pwd"]
     assert shown["userinfo"]["email"] == user["email"] and shown["refresh_token"] is True
+
+
+def test_the_device_example_refuses_a_discovery_document_of_another_issuer(live_server):
+    """OIDC Discovery 4.3, as the demo relying party checks it: the document fetched from
+    --issuer names that issuer (here the provider's issuer is its localhost name, and the device
+    was told 127.0.0.1), or its endpoints and keys are not trusted, and no code is asked for."""
+    import subprocess
+    import sys
+
+    elsewhere = live_server.url.replace("localhost", "127.0.0.1")
+    device = subprocess.run([sys.executable, str(DEVICE_SOURCE), "--issuer", elsewhere, "--client-id", "any"],
+                            capture_output=True, text=True, timeout=60)
+    assert device.returncode == 1 and device.stdout == ""
+    assert device.stderr.strip() == (f"refused: the discovery document names issuer {live_server.url!r}, "
+                                     f"not {elsewhere!r}")
+
+
+def test_the_device_example_shows_no_userinfo_about_someone_else(live_server, monkeypatch, capsys):
+    """OIDC Core 5.3.4: UserInfo whose `sub` is not the ID token's is not used."""
+    import importlib.util
+
+    from fixtures.oidc import RelyingParty, password_login, seed
+
+    seeded = seed(live_server)
+    rp = RelyingParty(live_server.url, seeded.first_party)
+    web = FormBrowser(live_server.url)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    tokens = rp.exchange(web.last_redirect)
+    spec = importlib.util.spec_from_file_location("device_signin", DEVICE_SOURCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    real_get = module.requests.get
+
+    class Answer:
+        def json(self):
+            return {"sub": "someone-else", "email": "eve@example.com"}
+
+    metadata = rp.metadata
+    monkeypatch.setattr(module.requests, "get", lambda url, **kwargs: Answer() if url == metadata["userinfo_endpoint"]
+                        else real_get(url, **kwargs))
+    assert module.show(metadata, seeded.first_party["client_id"], tokens) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["id_token_claims"]["email"] == seeded.user_email and shown["userinfo"] is None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 import time
 
 import pytest
@@ -304,6 +305,22 @@ def test_s256_challenge_value_is_what_the_client_computed(seeded, web, rp_factor
     assert f"code_challenge={expected}" in url
 
 
+def test_a_code_challenge_is_the_whole_value(seeded, web, rp_factory):
+    """RFC 7636 4.2: 43 to 128 unreserved characters. Authlib's check let a final line feed
+    through: 128 characters and a "\n" were taken, and on PostgreSQL the login ended in an
+    error page after the password (the code's column holds 128). Refused to the client instead."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    rp = rp_factory(seeded.first_party)
+    for challenge in ("c" * 128 + "\n", "c" * 43 + "\n"):
+        parts = urlsplit(rp.authorization_url())
+        query = [(name, challenge if name == "code_challenge" else value) for name, value in parse_qsl(parts.query)]
+        web.get(parts._replace(query=urlencode(query)).geturl())
+        answer = web.callback_params()
+        assert answer["error"] == "invalid_request" and "code_challenge" in answer["error_description"], answer
+        assert answer["state"] == rp.state
+
+
 def test_rs256_on_request_per_client(seeded, web, rp_factory, live_server):
     from sqlalchemy import update
 
@@ -366,6 +383,20 @@ def test_a_nonce_binds_one_code(seeded, web, rp_factory, live_server):
         from idp.db import db
 
         assert db.session.query(AuthorizationCode).filter_by(nonce=nonce).count() == 1
+
+
+def test_a_nonce_is_refused_at_authorize_rather_than_failing_the_code(seeded, web, rp_factory):
+    """The code stores its nonce in an indexed column (the replay check above), and PostgreSQL
+    refuses an index entry over 2,704 bytes: a 4,000-character nonce, which /authorize took, was
+    a 500 once the user had typed their password. The longest nonce taken (512 characters, four
+    UTF-8 bytes each here) signs in; a longer one is the client's invalid_request, before any page."""
+    rp = rp_factory(seeded.first_party)
+    longest = "\U0001F511" * 512
+    password_login(web, rp, seeded.user_email, seeded.password, nonce=longest)
+    assert rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])["nonce"] == longest
+    web.get(rp.authorization_url(prompt="login", nonce=secrets.token_urlsafe(3000)[:4000]))
+    answer = web.callback_params()
+    assert answer["error"] == "invalid_request" and "nonce" in answer["error_description"], answer
 
 
 @pytest.fixture

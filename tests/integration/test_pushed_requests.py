@@ -117,6 +117,30 @@ def test_a_reference_is_its_own_clients_only_and_a_stranger_does_not_spend_it(li
     assert mine.status_code == 302 and "/login/" in mine.headers["Location"]
 
 
+def test_the_query_sends_the_reference_and_the_client_once(live_server, seeded, rp_factory):
+    """RFC 6749 3.1: no parameter twice, the query's own included. Beside a reference, the rest of
+    the query is ignored, and a second request_uri or client_id was too: the first was used."""
+    client = seeded.first_party
+    request_uri = push(live_server, client, authorization_params(rp_factory(client))).json()["request_uri"]
+    query = {"client_id": client["client_id"], "request_uri": request_uri, "redirect_uri": client["redirect_uri"],
+             "state": "s"}
+    before = logins_in_progress(live_server)
+    without_reference = [(name, value) for name, value in query.items() if name != "request_uri"]
+    for twice in (list(query.items()) + [("request_uri", f"{PREFIX}other")],
+                  without_reference + [("request", "a.b.c"), ("request", "x.y.z")]):
+        answer = requests.get(f"{live_server.url}/authorize?{urlencode(twice)}", allow_redirects=False, timeout=10)
+        sent = parse_qs(urlsplit(answer.headers["Location"]).query)
+        assert sent["error"] == ["invalid_request"] and "more than once" in sent["error_description"][0], sent
+        assert sent["state"] == ["s"] and sent["iss"] == [live_server.url]
+    two_clients = list(query.items()) + [("client_id", client["client_id"])]
+    page = requests.get(f"{live_server.url}/authorize?{urlencode(two_clients)}", allow_redirects=False, timeout=10)
+    assert page.status_code == 400 and "Location" not in page.headers and "invalid_request" in page.text
+    assert logins_in_progress(live_server) == before
+    # None of these spent the reference.
+    once = requests.get(f"{live_server.url}/authorize?{urlencode(query)}", allow_redirects=False, timeout=10)
+    assert once.status_code == 302 and "/login/" in once.headers["Location"]
+
+
 def test_an_expired_reference_is_refused(live_server, seeded, rp_factory):
     from idp.db import db
     from idp.maintenance import purge
