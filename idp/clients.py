@@ -151,7 +151,7 @@ def _checked_uris(uris, what: str) -> tuple[str, ...]:
 def _reachable_host(host: str) -> bool:
     """A DNS name (letters, digits, hyphens; an internationalised name in its xn-- form) or an IP literal:
     never a wildcard or a pattern, which exact matching would keep as text no browser is sent to."""
-    return is_ip_address(host) or all(_HOST_LABEL.match(label) for label in host.rstrip(".").split("."))
+    return is_ip_address(host) or all(_HOST_LABEL.fullmatch(label) for label in host.rstrip(".").split("."))
 
 
 def _production() -> bool:

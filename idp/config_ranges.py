@@ -78,7 +78,7 @@ def problems(get: Callable[[str], Any], named: Callable[[str], str]) -> list[str
         if value is not None and value not in allowed:  # JOSE names are case-sensitive
             found.append(f"{named(dotted)} must be one of {', '.join(allowed)}, not {value!r}")
     cookie = get("session.cookie_name")
-    if cookie is not None and not _COOKIE_NAME.match(str(cookie)):
+    if cookie is not None and not _COOKIE_NAME.fullmatch(str(cookie)):
         # RFC 6265 4.1.1: a token. Any other name is set, never sent back: every login "expired".
         found.append(f"{named('session.cookie_name')} must be letters, digits and !#$%&'*+-.^_`|~, "
                      f"not {cookie!r}")

@@ -100,7 +100,7 @@ def withdraw(user: User, client_id: str, *, actor_id: int, actor: str, by: str) 
     `consent.withdrawn` (`by`: `self` or `admin`). Returns how many tokens were revoked, or None
     when the application has no access to take (no consent and no live token: never had any,
     withdrawn already, another user's, made up): then nothing changes."""
-    if not _CLIENT_ID.match(client_id or ""):
+    if not _CLIENT_ID.fullmatch(client_id or ""):
         return None
     now = int(time.time())
     has_tokens = db.session.scalar(select(func.count()).select_from(Token).where(

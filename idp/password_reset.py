@@ -241,7 +241,7 @@ def deliver(app, delivery: Delivery) -> None:
 def live_link(token: str) -> LiveLink | None:
     """The link `token` names if it can still be used, else None. Reads outside any transaction
     when none is open (idp.db.read_first): showing the form takes no lock."""
-    if not isinstance(token, str) or not _TOKEN_SHAPE.match(token):
+    if not isinstance(token, str) or not _TOKEN_SHAPE.fullmatch(token):
         return None
     found = db.read_first(_LIVE_LINK, {"token_hash": sha256_hex(token), "now": utcnow()})
     return LiveLink(found.id, found.user_id, found.email) if found is not None else None

@@ -65,7 +65,7 @@ def end(user: User, sid: str, *, actor_id: int | None, actor: str, by: str) -> i
     through it (module docstring); audited as `session.ended` (`by`: `self`, `admin`...).
     Returns how many tokens were revoked, or None when `user` has no live session with this
     sid (another user's, ended already, made up): then nothing changes."""
-    if not _SID.match(sid or ""):
+    if not _SID.fullmatch(sid or ""):
         return None
     now = utcnow()
     ended = db.session.execute(

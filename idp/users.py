@@ -60,9 +60,9 @@ def normalised_email(raw: str) -> str:
     email = (raw or "").strip().lower()
     local, at, domain = email.rpartition("@")
     labels = domain.split(".")
-    if (not at or not local or len(local) > 64 or len(email) > 254 or not _EMAIL_LOCAL.match(local)
+    if (not at or not local or len(local) > 64 or len(email) > 254 or not _EMAIL_LOCAL.fullmatch(local)
             or local.startswith(".") or local.endswith(".") or ".." in local
-            or len(labels) < 2 or not all(_DNS_LABEL.match(label) for label in labels)):
+            or len(labels) < 2 or not all(_DNS_LABEL.fullmatch(label) for label in labels)):
         raise AccountRefused(_("Invalid e-mail address: %(email)s", email=repr((raw or "").strip())))
     return email
 

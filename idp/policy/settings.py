@@ -218,7 +218,7 @@ def set_allowed_factors(org_id: int, names: Iterable[str] | None, actor: Actor, 
         cleaned = sorted({str(n).strip() for n in names})
         if not cleaned:
             raise PolicyError(_l("allow at least one factor, or every factor"))
-        bad = [n for n in cleaned if not _FACTOR_NAME.match(n)]
+        bad = [n for n in cleaned if not _FACTOR_NAME.fullmatch(n)]
         if bad:
             raise PolicyError(f"not a factor name: {bad[0]!r}")
         if known is not None:

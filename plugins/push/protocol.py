@@ -95,7 +95,7 @@ def _check_times(claims: Mapping[str, Any], now: float) -> None:
 
 def _check_jti(claims: Mapping[str, Any]) -> str:
     jti = claims.get("jti")
-    if not isinstance(jti, str) or not _JTI.match(jti):
+    if not isinstance(jti, str) or not _JTI.fullmatch(jti):
         raise ValueError("jti")
     return jti
 

@@ -67,7 +67,7 @@ def read(token: Any, *, audience: str, now: float | None = None) -> SignedReques
             raise InvalidSignedRequest("outside its time window")
         if claims.get("aud") != audience:
             raise InvalidSignedRequest("wrong aud")
-        if not isinstance(claims.get("jti"), str) or not _JTI.match(claims["jti"]):
+        if not isinstance(claims.get("jti"), str) or not _JTI.fullmatch(claims["jti"]):
             raise InvalidSignedRequest("jti")
         return SignedRequest(jwk=jwk, device_id=key.thumbprint(), claims=claims)
     except InvalidSignedRequest:
