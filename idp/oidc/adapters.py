@@ -11,6 +11,7 @@ from datetime import datetime
 
 from idp.db import utcnow
 from idp.models import AuthorizationCode, Token
+from idp.oidc.redirect_uris import matches_on_another_loopback_port
 from idp.security.tokens import matches_hash
 
 
@@ -70,7 +71,9 @@ class OAuthClient(ClientMixin):
         return " ".join(dict.fromkeys(s for s in scope_to_list(scope) if s in allowed))  # each once, in order
 
     def check_redirect_uri(self, redirect_uri):
-        return redirect_uri in self.row.redirect_uris  # exact match only
+        """Exact match, but for a loopback IP literal's port (RFC 8252 7.3)."""
+        return redirect_uri in self.row.redirect_uris or matches_on_another_loopback_port(
+            redirect_uri, self.row.redirect_uris)
 
     def check_client_secret(self, client_secret):
         """The secret, or the one before it while its grace period lasts (`rotate-secret --grace`);

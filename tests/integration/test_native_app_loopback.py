@@ -1,0 +1,54 @@
+"""RFC 8252 7.3: a native app's loopback redirect URI matches on any port.
+
+The app registers `http://127.0.0.1/native/callback` (or `http://[::1]/...`) and, at each login,
+listens on whatever port the operating system gives it: the provider must accept that port,
+and only that part may differ. `localhost` (a name) and every other host match exactly.
+"""
+from __future__ import annotations
+
+import requests
+
+from fixtures.oidc import FormBrowser, RelyingParty, callback_base, password_login
+
+
+def _native_client(live_server, *registered: str) -> str:
+    from idp.db import db
+    from idp.models import Client
+    from idp.security.tokens import random_token
+
+    client_id = f"native-{random_token(6)}"
+    with live_server.context():
+        db.session.add(Client(client_id=client_id, secret_hash=None, name="Native", redirect_uris=list(registered),
+                              post_logout_redirect_uris=[], grant_types=["authorization_code"], public=True))
+        db.session.commit()
+    return client_id
+
+
+def test_a_registered_loopback_ip_uri_matches_on_the_port_of_the_moment(seeded, live_server):
+    port = int(callback_base().rsplit(":", 1)[1])
+    client_id = _native_client(live_server, "http://127.0.0.1/native/callback")
+    rp = RelyingParty(live_server.url, {"client_id": client_id, "client_secret": None,
+                                        "redirect_uri": f"http://127.0.0.1:{port}/native/callback"})
+    web = FormBrowser(live_server.url)
+    params = password_login(web, rp, seeded.user_email, seeded.password)
+    assert "code" in params and web.last_redirect.startswith(f"http://127.0.0.1:{port}/native/callback?")
+    claims = rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])
+    assert claims["amr"] == ["pwd"]
+
+
+def test_only_the_port_of_a_loopback_ip_may_differ(seeded, live_server):
+    client_id = _native_client(live_server, "http://127.0.0.1/native/callback", "http://localhost/native/callback",
+                               "http://[::1]:8000/native/callback?app=1")
+    accepted = ("http://127.0.0.1:53211/native/callback", "http://[::1]:1234/native/callback?app=1")
+    refused = ("http://127.0.0.1:53211/native/callback/", "http://127.0.0.1:53211/native/other",
+               "http://localhost:53211/native/callback", "https://127.0.0.1:53211/native/callback",
+               "http://127.0.0.1:53211/native/callback?x=1", "http://[::1]:1234/native/callback",
+               "http://user@127.0.0.1:53211/native/callback", "http://127.0.0.1:53211/native/call%0Aback")
+    for redirect_uri, expected in [(uri, True) for uri in accepted] + [(uri, False) for uri in refused]:
+        answer = requests.get(f"{live_server.url}/authorize", allow_redirects=False, timeout=10, params={
+            "response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "scope": "openid",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256"})
+        if expected:
+            assert answer.status_code in (302, 303), (redirect_uri, answer.status_code)
+        else:
+            assert answer.status_code == 400 and "Location" not in answer.headers, redirect_uri
