@@ -231,6 +231,14 @@ def _begin(authz: dict, client, sso, user: UserLike | None, needs_consent: bool 
     return redirect_to(handle.raw)
 
 
+def restart_from_password(authz: dict):
+    """The same authorization request as a new login from the password page (the consent page's
+    "Use another account" for a login a session answered): what that session gave it (its
+    auth_time and sid) is left out."""
+    fresh = {key: value for key, value in authz.items() if key not in ("auth_time", "sid")}
+    return redirect_to(transaction.begin(fresh, login_session.browser_binding()).raw)
+
+
 MAX_NEXT_PATH = 2048
 
 

@@ -97,6 +97,31 @@ def test_consent_is_remembered_per_scope_and_deny_returns_access_denied(seeded, 
     assert params["error"] == "access_denied" and params["state"] == rp.state
 
 
+
+def test_consent_answered_by_a_session_names_the_account_and_offers_another(seeded, web, rp_factory):
+    """On a shared computer the browser's session answers a new application's login with no page
+    but consent: the page says whose account it is, and "Use another account" starts the same
+    request from the password page, whose login replaces the session."""
+    first = rp_factory(seeded.first_party)
+    password_login(web, first, seeded.user_email, seeded.password)  # someone signed in earlier
+
+    rp = rp_factory(seeded.third_party)
+    page = web.get(rp.authorization_url())
+    assert f"Signed in as {seeded.user_email}" in page.text
+    form = page.form_with("action")
+    page = web.submit(form, button=("action", "another_account"))
+    assert page.form_with("password") and web.last_redirect is None
+    page = web.login(seeded.admin_email, seeded.password)
+    assert f"Signed in as {seeded.admin_email}" in page.text and "another_account" not in page.text
+    web.consent("allow")
+    params = web.callback_params()
+    assert params["state"] == rp.state
+    claims = rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])
+    assert claims["email"] == seeded.admin_email
+
+    stale = web.submit(form, button=("action", "allow"))  # the first consent page, posted late
+    assert web.last_redirect is None and "Signed in as" not in stale.text
+
 def test_first_party_skips_consent(seeded, web, rp_factory):
     rp = rp_factory(seeded.first_party)
     web.get(rp.authorization_url())

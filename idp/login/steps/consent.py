@@ -21,7 +21,16 @@ from idp.models import ConsentGrant
 
 def show(ctx: StepContext, form: ConsentForm | None = None, status: int = 200):
     scopes = scope_to_list(ctx.params.get("scope") or "") or []
-    return ctx.render("login/consent.html", status=status, form=form or ConsentForm(formdata=None), scopes=scopes)
+    user = ctx.transaction_user()
+    # Whose account the client gets, named: on a shared computer, a session answered this login
+    # with no page of its own, for whoever used the browser last (who may be someone else).
+    return ctx.render("login/consent.html", status=status, form=form or ConsentForm(formdata=None), scopes=scopes,
+                      signed_in_as=user.email if user is not None else None, by_session=_answered_by_session(ctx))
+
+
+def _answered_by_session(ctx: StepContext) -> bool:
+    steps = ctx.row.steps_done
+    return bool(steps) and steps[0].get("method") == "sso"
 
 
 def submit(ctx: StepContext):
@@ -36,6 +45,12 @@ def submit(ctx: StepContext):
         if not transaction.advance(ctx.row, State.CONSENT, form.posted_version(), State.CANCELLED):
             return pipeline.redirect_to(ctx.handle)
         return _access_denied(ctx)
+    if action == "another_account" and _answered_by_session(ctx):
+        # Not this account: the same request from the password page (a new transaction; this
+        # one ends here). Whoever signs in there replaces this browser's session (rotated at login).
+        if not transaction.advance(ctx.row, State.CONSENT, form.posted_version(), State.CANCELLED):
+            return pipeline.redirect_to(ctx.handle)
+        return pipeline.restart_from_password(ctx.row.authz_request)
     if action != "allow":
         return show(ctx, form, 400)
     owed = _owed_now(ctx, user)
