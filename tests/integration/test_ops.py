@@ -344,6 +344,28 @@ def test_error_lines_name_the_redacted_path(app, log_stream):
     assert HANDLE not in log_stream.getvalue()
 
 
+def test_a_failed_statement_is_logged_without_its_parameters(app, log_stream):
+    """A statement the database refuses (here a table that is not there; in real life a deadlock, a
+    timeout, a restart) is an unhandled error whose line names its SQL, never the values it carried:
+    a new password's argon2 hash, a user code (idp.db.make_engine hides them)."""
+    from sqlalchemy import text
+
+    from idp import errors
+
+    errors.init_app(app)
+    secret = "$argon2id$v=19$m=19456,t=2,p=1$not-for-the-log"
+
+    @app.post("/store")
+    def store():
+        db.session.execute(text("UPDATE no_such_table SET password_hash = :hash"), {"hash": secret})
+
+    app.testing = False
+    assert app.test_client().post("/store", headers={"Accept": "application/json"}).status_code == 500
+    error = next(e for e in json_lines(log_stream) if e["logger"] == "idp.errors")
+    assert "no_such_table" in error["exception"]
+    assert secret not in log_stream.getvalue()
+
+
 # ------------------------------------------------------------------ proxy trust
 
 FORWARDED = {"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "id.example.com"}
