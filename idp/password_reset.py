@@ -46,6 +46,7 @@ from idp import audit, users
 from idp.db import db, utcnow
 from idp.login import user as login_user
 from idp.models import AuditEvent, PasswordReset, User
+from idp.ops import logs
 from idp.security.tokens import random_token, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def request_in_background(address: str, *, locale: str | None) -> threading.Thre
         log.warning("password reset request dropped: %d already in progress", MAX_REQUESTS_IN_FLIGHT)
         return None
     try:
-        thread = threading.Thread(target=_request_and_deliver, name="password-reset-request",
+        thread = threading.Thread(target=logs.with_request_id(_request_and_deliver), name="password-reset-request",
                                   args=(current_app._get_current_object(), address, locale, audit.request_facts(),
                                         in_flight))
         thread.start()

@@ -332,3 +332,21 @@ def test_requests_past_those_in_flight_are_dropped_with_the_same_answer(live_ser
     assert (dropped.status, dropped.url) == (answered.status, answered.url)
     assert mailed_link(mail, 1)
     requests_handled()
+
+
+def test_the_lines_of_a_requests_work_name_that_request(live_server, seeded, mail, log_stream):
+    """The look-up, the link and its mail happen on a thread after the answer: their lines (the
+    audit events', a failed mail's warning) still carry the request id of the form's POST."""
+    from fixtures.logs import json_lines
+
+    browser = FormBrowser(live_server.url)
+    mail.refusing = True
+    browser.http.headers["X-Request-ID"] = "forgot-post-1"
+    ask_for_link(browser, seeded.user_email)
+    requests_handled()
+    lines = json_lines(log_stream)
+    work = [line for line in lines if line["logger"] in ("idp.audit", "idp.password_reset")]
+    assert {line["message"] for line in work if line["logger"] == "idp.audit"} == {
+        "password_reset.requested", "password_reset.mail_failed"}
+    assert any(line["level"] == "WARNING" for line in work)
+    assert {line.get("request_id") for line in work} == {"forgot-post-1"}, work
