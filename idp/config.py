@@ -338,6 +338,10 @@ def _check_issuer(issuer: str) -> None:
     parts = urlsplit(issuer)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise ConfigError(f"issuer must be an absolute http(s) URL without query: {issuer!r}")
+    if not issuer.startswith(f"{parts.scheme}://"):
+        # urlsplit lower-cases the scheme; what reads the issuer as text (the session cookie's
+        # Secure flag and __Host- name, HSTS: idp.app, idp.ops) would take "HTTPS://" for http.
+        raise ConfigError(f"issuer must begin with {parts.scheme}:// in lower case: {issuer!r}")
     if parts.path not in ("", "/"):
         # The endpoints are served at the root of the origin (/authorize, /.well-known/...):
         # discovery would publish addresses under the path that nothing answers.

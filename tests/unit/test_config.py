@@ -129,6 +129,15 @@ def test_an_issuer_with_a_path_is_refused(issuer):
         settings(IDP_ISSUER=issuer)
 
 
+def test_an_issuer_whose_scheme_is_not_in_lower_case_is_refused():
+    """"HTTPS://" passed production's https check, but the session cookie's Secure flag, its
+    __Host- name and HSTS follow `issuer.startswith("https://")`: production served without them."""
+    with pytest.raises(ConfigError, match="in lower case"):
+        load_settings(environ={**PRODUCTION, "IDP_ISSUER": "HTTPS://idp.example"})
+    with pytest.raises(ConfigError, match="in lower case"):
+        settings(IDP_ISSUER="Http://127.0.0.1:5000")
+
+
 # ---------------------------------------------------------------- the IDP_CONFIG file is checked too
 
 def with_file(tmp_path, text, **environ):
