@@ -131,11 +131,11 @@ _LIVE_LINK = (select(_RESETS.c.id, _RESETS.c.user_id, User.__table__.c.email)
 
 def request_in_background(address: str, *, locale: str | None) -> threading.Thread | None:
     """`request_link`, then the link's mail when one goes out, on a thread of its own, started
-    now, whose work begins once this request's answer has been sent (or ANSWER_WAIT has passed): the
-    answer neither waits for the work nor shares the process with it. The look-up, the checks
-    and the writes take their time for an existing account only, and that time would tell
-    whether one has the address. The thread's audit events name the requester's address and
-    browser all the same. Not a daemon: a worker that exits gracefully finishes what it was
+    now, whose work begins once this request's answer has been sent (or ANSWER_WAIT has
+    passed): the answer neither waits for the work nor shares the process with it. The look-up,
+    the checks and the writes take their time for an existing account only, and that time would
+    tell whether one has the address. The thread's audit events name the requester's address
+    and browser all the same. Not a daemon: a worker that exits gracefully finishes what it was
     asked first. None: too many requests in flight already (MAX_REQUESTS_IN_FLIGHT), this one
     is dropped. In a request only."""
     in_flight = _in_flight
