@@ -319,6 +319,7 @@ def validate(settings: Settings) -> None:
     _check_networks("server.trusted_proxies", settings.trusted_proxies)
     _check_networks("ops.metrics_networks", settings.get("ops.metrics_networks") or ())
     _check_log_level(settings.get("server.log_level", "INFO"))
+    _check_mail_sender(settings.get("mail.sender", ""))
     _check_ranges(config_ranges.problems(settings.get, _named))
     if settings.production:
         _check_production(settings)
@@ -338,6 +339,10 @@ def _check_issuer(issuer: str) -> None:
     parts = urlsplit(issuer)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise ConfigError(f"issuer must be an absolute http(s) URL without query: {issuer!r}")
+    if not issuer.startswith(f"{parts.scheme}://"):
+        # urlsplit lower-cases the scheme; what reads the issuer as text (the session cookie's
+        # Secure flag and __Host- name, HSTS: idp.app, idp.ops) would take "HTTPS://" for http.
+        raise ConfigError(f"issuer must begin with {parts.scheme}:// in lower case: {issuer!r}")
     if parts.path not in ("", "/"):
         # The endpoints are served at the root of the origin (/authorize, /.well-known/...):
         # discovery would publish addresses under the path that nothing answers.
@@ -403,6 +408,21 @@ def _check_networks(dotted: str, values) -> None:
         parse_networks(values)
     except ValueError as exc:
         raise ConfigError(f"{_named(dotted)}: {exc}") from None
+
+
+def _check_mail_sender(sender) -> None:
+    """One address, as the From of every mail: a relay refuses anything else (the reset links die,
+    the recovery codes are never sent) and a line break cannot even be written into the header."""
+    from email.utils import getaddresses
+
+    text = str(sender)
+    if not text.strip():  # the notifier's default, idp@localhost (idp.notify.factory)
+        return
+    found = getaddresses([text]) if "\r" not in text and "\n" not in text else []
+    local, at, domain = found[0][1].rpartition("@") if len(found) == 1 else ("", "", "")
+    if not (local and at and domain):
+        raise ConfigError(f"{_named('mail.sender')} must be one e-mail address (idp@example.com, or "
+                          f"\"Identity <idp@example.com>\"), not {text!r}")
 
 
 def _check_log_level(level) -> None:

@@ -48,8 +48,13 @@ class PoolSettings:
 
 
 def make_engine(url: str, pool: PoolSettings = PoolSettings()) -> Engine:
+    """The engine for `url`. Both kinds hide statement parameters from their errors: SQLAlchemy
+    writes them into the message by default, and the error line (idp.errors, with its traceback)
+    would then carry a new password's argon2 hash, a device's user code or whatever else the failed
+    statement held to the log. The SQL says enough."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -79,7 +84,8 @@ def make_engine(url: str, pool: PoolSettings = PoolSettings()) -> Engine:
             wait_for_write_lock(lambda: driver.execute("BEGIN IMMEDIATE"))
 
         return engine
-    engine = create_engine(url, pool_size=pool.size, max_overflow=pool.max_overflow, pool_timeout=pool.timeout)
+    engine = create_engine(url, pool_size=pool.size, max_overflow=pool.max_overflow, pool_timeout=pool.timeout,
+                           hide_parameters=True)
 
     # A pooled connection is checked for life as it leaves the pool, without SQLAlchemy's
     # pre-ping: that one is a round trip per transaction (a third of a short read's cost on

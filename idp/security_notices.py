@@ -105,7 +105,9 @@ def send_in_background(app: Flask, notices: list[Notice]) -> threading.Thread:
     """Mail `notices` on a thread of its own, started now. Not a daemon: a worker (or an `idp`
     command) that exits gracefully sends what it promised first (the SMTP notifier gives up
     after its timeout)."""
-    thread = threading.Thread(target=deliver, args=(app, notices), name="security-notices")
+    from idp.ops import logs
+
+    thread = threading.Thread(target=logs.with_request_id(deliver), args=(app, notices), name="security-notices")
     thread.start()
     return thread
 

@@ -114,7 +114,9 @@ def _committed(session) -> None:
         return  # a savepoint released: the outer transaction may still roll back
     deliveries = session.info.pop(_PENDING, None)
     if deliveries:
-        threading.Thread(target=deliver, args=(deliveries,), name="backchannel-logout").start()
+        from idp.ops import logs
+
+        threading.Thread(target=logs.with_request_id(deliver), args=(deliveries,), name="backchannel-logout").start()
 
 
 @orm_event.listens_for(db.session.session_factory, "after_transaction_end")

@@ -7,7 +7,8 @@
 - `GET /metrics`: Prometheus text format (see `idp.ops.metrics` for the names). It reveals
   traffic patterns, so operators should not expose it publicly: `ops.metrics_networks`
   restricts it to listed addresses/CIDR ranges (by default loopback and private ranges);
-  requests from elsewhere get 404.
+  requests from elsewhere get 404, and so do requests relayed by a proxy that is not in
+  `server.trusted_proxies` (their address is the proxy's).
 - one access log line per request (`idp.access` logger, JSON, see `idp.ops.logs`, with the
   request's wall time `duration_ms` and the CPU time `cpu_ms` its thread spent; its `path` has the
   values that stand for secrets, such as login handles, replaced: `idp.ops.paths`), and the
@@ -155,6 +156,20 @@ def logged_path() -> str:
     return paths.path(rule.rule if rule is not None else None, request.view_args, request.path)
 
 
+# Headers a reverse proxy adds to say whom it relays (RFC 7239's and the common ones).
+_FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+
+
+def _relayed_by_unknown_proxy() -> bool:
+    """Whether this request says a proxy relayed it, while no trusted proxy's headers were
+    applied (idp.ops.proxy; ProxyFix leaves its mark in the environ). Its address is then the
+    proxy's own, not the client's: a proxy on the same host or the private network, left out of
+    `server.trusted_proxies`, would otherwise hand /metrics to anyone on the internet through
+    `ops.metrics_networks`' loopback and private ranges."""
+    return "werkzeug.proxy_fix.orig" not in request.environ and any(
+        name in request.headers for name in _FORWARDING_HEADERS)
+
+
 def healthz() -> Response:
     return Response('{"status":"ok"}', mimetype="application/json")
 
@@ -229,7 +244,7 @@ def init_app(app: Flask, settings) -> None:
         allowed = parse_networks(ops.get("metrics_networks", ()))
 
         def metrics_view() -> Response:
-            if allowed and not address_in(allowed, request.remote_addr):
+            if allowed and (not address_in(allowed, request.remote_addr) or _relayed_by_unknown_proxy()):
                 abort(404)
             body, content_type = metrics.exposition()
             return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})

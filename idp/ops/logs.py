@@ -25,6 +25,21 @@ request_id_var: ContextVar[str | None] = ContextVar("idp_request_id", default=No
 _ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "cpu_ms", "remote_addr")
 
 
+def with_request_id(target):
+    """`target` wrapped to log with the request id of the request being served now, for a thread
+    that works on the request's behalf after its answer (a reset link's look-up and mail, security
+    notices, back-channel logouts): its lines, audit events included, name the request that asked,
+    as the docs promise. A new thread starts without the request's context variables (and must not
+    be given Flask's: the request is over by then), so the id alone is carried."""
+    request_id = request_id_var.get()
+
+    def run(*args, **kwargs):
+        request_id_var.set(request_id)
+        return target(*args, **kwargs)
+
+    return run
+
+
 _second_cache: list = [None, ""]
 
 

@@ -166,6 +166,20 @@ def test_metrics_restricted_to_configured_networks(tmp_path):
     assert client.get("/metrics", environ_base={"REMOTE_ADDR": "10.1.2.3"}).status_code == 200
 
 
+@pytest.mark.parametrize("forwarding", [{"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
+                                        {"X-Real-IP": "203.0.113.9"}])
+def test_metrics_refused_through_a_proxy_left_out_of_the_trusted_ones(tmp_path, forwarding):
+    """nginx on the same host, not in server.trusted_proxies: every client seems to be 127.0.0.1,
+    which ops.metrics_networks allows. The headers the proxy adds say it relayed the request."""
+    client = build_app(tmp_path).test_client()
+    loopback = {"REMOTE_ADDR": "127.0.0.1"}
+    assert client.get("/metrics", environ_base=loopback).status_code == 200  # a scraper on the host
+    assert client.get("/metrics", headers=forwarding, environ_base=loopback).status_code == 404
+    trusted = build_app(tmp_path, **{"server.trusted_proxies": ["127.0.0.1"]}).test_client()
+    assert trusted.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"}, environ_base=loopback).status_code == 404
+    assert trusted.get("/metrics", headers={"X-Forwarded-For": "10.1.2.3"}, environ_base=loopback).status_code == 200
+
+
 def test_metrics_can_be_disabled(tmp_path):
     app = build_app(tmp_path, **{"ops.metrics_enabled": False})
     assert app.test_client().get("/metrics").status_code == 404
@@ -342,6 +356,28 @@ def test_error_lines_name_the_redacted_path(app, log_stream):
     error = next(e for e in json_lines(log_stream) if e["logger"] == "idp.errors")
     assert error["message"].startswith("unhandled error on GET /handles/") and error["message"].endswith("/boom")
     assert HANDLE not in log_stream.getvalue()
+
+
+def test_a_failed_statement_is_logged_without_its_parameters(app, log_stream):
+    """A statement the database refuses (here a table that is not there; in real life a deadlock, a
+    timeout, a restart) is an unhandled error whose line names its SQL, never the values it carried:
+    a new password's argon2 hash, a user code (idp.db.make_engine hides them)."""
+    from sqlalchemy import text
+
+    from idp import errors
+
+    errors.init_app(app)
+    secret = "$argon2id$v=19$m=19456,t=2,p=1$not-for-the-log"
+
+    @app.post("/store")
+    def store():
+        db.session.execute(text("UPDATE no_such_table SET password_hash = :hash"), {"hash": secret})
+
+    app.testing = False
+    assert app.test_client().post("/store", headers={"Accept": "application/json"}).status_code == 500
+    error = next(e for e in json_lines(log_stream) if e["logger"] == "idp.errors")
+    assert "no_such_table" in error["exception"]
+    assert secret not in log_stream.getvalue()
 
 
 # ------------------------------------------------------------------ proxy trust

@@ -332,3 +332,59 @@ def test_requests_past_those_in_flight_are_dropped_with_the_same_answer(live_ser
     assert (dropped.status, dropped.url) == (answered.status, answered.url)
     assert mailed_link(mail, 1)
     requests_handled()
+
+
+def test_the_lines_of_a_requests_work_name_that_request(live_server, seeded, mail, log_stream):
+    """The look-up, the link and its mail happen on a thread after the answer: their lines (the
+    audit events', a failed mail's warning) still carry the request id of the form's POST."""
+    from fixtures.logs import json_lines
+
+    browser = FormBrowser(live_server.url)
+    mail.refusing = True
+    browser.http.headers["X-Request-ID"] = "forgot-post-1"
+    ask_for_link(browser, seeded.user_email)
+    requests_handled()
+    lines = json_lines(log_stream)
+    work = [line for line in lines if line["logger"] in ("idp.audit", "idp.password_reset")]
+    assert {line["message"] for line in work if line["logger"] == "idp.audit"} == {
+        "password_reset.requested", "password_reset.mail_failed"}
+    assert any(line["level"] == "WARNING" for line in work)
+    assert {line.get("request_id") for line in work} == {"forgot-post-1"}, work
+
+
+def test_the_account_is_looked_up_once_the_answer_is_sent(live_server, seeded, mail, monkeypatch):
+    """The thread's work for a real account took the CPU from the answer and made it later than an
+    unknown address's: it now starts once the server has sent the answer (WSGI's close()), or
+    after ANSWER_WAIT should the server never say so."""
+    import threading
+
+    from werkzeug.test import EnvironBuilder
+
+    from idp import password_reset
+
+    looked_up = threading.Semaphore(0)
+    real_request_link = password_reset.request_link
+
+    def request_link(*args, **kwargs):
+        looked_up.release()
+        return real_request_link(*args, **kwargs)
+
+    monkeypatch.setattr(password_reset, "request_link", request_link)
+    live_server.app.config["WTF_CSRF_ENABLED"] = False  # the WSGI app is called directly, without a browser
+
+    def post():
+        environ = EnvironBuilder(path="/password/forgot", method="POST", data={"username": seeded.user_email},
+                                 base_url=live_server.url).get_environ()
+        statuses = []
+        answer = live_server.app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+        assert b"".join(answer) is not None and statuses[0].startswith("303")
+        return answer
+
+    answer = post()
+    assert not looked_up.acquire(timeout=password_reset.ANSWER_WAIT / 2), "the look-up ran beside the answer"
+    answer.close()
+    assert looked_up.acquire(timeout=5)
+    post()  # a server that never closes the answer: the work starts all the same
+    assert looked_up.acquire(timeout=password_reset.ANSWER_WAIT + 5)
+    assert len(mail.wait_for(2)) == 2
+    requests_handled()

@@ -63,6 +63,24 @@ def test_a_password_reset_by_link_is_told_too(server, mail):
     assert mail.wait_for(2)[1][1]["Subject"] == "Your password was changed"
 
 
+def test_a_notice_the_relay_refused_is_logged_with_the_request_that_made_the_change(server, mail, log_stream):
+    """The notice leaves on a thread after the answer; its warning still names the request (its id)."""
+    from fixtures.logs import json_lines
+
+    seeded = seed(server)
+    browser = FormBrowser(server.url)
+    browser.submit(browser.get("/password/forgot").form_with("username"), {"username": seeded.user_email})
+    link = next(word for word in body(mail.wait_for(1)[0][1]).split() if "/password/reset/" in word)
+    mail.refusing = True
+    browser.http.headers["X-Request-ID"] = "new-password-1"
+    browser.submit(browser.get(link).form_with("password"),
+                   {"password": "a brand new passphrase", "confirm": "a brand new passphrase"})
+    sent_out()
+    [warning] = [line for line in json_lines(log_stream) if line["logger"] == "idp.security_notices"]
+    assert warning["message"].startswith("security notice password_changed") and warning["level"] == "WARNING"
+    assert warning.get("request_id") == "new-password-1"
+
+
 def test_a_sign_in_method_added_or_removed_is_named_in_the_users_language(server, mail):
     from idp import audit
     from idp.db import db

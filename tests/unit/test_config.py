@@ -129,6 +129,28 @@ def test_an_issuer_with_a_path_is_refused(issuer):
         settings(IDP_ISSUER=issuer)
 
 
+def test_an_issuer_whose_scheme_is_not_in_lower_case_is_refused():
+    """"HTTPS://" passed production's https check, but the session cookie's Secure flag, its
+    __Host- name and HSTS follow `issuer.startswith("https://")`: production served without them."""
+    with pytest.raises(ConfigError, match="in lower case"):
+        load_settings(environ={**PRODUCTION, "IDP_ISSUER": "HTTPS://idp.example"})
+    with pytest.raises(ConfigError, match="in lower case"):
+        settings(IDP_ISSUER="Http://127.0.0.1:5000")
+
+
+@pytest.mark.parametrize("sender", ["Identity Provider", "idp@", "a@b.example, c@d.example", "a@b.example\nBcc: c@d.example"])
+def test_a_sender_that_is_not_one_address_is_refused(sender):
+    """Every mail would fail at the relay (reset links dead, recovery codes never sent), or, with a
+    line break, before it: refused at start rather than found in the log."""
+    with pytest.raises(ConfigError, match=r"mail.sender \(IDP_MAIL__SENDER\) must be one e-mail address"):
+        load_settings(environ={**PRODUCTION, "IDP_MAIL__SENDER": sender})
+
+
+@pytest.mark.parametrize("sender", ["idp@example.com", "Identity <idp@example.com>", '"Acme, Inc." <idp@acme.test>', ""])
+def test_a_sender_may_have_a_name(sender):
+    assert load_settings(environ={**PRODUCTION, "IDP_MAIL__SENDER": sender}).get("mail.sender") == sender
+
+
 # ---------------------------------------------------------------- the IDP_CONFIG file is checked too
 
 def with_file(tmp_path, text, **environ):
