@@ -268,3 +268,25 @@ def select_user_id(email: str):
     from idp.models import User
 
     return select(User.id).where(User.email == email)
+
+
+def test_the_whole_recovery_uri_pasted_at_the_login_works(server, seeded, rp_factory):
+    """docs/recovery.md 1.2: the user types the secret, or pastes what the QR code holds (a phone's
+    camera shows the idp-recovery:// URI, some 200 characters): the login takes either."""
+    rp = rp_factory(seeded.first_party)
+    admin = admin_browser(server, seeded)
+    issued = issue_on_admin_page(admin, user_id(server, seeded.user_email), valid_for="3600")
+    assert len(issued["uri"]) > 100
+
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url(acr_values=MFA))  # (a user with no factor yet, asked for one)
+    page = web.login(seeded.user_email, seeded.password)
+    assert "Use a recovery code from your administrator" in page.text  # (the only method: shown at once)
+    [field_max] = re.findall(r'<input id="code" name="code"[^>]*maxlength="(\d+)"', page.text)
+    assert int(field_max) >= len(issued["uri"]), "the browser would cut the pasted URI short"
+    page = web.submit(page.form_with("code"), {"code": issued["uri"]})
+    assert page.status == 200 and web.last_redirect is None, (page.status, page.text[:2000])
+    enrol_totp(web, page)
+    assert "otp" in finish(web, rp)["amr"]
+    [(_actor, details)] = audit_events(server, "login.recovery_used")
+    assert details["factor"] == "qr_recovery"
