@@ -290,3 +290,42 @@ def test_the_whole_recovery_uri_pasted_at_the_login_works(server, seeded, rp_fac
     assert "otp" in finish(web, rp)["amr"]
     [(_actor, details)] = audit_events(server, "login.recovery_used")
     assert details["factor"] == "qr_recovery"
+
+
+def test_a_code_that_no_longer_works_is_named_as_such_at_the_login(server, seeded, rp_factory):
+    """The user types an old code (revoked by the admin, who issued another; or one already used):
+    the page says so and what to do, in the plugin's words, not the core's "That request expired. A
+    new one has been started." or "Wait for the next one", and the attempt is in the audit log."""
+    rp = rp_factory(seeded.first_party)
+    admin = admin_browser(server, seeded)
+    target = user_id(server, seeded.user_email)
+    old = issue_on_admin_page(admin, target, valid_for="3600")
+    [revoke] = [f for f in admin.get(f"/admin/users/{target}/recovery-qr").forms()
+                if f["action"].endswith("/revoke")]
+    admin.submit(revoke)
+    new = issue_on_admin_page(admin, target, valid_for="3600")
+
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url(acr_values=MFA))
+    page = web.login(seeded.user_email, seeded.password)
+    page = web.submit(page.form_with("code"), {"code": old["secret"]})
+    text = html.unescape(page.text)
+    assert page.status == 401 and web.last_redirect is None
+    assert "That recovery code was revoked by an administrator. Ask your administrator for a new one." in text
+    assert "A new one has been started" not in text and page.form_with("code")
+    page = web.submit(page.form_with("code"), {"code": new["secret"]})
+    assert page.status == 200 and web.last_redirect is None
+    enrol_totp(web, page)
+    finish(web, rp)
+
+    newer = issue_on_admin_page(admin, target, valid_for="3600")  # (a code to reach the step with)
+    again = FormBrowser(server.url)
+    again.get(rp.authorization_url())
+    page = again.login(seeded.user_email, seeded.password)
+    [choose] = [f for f in page.forms() if f["action"].endswith("/factor/qr_recovery")]
+    page = again.submit(again.submit(choose).form_with("code"), {"code": new["secret"]})
+    text = html.unescape(page.text)
+    assert page.status == 401 and "That recovery code was already used. Ask your administrator for a new one." in text
+    assert "Wait for the next one" not in text
+    assert [d["reason"] for _a, d in audit_events(server, "login.second_factor_failed")] == ["code_revoked", "replayed"]
+    assert newer["secret"]  # still unused
