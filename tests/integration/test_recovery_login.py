@@ -329,3 +329,39 @@ def test_a_code_that_no_longer_works_is_named_as_such_at_the_login(server, seede
     assert "Wait for the next one" not in text
     assert [d["reason"] for _a, d in audit_events(server, "login.second_factor_failed")] == ["code_revoked", "replayed"]
     assert newer["secret"]  # still unused
+
+
+def test_after_an_admins_code_the_login_ends_only_with_a_new_factor_even_in_grace(server, seeded, rp_factory):
+    """docs/recovery.md 1.2: after the administrator's code "the user reaches the application only
+    after registering one". A user still in a grace period is asked for the code first (it is
+    what they hold), and is then not offered "Set up later": the recovery ends with a factor."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from idp.db import db, utcnow
+    from idp.models import Organization, User
+
+    rp = rp_factory(seeded.first_party)
+    with server.context():
+        db.session.execute(update(Organization).where(Organization.id == seeded.org_id).values(grace_logins=3))
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(
+            mfa_setting="required", required_since=utcnow() - timedelta(minutes=5)))
+        db.session.commit()
+    issued = issue_on_admin_page(admin_browser(server, seeded), user_id(server, seeded.user_email), valid_for="3600")
+
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    assert "Use a recovery code from your administrator" in page.text, page.text[:2000]
+    page = web.submit(page.form_with("code"), {"code": issued["secret"]})
+    assert page.status == 200 and web.last_redirect is None
+    assert "Set up later" not in page.text, "a recovery that let the user in must end with a new factor"
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
+    page = web.submit(choose[0]) if choose else page
+    assert "Set up later" not in page.text
+    refused = web.submit(page.form_with("code"), {"postpone": "1"})  # posted anyway
+    assert refused.status == 403 and web.last_redirect is None
+    assert not audit_events(server, "login.enrolment_postponed")
+    enrol_totp(web, refused)
+    assert "otp" in finish(web, rp)["amr"]
