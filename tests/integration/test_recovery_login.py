@@ -365,3 +365,31 @@ def test_after_an_admins_code_the_login_ends_only_with_a_new_factor_even_in_grac
     assert not audit_events(server, "login.enrolment_postponed")
     enrol_totp(web, refused)
     assert "otp" in finish(web, rp)["amr"]
+
+
+@pytest.mark.parametrize("default_ttl, max_ttl, offered", [
+    (900, 1800, ["900", "1800"]),                     # below an hour: the page offered nothing at all
+    (7200, 172800, ["3600", "7200", "86400", "172800"]),  # the operator's default, preselected
+])
+def test_the_admin_page_offers_the_configured_validities(migrated_database_url, default_ttl, max_ttl, offered):
+    """docs/recovery.md: a code expires after `factors.qr_recovery.default_ttl`, at most `max_ttl`.
+    The admin page preselects that default and offers what the configuration allows."""
+    from fixtures.oidc import seed, start_server
+
+    server = enable_recovery(start_server(migrated_database_url, {
+        "factors.qr_recovery.default_ttl": default_ttl, "factors.qr_recovery.max_ttl": max_ttl}))
+    try:
+        seeded = seed(server)
+        admin = admin_browser(server, seeded)
+        target = user_id(server, seeded.user_email)
+        page = admin.get(f"/admin/users/{target}/recovery-qr")
+        assert re.findall(r'<option[^>]*value="(\d+)"', page.text) == offered, page.text[-3000:]
+        [selected] = re.findall(r'<option[^>]*selected[^>]*>', page.text)
+        assert f'value="{default_ttl}"' in selected
+        issued = issue_on_admin_page(admin, target, valid_for=str(max_ttl))
+        assert "Give this to" in issued["page"].text
+        too_long = admin.submit(admin.get(f"/admin/users/{target}/recovery-qr").form_with("expires_in"),
+                                {"expires_in": "604800"})
+        assert too_long.status == 400 and "Choose a shorter validity." in too_long.text
+    finally:
+        server.stop()
