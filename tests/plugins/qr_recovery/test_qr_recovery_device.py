@@ -530,3 +530,70 @@ def test_signed_requests_outside_the_documented_claims_are_invalid_requests(clie
         response = device.redeem(issued.secret, token=token)
         assert (response.status_code, response.get_json()) == (400, {"error": "invalid_request"})
     assert qr.is_configured_for(factor_user)  # nothing spent
+
+
+def _pg_personal_account(pg_app):
+    """(push, qr, user, mailbox) on the PostgreSQL app: a personal account with push on an old phone."""
+    from idp.notify import ConsoleNotifier
+
+    push, qr = enable()
+    notifier = ConsoleNotifier()
+    pg_app.extensions["idp.notifier"] = notifier
+    user = _personal_user(pg_app, "racer@example.com")
+    old_device(push, user, notifier.sent)
+    return push, qr, user, notifier.sent
+
+
+def _all_at_once(pg_app, requests_):
+    """Each `request(client)` on a thread and a test client of its own, released together: the
+    (status, body) answers, in order."""
+    barrier = threading.Barrier(len(requests_))
+
+    def run(request_):
+        with pg_app.app_context():
+            client = pg_app.test_client()
+            barrier.wait()
+            response = request_(client)
+            return response.status_code, response.get_json()
+
+    with ThreadPoolExecutor(len(requests_)) as pool:
+        return list(pool.map(run, requests_))
+
+
+def test_parallel_starts_send_at_most_codes_per_hour(pg_app):
+    """docs/recovery.md 2: at most `codes_per_hour` codes per user, counted under the user's row lock
+    so that parallel starts (each with the right password) cannot exceed it."""
+    push, qr, user, mailbox = _pg_personal_account(pg_app)
+    limit = qr.qr_settings.codes_per_hour
+    answers = _all_at_once(pg_app, [lambda client: NewDevice(client).start(user.email, PASSWORD)] * (limit + 4))
+    assert sorted(status for status, _body in answers) == [200] * limit + [429] * 4, answers
+    notices(mailbox)
+    assert len([m for m in mailbox if m.subject == "Your recovery code"]) == limit
+    assert len(events("recover.code_sent")) == limit
+
+
+def test_parallel_guesses_at_one_code_are_checked_at_most_code_tries_times(pg_app):
+    """docs/recovery.md 2: every guess is counted first, in one statement, so at most `code_tries`
+    guesses per code even in parallel; the right code after them finds it void."""
+    push, qr, user, mailbox = _pg_personal_account(pg_app)
+    started = NewDevice(pg_app.test_client()).start(user.email, PASSWORD).get_json()
+    code = sent_code(mailbox)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    tries = qr.qr_settings.code_tries
+    answers = _all_at_once(pg_app, [lambda client: NewDevice(client).finish(started["recovery_id"], wrong)] * 12)
+    assert sum(status == 401 for status, _body in answers) == tries, answers
+    assert all(status in (401, 410) for status, _body in answers), answers
+    assert len(events("recover.code_failed")) == tries
+    last = NewDevice(pg_app.test_client()).finish(started["recovery_id"], code)
+    assert (last.status_code, last.get_json()) == (410, {"error": "code_expired"})
+    assert push.store.count(user) == 1  # the old phone alone
+
+
+def test_the_right_code_sent_by_several_new_keys_at_once_registers_one(pg_app):
+    push, qr, user, mailbox = _pg_personal_account(pg_app)
+    started = NewDevice(pg_app.test_client()).start(user.email, PASSWORD).get_json()
+    code = sent_code(mailbox)
+    answers = _all_at_once(pg_app, [lambda client: NewDevice(client).finish(started["recovery_id"], code)] * 5)
+    assert sorted(status for status, _body in answers) == [201, 410, 410, 410, 410], answers
+    assert push.store.count(user) == 2
+    assert [e.details["via"] for e in events("push.device_registered")] == ["activation", "recover"]
