@@ -89,6 +89,22 @@ def test_redeem_without_the_user_claim_still_works(client, push, qr, factor_user
     assert NewDevice(client).redeem(issued.secret).status_code == 201
 
 
+def test_the_user_claim_never_redirects_a_code(client, push, qr, factor_user):
+    """docs/recovery.md 1.3: a valid code registers the device for its user or nobody: `user`
+    naming another account refuses it (unspent), naming no account (an address changed since the
+    code was issued) leaves it to its user."""
+    from idp.factors import testing
+
+    bob = testing.make_user("bob@example.com")
+    issued = qr.issue(factor_user, actor="cli")
+    other = NewDevice(client).redeem(issued.secret, user=bob.username)
+    assert (other.status_code, other.get_json()) == (400, {"error": "invalid_recovery_code"})
+    assert push.store.count(bob) == 0 and qr.is_configured_for(factor_user)
+    stale = NewDevice(client).redeem(issued.secret, user="renamed-since@example.com")
+    assert stale.status_code == 201 and stale.get_json()["user"] == factor_user.username
+    assert push.store.count(factor_user) == 1 and push.store.count(bob) == 0
+
+
 def test_reused_expired_revoked_and_unknown_codes_are_refused(client, push, qr, factor_user):
     used = qr.issue(factor_user, actor="cli")
     assert NewDevice(client).redeem(used.secret, user=factor_user.username).status_code == 201
