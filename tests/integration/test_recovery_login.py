@@ -393,3 +393,24 @@ def test_the_admin_page_offers_the_configured_validities(migrated_database_url, 
         assert too_long.status == 400 and "Choose a shorter validity." in too_long.text
     finally:
         server.stop()
+
+
+def test_the_only_code_revoked_while_its_page_is_open_is_told_as_such(server, seeded, rp_factory):
+    """The administrator revokes the user's only code while the code page is open: the typed code
+    is refused as a recovery method that no longer works, not with the push suspension's words."""
+    rp = rp_factory(seeded.first_party)
+    admin = admin_browser(server, seeded)
+    target = user_id(server, seeded.user_email)
+    issued = issue_on_admin_page(admin, target, valid_for="3600")
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url(acr_values=MFA))
+    page = web.login(seeded.user_email, seeded.password)
+    form = page.form_with("code")
+    [revoke] = [f for f in admin.get(f"/admin/users/{target}/recovery-qr").forms() if f["action"].endswith("/revoke")]
+    admin.submit(revoke)
+    page = web.submit(form, {"code": issued["secret"]})
+    text = html.unescape(page.text)
+    assert page.status == 403 and web.last_redirect is None
+    assert "This recovery method can no longer be used to sign in: it was used, it expired or an administrator " \
+           "revoked it." in text
+    assert "push approvals" not in text
