@@ -159,6 +159,8 @@ def redeem_qr(account, source: str, key) -> dict:
     status, data = _post(url, {"request": token})
     if status == 201:
         return data
+    if status == 429:  # the server's limit on requests per address (docs/recovery.md 2): nothing spent
+        raise _too_many(data)
     error = data.get("error")
     if error == "recovery_code_used":
         raise RecoveryCodeUsed("this recovery QR code was already used: ask your administrator for a new one")
@@ -245,8 +247,7 @@ def recover_by_password(account, key, reader: LineReader) -> dict:
     if status == 401:
         raise WrongPassword(f"wrong e-mail or password for {account.push.username} at {host_of(start_url)}")
     if status == 429:
-        raise TooManyAttempts(f"too many attempts: wait {_count(data.get('retry_after'), 60)} seconds and try "
-                              "again")
+        raise _too_many(data)
     if status != 200 or not data.get("recovery_id"):
         raise _refused(status, data, start_url)
     code = reader.code(data.get("sent_to") or "your e-mail address")
@@ -255,6 +256,8 @@ def recover_by_password(account, key, reader: LineReader) -> dict:
     status, answer = _post(finish_url, {"request": token})
     if status == 201:
         return answer
+    if status == 429:
+        raise _too_many(answer)
     error = answer.get("error")
     if error == "invalid_code":
         left = _count(answer.get("tries_left"), None)
@@ -263,6 +266,11 @@ def recover_by_password(account, key, reader: LineReader) -> dict:
     if error == "code_expired":
         raise CodeExpired("the code has expired or was used up: run recover again for a new one")
     raise _refused(status, answer, finish_url)
+
+
+def _too_many(data: dict) -> TooManyAttempts:
+    """A 429 from any of the recovery requests: exit 37, with the wait the server asked for."""
+    return TooManyAttempts(f"too many attempts: wait {_count(data.get('retry_after'), 60)} seconds and try again")
 
 
 def _count(value, default):

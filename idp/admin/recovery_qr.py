@@ -18,6 +18,7 @@ import base64
 from flask import abort, flash, g, make_response, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from wtforms import SelectField, SubmitField
 
 from idp.forms import Form
@@ -37,6 +38,32 @@ class IssueRecoveryQrForm(Form):
     submit = SubmitField(_l("Issue recovery QR code"))
 
 
+def _validity_choices(settings) -> list[tuple[str, str]]:
+    """What the admin may pick: the usual validities up to `max_ttl`, and the configured default
+    (`default_ttl`, preselected) and longest (`max_ttl`) when they are none of those. Without them
+    a server configured below an hour offered nothing to pick, and the preselected 24 hours was
+    not the operator's default (docs/recovery.md: "default ... factors.qr_recovery.default_ttl")."""
+    usual = dict(VALIDITY_CHOICES)
+    seconds = {int(value) for value in usual if int(value) <= settings.max_ttl}
+    seconds |= {settings.default_ttl, settings.max_ttl}
+    return [(str(s), usual.get(str(s)) or _duration(s)) for s in sorted(seconds)]
+
+
+def _duration(seconds: int) -> str:
+    """A validity in the largest unit that divides it ("2 days", "90 minutes")."""
+    if seconds % 86400 == 0:
+        return ngettext("%(num)d day", "%(num)d days", seconds // 86400)
+    if seconds % 3600 == 0:
+        return ngettext("%(num)d hour", "%(num)d hours", seconds // 3600)
+    if seconds % 60 == 0:
+        return ngettext("%(num)d minute", "%(num)d minutes", seconds // 60)
+    return ngettext("%(num)d second", "%(num)d seconds", seconds)
+
+
+def _fresh_form(factor) -> IssueRecoveryQrForm:
+    return IssueRecoveryQrForm(formdata=None, expires_in=str(factor.qr_settings.default_ttl))
+
+
 def _factor():
     from idp.factors.registry import current_registry
 
@@ -48,8 +75,7 @@ def _factor():
 
 def _page(target, form, issued=None, code: int = 200):
     factor = _factor()
-    choices = [(value, label) for value, label in VALIDITY_CHOICES if int(value) <= factor.qr_settings.max_ttl]
-    form.expires_in.choices = choices
+    form.expires_in.choices = _validity_choices(factor.qr_settings)
     outstanding = [factor.describe(c) for c in factor.outstanding(user_ref(target))]
     view = None
     if issued is not None:
@@ -70,7 +96,7 @@ def _page(target, form, issued=None, code: int = 200):
 def recovery_qr(user_id: int):
     target = user_in_org(user_id)
     refused = not_yourself(target)  # a code that enrols a factor: never issued to oneself
-    return refused or _page(target, IssueRecoveryQrForm(formdata=None))
+    return refused or _page(target, _fresh_form(_factor()))
 
 
 @bp.post("/users/<int:user_id>/recovery-qr")
@@ -83,7 +109,9 @@ def issue_recovery_qr(user_id: int):
         return refused
     factor = _factor()
     form = IssueRecoveryQrForm()
-    form.expires_in.choices = VALIDITY_CHOICES
+    # Any usual validity passes the form; one beyond max_ttl is the factor's to refuse, in words.
+    offered = _validity_choices(factor.qr_settings)
+    form.expires_in.choices = offered + [c for c in VALIDITY_CHOICES if c[0] not in dict(offered)]
     if not form.validate_on_submit():
         return _page(target, form, code=400)
     if target.disabled:  # (as `idp recovery-qr issue`): a disabled account gains no way back in
@@ -95,7 +123,7 @@ def issue_recovery_qr(user_id: int):
     except ValueError:
         form.expires_in.errors = [_("Choose a shorter validity.")]
         return _page(target, form, code=400)
-    return _page(target, IssueRecoveryQrForm(formdata=None), issued=issued)
+    return _page(target, _fresh_form(factor), issued=issued)
 
 
 @bp.post("/users/<int:user_id>/recovery-qr/<int:credential_id>/revoke")

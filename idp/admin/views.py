@@ -22,6 +22,7 @@ from idp.admin.forms import (AllowedFactorsForm, ConfirmForm, GraceForm, Require
                              UserSecurityForm)
 from idp.db import MAX_ROW_ID, db, utcnow
 from idp.factors.types import FactorKind
+from idp.factors.directory import lock_user
 from idp.models import User
 from idp.policy import settings as policy_settings
 from idp.policy.status import (
@@ -367,6 +368,7 @@ def revoke_factor(user_id: int, credential_id: int):
                                               credential_id=credential.id)), (
             200 if request.method == "GET" else 400)
     registry = _registry()
+    lock_user(target.id)  # before the credential's row: the order a login (and the user's own removal) takes them
     removed = registry.remove_credential(target.id, credential.id)
     if removed is None:
         abort(404)
@@ -405,6 +407,10 @@ def reset_factors(user_id: int):
                                action=url_for("admin.reset_factors", user_id=target.id)), (
             200 if request.method == "GET" else 400)
     registry = _registry()
+    # The user's row before the credentials' rows, as a login takes them (it holds the user's row,
+    # then spends a code or moves a counter): in the other order, a reset as the user typed a code
+    # deadlocked on PostgreSQL (tests/concurrency/test_recovery_qr_races.py).
+    lock_user(target.id)
     revoked = [c for c in (registry.remove_credential(target.id, c.id) for c in _credentials_of(target)) if c]
     if not revoked:  # nothing left (another admin's reset a moment ago): no change, no event
         db.session.rollback()

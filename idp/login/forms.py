@@ -34,10 +34,16 @@ class PasswordLoginForm(StepForm):
     submit = SubmitField(_l("Sign in"))
 
 
+# The longest `code` any form sends: a one-time code is short, but what an admin's recovery QR
+# code holds (its idp-recovery:// URI, some 200 characters and more with a long address or
+# issuer, docs/recovery.md 1.2) may be pasted whole. Longer is no code: the form again, a 400.
+CODE_MAX = 2048
+
+
 class CodeForm(StepForm):
     """A generic second-factor form: plugins add their own fields; `code` is the typed one-time code."""
 
-    code = StringField(_l("Code"), validators=[Length(max=64)])
+    code = StringField(_l("Code"), validators=[Length(max=CODE_MAX)])
 
 
 class ConsentForm(StepForm):

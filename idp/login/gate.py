@@ -123,7 +123,7 @@ def second_factor_done(steps_done: list[dict]) -> bool:
                for step in steps_done)
 
 
-def _recovered_only(steps_done: list[dict]) -> bool:
+def recovered_only(steps_done: list[dict]) -> bool:
     """A recovery method proven, and no second factor (verified or enrolled) yet."""
     kinds = {step.get("kind") for step in steps_done}
     return FactorKind.RECOVERY.value in kinds and FactorKind.SECOND_FACTOR.value not in kinds
@@ -149,11 +149,11 @@ def pending_second_factor(user: UserLike, params: dict, steps_done: list[dict]) 
         # One of the user's factors was proven. A user who holds no second factor and proved a
         # recovery method (below) enrols one before the login ends (must_enrol); so does one
         # whose kinds the organization no longer accepts (must_switch).
-        recovered_only = _recovered_only(steps_done)
-        if user.org.allowed_factors is None and not recovered_only:  # (the user's row: no decision, no query)
+        recovery_alone = recovered_only(steps_done)
+        if user.org.allowed_factors is None and not recovery_alone:  # (the user's row: no decision, no query)
             return None
         decision = decision_for(user, params)
-        return State.ENROL if decision.must_switch or (recovered_only and decision.must_enrol) else None
+        return State.ENROL if decision.must_switch or (recovery_alone and decision.must_enrol) else None
     decision = decision_for(user, params)
     if decision.must_enrol or decision.may_postpone:
         # A user left with no second factor (an admin's reset after a lost phone) but a recovery
@@ -170,9 +170,13 @@ def pending_second_factor(user: UserLike, params: dict, steps_done: list[dict]) 
     return State.SECOND_FACTOR
 
 
-def may_postpone(user: UserLike, params: dict, decision=None) -> bool:
+def may_postpone(user: UserLike, params: dict, decision=None, steps_done: list[dict] = ()) -> bool:
+    """May this login's enrolment step offer "Set up later"? Not after a recovery method proven in
+    it (`steps_done`): a user in a grace period who holds an admin's recovery QR code is asked for
+    it first, and the recovery ends with a new factor (docs/recovery.md 1.2), not with the grace
+    login it would otherwise spend."""
     decision = decision or decision_for(user, params)
-    return decision.may_postpone and not decision.must_enrol
+    return decision.may_postpone and not decision.must_enrol and not recovered_only(steps_done)
 
 
 def session_shortfall(user: UserLike, params: dict, sso) -> str | None:

@@ -32,6 +32,22 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# A real code of the user's that no longer works, typed at the login: whoever typed it holds its
+# secret, so it is told which (as the device endpoint tells it), in this factor's own words. The
+# core's wording of "replayed" ("wait for the next one") fits a TOTP code, and its "expired" means
+# a challenge that timed out ("a new one has been started"): neither fits a code an admin must
+# replace. Expired and revoked are no guesses (not counted); each attempt is in the audit log
+# (`login.second_factor_failed` with its reason).
+_GONE = {
+    issuing.USED: lambda: Rejected("replayed", message=_l(
+        "That recovery code was already used. Ask your administrator for a new one.")),
+    issuing.EXPIRED: lambda: Rejected("code_expired", counts_as_failure=False, message=_l(
+        "That recovery code has expired. Ask your administrator for a new one.")),
+    issuing.REVOKED: lambda: Rejected("code_revoked", counts_as_failure=False, message=_l(
+        "That recovery code was revoked by an administrator. Ask your administrator for a new one.")),
+}
+
+
 class QrRecoveryFactor(Factor):
     name = "qr_recovery"
     label = _l("Use a recovery code from your administrator")
@@ -118,9 +134,9 @@ class QrRecoveryFactor(Factor):
         if status == issuing.UNKNOWN:
             return Rejected("invalid_code")
         if status != issuing.VALID:
-            return Rejected({issuing.USED: "replayed"}.get(status, "expired"))
+            return _GONE[status]()
         if not issuing.consume(self.store, credential, ctx.now):
-            return Rejected("replayed")
+            return _GONE[issuing.USED]()
         return Verified(credential_id=credential.id, amr=self.amr,
                         facts={"then_enrol": True, "recovery": "qr_recovery"})
 

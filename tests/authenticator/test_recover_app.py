@@ -226,3 +226,32 @@ def test_the_password_prompt_names_the_server_it_is_sent_to(monkeypatch):
     reader = recover.LineReader(stream=io.StringIO(), err=io.StringIO())
     assert reader.password("alice@example.com", "idp.example:8443") == "secret"
     assert prompts == ["Password for alice@example.com at idp.example:8443: "]
+
+
+@pytest.mark.parametrize("how", ["qr", "password"])
+def test_a_429_at_any_recovery_request_is_too_many_attempts(monkeypatch, how):
+    """docs/recovery.md 3: exit 37 "too many attempts (wait the seconds in the message)". The server
+    limits /redeem and /personal/finish per address like /personal/start; their 429 was exit 38,
+    "the server refused the recovery (HTTP 429, too_many_attempts)", without the wait."""
+    import io
+
+    from authenticator import recover
+    from authenticator.accounts import NEEDS_VERIFICATION, PUSH, Account, PushData
+    from authenticator.push import keys
+
+    def post(url, body, session=None):
+        if url.endswith("/personal/start"):
+            return 200, {"recovery_id": "r-1", "sent_to": "a***@example.com"}
+        return 429, {"error": "too_many_attempts", "retry_after": 42}
+
+    monkeypatch.setattr(recover, "_post", post)
+    issuer = "https://idp.example"
+    account = Account(id="a1", type=PUSH, issuer="acme", name="alice@example.com",
+                      push=PushData(issuer_url=issuer, username="alice@example.com", status=NEEDS_VERIFICATION))
+    with pytest.raises(recover.TooManyAttempts, match="wait 42 seconds") as refused:
+        if how == "qr":
+            recover.redeem_qr(account, recovery_uri(issuer), keys.new_private_key())
+        else:
+            reader = recover.LineReader(io.StringIO("a password\n123456\n"), err=io.StringIO())
+            recover.recover_by_password(account, keys.new_private_key(), reader)
+    assert refused.value.exit_code == 37

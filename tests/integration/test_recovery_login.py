@@ -268,3 +268,149 @@ def select_user_id(email: str):
     from idp.models import User
 
     return select(User.id).where(User.email == email)
+
+
+def test_the_whole_recovery_uri_pasted_at_the_login_works(server, seeded, rp_factory):
+    """docs/recovery.md 1.2: the user types the secret, or pastes what the QR code holds (a phone's
+    camera shows the idp-recovery:// URI, some 200 characters): the login takes either."""
+    rp = rp_factory(seeded.first_party)
+    admin = admin_browser(server, seeded)
+    issued = issue_on_admin_page(admin, user_id(server, seeded.user_email), valid_for="3600")
+    assert len(issued["uri"]) > 100
+
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url(acr_values=MFA))  # (a user with no factor yet, asked for one)
+    page = web.login(seeded.user_email, seeded.password)
+    assert "Use a recovery code from your administrator" in page.text  # (the only method: shown at once)
+    [field_max] = re.findall(r'<input id="code" name="code"[^>]*maxlength="(\d+)"', page.text)
+    assert int(field_max) >= len(issued["uri"]), "the browser would cut the pasted URI short"
+    page = web.submit(page.form_with("code"), {"code": issued["uri"]})
+    assert page.status == 200 and web.last_redirect is None, (page.status, page.text[:2000])
+    enrol_totp(web, page)
+    assert "otp" in finish(web, rp)["amr"]
+    [(_actor, details)] = audit_events(server, "login.recovery_used")
+    assert details["factor"] == "qr_recovery"
+
+
+def test_a_code_that_no_longer_works_is_named_as_such_at_the_login(server, seeded, rp_factory):
+    """The user types an old code (revoked by the admin, who issued another; or one already used):
+    the page says so and what to do, in the plugin's words, not the core's "That request expired. A
+    new one has been started." or "Wait for the next one", and the attempt is in the audit log."""
+    rp = rp_factory(seeded.first_party)
+    admin = admin_browser(server, seeded)
+    target = user_id(server, seeded.user_email)
+    old = issue_on_admin_page(admin, target, valid_for="3600")
+    [revoke] = [f for f in admin.get(f"/admin/users/{target}/recovery-qr").forms()
+                if f["action"].endswith("/revoke")]
+    admin.submit(revoke)
+    new = issue_on_admin_page(admin, target, valid_for="3600")
+
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url(acr_values=MFA))
+    page = web.login(seeded.user_email, seeded.password)
+    page = web.submit(page.form_with("code"), {"code": old["secret"]})
+    text = html.unescape(page.text)
+    assert page.status == 401 and web.last_redirect is None
+    assert "That recovery code was revoked by an administrator. Ask your administrator for a new one." in text
+    assert "A new one has been started" not in text and page.form_with("code")
+    page = web.submit(page.form_with("code"), {"code": new["secret"]})
+    assert page.status == 200 and web.last_redirect is None
+    enrol_totp(web, page)
+    finish(web, rp)
+
+    newer = issue_on_admin_page(admin, target, valid_for="3600")  # (a code to reach the step with)
+    again = FormBrowser(server.url)
+    again.get(rp.authorization_url())
+    page = again.login(seeded.user_email, seeded.password)
+    [choose] = [f for f in page.forms() if f["action"].endswith("/factor/qr_recovery")]
+    page = again.submit(again.submit(choose).form_with("code"), {"code": new["secret"]})
+    text = html.unescape(page.text)
+    assert page.status == 401 and "That recovery code was already used. Ask your administrator for a new one." in text
+    assert "Wait for the next one" not in text
+    assert [d["reason"] for _a, d in audit_events(server, "login.second_factor_failed")] == ["code_revoked", "replayed"]
+    assert newer["secret"]  # still unused
+
+
+def test_after_an_admins_code_the_login_ends_only_with_a_new_factor_even_in_grace(server, seeded, rp_factory):
+    """docs/recovery.md 1.2: after the administrator's code "the user reaches the application only
+    after registering one". A user still in a grace period is asked for the code first (it is
+    what they hold), and is then not offered "Set up later": the recovery ends with a factor."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from idp.db import db, utcnow
+    from idp.models import Organization, User
+
+    rp = rp_factory(seeded.first_party)
+    with server.context():
+        db.session.execute(update(Organization).where(Organization.id == seeded.org_id).values(grace_logins=3))
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(
+            mfa_setting="required", required_since=utcnow() - timedelta(minutes=5)))
+        db.session.commit()
+    issued = issue_on_admin_page(admin_browser(server, seeded), user_id(server, seeded.user_email), valid_for="3600")
+
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    assert "Use a recovery code from your administrator" in page.text, page.text[:2000]
+    page = web.submit(page.form_with("code"), {"code": issued["secret"]})
+    assert page.status == 200 and web.last_redirect is None
+    assert "Set up later" not in page.text, "a recovery that let the user in must end with a new factor"
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
+    page = web.submit(choose[0]) if choose else page
+    assert "Set up later" not in page.text
+    refused = web.submit(page.form_with("code"), {"postpone": "1"})  # posted anyway
+    assert refused.status == 403 and web.last_redirect is None
+    assert not audit_events(server, "login.enrolment_postponed")
+    enrol_totp(web, refused)
+    assert "otp" in finish(web, rp)["amr"]
+
+
+@pytest.mark.parametrize("default_ttl, max_ttl, offered", [
+    (900, 1800, ["900", "1800"]),                     # below an hour: the page offered nothing at all
+    (7200, 172800, ["3600", "7200", "86400", "172800"]),  # the operator's default, preselected
+])
+def test_the_admin_page_offers_the_configured_validities(migrated_database_url, default_ttl, max_ttl, offered):
+    """docs/recovery.md: a code expires after `factors.qr_recovery.default_ttl`, at most `max_ttl`.
+    The admin page preselects that default and offers what the configuration allows."""
+    from fixtures.oidc import seed, start_server
+
+    server = enable_recovery(start_server(migrated_database_url, {
+        "factors.qr_recovery.default_ttl": default_ttl, "factors.qr_recovery.max_ttl": max_ttl}))
+    try:
+        seeded = seed(server)
+        admin = admin_browser(server, seeded)
+        target = user_id(server, seeded.user_email)
+        page = admin.get(f"/admin/users/{target}/recovery-qr")
+        assert re.findall(r'<option[^>]*value="(\d+)"', page.text) == offered, page.text[-3000:]
+        [selected] = re.findall(r'<option[^>]*selected[^>]*>', page.text)
+        assert f'value="{default_ttl}"' in selected
+        issued = issue_on_admin_page(admin, target, valid_for=str(max_ttl))
+        assert "Give this to" in issued["page"].text
+        too_long = admin.submit(admin.get(f"/admin/users/{target}/recovery-qr").form_with("expires_in"),
+                                {"expires_in": "604800"})
+        assert too_long.status == 400 and "Choose a shorter validity." in too_long.text
+    finally:
+        server.stop()
+
+
+def test_the_only_code_revoked_while_its_page_is_open_is_told_as_such(server, seeded, rp_factory):
+    """The administrator revokes the user's only code while the code page is open: the typed code
+    is refused as a recovery method that no longer works, not with the push suspension's words."""
+    rp = rp_factory(seeded.first_party)
+    admin = admin_browser(server, seeded)
+    target = user_id(server, seeded.user_email)
+    issued = issue_on_admin_page(admin, target, valid_for="3600")
+    web = FormBrowser(server.url)
+    web.get(rp.authorization_url(acr_values=MFA))
+    page = web.login(seeded.user_email, seeded.password)
+    form = page.form_with("code")
+    [revoke] = [f for f in admin.get(f"/admin/users/{target}/recovery-qr").forms() if f["action"].endswith("/revoke")]
+    admin.submit(revoke)
+    page = web.submit(form, {"code": issued["secret"]})
+    text = html.unescape(page.text)
+    assert page.status == 403 and web.last_redirect is None
+    assert "This recovery method can no longer be used to sign in: it was used, it expired or an administrator " \
+           "revoked it." in text
+    assert "push approvals" not in text

@@ -58,7 +58,7 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
     user = user_of(ctx)
     decision = gate.decision_for(user, ctx.params)  # one decision for the whole page
     choices = enrollable(ctx, user, decision)
-    postpone = gate.may_postpone(user, ctx.params, decision)
+    postpone = gate.may_postpone(user, ctx.params, decision, ctx.row.steps_done)
     # After a factor (or recovery) of a user whose factors the organization no longer accepts
     # (must_switch, gate.pending_second_factor; not a recovery that asks for a new factor in
     # any case, an admin's recovery QR code): the page says why it asks for another.
@@ -150,7 +150,7 @@ def _postpone(ctx: StepContext, user, version: int):
     """A user still in the grace period skips enrolment this time (counted against the grace logins)."""
     from idp.policy import settings as policy_settings
 
-    if not gate.may_postpone(user, ctx.params):
+    if not gate.may_postpone(user, ctx.params, steps_done=ctx.row.steps_done):
         return show(ctx, _("Your organization requires you to set up a second factor now."), 403)
     # The step claimed first (uncommitted, as an enrolment claims it): the same form posted twice
     # at once spends one grace login, the second copy waiting here and then matching nothing.

@@ -117,9 +117,7 @@ def submit(ctx: StepContext):
         # The method in progress stopped being usable meanwhile: an admin's change, or the user's
         # own phone reporting this very request as fraud (which suspends push at once). Say so,
         # rather than silently showing another method.
-        return show(ctx, _("This method can no longer be used to sign in (a request reported as not yours "
-                           "suspends push approvals until an administrator looks into it). Use another "
-                           "method."), 403)
+        return show(ctx, _no_longer_usable(name), 403)
     if factor is None:
         return redirect(url_for("login.step", handle=ctx.handle))
     # One attempt per user at a time, from the lockout check to the counted failure: guesses
@@ -136,6 +134,18 @@ def submit(ctx: StepContext):
     with gates_commit_with_step():
         outcome = factor.verify(gate.user_ref(user), state, plugin_response(), attempt_context(ctx, factor))
     return _apply(ctx, user, factor, outcome, form.posted_version())
+
+
+def _no_longer_usable(name: str) -> str:
+    """Why the method in progress can no longer be used, as far as the core can tell: a recovery
+    method (an administrator's code that expired or was revoked while the page was open, the last
+    recovery code used elsewhere) is not a push suspension."""
+    registry = current_registry()
+    if name in registry and registry.get(name).kind == FactorKind.RECOVERY:
+        return _("This recovery method can no longer be used to sign in: it was used, it expired or an "
+                 "administrator revoked it. Use another method, or ask your administrator.")
+    return _("This method can no longer be used to sign in (a request reported as not yours suspends push "
+             "approvals until an administrator looks into it). Use another method.")
 
 
 def _apply(ctx: StepContext, user, factor, outcome, version: int):

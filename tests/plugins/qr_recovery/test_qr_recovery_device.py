@@ -89,6 +89,22 @@ def test_redeem_without_the_user_claim_still_works(client, push, qr, factor_user
     assert NewDevice(client).redeem(issued.secret).status_code == 201
 
 
+def test_the_user_claim_never_redirects_a_code(client, push, qr, factor_user):
+    """docs/recovery.md 1.3: a valid code registers the device for its user or nobody: `user`
+    naming another account refuses it (unspent), naming no account (an address changed since the
+    code was issued) leaves it to its user."""
+    from idp.factors import testing
+
+    bob = testing.make_user("bob@example.com")
+    issued = qr.issue(factor_user, actor="cli")
+    other = NewDevice(client).redeem(issued.secret, user=bob.username)
+    assert (other.status_code, other.get_json()) == (400, {"error": "invalid_recovery_code"})
+    assert push.store.count(bob) == 0 and qr.is_configured_for(factor_user)
+    stale = NewDevice(client).redeem(issued.secret, user="renamed-since@example.com")
+    assert stale.status_code == 201 and stale.get_json()["user"] == factor_user.username
+    assert push.store.count(factor_user) == 1 and push.store.count(bob) == 0
+
+
 def test_reused_expired_revoked_and_unknown_codes_are_refused(client, push, qr, factor_user):
     used = qr.issue(factor_user, actor="cli")
     assert NewDevice(client).redeem(used.secret, user=factor_user.username).status_code == 201
@@ -530,3 +546,70 @@ def test_signed_requests_outside_the_documented_claims_are_invalid_requests(clie
         response = device.redeem(issued.secret, token=token)
         assert (response.status_code, response.get_json()) == (400, {"error": "invalid_request"})
     assert qr.is_configured_for(factor_user)  # nothing spent
+
+
+def _pg_personal_account(pg_app):
+    """(push, qr, user, mailbox) on the PostgreSQL app: a personal account with push on an old phone."""
+    from idp.notify import ConsoleNotifier
+
+    push, qr = enable()
+    notifier = ConsoleNotifier()
+    pg_app.extensions["idp.notifier"] = notifier
+    user = _personal_user(pg_app, "racer@example.com")
+    old_device(push, user, notifier.sent)
+    return push, qr, user, notifier.sent
+
+
+def _all_at_once(pg_app, requests_):
+    """Each `request(client)` on a thread and a test client of its own, released together: the
+    (status, body) answers, in order."""
+    barrier = threading.Barrier(len(requests_))
+
+    def run(request_):
+        with pg_app.app_context():
+            client = pg_app.test_client()
+            barrier.wait()
+            response = request_(client)
+            return response.status_code, response.get_json()
+
+    with ThreadPoolExecutor(len(requests_)) as pool:
+        return list(pool.map(run, requests_))
+
+
+def test_parallel_starts_send_at_most_codes_per_hour(pg_app):
+    """docs/recovery.md 2: at most `codes_per_hour` codes per user, counted under the user's row lock
+    so that parallel starts (each with the right password) cannot exceed it."""
+    push, qr, user, mailbox = _pg_personal_account(pg_app)
+    limit = qr.qr_settings.codes_per_hour
+    answers = _all_at_once(pg_app, [lambda client: NewDevice(client).start(user.email, PASSWORD)] * (limit + 4))
+    assert sorted(status for status, _body in answers) == [200] * limit + [429] * 4, answers
+    notices(mailbox)
+    assert len([m for m in mailbox if m.subject == "Your recovery code"]) == limit
+    assert len(events("recover.code_sent")) == limit
+
+
+def test_parallel_guesses_at_one_code_are_checked_at_most_code_tries_times(pg_app):
+    """docs/recovery.md 2: every guess is counted first, in one statement, so at most `code_tries`
+    guesses per code even in parallel; the right code after them finds it void."""
+    push, qr, user, mailbox = _pg_personal_account(pg_app)
+    started = NewDevice(pg_app.test_client()).start(user.email, PASSWORD).get_json()
+    code = sent_code(mailbox)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    tries = qr.qr_settings.code_tries
+    answers = _all_at_once(pg_app, [lambda client: NewDevice(client).finish(started["recovery_id"], wrong)] * 12)
+    assert sum(status == 401 for status, _body in answers) == tries, answers
+    assert all(status in (401, 410) for status, _body in answers), answers
+    assert len(events("recover.code_failed")) == tries
+    last = NewDevice(pg_app.test_client()).finish(started["recovery_id"], code)
+    assert (last.status_code, last.get_json()) == (410, {"error": "code_expired"})
+    assert push.store.count(user) == 1  # the old phone alone
+
+
+def test_the_right_code_sent_by_several_new_keys_at_once_registers_one(pg_app):
+    push, qr, user, mailbox = _pg_personal_account(pg_app)
+    started = NewDevice(pg_app.test_client()).start(user.email, PASSWORD).get_json()
+    code = sent_code(mailbox)
+    answers = _all_at_once(pg_app, [lambda client: NewDevice(client).finish(started["recovery_id"], code)] * 5)
+    assert sorted(status for status, _body in answers) == [201, 410, 410, 410, 410], answers
+    assert push.store.count(user) == 2
+    assert [e.details["via"] for e in events("push.device_registered")] == ["activation", "recover"]

@@ -69,6 +69,7 @@ def test_login_use_once_then_enrolment(qr, factor_user):
     db.session.commit()
     again = qr.verify(factor_user, {}, {"code": issued.secret}, ctx)
     assert isinstance(again, Rejected) and again.reason == "replayed"
+    assert "Ask your administrator for a new one" in str(again.message)  # no "next code" to wait for
     assert not qr.is_configured_for(factor_user)
     assert qr.store.list(factor_user) == []  # a used code leaves the lists
 
@@ -95,12 +96,15 @@ def test_login_refusals(qr, factor_user):
 def test_expired_and_revoked_codes_are_refused(qr, factor_user):
     old = qr.issue(factor_user, actor="cli", ttl=60, now=utcnow() - timedelta(minutes=5))
     assert not qr.is_configured_for(factor_user)
-    assert qr.verify(factor_user, {}, {"code": old.secret}, context(qr)) == Rejected("expired")
+    # Not the core's "expired" (a challenge timed out, "a new one has been started"): the code's own.
+    expired = qr.verify(factor_user, {}, {"code": old.secret}, context(qr))
+    assert expired == Rejected("code_expired", counts_as_failure=False) and "has expired" in str(expired.message)
     revoked = qr.issue(factor_user, actor="cli")
     assert qr.revoke(factor_user, revoked.credential.id, actor="admin@example.com") is not None
     assert qr.revoke(factor_user, revoked.credential.id, actor="admin@example.com") is None
     assert [e.details["credential_id"] for e in events("recovery_qr.revoked")] == [revoked.credential.id]
-    assert qr.verify(factor_user, {}, {"code": revoked.secret}, context(qr)) == Rejected("expired")
+    refused = qr.verify(factor_user, {}, {"code": revoked.secret}, context(qr))
+    assert refused == Rejected("code_revoked", counts_as_failure=False) and "revoked" in str(refused.message)
     assert not qr.is_configured_for(factor_user)
 
 
