@@ -242,6 +242,28 @@ def test_logout_refuses_unregistered_post_logout_redirect(seeded, web, rp_factor
     assert "code" in web.callback_params()
 
 
+@pytest.mark.parametrize("crit", [1, None, [1], [[]]])
+def test_an_id_token_hint_with_a_header_that_cannot_be_read_is_a_bad_request(seeded, web, rp_factory, crit):
+    """joserfc raises TypeError, not a JoseError, on a `crit` that is not a list of names: the
+    logout request is invalid (400, the user still signed in), not a 500."""
+    import base64
+    import json
+
+    def part(value) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    rp.exchange(web.last_redirect)
+    hint = f"{part({'alg': 'ES256', 'crit': crit})}.{part({'sub': 'x'})}.AAAA"
+    for method in (requests.get, requests.post):
+        answer = method(rp.metadata["end_session_endpoint"], allow_redirects=False, timeout=5,
+                        **{"params" if method is requests.get else "data": {"id_token_hint": hint}})
+        assert answer.status_code == 400 and "not valid" in answer.text, (method, answer.status_code)
+    web.get(rp.authorization_url(prompt="none"))
+    assert "code" in web.callback_params(), "still signed in"
+
+
 def test_unknown_client_and_unregistered_redirect_uri_get_a_400_page(seeded, live_server):
     base = f"{live_server.url}/authorize?response_type=code&scope=openid"
     unknown = requests.get(f"{base}&client_id=nope&redirect_uri=http://127.0.0.1:59999/x", allow_redirects=False, timeout=5)
