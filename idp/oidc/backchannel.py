@@ -10,16 +10,22 @@ queues one logout token per client and session; removing an application's access
 (idp.consents) queues one per session of that client (`client_access_ended`).
 
 Tokens are signed in the transaction that ends the sessions (the signing keys may need a
-read) and sent once it commits (nothing is sent for a change rolled back), POSTed on a thread
+read) and sent once it commits (nothing is sent for a change rolled back), POSTed on threads
 of their own (`logout_token=...`, 5 s timeout, no redirects): the user's answer never waits
-for an application. A client that cannot be reached, times out or answers 5xx (a restart, an
+for an application. One thread per back-channel logout URI, so that a client that does not
+answer delays its own tokens only: sent one after the other, a sign-out everywhere's tokens
+for the other clients would have waited 20 s behind each of the silent client's, and arrived
+expired (a client must refuse a token past its `exp`). Only the answer's status is read, never
+its body: a client's endless or trickling body neither fills the worker's memory nor holds the
+thread (one that trickles its headers, each byte within the timeout, holds its own thread
+only). A client that cannot be reached, times out or answers 5xx (a restart, an
 overloaded moment) is tried again after 1 s, then 4 s, with the same token (its `jti` lets the
 client tell a repeat); a 4xx is its answer (section 2.8: the token was refused) and is not
 repeated. Each delivery's outcome is counted (`idp_backchannel_logouts_total{outcome}`:
 `delivered`, `refused`, `failed`); a refusal or a last failure is also logged as a warning
 (logger `idp.oidc.backchannel`), nothing more: the session is over either way. The worst case,
-three timeouts, keeps the thread 20 s: within a gunicorn worker's graceful shutdown, and well
-within the token's lifetime.
+three timeouts, keeps a delivery 20 s: within a gunicorn worker's graceful shutdown when a
+client has a token or two to hear, and well within the token's lifetime.
 
 The token (section 2.4): `iss`, `aud` (the client), `iat`, `exp` (2 minutes), `jti`, `sub` (the
 ID token's), `sid` (the ID token's) and the back-channel logout event, no `nonce`; header
@@ -113,8 +119,16 @@ def _committed(session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint released: the outer transaction may still roll back
     deliveries = session.info.pop(_PENDING, None)
-    if deliveries:
-        threading.Thread(target=deliver, args=(deliveries,), name="backchannel-logout").start()
+    for of_one_uri in _by_uri(deliveries or ()):
+        threading.Thread(target=deliver, args=(of_one_uri,), name="backchannel-logout").start()
+
+
+def _by_uri(deliveries: list[tuple[_Logout, str]]) -> list[list[tuple[_Logout, str]]]:
+    """The deliveries grouped by the URI they go to (module docstring: one thread each), in order."""
+    groups: dict[str, list[tuple[_Logout, str]]] = {}
+    for delivery in deliveries:
+        groups.setdefault(delivery[0].uri, []).append(delivery)
+    return list(groups.values())
 
 
 @orm_event.listens_for(db.session.session_factory, "after_transaction_end")
@@ -147,10 +161,12 @@ def _send(logout: _Logout, token: str) -> tuple[str, str]:
     import requests  # here: every process imports this module, few ever send
 
     try:
-        answer = requests.post(logout.uri, data={"logout_token": token}, timeout=TIMEOUT,
-                               allow_redirects=False, headers={"Cache-Control": "no-store"})
+        # stream: the status line and headers only; the body is never read (closing drops the connection).
+        with requests.post(logout.uri, data={"logout_token": token}, timeout=TIMEOUT, stream=True,
+                           allow_redirects=False, headers={"Cache-Control": "no-store"}) as answer:
+            status = answer.status_code
     except Exception as exc:
         return "failed", type(exc).__name__
-    if answer.status_code in (200, 204):
+    if status in (200, 204):
         return "delivered", ""
-    return ("failed" if answer.status_code >= 500 else "refused"), f"answered {answer.status_code}"
+    return ("failed" if status >= 500 else "refused"), f"answered {status}"
