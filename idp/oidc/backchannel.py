@@ -7,7 +7,7 @@ written when a code is issued to it: `remember`). When such a session ends, by a
 user's sign-out or an RP-initiated logout, a session ended on the security page, sign out
 everywhere: a new password, a disabled account, an admin's or the CLI's), `sessions_ended`
 queues one logout token per client and session; removing an application's access
-(idp.consents) queues one per session of that client (`client_access_ended`).
+(idp.consents) queues one per live session of that client (`client_access_ended`).
 
 Tokens are signed in the transaction that ends the sessions (the signing keys may need a
 read) and sent once it commits (nothing is sent for a change rolled back), POSTed on threads
@@ -40,12 +40,12 @@ from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import event as orm_event
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from idp.db import db
-from idp.models import Client, SessionClient, User
+from idp.db import db, utcnow
+from idp.models import Client, SessionClient, User, UserSession
 from idp.security.tokens import random_token
 
 log = logging.getLogger(__name__)
@@ -83,9 +83,15 @@ def sessions_ended(user_id: int, sids: list[str]) -> None:
 
 
 def client_access_ended(user_id: int, client_id: str) -> None:
-    """The client lost its access to the user's account: queue a logout token for each session
-    of the user's that signed it in."""
-    _queue(SessionClient.user_id == user_id, SessionClient.client_id == client_id)
+    """The client lost its access to the user's account: queue a logout token for each live
+    session of the user's that signed it in, and forget that they did. A session ended before
+    was told of already (its rows stay until the purge), and one that ends later has nothing
+    more to tell this client: neither is told again."""
+    of_this_client = (SessionClient.user_id == user_id, SessionClient.client_id == client_id)
+    live = select(UserSession.sid).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None),
+                                         UserSession.expires_at > utcnow())
+    _queue(*of_this_client, SessionClient.sid.in_(live))
+    db.session.execute(delete(SessionClient).where(*of_this_client))
 
 
 def _queue(*where) -> None:

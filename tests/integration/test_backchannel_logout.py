@@ -185,6 +185,12 @@ def test_ending_one_session_and_removing_access_tell_the_client(live_server, see
     # sign the user out unasked: it is not an ID token (RP-Initiated Logout 2).
     answer = here.get(f"/logout?id_token_hint={removed_token}")
     assert answer.status == 400 and here.get("/account/security").url.endswith("/account/security")
+    # The session ended before was told once, when it ended; and this one, told now, is not
+    # told again when it ends.
+    here.get(f"/logout?client_id={seeded.third_party['client_id']}")
+    here.submit(here.page.forms()[0])
+    sent_out()
+    assert len(receiver.tokens) == 2
 
 
 def test_an_unreachable_client_does_not_hold_up_the_logout(live_server, seeded, rp_factory):
