@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from idp.extensions import csrf, limiter, login_posts_per_ip
+from idp.extensions import csrf, limiter, login_posts_per_ip, use_login_ui_locales
 from idp.login import session as login_session, transaction
 from idp.login.steps import consent, enrol, password, recovery_codes, second_factor
 from idp.login.steps.base import StepContext
@@ -108,6 +108,10 @@ def logout():
 
     from idp.oidc.server import server
 
+    if request.method == "POST":
+        # A POST's parameters are its body's (the query is not read): its ui_locales too, which
+        # the language choice (idp.extensions.select_locale) looks for in the query only.
+        use_login_ui_locales(request.form.get("ui_locales"))
     try:
         end_session = server.validate_endpoint_request("end_session")
     except OAuth2Error as error:
