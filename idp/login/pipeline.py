@@ -304,6 +304,14 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
     # locks them in): a login disabled or signed out everywhere (a new password) since it began
     # ends here, its transaction having been expired; one that got here first is ended by it.
     held = login_user.hold_for_sign_in(patch.get("user_id") or row.user_id)  # the patch names it on the first move
+    if held and sso_sid is not None and not login_session.hold_live(sso_sid):
+        # Ended since this request began (a sign-out in another tab at this very moment): as
+        # above; a prompt=none request, which shows no page, is told login_required.
+        _record(events)
+        db.session.commit()
+        if "none" in _prompts(row.authz_request["params"]) and "redirect_uri" in row.authz_request:
+            return error_to_client(row.authz_request, "login_required", "The session has ended.")
+        return redirect(url_for("login.expired"))
     if not held:
         db.session.rollback()
     if not held or not transaction.advance(row, expected, version, State.DONE, commit=False, **patch):
