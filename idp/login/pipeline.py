@@ -88,6 +88,19 @@ def consent_needed(params: dict, client, user_id: int) -> bool:
     return remembered is None or not wanted <= set(remembered.scope.split())
 
 
+def _consent_withdrawn(params: dict, user_id: int) -> bool:
+    """Whether a third-party client's login, about to issue its code, lacks the consent it
+    needs: the remembered one it was let through with (or the one given at this login's consent
+    page, in this transaction) no longer covers its scopes. Asked with the user's row held."""
+    client = _client_row(params) if "client_id" in params else None
+    if client is None or client.first_party:
+        return False  # (a client removed meanwhile: the code's validation refuses it)
+    remembered = db.session.scalar(select(ConsentGrant.scope).where(ConsentGrant.user_id == user_id,
+                                                                    ConsentGrant.client_id == client.client_id))
+    wanted = set(scope_to_list(params.get("scope") or "") or [])
+    return remembered is None or not wanted <= set(remembered.split())
+
+
 def next_state(params: dict, steps_done: list[dict], user: UserLike) -> State:
     """After identification or a finished factor: what does this login still need?"""
     pending = gate.pending_second_factor(user, params, steps_done)
@@ -311,6 +324,14 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
         db.session.commit()
         if "none" in _prompts(row.authz_request["params"]) and "redirect_uri" in row.authz_request:
             return error_to_client(row.authz_request, "login_required", "The session has ended.")
+        return redirect(url_for("login.expired"))
+    if held and _consent_withdrawn(row.authz_request["params"], patch.get("user_id") or row.user_id):
+        # The user removed this application's access at this very moment (idp.consents.withdraw,
+        # which waits for the user's row): the consent this login relied on is gone.
+        _record(events)
+        db.session.commit()
+        if "none" in _prompts(row.authz_request["params"]) and "redirect_uri" in row.authz_request:
+            return error_to_client(row.authz_request, "consent_required", "The user's consent was withdrawn.")
         return redirect(url_for("login.expired"))
     if not held:
         db.session.rollback()
