@@ -318,21 +318,13 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
     # ends here, its transaction having been expired; one that got here first is ended by it.
     held = login_user.hold_for_sign_in(patch.get("user_id") or row.user_id)  # the patch names it on the first move
     if held and sso_sid is not None and not login_session.hold_live(sso_sid):
-        # Ended since this request began (a sign-out in another tab at this very moment): as
-        # above; a prompt=none request, which shows no page, is told login_required.
-        _record(events)
-        db.session.commit()
-        if "none" in _prompts(row.authz_request["params"]) and "redirect_uri" in row.authz_request:
-            return error_to_client(row.authz_request, "login_required", "The session has ended.")
-        return redirect(url_for("login.expired"))
+        # Ended since this request began, a sign-out in another tab at this very moment (the
+        # session's row is now held: a sign-out after this waits for the code, and withdraws it).
+        return _ended_meanwhile(row, events, "login_required", "The session has ended.")
     if held and _consent_withdrawn(row.authz_request["params"], patch.get("user_id") or row.user_id):
         # The user removed this application's access at this very moment (idp.consents.withdraw,
         # which waits for the user's row): the consent this login relied on is gone.
-        _record(events)
-        db.session.commit()
-        if "none" in _prompts(row.authz_request["params"]) and "redirect_uri" in row.authz_request:
-            return error_to_client(row.authz_request, "consent_required", "The user's consent was withdrawn.")
-        return redirect(url_for("login.expired"))
+        return _ended_meanwhile(row, events, "consent_required", "The user's consent was withdrawn.")
     if not held:
         db.session.rollback()
     if not held or not transaction.advance(row, expected, version, State.DONE, commit=False, **patch):
@@ -362,6 +354,18 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
         return error_to_client(row.authz_request, "login_required",
                                "Another user signed in than the one the id_token_hint names.")
     return issue_code(params, user, outcome, row.authz_request["redirect_uri"])
+
+
+def _ended_meanwhile(row: TransactionRow, events: tuple[dict, ...], error: str, description: str):
+    """A login's answer when what it stood on ended since its request began: what the step did
+    is kept, with its events (as `finish` does for a session ended while its page waited); a
+    prompt=none request, which shows no page, is told `error`; others show the expired page (the
+    application starts a new login, which asks for what is missing)."""
+    _record(events)
+    db.session.commit()
+    if "none" in _prompts(row.authz_request["params"]) and "redirect_uri" in row.authz_request:
+        return error_to_client(row.authz_request, error, description)
+    return redirect(url_for("login.expired"))
 
 
 def error_to_client(authz: dict, error: str, description: str):
