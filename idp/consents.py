@@ -8,7 +8,9 @@ next login asks again, and ends what the application holds: its codes and its to
 revoked.
 
 A refresh that rotates one of the application's tokens at that instant, or a code exchange
-under way, cannot leave a live token behind (idp.token_revocation).
+under way, cannot leave a live token behind (idp.token_revocation); nor can a login of the
+application issuing its code at that instant (`withdraw` holds the user's row as the login
+does: idp.login.pipeline.finish, which asks for the consent again once it holds it).
 
 Everything happens in the caller's transaction; the caller commits.
 """
@@ -102,6 +104,12 @@ def withdraw(user: User, client_id: str, *, actor_id: int, actor: str, by: str) 
     withdrawn already, another user's, made up): then nothing changes."""
     if not _CLIENT_ID.fullmatch(client_id or ""):
         return None
+    # The user's row first, as a login issuing its code holds it (idp.login.pipeline.finish):
+    # a login of this application finishing at this moment either committed its code before,
+    # and it is revoked below, or finds the consent gone (or, first-party, signs in afresh).
+    # FOR NO KEY UPDATE, as that login's: a refresh storing a token (a key share of the row)
+    # is not waited for here, but by the revocation below (idp.token_revocation).
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
     now = int(time.time())
     has_tokens = db.session.scalar(select(func.count()).select_from(Token).where(
         *_live_tokens(user, now), Token.client_id == client_id))

@@ -88,6 +88,19 @@ def consent_needed(params: dict, client, user_id: int) -> bool:
     return remembered is None or not wanted <= set(remembered.scope.split())
 
 
+def _consent_withdrawn(params: dict, user_id: int) -> bool:
+    """Whether a third-party client's login, about to issue its code, lacks the consent it
+    needs: the remembered one it was let through with (or the one given at this login's consent
+    page, in this transaction) no longer covers its scopes. Asked with the user's row held."""
+    client = _client_row(params) if "client_id" in params else None
+    if client is None or client.first_party:
+        return False  # (a client removed meanwhile: the code's validation refuses it)
+    remembered = db.session.scalar(select(ConsentGrant.scope).where(ConsentGrant.user_id == user_id,
+                                                                    ConsentGrant.client_id == client.client_id))
+    wanted = set(scope_to_list(params.get("scope") or "") or [])
+    return remembered is None or not wanted <= set(remembered.split())
+
+
 def next_state(params: dict, steps_done: list[dict], user: UserLike) -> State:
     """After identification or a finished factor: what does this login still need?"""
     pending = gate.pending_second_factor(user, params, steps_done)
@@ -313,6 +326,14 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
     # locks them in): a login disabled or signed out everywhere (a new password) since it began
     # ends here, its transaction having been expired; one that got here first is ended by it.
     held = login_user.hold_for_sign_in(patch.get("user_id") or row.user_id)  # the patch names it on the first move
+    if held and sso_sid is not None and not login_session.hold_live(sso_sid):
+        # Ended since this request began, a sign-out in another tab at this very moment (the
+        # session's row is now held: a sign-out after this waits for the code, and withdraws it).
+        return _ended_meanwhile(row, events, "login_required", "The session has ended.")
+    if held and _consent_withdrawn(row.authz_request["params"], patch.get("user_id") or row.user_id):
+        # The user removed this application's access at this very moment (idp.consents.withdraw,
+        # which waits for the user's row): the consent this login relied on is gone.
+        return _ended_meanwhile(row, events, "consent_required", "The user's consent was withdrawn.")
     if not held:
         db.session.rollback()
     if not held or not transaction.advance(row, expected, version, State.DONE, commit=False, **patch):
@@ -343,6 +364,18 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
         return error_to_client(row.authz_request, "login_required",
                                "Another user signed in than the one the id_token_hint names.")
     return issue_code(params, user, outcome, row.authz_request["redirect_uri"])
+
+
+def _ended_meanwhile(row: TransactionRow, events: tuple[dict, ...], error: str, description: str):
+    """A login's answer when what it stood on ended since its request began: what the step did
+    is kept, with its events (as `finish` does for a session ended while its page waited); a
+    prompt=none request, which shows no page, is told `error`; others show the expired page (the
+    application starts a new login, which asks for what is missing)."""
+    _record(events)
+    db.session.commit()
+    if "none" in _prompts(row.authz_request["params"]) and "redirect_uri" in row.authz_request:
+        return error_to_client(row.authz_request, error, description)
+    return redirect(url_for("login.expired"))
 
 
 def error_to_client(authz: dict, error: str, description: str):

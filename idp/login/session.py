@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, request, session
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from idp import user_agent
 from idp.db import db, utcnow
@@ -54,6 +54,20 @@ def holds(sid: str) -> bool:
     login that an SSO session answered finishes only while that session lives)."""
     row = current_session()
     return row is not None and row.sid == sid
+
+
+def hold_live(sid: str) -> bool:
+    """Whether the session `sid` is still live, its row then locked FOR SHARE for the rest of
+    this transaction (PostgreSQL; SQLite's write lock is already held). A login that the session
+    answers holds it while it issues its code: a sign-out of that session (end_current,
+    idp.sessions.end) either came first, and is seen here, or waits for the code to be
+    committed, and then withdraws it and tells its client (the session_clients row is there).
+    `holds`, read at the start of the request, cannot tell: the sign-out may commit after it."""
+    found = db.session.execute(
+        select(_SESSIONS.c.sid).where(_SESSIONS.c.sid == sid, _SESSIONS.c.revoked_at.is_(None),
+                                      _SESSIONS.c.expires_at > utcnow())
+        .with_for_update(read=True)).first()
+    return found is not None
 
 
 def current_user() -> User | None:

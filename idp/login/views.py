@@ -6,10 +6,12 @@ the "expired" page.
 """
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from idp.extensions import csrf, limiter, login_posts_per_ip
+from idp.extensions import csrf, limiter, login_posts_per_ip, use_login_ui_locales
 from idp.login import session as login_session, transaction
 from idp.login.steps import consent, enrol, password, recovery_codes, second_factor
 from idp.login.steps.base import StepContext
@@ -112,6 +114,18 @@ def logout():
 
     from idp.oidc.server import server
 
+    if request.method == "POST" and login_session.current_session() is None and not _confirmed_here():
+        # A client's page posting its logout from its own site: the browser sends no cookie of
+        # ours with a cross-site POST (SameSite=Lax), so this browser looks signed out here, and
+        # would be sent back to the client as if signed out while its session lives on. As
+        # /authorize answers a POST (idp.oidc.views.authorize_by_post): a 303 to the same request
+        # as a GET, a top-level navigation, which carries the cookies. (Signed out indeed, the
+        # GET answers as this POST would have.)
+        return redirect(f"{url_for('login.logout')}?{urlencode(list(request.form.items(multi=True)))}", code=303)
+    if request.method == "POST":
+        # A POST's parameters are its body's (the query is not read): its ui_locales too, which
+        # the language choice (idp.extensions.select_locale) looks for in the query only.
+        use_login_ui_locales(request.form.get("ui_locales"))
     try:
         end_session = server.validate_endpoint_request("end_session")
     except OAuth2Error as error:

@@ -7,19 +7,25 @@ written when a code is issued to it: `remember`). When such a session ends, by a
 user's sign-out or an RP-initiated logout, a session ended on the security page, sign out
 everywhere: a new password, a disabled account, an admin's or the CLI's), `sessions_ended`
 queues one logout token per client and session; removing an application's access
-(idp.consents) queues one per session of that client (`client_access_ended`).
+(idp.consents) queues one per live session of that client (`client_access_ended`).
 
 Tokens are signed in the transaction that ends the sessions (the signing keys may need a
-read) and sent once it commits (nothing is sent for a change rolled back), POSTed on a thread
+read) and sent once it commits (nothing is sent for a change rolled back), POSTed on threads
 of their own (`logout_token=...`, 5 s timeout, no redirects): the user's answer never waits
-for an application. A client that cannot be reached, times out or answers 5xx (a restart, an
+for an application. One thread per back-channel logout URI, so that a client that does not
+answer delays its own tokens only: sent one after the other, a sign-out everywhere's tokens
+for the other clients would have waited 20 s behind each of the silent client's, and arrived
+expired (a client must refuse a token past its `exp`). Only the answer's status is read, never
+its body: a client's endless or trickling body neither fills the worker's memory nor holds the
+thread (one that trickles its headers, each byte within the timeout, holds its own thread
+only). A client that cannot be reached, times out or answers 5xx (a restart, an
 overloaded moment) is tried again after 1 s, then 4 s, with the same token (its `jti` lets the
 client tell a repeat); a 4xx is its answer (section 2.8: the token was refused) and is not
 repeated. Each delivery's outcome is counted (`idp_backchannel_logouts_total{outcome}`:
 `delivered`, `refused`, `failed`); a refusal or a last failure is also logged as a warning
 (logger `idp.oidc.backchannel`), nothing more: the session is over either way. The worst case,
-three timeouts, keeps the thread 20 s: within a gunicorn worker's graceful shutdown, and well
-within the token's lifetime.
+three timeouts, keeps a delivery 20 s: within a gunicorn worker's graceful shutdown when a
+client has a token or two to hear, and well within the token's lifetime.
 
 The token (section 2.4): `iss`, `aud` (the client), `iat`, `exp` (2 minutes), `jti`, `sub` (the
 ID token's), `sid` (the ID token's) and the back-channel logout event, no `nonce`; header
@@ -34,12 +40,12 @@ from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import event as orm_event
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from idp.db import db
-from idp.models import Client, SessionClient, User
+from idp.db import db, utcnow
+from idp.models import Client, SessionClient, User, UserSession
 from idp.security.tokens import random_token
 
 log = logging.getLogger(__name__)
@@ -77,9 +83,15 @@ def sessions_ended(user_id: int, sids: list[str]) -> None:
 
 
 def client_access_ended(user_id: int, client_id: str) -> None:
-    """The client lost its access to the user's account: queue a logout token for each session
-    of the user's that signed it in."""
-    _queue(SessionClient.user_id == user_id, SessionClient.client_id == client_id)
+    """The client lost its access to the user's account: queue a logout token for each live
+    session of the user's that signed it in, and forget that they did. A session ended before
+    was told of already (its rows stay until the purge), and one that ends later has nothing
+    more to tell this client: neither is told again."""
+    of_this_client = (SessionClient.user_id == user_id, SessionClient.client_id == client_id)
+    live = select(UserSession.sid).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None),
+                                         UserSession.expires_at > utcnow())
+    _queue(*of_this_client, SessionClient.sid.in_(live))
+    db.session.execute(delete(SessionClient).where(*of_this_client))
 
 
 def _queue(*where) -> None:
@@ -113,10 +125,20 @@ def _committed(session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint released: the outer transaction may still roll back
     deliveries = session.info.pop(_PENDING, None)
-    if deliveries:
-        from idp.ops import logs
+    if not deliveries:
+        return
+    from idp.ops import logs
 
-        threading.Thread(target=logs.with_request_id(deliver), args=(deliveries,), name="backchannel-logout").start()
+    for of_one_uri in _by_uri(deliveries):
+        threading.Thread(target=logs.with_request_id(deliver), args=(of_one_uri,), name="backchannel-logout").start()
+
+
+def _by_uri(deliveries: list[tuple[_Logout, str]]) -> list[list[tuple[_Logout, str]]]:
+    """The deliveries grouped by the URI they go to (module docstring: one thread each), in order."""
+    groups: dict[str, list[tuple[_Logout, str]]] = {}
+    for delivery in deliveries:
+        groups.setdefault(delivery[0].uri, []).append(delivery)
+    return list(groups.values())
 
 
 @orm_event.listens_for(db.session.session_factory, "after_transaction_end")
@@ -149,10 +171,12 @@ def _send(logout: _Logout, token: str) -> tuple[str, str]:
     import requests  # here: every process imports this module, few ever send
 
     try:
-        answer = requests.post(logout.uri, data={"logout_token": token}, timeout=TIMEOUT,
-                               allow_redirects=False, headers={"Cache-Control": "no-store"})
+        # stream: the status line and headers only; the body is never read (closing drops the connection).
+        with requests.post(logout.uri, data={"logout_token": token}, timeout=TIMEOUT, stream=True,
+                           allow_redirects=False, headers={"Cache-Control": "no-store"}) as answer:
+            status = answer.status_code
     except Exception as exc:
         return "failed", type(exc).__name__
-    if answer.status_code in (200, 204):
+    if status in (200, 204):
         return "delivered", ""
-    return ("failed" if answer.status_code >= 500 else "refused"), f"answered {answer.status_code}"
+    return ("failed" if status >= 500 else "refused"), f"answered {status}"

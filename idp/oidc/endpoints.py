@@ -287,8 +287,15 @@ class EndSessionEndpoint(_EndSession):
         """Authlib checks the hint's signature (any JWT signed with our keys) and times; the hint
         must also be an ID token of ours (RP-Initiated Logout 2): a back-channel logout token,
         signed with the same keys and naming the same sub and sid, is not one (an application
-        told of a withdrawn access could sign its user out with it, unasked)."""
-        claims = super()._validate_id_token_hint(id_token_hint)
+        told of a withdrawn access could sign its user out with it, unasked).
+
+        Authlib turns only joserfc's JoseError into invalid_request; a header joserfc cannot
+        even read (`"crit": 1`) raises TypeError or ValueError, which is the same bad request
+        (as keys.id_token_subject, at /authorize, treats it), not a 500."""
+        try:
+            claims = super()._validate_id_token_hint(id_token_hint)
+        except (ValueError, TypeError):
+            raise InvalidRequestError("The id_token_hint is not a JWT.") from None
         if "events" in claims or claims.get("iss") != current_app.extensions["idp.settings"].issuer:
             raise InvalidRequestError("The id_token_hint is not an ID token of this provider.")
         return claims

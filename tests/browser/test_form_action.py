@@ -49,3 +49,34 @@ def test_a_form_post_response_submits_itself_to_the_client(seeded, page, rp_fact
     assert callback.method == "POST" and not violations
     assert "code=" in callback.post_data and f"state={rp.state}" in callback.post_data
     page.wait_for_url(rp.client["redirect_uri"])
+
+
+def test_a_logout_posted_from_the_clients_site_signs_the_browser_out(seeded, page, rp_factory):
+    """RP-Initiated Logout by POST from the client's own page (another site: 127.0.0.1, the
+    provider being localhost). Chromium sends no SameSite=Lax cookie with that POST: answered
+    as a GET (a 303), which carries them, the session ends before the browser returns to the
+    client. Answered by the POST itself, the session was not found: the cookie was dropped, but
+    the session lived on, with the access tokens issued through it (and no client was told)."""
+    from html import escape
+
+    rp = rp_factory(seeded.first_party)
+    page.goto(rp.authorization_url())
+    page.fill("#username", seeded.user_email)
+    page.fill("#password", seeded.password)
+    page.click("button.primary")
+    page.wait_for_url(f"{callback_base()}/**")
+    tokens = rp.exchange(page.url)
+    back = rp.client["post_logout_redirect_uri"]
+    fields = {"id_token_hint": tokens["id_token"], "post_logout_redirect_uri": back, "state": "bye"}
+    clients_page = f"{callback_base()}/first/sign-out"
+    page.route(clients_page, lambda route: route.fulfill(status=200, content_type="text/html", body=(
+        f'<form method="post" action="{escape(rp.metadata["end_session_endpoint"])}">'
+        + "".join(f'<input type="hidden" name="{name}" value="{escape(value)}">' for name, value in fields.items())
+        + '<button type="submit">Sign out</button></form>')))
+    page.goto(clients_page)
+    page.click("button")
+    page.wait_for_url(f"{back}?state=bye")
+    assert rp.userinfo(tokens["access_token"]).status_code == 401        # withdrawn with the session
+    page.goto(rp.authorization_url(prompt="none"))
+    page.wait_for_url(f"{callback_base()}/**")
+    assert "error=login_required" in page.url, page.url

@@ -185,6 +185,12 @@ def test_ending_one_session_and_removing_access_tell_the_client(live_server, see
     # sign the user out unasked: it is not an ID token (RP-Initiated Logout 2).
     answer = here.get(f"/logout?id_token_hint={removed_token}")
     assert answer.status == 400 and here.get("/account/security").url.endswith("/account/security")
+    # The session ended before was told once, when it ended; and this one, told now, is not
+    # told again when it ends.
+    here.get(f"/logout?client_id={seeded.third_party['client_id']}")
+    here.submit(here.page.forms()[0])
+    sent_out()
+    assert len(receiver.tokens) == 2
 
 
 def test_an_unreachable_client_does_not_hold_up_the_logout(live_server, seeded, rp_factory):
@@ -275,3 +281,89 @@ def test_a_removed_client_is_forgotten_by_the_sessions_it_was_signed_in_through(
         clients.remove(clients.find(seeded.third_party["client_id"]))
         db.session.commit()
         assert db.session.scalars(select(SessionClient.client_id)).all() == []
+
+
+class Misbehaving:
+    """A client's back-channel endpoint that never finishes its answer: `silent` reads the
+    request and says nothing; `endless` answers 200 and then sends a body that never ends."""
+
+    def __init__(self, how: str) -> None:
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/backchannel-logout"
+        self.stopped = threading.Event()
+        self.requests = 0
+        self.bytes_sent = 0
+        self.how = how
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.05)
+        while not self.stopped.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                continue
+            self.requests += 1
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection) -> None:
+        with connection:
+            connection.recv(65536)
+            try:
+                if self.how == "endless":
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+                    while not self.stopped.is_set():
+                        self.bytes_sent += len(chunk := b"x" * 65536)
+                        connection.sendall(chunk)
+                else:
+                    self.stopped.wait()
+            except OSError:
+                pass  # the provider hung up: what it should do
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+@pytest.mark.parametrize("silent_one", ["first_party", "third_party"])  # whichever the tokens are sent to first
+def test_a_client_that_does_not_answer_delays_no_other_clients_logout(live_server, seeded, rp_factory, receiver,
+                                                                      monkeypatch, silent_one):
+    """Each URI is told on a thread of its own: sent one after the other, the silent client's
+    timeouts and retries could come first (with 5 s timeouts and a few sessions ended at once,
+    the waiting client's tokens arrived past their 2-minute `exp`)."""
+    from idp.oidc import backchannel
+
+    monkeypatch.setattr(backchannel, "TIMEOUT", 1.5)
+    silent = Misbehaving("silent")
+    waiting_one = "third_party" if silent_one == "first_party" else "first_party"
+    try:
+        register(live_server, getattr(seeded, silent_one), silent.url)
+        register(live_server, getattr(seeded, waiting_one), receiver.url)
+        browser, third, tokens = signed_in(live_server, seeded, rp_factory, seeded.third_party)
+        signed_in(live_server, seeded, rp_factory, seeded.first_party, browser)
+        ended_at = time.monotonic()
+        browser.get(f"{third.metadata['end_session_endpoint']}?id_token_hint={tokens['id_token']}")
+        receiver.wait_for(1, timeout=2.5)
+        assert time.monotonic() - ended_at < 2.5
+        sent_out()
+        assert silent.requests == 3                              # three attempts, still
+    finally:
+        silent.stop()
+
+
+def test_a_client_answering_an_endless_body_is_done_with_at_its_status(live_server, seeded, rp_factory):
+    """Only the status is read: a body that never ends neither holds the thread nor fills memory."""
+    endless = Misbehaving("endless")
+    try:
+        register(live_server, seeded.third_party, endless.url)
+        before = deliveries(live_server).get("delivered", 0)
+        browser, third, tokens = signed_in(live_server, seeded, rp_factory, seeded.third_party)
+        browser.get(f"{third.metadata['end_session_endpoint']}?id_token_hint={tokens['id_token']}")
+        finished("backchannel-logout", timeout=5)
+        assert not any(thread.name == "backchannel-logout" for thread in threading.enumerate())
+        assert deliveries(live_server)["delivered"] == before + 1 and endless.requests == 1
+        assert endless.bytes_sent < 50 * 1024 * 1024
+    finally:
+        endless.stop()

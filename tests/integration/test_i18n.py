@@ -347,3 +347,19 @@ def test_a_password_reset_begun_from_a_login_speaks_its_ui_locales(seeded, live_
     sent = web.submit(forgot.form_with("username"), {"username": "nobody@acme.test"})
     assert 'lang="fr"' in sent.text and "/password/forgot/sent" in sent.url
 
+
+
+def test_a_logout_posted_with_ui_locales_speaks_it(seeded, live_server, rp_factory):
+    """RP-Initiated Logout 1.0 section 2: ui_locales is a parameter of the logout request, which
+    a POST sends in its body (read from the body only, as its other parameters)."""
+    from fixtures.oidc import id_token_from_another_browser, password_login
+
+    rp = rp_factory(seeded.first_party)
+    planted = id_token_from_another_browser(live_server, rp, seeded.admin_email, seeded.password)
+    web = browser(live_server, ENGLISH)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    confirm = web._follow(web.http.post(rp.metadata["end_session_endpoint"], allow_redirects=False,
+                                        data={"id_token_hint": planted, "ui_locales": "fr"}))
+    assert '<html lang="fr">' in confirm.text and "Se déconnecter ?" in text(confirm)
+    signed_out = web.submit(confirm.form_with("csrf_token"))
+    assert "Vous êtes déconnecté" in text(signed_out)

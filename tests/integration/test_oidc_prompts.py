@@ -224,6 +224,26 @@ def test_rp_initiated_logout_by_post(seeded, web, rp_factory, live_server):
     assert web.callback_params()["error"] == "login_required"
 
 
+def test_a_logout_posted_from_the_clients_site_signs_out_the_browser_that_brought_it(seeded, web, rp_factory):
+    """A browser sends no cookie of ours with a POST from the client's site (SameSite=Lax): the
+    POST alone cannot tell who is signed in. It is answered with a 303 to the same request as
+    a GET (a top-level navigation, which carries the cookies), which signs this browser out and
+    returns to the client; before, the client was sent back "signed out" and the session lived."""
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    tokens = rp.exchange(web.last_redirect)
+    own = tokens["id_token"]
+    back = rp.client["post_logout_redirect_uri"]
+    cross_site = requests.post(rp.metadata["end_session_endpoint"], allow_redirects=False, timeout=5,
+                               data={"id_token_hint": own, "post_logout_redirect_uri": back, "state": "s4"})
+    assert cross_site.status_code == 303 and "Set-Cookie" not in cross_site.headers
+    web.get(cross_site.headers["Location"])                                  # the browser follows, with its cookies
+    assert web.last_redirect == f"{back}?state=s4"
+    assert rp.userinfo(tokens["access_token"]).status_code == 401          # withdrawn with the session
+    web.get(rp.authorization_url(prompt="none"))
+    assert web.callback_params()["error"] == "login_required"
+
+
 def test_the_logout_confirmation_keeps_a_posted_request(seeded, web, rp_factory, live_server):
     rp = rp_factory(seeded.first_party)
     planted = id_token_from_another_browser(live_server, rp, seeded.admin_email, seeded.password)
@@ -265,6 +285,31 @@ def test_logout_refuses_unregistered_post_logout_redirect(seeded, web, rp_factor
         assert web.last_redirect is None and page.status == 400 and "still signed in" in page.text
     web.get(rp.authorization_url(prompt="none"))
     assert "code" in web.callback_params()
+
+
+@pytest.mark.parametrize("crit", [1, None, [1], [[]]])
+def test_an_id_token_hint_with_a_header_that_cannot_be_read_is_a_bad_request(seeded, web, rp_factory, crit):
+    """joserfc raises TypeError, not a JoseError, on a `crit` that is not a list of names: the
+    logout request is invalid (400, the user still signed in), not a 500."""
+    import base64
+    import json
+
+    def part(value) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    rp.exchange(web.last_redirect)
+    hint = f"{part({'alg': 'ES256', 'crit': crit})}.{part({'sub': 'x'})}.AAAA"
+    for method in (requests.get, requests.post):  # (a POST with no cookie is answered as a GET: a 303)
+        answer = method(rp.metadata["end_session_endpoint"], timeout=5,
+                        **{"params" if method is requests.get else "data": {"id_token_hint": hint}})
+        assert answer.status_code == 400 and "not valid" in answer.text, (method, answer.status_code)
+    answer = web.http.post(rp.metadata["end_session_endpoint"], data={"id_token_hint": hint}, timeout=5,
+                           allow_redirects=False)                           # with the browser's cookies
+    assert answer.status_code == 400 and "not valid" in answer.text
+    web.get(rp.authorization_url(prompt="none"))
+    assert "code" in web.callback_params(), "still signed in"
 
 
 def test_unknown_client_and_unregistered_redirect_uri_get_a_400_page(seeded, live_server):
