@@ -347,9 +347,16 @@ def init() -> None:
     from idp.db import db
     from idp.factors.store import recount_second_factors
     from idp.oidc.keys import ensure_signing_key
-    from idp.schema import differences, upgrade
+    from idp.schema import UnknownRevision, differences, upgrade
 
-    revision = upgrade(db.engine)
+    try:
+        revision = upgrade(db.engine)
+    except UnknownRevision as exc:
+        # A newer build migrated this database (an upgrade rolled back), or another application's
+        # Alembic history lives in it: migrating either way would be a guess.
+        raise CliError(f"the database is at revision {exc.revision!r}, which this build of idp does not know "
+                       "(made by a newer version?): nothing changed; run the version that made it, or point "
+                       "IDP_DATABASE_URL at this version's database") from None
     stale = differences(db.engine)
     if stale:
         # Before the first release the one revision is rewritten when the models change, so a
