@@ -524,6 +524,28 @@ def recount_second_factors(second_factor_names: list[str] | None = None) -> int:
     return result.rowcount
 
 
+def unopenable_secrets() -> dict[str, int]:
+    """The encryption key ids (security.encryption_keys) that sealed credentials' secrets and that
+    the key ring cannot open, with how many secrets each sealed: a ring that lost a key, or gives
+    its id to other key material. Every such credential (a TOTP seed) fails its user's login.
+    Checked by `idp init` and `idp serve`, so that a ring changed too early is one line at start.
+
+    One grouped read, and one row opened per key id (opening every secret would not scale with
+    the users); a key id the ring holds opens all its rows unless a row was tampered with."""
+    ring, lost = _keyring(), {}
+    by_key = db.read_all(select(Credential.secret_key_id, func.min(Credential.id).label("sample"),
+                                func.count().label("count"))
+                         .where(Credential.secret_ciphertext.is_not(None)).group_by(Credential.secret_key_id), {})
+    for key_id, sample, count in by_key:
+        row = db.read_all(select(Credential.factor, Credential.user_id, Credential.secret_ciphertext)
+                          .where(Credential.id == sample), {})[0]
+        try:
+            ring.open(key_id, row.secret_ciphertext, associated_data(row.factor, row.user_id, sample))
+        except SecretError:
+            lost[key_id] = int(count)
+    return lost
+
+
 def reseal_all(batch_size: int = 200, before_commit=None) -> int:
     """Re-encrypt every secret not sealed with the key ring's current key (`idp keys rotate-secrets`).
 

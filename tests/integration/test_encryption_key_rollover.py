@@ -92,3 +92,67 @@ def test_a_credential_that_does_not_open_stops_the_reseal_in_one_line_after_reco
             "SELECT details FROM audit_events WHERE event = 'secrets.resealed'"))]
     engine.dispose()
     assert len(events) == 1 and "signing_keys" in str(events[0])
+
+
+def test_a_key_ring_that_lost_the_key_of_second_factor_secrets_stops_init_and_serve(database_url, idp):
+    """Dropped before `idp keys rotate-secrets` ran (README, step 3 before step 2): one line at
+    `idp init` and `idp serve` naming the key, not "signing keys present" and then every TOTP
+    user's login failing."""
+    k1, k2 = key("k1"), key("k2")
+    both = {"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k1}", "{k2}"]'}
+    assert idp("init", database_url=database_url, env={"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k2}"]'}).returncode == 0
+    assert idp("org", "add", "Acme", database_url=database_url, env=both).returncode == 0
+    assert idp("user", "add", "--org", "Acme", "--email", "a@acme.test", "--password-stdin",
+               database_url=database_url, env=both, input="a long enough password\n").returncode == 0
+    # The TOTP seed is sealed with k1, the signing keys with k2.
+    assert idp("factor", "totp", "import", "--user", "a@acme.test", "--secret-stdin",
+               database_url=database_url, env=both, input="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n").returncode == 0
+    lost = {"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k2}"]'}
+    refused = idp("init", database_url=database_url, env=lost)
+    assert refused.returncode != 0 and len(refused.stderr_lines) == 1 and "Traceback" not in refused.stderr
+    assert "cannot open second-factor secrets (1 sealed with key 'k1')" in refused.stderr
+    served = idp("serve", "--port", "1", database_url=database_url, env=lost)
+    assert served.returncode != 0 and "cannot open second-factor secrets" in served.stderr
+    # Another key under the old id opens nothing either.
+    impostor = {"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k2}", "{key("k1")}"]'}
+    assert "sealed with key 'k1'" in idp("init", database_url=database_url, env=impostor).stderr
+    assert idp("init", database_url=database_url, env=both).returncode == 0
+
+
+def test_a_totp_seed_whose_key_left_the_ring_is_a_clear_page_at_login_not_a_500(seeded, web, rp_factory,
+                                                                                   live_server):
+    """A server started anyway (gunicorn runs no `idp init`): the user is told to use another
+    method, no guess is counted against them, and their recovery codes still sign them in."""
+    import time
+
+    import pyotp
+    from sqlalchemy import func, update
+
+    from fixtures.oidc import FormBrowser
+    from fixtures.totp import enrol_totp_during_login
+    from idp.db import db
+    from idp.models import AuditEvent, Credential, FailureCounter
+
+    rp = rp_factory(seeded.first_party)
+    secret, codes = enrol_totp_during_login(web, rp, seeded)
+    rp.exchange(web.last_redirect)
+    with live_server.context():
+        db.session.execute(update(Credential).where(Credential.factor == "totp").values(secret_key_id="gone"))
+        db.session.commit()
+        counters_before = db.session.scalar(func.count(FailureCounter.key).select())
+
+    browser = FormBrowser(live_server.url)
+    browser.get(rp.authorization_url())
+    page = browser.login(seeded.user_email, seeded.password)
+    page = browser.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(int(time.time()) + 30)})
+    assert page.status == 503 and "cannot be checked at the moment" in page.text
+    assert browser.last_redirect is None
+    with live_server.context():
+        assert db.session.scalar(func.count(AuditEvent.id).select().where(
+            AuditEvent.event == "login.second_factor_failed")) == 0
+        assert db.session.scalar(func.count(FailureCounter.key).select()) == counters_before
+
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/recovery_codes")]
+    page = browser.submit(choose[0])
+    browser.submit(page.form_with("code"), {"code": codes[0]})
+    assert "mfa" in rp.validate_id_token(rp.exchange(browser.last_redirect)["id_token"])["amr"]
