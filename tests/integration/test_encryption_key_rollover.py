@@ -156,3 +156,59 @@ def test_a_totp_seed_whose_key_left_the_ring_is_a_clear_page_at_login_not_a_500(
     page = browser.submit(choose[0])
     browser.submit(page.form_with("code"), {"code": codes[0]})
     assert "mfa" in rp.validate_id_token(rp.exchange(browser.last_redirect)["id_token"])["amr"]
+
+
+def _seal_pending_views_with_a_dropped_key(server) -> int:
+    """What dropping the key that sealed the enrolments in progress does: their sealed views (and
+    seeds) name a key the ring no longer holds."""
+    from idp.db import db
+    from idp.models import FactorChallenge, LoginTransaction
+
+    changed = 0
+    with server.context():
+        for row in db.session.scalars(select(LoginTransaction)).all():
+            data = dict(row.factor_state or {})
+            if "sealed_view" in data:
+                data["sealed_view"] = "gone:" + data["sealed_view"].partition(":")[2]
+                row.factor_state, changed = data, changed + 1
+        for row in db.session.scalars(select(FactorChallenge)).all():
+            payload = dict(row.payload_json or {})
+            if "sealed_view" in payload:
+                payload["sealed_view"] = "gone:" + payload["sealed_view"].partition(":")[2]
+                row.payload_json, changed = payload, changed + 1
+        db.session.commit()
+    return changed
+
+
+def test_a_login_enrolment_sealed_with_a_dropped_key_begins_again_not_a_500(seeded, web, rp_factory, live_server):
+    """README's key rollover done within the ten minutes an enrolment lives: the page starts over
+    (the old seed can be neither opened nor shown) with a new seed, and that one enrols."""
+    import pyotp
+
+    from fixtures.totp import at_totp_enrolment
+
+    rp = rp_factory(seeded.first_party)
+    _page, first_secret = at_totp_enrolment(web, rp, seeded)
+    url = web.page.url
+    assert _seal_pending_views_with_a_dropped_key(live_server) == 1
+    page = web.get(url)
+    assert page.status == 200, page.text[:500]
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
+    assert choose, "the choice of methods again, as if none had been begun"
+    page = web.submit(choose[0])
+    secret = page.find(r'<code>([A-Z2-7 ]+)</code>').replace(" ", "")
+    assert secret and secret != first_secret
+    page = web.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": "Phone"})
+    assert page.status == 200 and "data-recovery-codes" in page.text, page.text[:500]
+
+
+def test_an_account_enrolment_sealed_with_a_dropped_key_is_expired_not_a_500(seeded, web, live_server):
+    page = web.get("/account/security")
+    page = web.login(seeded.user_email, seeded.password)
+    page = web.submit([f for f in page.forms() if f["action"].endswith("/add/totp")][0])
+    url, form = page.url, page.form_with("code")
+    assert _seal_pending_views_with_a_dropped_key(live_server) == 1
+    page = web.get(url)
+    assert page.status == 200 and "/account/security" in page.url and "This enrolment expired" in page.text
+    page = web.submit(form, {"code": "123456", "label": "Phone"})
+    assert page.status == 200 and "This enrolment expired" in page.text
