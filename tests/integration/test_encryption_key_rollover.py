@@ -212,3 +212,41 @@ def test_an_account_enrolment_sealed_with_a_dropped_key_is_expired_not_a_500(see
     assert page.status == 200 and "/account/security" in page.url and "This enrolment expired" in page.text
     page = web.submit(form, {"code": "123456", "label": "Phone"})
     assert page.status == 200 and "This enrolment expired" in page.text
+
+
+def test_a_retired_signing_key_whose_encryption_key_is_gone_does_not_stop_the_reseal(database_url, idp):
+    """`idp init` lets an encryption key go once only retired keys use it (nothing opens them
+    again); a later rotation must not then be stuck on them, with the credentials never resealed."""
+    from datetime import timedelta
+
+    from sqlalchemy import text, update
+
+    from idp.db import utcnow
+
+    k0, k1, k2 = key("k0"), key("k1"), key("k2")
+    old = {"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k0}"]'}
+    assert idp("init", database_url=database_url, env=old).returncode == 0
+    now = {"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k1}", "{k0}"]'}
+    assert idp("keys", "rotate", database_url=database_url, env=now).returncode == 0
+    engine = create_engine(database_url)
+    with engine.begin() as conn:  # the keys k0 sealed have signed their last and retired
+        conn.execute(update(SigningKey).where(SigningKey.secret_key_id == "k0")
+                     .values(retired_at=utcnow() - timedelta(days=1)))
+        conn.execute(update(SigningKey).where(SigningKey.secret_key_id == "k1")
+                     .values(activates_at=utcnow() - timedelta(days=1)))
+    only_k1 = {"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k1}"]'}
+    assert idp("init", database_url=database_url, env=only_k1).returncode == 0, "k0 may go"
+    assert idp("org", "add", "Acme", database_url=database_url, env=only_k1).returncode == 0
+    assert idp("user", "add", "--org", "Acme", "--email", "a@acme.test", "--password-stdin",
+               database_url=database_url, env=only_k1, input="a long enough password\n").returncode == 0
+    assert idp("factor", "totp", "import", "--user", "a@acme.test", "--secret-stdin",
+               database_url=database_url, env=only_k1, input="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n").returncode == 0
+
+    moved = idp("keys", "rotate-secrets", database_url=database_url,
+                env={"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k2}", "{k1}"]'})
+    assert moved.returncode == 0, moved.stderr
+    assert sealed_with(database_url) == {"k0", "k2"}, "the retired keys stay as they were, the others move"
+    with engine.connect() as conn:
+        assert set(conn.scalars(text("SELECT secret_key_id FROM credentials WHERE secret_ciphertext IS NOT NULL"))) \
+            == {"k2"}
+    engine.dispose()
