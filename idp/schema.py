@@ -69,6 +69,16 @@ def current_revision(engine_or_url: Engine | str) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+def wait_for_other_inits(connection_or_session) -> None:
+    """On PostgreSQL, wait until no other `idp init` is in a transaction holding the init lock,
+    and hold it until this transaction ends: concurrent inits (containers started together)
+    migrate, and create the first signing keys, one after the other. (SQLite: every transaction
+    takes the database's write lock as it begins.)"""
+    bind = connection_or_session.get_bind() if hasattr(connection_or_session, "get_bind") else connection_or_session
+    if bind.dialect.name == "postgresql":
+        connection_or_session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+
+
 class UnknownRevision(Exception):
     """The database is at a revision this build's migrations do not have: a newer build made it
     (an upgrade rolled back), or another application's Alembic history is in that database."""
@@ -87,8 +97,7 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> str | None:
     """
     with _engine(engine_or_url) as engine:
         with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+            wait_for_other_inits(connection)
             _refuse_unknown_revision(connection)
             command.upgrade(alembic_config(connection), revision)
         with engine.connect() as connection:

@@ -83,6 +83,11 @@ def create_key(alg: str, activates_at: datetime | None = None) -> SigningKey:
 def ensure_signing_key(actor: str | None = None) -> list[SigningKey]:
     """Make sure every supported algorithm has a usable key; idempotent (`idp init`). With `actor`,
     keys created are audited (`signing_key.created`) in the same transaction."""
+    from idp.schema import wait_for_other_inits
+
+    # Two inits at once would each find no key and each make one: several "active" keys per
+    # algorithm and as many `signing_key.created` events. The look and the keys, one init at a time.
+    wait_for_other_inits(db.session)
     created = []
     for alg in SUPPORTED_ALGS:
         exists = db.session.scalar(
