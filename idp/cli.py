@@ -347,9 +347,16 @@ def init() -> None:
     from idp.db import db
     from idp.factors.store import recount_second_factors
     from idp.oidc.keys import ensure_signing_key
-    from idp.schema import differences, upgrade
+    from idp.schema import UnknownRevision, differences, upgrade
 
-    revision = upgrade(db.engine)
+    try:
+        revision = upgrade(db.engine)
+    except UnknownRevision as exc:
+        # A newer build migrated this database (an upgrade rolled back), or another application's
+        # Alembic history lives in it: migrating either way would be a guess.
+        raise CliError(f"the database is at revision {exc.revision!r}, which this build of idp does not know "
+                       "(made by a newer version?): nothing changed; run the version that made it, or point "
+                       "IDP_DATABASE_URL at this version's database") from None
     stale = differences(db.engine)
     if stale:
         # Before the first release the one revision is rewritten when the models change, so a
@@ -358,7 +365,7 @@ def init() -> None:
         what = _schema_difference(stale[0])
         raise CliError(f"the database at revision {revision} was made by an earlier build of this schema "
                        f"({len(stale)} difference(s), e.g. {what}): recreate it (README, \"Database schema\")")
-    _refuse_unopenable_signing_keys()
+    _refuse_unopenable_secrets()
     created = ensure_signing_key(actor="cli") or []
     if not isinstance(created, list):
         created = [created]
@@ -392,21 +399,29 @@ def serve(host: str, port: int, debug: bool) -> None:
     app = current_app._get_current_object()
     if debug and app.extensions["idp.settings"].production:
         raise CliError("--debug is refused when IDP_ENV=production")
-    _refuse_unopenable_signing_keys()
+    _refuse_unopenable_secrets()
     app.run(host=host, port=port, debug=debug, use_reloader=debug, threaded=True,
             request_handler=_request_handler_without_access_lines())
 
 
-def _refuse_unopenable_signing_keys() -> None:
+def _refuse_unopenable_secrets() -> None:
     """One line, rather than a 500 on every token and JWKS request: the encryption keys must
     open the signing keys they sealed (security.encryption_keys lost one, or names another).
+    The same for the second factors' secrets, rather than a refused login for each user whose
+    TOTP seed that key sealed.
     (Both callers know the schema is there: `init` just migrated, `serve` checked it.)"""
+    from idp.factors.store import unopenable_secrets
     from idp.oidc import keys
 
     lost = keys.unopenable()
     if lost:
         raise CliError(f"the encryption keys (security.encryption_keys) cannot open signing key(s) "
                        f"{', '.join(lost)}: configure the key that sealed them (README, \"Rolling in a new encryption key\")")
+    sealed_by = unopenable_secrets()
+    if sealed_by:
+        what = ", ".join(f"{count} sealed with key {key_id!r}" for key_id, count in sorted(sealed_by.items()))
+        raise CliError(f"the encryption keys (security.encryption_keys) cannot open second-factor secrets ({what}): "
+                       "configure the key that sealed them (README, \"Rolling in a new encryption key\")")
 
 
 def _request_handler_without_access_lines() -> type:

@@ -23,6 +23,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
@@ -67,19 +69,52 @@ def current_revision(engine_or_url: Engine | str) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+def wait_for_other_inits(connection_or_session) -> None:
+    """On PostgreSQL, wait until no other `idp init` is in a transaction holding the init lock,
+    and hold it until this transaction ends: concurrent inits (containers started together)
+    migrate, and create the first signing keys, one after the other. (SQLite: every transaction
+    takes the database's write lock as it begins.)"""
+    bind = connection_or_session.get_bind() if hasattr(connection_or_session, "get_bind") else connection_or_session
+    if bind.dialect.name == "postgresql":
+        connection_or_session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+
+
+class UnknownRevision(Exception):
+    """The database is at a revision this build's migrations do not have: a newer build made it
+    (an upgrade rolled back), or another application's Alembic history is in that database."""
+
+    def __init__(self, revision: str | None) -> None:
+        super().__init__(revision)
+        self.revision = revision
+
+
 def upgrade(engine_or_url: Engine | str, revision: str = "head") -> str | None:
     """Migrate the database to `revision` (default: head). Idempotent; returns the new revision.
+    Raises UnknownRevision, changing nothing, when the database is at a revision unknown here.
 
     On PostgreSQL the whole upgrade is one transaction (DDL is transactional there)
     under an advisory lock, so concurrent callers wait and then find nothing to do.
     """
     with _engine(engine_or_url) as engine:
         with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+            wait_for_other_inits(connection)
+            _refuse_unknown_revision(connection)
             command.upgrade(alembic_config(connection), revision)
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
+
+
+def _refuse_unknown_revision(connection: Connection) -> None:
+    """UnknownRevision rather than Alembic's CommandError (a traceback out of `idp init`)."""
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is None:
+        return
+    try:
+        known = ScriptDirectory.from_config(alembic_config()).get_revision(current)
+    except (CommandError, RevisionError):  # names no revision of ours
+        known = None
+    if known is None:
+        raise UnknownRevision(current)
 
 
 def differences(engine_or_url: Engine | str) -> list:

@@ -101,8 +101,8 @@ def _view_aad(user: User) -> bytes:
 
 
 def pending_view(user: User, info) -> dict:
-    """The enrolment page's view of a pending enrolment (`pending`)."""
-    return open_view(info.payload.get("sealed_view"), _view_aad(user))
+    """The enrolment page's view of a pending enrolment (`pending`, which checked that it opens)."""
+    return open_view(info.payload.get("sealed_view"), _view_aad(user)) or {}
 
 
 def pending(user: User, pending_id: str):
@@ -112,6 +112,10 @@ def pending(user: User, pending_id: str):
     from idp.db import utcnow
 
     if info.expires_at <= utcnow():
+        raise AccountError(_l("This enrolment expired. Start again."))
+    if open_view(info.payload.get("sealed_view"), _view_aad(user)) is None:
+        # Sealed with an encryption key dropped since (security.encryption_keys): its page cannot
+        # be shown again, nor its seed opened. A new enrolment is one click away.
         raise AccountError(_l("This enrolment expired. Start again."))
     return info
 

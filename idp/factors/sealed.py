@@ -17,10 +17,11 @@ def seal_view(view: dict, aad: bytes) -> str:
     return current_app.extensions["idp.keyring"].seal_json(view, aad)
 
 
-def open_view(token, aad: bytes) -> dict:
-    """The view `seal_view` sealed, or an empty one when it does not open (its key was taken out of
-    the ring during the ten minutes an enrolment lives)."""
+def open_view(token, aad: bytes) -> dict | None:
+    """The view `seal_view` sealed, or None when it does not open (its key was taken out of the
+    ring during the ten minutes an enrolment lives): the caller forgets that enrolment and begins
+    another, rather than render a page from an empty view (a template needs its fields)."""
     try:
         return current_app.extensions["idp.keyring"].open_json(token, aad)
     except SecretError:
-        return {}
+        return None

@@ -524,6 +524,28 @@ def recount_second_factors(second_factor_names: list[str] | None = None) -> int:
     return result.rowcount
 
 
+def unopenable_secrets() -> dict[str, int]:
+    """The encryption key ids (security.encryption_keys) that sealed credentials' secrets and that
+    the key ring cannot open, with how many secrets each sealed: a ring that lost a key, or gives
+    its id to other key material. Every such credential (a TOTP seed) fails its user's login.
+    Checked by `idp init` and `idp serve`, so that a ring changed too early is one line at start.
+
+    One grouped read, and one row opened per key id (opening every secret would not scale with
+    the users); a key id the ring holds opens all its rows unless a row was tampered with."""
+    ring, lost = _keyring(), {}
+    by_key = db.read_all(select(Credential.secret_key_id, func.min(Credential.id).label("sample"),
+                                func.count().label("count"))
+                         .where(Credential.secret_ciphertext.is_not(None)).group_by(Credential.secret_key_id), {})
+    for key_id, sample, count in by_key:
+        row = db.read_all(select(Credential.factor, Credential.user_id, Credential.secret_ciphertext)
+                          .where(Credential.id == sample), {})[0]
+        try:
+            ring.open(key_id, row.secret_ciphertext, associated_data(row.factor, row.user_id, sample))
+        except SecretError:
+            lost[key_id] = int(count)
+    return lost
+
+
 def reseal_all(batch_size: int = 200, before_commit=None) -> int:
     """Re-encrypt every secret not sealed with the key ring's current key (`idp keys rotate-secrets`).
 
@@ -532,17 +554,23 @@ def reseal_all(batch_size: int = 200, before_commit=None) -> int:
     `SecretUnavailable` naming it (an operator must look: a key was dropped too early or the row
     was tampered with), the batches before it staying done. Returns how many rows were resealed.
     Safe to re-run: it only picks rows still on old keys.
+
+    Each row is written back by a conditional UPDATE (still sealed with the key it was read with):
+    a credential revoked meanwhile (its secret dropped, `revoke`) keeps no secret, where writing
+    back what was read would have restored the seed the user had just removed.
     """
     ring = _keyring()
     done = 0
     _forget_live_rows()
     while True:
-        rows = db.session.scalars(
-            select(Credential).where(Credential.secret_ciphertext.is_not(None),
-                                     Credential.secret_key_id != ring.current_id)
+        rows = db.session.execute(
+            select(Credential.id, Credential.factor, Credential.user_id, Credential.secret_key_id,
+                   Credential.secret_ciphertext)
+            .where(Credential.secret_ciphertext.is_not(None), Credential.secret_key_id != ring.current_id)
             .order_by(Credential.id).limit(batch_size)).all()
         if not rows:
             return done
+        resealed = 0
         for row in rows:
             aad = associated_data(row.factor, row.user_id, row.id)
             try:
@@ -550,8 +578,13 @@ def reseal_all(batch_size: int = 200, before_commit=None) -> int:
             except SecretError as exc:
                 db.session.rollback()
                 raise SecretUnavailable(f"credential {row.id}: {exc}") from exc
-            row.secret_key_id, row.secret_ciphertext = ring.seal(plaintext, aad)
+            key_id, blob = ring.seal(plaintext, aad)
+            resealed += db.session.execute(
+                update(Credential).where(Credential.id == row.id, Credential.secret_key_id == row.secret_key_id,
+                                         Credential.secret_ciphertext.is_not(None))
+                .values(secret_key_id=key_id, secret_ciphertext=blob),
+                execution_options={"synchronize_session": False}).rowcount
         if before_commit is not None:
-            before_commit(len(rows))
+            before_commit(resealed)
         db.session.commit()
-        done += len(rows)
+        done += resealed

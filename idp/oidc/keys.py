@@ -83,6 +83,11 @@ def create_key(alg: str, activates_at: datetime | None = None) -> SigningKey:
 def ensure_signing_key(actor: str | None = None) -> list[SigningKey]:
     """Make sure every supported algorithm has a usable key; idempotent (`idp init`). With `actor`,
     keys created are audited (`signing_key.created`) in the same transaction."""
+    from idp.schema import wait_for_other_inits
+
+    # Two inits at once would each find no key and each make one: several "active" keys per
+    # algorithm and as many `signing_key.created` events. The look and the keys, one init at a time.
+    wait_for_other_inits(db.session)
     created = []
     for alg in SUPPORTED_ALGS:
         exists = db.session.scalar(
@@ -238,12 +243,23 @@ def list_keys() -> list[dict]:
 
 def reseal_all() -> int:
     """Re-encrypt signing keys sealed with an old encryption key (`idp keys rotate-secrets`).
-    Not committed: the caller commits, with its audit event."""
-    ring = _keyring()
+    Not committed: the caller commits, with its audit event.
+
+    A retired or removed key whose encryption key left the ring is left as it is: nothing opens
+    it again (it only publishes its public half, or nothing), so `idp init` let that encryption
+    key go (`unopenable`), and refusing here would stop every later rotation, the credentials'
+    included, for want of a key nobody needs. Keys signing now or waiting to still raise
+    SecretError."""
+    ring, now = _keyring(), utcnow()
     count = 0
     for row in db.session.scalars(select(SigningKey)):
         if ring.needs_reseal(row.secret_key_id):
-            pem = ring.open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))
+            try:
+                pem = ring.open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))
+            except SecretError:
+                if key_status(row, now) in ("retired", "removed"):
+                    continue
+                raise
             row.secret_key_id, row.private_ciphertext = ring.seal(pem, _aad(row.kid))
             count += 1
     return count

@@ -132,6 +132,22 @@ def test_init_migrates_and_creates_signing_keys(database_url, idp):
     db.engine.dispose()
 
 
+def test_init_refuses_a_database_at_a_revision_it_does_not_know_in_one_line(database_url, idp):
+    """A newer build's database (an upgrade rolled back), or another application's Alembic
+    history: one line naming the revision and nothing changed, not Alembic's traceback."""
+    from sqlalchemy import text
+
+    ok(idp("init", database_url=database_url))
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0002_from_the_future'"))
+    result = refused(idp("init", database_url=database_url), "revision '0002_from_the_future'")
+    assert "does not know" in result.stderr and "Traceback" not in result.stderr
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002_from_the_future"
+    engine.dispose()
+
+
 def test_init_leaves_a_schema_that_matches_the_models(url):
     from idp.schema import current_revision, differences, head_revision
 

@@ -37,6 +37,8 @@ def stored(ctx: StepContext) -> tuple[str | None, dict, dict]:
     view = data.get("view") or {}
     if "sealed_view" in data:
         view = open_view(data["sealed_view"], _view_aad(ctx))
+        if view is None:  # sealed with an encryption key since dropped: as if none had begun
+            return None, {}, {}
     return ctx.row.factor_name, data.get("state") or {}, view
 
 

@@ -6,6 +6,7 @@ growing delays (idp.lockout); a locked user is told to wait, nothing more.
 """
 from __future__ import annotations
 
+import logging
 import math
 
 from flask import jsonify, redirect, request, url_for
@@ -15,6 +16,7 @@ from flask_babel import ngettext
 from idp import audit, lockout
 from idp.db import db, utcnow
 from idp.factors.directory import suspend_push
+from idp.factors.errors import SecretUnavailable
 from idp.factors.registry import current_registry
 from idp.factors.store import gates_commit_with_step
 from idp.factors.types import Denied, FactorKind, Pending, Rejected, Verified
@@ -25,6 +27,8 @@ from idp.login.steps.base import StepContext, wait_message
 from idp.login.steps.factor_step import (attempt_context, choices, lockout_keys, plugin_response, remember_step,
                                          step_record, stored, user_lockout_key, user_of)
 from idp.login.transaction import State
+
+log = logging.getLogger(__name__)
 
 # The wording of the rejection reasons any factor may give. A reason only one factor gives is
 # worded by that factor (`Rejected.message`): the core knows no plugin's internals.
@@ -131,8 +135,19 @@ def submit(ctx: StepContext):
     if wait:
         return show(ctx, wait_message(wait), 429)
     # What the check spends (a TOTP step, a recovery code) commits with the step's outcome below.
-    with gates_commit_with_step():
-        outcome = factor.verify(gate.user_ref(user), state, plugin_response(), attempt_context(ctx, factor))
+    try:
+        with gates_commit_with_step():
+            outcome = factor.verify(gate.user_ref(user), state, plugin_response(), attempt_context(ctx, factor))
+    except SecretUnavailable as exc:
+        # The encryption key that sealed the user's secret (a TOTP seed) left security.encryption_keys
+        # too early: the operator's mistake, not a guess of the user's. Nothing is counted; the
+        # user is told to use another method, the log says which key to put back.
+        db.session.rollback()
+        log.error("second factor %s of user %s cannot be checked: %s: put the encryption key that sealed it "
+                  "back in security.encryption_keys (README, \"Rolling in a new encryption key\")",
+                  factor.name, user.id, exc)
+        return show(ctx, _("This method cannot be checked at the moment. Use another method, or ask your "
+                           "administrator."), 503)
     return _apply(ctx, user, factor, outcome, form.posted_version())
 
 
