@@ -129,7 +129,12 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
     if PENDING.answer(pending_id, "done", commit=False) is None:
         db.session.rollback()
         raise AccountError(_l("This enrolment was already finished."))
-    outcome = factor.finish_enrolment(ref, info.payload["state"], response, context(factor))
+    from idp.login.steps.factor_step import FactorUnavailable, call_plugin, unavailable_message
+
+    try:  # (as at login: a plugin's failure, or an amr no ID token may carry, is that method's alone)
+        outcome = call_plugin(factor, "finish_enrolment", ref, info.payload["state"], response, context(factor))
+    except FactorUnavailable:  # rolled back, the claim too
+        raise AccountError(unavailable_message(factor)) from None
     if not isinstance(outcome, Enrolled):
         db.session.rollback()  # the claim too: the user may try another code
         from idp.login.steps.second_factor import message_for  # the login's wording, for the same failures

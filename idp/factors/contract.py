@@ -49,6 +49,17 @@ RFC8176_AMR = frozenset({
 })
 
 
+def amr_problem(values: Any) -> str | None:
+    """What is wrong with `amr` values a factor declares or an outcome (`Verified`, `Enrolled`)
+    carries, or None: they must be a non-empty tuple (or list) of RFC 8176 values. They end in
+    the ID token as they are: a bare string ("otp") would be spelt out letter by letter, an
+    empty list would make a second factor proven read as the password alone."""
+    if not isinstance(values, (tuple, list)) or not values \
+            or any(not isinstance(v, str) or v not in RFC8176_AMR for v in values):
+        return f"amr {values!r} must be a non-empty tuple of RFC 8176 values"
+    return None
+
+
 def untranslated(label: Any) -> str:
     """A lazily translated label's English message, whatever the request's language: what a
     factor stores when it names a credential itself (see `Factor.own_labels`)."""
@@ -296,7 +307,7 @@ def validate_class(cls: type, expected_name: str | None = None) -> list[str]:
         problems.append("label must not be empty")
     if not isinstance(cls.kind, FactorKind):
         problems.append(f"kind {cls.kind!r} must be a FactorKind")
-    if not isinstance(cls.amr, tuple) or not cls.amr or any(v not in RFC8176_AMR for v in cls.amr):
+    if not isinstance(cls.amr, tuple) or amr_problem(cls.amr):
         problems.append(f"amr {cls.amr!r} must be a non-empty tuple of RFC 8176 values")
     for flag in ("allow_multiple", "user_enrollable", "supports_poll", "phishing_resistant", "begins_quietly"):
         if not isinstance(getattr(cls, flag), bool):
