@@ -11,7 +11,9 @@ credential and challenge stores and its settings section, and registers:
   `factors/<name>/*.html` on the template search path, below the app's own
   folder, so an operator's templates override them) and the plugin's `static/`
   served at `/factors/<name>/static/`;
-- the plugin's `device_blueprint()`, if any, at `/factors/<name>/`.
+- the plugin's `device_blueprint()`, if any, at `/factors/<name>/`;
+- the plugin's own catalogue, `translations/<lang>/LC_MESSAGES/messages.mo` beside its
+  class, merged into the app's (`add_translations`).
 
 The registry lives in `app.extensions["idp.factors"]`; `current_registry()`
 returns it. `register(cls)` adds a factor at run time (tests; a third-party
@@ -115,6 +117,8 @@ class FactorRegistry:
                        static_url_path="/static" if static.is_dir() else None,
                        url_prefix=f"/factors/{factor.name}")
         self.app.register_blueprint(bp)
+        if (folder / "translations").is_dir():
+            add_translations(self.app, folder / "translations")
         device = factor.device_blueprint()
         if device is not None:
             self.app.register_blueprint(device, url_prefix=f"/factors/{factor.name}",
@@ -237,6 +241,21 @@ class FactorRegistry:
             return []
         codes = self.store.for_factor(RECOVERY_CODES)
         return [code.id for code in codes.list(user) if self.remove_credential(user, code.id) is not None]
+
+
+def add_translations(app: Flask, directory: Path) -> None:
+    """Merge a plugin's catalogue (`directory/<lang>/LC_MESSAGES/messages.mo`, the default
+    domain) into the app's, so that its label, its messages and the `_()` of its templates
+    are in the reader's language; without it they stayed English, the app's catalogue knowing
+    none of them. Flask-Babel merges the directories in order: the plugin's go first and the
+    core's catalogue last, so a plugin cannot change the wording of the core's own strings."""
+    config = app.extensions.get("babel")
+    if config is None or str(directory) in config.translation_directories:
+        return
+    config.translation_directories.insert(0, str(directory))
+    domain = vars(config.instance).get("domain_instance")  # (a cached_property, once built)
+    if domain is not None:
+        domain.cache.clear()  # translations merged before this directory was known
 
 
 def init_app(app: Flask, settings) -> FactorRegistry:
