@@ -279,7 +279,9 @@ class Factor:
         """Optional click command or group, mounted as `idp factor <name>`.
 
         Runs with an app context (use `idp.factors.cli.with_app_context`); get the live instance with
-        `current_registry().get(cls.name)`::
+        `current_registry().get(cls.name)`. The command exists even when the factor is listed in
+        `factors.disabled` (the command tree is built before the settings are read): `get` then
+        raises `FactorNotFound`, which `idp` prints as one line, like any `FactorError`::
 
             @classmethod
             def cli_command(cls):

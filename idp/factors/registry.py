@@ -131,7 +131,8 @@ class FactorRegistry:
         try:
             return self._factors[name]
         except KeyError:
-            raise FactorNotFound(f"no enabled factor named {name!r}") from None
+            raise FactorNotFound(f"no enabled factor named {name!r} (not installed, or listed in "
+                                 f"factors.disabled)") from None
 
     def all(self, kind: FactorKind | str | None = None) -> list[Factor]:
         """Every enabled factor, optionally of one kind."""
