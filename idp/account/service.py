@@ -87,7 +87,12 @@ def begin(user: User, name: str) -> str:
     factor = {f.name: f for f in enrollable(user)}.get(name)
     if factor is None:
         raise AccountError(_l("This method is not available."))
-    step = factor.begin_enrolment(user_ref(user), context(factor))
+    from idp.login.steps.factor_step import FactorUnavailable, call_plugin, unavailable_message
+
+    try:  # (a plugin's failure is that method's alone, as at login)
+        step = call_plugin(factor, "begin_enrolment", user_ref(user), context(factor))
+    except FactorUnavailable:
+        raise AccountError(unavailable_message(factor)) from None
     # The view (a new TOTP seed, its QR code, an activation URI) sealed at rest, as in the login's
     # enrolment step (idp.login.steps.factor_step.remember_step).
     pending = PENDING.create(user.id, ttl=PENDING_TTL, payload={"factor": name, "state": step.state,

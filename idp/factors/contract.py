@@ -25,7 +25,8 @@ A minimal factor::
 
 Outcomes are values, not exceptions: `Verified`, `Rejected`, `Pending`, `Denied`
 from `verify`/`poll`, `Enrolled` or `Rejected` from `finish_enrolment`. Raise only
-`FactorError` subclasses, and only for operator problems.
+`FactorError` subclasses, and only for operator problems: the login logs one, rolls back
+what the plugin wrote and offers the user's other methods (idp.login.steps.factor_step).
 """
 from __future__ import annotations
 

@@ -142,3 +142,23 @@ def test_a_proof_whose_amr_no_id_token_may_carry_signs_no_one_in(live_server, se
     page = web.submit(page.form_with("code"), {"code": "polly"})
     assert web.last_redirect is None and page.status == 503
     assert counter_of(live_server, word, seeded) == 0
+
+
+class BrokenEnrolmentFactor(WordFactor):
+    """A factor whose enrolment cannot begin (its gateway is down)."""
+
+    name = "broken"
+    label = "Carrier pigeon"
+
+    def begin_enrolment(self, user, ctx):
+        raise FactorError("no pigeon in the loft")
+
+
+def test_an_enrolment_that_cannot_begin_on_the_security_page_is_said(live_server, seeded):
+    live_server.app.extensions["idp.factors"].register(BrokenEnrolmentFactor)
+    web = FormBrowser(live_server.url)
+    web.get("/account/security")
+    page = web.login(seeded.user_email, seeded.password)
+    page = web.submit(next(f for f in page.forms() if f["action"].endswith("/add/broken")))
+    assert page.status == 200 and page.url.endswith("/account/security")
+    assert "Carrier pigeon cannot be used at the moment" in html.unescape(page.text)
