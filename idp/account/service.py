@@ -75,12 +75,15 @@ def credentials(user: User) -> list[FactorRow]:
             for factor, description in current_registry().describe_credentials(user_ref(user))]
 
 
-def enrollable(user: User) -> list:
+def enrollable(user: User, *, finishing: bool = False) -> list:
+    """The factors the user may add (`finishing`: may finish adding, one begun when it was
+    offered, whose credential some factors store before the page's last step, as push does)."""
     decision = decision_for(user, {})
     factors = current_registry().all(kind=FactorKind.SECOND_FACTOR)
     if decision.allowed_factors is not None:
         factors = [f for f in factors if f.name in decision.allowed_factors]
-    return [f for f in factors if f.user_enrollable]
+    factors = [f for f in factors if f.user_enrollable]
+    return factors if finishing else enrolment.addable(factors, user_ref(user))
 
 
 def begin(user: User, name: str) -> str:
@@ -124,7 +127,7 @@ def pending(user: User, pending_id: str):
 def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[str] | None]:
     """Finish an enrolment; returns (credential, new recovery codes if this was the first second factor)."""
     info = pending(user, pending_id)
-    factor = {f.name: f for f in enrollable(user)}.get(info.payload["factor"])
+    factor = {f.name: f for f in enrollable(user, finishing=True)}.get(info.payload["factor"])
     if factor is None:
         raise AccountError(_l("This method is not available."))
     ref = user_ref(user)

@@ -96,7 +96,9 @@ class Factor:
     kind: ClassVar[FactorKind] = FactorKind.SECOND_FACTOR
     #: RFC 8176 values a successful `verify` contributes by default (a `Verified` may refine them).
     amr: ClassVar[tuple[str, ...]] = ()
-    #: Several credentials per user (several TOTP apps, several security keys).
+    #: Several credentials per user (several TOTP apps, several security keys). False: one (a set
+    #: of recovery codes, one mailbox): shown as one row, and not offered on the security page
+    #: again while the user holds it.
     allow_multiple: ClassVar[bool] = True
     #: The user may add it from the account page. False for admin-issued factors, whose credentials
     #: the user's page shows but only an admin renames or revokes (the page refuses with a 403).
