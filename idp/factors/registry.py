@@ -218,8 +218,19 @@ class FactorRegistry:
             if factor is None or (not factor.allow_multiple and factor.name in seen):
                 continue
             seen.add(factor.name)
-            rows.append((factor, factor.describe(credential)))
+            rows.append((factor, self._describe(factor, credential)))
         return rows
+
+    @staticmethod
+    def _describe(factor: Factor, credential: CredentialInfo) -> Description:
+        """The plugin's `describe`, or the contract's default (label and times) when it raises:
+        a bug in a plugin's facts must not take the security page down, from which the user
+        removes that very credential."""
+        try:
+            return factor.describe(credential)
+        except Exception:
+            log.exception("factor %r failed in describe()", factor.name)
+            return Factor.describe(factor, credential)
 
     def remove_credential(self, user: UserRef | int, credential_id: int) -> CredentialInfo | None:
         """Revoke any factor's credential of `user` and let its factor clean up; the caller commits."""

@@ -162,3 +162,44 @@ def test_an_enrolment_that_cannot_begin_on_the_security_page_is_said(live_server
     page = web.submit(next(f for f in page.forms() if f["action"].endswith("/add/broken")))
     assert page.status == 200 and page.url.endswith("/account/security")
     assert "Carrier pigeon cannot be used at the moment" in html.unescape(page.text)
+
+
+class UnsureFactor(WordFactor):
+    """A factor whose own check of the user's credentials fails (a service it asks is down)."""
+
+    name = "unsure"
+    label = "Hardware token"
+
+    def is_configured_for(self, user):
+        raise FactorError("the token server does not answer")
+
+
+def test_a_factor_whose_own_check_fails_is_left_out_not_the_login(live_server, seeded, rp_factory):
+    holding(live_server, seeded, WordFactor, UnsureFactor)
+    rp = rp_factory(seeded.first_party)
+    web = FormBrowser(live_server.url)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    assert page.status == 200 and not any(f["action"].endswith("/factor/unsure") for f in page.forms())
+    web.submit(page.form_with("code"), {"code": "polly"})
+    assert web.callback_params()["code"]
+
+
+class VagueFactor(WordFactor):
+    """A factor whose description of a credential fails."""
+
+    name = "vague"
+    label = "Smart card"
+
+    def describe(self, credential):
+        raise KeyError("facts")
+
+
+def test_a_factor_that_cannot_describe_its_credential_leaves_the_security_page(live_server, seeded):
+    holding(live_server, seeded, VagueFactor)
+    web = FormBrowser(live_server.url)
+    web.get("/account/security")
+    page = web.login(seeded.user_email, seeded.password)
+    page = web.submit(page.form_with("code"), {"code": "polly"})  # (the user's second factor is that one)
+    assert page.status == 200 and page.url.endswith("/account/security"), page.text[:300]
+    assert "Vague" in page.text  # the credential's label, and a way to remove it
