@@ -118,6 +118,12 @@ class Factor:
     #: rows, `idp user show --json` and the audit log keep the stable English text. A label a
     #: person typed or renamed is shown as typed. Example: `{"Recovery QR code": _l("Recovery QR code")}`.
     own_labels: ClassVar[Mapping[str, Any]] = {}
+    #: The factor's settings (`[factors.<name>]`) with their defaults, e.g. `{"ttl": 300,
+    #: "sender": ""}`; optional. Declared, the registry refuses a key not among them (a typo
+    #: would otherwise be ignored) and a value of another type than its default's, as the core
+    #: checks its own settings, and `self.settings` holds the defaults merged with what is set.
+    #: None (the default): the section is handed over as it is, unchecked.
+    default_settings: ClassVar[Mapping[str, Any] | None] = None
 
     def __init__(self, store: "CredentialStore", challenges: "ChallengeStore",
                  settings: Mapping[str, Any] | None = None) -> None:
@@ -317,6 +323,8 @@ def validate_class(cls: type, expected_name: str | None = None) -> list[str]:
     for flag in ("allow_multiple", "user_enrollable", "supports_poll", "phishing_resistant", "begins_quietly"):
         if not isinstance(getattr(cls, flag), bool):
             problems.append(f"{flag} must be a bool")
+    if cls.default_settings is not None and not isinstance(cls.default_settings, Mapping):
+        problems.append("default_settings must be a mapping of setting names to their defaults")
     required = ["begin_enrolment", "finish_enrolment", "begin_challenge", "verify"]
     if cls.supports_poll:
         required.append("poll")

@@ -26,7 +26,8 @@ import logging
 from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Iterable
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
 
 from flask import Blueprint, Flask, current_app
 
@@ -81,6 +82,7 @@ class FactorRegistry:
         self.settings = settings
         self.disabled = frozenset(settings.get("factors.disabled") or ())
         self._factors: dict[str, Factor] = {}
+        self._settings: dict[str, Mapping[str, Any]] = {}  # each factor's section, as it received it
         # Unbound store for the account and admin pages (every factor's credentials).
         self.store = CredentialStore(None, self.kind_of)
 
@@ -99,14 +101,16 @@ class FactorRegistry:
             return None
         if cls.name in self._factors:
             raise FactorLoadError(f"factor {cls.name!r} is registered twice")
+        settings = declared_settings(cls, self.settings.section(f"factors.{cls.name}"))
         factor = cls(store=CredentialStore(cls.name, self.kind_of), challenges=ChallengeStore(cls.name),
-                     settings=self.settings.section(f"factors.{cls.name}"))
+                     settings=settings)
         try:
             self._mount(factor)
         except AssertionError as exc:  # Flask refuses blueprints once the app has served a request
             raise FactorLoadError(f"factor {cls.name!r}: register factors before the app's first request "
                                   f"({exc})") from exc
         self._factors[cls.name] = factor
+        self._settings[cls.name] = settings
         return factor
 
     def _mount(self, factor: Factor) -> None:
@@ -179,11 +183,12 @@ class FactorRegistry:
         from idp.db import utcnow
 
         name = factor if isinstance(factor, str) else factor.name
+        settings = self._settings.get(name) or self.settings.section(f"factors.{name}")
         issuer = self.settings.issuer
         rp_id, origin = self.rp_id_and_origin()
         return AttemptContext(transaction_id=transaction_id, client_name=client_name, remote_addr=remote_addr,
                               user_agent=user_agent, now=now or utcnow(),
-                              settings=self.settings.section(f"factors.{name}"), urls=FactorUrls(name),
+                              settings=settings, urls=FactorUrls(name),
                               issuer=issuer, rp_id=rp_id, origin=origin)
 
     def rp_id_and_origin(self) -> tuple[str, str]:
@@ -253,6 +258,30 @@ class FactorRegistry:
             return []
         codes = self.store.for_factor(RECOVERY_CODES)
         return [code.id for code in codes.list(user) if self.remove_credential(user, code.id) is not None]
+
+
+def declared_settings(cls: type[Factor], given: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The factor's section as it receives it: with `default_settings` declared, checked against
+    them (no unknown key, each of its default's type: FactorMisconfigured naming the setting)
+    and merged over them; else `given` as it is."""
+    import difflib
+
+    from idp.config import type_problem
+
+    defaults = cls.default_settings
+    if defaults is None:
+        return given
+    for key, value in given.items():
+        setting = f"factors.{cls.name}.{key}"
+        if key not in defaults:
+            close = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.6)
+            hint = f"; did you mean factors.{cls.name}.{close[0]}?" if close else ""
+            raise FactorMisconfigured(f"unknown setting {setting}{hint}")
+        # (The settings are frozen: a list set in the file or a variable arrives as a tuple.)
+        problem = type_problem(list(value) if isinstance(value, tuple) else value, defaults[key])
+        if problem:
+            raise FactorMisconfigured(f"{setting} {problem}, not {value!r}")
+    return MappingProxyType({**defaults, **given})
 
 
 def add_translations(app: Flask, directory: Path) -> None:
