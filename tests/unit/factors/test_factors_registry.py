@@ -197,3 +197,21 @@ def test_undeclared_settings_are_handed_over_unchecked(tmp_path):
     app = make_app("sqlite:///" + str(tmp_path / "s.sqlite"), {"factors.parrot.anything": 1})
     with app.app_context():
         assert dict(current_registry().register(ParrotFactor).settings) == {"anything": 1}
+
+
+class CarelessParrot(ParrotFactor):
+    """Spends the credential's counter before looking at the answer."""
+
+    name = "careless_parrot"
+
+    def verify(self, user, state, response, ctx):
+        credential = self.store.list(user)[0]
+        self.store.advance_counter(credential.id, credential.counter + 1)
+        return super().verify(user, state, response, ctx)
+
+
+def test_the_conformance_kit_catches_garbage_that_spends_a_counter(factor_app, factor_user):
+    with pytest.raises(AssertionError, match="spent a counter or a code"):
+        run_conformance(CarelessParrot, factor_app, factor_user,
+                        answer_enrolment=lambda step, ctx: {"code": "polly"},
+                        answer_challenge=lambda step, cred, ctx: {"code": "polly"})
