@@ -53,7 +53,14 @@ def load_classes(disabled: Iterable[str] = ()) -> dict[str, type[Factor]]:
     """Import the classes of every installed, enabled factor (no app needed). Raises FactorLoadError."""
     skip = set(disabled)
     classes: dict[str, type[Factor]] = {}
+    declared: dict[str, str] = {}
     for ep in _entry_points():
+        if ep.name in declared and declared[ep.name] != ep.value:
+            # Two packages claim one name (a third-party "totp"): whichever came first on the
+            # path silently took the other's place, and with it its users' credentials.
+            raise FactorLoadError(f"factor plugin {ep.name!r} is declared twice: {declared[ep.name]} and "
+                                  f"{ep.value}; uninstall one")
+        declared[ep.name] = ep.value
         if ep.name in skip or ep.name in classes:
             continue
         try:

@@ -215,3 +215,25 @@ def test_the_conformance_kit_catches_garbage_that_spends_a_counter(factor_app, f
         run_conformance(CarelessParrot, factor_app, factor_user,
                         answer_enrolment=lambda step, ctx: {"code": "polly"},
                         answer_challenge=lambda step, cred, ctx: {"code": "polly"})
+
+
+def test_two_packages_declaring_one_factor_name_are_refused(monkeypatch):
+    """A third-party package that declares "totp" must not silently take the place of ours
+    (or be silently ignored): whichever came first on the path won, and the credentials of
+    every user's authenticator app went to the other class."""
+    class EntryPoint:
+        def __init__(self, value):
+            self.name, self.value, self.module = "parrot", value, value.partition(":")[0]
+
+        def load(self):
+            return ParrotFactor
+
+    monkeypatch.setattr(registry_module, "_entry_points",
+                        lambda: [EntryPoint("acme.parrot:ParrotFactor"), EntryPoint("other.parrot:Parrot")])
+    with pytest.raises(FactorLoadError, match="'parrot' is declared twice: acme.parrot:ParrotFactor and "
+                                              "other.parrot:Parrot"):
+        registry_module.load_classes()
+    # The same declaration met twice (one distribution seen on two paths) is one factor.
+    monkeypatch.setattr(registry_module, "_entry_points",
+                        lambda: [EntryPoint("acme.parrot:ParrotFactor"), EntryPoint("acme.parrot:ParrotFactor")])
+    assert registry_module.load_classes() == {"parrot": ParrotFactor}
