@@ -105,7 +105,8 @@ class Factor:
     user_enrollable: ClassVar[bool] = True
     #: Completes out of band: the page calls `poll` until it stops answering `Pending`.
     supports_poll: ClassVar[bool] = False
-    #: Bound to the origin (WebAuthn): for "phishing-resistant only" policies and `acr`.
+    #: Bound to the origin (WebAuthn). Declared for "phishing-resistant only" policies and `acr`;
+    #: no part of the core reads it yet (no such policy, no such acr value).
     phishing_resistant: ClassVar[bool] = False
     #: `begin_challenge` does nothing outside the `Step` it returns (it sends no message and
     #: writes no row): the pipeline may then begin it as the login enters the second-factor

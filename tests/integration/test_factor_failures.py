@@ -45,6 +45,8 @@ class WordFactor(Factor):
         credential = self.store.list(user)[0]
         # A code it spends before answering: unspent again when its answer is refused.
         assert self.store.advance_counter(credential.id, credential.counter + 1)
+        if self.answer_amr == "a boolean":  # (Sentry's authenticators answer True)
+            return True
         return Verified(credential.id, self.amr if self.answer_amr is None else self.answer_amr)
 
 
@@ -127,12 +129,13 @@ def test_a_check_that_crashes_is_refused_cleanly_and_counts_nothing(live_server,
     assert counter_of(live_server, word, seeded) == 1
 
 
-@pytest.mark.parametrize("amr", ["kba", (), ("email",), ("kba", None)], ids=["a-string", "none", "unregistered",
-                                                                          "not-text"])
-def test_a_proof_whose_amr_no_id_token_may_carry_signs_no_one_in(live_server, seeded, rp_factory, monkeypatch, amr):
+@pytest.mark.parametrize("amr", ["kba", (), ("email",), ("kba", None), "a boolean"],
+                         ids=["a-string", "none", "unregistered", "not-text", "no-outcome"])
+def test_an_answer_outside_the_contract_signs_no_one_in(live_server, seeded, rp_factory, monkeypatch, amr):
     """`Verified.amr` goes into the ID token: "kba" would read k, b, a; an empty one would make
-    a second factor proven look like the password alone. Refused like a failure of the plugin,
-    and what the check spent is unspent again."""
+    a second factor proven look like the password alone. Such an answer, or one that is no
+    outcome at all, is refused like a failure of the plugin, and what the check spent is
+    unspent again."""
     monkeypatch.setattr(WordFactor, "answer_amr", amr)
     word = holding(live_server, seeded, WordFactor)["word"]
     rp = rp_factory(seeded.first_party)

@@ -13,7 +13,7 @@ from idp.db import db
 from idp.factors.contract import amr_problem
 from idp.factors.registry import current_registry
 from idp.factors.sealed import open_view, seal_view
-from idp.factors.types import Enrolled, FactorKind, Verified
+from idp.factors.types import Denied, Enrolled, FactorKind, Pending, Rejected, Step, Verified
 from idp.login import gate, transaction
 from idp.login.steps.base import StepContext
 from idp.login.user import LoginUser
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 class FactorUnavailable(Exception):
     """A plugin failed: it raised (an operator problem it reports, a FactorError such as a
     gateway that is down or a key gone from the ring, or a bug), or it answered outside the
-    contract (`amr` values no ID token may carry). Logged once where it happened."""
+    contract (not one of the call's outcomes; `amr` values no ID token may carry). Logged once
+    where it happened."""
 
 
 def call_plugin(factor, method: str, *args: Any, rollback: bool = True) -> Any:
@@ -46,15 +47,29 @@ def call_plugin(factor, method: str, *args: Any, rollback: bool = True) -> Any:
         if rollback:
             db.session.rollback()
         raise FactorUnavailable(factor.name) from exc
+    problem = _outcome_problem(method, outcome)
+    if problem:
+        log.error("factor %r answered %s() outside the contract: %s", factor.name, method, problem)
+        if rollback:
+            db.session.rollback()
+        raise FactorUnavailable(factor.name)
+    return outcome
+
+
+# What each call may answer (contract.py); anything else (a bare True, None) is the plugin's failure.
+_OUTCOMES = {"begin_challenge": (Step,), "begin_enrolment": (Step,), "finish_enrolment": (Enrolled, Rejected),
+             "verify": (Verified, Rejected, Pending, Denied), "poll": (Verified, Rejected, Pending, Denied),
+             "wait": (Verified, Rejected, Pending, Denied)}
+
+
+def _outcome_problem(method: str, outcome: Any) -> str | None:
+    expected = _OUTCOMES.get(method)
+    if expected is not None and not isinstance(outcome, expected):
+        return f"{outcome!r} is not one of {', '.join(kind.__name__ for kind in expected)}"
     # What a login records goes into its ID token: a proof's amr (an enrolment's, when it gives one).
     if isinstance(outcome, Verified) or (isinstance(outcome, Enrolled) and outcome.amr is not None):
-        problem = amr_problem(outcome.amr)
-        if problem:
-            log.error("factor %r answered %s() outside the contract: %s", factor.name, method, problem)
-            if rollback:
-                db.session.rollback()
-            raise FactorUnavailable(factor.name)
-    return outcome
+        return amr_problem(outcome.amr)
+    return None
 
 
 def unavailable_message(factor) -> str:
