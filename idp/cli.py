@@ -1161,6 +1161,10 @@ def _refusal(exc: Exception) -> str | None:
         return f"configuration: {exc}"
     if _raised(exc, "idp.users", "AccountRefused") or _raised(exc, "idp.clients", "ClientRefused"):
         return str(exc)  # idp.users' and idp.clients' refusals
+    if _raised(exc, "idp.factors.errors", "FactorError"):
+        # An operator problem a plugin's command ran into (`idp factor NAME` of a factor listed
+        # in factors.disabled: FactorNotFound; a secret whose key left the ring): its message.
+        return str(exc)
     if _raised(exc, "sqlalchemy.exc", "SQLAlchemyError"):
         detail = getattr(exc, "orig", None) or exc
         return f"database: {str(detail).splitlines()[0] if str(detail) else type(detail).__name__}"

@@ -84,6 +84,10 @@ def _type_problem(value: Any, default: Any) -> str | None:
     return None
 
 
+#: For a factor plugin's declared settings (Factor.default_settings, checked by the registry).
+type_problem = _type_problem
+
+
 def _parse_env_value(raw: str, default: Any = None, name: str = "") -> Any:
     """An IDP_* value, read as the type of the setting it overrides (config/default.toml).
 

@@ -75,19 +75,27 @@ def credentials(user: User) -> list[FactorRow]:
             for factor, description in current_registry().describe_credentials(user_ref(user))]
 
 
-def enrollable(user: User) -> list:
+def enrollable(user: User, *, finishing: bool = False) -> list:
+    """The factors the user may add (`finishing`: may finish adding, one begun when it was
+    offered, whose credential some factors store before the page's last step, as push does)."""
     decision = decision_for(user, {})
     factors = current_registry().all(kind=FactorKind.SECOND_FACTOR)
     if decision.allowed_factors is not None:
         factors = [f for f in factors if f.name in decision.allowed_factors]
-    return [f for f in factors if f.user_enrollable]
+    factors = [f for f in factors if f.user_enrollable]
+    return factors if finishing else enrolment.addable(factors, user_ref(user))
 
 
 def begin(user: User, name: str) -> str:
     factor = {f.name: f for f in enrollable(user)}.get(name)
     if factor is None:
         raise AccountError(_l("This method is not available."))
-    step = factor.begin_enrolment(user_ref(user), context(factor))
+    from idp.login.steps.factor_step import FactorUnavailable, call_plugin, unavailable_message
+
+    try:  # (a plugin's failure is that method's alone, as at login)
+        step = call_plugin(factor, "begin_enrolment", user_ref(user), context(factor))
+    except FactorUnavailable:
+        raise AccountError(unavailable_message(factor)) from None
     # The view (a new TOTP seed, its QR code, an activation URI) sealed at rest, as in the login's
     # enrolment step (idp.login.steps.factor_step.remember_step).
     pending = PENDING.create(user.id, ttl=PENDING_TTL, payload={"factor": name, "state": step.state,
@@ -123,7 +131,7 @@ def pending(user: User, pending_id: str):
 def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[str] | None]:
     """Finish an enrolment; returns (credential, new recovery codes if this was the first second factor)."""
     info = pending(user, pending_id)
-    factor = {f.name: f for f in enrollable(user)}.get(info.payload["factor"])
+    factor = {f.name: f for f in enrollable(user, finishing=True)}.get(info.payload["factor"])
     if factor is None:
         raise AccountError(_l("This method is not available."))
     ref = user_ref(user)
@@ -133,7 +141,12 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
     if PENDING.answer(pending_id, "done", commit=False) is None:
         db.session.rollback()
         raise AccountError(_l("This enrolment was already finished."))
-    outcome = factor.finish_enrolment(ref, info.payload["state"], response, context(factor))
+    from idp.login.steps.factor_step import FactorUnavailable, call_plugin, unavailable_message
+
+    try:  # (as at login: a plugin's failure, or an amr no ID token may carry, is that method's alone)
+        outcome = call_plugin(factor, "finish_enrolment", ref, info.payload["state"], response, context(factor))
+    except FactorUnavailable:  # rolled back, the claim too
+        raise AccountError(unavailable_message(factor)) from None
     if not isinstance(outcome, Enrolled):
         db.session.rollback()  # the claim too: the user may try another code
         from idp.login.steps.second_factor import message_for  # the login's wording, for the same failures

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from sqlalchemy import select, update
 
 from idp.db import db, utcnow
+from idp.factors.store import commits_with_step
 from idp.factors.types import UserRef
 from idp.models import FactorChallenge
 from idp.security.text import storable
@@ -138,7 +139,10 @@ class ChallengeStore:
         With `commit=False` the answer commits with what the caller writes next (the row stays
         locked until then, so a racing answer waits and then finds it answered), and a rollback
         undoes it: for an answer that is only worth spending together with what it buys (a
-        device's credential)."""
+        device's credential). Called from `verify` at login, it commits with the login step's
+        outcome, as the credential store's gates do (`gates_commit_with_step`): committed at
+        once, it let go of the user the step holds, and a second copy of the same form found
+        the code spent and moved the login before the copy that spent it could."""
         if status == PENDING:
             raise ValueError("a challenge cannot be answered with 'pending'")
         if not storable(challenge_id):
@@ -150,7 +154,7 @@ class ChallengeStore:
         row = db.claim(FactorChallenge,
                        where=[FactorChallenge.id == challenge_id, FactorChallenge.factor == self.factor,
                               FactorChallenge.status == PENDING, FactorChallenge.expires_at > stamp],
-                       values=values, commit=commit)
+                       values=values, commit=commit and not commits_with_step())
         return _info(row) if row else None
 
     def expire(self, challenge_id: str, *, now: datetime | None = None) -> bool:

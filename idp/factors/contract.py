@@ -25,7 +25,8 @@ A minimal factor::
 
 Outcomes are values, not exceptions: `Verified`, `Rejected`, `Pending`, `Denied`
 from `verify`/`poll`, `Enrolled` or `Rejected` from `finish_enrolment`. Raise only
-`FactorError` subclasses, and only for operator problems.
+`FactorError` subclasses, and only for operator problems: the login logs one, rolls back
+what the plugin wrote and offers the user's other methods (idp.login.steps.factor_step).
 """
 from __future__ import annotations
 
@@ -47,6 +48,17 @@ RFC8176_AMR = frozenset({
     "face", "fpt", "geo", "hwk", "iris", "kba", "mca", "mfa", "otp", "pin", "pop", "pwd", "rba", "retina",
     "sc", "sms", "swk", "tel", "user", "vbm", "wia",
 })
+
+
+def amr_problem(values: Any) -> str | None:
+    """What is wrong with `amr` values a factor declares or an outcome (`Verified`, `Enrolled`)
+    carries, or None: they must be a non-empty tuple (or list) of RFC 8176 values. They end in
+    the ID token as they are: a bare string ("otp") would be spelt out letter by letter, an
+    empty list would make a second factor proven read as the password alone."""
+    if not isinstance(values, (tuple, list)) or not values \
+            or any(not isinstance(v, str) or v not in RFC8176_AMR for v in values):
+        return f"amr {values!r} must be a non-empty tuple of RFC 8176 values"
+    return None
 
 
 def untranslated(label: Any) -> str:
@@ -84,14 +96,17 @@ class Factor:
     kind: ClassVar[FactorKind] = FactorKind.SECOND_FACTOR
     #: RFC 8176 values a successful `verify` contributes by default (a `Verified` may refine them).
     amr: ClassVar[tuple[str, ...]] = ()
-    #: Several credentials per user (several TOTP apps, several security keys).
+    #: Several credentials per user (several TOTP apps, several security keys). False: one (a set
+    #: of recovery codes, one mailbox): shown as one row, and not offered on the security page
+    #: again while the user holds it.
     allow_multiple: ClassVar[bool] = True
     #: The user may add it from the account page. False for admin-issued factors, whose credentials
     #: the user's page shows but only an admin renames or revokes (the page refuses with a 403).
     user_enrollable: ClassVar[bool] = True
     #: Completes out of band: the page calls `poll` until it stops answering `Pending`.
     supports_poll: ClassVar[bool] = False
-    #: Bound to the origin (WebAuthn): for "phishing-resistant only" policies and `acr`.
+    #: Bound to the origin (WebAuthn). Declared for "phishing-resistant only" policies and `acr`;
+    #: no part of the core reads it yet (no such policy, no such acr value).
     phishing_resistant: ClassVar[bool] = False
     #: `begin_challenge` does nothing outside the `Step` it returns (it sends no message and
     #: writes no row): the pipeline may then begin it as the login enters the second-factor
@@ -104,6 +119,12 @@ class Factor:
     #: rows, `idp user show --json` and the audit log keep the stable English text. A label a
     #: person typed or renamed is shown as typed. Example: `{"Recovery QR code": _l("Recovery QR code")}`.
     own_labels: ClassVar[Mapping[str, Any]] = {}
+    #: The factor's settings (`[factors.<name>]`) with their defaults, e.g. `{"ttl": 300,
+    #: "sender": ""}`; optional. Declared, the registry refuses a key not among them (a typo
+    #: would otherwise be ignored) and a value of another type than its default's, as the core
+    #: checks its own settings, and `self.settings` holds the defaults merged with what is set.
+    #: None (the default): the section is handed over as it is, unchecked.
+    default_settings: ClassVar[Mapping[str, Any] | None] = None
 
     def __init__(self, store: "CredentialStore", challenges: "ChallengeStore",
                  settings: Mapping[str, Any] | None = None) -> None:
@@ -268,7 +289,9 @@ class Factor:
         """Optional click command or group, mounted as `idp factor <name>`.
 
         Runs with an app context (use `idp.factors.cli.with_app_context`); get the live instance with
-        `current_registry().get(cls.name)`::
+        `current_registry().get(cls.name)`. The command exists even when the factor is listed in
+        `factors.disabled` (the command tree is built before the settings are read): `get` then
+        raises `FactorNotFound`, which `idp` prints as one line, like any `FactorError`::
 
             @classmethod
             def cli_command(cls):
@@ -296,11 +319,13 @@ def validate_class(cls: type, expected_name: str | None = None) -> list[str]:
         problems.append("label must not be empty")
     if not isinstance(cls.kind, FactorKind):
         problems.append(f"kind {cls.kind!r} must be a FactorKind")
-    if not isinstance(cls.amr, tuple) or not cls.amr or any(v not in RFC8176_AMR for v in cls.amr):
+    if not isinstance(cls.amr, tuple) or amr_problem(cls.amr):
         problems.append(f"amr {cls.amr!r} must be a non-empty tuple of RFC 8176 values")
     for flag in ("allow_multiple", "user_enrollable", "supports_poll", "phishing_resistant", "begins_quietly"):
         if not isinstance(getattr(cls, flag), bool):
             problems.append(f"{flag} must be a bool")
+    if cls.default_settings is not None and not isinstance(cls.default_settings, Mapping):
+        problems.append("default_settings must be a mapping of setting names to their defaults")
     required = ["begin_enrolment", "finish_enrolment", "begin_challenge", "verify"]
     if cls.supports_poll:
         required.append("poll")

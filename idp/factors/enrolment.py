@@ -13,6 +13,16 @@ from idp.factors.registry import current_registry
 from idp.factors.types import Enrolled
 
 
+def addable(factors: list, user) -> list:
+    """Those of `factors` the user may enrol now: a factor that keeps one credential per user
+    (`allow_multiple = False`) only while the user holds none of it. Offered again, a second
+    enrolment stored a second credential that the security page, which shows such a factor as
+    one row (registry.describe_credentials), never listed: removing "it" left the other one
+    signing the user in."""
+    held = current_registry().store.factors_held(user)
+    return [f for f in factors if f.allow_multiple or f.name not in held]
+
+
 def credentials_before(user) -> frozenset[int]:
     """The ids of the user's live credentials, read before `finish_enrolment` is called."""
     return frozenset(credential.id for credential in current_registry().store.list(user))

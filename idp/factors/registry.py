@@ -11,7 +11,9 @@ credential and challenge stores and its settings section, and registers:
   `factors/<name>/*.html` on the template search path, below the app's own
   folder, so an operator's templates override them) and the plugin's `static/`
   served at `/factors/<name>/static/`;
-- the plugin's `device_blueprint()`, if any, at `/factors/<name>/`.
+- the plugin's `device_blueprint()`, if any, at `/factors/<name>/`;
+- the plugin's own catalogue, `translations/<lang>/LC_MESSAGES/messages.mo` beside its
+  class, merged into the app's (`add_translations`).
 
 The registry lives in `app.extensions["idp.factors"]`; `current_registry()`
 returns it. `register(cls)` adds a factor at run time (tests; a third-party
@@ -24,7 +26,8 @@ import logging
 from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Iterable
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
 
 from flask import Blueprint, Flask, current_app
 
@@ -50,7 +53,14 @@ def load_classes(disabled: Iterable[str] = ()) -> dict[str, type[Factor]]:
     """Import the classes of every installed, enabled factor (no app needed). Raises FactorLoadError."""
     skip = set(disabled)
     classes: dict[str, type[Factor]] = {}
+    declared: dict[str, str] = {}
     for ep in _entry_points():
+        if ep.name in declared and declared[ep.name] != ep.value:
+            # Two packages claim one name (a third-party "totp"): whichever came first on the
+            # path silently took the other's place, and with it its users' credentials.
+            raise FactorLoadError(f"factor plugin {ep.name!r} is declared twice: {declared[ep.name]} and "
+                                  f"{ep.value}; uninstall one")
+        declared[ep.name] = ep.value
         if ep.name in skip or ep.name in classes:
             continue
         try:
@@ -79,6 +89,7 @@ class FactorRegistry:
         self.settings = settings
         self.disabled = frozenset(settings.get("factors.disabled") or ())
         self._factors: dict[str, Factor] = {}
+        self._settings: dict[str, Mapping[str, Any]] = {}  # each factor's section, as it received it
         # Unbound store for the account and admin pages (every factor's credentials).
         self.store = CredentialStore(None, self.kind_of)
 
@@ -97,14 +108,16 @@ class FactorRegistry:
             return None
         if cls.name in self._factors:
             raise FactorLoadError(f"factor {cls.name!r} is registered twice")
+        settings = declared_settings(cls, self.settings.section(f"factors.{cls.name}"))
         factor = cls(store=CredentialStore(cls.name, self.kind_of), challenges=ChallengeStore(cls.name),
-                     settings=self.settings.section(f"factors.{cls.name}"))
+                     settings=settings)
         try:
             self._mount(factor)
         except AssertionError as exc:  # Flask refuses blueprints once the app has served a request
             raise FactorLoadError(f"factor {cls.name!r}: register factors before the app's first request "
                                   f"({exc})") from exc
         self._factors[cls.name] = factor
+        self._settings[cls.name] = settings
         return factor
 
     def _mount(self, factor: Factor) -> None:
@@ -115,6 +128,8 @@ class FactorRegistry:
                        static_url_path="/static" if static.is_dir() else None,
                        url_prefix=f"/factors/{factor.name}")
         self.app.register_blueprint(bp)
+        if (folder / "translations").is_dir():
+            add_translations(self.app, folder / "translations")
         device = factor.device_blueprint()
         if device is not None:
             self.app.register_blueprint(device, url_prefix=f"/factors/{factor.name}",
@@ -127,7 +142,8 @@ class FactorRegistry:
         try:
             return self._factors[name]
         except KeyError:
-            raise FactorNotFound(f"no enabled factor named {name!r}") from None
+            raise FactorNotFound(f"no enabled factor named {name!r} (not installed, or listed in "
+                                 f"factors.disabled)") from None
 
     def all(self, kind: FactorKind | str | None = None) -> list[Factor]:
         """Every enabled factor, optionally of one kind."""
@@ -174,11 +190,12 @@ class FactorRegistry:
         from idp.db import utcnow
 
         name = factor if isinstance(factor, str) else factor.name
+        settings = self._settings.get(name) or self.settings.section(f"factors.{name}")
         issuer = self.settings.issuer
         rp_id, origin = self.rp_id_and_origin()
         return AttemptContext(transaction_id=transaction_id, client_name=client_name, remote_addr=remote_addr,
                               user_agent=user_agent, now=now or utcnow(),
-                              settings=self.settings.section(f"factors.{name}"), urls=FactorUrls(name),
+                              settings=settings, urls=FactorUrls(name),
                               issuer=issuer, rp_id=rp_id, origin=origin)
 
     def rp_id_and_origin(self) -> tuple[str, str]:
@@ -213,8 +230,19 @@ class FactorRegistry:
             if factor is None or (not factor.allow_multiple and factor.name in seen):
                 continue
             seen.add(factor.name)
-            rows.append((factor, factor.describe(credential)))
+            rows.append((factor, self._describe(factor, credential)))
         return rows
+
+    @staticmethod
+    def _describe(factor: Factor, credential: CredentialInfo) -> Description:
+        """The plugin's `describe`, or the contract's default (label and times) when it raises:
+        a bug in a plugin's facts must not take the security page down, from which the user
+        removes that very credential."""
+        try:
+            return factor.describe(credential)
+        except Exception:
+            log.exception("factor %r failed in describe()", factor.name)
+            return Factor.describe(factor, credential)
 
     def remove_credential(self, user: UserRef | int, credential_id: int) -> CredentialInfo | None:
         """Revoke any factor's credential of `user` and let its factor clean up; the caller commits."""
@@ -237,6 +265,45 @@ class FactorRegistry:
             return []
         codes = self.store.for_factor(RECOVERY_CODES)
         return [code.id for code in codes.list(user) if self.remove_credential(user, code.id) is not None]
+
+
+def declared_settings(cls: type[Factor], given: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The factor's section as it receives it: with `default_settings` declared, checked against
+    them (no unknown key, each of its default's type: FactorMisconfigured naming the setting)
+    and merged over them; else `given` as it is."""
+    import difflib
+
+    from idp.config import type_problem
+
+    defaults = cls.default_settings
+    if defaults is None:
+        return given
+    for key, value in given.items():
+        setting = f"factors.{cls.name}.{key}"
+        if key not in defaults:
+            close = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.6)
+            hint = f"; did you mean factors.{cls.name}.{close[0]}?" if close else ""
+            raise FactorMisconfigured(f"unknown setting {setting}{hint}")
+        # (The settings are frozen: a list set in the file or a variable arrives as a tuple.)
+        problem = type_problem(list(value) if isinstance(value, tuple) else value, defaults[key])
+        if problem:
+            raise FactorMisconfigured(f"{setting} {problem}, not {value!r}")
+    return MappingProxyType({**defaults, **given})
+
+
+def add_translations(app: Flask, directory: Path) -> None:
+    """Merge a plugin's catalogue (`directory/<lang>/LC_MESSAGES/messages.mo`, the default
+    domain) into the app's, so that its label, its messages and the `_()` of its templates
+    are in the reader's language; without it they stayed English, the app's catalogue knowing
+    none of them. Flask-Babel merges the directories in order: the plugin's go first and the
+    core's catalogue last, so a plugin cannot change the wording of the core's own strings."""
+    config = app.extensions.get("babel")
+    if config is None or str(directory) in config.translation_directories:
+        return
+    config.translation_directories.insert(0, str(directory))
+    domain = vars(config.instance).get("domain_instance")  # (a cached_property, once built)
+    if domain is not None:
+        domain.cache.clear()  # translations merged before this directory was known
 
 
 def init_app(app: Flask, settings) -> FactorRegistry:

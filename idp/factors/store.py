@@ -142,6 +142,12 @@ def gates_commit_with_step() -> Iterator[None]:
         setattr(g, _GATES_WITH_STEP, previous)
 
 
+def commits_with_step() -> bool:
+    """Whether a gate called now leaves its commit to the login step (`gates_commit_with_step`):
+    the credential store's, and the challenge store's `answer`."""
+    return has_request_context() and g.get(_GATES_WITH_STEP, False)
+
+
 def _gate(column: str, *, of_factor: bool):
     """The exactly-once UPDATE of `advance_counter` (column "counter") or `consume` ("used_at")."""
     key = ("gate", column, of_factor)
@@ -430,7 +436,7 @@ class CredentialStore:
         statement = _gate(column, of_factor=bool(self.factor))
         _forget_live_rows()
         passed = db.run(statement, dict(values, of_factor=self.factor)).first()
-        if commit and not (has_request_context() and g.get(_GATES_WITH_STEP, False)):
+        if commit and not commits_with_step():
             db.session.commit()
         return passed is not None
 

@@ -10,8 +10,9 @@ pipeline relies on, for first-party and third-party factors alike:
   store nothing;
 - the enrolment round trip stores exactly one credential, `is_configured_for` turns True and
   `describe` works on it;
+- garbage responses to `verify` spend nothing (no counter moved, no code used);
 - with `answer_challenge`, the challenge round trip is `Verified` with RFC 8176 `amr` values
-  and the credential's id.
+  (as the login checks them) and the credential's id.
 
 Use it from pytest::
 
@@ -27,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from idp.factors.contract import RFC8176_AMR, Factor, label_text, validate_class
+from idp.factors.contract import Factor, amr_problem, label_text, validate_class
 from idp.factors.types import (AttemptContext, CredentialInfo, Description, Enrolled, Pending, Rejected, Step,
                                UserRef, Verified)
 
@@ -187,6 +188,7 @@ def run_conformance(factor_cls: type[Factor], app, user: UserRef, *,
         assert factor.store.count(user) == before, f"finish_enrolment({garbage!r}) stored something"
     outcome = factor.finish_enrolment(user, state, answer_enrolment(step, enrolling), enrolling)
     assert isinstance(outcome, Enrolled), f"enrolment round trip returned {outcome!r}"
+    assert outcome.amr is None or not amr_problem(outcome.amr), amr_problem(outcome.amr)
     db.session.commit()
     credential = outcome.credential
     assert isinstance(credential, CredentialInfo) and credential.factor == factor.name
@@ -200,21 +202,28 @@ def run_conformance(factor_cls: type[Factor], app, user: UserRef, *,
     step = factor.begin_challenge(user, ctx)
     assert isinstance(step, Step) and isinstance(step.view, dict)
     state = _json_round_trip(step.state)
+    spent = _spent(factor, user)
     for garbage in GARBAGE_RESPONSES:
         outcome = factor.verify(user, state, garbage, ctx)
         # A factor that completes elsewhere may rightly answer garbage with Pending (nobody answered yet).
         allowed = (Rejected, Pending) if factor.supports_poll else (Rejected,)
         assert isinstance(outcome, allowed), f"verify({garbage!r}) returned {outcome!r}"
         db.session.rollback()
+        assert _spent(factor, user) == spent, f"verify({garbage!r}) spent a counter or a code"
     if answer_challenge is not None:
         step = factor.begin_challenge(user, ctx)
         state = _json_round_trip(step.state)
         outcome = factor.verify(user, state, answer_challenge(step, credential, ctx), ctx)
         assert isinstance(outcome, Verified), f"challenge round trip returned {outcome!r}"
-        assert outcome.amr and set(outcome.amr) <= RFC8176_AMR
+        assert not amr_problem(outcome.amr), amr_problem(outcome.amr)  # (the login refuses it)
         assert outcome.credential_id in [c.id for c in factor.store.list(user)]
         db.session.commit()
     return credential
+
+
+def _spent(factor: Factor, user: UserRef) -> list:
+    """What the gates move (counters, uses) on the user's credentials of `factor`."""
+    return [(c.id, c.counter, c.used_at) for c in factor.store.list(user)]
 
 
 def database_url_for_tests(tmp_path) -> str:

@@ -6,6 +6,7 @@ the next state.
 """
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 
 from sqlalchemy import bindparam, null, select, update
@@ -17,6 +18,8 @@ from idp.login.transaction import State
 from idp.login.user import UserLike
 from idp.models import Credential, User
 from idp.policy import decide as policy
+
+log = logging.getLogger(__name__)
 
 
 def user_ref(user: UserLike) -> UserRef:
@@ -52,7 +55,19 @@ def _usable(user: UserLike, factors) -> list:
     held = _held(user)
     ref = user_ref(user)
     return [f for f in factors
-            if f.name in held and (type(f).is_configured_for is Factor.is_configured_for or f.is_configured_for(ref))]
+            if f.name in held and (type(f).is_configured_for is Factor.is_configured_for or _configured(f, ref))]
+
+
+def _configured(factor, ref: UserRef) -> bool:
+    """The plugin's `is_configured_for`; a plugin that raises (a bug, a service it asks that is
+    down) is not usable now, logged. It was a 500 on the password's POST and every page after
+    it, for every user holding that factor, whatever else they held. Still held, it still
+    counts as the user's second factor (`_held_factor_names`): the login asks for another."""
+    try:
+        return bool(factor.is_configured_for(ref))
+    except Exception:
+        log.exception("factor %r failed in is_configured_for()", factor.name)
+        return False
 
 
 def _held_factor_names(user: UserLike) -> list[str]:

@@ -22,7 +22,8 @@ from idp.login.forms import CodeForm
 from idp.login.steps import recovery_codes
 from idp.login.steps.second_factor import message_for
 from idp.login.steps.base import StepContext
-from idp.login.steps.factor_step import attempt_context, plugin_response, remember_step, step_record, stored, user_of
+from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, call_plugin, plugin_response,
+                                         remember_step, step_record, stored, unavailable_message, user_of)
 from idp.login.transaction import State
 
 
@@ -68,11 +69,12 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
     name, _state, view = stored(ctx)
     usable = {f.name: f for f in choices}
     if name not in usable:
-        if len(choices) > 1:
+        if len(choices) == 1 and not _begin(ctx, user, choices[0]) and error is None:
+            error, status = unavailable_message(choices[0]), 503
+        name, _state, view = stored(ctx)
+        if name not in usable:  # several to choose from, or the only one could not begin
             return ctx.render("login/enrol_choose.html", status=status, form=form or CodeForm(formdata=None),
                               choices=choices, error=error, may_postpone=postpone, switching=switching)
-        _begin(ctx, user, choices[0])
-        name, _state, view = stored(ctx)
     factor = usable[name]
     templates = [f"factors/{name}/enrol.html", "login/enrol_generic.html"]
     return ctx.render(templates, status=status, form=form or CodeForm(formdata=None), view=view, factor=factor,
@@ -81,15 +83,20 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
 
 
 def _begin(ctx: StepContext, user, factor) -> bool:
-    step = factor.begin_enrolment(gate.user_ref(user), attempt_context(ctx, factor))
-    return remember_step(ctx, factor.name, step, sealed=True)
+    """Begin `factor`'s enrolment and keep it; False when the plugin failed (logged, rolled back)."""
+    try:
+        step = call_plugin(factor, "begin_enrolment", gate.user_ref(user), attempt_context(ctx, factor))
+    except FactorUnavailable:
+        return False
+    remember_step(ctx, factor.name, step, sealed=True)
+    return True
 
 
 def choose(ctx: StepContext, name: str):
     user = user_of(ctx)
     usable = {f.name: f for f in enrollable(ctx, user)}
-    if name in usable:
-        _begin(ctx, user, usable[name])
+    if name in usable and not _begin(ctx, user, usable[name]):
+        return show(ctx, unavailable_message(usable[name]), 503)
     return redirect(url_for("login.step", handle=ctx.handle))
 
 
@@ -117,7 +124,11 @@ def submit(ctx: StepContext):
         return pipeline.redirect_to(ctx.handle)
     ref = gate.user_ref(user)
     before = enrolment.credentials_before(ref)
-    outcome = factor.finish_enrolment(ref, state, plugin_response(), attempt_context(ctx, factor))
+    try:
+        outcome = call_plugin(factor, "finish_enrolment", ref, state, plugin_response(), attempt_context(ctx, factor))
+    except FactorUnavailable:  # rolled back, the claim too: the form may be posted again
+        ctx.row.version = form.posted_version()
+        return show(ctx, unavailable_message(factor), 503)
     if not isinstance(outcome, Enrolled):
         db.session.rollback()  # the claim too: the form may be posted again
         ctx.row.version = form.posted_version()

@@ -1,14 +1,19 @@
 """What the second-factor and enrolment steps share: the user, the factor context, the stored plugin state."""
 from __future__ import annotations
 
+import logging
 import time
 from datetime import datetime
+from typing import Any
 
 from flask import request
+from flask_babel import gettext as _
 
+from idp.db import db
+from idp.factors.contract import amr_problem
 from idp.factors.registry import current_registry
 from idp.factors.sealed import open_view, seal_view
-from idp.factors.types import FactorKind
+from idp.factors.types import Denied, Enrolled, FactorKind, Pending, Rejected, Step, Verified
 from idp.login import gate, transaction
 from idp.login.steps.base import StepContext
 from idp.login.user import LoginUser
@@ -16,6 +21,60 @@ from idp.security.guess_keys import address_key
 
 # Form fields the pipeline owns; everything else posted goes to the plugin as its response.
 PIPELINE_FIELDS = {"csrf_token", "version", "submit"}
+log = logging.getLogger(__name__)
+
+
+class FactorUnavailable(Exception):
+    """A plugin failed: it raised (an operator problem it reports, a FactorError such as a
+    gateway that is down or a key gone from the ring, or a bug), or it answered outside the
+    contract (not one of the call's outcomes; `amr` values no ID token may carry). Logged once
+    where it happened."""
+
+
+def call_plugin(factor, method: str, *args: Any, rollback: bool = True) -> Any:
+    """`factor.<method>(*args)`, with the plugin's failure turned into `FactorUnavailable` and
+    what it wrote rolled back (a code it spent stays unspent: `gates_commit_with_step`).
+
+    A plugin is someone else's code: its failure must cost the user that one method, not the
+    login. Let through, it was a 500 on every load of the page that begins it, and the page
+    that offers the user's other methods (and recovery) was never shown again. `rollback=False`
+    for a caller whose transaction holds writes of its own (a challenge begun quietly, which
+    by contract writes nothing)."""
+    try:
+        outcome = getattr(factor, method)(*args)
+    except Exception as exc:
+        log.exception("factor %r failed in %s()", factor.name, method)
+        if rollback:
+            db.session.rollback()
+        raise FactorUnavailable(factor.name) from exc
+    problem = _outcome_problem(method, outcome)
+    if problem:
+        log.error("factor %r answered %s() outside the contract: %s", factor.name, method, problem)
+        if rollback:
+            db.session.rollback()
+        raise FactorUnavailable(factor.name)
+    return outcome
+
+
+# What each call may answer (contract.py); anything else (a bare True, None) is the plugin's failure.
+_OUTCOMES = {"begin_challenge": (Step,), "begin_enrolment": (Step,), "finish_enrolment": (Enrolled, Rejected),
+             "verify": (Verified, Rejected, Pending, Denied), "poll": (Verified, Rejected, Pending, Denied),
+             "wait": (Verified, Rejected, Pending, Denied)}
+
+
+def _outcome_problem(method: str, outcome: Any) -> str | None:
+    expected = _OUTCOMES.get(method)
+    if expected is not None and not isinstance(outcome, expected):
+        return f"{outcome!r} is not one of {', '.join(kind.__name__ for kind in expected)}"
+    # What a login records goes into its ID token: a proof's amr (an enrolment's, when it gives one).
+    if isinstance(outcome, Verified) or (isinstance(outcome, Enrolled) and outcome.amr is not None):
+        return amr_problem(outcome.amr)
+    return None
+
+
+def unavailable_message(factor) -> str:
+    return _("%(method)s cannot be used at the moment. Use another method, or try again later.",
+             method=str(factor.label))
 
 
 def user_of(ctx: StepContext) -> LoginUser:

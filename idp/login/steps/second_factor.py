@@ -24,8 +24,9 @@ from idp.factors.waiting import one_wait_per
 from idp.login import gate, pipeline, transaction
 from idp.login.forms import CodeForm
 from idp.login.steps.base import StepContext, wait_message
-from idp.login.steps.factor_step import (attempt_context, choices, lockout_keys, plugin_response, remember_step,
-                                         step_record, stored, user_lockout_key, user_of)
+from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, call_plugin, choices, lockout_keys,
+                                         plugin_response, remember_step, step_record, stored, unavailable_message,
+                                         user_lockout_key, user_of)
 from idp.login.transaction import State
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,24 @@ def message_for(outcome: Rejected | None = None) -> str:
 
 
 def _begin(ctx: StepContext, user, factor) -> bool:
-    step = factor.begin_challenge(gate.user_ref(user), attempt_context(ctx, factor))
-    return remember_step(ctx, factor.name, step)
+    """Begin `factor`'s challenge and keep it; False when the plugin failed (logged, rolled back)."""
+    try:
+        step = call_plugin(factor, "begin_challenge", gate.user_ref(user), attempt_context(ctx, factor))
+    except FactorUnavailable:
+        return False
+    remember_step(ctx, factor.name, step)
+    return True
+
+
+def _begin_first(ctx: StepContext, user, candidates: list):
+    """Begin the first of `candidates` whose plugin can begin now: a method that fails (an SMS
+    gateway down) must leave the user their others. Returns the first that failed, or None."""
+    failed = None
+    for factor in candidates:
+        if _begin(ctx, user, factor):
+            break
+        failed = failed or factor
+    return failed
 
 
 def early_challenge(row, user) -> dict:
@@ -62,7 +79,10 @@ def early_challenge(row, user) -> dict:
     first = (factors or recovery or [None])[0]
     if first is None or not first.begins_quietly:
         return {}
-    step = first.begin_challenge(gate.user_ref(user), attempt_context(ctx, first))
+    try:  # (it wrote nothing: nothing of the step being left is rolled back)
+        step = call_plugin(first, "begin_challenge", gate.user_ref(user), attempt_context(ctx, first), rollback=False)
+    except FactorUnavailable:
+        return {}  # the page's GET begins one, or another method (`show`)
     return {"factor_name": first.name, "factor_state": {"state": step.state, "view": step.view}}
 
 
@@ -76,9 +96,12 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200):
     if name not in usable:
         if not factors and not recovery:
             return ctx.render("login/no_factor.html", status=403, error=error)
-        first = (factors or recovery)[0]
-        _begin(ctx, user, first)
+        failed = _begin_first(ctx, user, factors + recovery)
         name, _state, view = stored(ctx)
+        if failed is not None and error is None:  # (the page shows the next one: usable, a 200)
+            error = unavailable_message(failed)
+        if name not in usable:  # not one of them could begin
+            return ctx.render("login/no_factor.html", status=503, error=error)
     factor = usable[name]
     templates = [f"factors/{name}/challenge.html", "login/challenge_generic.html"]
     return ctx.render(templates, status=status, view=view, factor=factor,
@@ -101,8 +124,8 @@ def choose(ctx: StepContext, name: str):
     user = user_of(ctx)
     factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
-    if name in usable:
-        _begin(ctx, user, usable[name])
+    if name in usable and not _begin(ctx, user, usable[name]):
+        return show(ctx, unavailable_message(usable[name]), 503)  # the method in progress stays
     return redirect(url_for("login.step", handle=ctx.handle))
 
 
@@ -137,17 +160,19 @@ def submit(ctx: StepContext):
     # What the check spends (a TOTP step, a recovery code) commits with the step's outcome below.
     try:
         with gates_commit_with_step():
-            outcome = factor.verify(gate.user_ref(user), state, plugin_response(), attempt_context(ctx, factor))
-    except SecretUnavailable as exc:
-        # The encryption key that sealed the user's secret (a TOTP seed) left security.encryption_keys
-        # too early: the operator's mistake, not a guess of the user's. Nothing is counted; the
-        # user is told to use another method, the log says which key to put back.
-        db.session.rollback()
-        log.error("second factor %s of user %s cannot be checked: %s: put the encryption key that sealed it "
-                  "back in security.encryption_keys (README, \"Rolling in a new encryption key\")",
-                  factor.name, user.id, exc)
-        return show(ctx, _("This method cannot be checked at the moment. Use another method, or ask your "
-                           "administrator."), 503)
+            outcome = call_plugin(factor, "verify", gate.user_ref(user), state, plugin_response(),
+                                  attempt_context(ctx, factor))
+    except FactorUnavailable as exc:  # rolled back: nothing spent, nothing counted, the challenge kept
+        if isinstance(exc.__cause__, SecretUnavailable):
+            # The encryption key that sealed the user's secret (a TOTP seed) left
+            # security.encryption_keys too early: the operator's mistake, not a guess of the user's.
+            # The log says which key to put back.
+            log.error("second factor %s of user %s cannot be checked: %s: put the encryption key that sealed it "
+                      "back in security.encryption_keys (README, \"Rolling in a new encryption key\")",
+                      factor.name, user.id, exc.__cause__)
+            return show(ctx, _("This method cannot be checked at the moment. Use another method, or ask your "
+                               "administrator."), 503)
+        return show(ctx, unavailable_message(factor), 503)
     return _apply(ctx, user, factor, outcome, form.posted_version())
 
 
@@ -221,7 +246,7 @@ def _switch_away_from(ctx: StepContext, user, denied) -> None:
     factors, recovery = choices(ctx, user)
     others = [f for f in factors + recovery if f.name != denied.name]
     if others:
-        _begin(ctx, user, others[0])
+        _begin_first(ctx, user, others)
     else:
         transaction.update_in_place(ctx.row, ctx.row.version, factor_name=None, factor_state=None)
 
@@ -237,11 +262,15 @@ def poll(ctx: StepContext):
     factor = registry.get(name)
     user = gate.user_ref(user_of(ctx))
     wait = request.args.get("wait", type=float)
-    with one_wait_per(("login", ctx.row.id)) as may_wait:  # another wait for this login: a plain poll
-        if wait and math.isfinite(wait) and may_wait:  # long poll: answer once the out-of-band answer arrives
-            db.session.rollback()  # hold no transaction (nor SQLite's lock) while waiting
-            outcome = factor.wait(user, state, attempt_context(ctx, factor), timeout=min(max(wait, 0.0), 25.0))
-        else:
-            outcome = factor.poll(user, state, attempt_context(ctx, factor))
+    try:
+        with one_wait_per(("login", ctx.row.id)) as may_wait:  # another wait for this login: a plain poll
+            if wait and math.isfinite(wait) and may_wait:  # long poll: answer once the out-of-band answer arrives
+                db.session.rollback()  # hold no transaction (nor SQLite's lock) while waiting
+                outcome = call_plugin(factor, "wait", user, state, attempt_context(ctx, factor),
+                                      min(max(wait, 0.0), 25.0))
+            else:
+                outcome = call_plugin(factor, "poll", user, state, attempt_context(ctx, factor))
+    except FactorUnavailable:  # the page posts its form, whose answer says so
+        return jsonify({"status": "unavailable"})
     status = {Verified: "approved", Denied: "denied", Rejected: "rejected"}.get(type(outcome), "pending")
     return jsonify({"status": status})

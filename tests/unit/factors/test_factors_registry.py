@@ -159,3 +159,81 @@ def test_describe_credentials_groups_single_set_factors(factor_app, factor_user)
     rows = registry.describe_credentials(factor_user)
     assert [(f.name, d.label) for f, d in rows] == [("totp", "Phone"), ("recovery_codes", "Recovery codes")]
     assert rows[1][1].facts == {"remaining": 10}
+
+
+class ConfiguredParrot(ParrotFactor):
+    """A third-party factor that declares its settings: the registry checks them."""
+
+    name = "configured_parrot"
+    default_settings = {"ttl": 300, "sender": "parrot@example.com", "words": ["polly"]}
+
+
+@pytest.mark.parametrize("section, error", [
+    ({"tll": 600}, "unknown setting factors.configured_parrot.tll; did you mean factors.configured_parrot.ttl?"),
+    ({"ttl": "ten minutes"}, "factors.configured_parrot.ttl must be a whole number, not 'ten minutes'"),
+    ({"words": "polly"}, "factors.configured_parrot.words must be a list, not 'polly'"),
+])
+def test_declared_settings_refuse_unknown_keys_and_wrong_types(tmp_path, section, error):
+    from idp.factors import FactorMisconfigured
+
+    app = make_app("sqlite:///" + str(tmp_path / "s.sqlite"),
+                   {f"factors.configured_parrot.{key}": value for key, value in section.items()})
+    with app.app_context(), pytest.raises(FactorMisconfigured) as refused:
+        current_registry().register(ConfiguredParrot)
+    assert str(refused.value) == error
+
+
+def test_declared_settings_are_merged_over_their_defaults(tmp_path):
+    app = make_app("sqlite:///" + str(tmp_path / "s.sqlite"),
+                   {"factors.configured_parrot.ttl": 600, "factors.configured_parrot.words": ["polly", "cracker"]})
+    with app.app_context():
+        factor = current_registry().register(ConfiguredParrot)
+        expected = {"ttl": 600, "sender": "parrot@example.com", "words": ("polly", "cracker")}
+        assert dict(factor.settings) == expected
+        assert dict(current_registry().context(factor).settings) == expected
+
+
+def test_undeclared_settings_are_handed_over_unchecked(tmp_path):
+    app = make_app("sqlite:///" + str(tmp_path / "s.sqlite"), {"factors.parrot.anything": 1})
+    with app.app_context():
+        assert dict(current_registry().register(ParrotFactor).settings) == {"anything": 1}
+
+
+class CarelessParrot(ParrotFactor):
+    """Spends the credential's counter before looking at the answer."""
+
+    name = "careless_parrot"
+
+    def verify(self, user, state, response, ctx):
+        credential = self.store.list(user)[0]
+        self.store.advance_counter(credential.id, credential.counter + 1)
+        return super().verify(user, state, response, ctx)
+
+
+def test_the_conformance_kit_catches_garbage_that_spends_a_counter(factor_app, factor_user):
+    with pytest.raises(AssertionError, match="spent a counter or a code"):
+        run_conformance(CarelessParrot, factor_app, factor_user,
+                        answer_enrolment=lambda step, ctx: {"code": "polly"},
+                        answer_challenge=lambda step, cred, ctx: {"code": "polly"})
+
+
+def test_two_packages_declaring_one_factor_name_are_refused(monkeypatch):
+    """A third-party package that declares "totp" must not silently take the place of ours
+    (or be silently ignored): whichever came first on the path won, and the credentials of
+    every user's authenticator app went to the other class."""
+    class EntryPoint:
+        def __init__(self, value):
+            self.name, self.value, self.module = "parrot", value, value.partition(":")[0]
+
+        def load(self):
+            return ParrotFactor
+
+    monkeypatch.setattr(registry_module, "_entry_points",
+                        lambda: [EntryPoint("acme.parrot:ParrotFactor"), EntryPoint("other.parrot:Parrot")])
+    with pytest.raises(FactorLoadError, match="'parrot' is declared twice: acme.parrot:ParrotFactor and "
+                                              "other.parrot:Parrot"):
+        registry_module.load_classes()
+    # The same declaration met twice (one distribution seen on two paths) is one factor.
+    monkeypatch.setattr(registry_module, "_entry_points",
+                        lambda: [EntryPoint("acme.parrot:ParrotFactor"), EntryPoint("acme.parrot:ParrotFactor")])
+    assert registry_module.load_classes() == {"parrot": ParrotFactor}
