@@ -77,15 +77,32 @@ def session_is_enough(params: dict, sso, user: UserLike | None) -> tuple[bool, s
     return (error is None), error
 
 
-def consent_needed(params: dict, client, user_id: int) -> bool:
+def consent_needed(authz: dict, client, user_id: int) -> bool:
     if client.first_party:
         return False
-    if "consent" in _prompts(params):
+    params = authz["params"]
+    if "consent" in _prompts(params) or not _receiver_proven(authz, client):
         return True
     remembered = db.session.scalar(select(ConsentGrant).where(ConsentGrant.user_id == user_id,
                                                               ConsentGrant.client_id == client.client_id))
     wanted = set(scope_to_list(params.get("scope") or "") or [])
     return remembered is None or not wanted <= set(remembered.scope.split())
+
+
+def _receiver_proven(authz: dict, client) -> bool:
+    """Whether the code can reach only the client the user consented to (RFC 8252 8.6).
+
+    A public client proves nothing at the token endpoint: the code goes wherever its redirect
+    URI leads. An https URI is the client's own origin (a web app, or a native app's claimed
+    link); but any program on the device can listen on a loopback port or register a private-use
+    scheme and start a request with a native app's client_id. So for those a remembered consent
+    lets nothing through silently: the user sees the consent page at every login, where the
+    application's name tells them what they start (and prompt=none gets consent_required).
+    A device's login (no redirect URI) is already an interaction: the user typed its code."""
+    if not client.public:
+        return True
+    redirect_uri = authz.get("redirect_uri")
+    return redirect_uri is None or redirect_uri.startswith("https://")
 
 
 def _consent_withdrawn(params: dict, user_id: int) -> bool:
@@ -101,8 +118,9 @@ def _consent_withdrawn(params: dict, user_id: int) -> bool:
     return remembered is None or not wanted <= set(remembered.split())
 
 
-def next_state(params: dict, steps_done: list[dict], user: UserLike) -> State:
+def next_state(authz: dict, steps_done: list[dict], user: UserLike) -> State:
     """After identification or a finished factor: what does this login still need?"""
+    params = authz["params"]
     pending = gate.pending_second_factor(user, params, steps_done)
     if pending is not None:
         return pending
@@ -112,7 +130,7 @@ def next_state(params: dict, steps_done: list[dict], user: UserLike) -> State:
             # Removed while this login ran: `idp client remove` ends the logins it finds, but one
             # begun from a worker's cached copy of the client (tokens.client_cache_ttl) gets here.
             return State.CANCELLED
-        if consent_needed(params, client, user.id):
+        if consent_needed(authz, client, user.id):
             return State.CONSENT
     return State.DONE
 
@@ -189,7 +207,7 @@ def start(grant, args) -> object:
     if "none" in prompts:
         if not enough:
             return error_redirect(grant, why or "login_required")
-        needs_consent = consent_needed(params, client, user.id)
+        needs_consent = consent_needed(authz, client, user.id)
         if needs_consent:
             return error_redirect(grant, "consent_required")
     return _begin(authz, client, sso if enough else None, user, needs_consent)
@@ -235,7 +253,7 @@ def _begin(authz: dict, client, sso, user: UserLike | None, needs_consent: bool 
     steps = [{"method": "sso", "amr": list(sso.amr), "at": int(time.time()),
               "credential_ids": list(sso.credential_ids or ())}]
     if needs_consent is None:
-        needs_consent = consent_needed(authz["params"], client, user.id)
+        needs_consent = consent_needed(authz, client, user.id)
     handle = transaction.begin(dict(authz, auth_time=sso.auth_time, sid=sso.sid), binding,
                                state=State.CONSENT if needs_consent else State.IDENTIFY,
                                user_id=user.id, steps_done=steps)
@@ -285,7 +303,7 @@ def proceed(row: TransactionRow, handle_raw: str, user: UserLike, from_state: St
     the step did (a code spent, a password rehashed) rolled back with the move, and an event
     would tell of a change that did not happen (a recovery code "used" that still works).
     """
-    target = next_state(row.authz_request["params"], steps_done, user)
+    target = next_state(row.authz_request, steps_done, user)
     patch = {"steps_done": steps_done, "user_id": user.id, "factor_name": None, "factor_state": None}
     if target == State.SECOND_FACTOR:
         from idp.login.steps import second_factor

@@ -52,3 +52,43 @@ def test_only_the_port_of_a_loopback_ip_may_differ(seeded, live_server):
             assert answer.status_code in (302, 303), (redirect_uri, answer.status_code)
         else:
             assert answer.status_code == 400 and "Location" not in answer.headers, redirect_uri
+
+
+def _silent_authorize(web: FormBrowser, rp: RelyingParty, **params):
+    """A second authorization request in the browser that signed in and consented."""
+    web.get(rp.authorization_url(**params))
+    return web
+
+
+def test_a_native_apps_remembered_consent_lets_no_code_through_silently(seeded, live_server):
+    """RFC 8252 8.6: any program on the device can listen on a loopback port (or claim a private-use
+    scheme) and send a native app's client_id. So a remembered consent is not enough: the user
+    sees the consent page at every login of it, and prompt=none gets consent_required."""
+    port = int(callback_base().rsplit(":", 1)[1])
+    client_id = _native_client(live_server, "http://127.0.0.1/native/callback")
+    rp = RelyingParty(live_server.url, {"client_id": client_id, "client_secret": None,
+                                        "redirect_uri": f"http://127.0.0.1:{port}/native/callback"})
+    web = FormBrowser(live_server.url)
+    assert "code" in password_login(web, rp, seeded.user_email, seeded.password)  # consented once
+
+    _silent_authorize(web, rp)
+    assert web.last_redirect is None and web.page.status == 200
+    assert web.page.form_with("action") and "data-signed-in-as" in web.page.text  # the consent page, again
+    web.consent("allow")
+    assert "code" in web.callback_params()
+
+    _silent_authorize(web, rp, prompt="none")
+    assert web.callback_params()["error"] == "consent_required"
+
+
+def test_a_public_client_at_an_https_uri_keeps_its_remembered_consent(seeded, live_server):
+    """An https redirect URI is the client's own origin: only it receives the code, so the
+    remembered consent answers (the same rule as for a confidential client)."""
+    client_id = _native_client(live_server, "https://app.example/callback")
+    rp = RelyingParty(live_server.url, {"client_id": client_id, "client_secret": None,
+                                        "redirect_uri": "https://app.example/callback"})
+    web = FormBrowser(live_server.url)
+    assert "code" in password_login(web, rp, seeded.user_email, seeded.password)
+
+    _silent_authorize(web, rp, prompt="none")
+    assert "code" in web.callback_params() and web.last_redirect.startswith("https://app.example/callback?")
