@@ -73,14 +73,14 @@ def check_name(raw: str, what: str, max_length: int = 200) -> str:
 
 def read_secret_from_stdin(what: str = "password", confirm: bool = True) -> str:
     """Read a password from stdin: the first line (prompted twice on a terminal)."""
-    stream = click.get_text_stream("stdin")
+    stream = sys.stdin
     if stream is None:  # `<&-`: Python has no sys.stdin at all
         raise CliError(f"stdin is closed: write the {what} on stdin")
     if stream.isatty():
         value = click.prompt(what.capitalize(), hide_input=True, confirmation_prompt=confirm, err=True)
     else:
-        try:
-            value = stream.readline().rstrip("\r\n")
+        try:  # UTF-8 whatever the locale says (click's get_text_stream did the same; it is deprecated)
+            value = stream.buffer.readline().decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
             raise CliError("stdin is not UTF-8 text") from None
     if not value:
