@@ -135,6 +135,9 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
     if factor is None:
         raise AccountError(_l("This method is not available."))
     ref = user_ref(user)
+    # The user's row first (as the login's enrolment step): two enrolments of this user finish
+    # one after the other, so the second sees what the first stored (`one_too_many`).
+    lock_user(user.id)
     before = enrolment.credentials_before(ref)
     # Claimed first, committed with the credential: a double (or tenfold) submission waits on
     # the claim's row lock and then matches nothing, before it stores anything of its own.
@@ -152,6 +155,9 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
         from idp.login.steps.second_factor import message_for  # the login's wording, for the same failures
 
         raise AccountError(message_for(outcome if isinstance(outcome, Rejected) else None))
+    if enrolment.one_too_many(factor, ref, outcome.credential.id):
+        db.session.rollback()  # the claim too; the other tab's credential stays the user's one
+        raise AccountError(_l("You already have this method."))
     from idp.login import session as login_session
 
     login_session.add_proof(outcome.amr or factor.amr, outcome.credential.id)

@@ -23,6 +23,16 @@ def addable(factors: list, user) -> list:
     return [f for f in factors if f.allow_multiple or f.name not in held]
 
 
+def one_too_many(factor, user, stored_id: int) -> bool:
+    """Whether the credential `stored_id` just stored is a second one of a factor that keeps one
+    (`allow_multiple = False`): two enrolments begun in two tabs before either finished (each
+    offered by `addable` while the user held none). Asked with the user's row held."""
+    if factor.allow_multiple:
+        return False
+    return any(credential.id != stored_id and credential.factor == factor.name
+               for credential in current_registry().store.list(user))
+
+
 def credentials_before(user) -> frozenset[int]:
     """The ids of the user's live credentials, read before `finish_enrolment` is called."""
     return frozenset(credential.id for credential in current_registry().store.list(user))

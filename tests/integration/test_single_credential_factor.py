@@ -57,3 +57,22 @@ def test_a_single_credential_factor_is_added_once(live_server, seeded):
     assert "This method is not available." in html.unescape(again.text)
     with live_server.context():
         assert len(factor.store.list(directory.find_user_by_email(seeded.user_email))) == 1
+
+
+def test_two_enrolments_begun_before_either_finished_store_one_credential(live_server, seeded):
+    """Two tabs each began adding the factor while the user held none: the second to finish is
+    refused (it would store a second credential the page never lists), and nothing is kept of it."""
+    from idp.factors import directory
+
+    factor = live_server.app.extensions["idp.factors"].register(MailboxFactor)
+    web = FormBrowser(live_server.url)
+    web.get("/account/security")
+    page = web.login(seeded.user_email, seeded.password)
+    add = next(form for form in page.forms() if form["action"].endswith("/add/mailbox"))
+    first_tab = web.submit(add).form_with("code")
+    second_tab = web.submit(add).form_with("code")
+    web.submit(first_tab, {"code": "123456"})
+    refused = web.submit(second_tab, {"code": "123456"})
+    assert refused.status == 400 and "You already have this method." in html.unescape(refused.text)
+    with live_server.context():
+        assert len(factor.store.list(directory.find_user_by_email(seeded.user_email))) == 1
