@@ -13,6 +13,9 @@ import re
 from typing import Any, Callable
 
 DAY = 86400
+# The shortest audit retention: the admins' security alerts read 30 days of events
+# (idp.admin.queries.ALERT_DAYS).
+AUDIT_MIN_RETENTION_DAYS = 30
 _COOKIE_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,64}$")
 
 # (dotted name, lowest, highest): whole numbers (or numbers, for the cache's seconds).
@@ -37,6 +40,7 @@ BOUNDS: tuple[tuple[str, float, float], ...] = (
     ("tokens.id_token_ttl", 60, 7 * DAY),
     ("tokens.refresh_token_ttl", 60, 3650 * DAY),
     ("tokens.refresh_token_max_lifetime", 0, 3650 * DAY),
+    ("ops.audit_retention_days", 0, 36500),  # (0, or at least AUDIT_MIN_RETENTION_DAYS: see problems)
     ("tokens.retired_key_grace", 0, 365 * DAY),
     ("tokens.key_publish_delay", 0, 30 * DAY),
     ("tokens.client_cache_ttl", 0, 3600),
@@ -77,6 +81,10 @@ def problems(get: Callable[[str], Any], named: Callable[[str], str]) -> list[str
         value = get(dotted)
         if value is not None and value not in allowed:  # JOSE names are case-sensitive
             found.append(f"{named(dotted)} must be one of {', '.join(allowed)}, not {value!r}")
+    retention = get("ops.audit_retention_days")
+    if retention is not None and 0 < retention < AUDIT_MIN_RETENTION_DAYS:
+        found.append(f"{named('ops.audit_retention_days')} must be 0 (keep every event) or at least "
+                     f"{AUDIT_MIN_RETENTION_DAYS} (the admins' security alerts look back that far), not {retention!r}")
     cookie = get("session.cookie_name")
     if cookie is not None and not _COOKIE_NAME.fullmatch(str(cookie)):
         # RFC 6265 4.1.1: a token. Any other name is set, never sent back: every login "expired".

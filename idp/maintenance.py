@@ -37,6 +37,10 @@ row can no longer matter:
   presented again must still find it, so that its approval's tokens are revoked (the approval is
   an authorization code, which goes with the codes).
 
+- audit_events: only when `ops.audit_retention_days` is set (0, the default, keeps every
+  event): those older than that many days. Unlike the rows above, these are the record of what
+  people did, so the purge says what it deleted in an `audit.purged` event of its own.
+
 Every statement is also valid as a COUNT for `dry_run`. The rows go in batches of BATCH, each
 DELETE committed on its own: a long purge (a backlog of millions of expired tokens) never holds
 one big transaction, nor the locks of a whole table's rows that a request may be waiting for
@@ -50,7 +54,7 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, or_, select
 
 from idp.db import db, utcnow
-from idp.models import (AuthorizationCode, ClientAssertion, DeviceAuthorization, DPoPProof, FactorChallenge,
+from idp.models import (AuditEvent, AuthorizationCode, ClientAssertion, DeviceAuthorization, DPoPProof, FactorChallenge,
                         FailureCounter, LoginTransaction, PasswordReset, PushedRequest, Token, UserSession)
 from idp.oidc.client_assertion import LEEWAY
 
@@ -61,12 +65,22 @@ DEFAULT_REFRESH_TTL = 2592000
 BATCH = 5000
 
 
-def _refresh_ttl() -> int:
+def _setting(dotted: str, default: int) -> int:
     from flask import current_app, has_app_context
 
     if has_app_context() and "idp.settings" in current_app.extensions:
-        return int(current_app.extensions["idp.settings"].get("tokens.refresh_token_ttl") or DEFAULT_REFRESH_TTL)
-    return DEFAULT_REFRESH_TTL
+        return int(current_app.extensions["idp.settings"].get(dotted) or default)
+    return default
+
+
+def _refresh_ttl() -> int:
+    return _setting("tokens.refresh_token_ttl", DEFAULT_REFRESH_TTL)
+
+
+def _audit_retention() -> timedelta | None:
+    """How long audit events are kept (`ops.audit_retention_days`), or None: for ever."""
+    days = _setting("ops.audit_retention_days", 0)
+    return timedelta(days=days) if days > 0 else None
 
 
 def _epoch(moment: datetime) -> int:
@@ -124,7 +138,27 @@ def purge(now: datetime | None = None, dry_run: bool = False) -> dict[str, int]:
             session.rollback()
             continue
         counts[table] = _delete_in_batches(model, where)
+    retention = _audit_retention()
+    if retention is not None:
+        counts["audit_events"] = _purge_audit_events(now - retention, dry_run)
     return counts
+
+
+def _purge_audit_events(before: datetime, dry_run: bool) -> int:
+    """Delete (or count) the audit events older than `before`; the deletion is itself audited."""
+    from idp import audit
+
+    where = AuditEvent.at < before
+    if dry_run:
+        count = int(db.session.scalar(select(func.count()).select_from(AuditEvent).where(where)) or 0)
+        db.session.rollback()
+        return count
+    deleted = _delete_in_batches(AuditEvent, where)
+    if deleted:
+        audit.record("audit.purged", org_id=None, actor="cli",
+                     details={"deleted": deleted, "before": before.replace(microsecond=0).isoformat() + "Z"})
+        db.session.commit()
+    return deleted
 
 
 def _delete_in_batches(model, where) -> int:

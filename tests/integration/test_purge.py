@@ -223,3 +223,55 @@ def test_rows_go_in_batches_each_committed(seeded, monkeypatch):
     assert remaining(seeded) == {table: kept for table, (_col, _gone, kept) in EXPECTED.items()}
     assert deletes["tokens"] == 3 and deletes["user_sessions"] == 2  # one per row that went
     assert deletes["client_assertions"] == 1
+
+
+def _audit_events(url: str, seeded_events: dict[str, timedelta]) -> None:
+    from idp.models import AuditEvent
+
+    engine = create_engine(url)
+    with Session(engine) as s:
+        s.add_all([AuditEvent(event=name, org_id=None, actor="cli", at=utcnow() - age, details={})
+                   for name, age in seeded_events.items()])
+        s.commit()
+    engine.dispose()
+
+
+def _audit_names(url: str) -> list[tuple[str, dict]]:
+    from idp.models import AuditEvent
+
+    engine = create_engine(url)
+    with Session(engine) as s:
+        found = [(row.event, row.details) for row in s.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+    engine.dispose()
+    return found
+
+
+def test_audit_events_are_kept_unless_a_retention_is_set(idp, seeded):
+    """The audit log is the record of what people did: kept for ever by default; with
+    ops.audit_retention_days, events older than that go, and the purge records that it did."""
+    _audit_events(seeded, {"test.ancient": 400 * DAY, "test.last_year": 200 * DAY, "test.last_month": 29 * DAY})
+    assert "audit_events" not in purge(idp, seeded)["counts"]
+    assert {"test.ancient", "test.last_year", "test.last_month"} <= {name for name, _ in _audit_names(seeded)}
+
+    retention = {"IDP_OPS__AUDIT_RETENTION_DAYS": "180"}
+    result = idp("purge", "--json", "--dry-run", database_url=seeded, env=retention)
+    assert json.loads(result.stdout)["counts"]["audit_events"] == 2
+    assert {"test.ancient", "test.last_year"} <= {name for name, _ in _audit_names(seeded)}
+
+    result = idp("purge", "--json", database_url=seeded, env=retention)
+    assert result.returncode == 0, result
+    assert json.loads(result.stdout)["counts"]["audit_events"] == 2
+    left = dict(_audit_names(seeded))
+    assert "test.ancient" not in left and "test.last_year" not in left and "test.last_month" in left
+    assert left["audit.purged"]["deleted"] == 2 and left["audit.purged"]["before"].endswith("Z")
+
+    again = idp("purge", "--json", database_url=seeded, env=retention)
+    assert json.loads(again.stdout)["counts"]["audit_events"] == 0  # (and no second audit.purged)
+    assert [name for name, _ in _audit_names(seeded) if name == "audit.purged"] == ["audit.purged"]
+
+
+@pytest.mark.parametrize("days", ["1", "29", "-1"])
+def test_an_audit_retention_shorter_than_the_alerts_window_is_refused(idp, migrated_database_url, days):
+    result = idp("purge", database_url=migrated_database_url, env={"IDP_OPS__AUDIT_RETENTION_DAYS": days})
+    assert result.returncode != 0 and "ops.audit_retention_days" in result.stderr, result
+    assert len(result.stderr.strip().splitlines()) == 1, result
