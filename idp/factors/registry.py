@@ -267,6 +267,13 @@ class FactorRegistry:
         return [code.id for code in codes.list(user) if self.remove_credential(user, code.id) is not None]
 
 
+    def account_disabled(self, user: UserRef, *, actor: str, actor_id: int | None) -> None:
+        """Tell every factor that the user's account was disabled (`Factor.on_account_disabled`),
+        in the caller's transaction (idp.users.set_disabled)."""
+        for factor in self._factors.values():
+            factor.on_account_disabled(user, actor=actor, actor_id=actor_id)
+
+
 def declared_settings(cls: type[Factor], given: Mapping[str, Any]) -> Mapping[str, Any]:
     """The factor's section as it receives it: with `default_settings` declared, checked against
     them (no unknown key, each of its default's type: FactorMisconfigured naming the setting)
