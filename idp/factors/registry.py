@@ -182,7 +182,7 @@ class FactorRegistry:
 
     def context(self, factor: Factor | str, *, transaction_id: str | None = None, client_name: str | None = None,
                 remote_addr: str | None = None, user_agent: str | None = None,
-                now: datetime | None = None) -> AttemptContext:
+                now: datetime | None = None, session_id: str | None = None) -> AttemptContext:
         """An `AttemptContext` for `factor`: its settings section, URL builder, issuer, RP id and origin.
 
         RP id and origin come from `factors.webauthn.rp_id`/`origin`, else from the issuer URL.
@@ -196,7 +196,7 @@ class FactorRegistry:
         return AttemptContext(transaction_id=transaction_id, client_name=client_name, remote_addr=remote_addr,
                               user_agent=user_agent, now=now or utcnow(),
                               settings=settings, urls=FactorUrls(name),
-                              issuer=issuer, rp_id=rp_id, origin=origin)
+                              issuer=issuer, rp_id=rp_id, origin=origin, session_id=session_id)
 
     def rp_id_and_origin(self) -> tuple[str, str]:
         """The WebAuthn RP id and origin: `factors.webauthn.rp_id`/`origin`, else the issuer's."""
