@@ -15,6 +15,8 @@ def server(live_server):
 
 def _switch(admin, target: int, action: str):
     page = admin.get(f"/admin/users/{target}/{action}")
+    if action == "disable":  # the admin is told what goes with it
+        assert "recovery QR codes not yet used are revoked" in page.text
     page = admin.submit(next(f for f in page.forms() if f["action"].endswith(f"/{action}")))
     assert f'data-account="{action}d"' in page.text, page.text[:1000]
 
