@@ -90,10 +90,10 @@ def problems(get: Callable[[str], Any], named: Callable[[str], str]) -> list[str
         # RFC 6265 4.1.1: a token. Any other name is set, never sent back: every login "expired".
         found.append(f"{named('session.cookie_name')} must be letters, digits and !#$%&'*+-.^_`|~, "
                      f"not {cookie!r}")
-    rate = get("ratelimit.login_posts_per_ip")
-    if rate is not None and not _is_rate_limit(rate):
-        found.append(f"{named('ratelimit.login_posts_per_ip')} must be a rate limit such as \"60 per minute\", "
-                     f"not {rate!r}")
+    for dotted, example in (("ratelimit.login_posts_per_ip", "60 per minute"), ("password_reset.per_ip", "10 per hour")):
+        rate = get(dotted)
+        if rate is not None and not _is_rate_limit(rate):
+            found.append(f"{named(dotted)} must be a rate limit such as \"{example}\", not {rate!r}")
     memory, parallelism = get("security.argon2_memory_cost"), get("security.argon2_parallelism")
     if memory is not None and parallelism is not None and memory < 8 * parallelism:
         found.append(f"{named('security.argon2_memory_cost')} must be at least 8 KiB per lane "

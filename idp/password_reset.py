@@ -23,8 +23,10 @@ Why it is built this way:
 - A link is a password in a mailbox: a random 256-bit token, of which only the SHA-256 is
   stored; it works once, for `link_ttl` seconds, and it is built from the issuer, never from the
   request's Host header (a forged Host would mail the user a link to someone else's site).
-- Per account, at most `per_hour` links an hour, counted from the account's own rows while its
-  user row is locked: requests posted at once are counted one after the other, in every
+- Per address, at most `per_ip` requests (the pages' limit, before any look-up: the same 429
+  whatever the address typed), so that no one mails many people from one address; per account,
+  at most `per_hour` links an hour, so that no one floods one mailbox from many addresses,
+  counted from the account's own rows while its user row is locked: requests posted at once are counted one after the other, in every
   process. That lock is the one a sign-out everywhere takes first (idp.users), so a link is
   never created after a new password or a disabling in the same instant: those kill every
   live link of the user, and this one either was there to be killed or comes after.
@@ -82,6 +84,14 @@ def settings_of(settings) -> ResetSettings:
 
 def current_settings() -> ResetSettings:
     return settings_of(current_app.extensions["idp.settings"])
+
+
+def requests_per_ip() -> str:
+    """Requests for a link per address (`password_reset.per_ip`), besides the login forms' rate:
+    each may mail a real person, and `per_hour` counts per account only, so without it one address
+    could mail thousands of people (a few links each) an hour. Checked before anything is looked
+    up, so its 429 is the same for every address typed, known or not, and as fast."""
+    return str(current_app.extensions["idp.settings"].get("password_reset.per_ip", "10 per hour"))
 
 
 @dataclass(frozen=True)

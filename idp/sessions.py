@@ -14,7 +14,8 @@ can be redeemed any more) and the tokens issued from them too, whichever applica
 them (a refresh or a code exchange in flight included: idp.token_revocation). Other sessions
 and their tokens stay. A sign-out in the browser itself (/logout, idp.login.session.end_current)
 withdraws the same but for the refresh tokens: those were granted `offline_access`, which is
-access "even when the End-User is not logged in" (OIDC Core 11).
+access "even when the End-User is not logged in" (OIDC Core 11), but no longer than the second
+factor their login proved: its withdrawal revokes them (`end_proved_by`).
 
 Everything happens in the caller's transaction; the caller commits.
 """
@@ -88,7 +89,9 @@ def end_proved_by(user: User, credential_ids, *, actor_id: int | None, actor: st
     revoked, reset, removed or suspected cloned), all but `keep_sid`, each as `end` does (its
     codes and tokens, `session.ended` with `by` "factor_withdrawn"): what a withdrawn factor
     proved is withdrawn too, so a session made with a lost phone neither stays signed in nor
-    answers a login that asks for a second factor. Returns how many sessions ended.
+    answers a login that asks for a second factor. The refresh tokens of such logins whose
+    session has ended already (a sign-out leaves them: `offline_access`) are revoked too, by
+    family (`_revoke_families_proved_by`), but those of `keep_sid`. Returns how many sessions ended.
 
     What was begun in the withdrawn factor's name goes with it: the user's logins in progress
     that one of them advanced (stopped at the consent page, say) expire, and so do the user's
@@ -116,7 +119,44 @@ def end_proved_by(user: User, credential_ids, *, actor_id: int | None, actor: st
     ended = [sid for sid, proved in rows if sid != keep_sid and withdrawn.intersection(proved or ())]
     for sid in ended:
         end(user, sid, actor_id=actor_id, actor=actor, by="factor_withdrawn")
+    _revoke_families_proved_by(user, withdrawn, keep_sid=keep_sid, actor_id=actor_id, actor=actor)
     return len(ended)
+
+
+def _revoke_families_proved_by(user: User, withdrawn: set, *, keep_sid: str | None, actor_id: int | None,
+                               actor: str) -> int:
+    """Revoke the user's token families whose login proved one of the `withdrawn` credentials,
+    but those obtained through the session `keep_sid`, which stays (`end_proved_by`): the
+    refresh tokens (`offline_access`) of sessions that have already ended, which a sign-out
+    leaves (module docstring), stand on that proof as much as a live session does, and an
+    application holding one of a lost phone's logins must sign the user in again. A family
+    stands on the proof its login made, whatever the user holds now (another factor still set
+    up saves none of them). Audited as one `token.families_revoked` (`by` "factor_withdrawn",
+    the clients, how many families and tokens); returns how many tokens were revoked.
+
+    The families are read and matched here, as the sessions are: `credential_ids` is a JSON list,
+    queried differently by SQLite and PostgreSQL. Only the live head of each family is read; the
+    revocation is by family (token_revocation.revoke), so a successor a refresh is storing at
+    this moment goes with it."""
+    rows = db.session.execute(
+        select(Token.family_id, Token.client_id, Token.credential_ids, AuthorizationCode.session_id)
+        .outerjoin(AuthorizationCode, AuthorizationCode.id == Token.code_id)
+        .where(Token.user_id == user.id, Token.revoked_at.is_(None), Token.rotated_at.is_(None),
+               Token.family_id.is_not(None)))
+    families, clients = set(), set()
+    for family_id, client_id, proved, session_id in rows:
+        if keep_sid is not None and session_id == keep_sid:
+            continue
+        if withdrawn.intersection(i for i in (proved or ()) if isinstance(i, int)):
+            families.add(family_id)
+            clients.add(client_id)
+    if not families:
+        return 0
+    revoked = token_revocation.revoke(Token.user_id == user.id, Token.family_id.in_(sorted(families)))
+    audit.record("token.families_revoked", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
+                 details={"by": "factor_withdrawn", "client_ids": sorted(clients), "families": len(families),
+                          "tokens_revoked": revoked})
+    return revoked
 
 
 def withdraw_grants(user_id: int, sid: str, *, offline_access_too: bool = True) -> int:

@@ -207,7 +207,8 @@ def _door(user: User, actor_id: int | None, actor: str) -> str:
 
 
 def set_disabled(user: User, disabled: bool, *, actor_id: int | None = None, actor: str = "") -> Ended | None:
-    """Disable (sign out everywhere; no new login) or enable `user`. None when nothing changes:
+    """Disable (sign out everywhere; no new login; the factors revoke what would let the user back
+    in later: `Factor.on_account_disabled`) or enable `user`. None when nothing changes:
     no event for a no-op. Raises LastAdmin rather than disable an organization's last enabled
     admin (two admins disabling each other at once: the organization's row decides)."""
     if disabled:
@@ -220,6 +221,14 @@ def set_disabled(user: User, disabled: bool, *, actor_id: int | None = None, act
     ended = sign_out_everywhere(user.id) if disabled else Ended(0, 0)
     audit.record("user.disabled" if disabled else "user.enabled", org_id=user.org_id, actor_id=actor_id,
                  actor=actor, subject_id=user.id, details=ended.as_details() if disabled else {})
+    if disabled:
+        # What an admin handed out to let the user back in (a recovery QR code) is revoked by its
+        # factor, each with its own event: enabling the account again must not revive a code
+        # issued before a suspension (after a push fraud report, say).
+        from idp.factors.directory import user_ref
+        from idp.factors.registry import current_registry
+
+        current_registry().account_disabled(user_ref(user), actor=actor, actor_id=actor_id)
     return ended
 
 

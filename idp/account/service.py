@@ -66,7 +66,13 @@ class FactorRow:
 
 
 def context(factor):
-    return current_registry().context(factor, remote_addr=request.remote_addr, user_agent=request.user_agent.string)
+    """The attempt's context, naming this browser's session: an enrolment begun here creates
+    nothing that outlives it (a push activation: AttemptContext.session_id)."""
+    from idp.login import session as login_session
+
+    here = login_session.current_session()
+    return current_registry().context(factor, remote_addr=request.remote_addr, user_agent=request.user_agent.string,
+                                      session_id=here.sid if here is not None else None)
 
 
 def credentials(user: User) -> list[FactorRow]:

@@ -92,8 +92,9 @@ def _switch(user_id: int, *, disabled: bool):
         if disabled:
             title = _("Disable this account?")
             text = _("%(email)s will not be able to sign in, and is signed out at once: every session and "
-                     "every application's token of theirs ends. Enabling the account again lets them sign in "
-                     "again; it does not bring back what ended.", email=target.email)
+                     "every application's token of theirs ends, and their recovery QR codes not yet used are "
+                     "revoked. Enabling the account again lets them sign in again; it does not bring back what "
+                     "ended.", email=target.email)
         else:
             title, text = _("Enable this account?"), _("%(email)s will be able to sign in again.", email=target.email)
         return _confirm(target, title, text, url_for(request.endpoint, user_id=target.id))

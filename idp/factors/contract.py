@@ -284,6 +284,15 @@ class Factor:
         challenges). Called in the same transaction as the revocation; must not commit."""
         return None
 
+    def on_account_disabled(self, user: UserRef, *, actor: str, actor_id: int | None) -> None:
+        """Optional: the user's account was just disabled (an admin, `idp user disable`). Revoke
+        what was handed out to let someone back into it later, which re-enabling must not bring
+        back (an admin-issued recovery QR code: a suspension after a fraud report must not be
+        undone by a code issued before it), and audit it. Challenges, sessions and tokens are the
+        core's to end already (idp.users.sign_out_everywhere). Called in the disabling's
+        transaction, after the user's row is locked; must not commit."""
+        return None
+
     @classmethod
     def cli_command(cls) -> "click.Command | None":
         """Optional click command or group, mounted as `idp factor <name>`.

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 
 from idp.db import db
+from idp.db import utcnow as db_now
 from idp.extensions import request_locale
 from idp.factors.types import UserRef
 from idp.security.text import storable
@@ -98,6 +99,22 @@ def login_enrolment_open(transaction_id: str, user: UserRef) -> bool:
 
     check = current_app.extensions.get("idp.login_enrolment_open")
     return bool(check is not None and check(transaction_id, user.id))
+
+
+def session_live(session_id: str, user: UserRef, *, hold: bool = True) -> bool:
+    """Is the user's signed-in session `session_id` (an `AttemptContext.session_id`) still live:
+    neither signed out, ended (from a security page, by a withdrawn factor, by a sign-out
+    everywhere) nor expired? Its row is then held FOR SHARE to the end of the transaction, so a
+    sign-out of it either came first, and is seen, or waits for what this transaction creates
+    in its name (as a login that a session answers holds it: idp.login.session.hold_live).
+    `hold=False`: a plain read, for a page that only shows the answer."""
+    from idp.models import UserSession
+
+    if not isinstance(session_id, str) or not storable(session_id):
+        return False
+    query = select(UserSession.sid).where(UserSession.sid == session_id, UserSession.user_id == user.id,
+                                          UserSession.revoked_at.is_(None), UserSession.expires_at > db_now())
+    return db.session.execute(query.with_for_update(read=True) if hold else query).first() is not None
 
 
 def password_only_proves_the_mailbox(user: UserRef) -> bool:

@@ -182,7 +182,7 @@ class FactorRegistry:
 
     def context(self, factor: Factor | str, *, transaction_id: str | None = None, client_name: str | None = None,
                 remote_addr: str | None = None, user_agent: str | None = None,
-                now: datetime | None = None) -> AttemptContext:
+                now: datetime | None = None, session_id: str | None = None) -> AttemptContext:
         """An `AttemptContext` for `factor`: its settings section, URL builder, issuer, RP id and origin.
 
         RP id and origin come from `factors.webauthn.rp_id`/`origin`, else from the issuer URL.
@@ -196,7 +196,7 @@ class FactorRegistry:
         return AttemptContext(transaction_id=transaction_id, client_name=client_name, remote_addr=remote_addr,
                               user_agent=user_agent, now=now or utcnow(),
                               settings=settings, urls=FactorUrls(name),
-                              issuer=issuer, rp_id=rp_id, origin=origin)
+                              issuer=issuer, rp_id=rp_id, origin=origin, session_id=session_id)
 
     def rp_id_and_origin(self) -> tuple[str, str]:
         """The WebAuthn RP id and origin: `factors.webauthn.rp_id`/`origin`, else the issuer's."""
@@ -265,6 +265,13 @@ class FactorRegistry:
             return []
         codes = self.store.for_factor(RECOVERY_CODES)
         return [code.id for code in codes.list(user) if self.remove_credential(user, code.id) is not None]
+
+
+    def account_disabled(self, user: UserRef, *, actor: str, actor_id: int | None) -> None:
+        """Tell every factor that the user's account was disabled (`Factor.on_account_disabled`),
+        in the caller's transaction (idp.users.set_disabled)."""
+        for factor in self._factors.values():
+            factor.on_account_disabled(user, actor=actor, actor_id=actor_id)
 
 
 def declared_settings(cls: type[Factor], given: Mapping[str, Any]) -> Mapping[str, Any]:

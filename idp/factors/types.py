@@ -39,7 +39,11 @@ class AttemptContext:
 
     `settings` is this factor's own config section (`factors.<name>`); `urls` builds
     URLs to the plugin's own endpoints (see `FactorUrls`); `rp_id`/`origin` are the
-    WebAuthn relying party id and expected origin.
+    WebAuthn relying party id and expected origin. `session_id`: the public id (`sid`) of the
+    signed-in session that asked, on the security page (None at a login, whose
+    `transaction_id` says which, and from the CLI): what an enrolment there creates out of the
+    page's sight (a push activation) lives only as long as that session
+    (`directory.session_live`).
     """
 
     transaction_id: str | None
@@ -52,6 +56,7 @@ class AttemptContext:
     issuer: str
     rp_id: str = ""
     origin: str = ""
+    session_id: str | None = None
 
 
 @dataclass(frozen=True)

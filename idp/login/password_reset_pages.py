@@ -9,7 +9,8 @@
 
 Registered only when `[password_reset] enabled` (else every one of them is a 404). Server-rendered
 forms with the CSRF token (CSRFProtect checks every POST), usable without JavaScript; the POSTs are
-rate-limited per address like the login form's.
+rate-limited per address like the login form's, and the requests for a link besides by
+`password_reset.per_ip` (each may mail someone): a 429 that names no account.
 
 A login in progress is remembered as its handle in the (signed) session cookie, which already
 binds the login to this browser: the "password changed" page links back to it while it lives,
@@ -68,6 +69,7 @@ def from_login(handle: str):
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
 @limiter.limit(login_posts_per_ip, methods=["POST"])
+@limiter.limit(password_reset.requests_per_ip, methods=["POST"], scope="password_reset_requests")  # mail bombing
 def forgot():
     form = ForgotPasswordForm()
     if request.method == "GET":

@@ -19,6 +19,7 @@ from idp_plugins.push.protocol import Registration, activation_uri, code_digest,
 
 ACTIVATION = "activation"
 USED = "used"
+SESSION = "session"  # the payload's key for the sid of the session that showed the code
 LOOKUP_PREFIX = "push-activation:"
 
 
@@ -43,12 +44,17 @@ class TooManyDevices(Exception):
 
 
 def issue(challenges, user: UserRef, *, ttl: int, issuer: str, now: datetime,
-          transaction_id: str | None = None) -> Activation:
+          transaction_id: str | None = None, session_id: str | None = None) -> Activation:
     """Create a one-time activation for `user`; the caller commits. `transaction_id`: the login
-    whose enrolment step shows it, which must still want it when a phone registers (`register`)."""
+    whose enrolment step shows it, which must still want it when a phone registers (`register`);
+    `session_id`: likewise the signed-in session whose security page shows it, which must still
+    be live then: a sign-out (or any end of that session) retires the code it showed, as it ends
+    the page (a code photographed off the screen, or left in a forgotten tab, registers no phone
+    once its user has signed out). None (the CLI's, an operator's to hand over): its expiry only."""
     code = secrets.token_urlsafe(16)
+    payload = {"type": ACTIVATION, **({SESSION: session_id} if session_id else {})}
     info = challenges.create(user, ttl=timedelta(seconds=ttl), lookup_key=LOOKUP_PREFIX + code_digest(code),
-                             payload={"type": ACTIVATION}, now=now, transaction_id=transaction_id)
+                             payload=payload, now=now, transaction_id=transaction_id)
     uri = activation_uri(issuer=issuer, code=code, username=user.username, expires_at=unix(info.expires_at))
     return Activation(id=info.id, code=code, uri=uri, expires_at=info.expires_at)
 
@@ -103,6 +109,8 @@ def register(challenges, store, registration: Registration, *, now: datetime,
         # asked under the user's lock (a factor set up elsewhere at this moment is seen, or waits).
         if not directory.login_enrolment_open(found.transaction_id, owner):
             raise ActivationRefused()
+    if found.payload.get(SESSION) is not None and not directory.session_live(found.payload[SESSION], owner):
+        raise ActivationRefused()  # shown on the security page of a session that has ended since
     if max_devices is not None and store.count(owner.id) >= max_devices:
         raise TooManyDevices()
     claimed = challenges.answer(found.id, USED, payload={"type": ACTIVATION, "device_id": registration.device_id},
@@ -128,5 +136,13 @@ def status(challenges, store, activation_id: str, user_id: int | None, now: date
             return "registered", device
         return "expired", None
     if info.status == "pending" and info.expires_at > now:
+        bound = info.payload.get(SESSION)
+        if bound is not None and not _session_still_live(bound, info.user_id):
+            return "expired", None  # (what `register` answers now: the page offers a new code)
         return "pending", None
     return "expired", None
+
+
+def _session_still_live(session_id: str, user_id: int | None) -> bool:
+    owner = directory.get_user(user_id) if user_id is not None else None
+    return owner is not None and directory.session_live(session_id, owner, hold=False)

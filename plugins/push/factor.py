@@ -81,7 +81,8 @@ class PushFactor(Factor):
 
     def begin_enrolment(self, user: UserRef, ctx: AttemptContext) -> Step:
         act = self.issue_activation(user, ctx.issuer, ctx.now, during="login" if ctx.transaction_id else "account",
-                                    transaction_id=ctx.transaction_id)
+                                    transaction_id=ctx.transaction_id,
+                                    session_id=None if ctx.transaction_id else ctx.session_id)
         try:
             status_url = ctx.urls.endpoint("activation_status", activation_id=act.id)
         except (RuntimeError, LookupError):  # no URL context (CLI, conformance kit): the page works without it
@@ -91,16 +92,19 @@ class PushFactor(Factor):
         return Step(state={"activation_id": act.id}, view=view)
 
     def issue_activation(self, user: UserRef, issuer: str, now, ttl: int | None = None, *,
-                         during: str | None = None, transaction_id: str | None = None) -> activation.Activation:
+                         during: str | None = None, transaction_id: str | None = None,
+                         session_id: str | None = None) -> activation.Activation:
         """A committed one-time activation (a device in another process must find it at once).
 
         `during`: the user asked for it ("account": the security page; "login": an enrolment),
         audited as `push.activation_issued` with the user as actor, in the same commit.
-        `transaction_id`: the login showing it, which must still want it when a phone registers.
+        `transaction_id`: the login showing it, which must still want it when a phone registers;
+        `session_id`: the signed-in session whose security page shows it, which must still be
+        live then (not signed out, ended or expired).
         """
         directory.commit()  # a fresh transaction for the write (see begin_challenge)
         act = activation.issue(self.challenges, user, ttl=ttl or self.push_settings.activation_ttl, issuer=issuer,
-                               now=now, transaction_id=transaction_id)
+                               now=now, transaction_id=transaction_id, session_id=session_id)
         if during:
             activation.record_issued(user, act, actor=user.email, actor_id=user.id, during=during)
         directory.commit()

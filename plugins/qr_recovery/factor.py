@@ -21,7 +21,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 
 from idp.factors import (AttemptContext, CredentialInfo, Description, Factor, FactorKind, Rejected, Step, UserRef,
-                         Verified)
+                         Verified, directory)
 
 from idp_plugins.qr_recovery import issuing
 from idp_plugins.qr_recovery import secret as secrets_
@@ -96,6 +96,13 @@ class QrRecoveryFactor(Factor):
         """Revoke one of the user's codes (audited `recovery_qr.revoked`, committed); None if not live."""
         return issuing.revoke(self.store, user, credential_id, now=now or _utcnow(), actor=actor, actor_id=actor_id)
 
+    def on_account_disabled(self, user: UserRef, *, actor: str, actor_id: int | None) -> None:
+        """A disabled account's codes are revoked (`recovery_qr.revoked`, `reason` "account_disabled"):
+        a code issued before a suspension (after a push fraud report, say) must not register a
+        phone or pass a login once the account is enabled again; the admin issues a new one then.
+        (While it is disabled every redemption refuses it anyway: device.py, the password step.)"""
+        issuing.revoke_all(self.store, user, now=_utcnow(), actor=actor, actor_id=actor_id, reason="account_disabled")
+
     def outstanding(self, user: UserRef, now: datetime | None = None) -> list[CredentialInfo]:
         return issuing.outstanding(self.store, user, now or _utcnow())
 
@@ -135,6 +142,8 @@ class QrRecoveryFactor(Factor):
             return Rejected("invalid_code")
         if status != issuing.VALID:
             return _GONE[status]()
+        if directory.is_disabled(user):  # (the password step refuses it first; a code is never spent for one)
+            return Rejected("account_disabled", counts_as_failure=False)
         if not issuing.consume(self.store, credential, ctx.now):
             return _GONE[issuing.USED]()
         return Verified(credential_id=credential.id, amr=self.amr,

@@ -143,6 +143,20 @@ def revoke(store, user: UserRef, credential_id: int, *, now: datetime, actor: st
     return revoked
 
 
+def revoke_all(store, user: UserRef, *, now: datetime, actor: str, actor_id: int | None, reason: str) -> int:
+    """Revoke every unused code of the user (expired ones too, tidied away), each audited
+    `recovery_qr.revoked` with `reason`, in the caller's transaction (no commit). How many were live."""
+    revoked = 0
+    for code in store.list(user):
+        if code.used_at is not None or store.revoke(user, code.id, now=now) is None:
+            continue
+        if int(code.public.get("expires_at") or 0) > unix(now):
+            revoked += 1
+            directory.audit("recovery_qr.revoked", user, actor=actor, actor_id=actor_id,
+                            details={"credential_id": code.id, "reason": reason})
+    return revoked
+
+
 def outstanding(store, user: UserRef, now: datetime) -> list[CredentialInfo]:
     """The user's codes that still work (unused, unrevoked, unexpired)."""
     return [c for c in store.list(user)

@@ -171,6 +171,40 @@ def test_links_per_account_per_hour_are_limited_with_the_same_answer(live_server
     assert len(mail.messages) == PER_HOUR
 
 
+@pytest.fixture
+def few_per_address(migrated_database_url, inbox):
+    _handler, port = inbox
+    server = start_server(migrated_database_url, {"mail.host": "127.0.0.1", "mail.port": port,
+                                                  "mail.sender": "idp@acme.test", "password_reset.per_ip": "3 per hour"})
+    yield server
+    server.stop()
+
+
+def test_requests_per_address_are_limited_whatever_the_account(few_per_address, seeded, mail):
+    """One address asking for links of many accounts (each link mails a real person) is stopped at
+    `password_reset.per_ip`: the same 429, with Retry-After, for a real account and for no account,
+    and no mail past it. (`per_hour` counts per account: it let one address mail thousands.)"""
+    from idp import users
+    from idp.db import db
+
+    with few_per_address.context():
+        for name in ("bob", "carol", "dave"):
+            users.create(seeded.org_id, f"{name}@acme.test", seeded.password, actor="cli")
+        db.session.commit()
+    browser = FormBrowser(few_per_address.url)
+    sent = [ask_for_link(browser, f"{name}@acme.test") for name in ("bob", "carol", "dave")]
+    assert {page.status for page in sent} == {200}
+    mail.wait_for(3)
+    form = browser.get("/password/forgot").form_with("username")
+    refused = [browser.http.post(form["action"], data=dict(form["fields"], username=email), allow_redirects=False,
+                                 timeout=10) for email in (seeded.user_email, "nobody@acme.test")]
+    assert [answer.status_code for answer in refused] == [429, 429]
+    assert refused[0].text == refused[1].text and seeded.user_email not in refused[0].text
+    assert all(int(answer.headers["Retry-After"]) > 0 for answer in refused)
+    requests_handled()
+    assert len(mail.messages) == 3 and len(events(few_per_address, "password_reset.requested")) == 3
+
+
 def test_links_the_relay_did_not_take_do_not_spend_the_hours_allowance(live_server, seeded, mail):
     """The relay is down: each link dies unsent and is recorded with who asked. Once it is back
     the user just asks again (the failed links did not spend the account's links for the hour)."""

@@ -307,6 +307,7 @@ def test_the_bench_limits_are_accepted():
     ("IDP_RATELIMIT__PASSWORD_LOCKOUT_MAX_SECONDS", "10", "must be at least ratelimit.password_lockout_seconds (30)"),
     ("IDP_RATELIMIT__LOGIN_POSTS_PER_IP", "lots", "a rate limit such as"),    # the limit was dropped
     ("IDP_RATELIMIT__LOGIN_POSTS_PER_IP", "", "a rate limit such as"),
+    ("IDP_PASSWORD_RESET__PER_IP", "often", "a rate limit such as"),       # each request may mail someone
     ("IDP_TOKENS__DEFAULT_ID_TOKEN_ALG", "HS256", "one of ES256, RS256"),
     ("IDP_TOKENS__DEFAULT_ID_TOKEN_ALG", "es256", "one of ES256, RS256"),     # JOSE names are case-sensitive
 ])

@@ -257,3 +257,60 @@ def test_an_activation_code_from_a_session_of_the_lost_phone_dies_with_the_admin
     with pytest.raises(ActivationExpired):
         PushClient(query["endpoint"], keys.new_private_key()).register(query["code"], "Thief's phone")
     assert push_events(push_server, "push.device_registered") == []
+
+
+def _activation_on_the_security_page(web: FormBrowser, seeded) -> dict:
+    """The user signs in on their security page and begins adding push: the activation's query."""
+    import html
+
+    from authenticator.push.activation import parse_activation_uri
+
+    web.get("/account/security")
+    page = web.login(seeded.user_email, seeded.password)
+    page = web.submit([f for f in page.forms() if f["action"].endswith("/add/push")][0])
+    uri = page.find(r"<code[^>]*data-activation-uri>([^<]+)</code>")
+    assert uri, page.text[:3000]
+    status = page.find(r'data-poll-url="([^"]+)"') or ""
+    return {**parse_activation_uri(html.unescape(uri)), "status_url": html.unescape(status)}
+
+
+@pytest.mark.parametrize("how", ["sign_out", "session_ended_elsewhere"])
+def test_an_activation_code_of_the_security_page_dies_with_its_session(push_server, seeded, web, how):
+    """The security page's activation code is that session's: once it is signed out (or ended from
+    another browser's "Where you're signed in"), a phone that scans the code left on the screen
+    (or photographed) registers nothing, and the page's status says it expired."""
+    from authenticator.push import keys
+    from authenticator.push.client import ActivationExpired, PushClient
+
+    query = _activation_on_the_security_page(web, seeded)
+    if how == "sign_out":
+        web.submit(web.get("/logout").form_with("csrf_token"))
+    else:
+        other = FormBrowser(push_server.url)
+        other.get("/account/security")
+        page = other.login(seeded.user_email, seeded.password)
+        ends = [f for f in page.forms() if "/sessions/" in f["action"] and f["action"].endswith("/end")]
+        assert len(ends) == 1, page.text[:3000]
+        other.submit(ends[0])
+    status_url = query["status_url"]
+    assert status_url
+    status_url = push_server.url + status_url if status_url.startswith("/") else status_url
+    assert requests.get(status_url, timeout=10).json() == {"status": "expired"}
+    with pytest.raises(ActivationExpired):
+        PushClient(query["endpoint"], keys.new_private_key()).register(query["code"], "Found phone")
+    with push_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+        assert push_server.app.extensions["idp.factors"].get("push").store.count(user_id) == 0
+
+
+def test_an_activation_code_of_the_security_page_works_while_its_session_lives(push_server, seeded, web):
+    """Another browser signing out leaves this page's code working."""
+    from authenticator.push import keys
+    from authenticator.push.client import PushClient
+
+    query = _activation_on_the_security_page(web, seeded)
+    other = FormBrowser(push_server.url)
+    other.get("/account/security")
+    other.login(seeded.user_email, seeded.password)
+    other.submit(other.get("/logout").form_with("csrf_token"))
+    PushClient(query["endpoint"], keys.new_private_key()).register(query["code"], "Pixel 8")

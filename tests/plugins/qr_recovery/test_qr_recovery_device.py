@@ -613,3 +613,47 @@ def test_the_right_code_sent_by_several_new_keys_at_once_registers_one(pg_app):
     assert sorted(status for status, _body in answers) == [201, 410, 410, 410, 410], answers
     assert push.store.count(user) == 2
     assert [e.details["via"] for e in events("push.device_registered")] == ["activation", "recover"]
+
+
+def test_disabling_the_account_revokes_its_codes_for_good(client, push, qr, factor_user):
+    """A code issued before the account was disabled (suspended after a push fraud report, say)
+    registers no phone and passes no login once the account is enabled again: disabling revoked
+    it (`recovery_qr.revoked`, reason `account_disabled`); the admin issues a new one."""
+    from qr_testkit import context
+
+    from idp import users
+    from idp.factors import Rejected
+    from idp.models import User
+
+    issued = qr.issue(factor_user, actor="cli")
+    typed = qr.issue(factor_user, actor="cli")
+    row = db.session.get(User, factor_user.id)
+    users.set_disabled(row, True, actor="admin@example.com", actor_id=None)
+    db.session.commit()
+    users.set_disabled(row, False, actor="admin@example.com", actor_id=None)
+    db.session.commit()
+    response = NewDevice(client).redeem(issued.secret, user=factor_user.username)
+    assert (response.status_code, response.get_json()) == (410, {"error": "recovery_code_revoked"})
+    outcome = qr.verify(factor_user, {}, {"code": typed.secret}, context(qr))
+    assert isinstance(outcome, Rejected) and outcome.reason == "code_revoked"
+    assert push.store.list(factor_user) == [] and not qr.is_configured_for(factor_user)
+    revoked = events("recovery_qr.revoked")
+    assert sorted(e.details["credential_id"] for e in revoked) == sorted([issued.credential.id, typed.credential.id])
+    assert {(e.actor, e.details["reason"]) for e in revoked} == {("admin@example.com", "account_disabled")}
+
+
+def test_a_disabled_users_code_typed_at_a_login_is_refused_and_stays_unspent(qr, factor_user):
+    """Disabled without the revocation (the account's row alone, as a disable racing the login
+    sees it): the typed code passes nothing and is not spent."""
+    from qr_testkit import context
+    from sqlalchemy import update
+
+    from idp.factors import Rejected
+    from idp.models import User
+
+    issued = qr.issue(factor_user, actor="cli")
+    db.session.execute(update(User).where(User.id == factor_user.id).values(disabled=True))
+    db.session.commit()
+    outcome = qr.verify(factor_user, {}, {"code": issued.secret}, context(qr))
+    assert isinstance(outcome, Rejected) and outcome.reason == "account_disabled"
+    assert qr.outstanding(factor_user) != []
