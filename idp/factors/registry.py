@@ -31,6 +31,7 @@ from typing import Any, Iterable, Mapping
 
 from flask import Blueprint, Flask, current_app
 
+from idp.db import db
 from idp.factors.challenges import ChallengeStore
 from idp.factors.contract import Factor, validate_class
 from idp.factors.errors import FactorLoadError, FactorMisconfigured, FactorNotFound
@@ -248,7 +249,7 @@ class FactorRegistry:
         """Revoke any factor's credential of `user` and let its factor clean up; the caller commits."""
         info = self.store.revoke(user, credential_id)
         if info is not None and info.factor in self._factors:
-            self._factors[info.factor].on_removed(info)
+            _cleanup_hook(self._factors[info.factor], "on_removed", info)
         return info
 
     def retire_recovery_codes_if_unprotected(self, user: UserRef | int) -> list[int]:
@@ -271,7 +272,19 @@ class FactorRegistry:
         """Tell every factor that the user's account was disabled (`Factor.on_account_disabled`),
         in the caller's transaction (idp.users.set_disabled)."""
         for factor in self._factors.values():
-            factor.on_account_disabled(user, actor=actor, actor_id=actor_id)
+            _cleanup_hook(factor, "on_account_disabled", user, actor=actor, actor_id=actor_id)
+
+
+def _cleanup_hook(factor: Factor, method: str, *args: Any, **kwargs: Any) -> None:
+    """A factor's clean-up after a security action (a credential revoked, an account disabled),
+    in a savepoint of the caller's transaction. A plugin is someone else's code: its failure
+    loses its own clean-up (logged, its writes rolled back to the savepoint), never the action:
+    an admin must be able to disable a compromised account whatever a plugin does."""
+    try:
+        with db.session.begin_nested():
+            getattr(factor, method)(*args, **kwargs)
+    except Exception:
+        log.exception("factor %r failed in %s(); the action stands without its clean-up", factor.name, method)
 
 
 def declared_settings(cls: type[Factor], given: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from idp.factors import Factor, FactorKind
 from recovery_kit import admin_browser, audit_events, enable_recovery, issue_on_admin_page, user_id
 
 
@@ -40,3 +41,58 @@ def test_disabling_an_account_revokes_its_recovery_qr_codes(server, seeded):
         assert status == issuing.REVOKED
     [(actor, details)] = audit_events(server, "recovery_qr.revoked")
     assert actor == seeded.admin_email and details["reason"] == "account_disabled"
+
+
+class BrokenCleanupFactor(Factor):
+    """A third-party factor whose clean-up hooks fail (someone else's code, a bug of its own)."""
+
+    name = "broken_cleanup"
+    label = "Broken clean-up"
+    kind = FactorKind.SECOND_FACTOR
+    amr = ("otp",)
+
+    def begin_enrolment(self, user, ctx):
+        raise NotImplementedError
+
+    def finish_enrolment(self, user, state, response, ctx):
+        raise NotImplementedError
+
+    def begin_challenge(self, user, ctx):
+        raise NotImplementedError
+
+    def verify(self, user, state, response, ctx):
+        raise NotImplementedError
+
+    def on_account_disabled(self, user, *, actor, actor_id):
+        from idp.factors import directory
+
+        directory.audit("broken_cleanup.half_done", user, actor=actor, actor_id=actor_id)
+        raise RuntimeError("the plugin's own bug")
+
+    def on_removed(self, credential):
+        raise RuntimeError("the plugin's own bug")
+
+
+def test_a_plugins_failing_clean_up_neither_stops_nor_spoils_the_disabling(server, seeded):
+    """Disabling a compromised account must work whatever a plugin does: the failing hook's
+    writes go (a savepoint), the other factors' clean-up and the disabling stay."""
+    from idp.factors import directory
+
+    server.app.extensions["idp.factors"].register(BrokenCleanupFactor)
+    admin = admin_browser(server, seeded)
+    alice = user_id(server, seeded.user_email)
+    issue_on_admin_page(admin, alice)
+    with server.context():
+        broken = server.app.extensions["idp.factors"].get("broken_cleanup")
+        credential = broken.store.create(directory.find_user_by_email(seeded.user_email), label="Broken")
+        directory.commit()
+    _switch(admin, alice, "disable")
+    with server.context():
+        user = directory.find_user_by_email(seeded.user_email)
+        assert directory.is_disabled(user)
+        assert server.app.extensions["idp.factors"].get("qr_recovery").outstanding(user) == []
+        removed = server.app.extensions["idp.factors"].remove_credential(user, credential.id)
+        directory.commit()
+        assert removed is not None and broken.store.get(user, credential.id) is None
+    assert audit_events(server, "broken_cleanup.half_done") == []
+    assert len(audit_events(server, "recovery_qr.revoked")) == 1
