@@ -35,9 +35,14 @@ def measure(seconds: float = 5.0) -> dict:
     with multiprocessing.get_context("spawn").Pool(cores) as pool:
         counts = pool.map(_verify_for, [(params, seconds)] * cores)
     # cpu_ms_per_hash is CPU time (what the login's server CPU figure is compared with);
-    # ms_per_hash is wall time on one otherwise idle core.
+    # ms_per_hash is wall time on one otherwise idle core. cpu_ms_per_hash_all_cores: CPU time per
+    # hash while every core hashes, as the gunicorn workers do under login load: their 19 MiB each
+    # share one L3 cache and the memory bus, so a hash then costs more CPU (about 6% on the
+    # 2-core bench machine). Reported beside the single-core figure, which the target is judged on.
+    hashed = sum(n for n, _ in counts)
     return {"params": params, "per_core": done / seconds, "ms_per_hash": 1000 * seconds / done, "cores": cores,
-            "cpu_ms_per_hash": 1000 * cpu / done, "all_cores": sum(n for n, _ in counts) / seconds}
+            "cpu_ms_per_hash": 1000 * cpu / done, "all_cores": hashed / seconds,
+            "cpu_ms_per_hash_all_cores": 1000 * sum(c for _, c in counts) / hashed}
 
 
 if __name__ == "__main__":

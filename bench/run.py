@@ -469,6 +469,7 @@ def main(argv=None) -> int:
                      all_cores=statistics.mean(r["all_cores"] for r in runs),
                      ms_per_hash=statistics.mean(r["ms_per_hash"] for r in runs),
                      cpu_ms_per_hash=statistics.mean(r["cpu_ms_per_hash"] for r in runs),
+                     cpu_ms_per_hash_all_cores=statistics.mean(r["cpu_ms_per_hash_all_cores"] for r in runs),
                      runs=[(r["per_core"], r["all_cores"], r["cpu_ms_per_hash"]) for r in runs])
     args.load = (load_at_start, os.getloadavg())
     text = report(results, argon, args, started, time.monotonic() - t0)
