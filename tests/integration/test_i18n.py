@@ -61,6 +61,21 @@ def test_login_page_follows_accept_language(seeded, live_server, rp_factory):
     assert "Sign in" in english and "Password" in english and "Mot de passe" not in english
 
 
+@pytest.mark.parametrize("accept_language, expected", [
+    ("en-GB,fr;q=0.5", "en"),  # English first: a French the browser also accepts does not win
+    ("en-US,fr;q=0.9,de;q=0.8", "en"),
+    ("fr-CA,en;q=0.1", "fr"),  # a regional French first: French, not the exact "en" further down
+    ("de-CH,fr-CH;q=0.9,en;q=0.2", "fr"),  # the first language we speak, skipping those we don't
+    ("de,*;q=0.5", "en"),
+])
+def test_the_browsers_first_language_we_speak_wins(seeded, live_server, accept_language, expected):
+    """Accept-Language is read in the browser's order of preference, each tag by its language
+    (RFC 4647 lookup): not "an exact tag anywhere in the list first", which let a language the
+    browser accepts last beat a regional variant of the one it asks for first."""
+    page = browser(live_server, accept_language).get("/login/expired")
+    assert f'lang="{expected}"' in page.text, accept_language
+
+
 def test_wrong_password_message_in_french(seeded, live_server, rp_factory):
     web = browser(live_server, FRENCH)
     web.get(rp_factory(seeded.first_party).authorization_url())
