@@ -283,6 +283,19 @@ def test_french_keeps_every_placeholder():
             assert found <= wanted and (found == wanted or isinstance(message.id, tuple)), (message.id, translation)
 
 
+# A placeholder that takes a number of things (ngettext's `num`, or one named as a count).
+COUNT = re.compile(r"%\((num|count|total|remaining|days|hours|minutes|seconds)\)[sd]")
+
+
+def test_every_count_shown_is_a_plural_message():
+    """A sentence with a number of things in it is an ngettext message, whatever the number
+    usually is: "Distribution of the 1 users", "These 1 recovery codes" (factors.recovery_codes.count
+    may be 1), and the languages with more than two forms (Polish, Russian: 2 and 5 differ)."""
+    single = sorted(message.id for message in _po()
+                    if message.id and not message.pluralizable and COUNT.search(message.id))
+    assert not single, f"use ngettext (and %(num)s) for: {single}"
+
+
 def _key(value):
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
