@@ -54,7 +54,7 @@ def test_login_page_follows_accept_language(seeded, live_server, rp_factory):
     rp = rp_factory(seeded.first_party)
     french = browser(live_server, FRENCH).get(rp.authorization_url())
     page = text(french)
-    assert '<html lang="fr">' in page
+    assert '<html lang="fr" dir="ltr">' in page
     for words in ("Se connecter", "Mot de passe", "Annuler"):
         assert words in page, words
     english = text(browser(live_server, ENGLISH).get(rp.authorization_url()))
@@ -388,6 +388,6 @@ def test_a_logout_posted_with_ui_locales_speaks_it(seeded, live_server, rp_facto
     password_login(web, rp, seeded.user_email, seeded.password)
     confirm = web._follow(web.http.post(rp.metadata["end_session_endpoint"], allow_redirects=False,
                                         data={"id_token_hint": planted, "ui_locales": "fr"}))
-    assert '<html lang="fr">' in confirm.text and "Se déconnecter ?" in text(confirm)
+    assert '<html lang="fr" dir="ltr">' in confirm.text and "Se déconnecter ?" in text(confirm)
     signed_out = web.submit(confirm.form_with("csrf_token"))
     assert "Vous êtes déconnecté" in text(signed_out)
