@@ -391,3 +391,16 @@ def test_a_logout_posted_with_ui_locales_speaks_it(seeded, live_server, rp_facto
     assert '<html lang="fr" dir="ltr">' in confirm.text and "Se déconnecter ?" in text(confirm)
     signed_out = web.submit(confirm.form_with("csrf_token"))
     assert "Vous êtes déconnecté" in text(signed_out)
+
+
+def test_a_recovery_qr_codes_end_is_said_in_the_admins_language(seeded, live_server):
+    """The issued code's "until" is the one human format of a moment (idp.template_i18n.utc), not
+    an ISO stamp in a French sentence."""
+    from recovery_kit import admin_browser, enable_recovery, issue_on_admin_page, user_id
+
+    enable_recovery(live_server)
+    admin = admin_browser(live_server, seeded)
+    admin.http.headers["Accept-Language"] = FRENCH
+    page = text(issue_on_admin_page(admin, user_id(live_server, seeded.user_email))["page"])
+    assert re.search(r"jusqu'au \d{1,2} [a-zéû]{3,4}\.? \d{4}, \d\d:\d\d UTC", page), page
+    assert not re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", page)
