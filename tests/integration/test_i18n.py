@@ -404,3 +404,16 @@ def test_a_recovery_qr_codes_end_is_said_in_the_admins_language(seeded, live_ser
     page = text(issue_on_admin_page(admin, user_id(live_server, seeded.user_email))["page"])
     assert re.search(r"jusqu'au \d{1,2} [a-zéû]{3,4}\.? \d{4}, \d\d:\d\d UTC", page), page
     assert not re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", page)
+
+
+def test_removing_a_method_the_user_did_not_name_names_it_once(seeded, live_server, rp_factory):
+    from fixtures.totp import at_totp_enrolment
+
+    web = browser(live_server, FRENCH)
+    page, secret = at_totp_enrolment(web, rp_factory(seeded.first_party), seeded)
+    codes = web.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": ""})
+    web.submit(codes.forms()[0])
+    account = web.get("/account/security")
+    href = html.unescape(account.find(r'href="(/account/security/credentials/\d+/confirm-removal)"'))
+    confirm = text(web.get(href))
+    assert "<h1>Supprimer Application d'authentification ?</h1>" in confirm, confirm
