@@ -515,7 +515,7 @@ def walk_admin(audit, new_tab, live_server, seeded):
 
 def test_pages_the_other_walks_miss_in_french(chromium, audit, live_server, seeded, rp_factory):
     """The home page, the forced enrolment's choice, the security key's enrolment, the recovery
-    codes made again, the signed-out form's refusal: checked in French, the other walks' English
+    codes made again, a recovery QR code's sign-in page, the signed-out form's refusal: checked in French, the other walks' English
     pages' counterparts (longer words, other line breaks, <html lang="fr">)."""
     in_own_browser(chromium, audit, lambda new_tab: walk_french(audit, new_tab, live_server, seeded, rp_factory))
 
@@ -556,6 +556,27 @@ def walk_french(audit, new_tab, live_server, seeded, rp_factory):
     with tab.expect_navigation():
         tab.locator("form[action$='/recovery-codes'] button[type=submit]").click()
     audit.check(tab, "account-recovery-codes-fr")
+
+    # An admin issues a recovery QR code; a new browser's sign-in offers it among the recovery methods.
+    admin = new_tab("fr-FR")
+    sign_in_at(admin, f"{base}/admin/users?q={seeded.user_email}", seeded.admin_email, seeded.password)
+    with admin.expect_navigation():
+        admin.locator("table.users a").first.click()
+    admin.goto(f"{admin.url}/recovery-qr")
+    with admin.expect_navigation():
+        admin.locator("form[action$='/recovery-qr'] [type=submit]").click()
+    audit.check(admin, "admin-recovery-qr-issued-fr")
+    other = new_tab("fr-FR")
+    sign_in_at(other, rp_factory(seeded.third_party).authorization_url(), seeded.user_email, seeded.password)
+    other.click("details summary")
+    with other.expect_navigation():
+        other.locator("details form[action$='/factor/qr_recovery'] button").click()
+    audit.check(other, "qr-recovery-challenge-fr")
+    other.fill("#code", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
+    with other.expect_navigation():
+        other.locator("#code").press("Enter")
+    audit.check(other, "qr-recovery-challenge-wrong-fr")
+    assert_error_linked(other, "qr-recovery-challenge-wrong-fr", "#code")
 
     # A form posted without its CSRF token: the error page says what to do.
     tab.goto(f"{base}/password/forgot")
