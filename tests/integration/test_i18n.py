@@ -284,7 +284,8 @@ def test_french_keeps_every_placeholder():
 
 
 # A placeholder that takes a number of things (ngettext's `num`, or one named as a count).
-COUNT = re.compile(r"%\((num|count|total|remaining|days|hours|minutes|seconds)\)[sd]")
+COUNT = re.compile(r"%\((num|count|total|remaining|days|hours|minutes|seconds)\)[sd]"
+                   r"|\{(num|count|total|remaining|days|hours|seconds)\}|\{minutes\} minutes")
 
 
 def test_every_count_shown_is_a_plural_message():
