@@ -58,7 +58,19 @@ def select_locale() -> str | None:
         supported = supported_locale(chosen)
         if supported:
             return supported
-    return request.accept_languages.best_match(SUPPORTED_LOCALES) or "en"
+    return browser_locale() or "en"
+
+
+def browser_locale() -> str | None:
+    """The first language of Accept-Language, in the browser's order of preference, that we speak
+    (each tag by its language: "fr-CA" is French). Not werkzeug's `best_match`, which takes an
+    exact tag anywhere in the list before a regional one: "fr-CA,en;q=0.1" was English, and
+    "en-GB,fr;q=0.5" French."""
+    for tag, quality in request.accept_languages:  # sorted by quality, then as the browser sent them
+        supported = supported_locale(tag) if quality > 0 else None
+        if supported:
+            return supported
+    return None
 
 
 def supported_locale(tags: str | None) -> str | None:

@@ -12,11 +12,13 @@ arguments; `ngettext` also supplies `num`.
 Also the one way a page shows a moment: `{{ moment | utc }}` ("Dec 4, 2026, 9:36 PM UTC",
 "4 déc. 2026, 21:36 UTC": the locale's medium date and short time, through
 `flask_babel.format_datetime`, in UTC and saying so), or `{{ moment | utc(time=False) }}` for
-the day alone ("Dec 4, 2026"). Stored times are naive UTC.
+the day alone ("Dec 4, 2026"). Stored times are naive UTC; a plugin's view (JSON) gives a moment
+as Unix seconds, which the filter takes too. A sentence built in Python (a confirmation's text)
+says a moment in the same words with `utc_text(moment)`.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from flask import Flask, g
 from flask_babel import format_date, format_datetime, get_locale, get_translations
@@ -69,15 +71,37 @@ def _pattern(locale) -> str:
     return _PATTERNS[key]
 
 
-@pass_eval_context
-def utc(eval_ctx, moment: datetime | None, time: bool = True):
-    """A stored moment (naive UTC) for people: see the module's docstring. None shows as ""."""
-    if moment is None:
-        return ""
+def _moment(value: datetime | int | float) -> datetime:
+    """A naive UTC datetime from a stored moment or from Unix seconds (a plugin's JSON view)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _words(moment: datetime, time: bool) -> str:
     if not time:
         return format_date(moment, "medium")
     # rebase=False: shown in UTC whatever Flask-Babel's time zone, as the words say
-    return gettext(eval_ctx, UTC_FORMAT, moment=format_datetime(moment, _pattern(get_locale()), rebase=False))
+    return format_datetime(moment, _pattern(get_locale()), rebase=False)
+
+
+@pass_eval_context
+def utc(eval_ctx, moment: datetime | int | float | None, time: bool = True):
+    """A stored moment (naive UTC, or Unix seconds) for people: see the module's docstring. None
+    shows as ""."""
+    if moment is None:
+        return ""
+    words = _words(_moment(moment), time)
+    return gettext(eval_ctx, UTC_FORMAT, moment=words) if time else words
+
+
+def utc_text(moment: datetime | int | float | None, time: bool = True) -> str:
+    """The `utc` filter's words, as plain text in the request's language, for a sentence built in
+    Python (then escaped by the template that shows it, as any text)."""
+    if moment is None:
+        return ""
+    words = _words(_moment(moment), time)
+    return _translations().ugettext(UTC_FORMAT) % {"moment": words} if time else words
 
 
 def install(app: Flask) -> None:

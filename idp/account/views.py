@@ -144,9 +144,13 @@ def confirm_remove(credential_id: int):
     if row.factor.kind == FactorKind.SECOND_FACTOR and user.second_factor_count <= 1:
         lines.append(_("It is your last second factor: two-factor authentication will be off, and your "
                        "recovery codes will stop working."))
-    return render_template("account/confirm.html", lines=lines, confirm=_("Remove"),
-                           title=_("Remove %(method)s “%(name)s”?", method=row.factor.label,
-                                   name=row.description.label),
+    # A credential the user did not name carries its method's label: named once, not twice
+    # ("Remove Authenticator app “Authenticator app”?").
+    if row.description.label and row.description.label != str(row.factor.label):
+        title = _("Remove %(method)s “%(name)s”?", method=row.factor.label, name=row.description.label)
+    else:
+        title = _("Remove %(method)s?", method=row.factor.label)
+    return render_template("account/confirm.html", lines=lines, confirm=_("Remove"), title=title,
                            action=url_for(".remove", credential_id=credential_id))
 
 

@@ -80,7 +80,7 @@ def _page(target, form, issued=None, code: int = 200):
     view = None
     if issued is not None:
         view = {"svg": issued.svg(), "secret": issued.secret, "uri": issued.uri,
-                "expires_at": issued.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+                "expires_at": issued.expires_at,
                 "png_data": base64.b64encode(issued.png()).decode()}
     response = make_response(render_template("admin/recovery_qr.html", org=g.org, target=target, form=form,
                                              revoke_form=ConfirmForm(formdata=None), outstanding=outstanding,

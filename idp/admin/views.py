@@ -29,6 +29,7 @@ from idp.policy.status import (
     ORDER, TwoFactorStatus, distribution, impact_of_requiring_all, is_exempt, is_required, status, today_utc,
 )
 from idp.sessions import end_proved_by, live as live_sessions
+from idp.template_i18n import utc_text
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -447,13 +448,12 @@ def resume_push(user_id: int):
     if request.method == "GET" or not form.validate_on_submit():
         return render_template("admin/confirm.html", org=g.org, target=target, form=form,
                                title=_("Resume push approvals?"),
-                               text=_("Push approvals of %(email)s were suspended on %(when)s UTC after a fraud "
+                               text=_("Push approvals of %(email)s were suspended on %(when)s after a fraud "
                                       "report. Resume them only once you know that the reported login was not an "
                                       "attack, or that the account is safe again: %(email)s will be able to "
                                       "approve logins on their phone at once.",
                                       email=target.email,
-                                      when=target.push_suspended_at.strftime("%Y-%m-%d %H:%M")
-                                      if target.push_suspended_at else "—"),
+                                      when=utc_text(target.push_suspended_at) or "—"),
                                action=url_for("admin.resume_push", user_id=target.id)), (
             200 if request.method == "GET" else 400)
     try:

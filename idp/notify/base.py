@@ -34,14 +34,14 @@ _SUBJECTS = {
 }
 _BODIES = {
     "recovery": N_("Your one-time code to recover your authenticator is:\n\n    {code}\n\n"
-                   "It is valid for {minutes} minutes. If you did not ask for it, someone knows your "
+                   "It is valid for {minutes}. If you did not ask for it, someone knows your "
                    "password: change it and tell your administrator."),
     "new_device": N_("A new device was added to your account: {code}.\n\n"
                      "If this was not you, tell your administrator at once."),
     # The link is the secret here; the second factor is still asked at the next sign-in.
     "password_reset": N_("Someone asked to reset the password of your account. To choose a new "
                          "password, open this link:\n\n    {code}\n\n"
-                         "It works once, for {minutes} minutes. If you did not ask for it, ignore this "
+                         "It works once, for {minutes}. If you did not ask for it, ignore this "
                          "message: your password stays as it is."),
     "password_changed": N_("The password of your account was changed, and every browser and application "
                            "signed in to it was signed out.\n\n"
@@ -99,11 +99,27 @@ def _translate(text: str, locale: str | None) -> str:
         return text
 
 
+def _minutes(minutes: int, locale: str | None) -> str:
+    """"1 minute", "10 minutes": a lifetime as its own plural message (a code's may be a minute:
+    factors.qr_recovery.code_ttl), in `locale` where a translation exists."""
+    english = ("%(num)d minute" if minutes == 1 else "%(num)d minutes") % {"num": minutes}
+    try:
+        from flask import has_app_context
+        from flask_babel import force_locale, ngettext
+
+        if not locale or not has_app_context():
+            return english
+        with force_locale(locale):
+            return ngettext("%(num)d minute", "%(num)d minutes", minutes)
+    except Exception:  # no Babel configured: the English text
+        return english
+
+
 def compose(to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> Message:
     """The message for `purpose` with `code` in it, in `locale` where a translation exists."""
     subject = _translate(_SUBJECTS.get(purpose, _DEFAULT_SUBJECT), locale)
     body = _translate(_BODIES.get(purpose, _DEFAULT_BODY), locale)
-    return Message(to=to, subject=subject, body=body.format(code=code, minutes=minutes))
+    return Message(to=to, subject=subject, body=body.format(code=code, minutes=_minutes(minutes, locale)))
 
 
 class Notifier(abc.ABC):

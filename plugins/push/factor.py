@@ -180,7 +180,7 @@ class PushFactor(Factor):
         context = info.payload["context"]
         view = {"number": info.payload["number"], "digits": settings.digits,
                 "application": context["application"], "ip": context["ip"], "user_agent": context["user_agent"],
-                "time": ctx.now.strftime("%H:%M UTC"), "expires_at": unix(info.expires_at),
+                "time": unix(ctx.now), "expires_at": unix(info.expires_at),
                 "expires_in": settings.challenge_ttl}
         return Step(state={"challenge_id": info.id}, view=view)
 

@@ -511,3 +511,77 @@ def walk_admin(audit, new_tab, live_server, seeded):
     audit.check(tab, "admin-recovery-qr-revoked")
     assert tab.locator(".flash[role=status]").count() == 1
     audit.assert_axe_clean()
+
+
+def test_pages_the_other_walks_miss_in_french(chromium, audit, live_server, seeded, rp_factory):
+    """The home page, the forced enrolment's choice, the security key's enrolment, the recovery
+    codes made again, a recovery QR code's sign-in page, the signed-out form's refusal: checked in French, the other walks' English
+    pages' counterparts (longer words, other line breaks, <html lang="fr">)."""
+    in_own_browser(chromium, audit, lambda new_tab: walk_french(audit, new_tab, live_server, seeded, rp_factory))
+
+
+def walk_french(audit, new_tab, live_server, seeded, rp_factory):
+    base = live_server.url
+    tab = new_tab("fr-FR")
+    tab.goto(f"{base}/")
+    audit.check(tab, "home-fr")
+    assert tab.evaluate("[document.documentElement.lang, document.documentElement.dir]") == ["fr", "ltr"]
+
+    # A login that asks for MFA, by a user who has no second factor: the choice of a method first.
+    sign_in_at(tab, rp_factory(seeded.first_party).authorization_url(acr_values="urn:idp:acr:mfa"),
+               seeded.user_email, seeded.password)
+    audit.check(tab, "enrol-choose-fr")
+    # The skip link is the first Tab stop and leads past the header to the page's content.
+    tab.evaluate("() => document.activeElement && document.activeElement.blur()")
+    tab.keyboard.press("Tab")
+    assert tab.evaluate("document.activeElement.className") == "skip-link"
+    tab.keyboard.press("Enter")
+    assert tab.evaluate("document.activeElement.id") == "content"
+    with tab.expect_navigation():
+        tab.locator("form[action$='/factor/totp'] button").click()
+    audit.check(tab, "totp-enrol-at-login-fr")
+    secret = tab.locator(".totp-key code").first.inner_text().replace(" ", "")
+    tab.fill("#code", pyotp.TOTP(secret).now())
+    submit(tab, "#code")
+    audit.check(tab, "recovery-codes-at-login-fr")
+    with tab.expect_navigation():
+        tab.click("button.primary")  # "I saved them": back to the application, signed in
+
+    tab.goto(f"{base}/account/security")
+    with tab.expect_navigation():
+        tab.click("button[data-add=webauthn]")
+    audit.check(tab, "webauthn-enrol-fr")
+    tab.goto(f"{base}/account/security/recovery-codes")
+    audit.check(tab, "account-confirm-new-recovery-codes-fr")
+    with tab.expect_navigation():
+        tab.locator("form[action$='/recovery-codes'] button[type=submit]").click()
+    audit.check(tab, "account-recovery-codes-fr")
+
+    # An admin issues a recovery QR code; a new browser's sign-in offers it among the recovery methods.
+    admin = new_tab("fr-FR")
+    sign_in_at(admin, f"{base}/admin/users?q={seeded.user_email}", seeded.admin_email, seeded.password)
+    with admin.expect_navigation():
+        admin.locator("table.users a").first.click()
+    admin.goto(f"{admin.url}/recovery-qr")
+    with admin.expect_navigation():
+        admin.locator("form[action$='/recovery-qr'] [type=submit]").click()
+    audit.check(admin, "admin-recovery-qr-issued-fr")
+    other = new_tab("fr-FR")
+    sign_in_at(other, rp_factory(seeded.third_party).authorization_url(), seeded.user_email, seeded.password)
+    other.click("details summary")
+    with other.expect_navigation():
+        other.locator("details form[action$='/factor/qr_recovery'] button").click()
+    audit.check(other, "qr-recovery-challenge-fr")
+    other.fill("#code", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE")
+    with other.expect_navigation():
+        other.locator("#code").press("Enter")
+    audit.check(other, "qr-recovery-challenge-wrong-fr")
+    assert_error_linked(other, "qr-recovery-challenge-wrong-fr", "#code")
+
+    # A form posted without its CSRF token: the error page says what to do.
+    tab.goto(f"{base}/password/forgot")
+    tab.evaluate("() => document.querySelector('input[name=csrf_token]').remove()")
+    tab.fill("#username", seeded.user_email)
+    submit(tab, "#username")
+    audit.check(tab, "csrf-refused-fr")
+    audit.assert_axe_clean()

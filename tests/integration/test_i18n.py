@@ -54,11 +54,26 @@ def test_login_page_follows_accept_language(seeded, live_server, rp_factory):
     rp = rp_factory(seeded.first_party)
     french = browser(live_server, FRENCH).get(rp.authorization_url())
     page = text(french)
-    assert '<html lang="fr">' in page
+    assert '<html lang="fr" dir="ltr">' in page
     for words in ("Se connecter", "Mot de passe", "Annuler"):
         assert words in page, words
     english = text(browser(live_server, ENGLISH).get(rp.authorization_url()))
     assert "Sign in" in english and "Password" in english and "Mot de passe" not in english
+
+
+@pytest.mark.parametrize("accept_language, expected", [
+    ("en-GB,fr;q=0.5", "en"),  # English first: a French the browser also accepts does not win
+    ("en-US,fr;q=0.9,de;q=0.8", "en"),
+    ("fr-CA,en;q=0.1", "fr"),  # a regional French first: French, not the exact "en" further down
+    ("de-CH,fr-CH;q=0.9,en;q=0.2", "fr"),  # the first language we speak, skipping those we don't
+    ("de,*;q=0.5", "en"),
+])
+def test_the_browsers_first_language_we_speak_wins(seeded, live_server, accept_language, expected):
+    """Accept-Language is read in the browser's order of preference, each tag by its language
+    (RFC 4647 lookup): not "an exact tag anywhere in the list first", which let a language the
+    browser accepts last beat a regional variant of the one it asks for first."""
+    page = browser(live_server, accept_language).get("/login/expired")
+    assert f'lang="{expected}"' in page.text, accept_language
 
 
 def test_wrong_password_message_in_french(seeded, live_server, rp_factory):
@@ -268,6 +283,20 @@ def test_french_keeps_every_placeholder():
             assert found <= wanted and (found == wanted or isinstance(message.id, tuple)), (message.id, translation)
 
 
+# A placeholder that takes a number of things (ngettext's `num`, or one named as a count).
+COUNT = re.compile(r"%\((num|count|total|remaining|days|hours|minutes|seconds)\)[sd]"
+                   r"|\{(num|count|total|remaining|days|hours|seconds)\}|\{minutes\} minutes")
+
+
+def test_every_count_shown_is_a_plural_message():
+    """A sentence with a number of things in it is an ngettext message, whatever the number
+    usually is: "Distribution of the 1 users", "These 1 recovery codes" (factors.recovery_codes.count
+    may be 1), and the languages with more than two forms (Polish, Russian: 2 and 5 differ)."""
+    single = sorted(message.id for message in _po()
+                    if message.id and not message.pluralizable and COUNT.search(message.id))
+    assert not single, f"use ngettext (and %(num)s) for: {single}"
+
+
 def _key(value):
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
@@ -360,6 +389,32 @@ def test_a_logout_posted_with_ui_locales_speaks_it(seeded, live_server, rp_facto
     password_login(web, rp, seeded.user_email, seeded.password)
     confirm = web._follow(web.http.post(rp.metadata["end_session_endpoint"], allow_redirects=False,
                                         data={"id_token_hint": planted, "ui_locales": "fr"}))
-    assert '<html lang="fr">' in confirm.text and "Se déconnecter ?" in text(confirm)
+    assert '<html lang="fr" dir="ltr">' in confirm.text and "Se déconnecter ?" in text(confirm)
     signed_out = web.submit(confirm.form_with("csrf_token"))
     assert "Vous êtes déconnecté" in text(signed_out)
+
+
+def test_a_recovery_qr_codes_end_is_said_in_the_admins_language(seeded, live_server):
+    """The issued code's "until" is the one human format of a moment (idp.template_i18n.utc), not
+    an ISO stamp in a French sentence."""
+    from recovery_kit import admin_browser, enable_recovery, issue_on_admin_page, user_id
+
+    enable_recovery(live_server)
+    admin = admin_browser(live_server, seeded)
+    admin.http.headers["Accept-Language"] = FRENCH
+    page = text(issue_on_admin_page(admin, user_id(live_server, seeded.user_email))["page"])
+    assert re.search(r"jusqu'au \d{1,2} [a-zéû]{3,4}\.? \d{4}, \d\d:\d\d UTC", page), page
+    assert not re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", page)
+
+
+def test_removing_a_method_the_user_did_not_name_names_it_once(seeded, live_server, rp_factory):
+    from fixtures.totp import at_totp_enrolment
+
+    web = browser(live_server, FRENCH)
+    page, secret = at_totp_enrolment(web, rp_factory(seeded.first_party), seeded)
+    codes = web.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": ""})
+    web.submit(codes.forms()[0])
+    account = web.get("/account/security")
+    href = html.unescape(account.find(r'href="(/account/security/credentials/\d+/confirm-removal)"'))
+    confirm = text(web.get(href))
+    assert "<h1>Supprimer Application d'authentification ?</h1>" in confirm, confirm

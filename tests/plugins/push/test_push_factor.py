@@ -3,11 +3,13 @@ and the two races (answers, activation codes) on PostgreSQL."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from click.testing import CliRunner
+from flask_babel import force_locale
 
 from authenticator.push import keys
 from idp.factors import FactorMisconfigured
@@ -56,6 +58,12 @@ def test_challenge_page_shows_the_number_and_context(factor_app, factor_user):
     assert "Payroll" in html and "203.0.113.7" in html
     assert 'data-poll-url="/login/x/poll"' in html and "/factors/push/static/push.js" in html
     assert "<script>" not in html  # CSP script-src 'self': no inline script
+    # When the request was made, in the page's language (idp.template_i18n.utc), not strftime's "14:05 UTC".
+    assert re.search(r"<dd>[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{1,2}:\d\d\s[AP]M UTC</dd>", html), html
+    with factor_app.test_request_context("/login/x"), force_locale("fr"):
+        french = render_template("factors/push/challenge.html", view=step.view, poll_url="/login/x/poll",
+                                 action="/login/x", version=1)
+    assert re.search(r"<dd>\d{1,2} [a-zéû]{3,4}\.? \d{4}, \d\d:\d\d UTC</dd>", french), french
 
 
 def test_enrol_page_shows_the_qr_and_the_uri(factor_app, factor_user):

@@ -81,6 +81,7 @@ def test_user_page_shows_the_suspension_and_resume_clears_it_with_one_event(app,
     url = f"/admin/users/{bob.id}/resume-push"
     confirm = client.get(url)
     assert confirm.status_code == 200 and "Resume push approvals?" in confirm.get_data(as_text=True)
+    assert re.search(rf"were suspended on {when} after a fraud report", confirm.get_data(as_text=True))
     assert audit_count() == 0  # asking is not doing
     done = client.post(url, data={"confirm": "1"}, follow_redirects=True)
     assert done.status_code == 200 and "Push approvals resumed." in done.get_data(as_text=True)

@@ -93,3 +93,14 @@ def test_sms_slot_uses_any_gateway():
 def test_compose_outside_an_app():
     message = compose("a@example.com", "654321", "recovery", "fr")
     assert "654321" in message.body and "10 minutes" in message.body
+    assert "valid for 1 minute." in compose("a@example.com", "654321", "recovery", minutes=1).body
+
+
+def test_a_lifetime_of_one_minute_is_singular_in_every_language(migrated_database_url):
+    """factors.qr_recovery.code_ttl may be 60 seconds: "1 minute", never "1 minutes"."""
+    from idp.app import create_app
+
+    with create_app({"server.database_url": migrated_database_url}).app_context():
+        assert "Il est valable 1 minute." in compose("a@example.com", "654321", "recovery", "fr", minutes=1).body
+        assert "pendant 15 minutes." in compose("a@example.com", "http://x/", "password_reset", "fr", minutes=15).body
+        assert "valid for 1 minute." in compose("a@example.com", "654321", "recovery", "en", minutes=1).body
