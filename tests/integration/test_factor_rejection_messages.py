@@ -39,7 +39,7 @@ class ParrotFactor(Factor):
         return Enrolled(self.store.create(user, label="Parrot", public={"word": "polly"}))
 
     def begin_challenge(self, user, ctx):
-        return Step(state={}, view={})
+        return Step(state={}, view={"code_inputmode": "text"})  # a word, not digits: a full keyboard
 
     def verify(self, user, state, response, ctx):
         code = response.get("code")
@@ -76,7 +76,7 @@ def test_a_third_party_factor_words_its_own_rejections(parrot_user, web, rp_fact
     rp = rp_factory(seeded.first_party)
     web.get(rp.authorization_url())
     page = web.login(seeded.user_email, seeded.password)
-    assert page.form_with("code")
+    assert page.form_with("code") and 'inputmode="text"' in page.text
 
     page = web.submit(page.form_with("code"), {"code": "squawk"})
     assert (page.status, error_of(page)) == (401, OWN_WORDS)
