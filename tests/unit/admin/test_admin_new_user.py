@@ -1,0 +1,53 @@
+"""/admin/users/new: an address in use elsewhere tells the admin nothing about another organization
+beyond the one bit the global uniqueness of addresses forces (docs/policy.md, "Admin pages")."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+
+from idp.db import db
+from idp.models import AuditEvent, User
+
+PASSWORD = "a long enough passphrase"
+
+
+def post_new_user(client, email: str):
+    return client.post("/admin/users/new", data={"email": email, "name": "", "password": PASSWORD,
+                                                 "confirm": PASSWORD})
+
+
+def answer_without(response, email: str) -> str:
+    """The page as the admin reads it, with the address they typed (echoed in the field) taken out."""
+    return re.sub(r'name="csrf_token" value="[^"]*"', "", response.get_data(as_text=True).replace(email, "EMAIL"))
+
+
+def test_an_address_of_another_organization_gets_the_answer_of_an_address_of_ones_own(app, world, browser):
+    client = browser(world["admin"])
+    own = post_new_user(client, world["alice"].email)
+    foreign = post_new_user(client, world["stranger"].email)
+    assert own.status_code == foreign.status_code == 400
+    assert answer_without(own, world["alice"].email) == answer_without(foreign, world["stranger"].email)
+    text = foreign.get_data(as_text=True)
+    assert "already in use" in text and "already exists" not in text and "Other" not in text
+    assert db.session.scalar(select(func.count()).select_from(User)) == len(world) - 2  # nobody added
+    refused = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "user.create_refused")
+                                 .order_by(AuditEvent.id)).all()
+    assert [(e.org_id, e.actor_id, e.details) for e in refused] == [
+        (world["acme"].id, world["admin"].id, {"email": world["alice"].email, "reason": "email_taken"}),
+        (world["acme"].id, world["admin"].id, {"email": world["stranger"].email, "reason": "email_taken"})]
+
+
+def test_the_form_is_no_directory_of_other_organizations(app, world, browser):
+    """Past the factor lockout's threshold of "in use" answers, the admin waits: a list of guessed
+    addresses cannot be checked against every organization at the speed of the form."""
+    client = browser(world["admin"])
+    for n in range(5):
+        assert post_new_user(client, f"someone{n}@other.test").status_code == 302  # free: created
+    for _n in range(5):
+        assert post_new_user(client, world["stranger"].email).status_code == 400
+    waiting = post_new_user(client, "free@acme.test")
+    assert waiting.status_code == 429 and "wait" in waiting.get_data(as_text=True)
+    assert db.session.scalar(select(User.id).where(User.email == "free@acme.test")) is None
+    other_admin = browser(world["other_admin"])  # another admin's budget is their own
+    assert post_new_user(other_admin, "free@other.test").status_code == 302
