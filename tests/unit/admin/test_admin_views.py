@@ -301,6 +301,26 @@ def test_audit_log_lists_and_filters(app, world, browser):
     assert "127.0.0.1" in html  # from which address
 
 
+def test_audit_action_suggestions_read_the_latest_events_only(app, world, browser, monkeypatch):
+    """The suggestions come from a bounded window of the newest events (a DISTINCT over the whole
+    log read every event on each visit); an older action is still found by typing it."""
+    from idp import audit
+    from idp.admin import queries
+
+    for name in ("user.role_changed", "login.succeeded", "login.succeeded", "token.revoked"):
+        audit.record(name, org_id=world["acme"].id, subject_id=world["alice"].id)
+        db.session.commit()
+    audit.record("policy.grace_changed", org_id=world["other"].id)
+    db.session.commit()
+    monkeypatch.setattr(queries, "RECENT_ACTIONS", 3)
+    client = browser(world["admin"])
+    html = client.get("/admin/audit").get_data(as_text=True)
+    assert re.findall(r'<option value="([^"]+)">', html) == ["login.succeeded", "token.revoked"]
+    html = client.get("/admin/audit?action=user.").get_data(as_text=True)
+    assert re.findall(r'data-event="([^"]+)"', html) == ["user.role_changed"]
+    assert 'value="user."' in html and 'list="actions"' in html
+
+
 # --------------------------------------------------------------------------- a user's factors
 
 def test_revoke_one_factor_after_confirmation(app, world, browser):
