@@ -253,6 +253,22 @@ def test_security_page_require_all_toggle(app, world, browser):
     assert client.post("/admin/security/require-all", data={"on": "maybe"}).status_code == 400
 
 
+def test_require_all_says_who_the_change_leaves_out(app, world, browser):
+    """"Everyone" has exceptions: the confirmation names them, and a second click changes nothing."""
+    client = browser(world["admin"])
+    db.session.execute(update(User).where(User.id == world["bob"].id).values(mfa_setting="exempt"))
+    db.session.commit()
+    html = client.post("/admin/security/require-all", data={"on": "on"}, follow_redirects=True).get_data(as_text=True)
+    assert "now required for everyone, except 1 exempt user." in html
+    html = client.post("/admin/security/require-all", data={"on": "on"}, follow_redirects=True).get_data(as_text=True)
+    assert "Nothing to change." in html and "now required" not in html
+    # carol stays required (her own setting): "optional for everyone" is not the whole truth
+    html = client.post("/admin/security/require-all", data={"on": "off"}, follow_redirects=True).get_data(as_text=True)
+    assert "now optional for everyone, except 1 user for whom it is required individually." in html
+    assert [e.event for e in db.session.execute(select(AuditEvent)).scalars()] == [
+        "policy.org_requirement_changed"] * 2
+
+
 def test_security_page_grace(app, world, browser):
     client = browser(world["admin"])
     assert client.post("/admin/security/grace", data={"grace_days": "7", "grace_logins": ""}).status_code == 302
