@@ -347,6 +347,10 @@ def test_revoke_one_factor_after_confirmation(app, world, browser):
     page = client.get(f"/admin/users/{carol.id}").get_data(as_text=True)
     assert "lost phone" in page, page
     assert 'data-status="active_required"' in page, page
+    # Each "Revoke" link names its factor to a screen reader, which may list the links out of their rows.
+    links = re.findall(r'href="/admin/users/\d+/factors/(\d+)/revoke">(.*?)</a>', page)
+    assert [(int(i), re.sub(r"<[^>]+>", "", text)) for i, text in links] == [
+        (keep.id, "Revoke Authenticator app “old phone”"), (lost.id, "Revoke Authenticator app “lost phone”")]
     url = f"/admin/users/{carol.id}/factors/{lost.id}/revoke"
     confirm = client.get(url)
     assert confirm.status_code == 200 and "Confirm" in confirm.get_data(as_text=True)
