@@ -59,7 +59,8 @@ def new_user():
                                    "users list.")]
             audit.record("user.create_refused", org_id=g.org.id, actor_id=g.admin.id, actor=g.admin.email,
                          details={"email": users.normalised_email(form.email.data), "reason": "email_taken"})
-            lockout.fail([budget])  # commits the event too
+            lockout.fail([budget], commit=False)
+            db.session.commit()  # the event (and on the database, the count; Redis keeps its own)
         except users.AccountRefused as exc:
             db.session.rollback()
             form.email.errors = [str(exc)]

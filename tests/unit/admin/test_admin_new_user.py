@@ -51,3 +51,32 @@ def test_the_form_is_no_directory_of_other_organizations(app, world, browser):
     assert db.session.scalar(select(User.id).where(User.email == "free@acme.test")) is None
     other_admin = browser(world["other_admin"])  # another admin's budget is their own
     assert post_new_user(other_admin, "free@other.test").status_code == 302
+
+
+def test_with_redis_the_refusal_is_still_audited_and_counted(app, world, browser, monkeypatch):
+    """On Redis the lockout commits nothing of the database's: the event must not go with it."""
+    import os
+    import socket
+
+    import pytest
+    import redis
+
+    url = os.environ.get("IDP_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("IDP_TEST_REDIS_URL not set")
+    try:
+        socket.create_connection((redis.connection.parse_url(url)["host"], 6379), timeout=0.5).close()
+    except OSError:
+        pytest.skip("no Redis")
+    server = redis.Redis.from_url(url)
+    key = f"factor:admin-taken-email:{world['admin'].id}"
+    monkeypatch.setitem(app.extensions, "idp.redis", server)
+    server.delete(*[k for k in server.keys("*admin-taken-email*")] or [key])
+    try:
+        client = browser(world["admin"])
+        assert post_new_user(client, world["stranger"].email).status_code == 400
+        assert db.session.scalar(select(func.count()).select_from(AuditEvent)
+                                 .where(AuditEvent.event == "user.create_refused")) == 1
+        assert server.keys("*admin-taken-email*")
+    finally:
+        server.delete(*[k for k in server.keys("*admin-taken-email*")] or [key])
