@@ -188,6 +188,24 @@ def test_user_page_security_section(app, world, browser):
     assert 'data-status="not_active"' in html
 
 
+def test_the_navigation_marks_the_current_section_and_page(app, world, browser):
+    """aria-current="page" on the page itself only: on a user's page "Users" is its section."""
+    client = browser(world["admin"])
+
+    def current(url):
+        html = client.get(url).get_data(as_text=True)
+        return re.findall(r'<a href="(/admin/[a-z]*)" class="active" aria-current="([a-z]+)"', html)
+
+    assert current("/admin/users") == [("/admin/users", "page")]
+    assert current(f"/admin/users/{world['alice'].id}") == [("/admin/users", "true")]
+    assert current(f"/admin/users/{world['alice'].id}/disable") == [("/admin/users", "true")]
+    assert current("/admin/users/new") == [("/admin/users", "true")]
+    assert current("/admin/security") == [("/admin/security", "page")]
+    assert current("/admin/audit") == [("/admin/audit", "page")]
+    html = client.post("/admin/security/grace", data={"grace_days": "-1"}).get_data(as_text=True)
+    assert re.findall(r'class="active" aria-current="([a-z]+)">([^<]+)<', html) == [("true", "Security")]
+
+
 def test_require_then_exempt_then_follow_one_event_each(app, world, browser):
     client = browser(world["admin"])
     alice = world["alice"]
