@@ -41,7 +41,10 @@ def new_user():
     code = 200 if request.method == "GET" else 400
     if request.method == "POST" and form.validate_on_submit():
         budget = _taken_budget()
-        wait = lockout.check([budget])
+        # Counted before the address is looked up (lockout.reserve), and taken back unless it was
+        # in use: requests posted at once cannot all pass a check made before any is counted.
+        wait = lockout.reserve(budget)
+        db.session.commit()  # the reservation, before the hash (idp.lockout.reserve)
         if wait:
             form.email.errors = [_("Too many of the addresses you tried are already in use: wait %(num)d seconds "
                                    "before you add a user.", num=wait)]
@@ -50,8 +53,6 @@ def new_user():
             created = users.create(g.org.id, form.email.data, form.password.data, name=form.name.data or "",
                                    role="admin" if form.admin.data else "user", actor_id=g.admin.id,
                                    actor=g.admin.email)
-        except users.PasswordRefused as exc:
-            form.password.errors = [str(exc)]
         except users.EmailTaken:
             db.session.rollback()
             form.email.errors = [_("This e-mail address is already in use: it cannot be the address of a new "
@@ -59,12 +60,14 @@ def new_user():
                                    "users list.")]
             audit.record("user.create_refused", org_id=g.org.id, actor_id=g.admin.id, actor=g.admin.email,
                          details={"email": users.normalised_email(form.email.data), "reason": "email_taken"})
-            lockout.fail([budget], commit=False)
-            db.session.commit()  # the event (and on the database, the count; Redis keeps its own)
-        except users.AccountRefused as exc:
+            db.session.commit()  # the reserved count stays: this was an "in use" answer
+        except users.AccountRefused as exc:  # a bad password, name or address: it answers nothing of others
             db.session.rollback()
-            form.email.errors = [str(exc)]
+            (form.password if isinstance(exc, users.PasswordRefused) else form.email).errors = [str(exc)]
+            lockout.release(budget)
+            db.session.commit()
         else:
+            lockout.release(budget)
             db.session.commit()
             flash(_("%(email)s can sign in now: give them their password in person or by another channel than "
                     "their e-mail.", email=created.email), "success")
@@ -80,8 +83,8 @@ def _taken_budget() -> str:
     and refusing it tells the admin that much: that one bit is inherent to the model. Nothing
     more: the answer (words, status, the work done before it) is the same whichever
     organization holds the address, the admin's own included; each such answer is audited
-    (`user.create_refused`), and past `ratelimit.factor_failures_before_lockout` of them the
-    form waits, longer each time (idp.lockout), so that it is no directory of the other
+    (`user.create_refused`), and from `ratelimit.factor_failures_before_lockout` of them on
+    the form waits, longer each time (idp.lockout), so that it is no directory of the other
     organizations' members. A created user does not clear the count (docs/policy.md, "Admin pages")."""
     return f"factor:admin-taken-email:{g.admin.id}"
 

@@ -80,3 +80,27 @@ def test_with_redis_the_refusal_is_still_audited_and_counted(app, world, browser
         assert server.keys("*admin-taken-email*")
     finally:
         server.delete(*[k for k in server.keys("*admin-taken-email*")] or [key])
+
+
+def test_the_answer_is_counted_before_the_address_is_looked_up(app, world, browser, monkeypatch):
+    """Requests posted at once must not all pass a check made before any of them is counted: the
+    request is counted while it looks the address up, and taken back when the address was free."""
+    from idp import users
+    from idp.models import FailureCounter
+
+    key = f"factor:admin-taken-email:{world['admin'].id}"
+    counted_during_lookup = []
+    create = users.create
+
+    def spying_create(*args, **kwargs):
+        counted_during_lookup.append(db.session.scalar(select(FailureCounter.failures)
+                                                       .where(FailureCounter.key == key)))
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(users, "create", spying_create)
+    client = browser(world["admin"])
+    assert post_new_user(client, world["stranger"].email).status_code == 400
+    assert post_new_user(client, "free@acme.test").status_code == 302
+    assert counted_during_lookup == [1, 2]
+    db.session.expire_all()
+    assert db.session.scalar(select(FailureCounter.failures).where(FailureCounter.key == key)) == 1
