@@ -261,7 +261,7 @@ def test_security_page_require_all_toggle(app, world, browser):
     html = response.get_data(as_text=True)
     assert "flash-success" in html and "now required for everyone" in html
     assert "Make 2FA optional for everyone" in html
-    assert re.search(r'data-status="required_not_set_up">.*?class="count">2<', html, re.S)
+    assert re.search(r'data-status="required_not_set_up">.*?class="count"[^>]*>2<', html, re.S)
 
     client.post("/admin/security/require-all", data={"on": "off"})
     html = client.get("/admin/security").get_data(as_text=True)
@@ -269,6 +269,16 @@ def test_security_page_require_all_toggle(app, world, browser):
     assert [e.event for e in db.session.execute(select(AuditEvent)).scalars()] == [
         "policy.org_requirement_changed"] * 2
     assert client.post("/admin/security/require-all", data={"on": "maybe"}).status_code == 400
+
+
+def test_distribution_links_say_what_they_count(app, world, browser):
+    """A screen reader's list of links reads each count with its status, not a bare number."""
+    html = browser(world["admin"]).get("/admin/security").get_data(as_text=True)
+    links = re.findall(r'<a href="/admin/users\?status=([a-z_]+)" class="count" aria-label="([^"]*)">(\d+)</a>', html)
+    assert links == [
+        ("not_active", "1 user: 2FA not active", "1"), ("required_not_set_up", "1 user: 2FA required, not set up", "1"),
+        ("active_voluntary", "2 users: 2FA active, set up voluntarily", "2"),
+        ("active_required", "0 users: 2FA active and required", "0")]
 
 
 def test_require_all_says_who_the_change_leaves_out(app, world, browser):
