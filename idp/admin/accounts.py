@@ -48,7 +48,7 @@ def new_user():
         if wait:
             form.email.errors = [_("Too many of the addresses you tried are already in use: wait %(num)d seconds "
                                    "before you add a user.", num=wait)]
-            return render_template("admin/new_user.html", org=g.org, form=form), 429
+            return render_template("admin/new_user.html", org=g.org, form=form), 429, {"Retry-After": str(wait)}
         try:
             created = users.create(g.org.id, form.email.data, form.password.data, name=form.name.data or "",
                                    role="admin" if form.admin.data else "user", actor_id=g.admin.id,

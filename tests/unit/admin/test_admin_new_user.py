@@ -48,6 +48,7 @@ def test_the_form_is_no_directory_of_other_organizations(app, world, browser):
         assert post_new_user(client, world["stranger"].email).status_code == 400
     waiting = post_new_user(client, "free@acme.test")
     assert waiting.status_code == 429 and "wait" in waiting.get_data(as_text=True)
+    assert 0 < int(waiting.headers["Retry-After"]) <= 30
     assert db.session.scalar(select(User.id).where(User.email == "free@acme.test")) is None
     other_admin = browser(world["other_admin"])  # another admin's budget is their own
     assert post_new_user(other_admin, "free@other.test").status_code == 302
