@@ -281,6 +281,16 @@ def test_distribution_links_say_what_they_count(app, world, browser):
         ("active_required", "0 users: 2FA active and required", "0")]
 
 
+def test_the_impact_of_requiring_all_mentions_the_grace_period(app, world, browser):
+    """"At their next login" is not the whole truth when the organization grants a grace period."""
+    client = browser(world["admin"])
+    assert "data-grace" not in client.get("/admin/security").get_data(as_text=True)
+    db.session.execute(update(Organization).where(Organization.id == world["acme"].id).values(grace_days=7))
+    db.session.commit()
+    html = client.get("/admin/security").get_data(as_text=True)
+    assert "2 users will have to set up" in html and "they may put it off for a while" in html
+
+
 def test_require_all_says_who_the_change_leaves_out(app, world, browser):
     """"Everyone" has exceptions: the confirmation names them, and a second click changes nothing."""
     client = browser(world["admin"])
