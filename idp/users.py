@@ -51,6 +51,12 @@ class LastAdmin(AccountRefused):
     """The change would leave the organization without an admin."""
 
 
+class EmailTaken(AccountRefused):
+    """The address is some user's already, in this organization or in another (the e-mail address
+    is the login name, unique across every organization). The message says so, for the operator
+    (`idp user add`); an organization's admin is told less (idp.admin.accounts.new_user)."""
+
+
 _EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
 _DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 MAX_NAME_LENGTH = 200
@@ -84,7 +90,7 @@ def create(org_id: int, email: str, password: str, *, name: str = "", role: str 
     problem = password_problem(password)
     if problem:
         raise PasswordRefused(problem)
-    taken = AccountRefused(_("A user with the e-mail address %(email)s already exists.", email=email))
+    taken = EmailTaken(_("A user with the e-mail address %(email)s already exists.", email=email))
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
         raise taken
     user = User(org_id=org_id, email=email, name=name, role=role, public_id=random_token(24), email_verified=True,

@@ -23,7 +23,7 @@ from __future__ import annotations
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from idp import consents, users
+from idp import audit, consents, lockout, users
 from idp.admin.access import not_yourself, org_admin_required, recent_login_required, user_in_org
 from idp.admin.forms import ConfirmForm, NewUserForm
 from idp.admin.views import bp
@@ -38,22 +38,55 @@ from idp.models import User
 def new_user():
     """A member of the admin's own organization, with a first password the admin hands over."""
     form = NewUserForm()
+    code = 200 if request.method == "GET" else 400
     if request.method == "POST" and form.validate_on_submit():
+        budget = _taken_budget()
+        # Counted before the address is looked up (lockout.reserve), and taken back unless it was
+        # in use: requests posted at once cannot all pass a check made before any is counted.
+        wait = lockout.reserve(budget)
+        db.session.commit()  # the reservation, before the hash (idp.lockout.reserve)
+        if wait:
+            form.email.errors = [_("Too many of the addresses you tried are already in use: wait %(num)d seconds "
+                                   "before you add a user.", num=wait)]
+            return render_template("admin/new_user.html", org=g.org, form=form), 429, {"Retry-After": str(wait)}
         try:
             created = users.create(g.org.id, form.email.data, form.password.data, name=form.name.data or "",
                                    role="admin" if form.admin.data else "user", actor_id=g.admin.id,
                                    actor=g.admin.email)
-        except users.PasswordRefused as exc:
-            form.password.errors = [str(exc)]
-        except users.AccountRefused as exc:
+        except users.EmailTaken:
             db.session.rollback()
-            form.email.errors = [str(exc)]
+            form.email.errors = [_("This e-mail address is already in use: it cannot be the address of a new "
+                                   "account. If it belongs to a member of your organization, search for it in the "
+                                   "users list.")]
+            audit.record("user.create_refused", org_id=g.org.id, actor_id=g.admin.id, actor=g.admin.email,
+                         details={"email": users.normalised_email(form.email.data), "reason": "email_taken"})
+            db.session.commit()  # the reserved count stays: this was an "in use" answer
+        except users.AccountRefused as exc:  # a bad password, name or address: it answers nothing of others
+            db.session.rollback()
+            (form.password if isinstance(exc, users.PasswordRefused) else form.email).errors = [str(exc)]
+            lockout.release(budget)
+            db.session.commit()
         else:
+            lockout.release(budget)
             db.session.commit()
             flash(_("%(email)s can sign in now: give them their password in person or by another channel than "
                     "their e-mail.", email=created.email), "success")
             return redirect(url_for("admin.user", user_id=created.id))
-    return render_template("admin/new_user.html", org=g.org, form=form), 200 if request.method == "GET" else 400
+    return render_template("admin/new_user.html", org=g.org, form=form), code
+
+
+def _taken_budget() -> str:
+    """The lockout key counting this admin's "address already in use" answers.
+
+    The e-mail address is the login name, unique across every organization (User.email; the
+    login form asks for no organization), so an address taken anywhere cannot be added here,
+    and refusing it tells the admin that much: that one bit is inherent to the model. Nothing
+    more: the answer (words, status, the work done before it) is the same whichever
+    organization holds the address, the admin's own included; each such answer is audited
+    (`user.create_refused`), and from `ratelimit.factor_failures_before_lockout` of them on
+    the form waits, longer each time (idp.lockout), so that it is no directory of the other
+    organizations' members. A created user does not clear the count (docs/policy.md, "Admin pages")."""
+    return f"factor:admin-taken-email:{g.admin.id}"
 
 
 def _refused(target: User, refusal: users.AccountRefused):

@@ -112,10 +112,18 @@ def audit_page(org_id: int, *, subject_ids=None, action: str = "",
                 prev_before=items[0].id if items and more_back else None)
 
 
-def audit_actions(org_id: int) -> list[str]:
-    """The event names present in the organization's log (for the filter's choices)."""
-    return list(db.session.scalars(select(AuditEvent.event).where(AuditEvent.org_id == org_id)
-                                   .distinct().order_by(AuditEvent.event)))
+RECENT_ACTIONS = 5000
+
+
+def audit_actions(org_id: int, recent: int | None = None) -> list[str]:
+    """The event names among the organization's latest `recent` events (RECENT_ACTIONS), for the
+    action filter's suggestions: a bounded read backwards on ``ix_audit_org_at``, whatever the
+    log's size. (A DISTINCT over the whole log read every event of the organization on each visit,
+    a second per page at three million events: every login writes one.) The filter itself takes
+    any name or prefix, so an action older than the window is still found by typing it."""
+    latest = (select(AuditEvent.event).where(AuditEvent.org_id == org_id)
+              .order_by(AuditEvent.at.desc()).limit(recent or RECENT_ACTIONS).subquery())
+    return list(db.session.scalars(select(latest.c.event).distinct().order_by(latest.c.event)))
 
 
 def emails_of(org_id: int, ids: set[int]) -> dict[int, str]:

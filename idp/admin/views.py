@@ -238,9 +238,25 @@ def require_all():
     if not form.validate_on_submit() or form.on.data not in ("on", "off"):
         abort(400)
     on = form.on.data == "on"
-    policy_settings.set_org_requirement(g.org.id, on, _actor())
-    flash(_("Two-factor authentication is now required for everyone.") if on
-          else _("Two-factor authentication is now optional for everyone."), "success")
+    if not policy_settings.set_org_requirement(g.org.id, on, _actor()):  # another admin's click came first
+        flash(_("Nothing to change."), "success")
+        return redirect(url_for("admin.security"))
+    # Say exactly what now holds: "everyone" has its exceptions, which the admin must not forget.
+    today = today_utc()
+    if on:
+        exempt = impact_of_requiring_all(g.org.id, today).exempt
+        flash(ngettext("Two-factor authentication is now required for everyone, except %(num)s exempt user.",
+                       "Two-factor authentication is now required for everyone, except %(num)s exempt users.",
+                       exempt) if exempt else _("Two-factor authentication is now required for everyone."),
+              "success")
+    else:
+        counts = distribution(g.org.id, today)
+        still = sum(counts[s] for s in counts if s.is_required)
+        flash(ngettext("Two-factor authentication is now optional for everyone, except %(num)s user for whom "
+                       "it is required individually.",
+                       "Two-factor authentication is now optional for everyone, except %(num)s users for whom "
+                       "it is required individually.", still) if still
+              else _("Two-factor authentication is now optional for everyone."), "success")
     return redirect(url_for("admin.security"))
 
 

@@ -460,6 +460,13 @@ def walk_admin(audit, new_tab, live_server, seeded):
         assert shield.locator(".sr-only").inner_text().strip()
         assert shield.get_attribute("title")
     assert tab.locator("table.users thead th[scope=col]").count() == 4
+    # The keyboard's first stop skips the top bar: the next one is the page's first control.
+    tab.goto(f"{base}/admin/users")
+    tab.keyboard.press("Tab")
+    assert tab.evaluate("document.activeElement.textContent") == "Skip to content"
+    tab.keyboard.press("Enter")
+    tab.keyboard.press("Tab")
+    assert tab.evaluate("document.activeElement.textContent") == "Add a user"
 
     tab.goto(f"{base}/admin/users?q={seeded.user_email}")
     with tab.expect_navigation():

@@ -236,11 +236,21 @@ def test_an_admin_does_not_change_their_own_role(live_server, seeded, rp_factory
 # ---------------------------------------------------------------- new users
 
 def test_an_admin_adds_a_user_to_their_organization(live_server, seeded, rp_factory):
+    from idp.db import db
+    from idp.models import Organization, User
+
     admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    with live_server.context():  # an address of another organization's: the same answer as one of ours
+        other = Organization(name="Other")
+        db.session.add(other)
+        db.session.flush()
+        db.session.add(User(public_id="stranger-sub", org_id=other.id, email="bob@other.test", password_hash="x"))
+        db.session.commit()
     form = admin.get("/admin/users/new").form_with("confirm")
     values = {"email": " Carol@Acme.test ", "name": "Carol", "password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
     for bad, message in (({"email": "not an address"}, "Invalid e-mail address"),
-                         ({"email": seeded.user_email}, "already exists"),
+                         ({"email": seeded.user_email}, "already in use"),
+                         ({"email": "bob@other.test"}, "already in use"),
                          ({"password": "short", "confirm": "short"}, "at least 8 characters"),
                          ({"confirm": "typo"}, "The two passwords differ")):
         page = admin.submit(form, {**values, **bad})

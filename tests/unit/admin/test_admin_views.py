@@ -188,6 +188,24 @@ def test_user_page_security_section(app, world, browser):
     assert 'data-status="not_active"' in html
 
 
+def test_the_navigation_marks_the_current_section_and_page(app, world, browser):
+    """aria-current="page" on the page itself only: on a user's page "Users" is its section."""
+    client = browser(world["admin"])
+
+    def current(url):
+        html = client.get(url).get_data(as_text=True)
+        return re.findall(r'<a href="(/admin/[a-z]*)" class="active" aria-current="([a-z]+)"', html)
+
+    assert current("/admin/users") == [("/admin/users", "page")]
+    assert current(f"/admin/users/{world['alice'].id}") == [("/admin/users", "true")]
+    assert current(f"/admin/users/{world['alice'].id}/disable") == [("/admin/users", "true")]
+    assert current("/admin/users/new") == [("/admin/users", "true")]
+    assert current("/admin/security") == [("/admin/security", "page")]
+    assert current("/admin/audit") == [("/admin/audit", "page")]
+    html = client.post("/admin/security/grace", data={"grace_days": "-1"}).get_data(as_text=True)
+    assert re.findall(r'class="active" aria-current="([a-z]+)">([^<]+)<', html) == [("true", "Security")]
+
+
 def test_require_then_exempt_then_follow_one_event_each(app, world, browser):
     client = browser(world["admin"])
     alice = world["alice"]
@@ -243,7 +261,7 @@ def test_security_page_require_all_toggle(app, world, browser):
     html = response.get_data(as_text=True)
     assert "flash-success" in html and "now required for everyone" in html
     assert "Make 2FA optional for everyone" in html
-    assert re.search(r'data-status="required_not_set_up">.*?class="count">2<', html, re.S)
+    assert re.search(r'data-status="required_not_set_up">.*?class="count"[^>]*>2<', html, re.S)
 
     client.post("/admin/security/require-all", data={"on": "off"})
     html = client.get("/admin/security").get_data(as_text=True)
@@ -251,6 +269,42 @@ def test_security_page_require_all_toggle(app, world, browser):
     assert [e.event for e in db.session.execute(select(AuditEvent)).scalars()] == [
         "policy.org_requirement_changed"] * 2
     assert client.post("/admin/security/require-all", data={"on": "maybe"}).status_code == 400
+
+
+def test_distribution_links_say_what_they_count(app, world, browser):
+    """A screen reader's list of links reads each count with its status, not a bare number."""
+    html = browser(world["admin"]).get("/admin/security").get_data(as_text=True)
+    links = re.findall(r'<a href="/admin/users\?status=([a-z_]+)" class="count" aria-label="([^"]*)">(\d+)</a>', html)
+    assert links == [
+        ("not_active", "1 user: 2FA not active", "1"), ("required_not_set_up", "1 user: 2FA required, not set up", "1"),
+        ("active_voluntary", "2 users: 2FA active, set up voluntarily", "2"),
+        ("active_required", "0 users: 2FA active and required", "0")]
+
+
+def test_the_impact_of_requiring_all_mentions_the_grace_period(app, world, browser):
+    """"At their next login" is not the whole truth when the organization grants a grace period."""
+    client = browser(world["admin"])
+    assert "data-grace" not in client.get("/admin/security").get_data(as_text=True)
+    db.session.execute(update(Organization).where(Organization.id == world["acme"].id).values(grace_days=7))
+    db.session.commit()
+    html = client.get("/admin/security").get_data(as_text=True)
+    assert "2 users will have to set up" in html and "they may put it off for a while" in html
+
+
+def test_require_all_says_who_the_change_leaves_out(app, world, browser):
+    """"Everyone" has exceptions: the confirmation names them, and a second click changes nothing."""
+    client = browser(world["admin"])
+    db.session.execute(update(User).where(User.id == world["bob"].id).values(mfa_setting="exempt"))
+    db.session.commit()
+    html = client.post("/admin/security/require-all", data={"on": "on"}, follow_redirects=True).get_data(as_text=True)
+    assert "now required for everyone, except 1 exempt user." in html
+    html = client.post("/admin/security/require-all", data={"on": "on"}, follow_redirects=True).get_data(as_text=True)
+    assert "Nothing to change." in html and "now required" not in html
+    # carol stays required (her own setting): "optional for everyone" is not the whole truth
+    html = client.post("/admin/security/require-all", data={"on": "off"}, follow_redirects=True).get_data(as_text=True)
+    assert "now optional for everyone, except 1 user for whom it is required individually." in html
+    assert [e.event for e in db.session.execute(select(AuditEvent)).scalars()] == [
+        "policy.org_requirement_changed"] * 2
 
 
 def test_security_page_grace(app, world, browser):
@@ -301,6 +355,26 @@ def test_audit_log_lists_and_filters(app, world, browser):
     assert "127.0.0.1" in html  # from which address
 
 
+def test_audit_action_suggestions_read_the_latest_events_only(app, world, browser, monkeypatch):
+    """The suggestions come from a bounded window of the newest events (a DISTINCT over the whole
+    log read every event on each visit); an older action is still found by typing it."""
+    from idp import audit
+    from idp.admin import queries
+
+    for name in ("user.role_changed", "login.succeeded", "login.succeeded", "token.revoked"):
+        audit.record(name, org_id=world["acme"].id, subject_id=world["alice"].id)
+        db.session.commit()
+    audit.record("policy.grace_changed", org_id=world["other"].id)
+    db.session.commit()
+    monkeypatch.setattr(queries, "RECENT_ACTIONS", 3)
+    client = browser(world["admin"])
+    html = client.get("/admin/audit").get_data(as_text=True)
+    assert re.findall(r'<option value="([^"]+)">', html) == ["login.succeeded", "token.revoked"]
+    html = client.get("/admin/audit?action=user.").get_data(as_text=True)
+    assert re.findall(r'data-event="([^"]+)"', html) == ["user.role_changed"]
+    assert 'value="user."' in html and 'list="actions"' in html
+
+
 # --------------------------------------------------------------------------- a user's factors
 
 def test_revoke_one_factor_after_confirmation(app, world, browser):
@@ -311,6 +385,10 @@ def test_revoke_one_factor_after_confirmation(app, world, browser):
     page = client.get(f"/admin/users/{carol.id}").get_data(as_text=True)
     assert "lost phone" in page, page
     assert 'data-status="active_required"' in page, page
+    # Each "Revoke" link names its factor to a screen reader, which may list the links out of their rows.
+    links = re.findall(r'href="/admin/users/\d+/factors/(\d+)/revoke">(.*?)</a>', page)
+    assert [(int(i), re.sub(r"<[^>]+>", "", text)) for i, text in links] == [
+        (keep.id, "Revoke Authenticator app “old phone”"), (lost.id, "Revoke Authenticator app “lost phone”")]
     url = f"/admin/users/{carol.id}/factors/{lost.id}/revoke"
     confirm = client.get(url)
     assert confirm.status_code == 200 and "Confirm" in confirm.get_data(as_text=True)
