@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app, g
-from sqlalchemy import bindparam, delete, or_, select
+from sqlalchemy import bindparam, delete, null, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -27,6 +27,8 @@ from idp.models import FailureCounter
 
 log = logging.getLogger(__name__)
 _SEEN_CLEAR = "idp_lockout_seen_clear"
+# The keys whose lockout this request's own `reserve` started: a `release` of that guess lifts it.
+_LOCKED_BY_RESERVE = "idp_lockout_locked_by_reserve"
 
 
 def _policy(kind: str):
@@ -91,7 +93,8 @@ def _fail_redis(redis, keys: list[str]) -> int:
 # reserve() on Redis: refuse while locked, else count the guess and, from the threshold on,
 # lock at once -- one script, so that no other guess runs between the count and the lock.
 # KEYS: lock, failures; ARGV: threshold, first lockout, longest lockout (seconds), failures' TTL.
-# Returns the lockout's milliseconds still to wait when refused, else 0.
+# Returns the lockout's milliseconds still to wait when refused, -1 when admitted and locking,
+# else 0.
 _RESERVE_SCRIPT = """
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then return ttl end
@@ -101,6 +104,7 @@ local threshold = tonumber(ARGV[1])
 if failures >= threshold then
   local delay = math.min(tonumber(ARGV[3]), tonumber(ARGV[2]) * 2 ^ (failures - threshold))
   redis.call('SET', KEYS[1], 1, 'EX', math.floor(delay))
+  return -1
 end
 return 0
 """
@@ -109,8 +113,12 @@ return 0
 def _reserve_redis(redis, keys: list[str]) -> int:
     [key] = keys
     threshold, base, cap = _policy(_kind(key))
-    waited_ms = redis.eval(_RESERVE_SCRIPT, 2, f"idp:lock:{key}", f"idp:fail:{key}", threshold, base, cap, 24 * 3600)
-    return (int(waited_ms) + 999) // 1000
+    waited_ms = int(redis.eval(_RESERVE_SCRIPT, 2, f"idp:lock:{key}", f"idp:fail:{key}", threshold, base, cap,
+                               24 * 3600))
+    if waited_ms == -1:  # admitted, and its count started a lockout
+        g.setdefault(_LOCKED_BY_RESERVE, set()).add(key)
+        return 0
+    return (waited_ms + 999) // 1000
 
 
 # release() on Redis: one failure fewer, never below none (a key expired meanwhile stays gone).
@@ -124,6 +132,8 @@ return 0
 def _release_redis(redis, keys: list[str]) -> bool:
     [key] = keys
     redis.eval(_RELEASE_SCRIPT, 1, f"idp:fail:{key}")
+    if key in g.get(_LOCKED_BY_RESERVE, ()):
+        redis.delete(f"idp:lock:{key}")
     return True
 
 
@@ -168,6 +178,7 @@ def check(keys: list[str]) -> int:
 
 _LOCK = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"))
          .values(locked_until=bindparam("until")))
+_UNLOCK = _COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_")).values(locked_until=null())
 _COUNT_FAILURE: dict[tuple[str, bool], object] = {}
 
 
@@ -237,6 +248,7 @@ def reserve(key: str) -> int:
     delay = _delay_for(failures, _kind(key))
     if delay:
         db.run(_LOCK, {"key_": key, "until": now + timedelta(seconds=delay)})
+        g.setdefault(_LOCKED_BY_RESERVE, set()).add(key)
     return 0
 
 
@@ -247,11 +259,15 @@ _RELEASE = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"), _COUN
 def release(key: str) -> None:
     """Take back one guess `reserve` counted, and nothing more: for a guess that proved right
     where a right guess must not clear the history (an address's guesses at many secrets, one
-    of them its own: the others' count stays). A lockout in force stays. On the database this
-    commits with the caller's next commit."""
+    of them its own: the others' count stays). A lockout that this guess's own reservation
+    started (it was the one reaching the threshold) goes with it: a right answer after
+    threshold - 1 wrong ones must not lock the next one out. A lockout another guess started
+    stays. On the database this commits with the caller's next commit."""
     if _on_redis(_release_redis, [key]):
         return
     db.run(_RELEASE, {"key_": key})
+    if key in g.get(_LOCKED_BY_RESERVE, ()):
+        db.run(_UNLOCK, {"key_": key})
 
 
 @dataclass(frozen=True)

@@ -87,31 +87,62 @@ def test_reserve_counts_the_guess_first_and_locks_at_the_threshold(app):
         assert lockout.check([key]) == 0 and lockout.reserve(key) == 0
 
 
-def test_release_takes_back_one_guess_and_keeps_the_others(app):
-    from idp import lockout
+def _request(app, guess):
+    """One request's guess (its own app context, so its own `g`), committed as a request's is."""
     from idp.db import db
 
-    key = f"factor:user:{uuid.uuid4().hex}"
     with app.app_context():
-        for _ in range(2):
-            assert lockout.reserve(key) == 0
-            db.session.commit()
-        lockout.release(key)  # the second guess was right
+        result = guess()
         db.session.commit()
-        assert lockout.reserve(key) == 0 and lockout.check([key]) == 0  # two failures now: not locked
-        db.session.commit()
-        assert lockout.reserve(key) == 0 and 9 <= lockout.check([key]) <= 11  # the third locks
-        db.session.commit()
-        lockout.release(key)  # a lockout in force stays
-        db.session.commit()
-        assert 9 <= lockout.check([key]) <= 11
-        fresh = f"factor:user:{uuid.uuid4().hex}"
-        lockout.release(fresh)  # nothing counted: nothing to take back, no counter below zero
-        db.session.commit()
-        for _ in range(2):
-            assert lockout.reserve(fresh) == 0
-            db.session.commit()
-        assert lockout.check([fresh]) == 0
+        return result
+
+
+def test_release_takes_back_one_guess_and_keeps_the_others(app):
+    from idp import lockout
+
+    key = f"factor:user:{uuid.uuid4().hex}"
+    for _ in range(2):
+        assert _request(app, lambda: lockout.reserve(key)) == 0
+
+    def right_guess():  # the second guess was right
+        lockout.release(key)
+
+    _request(app, right_guess)
+    assert _request(app, lambda: lockout.reserve(key)) == 0  # two failures now: not locked
+    assert _request(app, lambda: lockout.check([key])) == 0
+    assert _request(app, lambda: lockout.reserve(key)) == 0  # the third locks
+    assert 9 <= _request(app, lambda: lockout.check([key])) <= 11
+    _request(app, right_guess)  # another request's lockout in force stays
+    assert 9 <= _request(app, lambda: lockout.check([key])) <= 11
+    fresh = f"factor:user:{uuid.uuid4().hex}"
+
+    def nothing_counted():  # nothing to take back, no counter below zero
+        lockout.release(fresh)
+
+    _request(app, nothing_counted)
+    for _ in range(2):
+        assert _request(app, lambda: lockout.reserve(fresh)) == 0
+    assert _request(app, lambda: lockout.check([fresh])) == 0
+
+
+def test_a_right_guess_that_reached_the_threshold_locks_nobody_out(app):
+    """The guess reserved at the threshold starts the lockout before it is checked; when it
+    proves right (released), that lockout goes with its count: the next guess is admitted.
+    (An admin's add-user that succeeds after refusals; a device code typed right.)"""
+    from idp import lockout
+
+    key = f"factor:user:{uuid.uuid4().hex}"
+    for _ in range(2):
+        assert _request(app, lambda: lockout.reserve(key)) == 0
+
+    def third_guess_right():
+        assert lockout.reserve(key) == 0 and lockout.check([key]) > 0  # it reached the threshold
+        lockout.release(key)
+
+    _request(app, third_guess_right)
+    assert _request(app, lambda: lockout.check([key])) == 0
+    assert _request(app, lambda: lockout.reserve(key)) == 0  # a wrong one now: the third failure locks
+    assert 9 <= _request(app, lambda: lockout.check([key])) <= 11
 
 
 def test_guesses_reserved_at_once_are_admitted_up_to_the_limit(app):
