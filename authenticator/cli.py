@@ -287,7 +287,8 @@ def _add_global_options(parser: argparse.ArgumentParser, default) -> None:
                         help="read the local passphrase from F "
                              "(else $IDP_AUTHENTICATOR_PASSPHRASE, else asked on a terminal)")
     parser.add_argument("--recovery-secret-file", metavar="F", default=default(None),
-                        help="read the backup recovery secret from F (else $IDP_AUTHENTICATOR_RECOVERY_SECRET)")
+                        help="read the backup recovery secret from F "
+                             "(else $IDP_AUTHENTICATOR_RECOVERY_SECRET, else asked on a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,3 +67,148 @@ def test_operations_md_lists_every_event_the_code_writes():
     documented = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     missing = {event: path for event, path in written_events().items() if f"`{event}`" not in documented}
     assert not missing, f"add these to docs/operations.md, 'The audit log': {missing}"
+
+
+# --- The rest of the docs against the code: links, named files, settings, commands. Each class of
+# error here was found by hand once (a setting left out of the docs, a command's option nobody
+# could find but in --help); these keep them from coming back.
+
+import re  # noqa: E402
+import tomllib  # noqa: E402
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench" / "README.md"]
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_NAMED_PATH = re.compile(r"(?<![\w./-])((?:idp|plugins|authenticator|docs|tests|bench|examples|scripts|config)/[\w./*-]*\w)")
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+            for heading in re.findall(r"^#+ (.*)$", markdown, re.MULTILINE)}
+
+
+def _all_docs_text() -> str:
+    return "\n".join(path.read_text(encoding="utf-8") for path in DOCS)
+
+
+def test_relative_links_between_docs_resolve():
+    broken = []
+    for doc in DOCS:
+        for target in _LINK.findall(doc.read_text(encoding="utf-8")):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):
+                continue  # http:, https:, mailto: ...
+            path, _, fragment = target.partition("#")
+            resolved = (doc.parent / path).resolve() if path else doc
+            if not resolved.exists():
+                broken.append(f"{doc.relative_to(ROOT)}: {target}")
+            elif fragment and resolved.suffix == ".md" and fragment not in _anchors(resolved.read_text(encoding="utf-8")):
+                broken.append(f"{doc.relative_to(ROOT)}: {target} (no such heading)")
+    assert not broken, broken
+
+
+def test_files_the_docs_name_exist():
+    """`idp/account/activity.py`, `tests/integration/test_bypass.py`, `plugins/push/settings.py`: a
+    reader goes and opens them. A module's attribute (`idp/login/pipeline.start`) names its file;
+    `bench/results/admin-*.md` is a pattern some file must match."""
+    missing = []
+    for doc in [*DOCS, ROOT / "config" / "default.toml"]:
+        for named in _NAMED_PATH.findall(doc.read_text(encoding="utf-8")):
+            if "DATE" in named:
+                continue  # bench/results/DATE.md: a file a run writes
+            candidates = [named, f"{named}.py", named.rsplit(".", 1)[0] + ".py"]
+            if not any(any(ROOT.glob(candidate)) for candidate in candidates):  # (admin-*.md: a glob)
+                missing.append(f"{doc.relative_to(ROOT)}: {named}")
+    assert not missing, missing
+
+
+def _default_settings() -> dict:
+    return tomllib.loads((ROOT / "config" / "default.toml").read_text(encoding="utf-8"))
+
+
+def _setting_exists(dotted: str) -> bool:
+    node = _default_settings()
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def test_every_setting_in_default_toml_has_a_comment():
+    """CONTRACT.md: every key documented in config/default.toml. A key may share the comment of
+    the keys right above it (`digits` and `algorithm` under one), never go without one."""
+    undocumented, commented, section = [], False, ""
+    for line in (ROOT / "config" / "default.toml").read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            commented = True
+        elif stripped.startswith("["):
+            section, commented = stripped, False
+        elif not stripped:
+            commented = False
+        elif "=" in stripped and not commented:
+            undocumented.append(f"{section} {stripped.split('=')[0].strip()}")
+    assert not undocumented, undocumented
+
+
+def test_the_settings_contract_extensions_lists_exist():
+    text = (ROOT / "docs" / "contract-extensions.md").read_text(encoding="utf-8")
+    table = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"^\| `([a-z_.]+)`(?:, `([a-z_.]+)`)?", table, re.MULTILINE)
+    settings = [name for row in named for name in row if name]
+    assert len(settings) >= 5
+    assert [name for name in settings if not _setting_exists(name)] == []
+
+
+def _idp_commands():
+    import click
+
+    from idp.cli import cli
+
+    def walk(command, path):
+        if isinstance(command, click.Group):
+            context = click.Context(command)
+            for name in command.list_commands(context):
+                yield from walk(command.get_command(context, name), [*path, name])
+        else:
+            yield path, command
+
+    return list(walk(cli, []))
+
+
+def test_every_idp_command_and_option_is_in_the_docs():
+    """README's command list and docs/*.md name each command (`idp user sign-out`, or
+    `idp factor qr_recovery issue | list | revoke`) and each of its options."""
+    text = _all_docs_text()
+    commands = _idp_commands()
+    assert len(commands) > 30
+    missing = []
+    for path, command in commands:
+        *group, name = path
+        spelt = re.compile(r"idp %s ?(?:[\w-]+ ?\\?\| ?)*%s\b" % (" ".join(group), re.escape(name)))
+        if not spelt.search(text):
+            missing.append("idp " + " ".join(path))
+        for parameter in command.params:
+            for option in [*parameter.opts, *parameter.secondary_opts]:
+                if option.startswith("--") and option not in ("--help",) and option not in text:
+                    missing.append(f"idp {' '.join(path)} {option}")
+    assert not missing, missing
+
+
+def test_every_authenticator_command_and_option_is_in_the_docs():
+    import argparse
+
+    from authenticator.cli import build_parser
+
+    text = _all_docs_text()
+    parser = build_parser()
+    [commands] = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    missing = [f"idp-authenticator {option}" for action in parser._actions for option in action.option_strings
+               if option.startswith("--") and option != "--help" and option not in text]
+    for name, command in commands.choices.items():
+        if not re.search(r"(?:idp-authenticator|^  |\| )%s\b" % re.escape(name), text, re.MULTILINE):
+            missing.append(f"idp-authenticator {name}")
+        missing.extend(f"idp-authenticator {name} {option}" for action in command._actions
+                       for option in action.option_strings
+                       if option.startswith("--") and option != "--help" and option not in text)
+    assert not missing, missing
