@@ -121,6 +121,31 @@ def test_files_the_docs_name_exist():
     assert not missing, missing
 
 
+_SECTION_REFERENCE = re.compile(r'((?:[\w-]+/)*[\w-]+\.md|README)`?,? \(?"([^"]+)"')
+
+
+def test_sections_named_in_the_docs_exist():
+    """`(docs/operations.md, "Housekeeping")`, `README ("Production")`: the quoted title is a heading
+    of that document, or the bold lead of one of its paragraphs or items (`**Clients without a secret:
+    ...**`, `- **Choice: reads that precede every write ...**`)."""
+    sources = [*DOCS, ROOT / "config" / "default.toml", *sorted((ROOT / "idp").rglob("*.py")),
+               *sorted((ROOT / "plugins").rglob("*.py"))]
+    wrong = []
+    for source in sources:
+        for document, title in _SECTION_REFERENCE.findall(source.read_text(encoding="utf-8")):
+            path = ROOT / ("README.md" if document == "README" else document)
+            if not path.exists():
+                path = ROOT / "docs" / document
+            if not path.exists():
+                continue  # CONTRACT.md and the other shared documents live outside the repository
+            markdown = path.read_text(encoding="utf-8")
+            titles = re.findall(r"^#+ (.*)$", markdown, re.MULTILINE) + re.findall(r"^(?:- )?\*\*(.+?)\*\*", markdown, re.MULTILINE)
+            title = " ".join(title.split())
+            if not any(title in candidate.replace("`", "") or title in candidate for candidate in titles):
+                wrong.append(f"{source.relative_to(ROOT)}: {document}, \"{title}\"")
+    assert not wrong, wrong
+
+
 def _default_settings() -> dict:
     return tomllib.loads((ROOT / "config" / "default.toml").read_text(encoding="utf-8"))
 
