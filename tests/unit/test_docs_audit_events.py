@@ -176,6 +176,50 @@ def test_every_setting_in_default_toml_has_a_comment():
     assert not undocumented, undocumented
 
 
+def _comments_above_settings() -> dict[str, str]:
+    """Each setting of config/default.toml -> the comment above it (shared with the keys right
+    above it that have none of their own)."""
+    comments, section, block, after_key = {}, "", [], False
+    for line in (ROOT / "config" / "default.toml").read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            section, block, after_key = stripped.strip("[]"), [], False
+        elif stripped.startswith("#"):
+            block, after_key = ([] if after_key else block) + [stripped.lstrip("# ")], False
+        elif not stripped:
+            block, after_key = [], False
+        else:
+            comments[f"{section}.{stripped.split('=')[0].strip()}"] = " ".join(block)
+            after_key = True
+    return comments
+
+
+def _spellings(number: float) -> set[str]:
+    """How a comment may give a bound: 86400, 86,400, 1 day(s), 24 hours, 10 years, 4 GiB."""
+    spelt = {f"{number:g}", f"{int(number):,}"}
+    for unit, seconds in (("hour", 3600), ("day", 86400), ("year", 365 * 86400)):
+        if number and number % seconds == 0:
+            spelt |= {f"{number // seconds:g} {unit}", f"{number // seconds:g} {unit}s"}
+    if number and number % (1024 * 1024) == 0:
+        spelt.add(f"{number // (1024 * 1024):g} GiB")
+    return spelt
+
+
+def test_default_toml_gives_the_range_each_number_is_checked_against():
+    """README: a number outside "the range its comment in config/default.toml gives" stops the start.
+    Each bound of idp/config_ranges.py is therefore in the comment above its setting."""
+    from idp.config_ranges import BOUNDS
+
+    comments = _comments_above_settings()
+    unstated = []
+    for dotted, low, high in BOUNDS:
+        comment = comments[dotted]
+        for bound in (low, high):
+            if not any(re.search(rf"(?<![\d.,]){re.escape(spelt)}(?![\d])", comment) for spelt in _spellings(bound)):
+                unstated.append(f"{dotted}: {bound:.0f}")
+    assert not unstated, unstated
+
+
 def test_the_settings_contract_extensions_lists_exist():
     text = (ROOT / "docs" / "contract-extensions.md").read_text(encoding="utf-8")
     table = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
