@@ -146,6 +146,18 @@ def test_sections_named_in_the_docs_exist():
     assert not wrong, wrong
 
 
+def test_the_readme_layout_names_every_top_level_entry_and_test_folder():
+    """What a reader finds at the top of a checkout is in README.md's "Layout", and so is each folder of tests/."""
+    layout = (ROOT / "README.md").read_text(encoding="utf-8").split("## Layout", 1)[1].split("```")[1]
+    entries = {path.name for path in ROOT.iterdir() if not path.name.startswith(".") or path.name == ".ci"}
+    made = {"README.md", "instance", "test-artifacts", "build", "dist"}  # (and *.egg-info: made by make, pip)
+    unnamed = sorted(entry for entry in entries - made
+                     if not entry.endswith(".egg-info") and not re.search(rf"(?<![\w/.]){re.escape(entry)}\b", layout))
+    assert not unnamed, f"README.md, Layout: {unnamed}"
+    folders = sorted(path.name for path in (ROOT / "tests").iterdir() if path.is_dir() and path.name != "__pycache__")
+    assert [folder for folder in folders if f"{folder}/" not in layout] == []
+
+
 def _default_settings() -> dict:
     return tomllib.loads((ROOT / "config" / "default.toml").read_text(encoding="utf-8"))
 
