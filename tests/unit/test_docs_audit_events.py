@@ -6,6 +6,10 @@ event names are read from the source (not from a running app), wherever an event
 the first argument of an audit call (`audit.record`, `record_about_user`, `record_now`, a
 plugin's `directory.audit`, the admin pages' `audit_record`), an `event=` keyword, a dict's
 "event" key, or an `EVENT_*` constant. An argument chosen by a conditional counts both ways.
+
+Below them, the rest of the docs against the code: relative links and section references resolve,
+named files exist, config/default.toml comments every key and states each checked range, and the
+README and docs/ name every `idp` and `idp-authenticator` command and option.
 """
 from __future__ import annotations
 
