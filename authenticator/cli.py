@@ -281,13 +281,14 @@ def _add_global_options(parser: argparse.ArgumentParser, default) -> None:
     """Global options work before or after the command; subcommands use SUPPRESS
     so that their (absent) defaults do not overwrite what was given up front."""
     parser.add_argument("--home", metavar="DIR", default=default(None),
-                        help="app home (default: $XDG_DATA_HOME/idp-authenticator)")
+                        help="app home (default: $XDG_DATA_HOME/idp-authenticator, or ~/.local/share/idp-authenticator)")
     parser.add_argument("--json", action="store_true", default=default(False), help="print one JSON document")
     parser.add_argument("--passphrase-file", metavar="F", default=default(None),
                         help="read the local passphrase from F "
                              "(else $IDP_AUTHENTICATOR_PASSPHRASE, else asked on a terminal)")
     parser.add_argument("--recovery-secret-file", metavar="F", default=default(None),
-                        help="read the backup recovery secret from F (else $IDP_AUTHENTICATOR_RECOVERY_SECRET)")
+                        help="read the backup recovery secret from F "
+                             "(else $IDP_AUTHENTICATOR_RECOVERY_SECRET, else asked on a terminal)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], help=help_text, description=help_text)
 
-    command("add", "add an account from an otpauth:// URI or a QR image").add_argument(
+    command("add", "add a TOTP account (otpauth:// URI) or a push account (idp-push:// activation URI), "
+                   "given as the URI or a QR code image of it").add_argument(
         "source", metavar="QR_IMAGE|URI")
     command("list", "list accounts")
     command("code", "print the current code of a TOTP account").add_argument("account", metavar="ACCOUNT")
@@ -323,12 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--replace", action="store_true",
                         help="overwrite a backup already in DIR that is not this device's (with --enable)")
     command("restore", "restore accounts from a backup onto this (empty) device").add_argument(
-        "--from", dest="source", required=True, metavar="DIR")
+        "--from", dest="source", required=True, metavar="DIR", help="the backup directory (`backup --to`)")
     recover = command("recover", "give a restored push account a new device credential")
     recover.add_argument("account", metavar="ACCOUNT")
     how = recover.add_mutually_exclusive_group(required=True)
     how.add_argument("--qr", metavar="IMAGE", help="recovery QR code issued by an admin (work accounts)")
-    how.add_argument("--password", action="store_true", help="password (stdin) plus a one-time code (personal)")
+    how.add_argument("--password", action="store_true", help="the password, then the code e-mailed to the account (personal accounts: lines 1 and 2 "
+                          "of stdin, or asked on a terminal)")
     return parser
 
 

@@ -520,7 +520,7 @@ def user_set_password(email: str, password_stdin: bool) -> None:
 @click.option("--email", required=True, help="The user's e-mail address.")
 @with_appcontext
 def user_disable(email: str) -> None:
-    """Stop a user signing in; ends their sessions and revokes their tokens."""
+    """Stop a user signing in; ends their sessions and revokes their tokens and their recovery QR codes."""
     _set_disabled(email, True)
 
 
@@ -947,7 +947,9 @@ def keys_rotate_secrets() -> None:
 def purge(dry_run: bool, as_json: bool) -> None:
     """Delete expired login transactions, sessions, codes, tokens, challenges and idle failure counters.
 
-    Safe to run at any time (e.g. hourly from cron); see idp/maintenance.py for what "expired" means per table.
+    Audit events go too, once older than `ops.audit_retention_days` when that is set (0, the default,
+    keeps them all), recorded in an `audit.purged` event. Safe to run at any time (e.g. hourly from
+    cron); docs/operations.md ("Housekeeping") and idp/maintenance.py say what "expired" means per table.
     """
     from idp.maintenance import purge as run_purge
 

@@ -6,7 +6,9 @@ page) and all of them go through these functions, so that each change is checked
 and followed by the same sign-out everywhere. A new password or a disabled account leaves no
 way in that the old state opened: the user's browser sessions end (the one that asked for a new
 password included) and every access and refresh token of theirs is revoked, so an application
-holding one must sign the user in again (`sign_out_everywhere`).
+holding one must sign the user in again (`sign_out_everywhere`). Disabling also has each factor
+revoke what it handed out to let the user back in later (`Factor.on_account_disabled`: an admin's
+recovery QR codes), which enabling the account does not bring back.
 
 A role change ends nothing (the admin pages read the role on every request), but an
 organization is never left without an admin by one: its last admin cannot be made a user.

@@ -31,10 +31,12 @@ GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Sign a device in with the device authorization grant.")
-    parser.add_argument("--issuer", default="http://127.0.0.1:5000")
-    parser.add_argument("--client-id", required=True)
-    parser.add_argument("--client-secret", default=None)
-    parser.add_argument("--scope", default="openid profile email")
+    parser.add_argument("--issuer", default="http://127.0.0.1:5000",
+                        help="the provider's issuer URL, which its discovery document must name (default: %(default)s)")
+    parser.add_argument("--client-id", required=True,
+                        help="a client registered with --grant-type device_code (`make run` prints the demo's)")
+    parser.add_argument("--client-secret", default=None, help="a confidential client's secret (none for --public)")
+    parser.add_argument("--scope", default="openid profile email", help="scopes to ask for (default: %(default)s)")
     args = parser.parse_args(argv)
 
     issuer = args.issuer.rstrip("/")

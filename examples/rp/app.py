@@ -16,6 +16,8 @@ Configuration (environment), with `make run` filling it in:
   RP_URL            this app's base URL as registered (default http://127.0.0.1:$RP_PORT)
   RP_PORT           port to listen on (default 5001)
   RP_SCOPE          scopes to ask for (default "openid profile email")
+  RP_SECRET_KEY     signs this app's own session cookie (default: a random one per start,
+                    which signs its users out at every restart)
 
 Run: `python examples/rp/app.py` (or `make run`, which also starts the provider).
 """

@@ -281,7 +281,8 @@ class Factor:
 
     def on_removed(self, credential: CredentialInfo) -> None:
         """Optional cleanup after the user or an admin revoked `credential` (e.g. cancel pending push
-        challenges). Called in the same transaction as the revocation; must not commit."""
+        challenges). Called in the same transaction as the revocation, inside a savepoint; must not
+        commit. An exception is logged and rolls back only this hook's writes: the revocation stands."""
         return None
 
     def on_account_disabled(self, user: UserRef, *, actor: str, actor_id: int | None) -> None:
@@ -290,7 +291,8 @@ class Factor:
         back (an admin-issued recovery QR code: a suspension after a fraud report must not be
         undone by a code issued before it), and audit it. Challenges, sessions and tokens are the
         core's to end already (idp.users.sign_out_everywhere). Called in the disabling's
-        transaction, after the user's row is locked; must not commit."""
+        transaction, after the user's row is locked, inside a savepoint; must not commit. An
+        exception is logged and rolls back only this hook's writes: the disabling stands."""
         return None
 
     @classmethod

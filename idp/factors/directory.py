@@ -1,4 +1,6 @@
-"""The little of the directory a plugin may see: users as `UserRef`, and the audit log.
+"""The little of the directory a plugin may see: users as `UserRef`, the audit log, and a few
+questions about them (is this login or signed-in session still live, is push suspended, may this
+factor be used) and services (a code mailed, an attempt counted).
 
 Plugins must not import `idp.models` or `idp.audit` (STYLE.md's module map); their
 CLI commands find users and record events through these functions instead.

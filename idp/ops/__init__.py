@@ -3,7 +3,8 @@
 `init_app(app, settings)` wires all of it (called by `idp.app.create_app`):
 
 - `GET /healthz`: 200 as long as the process answers; touches nothing else.
-- `GET /readyz`: 200 when the database answers `SELECT 1`, else 503 with a JSON reason.
+- `GET /readyz`: 200 when the database answers `SELECT 1`, the encryption keys open the signing
+  keys and, with `server.redis_url` set, Redis answers `PING`; else 503 with a JSON reason.
 - `GET /metrics`: Prometheus text format (see `idp.ops.metrics` for the names). It reveals
   traffic patterns, so operators should not expose it publicly: `ops.metrics_networks`
   restricts it to listed addresses/CIDR ranges (by default loopback and private ranges);

@@ -3,7 +3,10 @@ a device's registration, which stores the device's push credential.
 
 An activation is a `factor_challenges` row of type "activation" whose lookup key is the SHA-256 of
 the code; consuming it is the challenge store's conditional UPDATE, so two racing registrations
-with one code give one device.
+with one code give one device. A code shown on the security page works only while the session
+that shows it lives (`AttemptContext.session_id`, `directory.session_live`); one shown at a login's
+enrolment step only while that login wants it (`directory.login_enrolment_open`); the CLI's until
+it expires.
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ Two uses of one code (docs/recovery.md):
   an e-mailed code (personal.py).
 
 Users cannot enrol it themselves (`user_enrollable = False`): `issue` is called by the
-admin page (idp/admin/recovery_qr.py) and `idp recovery-qr issue`.
+admin page (idp/admin/recovery_qr.py) and `idp recovery-qr issue`. Disabling the account revokes
+the codes not yet used (`on_account_disabled`): enabling it again brings none back.
 """
 from __future__ import annotations
 
