@@ -186,7 +186,7 @@ def test_a_single_credential_factor_enrolled_in_several_tabs_at_once_keeps_one(p
     add = next(form for form in page.forms() if form["action"].endswith("/add/mailbox"))
     tabs = tabs_of(browser, 4)
     forms = [tab.submit(add).form_with("code") for tab in tabs]
-    _at_once([(tab, form, {"code": "123456"}) for tab, form in zip(tabs, forms)])
+    _at_once([(tab, form, {"code": "123456"}) for tab, form in zip(tabs, forms, strict=True)])
     added = [tab for tab in tabs if "Code by e-mail added." in html.unescape(tab.page.text)]
     refused = [tab for tab in tabs if "You already have this method." in html.unescape(tab.page.text)]
     assert len(added) == 1 and len(refused) == 3, [tab.page.status for tab in tabs]
