@@ -6,6 +6,8 @@
   nothing). The interleaving is made, as in test_application_access_race.py: the refresh's
   transaction spends the old row and inserts its successor and stays open; the withdrawal reads the
   old head, then waits on its lock; then the refresh commits.
+- A code exchange storing the tokens of a session that proved the factor, while the withdrawal
+  holds the user's row: the exchange does not wait for it, and its tokens are revoked.
 - A push activation shown on a security page (directory.session_live, FOR SHARE on the session's
   row) against a sign-out of that session: the sign-out either comes first and is seen, or waits.
 """
@@ -214,3 +216,66 @@ def test_a_sign_out_and_a_phone_registering_in_its_session_name_take_turns(pg_se
     with engine.connect() as conn:
         assert conn.scalar(select(UserSession.revoked_at).where(UserSession.sid == sid)) is not None
     engine.dispose()
+
+
+def test_a_code_exchanged_while_the_factor_its_login_proved_is_withdrawn_leaves_no_live_token(
+        pg_server, postgres_url, monkeypatch):
+    """The withdrawal holds the user's row (end_proved_by) when the application exchanges the
+    code of a session that proved the factor. The exchange's INSERT reads its code row FOR SHARE
+    and takes a key share of the user's row (its foreign key): with the user's row held FOR
+    UPDATE it waited there, holding the code row, which the withdrawal's end of that session
+    then waited for (revoke_codes): a deadlock. Now the exchange stores its tokens without
+    waiting, and the withdrawal revokes them."""
+    from fixtures.code_exchange import code_row, exchange_request, tokens_of
+    from idp import sessions
+    from idp.db import db
+    from idp.login import transaction
+    from idp.models import User
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.third_party)
+    code = password_login(FormBrowser(pg_server.url), rp, seeded.user_email, seeded.password)["code"]
+    row = code_row(pg_server, code)
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:  # as if that login had proved the phone
+        conn.execute(text("UPDATE user_sessions SET credential_ids = :ids WHERE sid = :sid"),
+                     {"ids": f"[{WITHDRAWN}]", "sid": row.session_id})
+        conn.execute(text("UPDATE authorization_codes SET credential_ids = :ids WHERE id = :id"),
+                     {"ids": f"[{WITHDRAWN}]", "id": row.id})
+
+    locked, go = threading.Event(), threading.Event()
+    expire_advanced_by = transaction.expire_advanced_by
+
+    def paused_after_the_users_row(user_id, withdrawn):
+        locked.set()
+        go.wait(10)
+        return expire_advanced_by(user_id, withdrawn)
+
+    monkeypatch.setattr(transaction, "expire_advanced_by", paused_after_the_users_row)
+    outcome: dict = {}
+
+    def withdraw():
+        try:
+            with pg_server.context():
+                user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+                outcome["ended"] = sessions.end_proved_by(user, {WITHDRAWN}, actor_id=None, actor="test")
+                db.session.commit()
+        except Exception as error:  # (a deadlock, say)
+            outcome["error"] = error
+
+    thread = threading.Thread(target=withdraw)
+    thread.start()
+    assert locked.wait(10)
+    answers: dict = {}
+    exchange = threading.Thread(target=lambda: answers.setdefault("exchange", exchange_request(rp, code)))
+    exchange.start()
+    exchange.join(timeout=3)  # done at once, or waiting on the user's row (held FOR UPDATE)
+    go.set()
+    exchange.join(timeout=30)
+    thread.join(timeout=30)
+    engine.dispose()
+    assert "error" not in outcome, outcome
+    assert outcome["ended"] == 1 and answers["exchange"].status_code in (200, 400), answers["exchange"].text
+    assert all(token.revoked_at is not None for token in tokens_of(pg_server, row.id))
+    if answers["exchange"].status_code == 200:
+        assert rp.userinfo(answers["exchange"].json()["access_token"]).status_code == 401
