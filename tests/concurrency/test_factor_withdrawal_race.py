@@ -8,6 +8,9 @@
   old head, then waits on its lock; then the refresh commits.
 - A code exchange storing the tokens of a session that proved the factor, while the withdrawal
   holds the user's row: the exchange does not wait for it, and its tokens are revoked.
+- A code of a session that has expired since, under exchange (claimed, its tokens not yet
+  stored) as the factor its login proved is withdrawn: the code is revoked first, and the
+  exchange stores nothing.
 - A push activation shown on a security page (directory.session_live, FOR SHARE on the session's
   row) against a sign-out of that session: the sign-out either comes first and is seen, or waits.
 """
@@ -279,3 +282,42 @@ def test_a_code_exchanged_while_the_factor_its_login_proved_is_withdrawn_leaves_
     assert all(token.revoked_at is not None for token in tokens_of(pg_server, row.id))
     if answers["exchange"].status_code == 200:
         assert rp.userinfo(answers["exchange"].json()["access_token"]).status_code == 401
+
+
+def test_a_code_of_an_expired_session_under_exchange_as_its_factor_is_withdrawn_gives_no_token(
+        pg_server, postgres_url, monkeypatch):
+    """The session that signed the login in has expired since (no sign-out revoked its codes, and
+    the withdrawal ends no live session), and the application is exchanging the code: claimed, its
+    tokens not yet stored, when the withdrawal reads the token families. The withdrawal revokes the
+    code first, so the exchange then stores nothing (invalid_grant); it used to store a family
+    standing on the withdrawn factor that nothing revoked."""
+    from fixtures.code_exchange import between_claim_and_store, code_row, exchange_request, tokens_of
+    from idp import sessions
+    from idp.db import db
+    from idp.models import User
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.third_party)
+    code = password_login(FormBrowser(pg_server.url), rp, seeded.user_email, seeded.password,
+                          scope="openid offline_access")["code"]
+    row = code_row(pg_server, code)
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:  # that login proved the phone; its session has expired since
+        conn.execute(text("UPDATE user_sessions SET credential_ids = :ids, expires_at = now() - interval '1 minute' "
+                          "WHERE sid = :sid"), {"ids": f"[{WITHDRAWN}]", "sid": row.session_id})
+        conn.execute(text("UPDATE authorization_codes SET credential_ids = :ids WHERE id = :id"),
+                     {"ids": f"[{WITHDRAWN}]", "id": row.id})
+    engine.dispose()
+    outcome: dict = {}
+
+    def withdraw():
+        with pg_server.context():
+            user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+            outcome["ended"] = sessions.end_proved_by(user, {WITHDRAWN}, actor_id=None, actor="test")
+            db.session.commit()
+
+    ran = between_claim_and_store(monkeypatch, withdraw)
+    answer = exchange_request(rp, code)
+    assert ran and outcome["ended"] == 0
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant", answer.text
+    assert [token for token in tokens_of(pg_server, row.id) if token.revoked_at is None] == []
