@@ -260,6 +260,13 @@ class Database:
             driver = session.info[_DBAPI] = session.connection().connection.driver_connection
             if not hasattr(driver, "executemany"):  # psycopg (sqlite3's connection runs statements itself)
                 session.info[_CURSOR] = driver.cursor()
+        elif session.in_nested_transaction():
+            # SQLAlchemy emits a savepoint's SAVEPOINT (begin_nested) only when a statement asks it
+            # for the connection, which these statements do not: without this, those run first in
+            # the savepoint (a factor's clean-up hook: idp.factors.registry._cleanup_hook) ran
+            # outside it, kept when it was rolled back, and on PostgreSQL a failing one aborted
+            # the whole transaction (the account's disabling with it). Once emitted, a dict look-up.
+            session.connection()
         return driver
 
     def in_transaction(self) -> bool:

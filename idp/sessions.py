@@ -137,7 +137,9 @@ def _revoke_families_proved_by(user: User, withdrawn: set, *, keep_sid: str | No
     The families are read and matched here, as the sessions are: `credential_ids` is a JSON list,
     queried differently by SQLite and PostgreSQL. Only the live head of each family is read; the
     revocation is by family (token_revocation.revoke), so a successor a refresh is storing at
-    this moment goes with it."""
+    this moment goes with it. The codes of such logins are revoked first (`_revoke_codes_proved_by`),
+    so that one being exchanged at this moment stores its tokens before the read below, or none."""
+    _revoke_codes_proved_by(user, withdrawn, keep_sid=keep_sid)
     rows = db.session.execute(
         select(Token.family_id, Token.client_id, Token.credential_ids, AuthorizationCode.session_id)
         .outerjoin(AuthorizationCode, AuthorizationCode.id == Token.code_id)
@@ -157,6 +159,24 @@ def _revoke_families_proved_by(user: User, withdrawn: set, *, keep_sid: str | No
                  details={"by": "factor_withdrawn", "client_ids": sorted(clients), "families": len(families),
                           "tokens_revoked": revoked})
     return revoked
+
+
+def _revoke_codes_proved_by(user: User, withdrawn: set, *, keep_sid: str | None) -> int:
+    """Mark revoked the user's codes whose login proved one of the `withdrawn` credentials and
+    that may still be redeemed or be under exchange (token_revocation.revoke_codes), but those of
+    `keep_sid`: the codes first, as every revocation takes them (idp.token_revocation, "Codes").
+    The sessions ended here have had theirs revoked (`end`), and a sign-out revokes its own; this
+    is for the code of a session that is neither, having expired between the code and its
+    exchange: its exchange, its code claimed and its tokens not yet stored when the token
+    families were read, would have stored a family no one revoked. Returns how many were marked."""
+    rows = db.session.execute(
+        select(AuthorizationCode.id, AuthorizationCode.credential_ids, AuthorizationCode.session_id)
+        .where(AuthorizationCode.user_id == user.id, AuthorizationCode.revoked_at.is_(None),
+               AuthorizationCode.expires_at > utcnow() - token_revocation.EXCHANGE_IN_FLIGHT))
+    doomed = [code_id for code_id, proved, session_id in rows
+              if not (keep_sid is not None and session_id == keep_sid)
+              and withdrawn.intersection(i for i in (proved or ()) if isinstance(i, int))]
+    return token_revocation.revoke_codes(AuthorizationCode.id.in_(doomed)) if doomed else 0
 
 
 def withdraw_grants(user_id: int, sid: str, *, offline_access_too: bool = True) -> int:

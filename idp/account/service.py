@@ -231,10 +231,12 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
     kind = registry.kind_of(credential.factor)
     if kind == FactorKind.SECOND_FACTOR:
         # Counted under a lock on the user's row, in this write transaction: two removals at once
-        # must not each count the other's factor as remaining (PostgreSQL: FOR UPDATE; SQLite: the
-        # transaction already holds the write lock, BEGIN IMMEDIATE).
-        held = db.session.execute(select(User.second_factor_count).where(User.id == user.id)
-                                  .with_for_update()).scalar_one()
+        # must not each count the other's factor as remaining (PostgreSQL: lock_user, then read
+        # afresh; SQLite: the transaction already holds the write lock, BEGIN IMMEDIATE). Not FOR
+        # UPDATE: the token families revoked below (end_proved_by) would deadlock with a refresh
+        # (lock_user).
+        lock_user(user.id)
+        held = db.session.execute(select(User.second_factor_count).where(User.id == user.id)).scalar_one()
         remaining = held - 1
         allowed, reason = policy.can_remove_factor(user, user.org, remaining, today or today_utc())
         if not allowed:

@@ -156,7 +156,13 @@ _LOCK_USER = []  # the statement, built once on first use (idp.models is importe
 def lock_user(user_id: int) -> None:
     """Hold the user's row until the next commit or rollback, so that what a plugin checks and then
     writes for one user (a limit, then a new challenge) runs one request at a time. (PostgreSQL:
-    SELECT ... FOR UPDATE; SQLite: every transaction already holds the write lock.)
+    SELECT ... FOR NO KEY UPDATE; SQLite: every transaction already holds the write lock.)
+
+    FOR NO KEY UPDATE, as a login's last step and a consent's withdrawal take it: a refresh or a
+    code exchange storing a token (whose foreign key takes a key share of this row) is not waited
+    for here. With FOR UPDATE it was, after the refresh had spent its old token's row: a
+    withdrawn factor's revocation of that family (idp.sessions.end_proved_by) then waited for
+    that row, and PostgreSQL found a deadlock (tests/concurrency/test_factor_withdrawal_race.py).
 
     A prebuilt statement through `db.run`: every second-factor answer at login takes this lock,
     and an ORM execute of a statement built per call cost it 0.1-0.15 ms more."""
@@ -164,7 +170,8 @@ def lock_user(user_id: int) -> None:
         from idp.models import User
 
         users = User.__table__
-        _LOCK_USER.append(select(users.c.id).where(users.c.id == bindparam("user_id")).with_for_update())
+        _LOCK_USER.append(select(users.c.id).where(users.c.id == bindparam("user_id"))
+                          .with_for_update(key_share=True))
     db.run(_LOCK_USER[0], {"user_id": user_id})
 
 

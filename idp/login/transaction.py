@@ -108,11 +108,13 @@ def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, u
 # the login's state and version read under the locks. Both rows, not the user's alone: a
 # PostgreSQL statement that waited for a row lock reads that row's newest version, but the
 # other rows it joins as its snapshot saw them (the version before the other post's commit).
-# (SQLite, whose transactions hold the write lock, has no such clause and needs none.)
+# (SQLite, whose transactions hold the write lock, has no such clause and needs none.) FOR NO KEY
+# UPDATE, as lock_user: a refresh storing a token of this user is not waited for (a key suspected
+# cloned at this step revokes token families, which waits for that refresh's row: a deadlock).
 _HOLD_USER = (select(_TABLE.c.state, _TABLE.c.version)
               .select_from(User.__table__.join(_TABLE, _TABLE.c.user_id == User.__table__.c.id))
               .where(User.__table__.c.id == bindparam("user_id"), _TABLE.c.id == bindparam("id_"))
-              .with_for_update())
+              .with_for_update(key_share=True))
 
 
 def hold_user_at(row: TransactionRow, version: int) -> bool:

@@ -165,6 +165,34 @@ def test_one_account_page_enrolment_finished_ten_times_at_once_adds_one_credenti
     assert _live_credentials(pg_server, seeded.user_email) == {"totp": 2, "recovery_codes": 10}
 
 
+def test_a_single_credential_factor_enrolled_in_several_tabs_at_once_keeps_one(pg_server):
+    """A factor that keeps one credential (`allow_multiple = False`), begun in several tabs while
+    the user held none and finished in all of them at once: each finish takes the user's row
+    first, so the later ones see the credential stored and are refused (`one_too_many`)."""
+    import html
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+    from test_single_credential_factor import MailboxFactor
+
+    class SlowMailbox(MailboxFactor):
+        def finish_enrolment(self, user, state, response, ctx):
+            time.sleep(0.2)  # (what a real one does here: a round trip to its mail service, say)
+            return super().finish_enrolment(user, state, response, ctx)
+
+    pg_server.app.extensions["idp.factors"].register(SlowMailbox)
+    seeded, browser, page = _signed_in_to_account_page(pg_server)
+    add = next(form for form in page.forms() if form["action"].endswith("/add/mailbox"))
+    tabs = tabs_of(browser, 4)
+    forms = [tab.submit(add).form_with("code") for tab in tabs]
+    _at_once([(tab, form, {"code": "123456"}) for tab, form in zip(tabs, forms, strict=True)])
+    added = [tab for tab in tabs if "Code by e-mail added." in html.unescape(tab.page.text)]
+    refused = [tab for tab in tabs if "You already have this method." in html.unescape(tab.page.text)]
+    assert len(added) == 1 and len(refused) == 3, [tab.page.status for tab in tabs]
+    assert _live_credentials(pg_server, seeded.user_email)["mailbox"] == 1
+
+
 def test_new_recovery_codes_asked_ten_times_at_once_leave_one_set(pg_server):
     """A double-clicked "Generate new codes": each new set retires the one before it, the sets
     committed meanwhile included."""

@@ -127,3 +127,79 @@ def test_an_admins_reset_while_the_code_is_typed_at_a_login_neither_deadlocks_no
         used = [e for e in db.session.scalars(select(AuditEvent).where(AuditEvent.event == "login.recovery_used"))]
     assert row.revoked_at is not None
     assert (row.used_at is not None) == bool(used) == (login_status == 200)
+
+
+def _disable_form(admin, target: int):
+    page = admin.get(f"/admin/users/{target}/disable")
+    return next(f for f in page.forms() if f["action"].endswith("/disable"))
+
+
+@pytest.mark.parametrize("first", ["phone", "disable"])
+def test_a_code_scanned_as_its_account_is_disabled_is_either_spent_or_revoked(pg_server, monkeypatch, first):
+    """The admin disables the account (which revokes its recovery QR codes: on_account_disabled)
+    as a new phone redeems the user's code. Both take the user's row first: `phone`, the phone's
+    redemption holds it and the disabling waits, then finds the code spent (not counted revoked);
+    `disable`, the disabling holds it and the phone waits, then finds the account disabled (403,
+    no phone registered, the code revoked, unspent). Never both, never a deadlock."""
+    import threading
+    import time
+
+    from sqlalchemy import select
+
+    from idp import users as users_module
+    from idp.db import db
+    from idp.factors import directory
+    from idp.models import AuditEvent, Credential
+
+    from idp_plugins.qr_recovery import issuing
+
+    enable_recovery(pg_server)
+    seeded = seed(pg_server)
+    with pg_server.context():
+        user = directory.find_user_by_email(seeded.user_email)
+        issued = pg_server.app.extensions["idp.factors"].get("qr_recovery").issue(user, actor="cli")
+    admin = admin_browser(pg_server, seeded)
+    disable_form = _disable_form(admin, user.id)
+    phone = _redeem_request(pg_server, issued.secret, seeded.user_email, 0)
+
+    holding = threading.Event()
+    if first == "phone":
+        consume = issuing.consume
+
+        def slow(store, credential, now):  # the phone's request holds the user's row here
+            holding.set()
+            time.sleep(1.0)
+            return consume(store, credential, now)
+
+        monkeypatch.setattr(issuing, "consume", slow)
+    else:
+        sign_out_everywhere = users_module.sign_out_everywhere
+
+        def slow(user_id):  # the disabling holds the user's row here (its UPDATE)
+            holding.set()
+            time.sleep(1.0)
+            return sign_out_everywhere(user_id)
+
+        monkeypatch.setattr(users_module, "sign_out_everywhere", slow)
+
+    def send(i: int):  # 0: the phone, 1: the admin; the second waits until the first holds the row
+        if (i == 0) != (first == "phone"):
+            assert holding.wait(10)
+        return phone() if i == 0 else admin.submit(disable_form).status
+
+    phone_status, disable_status = statuses = at_once(2, send)
+    assert 500 not in statuses and disable_status == 200, statuses
+    with pg_server.context():
+        row = db.session.scalars(select(Credential).where(Credential.id == issued.credential.id)).one()
+        events = list(db.session.execute(select(AuditEvent.event, AuditEvent.details).where(
+            AuditEvent.event.in_(("recovery_qr.used", "recovery_qr.revoked", "push.device_registered")))))
+        disabled = directory.is_disabled(user)
+    names = [name for name, _details in events]
+    assert disabled and row.revoked_at is not None
+    if first == "phone":
+        assert phone_status == 201 and row.used_at is not None, (phone_status, events)
+        assert names.count("recovery_qr.used") == 1 and "recovery_qr.revoked" not in names, events
+    else:
+        assert phone_status == 403 and row.used_at is None, (phone_status, events)
+        assert "push.device_registered" not in names and "recovery_qr.used" not in names, events
+        assert [d["reason"] for n, d in events if n == "recovery_qr.revoked"] == ["account_disabled"], events

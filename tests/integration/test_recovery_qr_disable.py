@@ -96,3 +96,35 @@ def test_a_plugins_failing_clean_up_neither_stops_nor_spoils_the_disabling(serve
         assert removed is not None and broken.store.get(user, credential.id) is None
     assert audit_events(server, "broken_cleanup.half_done") == []
     assert len(audit_events(server, "recovery_qr.revoked")) == 1
+
+
+class HalfDoneCleanupFactor(BrokenCleanupFactor):
+    """Its clean-up spends its credentials (one of the store's prebuilt statements, run straight on
+    the transaction's connection: idp.db.Database.run) and then fails."""
+
+    name = "half_done_cleanup"
+
+    def on_account_disabled(self, user, *, actor, actor_id):
+        for credential in self.store.list(user):
+            self.store.consume(credential.id, commit=False)
+        raise RuntimeError("the plugin's own bug")
+
+
+def test_a_failing_clean_up_loses_its_first_writes_too(server, seeded):
+    """The savepoint covers a hook's statements from the first: SQLAlchemy emits SAVEPOINT only when
+    a statement asks it for the connection, which `db.run`'s do not, and a hook whose first writes
+    went that way kept them when its savepoint was rolled back."""
+    from idp.factors import directory
+
+    server.app.extensions["idp.factors"].register(HalfDoneCleanupFactor)
+    admin = admin_browser(server, seeded)
+    alice = user_id(server, seeded.user_email)
+    with server.context():
+        half_done = server.app.extensions["idp.factors"].get("half_done_cleanup")
+        credential = half_done.store.create(directory.find_user_by_email(seeded.user_email), label="Half")
+        directory.commit()
+    _switch(admin, alice, "disable")
+    with server.context():
+        user = directory.find_user_by_email(seeded.user_email)
+        assert directory.is_disabled(user)
+        assert half_done.store.get(user, credential.id).used_at is None

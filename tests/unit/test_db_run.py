@@ -2,9 +2,11 @@
 connection (on PostgreSQL through one cursor kept for the transaction)."""
 from __future__ import annotations
 
+import sqlite3
+
 import psycopg
 import pytest
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy import bindparam, select, update
 
 from idp.db import Database
@@ -75,4 +77,61 @@ def test_postgresql_statements_of_a_transaction_share_one_cursor(database, monke
         assert len(database.run(_HASHES_OF_CLIENT, {"client": "svc"}).all()) == 3
     assert database.run(_RENAME_CLIENT, {"client": "svc", "to": "other"}).rowcount == 3
     assert len(made) == began
+    database.session.rollback()
+
+
+def test_a_failed_statement_in_a_savepoint_leaves_the_transaction_and_its_statements_usable(database):
+    """A factor's clean-up hook runs in a savepoint (idp.factors.registry._cleanup_hook): its
+    failing statement, rolled back to the savepoint, neither breaks the shared cursor nor loses
+    what the transaction wrote before it."""
+    database.run_insert(_TOKENS, _row(1))
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.UniqueViolation)):  # (the driver's own)
+        with database.session.begin_nested():
+            database.run_insert(_TOKENS, _row(2))
+            database.run_insert(_TOKENS, _row(1))  # the same hash again: a unique violation
+    assert [r.access_token_hash for r in database.run(_HASHES_OF_CLIENT, {"client": "svc"}).all()] == [f"{1:064x}"]
+    with database.session.begin_nested():
+        database.run_insert(_TOKENS, _row(3))
+    database.session.commit()
+    assert len(database.run(_HASHES_OF_CLIENT, {"client": "svc"}).all()) == 2
+    database.session.rollback()
+
+
+def test_the_kept_connection_and_cursor_end_with_their_transaction(database):
+    """The connection goes back to the pool at the commit or the rollback: nothing of it stays in
+    the session (another thread may hold it next), and the next transaction takes its own."""
+    from idp import db as db_module
+
+    database.run_insert(_TOKENS, _row(1))
+    database.session.commit()
+    assert db_module._DBAPI not in database.session.info and db_module._CURSOR not in database.session.info
+    database.run(_HASHES_OF_CLIENT, {"client": "svc"}).all()
+    database.session.rollback()
+    assert db_module._DBAPI not in database.session.info and db_module._CURSOR not in database.session.info
+
+
+def test_each_thread_runs_its_statements_on_its_own_connection(database):
+    """Background threads (back-channel logout, mail) have sessions of their own (scoped per
+    thread): their statements never share the request's connection or cursor. (PostgreSQL: on
+    SQLite the thread's transaction would wait for the write lock this one holds.)"""
+    import threading
+
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's transactions take turns")
+
+    database.run_insert(_TOKENS, _row(1))  # uncommitted: another connection does not see it
+    seen: dict = {}
+    app_context = current_app._get_current_object().app_context
+
+    def elsewhere():
+        with app_context():
+            seen["rows"] = database.run(_HASHES_OF_CLIENT, {"client": "svc"}).all()
+            seen["same"] = database._dbapi() is not None and database.session() is main_session
+            database.session.rollback()
+
+    main_session = database.session()
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join(timeout=30)
+    assert seen == {"rows": [], "same": False}
     database.session.rollback()
