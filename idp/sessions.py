@@ -61,6 +61,24 @@ def live(user_id: int) -> list[LiveSession]:
     return [LiveSession(*row) for row in rows]
 
 
+def is_live(sid: str, *, user_id: int | None = None, hold: bool = True) -> bool:
+    """Whether the session `sid` (of `user_id`, when given) is neither ended nor expired. With
+    `hold`, its row is then locked FOR SHARE for the rest of the transaction (PostgreSQL; SQLite's
+    write lock is already held): an end of that session (`end`, a sign-out) either came first, and
+    is seen here, or waits for what this transaction does in its name (a login's code:
+    idp.login.session.hold_live; a push activation: idp.factors.directory.session_live)."""
+    query = select(UserSession.sid).where(UserSession.sid == sid, UserSession.revoked_at.is_(None),
+                                          UserSession.expires_at > utcnow())
+    if user_id is not None:
+        query = query.where(UserSession.user_id == user_id)
+    return db.session.execute(query.with_for_update(read=True) if hold else query).first() is not None
+
+
+def _proved_any(withdrawn: set, proved) -> bool:
+    """Whether a login's proven credential ids (a JSON list, or None) hold one of `withdrawn`."""
+    return bool(withdrawn.intersection(i for i in (proved or ()) if isinstance(i, int)))
+
+
 def end(user: User, sid: str, *, actor_id: int | None, actor: str, by: str) -> int | None:
     """End the live session `sid` of `user`, its codes and the tokens obtained
     through it (module docstring); audited as `session.ended` (`by`: `self`, `admin`...).
@@ -116,7 +134,7 @@ def end_proved_by(user: User, credential_ids, *, actor_id: int | None, actor: st
     rows = db.session.execute(
         select(UserSession.sid, UserSession.credential_ids)
         .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None), UserSession.expires_at > utcnow()))
-    ended = [sid for sid, proved in rows if sid != keep_sid and withdrawn.intersection(proved or ())]
+    ended = [sid for sid, proved in rows if sid != keep_sid and _proved_any(withdrawn, proved)]
     for sid in ended:
         end(user, sid, actor_id=actor_id, actor=actor, by="factor_withdrawn")
     _revoke_families_proved_by(user, withdrawn, keep_sid=keep_sid, actor_id=actor_id, actor=actor)
@@ -149,7 +167,7 @@ def _revoke_families_proved_by(user: User, withdrawn: set, *, keep_sid: str | No
     for family_id, client_id, proved, session_id in rows:
         if keep_sid is not None and session_id == keep_sid:
             continue
-        if withdrawn.intersection(i for i in (proved or ()) if isinstance(i, int)):
+        if _proved_any(withdrawn, proved):
             families.add(family_id)
             clients.add(client_id)
     if not families:
@@ -175,7 +193,7 @@ def _revoke_codes_proved_by(user: User, withdrawn: set, *, keep_sid: str | None)
                AuthorizationCode.expires_at > utcnow() - token_revocation.EXCHANGE_IN_FLIGHT))
     doomed = [code_id for code_id, proved, session_id in rows
               if not (keep_sid is not None and session_id == keep_sid)
-              and withdrawn.intersection(i for i in (proved or ()) if isinstance(i, int))]
+              and _proved_any(withdrawn, proved)]
     return token_revocation.revoke_codes(AuthorizationCode.id.in_(doomed)) if doomed else 0
 
 

@@ -12,7 +12,6 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 
 from idp.db import db
-from idp.db import utcnow as db_now
 from idp.extensions import request_locale
 from idp.factors.types import UserRef
 from idp.security.text import storable
@@ -110,13 +109,11 @@ def session_live(session_id: str, user: UserRef, *, hold: bool = True) -> bool:
     sign-out of it either came first, and is seen, or waits for what this transaction creates
     in its name (as a login that a session answers holds it: idp.login.session.hold_live).
     `hold=False`: a plain read, for a page that only shows the answer."""
-    from idp.models import UserSession
+    from idp import sessions
 
     if not isinstance(session_id, str) or not storable(session_id):
         return False
-    query = select(UserSession.sid).where(UserSession.sid == session_id, UserSession.user_id == user.id,
-                                          UserSession.revoked_at.is_(None), UserSession.expires_at > db_now())
-    return db.session.execute(query.with_for_update(read=True) if hold else query).first() is not None
+    return sessions.is_live(session_id, user_id=user.id, hold=hold)
 
 
 def password_only_proves_the_mailbox(user: UserRef) -> bool:

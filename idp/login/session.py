@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, request, session
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from idp import user_agent
 from idp.db import db, utcnow
@@ -63,11 +63,9 @@ def hold_live(sid: str) -> bool:
     idp.sessions.end) either came first, and is seen here, or waits for the code to be
     committed, and then withdraws it and tells its client (the session_clients row is there).
     `holds`, read at the start of the request, cannot tell: the sign-out may commit after it."""
-    found = db.session.execute(
-        select(_SESSIONS.c.sid).where(_SESSIONS.c.sid == sid, _SESSIONS.c.revoked_at.is_(None),
-                                      _SESSIONS.c.expires_at > utcnow())
-        .with_for_update(read=True)).first()
-    return found is not None
+    from idp import sessions
+
+    return sessions.is_live(sid)
 
 
 def current_user() -> User | None:

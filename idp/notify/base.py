@@ -85,34 +85,35 @@ class Message:
     body: str
 
 
-def _translate(text: str, locale: str | None) -> str:
-    """`text` in the user's locale when the app has a catalog for it; otherwise unchanged."""
+def _in_locale(locale: str | None, english: str, translated) -> str:
+    """`translated()` (a Flask-Babel call) in `locale` when the app has a catalog for it;
+    otherwise `english`."""
     try:
         from flask import has_app_context
-        from flask_babel import force_locale, gettext
+        from flask_babel import force_locale
 
         if not locale or not has_app_context():
-            return text
+            return english
         with force_locale(locale):
-            return gettext(text)
+            return translated()
     except Exception:  # no Babel configured: the English text
-        return text
+        return english
+
+
+def _translate(text: str, locale: str | None) -> str:
+    """`text` in the user's locale when the app has a catalog for it; otherwise unchanged."""
+    from flask_babel import gettext
+
+    return _in_locale(locale, text, lambda: gettext(text))
 
 
 def _minutes(minutes: int, locale: str | None) -> str:
     """"1 minute", "10 minutes": a lifetime as its own plural message (a code's may be a minute:
     factors.qr_recovery.code_ttl), in `locale` where a translation exists."""
-    english = ("%(num)d minute" if minutes == 1 else "%(num)d minutes") % {"num": minutes}
-    try:
-        from flask import has_app_context
-        from flask_babel import force_locale, ngettext
+    from flask_babel import ngettext
 
-        if not locale or not has_app_context():
-            return english
-        with force_locale(locale):
-            return ngettext("%(num)d minute", "%(num)d minutes", minutes)
-    except Exception:  # no Babel configured: the English text
-        return english
+    english = ("%(num)d minute" if minutes == 1 else "%(num)d minutes") % {"num": minutes}
+    return _in_locale(locale, english, lambda: ngettext("%(num)d minute", "%(num)d minutes", minutes))
 
 
 def compose(to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> Message:
