@@ -228,6 +228,47 @@ def claim_code(code_hash: str, client, *, approval: bool = False):
     return None
 
 
+def code_row(code: str, data, client, user_id: int, outcome) -> dict:
+    """The `authorization_codes` row of a code issued at the end of a login: the request's
+    parameters `data` (the stored, validated snapshot), its client, the user and what the login
+    proved (a LoginOutcome). Columns that are usually empty are left out, so that the usual
+    INSERT stays one statement."""
+    now = utcnow()
+    values = dict(
+        code_hash=sha256_hex(code),
+        client_id=client.get_client_id(),
+        user_id=user_id,
+        redirect_uri=data.get("redirect_uri") or client.get_default_redirect_uri(),
+        scope=data.get("scope") or "",
+        nonce=data.get("nonce"),
+        code_challenge=data.get("code_challenge"),
+        code_challenge_method=data.get("code_challenge_method") and "S256",
+        auth_time=outcome.auth_time,
+        amr=list(outcome.amr),
+        acr=outcome.acr,
+        session_id=outcome.sid,
+        expires_at=now + _code_ttl(),
+        created_at=now,
+    )
+    if data.get("dpop_jkt"):  # (a column of its own only then: the usual INSERT stays as it was)
+        values["dpop_jkt"] = data["dpop_jkt"]
+    if not data.get("redirect_uri"):  # (likewise)
+        values["redirect_uri_implied"] = True
+    if outcome.credential_ids:  # (likewise: a password-only login leaves it out)
+        values["credential_ids"] = list(outcome.credential_ids)
+    return values
+
+
+def insert_code(values: dict) -> bool:
+    """Insert a `code_row` in the session's transaction (committed with the login's other
+    writes), unless its nonce is one of this client's codes' already: False then, nothing
+    inserted (a replay: NONCE_USED)."""
+    if values["nonce"] is None:
+        db.run_insert(_CODES, values)
+        return True
+    return db.run(_insert_unless_nonce_used_statement(tuple(values)), values).rowcount == 1
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
 
@@ -243,37 +284,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def save_authorization_code(self, code, request):
         """Store the code's hash with what the login proved (the login pipeline sets `request.login_outcome`);
-        one Core INSERT, committed with the login's other writes by the pipeline."""
-        outcome = request.login_outcome
-        data = request.payload.data
-        values = dict(
-            code_hash=sha256_hex(code),
-            client_id=request.client.get_client_id(),
-            user_id=request.user.id,
-            redirect_uri=request.payload.redirect_uri or request.client.get_default_redirect_uri(),
-            scope=request.payload.scope or "",
-            nonce=data.get("nonce"),
-            code_challenge=data.get("code_challenge"),
-            code_challenge_method=data.get("code_challenge_method") and "S256",
-            auth_time=outcome.auth_time,
-            amr=list(outcome.amr),
-            acr=outcome.acr,
-            session_id=outcome.sid,
-            expires_at=utcnow() + _code_ttl(),
-            created_at=utcnow(),
-        )
-        if data.get("dpop_jkt"):  # (a column of its own only then: the usual INSERT stays as it was)
-            values["dpop_jkt"] = data["dpop_jkt"]
-        if not request.payload.redirect_uri:  # (likewise)
-            values["redirect_uri_implied"] = True
-        if outcome.credential_ids:  # (likewise: a password-only login leaves it out)
-            values["credential_ids"] = list(outcome.credential_ids)
-        if values["nonce"] is None:
-            db.run_insert(_CODES, values)
-        elif db.run(_insert_unless_nonce_used_statement(tuple(values)), values).rowcount != 1:
+        one Core INSERT, committed with the login's other writes by the pipeline. (The login's
+        usual path issues its code without this grant: idp.oidc.code_issuance; this one answers
+        what that path leaves to Authlib.)"""
+        values = code_row(code, request.payload.data, request.client, request.user.id, request.login_outcome)
+        if not insert_code(values):
             # Authlib's answer to a reused nonce (OpenIDCode.exists_nonce), sent back to the client
             raise InvalidRequestError("Replay attack", redirect_uri=values["redirect_uri"])
-        backchannel.remember(request.client, outcome.sid, request.user.id)  # whom to tell when the session ends
+        backchannel.remember(request.client, request.login_outcome.sid, request.user.id)  # whom to tell when the session ends
 
     def generate_authorization_code(self):
         """256 random bits, URL-safe (Authlib's default draws each of 48 characters separately)."""
