@@ -18,7 +18,7 @@ from flask import current_app
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Boolean, Date, and_, bindparam, case, exists, false, literal, null, or_, select, update
+from sqlalchemy import Boolean, Date, and_, bindparam, case, exists, false, literal_column, null, or_, select, update
 
 from idp import audit, token_revocation
 from idp.db import db, utcnow
@@ -140,7 +140,9 @@ def _foldable_refresh_token(bounded_life: bool):
         User.disabled == false(),
         _not_required(bindparam("today", type_=Date)),
         or_(live.c.dpop_jkt.is_(None), bindparam("dpop_free_", type_=Boolean)),
-        (literal(" ") + live.c.scope + literal(" ")).like("% offline_access %"),
+        # (literals, not parameters: SQLite prepares a statement again whenever a LIKE's
+        # pattern is a parameter, about 20 us)
+        (literal_column("' '") + live.c.scope + literal_column("' '")).like(literal_column("'% offline_access %'")),
     ]
     if bounded_life:
         conditions.append(or_(live.c.auth_time.is_(None), live.c.auth_time > bindparam("born_after_")))
