@@ -21,7 +21,9 @@ prints per request type (the password POST and the code POST told apart as bench
 
 then the argon2id verification's own CPU inside the password POST (user and system time, minor
 faults) beside the same verification in a bare loop of this process. `--refresh N` adds N
-refresh_token grants after each password login. `--profile PREFIX` runs cProfile around the
+refresh_token grants after each password login; `--client-credentials N` N client_credentials
+grants (bench/run.py's), with `--baseline` as many of the baseline app's in this process,
+alternating, printed beside ours. `--profile PREFIX` runs cProfile around the
 requests whose type starts with PREFIX and prints their call counts (cProfile's times are wall
 times, inflated by its own overhead: read them as proportions, and not for PostgreSQL's waits).
 
