@@ -631,6 +631,9 @@ def client() -> None:
 @click.option("--id-token-alg", default=None, help="ES256 (default) or RS256.")
 @click.option("--backchannel-logout-uri", "backchannel", default=None,
               help="Where the client is told that a session it signed in through ended (OIDC Back-Channel Logout).")
+@click.option("--frontchannel-logout-uri", "frontchannel", default=None,
+              help="The client's page our signed-out page loads in a hidden frame when the user signs out "
+                   "(OIDC Front-Channel Logout; at the origin of one of its redirect URIs).")
 @click.option("--jwks", "jwks_path", default=None, metavar="FILE",
               help="The client's public keys (a JWK Set, one JWK, or one public key in PEM; - reads stdin): it "
                    "authenticates with private_key_jwt, and gets no secret.")
@@ -643,7 +646,7 @@ def client() -> None:
               help="Issue its tokens only with a DPoP proof, bound to the client's key (RFC 9449).")
 @with_appcontext
 def client_add(name, redirect_uris, public, first_party, logout_uris, grant_types, id_token_alg, backchannel,
-               jwks_path, jwks_uri, require_par, require_dpop) -> None:
+               frontchannel, jwks_path, jwks_uri, require_par, require_dpop) -> None:
     """Register a client; prints JSON {"client_id", "client_secret"} (no secret for --public, --jwks or --jwks-uri)."""
     from idp import clients
     from idp.factors.cli import show_before_commit
@@ -651,8 +654,8 @@ def client_add(name, redirect_uris, public, first_party, logout_uris, grant_type
     row, secret = clients.register(clients.Registration(
         name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=logout_uris, grant_types=grant_types,
         public=public, first_party=first_party, id_token_alg=id_token_alg, backchannel_logout_uri=backchannel,
-        jwks=read_jwks(jwks_path), jwks_uri=jwks_uri, require_pushed_authorization_requests=require_par,
-        dpop_bound_access_tokens=require_dpop))
+        frontchannel_logout_uri=frontchannel, jwks=read_jwks(jwks_path), jwks_uri=jwks_uri,
+        require_pushed_authorization_requests=require_par, dpop_bound_access_tokens=require_dpop))
     document = {"client_id": row.client_id}
     if secret is not None:
         document["client_secret"] = secret
@@ -730,6 +733,8 @@ def _client_document(row) -> dict:
 @click.option("--id-token-alg", default=None, help="ES256 or RS256.")
 @click.option("--backchannel-logout-uri", "backchannel", default=None,
               help='Where the client is told that a session ended ("" to stop telling it).')
+@click.option("--frontchannel-logout-uri", "frontchannel", default=None,
+              help='The client\'s page loaded in a hidden frame at sign-out ("" to stop loading it).')
 @click.option("--jwks", "jwks_path", default=None, metavar="FILE",
               help="New public keys for a private_key_jwt client (a JWK Set, one JWK, or one public key in PEM; "
                    "- reads stdin; replaces its keys).")
@@ -742,7 +747,7 @@ def _client_document(row) -> dict:
               help="Issue its tokens only with a DPoP proof (RFC 9449), or bearer tokens again too.")
 @with_appcontext
 def client_update(client_id, name, redirect_uris, logout_uris, first_party, grant_types, id_token_alg,
-                  backchannel, jwks_path, jwks_uri, require_par, require_dpop) -> None:
+                  backchannel, frontchannel, jwks_path, jwks_uri, require_par, require_dpop) -> None:
     """Change a client's registration, checked as `add` checks it; prints what changed.
 
     Workers keep a client they read for `tokens.client_cache_ttl` seconds (default 5): a
@@ -753,7 +758,8 @@ def client_update(client_id, name, redirect_uris, logout_uris, first_party, gran
     changes = clients.change(row, name=name, redirect_uris=redirect_uris or None,
                              post_logout_redirect_uris=_cleared_list(logout_uris), first_party=first_party,
                              grant_types=grant_types or None, id_token_alg=id_token_alg,
-                             backchannel_logout_uri=backchannel, jwks=read_jwks(jwks_path), jwks_uri=jwks_uri,
+                             backchannel_logout_uri=backchannel, frontchannel_logout_uri=frontchannel,
+                             jwks=read_jwks(jwks_path), jwks_uri=jwks_uri,
                              require_pushed_authorization_requests=require_par,
                              dpop_bound_access_tokens=require_dpop)
     commit()

@@ -369,7 +369,8 @@ def test_client_created_event_records_every_security_setting(url, idp, db):
         "token_endpoint_auth_methods": ["client_secret_basic", "client_secret_post"],
         "grant_types": ["authorization_code", "refresh_token"], "redirect_uris": ["https://app.example/cb"],
         "post_logout_redirect_uris": ["https://app.example/"], "scope": "openid profile email offline_access",
-        "id_token_alg": "RS256", "backchannel_logout_uri": None, "jwk_thumbprints": [],
+        "id_token_alg": "RS256", "backchannel_logout_uri": None, "frontchannel_logout_uri": None,
+        "jwk_thumbprints": [],
         "jwks_uri": None, "require_pushed_authorization_requests": False, "dpop_bound_access_tokens": False}
     details = created[public["client_id"]]["details"]
     assert (details["public"], details["token_endpoint_auth_methods"], details["id_token_alg"]) == (

@@ -64,6 +64,7 @@ def upgrade() -> None:
     sa.Column('first_party', sa.Boolean(), nullable=False),
     sa.Column('id_token_alg', sa.String(length=10), nullable=False),
     sa.Column('backchannel_logout_uri', sa.Text(), nullable=True),
+    sa.Column('frontchannel_logout_uri', sa.Text(), nullable=True),
     sa.Column('jwks', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
     sa.Column('jwks_uri', sa.Text(), nullable=True),
     sa.Column('require_pushed_authorization_requests', sa.Boolean(), nullable=False),
