@@ -1041,13 +1041,15 @@ def demo_seed(rp_url: str, rp_config: Path | None, as_json: bool) -> None:
 
     saved = _saved_rp_config(rp_config)
     row = session.scalar(select(Client).where(Client.name == DEMO_CLIENT))
-    callback, home = f"{rp_url}/callback", f"{rp_url}/"
+    callback, home, frontchannel = f"{rp_url}/callback", f"{rp_url}/", f"{rp_url}/frontchannel-logout"
     if row is None:
         row, secret = clients.register(clients.Registration(name=DEMO_CLIENT, redirect_uris=(callback,),
-                                                            post_logout_redirect_uris=(home,)))
+                                                            post_logout_redirect_uris=(home,),
+                                                            frontchannel_logout_uri=frontchannel))
     else:
         # Keep the registration in step with --rp-url; the secret is only known if the file still has it.
-        clients.change(row, redirect_uris=[callback], post_logout_redirect_uris=[home])
+        clients.change(row, redirect_uris=[callback], post_logout_redirect_uris=[home],
+                       frontchannel_logout_uri=frontchannel)
         secret = saved.get("client_secret") if saved.get("client_id") == row.client_id else None
         if not secret or not matches_hash(secret, row.secret_hash):
             secret = clients.rotate_secret(row)
