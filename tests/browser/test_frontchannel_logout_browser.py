@@ -7,21 +7,11 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import select
-
-from fixtures.oidc import callback_base
+from fixtures.oidc import callback_base, set_client
 
 
 def register(live_server, client: dict, uri: str | None) -> None:
-    from idp.db import db
-    from idp.models import Client
-
-    with live_server.context():
-        db.session.scalar(select(Client).where(Client.client_id == client["client_id"])).frontchannel_logout_uri = uri
-        db.session.commit()
-    from idp.oidc.server import clients
-
-    clients.forget(client["client_id"])  # the server's copy of the client, if it read it already
+    set_client(live_server, client, frontchannel_logout_uri=uri)
 
 
 def signed_in(page, rp, seeded) -> dict:

@@ -29,7 +29,7 @@ import pyotp
 from babel.messages.pofile import read_po
 
 from fixtures.device import allow_device_grant, ask_for_codes
-from fixtures.oidc import FormBrowser, Page, callback_base
+from fixtures.oidc import FormBrowser, Page, callback_base, set_client
 from fixtures.totp import MFA
 
 PO = Path(__file__).resolve().parents[2] / "idp" / "translations" / "fr" / "LC_MESSAGES" / "messages.po"
@@ -155,7 +155,7 @@ def test_no_english_is_left_on_the_pages_of_a_french_browser(live_server, seeded
 
     # Another browser: the second factor, a wrong code, a recovery code instead. The client asks
     # for front-channel logout: that browser's sign-out page frames it (idp.oidc.frontchannel).
-    frontchannel_logout_at(live_server, seeded.third_party, f"{callback_base()}/third/frontchannel-logout")
+    set_client(live_server, seeded.third_party, frontchannel_logout_uri=f"{callback_base()}/third/frontchannel-logout")
     other = walk.browser(live_server)
     other.get(third.authorization_url(prompt="login"))
     page = walk.check("totp-challenge", other.login(seeded.user_email, seeded.password))
@@ -242,16 +242,3 @@ def test_no_english_is_left_on_the_pages_of_a_french_browser(live_server, seeded
     assert not walk.found, "English on French pages:\n" + "\n".join(
         f"  {page}: {leftovers}" for page, leftovers in walk.found.items())
 
-
-def frontchannel_logout_at(live_server, client: dict, uri: str) -> None:
-    from sqlalchemy import select
-
-    from idp.db import db
-    from idp.models import Client
-
-    with live_server.context():
-        db.session.scalar(select(Client).where(Client.client_id == client["client_id"])).frontchannel_logout_uri = uri
-        db.session.commit()
-    from idp.oidc.server import clients
-
-    clients.forget(client["client_id"])  # the workers' copy, read earlier in the walk

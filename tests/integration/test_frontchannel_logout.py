@@ -11,31 +11,11 @@ from html import unescape
 from urllib.parse import parse_qs, urlsplit
 
 import requests
-from sqlalchemy import select
-
-from fixtures.oidc import FormBrowser, callback_base, password_login
+from fixtures.oidc import callback_base, set_client, signed_in
 
 
 def register(live_server, client: dict, uri: str | None) -> None:
-    from idp.db import db
-    from idp.models import Client
-
-    with live_server.context():
-        db.session.scalar(select(Client).where(Client.client_id == client["client_id"])).frontchannel_logout_uri = uri
-        db.session.commit()
-    from idp.oidc.server import clients
-
-    clients.forget(client["client_id"])  # the server's copy of the client, if it read it already
-
-
-def signed_in(live_server, seeded, rp_factory, client: dict, browser: FormBrowser | None = None):
-    rp = rp_factory(client)
-    if browser is None:
-        browser = FormBrowser(live_server.url)
-        password_login(browser, rp, seeded.user_email, seeded.password)
-    else:
-        browser.get(rp.authorization_url())
-    return browser, rp, rp.exchange(browser.last_redirect)
+    set_client(live_server, client, frontchannel_logout_uri=uri)
 
 
 def sid_of(rp, tokens: dict) -> str:
