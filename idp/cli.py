@@ -967,6 +967,60 @@ def purge(dry_run: bool, as_json: bool) -> None:
     click.echo(f"{verb} " + ", ".join(f"{count} {table.replace('_', ' ')}" for table, count in counts.items()))
 
 
+# --- the audit log
+
+@cli.group()
+def audit() -> None:
+    """The audit log: every security-relevant change, as the database kept it."""
+
+
+@audit.command("list")
+@click.option("--org", "org_name", default=None,
+              help="Only this organization's events (default: every organization's, and those of none).")
+@click.option("--user", "email", default=None, help="Only the events about this user (its subject).")
+@click.option("--event", "prefix", default="", help='Only the events whose name begins so ("login.", "factor.removed").')
+@click.option("--since", default="24h", show_default=True, metavar="WHEN",
+              help="From this long ago (90m, 7d) or this UTC time (2026-12-01T00:00:00Z).")
+@click.option("--until", default=None, metavar="WHEN", help="Up to (not including) this long ago or this UTC time.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True,
+              help="At most this many events (the oldest of the window); a note on stderr says when more were left.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the events.")
+@with_appcontext
+def audit_list(org_name, email, prefix, since, until, limit, as_json) -> None:
+    """The audit events of a time window, oldest first: time, event, organization, actor,
+    subject, address and details (and the User-Agent with --json)."""
+    from idp import audit_export
+
+    window = audit_export.Window(since=_moment(since, "--since"), until=_moment(until, "--until") if until else None,
+                                 org_id=find_org(org_name).id if org_name is not None else None,
+                                 subject_id=existing_user(email).id if email is not None else None,
+                                 prefix=prefix.strip())
+    documents, more = audit_export.events(window, limit)
+    emit_listing(documents, as_json, lambda doc: [audit_export.text_line(doc)], empty="no events")
+    if more:
+        click.echo(f"more than {limit} events: narrow the window (--since, --until) or raise --limit", err=True)
+
+
+def _moment(text: str, option: str):
+    """A naive UTC time from "90m"/"7d" (that long ago) or an ISO 8601 time (UTC unless it says)."""
+    from datetime import datetime, timedelta, timezone
+
+    from idp.db import utcnow
+    from idp.factors.cli import parse_duration
+
+    try:
+        return utcnow() - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"{option}: not a duration (90m, 7d) nor a time (2026-12-01T00:00:00Z): {text!r}") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
 # --- second factors: plugin commands
 
 class FactorGroup(click.Group):
