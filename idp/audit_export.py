@@ -17,9 +17,6 @@ from idp.db import db
 from idp.factors.cli import iso_utc
 from idp.models import AuditEvent, Organization, User
 
-MAX_LIMIT = 100_000
-
-
 @dataclass(frozen=True)
 class Window:
     """Which events: [since, until), of one organization (None: every one, and none), about one
@@ -48,7 +45,8 @@ def events(window: Window, limit: int) -> tuple[list[dict], bool]:
     rows = list(db.session.scalars(query.order_by(AuditEvent.id).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    return [_document(row, names) for names in [_names(rows)] for row in rows], more
+    names = _names(rows)
+    return [_document(row, names) for row in rows], more
 
 
 def _names(rows: list[AuditEvent]) -> tuple[dict[int, str], dict[int, str]]:

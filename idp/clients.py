@@ -332,7 +332,7 @@ CHANGEABLE = ("name", "redirect_uris", "post_logout_redirect_uris", "grant_types
 
 def change(client: Client, *, actor: str = "cli", **given) -> dict:
     """Set the settings given (those of CHANGEABLE; None means "keep"), checked as the whole
-    registration they leave; `client.updated` records what changed. Two settings may be
+    registration they leave; `client.updated` records what changed. Three settings may be
     cleared: `backchannel_logout_uri=""` and `frontchannel_logout_uri=""` (the client is told
     of logouts no more, by that channel) and
     `post_logout_redirect_uris=()` (RP-initiated logout returns nowhere); any other empty value
