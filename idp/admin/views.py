@@ -28,7 +28,8 @@ from idp.factors.directory import lock_user
 from idp.models import User
 from idp.policy import settings as policy_settings
 from idp.policy.status import (
-    ORDER, TwoFactorStatus, distribution, impact_of_requiring_all, is_exempt, is_required, status, today_utc,
+    ORDER, TwoFactorStatus, disabled_count, distribution, impact_of_requiring_all, is_exempt, is_required, status,
+    today_utc,
 )
 from idp.sessions import end_proved_by, live as live_sessions
 from idp.template_i18n import utc_text
@@ -105,7 +106,8 @@ def users():
     page = queries.users_page(g.org, today=today, search=search, status=wanted,
                               after=_int_arg("after"), before=_int_arg("before"))
     return render_template("admin/users.html", page=page, search=search, wanted=wanted,
-                           counts=distribution(g.org.id, today), org=g.org, today=today)
+                           counts=distribution(g.org.id, today), disabled=disabled_count(g.org.id), org=g.org,
+                           today=today)
 
 
 @bp.get("/users/<int:user_id>")
@@ -227,7 +229,7 @@ def _render_security(factors_form=None, grace_form=None, code: int = 200):
     factors_form, grace_form = _security_forms(factors_form, grace_form)
     recovery_form = SelfPushRecoveryForm(allowed=bool(g.org.self_push_recovery)) if _push_installed() else None
     return render_template(
-        "admin/security.html", org=g.org, counts=counts, total=total,
+        "admin/security.html", org=g.org, counts=counts, total=total, disabled=disabled_count(g.org.id),
         impact=impact_of_requiring_all(g.org.id, today), require_form=RequireAllForm(),
         factors_form=factors_form, grace_form=grace_form, recovery_form=recovery_form,
         alerts=queries.security_alerts(g.org.id, now=utcnow()), alert_days=queries.ALERT_DAYS), code

@@ -155,7 +155,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_users_org_email', ['org_id', 'email'], unique=False)
         batch_op.create_index(batch_op.f('ix_users_org_id'), ['org_id'], unique=False)
         batch_op.create_index('ix_users_org_id_id', ['org_id', 'id'], unique=False)
-        batch_op.create_index('ix_users_org_policy', ['org_id', 'mfa_setting', 'exempt_until', 'second_factor_count'], unique=False)
+        batch_op.create_index('ix_users_org_policy', ['org_id', 'mfa_setting', 'exempt_until', 'second_factor_count', 'disabled'], unique=False)
 
     op.create_table('authorization_codes',
     sa.Column('id', sa.Integer(), nullable=False),
