@@ -110,6 +110,7 @@ def test_a_code_exchange_does_not_wait_for_a_policy_change_of_its_user(pg_server
                 blocked = bool(watch.execute(text(
                     "SELECT count(*) FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"),
                     {"holder": holder}).scalar_one())
+                watch.rollback()  # a transaction sees one snapshot of pg_stat_activity: look anew each time
                 time.sleep(0.02)
         db.session.commit()  # the policy change ends: a blocked exchange goes on now
         exchange.join()
