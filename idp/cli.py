@@ -545,6 +545,24 @@ def user_sign_out(email: str) -> None:
     click.echo(f"{target.email} is signed out everywhere; {_ended(ended)}")
 
 
+@user.command("reset-factors")
+@click.option("--email", required=True, help="The user's e-mail address.")
+@with_appcontext
+def user_reset_factors(email: str) -> None:
+    """Revoke every second factor and recovery code of a user (a lost phone); the sessions their
+    logins proved end. The admin pages do this for members only: an admin's is the operator's."""
+    from idp import users
+
+    target = existing_user(email)
+    revoked = users.reset_factors(target, actor="cli")
+    commit()
+    if revoked:
+        factors = ", ".join(sorted({c.factor for c in revoked}))
+        click.echo(f"{target.email}: {len(revoked)} credential(s) revoked ({factors})")
+    else:
+        click.echo(f"{target.email} had no second factor or recovery code")
+
+
 @user.command("set-role")
 @click.option("--email", required=True, help="The user's e-mail address.")
 @click.option("--role", required=True, type=click.Choice(["admin", "user"]),
