@@ -155,6 +155,22 @@ def test_policy_index_exists():
     assert "ix_users_org_policy" in names
 
 
+def test_the_refresh_grants_not_required_agrees_with_the_predicate(app, make_org, make_user):
+    """idp.oidc.grants._not_required (the refresh grant's one statement takes only users of whom
+    no second factor is required; the others go through its checks in Python) is the negation
+    of `is_required` wherever `is_required` is false, and never true where it holds."""
+    from idp.oidc.grants import _not_required
+
+    _populate(make_org, make_user)
+    rows = db.session.execute(
+        select(User, Organization, _not_required(TODAY)).join(Organization, Organization.id == User.org_id)
+    ).all()
+    assert len(rows) == len(COMBINATIONS)
+    for user, org, not_required in rows:
+        assert bool(not_required) is (not st._required(user.mfa_setting, user.exempt_until, org.require_2fa, TODAY))
+        assert not (not_required and st.is_required(user, org, TODAY))
+
+
 def test_disabled_accounts_are_in_no_status_count(app, make_org, make_user):
     """A disabled account signs in with nothing: neither protected nor at risk. The distribution
     and the impact of requiring everyone leave it out; `disabled_count` says how many."""
