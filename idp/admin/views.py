@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 
@@ -29,7 +28,7 @@ from idp.policy.status import (
     ORDER, TwoFactorStatus, distribution, impact_of_requiring_all, is_exempt, is_required, status, today_utc,
 )
 from idp.sessions import end_proved_by, live as live_sessions
-from idp.template_i18n import utc_text
+from idp.template_i18n import plural_text, utc_text
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -245,14 +244,14 @@ def require_all():
     today = today_utc()
     if on:
         exempt = impact_of_requiring_all(g.org.id, today).exempt
-        flash(ngettext("Two-factor authentication is now required for everyone, except %(num)s exempt user.",
+        flash(plural_text("Two-factor authentication is now required for everyone, except %(num)s exempt user.",
                        "Two-factor authentication is now required for everyone, except %(num)s exempt users.",
                        exempt) if exempt else _("Two-factor authentication is now required for everyone."),
               "success")
     else:
         counts = distribution(g.org.id, today)
         still = sum(counts[s] for s in counts if s.is_required)
-        flash(ngettext("Two-factor authentication is now optional for everyone, except %(num)s user for whom "
+        flash(plural_text("Two-factor authentication is now optional for everyone, except %(num)s user for whom "
                        "it is required individually.",
                        "Two-factor authentication is now optional for everyone, except %(num)s users for whom "
                        "it is required individually.", still) if still
@@ -438,7 +437,7 @@ def reset_factors(user_id: int):
                                           "factors": sorted({c.factor for c in revoked}), "by": "admin"})
     end_proved_by(target, [c.id for c in revoked], actor_id=g.admin.id, actor=g.admin.email)
     db.session.commit()
-    flash(ngettext("Second factors reset: %(num)s revoked.", "Second factors reset: %(num)s revoked.", len(revoked)),
+    flash(plural_text("Second factors reset: %(num)s revoked.", "Second factors reset: %(num)s revoked.", len(revoked)),
           "success")
     return redirect(url_for("admin.user", user_id=target.id))
 

@@ -1,0 +1,68 @@
+"""The admin pages in the admin's language beyond their words: counts and shares written as the
+language writes numbers (1,234 / 1 234, 12% / 12 %)."""
+from __future__ import annotations
+
+import re
+import secrets
+
+from sqlalchemy import insert
+
+from idp.db import db
+from idp.models import User
+
+FRENCH = {"Accept-Language": "fr-FR,fr;q=0.9"}
+NNBSP, NBSP = "\u202f", "\u00a0"
+
+
+def add_users(org, count: int) -> None:
+    """`count` users without a second factor (2FA not active), in one statement."""
+    db.session.execute(insert(User), [{"org_id": org.id, "email": f"user{i}@acme.test",
+                                       "public_id": secrets.token_hex(16)} for i in range(count)])
+    db.session.commit()
+
+
+def distribution(html: str) -> dict[str, tuple[str, str]]:
+    """status -> (count, share) as the distribution table shows them."""
+    return {status: (count, share) for status, count, share in re.findall(
+        r'<tr data-status="([a-z_]+)">.*?class="count"[^>]*>([^<]*)</a></td>\s*<td class="share">([^<]*)</td>',
+        html, re.S)}
+
+
+def test_counts_and_shares_in_english_and_french(app, world, browser):
+    add_users(world["acme"], 1996)  # with the world's four: 2,000 users, 1,997 without 2FA (alice)
+    client = browser(world["admin"])
+
+    english = client.get("/admin/security").get_data(as_text=True)
+    assert distribution(english)["not_active"] == ("1,997", "100%")
+    assert distribution(english)["active_voluntary"] == ("2", "0%")
+    assert re.search(r'<th scope="row">Total</th><td>2,000</td>', english)
+    assert 'aria-label="1,997 users: 2FA not active"' in english
+    assert "Distribution of the 2,000 users" in english
+    assert "If you require it, 1,998 users will have to set up" in english  # ngettext's count
+    assert "2FA not active (1,997)" in client.get("/admin/users").get_data(as_text=True)
+
+    french = client.get("/admin/security", headers=FRENCH).get_data(as_text=True)
+    assert distribution(french)["not_active"] == (f"1{NNBSP}997", f"100{NBSP}%")
+    assert re.search(rf'<th scope="row">Total</th><td>2{NNBSP}000</td>', french)
+    assert f"1{NNBSP}998 utilisateurs" in french
+    assert "1,99" not in french and "2,000" not in french
+    assert f"(1{NNBSP}997)" in client.get("/admin/users", headers=FRENCH).get_data(as_text=True)
+
+
+def test_a_share_below_one_percent_and_a_plural_flash(app, world, browser):
+    """The shares are rounded as the locale rounds them; a flash message's count (built in
+    Python: idp.template_i18n.plural_text) is formatted too."""
+    add_users(world["acme"], 1200)
+    client = browser(world["admin"])
+    html = client.get("/admin/security").get_data(as_text=True)
+    assert distribution(html)["required_not_set_up"] == ("1", "0%")  # carol: 1 of 1,205
+    html = client.post("/admin/security/require-all", data={"on": "on"}, headers=FRENCH,
+                       follow_redirects=True).get_data(as_text=True)
+    assert distribution(html)["required_not_set_up"] == (f"1{NNBSP}202", f"100{NBSP}%")
+    client.post("/admin/security/require-all", data={"on": "off"})
+    db.session.execute(User.__table__.update().where(User.email.like("user%")).values(mfa_setting="required"))
+    db.session.commit()
+    client.post("/admin/security/require-all", data={"on": "on"}, follow_redirects=True)
+    html = client.post("/admin/security/require-all", data={"on": "off"}, headers=FRENCH,
+                       follow_redirects=True).get_data(as_text=True)
+    assert f"sauf pour 1{NNBSP}201 utilisateurs" in html, re.findall(r'class="flash[^"]*"[^>]*>([^<]*)', html)
