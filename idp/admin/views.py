@@ -14,7 +14,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 
-from idp import consents
+from idp import audit_labels, consents
 from idp.admin import queries
 from idp.admin.access import not_yourself, org_admin_required, recent_login_required, user_in_org
 from idp.admin.forms import (AllowedFactorsForm, ConfirmForm, GraceForm, RequireAllForm, SelfPushRecoveryForm,
@@ -337,7 +337,7 @@ def audit():
     ids = {e.subject_id for e in page.rows if e.subject_id} | {e.actor_id for e in page.rows if e.actor_id}
     return render_template("admin/audit.html", page=page, who=who, action=action, user_id=user_id,
                            actions=queries.audit_actions(g.org.id), emails=queries.emails_of(g.org.id, ids),
-                           org=g.org)
+                           label_of=audit_labels.label_of, org=g.org)
 
 
 # --------------------------------------------------------------------------- a user's factors

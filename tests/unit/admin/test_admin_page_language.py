@@ -1,5 +1,6 @@
 """The admin pages in the admin's language beyond their words: counts and shares written as the
-language writes numbers (1,234 / 1 234, 12% / 12 %)."""
+language writes numbers (1,234 / 1 234, 12% / 12 %), and audit events named in words with their
+event name beside them."""
 from __future__ import annotations
 
 import re
@@ -66,3 +67,29 @@ def test_a_share_below_one_percent_and_a_plural_flash(app, world, browser):
     html = client.post("/admin/security/require-all", data={"on": "off"}, headers=FRENCH,
                        follow_redirects=True).get_data(as_text=True)
     assert f"sauf pour 1{NNBSP}201 utilisateurs" in html, re.findall(r'class="flash[^"]*"[^>]*>([^<]*)', html)
+
+
+def test_audit_events_in_words_with_their_names(app, world, browser):
+    from idp import audit
+
+    for event in ("factor.enrolled", "policy.grace_changed", "vendor.custom_thing"):
+        audit.record(event, org_id=world["acme"].id, subject_id=world["alice"].id)
+    db.session.commit()
+    client = browser(world["admin"])
+
+    html = client.get("/admin/audit").get_data(as_text=True)
+    cells = dict(re.findall(r'<tr data-event="([^"]+)">.*?<td class="event">(.*?)</td>', html, re.S))
+    assert cells["factor.enrolled"] == ('<span class="event-label">Second factor added</span> '
+                                        '<code class="event-name">factor.<wbr>enrolled</code>')
+    # An event without a label (a third-party plugin's): its name alone.
+    assert cells["vendor.custom_thing"] == '<code class="event-name">vendor.<wbr>custom_thing</code>'
+    # The suggestions submit the name and show the words.
+    assert '<option value="factor.enrolled" label="Second factor added">' in html
+    assert '<option value="vendor.custom_thing">' in html
+
+    french = client.get("/admin/audit", headers=FRENCH).get_data(as_text=True)
+    assert '<span class="event-label">Second facteur ajouté</span>' in french
+    assert '<option value="policy.grace_changed" label="Délai de grâce modifié">' in french
+    # The filter still takes the name (or its beginning), whatever the page's language.
+    filtered = client.get("/admin/audit?action=factor.", headers=FRENCH).get_data(as_text=True)
+    assert re.findall(r'<tr data-event="([^"]+)"', filtered) == ["factor.enrolled"]
