@@ -93,3 +93,28 @@ def test_audit_events_in_words_with_their_names(app, world, browser):
     # The filter still takes the name (or its beginning), whatever the page's language.
     filtered = client.get("/admin/audit?action=factor.", headers=FRENCH).get_data(as_text=True)
     assert re.findall(r'<tr data-event="([^"]+)"', filtered) == ["factor.enrolled"]
+
+
+def test_exemption_dates_in_the_page_language(app, world, browser):
+    """The end of an exemption, on the user's page and in the users list, and a refused past
+    date: the day as the language writes it, not an ISO string."""
+    from datetime import date
+
+    from sqlalchemy import update
+
+    alice = world["alice"]
+    db.session.execute(update(User).where(User.id == alice.id).values(mfa_setting="exempt",
+                                                                    exempt_until=date(2999, 12, 31)))
+    db.session.commit()
+    client = browser(world["admin"])
+    assert "Exempt until Dec 31, 2999." in client.get(f"/admin/users/{alice.id}").get_data(as_text=True)
+    french = client.get(f"/admin/users/{alice.id}", headers=FRENCH).get_data(as_text=True)
+    assert "31 déc. 2999" in french and "2999-12-31" not in french.replace('value="2999-12-31"', "")
+    users = client.get("/admin/users", headers=FRENCH).get_data(as_text=True)
+    assert re.search(r"data-exempt>[^<]*→ 31 déc\. 2999<", users)
+
+    response = client.post(f"/admin/users/{alice.id}/security", headers=FRENCH,
+                           data={"exempt": "y", "exempt_until": "2001-01-01"})
+    assert response.status_code == 400
+    assert "1 janv. 2001" in response.get_data(as_text=True)
+    assert "2001-01-01" not in response.get_data(as_text=True).replace('value="2001-01-01"', "")
