@@ -27,12 +27,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from babel.numbers import format_decimal, format_percent
 from flask import Flask, g
 from flask_babel import format_date, format_datetime, get_locale, get_translations
 from flask_babel import format_number as _format_number
 from flask_babel import format_percent as _format_percent
 from jinja2 import pass_eval_context
-from babel.numbers import format_decimal, format_percent
 from markupsafe import Markup
 
 

@@ -86,7 +86,7 @@ def create(org_id: int, email: str, password: str, *, name: str = "", role: str 
     name = (name or "").strip()
     if len(name) > MAX_NAME_LENGTH or not name.isprintable():
         raise AccountRefused(plural_text("The name must be at most %(num)s printable character.",
-                                      "The name must be at most %(num)s printable characters.", MAX_NAME_LENGTH))
+                                         "The name must be at most %(num)s printable characters.", MAX_NAME_LENGTH))
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
     problem = password_problem(password)
@@ -124,10 +124,10 @@ def password_problem(password: str) -> str | None:
     English for the `idp` command)."""
     if len(password) < MIN_PASSWORD_LENGTH:
         return plural_text("The password must have at least %(num)s character.",
-                        "The password must have at least %(num)s characters.", MIN_PASSWORD_LENGTH)
+                           "The password must have at least %(num)s characters.", MIN_PASSWORD_LENGTH)
     if len(password) > MAX_PASSWORD_LENGTH:
         return plural_text("The password must have at most %(num)s character.",
-                        "The password must have at most %(num)s characters.", MAX_PASSWORD_LENGTH)
+                           "The password must have at most %(num)s characters.", MAX_PASSWORD_LENGTH)
     if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in password):
         # A control character cannot be typed into the login form, nor a lone surrogate encoded
         # (NUL cannot even be stored). Any other character is welcome: a non-breaking space (a

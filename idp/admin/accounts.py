@@ -48,9 +48,9 @@ def new_user():
         db.session.commit()  # the reservation, before the hash (idp.lockout.reserve)
         if wait:
             form.email.errors = [plural_text("Too many of the addresses you tried are already in use: wait %(num)s "
-                                          "second before you add a user.",
-                                          "Too many of the addresses you tried are already in use: wait %(num)s "
-                                          "seconds before you add a user.", wait)]
+                                             "second before you add a user.",
+                                             "Too many of the addresses you tried are already in use: wait %(num)s "
+                                             "seconds before you add a user.", wait)]
             return render_template("admin/new_user.html", org=g.org, form=form), 429, {"Retry-After": str(wait)}
         try:
             created = users.create(g.org.id, form.email.data, form.password.data, name=form.name.data or "",

@@ -245,16 +245,16 @@ def require_all():
     if on:
         exempt = impact_of_requiring_all(g.org.id, today).exempt
         flash(plural_text("Two-factor authentication is now required for everyone, except %(num)s exempt user.",
-                       "Two-factor authentication is now required for everyone, except %(num)s exempt users.",
-                       exempt) if exempt else _("Two-factor authentication is now required for everyone."),
+                          "Two-factor authentication is now required for everyone, except %(num)s exempt users.",
+                          exempt) if exempt else _("Two-factor authentication is now required for everyone."),
               "success")
     else:
         counts = distribution(g.org.id, today)
         still = sum(counts[s] for s in counts if s.is_required)
         flash(plural_text("Two-factor authentication is now optional for everyone, except %(num)s user for whom "
-                       "it is required individually.",
-                       "Two-factor authentication is now optional for everyone, except %(num)s users for whom "
-                       "it is required individually.", still) if still
+                          "it is required individually.",
+                          "Two-factor authentication is now optional for everyone, except %(num)s users for whom "
+                          "it is required individually.", still) if still
               else _("Two-factor authentication is now optional for everyone."), "success")
     return redirect(url_for("admin.security"))
 

@@ -45,4 +45,4 @@ class StepContext:
 def wait_message(seconds: int) -> str:
     """What a locked-out guesser is told: how long to wait, nothing more."""
     return plural_text("Too many attempts. Wait %(num)s second and try again.",
-                    "Too many attempts. Wait %(num)s seconds and try again.", seconds)
+                       "Too many attempts. Wait %(num)s seconds and try again.", seconds)

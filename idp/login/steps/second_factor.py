@@ -200,7 +200,7 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
             from flask import flash
 
             flash(plural_text("Recovery code accepted. %(num)s code remains.",
-                           "Recovery code accepted. %(num)s codes remain.", outcome.facts["remaining"]), "warning")
+                              "Recovery code accepted. %(num)s codes remain.", outcome.facts["remaining"]), "warning")
         steps = list(ctx.row.steps_done) + [step_record(factor, outcome.amr, outcome.credential_id)]
         if outcome.facts.get("then_enrol"):
             # A recovery that lets the user back in must end with a new factor (e.g. an admin's recovery QR).
