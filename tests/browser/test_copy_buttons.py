@@ -129,3 +129,17 @@ def test_the_admins_recovery_qr_secret_has_a_copy_button(chromium, live_server, 
         assert tab.evaluate("navigator.clipboard.readText()") == secret
     finally:
         context.close()
+
+
+def test_the_push_activation_link_has_a_copy_button(chromium, live_server, seeded):
+    base = live_server.url
+    context, tab = new_tab(chromium, "fr-FR")
+    try:
+        sign_in_at(tab, f"{base}/account/security", seeded.user_email, seeded.password)
+        with tab.expect_navigation():
+            tab.click("button[data-add=push]")
+        uri = tab.locator("[data-activation-uri]").inner_text()
+        click_copy(tab, "push-activation-uri", "Copié")
+        assert tab.evaluate("navigator.clipboard.readText()") == uri and uri.startswith("idp-push://")
+    finally:
+        context.close()
