@@ -7,7 +7,14 @@ through `Context.call` again, and Flask-Babel finds the request's translations a
 time: about 20 us a call, of which this keeps 10; a login page makes half a dozen such calls.
 These functions keep newstyle's meaning exactly: the translation of the request's locale,
 marked safe when the template autoescapes, then formatted with the (escaped) keyword
-arguments; `ngettext` also supplies `num`.
+arguments; `ngettext` also supplies `num`, the count written for the page's language (below).
+
+Numbers a page shows are written in its language too: `{{ count | number }}` ("1,234",
+"1 234" with a narrow no-break space in French) and `{{ share | percent }}` ("12%", "12 %").
+In a plural message the integer chooses the form and the words show it formatted: the
+templates' `ngettext` does both by itself; a message built in Python uses `plural_text`
+(`flask_babel.ngettext` would print `%(num)s` as Python's `str()`). A count's placeholder is
+therefore `%(num)s`: a message still written with `%(num)d` gets the bare integer, unformatted.
 
 Also the one way a page shows a moment: `{{ moment | utc }}` ("Dec 4, 2026, 9:36 PM UTC",
 "4 déc. 2026, 21:36 UTC": the locale's medium date and short time, through
@@ -20,8 +27,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from babel.numbers import format_decimal, format_percent
 from flask import Flask, g
 from flask_babel import format_date, format_datetime, get_locale, get_translations
+from flask_babel import format_number as _format_number
+from flask_babel import format_percent as _format_percent
 from jinja2 import pass_eval_context
 from markupsafe import Markup
 
@@ -44,10 +54,39 @@ def gettext(eval_ctx, string: str, **variables):
     return text % variables
 
 
+def number(value: int | float) -> str:
+    """A count, a duration's number or a measure, written as the request's language writes it
+    ("1,234"; French "1\u202f234"). Outside a request (the CLI), in English."""
+    if get_locale() is None:
+        return format_decimal(value, locale="en")
+    return _format_number(value)
+
+
+def percent(value: float) -> str:
+    """A share (0.12) as the request's language writes a percentage ("12%"; French "12\u00a0%")."""
+    if get_locale() is None:
+        return format_percent(value, locale="en")
+    return _format_percent(value)
+
+
+def _count(text: str, num: int) -> int | str:
+    """What `%(num)...` shows in `text`: the formatted count, or the integer itself for a message
+    still written with `%(num)d` (a third-party plugin's template), which takes nothing else."""
+    return num if "%(num)d" in text else number(num)
+
+
+def plural_text(singular: str, plural: str, num: int, **variables) -> str:
+    """`flask_babel.ngettext` for a sentence built in Python, with the count written as the
+    page's language writes it (`%(num)s`): the integer still chooses the plural form."""
+    text = _translations().ungettext(singular, plural, num)
+    variables.setdefault("num", _count(text, num))
+    return text % variables
+
+
 @pass_eval_context
 def ngettext(eval_ctx, singular: str, plural: str, num: int, **variables):
-    variables.setdefault("num", num)
     text = _translations().ungettext(singular, plural, num)
+    variables.setdefault("num", _count(text, num))
     if eval_ctx.autoescape:
         text = Markup(text)
     return text % variables
@@ -108,3 +147,5 @@ def install(app: Flask) -> None:
     """After Flask-Babel's own set-up (which this replaces for `_`, `gettext` and `ngettext`)."""
     app.jinja_env.globals.update(_=gettext, gettext=gettext, ngettext=ngettext)
     app.jinja_env.filters["utc"] = utc
+    app.jinja_env.filters["number"] = number
+    app.jinja_env.filters["percent"] = percent

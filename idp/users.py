@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from flask import current_app
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -33,6 +32,7 @@ from idp.db import db, utcnow
 from idp.models import (AuthorizationCode, FactorChallenge, LoginTransaction, Organization, PasswordReset, Token,
                         User, UserSession)
 from idp.oidc import backchannel
+from idp.template_i18n import plural_text
 
 MIN_PASSWORD_LENGTH = 8      # NIST SP 800-63B 5.1.1.1
 MAX_PASSWORD_LENGTH = 1024   # long passphrases welcome; a megabyte is not a password
@@ -85,8 +85,8 @@ def create(org_id: int, email: str, password: str, *, name: str = "", role: str 
     email = normalised_email(email)
     name = (name or "").strip()
     if len(name) > MAX_NAME_LENGTH or not name.isprintable():
-        raise AccountRefused(ngettext("The name must be at most %(num)d printable character.",
-                                      "The name must be at most %(num)d printable characters.", MAX_NAME_LENGTH))
+        raise AccountRefused(plural_text("The name must be at most %(num)s printable character.",
+                                         "The name must be at most %(num)s printable characters.", MAX_NAME_LENGTH))
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
     problem = password_problem(password)
@@ -123,11 +123,11 @@ def password_problem(password: str) -> str | None:
     """Why `password` cannot be a password, or None: a sentence in the request's language (in
     English for the `idp` command)."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        return ngettext("The password must have at least %(num)d character.",
-                        "The password must have at least %(num)d characters.", MIN_PASSWORD_LENGTH)
+        return plural_text("The password must have at least %(num)s character.",
+                           "The password must have at least %(num)s characters.", MIN_PASSWORD_LENGTH)
     if len(password) > MAX_PASSWORD_LENGTH:
-        return ngettext("The password must have at most %(num)d character.",
-                        "The password must have at most %(num)d characters.", MAX_PASSWORD_LENGTH)
+        return plural_text("The password must have at most %(num)s character.",
+                           "The password must have at most %(num)s characters.", MAX_PASSWORD_LENGTH)
     if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in password):
         # A control character cannot be typed into the login form, nor a lone surrogate encoded
         # (NUL cannot even be stored). Any other character is welcome: a non-breaking space (a

@@ -12,7 +12,8 @@
 # tests/integration/test_i18n.py fails while anything is missing.
 #
 # Sources and keywords: babel.cfg (idp/ and plugins/, Python and templates); keywords are
-# Babel's defaults (_, gettext, ngettext, N_, ...) plus _l and lazy_gettext.
+# Babel's defaults (_, gettext, ngettext, N_, ...) plus _l, lazy_gettext and plural_text
+# (idp.template_i18n's ngettext for Python, with its count formatted).
 # A new language: `.venv/bin/pybabel init -i idp/translations/messages.pot -d idp/translations -l xx`,
 # then add it to SUPPORTED_LOCALES in idp/extensions.py.
 set -euo pipefail
@@ -24,7 +25,7 @@ DIR=idp/translations
 POT=$DIR/messages.pot
 
 extract() {
-  "$PYBABEL" -q extract -F babel.cfg -k _l -k lazy_gettext --add-location=file --sort-output \
+  "$PYBABEL" -q extract -F babel.cfg -k _l -k lazy_gettext -k plural_text:1,2 --add-location=file --sort-output \
     --project=idp --copyright-holder="idp contributors" -c "TRANSLATORS:" -o "$1" .
 }
 

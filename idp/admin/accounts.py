@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import ngettext
 
 from idp import audit, consents, lockout, users
 from idp.admin.access import member_only, not_yourself, org_admin_required, recent_login_required, user_in_org
@@ -34,6 +33,7 @@ from idp.admin.views import bp
 from idp.db import db
 from idp.forms import NewPasswordForm
 from idp.models import User
+from idp.template_i18n import plural_text
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -50,10 +50,10 @@ def new_user():
         wait = lockout.reserve(budget)
         db.session.commit()  # the reservation, before the hash (idp.lockout.reserve)
         if wait:
-            form.email.errors = [ngettext("Too many of the addresses you tried are already in use: wait %(num)d "
-                                          "second before you add a user.",
-                                          "Too many of the addresses you tried are already in use: wait %(num)d "
-                                          "seconds before you add a user.", wait)]
+            form.email.errors = [plural_text("Too many of the addresses you tried are already in use: wait %(num)s "
+                                             "second before you add a user.",
+                                             "Too many of the addresses you tried are already in use: wait %(num)s "
+                                             "seconds before you add a user.", wait)]
             return render_template("admin/new_user.html", org=g.org, form=form), 429, {"Retry-After": str(wait)}
         try:
             created = users.create(g.org.id, form.email.data, form.password.data, name=form.name.data or "",

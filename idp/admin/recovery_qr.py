@@ -18,7 +18,6 @@ import base64
 from flask import abort, flash, g, make_response, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import ngettext
 from wtforms import SelectField, SubmitField
 
 from idp.forms import Form
@@ -27,6 +26,7 @@ from idp.admin.forms import ConfirmForm
 from idp.db import MAX_ROW_ID
 from idp.admin.views import bp
 from idp.factors.directory import user_ref
+from idp.template_i18n import plural_text
 
 FACTOR = "qr_recovery"
 VALIDITY_CHOICES = [("3600", _l("1 hour")), ("86400", _l("24 hours")), ("259200", _l("3 days")),
@@ -52,12 +52,12 @@ def _validity_choices(settings) -> list[tuple[str, str]]:
 def _duration(seconds: int) -> str:
     """A validity in the largest unit that divides it ("2 days", "90 minutes")."""
     if seconds % 86400 == 0:
-        return ngettext("%(num)d day", "%(num)d days", seconds // 86400)
+        return plural_text("%(num)s day", "%(num)s days", seconds // 86400)
     if seconds % 3600 == 0:
-        return ngettext("%(num)d hour", "%(num)d hours", seconds // 3600)
+        return plural_text("%(num)s hour", "%(num)s hours", seconds // 3600)
     if seconds % 60 == 0:
-        return ngettext("%(num)d minute", "%(num)d minutes", seconds // 60)
-    return ngettext("%(num)d second", "%(num)d seconds", seconds)
+        return plural_text("%(num)s minute", "%(num)s minutes", seconds // 60)
+    return plural_text("%(num)s second", "%(num)s seconds", seconds)
 
 
 def _fresh_form(factor) -> IssueRecoveryQrForm:

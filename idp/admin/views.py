@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 
-from idp import consents
+from idp import audit_labels, consents
 from idp import users as account_users
 from idp.admin import queries
 from idp.admin.access import (member_only, not_yourself, org_admin_required, peer_admin_refused,
@@ -32,7 +31,7 @@ from idp.policy.status import (
     today_utc,
 )
 from idp.sessions import end_proved_by, live as live_sessions
-from idp.template_i18n import utc_text
+from idp.template_i18n import plural_text, utc_text
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -256,17 +255,17 @@ def require_all():
     today = today_utc()
     if on:
         exempt = impact_of_requiring_all(g.org.id, today).exempt
-        flash(ngettext("Two-factor authentication is now required for everyone, except %(num)s exempt user.",
-                       "Two-factor authentication is now required for everyone, except %(num)s exempt users.",
-                       exempt) if exempt else _("Two-factor authentication is now required for everyone."),
+        flash(plural_text("Two-factor authentication is now required for everyone, except %(num)s exempt user.",
+                          "Two-factor authentication is now required for everyone, except %(num)s exempt users.",
+                          exempt) if exempt else _("Two-factor authentication is now required for everyone."),
               "success")
     else:
         counts = distribution(g.org.id, today)
         still = sum(counts[s] for s in counts if s.is_required)
-        flash(ngettext("Two-factor authentication is now optional for everyone, except %(num)s user for whom "
-                       "it is required individually.",
-                       "Two-factor authentication is now optional for everyone, except %(num)s users for whom "
-                       "it is required individually.", still) if still
+        flash(plural_text("Two-factor authentication is now optional for everyone, except %(num)s user for whom "
+                          "it is required individually.",
+                          "Two-factor authentication is now optional for everyone, except %(num)s users for whom "
+                          "it is required individually.", still) if still
               else _("Two-factor authentication is now optional for everyone."), "success")
     return redirect(url_for("admin.security"))
 
@@ -349,7 +348,7 @@ def audit():
     ids = {e.subject_id for e in page.rows if e.subject_id} | {e.actor_id for e in page.rows if e.actor_id}
     return render_template("admin/audit.html", page=page, who=who, action=action, user_id=user_id,
                            actions=queries.audit_actions(g.org.id), emails=queries.emails_of(g.org.id, ids),
-                           org=g.org)
+                           label_of=audit_labels.label_of, org=g.org)
 
 
 # --------------------------------------------------------------------------- a user's factors
@@ -440,7 +439,7 @@ def reset_factors(user_id: int):
         flash(_("Nothing to reset: no second factor or recovery code was left."), "warning")
         return redirect(url_for("admin.user", user_id=target.id))
     db.session.commit()
-    flash(ngettext("Second factors reset: %(num)s revoked.", "Second factors reset: %(num)s revoked.", len(revoked)),
+    flash(plural_text("Second factors reset: %(num)s revoked.", "Second factors reset: %(num)s revoked.", len(revoked)),
           "success")
     return redirect(url_for("admin.user", user_id=target.id))
 

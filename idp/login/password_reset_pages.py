@@ -23,7 +23,6 @@ from flask import Blueprint, Flask, redirect, render_template, request, session,
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from wtforms import StringField, SubmitField
 from wtforms.validators import DataRequired, Length
 
@@ -32,6 +31,7 @@ from idp.extensions import limiter, login_posts_per_ip, supported_locale
 from idp.forms import Form, NewPasswordForm
 from idp.login import session as login_session, transaction
 from idp.login.transaction import State
+from idp.template_i18n import plural_text
 
 bp = Blueprint("password_reset", __name__)
 
@@ -142,11 +142,11 @@ def _too_many(error):
     wait = seconds_until_allowed()
     if wait >= 60:
         minutes = -(-wait // 60)  # rounded up: "in 1 minute" never lets them try too early
-        message = ngettext("Too many requests from your network. Try again in %(num)d minute.",
-                           "Too many requests from your network. Try again in %(num)d minutes.", minutes)
+        message = plural_text("Too many requests from your network. Try again in %(num)s minute.",
+                              "Too many requests from your network. Try again in %(num)s minutes.", minutes)
     else:
-        message = ngettext("Too many requests from your network. Try again in %(num)d second.",
-                           "Too many requests from your network. Try again in %(num)d seconds.", wait)
+        message = plural_text("Too many requests from your network. Try again in %(num)s second.",
+                              "Too many requests from your network. Try again in %(num)s seconds.", wait)
     return render_template("errors/http.html", code=429, message=message), 429, {"Retry-After": str(wait)}
 
 

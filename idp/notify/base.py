@@ -110,10 +110,10 @@ def _translate(text: str, locale: str | None) -> str:
 def _minutes(minutes: int, locale: str | None) -> str:
     """"1 minute", "10 minutes": a lifetime as its own plural message (a code's may be a minute:
     factors.qr_recovery.code_ttl), in `locale` where a translation exists."""
-    from flask_babel import ngettext
+    from idp.template_i18n import plural_text
 
-    english = ("%(num)d minute" if minutes == 1 else "%(num)d minutes") % {"num": minutes}
-    return _in_locale(locale, english, lambda: ngettext("%(num)d minute", "%(num)d minutes", minutes))
+    english = ("%(num)s minute" if minutes == 1 else "%(num)s minutes") % {"num": minutes}
+    return _in_locale(locale, english, lambda: plural_text("%(num)s minute", "%(num)s minutes", minutes))
 
 
 def compose(to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> Message:

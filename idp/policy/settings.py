@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Iterable
 
+from flask import has_request_context
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 
@@ -36,6 +37,7 @@ from idp import audit
 from idp.db import db, utcnow
 from idp.models import Organization, User
 from idp.policy.status import EXEMPT, FOLLOW, MFA_SETTINGS, REQUIRED, is_required
+from idp.template_i18n import utc_text
 
 MAX_REASON = 500
 MAX_GRACE_DAYS = 365
@@ -73,6 +75,12 @@ class Actor:
     @classmethod
     def admin(cls, user) -> "Actor":
         return cls(id=user.id, display=user.email, org_id=user.org_id)
+
+
+def _day(value: date) -> str:
+    """A day in a refusal: in the page's language on a page ("31 déc. 2026"), as it was typed
+    (ISO 8601) at the command line."""
+    return utc_text(value, time=False) if has_request_context() else value.isoformat()
 
 
 def _now(now: datetime | None) -> datetime:
@@ -188,7 +196,7 @@ def set_user_requirement(user_id: int, mode: str, until: date | None, reason: st
             _nothing_to_do(commit)
             return False
         if until is not None and until < today:
-            raise PolicyError(_l("the exemption end date %(date)s is in the past", date=until.isoformat()))
+            raise PolicyError(_l("the exemption end date %(date)s is in the past", date=_day(until)))
         org = db.session.get(Organization, user.org_id)
         was_required = is_required(user, org, today)
         lapsed_exemption = (before["mode"] == EXEMPT and before["until"] is not None and before["until"] < today)

@@ -313,7 +313,7 @@ def test_every_string_of_the_source_is_in_the_catalogue():
     """Extract from idp/ and plugins/ exactly as scripts/translations.sh does: nothing is missing from the .po."""
     with (ROOT / "babel.cfg").open() as handle:
         method_map, options_map = parse_mapping_cfg(handle)
-    keywords = dict(DEFAULT_KEYWORDS, _l=None, lazy_gettext=None)
+    keywords = dict(DEFAULT_KEYWORDS, _l=None, lazy_gettext=None, plural_text=(1, 2))
     extracted = set()
     for _filename, _lineno, message, _comments, _context in extract_from_dir(
             str(ROOT), method_map, options_map, keywords=keywords):

@@ -57,3 +57,41 @@ def test_every_page_starts_with_a_link_past_its_header(app):
     body = page.split("<body", 1)[1]
     assert body.index('class="skip-link" href="#content">Aller au contenu</a>') < body.index("<header")
     assert '<main id="content"' in page
+
+
+def test_numbers_are_written_as_the_page_language_writes_them(app):
+    """`| number`, `| percent`, and the count of a plural message, in a template and in Python:
+    "1,234" and "12%" in English, "1 234" (narrow no-break space) and "12 %" (no-break space) in French."""
+    from idp.login.steps.base import wait_message
+    from idp.template_i18n import number, plural_text
+
+    with app.test_request_context("/"):
+        assert render(app, "{{ n | number }} {{ share | percent }}", n=1234, share=0.12) == "1,234 12%"
+        assert render(app, '{{ ngettext("%(num)s code remains.", "%(num)s codes remain.", n) }}', n=1234) \
+            == "1,234 codes remain."
+        assert plural_text("%(num)s minute", "%(num)s minutes", 1500) == "1,500 minutes"
+        assert wait_message(1) == "Too many attempts. Wait 1 second and try again."
+        with force_locale("fr"):
+            assert render(app, "{{ n | number }} {{ share | percent }}", n=1234, share=0.12) == "1\u202f234 12\u00a0%"
+            assert wait_message(1234) == "Trop de tentatives. Attendez 1\u202f234 secondes et réessayez."
+            # The integer chooses the form (French: 0 and 1 are singular), the words show it formatted.
+            assert plural_text("%(num)s minute", "%(num)s minutes", 1) == "1 minute"
+            assert render(app, '{{ ngettext("Each code works once. You have %(num)s left.", '
+                               '"Each code works once. You have %(num)s left.", n) }}', n=2500).count("2\u202f500") == 1
+            assert number(0.5) == "0,5"
+
+
+def test_a_message_still_written_with_num_d_gets_the_integer(app):
+    """A third-party plugin's template written for Flask-Babel's own ngettext (`%(num)d`) still
+    renders (a formatted count would be refused by `%d`)."""
+    with app.test_request_context("/"):
+        assert render(app, '{{ ngettext("%(num)d apple", "%(num)d apples", n) }}', n=1234) == "1234 apples"
+
+
+def test_numbers_outside_a_request_are_in_english(app):
+    """The `idp` command has no request: its messages are in English, numbers included."""
+    from idp.template_i18n import number, plural_text
+
+    with app.app_context():
+        assert number(1234) == "1,234"
+        assert plural_text("%(num)s minute", "%(num)s minutes", 1234) == "1,234 minutes"

@@ -4,12 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import render_template, url_for
-from flask_babel import ngettext
 
 from idp.login import user as login_user
 from idp.login.transaction import TransactionRow
 from idp.login.user import LoginUser
 from idp.security.headers import csp_for_forms_to
+from idp.template_i18n import plural_text
 
 
 @dataclass
@@ -44,5 +44,5 @@ class StepContext:
 
 def wait_message(seconds: int) -> str:
     """What a locked-out guesser is told: how long to wait, nothing more."""
-    return ngettext("Too many attempts. Wait %(num)d second and try again.",
-                    "Too many attempts. Wait %(num)d seconds and try again.", seconds)
+    return plural_text("Too many attempts. Wait %(num)s second and try again.",
+                       "Too many attempts. Wait %(num)s seconds and try again.", seconds)

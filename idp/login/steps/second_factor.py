@@ -11,7 +11,6 @@ import math
 
 from flask import jsonify, redirect, request, url_for
 from flask_babel import gettext as _
-from flask_babel import ngettext
 
 from idp import audit, lockout
 from idp.db import db, utcnow
@@ -28,6 +27,7 @@ from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, cal
                                          plugin_response, remember_step, step_record, stored, unavailable_message,
                                          user_lockout_key, user_of)
 from idp.login.transaction import State
+from idp.template_i18n import plural_text
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +199,8 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
         if "remaining" in outcome.facts:
             from flask import flash
 
-            flash(ngettext("Recovery code accepted. %(num)d code remains.",
-                           "Recovery code accepted. %(num)d codes remain.", outcome.facts["remaining"]), "warning")
+            flash(plural_text("Recovery code accepted. %(num)s code remains.",
+                              "Recovery code accepted. %(num)s codes remain.", outcome.facts["remaining"]), "warning")
         steps = list(ctx.row.steps_done) + [step_record(factor, outcome.amr, outcome.credential_id)]
         if outcome.facts.get("then_enrol"):
             # A recovery that lets the user back in must end with a new factor (e.g. an admin's recovery QR).

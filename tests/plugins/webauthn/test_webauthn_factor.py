@@ -206,7 +206,6 @@ def test_templates_and_script(factor, factor_user, ctx, factor_app):
         assert 'data-mode="get"' in html
     client = factor_app.test_client()
     assert b"navigator.credentials" in client.get("/factors/webauthn/static/webauthn.js").data
-    assert client.get("/factors/recovery_codes/static/recovery-codes.js").status_code == 200
 
 
 def test_malformed_transports_long_ids_and_nul_labels_are_refused_or_cleaned(factor, factor_user, ctx):

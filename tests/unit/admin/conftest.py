@@ -90,6 +90,10 @@ def browser(app):
             # Requests share the test's app context, hence its `g`: forget the signed-in session
             # that the previous request (maybe another client's) left there.
             g.pop("idp_session_row", None)
+            # ... and the language it chose (Flask-Babel's and idp.template_i18n's caches): each
+            # request chooses its own, from its Accept-Language.
+            g.pop("_flask_babel", None)
+            g.pop("_idp_translations", None)
             try:
                 return super().open(*args, **kwargs)
             finally:
