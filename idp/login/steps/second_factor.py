@@ -86,9 +86,10 @@ def early_challenge(row, user) -> dict:
     return {"factor_name": first.name, "factor_state": {"state": step.state, "view": step.view}}
 
 
-def show(ctx: StepContext, error: str | None = None, status: int = 200):
+def show(ctx: StepContext, error: str | None = None, status: int = 200, *, again: bool = False):
     """The challenge page. (Its template writes its own fields and `login/step.html` the CSRF
-    token: no form object is built for it.)"""
+    token: no form object is built for it.) `again`: shown again after a wrong answer, the same
+    page but for the error, from its stencil (`StepContext.render_again`)."""
     user = user_of(ctx)
     factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
@@ -104,10 +105,18 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200):
             return ctx.render("login/no_factor.html", status=503, error=error)
     factor = usable[name]
     templates = [f"factors/{name}/challenge.html", "login/challenge_generic.html"]
-    return ctx.render(templates, status=status, view=view, factor=factor,
-                      error=error, alternatives=[f for f in factors if f.name != name],
-                      recovery=[f for f in recovery if f.name != name],
-                      poll_url=url_for("login.poll", handle=ctx.handle) if factor.supports_poll else None)
+    alternatives = [f for f in factors if f.name != name]
+    others = [f for f in recovery if f.name != name]
+
+    def values_for(handle: str) -> dict:
+        return dict(view=view, factor=factor, alternatives=alternatives, recovery=others,
+                    poll_url=url_for("login.poll", handle=handle) if factor.supports_poll else None)
+
+    if again and error:
+        key = {"factor": name, "view": view, "alternatives": [f.name for f in alternatives],
+               "recovery": [f.name for f in others], "poll": bool(factor.supports_poll)}
+        return ctx.render_again(templates, status, error, key, values_for)
+    return ctx.render(templates, status=status, error=error, **values_for(ctx.handle))
 
 
 def choose(ctx: StepContext, name: str):
@@ -238,7 +247,7 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
                            subject_id=user.id, details={"step": "second_factor", "seconds": locked}))
     audit.record_all_now(events)
     db.session.commit()
-    return show(ctx, message_for(outcome), 401)  # a rejection changes no credential
+    return show(ctx, message_for(outcome), 401, again=True)  # a rejection changes no credential
 
 
 def _switch_away_from(ctx: StepContext, user, denied) -> None:
