@@ -15,8 +15,8 @@ that encodes a value otherwise (`|tojson`, a URL's quoting) or computes with it 
 normally, as does a page with a flashed message waiting (read from the session) or a view too
 large to be the same for two logins (a WebAuthn challenge). What two renderings cannot show (a
 template comparing a value with one given text, or reading the request) the project's own
-templates do not do: only those (the core's, and the plugin packages' under idp_plugins) have
-stencils (`_ours`); another package's challenge page is rendered each time.
+templates do not do: only those (the core's, and those of the factors this distribution
+declares) have stencils (`_ours`); another package's challenge page is rendered each time.
 """
 from __future__ import annotations
 
@@ -113,18 +113,35 @@ def _made(templates, per_login: dict, render_values) -> str:
 
 @lru_cache(maxsize=64)
 def _ours(templates) -> bool:
-    """Whether the template these names select is one of the project's own (the core's or a plugin
-    package's, under idp_plugins): the check above sees how a value is shown, not a template that
-    compares it with a given text or reads the request, which these do not."""
-    import idp
-
-    try:
-        import idp_plugins
-        roots = [Path(idp.__file__).parent.resolve(), *(Path(p).resolve() for p in idp_plugins.__path__)]
-    except ImportError:
-        roots = [Path(idp.__file__).parent.resolve()]
+    """Whether the template these names select is one of the project's own: the core's, or a
+    factor's that this distribution itself declares (its first-party plugins). The check above
+    sees how a value is shown, not a template that compares it with a given text or reads the
+    request, which these do not."""
     filename = current_app.jinja_env.select_template(list(templates)).filename
-    return filename is not None and any(Path(filename).resolve().is_relative_to(root) for root in roots)
+    if filename is None:
+        return False
+    path = Path(filename).resolve()
+    return any(path.is_relative_to(root) for root in _own_roots())
+
+
+@lru_cache(maxsize=1)
+def _own_roots() -> tuple[Path, ...]:
+    """The core package's folder and those of the factors its own distribution declares."""
+    from importlib import import_module
+    from importlib.metadata import entry_points, packages_distributions
+
+    from idp.factors.registry import GROUP
+
+    core = __name__.split(".")[0]
+    roots = [Path(import_module(core).__file__).resolve().parent]
+    own = set(packages_distributions().get(core, ()))
+    for point in entry_points(group=GROUP):
+        if point.dist is not None and point.dist.name in own:
+            try:
+                roots.append(Path(import_module(point.module).__file__).resolve().parent)
+            except Exception:  # (a plugin that cannot be imported has no template served either)
+                continue
+    return tuple(roots)
 
 
 def clear() -> None:
