@@ -1,7 +1,8 @@
-"""A step's page rendered again from a stencil: only the per-login values filled in.
+"""A step's page from a stencil: only the per-login values filled in.
 
-A wrong code's POST shows the challenge page again with the error, about 0.4 ms of Jinja per
-guess (half the page's work beyond its statements). What differs from one login's page to
+The second-factor step's challenge page is about 0.4 ms of Jinja, shown by each login that
+reaches the step and again after each wrong code (half a wrong code's work beyond its
+statements). What differs from one login's page to
 another's for the same template, language, method, plugin view and choice of other methods is a
 handful of values: the login's handle (in the form actions), its version, the client's name,
 the CSRF token and the error. So the page is rendered once with marks in their places, kept,

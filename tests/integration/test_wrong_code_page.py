@@ -33,9 +33,9 @@ def _rename_client(server, client_id: str, name: str) -> None:
         db.session.commit()
 
 
-def _wrong_code_pages(server, seeded, client: dict, language: str | None, monkeypatch) -> list:
-    """Three wrong codes at one login: the template rendered (stencils off), then the stencil made,
-    then the stencil kept."""
+def _step_pages(server, seeded, client: dict, language: str | None, monkeypatch) -> list:
+    """The code page and a wrong code's page, three times at one login: rendered from the template
+    (stencils off), then with the stencils made, then with them kept."""
     from idp.login import stencil
     from fixtures.oidc import RelyingParty
 
@@ -45,42 +45,40 @@ def _wrong_code_pages(server, seeded, client: dict, language: str | None, monkey
     rp = RelyingParty(server.url, client)
     browser.get(rp.authorization_url())
     page = browser.login(seeded.user_email, seeded.password)
-    pages = []
-    with monkeypatch.context() as off:
-        off.setattr(stencil, "render", lambda *args: None)
-        page = browser.submit(page.form_with("code"), {"code": "000000"})
-        pages.append(page)
-    stencil.clear()
-    for _ in range(2):
-        page = browser.submit(page.form_with("code"), {"code": "000000"})
-        pages.append(page)
-    return pages
+    rounds = []
+    for stencils in (False, True, True):
+        with monkeypatch.context() as patch:
+            if not stencils:
+                patch.setattr(stencil, "render", lambda *args: None)
+            elif not rounds[-1:] or rounds[-1][2] is False:
+                stencil.clear()
+            shown = browser.get(page.url)
+            page = browser.submit(shown.form_with("code"), {"code": "000000"})
+            rounds.append((shown, page, stencils))
+    return rounds
 
 
 @pytest.mark.parametrize("language", [None, FRENCH])
-def test_wrong_code_page_is_the_templates_page(server, monkeypatch, language):
+def test_the_code_pages_are_the_templates_pages(server, monkeypatch, language):
     from idp.login import stencil
-
-    seeded = seed(server)
-    web = FormBrowser(server.url)
     from fixtures.oidc import RelyingParty
 
-    enrol_totp_during_login(web, RelyingParty(server.url, seeded.first_party), seeded)
+    seeded = seed(server)
+    enrol_totp_during_login(FormBrowser(server.url), RelyingParty(server.url, seeded.first_party), seeded)
     _rename_client(server, seeded.third_party["client_id"], 'Third <"Tools"> & Co\'s')
     for client in (seeded.first_party, seeded.third_party):
-        rendered, made, kept = _wrong_code_pages(server, seeded, client, language, monkeypatch)
-        assert rendered.status == made.status == kept.status == 401
-        assert any(page for page in stencil._stencils.values()), "the stencil was used"
-        # The same page but for the CSRF token (signed anew at each request, with its time).
-        assert CSRF.sub("", made.text) == CSRF.sub("", rendered.text)
-        assert CSRF.sub("", kept.text) == CSRF.sub("", rendered.text)
-        assert made.headers["Content-Security-Policy"] == rendered.headers["Content-Security-Policy"]
-        assert "Zq9" not in kept.text
+        (shown, wrong, _), *stenciled = _step_pages(server, seeded, client, language, monkeypatch)
+        assert shown.status == 200 and wrong.status == 401
+        assert sum(1 for page in stencil._stencils.values() if page) == 2, "the page's and the error's"
+        for again, again_wrong, _ in stenciled:  # the same pages but for the CSRF token (signed with its time)
+            assert again.status == 200 and again_wrong.status == 401
+            assert CSRF.sub("", again.text) == CSRF.sub("", shown.text)
+            assert CSRF.sub("", again_wrong.text) == CSRF.sub("", wrong.text)
+            assert again_wrong.headers["Content-Security-Policy"] == wrong.headers["Content-Security-Policy"]
+            assert "Zq9" not in again.text + again_wrong.text
+            # The token filled in is this browser's own (a code posted with it is checked: 401, not 400).
+            assert CSRF.search(again_wrong.text).group(0) != 'name="csrf_token" value="Zq9stencilcsrftokenMark"'
         if client is seeded.third_party:
-            assert "Third &lt;&#34;Tools&#34;&gt; &amp; Co&#39;s" in kept.text
+            assert "Third &lt;&#34;Tools&#34;&gt; &amp; Co&#39;s" in again_wrong.text
         if language:
-            assert 'lang="fr' in kept.text and "Ce code est incorrect" in kept.text
-        # The token filled in is this browser's: the next code is accepted with it.
-        token = CSRF.search(kept.text).group(0)
-        assert token != 'name="csrf_token" value="Zq9stencilcsrftokenMark"'
-
+            assert 'lang="fr' in again_wrong.text and "Ce code est incorrect" in again_wrong.text

@@ -86,10 +86,11 @@ def early_challenge(row, user) -> dict:
     return {"factor_name": first.name, "factor_state": {"state": step.state, "view": step.view}}
 
 
-def show(ctx: StepContext, error: str | None = None, status: int = 200, *, again: bool = False):
+def show(ctx: StepContext, error: str | None = None, status: int = 200):
     """The challenge page. (Its template writes its own fields and `login/step.html` the CSRF
-    token: no form object is built for it.) `again`: shown again after a wrong answer, the same
-    page but for the error, from its stencil (`StepContext.render_again`)."""
+    token: no form object is built for it.) From its stencil (`StepContext.render_from_stencil`):
+    the page a wrong code shows again, and the one the password step leads to, are the same for
+    every login with the same method but for the login's own values."""
     user = user_of(ctx)
     factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
@@ -112,11 +113,9 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, *, again
         return dict(view=view, factor=factor, alternatives=alternatives, recovery=others,
                     poll_url=url_for("login.poll", handle=handle) if factor.supports_poll else None)
 
-    if again and error:
-        key = {"factor": name, "view": view, "alternatives": [f.name for f in alternatives],
-               "recovery": [f.name for f in others], "poll": bool(factor.supports_poll)}
-        return ctx.render_again(templates, status, error, key, values_for)
-    return ctx.render(templates, status=status, error=error, **values_for(ctx.handle))
+    key = {"factor": name, "view": view, "alternatives": [f.name for f in alternatives],
+           "recovery": [f.name for f in others], "poll": bool(factor.supports_poll)}
+    return ctx.render_from_stencil(templates, status, error, key, values_for)
 
 
 def choose(ctx: StepContext, name: str):
@@ -247,7 +246,7 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
                            subject_id=user.id, details={"step": "second_factor", "seconds": locked}))
     audit.record_all_now(events)
     db.session.commit()
-    return show(ctx, message_for(outcome), 401, again=True)  # a rejection changes no credential
+    return show(ctx, message_for(outcome), 401)  # a rejection changes no credential
 
 
 def _switch_away_from(ctx: StepContext, user, denied) -> None:
