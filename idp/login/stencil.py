@@ -45,9 +45,14 @@ _NAME_OF_MARK = {mark: name for name, mark in _PLAIN.items()}
 _HANDLE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_VIEW = 256  # characters of a plugin's view (as JSON) worth a stencil: larger ones are per login
 MAX_STENCILS = 128
+MAX_SEEN = 1024
 
 _UNFIT = ""  # a key whose template does not take its values as plain escaped text: rendered normally
 _stencils: OrderedDict[tuple, str] = OrderedDict()
+# Keys rendered once, normally: a stencil is made at a key's second page, so that pages whose
+# view is their login's own (a push challenge's number and time) render as before, once, and
+# never push the stencils that serve every login out of the cache.
+_seen: OrderedDict[tuple, None] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -74,6 +79,11 @@ def render(templates, per_login: dict, render_values) -> str | None:
         stencil = _stencils.get(key)
         if stencil is not None:
             _stencils.move_to_end(key)
+        elif key not in _seen:  # (a view of this login's own, a push challenge's number, is seen once)
+            _seen[key] = None
+            while len(_seen) > MAX_SEEN:
+                _seen.popitem(last=False)
+            return None
     if stencil is None:
         stencil = _made(key[0], per_login, render_values)
         with _lock:
@@ -149,3 +159,4 @@ def clear() -> None:
     """Forget every stencil (tests; a template reloaded)."""
     with _lock:
         _stencils.clear()
+        _seen.clear()

@@ -41,8 +41,8 @@ def _rename_client(server, client_id: str, name: str) -> None:
 
 
 def _step_pages(server, seeded, client: dict, language: str | None, monkeypatch) -> list:
-    """The code page and a wrong code's page, three times at one login: rendered from the template
-    (stencils off), then with the stencils made, then with them kept."""
+    """The code page and a wrong code's page, four times at one login: rendered from the template
+    (stencils off), then with the stencils on: seen (rendered), made, kept."""
     from idp.login import stencil
     from fixtures.oidc import RelyingParty
 
@@ -53,7 +53,7 @@ def _step_pages(server, seeded, client: dict, language: str | None, monkeypatch)
     browser.get(rp.authorization_url())
     page = browser.login(seeded.user_email, seeded.password)
     rounds = []
-    for stencils in (False, True, True):
+    for stencils in (False, True, True, True):
         with monkeypatch.context() as patch:
             if not stencils:
                 patch.setattr(stencil, "render", lambda *args: None)

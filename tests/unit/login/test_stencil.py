@@ -58,9 +58,20 @@ LOGINS = [
 
 def test_a_plain_template_is_filled_byte_for_byte(app):
     with app.test_request_context():
-        for values in LOGINS + LOGINS:  # made, then kept
-            assert _page("plain.html", values) == _rendered("plain.html", values)
+        pages = [(_page("plain.html", values), values) for values in LOGINS * 3]  # seen, made, kept
+        assert [page is None for page, _ in pages] == [True, True, False, False, False, False, False, False, False]
+        for page, values in pages[2:]:
+            assert page == _rendered("plain.html", values)
         assert all(stencil._stencils.values())
+
+
+def test_a_key_seen_once_makes_no_stencil(app):
+    """A page whose view is its login's own (a push challenge's number) renders normally, and
+    keeps no stencil that would push out those every login uses."""
+    with app.test_request_context():
+        for number in range(5):
+            assert stencil.render("plain.html", dict(LOGINS[0], key={"number": number}), lambda marks: {}) is None
+        assert not stencil._stencils
 
 
 @pytest.mark.parametrize("template", ["json.html", "adds.html"])
