@@ -137,17 +137,17 @@ def _ours(templates) -> bool:
 
 @lru_cache(maxsize=1)
 def _own_roots() -> tuple[Path, ...]:
-    """The core package's folder and those of the factors its own distribution declares."""
+    """The core package's folder and those of the factors its own distribution (named as the
+    package, pyproject.toml) declares."""
     from importlib import import_module
-    from importlib.metadata import entry_points, packages_distributions
+    from importlib.metadata import entry_points
 
     from idp.factors.registry import GROUP
 
     core = __name__.split(".")[0]
     roots = [Path(import_module(core).__file__).resolve().parent]
-    own = set(packages_distributions().get(core, ()))
     for point in entry_points(group=GROUP):
-        if point.dist is not None and point.dist.name in own:
+        if point.dist is not None and point.dist.name == core:
             try:
                 roots.append(Path(import_module(point.module).__file__).resolve().parent)
             except Exception:  # (a plugin that cannot be imported has no template served either)
