@@ -21,7 +21,9 @@ prints per request type (the password POST and the code POST told apart as bench
 
 then the argon2id verification's own CPU inside the password POST (user and system time, minor
 faults) beside the same verification in a bare loop of this process. `--refresh N` adds N
-refresh_token grants after each password login. `--profile PREFIX` runs cProfile around the
+refresh_token grants after each password login; `--client-credentials N` N client_credentials
+grants (bench/run.py's), with `--baseline` as many of the baseline app's in this process,
+alternating, printed beside ours. `--profile PREFIX` runs cProfile around the
 requests whose type starts with PREFIX and prints their call counts (cProfile's times are wall
 times, inflated by its own overhead: read them as proportions, and not for PostgreSQL's waits).
 
@@ -87,10 +89,13 @@ def setup(kind: str, workdir: Path, totp_users: int, postgres_url: str) -> None:
     redirect_uri = "http://127.0.0.1:9/callback"
     web = json.loads(idp_cli(env, "client", "add", "--name", "bench-web", "--redirect-uri", redirect_uri,
                              "--first-party", "--grant-type", "authorization_code", "--grant-type", "refresh_token"))
+    service = json.loads(idp_cli(env, "client", "add", "--name", "bench-service", "--redirect-uri", redirect_uri,
+                                 "--grant-type", "client_credentials"))
     (workdir / "spent.json").unlink(missing_ok=True)
     (workdir / "setup.json").write_text(json.dumps({
         "env": {k: v for k, v in env.items() if k.startswith("IDP_")}, "users": users, "totp": totp,
-        "client": [web["client_id"], web["client_secret"], redirect_uri]}))
+        "client": [web["client_id"], web["client_secret"], redirect_uri],
+        "service": [service["client_id"], service["client_secret"]]}))
 
 
 # ----------------------------------------------------------------------------- the test client as a browser
@@ -139,6 +144,47 @@ class TestClientBrowser:
 
     def post(self, url, data=None, allow_redirects=False, timeout=None, headers=None, auth=None):
         return self._send("POST", url, auth, headers, data)
+
+
+def client_credentials(args, recorded, http, endpoints, workdir: Path, figures: dict) -> None:
+    """`--client-credentials N` grants through the provider's whole stack; with `--baseline`, as
+    many through the baseline app (bare Flask + Authlib, its own SQLite file), in the same
+    process and alternating with ours, so that both see the same load."""
+    import base64
+
+    service_id, service_secret = recorded["service"]
+    ours = {"Authorization": "Basic " + base64.b64encode(f"{service_id}:{service_secret}".encode()).decode(),
+            "Content-Type": "application/x-www-form-urlencoded"}
+    baseline = None
+    if args.baseline:
+        import importlib.util
+
+        os.environ["DB"] = str(workdir / "baseline.sqlite")
+        spec = importlib.util.spec_from_file_location("baseline_app", "/work/shared/baseline/app.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        inner = module.app.wsgi_app
+        timings = figures.setdefault("baseline POST /oauth/token (client_credentials)", [])
+
+        def measured(environ, start_response):  # timed as ours are: inside the test client's call
+            cpu = time.thread_time()
+            result = list(inner(environ, start_response))
+            timings.append(((time.thread_time() - cpu) * 1000, 0, 0.0, 0))
+            return result
+
+        module.app.wsgi_app = measured
+        baseline = module.app.test_client()
+        theirs = {"Authorization": "Basic " + base64.b64encode(b"conf:conf-secret").decode(),
+                  "Content-Type": "application/x-www-form-urlencoded"}
+    body = "grant_type=client_credentials"
+    token_path = endpoints.token.split("://", 1)[-1].split("/", 1)[-1]
+    for _ in range(args.client_credentials):
+        response = http.client.post("/" + token_path, data=body, headers=ours,
+                                    environ_base={"REMOTE_ADDR": "127.0.0.1"})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        if baseline is not None:
+            response = baseline.post("/oauth/token", data=body, headers=theirs)
+            assert response.status_code == 200, response.get_data(as_text=True)
 
 
 # ----------------------------------------------------------------------------- counting
@@ -190,6 +236,11 @@ def main(argv=None) -> int:
     parser.add_argument("--totp-logins", type=int, default=40, help="password + TOTP logins")
     parser.add_argument("--wrong-codes", type=int, default=2, help="wrong codes posted before the right one")
     parser.add_argument("--refresh", type=int, default=0, help="refresh_token grants after each password login")
+    parser.add_argument("--client-credentials", type=int, default=0,
+                        help="client_credentials grants (bench/run.py's request: HTTP Basic, no scope)")
+    parser.add_argument("--baseline", action="store_true",
+                        help="with --client-credentials: also the baseline's grants (/work/shared/baseline/app.py, "
+                             "its SQLite store in the set-up's directory) in this process, alternating")
     parser.add_argument("--profile", default="", help="cProfile the requests whose type starts with this")
     args = parser.parse_args(argv)
     workdir = Path(args.dir or f"/tmp/idp-request-cpu/{args.kind}")
@@ -238,8 +289,11 @@ def main(argv=None) -> int:
             seen = posts[path] = posts.get(path, 0) + 1
             key += " (password)" if seen == 1 else " (code)"
         body = environ.get("wsgi.input")
-        if path.endswith("/token") and hasattr(body, "getvalue") and b"grant_type=refresh_token" in body.getvalue():
-            key += " (refresh)"
+        if path.endswith("/token") and hasattr(body, "getvalue"):
+            for grant, label in ((b"grant_type=refresh_token", " (refresh)"),
+                                 (b"grant_type=client_credentials", " (client_credentials)")):
+                if grant in body.getvalue():
+                    key += label
         statuses: list[str] = []
 
         def respond(status, headers, exc_info=None):
@@ -276,6 +330,8 @@ def main(argv=None) -> int:
         for _ in range(args.refresh):
             refresh_token = http.post(endpoints.token, auth=(client.client_id, client.client_secret), data={
                 "grant_type": "refresh_token", "refresh_token": refresh_token}).json()["refresh_token"]
+    if args.client_credentials:
+        client_credentials(args, recorded, http, endpoints, workdir, figures)
     spent_path = workdir / "spent.json"
     spent = json.loads(spent_path.read_text()) if spent_path.exists() else {}
     pool = TotpPool([tuple(user) for user in recorded["totp"]])

@@ -545,6 +545,24 @@ def user_sign_out(email: str) -> None:
     click.echo(f"{target.email} is signed out everywhere; {_ended(ended)}")
 
 
+@user.command("reset-factors")
+@click.option("--email", required=True, help="The user's e-mail address.")
+@with_appcontext
+def user_reset_factors(email: str) -> None:
+    """Revoke every second factor and recovery code of a user (a lost phone); the sessions their
+    logins proved end. The admin pages do this for members only: an admin's is the operator's."""
+    from idp import users
+
+    target = existing_user(email)
+    revoked = users.reset_factors(target, actor="cli")
+    commit()
+    if revoked:
+        factors = ", ".join(sorted({c.factor for c in revoked}))
+        click.echo(f"{target.email}: {len(revoked)} credential(s) revoked ({factors})")
+    else:
+        click.echo(f"{target.email} had no second factor or recovery code")
+
+
 @user.command("set-role")
 @click.option("--email", required=True, help="The user's e-mail address.")
 @click.option("--role", required=True, type=click.Choice(["admin", "user"]),
@@ -631,6 +649,9 @@ def client() -> None:
 @click.option("--id-token-alg", default=None, help="ES256 (default) or RS256.")
 @click.option("--backchannel-logout-uri", "backchannel", default=None,
               help="Where the client is told that a session it signed in through ended (OIDC Back-Channel Logout).")
+@click.option("--frontchannel-logout-uri", "frontchannel", default=None,
+              help="The client's page our signed-out page loads in a hidden frame when the user signs out "
+                   "(OIDC Front-Channel Logout; at the origin of one of its redirect URIs).")
 @click.option("--jwks", "jwks_path", default=None, metavar="FILE",
               help="The client's public keys (a JWK Set, one JWK, or one public key in PEM; - reads stdin): it "
                    "authenticates with private_key_jwt, and gets no secret.")
@@ -643,7 +664,7 @@ def client() -> None:
               help="Issue its tokens only with a DPoP proof, bound to the client's key (RFC 9449).")
 @with_appcontext
 def client_add(name, redirect_uris, public, first_party, logout_uris, grant_types, id_token_alg, backchannel,
-               jwks_path, jwks_uri, require_par, require_dpop) -> None:
+               frontchannel, jwks_path, jwks_uri, require_par, require_dpop) -> None:
     """Register a client; prints JSON {"client_id", "client_secret"} (no secret for --public, --jwks or --jwks-uri)."""
     from idp import clients
     from idp.factors.cli import show_before_commit
@@ -651,8 +672,8 @@ def client_add(name, redirect_uris, public, first_party, logout_uris, grant_type
     row, secret = clients.register(clients.Registration(
         name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=logout_uris, grant_types=grant_types,
         public=public, first_party=first_party, id_token_alg=id_token_alg, backchannel_logout_uri=backchannel,
-        jwks=read_jwks(jwks_path), jwks_uri=jwks_uri, require_pushed_authorization_requests=require_par,
-        dpop_bound_access_tokens=require_dpop))
+        frontchannel_logout_uri=frontchannel, jwks=read_jwks(jwks_path), jwks_uri=jwks_uri,
+        require_pushed_authorization_requests=require_par, dpop_bound_access_tokens=require_dpop))
     document = {"client_id": row.client_id}
     if secret is not None:
         document["client_secret"] = secret
@@ -730,6 +751,8 @@ def _client_document(row) -> dict:
 @click.option("--id-token-alg", default=None, help="ES256 or RS256.")
 @click.option("--backchannel-logout-uri", "backchannel", default=None,
               help='Where the client is told that a session ended ("" to stop telling it).')
+@click.option("--frontchannel-logout-uri", "frontchannel", default=None,
+              help='The client\'s page loaded in a hidden frame at sign-out ("" to stop loading it).')
 @click.option("--jwks", "jwks_path", default=None, metavar="FILE",
               help="New public keys for a private_key_jwt client (a JWK Set, one JWK, or one public key in PEM; "
                    "- reads stdin; replaces its keys).")
@@ -742,7 +765,7 @@ def _client_document(row) -> dict:
               help="Issue its tokens only with a DPoP proof (RFC 9449), or bearer tokens again too.")
 @with_appcontext
 def client_update(client_id, name, redirect_uris, logout_uris, first_party, grant_types, id_token_alg,
-                  backchannel, jwks_path, jwks_uri, require_par, require_dpop) -> None:
+                  backchannel, frontchannel, jwks_path, jwks_uri, require_par, require_dpop) -> None:
     """Change a client's registration, checked as `add` checks it; prints what changed.
 
     Workers keep a client they read for `tokens.client_cache_ttl` seconds (default 5): a
@@ -753,7 +776,8 @@ def client_update(client_id, name, redirect_uris, logout_uris, first_party, gran
     changes = clients.change(row, name=name, redirect_uris=redirect_uris or None,
                              post_logout_redirect_uris=_cleared_list(logout_uris), first_party=first_party,
                              grant_types=grant_types or None, id_token_alg=id_token_alg,
-                             backchannel_logout_uri=backchannel, jwks=read_jwks(jwks_path), jwks_uri=jwks_uri,
+                             backchannel_logout_uri=backchannel, frontchannel_logout_uri=frontchannel,
+                             jwks=read_jwks(jwks_path), jwks_uri=jwks_uri,
                              require_pushed_authorization_requests=require_par,
                              dpop_bound_access_tokens=require_dpop)
     commit()
@@ -961,6 +985,60 @@ def purge(dry_run: bool, as_json: bool) -> None:
     click.echo(f"{verb} " + ", ".join(f"{count} {table.replace('_', ' ')}" for table, count in counts.items()))
 
 
+# --- the audit log
+
+@cli.group()
+def audit() -> None:
+    """The audit log: every security-relevant change, as the database kept it."""
+
+
+@audit.command("list")
+@click.option("--org", "org_name", default=None,
+              help="Only this organization's events (default: every organization's, and those of none).")
+@click.option("--user", "email", default=None, help="Only the events about this user (its subject).")
+@click.option("--event", "prefix", default="", help='Only the events whose name begins so ("login.", "factor.removed").')
+@click.option("--since", default="24h", show_default=True, metavar="WHEN",
+              help="From this long ago (90m, 7d) or this UTC time (2026-12-01T00:00:00Z).")
+@click.option("--until", default=None, metavar="WHEN", help="Up to (not including) this long ago or this UTC time.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True,
+              help="At most this many events (the oldest of the window); a note on stderr says when more were left.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of the events.")
+@with_appcontext
+def audit_list(org_name, email, prefix, since, until, limit, as_json) -> None:
+    """The audit events of a time window, oldest first: time, event, organization, actor,
+    subject, address and details (and the User-Agent with --json)."""
+    from idp import audit_export
+
+    window = audit_export.Window(since=_moment(since, "--since"), until=_moment(until, "--until") if until else None,
+                                 org_id=find_org(org_name).id if org_name is not None else None,
+                                 subject_id=existing_user(email).id if email is not None else None,
+                                 prefix=prefix.strip())
+    documents, more = audit_export.events(window, limit)
+    emit_listing(documents, as_json, lambda doc: [audit_export.text_line(doc)], empty="no events")
+    if more:
+        click.echo(f"more than {limit} events: narrow the window (--since, --until) or raise --limit", err=True)
+
+
+def _moment(text: str, option: str):
+    """A naive UTC time from "90m"/"7d" (that long ago) or an ISO 8601 time (UTC unless it says)."""
+    from datetime import datetime, timedelta, timezone
+
+    from idp.db import utcnow
+    from idp.factors.cli import parse_duration
+
+    try:
+        return utcnow() - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(f"{option}: not a duration (90m, 7d) nor a time (2026-12-01T00:00:00Z): {text!r}") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
 # --- second factors: plugin commands
 
 class FactorGroup(click.Group):
@@ -1035,13 +1113,15 @@ def demo_seed(rp_url: str, rp_config: Path | None, as_json: bool) -> None:
 
     saved = _saved_rp_config(rp_config)
     row = session.scalar(select(Client).where(Client.name == DEMO_CLIENT))
-    callback, home = f"{rp_url}/callback", f"{rp_url}/"
+    callback, home, frontchannel = f"{rp_url}/callback", f"{rp_url}/", f"{rp_url}/frontchannel-logout"
     if row is None:
         row, secret = clients.register(clients.Registration(name=DEMO_CLIENT, redirect_uris=(callback,),
-                                                            post_logout_redirect_uris=(home,)))
+                                                            post_logout_redirect_uris=(home,),
+                                                            frontchannel_logout_uri=frontchannel))
     else:
         # Keep the registration in step with --rp-url; the secret is only known if the file still has it.
-        clients.change(row, redirect_uris=[callback], post_logout_redirect_uris=[home])
+        clients.change(row, redirect_uris=[callback], post_logout_redirect_uris=[home],
+                       frontchannel_logout_uri=frontchannel)
         secret = saved.get("client_secret") if saved.get("client_id") == row.client_id else None
         if not secret or not matches_hash(secret, row.secret_hash):
             secret = clients.rotate_secret(row)

@@ -80,6 +80,8 @@ class Registration:
     first_party: bool = False
     id_token_alg: str | None = None  # None: the configured default (tokens.default_id_token_alg)
     backchannel_logout_uri: str | None = None  # None: the client is not told of logouts
+    # None: no frame of the client's is loaded at sign-out (idp.oidc.frontchannel)
+    frontchannel_logout_uri: str | None = None
     # private_key_jwt: the client's public keys (a JWK Set, or its JSON text). None: a secret
     # (or nothing, when public).
     jwks: dict | str | None = None
@@ -194,6 +196,8 @@ def checked(registration: Registration) -> Registration:
         raise ClientRefused(f"unsupported ID token algorithm {alg!r} (choose from {', '.join(ID_TOKEN_ALGS)})")
     backchannel = (check_redirect_uri(registration.backchannel_logout_uri, "back-channel logout URI")
                    if registration.backchannel_logout_uri is not None else None)
+    frontchannel = (_checked_frontchannel_uri(registration.frontchannel_logout_uri, uris)
+                    if registration.frontchannel_logout_uri is not None else None)
     jwks = None
     if registration.jwks is not None:
         if registration.public:
@@ -211,7 +215,25 @@ def checked(registration: Registration) -> Registration:
         jwks_uri = check_redirect_uri(registration.jwks_uri, "jwks_uri")
     return dataclasses.replace(registration, name=name, grant_types=grants, redirect_uris=uris,
                                post_logout_redirect_uris=logout_uris, id_token_alg=alg,
-                               backchannel_logout_uri=backchannel, jwks=jwks, jwks_uri=jwks_uri)
+                               backchannel_logout_uri=backchannel, frontchannel_logout_uri=frontchannel,
+                               jwks=jwks, jwks_uri=jwks_uri)
+
+
+def _checked_frontchannel_uri(uri: str, redirect_uris: tuple[str, ...]) -> str:
+    """A front-channel logout URI is checked as a redirect URI is, and must be at the origin of
+    one of the client's redirect URIs (Front-Channel Logout 1.0, section 2: "the domain, port, and
+    scheme of this URL MUST be the same as that of a registered Redirection URI value"): our
+    signed-out page frames it, so it must be the client's own page, not one it names."""
+    uri = check_redirect_uri(uri, "front-channel logout URI")
+    if _origin(uri) not in {_origin(registered) for registered in redirect_uris}:
+        raise ClientRefused(f"invalid front-channel logout URI {uri!r}: its scheme, host and port must be "
+                            "those of one of the client's redirect URIs")
+    return uri
+
+
+def _origin(uri: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(uri)
+    return parts.scheme, parts.hostname or "", parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
 
 def new_client_id() -> str:
@@ -247,7 +269,8 @@ def registration_of(client: Client) -> Registration:
                         post_logout_redirect_uris=tuple(client.post_logout_redirect_uris),
                         grant_types=tuple(client.grant_types), public=client.public,
                         first_party=client.first_party, id_token_alg=client.id_token_alg,
-                        backchannel_logout_uri=client.backchannel_logout_uri, jwks=client.jwks,
+                        backchannel_logout_uri=client.backchannel_logout_uri,
+                        frontchannel_logout_uri=client.frontchannel_logout_uri, jwks=client.jwks,
                         jwks_uri=client.jwks_uri,
                         require_pushed_authorization_requests=client.require_pushed_authorization_requests,
                         dpop_bound_access_tokens=client.dpop_bound_access_tokens)
@@ -269,6 +292,7 @@ def client_settings(client: Client) -> dict:
             "grant_types": list(client.grant_types), "redirect_uris": list(client.redirect_uris),
             "post_logout_redirect_uris": list(client.post_logout_redirect_uris), "scope": client.scope,
             "id_token_alg": client.id_token_alg, "backchannel_logout_uri": client.backchannel_logout_uri,
+            "frontchannel_logout_uri": client.frontchannel_logout_uri,
             "jwk_thumbprints": thumbprints(client.jwks), "jwks_uri": client.jwks_uri,
             "require_pushed_authorization_requests": bool(client.require_pushed_authorization_requests),
             "dpop_bound_access_tokens": bool(client.dpop_bound_access_tokens)}
@@ -287,7 +311,8 @@ def register(registration: Registration, *, actor: str = "cli") -> tuple[Client,
                     post_logout_redirect_uris=list(registration.post_logout_redirect_uris),
                     grant_types=list(registration.grant_types), public=registration.public,
                     first_party=registration.first_party, id_token_alg=registration.id_token_alg,
-                    backchannel_logout_uri=registration.backchannel_logout_uri, jwks=registration.jwks,
+                    backchannel_logout_uri=registration.backchannel_logout_uri,
+                    frontchannel_logout_uri=registration.frontchannel_logout_uri, jwks=registration.jwks,
                     jwks_uri=registration.jwks_uri,
                     require_pushed_authorization_requests=registration.require_pushed_authorization_requests,
                     dpop_bound_access_tokens=registration.dpop_bound_access_tokens)
@@ -300,14 +325,16 @@ def register(registration: Registration, *, actor: str = "cli") -> tuple[Client,
 # What `change` may set; a client's type (public or confidential) is not among them: it decides
 # whether it has a secret, so a client of the other type is a new registration.
 CHANGEABLE = ("name", "redirect_uris", "post_logout_redirect_uris", "grant_types", "first_party", "id_token_alg",
-              "backchannel_logout_uri", "jwks", "jwks_uri", "require_pushed_authorization_requests",
+              "backchannel_logout_uri", "frontchannel_logout_uri", "jwks", "jwks_uri",
+              "require_pushed_authorization_requests",
               "dpop_bound_access_tokens")
 
 
 def change(client: Client, *, actor: str = "cli", **given) -> dict:
     """Set the settings given (those of CHANGEABLE; None means "keep"), checked as the whole
-    registration they leave; `client.updated` records what changed. Two settings may be
-    cleared: `backchannel_logout_uri=""` (the client is told of logouts no more) and
+    registration they leave; `client.updated` records what changed. Three settings may be
+    cleared: `backchannel_logout_uri=""` and `frontchannel_logout_uri=""` (the client is told
+    of logouts no more, by that channel) and
     `post_logout_redirect_uris=()` (RP-initiated logout returns nowhere); any other empty value
     is refused as at registration. Returns the changes (`{setting: {"from": ..., "to": ...}}`,
     empty when everything already was so). Raises ClientRefused when nothing is given or the
@@ -319,7 +346,8 @@ def change(client: Client, *, actor: str = "cli", **given) -> dict:
     if not given:
         raise ClientRefused("nothing to change: give --name, --redirect-uri, --post-logout-redirect-uri, "
                             "--first-party or --third-party, --grant-type, --id-token-alg, "
-                            "--backchannel-logout-uri, --jwks, --jwks-uri, --require-par/--no-require-par or "
+                            "--backchannel-logout-uri, --frontchannel-logout-uri, --jwks, --jwks-uri, "
+                            "--require-par/--no-require-par or "
                             "--require-dpop/--no-require-dpop")
     if ("jwks" in given or "jwks_uri" in given) and not (client.jwks or client.jwks_uri):
         # A secret would have to go, and the client's software change with it: a new registration.
@@ -329,8 +357,9 @@ def change(client: Client, *, actor: str = "cli", **given) -> dict:
     for key in ("redirect_uris", "post_logout_redirect_uris", "grant_types"):
         if key in given:
             given[key] = tuple(given[key])
-    if given.get("backchannel_logout_uri") == "":
-        given["backchannel_logout_uri"] = None  # cleared: a registration without one
+    for cleared in ("backchannel_logout_uri", "frontchannel_logout_uri"):
+        if given.get(cleared) == "":
+            given[cleared] = None  # cleared: a registration without one
     current = registration_of(client)
     if "jwks" in given:  # keys given inline take the place of a jwks_uri, and the other way round
         current = dataclasses.replace(current, jwks_uri=None)
@@ -341,6 +370,7 @@ def change(client: Client, *, actor: str = "cli", **given) -> dict:
     client.name, client.first_party, client.id_token_alg = wanted.name, wanted.first_party, wanted.id_token_alg
     client.backchannel_logout_uri, client.jwks, client.jwks_uri = (wanted.backchannel_logout_uri, wanted.jwks,
                                                                    wanted.jwks_uri)
+    client.frontchannel_logout_uri = wanted.frontchannel_logout_uri
     client.require_pushed_authorization_requests = wanted.require_pushed_authorization_requests
     client.dpop_bound_access_tokens = wanted.dpop_bound_access_tokens
     client.redirect_uris, client.post_logout_redirect_uris, client.grant_types = (

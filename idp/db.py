@@ -109,6 +109,14 @@ class Database:
         factory = sessionmaker(expire_on_commit=False)
         self.session = scoped_session(factory)
         self._lone: LoneConnections | None = None
+        self._on_rollback: list = []
+
+        @event.listens_for(factory, "after_soft_rollback")
+        def _forget_what_was_rolled_back(session, previous_transaction):
+            # Every rollback, a savepoint's included (a factor's failed clean-up hook:
+            # idp.factors.registry._cleanup_hook): what was read from rows it undid is stale.
+            for forget in self._on_rollback:
+                forget()
 
         @event.listens_for(factory, "after_transaction_end")
         def _forget_dbapi_connection(session, transaction):
@@ -118,6 +126,13 @@ class Database:
                 # pool), and a client-side cursor holds nothing on the server.
                 session.info.pop(_CURSOR, None)
                 session.info.pop(_NOTES, None)
+
+    def forget_on_rollback(self, forget) -> None:
+        """Call `forget()` after every rollback of the session's transaction or of a savepoint in
+        it: a cache of rows read in the transaction (idp.factors.store's live credentials) must
+        not outlive the writes it saw being undone."""
+        if forget not in self._on_rollback:
+            self._on_rollback.append(forget)
 
     def init_app(self, app, url: str, pool: PoolSettings = PoolSettings()) -> None:
         self.engine = make_engine(url, pool)

@@ -317,11 +317,12 @@ class PasswordGuess:
         Flask-Limiter's per-address rate in front, is checked as usual."""
         return check([self.address]) or reserve(self.account)
 
-    def failed(self) -> int:
+    def failed(self, *, commit: bool = True) -> int:
         """A wrong guess: the account's failure was counted when admitted; count the address's.
         Returns the seconds a lockout now holds the account or the address (0: none), which this
-        guess started: it was admitted, so none held either when it came."""
-        return max(fail([self.address]), check([self.account]))
+        guess started: it was admitted, so none held either when it came. `commit=False`: the
+        count commits with the caller's next commit (with the audit event of the refusal)."""
+        return max(fail([self.address], commit=commit), check([self.account]))
 
     def succeeded(self) -> None:
         """Take back the account's reserved failure and clear its history; the address keeps its

@@ -212,6 +212,36 @@ def sign_out(user: User, *, actor_id: int | None = None, actor: str = "") -> End
     return ended
 
 
+def reset_factors(user: User, *, actor_id: int | None = None, actor: str = "") -> list:
+    """Revoke every second factor and recovery credential of `user` (a lost phone): the admin's
+    "Reset second factors" on a member's page, `idp user reset-factors` for anyone (another
+    admin, whom the admin pages leave to the operator: idp.admin.access.peer_admin_refused).
+
+    The credentials revoked, [] when none was left (no event then). With them go the grace
+    period (`withdraw_grace`: no login on the password alone) and the sessions their logins
+    proved (idp.sessions.end_proved_by); audited as `factor.reset` with its `by` (`admin`, `cli`).
+    A user required to use 2FA then enrols again at their next login (decide: must_enrol)."""
+    from idp.factors.directory import lock_user
+    from idp.factors.registry import current_registry
+    from idp.policy.settings import withdraw_grace
+    from idp.sessions import end_proved_by
+
+    registry = current_registry()
+    # The user's row before the credentials' rows, as a login takes them (it holds the user's row,
+    # then spends a code or moves a counter): in the other order, a reset as the user typed a code
+    # deadlocked on PostgreSQL (tests/concurrency/test_recovery_qr_races.py).
+    lock_user(user.id)
+    revoked = [c for c in (registry.remove_credential(user.id, c.id) for c in registry.store.list(user.id)) if c]
+    if not revoked:
+        return []
+    withdraw_grace(user.id)
+    audit.record("factor.reset", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
+                 details={"revoked": len(revoked), "factors": sorted({c.factor for c in revoked}),
+                          "by": _door(user, actor_id, actor)})
+    end_proved_by(user, [c.id for c in revoked], actor_id=actor_id, actor=actor)
+    return revoked
+
+
 def _door(user: User, actor_id: int | None, actor: str) -> str:
     """Which door a change to `user` came through, for its event's `by`: `self`, `admin`, else
     the actor's name (`cli`)."""

@@ -6,7 +6,10 @@ authorization code flow with PKCE (S256), ID token validation against the JWKS
 (signature, issuer, audience, nonce, expiry: a token failing any is an error page,
 never a sign-in), UserInfo (used only when its `sub` is the ID token's), and
 RP-initiated logout through the end_session_endpoint, from a POST form with a CSRF
-token (a link would let any site sign the user out).
+token (a link would let any site sign the user out), and front-channel logout: the
+provider's signed-out page loads /frontchannel-logout?iss=...&sid=... in a hidden frame,
+and this app's session of that `sid` ends (kept in memory: a frame of another site gets no
+cookie of ours, so the session is found again by its `sid` at its next request).
 
 Configuration (environment), with `make run` filling it in:
   RP_CONFIG         JSON file with issuer, client_id, client_secret (`idp demo seed` writes it)
@@ -27,6 +30,7 @@ import json
 import os
 import secrets
 import sys
+from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -130,6 +134,27 @@ def create_app(config: dict | None = None) -> Flask:
         consumes it."""
         return {"iss": {"essential": True, "value": config["issuer"]},
                 "aud": {"essential": True, "value": config["client_id"]}}
+
+    # The `sid`s the provider said have ended (front-channel logout), oldest dropped past a bound.
+    ended_sids: OrderedDict[str, None] = OrderedDict()
+
+    @app.before_request
+    def forget_an_ended_session():
+        claims = session.get("claims") or {}
+        if claims.get("sid") and claims["sid"] in ended_sids:
+            session.clear()
+
+    @app.get("/frontchannel-logout")
+    def frontchannel_logout():
+        # OIDC Front-Channel Logout 1.0, section 4: the provider's `iss` names our provider,
+        # `sid` the session that ended there. Anyone can load this URL, so it can only end a
+        # session whose `sid` it knows: a value no other site learns.
+        sid = request.args.get("sid", "")
+        if request.args.get("iss") == config["issuer"] and 0 < len(sid) <= 256:
+            ended_sids[sid] = None
+            while len(ended_sids) > 10_000:
+                ended_sids.popitem(last=False)
+        return "", 200, {"Cache-Control": "no-cache, no-store"}
 
     @app.get("/")
     def home():

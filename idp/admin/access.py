@@ -17,16 +17,25 @@ Two more rules for the pages that change an account, its factors or the 2FA poli
 and `not_yourself` (an admin's own account changes on their security page, under the rules
 every user has there: never exempt from 2FA, a factor removed, a recovery QR code issued,
 through the admin pages).
+
+And one rule between admins, `peer_admin_refused`: an admin acts on the organization's members,
+never on another admin's account (its password, second factors, recovery QR codes, whether it is
+enabled, its role, an exemption from 2FA). Otherwise one admin's stolen session or password seized
+every other admin's account without a trace the victim would see. The operator does these with the
+`idp` command (docs/policy.md, "Admin pages"); a refusal is a 403 page, audited as
+`admin.peer_action_refused`.
 """
 from __future__ import annotations
 
 import functools
 
-from flask import abort, flash, g, redirect, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from idp import audit
 from idp.db import MAX_ROW_ID, db
+from idp.factors.directory import lock_user
 from idp.login import session as login_session
 from idp.models import Organization, User
 
@@ -76,3 +85,32 @@ def not_yourself(target: User):
         flash(_("Change your own account on your security page."), "warning")
         return redirect(url_for("admin.user", user_id=target.id))
     return None
+
+
+def peer_admin_refused(target: User, action: str):
+    """None, or the 403 page when `target` is another admin of the organization: `action` (its
+    name in the audit event: `password`, `factors_reset`, `factor_revoke`, `recovery_qr`,
+    `recovery_qr_issue`, `recovery_qr_revoke`, `disable`, `enable`, `role`, `exempt`) is the
+    operator's to do, with the `idp` command.
+
+    The role is read again, and on a POST under the target's row lock (FOR NO KEY UPDATE, as the
+    change itself takes it, till the request commits): a member promoted by another admin while
+    this request ran is an admin by the time anything is written, not after."""
+    if target.id == g.admin.id:
+        return None  # their own account: not_yourself's answer
+    if request.method == "POST":
+        lock_user(target.id)
+    if db.session.scalar(select(User.role).where(User.id == target.id)) != "admin":
+        return None
+    audit.record("admin.peer_action_refused", org_id=g.org.id, actor_id=g.admin.id, actor=g.admin.email,
+                 subject_id=target.id, details={"action": action})
+    db.session.commit()
+    return render_template("admin/peer_refused.html", org=g.org, target=target), 403
+
+
+def member_only(target: User, action: str):
+    """None when the admin may do `action` to `target` here, else the answer: their own account
+    goes to their security page (`not_yourself`), another admin's to the operator
+    (`peer_admin_refused`)."""
+    refused = not_yourself(target)
+    return refused if refused is not None else peer_admin_refused(target, action)

@@ -16,7 +16,10 @@ work and the audit events (`user.created`, `user.disabled`, `user.enabled`,
 which the `idp user` commands call too; removing an application's access (`consent.withdrawn`)
 is idp.consents', as on the user's own security page. An admin does none of this to their own
 account here: disabling it would lock them out, and their own password changes on their
-security page, where the current one is asked.
+security page, where the current one is asked. Nor, but signing out and removing an
+application, to another admin's account (`member_only`: idp.admin.access.peer_admin_refused);
+those two take nothing over and give nothing back: they end sessions and tokens, which the
+other admin gets again by signing in, and stay for an admin's lost laptop.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from idp import audit, consents, lockout, users
-from idp.admin.access import not_yourself, org_admin_required, recent_login_required, user_in_org
+from idp.admin.access import member_only, not_yourself, org_admin_required, recent_login_required, user_in_org
 from idp.admin.forms import ConfirmForm, NewUserForm
 from idp.admin.views import bp
 from idp.db import db
@@ -121,7 +124,7 @@ def enable_user(user_id: int):
 def _switch(user_id: int, *, disabled: bool):
     """GET asks for confirmation; POST disables or enables (an admin's own account: neither)."""
     target = user_in_org(user_id)
-    refused = not_yourself(target)
+    refused = member_only(target, "disable" if disabled else "enable")
     if refused is not None:
         return refused
     if request.method == "GET" or not ConfirmForm().validate_on_submit():
@@ -151,7 +154,7 @@ def change_role(user_id: int):
     """GET asks to confirm the other role; POST sets the role the form names (not "the other one":
     another admin may have changed it in between)."""
     target = user_in_org(user_id)
-    refused = not_yourself(target)
+    refused = member_only(target, "role")  # a member made an admin, never an admin made a member
     if refused is not None:
         return refused
     if request.method == "GET" or not ConfirmForm().validate_on_submit() or request.form.get("role") not in users.ROLES:
@@ -178,7 +181,7 @@ def change_role(user_id: int):
 @recent_login_required
 def set_user_password(user_id: int):
     target = user_in_org(user_id)
-    refused = not_yourself(target)
+    refused = member_only(target, "password")
     if refused is not None:
         return refused
     form = NewPasswordForm()

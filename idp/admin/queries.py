@@ -83,8 +83,8 @@ def users_page(org, *, today: date, search: str = "", status: TwoFactorStatus | 
         pattern = f"%{_escape_like(search.lower())}%"
         query = query.where(or_(func.lower(User.email).like(pattern, escape="\\"),
                                 func.lower(User.name).like(pattern, escape="\\")))
-    if status is not None:
-        query = query.where(expr == status.value)
+    if status is not None:  # as the distribution counts them (its links lead here): enabled accounts
+        query = query.where(expr == status.value, User.disabled.is_(False))
     rows, more_forward, more_back = _keyset(query, User.id, after, before, limit)
     items = [UserRow(id=r.id, email=r.email, name=r.name, role=r.role, disabled=r.disabled,
                      status=TwoFactorStatus(r.status), mfa_setting=r.mfa_setting, exempt_until=r.exempt_until,

@@ -7,7 +7,7 @@
 Routes on the admin blueprint (imported at the bottom of views.py), behind the same
 `org_admin_required` and the admin's recent full login (`recent_login_required`, as every
 change of a user's factors: docs/policy.md); showing and issuing also want another user than
-the admin (`not_yourself`: a code that enrols a factor hands the account over). The work (hashing, audit `recovery_qr.issued`/`revoked`) is the
+the admin and another than a peer admin (`member_only`: a code that enrols a factor hands the account over). The work (hashing, audit `recovery_qr.issued`/`revoked`) is the
 factor's `issue`/`revoke`, which `idp recovery-qr` calls too. The page that shows a secret
 is never cached, and nothing can show it again.
 """
@@ -22,7 +22,7 @@ from flask_babel import ngettext
 from wtforms import SelectField, SubmitField
 
 from idp.forms import Form
-from idp.admin.access import not_yourself, org_admin_required, recent_login_required, user_in_org
+from idp.admin.access import member_only, org_admin_required, recent_login_required, user_in_org
 from idp.admin.forms import ConfirmForm
 from idp.db import MAX_ROW_ID
 from idp.admin.views import bp
@@ -95,7 +95,7 @@ def _page(target, form, issued=None, code: int = 200):
 @recent_login_required
 def recovery_qr(user_id: int):
     target = user_in_org(user_id)
-    refused = not_yourself(target)  # a code that enrols a factor: never issued to oneself
+    refused = member_only(target, "recovery_qr")  # a code that enrols a factor: never to oneself or a peer
     return refused or _page(target, _fresh_form(_factor()))
 
 
@@ -104,7 +104,7 @@ def recovery_qr(user_id: int):
 @recent_login_required
 def issue_recovery_qr(user_id: int):
     target = user_in_org(user_id)
-    refused = not_yourself(target)
+    refused = member_only(target, "recovery_qr_issue")
     if refused is not None:
         return refused
     factor = _factor()
@@ -131,7 +131,7 @@ def issue_recovery_qr(user_id: int):
 @recent_login_required
 def revoke_recovery_qr(user_id: int, credential_id: int):
     target = user_in_org(user_id)
-    refused = not_yourself(target)  # an admin's own factors are changed on their security page
+    refused = member_only(target, "recovery_qr_revoke")  # their own on their security page; a peer's, the operator
     if refused is not None:
         return refused
     form = ConfirmForm()

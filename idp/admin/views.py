@@ -16,8 +16,10 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, or_, select
 
 from idp import consents
+from idp import users as account_users
 from idp.admin import queries
-from idp.admin.access import not_yourself, org_admin_required, recent_login_required, user_in_org
+from idp.admin.access import (member_only, not_yourself, org_admin_required, peer_admin_refused,
+                              recent_login_required, user_in_org)
 from idp.admin.forms import (AllowedFactorsForm, ConfirmForm, GraceForm, RequireAllForm, SelfPushRecoveryForm,
                              UserSecurityForm)
 from idp.db import MAX_ROW_ID, db, utcnow
@@ -26,7 +28,8 @@ from idp.factors.directory import lock_user
 from idp.models import User
 from idp.policy import settings as policy_settings
 from idp.policy.status import (
-    ORDER, TwoFactorStatus, distribution, impact_of_requiring_all, is_exempt, is_required, status, today_utc,
+    ORDER, TwoFactorStatus, disabled_count, distribution, impact_of_requiring_all, is_exempt, is_required, status,
+    today_utc,
 )
 from idp.sessions import end_proved_by, live as live_sessions
 from idp.template_i18n import utc_text
@@ -103,7 +106,8 @@ def users():
     page = queries.users_page(g.org, today=today, search=search, status=wanted,
                               after=_int_arg("after"), before=_int_arg("before"))
     return render_template("admin/users.html", page=page, search=search, wanted=wanted,
-                           counts=distribution(g.org.id, today), org=g.org, today=today)
+                           counts=distribution(g.org.id, today), disabled=disabled_count(g.org.id), org=g.org,
+                           today=today)
 
 
 @bp.get("/users/<int:user_id>")
@@ -121,6 +125,7 @@ def _render_user(target: User, form: UserSecurityForm, code: int = 200):
     today = today_utc()
     return render_template(
         "admin/user.html", target=target, form=form, org=g.org, yourself=target.id == g.admin.id,
+        peer_admin=target.id != g.admin.id and target.role == "admin",  # its account is the operator's
         status=status(target, g.org, today), required=is_required(target, g.org, today),
         exempt=is_exempt(target, today), factor_names=_registry().names(), sessions=live_sessions(target.id),
         applications=consents.of_user(target), **_factor_rows(target)), code
@@ -165,6 +170,12 @@ def user_security(user_id: int):
         form.exempt.errors = [_("A user cannot be both required and exempt: choose one.")]
         return _render_user(target, form, 400)
     if form.exempt.data:
+        # An exempt admin signs in with their password alone, a second factor set up or not: a
+        # peer's stolen session must not strip another admin of theirs (requiring 2FA, or following
+        # the organization's rule, the admin may: the organization's rule is theirs to set anyway).
+        refused = peer_admin_refused(target, "exempt")
+        if refused is not None:
+            return refused
         mode, until, reason = policy_settings.EXEMPT, form.exempt_until.data, form.exempt_reason.data or None
     else:
         mode = policy_settings.REQUIRED if form.require_2fa.data else policy_settings.FOLLOW
@@ -218,7 +229,7 @@ def _render_security(factors_form=None, grace_form=None, code: int = 200):
     factors_form, grace_form = _security_forms(factors_form, grace_form)
     recovery_form = SelfPushRecoveryForm(allowed=bool(g.org.self_push_recovery)) if _push_installed() else None
     return render_template(
-        "admin/security.html", org=g.org, counts=counts, total=total,
+        "admin/security.html", org=g.org, counts=counts, total=total, disabled=disabled_count(g.org.id),
         impact=impact_of_requiring_all(g.org.id, today), require_form=RequireAllForm(),
         factors_form=factors_form, grace_form=grace_form, recovery_form=recovery_form,
         alerts=queries.security_alerts(g.org.id, now=utcnow()), alert_days=queries.ALERT_DAYS), code
@@ -364,7 +375,7 @@ def _credential_of(target: User, credential_id: int):
 def revoke_factor(user_id: int, credential_id: int):
     """Revoke one credential (a lost device). GET asks for confirmation; POST does it."""
     target = user_in_org(user_id)
-    refused = not_yourself(target)
+    refused = member_only(target, "factor_revoke")
     if refused is not None:
         return refused
     credential = _credential_of(target, credential_id)
@@ -411,7 +422,7 @@ def reset_factors(user_id: int):
     A required user then has to enrol again at the next login (decide: must_enrol).
     """
     target = user_in_org(user_id)
-    refused = not_yourself(target)
+    refused = member_only(target, "factors_reset")
     if refused is not None:
         return refused
     form = ConfirmForm()
@@ -423,20 +434,11 @@ def reset_factors(user_id: int):
                                       "set it up again at their next login.", email=target.email),
                                action=url_for("admin.reset_factors", user_id=target.id)), (
             200 if request.method == "GET" else 400)
-    registry = _registry()
-    # The user's row before the credentials' rows, as a login takes them (it holds the user's row,
-    # then spends a code or moves a counter): in the other order, a reset as the user typed a code
-    # deadlocked on PostgreSQL (tests/concurrency/test_recovery_qr_races.py).
-    lock_user(target.id)
-    revoked = [c for c in (registry.remove_credential(target.id, c.id) for c in _credentials_of(target)) if c]
+    revoked = account_users.reset_factors(target, actor_id=g.admin.id, actor=g.admin.email)
     if not revoked:  # nothing left (another admin's reset a moment ago): no change, no event
         db.session.rollback()
         flash(_("Nothing to reset: no second factor or recovery code was left."), "warning")
         return redirect(url_for("admin.user", user_id=target.id))
-    policy_settings.withdraw_grace(target.id)
-    audit_record("factor.reset", target, {"revoked": len(revoked),
-                                          "factors": sorted({c.factor for c in revoked}), "by": "admin"})
-    end_proved_by(target, [c.id for c in revoked], actor_id=g.admin.id, actor=g.admin.email)
     db.session.commit()
     flash(ngettext("Second factors reset: %(num)s revoked.", "Second factors reset: %(num)s revoked.", len(revoked)),
           "success")

@@ -218,8 +218,9 @@ def check_password(email: str, password: str, *, remote_addr: str | None = None,
     Same cost as the login form for unknown accounts (argon2 runs either way), and the login
     form's own growing lockouts (idp.lockout.PasswordGuess: one budget per submitted address,
     known or not, whichever door the guesses come through): raises `TooManyAttempts` while one
-    is in force, before checking anything. A failure for a known user is audited
-    (`PURPOSE.password_failed`) and committed.
+    is in force, before checking anything. A failure is audited (`PURPOSE.password_failed`;
+    for an unknown address without an organization or a subject, as at the login form, so
+    that it costs the same) and committed with the guess's counters.
     """
     from flask import current_app
 
@@ -245,13 +246,14 @@ def check_password(email: str, password: str, *, remote_addr: str | None = None,
     passwords = current_app.extensions["idp.passwords"]
     valid = passwords.verify(row.password_hash if row is not None else None, password or "-")
     if not valid or row is None or row.disabled:
-        if row is not None:  # whoever typed it is anonymous; the account is the subject (as at login)
-            from idp.audit import ANONYMOUS
+        from idp import audit as audit_log
 
-            audit(f"{purpose}.password_failed", user_ref(row), actor=ANONYMOUS,
-                  details={"ip": remote_addr, "reason": "wrong_password" if not valid else "account_disabled"})
-            db.session.commit()
-        guess.failed()
+        # Whoever typed it is anonymous; the account is the subject (as at login).
+        reason = "unknown_account" if row is None else "account_disabled" if valid else "wrong_password"
+        guess.failed(commit=False)
+        audit_log.record(f"{purpose}.password_failed", org_id=row.org_id if row else None, actor=audit_log.ANONYMOUS,
+                         subject_id=row.id if row else None, details={"ip": remote_addr, "reason": reason})
+        db.session.commit()
         return None
     guess.succeeded()
     db.session.commit()

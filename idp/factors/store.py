@@ -112,9 +112,14 @@ def _live_rows(user_id: int) -> list:
 
 
 def _forget_live_rows() -> None:
-    """After a write to the credentials table: the next read in this request reads again."""
+    """After a write to the credentials table, and after any rollback (a savepoint's included: a
+    factor's clean-up hook that changed credentials, read them again, then failed): the next read
+    in this request reads again."""
     if has_request_context():
         g.pop(_LIVE_ROWS_KEY, None)
+
+
+db.forget_on_rollback(_forget_live_rows)
 
 
 _GATES_WITH_STEP = "idp_gates_commit_with_step"

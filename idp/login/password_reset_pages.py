@@ -23,6 +23,7 @@ from flask import Blueprint, Flask, redirect, render_template, request, session,
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from wtforms import StringField, SubmitField
 from wtforms.validators import DataRequired, Length
 
@@ -128,6 +129,25 @@ def _login_at_password_step(handle: str):
 
 def _language_of(login) -> str | None:
     return supported_locale(login.authz_request["params"].get("ui_locales")) if login is not None else None
+
+
+@bp.errorhandler(429)
+def _too_many(error):
+    """A limit of these pages broke (the address's requests for a link, `password_reset.per_ip`,
+    or its posts, as the login's): when to try again, in words, and in Retry-After. Decided
+    before any look-up and the same whatever the address typed (the page does not even repeat
+    it): it tells nothing of an account."""
+    from idp.extensions import seconds_until_allowed
+
+    wait = seconds_until_allowed()
+    if wait >= 60:
+        minutes = -(-wait // 60)  # rounded up: "in 1 minute" never lets them try too early
+        message = ngettext("Too many requests from your network. Try again in %(num)d minute.",
+                           "Too many requests from your network. Try again in %(num)d minutes.", minutes)
+    else:
+        message = ngettext("Too many requests from your network. Try again in %(num)d second.",
+                           "Too many requests from your network. Try again in %(num)d seconds.", wait)
+    return render_template("errors/http.html", code=429, message=message), 429, {"Retry-After": str(wait)}
 
 
 def _forgot_page(form: ForgotPasswordForm, error: str | None = None, status: int = 200):

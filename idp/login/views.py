@@ -112,6 +112,7 @@ def logout():
     post_logout_redirect_uri; RP-Initiated Logout 1.0, section 2), or plain sign-out."""
     from authlib.oauth2.rfc6749.errors import OAuth2Error
 
+    from idp.oidc import frontchannel
     from idp.oidc.server import server
 
     if request.method == "POST" and login_session.current_session() is None and not _confirmed_here():
@@ -146,7 +147,12 @@ def logout():
         # the hint): ask first. Confirmed, the form ends at the client's (registered) logout URI.
         csp = csp_for_forms_to(end_session.redirect_uri)
         return render_template("login/logout_confirm.html", user=user), 200, {"Content-Security-Policy": csp}
+    # The clients this session signed in that want a frame at sign-out: read before it ends.
+    ending = login_session.current_session()
+    frames = frontchannel.frame_uris(ending.user_id, ending.sid) if ending is not None else []
     response = server.create_endpoint_response("end_session", end_session)
+    if frames:
+        return frontchannel.signed_out_page(frames, continue_to=response.location if response else None)
     return response or render_template("login/logged_out.html")
 
 

@@ -16,6 +16,13 @@ class AuditEvent(Base):
         Index("ix_audit_org_at", "org_id", "at"),
         # (subject_id, id): a user's latest events (the security page's activity) without sorting them all.
         Index("ix_audit_subject", "subject_id", "id"),
+        # The admin's audit page filtered by a user (idp.admin.queries.audit_page): events about
+        # them (ix_audit_subject) or by them, newest first, this one.
+        Index("ix_audit_actor", "actor_id", "id"),
+        # ... and by action (`?action=`: an event name or its prefix, `event LIKE 'login.%'`),
+        # within the organization. varchar_pattern_ops: PostgreSQL uses a b-tree for a LIKE
+        # prefix only in the C collation otherwise; equality works with it too.
+        Index("ix_audit_org_event", "org_id", "event", "id", postgresql_ops={"event": "varchar_pattern_ops"}),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

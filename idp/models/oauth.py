@@ -38,6 +38,10 @@ class Client(Base):
     # OIDC Back-Channel Logout 1.0: where the client is told, server to server, that a session
     # it signed in through has ended (idp.oidc.backchannel). None: it is not told.
     backchannel_logout_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # OIDC Front-Channel Logout 1.0: the page of the client's that the browser loads, in a hidden
+    # frame of our signed-out page, when the user signs out here (idp.oidc.frontchannel). None:
+    # no frame.
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
     # RFC 7523 private_key_jwt: the public keys (a JWK Set) the client signs its assertions
     # with (idp.oidc.client_assertion). Such a client has no secret. None: it uses a secret (or
     # none at all, when public).
@@ -119,8 +123,9 @@ class DPoPProof(Base):
 
 class SessionClient(Base):
     """A session signed this client in (a code was issued to it through the session): whom to
-    tell when the session ends. Only for clients with a back-channel logout URI; gone with the
-    session (the purge deletes ended sessions)."""
+    tell when the session ends. Only for clients with a back-channel or front-channel logout URI
+    (idp.oidc.backchannel, idp.oidc.frontchannel); gone with the session (the purge deletes
+    ended sessions)."""
 
     __tablename__ = "session_clients"
 

@@ -40,6 +40,7 @@ class ClientRecord:
     first_party: bool
     id_token_alg: str
     backchannel_logout_uri: str | None
+    frontchannel_logout_uri: str | None
     jwks: dict | None
     jwks_uri: str | None
     require_pushed_authorization_requests: bool

@@ -59,8 +59,9 @@ _PENDING = "idp.backchannel_pending"  # session.info: (_Logout, signed token) to
 def remember(client, sid: str | None, user_id: int) -> None:
     """A code is being issued to `client` through session `sid`: note it, if the client wants to
     hear of the session's end. In the caller's transaction (the login's last commit)."""
-    if sid is None or not getattr(client.row, "backchannel_logout_uri", None):
-        return
+    row = client.row
+    if sid is None or not (getattr(row, "backchannel_logout_uri", None) or getattr(row, "frontchannel_logout_uri", None)):
+        return  # nobody to tell, by either channel (idp.oidc.frontchannel reads these rows too)
     values = {"sid": sid, "client_id": client.get_client_id(), "user_id": user_id}
     insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
     db.session.execute(insert(SessionClient).values(**values).on_conflict_do_nothing())

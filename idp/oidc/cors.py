@@ -47,8 +47,9 @@ def client_id_of(request) -> str | None:
 def allow(response, origin: str):
     """`response`, readable by pages of `origin`."""
     response.headers["Access-Control-Allow-Origin"] = origin
-    # A refused token or DPoP proof is explained in the challenge (RFC 6750 3, RFC 9449 7.1).
-    response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+    # A refused token or DPoP proof is explained in the challenge (RFC 6750 3, RFC 9449 7.1);
+    # the server's DPoP nonce is for the client's next proof (RFC 9449 8).
+    response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate, DPoP-Nonce"
     response.headers.add("Vary", "Origin")
     return response
 

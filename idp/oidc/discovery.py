@@ -46,7 +46,8 @@ def build(settings: Settings) -> str:
         "request_uri_parameter_supported": False,
         # (pushed_authorization_request_endpoint, above: RFC 9126, idp.oidc.pushed_requests)
         "require_pushed_authorization_requests": False,
-        "frontchannel_logout_supported": False,
+        "frontchannel_logout_supported": True,  # OIDC Front-Channel Logout 1.0 (idp.oidc.frontchannel)
+        "frontchannel_logout_session_supported": True,  # iss and sid always sent
         "backchannel_logout_supported": True,  # OIDC Back-Channel Logout 1.0 (idp.oidc.backchannel)
         "backchannel_logout_session_supported": True,
         "authorization_response_iss_parameter_supported": True,

@@ -25,19 +25,30 @@ future, and `jti` never seen before from that key in that window: one INSERT int
 
 The authorization code can be bound too (RFC 9449 10): the authorization request's `dpop_jkt`
 (the key's thumbprint), or a proof sent with a pushed request (idp.oidc.pushed_requests), is
-kept with the code, which is then exchanged only with a proof by that key. Server nonces
-(RFC 9449 8) are not used.
+kept with the code, which is then exchanged only with a proof by that key.
+
+Server nonces (RFC 9449 8 and 9), with `tokens.dpop_require_nonce`: every proof (token, PAR,
+UserInfo) must then carry a `nonce` this server gave out within the last NONCE_STEP to
+2 x NONCE_STEP seconds, so that a proof made in advance (on a device since lost, or by
+malware that had the key for a while) is of no use later. A proof without one, or with an old
+or foreign one, is answered `use_dpop_nonce` (400 at the token and PAR endpoints, 401 with a
+DPoP challenge at UserInfo) with a `DPoP-Nonce` header to use; every answer to a request with a
+proof carries the current one (`offer_nonce`). Nonces are stateless: the time step and its HMAC
+under the app's secret key, so that every worker and server sharing that key accepts them and
+none is stored.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import OAuth2Error
+from flask import current_app
 from joserfc import jwk, jws, jwt
 from joserfc.errors import JoseError
 from joserfc.util import to_bytes
@@ -48,6 +59,8 @@ from idp.security.tokens import sha256_hex
 from idp.single_use import record_once
 
 HEADER = "DPoP"
+NONCE_HEADER = "DPoP-Nonce"
+NONCE_STEP = 300  # seconds: a nonce is good during its step and the next
 TYP = "dpop+jwt"
 ALGS = SIGNING_ALGS  # asymmetric only: never an HMAC, never `none`
 MAX_AGE = 300  # seconds a proof is accepted after its iat
@@ -69,6 +82,12 @@ class InvalidDPoPProof(OAuth2Error):
 
     error = "invalid_dpop_proof"
     status_code = 400
+
+
+class UseDPoPNonce(InvalidDPoPProof):
+    """RFC 9449 8: the proof must carry a nonce of this server's (the answer's DPoP-Nonce)."""
+
+    error = "use_dpop_nonce"
 
 
 @dataclass(frozen=True)
@@ -96,6 +115,8 @@ def proof_of(headers, method: str, url: str, access_token: str | None = None) ->
     except (JoseError, ValueError, TypeError):
         raise InvalidDPoPProof("The DPoP proof's signature does not verify with its jwk.") from None
     _check_claims(claims, method, url, access_token)
+    if nonce_required() and not _is_current_nonce(claims.get("nonce")):
+        raise UseDPoPNonce("Sign the DPoP proof again with the nonce of the DPoP-Nonce header.")
     return Proof(key.thumbprint(), claims["jti"], int(claims["iat"]))
 
 
@@ -150,6 +171,46 @@ def _without_query(url: str) -> tuple | None:
         return scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(scheme), parts.path or "/"
     except ValueError:
         return None
+
+
+# ---------------------------------------------------------------------------- nonces
+
+def nonce_required() -> bool:
+    return bool(current_app.extensions["idp.settings"].get("tokens.dpop_require_nonce", False))
+
+
+def current_nonce(now: float | None = None) -> str:
+    """The nonce of this time step: the step's number and its HMAC, base64url."""
+    step = int((time.time() if now is None else now) // NONCE_STEP)
+    return base64.urlsafe_b64encode(step.to_bytes(8, "big") + _nonce_mac(step)).rstrip(b"=").decode()
+
+
+def _is_current_nonce(nonce, now: float | None = None) -> bool:
+    """Whether `nonce` is this step's or the previous one's, made with this server's key."""
+    if not isinstance(nonce, str) or len(nonce) != 32:
+        return False
+    try:
+        raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+    except ValueError:
+        return False
+    step = int.from_bytes(raw[:8], "big")
+    current = int((time.time() if now is None else now) // NONCE_STEP)
+    return step in (current, current - 1) and hmac.compare_digest(raw[8:], _nonce_mac(step))
+
+
+def _nonce_mac(step: int) -> bytes:
+    secret = current_app.secret_key
+    key = hmac.new(secret.encode() if isinstance(secret, str) else secret, b"idp.oidc.dpop nonce",
+                   hashlib.sha256).digest()
+    return hmac.new(key, step.to_bytes(8, "big"), hashlib.sha256).digest()[:16]
+
+
+def offer_nonce(response, request_headers):
+    """RFC 9449 8.2: the answer to a request with a proof carries the current nonce, when
+    nonces are required, so that the client's next proof can use it."""
+    if HEADER in request_headers and nonce_required():
+        response.headers[NONCE_HEADER] = current_nonce()
+    return response
 
 
 def access_token_hash(access_token: str) -> str:

@@ -170,8 +170,8 @@ class DPoPTokenValidator(AccessTokenValidator):
             if proof.jkt != token.row.dpop_jkt:
                 raise dpop.InvalidDPoPProof("The DPoP proof is signed by another key than the token is bound to.")
             dpop.spend(proof)
-        except dpop.InvalidDPoPProof as refused:
-            raise BearerChallenge("invalid_dpop_proof", 401, refused.description, scheme="DPoP") from None
+        except dpop.InvalidDPoPProof as refused:  # invalid_dpop_proof, or use_dpop_nonce (RFC 9449 9)
+            raise BearerChallenge(refused.error, 401, refused.description, scheme="DPoP") from None
         self.check_scope(token, scopes)
 
 

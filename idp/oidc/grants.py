@@ -18,7 +18,7 @@ from flask import current_app
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import bindparam, case, exists, null, or_, select, update
+from sqlalchemy import Boolean, Date, and_, bindparam, case, exists, false, literal_column, null, or_, select, update
 
 from idp import audit, token_revocation
 from idp.db import db, utcnow
@@ -26,6 +26,7 @@ from idp.models import AuthorizationCode, Organization, Token, User
 from idp.oidc import adapters, backchannel, claims, parameters
 from idp.oidc.adapters import CONFIDENTIAL_AUTH_METHODS, OAuthCode, OAuthToken
 from idp.oidc.dpop import InvalidDPoPProof
+from idp.ops import metrics
 from idp.security.tokens import random_token, sha256_hex
 
 AUTH_METHODS = list(adapters.AUTH_METHODS)
@@ -104,6 +105,138 @@ def rotate(previous, successor: dict, now: int) -> bool:
     alone.insert(_TOKENS, successor)
     alone.commit()
     return True
+
+
+# ---- The refresh grant in one statement (RefreshTokenGrant.validate_token_request): the token
+# spent and its successor stored, when nothing the grant checks in Python could refuse it.
+_SUCCESSOR_COPIES = ("client_id", "user_id", "scope", "family_id", "code_id", "auth_time", "amr", "acr",
+                     "credential_ids")
+_SUCCESSOR_GIVEN = ("access_token_hash", "refresh_token_hash", "issued_at", "access_expires_at", "dpop_jkt")
+_FOLDED_REFRESH: dict[tuple, object] = {}
+
+
+def _not_required(today):
+    """NOT idp.policy.status.required_expr (no second factor required of the user), written
+    without its NOT IN, whose expanding parameter a statement prepared once cannot hold."""
+    from idp.policy.status import EXEMPT, REQUIRED
+
+    return and_(User.mfa_setting != REQUIRED,
+                or_(User.mfa_setting != EXEMPT, User.exempt_until.is_(None), User.exempt_until >= today),
+                or_(User.mfa_setting == EXEMPT, Organization.require_2fa.is_not(True)))
+
+
+def _foldable_refresh_token(bounded_life: bool):
+    """The id of the live refresh token with this hash (the conditions of _LIVE_REFRESH_TOKEN),
+    only if nothing RefreshTokenGrant.authenticate_user checks could refuse it and its successor
+    gets a refresh token of the same scope: its user not disabled, no second factor required of
+    them (the 2FA policy's rule in SQL: idp.policy.status.required_expr), no DPoP key bound to a
+    public client's token (`dpop_free_`: the client is confidential), offline_access granted,
+    and (`bounded_life`) the family's maximum lifetime not reached."""
+    live = _TOKENS.alias("live")  # (not correlated with the UPDATE's own `tokens`)
+    conditions = [
+        live.c.refresh_token_hash == bindparam("token_hash"), live.c.client_id == bindparam("for_client"),
+        live.c.rotated_at.is_(None), live.c.revoked_at.is_(None), live.c.refresh_expires_at > bindparam("now"),
+        or_(User.tokens_valid_after.is_(None), live.c.auth_time >= User.tokens_valid_after),
+        User.disabled == false(),
+        _not_required(bindparam("today", type_=Date)),
+        or_(live.c.dpop_jkt.is_(None), bindparam("dpop_free_", type_=Boolean)),
+        # (literals, not parameters: SQLite prepares a statement again whenever a LIKE's
+        # pattern is a parameter, about 20 us)
+        (literal_column("' '") + live.c.scope + literal_column("' '")).like(literal_column("'% offline_access %'")),
+    ]
+    if bounded_life:
+        conditions.append(or_(live.c.auth_time.is_(None), live.c.auth_time > bindparam("born_after_")))
+    return (select(live.c.id)
+            .select_from(live.join(User, User.id == live.c.user_id).join(Organization, Organization.id == User.org_id))
+            .where(*conditions)
+            .scalar_subquery())
+
+
+def _spend_foldable_statement(bounded_life: bool):
+    return (update(_TOKENS)
+            .where(_TOKENS.c.id == _foldable_refresh_token(bounded_life), _TOKENS.c.rotated_at.is_(None),
+                   _TOKENS.c.revoked_at.is_(None))
+            .values(rotated_at=bindparam("now"))
+            .returning(*_TOKENS.c))
+
+
+def _successor_refresh_expires_at(auth_time, bounded_life: bool):
+    """save_token's _refresh_expires_at in SQL: `refresh_end_`, or sooner the family's end."""
+    end = bindparam("refresh_end_", type_=_TOKENS.c.refresh_expires_at.type)
+    if not bounded_life:
+        return end
+    family_end = auth_time + bindparam("max_lifetime_", type_=_TOKENS.c.refresh_expires_at.type)
+    return case((auth_time.is_not(None) & (family_end < end), family_end), else_=end)
+
+
+def _folded_refresh_statement(postgresql: bool, bounded_life: bool):
+    """PostgreSQL: the spend (an UPDATE ... RETURNING) feeding its successor's INSERT ... SELECT,
+    one statement; RETURNING the successor's id and scope. SQLite (no UPDATE in a CTE): the spend
+    alone, RETURNING the spent row (the successor is inserted in the same transaction)."""
+    key = (postgresql, bounded_life)
+    statement = _FOLDED_REFRESH.get(key)
+    if statement is None:
+        spend = _spend_foldable_statement(bounded_life)
+        if postgresql:
+            spent = spend.cte("spent")
+            successor = select(
+                *[spent.c[name] for name in _SUCCESSOR_COPIES],
+                *[bindparam(name, type_=_TOKENS.c[name].type) for name in _SUCCESSOR_GIVEN],
+                _successor_refresh_expires_at(spent.c.auth_time, bounded_life)).select_from(spent)
+            statement = (_TOKENS.insert()
+                         .from_select([*_SUCCESSOR_COPIES, *_SUCCESSOR_GIVEN, "refresh_expires_at"], successor)
+                         .returning(_TOKENS.c.id, _TOKENS.c.scope))
+        else:
+            statement = spend
+        _FOLDED_REFRESH[key] = statement
+    return statement
+
+
+_SET_SCOPE = update(_TOKENS).where(_TOKENS.c.id == bindparam("token_id")).values(scope=bindparam("scope_"))
+
+
+def spend_and_issue(client, refresh_token: str, successor: dict, settings, now: int):
+    """Spend the refresh token and store `successor` (the hashes, times and DPoP key of the new
+    tokens) in one atomic step, the rest of its row copied from the spent one: the scope (as
+    the client may still be granted it: Authlib's generate_token), the family, the login's
+    times and factors. The successor's scope, or None when the token cannot be spent so (not
+    live, spent meanwhile, or a check `_foldable_refresh_token` leaves to RefreshTokenGrant's
+    own path: that path answers it, as before).
+
+    PostgreSQL: one autocommit statement, one round trip. SQLite: a transaction of its own on a
+    lone connection (BEGIN IMMEDIATE, the spend, the INSERT, COMMIT)."""
+    most = int(settings.get("tokens.refresh_token_max_lifetime") or 0)
+    values = {"token_hash": sha256_hex(refresh_token), "for_client": client.get_client_id(), "now": now,
+              "today": utcnow().date(), "dpop_free_": not client.row.public,
+              "refresh_end_": now + int(settings.get("tokens.refresh_token_ttl"))}
+    if most:
+        values.update(born_after_=now - most, max_lifetime_=most)
+    postgresql = db.lone().postgresql
+    statement = _folded_refresh_statement(postgresql, bool(most))
+    if not postgresql:
+        alone = db.begin_alone()
+        spent = alone.first(statement, values)
+        if spent is None:
+            alone.close()
+            return None
+        row = {name: getattr(spent, name) for name in _SUCCESSOR_COPIES if getattr(spent, name) is not None}
+        row["scope"] = client.get_allowed_scope(spent.scope)  # as Authlib's generate_token grants it
+        refresh_end = values["refresh_end_"]
+        if most and spent.auth_time is not None:
+            refresh_end = min(refresh_end, spent.auth_time + most)
+        alone.insert(_TOKENS, {**row, **{name: value for name, value in successor.items() if value is not None},
+                               "refresh_expires_at": refresh_end})
+        alone.commit()
+        return row["scope"]
+    stored = db.first_alone(statement, {**values, **successor})
+    if stored is None:
+        return None
+    scope = client.get_allowed_scope(stored.scope)  # as Authlib's generate_token grants it
+    if scope != stored.scope:
+        # The client's registered scope was narrowed since the login: the successor keeps what
+        # the client may still have (rare: a second statement, before anyone has the token).
+        db.execute_alone(_SET_SCOPE, {"token_id": stored.id, "scope_": scope})
+    return scope
 
 
 _CODES = AuthorizationCode.__table__
@@ -228,6 +361,47 @@ def claim_code(code_hash: str, client, *, approval: bool = False):
     return None
 
 
+def code_row(code: str, data, client, user_id: int, outcome) -> dict:
+    """The `authorization_codes` row of a code issued at the end of a login: the request's
+    parameters `data` (the stored, validated snapshot), its client, the user and what the login
+    proved (a LoginOutcome). Columns that are usually empty are left out, so that the usual
+    INSERT stays one statement."""
+    now = utcnow()
+    values = dict(
+        code_hash=sha256_hex(code),
+        client_id=client.get_client_id(),
+        user_id=user_id,
+        redirect_uri=data.get("redirect_uri") or client.get_default_redirect_uri(),
+        scope=data.get("scope") or "",
+        nonce=data.get("nonce"),
+        code_challenge=data.get("code_challenge"),
+        code_challenge_method=data.get("code_challenge_method") and "S256",
+        auth_time=outcome.auth_time,
+        amr=list(outcome.amr),
+        acr=outcome.acr,
+        session_id=outcome.sid,
+        expires_at=now + _code_ttl(),
+        created_at=now,
+    )
+    if data.get("dpop_jkt"):  # (a column of its own only then: the usual INSERT stays as it was)
+        values["dpop_jkt"] = data["dpop_jkt"]
+    if not data.get("redirect_uri"):  # (likewise)
+        values["redirect_uri_implied"] = True
+    if outcome.credential_ids:  # (likewise: a password-only login leaves it out)
+        values["credential_ids"] = list(outcome.credential_ids)
+    return values
+
+
+def insert_code(values: dict) -> bool:
+    """Insert a `code_row` in the session's transaction (committed with the login's other
+    writes), unless its nonce is one of this client's codes' already: False then, nothing
+    inserted (a replay: NONCE_USED)."""
+    if values["nonce"] is None:
+        db.run_insert(_CODES, values)
+        return True
+    return db.run(_insert_unless_nonce_used_statement(tuple(values)), values).rowcount == 1
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
 
@@ -243,37 +417,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def save_authorization_code(self, code, request):
         """Store the code's hash with what the login proved (the login pipeline sets `request.login_outcome`);
-        one Core INSERT, committed with the login's other writes by the pipeline."""
-        outcome = request.login_outcome
-        data = request.payload.data
-        values = dict(
-            code_hash=sha256_hex(code),
-            client_id=request.client.get_client_id(),
-            user_id=request.user.id,
-            redirect_uri=request.payload.redirect_uri or request.client.get_default_redirect_uri(),
-            scope=request.payload.scope or "",
-            nonce=data.get("nonce"),
-            code_challenge=data.get("code_challenge"),
-            code_challenge_method=data.get("code_challenge_method") and "S256",
-            auth_time=outcome.auth_time,
-            amr=list(outcome.amr),
-            acr=outcome.acr,
-            session_id=outcome.sid,
-            expires_at=utcnow() + _code_ttl(),
-            created_at=utcnow(),
-        )
-        if data.get("dpop_jkt"):  # (a column of its own only then: the usual INSERT stays as it was)
-            values["dpop_jkt"] = data["dpop_jkt"]
-        if not request.payload.redirect_uri:  # (likewise)
-            values["redirect_uri_implied"] = True
-        if outcome.credential_ids:  # (likewise: a password-only login leaves it out)
-            values["credential_ids"] = list(outcome.credential_ids)
-        if values["nonce"] is None:
-            db.run_insert(_CODES, values)
-        elif db.run(_insert_unless_nonce_used_statement(tuple(values)), values).rowcount != 1:
+        one Core INSERT, committed with the login's other writes by the pipeline. (The login's
+        usual path issues its code without this grant: idp.oidc.code_issuance; this one answers
+        what that path leaves to Authlib.)"""
+        values = code_row(code, request.payload.data, request.client, request.user.id, request.login_outcome)
+        if not insert_code(values):
             # Authlib's answer to a reused nonce (OpenIDCode.exists_nonce), sent back to the client
             raise InvalidRequestError("Replay attack", redirect_uri=values["redirect_uri"])
-        backchannel.remember(request.client, outcome.sid, request.user.id)  # whom to tell when the session ends
+        backchannel.remember(request.client, request.login_outcome.sid, request.user.id)  # whom to tell when the session ends
 
     def generate_authorization_code(self):
         """256 random bits, URL-safe (Authlib's default draws each of 48 characters separately)."""
@@ -331,6 +482,56 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def validate_token_request(self):
+        """Authlib's, but for the usual grant (no `scope` asked, nothing the checks below could
+        refuse), which is answered here: the token spent and its successor stored by one
+        statement (spend_and_issue), the answer made as Authlib makes it. Any other grant, and
+        one that statement did not spend, takes Authlib's path: the token read, the checks of
+        authenticate_user, then rotate."""
+        client = self._validate_request_client()
+        self.request.client = client
+        self.request.folded = self._spend_and_issue(client)
+        if self.request.folded is not None:
+            return
+        refresh_token = self._validate_request_token(client)
+        self._validate_token_scope(refresh_token)
+        self.request.refresh_token = refresh_token
+
+    def _spend_and_issue(self, client) -> dict | None:
+        """The token response of a grant spend_and_issue answered, or None."""
+        from idp.oidc.server import opaque_token
+
+        presented = self.request.payload.data.get("refresh_token")
+        if not presented or self.request.payload.scope:
+            return None
+        now = int(time.time())
+        expires_in = int(current_app.config["OAUTH2_TOKEN_EXPIRES_IN"][self.GRANT_TYPE])
+        access_token, refresh_token = opaque_token(), opaque_token()
+        proof = getattr(self.request, "dpop", None)  # RFC 9449 5: bound to the proof's key (save_token)
+        scope = spend_and_issue(client, presented, {
+            "access_token_hash": sha256_hex(access_token), "refresh_token_hash": sha256_hex(refresh_token),
+            "issued_at": now, "access_expires_at": now + expires_in,
+            "dpop_jkt": proof.jkt if proof is not None else None}, _settings(), now)
+        if scope is None:
+            return None
+        # What Authlib's BearerTokenGenerator.generate and save_token make of it, in their order.
+        token = {"token_type": "DPoP" if proof is not None else "Bearer", "access_token": access_token,
+                 "expires_in": expires_in, "refresh_token": refresh_token}
+        if scope:
+            token["scope"] = scope
+        return token
+
+    def create_token_response(self):
+        """Authlib's (with its hooks), or the answer validate_token_request already has."""
+        token = getattr(self.request, "folded", None)
+        if token is None:
+            return super().create_token_response()
+        self.execute_hook("before_create_token_response")
+        metrics.count_grant(self.GRANT_TYPE)
+        result = 200, token, self.TOKEN_RESPONSE_HEADER
+        self.execute_hook("after_create_token_response", result)
+        return result
 
     def authenticate_refresh_token(self, refresh_token):
         # A read, with the user's standing: the token is spent only when its successor is

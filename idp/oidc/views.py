@@ -14,7 +14,7 @@ from idp.dispatch import client_endpoint
 from idp.extensions import csrf, limiter, login_posts_per_ip
 from idp.factors.ratelimit import per_address_limit
 from idp.login.snapshot import rebuild
-from idp.oidc import cors, device_flow, discovery, keys, parameters, pushed_requests, urls
+from idp.oidc import cors, device_flow, discovery, dpop, keys, parameters, pushed_requests, urls
 from idp.oidc.server import query_client, server
 
 bp = Blueprint("oidc", __name__)
@@ -250,10 +250,21 @@ def browser_callable(client_of):
     return decorate
 
 
+def offers_dpop_nonce(view):
+    """The endpoints that take DPoP proofs answer a request with one with the current server
+    nonce, when nonces are required (idp.oidc.dpop.offer_nonce), refusals included."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        return dpop.offer_nonce(current_app.make_response(view(*args, **kwargs)), request.headers)
+
+    return wrapper
+
+
 @bp.route(urls.PATHS["token_endpoint"], methods=["POST", "OPTIONS"], provide_automatic_options=False)
 @client_endpoint
 @browser_callable(_client_named_in_request)
 @malformed_input_is_a_400(json_errors=True)
+@offers_dpop_nonce
 def token():
     return server.create_token_response()
 
@@ -263,6 +274,7 @@ def token():
 @browser_callable(_client_named_in_request)
 @malformed_input_is_a_400(json_errors=True)
 @per_address_limit(exempt_when=lambda: _sends_client_credentials())  # (defined below)
+@offers_dpop_nonce
 def pushed_authorization_request():
     """RFC 9126: the client sends its authorization request here first (idp.oidc.pushed_requests).
     Each is a row (up to 16 KiB) kept until it expires: a public client's, which its id alone
@@ -292,6 +304,7 @@ def device_authorization():
 @client_endpoint
 @browser_callable(_client_of_the_bearer_token)
 @malformed_input_is_a_400(json_errors=True)
+@offers_dpop_nonce
 def userinfo():
     return server.create_endpoint_response("userinfo")
 

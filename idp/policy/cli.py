@@ -29,7 +29,7 @@ from flask import has_app_context
 from sqlalchemy import func, select
 
 from idp.policy import settings as policy_settings
-from idp.policy.status import ORDER, TwoFactorStatus, distribution, impact_of_requiring_all, status
+from idp.policy.status import ORDER, TwoFactorStatus, disabled_count, distribution, impact_of_requiring_all, status
 
 SHIELD_TEXT = {
     TwoFactorStatus.NOT_ACTIVE: "red: 2FA is not active",
@@ -129,6 +129,7 @@ def show(org_name: str, as_json: bool) -> None:
     org = _find_org(org_name)
     today = _today()
     counts = distribution(org.id, today)
+    disabled = disabled_count(org.id)
     impact = impact_of_requiring_all(org.id, today)
     document = {
         "org": {"id": org.id, "name": org.name},
@@ -141,6 +142,7 @@ def show(org_name: str, as_json: bool) -> None:
         },
         "distribution": {s.value: counts[s] for s in ORDER},
         "total": sum(counts.values()),
+        "disabled_not_counted": disabled,
         "impact_of_requiring_all": impact.as_dict(),
     }
     if as_json:
@@ -154,7 +156,7 @@ def show(org_name: str, as_json: bool) -> None:
     click.echo(f"Grace period: {_grace_text(settings['grace_days'], settings['grace_logins'])}")
     click.echo("Push on a new phone by password + e-mailed code: "
                f"{'on' if settings['self_push_recovery'] else 'off (recovery QR code only)'}")
-    click.echo(f"Users: {document['total']}")
+    click.echo(f"Users: {document['total']}" + (f" ({disabled} disabled, not counted)" if disabled else ""))
     width = max(len(s.value) for s in ORDER)
     for s in ORDER:
         click.echo(f"  {s.value:<{width}}  {counts[s]:>7}  ({SHIELD_TEXT[s]})")

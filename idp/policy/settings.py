@@ -79,11 +79,20 @@ def _now(now: datetime | None) -> datetime:
     return now or utcnow()
 
 
+# The organization's and the user's rows are locked FOR NO KEY UPDATE (PostgreSQL), as the rest of
+# the code locks a user (idp.factors.directory.lock_user): a policy change never alters a key, and
+# FOR UPDATE also conflicts with the FOR KEY SHARE that every insert referencing the row takes for
+# its foreign key (a code, a token, a session, a challenge of the user's; a new user of the
+# organization). A code exchange for the user then waited for an admin's policy change
+# (tests/concurrency/test_policy_races.py), and one holding such a key share while it waited for
+# a lock the change held could deadlock, as a factor's withdrawal did with a refresh
+# (tests/concurrency/test_factor_withdrawal_race.py). Two policy changes still wait for each other.
+
 def _org_for_update(org_id: int, actor: Actor) -> Organization:
     if actor.org_id is not None and actor.org_id != org_id:
         raise PolicyError("organization not found")
     org = db.session.execute(
-        select(Organization).where(Organization.id == org_id).with_for_update()
+        select(Organization).where(Organization.id == org_id).with_for_update(key_share=True)
         .execution_options(populate_existing=True)  # the locked row's values, not a stale copy
     ).scalar_one_or_none()
     if org is None:
@@ -93,7 +102,7 @@ def _org_for_update(org_id: int, actor: Actor) -> Organization:
 
 def _user_for_update(user_id: int, actor: Actor) -> User:
     user = db.session.execute(
-        select(User).where(User.id == user_id).with_for_update(of=User)
+        select(User).where(User.id == user_id).with_for_update(of=User, key_share=True)
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if user is None or (actor.org_id is not None and user.org_id != actor.org_id):

@@ -182,14 +182,19 @@ def status_expr(today: date, org_require: Any = None, columns=User) -> ColumnEle
 
 
 def _inputs_of_org(org_id: int):
-    """The org's users grouped by the three inputs of the status: a handful of rows.
+    """The org's enabled users grouped by the three inputs of the status: a handful of rows.
 
     Counting over this instead of over the users themselves evaluates the CASE once
     per distinct (setting, end date, factor count) rather than once per user, and
     the grouping reads only the covering index ix_users_org_policy.
+
+    Disabled accounts are left out: they sign in with nothing, so they are neither protected
+    nor at risk, and counting them as "not active" made an organization look less safe than
+    it is (and "Require 2FA for everyone" promised enrolments nobody would make). They are
+    counted apart: `disabled_count`.
     """
     return (select(User.mfa_setting, User.exempt_until, User.second_factor_count, func.count().label("n"))
-            .where(User.org_id == org_id)
+            .where(User.org_id == org_id, User.disabled.is_(False))
             .group_by(User.mfa_setting, User.exempt_until, User.second_factor_count)
             .subquery("inputs"))
 
@@ -216,8 +221,16 @@ def is_required(user, org, today: date | None = None) -> bool:
             and _required(user.mfa_setting, user.exempt_until, org.require_2fa, today))
 
 
+def disabled_count(org_id: int) -> int:
+    """The organization's disabled accounts: those `distribution` and `impact_of_requiring_all`
+    leave out (the pages say how many: "N disabled accounts are not counted")."""
+    return int(db.session.scalar(select(func.count()).select_from(User).where(
+        User.org_id == org_id, User.disabled.is_(True))) or 0)
+
+
 def distribution(org_id: int, today: date | None = None) -> dict[TwoFactorStatus, int]:
-    """Users of the organization per status: one statement, GROUP BY the CASE; all four keys present."""
+    """Enabled users of the organization per status (disabled ones: `disabled_count`): one
+    statement, GROUP BY the CASE; all four keys present."""
     inputs = _inputs_of_org(org_id)
     expr = status_expr(today or today_utc(), columns=inputs.c)
     rows = db.session.execute(
@@ -246,7 +259,8 @@ class Impact:
 
 
 def impact_of_requiring_all(org_id: int, today: date | None = None) -> Impact:
-    """Counts in one aggregate, with the organization's requirement taken as on."""
+    """Counts in one aggregate, with the organization's requirement taken as on (enabled users only,
+    as `distribution`: a disabled account enrols nothing)."""
     today = today or today_utc()
     inputs = _inputs_of_org(org_id)
     exempt = exempt_expr(today, inputs.c)

@@ -32,6 +32,15 @@ def csp_for_forms_to(uri: str | None) -> str:
     return _CSP.format(form_action=f"'self' {origin}", frame_ancestors="'none'") if origin else CSP
 
 
+def csp_for_frames_of(uris: list[str]) -> str:
+    """The page CSP for a page that frames `uris` (the clients' front-channel logout pages,
+    idp.oidc.frontchannel): the default, plus those origins as the only frame sources. An IPv6
+    host, which a CSP source cannot name, is left out rather than allowing its whole scheme."""
+    origins = sorted({origin for origin in map(_origin, uris) if origin and not origin.endswith(":")})
+    sources = " ".join(origins) or "'none'"
+    return f"{CSP}; frame-src {sources}"
+
+
 @lru_cache(maxsize=256)
 def csp_for_form_post(uri: str) -> str | None:
     """The CSP of a form_post authorization response to `uri` (idp.oidc.response_mode): its form

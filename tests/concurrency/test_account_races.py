@@ -1,12 +1,15 @@
-"""Account changes raced over HTTP on PostgreSQL: two admins removing each other's administrator
-rights, or disabling each other, at the same moment leave the organization one enabled admin
-(idp.users locks the organization's row before counting its admins)."""
+"""Account changes raced on PostgreSQL: two operators removing each other's administrator rights,
+or disabling each other, at the same moment leave the organization one enabled admin (idp.users
+locks the organization's row before counting its admins); an admin's change to a member raced by
+that member's promotion never lands on an admin (idp.admin.access.peer_admin_refused reads the
+role under the user's row lock)."""
 from __future__ import annotations
 
 import pytest
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, password_login, seed
+from fixtures.race import at_once
 from test_factor_races import _at_once
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
@@ -14,29 +17,38 @@ pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_T
 
 @pytest.mark.parametrize("action", ["role", "disable"])
 def test_two_admins_demoting_or_disabling_each_other_at_once_leave_one_admin(pg_server, action):
+    """The admin pages leave another admin's account to the operator: the race is two `idp user`
+    commands' (idp.users.set_role, set_disabled), run here on threads of the server's app."""
     from sqlalchemy import func, select, update
 
+    from idp import users
     from idp.db import db
     from idp.models import AuditEvent, User
 
     seeded = seed(pg_server)
-    with pg_server.context():  # two admins: the seeded one and alice
-        db.session.execute(update(User).where(User.email == seeded.user_email).values(role="admin"))
-        db.session.commit()
+    with pg_server.context():
         ids = dict(db.session.execute(select(User.email, User.id)).all())
-    rp = RelyingParty(pg_server.url, seeded.first_party)
-    pairs = ((seeded.admin_email, ids[seeded.user_email]), (seeded.user_email, ids[seeded.admin_email]))
+    pairs = (ids[seeded.user_email], ids[seeded.admin_email])
+
+    def change(i: int) -> str:
+        with pg_server.context():
+            target = db.session.get(User, pairs[i])
+            try:
+                if action == "role":
+                    users.set_role(target, "user", actor="cli")
+                else:
+                    users.set_disabled(target, True, actor="cli")
+            except users.LastAdmin:
+                db.session.rollback()
+                return "refused"
+            db.session.commit()
+            return "changed"
+
     for _round in range(10):  # the window is a few milliseconds wide: try it several times
         with pg_server.context():
             db.session.execute(update(User).where(User.org_id == seeded.org_id).values(role="admin", disabled=False))
             db.session.commit()
-        submissions = []
-        for me, other_id in pairs:  # signed in afresh: disabling ended the loser's sessions
-            browser = FormBrowser(pg_server.url)
-            password_login(browser, rp, me, seeded.password)
-            page = browser.get(f"/admin/users/{other_id}/{action}")
-            submissions.append((browser, next(f for f in page.forms() if f["action"].endswith(f"/{action}")), {}))
-        _at_once(submissions)
+        assert sorted(at_once(2, change)) == ["changed", "refused"], f"round {_round}"
         with pg_server.context():
             admins = db.session.scalar(select(func.count()).select_from(User).where(
                 User.org_id == seeded.org_id, User.role == "admin", User.disabled.is_(False)))
@@ -45,6 +57,46 @@ def test_two_admins_demoting_or_disabling_each_other_at_once_leave_one_admin(pg_
     with pg_server.context():
         changed = db.session.scalars(select(AuditEvent).where(AuditEvent.event == event)).all()
     assert len(changed) == 10
+
+
+def test_a_members_promotion_raced_by_an_admins_change_never_leaves_it_on_an_admin(pg_server):
+    """Admin A disables Alice as admin B makes her an administrator: either the disabling came
+    first (then her promotion), or it is refused (she is an admin by then). Without the role read
+    under her row lock, A's request read "member", B's promotion committed, and A disabled an admin."""
+    from sqlalchemy import select, update
+
+    from idp.db import db
+    from idp.models import AuditEvent, User
+
+    seeded = seed(pg_server)
+    with pg_server.context():
+        db.session.add(User(public_id="peer-b", org_id=seeded.org_id, email="bob@acme.test", name="Bob",
+                            role="admin", password_hash=pg_server.app.extensions["idp.passwords"].hash(
+                                seeded.password)))
+        db.session.commit()
+        alice = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    admins = []
+    for email in (seeded.admin_email, "bob@acme.test"):
+        browser = FormBrowser(pg_server.url)
+        password_login(browser, rp, email, seeded.password)
+        admins.append(browser)
+    for _round in range(10):
+        with pg_server.context():
+            db.session.execute(update(User).where(User.id == alice).values(role="user", disabled=False))
+            db.session.commit()
+            last = db.session.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1))
+        disable = next(f for f in admins[0].get(f"/admin/users/{alice}/disable").forms()
+                       if f["action"].endswith("/disable"))
+        promote = next(f for f in admins[1].get(f"/admin/users/{alice}/role").forms()
+                       if f["action"].endswith("/role"))
+        _at_once([(admins[0], disable, {}), (admins[1], promote, {})])
+        with pg_server.context():
+            events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.id > last, AuditEvent.event.in_(
+                ["user.disabled", "user.role_changed", "admin.peer_action_refused"])).order_by(AuditEvent.id)).all()
+        # One order or the other, each in full: never the promotion, then the disabling.
+        assert events in (["user.disabled", "user.role_changed"],
+                          ["user.role_changed", "admin.peer_action_refused"]), f"round {_round}: {events}"
 
 
 def test_one_address_added_twice_at_once_is_one_user_and_one_clear_refusal(pg_server):

@@ -1,5 +1,5 @@
 """The last grace login over HTTP, on PostgreSQL: logins pressing "Set up later" at the same moment
-spend it once."""
+spend it once; a code exchange is not held up by a policy change of its user."""
 from __future__ import annotations
 
 import pytest
@@ -73,3 +73,47 @@ def test_one_set_up_later_posted_twice_at_once_spends_one_grace_login(pg_server)
         user = db.session.scalar(select(User).where(User.email == seeded.user_email))
         postponed = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "login.enrolment_postponed")).all()
     assert user.logins_since_required == 1 and len(postponed) == 1
+
+
+def test_a_code_exchange_does_not_wait_for_a_policy_change_of_its_user(pg_server):
+    """An admin's change of a user's 2FA requirement holds the user's row till it commits; the
+    user's code exchange, whose token rows reference that row (a foreign key takes FOR KEY SHARE),
+    goes through meanwhile. With FOR UPDATE (idp.policy.settings before) it waited: the test sees
+    its backend blocked by the policy change's (pg_blocking_pids), not a duration."""
+    import threading
+    import time
+
+    from sqlalchemy import create_engine, select, text
+
+    from idp.db import db
+    from idp.models import User
+    from idp.policy import settings
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    browser = FormBrowser(pg_server.url)
+    browser.get(rp.authorization_url())
+    browser.login(seeded.user_email, seeded.password)
+    assert "code=" in (browser.last_redirect or "")
+    watcher = create_engine(pg_server.database_url)
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+        assert settings.set_user_requirement(user_id, settings.REQUIRED, None, None, settings.Actor.cli(),
+                                             commit=False)
+        holder = db.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        answers = []
+        exchange = threading.Thread(target=lambda: answers.append(rp.exchange(browser.last_redirect)))
+        exchange.start()
+        blocked = False
+        with watcher.connect() as watch:
+            while exchange.is_alive() and not blocked:
+                blocked = bool(watch.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"),
+                    {"holder": holder}).scalar_one())
+                watch.rollback()  # a transaction sees one snapshot of pg_stat_activity: look anew each time
+                time.sleep(0.02)
+        db.session.commit()  # the policy change ends: a blocked exchange goes on now
+        exchange.join()
+    watcher.dispose()
+    assert not blocked, "the code exchange waited for the policy change's lock on the user's row"
+    assert answers and answers[0].get("access_token")

@@ -203,7 +203,11 @@ def test_an_admin_does_not_disable_themselves_nor_reach_another_organization(liv
 
 # ---------------------------------------------------------------- roles
 
-def test_an_admin_makes_another_admin_and_takes_it_back(live_server, seeded, rp_factory):
+def test_an_admin_makes_another_admin_and_the_operator_takes_it_back(live_server, seeded, rp_factory):
+    """Promoting a member is the admin's; demoting another admin is the operator's
+    (idp.admin.access.peer_admin_refused; tests/integration/test_admin_peer_admins.py)."""
+    from fixtures.cli import ok, run_idp
+
     admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
     member, _, _ = signed_in(live_server, seeded, rp_factory, seeded.user_email)
     assert member.http.get(f"{live_server.url}/admin/users", allow_redirects=False).status_code == 403
@@ -213,14 +217,16 @@ def test_an_admin_makes_another_admin_and_takes_it_back(live_server, seeded, rp_
     page = admin.submit(form)
     assert 'data-role="admin"' in page.text
     assert member.http.get(f"{live_server.url}/admin/users", allow_redirects=False).status_code == 200
-    again = admin.submit(form)                       # the same form posted twice: the role it names, once
-    assert "Nothing to change" in again.text and 'data-role="admin"' in again.text
-    page = admin.submit(next(f for f in admin_page(admin, live_server, seeded.user_email, "role").forms()
-                             if f["action"].endswith("/role")))
-    assert 'data-role="user"' in page.text
+    again = admin.submit(form)                       # the same form posted twice: now another admin's role
+    assert again.status == 403 and 'id="peer-admin-refused"' in again.text
+    user_id = user_row(live_server, seeded.user_email).id
+    assert admin.http.get(f"{live_server.url}/admin/users/{user_id}/role").status_code == 403
+    ok(run_idp("user", "set-role", "--email", seeded.user_email, "--role", "user",
+               database_url=live_server.database_url))
+    assert 'data-role="user"' in admin.get(f"/admin/users/{user_id}").text
     assert member.http.get(f"{live_server.url}/admin/users", allow_redirects=False).status_code == 403
     assert [(e.details["from"], e.details["to"], e.actor) for e in events(live_server, "user.role_changed")] == [
-        ("user", "admin", seeded.admin_email), ("admin", "user", seeded.admin_email)]
+        ("user", "admin", seeded.admin_email), ("admin", "user", "cli")]
 
 
 def test_an_admin_does_not_change_their_own_role(live_server, seeded, rp_factory):

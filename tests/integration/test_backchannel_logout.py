@@ -18,7 +18,7 @@ from sqlalchemy import select
 from fixtures import servers
 from fixtures.cli import ok, refused
 from fixtures.threads import finished
-from fixtures.oidc import FormBrowser, free_port, password_login
+from fixtures.oidc import free_port, set_client, signed_in
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
@@ -84,12 +84,7 @@ def sent_out() -> None:
 
 
 def register(live_server, client: dict, uri: str | None) -> None:
-    from idp.db import db
-    from idp.models import Client
-
-    with live_server.context():
-        db.session.scalar(select(Client).where(Client.client_id == client["client_id"])).backchannel_logout_uri = uri
-        db.session.commit()
+    set_client(live_server, client, backchannel_logout_uri=uri)
 
 
 def decoded(live_server, token: str) -> tuple[dict, dict]:
@@ -105,17 +100,6 @@ def decoded(live_server, token: str) -> tuple[dict, dict]:
 
 def id_token_claims(live_server, id_token: str) -> dict:
     return decoded(live_server, id_token)[1]
-
-
-def signed_in(live_server, seeded, rp_factory, client: dict, browser: FormBrowser | None = None):
-    """A login to `client`: with the password in a new browser, or through `browser`'s session."""
-    rp = rp_factory(client)
-    if browser is None:
-        browser = FormBrowser(live_server.url)
-        password_login(browser, rp, seeded.user_email, seeded.password)
-    else:
-        browser.get(rp.authorization_url())
-    return browser, rp, rp.exchange(browser.last_redirect)
 
 
 def test_discovery_says_so(live_server):

@@ -369,7 +369,8 @@ def test_client_created_event_records_every_security_setting(url, idp, db):
         "token_endpoint_auth_methods": ["client_secret_basic", "client_secret_post"],
         "grant_types": ["authorization_code", "refresh_token"], "redirect_uris": ["https://app.example/cb"],
         "post_logout_redirect_uris": ["https://app.example/"], "scope": "openid profile email offline_access",
-        "id_token_alg": "RS256", "backchannel_logout_uri": None, "jwk_thumbprints": [],
+        "id_token_alg": "RS256", "backchannel_logout_uri": None, "frontchannel_logout_uri": None,
+        "jwk_thumbprints": [],
         "jwks_uri": None, "require_pushed_authorization_requests": False, "dpop_bound_access_tokens": False}
     details = created[public["client_id"]]["details"]
     assert (details["public"], details["token_endpoint_auth_methods"], details["id_token_alg"]) == (
@@ -567,7 +568,8 @@ def test_demo_seed_is_idempotent(url, idp, db, tmp_path):
 
 
 def test_demo_seed_records_a_change_of_the_clients_uris(url, idp, db, tmp_path):
-    """Seeding again with another --rp-url moves the demo client's redirect and logout URIs: a
+    """Seeding again with another --rp-url moves the demo client's redirect and logout URIs (its
+    front-channel logout URI too): a
     change to who may receive its codes, recorded with what it was and what it became."""
     rp_config = tmp_path / "rp.json"
     ok(idp("demo", "seed", "--rp-config", str(rp_config), database_url=url))
@@ -579,7 +581,9 @@ def test_demo_seed_records_a_change_of_the_clients_uris(url, idp, db, tmp_path):
     assert (event["actor"], event["subject_id"]) == ("cli", client["id"])
     assert event["details"] == {"client_id": client["client_id"], "changes": {
         "redirect_uris": {"from": ["http://127.0.0.1:5001/callback"], "to": ["http://127.0.0.1:6001/callback"]},
-        "post_logout_redirect_uris": {"from": ["http://127.0.0.1:5001/"], "to": ["http://127.0.0.1:6001/"]}}}
+        "post_logout_redirect_uris": {"from": ["http://127.0.0.1:5001/"], "to": ["http://127.0.0.1:6001/"]},
+        "frontchannel_logout_uri": {"from": "http://127.0.0.1:5001/frontchannel-logout",
+                                    "to": "http://127.0.0.1:6001/frontchannel-logout"}}}
 
 
 def test_demo_seed_never_leaves_the_database_with_a_secret_no_file_holds(url, idp, db, tmp_path):

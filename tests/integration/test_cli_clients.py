@@ -20,6 +20,7 @@ from idp.security.tokens import sha256_hex
 
 REGISTRATION_KEYS = {"client_id", "name", "public", "first_party", "token_endpoint_auth_methods", "grant_types",
                      "redirect_uris", "post_logout_redirect_uris", "scope", "id_token_alg", "backchannel_logout_uri",
+                     "frontchannel_logout_uri",
                      "jwk_thumbprints", "jwks_uri", "require_pushed_authorization_requests", "dpop_bound_access_tokens", "created_at",
                      "previous_secret_expires_at"}
 
@@ -165,6 +166,28 @@ def test_an_empty_post_logout_redirect_uri_clears_the_list(sqlite_only_url, idp,
         "backchannel_logout_uri": {"from": "https://wiki.example/bc", "to": None}})
     again = ok(idp("client", "update", "wiki", "--post-logout-redirect-uri", "", database_url=sqlite_only_url))
     assert "already had these settings" in again.stdout and len(db.events("client.updated")) == 1
+
+
+def test_a_front_channel_logout_uri_is_at_a_redirect_uris_origin(sqlite_only_url, idp, db):
+    """Our signed-out page frames it (idp.oidc.frontchannel): the client's own page, at the
+    scheme, host and port of one of its redirect URIs (Front-Channel Logout 1.0, section 2),
+    never a page the registration merely names. "" stops it."""
+    insert_client(db, "wiki", redirect_uris=["https://wiki.example/cb"])
+    for elsewhere in ("https://evil.example/logout", "http://wiki.example/logout", "https://wiki.example:8443/logout"):
+        refused(idp("client", "update", "wiki", "--frontchannel-logout-uri", elsewhere, database_url=sqlite_only_url),
+                "front-channel logout URI")
+    assert client_row(db, "wiki")["frontchannel_logout_uri"] is None and db.events("client.updated") == []
+    ok(idp("client", "update", "wiki", "--frontchannel-logout-uri", "https://wiki.example:443/logout?app=1",
+           database_url=sqlite_only_url))
+    assert client_row(db, "wiki")["frontchannel_logout_uri"] == "https://wiki.example:443/logout?app=1"
+    # Its redirect URIs cannot move elsewhere while it names this one.
+    refused(idp("client", "update", "wiki", "--redirect-uri", "https://new.example/cb", database_url=sqlite_only_url),
+            "front-channel logout URI")
+    ok(idp("client", "update", "wiki", "--frontchannel-logout-uri", "", database_url=sqlite_only_url))
+    assert client_row(db, "wiki")["frontchannel_logout_uri"] is None
+    changes = [event["details"]["changes"] for event in db.events("client.updated")]
+    assert changes == [{"frontchannel_logout_uri": {"from": None, "to": "https://wiki.example:443/logout?app=1"}},
+                       {"frontchannel_logout_uri": {"from": "https://wiki.example:443/logout?app=1", "to": None}}]
 
 
 def test_client_update_to_the_same_settings_writes_nothing(sqlite_only_url, idp, db):

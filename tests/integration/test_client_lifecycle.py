@@ -105,6 +105,30 @@ def test_a_login_whose_client_vanished_ends_on_the_expired_page(uncached_server,
     assert browser.last_redirect is None  # no code went anywhere
 
 
+@pytest.fixture
+def caching_server(migrated_database_url):
+    """Clients kept for five minutes: whatever happens to a client meanwhile, the worker's copy is stale."""
+    server = start_server(migrated_database_url, {"tokens.client_cache_ttl": 300})
+    yield server
+    server.stop()
+
+
+def test_a_client_that_vanished_while_cached_gets_no_code(caching_server):
+    """The code's INSERT asks the database whether its client still exists (idp.oidc.code_issuance):
+    a worker's cached copy of a client removed meanwhile issued the code all the same."""
+    seeded = seed(caching_server)
+    rp = RelyingParty(caching_server.url, seeded.third_party)
+    browser = FormBrowser(caching_server.url)
+    browser.get(rp.authorization_url())  # the worker reads the client, and keeps it
+    page = browser.submit(browser.page.form_with("password"),
+                          {"username": seeded.user_email, "password": seeded.password})
+    form = page.form_with("action")  # the consent page, from the cached copy
+    drop_client_row(caching_server.database_url, seeded.third_party["client_id"])
+    page = browser.submit(form, button=("action", "allow"))
+    assert 400 <= page.status < 500, page
+    assert browser.last_redirect is None  # no code went anywhere
+
+
 def test_a_token_whose_client_is_gone_is_refused_at_userinfo(uncached_server):
     """A token row outliving its client (stored while `idp client remove` ran) opens nothing."""
     seeded = seed(uncached_server)

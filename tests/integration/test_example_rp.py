@@ -114,8 +114,41 @@ def test_sign_in_shows_the_id_token_claims_then_sign_out(live_server, demo_rp):
     if web.last_redirect is None and web.page.forms():  # a confirmation page, if the provider asks
         form = web.page.forms()[0]
         web.submit(form, button=form["buttons"][0] if form["buttons"] else None)
-    assert web.last_redirect == rp_url + "/"
+    # The demo asked for front-channel logout: the provider's signed-out page frames it, then
+    # goes on to the demo's home page.
+    frames, continue_to = frames_of(web.page)
+    assert [frame.split("?")[0] for frame in frames] == [rp_url + "/frontchannel-logout"]
+    assert continue_to == rp_url + "/"
     assert 'id="sign-in"' in web.http.get(rp_url + "/").text
+
+
+def frames_of(page) -> tuple[list[str], str]:
+    """The frames a signed-out page loads (idp.oidc.frontchannel), and where it goes on to."""
+    from html import unescape
+
+    holder = re.search(r'<div id="frontchannel-logout"[^>]*>', page.text).group(0)
+    frames = json.loads(unescape(re.search(r'data-frames="([^"]*)"', holder).group(1)))
+    return frames, unescape(re.search(r'data-continue="([^"]*)"', holder).group(1))
+
+
+def test_a_sign_out_at_the_provider_ends_the_demos_session_through_its_frame(live_server, demo_rp):
+    """Signed out on the provider's own page: its frame of the demo's front-channel logout page
+    (loaded as a frame of another site is, without the demo's cookie) ends the demo's session
+    of that `sid`; a frame naming another issuer ends nothing."""
+    import requests
+
+    web = FormBrowser(live_server.url)
+    web.http.get(signed_in_at_the_provider(web, demo_rp))
+    assert 'id="greeting"' in web.http.get(demo_rp.url + "/").text
+    confirm = web.get("/logout")
+    frames, continue_to = frames_of(web.submit(confirm.forms()[0]))
+    [frame] = frames
+    assert continue_to == ""
+    forged = frame.replace("iss=", "iss=https%3A%2F%2Fother.example%2F&was=")
+    assert requests.get(forged, timeout=10).status_code == 200
+    assert 'id="greeting"' in web.http.get(demo_rp.url + "/").text        # another issuer's word: nothing
+    assert requests.get(frame, timeout=10).status_code == 200                # a cookieless frame
+    assert 'id="sign-in"' in web.http.get(demo_rp.url + "/").text
 
 
 def test_a_denied_consent_is_shown_not_crashed(live_server, demo_rp):

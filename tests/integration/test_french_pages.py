@@ -29,7 +29,7 @@ import pyotp
 from babel.messages.pofile import read_po
 
 from fixtures.device import allow_device_grant, ask_for_codes
-from fixtures.oidc import FormBrowser, Page
+from fixtures.oidc import FormBrowser, Page, callback_base, set_client
 from fixtures.totp import MFA
 
 PO = Path(__file__).resolve().parents[2] / "idp" / "translations" / "fr" / "LC_MESSAGES" / "messages.po"
@@ -153,7 +153,9 @@ def test_no_english_is_left_on_the_pages_of_a_french_browser(live_server, seeded
     web.consent("allow")
     assert web.last_redirect
 
-    # Another browser: the second factor, a wrong code, a recovery code instead.
+    # Another browser: the second factor, a wrong code, a recovery code instead. The client asks
+    # for front-channel logout: that browser's sign-out page frames it (idp.oidc.frontchannel).
+    set_client(live_server, seeded.third_party, frontchannel_logout_uri=f"{callback_base()}/third/frontchannel-logout")
     other = walk.browser(live_server)
     other.get(third.authorization_url(prompt="login"))
     page = walk.check("totp-challenge", other.login(seeded.user_email, seeded.password))
@@ -190,6 +192,9 @@ def test_no_english_is_left_on_the_pages_of_a_french_browser(live_server, seeded
 
     walk.check("logout", web.get("/logout"))
     walk.check("logged-out", web.submit(web.page.form_with("csrf_token")))
+    other.get("/logout")
+    page = walk.check("logged-out-frontchannel", other.submit(other.page.form_with("csrf_token")))
+    assert 'id="frontchannel-logout"' in page.text
 
     # The forgotten password, begun from a login.
     reset = walk.browser(live_server)
@@ -236,3 +241,4 @@ def test_no_english_is_left_on_the_pages_of_a_french_browser(live_server, seeded
     assert walk.pages >= 40
     assert not walk.found, "English on French pages:\n" + "\n".join(
         f"  {page}: {leftovers}" for page, leftovers in walk.found.items())
+

@@ -56,6 +56,19 @@ def test_a_wrong_password_is_an_anonymous_attempt_on_the_account(live_server, se
     assert event.details == {"reason": "wrong_password", "client_id": seeded.first_party["client_id"]}
 
 
+def test_a_password_for_an_unknown_address_is_recorded_too_without_the_address(live_server, seeded, web, rp_factory):
+    """So that a refusal writes and commits the same whether the address has an account or not
+    (one that wrote less for an unknown address answered sooner: its timing told which addresses
+    have accounts). Nobody's organization, nobody as subject, the typed address not kept."""
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    assert web.login("nobody@nowhere.example", "not the password").status == 401
+    [event] = events(live_server, "login.password_failed")
+    assert (event.actor, event.actor_id, event.subject_id, event.org_id) == ("anonymous", None, None, None)
+    assert event.details == {"reason": "unknown_account", "client_id": seeded.first_party["client_id"]}
+    assert "nobody" not in repr(event.details) and event.ip == "127.0.0.1"
+
+
 def test_the_right_password_of_a_disabled_account_is_refused_alike_and_recorded_as_such(live_server, seeded, web,
                                                                                           rp_factory):
     set_user(live_server, seeded.user_email, disabled=True)

@@ -453,3 +453,39 @@ def test_no_refresh_token_once_the_login_is_older_than_the_maximum_lifetime(capp
     web.get(rp.authorization_url(prompt="none", scope="openid offline_access"))
     tokens = rp.exchange(web.last_redirect)
     assert "access_token" in tokens and "refresh_token" not in tokens
+
+
+def test_a_refresh_grants_what_the_client_may_still_have(migrated_database_url):
+    """The refresh grant's one statement (idp.oidc.grants.spend_and_issue) copies the spent
+    token's scope into its successor: a client whose registered scope was narrowed since the
+    login gets (and its stored successor holds) the narrower one, as Authlib's generate_token
+    gives it; the successor after it too."""
+    from sqlalchemy import select, update
+
+    from fixtures.oidc import RelyingParty, seed, start_server
+    from idp.db import db
+    from idp.models import Client, Token
+
+    server = start_server(migrated_database_url, {"tokens.client_cache_ttl": 0})
+    try:
+        seeded = seed(server)
+        rp = RelyingParty(server.url, seeded.first_party)
+        web = FormBrowser(server.url)
+        password_login(web, rp, seeded.user_email, seeded.password, scope="openid email offline_access")
+        token = rp.exchange(web.last_redirect)
+        assert token["scope"] == "openid email offline_access"
+        with server.context():
+            db.session.execute(update(Client).where(Client.client_id == seeded.first_party["client_id"])
+                               .values(scope="openid offline_access"))
+            db.session.commit()
+        for _ in range(2):
+            answer = rp.token_request({"grant_type": "refresh_token", "refresh_token": token["refresh_token"]})
+            assert answer.status_code == 200, answer.text
+            token = answer.json()
+            assert token["scope"] == "openid offline_access" and token["token_type"] == "Bearer"
+            assert set(token) == {"token_type", "access_token", "expires_in", "refresh_token", "scope"}
+        with server.context():
+            scopes = db.session.scalars(select(Token.scope).order_by(Token.id)).all()
+        assert scopes == ["openid email offline_access", "openid offline_access", "openid offline_access"]
+    finally:
+        server.stop()

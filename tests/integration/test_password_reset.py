@@ -201,6 +201,9 @@ def test_requests_per_address_are_limited_whatever_the_account(few_per_address, 
     assert [answer.status_code for answer in refused] == [429, 429]
     assert refused[0].text == refused[1].text and seeded.user_email not in refused[0].text
     assert all(int(answer.headers["Retry-After"]) > 0 for answer in refused)
+    # When to try again, in words (the hour's limit: in minutes, rounded up), naming no account.
+    minutes = -(-int(refused[0].headers["Retry-After"]) // 60)
+    assert f"Try again in {minutes} minute" in refused[0].text, refused[0].text
     requests_handled()
     assert len(mail.messages) == 3 and len(events(few_per_address, "password_reset.requested")) == 3
 

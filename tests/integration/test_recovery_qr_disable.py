@@ -128,3 +128,40 @@ def test_a_failing_clean_up_loses_its_first_writes_too(server, seeded):
         user = directory.find_user_by_email(seeded.user_email)
         assert directory.is_disabled(user)
         assert half_done.store.get(user, credential.id).used_at is None
+
+
+class RereadingCleanupFactor(BrokenCleanupFactor):
+    """Its clean-up revokes its other credentials, reads the user's credentials again (filling the
+    request's cache of live rows, idp.factors.store._live_rows) and then fails."""
+
+    name = "rereading_cleanup"
+
+    def on_removed(self, credential):
+        for other in self.store.list(credential.user_id):
+            self.store.revoke(credential.user_id, other.id)
+        assert self.store.list(credential.user_id) == []
+        raise RuntimeError("the plugin's own bug")
+
+
+def test_a_failed_clean_up_leaves_no_stale_credentials_in_the_request(server, seeded):
+    """The savepoint rolled back the hook's revocations: the rest of the request (the admin's
+    revocation, then what it asks of the store) sees the credentials as they are, not as the hook
+    left its cache."""
+    from idp.db import db
+    from idp.factors import directory
+
+    factors = server.app.extensions["idp.factors"]
+    factors.register(RereadingCleanupFactor)
+    with server.context():
+        user = directory.find_user_by_email(seeded.user_email)
+        factor = factors.get("rereading_cleanup")
+        first, second = (factor.store.create(user, label=label) for label in ("One", "Two"))
+        directory.commit()
+    with server.app.test_request_context():
+        user = directory.find_user_by_email(seeded.user_email)
+        assert [c.id for c in factor.store.list(user)] == [first.id, second.id]
+        assert factors.remove_credential(user, first.id) is not None   # the hook failed: its writes undone
+        assert [c.id for c in factor.store.list(user)] == [second.id]  # one request, the same cache
+        db.session.commit()
+    with server.context():
+        assert [c.id for c in factor.store.list(directory.find_user_by_email(seeded.user_email))] == [second.id]

@@ -32,7 +32,15 @@ def _callee(call: ast.Call) -> str | None:
     return call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", None)
 
 
+def _index_options(tree: ast.AST) -> set[int]:
+    """The dicts given as an index's per-column options (`postgresql_ops={"event": ...}`): keyed by
+    column names, the audit table's `event` column among them, they name no event."""
+    return {id(keyword.value) for node in ast.walk(tree) if isinstance(node, ast.Call)
+            for keyword in node.keywords if keyword.arg and keyword.arg.startswith("postgresql_")}
+
+
 def _events_in(tree: ast.AST):
+    options = _index_options(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             if _callee(node) in AUDIT_CALLS and node.args:
@@ -40,7 +48,7 @@ def _events_in(tree: ast.AST):
             for keyword in node.keywords:
                 if keyword.arg == "event":
                     yield from _strings(keyword.value)
-        elif isinstance(node, ast.Dict):
+        elif isinstance(node, ast.Dict) and id(node) not in options:
             for key, value in zip(node.keys, node.values, strict=True):
                 if isinstance(key, ast.Constant) and key.value == "event":
                     yield from _strings(value)

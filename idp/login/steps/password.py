@@ -51,10 +51,10 @@ def submit(ctx: StepContext):
     db.session.commit()
     valid = passwords.verify(user.password_hash if user else None, form.password.data)
     if not valid or user is None or user.disabled:
-        locked = guess.failed()
+        locked = guess.failed(commit=False)
         metrics.LOGINS.labels(outcome="bad_password").inc()
-        if user is not None:
-            _audit_failure(ctx, user, "account_disabled" if valid else "wrong_password", locked)
+        reason = "unknown_account" if user is None else "account_disabled" if valid else "wrong_password"
+        _audit_failure(ctx, user, reason, locked)
         return show(ctx, form, _("Incorrect e-mail or password."), 401)
     guess.succeeded()
     events = _rehash_if_outdated(passwords, user, form.password.data)
@@ -75,12 +75,17 @@ def _rehash_if_outdated(passwords, user: LoginUser, password: str) -> tuple[dict
                                               "to": passwords.parameters(new_hash)}),)
 
 
-def _audit_failure(ctx: StepContext, user: LoginUser, reason: str, locked: int) -> None:
-    """A refused password for a known account, committed. Whoever typed it is anonymous (the
-    request's address and User-Agent say the rest): the account holder is the subject, not the
-    actor. `reason`: `wrong_password`, or `account_disabled` (the right password of a disabled
-    account: the same answer on the page, but its admins should know)."""
-    about = dict(org_id=user.org_id, subject_id=user.id, actor=audit.ANONYMOUS)
+def _audit_failure(ctx: StepContext, user: LoginUser | None, reason: str, locked: int) -> None:
+    """A refused password, committed with the guess's counters. Whoever typed it is anonymous
+    (the request's address and User-Agent say the rest): the account holder is the subject, not
+    the actor. `reason`: `wrong_password`, `account_disabled` (the right password of a disabled
+    account: the same answer on the page, but its admins should know), or `unknown_account`
+    (an address no account has: recorded without an organization or a subject, the address not
+    kept, since people type passwords into that field). Every refusal writes and commits alike,
+    known account or not: a refusal that wrote less for an unknown address would answer sooner,
+    and its timing would tell which addresses have accounts."""
+    about = dict(org_id=user.org_id if user else None, subject_id=user.id if user else None,
+                 actor=audit.ANONYMOUS)
     audit.record("login.password_failed", **about,
                  details={"reason": reason, "client_id": ctx.params.get("client_id")})
     if locked:  # this guess started a lockout: the admins see when guessing at an account stopped it

@@ -39,6 +39,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_audit_events_event'), ['event'], unique=False)
         batch_op.create_index('ix_audit_org_at', ['org_id', 'at'], unique=False)
         batch_op.create_index('ix_audit_subject', ['subject_id', 'id'], unique=False)
+        batch_op.create_index('ix_audit_actor', ['actor_id', 'id'], unique=False)
+        batch_op.create_index('ix_audit_org_event', ['org_id', 'event', 'id'], unique=False,
+                              postgresql_ops={'event': 'varchar_pattern_ops'})
 
     op.create_table('client_assertions',
     sa.Column('client_id', sa.String(length=64), nullable=False),
@@ -64,6 +67,7 @@ def upgrade() -> None:
     sa.Column('first_party', sa.Boolean(), nullable=False),
     sa.Column('id_token_alg', sa.String(length=10), nullable=False),
     sa.Column('backchannel_logout_uri', sa.Text(), nullable=True),
+    sa.Column('frontchannel_logout_uri', sa.Text(), nullable=True),
     sa.Column('jwks', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=True),
     sa.Column('jwks_uri', sa.Text(), nullable=True),
     sa.Column('require_pushed_authorization_requests', sa.Boolean(), nullable=False),
@@ -155,7 +159,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_users_org_email', ['org_id', 'email'], unique=False)
         batch_op.create_index(batch_op.f('ix_users_org_id'), ['org_id'], unique=False)
         batch_op.create_index('ix_users_org_id_id', ['org_id', 'id'], unique=False)
-        batch_op.create_index('ix_users_org_policy', ['org_id', 'mfa_setting', 'exempt_until', 'second_factor_count'], unique=False)
+        batch_op.create_index('ix_users_org_policy', ['org_id', 'mfa_setting', 'exempt_until', 'second_factor_count', 'disabled'], unique=False)
 
     op.create_table('authorization_codes',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -434,6 +438,8 @@ def downgrade() -> None:
 
     op.drop_table('client_assertions')
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_audit_org_event')
+        batch_op.drop_index('ix_audit_actor')
         batch_op.drop_index('ix_audit_subject')
         batch_op.drop_index('ix_audit_org_at')
         batch_op.drop_index(batch_op.f('ix_audit_events_event'))

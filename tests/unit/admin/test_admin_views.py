@@ -609,3 +609,26 @@ def test_no_recovery_qr_code_for_a_disabled_account(app, world, browser):
                                             data={"expires_in": "86400"})
     assert response.status_code == 400 and "This account is disabled" in response.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(Credential)) == 0 and audit_count() == 0
+
+
+def test_disabled_accounts_are_counted_apart(app, world, browser):
+    """Account > Security and the users list count enabled accounts in the four statuses, and say
+    how many disabled ones they leave out; the status filter lists what its count counts."""
+    client = browser(world["admin"])
+    html = client.get("/admin/security").get_data(as_text=True)
+    assert "data-disabled-not-counted" not in html
+    db.session.execute(update(User).where(User.id.in_([world["alice"].id, world["carol"].id])).values(disabled=True))
+    db.session.commit()
+    html = client.get("/admin/security").get_data(as_text=True)
+    links = re.findall(r'<a href="/admin/users\?status=([a-z_]+)" class="count" aria-label="[^"]*">(\d+)</a>', html)
+    assert links == [("not_active", "0"), ("required_not_set_up", "0"), ("active_voluntary", "2"),
+                     ("active_required", "0")]
+    assert 'data-disabled-not-counted="2"' in html and "2 disabled accounts are not counted" in html
+    assert "0 users will have to set up" in html
+    listing = client.get("/admin/users").get_data(as_text=True)
+    assert 'data-disabled-not-counted="2"' in listing and "alice@acme.test" in listing
+    filtered = client.get("/admin/users?status=not_active").get_data(as_text=True)
+    assert "alice@acme.test" not in filtered
+    db.session.execute(update(User).where(User.id == world["carol"].id).values(disabled=False))
+    db.session.commit()
+    assert "1 disabled account is not counted" in client.get("/admin/security").get_data(as_text=True)

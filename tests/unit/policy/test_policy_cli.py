@@ -43,11 +43,21 @@ def test_show_json(run, acme):
     document = json.loads(result.stdout)
     assert document["distribution"] == {"not_active": 2, "required_not_set_up": 0,
                                         "active_voluntary": 1, "active_required": 1}
-    assert document["total"] == 4
+    assert document["total"] == 4 and document["disabled_not_counted"] == 0
     assert document["settings"] == {"require_2fa": False, "allowed_factors": None,
                                     "grace_days": None, "grace_logins": None, "self_push_recovery": True}
     assert document["impact_of_requiring_all"] == {"must_enrol": 1, "exempt": 1, "already_set_up": 2,
                                                    "total": 4}
+
+
+def test_show_counts_disabled_accounts_apart(run, acme, make_user):
+    make_user(acme, "gone@example.com", disabled=True, mfa_setting="required")
+    document = json.loads(run("show", "--org", "Acme", "--json").stdout)
+    assert document["distribution"] == {"not_active": 2, "required_not_set_up": 0,
+                                        "active_voluntary": 1, "active_required": 1}
+    assert (document["total"], document["disabled_not_counted"]) == (4, 1)
+    assert document["impact_of_requiring_all"]["total"] == 4
+    assert "Users: 4 (1 disabled, not counted)" in run("show", "--org", "Acme").stdout
 
 
 def test_show_text(run, acme):

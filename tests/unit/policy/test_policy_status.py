@@ -153,3 +153,35 @@ def test_impact_of_requiring_all(app, make_org, make_user):
 def test_policy_index_exists():
     names = {index.name for index in User.__table__.indexes}
     assert "ix_users_org_policy" in names
+
+
+def test_the_refresh_grants_not_required_agrees_with_the_predicate(app, make_org, make_user):
+    """idp.oidc.grants._not_required (the refresh grant's one statement takes only users of whom
+    no second factor is required; the others go through its checks in Python) is the negation
+    of `is_required` wherever `is_required` is false, and never true where it holds."""
+    from idp.oidc.grants import _not_required
+
+    _populate(make_org, make_user)
+    rows = db.session.execute(
+        select(User, Organization, _not_required(TODAY)).join(Organization, Organization.id == User.org_id)
+    ).all()
+    assert len(rows) == len(COMBINATIONS)
+    for user, org, not_required in rows:
+        assert bool(not_required) is (not st._required(user.mfa_setting, user.exempt_until, org.require_2fa, TODAY))
+        assert not (not_required and st.is_required(user, org, TODAY))
+
+
+def test_disabled_accounts_are_in_no_status_count(app, make_org, make_user):
+    """A disabled account signs in with nothing: neither protected nor at risk. The distribution
+    and the impact of requiring everyone leave it out; `disabled_count` says how many."""
+    org = make_org()
+    make_user(org, "on@example.com", second_factor_count=1)
+    make_user(org, "off@example.com")
+    make_user(org, "gone@example.com", disabled=True)                               # would be not_active
+    make_user(org, "gone2@example.com", disabled=True, mfa_setting="required")      # would be required
+    make_user(org, "gone3@example.com", disabled=True, mfa_setting="exempt")        # would be exempt
+    assert st.distribution(org.id, TODAY) == {S.NOT_ACTIVE: 1, S.REQUIRED_NOT_SET_UP: 0, S.ACTIVE_VOLUNTARY: 1,
+                                              S.ACTIVE_REQUIRED: 0}
+    assert st.impact_of_requiring_all(org.id, TODAY) == st.Impact(must_enrol=1, exempt=0, already_set_up=1, total=2)
+    assert st.disabled_count(org.id) == 3
+    assert st.disabled_count(make_org("other").id) == 0

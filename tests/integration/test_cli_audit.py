@@ -1,0 +1,84 @@
+"""`idp audit list` (idp.audit_export): the audit log for operators, run as a real subprocess
+against a real database whose events are inserted directly."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from fixtures.cli import ok, refused
+
+from idp.db import utcnow
+from idp.models import AuditEvent, Organization, User
+
+
+def insert(db, model, **values) -> int:
+    with db.engine.begin() as conn:
+        return conn.execute(model.__table__.insert().values(**values)).inserted_primary_key[0]
+
+
+def world(db) -> dict:
+    """Two organizations, a user in each, and events of each, of none, old and new."""
+    now = utcnow()
+    acme = insert(db, Organization, name="Acme", created_at=now)
+    other = insert(db, Organization, name="Other", created_at=now)
+    alice = insert(db, User, org_id=acme, email="alice@acme.example", name="Alice", role="user", public_id="a" * 22,
+                   created_at=now)
+    bob = insert(db, User, org_id=other, email="bob@other.example", name="Bob", role="user", public_id="b" * 22,
+                 created_at=now)
+    for at, org_id, event, subject_id, details in (
+            (now - timedelta(days=3), acme, "login.succeeded", alice, {}),
+            (now - timedelta(hours=2), acme, "login.password_failed", alice, {"reason": "wrong_password"}),
+            (now - timedelta(hours=1), other, "factor.removed", bob, {"factor": "totp"}),
+            (now - timedelta(minutes=30), None, "login.password_failed", None, {"reason": "unknown_account"}),
+            (now - timedelta(minutes=10), None, "client.created", None, {"client_id": "wiki"})):
+        insert(db, AuditEvent, at=at, org_id=org_id, event=event, actor="anonymous", subject_id=subject_id,
+               ip="192.0.2.7", user_agent="Agent/1.0", details=details)
+    return {"acme": acme, "alice": alice, "bob": bob}
+
+
+def listed(idp, url, *args) -> list[dict]:
+    return json.loads(ok(idp("audit", "list", "--json", *args, database_url=url)).stdout)
+
+
+def test_the_last_day_of_every_organization_and_of_none_oldest_first(url, idp, db):
+    ids = world(db)
+    events = listed(idp, url)
+    assert [(e["event"], e["org"]) for e in events] == [
+        ("login.password_failed", "Acme"), ("factor.removed", "Other"), ("login.password_failed", None),
+        ("client.created", None)]
+    first = events[0]
+    assert (first["subject"], first["subject_id"], first["org_id"]) == ("alice@acme.example", ids["alice"], ids["acme"])
+    assert (first["actor"], first["ip"], first["user_agent"]) == ("anonymous", "192.0.2.7", "Agent/1.0")
+    assert first["details"] == {"reason": "wrong_password"} and first["at"].endswith("Z")
+
+    text = ok(idp("audit", "list", "--since", "7d", database_url=url)).stdout.splitlines()
+    assert len(text) == 5 and "login.succeeded  org=Acme  actor=anonymous  subject=alice@acme.example" in text[0]
+    assert text[-1].endswith('ip=192.0.2.7  {"client_id": "wiki"}')
+
+
+def test_filters_by_organization_user_event_and_window(url, idp, db):
+    world(db)
+    assert [e["event"] for e in listed(idp, url, "--org", "Acme", "--since", "7d")] == [
+        "login.succeeded", "login.password_failed"]
+    assert [e["subject"] for e in listed(idp, url, "--user", "BOB@other.example")] == ["bob@other.example"]
+    assert [e["org"] for e in listed(idp, url, "--event", "login.password")] == ["Acme", None]
+    assert listed(idp, url, "--event", "login_") == []                   # a prefix, "_" no wildcard
+    assert [e["event"] for e in listed(idp, url, "--since", "7d", "--until", "90m")] == [
+        "login.succeeded", "login.password_failed"]
+    start = (utcnow() - timedelta(minutes=45)).replace(microsecond=0).isoformat() + "Z"
+    assert [e["event"] for e in listed(idp, url, "--since", start)] == ["login.password_failed", "client.created"]
+
+
+def test_a_limit_keeps_the_oldest_and_says_more_were_left(url, idp, db):
+    world(db)
+    result = ok(idp("audit", "list", "--json", "--limit", "2", database_url=url))
+    assert [e["event"] for e in json.loads(result.stdout)] == ["login.password_failed", "factor.removed"]
+    assert "more than 2 events" in result.stderr
+    assert ok(idp("audit", "list", "--since", "1m", database_url=url)).stdout.strip() == "no events"
+
+
+def test_bad_input_is_one_line_and_no_listing(sqlite_only_url, idp):
+    refused(idp("audit", "list", "--org", "Nobody", database_url=sqlite_only_url), "unknown organization")
+    refused(idp("audit", "list", "--user", "nobody@example.com", database_url=sqlite_only_url), "no user")
+    refused(idp("audit", "list", "--since", "last tuesday", database_url=sqlite_only_url), "--since")
+    refused(idp("audit", "list", "--limit", "0", database_url=sqlite_only_url), "--limit")
