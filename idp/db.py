@@ -19,6 +19,7 @@ from idp.sqlite_wait import wait_for_write_lock
 
 _DBAPI = "idp_dbapi_connection"
 _CURSOR = "idp_dbapi_cursor"  # PostgreSQL: the one cursor of the session transaction's statements (Database._execute)
+_NOTES = "idp_transaction_notes"  # what the session's transaction has established (Database.note)
 # The largest row id: ids are INTEGER columns, and PostgreSQL's ends here. An id from a URL or a
 # form beyond it names no row, and asking for it would be a driver error (a 500), not a miss.
 MAX_ROW_ID = 2**31 - 1
@@ -124,6 +125,7 @@ class Database:
                 # Dropped, not closed: its connection may be another thread's by now (back in the
                 # pool), and a client-side cursor holds nothing on the server.
                 session.info.pop(_CURSOR, None)
+                session.info.pop(_NOTES, None)
 
     def forget_on_rollback(self, forget) -> None:
         """Call `forget()` after every rollback of the session's transaction or of a savepoint in
@@ -283,6 +285,21 @@ class Database:
             # the whole transaction (the account's disabling with it). Once emitted, a dict look-up.
             session.connection()
         return driver
+
+    def note(self, key: str, value) -> None:
+        """Remember `value` under `key` until the session's transaction ends (committed or rolled
+        back): what a statement of it established and holds (a row it locked), for a later step
+        of the same transaction not to ask again (`noted`). Not inside a savepoint, whose rollback
+        would release what it took."""
+        session = self.session()
+        if session.in_transaction() and not session.in_nested_transaction():
+            session.info.setdefault(_NOTES, {})[key] = value
+
+    def noted(self, key: str):
+        """What `note` remembered under `key` in the session's current transaction, else None."""
+        if not self.in_transaction():
+            return None
+        return self.session().info.get(_NOTES, {}).get(key)
 
     def in_transaction(self) -> bool:
         """Whether this request's session has begun a transaction (without creating a session to ask)."""

@@ -199,6 +199,25 @@ def _count_failure_statement(dialect: str, *, unless_locked: bool = False):
     return built
 
 
+_COUNT_FAILURES: dict[tuple[str, int], object] = {}
+
+
+def _count_failures_statement(dialect: str, count: int):
+    """`_count_failure_statement` for `count` keys at once (k0, k1...): one statement, one round
+    trip, returning each key's count (the second factor's wrong code counts the user's and the
+    address's). Rows are written in the keys' order, as one statement a key did."""
+    built = _COUNT_FAILURES.get((dialect, count))
+    if built is None:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        statement = insert(_COUNTERS).values([{"key": bindparam(f"k{i}"), "failures": 1, "updated_at": bindparam("now")}
+                                              for i in range(count)])
+        built = _COUNT_FAILURES[(dialect, count)] = statement.on_conflict_do_update(
+            index_elements=[_COUNTERS.c.key],
+            set_={"failures": _COUNTERS.c.failures + 1, "updated_at": statement.excluded.updated_at},
+        ).returning(_COUNTERS.c.key, _COUNTERS.c.failures)
+    return built
+
+
 def fail(keys: list[str], *, commit: bool = True) -> int:
     """Count one failure on each key; returns the longest lockout now in force (seconds).
 
@@ -211,9 +230,10 @@ def fail(keys: list[str], *, commit: bool = True) -> int:
         return counted
     longest = 0
     now = utcnow()
-    count_failure = _count_failure_statement(db.engine.dialect.name)
-    for key in keys:
-        failures = db.run(count_failure, {"key_": key, "now": now}).scalar()
+    keys = list(dict.fromkeys(keys))  # (one row a statement may change once)
+    counted = db.run(_count_failures_statement(db.engine.dialect.name, len(keys)),
+                     dict(_key_values(keys), now=now)).all() if keys else []
+    for key, failures in counted:
         delay = _delay_for(failures, _kind(key))
         if delay:
             db.run(_LOCK, {"key_": key, "until": now + timedelta(seconds=delay)})

@@ -15,7 +15,7 @@ from idp.factors.contract import Factor
 from idp.factors.registry import current_registry
 from idp.factors.types import FactorKind, UserRef
 from idp.login.transaction import State
-from idp.login.user import UserLike
+from idp.login.user import LoginUser, UserLike
 from idp.models import Credential, User
 from idp.policy import decide as policy
 
@@ -91,13 +91,42 @@ def _utc(timestamp: int) -> datetime:
 
 
 def decision_for(user: UserLike, params: dict, amr: tuple[str, ...] = (), auth_time: int | None = None):
-    """The policy's decision for this user and request, given what has been proven so far (`amr`)."""
+    """The policy's decision for this user and request, given what has been proven so far (`amr`).
+
+    Decided anew by each request, from the user's and organization's rows as that request read
+    them: an administrator's change of policy (the organization's required or accepted factors,
+    the user's setting) applies to a login in progress from its next request on. Not kept in the
+    login's row (its `decision` column): a "not required", or a factor accepted, that an
+    administrator has withdrawn since would let the login through on it. Within one request the
+    same question is answered once (`_decided_in_request`): a wrong code's POST asks it to check
+    the factor posted and again to show the page."""
     from idp.db import utcnow
 
-    now = utcnow()
-    session = policy.SessionFacts(auth_time=_utc(auth_time) if auth_time else now, amr=amr) if amr else None
-    return policy.decide(user, user.org, request=request_facts(params), session=session, now=now,
-                         factors=_held_factor_names(user))
+    factors = _held_factor_names(user)
+    if amr or not isinstance(user, LoginUser):  # (an ORM user is mutable: no memo of it)
+        now = utcnow()
+        session = policy.SessionFacts(auth_time=_utc(auth_time) if auth_time else now, amr=amr) if amr else None
+        return policy.decide(user, user.org, request=request_facts(params), session=session, now=now,
+                             factors=factors)
+    return _decided_in_request(user, params, factors)
+
+
+def _decided_in_request(user: LoginUser, params: dict, factors: list[str]):
+    """`decision_for` without a session's facts, decided once per request for the same inputs: the
+    same (frozen) user row, the same parameters and the same factors held (a check that suspended
+    a credential, a WebAuthn key suspected cloned, changes those, and so the decision)."""
+    from flask import g, has_app_context
+
+    from idp.db import utcnow
+
+    memo = g.get("_idp_decision") if has_app_context() else None
+    if memo is not None and memo[0] is user and memo[1] == params and memo[2] == factors:
+        return memo[3]
+    decision = policy.decide(user, user.org, request=request_facts(params), session=None, now=utcnow(),
+                             factors=factors)
+    if has_app_context():
+        g._idp_decision = (user, dict(params), list(factors), decision)
+    return decision
 
 
 def allowed_factors(user: UserLike, decision, kind: FactorKind = FactorKind.SECOND_FACTOR) -> list:

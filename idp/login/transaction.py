@@ -111,7 +111,7 @@ def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, u
 # (SQLite, whose transactions hold the write lock, has no such clause and needs none.) FOR NO KEY
 # UPDATE, as lock_user: a refresh storing a token of this user is not waited for (a key suspected
 # cloned at this step revokes token families, which waits for that refresh's row: a deadlock).
-_HOLD_USER = (select(_TABLE.c.state, _TABLE.c.version)
+_HOLD_USER = (select(_TABLE.c.state, _TABLE.c.version, User.__table__.c.disabled)
               .select_from(User.__table__.join(_TABLE, _TABLE.c.user_id == User.__table__.c.id))
               .where(User.__table__.c.id == bindparam("user_id"), _TABLE.c.id == bindparam("id_"))
               .with_for_update(key_share=True))
@@ -127,6 +127,10 @@ def hold_user_at(row: TransactionRow, version: int) -> bool:
     without this second look it would then check the same answer again: a WebAuthn assertion
     whose count has just been stored would read as a cloned key."""
     found = db.run(_HOLD_USER, {"user_id": row.user_id, "id_": row.id}).first()
+    if found is not None and not found.disabled:
+        # Read under the lock, enabled: the login's last step need not lock and read it again
+        # (login_user.hold_for_sign_in) if it comes in this transaction.
+        login_user.note_held_enabled(row.user_id)
     return found is not None and found.state == row.state and found.version == version
 
 

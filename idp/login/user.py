@@ -106,8 +106,21 @@ def store_password_hash(user_id: int, password_hash: str, previous_hash: str) ->
                                          "previous_hash": previous_hash}).rowcount == 1
 
 
+_HELD_ENABLED = "idp_login_user_held_enabled"
+
+
+def note_held_enabled(user_id: int) -> None:
+    """This transaction has locked the user's row (FOR NO KEY UPDATE, or SQLite's write lock) and
+    read it not disabled under that lock (idp.login.transaction.hold_user_at): `hold_for_sign_in`
+    then has nothing to ask, nothing being able to disable the user before the commit."""
+    db.note(_HELD_ENABLED, user_id)
+
+
 def hold_for_sign_in(user_id: int) -> bool:
     """Lock the user's row for the rest of this transaction (PostgreSQL; SQLite's write lock is
     already held); False when the user is disabled (or gone). A sign-out everywhere
-    (idp.users) waits for a login holding it, or is waited for: the two never interleave."""
+    (idp.users) waits for a login holding it, or is waited for: the two never interleave.
+    No statement when this transaction already holds it so (`note_held_enabled`)."""
+    if db.noted(_HELD_ENABLED) == user_id:
+        return True
     return db.run(_HOLD_FOR_SIGN_IN, {"user_id": user_id}).first() is not None

@@ -135,3 +135,26 @@ def test_each_thread_runs_its_statements_on_its_own_connection(database):
     thread.join(timeout=30)
     assert seen == {"rows": [], "same": False}
     database.session.rollback()
+
+
+def test_a_note_lasts_as_long_as_the_transaction_and_is_not_taken_in_a_savepoint(database):
+    """What a transaction established (the login's user locked and read enabled, which spares the
+    login's last step its own lock: idp.login.user.hold_for_sign_in) is forgotten when it ends,
+    committed or rolled back; and a savepoint, whose rollback releases its locks, notes nothing."""
+    assert database.noted("held") is None  # no transaction
+    database.run(_HASHES_OF_CLIENT, {"client": "svc"})
+    database.note("held", 7)
+    assert database.noted("held") == 7
+    database.session.commit()
+    assert database.noted("held") is None
+    database.run(_HASHES_OF_CLIENT, {"client": "svc"})
+    assert database.noted("held") is None  # (a new transaction)
+    database.note("held", 8)
+    database.session.rollback()
+    database.run(_HASHES_OF_CLIENT, {"client": "svc"})
+    assert database.noted("held") is None
+    with database.session.begin_nested():
+        database.run(_HASHES_OF_CLIENT, {"client": "svc"})
+        database.note("held", 9)
+        assert database.noted("held") is None
+    database.session.rollback()

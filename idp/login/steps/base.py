@@ -37,9 +37,35 @@ class StepContext:
         values.setdefault("version", self.row.version)
         values.setdefault("client_name", self.client_name)
         values.setdefault("handle", self.handle)
+        return render_template(template, **values), status, self._headers()
+
+    def render_from_stencil(self, template, status: int, error: str | None, key: dict, values_for):
+        """`render` for a page many logins see alike (the challenge page, and again after a wrong
+        code): from its stencil (idp.login.stencil), the same bytes for a fraction of the
+        rendering. `values_for(handle)` gives the template's values other than the login's own
+        (action, version, client name, handle, error, CSRF token), which `key` names (what the
+        page shows that another login's page for the same template and language may not: the
+        method, its view, the others offered)."""
+        from flask_wtf.csrf import generate_csrf
+
+        from idp.login import stencil
+
+        per_login = {"handle": self.handle, "version": self.row.version, "client_name": self.client_name,
+                     "csrf_token": generate_csrf(), "error": error, "key": key}
+
+        def marked(marks: dict) -> dict:
+            return dict(values_for(marks["handle"]), action=url_for("login.step", handle=marks["handle"]),
+                        version=marks["version"], client_name=marks["client_name"], handle=marks["handle"],
+                        error=marks["error"], csrf_token=lambda: marks["csrf_token"])
+
+        page = stencil.render(template, per_login, marked)
+        if page is None:
+            return self.render(template, status=status, error=error, **values_for(self.handle))
+        return page, status, self._headers()
+
+    def _headers(self) -> dict:
         # Any form of a login step may end in the redirect to the client (the code, or an error).
-        csp = csp_for_forms_to(self.row.authz_request.get("redirect_uri"))
-        return render_template(template, **values), status, {"Content-Security-Policy": csp}
+        return {"Content-Security-Policy": csp_for_forms_to(self.row.authz_request.get("redirect_uri"))}
 
 
 def wait_message(seconds: int) -> str:

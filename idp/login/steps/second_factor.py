@@ -88,7 +88,9 @@ def early_challenge(row, user) -> dict:
 
 def show(ctx: StepContext, error: str | None = None, status: int = 200):
     """The challenge page. (Its template writes its own fields and `login/step.html` the CSRF
-    token: no form object is built for it.)"""
+    token: no form object is built for it.) From its stencil (`StepContext.render_from_stencil`):
+    the page a wrong code shows again, and the one the password step leads to, are the same for
+    every login with the same method but for the login's own values."""
     user = user_of(ctx)
     factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
@@ -104,10 +106,16 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200):
             return ctx.render("login/no_factor.html", status=503, error=error)
     factor = usable[name]
     templates = [f"factors/{name}/challenge.html", "login/challenge_generic.html"]
-    return ctx.render(templates, status=status, view=view, factor=factor,
-                      error=error, alternatives=[f for f in factors if f.name != name],
-                      recovery=[f for f in recovery if f.name != name],
-                      poll_url=url_for("login.poll", handle=ctx.handle) if factor.supports_poll else None)
+    alternatives = [f for f in factors if f.name != name]
+    others = [f for f in recovery if f.name != name]
+
+    def values_for(handle: str) -> dict:
+        return dict(view=view, factor=factor, alternatives=alternatives, recovery=others,
+                    poll_url=url_for("login.poll", handle=handle) if factor.supports_poll else None)
+
+    key = {"factor": name, "view": view, "alternatives": [f.name for f in alternatives],
+           "recovery": [f.name for f in others], "poll": bool(factor.supports_poll)}
+    return ctx.render_from_stencil(templates, status, error, key, values_for)
 
 
 def choose(ctx: StepContext, name: str):
