@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime
+import functools
 import json
 import os
 import re
@@ -94,9 +95,9 @@ def start_baseline(args, workdir: Path) -> Server:
     return server
 
 
-def idp_cli(env: dict, *argv: str, stdin: str | None = None) -> str:
+def idp_cli(env: dict, *argv: str, stdin: str | None = None, cwd: Path = REPO) -> str:
     command = [sys.executable, "-c", "import sys; from idp.cli import main; sys.exit(main())", *argv]
-    out = subprocess.run(command, env=env, input=stdin, capture_output=True, text=True, cwd=REPO, timeout=120)
+    out = subprocess.run(command, env=env, input=stdin, capture_output=True, text=True, cwd=cwd, timeout=120)
     if out.returncode != 0:
         raise RuntimeError(f"idp {' '.join(argv)} failed: {out.stderr.strip()[-400:]}")
     return out.stdout
@@ -130,6 +131,23 @@ def fresh_postgres_database(url: str) -> str:
     return url
 
 
+def provider_tree(args, env: dict, workdir: Path) -> Path:
+    """The checkout whose `idp` and `plugins` the provider runs: this one, or `--provider-tree`
+    (an A/B against another commit). That tree is the working directory of the provider's
+    gunicorn, which puts its working directory first on sys.path (so PYTHONPATH alone would
+    still run this checkout's code), and first on PYTHONPATH for the `idp` commands, beside a
+    folder where `idp_plugins` is its `plugins/`."""
+    if not args.provider_tree:
+        return REPO
+    tree = Path(args.provider_tree).resolve()
+    links = workdir / "provider-tree-links"
+    links.mkdir(exist_ok=True)
+    if not (links / "idp_plugins").exists():
+        (links / "idp_plugins").symlink_to(tree / "plugins")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), str(links), env.get("PYTHONPATH")]))
+    return tree
+
+
 def start_provider(args, kind: str, workdir: Path) -> Server:
     port = PORTS[kind]
     if kind == "sqlite":
@@ -143,12 +161,14 @@ def start_provider(args, kind: str, workdir: Path) -> Server:
                IDP_SECRET_KEY=secrets.token_urlsafe(48), IDP_ENV="development",
                PROMETHEUS_MULTIPROC_DIR=str(prom_dir), **UNLIMITED)
     env.pop("IDP_SERVER__TRUSTED_PROXIES", None)  # no proxy: X-Forwarded-For is ignored
-    idp_cli(env, "init")
-    idp_cli(env, "org", "add", "bench")
+    tree = provider_tree(args, env, workdir)
+    cli = functools.partial(idp_cli, cwd=tree)
+    cli(env, "init")
+    cli(env, "org", "add", "bench")
     users = []
     for i in range(USERS):
         email, password = f"bench{i}@bench.test", secrets.token_urlsafe(18)
-        idp_cli(env, "user", "add", "--org", "bench", "--email", email, "--name", f"Bench {i}", "--password-stdin",
+        cli(env, "user", "add", "--org", "bench", "--email", email, "--name", f"Bench {i}", "--password-stdin",
                 stdin=password + "\n")
         users.append((email, password))
     totp_users = []
@@ -160,15 +180,15 @@ def start_provider(args, kind: str, workdir: Path) -> Server:
         lines = "".join(json.dumps({"org": "bench", "email": e, "password": p, "secret": s}) + "\n"
                         for e, p, s in totp_users)
         out = subprocess.run([sys.executable, str(REPO / "bench" / "seed_totp.py")], env=env, input=lines,
-                             capture_output=True, text=True, cwd=REPO, timeout=1800)
+                             capture_output=True, text=True, cwd=tree, timeout=1800)
         if out.returncode != 0:
             raise RuntimeError(f"seeding TOTP users failed: {out.stderr.strip()[-400:]}")
     redirect_uri = "http://127.0.0.1:9/callback"
-    web = json.loads(idp_cli(env, "client", "add", "--name", "bench-web", "--redirect-uri", redirect_uri,
+    web = json.loads(cli(env, "client", "add", "--name", "bench-web", "--redirect-uri", redirect_uri,
                              "--first-party", "--grant-type", "authorization_code", "--grant-type", "refresh_token"))
-    cc = json.loads(idp_cli(env, "client", "add", "--name", "bench-service", "--redirect-uri", redirect_uri,
+    cc = json.loads(cli(env, "client", "add", "--name", "bench-service", "--redirect-uri", redirect_uri,
                             "--grant-type", "client_credentials"))
-    server = Server(f"provider/{kind}", gunicorn_argv(args, port, "idp.app:create_app()"), env, port, cwd=str(REPO),
+    server = Server(f"provider/{kind}", gunicorn_argv(args, port, "idp.app:create_app()"), env, port, cwd=str(tree),
                     log_path=workdir / f"provider-{kind}.log")
     if kind == "postgresql":
         server.db_pids = postgres_backends(database_url)
@@ -361,6 +381,9 @@ def main(argv=None) -> int:
     parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
     parser.add_argument("--threads", type=int, default=4, help="threads per worker with gthread")
     parser.add_argument("--argon2-seconds", type=float, default=5.0)
+    parser.add_argument("--provider-tree", metavar="DIR",
+                        help="run the provider from this checkout (an A/B against another commit: "
+                             "git worktree add /tmp/old COMMIT); default: this one")
     parser.add_argument("--output", help="markdown file (default bench/results/<date>.md)")
     parser.add_argument("--update-readme", metavar="RESULTS_MD",
                         help="only re-render bench/README.md's latest-figures section from a saved results file")
