@@ -43,6 +43,23 @@ def snapshot(server, skip: tuple[str, ...] = ()) -> dict[str, list[str]]:
     return rows
 
 
+# What a refused guess leaves, as any wrong one: its counters, and its audit event (a password
+# for no account is recorded too, so that it costs what a wrong one for an account costs).
+GUESS_TRACES = ("failure_counters", "audit_events")
+
+
+def unknown_address_refusals(server) -> list[tuple]:
+    """The audit events of the refusals of addresses no account has: (event, reason, org, subject)."""
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    with server.context():
+        rows = [(e.event, e.details.get("reason"), e.org_id, e.subject_id)
+                for e in db.session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+        db.session.remove()
+    return rows
+
+
 def new_challenge_types(server, before: dict) -> list:
     """The payload types of the factor_challenges rows added since `before`."""
     from idp.db import db
@@ -76,10 +93,11 @@ def test_a_username_with_nul_is_a_wrong_address(server, seeded, web, rp_factory)
     rp = rp_factory(seeded.first_party)
     web.get(rp.authorization_url())
     for username in ("a\x00b@demo.example", seeded.user_email + NUL):
-        before = snapshot(server, skip=("failure_counters",))  # the guess counts, as any wrong one
+        before = snapshot(server, skip=GUESS_TRACES)  # the guess counts, as any wrong one
         page = web.login(username, seeded.password)
         assert page.status == 401 and "Incorrect e-mail or password." in page.text
-        assert snapshot(server, skip=("failure_counters",)) == before
+        assert snapshot(server, skip=GUESS_TRACES) == before
+    assert unknown_address_refusals(server) == [("login.password_failed", "unknown_account", None, None)] * 2
     web.login(seeded.user_email, seeded.password)
     assert web.callback_params()["code"]
 
@@ -286,22 +304,24 @@ def test_recovery_with_nul_in_the_user_or_recovery_id_is_refused(server, seeded)
 
 
 def test_personal_recovery_with_nul_in_the_email_is_a_wrong_address(server, seeded):
-    before = snapshot(server, skip=("failure_counters",))  # the guess counts, as on the login form
+    before = snapshot(server, skip=GUESS_TRACES)  # the guess counts, as on the login form
     for email in ("a\x00@x", seeded.user_email + NUL):
         response = requests.post(server.url + "/factors/qr_recovery/personal/start",
                                  json={"email": email, "password": seeded.password}, timeout=10)
         assert response.status_code == 401 and response.json() == {"error": "invalid_credentials"}
-    assert snapshot(server, skip=("failure_counters",)) == before
+    assert snapshot(server, skip=GUESS_TRACES) == before
+    assert unknown_address_refusals(server) == [("recover.password_failed", "unknown_account", None, None)] * 2
 
 
 def test_lone_surrogates_in_json_are_a_400_not_a_500(server, seeded):
     """A JSON body may spell a lone surrogate ("\\ud800"), which no UTF-8 encoder accepts: hashing
     the password or the lockout key would fail (on SQLite as on PostgreSQL): a wrong password."""
-    before = snapshot(server, skip=("failure_counters",))  # the guess counts, as on the login form
+    before = snapshot(server, skip=GUESS_TRACES)  # the guess counts, as on the login form
     for body in ({"email": seeded.user_email, "password": "\ud800"}, {"email": "a\udcff@x", "password": "p"}):
         response = requests.post(server.url + "/factors/qr_recovery/personal/start", json=body, timeout=10)
         assert response.status_code == 401 and response.json() == {"error": "invalid_credentials"}
-    assert snapshot(server, skip=("failure_counters",)) == before
+    assert snapshot(server, skip=GUESS_TRACES) == before
+    assert unknown_address_refusals(server) == [("recover.password_failed", "unknown_account", None, None)] * 2
 
 
 # --- signed in: the security page ----------------------------------------------------------------
