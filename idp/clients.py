@@ -40,7 +40,7 @@ from idp.login.transaction import TERMINAL
 from idp.models import (AuthorizationCode, Client, ConsentGrant, DeviceAuthorization, LoginTransaction, PushedRequest,
                         SessionClient, Token)
 from idp.oidc.client_assertion import JwksRefused, public_jwks, thumbprints
-from idp.security.origins import LOOPBACK_HOSTS, is_ip_address
+from idp.security.origins import LOOPBACK_HOSTS, browser_origin, is_ip_address
 from idp.security.text import name_problem, storable
 from idp.security.tokens import random_token, sha256_hex
 
@@ -225,15 +225,10 @@ def _checked_frontchannel_uri(uri: str, redirect_uris: tuple[str, ...]) -> str:
     scheme of this URL MUST be the same as that of a registered Redirection URI value"): our
     signed-out page frames it, so it must be the client's own page, not one it names."""
     uri = check_redirect_uri(uri, "front-channel logout URI")
-    if _origin(uri) not in {_origin(registered) for registered in redirect_uris}:
+    if browser_origin(uri) not in {browser_origin(registered) for registered in redirect_uris}:
         raise ClientRefused(f"invalid front-channel logout URI {uri!r}: its scheme, host and port must be "
                             "those of one of the client's redirect URIs")
     return uri
-
-
-def _origin(uri: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(uri)
-    return parts.scheme, parts.hostname or "", parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
 
 def new_client_id() -> str:

@@ -179,41 +179,25 @@ def check(keys: list[str]) -> int:
 _LOCK = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"))
          .values(locked_until=bindparam("until")))
 _UNLOCK = _COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_")).values(locked_until=null())
-_COUNT_FAILURE: dict[tuple[str, bool], object] = {}
+_COUNT_FAILURES: dict[tuple[str, int, bool], object] = {}
 
 
-def _count_failure_statement(dialect: str, *, unless_locked: bool = False):
-    """INSERT ... ON CONFLICT DO UPDATE failures + 1 RETURNING failures, built once per dialect.
+def _count_failures_statement(dialect: str, count: int, *, unless_locked: bool = False):
+    """INSERT ... ON CONFLICT DO UPDATE failures + 1 for `count` keys at once (k0, k1...): one
+    statement, one round trip, RETURNING each key's count (a second factor's wrong code counts
+    the user's and the address's), built once per shape. Rows are written in the keys' order.
     `unless_locked` (reserve): the DO UPDATE only where no lockout is in force -- no row is
-    returned then, and nothing is counted."""
-    built = _COUNT_FAILURE.get((dialect, unless_locked))
-    if built is None:
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        statement = insert(_COUNTERS).values(key=bindparam("key_"), failures=1, updated_at=bindparam("now"))
-        unlocked = or_(_COUNTERS.c.locked_until.is_(None), _COUNTERS.c.locked_until <= bindparam("now"))
-        built = _COUNT_FAILURE[(dialect, unless_locked)] = statement.on_conflict_do_update(
-            index_elements=[_COUNTERS.c.key],
-            set_={"failures": _COUNTERS.c.failures + 1, "updated_at": statement.excluded.updated_at},
-            where=unlocked if unless_locked else None,
-        ).returning(_COUNTERS.c.failures)
-    return built
-
-
-_COUNT_FAILURES: dict[tuple[str, int], object] = {}
-
-
-def _count_failures_statement(dialect: str, count: int):
-    """`_count_failure_statement` for `count` keys at once (k0, k1...): one statement, one round
-    trip, returning each key's count (the second factor's wrong code counts the user's and the
-    address's). Rows are written in the keys' order, as one statement a key did."""
-    built = _COUNT_FAILURES.get((dialect, count))
+    returned for such a key, and nothing is counted."""
+    built = _COUNT_FAILURES.get((dialect, count, unless_locked))
     if built is None:
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         statement = insert(_COUNTERS).values([{"key": bindparam(f"k{i}"), "failures": 1, "updated_at": bindparam("now")}
                                               for i in range(count)])
-        built = _COUNT_FAILURES[(dialect, count)] = statement.on_conflict_do_update(
+        unlocked = or_(_COUNTERS.c.locked_until.is_(None), _COUNTERS.c.locked_until <= bindparam("now"))
+        built = _COUNT_FAILURES[(dialect, count, unless_locked)] = statement.on_conflict_do_update(
             index_elements=[_COUNTERS.c.key],
             set_={"failures": _COUNTERS.c.failures + 1, "updated_at": statement.excluded.updated_at},
+            where=unlocked if unless_locked else None,
         ).returning(_COUNTERS.c.key, _COUNTERS.c.failures)
     return built
 
@@ -261,10 +245,11 @@ def reserve(key: str) -> int:
     if waited is not None:
         return waited
     now = utcnow()
-    counted = _count_failure_statement(db.engine.dialect.name, unless_locked=True)
-    failures = db.run(counted, {"key_": key, "now": now}).scalar()
-    if failures is None:  # locked: the upsert changed nothing
+    counted = db.run(_count_failures_statement(db.engine.dialect.name, 1, unless_locked=True),
+                     dict(_key_values([key]), now=now)).first()
+    if counted is None:  # locked: the upsert changed nothing
         return check([key]) or 1
+    failures = counted.failures
     delay = _delay_for(failures, _kind(key))
     if delay:
         db.run(_LOCK, {"key_": key, "until": now + timedelta(seconds=delay)})

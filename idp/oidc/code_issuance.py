@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, exists, select
 from idp.db import db
 from idp.models import Client
 from idp.oidc import backchannel, parameters
-from idp.oidc.grants import _CODES, _CODE_CHALLENGE, NONCE_USED, code_row
+from idp.oidc.grants import _CODE_CHALLENGE, NONCE_USED, code_insert_where, code_row
 from idp.security.tokens import random_token
 
 _CLIENTS = Client.__table__
@@ -29,22 +29,13 @@ _CLIENTS = Client.__table__
 # had to send a PKCE challenge): read in the INSERT, not from the per-process cache.
 _CLIENT_STILL_THERE = select(_CLIENTS.c.id).where(
     _CLIENTS.c.client_id == bindparam("client_id"), _CLIENTS.c.public == bindparam("client_public_"))
-_INSERT_IF_CURRENT: dict[tuple[str, ...], object] = {}
 
 
 def _insert_if_current_statement(columns: tuple[str, ...], with_nonce: bool):
     """INSERT the code's row ... SELECT its values WHERE the client still exists (and, with a
-    nonce, NOT EXISTS a code of this client's with it: grants.NONCE_USED); built once per column set."""
-    key = (columns, with_nonce)
-    statement = _INSERT_IF_CURRENT.get(key)
-    if statement is None:
-        conditions = [exists(_CLIENT_STILL_THERE)]
-        if with_nonce:
-            conditions.append(~exists(NONCE_USED))
-        values = select(*[bindparam(name, type_=_CODES.c[name].type) for name in columns]).where(*conditions)
-        statement = _INSERT_IF_CURRENT[key] = _CODES.insert().from_select(list(columns), values,
-                                                                          include_defaults=False)
-    return statement
+    nonce, NOT EXISTS a code of this client's with it: grants.NONCE_USED)."""
+    return code_insert_where(("if_current", with_nonce), columns, lambda: [
+        exists(_CLIENT_STILL_THERE), *([~exists(NONCE_USED)] if with_nonce else [])])
 
 
 def _checked_redirect_uri(params: dict, client) -> str | None:

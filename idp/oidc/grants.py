@@ -324,19 +324,24 @@ class S256CodeChallenge(CodeChallenge):
 # (idp.oidc.openid.OpenIDCode.exists_nonce) and again by the INSERT of the code that ends a login.
 NONCE_USED = select(_CODES.c.id).where(
     _CODES.c.client_id == bindparam("client_id"), _CODES.c.nonce == bindparam("nonce")).limit(1)
-_INSERT_UNLESS_NONCE_USED: dict[tuple[str, ...], object] = {}
+_CODE_INSERTS: dict[tuple, object] = {}
+
+
+def code_insert_where(kind, columns: tuple[str, ...], conditions) -> object:
+    """INSERT a code's row (`columns`) ... SELECT its values WHERE `conditions()`: a check and the
+    insert in one statement, built once per `kind` of check and column set."""
+    statement = _CODE_INSERTS.get((kind, columns))
+    if statement is None:
+        values = select(*[bindparam(name, type_=_CODES.c[name].type) for name in columns]).where(*conditions())
+        statement = _CODE_INSERTS[(kind, columns)] = _CODES.insert().from_select(
+            list(columns), values, include_defaults=False)
+    return statement
 
 
 def _insert_unless_nonce_used_statement(columns: tuple[str, ...]):
     """The code, unless NONCE_USED: OpenIDCode.exists_nonce's replay check and the INSERT in one
-    statement (INSERT ... SELECT ... WHERE NOT EXISTS), for the code that ends a login; built once
-    per column set."""
-    statement = _INSERT_UNLESS_NONCE_USED.get(columns)
-    if statement is None:
-        values = select(*[bindparam(name, type_=_CODES.c[name].type) for name in columns]).where(~exists(NONCE_USED))
-        statement = _INSERT_UNLESS_NONCE_USED[columns] = _CODES.insert().from_select(
-            list(columns), values, include_defaults=False)
-    return statement
+    statement (INSERT ... SELECT ... WHERE NOT EXISTS), for the code that ends a login."""
+    return code_insert_where("unless_nonce_used", columns, lambda: [~exists(NONCE_USED)])
 
 
 def claim_code(code_hash: str, client, *, approval: bool = False):
