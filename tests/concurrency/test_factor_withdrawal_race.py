@@ -65,31 +65,14 @@ def _rotate(engine, refresh_token: str):
     return refresh, refresh_tx, successor
 
 
-@pytest.mark.parametrize("first", ["refresh", "withdrawal"])
-def test_a_refresh_in_flight_does_not_outlive_the_factor_its_login_proved(pg_server, postgres_url, monkeypatch,
-                                                                          first):
-    """`refresh`: the refresh has stored its successor (uncommitted) when the withdrawal begins.
-    `withdrawal`: the withdrawal holds the user's row when the refresh spends the old token and
-    inserts its successor (whose foreign key takes a key share of the user's row). The user's row
-    taken FOR UPDATE made the refresh wait for the withdrawal there, while the withdrawal waited
-    for the old token's row, which the refresh held: PostgreSQL found a deadlock and one of the
-    two failed (an admin's removal of a lost phone, or the refresh, a 500). Both now end well."""
+def _paused_withdrawal(pg_server, seeded, monkeypatch):
+    """The withdrawal of WITHDRAWN from the seeded user (sessions.end_proved_by), to run on a
+    thread: it sets `locked` once it holds the user's row, then waits for `go`. Returns (locked,
+    go, outcome: {"ended"} or {"error"}, the thread's function)."""
     from idp import sessions
     from idp.db import db
     from idp.login import transaction
-    from idp.models import AuditEvent, Token, User
-    from idp.security.tokens import sha256_hex
-
-    seeded = seed(pg_server)
-    rp = RelyingParty(pg_server.url, seeded.third_party)
-    browser = FormBrowser(pg_server.url)
-    password_login(browser, rp, seeded.user_email, seeded.password,
-                   scope="openid offline_access", prompt="consent")
-    tokens = rp.exchange(browser.last_redirect)
-    engine = create_engine(postgres_url)
-    with engine.begin() as conn:  # as if that login had proved the phone (its session's list is left alone)
-        conn.execute(text("UPDATE tokens SET credential_ids = :ids WHERE refresh_token_hash = :old"),
-                     {"ids": f"[{WITHDRAWN}]", "old": sha256_hex(tokens["refresh_token"])})
+    from idp.models import User
 
     locked, go = threading.Event(), threading.Event()
     expire_advanced_by = transaction.expire_advanced_by
@@ -110,6 +93,34 @@ def test_a_refresh_in_flight_does_not_outlive_the_factor_its_login_proved(pg_ser
                 db.session.commit()
         except Exception as error:  # (a deadlock, say)
             outcome["error"] = error
+
+    return locked, go, outcome, withdraw
+
+
+@pytest.mark.parametrize("first", ["refresh", "withdrawal"])
+def test_a_refresh_in_flight_does_not_outlive_the_factor_its_login_proved(pg_server, postgres_url, monkeypatch,
+                                                                          first):
+    """`refresh`: the refresh has stored its successor (uncommitted) when the withdrawal begins.
+    `withdrawal`: the withdrawal holds the user's row when the refresh spends the old token and
+    inserts its successor (whose foreign key takes a key share of the user's row). The user's row
+    taken FOR UPDATE made the refresh wait for the withdrawal there, while the withdrawal waited
+    for the old token's row, which the refresh held: PostgreSQL found a deadlock and one of the
+    two failed (an admin's removal of a lost phone, or the refresh, a 500). Both now end well."""
+    from idp.models import AuditEvent, Token
+    from idp.security.tokens import sha256_hex
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.third_party)
+    browser = FormBrowser(pg_server.url)
+    password_login(browser, rp, seeded.user_email, seeded.password,
+                   scope="openid offline_access", prompt="consent")
+    tokens = rp.exchange(browser.last_redirect)
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:  # as if that login had proved the phone (its session's list is left alone)
+        conn.execute(text("UPDATE tokens SET credential_ids = :ids WHERE refresh_token_hash = :old"),
+                     {"ids": f"[{WITHDRAWN}]", "old": sha256_hex(tokens["refresh_token"])})
+
+    locked, go, outcome, withdraw = _paused_withdrawal(pg_server, seeded, monkeypatch)
 
     refreshed: dict = {}
 
@@ -230,10 +241,6 @@ def test_a_code_exchanged_while_the_factor_its_login_proved_is_withdrawn_leaves_
     then waited for (revoke_codes): a deadlock. Now the exchange stores its tokens without
     waiting, and the withdrawal revokes them."""
     from fixtures.code_exchange import code_row, exchange_request, tokens_of
-    from idp import sessions
-    from idp.db import db
-    from idp.login import transaction
-    from idp.models import User
 
     seeded = seed(pg_server)
     rp = RelyingParty(pg_server.url, seeded.third_party)
@@ -246,25 +253,7 @@ def test_a_code_exchanged_while_the_factor_its_login_proved_is_withdrawn_leaves_
         conn.execute(text("UPDATE authorization_codes SET credential_ids = :ids WHERE id = :id"),
                      {"ids": f"[{WITHDRAWN}]", "id": row.id})
 
-    locked, go = threading.Event(), threading.Event()
-    expire_advanced_by = transaction.expire_advanced_by
-
-    def paused_after_the_users_row(user_id, withdrawn):
-        locked.set()
-        go.wait(10)
-        return expire_advanced_by(user_id, withdrawn)
-
-    monkeypatch.setattr(transaction, "expire_advanced_by", paused_after_the_users_row)
-    outcome: dict = {}
-
-    def withdraw():
-        try:
-            with pg_server.context():
-                user = db.session.scalar(select(User).where(User.email == seeded.user_email))
-                outcome["ended"] = sessions.end_proved_by(user, {WITHDRAWN}, actor_id=None, actor="test")
-                db.session.commit()
-        except Exception as error:  # (a deadlock, say)
-            outcome["error"] = error
+    locked, go, outcome, withdraw = _paused_withdrawal(pg_server, seeded, monkeypatch)
 
     thread = threading.Thread(target=withdraw)
     thread.start()
