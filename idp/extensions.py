@@ -7,12 +7,12 @@ from pathlib import Path
 
 from flask import Flask, current_app, g, has_request_context, request, session
 from flask_babel import Babel, get_locale, refresh
-from flask_limiter import Limiter
 from flask_wtf.csrf import CSRFProtect
 
 from idp.config import Settings
 from idp import template_i18n
 from idp.security import limiter_storage  # noqa: F401  (registers the idp-memory:// storage)
+from idp.security.lean_limiter import LeanLimiter
 from idp.security.guess_keys import address_key
 
 SUPPORTED_LOCALES = ("en", "fr")
@@ -27,7 +27,8 @@ def client_address() -> str:
     return address_key(request.remote_addr) if request.remote_addr else "unknown"
 
 
-limiter = Limiter(key_func=client_address, default_limits=[], headers_enabled=True)
+# Flask-Limiter, its decorated limits checked without the general resolution (idp.security.lean_limiter).
+limiter = LeanLimiter(key_func=client_address, default_limits=[], headers_enabled=True)
 
 
 def login_posts_per_ip() -> str:
