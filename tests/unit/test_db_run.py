@@ -158,3 +158,36 @@ def test_a_note_lasts_as_long_as_the_transaction_and_is_not_taken_in_a_savepoint
         database.note("held", 9)
         assert database.noted("held") is None
     database.session.rollback()
+
+
+def test_a_commit_with_nothing_to_commit_begins_nothing(database):
+    """idp.db.RequestSession: no transaction is begun (nor its commit listeners run) only to end it."""
+    from sqlalchemy import event
+
+    ended = []
+    listener = lambda session, transaction: ended.append(transaction)  # noqa: E731
+    event.listen(database.session.session_factory, "after_transaction_end", listener)
+    try:
+        database.session.commit()
+        assert ended == [] and not database.in_transaction()
+        database.run_insert(_TOKENS, _row(1))  # a statement of the session's transaction
+        database.session.commit()
+        assert len(ended) == 1
+    finally:
+        event.remove(database.session.session_factory, "after_transaction_end", listener)
+    assert database.run(_HASHES_OF_CLIENT, {"client": "svc"}).scalar() == f"{1:064x}"
+    database.session.rollback()
+
+
+def test_a_commit_still_flushes_what_the_session_holds_outside_a_transaction(database):
+    """Objects added, or changed after the transaction that loaded them ended, are flushed and committed."""
+    database.session.add(Token(**_row(1)))
+    database.session.commit()
+    database.session.remove()
+    changed = database.session.scalar(select(Token).where(Token.access_token_hash == f"{1:064x}"))
+    database.session.commit()  # (its transaction ends: the object stays, loaded)
+    changed.client_id = "web"
+    database.session.commit()
+    database.session.remove()
+    assert database.run(_HASHES_OF_CLIENT, {"client": "web"}).scalar() == f"{1:064x}"
+    database.session.rollback()
