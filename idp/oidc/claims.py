@@ -45,6 +45,10 @@ _ACTIVE_USER = (
     .join(Organization, Organization.id == User.org_id)
     .where(User.id == bindparam("user_id"), User.disabled.is_(False))
 )
+# What `active_user_of` reads of a user beside another table's row that holds its `user_id`
+# (the code claimed with its user: idp.oidc.grants.claim_code), labelled apart from that row's columns.
+CLAIM_USER_COLUMNS = (*[column for column in CLAIM_COLUMNS if column.key != "user_id"],
+                      User.disabled.label("user_disabled"), User.tokens_valid_after)
 
 
 def active_user(user_id: int | None, *, authenticated_at: int | None = None) -> ClaimsUser | None:
@@ -57,6 +61,22 @@ def active_user(user_id: int | None, *, authenticated_at: int | None = None) -> 
     row = db.read_first(_ACTIVE_USER, {"user_id": user_id})
     if row is None or (authenticated_at is not None
                        and not valid_after_sign_out(authenticated_at, row.tokens_valid_after)):
+        return None
+    return ClaimsUser.from_row(row)
+
+
+def carries_user(row) -> bool:
+    """Whether `row` holds its user's `CLAIM_USER_COLUMNS`."""
+    return hasattr(row, "user_disabled")
+
+
+def active_user_of(row, *, authenticated_at: int | None = None) -> ClaimsUser | None:
+    """`active_user` from a row that carries its user's `CLAIM_USER_COLUMNS` beside `user_id`:
+    None for a user unknown (no such row joined), disabled, or signed out everywhere since
+    `authenticated_at`."""
+    if row.user_id is None or row.public_id is None or row.user_disabled:
+        return None
+    if authenticated_at is not None and not valid_after_sign_out(authenticated_at, row.tokens_valid_after):
         return None
     return ClaimsUser.from_row(row)
 

@@ -250,6 +250,18 @@ def _claim_statement(of_kind):
 
 _CLAIM_CODE = _claim_statement(_CODES.c.redirect_uri != "")
 _CLAIM_APPROVAL = _claim_statement(_CODES.c.redirect_uri == "")
+# PostgreSQL: the code claimed and its user read in one statement (the claim's UPDATE as a
+# data-modifying CTE, its row joined to the user's as the statement's snapshot saw it), so that
+# the code exchange reads its user without a round trip of its own. The outer joins keep the
+# claim whatever the user's row says: a code is spent by its first presentation. (SQLite's
+# RETURNING cannot name another table, nor can it run an UPDATE in a CTE: there the user is
+# read apart, claims.active_user.)
+_CLAIMED = _CLAIM_CODE.cte("claimed")
+_CLAIM_CODE_WITH_USER = (
+    select(_CLAIMED, *claims.CLAIM_USER_COLUMNS)
+    .select_from(_CLAIMED.outerjoin(User, User.id == _CLAIMED.c.user_id)
+                 .outerjoin(Organization, Organization.id == User.org_id))
+)
 # A code presented again after it was redeemed: marked reused (once), so that the tokens of its
 # first redemption are revoked, or stored revoked if that redemption is still under way.
 _MARK_REUSED_CODE = (
@@ -344,17 +356,22 @@ def _insert_unless_nonce_used_statement(columns: tuple[str, ...]):
     return code_insert_where("unless_nonce_used", columns, lambda: [~exists(NONCE_USED)])
 
 
-def claim_code(code_hash: str, client, *, approval: bool = False):
+def claim_code(code_hash: str, client, *, approval: bool = False, with_user: bool = False):
     """The row of the live code with this hash, claimed for `client`; None when there is none.
     `approval`: a device's approval, which only the device grant redeems, is looked for instead.
+    `with_user`: on PostgreSQL the row also carries its user's `claims.CLAIM_USER_COLUMNS`
+    (`claims.active_user_of` reads them), in the same statement.
 
     Committed at once, in a statement of its own: a code is spent by its first presentation,
     even one that then fails (a wrong PKCE verifier, say), so it cannot be retried. A code
     presented again after its claim is assumed stolen (audited as such, the first time): its
     mark comes first, then its tokens are revoked (idp.token_revocation). Also the device
     grant's redemption of an approval (idp.oidc.device_flow)."""
-    row = db.first_alone(_CLAIM_APPROVAL if approval else _CLAIM_CODE,
-                         {"code_hash_": code_hash, "for_client": client.get_client_id(), "now": utcnow()})
+    if approval:
+        statement = _CLAIM_APPROVAL
+    else:
+        statement = _CLAIM_CODE_WITH_USER if with_user and db.lone().postgresql else _CLAIM_CODE
+    row = db.first_alone(statement, {"code_hash_": code_hash, "for_client": client.get_client_id(), "now": utcnow()})
     if row is not None:
         return row
     reused = db.run(_MARK_REUSED_CODE, {"code_hash_": code_hash, "now": utcnow()}).first()
@@ -437,7 +454,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def query_authorization_code(self, code, client):
         """Claim the code atomically; a second presentation revokes what the first obtained."""
-        row = claim_code(sha256_hex(code), client)
+        row = claim_code(sha256_hex(code), client, with_user=True)
         if row is None:
             return None
         self.request.code_row = row
@@ -458,6 +475,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             proof = getattr(self.request, "dpop", None)
             if proof is None or proof.jkt != row.dpop_jkt:
                 raise InvalidDPoPProof("This code is bound to a DPoP key (dpop_jkt): send a proof signed with it.")
+        if claims.carries_user(row):  # PostgreSQL: read with the claim (claim_code's with_user)
+            return claims.active_user_of(row, authenticated_at=row.auth_time)
         return claims.active_user(row.user_id, authenticated_at=row.auth_time)
 
 
