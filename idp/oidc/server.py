@@ -53,10 +53,7 @@ class LeanFlaskOAuth2Request(FlaskOAuth2Request):
     """
 
     def __init__(self, request) -> None:
-        environ = request.environ
-        uri = (f"{environ['wsgi.url_scheme']}://{environ.get('HTTP_HOST') or environ.get('SERVER_NAME', '')}"
-               f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}")
-        OAuth2Request.__init__(self, method=request.method, uri=uri, headers=request.headers)
+        OAuth2Request.__init__(self, method=request.method, uri=urls.environ_uri(request.environ), headers=request.headers)
         self._request = request
         self.payload = (FormBodyPayload if request.method == "POST" else FlaskOAuth2Payload)(request)
 

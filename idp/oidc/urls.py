@@ -32,3 +32,12 @@ def at(issuer: str, name: str) -> str:
 def of(name: str) -> str:
     """The URL of endpoint `name` at this app's issuer."""
     return at(current_app.extensions["idp.settings"].issuer, name)
+
+
+def environ_uri(environ) -> str:
+    """The request's URL without its query, from the WSGI environ (where idp.ops.proxy applied the
+    trusted X-Forwarded-* headers): what Authlib's request adapters keep as `uri` (read only to
+    refuse plain http outside development), without the IRI decoding and host validation of
+    werkzeug's `request.url`."""
+    return (f"{environ['wsgi.url_scheme']}://{environ.get('HTTP_HOST') or environ.get('SERVER_NAME', '')}"
+            f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}")
