@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import cached_property
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
@@ -26,8 +27,19 @@ from idp.security.text import storable
 from idp.security.tokens import random_token, sha256_hex
 
 
+class QueryPayload(FlaskOAuth2Payload):
+    """Authlib's payload of a GET (`request.values`), looked up once: Authlib reads it a dozen
+    to two dozen times per request (each parameter through `data`), and each read went through
+    werkzeug's cached property on the request."""
+
+    @cached_property
+    def data(self):
+        return self._request.values
+
+
 class FormBodyPayload(FlaskOAuth2Payload):
-    """A POST's parameters: its form-encoded body, never its query string.
+    """A POST's parameters: its form-encoded body, never its query string (looked up once, as
+    QueryPayload's).
 
     The token, revocation and introspection requests (RFC 6749 3.2 and 4.1.3, RFC 7009 2.1,
     RFC 7662 2.1) and an RP-initiated logout by POST send their parameters in the body.
@@ -36,7 +48,7 @@ class FormBodyPayload(FlaskOAuth2Payload):
     accepted, and a parameter in both places was two values of it.
     """
 
-    @property
+    @cached_property
     def data(self):
         return self._request.form
 
@@ -55,7 +67,7 @@ class LeanFlaskOAuth2Request(FlaskOAuth2Request):
     def __init__(self, request) -> None:
         OAuth2Request.__init__(self, method=request.method, uri=urls.environ_uri(request.environ), headers=request.headers)
         self._request = request
-        self.payload = (FormBodyPayload if request.method == "POST" else FlaskOAuth2Payload)(request)
+        self.payload = (FormBodyPayload if request.method == "POST" else QueryPayload)(request)
 
 
 def _named_client_id(request) -> str | None:
