@@ -28,13 +28,16 @@ from idp.security.tokens import random_token, sha256_hex
 
 
 class QueryPayload(FlaskOAuth2Payload):
-    """Authlib's payload of a GET (`request.values`), looked up once: Authlib reads it a dozen
-    to two dozen times per request (each parameter through `data`), and each read went through
-    werkzeug's cached property on the request."""
+    """Authlib's payload of a request other than a POST (`request.values`), looked up once:
+    Authlib reads it a dozen to two dozen times per request (each parameter through `data`), and
+    each read went through werkzeug's cached property on the request. A GET's `values` are its
+    query alone (werkzeug reads no form for a GET): the query itself, then, rather than a
+    CombinedMultiDict that looks each parameter up through it."""
 
     @cached_property
     def data(self):
-        return self._request.values
+        request = self._request
+        return request.args if request.method == "GET" else request.values
 
 
 class FormBodyPayload(FlaskOAuth2Payload):
