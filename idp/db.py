@@ -185,20 +185,20 @@ class Database:
             return self.run(statement, values).all()
         return self.lone().read_all(statement, values)
 
-    def first_alone(self, statement, values: dict):
+    def first_alone(self, statement, values: dict, *, synchronous: bool = True):
         """One prebuilt statement in a transaction of its own, outside this request's session,
         committed before this returns; its first row or None. For a conditional UPDATE ...
         RETURNING that must hold whatever happens next (an authorization code is spent by its
         first presentation); reads use `read_first`. A write takes SQLite's write
         lock for that one statement: the session must hold no transaction (refused, as for
-        `begin_alone`)."""
+        `begin_alone`). `synchronous=False` as for `insert_alone`."""
         self._refuse_inside_a_session_transaction()
-        return self.lone().first(statement, values)
+        return self.lone().first(statement, values, synchronous)
 
-    def execute_alone(self, statement, values: dict) -> int:
+    def execute_alone(self, statement, values: dict, *, synchronous: bool = True) -> int:
         """`first_alone` for a statement that returns no rows: the number of rows it changed."""
         self._refuse_inside_a_session_transaction()
-        return self.lone().execute(statement, values)
+        return self.lone().execute(statement, values, synchronous)
 
     def _refuse_inside_a_session_transaction(self) -> None:
         if self.in_transaction():

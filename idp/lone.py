@@ -241,11 +241,12 @@ class LoneConnections:
             raise
         self.give_back(lone)
 
-    def first(self, statement: ClauseElement, values: dict[str, Any]):
-        """Run one statement in a transaction of its own (autocommit, committed synchronously)
-        and return its first row (a named tuple), or None."""
+    def first(self, statement: ClauseElement, values: dict[str, Any], synchronous: bool = True):
+        """Run one statement in a transaction of its own (autocommit) and return its first row (a
+        named tuple), or None. `synchronous=False`: PostgreSQL acknowledges the commit before its
+        WAL reaches the disk; SQLite ignores it."""
         prepared = self.prepared(statement)
-        return prepared.row(self._autocommit(prepared, values, lambda cursor: cursor.fetchone()))
+        return prepared.row(self._autocommit(prepared, values, lambda cursor: cursor.fetchone(), synchronous))
 
     def read_first(self, statement: ClauseElement, values: dict[str, Any]):
         """Run a SELECT outside any transaction and return its first row, or None: what a page
@@ -261,10 +262,9 @@ class LoneConnections:
         return [row(raw) for raw in self._autocommit(prepared, values, lambda cursor: cursor.fetchall(),
                                                      synchronous=None)]
 
-    def execute(self, statement: ClauseElement, values: dict[str, Any]) -> int:
-        """Run one statement in a transaction of its own (autocommit, committed synchronously);
-        the number of rows it changed."""
-        return self._autocommit(self.prepared(statement), values, lambda cursor: cursor.rowcount)
+    def execute(self, statement: ClauseElement, values: dict[str, Any], synchronous: bool = True) -> int:
+        """`first` for a statement that returns no rows: the number of rows it changed."""
+        return self._autocommit(self.prepared(statement), values, lambda cursor: cursor.rowcount, synchronous)
 
     def _autocommit(self, prepared: Prepared, values: dict[str, Any], read, synchronous: bool | None = True):
         lone = self.take(synchronous)
