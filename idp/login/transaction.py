@@ -98,9 +98,12 @@ def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, u
                          factor_name=None, factor_state=None, failed_attempts=0, created_at=now,
                          expires_at=now + _ttl())
     # Written alone: /authorize has nothing else to commit with it (what the session read is
-    # committed first, so that on SQLite it holds no lock this insert would wait for).
+    # committed first, so that on SQLite it holds no lock this insert would wait for). Nor
+    # does it wait for the disk (PostgreSQL): a crash that forgets a login just begun sends
+    # its browser back to the start ("this sign-in expired"), and the login's next write,
+    # which waits, makes this one durable with it.
     db.session.commit()
-    db.insert_alone(_TABLE, {name: getattr(row, name) for name in _FIELDS})
+    db.insert_alone(_TABLE, {name: getattr(row, name) for name in _FIELDS}, synchronous=False)
     return Handle(raw, row)
 
 
