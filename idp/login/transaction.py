@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, select, update
 
 from idp.extensions import use_login_ui_locales
 from idp.db import db, utcnow
+from idp.factors import store
 from idp.login import user as login_user
 from idp.login.user import LoginUser
 from idp.models import LoginTransaction, Organization, User
@@ -111,10 +112,16 @@ def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, u
 # (SQLite, whose transactions hold the write lock, has no such clause and needs none.) FOR NO KEY
 # UPDATE, as lock_user: a refresh storing a token of this user is not waited for (a key suspected
 # cloned at this step revokes token families, which waits for that refresh's row: a deadlock).
-_HOLD_USER = (select(_TABLE.c.state, _TABLE.c.version, User.__table__.c.disabled)
-              .select_from(User.__table__.join(_TABLE, _TABLE.c.user_id == User.__table__.c.id))
-              .where(User.__table__.c.id == bindparam("user_id"), _TABLE.c.id == bindparam("id_"))
-              .with_for_update(key_share=True))
+# The user's live credentials come with them (an outer join, the store's rows: `keep_live_rows`),
+# read in the same statement, under the lock: the step's policy decision and the factor's check ask
+# about them next, and no second statement is needed. (Only the two rows above are locked.)
+_HOLD_USER = (store.with_live_credentials(
+    select(_TABLE.c.state, _TABLE.c.version, User.__table__.c.disabled)
+    .select_from(User.__table__.join(_TABLE, _TABLE.c.user_id == User.__table__.c.id)),
+    User.__table__.c.id)
+    .where(User.__table__.c.id == bindparam("user_id"), _TABLE.c.id == bindparam("id_"))
+    .with_for_update(key_share=True, of=[User.__table__, _TABLE]))
+_HELD_CREDENTIALS_FROM = 3  # the credential columns' place in its rows
 
 
 def hold_user_at(row: TransactionRow, version: int) -> bool:
@@ -126,7 +133,10 @@ def hold_user_at(row: TransactionRow, version: int) -> bool:
     check made when the request began; the second waits here for the first to commit, and
     without this second look it would then check the same answer again: a WebAuthn assertion
     whose count has just been stored would read as a cloned key."""
-    found = db.run(_HOLD_USER, {"user_id": row.user_id, "id_": row.id}).first()
+    rows = db.run(_HOLD_USER, {"user_id": row.user_id, "id_": row.id}).all()
+    found = rows[0] if rows else None
+    if found is not None:
+        store.keep_live_rows(row.user_id, rows, _HELD_CREDENTIALS_FROM)
     if found is not None and not found.disabled:
         # Read under the lock, enabled: the login's last step need not lock and read it again
         # (login_user.hold_for_sign_in) if it comes in this transaction.
