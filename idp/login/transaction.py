@@ -62,11 +62,16 @@ class TransactionRow:
 _TABLE = LoginTransaction.__table__
 _FIELDS = TransactionRow.__slots__
 # The transaction with its user, if it names one yet: every step past the password needs both,
-# and one statement is one round trip fewer on every such page and POST.
-_LOAD = (select(*_TABLE.c, *login_user.JOINED_COLUMNS)
-         .select_from(_TABLE.outerjoin(User, User.id == _TABLE.c.user_id)
-                      .outerjoin(Organization, Organization.id == User.org_id))
-         .where(_TABLE.c.id == bindparam("id_")))
+# and one statement is one round trip fewer on every such page and POST. At the second-factor
+# step, the user's live credentials too (idp.factors.store, one row each): the code page and its
+# POST ask about them next (the methods held, the policy's decision, the factor's check).
+_LOAD = (store.with_live_credentials(
+    select(*_TABLE.c, *login_user.JOINED_COLUMNS)
+    .select_from(_TABLE.outerjoin(User, User.id == _TABLE.c.user_id)
+                 .outerjoin(Organization, Organization.id == User.org_id)),
+    User.id, only_if=_TABLE.c.state == State.SECOND_FACTOR.value)
+    .where(_TABLE.c.id == bindparam("id_")))
+_CREDENTIALS_FROM = len(_TABLE.c) + len(login_user.JOINED_COLUMNS)  # the credential columns' place in its rows
 
 
 @dataclass(slots=True)
@@ -112,16 +117,10 @@ def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, u
 # (SQLite, whose transactions hold the write lock, has no such clause and needs none.) FOR NO KEY
 # UPDATE, as lock_user: a refresh storing a token of this user is not waited for (a key suspected
 # cloned at this step revokes token families, which waits for that refresh's row: a deadlock).
-# The user's live credentials come with them (an outer join, the store's rows: `keep_live_rows`),
-# read in the same statement, under the lock: the step's policy decision and the factor's check ask
-# about them next, and no second statement is needed. (Only the two rows above are locked.)
-_HOLD_USER = (store.with_live_credentials(
-    select(_TABLE.c.state, _TABLE.c.version, User.__table__.c.disabled)
-    .select_from(User.__table__.join(_TABLE, _TABLE.c.user_id == User.__table__.c.id)),
-    User.__table__.c.id)
-    .where(User.__table__.c.id == bindparam("user_id"), _TABLE.c.id == bindparam("id_"))
-    .with_for_update(key_share=True, of=[User.__table__, _TABLE]))
-_HELD_CREDENTIALS_FROM = 3  # the credential columns' place in its rows
+_HOLD_USER = (select(_TABLE.c.state, _TABLE.c.version, User.__table__.c.disabled)
+              .select_from(User.__table__.join(_TABLE, _TABLE.c.user_id == User.__table__.c.id))
+              .where(User.__table__.c.id == bindparam("user_id"), _TABLE.c.id == bindparam("id_"))
+              .with_for_update(key_share=True))
 
 
 def hold_user_at(row: TransactionRow, version: int) -> bool:
@@ -133,10 +132,7 @@ def hold_user_at(row: TransactionRow, version: int) -> bool:
     check made when the request began; the second waits here for the first to commit, and
     without this second look it would then check the same answer again: a WebAuthn assertion
     whose count has just been stored would read as a cloned key."""
-    rows = db.run(_HOLD_USER, {"user_id": row.user_id, "id_": row.id}).all()
-    found = rows[0] if rows else None
-    if found is not None:
-        store.keep_live_rows(row.user_id, rows, _HELD_CREDENTIALS_FROM)
+    found = db.run(_HOLD_USER, {"user_id": row.user_id, "id_": row.id}).first()
     if found is not None and not found.disabled:
         # Read under the lock, enabled: the login's last step need not lock and read it again
         # (login_user.hold_for_sign_in) if it comes in this transaction.
@@ -164,10 +160,10 @@ def load_by_id(transaction_id: str) -> Loaded | None:
     made outside the login's own pages (a phone registering an activation it showed)."""
     if not transaction_id or len(transaction_id) > 64:
         return None
-    found = db.read_first(_LOAD, {"id_": transaction_id})
-    if found is None or found.expires_at <= utcnow():
+    rows = db.read_all(_LOAD, {"id_": transaction_id})
+    if not rows or rows[0].expires_at <= utcnow():
         return None
-    return _loaded(found)
+    return _loaded(rows)
 
 
 def load(raw: str, binding: str) -> Loaded | None:
@@ -179,15 +175,20 @@ def load(raw: str, binding: str) -> Loaded | None:
     What a step then writes is version-guarded (`advance`), as it always was."""
     if not raw or len(raw) > 64:
         return None
-    found = db.read_first(_LOAD, {"id_": sha256_hex(raw)})
+    rows = db.read_all(_LOAD, {"id_": sha256_hex(raw)})
+    found = rows[0] if rows else None
     if found is None or found.browser_binding != binding or found.expires_at <= utcnow():
         return None
     use_login_ui_locales((found.authz_request or {}).get("params", {}).get("ui_locales"))
-    return _loaded(found)
+    return _loaded(rows)
 
 
-def _loaded(found) -> Loaded:
-    return Loaded(TransactionRow(**{name: getattr(found, name) for name in _FIELDS}), login_user.from_row(found))
+def _loaded(rows: list) -> Loaded:
+    found = rows[0]
+    user = login_user.from_row(found)
+    if user is not None and found.state == State.SECOND_FACTOR.value:
+        store.keep_live_rows(user.id, rows, _CREDENTIALS_FROM)
+    return Loaded(TransactionRow(**{name: getattr(found, name) for name in _FIELDS}), user)
 
 
 _ADVANCE: dict[tuple[str, ...], object] = {}

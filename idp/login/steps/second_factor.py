@@ -145,23 +145,21 @@ def submit(ctx: StepContext):
         return show(ctx, message_for(), 400)
     user = user_of(ctx)
     name, state, _view = stored(ctx)
+    # Only the factor in progress is checked here; the full list of choices (sorted by last
+    # use, one more query) is built only when the page must be shown again.
+    factor = gate.usable_factor(user, gate.decision_for(user, ctx.params), name)
+    if factor is None and name:
+        # The method in progress stopped being usable meanwhile: an admin's change, or the user's
+        # own phone reporting this very request as fraud (which suspends push at once). Say so,
+        # rather than silently showing another method.
+        return show(ctx, _no_longer_usable(name), 403)
+    if factor is None:
+        return redirect(url_for("login.step", handle=ctx.handle))
     # One attempt per user at a time, from the lockout check to the counted failure: guesses
     # posted at once through several login transactions would otherwise all pass the check
-    # (30 parallel guesses got 8 checked at a limit of 5). Released when the step commits. The
-    # same statement reads the user's credentials, which the decision below asks about.
+    # (30 parallel guesses got 8 checked at a limit of 5). Released when the step commits.
     if not transaction.hold_user_at(ctx.row, form.posted_version()):
         db.session.rollback()  # this very form, posted twice: the other copy moved the login on
-        return redirect(url_for("login.step", handle=ctx.handle))
-    # Only the factor in progress is checked here; the full list of choices (sorted by last
-    # use) is built only when the page must be shown again.
-    factor = gate.usable_factor(user, gate.decision_for(user, ctx.params), name)
-    if factor is None:
-        db.session.rollback()  # nothing to check: the user's row is let go
-        if name:
-            # The method in progress stopped being usable meanwhile: an admin's change, or the
-            # user's own phone reporting this very request as fraud (which suspends push at
-            # once). Say so, rather than silently showing another method.
-            return show(ctx, _no_longer_usable(name), 403)
         return redirect(url_for("login.step", handle=ctx.handle))
     keys = lockout_keys(user)
     wait = lockout.check(keys)
