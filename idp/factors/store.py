@@ -115,8 +115,9 @@ def with_live_credentials(statement, user_id_column, only_if=None):
     """`statement` (a SELECT whose rows are one user's: `user_id_column` names them) with that
     user's live credential rows joined to it, oldest first: one row per credential, or a single
     one with NULLs for a user who holds none. For a statement the login runs anyway before it
-    asks about the user's credentials (idp.login.transaction.hold_user_at, the password step's
-    user): one statement instead of two. The rows go to `keep_live_rows`. `only_if`: a condition
+    asks about the user's credentials (the login transaction's load at the second-factor step,
+    the password step's user: idp.login.transaction, idp.login.user): one statement instead of
+    two. The rows go to `keep_live_rows`. `only_if`: a condition
     on the user's row without which none are joined (and the rows are not the user's list)."""
     joined_when = (_COLUMNS.user_id == user_id_column) & _COLUMNS.revoked_at.is_(None)
     if only_if is not None:
