@@ -28,7 +28,7 @@ import threading
 from collections import namedtuple
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ClauseElement
 
@@ -227,6 +227,17 @@ class LoneConnections:
         prepared = self.statements.get(key)
         if prepared is None:
             prepared = self.statements[key] = Prepared(table.insert(), self.engine.dialect, column_keys=list(row))
+        return prepared
+
+    def prepared_insert_rows(self, table: Table, columns: tuple[str, ...], count: int) -> Prepared:
+        """One INSERT of `count` rows with these columns, `INSERT ... VALUES (...), (...)`, each
+        row's values named `<column>__<row number>` (`rows_parameters`)."""
+        key = (table.name, columns, count)
+        prepared = self.statements.get(key)
+        if prepared is None:
+            rows = [{name: bindparam(f"{name}__{i}", type_=table.c[name].type) for name in columns}
+                    for i in range(count)]
+            prepared = self.statements[key] = Prepared(table.insert().values(rows), self.engine.dialect)
         return prepared
 
     def insert(self, table: Table, row: dict, synchronous: bool) -> None:
