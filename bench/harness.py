@@ -22,6 +22,11 @@ LUA_DIR = BENCH_DIR / "lua"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+# A login breakdown's key (bench/run.py's login_breakdown) for the part of its requests' cpu_ms
+# that hashed a password: this prefix, then the request's key.
+HASHED = "hashing: "
+
+
 @dataclass
 class Result:
     target: str            # "baseline", "provider/sqlite", "provider/postgresql"

@@ -9,7 +9,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from harness import Result
+from harness import HASHED, Result
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,16 +53,34 @@ def targets_section(results: list[Result], argon: dict) -> list[str]:
         if logins and argon:
             best = max(logins, key=lambda r: r.rate)
             cpu = statistics.median(r.cpu_ms_per_op for r in logins)
-            budget = argon["cpu_ms_per_hash"] + 8
-            lines.append(f"| {target}: login server CPU | {cpu:.1f} ms per login (median over concurrencies) | | "
-                         f"<= one argon2id ({argon['cpu_ms_per_hash']:.1f} ms CPU) + 8 ms = {budget:.1f} ms | "
-                         f"{'yes' if cpu <= budget else '**no**'} |")
+            hashed = [h for h in (hashing_per_login(r) for r in logins) if h is not None]
+            if hashed:  # the verification as it ran inside the logins, under their load
+                hash_ms = statistics.median(hashed)
+                budget = hash_ms + 8
+                lines.append(f"| {target}: login server CPU | {cpu:.1f} ms per login (median over concurrencies), "
+                             f"{hash_ms:.1f} ms of it the argon2id verification | {cpu - hash_ms:.1f} ms besides it | "
+                             f"<= one argon2id (as it ran: {hash_ms:.1f} ms; "
+                             f"{argon['cpu_ms_per_hash']:.1f} ms alone on one core) + 8 ms = {budget:.1f} ms | "
+                             f"{'yes' if cpu <= budget else '**no**'} |")
+            else:  # a provider whose access lines do not say (--provider-tree of an older one)
+                budget = argon["cpu_ms_per_hash"] + 8
+                lines.append(f"| {target}: login server CPU | {cpu:.1f} ms per login (median over concurrencies) | | "
+                             f"<= one argon2id ({argon['cpu_ms_per_hash']:.1f} ms CPU) + 8 ms = {budget:.1f} ms | "
+                             f"{'yes' if cpu <= budget else '**no**'} |")
             share = best.rate / argon["all_cores"]
             lines.append(f"| {target}: login rate | {best.rate:.1f}/s (c{best.concurrency}) = {share * 100:.0f}% of "
                          f"argon2-only {argon['all_cores']:.1f}/s | | >= 60% | {'yes' if share >= 0.6 else '**no**'} |")
         else:
             lines.append(f"| {target}: logins | not measured | | CPU <= argon2 + 8 ms; rate >= 60% of argon2-only | - |")
     return lines
+
+
+def hashing_per_login(r: Result) -> float | None:
+    """CPU per login spent hashing the password (the access lines' hash_cpu_ms), or None when the
+    provider's lines do not carry it."""
+    breakdown = getattr(r, "breakdown", None) or {}
+    values = [x for key, found in breakdown.items() if key.startswith(HASHED) for x in found]
+    return sum(values) / r.ops if values and r.ops else None
 
 
 def code_posts(r: Result | None, status: int) -> list[float]:
@@ -171,10 +189,16 @@ def breakdown_section(results: list[Result]) -> list[str]:
                   "| request | per login | CPU ms per request (median) | CPU ms per login |", "| --- | --- | --- | --- |"]
         total = 0.0
         for key, values in sorted(r.breakdown.items(), key=lambda kv: -sum(kv[1])):
+            if key.startswith(HASHED):
+                continue
             per_login = sum(values) / r.ops
             total += per_login
             lines.append(f"| `{key}` | {len(values) / r.ops:.2f} | {statistics.median(values):.2f} | {per_login:.2f} |")
         lines.append(f"| all | | | {total:.2f} |")
+        hashing = hashing_per_login(r)
+        if hashing is not None:
+            lines.append(f"| of which hashing the password (`hash_cpu_ms`) | | | {hashing:.2f} |")
+            lines.append(f"| all besides the hash | | | {total - hashing:.2f} |")
     return lines
 
 

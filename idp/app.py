@@ -56,10 +56,13 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["idp.settings"] = settings
     app.extensions["idp.keyring"] = KeyRing.from_settings(settings.get("security.encryption_keys") or [],
                                                           settings.secret_key)
+    from idp.ops import password_hashed
+
     app.extensions["idp.passwords"] = Passwords(
         time_cost=int(settings.get("security.argon2_time_cost")),
         memory_cost=int(settings.get("security.argon2_memory_cost")),
         parallelism=int(settings.get("security.argon2_parallelism")),
+        on_hashed=password_hashed,
     )
     db.init_app(app, settings.database_url, PoolSettings.from_settings(settings))
 

@@ -202,20 +202,20 @@ class Database:
             return self.run(statement, values).all()
         return self.lone().read_all(statement, values)
 
-    def first_alone(self, statement, values: dict):
+    def first_alone(self, statement, values: dict, *, synchronous: bool = True):
         """One prebuilt statement in a transaction of its own, outside this request's session,
         committed before this returns; its first row or None. For a conditional UPDATE ...
         RETURNING that must hold whatever happens next (an authorization code is spent by its
         first presentation); reads use `read_first`. A write takes SQLite's write
         lock for that one statement: the session must hold no transaction (refused, as for
-        `begin_alone`)."""
+        `begin_alone`). `synchronous=False` as for `insert_alone`."""
         self._refuse_inside_a_session_transaction()
-        return self.lone().first(statement, values)
+        return self.lone().first(statement, values, synchronous)
 
-    def execute_alone(self, statement, values: dict) -> int:
+    def execute_alone(self, statement, values: dict, *, synchronous: bool = True) -> int:
         """`first_alone` for a statement that returns no rows: the number of rows it changed."""
         self._refuse_inside_a_session_transaction()
-        return self.lone().execute(statement, values)
+        return self.lone().execute(statement, values, synchronous)
 
     def _refuse_inside_a_session_transaction(self) -> None:
         if self.in_transaction():
@@ -257,11 +257,20 @@ class Database:
         self._execute(prepared.sql, prepared.parameters(row))
 
     def run_insert_many(self, table, rows: list[dict]) -> None:
-        """`run_insert` for several rows with the same keys, as one executemany: a single call on
-        SQLite, a single round trip on PostgreSQL (psycopg pipelines it)."""
+        """`run_insert` for several rows with the same keys: one executemany on SQLite (a single
+        call); on PostgreSQL one INSERT of them all (`INSERT ... VALUES (...), (...)`, for the few
+        rows a request writes: the login's two audit events), which costs psycopg less than an
+        executemany, pipelined by it, of as many statements."""
         if len(rows) == 1:
             return self.run_insert(table, rows[0])
-        prepared = self.lone().prepared_insert(table, rows[0])
+        lone = self.lone()
+        if lone.postgresql:
+            columns = tuple(rows[0])
+            prepared = lone.prepared_insert_rows(table, columns, len(rows))
+            self._execute(prepared.sql, prepared.parameters(
+                {f"{name}__{i}": row[name] for i, row in enumerate(rows) for name in columns}))
+            return None
+        prepared = lone.prepared_insert(table, rows[0])
         driver = self._dbapi()
         cursor = self.session().info.get(_CURSOR)
         target = cursor if cursor is not None else driver  # psycopg: on the kept cursor (`_execute`)

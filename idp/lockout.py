@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app, g
-from sqlalchemy import bindparam, delete, null, or_, select
+from sqlalchemy import bindparam, delete, literal_column, null, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -249,11 +249,56 @@ def reserve(key: str) -> int:
                      dict(_key_values([key]), now=now)).first()
     if counted is None:  # locked: the upsert changed nothing
         return check([key]) or 1
-    failures = counted.failures
+    _lock_if_reached(key, counted.failures, now)
+    return 0
+
+
+def _lock_if_reached(key: str, failures: int, now) -> None:
+    """After a reservation counted `failures` on `key`: the lockout it starts, if it reached the
+    threshold (a `release` of this guess lifts it)."""
     delay = _delay_for(failures, _kind(key))
     if delay:
         db.run(_LOCK, {"key_": key, "until": now + timedelta(seconds=delay)})
         g.setdefault(_LOCKED_BY_RESERVE, set()).add(key)
+
+
+_RESERVE_UNLESS_ADDRESS_LOCKED: dict[str, object] = {}
+
+
+def _reserve_unless_address_locked_statement(dialect: str):
+    """`reserve`'s upsert of the key :k0, made only while the key :address is not locked out:
+    a password guess's address check and its account's reservation in one statement (`admit`).
+    Nothing is counted, and no row returned, when either is locked. Built once per dialect."""
+    built = _RESERVE_UNLESS_ADDRESS_LOCKED.get(dialect)
+    if built is None:
+        columns = _COUNTERS.c
+        now = bindparam("now", type_=columns.updated_at.type)
+        address_locked = select(columns.key).where(columns.key == bindparam("address", type_=columns.key.type),
+                                                   columns.locked_until > now).exists()
+        # (SQLite reads ON CONFLICT after a SELECT as a join's unless the SELECT has a WHERE: it has.)
+        guess = select(bindparam("k0", type_=columns.key.type), literal_column("1"), now).where(~address_locked)
+        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(_COUNTERS).from_select(
+            ["key", "failures", "updated_at"], guess)
+        built = _RESERVE_UNLESS_ADDRESS_LOCKED[dialect] = insert.on_conflict_do_update(
+            index_elements=[columns.key],
+            set_={"failures": columns.failures + 1, "updated_at": insert.excluded.updated_at},
+            where=or_(columns.locked_until.is_(None), columns.locked_until <= now),
+        ).returning(columns.key, columns.failures)
+    return built
+
+
+def _admit_on_database(account: str, address: str) -> int:
+    """`PasswordGuess.admit` on the database: `check([address]) or reserve(account)` as one
+    statement, in the transaction the reservation begins (the address's check read alone before
+    it was a round trip of its own). When it counts nothing, one of the two is locked: the
+    waits are then read as those calls would have (the address's first)."""
+    g.setdefault(_SEEN_CLEAR, set()).discard(account)
+    now = utcnow()
+    counted = db.run(_reserve_unless_address_locked_statement(db.engine.dialect.name),
+                     {"k0": account, "address": address, "now": now}).first()
+    if counted is None:
+        return check([address]) or check([account]) or 1
+    _lock_if_reached(account, counted.failures, now)
     return 0
 
 
@@ -300,7 +345,9 @@ class PasswordGuess:
         """0 when the guess may be checked, else the seconds to wait. The account's guess is
         reserved (counted before the check: `reserve`); the address, with its higher limit and
         Flask-Limiter's per-address rate in front, is checked as usual."""
-        return check([self.address]) or reserve(self.account)
+        if _redis() is not None:  # (its own fallback to the database included)
+            return check([self.address]) or reserve(self.account)
+        return _admit_on_database(self.account, self.address)
 
     def failed(self, *, commit: bool = True) -> int:
         """A wrong guess: the account's failure was counted when admitted; count the address's.

@@ -28,7 +28,7 @@ import threading
 from collections import namedtuple
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ClauseElement
 
@@ -229,6 +229,17 @@ class LoneConnections:
             prepared = self.statements[key] = Prepared(table.insert(), self.engine.dialect, column_keys=list(row))
         return prepared
 
+    def prepared_insert_rows(self, table: Table, columns: tuple[str, ...], count: int) -> Prepared:
+        """One INSERT of `count` rows with these columns, `INSERT ... VALUES (...), (...)`, each
+        row's values named `<column>__<row number>` (`rows_parameters`)."""
+        key = (table.name, columns, count)
+        prepared = self.statements.get(key)
+        if prepared is None:
+            rows = [{name: bindparam(f"{name}__{i}", type_=table.c[name].type) for name in columns}
+                    for i in range(count)]
+            prepared = self.statements[key] = Prepared(table.insert().values(rows), self.engine.dialect)
+        return prepared
+
     def insert(self, table: Table, row: dict, synchronous: bool) -> None:
         """One INSERT, its own transaction (autocommit). `synchronous=False`: PostgreSQL
         acknowledges the commit before its WAL reaches the disk; SQLite ignores it."""
@@ -241,11 +252,12 @@ class LoneConnections:
             raise
         self.give_back(lone)
 
-    def first(self, statement: ClauseElement, values: dict[str, Any]):
-        """Run one statement in a transaction of its own (autocommit, committed synchronously)
-        and return its first row (a named tuple), or None."""
+    def first(self, statement: ClauseElement, values: dict[str, Any], synchronous: bool = True):
+        """Run one statement in a transaction of its own (autocommit) and return its first row (a
+        named tuple), or None. `synchronous=False`: PostgreSQL acknowledges the commit before its
+        WAL reaches the disk; SQLite ignores it."""
         prepared = self.prepared(statement)
-        return prepared.row(self._autocommit(prepared, values, lambda cursor: cursor.fetchone()))
+        return prepared.row(self._autocommit(prepared, values, lambda cursor: cursor.fetchone(), synchronous))
 
     def read_first(self, statement: ClauseElement, values: dict[str, Any]):
         """Run a SELECT outside any transaction and return its first row, or None: what a page
@@ -261,10 +273,9 @@ class LoneConnections:
         return [row(raw) for raw in self._autocommit(prepared, values, lambda cursor: cursor.fetchall(),
                                                      synchronous=None)]
 
-    def execute(self, statement: ClauseElement, values: dict[str, Any]) -> int:
-        """Run one statement in a transaction of its own (autocommit, committed synchronously);
-        the number of rows it changed."""
-        return self._autocommit(self.prepared(statement), values, lambda cursor: cursor.rowcount)
+    def execute(self, statement: ClauseElement, values: dict[str, Any], synchronous: bool = True) -> int:
+        """`first` for a statement that returns no rows: the number of rows it changed."""
+        return self._autocommit(self.prepared(statement), values, lambda cursor: cursor.rowcount, synchronous)
 
     def _autocommit(self, prepared: Prepared, values: dict[str, Any], read, synchronous: bool | None = True):
         lone = self.take(synchronous)

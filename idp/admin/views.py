@@ -12,7 +12,6 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, or_, select
 
 from idp import audit_labels, consents
 from idp import users as account_users
@@ -338,11 +337,9 @@ def audit():
         subject_ids = [user_id]
         who = queries.emails_of(g.org.id, {user_id}).get(user_id, "")
     elif who:
-        pattern = f"%{queries._escape_like(who.lower())}%"
-        # Every matching user, as a subquery (a list cut at some length hid the events of the rest).
-        subject_ids = (select(User.id).where(User.org_id == g.org.id,
-                                             or_(func.lower(User.email).like(pattern, escape="\\"),
-                                                 func.lower(User.name).like(pattern, escape="\\"))))
+        # Every matching user: their ids, or the query that finds them when they are many (a
+        # list cut at some length hid the events of the rest).
+        subject_ids = queries.people_matching(g.org.id, who)
     page = queries.audit_page(g.org.id, subject_ids=subject_ids, action=action,
                               after=_int_arg("after"), before=_int_arg("before"))
     ids = {e.subject_id for e in page.rows if e.subject_id} | {e.actor_id for e in page.rows if e.actor_id}

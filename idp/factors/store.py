@@ -111,6 +111,31 @@ def _live_rows(user_id: int) -> list:
     return kept[user_id]
 
 
+def with_live_credentials(statement, user_id_column, only_if=None):
+    """`statement` (a SELECT whose rows are one user's: `user_id_column` names them) with that
+    user's live credential rows joined to it, oldest first: one row per credential, or a single
+    one with NULLs for a user who holds none. For a statement the login runs anyway before it
+    asks about the user's credentials (the login transaction's load at the second-factor step,
+    the password step's user: idp.login.transaction, idp.login.user): one statement instead of
+    two. The rows go to `keep_live_rows`. `only_if`: a condition
+    on the user's row without which none are joined (and the rows are not the user's list)."""
+    joined_when = (_COLUMNS.user_id == user_id_column) & _COLUMNS.revoked_at.is_(None)
+    if only_if is not None:
+        joined_when = joined_when & only_if
+    return statement.outerjoin(_TABLE, joined_when).add_columns(*_COLUMNS).order_by(_COLUMNS.id)
+
+
+def keep_live_rows(user_id: int, rows: list, start: int) -> None:
+    """Keep, for the rest of this request, the credential rows that a statement built by
+    `with_live_credentials` read (their columns from `start` on): the store's later questions
+    about the user's credentials are answered from them, as from its own read (`_live_rows`).
+    Dropped as that one is, by any write through the store and any rollback."""
+    if not has_request_context():
+        return
+    live = db.lone().prepared(_credentials_of_user(live=True, of_factor=False)).row_type
+    g.setdefault(_LIVE_ROWS_KEY, {})[user_id] = [live(*row[start:]) for row in rows if row[start] is not None]
+
+
 def _forget_live_rows() -> None:
     """After a write to the credentials table, and after any rollback (a savepoint's included: a
     factor's clean-up hook that changed credentials, read them again, then failed): the next read

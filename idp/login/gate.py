@@ -15,7 +15,7 @@ from idp.factors.contract import Factor
 from idp.factors.registry import current_registry
 from idp.factors.types import FactorKind, UserRef
 from idp.login.transaction import State
-from idp.login.user import LoginUser, UserLike
+from idp.login.user import LoginUser, UserLike, note_held_enabled
 from idp.models import Credential, User
 from idp.policy import decide as policy
 
@@ -259,10 +259,37 @@ _STAMP_SECOND_FACTOR_LOGIN = (update(User.__table__).where(User.__table__.c.id =
                               .values(last_login_at=bindparam("at"), password_reset_at=null()))
 
 
+# The same stamps as the login's hold of the user's row (`record_login_holding`): an UPDATE
+# locks the row as `SELECT ... FOR NO KEY UPDATE` does (no key column changes), and reads the
+# row's newest version when it had to wait for it.
+_HOLDING = User.__table__.c.disabled.is_(False)
+_STAMP_LOGIN_HOLDING = _STAMP_LOGIN.where(_HOLDING).returning(User.__table__.c.id)
+_STAMP_SECOND_FACTOR_LOGIN_HOLDING = _STAMP_SECOND_FACTOR_LOGIN.where(_HOLDING).returning(User.__table__.c.id)
+_STAMPED = "idp_login_stamped"
+
+
 def record_login(user: UserLike, outcome) -> None:
     """users.last_login_at, as one prebuilt UPDATE; a login that proved more than the password
-    also ends what a reset link's password could not do alone (User.password_reset_at)."""
+    also ends what a reset link's password could not do alone (User.password_reset_at). Nothing
+    when this transaction's hold of the user already wrote them (`record_login_holding`)."""
     from idp.db import db, utcnow
 
+    if db.noted(_STAMPED) == user.id:
+        return
     statement = _STAMP_SECOND_FACTOR_LOGIN if "mfa" in outcome.amr else _STAMP_LOGIN
     db.run(statement, {"user_id": user.id, "at": utcnow()})
+
+
+def record_login_holding(user_id: int, amr) -> bool:
+    """`record_login` (for a login proving `amr`) as the login's hold of the user's row
+    (idp.login.user.hold_for_sign_in): one statement instead of two. False, writing nothing,
+    when the user is disabled (or gone). Only for a login whose transaction, once the user is
+    held, either signs the user in or rolls back (idp.login.pipeline.finish says which)."""
+    from idp.db import db, utcnow
+
+    statement = _STAMP_SECOND_FACTOR_LOGIN_HOLDING if "mfa" in amr else _STAMP_LOGIN_HOLDING
+    if db.run(statement, {"user_id": user_id, "at": utcnow()}).first() is None:
+        return False
+    db.note(_STAMPED, user_id)
+    note_held_enabled(user_id)
+    return True

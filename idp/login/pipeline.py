@@ -105,11 +105,11 @@ def _receiver_proven(authz: dict, client) -> bool:
     return redirect_uri is None or redirect_uri.startswith("https://")
 
 
-def _consent_withdrawn(params: dict, user_id: int) -> bool:
+def _consent_withdrawn(params: dict, user_id: int, client: ClientRecord | None) -> bool:
     """Whether a third-party client's login, about to issue its code, lacks the consent it
     needs: the remembered one it was let through with (or the one given at this login's consent
-    page, in this transaction) no longer covers its scopes. Asked with the user's row held."""
-    client = _client_row(params) if "client_id" in params else None
+    page, in this transaction) no longer covers its scopes. Asked with the user's row held.
+    `client`: the login's (`_client_row`), None for none."""
     if client is None or client.first_party:
         return False  # (a client removed meanwhile: the code's validation refuses it)
     remembered = db.session.scalar(select(ConsentGrant.scope).where(ConsentGrant.user_id == user_id,
@@ -343,12 +343,19 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
     # The user's row first, then the transaction's (the order idp.users.sign_out_everywhere
     # locks them in): a login disabled or signed out everywhere (a new password) since it began
     # ends here, its transaction having been expired; one that got here first is ended by it.
-    held = login_user.hold_for_sign_in(patch.get("user_id") or row.user_id)  # the patch names it on the first move
+    user_id = patch.get("user_id") or row.user_id  # the patch names it on the first move
+    params = row.authz_request["params"]
+    client = _client_row(params) if "client_id" in params else None
+    signs_in_with = _stamped_at_hold(row, patch, sso_sid, client)
+    if signs_in_with is not None:  # its stamp of the user's row is the hold (one statement)
+        held = gate.record_login_holding(user_id, signs_in_with)
+    else:
+        held = login_user.hold_for_sign_in(user_id)
     if held and sso_sid is not None and not login_session.hold_live(sso_sid):
         # Ended since this request began, a sign-out in another tab at this very moment (the
         # session's row is now held: a sign-out after this waits for the code, and withdraws it).
         return _ended_meanwhile(row, events, "login_required", "The session has ended.")
-    if held and _consent_withdrawn(row.authz_request["params"], patch.get("user_id") or row.user_id):
+    if held and _consent_withdrawn(params, user_id, client):
         # The user removed this application's access at this very moment (idp.consents.withdraw,
         # which waits for the user's row): the consent this login relied on is gone.
         return _ended_meanwhile(row, events, "consent_required", "The user's consent was withdrawn.")
@@ -359,7 +366,6 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
         return redirect(url_for("login.expired"))
     if user is None:
         user = login_user.load(row.user_id)
-    params = row.authz_request["params"]
     steps = [step for step in row.steps_done if step.get("method") != "sso"]
     if steps:
         outcome = _sign_in(user, steps, client_id=params.get("client_id"), events=events)
@@ -382,6 +388,20 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
         return error_to_client(row.authz_request, "login_required",
                                "Another user signed in than the one the id_token_hint names.")
     return issue_code(params, user, outcome, row.authz_request["redirect_uri"])
+
+
+def _stamped_at_hold(row: TransactionRow, patch: dict, sso_sid: str | None,
+                     client: ClientRecord | None) -> tuple[str, ...] | None:
+    """The `amr` of a fresh sign-in whose stamp of the user's row (gate.record_login) may be
+    written by the very statement that holds that row in `finish`; None when the stamp must wait
+    for `_sign_in`. So only where nothing between the hold and the sign-in can end the login
+    and commit (`_ended_meanwhile`): no session it stands on (`sso_sid`), no third-party
+    consent to find withdrawn (`_consent_withdrawn`); a failed transition rolls the stamp back
+    with everything else."""
+    steps = [step for step in patch.get("steps_done", row.steps_done) if step.get("method") != "sso"]
+    if not steps or sso_sid is not None or (client is not None and not client.first_party):
+        return None
+    return outcome_from_steps(steps, auth_time=_last_step_time(steps)).amr
 
 
 def _ended_meanwhile(row: TransactionRow, events: tuple[dict, ...], error: str, description: str):

@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, select, update
 
 from idp.extensions import use_login_ui_locales
 from idp.db import db, utcnow
+from idp.factors import store
 from idp.login import user as login_user
 from idp.login.user import LoginUser
 from idp.models import LoginTransaction, Organization, User
@@ -61,11 +62,16 @@ class TransactionRow:
 _TABLE = LoginTransaction.__table__
 _FIELDS = TransactionRow.__slots__
 # The transaction with its user, if it names one yet: every step past the password needs both,
-# and one statement is one round trip fewer on every such page and POST.
-_LOAD = (select(*_TABLE.c, *login_user.JOINED_COLUMNS)
-         .select_from(_TABLE.outerjoin(User, User.id == _TABLE.c.user_id)
-                      .outerjoin(Organization, Organization.id == User.org_id))
-         .where(_TABLE.c.id == bindparam("id_")))
+# and one statement is one round trip fewer on every such page and POST. At the second-factor
+# step, the user's live credentials too (idp.factors.store, one row each): the code page and its
+# POST ask about them next (the methods held, the policy's decision, the factor's check).
+_LOAD = (store.with_live_credentials(
+    select(*_TABLE.c, *login_user.JOINED_COLUMNS)
+    .select_from(_TABLE.outerjoin(User, User.id == _TABLE.c.user_id)
+                 .outerjoin(Organization, Organization.id == User.org_id)),
+    User.id, only_if=_TABLE.c.state == State.SECOND_FACTOR.value)
+    .where(_TABLE.c.id == bindparam("id_")))
+_CREDENTIALS_FROM = len(_TABLE.c) + len(login_user.JOINED_COLUMNS)  # the credential columns' place in its rows
 
 
 @dataclass(slots=True)
@@ -98,9 +104,12 @@ def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, u
                          factor_name=None, factor_state=None, failed_attempts=0, created_at=now,
                          expires_at=now + _ttl())
     # Written alone: /authorize has nothing else to commit with it (what the session read is
-    # committed first, so that on SQLite it holds no lock this insert would wait for).
+    # committed first, so that on SQLite it holds no lock this insert would wait for). Nor
+    # does it wait for the disk (PostgreSQL): a crash that forgets a login just begun sends
+    # its browser back to the start ("this sign-in expired"), and the login's next write,
+    # which waits, makes this one durable with it.
     db.session.commit()
-    db.insert_alone(_TABLE, {name: getattr(row, name) for name in _FIELDS})
+    db.insert_alone(_TABLE, {name: getattr(row, name) for name in _FIELDS}, synchronous=False)
     return Handle(raw, row)
 
 
@@ -154,10 +163,10 @@ def load_by_id(transaction_id: str) -> Loaded | None:
     made outside the login's own pages (a phone registering an activation it showed)."""
     if not transaction_id or len(transaction_id) > 64:
         return None
-    found = db.read_first(_LOAD, {"id_": transaction_id})
-    if found is None or found.expires_at <= utcnow():
+    rows = db.read_all(_LOAD, {"id_": transaction_id})
+    if not rows or rows[0].expires_at <= utcnow():
         return None
-    return _loaded(found)
+    return _loaded(rows)
 
 
 def load(raw: str, binding: str) -> Loaded | None:
@@ -169,15 +178,20 @@ def load(raw: str, binding: str) -> Loaded | None:
     What a step then writes is version-guarded (`advance`), as it always was."""
     if not raw or len(raw) > 64:
         return None
-    found = db.read_first(_LOAD, {"id_": sha256_hex(raw)})
+    rows = db.read_all(_LOAD, {"id_": sha256_hex(raw)})
+    found = rows[0] if rows else None
     if found is None or found.browser_binding != binding or found.expires_at <= utcnow():
         return None
     use_login_ui_locales((found.authz_request or {}).get("params", {}).get("ui_locales"))
-    return _loaded(found)
+    return _loaded(rows)
 
 
-def _loaded(found) -> Loaded:
-    return Loaded(TransactionRow(**{name: getattr(found, name) for name in _FIELDS}), login_user.from_row(found))
+def _loaded(rows: list) -> Loaded:
+    found = rows[0]
+    user = login_user.from_row(found)
+    if user is not None and found.state == State.SECOND_FACTOR.value:
+        store.keep_live_rows(user.id, rows, _CREDENTIALS_FROM)
+    return Loaded(TransactionRow(**{name: getattr(found, name) for name in _FIELDS}), user)
 
 
 _ADVANCE: dict[tuple[str, ...], object] = {}

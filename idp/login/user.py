@@ -15,6 +15,7 @@ from datetime import date, datetime
 from sqlalchemy import bindparam, select, update
 
 from idp.db import db
+from idp.factors import store
 from idp.models import Organization, User
 from idp.security.text import storable
 
@@ -67,6 +68,12 @@ JOINED_COLUMNS = ([getattr(User, name).label(f"user__{name}") for name in _USER_
 _SELECT = select(*JOINED_COLUMNS).join(Organization, Organization.id == User.org_id)
 _BY_ID = _SELECT.where(User.id == bindparam("user_id"))
 _BY_EMAIL = _SELECT.where(User.email == bindparam("email"))
+# The password step's user, with their live credentials (idp.factors.store) when they hold a
+# second factor: the step's policy decision and the challenge it begins ask about them after the
+# hash, and a password-only user's login never does. Read with the row that counts them.
+_BY_EMAIL_WITH_CREDENTIALS = store.with_live_credentials(
+    _SELECT, User.id, only_if=User.second_factor_count > 0).where(User.email == bindparam("email"))
+_CREDENTIALS_FROM = len(JOINED_COLUMNS)  # the credential columns' place in its rows
 # Compare-and-set: a rehash computed from the hash read before argon2 never overwrites a new
 # password an admin (or the user) stored in between.
 _STORE_PASSWORD_HASH = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"),
@@ -97,6 +104,18 @@ def find(email: str) -> LoginUser | None:
     if not storable(email):
         return None
     return from_row(db.read_first(_BY_EMAIL, {"email": email}))
+
+
+def find_signing_in(email: str) -> LoginUser | None:
+    """`find` for the password step, the user's live credentials kept for the rest of the
+    request when they hold a second factor (`_BY_EMAIL_WITH_CREDENTIALS`)."""
+    if not storable(email):
+        return None
+    rows = db.read_all(_BY_EMAIL_WITH_CREDENTIALS, {"email": email})
+    user = from_row(rows[0] if rows else None)
+    if user is not None and user.second_factor_count > 0:
+        store.keep_live_rows(user.id, rows, _CREDENTIALS_FROM)
+    return user
 
 
 def store_password_hash(user_id: int, password_hash: str, previous_hash: str) -> bool:

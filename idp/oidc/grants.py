@@ -87,17 +87,27 @@ def _spend_and_store_statement(columns: tuple[str, ...]):
     return statement
 
 
-def rotate(previous, successor: dict, now: int) -> bool:
+def rotation_synchronous(settings) -> bool:
+    """Whether a refresh token's rotation waits for the disk (PostgreSQL's synchronous_commit):
+    `tokens.refresh_synchronous_commit`. When it does not, a crash may forget the rotations of
+    its last fraction of a second: their new tokens are unknown (they fail closed, the client
+    signs in again) and the spent tokens live again, the very state before the grant. A
+    revocation, a replay's family revocation, a code and a login always wait."""
+    return bool(settings.get("tokens.refresh_synchronous_commit"))
+
+
+def rotate(previous, successor: dict, now: int, *, synchronous: bool = True) -> bool:
     """Spend the refresh token `previous` and store `successor` (a `tokens` row) as one atomic step:
     both happen, or neither when `previous` was spent (or revoked, or expired) meanwhile.
 
-    PostgreSQL: one autocommit statement, one round trip (no BEGIN and COMMIT of their own).
-    SQLite: a transaction of its own on a lone connection, holding the write lock for the two
-    statements only.
+    PostgreSQL: one autocommit statement, one round trip (no BEGIN and COMMIT of their own),
+    committed as `synchronous` says (rotation_synchronous). SQLite: a transaction of its own on
+    a lone connection, holding the write lock for the two statements only.
     """
     values = {"old_id": previous.id, "now": now}
     if db.lone().postgresql:
-        return db.execute_alone(_spend_and_store_statement(tuple(successor)), {**successor, **values}) == 1
+        return db.execute_alone(_spend_and_store_statement(tuple(successor)), {**successor, **values},
+                                synchronous=synchronous) == 1
     alone = db.begin_alone()
     if alone.first(_SPEND_REFRESH_TOKEN, values) is None:
         alone.close()
@@ -203,8 +213,9 @@ def spend_and_issue(client, refresh_token: str, successor: dict, settings, now: 
     live, spent meanwhile, or a check `_foldable_refresh_token` leaves to RefreshTokenGrant's
     own path: that path answers it, as before).
 
-    PostgreSQL: one autocommit statement, one round trip. SQLite: a transaction of its own on a
-    lone connection (BEGIN IMMEDIATE, the spend, the INSERT, COMMIT)."""
+    PostgreSQL: one autocommit statement, one round trip, committed as rotation_synchronous
+    says. SQLite: a transaction of its own on a lone connection (BEGIN IMMEDIATE, the spend, the
+    INSERT, COMMIT)."""
     most = int(settings.get("tokens.refresh_token_max_lifetime") or 0)
     values = {"token_hash": sha256_hex(refresh_token), "for_client": client.get_client_id(), "now": now,
               "today": utcnow().date(), "dpop_free_": not client.row.public,
@@ -228,14 +239,15 @@ def spend_and_issue(client, refresh_token: str, successor: dict, settings, now: 
                                "refresh_expires_at": refresh_end})
         alone.commit()
         return row["scope"]
-    stored = db.first_alone(statement, {**values, **successor})
+    synchronous = rotation_synchronous(settings)
+    stored = db.first_alone(statement, {**values, **successor}, synchronous=synchronous)
     if stored is None:
         return None
     scope = client.get_allowed_scope(stored.scope)  # as Authlib's generate_token grants it
     if scope != stored.scope:
         # The client's registered scope was narrowed since the login: the successor keeps what
         # the client may still have (rare: a second statement, before anyone has the token).
-        db.execute_alone(_SET_SCOPE, {"token_id": stored.id, "scope_": scope})
+        db.execute_alone(_SET_SCOPE, {"token_id": stored.id, "scope_": scope}, synchronous=synchronous)
     return scope
 
 

@@ -21,7 +21,7 @@ from idp.db import db
 from idp.models import Client, Token
 from idp.oidc.adapters import ClientRecord, OAuthClient
 from idp.oidc import client_assertion, dpop, parameters, response_mode, urls
-from idp.oidc.grants import revoke_if_replayed, rotate, store_exchanged_tokens
+from idp.oidc.grants import revoke_if_replayed, rotate, rotation_synchronous, store_exchanged_tokens
 from idp.ops import metrics
 from idp.security.text import storable
 from idp.security.tokens import random_token, sha256_hex
@@ -325,7 +325,8 @@ def save_token(token: dict, request) -> None:
     grant_type = request.payload.grant_type
     previous = getattr(request, "refresh_row", None)
     if previous is not None:
-        if not rotate(previous, row, now):  # a parallel grant spent it first: this one is a replay
+        # Spent by a parallel grant first: this one is a replay.
+        if not rotate(previous, row, now, synchronous=rotation_synchronous(settings)):
             revoke_if_replayed(previous.refresh_token_hash)
             raise InvalidGrantError("The refresh token was already used.")
     elif grant_type == "client_credentials":

@@ -4,7 +4,8 @@ Every line has `time` (UTC, ISO 8601 with milliseconds), `level`, `logger`, `mes
 `request_id` when logged while a request is served. The access line written after each
 response (logger `idp.access`) adds `method`, `path` (with the values that stand for secrets,
 such as login handles, replaced: idp.ops.paths), `status`, `duration_ms`, `cpu_ms` (the CPU time
-the request's thread used: what it cost apart from waiting), `remote_addr`.
+the request's thread used: what it cost apart from waiting), `hash_cpu_ms` (the part of it spent
+hashing passwords, on a request that did), `remote_addr`.
 Other code adds fields the same way: `log.info("...", extra={"fields": {"client_id": cid}})`.
 
 The request id lives in a context variable set by idp.ops's WSGI middleware, so any logger
@@ -22,7 +23,7 @@ request_id_var: ContextVar[str | None] = ContextVar("idp_request_id", default=No
 
 # The fields of a LogRecord that are not user data (everything else set through `extra`
 # would be too surprising to dump, so only `extra={"fields": {...}}` is copied).
-_ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "cpu_ms", "remote_addr")
+_ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "cpu_ms", "hash_cpu_ms", "remote_addr")
 
 
 def with_request_id(target):
@@ -88,6 +89,7 @@ class JsonFormatter(logging.Formatter):
         """The same keys and values as the general path would write, without building a dict."""
         extra = record.__dict__
         cpu = extra.get("cpu_ms")
+        hashed = extra.get("hash_cpu_ms")
         remote = extra.get("remote_addr")
         return "".join((
             '{"time":"', iso_time(record.created), '","level":"', record.levelname,
@@ -96,6 +98,7 @@ class JsonFormatter(logging.Formatter):
             ',"path":', _quote(extra["path"]), ',"status":', str(int(extra["status"])),
             ',"duration_ms":', repr(float(extra["duration_ms"])),
             ',"cpu_ms":' + repr(float(cpu)) if cpu is not None else "",
+            ',"hash_cpu_ms":' + repr(float(hashed)) if hashed is not None else "",
             ',"remote_addr":' + _quote(remote) if remote is not None else "",
             "}"))
 

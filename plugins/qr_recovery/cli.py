@@ -56,7 +56,11 @@ def recovery_qr_group(name: str = "qr_recovery") -> click.Group:
         factor = _factor(name)
         ttl = validity(expires_in, default=factor.qr_settings.default_ttl, maximum=factor.qr_settings.max_ttl)
         user = _user(email)
-        if directory.is_disabled(user):  # as `factor push activate` and `factor totp import` refuse
+        # Asked under the user's lock, held to the commit (as `factor push activate` and `factor totp
+        # import` refuse): a disabling committed while this waited is seen, rather than a code
+        # issued after the disabling revoked the user's codes.
+        directory.lock_user(user.id)
+        if directory.is_disabled(user):
             fail(f"{user.email} is disabled: enable the account first (idp user enable)")
         # Committed once the PNG, if asked for, and the output are written: a code nobody could see
         # is never left behind (nor its notice to the user).

@@ -84,13 +84,16 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
     user = find_user_by_email(email)
     if user is None:
         fail(f"unknown user {email!r}")
+    # The user's lock to the commit: a second import running at once waits, then sees this one's
+    # credential; and "disabled" is asked under it, so a disabling committed while this waited is
+    # seen (asked before the lock, its answer was the one from before the wait).
+    lock_user(user.id)
     if is_disabled(user):  # a new way in, and a notice mail, for an account no one may use
         fail(f"{user.email} is disabled: enable the account first (idp user enable)")
     if "totp" not in current_registry():
         fail("the totp factor is disabled (factors.disabled)")
     factor = current_registry().get("totp")
     algorithm = algorithm.upper()
-    lock_user(user.id)  # (a second import running at once waits, then sees this one's credential)
     try:
         held = factor.store.reveal_all(user)
     except SecretUnavailable as exc:

@@ -236,6 +236,31 @@ def test_access_log_is_one_json_object_per_line(client, log_stream):
     assert isinstance(entry["cpu_ms"], float) and 0 <= entry["cpu_ms"] < 1000
 
 
+def test_a_password_hash_s_cpu_is_in_its_access_line_and_the_metrics(app, client, log_stream):
+    """`hash_cpu_ms`: the part of a request's `cpu_ms` spent hashing passwords (what a login's CPU
+    is besides its hash), and `idp_password_hash_cpu_seconds` counts every hash."""
+    from idp.security.passwords import Passwords
+
+    passwords = Passwords(time_cost=1, memory_cost=1024, on_hashed=ops.password_hashed)
+    stored = passwords.hash("secret")  # outside any request: the metric alone
+
+    @app.post("/sign-in")
+    def sign_in():
+        return jsonify(ok=passwords.verify(stored, "secret") and not passwords.verify(None, "secret"))
+
+    def hashes() -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        return float(re.search(r"^idp_password_hash_cpu_seconds_count (\S+)$", text, re.M).group(1))
+
+    before = hashes()
+    assert client.post("/sign-in").get_json() == {"ok": True}
+    assert hashes() == before + 2
+    entries = [e for e in json_lines(log_stream) if e["logger"] == "idp.access"]
+    signed_in = next(e for e in entries if e["path"] == "/sign-in")
+    assert 0 < signed_in["hash_cpu_ms"] <= signed_in["cpu_ms"]
+    assert all("hash_cpu_ms" not in e for e in entries if e["path"] != "/sign-in")
+
+
 def test_application_logs_carry_the_request_id(app, log_stream):
     @app.get("/noisy")
     def noisy():

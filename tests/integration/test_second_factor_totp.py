@@ -201,3 +201,50 @@ def test_a_new_seed_is_not_kept_in_clear_while_the_user_types_the_code(seeded, w
     second = page.find(r'<code>([A-Z2-7 ]+)</code>').replace(" ", "")
     stored = _everything_stored(live_server)
     assert second and second not in stored and "otpauth" not in stored
+
+
+def _stamps(live_server, email):
+    from idp.db import db
+    from idp.models import User
+
+    with live_server.context():
+        user = db.session.scalars(select(User).where(User.email == email)).one()
+        db.session.refresh(user)
+        return user.last_login_at, user.password_reset_at
+
+
+def test_a_login_stamps_the_user_and_a_second_factor_ends_the_reset_links_hold(seeded, web, rp_factory,
+                                                                                live_server):
+    """users.last_login_at is written by each completed login (a first-party client's: in the
+    statement that holds the user's row, idp.login.pipeline._stamped_at_hold), and a login that
+    proved a second factor clears password_reset_at; a login that stops at the code page writes
+    neither."""
+    from datetime import datetime
+
+    from idp.db import db
+    from idp.models import User
+
+    rp = rp_factory(seeded.first_party)
+    browser = FormBrowser(live_server.url)
+    browser.get(rp.authorization_url())
+    browser.login(seeded.user_email, seeded.password)  # password only: signed in
+    assert browser.last_redirect is not None
+    password_login, _ = _stamps(live_server, seeded.user_email)
+    assert password_login is not None
+    secret, _codes = enrol_totp_during_login(web, rp, seeded)
+    rp.exchange(web.last_redirect)
+    marked = datetime(2000, 1, 1)
+    with live_server.context():
+        user = db.session.scalars(select(User).where(User.email == seeded.user_email)).one()
+        user.password_reset_at, user.last_login_at = marked, marked
+        db.session.commit()
+    halfway = FormBrowser(live_server.url)
+    halfway.get(rp.authorization_url())
+    page = halfway.login(seeded.user_email, seeded.password)
+    assert page.form_with("code") is not None
+    assert _stamps(live_server, seeded.user_email) == (marked, marked)  # not signed in yet
+    code = pyotp.TOTP(secret).at(int(time.time()) + 30)
+    halfway.submit(page.form_with("code"), {"code": code})
+    assert halfway.last_redirect is not None
+    last_login, reset = _stamps(live_server, seeded.user_email)
+    assert last_login > marked and reset is None

@@ -245,3 +245,28 @@ def test_a_lone_write_is_refused_while_the_session_holds_a_transaction(migrated_
     for kept in database.lone().idle:
         kept.connection.close()
     database.engine.dispose()
+
+
+def _synchronous_commit(lone, statement_runs_here) -> str:
+    """PostgreSQL's synchronous_commit on the connection a statement ran on, read there."""
+    statement_runs_here()
+    taken = lone.take(synchronous=None)  # the connection just given back (the most recent)
+    try:
+        return taken.connection.execute("SHOW synchronous_commit").fetchone()[0]
+    finally:
+        lone.give_back(taken)
+
+
+def test_a_statement_commits_without_waiting_for_the_disk_only_when_asked(lone, migrated_database_url):
+    """A refresh token's rotation (`tokens.refresh_synchronous_commit` false) runs with
+    synchronous_commit off; the next write that must wait gets a connection set back on."""
+    if not migrated_database_url.startswith("postgresql"):
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    lone.insert(Token.__table__, dict(_row(8), refresh_token_hash="s" * 64, refresh_expires_at=100),
+                synchronous=True)
+    claim = {"token_hash": "s" * 64, "for_client": "svc", "now": 50}
+    assert _synchronous_commit(lone, lambda: lone.first(_CLAIM_REFRESH_TOKEN, claim, synchronous=False)) == "off"
+    assert _synchronous_commit(lone, lambda: lone.execute(
+        update(_TOKENS).values(revoked_at=60), {}, synchronous=True)) == "on"
+    assert _synchronous_commit(lone, lambda: lone.execute(
+        update(_TOKENS).values(revoked_at=70), {}, synchronous=False)) == "off"

@@ -25,7 +25,7 @@ def show(ctx: StepContext, form: PasswordLoginForm | None = None, error: str | N
 
 
 def _find_user(email: str) -> LoginUser | None:
-    return login_user.find(email.strip().lower())
+    return login_user.find_signing_in(email.strip().lower())
 
 
 def submit(ctx: StepContext):

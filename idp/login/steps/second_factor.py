@@ -21,7 +21,7 @@ from idp.factors.store import gates_commit_with_step
 from idp.factors.types import Denied, FactorKind, Pending, Rejected, Verified
 from idp.factors.waiting import one_wait_per
 from idp.login import gate, pipeline, transaction
-from idp.login.forms import CodeForm
+from idp.login.forms import CodeForm, PostedCode
 from idp.login.steps.base import StepContext, wait_message
 from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, call_plugin, choices, lockout_keys,
                                          plugin_response, remember_step, step_record, stored, unavailable_message,
@@ -138,10 +138,10 @@ def choose(ctx: StepContext, name: str):
 
 
 def submit(ctx: StepContext):
-    form = CodeForm()
+    form = PostedCode()
     if form.posted_version() != ctx.row.version:  # a page from before the login moved on: show where it is
         return redirect(url_for("login.step", handle=ctx.handle))
-    if not form.validate_on_submit():  # a code longer than any: the same form, a 400
+    if not form.within_bounds():  # a code longer than any: the same form, a 400
         return show(ctx, message_for(), 400)
     user = user_of(ctx)
     name, state, _view = stored(ctx)

@@ -39,7 +39,10 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_audit_events_event'), ['event'], unique=False)
         batch_op.create_index('ix_audit_org_at', ['org_id', 'at'], unique=False)
         batch_op.create_index('ix_audit_subject', ['subject_id', 'id'], unique=False)
-        batch_op.create_index('ix_audit_actor', ['actor_id', 'id'], unique=False)
+        batch_op.create_index('ix_audit_org_subject', ['org_id', 'subject_id', 'id'], unique=False,
+                              postgresql_include=['event'])
+        batch_op.create_index('ix_audit_org_actor', ['org_id', 'actor_id', 'id'], unique=False,
+                              postgresql_include=['event'])
         batch_op.create_index('ix_audit_org_event', ['org_id', 'event', 'id'], unique=False,
                               postgresql_ops={'event': 'varchar_pattern_ops'})
 
@@ -439,7 +442,8 @@ def downgrade() -> None:
     op.drop_table('client_assertions')
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_org_event')
-        batch_op.drop_index('ix_audit_actor')
+        batch_op.drop_index('ix_audit_org_actor')
+        batch_op.drop_index('ix_audit_org_subject')
         batch_op.drop_index('ix_audit_subject')
         batch_op.drop_index('ix_audit_org_at')
         batch_op.drop_index(batch_op.f('ix_audit_events_event'))

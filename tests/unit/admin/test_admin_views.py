@@ -355,6 +355,57 @@ def test_audit_log_lists_and_filters(app, world, browser):
     assert "127.0.0.1" in html  # from which address
 
 
+@pytest.mark.parametrize("listed", [True, False], ids=["few-people", "many-people"])
+def test_audit_search_by_name_finds_that_persons_events_in_this_organization_only(
+        app, world, browser, make_user, monkeypatch, listed):
+    """A name finds the events about and by the people who bear it, in the admin's organization
+    only: not a namesake's elsewhere, nor an event about the person recorded for another
+    organization. The same whether the matching people are read one by one (few of them) or
+    the log is read newest first (many: LISTED_USERS)."""
+    from idp import audit
+    from idp.admin import queries
+
+    zed = make_user(world["acme"], "zed@acme.test", name="Zed Quux")
+    namesake = make_user(world["other"], "zed@other.test", name="Zed Quux")
+    expected = []
+
+    def record(name, org, **who):
+        audit.record(name, org_id=org.id, **who)
+        db.session.commit()
+        return db.session.scalar(select(func.max(AuditEvent.id)))
+
+    expected.append(record("policy.user_requirement_changed", world["acme"], actor_id=world["admin"].id,
+                           subject_id=zed.id))
+    record("login.succeeded", world["acme"], actor_id=world["alice"].id, subject_id=world["alice"].id)
+    expected.append(record("consent.granted", world["acme"], actor_id=zed.id))  # by them, about nobody
+    record("login.succeeded", world["other"], actor_id=namesake.id, subject_id=namesake.id)
+    record("factor.reset", world["other"], actor_id=world["other_admin"].id, subject_id=zed.id)
+    expected.append(record("login.succeeded", world["acme"], actor_id=zed.id, subject_id=zed.id))
+    if not listed:
+        monkeypatch.setattr(queries, "LISTED_USERS", 0)
+    assert isinstance(queries.people_matching(world["acme"].id, "quux"), list) is listed
+
+    client = browser(world["admin"])
+    for search in ("quux", "ZED QU", "zed@acme"):
+        html = client.get(f"/admin/audit?user={search}").get_data(as_text=True)
+        assert re.findall(r'data-event="([^"]+)"', html) == [
+            "login.succeeded", "consent.granted", "policy.user_requirement_changed"], search
+    html = client.get("/admin/audit?user=quux&action=login.").get_data(as_text=True)
+    assert re.findall(r'data-event="([^"]+)"', html) == ["login.succeeded"]
+    for search in ("zed@other", "nobody at all"):
+        html = client.get(f"/admin/audit?user={search}").get_data(as_text=True)
+        assert 'data-event="' not in html and "No event matches." in html
+
+    # Pages of two, newest first, and back.
+    people = queries.people_matching(world["acme"].id, "quux")
+    first = queries.audit_page(world["acme"].id, subject_ids=people, limit=2)
+    assert [e.id for e in first.rows] == expected[::-1][:2] and first.prev_before is None
+    second = queries.audit_page(world["acme"].id, subject_ids=people, after=first.next_after, limit=2)
+    assert [e.id for e in second.rows] == expected[::-1][2:] and second.next_after is None
+    back = queries.audit_page(world["acme"].id, subject_ids=people, before=second.prev_before, limit=2)
+    assert [e.id for e in back.rows] == [e.id for e in first.rows]
+
+
 def test_audit_action_suggestions_read_the_latest_events_only(app, world, browser, monkeypatch):
     """The suggestions come from a bounded window of the newest events (a DISTINCT over the whole
     log read every event on each visit); an older action is still found by typing it."""

@@ -173,3 +173,37 @@ def test_guesses_reserved_at_once_are_admitted_up_to_the_limit(app):
     for thread in threads:
         thread.join(30)
     assert not errors and len(admitted) == 3
+
+
+def test_a_password_guess_is_admitted_while_neither_its_address_nor_its_account_is_locked(app):
+    """`PasswordGuess.admit`: the address's check and the account's reservation (one statement on
+    the database). A locked address refuses the guess without counting it against the account,
+    with the address's wait; a locked account refuses it too."""
+    from idp import lockout
+    from idp.db import db
+
+    with app.app_context():
+        settings = app.extensions["idp.settings"]
+        threshold = int(settings.get("ratelimit.password_failures_before_lockout", 5))
+        address_threshold = int(settings.get("ratelimit.password_ip_failures_before_lockout", 5))
+        number = uuid.uuid4().int
+        guess = lockout.PasswordGuess.of(f"{uuid.uuid4().hex}@example.com",
+                                         f"10.{number % 250}.{number // 250 % 250}.{number // 62500 % 250 + 1}")
+        assert guess.admit() == 0
+        db.session.commit()
+        guess.succeeded()  # a right password: its reservation taken back
+        db.session.commit()
+        for _ in range(address_threshold):  # guesses at other accounts from the same address
+            lockout.fail([guess.address])
+        wait = lockout.check([guess.address])
+        assert wait > 0
+        for _ in range(threshold + 1):  # refused, and not counted against the account
+            assert 0 < guess.admit() <= wait
+            db.session.commit()
+        lockout.succeed([guess.address])
+        db.session.commit()
+        for _ in range(threshold):  # the account's whole budget is left
+            assert guess.admit() == 0
+            db.session.commit()
+        assert guess.admit() > 0  # and now its lockout refuses the guess
+        db.session.commit()
