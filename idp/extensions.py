@@ -12,7 +12,6 @@ from flask_wtf.csrf import CSRFProtect
 from idp.config import Settings
 from idp import template_i18n
 from idp.security import limiter_storage  # noqa: F401  (registers the idp-memory:// storage)
-from idp.security import timed_tokens
 from idp.security.lean_limiter import LeanLimiter
 from idp.security.guess_keys import address_key
 
@@ -133,7 +132,6 @@ def _belongs_to_limiter(hook) -> bool:
 
 def init_app(app: Flask, settings: Settings) -> None:
     csrf.init_app(app)
-    timed_tokens.install_csrf_serializer()  # CSRF tokens signed and checked without a serializer each
     # Without Redis, limits are kept per process in memory (idp.security.limiter_storage).
     app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url or "idp-memory://"
     app.config["RATELIMIT_STRATEGY"] = "moving-window"
