@@ -7,6 +7,9 @@ grant): about a hundred Python calls, a visible share of a token grant. The seri
 depends only on the secret key and its fallbacks, so it is cached per key set; rotating
 `SECRET_KEY` (a new app) builds a new one.
 
+A session written anyway is given the secret of its CSRF tokens then (`save_session`), with
+Flask-WTF's own generate_csrf, rather than by the next page with a form in a second write.
+
 Token, UserInfo, revocation and introspection requests are authenticated by client credentials
 or a bearer token, never by a user's cookie (idp.dispatch): they get an empty session that cannot
 be written, whatever cookie came along, and the cookie is neither decoded nor sent back.
@@ -41,6 +44,18 @@ class CachedSerializerSessionInterface(SecureCookieSessionInterface):
         serializer = super().get_signing_serializer(app)
         self._cached = (keys, serializer)
         return serializer
+
+    def save_session(self, app: Flask, session, response) -> None:
+        field = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+        if session and session.modified and field not in session:
+            # Written anyway (the browser's binding at /authorize, a sign-in): given now the
+            # secret behind its forms' CSRF tokens, as Flask-WTF's generate_csrf makes it, so
+            # that the next page with a form finds it and leaves the cookie alone (the login
+            # page would otherwise sign and send the whole cookie again only to add it).
+            from flask_wtf.csrf import generate_csrf
+
+            generate_csrf()
+        super().save_session(app, session, response)
 
     def open_session(self, app: Flask, request):
         if request.path in client_endpoint_paths(app):
