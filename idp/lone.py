@@ -231,7 +231,7 @@ class LoneConnections:
 
     def prepared_insert_rows(self, table: Table, columns: tuple[str, ...], count: int) -> Prepared:
         """One INSERT of `count` rows with these columns, `INSERT ... VALUES (...), (...)`, each
-        row's values named `<column>__<row number>` (`rows_parameters`)."""
+        row's values named `<column>__<row number>` (as `db.run_insert_many` names them)."""
         key = (table.name, columns, count)
         prepared = self.statements.get(key)
         if prepared is None:
