@@ -7,14 +7,16 @@ grant): about a hundred Python calls, a visible share of a token grant. The seri
 depends only on the secret key and its fallbacks, so it is cached per key set; rotating
 `SECRET_KEY` (a new app) builds a new one.
 
-A session written anyway is given the secret of its CSRF tokens then (`save_session`), with
-Flask-WTF's own generate_csrf, rather than by the next page with a form in a second write.
+A session written anyway is given the secret of its CSRF tokens then (`save_session`), rather
+than by the next page with a form in a second write; Flask-WTF makes and checks the tokens.
 
 Token, UserInfo, revocation and introspection requests are authenticated by client credentials
 or a bearer token, never by a user's cookie (idp.dispatch): they get an empty session that cannot
 be written, whatever cookie came along, and the cookie is neither decoded nor sent back.
 """
 from __future__ import annotations
+
+import secrets
 
 from flask import Flask
 from flask.sessions import NullSession, SecureCookieSessionInterface
@@ -49,12 +51,13 @@ class CachedSerializerSessionInterface(SecureCookieSessionInterface):
         field = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
         if session and session.modified and field not in session:
             # Written anyway (the browser's binding at /authorize, a sign-in): given now the
-            # secret behind its forms' CSRF tokens, as Flask-WTF's generate_csrf makes it, so
-            # that the next page with a form finds it and leaves the cookie alone (the login
-            # page would otherwise sign and send the whole cookie again only to add it).
-            from flask_wtf.csrf import generate_csrf
-
-            generate_csrf()
+            # secret behind its forms' CSRF tokens, so that the next page with a form finds it
+            # and leaves the cookie alone (the login page would otherwise sign and send the whole
+            # cookie again only to add it). Flask-WTF's generate_csrf makes the same: 40 random
+            # hex digits, which its tokens sign and its check compares. (Not generate_csrf
+            # itself: it writes to the request's session, which need not be this one, and keeps
+            # a token in `g`.)
+            session[field] = secrets.token_hex(20)
         super().save_session(app, session, response)
 
     def open_session(self, app: Flask, request):
