@@ -193,13 +193,23 @@ def _count_failures_statement(dialect: str, count: int, *, unless_locked: bool =
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         statement = insert(_COUNTERS).values([{"key": bindparam(f"k{i}"), "failures": 1, "updated_at": bindparam("now")}
                                               for i in range(count)])
-        unlocked = or_(_COUNTERS.c.locked_until.is_(None), _COUNTERS.c.locked_until <= bindparam("now"))
-        built = _COUNT_FAILURES[(dialect, count, unless_locked)] = statement.on_conflict_do_update(
-            index_elements=[_COUNTERS.c.key],
-            set_={"failures": _COUNTERS.c.failures + 1, "updated_at": statement.excluded.updated_at},
-            where=unlocked if unless_locked else None,
-        ).returning(_COUNTERS.c.key, _COUNTERS.c.failures)
+        built = _COUNT_FAILURES[(dialect, count, unless_locked)] = _counted_on_conflict(
+            statement, unless_locked_at=bindparam("now") if unless_locked else None)
     return built
+
+
+def _counted_on_conflict(statement, *, unless_locked_at=None):
+    """A counters INSERT (one failure per new key) made the count's upsert: a key already counted
+    gets failures + 1, RETURNING each key's count; with `unless_locked_at` (the time, a bind
+    parameter of the statement's), only while no lockout is in force at it."""
+    columns = _COUNTERS.c
+    unlocked = (or_(columns.locked_until.is_(None), columns.locked_until <= unless_locked_at)
+                if unless_locked_at is not None else None)
+    return statement.on_conflict_do_update(
+        index_elements=[columns.key],
+        set_={"failures": columns.failures + 1, "updated_at": statement.excluded.updated_at},
+        where=unlocked,
+    ).returning(columns.key, columns.failures)
 
 
 def fail(keys: list[str], *, commit: bool = True) -> int:
@@ -279,11 +289,7 @@ def _reserve_unless_address_locked_statement(dialect: str):
         guess = select(bindparam("k0", type_=columns.key.type), literal_column("1"), now).where(~address_locked)
         insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(_COUNTERS).from_select(
             ["key", "failures", "updated_at"], guess)
-        built = _RESERVE_UNLESS_ADDRESS_LOCKED[dialect] = insert.on_conflict_do_update(
-            index_elements=[columns.key],
-            set_={"failures": columns.failures + 1, "updated_at": insert.excluded.updated_at},
-            where=or_(columns.locked_until.is_(None), columns.locked_until <= now),
-        ).returning(columns.key, columns.failures)
+        built = _RESERVE_UNLESS_ADDRESS_LOCKED[dialect] = _counted_on_conflict(insert, unless_locked_at=now)
     return built
 
 

@@ -6,8 +6,6 @@ written for the disabled account: no credential, no activation code, no recovery
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from click.testing import CliRunner
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import seed
+from fixtures.race import disabled_while_it_waits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "push"))
 from push_testkit import enable_push  # noqa: E402
@@ -36,27 +35,16 @@ def _commands():
     }
 
 
-def _blocked_by(watch, holder: int) -> bool:
-    from sqlalchemy import text
-
-    blocked = bool(watch.execute(text("SELECT count(*) FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"),
-                                 {"holder": holder}).scalar_one())
-    watch.rollback()  # a transaction sees one snapshot of pg_stat_activity: the next look takes a new one
-    return blocked
-
-
 @pytest.mark.parametrize("command", ["totp import", "push activate", "recovery-qr issue"])
 def test_a_disabling_while_the_command_waits_for_the_users_lock_refuses_it(pg_server, command):
     """The test holds the user's row (as a disabling does from its UPDATE to its commit), the
     command runs meanwhile and waits for it, then the disabling is done and committed: the
     command refuses. Before, it had read "not disabled" before waiting (or without waiting at
     all), and wrote its credential or code for the disabled account."""
-    from sqlalchemy import create_engine, func, select
+    from sqlalchemy import func, select
 
-    from idp import users
     from idp.db import db
-    from idp.factors import directory
-    from idp.models import Credential, FactorChallenge, User
+    from idp.models import Credential, FactorChallenge
 
     enable_push(pg_server)
     registry = pg_server.app.extensions["idp.factors"]
@@ -78,22 +66,9 @@ def test_a_disabling_while_the_command_waits_for_the_users_lock_refuses_it(pg_se
         return (db.session.scalar(select(func.count()).select_from(Credential)),
                 db.session.scalar(select(func.count()).select_from(FactorChallenge)))
 
-    watcher = create_engine(pg_server.database_url)
-    with pg_server.context(), watcher.connect() as watch:
+    with pg_server.context():
         before = written()
-        db.session.rollback()
-        user = db.session.scalar(select(User).where(User.email == seeded.user_email))
-        directory.lock_user(user.id)
-        holder = db._dbapi().info.backend_pid  # the connection lock_user's statement ran on
-        request = threading.Thread(target=run)
-        request.start()
-        while request.is_alive() and not _blocked_by(watch, holder):
-            time.sleep(0.02)
-        assert request.is_alive(), outcome  # the command waits for the user's lock
-        users.set_disabled(user, True, actor="cli")
-        db.session.commit()
-        request.join()
-        assert outcome and outcome[0][0] != 0 and "is disabled" in outcome[0][1], outcome
-        db.session.rollback()
+    disabled_while_it_waits(pg_server, seeded.user_email, run)
+    assert outcome and outcome[0][0] != 0 and "is disabled" in outcome[0][1], outcome
+    with pg_server.context():
         assert written() == before
-    watcher.dispose()

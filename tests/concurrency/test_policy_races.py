@@ -6,7 +6,7 @@ import pytest
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, seed
-from fixtures.race import tabs_of
+from fixtures.race import blocked_by, tabs_of
 from test_factor_races import _at_once
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
@@ -107,10 +107,7 @@ def test_a_code_exchange_does_not_wait_for_a_policy_change_of_its_user(pg_server
         blocked = False
         with watcher.connect() as watch:
             while exchange.is_alive() and not blocked:
-                blocked = bool(watch.execute(text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"),
-                    {"holder": holder}).scalar_one())
-                watch.rollback()  # a transaction sees one snapshot of pg_stat_activity: look anew each time
+                blocked = blocked_by(watch, holder)
                 time.sleep(0.02)
         db.session.commit()  # the policy change ends: a blocked exchange goes on now
         exchange.join()

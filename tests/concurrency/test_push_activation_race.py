@@ -5,28 +5,18 @@ a disabled account."""
 from __future__ import annotations
 
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import seed
+from fixtures.race import disabled_while_it_waits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "push"))
 from push_testkit import activation_code, enable_push, issue_activation_uri  # noqa: E402
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
-
-
-def _blocked_by(watch, holder: int) -> bool:
-    from sqlalchemy import text
-
-    blocked = bool(watch.execute(text("SELECT count(*) FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"),
-                                 {"holder": holder}).scalar_one())
-    watch.rollback()  # a transaction sees one snapshot of pg_stat_activity: the next look takes a new one
-    return blocked
 
 
 def test_a_disabling_while_the_phone_waits_for_the_users_lock_refuses_the_phone(pg_server):
@@ -35,14 +25,12 @@ def test_a_disabling_while_the_phone_waits_for_the_users_lock_refuses_the_phone(
     refused. Before, the phone had read "not disabled" before waiting, and registered its device
     on the disabled account (its activation code, expired by the disabling at a later instant than
     the phone's request began, still passed the code's check)."""
-    from sqlalchemy import create_engine, select
+    from sqlalchemy import select
 
     from authenticator.push import keys
     from authenticator.push.client import PushClient
-    from idp import users
     from idp.db import db
-    from idp.factors import directory
-    from idp.models import Credential, User
+    from idp.models import Credential
 
     enable_push(pg_server)
     seeded = seed(pg_server)
@@ -57,20 +45,7 @@ def test_a_disabling_while_the_phone_waits_for_the_users_lock_refuses_the_phone(
         except Exception as exc:  # noqa: BLE001 - the client's refusal, whatever its class
             outcome.append(f"refused: {exc}")
 
-    watcher = create_engine(pg_server.database_url)
-    with pg_server.context(), watcher.connect() as watch:
-        user = db.session.scalar(select(User).where(User.email == seeded.user_email))
-        directory.lock_user(user.id)
-        holder = db._dbapi().info.backend_pid  # the connection lock_user's statement ran on
-        request = threading.Thread(target=register)
-        request.start()
-        while request.is_alive() and not _blocked_by(watch, holder):
-            time.sleep(0.02)
-        assert request.is_alive(), outcome  # the phone waits for the user's lock
-        users.set_disabled(user, True, actor="cli")
-        db.session.commit()
-        request.join()
-    watcher.dispose()
+    disabled_while_it_waits(pg_server, seeded.user_email, register)
     assert outcome and outcome[0].startswith("refused"), outcome
     with pg_server.context():
         devices = db.session.scalars(select(Credential).where(Credential.factor == "push",

@@ -100,12 +100,18 @@ def test_the_lean_path_answers_as_flask_limiter_does():
     assert _storage_keys(ours_limiter) == _storage_keys(theirs_limiter)
 
 
-def test_the_lean_path_is_taken_for_plain_decorated_limits(monkeypatch):
-    app, _limiter = _app(LeanLimiter)
+def _flask_limiters_resolutions(monkeypatch) -> list:
+    """The keyword arguments of each call of Flask-Limiter's own check, as they are made."""
     resolved = []
     original = Limiter._check_request_limit
     monkeypatch.setattr(Limiter, "_check_request_limit",
                         lambda self, *args, **kwargs: resolved.append(kwargs) or original(self, *args, **kwargs))
+    return resolved
+
+
+def test_the_lean_path_is_taken_for_plain_decorated_limits(monkeypatch):
+    app, _limiter = _app(LeanLimiter)
+    resolved = _flask_limiters_resolutions(monkeypatch)
     client = app.test_client()
     assert [client.get("/plain").status_code for _ in range(4)] == [200, 200, 200, 429]
     # (The app-wide before_request check, which idp.extensions drops, still goes through it.)
@@ -115,10 +121,7 @@ def test_the_lean_path_is_taken_for_plain_decorated_limits(monkeypatch):
 def test_anything_else_goes_through_flask_limiter(monkeypatch):
     """A default limit (which our set-up does not have) is Flask-Limiter's to resolve."""
     app, _limiter = _app(LeanLimiter, default_limits=["100 per minute"])
-    resolved = []
-    original = Limiter._check_request_limit
-    monkeypatch.setattr(Limiter, "_check_request_limit",
-                        lambda self, *args, **kwargs: resolved.append(kwargs) or original(self, *args, **kwargs))
+    resolved = _flask_limiters_resolutions(monkeypatch)
     client = app.test_client()
     assert [client.get("/plain").status_code for _ in range(4)] == [200, 200, 200, 429]
     assert [call for call in resolved if not call.get("in_middleware", True)]
