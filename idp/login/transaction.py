@@ -54,7 +54,6 @@ class TransactionRow:
     decision: dict | None
     factor_name: str | None
     factor_state: dict | None
-    failed_attempts: int
     created_at: datetime
     expires_at: datetime
 
@@ -101,7 +100,7 @@ def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, u
     now = utcnow()
     row = TransactionRow(id=sha256_hex(raw), browser_binding=binding, state=state.value, version=1,
                          authz_request=authz_request, user_id=user_id, steps_done=steps_done or [], decision=None,
-                         factor_name=None, factor_state=None, failed_attempts=0, created_at=now,
+                         factor_name=None, factor_state=None, created_at=now,
                          expires_at=now + _ttl())
     # Written alone: /authorize has nothing else to commit with it (what the session read is
     # committed first, so that on SQLite it holds no lock this insert would wait for). Nor
@@ -228,19 +227,6 @@ def advance(row: TransactionRow, expected_state: State, expected_version: int, n
     for key, value in dict(patch, state=new_state.value, version=expected_version + 1).items():
         setattr(row, key, value)
     return True
-
-
-_COUNT_FAILURE = (update(_TABLE).where(_TABLE.c.id == bindparam("id_"))
-                  .values(failed_attempts=_TABLE.c.failed_attempts + 1))
-
-
-def count_failure(row: TransactionRow) -> None:
-    """One more failed attempt, in the caller's transaction, whatever the version: a failure
-    counts even when a parallel post moved the login on meanwhile, and unlike a version-guarded
-    write it never rolls back what the check wrote with it (a key suspended as a possible clone,
-    the sessions it signed out). The version stays: a failure moves the login nowhere."""
-    db.run(_COUNT_FAILURE, {"id_": row.id})
-    row.failed_attempts += 1
 
 
 def update_in_place(row: TransactionRow, expected_version: int, *, commit: bool = True, **patch) -> bool:

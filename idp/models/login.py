@@ -32,7 +32,6 @@ class LoginTransaction(Base):
     decision: Mapped[dict | None] = mapped_column(Json, nullable=True)
     factor_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
     factor_state: Mapped[dict | None] = mapped_column(Json, nullable=True)
-    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 

@@ -227,17 +227,16 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
         if outcome.fraud:
             suspend_push(user.id, utcnow())
         db.session.commit()
-        transaction.update_in_place(ctx.row, version, failed_attempts=ctx.row.failed_attempts + 1)
+        transaction.update_in_place(ctx.row, version)  # the denied challenge's page is stale now
         _switch_away_from(ctx, user, factor)
         return show(ctx, _("The request was denied. Use another method."), 403)
     assert isinstance(outcome, Rejected)
     if outcome.reason == "expired":  # the page begins a fresh challenge instead of showing the stale one
         transaction.update_in_place(ctx.row, version, factor_name=None, factor_state=None)
         return show(ctx, _("That request expired. A new one has been started."), 401)
-    # One transaction for the attempt count, the lockout counters, the audit event and whatever
-    # the check wrote that must stand although it failed (a WebAuthn key suspended as a possible
-    # clone): counted even when a parallel post moved the login on, nothing rolled back.
-    transaction.count_failure(ctx.row)
+    # One transaction for the lockout counters, the audit event and whatever the check wrote that
+    # must stand although it failed (a WebAuthn key suspended as a possible clone): counted even
+    # when a parallel post moved the login on (no version-guarded write here), nothing rolled back.
     locked = lockout.fail(lockout_keys(user), commit=False) if outcome.counts_as_failure else 0
     events = [dict(event="login.second_factor_failed", org_id=user.org_id, actor_id=user.id, actor=user.email,
                    subject_id=user.id, details={"factor": factor.name, "reason": outcome.reason})]
