@@ -1,6 +1,7 @@
-"""A wrong code's page is rendered from a stencil (idp.login.stencil): the same bytes as the
-template's own rendering, in English and in French, with a client name that escaping changes,
-from the stencil's first use (when it is made) and from a kept one."""
+"""A wrong code's page, and the password page every login begins with, are rendered from a
+stencil (idp.login.stencil): the same bytes as the template's own rendering, in English and in
+French, with a client name that escaping changes, from the stencil's first use (when it is made)
+and from a kept one."""
 from __future__ import annotations
 
 import re
@@ -91,3 +92,53 @@ def test_the_code_pages_are_the_templates_pages(server, monkeypatch, language):
             assert "Third &lt;&#34;Tools&#34;&gt; &amp; Co&#39;s" in again_wrong.text
         if language:
             assert 'lang="fr' in again_wrong.text and "Ce code est incorrect" in again_wrong.text
+
+
+@pytest.mark.parametrize("language", [None, FRENCH])
+def test_the_password_page_is_the_templates_page(server, monkeypatch, language):
+    from idp.login import stencil
+    from fixtures.oidc import RelyingParty
+
+    seeded = seed(server)
+    _rename_client(server, seeded.third_party["client_id"], 'Third <"Tools"> & Co\'s')
+    for client in (seeded.first_party, seeded.third_party):
+        browser = FormBrowser(server.url)
+        if language:
+            browser.http.headers["Accept-Language"] = language
+        first = browser.get(RelyingParty(server.url, client).authorization_url())
+        pages = []
+        for stencils in (False, True, True, True):  # rendered (stencils off), then seen, made, kept
+            with monkeypatch.context() as patch:
+                if not stencils:
+                    patch.setattr(stencil, "render", lambda *args: None)
+                elif len(pages) == 1:
+                    stencil.clear()
+                pages.append(browser.get(first.url))
+        rendered, *stenciled = pages
+        assert rendered.status == 200 and 'autocomplete="current-password"' in rendered.text
+        assert any(stencil._stencils.values()), "a stencil was made"
+        for page in stenciled:
+            assert page.status == 200 and CSRF.sub("", page.text) == CSRF.sub("", rendered.text)
+            assert sorted(page.headers) == sorted(rendered.headers)
+            assert _steady(page.headers) == _steady(rendered.headers)
+            assert "Zq9" not in page.text
+        if client is seeded.third_party:
+            assert "Third &lt;&#34;Tools&#34;&gt; &amp; Co&#39;s" in pages[-1].text
+        # The form of the kept stencil's page signs in (its CSRF token is this browser's).
+        browser.login(seeded.user_email, seeded.password)
+        assert browser.page.status < 400 and 'autocomplete="current-password"' not in browser.page.text
+
+
+def test_a_password_page_that_shows_an_address_is_rendered_each_time(server):
+    """A login_hint (and a wrong password's page) shows the address: never from a stencil."""
+    from idp.login import stencil
+    from fixtures.oidc import RelyingParty
+
+    seeded = seed(server)
+    stencil.clear()
+    for _ in range(3):
+        browser = FormBrowser(server.url)
+        page = browser.get(RelyingParty(server.url, seeded.first_party).authorization_url(
+            login_hint="someone@example.org"))
+        assert 'value="someone@example.org"' in page.text
+    assert not any(stencil._stencils.values())

@@ -20,7 +20,15 @@ from idp.login.user import LoginUser
 
 
 def show(ctx: StepContext, form: PasswordLoginForm | None = None, error: str | None = None, status: int = 200):
-    form = form or PasswordLoginForm(formdata=None, username=ctx.params.get("login_hint", ""))
+    hint = ctx.params.get("login_hint", "")
+    if form is None and not hint:
+        # The page every login begins with, the same for all but the login's own values: from its
+        # stencil (idp.login.stencil), as the challenge page. A page showing an address (the one
+        # typed before a wrong password, a login_hint) is rendered each time.
+        key = {"step": "identify", "password_reset": bool(current_app.jinja_env.globals.get("password_reset_enabled"))}
+        return ctx.render_from_stencil("login/identify.html", status, error, key,
+                                       lambda _handle: {"form": PasswordLoginForm(formdata=None)})
+    form = form or PasswordLoginForm(formdata=None, username=hint)
     return ctx.render("login/identify.html", status=status, form=form, error=error)
 
 
