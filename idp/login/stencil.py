@@ -1,13 +1,13 @@
 """A step's page from a stencil: only the per-login values filled in.
 
-The second-factor step's challenge page is about 0.4 ms of Jinja, shown by each login that
-reaches the step and again after each wrong code (half a wrong code's work beyond its
-statements); the password page every login begins with, about 0.6 ms. What differs from one
-login's page to another's for the same template, language, method, plugin view and choice of
-other methods is a handful of values: the login's handle (in the form actions), its version, the client's name,
-the CSRF token and the error. So the page is rendered once with marks in their places, kept,
-and each later page is that text with the marks replaced by the values, HTML-escaped as the
-template's `{{ }}` escapes them.
+The second-factor step's challenge page is about 0.4 ms of Jinja, shown by each login that reaches
+the step and again after each wrong code (half a wrong code's work beyond its statements); the
+password page every login begins with, about 0.6 ms. What differs from one login's page to another's
+for the same template, language, method, plugin view and choice of other methods is a handful of
+values: the login's handle (in the form actions), its version, the client's name, the CSRF token and
+the error. So the page is rendered once with marks in their places, kept, and each later page is
+that text with the marks replaced by the values, HTML-escaped as the template's `{{ }}` escapes
+them.
 
 Kept only when that is exactly what the template does with them: a stencil is rendered twice,
 once with plain marks and once with values that escaping changes (quotes, `<`, `&`), and kept

@@ -230,5 +230,5 @@ def advance(row: TransactionRow, expected_state: State, expected_version: int, n
 
 
 def update_in_place(row: TransactionRow, expected_version: int, *, commit: bool = True, **patch) -> bool:
-    """Change fields without moving the state (a new challenge, a failed attempt), still version-guarded."""
+    """Change fields without moving the state (a new challenge, a denied one), still version-guarded."""
     return advance(row, State(row.state), expected_version, State(row.state), commit=commit, **patch)

@@ -41,11 +41,11 @@ class StepContext:
 
     def render_from_stencil(self, template, status: int, error: str | None, key: dict, values_for):
         """`render` for a page many logins see alike (the password page, the challenge page and
-        again after a wrong code): from its stencil (idp.login.stencil), the same bytes for a fraction of the
-        rendering. `values_for(handle)` gives the template's values other than the login's own
-        (action, version, client name, handle, error, CSRF token), which `key` names (what the
-        page shows that another login's page for the same template and language may not: the
-        method, its view, the others offered)."""
+        again after a wrong code): from its stencil (idp.login.stencil), the same bytes for a
+        fraction of the rendering. `values_for(handle)` gives the template's values other than the
+        login's own (action, version, client name, handle, error, CSRF token), which `key` names
+        (what the page shows that another login's page for the same template and language may not:
+        the method, its view, the others offered)."""
         from flask_wtf.csrf import generate_csrf
 
         from idp.login import stencil
