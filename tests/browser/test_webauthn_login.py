@@ -13,6 +13,12 @@ def _password(tab, email, password):
     tab.click("button.primary")
 
 
+def _wait_for_script(tab) -> None:
+    """Until webauthn.js listens (it then shows its button): Enter pressed before that posts the
+    form as a page without JavaScript would, with no credential (a busy machine's CI saw it)."""
+    tab.locator("#webauthn-start").wait_for()
+
+
 def _callback_code(tab) -> str:
     tab.wait_for_url(f"{callback_base()}/**")
     return parse_qs(urlparse(tab.url).query)["code"][0]
@@ -29,6 +35,7 @@ def test_enrol_a_passkey_during_login_then_sign_in_with_it(seeded, page, rp_fact
     elif page.locator("form[action$='/factor/webauthn'] button").count():
         page.locator("form[action$='/factor/webauthn'] button").first.click()
     page.fill("#label", "Virtual key")
+    _wait_for_script(page)
     screenshot(page, "webauthn-enrol")
     page.press("#label", "Enter")  # submitting the form starts the prompt (it used to post an empty response)
     page.wait_for_selector("[data-recovery-codes]")
@@ -74,6 +81,7 @@ def test_user_verification_required_end_to_end(migrated_database_url, page):
         _password(page, seeded.user_email, seeded.password)
         page.locator("form[action$='/factor/webauthn'] button").first.click()
         page.fill("#label", "Key without a PIN")
+        _wait_for_script(page)
         page.press("#label", "Enter")
         page.wait_for_selector("#webauthn-status.error")
         screenshot(page, "webauthn-uv-required-refused")
