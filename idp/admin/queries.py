@@ -243,10 +243,9 @@ class Alert:
 def security_alerts(org_id: int, *, now: datetime, days: int = ALERT_DAYS, limit: int = ALERT_LIMIT) -> list[Alert]:
     """The organization's push fraud reports and denials of the last `days` days, newest first.
 
-    One statement: the events (``org_id`` and event name, on ``ix_audit_events_event`` /
-    ``ix_audit_org_at``) with their user's e-mail joined in, confined to the organization
-    on both sides. Twice `limit` rows are read so that the browser-side echoes dropped
-    below still leave `limit` incidents to show.
+    One statement: the events (``org_id`` and event name, on ``ix_audit_org_event``) with their
+    user's e-mail joined in, confined to the organization on both sides. Twice `limit` rows are
+    read so that the browser-side echoes dropped below still leave `limit` incidents to show.
     """
     since = now - timedelta(days=days)
     rows = db.session.execute(

@@ -1,7 +1,8 @@
-"""The admin's audit page filtered by a user or by an action reads an index, not the whole log
-(idp.models.audit: ix_audit_org_subject and ix_audit_org_actor, ix_audit_org_event), on PostgreSQL: EXPLAIN of the very
-statements idp.admin.queries.audit_page runs, over a log where the filtered events are rare
-(every login writes one event: a real log is mostly `login.succeeded` of other users)."""
+"""The admin's audit page filtered by a user or by an action, and the security page's alerts, read
+an index, not the whole log (idp.models.audit: ix_audit_org_subject and ix_audit_org_actor,
+ix_audit_org_event), on PostgreSQL: EXPLAIN of the very statements idp.admin.queries runs, over a
+log where the filtered events are rare (every login writes one event: a real log is mostly
+`login.succeeded` of other users)."""
 from __future__ import annotations
 
 import pytest
@@ -44,7 +45,7 @@ def _plan_of(app, run) -> str:
 
 def test_the_audit_filters_use_their_indexes(app_on_postgres):
     from idp.admin import queries
-    from idp.db import db
+    from idp.db import db, utcnow
 
     with app_on_postgres.app_context():
         # 50,000 events of two organizations: logins of 5,000 users; an admin (actor 7) who reset
@@ -67,3 +68,7 @@ def test_the_audit_filters_use_their_indexes(app_on_postgres):
     assert "ix_audit_org_event" in by_action, by_action
     by_prefix = _plan_of(app_on_postgres, lambda: queries.audit_page(1, action="factor."))
     assert "ix_audit_org_event" in by_prefix, by_prefix
+    # The dashboard's security alerts (push fraud reports and denials, cloned keys): rare events
+    # of one organization, read from the same index.
+    alerts = _plan_of(app_on_postgres, lambda: queries.security_alerts(1, now=utcnow()))
+    assert "ix_audit_org_event" in alerts, alerts

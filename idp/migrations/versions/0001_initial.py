@@ -36,7 +36,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_audit_events_event'), ['event'], unique=False)
         batch_op.create_index('ix_audit_org_at', ['org_id', 'at'], unique=False)
         batch_op.create_index('ix_audit_subject', ['subject_id', 'id'], unique=False)
         batch_op.create_index('ix_audit_org_subject', ['org_id', 'subject_id', 'id'], unique=False,
@@ -445,7 +444,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_audit_org_subject')
         batch_op.drop_index('ix_audit_subject')
         batch_op.drop_index('ix_audit_org_at')
-        batch_op.drop_index(batch_op.f('ix_audit_events_event'))
 
     op.drop_table('audit_events')
     # ### end Alembic commands ###
