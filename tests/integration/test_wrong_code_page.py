@@ -141,4 +141,6 @@ def test_a_password_page_that_shows_an_address_is_rendered_each_time(server):
         page = browser.get(RelyingParty(server.url, seeded.first_party).authorization_url(
             login_hint="someone@example.org"))
         assert 'value="someone@example.org"' in page.text
+    page = browser.login(seeded.user_email, "not the password")
+    assert page.status == 401 and f'value="{seeded.user_email}"' in page.text
     assert not any(stencil._stencils.values())
