@@ -20,12 +20,18 @@ from idp.models import AuditEvent, Organization, User
 @dataclass(frozen=True)
 class Window:
     """Which events: [since, until), of one organization (None: every one, and none), about one
-    user (None: anyone), whose name starts with `prefix` ("": any)."""
+    user (`subject_id`, with `subject_org_id` their organization; None: anyone), whose name
+    starts with `prefix` ("": any).
+
+    An event's subject id names a user in the events of that user's organization, and a client
+    in the provider's own (`client.*`, of no organization: the client's row id, which may be a
+    user's id as well): a user's events are those of an organization."""
 
     since: datetime
     until: datetime | None = None
     org_id: int | None = None
     subject_id: int | None = None
+    subject_org_id: int | None = None
     prefix: str = ""
 
 
@@ -37,8 +43,10 @@ def events(window: Window, limit: int) -> tuple[list[dict], bool]:
         query = query.where(AuditEvent.at < window.until)
     if window.org_id is not None:
         query = query.where(AuditEvent.org_id == window.org_id)
-    if window.subject_id is not None:
-        query = query.where(AuditEvent.subject_id == window.subject_id)
+    if window.subject_id is not None:  # in the user's organization: the same id may be a client's (`Window`)
+        of_the_users_org = (AuditEvent.org_id == window.subject_org_id if window.subject_org_id is not None
+                            else AuditEvent.org_id.is_not(None))
+        query = query.where(AuditEvent.subject_id == window.subject_id, of_the_users_org)
     if window.prefix:
         # A prefix, not a pattern: "_" and "%" in it are themselves (event names have "_").
         query = query.where(AuditEvent.event.startswith(window.prefix, autoescape=True))
@@ -49,34 +57,39 @@ def events(window: Window, limit: int) -> tuple[list[dict], bool]:
     return [_document(row, names) for row in rows], more
 
 
-def _names(rows: list[AuditEvent]) -> tuple[dict[int, str], dict[int, str]]:
-    """The organizations' names and the subjects' addresses the rows refer to, in two reads."""
+def _names(rows: list[AuditEvent]) -> tuple[dict[int, str], dict[tuple[int, int], str]]:
+    """The organizations' names and the subjects' addresses the rows refer to, in two reads: an
+    address by (organization, user id), for a subject that is a user of the event's organization
+    (a client's event names the client by its row id, in none: see `Window`)."""
     org_ids = {row.org_id for row in rows if row.org_id is not None}
-    user_ids = {row.subject_id for row in rows if row.subject_id is not None}
+    user_ids = {row.subject_id for row in rows if row.subject_id is not None and row.org_id is not None}
     orgs = dict(db.session.execute(select(Organization.id, Organization.name)
                                    .where(Organization.id.in_(org_ids))).all()) if org_ids else {}
-    emails = dict(db.session.execute(select(User.id, User.email).where(User.id.in_(user_ids))).all()) \
-        if user_ids else {}
+    emails = {(org_id, user_id): email for user_id, org_id, email in db.session.execute(
+        select(User.id, User.org_id, User.email).where(User.id.in_(user_ids)))} if user_ids else {}
     return orgs, emails
 
 
-def _document(row: AuditEvent, names: tuple[dict[int, str], dict[int, str]]) -> dict:
+def _document(row: AuditEvent, names: tuple[dict[int, str], dict[tuple[int, int], str]]) -> dict:
     """One event as `idp audit list --json` prints it. `org` and `subject` are null for an event
-    of no organization or about nobody, and for one whose organization or user is gone since."""
+    of no organization or about nobody, and for one whose organization or user is gone since;
+    `subject` is null too for a subject that is no user (a client's, in its `client.*` events)."""
     orgs, emails = names
     return {"id": row.id, "at": iso_utc(row.at), "event": row.event, "org_id": row.org_id,
             "org": orgs.get(row.org_id), "actor": row.actor, "actor_id": row.actor_id,
-            "subject_id": row.subject_id, "subject": emails.get(row.subject_id), "ip": row.ip,
+            "subject_id": row.subject_id, "subject": emails.get((row.org_id, row.subject_id)), "ip": row.ip,
             "user_agent": row.user_agent, "details": row.details or {}}
 
 
 def text_line(document: dict) -> str:
-    """One event on one line: time, event, organization, actor, subject, address, details."""
+    """One event on one line: time, event, organization, actor, subject, address, details. The
+    subject is the user's address, or their id when they are gone; an event of no organization
+    names no user (a client's names it in its details)."""
     import json
 
+    subject = document["subject"] or (document["subject_id"] if document["org_id"] is not None else None)
     parts = [document["at"], document["event"], f"org={document['org'] or '-'}",
-             f"actor={document['actor'] or '-'}", f"subject={document['subject'] or document['subject_id'] or '-'}",
-             f"ip={document['ip'] or '-'}"]
+             f"actor={document['actor'] or '-'}", f"subject={subject or '-'}", f"ip={document['ip'] or '-'}"]
     if document["details"]:
         parts.append(json.dumps(document["details"], sort_keys=True, ensure_ascii=False))
     return "  ".join(str(part) for part in parts)

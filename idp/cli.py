@@ -1009,9 +1009,11 @@ def audit_list(org_name, email, prefix, since, until, limit, as_json) -> None:
     subject, address and details (and the User-Agent with --json)."""
     from idp import audit_export
 
+    user = existing_user(email) if email is not None else None
     window = audit_export.Window(since=_moment(since, "--since"), until=_moment(until, "--until") if until else None,
                                  org_id=find_org(org_name).id if org_name is not None else None,
-                                 subject_id=existing_user(email).id if email is not None else None,
+                                 subject_id=user.id if user is not None else None,
+                                 subject_org_id=user.org_id if user is not None else None,
                                  prefix=prefix.strip())
     documents, more = audit_export.events(window, limit)
     emit_listing(documents, as_json, lambda doc: [audit_export.text_line(doc)], empty="no events")

@@ -69,6 +69,20 @@ def test_filters_by_organization_user_event_and_window(url, idp, db):
     assert [e["event"] for e in listed(idp, url, "--since", start)] == ["login.password_failed", "client.created"]
 
 
+def test_a_clients_event_is_about_no_user_whose_id_it_shares(url, idp, db):
+    """`client.*` events name the client by its row id, in no organization (idp.clients): one
+    whose id is also a user's is not that user's, neither in `--user` nor in its subject."""
+    ids = world(db)
+    insert(db, AuditEvent, at=utcnow(), org_id=None, event="client.updated", actor="cli", subject_id=ids["alice"],
+           details={"client_id": "wiki", "changes": {}})
+    assert [e["event"] for e in listed(idp, url, "--user", "alice@acme.example")] == ["login.password_failed"]
+    assert [e["event"] for e in listed(idp, url, "--user", "alice@acme.example", "--org", "Other")] == []
+    updated = [e for e in listed(idp, url) if e["event"] == "client.updated"]
+    assert [(e["subject_id"], e["subject"]) for e in updated] == [(ids["alice"], None)]
+    text = ok(idp("audit", "list", "--event", "client.updated", database_url=url)).stdout
+    assert "subject=-" in text and "alice" not in text
+
+
 def test_a_limit_keeps_the_oldest_and_says_more_were_left(url, idp, db):
     world(db)
     result = ok(idp("audit", "list", "--json", "--limit", "2", database_url=url))
