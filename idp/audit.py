@@ -6,7 +6,10 @@ change never lands without its event (nor an event without its change).
 Who and about whom: `actor_id`/`actor` name who acted (a signed-in user or admin by id and
 e-mail, `cli` for the `idp` command, a client id for a client's call, `ANONYMOUS` for a
 requester nobody has authenticated, such as whoever typed a password); `subject_id` the user
-the event is about. The request's address and User-Agent are taken from the request itself.
+the event is about, always with that user's organization as `org_id`: a user's events are read
+in their organization (idp.models.audit's indexes). An event of no organization names no user
+(`client.*` events name their client by its row id). The request's address and User-Agent are
+taken from the request itself.
 
 Once its transaction commits, each event is also written as a log line (logger `idp.audit`,
 the event's name as the message, its columns as fields), for the log pipeline and a SIEM to pick

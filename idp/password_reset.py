@@ -128,8 +128,9 @@ _RESETS = PasswordReset.__table__
 _LINKS_SINCE = (select(func.count()).select_from(_RESETS)
                 .where(_RESETS.c.user_id == bindparam("user_id"), _RESETS.c.created_at > bindparam("since"),
                        _RESETS.c.mail_failed_at.is_(None)))
-_REFUSED_SINCE = (select(AuditEvent.id)
-                  .where(AuditEvent.subject_id == bindparam("user_id"), AuditEvent.event == "password_reset.refused",
+_REFUSED_SINCE = (select(AuditEvent.id)  # (in the user's organization: idp.models.audit, ix_audit_org_subject)
+                  .where(AuditEvent.org_id == bindparam("org_id"), AuditEvent.subject_id == bindparam("user_id"),
+                         AuditEvent.event == "password_reset.refused",
                          AuditEvent.at > bindparam("since"),
                          AuditEvent.details["reason"].as_string() == bindparam("reason"))
                   .limit(1))
@@ -212,7 +213,7 @@ def request_link(address: str, *, locale: str | None, facts=None) -> Delivery | 
     if refusal:
         # The admins see someone asking for links of this account; the requester sees nothing.
         # Once an hour per account and reason: a flood of requests is one row, not one each.
-        if not db.session.scalar(_REFUSED_SINCE, {"user_id": user.id, "reason": refusal,
+        if not db.session.scalar(_REFUSED_SINCE, {"org_id": user.org_id, "user_id": user.id, "reason": refusal,
                                                   "since": now - timedelta(hours=1)}):
             audit.record("password_reset.refused", **about, details={"reason": refusal})
         db.session.commit()

@@ -65,7 +65,9 @@ def recent(user: User, limit: int = LIMIT) -> list[Activity]:
     rows = db.session.execute(
         select(AuditEvent.event, AuditEvent.at, AuditEvent.actor_id, AuditEvent.details, AuditEvent.user_agent,
                AuditEvent.ip)
-        .where(AuditEvent.subject_id == user.id, AuditEvent.event.in_(list(SHOWN)))
+        # In the user's organization, where every event about them is (idp.models.audit):
+        # ix_audit_org_subject, newest first.
+        .where(AuditEvent.org_id == user.org_id, AuditEvent.subject_id == user.id, AuditEvent.event.in_(list(SHOWN)))
         .order_by(AuditEvent.id.desc()).limit(limit)).all()
     client_names = _client_names({(row.details or {}).get("client_id") for row in rows} - {None})
     admins = _admins_among({row.actor_id for row in rows} - {None, user.id})

@@ -44,6 +44,11 @@ def _plan_of(app, run) -> str:
 
 
 def test_the_audit_filters_use_their_indexes(app_on_postgres):
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from idp import password_reset
+    from idp.account import activity
     from idp.admin import queries
     from idp.db import db, utcnow
 
@@ -72,3 +77,12 @@ def test_the_audit_filters_use_their_indexes(app_on_postgres):
     # of one organization, read from the same index.
     alerts = _plan_of(app_on_postgres, lambda: queries.security_alerts(1, now=utcnow()))
     assert "ix_audit_org_event" in alerts, alerts
+    # A user's own activity (their security page), newest first, and the password-reset refusals
+    # of their last hour (that one or the organization's last hour, whichever is smaller): in
+    # their organization, never the whole log.
+    user = SimpleNamespace(id=108, org_id=1)
+    own = _plan_of(app_on_postgres, lambda: activity.recent(user))
+    assert "ix_audit_org_subject" in own and "Seq Scan on audit_events" not in own, own
+    refused = _plan_of(app_on_postgres, lambda: db.session.scalar(password_reset._REFUSED_SINCE, {
+        "org_id": 1, "user_id": 108, "reason": "rate_limited", "since": utcnow() - timedelta(hours=1)}))
+    assert "Seq Scan on audit_events" not in refused and "Index" in refused, refused

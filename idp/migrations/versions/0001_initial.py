@@ -37,7 +37,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.create_index('ix_audit_org_at', ['org_id', 'at'], unique=False)
-        batch_op.create_index('ix_audit_subject', ['subject_id', 'id'], unique=False)
         batch_op.create_index('ix_audit_org_subject', ['org_id', 'subject_id', 'id'], unique=False,
                               postgresql_include=['event'])
         batch_op.create_index('ix_audit_org_actor', ['org_id', 'actor_id', 'id'], unique=False,
@@ -442,7 +441,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_audit_org_event')
         batch_op.drop_index('ix_audit_org_actor')
         batch_op.drop_index('ix_audit_org_subject')
-        batch_op.drop_index('ix_audit_subject')
         batch_op.drop_index('ix_audit_org_at')
 
     op.drop_table('audit_events')
