@@ -59,10 +59,7 @@ def active_user(user_id: int | None, *, authenticated_at: int | None = None) -> 
         return None
     # Outside any transaction: the token endpoint reads the user, then writes its token alone.
     row = db.read_first(_ACTIVE_USER, {"user_id": user_id})
-    if row is None or (authenticated_at is not None
-                       and not valid_after_sign_out(authenticated_at, row.tokens_valid_after)):
-        return None
-    return ClaimsUser.from_row(row)
+    return None if row is None else _unless_signed_out_since(row, authenticated_at)
 
 
 def carries_user(row) -> bool:
@@ -76,6 +73,11 @@ def active_user_of(row, *, authenticated_at: int | None = None) -> ClaimsUser | 
     `authenticated_at`."""
     if row.user_id is None or row.public_id is None or row.user_disabled:
         return None
+    return _unless_signed_out_since(row, authenticated_at)
+
+
+def _unless_signed_out_since(row, authenticated_at: int | None) -> ClaimsUser | None:
+    """The user of an enabled user's `row`, unless signed out everywhere since `authenticated_at`."""
     if authenticated_at is not None and not valid_after_sign_out(authenticated_at, row.tokens_valid_after):
         return None
     return ClaimsUser.from_row(row)
