@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app, g
-from sqlalchemy import bindparam, delete, literal_column, null, or_, select
+from sqlalchemy import bindparam, case, delete, literal_column, null, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -179,37 +179,35 @@ def check(keys: list[str]) -> int:
 _LOCK = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"))
          .values(locked_until=bindparam("until")))
 _UNLOCK = _COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_")).values(locked_until=null())
-_COUNT_FAILURES: dict[tuple[str, int, bool], object] = {}
+_COUNT_FAILURES: dict[tuple[str, int], object] = {}
 
 
-def _count_failures_statement(dialect: str, count: int, *, unless_locked: bool = False):
+def _count_failures_statement(dialect: str, count: int):
     """INSERT ... ON CONFLICT DO UPDATE failures + 1 for `count` keys at once (k0, k1...): one
     statement, one round trip, RETURNING each key's count (a second factor's wrong code counts
-    the user's and the address's), built once per shape. Rows are written in the keys' order.
-    `unless_locked` (reserve): the DO UPDATE only where no lockout is in force -- no row is
-    returned for such a key, and nothing is counted."""
-    built = _COUNT_FAILURES.get((dialect, count, unless_locked))
+    the user's and the address's), built once per shape. Rows are written in the keys' order."""
+    built = _COUNT_FAILURES.get((dialect, count))
     if built is None:
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         statement = insert(_COUNTERS).values([{"key": bindparam(f"k{i}"), "failures": 1, "updated_at": bindparam("now")}
                                               for i in range(count)])
-        built = _COUNT_FAILURES[(dialect, count, unless_locked)] = _counted_on_conflict(
-            statement, unless_locked_at=bindparam("now") if unless_locked else None)
+        built = _COUNT_FAILURES[(dialect, count)] = _counted_on_conflict(statement)
     return built
 
 
-def _counted_on_conflict(statement, *, unless_locked_at=None):
+def _counted_on_conflict(statement, *, unless_locked_at=None, locked_until=None):
     """A counters INSERT (one failure per new key) made the count's upsert: a key already counted
     gets failures + 1, RETURNING each key's count; with `unless_locked_at` (the time, a bind
-    parameter of the statement's), only while no lockout is in force at it."""
+    parameter of the statement's), only while no lockout is in force at it; with `locked_until`
+    (an expression of the row's failures), the lockout that count starts set in the same update."""
     columns = _COUNTERS.c
     unlocked = (or_(columns.locked_until.is_(None), columns.locked_until <= unless_locked_at)
                 if unless_locked_at is not None else None)
-    return statement.on_conflict_do_update(
-        index_elements=[columns.key],
-        set_={"failures": columns.failures + 1, "updated_at": statement.excluded.updated_at},
-        where=unlocked,
-    ).returning(columns.key, columns.failures)
+    counted = {"failures": columns.failures + 1, "updated_at": statement.excluded.updated_at}
+    if locked_until is not None:
+        counted["locked_until"] = locked_until
+    return statement.on_conflict_do_update(index_elements=[columns.key], set_=counted, where=unlocked
+                                           ).returning(columns.key, columns.failures)
 
 
 def fail(keys: list[str], *, commit: bool = True) -> int:
@@ -237,6 +235,75 @@ def fail(keys: list[str], *, commit: bool = True) -> int:
     return longest
 
 
+def _lockout_ends(key: str, now) -> list:
+    """When the lockout started by each failure from the threshold on would end: the first
+    lockout's end, then each doubling's, the last one the longest lockout's (every later failure's)."""
+    _threshold, first, longest = _policy(_kind(key))
+    ends = [now + timedelta(seconds=min(first, longest))]
+    while first * 2 ** (len(ends) - 1) < longest:
+        ends.append(now + timedelta(seconds=min(longest, first * 2 ** len(ends))))
+    return ends
+
+
+_RESERVATIONS: dict[tuple[str, int, bool], object] = {}
+
+
+def _reservation_statement(dialect: str, steps: int, *, unless_address_locked: bool):
+    """`reserve`'s count of one guess at the key :k0 as one upsert: nothing counted, and no row
+    returned, while the key is locked out; else failures + 1 RETURNING the count, and the
+    lockout this count starts, if it reaches the threshold, set in the same statement (no other
+    guess can come between the count and the lock, and no second round trip). The lockout's
+    end for each count is computed by the caller (`_reservation_values`): a CASE over the
+    counts from :threshold on, `steps` ends (`_lockout_ends`), the last for every later count.
+    `unless_address_locked`: counted only while the key :address is not locked out either (a
+    password guess's address check and its account's reservation in one statement: `admit`).
+    Built once per dialect, number of steps and kind."""
+    key = (dialect, steps, unless_address_locked)
+    built = _RESERVATIONS.get(key)
+    if built is None:
+        columns = _COUNTERS.c
+        now = bindparam("now", type_=columns.updated_at.type)
+        ends = [bindparam(f"end_{i}", type_=columns.locked_until.type) for i in range(steps)]
+        counts = [bindparam(f"count_{i}", type_=columns.failures.type) for i in range(steps - 1)]
+        after = columns.failures + 1
+        locked_until = case((after < bindparam("threshold", type_=columns.failures.type), null()),
+                            *[(after == count, end) for count, end in zip(counts, ends[:-1], strict=True)],
+                            else_=ends[-1])
+        first = bindparam("first_lock", type_=columns.locked_until.type)  # a threshold of 1 locks at once
+        guess = select(bindparam("k0", type_=columns.key.type), literal_column("1"), now, first)
+        if unless_address_locked:
+            address_locked = select(columns.key).where(
+                columns.key == bindparam("address", type_=columns.key.type), columns.locked_until > now).exists()
+            # (SQLite reads ON CONFLICT after a SELECT as a join's unless the SELECT has a WHERE: it has.)
+            guess = guess.where(~address_locked)
+        else:
+            guess = guess.where(literal_column("1") == literal_column("1"))  # (the same SQLite rule)
+        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(_COUNTERS).from_select(
+            ["key", "failures", "updated_at", "locked_until"], guess)
+        built = _RESERVATIONS[key] = _counted_on_conflict(insert, unless_locked_at=now, locked_until=locked_until)
+    return built
+
+
+def _reservation_values(key: str, now) -> tuple[int, dict]:
+    """The number of lockout steps and the values of `_reservation_statement` for `key`."""
+    threshold = _policy(_kind(key))[0]
+    ends = _lockout_ends(key, now)
+    values = {"k0": key, "now": now, "threshold": threshold, "first_lock": ends[0] if threshold <= 1 else None}
+    values.update({f"end_{i}": end for i, end in enumerate(ends)})
+    values.update({f"count_{i}": threshold + i for i in range(len(ends) - 1)})
+    return len(ends), values
+
+
+def _reserved(key: str, counted) -> bool:
+    """After a reservation's upsert at `key`: whether it counted the guess (None: a lockout held).
+    A count that started a lockout is remembered: a `release` of this guess lifts it."""
+    if counted is None:
+        return False
+    if _delay_for(counted.failures, _kind(key)):
+        g.setdefault(_LOCKED_BY_RESERVE, set()).add(key)
+    return True
+
+
 def reserve(key: str) -> int:
     """Count a guess against `key` before it is checked: 0 when it may go ahead, counted as a
     failure until `succeed([key])` takes it back; else the seconds a lockout still holds
@@ -245,67 +312,38 @@ def reserve(key: str) -> int:
     For a check too slow to hold a lock through (argon2id: on SQLite every transaction holds
     the write lock). With `check` before and `fail` after it, guesses posted at once all pass
     the check before any failure is counted (40 parallel wrong passwords at a limit of 10 got
-    29 checked); here each guess is counted by one atomic statement, and the one that reaches
-    the threshold sets the lockout in the same transaction, so the limit holds however many
-    arrive together. On the database the count commits with the caller's next commit, which
-    must come before the slow check (the row stays locked until then).
+    29 checked); here each guess is counted by one atomic statement, which also sets the
+    lockout when its count reaches the threshold, so the limit holds however many arrive
+    together. On the database the count commits with the caller's next commit, which must come
+    before the slow check (the row stays locked until then).
     """
     waited = _on_redis(_reserve_redis, [key])
     g.setdefault(_SEEN_CLEAR, set()).discard(key)
     if waited is not None:
         return waited
-    now = utcnow()
-    counted = db.run(_count_failures_statement(db.engine.dialect.name, 1, unless_locked=True),
-                     dict(_key_values([key]), now=now)).first()
-    if counted is None:  # locked: the upsert changed nothing
-        return check([key]) or 1
-    _lock_if_reached(key, counted.failures, now)
-    return 0
-
-
-def _lock_if_reached(key: str, failures: int, now) -> None:
-    """After a reservation counted `failures` on `key`: the lockout it starts, if it reached the
-    threshold (a `release` of this guess lifts it)."""
-    delay = _delay_for(failures, _kind(key))
-    if delay:
-        db.run(_LOCK, {"key_": key, "until": now + timedelta(seconds=delay)})
-        g.setdefault(_LOCKED_BY_RESERVE, set()).add(key)
-
-
-_RESERVE_UNLESS_ADDRESS_LOCKED: dict[str, object] = {}
-
-
-def _reserve_unless_address_locked_statement(dialect: str):
-    """`reserve`'s upsert of the key :k0, made only while the key :address is not locked out:
-    a password guess's address check and its account's reservation in one statement (`admit`).
-    Nothing is counted, and no row returned, when either is locked. Built once per dialect."""
-    built = _RESERVE_UNLESS_ADDRESS_LOCKED.get(dialect)
-    if built is None:
-        columns = _COUNTERS.c
-        now = bindparam("now", type_=columns.updated_at.type)
-        address_locked = select(columns.key).where(columns.key == bindparam("address", type_=columns.key.type),
-                                                   columns.locked_until > now).exists()
-        # (SQLite reads ON CONFLICT after a SELECT as a join's unless the SELECT has a WHERE: it has.)
-        guess = select(bindparam("k0", type_=columns.key.type), literal_column("1"), now).where(~address_locked)
-        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(_COUNTERS).from_select(
-            ["key", "failures", "updated_at"], guess)
-        built = _RESERVE_UNLESS_ADDRESS_LOCKED[dialect] = _counted_on_conflict(insert, unless_locked_at=now)
-    return built
+    steps, values = _reservation_values(key, utcnow())
+    counted = db.run(_reservation_statement(db.engine.dialect.name, steps, unless_address_locked=False),
+                     values).first()
+    return 0 if _reserved(key, counted) else check([key]) or 1
 
 
 def _admit_on_database(account: str, address: str) -> int:
     """`PasswordGuess.admit` on the database: `check([address]) or reserve(account)` as one
-    statement, in the transaction the reservation begins (the address's check read alone before
-    it was a round trip of its own). When it counts nothing, one of the two is locked: the
+    statement (`_reservation_statement`). The login form calls it before its request has
+    begun a transaction: the statement then runs alone and commits at once (no BEGIN and
+    COMMIT round trips on PostgreSQL; on SQLite the write lock for that one statement), which
+    is what the reservation needs before the hash anyway. Called inside the session's
+    transaction (pages that read before the guess), it runs there, and the caller commits it
+    before the hash, as for `reserve`. When it counts nothing, one of the two is locked: the
     waits are then read as those calls would have (the address's first)."""
     g.setdefault(_SEEN_CLEAR, set()).discard(account)
-    now = utcnow()
-    counted = db.run(_reserve_unless_address_locked_statement(db.engine.dialect.name),
-                     {"k0": account, "address": address, "now": now}).first()
-    if counted is None:
-        return check([address]) or check([account]) or 1
-    _lock_if_reached(account, counted.failures, now)
-    return 0
+    steps, values = _reservation_values(account, utcnow())
+    values["address"] = address
+    statement = _reservation_statement(db.engine.dialect.name, steps, unless_address_locked=True)
+    counted = db.run(statement, values).first() if db.in_transaction() else db.first_alone(statement, values)
+    if _reserved(account, counted):
+        return 0
+    return check([address]) or check([account]) or 1
 
 
 _RELEASE = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"), _COUNTERS.c.failures > 0)

@@ -53,9 +53,10 @@ def submit(ctx: StepContext):
     user = _find_user(form.username.data)
     # Hold no transaction through the hash: on SQLite every transaction holds the write lock
     # (BEGIN IMMEDIATE, see idp.db), and tens of milliseconds of argon2 under it would make
-    # every other request of every worker wait. This commits the guess's reservation (and
-    # releases its counter row for parallel guesses); the next writes are version-guarded
-    # (idp.login.transaction).
+    # every other request of every worker wait. The guess's reservation committed alone (this
+    # request had begun no transaction: idp.lockout's `_admit_on_database`), and the user was
+    # read outside one; this ends whatever else began (nothing, on this page). The next writes
+    # are version-guarded (idp.login.transaction).
     db.session.commit()
     valid = passwords.verify(user.password_hash if user else None, form.password.data)
     if not valid or user is None or user.disabled:

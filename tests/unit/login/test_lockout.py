@@ -207,3 +207,101 @@ def test_a_password_guess_is_admitted_while_neither_its_address_nor_its_account_
             db.session.commit()
         assert guess.admit() > 0  # and now its lockout refuses the guess
         db.session.commit()
+
+
+@pytest.fixture
+def password_app(migrated_database_url):
+    """Password lockouts on the database, short enough to walk through: the second failure locks
+    for 10 s, then 20, then 25 (the longest) for every later one."""
+    from idp.app import create_app
+
+    return create_app({"server.database_url": migrated_database_url,
+                       "ratelimit.password_failures_before_lockout": 2, "ratelimit.password_lockout_seconds": 10,
+                       "ratelimit.password_lockout_max_seconds": 25})
+
+
+def _password_guess():
+    from idp import lockout
+
+    number = uuid.uuid4().int
+    return lockout.PasswordGuess.of(f"{uuid.uuid4().hex}@example.com",
+                                    f"10.{number % 250}.{number // 250 % 250}.{number // 62500 % 250 + 1}")
+
+
+def _counter(app, key: str):
+    """The key's counter row as another request reads it (its own session)."""
+    from idp.db import db
+    from idp.models import FailureCounter
+
+    with app.app_context():
+        row = db.session.get(FailureCounter, key)
+        result = None if row is None else (row.failures, row.locked_until)
+        db.session.rollback()
+        return result
+
+
+def _lift_lockout(app, key: str) -> None:
+    """The key's lockout over, as if its time had passed (its count stays)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from idp.db import db, utcnow
+    from idp.models import FailureCounter
+
+    with app.app_context():
+        db.session.execute(update(FailureCounter).where(FailureCounter.key == key)
+                           .values(locked_until=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+
+
+def test_each_admitted_password_guess_past_the_threshold_locks_for_twice_as_long_up_to_the_longest(password_app):
+    """The lockout is set by the statement that counts the guess (no second statement, no other
+    guess in between), from the count it reached: 10 s at the threshold, then 20, then the
+    longest (25) for every later guess admitted once the lockout is over."""
+    from idp import lockout
+
+    guess = _password_guess()
+    assert _request(password_app, guess.admit) == 0
+    assert _counter(password_app, guess.account)[1] is None  # one failure: below the threshold
+    for expected in (10, 20, 25, 25):
+        assert _request(password_app, guess.admit) == 0  # admitted, and its count locks
+        assert expected - 1 <= _request(password_app, lambda: lockout.check([guess.account])) <= expected + 1
+        assert 0 < _request(password_app, guess.admit) <= expected + 1  # refused meanwhile, not counted
+        _lift_lockout(password_app, guess.account)
+    assert _counter(password_app, guess.account)[0] == 5
+
+
+def test_a_threshold_of_one_locks_at_the_first_admitted_guess(migrated_database_url):
+    from idp import lockout
+    from idp.app import create_app
+
+    app = create_app({"server.database_url": migrated_database_url, "ratelimit.password_failures_before_lockout": 1,
+                      "ratelimit.password_lockout_seconds": 10})
+    guess = _password_guess()
+    assert _request(app, guess.admit) == 0
+    assert 9 <= _request(app, lambda: lockout.check([guess.account])) <= 11
+
+
+def test_a_guess_admitted_outside_a_transaction_is_committed_before_the_hash(password_app):
+    """The login form admits before its request has begun a transaction: the count is committed
+    at once (other requests see it), and no transaction is left open through the hash. Inside a
+    transaction (pages that read first), it waits for the caller's commit."""
+    from sqlalchemy import select
+
+    from idp.db import db
+    from idp.models import User
+
+    guess = _password_guess()
+    with password_app.app_context():
+        assert not db.in_transaction()
+        assert guess.admit() == 0
+        assert not db.in_transaction()
+        assert _counter(password_app, guess.account)[0] == 1
+    other = _password_guess()
+    with password_app.app_context():
+        db.session.scalars(select(User).limit(1)).first()  # a read first: the session's transaction
+        assert other.admit() == 0
+        assert db.in_transaction()
+        db.session.commit()
+    assert _counter(password_app, other.account)[0] == 1
