@@ -105,13 +105,12 @@ def register(challenges, store, registration: Registration, *, now: datetime,
         raise ActivationRefused()
     # The user's lock before the activation's row lock (the order every push write takes them in),
     # held to the commit: the device count below and the login's wishes cannot change meanwhile.
-    directory.lock_user(owner.id)
-    # A disabled account gains no way in. Asked under the lock: a disabling (which holds the row
-    # from its UPDATE to its commit) that committed while this waited is seen here. Asked before
-    # it, the answer was the one from before the wait, and the code, expired by the disabling at
-    # a later instant than `now`, still passed its check: a phone on a disabled account
-    # (tests/concurrency/test_push_activation_race.py).
-    if directory.is_disabled(owner):
+    # And a disabled account gains no way in, asked under the lock: a disabling (which holds the
+    # row from its UPDATE to its commit) that committed while this waited is seen here. Asked
+    # before it, the answer was the one from before the wait, and the code, expired by the
+    # disabling at a later instant than `now`, still passed its check: a phone on a disabled
+    # account (tests/concurrency/test_push_activation_race.py).
+    if not directory.hold_enabled(owner):
         raise ActivationRefused()
     if found.transaction_id is not None:
         # Shown at a login's enrolment step, reached on the password alone: only while that login

@@ -52,8 +52,7 @@ def push_group(name: str) -> click.Group:
         # takes them in), and "disabled" asked under it: a disabling (which holds the row from its
         # UPDATE to its commit, and expires the codes it finds) committed while this waited is
         # seen. Asked before, a code minted after the disabling's sweep was left live.
-        directory.lock_user(user.id)
-        if directory.is_disabled(user):
+        if not directory.hold_enabled(user):
             fail(f"{user.email} is disabled: enable the account first (idp user enable)")
         # Nothing is committed until the PNG, if asked for, is written: a code nobody could see
         # is never left behind.

@@ -59,8 +59,7 @@ def recovery_qr_group(name: str = "qr_recovery") -> click.Group:
         # Asked under the user's lock, held to the commit (as `factor push activate` and `factor totp
         # import` refuse): a disabling committed while this waited is seen, rather than a code
         # issued after the disabling revoked the user's codes.
-        directory.lock_user(user.id)
-        if directory.is_disabled(user):
+        if not directory.hold_enabled(user):
             fail(f"{user.email} is disabled: enable the account first (idp user enable)")
         # Committed once the PNG, if asked for, and the output are written: a code nobody could see
         # is never left behind (nor its notice to the user).

@@ -113,8 +113,7 @@ def build_blueprint(factor) -> Blueprint:
             return _error("push_not_allowed", 403)
         # The user's row first, as a login, a reset and a disable lock it before the rows they
         # change: taken after the code's, PostgreSQL could deadlock the two.
-        directory.lock_user(user.id)
-        if directory.is_disabled(user):  # a code issued before the account was disabled opens nothing
+        if not directory.hold_enabled(user):  # a code issued before the account was disabled opens nothing
             directory.rollback()
             return _error("account_disabled", 403)
         if not issuing.consume(factor.store, credential, now):

@@ -138,8 +138,7 @@ def finish(factor, recovery_id: object, code: object, *, now: datetime, push) ->
         raise FinishRefused("invalid_code", 401, limit - tries)
     # The user's row first, as a login, a reset and a disable lock it before the rows they change
     # (the other order could deadlock on PostgreSQL); then start's rules again, as they stand now.
-    directory.lock_user(user.id)
-    if directory.is_disabled(user):
+    if not directory.hold_enabled(user):
         directory.rollback()
         raise FinishRefused("account_disabled", 403)
     no_push = push.store.count(user) == 0

@@ -68,7 +68,7 @@ def totp_group() -> None:
 @with_app_context
 def import_command(email: str, label: str, digits: str, algorithm: str, secret_stdin: bool) -> None:
     """Register an existing TOTP secret (base32 on standard input) for USER."""
-    from idp.factors.directory import audit, commit, find_user_by_email, is_disabled, lock_user
+    from idp.factors.directory import audit, commit, find_user_by_email, hold_enabled
     from idp.factors.errors import SecretUnavailable
     from idp.factors.registry import current_registry
 
@@ -86,9 +86,8 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
         fail(f"unknown user {email!r}")
     # The user's lock to the commit: a second import running at once waits, then sees this one's
     # credential; and "disabled" is asked under it, so a disabling committed while this waited is
-    # seen (asked before the lock, its answer was the one from before the wait).
-    lock_user(user.id)
-    if is_disabled(user):  # a new way in, and a notice mail, for an account no one may use
+    # seen (directory.hold_enabled).
+    if not hold_enabled(user):  # a new way in, and a notice mail, for an account no one may use
         fail(f"{user.email} is disabled: enable the account first (idp user enable)")
     if "totp" not in current_registry():
         fail("the totp factor is disabled (factors.disabled)")
