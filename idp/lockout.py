@@ -257,7 +257,7 @@ def _reservation_statement(dialect: str, steps: int, *, unless_address_locked: b
     counts from :threshold on, `steps` ends (`_lockout_ends`), the last for every later count.
     `unless_address_locked`: counted only while the key :address is not locked out either (a
     password guess's address check and its account's reservation in one statement: `admit`).
-    Built once per dialect, number of steps and kind."""
+    Built once per dialect, number of ends and shape."""
     key = (dialect, steps, unless_address_locked)
     built = _RESERVATIONS.get(key)
     if built is None:
