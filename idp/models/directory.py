@@ -44,7 +44,8 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # The OIDC `sub`: opaque, stable, never the e-mail.
     public_id: Mapped[str] = mapped_column(String(64), unique=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    # (No index of its own: the three above begin with it.)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"))
     email: Mapped[str] = mapped_column(String(320), unique=True)
     email_verified: Mapped[bool] = mapped_column(Boolean, default=True)
     name: Mapped[str] = mapped_column(String(200), default="")

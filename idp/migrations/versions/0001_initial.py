@@ -158,7 +158,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.create_index('ix_users_org_email', ['org_id', 'email'], unique=False)
-        batch_op.create_index(batch_op.f('ix_users_org_id'), ['org_id'], unique=False)
         batch_op.create_index('ix_users_org_id_id', ['org_id', 'id'], unique=False)
         batch_op.create_index('ix_users_org_policy', ['org_id', 'mfa_setting', 'exempt_until', 'second_factor_count', 'disabled'], unique=False)
 
@@ -417,7 +416,6 @@ def downgrade() -> None:
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_index('ix_users_org_policy')
         batch_op.drop_index('ix_users_org_id_id')
-        batch_op.drop_index(batch_op.f('ix_users_org_id'))
         batch_op.drop_index('ix_users_org_email')
 
     op.drop_table('users')
