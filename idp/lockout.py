@@ -235,10 +235,10 @@ def fail(keys: list[str], *, commit: bool = True) -> int:
     return longest
 
 
-def _lockout_ends(key: str, now) -> list:
-    """When the lockout started by each failure from the threshold on would end: the first
-    lockout's end, then each doubling's, the last one the longest lockout's (every later failure's)."""
-    _threshold, first, longest = _policy(_kind(key))
+def _lockout_ends(first: int, longest: int, now) -> list:
+    """When the lockout started by each failure from the threshold on would end (`first` and
+    `longest` lockout seconds, `_policy`): the first lockout's end, then each doubling's, the last
+    one the longest lockout's (every later failure's)."""
     ends = [now + timedelta(seconds=min(first, longest))]
     while first * 2 ** (len(ends) - 1) < longest:
         ends.append(now + timedelta(seconds=min(longest, first * 2 ** len(ends))))
@@ -286,8 +286,8 @@ def _reservation_statement(dialect: str, steps: int, *, unless_address_locked: b
 
 def _reservation_values(key: str, now) -> tuple[int, dict]:
     """The number of lockout steps and the values of `_reservation_statement` for `key`."""
-    threshold = _policy(_kind(key))[0]
-    ends = _lockout_ends(key, now)
+    threshold, first, longest = _policy(_kind(key))
+    ends = _lockout_ends(first, longest, now)
     values = {"k0": key, "now": now, "threshold": threshold, "first_lock": ends[0] if threshold <= 1 else None}
     values.update({f"end_{i}": end for i, end in enumerate(ends)})
     values.update({f"count_{i}": threshold + i for i in range(len(ends) - 1)})
