@@ -186,9 +186,7 @@ def test_a_password_guess_is_admitted_while_neither_its_address_nor_its_account_
         settings = app.extensions["idp.settings"]
         threshold = int(settings.get("ratelimit.password_failures_before_lockout", 5))
         address_threshold = int(settings.get("ratelimit.password_ip_failures_before_lockout", 5))
-        number = uuid.uuid4().int
-        guess = lockout.PasswordGuess.of(f"{uuid.uuid4().hex}@example.com",
-                                         f"10.{number % 250}.{number // 250 % 250}.{number // 62500 % 250 + 1}")
+        guess = _password_guess()
         assert guess.admit() == 0
         db.session.commit()
         guess.succeeded()  # a right password: its reservation taken back
@@ -221,6 +219,7 @@ def password_app(migrated_database_url):
 
 
 def _password_guess():
+    """A guess at a fresh account from a fresh address (no counts left by other tests)."""
     from idp import lockout
 
     number = uuid.uuid4().int
