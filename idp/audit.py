@@ -80,10 +80,11 @@ def record_about_user(event: str, user_id: int | None, *, actor_id: int | None =
 
 def record_now(event: str, *, org_id: int | None, actor_id: int | None = None, actor: str = "",
                subject_id: int | None = None, details: dict[str, Any] | None = None) -> None:
-    """`record` as one Core INSERT executed at once in the session's transaction (commits with it).
+    """`record` as one Core INSERT in the session's transaction (commits with it; on PostgreSQL sent
+    with the transaction's next statement: idp.deferred_writes).
 
     For the login pipeline's hot path: no ORM object, no flush. Only for events whose org and
-    subject are already in the database (an INSERT executed now does not wait for pending
+    subject are already in the database (a Core INSERT goes before the ORM's flush of pending
     objects), and whose details are final (there is no row to amend afterwards).
     """
     record_all_now([dict(event=event, org_id=org_id, actor_id=actor_id, actor=actor, subject_id=subject_id,

@@ -13,6 +13,7 @@ from sqlalchemy import Table, create_engine, event, exc, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 
+from idp.deferred_writes import DeferredWrites
 from idp.lone import LoneConnections, postgresql_connection_alive
 from idp.sqlite_wait import wait_for_write_lock
 
@@ -20,6 +21,7 @@ from idp.sqlite_wait import wait_for_write_lock
 _DBAPI = "idp_dbapi_connection"
 _CURSOR = "idp_dbapi_cursor"  # PostgreSQL: the one cursor of the session transaction's statements (Database._execute)
 _NOTES = "idp_transaction_notes"  # what the session's transaction has established (Database.note)
+_DEFERRED = "idp_deferred_writes"  # PostgreSQL: the session transaction's writes not sent yet (idp.deferred_writes)
 # The largest row id: ids are INTEGER columns, and PostgreSQL's ends here. An id from a URL or a
 # form beyond it names no row, and asking for it would be a driver error (a 500), not a miss.
 MAX_ROW_ID = 2**31 - 1
@@ -143,6 +145,13 @@ class Database:
                 # pool), and a client-side cursor holds nothing on the server.
                 session.info.pop(_CURSOR, None)
                 session.info.pop(_NOTES, None)
+                session.info.pop(_DEFERRED, None)  # (a commit sent them first; a rollback drops them)
+
+        @event.listens_for(factory, "before_commit")
+        def _send_deferred_writes(session):
+            deferred = session.info.get(_DEFERRED)
+            if deferred:
+                deferred.send(session.info[_CURSOR])
 
     def forget_on_rollback(self, forget) -> None:
         """Call `forget()` after every rollback of the session's transaction or of a savepoint in
@@ -154,6 +163,8 @@ class Database:
     def init_app(self, app, url: str, pool: PoolSettings = PoolSettings()) -> None:
         self.engine = make_engine(url, pool)
         self._lone = None
+        if self.engine.dialect.name == "postgresql":
+            event.listen(self.engine, "before_cursor_execute", self._send_deferred_first)
         self.session.configure(bind=self.engine)
         app.extensions["idp.db"] = self
 
@@ -167,6 +178,28 @@ class Database:
             if exc is not None:
                 self.session.rollback()
             self.session.remove()
+
+    def _send_deferred_first(self, conn, _cursor, _statement, _parameters, _context, _executemany) -> None:
+        """Any statement SQLAlchemy runs on the session transaction's connection (the ORM's, a
+        SAVEPOINT) comes after the writes deferred so far (`_write`), as it would have.
+
+        Their failure is not that statement's: raised as `DeferredWriteFailed` (a caller that
+        expects an IntegrityError of its own statement, a flush in a savepoint, must not take it
+        for one), except a value the database refuses (DataError), which idp.errors answers
+        with a 400 wherever it is raised."""
+        if not self.session.registry.has():
+            return
+        session = self.session()
+        deferred = session.info.get(_DEFERRED)
+        if deferred and conn.connection.driver_connection is session.info.get(_DBAPI):
+            import psycopg
+
+            try:
+                deferred.send(session.info[_CURSOR])
+            except psycopg.DataError:
+                raise
+            except psycopg.Error as error:
+                raise DeferredWriteFailed(f"a deferred write failed: {type(error).__name__}") from error
 
     def lone(self) -> LoneConnections:
         if self._lone is None:
@@ -249,12 +282,22 @@ class Database:
         from idp.lone import Ran
 
         prepared = self.lone().prepared(statement)
-        return Ran(self._execute(prepared.sql, prepared.parameters(values or {})), prepared)
+        return Ran(self._execute(prepared, prepared.parameters(values or {})), prepared)
 
     def run_insert(self, table, row: dict) -> None:
-        """`run` for one INSERT of `row` (its keys are the columns given; defaults fill the rest)."""
+        """`run` for one INSERT of `row` (its keys are the columns given; defaults fill the rest).
+
+        On PostgreSQL it is sent with the transaction's next statement (`_write`): a round trip
+        is most of an INSERT's cost."""
         prepared = self.lone().prepared_insert(table, row)
-        self._execute(prepared.sql, prepared.parameters(row))
+        self._write(prepared, prepared.parameters(row), reads=False)
+
+    def write_later(self, statement, values: dict | None = None) -> None:
+        """`run` for an UPDATE or DELETE whose outcome (rows, rowcount) the caller does not read:
+        on PostgreSQL sent with the transaction's next statement, as `run_insert` is (`_write`).
+        Everything that comes after it in the transaction sees what it did."""
+        prepared = self.lone().prepared(statement)
+        self._write(prepared, prepared.parameters(values or {}), reads=True)
 
     def run_insert_many(self, table, rows: list[dict]) -> None:
         """`run_insert` for several rows with the same keys: one executemany on SQLite (a single
@@ -267,8 +310,8 @@ class Database:
         if lone.postgresql:
             columns = tuple(rows[0])
             prepared = lone.prepared_insert_rows(table, columns, len(rows))
-            self._execute(prepared.sql, prepared.parameters(
-                {f"{name}__{i}": row[name] for i, row in enumerate(rows) for name in columns}))
+            self._write(prepared, prepared.parameters(
+                {f"{name}__{i}": row[name] for i, row in enumerate(rows) for name in columns}), reads=False)
             return None
         prepared = lone.prepared_insert(table, rows[0])
         driver = self._dbapi()
@@ -276,7 +319,7 @@ class Database:
         target = cursor if cursor is not None else driver  # psycopg: on the kept cursor (`_execute`)
         target.executemany(prepared.sql, [prepared.parameters(row) for row in rows])
 
-    def _execute(self, sql: str, parameters):
+    def _execute(self, prepared, parameters):
         """One statement on the session transaction's DBAPI connection; what to read its rows from.
 
         On PostgreSQL through one cursor kept with the connection for the whole transaction:
@@ -285,13 +328,44 @@ class Database:
         became 87), and a login's code POST runs about ten statements here. The kept cursor is shared by the transaction's statements, so
         each one's rows are read at once (`_Fetched`): a caller may read an earlier statement's
         rows after running another. (Not on SQLite, whose `Connection.execute` is cheap and where
-        a cursor left on a read would keep its snapshot open: idp.lone.)"""
+        a cursor left on a read would keep its snapshot open: idp.lone.)
+
+        The writes deferred so far (`_write`) go first: in this statement itself when it writes
+        and touches none of their tables, else on their own just before it."""
         driver = self._dbapi()
-        cursor = self.session().info.get(_CURSOR)
+        session = self.session()
+        cursor = session.info.get(_CURSOR)
         if cursor is None:
-            return driver.execute(sql, parameters)
+            return driver.execute(prepared.sql, parameters)
+        sql = prepared.sql
+        deferred = session.info.get(_DEFERRED)
+        if deferred:
+            if deferred.can_ride_with(prepared):
+                sql, parameters = deferred.carried_by(sql, parameters)
+            else:
+                deferred.send(cursor)
         cursor.execute(sql, parameters)
         return _Fetched(cursor)
+
+    def _write(self, prepared, parameters, *, reads: bool) -> None:
+        """A write whose outcome nobody reads: on PostgreSQL deferred to the transaction's next
+        statement (idp.deferred_writes), except in a savepoint (whose rollback must undo it) and
+        when it `reads` (an UPDATE's or DELETE's WHERE) a table the writes deferred so far
+        change (they go in one statement, where it would not see them: they are sent first); run
+        at once on SQLite, where a statement is no round trip."""
+        driver = self._dbapi()
+        session = self.session()
+        cursor = session.info.get(_CURSOR)
+        if cursor is None:
+            driver.execute(prepared.sql, parameters)
+            return
+        deferred = session.info.get(_DEFERRED)
+        if session.in_nested_transaction() or (reads and deferred and deferred.touches(prepared)):
+            self._execute(prepared, parameters)  # (which sends those deferred first)
+            return
+        if deferred is None:
+            deferred = session.info[_DEFERRED] = DeferredWrites()
+        deferred.add(prepared, parameters)
 
     def _dbapi(self):
         """The DBAPI connection of the session's transaction (beginning one if needed), kept in the
@@ -345,6 +419,11 @@ class Database:
         if commit:
             self.session.commit()
         return row
+
+
+class DeferredWriteFailed(RuntimeError):
+    """A write deferred on PostgreSQL (idp.deferred_writes) failed when it was sent, with a
+    statement that is not its own (the original error is its cause)."""
 
 
 class _Fetched:

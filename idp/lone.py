@@ -30,7 +30,8 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam
 from sqlalchemy.engine import Engine
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, visitors
+from sqlalchemy.sql.dml import UpdateBase
 
 from idp.sqlite_wait import wait_for_write_lock
 
@@ -80,11 +81,22 @@ class _Lone:
         return wait_for_write_lock(lambda: connection.execute(sql, parameters))
 
 
+def tables_of(statement: ClauseElement) -> frozenset[str]:
+    """The names of the tables a statement reads or writes, its subqueries' included."""
+    names = set()
+    for element in visitors.iterate(statement):
+        for table in (element, getattr(element, "table", None)):
+            if isinstance(table, Table):
+                names.add(table.name)
+    return frozenset(names)
+
+
 class Prepared:
     """A statement compiled for one dialect: its SQL, how to order its parameters, and the
     bind and result processors of its types."""
 
-    __slots__ = ("sql", "positions", "binders", "readers", "names", "row_type", "defaults", "prefetch")
+    __slots__ = ("sql", "positions", "binders", "readers", "names", "row_type", "defaults", "prefetch", "tables",
+                 "writes")
 
     def __init__(self, statement: ClauseElement, dialect, column_keys: list[str] | None = None) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=column_keys)
@@ -104,6 +116,10 @@ class Prepared:
         self.names = tuple(column.key for column in returned)
         self.readers = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returned)
         self.row_type = namedtuple("LoneRow", self.names, rename=True) if returned else None
+        # The tables it reads or writes, and whether it writes (INSERT, UPDATE, DELETE): whether
+        # the session's deferred inserts may ride along with it (idp.deferred_writes).
+        self.tables = tables_of(statement)
+        self.writes = isinstance(statement, UpdateBase)
 
     def parameters(self, values: dict[str, Any]):
         if self.defaults or self.prefetch:
