@@ -414,4 +414,4 @@ def succeed(keys: list[str]) -> None:
     # failures to clear. (A failure counted concurrently in between stays: stricter, not looser.)
     keys = [key for key in keys if key not in g.get(_SEEN_CLEAR, ())]
     if keys:
-        db.run(_keyed(_DELETE_COUNTERS, len(keys)), _key_values(keys))
+        db.write_later(_keyed(_DELETE_COUNTERS, len(keys)), _key_values(keys))

@@ -277,7 +277,7 @@ def record_login(user: UserLike, outcome) -> None:
     if db.noted(_STAMPED) == user.id:
         return
     statement = _STAMP_SECOND_FACTOR_LOGIN if "mfa" in outcome.amr else _STAMP_LOGIN
-    db.run(statement, {"user_id": user.id, "at": utcnow()})
+    db.write_later(statement, {"user_id": user.id, "at": utcnow()})
 
 
 def record_login_holding(user_id: int, amr) -> bool:

@@ -237,13 +237,13 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
     # One transaction for the lockout counters, the audit event and whatever the check wrote that
     # must stand although it failed (a WebAuthn key suspended as a possible clone): counted even
     # when a parallel post moved the login on (no version-guarded write here), nothing rolled back.
+    # The event first: on PostgreSQL its INSERT then rides with the counters' upsert (idp.deferred_writes).
+    audit.record_now("login.second_factor_failed", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                     subject_id=user.id, details={"factor": factor.name, "reason": outcome.reason})
     locked = lockout.fail(lockout_keys(user), commit=False) if outcome.counts_as_failure else 0
-    events = [dict(event="login.second_factor_failed", org_id=user.org_id, actor_id=user.id, actor=user.email,
-                   subject_id=user.id, details={"factor": factor.name, "reason": outcome.reason})]
     if locked:  # this failure started a lockout
-        events.append(dict(event="login.locked_out", org_id=user.org_id, actor_id=user.id, actor=user.email,
-                           subject_id=user.id, details={"step": "second_factor", "seconds": locked}))
-    audit.record_all_now(events)
+        audit.record_now("login.locked_out", org_id=user.org_id, actor_id=user.id, actor=user.email,
+                         subject_id=user.id, details={"step": "second_factor", "seconds": locked})
     db.session.commit()
     return show(ctx, message_for(outcome), 401)  # a rejection changes no credential
 
