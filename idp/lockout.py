@@ -47,11 +47,18 @@ def _kind(key: str) -> str:
     return f"{family}_ip" if scope == "ip" else family
 
 
+def _lockout_seconds(past_threshold: int, first: int, longest: int) -> int:
+    """The lockout started by the failure `past_threshold` failures after the first one that
+    locks: the first lockout, doubled with each further failure, at most the longest. (The Redis
+    script `_RESERVE_SCRIPT` says the same in Lua.)"""
+    return min(longest, first * 2 ** past_threshold)
+
+
 def _delay_for(failures: int, kind: str = "factor") -> int:
-    threshold, base, cap = _policy(kind)
+    threshold, first, longest = _policy(kind)
     if failures < threshold:
         return 0
-    return min(cap, base * 2 ** (failures - threshold))
+    return _lockout_seconds(failures - threshold, first, longest)
 
 
 def _redis():
@@ -239,10 +246,12 @@ def _lockout_ends(first: int, longest: int, now) -> list:
     """When the lockout started by each failure from the threshold on would end (`first` and
     `longest` lockout seconds, `_policy`): the first lockout's end, then each doubling's, the last
     one the longest lockout's (every later failure's)."""
-    ends = [now + timedelta(seconds=min(first, longest))]
-    while first * 2 ** (len(ends) - 1) < longest:
-        ends.append(now + timedelta(seconds=min(longest, first * 2 ** len(ends))))
-    return ends
+    ends = []
+    while True:
+        seconds = _lockout_seconds(len(ends), first, longest)
+        ends.append(now + timedelta(seconds=seconds))
+        if seconds >= longest:
+            return ends
 
 
 _RESERVATIONS: dict[tuple[str, int, bool], object] = {}
