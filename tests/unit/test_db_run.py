@@ -6,10 +6,9 @@ import sqlite3
 
 import psycopg
 import pytest
-from flask import Flask, current_app
+from flask import current_app
 from sqlalchemy import bindparam, select, update
 
-from idp.db import Database
 from idp.models import Token
 
 _TOKENS = Token.__table__
@@ -24,13 +23,8 @@ def _row(n: int, client: str = "svc") -> dict:
 
 
 @pytest.fixture
-def database(migrated_database_url):
-    app = Flask(__name__)
-    database = Database()
-    database.init_app(app, migrated_database_url)
-    with app.app_context():
-        yield database
-    database.engine.dispose()
+def database(bare_database):
+    return bare_database
 
 
 def test_a_statements_rows_are_its_own_when_read_after_the_next_statement(database):

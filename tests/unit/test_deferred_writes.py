@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from flask import Flask
 from sqlalchemy import bindparam, create_engine, exc, select, text, update
 
-from idp.db import Database, DeferredWriteFailed, utcnow
+from idp.db import DeferredWriteFailed, utcnow
 from idp.models import AuditEvent, Organization, Token, User
 
 _TOKENS = Token.__table__
@@ -30,14 +29,8 @@ def _event(name: str) -> dict:
 
 
 @pytest.fixture
-def database(migrated_database_url):
-    app = Flask(__name__)
-    database = Database()
-    database.init_app(app, migrated_database_url)
-    with app.app_context():
-        yield database
-        database.session.rollback()
-    database.engine.dispose()
+def database(bare_database):
+    return bare_database
 
 
 @pytest.fixture
