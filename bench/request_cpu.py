@@ -27,7 +27,10 @@ then the argon2id verification's own CPU inside the password POST (user and syst
 faults) beside the same verification in a bare loop of this process. `--refresh N` adds N
 refresh_token grants after each password login; `--client-credentials N` N client_credentials
 grants (bench/run.py's), with `--baseline` as many of the baseline app's in this process,
-alternating, printed beside ours. `--profile PREFIX` runs cProfile around the
+alternating, printed beside ours; `--floor` a right-code POST of bench/code_post_floor.py's
+bare app (Flask, Flask-WTF, Flask-Limiter, pyotp and the same statements on plain sqlite3: what
+no design on these libraries goes below) after each TOTP login, printed as
+"floor POST /login/<id> (code)". `--profile PREFIX` runs cProfile around the
 requests whose type starts with PREFIX and prints their call counts (cProfile's times are wall
 times, inflated by its own overhead: read them as proportions, and not for PostgreSQL's waits),
 ordered by `--profile-sort` (`tottime` shows where the time is spent).
@@ -243,6 +246,8 @@ def main(argv=None) -> int:
     parser.add_argument("--refresh", type=int, default=0, help="refresh_token grants after each password login")
     parser.add_argument("--client-credentials", type=int, default=0,
                         help="client_credentials grants (bench/run.py's request: HTTP Basic, no scope)")
+    parser.add_argument("--floor", action="store_true",
+                        help="after each TOTP login, a right-code POST of bench/code_post_floor.py's bare app")
     parser.add_argument("--baseline", action="store_true",
                         help="with --client-credentials: also the baseline's grants (/work/shared/baseline/app.py, "
                              "its SQLite store in the set-up's directory) in this process, alternating")
@@ -351,6 +356,12 @@ def main(argv=None) -> int:
         user.next_step = spent.get(user.email, 0)
     pool.free = [(user.next_step, index) for index, user in enumerate(pool.users)]
     heapq.heapify(pool.free)
+    floor = None
+    if args.floor:
+        from code_post_floor import Floor
+
+        floor = Floor(workdir, args.totp_logins)
+        floor.measure_into(figures.setdefault("floor POST /login/<id> (code) 302", []))
     for _ in range(args.totp_logins):
         lease = pool.acquire(time.monotonic() + 60)
         if lease is None:
@@ -362,6 +373,8 @@ def main(argv=None) -> int:
             pool.release(lease)
             spent[lease.user.email] = lease.user.next_step
             spent_path.write_text(json.dumps(spent))
+        if floor is not None:
+            floor.post_next()
 
     print(f"{args.kind}: medians per request type (cpu, sys in ms)")
     print(f"{'request':40} {'n':>5} {'cpu':>7} {'mean':>7} {'sql':>4} {'sys':>6} {'minflt':>6}")
