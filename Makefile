@@ -72,7 +72,7 @@ bench: install
 lint: install
 	@$(BIN)/ruff --version 2>/dev/null | grep -q "$(RUFF_VERSION)" || \
 	  $(BIN)/python -m pip install --quiet --disable-pip-version-check ruff==$(RUFF_VERSION)
-	$(BIN)/ruff check $(RUFF_ARGS) idp plugins authenticator examples tests
+	$(BIN)/ruff check $(RUFF_ARGS) idp plugins authenticator examples tests bench
 
 # The history is one revision (0001_initial) until the first release: run this after
 # changing a model and commit idp/migrations/versions/0001_initial.py with the change.

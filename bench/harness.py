@@ -159,16 +159,17 @@ def run_wrk(server: Server, target: str, scenario: str, url_path: str, script: s
     db_before, cpu_before, started = server.db_cpu(), server.cpu(), time.monotonic()
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=duration + 60)
     cpu_after, db_after = server.cpu(), server.db_cpu()
-    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+    line = next((text for text in out.stdout.splitlines() if text.startswith("BENCH_JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no totals for {target} {scenario}: {out.stdout[-500:]} {out.stderr[-500:]}")
     data = json.loads(line.split(" ", 1)[1])
-    lost = next((int(l.split()[1]) for l in out.stdout.splitlines() if l.startswith("BENCH_LOST ")), 0)
+    lost = next((int(text.split()[1]) for text in out.stdout.splitlines() if text.startswith("BENCH_LOST ")), 0)
     socket_errors = data["connect"] + data["read"] + data["write"] + data["timeout"]
     errors = data["status"] + socket_errors + lost
     ok = max(0, data["requests"] - data["status"] - lost)
     seconds = data["duration_us"] / 1e6 or (time.monotonic() - started)
-    starved = next((int(l.split()[1]) for l in out.stdout.splitlines() if l.startswith("BENCH_STARVED ")), 0)
+    starved = next((int(text.split()[1]) for text in out.stdout.splitlines() if text.startswith("BENCH_STARVED ")),
+                   0)
     notes = []
     if socket_errors:
         notes.append(f"socket errors {socket_errors}")

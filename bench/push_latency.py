@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness import Server, children_of  # noqa: E402
+from harness import Server  # noqa: E402
 from login_flow import Client, Endpoints, _b64, parse_forms  # noqa: E402
 from run import UNLIMITED, fresh_postgres_database, idp_cli  # noqa: E402
 
@@ -220,7 +220,7 @@ def rss_and_threads(pids: list[int]) -> tuple[float, int]:
 def established(port: int) -> int:
     out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"], capture_output=True,
                          text=True)
-    return len([l for l in out.stdout.splitlines() if l.strip()])
+    return len([text for text in out.stdout.splitlines() if text.strip()])
 
 
 def seed(env: dict, users: list[tuple[str, str]]) -> dict[str, str]:

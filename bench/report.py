@@ -230,8 +230,8 @@ def update_readme(text: str, output: Path, argon, results) -> None:
 
 def platform_line() -> str:
     try:
-        model = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                     if l.startswith("model name"))
+        model = next(text.split(":", 1)[1].strip() for text in Path("/proc/cpuinfo").read_text().splitlines()
+                     if text.startswith("model name"))
     except (OSError, StopIteration):
         model = "unknown CPU"
     return f"{model}, Python {sys.version.split()[0]}"
