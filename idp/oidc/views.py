@@ -14,7 +14,7 @@ from idp.dispatch import client_endpoint
 from idp.extensions import csrf, limiter, login_posts_per_ip
 from idp.factors.ratelimit import per_address_limit
 from idp.login.snapshot import rebuild
-from idp.oidc import cors, device_flow, discovery, dpop, keys, parameters, pushed_requests, urls
+from idp.oidc import client_assertion, cors, device_flow, discovery, dpop, keys, parameters, pushed_requests, urls
 from idp.oidc.server import query_client, server
 
 bp = Blueprint("oidc", __name__)
@@ -273,19 +273,25 @@ def token():
 @client_endpoint
 @browser_callable(_client_named_in_request)
 @malformed_input_is_a_400(json_errors=True)
-@per_address_limit(exempt_when=lambda: _sends_client_credentials())  # (defined below)
+@per_address_limit(exempt_when=lambda: _pushed_for_a_confidential_client())  # (defined below)
 @offers_dpop_nonce
 def pushed_authorization_request():
     """RFC 9126: the client sends its authorization request here first (idp.oidc.pushed_requests).
     Each is a row (up to 16 KiB) kept until it expires: a public client's, which its id alone
-    can send, are limited per address as the login forms are; a request with credentials is
-    not (a confidential client's backend pushes every login of its users from one address, and
-    credentials that fail store nothing)."""
+    can send, are limited per address as the login forms are; a confidential client's are not
+    (its backend pushes every login of its users from one address, and credentials that fail
+    store nothing)."""
     return server.create_endpoint_response(pushed_requests.ENDPOINT_NAME)
 
 
-def _sends_client_credentials() -> bool:
-    return bool(request.authorization or request.form.get("client_secret") or request.form.get("client_assertion"))
+def _pushed_for_a_confidential_client() -> bool:
+    """Whether the client the push names (its `client_id`, else the user of HTTP Basic, else the
+    `sub` of its client assertion) is a confidential one. Decided by the client, not by what the
+    request carries: a public client authenticates by its id alone (`none`) whatever else comes
+    along, so an `Authorization` header or a `client_assertion` of any content must not lift its
+    limit (an audit pushed without end for a public client that way)."""
+    client = query_client(cors.client_id_of(request) or client_assertion.subject(request.form))
+    return client is not None and not client.row.public
 
 
 @bp.route(urls.PATHS["device_authorization_endpoint"], methods=["POST", "OPTIONS"], provide_automatic_options=False)

@@ -4,6 +4,7 @@ request_uri it got back. The requests are made by Authlib's client (RelyingParty
 client would push them, and the login runs through the real pages."""
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -299,3 +300,38 @@ def test_a_public_clients_pushes_are_limited_per_address_a_confidential_clients_
     for _ in range(5):
         assert push(strict_server, seeded.first_party, authorization_params(confidential)).status_code == 201
     assert stored_requests(strict_server) == 8
+
+
+@pytest.mark.parametrize("extra", ["bearer header", "basic with its own id", "client_assertion"])
+def test_credentials_that_a_public_client_sends_along_do_not_lift_its_limit(strict_server, extra):
+    """Whether a push is limited is decided by the client it names, not by what it carries: a
+    public client authenticates by its id alone whatever else comes along (an audit pushed for
+    one without end, an `Authorization` header or a junk `client_assertion` added to each)."""
+    from fixtures.oidc import RelyingParty
+
+    public = strict_server.seeded.public
+    rp = RelyingParty(strict_server.url, public)
+    headers, body = {}, {"client_id": public["client_id"]}
+    if extra == "bearer header":
+        headers["Authorization"] = "Bearer x"
+    elif extra == "basic with its own id":
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{public['client_id']}:guess".encode()).decode()
+    else:
+        body["client_assertion"] = "x"
+    statuses = [requests.post(par_url(strict_server), data=dict(authorization_params(rp), **body), headers=headers,
+                              timeout=10).status_code for _ in range(5)]
+    assert statuses == [201, 201, 201, 429, 429]
+    assert stored_requests(strict_server) == 3
+
+
+def test_a_client_named_by_its_assertion_alone_is_not_limited(strict_server):
+    """private_key_jwt may leave `client_id` out (RFC 7523 3): the assertion's `sub` names the
+    confidential client, whose pushes are not limited per address."""
+    key = new_key()
+    client_id = register_client(strict_server, key, redirect_uri=REDIRECT_URI)
+    for _ in range(5):
+        body = {"response_type": "code", "redirect_uri": REDIRECT_URI, "scope": "openid",
+                "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256",
+                **assertion_form(key, client_id, par_url(strict_server))}
+        answer = requests.post(par_url(strict_server), data=body, timeout=10)
+        assert answer.status_code == 201, answer.text
