@@ -5,6 +5,7 @@ objects are made with joserfc as a client library would."""
 from __future__ import annotations
 
 import json
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,13 +28,21 @@ class KeyServer:
         self.fetches = 0
         self.declared_length: int | None = None  # a Content-Length other than the document's (cut short)
         self.trickle: float = 0.0  # seconds between bytes: a server that never quite answers
+        self.endless_headers = False  # its status line, then one header's bytes a few at a time, for ever
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                import time
-
                 owner.fetches += 1
+                if owner.endless_headers:
+                    try:
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                        while True:  # each byte well within any read timeout; the headers never end
+                            self.wfile.write(b"a")
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    except (BrokenPipeError, ConnectionResetError):
+                        return  # the provider gave up, as it should
                 self.send_response(owner.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(owner.declared_length or len(owner.document)))
@@ -167,6 +176,18 @@ def test_keys_that_cannot_be_had_refuse_the_client_and_the_last_good_ones_are_ke
     # ... for MAX_STALE seconds at most: a withdrawn key is not taken for ever.
     monkeypatch.setattr(client_jwks, "MAX_STALE", 0.0)
     assert client_credentials(live_server, key, client_id).status_code == 401
+
+
+def test_a_server_that_never_ends_its_headers_is_cut_off_at_the_deadline(key_server, monkeypatch):
+    """The deadline covers the whole fetch, the status line and headers included: requests' own
+    timeout bounds each read, and a server sending a header a byte at a time would otherwise hold
+    the worker for as long as it likes (an audit found it). The fetch ends, and says why."""
+    from idp.oidc import client_jwks
+
+    monkeypatch.setattr(client_jwks, "TIMEOUT", 0.5)
+    key_server.endless_headers = True
+    with pytest.raises(client_jwks.KeysUnavailable, match="no whole answer within 0.5 seconds"):
+        client_jwks.key_set(key_server.url)
 
 
 def test_a_request_object_is_verified_with_the_published_keys(live_server, key_server, seeded):
