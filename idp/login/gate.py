@@ -238,6 +238,16 @@ def session_shortfall(user: UserLike, params: dict, sso) -> str | None:
     return error
 
 
+def proved_factor_withdrawn(user_id: int, credential_ids, allowed) -> bool:
+    """Whether a token family's login proved none of the second factors its organization accepts
+    now (`allowed`, narrowed since the login): the refresh grant refuses such a family, and
+    introspection calls its refresh token inactive, by this one rule (asked only where 2FA is
+    required of the user). A family stored before its login's credentials were recorded has none
+    to judge: not withdrawn."""
+    return allowed is not None and bool(credential_ids) and not proved_an_allowed_factor(user_id, credential_ids,
+                                                                                          allowed)
+
+
 def proved_an_allowed_factor(user_id: int, credential_ids, allowed) -> bool:
     """Did a login of the user's that proved these credentials (a session's, a token family's)
     prove one of the `allowed` factors? Asked only of an organization that restricts them: one

@@ -262,7 +262,7 @@ class IntrospectionEndpoint(_Introspection):
         user = token.get_user()
         if user is not None and (user.disabled
                                  or not claims.valid_after_sign_out(token.row.auth_time, user.tokens_valid_after)
-                                 or (token.refresh and not _refresh_allowed(user, token.row.amr))):
+                                 or (token.refresh and not _refresh_allowed(user, token.row))):
             # Not active (RFC 7662 2.2): UserInfo and the refresh grant refuse it too, and a
             # resource server asking here must not accept what they refuse.
             return {"active": False}
@@ -330,13 +330,19 @@ class EndSessionEndpoint(_EndSession):
         login_session.end_current()
 
 
-def _refresh_allowed(user: User, amr) -> bool:
-    """The refresh grant's 2FA rule (idp.policy.decide.refresh_allowed), asked of the user's row
-    introspection already holds."""
+def _refresh_allowed(user: User, row: Token) -> bool:
+    """The refresh grant's 2FA rules (grants.RefreshTokenGrant.authenticate_user), asked of the
+    user's row introspection already holds: a second factor now required and not proved
+    (idp.policy.decide.refresh_allowed), or proved only with factors the organization no longer
+    accepts (gate.proved_factor_withdrawn)."""
     from idp.db import utcnow
-    from idp.policy import decide
+    from idp.login import gate
+    from idp.policy import decide, status
 
-    return decide.refresh_allowed(user, user.org, tuple(amr or ()), utcnow())
+    if (status.is_required(user, user.org, status.today_utc())
+            and gate.proved_factor_withdrawn(user.id, row.credential_ids, user.org.allowed_factors)):
+        return False
+    return decide.refresh_allowed(user, user.org, tuple(row.amr or ()), utcnow())
 
 
 ENDPOINTS = (UserInfoEndpoint(), RevocationEndpoint, IntrospectionEndpoint, EndSessionEndpoint)

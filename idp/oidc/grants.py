@@ -592,11 +592,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                               OrgStanding(bool(token.require_2fa)))
         amr = tuple(token.amr or ())
         required = status.is_required(user, user.org, status.today_utc())
-        if required and token.allowed_factors is not None and token.credential_ids \
-                and not gate.proved_an_allowed_factor(token.user_id, token.credential_ids, token.allowed_factors):
+        if required and gate.proved_factor_withdrawn(token.user_id, token.credential_ids, token.allowed_factors):
             # The organization narrowed its factors since the login: what it proved no longer
-            # counts, as for the browser's session (idp.login.gate.session_shortfall). (A family
-            # stored before its login's credentials were recorded has none to judge: it refreshes.)
+            # counts, as for the browser's session (idp.login.gate.session_shortfall).
             raise InvalidGrantError("The organization no longer accepts the second factor this sign-in used: "
                                     "sign in again.")
         if required and not decide.has_second_factor(amr):

@@ -98,6 +98,46 @@ def test_introspection_calls_inactive_the_refresh_token_the_grant_now_refuses(se
     assert not active(tokens["refresh_token"]) and active(tokens["access_token"])
 
 
+def test_introspection_and_the_refresh_grant_agree_once_the_organization_stops_accepting_the_factor(
+        seeded, web, rp_factory, live_server):
+    """A family whose login proved only a factor the organization no longer accepts is refused by
+    the refresh grant, and its refresh token is inactive to introspection: one rule for both
+    (gate.proved_factor_withdrawn; an audit found introspection still answering active)."""
+    import time
+
+    import pyotp
+    import requests
+
+    from fixtures.oidc import FormBrowser
+    from fixtures.totp import MFA, enrol_totp_during_login
+    from idp.db import db
+    from idp.models import Organization
+
+    rp = rp_factory(seeded.first_party)
+    secret, _codes = enrol_totp_during_login(web, rp, seeded)
+    rp.exchange(web.last_redirect)
+    browser = FormBrowser(live_server.url)
+    browser.get(rp.authorization_url(acr_values=MFA, scope="openid offline_access"))
+    page = browser.login(seeded.user_email, seeded.password)
+    browser.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)})
+    refresh = rp.exchange(browser.last_redirect)["refresh_token"]
+
+    def introspected() -> dict:
+        answer = requests.post(rp.metadata["introspection_endpoint"], data={"token": refresh}, timeout=10,
+                               auth=(rp.client["client_id"], rp.client["client_secret"]))
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    assert introspected()["active"] is True
+    with live_server.context():
+        db.session.execute(update(Organization).where(Organization.id == seeded.org_id)
+                           .values(require_2fa=True, allowed_factors=["webauthn"]))
+        db.session.commit()
+    assert introspected() == {"active": False}
+    refused = rp.token_request({"grant_type": "refresh_token", "refresh_token": refresh})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant", refused.text
+
+
 def test_a_login_waiting_at_consent_meets_a_requirement_made_meanwhile(seeded, web, rp_factory, live_server):
     """The consent page may wait for minutes: the policy is asked again when it is answered."""
     rp = rp_factory(seeded.third_party)
