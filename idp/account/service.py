@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from flask import request
-from sqlalchemy import select
 from flask_babel import lazy_gettext as _l
 
 from idp import audit
@@ -236,8 +235,12 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
         # UPDATE: the token families revoked below (end_proved_by) would deadlock with a refresh
         # (lock_user).
         lock_user(user.id)
-        held = db.session.execute(select(User.second_factor_count).where(User.id == user.id)).scalar_one()
-        remaining = held - 1
+        # What the policy judges is read again under the lock too, not only the count: an
+        # administrator's "Require 2FA" committed while this waited for the row must be seen (an
+        # audit left a required user without a factor, their requirement read before the wait).
+        db.session.refresh(user)
+        db.session.refresh(user.org)
+        remaining = user.second_factor_count - 1
         allowed, reason = policy.can_remove_factor(user, user.org, remaining, today or today_utc())
         if not allowed:
             raise AccountError(_l("Two-factor authentication is required for your account: "

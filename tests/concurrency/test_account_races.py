@@ -128,3 +128,60 @@ def test_one_address_added_twice_at_once_is_one_user_and_one_clear_refusal(pg_se
             assert db.session.scalar(select(func.count()).select_from(User).where(User.email == "carol@acme.test")) == 1
             db.session.execute(User.__table__.delete().where(User.email == "carol@acme.test"))
             db.session.commit()
+
+
+def test_a_requirement_saved_while_the_last_factor_is_being_removed_keeps_it(pg_server):
+    """An administrator's "Require 2FA" for a user, committed while the user's removal of their last
+    second factor waits for the user's row, is seen by that removal: the factor stays. (An audit
+    found the requirement judged as it was before the wait: a required user left with none.) The
+    administrator's transaction is played here as idp.policy.settings runs it: the user's row held,
+    the new setting written, then the commit once the removal waits."""
+    import re
+    import threading
+    import time
+
+    from sqlalchemy import create_engine, func, select, text
+
+    from fixtures.totp import enrol_totp_during_login
+    from idp.db import db
+    from idp.models import Credential, User
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    browser = FormBrowser(pg_server.url)
+    enrol_totp_during_login(browser, rp, seeded)  # one TOTP; the organization requires nothing
+    rp.exchange(browser.last_redirect)
+    href = re.findall(r'data-remove="\d+"\s+href="([^"]+)"', browser.get("/account/security").text)[0]
+    removal = [form for form in browser.get(href).forms() if form["action"].endswith("/remove")][0]
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+
+    engine = create_engine(pg_server.database_url)
+    admin = engine.connect()
+    watcher = engine.connect()
+    try:
+        admin.execute(text("SELECT id FROM users WHERE id = :id FOR NO KEY UPDATE"), {"id": user_id})
+        admin.execute(text("UPDATE users SET mfa_setting = 'required', required_since = now() WHERE id = :id"),
+                      {"id": user_id})
+        removing = threading.Thread(target=lambda: browser.submit(removal))
+        removing.start()
+        for _ in range(200):  # until the removal waits for the user's row
+            if watcher.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                    "AND datname = current_database()")).scalar():
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the removal never waited for the user's row")
+        admin.commit()
+        removing.join(15)
+    finally:
+        watcher.close()
+        admin.close()
+        engine.dispose()
+
+    with pg_server.context():
+        user = db.session.get(User, user_id)
+        live = db.session.scalar(select(func.count()).select_from(Credential).where(
+            Credential.user_id == user_id, Credential.factor == "totp", Credential.revoked_at.is_(None)))
+    assert user.mfa_setting == "required"
+    assert (live, user.second_factor_count) == (1, 1)
