@@ -289,6 +289,14 @@ def set_role(user: User, role: str, *, actor_id: int | None = None, actor: str =
     db.session.execute(update(User).where(User.id == user.id).values(role=role))
     audit.record("user.role_changed", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
                  details={"from": current, "to": role})
+    if role == "admin":
+        # An administrator's recovery QR codes are the operator's (docs/policy.md): what another
+        # admin issued to the member is revoked by its factor, each with its own event (an audit
+        # found one outliving the promotion, out of its issuer's sight and still redeemable).
+        from idp.factors.directory import user_ref
+        from idp.factors.registry import current_registry
+
+        current_registry().account_promoted(user_ref(user), actor=actor, actor_id=actor_id)
     return True
 
 

@@ -162,7 +162,9 @@ def change_role(user_id: int):
         if role == "admin":
             title = _("Make this user an administrator?")
             text = _("%(email)s will administer %(org)s: its users, their second factors and passwords, its "
-                     "security settings and its audit log.", email=target.email, org=g.org.name)
+                     "security settings and its audit log. Recovery QR codes that administrators issued to them "
+                     "and that are not yet used are revoked: an administrator's come from the operator.",
+                     email=target.email, org=g.org.name)
         else:
             title = _("Remove administrator rights?")
             text = _("%(email)s will no longer administer %(org)s.", email=target.email, org=g.org.name)

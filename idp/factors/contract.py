@@ -295,6 +295,15 @@ class Factor:
         exception is logged and rolls back only this hook's writes: the disabling stands."""
         return None
 
+    def on_account_promoted(self, user: UserRef, *, actor: str, actor_id: int | None) -> None:
+        """Optional: the user was just made an administrator of their organization (an admin's
+        page, `idp user set-role`). What another administrator handed out for the account as a
+        member's (an admin-issued recovery QR code) is now the operator's to give: revoke it,
+        with its audit event. Called in the promotion's transaction, after the user's row is
+        changed, inside a savepoint; must not commit. An exception is logged and rolls back only
+        this hook's writes: the promotion stands."""
+        return None
+
     @classmethod
     def cli_command(cls) -> "click.Command | None":
         """Optional click command or group, mounted as `idp factor <name>`.

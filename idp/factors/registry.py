@@ -275,6 +275,13 @@ class FactorRegistry:
             _cleanup_hook(factor, "on_account_disabled", user, actor=actor, actor_id=actor_id)
 
 
+    def account_promoted(self, user: UserRef, *, actor: str, actor_id: int | None) -> None:
+        """Tell every factor that the user was made an administrator (`Factor.on_account_promoted`),
+        in the caller's transaction (idp.users.set_role)."""
+        for factor in self._factors.values():
+            _cleanup_hook(factor, "on_account_promoted", user, actor=actor, actor_id=actor_id)
+
+
 def _cleanup_hook(factor: Factor, method: str, *args: Any, **kwargs: Any) -> None:
     """A factor's clean-up after a security action (a credential revoked, an account disabled),
     in a savepoint of the caller's transaction. A plugin is someone else's code: its failure

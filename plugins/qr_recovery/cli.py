@@ -63,7 +63,9 @@ def recovery_qr_group(name: str = "qr_recovery") -> click.Group:
             fail(f"{user.email} is disabled: enable the account first (idp user enable)")
         # Committed once the PNG, if asked for, and the output are written: a code nobody could see
         # is never left behind (nor its notice to the user).
-        issued = factor.issue(user, actor="cli", ttl=ttl, commit=False)
+        from idp_plugins.qr_recovery.issuing import OPERATOR
+
+        issued = factor.issue(user, actor=OPERATOR, ttl=ttl, commit=False)
         if png:
             write_or_roll_back(png, issued.png())
         if as_json:

@@ -104,6 +104,13 @@ class QrRecoveryFactor(Factor):
         (While it is disabled every redemption refuses it anyway: device.py, the password step.)"""
         issuing.revoke_all(self.store, user, now=_utcnow(), actor=actor, actor_id=actor_id, reason="account_disabled")
 
+    def on_account_promoted(self, user: UserRef, *, actor: str, actor_id: int | None) -> None:
+        """A member made an administrator keeps no code another admin issued (`recovery_qr.revoked`,
+        `reason` "promoted"): an administrator's codes are the operator's to issue, and its issuer
+        could no longer see or revoke it. The operator's own (`idp recovery-qr issue`) stay."""
+        issuing.revoke_all(self.store, user, now=_utcnow(), actor=actor, actor_id=actor_id, reason="promoted",
+                           unless_issued_by=issuing.OPERATOR)
+
     def outstanding(self, user: UserRef, now: datetime | None = None) -> list[CredentialInfo]:
         return issuing.outstanding(self.store, user, now or _utcnow())
 

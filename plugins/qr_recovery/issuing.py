@@ -26,6 +26,7 @@ USED = "used"
 EXPIRED = "expired"
 REVOKED = "revoked"
 LABEL = "Recovery QR code"
+OPERATOR = "cli"  # the actor of the operator's commands (`idp recovery-qr issue`), its codes' `issued_by`
 
 
 def unix(moment: datetime) -> int:
@@ -143,11 +144,15 @@ def revoke(store, user: UserRef, credential_id: int, *, now: datetime, actor: st
     return revoked
 
 
-def revoke_all(store, user: UserRef, *, now: datetime, actor: str, actor_id: int | None, reason: str) -> int:
-    """Revoke every unused code of the user (expired ones too, tidied away), each audited
-    `recovery_qr.revoked` with `reason`, in the caller's transaction (no commit). How many were live."""
+def revoke_all(store, user: UserRef, *, now: datetime, actor: str, actor_id: int | None, reason: str,
+               unless_issued_by: str | None = None) -> int:
+    """Revoke every unused code of the user (expired ones too, tidied away), but those that
+    `unless_issued_by` issued, each audited `recovery_qr.revoked` with `reason`, in the caller's
+    transaction (no commit). How many were live."""
     revoked = 0
     for code in store.list(user):
+        if unless_issued_by is not None and code.public.get("issued_by") == unless_issued_by:
+            continue
         if code.used_at is not None or store.revoke(user, code.id, now=now) is None:
             continue
         if int(code.public.get("expires_at") or 0) > unix(now):

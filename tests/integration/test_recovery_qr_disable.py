@@ -1,6 +1,7 @@
 """An admin-issued recovery QR code does not outlive the disabling of its account (over real HTTP,
 the admin pages, on SQLite and PostgreSQL): disabling revokes it, so enabling the account again
-(after a suspension following a push fraud report, say) brings no code back to life."""
+(after a suspension following a push fraud report, say) brings no code back to life. Nor does it
+outlive its member's promotion: an administrator's codes are the operator's to issue."""
 from __future__ import annotations
 
 import pytest
@@ -41,6 +42,30 @@ def test_disabling_an_account_revokes_its_recovery_qr_codes(server, seeded):
         assert status == issuing.REVOKED
     [(actor, details)] = audit_events(server, "recovery_qr.revoked")
     assert actor == seeded.admin_email and details["reason"] == "account_disabled"
+
+
+def test_promoting_a_member_revokes_the_codes_admins_issued_and_keeps_the_operators(server, seeded):
+    from idp.db import db
+    from idp.factors import directory
+
+    admin = admin_browser(server, seeded)
+    alice = user_id(server, seeded.user_email)
+    issue_on_admin_page(admin, alice)
+    with server.context():
+        qr = server.app.extensions["idp.factors"].get("qr_recovery")
+        from_operator = qr.issue(directory.find_user_by_email(seeded.user_email), actor="cli", ttl=3600)
+        db.session.commit()
+    page = admin.get(f"/admin/users/{alice}/role")
+    page = admin.submit(next(f for f in page.forms() if f["action"].endswith("/role")))
+    assert page.status == 200, page.text[:1000]
+    with server.context():
+        qr = server.app.extensions["idp.factors"].get("qr_recovery")
+        outstanding = qr.outstanding(directory.find_user_by_email(seeded.user_email))
+        assert [c.id for c in outstanding] == [from_operator.credential.id]
+    [(actor, details)] = audit_events(server, "recovery_qr.revoked")
+    assert actor == seeded.admin_email and details["reason"] == "promoted"
+    # The issuing admin could not have revoked it any more: another admin's codes are the operator's.
+    assert admin.get(f"/admin/users/{alice}/recovery-qr").status == 403
 
 
 class BrokenCleanupFactor(Factor):
