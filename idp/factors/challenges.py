@@ -167,6 +167,22 @@ class ChallengeStore:
             .values(status=EXPIRED, answered_at=now or utcnow()), execution_options={"synchronize_session": False})
         return result.rowcount == 1
 
+    def expire_answered(self, *, user: UserRef | int, answered: str, since: datetime,
+                        now: datetime | None = None) -> list[str]:
+        """Expire the user's login challenges of this factor (`transaction_id` set) answered
+        `answered` and created at `since` or later, as if never answered: a fraud report voids
+        the approvals no login has used yet. The caller commits; returns their ids (for the
+        pages waiting on them). A login that already moved on used its approval then; this
+        changes nothing of it."""
+        user_id = user.id if isinstance(user, UserRef) else user
+        return list(db.session.scalars(
+            update(FactorChallenge).where(FactorChallenge.user_id == user_id, FactorChallenge.factor == self.factor,
+                                          FactorChallenge.status == answered,
+                                          FactorChallenge.transaction_id.is_not(None),
+                                          FactorChallenge.created_at >= since)
+            .values(status=EXPIRED, answered_at=now or utcnow()).returning(FactorChallenge.id),
+            execution_options={"synchronize_session": False}))
+
     def expire_for_credential(self, credential_id: int, *, now: datetime | None = None) -> int:
         """Expire every pending challenge of one credential (`Factor.on_removed`); the caller commits."""
         result = db.session.execute(

@@ -216,14 +216,19 @@ class PushFactor(Factor):
         return outcome
 
     def suspend_push(self, user: UserRef, now) -> list[str]:
-        """After a fraud report: suspend push for the user (until an admin clears it) and close
-        their pending login requests, so none of them can still be approved. The caller commits
-        (and then wakes the pages waiting on the returned challenge ids)."""
+        """After a fraud report: suspend push for the user (until an admin clears it), close their
+        pending login requests, so none of them can still be approved, and expire the approvals of
+        the window that no login has used yet (one approved by mistake, then reported: the report
+        wins, and not only while push is suspended: an audit saw such a login complete once an
+        admin resumed push; it now sends a new request, which the phone answers afresh). The
+        caller commits (and then wakes the pages waiting on the returned challenge ids)."""
         directory.suspend_push(user.id, now)
         closed = []
         for info in self.challenges.pending(user=user.id, now=now):
             if info.payload.get("type") == login_challenge.LOGIN and self.challenges.expire(info.id, now=now):
                 closed.append(info.id)
+        closed += self.challenges.expire_answered(user=user.id, answered=login_challenge.APPROVED,
+                                                  since=now - timedelta(seconds=self.push_settings.window), now=now)
         return closed
 
     def wait(self, user: UserRef, state: dict, ctx: AttemptContext, timeout: float = 20.0):

@@ -141,6 +141,26 @@ def test_a_fraud_report_on_an_approved_request_still_suspends_push(client, push,
     assert isinstance(outcome, Rejected) and outcome.reason == "suspended"
 
 
+def test_an_approval_reported_as_fraud_stays_void_once_an_admin_resumes_push(client, push, factor_user):
+    """The report wins for good, not only while push is suspended: once an admin resumes push,
+    the login that waited with the approval (an attacker's, who never pressed Continue) finds it
+    expired and must send a new request, which the phone answers afresh. (An audit saw that login
+    complete with the approval the user had reported.) The same for an approval of another login
+    that the report came after."""
+    from idp.policy import settings as policy_settings
+
+    device = enrol_device(client, push, factor_user)
+    ctx, step = start_login(push, factor_user, "txn-attacker")
+    other_ctx, other = start_login(push, factor_user, "txn-other")
+    for login in (other, step):
+        assert device.answer(login.state["challenge_id"], "approve", login.view["number"]).status_code == 200
+    assert device.answer(step.state["challenge_id"], "fraud").get_json()["reported"] is True
+    assert policy_settings.clear_push_suspension(factor_user.id, policy_settings.Actor.cli())
+    assert not directory.push_suspended(factor_user.id)
+    for login, login_ctx in ((step, ctx), (other, other_ctx)):
+        assert push.poll(factor_user, login.state, login_ctx) == Rejected("expired", counts_as_failure=False)
+
+
 def test_after_a_fraud_report_the_users_other_pending_requests_cannot_be_approved(client, push, factor_user):
     device = enrol_device(client, push, factor_user)
     other_ctx, other = start_login(push, factor_user, "txn-other")

@@ -63,6 +63,28 @@ def test_push_login_denied_and_fraud(push_server, seeded, web, rp_factory):
     assert "data-push-number" not in page.text
 
 
+def test_an_approval_reported_as_fraud_does_not_sign_in_once_push_is_resumed(push_server, seeded, web, rp_factory):
+    """Approved by mistake, reported at once, and the login (an attacker's: the password is known)
+    left waiting without pressing Continue; an admin then resumes push. Continue gets no code: the
+    approval was voided by the report, and the page sends a new request for the phone to answer.
+    (An audit saw this login signed in with amr swk, user, mfa.)"""
+    from idp.policy import settings as policy_settings
+
+    device = give_device(push_server, seeded.user_email)
+    rp = rp_factory(seeded.first_party)
+    page, number, _poll = start(web, rp, seeded)
+    reported = device.pending()[0]
+    assert device.answer(reported["id"], "approve", number) == {"status": "approved"}
+    with pytest.raises(Exception):  # 409 challenge_closed, "reported": true (the app's client raises on it)
+        device.answer(reported["id"], "fraud")
+    with push_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+        assert policy_settings.clear_push_suspension(user_id, policy_settings.Actor.cli())
+    page = continue_(web, page)
+    assert web.last_redirect is None, "signed in with the approval the user reported"
+    assert "data-push-number" in page.text
+    assert [c["id"] for c in device.pending()] != [reported["id"]] and len(device.pending()) == 1
+
 
 @pytest.mark.parametrize("required", [False, True], ids=["voluntary", "required"])
 def test_a_fraud_report_leaves_the_password_alone_insufficient(push_server, seeded, web, rp_factory, required):
