@@ -45,7 +45,7 @@ def parse_totp_uri(uri: str) -> Account:
                               InvalidOtpauthUri)
     check_label_part(name, "otpauth account name", InvalidOtpauthUri)
     params = TotpParams(
-        secret=_secret(query.get("secret")),
+        secret=normalised_secret(query.get("secret")),
         algorithm=_algorithm(query.get("algorithm", "SHA1")),
         digits=_int_in(query.get("digits", "6"), "digits", DIGITS),
         period=_period(query.get("period", "30")),
@@ -63,7 +63,10 @@ def _split_label(label: str) -> tuple[str, str]:
     return issuer.strip(), name
 
 
-def _secret(raw) -> str:
+def normalised_secret(raw) -> str:
+    """A TOTP secret as `add` keeps it (base32, upper case, no padding, spaces or dashes) and as it
+    refuses it (empty, not base32, under MIN_SECRET_BYTES, over MAX_SECRET_LENGTH): also what a
+    restored backup is held to."""
     if not raw:
         raise InvalidOtpauthUri("otpauth URI has no secret")
     secret = raw.replace(" ", "").replace("-", "").upper().rstrip("=")

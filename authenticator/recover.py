@@ -121,6 +121,8 @@ def _post(url: str, body: dict, session=None) -> tuple:
 
 def _refused(status: int, data: dict, url: str) -> AuthenticatorError:
     error = data.get("error") or "no error"
+    if not isinstance(error, str):  # a list or an object from a broken or hostile server: one line all the same
+        error = "an error that is not text"
     return RecoveryRefused({
         "device_exists": "this device's new key is already registered (run recover again)",
         "push_unavailable": "the server has push sign-in switched off",

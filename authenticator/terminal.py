@@ -41,9 +41,12 @@ _LONG_WORD = re.compile(r"\S{%d,}" % (LONGEST_SHOWN + 1))
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 # An otpauth: or idp-...: URI with a query, however mangled: its query holds the account's secret
 # (or a one-time code). Given where another argument belongs ("code URI", the command forgotten), an
-# error would quote it, and error lines end up in logs and screenshots. Matched after control
-# characters are escaped, so that an escaped newline inside it does not end the match.
-_URI_WITH_QUERY = re.compile(r"\b(?:otpauth|idp-[a-z]+)\s*:[^\s'\"]*\?[^\s'\"]*", re.IGNORECASE)
+# error would quote it, and error lines end up in logs and screenshots. Left out from its scheme to
+# the end of the line: its label may hold spaces and quotes ("ACME:John Smith", "O'Brien") and its
+# query unencoded spaces, so no character tells where it ends (an audit saw a secret quoted whole
+# when the pattern stopped at the label's space); not the program's own name that begins each line.
+# Matched after control characters are escaped, so that an escaped newline inside it does not end it.
+_URI_WITH_QUERY = re.compile(r"\b(?:otpauth|idp-(?!authenticator\b)[a-z]+)\s*:[^?]*\?.*", re.IGNORECASE)
 URI_LEFT_OUT = "(a URI, not repeated here: it may hold a secret)"
 
 

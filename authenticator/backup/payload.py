@@ -25,7 +25,7 @@ from authenticator.accounts import (
     is_text_field,
 )
 from authenticator.errors import BackupTampered
-from authenticator.otpauth import MAX_PERIOD, MAX_SECRET_LENGTH
+from authenticator.otpauth import MAX_PERIOD, InvalidOtpauthUri, normalised_secret
 from authenticator.totp import secret_bytes
 from authenticator.uris import server_url
 
@@ -108,12 +108,14 @@ def _account_from_entry(entry: dict) -> Account:
     issuer, name = _label(entry["issuer"], "issuer"), _label(entry["name"], "account name")
     if entry["type"] == TOTP:
         t = entry["totp"]
-        params = TotpParams(secret=_text(t["secret"]), algorithm=t["algorithm"], digits=t["digits"], period=t["period"])
-        if len(params.secret) > MAX_SECRET_LENGTH:
-            raise ValueError("TOTP secret too long")
+        try:  # the secret as `add` takes it from an otpauth URI: normalised, at least 80 bits, at most its length
+            secret = normalised_secret(_text(t["secret"]))
+        except InvalidOtpauthUri as refused:
+            raise ValueError(f"bad TOTP secret: {refused}") from None
+        params = TotpParams(secret=secret, algorithm=t["algorithm"], digits=t["digits"], period=t["period"])
         # What an otpauth URI may carry (authenticator.otpauth), and nothing else: a backup that
         # restores must give codes, never a traceback at the first `code`.
-        if not params.secret or not secret_bytes(params.secret) or params.algorithm not in ALGORITHMS:
+        if not secret_bytes(params.secret) or params.algorithm not in ALGORITHMS:
             raise ValueError("bad TOTP parameters")
         if not (_whole(params.digits) and params.digits in DIGITS):
             raise ValueError("bad TOTP digits")

@@ -101,6 +101,23 @@ def test_other_versions(blob, version, message):
         open_backup(altered, RECOVERY_SECRET)
 
 
+@pytest.mark.parametrize("secret", ["AE", "JBSWY3DP"])  # 8 and 40 bits: `add` wants 80 at least
+def test_a_totp_secret_that_add_refuses_does_not_restore(secret):
+    """A backup brings in nothing `add` would refuse (docs/backup-format.md): a secret under 80 bits
+    restored and gave codes until an audit saw it."""
+    entry = {"type": "totp", "issuer": "ACME", "name": "alice",
+             "totp": {"secret": secret, "algorithm": "SHA1", "digits": 6, "period": 30}}
+    with pytest.raises(BackupTampered):
+        decode_payload(json.dumps({"created_at": "2026-01-01T00:00:00Z", "accounts": [entry]}).encode())
+
+
+def test_a_lower_case_totp_secret_restores_as_add_keeps_it():
+    entry = {"type": "totp", "issuer": "ACME", "name": "alice",
+             "totp": {"secret": "jbswy3dpehpk3pxp", "algorithm": "SHA1", "digits": 6, "period": 30}}
+    [account] = decode_payload(json.dumps({"created_at": "2026-01-01T00:00:00Z", "accounts": [entry]}).encode()).accounts
+    assert account.totp.secret == "JBSWY3DPEHPK3PXP"
+
+
 def test_hostile_kdf_parameters_are_refused_before_running(blob):
     altered = bytearray(blob)
     altered[11] = 40  # n = 2**40

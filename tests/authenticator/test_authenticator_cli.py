@@ -186,6 +186,28 @@ def test_an_image_claiming_too_many_pixels_is_a_one_line_error(app, tmp_path):
     assert "cannot read image" in one_line_error(result) and result.returncode != 0
 
 
+def test_an_image_of_many_pixels_in_few_bytes_is_refused_before_it_is_decoded(app, tmp_path):
+    """13000 x 13000 RGBA in a 0.7 MB PNG: under Pillow's own refusal (179 M pixels), over its warning,
+    which the decoder's noise silences. Decoded, it took 1.2 GB (an audit measured it); refused from
+    its header instead (authenticator.qr.MAX_PIXELS)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    width = height = 13000
+    packer = zlib.compressobj(9)
+    row = b"\0" + b"\xff" * (width * 4)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    image = tmp_path / "big.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+                      + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    assert image.stat().st_size < 1 << 20
+    result = app.run("add", str(image))
+    assert "more than the 64 million a QR code photo needs" in one_line_error(result) and result.returncode != 0
+
+
 def test_a_full_disk_is_a_one_line_error(app):
     """The store is replaced atomically: a write that fails leaves the old one, and says why."""
     import os

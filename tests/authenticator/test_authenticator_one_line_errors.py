@@ -169,6 +169,11 @@ def test_an_argument_that_looks_like_a_uri_is_never_echoed(app, argument):
     [TOTP_URI],  # `add` forgotten: argparse quotes the invalid command
     ["code", TOTP_URI],  # "no account matches ..."
     ["remove", TOTP_URI.replace("secret=", "sec\nret=")],  # an escaped newline does not end it
+    # A label with a space or a quote, which `add` takes as it is ("ACME:John Smith"): no character
+    # tells where such a URI ends, so the whole rest of the line is left out (an audit saw it quoted).
+    ["code", f"otpauth://totp/ACME:John Smith?secret={SECRET}&issuer=ACME"],
+    ["remove", f"otpauth://totp/ACME:O'Brien?secret={SECRET}"],
+    [f"otpauth://totp/ACME:John Smith?secret={SECRET}"],
 ])
 def test_no_error_quotes_a_uri_given_where_something_else_belongs(app, args):
     app.ok("add", "otpauth://totp/Other:zed?secret=MFRGGZDFMZTWQ2LK")

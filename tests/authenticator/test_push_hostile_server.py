@@ -141,6 +141,26 @@ def test_recover_against_hostile_json_is_refused_and_changes_nothing(restored, h
     assert app.files() == before
 
 
+@pytest.mark.parametrize("path", ["/factors/qr_recovery/personal/start", "/factors/qr_recovery/redeem"])
+@pytest.mark.parametrize("error", [b'["x"]', b'{"a": 1}'], ids=["list", "object"])
+def test_an_error_that_is_not_text_is_one_line_and_changes_nothing(restored, hostile, path, error):
+    """The refusal's `error` is looked up among the known ones: a list or an object raised a
+    TypeError (a traceback, exit 1) until an audit saw it."""
+    server, url = hostile
+    app, account = restored
+    server.answers[path] = (403, b'{"error": %s}' % error)
+    before = app.files()
+    if path.endswith("/redeem"):
+        uri = (f"idp-recovery://redeem?v=1&issuer={url}&endpoint={url}/factors/qr_recovery"
+               "&user=alice%40example.com&secret=AAAA-BBBB-CCCC")
+        result = app.run("recover", account, "--qr", uri)
+    else:
+        result = app.run("recover", account, "--password", stdin="a password\n")
+    assert result.returncode == RECOVERY_REFUSED
+    assert "an error that is not text" in one_line_error(result)
+    assert app.files() == before
+
+
 @pytest.mark.parametrize("retry_after", ["1e999", "[" + "1, " * 5000 + "1]", '"soon"', "1" + "0" * 400])
 def test_a_hostile_retry_after_is_not_quoted(restored, hostile, retry_after):
     """Only a whole number of seconds is repeated in the message; anything else reads as the default."""
