@@ -193,9 +193,25 @@ def user_or_sign_in():
 
     user = current_user()
     if user is None:
+        _count_an_anonymous_login_start()
         here = request.full_path.rstrip("?") if request.method == "GET" else "/account/security"
         return None, pipeline.start_internal(here)
     return user, None
+
+
+def _count_an_anonymous_login_start() -> None:
+    """A login begun for a visitor who is not signed in is a stored row until it expires (with the
+    page to come back to, up to 2 KiB): limited per address at the login forms' rate, counted
+    apart, as /authorize limits its anonymous logins (an audit stored thousands through the
+    account pages). Beyond it a 429 page with Retry-After."""
+    from werkzeug.exceptions import TooManyRequests
+
+    from idp.extensions import client_address, login_posts_per_ip
+    from idp.factors.ratelimit import spend_request
+
+    wait = spend_request(login_posts_per_ip(), "own_page_login", client_address())
+    if wait is not None:
+        raise TooManyRequests(retry_after=wait)
 
 
 def login_required(view):

@@ -59,6 +59,40 @@ def test_new_anonymous_logins_are_limited_per_address_and_signed_in_browsers_are
         assert browser.callback_params()["code"]
 
 
+def test_logins_begun_for_the_providers_own_pages_are_limited_per_address_too(proxied_server):
+    """An anonymous GET of /account/security (or an admin page) stores a login to come back from,
+    as /authorize does: at the same rate per address, counted apart from /authorize's. (An audit
+    stored thirty in a row, each with a 2 KiB page to come back to.) Signed in, nothing is counted."""
+    from sqlalchemy import func, select
+
+    from fixtures.oidc import FormBrowser, password_login
+    from idp.db import db
+    from idp.models import LoginTransaction
+
+    def stored() -> int:
+        with proxied_server.context():
+            return db.session.scalar(select(func.count()).select_from(LoginTransaction))
+
+    def visit(address: str, n: int):
+        return requests.get(f"{proxied_server.url}/account/security?n={n}&pad={'a' * 1900}", allow_redirects=False,
+                            headers={"X-Forwarded-For": address}, timeout=10)
+
+    before = stored()
+    answers = [visit("198.51.100.7", n) for n in range(5)]
+    assert [a.status_code for a in answers] == [302, 302, 302, 429, 429]
+    assert int(answers[-1].headers["Retry-After"]) > 0 and "Too many requests" in answers[-1].text
+    assert stored() - before == 3
+    assert visit("198.51.100.8", 0).status_code == 302  # someone else
+    rp = RelyingParty(proxied_server.url, proxied_server.seeded.first_party)
+    assert requests.get(rp.authorization_url(), headers={"X-Forwarded-For": "198.51.100.7"},
+                        allow_redirects=False, timeout=10).status_code == 302  # /authorize's own count
+
+    browser = FormBrowser(proxied_server.url)  # from 127.0.0.1, signed in: its pages count nothing
+    password_login(browser, rp, proxied_server.seeded.user_email, proxied_server.seeded.password)
+    for _ in range(5):
+        assert browser.get("/account/security").status == 200
+
+
 def test_a_query_prompt_beside_a_pushed_request_does_not_exempt_its_login(proxied_server):
     """With request_uri (or request), the query's prompt is not the request's: such a login is
     counted whatever the query says."""
