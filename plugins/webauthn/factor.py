@@ -79,12 +79,18 @@ USER_VERIFICATION = {"preferred": False, "required": True, "discouraged": False}
 # start paid whether or not anyone uses a security key (the registry loads every factor).
 
 
+def _known_transports() -> frozenset:
+    from webauthn.helpers.structs import AuthenticatorTransport
+
+    return frozenset(t.value for t in AuthenticatorTransport)
+
+
 def _descriptors(credentials) -> list:
     """The WebAuthn descriptors of these stored credentials (their ids and known transports)."""
     from webauthn.helpers import base64url_to_bytes
     from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
 
-    known = {t.value for t in AuthenticatorTransport}
+    known = _known_transports()
     return [PublicKeyCredentialDescriptor(id=base64url_to_bytes(c.lookup_key), transports=[
         AuthenticatorTransport(n) for n in (c.public.get("transports") or []) if n in known]) for c in credentials]
 
@@ -194,7 +200,10 @@ class WebAuthnFactor(Factor):
         public = {"public_key": bytes_to_base64url(result.credential_public_key), "aaguid": result.aaguid,
                   "device_type": getattr(result.credential_device_type, "value", str(result.credential_device_type)),
                   "backed_up": bool(result.credential_backed_up), "user_verified": bool(result.user_verified),
-                  "transports": [t for t in transports if isinstance(t, str)][:8]}
+                  # The transports WebAuthn names, and nothing else the browser (or a script) sent: a
+                  # made-up one is never used (_descriptors), and one PostgreSQL cannot store (a NUL)
+                  # failed the enrolment as "cannot be used at the moment" until an audit saw it.
+                  "transports": [t for t in transports if isinstance(t, str) and t in _known_transports()][:8]}
         try:
             credential = self.store.create(user, label=label, public=public, counter=result.sign_count,
                                            lookup_key=credential_id, now=ctx.now)

@@ -229,6 +229,20 @@ def test_malformed_transports_long_ids_and_nul_labels_are_refused_or_cleaned(fac
         == Rejected("invalid_response")
 
 
+def test_only_the_transports_webauthn_names_are_kept(factor, factor_user, ctx):
+    """A transport with a NUL or a lone surrogate (which PostgreSQL refuses) failed the enrolment as
+    "cannot be used at the moment", with a traceback in the log (an audit found it); a long made-up
+    one weighed on every login. Only WebAuthn's names are kept, as only they are ever used."""
+    key = SoftAuthenticator(ctx.rp_id, ctx.origin)
+    step = factor.begin_enrolment(factor_user, ctx)
+    answer = key.create(step.view["options"])
+    answer["response"]["transports"] = ["usb\x00", "\ud800", "x" * 60_000, "usb", 7, "nfc"]
+    outcome = factor.finish_enrolment(factor_user, step.state, posted(answer), ctx)
+    assert isinstance(outcome, Enrolled), outcome
+    db.session.commit()
+    assert outcome.credential.public["transports"] == ["usb", "nfc"]
+
+
 @pytest.mark.parametrize("issuer, origin", [
     ("https://IdP.Example.com", "https://idp.example.com"),
     ("https://idp.example.com:443", "https://idp.example.com"),
