@@ -1028,8 +1028,11 @@ def _moment(text: str, option: str):
     from idp.db import utcnow
     from idp.factors.cli import parse_duration
 
+    far = CliError(f"{option}: too far from now to look for events: {text!r}")
     try:
         return utcnow() - timedelta(seconds=parse_duration(text))
+    except OverflowError:  # "999999d": before the year 1
+        raise far from None
     except ValueError:
         pass
     try:
@@ -1037,7 +1040,10 @@ def _moment(text: str, option: str):
     except ValueError:
         raise CliError(f"{option}: not a duration (90m, 7d) nor a time (2026-12-01T00:00:00Z): {text!r}") from None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00: before the year 1 in UTC
+            raise far from None
     return moment
 
 

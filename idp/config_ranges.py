@@ -103,6 +103,7 @@ def problems(get: Callable[[str], Any], named: Callable[[str], str]) -> list[str
 
 # Each worker reads the signing keys again at most this often (idp.oidc.keys._CACHE_SECONDS).
 KEY_SNAPSHOT_SECONDS = 10
+MAX_LOCKOUT_THRESHOLD = 1_000_000_000
 
 
 def production_problems(get: Callable[[str], Any], named: Callable[[str], str]) -> list[str]:
@@ -130,6 +131,11 @@ def _lockout_problems(get, named, prefix: str) -> list[str]:
     found = []
     if threshold is not None and threshold < 1:
         found.append(f"{named(f'{prefix}_failures_before_lockout')} must be at least 1, not {threshold!r}")
+    # The counters' column is a 32-bit integer: a threshold beyond it made every guess a 500 (an
+    # audit found it). A billion is still "never" (the bench lifts the limits to it).
+    if threshold is not None and threshold > MAX_LOCKOUT_THRESHOLD:
+        found.append(f"{named(f'{prefix}_failures_before_lockout')} must be at most {MAX_LOCKOUT_THRESHOLD}, "
+                     f"not {threshold!r}")
     # Past a day a lockout is an account closed by whoever types wrong passwords (and past the
     # dates Python counts in, a 500 at the guess that reached the threshold).
     if first is not None and not 1 <= first <= DAY:

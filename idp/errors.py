@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_limiter.errors import RateLimitExceeded
@@ -36,6 +36,18 @@ def _page_message(error: HTTPException) -> str:
     return error.description
 
 
+def _page(code: int, message: str):
+    """The error page, or, when the request has no URL builder to render one with (a Host that
+    werkzeug cannot bind, a DNS label over 63 characters: its BadHost), the same message as plain
+    text. (The page's url_for then failed, and so did the 500 page after it: the server answered
+    its own 500, with the raw path in Flask's log line, until an audit found it.)"""
+    from flask.globals import request_ctx
+
+    if request_ctx.url_adapter is None:
+        return Response(f"{code}: {message}\n", code, mimetype="text/plain")
+    return render_template("errors/http.html", code=code, message=message)
+
+
 def _wants_json() -> bool:
     return request.path.startswith(("/oauth/", "/factors/")) or request.accept_mimetypes.best == "application/json"
 
@@ -58,9 +70,8 @@ def init_app(app: Flask, database_url: str = "") -> None:
     def _csrf(error: CSRFError):
         if _wants_json():
             return jsonify({"error": "invalid_request", "error_description": error.description}), 400
-        return render_template("errors/http.html", code=400,
-                               message=_("This form has expired or was not sent from this site. "
-                                         "Go back, reload the page and try again.")), 400
+        return _page(400, _("This form has expired or was not sent from this site. "
+                            "Go back, reload the page and try again.")), 400
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
@@ -71,7 +82,7 @@ def init_app(app: Flask, database_url: str = "") -> None:
         if _wants_json():
             return jsonify({"error": error.name.lower().replace(" ", "_"), "error_description": error.description}), \
                 error.code, headers
-        return render_template("errors/http.html", code=error.code, message=_page_message(error)), error.code, headers
+        return _page(error.code, _page_message(error)), error.code, headers
 
     def _unstorable(error: Exception):
         """A value the database refused (on PostgreSQL: a NUL in text, a number out of its column's
@@ -86,7 +97,7 @@ def init_app(app: Flask, database_url: str = "") -> None:
                     type(cause).__name__, extra={"fields": {"reason": (str(cause).splitlines() or [""])[0][:200]}})
         if _wants_json():
             return jsonify({"error": "invalid_request"}), 400
-        return render_template("errors/http.html", code=400, message=str(_PAGE_MESSAGES[400])), 400
+        return _page(400, str(_PAGE_MESSAGES[400])), 400
 
     for data_error in (DataError, *_driver_data_errors(database_url)):
         app.register_error_handler(data_error, _unstorable)
@@ -108,4 +119,4 @@ def init_app(app: Flask, database_url: str = "") -> None:
         db.session.rollback()
         if _wants_json():
             return jsonify({"error": "server_error"}), 500
-        return render_template("errors/http.html", code=500, message=_("Something went wrong.")), 500
+        return _page(500, _("Something went wrong.")), 500

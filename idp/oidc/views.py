@@ -350,4 +350,22 @@ def openid_configuration():
 @limiter.exempt
 def jwks():
     return Response(keys.snapshot().jwks_json, mimetype="application/json",
-                    headers={"Cache-Control": "public, max-age=300", **_PUBLIC})
+                    headers={"Cache-Control": f"public, max-age={jwks_max_age(current_app.extensions['idp.settings'])}",
+                             **_PUBLIC})
+
+
+JWKS_MAX_AGE = 300  # seconds relying parties may keep the key set, at most
+
+
+def jwks_max_age(settings) -> int:
+    """How long a relying party (or an HTTP cache before it) may keep the key set: never past the
+    moment a key rotated in now may start to sign. A new key is published `tokens.key_publish_delay`
+    seconds before it signs, and every worker has it in its JWKS within its key cache
+    (KEY_SNAPSHOT_SECONDS) and its cached document (`ops.cached_documents_ttl`): a copy fetched
+    just before the rotation must have expired by then. (With a flat 300 s, production accepted a
+    15 s delay, and relying parties kept a key set without the signing key for minutes: an audit.)"""
+    from idp.config_ranges import KEY_SNAPSHOT_SECONDS
+
+    delay = int(settings.get("tokens.key_publish_delay") or 0)
+    documents = int(settings.get("ops.cached_documents_ttl") or 0)
+    return max(0, min(JWKS_MAX_AGE, delay - documents - KEY_SNAPSHOT_SECONDS))

@@ -12,6 +12,7 @@ MAX_ACTIVATION_TTL = 7 * 86400  # seconds: the longest an activation code may st
 # Live devices per user: each one is a waiting long-poll (a thread) per process and a stream of
 # signed requests; no one carries a hundred phones.
 MAX_DEVICES = 100
+MAX_WINDOW = 86400  # seconds over which requests are counted against max_challenges (and reports look back)
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ class PushSettings:
             raise FactorMisconfigured("factors.push.challenge_ttl must be between 10 and 300 seconds")
         if not 60 <= value.activation_ttl <= MAX_ACTIVATION_TTL:
             raise FactorMisconfigured("factors.push.activation_ttl must be between 60 s and 7 days")
-        if value.max_challenges < 1 or value.window < 1:
-            raise FactorMisconfigured("factors.push.max_challenges and window must be positive")
+        if value.max_challenges < 1 or not 1 <= value.window <= MAX_WINDOW:
+            raise FactorMisconfigured(f"factors.push.max_challenges must be positive and window between 1 and "
+                                      f"{MAX_WINDOW} seconds")
         if not 0 <= value.long_poll_max_wait <= MAX_LONG_POLL:
             raise FactorMisconfigured(f"factors.push.long_poll_max_wait must be between 0 and {MAX_LONG_POLL}")
         if not 1 <= value.max_devices <= MAX_DEVICES:

@@ -6,6 +6,9 @@ from typing import Any, Mapping
 
 from idp.factors import FactorMisconfigured
 
+DAY = 86400
+YEAR = 365 * DAY
+
 
 @dataclass(frozen=True)
 class QrRecoverySettings:
@@ -28,6 +31,10 @@ class QrRecoverySettings:
                 raise ValueError("durations and counts must be positive integers")
             if not 60 <= settings.default_ttl <= settings.max_ttl:
                 raise ValueError("default_ttl must be between 60 and max_ttl seconds")
+            # A year at most: a code valid beyond the calendar Python counts in failed at its
+            # issue with a traceback (an audit found it), and no recovery waits that long.
+            if settings.max_ttl > YEAR or settings.code_ttl > DAY:
+                raise ValueError(f"max_ttl must be at most {YEAR} seconds and code_ttl at most {DAY}")
         except (TypeError, ValueError) as exc:
             raise FactorMisconfigured(f"[factors.qr_recovery]: {exc}") from exc
         return settings

@@ -95,4 +95,7 @@ def test_bad_input_is_one_line_and_no_listing(sqlite_only_url, idp):
     refused(idp("audit", "list", "--org", "Nobody", database_url=sqlite_only_url), "unknown organization")
     refused(idp("audit", "list", "--user", "nobody@example.com", database_url=sqlite_only_url), "no user")
     refused(idp("audit", "list", "--since", "last tuesday", database_url=sqlite_only_url), "--since")
+    for far in ("999999d", "99999999999d", "0001-01-01T00:00:00+01:00"):  # an OverflowError's traceback before
+        refused(idp("audit", "list", "--since", far, database_url=sqlite_only_url), "too far from now")
+    refused(idp("audit", "list", "--until", "9999-12-31T23:59:59-01:00", database_url=sqlite_only_url), "--until")
     refused(idp("audit", "list", "--limit", "0", database_url=sqlite_only_url), "--limit")

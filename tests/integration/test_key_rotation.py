@@ -114,3 +114,22 @@ def rp_factory_for():
     from fixtures.oidc import RelyingParty
 
     return lambda server, client: RelyingParty(server.url, client)
+
+
+@pytest.mark.parametrize("delay, documents, max_age", [(300, 5, 285), (15, 5, 0), (3600, 5, 300), (0, 5, 0)])
+def test_relying_parties_keep_the_jwks_no_longer_than_a_rotated_in_key_waits(delay, documents, max_age):
+    """A key set fetched just before `idp keys rotate` must expire before the new key signs: its
+    max-age follows tokens.key_publish_delay less the workers' caches (at most 300 s). A flat 300 s
+    let relying parties keep a set without the signing key for minutes (an audit found it)."""
+    from idp.oidc.views import jwks_max_age
+
+    settings = {"tokens.key_publish_delay": delay, "ops.cached_documents_ttl": documents}
+    assert jwks_max_age(settings) == max_age
+
+
+def test_the_jwks_says_its_max_age(migrated_database_url):
+    server = start_server(migrated_database_url, {"tokens.key_publish_delay": 120, "ops.cached_documents_ttl": 5})
+    try:
+        assert requests.get(f"{server.url}/jwks", timeout=10).headers["Cache-Control"] == "public, max-age=105"
+    finally:
+        server.stop()

@@ -615,3 +615,38 @@ def test_a_client_request_over_plain_http_is_a_clear_400(live_server, seeded, mo
     assert answer.status_code == 400 and answer.headers["Cache-Control"] == "no-store"
     assert answer.json() == {"error": "invalid_request",
                              "error_description": "This endpoint must be reached over HTTPS."}
+
+
+# ------------------------------------------------------------------ a Host werkzeug cannot bind
+
+def _status_for_host(url: str, path: str, host: str, extra: str = "") -> str:
+    """The status line of one HTTP/1.0 GET with a Host header of our choosing (no client sends this one)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n{extra}\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data.decode("latin-1").split("\r\n", 1)[0]
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/login/SeCrEtLoGiNhAnDlE0123456789abcdef", "/no-such-page"])
+def test_a_host_with_a_label_over_63_characters_is_a_400(migrated_database_url, log_stream, path):
+    """werkzeug cannot bind the URL map to it (IDNA: BadHost), so no page can build a URL: the error
+    page's url_for failed, then the 500 page's, and the server answered its own 500 with Flask's
+    "Exception on <raw path>" in the log (an audit found it), also through a trusted proxy's
+    X-Forwarded-Host. A plain-text 400 instead."""
+    from fixtures.oidc import start_server
+
+    server = start_server(migrated_database_url, {"server.trusted_proxies": ["127.0.0.1"]})
+    try:
+        long_host = "a" * 64 + ".example"
+        assert _status_for_host(server.url, path, long_host).split()[1] == "400"
+        forwarded = _status_for_host(server.url, path, "localhost", f"X-Forwarded-Host: {long_host}\r\n")
+        assert forwarded.split()[1] == "400"
+    finally:
+        server.stop()
+    # (The test's werkzeug server logs its own request lines; what is looked for is the app's.)
+    assert not [line for line in log_stream.getvalue().splitlines()
+                if "SeCrEtLoGiNhAnDlE" in line and " werkzeug " not in line]

@@ -303,6 +303,8 @@ def test_the_bench_limits_are_accepted():
     ("IDP_SECURITY__ARGON2_TIME_COST", "0", "between 1 and 100"),             # argon2 raised deep in create_app
     ("IDP_SECURITY__ARGON2_PARALLELISM", "0", "between 1 and 64"),
     ("IDP_RATELIMIT__PASSWORD_FAILURES_BEFORE_LOCKOUT", "0", "at least 1, not 0"),   # every login locked
+    # Past the counters' 32-bit column: a 500 at every guess (PostgreSQL's "integer out of range").
+    ("IDP_RATELIMIT__FACTOR_FAILURES_BEFORE_LOCKOUT", "2147483648", "at most 1000000000"),
     ("IDP_RATELIMIT__FACTOR_IP_LOCKOUT_SECONDS", "0", "between 1 and 86400"),
     ("IDP_RATELIMIT__PASSWORD_LOCKOUT_MAX_SECONDS", "10", "must be at least ratelimit.password_lockout_seconds (30)"),
     ("IDP_RATELIMIT__LOGIN_POSTS_PER_IP", "lots", "a rate limit such as"),    # the limit was dropped

@@ -22,7 +22,8 @@ from push_testkit import Device, activation_code, context, enrol_device, enrolme
 
 @pytest.mark.parametrize("bad", [{"digits": 1}, {"digits": 7}, {"digits": "2"}, {"long_poll_max_wait": 60},
                                  {"transport": "carrier-pigeon"}, {"transport": "webhook"},
-                                 {"max_challenges": 0}, {"challenge_ttl": 5}])
+                                 {"max_challenges": 0}, {"challenge_ttl": 5}, {"window": 0},
+                                 {"window": 86401}])
 def test_bad_settings_are_an_operator_error(bad):
     with pytest.raises(FactorMisconfigured):
         PushSettings.from_mapping(bad)

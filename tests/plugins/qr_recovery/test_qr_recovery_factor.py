@@ -149,7 +149,9 @@ def test_cli_issue_revoke_list(factor_app, qr, factor_user, tmp_path):
 
 
 @pytest.mark.parametrize("overrides", [{"default_ttl": 10}, {"default_ttl": 900000}, {"code_tries": 0},
-                                       {"max_ttl": "a day"}])
+                                       {"max_ttl": "a day"},
+                                       # past the calendar a code's expiry is a traceback at its issue
+                                       {"max_ttl": 999_999_999_999}, {"code_ttl": 86401}])
 def test_unusable_settings_are_an_operator_error(overrides):
     from idp.factors import FactorMisconfigured
     from idp_plugins.qr_recovery.settings import QrRecoverySettings
