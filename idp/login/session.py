@@ -202,8 +202,8 @@ def user_or_sign_in():
 def _count_an_anonymous_login_start() -> None:
     """A login begun for a visitor who is not signed in is a stored row until it expires (with the
     page to come back to, up to 2 KiB): limited per address at the login forms' rate, counted
-    apart, as /authorize limits its anonymous logins (an audit stored thousands through the
-    account pages). Beyond it a 429 page with Retry-After."""
+    apart, as /authorize limits its anonymous logins (an audit stored one per request, without
+    end, through the account pages). Beyond it a 429 page with Retry-After."""
     from werkzeug.exceptions import TooManyRequests
 
     from idp.extensions import client_address, login_posts_per_ip

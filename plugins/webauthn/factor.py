@@ -193,6 +193,7 @@ class WebAuthnFactor(Factor):
             return Rejected("user_not_verified", counts_as_failure=False, message=NOT_VERIFIED)
         transports = (data.get("response") or {}).get("transports")
         transports = transports if isinstance(transports, list) else []
+        known_transports = _known_transports()
         credential_id = bytes_to_base64url(result.credential_id)
         if len(credential_id) > MAX_CREDENTIAL_ID:  # the spec allows 1023 bytes; the lookup column holds 255 characters
             return Rejected("invalid_response")
@@ -203,7 +204,7 @@ class WebAuthnFactor(Factor):
                   # The transports WebAuthn names, and nothing else the browser (or a script) sent: a
                   # made-up one is never used (_descriptors), and one PostgreSQL cannot store (a NUL)
                   # failed the enrolment as "cannot be used at the moment" until an audit saw it.
-                  "transports": [t for t in transports if isinstance(t, str) and t in _known_transports()][:8]}
+                  "transports": [t for t in transports if isinstance(t, str) and t in known_transports][:8]}
         try:
             credential = self.store.create(user, label=label, public=public, counter=result.sign_count,
                                            lookup_key=credential_id, now=ctx.now)
