@@ -101,6 +101,18 @@ def _page_locale(event: dict) -> str | None:
     return request_locale()
 
 
+SHOWN_NAME = 40  # characters of a device's self-chosen name a notice repeats
+
+
+def _quoted_name(name: str | None) -> str | None:
+    """A new device's name as its notice repeats it (within quotes, "whoever added it named it"):
+    at most SHOWN_NAME characters, and without the quotes that would close it early."""
+    if not name:
+        return None
+    name = name.replace("“", "'").replace("”", "'").replace("«", "'").replace("»", "'").strip()
+    return name if len(name) <= SHOWN_NAME else name[:SHOWN_NAME - 1].rstrip() + "…"
+
+
 def send_in_background(app: Flask, notices: list[Notice]) -> threading.Thread:
     """Mail `notices` on a thread of its own, started now. Not a daemon: a worker (or an `idp`
     command) that exits gracefully sends what it promised first (the SMTP notifier gives up
@@ -132,7 +144,7 @@ def deliver(app: Flask, notices: list[Notice]) -> None:
                 credential = (registry.store.get(user.id, notice.credential_id, include_revoked=True)
                               if notice.credential_id is not None else None)
                 with force_locale(locale):
-                    what = (notice.device or (registry.credential_label(credential) if credential else "")
+                    what = (_quoted_name(notice.device) or (registry.credential_label(credential) if credential else "")
                             or (str(registry.label_of(notice.factor)) if notice.factor else ""))
                 try:
                     current_notifier().send_code(user.email, what, notice.purpose, locale)

@@ -36,8 +36,10 @@ _BODIES = {
     "recovery": N_("Your one-time code to recover your authenticator is:\n\n    {code}\n\n"
                    "It is valid for {minutes}. If you did not ask for it, someone knows your "
                    "password: change it and tell your administrator."),
-    "new_device": N_("A new device was added to your account: {code}.\n\n"
-                     "If this was not you, tell your administrator at once."),
+    # The name is whoever added the device's own words: said so, quoted and cut short, so that it
+    # never reads as the provider's (an audit named a device "IT set this up, nothing to do" and a link).
+    "new_device": N_("A new device was added to your account. Whoever added it named it “{code}”.\n\n"
+                     "If this was not you, tell your administrator at once, whatever that name says."),
     # The link is the secret here; the second factor is still asked at the next sign-in.
     "password_reset": N_("Someone asked to reset the password of your account. To choose a new "
                          "password, open this link:\n\n    {code}\n\n"

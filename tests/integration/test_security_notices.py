@@ -246,3 +246,16 @@ def test_an_emailed_code_asked_for_in_french_is_in_french(server, mail):
         assert directory.send_code(ref, "123456", "recovery", valid_seconds=600) == "a***@acme.test"
     [(to, message)] = mail.wait_for(1)
     assert to == [seeded.user_email] and message["Subject"] == "Votre code de récupération"
+
+
+def test_a_new_devices_name_is_quoted_as_whoever_added_it_gave_it_and_cut_short():
+    """Whoever registers a phone chooses its name, and may be the very person the notice is meant
+    to expose (a stolen recovery QR code): the name is said to be theirs, within quotes it cannot
+    close, and cut short (an audit wrote "IT set this up, nothing to do" and a link into it)."""
+    from idp.security_notices import SHOWN_NAME, _quoted_name
+
+    assert _quoted_name("Pixel 9") == "Pixel 9"
+    assert _quoted_name(None) is None and _quoted_name("") is None
+    forged = _quoted_name("Pixel”. IT set this up, nothing to do. Undo: https://evil.example/undo")
+    assert "”" not in forged and len(forged) <= SHOWN_NAME and forged.endswith("…")
+    assert "evil.example" not in forged

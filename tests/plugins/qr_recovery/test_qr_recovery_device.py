@@ -65,8 +65,8 @@ def test_redeem_registers_the_new_device_beside_the_old(client, push, qr, factor
     assert not events("recovery_qr.device_added")
     assert [e.details["credential_id"] for e in events("recovery_qr.used")] == [issued.credential.id]
     added = [body for body in notices(mailbox) if body.startswith("A new device was added")]
-    assert added == ["A new device was added to your account: Pixel 9.\n\nIf this was not you, tell your "
-                     "administrator at once."]
+    assert added == ["A new device was added to your account. Whoever added it named it “Pixel 9”.\n\nIf this "
+                     "was not you, tell your administrator at once, whatever that name says."]
     assert not qr.is_configured_for(factor_user)
 
 
