@@ -25,6 +25,7 @@ loopback address, as a redirect URI (idp.clients.check_redirect_uri).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -209,6 +210,18 @@ def _watched_session():
     """A requests session whose connections (direct, or to a proxy from the environment) hand
     their sockets to this thread's `_Deadline` as they open them, before TLS or HTTP is spoken."""
     import requests
+
+    session = requests.Session()
+    adapter = _watched_adapter_class()()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+@functools.lru_cache(maxsize=1)
+def _watched_adapter_class():
+    """The adapter of `_watched_session`, its pools' connections registering their sockets (made
+    once: requests and urllib3 are imported only by a process that fetches a client's keys)."""
     from requests.adapters import HTTPAdapter
     from urllib3.connection import HTTPConnection, HTTPSConnection
     from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -242,8 +255,4 @@ def _watched_session():
                 manager.pool_classes_by_scheme = dict(pools)
             return manager
 
-    session = requests.Session()
-    adapter = WatchedAdapter()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    return WatchedAdapter
