@@ -11,14 +11,16 @@ queues one logout token per client and session; removing an application's access
 
 Tokens are signed in the transaction that ends the sessions (the signing keys may need a
 read) and sent once it commits (nothing is sent for a change rolled back), POSTed on threads
-of their own (`logout_token=...`, 5 s timeout, no redirects): the user's answer never waits
-for an application. One thread per back-channel logout URI, so that a client that does not
-answer delays its own tokens only: sent one after the other, a sign-out everywhere's tokens
-for the other clients would have waited 20 s behind each of the silent client's, and arrived
-expired (a client must refuse a token past its `exp`). Only the answer's status is read, never
-its body: a client's endless or trickling body neither fills the worker's memory nor holds the
-thread (one that trickles its headers, each byte within the timeout, holds its own thread
-only). A client that cannot be reached, times out or answers 5xx (a restart, an
+of their own (`logout_token=...`, no redirects, 5 s for the whole answer): the user's answer
+never waits for an application. One thread per back-channel logout URI, so that a client that
+does not answer delays its own tokens only: sent one after the other, a sign-out everywhere's
+tokens for the other clients would have waited 20 s behind each of the silent client's, and
+arrived expired (a client must refuse a token past its `exp`). Only the answer's status is
+read, never its body: a client's endless or trickling body neither fills the worker's memory
+nor holds the thread. The 5 s bound the whole attempt, not each read (idp.oidc.outbound): a
+client that trickled its status line and headers, each byte within a read timeout, held its
+thread for as long as it liked, and that thread, no daemon, kept a worker or an `idp` command
+from exiting. A client that cannot be reached, times out or answers 5xx (a restart, an
 overloaded moment) is tried again after 1 s, then 4 s, with the same token (its `jti` lets the
 client tell a repeat); a 4xx is its answer (section 2.8: the token was refused) and is not
 repeated. Each delivery's outcome is counted (`idp_backchannel_logouts_total{outcome}`:
@@ -168,16 +170,23 @@ def deliver(deliveries: list[tuple[_Logout, str]]) -> None:
 
 def _send(logout: _Logout, token: str) -> tuple[str, str]:
     """One POST: its outcome, `delivered` (200 or 204), `refused` (another answer below 500, not
-    repeated) or `failed` (no answer within TIMEOUT, or a 5xx), and what happened, for the log."""
-    import requests  # here: every process imports this module, few ever send
+    repeated) or `failed` (no status line and headers within TIMEOUT, or a 5xx), and what
+    happened, for the log."""
+    from idp.oidc.outbound import Deadline, watched_session  # (requests: few processes ever send)
 
+    deadline = Deadline(TIMEOUT)
+    late = f"no answer within {TIMEOUT:g} seconds"
     try:
         # stream: the status line and headers only; the body is never read (closing drops the connection).
-        with requests.post(logout.uri, data={"logout_token": token}, timeout=TIMEOUT, stream=True,
-                           allow_redirects=False, headers={"Cache-Control": "no-store"}) as answer:
-            status = answer.status_code
+        with deadline, watched_session() as session, session.post(
+                logout.uri, data={"logout_token": token}, timeout=TIMEOUT, stream=True, allow_redirects=False,
+                headers={"Cache-Control": "no-store"}) as answer:
+            # Headers the deadline cut short read as a whole answer: that one is no answer of the client's.
+            status = None if deadline.expired else answer.status_code
     except Exception as exc:
-        return "failed", type(exc).__name__
+        return "failed", late if deadline.expired else type(exc).__name__
+    if status is None:
+        return "failed", late
     if status in (200, 204):
         return "delivered", ""
     return ("failed" if status >= 500 else "refused"), f"answered {status}"

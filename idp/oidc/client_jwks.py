@@ -25,7 +25,6 @@ loopback address, as a redirect URI (idp.clients.check_redirect_uri).
 """
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from joserfc import jwk
 
 from idp.oidc.client_assertion import JwksRefused, key_set as parsed_key_set, public_jwks
+from idp.oidc.outbound import Deadline, watched_session
 
 log = logging.getLogger(__name__)
 TIMEOUT = 5.0
@@ -130,7 +130,7 @@ def _fetch(uri: str) -> bytes:
     import requests  # here: few processes ever fetch a client's keys
 
     body = b""
-    with _Deadline(TIMEOUT) as deadline, _watched_session() as session:
+    with Deadline(TIMEOUT) as deadline, watched_session() as session:  # (idp.oidc.outbound)
         try:
             with session.get(uri, timeout=TIMEOUT, allow_redirects=False, stream=True,
                              headers={"Accept": "application/jwk-set+json, application/json"}) as answer:
@@ -150,109 +150,3 @@ def _fetch(uri: str) -> bytes:
     if len(body) > MAX_BYTES:
         raise KeysUnavailable(f"more than {MAX_BYTES // 1024} KiB")
     return body
-
-
-# ---------------------------------------------------------------------------- the fetch's deadline
-#
-# requests' timeout bounds each read of the socket, not the fetch: a server that sends its status
-# line and headers a byte at a time, each within the timeout, would hold the worker as long as it
-# likes (an audit held one 4 s past a 0.5 s deadline). So every socket a fetch opens is watched by
-# a timer that shuts it down when the fetch's time is up: the read waiting on it returns at once,
-# and the fetch fails.
-
-_watching = threading.local()  # the deadline of the fetch this thread is making
-
-
-class _Deadline:
-    """Shuts down the sockets of one fetch (this thread's, while it is entered) after `seconds`."""
-
-    def __init__(self, seconds: float) -> None:
-        self._sockets: list = []
-        self._lock = threading.Lock()
-        self.expired = False
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> "_Deadline":
-        _watching.deadline = self
-        self._timer.start()
-        return self
-
-    def __exit__(self, *_exc) -> None:
-        self._timer.cancel()
-        _watching.deadline = None
-
-    def watch(self, sock) -> None:
-        with self._lock:
-            self._sockets.append(sock)
-            cut = self.expired
-        if cut:
-            _shut(sock)
-
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shut(sock)
-
-
-def _shut(sock) -> None:
-    import socket
-
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # closed already
-
-
-def _watched_session():
-    """A requests session whose connections (direct, or to a proxy from the environment) hand
-    their sockets to this thread's `_Deadline` as they open them, before TLS or HTTP is spoken."""
-    import requests
-
-    session = requests.Session()
-    adapter = _watched_adapter_class()()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-@functools.lru_cache(maxsize=1)
-def _watched_adapter_class():
-    """The adapter of `_watched_session`, its pools' connections registering their sockets (made
-    once: requests and urllib3 are imported only by a process that fetches a client's keys)."""
-    from requests.adapters import HTTPAdapter
-    from urllib3.connection import HTTPConnection, HTTPSConnection
-    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
-    def watched(connection_class):
-        class Watched(connection_class):
-            def _new_conn(self):
-                sock = super()._new_conn()
-                deadline = getattr(_watching, "deadline", None)
-                if deadline is not None:
-                    deadline.watch(sock)
-                return sock
-        return Watched
-
-    class WatchedHTTPPool(HTTPConnectionPool):
-        ConnectionCls = watched(HTTPConnection)
-
-    class WatchedHTTPSPool(HTTPSConnectionPool):
-        ConnectionCls = watched(HTTPSConnection)
-
-    pools = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
-
-    class WatchedAdapter(HTTPAdapter):
-        def init_poolmanager(self, *args, **kwargs):
-            super().init_poolmanager(*args, **kwargs)
-            self.poolmanager.pool_classes_by_scheme = dict(pools)
-
-        def proxy_manager_for(self, proxy, **proxy_kwargs):
-            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-            if hasattr(manager, "pool_classes_by_scheme"):
-                manager.pool_classes_by_scheme = dict(pools)
-            return manager
-
-    return WatchedAdapter

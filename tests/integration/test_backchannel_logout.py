@@ -269,7 +269,9 @@ def test_a_removed_client_is_forgotten_by_the_sessions_it_was_signed_in_through(
 
 class Misbehaving:
     """A client's back-channel endpoint that never finishes its answer: `silent` reads the
-    request and says nothing; `endless` answers 200 and then sends a body that never ends."""
+    request and says nothing; `endless` answers 200 and then sends a body that never ends;
+    `trickling` sends its status line, then one header a byte at a time, each well within any
+    read timeout, for ever."""
 
     def __init__(self, how: str) -> None:
         import socket
@@ -301,6 +303,10 @@ class Misbehaving:
                     while not self.stopped.is_set():
                         self.bytes_sent += len(chunk := b"x" * 65536)
                         connection.sendall(chunk)
+                elif self.how == "trickling":
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    while not self.stopped.wait(0.05):
+                        connection.sendall(b"a")
                 else:
                     self.stopped.wait()
             except OSError:
@@ -351,3 +357,24 @@ def test_a_client_answering_an_endless_body_is_done_with_at_its_status(live_serv
         assert endless.bytes_sent < 50 * 1024 * 1024
     finally:
         endless.stop()
+
+
+def test_a_client_trickling_its_answer_is_cut_off_at_the_deadline(live_server, seeded, rp_factory, monkeypatch):
+    """requests' timeout bounds each read, not the answer: headers sent a byte at a time, each
+    within it, held the delivery's thread for as long as the client liked (a thread that is no
+    daemon: a worker or an `idp` command could not exit while it lived). Each attempt has
+    TIMEOUT seconds in all."""
+    from idp.oidc import backchannel
+
+    monkeypatch.setattr(backchannel, "TIMEOUT", 0.5)
+    trickling = Misbehaving("trickling")
+    try:
+        register(live_server, seeded.third_party, trickling.url)
+        before = deliveries(live_server).get("failed", 0)
+        browser, third, tokens = signed_in(live_server, seeded, rp_factory, seeded.third_party)
+        browser.get(f"{third.metadata['end_session_endpoint']}?id_token_hint={tokens['id_token']}")
+        finished("backchannel-logout", timeout=5)
+        assert not any(thread.name == "backchannel-logout" for thread in threading.enumerate())
+        assert deliveries(live_server)["failed"] == before + 1 and trickling.requests == 3
+    finally:
+        trickling.stop()
