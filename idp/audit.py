@@ -15,8 +15,8 @@ Once its transaction commits, each event is also written as a log line (logger `
 the event's name as the message, its columns as fields), for the log pipeline and a SIEM to pick
 up beside the access lines (`ops.audit_log = false` turns them off), and handed to whatever
 else listens for committed events (`on_commit`: idp.security_notices mails the user about
-some). An event rolled back with its change reaches neither. The events wait on the session
-(`session.info`) until the commit.
+some). An event rolled back with its change reaches neither, a savepoint's rollback included.
+The events wait on the session (`session.info`) until the commit.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from idp.user_agent import for_storage as user_agent_for_storage
 _EVENTS = AuditEvent.__table__
 log = logging.getLogger("idp.audit")
 _PENDING = "idp.audit_pending"  # session.info: the events written in the transaction, not yet committed
+_SAVEPOINTS = "idp.audit_savepoints"  # session.info: each savepoint -> how many events were pending at its start
 _LISTENERS: list[Callable[[list[dict[str, Any]]], None]] = []
 # The actor of an unauthenticated request (a wrong password, a refused recovery attempt): only
 # its address and User-Agent say who it was; the account it named is the subject.
@@ -146,3 +147,22 @@ def _forget_uncommitted(session, transaction) -> None:
     its events were never written. (After a commit, `_committed` took them already.)"""
     if transaction.parent is None:
         session.info.pop(_PENDING, None)
+        session.info.pop(_SAVEPOINTS, None)
+
+
+@orm_event.listens_for(db.session.session_factory, "after_transaction_create")
+def _mark_savepoint(session, transaction) -> None:
+    if transaction.nested:
+        session.info.setdefault(_SAVEPOINTS, {})[transaction] = len(session.info.get(_PENDING, ()))
+
+
+@orm_event.listens_for(db.session.session_factory, "after_soft_rollback")
+def _forget_savepoint_rolled_back(session, previous_transaction) -> None:
+    """A savepoint rolled back took the events written since it began (a factor's failed clean-up
+    hook, idp.factors.registry._cleanup_hook: its `recovery_qr.revoked` undone with the revocation),
+    while the transaction goes on to commit the rest: those events must not reach the log lines
+    and listeners either. (Savepoints nest, so they are the pending list's tail.)"""
+    mark = session.info.get(_SAVEPOINTS, {}).pop(previous_transaction, None)
+    pending = session.info.get(_PENDING)
+    if mark is not None and pending:
+        del pending[mark:]

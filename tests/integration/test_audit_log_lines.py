@@ -80,6 +80,33 @@ def test_a_savepoint_does_not_log_what_the_outer_transaction_rolls_back(app, log
     assert lines(log_stream) == []
 
 
+def test_an_event_of_a_savepoint_rolled_back_is_not_logged_when_the_rest_commits(app, log_stream):
+    """A factor's clean-up hook runs in a savepoint (idp.factors.registry._cleanup_hook): when it
+    fails, its writes and its events are undone and the action stands. The events it recorded
+    before failing were never stored, so no line (nor security notice) may say they happened."""
+    from sqlalchemy import select
+
+    from idp import audit
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    with app.app_context():
+        audit.record("test.outer", org_id=None, actor="cli")
+        with pytest.raises(RuntimeError):
+            with db.session.begin_nested():
+                audit.record("test.undone", org_id=None, actor="cli")
+                db.session.flush()
+                with db.session.begin_nested():  # nested deeper, released, then undone with its parent
+                    audit.record("test.undone_inner", org_id=None, actor="cli")
+                raise RuntimeError("the hook failed")
+        with db.session.begin_nested():
+            audit.record("test.kept", org_id=None, actor="cli")
+        db.session.commit()
+        stored = list(db.session.scalars(select(AuditEvent.event).where(AuditEvent.event.startswith("test."))))
+    assert sorted(stored) == ["test.kept", "test.outer"]
+    assert [line["message"] for line in lines(log_stream)] == ["test.outer", "test.kept"]
+
+
 def test_the_lines_can_be_turned_off(migrated_database_url, log_stream):
     from sqlalchemy import func, select
 

@@ -98,9 +98,11 @@ class BrokenCleanupFactor(Factor):
         raise RuntimeError("the plugin's own bug")
 
 
-def test_a_plugins_failing_clean_up_neither_stops_nor_spoils_the_disabling(server, seeded):
+def test_a_plugins_failing_clean_up_neither_stops_nor_spoils_the_disabling(server, seeded, caplog):
     """Disabling a compromised account must work whatever a plugin does: the failing hook's
-    writes go (a savepoint), the other factors' clean-up and the disabling stay."""
+    writes go (a savepoint), the other factors' clean-up and the disabling stay. The hook's
+    event goes with its writes, from the table and from the log lines (idp.audit)."""
+    caplog.set_level("INFO", logger="idp.audit")
     from idp.factors import directory
 
     server.app.extensions["idp.factors"].register(BrokenCleanupFactor)
@@ -121,6 +123,8 @@ def test_a_plugins_failing_clean_up_neither_stops_nor_spoils_the_disabling(serve
         assert removed is not None and broken.store.get(user, credential.id) is None
     assert audit_events(server, "broken_cleanup.half_done") == []
     assert len(audit_events(server, "recovery_qr.revoked")) == 1
+    logged = [record.getMessage() for record in caplog.records if record.name == "idp.audit"]
+    assert "user.disabled" in logged and "broken_cleanup.half_done" not in logged
 
 
 class HalfDoneCleanupFactor(BrokenCleanupFactor):
