@@ -1008,9 +1008,15 @@ def audit_list(org_name, email, prefix, since, until, limit, as_json) -> None:
     """The audit events of a time window, oldest first: time, event, organization, actor,
     subject, address and details (and the User-Agent with --json)."""
     from idp import audit_export
+    from idp.factors.cli import iso_utc
 
     user = existing_user(email) if email is not None else None
-    window = audit_export.Window(since=_moment(since, "--since"), until=_moment(until, "--until") if until else None,
+    start, end = _moment(since, "--since"), _moment(until, "--until") if until else None
+    if end is not None and end <= start:
+        # "no events" would read as an answer (nothing happened then), not as a window the wrong way round.
+        raise CliError(f"--until ({iso_utc(end)}) is not after --since ({iso_utc(start)}): "
+                       f"nothing can be in that window")
+    window = audit_export.Window(since=start, until=end,
                                  org_id=find_org(org_name).id if org_name is not None else None,
                                  subject_id=user.id if user is not None else None,
                                  subject_org_id=user.org_id if user is not None else None,

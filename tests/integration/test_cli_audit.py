@@ -99,3 +99,7 @@ def test_bad_input_is_one_line_and_no_listing(sqlite_only_url, idp):
         refused(idp("audit", "list", "--since", far, database_url=sqlite_only_url), "too far from now")
     refused(idp("audit", "list", "--until", "9999-12-31T23:59:59-01:00", database_url=sqlite_only_url), "--until")
     refused(idp("audit", "list", "--limit", "0", database_url=sqlite_only_url), "--limit")
+    # A window the wrong way round holds nothing: "no events" would read as "nothing happened then".
+    for window in (("--since", "1d", "--until", "2d"), ("--since", "2026-12-02T00:00:00Z", "--until", "2026-12-01"),
+                   ("--since", "2026-12-01T01:00:00+01:00", "--until", "2026-12-01T00:00:00Z")):
+        refused(idp("audit", "list", *window, database_url=sqlite_only_url), "is not after --since")
