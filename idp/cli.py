@@ -874,22 +874,14 @@ def keys_list(as_json: bool) -> None:
 @with_appcontext
 def keys_rotate(as_json: bool) -> None:
     """Publish new signing keys now; the current ones retire and stay in the JWKS until their tokens expire."""
-    from idp import audit
     from idp.oidc.keys import rotate
-
-    # Added before rotate() commits, so the event lands in the rotation's transaction.
     from idp.security.secrets import SecretError
 
-    event = audit.record("signing_key.rotated", org_id=None, actor="cli", details={})
     try:
-        new_keys = rotate() or []
+        new_keys = rotate(actor="cli")  # committed with its `signing_key.rotated` event
     except SecretError as exc:
         raise CliError(str(exc)) from None
-    if not isinstance(new_keys, list):
-        new_keys = [new_keys]
     kids = [{"kid": k.kid, "alg": k.alg} for k in new_keys]
-    event.details = {"new_keys": kids}
-    commit()
     if as_json:
         emit_json(kids)
     else:

@@ -105,8 +105,9 @@ def ensure_signing_key(actor: str | None = None) -> list[SigningKey]:
     return created
 
 
-def rotate(algs: tuple[str, ...] = SUPPORTED_ALGS) -> list[SigningKey]:
-    """Publish a new key per algorithm; retire the current ones after the publish delay.
+def rotate(algs: tuple[str, ...] = SUPPORTED_ALGS, actor: str | None = None) -> list[SigningKey]:
+    """Publish a new key per algorithm; retire the current ones after the publish delay. With
+    `actor`, audited (`signing_key.rotated`, the new keys) in the same transaction.
 
     Raises SecretError, changing nothing, when this process's encryption keys cannot open the
     keys in use: a rotation run with another key ring seals new keys the servers cannot open,
@@ -124,6 +125,11 @@ def rotate(algs: tuple[str, ...] = SUPPORTED_ALGS) -> list[SigningKey]:
             old.retired_at = now + delay
             old.remove_after = now + delay + keep
         new_keys.append(create_key(alg, activates_at=now + delay))
+    if actor:
+        from idp import audit
+
+        audit.record("signing_key.rotated", org_id=None, actor=actor,
+                     details={"new_keys": [{"kid": key.kid, "alg": key.alg} for key in new_keys]})
     db.session.commit()
     invalidate_cache()
     return new_keys

@@ -107,6 +107,19 @@ def test_an_event_of_a_savepoint_rolled_back_is_not_logged_when_the_rest_commits
     assert [line["message"] for line in lines(log_stream)] == ["test.outer", "test.kept"]
 
 
+def test_a_key_rotation_commits_with_its_event_whole(app, log_stream):
+    """`idp keys rotate`'s event names the new keys in the rotation's own transaction: it was
+    committed empty with the keys, and its details written by a second commit (the line said
+    `{}`; a failure between the two left the rotation without the keys it published)."""
+    from idp.oidc import keys
+
+    with app.app_context():
+        rotated = keys.rotate(actor="cli")
+        kids = sorted(key.kid for key in rotated)
+    [line] = [line for line in lines(log_stream) if line["message"] == "signing_key.rotated"]
+    assert line["actor"] == "cli" and sorted(key["kid"] for key in line["details"]["new_keys"]) == kids
+
+
 def test_the_lines_can_be_turned_off(migrated_database_url, log_stream):
     from sqlalchemy import func, select
 
