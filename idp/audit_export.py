@@ -92,4 +92,21 @@ def text_line(document: dict) -> str:
              f"actor={document['actor'] or '-'}", f"subject={subject or '-'}", f"ip={document['ip'] or '-'}"]
     if document["details"]:
         parts.append(json.dumps(document["details"], sort_keys=True, ensure_ascii=False))
-    return "  ".join(str(part) for part in parts)
+    return _printable("  ".join(str(part) for part in parts))
+
+
+def _printable(text: str) -> str:
+    """`text` for the operator's terminal: each character that is not printable as its JSON escape
+    (\\u009b), so that the details stay JSON. The details hold text that people outside the
+    operator's trust typed (an organization's admin writes an exemption's reason), and json.dumps
+    leaves as they are the C1 controls, which a terminal may obey (U+009B begins an escape
+    sequence, U+009D sets the window's title), and the invisible characters that reorder a line
+    (U+202E); a lone surrogate would make the line unprintable."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    units = char.encode("utf-16-be", "surrogatepass")  # (beyond U+FFFF: a surrogate pair, as JSON spells it)
+    return "".join(f"\\u{int.from_bytes(units[i:i + 2], 'big'):04x}" for i in range(0, len(units), 2))

@@ -83,6 +83,21 @@ def test_a_clients_event_is_about_no_user_whose_id_it_shares(url, idp, db):
     assert "subject=-" in text and "alice" not in text
 
 
+def test_text_lines_escape_what_a_terminal_would_obey(url, idp, db):
+    """An exemption's reason is typed by an organization's admin (its check refuses the C0 controls
+    only) and shown to the operator: a C1 control (U+009B is CSI, U+009D an OSC that sets the
+    window's title) or a U+202E that reorders the line reached the terminal as it was. Text lines
+    escape what is not printable, as JSON does (the details stay JSON); --json escapes it anyway."""
+    world(db)
+    reason = "holiday\u009b2J\u009d0;all clear\u009c \u202egnp.exe"
+    ok(idp("policy", "user", "alice@acme.example", "--exempt", "--reason", reason, database_url=url))
+    [line] = ok(idp("audit", "list", "--event", "policy.", database_url=url)).stdout.splitlines()
+    assert line.isprintable() and "\\u009b2J\\u009d0;all clear\\u009c \\u202egnp.exe" in line
+    assert json.loads(line[line.index("{"):])["after"]["reason"] == reason
+    [event] = listed(idp, url, "--event", "policy.")
+    assert event["details"]["after"]["reason"] == reason
+
+
 def test_a_limit_keeps_the_oldest_and_says_more_were_left(url, idp, db):
     world(db)
     result = ok(idp("audit", "list", "--json", "--limit", "2", database_url=url))
