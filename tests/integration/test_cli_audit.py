@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
+from sqlalchemy import text
+
 from fixtures.cli import ok, refused
 
 from idp.db import utcnow
@@ -81,6 +84,26 @@ def test_a_clients_event_is_about_no_user_whose_id_it_shares(url, idp, db):
     assert [(e["subject_id"], e["subject"]) for e in updated] == [(ids["alice"], None)]
     text = ok(idp("audit", "list", "--event", "client.updated", database_url=url)).stdout
     assert "subject=-" in text and "alice" not in text
+
+
+def test_a_window_naming_more_users_than_a_statement_takes_parameters(url, db):
+    """The subjects' addresses were read with an IN list of their ids: past 65,535 users (a day of
+    a large organization's sign-ins, within --limit's range) psycopg refused the statement and the
+    command printed a database error instead of the events."""
+    from idp import audit_export
+    from idp.app import create_app
+
+    if not url.startswith("postgresql"):
+        pytest.skip("the limit is psycopg's (each id one parameter)")
+    ids = world(db)
+    with db.engine.begin() as conn:  # one sign-in each of 65,536 users (ids no user has: no address)
+        conn.execute(text("INSERT INTO audit_events (at, org_id, event, actor, subject_id, details) "
+                          "SELECT :at, :org, 'login.succeeded', 'x', 1000000 + g, '{}' "
+                          "FROM generate_series(1, 65536) AS g"), {"at": utcnow(), "org": ids["acme"]})
+    with create_app({"server.database_url": url}).app_context():
+        documents, more = audit_export.events(audit_export.Window(since=utcnow() - timedelta(hours=3)), 70_000)
+    assert len(documents) == 65536 + 4 and not more
+    assert documents[0]["subject"] == "alice@acme.example" and documents[-1]["subject"] is None
 
 
 def test_text_lines_escape_what_a_terminal_would_obey(url, idp, db):
