@@ -186,7 +186,9 @@ def set_user_requirement(user_id: int, mode: str, until: date | None, reason: st
             raise PolicyError("the end date must be a date (YYYY-MM-DD)")
     if reason is not None and len(reason) > MAX_REASON:
         raise PolicyError(f"the reason is too long (at most {MAX_REASON} characters)")
-    if reason is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in reason):
+    # Not printable: C0 and C1 controls, bidi overrides, invisible format characters (shown on
+    # the admin page and in `idp audit list`, they would reorder or hide what is around them).
+    if reason is not None and not reason.isprintable():
         raise PolicyError(_l("the reason contains control characters"))
     try:
         user = _user_for_update(user_id, actor)

@@ -165,6 +165,9 @@ def test_an_ended_exemption_keeps_its_grace_when_the_mode_changes(app, make_org,
     ("exempt", "2030-01-01", None, "must be a date"),
     ("exempt", None, "x" * 501, "too long"),
     ("exempt", None, "nul \x00 byte", "control characters"),
+    # What a terminal or a page would obey rather than show: a C1 control (CSI), a bidi override.
+    ("exempt", None, "csi \x9b31m red", "control characters"),
+    ("exempt", None, "Pixel \u202elapot", "control characters"),
 ])
 def test_user_requirement_bad_input_writes_nothing(app, make_org, make_user, mode, until, reason, message):
     user = make_user(make_org(), "u@example.com")
