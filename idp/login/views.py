@@ -17,7 +17,7 @@ from idp.login.steps import consent, enrol, password, recovery_codes, second_fac
 from idp.login.steps.base import StepContext
 from idp.login.transaction import State
 from idp.oidc import urls
-from idp.security.headers import csp_for_forms_to
+from idp.security.headers import CSP_FORMS_TO_A_CLIENT
 
 bp = Blueprint("login", __name__)
 
@@ -145,8 +145,8 @@ def logout():
     if user is not None and not _confirmed_here() and not _hint_names_this_session(end_session.id_token_claims):
         # A link or a cross-site form anyone could have planted (an <img>, their own ID token as
         # the hint): ask first. Confirmed, the form ends at the client's (registered) logout URI.
-        csp = csp_for_forms_to(end_session.redirect_uri)
-        return render_template("login/logout_confirm.html", user=user), 200, {"Content-Security-Policy": csp}
+        return (render_template("login/logout_confirm.html", user=user), 200,
+                {"Content-Security-Policy": CSP_FORMS_TO_A_CLIENT})
     # The clients this session signed in that want a frame at sign-out: read before it ends.
     ending = login_session.current_session()
     frames = frontchannel.frame_uris(ending.user_id, ending.sid) if ending is not None else []

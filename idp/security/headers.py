@@ -12,24 +12,20 @@ from functools import lru_cache
 
 from idp.security.origins import browser_origin
 
-_CSP = (
+_SOURCES = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-    "script-src 'self'; object-src 'none'; base-uri 'none'; form-action {form_action}; "
-    "frame-ancestors {frame_ancestors}"
+    "script-src 'self'; object-src 'none'; base-uri 'none'; "
 )
-# Forms post to this site only. A page whose form ends in a redirect to a client (a login step,
-# the logout confirmation) names that client's origin too: browsers apply form-action to every
-# redirect that follows the POST (csp_for_forms_to).
-CSP = _CSP.format(form_action="'self'", frame_ancestors="'none'")
+# Forms post to this site only.
+CSP = _SOURCES + "form-action 'self'; frame-ancestors 'none'"
+# A page whose form's answer may redirect to a client (every login step: the last one ends in
+# the code or an error; the logout confirmation) has no form-action at all. Browsers check every
+# redirect that follows a form's POST against it, the client's own redirects included: no list
+# can be right for a client whose callback sends its user on to another origin (an
+# authentication proxy at auth.example sending them to app.example), and Chromium stops that
+# navigation. These pages hold this site's forms and escaped values only.
+CSP_FORMS_TO_A_CLIENT = _SOURCES + "frame-ancestors 'none'"
 _NO_FRAMES = "frame-ancestors 'none'"
-
-
-@lru_cache(maxsize=256)
-def csp_for_forms_to(uri: str | None) -> str:
-    """The page CSP for a page whose forms may end at `uri` (a client's registered redirect or
-    post-logout URI): form-action 'self' plus that URI's origin."""
-    origin = _origin(uri)
-    return _CSP.format(form_action=f"'self' {origin}", frame_ancestors="'none'") if origin else CSP
 
 
 def csp_for_frames_of(uris: list[str]) -> str:
@@ -43,15 +39,17 @@ def csp_for_frames_of(uris: list[str]) -> str:
 
 @lru_cache(maxsize=256)
 def csp_for_form_post(uri: str) -> str | None:
-    """The CSP of a form_post authorization response to `uri` (idp.oidc.response_mode): its form
-    goes to that URI's origin, and only that origin may frame the page (a client renewing its
-    session in a hidden iframe, as it would with a redirect). None when `uri` has no such origin."""
+    """The CSP of a form_post authorization response to `uri` (idp.oidc.response_mode): only that
+    URI's origin may frame the page (a client renewing its session in a hidden iframe, as it
+    would with a redirect); no form-action, as on the login's pages (CSP_FORMS_TO_A_CLIENT): its
+    form's POST ends at the client, whose answer may send the browser on anywhere. None when
+    `uri` has no such origin."""
     origin = _origin(uri)
     if origin is None:
         return None
-    # A host CSP cannot name (IPv6) leaves the scheme alone: good enough for where the form goes,
-    # not for who may frame the page (any site of that scheme).
-    return _CSP.format(form_action=origin, frame_ancestors="'none'" if origin.endswith(":") else origin)
+    # A host CSP cannot name (IPv6) has only its scheme: no one may frame the page then (every
+    # site of that scheme could).
+    return _SOURCES + ("frame-ancestors 'none'" if origin.endswith(":") else f"frame-ancestors {origin}")
 
 
 def _origin(uri: str | None) -> str | None:

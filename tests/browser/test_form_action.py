@@ -1,10 +1,13 @@
-"""CSP form-action in a real browser: Chromium checks every redirect after a form's POST against
-it, so the login's last POST and the logout confirmation must name the client's origin (the
-clients' callbacks run at http://127.0.0.1, the provider at http://localhost: two origins), and the
-form_post response page must submit itself."""
+"""CSP form-action in a real browser: Chromium checks against it every redirect that follows a
+form's POST, down to wherever the client's own callback sends its user. So the pages whose form
+may end at a client (a login's steps, the logout confirmation, the form_post response page) have
+none (idp/security/headers.py): the clients' callbacks run at http://127.0.0.1, the provider at
+http://localhost, and an application's home elsewhere again."""
 from __future__ import annotations
 
-from fixtures.oidc import callback_base, id_token_from_another_browser
+from urllib.parse import urlsplit
+
+from fixtures.oidc import ONWARDS_HOME_ORIGIN, RelyingParty, callback_base, id_token_from_another_browser
 
 
 def test_a_password_login_posts_its_way_to_the_client(seeded, page, rp_factory):
@@ -35,8 +38,7 @@ def test_the_logout_confirmation_posts_its_way_to_the_client(seeded, page, rp_fa
 
 
 def test_a_form_post_response_submits_itself_to_the_client(seeded, page, rp_factory):
-    """response_mode=form_post: the page's script POSTs the code to the client as it loads, and
-    its CSP (form-action the client's origin only) lets it."""
+    """response_mode=form_post: the page's script POSTs the code to the client as it loads."""
     rp = rp_factory(seeded.first_party)
     violations = []
     page.on("console", lambda message: violations.append(message.text) if "Content Security" in message.text else None)
@@ -80,3 +82,58 @@ def test_a_logout_posted_from_the_clients_site_signs_the_browser_out(seeded, pag
     page.goto(rp.authorization_url(prompt="none"))
     page.wait_for_url(f"{callback_base()}/**")
     assert "error=login_required" in page.url, page.url
+
+
+def onwards_client(live_server) -> dict:
+    """A first-party client whose callback and logout return send the browser on to the
+    application's home, on another origin (an authentication proxy at auth.example sending its
+    user to app.example): fixtures.oidc's callback server answers /onwards/ with a 303 there."""
+    from idp.db import db
+    from idp.models import Client
+    from idp.security.tokens import random_token, sha256_hex
+
+    client = {"client_id": f"onwards-{random_token(6)}", "client_secret": random_token(32),
+              "redirect_uri": f"{callback_base()}/onwards/callback",
+              "post_logout_redirect_uri": f"{callback_base()}/onwards/bye"}
+    with live_server.context():
+        db.session.add(Client(client_id=client["client_id"], secret_hash=sha256_hex(client["client_secret"]),
+                              name="Onwards", redirect_uris=[client["redirect_uri"]],
+                              post_logout_redirect_uris=[client["post_logout_redirect_uri"]],
+                              grant_types=["authorization_code", "refresh_token"], first_party=True))
+        db.session.commit()
+    return client
+
+
+def _home(client: dict) -> str:
+    return f"{ONWARDS_HOME_ORIGIN}:{urlsplit(client['redirect_uri']).port}/home"
+
+
+def _sign_in(page, url: str, seeded) -> None:
+    page.goto(url)
+    page.fill("#username", seeded.user_email)
+    page.fill("#password", seeded.password)
+    page.click("button.primary")
+
+
+def test_a_login_reaches_wherever_the_clients_callback_sends_its_user(seeded, page, live_server):
+    client = onwards_client(live_server)
+    _sign_in(page, RelyingParty(live_server.url, client).authorization_url(), seeded)
+    page.wait_for_url(_home(client))
+
+
+def test_a_form_post_response_reaches_wherever_the_clients_callback_sends_its_user(seeded, page, live_server):
+    client = onwards_client(live_server)
+    _sign_in(page, RelyingParty(live_server.url, client).authorization_url(response_mode="form_post"), seeded)
+    page.wait_for_url(_home(client))
+
+
+def test_a_logout_reaches_wherever_the_clients_return_page_sends_its_user(seeded, page, live_server):
+    client = onwards_client(live_server)
+    rp = RelyingParty(live_server.url, client)
+    someone_elses = id_token_from_another_browser(live_server, rp, seeded.admin_email, seeded.password)
+    _sign_in(page, rp.authorization_url(), seeded)
+    page.wait_for_url(_home(client))
+    page.goto(f"{rp.metadata['end_session_endpoint']}?id_token_hint={someone_elses}"
+              f"&post_logout_redirect_uri={client['post_logout_redirect_uri']}&state=bye")
+    page.click("button.primary")
+    page.wait_for_url(f"{_home(client)}")

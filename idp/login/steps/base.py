@@ -8,7 +8,7 @@ from flask import render_template, url_for
 from idp.login import user as login_user
 from idp.login.transaction import TransactionRow
 from idp.login.user import LoginUser
-from idp.security.headers import csp_for_forms_to
+from idp.security.headers import CSP_FORMS_TO_A_CLIENT
 from idp.template_i18n import plural_text
 
 
@@ -65,7 +65,7 @@ class StepContext:
 
     def _headers(self) -> dict:
         # Any form of a login step may end in the redirect to the client (the code, or an error).
-        return {"Content-Security-Policy": csp_for_forms_to(self.row.authz_request.get("redirect_uri"))}
+        return {"Content-Security-Policy": CSP_FORMS_TO_A_CLIENT}
 
 
 def wait_message(seconds: int) -> str:
