@@ -155,6 +155,10 @@ class AccessTokenValidator(BearerTokenValidator):
         row = db.read_first(_BEARER, {"token_hash": sha256_hex(token_string)})
         if row is None:
             return None
+        # Whose token this is, accepted or not: a browser-based client reads the refusal from its
+        # own origin too (idp.oidc.views), and must, to learn the DPoP nonce to use (RFC 9449 9)
+        # or that its token expired.
+        g.presented_token_client_id = row.client_id
         from idp.oidc.server import query_client
 
         user = None

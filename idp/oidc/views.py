@@ -223,9 +223,11 @@ def _client_named_in_request():
     return query_client(cors.client_id_of(request))
 
 
-def _client_of_the_bearer_token():
-    token = g.get("authlib_server_oauth2_token")  # set by the resource protector once it accepted the token
-    return token.get_client() if token is not None else None
+def _client_of_the_presented_token():
+    """The client of the access token the request presented, whether UserInfo accepted it or
+    refused it (expired, revoked, a DPoP proof without the nonce): its pages read either answer.
+    None for a token this server does not know."""
+    return query_client(g.get("presented_token_client_id"))
 
 
 def browser_callable(client_of):
@@ -308,7 +310,7 @@ def device_authorization():
 
 @bp.route(urls.PATHS["userinfo_endpoint"], methods=["GET", "POST", "OPTIONS"], provide_automatic_options=False)
 @client_endpoint
-@browser_callable(_client_of_the_bearer_token)
+@browser_callable(_client_of_the_presented_token)
 @malformed_input_is_a_400(json_errors=True)
 @offers_dpop_nonce
 def userinfo():

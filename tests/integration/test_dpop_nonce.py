@@ -114,3 +114,34 @@ def test_without_the_setting_no_nonce_is_asked_nor_offered(live_server):
     credentials, key = service(live_server), new_key("EC")
     answer = grant(live_server, credentials, proof(key, "POST", f"{live_server.url}/oauth/token"))
     assert answer.status_code == 200 and "DPoP-Nonce" not in answer.headers
+
+
+def test_a_browser_based_client_reads_the_nonce_userinfo_asks_for(nonce_server):
+    """A single-page app's UserInfo call that lacks the nonce is refused in a way its page can
+    read (the origin named, DPoP-Nonce exposed): without that, the browser hid the refusal, and
+    once the nonce it had from the token endpoint was old, the app could not learn the new one.
+    A page of another origin still reads nothing."""
+    from idp.security.origins import browser_origin
+
+    seeded = seed(nonce_server)
+    client, rp, key = seeded.public, RelyingParty(nonce_server.url, seeded.public), new_key("EC")
+    origin = browser_origin(client["redirect_uri"])
+    token_url, userinfo_url = f"{nonce_server.url}/oauth/token", f"{nonce_server.url}/oauth/userinfo"
+    code = password_login(FormBrowser(nonce_server.url), rp, seeded.user_email, seeded.password)["code"]
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": client["redirect_uri"],
+            "code_verifier": rp.verifier, "client_id": client["client_id"]}
+    nonce = requests.post(token_url, data=form, headers={"DPoP": proof(key, "POST", token_url), "Origin": origin},
+                          timeout=10).headers["DPoP-Nonce"]
+    access = requests.post(token_url, data=form, timeout=10, headers={
+        "DPoP": proof(key, "POST", token_url, nonce=nonce), "Origin": origin}).json()["access_token"]
+
+    def userinfo(page_origin: str) -> requests.Response:
+        return requests.get(userinfo_url, timeout=10, headers={
+            "Origin": page_origin, "Authorization": f"DPoP {access}",
+            "DPoP": proof(key, "GET", userinfo_url, access_token=access)})
+
+    asked = userinfo(origin)
+    assert asked.status_code == 401 and 'error="use_dpop_nonce"' in asked.headers["WWW-Authenticate"]
+    assert asked.headers["Access-Control-Allow-Origin"] == origin
+    assert "DPoP-Nonce" in asked.headers["Access-Control-Expose-Headers"] and asked.headers["DPoP-Nonce"]
+    assert "Access-Control-Allow-Origin" not in userinfo("https://evil.example").headers
