@@ -126,28 +126,14 @@ def send_in_background(app: Flask, notices: list[Notice]) -> threading.Thread:
 
 def deliver(app: Flask, notices: list[Notice]) -> None:
     """Send each notice, outside any request; nothing here may raise."""
-    from flask_babel import force_locale
-
     from idp.db import db
-    from idp.factors.registry import current_registry
-    from idp.models import User
     from idp.notify import NotifyError, current_notifier
 
     with app.app_context():
         try:
-            for notice in notices:
-                user = db.session.get(User, notice.user_id)
-                if user is None or not user.email or not user.email_verified or user.disabled:
-                    continue
-                locale = user.locale or notice.locale or "en"
-                registry = current_registry()
-                credential = (registry.store.get(user.id, notice.credential_id, include_revoked=True)
-                              if notice.credential_id is not None else None)
-                with force_locale(locale):
-                    what = (_quoted_name(notice.device) or (registry.credential_label(credential) if credential else "")
-                            or (str(registry.label_of(notice.factor)) if notice.factor else ""))
+            for notice, to, what, locale in _letters(notices):
                 try:
-                    current_notifier().send_code(user.email, what, notice.purpose, locale)
+                    current_notifier().send_code(to, what, notice.purpose, locale)
                 except NotifyError as exc:
                     log.warning("security notice %s to user %s not sent: %s", notice.purpose, notice.user_id,
                                 str(exc)[:200])
@@ -155,3 +141,34 @@ def deliver(app: Flask, notices: list[Notice]) -> None:
             log.exception("security notices could not be sent")
         finally:
             db.session.remove()
+
+
+def _letters(notices: list[Notice]) -> list[tuple[Notice, str, str, str]]:
+    """(notice, address, what it names, language) of each notice whose user can hear of it.
+
+    Read in one transaction, ended before the relay is spoken to: on SQLite every transaction
+    holds the database's write lock (idp.db), and a slow relay (SmtpNotifier waits up to its
+    timeout, 10 s) kept every other request of every worker waiting for it meanwhile."""
+    from flask_babel import force_locale
+
+    from idp.db import db
+    from idp.factors.registry import current_registry
+    from idp.models import User
+
+    letters = []
+    try:
+        for notice in notices:
+            user = db.session.get(User, notice.user_id)
+            if user is None or not user.email or not user.email_verified or user.disabled:
+                continue
+            locale = user.locale or notice.locale or "en"
+            registry = current_registry()
+            credential = (registry.store.get(user.id, notice.credential_id, include_revoked=True)
+                          if notice.credential_id is not None else None)
+            with force_locale(locale):
+                what = (_quoted_name(notice.device) or (registry.credential_label(credential) if credential else "")
+                        or (str(registry.label_of(notice.factor)) if notice.factor else ""))
+            letters.append((notice, user.email, what, locale))
+    finally:
+        db.session.rollback()  # (it only read)
+    return letters

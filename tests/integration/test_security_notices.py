@@ -63,6 +63,24 @@ def test_a_password_reset_by_link_is_told_too(server, mail):
     assert mail.wait_for(2)[1][1]["Subject"] == "Your password was changed"
 
 
+def test_the_database_is_not_held_while_the_relay_takes_a_notice(server, mail):
+    """A notice's reads end before the relay is spoken to. On SQLite every transaction holds the
+    database's write lock, and the notice's read of its user kept every other request of every
+    worker waiting while the relay answered (up to the SMTP timeout, 10 s; then 500s)."""
+    from fixtures.database import writes_at_once
+    from idp import users
+    from idp.db import db
+
+    seed(server)
+    while_received = []
+    mail.while_receiving = lambda: while_received.append(writes_at_once(server.database_url))
+    with server.context():
+        users.set_password(alice(server), "a new passphrase for alice", actor="cli")
+        db.session.commit()
+    mail.wait_for(1)
+    assert while_received == [True]
+
+
 def test_a_notice_the_relay_refused_is_logged_with_the_request_that_made_the_change(server, mail, log_stream):
     """The notice leaves on a thread after the answer; its warning still names the request (its id)."""
     from fixtures.logs import json_lines
