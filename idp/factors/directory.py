@@ -284,11 +284,14 @@ def send_code(user: UserRef, code: str, purpose: str, *, valid_seconds: int | No
 
     Returns the address, masked for display ("a***@example.com"). Raises `CodeNotSent` when the
     address is not verified or delivery failed.
+
+    The address is read outside any transaction when none is open (`db.read_first`): on SQLite
+    a transaction holds the database's write lock, which the relay's answer (up to its timeout)
+    would keep from every other request. A caller with one open holds it through the sending.
     """
-    from idp.models import User
     from idp.notify import NotifyError, current_notifier
 
-    row = db.session.get(User, user.id)
+    row = db.read_first(_address_statement(), {"user_id": user.id})
     if row is None or not row.email or not row.email_verified:
         raise CodeNotSent("the account has no verified e-mail address")
     try:
@@ -297,6 +300,17 @@ def send_code(user: UserRef, code: str, purpose: str, *, valid_seconds: int | No
     except NotifyError as exc:
         raise CodeNotSent(str(exc)) from exc
     return mask_email(row.email)
+
+
+_ADDRESS = []  # the statement, built once on first use (as _LOCK_USER)
+
+
+def _address_statement():
+    if not _ADDRESS:
+        from idp.models import User
+
+        _ADDRESS.append(select(User.email, User.email_verified, User.locale).where(User.id == bindparam("user_id")))
+    return _ADDRESS[0]
 
 
 def notify_user(user: UserRef, purpose: str, text: str) -> bool:

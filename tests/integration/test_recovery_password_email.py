@@ -86,6 +86,21 @@ def test_password_and_emailed_code_give_the_new_phone_its_own_key(server, seeded
     push_login(server, seeded, rp, old)
 
 
+def test_the_database_is_not_held_while_the_relay_takes_the_code(server, seeded, inbox, tmp_path):
+    """The code's mail leaves with no transaction open: on SQLite the read of the user's address
+    (idp.factors.directory.send_code) held the database's write lock through the relay's answer,
+    and every other request of every worker waited for it."""
+    from fixtures.database import writes_at_once
+
+    handler, _port = inbox
+    _old, new, account = phones_restored(server, seeded.user_email, tmp_path, handler)
+    while_received = []
+    handler.while_receiving = lambda: while_received.append(writes_at_once(server.database_url))
+    status, _out, err, _code = recover_with_password(new, account, seeded.password, handler, code_for=1)
+    assert status == 0, err
+    assert while_received[0] is True
+
+
 def test_wrong_password_sends_nothing(server, seeded, inbox, tmp_path):
     handler, _port = inbox
     _old, new, account = phones_restored(server, seeded.user_email, tmp_path, handler)
