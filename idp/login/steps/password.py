@@ -65,8 +65,8 @@ def submit(ctx: StepContext):
         reason = "unknown_account" if user is None else "account_disabled" if valid else "wrong_password"
         _audit_failure(ctx, user, reason, locked)
         return show(ctx, form, _("Incorrect e-mail or password."), 401)
+    events = _rehash_if_outdated(passwords, user, form.password.data)  # (its hash, too, before any transaction)
     guess.succeeded()
-    events = _rehash_if_outdated(passwords, user, form.password.data)
     steps = [{"method": "password", "factor": "password", "amr": ["pwd"], "at": int(time.time())}]
     return pipeline.proceed(ctx.row, ctx.handle, user, State.IDENTIFY, form.posted_version(), steps, events=events)
 
