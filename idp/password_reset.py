@@ -282,6 +282,9 @@ def reset(token: str, password: str) -> users.Ended:
     link = live_link(token)
     if link is None:
         raise LinkDead()
+    # Hashed before the transaction begins (the link was read outside one): on SQLite it holds the
+    # database's write lock, which every other request would wait for through argon2.
+    hashed = current_app.extensions["idp.passwords"].hash(password)
     # The user's row, then the link's: the order a sign-out everywhere takes them.
     if db.run(_HOLD_USER, {"user_id": link.user_id}).scalar() is None:
         db.session.rollback()
@@ -294,7 +297,7 @@ def reset(token: str, password: str) -> users.Ended:
         db.session.rollback()
         raise LinkDead()
     user = db.session.get(User, link.user_id)
-    ended = users.set_password(user, password, actor=audit.ANONYMOUS, by="reset_link")
+    ended = users.set_password(user, password, actor=audit.ANONYMOUS, by="reset_link", hashed=hashed)
     audit.record("user.password_reset", org_id=user.org_id, actor=audit.ANONYMOUS, subject_id=user.id,
                  details={"reset_id": spent.id, "link_created_at": _iso(spent.created_at)})
     db.session.commit()

@@ -92,11 +92,14 @@ def create(org_id: int, email: str, password: str, *, name: str = "", role: str 
     problem = password_problem(password)
     if problem:
         raise PasswordRefused(problem)
+    # Hashed before the look-up begins a transaction: on SQLite it holds the database's write
+    # lock, which every other request would wait for through argon2.
+    password_hash = current_app.extensions["idp.passwords"].hash(password)
     taken = EmailTaken(_("A user with the e-mail address %(email)s already exists.", email=email))
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
         raise taken
     user = User(org_id=org_id, email=email, name=name, role=role, public_id=random_token(24), email_verified=True,
-                password_hash=current_app.extensions["idp.passwords"].hash(password))
+                password_hash=password_hash)
     try:
         with db.session.begin_nested():  # the same address added at the same moment (PostgreSQL)
             db.session.add(user)
@@ -169,7 +172,7 @@ def sign_out_everywhere(user_id: int) -> Ended:
 
 
 def set_password(user: User, password: str, *, actor_id: int | None = None, actor: str = "",
-                 by: str | None = None, second_factor_proven: bool = True) -> Ended:
+                 by: str | None = None, second_factor_proven: bool = True, hashed: str | None = None) -> Ended:
     """Give `user` a new password (checked first) and sign them out everywhere, the browser that
     asked included (its session could be a thief's copy too). Raises PasswordRefused.
 
@@ -182,11 +185,15 @@ def set_password(user: User, password: str, *, actor_id: int | None = None, acto
     reset link's holder is anonymous: `by="reset_link"`, idp.password_reset).
 
     `second_factor_proven`: False for the user's own change from a session on the password alone,
-    which proves no more than the reset link did (User.password_reset_at stays)."""
+    which proves no more than the reset link did (User.password_reset_at stays).
+
+    `hashed`: the password's argon2 hash, computed by a caller before its transaction began (a
+    reset link's: idp.password_reset.reset). On SQLite a transaction holds the database's write
+    lock, and every other request would wait through the hash."""
     problem = password_problem(password)
     if problem:
         raise PasswordRefused(problem)
-    user.password_hash = current_app.extensions["idp.passwords"].hash(password)
+    user.password_hash = hashed or current_app.extensions["idp.passwords"].hash(password)
     # A reset link's password proves the mailbox alone (see User.password_reset_at); an admin,
     # the CLI, or the user signed in with a second factor prove more.
     if by == "reset_link":

@@ -270,6 +270,20 @@ def test_an_admin_adds_a_user_to_their_organization(live_server, seeded, rp_fact
     assert event.actor == seeded.admin_email and event.subject_id == carol.id
 
 
+def test_a_new_users_password_is_hashed_with_no_transaction_open(live_server, seeded, rp_factory, monkeypatch):
+    """The hash comes before the look-up of the address: that look-up began a transaction, which
+    on SQLite held the database's write lock through argon2 (every other request waiting)."""
+    from fixtures.database import writes_while_hashing
+
+    admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    form = admin.get("/admin/users/new").form_with("confirm")
+    while_hashing = writes_while_hashing(live_server, monkeypatch)
+    page = admin.submit(form, {"email": "carol@acme.test", "name": "Carol", "password": NEW_PASSWORD,
+                               "confirm": NEW_PASSWORD})
+    assert page.status == 200 and user_row(live_server, "carol@acme.test") is not None
+    assert while_hashing == [True]
+
+
 def test_only_an_admin_adds_users(live_server, seeded, rp_factory):
     member, _, _ = signed_in(live_server, seeded, rp_factory, seeded.user_email)
     assert member.http.get(f"{live_server.url}/admin/users/new", allow_redirects=False).status_code == 403

@@ -138,19 +138,12 @@ def test_a_rehash_at_login_holds_no_transaction_through_argon2(live_server, seed
     """The new hash is computed before the login's writes begin their transaction: on SQLite that
     transaction holds the database's write lock, which every login after a change of the argon2
     parameters held through a hash (tens of milliseconds, every other request waiting)."""
-    from fixtures.database import writes_at_once
+    from fixtures.database import writes_while_hashing
 
     old_hash = PasswordHasher(time_cost=FAST_ARGON2["security.argon2_time_cost"] + 1,
                               memory_cost=FAST_ARGON2["security.argon2_memory_cost"]).hash(seeded.password)
     set_user(live_server, seeded.user_email, password_hash=old_hash)
-    passwords = live_server.app.extensions["idp.passwords"]
-    hash_password, while_hashing = passwords.hash, []
-
-    def watched(password):
-        while_hashing.append(writes_at_once(live_server.database_url))
-        return hash_password(password)
-
-    monkeypatch.setattr(passwords, "hash", watched)
+    while_hashing = writes_while_hashing(live_server, monkeypatch)
     web.get(rp_factory(seeded.first_party).authorization_url())
     web.login(seeded.user_email, seeded.password)
     assert web.callback_params()["code"] and while_hashing == [True]

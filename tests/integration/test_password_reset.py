@@ -351,6 +351,20 @@ def test_a_reset_lifts_the_lockout_that_guesses_put_on_the_account(live_server, 
     assert password_login(FormBrowser(live_server.url), rp, seeded.user_email, NEW_PASSWORD).get("code")
 
 
+def test_the_new_password_is_hashed_with_no_transaction_open(live_server, seeded, mail, monkeypatch):
+    """The link is read outside any transaction, and the hash comes before the user's row is held:
+    on SQLite that transaction holds the database's write lock, which every other request of
+    every worker waited for through argon2."""
+    from fixtures.database import writes_while_hashing
+
+    browser = FormBrowser(live_server.url)
+    ask_for_link(browser, seeded.user_email)
+    page = browser.get(mailed_link(mail, 1))
+    while_hashing = writes_while_hashing(live_server, monkeypatch)
+    browser.submit(page.form_with("password"), {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert browser.page.url.endswith("/password/changed") and while_hashing == [True]
+
+
 def test_requests_past_those_in_flight_are_dropped_with_the_same_answer(live_server, seeded, mail, monkeypatch):
     """A flood from many addresses does not pile up threads: past MAX_REQUESTS_IN_FLIGHT a request
     is dropped (logged); its asker sees the same answer; once they are done, requests go through."""
