@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+from http.client import RemoteDisconnected
 from urllib.parse import urlencode, urlsplit
 
 
@@ -79,6 +80,8 @@ class Browser:
         with socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout) as connection:
             connection.sendall(payload)
             raw = _read_response(connection)
+        if not raw:  # a worker that died or was killed in the middle of the request
+            raise RemoteDisconnected(f"{parts.netloc} closed the connection without a response")
         head, _, content = raw.partition(b"\r\n\r\n")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         received = Headers()

@@ -268,6 +268,12 @@ class LoginRun:
     waited: float = 0.0   # seconds threads waited for a usable TOTP step (TotpPool)
 
 
+def _failure(exc: Exception) -> str:
+    """A failed login's error line: the flow's own message, or an unforeseen exception's type and message."""
+    foreseen = isinstance(exc, (FlowError, OSError, HTTPException, ValueError, KeyError))
+    return (str(exc) if foreseen else f"{type(exc).__name__}: {exc}")[:200]
+
+
 def run_logins(endpoints: Endpoints, client: Client, users: list[tuple[str, str]] | TotpPool, concurrency: int,
                duration: float | None = None, count: int | None = None, wrong_codes: int = 0) -> LoginRun:
     """`concurrency` threads, each a fresh browser per login, for `duration` seconds or `count` logins.
@@ -302,9 +308,9 @@ def run_logins(endpoints: Endpoints, client: Client, users: list[tuple[str, str]
             try:
                 tokens = login_once(endpoints, client, username, password, http,
                                     totp_code=lease.code if lease else None, wrong_codes=wrong_codes)
-            except (FlowError, OSError, HTTPException, ValueError, KeyError) as exc:
+            except Exception as exc:  # every failure counted: a thread that died would only lower the rate
                 with lock:
-                    result.errors.append(str(exc)[:200])
+                    result.errors.append(_failure(exc))
                 time.sleep(0.05)
                 continue
             finally:
