@@ -1,8 +1,9 @@
 """Servers under gunicorn, their CPU time from /proc, and wrk runs: the plumbing of bench/run.py.
 
 Server CPU per operation is the gunicorn workers' user+system time (utime+stime in
-/proc/<pid>/stat) consumed during a scenario, divided by the operations it completed. The load
-generator runs on the same cores, so throughput is shared with it; CPU per operation is not.
+/proc/<pid>/stat) consumed during a scenario, divided by the operations it completed; a worker
+that exits meanwhile counts through its master's cutime+cstime. The load generator runs on the
+same cores, so throughput is shared with it; CPU per operation is not.
 """
 from __future__ import annotations
 
@@ -67,7 +68,10 @@ def db_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(value - before.get(pid, 0.0) for pid, value in after.items())
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int], reaped_children: bool = False) -> float:
+    """The processes' user+system time; with `reaped_children`, that of the children they have
+    waited for instead (cutime+cstime)."""
+    first = 13 if reaped_children else 11  # utime, stime: fields 14 and 15 of stat; cutime, cstime: 16 and 17
     total = 0
     for pid in pids:
         try:
@@ -75,7 +79,7 @@ def cpu_seconds(pids: list[int]) -> float:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        total += int(fields[first]) + int(fields[first + 1])
     return total / CLOCK_TICKS
 
 
@@ -123,7 +127,12 @@ class Server:
         return children_of(self.process.pid) if self.process else []
 
     def cpu(self) -> float:
-        return cpu_seconds(self.workers())
+        """The live workers' CPU, and the master's reaped children's: the workers that exited (a
+        timeout, a crash, a replacement). Without them a worker gone between two readings took
+        its whole CPU out of the difference, which could go negative."""
+        if not self.process:
+            return 0.0
+        return cpu_seconds(self.workers()) + cpu_seconds([self.process.pid], reaped_children=True)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
