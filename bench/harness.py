@@ -189,4 +189,12 @@ def run_wrk(server: Server, target: str, scenario: str, url_path: str, script: s
                     (cpu_after - cpu_before) * 1000 / ok if ok else float("nan"), errors, note)
     if server.db_pids is not None and ok:
         result.db_cpu_ms_per_op = db_cpu_delta(db_before, db_after) * 1000 / ok
+    result.latency_counts = latency_counts(out.stdout)
     return result
+
+
+def latency_counts(stdout: str) -> list[tuple[int, int]]:
+    """wrk's latency histogram, from lua/report.lua's BENCH_LATENCIES line: (microseconds, requests) pairs."""
+    line = next((text for text in stdout.splitlines() if text.startswith("BENCH_LATENCIES ")), "")
+    pairs = line.split(" ", 1)[1].split(",") if line else []
+    return [(int(value), int(count)) for value, count in (pair.split(":") for pair in pairs if pair)]

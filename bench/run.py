@@ -298,9 +298,22 @@ def merge_notes(notes: list[str]) -> str:
     return "; ".join(dict.fromkeys(parts))
 
 
+def percentile_of_counts(counts: list[tuple[int, int]], fraction: float) -> int:
+    """The value at `fraction` of (value, how many) pairs, at the index the logins' latencies use:
+    min(n - 1, int(n * fraction)) of the n values in order."""
+    total = sum(count for _, count in counts)
+    index, seen = min(total - 1, int(total * fraction)), 0
+    for value, count in sorted(counts):
+        seen += count
+        if seen > index:
+            return value
+    raise ValueError("no values")
+
+
 def merge(slices: list[Result]) -> Result:
     """One point from its interleaved slices: totals added, CPU re-divided, latencies pooled
-    (exactly for logins; weighted by operations for wrk slices, whose histograms stay in wrk)."""
+    (the logins' own, wrk's histograms; the slices' percentiles weighted by operations only if a
+    slice brought no histogram)."""
     done = [r for r in slices if r.ops]
     first = slices[0]
     if not done:
@@ -309,8 +322,12 @@ def merge(slices: list[Result]) -> Result:
                       next((r.note for r in slices if r.note), ""))
     ops = sum(r.ops for r in done)
     latencies = sorted(x for r in done for x in getattr(r, "latencies", []) or [])
+    histograms = [getattr(r, "latency_counts", None) for r in done]
     if latencies and len(latencies) == ops:
         p50, p99 = latencies[len(latencies) // 2] * 1000, latencies[min(ops - 1, int(ops * 0.99))] * 1000
+    elif all(histograms):
+        pooled = [pair for counts in histograms for pair in counts]
+        p50, p99 = percentile_of_counts(pooled, 0.5) / 1000, percentile_of_counts(pooled, 0.99) / 1000
     else:
         p50 = sum(r.p50_ms * r.ops for r in done) / ops
         p99 = sum(r.p99_ms * r.ops for r in done) / ops
@@ -506,7 +523,8 @@ def main(argv=None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     output.with_suffix(".json").write_text(json.dumps(
-        {"argon2": argon, "results": [dict({k: v for k, v in vars(r).items() if k != "latencies"}, rate=r.rate)
+        {"argon2": argon, "results": [dict({k: v for k, v in vars(r).items() if k not in ("latencies", "latency_counts")},
+                                           rate=r.rate)
                                       for r in results]}, indent=1, default=str))
     print("\n" + text)
     print(f"written to {output}")
