@@ -107,13 +107,15 @@ def test_a_window_naming_more_users_than_a_statement_takes_parameters(url, db):
 
 
 def test_text_lines_escape_what_a_terminal_would_obey(url, idp, db):
-    """An exemption's reason is typed by an organization's admin (its check refuses the C0 controls
-    only) and shown to the operator: a C1 control (U+009B is CSI, U+009D an OSC that sets the
-    window's title) or a U+202E that reorders the line reached the terminal as it was. Text lines
-    escape what is not printable, as JSON does (the details stay JSON); --json escapes it anyway."""
-    world(db)
+    """Details hold text that people outside the operator's trust typed or sent (an exemption's
+    reason, once checked for C0 controls only; a client's or a device's words): a C1 control
+    (U+009B is CSI, U+009D an OSC that sets the window's title) or a U+202E that reorders the
+    line reached the terminal as it was. Text lines escape what is not printable, as JSON does
+    (the details stay JSON); --json escapes it anyway."""
+    ids = world(db)
     reason = "holiday\u009b2J\u009d0;all clear\u009c \u202egnp.exe"
-    ok(idp("policy", "user", "alice@acme.example", "--exempt", "--reason", reason, database_url=url))
+    insert(db, AuditEvent, at=utcnow(), org_id=ids["acme"], event="policy.user_requirement_changed", actor="admin",
+           subject_id=ids["alice"], details={"after": {"mode": "exempt", "reason": reason}})
     [line] = ok(idp("audit", "list", "--event", "policy.", database_url=url)).stdout.splitlines()
     assert line.isprintable() and "\\u009b2J\\u009d0;all clear\\u009c \\u202egnp.exe" in line
     assert json.loads(line[line.index("{"):])["after"]["reason"] == reason
