@@ -20,12 +20,15 @@ metrics. Errors take Flask's usual path
 (`handle_user_exception`, then the app's error handlers); OPTIONS requests and anything
 unmarked go through Flask's own dispatch. It also keeps Werkzeug's canonical-URL redirects
 (`/admin` to `/admin/`) to a path, never a host taken from the request.
+
+Its requests (`ProviderRequest`) read a query string that is not UTF-8 as werkzeug reads a
+percent-encoded byte that is not: the byte stays percent-encoded.
 """
 from __future__ import annotations
 
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Flask
+from flask import Flask, Request
 from flask.globals import request_ctx
 from werkzeug.routing import RequestRedirect
 
@@ -54,7 +57,30 @@ def client_endpoint_paths(app: Flask) -> frozenset[str]:
     return paths
 
 
+class ProviderRequest(Request):
+    """A request whose query string is valid UTF-8. Browsers percent-encode what they send, but
+    a script or a proxy may pass raw bytes on (gunicorn refuses them; werkzeug's server, behind
+    `idp serve`, does not): werkzeug then raised UnicodeDecodeError wherever the query was read
+    (`request.args`, `full_path`), the language selector of the error page among them, so the
+    server answered its own 500. An invalid byte becomes its percent-encoding, which werkzeug
+    keeps as it is when it decodes `%FF`: the value names nothing, as such a value always has."""
+
+    def __init__(self, environ, populate_request: bool = True, shallow: bool = False) -> None:
+        super().__init__(environ, populate_request, shallow)
+        self.query_string = _percent_encoded_where_invalid(self.query_string)
+
+
+def _percent_encoded_where_invalid(query: bytes) -> bytes:
+    try:
+        query.decode()
+    except UnicodeDecodeError:
+        return query.decode("utf-8", "werkzeug.url_quote").encode()  # werkzeug's own handler: b"\xff" -> "%FF"
+    return query
+
+
 class ProviderFlask(Flask):
+    request_class = ProviderRequest
+
     def full_dispatch_request(self):
         ctx = request_ctx._get_current_object()
         request = ctx.request

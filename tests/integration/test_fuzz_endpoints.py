@@ -180,3 +180,14 @@ def test_quotes_that_authlib_cannot_describe(client, path, query):
     """Found by the fuzzer: Authlib raises ValueError on such values; they are 400s."""
     response = client.get(path, query_string=query) if path == "/authorize" else client.post(path, data=query)
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/", "/authorize", "/login/expired", "/device", "/no-such-page", "/oauth/token"])
+def test_raw_bytes_in_the_query_string(client, path):
+    """Found by a sweep of every route: a query string with a byte that is not UTF-8,
+    sent as it is (werkzeug's server passes it on), raised UnicodeDecodeError wherever the query
+    was read, the error page's language choice among them: the server's own 500. It is read as
+    its percent-encoded spelling is (idp.dispatch.ProviderRequest)."""
+    raw = client.get(path, environ_overrides={"QUERY_STRING": "client_id=\xff&ui_locales=\xfe&state=\xc3"})
+    encoded = client.get(path, query_string="client_id=%ff&ui_locales=%fe&state=%c3")
+    assert raw.status_code == encoded.status_code < 500
