@@ -258,10 +258,20 @@ def proved_an_allowed_factor(user_id: int, credential_ids, allowed) -> bool:
     ids = {int(i) for i in (credential_ids or ()) if isinstance(i, int)}
     if not ids:
         return False
-    return any(row.id in ids and row.factor in allowed for row in db.read_all(_FACTORS_OF, {"user_id": user_id}))
+    rows = db.read_all(_FACTORS_OF, {"user_id": user_id})
+    proved = {row.factor for row in rows if row.id in ids}
+    if not proved.isdisjoint(allowed):
+        return True
+    # A recovery method (a recovery code, an admin's recovery QR code) is of no kind the
+    # organization lists: it stands in for the user's second factors. The login takes it from a
+    # user who holds one of an allowed kind (else it has them switch, `must_switch`, and the
+    # login then proved the new one), so it counts while the user still holds one.
+    recovery = {factor.name for factor in current_registry().all(kind=FactorKind.RECOVERY)}
+    return (not proved.isdisjoint(recovery)
+            and any(row.factor in allowed and row.revoked_at is None for row in rows))
 
 
-_FACTORS_OF = (select(Credential.__table__.c.id, Credential.__table__.c.factor)
+_FACTORS_OF = (select(Credential.__table__.c.id, Credential.__table__.c.factor, Credential.__table__.c.revoked_at)
                .where(Credential.__table__.c.user_id == bindparam("user_id")))
 _STAMP_LOGIN = (update(User.__table__).where(User.__table__.c.id == bindparam("user_id"))
                 .values(last_login_at=bindparam("at")))

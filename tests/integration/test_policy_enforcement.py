@@ -244,3 +244,44 @@ def test_a_version_no_login_can_have_is_a_stale_form(seeded, web, rp_factory, li
     form = page.form_with("action")
     page = web.submit(form, {"version": version}, button=("action", "allow"))
     assert page.status == 200 and page.form_with("action") and web.last_redirect is None
+
+
+def test_a_recovery_code_login_keeps_its_session_and_refresh_token_where_factors_are_restricted(
+        seeded, web, rp_factory, live_server):
+    """A recovery code is no factor "of a kind the organization no longer accepts": it stands in
+    for the user's own (allowed) factor. The organization restricts its factors to the one the user
+    holds; a login through a recovery code (the phone left at home) keeps its browser session for
+    the next request and its refresh token, as a login through the authenticator app does."""
+    from fixtures.oidc import FormBrowser
+    from fixtures.totp import enrol_totp_during_login
+    from idp.db import db
+    from idp.models import Organization
+
+    rp = rp_factory(seeded.first_party)
+    _secret, codes = enrol_totp_during_login(web, rp, seeded)
+    rp.exchange(web.last_redirect)
+    with live_server.context():
+        db.session.execute(update(Organization).where(Organization.id == seeded.org_id)
+                           .values(require_2fa=True, allowed_factors=["totp"]))
+        db.session.commit()
+    browser = FormBrowser(live_server.url)
+    browser.get(rp.authorization_url(scope="openid offline_access"))
+    page = browser.login(seeded.user_email, seeded.password)
+    page = browser.submit(next(f for f in page.forms() if f["action"].endswith("/factor/recovery_codes")))
+    browser.submit(page.form_with("code"), {"code": codes[0]})
+    assert browser.last_redirect is not None, browser.page.text[:2000]
+    refresh = rp.exchange(browser.last_redirect)["refresh_token"]
+    refreshed = rp.token_request({"grant_type": "refresh_token", "refresh_token": refresh})
+    assert refreshed.status_code == 200, refreshed.text
+    browser.get(rp.authorization_url(prompt="none"))
+    assert "code" in browser.callback_params(), browser.callback_params()
+    # The organization then stops accepting the one factor the user holds: the recovery code stood
+    # in for it, and counts no more than it would (the next login has the user switch).
+    with live_server.context():
+        db.session.execute(update(Organization).where(Organization.id == seeded.org_id)
+                           .values(allowed_factors=["webauthn"]))
+        db.session.commit()
+    refused = rp.token_request({"grant_type": "refresh_token", "refresh_token": refreshed.json()["refresh_token"]})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant", refused.text
+    browser.get(rp.authorization_url(prompt="none"))
+    assert browser.callback_params()["error"] == "interaction_required"
