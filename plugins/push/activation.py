@@ -24,6 +24,7 @@ ACTIVATION = "activation"
 USED = "used"
 SESSION = "session"  # the payload's key for the sid of the session that showed the code
 LOOKUP_PREFIX = "push-activation:"
+PUSH = "push"  # the factor's name (PushFactor.name), as the organization's allowed factors list it
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,10 @@ def register(challenges, store, registration: Registration, *, now: datetime,
     # disabling at a later instant than `now`, still passed its check: a phone on a disabled
     # account (tests/concurrency/test_push_activation_race.py).
     if not directory.hold_enabled(owner):
+        raise ActivationRefused()
+    if not directory.factor_allowed(owner, PUSH):
+        # The organization stopped accepting push since the code was issued: no device of a kind
+        # it refuses (the enrolment that showed the code could not finish either).
         raise ActivationRefused()
     if found.transaction_id is not None:
         # Shown at a login's enrolment step, reached on the password alone: only while that login

@@ -54,6 +54,8 @@ def push_group(name: str) -> click.Group:
         # seen. Asked before, a code minted after the disabling's sweep was left live.
         if not directory.hold_enabled(user):
             fail(f"{user.email} is disabled: enable the account first (idp user enable)")
+        if not directory.factor_allowed(user, name):  # (the phone's registration would be refused)
+            fail(f"the organization of {user.email} does not accept push (idp policy factors)")
         # Nothing is committed until the PNG, if asked for, is written: a code nobody could see
         # is never left behind.
         act = activation.issue(factor.challenges, user, ttl=ttl, issuer=registry.settings.issuer, now=utc_now())

@@ -48,3 +48,15 @@ def test_activate_writes_the_png_for_its_owner_only(idp, migrated_database_url, 
                  database_url=migrated_database_url)
     assert result.returncode == 0, result
     assert stat.S_IMODE(os.stat(png).st_mode) == 0o600 and png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_activate_refuses_a_user_whose_organization_does_not_accept_push(idp, migrated_database_url):
+    """A code the phone could not register with (the organization's allowed factors leave push
+    out): refused in one line, nothing issued."""
+    assert idp("org", "add", "Acme", database_url=migrated_database_url).returncode == 0
+    assert idp("user", "add", "--org", "Acme", "--email", "ops@acme.test", "--password-stdin",
+               input="correct horse battery\n", database_url=migrated_database_url).returncode == 0
+    assert idp("policy", "factors", "--org", "Acme", "totp", database_url=migrated_database_url).returncode == 0
+    refused = idp("factor", "push", "activate", "--user", "ops@acme.test", database_url=migrated_database_url)
+    assert refused.returncode != 0 and refused.stdout == "" and refused.stderr_lines == [
+        "idp: error: the organization of ops@acme.test does not accept push (idp policy factors)"], refused

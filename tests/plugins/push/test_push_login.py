@@ -337,3 +337,25 @@ def test_an_activation_code_of_the_security_page_works_while_its_session_lives(p
     other.login(seeded.user_email, seeded.password)
     other.submit(other.get("/logout").form_with("csrf_token"))
     PushClient(query["endpoint"], keys.new_private_key()).register(query["code"], "Pixel 8")
+
+
+def test_an_activation_code_registers_no_phone_once_the_organization_stops_accepting_push(push_server, seeded, web):
+    """The user begins adding push on the security page; the organization then accepts
+    authenticator apps only. A phone scanning the code left on the screen registers nothing: the
+    page could no longer finish that enrolment, and the device would be a second factor of a kind
+    the organization refuses (as a recovery QR code's push restoration answers push_not_allowed)."""
+    from authenticator.push import keys
+    from authenticator.push.client import ActivationExpired, PushClient
+    from idp.models import Organization
+
+    query = _activation_on_the_security_page(web, seeded)
+    with push_server.context():
+        db.session.execute(update(Organization).where(Organization.id == seeded.org_id)
+                           .values(allowed_factors=["totp"]))
+        db.session.commit()
+    with pytest.raises(ActivationExpired):
+        PushClient(query["endpoint"], keys.new_private_key()).register(query["code"], "Pixel 8")
+    with push_server.context():
+        user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+        assert push_server.app.extensions["idp.factors"].get("push").store.count(user.id) == 0
+        assert user.second_factor_count == 0
