@@ -68,7 +68,7 @@ def totp_group() -> None:
 @with_app_context
 def import_command(email: str, label: str, digits: str, algorithm: str, secret_stdin: bool) -> None:
     """Register an existing TOTP secret (base32 on standard input) for USER."""
-    from idp.factors.directory import audit, commit, find_user_by_email, hold_enabled
+    from idp.factors.directory import audit, commit, factor_allowed, find_user_by_email, hold_enabled
     from idp.factors.errors import SecretUnavailable
     from idp.factors.registry import current_registry
 
@@ -91,6 +91,8 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
         fail(f"{user.email} is disabled: enable the account first (idp user enable)")
     if "totp" not in current_registry():
         fail("the totp factor is disabled (factors.disabled)")
+    if not factor_allowed(user, "totp"):  # (a second factor of a kind the organization refuses)
+        fail(f"the organization of {user.email} does not accept totp (idp policy factors)")
     factor = current_registry().get("totp")
     algorithm = algorithm.upper()
     try:

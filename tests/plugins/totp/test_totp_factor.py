@@ -292,3 +292,18 @@ def test_a_name_the_factor_gives_is_stored_in_english_whatever_the_page_language
     with force_locale("fr"):
         enrol(totp, factor_user, ctx)
     assert [c.label for c in totp.store.list(factor_user)] == ["Phone", "Authenticator app 2"]
+
+
+def test_cli_import_refuses_a_user_whose_organization_does_not_accept_totp(factor_app, factor_user):
+    """As `factor push activate` refuses: the organization's allowed factors leave authenticator apps
+    out, so the credential would be a second factor of a kind it refuses (the user's next login would
+    ask for it, then have another set up)."""
+    from idp.models import AuditEvent, Organization
+
+    db.session.get(Organization, factor_user.org_id).allowed_factors = ["webauthn"]
+    db.session.commit()
+    result = run_import(["--user", "alice@example.com", "--secret-stdin"], "JBSWY3DPEHPK3PXP\n")
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "Error: the organization of alice@example.com does not accept totp (idp policy factors)"], result.output
+    assert CredentialStore(None).list(factor_user) == []
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == 0
