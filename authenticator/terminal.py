@@ -29,11 +29,14 @@ PROG = "idp-authenticator"
 LONGEST_SHOWN = 200
 _SHOWN_HEAD, _SHOWN_TAIL = 140, 50
 
-# Invisible characters that change how the text around them reads: zero-width space, the bidi marks,
-# embeddings, overrides and isolates (a U+202E makes "moc.elgoog" read "google.com"), word joiner and
-# invisible operators, the BOM, and the Unicode line and paragraph separators (a new line to some
-# terminals). The server's idp/security/text.py strips the same set from what it stores.
-_FORMAT = "\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u2028\u2029"
+# Invisible characters that change how the text around them reads: zero-width space, the bidi marks
+# (the Arabic letter mark among them), embeddings, overrides and isolates (a U+202E makes "moc.elgoog"
+# read "google.com"), the soft hyphen, the Mongolian vowel separator, word joiner and invisible
+# operators, the deprecated shaping and swapping controls, the interlinear annotation controls, the
+# BOM, and the Unicode line and paragraph separators (a new line to some terminals). The server's
+# idp/security/text.py strips the same set from what it stores.
+_FORMAT = ("\xad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+           "\u2028\u2029")
 # C0, DEL and C1 (what a terminal may obey), and _FORMAT.
 _CONTROL = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_FORMAT}]")
 _CONTROL_BUT_NEWLINE = re.compile(f"[\\x00-\\x09\\x0b-\\x1f\\x7f-\\x9f{_FORMAT}]")

@@ -17,14 +17,18 @@ from __future__ import annotations
 import re
 
 # Cc (C0, DEL, C1) and the surrogates; and the invisible format characters that make two names
-# look alike or reorder what is shown around them: zero-width space, word joiner and invisible
-# operators, the byte-order mark, and the bidirectional marks, embeddings, overrides and
+# look alike or reorder what is shown around them: the soft hyphen, the Mongolian vowel
+# separator, zero-width space, word joiner and invisible operators, the deprecated shaping and
+# swapping controls (U+206A-U+206F), the interlinear annotation controls, the byte-order mark,
+# and the bidirectional marks (the Arabic letter mark among them), embeddings, overrides and
 # isolates (U+202E shows "Pixel" + RLO + "lapot" as "Pixeltopal"). The zero-width joiners
-# (U+200C, U+200D) stay: emoji sequences and several scripts need them. The whitespace among
-# the controls, and the line and paragraph separators, become a space.
+# (U+200C, U+200D) stay: emoji sequences and several scripts need them; so do the format
+# characters that show or join something (Arabic number signs, Egyptian hieroglyph joiners, the
+# tags of a subdivision flag emoji). The whitespace among the controls, and the line and
+# paragraph separators, become a space.
 _SPACING_CONTROLS = re.compile("[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]")
-_OTHER_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff"
-                             "\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_OTHER_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\xad\u061c\u180e\ud800-\udfff"
+                             "\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]")
 
 
 def storable(value: str) -> bool:

@@ -128,7 +128,8 @@ def test_an_error_quoting_what_an_ascii_stderr_cannot_hold_is_one_line(app):
 
 
 INVISIBLE = ["\u200b", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2060", "\u2061",
-             "\u2062", "\u2063", "\u2064", "\u2066", "\u2067", "\u2068", "\u2069", "\ufeff", "\u2028", "\u2029"]
+             "\u2062", "\u2063", "\u2064", "\u2066", "\u2067", "\u2068", "\u2069", "\ufeff", "\u2028", "\u2029",
+             "\u00ad", "\u061c", "\u180e", "\u206a", "\u206f", "\ufff9", "\ufffb"]
 
 
 def test_bidi_and_other_invisible_format_characters_are_escaped():
@@ -137,7 +138,7 @@ def test_bidi_and_other_invisible_format_characters_are_escaped():
     from authenticator.terminal import one_line
 
     for char in INVISIBLE:
-        escaped = f"\\u{ord(char):04x}"
+        escaped = f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"  # as Python writes it
         assert shown(f"a{char}b") == f"a{escaped}b"
         assert printable(f"a{char}b\nc") == f"a{escaped}b\nc"
         assert one_line(f"a{char}b") == f"a{escaped}b"

@@ -289,6 +289,28 @@ def test_two_methods_of_one_kind_never_share_a_name(seeded, web, live_server):
     assert audit_events(live_server, "factor.renamed") == 0
 
 
+def test_a_name_that_differs_only_by_an_invisible_character_is_the_name_in_use(seeded, web, live_server):
+    """A soft hyphen (U+00AD) shows as nothing inside a word, and the Arabic letter mark (U+061C, a
+    bidirectional mark as U+200F is) as nothing at all while it reorders the digits after it: both
+    are dropped as the other invisible format characters are, so "Work" + U+00AD + " phone" is the
+    name in use, refused as it is, not a second "Work phone" that no one can tell from the first."""
+    sign_in_to_account(web, seeded)
+    add_totp(web)
+    web.get("/account/security")
+    add_totp(web)
+    page = web.get("/account/security")
+    for invisible in ("\u00ad", "\u061c"):
+        rename = [f for f in page.forms() if f["action"].endswith("/rename")
+                  and f["fields"].get("label") == "Work phone (2)"][0]
+        refused = web.submit(rename, {"label": f"Work{invisible} phone"})
+        assert refused.status == 400, invisible
+    assert audit_events(live_server, "factor.renamed") == 0
+    rename = [f for f in web.get("/account/security").forms() if f["action"].endswith("/rename")
+              and f["fields"].get("label") == "Work phone (2)"][0]
+    web.submit(rename, {"label": "Home \u061c1-2"})
+    assert totp_labels(web.get("/account/security").text) == ["Work phone", "Home 1-2"]
+
+
 def test_a_password_only_session_proves_the_second_factor_before_changing_factors(seeded, web, live_server):
     """An exempt user who set up TOTP all the same signs in with the password alone. Adding or
     removing a method then asks for that TOTP first: whoever knows the password must not add a

@@ -23,6 +23,13 @@ def test_storable(value, expected):
     # invisible format characters that make two labels look alike or reorder the page around them
     ("Pixel\u200b", "Pixel"), ("Pixel \u202elapot", "Pixel lapot"), ("\ufeffKey\u2066 A\u2069", "Key A"),
     ("\u200e\u200fab\u2060", "ab"), ("line\u2028break\u2029", "line break"), ("می\u200cخواهم", "می\u200cخواهم"),
+    # the soft hyphen, the Arabic letter mark, the Mongolian vowel separator, the deprecated
+    # shaping and swapping controls and the interlinear annotation controls: as invisible
+    ("Work\u00adphone", "Workphone"), ("Key \u061c1-2", "Key 1-2"), ("a\u180eb", "ab"),
+    ("\u206a(a)\u206f", "(a)"), ("a\ufff9b\ufffac\ufffb", "abc"),
+    # format characters that show or join something stay: an Arabic number sign, a flag's tags
+    ("\u0600١٢", "\u0600١٢"), ("\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+                              "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"),
 ])
 def test_display_text(value, expected):
     assert display_text(value) == expected
