@@ -17,6 +17,7 @@ from flask_babel import lazy_gettext as _l
 
 from idp.factors import (
     Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, default_label,
+    display_text,
 )
 
 from idp_plugins.totp import otp
@@ -86,7 +87,8 @@ class TotpFactor(Factor):
         step = otp.verify_totp(secret, response.get("code"), ctx.now, -1, digits, algorithm)
         if step is None:
             return Rejected("invalid_code")
-        label = str(response.get("label") or "").strip()[:200] or self._next_label(user)
+        # Display text first: a name of nothing but invisible characters is no name (the default one).
+        label = display_text(str(response.get("label") or ""))[:200] or self._next_label(user)
         credential = self.store.create(user, label=label, secret=secret, counter=step, now=ctx.now,
                                        public={"digits": digits, "algorithm": algorithm, "period": otp.PERIOD})
         return Enrolled(credential)

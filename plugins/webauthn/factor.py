@@ -51,7 +51,7 @@ from flask_babel import lazy_gettext as _l
 
 from idp.factors import (
     CredentialConflict, Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, directory,
-    default_label,
+    default_label, display_text,
 )
 
 MAX_RESPONSE = 64 * 1024
@@ -197,7 +197,8 @@ class WebAuthnFactor(Factor):
         credential_id = bytes_to_base64url(result.credential_id)
         if len(credential_id) > MAX_CREDENTIAL_ID:  # the spec allows 1023 bytes; the lookup column holds 255 characters
             return Rejected("invalid_response")
-        label = str(response.get("label") or "").replace("\x00", "").strip()[:200] or self._next_label(user)
+        # Display text first: a name of nothing but invisible characters is no name (the default one).
+        label = display_text(str(response.get("label") or ""))[:200] or self._next_label(user)
         public = {"public_key": bytes_to_base64url(result.credential_public_key), "aaguid": result.aaguid,
                   "device_type": getattr(result.credential_device_type, "value", str(result.credential_device_type)),
                   "backed_up": bool(result.credential_backed_up), "user_verified": bool(result.user_verified),

@@ -311,6 +311,18 @@ def test_a_name_that_differs_only_by_an_invisible_character_is_the_name_in_use(s
     assert totp_labels(web.get("/account/security").text) == ["Work phone", "Home 1-2"]
 
 
+def test_a_name_of_invisible_characters_only_is_no_name(seeded, web, live_server):
+    """A name typed at enrolment that holds nothing but characters display text drops (a zero-width
+    space, a bidirectional override) is no name: the app gets the one the factor gives ("Authenticator
+    app", then "Authenticator app 2"), as with an empty field, not an empty label each, shown alike."""
+    sign_in_to_account(web, seeded)
+    for name in ("\u200b", "\u202e "):
+        page = web.submit([f for f in web.get("/account/security").forms() if f["action"].endswith("/add/totp")][0])
+        secret = page.find(r'<code>([A-Z2-7 ]+)</code>').replace(" ", "")
+        web.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": name})
+    assert totp_labels(web.get("/account/security").text) == ["Authenticator app", "Authenticator app 2"]
+
+
 def test_a_password_only_session_proves_the_second_factor_before_changing_factors(seeded, web, live_server):
     """An exempt user who set up TOTP all the same signs in with the password alone. Adding or
     removing a method then asks for that TOTP first: whoever knows the password must not add a

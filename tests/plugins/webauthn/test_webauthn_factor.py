@@ -229,6 +229,19 @@ def test_malformed_transports_long_ids_and_nul_labels_are_refused_or_cleaned(fac
         == Rejected("invalid_response")
 
 
+def test_a_label_of_invisible_characters_only_is_the_default_name(factor, factor_user, ctx):
+    """A label that display text leaves empty (a bidirectional override, a zero-width space) is no
+    label: the key gets the factor's own name, numbered, as with none typed; two such keys are not
+    both shown as "Security key or passkey"."""
+    for typed in ("\u202e", " \u200b "):
+        key = SoftAuthenticator(ctx.rp_id, ctx.origin)
+        step = factor.begin_enrolment(factor_user, ctx)
+        outcome = factor.finish_enrolment(factor_user, step.state, posted(key.create(step.view["options"]),
+                                                                          label=typed), ctx)
+        assert isinstance(outcome, Enrolled)
+    assert [c.label for c in factor.store.list(factor_user)] == ["Security key or passkey", "Security key or passkey 2"]
+
+
 def test_only_the_transports_webauthn_names_are_kept(factor, factor_user, ctx):
     """A transport with a NUL or a lone surrogate (which PostgreSQL refuses) failed the enrolment as
     "cannot be used at the moment", with a traceback in the log (an audit found it); a long made-up
