@@ -75,6 +75,17 @@ def expire_for_user(user_id: int, *, of_logins: list[str], now: datetime | None 
     return result.rowcount
 
 
+def expire_for_login(transaction_id: str, *, now: datetime | None = None) -> int:
+    """Expire the pending challenges, of every factor, of one login that will not go on (cancelled
+    at its page): a push request the phone still listed would be answered "approved" for a
+    sign-in that no longer exists. The caller commits; returns how many expired."""
+    result = db.session.execute(
+        update(FactorChallenge).where(FactorChallenge.transaction_id == transaction_id,
+                                      FactorChallenge.status == PENDING)
+        .values(status=EXPIRED, answered_at=now or utcnow()), execution_options={"synchronize_session": False})
+    return result.rowcount
+
+
 class ChallengeStore:
     """Challenge verbs bound to one factor."""
 

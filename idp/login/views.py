@@ -11,7 +11,9 @@ from urllib.parse import urlencode
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from idp.db import db
 from idp.extensions import csrf, limiter, login_posts_per_ip, use_login_ui_locales
+from idp.factors import challenges
 from idp.login import session as login_session, transaction
 from idp.login.steps import consent, enrol, password, recovery_codes, second_factor
 from idp.login.steps.base import StepContext
@@ -95,6 +97,10 @@ def cancel(handle: str):
         # The login moved on meanwhile (finished in another request, or expired): this cancel
         # tells the client nothing, not an access_denied beside the code it may have received.
         return redirect(url_for("login.step", handle=handle))
+    # Its requests out of band end with it (a phone no longer lists its push request), committed
+    # after the cancellation itself, which must not wait on a challenge row's lock.
+    challenges.expire_for_login(ctx.row.id)
+    db.session.commit()
     if ctx.row.authz_request.get("internal"):  # the provider's own pages: no client to tell
         return redirect(url_for("login.home"))
     return consent._access_denied(ctx)

@@ -359,3 +359,21 @@ def test_an_activation_code_registers_no_phone_once_the_organization_stops_accep
         user = db.session.scalar(select(User).where(User.email == seeded.user_email))
         assert push_server.app.extensions["idp.factors"].get("push").store.count(user.id) == 0
         assert user.second_factor_count == 0
+
+
+
+def test_a_cancelled_logins_request_can_no_longer_be_answered(push_server, seeded, web, rp_factory):
+    """The person at the browser cancels the sign-in: its request leaves the phone's list, and an
+    answer already on its way gets 409 challenge_closed. (It stayed listed, and an approval was
+    told "approved", for a sign-in that no longer existed.)"""
+    from authenticator.push.client import ChallengeUnavailable
+
+    device = give_device(push_server, seeded.user_email)
+    rp = rp_factory(seeded.first_party)
+    page, number, _poll = start(web, rp, seeded)
+    request_id = device.pending()[0]["id"]
+    web.submit([f for f in page.forms() if f["action"].endswith("/cancel")][0])
+    assert "error=access_denied" in web.last_redirect
+    assert device.pending() == []
+    with pytest.raises(ChallengeUnavailable):
+        device.answer(request_id, "approve", number)
