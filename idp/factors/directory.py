@@ -7,7 +7,9 @@ CLI commands find users and record events through these functions instead.
 """
 from __future__ import annotations
 
-from typing import Any
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from sqlalchemy import bindparam, func, select
 
@@ -15,6 +17,8 @@ from idp.db import db
 from idp.extensions import request_locale
 from idp.factors.types import UserRef
 from idp.security.text import storable
+
+_log = logging.getLogger(__name__)
 
 
 def user_ref(user) -> UserRef:
@@ -287,19 +291,88 @@ def send_code(user: UserRef, code: str, purpose: str, *, valid_seconds: int | No
 
     The address is read outside any transaction when none is open (`db.read_first`): on SQLite
     a transaction holds the database's write lock, which the relay's answer (up to its timeout)
-    would keep from every other request. A caller with one open holds it through the sending.
+    would keep from every other request. A caller with one open holds it through the sending:
+    one that must send from inside a transaction (a `begin_challenge` at login, whose
+    transaction the pipeline commits) uses `send_code_after_commit`.
     """
-    from idp.notify import NotifyError, current_notifier
+    from idp.notify import NotifyError
 
+    mail = _code_mail(user, code, purpose, valid_seconds)
+    try:
+        mail.send()
+    except NotifyError as exc:
+        raise CodeNotSent(str(exc)) from exc
+    return mail.masked
+
+
+def send_code_after_commit(user: UserRef, code: str, purpose: str, *, valid_seconds: int | None = None) -> str:
+    """`send_code`, sent once the current transaction commits (`after_commit`), and not at all if
+    it rolls back: for a plugin that mails a code it stores in the same transaction (a
+    `begin_challenge` at login), so that the code is stored before the user can read it and no
+    transaction (on SQLite, the database's write lock) is held while the relay answers.
+
+    Returns the masked address at once; raises `CodeNotSent` at once when the address is not
+    verified. A delivery that fails after the commit cannot be answered any more: it is logged,
+    and the user asks for another code (as for a mail lost on its way)."""
+    from idp.notify import NotifyError
+
+    mail = _code_mail(user, code, purpose, valid_seconds)
+
+    def deliver() -> None:
+        try:
+            mail.send()
+        except NotifyError as exc:
+            _log.warning("the %s code for user %s was not sent: %s", purpose, user.id, str(exc)[:200])
+
+    after_commit(deliver)
+    return mail.masked
+
+
+@dataclass(frozen=True, repr=False)  # (no repr: it holds the code)
+class _CodeMail:
+    """A code's mail to the user's verified address, ready to send (`_code_mail`)."""
+
+    to: str
+    code: str
+    purpose: str
+    locale: str | None
+    minutes: int | None  # how long the code works, as the mail says (None: the notifier's default)
+
+    @property
+    def masked(self) -> str:
+        return mask_email(self.to)
+
+    def send(self) -> None:
+        from idp.notify import current_notifier
+
+        lifetime = {} if self.minutes is None else {"minutes": self.minutes}
+        current_notifier().send_code(self.to, self.code, self.purpose, self.locale, **lifetime)
+
+
+def _code_mail(user: UserRef, code: str, purpose: str, valid_seconds: int | None) -> _CodeMail:
+    """The mail of `code` to the user's verified address (read now: in the session's transaction
+    when one is open, else alone); `CodeNotSent` when there is none."""
     row = db.read_first(_address_statement(), {"user_id": user.id})
     if row is None or not row.email or not row.email_verified:
         raise CodeNotSent("the account has no verified e-mail address")
-    try:
-        lifetime = {} if valid_seconds is None else {"minutes": max(1, -(-valid_seconds // 60))}
-        current_notifier().send_code(row.email, code, purpose, row.locale or request_locale(), **lifetime)
-    except NotifyError as exc:
-        raise CodeNotSent(str(exc)) from exc
-    return mask_email(row.email)
+    minutes = None if valid_seconds is None else max(1, -(-valid_seconds // 60))
+    return _CodeMail(row.email, code, purpose, row.locale or request_locale(), minutes)
+
+
+def after_commit(callback: Callable[[], object]) -> None:
+    """Call `callback()` (no arguments) once the current transaction commits, after it ended, and
+    never if it rolls back (nor if the savepoint it was registered in rolls back): for what a
+    plugin tells the outside world about what it writes (a mail, a text message, a webhook).
+
+    At login the pipeline commits the step's transaction (a `begin_challenge`'s, a `verify`'s);
+    a device endpoint or a command commits it itself (`commit`). The callback runs with no
+    transaction open, so nothing is held while it waits (on SQLite every transaction holds the
+    database's write lock): read what it needs before registering it; what it writes is not
+    kept. What it raises is logged and goes no further: the step's answer stands
+    (idp.after_commit)."""
+    from idp.after_commit import after_commit as register
+
+    register(callback)
 
 
 _ADDRESS = []  # the statement, built once on first use (as _LOCK_USER)
