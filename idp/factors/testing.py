@@ -12,7 +12,11 @@ pipeline relies on, for first-party and third-party factors alike:
   `describe` works on it;
 - garbage responses to `verify` spend nothing (no counter moved, no code used);
 - with `answer_challenge`, the challenge round trip is `Verified` with RFC 8176 `amr` values
-  (as the login checks them) and the credential's id.
+  (as the login checks them) and the credential's id;
+- nothing is handed to the app's notifier (a code mailed or texted) while a transaction is open:
+  on SQLite that transaction holds the database's write lock through the relay's answer, and the
+  code would leave before it is stored. Send from a step with
+  `directory.send_code_after_commit` (or `directory.after_commit`), which waits for the commit.
 
 Use it from pytest::
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -161,6 +166,11 @@ def run_conformance(factor_cls: type[Factor], app, user: UserRef, *,
 
     Must be called inside an app (or request) context. Returns the enrolled credential.
     """
+    with _no_message_inside_a_transaction():
+        return _run_conformance(factor_cls, user, answer_enrolment, answer_challenge)
+
+
+def _run_conformance(factor_cls, user, answer_enrolment, answer_challenge) -> CredentialInfo:
     from idp.db import db
     from idp.factors.registry import current_registry
 
@@ -219,6 +229,36 @@ def run_conformance(factor_cls: type[Factor], app, user: UserRef, *,
         assert outcome.credential_id in [c.id for c in factor.store.list(user)]
         db.session.commit()
     return credential
+
+
+class _Watched:
+    """The app's notifier, refusing a message handed to it while the session holds a transaction."""
+
+    def __init__(self, notifier) -> None:
+        self.notifier = notifier
+
+    def send_code(self, *args, **kwargs) -> None:
+        from idp.db import db
+
+        assert not db.in_transaction(), (
+            "a message was sent while a transaction was open (on SQLite: the database's write lock, held "
+            "through the relay's answer; and the code left before it was stored): send it with "
+            "directory.send_code_after_commit or directory.after_commit, which wait for the commit")
+        self.notifier.send_code(*args, **kwargs)
+
+
+@contextmanager
+def _no_message_inside_a_transaction():
+    from flask import current_app
+
+    from idp.notify.factory import EXTENSION_KEY, current_notifier
+
+    notifier = current_notifier()
+    current_app.extensions[EXTENSION_KEY] = _Watched(notifier)
+    try:
+        yield
+    finally:
+        current_app.extensions[EXTENSION_KEY] = notifier
 
 
 def _spent(factor: Factor, user: UserRef) -> list:

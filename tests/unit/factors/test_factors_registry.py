@@ -9,6 +9,7 @@ from flask import Blueprint
 from idp.factors import (
     Enrolled, Factor, FactorKind, FactorLoadError, FactorNotFound, Rejected, Step, Verified,
 )
+from idp.factors import directory
 from idp.factors import registry as registry_module
 from idp.factors.registry import current_registry
 from idp.factors.testing import make_app, run_conformance
@@ -215,6 +216,46 @@ def test_the_conformance_kit_catches_garbage_that_spends_a_counter(factor_app, f
         run_conformance(CarelessParrot, factor_app, factor_user,
                         answer_enrolment=lambda step, ctx: {"code": "polly"},
                         answer_challenge=lambda step, cred, ctx: {"code": "polly"})
+
+
+class MailingParrot(ParrotFactor):
+    """Mails the user a reminder of the word as each challenge begins: inline, or after the commit."""
+
+    name = "mailing_parrot"
+    inline = True
+
+    def begin_challenge(self, user, ctx):
+        send = directory.send_code if self.inline else directory.send_code_after_commit
+        send(user, "polly", "login")
+        return Step(state={}, view={})
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self.sent = []
+
+    def send_code(self, to, code, purpose, locale=None, **_kw):
+        self.sent.append((to, code))
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "after-the-commit"])
+def test_the_conformance_kit_catches_a_message_sent_inside_a_transaction(factor_app, factor_user, monkeypatch,
+                                                                         inline):
+    from idp.notify.factory import EXTENSION_KEY
+
+    outbox = factor_app.extensions[EXTENSION_KEY] = Outbox()
+    monkeypatch.setattr(MailingParrot, "inline", inline)
+    kit = lambda: run_conformance(MailingParrot, factor_app, factor_user,  # noqa: E731
+                                  answer_enrolment=lambda step, ctx: {"code": "polly"},
+                                  answer_challenge=lambda step, cred, ctx: {"code": "polly"})
+    if inline:
+        with pytest.raises(AssertionError, match="send it with directory.send_code_after_commit"):
+            kit()
+        assert outbox.sent == []
+    else:
+        kit()  # (only the challenge the kit commits is mailed: the first one's is rolled back)
+        assert outbox.sent == [(factor_user.email, "polly")]
+    assert factor_app.extensions[EXTENSION_KEY] is outbox  # (the kit's watch is lifted)
 
 
 def test_two_packages_declaring_one_factor_name_are_refused(monkeypatch):
