@@ -8,10 +8,12 @@ Names (all prefixed `idp_`):
 - `idp_http_request_duration_seconds{endpoint, method}`: latency histogram, measured from the
   moment the WSGI server hands the request over to the moment the response is built.
 - `idp_logins_total{outcome}`: password logins. Use `LOGINS.labels(outcome=...).inc()` with a
-  short fixed word: the login pipeline uses `success` and `bad_password` (wrong password or
-  unknown account); add e.g. `rate_limited` the same way, never free text.
+  short fixed word: the login pipeline uses `success`, `bad_password` (wrong password, unknown
+  or disabled account) and `locked` (posted during a lockout); add others the same way, never
+  free text.
 - `idp_token_grants_total{grant_type}`: tokens issued by the token endpoint, by grant
-  (`authorization_code`, `refresh_token`, `client_credentials`). Use
+  (`authorization_code`, `refresh_token`, `client_credentials`,
+  `urn:ietf:params:oauth:grant-type:device_code`). Use
   `count_grant(grant_type)` after the token is saved.
 - `idp_backchannel_logouts_total{outcome}`: logout tokens sent to clients (idp.oidc.backchannel),
   once each whatever the attempts: `delivered`, `refused` (the client answered 4xx) or `failed`

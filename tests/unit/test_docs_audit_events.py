@@ -9,7 +9,8 @@ plugin's `directory.audit`, the admin pages' `audit_record`), an `event=` keywor
 
 Below them, the rest of the docs against the code: relative links and section references resolve,
 named files exist, config/default.toml comments every key and states each checked range, and the
-README and docs/ name every `idp` and `idp-authenticator` command and option.
+README and docs/ name every `idp` and `idp-authenticator` command and option, and docs/operations.md's
+metrics table names every metric `/metrics` exposes, with its labels and the login outcomes.
 """
 from __future__ import annotations
 
@@ -307,3 +308,34 @@ def test_every_authenticator_command_and_option_is_in_the_docs():
                        for option in action.option_strings
                        if option.startswith("--") and option != "--help" and option not in text)
     assert not missing, missing
+
+
+def _documented_metrics() -> dict[str, tuple[set[str], str]]:
+    """docs/operations.md's "Metrics" table: each metric -> (its labels, what the row says)."""
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    table = text.split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(idp_\w+)` \|([^|]*)\| (.*) \|$", table, re.MULTILINE)
+    return {name: (set(re.findall(r"`(\w+)`", labels)), meaning) for name, labels, meaning in rows}
+
+
+def test_the_metrics_table_names_every_metric_with_its_labels():
+    """A Prometheus rule or dashboard is written from that table: a metric it names must be one
+    `/metrics` exposes (a counter as `NAME_total`), with those labels, and none left out."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from idp.ops import metrics
+
+    exposed = {(f"{m._name}_total" if m._type == "counter" else m._name): set(m._labelnames)
+               for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
+    documented = {name: labels for name, (labels, _meaning) in _documented_metrics().items()}
+    assert len(exposed) >= 6
+    assert documented == exposed
+
+
+def test_the_metrics_table_gives_every_login_outcome():
+    """`idp_logins_total{outcome}`: an alert on `locked` needs to know the word exists."""
+    counted = {outcome for path in sorted((ROOT / "idp").rglob("*.py"))
+               for outcome in re.findall(r"LOGINS\.labels\(outcome=\"(\w+)\"\)", path.read_text(encoding="utf-8"))}
+    _labels, meaning = _documented_metrics()["idp_logins_total"]
+    assert counted >= {"success", "bad_password"}
+    assert [outcome for outcome in sorted(counted) if f"`{outcome}`" not in meaning] == []
