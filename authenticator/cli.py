@@ -291,6 +291,10 @@ def _add_global_options(parser: argparse.ArgumentParser, default) -> None:
                              "(else $IDP_AUTHENTICATOR_RECOVERY_SECRET, else asked on a terminal)")
 
 
+# How `code`, `remove` and `recover` find an account (authenticator.accounts.find_account).
+ACCOUNT_HELP = "the account's id (see list), its ISSUER:NAME, or a NAME no other account has"
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Subparsers are made with the same class as their parent, so their errors are one line too.
     parser = OneLineErrorParser(prog=PROG, description="Companion authenticator for the idp provider.")
@@ -306,8 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "given as the URI or a QR code image of it").add_argument(
         "source", metavar="QR_IMAGE|URI")
     command("list", "list accounts")
-    command("code", "print the current code of a TOTP account").add_argument("account", metavar="ACCOUNT")
-    command("remove", "remove an account").add_argument("account", metavar="ACCOUNT")
+    command("code", "print the current code of a TOTP account").add_argument("account", metavar="ACCOUNT",
+                                                                             help=ACCOUNT_HELP)
+    command("remove", "remove an account").add_argument("account", metavar="ACCOUNT", help=ACCOUNT_HELP)
     command("pending", "list push login requests waiting for an answer")
     approve = command("approve", "approve a push login request")
     approve.add_argument("id", metavar="ID")
@@ -327,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("restore", "restore accounts from a backup onto this (empty) device").add_argument(
         "--from", dest="source", required=True, metavar="DIR", help="the backup directory (`backup --to`)")
     recover = command("recover", "give a restored push account a new device credential")
-    recover.add_argument("account", metavar="ACCOUNT")
+    recover.add_argument("account", metavar="ACCOUNT", help=ACCOUNT_HELP)
     how = recover.add_mutually_exclusive_group(required=True)
     how.add_argument("--qr", metavar="IMAGE", help="recovery QR code issued by an admin (work accounts)")
     how.add_argument("--password", action="store_true", help="the password, then the code e-mailed to the account (personal accounts: lines 1 and 2 "

@@ -253,3 +253,16 @@ def test_an_unwritable_stdout_after_a_saved_change_says_it_was_saved(app):
                                                                         "alice-closed@example.com"]
     # Nothing changed: the plain "cannot write" line, as before (closed stdout: no silent success).
     assert one_line_error(app.run("list", prelude=STDOUT_CLOSED)) == "idp-authenticator: cannot write: stdout is closed"
+
+
+def test_the_help_says_what_an_account_argument_may_be(capsys):
+    """README and `--help` say how ACCOUNT is matched (the id, ISSUER:NAME or a unique NAME), as
+    test_add_list_code_remove uses it: a bare ACCOUNT left a user guessing."""
+    from authenticator.cli import build_parser
+
+    for command in ("code", "remove", "recover"):
+        try:
+            build_parser().parse_args([command, "--help"])
+        except SystemExit:
+            pass
+        assert "ISSUER:NAME" in " ".join(capsys.readouterr().out.split())
