@@ -398,3 +398,17 @@ def test_the_readme_table_of_fixed_variables_is_the_codes():
         quoted = re.fullmatch(r"`([^`]*)`", rows[variable].strip())
         if quoted:
             assert quoted.group(1) == defaults[section][key], variable
+
+
+def test_factor_plugins_md_names_everything_a_plugin_may_call_in_the_directory():
+    """docs/factor-plugins.md: "What a plugin may use of the rest of the provider is in
+    `idp.factors.directory`", then the list: a plugin author reads it instead of the module."""
+    import inspect
+
+    from idp.factors import directory
+
+    text = (ROOT / "docs" / "factor-plugins.md").read_text(encoding="utf-8")
+    public = [name for name, function in inspect.getmembers(directory, inspect.isfunction)
+              if not name.startswith("_") and function.__module__ == directory.__name__]
+    assert len(public) > 20
+    assert [name for name in public if not re.search(rf"`(?:directory\.)?{name}\b", text)] == []
