@@ -330,7 +330,8 @@ def _require_a_schema(app) -> None:
 @click.version_option(package_name="idp", prog_name="idp")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """Operate the identity provider. Settings come from IDP_* variables (see README)."""
+    """Operate the identity provider. Settings come from config/default.toml, then the file named
+    by IDP_CONFIG, then IDP_* variables (see README, "Configuration")."""
     ctx.obj = ScriptInfo(create_app=_create_app, set_debug_flag=False)
     # Alembic narrates every migration at INFO; an operator's terminal wants the result only.
     logging.getLogger("alembic").setLevel(logging.WARNING)

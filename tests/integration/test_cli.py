@@ -44,6 +44,8 @@ def test_help_needs_no_database(idp, tmp_path):
     result = ok(idp("--help", database_url="postgresql+psycopg://nobody@127.0.0.1:1/none"))
     for command in ("init", "serve", "org", "user", "client", "keys", "factor"):
         assert command in result.stdout
+    # Where the settings come from, all three (cron jobs need IDP_CONFIG: docs/operations.md).
+    assert all(source in result.stdout for source in ("config/default.toml", "IDP_CONFIG", "IDP_*"))
 
 
 def test_the_installed_console_script_runs_commands_and_refuses_in_one_line(idp, sqlite_url):
