@@ -40,4 +40,14 @@ class SmtpNotifier(Notifier):
                     smtp.login(self.username, self.password)
                 smtp.send_message(email)
         except (smtplib.SMTPException, OSError) as exc:
-            raise NotifyError(f"cannot send e-mail through {self.host}:{self.port}: {type(exc).__name__}") from exc
+            raise NotifyError(f"cannot send e-mail through {self.host}:{self.port}: {_failure(exc)}") from exc
+
+
+def _failure(exc: Exception) -> str:
+    """The exception's class (its text may quote the relay's answer, the recipient included).
+    A refused certificate also says what OpenSSL found wrong ("unable to get local issuer
+    certificate": a relay with a private CA, which SSL_CERT_FILE names), since the class alone
+    leaves the operator guessing."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"{type(exc).__name__} ({exc.verify_message})"
+    return type(exc).__name__

@@ -64,6 +64,71 @@ def test_smtp_failure_is_a_notify_error_without_the_code():
     assert "493817" not in str(info.value)
 
 
+def _self_signed_certificate(directory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 that no CA vouches for: a relay behind a private CA, as the client sees it."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=1))
+                   .not_valid_after(now + datetime.timedelta(hours=1))
+                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                  critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "relay.pem", directory / "relay.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+@pytest.fixture
+def starttls_server(tmp_path):
+    import ssl
+
+    cert, key = _self_signed_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    handler = Handler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), tls_context=context,
+                            require_starttls=True)
+    controller.start()
+    yield handler, controller.port, cert
+    controller.stop()
+
+
+def test_a_relay_certificate_refused_says_why(starttls_server, monkeypatch):
+    # An operator whose relay has a private CA must learn that from the log line, not guess it
+    # from "SSLCertVerificationError" alone.
+    handler, port, _ = starttls_server
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with pytest.raises(NotifyError) as info:
+        SmtpNotifier("127.0.0.1", port, "idp@example.test", starttls=True, timeout=5).send_code(
+            "a@example.com", "493817", "recovery")
+    assert "SSLCertVerificationError (self-signed certificate)" in str(info.value)
+    assert "493817" not in str(info.value) and not handler.received
+
+
+def test_ssl_cert_file_trusts_a_private_relay_ca(starttls_server, monkeypatch):
+    # What docs/operations.md tells the operator to do about it.
+    handler, port, cert = starttls_server
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    SmtpNotifier("127.0.0.1", port, "idp@example.test", starttls=True, timeout=5).send_code(
+        "alice@example.com", "493817", "recovery")
+    [(_, rcpt, _)] = handler.received
+    assert rcpt == ["alice@example.com"]
+
+
 def test_console_logs_and_keeps(caplog):
     notifier = ConsoleNotifier()
     with caplog.at_level(logging.WARNING, logger="idp.notify"):
