@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from idp import consents, sessions
@@ -200,4 +200,22 @@ def locale():
 
             user.locale = session["locale"]
             db.session.commit()
-    return redirect(request.referrer if (request.referrer or "").startswith(request.host_url) else url_for("login.home"))
+    return redirect(_referring_page() or url_for("login.home"))
+
+
+def _referring_page() -> str | None:
+    """The path (and query) of the page the form was sent from, when that page is one of ours.
+
+    Ours is the issuer's origin, not the request's Host: behind a proxy that passes nginx's
+    `$host`, the Host lacks the issuer's port, and the form would always land on the home page.
+    A path the browser could read as another host's (`//evil.example`, `/\\evil.example`) is not."""
+    from urllib.parse import urlsplit
+
+    referrer = urlsplit(request.referrer or "")
+    issuer = urlsplit(current_app.extensions["idp.settings"].issuer)
+    if (referrer.scheme, referrer.netloc) != (issuer.scheme, issuer.netloc):
+        return None
+    path = referrer.path or "/"
+    if not path.startswith("/") or path[1:2] in ("/", "\\"):
+        return None
+    return f"{path}?{referrer.query}" if referrer.query else path

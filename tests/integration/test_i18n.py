@@ -216,6 +216,32 @@ def test_language_choice_outlives_signing_out(seeded, live_server):
     assert "Vous êtes déconnecté" in text(page)
 
 
+def _post_language(web, live_server, referrer: str, headers: dict | None = None) -> str | None:
+    form = web.get("/account/security").form_with("locale")
+    response = web.http.post(form["action"], data=dict(form["fields"], locale="fr"), allow_redirects=False,
+                             headers={"Referer": referrer, **(headers or {})})
+    assert response.status_code == 302
+    return response.headers["Location"]
+
+
+def test_language_form_goes_back_to_its_page_behind_a_proxy_that_drops_the_port(seeded, live_server):
+    """nginx's `proxy_set_header Host $host` (docs/operations.md) sends the host without the issuer's
+    port: the form still returns to the page it was on, as a path, since that page is the issuer's."""
+    web = browser(live_server, ENGLISH)
+    sign_in_to_account(web, seeded.user_email, seeded.password)
+    page = f"{live_server.url}/account/security?tab=1"
+    assert _post_language(web, live_server, page, {"Host": "localhost"}) == "/account/security?tab=1"
+    assert _post_language(web, live_server, page) == "/account/security?tab=1"
+
+
+def test_language_form_never_leaves_the_provider(seeded, live_server):
+    web = browser(live_server, ENGLISH)
+    sign_in_to_account(web, seeded.user_email, seeded.password)
+    for referrer in ("https://evil.example/account/security", f"{live_server.url}//evil.example/x",
+                     f"{live_server.url}/\\evil.example/x", "", "not a url"):
+        assert _post_language(web, live_server, referrer) == "/", referrer
+
+
 def test_language_form_ignores_an_unknown_language(seeded, live_server):
     web = browser(live_server, FRENCH)
     sign_in_to_account(web, seeded.user_email, seeded.password)
