@@ -247,9 +247,7 @@ def init_app(app: Flask, settings) -> None:
     # Proxy trust first, so that everything inside (logs, metrics, Flask) sees the real client.
     paths = app.extensions[PATH_REDACTOR] = PathRedactor(settings.secret_key)
     wsgi = RequestContext(app.wsgi_app, documents, https=settings.issuer.startswith("https://"), paths=paths)
-    proxies = parse_networks(settings.trusted_proxies)
-    if proxies:
-        wsgi = TrustedProxies(wsgi, proxies)
+    wsgi = TrustedProxies(wsgi, parse_networks(settings.trusted_proxies))
     app.wsgi_app = wsgi
     app.after_request(_note_rule)
 

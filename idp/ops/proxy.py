@@ -13,10 +13,18 @@ A proxy on the same host may talk to the WSGI server over a unix socket (nginx i
 gunicorn's `-b unix:...`): such a peer has no address (gunicorn's REMOTE_ADDR is empty). The
 entry "unix" trusts it; without it, every client of that proxy would be one address with no
 name, and one of them could spend everyone's per-address limits.
+
+A proxy left out of `server.trusted_proxies` fails quietly: HTTPS may still work (gunicorn
+applies X-Forwarded-Proto from loopback on its own), while every client behind the proxy is
+one address to the rate limits and the logs, so one client's failures lock out everyone. The
+first X-Forwarded-For from a peer that is not trusted is therefore logged, once per peer and
+for a few peers per process (a client on the internet may send the header too: the log must
+not become its channel).
 """
 from __future__ import annotations
 
 import ipaddress
+import logging
 from functools import lru_cache
 from typing import Iterable
 
@@ -25,6 +33,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 # The peer of a unix socket, which has no address (module docstring).
 UNIX_SOCKET = "unix"
+
+# How many untrusted peers sending X-Forwarded-For one process names in its log (module docstring).
+WARNED_PEERS_MAX = 8
+
+log = logging.getLogger(__name__)
 
 
 def parse_networks(values: Iterable[str]) -> tuple:
@@ -56,7 +69,9 @@ def address_in(networks: tuple, address: str | None) -> bool:
 
 
 class TrustedProxies:
-    """WSGI middleware: ProxyFix for requests from trusted peers, nothing for the others."""
+    """WSGI middleware: ProxyFix for requests from trusted peers, nothing for the others (and a
+    warning for the first forwarded headers of an untrusted one). Installed with no trusted
+    proxy too: forgetting the setting altogether is the likeliest way to get it wrong."""
 
     def __init__(self, app, networks: tuple, x_for: int = 1, x_proto: int = 1, x_host: int = 1,
                  x_port: int = 1, x_prefix: int = 0) -> None:
@@ -65,8 +80,22 @@ class TrustedProxies:
         self.fixed = ProxyFix(app, x_for=x_for, x_proto=x_proto, x_host=x_host, x_port=x_port, x_prefix=x_prefix)
         # One check per distinct peer address: a handful of proxies in practice.
         self.trusted = lru_cache(maxsize=1024)(lambda address: address_in(self.networks, address))
+        self.warned: set = set()
 
     def __call__(self, environ, start_response):
-        if self.trusted(environ.get("REMOTE_ADDR")):
+        peer = environ.get("REMOTE_ADDR")
+        if self.trusted(peer):
             return self.fixed(environ, start_response)
+        if "HTTP_X_FORWARDED_FOR" in environ and len(self.warned) < WARNED_PEERS_MAX:
+            self._warn_once(peer)
         return self.app(environ, start_response)
+
+    def _warn_once(self, peer: str | None) -> None:
+        if peer in self.warned:
+            return
+        self.warned.add(peer)  # (a race between two threads at worst logs one peer twice)
+        log.warning(
+            "ignored X-Forwarded-For from %s, which server.trusted_proxies does not name: if it is "
+            "your reverse proxy, name it there (until then every client behind it is one address to "
+            "the rate limits and the logs)%s", peer or "a unix socket (\"unix\")",
+            "; no more such warnings from this process" if len(self.warned) == WARNED_PEERS_MAX else "")

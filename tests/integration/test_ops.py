@@ -469,6 +469,42 @@ def test_middleware_checks_peer_on_raw_wsgi():
     assert calls == [("8.8.8.8", "https"), ("192.168.2.20", "http"), ("not-an-ip", "http")]
 
 
+@pytest.mark.parametrize("trusted", [[], ["10.0.0.0/24"]], ids=["none named", "another named"])
+def test_forwarded_headers_from_a_proxy_not_trusted_are_named_in_the_log_once(tmp_path, caplog, trusted):
+    """A reverse proxy left out of server.trusted_proxies fails quietly (every client behind it is
+    one address to the rate limits): its first X-Forwarded-For says so in the log, once per peer,
+    for a few peers only (anyone on the internet may send the header)."""
+    from idp.ops.proxy import WARNED_PEERS_MAX
+
+    client = build_app(tmp_path, **{"server.trusted_proxies": trusted}).test_client()
+    forwarded = {"X-Forwarded-For": "198.51.100.7"}
+    with caplog.at_level(logging.WARNING, logger="idp.ops.proxy"):
+        for _ in range(3):
+            seen = client.get("/whoami", headers=forwarded, environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_json()
+            assert seen["remote_addr"] == "127.0.0.1"  # still ignored
+        client.get("/whoami", environ_base={"REMOTE_ADDR": "127.0.0.2"})  # no header: nothing to say
+    warnings = [r.getMessage() for r in caplog.records if r.name == "idp.ops.proxy"]
+    assert len(warnings) == 1
+    assert "ignored X-Forwarded-For from 127.0.0.1" in warnings[0] and "server.trusted_proxies" in warnings[0]
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="idp.ops.proxy"):
+        for n in range(WARNED_PEERS_MAX * 2):
+            client.get("/whoami", headers=forwarded, environ_base={"REMOTE_ADDR": f"203.0.113.{n}"})
+    warnings = [r.getMessage() for r in caplog.records if r.name == "idp.ops.proxy"]
+    assert len(warnings) == WARNED_PEERS_MAX - 1  # 127.0.0.1 took the first
+    assert warnings[-1].endswith("no more such warnings from this process")
+
+
+def test_forwarded_headers_from_a_trusted_proxy_say_nothing(tmp_path, caplog):
+    client = build_app(tmp_path, **{"server.trusted_proxies": ["127.0.0.1"]}).test_client()
+    with caplog.at_level(logging.WARNING, logger="idp.ops.proxy"):
+        seen = client.get("/whoami", headers={"X-Forwarded-For": "198.51.100.7"},
+                          environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_json()
+    assert seen["remote_addr"] == "198.51.100.7"
+    assert not [r for r in caplog.records if r.name == "idp.ops.proxy"]
+
+
 def test_bad_trusted_proxy_entry_is_a_configuration_error(tmp_path):
     with pytest.raises(ValueError, match="not an IP address"):
         build_app(tmp_path, **{"server.trusted_proxies": ["proxy.example.com"]})
