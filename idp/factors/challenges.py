@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 
 from idp.db import db, utcnow
 from idp.factors.store import commits_with_step
 from idp.factors.types import UserRef
-from idp.models import FactorChallenge
+from idp.models import FactorChallenge, LoginTransaction
 from idp.security.text import storable
 
 PENDING = "pending"
@@ -52,6 +52,24 @@ def _info(row: FactorChallenge) -> ChallengeInfo:
                          credential_id=row.credential_id, lookup_key=row.lookup_key,
                          payload=dict(row.payload_json or {}), status=row.status, created_at=row.created_at,
                          expires_at=row.expires_at, answered_at=row.answered_at)
+
+
+#: A login waiting on a second factor is in this state (idp.login.transaction.State.SECOND_FACTOR:
+#: this package must not import idp.login; a test holds the two equal).
+LOGIN_AT_SECOND_FACTOR = "second_factor"
+
+
+def _login_waits_on_it(now: datetime):
+    """SQL: the challenge's login still waits on this challenge's factor: at its second-factor
+    step, with this factor in progress (or none chosen yet: the page stores the factor it began
+    only after the plugin's `begin_challenge` has committed the challenge and woken the phones),
+    and not expired. A login that finished with another factor, switched to one or expired no
+    longer does, and neither does a challenge of no login. Inside the push paths' own statements
+    (the phone's list, its answer), so the login's own steps pay nothing for it."""
+    login = LoginTransaction
+    return exists().where(login.id == FactorChallenge.transaction_id, login.state == LOGIN_AT_SECOND_FACTOR,
+                          login.factor_name.is_(None) | (login.factor_name == FactorChallenge.factor),
+                          login.expires_at > now)
 
 
 #: The security page's enrolments in progress (idp.account.service): finished only by a
@@ -143,9 +161,13 @@ class ChallengeStore:
         return _info(row) if row else None
 
     def answer(self, challenge_id: str, status: str, *, payload: Mapping[str, Any] | None = None,
-               now: datetime | None = None, commit: bool = True) -> ChallengeInfo | None:
+               now: datetime | None = None, commit: bool = True, awaited: bool = False) -> ChallengeInfo | None:
         """Answer a pending, unexpired challenge exactly once (committed). None: already answered,
         expired, unknown, or another request won the race.
+
+        `awaited`: only while its login still waits on this factor (`_login_waits_on_it`; a push
+        request answered from a phone), checked in the same conditional statement: a login
+        that finished with another factor, switched to one or expired finds it closed.
 
         With `commit=False` the answer commits with what the caller writes next (the row stays
         locked until then, so a racing answer waits and then finds it answered), and a rollback
@@ -162,10 +184,11 @@ class ChallengeStore:
         values: dict[str, Any] = {"status": status, "answered_at": stamp}
         if payload is not None:
             values["payload_json"] = dict(payload)
-        row = db.claim(FactorChallenge,
-                       where=[FactorChallenge.id == challenge_id, FactorChallenge.factor == self.factor,
-                              FactorChallenge.status == PENDING, FactorChallenge.expires_at > stamp],
-                       values=values, commit=commit and not commits_with_step())
+        where = [FactorChallenge.id == challenge_id, FactorChallenge.factor == self.factor,
+                 FactorChallenge.status == PENDING, FactorChallenge.expires_at > stamp]
+        if awaited:
+            where.append(_login_waits_on_it(stamp))
+        row = db.claim(FactorChallenge, where=where, values=values, commit=commit and not commits_with_step())
         return _info(row) if row else None
 
     def expire(self, challenge_id: str, *, now: datetime | None = None) -> bool:
@@ -203,11 +226,15 @@ class ChallengeStore:
         return result.rowcount
 
     def pending(self, *, user: UserRef | int | None = None, credential_id: int | None = None,
-                now: datetime | None = None) -> list[ChallengeInfo]:
-        """Unexpired pending challenges of a user and/or credential, oldest first."""
+                now: datetime | None = None, awaited: bool = False) -> list[ChallengeInfo]:
+        """Unexpired pending challenges of a user and/or credential, oldest first. `awaited`: only
+        those whose login still waits on this factor (as `answer(awaited=True)`: what a phone lists)."""
+        stamp = now or utcnow()
         stmt = select(FactorChallenge).where(FactorChallenge.factor == self.factor,
                                              FactorChallenge.status == PENDING,
-                                             FactorChallenge.expires_at > (now or utcnow()))
+                                             FactorChallenge.expires_at > stamp)
+        if awaited:
+            stmt = stmt.where(_login_waits_on_it(stamp))
         if user is not None:
             stmt = stmt.where(FactorChallenge.user_id == (user.id if isinstance(user, UserRef) else user))
         if credential_id is not None:

@@ -144,6 +144,30 @@ def make_user(email: str = "alice@example.com", org_name: str = "Example", **fie
     return user_ref(user)
 
 
+def waiting_login(transaction_id: str, factor_name: str | None, *, ttl: int = 600) -> None:
+    """A login transaction `transaction_id` at its second-factor step with `factor_name` in
+    progress, as the pipeline holds it while its page waits on an out-of-band answer; committed,
+    unless one with this id exists. A device lists and answers only the challenges their login
+    still waits on (`ChallengeStore.pending/answer(awaited=True)`): a test that begins a push
+    login outside the pipeline makes its login with this."""
+    from datetime import timedelta
+
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    from idp.db import db, utcnow
+    from idp.factors.challenges import LOGIN_AT_SECOND_FACTOR
+    from idp.models import LoginTransaction
+
+    insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+    now = utcnow()
+    db.session.execute(insert(LoginTransaction).values(
+        id=transaction_id, browser_binding="test", state=LOGIN_AT_SECOND_FACTOR, version=1, authz_request={},
+        steps_done=[], factor_name=factor_name, created_at=now, expires_at=now + timedelta(seconds=ttl))
+        .on_conflict_do_nothing(index_elements=[LoginTransaction.id]))
+    db.session.commit()
+
+
 def second_factor_count(user: UserRef) -> int:
     from idp.factors.store import CredentialStore
 

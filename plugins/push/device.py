@@ -133,7 +133,10 @@ def build_blueprint(factor) -> Blueprint:
         waker = factor.waker()
         with waker.listen([user_channel(device.user_id)]) as listener:
             while True:
-                items = [login_challenge.public_view(c) for c in factor.challenges.pending(user=device.user_id)
+                # Only the requests their login still waits on: one that finished with another
+                # method, switched to one or expired no longer asks the phone anything.
+                items = [login_challenge.public_view(c)
+                         for c in factor.challenges.pending(user=device.user_id, awaited=True)
                          if c.payload.get("type") == login_challenge.LOGIN]
                 # Read after the challenges, on every pass: a revocation committed before this read
                 # withholds them; one committed after it came after this request was answered.
@@ -170,13 +173,16 @@ def build_blueprint(factor) -> Blueprint:
         directory.lock_user(device.user_id)
         now = utc_now()
         answered = factor.challenges.answer(
-            challenge_id, status, now=now, commit=False,
+            challenge_id, status, now=now, commit=False, awaited=True,  # its login must still wait on push
             payload={**info.payload, "reason": reason, "device_credential_id": device.id,
                      "device_name": device.label})
         if answered is None:
             if status == login_challenge.FRAUD and login_challenge.recent(info, now, factor.push_settings.window):
                 # Closed a moment ago (superseded by a re-push, expired, answered on another phone):
                 # the user still says "this was not me", which matters more than the request's state.
+                # One still pending belongs to a login that no longer waits on it (finished with
+                # another method, switched to one, expired): it closes now, and is reported so.
+                factor.challenges.expire(challenge_id, now=now)
                 closed = factor.challenges.get(challenge_id) or info
                 woken = _record_refusal(factor, device, closed, status, reason, now, closed_as=closed.status)
                 directory.commit()

@@ -49,7 +49,9 @@ class LiveIdp:
 
     def context(self, txn="txn-1", **overrides):
         from idp.factors.registry import current_registry
+        from idp.factors.testing import waiting_login
 
+        waiting_login(txn, self.factor.name)  # the login the request belongs to, waiting on push
         values = dict(transaction_id=txn, client_name="Payroll", remote_addr="203.0.113.7", user_agent="Firefox")
         values.update(overrides)
         return current_registry().context(self.factor, **values)

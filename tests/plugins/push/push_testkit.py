@@ -6,6 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from authenticator.push import keys
 from idp.factors.registry import current_registry
+from idp.factors.testing import waiting_login
 from idp_plugins.push.factor import PushFactor
 
 ISSUER = "http://localhost:5000"
@@ -18,6 +19,10 @@ def push_factor():
 
 
 def context(factor, transaction_id="txn-1", **overrides):
+    """As a login begins its push request: the login `transaction_id` (a row waiting on push, made
+    here if missing: a phone lists and answers only the requests their login still waits on)."""
+    if transaction_id:
+        waiting_login(transaction_id, factor.name)  # (committed)
     values = dict(transaction_id=transaction_id, client_name="Payroll", remote_addr="203.0.113.7",
                   user_agent="Mozilla/5.0 (test)")
     values.update(overrides)

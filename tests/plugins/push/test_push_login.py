@@ -377,3 +377,134 @@ def test_a_cancelled_logins_request_can_no_longer_be_answered(push_server, seede
     assert device.pending() == []
     with pytest.raises(ChallengeUnavailable):
         device.answer(request_id, "approve", number)
+
+
+def _user_with_push_and_totp(push_server, seeded):
+    """A phone and an authenticator app (imported, as `idp factor totp import` does): the TOTP secret."""
+    import os
+
+    from idp.factors.directory import commit, find_user_by_email
+
+    device = give_device(push_server, seeded.user_email)
+    secret = os.urandom(20)
+    with push_server.context():
+        push_server.app.extensions["idp.factors"].get("totp").store.create(
+            find_user_by_email(seeded.user_email), label="App", secret=secret,
+            public={"digits": 6, "algorithm": "SHA1", "period": 30, "imported": True})
+        commit()
+    return device, secret
+
+
+def _start_on_push(web: FormBrowser, rp, seeded):
+    """Sign in up to the push request (the login begins with the app's code: pick push)."""
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/push")]
+    if choose:
+        page = web.submit(choose[0])
+    number = page.find(r'data-push-number="(\d+)"')
+    assert number, page.text[:3000]
+    return page, number
+
+
+def _switch_to_totp(web: FormBrowser, page):
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
+    assert choose, page.text[:3000]
+    page = web.submit(choose[0])
+    assert page.form_with("code") and "data-push-number" not in page.text
+    return page
+
+
+def _assert_closed_to_the_phone(device, request_id: str, number: str) -> None:
+    from authenticator.push.client import ChallengeUnavailable
+
+    assert device.pending() == []
+    with pytest.raises(ChallengeUnavailable):  # 409 challenge_closed
+        device.answer(request_id, "approve", number)
+
+
+def test_a_request_of_a_login_finished_with_another_method_can_no_longer_be_answered(push_server, seeded, web,
+                                                                                       rp_factory):
+    """The push request is sent, and the person signs in with the authenticator app instead: the
+    phone no longer lists the request, and its approval gets 409 challenge_closed. (It stayed
+    listed, and was told "approved", until its minute ended.)"""
+    import base64
+
+    import pyotp
+
+    device, secret = _user_with_push_and_totp(push_server, seeded)
+    rp = rp_factory(seeded.first_party)
+    page, number = _start_on_push(web, rp, seeded)
+    request_id = device.pending()[0]["id"]
+    page = _switch_to_totp(web, page)
+    web.submit(page.form_with("code"), {"code": pyotp.TOTP(base64.b32encode(secret).decode()).now()})
+    if web.last_redirect is None:
+        web.consent("allow")
+    assert "code=" in web.last_redirect
+    _assert_closed_to_the_phone(device, request_id, number)
+
+
+def test_a_request_of_a_login_that_switched_to_another_method_can_no_longer_be_answered(push_server, seeded, web,
+                                                                                          rp_factory):
+    """The login moved to the authenticator app and waits there: its push request is not what it
+    waits on any more. Back to push, the new request is listed and answered as usual."""
+    device, _secret = _user_with_push_and_totp(push_server, seeded)
+    rp = rp_factory(seeded.first_party)
+    page, number = _start_on_push(web, rp, seeded)
+    request_id = device.pending()[0]["id"]
+    page = _switch_to_totp(web, page)
+    _assert_closed_to_the_phone(device, request_id, number)
+    page = web.submit([f for f in page.forms() if f["action"].endswith("/factor/push")][0])
+    number = page.find(r'data-push-number="(\d+)"')
+    [listed] = device.pending()
+    assert listed["id"] != request_id
+    assert device.answer(listed["id"], "approve", number) == {"status": "approved"}
+
+
+def test_a_request_of_an_expired_login_can_no_longer_be_answered(push_server, seeded, web, rp_factory):
+    """The login's transaction expired before its push request's minute ended (its page would say
+    "this sign-in expired"): the request is no longer listed nor answerable."""
+    from datetime import timedelta
+
+    from idp.db import utcnow
+    from idp.models import LoginTransaction
+
+    device = give_device(push_server, seeded.user_email)
+    rp = rp_factory(seeded.first_party)
+    _page, number, _poll = start(web, rp, seeded)
+    [listed] = device.pending()
+    with push_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+        expired = db.session.execute(update(LoginTransaction).where(LoginTransaction.user_id == user_id)
+                                     .values(expires_at=utcnow() - timedelta(seconds=1)))
+        assert expired.rowcount == 1
+        db.session.commit()
+    _assert_closed_to_the_phone(device, listed["id"], number)
+
+
+def test_a_fraud_report_on_a_request_its_login_no_longer_waits_on_still_counts(push_server, seeded, web, rp_factory):
+    """Signed in with the authenticator app after a request the person did not send: "not mine"
+    on that request is still reported (409 with "reported": true), push is suspended, and the
+    request is closed (audited as expired, not as pending)."""
+    import base64
+
+    import pyotp
+
+    from idp.models import AuditEvent, FactorChallenge
+
+    device, secret = _user_with_push_and_totp(push_server, seeded)
+    rp = rp_factory(seeded.first_party)
+    page, _number = _start_on_push(web, rp, seeded)
+    request_id = device.pending()[0]["id"]
+    page = _switch_to_totp(web, page)
+    web.submit(page.form_with("code"), {"code": pyotp.TOTP(base64.b32encode(secret).decode()).now()})
+    assert "code=" in (web.last_redirect or "") or web.consent("allow")
+    # (the app's client turns every 409 into one error: the signed request as it sends it, read raw)
+    response = device._signed("POST", f"/challenges/{request_id}/answer",
+                              extra={"challenge": request_id, "decision": "fraud"})
+    assert (response.status_code, device._json(response)) == (409, {"error": "challenge_closed", "reported": True})
+    with push_server.context():
+        assert db.session.scalar(select(User.push_suspended_at).where(User.email == seeded.user_email))
+        assert db.session.get(FactorChallenge, request_id).status == "expired"
+        [event] = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "push.fraud_reported")).all()
+        assert event.details["challenge_status"] == "expired"

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from idp.factors.testing import waiting_login
 from push_testkit import enable_push, give_device
 
 
@@ -68,6 +69,7 @@ def test_challenge_on_a_wakes_long_poll_on_b(migrated_database_url, redis_url):
         with a.context():
             user = directory.find_user_by_email(seeded.user_email)
             push = current_registry().get("push")
+            waiting_login("t-redis", "push")  # (a phone lists the requests of a login waiting on push)
             ctx = current_registry().context(push, transaction_id="t-redis", client_name="X",
                                              remote_addr="127.0.0.1", user_agent="test")
             created = time.monotonic()

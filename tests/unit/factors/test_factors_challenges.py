@@ -41,3 +41,38 @@ def test_expire_and_scope(challenges, factor_user):
     assert challenges.answer(c.id, "approved") is None
     with pytest.raises(ValueError):
         challenges.answer(c.id, "pending")
+
+
+def test_the_login_state_named_here_is_the_pipelines():
+    """idp.factors must not import idp.login: the state it looks for is spelled out, and held equal here."""
+    from idp.factors.challenges import LOGIN_AT_SECOND_FACTOR
+    from idp.login.transaction import State
+
+    assert LOGIN_AT_SECOND_FACTOR == State.SECOND_FACTOR.value
+
+
+@pytest.mark.parametrize("state, factor_name, expires_in, awaited", [
+    ("second_factor", "push", 60, True),
+    ("second_factor", None, 60, True),  # no method stored yet: the page stores push just after beginning it
+    ("second_factor", "totp", 60, False),  # switched to another method
+    ("consent", None, 60, False),  # finished with another method
+    ("done", None, 60, False),
+    ("cancelled", "push", 60, False),
+    ("second_factor", "push", -1, False),  # the login expired
+])
+def test_awaited_only_while_the_login_waits_on_the_factor(challenges, factor_user, state, factor_name, expires_in,
+                                                          awaited):
+    from idp.models import LoginTransaction
+
+    now = utcnow()
+    db.session.add(LoginTransaction(id="t-wait", browser_binding="b", state=state, version=1, authz_request={},
+                                    steps_done=[], factor_name=factor_name, created_at=now,
+                                    expires_at=now + timedelta(seconds=expires_in)))
+    c = challenges.create(factor_user, ttl=60, transaction_id="t-wait", payload={"type": "login"})
+    orphan = challenges.create(factor_user, ttl=60, payload={"type": "login"})  # of no login
+    db.session.commit()
+    assert [p.id for p in challenges.pending(user=factor_user, awaited=True)] == ([c.id] if awaited else [])
+    assert {p.id for p in challenges.pending(user=factor_user)} == {c.id, orphan.id}  # without: every one
+    assert challenges.answer(orphan.id, "approved", awaited=True) is None
+    assert (challenges.answer(c.id, "approved", awaited=True) is not None) is awaited
+    assert challenges.get(c.id).status == ("approved" if awaited else "pending")
