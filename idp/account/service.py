@@ -31,7 +31,12 @@ PENDING_TTL = timedelta(minutes=10)
 
 
 class AccountError(Exception):
-    """A refused action, with a message for the user (lazily translated: `str(error)` is in the user's language)."""
+    """A refused action, with a message for the user (lazily translated: `str(error)` is in the user's language).
+    `renewed`: a refused enrolment's replacement (`finish`), the pending id the page now shows."""
+
+    def __init__(self, message, renewed: str | None = None) -> None:
+        super().__init__(message)
+        self.renewed = renewed
 
 
 class IssuedByAdmin(AccountError):
@@ -156,10 +161,13 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
     except FactorUnavailable:  # rolled back, the claim too
         raise AccountError(unavailable_message(factor)) from None
     if not isinstance(outcome, Enrolled):
-        db.session.rollback()  # the claim too: the user may try another code
         from idp.login.steps.second_factor import message_for  # the login's wording, for the same failures
 
-        raise AccountError(message_for(outcome if isinstance(outcome, Rejected) else None))
+        message = message_for(outcome if isinstance(outcome, Rejected) else None)
+        if factor.one_answer_per_challenge:
+            raise AccountError(message, renewed=_renew(user, factor, pending_id))
+        db.session.rollback()  # the claim too: the user may try another code
+        raise AccountError(message)
     if enrolment.one_too_many(factor, ref, outcome.credential.id):
         db.session.rollback()  # the claim too; the other tab's credential stays the user's one
         raise AccountError(_l("You already have this method."))
@@ -177,6 +185,20 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
                  details=details)
     db.session.commit()
     return outcome.credential, codes
+
+
+def _renew(user: User, factor, pending_id: str) -> str | None:
+    """A refused answer spends the enrolment of a factor whose challenge takes one answer
+    (`one_answer_per_challenge`, WebAuthn: a registration signs the challenge): the claim
+    `finish` holds commits, as expired (a rejection stores nothing else), so that a copy of the
+    form waiting for the user's lock finds it finished; a new one begins for the page to show.
+    Its id, or None when none could begin (the page then says this one expired)."""
+    PENDING.expire(pending_id, answered_as="done")
+    db.session.commit()
+    try:
+        return begin(user, factor.name)
+    except AccountError:
+        return None
 
 
 def _holds_recovery_codes(ref) -> bool:

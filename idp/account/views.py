@@ -103,6 +103,8 @@ def enrol(pending_id: str):
             _credential, codes = service.finish(user, pending_id, response)
         except AccountError as failure:
             error = _(str(failure))
+            if failure.renewed:  # the refused answer spent the enrolment: the page shows its replacement
+                pending_id, info = failure.renewed, service.pending(user, failure.renewed)
         else:
             factor = current_registry().get(info.payload["factor"])
             flash(_("%(method)s added.", method=factor.label), "success")

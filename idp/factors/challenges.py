@@ -191,13 +191,17 @@ class ChallengeStore:
         row = db.claim(FactorChallenge, where=where, values=values, commit=commit and not commits_with_step())
         return _info(row) if row else None
 
-    def expire(self, challenge_id: str, *, now: datetime | None = None) -> bool:
-        """Mark a pending challenge expired (cancelled, superseded); the caller commits."""
+    def expire(self, challenge_id: str, *, now: datetime | None = None, answered_as: str | None = None) -> bool:
+        """Mark a pending challenge expired (cancelled, superseded); the caller commits.
+        `answered_as`: also one answered so, the caller's own claim (`answer(commit=False)`) for a
+        response then refused, which spends it all the same (the security page's WebAuthn
+        enrolment: `Factor.one_answer_per_challenge`)."""
         if not storable(challenge_id):
             return False
+        statuses = (PENDING,) if answered_as is None else (PENDING, answered_as)
         result = db.session.execute(
             update(FactorChallenge).where(FactorChallenge.id == challenge_id, FactorChallenge.factor == self.factor,
-                                          FactorChallenge.status == PENDING)
+                                          FactorChallenge.status.in_(statuses))
             .values(status=EXPIRED, answered_at=now or utcnow()), execution_options={"synchronize_session": False})
         return result.rowcount == 1
 

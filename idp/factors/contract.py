@@ -114,6 +114,13 @@ class Factor:
     #: loses a race with a parallel submission is simply dropped). Leave False for a factor
     #: that notifies a device or records a challenge (push).
     begins_quietly: ClassVar[bool] = False
+    #: Every answer spends the challenge, accepted or refused: its response signs a nonce from
+    #: `state` (WebAuthn). After a `Rejected` from `verify` or `finish_enrolment`, the login
+    #: (and the security page) begin a new challenge or enrolment before showing the page
+    #: again, so the refused one's nonce is answered nowhere twice. False (TOTP, recovery
+    #: codes): the page keeps its challenge for another try (a mistyped code typed again), and
+    #: the factor refuses replays itself (TOTP's last accepted time step).
+    one_answer_per_challenge: ClassVar[bool] = False
     #: Labels the factor gives credentials itself (no person typed them), as stored (the English
     #: message) -> the lazy translation: shown in the reader's language (`shown_label`), while the
     #: rows, `idp user show --json` and the audit log keep the stable English text. A label a
@@ -183,8 +190,11 @@ class Factor:
     def begin_challenge(self, user: UserRef, ctx: AttemptContext) -> Step:
         """Produce what the challenge page needs. Developers MUST implement.
 
-        Called each time the page is shown; the new `state` replaces the old one, so a
-        challenge is never answered twice. TOTP needs nothing (`Step({}, {})`); WebAuthn
+        Called when the page first shows the factor, when the user picks it again, after an
+        expired challenge and, for a factor with `one_answer_per_challenge`, after every
+        rejected answer; the new `state` replaces the old one, so such a factor's challenge
+        is never answered twice (one that keeps its challenge across tries guards replays
+        itself, as TOTP's time step does). TOTP needs nothing (`Step({}, {})`); WebAuthn
         returns assertion options and keeps the challenge in `state`::
 
             options = generate_authentication_options(...)
@@ -341,7 +351,8 @@ def validate_class(cls: type, expected_name: str | None = None) -> list[str]:
         problems.append(f"kind {cls.kind!r} must be a FactorKind")
     if not isinstance(cls.amr, tuple) or amr_problem(cls.amr):
         problems.append(f"amr {cls.amr!r} must be a non-empty tuple of RFC 8176 values")
-    for flag in ("allow_multiple", "user_enrollable", "supports_poll", "phishing_resistant", "begins_quietly"):
+    for flag in ("allow_multiple", "user_enrollable", "supports_poll", "phishing_resistant", "begins_quietly",
+                 "one_answer_per_challenge"):
         if not isinstance(getattr(cls, flag), bool):
             problems.append(f"{flag} must be a bool")
     if cls.default_settings is not None and not isinstance(cls.default_settings, Mapping):

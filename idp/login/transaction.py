@@ -232,3 +232,18 @@ def advance(row: TransactionRow, expected_state: State, expected_version: int, n
 def update_in_place(row: TransactionRow, expected_version: int, *, commit: bool = True, **patch) -> bool:
     """Change fields without moving the state (a new challenge, a denied one), still version-guarded."""
     return advance(row, State(row.state), expected_version, State(row.state), commit=commit, **patch)
+
+
+def drop_step(row: TransactionRow, expected_version: int) -> bool:
+    """Drop the factor step in progress (a challenge a refused answer spent: no form of this
+    version may answer it again), version-guarded, in the caller's transaction (which commits
+    it). Unlike `advance`, a login that moved on meanwhile (zero rows) rolls nothing back: the
+    caller's writes (a failure counted, a key suspended) stand all the same."""
+    patch = {"factor_name": None, "factor_state": None}
+    values = {"id_": row.id, "expected_state": row.state, "expected_version": expected_version, "now": utcnow(),
+              "state": row.state, "version": expected_version + 1, **patch}
+    if db.run(_advance_statement(tuple(sorted(patch))), values).rowcount != 1:
+        return False
+    for key, value in dict(patch, version=expected_version + 1).items():
+        setattr(row, key, value)
+    return True

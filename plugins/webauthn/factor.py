@@ -9,6 +9,9 @@ The credential id (base64url) is the `lookup_key`, the COSE public key lives in
 
 At login the options list the user's keys (`allowCredentials`), the challenge
 stays in the server-side state, and the assertion is verified with the stored key.
+A challenge takes one answer (`one_answer_per_challenge`): after a refused one the
+login and the security page begin a new challenge (or registration) before showing
+the page again.
 Sign counts: py_webauthn is called with a stored count of 0 so that *we* decide,
 in one place: an authenticator that always reports 0 (most passkeys) is accepted
 (`touch`); otherwise the new count must exceed the stored one (else
@@ -124,6 +127,9 @@ class WebAuthnFactor(Factor):
     allow_multiple = True
     user_enrollable = True
     phishing_resistant = True
+    # A refused assertion (or registration) spends its challenge: the page gets a new one, and a
+    # valid response made for the refused one's challenge is refused (it no longer matches).
+    one_answer_per_challenge = True
 
     def __init__(self, store, challenges, settings=None) -> None:
         super().__init__(store, challenges, settings)

@@ -19,7 +19,7 @@ from idp.factors import Enrolled, Factor, FactorKind, Rejected, Step, Verified
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "webauthn"))
 
-from soft_authenticator import SoftAuthenticator  # noqa: E402
+from soft_authenticator import enrolled_key, post_assertion  # noqa: E402
 
 OWN_WORDS = "The parrot only repeats the word it was taught."
 
@@ -86,30 +86,6 @@ def test_a_third_party_factor_words_its_own_rejections(parrot_user, web, rp_fact
     assert (page.status, error_of(page)) == (401, "That code is not right. Try again.")  # the core's wording
     web.submit(page.form_with("code"), {"code": "polly"})
     assert web.callback_params()["code"]
-
-
-def enrolled_key(live_server, seeded) -> SoftAuthenticator:
-    """The seeded user's one security key, at sign count 10."""
-    from idp.db import db
-    from idp.factors import directory
-
-    key = SoftAuthenticator("localhost", live_server.url, sign_count=10)
-    registry = live_server.app.extensions["idp.factors"]
-    webauthn = registry.get("webauthn")
-    with live_server.context():
-        user = directory.find_user_by_email(seeded.user_email)
-        ctx = registry.context(webauthn, transaction_id="enrol")
-        step = webauthn.begin_enrolment(user, ctx)
-        assert isinstance(webauthn.finish_enrolment(
-            user, step.state, {"response": json.dumps(key.create(step.view["options"]))}, ctx), Enrolled)
-        db.session.commit()
-    return key
-
-
-def post_assertion(web, page, key, sign_count: int):
-    options = json.loads(html.unescape(re.search(
-        r'<script type="application/json" id="webauthn-options"[^>]*>(.+?)</script>', page.text, re.S).group(1)))
-    return web.submit(page.form_with("response"), {"response": json.dumps(key.get(options, sign_count=sign_count))})
 
 
 def test_webauthn_says_a_key_may_have_been_cloned_in_its_own_words(live_server, seeded, web, rp_factory):

@@ -130,6 +130,14 @@ def submit(ctx: StepContext):
         ctx.row.version = form.posted_version()
         return show(ctx, unavailable_message(factor), 503)
     if not isinstance(outcome, Enrolled):
+        if factor.one_answer_per_challenge:
+            # The refused answer spent the registration's challenge (WebAuthn): the claim commits,
+            # with the challenge dropped (a rejection stores nothing else), so that a copy of the
+            # form waiting for the user's lock finds the login moved on; a new one is begun.
+            transaction.drop_step(ctx.row, ctx.row.version)
+            db.session.commit()
+            _begin(ctx, user, factor)  # (should it fail, the page offers the methods as when none began)
+            return show(ctx, message_for(outcome), 400)
         db.session.rollback()  # the claim too: the form may be posted again
         ctx.row.version = form.posted_version()
         return show(ctx, message_for(outcome), 400)

@@ -112,6 +112,17 @@ def remember_step(ctx: StepContext, name: str, step, *, sealed: bool = False) ->
     return transaction.update_in_place(ctx.row, ctx.row.version, factor_name=name, factor_state=factor_state)
 
 
+def spend_step(ctx: StepContext, factor, version: int) -> bool:
+    """After a refused answer to a factor whose challenge takes one (`one_answer_per_challenge`,
+    WebAuthn): drop that challenge in the refusal's own transaction (the caller commits), so that
+    a copy of the form waiting for the user's lock finds the login moved on rather than the
+    challenge still there to answer. True when dropped: the caller then begins a new one for the
+    page after the commit (should the plugin fail to, the page begins another method, as when
+    none was stored). Only on a refusal of such a factor: TOTP's wrong code (a hot path) keeps
+    its challenge and pays nothing for this."""
+    return factor.one_answer_per_challenge and transaction.drop_step(ctx.row, version)
+
+
 def _view_aad(ctx: StepContext) -> bytes:
     return f"enrolment-view|login|{ctx.row.id}".encode()
 

@@ -24,8 +24,8 @@ from idp.login import gate, pipeline, transaction
 from idp.login.forms import CodeForm, PostedCode
 from idp.login.steps.base import StepContext, wait_message
 from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, call_plugin, choices, lockout_keys,
-                                         plugin_response, remember_step, step_record, stored, unavailable_message,
-                                         user_lockout_key, user_of)
+                                         plugin_response, remember_step, spend_step, step_record,
+                                         stored, unavailable_message, user_lockout_key, user_of)
 from idp.login.transaction import State
 from idp.template_i18n import plural_text
 
@@ -244,7 +244,10 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
     if locked:  # this failure started a lockout
         audit.record_now("login.locked_out", org_id=user.org_id, actor_id=user.id, actor=user.email,
                          subject_id=user.id, details={"step": "second_factor", "seconds": locked})
+    spent = spend_step(ctx, factor, version)  # (WebAuthn: the refused assertion's challenge goes with it)
     db.session.commit()
+    if spent:
+        _begin(ctx, user, factor)  # the new challenge the page shows
     return show(ctx, message_for(outcome), 401)  # a rejection changes no credential
 
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
+import re
 import struct
 
 from cryptography.hazmat.primitives import hashes
@@ -69,3 +71,35 @@ class SoftAuthenticator:
                 "response": {"clientDataJSON": bytes_to_base64url(client_data),
                              "authenticatorData": bytes_to_base64url(auth_data),
                              "signature": bytes_to_base64url(signature), "userHandle": None}}
+
+
+# --- on a live server (tests/fixtures/oidc.py) ---------------------------------------------------
+
+
+def enrolled_key(live_server, seeded) -> SoftAuthenticator:
+    """The seeded user's one security key, at sign count 10."""
+    from idp.db import db
+    from idp.factors import Enrolled, directory
+
+    key = SoftAuthenticator("localhost", live_server.url, sign_count=10)
+    registry = live_server.app.extensions["idp.factors"]
+    webauthn = registry.get("webauthn")
+    with live_server.context():
+        user = directory.find_user_by_email(seeded.user_email)
+        ctx = registry.context(webauthn, transaction_id="enrol")
+        step = webauthn.begin_enrolment(user, ctx)
+        assert isinstance(webauthn.finish_enrolment(
+            user, step.state, {"response": json.dumps(key.create(step.view["options"]))}, ctx), Enrolled)
+        db.session.commit()
+    return key
+
+
+def options_of(page) -> dict:
+    """The WebAuthn options a login or enrolment page hands its script."""
+    return json.loads(html.unescape(re.search(
+        r'<script type="application/json" id="webauthn-options"[^>]*>(.+?)</script>', page.text, re.S).group(1)))
+
+
+def post_assertion(web, page, key, sign_count: int):
+    options = options_of(page)
+    return web.submit(page.form_with("response"), {"response": json.dumps(key.get(options, sign_count=sign_count))})
