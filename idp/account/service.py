@@ -16,7 +16,7 @@ from idp import audit
 from idp.db import db
 from idp.factors.challenges import ACCOUNT_ENROLMENT, ChallengeStore
 from idp.factors import enrolment
-from idp.factors.directory import lock_user
+from idp.factors.directory import lock_user, recovery_codes_issued
 from idp.factors.registry import RECOVERY_CODES, current_registry
 from idp.factors.sealed import open_view, seal_view
 from idp.factors.types import Enrolled, FactorKind, Rejected
@@ -324,6 +324,7 @@ def regenerate_recovery_codes(user: User, audit_event: bool = True) -> list[str]
     if factor is None:
         return None
     codes = factor.regenerate(user_ref(user))
+    recovery_codes_issued(user.id)  # (none owed any more: the login shows none)
     if audit_event:
         audit.record("recovery_codes.regenerated", org_id=user.org_id, actor_id=user.id, actor=user.email,
                      subject_id=user.id)

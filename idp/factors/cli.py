@@ -19,6 +19,10 @@ from idp.db import MAX_ROW_ID
 # "integer out of range" where SQLite said "no such code": refused the same way on both.
 ROW_ID = click.IntRange(1, MAX_ROW_ID)
 
+# What a command that gives a user a second factor says when the user holds no recovery codes
+# (idp.factors.directory.owe_recovery_codes): the user sees them at their next sign-in, never the operator.
+RECOVERY_CODES_NOTE = "{email} holds no recovery codes: they will be shown a new set once, at their next sign-in"
+
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, update
 
 from idp.db import db
 from idp.extensions import request_locale
@@ -127,6 +127,47 @@ def password_only_proves_the_mailbox(user: UserRef) -> bool:
     from idp.models import User
 
     return db.session.scalar(select(User.password_reset_at).where(User.id == user.id)) is not None
+
+
+def recovery_codes_due(user: UserRef) -> bool:
+    """Would a second factor given to `user` now owe them recovery codes (`owe_recovery_codes`):
+    the recovery-codes factor is enabled and the user holds none left unused?"""
+    from flask import current_app
+
+    factor = current_app.extensions["idp.factors"].recovery_codes()
+    return factor is not None and not factor.is_configured_for(user)
+
+
+def owe_recovery_codes(user: UserRef) -> bool:
+    """Call after giving `user` a second factor outside the login's enrolment and the security
+    page (an operator's `idp factor totp import`, a phone registered with an activation code),
+    in the same transaction: the user's next login that proves a second factor then shows a
+    fresh set of recovery codes once (idp.login.steps.recovery_codes.issue_owed), as a first
+    enrolment does, if they still hold none then. Only the user ever sees them: a command must
+    never print them. True when codes are now owed (`recovery_codes_due`), for a command's output.
+
+    A mark on the user's row, read by the login with the row it reads anyway, rather than codes
+    made now: made here, they would be seen by whoever runs the command, or by nobody. A page
+    that issues a set (a first enrolment: the login's, the security page's) clears it
+    (`recovery_codes_issued`), so a phone registered from such a page owes nothing once it is
+    finished, and one whose page was left unfinished still gets its codes."""
+    from idp.models import User
+
+    if not recovery_codes_due(user):
+        return False
+    db.session.execute(update(User).where(User.id == user.id).values(recovery_codes_owed=True),
+                       execution_options={"synchronize_session": False})
+    return True
+
+
+def recovery_codes_issued(user_id: int) -> None:
+    """The user was just given a set of recovery codes (a first enrolment, the security page's new
+    set, the login's owed set): none is owed any more (`owe_recovery_codes`). One conditional
+    UPDATE, in the caller's transaction, that writes only a marked row."""
+    from idp.models import User
+
+    db.session.execute(update(User).where(User.id == user_id, User.recovery_codes_owed.is_(True))
+                       .values(recovery_codes_owed=False), execution_options={"synchronize_session": False})
 
 
 def push_suspended(user_id: int) -> bool:

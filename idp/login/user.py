@@ -50,6 +50,7 @@ class LoginUser:
     required_since: datetime | None
     logins_since_required: int
     second_factor_count: int
+    recovery_codes_owed: bool
     created_at: datetime | None
     org: LoginOrg
 

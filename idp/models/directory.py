@@ -73,6 +73,12 @@ class User(Base):
     # (idp.login.gate.record_login clears it): the password then proves only the mailbox, and
     # push recovery by password + e-mailed code (plugins/qr_recovery) waits for that login.
     password_reset_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # A second factor reached the user outside the login and the security page (`idp factor totp
+    # import`, a phone registered with an operator's activation or a recovery QR code), which issue
+    # no recovery codes: the next login that proves a second factor shows a fresh set once, if the
+    # user still holds none (idp.factors.directory.owe_recovery_codes). On the user's row because
+    # the login reads that row anyway: the code page's POST pays nothing to ask.
+    recovery_codes_owed: Mapped[bool] = mapped_column(Boolean, default=False)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -132,11 +132,16 @@ def register(challenges, store, registration: Registration, *, now: datetime,
     if claimed is None:
         raise ActivationRefused()
     try:
-        return store.create(claimed.user_id, label=registration.name, lookup_key=registration.device_id,
-                            public={"jwk": registration.jwk, "device_name": registration.name, "protocol": 1},
-                            now=now)
+        device = store.create(claimed.user_id, label=registration.name, lookup_key=registration.device_id,
+                              public={"jwk": registration.jwk, "device_name": registration.name, "protocol": 1},
+                              now=now)
     except CredentialConflict as exc:
         raise DeviceExists() from exc
+    # A phone registers outside the pages that issue recovery codes (an operator's code, a recovery
+    # QR code, a page left unfinished): a user who holds none is shown a set at their next sign-in.
+    # An enrolment page that finishes issues it itself and clears the mark.
+    directory.owe_recovery_codes(owner)
+    return device
 
 
 def status(challenges, store, activation_id: str, user_id: int | None, now: datetime) -> tuple[str, CredentialInfo | None]:

@@ -6,7 +6,8 @@ import json
 import click
 
 from idp.factors import directory
-from idp.factors.cli import fail, iso_utc, show_before_commit, validity, with_app_context, write_or_roll_back
+from idp.factors.cli import (RECOVERY_CODES_NOTE, fail, iso_utc, show_before_commit, validity, with_app_context,
+                             write_or_roll_back)
 
 from idp_plugins.push.settings import MAX_ACTIVATION_TTL
 
@@ -61,11 +62,19 @@ def push_group(name: str) -> click.Group:
         act = activation.issue(factor.challenges, user, ttl=ttl, issuer=registry.settings.issuer, now=utc_now())
         if png:
             write_or_roll_back(png, png_of(act.uri))
+        # The phone registers outside the pages that issue recovery codes: once it has, the user's
+        # next sign-in shows a set (activation.register), never this command's output.
+        owed = directory.recovery_codes_due(user)
         # An operator's code binds a phone to someone's account: the admins see who issued it.
         activation.record_issued(user, act, actor="cli")
-        # Shown before the commit, for the same reason as the PNG is written first.
-        show_before_commit(json.dumps({"activation_uri": act.uri, "expires_at": iso_utc(act.expires_at)})
-                           if as_json else act.uri)
+        # Shown before the commit, for the same reason as the PNG is written first. (The note on
+        # stderr: stdout holds the URI alone, for scripts.)
+        note = (RECOVERY_CODES_NOTE.format(email=user.email) + " after the phone is registered") if owed else None
+        if as_json:
+            show_before_commit(json.dumps({"activation_uri": act.uri, "expires_at": iso_utc(act.expires_at),
+                                           "recovery_codes_at_next_sign_in": owed}))
+        else:
+            show_before_commit(act.uri, err_text=note)
         directory.commit()
 
     return group

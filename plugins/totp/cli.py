@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from idp.factors.cli import fail, with_app_context
+from idp.factors.cli import RECOVERY_CODES_NOTE, fail, with_app_context
 
 from idp_plugins.totp import otp
 from idp_plugins.totp.factor import IMPORTED_LABEL
@@ -68,7 +68,8 @@ def totp_group() -> None:
 @with_app_context
 def import_command(email: str, label: str, digits: str, algorithm: str, secret_stdin: bool) -> None:
     """Register an existing TOTP secret (base32 on standard input) for USER."""
-    from idp.factors.directory import audit, commit, factor_allowed, find_user_by_email, hold_enabled
+    from idp.factors.directory import (audit, commit, factor_allowed, find_user_by_email, hold_enabled,
+                                       owe_recovery_codes)
     from idp.factors.errors import SecretUnavailable
     from idp.factors.registry import current_registry
 
@@ -108,8 +109,12 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
     credential = factor.store.create(user, label=label or IMPORTED_LABEL, secret=secret,
                                      public={"digits": int(digits), "algorithm": algorithm, "period": otp.PERIOD,
                                              "imported": True})
+    # No recovery codes here (the operator must never see them): the user's next sign-in shows them.
+    owed = owe_recovery_codes(user)
     audit("factor.totp.imported", user, actor="cli",
           details={"factor": "totp", "credential_id": credential.id, "label": credential.label, "digits": int(digits),
-                   "algorithm": algorithm})
+                   "algorithm": algorithm, "recovery_codes_owed": owed})
     commit()
     click.echo(f"imported TOTP credential {credential.id} ({credential.label}) for {user.email}")
+    if owed:
+        click.echo(RECOVERY_CODES_NOTE.format(email=user.email))

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import idp.admin.recovery_qr  # noqa: F401 - the admin routes (views.py imports it too, once merged)
-from fixtures.oidc import FormBrowser
+from fixtures.oidc import FormBrowser, past_new_recovery_codes
 
 REPO = Path(__file__).resolve().parents[2]
 PASSPHRASE = "phone passphrase for tests"
@@ -148,6 +148,9 @@ def push_login(server, seeded, rp, phone: Phone):
     # "--": a challenge id may begin with "-" (base64url), which argparse would take for an option.
     assert phone.ok("approve", "--number", number, "--", challenge["id"]).startswith("approved")
     web.submit([f for f in page.forms() if "version" in f["fields"]][0])
+    # A phone registered with an activation or recovery code is a second factor set up outside
+    # the login: the first login it answers shows the user their recovery codes if they hold none.
+    past_new_recovery_codes(web)
     if web.last_redirect is None:
         web.consent("allow")
     claims = rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])

@@ -19,7 +19,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
-from fixtures.oidc import FormBrowser
+from fixtures.oidc import FormBrowser, past_new_recovery_codes
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = ROOT / "idp" / "translations"
@@ -377,6 +377,8 @@ def test_labels_the_provider_gave_a_method_are_shown_in_the_readers_language(see
     web.get("/account/security")
     page = web.login(seeded.user_email, seeded.password)
     web.submit(page.form_with("code"), {"code": pyotp.TOTP("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").now()})
+    assert "Sauvegardez vos codes de récupération" in web.page.text  # owed since the import, in French too
+    assert len(past_new_recovery_codes(web)) == 10
     page = text(web.get("/account/security"))
     assert 'value="Application d\'authentification importée"' in page and "Code QR de récupération" in page
     assert "Imported authenticator" not in page and "Recovery QR code" not in page

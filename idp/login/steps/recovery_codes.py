@@ -1,4 +1,5 @@
-"""recovery_codes: new recovery codes, shown once right after a first enrolment.
+"""recovery_codes: new recovery codes, shown once right after a first enrolment, or right after
+the second factor of a user who was given one outside the login and the security page (`issue_owed`).
 
 The codes are rendered straight from the enrolment POST and never stored in clear
 (not even in the transaction): reloading this page shows a reminder instead; the
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from flask import redirect, url_for
 
+from idp.factors import directory
 from idp.factors.registry import current_registry
 from idp.factors.types import Enrolled, FactorKind
 from idp.login import gate, pipeline
@@ -22,18 +24,38 @@ def _recovery_factor():
 
 
 def issue_if_first(ctx: StepContext, user) -> dict | None:
-    """Generate the user's recovery codes if they have none; the view to show them, or None."""
+    """Generate the user's recovery codes if they have none; the view to show them, or None.
+
+    Called with the user's row held (the enrolment's `lock_user`, the code page's
+    `hold_user_at`): of two tabs finishing at once, the second finds the first one's set and
+    shows none. Either way no set is owed any more (`owe_recovery_codes`): the mark is cleared
+    with this transaction."""
     factor = _recovery_factor()
     if factor is None or factor.kind != FactorKind.RECOVERY:
-        return None
+        return None  # (a set still owed is shown once the factor is enabled again)
     ref = gate.user_ref(user)
     if factor.is_configured_for(ref):
+        if user.recovery_codes_owed:  # set up on the security page meanwhile
+            directory.recovery_codes_issued(user.id)
         return None
     step = factor.begin_enrolment(ref, attempt_context(ctx, factor))
     outcome = factor.finish_enrolment(ref, step.state, {"confirm": "1"}, attempt_context(ctx, factor))
     if not isinstance(outcome, Enrolled):
         return None
+    directory.recovery_codes_issued(user.id)
     return {**step.view, **outcome.view}
+
+
+def issue_owed(ctx: StepContext, user) -> dict | None:
+    """The set owed to a user whose second factor came from outside the login and the security
+    page (`idp.factors.directory.owe_recovery_codes`), right after that login proved a second
+    factor: the view to show it once, or None (held by now, or the factor disabled).
+
+    Asked only of a marked user (`LoginUser.recovery_codes_owed`, read with the login's row):
+    everyone else's code POST runs no statement for it."""
+    if not user.recovery_codes_owed:
+        return None
+    return issue_if_first(ctx, user)
 
 
 def render_once(ctx: StepContext, view: dict):

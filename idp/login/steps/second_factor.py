@@ -22,6 +22,7 @@ from idp.factors.types import Denied, FactorKind, Pending, Rejected, Verified
 from idp.factors.waiting import one_wait_per
 from idp.login import gate, pipeline, transaction
 from idp.login.forms import CodeForm, PostedCode
+from idp.login.steps import recovery_codes
 from idp.login.steps.base import StepContext, wait_message
 from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, call_plugin, choices, lockout_keys,
                                          plugin_response, remember_step, spend_step, step_record,
@@ -217,6 +218,10 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
                 audit.record_now(**event)  # (a parallel submission won instead: all of this was rolled back)
                 db.session.commit()
             return pipeline.redirect_to(ctx.handle)
+        # A flag of the user's row, read with the login's own (LoginUser): a user who owes no
+        # recovery codes, nearly everyone, costs this POST no statement for the question.
+        if factor.kind == FactorKind.SECOND_FACTOR and user.recovery_codes_owed:
+            return _with_owed_recovery_codes(ctx, user, steps, event, version)
         return pipeline.proceed(ctx.row, ctx.handle, user, State.SECOND_FACTOR, version, steps, events=(event,))
     if isinstance(outcome, Pending):
         return show(ctx, _("Waiting for your approval."), 202)
@@ -249,6 +254,23 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
     if spent:
         _begin(ctx, user, factor)  # the new challenge the page shows
     return show(ctx, message_for(outcome), 401)  # a rejection changes no credential
+
+
+def _with_owed_recovery_codes(ctx: StepContext, user, steps: list[dict], event: dict, version: int):
+    """A second factor proven by a user owed recovery codes (a factor set up by an operator's
+    command or registered with an admin's code: idp.factors.directory.owe_recovery_codes): the set,
+    shown once on the next page (as after a first enrolment), made with the step's own commit.
+    The user's row is held since `hold_user_at`: a second tab waits, then finds this set."""
+    codes_view = recovery_codes.issue_owed(ctx, user)
+    if codes_view is None:  # held by now (the security page), or the factor disabled
+        return pipeline.proceed(ctx.row, ctx.handle, user, State.SECOND_FACTOR, version, steps, events=(event,))
+    event["details"]["recovery_codes_issued"] = len(codes_view.get("codes") or ())
+    if not transaction.advance(ctx.row, State.SECOND_FACTOR, version, State.RECOVERY_CODES, commit=False,
+                               steps_done=steps, factor_name=None, factor_state=None):
+        return pipeline.redirect_to(ctx.handle)  # a parallel submission won: all of this was rolled back
+    audit.record_now(**event)
+    db.session.commit()
+    return recovery_codes.render_once(ctx, codes_view)
 
 
 def _switch_away_from(ctx: StepContext, user, denied) -> None:

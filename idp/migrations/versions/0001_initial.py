@@ -149,6 +149,7 @@ def upgrade() -> None:
     sa.Column('logins_since_required', sa.Integer(), nullable=False),
     sa.Column('push_suspended_at', sa.DateTime(), nullable=True),
     sa.Column('password_reset_at', sa.DateTime(), nullable=True),
+    sa.Column('recovery_codes_owed', sa.Boolean(), nullable=False),
     sa.Column('last_login_at', sa.DateTime(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], ),

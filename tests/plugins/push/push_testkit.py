@@ -106,6 +106,21 @@ def give_device(server, email: str):
     return client
 
 
+def recovery_codes_received(server, email: str) -> None:
+    """The user's recovery codes made, as the security page's finished enrolment makes them (which
+    also settles what the phone's registration left owed): a login then shows no codes page."""
+    from sqlalchemy import select
+
+    from idp.account import service
+    from idp.db import db
+    from idp.models import User
+
+    with server.context():
+        service.regenerate_recovery_codes(db.session.scalar(select(User).where(User.email == email)),
+                                          audit_event=False)
+        db.session.commit()
+
+
 class AppProcess:
     """`idp-authenticator` as a separate process with its own home."""
 

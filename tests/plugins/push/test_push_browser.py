@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from push_testkit import AppProcess, enable_push, give_device, issue_activation_uri
+from push_testkit import AppProcess, enable_push, give_device, issue_activation_uri, recovery_codes_received
 
 pytestmark = pytest.mark.browser
 
@@ -28,6 +28,7 @@ def phone(tmp_path, push_server, seeded):
     """The app, as a separate process, holding a push account for the seeded user."""
     app = AppProcess(tmp_path / "phone")
     app.ok("add", issue_activation_uri(push_server, seeded.user_email))
+    recovery_codes_received(push_server, seeded.user_email)  # (these pages go straight to the client)
     return app
 
 
@@ -185,6 +186,7 @@ def test_two_instances_browser_on_one_answer_on_the_other(page, push_server, see
     try:
         app = AppProcess(tmp_path / "phone-b")
         app.ok("add", issue_activation_uri(other, seeded.user_email))
+        recovery_codes_received(other, seeded.user_email)
         rp = rp_factory(seeded.first_party)
         number = sign_in(page, push_server, rp, seeded)
         app.ok("approve", "--number", number, "--", pending_id(app))

@@ -19,8 +19,14 @@ def test_activate_prints_the_uri_and_refuses_bad_input_in_one_line(idp, migrated
     assert query["v"] == ["1"] and query["user"] == ["ops@acme.test"] and query["code"][0]
     assert query["endpoint"][0].endswith("/factors/push/v1")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", data["expires_at"])  # as recovery-qr prints it
+    # The user holds no recovery codes: the phone, once registered, brings a set shown at their next
+    # sign-in (never printed here).
+    assert data["recovery_codes_at_next_sign_in"] is True
     plain = idp("factor", "push", "activate", "--user", "ops@acme.test", database_url=migrated_database_url)
     assert plain.returncode == 0 and plain.stdout.strip().startswith("idp-push://activate?v=1&")
+    assert len(plain.stdout.splitlines()) == 1 and plain.stderr_lines == [
+        "ops@acme.test holds no recovery codes: they will be shown a new set once, at their next sign-in after the "
+        "phone is registered"], plain
     for args in (("--user", "nobody@acme.test"), ("--user", "ops@acme.test", "--expires-in", "forever")):
         bad = idp("factor", "push", "activate", *args, database_url=migrated_database_url)
         assert bad.returncode != 0 and len(bad.stderr_lines) == 1 and "Traceback" not in bad.stderr, bad

@@ -10,7 +10,7 @@ from idp.db import db
 from idp.models import User
 
 from fixtures.threads import finished
-from fixtures.oidc import FormBrowser
+from fixtures.oidc import FormBrowser, past_new_recovery_codes
 from push_testkit import give_device
 
 
@@ -41,6 +41,9 @@ def test_push_login_approved(push_server, seeded, web, rp_factory):
     poll_url = web.base_url + poll if poll.startswith("/") else poll
     assert web.http.get(poll_url).json()["status"] == "approved"
     continue_(web, waiting)
+    # The phone registered with an activation code, outside the login and the security page: its
+    # first login shows the recovery codes the user does not hold yet, once.
+    assert len(past_new_recovery_codes(web)) == 10
     if web.last_redirect is None:
         web.consent("allow")
     claims = rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])
@@ -153,6 +156,8 @@ def test_enrolment_during_login_with_the_app_client(push_server, seeded, web, rp
     assert "mfa" in claims["amr"]
     assert push_events(push_server, "push.activation_issued") == [(seeded.user_email, "login")]
     assert push_events(push_server, "push.device_registered") == [(seeded.user_email, "activation")]
+    with push_server.context():  # the enrolment showed the codes the phone's registration left owed
+        assert db.session.scalar(select(User.recovery_codes_owed).where(User.email == seeded.user_email)) is False
 
 
 def push_events(server, event: str) -> list[tuple]:

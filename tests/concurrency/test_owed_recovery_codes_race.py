@@ -1,0 +1,56 @@
+"""Recovery codes owed after `idp factor totp import`, on PostgreSQL: several logins proving a
+second factor at the same moment make one set, shown on one page."""
+from __future__ import annotations
+
+import time
+
+import pyotp
+import pytest
+from sqlalchemy import func, select
+
+from fixtures.database import postgres_base_url
+from fixtures.oidc import FormBrowser, RelyingParty, seed
+from fixtures.race import at_once
+
+pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
+
+TABS = 4
+
+
+def _import(server, email: str, secret: str) -> None:
+    from click.testing import CliRunner
+
+    from idp.factors.registry import factor_group
+
+    with server.context():
+        result = CliRunner().invoke(factor_group(), ["totp", "import", "--user", email, "--secret-stdin"],
+                                    input=secret + "\n")
+    assert result.exit_code == 0, result.output
+
+
+def test_logins_proving_factors_at_once_make_one_set_of_owed_codes(pg_server):
+    from idp.db import db
+    from idp.models import Credential, User
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    # One authenticator per tab: each tab's code is accepted (one step of one credential each).
+    secrets = [pyotp.random_base32() for _ in range(TABS)]
+    for secret in secrets:
+        _import(pg_server, seeded.user_email, secret)
+    tabs = []
+    for _ in range(TABS):
+        tab = FormBrowser(pg_server.url)
+        tab.get(rp.authorization_url())
+        tab.login(seeded.user_email, seeded.password)
+        tabs.append(tab)
+    now = time.time()
+    at_once(TABS, lambda i: tabs[i].submit(tabs[i].page.form_with("code"), {"code": pyotp.TOTP(secrets[i]).at(now)}))
+    shown = [tab for tab in tabs if "data-recovery-codes" in tab.page.text]
+    through = [tab for tab in tabs if tab.last_redirect and "code=" in tab.last_redirect]
+    assert len(shown) == 1 and len(through) == TABS - 1, [tab.page.status for tab in tabs]
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+        live = db.session.scalar(select(func.count()).select_from(Credential).where(
+            Credential.user_id == user_id, Credential.factor == "recovery_codes", Credential.revoked_at.is_(None)))
+        assert live == 10
