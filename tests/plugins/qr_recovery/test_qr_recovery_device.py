@@ -660,3 +660,33 @@ def test_a_disabled_users_code_typed_at_a_login_is_refused_and_stays_unspent(qr,
     outcome = qr.verify(factor_user, {}, {"code": issued.secret}, context(qr))
     assert isinstance(outcome, Rejected) and outcome.reason == "account_disabled"
     assert qr.outstanding(factor_user) != []
+
+
+def _owed(user) -> bool:
+    from idp.models import User
+
+    db.session.rollback()  # (a fresh read: the request committed in its own session's transaction)
+    return db.session.scalar(select(User.recovery_codes_owed).where(User.id == user.id))
+
+
+def test_a_phone_a_recovery_registers_owes_recovery_codes_to_a_user_holding_none(client, push, qr, factor_user):
+    """The new phone is a second factor set up outside the login and the security page: a user
+    holding no recovery codes (an admin's reset retires them with the last factor) is shown a set
+    at their next sign-in (idp.factors.directory.owe_recovery_codes); one holding some, none."""
+    from idp.factors.registry import current_registry
+
+    codes = current_registry().recovery_codes()
+    assert codes is not None and not codes.is_configured_for(factor_user)
+    issued = qr.issue(factor_user, actor="admin@example.com")
+    assert NewDevice(client).redeem(issued.secret, user=factor_user.username, name="Pixel 9").status_code == 201
+    assert _owed(factor_user) is True
+
+    from idp.factors import directory
+
+    codes.regenerate(factor_user)  # as the login that shows them, or the security page, makes them
+    directory.recovery_codes_issued(factor_user.id)
+    db.session.commit()
+    assert _owed(factor_user) is False
+    again = qr.issue(factor_user, actor="admin@example.com")
+    assert NewDevice(client).redeem(again.secret, user=factor_user.username, name="Pixel 10").status_code == 201
+    assert _owed(factor_user) is False
