@@ -55,6 +55,20 @@ def test_ten_codes_stored_hashed_not_counted(factor, factor_user, ctx):
     assert factor.is_configured_for(factor_user)
 
 
+def test_asking_about_the_codes_left_opens_no_transaction(factor, factor_user, ctx):
+    """Every login page that offers the codes asks whether the user has some left: answered from
+    the store's list (the one read of the user's credentials those pages make anyway), not from
+    a COUNT through the session, which opened a transaction (on SQLite, the write lock) to read."""
+    plain = enrol(factor, factor_user, ctx)
+    db.session.remove()
+    assert factor.is_configured_for(factor_user)
+    assert factor.begin_challenge(factor_user, ctx).view == {"remaining": 10}
+    assert not db.in_transaction()
+    assert isinstance(factor.verify(factor_user, {}, {"code": plain[0]}, ctx), Verified)
+    db.session.commit()
+    assert factor.begin_challenge(factor_user, ctx).view == {"remaining": 9}
+
+
 def test_code_works_once_and_remaining_is_reported(factor, factor_user, ctx):
     plain = enrol(factor, factor_user, ctx)
     outcome = factor.verify(factor_user, {}, {"code": plain[3].upper().replace("-", " ")}, ctx)
