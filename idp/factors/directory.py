@@ -174,11 +174,19 @@ def push_suspended(user_id: int) -> bool:
     """Has a push fraud report suspended push for this user (until an admin clears it)?
 
     The push plugin's `is_configured_for` answers False while this holds, so the login
-    offers the user's other factors instead.
+    offers the user's other factors instead. Asked by every login page that offers push, so read
+    outside any transaction when none is open (`db.read_first`): through the session it began
+    one, which on SQLite takes the write lock, to read.
     """
-    from idp.models import User
+    if not _PUSH_SUSPENDED:
+        from idp.models import User
 
-    return db.session.scalar(select(User.push_suspended_at).where(User.id == user_id)) is not None
+        _PUSH_SUSPENDED.append(select(User.push_suspended_at).where(User.id == bindparam("user_id")))
+    row = db.read_first(_PUSH_SUSPENDED[0], {"user_id": user_id})
+    return row is not None and row[0] is not None
+
+
+_PUSH_SUSPENDED = []  # the statement, built once on first use (as _ADDRESS)
 
 
 def recent_challenge_count(factor: str, user_id: int, since, *, kind: str | None = None) -> int:

@@ -74,8 +74,10 @@ class PushFactor(Factor):
     # --- discovery -------------------------------------------------------------------------
 
     def is_configured_for(self, user: UserRef) -> bool:
-        """A live device, and push not suspended by a fraud report."""
-        return self.store.count(user) > 0 and not directory.push_suspended(user.id)
+        """A live device, and push not suspended by a fraud report. The devices come from the
+        store's list (the one read of the user's credentials a login page makes anyway), not a
+        COUNT through the session, which opened a transaction (SQLite's write lock) to read."""
+        return bool(self.store.list(user)) and not directory.push_suspended(user.id)
 
     # --- enrolment -------------------------------------------------------------------------
 

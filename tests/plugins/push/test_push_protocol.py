@@ -40,6 +40,18 @@ def test_enrolment_completes_once_the_device_registers(client, push, factor_user
     assert client.get(step.view["status_url"]).get_json() == {"status": "registered"}
 
 
+def test_asking_whether_push_is_usable_opens_no_transaction(client, push, factor_user):
+    """Every login page that offers push asks it: answered from the store's list and a read of
+    the suspension outside any transaction, where a COUNT and a read through the session opened
+    one (on SQLite, the write lock) to read."""
+    from idp.db import db
+
+    enrol_device(client, push, factor_user)
+    db.session.remove()
+    assert push.is_configured_for(factor_user)
+    assert not db.in_transaction()
+
+
 def test_activation_code_is_one_time(client, push, factor_user):
     step = push.begin_enrolment(factor_user, enrolment_context(push))
     code = activation_code(step.view["activation_uri"])
