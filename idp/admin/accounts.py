@@ -23,7 +23,7 @@ other admin gets again by signing in, and stay for an admin's lost laptop.
 """
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from idp import audit, consents, lockout, users
@@ -182,14 +182,16 @@ def change_role(user_id: int):
 @org_admin_required
 @recent_login_required
 def set_user_password(user_id: int):
+    form = NewPasswordForm()
+    submitted = request.method == "POST" and form.validate_on_submit()
+    hashed = _hashed_before_the_checks(form.password.data) if submitted else None
     target = user_in_org(user_id)
     refused = member_only(target, "password")
     if refused is not None:
         return refused
-    form = NewPasswordForm()
-    if request.method == "POST" and form.validate_on_submit():
+    if submitted:
         try:
-            users.set_password(target, form.password.data, actor_id=g.admin.id, actor=g.admin.email)
+            users.set_password(target, form.password.data, actor_id=g.admin.id, actor=g.admin.email, hashed=hashed)
         except users.PasswordRefused as exc:
             form.password.errors = [str(exc)]
         else:
@@ -198,6 +200,19 @@ def set_user_password(user_id: int):
             return redirect(url_for("admin.user", user_id=target.id))
     return render_template("admin/password.html", org=g.org, target=target, form=form), (
         200 if request.method == "GET" else 400)
+
+
+def _hashed_before_the_checks(password: str) -> str | None:
+    """The argon2 hash of an acceptable password, or None, computed with no transaction
+    open: on SQLite a transaction holds the database's write lock, and the access checks that
+    follow begin the one that sets the password (the target's row held, the peer-admin check, the
+    audit event), in which every other request would wait through the hash. A refused password
+    is not hashed; a target that is not a member gets its 404 or 403 after a wasted hash, which
+    only an admin's recent login can ask for."""
+    if users.password_problem(password):
+        return None  # set_password refuses it with its reason
+    db.session.commit()  # what the admin's own checks read (idp.admin.access.org_admin_required)
+    return current_app.extensions["idp.passwords"].hash(password)
 
 
 @bp.route("/users/<int:user_id>/sign-out", methods=["GET", "POST"])

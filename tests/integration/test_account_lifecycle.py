@@ -175,6 +175,26 @@ def test_an_admin_sets_a_new_password(live_server, seeded, rp_factory):
     assert event.details["by"] == "admin" and event.actor == seeded.admin_email
 
 
+def test_an_admins_new_password_for_a_member_is_hashed_with_no_transaction_open(live_server, seeded, rp_factory,
+                                                                              monkeypatch):
+    """The hash comes before the access checks: they began the transaction that sets the password
+    (the member's row held), which on SQLite held the database's write lock through argon2. A
+    refused password is not hashed, and the checks and the event still come in one transaction."""
+    from fixtures.database import writes_while_hashing
+
+    admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    while_hashing = writes_while_hashing(live_server, monkeypatch)
+    refused = admin.submit(admin_page(admin, live_server, seeded.user_email, "password").form_with("confirm"),
+                           {"password": "short", "confirm": "short"})
+    assert refused.status == 400 and while_hashing == [] and events(live_server, "user.password_changed") == []
+    page = admin.submit(admin_page(admin, live_server, seeded.user_email, "password").form_with("confirm"),
+                        {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert page.status == 200 and "flash-success" in page.text and while_hashing == [True]
+    [event] = events(live_server, "user.password_changed")
+    assert event.details["by"] == "admin" and event.actor == seeded.admin_email
+    assert can_sign_in(live_server, seeded, rp_factory, seeded.user_email, NEW_PASSWORD)
+
+
 def test_an_admin_does_not_disable_themselves_nor_reach_another_organization(live_server, seeded, rp_factory):
     from idp.db import db
     from idp.models import Organization, User
