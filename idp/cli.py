@@ -219,11 +219,28 @@ def add_org(name: str):
     return org
 
 
-def add_user(org_name: str, email: str, password: str, name: str = "", admin: bool = False):
+def add_user(org_name: str, email: str, password: str, name: str = "", admin: bool = False,
+             hashed: str | None = None):
     from idp import users
 
     org = find_org(org_name)
-    return users.create(org.id, email, password, name=name, role="admin" if admin else "user", actor="cli")
+    return users.create(org.id, email, password, name=name, role="admin" if admin else "user", actor="cli",
+                        hashed=hashed)
+
+
+def hashed_outside_a_transaction(password: str) -> str | None:
+    """The argon2 hash of an acceptable password (None for one idp.users refuses, with its reason),
+    for a command that ended its first checks' transaction before reading the password: on SQLite
+    a transaction holds the database's write lock, and every request of every server would wait
+    through the hash (and through an operator typing at the prompt). The command then begins its
+    one transaction: its checks again, its change and its audit event."""
+    from idp import users
+
+    if users.password_problem(password):
+        return None
+    from flask import current_app
+
+    return current_app.extensions["idp.passwords"].hash(password)
 
 
 def commit() -> None:
@@ -492,7 +509,9 @@ def user_add(org_name: str, email: str, name: str, admin: bool, password_stdin: 
     email = normalise_email(email)
     if not password_stdin:
         raise CliError("a password is required: pass --password-stdin and write it on stdin")
-    row = add_user(org_name, email, read_secret_from_stdin(), name=name, admin=admin)
+    _session().rollback()  # no transaction held while stdin is read (the operator may be typing)
+    password = read_secret_from_stdin()
+    row = add_user(org_name, email, password, name=name, admin=admin, hashed=hashed_outside_a_transaction(password))
     commit()
     if as_json:
         emit_json({"id": row.id, "sub": row.public_id, "email": row.email, "name": row.name,
@@ -509,10 +528,14 @@ def user_set_password(email: str, password_stdin: bool) -> None:
     """Give a user a new password (read from stdin); signs them out everywhere."""
     from idp import users
 
-    target = existing_user(email)  # before reading stdin, so a typo does not eat the password
+    existing_user(email)  # before reading stdin, so a typo does not eat the password
     if not password_stdin:
         raise CliError("a password is required: pass --password-stdin and write it on stdin")
-    ended = users.set_password(target, read_secret_from_stdin(), actor="cli")
+    _session().rollback()  # no transaction held while stdin is read (the operator may be typing)
+    password = read_secret_from_stdin()
+    hashed = hashed_outside_a_transaction(password)
+    target = existing_user(email)  # again, in the transaction that sets the password
+    ended = users.set_password(target, password, actor="cli", hashed=hashed)
     commit()
     click.echo(f"new password for {target.email}; {_ended(ended)}")
 

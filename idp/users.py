@@ -77,9 +77,12 @@ def normalised_email(raw: str) -> str:
 
 
 def create(org_id: int, email: str, password: str, *, name: str = "", role: str = "user",
-           actor_id: int | None = None, actor: str = "") -> User:
+           actor_id: int | None = None, actor: str = "", hashed: str | None = None) -> User:
     """A new user of the organization (checked first: e-mail, name, password, e-mail not taken),
-    audited as `user.created`. Raises AccountRefused."""
+    audited as `user.created`. Raises AccountRefused.
+
+    `hashed`: the password's argon2 hash, computed by a caller whose own reads began a
+    transaction (`idp user add`, which looks the organization up first): as for set_password."""
     from idp.security.tokens import random_token
 
     email = normalised_email(email)
@@ -94,7 +97,7 @@ def create(org_id: int, email: str, password: str, *, name: str = "", role: str 
         raise PasswordRefused(problem)
     # Hashed before the look-up begins a transaction: on SQLite it holds the database's write
     # lock, which every other request would wait for through argon2.
-    password_hash = current_app.extensions["idp.passwords"].hash(password)
+    password_hash = hashed or current_app.extensions["idp.passwords"].hash(password)
     taken = EmailTaken(_("A user with the e-mail address %(email)s already exists.", email=email))
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
         raise taken

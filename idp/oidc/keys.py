@@ -67,15 +67,25 @@ def _import_key(alg: str, pem: bytes):
 
 def create_key(alg: str, activates_at: datetime | None = None) -> SigningKey:
     """Generate, seal and add a key that signs from `activates_at` (default: now); not committed."""
+    return _add_key(_generated_key(alg), activates_at)
+
+
+def _generated_key(alg: str) -> SigningKey:
+    """A new key, generated and sealed: a row neither dated nor added to the session. The slow
+    part (an RSA key takes tens to hundreds of milliseconds of CPU), which `rotate` does before
+    its transaction begins."""
     private = _generate(alg)
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     kid = f"{alg.lower()}-{random_token(9)}"
     public = _as_jwk(alg, private).as_dict(private=False, kid=kid, alg=alg, use="sig")
     key_id, blob = _keyring().seal(pem, _aad(kid))
-    now = utcnow()
-    row = SigningKey(kid=kid, alg=alg, private_ciphertext=blob, secret_key_id=key_id, public_jwk=public,
-                     created_at=now, activates_at=activates_at or now)
+    return SigningKey(kid=kid, alg=alg, private_ciphertext=blob, secret_key_id=key_id, public_jwk=public)
+
+
+def _add_key(row: SigningKey, activates_at: datetime | None) -> SigningKey:
+    row.created_at = utcnow()
+    row.activates_at = activates_at or row.created_at
     db.session.add(row)
     return row
 
@@ -113,18 +123,21 @@ def rotate(algs: tuple[str, ...] = SUPPORTED_ALGS, actor: str | None = None) -> 
     keys in use: a rotation run with another key ring seals new keys the servers cannot open,
     and once they start signing every token request fails."""
     settings = _settings()
-    now = utcnow()
     _check_key_ring()
+    # Generated before the transaction begins: on SQLite it holds the database's write lock, and
+    # every request of every server would wait through the key generation.
+    generated = [_generated_key(alg) for alg in algs]
+    now = utcnow()
     delay = _publish_delay()
     keep = timedelta(seconds=int(settings.get("tokens.id_token_ttl", 3600))
                      + int(settings.get("tokens.retired_key_grace", 0)))
     new_keys = []
-    for alg in algs:
+    for alg, row in zip(algs, generated, strict=True):
         for old in db.session.scalars(select(SigningKey).where(SigningKey.alg == alg,
                                                                SigningKey.retired_at.is_(None))):
             old.retired_at = now + delay
             old.remove_after = now + delay + keep
-        new_keys.append(create_key(alg, activates_at=now + delay))
+        new_keys.append(_add_key(row, activates_at=now + delay))
     if actor:
         from idp import audit
 

@@ -194,6 +194,29 @@ def test_user_add(url, idp, db, acme):
     assert event["actor"] == "cli" and event["subject_id"] == row["id"]
 
 
+@pytest.mark.parametrize("command", ["add", "set-password"])
+def test_user_passwords_are_hashed_with_no_transaction_open(url, idp, db, acme, monkeypatch, command):
+    """The command's checks (the organization, the user) read in a transaction, which on SQLite
+    holds the database's write lock: the servers' every request waited through argon2 (and
+    through an operator typing the password). A refused password is not hashed at all."""
+    from fixtures.cli import run_idp_here
+    from fixtures.database import writes_while_calling
+
+    from idp.security.passwords import Passwords
+
+    if command == "set-password":
+        ok(add_user(idp, url))
+    args = (("user", "add", "--org", "Acme", "--email", "alice@example.com") if command == "add"
+            else ("user", "set-password", "--email", "alice@example.com")) + ("--password-stdin",)
+    while_hashing = writes_while_calling(Passwords, "hash", url, monkeypatch)
+    before = db.counts()
+    assert run_idp_here(*args, database_url=url, monkeypatch=monkeypatch, input="short\n") == 1
+    assert while_hashing == [] and db.counts() == before
+    assert run_idp_here(*args, database_url=url, monkeypatch=monkeypatch, input="another long password\n") == 0
+    assert while_hashing == [True]
+    assert len(db.events("user.created" if command == "add" else "user.password_changed")) == 1
+
+
 def test_user_add_admin(url, idp, db, acme):
     ok(add_user(idp, url, "--admin"))
     assert db.rows(User)[0]["role"] == "admin"
@@ -487,6 +510,22 @@ def test_keys_list_and_rotate(url, idp, db):
     (event,) = db.events("signing_key.rotated")
     assert event["actor"] == "cli" and {k["kid"] for k in event["details"]["new_keys"]} == {
         k["kid"] for k in rotated}
+
+
+def test_keys_rotate_generates_its_keys_with_no_transaction_open(url, db, monkeypatch):
+    """Generating a key (an RSA key: tens to hundreds of milliseconds) came after the rotation's
+    first read had begun its transaction, which on SQLite holds the database's write lock."""
+    from fixtures.cli import run_idp_here
+    from fixtures.database import writes_while_calling
+
+    from idp.oidc import keys
+
+    while_generating = writes_while_calling(keys, "_generate", url, monkeypatch)
+    before = db.counts()
+    assert run_idp_here("keys", "rotate", database_url=url, monkeypatch=monkeypatch) == 0
+    assert while_generating == [True] * len(keys.SUPPORTED_ALGS)
+    assert db.counts()["signing_keys"] == before["signing_keys"] + len(keys.SUPPORTED_ALGS)
+    assert len(db.events("signing_key.rotated")) == 1
 
 
 def test_keys_rotate_secrets(url, idp, db):
