@@ -21,7 +21,7 @@ from idp.models import AuditEvent, Organization, User
 class Window:
     """Which events: [since, until), of one organization (None: every one, and none), about one
     user (`subject_id`, with `subject_org_id` their organization; None: anyone), whose name
-    starts with `prefix` ("": any).
+    starts with `prefix` in any case ("": any; event names are lower case).
 
     An event's subject id names a user in the events of that user's organization, and a client
     in the provider's own (`client.*`, of no organization: the client's row id, which may be a
@@ -56,8 +56,10 @@ def events(window: Window, limit: int) -> tuple[list[dict], bool]:
                             else AuditEvent.org_id.is_not(None))
         query = query.where(AuditEvent.subject_id == window.subject_id, of_the_users_org)
     if window.prefix:
-        # A prefix, not a pattern: "_" and "%" in it are themselves (event names have "_").
-        query = query.where(AuditEvent.event.startswith(window.prefix, autoescape=True))
+        # A prefix, not a pattern: "_" and "%" in it are themselves (event names have "_"). In
+        # lower case, as every event name is: SQLite's LIKE ignores case and PostgreSQL's does not,
+        # and "LOGIN." found the events on one and none on the other.
+        query = query.where(AuditEvent.event.startswith(window.prefix.lower(), autoescape=True))
     rows = db.session.execute(query.order_by(AuditEvent.id).limit(limit + 1)).all()
     more = len(rows) > limit
     return [_document(row, org, subject) for row, org, subject in rows[:limit]], more

@@ -1012,7 +1012,9 @@ def audit() -> None:
 @click.option("--org", "org_name", default=None,
               help="Only this organization's events (default: every organization's, and those of none).")
 @click.option("--user", "email", default=None, help="Only the events about this user (its subject).")
-@click.option("--event", "prefix", default="", help='Only the events whose name begins so ("login.", "factor.removed").')
+@click.option("--event", "prefix", default="",
+              help='Only the events whose name begins so ("login.", "factor.removed"), in any case: event names '
+                   'are lower case.')
 @click.option("--since", default="24h", show_default=True, metavar="WHEN",
               help="From this long ago (90m, 7d) or this UTC time (2026-12-01T00:00:00Z).")
 @click.option("--until", default=None, metavar="WHEN", help="Up to (not including) this long ago or this UTC time.")

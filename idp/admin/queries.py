@@ -135,11 +135,12 @@ def people_matching(org_id: int, search: str) -> list[int] | Select:
 def audit_page(org_id: int, *, subject_ids=None, action: str = "",
                after: int | None = None, before: int | None = None, limit: int = PAGE_SIZE) -> Page:
     """Newest first. ``subject_ids``: events by or about these users (a list of ids, or a query of
-    user ids: people_matching's); ``action``: event name prefix.
+    user ids: people_matching's); ``action``: event name prefix, in any case.
 
     Every statement is confined to `org_id`: the events', and the people's lateral reads."""
     conditions = [AuditEvent.org_id == org_id]
-    action = (action or "").strip()[:64]
+    # In lower case, as every event name is: SQLite's LIKE ignores case, PostgreSQL's does not.
+    action = (action or "").strip()[:64].lower()
     if action:
         conditions.append(AuditEvent.event.like(f"{_escape_like(action)}%", escape="\\"))
     if isinstance(subject_ids, (list, tuple, set)):

@@ -72,6 +72,14 @@ def test_filters_by_organization_user_event_and_window(url, idp, db):
     assert [e["event"] for e in listed(idp, url, "--since", start)] == ["login.password_failed", "client.created"]
 
 
+def test_an_event_prefix_finds_the_same_events_in_any_case_on_either_database(url, idp, db):
+    """SQLite's LIKE ignores case and PostgreSQL's does not: "LOGIN." found the events on one and
+    none on the other. Event names are lower case: the prefix is too."""
+    world(db)
+    assert [e["org"] for e in listed(idp, url, "--event", "LOGIN.Password")] == ["Acme", None]
+    assert listed(idp, url, "--event", "LOGIN_") == []
+
+
 def test_a_clients_event_is_about_no_user_whose_id_it_shares(url, idp, db):
     """`client.*` events name the client by its row id, in no organization (idp.clients): one
     whose id is also a user's is not that user's, neither in `--user` nor in its subject."""

@@ -353,6 +353,9 @@ def test_audit_log_lists_and_filters(app, world, browser):
     html = client.get("/admin/audit?action=policy.org").get_data(as_text=True)
     assert re.findall(r'data-event="([^"]+)"', html) == ["policy.org_requirement_changed"]
     assert "127.0.0.1" in html  # from which address
+    # In any case, on either database (SQLite's LIKE ignores case, PostgreSQL's does not)
+    html = client.get("/admin/audit?action=POLICY.Org").get_data(as_text=True)
+    assert re.findall(r'data-event="([^"]+)"', html) == ["policy.org_requirement_changed"]
 
 
 @pytest.mark.parametrize("listed", [True, False], ids=["few-people", "many-people"])
