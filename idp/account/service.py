@@ -16,6 +16,7 @@ from idp import audit
 from idp.db import db
 from idp.factors.challenges import ACCOUNT_ENROLMENT, ChallengeStore
 from idp.factors import enrolment
+from idp.factors.contract import label_too_long
 from idp.factors.directory import lock_user, recovery_codes_issued
 from idp.factors.registry import RECOVERY_CODES, current_registry
 from idp.factors.sealed import open_view, seal_view
@@ -207,9 +208,12 @@ def _holds_recovery_codes(ref) -> bool:
 
 
 def rename(user: User, credential_id: int, label: str) -> None:
-    label = display_text(label or "")[:200]  # as the store keeps it (the audit event's copy too)
+    label = display_text(label or "")  # as the store keeps it (the audit event's copy too)
     if not label:
         raise AccountError(_l("Give it a name."))
+    too_long = label_too_long(label)
+    if too_long:
+        raise AccountError(too_long)
     store = current_registry().store
     before = store.get(user_ref(user), credential_id)
     if before is not None:

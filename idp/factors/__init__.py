@@ -9,7 +9,7 @@ stores or shows it; the credential store applies it to every label anyway. `stor
 text from a request can reach the database at all (no NUL, no lone surrogate) before a plugin
 uses it.
 """
-from idp.factors.contract import Factor, default_label, label_text
+from idp.factors.contract import LABEL_MAX, Factor, default_label, label_text, label_too_long
 from idp.factors.errors import AccountDisabled, CredentialConflict, FactorError, FactorLoadError, FactorMisconfigured, FactorNotFound, SecretUnavailable
 from idp.factors.types import (
     AttemptContext, CredentialInfo, Denied, Description, Enrolled, FactorKind, FactorUrls, Pending, Rejected,
@@ -18,7 +18,7 @@ from idp.factors.types import (
 from idp.security.text import display_text, storable
 
 __all__ = [
-    "Factor", "default_label", "label_text", "display_text", "storable", "AccountDisabled", "CredentialConflict", "FactorError", "FactorLoadError", "FactorMisconfigured", "FactorNotFound", "SecretUnavailable",
+    "Factor", "LABEL_MAX", "default_label", "label_text", "label_too_long", "display_text", "storable", "AccountDisabled", "CredentialConflict", "FactorError", "FactorLoadError", "FactorMisconfigured", "FactorNotFound", "SecretUnavailable",
     "AttemptContext", "CredentialInfo", "Denied", "Description", "Enrolled", "FactorKind", "FactorUrls",
     "Pending", "Rejected", "Step", "UserRef", "Verified",
 ]

@@ -68,6 +68,21 @@ def untranslated(label: Any) -> str:
     return str(args[0]) if args else str(label)
 
 
+LABEL_MAX = 200  # characters of a credential's name (Credential.label)
+
+
+def label_too_long(label: str) -> str | None:
+    """None, or the message (in the request's language) that refuses a name a person typed, once
+    it is display text, for being longer than LABEL_MAX. The forms' `maxlength` keeps a browser
+    within it, so only a hand-made request sends more: it is refused, changing nothing, not cut
+    silently (the store cuts a name a device or a command gave, as a last resort)."""
+    if len(label) <= LABEL_MAX:
+        return None
+    from idp.template_i18n import plural_text
+
+    return plural_text("A name has at most %(num)s character.", "A name has at most %(num)s characters.", LABEL_MAX)
+
+
 def default_label(factor: "Factor", count: int) -> str:
     """The name a factor gives a user's `count`-th credential of its kind when the user typed
     none: its label ("Authenticator app", then "Authenticator app 2"), stored in English and

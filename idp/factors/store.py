@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp.db import db, utcnow
+from idp.factors.contract import LABEL_MAX
 from idp.factors.directory import lock_user
 from idp.factors.errors import CredentialConflict, SecretUnavailable
 from idp.factors.types import CredentialInfo, FactorKind, UserRef
@@ -62,7 +63,6 @@ def to_info(row: Credential) -> CredentialInfo:
                           last_used_at=row.last_used_at, used_at=row.used_at, revoked_at=row.revoked_at)
 
 
-LABEL_MAX = 200  # characters of Credential.label
 
 
 # The session keeps objects across commits (expire_on_commit=False) and the gates update rows with

@@ -17,7 +17,7 @@ from flask_babel import lazy_gettext as _l
 
 from idp.factors import (
     Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, default_label,
-    display_text,
+    display_text, label_too_long,
 )
 
 from idp_plugins.totp import otp
@@ -84,11 +84,16 @@ class TotpFactor(Factor):
         digits, algorithm = state.get("digits"), state.get("algorithm")
         if secret is None or digits not in otp.DIGITS or algorithm not in otp.ALGORITHMS:
             return Rejected("expired", counts_as_failure=False)
+        # Display text first: a name of nothing but invisible characters is no name (the default one).
+        # Checked before the code, which stays unspent for the form sent again with a shorter name.
+        label = display_text(str(response.get("label") or ""))
+        too_long = label_too_long(label)
+        if too_long:
+            return Rejected("label_too_long", counts_as_failure=False, message=too_long)
         step = otp.verify_totp(secret, response.get("code"), ctx.now, -1, digits, algorithm)
         if step is None:
             return Rejected("invalid_code")
-        # Display text first: a name of nothing but invisible characters is no name (the default one).
-        label = display_text(str(response.get("label") or ""))[:200] or self._next_label(user)
+        label = label or self._next_label(user)
         credential = self.store.create(user, label=label, secret=secret, counter=step, now=ctx.now,
                                        public={"digits": digits, "algorithm": algorithm, "period": otp.PERIOD})
         return Enrolled(credential)

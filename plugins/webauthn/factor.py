@@ -54,7 +54,7 @@ from flask_babel import lazy_gettext as _l
 
 from idp.factors import (
     CredentialConflict, Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified, directory,
-    default_label, display_text,
+    default_label, display_text, label_too_long,
 )
 
 MAX_RESPONSE = 64 * 1024
@@ -190,6 +190,12 @@ class WebAuthnFactor(Factor):
         data, challenge = _parse(response), state.get("challenge")
         if data is None or not isinstance(challenge, str):
             return Rejected("invalid_response")
+        # Display text first: a name of nothing but invisible characters is no name (the default one).
+        # Checked before the key's answer, which changes nothing till it is stored.
+        label = display_text(str(response.get("label") or ""))
+        too_long = label_too_long(label)
+        if too_long:
+            return Rejected("label_too_long", counts_as_failure=False, message=too_long)
         try:
             result = verify_registration_response(credential=data, expected_challenge=base64url_to_bytes(challenge),
                                                   expected_rp_id=rp_id, expected_origin=origin)
@@ -203,8 +209,7 @@ class WebAuthnFactor(Factor):
         credential_id = bytes_to_base64url(result.credential_id)
         if len(credential_id) > MAX_CREDENTIAL_ID:  # the spec allows 1023 bytes; the lookup column holds 255 characters
             return Rejected("invalid_response")
-        # Display text first: a name of nothing but invisible characters is no name (the default one).
-        label = display_text(str(response.get("label") or ""))[:200] or self._next_label(user)
+        label = label or self._next_label(user)
         public = {"public_key": bytes_to_base64url(result.credential_public_key), "aaguid": result.aaguid,
                   "device_type": getattr(result.credential_device_type, "value", str(result.credential_device_type)),
                   "backed_up": bool(result.credential_backed_up), "user_verified": bool(result.user_verified),

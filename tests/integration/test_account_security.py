@@ -289,6 +289,31 @@ def test_two_methods_of_one_kind_never_share_a_name(seeded, web, live_server):
     assert audit_events(live_server, "factor.renamed") == 0
 
 
+TOO_LONG = "A name has at most 200 characters."
+
+
+def test_a_name_longer_than_the_forms_maxlength_is_refused_not_cut(seeded, web, live_server):
+    """Only a hand-made request sends more than the field's maxlength (200): the name was cut to
+    200 characters and stored. It is refused with a message and changes nothing; what counts is
+    the display text (an invisible character is no character of the name)."""
+    sign_in_to_account(web, seeded)
+    page = web.submit([f for f in web.page.forms() if f["action"].endswith("/add/totp")][0])
+    secret = page.find(r'<code>([A-Z2-7 ]+)</code>').replace(" ", "")
+    refused = web.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": "x" * 201})
+    assert refused.status == 400 and TOO_LONG in html.unescape(refused.text)
+    assert audit_events(live_server, "factor.enrolled") == 0
+    web.submit(refused.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": "Work phone"})
+    assert totp_labels(web.get("/account/security").text) == ["Work phone"]
+
+    rename = [f for f in web.page.forms() if f["action"].endswith("/rename") and f["fields"].get("label") == "Work phone"][0]
+    refused = web.submit(rename, {"label": "y" * 201})
+    assert refused.status == 400 and TOO_LONG in html.unescape(refused.text)
+    assert totp_labels(web.get("/account/security").text) == ["Work phone"]
+    assert audit_events(live_server, "factor.renamed") == 0
+    web.submit(rename, {"label": "y" * 200 + "\u200b"})
+    assert totp_labels(web.get("/account/security").text) == ["y" * 200]
+
+
 def test_a_name_that_differs_only_by_an_invisible_character_is_the_name_in_use(seeded, web, live_server):
     """A soft hyphen (U+00AD) shows as nothing inside a word, and the Arabic letter mark (U+061C, a
     bidirectional mark as U+200F is) as nothing at all while it reorders the digits after it: both

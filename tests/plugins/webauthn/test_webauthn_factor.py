@@ -242,6 +242,22 @@ def test_a_label_of_invisible_characters_only_is_the_default_name(factor, factor
     assert [c.label for c in factor.store.list(factor_user)] == ["Security key or passkey", "Security key or passkey 2"]
 
 
+def test_a_typed_label_longer_than_the_column_is_refused_not_cut(factor, factor_user, ctx):
+    """Only a hand-made request sends more than the field's maxlength (200): the name was cut and
+    the key stored. It is refused, not counted as a failure, and nothing is stored; the same
+    answer of the key is taken with a shorter name."""
+    from idp.factors import LABEL_MAX
+
+    key = SoftAuthenticator(ctx.rp_id, ctx.origin)
+    step = factor.begin_enrolment(factor_user, ctx)
+    answer = key.create(step.view["options"])
+    outcome = factor.finish_enrolment(factor_user, step.state, posted(answer, label="k" * (LABEL_MAX + 1)), ctx)
+    assert outcome == Rejected("label_too_long", counts_as_failure=False)
+    assert str(outcome.message) == "A name has at most 200 characters." and factor.store.list(factor_user) == []
+    outcome = factor.finish_enrolment(factor_user, step.state, posted(answer, label="k" * LABEL_MAX), ctx)
+    assert isinstance(outcome, Enrolled) and outcome.credential.label == "k" * LABEL_MAX
+
+
 def test_only_the_transports_webauthn_names_are_kept(factor, factor_user, ctx):
     """A transport with a NUL or a lone surrogate (which PostgreSQL refuses) failed the enrolment as
     "cannot be used at the moment", with a traceback in the log (an audit found it); a long made-up
