@@ -143,9 +143,24 @@ def utc_text(moment: datetime | int | float | None, time: bool = True) -> str:
     return _translations().ugettext(UTC_FORMAT) % {"moment": words} if time else words
 
 
+def bdi(value) -> Markup:
+    """`value`, a name someone chose (a user's, an address, a method's, a device's, an application's,
+    an organization's), in HTML's isolate: Arabic or Hebrew in it, or neutral characters at its
+    end, cannot reorder the sentence or the text around it ("Remove “name”?", a cell followed by
+    "(disabled)"). Not inside <title> or an attribute, where a tag is text."""
+    return Markup("<bdi>%s</bdi>") % value
+
+
+def isolated_text(message: str, **values) -> Markup:
+    """A sentence built in Python for a page's body (a confirmation's), as HTML in the request's
+    language: the `_` of a template, each value isolated (`bdi`). Mark `message` with N_."""
+    return Markup(_translations().ugettext(message)) % {name: bdi(value) for name, value in values.items()}
+
+
 def install(app: Flask) -> None:
     """After Flask-Babel's own set-up (which this replaces for `_`, `gettext` and `ngettext`)."""
     app.jinja_env.globals.update(_=gettext, gettext=gettext, ngettext=ngettext)
     app.jinja_env.filters["utc"] = utc
     app.jinja_env.filters["number"] = number
     app.jinja_env.filters["percent"] = percent
+    app.jinja_env.filters["bdi"] = bdi

@@ -23,6 +23,7 @@ from idp.factors.registry import RECOVERY_CODES, current_registry
 from idp.factors.types import FactorKind
 from idp.login import session as login_session
 from idp.policy import status as policy_status
+from idp.template_i18n import N_, isolated_text
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -149,7 +150,8 @@ def confirm_remove(credential_id: int):
     # A credential the user did not name carries its method's label: named once, not twice
     # ("Remove Authenticator app “Authenticator app”?").
     if row.description.label and row.description.label != str(row.factor.label):
-        title = _("Remove %(method)s “%(name)s”?", method=row.factor.label, name=row.description.label)
+        title = isolated_text(N_("Remove %(method)s “%(name)s”?"), method=row.factor.label,
+                              name=row.description.label)
     else:
         title = _("Remove %(method)s?", method=row.factor.label)
     return render_template("account/confirm.html", lines=lines, confirm=_("Remove"), title=title,

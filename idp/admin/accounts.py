@@ -33,7 +33,7 @@ from idp.admin.views import bp
 from idp.db import db
 from idp.forms import NewPasswordForm
 from idp.models import User
-from idp.template_i18n import plural_text
+from idp.template_i18n import N_, isolated_text, plural_text
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -130,12 +130,13 @@ def _switch(user_id: int, *, disabled: bool):
     if request.method == "GET" or not ConfirmForm().validate_on_submit():
         if disabled:
             title = _("Disable this account?")
-            text = _("%(email)s will not be able to sign in, and is signed out at once: every session and "
-                     "every application's token of theirs ends, and their recovery QR codes not yet used are "
-                     "revoked. Enabling the account again lets them sign in again; it does not bring back what "
-                     "ended.", email=target.email)
+            text = isolated_text(N_("%(email)s will not be able to sign in, and is signed out at once: every session "
+                                    "and every application's token of theirs ends, and their recovery QR codes not "
+                                    "yet used are revoked. Enabling the account again lets them sign in again; it "
+                                    "does not bring back what ended."), email=target.email)
         else:
-            title, text = _("Enable this account?"), _("%(email)s will be able to sign in again.", email=target.email)
+            title = _("Enable this account?")
+            text = isolated_text(N_("%(email)s will be able to sign in again."), email=target.email)
         return _confirm(target, title, text, url_for(request.endpoint, user_id=target.id))
     try:
         changed = users.set_disabled(target, disabled, actor_id=g.admin.id, actor=g.admin.email)
@@ -161,13 +162,14 @@ def change_role(user_id: int):
         role = "user" if target.role == "admin" else "admin"
         if role == "admin":
             title = _("Make this user an administrator?")
-            text = _("%(email)s will administer %(org)s: its users, their second factors and passwords, its "
-                     "security settings and its audit log. Recovery QR codes that administrators issued to them "
-                     "and that are not yet used are revoked: an administrator's come from the operator.",
-                     email=target.email, org=g.org.name)
+            text = isolated_text(N_("%(email)s will administer %(org)s: its users, their second factors and "
+                                    "passwords, its security settings and its audit log. Recovery QR codes that "
+                                    "administrators issued to them and that are not yet used are revoked: an "
+                                    "administrator's come from the operator."), email=target.email, org=g.org.name)
         else:
             title = _("Remove administrator rights?")
-            text = _("%(email)s will no longer administer %(org)s.", email=target.email, org=g.org.name)
+            text = isolated_text(N_("%(email)s will no longer administer %(org)s."), email=target.email,
+                                 org=g.org.name)
         return _confirm(target, title, text, url_for("admin.change_role", user_id=target.id), fields={"role": role})
     try:
         changed = users.set_role(target, request.form["role"], actor_id=g.admin.id, actor=g.admin.email)
@@ -227,9 +229,10 @@ def sign_out_user(user_id: int):
         return refused
     if request.method == "GET" or not ConfirmForm().validate_on_submit():
         return _confirm(target, _("Sign this user out everywhere?"),
-                        _("%(email)s is signed out of every browser, and every application's token of theirs "
-                          "ends. Their password and second factors stay: if whoever has the device may know "
-                          "them too, set a new password or reset the second factors as well.", email=target.email),
+                        isolated_text(N_("%(email)s is signed out of every browser, and every application's token "
+                                         "of theirs ends. Their password and second factors stay: if whoever has the "
+                                         "device may know them too, set a new password or reset the second factors "
+                                         "as well."), email=target.email),
                         url_for("admin.sign_out_user", user_id=target.id))
     users.sign_out(target, actor_id=g.admin.id, actor=g.admin.email)
     db.session.commit()
@@ -252,9 +255,9 @@ def remove_application(user_id: int, client_id: str):
         abort(404)  # no access to take: never had any, removed already, made up
     if request.method == "GET" or not ConfirmForm().validate_on_submit():
         return _confirm(target, _("Remove this application's access?"),
-                        _("%(application)s can no longer use the account of %(email)s: its tokens end, and it "
-                          "must sign them in again (and ask for their consent again, if it asks for it).",
-                          application=application.name, email=target.email),
+                        isolated_text(N_("%(application)s can no longer use the account of %(email)s: its tokens "
+                                         "end, and it must sign them in again (and ask for their consent again, if "
+                                         "it asks for it)."), application=application.name, email=target.email),
                         url_for("admin.remove_application", user_id=target.id, client_id=client_id))
     consents.withdraw(target, client_id, actor_id=g.admin.id, actor=g.admin.email, by="admin")
     db.session.commit()

@@ -6,7 +6,7 @@ Over HTTP against a live server, with an independent OIDC client for the tokens.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from fixtures.oidc import FormBrowser, password_login
 
@@ -193,6 +193,23 @@ def test_an_admins_new_password_for_a_member_is_hashed_with_no_transaction_open(
     [event] = events(live_server, "user.password_changed")
     assert event.details["by"] == "admin" and event.actor == seeded.admin_email
     assert can_sign_in(live_server, seeded, rp_factory, seeded.user_email, NEW_PASSWORD)
+
+
+def test_right_to_left_names_and_addresses_are_isolated_on_the_admin_pages(live_server, seeded, rp_factory):
+    """A member's name in Arabic beside "(disabled)", or an address inside a confirmation's
+    sentence, reordered the text around it: each is shown in <bdi>, HTML's isolate."""
+    from idp.db import db
+    from idp.models import User
+
+    with live_server.context():
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(name="سارة", disabled=True))
+        db.session.commit()
+    admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    assert "<bdi>سارة</bdi></a> <span class=\"muted\">" in admin.get("/admin/users").text
+    user_id = user_row(live_server, seeded.user_email).id
+    page = admin.get(f"/admin/users/{user_id}/enable")
+    assert f"<p><bdi>{seeded.user_email}</bdi> " in page.text
+    assert "<h1><bdi>سارة</bdi></h1>" in admin.get(f"/admin/users/{user_id}").text
 
 
 def test_an_admin_does_not_disable_themselves_nor_reach_another_organization(live_server, seeded, rp_factory):

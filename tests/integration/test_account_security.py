@@ -314,6 +314,22 @@ def test_a_name_longer_than_the_forms_maxlength_is_refused_not_cut(seeded, web, 
     assert totp_labels(web.get("/account/security").text) == ["y" * 200]
 
 
+def test_a_right_to_left_name_is_isolated_from_the_text_around_it(seeded, web, live_server):
+    """A name in Hebrew (or one ending in neutral characters) inside a sentence reordered it:
+    "Remove Authenticator app “!טלפון”?" Each is shown in HTML's isolate, <bdi>; not in <title>,
+    where a tag is text."""
+    sign_in_to_account(web, seeded)
+    add_totp(web)
+    page = web.get("/account/security")
+    rename = [f for f in page.forms() if f["action"].endswith("/rename") and f["fields"].get("label") == "Work phone"][0]
+    page = web.submit(rename, {"label": "טלפון 2!"})
+    assert ", <bdi>טלפון 2!</bdi></span>" in page.text  # the Rename and Remove buttons' words
+    confirm = web.get(re.search(r'data-remove="\d+"\s+href="([^"]+)"', page.text).group(1))
+    heading = re.search(r"<h1>(.*?)</h1>", confirm.text).group(1)
+    assert heading.endswith("“<bdi>טלפון 2!</bdi>”?")
+    assert "<bdi>" not in re.search(r"<title>(.*?)</title>", confirm.text, re.S).group(1)
+
+
 def test_a_name_that_differs_only_by_an_invisible_character_is_the_name_in_use(seeded, web, live_server):
     """A soft hyphen (U+00AD) shows as nothing inside a word, and the Arabic letter mark (U+061C, a
     bidirectional mark as U+200F is) as nothing at all while it reorders the digits after it: both
@@ -416,8 +432,8 @@ def test_each_methods_name_field_and_buttons_say_which_method(seeded, web):
     page = web.get("/account/security")
     row = re.search(r'<tr data-credential="\d+" data-factor="totp">.*?</tr>', page.text, re.S).group(0)
     assert 'aria-label="Name: Authenticator app"' in row
-    assert 'Rename<span class="sr-only"> Authenticator app, Work phone</span></button>' in row
-    assert 'Remove<span class="sr-only"> Authenticator app, Work phone</span></a>' in row
+    assert 'Rename<span class="sr-only"> Authenticator app, <bdi>Work phone</bdi></span></button>' in row
+    assert 'Remove<span class="sr-only"> Authenticator app, <bdi>Work phone</bdi></span></a>' in row
 
 
 def test_a_required_user_keeps_a_method_that_signs_in(seeded, web, live_server):
