@@ -14,7 +14,6 @@ token is checked before any POST reaches a view (idp.forms).
 from __future__ import annotations
 
 from flask import abort, flash, redirect, url_for
-from flask_babel import gettext as _
 from sqlalchemy import select
 
 from idp import consents
@@ -22,6 +21,7 @@ from idp.account.views import bp
 from idp.db import db
 from idp.login import session as login_session
 from idp.models import Client
+from idp.template_i18n import N_, isolated_text
 
 
 @bp.post("/security/applications/<client_id>/remove")
@@ -32,6 +32,6 @@ def remove_application(client_id: str):
         abort(404)  # no access to take: never had any, removed already, made up
     name = db.session.scalar(select(Client.name).where(Client.client_id == client_id))
     db.session.commit()
-    flash(_("%(application)s can no longer use your account: it must sign you in again.",
-            application=name or client_id), "success")
+    flash(isolated_text(N_("%(application)s can no longer use your account: it must sign you in again."),
+                        application=name or client_id), "success")
     return redirect(url_for(".security"))

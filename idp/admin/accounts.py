@@ -75,8 +75,8 @@ def new_user():
         else:
             lockout.release(budget)
             db.session.commit()
-            flash(_("%(email)s can sign in now: give them their password in person or by another channel than "
-                    "their e-mail.", email=created.email), "success")
+            flash(isolated_text(N_("%(email)s can sign in now: give them their password in person or by another "
+                                   "channel than their e-mail."), email=created.email), "success")
             return redirect(url_for("admin.user", user_id=created.id))
     return render_template("admin/new_user.html", org=g.org, form=form), code
 
@@ -198,7 +198,8 @@ def set_user_password(user_id: int):
             form.password.errors = [str(exc)]
         else:
             db.session.commit()
-            flash(_("The password is set. %(email)s was signed out everywhere.", email=target.email), "success")
+            flash(isolated_text(N_("The password is set. %(email)s was signed out everywhere."), email=target.email),
+                  "success")
             return redirect(url_for("admin.user", user_id=target.id))
     return render_template("admin/password.html", org=g.org, target=target, form=form), (
         200 if request.method == "GET" else 400)
@@ -236,7 +237,7 @@ def sign_out_user(user_id: int):
                         url_for("admin.sign_out_user", user_id=target.id))
     users.sign_out(target, actor_id=g.admin.id, actor=g.admin.email)
     db.session.commit()
-    flash(_("%(email)s was signed out everywhere.", email=target.email), "success")
+    flash(isolated_text(N_("%(email)s was signed out everywhere."), email=target.email), "success")
     return redirect(url_for("admin.user", user_id=target.id))
 
 
@@ -261,6 +262,6 @@ def remove_application(user_id: int, client_id: str):
                         url_for("admin.remove_application", user_id=target.id, client_id=client_id))
     consents.withdraw(target, client_id, actor_id=g.admin.id, actor=g.admin.email, by="admin")
     db.session.commit()
-    flash(_("%(application)s can no longer use the account of %(email)s.", application=application.name,
-            email=target.email), "success")
+    flash(isolated_text(N_("%(application)s can no longer use the account of %(email)s."),
+                        application=application.name, email=target.email), "success")
     return redirect(url_for("admin.user", user_id=target.id))

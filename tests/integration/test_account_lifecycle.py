@@ -196,8 +196,8 @@ def test_an_admins_new_password_for_a_member_is_hashed_with_no_transaction_open(
 
 
 def test_right_to_left_names_and_addresses_are_isolated_on_the_admin_pages(live_server, seeded, rp_factory):
-    """A member's name in Arabic beside "(disabled)", or an address inside a confirmation's
-    sentence, reordered the text around it: each is shown in <bdi>, HTML's isolate."""
+    """A member's name in Arabic beside "(disabled)", or an address inside a confirmation's or a
+    flash message's sentence, reordered the text around it: each is shown in <bdi>, HTML's isolate."""
     from idp.db import db
     from idp.models import User
 
@@ -210,6 +210,9 @@ def test_right_to_left_names_and_addresses_are_isolated_on_the_admin_pages(live_
     page = admin.get(f"/admin/users/{user_id}/enable")
     assert f"<p><bdi>{seeded.user_email}</bdi> " in page.text
     assert "<h1><bdi>سارة</bdi></h1>" in admin.get(f"/admin/users/{user_id}").text
+    page = admin.get(f"/admin/users/{user_id}/sign-out")
+    page = admin.submit(next(f for f in page.forms() if f["action"].endswith("/sign-out")))
+    assert f"<bdi>{seeded.user_email}</bdi> was signed out everywhere." in page.text  # a flash, through the cookie
 
 
 def test_an_admin_does_not_disable_themselves_nor_reach_another_organization(live_server, seeded, rp_factory):
