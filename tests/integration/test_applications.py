@@ -71,7 +71,7 @@ def test_the_page_lists_both_applications_and_removes_the_third_partys_access(li
 
     page = browser.submit(remove_form(page, seeded.third_party["client_id"]))
     assert page.status == 200 and page.url.endswith("/account/security")
-    assert "Third can no longer use your account" in page.text
+    assert "<bdi>Third</bdi> can no longer use your account" in page.text
     assert list(applications_on(page)) == [seeded.first_party["client_id"]]
     assert consents(live_server) == []
     assert refresh_error(third, third_tokens) == "invalid_grant"
@@ -95,7 +95,7 @@ def test_the_page_lists_both_applications_and_removes_the_third_partys_access(li
 def test_removing_a_first_party_application_signs_it_out(live_server, seeded, rp_factory):
     browser, (first, first_tokens), (third, third_tokens) = signed_in_to_both(live_server, seeded, rp_factory)
     page = browser.submit(remove_form(browser.get("/account/security"), seeded.first_party["client_id"]))
-    assert "First can no longer use your account" in page.text
+    assert "<bdi>First</bdi> can no longer use your account" in page.text
     assert list(applications_on(page)) == [seeded.third_party["client_id"]]
     assert refresh_error(first, first_tokens) == "invalid_grant"
     assert first.userinfo(first_tokens["access_token"]).status_code == 401
@@ -176,7 +176,7 @@ def test_an_admin_sees_a_users_applications_and_removes_one(live_server, seeded,
     assert confirm.status == 200 and "Third" in confirm.text and seeded.user_email in confirm.text
     assert third.userinfo(third_tokens["access_token"]).status_code == 200   # asking changed nothing
     page = admin.submit(next(f for f in confirm.forms() if f["action"].endswith("/remove")))
-    assert page.status == 200 and "Third can no longer use the account of alice@acme.test" in page.text
+    assert page.status == 200 and "<bdi>Third</bdi> can no longer use the account of <bdi>alice@acme.test</bdi>" in page.text
     assert list(applications_on(page)) == [seeded.first_party["client_id"]]
     assert refresh_error(third, third_tokens) == "invalid_grant" and refresh_error(first, first_tokens) is None
     [event] = events(live_server, "consent.withdrawn")

@@ -13,7 +13,7 @@ def test_the_logout_confirmation_says_who_and_offers_to_stay(seeded, web, rp_fac
     rp = rp_factory(seeded.first_party)
     password_login(web, rp, seeded.user_email, seeded.password)
     page = web.get("/logout")
-    assert f"You are signed in as {seeded.user_email}" in page.text
+    assert f"You are signed in as <bdi>{seeded.user_email}</bdi>" in page.text
     assert 'href="/">Stay signed in</a>' in page.text
     signed_out = web.submit(page.forms()[0])
     assert "You are signed out" in signed_out.text and "/account/security" in signed_out.text
