@@ -147,6 +147,15 @@ def _forget_live_rows() -> None:
 db.forget_on_rollback(_forget_live_rows)
 
 
+def read_credentials_again() -> None:
+    """The next question about a user's credentials in this request reads them from the database,
+    not from what the request read before: for a check made under the user's lock (lock_user,
+    the code page's hold) that must see what a parallel request committed while this one waited
+    for it. A factor whose check writes a credential (TOTP's step, a recovery code) has dropped
+    the request's copy already; push's approval writes none."""
+    _forget_live_rows()
+
+
 _GATES_WITH_STEP = "idp_gates_commit_with_step"
 
 

@@ -54,3 +54,44 @@ def test_logins_proving_factors_at_once_make_one_set_of_owed_codes(pg_server):
         live = db.session.scalar(select(func.count()).select_from(Credential).where(
             Credential.user_id == user_id, Credential.factor == "recovery_codes", Credential.revoked_at.is_(None)))
         assert live == 10
+
+
+def test_push_logins_approved_at_once_make_one_set_of_owed_codes(pg_server):
+    """The phone registered with an activation code owes the codes; several logins approved on it
+    continue at the same moment. Push's check writes no credential, so the list of the user's
+    credentials the login read before it waited for the user's row (idp.factors.store keeps it
+    for the request) still said "no recovery codes" after the first tab had made its set: every
+    tab made and showed one, each replacing the one before."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "push"))
+    from push_testkit import enable_push, give_device
+
+    from idp.db import db
+    from idp.models import Credential, User
+
+    enable_push(pg_server)
+    seeded = seed(pg_server)
+    phone = give_device(pg_server, seeded.user_email)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    tabs, waiting = [], []
+    for _ in range(TABS):  # each login's request approved before the next begins
+        tab = FormBrowser(pg_server.url)
+        tab.get(rp.authorization_url())
+        page = tab.login(seeded.user_email, seeded.password)
+        number = page.find(r'data-push-number="(\d+)"')
+        assert number, page.text[:3000]
+        [request] = [r for r in phone.pending() if r["id"] not in {w[1] for w in waiting}]
+        assert phone.answer(request["id"], "approve", number) == {"status": "approved"}
+        tabs.append(tab)
+        waiting.append(([f for f in page.forms() if "version" in f["fields"]][0], request["id"]))
+    at_once(TABS, lambda i: tabs[i].submit(waiting[i][0]))
+    shown = [tab for tab in tabs if "data-recovery-codes" in tab.page.text]
+    through = [tab for tab in tabs if tab.last_redirect and "code=" in tab.last_redirect]
+    assert len(shown) == 1 and len(through) == TABS - 1, [tab.page.status for tab in tabs]
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+        live = db.session.scalar(select(func.count()).select_from(Credential).where(
+            Credential.user_id == user_id, Credential.factor == "recovery_codes", Credential.revoked_at.is_(None)))
+        assert live == 10

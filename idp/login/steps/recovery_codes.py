@@ -11,6 +11,7 @@ from flask import redirect, url_for
 
 from idp.factors import directory
 from idp.factors.registry import current_registry
+from idp.factors.store import read_credentials_again
 from idp.factors.types import Enrolled, FactorKind
 from idp.login import gate, pipeline
 from idp.login.forms import StepForm
@@ -34,6 +35,10 @@ def issue_if_first(ctx: StepContext, user) -> dict | None:
     if factor is None or factor.kind != FactorKind.RECOVERY:
         return None  # (a set still owed is shown once the factor is enabled again)
     ref = gate.user_ref(user)
+    # Asked under that hold, of the database: the credentials this request read before it waited
+    # still lack the set a parallel tab has just made (a push approval writes no credential to
+    # drop them), and a second set would replace the one that tab showed.
+    read_credentials_again()
     if factor.is_configured_for(ref):
         if user.recovery_codes_owed:  # set up on the security page meanwhile
             directory.recovery_codes_issued(user.id)
