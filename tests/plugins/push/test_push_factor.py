@@ -284,3 +284,53 @@ def test_wait_returns_as_soon_as_the_device_answers(factor_app, factor_user):
     started = time.monotonic()
     assert isinstance(push.wait(factor_user, other.state, other_ctx, timeout=0.5), Pending)
     assert 0.4 < time.monotonic() - started < 2
+
+
+@pytest.mark.postgres
+def test_a_security_page_enrolment_finished_while_another_made_the_codes_makes_none(pg_app, monkeypatch):
+    """Two of the user's tabs finish a push enrolment on the security page at once (or one does
+    while a login shows the codes a phone's activation owed). The second waits for the user's row,
+    then must see the first one's recovery codes: it had read the user's credentials before it
+    waited (idp.factors.store keeps them for the request), and push's finish stores no credential
+    of its own to make it read them again, so it made a second set, replacing the first one the
+    user had just been shown."""
+    from sqlalchemy import func, select
+
+    from idp.account import service
+    from idp.db import db
+    from idp.factors import testing
+    from idp.models import Credential, User
+
+    push_factor()
+    user = db.session.get(User, testing.make_user("two-tabs@example.com").id)
+    with pg_app.test_request_context():
+        pending_id = service.begin(user, "push")
+        view = service.pending_view(user, service.pending(user, pending_id))
+    device = Device(pg_app.test_client())
+    assert device.register(activation_code(view["activation_uri"]), "phone").status_code == 201
+    db.session.remove()
+    user = db.session.get(User, user.id)
+
+    waited_for = service.lock_user
+
+    def the_other_tab_finished_first(user_id: int) -> None:
+        def other_tab() -> None:
+            with pg_app.app_context():
+                try:
+                    service.regenerate_recovery_codes(db.session.get(User, user_id), audit_event=False)
+                    db.session.commit()
+                finally:
+                    db.session.remove()
+
+        thread = threading.Thread(target=other_tab)
+        thread.start()
+        thread.join()
+        waited_for(user_id)
+
+    monkeypatch.setattr(service, "lock_user", the_other_tab_finished_first)
+    with pg_app.test_request_context():
+        _credential, codes = service.finish(user, pending_id, {})
+        assert codes is None
+        live = db.session.scalar(select(func.count()).select_from(Credential).where(
+            Credential.user_id == user.id, Credential.factor == "recovery_codes", Credential.revoked_at.is_(None)))
+        assert live == 10
