@@ -34,6 +34,10 @@ def summary(user: User) -> dict[str, Any]:
         "two_factor_status": status(user, user.org, today_utc()).value, "created_at": iso_utc(user.created_at),
         "methods": methods,
         "recovery": [{"factor": name, "unused": unused, "total": total} for name, (total, unused) in recovery.items()],
+        # A second factor given outside the login and the security page owes a set, shown once
+        # at the next sign-in (idp.factors.directory.owe_recovery_codes): what support answers
+        # "where are my recovery codes?" with.
+        "recovery_codes_at_next_sign_in": bool(user.recovery_codes_owed),
         "sessions": [{"sid": s.sid, "browser": s.browser, "ip": s.ip, "signed_in_at": iso_utc(s.signed_in_at)}
                      for s in sessions.live(user.id)],
         "applications": [{"client_id": app.client_id, "name": app.name, "first_party": app.first_party,
@@ -55,6 +59,8 @@ def lines(document: dict[str, Any]) -> list[str]:
     out += [f"    {m['factor']}  {m['label']!r}  added {m['created_at']}  last used {m['last_used_at'] or 'never'}"
             for m in document["methods"]]
     out += [f"    {r['factor']}  {r['unused']} of {r['total']} unused" for r in document["recovery"]]
+    if document["recovery_codes_at_next_sign_in"]:
+        out.append("    recovery codes: a new set, shown once at the next sign-in")
     out.append(f"  signed in: {len(document['sessions']) or 'nowhere'}")
     out += [f"    {s['browser']}  {s['ip'] or '-'}  since {s['signed_in_at']}  (sid {s['sid']})"
             for s in document["sessions"]]

@@ -65,3 +65,19 @@ def test_sessions_and_applications_show_in_text_and_json(live_server, seeded, id
 def test_an_unknown_or_malformed_address_is_one_line(sqlite_only_url, idp):
     refused(idp("user", "show", "--email", "nobody@example.com", database_url=sqlite_only_url), "no user")
     refused(idp("user", "show", "--email", "not-an-email", database_url=sqlite_only_url), "invalid e-mail")
+
+
+def test_recovery_codes_owed_to_the_next_sign_in_show(live_server, seeded, idp):
+    """A second factor given by `idp factor totp import` owes the user a set of recovery codes,
+    shown once at their next sign-in: support sees that it is coming, in JSON and in text."""
+    import pyotp
+
+    url = live_server.database_url
+    before = json.loads(ok(idp("user", "show", "--email", seeded.user_email, "--json", database_url=url)).stdout)
+    assert before["recovery_codes_at_next_sign_in"] is False
+    ok(idp("factor", "totp", "import", "--user", seeded.user_email, "--secret-stdin",
+           input=pyotp.random_base32() + "\n", database_url=url))
+    document = json.loads(ok(idp("user", "show", "--email", seeded.user_email, "--json", database_url=url)).stdout)
+    assert document["recovery_codes_at_next_sign_in"] is True and document["recovery"] == []
+    text = ok(idp("user", "show", "--email", seeded.user_email, database_url=url)).stdout
+    assert "recovery codes: a new set, shown once at the next sign-in" in text
