@@ -215,7 +215,10 @@ def _referring_page() -> str | None:
     A path the browser could read as another host's (`//evil.example`, `/\\evil.example`) is not."""
     from urllib.parse import urlsplit
 
-    referrer = urlsplit(request.referrer or "")
+    try:
+        referrer = urlsplit(request.referrer or "")
+    except ValueError:  # a header no browser sends ("http://[::1"): no page of ours
+        return None
     issuer = urlsplit(current_app.extensions["idp.settings"].issuer)
     if (referrer.scheme, referrer.netloc) != (issuer.scheme, issuer.netloc):
         return None

@@ -238,7 +238,7 @@ def test_language_form_never_leaves_the_provider(seeded, live_server):
     web = browser(live_server, ENGLISH)
     sign_in_to_account(web, seeded.user_email, seeded.password)
     for referrer in ("https://evil.example/account/security", f"{live_server.url}//evil.example/x",
-                     f"{live_server.url}/\\evil.example/x", "", "not a url"):
+                     f"{live_server.url}/\\evil.example/x", "", "not a url", "http://[::1"):
         assert _post_language(web, live_server, referrer) == "/", referrer
 
 
