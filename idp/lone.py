@@ -81,6 +81,11 @@ class _Lone:
         return wait_for_write_lock(lambda: connection.execute(sql, parameters))
 
 
+#: The execution option that marks a join repeating one side's columns on every row of the other
+#: (`Prepared.rows`): idp.factors.store.with_live_credentials sets it.
+REPEATS = "idp_repeats"
+
+
 def tables_of(statement: ClauseElement) -> frozenset[str]:
     """The names of the tables a statement reads or writes, its subqueries' included."""
     names = set()
@@ -96,7 +101,7 @@ class Prepared:
     bind and result processors of its types."""
 
     __slots__ = ("sql", "positions", "binders", "readers", "names", "row_type", "defaults", "prefetch", "tables",
-                 "writes")
+                 "writes", "repeats")
 
     def __init__(self, statement: ClauseElement, dialect, column_keys: list[str] | None = None) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=column_keys)
@@ -120,6 +125,8 @@ class Prepared:
         # the session's deferred inserts may ride along with it (idp.deferred_writes).
         self.tables = tables_of(statement)
         self.writes = isinstance(statement, UpdateBase)
+        self.repeats = bool(statement.get_execution_options().get(REPEATS)) \
+            if hasattr(statement, "get_execution_options") else False
 
     def parameters(self, values: dict[str, Any]):
         if self.defaults or self.prefetch:
@@ -141,6 +148,26 @@ class Prepared:
         return self.row_type(*[reader(value) if reader is not None else value
                                for reader, value in zip(self.readers, raw, strict=True)])
 
+    def rows(self, raws: list) -> list:
+        """Every row (`row`). For a statement marked REPEATS (a join that repeats one side's
+        columns on every row of the other: the login's row beside each of the user's
+        credentials, of which recovery codes alone are ten), a value is processed only when it
+        differs from the same column's in the row before: the repeated JSON and dates are
+        decoded once, not once per credential. Its rows may then share one processed value (a
+        dict): its callers read the repeated side from the first row only."""
+        row = self.row
+        if not self.repeats or len(raws) < 2:
+            return [row(raw) for raw in raws]
+        readers, make = self.readers, self.row_type
+        before, processed = raws[0], list(row(raws[0]))
+        out = [make(*processed)]
+        for raw in raws[1:]:
+            processed = [value if reader is None else (done if value == previous else reader(value))
+                         for reader, value, previous, done in zip(readers, raw, before, processed, strict=True)]
+            out.append(make(*processed))
+            before = raw
+        return out
+
 
 class Ran:
     """The cursor of a statement run by `Database.run`, read through the statement's processors."""
@@ -158,8 +185,7 @@ class Ran:
         return self.prepared.row(self.cursor.fetchone())
 
     def all(self) -> list:
-        row = self.prepared.row
-        return [row(raw) for raw in self.cursor.fetchall()]
+        return self.prepared.rows(self.cursor.fetchall())
 
     def scalar(self):
         """The first column of the first row (processed), or None when there is no row."""
@@ -285,9 +311,7 @@ class LoneConnections:
     def read_all(self, statement: ClauseElement, values: dict[str, Any]) -> list:
         """`read_first` for every row."""
         prepared = self.prepared(statement)
-        row = prepared.row
-        return [row(raw) for raw in self._autocommit(prepared, values, lambda cursor: cursor.fetchall(),
-                                                     synchronous=None)]
+        return prepared.rows(self._autocommit(prepared, values, lambda cursor: cursor.fetchall(), synchronous=None))
 
     def execute(self, statement: ClauseElement, values: dict[str, Any], synchronous: bool = True) -> int:
         """`first` for a statement that returns no rows: the number of rows it changed."""

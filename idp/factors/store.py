@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp.db import db, utcnow
+from idp.lone import REPEATS
 from idp.factors.contract import LABEL_MAX
 from idp.factors.directory import lock_user
 from idp.factors.errors import CredentialConflict, SecretUnavailable
@@ -122,7 +123,9 @@ def with_live_credentials(statement, user_id_column, only_if=None):
     joined_when = (_COLUMNS.user_id == user_id_column) & _COLUMNS.revoked_at.is_(None)
     if only_if is not None:
         joined_when = joined_when & only_if
-    return statement.outerjoin(_TABLE, joined_when).add_columns(*_COLUMNS).order_by(_COLUMNS.id)
+    # Marked as repeating its first columns on every row (idp.lone.Prepared.rows): decoded once.
+    return (statement.outerjoin(_TABLE, joined_when).add_columns(*_COLUMNS).order_by(_COLUMNS.id)
+            .execution_options(**{REPEATS: True}))
 
 
 def keep_live_rows(user_id: int, rows: list, start: int) -> None:
