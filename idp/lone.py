@@ -23,12 +23,14 @@ kept.
 """
 from __future__ import annotations
 
+import json
 import select
 import threading
 from collections import namedtuple
 from typing import Any
 
-from sqlalchemy import Table, bindparam
+from sqlalchemy import JSON, Table, Text, bindparam, cast, type_coerce
+from sqlalchemy.types import TypeDecorator
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import ClauseElement, visitors
 from sqlalchemy.sql.dml import UpdateBase
@@ -84,6 +86,24 @@ class _Lone:
 #: The execution option that marks a join repeating one side's columns on every row of the other
 #: (`Prepared.rows`): idp.factors.store.with_live_credentials sets it.
 REPEATS = "idp_repeats"
+
+
+class _JSONText(TypeDecorator):
+    """JSON read as text and decoded by the statement's own reader (`repeated_json`)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else json.loads(value)
+
+
+def repeated_json(columns) -> list:
+    """`columns` for the repeated side of a REPEATS join, its JSON ones read as text and decoded by
+    our own reader, which `Prepared.rows` then runs once per distinct value: psycopg decodes a
+    json column itself, on every row, before any reader sees it. (Same name, same Python value.)"""
+    return [type_coerce(cast(column, Text), _JSONText()).label(column.key) if isinstance(column.type, JSON)
+            else column for column in columns]
 
 
 def tables_of(statement: ClauseElement) -> frozenset[str]:

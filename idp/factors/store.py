@@ -32,7 +32,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp.db import db, utcnow
-from idp.lone import REPEATS
+from idp.lone import REPEATS, repeated_json
 from idp.factors.contract import LABEL_MAX
 from idp.factors.directory import lock_user
 from idp.factors.errors import CredentialConflict, SecretUnavailable
@@ -124,7 +124,9 @@ def with_live_credentials(statement, user_id_column, only_if=None):
     if only_if is not None:
         joined_when = joined_when & only_if
     # Marked as repeating its first columns on every row (idp.lone.Prepared.rows): decoded once.
-    return (statement.outerjoin(_TABLE, joined_when).add_columns(*_COLUMNS).order_by(_COLUMNS.id)
+    # The credentials' JSON as text too: ten recovery codes carry the same "{}", decoded once (rows
+    # share it; `to_info` copies it).
+    return (statement.outerjoin(_TABLE, joined_when).add_columns(*repeated_json(_COLUMNS)).order_by(_COLUMNS.id)
             .execution_options(**{REPEATS: True}))
 
 

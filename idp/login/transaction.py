@@ -21,6 +21,7 @@ from idp.db import db, utcnow
 from idp.factors import store
 from idp.login import user as login_user
 from idp.login.user import LoginUser
+from idp.lone import repeated_json
 from idp.models import LoginTransaction, Organization, User
 from idp.security.tokens import random_token, sha256_hex
 
@@ -65,7 +66,7 @@ _FIELDS = TransactionRow.__slots__
 # step, the user's live credentials too (idp.factors.store, one row each): the code page and its
 # POST ask about them next (the methods held, the policy's decision, the factor's check).
 _LOAD = (store.with_live_credentials(
-    select(*_TABLE.c, *login_user.JOINED_COLUMNS)
+    select(*repeated_json(_TABLE.c), *login_user.JOINED_COLUMNS)
     .select_from(_TABLE.outerjoin(User, User.id == _TABLE.c.user_id)
                  .outerjoin(Organization, Organization.id == User.org_id)),
     User.id, only_if=_TABLE.c.state == State.SECOND_FACTOR.value)

@@ -53,3 +53,20 @@ def test_the_logins_load_with_the_users_credentials_is_marked_repeating():
 
     assert transaction._LOAD.get_execution_options()[REPEATS]
     assert user._BY_EMAIL_WITH_CREDENTIALS.get_execution_options()[REPEATS]
+
+
+def test_json_read_as_text_is_decoded_by_the_statements_reader_on_postgresql_too():
+    """psycopg decodes a json column itself, on every row, before any reader: `repeated_json`
+    reads it as text, so that the statement's own reader decodes it, once per distinct value."""
+    from sqlalchemy.dialects.postgresql import psycopg
+
+    from idp.lone import repeated_json
+
+    dialect = psycopg.dialect()
+    assert Prepared(select(_TABLE), dialect).readers[1] is None  # (psycopg's own decoding, per row)
+    marked = Prepared(select(*repeated_json(_TABLE.c)).execution_options(**{REPEATS: True}), dialect)
+    assert "CAST(t.doc AS TEXT) AS doc" in marked.sql and marked.names == ("id", "doc", "at", "label")
+    decoded = _decodes(marked)
+    rows = marked.rows([(n, doc, None, label) for n, doc, _at, label in RAWS])
+    assert [row.doc for row in rows] == [{"a": [1]}, {"a": [1]}, {"b": 2}, {"a": [1]}]
+    assert decoded.count("doc") == 3
