@@ -445,6 +445,13 @@ def _check_production(settings: Settings) -> None:
         raise ConfigError("production demands an https issuer (IDP_ISSUER)")
     if not settings.get("security.encryption_keys"):
         raise ConfigError("production demands real encryption keys: set security.encryption_keys")
+    if not settings.get("server.database_url"):
+        # The default is a SQLite file in the app's instance folder: for an installed package, inside
+        # its virtualenv (venv/var/idp.app-instance), which a reinstall of the virtualenv deletes.
+        raise ConfigError(f"production demands a database named in {_named('server.database_url')}: the "
+                          f"default, {settings.database_url.removeprefix('sqlite:///')}, lies in the app's "
+                          "instance folder, which reinstalling its virtualenv deletes (e.g. "
+                          "postgresql+psycopg://idp@db/idp, or sqlite:////var/lib/idp/idp.sqlite)")
     _check_ranges(config_ranges.production_problems(settings.get, _named))
     if mail_goes_to_console(settings):
         raise ConfigError("production refuses the console notifier, which writes one-time codes to the log: "

@@ -44,6 +44,18 @@ def test_production_starts_with_everything_set():
     assert load_settings(environ=PRODUCTION).production
 
 
+def test_production_refuses_the_default_database_in_the_instance_folder(tmp_path):
+    """Found in a production walkthrough: without IDP_CONFIG or IDP_DATABASE_URL, `idp init` made
+    its SQLite file in the app's instance folder, for an installed package inside the virtualenv,
+    which its reinstall deletes."""
+    environ = {k: v for k, v in PRODUCTION.items() if k != "IDP_DATABASE_URL"}
+    with pytest.raises(ConfigError, match=r"production demands a database named in server\.database_url"):
+        load_settings(environ=environ, instance_path=tmp_path)
+    assert load_settings(environ=environ, instance_path=tmp_path, overrides={"server.env": "development"}) \
+        .database_url.endswith("idp.sqlite")
+    assert load_settings(environ={**environ, "IDP_DATABASE_URL": f"sqlite:///{tmp_path}/idp.sqlite"}).production
+
+
 @pytest.mark.parametrize("host", [None, "", " ", "Console", " console "])
 def test_production_refuses_the_console_notifier(host):
     """It writes e-mailed one-time codes (recovery) to the log; an empty host selects it too."""
