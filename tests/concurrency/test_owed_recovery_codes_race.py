@@ -28,10 +28,22 @@ def _import(server, email: str, secret: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_logins_proving_factors_at_once_make_one_set_of_owed_codes(pg_server):
+def _one_set_shown_and_kept(server, tabs, email: str) -> None:
+    """One tab shows the new codes, the others go on to the application, and one set is stored."""
     from idp.db import db
     from idp.models import Credential, User
 
+    shown = [tab for tab in tabs if "data-recovery-codes" in tab.page.text]
+    through = [tab for tab in tabs if tab.last_redirect and "code=" in tab.last_redirect]
+    assert len(shown) == 1 and len(through) == TABS - 1, [tab.page.status for tab in tabs]
+    with server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == email))
+        live = db.session.scalar(select(func.count()).select_from(Credential).where(
+            Credential.user_id == user_id, Credential.factor == "recovery_codes", Credential.revoked_at.is_(None)))
+        assert live == 10
+
+
+def test_logins_proving_factors_at_once_make_one_set_of_owed_codes(pg_server):
     seeded = seed(pg_server)
     rp = RelyingParty(pg_server.url, seeded.first_party)
     # One authenticator per tab: each tab's code is accepted (one step of one credential each).
@@ -46,14 +58,7 @@ def test_logins_proving_factors_at_once_make_one_set_of_owed_codes(pg_server):
         tabs.append(tab)
     now = time.time()
     at_once(TABS, lambda i: tabs[i].submit(tabs[i].page.form_with("code"), {"code": pyotp.TOTP(secrets[i]).at(now)}))
-    shown = [tab for tab in tabs if "data-recovery-codes" in tab.page.text]
-    through = [tab for tab in tabs if tab.last_redirect and "code=" in tab.last_redirect]
-    assert len(shown) == 1 and len(through) == TABS - 1, [tab.page.status for tab in tabs]
-    with pg_server.context():
-        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
-        live = db.session.scalar(select(func.count()).select_from(Credential).where(
-            Credential.user_id == user_id, Credential.factor == "recovery_codes", Credential.revoked_at.is_(None)))
-        assert live == 10
+    _one_set_shown_and_kept(pg_server, tabs, seeded.user_email)
 
 
 def test_push_logins_approved_at_once_make_one_set_of_owed_codes(pg_server):
@@ -67,9 +72,6 @@ def test_push_logins_approved_at_once_make_one_set_of_owed_codes(pg_server):
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "push"))
     from push_testkit import enable_push, give_device
-
-    from idp.db import db
-    from idp.models import Credential, User
 
     enable_push(pg_server)
     seeded = seed(pg_server)
@@ -87,11 +89,4 @@ def test_push_logins_approved_at_once_make_one_set_of_owed_codes(pg_server):
         tabs.append(tab)
         waiting.append(([f for f in page.forms() if "version" in f["fields"]][0], request["id"]))
     at_once(TABS, lambda i: tabs[i].submit(waiting[i][0]))
-    shown = [tab for tab in tabs if "data-recovery-codes" in tab.page.text]
-    through = [tab for tab in tabs if tab.last_redirect and "code=" in tab.last_redirect]
-    assert len(shown) == 1 and len(through) == TABS - 1, [tab.page.status for tab in tabs]
-    with pg_server.context():
-        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
-        live = db.session.scalar(select(func.count()).select_from(Credential).where(
-            Credential.user_id == user_id, Credential.factor == "recovery_codes", Credential.revoked_at.is_(None)))
-        assert live == 10
+    _one_set_shown_and_kept(pg_server, tabs, seeded.user_email)
