@@ -32,6 +32,10 @@ class DeviceThrottled(Exception):
         self.retry_after = retry_after
 
 
+#: Seconds before a woken long-poll that found nothing looks again (`_pending_for`).
+RECHECK_AFTER_WAKE = 0.25
+
+
 def _error(code: str, status: int):
     return jsonify({"error": code}), status
 
@@ -131,6 +135,7 @@ def build_blueprint(factor) -> Blueprint:
         when `wait` is over; None when the device was revoked meanwhile (the uniform 401)."""
         deadline = time.monotonic() + wait
         waker = factor.waker()
+        woken = False
         with waker.listen([user_channel(device.user_id)]) as listener:
             while True:
                 # Only the requests their login still waits on: one that finished with another
@@ -147,7 +152,12 @@ def build_blueprint(factor) -> Blueprint:
                 if items or left <= 0:
                     return items
                 directory.rollback()  # see other processes' commits; give the connection back meanwhile
-                listener.wait(min(waker.fallback_interval, left))
+                # Woken, and nothing listed: the login that sent the request may not have recorded
+                # push as its method yet (it does a few milliseconds after the request is stored and
+                # the phones woken; a login switching back to push from another method is not
+                # waiting on push until then). Look again shortly, not at the fallback interval.
+                pause = RECHECK_AFTER_WAKE if woken else waker.fallback_interval
+                woken = listener.wait(min(pause, left))
 
     @bp.post("/v1/challenges/<challenge_id>/answer")
     def answer(challenge_id: str):

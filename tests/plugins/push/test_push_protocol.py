@@ -623,3 +623,34 @@ def test_racing_registrations_do_not_pass_max_devices_together(pg_app, monkeypat
 
     assert sorted(at_once(len(codes), register)) == [201, 409, 409, 409]
     assert push.store.count(user) == 2
+
+
+def test_a_woken_long_poll_looks_again_for_a_request_its_login_records_a_moment_later(client, push, factor_user,
+                                                                                       monkeypatch):
+    """A login switching back to push from another method stores the new request and wakes the
+    phones a moment before it records push as its method: the woken long-poll lists nothing yet
+    (its login does not wait on push), and must look again shortly, not at the fallback interval
+    (3 s with Redis; 30 here)."""
+    import threading
+
+    from sqlalchemy import update
+
+    from idp.db import db
+    from idp.factors.testing import waiting_login
+    from idp.models import LoginTransaction
+
+    device = enrol_device(client, push, factor_user)
+    monkeypatch.setattr(push.waker(), "fallback_interval", 30.0)
+    waiting_login("txn-back-to-push", "totp")  # the login shows its TOTP page
+    db.session.commit()
+    answers = []
+    waiting = threading.Thread(target=lambda: answers.append(device.pending(wait=20)), daemon=True)
+    waiting.start()
+    time.sleep(1.0)  # it is waiting by now
+    step = push.begin_challenge(factor_user, context(push, transaction_id="txn-back-to-push"))  # stored, woken
+    time.sleep(0.1)  # the woken long-poll has looked by now, and found nothing
+    db.session.execute(update(LoginTransaction).where(LoginTransaction.id == "txn-back-to-push")
+                       .values(factor_name="push"))  # the login records its new method
+    db.session.commit()
+    waiting.join(8)  # (looking again only at its 20 s deadline, it would still be waiting)
+    assert answers and [c["id"] for c in answers[0].get_json()["challenges"]] == [step.state["challenge_id"]]
