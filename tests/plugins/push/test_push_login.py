@@ -515,3 +515,49 @@ def test_a_fraud_report_on_a_request_its_login_no_longer_waits_on_still_counts(p
         assert db.session.get(FactorChallenge, request_id).status == "expired"
         [event] = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "push.fraud_reported")).all()
         assert event.details["challenge_status"] == "expired"
+
+
+def test_a_phone_enrolled_at_a_login_while_a_factor_was_set_up_elsewhere_is_asked_for_not_added(
+        push_server, seeded, web, rp_factory, monkeypatch):
+    """Someone with the password stands at the enrolment step (the user had no factor yet) with
+    a phone registered; as they press Continue, the user sets up TOTP in their own browser, which
+    commits while this POST waits for the user's row. The check made under that lock (what was
+    set up since this login began) must see it: it read the user's credentials before it waited,
+    and push's finish writes no credential to make the store read them again."""
+    import threading
+
+    from authenticator.push import keys
+    from authenticator.push.client import PushClient
+    from idp.factors.store import CredentialStore
+    from idp.login.steps import enrol
+    from idp.models import AuditEvent
+
+    rp = rp_factory(seeded.first_party)
+    page, query = _activation_at_enrolment(web, rp, seeded)
+    PushClient(query["endpoint"], keys.new_private_key()).register(query["code"], "someone's phone")
+    with push_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+
+    def the_user_set_up_totp_elsewhere() -> None:
+        with push_server.app.app_context():
+            try:
+                CredentialStore("totp").create(user_id, label="Mine", secret=b"0" * 20)
+                db.session.commit()
+            finally:
+                db.session.remove()
+
+    waited_for = enrol.lock_user
+
+    def set_up_while_this_waited(held_user_id: int) -> None:
+        thread = threading.Thread(target=the_user_set_up_totp_elsewhere)
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive()
+        waited_for(held_user_id)
+
+    monkeypatch.setattr(enrol, "lock_user", set_up_while_this_waited)
+    page = continue_(web, page)
+    monkeypatch.undo()
+    assert web.last_redirect is None and page.form_with("code"), page.text[:3000]  # TOTP's code page
+    with push_server.context():
+        assert db.session.scalars(select(AuditEvent.event).where(AuditEvent.event == "factor.enrolled")).all() == []
