@@ -228,21 +228,6 @@ def add_user(org_name: str, email: str, password: str, name: str = "", admin: bo
                         hashed=hashed)
 
 
-def hashed_outside_a_transaction(password: str) -> str | None:
-    """The argon2 hash of an acceptable password (None for one idp.users refuses, with its reason),
-    for a command that ended its first checks' transaction before reading the password: on SQLite
-    a transaction holds the database's write lock, and every request of every server would wait
-    through the hash (and through an operator typing at the prompt). The command then begins its
-    one transaction: its checks again, its change and its audit event."""
-    from idp import users
-
-    if users.password_problem(password):
-        return None
-    from flask import current_app
-
-    return current_app.extensions["idp.passwords"].hash(password)
-
-
 def commit() -> None:
     """Commit the command's one transaction; a constraint hit by a concurrent writer is bad input too."""
     from sqlalchemy.exc import IntegrityError
@@ -504,14 +489,18 @@ def user() -> None:
 @with_appcontext
 def user_add(org_name: str, email: str, name: str, admin: bool, password_stdin: bool, as_json: bool) -> None:
     """Create a user with a password read from stdin."""
+    from idp import users
+
     # Validate the cheap things before reading stdin, so a typo does not eat the password.
     find_org(org_name)
     email = normalise_email(email)
     if not password_stdin:
         raise CliError("a password is required: pass --password-stdin and write it on stdin")
-    _session().rollback()  # no transaction held while stdin is read (the operator may be typing)
+    # No transaction held while stdin is read (the operator may be typing) nor through the hash:
+    # the command's one transaction begins after them, its checks again, its change and its event.
+    _session().rollback()
     password = read_secret_from_stdin()
-    row = add_user(org_name, email, password, name=name, admin=admin, hashed=hashed_outside_a_transaction(password))
+    row = add_user(org_name, email, password, name=name, admin=admin, hashed=users.hashed_if_acceptable(password))
     commit()
     if as_json:
         emit_json({"id": row.id, "sub": row.public_id, "email": row.email, "name": row.name,
@@ -533,7 +522,7 @@ def user_set_password(email: str, password_stdin: bool) -> None:
         raise CliError("a password is required: pass --password-stdin and write it on stdin")
     _session().rollback()  # no transaction held while stdin is read (the operator may be typing)
     password = read_secret_from_stdin()
-    hashed = hashed_outside_a_transaction(password)
+    hashed = users.hashed_if_acceptable(password)
     target = existing_user(email)  # again, in the transaction that sets the password
     ended = users.set_password(target, password, actor="cli", hashed=hashed)
     commit()

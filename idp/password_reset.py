@@ -284,7 +284,7 @@ def reset(token: str, password: str) -> users.Ended:
         raise LinkDead()
     # Hashed before the transaction begins (the link was read outside one): on SQLite it holds the
     # database's write lock, which every other request would wait for through argon2.
-    hashed = current_app.extensions["idp.passwords"].hash(password)
+    hashed = users.hashed_if_acceptable(password)
     # The user's row, then the link's: the order a sign-out everywhere takes them.
     if db.run(_HOLD_USER, {"user_id": link.user_id}).scalar() is None:
         db.session.rollback()

@@ -76,6 +76,17 @@ def normalised_email(raw: str) -> str:
     return email
 
 
+def hashed_if_acceptable(password: str) -> str | None:
+    """The argon2 hash of a password `password_problem` accepts, None for one it refuses (the
+    change that follows refuses it with its reason), for a caller that hashes before its
+    transaction begins (`create` and `set_password` take it as `hashed=`): on SQLite a
+    transaction holds the database's write lock, and every request of every server would wait
+    through the hash. The caller must hold no transaction now."""
+    if password_problem(password):
+        return None
+    return current_app.extensions["idp.passwords"].hash(password)
+
+
 def create(org_id: int, email: str, password: str, *, name: str = "", role: str = "user",
            actor_id: int | None = None, actor: str = "", hashed: str | None = None) -> User:
     """A new user of the organization (checked first: e-mail, name, password, e-mail not taken),

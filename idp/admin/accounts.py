@@ -23,7 +23,7 @@ other admin gets again by signing in, and stay for an admin's lost laptop.
 """
 from __future__ import annotations
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from idp import audit, consents, lockout, users
@@ -206,16 +206,13 @@ def set_user_password(user_id: int):
 
 
 def _hashed_before_the_checks(password: str) -> str | None:
-    """The argon2 hash of an acceptable password, or None, computed with no transaction
-    open: on SQLite a transaction holds the database's write lock, and the access checks that
-    follow begin the one that sets the password (the target's row held, the peer-admin check, the
-    audit event), in which every other request would wait through the hash. A refused password
-    is not hashed; a target that is not a member gets its 404 or 403 after a wasted hash, which
-    only an admin's recent login can ask for."""
-    if users.password_problem(password):
-        return None  # set_password refuses it with its reason
+    """`users.hashed_if_acceptable`, with the admin's own checks' reads ended first: the access
+    checks that follow begin the transaction that sets the password (the target's row held, the
+    peer-admin check, the audit event), in which every other request would wait through the hash
+    on SQLite. A target that is not a member gets its 404 or 403 after a wasted hash, which only
+    an admin's recent login can ask for."""
     db.session.commit()  # what the admin's own checks read (idp.admin.access.org_admin_required)
-    return current_app.extensions["idp.passwords"].hash(password)
+    return users.hashed_if_acceptable(password)
 
 
 @bp.route("/users/<int:user_id>/sign-out", methods=["GET", "POST"])
