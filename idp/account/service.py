@@ -20,7 +20,6 @@ from idp.factors.contract import label_too_long
 from idp.factors.directory import lock_user, recovery_codes_issued
 from idp.factors.registry import RECOVERY_CODES, current_registry
 from idp.factors.sealed import open_view, seal_view
-from idp.factors.store import read_credentials_again
 from idp.factors.types import Enrolled, FactorKind, Rejected
 from idp.security.text import display_text
 from idp.login.gate import decision_for, user_ref
@@ -149,11 +148,9 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
     ref = user_ref(user)
     # The user's row first (as the login's enrolment step): two enrolments of this user finish
     # one after the other, so the second sees what the first stored (`one_too_many`).
+    # (It forgets what this request read of the credentials before it waited, `enrollable`: the
+    # checks below, `_holds_recovery_codes` included, see another tab's set.)
     lock_user(user.id)
-    # What this request read of the user's credentials before it waited (`enrollable`) may be
-    # out of date now: the other tab's recovery codes, which push's finish (it stores no
-    # credential of its own) would not make the store read again (`_holds_recovery_codes`).
-    read_credentials_again()
     before = enrolment.credentials_before(ref)
     # Claimed first, committed with the credential: a double (or tenfold) submission waits on
     # the claim's row lock and then matches nothing, before it stores anything of its own.

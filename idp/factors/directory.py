@@ -215,8 +215,17 @@ def lock_user(user_id: int) -> None:
     that row, and PostgreSQL found a deadlock (tests/concurrency/test_factor_withdrawal_race.py).
 
     A prebuilt statement through `db.run`: every second-factor answer at login takes this lock,
-    and an ORM execute of a statement built per call cost it 0.1-0.15 ms more."""
+    and an ORM execute of a statement built per call cost it 0.1-0.15 ms more.
+
+    What the request read of the user's credentials before it waited here is forgotten
+    (idp.factors.store keeps them for the request): a check made under this lock must see what a
+    parallel request committed meanwhile (another tab's recovery codes, a factor set up
+    elsewhere), and a step whose answer writes no credential (push's) would not make the store
+    read them again. Only a request that asks about them next pays the read."""
     db.run(_lock_user_statement(), {"user_id": user_id})
+    from idp.factors.store import read_credentials_again  # (the store imports this module)
+
+    read_credentials_again()
 
 
 def hold_enabled(user: UserRef) -> bool:

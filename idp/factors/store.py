@@ -154,10 +154,12 @@ db.forget_on_rollback(_forget_live_rows)
 
 def read_credentials_again() -> None:
     """The next question about a user's credentials in this request reads them from the database,
-    not from what the request read before: for a check made under the user's lock (lock_user,
-    the code page's hold) that must see what a parallel request committed while this one waited
-    for it. A factor whose check writes a credential (TOTP's step, a recovery code) has dropped
-    the request's copy already; push's approval writes none."""
+    not from what the request read before: for a check made under the user's lock that must see
+    what a parallel request committed while this one waited for it. `lock_user` calls it; the
+    code page's hold (idp.login.transaction.hold_user_at) does not, and a check after it that
+    needs it calls it (idp.login.steps.recovery_codes). A factor whose check writes a credential
+    (TOTP's step, a recovery code) has dropped the request's copy already; push's approval
+    writes none."""
     _forget_live_rows()
 
 

@@ -14,7 +14,6 @@ from idp import audit
 from idp.db import db
 from idp.factors import enrolment
 from idp.factors.registry import current_registry
-from idp.factors.store import read_credentials_again
 from idp.factors.directory import lock_user
 from idp.factors.types import Enrolled
 from idp.login import gate, pipeline, transaction
@@ -120,11 +119,9 @@ def submit(ctx: StepContext):
     # step is claimed (the version moves, uncommitted): a second submission of the same form
     # waits for this one, then matches nothing, so the credential, its recovery codes and the
     # move to the next step commit together or not at all (never two credentials from one seed).
+    # (It forgets what this request read of the credentials before it waited, `enrollable`:
+    # `set_up_meanwhile` below asks the database, and sees what another browser set up.)
     lock_user(user.id)
-    # What this request read of the user's credentials before it waited (`enrollable`) lacks what
-    # another browser set up meanwhile, and push's finish stores no credential to make the store
-    # read them again: `set_up_meanwhile` below must ask the database.
-    read_credentials_again()
     if not transaction.update_in_place(ctx.row, form.posted_version(), commit=False):
         return pipeline.redirect_to(ctx.handle)
     ref = gate.user_ref(user)

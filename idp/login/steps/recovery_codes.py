@@ -37,7 +37,9 @@ def issue_if_first(ctx: StepContext, user) -> dict | None:
     ref = gate.user_ref(user)
     # Asked under that hold, of the database: the credentials this request read before it waited
     # still lack the set a parallel tab has just made (a push approval writes no credential to
-    # drop them), and a second set would replace the one that tab showed.
+    # drop them), and a second set would replace the one that tab showed. (`lock_user` forgets
+    # them itself; the code page's hold, `hold_user_at`, does not: the TOTP check that follows it
+    # on every login answers from them.)
     read_credentials_again()
     if factor.is_configured_for(ref):
         if user.recovery_codes_owed:  # set up on the security page meanwhile
