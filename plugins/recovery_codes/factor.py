@@ -5,7 +5,9 @@ confirms they saved it; `finish_enrolment` then replaces any previous set in one
 transaction (`store.replace_set`), so regenerating invalidates the old codes. At
 login a code is found by its HMAC (one indexed lookup) and spent by
 `store.consume` (one `UPDATE ... WHERE used_at IS NULL`), so it works once even
-under concurrent requests. `Verified.facts["remaining"]` says how many are left.
+under concurrent requests. `Verified.facts["remaining"]` says how many are left. Spending the
+last one owes the user a new set (`directory.owe_recovery_codes`): their next login that proves
+their usual second factor shows it once, as after a factor set up outside the login.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from flask_babel import lazy_gettext as _l
 
 from idp.factors import (Description, Enrolled, Factor, FactorKind, FactorMisconfigured, Rejected, Step, Verified,
                          label_text)
+from idp.factors import directory
 
 from idp_plugins.recovery_codes import codes
 
@@ -100,7 +103,13 @@ class RecoveryCodesFactor(Factor):
         if credential.used_at is not None or not self.store.consume(credential.id, now=ctx.now):
             # (The login's wording for "replayed" says to wait for the next code: not for these.)
             return Rejected("replayed", message=_l("That recovery code was already used. Use another one."))
-        return Verified(credential.id, self.amr, facts={"remaining": self.store.count(user, unused=True)})
+        remaining = self.store.count(user, unused=True)
+        if remaining == 0:
+            # The last one: a user left without codes would be one lost phone away from the
+            # help desk. Not a set shown now, after a code that may be the only secret an intruder
+            # holds, but at the next login that proves the usual factor (or the security page's).
+            directory.owe_recovery_codes(user)
+        return Verified(credential.id, self.amr, facts={"remaining": remaining})
 
     def describe(self, credential):
         return Description(id=credential.id, factor=self.name, label=label_text(self.label),

@@ -436,6 +436,9 @@ def walk_account(audit, new_tab, live_server, seeded, rp_factory):
     other.fill("#code", codes[0])
     with other.expect_navigation():
         other.locator("#code").press("Enter")
+    audit.check(other, "recovery-code-used")
+    with other.expect_navigation():
+        other.locator("button.primary").click()
     audit.check(other, "consent-after-2fa")
     audit.assert_axe_clean()
 

@@ -155,6 +155,7 @@ def test_a_totp_seed_whose_key_left_the_ring_is_a_clear_page_at_login_not_a_500(
     choose = [f for f in page.forms() if f["action"].endswith("/factor/recovery_codes")]
     page = browser.submit(choose[0])
     browser.submit(page.form_with("code"), {"code": codes[0]})
+    browser.past_recovery_notice()
     assert "mfa" in rp.validate_id_token(rp.exchange(browser.last_redirect)["id_token"])["amr"]
 
 

@@ -100,6 +100,7 @@ def test_revoking_the_last_factor_also_signs_out_a_browser_that_used_a_recovery_
     page = by_code.login(seeded.user_email, seeded.password)
     page = by_code.submit(next(f for f in page.forms() if f["action"].endswith("/factor/recovery_codes")))
     by_code.submit(page.form_with("code"), {"code": codes[0]})
+    by_code.past_recovery_notice()
     assert by_code.callback_params().get("code"), by_code.page.text[:1500]
 
     admin = FormBrowser(live_server.url)

@@ -177,7 +177,8 @@ def test_no_english_is_left_on_the_pages_of_a_french_browser(live_server, seeded
     choose = [form for form in other.page.forms() if form["action"].endswith("/factor/recovery_codes")]
     page = walk.check("recovery-code-challenge", other.submit(choose[0]))
     walk.check("recovery-code-wrong", other.submit(page.form_with("code"), {"code": "aaaa-bbbb"}))
-    other.submit(other.page.form_with("code"), {"code": codes[0]})
+    walk.check("recovery-code-used", other.submit(other.page.form_with("code"), {"code": codes[0]}))
+    other.past_recovery_notice()
     assert other.last_redirect
 
     # The account's pages: each "add a method", the confirmations, the password change.

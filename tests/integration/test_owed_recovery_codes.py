@@ -79,6 +79,7 @@ def test_an_imported_authenticator_brings_codes_shown_once_at_the_next_sign_in(s
     [choose] = [f for f in other.page.forms() if f["action"].endswith("/factor/recovery_codes")]
     page = other.submit(choose)
     other.submit(page.form_with("code"), {"code": codes[0]})
+    other.past_recovery_notice()
     assert rp.validate_id_token(rp.exchange(other.last_redirect)["id_token"])["amr"] == ["pwd", "otp", "mfa"]
 
     # Not shown twice: the next login with the authenticator goes straight back to the client.

@@ -269,6 +269,7 @@ def test_a_recovery_code_login_keeps_its_session_and_refresh_token_where_factors
     page = browser.login(seeded.user_email, seeded.password)
     page = browser.submit(next(f for f in page.forms() if f["action"].endswith("/factor/recovery_codes")))
     browser.submit(page.form_with("code"), {"code": codes[0]})
+    browser.past_recovery_notice()
     assert browser.last_redirect is not None, browser.page.text[:2000]
     refresh = rp.exchange(browser.last_redirect)["refresh_token"]
     refreshed = rp.token_request({"grant_type": "refresh_token", "refresh_token": refresh})

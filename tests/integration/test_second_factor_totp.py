@@ -57,6 +57,8 @@ def test_recovery_code_login_once(seeded, web, rp_factory, live_server):
         page = browser.submit(choose[0])
         page = browser.submit(page.form_with("code"), {"code": codes[0]})
         if attempt == 0:
+            assert 'data-recovery-codes-remaining="9"' in page.text, page.text[:2000]
+            browser.past_recovery_notice()
             claims = rp.validate_id_token(rp.exchange(browser.last_redirect)["id_token"])
             assert "mfa" in claims["amr"]
         else:

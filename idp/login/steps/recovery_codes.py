@@ -1,5 +1,6 @@
 """recovery_codes: new recovery codes, shown once right after a first enrolment, or right after
-the second factor of a user who was given one outside the login and the security page (`issue_owed`).
+the second factor of a user who was given one outside the login and the security page (`issue_owed`);
+or, after a recovery code was accepted, how many the user has left (`notice`).
 
 The codes are rendered straight from the enrolment POST and never stored in clear
 (not even in the transaction): reloading this page shows a reminder instead; the
@@ -18,6 +19,10 @@ from idp.login.forms import StepForm
 from idp.login.steps.base import StepContext
 from idp.login.steps.factor_step import attempt_context, user_of
 from idp.login.transaction import State
+
+
+# The login state's key, in this step, for a recovery code's notice: how many codes were left.
+REMAINING = "recovery_codes_remaining"
 
 
 def _recovery_factor():
@@ -69,7 +74,16 @@ def render_once(ctx: StepContext, view: dict):
     return ctx.render("login/recovery_codes.html", form=StepForm(formdata=None), view=view, shown=True)
 
 
+def notice(ctx: StepContext, remaining: int, status: int = 200):
+    """The page after a recovery code was accepted: how many are left, and where to make more."""
+    return ctx.render("login/recovery_code_used.html", status=status, form=StepForm(formdata=None),
+                      remaining=remaining)
+
+
 def show(ctx: StepContext):
+    remaining = (ctx.row.factor_state or {}).get(REMAINING)
+    if isinstance(remaining, int):
+        return notice(ctx, remaining)
     return ctx.render("login/recovery_codes.html", form=StepForm(formdata=None), view={}, shown=False)
 
 

@@ -28,7 +28,6 @@ from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, cal
                                          plugin_response, remember_step, spend_step, step_record,
                                          stored, unavailable_message, user_lockout_key, user_of)
 from idp.login.transaction import State
-from idp.template_i18n import plural_text
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +204,6 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
         event = dict(event="login.recovery_used" if factor.kind == FactorKind.RECOVERY else "login.second_factor",
                      org_id=user.org_id, actor_id=user.id, actor=user.email, subject_id=user.id,
                      details={"factor": factor.name, "credential_id": outcome.credential_id, **outcome.facts})
-        if "remaining" in outcome.facts:
-            from flask import flash
-
-            flash(plural_text("Recovery code accepted. %(num)s code remains.",
-                              "Recovery code accepted. %(num)s codes remain.", outcome.facts["remaining"]), "warning")
         steps = list(ctx.row.steps_done) + [step_record(factor, outcome.amr, outcome.credential_id)]
         if outcome.facts.get("then_enrol"):
             # A recovery that lets the user back in must end with a new factor (e.g. an admin's recovery QR).
@@ -218,6 +212,8 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
                 audit.record_now(**event)  # (a parallel submission won instead: all of this was rolled back)
                 db.session.commit()
             return pipeline.redirect_to(ctx.handle)
+        if factor.kind == FactorKind.RECOVERY and "remaining" in outcome.facts:
+            return _with_recovery_notice(ctx, steps, event, version, outcome.facts["remaining"])
         # A flag of the user's row, read with the login's own (LoginUser): a user who owes no
         # recovery codes, nearly everyone, costs this POST no statement for the question.
         if factor.kind == FactorKind.SECOND_FACTOR and user.recovery_codes_owed:
@@ -271,6 +267,20 @@ def _with_owed_recovery_codes(ctx: StepContext, user, steps: list[dict], event: 
     audit.record_now(**event)
     db.session.commit()
     return recovery_codes.render_once(ctx, codes_view)
+
+
+def _with_recovery_notice(ctx: StepContext, steps: list[dict], event: dict, version: int, remaining: int):
+    """A recovery code accepted: how many the user has left is shown on a page of its own before
+    the login goes on (the page that shows new codes, `recovery_codes.notice`), not as a message
+    the next page of ours would show: for a client that asks no consent, that page could be the
+    next sign-in, days later. Reloading it shows it again: it holds no secret."""
+    if not transaction.advance(ctx.row, State.SECOND_FACTOR, version, State.RECOVERY_CODES, commit=False,
+                               steps_done=steps, factor_name=None,
+                               factor_state={recovery_codes.REMAINING: int(remaining)}):
+        return pipeline.redirect_to(ctx.handle)  # a parallel submission won: all of this was rolled back
+    audit.record_now(**event)
+    db.session.commit()
+    return recovery_codes.notice(ctx, int(remaining))
 
 
 def _switch_away_from(ctx: StepContext, user, denied) -> None:
