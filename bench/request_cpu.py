@@ -12,7 +12,8 @@ password users, `--totp-users` users with a TOTP credential, a first-party web c
 same lifted abuse limits (bench/README.md). A run then builds the app with `create_app()` and drives
 bench/login_flow.py's `login_once` through werkzeug's test client, so every request goes through
 the whole WSGI stack (idp.ops' middleware, session cookie, CSRF, Flask-Limiter, the views), and
-prints per request type (the password POST and the code POST told apart as bench/run.py does):
+prints per request type (the password POST and the code POST told apart as bench/run.py does, and
+the GETs of their pages likewise):
 
 - `cpu`: the request's CPU time on its thread (`time.thread_time`, as the access lines' `cpu_ms`);
 - `sql`: statements sent to the database (SQLite's trace callback; psycopg cursors' execute calls),
@@ -300,6 +301,8 @@ def main(argv=None) -> int:
         if method == "POST" and path.startswith("/login/") and path.count("/") == 2:
             seen = posts[path] = posts.get(path, 0) + 1
             key += " (password)" if seen == 1 else " (code)"
+        elif method == "GET" and path.startswith("/login/") and path.count("/") == 2:
+            key += " (code page)" if posts.get(path) else " (password page)"
         body = environ.get("wsgi.input")
         if path.endswith("/token") and hasattr(body, "getvalue"):
             for grant, label in ((b"grant_type=refresh_token", " (refresh)"),
