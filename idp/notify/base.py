@@ -72,6 +72,14 @@ _BODIES = {
                         "Remove it on your account's security page and add it again. If you did not just try to "
                         "sign in with it, change your password and tell your administrator."),
 }
+# The notices about a change to the account (no secret in them) end with the address of the
+# user's security page, where they can see the change and undo it: built from the issuer (as a
+# password reset link is), never from a request, whose forged Host header would send them elsewhere.
+_ABOUT_THE_ACCOUNT = frozenset({"new_device", "password_changed", "factor_added", "factor_removed",
+                                "factors_reset", "recovery_codes_regenerated", "recovery_used",
+                                "recovery_qr_issued", "key_suspended"})
+_SECURITY_PAGE = N_("Your account's security page (sign-in methods, where you are signed in, recent "
+                    "activity):\n\n    {link}")
 _DEFAULT_SUBJECT = N_("Your one-time code")
 _DEFAULT_BODY = N_("Your one-time code is:\n\n    {code}\n")
 
@@ -121,8 +129,19 @@ def _minutes(minutes: int, locale: str | None) -> str:
 def compose(to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> Message:
     """The message for `purpose` with `code` in it, in `locale` where a translation exists."""
     subject = _translate(_SUBJECTS.get(purpose, _DEFAULT_SUBJECT), locale)
-    body = _translate(_BODIES.get(purpose, _DEFAULT_BODY), locale)
-    return Message(to=to, subject=subject, body=body.format(code=code, minutes=_minutes(minutes, locale)))
+    body = _translate(_BODIES.get(purpose, _DEFAULT_BODY), locale).format(code=code, minutes=_minutes(minutes, locale))
+    page = _security_page() if purpose in _ABOUT_THE_ACCOUNT else None
+    if page:
+        body += "\n\n" + _translate(_SECURITY_PAGE, locale).format(link=page)
+    return Message(to=to, subject=subject, body=body)
+
+
+def _security_page() -> str | None:
+    """The user's security page at this provider's issuer; None outside an app."""
+    from flask import current_app, has_app_context
+
+    settings = current_app.extensions.get("idp.settings") if has_app_context() else None
+    return f"{settings.issuer}/account/security" if settings is not None else None
 
 
 class Notifier(abc.ABC):

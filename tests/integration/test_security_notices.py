@@ -50,6 +50,8 @@ def test_a_new_password_is_told_to_its_owner_whoever_set_it(server, mail):
     [(to, message)] = mail.wait_for(1)
     assert to == [seeded.user_email] and message["Subject"] == "Your password was changed"
     assert "If you did not do this" in body(message) and "passphrase" not in body(message)
+    # Where to see what changed: the security page at the issuer, whatever request made the change.
+    assert body(message).rstrip().endswith(f"{server.url}/account/security")
 
 
 def test_a_password_reset_by_link_is_told_too(server, mail):
@@ -230,7 +232,9 @@ def test_a_user_who_uses_the_site_in_french_hears_in_french_without_choosing_it(
     link = next(word for word in body(mail.wait_for(1)[0][1]).split() if "/password/reset/" in word)
     browser.submit(browser.get(link).form_with("password"),
                    {"password": "a brand new passphrase", "confirm": "a brand new passphrase"})
-    assert mail.wait_for(2)[1][1]["Subject"] == "Votre mot de passe a été changé"
+    notice = mail.wait_for(2)[1][1]
+    assert notice["Subject"] == "Votre mot de passe a été changé"
+    assert "sécurité de votre compte" in body(notice) and f"{server.url}/account/security" in body(notice)
     with server.context():
         assert alice(server).locale is None  # a language seen is not a language chosen
 
