@@ -338,21 +338,34 @@ def reserve(key: str) -> int:
 
 def _admit_on_database(account: str, address: str) -> int:
     """`PasswordGuess.admit` on the database: `check([address]) or reserve(account)` as one
-    statement (`_reservation_statement`). The login form calls it before its request has
-    begun a transaction: the statement then runs alone and commits at once (no BEGIN and
-    COMMIT round trips on PostgreSQL; on SQLite the write lock for that one statement), which
-    is what the reservation needs before the hash anyway. Called inside the session's
-    transaction (pages that read before the guess), it runs there, and the caller commits it
-    before the hash, as for `reserve`. When it counts nothing, one of the two is locked: the
-    waits are then read as those calls would have (the address's first)."""
+    statement (`_reservation_statement`), then the address's own reservation. The login form
+    calls it before its request has begun a transaction: each statement then runs alone and
+    commits at once (no BEGIN and COMMIT round trips on PostgreSQL; on SQLite the write lock for
+    that one statement, and the address's row, which every guess from it counts on, is never
+    held beyond it), which is what the reservations need before the hash anyway. Called inside
+    the session's transaction (pages that read before the guess), they run there, and the
+    caller commits them before the hash, as for `reserve`. When the first counts nothing, one
+    of the two is locked: the waits are then read as those calls would have (the address's
+    first). When the address's count is refused (guesses at other accounts locked it in
+    between), the account's is taken back."""
     g.setdefault(_SEEN_CLEAR, set()).discard(account)
     steps, values = _reservation_values(account, utcnow())
     values["address"] = address
     statement = _reservation_statement(db.engine.dialect.name, steps, unless_address_locked=True)
-    counted = db.run(statement, values).first() if db.in_transaction() else db.first_alone(statement, values)
-    if _reserved(account, counted):
+    if not _reserved(account, _first_now(statement, values)):
+        return check([address]) or check([account]) or 1
+    steps, values = _reservation_values(address, utcnow())
+    if _reserved(address, _first_now(_reservation_statement(db.engine.dialect.name, steps,
+                                                            unless_address_locked=False), values)):
         return 0
-    return check([address]) or check([account]) or 1
+    _release_now(account)
+    return check([address]) or 1
+
+
+def _first_now(statement, values: dict):
+    """`statement`'s first row: in the session's transaction when one is open, else alone,
+    committed at once."""
+    return db.run(statement, values).first() if db.in_transaction() else db.first_alone(statement, values)
 
 
 _RELEASE = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"), _COUNTERS.c.failures > 0)
@@ -371,6 +384,21 @@ def release(key: str) -> None:
     db.run(_RELEASE, {"key_": key})
     if key in g.get(_LOCKED_BY_RESERVE, ()):
         db.run(_UNLOCK, {"key_": key})
+
+
+def _release_now(key: str) -> None:
+    """`release`, committed at once when the session has no transaction open (a guess refused
+    before its request began one, or an address's count taken back as its login goes on: the
+    address's row, which every guess from it counts on, is not held through the rest of the
+    request); in the session's transaction, with the caller's next commit, otherwise."""
+    if db.in_transaction():
+        release(key)
+        return
+    if _on_redis(_release_redis, [key]):
+        return
+    db.execute_alone(_RELEASE, {"key_": key}, synchronous=False)
+    if key in g.get(_LOCKED_BY_RESERVE, ()):
+        db.execute_alone(_UNLOCK, {"key_": key}, synchronous=False)
 
 
 @dataclass(frozen=True)
@@ -395,23 +423,38 @@ class PasswordGuess:
                    f"password:ip:{address_key(remote_addr)}")
 
     def admit(self) -> int:
-        """0 when the guess may be checked, else the seconds to wait. The account's guess is
-        reserved (counted before the check: `reserve`); the address, with its higher limit and
-        Flask-Limiter's per-address rate in front, is checked as usual."""
-        if _redis() is not None:  # (its own fallback to the database included)
-            return check([self.address]) or reserve(self.account)
-        return _admit_on_database(self.account, self.address)
+        """0 when the guess may be checked, else the seconds to wait. The guess is reserved
+        (counted as a failure before the check: `reserve`) against the account and against the
+        address, with its higher limit: guesses at many accounts posted at once from one
+        address (password spraying) cannot all pass a check that none of them has failed yet,
+        any more than guesses at one account can. A refusal counts nothing."""
+        if _redis() is None:
+            return _admit_on_database(self.account, self.address)
+        wait = reserve(self.address)  # (Redis, its own fallback to the database included)
+        if wait:
+            return wait
+        wait = reserve(self.account)
+        if wait:
+            _release_now(self.address)
+        return wait
 
     def failed(self, *, commit: bool = True) -> int:
-        """A wrong guess: the account's failure was counted when admitted; count the address's.
-        Returns the seconds a lockout now holds the account or the address (0: none), which this
-        guess started: it was admitted, so none held either when it came. `commit=False`: the
-        count commits with the caller's next commit (with the audit event of the refusal)."""
-        return max(fail([self.address], commit=commit), check([self.account]))
+        """A wrong guess: its failures were counted when it was admitted. Returns the seconds a
+        lockout now holds the account or the address (0: none), which this guess (or one
+        admitted beside it) started: it was admitted, so none held either when it came.
+        `commit=False`: nothing is written here; the caller commits what it writes (the audit
+        event of the refusal)."""
+        locked = max(check([self.address]), check([self.account]))
+        if commit:
+            db.session.commit()
+        return locked
 
     def succeeded(self) -> None:
-        """Take back the account's reserved failure and clear its history; the address keeps its
-        own (one working account of an attacker's must not wipe guesses made at others)."""
+        """Take back the account's reserved failure and clear its history; take back the
+        address's one reserved failure only (one working account of an attacker's must not wipe
+        guesses made at others). The address's, committed at once when no transaction is open:
+        every guess from that address counts on its row."""
+        _release_now(self.address)  # (first: `succeed` begins the transaction it is written in)
         succeed([self.account])
 
 

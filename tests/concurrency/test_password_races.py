@@ -39,3 +39,27 @@ def test_wrong_passwords_posted_at_once_are_checked_up_to_the_limit(pg_server, a
               for b in browsers])
     statuses = sorted(b.page.status for b in browsers)
     assert statuses.count(401) == LIMIT and statuses.count(429) == len(browsers) - LIMIT, statuses
+
+
+@pytest.fixture
+def pg_server_by_address(postgres_url):
+    """The address's limit below the account's: guesses at many accounts from one address."""
+    server = _pg_server(postgres_url, {"ratelimit.password_ip_failures_before_lockout": LIMIT,
+                                       "ratelimit.password_failures_before_lockout": 100})
+    yield server
+    server.stop()
+
+
+def test_wrong_passwords_for_many_accounts_posted_at_once_from_one_address_are_checked_up_to_its_limit(
+        pg_server_by_address):
+    """Password spraying: one address, a dozen accounts, one guess each, all at the same moment.
+    No account reaches its own limit, so only the address's can stop them: each guess is
+    counted against the address before argon2 checks it, and the fifth and later wait."""
+    server = pg_server_by_address
+    seeded = seed(server)
+    rp = RelyingParty(server.url, seeded.first_party)
+    browsers = [_on_login_form(server, rp) for _ in range(12)]
+    _at_once([(b, b.page.form_with("password"), {"username": f"nobody{i}@example.com", "password": "wrong"})
+              for i, b in enumerate(browsers)])
+    statuses = sorted(b.page.status for b in browsers)
+    assert statuses.count(401) == LIMIT and statuses.count(429) == len(browsers) - LIMIT, statuses

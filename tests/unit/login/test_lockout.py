@@ -207,6 +207,36 @@ def test_a_password_guess_is_admitted_while_neither_its_address_nor_its_account_
         db.session.commit()
 
 
+def test_guesses_from_one_address_count_against_it_when_admitted_and_a_right_one_takes_back_its_own(app):
+    """Guesses at many accounts from one address (password spraying): each is counted against the
+    address when admitted, before it is checked, so guesses in flight together cannot all pass
+    the address's limit; a right password takes back its own count and no other guess's."""
+    from idp import lockout
+    from idp.db import db
+
+    def guess_from(remote: str):
+        return lockout.PasswordGuess.of(f"{uuid.uuid4().hex}@example.com", remote)
+
+    with app.app_context():
+        threshold = int(app.extensions["idp.settings"].get("ratelimit.password_ip_failures_before_lockout", 5))
+        remote = _fresh_address()
+        for _ in range(threshold - 1):  # admitted, not yet answered: in flight
+            assert guess_from(remote).admit() == 0
+            db.session.commit()
+        right = guess_from(remote)
+        assert right.admit() == 0  # the last one the address admits: its count locks the address...
+        db.session.commit()
+        assert guess_from(remote).admit() > 0
+        db.session.commit()
+        right.succeeded()  # ...until it proves right: its own count, and the lockout it started, go
+        db.session.commit()
+        last = guess_from(remote)
+        assert last.admit() == 0  # the address's count is back at threshold - 1: this one reaches it
+        db.session.commit()
+        assert last.failed() > 0
+        assert guess_from(remote).admit() > 0
+
+
 @pytest.fixture
 def password_app(migrated_database_url):
     """Password lockouts on the database, short enough to walk through: the second failure locks
@@ -222,9 +252,12 @@ def _password_guess():
     """A guess at a fresh account from a fresh address (no counts left by other tests)."""
     from idp import lockout
 
+    return lockout.PasswordGuess.of(f"{uuid.uuid4().hex}@example.com", _fresh_address())
+
+
+def _fresh_address() -> str:
     number = uuid.uuid4().int
-    return lockout.PasswordGuess.of(f"{uuid.uuid4().hex}@example.com",
-                                    f"10.{number % 250}.{number // 250 % 250}.{number // 62500 % 250 + 1}")
+    return f"10.{number % 250}.{number // 250 % 250}.{number // 62500 % 250 + 1}"
 
 
 def _counter(app, key: str):
