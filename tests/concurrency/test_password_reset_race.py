@@ -44,3 +44,32 @@ def test_one_link_posted_at_once_sets_one_password(pg_server):
     browser.get("/account/security")
     browser.login(seeded.user_email, winners[0])
     assert browser.page.url.endswith("/account/security"), browser.page.url
+
+
+def test_two_links_of_one_user_posted_at_once_set_one_password(pg_server):
+    """Two live links of one account (asked for twice: the owner and someone reading the mailbox),
+    posted together: each spends its own link, but the first new password kills every other live
+    link (its sign-out everywhere), under the user's row lock that both posts take before their
+    link's: the second finds its link dead. One password is set, and it is the one that works."""
+    from idp.db import db, utcnow
+    from idp.models import AuditEvent, PasswordReset
+
+    seeded = seed(pg_server)
+    links = [_mailed_link(pg_server, seeded.user_email) for _ in range(2)]
+    browsers = [FormBrowser(pg_server.url) for _ in range(POSTS)]
+    for i, browser in enumerate(browsers):
+        assert browser.get(links[i % 2]).status == 200
+    passwords = [f"new passphrase number {i}" for i in range(POSTS)]
+    _at_once([(browser, browser.page.form_with("password"), {"password": password, "confirm": password})
+              for browser, password in zip(browsers, passwords, strict=True)])
+    winners = [p for b, p in zip(browsers, passwords, strict=True) if b.page.url.endswith("/password/changed")]
+    assert len(winners) == 1, sorted(b.page.status for b in browsers)
+    with pg_server.context():
+        resets = db.session.scalar(select(func.count()).where(AuditEvent.event == "user.password_reset"))
+        live = db.session.scalar(select(func.count()).select_from(PasswordReset).where(
+            PasswordReset.used_at.is_(None), PasswordReset.expires_at > utcnow()))
+    assert (resets, live) == (1, 0)
+    browser = FormBrowser(pg_server.url)
+    browser.get("/account/security")
+    browser.login(seeded.user_email, winners[0])
+    assert browser.page.url.endswith("/account/security"), browser.page.url
