@@ -25,7 +25,7 @@ from idp.admin.access import member_only, org_admin_required, recent_login_requi
 from idp.admin.forms import ConfirmForm
 from idp.db import MAX_ROW_ID
 from idp.admin.views import bp
-from idp.factors.directory import user_ref
+from idp.factors.directory import hold_enabled, user_ref
 from idp.template_i18n import plural_text
 
 FACTOR = "qr_recovery"
@@ -114,7 +114,11 @@ def issue_recovery_qr(user_id: int):
     form.expires_in.choices = offered + [c for c in VALIDITY_CHOICES if c[0] not in dict(offered)]
     if not form.validate_on_submit():
         return _page(target, form, code=400)
-    if target.disabled:  # (as `idp recovery-qr issue`): a disabled account gains no way back in
+    # (As `idp recovery-qr issue`): a disabled account gains no way back in. Asked under the
+    # member's row lock (member_only took it), held to the commit: a disabling committed while
+    # this waited is seen (`target` was read before it), rather than a code issued after the
+    # disabling revoked the member's codes (tests/concurrency/test_disabled_meanwhile_races.py).
+    if not hold_enabled(user_ref(target)):
         form.expires_in.errors = [_("This account is disabled: enable it before you issue a recovery QR code.")]
         return _page(target, form, code=400)
     try:
