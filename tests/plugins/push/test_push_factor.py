@@ -205,6 +205,31 @@ def test_two_racing_answers_one_accepted(pg_app):
         assert sorted(codes) == [200, 409, 409, 409], codes
 
 
+def test_one_signed_answer_sent_four_times_at_once_is_accepted_once(pg_app):
+    """A phone's retry, or a copy of its request replayed by whoever saw it: the signed request's
+    jti is spent once (the challenge store's unique row), whichever copy comes first."""
+    from idp.factors import testing
+
+    user = testing.make_user("race3@example.com")
+    push = push_factor()
+    device = enrol_device(pg_app.test_client(), push, user)
+    step = push.begin_challenge(user, context(push, transaction_id="replayed-at-once"))
+    cid = step.state["challenge_id"]
+    token = device.token(f"/challenges/{cid}/answer", challenge=cid, decision="approve", number=step.view["number"])
+    barrier = threading.Barrier(4)
+
+    def answer(_):
+        with pg_app.app_context():
+            phone = Device(pg_app.test_client(), device.key)
+            barrier.wait()
+            return phone.answer(cid, token=token).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(answer, range(4)))
+    assert sorted(codes) == [200, 401, 401, 401], codes
+    assert push.challenges.get(cid).status == "approved"
+
+
 def test_two_racing_registrations_with_one_code_one_device(pg_app):
     from idp.factors import testing
 
