@@ -73,3 +73,31 @@ def test_two_links_of_one_user_posted_at_once_set_one_password(pg_server):
     browser.get("/account/security")
     browser.login(seeded.user_email, winners[0])
     assert browser.page.url.endswith("/account/security"), browser.page.url
+
+
+def test_links_asked_for_at_once_for_one_account_stop_at_its_hourly_limit(pg_server):
+    """Requests for one account's link from many places at the same moment (a mailbox flood):
+    each counts the account's links of the hour under the user's row lock, so no more than
+    `password_reset.per_hour` are made, and the refusals are one audit event, not one each."""
+    from fixtures.race import at_once
+    from idp import password_reset
+    from idp.db import db
+    from idp.models import AuditEvent, PasswordReset
+
+    seeded = seed(pg_server)
+    with pg_server.app.app_context():
+        per_hour = password_reset.current_settings().per_hour
+
+    def ask(_):
+        with pg_server.app.test_request_context():
+            try:
+                return password_reset.request_link(seeded.user_email, locale="en")
+            finally:
+                db.session.remove()
+
+    made = [delivery for delivery in at_once(POSTS, ask) if delivery is not None]
+    assert len(made) == per_hour < POSTS
+    with pg_server.context():
+        links = db.session.scalar(select(func.count()).select_from(PasswordReset))
+        refused = db.session.scalars(select(AuditEvent.details).where(AuditEvent.event == "password_reset.refused")).all()
+    assert links == per_hour and refused == [{"reason": "rate_limited"}], refused
