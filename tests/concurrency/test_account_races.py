@@ -185,3 +185,34 @@ def test_a_requirement_saved_while_the_last_factor_is_being_removed_keeps_it(pg_
             Credential.user_id == user_id, Credential.factor == "totp", Credential.revoked_at.is_(None)))
     assert user.mfa_setting == "required"
     assert (live, user.second_factor_count) == (1, 1)
+
+
+def test_addresses_in_use_probed_at_once_from_the_new_user_form_are_answered_up_to_the_limit(pg_server):
+    """An admin (or their stolen session) posting a dozen "add a user" forms at once, each with
+    an address some account already has: each answer "already in use" is counted before the
+    address is looked up (idp.admin.accounts, `_taken_budget`), so no more than the limit
+    (`ratelimit.factor_failures_before_lockout`, 5 by default) are answered; the rest wait."""
+    import sys
+    from pathlib import Path
+
+    from sqlalchemy import func, select
+
+    from fixtures.race import tabs_of
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+    from recovery_kit import admin_browser
+
+    seeded = seed(pg_server)
+    admin = admin_browser(pg_server, seeded)
+    form = admin.get("/admin/users/new").form_with("email")
+    tabs = tabs_of(admin, 12)
+    password = "a brand new passphrase"
+    _at_once([(tab, form, {"email": seeded.user_email, "password": password, "confirm": password})
+              for tab in tabs])
+    statuses = sorted(tab.page.status for tab in tabs)
+    assert statuses == [400] * 5 + [429] * 7, statuses
+    with pg_server.context():
+        refused = db.session.scalar(select(func.count()).where(AuditEvent.event == "user.create_refused"))
+    assert refused == 5
