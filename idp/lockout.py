@@ -444,11 +444,13 @@ class PasswordGuess:
 
     def failed(self, *, commit: bool = True) -> int:
         """A wrong guess: its failures were counted when it was admitted. Returns the seconds a
-        lockout now holds the account or the address (0: none), which this guess (or one
-        admitted beside it) started: it was admitted, so none held either when it came.
+        lockout now holds the account (0: none), which this guess (or one admitted beside it)
+        started: it was admitted, so none held when it came; or the address's, when this
+        guess's own count started it (other accounts' guesses from that address lock it too).
         `commit=False`: nothing is written here; the caller commits what it writes (the audit
         event of the refusal)."""
-        locked = max(check([self.address]), check([self.account]))
+        started_here = self.address in g.get(_LOCKED_BY_RESERVE, ())
+        locked = max(check([self.address]) if started_here else 0, check([self.account]))
         if commit:
             db.session.commit()
         return locked
