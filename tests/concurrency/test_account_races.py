@@ -216,3 +216,51 @@ def test_addresses_in_use_probed_at_once_from_the_new_user_form_are_answered_up_
     with pg_server.context():
         refused = db.session.scalar(select(func.count()).where(AuditEvent.event == "user.create_refused"))
     assert refused == 5
+
+
+def test_a_recovery_qr_code_issued_as_its_member_is_promoted_never_outlives_the_promotion(pg_server):
+    """Admin A issues Alice a recovery QR code as admin B makes her an administrator: either the
+    code came first, and her promotion revokes it (an administrator's codes are the operator's),
+    or it is refused (she is an admin by then: the role is read under her row lock). Never a
+    live code, issued by an admin, on an administrator."""
+    from sqlalchemy import func, select, update
+
+    from idp.db import db
+    from idp.models import AuditEvent, Credential, User
+
+    registry = pg_server.app.extensions["idp.factors"]
+    if "qr_recovery" not in registry:
+        from idp_plugins.qr_recovery.factor import QrRecoveryFactor
+
+        registry.register(QrRecoveryFactor)
+    seeded = seed(pg_server)
+    with pg_server.context():
+        db.session.add(User(public_id="peer-b", org_id=seeded.org_id, email="bob@acme.test", name="Bob",
+                            role="admin", password_hash=pg_server.app.extensions["idp.passwords"].hash(
+                                seeded.password)))
+        db.session.commit()
+        alice = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    admins = []
+    for email in (seeded.admin_email, "bob@acme.test"):
+        browser = FormBrowser(pg_server.url)
+        password_login(browser, rp, email, seeded.password)
+        admins.append(browser)
+    for _round in range(10):
+        with pg_server.context():
+            db.session.execute(update(User).where(User.id == alice).values(role="user"))
+            db.session.commit()
+            last = db.session.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1))
+        issue = admins[0].get(f"/admin/users/{alice}/recovery-qr").form_with("expires_in")
+        promote = next(f for f in admins[1].get(f"/admin/users/{alice}/role").forms()
+                       if f["action"].endswith("/role"))
+        _at_once([(admins[0], issue, {"expires_in": "86400"}), (admins[1], promote, {})])
+        with pg_server.context():
+            events = db.session.scalars(select(AuditEvent.event).where(AuditEvent.id > last, AuditEvent.event.in_(
+                ["recovery_qr.issued", "recovery_qr.revoked", "user.role_changed", "admin.peer_action_refused"]))
+                .order_by(AuditEvent.id)).all()
+            live = db.session.scalar(select(func.count()).select_from(Credential).where(
+                Credential.user_id == alice, Credential.factor == "qr_recovery", Credential.revoked_at.is_(None)))
+        assert events in (["recovery_qr.issued", "user.role_changed", "recovery_qr.revoked"],
+                          ["user.role_changed", "admin.peer_action_refused"]), f"round {_round}: {events}"
+        assert live == 0, f"round {_round}"
