@@ -7,6 +7,7 @@ import pytest
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, seed
 from test_factor_races import _at_once, _pg_server
+from test_password_reset_limit_race import redis_url  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
 
@@ -41,11 +42,15 @@ def test_wrong_passwords_posted_at_once_are_checked_up_to_the_limit(pg_server, a
     assert statuses.count(401) == LIMIT and statuses.count(429) == len(browsers) - LIMIT, statuses
 
 
-@pytest.fixture
-def pg_server_by_address(postgres_url):
-    """The address's limit below the account's: guesses at many accounts from one address."""
-    server = _pg_server(postgres_url, {"ratelimit.password_ip_failures_before_lockout": LIMIT,
-                                       "ratelimit.password_failures_before_lockout": 100})
+@pytest.fixture(params=["database", "redis"])
+def pg_server_by_address(request, postgres_url):
+    """The address's limit below the account's: guesses at many accounts from one address, the
+    counters in the database or in a Redis of the test's own."""
+    overrides = {"ratelimit.password_ip_failures_before_lockout": LIMIT,
+                 "ratelimit.password_failures_before_lockout": 100}
+    if request.param == "redis":
+        overrides["server.redis_url"] = request.getfixturevalue("redis_url")
+    server = _pg_server(postgres_url, overrides)
     yield server
     server.stop()
 
