@@ -222,6 +222,16 @@ ALERT_EVENTS = {
     "login.second_factor_denied": DENIAL,
     "webauthn.clone_suspected": CLONE,  # a security key's signature counter went backwards
 }
+FRAUD_EVENTS = tuple(event for event, kind in ALERT_EVENTS.items() if kind == FRAUD)
+
+
+def latest_fraud_report(org_id: int, user_id: int) -> int:
+    """The id of the newest fraud report about this member (0: none): what an admin's "Resume
+    push approvals" was asked to confirm in view of (idp.admin.views.resume_push)."""
+    return int(db.session.scalar(select(func.max(AuditEvent.id)).where(
+        AuditEvent.org_id == org_id, AuditEvent.subject_id == user_id, AuditEvent.event.in_(FRAUD_EVENTS))) or 0)
+
+
 ALERT_DAYS = 30
 ALERT_LIMIT = 20
 SAME_INCIDENT = timedelta(minutes=3)  # a challenge lives 60 s; the browser's echo follows within that

@@ -459,17 +459,23 @@ def resume_push(user_id: int):
     if target.push_suspended_at is None and request.method == "GET":
         flash(_("Push approvals are not suspended for this user."), "success")
         return redirect(url_for("admin.user", user_id=target.id))
-    if request.method == "GET" or not form.validate_on_submit():
+    # The confirmation is given in view of the reports made until the page was shown: one made
+    # since (the suspension's date stays that of the first) is asked about again, not cleared unseen.
+    newest = queries.latest_fraud_report(g.org.id, target.id)
+    seen = request.form.get("reports_seen", default=0, type=int) if request.method == "POST" else newest
+    newer = newest > seen
+    if request.method == "GET" or not form.validate_on_submit() or newer:
+        text = _("Push approvals of %(email)s were suspended on %(when)s after a fraud report. Resume them only "
+                 "once you know that the reported login was not an attack, or that the account is safe again: "
+                 "%(email)s will be able to approve logins on their phone at once.",
+                 email=target.email, when=utc_text(target.push_suspended_at) or "—")
+        if request.method == "POST" and newer:
+            text = _("Another fraud report about %(email)s came in after this page was shown: look at the "
+                     "security alerts first.", email=target.email) + " " + text
         return render_template("admin/confirm.html", org=g.org, target=target, form=form,
-                               title=_("Resume push approvals?"),
-                               text=_("Push approvals of %(email)s were suspended on %(when)s after a fraud "
-                                      "report. Resume them only once you know that the reported login was not an "
-                                      "attack, or that the account is safe again: %(email)s will be able to "
-                                      "approve logins on their phone at once.",
-                                      email=target.email,
-                                      when=utc_text(target.push_suspended_at) or "—"),
+                               title=_("Resume push approvals?"), text=text, fields={"reports_seen": newest},
                                action=url_for("admin.resume_push", user_id=target.id)), (
-            200 if request.method == "GET" else 400)
+            200 if request.method == "GET" else 409 if newer else 400)
     try:
         changed = policy_settings.clear_push_suspension(target.id, _actor())
     except policy_settings.PolicyError:

@@ -98,6 +98,29 @@ def test_user_page_shows_the_suspension_and_resume_clears_it_with_one_event(app,
     assert audit_count() == 1
 
 
+def test_a_fraud_report_made_after_the_confirmation_was_shown_is_asked_about_again(app, world, browser):
+    """The suspension's date is the first report's: a second one, made while the admin read the
+    confirmation, would otherwise be cleared unseen with it."""
+    bob = world["bob"]
+    suspend(bob)
+    record("push.fraud_reported", bob, device="Pixel 8")
+    client = browser(world["admin"])
+    url = f"/admin/users/{bob.id}/resume-push"
+    page = client.get(url).get_data(as_text=True)
+    seen = re.search(r'name="reports_seen" value="(\d+)"', page).group(1)
+    record("login.push_fraud_reported", bob, factor="push")
+    again = client.post(url, data={"confirm": "1", "reports_seen": seen})
+    assert again.status_code == 409 and "Another fraud report" in again.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(User, bob.id).push_suspended_at is not None
+    assert not events("policy.push_suspension_cleared")
+    # Confirmed in view of it, it is cleared.
+    seen = re.search(r'name="reports_seen" value="(\d+)"', again.get_data(as_text=True)).group(1)
+    assert client.post(url, data={"confirm": "1", "reports_seen": seen}).status_code == 302
+    db.session.expire_all()
+    assert db.session.get(User, bob.id).push_suspended_at is None
+
+
 def test_resume_push_needs_a_csrf_token(app, world, browser):
     app.config["WTF_CSRF_ENABLED"] = True
     bob = world["bob"]
