@@ -8,7 +8,8 @@ P-256 key made here, at the server's recovery endpoints (docs/recovery.md):
   ``idp-recovery://`` URI itself) is decoded, and ``ENDPOINT/redeem`` spends it once.
 - ``--password``: the account's password, then a 6-digit code the server e-mails to the
   account's verified address (personal accounts). Both come from stdin when it is not a
-  terminal -- line 1 the password, line 2 the code. The code line is read only after the
+  terminal -- line 1 the password, line 2 the code (a wrong code: each further line is
+  another try, while the server leaves it tries). The code line is read only after the
   server has sent the code, so a script writes the password, waits for the e-mail, then
   writes the code. On a terminal both are asked for (the password without echo).
 
@@ -211,11 +212,22 @@ class LineReader:
             print(prompt, end="", file=self.err, flush=True)
         else:
             print(f"a code was sent to {shown(sent_to)}; reading it from stdin", file=self.err, flush=True)
-        line = read_line(self.stream)
-        code = "".join(line.split())
+        code = self._code_line()
         if not code:
             raise AuthenticatorError("no code given (line 2 of stdin, or typed when asked)")
-        return _text(code, "stdin is not UTF-8 text")
+        return code
+
+    def another_code(self, tries_left: int) -> str:
+        """After a wrong code: the next line (or typed again), "" when none comes. The server leaves
+        that code its tries, and a new run of ``recover`` could not use them: it e-mails a new code."""
+        if is_terminal(self.stream):
+            print(f"Wrong code ({tries_left} tries left). Code: ", end="", file=self.err, flush=True)
+        else:
+            print(f"wrong code ({tries_left} tries left); reading another from stdin", file=self.err, flush=True)
+        return self._code_line()
+
+    def _code_line(self) -> str:
+        return _text("".join(read_line(self.stream).split()), "stdin is not UTF-8 text")
 
 
 def _text(value: str, message: str) -> str:
@@ -254,20 +266,27 @@ def recover_by_password(account, key, reader: LineReader) -> dict:
         raise _refused(status, data, start_url)
     code = reader.code(data.get("sent_to") or "your e-mail address")
     finish_url = endpoint + "/personal/finish"
-    token = signed_request(key, finish_url, {"recovery_id": data["recovery_id"], "code": code, "name": device_name()})
-    status, answer = _post(finish_url, {"request": token})
-    if status == 201:
-        return answer
-    if status == 429:
-        raise _too_many(answer)
-    error = answer.get("error")
-    if error == "invalid_code":
+    while True:  # a wrong code may be given again while the server leaves it tries (docs/recovery.md 3)
+        token = signed_request(key, finish_url, {"recovery_id": data["recovery_id"], "code": code,
+                                                 "name": device_name()})
+        status, answer = _post(finish_url, {"request": token})
+        if status == 201:
+            return answer
+        if status == 429:
+            raise _too_many(answer)
+        error = answer.get("error")
+        if error == "code_expired":
+            raise CodeExpired("the code has expired or was used up: run recover again for a new one")
+        if error != "invalid_code":
+            raise _refused(status, answer, finish_url)
         left = _count(answer.get("tries_left"), None)
-        raise WrongCode("wrong code" + (f" ({left} tries left: run recover again)" if left else
-                                        ": no tries left, run recover again for a new code"))
-    if error == "code_expired":
-        raise CodeExpired("the code has expired or was used up: run recover again for a new one")
-    raise _refused(status, answer, finish_url)
+        if not left:
+            raise WrongCode("wrong code: no tries left, run recover again for a new code")
+        code = reader.another_code(left)
+        if not code:
+            # The tries left belong to this run's code: a new run starts over with a new one.
+            raise WrongCode(f"wrong code ({left} tries left, but no other code was given): run recover again, "
+                            "which e-mails a new code")
 
 
 def _too_many(data: dict) -> TooManyAttempts:

@@ -120,9 +120,31 @@ def test_wrong_code_is_refused_with_the_tries_left(server, seeded, inbox, tmp_pa
     _rcpt, message = handler.wait_for(1)[0]
     wrong = "000000" if code_of(message) != "000000" else "111111"
     out, err = process.communicate(wrong + "\n", timeout=60)
-    assert process.returncode == 35 and "wrong code (4 tries left" in err
+    assert process.returncode == 35 and "wrong code (4 tries left, but no other code was given)" in err
+    assert "run recover again, which e-mails a new code" in err
     assert new.accounts()[0]["status"] == "needs_verification"
     assert len(push_devices(server, seeded.user_email)) == 1
+
+
+def test_a_wrong_code_can_be_given_again_on_the_next_line(server, seeded, inbox, tmp_path):
+    """The tries the server leaves a code are the user's to use in the same run: a new run of
+    `recover` would ask for a new code, and the one in the mailbox would no longer count (the
+    message used to say "4 tries left: run recover again")."""
+    handler, _port = inbox
+    _old, new, account = phones_restored(server, seeded.user_email, tmp_path, handler)
+    process = new.popen("recover", account, "--password")
+    process.stdin.write(seeded.password + "\n")
+    process.stdin.flush()
+    _rcpt, message = handler.wait_for(1)[0]
+    code = code_of(message)
+    wrong = "000000" if code != "000000" else "111111"
+    out, err = process.communicate(f"{wrong}\n{code}\n", timeout=60)
+    assert process.returncode == 0, err
+    assert "wrong code (4 tries left); reading another from stdin" in err
+    assert out.startswith("recovered")
+    assert new.accounts()[0]["status"] == "active"
+    assert len(push_devices(server, seeded.user_email)) == 2
+    assert len([m for _r, m in handler.messages if m["Subject"] == "Your recovery code"]) == 1
 
 
 def test_no_code_line_is_a_clear_error(server, seeded, inbox, tmp_path):
