@@ -153,6 +153,10 @@ def _refuse_duplicate(vault: Vault, pending: PendingAccount) -> None:
         return  # known only from the server's answer: Vault.add checks after the registration
     for existing in vault.accounts:
         if (existing.issuer, existing.name, existing.type) == (pending.issuer, pending.username, pending.type):
+            if existing.status != ACTIVE:  # restored from a backup: recover gives it its key, keeping its id
+                raise AuthenticatorError(f"account {existing.label} (id {existing.id}) was restored from a backup "
+                                         f"and needs verification: run recover {existing.id} --qr IMAGE (or "
+                                         f"--password) instead")
             raise AuthenticatorError(f"account {existing.label} already exists (id {existing.id}); remove it first")
 
 
@@ -306,8 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], help=help_text, description=help_text)
 
-    command("add", "add a TOTP account (otpauth:// URI) or a push account (idp-push:// activation URI), "
-                   "given as the URI or a QR code image of it").add_argument(
+    command("add", "add a TOTP account (otpauth:// URI) or a push account (idp-push:// activation URI, or "
+                   "an admin's idp-recovery:// recovery QR code on a new phone without a backup), given as the "
+                   "URI or a QR code image of it").add_argument(
         "source", metavar="QR_IMAGE|URI")
     command("list", "list accounts")
     command("code", "print the current code of a TOTP account").add_argument("account", metavar="ACCOUNT",

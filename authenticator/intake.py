@@ -1,7 +1,8 @@
 """Turn what ``add`` was given (a URI or a QR image) into a new account.
 
 URIs are dispatched on (scheme, host) through ``URI_HANDLERS`` so that a new
-kind of account is one new entry, e.g. the push activation URI::
+kind of account is one new entry, e.g. the push activation URI (and the recovery QR code's
+``idp-recovery://redeem``, which registers a push device the same way)::
 
     URI_HANDLERS[("idp-push", "activate")] = read_activation
 
@@ -26,6 +27,7 @@ from authenticator.errors import AuthenticatorError
 from authenticator.otpauth import parse_totp_uri
 from authenticator.push.activation import read_activation
 from authenticator.qr import decode_qr_image
+from authenticator.recover import read_recovery
 from authenticator.terminal import is_text
 
 
@@ -58,6 +60,9 @@ URI_HANDLERS: dict[tuple[str, str], UriHandler] = {
     ("otpauth", "totp"): parse_totp_uri,
     ("otpauth", "hotp"): _reject_hotp,
     ("idp-push", "activate"): read_activation,
+    # A recovery QR code on a device without a backup of the account: it adds the push account
+    # (a restored one is given its key by `recover ACCOUNT --qr` instead).
+    ("idp-recovery", "redeem"): read_recovery,
 }
 
 

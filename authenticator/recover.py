@@ -22,14 +22,16 @@ import getpass
 import secrets
 import sys
 import time
+from dataclasses import dataclass
+from typing import ClassVar
 
 import requests
 
 from authenticator import fetch, uris
-from authenticator.accounts import ACTIVE, PUSH, find_account
+from authenticator.accounts import ACTIVE, PUSH, Account, PushData, check_label_part, find_account
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
-from authenticator.push.activation import PushActivation, device_name
+from authenticator.push.activation import PushActivation, activation_issuer, device_name, server_username
 from authenticator.push.client import ServerUnreachable, host_of, parse_json
 from authenticator.qr import decode_qr_image
 from authenticator.terminal import is_terminal, is_text, read_line, shown
@@ -156,9 +158,13 @@ def redeem_qr(account, source: str, key) -> dict:
                                  f"({issuer})")
     if query.get("user") and account.push.username and query["user"].lower() != account.push.username.lower():
         raise AuthenticatorError(f"this recovery QR code is for {query['user']}, not for {account.label}")
+    return redeem(query, key, query.get("user") or account.push.username)
+
+
+def redeem(query: dict, key, user: str) -> dict:
+    """``POST R/redeem`` of a checked recovery URI's secret for ``key``: the server's answer, or the error."""
     url = query["endpoint"].rstrip("/") + "/redeem"
-    token = signed_request(key, url, {"secret": query["secret"], "user": query.get("user") or account.push.username,
-                                      "name": device_name()})
+    token = signed_request(key, url, {"secret": query["secret"], "user": user, "name": device_name()})
     status, data = _post(url, {"request": token})
     if status == 201:
         return data
@@ -175,6 +181,46 @@ def redeem_qr(account, source: str, key) -> dict:
         raise RecoveryCodeUnknown("the server does not know this recovery QR code (wrong server, or it was "
                                   "replaced): ask your administrator for a new one")
     raise _refused(status, data, url)
+
+
+@dataclass(frozen=True)
+class RecoveryRedemption:
+    """``add idp-recovery://redeem?...`` on a device that holds no backup of the account: the
+    recovery QR code makes a new push account, as an activation code does (an ``intake``
+    ``PendingAccount``). Nothing is sent until :meth:`complete`, called with the store open."""
+
+    query: dict
+    type: ClassVar[str] = PUSH
+
+    @property
+    def issuer(self) -> str:
+        return activation_issuer(self.query["issuer"])
+
+    @property
+    def username(self) -> str:
+        return self.query.get("user") or ""
+
+    def complete(self) -> Account:
+        key = keys.new_private_key()
+        answer = redeem(self.query, key, self.username)
+        device_id = keys.device_id(key)
+        if answer.get("device_id") != device_id:
+            raise RecoveryRefused("the server registered a different device id than this key's")
+        username = server_username(answer) or self.username
+        push = PushData(issuer_url=self.query["issuer"], username=username, device_id=device_id,
+                        device_private_key=keys.private_pem(key),
+                        extra={"endpoint": _endpoint_of(answer, self.query["issuer"])})
+        return Account(id="", type=PUSH, issuer=self.issuer, name=username, push=push)
+
+    not_saved = staticmethod(PushActivation.not_saved)
+
+
+def read_recovery(uri: str) -> RecoveryRedemption:
+    """The ``intake.URI_HANDLERS`` entry: check the URI, send nothing."""
+    query = parse_recovery_uri(uri)
+    check_label_part(activation_issuer(query["issuer"]), "issuer in the recovery QR code")
+    check_label_part(query.get("user") or "", "user in the recovery QR code")
+    return RecoveryRedemption(query)
 
 
 class LineReader:

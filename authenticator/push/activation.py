@@ -46,7 +46,7 @@ def parse_activation_uri(uri: str) -> dict:
     uris.server_url(query["endpoint"], AuthenticatorError, "endpoint URL in the push activation URI")
     uris.same_origin(query["endpoint"], query["issuer"], AuthenticatorError, "endpoint URL in the push activation URI")
     # What the account's label is made of (the issuer's host, the user), as an otpauth label is capped.
-    check_label_part(_display(query["issuer"]), "issuer in the push activation URI")
+    check_label_part(activation_issuer(query["issuer"]), "issuer in the push activation URI")
     check_label_part(query.get("user") or "", "user in the push activation URI")
     return query
 
@@ -55,7 +55,8 @@ def device_name() -> str:
     return f"idp-authenticator on {platform.node() or 'this device'}"[:100]
 
 
-def _display(issuer: str) -> str:
+def activation_issuer(issuer: str) -> str:
+    """The issuer as a push account shows it: the server's host (and port)."""
     return urlsplit(issuer).netloc or issuer
 
 
@@ -68,7 +69,7 @@ class PushActivation:
 
     @property
     def issuer(self) -> str:
-        return _display(self.query["issuer"])
+        return activation_issuer(self.query["issuer"])
 
     @property
     def username(self) -> str:
@@ -79,7 +80,7 @@ class PushActivation:
         """Make this device's key and register it, spending the activation code: the network step."""
         key = keys.new_private_key()
         answer = PushClient(self.query["endpoint"], key).register(self.query["code"], device_name())
-        username = _server_username(answer) or self.username
+        username = server_username(answer) or self.username
         push = PushData(issuer_url=self.query["issuer"], username=username, device_id=answer["device_id"],
                         device_private_key=keys.private_pem(key), extra={"endpoint": self.query["endpoint"]})
         return Account(id="", type=PUSH, issuer=self.issuer, name=username, push=push)
@@ -93,7 +94,7 @@ class PushActivation:
             f"activate again with a new code")
 
 
-def _server_username(answer: dict) -> str:
+def server_username(answer: dict) -> str:
     """The ``user`` the server's registration answer names, if it is usable text, else "" (the URI's
     ``user`` is used then). Anything else (a number, a list, a bool) would be stored as the account's
     name, and every backup written from then on would fail to restore."""

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from recovery_kit import (Phone, admin_browser, audit_events, enable_recovery, issue_on_admin_page, push_devices,
-                          push_login, restored_phones, user_id)
+from recovery_kit import (Phone, activation_uri, admin_browser, audit_events, enable_recovery, issue_on_admin_page,
+                          push_devices, push_login, restored_phones, user_id)
 
 
 @pytest.fixture
@@ -130,3 +130,41 @@ def test_clear_errors_for_a_wrong_account_and_an_unreachable_server(server, seed
     result = new.run("recover", account, "--qr", str(png))
     assert result.returncode == 20 and "cannot reach the server" in result.stderr, result.stderr
     assert new.files() == before
+
+
+def test_a_new_phone_without_a_backup_adds_push_with_the_admins_qr(server, seeded, rp_factory, tmp_path):
+    """The admin page says the app scans the code on a new phone to get push sign-in back; a phone
+    that never had a backup holds no account to `recover`, so `add` takes the recovery QR code
+    (it used to answer "unsupported URI scheme 'idp-recovery'")."""
+    old = Phone(tmp_path / "old-phone")
+    old.ok("add", activation_uri(server, seeded.user_email))
+    admin = admin_browser(server, seeded)
+    issued = issue_on_admin_page(admin, user_id(server, seeded.user_email))
+    png = tmp_path / "recovery-qr.png"
+    png.write_bytes(issued["png"])
+
+    new = Phone(tmp_path / "new-phone")
+    out = new.ok("add", str(png))
+    assert out.startswith("added ") and "(push, id " in out
+    [account] = new.accounts()
+    assert account["type"] == "push" and account["status"] == "active"
+    assert account["name"] == seeded.user_email and account == {**account, **old.accounts()[0], "id": account["id"]}
+    assert [d.get("via") for _a, d in audit_events(server, "push.device_registered")] == ["activation", "recovery_qr"]
+    assert len(push_devices(server, seeded.user_email)) == 2
+    push_login(server, seeded, rp_factory(seeded.first_party), new)
+
+    # The code works once: a third phone is told so, and is left with nothing.
+    third = Phone(tmp_path / "third-phone")
+    result = third.run("add", str(png))
+    assert result.returncode == 30 and "already used" in result.stderr and "Traceback" not in result.stderr
+    assert not third.home.exists()
+
+
+def test_adding_a_recovery_qr_for_a_restored_account_points_to_recover(server, seeded, tmp_path):
+    _old, new, account = restored_phones(server, seeded.user_email, tmp_path)
+    issued = issue_on_admin_page(admin_browser(server, seeded), user_id(server, seeded.user_email))
+    before = new.files()
+    result = new.run("add", issued["uri"])
+    assert result.returncode == 1 and f"run recover {account} --qr IMAGE" in result.stderr
+    assert new.files() == before
+    assert new.ok("recover", account, "--qr", issued["uri"]).startswith("recovered")  # the code was not spent
