@@ -251,6 +251,11 @@ def cmd_restore(ctx: Context, args) -> int:
     human = f"restored {len(restored)} account(s) from the backup {backup_service.written_at(backup)}"
     if waiting:
         human += f"; {waiting} push account(s) need verification: run recover ACCOUNT"
+    if vault.backup is None:
+        # The backup settings live in the lost device's store, not in the backup: without this the
+        # new phone would go on unbacked-up, its owner believing otherwise.
+        human += (f"; automatic backup is off on this device: idp-authenticator backup --enable "
+                  f"--to {shown(args.source)}")
     ctx.emit({"created_at": backup.created_at, "accounts": [account_summary(a) for a in restored]}, human)
     return 0
 

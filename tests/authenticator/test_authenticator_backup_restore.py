@@ -55,7 +55,7 @@ def test_restore_shows_when_the_backup_was_written(backed_up, make_app):
     later = {"IDP_AUTHENTICATOR_NOW": str(FIXED_TIME + 86400)}
     old.ok("remove", "bob", env=later)  # the backup is written again, a day later
     out = make_app("new").ok("restore", "--from", str(cloud))
-    assert out == "restored 1 account(s) from the backup written at 2023-11-15T22:13:20Z\n"
+    assert out.startswith("restored 1 account(s) from the backup written at 2023-11-15T22:13:20Z; ")
     restored = json.loads(make_app("newer").ok("--json", "restore", "--from", str(cloud)))
     assert restored["created_at"] == "2023-11-15T22:13:20Z"
     assert [(a["issuer"], a["name"]) for a in restored["accounts"]] == [("ACME", "alice@example.com")]
@@ -78,9 +78,23 @@ def test_a_backup_without_a_readable_creation_time_still_restores(make_app, tmp_
     key = backup_format.new_backup_key(RECOVERY_SECRET)
     (location / BACKUP_FILE).write_bytes(backup_format.seal_backup(key, json.dumps(document).encode()))
     out = make_app("new").ok("restore", "--from", str(location))
-    assert out == "restored 1 account(s) from the backup written at an unknown time\n"
+    assert out.startswith("restored 1 account(s) from the backup written at an unknown time; ")
     restored = json.loads(make_app("newer").ok("--json", "restore", "--from", str(location)))
     assert restored["created_at"] is None and len(restored["accounts"]) == 1
+
+
+def test_restore_says_the_new_device_does_not_back_up_yet(backed_up, make_app):
+    """The backup setting lives in the old phone's store, not in the backup: a restored phone backs up
+    nothing until its owner enables it, and restore says so (it used to say nothing, and the new phone
+    went on unbacked-up)."""
+    _old, cloud = backed_up
+    new = make_app("new")
+    out = new.ok("restore", "--from", str(cloud))
+    assert out == (f"restored 2 account(s) from the backup written at 2023-11-14T22:13:20Z; automatic backup "
+                   f"is off on this device: idp-authenticator backup --enable --to {cloud}\n")
+    assert json.loads(new.ok("--json", "backup")) == {"enabled": False}
+    new.ok("backup", "--enable", "--to", str(cloud))  # as the line says: the folder holds nothing new
+    assert json.loads(new.ok("--json", "backup"))["enabled"]
 
 
 def test_backup_now_and_disable(backed_up):
