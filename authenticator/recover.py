@@ -350,7 +350,14 @@ def cmd_recover(ctx, args) -> int:
     from dataclasses import replace
 
     vault = ctx.existing_vault()
-    account = find_account(vault.accounts if vault else [], args.account)
+    try:
+        account = find_account(vault.accounts if vault else [], args.account)
+    except AuthenticatorError as exc:
+        if args.qr and not any(a.type == PUSH for a in (vault.accounts if vault else [])):
+            # A new phone without a backup: there is nothing to recover, but the code adds the account.
+            raise AuthenticatorError(f"{exc}: on a device holding no backup of the account, add the recovery QR "
+                                     f"code instead (idp-authenticator add IMAGE)") from None
+        raise
     if account.type != PUSH or account.push is None:
         raise AuthenticatorError(f"{account.label} is not a push account: only push accounts need recovery")
     if account.status == ACTIVE and account.push.device_private_key:

@@ -72,6 +72,17 @@ def test_not_a_recovery_code(restored, tmp_path):
     assert "no such file" in one_line_error(app.run("recover", account, "--qr", str(tmp_path / "missing.png")))
 
 
+def test_a_qr_code_on_a_phone_without_the_account_points_to_add(app, tmp_path):
+    """A new phone with no backup has no account to recover: the recovery QR code is added instead."""
+    png = qr_png(tmp_path, recovery_uri("https://idp.example.test"))
+    result = app.run("recover", "alice@example.com", "--qr", str(png))
+    assert result.returncode == 1
+    assert one_line_error(result) == ("idp-authenticator: no account matches 'alice@example.com': on a device holding "
+                                      "no backup of the account, add the recovery QR code instead "
+                                      "(idp-authenticator add IMAGE)")
+    assert not app.home.exists() or not any(app.home.iterdir())
+
+
 def test_only_push_accounts_are_recovered(app):
     app.ok("add", TOTP_URI)
     result = app.run("recover", "ACME:alice@example.com", "--password", stdin="pw\n")
