@@ -95,6 +95,9 @@ class DirectoryStorage:
         if not self.directory.exists():
             raise self._unreachable("no such directory")
         if not self.directory.is_dir():
+            if self.directory.name == BACKUP_FILE:  # the backup file itself, a likely slip: say what is wanted
+                raise self._unreachable(f"not a directory (give the directory that holds {BACKUP_FILE}: "
+                                        f"{self.directory.parent})")
             raise self._unreachable("not a directory")
         if not os.access(self.directory, os.R_OK | os.X_OK):
             raise self._unreachable("permission denied")

@@ -223,6 +223,17 @@ def test_each_failure_has_its_own_message_and_changes_nothing(backed_up, make_ap
     assert len(seen_messages) == len(EXPECTED)
 
 
+def test_restore_from_the_backup_file_itself_names_its_directory(backed_up, make_app):
+    """`--from` takes the directory (`backup --to`); given the file in it, restore says which to give."""
+    _, cloud = backed_up
+    fresh = make_app("fresh")
+    result = fresh.run("restore", "--from", str(cloud / BACKUP_FILE))
+    assert result.returncode == 15
+    assert one_line_error(result).endswith(f"is unreachable: not a directory (give the directory that holds "
+                                           f"{BACKUP_FILE}: {cloud})")
+    assert fresh.files() == {}
+
+
 def test_failed_restore_leaves_an_existing_empty_store_untouched(backed_up, make_app, tmp_path):
     _, cloud = backed_up
     device = make_app("emptied")
