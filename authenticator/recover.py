@@ -267,13 +267,17 @@ class LineReader:
         """After a wrong code: the next line (or typed again), "" when none comes. The server leaves
         that code its tries, and a new run of ``recover`` could not use them: it e-mails a new code."""
         if is_terminal(self.stream):
-            print(f"Wrong code ({tries_left} tries left). Code: ", end="", file=self.err, flush=True)
+            print(f"Wrong code ({tries(tries_left)} left). Code: ", end="", file=self.err, flush=True)
         else:
-            print(f"wrong code ({tries_left} tries left); reading another from stdin", file=self.err, flush=True)
+            print(f"wrong code ({tries(tries_left)} left); reading another from stdin", file=self.err, flush=True)
         return self._code_line()
 
     def _code_line(self) -> str:
         return _text("".join(read_line(self.stream).split()), "stdin is not UTF-8 text")
+
+
+def tries(count: int) -> str:
+    return "1 try" if count == 1 else f"{count} tries"
 
 
 def _text(value: str, message: str) -> str:
@@ -331,7 +335,7 @@ def recover_by_password(account, key, reader: LineReader) -> dict:
         code = reader.another_code(left)
         if not code:
             # The tries left belong to this run's code: a new run starts over with a new one.
-            raise WrongCode(f"wrong code ({left} tries left, but no other code was given): run recover again, "
+            raise WrongCode(f"wrong code ({tries(left)} left, but no other code was given): run recover again, "
                             "which e-mails a new code")
 
 

@@ -266,3 +266,35 @@ def test_a_429_at_any_recovery_request_is_too_many_attempts(monkeypatch, how):
             reader = recover.LineReader(io.StringIO("a password\n123456\n"), err=io.StringIO())
             recover.recover_by_password(account, keys.new_private_key(), reader)
     assert refused.value.exit_code == 37
+
+
+def test_a_wrong_code_is_asked_again_on_a_terminal_until_the_tries_run_out(monkeypatch):
+    """The tries the server leaves a code are used in the same run (a new run e-mails a new code):
+    on a terminal the code is asked for again, each try a new signed request; none left ends it."""
+    import io
+
+    from authenticator import recover
+    from authenticator.accounts import NEEDS_VERIFICATION, PUSH, Account, PushData
+    from authenticator.push import keys
+
+    tried, tries_left = [], iter([2, 1, 0])
+
+    def post(url, body, session=None):
+        if url.endswith("/personal/start"):
+            return 200, {"recovery_id": "r-1", "sent_to": "a***@example.com"}
+        tried.append(body["request"])
+        return 401, {"error": "invalid_code", "tries_left": next(tries_left)}
+
+    monkeypatch.setattr(recover, "_post", post)
+    monkeypatch.setattr(recover, "is_terminal", lambda stream: True)
+    monkeypatch.setattr(recover.getpass, "getpass", lambda prompt: "a password")
+    account = Account(id="a1", type=PUSH, issuer="acme", name="alice@example.com",
+                      push=PushData(issuer_url="https://idp.example", username="alice@example.com",
+                                    status=NEEDS_VERIFICATION))
+    err = io.StringIO()
+    reader = recover.LineReader(io.StringIO("111111\n222222\n333333\n444444\n"), err=err)
+    with pytest.raises(recover.WrongCode, match="^wrong code: no tries left, run recover again for a new code$"):
+        recover.recover_by_password(account, keys.new_private_key(), reader)
+    assert len(tried) == 3 and len(set(tried)) == 3  # three codes, three requests (each its own jti)
+    assert err.getvalue() == ("Code sent to a***@example.com: Wrong code (2 tries left). Code: "
+                              "Wrong code (1 try left). Code: ")
