@@ -164,7 +164,10 @@ def redeem_qr(account, source: str, key) -> dict:
 def redeem(query: dict, key, user: str) -> dict:
     """``POST R/redeem`` of a checked recovery URI's secret for ``key``: the server's answer, or the error."""
     url = query["endpoint"].rstrip("/") + "/redeem"
-    token = signed_request(key, url, {"secret": query["secret"], "user": user, "name": device_name()})
+    claims = {"secret": query["secret"], "name": device_name()}
+    if user:  # optional (docs/recovery.md 1.3): a URI without one sends none, rather than ""
+        claims["user"] = user
+    token = signed_request(key, url, claims)
     status, data = _post(url, {"request": token})
     if status == 201:
         return data
