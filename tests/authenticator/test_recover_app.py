@@ -298,3 +298,29 @@ def test_a_wrong_code_is_asked_again_on_a_terminal_until_the_tries_run_out(monke
     assert len(tried) == 3 and len(set(tried)) == 3  # three codes, three requests (each its own jti)
     assert err.getvalue() == ("Code sent to a***@example.com: Wrong code (2 tries left). Code: "
                               "Wrong code (1 try left). Code: ")
+
+
+def test_adding_a_recovery_uri_without_user_sends_no_user_claim(monkeypatch):
+    """`user` is optional in the redeem request (docs/recovery.md 1.3): absent, not "", when the URI has none."""
+    import base64
+    import json as jsonlib
+
+    from authenticator import recover
+    from authenticator.push import keys
+
+    sent, made = [], []
+    new_key = keys.new_private_key
+    monkeypatch.setattr(keys, "new_private_key", lambda: made.append(new_key()) or made[-1])
+
+    def post(url, body, session=None):
+        payload = body["request"].split(".")[1]
+        sent.append(jsonlib.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+        return 201, {"device_id": keys.device_id(made[0]), "user": "alice@example.com"}
+
+    monkeypatch.setattr(recover, "_post", post)
+    issuer = "https://idp.example"
+    uri = "idp-recovery://redeem?" + urlencode({"v": "1", "issuer": issuer, "endpoint": issuer + "/factors/qr_recovery",
+                                                "secret": "7KQ2M-X9D4T-AAAAA-BBBBB-CCCCC", "expires": 2000000000})
+    account = recover.read_recovery(uri).complete()
+    assert "user" not in sent[0] and sent[0]["secret"] == "7KQ2M-X9D4T-AAAAA-BBBBB-CCCCC"
+    assert account.name == "alice@example.com" and account.push.device_id == keys.device_id(made[0])
