@@ -20,6 +20,9 @@ import requests
 
 # Far more than any answer of the protocols (a list of challenges is a few KiB).
 MAX_ANSWER_BYTES = 1 << 20
+# What the provider records of this app (a user's "Recent activity" shows a new phone registered
+# "from" it): requests' default, "python-requests/2.x", reads as a stranger's script there.
+USER_AGENT = "idp-authenticator"
 CHUNK = 64 * 1024
 
 
@@ -64,7 +67,7 @@ def exchange(http, method: str, url: str, *, seconds: float, read_timeout: float
 
 
 def _exchange(http, method: str, url: str, deadline: float, read_timeout: float, kwargs: dict) -> Answer:
-    headers = {"Accept-Encoding": "identity", **kwargs.pop("headers", {})}
+    headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
     response = http.request(method, url, timeout=(read_timeout, read_timeout), allow_redirects=False,
                             stream=True, headers=headers, **kwargs)
     try:

@@ -168,3 +168,21 @@ def test_adding_a_recovery_qr_for_a_restored_account_points_to_recover(server, s
     assert result.returncode == 1 and f"run recover {account} --qr IMAGE" in result.stderr
     assert new.files() == before
     assert new.ok("recover", account, "--qr", issued["uri"]).startswith("recovered")  # the code was not spent
+
+
+def test_the_account_activity_names_the_app_that_registered_a_phone(server, seeded, tmp_path):
+    """The user's "Recent activity" (and the audit log) showed a phone registered "from"
+    python-requests/2.x, the HTTP library's default: next to "If you do not recognise something
+    here, change your password", the user's own phone read as a stranger's script."""
+    from sqlalchemy import select
+
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    _old, new, account = restored_phones(server, seeded.user_email, tmp_path)
+    issued = issue_on_admin_page(admin_browser(server, seeded), user_id(server, seeded.user_email))
+    new.ok("recover", account, "--qr", issued["uri"])
+    with server.context():
+        agents = db.session.scalars(select(AuditEvent.user_agent).where(
+            AuditEvent.event.in_(["push.device_registered", "recovery_qr.used"]))).all()
+    assert agents and set(agents) == {"idp-authenticator"}
