@@ -234,7 +234,8 @@ class Factor:
                 the page says `message` when the factor gave one (a reason only it knows, lazily
                 translated), else the core's wording of the reason;
             `Pending(retry_after)` -- (poll factors) not decided yet;
-            `Denied(reason, fraud=False)` -- the user refused elsewhere; `fraud` when reported as not theirs.
+            `Denied(reason, fraud=False, message=None)` -- the user refused elsewhere; `fraud` when
+            reported as not theirs.
         """
         raise NotImplementedError
 

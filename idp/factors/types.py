@@ -144,10 +144,14 @@ class Pending:
 
 @dataclass(frozen=True)
 class Denied:
-    """The user refused elsewhere (push "deny"); `fraud` when they reported it as not theirs."""
+    """The user refused elsewhere (push "deny"); `fraud` when they reported it as not theirs.
+
+    `message`, as `Rejected`'s: the factor's own wording for a reason only it gives (push's
+    `wrong_number`: the user meant to approve); None lets the core say "The request was denied"."""
 
     reason: str
     fraud: bool = False
+    message: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

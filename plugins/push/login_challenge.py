@@ -11,6 +11,8 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
+from flask_babel import lazy_gettext as _l
+
 from idp.factors import AttemptContext, Denied, Pending, Rejected, UserRef, Verified, display_text, storable
 
 from idp_plugins.push.protocol import unix
@@ -18,6 +20,12 @@ from idp_plugins.push.protocol import unix
 LOGIN = "login"
 APPROVED, DENIED, FRAUD = "approved", "denied", "fraud"
 DECISIONS = ("approve", "deny", "fraud")
+
+# What the login page says of a denial the user did not mean as one (the core words the rest).
+DENIAL_MESSAGES = {
+    "wrong_number": _l("The number typed on your phone did not match the one shown here, so the request "
+                       "was refused. Use another method, or start the sign-in again."),
+}
 
 
 def new_number(digits: int) -> str:
@@ -102,5 +110,6 @@ def outcome(challenges, store, user: UserRef, state: dict, now: datetime, transa
     if info.status == FRAUD:
         return Denied("fraud", fraud=True)
     if info.status == DENIED:
-        return Denied(str(info.payload.get("reason") or "denied"))
+        reason = str(info.payload.get("reason") or "denied")
+        return Denied(reason, message=DENIAL_MESSAGES.get(reason))
     return Rejected("expired", counts_as_failure=False)

@@ -230,7 +230,7 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
         db.session.commit()
         transaction.update_in_place(ctx.row, version)  # the denied challenge's page is stale now
         _switch_away_from(ctx, user, factor)
-        return show(ctx, _("The request was denied. Use another method."), 403)
+        return show(ctx, outcome.message or _("The request was denied. Use another method."), 403)
     assert isinstance(outcome, Rejected)
     if outcome.reason == "expired":  # the page begins a fresh challenge instead of showing the stale one
         transaction.update_in_place(ctx.row, version, factor_name=None, factor_state=None)

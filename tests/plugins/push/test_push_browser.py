@@ -88,7 +88,7 @@ def test_wrong_number(page, push_server, seeded, phone, rp_factory):
     wrong = f"{(int(number) + 1) % 100:02d}"
     result = phone.run("approve", "--number", wrong, "--", pending_id(phone))
     assert result.returncode == 26 and "did not match" in result.stderr and len(result.stderr.splitlines()) == 1
-    page.wait_for_selector("text=denied")
+    page.wait_for_selector("text=did not match the one shown here")  # the browser says why, as the app does
     assert not callbacks(page, rp)
 
 

@@ -119,8 +119,10 @@ def test_push_login_wrong_number(push_server, seeded, web, rp_factory):
     wrong = f"{(int(number) + 1) % 100:02d}"
     challenge = device.pending()[0]
     assert device.answer(challenge["id"], "approve", wrong)["reason"] == "wrong_number"
-    continue_(web, page)
-    assert web.last_redirect is None
+    refused = continue_(web, page)
+    assert web.last_redirect is None and refused.status == 403
+    # The user meant to approve: the page says what went wrong, not a bare "The request was denied".
+    assert "The number typed on your phone did not match the one shown here" in refused.text
 
 
 def test_static_script_is_served(push_server):
