@@ -41,6 +41,7 @@ SUPPORTED_VERSION = "1"
 TIMEOUT = 15.0  # seconds for any one read
 DEADLINE = 30.0  # seconds for a whole exchange (fetch.py): the server may send an e-mail meanwhile
 TOKEN_LIFETIME = 60
+MAX_CODE_TRIES = 10  # codes sent for one e-mailed code at most (the server allows code_tries, 5 by default)
 
 
 # Exit statuses 30-39 (errors.py: 1-17; push: 20-26).
@@ -319,7 +320,7 @@ def recover_by_password(account, key, reader: LineReader) -> dict:
         raise _refused(status, data, start_url)
     code = reader.code(data.get("sent_to") or "your e-mail address")
     finish_url = endpoint + "/personal/finish"
-    while True:  # a wrong code may be given again while the server leaves it tries (docs/recovery.md 3)
+    for _try in range(MAX_CODE_TRIES):  # a wrong code may be given again while the server leaves it tries
         token = signed_request(key, finish_url, {"recovery_id": data["recovery_id"], "code": code,
                                                  "name": device_name()})
         status, answer = _post(finish_url, {"request": token})
@@ -335,11 +336,14 @@ def recover_by_password(account, key, reader: LineReader) -> dict:
         left = _count(answer.get("tries_left"), None)
         if not left:
             raise WrongCode("wrong code: no tries left, run recover again for a new code")
+        if _try == MAX_CODE_TRIES - 1:
+            break  # (a server that never runs out of tries, and a stdin that never runs out of lines)
         code = reader.another_code(left)
         if not code:
             # The tries left belong to this run's code: a new run starts over with a new one.
             raise WrongCode(f"wrong code ({tries(left)} left, but no other code was given): run recover again, "
                             "which e-mails a new code")
+    raise WrongCode(f"wrong code {MAX_CODE_TRIES} times: run recover again for a new code")
 
 
 def _too_many(data: dict) -> TooManyAttempts:

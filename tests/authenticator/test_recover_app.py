@@ -324,3 +324,29 @@ def test_adding_a_recovery_uri_without_user_sends_no_user_claim(monkeypatch):
     account = recover.read_recovery(uri).complete()
     assert "user" not in sent[0] and sent[0]["secret"] == "7KQ2M-X9D4T-AAAAA-BBBBB-CCCCC"
     assert account.name == "alice@example.com" and account.push.device_id == keys.device_id(made[0])
+
+
+def test_a_server_that_never_runs_out_of_tries_gets_a_bounded_number_of_codes(monkeypatch):
+    import io
+
+    from authenticator import recover
+    from authenticator.accounts import NEEDS_VERIFICATION, PUSH, Account, PushData
+    from authenticator.push import keys
+
+    finishes = []
+
+    def post(url, body, session=None):
+        if url.endswith("/personal/start"):
+            return 200, {"recovery_id": "r-1", "sent_to": "a***@example.com"}
+        finishes.append(url)
+        return 401, {"error": "invalid_code", "tries_left": 5}
+
+    monkeypatch.setattr(recover, "_post", post)
+    account = Account(id="a1", type=PUSH, issuer="acme", name="alice@example.com",
+                      push=PushData(issuer_url="https://idp.example", username="alice@example.com",
+                                    status=NEEDS_VERIFICATION))
+    stdin = io.StringIO("a password\n" + "123456\n" * 50)
+    with pytest.raises(recover.WrongCode, match=f"wrong code {recover.MAX_CODE_TRIES} times"):
+        recover.recover_by_password(account, keys.new_private_key(), recover.LineReader(stdin, err=io.StringIO()))
+    assert len(finishes) == recover.MAX_CODE_TRIES
+    assert stdin.read().count("\n") == 50 - recover.MAX_CODE_TRIES  # no line read that is not sent
