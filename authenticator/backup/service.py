@@ -77,7 +77,9 @@ def _refuse_unless_replaceable(storage: DirectoryStorage, vault, directory: str,
     """Raise BackupExists, saying which condition failed, unless the backup in ``storage`` (if any)
     may be replaced by this device's accounts."""
     where = storage.describe()
-    overwrite = "or overwrite it with this device's accounts (backup --enable --replace)"
+    # A new phone enabling backup before restoring holds nothing: "its accounts" would be none.
+    overwrite = ("or overwrite it with this device's accounts (backup --enable --replace)" if vault.accounts else
+                 "or empty it on purpose (this device holds no accounts: backup --enable --replace)")
     try:
         current = storage.read()
     except NoBackupFound:

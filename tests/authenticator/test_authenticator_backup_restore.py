@@ -391,6 +391,20 @@ def test_the_old_phone_does_not_overwrite_a_backup_the_new_phone_took_over(taken
     assert backed_up_names(cloud) == ["alice@example.com", "carol"]
 
 
+def test_a_new_phone_enabling_backup_before_restoring_is_told_that_replace_would_empty_it(backed_up, make_app):
+    """The way out offered beside "restore it first" was "overwrite it with this device's accounts
+    (--replace)": on a new phone holding none, that is emptying the only backup."""
+    _old, cloud = backed_up
+    before = (cloud / BACKUP_FILE).read_bytes()
+    new = make_app("new")
+    result = new.run("backup", "--enable", "--to", str(cloud))
+    assert result.returncode == 17
+    assert one_line_error(result).endswith("already holds a backup with 2 account(s) this device lacks: restore it "
+                                           "first (restore --from DIR), or empty it on purpose (this device holds "
+                                           "no accounts: backup --enable --replace)")
+    assert (cloud / BACKUP_FILE).read_bytes() == before
+
+
 def test_the_old_phone_says_so_on_backup_now_and_enable(taken_over):
     old, _new, cloud = taken_over
     before = (cloud / BACKUP_FILE).read_bytes()
