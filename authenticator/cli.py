@@ -344,9 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     recover = command("recover", "give a restored push account a new device credential")
     recover.add_argument("account", metavar="ACCOUNT", help=ACCOUNT_HELP)
     how = recover.add_mutually_exclusive_group(required=True)
-    how.add_argument("--qr", metavar="IMAGE", help="recovery QR code issued by an admin (work accounts)")
-    how.add_argument("--password", action="store_true", help="the password, then the code e-mailed to the account (personal accounts: lines 1 and 2 "
-                          "of stdin, or asked on a terminal)")
+    how.add_argument("--qr", metavar="IMAGE", help="a recovery QR code issued by an admin (a new phone holding no "
+                                                   "backup adds it instead: add IMAGE)")
+    how.add_argument("--password", action="store_true",
+                     help="the password, then the code e-mailed to the account (lines 1 and 2 of stdin, a wrong "
+                          "code another line, or asked on a terminal); the account's organization decides whether "
+                          "it may")
     return parser
 
 
