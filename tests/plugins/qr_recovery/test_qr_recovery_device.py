@@ -66,7 +66,9 @@ def test_redeem_registers_the_new_device_beside_the_old(client, push, qr, factor
     assert [e.details["credential_id"] for e in events("recovery_qr.used")] == [issued.credential.id]
     added = [body for body in notices(mailbox) if body.startswith("A new device was added")]
     assert added == ["A new device was added to your account. Whoever added it named it “Pixel 9”.\n\nIf this "
-                     "was not you, tell your administrator at once, whatever that name says."]
+                     "was not you, tell your administrator at once, whatever that name says.\n\n"
+                     "Your account's security page (sign-in methods, where you are signed in, recent activity):\n\n"
+                     "    http://localhost:5000/account/security"]
     assert not qr.is_configured_for(factor_user)
 
 
