@@ -33,11 +33,14 @@ PENDING_TTL = timedelta(minutes=10)
 
 class AccountError(Exception):
     """A refused action, with a message for the user (lazily translated: `str(error)` is in the user's language).
-    `renewed`: a refused enrolment's replacement (`finish`), the pending id the page now shows."""
+    `spent`: the refusal spent the enrolment (`finish`, `one_answer_per_challenge`); `renewed`: its
+    replacement, the pending id the page now shows (None when none could begin: the spent one's
+    form must not be shown again)."""
 
-    def __init__(self, message, renewed: str | None = None) -> None:
+    def __init__(self, message, renewed: str | None = None, *, spent: bool = False) -> None:
         super().__init__(message)
         self.renewed = renewed
+        self.spent = spent
 
 
 class IssuedByAdmin(AccountError):
@@ -168,7 +171,7 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
 
         message = message_for(outcome if isinstance(outcome, Rejected) else None)
         if factor.one_answer_per_challenge:
-            raise AccountError(message, renewed=_renew(user, factor, pending_id))
+            raise AccountError(message, renewed=_renew(user, factor, pending_id), spent=True)
         db.session.rollback()  # the claim too: the user may try another code
         raise AccountError(message)
     if enrolment.one_too_many(factor, ref, outcome.credential.id):
@@ -195,7 +198,9 @@ def _renew(user: User, factor, pending_id: str) -> str | None:
     (`one_answer_per_challenge`, WebAuthn: a registration signs the challenge): the claim
     `finish` holds commits, as expired (a rejection stores nothing else), so that a copy of the
     form waiting for the user's lock finds it finished; a new one begins for the page to show.
-    Its id, or None when none could begin (the page then says this one expired)."""
+    Its id, or None when none could begin (the page then sends the user back to the security page,
+    which says why: the spent one's form, shown again, would have the user answer the key's prompt
+    for nothing)."""
     PENDING.expire(pending_id, answered_as="done")
     db.session.commit()
     try:

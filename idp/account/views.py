@@ -106,6 +106,10 @@ def enrol(pending_id: str):
             error = _(str(failure))
             if failure.renewed:  # the refused answer spent the enrolment: the page shows its replacement
                 pending_id, info = failure.renewed, service.pending(user, failure.renewed)
+            elif failure.spent:  # spent, and no replacement could begin: its form would answer nothing
+                flash(error, "error")
+                flash(_("This enrolment expired. Start again."), "error")
+                return redirect(url_for(".security"))
         else:
             factor = current_registry().get(info.payload["factor"])
             flash(_("%(method)s added.", method=factor.label), "success")

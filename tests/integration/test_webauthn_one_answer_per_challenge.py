@@ -93,3 +93,27 @@ def test_a_refused_registration_on_the_security_page_spends_its_challenge(live_s
     assert page.status == 400 and webauthn_credentials(live_server, seeded.user_email) == []
     respond(web, page, key.create(options_of(page)), label="Key")
     assert len(webauthn_credentials(live_server, seeded.user_email)) == 1
+
+
+def test_a_refused_registration_whose_replacement_cannot_begin_is_not_shown_again(live_server, seeded, monkeypatch):
+    """The refusal spent the security page's enrolment; when no new one can begin (the plugin fails),
+    the page must not show the spent one's form again: a key answered there is refused as expired,
+    after the user went through the key's prompt for nothing. The security page says so instead."""
+    from idp.factors import FactorError
+
+    web = FormBrowser(live_server.url)
+    web.get("/account/security")
+    page = web.login(seeded.user_email, seeded.password)
+    page = web.submit(next(f for f in page.forms() if f["action"].endswith("/add/webauthn")))
+    first = options_of(page)
+    webauthn = type(live_server.app.extensions["idp.factors"].get("webauthn"))
+
+    def unavailable(self, user, ctx):
+        raise FactorError("the plugin cannot begin now")
+
+    monkeypatch.setattr(webauthn, "begin_enrolment", unavailable)
+    key = SoftAuthenticator("localhost", live_server.url)
+    page = respond(web, page, key.create(first, origin=ELSEWHERE), label="Key")
+    assert 'id="webauthn-options"' not in page.text, "the spent enrolment's form was shown again"
+    assert page.url.endswith("/account/security") and "flash-error" in page.text
+    assert webauthn_credentials(live_server, seeded.user_email) == []
