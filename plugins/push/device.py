@@ -187,12 +187,17 @@ def build_blueprint(factor) -> Blueprint:
             payload={**info.payload, "reason": reason, "device_credential_id": device.id,
                      "device_name": device.label})
         if answered is None:
-            if status == login_challenge.FRAUD and login_challenge.recent(info, now, factor.push_settings.window):
+            # One still open (pending, unexpired) belongs to a login that no longer waits on it
+            # (finished with another method, switched to one, expired): it closes now, and is
+            # reported so however long ago it came, as it was when this answer claimed it (a
+            # `window` shorter than `challenge_ttl` must not drop a report on a live request).
+            closed_now = (status == login_challenge.FRAUD and info.expires_at > now
+                          and factor.challenges.expire(challenge_id, now=now))
+            if closed_now or (status == login_challenge.FRAUD
+                              and login_challenge.recent(info, now, factor.push_settings.window)):
                 # Closed a moment ago (superseded by a re-push, expired, answered on another phone):
                 # the user still says "this was not me", which matters more than the request's state.
-                # One still pending belongs to a login that no longer waits on it (finished with
-                # another method, switched to one, expired): it closes now, and is reported so.
-                factor.challenges.expire(challenge_id, now=now)
+                factor.challenges.expire(challenge_id, now=now)  # (one past its time, still marked pending)
                 closed = factor.challenges.get(challenge_id) or info
                 woken = _record_refusal(factor, device, closed, status, reason, now, closed_as=closed.status)
                 directory.commit()

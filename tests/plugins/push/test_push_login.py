@@ -563,3 +563,38 @@ def test_a_phone_enrolled_at_a_login_while_a_factor_was_set_up_elsewhere_is_aske
     assert web.last_redirect is None and page.form_with("code"), page.text[:3000]  # TOTP's code page
     with push_server.context():
         assert db.session.scalars(select(AuditEvent.event).where(AuditEvent.event == "factor.enrolled")).all() == []
+
+
+def test_a_fraud_report_on_an_open_request_its_login_left_counts_whatever_the_window(push_server, seeded, web,
+                                                                                      rp_factory, monkeypatch):
+    """`factors.push.window` may be shorter than `challenge_ttl` (30 s and 60 s here). A request
+    still open (unexpired, never answered) whose login switched to another method was reported
+    only when younger than the window: "not mine" on such a request, tapped 40 s after it came,
+    got a bare 409, suspending nothing and telling no admin. (Before requests closed with their
+    login's wait, that answer claimed the open request and was reported.)"""
+    import dataclasses
+    from datetime import timedelta
+
+    from idp.db import utcnow
+    from idp.models import AuditEvent, FactorChallenge
+
+    push = push_server.app.extensions["idp.factors"].get("push")
+    monkeypatch.setattr(push, "push_settings", dataclasses.replace(push.push_settings, window=30))
+    device, _secret = _user_with_push_and_totp(push_server, seeded)
+    rp = rp_factory(seeded.first_party)
+    page, _number = _start_on_push(web, rp, seeded)
+    request_id = device.pending()[0]["id"]
+    _switch_to_totp(web, page)  # (the attacker's login, at the app's code it does not have)
+    with push_server.context():  # the person reads the request for 40 seconds: 20 of its 60 are left
+        now = utcnow()
+        db.session.execute(update(FactorChallenge).where(FactorChallenge.id == request_id)
+                           .values(created_at=now - timedelta(seconds=40), expires_at=now + timedelta(seconds=20)))
+        db.session.commit()
+    response = device._signed("POST", f"/challenges/{request_id}/answer",
+                              extra={"challenge": request_id, "decision": "fraud"})
+    assert (response.status_code, device._json(response)) == (409, {"error": "challenge_closed", "reported": True})
+    with push_server.context():
+        assert db.session.scalar(select(User.push_suspended_at).where(User.email == seeded.user_email))
+        assert db.session.get(FactorChallenge, request_id).status == "expired"
+        [event] = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "push.fraud_reported")).all()
+        assert event.details["challenge_status"] == "expired"
