@@ -238,6 +238,9 @@ def hold_enabled(user: UserRef) -> bool:
     a disabling committed while this waited is seen (asked before the lock, the answer was the
     one from before the wait)."""
     found = db.run(_lock_user_statement(), {"user_id": user.id}).first()
+    from idp.factors.store import read_credentials_again  # (as `lock_user`: the store imports this module)
+
+    read_credentials_again()
     return found is not None and not found.disabled
 
 

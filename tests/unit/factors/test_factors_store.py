@@ -300,3 +300,30 @@ def test_concurrent_creates_keep_the_count(pg_app):
     _race(pg_app, create)
     db.session.expire_all()
     assert second_factor_count(user) == 10
+
+
+@pytest.mark.parametrize("lock", ["lock_user", "hold_enabled"])
+def test_a_check_under_the_users_lock_sees_what_another_connection_committed(factor_app, store, factor_user, lock):
+    """The request's copy of the user's credentials is forgotten when the user's row is locked,
+    through either door a plugin has to that lock (`hold_enabled` is "`lock_user`, and whether the
+    user is still enabled"): a credential another request committed while this one waited is seen
+    by what is asked under the lock. `hold_enabled` kept the copy read before it."""
+    from datetime import datetime
+
+    from sqlalchemy import create_engine, insert
+
+    from idp.factors import directory
+
+    with factor_app.test_request_context("/"):
+        assert store.list(factor_user) == []  # read, and kept for the request
+        elsewhere = create_engine(str(db.engine.url.render_as_string(hide_password=False)))
+        try:
+            with elsewhere.begin() as connection:  # another request's enrolment, committed meanwhile
+                connection.execute(insert(Credential.__table__).values(
+                    user_id=factor_user.id, factor="otpish", label="Elsewhere", public_json={}, counter=0,
+                    created_at=datetime(2026, 12, 1)))
+        finally:
+            elsewhere.dispose()
+        getattr(directory, lock)(factor_user.id if lock == "lock_user" else factor_user)
+        assert [c.label for c in store.list(factor_user)] == ["Elsewhere"]
+        db.session.rollback()
