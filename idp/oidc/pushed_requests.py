@@ -172,6 +172,10 @@ def take(request_uri: str, client) -> dict[str, str]:
     if not request_uri.startswith(REQUEST_URI_PREFIX) or len(request_uri) > 200:
         raise RequestObjectRefused("request_uri must be one this server gave for a pushed request; requests "
                                    "are not fetched from elsewhere.", "request_uri_not_supported")
+    # Spent alone, committed at once. A browser already signed in here has had its session read
+    # (the rate limit's exemption): that read is committed first, as a login's first row is
+    # (idp.login.transaction.begin), or the statement would be refused inside its transaction.
+    db.session.commit()
     row = db.first_alone(_TAKE, {"request_uri_hash": sha256_hex(request_uri), "client_id": client.get_client_id(),
                                  "now": utcnow()})
     if row is None:

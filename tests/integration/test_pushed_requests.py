@@ -90,6 +90,27 @@ def test_a_pushed_request_signs_the_user_in_and_the_query_beside_it_is_ignored(l
     assert stored_requests(live_server) == 0  # used: gone
 
 
+def test_a_browser_already_signed_in_is_answered_by_its_session(live_server, seeded, rp_factory):
+    """A pushed request brought by a browser signed in here (its session read before the
+    reference is spent) is answered by that session, as a request in the query is: no login
+    page, a code for the client (it was a 500)."""
+    client = seeded.first_party
+    rp = rp_factory(client)
+    browser = FormBrowser(live_server.url)
+    browser.get(rp.authorization_url())
+    browser.login(seeded.user_email, seeded.password)
+    assert "code" in browser.callback_params()
+
+    params = authorization_params(rp, scope="openid email")
+    request_uri = push(live_server, client, params).json()["request_uri"]
+    browser.get(by_reference(live_server, client["client_id"], request_uri))
+    callback = browser.callback_params()
+    assert callback["state"] == params["state"], callback
+    claims = rp.validate_id_token(rp.exchange(browser.last_redirect)["id_token"])
+    assert claims["email"] == seeded.user_email
+    assert stored_requests(live_server) == 0
+
+
 def test_a_reference_is_good_for_one_authorization_request(live_server, seeded, rp_factory):
     client = seeded.first_party
     rp = rp_factory(client)
