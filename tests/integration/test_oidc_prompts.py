@@ -177,6 +177,43 @@ def test_rp_initiated_logout_with_id_token_hint(seeded, web, rp_factory, live_se
 
 
 
+def test_an_expired_id_token_hint_still_signs_out_and_returns(seeded, web, rp_factory, live_server):
+    """RP-Initiated Logout 1.0, section 2: the hint may be past its `exp` (an application's own
+    session outlives its ID token's hour); it is still the client's proof (README)."""
+    from joserfc import jwt
+
+    from idp.oidc import keys
+
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    claims = rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])
+    claims.update(iat=claims["iat"] - 7200, exp=claims["iat"] - 3600)
+    with live_server.context():
+        kid, key = keys.signing_key("ES256")
+        expired = jwt.encode({"alg": "ES256", "kid": kid}, dict(claims), key)
+    back = rp.client["post_logout_redirect_uri"]
+    web.get(f"{rp.metadata['end_session_endpoint']}?id_token_hint={expired}&post_logout_redirect_uri={back}&state=old")
+    assert web.last_redirect == f"{back}?state=old"
+    web.get(rp.authorization_url(prompt="none"))
+    assert web.callback_params()["error"] == "login_required"
+
+
+def test_a_logout_naming_only_its_client_asks_and_stays_here(seeded, web, rp_factory):
+    """Without an id_token_hint nothing tells the request from a planted link: the user is asked,
+    and signed out stays on our page, the registered post_logout_redirect_uri not followed
+    (RP-Initiated Logout 1.0, section 3; README: send the ID token)."""
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password)
+    rp.exchange(web.last_redirect)
+    page = web.get(f"{rp.metadata['end_session_endpoint']}?client_id={rp.client['client_id']}"
+                   f"&post_logout_redirect_uri={rp.client['post_logout_redirect_uri']}&state=s")
+    assert web.last_redirect is None and "Sign out?" in page.text
+    page = web.submit(page.forms()[0])
+    assert web.last_redirect is None and page.status == 200 and "signed out" in page.text
+    web.get(rp.authorization_url(prompt="none"))
+    assert web.callback_params()["error"] == "login_required"
+
+
 def test_logout_with_someone_elses_id_token_asks_first(seeded, web, rp_factory, live_server):
     """A logout link planted with the attacker's own ID token (an <img> on any page) must not
     sign the victim out unasked."""
