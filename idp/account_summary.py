@@ -36,8 +36,9 @@ def summary(user: User) -> dict[str, Any]:
         "recovery": [{"factor": name, "unused": unused, "total": total} for name, (total, unused) in recovery.items()],
         # A second factor given outside the login and the security page owes a set, shown once
         # at the next sign-in (idp.factors.directory.owe_recovery_codes): what support answers
-        # "where are my recovery codes?" with.
-        "recovery_codes_at_next_sign_in": bool(user.recovery_codes_owed),
+        # "where are my recovery codes?" with. Only while the user holds a second factor to prove:
+        # after a reset, the set comes with the next enrolment (which clears the mark).
+        "recovery_codes_at_next_sign_in": bool(user.recovery_codes_owed) and bool(methods),
         "sessions": [{"sid": s.sid, "browser": s.browser, "ip": s.ip, "signed_in_at": iso_utc(s.signed_in_at)}
                      for s in sessions.live(user.id)],
         "applications": [{"client_id": app.client_id, "name": app.name, "first_party": app.first_party,

@@ -81,3 +81,8 @@ def test_recovery_codes_owed_to_the_next_sign_in_show(live_server, seeded, idp):
     assert document["recovery_codes_at_next_sign_in"] is True and document["recovery"] == []
     text = ok(idp("user", "show", "--email", seeded.user_email, database_url=url)).stdout
     assert "recovery codes: a new set, shown once at the next sign-in" in text
+    # The factor reset (a lost phone) before that sign-in: nothing to prove, so no set is coming
+    # then; the next enrolment brings one.
+    ok(idp("user", "reset-factors", "--email", seeded.user_email, database_url=url))
+    after = json.loads(ok(idp("user", "show", "--email", seeded.user_email, "--json", database_url=url)).stdout)
+    assert after["recovery_codes_at_next_sign_in"] is False and after["methods"] == []
