@@ -1,0 +1,649 @@
+"""A randomized, stateful walk through the browser login pipeline (idp/login/), over HTTP.
+
+Hypothesis's stateful testing drives two browsers (cookie jars), each with tabs that remember
+every page of their login, stale ones included, against one live server. Three users per
+example: one holding TOTP and recovery codes, one with a password only, one required to enrol.
+The rules are what a browser (or someone at it) does: begin a login at /authorize (first- or
+third-party client, acr_values=mfa, prompt=login, max_age=0, the same request again), reload a
+tab, post the password form (right, wrong, another user's), post a code (right, wrong, replayed,
+another user's, a recovery code, a used one), choose another method, post an old page's form,
+post a form of the other browser's login (a stolen handle), cancel, allow or deny consent, go
+back to a finished login's page, redeem a code once or twice.
+
+After every step (docs/architecture.md, "One request through the provider"):
+  - no 5xx, nothing logged at ERROR, and only the answers the docs describe (a page, a 4xx,
+    a redirect);
+  - a post that cannot move the login (a form of another version, another browser's, a wrong
+    or spent code, a wrong password) changes nothing of the login's row;
+  - a login moves past a step only on what that step needs (the user's password, a fresh code
+    of that user's, an unused recovery code, an enrolment proven with its own secret);
+  - one code at most per authorization request, redeemed once at most; an ID token of a user
+    holding a second factor (or of a request asking for one) says so (`amr` holds `mfa`);
+  - the database agrees: one code per nonce, at most one TOTP credential per user, the TOTP
+    counter where the accepted codes left it.
+
+Bounded for CI (derandomized, a few dozen short walks); IDP_TEST_LOGIN_WALKS=<n> runs n walks
+(and IDP_TEST_LOGIN_STEPS=<m> steps each) to hunt locally.
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import html
+import itertools
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urljoin, urlparse
+
+import pyotp
+import pytest
+import requests
+from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
+    run_state_machine_as_test
+from sqlalchemy import func, select
+
+from fixtures.oidc import PASSWORD, FormBrowser, Page, RelyingParty, seed, start_server
+from fixtures.totp import enrol_totp_during_login
+
+MFA = "urn:idp:acr:mfa"
+WALKS = int(os.environ.get("IDP_TEST_LOGIN_WALKS", 25))
+STEPS = int(os.environ.get("IDP_TEST_LOGIN_STEPS", 25))
+# What a step of a login may answer (docs/architecture.md): a page, a redirect, a refusal.
+# 503 (a plugin that failed) and 429 (a limit, raised out of reach below) are not expected here.
+ANSWERS = {200, 202, 302, 303, 400, 401, 403, 409}
+# No lockout or request rate gets in the way of a walk: the model does not count guesses.
+UNLIMITED = {"ratelimit.login_posts_per_ip": "1000000 per minute",
+             **{f"ratelimit.{name}_failures_before_lockout": 1_000_000_000
+                for name in ("password", "password_ip", "factor", "factor_ip")}}
+# The odd moves (an old page, another browser's login, a wrong answer) one time in four: a walk
+# gets far enough into a login for them to matter.
+RARELY = st.sampled_from([False, False, False, True])
+MOSTLY = st.sampled_from([True, True, True, False])
+SEEN: collections.Counter = collections.Counter()  # what the walks did (printed with -s)
+
+
+class ErrorLog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record) -> None:
+        self.records.append(record)
+
+
+@dataclass
+class World:
+    """What the walks share: one live server, its clients, the error log."""
+
+    server: object
+    seeded: object
+    rps: dict
+    errors: ErrorLog
+    serial: itertools.count = field(default_factory=itertools.count)
+
+
+@dataclass
+class User:
+    kind: str  # "totp", "pwd", "enrol"
+    email: str
+    id: int
+    public_id: str
+    secret: str | None = None  # TOTP, once held
+    counter: int = 0  # the last TOTP step accepted
+    codes: list = field(default_factory=list)
+    used_codes: set = field(default_factory=set)
+    factor_since: float | None = None  # when the user came to hold a second factor (model time)
+
+
+@dataclass
+class Login:
+    """One authorization request, known by its `state`."""
+
+    state: str
+    browser: int
+    client: str
+    mfa: bool
+    nonce: str
+    verifier: str
+    started: float
+    url: str = ""
+    handle: str | None = None
+    codes: list = field(default_factory=list)  # codes the client received
+    errors: list = field(default_factory=list)
+
+
+@dataclass
+class Tab:
+    browser: int
+    login: Login | None
+    pages: list = field(default_factory=list)  # every page shown, oldest first
+
+    @property
+    def page(self) -> Page | None:
+        return self.pages[-1] if self.pages else None
+
+
+@dataclass
+class Answer:
+    page: Page
+    to_client: str | None
+    chain: list
+
+
+class Browser:
+    """A cookie jar that follows redirects inside the provider, keeping every status it saw."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.http = requests.Session()
+
+    def go(self, method: str, url: str, data: dict | None = None) -> Answer:
+        response = self.http.request(method, urljoin(self.base_url, url), data=data, allow_redirects=False,
+                                     timeout=30)
+        chain = [(method, response.url, response.status_code)]
+        while response.is_redirect:
+            location = urljoin(response.url, response.headers["Location"])
+            if not location.startswith(self.base_url):
+                return Answer(Page(location, response.status_code, ""), location, chain)
+            response = self.http.get(location, allow_redirects=False, timeout=30)
+            chain.append(("GET", response.url, response.status_code))
+        return Answer(Page(response.url, response.status_code, response.text, response.headers), None, chain)
+
+
+def handle_of(url: str) -> str | None:
+    match = re.match(r"^/login/([^/]+)$", urlparse(url).path)
+    return match.group(1) if match and match.group(1) != "expired" else None
+
+
+_FORMS: dict[int, tuple[Page, list]] = {}
+
+
+def forms_of(page: Page | None) -> list[dict]:
+    if page is None or not page.text:
+        return []
+    cached = _FORMS.get(id(page))
+    if cached is None or cached[0] is not page:
+        cached = _FORMS[id(page)] = (page, page.forms())
+    return cached[1]
+
+
+def step_form(page: Page | None, action_suffix: str = "") -> dict | None:
+    """The page's form posting to its own login step (or to `action_suffix` under it)."""
+    for form in forms_of(page):
+        handle = handle_of(page.url)
+        if handle and urlparse(form["action"]).path == f"/login/{handle}{action_suffix}" and form["method"] == "post":
+            return form
+    return None
+
+
+PAGE_KINDS = {
+    "password": lambda page, form: form is not None and "password" in form["fields"],
+    "code": lambda page, form: form is not None and "code" in form["fields"] and "<code>" not in page.text,
+    "enrol": lambda page, form: form is not None and "code" in form["fields"] and "<code>" in page.text,
+    "notice": lambda page, form: form is not None and "data-recovery-codes" in page.text,
+    "consent": lambda page, form: form is not None and any(n == "action" for n, _ in form["buttons"]),
+    "step": lambda page, form: handle_of(page.url) is not None and bool(csrf_of(page)),
+}
+
+
+def csrf_of(page: Page) -> dict:
+    """The page's CSRF token (any form's), as a form field."""
+    for form in forms_of(page):
+        if "csrf_token" in form["fields"]:
+            return {"csrf_token": form["fields"]["csrf_token"]}
+    return {}
+
+
+def id_token_claims(id_token: str) -> dict:
+    payload = id_token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+class LoginWalk(RuleBasedStateMachine):
+    world: World  # set by the test
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.browsers = [Browser(self.world.server.url), Browser(self.world.server.url)]
+        self.tabs: list[Tab] = []
+        self.logins: dict[str, Login] = {}
+        self.users: dict[str, User] = {}
+        self.owners: dict[str, int] = {}  # login handle -> the browser /authorize sent to it
+        self.redeemed: set[str] = set()
+        self.exchanged: list[tuple[Login, str]] = []
+        self.world.errors.records.clear()
+
+    # --- the world of one walk -------------------------------------------------------------
+
+    @initialize()
+    def make_users(self) -> None:
+        n = next(self.world.serial)
+        for kind in ("totp", "pwd", "enrol"):
+            self.users[kind] = self._new_user(f"walk{n}-{kind}-{secrets.token_hex(3)}@acme.test", kind)
+        totp = self.users["totp"]
+        helper = FormBrowser(self.world.server.url)
+        seeded = type("Seeded", (), {"user_email": totp.email, "password": PASSWORD})
+        totp.secret, totp.codes = enrol_totp_during_login(helper, self.world.rps["first"], seeded)
+        totp.counter = self._db_counter(totp)
+        totp.factor_since = 0.0
+
+    def _new_user(self, email: str, kind: str) -> User:
+        from idp.db import db
+        from idp.models import User as UserRow
+        from idp.security.tokens import random_token
+
+        server = self.world.server
+        with server.context():
+            row = UserRow(public_id=random_token(16), org_id=self.world.seeded.org_id, email=email, name=kind,
+                          role="user", password_hash=server.app.extensions["idp.passwords"].hash(PASSWORD),
+                          **({"mfa_setting": "required"} if kind == "enrol" else {}))
+            db.session.add(row)
+            db.session.commit()
+            return User(kind, email, row.id, row.public_id)
+
+    # --- reading the database (white-box, to judge what a request changed) -------------------
+
+    def _row(self, handle: str | None):
+        from idp.db import db
+        from idp.models import LoginTransaction
+        from idp.security.tokens import sha256_hex
+
+        if handle is None:
+            return None
+        with self.world.server.context():
+            row = db.session.get(LoginTransaction, sha256_hex(handle))
+            if row is None:
+                return None
+            return {"state": row.state, "version": row.version, "user_id": row.user_id,
+                    "steps": json.dumps(row.steps_done, sort_keys=True), "factor": row.factor_name,
+                    "browser": row.browser_binding, "steps_done": list(row.steps_done or ())}
+
+    def _db_counter(self, user: User) -> int:
+        from idp.db import db
+        from idp.models import Credential
+
+        with self.world.server.context():
+            return db.session.scalar(select(func.max(Credential.counter)).where(
+                Credential.user_id == user.id, Credential.factor == "totp", Credential.revoked_at.is_(None))) or 0
+
+    def _user_by_id(self, user_id: int | None) -> User | None:
+        return next((u for u in self.users.values() if u.id == user_id), None)
+
+    def _user_by_sub(self, sub: str) -> User | None:
+        return next((u for u in self.users.values() if u.public_id == sub), None)
+
+    # --- doing things, and what every answer must be ------------------------------------------
+
+    def _go(self, browser: int, method: str, url: str, data: dict | None = None) -> Answer:
+        answer = self.browsers[browser].go(method, url, data)
+        for hop_method, hop_url, status in answer.chain:
+            assert status < 500, f"{hop_method} {hop_url}: {status}\n{answer.page.text[:3000]}"
+            assert status in ANSWERS, f"{hop_method} {hop_url}: {status} is not an answer the docs describe"
+        assert not self.world.errors.records, [r.getMessage() for r in self.world.errors.records]
+        if answer.to_client is not None:
+            self._at_client(answer.to_client)
+        return answer
+
+    def _at_client(self, location: str) -> None:
+        params = {k: v[0] for k, v in parse_qs(urlparse(location).query).items()}
+        login = self.logins.get(params.get("state", ""))
+        assert login is not None, f"a redirect to the client for no request of ours: {location}"
+        if "code" in params:
+            assert not login.codes, f"a second code for one authorization request: {login}"
+            login.codes.append(params["code"])
+        else:
+            assert "error" in params, location
+            login.errors.append(params["error"])
+
+    def _new_tab(self, browser: int, login: Login | None, answer: Answer) -> Tab:
+        tab = Tab(browser, login, [answer.page])
+        handle = handle_of(answer.page.url)
+        if handle is not None:
+            self.owners[handle] = browser
+        if login is not None and login.handle is None:
+            login.handle = handle
+        self.tabs.append(tab)
+        return tab
+
+    def _tab(self, pick: int) -> Tab:
+        return self.tabs[pick % len(self.tabs)]
+
+    def _with_form(self, kind: str) -> list[tuple[Tab, list[Page]]]:
+        """Tabs with pages holding a step form of `kind`, and those pages (oldest first)."""
+        found = []
+        for tab in self.tabs:
+            pages = [p for p in tab.pages if PAGE_KINDS[kind](p, step_form(p))]
+            if pages:
+                found.append((tab, pages))
+        return found
+
+    def _pick(self, kind: str, pick: int, stale: bool) -> tuple[Tab, Page] | None:
+        found = self._with_form(kind)
+        if not found:
+            return None
+        tab, pages = found[pick % len(found)]
+        return tab, pages[0] if stale else pages[-1]
+
+    def _post_judged(self, browser: int, tab: Tab, form: dict, values: dict, moves_by: str | None) -> Answer:
+        """Post `form` (a page of `tab`) from `browser`, and judge the login row's change.
+
+        `moves_by`: what this post proves, when it proves what its step needs ("password:<user>",
+        "code", "enrolment", "consent"), else None: then the step must not move."""
+        handle = handle_of(form["action"]) or handle_of(tab.page.url)
+        before = self._row(handle)
+        data = dict(form["fields"], **values)
+        answer = self._go(browser, "POST", form["action"], data)
+        tab.pages.append(answer.page)
+        after = self._row(handle)
+        if before is None or after is None:
+            return answer
+        own = self._owns(browser, handle)
+        posted_version = str(data.get("version", ""))
+        if not own or posted_version != str(before["version"]):
+            assert (after["state"], after["user_id"], after["steps"]) == (
+                before["state"], before["user_id"], before["steps"]), (
+                f"a {'foreign' if not own else 'stale'} form moved the login: {before} -> {after}")
+            if not own:
+                assert after["version"] == before["version"], "another browser's post changed the login"
+        moved = after["state"] != before["state"] or after["steps"] != before["steps"]
+        SEEN[f"{before['state']} -> {after['state']}" + (" (foreign)" if not own else "")
+              + (" (stale)" if posted_version != str(before["version"]) else "")] += 1
+        if moved and after["state"] != "cancelled":
+            assert moves_by is not None, f"the login moved without what its step needs: {before} -> {after}"
+            if moves_by.startswith("password:"):
+                assert before["state"] == "identify"
+                assert after["user_id"] == self.users[moves_by.split(":", 1)[1]].id, "signed in as someone else"
+        return answer
+
+    def _owns(self, browser: int, handle: str) -> bool:
+        return self.owners.get(handle) == browser
+
+    # --- rules -------------------------------------------------------------------------------
+
+    @rule(browser=st.integers(0, 1), client=st.sampled_from(["first", "third"]), mfa=st.booleans(),
+          prompt=st.sampled_from([None, None, "login", "max_age=0"]))
+    def start_login(self, browser, client, mfa, prompt):
+        rp: RelyingParty = self.world.rps[client]
+        extra = {}
+        if mfa:
+            extra["acr_values"] = MFA
+        if prompt == "login":
+            extra["prompt"] = "login"
+        elif prompt == "max_age=0":
+            extra["max_age"] = "0"
+        url = rp.authorization_url(**extra)
+        login = Login(rp.state, browser, client, mfa, rp.nonce, rp.verifier, time.time(), url)
+        self.logins[login.state] = login
+        self._new_tab(browser, login, self._go(browser, "GET", url))
+
+    @precondition(lambda self: self.tabs)
+    @rule(pick=st.integers(0, 100))
+    def same_request_again(self, pick):
+        """The authorization request of a tab, sent again (a reload of /authorize): the same state and nonce."""
+        tab = self._tab(pick)
+        if tab.login is None:
+            return
+        answer = self._go(tab.browser, "GET", tab.login.url)
+        self._new_tab(tab.browser, tab.login, answer)
+
+    @precondition(lambda self: self.tabs)
+    @rule(pick=st.integers(0, 100), back=st.integers(0, 5))
+    def reload(self, pick, back):
+        """GET a page the tab showed (the current one, or one further back: the browser's back button)."""
+        tab = self._tab(pick)
+        # (pages a GET showed: the answer to a POST is at the POST's address, which a reload posts again)
+        pages = [p for p in tab.pages if urlparse(p.url).netloc == urlparse(self.world.server.url).netloc
+                 and (handle_of(p.url) or urlparse(p.url).path in ("/authorize", "/login/expired"))]
+        if not pages:
+            return
+        page = pages[-1 - back % len(pages)]
+        answer = self._go(tab.browser, "GET", page.url)
+        tab.pages.append(answer.page)
+        if handle_of(page.url) and (self._row(handle_of(page.url)) or {}).get("state") in ("done", "cancelled"):
+            assert answer.to_client is None and answer.page.status == 400, "a finished login's page shows again"
+
+    @precondition(lambda self: self._with_form("password"))
+    @rule(pick=st.integers(0, 100), who=st.sampled_from(["totp", "pwd", "enrol"]), right=MOSTLY,
+          stale=RARELY, thief=RARELY)
+    def password(self, pick, who, right, stale, thief):
+        tab, page = self._pick("password", pick, stale)
+        form = step_form(page)
+        browser = 1 - tab.browser if thief else tab.browser
+        values = {"username": self.users[who].email, "password": PASSWORD if right else PASSWORD + "!"}
+        if thief:
+            values.update(self._csrf_of(browser))
+        self._post_judged(browser, tab, form, values, f"password:{who}" if right else None)
+
+    def _csrf_of(self, browser: int) -> dict:
+        """The CSRF token of `browser`'s own pages (a thief posts with the token of the browser it uses)."""
+        for tab in reversed(self.tabs):
+            if tab.browser == browser:
+                for page in reversed(tab.pages):
+                    if csrf_of(page):
+                        return csrf_of(page)
+        return {}
+
+    @precondition(lambda self: self._with_form("code"))
+    @rule(pick=st.integers(0, 100), kind=st.sampled_from(["right", "right", "right", "recovery", "wrong", "replayed", "other_user", "recovery",
+                                                          "used_recovery"]),
+          stale=RARELY, thief=RARELY)
+    def code(self, pick, kind, stale, thief):
+        tab, page = self._pick("code", pick, stale)
+        form = step_form(page)
+        before = self._row(handle_of(form["action"]))
+        user = self._user_by_id(before["user_id"]) if before else None
+        if user is None:
+            return
+        code, good = self._a_code(user, kind, before["factor"])
+        browser = 1 - tab.browser if thief else tab.browser
+        values = {"code": code, **(self._csrf_of(browser) if thief else {})}
+        self._post_judged(browser, tab, form, values, "code" if good else None)
+        after = self._row(handle_of(form["action"]))
+        accepted = (after is not None and before["state"] == "second_factor" and after["steps"] != before["steps"])
+        if accepted and kind == "right":
+            user.counter = self._step_of(user, code)
+        if accepted and kind == "recovery":
+            user.used_codes.add(code)
+        if user.secret:
+            assert self._db_counter(user) == user.counter, "the TOTP counter is not where the accepted codes left it"
+
+    def _a_code(self, user: User, kind: str, factor: str | None) -> tuple[str, bool]:
+        """A code of `kind` for `user`, and whether it proves the factor in progress."""
+        now = int(time.time()) // 30
+        if kind == "right" and user.secret:
+            fresh = [s for s in (now - 1, now, now + 1) if s > user.counter]
+            step = fresh[0] if fresh else user.counter
+            return pyotp.TOTP(user.secret).at(step * 30), bool(fresh) and factor == "totp" and step >= now - 1
+        if kind == "replayed" and user.secret and user.counter:
+            return pyotp.TOTP(user.secret).at(user.counter * 30), False
+        if kind == "other_user":
+            other = self.users["totp"] if user.kind != "totp" else self.users["enrol"]
+            if other.secret:
+                return pyotp.TOTP(other.secret).at(time.time() + 30), False
+        unused = [c for c in user.codes if c not in user.used_codes]
+        if kind == "recovery" and unused:
+            return unused[0], factor == "recovery_codes"
+        if kind == "used_recovery" and user.used_codes:
+            return sorted(user.used_codes)[0], False
+        return "000000" if kind != "wrong" else f"{secrets.randbelow(10 ** 6):06d}", False
+
+    def _step_of(self, user: User, code: str) -> int:
+        now = int(time.time()) // 30
+        for step in range(now - 2, now + 3):
+            if pyotp.TOTP(user.secret).at(step * 30) == code:
+                return step
+        raise AssertionError("the code posted is of no step near now")
+
+    @precondition(lambda self: self._with_form("step"))
+    @rule(pick=st.integers(0, 100), name=st.sampled_from(["totp", "recovery_codes", "webauthn", "push", "nothing"]),
+          thief=RARELY)
+    def choose_factor(self, pick, name, thief):
+        tab, page = self._pick("step", pick, False)
+        handle = handle_of(page.url)
+        browser = 1 - tab.browser if thief else tab.browser
+        csrf = self._csrf_of(browser) if thief else csrf_of(page)
+        before = self._row(handle)
+        answer = self._go(browser, "POST", f"/login/{handle}/factor/{name}", csrf)
+        tab.pages.append(answer.page)
+        after = self._row(handle)
+        if before and after:
+            assert (after["state"], after["steps"], after["user_id"]) == (
+                before["state"], before["steps"], before["user_id"]), "choosing a method moved the login"
+
+    @precondition(lambda self: self._with_form("enrol"))
+    @rule(pick=st.integers(0, 100), right=MOSTLY, own_secret=MOSTLY, stale=RARELY)
+    def enrol(self, pick, right, own_secret, stale):
+        """The TOTP enrolment page: its code (of the page's secret, or of another)."""
+        tab, page = self._pick("enrol", pick, stale)
+        key = page.find(r"<code>([A-Z2-7 ]+)</code>")
+        if not key:
+            return
+        secret = key.replace(" ", "") if own_secret else pyotp.random_base32()
+        handle = handle_of(page.url)
+        before = self._row(handle)
+        user = self._user_by_id(before["user_id"]) if before else None
+        code = pyotp.TOTP(secret).now() if right else "000000"
+        answer = self._post_judged(tab.browser, tab, step_form(page), {"code": code, "label": "Walk"},
+                                   "enrolment" if right and own_secret else None)
+        after = self._row(handle)
+        if user is not None and after is not None and before["state"] == "enrol" and after["state"] != "enrol" \
+                and after["steps"] != before["steps"]:
+            user.secret, user.counter = secret, int(time.time()) // 30
+            user.counter = self._db_counter(user)
+            user.factor_since = user.factor_since if user.factor_since is not None else time.time()
+            listed = answer.page.find(r"<pre class=\"codes\" data-recovery-codes>([^<]+)</pre>")
+            if listed:
+                user.codes = [c for c in html.unescape(listed).split() if c]
+
+    @precondition(lambda self: self._with_form("notice"))
+    @rule(pick=st.integers(0, 100), stale=RARELY)
+    def continue_past_notice(self, pick, stale):
+        """The recovery codes' page (new codes shown once, or how many are left): its button."""
+        tab, page = self._pick("notice", pick, stale)
+        self._post_judged(tab.browser, tab, step_form(page), {}, "notice")
+
+    @precondition(lambda self: self._with_form("consent"))
+    @rule(pick=st.integers(0, 100), action=st.sampled_from(["allow", "deny", "bogus"]), stale=RARELY,
+          thief=RARELY)
+    def consent(self, pick, action, stale, thief):
+        tab, page = self._pick("consent", pick, stale)
+        form = step_form(page)
+        browser = 1 - tab.browser if thief else tab.browser
+        before = self._row(handle_of(form["action"]))
+        values = {"action": action, **(self._csrf_of(browser) if thief else {})}
+        self._post_judged(browser, tab, form, values, "consent" if action == "allow" else None)
+        if before is not None and before["state"] == "consent" and action == "allow":
+            self._second_factor_owed_is_proven(before)
+
+    def _second_factor_owed_is_proven(self, row: dict) -> None:
+        """A login leaving consent for a user holding a second factor has proven one (or a session did)."""
+        user = self._user_by_id(row["user_id"])
+        if user is None or user.factor_since is None:
+            return
+        kinds = {step.get("kind") for step in row["steps_done"]}
+        sso_mfa = any(step.get("method") == "sso" and "mfa" in step.get("amr", ()) for step in row["steps_done"])
+        assert kinds & {"second_factor", "recovery"} or sso_mfa or user.kind == "pwd", (
+            f"consent reached without the second factor: {row}")
+
+    @precondition(lambda self: self._with_form("step"))
+    @rule(pick=st.integers(0, 100), thief=RARELY)
+    def cancel(self, pick, thief):
+        tab, page = self._pick("step", pick, False)
+        handle = handle_of(page.url)
+        browser = 1 - tab.browser if thief else tab.browser
+        csrf = self._csrf_of(browser) if thief else csrf_of(page)
+        before = self._row(handle)
+        answer = self._go(browser, "POST", f"/login/{handle}/cancel", csrf)
+        tab.pages.append(answer.page)
+        after = self._row(handle)
+        if thief and before and after:
+            assert (after["state"], after["version"]) == (before["state"], before["version"]), \
+                "another browser cancelled the login"
+
+    @precondition(lambda self: any(login.codes for login in self.logins.values()))
+    @rule(pick=st.integers(0, 100), twice=st.booleans())
+    def exchange(self, pick, twice):
+        issued = [(login, code) for login in self.logins.values() for code in login.codes]
+        login, code = issued[pick % len(issued)]
+        self._redeem(login, code)
+        if twice:
+            self._redeem(login, code)
+
+    def _redeem(self, login: Login, code: str) -> None:
+        rp = self.world.rps[login.client]
+        rp.verifier = login.verifier
+        response = rp.token_request({"grant_type": "authorization_code", "code": code,
+                                     "redirect_uri": rp.client["redirect_uri"], "code_verifier": login.verifier})
+        assert response.status_code in (200, 400), (response.status_code, response.text)
+        if code in self.redeemed:
+            assert response.status_code == 400, "a code redeemed twice"
+            return
+        self.redeemed.add(code)
+        if response.status_code != 200:
+            assert response.json()["error"] == "invalid_grant", response.text
+            return
+        claims = id_token_claims(response.json()["id_token"])
+        SEEN[f"code redeemed: amr {sorted(claims.get('amr', ()))}"] += 1
+        assert claims["nonce"] == login.nonce
+        user = self._user_by_sub(claims["sub"])
+        assert user is not None, claims
+        amr = set(claims.get("amr", ()))
+        holds_factor = user.factor_since is not None and user.factor_since <= time.time()
+        if login.mfa or user.kind == "enrol" or holds_factor:
+            assert "mfa" in amr and claims.get("acr") == MFA, (
+                f"a code for {user.kind} (mfa asked: {login.mfa}) with amr {sorted(amr)}")
+
+    # --- invariants ----------------------------------------------------------------------------
+
+    @invariant()
+    def database_agrees(self):
+        if not self.users:
+            return
+        from idp.db import db
+        from idp.models import AuthorizationCode, Credential
+
+        ids = [u.id for u in self.users.values()]
+        with self.world.server.context():
+            per_nonce = db.session.execute(select(AuthorizationCode.nonce, func.count()).where(
+                AuthorizationCode.user_id.in_(ids)).group_by(AuthorizationCode.nonce)).all()
+            assert all(count == 1 for _nonce, count in per_nonce), f"codes per nonce: {per_nonce}"
+            totp = db.session.execute(select(Credential.user_id, func.count()).where(
+                Credential.user_id.in_(ids), Credential.factor == "totp", Credential.revoked_at.is_(None))
+                .group_by(Credential.user_id)).all()
+            assert all(count == 1 for _user, count in totp), f"TOTP credentials per user: {totp}"
+
+    def teardown(self):
+        for login in list(self.logins.values()):
+            for code in login.codes:
+                if code not in self.redeemed:
+                    self._redeem(login, code)
+
+
+@pytest.fixture
+def walk_world(migrated_database_url):
+    server = start_server(migrated_database_url, UNLIMITED)
+    errors = ErrorLog()
+    logging.getLogger().addHandler(errors)
+    try:
+        seeded = seed(server)
+        rps = {"first": RelyingParty(server.url, seeded.first_party), "third": RelyingParty(server.url,
+                                                                                              seeded.third_party)}
+        yield World(server, seeded, rps, errors)
+    finally:
+        logging.getLogger().removeHandler(errors)
+        server.stop()
+
+
+def test_random_walks_through_the_login(walk_world):
+    LoginWalk.world = walk_world
+    run_state_machine_as_test(LoginWalk, settings=settings(
+        max_examples=WALKS, stateful_step_count=STEPS, deadline=None, derandomize=not os.environ.get(
+            "IDP_TEST_LOGIN_WALKS"), suppress_health_check=list(HealthCheck), print_blob=True))
+    print("\n".join(f"{count:6} {what}" for what, count in sorted(SEEN.items())))
+
