@@ -113,7 +113,7 @@ class Login:
     verifier: str
     started: float
     url: str = ""
-    handle: str | None = None
+    handles: list = field(default_factory=list)  # its login transactions (the same request sent again: several)
     codes: list = field(default_factory=list)  # codes the client received
     errors: list = field(default_factory=list)
 
@@ -216,6 +216,8 @@ class LoginWalk(RuleBasedStateMachine):
         self.users: dict[str, User] = {}
         self.owners: dict[str, int] = {}  # login handle -> the browser /authorize sent to it
         self.redeemed: set[str] = set()
+        self.last_post = None
+        self.forced: tuple[Tab, Page] | None = None
         self.exchanged: list[tuple[Login, str]] = []
         self.world.errors.records.clear()
 
@@ -288,6 +290,11 @@ class LoginWalk(RuleBasedStateMachine):
         assert not self.world.errors.records, [r.getMessage() for r in self.world.errors.records]
         if answer.to_client is not None:
             self._at_client(answer.to_client)
+        handle = handle_of(answer.page.url)
+        if handle is not None and answer.chain[-1][0] == "GET" and answer.page.status == 200:
+            # A login's page is shown to its own browser only (another's is sent to /login/expired):
+            # a new login a step began (the consent page's "use another account") is this browser's.
+            assert self.owners.setdefault(handle, browser) == browser, "a login's page shown to another browser"
         return answer
 
     def _at_client(self, location: str) -> None:
@@ -306,8 +313,8 @@ class LoginWalk(RuleBasedStateMachine):
         handle = handle_of(answer.page.url)
         if handle is not None:
             self.owners[handle] = browser
-        if login is not None and login.handle is None:
-            login.handle = handle
+        if login is not None and handle is not None:
+            login.handles.append(handle)
         self.tabs.append(tab)
         return tab
 
@@ -324,6 +331,8 @@ class LoginWalk(RuleBasedStateMachine):
         return found
 
     def _pick(self, kind: str, pick: int, stale: bool) -> tuple[Tab, Page] | None:
+        if self.forced is not None:  # (honest_step: this tab's current page)
+            return self.forced
         found = self._with_form(kind)
         if not found:
             return None
@@ -337,6 +346,7 @@ class LoginWalk(RuleBasedStateMachine):
         "code", "enrolment", "consent"), else None: then the step must not move."""
         handle = handle_of(form["action"]) or handle_of(tab.page.url)
         before = self._row(handle)
+        self.last_post = (browser, tab, form, values, moves_by, before)
         data = dict(form["fields"], **values)
         answer = self._go(browser, "POST", form["action"], data)
         tab.pages.append(answer.page)
@@ -356,6 +366,8 @@ class LoginWalk(RuleBasedStateMachine):
               + (" (stale)" if posted_version != str(before["version"]) else "")] += 1
         if moved and after["state"] != "cancelled":
             assert moves_by is not None, f"the login moved without what its step needs: {before} -> {after}"
+            if after["state"] == "done":
+                self._second_factor_owed_is_proven(after)
             if moves_by.startswith("password:"):
                 assert before["state"] == "identify"
                 assert after["user_id"] == self.users[moves_by.split(":", 1)[1]].id, "signed in as someone else"
@@ -367,14 +379,14 @@ class LoginWalk(RuleBasedStateMachine):
     # --- rules -------------------------------------------------------------------------------
 
     @rule(browser=st.integers(0, 1), client=st.sampled_from(["first", "third"]), mfa=st.booleans(),
-          prompt=st.sampled_from([None, None, "login", "max_age=0"]))
+          prompt=st.sampled_from([None, None, "login", "max_age=0", "none"]))
     def start_login(self, browser, client, mfa, prompt):
         rp: RelyingParty = self.world.rps[client]
         extra = {}
         if mfa:
             extra["acr_values"] = MFA
-        if prompt == "login":
-            extra["prompt"] = "login"
+        if prompt in ("login", "none"):
+            extra["prompt"] = prompt
         elif prompt == "max_age=0":
             extra["max_age"] = "0"
         url = rp.authorization_url(**extra)
@@ -529,27 +541,88 @@ class LoginWalk(RuleBasedStateMachine):
         self._post_judged(tab.browser, tab, step_form(page), {}, "notice")
 
     @precondition(lambda self: self._with_form("consent"))
-    @rule(pick=st.integers(0, 100), action=st.sampled_from(["allow", "deny", "bogus"]), stale=RARELY,
+    @rule(pick=st.integers(0, 100), action=st.sampled_from(["allow", "allow", "deny", "another_account", "bogus"]), stale=RARELY,
           thief=RARELY)
     def consent(self, pick, action, stale, thief):
         tab, page = self._pick("consent", pick, stale)
         form = step_form(page)
         browser = 1 - tab.browser if thief else tab.browser
-        before = self._row(handle_of(form["action"]))
         values = {"action": action, **(self._csrf_of(browser) if thief else {})}
-        self._post_judged(browser, tab, form, values, "consent" if action == "allow" else None)
-        if before is not None and before["state"] == "consent" and action == "allow":
-            self._second_factor_owed_is_proven(before)
+        self._post_judged(browser, tab, form, values, "consent" if action in ("allow", "another_account") else None)
 
     def _second_factor_owed_is_proven(self, row: dict) -> None:
-        """A login leaving consent for a user holding a second factor has proven one (or a session did)."""
+        """A login done for a user holding a second factor has proven one (or a session did)."""
         user = self._user_by_id(row["user_id"])
         if user is None or user.factor_since is None:
             return
         kinds = {step.get("kind") for step in row["steps_done"]}
         sso_mfa = any(step.get("method") == "sso" and "mfa" in step.get("amr", ()) for step in row["steps_done"])
-        assert kinds & {"second_factor", "recovery"} or sso_mfa or user.kind == "pwd", (
+        assert kinds & {"second_factor", "recovery"} or sso_mfa, (
             f"consent reached without the second factor: {row}")
+
+    @precondition(lambda self: self._with_form("step"))
+    @rule(pick=st.integers(0, 100), who=st.sampled_from(["totp", "pwd", "enrol"]))
+    def honest_step(self, pick, who):
+        """What the tab's current page asks, done as its user would (so that walks get deep into
+        logins): the password of `who`, TOTP set up, the right code (or a recovery code when
+        no fresh TOTP step is left), past the codes' page, consent given."""
+        found = [(tab, pages) for tab, pages in self._with_form("step") if pages[-1] is tab.page]
+        if not found:
+            return
+        tab, _pages = found[pick % len(found)]
+        page, index = tab.page, 0
+        kinds = [kind for kind, test in PAGE_KINDS.items() if kind != "step" and test(page, step_form(page))]
+        self.forced = (tab, page)
+        try:
+            self._honestly(tab, page, kinds, index, who)
+        finally:
+            self.forced = None
+
+    def _honestly(self, tab: Tab, page: Page, kinds: list[str], index: int, who: str) -> None:
+        if "password" in kinds:
+            self.password(index, who, True, False, False)
+        elif "enrol" in kinds:
+            self.enrol(index, True, True, False)
+        elif "notice" in kinds:
+            self.continue_past_notice(index, False)
+        elif "consent" in kinds:
+            self.consent(index, "allow", False, False)
+        elif "code" in kinds:
+            row = self._row(handle_of(page.url))
+            user = self._user_by_id(row["user_id"]) if row else None
+            fresh = user is not None and user.secret and user.counter < int(time.time()) // 30 + 1
+            if not fresh and row and row["factor"] != "recovery_codes":
+                self.choose_factor(index, "recovery_codes", False)
+            else:
+                self.code(index, "right" if fresh else "recovery", False, False)
+        elif any(form["action"].endswith("/factor/totp") for form in forms_of(page)):
+            self.choose_factor(index, "totp", False)
+
+    @precondition(lambda self: self._with_form("step"))
+    @rule(pick=st.integers(0, 100), who=st.sampled_from(["totp", "pwd", "enrol"]))
+    def honest_step_too(self, pick, who):
+        """(The same, twice as likely: most of what a browser does is the honest next step.)"""
+        self.honest_step(pick, who)
+
+    @precondition(lambda self: self.last_post is not None)
+    @rule()
+    def post_again(self):
+        """The last form posted, posted again (a double click, a retry): it may prove its step only
+        if the first copy did not move the login (then this one is a form of an old version)."""
+        browser, tab, form, values, moves_by, before = self.last_post
+        now = self._row(handle_of(form["action"]))
+        moved = before is not None and now is not None and (now["state"], now["steps"]) != (
+            before["state"], before["steps"])
+        self._post_judged(browser, tab, form, values, None if moved else moves_by)
+
+    @rule(browser=st.integers(0, 1))
+    def sign_out(self, browser):
+        """/logout, confirmed on its page: the browser's session ends (a login it answered must not
+        finish from it)."""
+        answer = self._go(browser, "GET", "/logout")
+        form = next((f for f in forms_of(answer.page) if f["method"] == "post"), None)
+        if form is not None:
+            self._go(browser, "POST", form["action"], form["fields"])
 
     @precondition(lambda self: self._with_form("step"))
     @rule(pick=st.integers(0, 100), thief=RARELY)
@@ -618,6 +691,17 @@ class LoginWalk(RuleBasedStateMachine):
                 .group_by(Credential.user_id)).all()
             assert all(count == 1 for _user, count in totp), f"TOTP credentials per user: {totp}"
 
+    @invariant()
+    def every_finished_login_answered_its_client(self):
+        """A login transaction `done` told its client something (a code, or an error such as a
+        replayed nonce's): nothing finished silently, half-way."""
+        for login in self.logins.values():
+            if login.codes or login.errors:
+                continue
+            for handle in login.handles:
+                row = self._row(handle)
+                assert row is None or row["state"] != "done", f"a login done with no answer to its client: {login}"
+
     def teardown(self):
         for login in list(self.logins.values()):
             for code in login.codes:
@@ -640,6 +724,7 @@ def walk_world(migrated_database_url):
         server.stop()
 
 
+@pytest.mark.timeout(0 if os.environ.get("IDP_TEST_LOGIN_WALKS") else 240)  # a hunt takes what it takes
 def test_random_walks_through_the_login(walk_world):
     LoginWalk.world = walk_world
     run_state_machine_as_test(LoginWalk, settings=settings(
