@@ -52,8 +52,8 @@ from fixtures.oidc import PASSWORD, FormBrowser, Page, RelyingParty, seed, start
 from fixtures.totp import enrol_totp_during_login
 
 MFA = "urn:idp:acr:mfa"
-WALKS = int(os.environ.get("IDP_TEST_LOGIN_WALKS", 25))
-STEPS = int(os.environ.get("IDP_TEST_LOGIN_STEPS", 25))
+WALKS = int(os.environ.get("IDP_TEST_LOGIN_WALKS", 60))
+STEPS = int(os.environ.get("IDP_TEST_LOGIN_STEPS", 40))
 # What a step of a login may answer (docs/architecture.md): a page, a redirect, a refusal.
 # 503 (a plugin that failed) and 429 (a limit, raised out of reach below) are not expected here.
 ANSWERS = {200, 202, 302, 303, 400, 401, 403, 409}
@@ -115,6 +115,7 @@ class Login:
     url: str = ""
     handles: list = field(default_factory=list)  # its login transactions (the same request sent again: several)
     codes: list = field(default_factory=list)  # codes the client received
+    issued_at: float | None = None
     errors: list = field(default_factory=list)
 
 
@@ -304,6 +305,7 @@ class LoginWalk(RuleBasedStateMachine):
         if "code" in params:
             assert not login.codes, f"a second code for one authorization request: {login}"
             login.codes.append(params["code"])
+            login.issued_at = time.time()
         else:
             assert "error" in params, location
             login.errors.append(params["error"])
@@ -667,7 +669,8 @@ class LoginWalk(RuleBasedStateMachine):
         user = self._user_by_sub(claims["sub"])
         assert user is not None, claims
         amr = set(claims.get("amr", ()))
-        holds_factor = user.factor_since is not None and user.factor_since <= time.time()
+        # (A code issued before the user came to hold a factor, redeemed after, proved what was owed then.)
+        holds_factor = user.factor_since is not None and user.factor_since <= login.issued_at
         if login.mfa or user.kind == "enrol" or holds_factor:
             assert "mfa" in amr and claims.get("acr") == MFA, (
                 f"a code for {user.kind} (mfa asked: {login.mfa}) with amr {sorted(amr)}")
