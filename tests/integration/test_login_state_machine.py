@@ -22,8 +22,10 @@ After every step (docs/architecture.md, "One request through the provider"):
   - the database agrees: one code per nonce, at most one TOTP credential per user, the TOTP
     counter where the accepted codes left it.
 
-Bounded for CI (derandomized, a few dozen short walks); IDP_TEST_LOGIN_WALKS=<n> runs n walks
-(and IDP_TEST_LOGIN_STEPS=<m> steps each) to hunt locally.
+Bounded for CI: 60 walks of up to 40 steps, derandomized (the same walks every run), some 30 s.
+To hunt, IDP_TEST_LOGIN_WALKS=<n> runs n random walks (IDP_TEST_LOGIN_STEPS=<m> steps each) with
+no time limit; `-s` prints which moves the walks made. (Runs of 400 to 800 walks of 60 to 80 steps,
+on SQLite and PostgreSQL, found nothing the provider did wrong.)
 """
 from __future__ import annotations
 
