@@ -91,3 +91,25 @@ def test_the_last_code_owes_a_new_set_at_the_next_login_with_the_usual_method(se
     assert usual.callback_params().get("code")
     with live_server.context():
         assert db.session.scalar(select(User.recovery_codes_owed).where(User.id == user_id)) is False
+
+
+def test_the_code_form_posted_again_shows_the_notice_and_spends_nothing(seeded, web, rp_factory, live_server):
+    """The code form sent again once its code was accepted (a double click, a second tab): the
+    login stands at the notice, which that stale form must neither pass nor end as "expired"."""
+    from idp.db import db
+    from idp.models import Credential
+
+    rp = rp_factory(seeded.first_party)
+    _secret, codes = enrol_totp_during_login(web, rp, seeded)
+    rp.exchange(web.last_redirect)
+    browser = _at_recovery_form(live_server, rp, seeded)
+    form = browser.page.form_with("code")
+    browser.submit(form, {"code": codes[0]})
+    again = browser.submit(form, {"code": codes[1]})
+    assert again.status == 200 and _remaining_shown(again) == "9" and browser.last_redirect is None
+    with live_server.context():
+        used = db.session.scalars(select(Credential.id).where(Credential.factor == "recovery_codes",
+                                                              Credential.used_at.is_not(None))).all()
+    assert len(used) == 1
+    browser.submit(again.forms()[0])
+    assert browser.callback_params().get("code")

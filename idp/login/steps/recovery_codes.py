@@ -91,6 +91,10 @@ def submit(ctx: StepContext):
     form = StepForm()
     if not form.validate_on_submit():
         return redirect(url_for("login.step", handle=ctx.handle))
+    if form.posted_version() != ctx.row.version:
+        # A form from before the login came here (the code form posted twice: its other copy
+        # moved the login on): show where it stands, rather than let the move fail as "expired".
+        return redirect(url_for("login.step", handle=ctx.handle))
     user = user_of(ctx)
     return pipeline.proceed(ctx.row, ctx.handle, user, State.RECOVERY_CODES, form.posted_version(),
                             list(ctx.row.steps_done))
