@@ -23,7 +23,6 @@ import secrets
 import sys
 import time
 from dataclasses import dataclass
-from typing import ClassVar
 
 import requests
 
@@ -188,21 +187,11 @@ def redeem(query: dict, key, user: str) -> dict:
 
 
 @dataclass(frozen=True)
-class RecoveryRedemption:
+class RecoveryRedemption(PushActivation):
     """``add idp-recovery://redeem?...`` on a device that holds no backup of the account: the
     recovery QR code makes a new push account, as an activation code does (an ``intake``
-    ``PendingAccount``). Nothing is sent until :meth:`complete`, called with the store open."""
-
-    query: dict
-    type: ClassVar[str] = PUSH
-
-    @property
-    def issuer(self) -> str:
-        return activation_issuer(self.query["issuer"])
-
-    @property
-    def username(self) -> str:
-        return self.query.get("user") or ""
+    ``PendingAccount``, shown and kept as one). Nothing is sent until :meth:`complete`, called
+    with the store open."""
 
     def complete(self) -> Account:
         key = keys.new_private_key()
@@ -215,8 +204,6 @@ class RecoveryRedemption:
                         device_private_key=keys.private_pem(key),
                         extra={"endpoint": _endpoint_of(answer, self.query["issuer"])})
         return Account(id="", type=PUSH, issuer=self.issuer, name=username, push=push)
-
-    not_saved = staticmethod(PushActivation.not_saved)
 
 
 def read_recovery(uri: str) -> RecoveryRedemption:

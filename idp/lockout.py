@@ -383,11 +383,7 @@ def release(key: str) -> None:
     started (it was the one reaching the threshold) goes with it: a right answer after
     threshold - 1 wrong ones must not lock the next one out. A lockout another guess started
     stays. On the database this commits with the caller's next commit."""
-    if _on_redis(_release_redis, [key]):
-        return
-    db.run(_RELEASE, {"key_": key})
-    if key in g.get(_LOCKED_BY_RESERVE, ()):
-        db.run(_UNLOCK, {"key_": key})
+    _release(key, db.run)
 
 
 def _release_now(key: str) -> None:
@@ -397,12 +393,16 @@ def _release_now(key: str) -> None:
     request); in the session's transaction, with the caller's next commit, otherwise."""
     if db.in_transaction():
         release(key)
-        return
+    else:
+        _release(key, lambda statement, values: db.execute_alone(statement, values, synchronous=False))
+
+
+def _release(key: str, run) -> None:
     if _on_redis(_release_redis, [key]):
         return
-    db.execute_alone(_RELEASE, {"key_": key}, synchronous=False)
+    run(_RELEASE, {"key_": key})
     if key in g.get(_LOCKED_BY_RESERVE, ()):
-        db.execute_alone(_UNLOCK, {"key_": key}, synchronous=False)
+        run(_UNLOCK, {"key_": key})
 
 
 @dataclass(frozen=True)

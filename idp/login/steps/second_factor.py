@@ -261,11 +261,8 @@ def _with_owed_recovery_codes(ctx: StepContext, user, steps: list[dict], event: 
     if codes_view is None:  # held by now (the security page), or the factor disabled
         return pipeline.proceed(ctx.row, ctx.handle, user, State.SECOND_FACTOR, version, steps, events=(event,))
     event["details"]["recovery_codes_issued"] = len(codes_view.get("codes") or ())
-    if not transaction.advance(ctx.row, State.SECOND_FACTOR, version, State.RECOVERY_CODES, commit=False,
-                               steps_done=steps, factor_name=None, factor_state=None):
-        return pipeline.redirect_to(ctx.handle)  # a parallel submission won: all of this was rolled back
-    audit.record_now(**event)
-    db.session.commit()
+    if not _to_recovery_codes_page(ctx, steps, event, version):
+        return pipeline.redirect_to(ctx.handle)
     return recovery_codes.render_once(ctx, codes_view)
 
 
@@ -274,13 +271,21 @@ def _with_recovery_notice(ctx: StepContext, steps: list[dict], event: dict, vers
     the login goes on (the page that shows new codes, `recovery_codes.notice`), not as a message
     the next page of ours would show: for a client that asks no consent, that page could be the
     next sign-in, days later. Reloading it shows it again: it holds no secret."""
+    if not _to_recovery_codes_page(ctx, steps, event, version, {recovery_codes.REMAINING: int(remaining)}):
+        return pipeline.redirect_to(ctx.handle)
+    return recovery_codes.notice(ctx, int(remaining))
+
+
+def _to_recovery_codes_page(ctx: StepContext, steps: list[dict], event: dict, version: int,
+                            factor_state: dict | None = None) -> bool:
+    """Move the login from this step to the recovery-codes page with the step's event, in one
+    commit; False when a parallel submission moved it first (all of this rolled back)."""
     if not transaction.advance(ctx.row, State.SECOND_FACTOR, version, State.RECOVERY_CODES, commit=False,
-                               steps_done=steps, factor_name=None,
-                               factor_state={recovery_codes.REMAINING: int(remaining)}):
-        return pipeline.redirect_to(ctx.handle)  # a parallel submission won: all of this was rolled back
+                               steps_done=steps, factor_name=None, factor_state=factor_state):
+        return False
     audit.record_now(**event)
     db.session.commit()
-    return recovery_codes.notice(ctx, int(remaining))
+    return True
 
 
 def _switch_away_from(ctx: StepContext, user, denied) -> None:
