@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import current_app
 from joserfc.jwk import ECKey, RSAKey
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from idp.config_ranges import KEY_SNAPSHOT_SECONDS
 from idp.db import db, utcnow
@@ -174,6 +174,9 @@ class Withdrawal:
     created: str | None   # the kid of the key made to take the withdrawn one's place, if one was
 
 
+_ALG_OF_KID = select(SigningKey.alg).where(SigningKey.kid == bindparam("kid"))
+
+
 def withdraw(kid: str) -> Withdrawal:
     """Take a key out of use and out of the JWKS now, not when its tokens expire: the answer to a
     private key that leaked. Every ID token it signed stops verifying at the relying parties (which
@@ -184,9 +187,17 @@ def withdraw(kid: str) -> Withdrawal:
     publish delay first, the key signing now signing on until then (or, with another key still
     waiting, until that one starts). Not committed; the caller commits (and audits). Raises
     KeyRefused, or SecretError as `rotate` does."""
+    # The key that may take its place is generated before the transaction begins, as `rotate`'s
+    # are: an RSA key takes tens to hundreds of milliseconds, through which SQLite's write lock
+    # (taken as every transaction begins) would keep every server waiting. Unused when a key
+    # published by `rotate` waits to take over.
+    found = db.read_first(_ALG_OF_KID, {"kid": kid})  # (outside any transaction: the CLI opened none)
+    if found is None:
+        raise KeyRefused(f"unknown signing key {kid!r} (see idp keys list)")
+    replacement = _generated_key(found.alg)
     now = utcnow()
     row = db.session.scalar(select(SigningKey).where(SigningKey.kid == kid).with_for_update())
-    if row is None:
+    if row is None:  # purged meanwhile (`idp purge`)
         raise KeyRefused(f"unknown signing key {kid!r} (see idp keys list)")
     if key_status(row, now) == "removed":
         raise KeyRefused(f"signing key {kid!r} is already out of the JWKS")
@@ -213,9 +224,9 @@ def withdraw(kid: str) -> Withdrawal:
         # signing was to retire: that one signs on until then, and stays published as long after.
         starts = max(max(r.retired_at or now for r in active), now + _publish_delay())
         _sign_on_until(active, starts)
-        new_key = create_key(row.alg, activates_at=starts)
+        new_key = _add_key(replacement, activates_at=starts)
     else:  # it was the only one: a new key signs now (no publish delay to keep with a leaked key)
-        new_key = create_key(row.alg, activates_at=now)
+        new_key = _add_key(replacement, activates_at=now)
     db.session.flush()
     return Withdrawal(kid=row.kid, alg=row.alg, signs_now=_signer(row.alg, now).kid,
                       created=new_key.kid if new_key is not None else None)

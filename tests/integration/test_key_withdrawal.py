@@ -173,3 +173,28 @@ def test_withdrawing_the_first_of_two_waiting_keys_leaves_no_moment_without_a_si
     idp(server, "keys", "withdraw", first, "--json")
     times = {key["kid"]: key for key in listed(server)}
     assert times[current]["retired_at"] >= times[second]["activates_at"], times
+
+
+def test_the_replacement_key_is_generated_before_the_transaction_begins(server, monkeypatch):
+    """An RSA key takes up to hundreds of milliseconds to generate: made inside the withdrawal's
+    transaction, on SQLite (whose every transaction takes the write lock as it begins) every
+    server would wait through it, as `rotate` already avoids."""
+    from idp.db import db
+    from idp.oidc import keys
+
+    seed(server)
+    generated_in_transaction = []
+    real = keys._generated_key
+
+    def watched(alg):
+        generated_in_transaction.append(db.in_transaction())
+        return real(alg)
+
+    monkeypatch.setattr(keys, "_generated_key", watched)
+    kid = next(k["kid"] for k in listed(server) if k["alg"] == "RS256" and k["status"] == "active")
+    with server.context():
+        done = keys.withdraw(kid)
+        db.session.commit()
+        db.session.remove()
+    assert done.created and generated_in_transaction == [False]
+    assert statuses(server)[done.created] == "active" and kid not in published_kids(server)
