@@ -461,6 +461,11 @@ def resume_push(user_id: int):
         return redirect(url_for("admin.user", user_id=target.id))
     # The confirmation is given in view of the reports made until the page was shown: one made
     # since (the suspension's date stays that of the first) is asked about again, not cleared unseen.
+    # A POST reads it under the member's row lock, held to the clear's commit: a report is recorded
+    # under that lock (the phone's answer, the login page's), so one being recorded now is either
+    # seen here or made after the clear (and suspends push again), never cleared unseen.
+    if request.method == "POST":
+        lock_user(target.id)
     newest = queries.latest_fraud_report(g.org.id, target.id)
     seen = request.form.get("reports_seen", default=0, type=int) if request.method == "POST" else newest
     newer = newest > seen
