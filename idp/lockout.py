@@ -80,6 +80,11 @@ def _on_redis(operation, keys: list[str]):
         return None
 
 
+# How long a key's failures are kept on Redis after its last failure (on the database,
+# `idp maintenance` drops a counter its failures left alone for a day).
+_FAILURES_TTL = 24 * 3600
+
+
 def _check_redis(redis, keys: list[str]) -> int:
     ttls = [redis.pttl(f"idp:lock:{key}") for key in keys]
     return max([0] + [(t + 999) // 1000 for t in ttls if t and t > 0])
@@ -89,7 +94,7 @@ def _fail_redis(redis, keys: list[str]) -> int:
     longest = 0
     for key in keys:
         failures = redis.incr(f"idp:fail:{key}")
-        redis.expire(f"idp:fail:{key}", 24 * 3600)
+        redis.expire(f"idp:fail:{key}", _FAILURES_TTL)
         delay = _delay_for(failures, _kind(key))
         if delay:
             redis.set(f"idp:lock:{key}", 1, ex=delay)
@@ -99,14 +104,15 @@ def _fail_redis(redis, keys: list[str]) -> int:
 
 # reserve() on Redis: refuse while locked, else count the guess and, from the threshold on,
 # lock at once -- one script, so that no other guess runs between the count and the lock.
-# KEYS: lock, failures; ARGV: threshold, first lockout, longest lockout (seconds), failures' TTL.
+# KEYS: lock, failures; ARGV: threshold, first lockout, longest lockout (seconds), failures' TTL,
+# 1 to start the failures' TTL again (else only a new key's is set: `reserve`'s `touch`).
 # Returns the lockout's milliseconds still to wait when refused, -1 when admitted and locking,
 # else 0.
 _RESERVE_SCRIPT = """
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl > 0 then return ttl end
 local failures = redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+if failures == 1 or ARGV[5] == '1' then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4])) end
 local threshold = tonumber(ARGV[1])
 if failures >= threshold then
   local delay = math.min(tonumber(ARGV[3]), tonumber(ARGV[2]) * 2 ^ (failures - threshold))
@@ -117,11 +123,11 @@ return 0
 """
 
 
-def _reserve_redis(redis, keys: list[str]) -> int:
+def _reserve_redis(redis, keys: list[str], touch: bool = True) -> int:
     [key] = keys
     threshold, base, cap = _policy(_kind(key))
     waited_ms = int(redis.eval(_RESERVE_SCRIPT, 2, f"idp:lock:{key}", f"idp:fail:{key}", threshold, base, cap,
-                               24 * 3600))
+                               _FAILURES_TTL, 1 if touch else 0))
     if waited_ms == -1:  # admitted, and its count started a lockout
         g.setdefault(_LOCKED_BY_RESERVE, set()).add(key)
         return 0
@@ -141,6 +147,12 @@ def _release_redis(redis, keys: list[str]) -> bool:
     redis.eval(_RELEASE_SCRIPT, 1, f"idp:fail:{key}")
     if key in g.get(_LOCKED_BY_RESERVE, ()):
         redis.delete(f"idp:lock:{key}")
+    return True
+
+
+def _touch_redis(redis, keys: list[str]) -> bool:
+    [key] = keys
+    redis.expire(f"idp:fail:{key}", _FAILURES_TTL)
     return True
 
 
@@ -202,15 +214,18 @@ def _count_failures_statement(dialect: str, count: int):
     return built
 
 
-def _counted_on_conflict(statement, *, unless_locked_at=None, locked_until=None):
+def _counted_on_conflict(statement, *, unless_locked_at=None, locked_until=None, touch: bool = True):
     """A counters INSERT (one failure per new key) made the count's upsert: a key already counted
     gets failures + 1, RETURNING each key's count; with `unless_locked_at` (the time, a bind
     parameter of the statement's), only while no lockout is in force at it; with `locked_until`
-    (an expression of the row's failures), the lockout that count starts set in the same update."""
+    (an expression of the row's failures), the lockout that count starts set in the same update.
+    `touch=False`: a key already counted keeps its `updated_at` (`reserve`'s `touch`)."""
     columns = _COUNTERS.c
     unlocked = (or_(columns.locked_until.is_(None), columns.locked_until <= unless_locked_at)
                 if unless_locked_at is not None else None)
-    counted = {"failures": columns.failures + 1, "updated_at": statement.excluded.updated_at}
+    counted = {"failures": columns.failures + 1}
+    if touch:
+        counted["updated_at"] = statement.excluded.updated_at
     if locked_until is not None:
         counted["locked_until"] = locked_until
     return statement.on_conflict_do_update(index_elements=[columns.key], set_=counted, where=unlocked
@@ -254,10 +269,10 @@ def _lockout_ends(first: int, longest: int, now) -> list:
             return ends
 
 
-_RESERVATIONS: dict[tuple[str, int, bool], object] = {}
+_RESERVATIONS: dict[tuple[str, int, bool, bool], object] = {}
 
 
-def _reservation_statement(dialect: str, steps: int, *, unless_address_locked: bool):
+def _reservation_statement(dialect: str, steps: int, *, unless_address_locked: bool, touch: bool = True):
     """`reserve`'s count of one guess at the key :k0 as one upsert: nothing counted, and no row
     returned, while the key is locked out; else failures + 1 RETURNING the count, and the
     lockout this count starts, if it reaches the threshold, set in the same statement (no other
@@ -266,8 +281,8 @@ def _reservation_statement(dialect: str, steps: int, *, unless_address_locked: b
     counts from :threshold on, `steps` ends (`_lockout_ends`), the last for every later count.
     `unless_address_locked`: counted only while the key :address is not locked out either (a
     password guess's address check and its account's reservation in one statement: `admit`).
-    Built once per dialect, number of ends and shape."""
-    key = (dialect, steps, unless_address_locked)
+    `touch`: as `reserve`'s. Built once per dialect, number of ends and shape."""
+    key = (dialect, steps, unless_address_locked, touch)
     built = _RESERVATIONS.get(key)
     if built is None:
         columns = _COUNTERS.c
@@ -289,7 +304,8 @@ def _reservation_statement(dialect: str, steps: int, *, unless_address_locked: b
             guess = guess.where(literal_column("1") == literal_column("1"))  # (the same SQLite rule)
         insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(_COUNTERS).from_select(
             ["key", "failures", "updated_at", "locked_until"], guess)
-        built = _RESERVATIONS[key] = _counted_on_conflict(insert, unless_locked_at=now, locked_until=locked_until)
+        built = _RESERVATIONS[key] = _counted_on_conflict(insert, unless_locked_at=now, locked_until=locked_until,
+                                                          touch=touch)
     return built
 
 
@@ -313,7 +329,7 @@ def _reserved(key: str, counted) -> bool:
     return True
 
 
-def reserve(key: str) -> int:
+def reserve(key: str, *, touch: bool = True) -> int:
     """Count a guess against `key` before it is checked: 0 when it may go ahead, counted as a
     failure until `succeed([key])` takes it back; else the seconds a lockout still holds
     (nothing counted).
@@ -325,14 +341,20 @@ def reserve(key: str) -> int:
     lockout when its count reaches the threshold, so the limit holds however many arrive
     together. On the database the count commits with the caller's next commit, which must come
     before the slow check (the row stays locked until then).
+
+    `touch=False`: the key's failures are not kept longer for this count (its `updated_at` on the
+    database, its time to live on Redis, stay as they were unless the key is new): for a count
+    that a right answer takes back (`release`) without clearing the key's others, which must
+    age as if it had not come (`PasswordGuess`: the address's); its failure then keeps them
+    (`touch`).
     """
-    waited = _on_redis(_reserve_redis, [key])
+    waited = _on_redis(lambda redis, keys: _reserve_redis(redis, keys, touch), [key])
     g.setdefault(_SEEN_CLEAR, set()).discard(key)
     if waited is not None:
         return waited
     steps, values = _reservation_values(key, utcnow())
-    counted = db.run(_reservation_statement(db.engine.dialect.name, steps, unless_address_locked=False),
-                     values).first()
+    counted = db.run(_reservation_statement(db.engine.dialect.name, steps, unless_address_locked=False,
+                                            touch=touch), values).first()
     return 0 if _reserved(key, counted) else check([key]) or 1
 
 
@@ -357,7 +379,8 @@ def _admit_on_database(account: str, address: str) -> int:
     steps, values = _reservation_values(address, utcnow())
     # Committed without waiting for the disk (PostgreSQL): a count a crash loses is one guess
     # fewer on the address's much higher limit, and every login would wait for that disk write.
-    statement = _reservation_statement(db.engine.dialect.name, steps, unless_address_locked=False)
+    # Not `touch`ed: see `PasswordGuess.admit`.
+    statement = _reservation_statement(db.engine.dialect.name, steps, unless_address_locked=False, touch=False)
     if _reserved(address, _first_now(statement, values, synchronous=False)):
         return 0
     _release_now(account)
@@ -394,7 +417,27 @@ def _release_now(key: str) -> None:
     if db.in_transaction():
         release(key)
     else:
-        _release(key, lambda statement, values: db.execute_alone(statement, values, synchronous=False))
+        _release(key, _run_alone)
+
+
+def _run_alone(statement, values: dict) -> None:
+    db.execute_alone(statement, values, synchronous=False)
+
+
+_TOUCH = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"))
+          .values(updated_at=bindparam("now", type_=_COUNTERS.c.updated_at.type)))
+
+
+def _touch_now(key: str) -> None:
+    """Keep `key`'s failures from now on, as a failure counted now would (a count reserved with
+    `touch=False` that proved a failure): committed as `_release_now` commits."""
+    if _on_redis(_touch_redis, [key]):
+        return
+    values = {"key_": key, "now": utcnow()}
+    if db.in_transaction():
+        db.run(_TOUCH, values)
+    else:
+        _run_alone(_TOUCH, values)
 
 
 def _release(key: str, run) -> None:
@@ -434,7 +477,10 @@ class PasswordGuess:
         any more than guesses at one account can. A refusal counts nothing."""
         if _redis() is None:
             return _admit_on_database(self.account, self.address)
-        wait = reserve(self.address)  # (Redis, its own fallback to the database included)
+        # (Redis, its own fallback to the database included.) Not `touch`ed: a right password
+        # takes this count back, and must not keep the address's earlier failures alive either
+        # (people sharing an address sign in every day); `failed` keeps them.
+        wait = reserve(self.address, touch=False)
         if wait:
             return wait
         wait = reserve(self.account)
@@ -443,12 +489,15 @@ class PasswordGuess:
         return wait
 
     def failed(self, *, commit: bool = True) -> int:
-        """A wrong guess: its failures were counted when it was admitted. Returns the seconds a
+        """A wrong guess: its failures were counted when it was admitted; the address's are kept
+        from now on (its count was reserved without `touch`: `admit`). Returns the seconds a
         lockout now holds the account (0: none), which this guess (or one admitted beside it)
         started: it was admitted, so none held when it came; or the address's, when this
         guess's own count started it (other accounts' guesses from that address lock it too).
-        `commit=False`: nothing is written here; the caller commits what it writes (the audit
-        event of the refusal)."""
+        The address's row is written alone when no transaction is open (as `succeeded` does);
+        `commit=False`: otherwise with the caller's next commit (the audit event of the
+        refusal)."""
+        _touch_now(self.address)
         started_here = self.address in g.get(_LOCKED_BY_RESERVE, ())
         locked = max(check([self.address]) if started_here else 0, check([self.account]))
         if commit:
