@@ -251,6 +251,19 @@ def _refuse_a_name_in_use(user: User, store, credential, label: str) -> None:
         raise AccountError(_l("You already have one called “%(name)s”: choose another name.", name=label))
 
 
+LAST_FACTOR_REQUIRED = _l("Two-factor authentication is required for your account: "
+                          "add another method before removing your last one.")
+
+
+def keeps_last_factor(user: User, credential_factor: str) -> bool:
+    """Whether removing a credential of `credential_factor` would take a required user's last
+    second factor: the removal refuses it, so the page that asks to confirm it says so instead
+    (it promised "two-factor authentication will be off" to a user who cannot turn it off)."""
+    if current_registry().kind_of(credential_factor) != FactorKind.SECOND_FACTOR or user.second_factor_count > 1:
+        return False
+    return not policy.can_remove_factor(user, user.org, 0, today_utc())[0]
+
+
 def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
     """Remove one of the user's methods; returns its factor's label (for the confirmation)."""
     registry = current_registry()
@@ -276,8 +289,7 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
         remaining = user.second_factor_count - 1
         allowed, reason = policy.can_remove_factor(user, user.org, remaining, today or today_utc())
         if not allowed:
-            raise AccountError(_l("Two-factor authentication is required for your account: "
-                                  "add another method before removing your last one."))
+            raise AccountError(LAST_FACTOR_REQUIRED)
     if registry.remove_credential(ref, credential_id) is None:  # removed meanwhile (a parallel request)
         db.session.rollback()
         raise AccountError(_l("No such method."))

@@ -147,6 +147,8 @@ def confirm_remove(credential_id: int):
         abort(404)
     if service.issued_by_admin(row.factor):
         return _refused(IssuedByAdmin())
+    if service.keeps_last_factor(user, row.factor.name):
+        return _refused(AccountError(service.LAST_FACTOR_REQUIRED))
     lines = [_("You will no longer be able to sign in with it.")]
     if row.factor.kind == FactorKind.SECOND_FACTOR and user.second_factor_count <= 1:
         lines.append(_("It is your last second factor: two-factor authentication will be off, and your "

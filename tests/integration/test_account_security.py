@@ -158,9 +158,17 @@ def test_required_user_cannot_remove_last_factor(seeded, web, live_server):
         db.session.execute(update(User).where(User.email == seeded.user_email).values(mfa_setting="required"))
         db.session.commit()
     page = web.get("/account/security")
-    remove = removal_forms(web, page)[0]
-    page = web.submit(remove)
-    assert "required" in page.text and "Work phone" in page.text
+    href = re.search(r'data-remove="(\d+)"\s+href="([^"]+)"', page.text)
+    csrf = page.forms()[0]["fields"]["csrf_token"]
+    # The page that asks to confirm says so at once, not "two-factor authentication will be off"
+    # with a Remove button that the removal then refuses.
+    confirm = web.get(href.group(2))
+    assert confirm.status == 403 and "add another method before removing your last one" in confirm.text
+    assert "will be off" not in confirm.text and not [f for f in confirm.forms() if f["action"].endswith("/remove")]
+    answer = web.http.post(f"{live_server.url}/account/security/credentials/{href.group(1)}/remove",
+                           data={"csrf_token": csrf}, allow_redirects=True)
+    assert "add another method before removing your last one" in answer.text and "Work phone" in answer.text
+    assert audit_events(live_server, "factor.removed") == 0
 
 
 def test_stale_login_must_confirm_both_steps_again(seeded, web, live_server):
