@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from idp.db import db
 from idp.models import AuditEvent, User
-from idp.policy.status import TwoFactorStatus, status_expr
+from idp.policy.status import TwoFactorStatus, exempt_expr, status_expr
 
 PAGE_SIZE = 50
 MAX_QUERY = 200
@@ -86,7 +86,7 @@ def _keyset(query, id_column, after: int | None, before: int | None, limit: int,
     return rows, True, more
 
 
-def users_page(org, *, today: date, search: str = "", status: TwoFactorStatus | None = None,
+def users_page(org, *, today: date, search: str = "", status: TwoFactorStatus | None = None, exempt: bool = False,
                after: int | None = None, before: int | None = None, limit: int = PAGE_SIZE) -> Page:
     expr = status_expr(today, org_require=bool(org.require_2fa))
     query = select(User.id, User.email, User.name, User.role, User.disabled, expr.label("status"),
@@ -97,6 +97,8 @@ def users_page(org, *, today: date, search: str = "", status: TwoFactorStatus | 
         query = query.where(_person_matches(search))
     if status is not None:  # as the distribution counts them (its links lead here): enabled accounts
         query = query.where(expr == status.value, User.disabled.is_(False))
+    if exempt:  # as impact_of_requiring_all counts them (the count shown beside the filter): enabled accounts
+        query = query.where(exempt_expr(today), User.disabled.is_(False))
     rows, more_forward, more_back = _keyset(query, User.id, after, before, limit)
     items = [UserRow(id=r.id, email=r.email, name=r.name, role=r.role, disabled=r.disabled,
                      status=TwoFactorStatus(r.status), mfa_setting=r.mfa_setting, exempt_until=r.exempt_until,

@@ -100,12 +100,18 @@ def users():
     except ValueError:
         abort(400)
     search = _text_arg("q", queries.MAX_QUERY)
+    # The exempt (2FA waived) are "not active" among others: a filter of their own, so that an
+    # admin who requires 2FA for everyone can review the exceptions (one granted for good and
+    # forgotten) without paging through every member.
+    exempt = request.args.get("exempt", "")
+    if exempt not in ("", "1"):
+        abort(400)
     today = today_utc()
-    page = queries.users_page(g.org, today=today, search=search, status=wanted,
+    page = queries.users_page(g.org, today=today, search=search, status=wanted, exempt=exempt == "1",
                               after=_int_arg("after"), before=_int_arg("before"))
-    return render_template("admin/users.html", page=page, search=search, wanted=wanted,
+    return render_template("admin/users.html", page=page, search=search, wanted=wanted, exempt=exempt == "1",
                            counts=distribution(g.org.id, today), disabled=disabled_count(g.org.id), org=g.org,
-                           today=today)
+                           exempt_count=impact_of_requiring_all(g.org.id, today).exempt, today=today)
 
 
 @bp.get("/users/<int:user_id>")

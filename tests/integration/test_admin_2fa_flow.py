@@ -95,3 +95,62 @@ def test_require_all_forces_enrolment_and_the_shield_moves(live_server, seeded, 
     params = password_login(fresh, rp, seeded.user_email, seeded.password)
     claims = rp.validate_id_token(rp.exchange(fresh.last_redirect)["id_token"])
     assert params.get("code") and claims["amr"] == ["pwd"]
+
+
+def test_the_exempt_are_counted_and_listed_apart(live_server, seeded, rp_factory):
+    """An exemption hides among the "2FA not active": the Security page counts the exempt and links
+    to a users list of them alone (enabled accounts whose exemption still runs), the filter kept
+    across pages, so that an admin who requires 2FA for everyone can review the exceptions."""
+    from datetime import date, timedelta
+
+    from sqlalchemy import update
+
+    from idp.db import db
+    from idp.models import Organization, User
+    from idp.security.tokens import random_token
+
+    with live_server.context():
+        passwords = live_server.app.extensions["idp.passwords"]
+        hashed = passwords.hash("x" * 12)
+        for i in range(130):  # half of them exempt: more than a page of them (idp.admin.queries.PAGE_SIZE)
+            db.session.add(User(public_id=random_token(16), org_id=seeded.org_id, email=f"m{i:03d}@acme.test",
+                                name=f"Member {i:03d}", role="user", password_hash=hashed,
+                                mfa_setting="exempt" if i % 2 else "follow"))
+        # Not exempt any more (the end date passed: required again), a disabled account (not counted),
+        # another organization's exempt member (never listed here).
+        db.session.execute(update(User).where(User.email == "m001@acme.test").values(
+            exempt_until=date.today() - timedelta(days=2)))
+        db.session.execute(update(User).where(User.email == "m003@acme.test").values(disabled=True))
+        other = Organization(name="Other")
+        db.session.add(other)
+        db.session.flush()
+        db.session.add(User(public_id=random_token(16), org_id=other.id, email="x@other.test", role="user",
+                            password_hash=passwords.hash("x" * 12), mfa_setting="exempt"))
+        db.session.commit()
+    exempt = {f"m{i:03d}@acme.test" for i in range(130) if i % 2} - {"m001@acme.test", "m003@acme.test"}
+    admin = sign_in_admin(live_server, seeded, rp_factory)
+    alice = user_id_of(live_server, seeded.user_email)
+    set_user(admin, alice, {"exempt": "y", "exempt_until": (date.today() + timedelta(days=30)).isoformat()})
+    exempt.add(seeded.user_email)
+
+    for on in (False, True):  # the count is shown whether the organization requires 2FA or not
+        if on:
+            require_all(admin, True)
+        page = admin.get("/admin/security")
+        link = re.search(r'<a href="([^"]+)" data-exempt-count="(\d+)">([^<]+)</a>', page.text)
+        assert link and link.group(2) == str(len(exempt)) and f"{len(exempt)} users are exempt." == link.group(3)
+
+    listed, pages, url = [], 0, link.group(1)
+    while url:
+        pages += 1
+        page = admin.get(url.replace("&amp;", "&"))
+        assert page.status == 200 and 'name="exempt" value="1" checked' in page.text
+        assert f"Exempt from 2FA only ({len(exempt)})" in page.text
+        listed += re.findall(r'<td data-label="E-mail"><bdi>([^<]+)</bdi>', page.text)
+        url = page.find(r'rel="next" href="([^"]+)"')
+    assert sorted(listed) == sorted(exempt) and pages == 2
+    page = admin.get("/admin/users?exempt=1&q=m00")  # with a search
+    assert sorted(re.findall(r'<bdi>(m00\d@acme\.test)</bdi>', page.text)) == sorted(
+        e for e in exempt if e.startswith("m00"))
+    for bad in ("0", "yes", "%00"):
+        assert admin.http.get(f"{live_server.url}/admin/users?exempt={bad}").status_code == 400
