@@ -11,6 +11,9 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Table, create_engine, event, exc, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import String
 from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 
 from idp.deferred_writes import DeferredWrites
@@ -34,6 +37,31 @@ class Base(DeclarativeBase):
 def utcnow() -> datetime:
     """Naive UTC, the one time representation stored in every column."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class unicode_lower(FunctionElement):
+    """lower() of a text column, for every letter: SQLite's own lower() changes ASCII letters only,
+    so a search lower-cased in Python ("émile") never met "Émile" stored (idp.admin.queries). On
+    SQLite a function of ours (registered on every connection, below); PostgreSQL's lower()
+    already follows the database's character type."""
+
+    type = String()
+    inherit_cache = True
+    name = "unicode_lower"
+
+
+@compiles(unicode_lower)
+def _lower(element, compiler, **kw):
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(unicode_lower, "sqlite")
+def _sqlite_lower(element, compiler, **kw):
+    return f"idp_lower({compiler.process(element.clauses, **kw)})"
+
+
+def _python_lower(value):
+    return value.lower() if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)
@@ -70,6 +98,7 @@ def make_engine(url: str, pool: PoolSettings = PoolSettings()) -> Engine:
             # (idp.sqlite_wait): the engine's BEGIN IMMEDIATE and the lone statements wait there.
             cursor.execute("PRAGMA busy_timeout=0")
             cursor.close()
+            dbapi_conn.create_function("idp_lower", 1, _python_lower, deterministic=True)  # unicode_lower
 
         # Every transaction takes SQLite's write lock when it begins (BEGIN IMMEDIATE). With
         # the default deferred BEGIN, a transaction that read and then writes after another
