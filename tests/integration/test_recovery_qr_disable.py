@@ -194,3 +194,16 @@ def test_a_failed_clean_up_leaves_no_stale_credentials_in_the_request(server, se
         db.session.commit()
     with server.context():
         assert [c.id for c in factor.store.list(directory.find_user_by_email(seeded.user_email))] == [second.id]
+
+
+def test_a_disabled_account_is_offered_no_recovery_qr_code(server, seeded):
+    """The member's page offers none, and the code's own page says why instead of a form that
+    can only be refused (the refusal itself stands: a form kept open from before)."""
+    admin = admin_browser(server, seeded)
+    alice = user_id(server, seeded.user_email)
+    assert f"/admin/users/{alice}/recovery-qr" in admin.get(f"/admin/users/{alice}").text
+    _switch(admin, alice, "disable")
+    assert f"/admin/users/{alice}/recovery-qr" not in admin.get(f"/admin/users/{alice}").text
+    page = admin.get(f"/admin/users/{alice}/recovery-qr")
+    assert page.status == 200 and 'data-account="disabled"' in page.text
+    assert not [f for f in page.forms() if f["action"].endswith("/recovery-qr")]
