@@ -27,6 +27,7 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 INITIAL_REVISION = "0001_initial"
@@ -182,6 +183,24 @@ def verify() -> list[str]:
     return problems
 
 
+def _check_or_upgrade(what: str, url: str) -> int:
+    print(f"at revision {upgrade(url)}")
+    if what == "check":
+        found = differences(url)
+        for diff in found:
+            print(f"differs from the models: {diff}", file=sys.stderr)
+        if found:
+            # Either side may be behind: an operator's database made by an earlier build (the one
+            # revision is rewritten until the first release), or a developer's models changed
+            # without regenerating the revision.
+            print("the database does not match this build's models: a database made by an earlier build "
+                  "must be recreated (README, \"Database schema\"); in a checkout whose models changed, "
+                  "the migration is stale: run `make migration`", file=sys.stderr)
+            return 1
+        print("schema matches the models")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     """`python -m idp.schema regenerate | verify | check URL | upgrade URL`."""
     if argv[:1] == ["regenerate"] and len(argv) == 1:
@@ -193,16 +212,19 @@ def main(argv: list[str]) -> int:
             print(f"differs from the models: {problem}", file=sys.stderr)
         return 1 if problems else 0
     if argv[:1] in (["check"], ["upgrade"]) and len(argv) == 2:
-        print(f"at revision {upgrade(argv[1])}")
-        if argv[0] == "check":
-            found = differences(argv[1])
-            for diff in found:
-                print(f"differs from the models: {diff}", file=sys.stderr)
-            if found:
-                print("the migration is stale: run `make migration`", file=sys.stderr)
-                return 1
-            print("schema matches the models")
-        return 0
+        try:
+            return _check_or_upgrade(argv[0], argv[1])
+        except UnknownRevision as exc:
+            print(f"error: the database is at revision {exc.revision!r}, which this build of idp does not know "
+                  "(made by a newer version?): nothing changed", file=sys.stderr)
+            return 1
+        except SQLAlchemyError as exc:
+            # An operator's command (README, "Database schema"): one line, never the URL (it may
+            # hold a password), as `idp` prints a database error.
+            detail = getattr(exc, "orig", None) or exc
+            print(f"error: database: {str(detail).splitlines()[0] if str(detail) else type(detail).__name__}",
+                  file=sys.stderr)
+            return 1
     print(main.__doc__, file=sys.stderr)
     return 2
 

@@ -695,6 +695,33 @@ def test_init_refuses_a_database_made_by_an_earlier_build_of_the_schema(sqlite_o
     refused(idp("init", database_url=sqlite_only_url), "earlier build", "users.tokens_valid_after", "recreate")
 
 
+def _schema_check(url):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "idp.schema", "check", url], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_schema_check_tells_an_operator_what_is_wrong_in_one_line(sqlite_only_url, tmp_path):
+    """README offers `python -m idp.schema check URL` to an operator beside `idp init`: it told them
+    to `make migration` (a developer's step, impossible from a wheel) for a database made by an
+    earlier build, and answered an unknown revision or an unreachable database with a traceback."""
+    with create_engine(sqlite_only_url).begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE users DROP COLUMN tokens_valid_after")
+    older = _schema_check(sqlite_only_url)
+    assert older.returncode == 1 and "earlier build" in older.stderr and "recreate" in older.stderr
+    with create_engine(sqlite_only_url).begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0002_from_the_future'")
+    newer = _schema_check(sqlite_only_url)
+    assert newer.returncode == 1 and "Traceback" not in newer.stderr
+    assert newer.stderr.splitlines() == [newer.stderr.strip()] and "'0002_from_the_future'" in newer.stderr
+    unreachable = _schema_check("postgresql+psycopg://idp:s3cret@127.0.0.1:1/idp")
+    assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr
+    assert unreachable.stderr.startswith("error: database: ") and "s3cret" not in unreachable.stderr
+    assert len(unreachable.stderr.strip().splitlines()) == 1
+
+
 def test_a_command_on_a_database_without_schema_says_to_run_init(sqlite_url, idp):
     """Run from cron's empty environment (or with IDP_CONFIG forgotten), a command opened a new
     empty SQLite file and failed on "no such table"."""
