@@ -338,6 +338,15 @@ def init_app(app: Flask, settings) -> FactorRegistry:
     registry = FactorRegistry(app, settings)
     for cls in load_classes(registry.disabled).values():
         registry.register(cls)
+    unknown = sorted(registry.disabled - {ep.name for ep in _entry_points()})
+    if unknown:
+        # A misspelt name ("totpp") disables nothing, and nothing else would say so: the operator
+        # believes the factor is off while the login still offers it. A warning, not a refusal:
+        # a plugin uninstalled after it was disabled is named there on purpose, as is a factor
+        # that code registers itself.
+        log.warning("factors.disabled names %s, which no installed factor plugin declares: it disables "
+                    "nothing (installed: %s)", ", ".join(map(repr, unknown)),
+                    ", ".join(sorted({ep.name for ep in _entry_points()})) or "none")
     if "webauthn" in registry:
         registry.check_rp_id()
     app.extensions[EXTENSION_KEY] = registry

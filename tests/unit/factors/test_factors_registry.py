@@ -87,6 +87,17 @@ def test_disabled_factor_is_not_loaded(tmp_path):
             registry.get("parrot")
 
 
+def test_a_disabled_name_no_plugin_declares_is_warned_of(tmp_path, caplog):
+    """`factors.disabled = ["totpp"]` disabled nothing and said nothing: the operator believed TOTP
+    was off while every login still offered it."""
+    with caplog.at_level("WARNING", logger="idp.factors.registry"):
+        app = make_app("sqlite:///" + str(tmp_path / "d.sqlite"), {"factors.disabled": ["totpp", "totp"]})
+    with app.app_context():
+        assert "totp" not in current_registry().names()
+    [warning] = [r.getMessage() for r in caplog.records if "factors.disabled" in r.getMessage()]
+    assert "'totpp'" in warning and "disables nothing" in warning and "'totp'" not in warning
+
+
 def test_invalid_declarations_are_refused(factor_app):
     class NoAmr(ParrotFactor):
         name = "no_amr"
