@@ -416,15 +416,21 @@ def _refuse_unopenable_secrets() -> None:
     from idp.factors.store import unopenable_secrets
     from idp.oidc import keys
 
+    from idp.security.secrets import DEV_KEY_HINT
+
+    ring = current_app.extensions["idp.settings"].get("security.encryption_keys") or ()
+    # "dev" in the ring (or no keys: "dev" alone) that does not open its rows: another secret key
+    # than the one that sealed them.
+    fix = DEV_KEY_HINT if "dev" in ring or not ring else "configure the key that sealed them"
     lost = keys.unopenable()
     if lost:
         raise CliError(f"the encryption keys (security.encryption_keys) cannot open signing key(s) "
-                       f"{', '.join(lost)}: configure the key that sealed them (README, \"Rolling in a new encryption key\")")
+                       f"{', '.join(lost)}: {fix} (README, \"Rolling in a new encryption key\")")
     sealed_by = unopenable_secrets()
     if sealed_by:
         what = ", ".join(f"{count} sealed with key {key_id!r}" for key_id, count in sorted(sealed_by.items()))
         raise CliError(f"the encryption keys (security.encryption_keys) cannot open second-factor secrets ({what}): "
-                       "configure the key that sealed them (README, \"Rolling in a new encryption key\")")
+                       f"{fix} (README, \"Rolling in a new encryption key\")")
 
 
 def _request_handler_without_access_lines() -> type:

@@ -24,6 +24,13 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+# What an operator moving a development database to production must know (README, "Rolling in a
+# new encryption key"): said wherever rows sealed with "dev" fail to open.
+DEV_KEY_HINT = ("the development key \"dev\" is derived from server.secret_key, and this is not the secret key "
+                "that sealed them: reseal them once under that one (IDP_ENV=development IDP_SECRET_KEY=OLD "
+                "idp keys rotate-secrets, with the new key first in the ring), then change the secret key")
+
+
 class KeyRing:
     def __init__(self, keys: list[tuple[str, bytes]]) -> None:
         if not keys:
@@ -85,6 +92,10 @@ class KeyRing:
         try:
             return cipher.decrypt(blob[:12], blob[12:], aad)
         except InvalidTag as exc:
+            if key_id == "dev":
+                # The likeliest cause by far: the database moved from development to production,
+                # and production refuses the development secret key the "dev" key came from.
+                raise SecretError(f"a row sealed with \"dev\" does not open: {DEV_KEY_HINT}") from exc
             raise SecretError("ciphertext does not open with its key and associated data") from exc
 
     def seal_token(self, plaintext: bytes, aad: bytes) -> str:

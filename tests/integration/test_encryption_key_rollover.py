@@ -39,6 +39,25 @@ def test_a_database_begun_without_keys_moves_to_real_ones(database_url, idp):
                env={"IDP_SECURITY__ENCRYPTION_KEYS": f'["{k1}"]'}).returncode == 0
 
 
+def test_a_development_database_moving_to_production_is_told_to_reseal_under_its_old_secret_key(database_url, idp):
+    """Production refuses the development secret key, and "dev" is derived from the secret key in
+    force: an operator following "["k1:NEW", "dev"]" with production's new secret key met
+    "ciphertext does not open with its key and associated data" and no way on."""
+    old_secret, new_secret, k1 = "a development secret key of some length", "s" * 48, key("k1")
+    assert idp("init", database_url=database_url, env={"IDP_SECRET_KEY": old_secret}).returncode == 0
+    moving = {"IDP_SECRET_KEY": new_secret, "IDP_SECURITY__ENCRYPTION_KEYS": f'["{k1}", "dev"]'}
+    for command in (("init",), ("keys", "rotate-secrets")):
+        refused = idp(*command, database_url=database_url, env=moving)
+        assert refused.returncode != 0 and len(refused.stderr_lines) == 1 and "Traceback" not in refused.stderr
+        assert "derived from server.secret_key" in refused.stderr and "IDP_SECRET_KEY=OLD" in refused.stderr
+    assert sealed_with(database_url) == {"dev"}, "nothing changed"
+    resealed = idp("keys", "rotate-secrets", database_url=database_url, env={**moving, "IDP_SECRET_KEY": old_secret})
+    assert resealed.returncode == 0, resealed.stderr
+    assert sealed_with(database_url) == {"k1"}
+    done = idp("init", database_url=database_url, env={**moving, "IDP_SECURITY__ENCRYPTION_KEYS": f'["{k1}"]'})
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_key_ring_that_lost_the_signing_keys_key_stops_init_and_is_not_ready(database_url, idp):
     """One line at `idp init` (and `idp serve`), an unready instance behind a load balancer:
     not "signing keys present" and then a 500 on every token and JWKS request."""
