@@ -86,8 +86,15 @@ class TrustedProxies:
         peer = environ.get("REMOTE_ADDR")
         if self.trusted(peer):
             return self.fixed(environ, start_response)
-        if "HTTP_X_FORWARDED_FOR" in environ and len(self.warned) < WARNED_PEERS_MAX:
-            self._warn_once(peer)
+        if "HTTP_X_FORWARDED_FOR" in environ and len(self.warned) < WARNED_PEERS_MAX and peer not in self.warned:
+            def start_and_warn(status, headers, exc_info=None):
+                # Said as the response starts, inside the request (idp.ops.RequestContext, which
+                # this middleware wraps, has settled its id by then): the line carries the
+                # request id, as every line logged while a request is served does.
+                self._warn_once(peer)
+                return start_response(status, headers, exc_info)
+
+            return self.app(environ, start_and_warn)
         return self.app(environ, start_response)
 
     def _warn_once(self, peer: str | None) -> None:

@@ -496,6 +496,27 @@ def test_forwarded_headers_from_a_proxy_not_trusted_are_named_in_the_log_once(tm
     assert warnings[-1].endswith("no more such warnings from this process")
 
 
+def test_the_untrusted_proxy_warning_carries_the_request_id(tmp_path):
+    """It was logged before the request had an id: the one warning line without `request_id`."""
+    from idp.ops import logs
+
+    seen = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            seen.append(logs.request_id_var.get())
+
+    handler = Capture(logging.WARNING)
+    logging.getLogger("idp.ops.proxy").addHandler(handler)
+    try:
+        client = build_app(tmp_path).test_client()
+        client.get("/whoami", headers={"X-Forwarded-For": "198.51.100.7", "X-Request-ID": "proxy-check-1"},
+                   environ_base={"REMOTE_ADDR": "192.0.2.44"})
+    finally:
+        logging.getLogger("idp.ops.proxy").removeHandler(handler)
+    assert seen == ["proxy-check-1"]
+
+
 def test_forwarded_headers_from_a_trusted_proxy_say_nothing(tmp_path, caplog):
     client = build_app(tmp_path, **{"server.trusted_proxies": ["127.0.0.1"]}).test_client()
     with caplog.at_level(logging.WARNING, logger="idp.ops.proxy"):
