@@ -24,8 +24,8 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-# What an operator moving a development database to production must know (README, "Rolling in a
-# new encryption key"): said wherever rows sealed with "dev" fail to open.
+# What an operator moving a development database to production must know
+# (README, "Rolling in a new encryption key"): said wherever rows sealed with "dev" fail to open.
 DEV_KEY_HINT = ("the development key \"dev\" is derived from server.secret_key, and this is not the secret key "
                 "that sealed them: reseal them once under that one (IDP_ENV=development IDP_SECRET_KEY=OLD "
                 "idp keys rotate-secrets, with the new key first in the ring), then change the secret key")
