@@ -38,6 +38,17 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import REGISTRY
 
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+
+
+if multiprocess_dir() and not os.path.isdir(multiprocess_dir()):
+    # /run (where operations.md puts it) is emptied at every boot: a directory not made again
+    # would keep the provider from starting at all, with prometheus_client's FileNotFoundError
+    # on its first metric below. Missing, it is as empty as the docs ask; one that cannot be
+    # made is one line from `idp` (an OSError) and the last line of gunicorn's traceback.
+    os.makedirs(multiprocess_dir(), exist_ok=True)
+
 # Latency buckets for an identity provider: sub-millisecond token grants up to argon2-bound
 # logins of tens of milliseconds and the occasional slow database.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -88,10 +99,6 @@ def count_grant(grant_type: str) -> None:
     if child is None:
         child = _grant_children[grant_type] = TOKEN_GRANTS.labels(grant_type=grant_type)
     child.inc()
-
-
-def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
 
 
 def exposition() -> tuple[bytes, str]:

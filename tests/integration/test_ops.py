@@ -199,6 +199,21 @@ def test_multiprocess_mode_adds_up_processes(tmp_path):
     assert sample(out.stdout, "idp_logins_total", outcome="success") == 5.0
 
 
+def test_a_missing_multiprocess_directory_is_made_rather_than_refusing_to_start(tmp_path):
+    """/run is emptied at every boot: with the directory gone, every worker died at import on
+    prometheus_client's FileNotFoundError ("Worker failed to boot"), and so did every `idp` command."""
+    script = (
+        "from idp.ops import metrics\n"
+        "metrics.LOGINS.labels(outcome='success').inc()\n"
+        "print(metrics.exposition()[0].decode())\n"
+    )
+    missing = tmp_path / "run" / "idp-metrics"
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(missing))
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert missing.is_dir() and sample(out.stdout, "idp_logins_total", outcome="success") == 1.0
+
+
 # ------------------------------------------------------------------ request id and logs
 
 def test_request_id_generated_and_echoed(client):
