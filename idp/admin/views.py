@@ -9,7 +9,7 @@ idp/admin/queries.py. Every view is behind `org_admin_required` (access.py).
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -108,7 +108,8 @@ def users():
         abort(400)
     today = today_utc()
     page = queries.users_page(g.org, today=today, search=search, status=wanted, exempt=exempt == "1",
-                              after=_int_arg("after"), before=_int_arg("before"))
+                              after=_int_arg("after"), before=_int_arg("before"),
+                              limit=int(current_app.extensions["idp.settings"].get("admin.page_size", queries.PAGE_SIZE)))
     return render_template("admin/users.html", page=page, search=search, wanted=wanted, exempt=exempt == "1",
                            counts=distribution(g.org.id, today), disabled=disabled_count(g.org.id), org=g.org,
                            exempt_count=impact_of_requiring_all(g.org.id, today).exempt, today=today)

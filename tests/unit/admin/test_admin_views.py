@@ -179,6 +179,27 @@ def test_users_keyset_pagination(app, world):
     assert [r.id for r in back.rows] == pages[0] and back.prev_before is None and back.next_after
 
 
+def test_users_list_pages_by_admin_page_size(app, world, browser, monkeypatch):
+    """`admin.page_size` was documented ("rows per page of the admin users list") and read by
+    nothing: every page held 50 users whatever it said."""
+    settings = app.extensions["idp.settings"]
+
+    class PageOfTwo:
+        def __getattr__(self, name):
+            return getattr(settings, name)
+
+        def get(self, dotted, default=None):
+            return 2 if dotted == "admin.page_size" else settings.get(dotted, default)
+
+    monkeypatch.setitem(app.extensions, "idp.settings", PageOfTwo())
+    client = browser(world["admin"])
+    first = client.get("/admin/users").get_data(as_text=True)
+    ids = sorted(u.id for k, u in world.items() if k in ("admin", "alice", "bob", "carol"))
+    assert list(shields(first)) == [str(i) for i in ids[:2]]
+    second = client.get(f"/admin/users?after={ids[1]}").get_data(as_text=True)
+    assert list(shields(second)) == [str(i) for i in ids[2:]]
+
+
 # --------------------------------------------------------------------------- user page
 
 def test_user_page_security_section(app, world, browser):
