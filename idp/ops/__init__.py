@@ -238,8 +238,10 @@ def init_app(app: Flask, settings) -> None:
         access_log.setLevel(logging.WARNING)
     else:
         access_log.setLevel(logging.NOTSET)
-    # The audit events' lines (idp.audit), at INFO like the access lines.
-    logging.getLogger("idp.audit").setLevel(logging.NOTSET if ops.get("audit_log", True) else logging.WARNING)
+    # The audit events' lines (idp.audit), at INFO like the access lines, but written whatever
+    # server.log_level says: a level raised to WARNING to quiet the logs silently cut the SIEM's
+    # feed, which ops.audit_log alone turns off.
+    logging.getLogger("idp.audit").setLevel(logging.INFO if ops.get("audit_log", True) else logging.WARNING)
 
     documents = None
     if ops.get("cached_documents") and float(ops.get("cached_documents_ttl", 0)) > 0:

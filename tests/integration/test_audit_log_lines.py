@@ -139,6 +139,23 @@ def test_the_lines_can_be_turned_off(migrated_database_url, log_stream):
         create_app({"server.database_url": migrated_database_url})  # the logger's level back on for the others
 
 
+def test_the_lines_are_written_whatever_the_log_level(migrated_database_url, log_stream):
+    """server.log_level = WARNING (to quiet the access lines) also dropped every audit line, INFO,
+    though ops.audit_log said they were on: the SIEM's feed cut without a word."""
+    from idp import audit
+    from idp.app import create_app
+    from idp.db import db
+
+    app = create_app({"server.database_url": migrated_database_url, "server.log_level": "WARNING"})
+    try:
+        with app.app_context():
+            audit.record("test.heard", org_id=None, actor="cli")
+            db.session.commit()
+        assert [line["event"] for line in lines(log_stream)] == ["test.heard"]
+    finally:
+        create_app({"server.database_url": migrated_database_url})  # the root level back for the others
+
+
 def test_the_idp_command_writes_its_events_but_no_lines(sqlite_only_url, idp, db):
     """An operator's terminal gets the command's own output only (the event is in the table)."""
     from fixtures.cli import ok
