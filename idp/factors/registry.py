@@ -338,20 +338,30 @@ def init_app(app: Flask, settings) -> FactorRegistry:
     registry = FactorRegistry(app, settings)
     for cls in load_classes(registry.disabled).values():
         registry.register(cls)
-    unknown = sorted(registry.disabled - {ep.name for ep in _entry_points()})
-    if unknown:
-        # A misspelt name ("totpp") disables nothing, and nothing else would say so: the operator
-        # believes the factor is off while the login still offers it. A warning, not a refusal:
-        # a plugin uninstalled after it was disabled is named there on purpose, as is a factor
-        # that code registers itself.
-        log.warning("factors.disabled names %s, which no installed factor plugin declares: it disables "
-                    "nothing (installed: %s)", ", ".join(map(repr, unknown)),
-                    ", ".join(sorted({ep.name for ep in _entry_points()})) or "none")
+    _warn_of_factors_nobody_declares(registry, settings)
     if "webauthn" in registry:
         registry.check_rp_id()
     app.extensions[EXTENSION_KEY] = registry
     log.debug("factors enabled: %s", ", ".join(registry.names()) or "none")
     return registry
+
+
+def _warn_of_factors_nobody_declares(registry: FactorRegistry, settings) -> None:
+    """A misspelt factor name in the configuration ("totpp") changes nothing, and nothing else
+    would say so: the operator believes the factor is off, or tuned, while the login goes on as
+    before. Warnings, not refusals: a plugin uninstalled after it was disabled is named there on
+    purpose, and a factor that code registers itself is no entry point."""
+    installed = {ep.name for ep in _entry_points()}
+    listing = ", ".join(sorted(installed)) or "none"
+    unknown = sorted(registry.disabled - installed)
+    if unknown:
+        log.warning("factors.disabled names %s, which no installed factor plugin declares: it disables "
+                    "nothing (installed: %s)", ", ".join(map(repr, unknown)), listing)
+    sections = sorted(name for name, value in settings.section("factors").items()
+                      if isinstance(value, Mapping) and name not in installed)
+    if sections:
+        log.warning("[factors.%s] configures a factor no installed plugin declares: its settings do nothing "
+                    "(installed: %s)", "], [factors.".join(sections), listing)
 
 
 def current_registry() -> FactorRegistry:

@@ -98,6 +98,16 @@ def test_a_disabled_name_no_plugin_declares_is_warned_of(tmp_path, caplog):
     assert "'totpp'" in warning and "disables nothing" in warning and "'totp'" not in warning
 
 
+def test_a_settings_section_of_a_factor_no_plugin_declares_is_warned_of(tmp_path, caplog):
+    """`[factors.topt] digits = 8` was taken in silence (a third-party plugin's section is left to
+    it, and there was none): the operator believed new TOTP credentials had 8 digits."""
+    with caplog.at_level("WARNING", logger="idp.factors.registry"):
+        make_app("sqlite:///" + str(tmp_path / "d.sqlite"), {"factors.topt.digits": 8})
+    [warning] = [r.getMessage() for r in caplog.records if "configures a factor" in r.getMessage()]
+    assert warning.startswith("[factors.topt] configures") and "do nothing" in warning
+    assert "[factors.totp]" not in warning
+
+
 def test_invalid_declarations_are_refused(factor_app):
     class NoAmr(ParrotFactor):
         name = "no_amr"
