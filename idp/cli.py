@@ -882,9 +882,11 @@ def keys_list(as_json: bool) -> None:
     """List signing keys with their status (published, active, retired, removed)."""
     from idp.oidc.keys import list_keys
 
+    # A published key's line says when it starts signing: the moment a rotation is waiting for.
     emit_listing(list_keys(), as_json, lambda row: [
-        "  ".join([row["kid"], row["alg"], row["status"], f"created {row['created_at']}",
-                   f"retired {row['retired_at'] or '-'}", f"remove after {row['remove_after'] or '-'}"])],
+        "  ".join([row["kid"], row["alg"], row["status"], f"created {row['created_at']}"]
+                  + ([f"signs from {row['activates_at']}"] if row["status"] == "published" else [])
+                  + [f"retired {row['retired_at'] or '-'}", f"remove after {row['remove_after'] or '-'}"])],
         empty="no signing keys: run `idp init`")
 
 
@@ -900,12 +902,14 @@ def keys_rotate(as_json: bool) -> None:
         new_keys = rotate(actor="cli")  # committed with its `signing_key.rotated` event
     except SecretError as exc:
         raise CliError(str(exc)) from None
+    from idp.factors.cli import iso_utc
+
     kids = [{"kid": k.kid, "alg": k.alg} for k in new_keys]
     if as_json:
         emit_json(kids)
     else:
-        for key in kids:
-            click.echo(f"published signing key {key['kid']} ({key['alg']})")
+        for key in new_keys:  # (tokens.key_publish_delay: relying parties' cached JWKS learn it first)
+            click.echo(f"published signing key {key.kid} ({key.alg}); it signs from {iso_utc(key.activates_at)}")
 
 
 @keys.command("withdraw")

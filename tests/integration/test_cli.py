@@ -510,6 +510,12 @@ def test_keys_list_and_rotate(url, idp, db):
     (event,) = db.events("signing_key.rotated")
     assert event["actor"] == "cli" and {k["kid"] for k in event["details"]["new_keys"]} == {
         k["kid"] for k in rotated}
+    # When the rotation takes effect, which the text said nowhere (only --json's activates_at).
+    published = {k["kid"]: k["activates_at"] for k in after if k["status"] == "published"}
+    text = ok(idp("keys", "list", database_url=url)).stdout
+    assert published and all(f"signs from {at}" in text for at in published.values())
+    again = ok(idp("keys", "rotate", database_url=url)).stdout
+    assert again.count("; it signs from 20") == len(rotated)
 
 
 def test_keys_rotate_generates_its_keys_with_no_transaction_open(url, db, monkeypatch):
