@@ -415,22 +415,25 @@ def _refuse_unopenable_secrets() -> None:
     (Both callers know the schema is there: `init` just migrated, `serve` checked it.)"""
     from idp.factors.store import unopenable_secrets
     from idp.oidc import keys
-
     from idp.security.secrets import DEV_KEY_HINT
 
-    ring = current_app.extensions["idp.settings"].get("security.encryption_keys") or ()
-    # "dev" in the ring (or no keys: "dev" alone) that does not open its rows: another secret key
-    # than the one that sealed them.
-    fix = DEV_KEY_HINT if "dev" in ring or not ring else "configure the key that sealed them"
-    lost = keys.unopenable()
+    def fix(sealers) -> str:
+        # Rows of "dev" that the ring's "dev" does not open: another secret key than theirs.
+        ring = current_app.extensions["idp.settings"].get("security.encryption_keys") or ()
+        if "dev" in sealers and ("dev" in ring or not ring):
+            return DEV_KEY_HINT
+        return "configure the key that sealed them"
+
+    lost = keys.unopenable_by_sealer()
     if lost:
+        kids = [kid for sealer in sorted(lost) for kid in lost[sealer]]
         raise CliError(f"the encryption keys (security.encryption_keys) cannot open signing key(s) "
-                       f"{', '.join(lost)}: {fix} (README, \"Rolling in a new encryption key\")")
+                       f"{', '.join(kids)}: {fix(lost)} (README, \"Rolling in a new encryption key\")")
     sealed_by = unopenable_secrets()
     if sealed_by:
         what = ", ".join(f"{count} sealed with key {key_id!r}" for key_id, count in sorted(sealed_by.items()))
         raise CliError(f"the encryption keys (security.encryption_keys) cannot open second-factor secrets ({what}): "
-                       f"{fix} (README, \"Rolling in a new encryption key\")")
+                       f"{fix(sealed_by)} (README, \"Rolling in a new encryption key\")")
 
 
 def _request_handler_without_access_lines() -> type:
@@ -895,6 +898,7 @@ def keys_list(as_json: bool) -> None:
 @with_appcontext
 def keys_rotate(as_json: bool) -> None:
     """Publish new signing keys now; the current ones retire and stay in the JWKS until their tokens expire."""
+    from idp.factors.cli import iso_utc
     from idp.oidc.keys import rotate
     from idp.security.secrets import SecretError
 
@@ -902,8 +906,6 @@ def keys_rotate(as_json: bool) -> None:
         new_keys = rotate(actor="cli")  # committed with its `signing_key.rotated` event
     except SecretError as exc:
         raise CliError(str(exc)) from None
-    from idp.factors.cli import iso_utc
-
     kids = [{"kid": k.kid, "alg": k.alg} for k in new_keys]
     if as_json:
         emit_json(kids)

@@ -347,6 +347,15 @@ def unopenable() -> list[str]:
     return [row.kid for row in _unopenable_rows()]
 
 
+def unopenable_by_sealer() -> dict[str, list[str]]:
+    """`unopenable`'s kids by the encryption key id that sealed them (`idp init`'s message: rows
+    of "dev", the development key, have a cause of their own)."""
+    found: dict[str, list[str]] = {}
+    for row in _unopenable_rows():
+        found.setdefault(row.secret_key_id, []).append(row.kid)
+    return found
+
+
 def _unopenable_rows() -> list:
     now, ring, found = utcnow(), _keyring(), []
     # A read outside any transaction when none is open (db.read_all): on SQLite a session's
