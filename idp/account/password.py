@@ -16,7 +16,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import PasswordField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, ValidationError
 
 from idp import users
 from idp.account.views import bp
@@ -31,6 +31,12 @@ from idp.login.steps.base import wait_message
 class ChangePasswordForm(NewPasswordForm):
     current = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=1024)],
                             render_kw={"autocomplete": "current-password"})
+
+    def validate_password(self, field):
+        # The current password again would change nothing, yet sign the user out everywhere and
+        # mail them that their password changed: refused before any hash or count, like a typo.
+        if field.data == self.current.data:
+            raise ValidationError(_l("The new password must differ from the current one."))
 
 
 @bp.route("/password", methods=["GET", "POST"])

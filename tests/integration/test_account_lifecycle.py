@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, update
 
-from fixtures.oidc import FormBrowser, password_login
+from fixtures.oidc import PASSWORD, FormBrowser, password_login
 
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -84,6 +84,8 @@ def test_a_user_changes_their_password_and_every_session_ends_this_one_too(live_
     ({"confirm": NEW_PASSWORD + "x"}, 400, "The two passwords differ"),
     ({"password": "short", "confirm": "short"}, 400, "at least 8 characters"),
     ({"password": "tab\there ok", "confirm": "tab\there ok"}, 400, "control characters"),
+    # The current password again: no change, so no sign-out everywhere and no "password changed" mail.
+    ({"password": PASSWORD, "confirm": PASSWORD}, 400, "must differ from the current one"),
 ])
 def test_a_refused_change_changes_nothing(live_server, seeded, rp_factory, values, status, message):
     browser, rp, tokens = signed_in(live_server, seeded, rp_factory, seeded.user_email)
