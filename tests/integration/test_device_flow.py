@@ -456,3 +456,39 @@ def test_an_approval_whose_browser_signed_out_before_the_first_poll_is_access_de
     browser.submit(browser.get("/logout").form_with("csrf_token"))
     ended = poll(live_server, client, codes["device_code"])
     assert (ended.status_code, ended.json()["error"]) == (400, "access_denied"), ended.text
+
+
+def test_a_user_required_to_use_two_factors_sets_one_up_at_the_device_login(live_server, seeded, rp_factory):
+    """The 2FA policy applies at /device as at /authorize: a session on the password alone no
+    longer answers the device once 2FA is required, and a required user with no second factor
+    yet sets one up (a wrong code first) before the device is signed in, with `mfa` in its tokens."""
+    from idp.db import db
+    from idp.models import User
+
+    client = seeded.first_party
+    allow_device_grant(live_server, client)
+    browser = FormBrowser(live_server.url)
+    password_login(browser, rp_factory(client), seeded.user_email, seeded.password)
+    with live_server.context():
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(mfa_setting="required"))
+        db.session.commit()
+    codes = ask_for_codes(live_server, client).json()
+    page = browser.get(f"/device?user_code={codes['user_code']}")
+    page = browser.submit(page.form_with("user_code"))
+    assert "data-signs-in-as" not in page.text  # that session is not enough any more
+    page = browser.submit(page.form_with("action"), button=("action", "allow"))
+    page = browser.login(seeded.user_email, seeded.password)
+    page = browser.submit([f for f in page.forms() if f["action"].endswith("/factor/totp")][0])
+    secret = page.find(r'<code>([A-Z2-7 ]+)</code>').replace(" ", "")
+    page = browser.submit(page.form_with("code"), {"code": "000000" if pyotp.TOTP(secret).now() != "000000"
+                                                   else "111111", "label": "Phone"})
+    assert page.status == 400 and not page.url.endswith("/device/approved")
+    assert poll(live_server, client, codes["device_code"]).json()["error"] == "authorization_pending"
+    page = browser.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": "Phone"})
+    assert "data-recovery-codes" in page.text, page.text[:2000]
+    page = browser.submit(page.forms()[0])
+    assert page.url.endswith("/device/approved"), page.text[:2000]
+    forget_last_poll(live_server, codes["device_code"])
+    tokens = poll(live_server, client, codes["device_code"]).json()
+    claims = validate_id_token(rp_factory(client), tokens["id_token"], client["client_id"])
+    assert claims["amr"] == ["pwd", "otp", "mfa"] and claims["acr"] == "urn:idp:acr:mfa"
