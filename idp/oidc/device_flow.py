@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -80,8 +81,10 @@ def new_user_code() -> str:
 
 def normalised_user_code(typed: str) -> str | None:
     """What a person typed, as stored: upper case, without the dash, spaces or other separators
-    people add; None when it cannot be a user code (so no look-up is made for it)."""
-    letters = "".join(ch for ch in (typed or "").upper() if ch.isalnum())
+    people add; None when it cannot be a user code (so no look-up is made for it). NFKC first:
+    a keyboard in full-width mode (a Japanese or Chinese input method) types ＢＣＤＦ－ＧＨＪＫ,
+    the same letters to the person (RFC 8628 6.1: be lenient with what is typed)."""
+    letters = "".join(ch for ch in unicodedata.normalize("NFKC", typed or "").upper() if ch.isalnum())
     if len(letters) != USER_CODE_LENGTH or any(ch not in USER_CODE_ALPHABET for ch in letters):
         return None
     return letters

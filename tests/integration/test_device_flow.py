@@ -492,3 +492,23 @@ def test_a_user_required_to_use_two_factors_sets_one_up_at_the_device_login(live
     tokens = poll(live_server, client, codes["device_code"]).json()
     claims = validate_id_token(rp_factory(client), tokens["id_token"], client["client_id"])
     assert claims["amr"] == ["pwd", "otp", "mfa"] and claims["acr"] == "urn:idp:acr:mfa"
+
+
+def test_a_typed_code_is_read_whatever_its_case_separators_or_width(live_server, seeded):
+    """RFC 8628 6.1: lower case, no dash, spaces, another dash, a full-width keyboard's letters
+    (an East Asian input method): the same code. A look-alike letter of another script is not."""
+    client = seeded.first_party
+    allow_device_grant(live_server, client)
+    code = ask_for_codes(live_server, client).json()["user_code"]
+    full_width = "".join(chr(ord(ch) + 0xFEE0) for ch in code)  # ＢＣＤＦ－ＧＨＪＫ
+    browser = FormBrowser(live_server.url)
+    for typed in (code.lower(), code.replace("-", ""), f" {code[:2]} {code[2:]} ", code.replace("-", "\u2014"),
+                  full_width):
+        page = browser.submit(browser.get("/device").form_with("user_code"), {"user_code": typed})
+        assert page.status == 200 and f"this same code: {code}" in page.text, (typed, page.text[:1000])
+    cyrillic = {"B": "\u0412", "C": "\u0421", "H": "\u041d", "K": "\u041a", "M": "\u041c", "P": "\u0420",
+                "T": "\u0422", "X": "\u0425"}
+    look_alike = "".join(cyrillic.get(ch, ch) for ch in code)
+    if look_alike != code:
+        page = browser.submit(browser.get("/device").form_with("user_code"), {"user_code": look_alike})
+        assert page.status == 400 and "That code is not valid" in page.text
