@@ -43,6 +43,14 @@ class DeviceExists(Exception):
     """The key in the registration is already a registered device."""
 
 
+class AlreadyRegistered(Exception):
+    """A retry of the registration that spent this code: its device, still registered."""
+
+    def __init__(self, device: CredentialInfo) -> None:
+        super().__init__(device.id)
+        self.device = device
+
+
 class TooManyDevices(Exception):
     """The account already has `factors.push.max_devices` live push devices."""
 
@@ -87,7 +95,8 @@ def register(challenges, store, registration: Registration, *, now: datetime,
     """Consume the activation code and store the device, in the caller's transaction: the caller
     commits both (with its audit event) or, on an error, rolls both back.
 
-    Raises ActivationRefused, DeviceExists or TooManyDevices (the owner already has `max_devices`
+    Raises ActivationRefused, AlreadyRegistered (a retry of the registration that spent this code,
+    whose device is still registered), DeviceExists or TooManyDevices (the owner already has `max_devices`
     live push devices; counted under the owner's lock, so racing registrations with several codes
     cannot pass the cap together). The code is spent only together with the device
     it registers: a registration refused for its key (already a device, perhaps registered a
@@ -113,6 +122,14 @@ def register(challenges, store, registration: Registration, *, now: datetime,
     # account (tests/concurrency/test_push_activation_race.py).
     if not directory.hold_enabled(owner):
         raise ActivationRefused()
+    if found.status == USED and found.payload.get("device_id") == registration.device_id:
+        # The same key again with the code it spent: a phone retrying a registration whose 201 it
+        # never received (a dropped connection). It is registered; told "invalid_activation" it
+        # would think otherwise, and a user scanning a new code would register a second device.
+        device = store.find(registration.device_id)
+        if device is not None and device.user_id == owner.id:
+            raise AlreadyRegistered(device)
+        raise ActivationRefused()  # revoked since: the code stays spent
     if not directory.factor_allowed(owner, PUSH):
         # The organization stopped accepting push since the code was issued: no device of a kind
         # it refuses (the enrolment that showed the code could not finish either).

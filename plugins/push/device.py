@@ -87,6 +87,11 @@ def build_blueprint(factor) -> Blueprint:
         except activation.ActivationRefused:
             directory.rollback()
             return _error("invalid_activation", 400)
+        except activation.AlreadyRegistered as retried:
+            # Nothing new: the same answer again, without a second audit event or mail.
+            answer = _registered(retried.device, directory.get_user(retried.device.user_id))
+            directory.rollback()
+            return answer
         except activation.TooManyDevices:
             directory.rollback()  # (the activation code stays unspent: a device revoked, it works)
             return _error("too_many_devices", 409)
@@ -99,6 +104,9 @@ def build_blueprint(factor) -> Blueprint:
         # showed its code is ever finished: its event's commit tells the owner's mailbox now
         # (idp.security_notices).
         directory.commit()
+        return _registered(device, user)
+
+    def _registered(device, user):
         return jsonify({"device_id": device.lookup_key, "user": user.username, "issuer": _issuer(),
                         "endpoint": endpoint_base(_issuer())}), 201
 
@@ -203,18 +211,19 @@ def build_blueprint(factor) -> Blueprint:
                 directory.commit()
                 _wake(woken)
                 return jsonify({"error": "challenge_closed", "reported": True}), 409
+            body = {"error": "challenge_closed"}
+            earlier = _own_answer(factor.challenges.get(challenge_id), device)
+            if earlier is not None:
+                body["answered"] = earlier
             directory.rollback()
-            return _error("challenge_closed", 409)
+            return jsonify(body), 409
         factor.store.touch(device.id, now=now)
         woken = [challenge_id]
         if status != login_challenge.APPROVED:
             woken += _record_refusal(factor, device, answered, status, reason, now)
         directory.commit()  # the answer, its audit event and a fraud report's suspension: together
         _wake(woken)
-        body = {"status": status}
-        if status == login_challenge.DENIED:
-            body["reason"] = reason
-        return jsonify(body)
+        return jsonify(_answer_body(status, reason))
 
     def _wake(challenge_ids) -> None:
         """Tell the login pages waiting on these challenges (after the commit they must see)."""
@@ -237,6 +246,25 @@ def build_blueprint(factor) -> Blueprint:
                 csrf.exempt(view)
 
     return bp
+
+
+def _answer_body(status: str, reason: str | None) -> dict:
+    body = {"status": status}
+    if status == login_challenge.DENIED:
+        body["reason"] = reason
+    return body
+
+
+def _own_answer(closed, device) -> dict | None:
+    """What this device's own earlier answer to a closed challenge recorded, as its 200 said it: a
+    phone that sends an answer again (its first one's reply lost on the way, with a new token) is
+    told that its answer counted, not only that the request is closed. None for a challenge closed
+    otherwise (expired, cancelled, answered by another device)."""
+    if closed is None or closed.payload.get("device_credential_id") != device.id:
+        return None
+    if closed.status not in (login_challenge.APPROVED, login_challenge.DENIED, login_challenge.FRAUD):
+        return None
+    return _answer_body(closed.status, str(closed.payload.get("reason") or "denied"))
 
 
 def _record_refusal(factor, device, challenge, status: str, reason: str, now, closed_as: str | None = None) -> list[str]:

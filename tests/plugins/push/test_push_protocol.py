@@ -234,9 +234,11 @@ def test_wrong_number_counts_as_a_denial(client, push, factor_user):
     challenge_id = step.state["challenge_id"]
     assert device.answer(challenge_id, "approve", wrong).get_json() == {"status": "denied", "reason": "wrong_number"}
     assert push.verify(factor_user, step.state, {}, ctx) == Denied("wrong_number")
-    # ... and is final: the right number afterwards changes nothing.
+    # ... and is final: the right number afterwards changes nothing (the phone is told what its
+    # first answer recorded).
     late = device.answer(challenge_id, "approve", step.view["number"])
-    assert late.status_code == 409 and late.get_json() == {"error": "challenge_closed"}
+    assert late.status_code == 409 and late.get_json() == {
+        "error": "challenge_closed", "answered": {"status": "denied", "reason": "wrong_number"}}
 
 
 def test_deny_and_fraud(client, push, factor_user):
