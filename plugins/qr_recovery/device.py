@@ -92,6 +92,10 @@ def build_blueprint(factor) -> Blueprint:
         req, name, push, refused = new_device_request("/redeem")
         if refused is not None:
             return refused
+        if push.store.find(req.device_id) is not None:
+            # Before the code's state: a retry whose 201 was lost (the code it spent now "used")
+            # is told the key is registered, as /personal/finish tells it, not that the code is gone.
+            return _error("device_exists", 409)  # (and before spending the code)
         now = _utcnow()
         username = req.claims.get("user")
         user = directory.find_user_by_email(username) if isinstance(username, str) and len(username) <= 320 else None
@@ -107,8 +111,6 @@ def build_blueprint(factor) -> Blueprint:
                                              "device_id": req.device_id, "ip": request.remote_addr})
                     directory.commit()
             return _error(_STATUS_ERRORS.get(status, "invalid_recovery_code"), 410 if status in _STATUS_ERRORS else 400)
-        if push.store.find(req.device_id) is not None:
-            return _error("device_exists", 409)  # checked before spending the code
         if not directory.factor_allowed(user, push.name):  # (the code still works at a login)
             return _error("push_not_allowed", 403)
         # The user's row first, as a login, a reset and a disable lock it before the rows they

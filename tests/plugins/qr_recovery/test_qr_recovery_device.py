@@ -165,6 +165,20 @@ def test_an_already_registered_key_does_not_spend_the_code(client, push, qr, fac
     assert qr.is_configured_for(factor_user)
 
 
+def test_a_redemption_sent_again_after_its_answer_was_lost_is_told_the_key_is_registered(client, push, qr,
+                                                                                         factor_user):
+    """The phone never saw its 201 and sends the redemption again (signed afresh): its key is a
+    device, which is what it must learn, not that the code it spent is "used"."""
+    device = NewDevice(client)
+    issued = qr.issue(factor_user, actor="cli")
+    assert device.redeem(issued.secret, user=factor_user.username).status_code == 201
+    again = device.redeem(issued.secret, user=factor_user.username)
+    assert (again.status_code, again.get_json()) == (409, {"error": "device_exists"})
+    # Another key with the spent code still learns it is used.
+    assert NewDevice(client).redeem(issued.secret, user=factor_user.username).get_json() == \
+        {"error": "recovery_code_used"}
+
+
 def test_a_key_registered_meanwhile_does_not_spend_the_code(client, push, qr, factor_user, monkeypatch):
     """The key passes the check before spending (registered by a racing request a moment later):
     the registration's conflict rolls the code's use back with it."""
