@@ -122,14 +122,7 @@ def register(challenges, store, registration: Registration, *, now: datetime,
     # account (tests/concurrency/test_push_activation_race.py).
     if not directory.hold_enabled(owner):
         raise ActivationRefused()
-    if found.status == USED and found.payload.get("device_id") == registration.device_id:
-        # The same key again with the code it spent: a phone retrying a registration whose 201 it
-        # never received (a dropped connection). It is registered; told "invalid_activation" it
-        # would think otherwise, and a user scanning a new code would register a second device.
-        device = store.find(registration.device_id)
-        if device is not None and device.user_id == owner.id:
-            raise AlreadyRegistered(device)
-        raise ActivationRefused()  # revoked since: the code stays spent
+    _refuse_if_spent_by(found, store, registration, owner)
     if not directory.factor_allowed(owner, PUSH):
         # The organization stopped accepting push since the code was issued: no device of a kind
         # it refuses (the enrolment that showed the code could not finish either).
@@ -147,6 +140,10 @@ def register(challenges, store, registration: Registration, *, now: datetime,
     claimed = challenges.answer(found.id, USED, payload={"type": ACTIVATION, "device_id": registration.device_id},
                                 now=now, commit=False)
     if claimed is None:
+        # Spent while this request waited for the locks: by a copy of this very registration
+        # (a client's retry while the first was still under way) it is that copy's device.
+        _refuse_if_spent_by(challenges.find(LOOKUP_PREFIX + code_digest(registration.code)), store,
+                            registration, owner)
         raise ActivationRefused()
     try:
         device = store.create(claimed.user_id, label=registration.name, lookup_key=registration.device_id,
@@ -159,6 +156,19 @@ def register(challenges, store, registration: Registration, *, now: datetime,
     # An enrolment page that finishes issues it itself and clears the mark.
     directory.owe_recovery_codes(owner)
     return device
+
+
+def _refuse_if_spent_by(found, store, registration: Registration, owner: UserRef) -> None:
+    """An activation the same key already spent is a phone sending its registration again, its
+    201 lost on the way (a dropped connection): AlreadyRegistered while that device lives. Told
+    "invalid_activation", the phone would think it is not registered, and a user scanning a new
+    code would register a second device. ActivationRefused once that device is revoked."""
+    if found is None or found.status != USED or found.payload.get("device_id") != registration.device_id:
+        return
+    device = store.find(registration.device_id)
+    if device is not None and device.user_id == owner.id:
+        raise AlreadyRegistered(device)
+    raise ActivationRefused()  # (the code stays spent)
 
 
 def status(challenges, store, activation_id: str, user_id: int | None, now: datetime) -> tuple[str, CredentialInfo | None]:

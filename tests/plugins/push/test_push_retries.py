@@ -3,6 +3,7 @@ on the live server, what the registration and the answer tell the second copy
 (docs/push-protocol.md, sections 3 and 5.3)."""
 from __future__ import annotations
 
+import pytest
 import requests
 from push_testkit import activation_code, issue_activation_uri
 from sqlalchemy import func, select
@@ -124,3 +125,26 @@ def test_an_answer_sent_again_is_told_what_its_first_one_recorded(push_server, s
         {"status": "denied", "reason": "wrong_number"}
     again = phone.answer(cid, phone.answer_token(cid, "approve", wrong))
     assert again.json() == {"error": "challenge_closed", "answered": {"status": "denied", "reason": "wrong_number"}}
+
+
+@pytest.mark.postgres
+def test_two_copies_of_one_registration_at_once_register_one_device_and_both_say_so(postgres_url, _migrated_copies):
+    """A client's retry while its first registration is still under way: the second copy waits for
+    the first's locks and is then told the device it registered, not `invalid_activation`."""
+    from fixtures.oidc import seed, start_server
+    from fixtures.race import at_once
+    from push_testkit import enable_push
+
+    _migrated_copies.migrate(postgres_url)
+    server = enable_push(start_server(postgres_url))
+    try:
+        seeded = seed(server)
+        phone = Phone(server)
+        code = activation_code(issue_activation_uri(server, seeded.user_email))
+        tokens = [phone.registration(code), phone.registration(code)]
+        answers = at_once(2, lambda i: phone.register(tokens[i]))
+        assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
+        assert answers[0].json() == answers[1].json()
+        assert count(server, "devices") == 1 and count(server, "push.device_registered") == 1
+    finally:
+        server.stop()
