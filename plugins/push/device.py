@@ -195,6 +195,12 @@ def build_blueprint(factor) -> Blueprint:
             payload={**info.payload, "reason": reason, "device_credential_id": device.id,
                      "device_name": device.label})
         if answered is None:
+            earlier = _own_answer(factor.challenges.get(challenge_id), device)
+            if status == login_challenge.FRAUD and earlier == {"status": login_challenge.FRAUD}:
+                # This device's own report, sent again (its reply lost): recorded and acted on
+                # once already; a second event, suspension and mail would be the same report twice.
+                directory.rollback()
+                return jsonify({"error": "challenge_closed", "reported": True, "answered": earlier}), 409
             # One still open (pending, unexpired) belongs to a login that no longer waits on it
             # (finished with another method, switched to one, expired): it closes now, and is
             # reported so however long ago it came, as it was when this answer claimed it (a
@@ -212,7 +218,6 @@ def build_blueprint(factor) -> Blueprint:
                 _wake(woken)
                 return jsonify({"error": "challenge_closed", "reported": True}), 409
             body = {"error": "challenge_closed"}
-            earlier = _own_answer(factor.challenges.get(challenge_id), device)
             if earlier is not None:
                 body["answered"] = earlier
             directory.rollback()

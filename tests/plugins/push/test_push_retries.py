@@ -127,6 +127,19 @@ def test_an_answer_sent_again_is_told_what_its_first_one_recorded(push_server, s
     assert again.json() == {"error": "challenge_closed", "answered": {"status": "denied", "reason": "wrong_number"}}
 
 
+def test_a_fraud_report_sent_again_is_reported_once(push_server, seeded, rp_factory):
+    """The same device's report, sent again after its reply was lost: it counted, and is not
+    recorded (audited, suspended, mailed) a second time."""
+    phone = registered_phone(push_server, seeded.user_email)
+    push_step(push_server, rp_factory(seeded.first_party), seeded)
+    cid = phone.pending()[0]["id"]
+    assert phone.answer(cid, phone.answer_token(cid, "fraud")).json() == {"status": "fraud"}
+    again = phone.answer(cid, phone.answer_token(cid, "fraud"))
+    assert (again.status_code, again.json()) == (
+        409, {"error": "challenge_closed", "reported": True, "answered": {"status": "fraud"}})
+    assert count(push_server, "push.fraud_reported") == 1
+
+
 @pytest.mark.postgres
 def test_two_copies_of_one_registration_at_once_register_one_device_and_both_say_so(postgres_url, _migrated_copies):
     """A client's retry while its first registration is still under way: the second copy waits for
