@@ -235,6 +235,19 @@ def update_in_place(row: TransactionRow, expected_version: int, *, commit: bool 
     return advance(row, State(row.state), expected_version, State(row.state), commit=commit, **patch)
 
 
+_READ_STEP = select(_TABLE.c.state, _TABLE.c.version, _TABLE.c.factor_name, _TABLE.c.factor_state) \
+    .where(_TABLE.c.id == bindparam("id_"))
+
+
+def read_step_again(row: TransactionRow) -> None:
+    """Bring `row`'s state, version and factor step up to date, after another request of the same
+    login won a version-guarded write this one lost (`advance`, which rolled back: read outside
+    any transaction, as `load` reads)."""
+    found = db.read_all(_READ_STEP, {"id_": row.id})
+    if found:
+        row.state, row.version, row.factor_name, row.factor_state = found[0]
+
+
 def drop_step(row: TransactionRow, expected_version: int) -> bool:
     """Drop the factor step in progress (a challenge a refused answer spent: no form of this
     version may answer it again), version-guarded, in the caller's transaction (which commits

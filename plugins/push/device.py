@@ -160,10 +160,10 @@ def build_blueprint(factor) -> Blueprint:
                 if items or left <= 0:
                     return items
                 directory.rollback()  # see other processes' commits; give the connection back meanwhile
-                # Woken, and nothing listed: the login that sent the request may not have recorded
-                # push as its method yet (it does a few milliseconds after the request is stored and
-                # the phones woken; a login switching back to push from another method is not
-                # waiting on push until then). Look again shortly, not at the fallback interval.
+                # Woken, and nothing listed: the login's pages name push as the login's method before
+                # its request is stored (idp.login.steps.second_factor._begin), but a login that
+                # records it only after the phones are woken would be missed until the fallback
+                # interval. A cheap guard: look again shortly.
                 pause = RECHECK_AFTER_WAKE if woken else waker.fallback_interval
                 woken = listener.wait(min(pause, left))
 

@@ -101,6 +101,12 @@ def stored(ctx: StepContext) -> tuple[str | None, dict, dict]:
     return ctx.row.factor_name, data.get("state") or {}, view
 
 
+def being_begun(row) -> bool:
+    """A challenge is being begun (the factor named, its step not kept yet): the login's step
+    claimed by `second_factor._begin` until the plugin's `begin_challenge` returns."""
+    return row.factor_name is not None and row.factor_state is None
+
+
 def remember_step(ctx: StepContext, name: str, step, *, sealed: bool = False) -> bool:
     """Keep the step a plugin began. `sealed`: an enrolment's view holds what the user is
     about to register (a TOTP seed in clear, its QR code, an activation URI): encrypted at rest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 from flask import jsonify, redirect, request, url_for
 from flask_babel import gettext as _
@@ -24,8 +25,8 @@ from idp.login import gate, pipeline, transaction
 from idp.login.forms import CodeForm, PostedCode
 from idp.login.steps import recovery_codes
 from idp.login.steps.base import StepContext, wait_message
-from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, call_plugin, choices, lockout_keys,
-                                         plugin_response, remember_step, spend_step, step_record,
+from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, being_begun, call_plugin, choices,
+                                         lockout_keys, plugin_response, remember_step, spend_step, step_record,
                                          stored, unavailable_message, user_lockout_key, user_of)
 from idp.login.transaction import State
 
@@ -50,10 +51,35 @@ def message_for(outcome: Rejected | None = None) -> str:
 
 
 def _begin(ctx: StepContext, user, factor) -> bool:
-    """Begin `factor`'s challenge and keep it; False when the plugin failed (logged, rolled back)."""
+    """Begin `factor`'s challenge and keep it; False when the plugin failed (logged, rolled back).
+
+    The step is claimed first (the login's version moves, the factor named with no step yet:
+    `being_begun`), then begun, then kept. Two copies of one form (a double click on "send a push instead", a page
+    loaded twice) both read the login at one version: begun and then kept, each began a
+    challenge, the later begin cancelled the earlier one's (a login has one push request at a
+    time), and only the earlier one was kept: the login waited on a cancelled request while the
+    phone listed a live one. Claimed first, the copy that loses begins nothing and goes on with
+    what the other kept (`ctx.row` read again, a True; `show` waits until it is kept).
+
+    A factor that `begins_quietly` writes nothing: its claim commits with the kept step. Any
+    other's commits before the plugin is called, which may commit or roll back itself (push
+    commits its request before it wakes the phones, who then find the login waiting on no other
+    method and list it at once; a refused push rolls its own writes back)."""
+    before = (ctx.row.version, ctx.row.factor_name, ctx.row.factor_state)
+    # Named, not cleared: a phone asking meanwhile finds the login waiting on push; the page of
+    # another request of this login waits for the step kept (`show`) rather than begin its own.
+    if not transaction.update_in_place(ctx.row, ctx.row.version, commit=not factor.begins_quietly,
+                                       factor_name=factor.name, factor_state=None):
+        transaction.read_step_again(ctx.row)  # (rolled back: another request of this login moved it first)
+        return True
     try:
         step = call_plugin(factor, "begin_challenge", gate.user_ref(user), attempt_context(ctx, factor))
-    except FactorUnavailable:
+    except FactorUnavailable:  # (rolled back) the method in progress stays
+        if factor.begins_quietly:  # the claim went with the rollback
+            ctx.row.version, ctx.row.factor_name, ctx.row.factor_state = before
+        elif not transaction.update_in_place(ctx.row, ctx.row.version, factor_name=before[1],
+                                             factor_state=before[2]):
+            transaction.read_step_again(ctx.row)
         return False
     remember_step(ctx, factor.name, step)
     return True
@@ -94,14 +120,18 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200):
     user = user_of(ctx)
     factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
-    name, _state, view = stored(ctx)
+    name, _state, view = _kept_step(ctx)
     if name not in usable:
+        if ctx.row.state != State.SECOND_FACTOR.value:  # moved on while another request began a step
+            return redirect(url_for("login.step", handle=ctx.handle))
         if not factors and not recovery:
             return ctx.render("login/no_factor.html", status=403, error=error)
         failed = _begin_first(ctx, user, factors + recovery)
-        name, _state, view = stored(ctx)
+        name, _state, view = _kept_step(ctx)  # (another request's, when it claimed the step first)
         if failed is not None and error is None:  # (the page shows the next one: usable, a 200)
             error = unavailable_message(failed)
+        if ctx.row.state != State.SECOND_FACTOR.value:
+            return redirect(url_for("login.step", handle=ctx.handle))
         if name not in usable:  # not one of them could begin
             return ctx.render("login/no_factor.html", status=503, error=error)
     factor = usable[name]
@@ -116,6 +146,26 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200):
     key = {"factor": name, "view": view, "alternatives": [f.name for f in alternatives],
            "recovery": [f.name for f in others], "poll": bool(factor.supports_poll)}
     return ctx.render_from_stencil(templates, status, error, key, values_for)
+
+
+# How long a page waits for another request of its login to keep the challenge it is beginning
+# (`_begin`: push's begin sends its request in between, a few milliseconds; its relay is called
+# from a thread of its own). Longer, that request failed on the way: this page begins one itself.
+BEGUN_ELSEWHERE_WAIT = 3.0
+
+
+def _kept_step(ctx: StepContext) -> tuple[str | None, dict, dict]:
+    """`stored(ctx)`, once the challenge another request of this login is beginning (a double
+    click, the loser of `_begin`'s claim, a reload) is kept: the page shows that one rather than
+    begin another, which would cancel it. No factor (None) when none was kept in time."""
+    deadline = time.monotonic() + BEGUN_ELSEWHERE_WAIT
+    while being_begun(ctx.row) and time.monotonic() < deadline:
+        db.session.rollback()  # (a page's GET: nothing written; SQLite's write lock not held meanwhile)
+        time.sleep(0.05)
+        transaction.read_step_again(ctx.row)
+    if being_begun(ctx.row):
+        return None, {}, {}
+    return stored(ctx)
 
 
 def choose(ctx: StepContext, name: str):
@@ -302,6 +352,8 @@ def poll(ctx: StepContext):
     """Non-blocking status of an out-of-band challenge; the page then posts its form to finish."""
     if ctx.row.state != State.SECOND_FACTOR.value:
         return jsonify({"status": "moved"})
+    if being_begun(ctx.row):  # (the challenge the page will show is on its way)
+        return jsonify({"status": "pending"})
     name, state, _view = stored(ctx)
     registry = current_registry()
     if name not in registry or not registry.get(name).supports_poll:

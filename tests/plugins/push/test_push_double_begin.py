@@ -1,0 +1,124 @@
+"""Two begins of one login's push request at once: a double click on "send a push instead".
+
+Each copy of the form read the login at the same version. The second copy's `begin_challenge`
+cancelled the request the first had sent and kept (the login's earlier requests are superseded),
+sent its own, then failed to keep it (the version had moved): the login waited on a cancelled
+request while the phone listed a live one the login knew nothing of, until the page's poll said
+"That request expired. A new one has been started". Now the step is claimed (a version-guarded
+update) before anything begins: the copy that loses begins nothing.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from sqlalchemy import create_engine, select
+
+from idp.models import FactorChallenge, LoginTransaction
+
+from fixtures.oidc import FormBrowser, past_new_recovery_codes
+from fixtures.race import at_once, tabs_of
+from test_push_login import _user_with_push_and_totp, continue_
+
+
+def _login_row(engine):
+    with engine.connect() as connection:
+        return connection.execute(select(LoginTransaction.id, LoginTransaction.version, LoginTransaction.factor_name,
+                                          LoginTransaction.factor_state)).one()
+
+
+def _live_requests(engine, transaction_id: str) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.scalars(select(FactorChallenge.id).where(
+            FactorChallenge.transaction_id == transaction_id, FactorChallenge.factor == "push",
+            FactorChallenge.status == "pending")))
+
+
+def _on_the_code_page(push_server, seeded, rp_factory):
+    """A user with a phone and an authenticator app, at the app's code page (the newest factor),
+    which offers "Approve on your phone" as another method."""
+    device, _secret = _user_with_push_and_totp(push_server, seeded)
+    web = FormBrowser(push_server.url)
+    web.get(rp_factory(seeded.first_party).authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    assert "data-push-number" not in page.text and page.form_with("code")
+    [choose] = [f for f in page.forms() if f["action"].endswith("/factor/push")]
+    return device, web, choose
+
+
+def test_a_double_click_on_send_a_push_instead_sends_one_request_the_login_waits_on(push_server, seeded,
+                                                                                   rp_factory):
+    device, web, choose = _on_the_code_page(push_server, seeded, rp_factory)
+    engine = create_engine(push_server.database_url)
+    factor = push_server.app.extensions["idp.factors"].get("push")
+    original, lock, calls = factor.begin_challenge, threading.Lock(), []
+
+    def begin_challenge(user, ctx):
+        """The first begin waits until both copies have read the login; a second begin, if any,
+        runs once the first one's request is what the login waits on (the order that lost it)."""
+        with lock:
+            calls.append(ctx.transaction_id)
+            mine = len(calls)
+        if mine == 1:
+            time.sleep(0.5)
+            return original(user, ctx)
+        from idp.factors import directory
+
+        directory.rollback()  # (SQLite: hold no write lock while the first copy keeps its request)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _login_row(engine).factor_name != "push":
+            time.sleep(0.02)
+        return original(user, ctx)
+
+    factor.begin_challenge = begin_challenge
+    try:
+        tabs = tabs_of(web, 2)
+        pages = at_once(2, lambda i: tabs[i].submit(choose))
+    finally:
+        del factor.begin_challenge
+    assert all("data-push-number" in page.text for page in pages)
+    login = _login_row(engine)
+    waited_on = (login.factor_state or {}).get("state", {}).get("challenge_id")
+    assert login.factor_name == "push" and waited_on
+    assert _live_requests(engine, login.id) == [waited_on], "the login waits on a request that is not live"
+    [listed] = device.pending()
+    assert listed["id"] == waited_on
+    assert len(calls) == 1, f"{len(calls)} requests begun for one login"
+    # Both tabs show the number of that request; approved on the phone, the login goes on.
+    numbers = {page.find(r'data-push-number="(\d+)"') for page in pages}
+    assert len(numbers) == 1
+    assert device.answer(waited_on, "approve", numbers.pop()) == {"status": "approved"}
+    continue_(web, pages[0])
+    past_new_recovery_codes(web)
+    if web.last_redirect is None:
+        web.consent("allow")
+    assert "code=" in web.last_redirect
+    engine.dispose()
+
+
+def test_a_phone_asking_as_the_request_is_sent_lists_it_at_once(push_server, seeded, rp_factory):
+    """The request is committed and the phones woken inside `begin_challenge`; the login keeps it a
+    moment later. A phone's long-poll that began in between found the login still waiting on the
+    app's code, listed nothing and slept until its fallback interval (3 s with Redis). The login's
+    claim of the step commits with the request: from then on, it waits on no other method."""
+    device, web, choose = _on_the_code_page(push_server, seeded, rp_factory)
+    factor = push_server.app.extensions["idp.factors"].get("push")
+    original, seen = factor.begin_challenge, []
+
+    def begin_challenge(user, ctx):
+        step = original(user, ctx)
+        started = time.monotonic()
+        seen.append(([c["id"] for c in device.pending(wait=10)], time.monotonic() - started))
+        return step
+
+    factor.begin_challenge = begin_challenge
+    try:
+        page = web.submit(choose)
+    finally:
+        del factor.begin_challenge
+    [(listed, took)] = seen
+    engine = create_engine(push_server.database_url)
+    waited_on = _login_row(engine).factor_state["state"]["challenge_id"]
+    engine.dispose()
+    assert listed == [waited_on] and took < 2
+    assert page.find(r'data-push-number="(\d+)"')
