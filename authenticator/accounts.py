@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Optional
 
 from authenticator.errors import AuthenticatorError
+from authenticator.terminal import command_line
 
 TOTP = "totp"
 PUSH = "push"
@@ -114,7 +115,8 @@ def ensure_can_approve(account: Account) -> None:
         raise AuthenticatorError(f"{account.label} is not a push account")
     if account.status == NEEDS_VERIFICATION or not account.push.device_private_key:
         raise AuthenticatorError(
-            f"{account.label} was restored from a backup and needs verification first: run recover {account.id}"
+            f"{account.label} was restored from a backup and needs verification first: "
+            f"run {command_line(f'recover {account.id}')}"
         )
 
 

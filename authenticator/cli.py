@@ -28,7 +28,7 @@ from authenticator.intake import PendingAccount, account_from_input
 from authenticator.push import commands as push_commands
 from authenticator.secret_input import SecretSource, passphrase_source, recovery_secret_source
 from authenticator.store import Vault, locked
-from authenticator.terminal import PROG, one_line, printable, shown, warn
+from authenticator.terminal import PROG, command_line, one_line, printable, shown, suggest_home, warn
 
 
 @dataclass
@@ -155,8 +155,8 @@ def _refuse_duplicate(vault: Vault, pending: PendingAccount) -> None:
         if (existing.issuer, existing.name, existing.type) == (pending.issuer, pending.username, pending.type):
             if existing.status != ACTIVE:  # restored from a backup: recover gives it its key, keeping its id
                 raise AuthenticatorError(f"account {existing.label} (id {existing.id}) was restored from a backup "
-                                         f"and needs verification: run recover {existing.id} --qr IMAGE (or "
-                                         f"--password) instead")
+                                         f"and needs verification: run "
+                                         f"{command_line(f'recover {existing.id} --qr IMAGE')} (or --password) instead")
             raise AuthenticatorError(f"account {existing.label} already exists (id {existing.id}); remove it first")
 
 
@@ -250,12 +250,12 @@ def cmd_restore(ctx: Context, args) -> int:
     waiting = sum(1 for a in restored if a.status != ACTIVE)
     human = f"restored {len(restored)} account(s) from the backup {backup_service.written_at(backup)}"
     if waiting:
-        human += f"; {waiting} push account(s) need verification: run recover ACCOUNT"
+        human += f"; {waiting} push account(s) need verification: run {command_line('recover ACCOUNT')}"
     if vault.backup is None:
         # The backup settings live in the lost device's store, not in the backup: without this the
         # new phone would go on unbacked-up, its owner believing otherwise.
-        human += (f"; automatic backup is off on this device: idp-authenticator backup --enable "
-                  f"--to {shown(args.source)}")
+        human += (f"; automatic backup is off on this device: "
+                  f"{command_line(f'backup --enable --to {shown(args.source)}')}")
     ctx.emit({"created_at": backup.created_at, "accounts": [account_summary(a) for a in restored]}, human)
     return 0
 
@@ -356,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     _tolerant_stdio()
     args = build_parser().parse_args(argv)
+    suggest_home(args.home)
     ctx = Context(
         home=resolve_home(args.home),
         as_json=args.json,

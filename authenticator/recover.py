@@ -33,7 +33,7 @@ from authenticator.push import keys
 from authenticator.push.activation import PushActivation, activation_issuer, device_name, server_username
 from authenticator.push.client import ServerUnreachable, host_of, parse_json
 from authenticator.qr import decode_qr_image
-from authenticator.terminal import is_terminal, is_text, read_line, shown
+from authenticator.terminal import command_line, is_terminal, is_text, read_line, shown
 
 URI_SCHEME = "idp-recovery"
 SUPPORTED_VERSION = "1"
@@ -354,7 +354,7 @@ def cmd_recover(ctx, args) -> int:
         if args.qr and not any(a.type == PUSH for a in (vault.accounts if vault else [])):
             # A new phone without a backup: there is nothing to recover, but the code adds the account.
             raise AuthenticatorError(f"{exc}: on a device holding no backup of the account, add the recovery QR "
-                                     f"code instead (idp-authenticator add IMAGE)") from None
+                                     f"code instead ({command_line('add IMAGE')})") from None
         raise
     if account.type != PUSH or account.push is None:
         raise AuthenticatorError(f"{account.label} is not a push account: only push accounts need recovery")

@@ -17,12 +17,28 @@ the newlines of the app's own layout.
 """
 
 import re
+import shlex
 import sys
 from typing import Optional, TextIO
 
 from authenticator.errors import AuthenticatorError
 
 PROG = "idp-authenticator"
+
+# ` --home DIR` when the user gave one (cli.main): a command the app suggests names the same home,
+# or, copied as it is, it would act on the default home rather than the one the user works in.
+_home_option = ""
+
+
+def suggest_home(explicit: Optional[str]) -> None:
+    """The ``--home`` the suggested commands carry (None: the default home, no option)."""
+    global _home_option
+    _home_option = f" --home {shlex.quote(explicit)}" if explicit else ""
+
+
+def command_line(arguments: str) -> str:
+    """``idp-authenticator [--home DIR] ARGUMENTS``: a command to run next, as the user types it."""
+    return f"{PROG}{_home_option} {arguments}"
 
 # Echoed values (paths, URIs) longer than this are shortened in the middle: the
 # start and the end are what tell a user which one it was.

@@ -46,6 +46,7 @@ from authenticator.errors import (
     NotABackupFile,
     WrongRecoverySecret,
 )
+from authenticator.terminal import command_line
 
 
 def enable(vault, location: str, recovery_secret: str, *, replace: bool = False) -> BackupSettings:
@@ -148,7 +149,7 @@ def write_backup(vault, *, settings: BackupSettings | None = None, take_over: bo
     previous = vault.backup
     settings = settings or previous
     if settings is None:
-        raise AuthenticatorError("backup is not enabled; run: idp-authenticator backup --enable --to DIR")
+        raise AuthenticatorError(f"backup is not enabled; run: {command_line('backup --enable --to DIR')}")
     storage = storage_for(settings.storage, settings.location)
     key = backup_format.BackupKey(
         settings.kdf, settings.salt,
@@ -224,8 +225,9 @@ def _ensure_still_ours(storage: BackupStorage, settings: BackupSettings) -> byte
     where = storage.describe()
     raise BackupReplaced(
         f"the backup at {where} was replaced by another device since this one last wrote it, and is left "
-        f"as it is; to make this device's accounts the backup there: idp-authenticator backup --enable "
-        f"--to {shlex.quote(where)} --replace (or stop: backup --disable)")
+        f"as it is; to make this device's accounts the backup there: "
+        f"{command_line(f'backup --enable --to {shlex.quote(where)} --replace')} "
+        f"(or stop: {command_line('backup --disable')})")
 
 
 def _ensure_not_emptying(current: bytes, key: backup_format.BackupKey, storage: BackupStorage) -> None:
@@ -241,7 +243,7 @@ def _ensure_not_emptying(current: bytes, key: backup_format.BackupKey, storage: 
     raise BackupWouldEmpty(
         f"this device holds no accounts now, and the backup at {storage.describe()} {holding}: it is left "
         f"as it is (it may be the one to restore, onto a new app home: --home NEW_DIR restore --from DIR); "
-        f"to empty it on purpose: idp-authenticator backup --now")
+        f"to empty it on purpose: {command_line('backup --now')}")
 
 
 def _written_here(blob: bytes, settings: BackupSettings) -> bool:

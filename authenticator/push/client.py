@@ -18,6 +18,7 @@ import requests
 from authenticator import fetch
 from authenticator.errors import AuthenticatorError
 from authenticator.push import keys
+from authenticator.terminal import command_line
 
 TIMEOUT = 10.0  # seconds for any one read
 # Seconds for a whole exchange, headers and body (plus the long-poll's wait): TIMEOUT alone is per
@@ -101,7 +102,7 @@ class PushClient:
                 return ProtocolError(f"the server refused this device's signature; this device's clock is "
                                      f"{int(skew)} s off the server's: set the clock right and retry")
         # `add` refuses an account that is already here: the advice names both steps.
-        remove = f"idp-authenticator remove {self.account_id}" if self.account_id else "remove ACCOUNT"
+        remove = command_line(f"remove {self.account_id}" if self.account_id else "remove ACCOUNT")
         return DeviceRevoked("the server no longer accepts this device (it was revoked, or the account removed): "
                              f"remove the account here ({remove}), then add it again with a new activation code")
 

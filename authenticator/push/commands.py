@@ -26,7 +26,7 @@ from authenticator.push.client import (
     ServerUnreachable,
     host_of,
 )
-from authenticator.terminal import printable, read_line, shown
+from authenticator.terminal import command_line, printable, read_line, shown
 
 MIN_PREFIX = 6
 MAX_PARALLEL = 8  # servers asked at once by collect()
@@ -141,13 +141,15 @@ def resolve(ctx, accounts: list, challenge_id: str):
     """The (account, full challenge id) a typed id or prefix names, among the servers that answered."""
     if not challenge_id:
         raise AuthenticatorError("give the request id (see pending)")
+    if len(challenge_id) < MIN_PREFIX:  # no request id is that short: not "no pending request"
+        raise AuthenticatorError(f"{challenge_id!r} is too short to name a request: give its id, or at least "
+                                 f"{MIN_PREFIX} characters of it (see pending)")
     usable = _usable(accounts)
     if not usable:
         ensure_can_approve(accounts[0])  # explains why (restored, needs verification)
     found, failed = collect(usable)
     ensure_some_answered(failed, len(usable))
-    matches = [(a, c["id"]) for a, c in found if c["id"] == challenge_id
-               or (len(challenge_id) >= MIN_PREFIX and c["id"].startswith(challenge_id))]
+    matches = [(a, c["id"]) for a, c in found if c["id"].startswith(challenge_id)]  # (the whole id too)
     exact = [m for m in matches if m[1] == challenge_id]
     if exact or len(matches) == 1:
         for account, error in failed:  # answered anyway: the others are worth knowing about
@@ -186,7 +188,8 @@ def cmd_pending(ctx, args) -> int:
     # A restored account receives nothing until it has a key of its own: "no pending requests"
     # alone would let the user wait for a request that can never show up here.
     usable = _usable(accounts)
-    lines += [f"{shown(a.label)} (id {a.id}) cannot receive requests until it is verified: run recover {a.id}"
+    lines += [f"{shown(a.label)} (id {a.id}) cannot receive requests until it is verified: run "
+              f"{command_line(f'recover {a.id}')}"
               for a in accounts if a not in usable]
     ctx.emit([_summary(c, a) for a, c in found], "\n".join(lines))
     return 0

@@ -91,7 +91,7 @@ def test_restore_says_the_new_device_does_not_back_up_yet(backed_up, make_app):
     new = make_app("new")
     out = new.ok("restore", "--from", str(cloud))
     assert out == (f"restored 2 account(s) from the backup written at 2023-11-14T22:13:20Z; automatic backup "
-                   f"is off on this device: idp-authenticator backup --enable --to {cloud}\n")
+                   f"is off on this device: idp-authenticator --home {new.home} backup --enable --to {cloud}\n")
     assert json.loads(new.ok("--json", "backup")) == {"enabled": False}
     new.ok("backup", "--enable", "--to", str(cloud))  # as the line says: the folder holds nothing new
     assert json.loads(new.ok("--json", "backup"))["enabled"]
@@ -150,7 +150,8 @@ def test_removing_every_account_leaves_the_backup_to_restore_whole(backed_up, ma
     assert result.stderr == (
         f"idp-authenticator: warning: automatic backup skipped: this device holds no accounts now, and the backup "
         f"at {cloud} still holds 1 account(s): it is left as it is (it may be the one to restore, onto a new app "
-        f"home: --home NEW_DIR restore --from DIR); to empty it on purpose: idp-authenticator backup --now\n")
+        f"home: --home NEW_DIR restore --from DIR); to empty it on purpose: idp-authenticator --home {old.home} "
+        "backup --now\n")
     assert "restored 1 account(s)" in old.ok("restore", "--from", str(cloud))
     assert codes(old) == {"ACME:alice@example.com": before["ACME:alice@example.com"]}
 
@@ -382,8 +383,8 @@ def test_the_old_phone_does_not_overwrite_a_backup_the_new_phone_took_over(taken
     warning = result.stderr.strip()
     assert warning == (f"idp-authenticator: warning: automatic backup skipped: the backup at {cloud} was replaced "
                        "by another device since this one last wrote it, and is left as it is; to make this "
-                       "device's accounts the backup there: idp-authenticator backup --enable "
-                       f"--to {cloud} --replace (or stop: backup --disable)")
+                       f"device's accounts the backup there: idp-authenticator --home {old.home} backup --enable "
+                       f"--to {cloud} --replace (or stop: idp-authenticator --home {old.home} backup --disable)")
     assert (cloud / BACKUP_FILE).read_bytes() == before  # carol is still backed up
     assert old.run("remove", "bob").stderr.count("automatic backup skipped") == 1
     # The new phone goes on backing up: the file there is still the one it wrote.

@@ -132,6 +132,21 @@ def test_pending_and_approve(phone, live_idp):
     assert "no pending request" in one_line_error(again)
 
 
+def test_an_id_prefix_too_short_says_so(phone, live_idp):
+    """A prefix shorter than 6 characters names no request: the app says so, and the minimum (it
+    said "no pending request", as if the request were gone), asks no server and answers nothing."""
+    from idp.factors import Pending
+
+    step = live_idp.start_login()
+    full_id = step.state["challenge_id"]
+    result = phone.run("approve", "--number", step.view["number"], "--", full_id[:5])
+    assert result.returncode == 1
+    assert one_line_error(result) == (f"idp-authenticator: '{full_id[:5]}' is too short to name a request: give "
+                                      "its id, or at least 6 characters of it (see pending)")
+    assert isinstance(live_idp.outcome(step), Pending)
+    assert phone.ok("approve", "--number", step.view["number"], "--", full_id[:6]).startswith("approved")
+
+
 def test_wrong_number_is_a_denial(phone, live_idp):
     """A failure like the others: one line on stderr, its own exit status (26); --json still prints the answer."""
     from idp.factors import Denied
@@ -200,8 +215,8 @@ def test_revoked_device_says_so_and_how_to_add_it_again(phone, live_idp):
     live_idp.revoke_all()
     error = one_line_error(phone.run("pending"))
     assert error == ("idp-authenticator: the server no longer accepts this device (it was revoked, or the account "
-                     f"removed): remove the account here (idp-authenticator remove {account['id']}), then add it "
-                     "again with a new activation code")
+                     f"removed): remove the account here (idp-authenticator --home {phone.home} remove "
+                     f"{account['id']}), then add it again with a new activation code")
     # The advice works as written: `add` alone would refuse an account that is already here.
     assert "already exists" in one_line_error(phone.run("add", live_idp.activation_uri()))
     phone.ok("remove", account["id"])
@@ -232,7 +247,7 @@ def test_pending_says_why_a_restored_account_receives_nothing(app):
     vault.save()
     assert app.ok("pending") == ("no pending requests\n"
                                  f"acme:alice@example.com (id {stored.id}) cannot receive requests until it is "
-                                 f"verified: run recover {stored.id}\n")
+                                 f"verified: run idp-authenticator --home {app.home} recover {stored.id}\n")
     assert json.loads(app.ok("--json", "pending")) == []
 
 

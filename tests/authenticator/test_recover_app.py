@@ -79,7 +79,7 @@ def test_a_qr_code_on_a_phone_without_the_account_points_to_add(app, tmp_path):
     assert result.returncode == 1
     assert one_line_error(result) == ("idp-authenticator: no account matches 'alice@example.com': on a device holding "
                                       "no backup of the account, add the recovery QR code instead "
-                                      "(idp-authenticator add IMAGE)")
+                                      f"(idp-authenticator --home {app.home} add IMAGE)")
     assert not app.home.exists() or not any(app.home.iterdir())
 
 

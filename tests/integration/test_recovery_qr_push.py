@@ -165,7 +165,7 @@ def test_adding_a_recovery_qr_for_a_restored_account_points_to_recover(server, s
     issued = issue_on_admin_page(admin_browser(server, seeded), user_id(server, seeded.user_email))
     before = new.files()
     result = new.run("add", issued["uri"])
-    assert result.returncode == 1 and f"run recover {account} --qr IMAGE" in result.stderr
+    assert result.returncode == 1 and f"run idp-authenticator --home {new.home} recover {account} --qr IMAGE" in result.stderr
     assert new.files() == before
     assert new.ok("recover", account, "--qr", issued["uri"]).startswith("recovered")  # the code was not spent
 
