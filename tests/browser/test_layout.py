@@ -90,3 +90,29 @@ def test_security_audit_and_push_enrolment_fit_a_phone(chromium, page, live_serv
         assert_fits(admin, "admin-users")
     finally:
         context.close()
+
+
+def test_french_admin_forms_reflow_at_320_px(chromium, live_server, seeded):
+    """WCAG 1.4.10 (reflow: 320 CSS px, a 1280 px screen at 400 %): the admin pages whose buttons are
+    WTForms' <input type=submit>, in French. Such a button keeps its value on one line unless told
+    otherwise: "Émettre un code QR de récupération" made the recovery QR page 352 px wide, and
+    "Enregistrer les facteurs autorisés" the security page 323 px."""
+    base = live_server.url
+    context = chromium.new_context(locale="fr-FR", viewport={"width": 320, "height": 800})
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(15000)
+        sign_in_at(tab, f"{base}/admin/users?q={seeded.user_email}", seeded.admin_email, seeded.password)
+        with tab.expect_navigation():
+            tab.locator("table.users a").first.click()
+        user_url = tab.url
+        for path, what in ((f"{user_url}/recovery-qr", "recovery-qr-fr"), (f"{base}/admin/security", "security-fr"),
+                           (user_url, "user-fr")):
+            tab.goto(path)
+            assert tab.evaluate("document.documentElement.lang") == "fr"
+            assert_fits(tab, what)
+            for button in tab.locator("input[type=submit]").all():  # each whole, inside the page
+                box = button.bounding_box()
+                assert box and box["x"] >= 0 and box["x"] + box["width"] <= 320, (what, button.get_attribute("value"))
+    finally:
+        context.close()
