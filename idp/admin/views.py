@@ -231,12 +231,16 @@ def _render_security(factors_form=None, grace_form=None, code: int = 200):
     today = today_utc()
     counts = distribution(g.org.id, today)
     total = sum(counts.values())
+    # The refused form is the page's `form`: its first invalid field takes the focus (admin/_macros.html's
+    # input) and the title says "Error:" (base.html), as on the pages with one form. Without it, a keyboard
+    # or screen reader user was left at the top of the page, told nothing, the error far below.
+    refused = next((f for f in (factors_form, grace_form) if f is not None and f.errors), None)
     factors_form, grace_form = _security_forms(factors_form, grace_form)
     recovery_form = SelfPushRecoveryForm(allowed=bool(g.org.self_push_recovery)) if _push_installed() else None
     return render_template(
         "admin/security.html", org=g.org, counts=counts, total=total, disabled=disabled_count(g.org.id),
         impact=impact_of_requiring_all(g.org.id, today), require_form=RequireAllForm(),
-        factors_form=factors_form, grace_form=grace_form, recovery_form=recovery_form,
+        factors_form=factors_form, grace_form=grace_form, recovery_form=recovery_form, form=refused,
         alerts=queries.security_alerts(g.org.id, now=utcnow()), alert_days=queries.ALERT_DAYS), code
 
 

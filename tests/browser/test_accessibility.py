@@ -487,6 +487,10 @@ def walk_admin(audit, new_tab, live_server, seeded):
 
     # A field's error (browser validation off, as for a browser without it).
     submit_unchecked(tab, {"#grace_days": "999"})
+    # One of the page's forms refused: the keyboard is taken to its field (the error is far down the
+    # page), and the title says so first, as on the pages with one form.
+    wait_for_focus(tab, "grace_days")
+    assert tab.title().startswith("Error"), tab.title()
     audit.check(tab, "admin-security-grace-error")
     assert_error_linked(tab, "admin-security-grace-error", "#grace_days")
 
