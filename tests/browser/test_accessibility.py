@@ -493,6 +493,17 @@ def walk_admin(audit, new_tab, live_server, seeded):
     assert tab.title().startswith("Error"), tab.title()
     audit.check(tab, "admin-security-grace-error")
     assert_error_linked(tab, "admin-security-grace-error", "#grace_days")
+    # The allowed factors, none ticked: the keyboard starts at the first choice, which the error describes.
+    tab.goto(f"{base}/admin/security")
+    tab.uncheck("#all_factors")
+    for box in tab.locator("input[name=factors]").all():
+        box.uncheck()
+    submit(tab, "#submit-factors")
+    wait_for_focus(tab, "factors-0")
+    assert tab.title().startswith("Error"), tab.title()
+    described = tab.locator("fieldset:has(#factors-0)").get_attribute("aria-describedby")
+    assert described and tab.locator(f"[id='{described}'][role=alert]").inner_text().strip()
+    audit.check(tab, "admin-security-factors-error")
 
     tab.goto(f"{base}/admin/audit")
     audit.check(tab, "admin-audit")
