@@ -98,6 +98,10 @@ def test_french_admin_forms_reflow_at_320_px(chromium, live_server, seeded):
     otherwise: "Émettre un code QR de récupération" made the recovery QR page 352 px wide, and
     "Enregistrer les facteurs autorisés" the security page 323 px."""
     base = live_server.url
+    # The user signed in elsewhere, with an application: the user page's sessions and applications tables.
+    browser, rp = FormBrowser(base), RelyingParty(base, seeded.first_party)
+    password_login(browser, rp, seeded.user_email, seeded.password)
+    rp.exchange(browser.last_redirect)
     context = chromium.new_context(locale="fr-FR", viewport={"width": 320, "height": 800})
     try:
         tab = context.new_page()
@@ -114,5 +118,18 @@ def test_french_admin_forms_reflow_at_320_px(chromium, live_server, seeded):
             for button in tab.locator("input[type=submit]").all():  # each whole, inside the page
                 box = button.bounding_box()
                 assert box and box["x"] >= 0 and box["x"] + box["width"] <= 320, (what, button.get_attribute("value"))
+        # The user page's tables stack (one block per row) rather than scroll sideways: the sessions
+        # table has nothing to focus, so a keyboard could not have scrolled it.
+        tab.goto(user_url)
+        assert tab.locator("table.sessions tbody tr").count() == 1
+        assert tab.locator("table.applications tbody tr").count() == 1
+        beyond = tab.evaluate("() => [...document.querySelectorAll('main td')]"
+                              ".filter(td => td.getBoundingClientRect().right > window.innerWidth)"
+                              ".map(td => td.closest('table').className + ': ' + td.textContent.trim())")
+        assert not beyond, f"cells past the screen's edge at 320 px (to be scrolled to): {beyond}"
+        # Each stacked cell's label, in French typography: "Adresse : 127.0.0.1", not "Adresse: ".
+        label = tab.evaluate("() => getComputedStyle(document.querySelector('table.sessions td[data-label]'),"
+                             " '::before').content")
+        assert label == '"Adresse\u00a0: "', label
     finally:
         context.close()
