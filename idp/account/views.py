@@ -53,7 +53,7 @@ def sensitive_change(view):
 
 @bp.get("/security")
 @login_session.login_required
-def security():
+def security(refused_rename: int | None = None):
     user = login_session.current_user()
     rows = service.credentials(user)
     return render_template("account/security.html", user=user, rows=rows, enrollable=service.enrollable(user),
@@ -61,14 +61,16 @@ def security():
                            required=policy_status.is_required(user, user.org),
                            issued_by_admin=service.issued_by_admin, issued_by_admin_note=service.ISSUED_BY_ADMIN,
                            sessions=sessions.live(user.id), this_sid=login_session.current_session().sid,
-                           applications=consents.of_user(user), activity=activity.recent(user))
+                           applications=consents.of_user(user), activity=activity.recent(user),
+                           refused_rename=refused_rename)
 
 
-def _refused(error: AccountError, status: int = 403):
+def _refused(error: AccountError, status: int = 403, *, rename: int | None = None):
     """The security page again with the refusal and a 4xx: 403 when the change is not the user's
-    to make, 400 for a name that cannot be used."""
+    to make, 400 for a name that cannot be used (`rename`: the method whose name field takes the
+    focus, marked invalid and described by the refusal, rather than the top of a long page)."""
     flash(_(str(error)), "error")
-    return security(), status
+    return security(refused_rename=rename), status
 
 
 @bp.post("/security/add/<name>")
@@ -133,7 +135,7 @@ def rename(credential_id: int):
         except IssuedByAdmin as error:
             return _refused(error)
         except AccountError as error:
-            return _refused(error, 400)
+            return _refused(error, 400, rename=credential_id)
     return redirect(url_for(".security"))
 
 

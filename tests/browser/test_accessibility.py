@@ -407,6 +407,17 @@ def walk_account(audit, new_tab, live_server, seeded, rp_factory):
 
     tab.goto(f"{base}/account/security")
     audit.check(tab, "account-security-factors")
+    # A method renamed to nothing: refused, the keyboard is back in that name field (not at the top of
+    # the page), which the refusal describes, and the title says so first.
+    field = "tr[data-factor=totp] form.rename input[name=label]"
+    tab.fill(field, "")
+    with tab.expect_navigation():
+        tab.locator(f"{field} ~ button").click()
+    tab.wait_for_function("s => document.activeElement === document.querySelector(s)", arg=field, timeout=5000)
+    assert tab.title().startswith("Error"), tab.title()
+    assert_error_linked(tab, "account-rename-refused", field)
+    audit.check(tab, "account-rename-refused")
+    tab.goto(f"{base}/account/security")
     with tab.expect_navigation():
         tab.locator("tr[data-factor=totp] a.danger").click()
     audit.check(tab, "account-confirm-remove")
