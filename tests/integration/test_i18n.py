@@ -445,4 +445,6 @@ def test_removing_a_method_the_user_did_not_name_names_it_once(seeded, live_serv
     account = web.get("/account/security")
     href = html.unescape(account.find(r'href="(/account/security/credentials/\d+/confirm-removal)"'))
     confirm = text(web.get(href))
-    assert "<h1>Supprimer Application d'authentification ?</h1>" in confirm, confirm
+    # The method's label is a capitalised name: quoted after "la méthode", not dropped mid-sentence
+    # ("Supprimer Application d'authentification ?").
+    assert "<h1>Supprimer la méthode « Application d'authentification » ?</h1>" in confirm, confirm
