@@ -182,7 +182,10 @@ def choose(ctx: StepContext, name: str):
     user = user_of(ctx)
     factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
-    if name in usable and not _begin(ctx, user, usable[name]):
+    # A challenge another request of this login is beginning (the first of a double click, read
+    # after its claim): this copy begins none, whose begin would cancel that one's as it is sent
+    # while that one's keep then fails. The page waits for the step kept (`show`).
+    if name in usable and not being_begun(ctx.row) and not _begin(ctx, user, usable[name]):
         return show(ctx, unavailable_message(usable[name]), 503)  # the method in progress stays
     return redirect(url_for("login.step", handle=ctx.handle))
 

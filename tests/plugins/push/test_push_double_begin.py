@@ -60,7 +60,7 @@ def test_a_double_click_on_send_a_push_instead_sends_one_request_the_login_waits
             calls.append(ctx.transaction_id)
             mine = len(calls)
         if mine == 1:
-            time.sleep(0.5)
+            time.sleep(1.0)  # (long enough for the other copy to read the login, on a loaded machine too)
             return original(user, ctx)
         from idp.factors import directory
 
@@ -122,3 +122,55 @@ def test_a_phone_asking_as_the_request_is_sent_lists_it_at_once(push_server, see
     engine.dispose()
     assert listed == [waited_on] and took < 2
     assert page.find(r'data-push-number="(\d+)"')
+
+
+def test_a_second_click_read_after_the_first_claimed_the_step_begins_nothing(push_server, seeded, rp_factory,
+                                                                           monkeypatch):
+    """The other order of a double click: the second copy reads the login after the first claimed
+    its step (a version later) and before it kept its request. Claiming in turn, it began a request
+    of its own, which the first one's, sent after, cancelled: the login waited on a cancelled
+    request again. It now begins nothing and shows the first one's."""
+    from idp.login.steps import second_factor
+
+    device, web, choose = _on_the_code_page(push_server, seeded, rp_factory)
+    engine = create_engine(push_server.database_url)
+    factor = push_server.app.extensions["idp.factors"].get("push")
+    original, calls, claim_seen = factor.begin_challenge, [], threading.Event()
+    seen_by_the_second = second_factor.being_begun
+
+    def being_begun(row):
+        found = seen_by_the_second(row)
+        if found:
+            claim_seen.set()
+        return found
+
+    def begin_challenge(user, ctx):
+        calls.append(ctx.transaction_id)
+        if len(calls) == 1:
+            from idp.factors import directory
+
+            directory.rollback()  # (SQLite: no write lock held while the second copy comes)
+            claim_seen.wait(5)  # until the second copy has read the login claimed, not yet kept
+        return original(user, ctx)
+
+    monkeypatch.setattr(second_factor, "being_begun", being_begun)
+    factor.begin_challenge = begin_challenge
+    tabs = tabs_of(web, 2)
+    first = {}
+    try:
+        clicking = threading.Thread(target=lambda: first.update(page=tabs[0].submit(choose)))
+        clicking.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _login_row(engine).factor_name != "push":
+            time.sleep(0.01)
+        second = tabs[1].submit(choose)
+        clicking.join(10)
+    finally:
+        del factor.begin_challenge
+    login = _login_row(engine)
+    waited_on = login.factor_state["state"]["challenge_id"]
+    assert _live_requests(engine, login.id) == [waited_on], "the login waits on a request that is not live"
+    assert len(calls) == 1, f"{len(calls)} requests begun for one login"
+    numbers = {page.find(r'data-push-number="(\d+)"') for page in (first["page"], second)}
+    assert len(numbers) == 1 and None not in numbers
+    engine.dispose()
