@@ -1,14 +1,20 @@
 """A randomized, stateful walk through the browser login pipeline (idp/login/), over HTTP.
 
 Hypothesis's stateful testing drives two browsers (cookie jars), each with tabs that remember
-every page of their login, stale ones included, against one live server. Three users per
-example: one holding TOTP and recovery codes, one with a password only, one required to enrol.
-The rules are what a browser (or someone at it) does: begin a login at /authorize (first- or
-third-party client, acr_values=mfa, prompt=login, max_age=0, the same request again), reload a
-tab, post the password form (right, wrong, another user's), post a code (right, wrong, replayed,
-another user's, a recovery code, a used one), choose another method, post an old page's form,
-post a form of the other browser's login (a stolen handle), cancel, allow or deny consent, go
-back to a finished login's page, redeem a code once or twice.
+every page of their login, stale ones included, against one live server. Four users per
+example: one holding TOTP, recovery codes and a phone for push approvals (registered through
+the real activation, by the companion app's own client), one with a password only, one required
+to enrol (long ago: no grace left), one newly required (in the organization's grace period:
+"Set up later"). The rules are what a browser (or someone at it, or at the phone) does: begin a
+login at /authorize (first- or third-party client, acr_values=mfa, prompt=login, max_age=0, the
+same request again), reload a tab, post the password form (right, wrong, another user's), post a
+code (right, wrong, replayed, another user's, a recovery code, a used one), choose another method
+(push from the code page), answer on the phone (the number the page shows, a wrong one, deny,
+report fraud; a request already closed), poll the push page's status, press its Continue, postpone
+enrolment, post an old page's form, post a form of the other browser's login (a stolen handle),
+cancel, allow or deny consent, go back to a finished login's page, redeem a code once or twice;
+and what the clock does: the grace period runs out (its stored start moved back), a login
+transaction outlives its 10 minutes (its stored row aged), an admin resumes suspended push.
 
 After every step (docs/architecture.md, "One request through the provider"):
   - no 5xx, nothing logged at ERROR, and only the answers the docs describe (a page, a 4xx,
@@ -16,11 +22,21 @@ After every step (docs/architecture.md, "One request through the provider"):
   - a post that cannot move the login (a form of another version, another browser's, a wrong
     or spent code, a wrong password) changes nothing of the login's row;
   - a login moves past a step only on what that step needs (the user's password, a fresh code
-    of that user's, an unused recovery code, an enrolment proven with its own secret);
+    of that user's, an unused recovery code, an enrolment proven with its own secret, a
+    postponement while the grace lasts);
+  - a login passes push only after the phone approved that login's own request with the number
+    its page showed, and no fraud report came after; a fraud report suspends push for the user
+    (no request is sent while it holds);
+  - an expired login is refused cleanly (the "expired" page, no answer to the client) and its
+    row does not change whatever is posted to it; the phone is not asked to answer it;
   - one code at most per authorization request, redeemed once at most; an ID token of a user
-    holding a second factor (or of a request asking for one) says so (`amr` holds `mfa`);
+    holding a second factor (or of a request asking for one) says so (`amr` holds `mfa`); one
+    without `mfa` for a user in grace is issued only while the grace lasts;
   - the database agrees: one code per nonce, at most one TOTP credential per user, the TOTP
-    counter where the accepted codes left it.
+    counter where the accepted codes left it, the grace logins counted once per postponement.
+
+Not covered: WebAuthn (no authenticator is simulated here), parallel posts (tests/concurrency/),
+a push request's own 60 s running out, refresh tokens.
 
 Bounded for CI: 60 walks of up to 40 steps, derandomized (the same walks every run), some 30 s.
 To hunt, IDP_TEST_LOGIN_WALKS=<n> runs n random walks (IDP_TEST_LOGIN_STEPS=<m> steps each) with
@@ -40,6 +56,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import parse_qs, urljoin, urlparse
 
 import pyotp
@@ -48,7 +65,10 @@ import requests
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
     run_state_machine_as_test
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+
+from authenticator.push import keys as push_keys
+from authenticator.push.client import ChallengeUnavailable, PushClient
 
 from fixtures.oidc import PASSWORD, FormBrowser, Page, RelyingParty, seed, start_server
 from fixtures.totp import enrol_totp_during_login
@@ -62,7 +82,11 @@ ANSWERS = {200, 202, 302, 303, 400, 401, 403, 409}
 # No lockout or request rate gets in the way of a walk: the model does not count guesses.
 UNLIMITED = {"ratelimit.login_posts_per_ip": "1000000 per minute",
              **{f"ratelimit.{name}_failures_before_lockout": 1_000_000_000
-                for name in ("password", "password_ip", "factor", "factor_ip")}}
+                for name in ("password", "password_ip", "factor", "factor_ip")},
+             "factors.push.device_requests": "1000000 per minute"}
+# The organization's grace period ("Set up later", docs/policy.md): a user newly required may
+# postpone enrolment for GRACE_DAYS days or GRACE_LOGINS logins, whichever runs out first.
+GRACE_DAYS, GRACE_LOGINS = 30, 2
 # The odd moves (an old page, another browser's login, a wrong answer) one time in four: a walk
 # gets far enough into a login for them to matter.
 RARELY = st.sampled_from([False, False, False, True])
@@ -92,7 +116,7 @@ class World:
 
 @dataclass
 class User:
-    kind: str  # "totp", "pwd", "enrol"
+    kind: str  # "totp" (and push, and recovery codes), "pwd", "enrol" (no grace left), "grace"
     email: str
     id: int
     public_id: str
@@ -101,6 +125,9 @@ class User:
     codes: list = field(default_factory=list)
     used_codes: set = field(default_factory=set)
     factor_since: float | None = None  # when the user came to hold a second factor (model time)
+    phone: PushClient | None = None  # a registered push device
+    postponed: int = 0  # logins that postponed enrolment
+    grace_over_at: float | None = None  # when the walk moved the grace's start out of reach
 
 
 @dataclass
@@ -164,6 +191,12 @@ def handle_of(url: str) -> str | None:
     return match.group(1) if match and match.group(1) != "expired" else None
 
 
+def handle_under(url: str) -> str | None:
+    """The login a URL acts on: /login/<handle> and everything under it (its forms, its poll)."""
+    match = re.match(r"^/login/([^/]+)(?:/|$)", urlparse(url).path)
+    return match.group(1) if match and match.group(1) != "expired" else None
+
+
 _FORMS: dict[int, tuple[Page, list]] = {}
 
 
@@ -191,8 +224,25 @@ PAGE_KINDS = {
     "enrol": lambda page, form: form is not None and "code" in form["fields"] and "<code>" in page.text,
     "notice": lambda page, form: form is not None and "data-recovery-codes" in page.text,
     "consent": lambda page, form: form is not None and any(n == "action" for n, _ in form["buttons"]),
+    "push": lambda page, form: form is not None and "data-push-number" in page.text,
+    "postpone": lambda page, form: postpone_form(page) is not None,
     "step": lambda page, form: handle_of(page.url) is not None and bool(csrf_of(page)),
 }
+
+
+def postpone_form(page: Page | None) -> dict | None:
+    """The enrolment page's "Set up later" (shown while the grace lasts)."""
+    handle = handle_of(page.url) if page is not None else None
+    for form in forms_of(page):
+        if handle and any(name == "postpone" for name, _ in form["buttons"]) \
+                and urlparse(form["action"]).path == f"/login/{handle}":
+            return form
+    return None
+
+
+def push_challenge_of(page: Page) -> str | None:
+    """The push page's request, as the phone lists it: "<expires_at>-<number>"."""
+    return page.find(r'data-push-challenge="([^"]+)"')
 
 
 def csrf_of(page: Page) -> dict:
@@ -222,6 +272,14 @@ class LoginWalk(RuleBasedStateMachine):
         self.last_post = None
         self.forced: tuple[Tab, Page] | None = None
         self.exchanged: list[tuple[Login, str]] = []
+        # The phone's answers, in order (a fraud report voids the approvals before it):
+        self.moves = itertools.count(1)
+        self.approved: dict[str, int] = {}  # challenge id -> when the phone approved it with its number
+        self.reported_at = 0  # when the phone last reported fraud
+        self.suspended = False  # push, by that report (until an admin resumes it)
+        self.listed: list[dict] = []  # every request the phone listed
+        self.push_passed: set[str] = set()  # logins (handles) seen past push, judged once
+        self.expired: dict[str, dict] = {}  # handle -> its row when the walk aged it
         self.world.errors.records.clear()
 
     # --- the world of one walk -------------------------------------------------------------
@@ -229,7 +287,7 @@ class LoginWalk(RuleBasedStateMachine):
     @initialize()
     def make_users(self) -> None:
         n = next(self.world.serial)
-        for kind in ("totp", "pwd", "enrol"):
+        for kind in ("totp", "pwd", "enrol", "grace"):
             self.users[kind] = self._new_user(f"walk{n}-{kind}-{secrets.token_hex(3)}@acme.test", kind)
         totp = self.users["totp"]
         helper = FormBrowser(self.world.server.url)
@@ -237,20 +295,37 @@ class LoginWalk(RuleBasedStateMachine):
         totp.secret, totp.codes = enrol_totp_during_login(helper, self.world.rps["first"], seeded)
         totp.counter = self._db_counter(totp)
         totp.factor_since = 0.0
+        totp.phone = self._register_phone(totp)
 
     def _new_user(self, email: str, kind: str) -> User:
-        from idp.db import db
+        from idp.db import db, utcnow
         from idp.models import User as UserRow
         from idp.security.tokens import random_token
 
         server = self.world.server
+        # Required long ago (the grace is over), or just now (the grace runs).
+        required = {"enrol": {"mfa_setting": "required", "required_since": utcnow() - timedelta(days=GRACE_DAYS * 2)},
+                    "grace": {"mfa_setting": "required", "required_since": utcnow()}}.get(kind, {})
         with server.context():
             row = UserRow(public_id=random_token(16), org_id=self.world.seeded.org_id, email=email, name=kind,
-                          role="user", password_hash=server.app.extensions["idp.passwords"].hash(PASSWORD),
-                          **({"mfa_setting": "required"} if kind == "enrol" else {}))
+                          role="user", password_hash=server.app.extensions["idp.passwords"].hash(PASSWORD), **required)
             db.session.add(row)
             db.session.commit()
             return User(kind, email, row.id, row.public_id)
+
+    def _register_phone(self, user: User) -> PushClient:
+        """A phone for push approvals, as the companion app registers one: an activation code
+        (what `idp push activate` or the security page's QR gives), redeemed over HTTP."""
+        from idp.factors import directory
+        from idp_plugins.push.protocol import utc_now
+
+        server = self.world.server
+        with server.context():
+            factor = server.app.extensions["idp.factors"].get("push")
+            uri = factor.issue_activation(directory.find_user_by_email(user.email), server.url, utc_now()).uri
+        phone = PushClient(server.url + "/factors/push/v1", push_keys.new_private_key())
+        phone.register(parse_qs(urlparse(uri).query)["code"][0], "Walk phone")
+        return phone
 
     # --- reading the database (white-box, to judge what a request changed) -------------------
 
@@ -267,7 +342,9 @@ class LoginWalk(RuleBasedStateMachine):
                 return None
             return {"state": row.state, "version": row.version, "user_id": row.user_id,
                     "steps": json.dumps(row.steps_done, sort_keys=True), "factor": row.factor_name,
-                    "browser": row.browser_binding, "steps_done": list(row.steps_done or ())}
+                    "browser": row.browser_binding, "steps_done": list(row.steps_done or ()),
+                    "challenge": ((row.factor_state or {}).get("state") or {}).get("challenge_id")
+                    if row.factor_name == "push" else None}
 
     def _db_counter(self, user: User) -> int:
         from idp.db import db
@@ -291,6 +368,9 @@ class LoginWalk(RuleBasedStateMachine):
             assert status < 500, f"{hop_method} {hop_url}: {status}\n{answer.page.text[:3000]}"
             assert status in ANSWERS, f"{hop_method} {hop_url}: {status} is not an answer the docs describe"
         assert not self.world.errors.records, [r.getMessage() for r in self.world.errors.records]
+        if handle_under(url) in self.expired:  # refused cleanly: the "expired" page, nothing told to the client
+            assert answer.to_client is None and answer.page.status == 400, (
+                f"{method} {url} of an expired login: {answer.chain}")
         if answer.to_client is not None:
             self._at_client(answer.to_client)
         handle = handle_of(answer.page.url)
@@ -366,6 +446,10 @@ class LoginWalk(RuleBasedStateMachine):
             if not own:
                 assert after["version"] == before["version"], "another browser's post changed the login"
         moved = after["state"] != before["state"] or after["steps"] != before["steps"]
+        postponed = [len([s for s in row["steps_done"] if s.get("method") == "postponed_enrolment"])
+                     for row in (before, after)]
+        if postponed[1] > postponed[0]:
+            self._user_by_id(after["user_id"]).postponed += postponed[1] - postponed[0]
         SEEN[f"{before['state']} -> {after['state']}" + (" (foreign)" if not own else "")
               + (" (stale)" if posted_version != str(before["version"]) else "")] += 1
         if moved and after["state"] != "cancelled":
@@ -425,7 +509,7 @@ class LoginWalk(RuleBasedStateMachine):
             assert answer.to_client is None and answer.page.status == 400, "a finished login's page shows again"
 
     @precondition(lambda self: self._with_form("password"))
-    @rule(pick=st.integers(0, 100), who=st.sampled_from(["totp", "pwd", "enrol"]), right=MOSTLY,
+    @rule(pick=st.integers(0, 100), who=st.sampled_from(["totp", "pwd", "enrol", "grace"]), right=MOSTLY,
           stale=RARELY, thief=RARELY)
     def password(self, pick, who, right, stale, thief):
         tab, page = self._pick("password", pick, stale)
@@ -560,12 +644,14 @@ class LoginWalk(RuleBasedStateMachine):
         if user is None or user.factor_since is None:
             return
         kinds = {step.get("kind") for step in row["steps_done"]}
+        if user.kind == "enrol":  # (no grace left: enrolled, never postponed)
+            assert not any(step.get("method") == "postponed_enrolment" for step in row["steps_done"]), row
         sso_mfa = any(step.get("method") == "sso" and "mfa" in step.get("amr", ()) for step in row["steps_done"])
         assert kinds & {"second_factor", "recovery"} or sso_mfa, (
             f"consent reached without the second factor: {row}")
 
     @precondition(lambda self: self._with_form("step"))
-    @rule(pick=st.integers(0, 100), who=st.sampled_from(["totp", "pwd", "enrol"]))
+    @rule(pick=st.integers(0, 100), who=st.sampled_from(["totp", "pwd", "enrol", "grace"]))
     def honest_step(self, pick, who):
         """What the tab's current page asks, done as its user would (so that walks get deep into
         logins): the password of `who`, TOTP set up, the right code (or a recovery code when
@@ -583,8 +669,16 @@ class LoginWalk(RuleBasedStateMachine):
             self.forced = None
 
     def _honestly(self, tab: Tab, page: Page, kinds: list[str], index: int, who: str) -> None:
+        row = self._row(handle_of(page.url))
+        user = self._user_by_id(row["user_id"]) if row else None
         if "password" in kinds:
             self.password(index, who, True, False, False)
+        elif "postpone" in kinds and user is not None and user.kind == "grace":  # what the grace is for
+            self.postpone(index, False, False)
+        elif "push" in kinds:
+            if row and row["challenge"] not in self.approved:
+                self.phone_answers(index, "right", False)
+            self.push_continue(index, False, False)
         elif "enrol" in kinds:
             self.enrol(index, True, True, False)
         elif "notice" in kinds:
@@ -592,8 +686,6 @@ class LoginWalk(RuleBasedStateMachine):
         elif "consent" in kinds:
             self.consent(index, "allow", False, False)
         elif "code" in kinds:
-            row = self._row(handle_of(page.url))
-            user = self._user_by_id(row["user_id"]) if row else None
             fresh = user is not None and user.secret and user.counter < int(time.time()) // 30 + 1
             if not fresh and row and row["factor"] != "recovery_codes":
                 self.choose_factor(index, "recovery_codes", False)
@@ -603,10 +695,201 @@ class LoginWalk(RuleBasedStateMachine):
             self.choose_factor(index, "totp", False)
 
     @precondition(lambda self: self._with_form("step"))
-    @rule(pick=st.integers(0, 100), who=st.sampled_from(["totp", "pwd", "enrol"]))
+    @rule(pick=st.integers(0, 100), who=st.sampled_from(["totp", "pwd", "enrol", "grace"]))
     def honest_step_too(self, pick, who):
-        """(The same, twice as likely: most of what a browser does is the honest next step.)"""
+        """(The same, more likely: most of what a browser does is the honest next step.)"""
         self.honest_step(pick, who)
+
+    @precondition(lambda self: self._with_form("step"))
+    @rule(pick=st.integers(0, 100), who=st.sampled_from(["totp", "pwd", "enrol", "grace"]))
+    def honest_step_again(self, pick, who):
+        """(And again: the phone and the clock's rules would otherwise keep walks from finishing logins.)"""
+        self.honest_step(pick, who)
+
+    # --- push: the phone, and the page's poll and Continue --------------------------------------
+
+    def _challenges(self, ids) -> dict[str, dict]:
+        """The stored push requests `ids`: their login (a transaction id), number and status."""
+        from idp.db import db
+        from idp.models import FactorChallenge
+
+        with self.world.server.context():
+            rows = db.session.scalars(select(FactorChallenge).where(FactorChallenge.id.in_(list(ids))))
+            return {row.id: {"login": row.transaction_id, "number": (row.payload_json or {}).get("number"),
+                             "status": row.status} for row in rows}
+
+    def _push_approved(self, row: dict | None) -> bool:
+        """The login waits on a request the phone approved with its number, and no fraud report came after."""
+        return bool(row) and row["factor"] == "push" and self.approved.get(row["challenge"], 0) > self.reported_at
+
+    @precondition(lambda self: self.users and self.users["totp"].phone is not None)
+    @rule(pick=st.integers(0, 100), decision=st.sampled_from(["right", "right", "wrong", "deny", "fraud"]),
+          closed=RARELY)
+    def phone_answers(self, pick, decision, closed):
+        """The phone lists the requests waiting for it and answers one: approved with the number a
+        page shows for it (or a wrong number), denied, reported as fraud; or one already closed."""
+        from idp.security.tokens import sha256_hex
+
+        user = self.users["totp"]
+        listed = user.phone.pending()
+        stored = self._challenges(c["id"] for c in listed)
+        for challenge in listed:  # only what a live login waits on
+            row = self._row_by_id(stored[challenge["id"]]["login"])
+            assert row is not None and row["state"] == "second_factor" and row["challenge"] == challenge["id"], (
+                f"the phone is asked to answer a request no login waits on: {row}")
+        self.listed += [c for c in listed if c["id"] not in {seen["id"] for seen in self.listed}]
+        if self.forced is not None:  # (honest_step: the request of this tab's page)
+            txn = sha256_hex(handle_of(self.forced[1].url))
+            listed = [c for c in listed if stored[c["id"]]["login"] == txn]
+        elif closed:
+            listed = [c for c in self.listed if c["id"] not in stored]
+        if not listed:
+            return
+        challenge = listed[pick % len(listed)]
+        # The number the user reads on a page showing this request (white-box: two requests may
+        # expire in the same second); with none shown, or on purpose, a wrong one.
+        digits = int(challenge.get("digits") or 2)
+        right = self._challenges([challenge["id"]])[challenge["id"]]["number"]
+        shown = any(push_challenge_of(p) == f"{challenge['expires_at']}-{right}" for tab in self.tabs for p in tab.pages)
+        number = right if shown and decision == "right" else f"{(int(right) + 1) % 10 ** digits:0{digits}d}"
+        try:
+            answer = user.phone.answer(challenge["id"], "approve" if decision in ("right", "wrong") else decision,
+                                       number if decision in ("right", "wrong") else None)
+        except ChallengeUnavailable:
+            answer = {"status": "closed"}
+        SEEN[f"phone: {decision} -> {answer['status']}"] += 1
+        when = next(self.moves)
+        truth = self._challenges([challenge["id"]])[challenge["id"]]
+        if answer["status"] == "approved":
+            assert decision in ("right", "wrong") and number == truth["number"], "approved without its number"
+            self.approved[challenge["id"]] = when
+        elif answer["status"] != "closed" and decision in ("right", "wrong"):
+            assert number != truth["number"], f"the right number refused: {answer}"
+        if decision == "fraud":  # (a report on a request closed a moment ago counts too)
+            self.reported_at, self.suspended = when, True
+            assert self._push_suspended(user), f"a fraud report ({answer}) left push working"
+
+    def _row_by_id(self, transaction_id: str | None) -> dict | None:
+        handle = next((h for h in self.owners if self._sha(h) == transaction_id), None)
+        return self._row(handle)
+
+    @staticmethod
+    def _sha(handle: str) -> str:
+        from idp.security.tokens import sha256_hex
+
+        return sha256_hex(handle)
+
+    def _push_suspended(self, user: User) -> bool:
+        from idp.db import db
+        from idp.models import User as UserRow
+
+        with self.world.server.context():
+            return db.session.get(UserRow, user.id).push_suspended_at is not None
+
+    @precondition(lambda self: self._with_form("push"))
+    @rule(pick=st.integers(0, 100), thief=RARELY)
+    def push_poll(self, pick, thief):
+        """The push page's script asking how the request went: it says, and moves nothing."""
+        tab, page = self._pick("push", pick, False)
+        handle = handle_of(page.url)
+        browser = 1 - tab.browser if thief else tab.browser
+        before = self._row(handle)
+        response = self.browsers[browser].http.get(
+            urljoin(self.world.server.url, html.unescape(page.find(r'data-poll-url="([^"]+)"'))), timeout=30)
+        assert response.status_code in (200, 404, 410), (response.status_code, response.text[:300])
+        status = response.json()["status"]
+        SEEN[f"poll: {status}"] += 1
+        after = self._row(handle)
+        if before and after:
+            assert (after["state"], after["version"], after["steps"]) == (
+                before["state"], before["version"], before["steps"]), "a poll moved the login"
+        own = self._owns(browser, handle) and handle not in self.expired
+        if not own:
+            assert status == "expired", f"a poll of another browser's (or an expired) login: {status}"
+        if status == "approved":
+            assert own and self._push_approved(after), f"a poll says approved: {after}, {self.approved}"
+        elif status != "expired" and after and after["state"] == "second_factor":  # (signed out: expired)
+            assert not self._push_approved(after), f"a poll says {status} of an approved request"
+
+    @precondition(lambda self: self._with_form("push"))
+    @rule(pick=st.integers(0, 100), stale=RARELY, thief=RARELY)
+    def push_continue(self, pick, stale, thief):
+        """The push page's Continue (which its script presses once the phone answered)."""
+        tab, page = self._pick("push", pick, stale)
+        form = step_form(page)
+        browser = 1 - tab.browser if thief else tab.browser
+        approved = self._push_approved(self._row(handle_of(form["action"])))
+        self._post_judged(browser, tab, form, self._csrf_of(browser) if thief else {}, "push" if approved else None)
+
+    @precondition(lambda self: self.suspended)
+    @rule()
+    def resume_push(self):
+        """An admin lets push work again after the fraud report (docs/recovery.md)."""
+        from idp.policy import settings as policy_settings
+
+        with self.world.server.context():
+            assert policy_settings.clear_push_suspension(self.users["totp"].id, policy_settings.Actor.cli())
+        self.suspended = False
+
+    # --- "Set up later", and the clock ---------------------------------------------------------
+
+    def _in_grace(self, user: User, login: Login | None) -> bool:
+        return (user.kind == "grace" and user.secret is None and user.grace_over_at is None
+                and user.postponed < GRACE_LOGINS and not (login and login.mfa))
+
+    @precondition(lambda self: self._with_form("postpone"))
+    @rule(pick=st.integers(0, 100), stale=RARELY, thief=RARELY)
+    def postpone(self, pick, stale, thief):
+        """"Set up later" on the enrolment page: it lets the login on while the grace lasts."""
+        tab, page = self._pick("postpone", pick, stale)
+        before = self._row(handle_of(page.url))
+        user = self._user_by_id(before["user_id"]) if before else None
+        if user is None:
+            return
+        assert user.kind == "grace", f"'Set up later' offered to a user with no grace ({user.kind})"
+        browser = 1 - tab.browser if thief else tab.browser
+        values = {"postpone": "1", **(self._csrf_of(browser) if thief else {})}
+        self._post_judged(browser, tab, postpone_form(page), values,
+                          "postpone" if self._in_grace(user, tab.login) else None)
+
+    @precondition(lambda self: self.users and self.users["grace"].grace_over_at is None)
+    @rule(now=RARELY)
+    def grace_runs_out(self, now):
+        """The grace's days pass (its stored start moved back): enrolment is owed from now on."""
+        from idp.db import db, utcnow
+        from idp.models import User as UserRow
+
+        if not now:
+            return
+        user = self.users["grace"]
+        with self.world.server.context():
+            db.session.execute(update(UserRow).where(UserRow.id == user.id).values(
+                required_since=utcnow() - timedelta(days=GRACE_DAYS, minutes=1)))
+            db.session.commit()
+        user.grace_over_at = time.time()
+
+    @precondition(lambda self: self.tabs)
+    @rule(pick=st.integers(0, 100), now=RARELY)
+    def login_expires(self, pick, now):
+        """A login transaction outlives its 10 minutes (its stored row aged)."""
+        from idp.db import db, utcnow
+        from idp.models import LoginTransaction
+
+        # (in the order the walk met them: a walk replays the same whatever the handles' random letters)
+        handles = [h for h in dict.fromkeys(handle_of(p.url) for tab in self.tabs for p in tab.pages)
+                   if h and h not in self.expired]
+        if not now or not handles:
+            return
+        handle = handles[pick % len(handles)]
+        row = self._row(handle)
+        if row is None or row["state"] in ("done", "cancelled"):
+            return
+        with self.world.server.context():
+            db.session.execute(update(LoginTransaction).where(LoginTransaction.id == self._sha(handle)).values(
+                created_at=utcnow() - timedelta(minutes=11), expires_at=utcnow() - timedelta(minutes=1)))
+            db.session.commit()
+        self.expired[handle] = self._row(handle)
+        SEEN[f"expired at {row['state']}"] += 1
 
     @precondition(lambda self: self.last_post is not None)
     @rule()
@@ -676,6 +959,9 @@ class LoginWalk(RuleBasedStateMachine):
         if login.mfa or user.kind == "enrol" or holds_factor:
             assert "mfa" in amr and claims.get("acr") == MFA, (
                 f"a code for {user.kind} (mfa asked: {login.mfa}) with amr {sorted(amr)}")
+        if user.kind == "grace" and "mfa" not in amr:  # postponed: only while the grace lasted
+            assert user.grace_over_at is None or login.issued_at < user.grace_over_at, (
+                "a code without a second factor after the grace ran out")
 
     # --- invariants ----------------------------------------------------------------------------
 
@@ -695,6 +981,54 @@ class LoginWalk(RuleBasedStateMachine):
                 Credential.user_id.in_(ids), Credential.factor == "totp", Credential.revoked_at.is_(None))
                 .group_by(Credential.user_id)).all()
             assert all(count == 1 for _user, count in totp), f"TOTP credentials per user: {totp}"
+
+    @invariant()
+    def push_passed_only_on_an_approval(self):
+        """A login past push: the phone approved that login's own request with its number, after
+        the last fraud report. A suspended user is sent no request."""
+        user = self.users.get("totp")
+        if user is None:
+            return
+        from idp.db import db
+        from idp.models import FactorChallenge, User as UserRow
+
+        for handle in sorted(set(self.owners) - self.push_passed):
+            row = self._row(handle)
+            proofs = [s for s in (row or {}).get("steps_done", ()) if s.get("method") == "push"]
+            if not proofs:
+                continue
+            self.push_passed.add(handle)
+            SEEN["a login passed push"] += 1
+            with self.world.server.context():
+                approved = db.session.scalars(select(FactorChallenge.id).where(
+                    FactorChallenge.transaction_id == self._sha(handle), FactorChallenge.status == "approved")).all()
+            assert any(self.approved.get(c, 0) > self.reported_at for c in approved), (
+                f"a login passed push without an approval of its own request: {row}, {approved}, {self.approved}")
+        with self.world.server.context():
+            since = db.session.get(UserRow, user.id).push_suspended_at
+            if since is not None:
+                sent = db.session.scalar(select(func.count()).select_from(FactorChallenge).where(
+                    FactorChallenge.user_id == user.id, FactorChallenge.factor == "push",
+                    FactorChallenge.created_at > since))
+                assert not sent, "a push request sent while push is suspended"
+
+    @invariant()
+    def grace_counted_once_per_postponement(self):
+        user = self.users.get("grace")
+        if user is None:
+            return
+        from idp.db import db
+        from idp.models import User as UserRow
+
+        with self.world.server.context():
+            assert db.session.get(UserRow, user.id).logins_since_required == user.postponed
+
+    @invariant()
+    def expired_logins_stay_as_they_were(self):
+        for handle, then in self.expired.items():
+            now = self._row(handle)
+            assert now is None or (now["state"], now["version"], now["steps"], now["user_id"]) == (
+                then["state"], then["version"], then["steps"], then["user_id"]), f"an expired login moved: {then} -> {now}"
 
     @invariant()
     def every_finished_login_answered_its_client(self):
@@ -721,6 +1055,13 @@ def walk_world(migrated_database_url):
     logging.getLogger().addHandler(errors)
     try:
         seeded = seed(server)
+        with server.context():
+            from idp.db import db
+            from idp.models import Organization
+
+            org = db.session.get(Organization, seeded.org_id)
+            org.grace_days, org.grace_logins = GRACE_DAYS, GRACE_LOGINS
+            db.session.commit()
         rps = {"first": RelyingParty(server.url, seeded.first_party), "third": RelyingParty(server.url,
                                                                                               seeded.third_party)}
         yield World(server, seeded, rps, errors)
