@@ -675,9 +675,10 @@ class LoginWalk(RuleBasedStateMachine):
             self.password(index, who, True, False, False)
         elif "postpone" in kinds and user is not None and user.kind == "grace":  # what the grace is for
             self.postpone(index, False, False)
-        elif "push" in kinds:
+        elif "push" in kinds:  # approved on the phone; the page's script polls, then presses Continue
             if row and row["challenge"] not in self.approved:
                 self.phone_answers(index, "right", False)
+            self.push_poll(index, False)
             self.push_continue(index, False, False)
         elif "enrol" in kinds:
             self.enrol(index, True, True, False)
