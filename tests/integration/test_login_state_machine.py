@@ -735,9 +735,8 @@ class LoginWalk(RuleBasedStateMachine):
         listed = user.phone.pending()
         stored = self._challenges(c["id"] for c in listed)
         for challenge in listed:  # only what a live login waits on
-            row = self._row_by_id(stored[challenge["id"]]["login"])
-            assert row is not None and row["state"] == "second_factor" and row["challenge"] == challenge["id"], (
-                f"the phone is asked to answer a request no login waits on: {row}")
+            assert self._waits_on(challenge["id"], stored[challenge["id"]]["login"]), (
+                f"the phone is asked to answer a request no login waits on: {challenge}")
         self.listed += [c for c in listed if c["id"] not in {seen["id"] for seen in self.listed}]
         if self.forced is not None:  # (honest_step: the request of this tab's page)
             txn = sha256_hex(handle_of(self.forced[1].url))
@@ -761,6 +760,8 @@ class LoginWalk(RuleBasedStateMachine):
         SEEN[f"phone: {decision} -> {answer['status']}"] += 1
         when = next(self.moves)
         truth = self._challenges([challenge["id"]])[challenge["id"]]
+        if answer["status"] != "closed" and decision != "fraud":  # (a report counts on any recent request)
+            assert self._waits_on(challenge["id"], truth["login"]), f"a request no login waits on answered: {answer}"
         if answer["status"] == "approved":
             assert decision in ("right", "wrong") and number == truth["number"], "approved without its number"
             self.approved[challenge["id"]] = when
@@ -770,9 +771,12 @@ class LoginWalk(RuleBasedStateMachine):
             self.reported_at, self.suspended = when, True
             assert self._push_suspended(user), f"a fraud report ({answer}) left push working"
 
-    def _row_by_id(self, transaction_id: str | None) -> dict | None:
+    def _waits_on(self, challenge_id: str, transaction_id: str | None) -> bool:
+        """A live login (not expired, still at the second factor) waits on this push request."""
         handle = next((h for h in self.owners if self._sha(h) == transaction_id), None)
-        return self._row(handle)
+        row = self._row(handle)
+        return (handle not in self.expired and row is not None and row["state"] == "second_factor"
+                and row["challenge"] == challenge_id)
 
     @staticmethod
     def _sha(handle: str) -> str:
