@@ -414,14 +414,16 @@ def _release_now(key: str) -> None:
     before its request began one, or an address's count taken back as its login goes on: the
     address's row, which every guess from it counts on, is not held through the rest of the
     request); in the session's transaction, with the caller's next commit, otherwise."""
+    _release(key, _write_now)
+
+
+def _write_now(statement, values: dict) -> None:
+    """A counter's write in the session's transaction when one is open (committed with the
+    caller's next commit), else alone, committed at once without waiting for the disk."""
     if db.in_transaction():
-        release(key)
+        db.run(statement, values)
     else:
-        _release(key, _run_alone)
-
-
-def _run_alone(statement, values: dict) -> None:
-    db.execute_alone(statement, values, synchronous=False)
+        db.execute_alone(statement, values, synchronous=False)
 
 
 _TOUCH = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"))
@@ -433,11 +435,7 @@ def _touch_now(key: str) -> None:
     `touch=False` that proved a failure): committed as `_release_now` commits."""
     if _on_redis(_touch_redis, [key]):
         return
-    values = {"key_": key, "now": utcnow()}
-    if db.in_transaction():
-        db.run(_TOUCH, values)
-    else:
-        _run_alone(_TOUCH, values)
+    _write_now(_TOUCH, {"key_": key, "now": utcnow()})
 
 
 def _release(key: str, run) -> None:

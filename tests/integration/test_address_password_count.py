@@ -50,29 +50,41 @@ def _wrong_password(server, rp_client) -> None:
     assert browser.login(f"{uuid.uuid4().hex}@example.com", "not the password").status == 401
 
 
+def _redis_of(server):
+    """The server's Redis, where it keeps its counters there; None on the database."""
+    if server.backend != "redis":
+        return None
+    import redis
+
+    return redis.Redis.from_url(server.redis_url)
+
+
+def _age_the_count(server, key: str, store) -> None:
+    """A day and more goes by with no failed guess from the address: its count's time moved back
+    (Redis: a minute left to live)."""
+    if server.backend == "redis":
+        store.expire(f"idp:fail:{key}", 60)
+        return
+    from idp.db import db, utcnow
+    from idp.models import FailureCounter
+
+    with server.context():
+        db.session.execute(update(FailureCounter).where(FailureCounter.key == key)
+                           .values(updated_at=utcnow() - timedelta(days=2)))
+        db.session.commit()
+
+
 def test_a_right_password_does_not_keep_the_addresss_failures_alive(server):
     from fixtures.oidc import RelyingParty
 
     seeded = seed(server)
     key = _address_key(server)
-    if server.backend == "redis":
-        import redis
-
-        store = redis.Redis.from_url(server.redis_url)
+    store = _redis_of(server)
     _wrong_password(server, seeded.first_party)
 
-    # A day and more goes by with no failed guess from the address (its count's time moved back).
     if server.backend == "redis":
         assert int(store.get(f"idp:fail:{key}")) == 1
-        store.expire(f"idp:fail:{key}", 60)
-    else:
-        from idp.db import db, utcnow
-        from idp.models import FailureCounter
-
-        with server.context():
-            db.session.execute(update(FailureCounter).where(FailureCounter.key == key)
-                               .values(updated_at=utcnow() - timedelta(days=2)))
-            db.session.commit()
+    _age_the_count(server, key, store)
 
     # Someone behind the address signs in with the right password.
     assert password_login(FormBrowser(server.url), RelyingParty(server.url, seeded.first_party),
@@ -96,21 +108,9 @@ def test_a_wrong_password_keeps_them(server):
     """The other half: each failed guess from the address starts its day again."""
     seeded = seed(server)
     key = _address_key(server)
-    if server.backend == "redis":
-        import redis
-
-        store = redis.Redis.from_url(server.redis_url)
+    store = _redis_of(server)
     _wrong_password(server, seeded.first_party)
-    if server.backend == "redis":
-        store.expire(f"idp:fail:{key}", 60)
-    else:
-        from idp.db import db, utcnow
-        from idp.models import FailureCounter
-
-        with server.context():
-            db.session.execute(update(FailureCounter).where(FailureCounter.key == key)
-                               .values(updated_at=utcnow() - timedelta(days=2)))
-            db.session.commit()
+    _age_the_count(server, key, store)
     _wrong_password(server, seeded.first_party)
     if server.backend == "redis":
         assert int(store.get(f"idp:fail:{key}")) == 2 and store.ttl(f"idp:fail:{key}") > 3600

@@ -490,24 +490,11 @@ def test_a_request_of_an_expired_login_can_no_longer_be_answered(push_server, se
     _assert_closed_to_the_phone(device, listed["id"], number)
 
 
-def test_a_fraud_report_on_a_request_its_login_no_longer_waits_on_still_counts(push_server, seeded, web, rp_factory):
-    """Signed in with the authenticator app after a request the person did not send: "not mine"
-    on that request is still reported (409 with "reported": true), push is suspended, and the
-    request is closed (audited as expired, not as pending)."""
-    import base64
-
-    import pyotp
-
+def _reported_on_the_closed_request(push_server, seeded, device, request_id: str) -> None:
+    """The phone reports a request its login no longer waits on as fraud: told it is closed and
+    reported, and reported it is (push suspended, the request expired, one event)."""
     from idp.models import AuditEvent, FactorChallenge
 
-    device, secret = _user_with_push_and_totp(push_server, seeded)
-    rp = rp_factory(seeded.first_party)
-    page, _number = _start_on_push(web, rp, seeded)
-    request_id = device.pending()[0]["id"]
-    page = _switch_to_totp(web, page)
-    web.submit(page.form_with("code"), {"code": pyotp.TOTP(base64.b32encode(secret).decode()).now()})
-    past_new_recovery_codes(web)  # (the phone came with an activation code: codes owed)
-    assert "code=" in (web.last_redirect or "") or web.consent("allow")
     # (the app's client turns every 409 into one error: the signed request as it sends it, read raw)
     response = device._signed("POST", f"/challenges/{request_id}/answer",
                               extra={"challenge": request_id, "decision": "fraud"})
@@ -517,6 +504,25 @@ def test_a_fraud_report_on_a_request_its_login_no_longer_waits_on_still_counts(p
         assert db.session.get(FactorChallenge, request_id).status == "expired"
         [event] = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "push.fraud_reported")).all()
         assert event.details["challenge_status"] == "expired"
+
+
+def test_a_fraud_report_on_a_request_its_login_no_longer_waits_on_still_counts(push_server, seeded, web, rp_factory):
+    """Signed in with the authenticator app after a request the person did not send: "not mine"
+    on that request is still reported (409 with "reported": true), push is suspended, and the
+    request is closed (audited as expired, not as pending)."""
+    import base64
+
+    import pyotp
+
+    device, secret = _user_with_push_and_totp(push_server, seeded)
+    rp = rp_factory(seeded.first_party)
+    page, _number = _start_on_push(web, rp, seeded)
+    request_id = device.pending()[0]["id"]
+    page = _switch_to_totp(web, page)
+    web.submit(page.form_with("code"), {"code": pyotp.TOTP(base64.b32encode(secret).decode()).now()})
+    past_new_recovery_codes(web)  # (the phone came with an activation code: codes owed)
+    assert "code=" in (web.last_redirect or "") or web.consent("allow")
+    _reported_on_the_closed_request(push_server, seeded, device, request_id)
 
 
 def test_a_phone_enrolled_at_a_login_while_a_factor_was_set_up_elsewhere_is_asked_for_not_added(
@@ -576,7 +582,7 @@ def test_a_fraud_report_on_an_open_request_its_login_left_counts_whatever_the_wi
     from datetime import timedelta
 
     from idp.db import utcnow
-    from idp.models import AuditEvent, FactorChallenge
+    from idp.models import FactorChallenge
 
     push = push_server.app.extensions["idp.factors"].get("push")
     monkeypatch.setattr(push, "push_settings", dataclasses.replace(push.push_settings, window=30))
@@ -590,11 +596,4 @@ def test_a_fraud_report_on_an_open_request_its_login_left_counts_whatever_the_wi
         db.session.execute(update(FactorChallenge).where(FactorChallenge.id == request_id)
                            .values(created_at=now - timedelta(seconds=40), expires_at=now + timedelta(seconds=20)))
         db.session.commit()
-    response = device._signed("POST", f"/challenges/{request_id}/answer",
-                              extra={"challenge": request_id, "decision": "fraud"})
-    assert (response.status_code, device._json(response)) == (409, {"error": "challenge_closed", "reported": True})
-    with push_server.context():
-        assert db.session.scalar(select(User.push_suspended_at).where(User.email == seeded.user_email))
-        assert db.session.get(FactorChallenge, request_id).status == "expired"
-        [event] = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "push.fraud_reported")).all()
-        assert event.details["challenge_status"] == "expired"
+    _reported_on_the_closed_request(push_server, seeded, device, request_id)
