@@ -191,6 +191,17 @@ class ChallengeStore:
         row = db.claim(FactorChallenge, where=where, values=values, commit=commit and not commits_with_step())
         return _info(row) if row else None
 
+    def note(self, challenge_id: str, payload: Mapping[str, Any]) -> bool:
+        """Replace the payload of a challenge whatever its status (a fact learnt after it closed: the
+        devices that reported it as fraud); the caller commits, holding whatever lock orders its
+        read of the payload before this write."""
+        if not storable(challenge_id):
+            return False
+        result = db.session.execute(
+            update(FactorChallenge).where(FactorChallenge.id == challenge_id, FactorChallenge.factor == self.factor)
+            .values(payload_json=dict(payload)), execution_options={"synchronize_session": False})
+        return result.rowcount == 1
+
     def expire(self, challenge_id: str, *, now: datetime | None = None, answered_as: str | None = None) -> bool:
         """Mark a pending challenge expired (cancelled, superseded); the caller commits.
         `answered_as`: also one answered so, the caller's own claim (`answer(commit=False)`) for a

@@ -195,12 +195,18 @@ def build_blueprint(factor) -> Blueprint:
             payload={**info.payload, "reason": reason, "device_credential_id": device.id,
                      "device_name": device.label})
         if answered is None:
-            earlier = _own_answer(factor.challenges.get(challenge_id), device)
+            now_closed = factor.challenges.get(challenge_id)
+            earlier = _own_answer(now_closed, device)
             if status == login_challenge.FRAUD and earlier == {"status": login_challenge.FRAUD}:
                 # This device's own report, sent again (its reply lost): recorded and acted on
                 # once already; a second event, suspension and mail would be the same report twice.
                 directory.rollback()
                 return jsonify({"error": "challenge_closed", "reported": True, "answered": earlier}), 409
+            if status == login_challenge.FRAUD and device.id in _reported_by(now_closed):
+                # The same, for its report on a request that was closed already (below): told again
+                # what its first copy was told.
+                directory.rollback()
+                return jsonify({"error": "challenge_closed", "reported": True}), 409
             # One still open (pending, unexpired) belongs to a login that no longer waits on it
             # (finished with another method, switched to one, expired): it closes now, and is
             # reported so however long ago it came, as it was when this answer claimed it (a
@@ -213,6 +219,10 @@ def build_blueprint(factor) -> Blueprint:
                 # the user still says "this was not me", which matters more than the request's state.
                 factor.challenges.expire(challenge_id, now=now)  # (one past its time, still marked pending)
                 closed = factor.challenges.get(challenge_id) or info
+                # Which devices reported it (their retries are not reported again): read and written
+                # under the user's lock, as every answer is.
+                factor.challenges.note(challenge_id, {**closed.payload,
+                                                      REPORTED_BY: sorted({*_reported_by(closed), device.id})})
                 woken = _record_refusal(factor, device, closed, status, reason, now, closed_as=closed.status)
                 directory.commit()
                 _wake(woken)
@@ -258,6 +268,15 @@ def _answer_body(status: str, reason: str | None) -> dict:
     if status == login_challenge.DENIED:
         body["reason"] = reason
     return body
+
+
+# A closed request's payload member: the ids of the user's devices that reported it as fraud.
+REPORTED_BY = "fraud_reported_by"
+
+
+def _reported_by(closed) -> set[int]:
+    found = closed.payload.get(REPORTED_BY) if closed is not None else None
+    return {i for i in found if isinstance(i, int)} if isinstance(found, list) else set()
 
 
 def _own_answer(closed, device) -> dict | None:

@@ -219,3 +219,58 @@ def test_a_number_with_a_lone_surrogate_is_a_wrong_number(client, push, factor_u
     response = device.answer(step.state["challenge_id"], "approve", step.view["number"][:-1] + "\ud800")
     assert (response.status_code, response.get_json()) == (200, {"status": "denied", "reason": "wrong_number"})
     assert push.poll(factor_user, step.state, ctx) == Denied("wrong_number")
+
+
+@pytest.mark.parametrize("closed_by", ["approval", "re_push"])
+def test_a_fraud_report_on_a_closed_request_sent_again_is_reported_once(client, push, factor_user, closed_by):
+    """A report on a request no longer pending (approved by mistake, superseded by a re-push),
+    sent again signed afresh after its reply was lost: told the same (reported), and not recorded a
+    second time (docs/push-protocol.md, "Retrying an answer": one event, one suspension). The
+    retry used to find the request merely expired (the first report's doing) and report it again."""
+    device = enrol_device(client, push, factor_user)
+    _ctx, step = start_login(push, factor_user)
+    if closed_by == "approval":
+        assert device.answer(step.state["challenge_id"], "approve", step.view["number"]).status_code == 200
+    else:
+        start_login(push, factor_user)  # supersedes `step`
+    first = device.answer(step.state["challenge_id"], "fraud")
+    assert (first.status_code, first.get_json()) == (409, {"error": "challenge_closed", "reported": True})
+    again = device.answer(step.state["challenge_id"], "fraud")
+    assert (again.status_code, again.get_json()) == (409, {"error": "challenge_closed", "reported": True})
+    assert len(fraud_events()) == 1
+    # Another of the user's phones saying "not mine" about it is its own report.
+    other = enrol_device(client, push, factor_user, "Other phone")
+    assert other.answer(step.state["challenge_id"], "fraud").get_json()["reported"] is True
+    assert len(fraud_events()) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("closed_by", [None, "approval"])
+def test_two_copies_of_one_fraud_report_at_once_are_reported_once(pg_app, closed_by):
+    """A phone's retry sent while its first report is still under way (both signed): the answers
+    take the user's lock one after the other, and the second finds the first's report, on a
+    pending request or on one approved already."""
+    from idp.db import db
+
+    push = push_factor()
+    user = make_user(f"fraud-twice-{closed_by}@example.com")
+    device = enrol_device(pg_app.test_client(), push, user)
+    _ctx, step = start_login(push, user)
+    db.session.commit()
+    cid = step.state["challenge_id"]
+    if closed_by == "approval":
+        assert device.answer(cid, "approve", step.view["number"]).status_code == 200
+    tokens = [device.token(f"/challenges/{cid}/answer", challenge=cid, decision="fraud") for _ in range(2)]
+
+    def send(i):
+        with pg_app.app_context():
+            try:
+                response = Device(pg_app.test_client(), device.key).answer(cid, "fraud", token=tokens[i])
+                return response.status_code, response.get_json()
+            finally:
+                db.session.remove()
+
+    answers = at_once(2, send)
+    assert all(body.get("reported") or body.get("status") == "fraud" for _code, body in answers), answers
+    db.session.rollback()
+    assert len([e for e in fraud_events() if e.actor_id == user.id]) == 1
