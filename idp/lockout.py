@@ -430,6 +430,13 @@ _TOUCH = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"))
           .values(updated_at=bindparam("now", type_=_COUNTERS.c.updated_at.type)))
 
 
+def keep(key: str) -> None:
+    """A guess counted by `reserve(key, touch=False)` proved wrong: the key's failures are kept
+    from now on, as a failure counted with `touch` would keep them. Written alone when no
+    transaction is open, else with the caller's next commit."""
+    _touch_now(key)
+
+
 def _touch_now(key: str) -> None:
     """Keep `key`'s failures from now on, as a failure counted now would (a count reserved with
     `touch=False` that proved a failure): committed as `_release_now` commits."""

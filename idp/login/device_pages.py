@@ -60,14 +60,18 @@ def enter():
     guesses = _guesses_from_this_address()
     # Counted before the look-up and committed at once (a guess counts whatever else happens):
     # guesses posted together each take their turn at the count, so no burst of them passes a
-    # check that none of them has failed yet.
-    wait = lockout.reserve(guesses)
+    # check that none of them has failed yet. Not `touch`ed: a right code takes its count back
+    # and must not keep the address's earlier wrong ones alive (its people sign in there every
+    # day: as `PasswordGuess.admit`); a wrong one keeps them (`lockout.keep`).
+    wait = lockout.reserve(guesses, touch=False)
     db.session.commit()
     if wait:
         return _code_page(form, wait_message(wait), 429)
     device = device_flow.pending(form.user_code.data)
     client = _client_of(device)
     if device is None or client is None:
+        lockout.keep(guesses)
+        db.session.commit()
         return _code_page(form, _("That code is not valid: it may have expired or been used already. "
                                   "Check it on your device, or start again there."), 400)
     lockout.release(guesses)  # a right code was no failure; the others' count stays

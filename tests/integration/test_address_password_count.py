@@ -122,3 +122,47 @@ def test_a_wrong_password_keeps_them(server):
         with server.context():
             maintenance.purge()
             assert db.session.scalar(select(FailureCounter.failures).where(FailureCounter.key == key)) == 2
+
+
+def _device_code_typed(server, client, typed: str | None = None) -> int:
+    """A user code typed at /device (the client's own, or `typed`): the page's status."""
+    from fixtures.device import ask_for_codes
+
+    code = typed or ask_for_codes(server, client).json()["user_code"]
+    browser = FormBrowser(server.url)
+    return browser.submit(browser.get("/device").form_with("user_code"), {"user_code": code}).status
+
+
+def test_a_right_device_code_does_not_keep_the_addresss_wrong_codes_alive(server):
+    """The same for the user codes typed at /device from one address (counted before the look-up,
+    a right code's count taken back): the office's TV signed in every morning kept its people's
+    typos of months counting towards the address's limit."""
+    from fixtures.device import allow_device_grant
+
+    seeded = seed(server)
+    allow_device_grant(server, seeded.first_party)
+    key = "device:ip:127.0.0.1"
+    store = _redis_of(server)
+    assert _device_code_typed(server, seeded.first_party, "BCDF-GHJK") == 400  # a typo
+    _age_the_count(server, key, store)
+    assert _device_code_typed(server, seeded.first_party) == 200
+    if server.backend == "redis":
+        assert int(store.get(f"idp:fail:{key}")) == 1 and 0 < store.ttl(f"idp:fail:{key}") <= 60
+    else:
+        from idp import maintenance
+        from idp.db import db
+        from idp.models import FailureCounter
+
+        with server.context():
+            maintenance.purge()
+            assert db.session.scalar(select(FailureCounter).where(FailureCounter.key == key)) is None
+    # A wrong code keeps them, as a wrong password does.
+    assert _device_code_typed(server, seeded.first_party, "BCDF-GHJK") == 400
+    _age_the_count(server, key, store)
+    assert _device_code_typed(server, seeded.first_party, "BCDF-GHJL") == 400
+    if server.backend == "redis":
+        assert store.ttl(f"idp:fail:{key}") > 3600
+    else:
+        with server.context():
+            maintenance.purge()
+            assert db.session.scalar(select(FailureCounter.failures).where(FailureCounter.key == key)) == 2
