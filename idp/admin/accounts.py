@@ -47,7 +47,9 @@ def new_user():
         budget = _taken_budget()
         # Counted before the address is looked up (lockout.reserve), and taken back unless it was
         # in use: requests posted at once cannot all pass a check made before any is counted.
-        wait = lockout.reserve(budget)
+        # Not `touch`ed: a user created takes its count back, and must not keep the earlier "in use"
+        # answers alive too (an admin adding people every day); an "in use" answer keeps them.
+        wait = lockout.reserve(budget, touch=False)
         db.session.commit()  # the reservation, before the hash (idp.lockout.reserve)
         if wait:
             form.email.errors = [plural_text("Too many of the addresses you tried are already in use: wait %(num)s "
@@ -66,6 +68,7 @@ def new_user():
                                    "users list.")]
             audit.record("user.create_refused", org_id=g.org.id, actor_id=g.admin.id, actor=g.admin.email,
                          details={"email": users.normalised_email(form.email.data), "reason": "email_taken"})
+            lockout.keep(budget)
             db.session.commit()  # the reserved count stays: this was an "in use" answer
         except users.AccountRefused as exc:  # a bad password, name or address: it answers nothing of others
             db.session.rollback()

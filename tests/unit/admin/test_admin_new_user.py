@@ -105,3 +105,36 @@ def test_the_answer_is_counted_before_the_address_is_looked_up(app, world, brows
     assert counted_during_lookup == [1, 2]
     db.session.expire_all()
     assert db.session.scalar(select(FailureCounter.failures).where(FailureCounter.key == key)) == 1
+
+
+def test_users_created_every_day_do_not_keep_the_in_use_answers_alive(app, world, browser):
+    """Each add is counted before the look-up and a created user takes its count back; that must
+    not also keep the admin's earlier "in use" answers alive (as the address's password count,
+    idp.lockout `touch`): an admin adding people every day would otherwise find the form waiting
+    after their fifth duplicate in months. An "in use" answer keeps them."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from idp import maintenance
+    from idp.db import utcnow
+    from idp.models import FailureCounter
+
+    key = f"factor:admin-taken-email:{world['admin'].id}"
+    client = browser(world["admin"])
+
+    def age():  # a day and more without an "in use" answer
+        db.session.execute(update(FailureCounter).where(FailureCounter.key == key)
+                           .values(updated_at=utcnow() - timedelta(days=2)))
+        db.session.commit()
+
+    assert post_new_user(client, world["stranger"].email).status_code == 400
+    age()
+    assert post_new_user(client, "daily@acme.test").status_code == 302
+    maintenance.purge()
+    assert db.session.scalar(select(FailureCounter).where(FailureCounter.key == key)) is None
+    assert post_new_user(client, world["stranger"].email).status_code == 400
+    age()
+    assert post_new_user(client, world["alice"].email).status_code == 400
+    maintenance.purge()
+    assert db.session.scalar(select(FailureCounter.failures).where(FailureCounter.key == key)) == 2
