@@ -47,8 +47,9 @@ if multiprocess_dir() and not os.path.isdir(multiprocess_dir()):
     # /run (where operations.md puts it) is emptied at every boot: a directory not made again
     # would keep the provider from starting at all, with prometheus_client's FileNotFoundError
     # on its first metric below. Missing, it is as empty as the docs ask; one that cannot be
-    # made is one line from `idp` (an OSError) and the last line of gunicorn's traceback.
-    os.makedirs(multiprocess_dir(), exist_ok=True)
+    # made is one line from `idp` (an OSError) and the last line of gunicorn's traceback. Made
+    # for the workers' user alone: its files are the counts /metrics keeps from the public.
+    os.makedirs(multiprocess_dir(), mode=0o700, exist_ok=True)
 
 # Latency buckets for an identity provider: sub-millisecond token grants up to argon2-bound
 # logins of tens of milliseconds and the occasional slow database.

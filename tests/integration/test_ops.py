@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import subprocess
 import sys
 
@@ -212,6 +213,9 @@ def test_a_missing_multiprocess_directory_is_made_rather_than_refusing_to_start(
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert missing.is_dir() and sample(out.stdout, "idp_logins_total", outcome="success") == 1.0
+    # The workers' counts (login outcomes, error rates: operations.md keeps /metrics private) are
+    # for the workers' user alone, whatever the umask.
+    assert stat.S_IMODE(missing.stat().st_mode) == 0o700
 
 
 # ------------------------------------------------------------------ request id and logs
