@@ -182,10 +182,18 @@ def choose(ctx: StepContext, name: str):
     user = user_of(ctx)
     factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
-    # A challenge another request of this login is beginning (the first of a double click, read
-    # after its claim): this copy begins none, whose begin would cancel that one's as it is sent
-    # while that one's keep then fails. The page waits for the step kept (`show`).
-    if name in usable and not being_begun(ctx.row) and not _begin(ctx, user, usable[name]):
+    if name not in usable:
+        return redirect(url_for("login.step", handle=ctx.handle))
+    if being_begun(ctx.row):
+        # A challenge another request of this login is beginning (the first of a double click,
+        # read after its claim): wait for it to be kept (`_kept_step`). The one asked for: this
+        # copy begins none, whose begin would cancel that one's as it is sent while that one's
+        # keep then fails. None kept in time (a claim left by a worker that died): the method
+        # asked for is begun, not ignored (the page would begin the one used last).
+        kept, _state, _view = _kept_step(ctx)
+        if kept == name or ctx.row.state != State.SECOND_FACTOR.value:
+            return redirect(url_for("login.step", handle=ctx.handle))
+    if not _begin(ctx, user, usable[name]):
         return show(ctx, unavailable_message(usable[name]), 503)  # the method in progress stays
     return redirect(url_for("login.step", handle=ctx.handle))
 

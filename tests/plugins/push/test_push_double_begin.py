@@ -174,3 +174,47 @@ def test_a_second_click_read_after_the_first_claimed_the_step_begins_nothing(pus
     numbers = {page.find(r'data-push-number="(\d+)"') for page in (first["page"], second)}
     assert len(numbers) == 1 and None not in numbers
     engine.dispose()
+
+
+def _claim_left_behind(engine) -> None:
+    """The login as a worker that died between its claim and its keep leaves it (killed at its
+    timeout, the machine restarted): push named, no step kept, the version moved."""
+    from sqlalchemy import update
+
+    with engine.begin() as connection:
+        connection.execute(update(LoginTransaction).values(factor_name="push", factor_state=None,
+                                                           version=LoginTransaction.version + 1))
+
+
+def test_a_claim_left_behind_by_a_dead_worker_holds_the_login_only_a_moment(push_server, seeded, rp_factory):
+    """Nothing keeps it for ever: the poll says pending meanwhile, and the user's click on "send a
+    push instead" again, once the wait for the dead request's keep is over, sends the push asked
+    for (it was ignored: the page then began the method used last, the app's code, and the user
+    had to ask a third time); the login goes on with it."""
+    device, web, choose = _on_the_code_page(push_server, seeded, rp_factory)
+    engine = create_engine(push_server.database_url)
+    _claim_left_behind(engine)
+    login_id = _login_row(engine).id
+    page = web.submit(choose)
+    number = page.find(r'data-push-number="(\d+)"')
+    assert number, page.text[:2000]
+    login = _login_row(engine)
+    waited_on = login.factor_state["state"]["challenge_id"]
+    assert _live_requests(engine, login_id) == [waited_on]
+    assert device.answer(waited_on, "approve", number) == {"status": "approved"}
+    continue_(web, page)
+    past_new_recovery_codes(web)
+    if web.last_redirect is None:
+        web.consent("allow")
+    assert "code=" in web.last_redirect
+    engine.dispose()
+
+
+def test_a_page_loaded_on_a_claim_left_behind_begins_a_method_after_the_wait(push_server, seeded, rp_factory):
+    device, web, _choose = _on_the_code_page(push_server, seeded, rp_factory)
+    engine = create_engine(push_server.database_url)
+    _claim_left_behind(engine)
+    page = web.get(web.page.url)
+    assert page.status == 200 and (page.form_with("code") or page.find(r'data-push-number="(\d+)"'))
+    assert _login_row(engine).factor_state  # kept: the next load shows it at once
+    engine.dispose()
