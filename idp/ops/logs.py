@@ -104,7 +104,11 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """Plain text for development consoles, still carrying the request id."""
+    """Plain text for development consoles, still carrying the request id, and the record's
+    `fields` after the message as `key="value"` (JSON literals, so a line stays one line): the
+    JSON lines carry them, and a developer reading `make run`'s console needs them as much
+    (why an authorization request got the error page is only there: the page says it in
+    fixed words, idp.oidc.views)."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
@@ -112,7 +116,13 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if not getattr(record, "request_id", None):
             record.request_id = request_id_var.get() or "-"
-        return super().format(record)
+        line = super().format(record)
+        fields = record.__dict__.get("fields")
+        if not fields:
+            return line
+        text = " ".join(f"{key}={json.dumps(value, default=str, ensure_ascii=False)}" for key, value in fields.items())
+        head, newline, rest = line.partition("\n")  # a traceback stays after the line it belongs to
+        return f"{head} {text}{newline}{rest}"
 
 
 def access_record(logger_name: str, level: int, method: str, path: str, status: int, duration_ms: float,
