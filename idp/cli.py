@@ -659,11 +659,19 @@ def client() -> None:
 
 @client.command("add")
 @click.option("--name", required=True, help="Name shown on the consent page.")
-@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI (repeatable).")
-@click.option("--public", is_flag=True, help="A public client (no secret; PKCE required).")
-@click.option("--first-party", is_flag=True, help="Skip the consent page for this client.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True,
+              help="Redirect URI, matched exactly but for the port of http://127.0.0.1 or http://[::1] (a native "
+                   "app's loopback server); http(s) only (no private-use scheme such as com.example.app:/cb), "
+                   "https in production but on loopback (repeatable; needed for authorization_code).")
+@click.option("--public", is_flag=True,
+              help="A public client: no secret, PKCE required, no introspection or client_credentials (a "
+                   "third-party one with a non-https redirect URI sees the consent page at every login).")
+@click.option("--first-party", is_flag=True,
+              help="The organization's own application: never a consent page, and offline_access (refresh "
+                   "tokens) without prompt=consent. Default: third party.")
 @click.option("--post-logout-redirect-uri", "logout_uris", multiple=True,
-              help="Where RP-initiated logout may return (repeatable).")
+              help="Where RP-initiated logout may return: only a logout that sends the client's ID token "
+                   "as id_token_hint comes back unasked (repeatable).")
 @click.option("--grant-type", "grant_types", multiple=True,
               help="authorization_code | refresh_token | client_credentials | device_code (repeatable; "
                    "default: authorization_code refresh_token; device_code is RFC 8628's "
@@ -766,7 +774,8 @@ def _client_document(row) -> dict:
               help='Where RP-initiated logout may return (repeatable; replaces the registered list; "" alone '
                    "clears it).")
 @click.option("--first-party/--third-party", "first_party", default=None,
-              help="Skip the consent page for this client, or show it again.")
+              help="The organization's own application (no consent page; offline_access without "
+                   "prompt=consent), or a third party again.")
 @click.option("--grant-type", "grant_types", multiple=True,
               help="authorization_code | refresh_token | client_credentials | device_code (repeatable; replaces "
                    "the list).")
