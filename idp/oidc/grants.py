@@ -36,17 +36,19 @@ def _settings():
     return current_app.extensions["idp.settings"]
 
 
-def revoke_if_replayed(token_hash: str) -> None:
+def revoke_if_replayed(token_hash: str) -> bool:
     """A refresh token presented after it was rotated: assume it was stolen, revoke its family
-    (audited, `token.replay_detected`, when that revoked anything: the admins' sign of a theft)."""
+    (audited, `token.replay_detected`, when that revoked anything: the admins' sign of a theft).
+    Whether it was such a token."""
     stale = db.session.scalar(select(Token).where(Token.refresh_token_hash == token_hash))
     if stale is None or stale.rotated_at is None or stale.family_id is None:
-        return  # (a client_credentials token has no family, and `== None` would match them all)
+        return False  # (a client_credentials token has no family, and `== None` would match them all)
     revoked = token_revocation.revoke(Token.family_id == stale.family_id)
     if revoked:
         audit.record_about_user("token.replay_detected", stale.user_id, actor=stale.client_id,
                                 details={"client_id": stale.client_id, "tokens_revoked": revoked})
     db.session.commit()
+    return True
 
 
 # ---- The grants' hot statements, built once. `db.claim` builds its statement per call and loads
@@ -569,6 +571,21 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         self.execute_hook("after_create_token_response", result)
         return result
 
+    def _validate_request_token(self, client):
+        """Authlib's, but its bare `invalid_grant` says why (RFC 6749 5.2's error_description):
+        the client's developer otherwise cannot tell a replay from a token that simply ended."""
+        presented = self.request.form.get("refresh_token")
+        if presented is None:
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+        token = self.authenticate_refresh_token(presented)
+        if token is None or not token.check_client(client):
+            if getattr(self.request, "refresh_replayed", False):
+                raise InvalidGrantError("The refresh token was already used: the tokens of its sign-in are revoked "
+                                        "(use each refresh token once, the new one from each answer).")
+            raise InvalidGrantError("The refresh token is unknown, expired, revoked or another client's: "
+                                    "sign the user in again.")
+        return token
+
     def authenticate_refresh_token(self, refresh_token):
         # A read, with the user's standing: the token is spent only when its successor is
         # stored (save_token -> rotate), in one atomic step; a grant that fails in between
@@ -577,7 +594,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         row = db.read_first(_LIVE_REFRESH_TOKEN, {
             "token_hash": token_hash, "for_client": self.request.client.get_client_id(), "now": int(time.time())})
         if row is None:
-            revoke_if_replayed(token_hash)
+            self.request.refresh_replayed = revoke_if_replayed(token_hash)
             return None
         return OAuthToken(row)
 

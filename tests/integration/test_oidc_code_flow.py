@@ -489,3 +489,22 @@ def test_a_refresh_grants_what_the_client_may_still_have(migrated_database_url):
         assert scopes == ["openid email offline_access", "openid offline_access", "openid offline_access"]
     finally:
         server.stop()
+
+
+def test_a_refused_refresh_says_why(seeded, web, rp_factory):
+    """RFC 6749 5.2's error_description: a replay (the family revoked) and a token that ended are
+    told apart, so that the client's developer knows whether to fix the client or sign in again."""
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
+    first = rp.exchange(web.last_redirect)["refresh_token"]
+    second = rp.token_request({"grant_type": "refresh_token", "refresh_token": first}).json()["refresh_token"]
+    replay = rp.token_request({"grant_type": "refresh_token", "refresh_token": first})
+    assert replay.status_code == 400 and replay.json() == {
+        "error": "invalid_grant", "error_description": "The refresh token was already used: the tokens of its "
+        "sign-in are revoked (use each refresh token once, the new one from each answer)."}
+    for ended in (second, "never-issued"):
+        refused = rp.token_request({"grant_type": "refresh_token", "refresh_token": ended})
+        assert refused.status_code == 400 and refused.json() == {
+            "error": "invalid_grant",
+            "error_description": "The refresh token is unknown, expired, revoked or another client's: sign the user "
+                                 "in again."}
