@@ -508,3 +508,23 @@ def test_a_refused_refresh_says_why(seeded, web, rp_factory):
             "error": "invalid_grant",
             "error_description": "The refresh token is unknown, expired, revoked or another client's: sign the user "
                                  "in again."}
+
+
+def test_a_client_neither_introspects_nor_revokes_another_clients_tokens(seeded, web, rp_factory):
+    """RFC 7662 2.1 and RFC 7009 2.1: the token must have been issued to the asking client. There
+    is no resource-server role: another client learns `active: false` (as for a token that does
+    not exist), and its revocation is refused, the token left alive."""
+    owner = rp_factory(seeded.first_party)
+    password_login(web, owner, seeded.user_email, seeded.password, scope="openid offline_access")
+    token = owner.exchange(web.last_redirect)
+    other = (seeded.third_party["client_id"], seeded.third_party["client_secret"])
+    for value in (token["access_token"], token["refresh_token"]):
+        answer = requests.post(owner.metadata["introspection_endpoint"], data={"token": value}, auth=other, timeout=5)
+        assert answer.status_code == 200 and answer.json() == {"active": False}
+        revoked = requests.post(owner.metadata["revocation_endpoint"], data={"token": value}, auth=other, timeout=5)
+        assert revoked.status_code == 400 and revoked.json()["error"] == "invalid_grant"  # RFC 7009 2.1: refused
+    own = (seeded.first_party["client_id"], seeded.first_party["client_secret"])
+    for value in (token["access_token"], token["refresh_token"]):
+        answer = requests.post(owner.metadata["introspection_endpoint"], data={"token": value}, auth=own, timeout=5)
+        assert answer.json()["active"] is True
+    assert owner.userinfo(token["access_token"]).status_code == 200
