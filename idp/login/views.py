@@ -6,6 +6,7 @@ the "expired" page.
 """
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlencode
 
 from flask import Blueprint, jsonify, redirect, render_template, request, url_for
@@ -22,6 +23,9 @@ from idp.oidc import urls
 from idp.security.headers import CSP_FORMS_TO_A_CLIENT
 
 bp = Blueprint("login", __name__)
+# The sign-out refusals' reasons, beside /authorize's (idp.oidc.views._error_page): the page says
+# them in fixed words, the application's developer finds the exact one here.
+oidc_log = logging.getLogger("idp.oidc")
 
 STEPS = {
     State.IDENTIFY.value: password,
@@ -136,6 +140,8 @@ def logout():
     try:
         end_session = server.validate_endpoint_request("end_session")
     except OAuth2Error as error:
+        oidc_log.info("sign-out request refused with a page: %s", error.error,
+                      extra={"fields": {"description": (error.get_error_description() or "")[:300]}})
         # A fixed text: Authlib's description quotes the request (a crafted link's own sentence).
         return render_template("errors/oauth.html", error=error.error, sign_out=True, description=_(
             "The application's sign-out request is not valid (for example, its ID token or its address "
@@ -144,6 +150,10 @@ def logout():
         # Not redirected (RP-Initiated Logout 1.0, section 3), and not signed out either: an error
         # the user can see, rather than a silent sign-out the application did not ask for (its
         # own address was misconfigured, or someone else's link named theirs).
+        oidc_log.info("sign-out request refused with a page: invalid_request", extra={"fields": {
+            "description": "post_logout_redirect_uri is not one of the client's registered post-logout redirect URIs"
+            if end_session.client is not None else
+            "post_logout_redirect_uri without a known client (an id_token_hint or a registered client_id)"}})
         return render_template("errors/oauth.html", error="invalid_request", sign_out=True, description=_(
             "The application's sign-out request names an address to come back to that it did not "
             "register. You are still signed in.")), 400

@@ -53,3 +53,20 @@ def test_fields_keep_a_record_on_one_line_and_its_traceback_below(text_logged_se
     at = next(i for i, line in enumerate(lines) if "idp.test" in line)
     assert lines[at].endswith('failed input="a\\nb" count=2')
     assert lines[at + 1] == "Traceback (most recent call last):"
+
+
+def test_a_refused_sign_out_says_why_in_the_log(text_logged_server):
+    """The sign-out's error page is as fixed as /authorize's: its reason is in the log too."""
+    server = text_logged_server
+    client = seed(server).third_party
+    for params, reason in (
+            ({"id_token_hint": "not-a-jwt"}, 'description="'),
+            ({"client_id": client["client_id"], "post_logout_redirect_uri": "http://127.0.0.1:9/elsewhere"},
+             "description=\"post_logout_redirect_uri is not one of the client's registered post-logout redirect URIs\""),
+            ({"client_id": "unknown", "post_logout_redirect_uri": "http://127.0.0.1:9/elsewhere"},
+             'description="post_logout_redirect_uri without a known client (an id_token_hint or a registered '
+             'client_id)"')):
+        answer = requests.get(f"{server.url}/logout", params=params, timeout=10, allow_redirects=False)
+        assert answer.status_code == 400
+        line = [line for line in server.log.getvalue().splitlines() if "sign-out request refused" in line][-1]
+        assert "refused with a page: invalid_request " + reason in line, line
