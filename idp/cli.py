@@ -769,7 +769,7 @@ def _client_document(row) -> dict:
 @click.argument("client_id")
 @click.option("--name", default=None, help="Name shown on the consent page.")
 @click.option("--redirect-uri", "redirect_uris", multiple=True,
-              help="Exact redirect URI (repeatable; replaces the registered list).")
+              help="Redirect URI, checked and matched as `add` says (repeatable; replaces the registered list).")
 @click.option("--post-logout-redirect-uri", "logout_uris", multiple=True,
               help='Where RP-initiated logout may return (repeatable; replaces the registered list; "" alone '
                    "clears it).")
