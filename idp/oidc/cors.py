@@ -15,6 +15,7 @@ from base64 import b64decode
 from binascii import Error as Base64Error
 from urllib.parse import unquote
 
+from idp.oidc.redirect_uris import matches_on_another_loopback_port
 from idp.security.origins import browser_origin
 
 # Token, PAR, UserInfo and revocation take it (idp.oidc.views.browser_callable); not
@@ -26,8 +27,15 @@ _PREFLIGHT = (("Access-Control-Allow-Methods", "GET, POST"),
 
 
 def client_allows(client, origin: str) -> bool:
-    """Whether `origin` is one of the client's: the origin of one of its redirect URIs."""
-    return client is not None and any(browser_origin(uri) == origin for uri in client.row.redirect_uris or ())
+    """Whether `origin` is one of the client's: the origin of one of its redirect URIs, a loopback
+    IP literal's on any port (as the redirect URI itself matches, idp.oidc.redirect_uris: a
+    single-page app served from `http://127.0.0.1:5173` in development, registered as
+    `http://127.0.0.1/callback`, receives its code there, so it may read the token answer too)."""
+    if client is None:
+        return False
+    origins = [browser_origin(uri) for uri in client.row.redirect_uris or ()]
+    return origin in origins or matches_on_another_loopback_port(
+        f"{origin}/", [f"{registered}/" for registered in origins if registered])
 
 
 def client_id_of(request) -> str | None:

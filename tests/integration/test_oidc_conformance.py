@@ -208,6 +208,36 @@ def test_a_browser_based_client_reads_the_answers_from_its_own_origin(seeded, we
     assert "Access-Control-Allow-Origin" not in plain.headers
 
 
+def test_a_loopback_clients_pages_read_the_answers_on_any_port(seeded, web, rp_factory):
+    """A redirect URI at a loopback IP literal matches on any port (RFC 8252 7.3), so the code of a
+    single-page app served in development from another port than the registered URI's reaches it
+    there; its token answer is readable there too. Not for `localhost`, another loopback IP or
+    https, which match exactly."""
+    from idp.security.origins import browser_origin
+
+    rp = rp_factory(seeded.public)
+    registered = urlsplit(rp.client["redirect_uri"])
+    assert registered.hostname == "127.0.0.1"
+    port = registered.port + 1 if registered.port < 65535 else registered.port - 1
+    redirect_uri = registered._replace(netloc=f"127.0.0.1:{port}").geturl()
+    origin = browser_origin(redirect_uri)
+    rp.session.redirect_uri = redirect_uri
+    password_login(web, rp, seeded.user_email, seeded.password)
+    exchange = requests.post(rp.metadata["token_endpoint"], headers={"Origin": origin}, timeout=5, data={
+        "grant_type": "authorization_code", "code": web.callback_params()["code"], "redirect_uri": redirect_uri,
+        "code_verifier": rp.verifier, "client_id": rp.client["client_id"]})
+    assert exchange.status_code == 200 and exchange.headers["Access-Control-Allow-Origin"] == origin
+    access = exchange.json()["access_token"]
+    for elsewhere in (f"http://localhost:{port}", f"http://127.0.0.2:{port}", f"https://127.0.0.1:{port}",
+                      f"{origin}/path", "null"):
+        info = requests.get(rp.metadata["userinfo_endpoint"], timeout=5,
+                            headers={"Authorization": f"Bearer {access}", "Origin": elsewhere})
+        assert info.status_code == 200 and "Access-Control-Allow-Origin" not in info.headers, elsewhere
+    info = requests.get(rp.metadata["userinfo_endpoint"], timeout=5,
+                        headers={"Authorization": f"Bearer {access}", "Origin": origin})
+    assert info.headers["Access-Control-Allow-Origin"] == origin
+
+
 def test_a_parameter_sent_twice_is_refused(seeded, web, rp_factory, live_server):
     """RFC 6749 3.1: no request parameter more than once. A repeated client_id or redirect_uri
     gets the error page (where would the error go?); any other recognized one goes back to the
