@@ -53,14 +53,33 @@ def _client_row(params: dict) -> ClientRecord | None:
 def normalise_scope(params: dict, client) -> dict:
     """The scopes this login is about: those the client may have (what the code will carry; the
     consent page shows and remembers no others, so a request cannot fill it with made-up
-    scope names), and offline_access from a third-party client only with prompt=consent
-    (OIDC Core 11)."""
+    scope names).
+
+    A third-party client's offline_access stays: like any other scope, it is granted only with
+    the user's consent (OIDC Core 11: "the OP MUST always obtain consent to returning a Refresh
+    Token"), given on this login's consent page, which lists it, or remembered from an earlier
+    one that did (the "other conditions" under which Core 11 lets a request without
+    prompt=consent have it). A request whose consent page cannot show (prompt=none) loses it
+    instead unless remembered: `_without_unconsented_offline_access`."""
     scopes = scope_to_list(params.get("scope") or "") or []
     allowed = set((client.scope or "").split())
     kept = list(dict.fromkeys(s for s in scopes if s in allowed))  # each once, in order
-    if "offline_access" in kept and not client.first_party and "consent" not in _prompts(params):
-        kept.remove("offline_access")
     return dict(params, scope=" ".join(kept)) if kept != scopes else params
+
+
+def _without_unconsented_offline_access(params: dict, client, user_id: int) -> dict:
+    """For prompt=none: `params` less a third-party client's offline_access when the user's
+    remembered consent does not cover it. The tokens come without a refresh token, as they would
+    have before the user was ever asked, rather than the whole request failing with
+    consent_required (a single-page app's silent renewal often keeps offline_access in its scope)."""
+    scopes = scope_to_list(params.get("scope") or "") or []
+    if client.first_party or "offline_access" not in scopes:
+        return params
+    remembered = db.session.scalar(select(ConsentGrant.scope).where(ConsentGrant.user_id == user_id,
+                                                                    ConsentGrant.client_id == client.client_id))
+    if remembered is not None and "offline_access" in remembered.split():
+        return params
+    return dict(params, scope=" ".join(s for s in scopes if s != "offline_access"))
 
 
 def session_is_enough(params: dict, sso, user: UserLike | None) -> tuple[bool, str | None]:
@@ -207,6 +226,7 @@ def start(grant, args) -> object:
     if "none" in prompts:
         if not enough:
             return error_redirect(grant, why or "login_required")
+        authz["params"] = params = _without_unconsented_offline_access(params, client, user.id)
         needs_consent = consent_needed(authz, client, user.id)
         if needs_consent:
             return error_redirect(grant, "consent_required")
@@ -220,7 +240,8 @@ def start_device(device, client, *, another_account: bool = False) -> object:
     or acr_values: the login is what the client and the 2FA policy need, and this browser's
     session answers it when that is enough (`device_signs_in_as`), unless the person chose
     `another_account`. offline_access from a third-party client is asked for at the consent
-    page (OIDC Core 11's rule, as /authorize applies it with prompt=consent)."""
+    page every time, remembered or not: a device's refresh token lives on in a room the person
+    may only be passing through (a hotel's TV), so they are told each time."""
     params = _device_params(device, client)
     sso, user = login_session.current_session(), login_session.current_user()
     enough = not another_account and session_is_enough(params, sso, user)[0]

@@ -158,15 +158,37 @@ def test_refresh_after_the_client_cache_expired(seeded, web, rp_factory):
     assert rotated.status_code == 200 and rotated.json()["refresh_token"] != token["refresh_token"]
 
 
-def test_third_party_offline_access_needs_prompt_consent(seeded, web, rp_factory):
+def test_third_party_offline_access_is_granted_with_the_users_consent(seeded, web, rp_factory):
+    """OIDC Core 11: a refresh token for a third-party client needs the user's consent. The
+    consent page lists offline access; once allowed, it is remembered like any scope, and
+    prompt=consent is not needed (before session 43 the scope was dropped without it, although
+    the user had just allowed the page)."""
     rp = rp_factory(seeded.third_party)
-    password_login(web, rp, seeded.user_email, seeded.password, scope="openid offline_access")
+    web.get(rp.authorization_url(scope="openid offline_access"))
+    page = web.login(seeded.user_email, seeded.password)
+    assert "Stay signed in when you are away" in page.text, "the consent page names offline access"
+    web.consent("allow")
     token = rp.exchange(web.last_redirect)
-    assert "refresh_token" not in token and "offline_access" not in token["scope"]
-    web2 = type(web)(web.base_url)
-    password_login(web2, rp, seeded.user_email, seeded.password, scope="openid offline_access", prompt="consent")
-    token = rp.exchange(web2.last_redirect)
+    assert "refresh_token" in token and "offline_access" in token["scope"].split()
+    web.get(rp.authorization_url(scope="openid offline_access"))
+    token = rp.exchange(web.last_redirect)  # remembered: no page
     assert "refresh_token" in token
+
+
+def test_third_party_offline_access_not_remembered_is_dropped_under_prompt_none(seeded, web, rp_factory):
+    """A silent request (prompt=none) cannot show the consent page: an offline_access the user
+    never allowed is dropped from it, rather than the request failing with consent_required; a
+    login that can show the page asks for it."""
+    rp = rp_factory(seeded.third_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid")
+    rp.exchange(web.last_redirect)
+    web.get(rp.authorization_url(scope="openid offline_access", prompt="none"))
+    token = rp.exchange(web.last_redirect)
+    assert "refresh_token" not in token and "offline_access" not in token["scope"].split()
+    page = web.get(rp.authorization_url(scope="openid offline_access"))
+    assert web.last_redirect is None and "Stay signed in when you are away" in page.text
+    web.consent("allow")
+    assert "refresh_token" in rp.exchange(web.last_redirect)
 
 
 def test_revocation(seeded, web, rp_factory, live_server):

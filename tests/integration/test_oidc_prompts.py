@@ -86,7 +86,7 @@ def test_consent_is_remembered_per_scope_and_deny_returns_access_denied(seeded, 
     web.get(rp.authorization_url())
     assert web.callback_params().get("code"), "remembered consent skips the page"
     web.get(rp.authorization_url(prompt="none", scope="openid email profile offline_access"))
-    # offline_access without prompt=consent is dropped, so the remembered consent still covers the request
+    # offline_access, never allowed, is dropped under prompt=none: the remembered consent still covers the rest
     assert web.callback_params().get("code")
     web.get(rp.authorization_url(prompt="consent"))
     web.consent("allow")  # asked again for what was granted: nothing changes, no second event
