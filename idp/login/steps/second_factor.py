@@ -248,13 +248,18 @@ def submit(ctx: StepContext):
 def _no_longer_usable(name: str) -> str:
     """Why the method in progress can no longer be used, as far as the core can tell: a recovery
     method (an administrator's code that expired or was revoked while the page was open, the last
-    recovery code used elsewhere) is not a push suspension."""
+    recovery code used elsewhere) is not a push suspension, and neither is a security key the user
+    removed in another tab (it said so)."""
     registry = current_registry()
     if name in registry and registry.get(name).kind == FactorKind.RECOVERY:
         return _("This recovery method can no longer be used to sign in: it was used, it expired or an "
                  "administrator revoked it. Use another method, or ask your administrator.")
-    return _("This method can no longer be used to sign in (a request reported as not yours suspends push "
-             "approvals until an administrator looks into it). Use another method.")
+    if name == "push":  # the one method the user's own phone can suspend, from this very login
+        return _("This method can no longer be used to sign in (a request reported as not yours suspends push "
+                 "approvals until an administrator looks into it). Use another method.")
+    # A key or app removed (on the security page, by an admin) or suspended while the page was open.
+    return _("This method can no longer be used to sign in: it was removed or suspended meanwhile. "
+             "Use another method, or cancel and sign in again.")
 
 
 def _apply(ctx: StepContext, user, factor, outcome, version: int):
