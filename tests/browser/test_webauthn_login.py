@@ -85,6 +85,8 @@ def test_user_verification_required_end_to_end(migrated_database_url, page):
         _wait_for_script(page)
         page.press("#label", "Enter")
         page.wait_for_selector("#webauthn-status.error")
+        # (the browser's NotAllowedError: the page says what may be missing, not "not registered")
+        assert "PIN" in page.locator("#webauthn-status").inner_text()
         screenshot(page, "webauthn-uv-required-refused")
 
         cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": authenticator_id})

@@ -62,9 +62,14 @@
     var field = form.querySelector("input[name=response]");
     var status = document.getElementById("webauthn-status");
     var mode = source.getAttribute("data-mode");
-    var publicKey = decodeOptions(JSON.parse(source.textContent), mode);
-    var call = mode === "create" ? navigator.credentials.create({ publicKey: publicKey })
-                                 : navigator.credentials.get({ publicKey: publicKey });
+    var call;
+    try {  // (options the browser cannot take throw here: the user is told below, as for a refusal)
+      var publicKey = decodeOptions(JSON.parse(source.textContent), mode);
+      call = mode === "create" ? navigator.credentials.create({ publicKey: publicKey })
+                               : navigator.credentials.get({ publicKey: publicKey });
+    } catch (err) {
+      call = Promise.reject(err);
+    }
     button.disabled = true;
     call.then(function (cred) {
       field.value = JSON.stringify(encodeCredential(cred));
@@ -80,7 +85,10 @@
         // InvalidStateError on create: the authenticator holds one of the user's keys already
         // (excludeCredentials), so trying again cannot work.
         var duplicate = mode === "create" && err.name === "InvalidStateError" && status.getAttribute("data-duplicate");
-        status.textContent = duplicate || status.getAttribute("data-failed");
+        // NotAllowedError: the prompt was cancelled, timed out, or found none of the user's keys.
+        // Nothing was sent: "not accepted" would blame the key.
+        var unanswered = err.name === "NotAllowedError" && status.getAttribute("data-cancelled");
+        status.textContent = duplicate || unanswered || status.getAttribute("data-failed");
         status.classList.add("error");
       }
     });
