@@ -403,6 +403,9 @@ def serve(host: str, port: int, debug: bool) -> None:
     if debug and app.extensions["idp.settings"].production:
         raise CliError("--debug is refused when IDP_ENV=production")
     _refuse_unopenable_secrets()
+    warning = app.extensions["idp.factors"].rp_id_warning()
+    if warning:
+        click.echo(f"idp: warning: {warning}", err=True)
     app.run(host=host, port=port, debug=debug, use_reloader=debug, threaded=True,
             request_handler=_request_handler_without_access_lines())
 

@@ -214,12 +214,32 @@ class FactorRegistry:
         from urllib.parse import urlsplit
 
         rp_id, origin = self.rp_id_and_origin()
+        # The login pages are served at the issuer, and a browser signs for the page's origin: any
+        # other origin refused every key's answer ("That did not work") with nothing said anywhere.
+        served_at = browser_origin(self.settings.issuer) or self.settings.issuer
+        if origin != served_at:
+            raise FactorMisconfigured(f"factors.webauthn.origin {origin!r} must be the issuer's origin {served_at!r}, "
+                                      f"where the login pages are served (leave it empty to use the issuer's)")
         host = urlsplit(origin).hostname or ""
         # A suffix of a name only (never of an IP address), and never a bare top-level domain.
         within = host == rp_id or (host.endswith("." + rp_id) and "." in rp_id and not is_ip_address(host))
         if not rp_id or not within:
             raise FactorMisconfigured(f"factors.webauthn.rp_id {rp_id!r} must be the origin's host {host!r} or a "
                                       f"domain it belongs to (factors.webauthn.origin, else the issuer)")
+
+    def rp_id_warning(self) -> str | None:
+        """Why browsers will refuse every WebAuthn ceremony although the settings are consistent: an
+        IP address as RP id ("This is an invalid domain"). Said by `idp serve`, not refused: the
+        default development issuer is http://127.0.0.1:5000, where every other method works (and
+        not by every `idp` command, which would print it each time)."""
+        if "webauthn" not in self:
+            return None
+        rp_id, _origin = self.rp_id_and_origin()
+        if not is_ip_address(rp_id):
+            return None
+        return (f"factors.webauthn: the issuer's host {rp_id} is an IP address, which browsers refuse as a WebAuthn "
+                f"RP id: security keys and passkeys cannot be added or used. Serve the issuer at a host name "
+                f"(http://localhost:5000 in development)")
 
     def describe_credentials(self, user: UserRef | int) -> list[tuple[Factor, Description]]:
         """The account/admin list: `(factor, description)` per live credential of an enabled factor,

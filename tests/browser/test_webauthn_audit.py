@@ -173,3 +173,24 @@ def test_a_passkey_signs_in_and_a_second_labelled_key_is_listed(seeded, page, rp
     text = page.locator("main").inner_text()
     assert "Laptop passkey" in text and "Desk key" in text
     screenshot(page, "webauthn-two-keys")
+
+
+def test_at_an_ip_address_the_page_says_keys_cannot_be_used_here(migrated_database_url, page):
+    """The default development issuer (http://127.0.0.1:5000): the browser refuses the RP id
+    (SecurityError, "This is an invalid domain"). The page said "Try again", which never works."""
+    from fixtures.oidc import free_port, seed, start_server
+
+    port = free_port()
+    server = start_server(migrated_database_url, {"server.issuer": f"http://127.0.0.1:{port}"}, port=port)
+    try:
+        seeded = seed(server)
+        virtual_authenticator(page)
+        page.goto(f"http://127.0.0.1:{port}/account/security")
+        _password(page, seeded.user_email, seeded.password)
+        page.locator("form[action$='/add/webauthn'] button").first.click()
+        page.locator("#webauthn-start").wait_for()
+        page.click("#webauthn-start")
+        page.wait_for_selector("#webauthn-status.error")
+        assert "cannot be used at this address" in page.locator("#webauthn-status").inner_text()
+    finally:
+        server.stop()

@@ -32,6 +32,10 @@ PRODUCTION_WITHOUT_SECRET_KEY = {"IDP_ENV": "production"}
     ({"IDP_FACTORS__WEBAUTHN__RP_ID": "other.example"}, ("factors.webauthn.rp_id", "'other.example'")),
     ({"IDP_ISSUER": "https://id.example.com", "IDP_FACTORS__WEBAUTHN__RP_ID": "com"}, ("factors.webauthn.rp_id", "'com'")),
     ({"IDP_FACTORS__WEBAUTHN__RP_ID": "0.1"}, ("factors.webauthn.rp_id", "127.0.0.1")),
+    # an origin other than the issuer's, where the pages are: every key's answer refused, in silence
+    ({"IDP_ISSUER": "https://id.example.com", "IDP_FACTORS__WEBAUTHN__ORIGIN": "https://login.example.com",
+      "IDP_FACTORS__WEBAUTHN__RP_ID": "example.com"},
+     ("factors.webauthn.origin", "'https://login.example.com'", "'https://id.example.com'")),
     ({"IDP_DATABASE_URL": "mysql://x/y"}, ("IDP_DATABASE_URL", "sqlite:///PATH", "postgresql+psycopg://")),
     ({"IDP_ENV": "production", "IDP_SECRET_KEY": "short"}, ("IDP_SECRET_KEY", "too short", "at least 32")),
     ({"IDP_TOKENS__BOGUS": "1"}, ("unknown setting tokens.bogus (from IDP_TOKENS__BOGUS)",)),

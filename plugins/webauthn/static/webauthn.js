@@ -88,7 +88,10 @@
         // NotAllowedError: the prompt was cancelled, timed out, or found none of the user's keys.
         // Nothing was sent: "not accepted" would blame the key.
         var unanswered = err.name === "NotAllowedError" && status.getAttribute("data-cancelled");
-        status.textContent = duplicate || unanswered || status.getAttribute("data-failed");
+        // SecurityError: the browser refuses the RP id for this page's address (an IP address, a
+        // setting that does not fit): no try can work, and only the operator can mend it.
+        var refused = err.name === "SecurityError" && status.getAttribute("data-misconfigured");
+        status.textContent = duplicate || unanswered || refused || status.getAttribute("data-failed");
         status.classList.add("error");
       }
     });
