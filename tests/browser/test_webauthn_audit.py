@@ -174,6 +174,14 @@ def test_a_passkey_signs_in_and_a_second_labelled_key_is_listed(seeded, page, rp
     assert "Laptop passkey" in text and "Desk key" in text
     screenshot(page, "webauthn-two-keys")
 
+    # user_verification = "preferred" (the default): the key without a PIN signs in with a touch;
+    # the amr is the same (RFC 8176 has no value for "verified, by whatever means"), the audit says.
+    page.goto(rp.authorization_url(prompt="login"))
+    _password(page, seeded.user_email, seeded.password)
+    assert set(_claims(page, rp)["amr"]) == {"pwd", "hwk", "user", "mfa"}
+    verified = [e["user_verified"] for e in _events(live_server, "login.second_factor") if e.get("factor") == "webauthn"]
+    assert sorted(verified) == [False, True]
+
 
 def test_at_an_ip_address_the_page_says_keys_cannot_be_used_here(migrated_database_url, page):
     """The default development issuer (http://127.0.0.1:5000): the browser refuses the RP id
