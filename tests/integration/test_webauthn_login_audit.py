@@ -6,6 +6,7 @@ Assertions and registrations are built in-process by the software authenticator.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -174,3 +175,26 @@ def test_a_registration_made_for_another_users_challenge_is_refused(live_server,
     page = respond(alice, alice.page, key.create(options_of(bob.page)), label="Planted")
     assert page.status == 400
     assert webauthn_keys(live_server, seeded.user_email) == [] and webauthn_keys(live_server, seeded.admin_email) == []
+
+
+def test_a_required_user_cannot_remove_their_only_key(live_server, seeded):
+    """2FA required, one security key: the security page (signed in with the key) refuses to remove
+    it, and says why; the key stays."""
+    from sqlalchemy import update
+
+    from idp.db import db
+    from idp.models import User
+
+    key = enrolled_key(live_server, seeded)
+    with live_server.context():
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(mfa_setting="required"))
+        db.session.commit()
+    web = FormBrowser(live_server.url)
+    web.get("/account/security")
+    page = web.login(seeded.user_email, seeded.password)
+    respond(web, page, key.get(options_of(page), sign_count=11))
+    page = web.get("/account/security")
+    href = re.search(r'data-remove="\d+"\s+href="([^"]+)"', page.text).group(1)
+    confirm = web.get(href)
+    assert confirm.status == 403 and "add another method before removing your last one" in confirm.text
+    assert webauthn_keys(live_server, seeded.user_email) == [key.id]
