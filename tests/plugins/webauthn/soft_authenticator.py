@@ -76,12 +76,12 @@ class SoftAuthenticator:
 # --- on a live server (tests/fixtures/oidc.py) ---------------------------------------------------
 
 
-def enrolled_key(live_server, seeded) -> SoftAuthenticator:
-    """The seeded user's one security key, at sign count 10."""
+def enrolled_key(live_server, seeded, sign_count: int = 10) -> SoftAuthenticator:
+    """A security key of the seeded user's, at sign count 10 (0: a passkey, whose count stays 0)."""
     from idp.db import db
     from idp.factors import Enrolled, directory
 
-    key = SoftAuthenticator("localhost", live_server.url, sign_count=10)
+    key = SoftAuthenticator("localhost", live_server.url, sign_count=sign_count)
     registry = live_server.app.extensions["idp.factors"]
     webauthn = registry.get("webauthn")
     with live_server.context():
