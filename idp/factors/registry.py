@@ -229,17 +229,25 @@ class FactorRegistry:
 
     def rp_id_warning(self) -> str | None:
         """Why browsers will refuse every WebAuthn ceremony although the settings are consistent: an
-        IP address as RP id ("This is an invalid domain"). Said by `idp serve`, not refused: the
+        IP address as RP id ("This is an invalid domain"), or plain HTTP elsewhere than at localhost
+        (not a secure context: no WebAuthn at all). Said by `idp serve`, not refused: the
         default development issuer is http://127.0.0.1:5000, where every other method works (and
         not by every `idp` command, which would print it each time)."""
+        from urllib.parse import urlsplit
+
         if "webauthn" not in self:
             return None
-        rp_id, _origin = self.rp_id_and_origin()
-        if not is_ip_address(rp_id):
-            return None
-        return (f"factors.webauthn: the issuer's host {rp_id} is an IP address, which browsers refuse as a WebAuthn "
-                f"RP id: security keys and passkeys cannot be added or used. Serve the issuer at a host name "
-                f"(http://localhost:5000 in development)")
+        rp_id, origin = self.rp_id_and_origin()
+        if is_ip_address(rp_id):
+            return (f"factors.webauthn: the issuer's host {rp_id} is an IP address, which browsers refuse as a "
+                    f"WebAuthn RP id: security keys and passkeys cannot be added or used. Serve the issuer at a host "
+                    f"name (http://localhost:5000 in development)")
+        host = urlsplit(origin).hostname or ""
+        if urlsplit(origin).scheme != "https" and host != "localhost" and not host.endswith(".localhost"):
+            # Not a secure context: browsers offer no WebAuthn there at all (no PublicKeyCredential).
+            return (f"factors.webauthn: browsers offer security keys and passkeys only over HTTPS (or at localhost): "
+                    f"at {origin} none can be added or used")
+        return None
 
     def describe_credentials(self, user: UserRef | int) -> list[tuple[Factor, Description]]:
         """The account/admin list: `(factor, description)` per live credential of an enabled factor,

@@ -202,3 +202,27 @@ def test_at_an_ip_address_the_page_says_keys_cannot_be_used_here(migrated_databa
         assert "cannot be used at this address" in page.locator("#webauthn-status").inner_text()
     finally:
         server.stop()
+
+
+def test_over_plain_http_at_a_host_name_the_page_says_keys_cannot_be_used_here(chromium, migrated_database_url):
+    """http://idp.test (not localhost): not a secure context, so no WebAuthn at all. The page said
+    "This browser does not support security keys or passkeys", which sent the user to another browser."""
+    from fixtures.browser import CHROMIUM, CHROMIUM_ARGS
+    from fixtures.oidc import free_port, seed, start_server
+
+    port = free_port()
+    server = start_server(migrated_database_url, {"server.issuer": f"http://idp.test:{port}"}, port=port)
+    browser = chromium.browser_type.launch(executable_path=CHROMIUM, headless=True,
+                                           args=CHROMIUM_ARGS + ["--host-resolver-rules=MAP idp.test 127.0.0.1"])
+    try:
+        seeded = seed(server)
+        tab = browser.new_context(locale="en-US").new_page()
+        tab.set_default_timeout(15000)
+        tab.goto(f"http://idp.test:{port}/account/security")
+        _password(tab, seeded.user_email, seeded.password)
+        tab.locator("form[action$='/add/webauthn'] button").first.click()
+        tab.wait_for_function("document.getElementById('webauthn-status').textContent.length > 0")
+        assert "cannot be used at this address" in tab.locator("#webauthn-status").inner_text()
+    finally:
+        browser.close()
+        server.stop()

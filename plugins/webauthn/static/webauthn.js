@@ -103,7 +103,9 @@
     if (!source || !button) { return; }
     if (!window.PublicKeyCredential) {
       var status = document.getElementById("webauthn-status");
-      if (status) { status.textContent = status.getAttribute("data-unsupported"); }
+      // Over plain HTTP (but at localhost) no browser offers WebAuthn: the site's address, not the browser.
+      var why = window.isSecureContext === false ? "data-misconfigured" : "data-unsupported";
+      if (status) { status.textContent = status.getAttribute(why); }
       button.disabled = true;
       return;
     }
