@@ -226,3 +226,30 @@ def test_over_plain_http_at_a_host_name_the_page_says_keys_cannot_be_used_here(c
     finally:
         browser.close()
         server.stop()
+
+
+def test_a_key_without_a_pin_once_verification_is_required_is_told_what_is_missing(migrated_database_url, page):
+    """A key registered under "preferred" without a PIN; the operator then sets user_verification =
+    "required". The browser refuses to answer (NotAllowedError, nothing posted, nothing counted):
+    the page names the PIN, and the recovery codes are there."""
+    from fixtures.oidc import RelyingParty, free_port, seed, start_server
+
+    port = free_port()
+    server = start_server(migrated_database_url, port=port)
+    try:
+        seeded = seed(server)
+        rp = RelyingParty(server.url, seeded.first_party)
+        virtual_authenticator(page, resident_key=False, user_verification=False)
+        _enrol_during_login(page, rp, seeded)
+    finally:
+        server.stop()
+    server = start_server(migrated_database_url, {"factors.webauthn.user_verification": "required"}, port=port)
+    try:
+        page.goto(rp.authorization_url(prompt="login"))
+        _password(page, seeded.user_email, seeded.password)
+        page.wait_for_selector("#webauthn-status.error")
+        assert "PIN" in page.locator("#webauthn-status").inner_text()
+        assert page.locator("form[action$='/factor/recovery_codes'] button").count() == 1
+        assert _events(server, "login.second_factor_failed") == []
+    finally:
+        server.stop()
