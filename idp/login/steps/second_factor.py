@@ -248,8 +248,8 @@ def submit(ctx: StepContext):
 def _no_longer_usable(name: str) -> str:
     """Why the method in progress can no longer be used, as far as the core can tell: a recovery
     method (an administrator's code that expired or was revoked while the page was open, the last
-    recovery code used elsewhere) is not a push suspension, and neither is a security key the user
-    removed in another tab (it said so)."""
+    recovery code used elsewhere) is not a push suspension, and neither is a security key removed
+    on the security page meanwhile (whose refusal used to speak of push)."""
     registry = current_registry()
     if name in registry and registry.get(name).kind == FactorKind.RECOVERY:
         return _("This recovery method can no longer be used to sign in: it was used, it expired or an "
