@@ -664,8 +664,9 @@ def client() -> None:
 @click.option("--name", required=True, help="Name shown on the consent page.")
 @click.option("--redirect-uri", "redirect_uris", multiple=True,
               help="Redirect URI, matched exactly but for the port of http://127.0.0.1 or http://[::1] (a native "
-                   "app's loopback server); http(s) only (no private-use scheme such as com.example.app:/cb), "
-                   "https in production but on loopback (repeatable; needed for authorization_code).")
+                   "app's loopback server); https in production but on loopback; with --public also a native app's "
+                   "private-use scheme, a reverse domain name in lower case with one slash: com.example.app:/cb "
+                   "(RFC 8252 7.1) (repeatable; needed for authorization_code).")
 @click.option("--public", is_flag=True,
               help="A public client: no secret, PKCE required, no introspection or client_credentials (a "
                    "third-party one with a non-https redirect URI sees the consent page at every login).")
@@ -674,7 +675,8 @@ def client() -> None:
                    "tokens) without prompt=consent. Default: third party.")
 @click.option("--post-logout-redirect-uri", "logout_uris", multiple=True,
               help="Where RP-initiated logout may return: only a logout that sends the client's ID token "
-                   "as id_token_hint comes back unasked (repeatable).")
+                   "as id_token_hint comes back unasked; checked as --redirect-uri (a --public client's "
+                   "private-use scheme too) (repeatable).")
 @click.option("--grant-type", "grant_types", multiple=True,
               help="authorization_code | refresh_token | client_credentials | device_code (repeatable; "
                    "default: authorization_code refresh_token; device_code is RFC 8628's "

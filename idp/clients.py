@@ -39,6 +39,7 @@ from idp.db import db, utcnow
 from idp.login.transaction import TERMINAL
 from idp.models import (AuthorizationCode, Client, ConsentGrant, DeviceAuthorization, LoginTransaction, PushedRequest,
                         SessionClient, Token)
+from idp.oidc import private_use_schemes
 from idp.oidc.client_assertion import JwksRefused, public_jwks, thumbprints
 from idp.security.origins import LOOPBACK_HOSTS, browser_origin, is_ip_address
 from idp.security.text import name_problem, storable
@@ -99,11 +100,15 @@ class Registration:
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 
-def check_redirect_uri(uri: str, what: str = "redirect URI") -> str:
+def check_redirect_uri(uri: str, what: str = "redirect URI", *, public: bool | None = None) -> str:
     """An absolute http(s) URI with a host a browser can reach, no credentials and no fragment
     (OAuth 2.0 section 3.1.2); in production https, but for a loopback address (RFC 9700 2.1,
     RFC 8252 7.3: a native app's local server), at most MAX_URI_LENGTH characters of printable
-    text. Raises ClientRefused."""
+    text. Raises ClientRefused.
+
+    `public`, for a client's redirect and post-logout redirect URIs (None for the URIs only a
+    server answers: logout notifications, keys): whether the client is public, whose URIs may
+    also be a native app's private-use scheme (RFC 8252 7.1, idp.oidc.private_use_schemes)."""
     if len(uri) > MAX_URI_LENGTH:
         raise ClientRefused(f"invalid {what} {_quoted(uri)}: longer than {MAX_URI_LENGTH} characters")
     if not storable(uri):
@@ -114,6 +119,8 @@ def check_redirect_uri(uri: str, what: str = "redirect URI") -> str:
         # Before urlsplit, which drops some of them (tabs, line breaks) from what it parses. An
         # escape sequence kept here would reach the terminal of whoever lists the clients.
         raise ClientRefused(f"invalid {what} {_quoted(uri)}: must not contain control characters")
+    if public is not None and private_use_schemes.looks_like_one(uri):
+        return _checked_private_use_uri(uri, what, public)
     try:
         parts = urlsplit(uri)
         parts.port  # noqa: B018  (raises ValueError on a malformed port)
@@ -135,19 +142,32 @@ def check_redirect_uri(uri: str, what: str = "redirect URI") -> str:
     return uri
 
 
+def _checked_private_use_uri(uri: str, what: str, public: bool) -> str:
+    """A URI of a scheme other than http(s), for a client's redirect or post-logout redirect URI:
+    a public client's private-use one, else ClientRefused. (Before urlsplit, which would lower-case
+    the scheme and read a port in `com.example.app://host:x`.)"""
+    problem = private_use_schemes.problem(uri)
+    if not public:
+        hint = " (a private-use scheme is a native app's: register it --public)" if problem is None else ""
+        raise ClientRefused(f"invalid {what} {_quoted(uri)}: must be an absolute http(s) URI{hint}")
+    if problem is not None:
+        raise ClientRefused(f"invalid {what} {_quoted(uri)}: {problem}")
+    return uri
+
+
 def _quoted(uri: str) -> str:
     """A refused URI as its message quotes it: escaped (repr), and cut short, so that the refusal
     stays one readable line whatever was given."""
     return repr(uri) if len(uri) <= 80 else f"{uri[:80]!r}... ({len(uri)} characters)"
 
 
-def _checked_uris(uris, what: str) -> tuple[str, ...]:
+def _checked_uris(uris, what: str, public: bool) -> tuple[str, ...]:
     """`uris` without duplicates, each checked by check_redirect_uri, at most MAX_URIS_PER_CLIENT
     of them (counted first, so that a flood is refused before anything is parsed)."""
     unique = tuple(dict.fromkeys(uris))
     if len(unique) > MAX_URIS_PER_CLIENT:
         raise ClientRefused(f"at most {MAX_URIS_PER_CLIENT} {what}s per client ({len(unique)} given)")
-    return tuple(check_redirect_uri(uri, what) for uri in unique)
+    return tuple(check_redirect_uri(uri, what, public=public) for uri in unique)
 
 
 def _reachable_host(host: str) -> bool:
@@ -182,10 +202,11 @@ def checked(registration: Registration) -> Registration:
         raise ClientRefused("grant type refresh_token needs authorization_code or device_code")
     if registration.public and "client_credentials" in grants:
         raise ClientRefused("a public client cannot use client_credentials (it has no secret)")
-    uris = _checked_uris(registration.redirect_uris, "redirect URI")
+    uris = _checked_uris(registration.redirect_uris, "redirect URI", registration.public)
     if "authorization_code" in grants and not uris:
         raise ClientRefused("at least one --redirect-uri is required for authorization_code")
-    logout_uris = _checked_uris(registration.post_logout_redirect_uris, "post-logout redirect URI")
+    logout_uris = _checked_uris(registration.post_logout_redirect_uris, "post-logout redirect URI",
+                                registration.public)
     # None is "not given" (the default); an empty string is refused like any other wrong value,
     # never taken for the default: `--id-token-alg ''` did switch a client from RS256 to ES256.
     alg = registration.id_token_alg

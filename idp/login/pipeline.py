@@ -114,9 +114,11 @@ def _receiver_proven(authz: dict, client) -> bool:
     A public client proves nothing at the token endpoint: the code goes wherever its redirect
     URI leads. An https URI is the client's own origin (a web app, or a native app's claimed
     link); but any program on the device can listen on a loopback port or register a private-use
-    scheme and start a request with a native app's client_id. So for those a remembered consent
-    lets nothing through silently: the user sees the consent page at every login, where the
-    application's name tells them what they start (and prompt=none gets consent_required).
+    scheme (`com.example.app:/callback`, which registration allows a public client only:
+    idp.oidc.private_use_schemes) and start a request with a native app's client_id. So for
+    those a remembered consent lets nothing through silently: the user sees the consent page at
+    every login, where the application's name tells them what they start (and prompt=none gets
+    consent_required).
     A device's login (no redirect URI) is already an interaction: the user typed its code."""
     if not client.public:
         return True
@@ -208,6 +210,9 @@ def start(grant, args) -> object:
     refused = unsupported(args)
     if refused is not None:
         return error_redirect(grant, *refused)
+    unreachable = response_mode.unreachable(args, grant.redirect_uri)
+    if unreachable is not None:
+        return error_redirect(grant, "invalid_request", unreachable)
     params = normalise_scope(snapshot.capture(args), client)
     if params.get("max_age") is not None and gate.max_age_of(params) is None:
         return error_redirect(grant, "invalid_request", "max_age must be a whole number of seconds.")

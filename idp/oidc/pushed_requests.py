@@ -35,7 +35,7 @@ from sqlalchemy import bindparam, delete
 
 from idp.db import db, utcnow
 from idp.models import PushedRequest
-from idp.oidc import dpop, parameters, request_object, urls
+from idp.oidc import dpop, parameters, request_object, response_mode, urls
 from idp.oidc.adapters import AUTH_METHODS
 from idp.oidc.request_object import RequestObjectRefused
 from idp.security.tokens import random_token, sha256_hex
@@ -152,8 +152,8 @@ def check_authorization_request(params: dict[str, str], issuer: str) -> None:
     if params.get("max_age") is not None and gate.max_age_of(params) is None:
         raise InvalidRequestError("max_age must be a whole number of seconds.")
     try:
-        server.get_consent_grant(request=rebuild(issuer, {k: v for k, v in params.items() if k != "prompt"}),
-                                 end_user=None)
+        grant = server.get_consent_grant(request=rebuild(issuer, {k: v for k, v in params.items() if k != "prompt"}),
+                                         end_user=None)
     except OAuth2Error as error:
         # Answered here as JSON: never sent to the redirect URI, and no state to echo.
         error.redirect_uri = error.state = None
@@ -164,6 +164,9 @@ def check_authorization_request(params: dict[str, str], issuer: str) -> None:
                 error.error = "invalid_request"
         error.status_code = 401 if error.error == "invalid_client" else 400
         raise
+    unreachable = response_mode.unreachable(params, grant.redirect_uri)
+    if unreachable is not None:
+        raise RequestRefused("invalid_request", unreachable)
 
 
 def take(request_uri: str, client) -> dict[str, str]:

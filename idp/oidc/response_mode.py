@@ -14,6 +14,11 @@ Every answer that goes back to the client passes through `to_client`: the code (
 issue_code), an error once the redirect URI is trusted (AuthorizationServer.handle_error_response)
 and the person's refusal at the consent page. `fragment` is not offered: it exists for responses
 meant for a script in the page, which a code response is not.
+
+A native app's private-use redirect URI (`com.example.app:/callback`, RFC 8252 7.1) is no web
+page: the browser hands it to the app, which no POST can reach. `form_post` to one is refused
+(`unreachable`, invalid_request, as for a mode not offered), and that refusal goes there as a
+query redirect, the only answer the app can receive.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flask import make_response, redirect, render_template
 
+from idp.oidc.private_use_schemes import is_private_use
 from idp.security.headers import csp_for_form_post
 
 MODES = ("query", "form_post")
@@ -29,6 +35,15 @@ MODES = ("query", "form_post")
 def of(params) -> str:
     """The response mode a request asked for (a parameter sent empty is one not sent)."""
     return params.get("response_mode") or "query"
+
+
+def unreachable(params, redirect_uri: str | None) -> str | None:
+    """Why the request's response_mode cannot reach `redirect_uri` (the request's, or the one
+    registered URI it implies), for the error's description; None when it can."""
+    if of(params) == "form_post" and is_private_use(redirect_uri):
+        return ("response_mode=form_post cannot reach a private-use URI scheme redirect URI (a native app): "
+                "use response_mode=query.")
+    return None
 
 
 def to_client(location: str, redirect_uri: str, mode: str | None):

@@ -23,7 +23,8 @@ CSP = _SOURCES + "form-action 'self'; frame-ancestors 'none'"
 # redirect that follows a form's POST against it, the client's own redirects included: no list
 # can be right for a client whose callback sends its user on to another origin (an
 # authentication proxy at auth.example sending them to app.example), and Chromium stops that
-# navigation. These pages hold this site's forms and escaped values only.
+# navigation; nor for a native app's private-use scheme (com.example.app:/cb, RFC 8252 7.1),
+# which only a scheme-source would allow. These pages hold this site's forms and escaped values only.
 CSP_FORMS_TO_A_CLIENT = _SOURCES + "frame-ancestors 'none'"
 _NO_FRAMES = "frame-ancestors 'none'"
 

@@ -137,3 +137,38 @@ def test_a_logout_reaches_wherever_the_clients_return_page_sends_its_user(seeded
               f"&post_logout_redirect_uri={client['post_logout_redirect_uri']}&state=bye")
     page.click("button.primary")
     page.wait_for_url(f"{_home(client)}")
+
+
+def test_the_consent_page_sends_a_native_app_on_to_its_private_use_scheme(seeded, page, live_server):
+    """RFC 8252 7.1: the consent page's "Allow" is a form POST answered by a 302 to
+    com.example.app:/cb?code=... Chromium checks that redirect against the page's form-action:
+    under `form-action 'self'` it stops it (a CSP error in the console, no request for the
+    app's URI); under none, it hands the URI on to the system (the request seen below, aborted
+    then: no app claims the scheme here)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from idp import clients
+    from idp.db import db
+
+    app_uri = "com.example.app:/cb"
+    with live_server.context():
+        row, _secret = clients.register(clients.Registration(name="Mobile App", redirect_uris=(app_uri,), public=True))
+        db.session.commit()
+        client_id = row.client_id
+    rp = RelyingParty(live_server.url, {"client_id": client_id, "client_secret": None, "redirect_uri": app_uri})
+    violations = []
+    page.on("console", lambda message: violations.append(message.text) if "Content Security" in message.text else None)
+    page.goto(rp.authorization_url())
+    page.fill("#username", seeded.user_email)
+    page.fill("#password", seeded.password)
+    page.click("button.primary")
+    allow = page.locator('button[name="action"][value="allow"]')
+    allow.wait_for()
+    with page.expect_request(lambda request: request.url.startswith(f"{app_uri}?")) as sent:
+        allow.click()
+    attempted = sent.value
+    assert attempted.redirected_from is not None and attempted.redirected_from.method == "POST"
+    params = {name: values[0] for name, values in parse_qs(urlsplit(attempted.url).query).items()}
+    assert params["state"] == rp.state and params["iss"] == live_server.url and params["code"]
+    assert not violations
+    assert rp.exchange(attempted.url)["id_token"]  # the code the app would have received, with PKCE

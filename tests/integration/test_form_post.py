@@ -100,6 +100,6 @@ def test_only_the_clients_origin_may_frame_the_page():
     assert "frame-ancestors https://app.example:8443" in csp_for_form_post("https://app.example:8443/cb?x=1")
     framed_by_none = csp_for_form_post("http://[::1]:9/cb")
     assert "frame-ancestors 'none'" in framed_by_none
-    assert csp_for_form_post("com.example.app:/cb") is None  # (never registered: no page, a redirect)
+    assert csp_for_form_post("com.example.app:/cb") is None  # (a native app's: form_post to it is refused)
     assert csp_for_form_post("https://Bücher.example/cb").endswith("frame-ancestors https://xn--bcher-kva.example")
     assert csp_for_form_post("https://a.example:99999/") is None and csp_for_form_post("javascript:alert(1)") is None

@@ -27,3 +27,23 @@ def test_uris_that_are_not_printable_text_or_too_long_are_refused(uri, message):
 def test_a_uri_of_the_longest_length_is_accepted():
     uri = "https://a.example/" + "x" * (MAX_URI_LENGTH - len("https://a.example/"))
     assert check_redirect_uri(uri) == uri
+
+
+@pytest.mark.parametrize("uri", ["com.example.app:/cb\u202e", "com.example.app:/cb\x1b[31m", "com.example.app:/\x00"])
+def test_a_private_use_uri_is_printable_text_too(uri):
+    with pytest.raises(ClientRefused, match="control characters|UTF-8"):
+        check_redirect_uri(uri, public=True)
+
+
+def test_private_use_schemes_only_where_a_public_client_registers_them():
+    """A public client's redirect (and post-logout) URIs (public=True); never a confidential
+    client's (public=False), nor the URIs only a server answers (public=None: back-channel and
+    front-channel logout, jwks_uri)."""
+    from idp.oidc.private_use_schemes import is_private_use
+
+    assert check_redirect_uri("com.example.app:/cb", public=True) == "com.example.app:/cb"
+    for public in (False, None):
+        with pytest.raises(ClientRefused, match="http"):
+            check_redirect_uri("com.example.app:/cb", public=public)
+    assert is_private_use("com.example.app:/cb") and not is_private_use("https://a.example/cb")
+    assert not is_private_use("HTTP://127.0.0.1/cb") and not is_private_use(None)
