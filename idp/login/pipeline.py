@@ -96,9 +96,19 @@ def session_is_enough(params: dict, sso, user: UserLike | None) -> tuple[bool, s
     return (error is None), error
 
 
-def consent_needed(authz: dict, client, user_id: int) -> bool:
+def consent_needed(authz: dict, client, user_id: int, *, by_session: bool = False) -> bool:
+    """Does this login need the consent page? `by_session`: this browser's session answers it,
+    with no page of its own (no password or factor typed in this login).
+
+    A first-party client never asks for consent, but one whose receiver is not proven (a native
+    app's loopback port or private-use scheme, `_receiver_proven`) is not answered by a session
+    without the user's say either: any program on the device could start that login with the
+    organization's own app's client_id, and its code would reach it unseen (RFC 8252 8.6: no
+    such request processed automatically without user consent or interaction). The consent
+    page is that interaction (and prompt=none gets consent_required); a login in which the user
+    typed their password is one already."""
     if client.first_party:
-        return False
+        return by_session and not _receiver_proven(authz, client)
     params = authz["params"]
     if "consent" in _prompts(params) or not _receiver_proven(authz, client):
         return True
@@ -232,7 +242,7 @@ def start(grant, args) -> object:
         if not enough:
             return error_redirect(grant, why or "login_required")
         authz["params"] = params = _without_unconsented_offline_access(params, client, user.id)
-        needs_consent = consent_needed(authz, client, user.id)
+        needs_consent = consent_needed(authz, client, user.id, by_session=True)
         if needs_consent:
             return error_redirect(grant, "consent_required")
     return _begin(authz, client, sso if enough else None, user, needs_consent)
@@ -279,7 +289,7 @@ def _begin(authz: dict, client, sso, user: UserLike | None, needs_consent: bool 
     steps = [{"method": "sso", "amr": list(sso.amr), "at": int(time.time()),
               "credential_ids": list(sso.credential_ids or ())}]
     if needs_consent is None:
-        needs_consent = consent_needed(authz, client, user.id)
+        needs_consent = consent_needed(authz, client, user.id, by_session=True)
     handle = transaction.begin(dict(authz, auth_time=sso.auth_time, sid=sso.sid), binding,
                                state=State.CONSENT if needs_consent else State.IDENTIFY,
                                user_id=user.id, steps_done=steps)

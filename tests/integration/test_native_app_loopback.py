@@ -11,7 +11,7 @@ import requests
 from fixtures.oidc import FormBrowser, RelyingParty, callback_base, password_login
 
 
-def _native_client(live_server, *registered: str) -> str:
+def _native_client(live_server, *registered: str, first_party: bool = False) -> str:
     from idp.db import db
     from idp.models import Client
     from idp.security.tokens import random_token
@@ -19,7 +19,8 @@ def _native_client(live_server, *registered: str) -> str:
     client_id = f"native-{random_token(6)}"
     with live_server.context():
         db.session.add(Client(client_id=client_id, secret_hash=None, name="Native", redirect_uris=list(registered),
-                              post_logout_redirect_uris=[], grant_types=["authorization_code"], public=True))
+                              post_logout_redirect_uris=[], grant_types=["authorization_code"], public=True,
+                              first_party=first_party))
         db.session.commit()
     return client_id
 
@@ -79,6 +80,41 @@ def test_a_native_apps_remembered_consent_lets_no_code_through_silently(seeded, 
 
     _silent_authorize(web, rp, prompt="none")
     assert web.callback_params()["error"] == "consent_required"
+
+
+def test_a_first_party_native_app_is_not_answered_by_the_session_unseen(seeded, live_server):
+    """RFC 8252 8.6 for the organization's own native app, which never asks for consent: any
+    program on the device can start a login with its client_id and listen on a loopback port, so
+    a browser's session does not answer it without a page (the consent page: the user sees which
+    application they are signing in to), and prompt=none gets consent_required. A login in which
+    the user types their password is that interaction already: no consent page after it."""
+    port = int(callback_base().rsplit(":", 1)[1])
+    client_id = _native_client(live_server, "http://127.0.0.1/native/callback", first_party=True)
+    rp = RelyingParty(live_server.url, {"client_id": client_id, "client_secret": None,
+                                        "redirect_uri": f"http://127.0.0.1:{port}/native/callback"})
+    web = FormBrowser(live_server.url)
+    assert "code" in password_login(web, rp, seeded.user_email, seeded.password, consent=False)
+
+    _silent_authorize(web, rp)
+    assert web.last_redirect is None and web.page.form_with("action"), "the session answers it only through a page"
+    web.consent("allow")
+    claims = rp.validate_id_token(rp.exchange(web.last_redirect)["id_token"])
+    assert claims["amr"] == ["pwd"]
+
+    _silent_authorize(web, rp, prompt="none")
+    assert web.callback_params()["error"] == "consent_required"
+
+
+def test_a_first_party_client_at_an_https_uri_is_answered_by_the_session(seeded, live_server):
+    """The organization's own public client at its own https origin: the session answers it
+    with no page, prompt=none included, as before."""
+    client_id = _native_client(live_server, "https://app.example/callback", first_party=True)
+    rp = RelyingParty(live_server.url, {"client_id": client_id, "client_secret": None,
+                                        "redirect_uri": "https://app.example/callback"})
+    web = FormBrowser(live_server.url)
+    assert "code" in password_login(web, rp, seeded.user_email, seeded.password, consent=False)
+    _silent_authorize(web, rp, prompt="none")
+    assert "code" in web.callback_params()
 
 
 def test_a_public_client_at_an_https_uri_keeps_its_remembered_consent(seeded, live_server):
