@@ -36,19 +36,19 @@ def _settings():
     return current_app.extensions["idp.settings"]
 
 
-def revoke_if_replayed(token_hash: str) -> bool:
+def revoke_if_replayed(token_hash: str) -> str | None:
     """A refresh token presented after it was rotated: assume it was stolen, revoke its family
     (audited, `token.replay_detected`, when that revoked anything: the admins' sign of a theft).
-    Whether it was such a token."""
+    The client the token was issued to when it was such a token (whoever presented it), else None."""
     stale = db.session.scalar(select(Token).where(Token.refresh_token_hash == token_hash))
     if stale is None or stale.rotated_at is None or stale.family_id is None:
-        return False  # (a client_credentials token has no family, and `== None` would match them all)
+        return None  # (a client_credentials token has no family, and `== None` would match them all)
     revoked = token_revocation.revoke(Token.family_id == stale.family_id)
     if revoked:
         audit.record_about_user("token.replay_detected", stale.user_id, actor=stale.client_id,
                                 details={"client_id": stale.client_id, "tokens_revoked": revoked})
     db.session.commit()
-    return True
+    return stale.client_id
 
 
 # ---- The grants' hot statements, built once. `db.claim` builds its statement per call and loads
@@ -594,7 +594,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         row = db.read_first(_LIVE_REFRESH_TOKEN, {
             "token_hash": token_hash, "for_client": self.request.client.get_client_id(), "now": int(time.time())})
         if row is None:
-            self.request.refresh_replayed = revoke_if_replayed(token_hash)
+            # Told as a replay to its own client only: another client presenting it learns
+            # nothing of a token that is not its own (that it exists, or was spent).
+            owner = revoke_if_replayed(token_hash)
+            self.request.refresh_replayed = owner is not None and owner == self.request.client.get_client_id()
             return None
         return OAuthToken(row)
 

@@ -532,6 +532,22 @@ def test_a_refused_refresh_says_why(seeded, web, rp_factory):
                                  "in again."}
 
 
+def test_another_clients_spent_refresh_token_is_told_as_unknown(seeded, web, rp_factory):
+    """A client presenting a refresh token that another client already rotated learns nothing of
+    it (RFC 6749 5.2: that it exists, was that client's, was spent): the same answer as for a
+    token never issued, not the owner's replay description."""
+    owner = rp_factory(seeded.first_party)
+    password_login(web, owner, seeded.user_email, seeded.password, scope="openid offline_access")
+    first = owner.exchange(web.last_redirect)["refresh_token"]
+    assert owner.token_request({"grant_type": "refresh_token", "refresh_token": first}).status_code == 200
+    other = rp_factory(seeded.third_party)
+    refused = other.token_request({"grant_type": "refresh_token", "refresh_token": first})
+    assert refused.status_code == 400 and refused.json() == {
+        "error": "invalid_grant",
+        "error_description": "The refresh token is unknown, expired, revoked or another client's: sign the user "
+                             "in again."}
+
+
 def test_a_client_neither_introspects_nor_revokes_another_clients_tokens(seeded, web, rp_factory):
     """RFC 7662 2.1 and RFC 7009 2.1: the token must have been issued to the asking client. There
     is no resource-server role: another client learns `active: false` (as for a token that does
