@@ -238,3 +238,24 @@ def test_rp_initiated_logout_returns_to_the_app(seeded, live_server):
     web.get(f"{rp.metadata['end_session_endpoint']}?id_token_hint={id_token}"
             f"&post_logout_redirect_uri={APP_URI}&state=bye")
     assert web.last_redirect == f"{APP_URI}?state=bye"
+
+
+@pytest.mark.parametrize("signed_in", [True, False])
+def test_a_logout_without_id_token_hint_never_goes_to_the_apps_scheme(seeded, live_server, signed_in):
+    """RP-Initiated Logout 1.0, section 3: without an id_token_hint the post-logout redirect is not
+    made, the client's registered private-use URI included: anyone can write such a link (its
+    client_id is public), and it would open whichever app claims the scheme. Signed in, the page
+    asks first, and its confirmation ends on our page; signed out, our page at once."""
+    client_id = _app_client(live_server)
+    web = FormBrowser(live_server.url)
+    if signed_in:
+        password_login(web, _rp(live_server, client_id), seeded.user_email, seeded.password)
+    query = urlencode({"client_id": client_id, "post_logout_redirect_uri": APP_URI, "state": "bye"})
+    end_session = requests.get(f"{live_server.url}/.well-known/openid-configuration", timeout=5).json()[
+        "end_session_endpoint"]
+    web.get(f"{end_session}?{query}")
+    assert web.last_redirect is None and web.page.status == 200
+    if signed_in:
+        web.submit(web.page.form_with("csrf_token"))
+        assert web.last_redirect is None and web.page.status == 200
+    assert APP_URI not in web.page.text  # (no link to it either)
