@@ -8,9 +8,11 @@ What a registration may hold, and why:
   https URI; an app on a device keeps no secret, so it is public anyway;
 - a reverse domain name: at least two DNS labels joined by periods, the first (the top-level
   domain) letters only (RFC 8252 7.1: "a URI scheme based on a domain name under their control,
-  expressed in reverse order"); this also keeps out every scheme a browser or an operating system
-  handles itself, none of which is such a name (`x-apple.systempreferences`: its first label has a
-  hyphen); the best known are named in the refusal all the same (SPECIAL_SCHEMES);
+  expressed in reverse order"); this also keeps out the schemes browsers handle themselves and
+  most an operating system does (`x-apple.systempreferences`: its first label has a hyphen); the
+  best known are named in the refusal all the same (SPECIAL_SCHEMES). Not all: Windows opens
+  `microsoft.windows.camera:` in its own app. Such a registration (an operator's, never a
+  request's) sends the code to that app, which does nothing with it, and to no one else;
 - in lower case, as written: matching is exact (RFC 9700 2.1) and Android matches a scheme case
   sensitively, so a scheme written otherwise would register a URI the app never receives;
   lower case is RFC 3986 3.1's canonical form, and the refusal says so rather than changing it;
@@ -28,8 +30,9 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-# Schemes a browser or an operating system acts on itself: never an app's (they hold no period,
-# so the reverse-domain rule refuses them anyway; named here for a refusal that says why).
+# Schemes a browser or an operating system acts on itself: never an app's (these hold no period,
+# so the reverse-domain rule refuses them anyway; named here for a refusal that says why). Not
+# every such scheme: an operating system's may be a reverse domain name (module docstring).
 SPECIAL_SCHEMES = frozenset({
     "http", "https", "ws", "wss", "ftp", "file", "data", "javascript", "vbscript", "blob", "about", "filesystem",
     "view-source", "mailto", "tel", "sms", "intent", "android-app", "content", "chrome", "chrome-extension",
