@@ -105,6 +105,35 @@ def test_a_first_party_native_app_is_not_answered_by_the_session_unseen(seeded, 
     assert web.callback_params()["error"] == "consent_required"
 
 
+def test_a_first_party_native_apps_page_is_not_remembered_as_a_consent(seeded, live_server):
+    """The page a session-answered login of the organization's own native app shows (RFC 8252
+    8.6's interaction) is no consent to remember: a first-party client never asks, and nothing
+    reads one for it. Remembered, it listed the app under "Applications with access" as allowed
+    on that day, long after its tokens ended (the list's rule: a first-party application is
+    there while it holds a live token), and logged a consent.granted for an application that
+    needs none."""
+    from sqlalchemy import func, select
+
+    from idp.db import db
+    from idp.models import AuditEvent, ConsentGrant
+
+    port = int(callback_base().rsplit(":", 1)[1])
+    client_id = _native_client(live_server, "http://127.0.0.1/native/callback", first_party=True)
+    rp = RelyingParty(live_server.url, {"client_id": client_id, "client_secret": None,
+                                        "redirect_uri": f"http://127.0.0.1:{port}/native/callback"})
+    web = FormBrowser(live_server.url)
+    assert "code" in password_login(web, rp, seeded.user_email, seeded.password, consent=False)
+    _silent_authorize(web, rp)
+    web.consent("allow")
+    assert "code" in web.callback_params()
+    with live_server.context():
+        assert db.session.scalar(select(func.count()).select_from(ConsentGrant)) == 0
+        assert db.session.scalar(select(func.count()).select_from(AuditEvent)
+                                 .where(AuditEvent.event == "consent.granted")) == 0
+    _silent_authorize(web, rp)
+    assert web.last_redirect is None and web.page.form_with("action"), "asked again at the next such login"
+
+
 def test_a_first_party_client_at_an_https_uri_is_answered_by_the_session(seeded, live_server):
     """The organization's own public client at its own https origin: the session answers it
     with no page, prompt=none included, as before."""
