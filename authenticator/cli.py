@@ -355,17 +355,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     _tolerant_stdio()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _refuse_empty_paths(parser, args)
     suggest_home(args.home)
-    ctx = Context(
-        home=resolve_home(args.home),
-        as_json=args.json,
-        passphrase=passphrase_source(args.passphrase_file),
-        recovery_secret=recovery_secret_source(args.recovery_secret_file),
-        out=sys.stdout,
-        err=sys.stderr,
-    )
     try:
+        ctx = Context(
+            home=resolve_home(args.home),
+            as_json=args.json,
+            passphrase=passphrase_source(args.passphrase_file),
+            recovery_secret=recovery_secret_source(args.recovery_secret_file),
+            out=sys.stdout,
+            err=sys.stderr,
+        )
         return COMMANDS[args.command](ctx, args)
     except AuthenticatorError as exc:
         return fail(str(exc), exc.exit_code)
@@ -373,6 +375,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         return fail(cannot_write(exc), 1)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
+
+
+# Options naming a path, and what they name. An empty value (a script's unset variable, `--home "$PHONE"`)
+# is a mistake, not a choice: read as "not given" it meant the default home or the environment's secret,
+# and as a path the current directory, so the command went on with a store or a folder nobody named.
+# (`restore --from` is the attribute `source`, as `add`'s QR_IMAGE|URI is: None stands for any command.)
+_PATH_OPTIONS = ((None, "home", "--home", "a directory"), ("restore", "source", "--from", "a directory"),
+                 (None, "passphrase_file", "--passphrase-file", "a file"),
+                 (None, "recovery_secret_file", "--recovery-secret-file", "a file"))
+
+
+def _refuse_empty_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for command, attribute, option, what in _PATH_OPTIONS:
+        if command in (None, args.command) and getattr(args, attribute, None) == "":
+            parser.error(f"{option} must name {what} (it is empty)")
 
 
 def _tolerant_stdio() -> None:

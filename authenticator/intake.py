@@ -71,6 +71,8 @@ def account_from_input(source: str) -> Found:
 
     A URI pasted with a space or newline around it is still a URI (decided on the stripped
     text): taken as a file name, it would be echoed, secret and all, in "no such file"."""
+    if not source.strip():  # (as a path, "" is the current directory: "cannot read image .")
+        raise AuthenticatorError("nothing to add: give a URI (otpauth://, idp-push://) or a QR code image")
     if os.path.exists(source) or not _URI_LIKE.match(source.strip()):
         return account_from_uri(decode_qr_image(Path(source)))
     return account_from_uri(source)

@@ -14,6 +14,7 @@ from typing import Protocol
 from authenticator.backup.format import MAX_FILE_SIZE
 from authenticator.errors import BackupTooLarge, NoBackupFound, NotABackupFile, StorageUnreachable
 from authenticator.files import write_atomically
+from authenticator.home import expanded
 
 BACKUP_FILE = "idp-authenticator-backup.bin"
 
@@ -34,7 +35,8 @@ class DirectoryStorage:
     """One file, ``idp-authenticator-backup.bin``, in a directory that must already exist."""
 
     def __init__(self, directory: os.PathLike | str):
-        self.directory = Path(directory).expanduser()
+        self.directory = expanded(str(directory), lambda reason: StorageUnreachable(
+            f"backup location {reason}"))
 
     @property
     def path(self) -> Path:

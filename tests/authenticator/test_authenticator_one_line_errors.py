@@ -221,3 +221,49 @@ def test_an_unusable_scrypt_cost_is_a_one_line_error(app, value):
     assert one_line_error(result) == (f"idp-authenticator: IDP_AUTHENTICATOR_SCRYPT_N={value!r} is not a usable "
                                       "scrypt n (a power of two up to 2**20; for tests only: unset it)")
     assert result.returncode == 1 and not app.home.exists()
+
+
+NO_SUCH_USER = "~no-such-user-on-this-machine"
+
+
+@pytest.mark.parametrize("args", [
+    ["--home", f"{NO_SUCH_USER}/phone", "list"],
+    ["--home", f"{NO_SUCH_USER}/phone", "add", TOTP_URI],
+    ["backup", "--enable", "--to", f"{NO_SUCH_USER}/cloud"],
+    ["restore", "--from", f"{NO_SUCH_USER}/cloud"],
+])
+def test_a_tilde_naming_no_user_is_a_one_line_error(app, args):
+    """`~name/...` is expanded as a shell would; a user this machine does not know was a traceback
+    (RuntimeError from pathlib) before any command ran."""
+    result = app.run(*args)
+    line = one_line_error(result)
+    assert f"{NO_SUCH_USER}/" in line and "no user" in line, line
+    assert app.files() == {}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--home", "", "add", TOTP_URI], "--home must name a directory"),
+    (["--home", "", "list"], "--home must name a directory"),
+    (["add", TOTP_URI, "--home", ""], "--home must name a directory"),
+    (["restore", "--from", ""], "--from must name a directory"),
+    (["--passphrase-file", "", "add", TOTP_URI], "--passphrase-file must name a file"),
+    (["--recovery-secret-file", "", "restore", "--from", "."], "--recovery-secret-file must name a file"),
+])
+def test_an_empty_path_is_refused_not_taken_for_the_default(app, tmp_path, args, message):
+    """An empty value (a script's unset variable: `--home "$PHONE"`) meant the default home, the
+    current directory, or the secret from the environment: the wrong store changed, silently."""
+    default_data = tmp_path / "data"
+    result = app.run(*args, env={"XDG_DATA_HOME": str(default_data)}, pass_home=False)
+    line = one_line_error(result)
+    assert line == f"idp-authenticator: error: {message} (it is empty); see 'idp-authenticator --help'", line
+    assert result.returncode == 2
+    assert not default_data.exists()
+
+
+@pytest.mark.parametrize("source", ["", "  "])
+def test_an_empty_uri_for_add_says_what_to_give(app, source):
+    """Not taken for an empty `--from` (the same attribute), nor for the current directory as an image."""
+    result = app.run("add", source)
+    assert one_line_error(result) == ("idp-authenticator: nothing to add: give a URI (otpauth://, idp-push://) "
+                                      "or a QR code image")
+    assert result.returncode == 1 and app.files() == {}
