@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import errno
 import json
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,7 +256,7 @@ def cmd_restore(ctx: Context, args) -> int:
         # The backup settings live in the lost device's store, not in the backup: without this the
         # new phone would go on unbacked-up, its owner believing otherwise.
         human += (f"; automatic backup is off on this device: "
-                  f"{command_line(f'backup --enable --to {shown(args.source)}')}")
+                  f"{command_line(f'backup --enable --to {shown(shlex.quote(args.source))}')}")
     ctx.emit({"created_at": backup.created_at, "accounts": [account_summary(a) for a in restored]}, human)
     return 0
 

@@ -38,3 +38,18 @@ def test_without_home_the_suggestion_has_none(tmp_path):
     app.ok("add", TOTP_URI, pass_home=False, env=env)
     error = one_line_error(app.run("backup", "--now", pass_home=False, env=env))
     assert error.endswith("run: idp-authenticator backup --enable --to DIR")
+
+
+def test_restore_suggests_enabling_backup_to_its_folder_as_a_runnable_command(tmp_path):
+    """The folder restored from, named in the suggestion, is quoted as a shell needs: a space in it
+    made `--to /path/my cloud` two arguments."""
+    old, new = App(tmp_path / "old"), App(tmp_path / "new")
+    cloud = tmp_path / "my cloud"
+    old.ok("add", TOTP_URI)
+    old.ok("backup", "--enable", "--to", str(cloud))
+    out = new.ok("restore", "--from", str(cloud))
+    program, *arguments = shlex.split(out.split("automatic backup is off on this device: ", 1)[1])
+    assert program == "idp-authenticator"
+    assert arguments[-2:] == ["--to", str(cloud)]
+    new.ok(*arguments, pass_home=False)
+    assert new.ok("backup").startswith(f"automatic backup to {cloud}")
