@@ -62,8 +62,20 @@ MAX_P = 16
 MAX_SCRYPT_WORK = 4 * BACKUP_N * DEFAULT_R * DEFAULT_P
 
 
+# And the least a file may ask for: 32 MiB (scrypt's 128*N*r bytes), what every store and backup this app
+# ever wrote used (N = 2**15, r = 8; backups N = 2**17 since). Parameters lowered in a file's header
+# are then refused as damage before any key is derived with them, not run and reported as a wrong
+# secret (which sends the user looking for a typo), and a file made quick to guess, even with the
+# right secret, is not opened. The test-only cost lowers this floor to itself.
+MIN_SCRYPT_MEMORY_WORK = DEFAULT_N * DEFAULT_R
+
+
 class InvalidKdfParams(ValueError):
     """Parameters outside what this app is willing to run."""
+
+
+class WeakKdfParams(InvalidKdfParams):
+    """Parameters below what this app ever writes: lowered in the file, or not made by this app."""
 
 
 class NotEnoughMemory(AuthenticatorError):
@@ -94,6 +106,16 @@ class KdfParams:
         if self.n * self.r * self.p > MAX_SCRYPT_WORK:
             raise InvalidKdfParams(f"scrypt n*r*p = {self.n * self.r * self.p} is more than this app runs "
                                    f"({MAX_SCRYPT_WORK})")
+        return self
+
+    def ensure_not_weakened(self) -> "KdfParams":
+        """These parameters (read from a file) unless they ask for less than this app ever writes."""
+        floor = MIN_SCRYPT_MEMORY_WORK
+        raw = os.environ.get(SCRYPT_N_ENV)
+        if raw and raw.isascii() and raw.isdigit():
+            floor = min(floor, int(raw) * DEFAULT_R)
+        if self.n * self.r < floor:
+            raise WeakKdfParams(f"scrypt n={self.n} r={self.r} is weaker than any file this app writes")
         return self
 
     @property

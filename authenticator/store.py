@@ -223,11 +223,14 @@ def _read_header(home: Path):
         if data["version"] > VERSION:
             raise StoreDamaged(f"local store in {home} was written by a newer version of idp-authenticator")
         kdf = data["kdf"]
-        params = crypto.KdfParams(n=kdf["n"], r=kdf["r"], p=kdf["p"]).validate()
+        params = crypto.KdfParams(n=kdf["n"], r=kdf["r"], p=kdf["p"]).validate().ensure_not_weakened()
         salt = base64.b64decode(data["salt"], validate=True)
         key_check = base64.b64decode(data["key_check"], validate=True)
     except StoreDamaged:
         raise
+    except crypto.WeakKdfParams:
+        raise StoreDamaged(f"local store header {path} is damaged (its key derivation parameters are weaker than "
+                           f"any store this app writes)") from None
     except (ValueError, KeyError, TypeError, crypto.InvalidKdfParams):
         raise StoreDamaged(f"local store header {path} is damaged") from None
     return header, params, salt, key_check

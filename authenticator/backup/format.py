@@ -118,7 +118,10 @@ def _open(blob: bytes, keys_for) -> bytes:
         raise BackupTampered("the backup was tampered with (unknown key derivation)")
     params = crypto.KdfParams(n=1 << log2_n, r=r, p=p)
     try:
-        params.validate()
+        params.validate().ensure_not_weakened()
+    except crypto.WeakKdfParams:
+        raise BackupTampered("the backup was tampered with (its key derivation parameters are weaker than any "
+                             "backup this app writes)") from None
     except crypto.InvalidKdfParams:
         raise BackupTampered("the backup was tampered with (unusable key derivation parameters)") from None
     keys = keys_for(params, salt)

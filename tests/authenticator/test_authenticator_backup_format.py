@@ -277,3 +277,36 @@ def test_adding_many_accounts_at_once_is_not_quadratic(tmp_path):
         vault.add_all([accounts[5]])
     with pytest.raises(AuthenticatorError, match="already exists"):
         Vault(tmp_path, vault._keys, b"h", [], None).add_all([accounts[0], accounts[0]])
+
+
+@pytest.mark.parametrize("offset, value", [(11, 3), (12, 4), (11, 1)])  # log2(n) 4 -> 3 or 1; r 8 -> 4
+def test_lowered_kdf_parameters_are_tampering_not_a_wrong_secret(blob, offset, value):
+    """The file's scrypt cost lowered below what this app writes (here the test cost, n = 16, r = 8):
+    refused as tampered before any key is derived with it, rather than run and reported as "wrong
+    recovery secret", which would send the user looking for a typo."""
+    altered = bytearray(blob)
+    if offset == 11:
+        altered[11] = value
+    else:
+        struct.pack_into(">H", altered, 12, value)
+    with pytest.raises(BackupTampered, match="weaker than"):
+        open_backup(bytes(altered), RECOVERY_SECRET)
+
+
+def _backup_with_cost(log2_n: int) -> bytes:
+    from authenticator import crypto
+    from authenticator.backup.format import PURPOSE, BackupKey
+
+    params, salt = crypto.KdfParams(n=2**log2_n, p=1), crypto.new_salt()
+    key = BackupKey(params, salt, crypto.derive_keys(RECOVERY_SECRET, salt, params, PURPOSE))
+    return seal_backup(key, encode_payload(ACCOUNTS[:1], "2023-11-14T22:13:20Z"))
+
+
+def test_without_the_test_cost_a_reader_refuses_less_than_this_app_ever_wrote(monkeypatch):
+    """Backups were written with n = 2**15 before n = 2**17: those open. One made with less, even
+    with the right recovery secret (another tool, or whoever knows the secret and made a file quick
+    to guess), is not decrypted with those parameters."""
+    monkeypatch.delenv("IDP_AUTHENTICATOR_SCRYPT_N")
+    assert decode_payload(open_backup(_backup_with_cost(15), RECOVERY_SECRET)).accounts[0].name == "alice"
+    with pytest.raises(BackupTampered, match="weaker than"):
+        open_backup(_backup_with_cost(14), RECOVERY_SECRET)

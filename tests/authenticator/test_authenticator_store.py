@@ -185,3 +185,15 @@ def test_a_home_owned_by_another_user_is_refused(tmp_path, monkeypatch):
     with pytest.raises(AuthenticatorError, match="belongs to another user"):
         vault.save()
     assert list(home.iterdir()) == []
+
+
+def test_a_header_whose_cost_was_lowered_is_damage_not_a_wrong_passphrase(tmp_path):
+    """Lowered scrypt parameters are refused before a key is derived with them: "damaged", never
+    "wrong passphrase" (which would have the user try others)."""
+    home = tmp_path / "home"
+    Vault.create(home, PASSPHRASE).save()
+    header = json.loads((home / HEADER_FILE).read_text())
+    header["kdf"]["n"] = 8  # written with the test cost, 16
+    (home / HEADER_FILE).write_text(json.dumps(header))
+    with pytest.raises(StoreDamaged, match="weaker than"):
+        Vault.open(home, PASSPHRASE)
