@@ -217,3 +217,34 @@ def test_a_password_changed_on_a_password_only_session_after_a_reset_still_adds_
     status, _out, err, _code = recover_with_password(new, account, "another passphrase", handler)
     assert status != 0 and "reset by e-mail" in err
     assert len(push_devices(server, seeded.user_email)) == 1
+
+
+def test_an_old_backup_does_not_bring_back_push_the_user_removed(server, seeded, inbox, tmp_path):
+    """The user removes their only phone's push device; a backup it wrote earlier, restored on another
+    phone, holds no key (docs/backup-format.md), and the password with an e-mailed code does not
+    register one: recovery restores push beside a live device, it never gives it back to an account
+    that no longer has it (`no_push_device`, status 38, no code sent, nothing changed on the phone).
+    The removed phone itself is refused by the server."""
+    from idp.db import db
+    from idp.factors import directory
+    from idp.factors.registry import current_registry
+
+    handler, _port = inbox
+    old, new, account = phones_restored(server, seeded.user_email, tmp_path, handler)
+    [device] = push_devices(server, seeded.user_email)
+    with server.context():
+        current_registry().remove_credential(directory.find_user_by_email(seeded.user_email), device.id)
+        db.session.commit()
+    assert push_devices(server, seeded.user_email) == []
+    gone = old.run("pending")
+    assert gone.returncode != 0 and len(gone.stderr.strip().splitlines()) == 1
+    assert "no longer accepts this device" in gone.stderr
+
+    before = new.files()
+    status, out, err, _code = recover_with_password(new, account, seeded.password, handler)
+    assert status == 38 and not out, err
+    assert err.strip().splitlines() == ["idp-authenticator: this account has no push sign-in to recover on the "
+                                        "server: ask your administrator for a recovery QR code"]
+    assert handler.messages == [] and new.files() == before
+    assert new.accounts()[0]["status"] == "needs_verification"
+    assert push_devices(server, seeded.user_email) == []
