@@ -383,6 +383,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 # and as a path the current directory, so the command went on with a store or a folder nobody named.
 # (`restore --from` is the attribute `source`, as `add`'s QR_IMAGE|URI is: None stands for any command.)
 _PATH_OPTIONS = ((None, "home", "--home", "a directory"), ("restore", "source", "--from", "a directory"),
+                 ("recover", "qr", "--qr", "an image or a URI"),
                  (None, "passphrase_file", "--passphrase-file", "a file"),
                  (None, "recovery_secret_file", "--recovery-secret-file", "a file"))
 

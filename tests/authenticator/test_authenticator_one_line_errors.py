@@ -246,6 +246,7 @@ def test_a_tilde_naming_no_user_is_a_one_line_error(app, args):
     (["--home", "", "list"], "--home must name a directory"),
     (["add", TOTP_URI, "--home", ""], "--home must name a directory"),
     (["restore", "--from", ""], "--from must name a directory"),
+    (["recover", "alice", "--qr", ""], "--qr must name an image or a URI"),
     (["--passphrase-file", "", "add", TOTP_URI], "--passphrase-file must name a file"),
     (["--recovery-secret-file", "", "restore", "--from", "."], "--recovery-secret-file must name a file"),
 ])
