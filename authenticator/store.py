@@ -60,7 +60,10 @@ class Vault:
 
     @staticmethod
     def exists(home: Path) -> bool:
-        """Whether the home holds a store: its data file (a header alone held nothing, see above)."""
+        """Whether the home holds a store: its data file (a header alone held nothing, see above). A home
+        that is a file is an error, not a device holding nothing (`list` said "no accounts", exit 0)."""
+        if home.exists() and not home.is_dir():
+            raise AuthenticatorError(f"cannot use home directory {home}: not a directory")
         return (home / DATA_FILE).exists()
 
     @classmethod
@@ -204,6 +207,8 @@ def _ensure_home(home: Path) -> None:
         if mode & 0o077:
             os.chmod(home, 0o700)
             warn(f"home directory {home} was open to other users (mode {mode:04o}); it is 0700 now")
+    except FileExistsError:  # a file, or a symbolic link to nothing ("File exists" said nothing useful)
+        raise AuthenticatorError(f"cannot use home directory {home}: not a directory") from None
     except OSError as exc:
         raise AuthenticatorError(f"cannot use home directory {home}: {exc.strerror}") from None
 

@@ -268,3 +268,17 @@ def test_an_empty_uri_for_add_says_what_to_give(app, source):
     assert one_line_error(result) == ("idp-authenticator: nothing to add: give a URI (otpauth://, idp-push://) "
                                       "or a QR code image")
     assert result.returncode == 1 and app.files() == {}
+
+
+@pytest.mark.parametrize("args", [["list"], ["--json", "list"], ["--json", "pending"], ["code", "alice"],
+                                  ["remove", "alice"], ["add", TOTP_URI]])
+def test_a_home_that_is_a_file_is_an_error_not_an_empty_device(tmp_path, args):
+    """`--home` naming a file (a slip: the store's own file, a backup) read as a device holding nothing:
+    "no accounts", `[]`, exit 0, where a script learns nothing went wrong."""
+    from authenticator_testkit import App
+
+    not_a_home = tmp_path / "store.bin"
+    not_a_home.write_bytes(b"x")
+    result = App(not_a_home).run(*args)
+    assert one_line_error(result) == f"idp-authenticator: cannot use home directory {not_a_home}: not a directory"
+    assert result.returncode == 1 and not result.stdout
