@@ -78,6 +78,11 @@ class WeakKdfParams(InvalidKdfParams):
     """Parameters below what this app ever writes: lowered in the file, or not made by this app."""
 
 
+# Said with a refusal for weak parameters: a device that once ran with the test-only cost leaked into
+# its environment (announced on every command) made such files, and opens them with it set again.
+WEAK_FILE_HINT = f"only a run with {SCRYPT_N_ENV} set, for tests, makes such a file"
+
+
 class NotEnoughMemory(AuthenticatorError):
     """scrypt could not allocate its memory: the user's one-line error, not a traceback."""
 

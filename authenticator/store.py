@@ -235,7 +235,7 @@ def _read_header(home: Path):
         raise
     except crypto.WeakKdfParams:
         raise StoreDamaged(f"local store header {path} is damaged (its key derivation parameters are weaker than "
-                           f"any store this app writes)") from None
+                           f"any store this app writes; {crypto.WEAK_FILE_HINT})") from None
     except (ValueError, KeyError, TypeError, crypto.InvalidKdfParams):
         raise StoreDamaged(f"local store header {path} is damaged") from None
     return header, params, salt, key_check

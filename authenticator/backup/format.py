@@ -121,7 +121,7 @@ def _open(blob: bytes, keys_for) -> bytes:
         params.validate().ensure_not_weakened()
     except crypto.WeakKdfParams:
         raise BackupTampered("the backup was tampered with (its key derivation parameters are weaker than any "
-                             "backup this app writes)") from None
+                             f"backup this app writes; {crypto.WEAK_FILE_HINT})") from None
     except crypto.InvalidKdfParams:
         raise BackupTampered("the backup was tampered with (unusable key derivation parameters)") from None
     keys = keys_for(params, salt)
