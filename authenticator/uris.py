@@ -16,6 +16,7 @@ in the message ("push activation URI").
 """
 
 import ipaddress
+import re
 from typing import Callable
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
@@ -47,9 +48,26 @@ def split(url: str, error: ErrorClass, what: str) -> SplitResult:
         raise error(f"malformed {what}") from None
 
 
+# What makes urllib's urlsplit (every check here) and urllib3 (what requests sends with) read another
+# host in one URL: a backslash ends the authority for urllib3 and not for urlsplit, so in
+# "https://evil.example\@idp.example/" urlsplit reads idp.example (the issuer, loopback for http)
+# and requests connects to evil.example, in clear for http; urlsplit also drops tabs and newlines
+# wherever they are, which urllib3 keeps. A user name ("x@host") is the older disguise, and no server
+# URL of these protocols holds one.
+_MISREAD = re.compile(r"[\\\s\x00-\x1f\x7f]")
+
+
+def _one_reading(url: str, parts: SplitResult, error: ErrorClass, what: str) -> None:
+    """``error`` unless ``url`` names the same server for urlsplit and for requests."""
+    if "@" in parts.netloc or _MISREAD.search(url):
+        raise error(f"the {what} must not hold a user name (user@), a backslash, spaces or control characters: "
+                    "an HTTP client may read another server in it")
+
+
 def server_url(url: str, error: ErrorClass, what: str) -> SplitResult:
     """``url`` split, when it is https, or http to a loopback host; else ``error``."""
     parts = split(url, error, what)
+    _one_reading(url, parts, error, what)
     if parts.scheme == "https" and parts.hostname:
         return parts
     if parts.scheme == "http" and _loopback(parts.hostname):
@@ -60,6 +78,8 @@ def server_url(url: str, error: ErrorClass, what: str) -> SplitResult:
 def same_origin(endpoint: str, issuer: str, error: ErrorClass, what: str) -> None:
     """``endpoint`` is on ``issuer``'s origin (scheme, host and port), else ``error``."""
     a, b = split(endpoint, error, what), split(issuer, error, "issuer URL")
+    _one_reading(endpoint, a, error, what)
+    _one_reading(issuer, b, error, "issuer URL")
     try:
         same = (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
     except ValueError:  # a port that is no number

@@ -232,8 +232,12 @@ def _push(**fields) -> dict:
     _push(issuer_url="ftp://idp.example"),
     _push(issuer_url="https://"),
     _push(issuer_url="http://[::1"),
+    # urlsplit reads 127.0.0.1 (loopback: http allowed); requests would send the password to
+    # evil.example, in clear.
+    _push(issuer_url="http://evil.example\\@127.0.0.1"),
+    _push(issuer_url="https://evil.example@idp.work.example"),
 ], ids=["issuer", "name", "huge-name", "secret", "username", "id-int", "id-object", "id-list", "id-long",
-        "http", "ftp", "no-host", "malformed"])
+        "http", "ftp", "no-host", "malformed", "backslash", "user-name"])
 def test_restore_applies_the_limits_add_applies(entry):
     with pytest.raises(BackupTampered):
         decode_payload(_payload(entry))

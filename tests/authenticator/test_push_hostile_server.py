@@ -478,3 +478,49 @@ def test_the_server_s_answer_cannot_overwrite_the_app_s_id_and_account(phone, ho
         200, json.dumps({"status": status, "id": "0" * 64, "account": "someone-else"}).encode())
     document = json.loads(phone.ok("--json", *command, "--", CHALLENGE_ID[:8]))
     assert document == {"status": status, "id": CHALLENGE_ID, "account": account.id}
+
+
+# --- a URL two parsers read differently ------------------------------------------------------------
+
+def _behind_a_backslash(hostile_url: str, shown_host: str) -> str:
+    """``http://127.0.0.1:PORT\\@SHOWN_HOST``: urllib's urlsplit (the app's checks) reads the host after
+    the "@" (SHOWN_HOST); urllib3, which requests sends with, ends the authority at the backslash and
+    connects to 127.0.0.1:PORT, the server that was not checked."""
+    return hostile_url + "\\@" + shown_host
+
+
+@pytest.mark.parametrize("what", ["activation", "recovery"])
+def test_a_backslash_in_a_url_does_not_send_the_code_to_a_server_the_checks_never_saw(app, hostile, what):
+    """The issuer is http://localhost:1 (nothing listens there); the endpoint names it after a
+    backslash: the same origin for urlsplit, another server for requests. The one-time code (or the
+    recovery QR code's secret) went to that server; nothing may be sent."""
+    from urllib.parse import quote
+
+    server, url = hostile
+    server.answers["/factors/push/v1/register"] = (201, b"{}")
+    issuer = "http://localhost:1"
+    endpoint = quote(_behind_a_backslash(url, "localhost:1"), safe=":/@")
+    if what == "activation":
+        uri = f"idp-push://activate?v=1&issuer={issuer}&endpoint={endpoint}/factors/push/v1&code=one-time"
+    else:
+        uri = (f"idp-recovery://redeem?v=1&issuer={issuer}&endpoint={endpoint}/factors/qr_recovery"
+               f"&user=alice&secret=7KQ2M-X9D4T-AAAAA-BBBBB-CCCCC")
+    result = app.run("add", uri)
+    line = one_line_error(result)
+    assert "endpoint URL" in line and "must be an https URL" not in line, line
+    assert server.requests == []
+    assert app.files() == {}
+
+
+def test_a_backslash_does_not_make_plain_http_to_another_machine_look_like_loopback():
+    """http is allowed to this machine only: http://evil.example\\@127.0.0.1 is read as 127.0.0.1 by
+    urlsplit, but requests would send the secret, in clear, to evil.example."""
+    from authenticator.errors import AuthenticatorError
+    from authenticator.uris import server_url
+
+    for url in ("http://evil.example\\@127.0.0.1/", "https://evil.example\\@idp.example/",
+                "http://evil.example@127.0.0.1/", "https://idp.example:443@evil.example/"):
+        with pytest.raises(AuthenticatorError):
+            server_url(url, AuthenticatorError, "issuer URL")
+    server_url("https://idp.example:8443/", AuthenticatorError, "issuer URL")
+    server_url("http://[::1]:8080", AuthenticatorError, "issuer URL")
