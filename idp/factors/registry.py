@@ -82,6 +82,15 @@ def load_classes(disabled: Iterable[str] = ()) -> dict[str, type[Factor]]:
     return classes
 
 
+def _ascii_host(name: str) -> str:
+    """`name` in lower case and its IDNA (ASCII) form; as it is when IDNA cannot encode it (the
+    start-up check then names it)."""
+    try:
+        return name.lower().encode("idna").decode("ascii")
+    except UnicodeError:
+        return name
+
+
 class FactorRegistry:
     """The installed, enabled factors of one app, in entry-point (then registration) order."""
 
@@ -200,12 +209,15 @@ class FactorRegistry:
                               issuer=issuer, rp_id=rp_id, origin=origin, session_id=session_id)
 
     def rp_id_and_origin(self) -> tuple[str, str]:
-        """The WebAuthn RP id and origin: `factors.webauthn.rp_id`/`origin`, else the issuer's."""
+        """The WebAuthn RP id and origin: `factors.webauthn.rp_id`/`origin`, else the issuer's. Both
+        in ASCII (an internationalised name's IDNA form): the origin is what a browser sends in
+        the client data, and the RP id is hashed as the browser sends it too (the authenticator
+        data's rpIdHash), so `bücher.example` must be `xn--bcher-kva.example` on both sides."""
         from urllib.parse import urlsplit
 
         rp_id = self.settings.get("factors.webauthn.rp_id") or (urlsplit(self.settings.issuer).hostname or "")
         configured = self.settings.get("factors.webauthn.origin") or self.settings.issuer
-        return rp_id, browser_origin(configured) or configured
+        return _ascii_host(rp_id), browser_origin(configured) or configured
 
     def check_rp_id(self) -> None:
         """Browsers refuse every WebAuthn ceremony whose RP id is neither the origin's host nor a

@@ -317,3 +317,17 @@ def test_two_packages_declaring_one_factor_name_are_refused(monkeypatch):
     monkeypatch.setattr(registry_module, "_entry_points",
                         lambda: [EntryPoint("acme.parrot:ParrotFactor"), EntryPoint("acme.parrot:ParrotFactor")])
     assert registry_module.load_classes() == {"parrot": ParrotFactor}
+
+
+@pytest.mark.parametrize("settings", [{"server.issuer": "https://bücher.example"},
+                                      {"server.issuer": "https://login.bücher.example",
+                                       "factors.webauthn.rp_id": "Bücher.example"}])
+def test_an_internationalised_issuer_gives_the_ascii_rp_id_browsers_use(tmp_path, settings):
+    """The origin was IDNA-encoded (as browsers send it) but the RP id, from the issuer's host or
+    the setting, stayed in Unicode: the start-up check refused every such issuer, and the RP id's
+    hash would not have matched the browser's either."""
+    app = make_app("sqlite:///" + str(tmp_path / "d.sqlite"), {"env": "development", **settings})
+    with app.app_context():
+        rp_id, origin = current_registry().rp_id_and_origin()
+    assert rp_id == "xn--bcher-kva.example"
+    assert origin in ("https://xn--bcher-kva.example", "https://login.xn--bcher-kva.example")
