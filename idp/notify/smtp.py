@@ -24,14 +24,14 @@ class SmtpNotifier(Notifier):
 
     def send_code(self, to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> None:
         message = compose(to, code, purpose, locale, minutes=minutes)
-        email = EmailMessage()
-        email["From"] = self.sender
-        email["To"] = to
-        email["Subject"] = message.subject
-        email["Date"] = formatdate(localtime=False)
-        email["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
-        email["Auto-Submitted"] = "auto-generated"
-        email.set_content(message.body)
+        try:
+            email = self._email(message)
+        except ValueError as exc:
+            # A line break in an address or a subject: the stdlib refuses to write it (it would add
+            # headers). Addresses are checked where they are stored (idp.users.normalised_email), so
+            # this is a failure to deliver like any other, not an exception that ends a caller's
+            # thread before its other mails (idp.security_notices.deliver).
+            raise NotifyError(f"cannot write the e-mail: {type(exc).__name__}") from exc
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 if self.starttls:
@@ -41,6 +41,17 @@ class SmtpNotifier(Notifier):
                 smtp.send_message(email)
         except (smtplib.SMTPException, OSError) as exc:
             raise NotifyError(f"cannot send e-mail through {self.host}:{self.port}: {_failure(exc)}") from exc
+
+    def _email(self, message) -> EmailMessage:
+        email = EmailMessage()
+        email["From"] = self.sender
+        email["To"] = message.to
+        email["Subject"] = message.subject
+        email["Date"] = formatdate(localtime=False)
+        email["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
+        email["Auto-Submitted"] = "auto-generated"
+        email.set_content(message.body)
+        return email
 
 
 def _failure(exc: Exception) -> str:

@@ -23,8 +23,10 @@ def free_port() -> int:
 class Handler:
     def __init__(self):
         self.received = []
+        self.raw = []  # the bytes as they crossed the wire, for what parsing would hide (encodings)
 
     async def handle_DATA(self, server, session, envelope):
+        self.raw.append(envelope.content)
         self.received.append((envelope.mail_from, list(envelope.rcpt_tos),
                               message_from_bytes(envelope.content, policy=policy.default)))
         return "250 OK"
@@ -56,6 +58,83 @@ def test_smtp_delivers_the_code(smtp_server):
     assert sender == "idp@example.test" and rcpt == ["alice@example.com"]
     assert message["Subject"] == "Your recovery code" and message["Auto-Submitted"] == "auto-generated"
     assert "493817" in message.get_body(("plain",)).get_content()
+
+
+def test_a_sender_with_a_display_name_gives_well_formed_headers(smtp_server, migrated_database_url):
+    """`mail.sender` may be "Name <address>" (idp.config._check_mail_sender): the Message-ID's
+    domain was cut from the whole text, so it ended in "example.test>>", a header relays and spam
+    filters reject. A French mail's non-ASCII subject, body and sender name cross the wire encoded."""
+    import re
+
+    from idp.app import create_app
+
+    handler, port = smtp_server
+    with create_app({"server.database_url": migrated_database_url}).app_context():
+        SmtpNotifier("127.0.0.1", port, "Identité Acme <idp@example.test>").send_code(
+            "alice@example.com", "493817", "recovery", "fr")
+    [(sender, rcpt, message)] = handler.received
+    assert sender == "idp@example.test" and rcpt == ["alice@example.com"]
+    assert re.fullmatch(r"<[^<>@\s]+@example\.test>", message["Message-ID"]), message["Message-ID"]
+    assert message["From"].addresses[0].display_name == "Identité Acme"
+    assert message["To"] == "alice@example.com" and message["Date"].datetime is not None
+    assert message["Subject"] == "Votre code de récupération" and message["MIME-Version"] == "1.0"
+    assert message.get_content_type() == "text/plain" and message.get_content_charset() == "utf-8"
+    assert "493817" in message.get_content() and "valable 10 minutes" in message.get_content()
+    [raw] = handler.raw
+    headers = raw.split(b"\r\n\r\n", 1)[0]
+    assert headers.isascii(), headers  # 8-bit headers are only for relays that announce SMTPUTF8
+
+
+def test_a_line_break_in_an_address_is_a_notify_error_and_sends_nothing(smtp_server):
+    """An address is checked where it is stored (idp.users.normalised_email); should one with a
+    line break reach the notifier all the same, it adds no header and is a delivery failure like
+    any other (a ValueError escaped, and a thread mailing several notices gave up on the rest)."""
+    handler, port = smtp_server
+    for to in ("alice@example.com\r\nBcc: eve@example.com", "alice@example.com\nBcc: eve@example.com"):
+        with pytest.raises(NotifyError):
+            SmtpNotifier("127.0.0.1", port, "idp@example.test").send_code(to, "493817", "recovery")
+    assert not handler.received
+
+
+def test_a_relay_that_does_not_offer_starttls_gets_nothing_in_clear(smtp_server):
+    """With `starttls`, a relay that does not announce STARTTLS (or a man in the middle who
+    stripped it from the EHLO answer) is a failure: the code is not sent in clear instead."""
+    handler, port = smtp_server
+    with pytest.raises(NotifyError, match="SMTPNotSupportedError"):
+        SmtpNotifier("127.0.0.1", port, "idp@example.test", starttls=True, username="idp", password="pw",
+                     timeout=5).send_code("alice@example.com", "493817", "recovery")
+    assert not handler.received
+
+
+class RefusingRecipients(Handler):
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        return "550 5.1.1 <%s>: no such mailbox" % address
+
+
+def test_a_refused_recipient_is_a_notify_error_without_the_address_or_the_code():
+    """The relay's answer quotes the recipient: the error (logged, and kept in the audit log by a
+    password reset) names the failure's kind only."""
+    handler = RefusingRecipients()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        with pytest.raises(NotifyError, match="SMTPRecipientsRefused") as info:
+            SmtpNotifier("127.0.0.1", controller.port, "idp@example.test", timeout=5).send_code(
+                "alice@example.com", "493817", "recovery")
+    finally:
+        controller.stop()
+    assert "alice" not in str(info.value) and "493817" not in str(info.value) and not handler.received
+
+
+def test_a_relay_that_never_answers_is_given_up_after_the_timeout():
+    """A relay that takes the connection and says nothing (a hung MTA, a firewall that swallows
+    packets) holds the sender for `timeout` seconds, then is a failure like any other."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        with pytest.raises(NotifyError, match="SMTPServerDisconnected|TimeoutError"):  # (smtplib: "timed out")
+            SmtpNotifier("127.0.0.1", listener.getsockname()[1], timeout=0.5).send_code(
+                "a@example.com", "493817", "recovery")
 
 
 def test_smtp_failure_is_a_notify_error_without_the_code():
