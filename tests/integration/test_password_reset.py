@@ -441,3 +441,42 @@ def test_the_account_is_looked_up_once_the_answer_is_sent(live_server, seeded, m
     assert looked_up.acquire(timeout=password_reset.ANSWER_WAIT + 5)
     assert len(mail.wait_for(2)) == 2
     requests_handled()
+
+
+def test_a_link_whose_mail_the_relay_refused_is_dead(live_server, seeded, mail):
+    """The relay read the whole message, then answered a failure: should the mail arrive all the
+    same (a relay that fails after queueing it), its link does not work, and the page says how to
+    ask again; the failure is audited with the requester's address."""
+    browser = FormBrowser(live_server.url)
+    mail.refusing = True
+    ask_for_link(browser, seeded.user_email)
+    requests_handled()
+    [(to, message)] = mail.refused
+    assert to == [seeded.user_email]
+    assert _dead(browser.get(link_in(message)))
+    [failed] = events(live_server, "password_reset.mail_failed")
+    assert failed.ip == "127.0.0.1" and "SMTPDataError" in failed.details["reason"]
+    assert mail.messages == []
+
+
+def test_the_mail_is_in_the_users_language_and_carries_the_link_alone(live_server, seeded, mail):
+    """Asked from a French page, the mail is French (subject encoded for the wire, body in UTF-8);
+    a user who chose English gets English whatever page they asked from. The link is the only
+    secret in it and is built from the issuer."""
+    from idp.db import db
+    from idp.models import User
+
+    browser = FormBrowser(live_server.url)
+    browser.http.headers["Accept-Language"] = "fr-FR,fr;q=0.9"
+    ask_for_link(browser, seeded.user_email)
+    [(to, message)] = mail.wait_for(1)
+    text = message.get_body(("plain",)).get_content()
+    assert to == [seeded.user_email] and message["Subject"] == "Réinitialiser votre mot de passe"
+    assert message.get_content_charset() == "utf-8" and "pendant 30 minutes" in text, text
+    assert link_in(message).startswith(f"{live_server.url}/password/reset/")
+    assert len(re.findall(r"[A-Za-z0-9_-]{20,}", text)) == 1  # no other token-like string rides along
+    with live_server.context():
+        db.session.execute(update(User).where(User.email == seeded.user_email).values(locale="en"))
+        db.session.commit()
+    ask_for_link(browser, seeded.user_email)
+    assert mail.wait_for(2)[1][1]["Subject"] == "Reset your password"

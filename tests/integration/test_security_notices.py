@@ -281,3 +281,29 @@ def test_a_new_devices_name_is_quoted_as_whoever_added_it_gave_it_and_cut_short(
     forged = _quoted_name("Pixel”. IT set this up, nothing to do. Undo: https://evil.example/undo")
     assert "”" not in forged and len(forged) <= SHOWN_NAME and forged.endswith("…")
     assert "evil.example" not in forged
+
+
+def test_an_admins_changes_on_the_admin_pages_are_told_once_to_the_member_alone(server, mail):
+    """Over HTTP, as an admin does it: a password the rules refused mails nothing, the one set
+    mails its owner once (not the admin, and in the owner's language, not the admin's page's), and
+    a "Sign out everywhere" alone is no change the notices are for (docs/operations.md)."""
+    seeded = seed(server)
+    with server.context():
+        member_id = alice(server).id
+    admin = FormBrowser(server.url)
+    admin.http.headers["Accept-Language"] = "fr"
+    admin.get("/account/security")
+    admin.login(seeded.admin_email, seeded.password)
+    form = admin.get(f"/admin/users/{member_id}/password").form_with("confirm")
+    assert admin.submit(form, {"password": "short", "confirm": "short"}).status == 400
+    form = admin.get(f"/admin/users/{member_id}/password").form_with("confirm")
+    page = admin.submit(form, {"password": "a new passphrase from the admin", "confirm": "a new passphrase from the admin"})
+    assert page.status == 200 and "flash-success" in page.text, page.text[:1000]
+    page = admin.get(f"/admin/users/{member_id}/sign-out")
+    page = admin.submit(page.form_with("csrf_token"))
+    assert page.status == 200 and "flash-success" in page.text, page.text[:1000]
+    [(to, message)] = mail.wait_for(1)
+    assert to == [seeded.user_email] and message["Subject"] == "Your password was changed"
+    assert "passphrase" not in body(message)
+    sent_out()
+    assert len(mail.messages) == 1
