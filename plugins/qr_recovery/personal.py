@@ -18,6 +18,9 @@ from datetime import datetime, timedelta
 from idp.factors import UserRef, directory
 
 PERSONAL = "personal_recovery"
+# A code whose mail the relay did not take: dead, and not counted against `codes_per_hour` (the
+# user asks again once the relay is back, as after a reset link that was not sent).
+UNSENT = "personal_recovery_unsent"
 USED = "used"
 CODE_DIGITS = 6
 
@@ -91,6 +94,7 @@ def start(factor, email: object, password: object, *, remote_addr: str | None, n
         sent_to = directory.send_code(user, code, "recovery", valid_seconds=settings.code_ttl)
     except directory.CodeNotSent as exc:
         factor.challenges.expire(info.id, now=now)
+        factor.challenges.note(info.id, {**info.payload, "type": UNSENT})
         directory.audit("recover.code_not_sent", user, actor=user.email, actor_id=user.id,
                         details={**details, "reason": str(exc)[:200]})
         directory.commit()

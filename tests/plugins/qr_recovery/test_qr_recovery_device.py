@@ -494,6 +494,26 @@ def test_undeliverable_code_is_a_clear_error(factor_app, client, qr, alice):
     assert not events("recover.code_sent") and len(events("recover.code_not_sent")) == 1  # what happened
 
 
+def test_codes_the_relay_did_not_take_do_not_spend_the_hours_codes(factor_app, client, qr, alice, mailbox):
+    """The relay is down: each code dies unsent (503, audited). Once it is back the user just
+    asks again: the codes no one received did not count against `codes_per_hour` (they made
+    the user wait up to an hour: 429), as a password reset's failed links do not."""
+    from idp.notify import SmtpNotifier
+    from fixtures.oidc import free_port
+
+    working = factor_app.extensions["idp.notifier"]
+    factor_app.extensions["idp.notifier"] = SmtpNotifier("127.0.0.1", free_port(), timeout=2)
+    device = NewDevice(client)
+    for _ in range(qr.qr_settings.codes_per_hour + 1):
+        response = device.start(alice.email, PASSWORD)
+        assert (response.status_code, response.get_json()) == (503, {"error": "code_not_sent"})
+    factor_app.extensions["idp.notifier"] = working
+    response = device.start(alice.email, PASSWORD)
+    assert response.status_code == 200, response.get_json()
+    assert device.finish(response.get_json()["recovery_id"], sent_code(mailbox)).status_code == 201
+    assert len(events("recover.code_not_sent")) == qr.qr_settings.codes_per_hour + 1
+
+
 def test_personal_recovery_can_be_switched_off(tmp_path):
     from idp.factors import testing
 
