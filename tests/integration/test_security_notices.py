@@ -307,3 +307,29 @@ def test_an_admins_changes_on_the_admin_pages_are_told_once_to_the_member_alone(
     assert "passphrase" not in body(message)
     sent_out()
     assert len(mail.messages) == 1
+
+
+def test_an_admins_reset_of_the_second_factors_is_told_once_and_a_reset_of_nothing_not_at_all(server, mail):
+    """The admin page's "Reset second factors" mails the member once (not one mail per method it
+    revoked, not the admin); pressed again with nothing left, no change, no event, no mail."""
+    from click.testing import CliRunner
+
+    from idp.factors.registry import factor_group
+
+    seeded = seed(server)
+    with server.context():
+        member_id = alice(server).id
+        result = CliRunner().invoke(factor_group(), ["totp", "import", "--user", seeded.user_email, "--secret-stdin"],
+                                    input="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n")
+        assert result.exit_code == 0, result.output
+    mail.wait_for(1)
+    admin = FormBrowser(server.url)
+    admin.get("/account/security")
+    admin.login(seeded.admin_email, seeded.password)
+    for flash in ("flash-success", "flash-warning"):
+        page = admin.submit(admin.get(f"/admin/users/{member_id}/reset-factors").form_with("csrf_token"))
+        assert page.status == 200 and flash in page.text, page.text[:1000]
+    [_imported, (to, message)] = mail.wait_for(2)
+    assert to == [seeded.user_email] and message["Subject"] == "Your second factors were reset"
+    sent_out()
+    assert len(mail.messages) == 2
