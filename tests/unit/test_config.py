@@ -378,6 +378,8 @@ def test_development_keeps_fast_argon2_for_tests_and_demos():
 @pytest.mark.parametrize("host, starttls, refused", [
     ("smtp.internal", "false", True), ("smtp.internal", "true", False),
     ("localhost", "false", False), ("127.0.0.1", "false", False),     # a local MTA relays on
+    (" LocalHost ", "false", False), ("::1", "false", False),
+    ("localhost.example.net", "false", True), ("127.0.0.1.nip.io", "false", True),  # names, not the host itself
 ])
 def test_production_refuses_mailing_codes_in_clear_to_a_remote_relay(host, starttls, refused):
     """E-mailed recovery codes (and the SMTP password) crossed the network in clear: starttls
