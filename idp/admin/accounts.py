@@ -189,8 +189,8 @@ def change_role(user_id: int):
 def set_user_password(user_id: int):
     form = NewPasswordForm()
     submitted = request.method == "POST" and form.validate_on_submit()
-    hashed = _hashed_before_the_checks(form.password.data) if submitted else None
-    target = user_in_org(user_id)
+    target = user_in_org(user_id)  # a 404 before any hash: argon2's CPU is no price of a made-up id
+    hashed = _hashed_before_the_checks(form.password.data) if submitted and _may_get_one(target) else None
     refused = member_only(target, "password")
     if refused is not None:
         return refused
@@ -208,13 +208,19 @@ def set_user_password(user_id: int):
         200 if request.method == "GET" else 400)
 
 
+def _may_get_one(target: User) -> bool:
+    """Whether `member_only` will let the admin set `target`'s password, as read now, without its
+    row lock or its audited refusal: those come after the hash (`member_only`, which reads the
+    role again under the lock), and only a member promoted in between costs a hash for nothing."""
+    return target.id != g.admin.id and target.role != "admin"
+
+
 def _hashed_before_the_checks(password: str) -> str | None:
-    """`users.hashed_if_acceptable`, with the admin's own checks' reads ended first: the access
-    checks that follow begin the transaction that sets the password (the target's row held, the
-    peer-admin check, the audit event), in which every other request would wait through the hash
-    on SQLite. A target that is not a member gets its 404 or 403 after a wasted hash, which only
-    an admin's recent login can ask for."""
-    db.session.commit()  # what the admin's own checks read (idp.admin.access.org_admin_required)
+    """`users.hashed_if_acceptable`, with the reads so far ended first: the access checks that
+    follow begin the transaction that sets the password (the target's row held, the peer-admin
+    check, the audit event), in which every other request would wait through the hash on SQLite.
+    Only a member of the admin's organization gets here (`user_in_org`, `_may_get_one`)."""
+    db.session.commit()  # the admin's own checks' and the target's reads (idp.admin.access)
     return users.hashed_if_acceptable(password)
 
 

@@ -197,6 +197,38 @@ def test_an_admins_new_password_for_a_member_is_hashed_with_no_transaction_open(
     assert can_sign_in(live_server, seeded, rp_factory, seeded.user_email, NEW_PASSWORD)
 
 
+def test_an_admins_new_password_is_not_hashed_for_a_user_they_may_not_give_one(live_server, seeded, rp_factory,
+                                                                            monkeypatch):
+    """The access checks come before the hash (argon2's CPU): a user of another organization or
+    none (404), the admin themselves (their security page), another admin (403) get their answer
+    with no password hashed, and nothing changed."""
+    from fixtures.database import writes_while_hashing
+    from idp.db import db
+    from idp.models import Organization, User
+
+    with live_server.context():
+        other = Organization(name="Other")
+        db.session.add(other)
+        db.session.flush()
+        stranger = User(public_id="stranger-sub", org_id=other.id, email="bob@other.test", password_hash="x")
+        peer = User(public_id="peer-sub", org_id=seeded.org_id, email="dave@acme.test", password_hash="x",
+                    role="admin")
+        db.session.add_all([stranger, peer])
+        db.session.commit()
+        stranger_id, peer_id = stranger.id, peer.id
+    admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
+    own_id = user_row(live_server, seeded.admin_email).id
+    csrf_token = admin.get("/admin/security").forms()[0]["fields"]["csrf_token"]
+    while_hashing = writes_while_hashing(live_server, monkeypatch)
+    for user_id, status in [(stranger_id, 404), (999_999, 404), (own_id, 302), (peer_id, 403)]:
+        response = admin.http.post(f"{live_server.url}/admin/users/{user_id}/password", allow_redirects=False,
+                                   data={"csrf_token": csrf_token, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+        assert response.status_code == status, (user_id, response.status_code)
+    assert while_hashing == [] and events(live_server, "user.password_changed") == []
+    assert user_row(live_server, "bob@other.test").password_hash == "x"
+    assert user_row(live_server, "dave@acme.test").password_hash == "x"
+
+
 def test_right_to_left_names_and_addresses_are_isolated_on_the_admin_pages(live_server, seeded, rp_factory):
     """A member's name in Arabic beside "(disabled)", or an address inside a confirmation's or a
     flash message's sentence, reordered the text around it: each is shown in <bdi>, HTML's isolate."""
