@@ -414,6 +414,21 @@ def _check_networks(dotted: str, values) -> None:
         raise ConfigError(f"{_named(dotted)}: {exc}") from None
 
 
+def _check_proxies_are_not_everyone(values) -> None:
+    """Production: no trusted proxy range that is every address (0.0.0.0/0, ::/0). Any client
+    reaching the server would choose, with one X-Forwarded-For, the address every per-address
+    limit and lockout counts it under and the audit log shows; the proxies' own range is what to
+    name (development starts, with a warning: idp.ops.proxy.warn_of_everyone)."""
+    from idp.ops.proxy import every_address, parse_networks
+
+    everyone = every_address(parse_networks(values))
+    if everyone:
+        raise ConfigError(f"production refuses {_named('server.trusted_proxies')} naming {', '.join(everyone)}, "
+                          "every address: any client could choose the address its rate limits and lockouts "
+                          "count, with one X-Forwarded-For; name your reverse proxies' own addresses or range "
+                          "(e.g. 10.0.0.0/8 for a container network)")
+
+
 def _check_mail_sender(sender) -> None:
     """One address, as the From of every mail: a relay refuses anything else (the reset links die,
     the recovery codes are never sent) and a line break cannot even be written into the header."""
@@ -453,6 +468,7 @@ def _check_production(settings: Settings) -> None:
                           "instance folder, which reinstalling its virtualenv deletes (e.g. "
                           "postgresql+psycopg://idp@db/idp, or sqlite:////var/lib/idp/idp.sqlite)")
     _check_ranges(config_ranges.production_problems(settings.get, _named))
+    _check_proxies_are_not_everyone(settings.trusted_proxies)
     if mail_goes_to_console(settings):
         raise ConfigError("production refuses the console notifier, which writes one-time codes to the log: "
                           "set mail.host to an SMTP relay (IDP_MAIL__HOST)")

@@ -39,7 +39,7 @@ from idp.db import db
 from idp.ops import gc_freeze, logs, metrics
 from idp.ops.documents import DocumentCache
 from idp.ops.paths import PathRedactor
-from idp.ops.proxy import TrustedProxies, address_in, parse_networks
+from idp.ops.proxy import TrustedProxies, address_in, parse_networks, warn_of_everyone
 from idp.security import headers as security_headers
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -249,7 +249,9 @@ def init_app(app: Flask, settings) -> None:
     # Proxy trust first, so that everything inside (logs, metrics, Flask) sees the real client.
     paths = app.extensions[PATH_REDACTOR] = PathRedactor(settings.secret_key)
     wsgi = RequestContext(app.wsgi_app, documents, https=settings.issuer.startswith("https://"), paths=paths)
-    wsgi = TrustedProxies(wsgi, parse_networks(settings.trusted_proxies))
+    proxies = parse_networks(settings.trusted_proxies)
+    warn_of_everyone(proxies)
+    wsgi = TrustedProxies(wsgi, proxies)
     app.wsgi_app = wsgi
     app.after_request(_note_rule)
 

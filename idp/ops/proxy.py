@@ -56,6 +56,25 @@ def parse_networks(values: Iterable[str]) -> tuple:
     return tuple(networks)
 
 
+def every_address(networks: tuple) -> list[str]:
+    """The entries of `networks` that hold every address of their family (0.0.0.0/0, ::/0): as
+    proxies, they let any client that reaches the server choose the address it is counted under
+    with one X-Forwarded-For (idp.config refuses them in production, `warn_of_everyone` says so
+    in development)."""
+    return [str(network) for network in networks if network != UNIX_SOCKET and network.prefixlen == 0]
+
+
+def warn_of_everyone(networks: tuple) -> None:
+    """At start: one warning when `server.trusted_proxies` trusts every address of a family."""
+    everyone = every_address(networks)
+    if everyone:
+        log.warning(
+            "server.trusted_proxies names %s, which is every address: any client that reaches the server "
+            "chooses the address it is counted under (the per-address rate limits and lockouts, the logs and "
+            "the audit events) and its scheme, with one X-Forwarded-For; name your proxies' own addresses or "
+            "range instead (production refuses this)", ", ".join(everyone))
+
+
 def address_in(networks: tuple, address: str | None) -> bool:
     if not address:  # a unix socket's peer
         return UNIX_SOCKET in networks

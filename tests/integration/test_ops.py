@@ -515,6 +515,24 @@ def test_forwarded_headers_from_a_proxy_not_trusted_are_named_in_the_log_once(tm
     assert warnings[-1].endswith("no more such warnings from this process")
 
 
+@pytest.mark.parametrize("everyone", ["0.0.0.0/0", "::/0", "0.0.0.0"], ids=["ipv4", "ipv6", "0.0.0.0 as a range"])
+def test_trusting_every_address_as_a_proxy_is_warned_of_at_start(tmp_path, caplog, everyone):
+    """Every address trusted: any client that reaches the server chooses the address it is counted
+    under (every per-address limit escaped) with one header. Development starts, saying so once;
+    production refuses (tests/unit/test_config.py)."""
+    with caplog.at_level(logging.WARNING, logger="idp.ops.proxy"):
+        client = build_app(tmp_path, **{"server.trusted_proxies": ["10.0.0.0/24", everyone]}).test_client()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "idp.ops.proxy"]
+    if everyone == "0.0.0.0":  # one address (strict=False keeps it a /32): nothing to say
+        assert warnings == []
+        return
+    assert len(warnings) == 1 and f"server.trusted_proxies names {everyone}" in warnings[0], warnings
+    assert "every address" in warnings[0] and "rate limits" in warnings[0]
+    address = "203.0.113.9" if everyone == "0.0.0.0/0" else "2001:db8::9"
+    seen = client.get("/whoami", headers={"X-Forwarded-For": "198.51.100.7"}, environ_base={"REMOTE_ADDR": address})
+    assert seen.get_json()["remote_addr"] == "198.51.100.7"  # what the warning is about
+
+
 def test_the_untrusted_proxy_warning_carries_the_request_id(tmp_path):
     """It was logged before the request had an id: the one warning line without `request_id`."""
     from idp.ops import logs

@@ -392,6 +392,23 @@ def test_production_refuses_mailing_codes_in_clear_to_a_remote_relay(host, start
         assert load_settings(environ=environ).production
 
 
+@pytest.mark.parametrize("trusted, refused", [
+    (["0.0.0.0/0"], True), (["10.0.0.0/8", "::/0"], True), (["::0/0"], True),
+    (["10.0.0.0/8", "fd00::/8", "unix"], False), (["0.0.0.0/1"], False),
+])
+def test_production_refuses_trusting_every_address_as_a_proxy(trusted, refused):
+    """Any client could then choose the address it is counted under with one X-Forwarded-For (every
+    per-address rate limit and lockout escaped, the audit log's addresses its own): like mailing
+    codes in clear, refused in production, where the proxies' own range is what to name."""
+    environ = dict(PRODUCTION, IDP_SERVER__TRUSTED_PROXIES=",".join(trusted))
+    if refused:
+        with pytest.raises(ConfigError, match=r"server\.trusted_proxies.*every address"):
+            load_settings(environ=environ)
+    else:
+        assert load_settings(environ=environ).production
+    assert settings(IDP_SERVER__TRUSTED_PROXIES=",".join(trusted))  # development starts (with a warning)
+
+
 def test_the_postgresql_pool_is_sized_by_the_settings():
     from idp.db import PoolSettings, make_engine
 
