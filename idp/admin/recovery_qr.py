@@ -143,7 +143,25 @@ def revoke_recovery_qr(user_id: int, credential_id: int):
         abort(400)
     if not 0 < credential_id <= MAX_ROW_ID:
         abort(404)
-    if _factor().revoke(user_ref(target), credential_id, actor=g.admin.email, actor_id=g.admin.id) is None:
+    factor = _factor()
+    # A code of the user's that no longer works (a double click, a second tab, a page left open
+    # while it was used or expired) goes back to the codes' page saying so, nothing audited again;
+    # only a code that is not the user's, or none, is a 404.
+    state = factor.state_of(user_ref(target), credential_id)
+    if state == "valid":
+        if factor.revoke(user_ref(target), credential_id, actor=g.admin.email, actor_id=g.admin.id) is not None:
+            flash(_("The recovery QR code was revoked."), "success")
+            return redirect(url_for("admin.recovery_qr", user_id=target.id))
+        state = factor.state_of(user_ref(target), credential_id)  # used or revoked since it was read
+    if state not in _NOTHING_TO_REVOKE:
         abort(404)
-    flash(_("The recovery QR code was revoked."), "success")
+    flash(_NOTHING_TO_REVOKE[state](), "warning")
     return redirect(url_for("admin.recovery_qr", user_id=target.id))
+
+
+# What an admin is told when the code they revoke no longer works (revoke_recovery_qr).
+_NOTHING_TO_REVOKE = {
+    "revoked": lambda: _("This recovery QR code was already revoked."),
+    "used": lambda: _("This recovery QR code was already used: there is nothing to revoke."),
+    "expired": lambda: _("This recovery QR code has expired: there is nothing to revoke."),
+}

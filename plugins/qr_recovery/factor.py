@@ -97,6 +97,12 @@ class QrRecoveryFactor(Factor):
         """Revoke one of the user's codes (audited `recovery_qr.revoked`, committed); None if not live."""
         return issuing.revoke(self.store, user, credential_id, now=now or _utcnow(), actor=actor, actor_id=actor_id)
 
+    def state_of(self, user: UserRef, credential_id: int, now: datetime | None = None) -> str | None:
+        """What became of the user's code `credential_id`: "valid", "used", "expired" or "revoked"
+        (issuing.VALID ...), or None when the user has no such code (another user's, made up)."""
+        code = self.store.get(user, credential_id, include_revoked=True)
+        return issuing.state_of(code, now or _utcnow()) if code is not None else None
+
     def on_account_disabled(self, user: UserRef, *, actor: str, actor_id: int | None) -> None:
         """A disabled account's codes are revoked (`recovery_qr.revoked`, `reason` "account_disabled"):
         a code issued before a suspension (after a push fraud report, say) must not register a

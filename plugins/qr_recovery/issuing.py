@@ -113,6 +113,14 @@ def lookup(store, pepper: bytes, typed: object, now: datetime,
     return UNKNOWN, None
 
 
+def state_of(row: CredentialInfo, now: datetime) -> str:
+    """What became of one code of the user's, live or not: VALID, USED, EXPIRED or REVOKED (an
+    admin's revocation page, told why there is nothing to revoke)."""
+    if row.revoked_at is None and row.used_at is None:
+        return EXPIRED if int(row.public.get("expires_at") or 0) <= unix(now) else VALID
+    return _why_gone(row)
+
+
 def _why_gone(row: CredentialInfo) -> str:
     """A code no longer live: used, or revoked -- by an admin, or by `issue` tidying it away after it
     had expired (then it reads as expired, which is what happened to it; no admin revoked it)."""

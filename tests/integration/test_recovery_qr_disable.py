@@ -207,3 +207,45 @@ def test_a_disabled_account_is_offered_no_recovery_qr_code(server, seeded):
     page = admin.get(f"/admin/users/{alice}/recovery-qr")
     assert page.status == 200 and 'data-account="disabled"' in page.text
     assert not [f for f in page.forms() if f["action"].endswith("/recovery-qr")]
+
+
+def test_revoking_a_code_that_no_longer_works_says_so_instead_of_a_404(server, seeded):
+    """A double click, a second tab, a page left open while the code was used or expired: the
+    revocation goes back to the codes' page saying what became of the code, with nothing audited
+    again. A code of another user, or none, is still a 404."""
+    from datetime import timedelta
+
+    from idp.db import utcnow
+    from idp.factors import directory
+    from idp_plugins.qr_recovery import issuing
+
+    admin = admin_browser(server, seeded)
+    alice = user_id(server, seeded.user_email)
+    issue_on_admin_page(admin, alice, valid_for="3600")
+    [revoke] = [f for f in admin.get(f"/admin/users/{alice}/recovery-qr").forms() if f["action"].endswith("/revoke")]
+    first = admin.http.post(revoke["action"], data=revoke["fields"], allow_redirects=False)
+    again = admin.http.post(revoke["action"], data=revoke["fields"], allow_redirects=False)
+    assert (first.status_code, again.status_code) == (302, 302), again.text[:500]
+    assert again.headers["Location"].endswith(f"/admin/users/{alice}/recovery-qr")
+    page = admin.get(again.headers["Location"])
+    assert page.status == 200 and "This recovery QR code was already revoked." in page.text
+    assert len(audit_events(server, "recovery_qr.revoked")) == 1
+
+    with server.context():
+        qr = server.app.extensions["idp.factors"].get("qr_recovery")
+        user = directory.find_user_by_email(seeded.user_email)
+        used = qr.issue(user, actor=seeded.admin_email, ttl=3600).credential
+        assert issuing.consume(qr.store, used, utcnow())
+        directory.commit()
+        expired = qr.issue(user, actor=seeded.admin_email, ttl=3600, now=utcnow() - timedelta(hours=2)).credential
+        mallory = qr.issue(directory.find_user_by_email(seeded.admin_email), actor="cli", ttl=3600).credential
+    base = revoke["action"].rsplit("/", 2)[0]
+    for credential_id, said in [(used.id, "This recovery QR code was already used: there is nothing to revoke."),
+                                (expired.id, "This recovery QR code has expired: there is nothing to revoke.")]:
+        response = admin.http.post(f"{base}/{credential_id}/revoke", data=revoke["fields"], allow_redirects=False)
+        assert response.status_code == 302, (credential_id, response.status_code)
+        assert said in admin.get(response.headers["Location"]).text
+    for credential_id in (mallory.id, 999_999):
+        response = admin.http.post(f"{base}/{credential_id}/revoke", data=revoke["fields"], allow_redirects=False)
+        assert response.status_code == 404
+    assert len(audit_events(server, "recovery_qr.revoked")) == 1
