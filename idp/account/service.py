@@ -6,6 +6,7 @@ their own secrets inside the state they return.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -101,21 +102,91 @@ def enrollable(user: User, *, finishing: bool = False) -> list:
 
 
 def begin(user: User, name: str) -> str:
+    """A pending enrolment of factor `name` for the page to show: its id.
+
+    A double click on "Add" (or the form posted again at once) sent two copies: each began an
+    enrolment, and the browser showed the second one's page, the first one's left behind (for push,
+    a live activation code shown nowhere, audited as issued). So the enrolment is claimed first, a
+    pending row with no step yet (`_being_begun`), under the user's row lock, and the copy that
+    comes second finds what the first began from this browser session within `ONE_CLICK`, waits
+    for it to be kept if need be, and shows that one; as the login's claim of a challenge does
+    (idp.login.steps.second_factor._begin). Another session of the user begins its own."""
     factor = {f.name: f for f in enrollable(user)}.get(name)
     if factor is None:
         raise AccountError(_l("This method is not available."))
+    session_id = _session_id()
+    lock_user(user.id)  # the copies of one click, one after the other from here
+    if session_id is not None:
+        found = _begun_by_this_click(user, name, session_id)
+        if found is not None:
+            db.session.rollback()  # (nothing written: the user's lock goes while this waits)
+            if _kept_in_time(found.id):
+                return found.id
+            lock_user(user.id)  # the other copy's plugin failed, or is slow: this one begins its own
+    claim = PENDING.create(user.id, ttl=PENDING_TTL, payload={"factor": name, SESSION: session_id})
+    db.session.commit()  # the claim, before the plugin (which may commit itself: push's activation)
     from idp.login.steps.factor_step import FactorUnavailable, call_plugin, unavailable_message
 
     try:  # (a plugin's failure is that method's alone, as at login)
         step = call_plugin(factor, "begin_enrolment", user_ref(user), context(factor))
-    except FactorUnavailable:
+    except FactorUnavailable:  # (rolled back)
+        PENDING.expire(claim.id)
+        db.session.commit()
         raise AccountError(unavailable_message(factor)) from None
     # The view (a new TOTP seed, its QR code, an activation URI) sealed at rest, as in the login's
     # enrolment step (idp.login.steps.factor_step.remember_step).
-    pending = PENDING.create(user.id, ttl=PENDING_TTL, payload={"factor": name, "state": step.state,
-                                                                "sealed_view": seal_view(step.view, _view_aad(user))})
+    PENDING.keep(claim.id, {"factor": name, SESSION: session_id, "state": step.state,
+                            "sealed_view": seal_view(step.view, _view_aad(user))})
     db.session.commit()
-    return pending.id
+    return claim.id
+
+
+# The payload's key for the browser session an enrolment was begun from (`begin`).
+SESSION = "session"
+# How recent an enrolment of the same method begun from the same session must be to be taken for
+# the one a second copy of the same click asks for: a double click, a form posted again at once.
+# Well within the shortest validity of what a begin shows (a push activation code: 60 s at least);
+# a later "Add" is the user asking again, and begins anew.
+ONE_CLICK = timedelta(seconds=10)
+# How long a copy waits for the enrolment the other copy of its click is beginning to be kept (a
+# push activation: a few milliseconds). Longer, that copy failed on the way: this one begins its own.
+BEGUN_ELSEWHERE_WAIT = 3.0
+
+
+def _session_id() -> str | None:
+    from idp.login import session as login_session
+
+    here = login_session.current_session()
+    return here.sid if here is not None else None
+
+
+def _begun_by_this_click(user: User, name: str, session_id: str):
+    """The latest pending enrolment of `name` begun from `session_id` within ONE_CLICK, or None."""
+    from idp.db import utcnow
+
+    since = utcnow() - ONE_CLICK
+    found = [info for info in PENDING.pending(user=user.id)
+             if info.payload.get("factor") == name and info.payload.get(SESSION) == session_id
+             and info.created_at >= since]
+    return found[-1] if found else None
+
+
+def _being_begun(info) -> bool:
+    """Claimed by `begin`, its plugin's step not kept yet."""
+    return info.status == "pending" and "sealed_view" not in info.payload
+
+
+def _kept_in_time(pending_id: str) -> bool:
+    """Whether the enrolment another copy of this click is beginning is kept, pending, within
+    BEGUN_ELSEWHERE_WAIT (nothing held while it waits: the other copy commits what it keeps)."""
+    deadline = time.monotonic() + BEGUN_ELSEWHERE_WAIT
+    info = PENDING.get(pending_id)
+    while info is not None and _being_begun(info) and time.monotonic() < deadline:
+        db.session.rollback()
+        time.sleep(0.05)
+        info = PENDING.get(pending_id)
+    db.session.rollback()
+    return info is not None and info.status == "pending" and not _being_begun(info)
 
 
 def _view_aad(user: User) -> bytes:
@@ -129,7 +200,7 @@ def pending_view(user: User, info) -> dict:
 
 def pending(user: User, pending_id: str):
     info = PENDING.get(pending_id)
-    if info is None or info.user_id != user.id or info.status != "pending":
+    if info is None or info.user_id != user.id or info.status != "pending" or _being_begun(info):
         raise AccountError(_l("This enrolment expired. Start again."))
     from idp.db import utcnow
 

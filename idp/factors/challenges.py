@@ -195,10 +195,19 @@ class ChallengeStore:
         """Replace the payload of a challenge whatever its status (a fact learnt after it closed: the
         devices that reported it as fraud); the caller commits, holding whatever lock orders its
         read of the payload before this write."""
+        return self._replace_payload(challenge_id, payload)
+
+    def keep(self, challenge_id: str, payload: Mapping[str, Any]) -> bool:
+        """Give a pending challenge its payload, created before what it holds was known (a claim:
+        the security page's enrolment, idp.account.service.begin); the caller commits."""
+        return self._replace_payload(challenge_id, payload, FactorChallenge.status == PENDING)
+
+    def _replace_payload(self, challenge_id: str, payload: Mapping[str, Any], *conditions) -> bool:
         if not storable(challenge_id):
             return False
         result = db.session.execute(
-            update(FactorChallenge).where(FactorChallenge.id == challenge_id, FactorChallenge.factor == self.factor)
+            update(FactorChallenge).where(FactorChallenge.id == challenge_id, FactorChallenge.factor == self.factor,
+                                          *conditions)
             .values(payload_json=dict(payload)), execution_options={"synchronize_session": False})
         return result.rowcount == 1
 

@@ -180,7 +180,7 @@ def test_a_single_credential_factor_enrolled_in_several_tabs_at_once_keeps_one(p
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-    from test_single_credential_factor import MailboxFactor
+    from test_single_credential_factor import MailboxFactor, begun_a_while_ago
 
     class SlowMailbox(MailboxFactor):
         def finish_enrolment(self, user, state, response, ctx):
@@ -191,7 +191,10 @@ def test_a_single_credential_factor_enrolled_in_several_tabs_at_once_keeps_one(p
     seeded, browser, page = _signed_in_to_account_page(pg_server)
     add = next(form for form in page.forms() if form["action"].endswith("/add/mailbox"))
     tabs = tabs_of(browser, 4)
-    forms = [tab.submit(add).form_with("code") for tab in tabs]
+    forms = []
+    for tab in tabs:  # begun one after the other, each well after the one before (no double click)
+        forms.append(tab.submit(add).form_with("code"))
+        begun_a_while_ago(pg_server)
     _at_once([(tab, form, {"code": "123456"}) for tab, form in zip(tabs, forms, strict=True)])
     added = [tab for tab in tabs if "Code by e-mail added." in html.unescape(tab.page.text)]
     refused = [tab for tab in tabs if "You already have this method." in html.unescape(tab.page.text)]

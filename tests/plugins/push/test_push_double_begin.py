@@ -217,4 +217,73 @@ def test_a_page_loaded_on_a_claim_left_behind_begins_a_method_after_the_wait(pus
     page = web.get(web.page.url)
     assert page.status == 200 and (page.form_with("code") or page.find(r'data-push-number="(\d+)"'))
     assert _login_row(engine).factor_state  # kept: the next load shows it at once
+
+
+# ---------------------------------------------------------------- the security page's "Add"
+
+def _activations(engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.scalars(select(FactorChallenge.id).where(
+            FactorChallenge.factor == "push", FactorChallenge.status == "pending",
+            FactorChallenge.lookup_key.like("push-activation:%"))))
+
+
+def _add_push_form(push_server, seeded) -> tuple[FormBrowser, dict]:
+    web = FormBrowser(push_server.url)
+    web.get("/account/security")
+    page = web.login(seeded.user_email, seeded.password)
+    return web, [f for f in page.forms() if f["action"].endswith("/add/push")][0]
+
+
+def _issued(push_server) -> int:
+    from test_push_login import push_events
+
+    return len(push_events(push_server, "push.activation_issued"))
+
+
+def test_a_double_click_on_add_push_shows_one_activation_code(push_server, seeded):
+    """The browser drops the first answer of a double click and shows the second's: each began an
+    enrolment, so two activation codes were issued (and audited), the first one live but shown
+    nowhere. The second copy now finds the enrolment the first began from this session a moment
+    ago and shows it."""
+    web, add = _add_push_form(push_server, seeded)
+    engine = create_engine(push_server.database_url)
+    first = web.http.post(add["action"], data=add["fields"], allow_redirects=False)
+    again = web.http.post(add["action"], data=add["fields"], allow_redirects=False)
+    assert (first.status_code, again.status_code) == (302, 302)
+    assert again.headers["Location"] == first.headers["Location"]
+    page = web.get(again.headers["Location"])
+    assert page.status == 200 and page.find(r"<code[^>]*data-activation-uri>([^<]+)</code>")
+    assert len(_activations(engine)) == 1 and _issued(push_server) == 1
+    # Another browser of the same user (its own session) begins its own.
+    other, add_there = _add_push_form(push_server, seeded)
+    elsewhere = other.http.post(add_there["action"], data=add_there["fields"], allow_redirects=False)
+    assert elsewhere.status_code == 302 and elsewhere.headers["Location"] != first.headers["Location"]
+    assert len(_activations(engine)) == 2 and _issued(push_server) == 2
+    engine.dispose()
+
+
+def test_two_copies_of_add_push_at_once_show_one_activation_code(push_server, seeded):
+    """The copies at the same moment: the second reads while the first is still beginning (its
+    activation being issued). It waits for that enrolment, then shows it."""
+    web, add = _add_push_form(push_server, seeded)
+    engine = create_engine(push_server.database_url)
+    factor = push_server.app.extensions["idp.factors"].get("push")
+    original, calls = factor.begin_enrolment, []
+
+    def begin_enrolment(user, ctx):
+        calls.append(1)
+        time.sleep(0.5)  # (the other copy arrives meanwhile)
+        return original(user, ctx)
+
+    factor.begin_enrolment = begin_enrolment
+    try:
+        tabs = tabs_of(web, 2)
+        answers = at_once(2, lambda i: tabs[i].http.post(add["action"], data=add["fields"], allow_redirects=False))
+    finally:
+        del factor.begin_enrolment
+    assert [a.status_code for a in answers] == [302, 302]
+    assert answers[0].headers["Location"] == answers[1].headers["Location"]
+    assert len(calls) == 1 and len(_activations(engine)) == 1 and _issued(push_server) == 1
+    assert web.get(answers[0].headers["Location"]).find(r"<code[^>]*data-activation-uri>([^<]+)</code>")
     engine.dispose()
