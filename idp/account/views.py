@@ -120,7 +120,9 @@ def enrol(pending_id: str):
             return redirect(url_for(".security"))
     factor = current_registry().get(info.payload["factor"])
     templates = [f"factors/{factor.name}/enrol.html", "login/enrol_generic.html"]
-    return render_template(templates, view=service.pending_view(user, info), factor=factor, error=error, version=0,
+    # (`refused`: the error is always this page's own answer refused, its field marked invalid.)
+    return render_template(templates, view=service.pending_view(user, info), factor=factor, error=error,
+                           refused=bool(error), version=0,
                            action=url_for(".enrol", pending_id=pending_id), client_name="", handle=None,
                            enrolling=True), (400 if error else 200)
 

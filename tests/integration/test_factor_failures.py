@@ -10,6 +10,7 @@ was that one never saw their other methods again.
 from __future__ import annotations
 
 import html
+import re
 
 import pytest
 
@@ -207,3 +208,30 @@ def test_a_factor_that_cannot_describe_its_credential_leaves_the_security_page(l
     page = web.submit(page.form_with("code"), {"code": "polly"})  # (the user's second factor is that one)
     assert page.status == 200 and page.url.endswith("/account/security"), page.text[:300]
     assert "Vague" in page.text  # the credential's label, and a way to remove it
+
+
+def invalid_fields(page) -> list[str]:
+    """The page's inputs marked aria-invalid: "id|what describes it" of each."""
+    found = []
+    for tag in re.findall(r"<input\b[^>]*>", page.text):
+        if 'aria-invalid="true"' in tag:
+            described = re.search(r'aria-describedby="([^"]*)"', tag)
+            found.append(re.search(r'\bid="([^"]+)"', tag).group(1) + "|" + (described.group(1) if described else ""))
+    return found
+
+
+def test_only_the_field_whose_answer_was_refused_is_marked_invalid(live_server, seeded, rp_factory):
+    """A message about another method (it cannot begin, chosen or not) is the page's, said in its
+    alert; the field of the method shown was not refused and carries no aria-invalid. A wrong
+    answer in that field is its own: marked invalid and described by the message."""
+    holding(live_server, seeded, WordFactor, TextMessageFactor)
+    web = FormBrowser(live_server.url)
+    web.get(rp_factory(seeded.first_party).authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    assert error_of(page).startswith("Text message cannot be used") and invalid_fields(page) == []
+    choose = next(form for form in page.forms() if form["action"].endswith("/factor/sms_code"))
+    page = web.submit(choose)
+    assert page.status == 503 and error_of(page).startswith("Text message cannot be used")
+    assert invalid_fields(page) == []
+    page = web.submit(page.form_with("code"), {"code": "parrot"})
+    assert page.status == 401 and invalid_fields(page) == ["code|step-error"]

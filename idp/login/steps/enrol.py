@@ -55,7 +55,10 @@ def enrollable(ctx: StepContext, user, decision=None) -> list:
     return [f for f in gate.allowed_factors(user, decision) if f.user_enrollable]
 
 
-def show(ctx: StepContext, error: str | None = None, status: int = 200, form: CodeForm | None = None):
+def show(ctx: StepContext, error: str | None = None, status: int = 200, form: CodeForm | None = None, *,
+         refused_by: str | None = None):
+    """The enrolment page. `refused_by`: the method whose answer `error` refuses, whose field is
+    marked invalid only on its own page (as on the challenge page: second_factor.show)."""
     user = user_of(ctx)
     decision = gate.decision_for(user, ctx.params)  # one decision for the whole page
     choices = enrollable(ctx, user, decision)
@@ -78,7 +81,7 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
     factor = usable[name]
     templates = [f"factors/{name}/enrol.html", "login/enrol_generic.html"]
     return ctx.render(templates, status=status, form=form or CodeForm(formdata=None), view=view, factor=factor,
-                      error=error, alternatives=[f for f in choices if f.name != name], enrolling=True,
+                      error=error, refused=bool(error) and refused_by == name, alternatives=[f for f in choices if f.name != name], enrolling=True,
                       may_postpone=postpone, switching=switching)
 
 
@@ -105,7 +108,7 @@ def submit(ctx: StepContext):
     if form.posted_version() != ctx.row.version:  # a page from before the login moved on: show where it is
         return redirect(url_for("login.step", handle=ctx.handle))
     if not form.validate_on_submit():  # a code longer than any: the same form, a 400
-        return show(ctx, message_for(), 400)
+        return show(ctx, message_for(), 400, refused_by=ctx.row.factor_name)
     user = user_of(ctx)
     if request.form.get("postpone"):
         return _postpone(ctx, user, form.posted_version())
@@ -139,10 +142,10 @@ def submit(ctx: StepContext):
             transaction.drop_step(ctx.row, ctx.row.version)
             db.session.commit()
             _begin(ctx, user, factor)  # (should it fail, the page offers the methods as when none began)
-            return show(ctx, message_for(outcome), 400)
+            return show(ctx, message_for(outcome), 400, refused_by=factor.name)
         db.session.rollback()  # the claim too: the form may be posted again
         ctx.row.version = form.posted_version()
-        return show(ctx, message_for(outcome), 400)
+        return show(ctx, message_for(outcome), 400, refused_by=factor.name)
     if set_up_meanwhile(ctx.row, user, own=outcome.credential.id):
         # Set up in another browser (or an admin's recovery QR code issued) while this login sat
         # here on the password alone: that must be proven, nothing is added on the password.

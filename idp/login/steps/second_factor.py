@@ -112,11 +112,16 @@ def early_challenge(row, user) -> dict:
     return {"factor_name": first.name, "factor_state": {"state": step.state, "view": step.view}}
 
 
-def show(ctx: StepContext, error: str | None = None, status: int = 200):
+def show(ctx: StepContext, error: str | None = None, status: int = 200, *, refused_by: str | None = None):
     """The challenge page. (Its template writes its own fields and `login/step.html` the CSRF
     token: no form object is built for it.) From its stencil (`StepContext.render_from_stencil`):
     the page a wrong code shows again, and the one the password step leads to, are the same for
-    every login with the same method but for the login's own values."""
+    every login with the same method but for the login's own values.
+
+    `refused_by`: the method whose answer `error` refuses. Only when the page shows that method
+    is its field marked invalid (the template's `refused`): a message about another one (it cannot
+    begin, it was denied, it is no longer usable) is the page's, said in its alert, and the field
+    of the method shown instead was not refused."""
     user = user_of(ctx)
     factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
@@ -139,12 +144,14 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200):
     alternatives = [f for f in factors if f.name != name]
     others = [f for f in recovery if f.name != name]
 
+    refused = bool(error) and refused_by == name
+
     def values_for(handle: str) -> dict:
-        return dict(view=view, factor=factor, alternatives=alternatives, recovery=others,
+        return dict(view=view, factor=factor, alternatives=alternatives, recovery=others, refused=refused,
                     poll_url=url_for("login.poll", handle=handle) if factor.supports_poll else None)
 
     key = {"factor": name, "view": view, "alternatives": [f.name for f in alternatives],
-           "recovery": [f.name for f in others], "poll": bool(factor.supports_poll)}
+           "recovery": [f.name for f in others], "poll": bool(factor.supports_poll), "refused": refused}
     return ctx.render_from_stencil(templates, status, error, key, values_for)
 
 
@@ -203,7 +210,7 @@ def submit(ctx: StepContext):
     if form.posted_version() != ctx.row.version:  # a page from before the login moved on: show where it is
         return redirect(url_for("login.step", handle=ctx.handle))
     if not form.within_bounds():  # a code longer than any: the same form, a 400
-        return show(ctx, message_for(), 400)
+        return show(ctx, message_for(), 400, refused_by=ctx.row.factor_name)
     user = user_of(ctx)
     name, state, _view = stored(ctx)
     # Only the factor in progress is checked here; the full list of choices (sorted by last
@@ -225,7 +232,7 @@ def submit(ctx: StepContext):
     keys = lockout_keys(user)
     wait = lockout.check(keys)
     if wait:
-        return show(ctx, wait_message(wait), 429)
+        return show(ctx, wait_message(wait), 429, refused_by=factor.name)
     # What the check spends (a TOTP step, a recovery code) commits with the step's outcome below.
     try:
         with gates_commit_with_step():
@@ -315,7 +322,7 @@ def _apply(ctx: StepContext, user, factor, outcome, version: int):
     db.session.commit()
     if spent:
         _begin(ctx, user, factor)  # the new challenge the page shows
-    return show(ctx, message_for(outcome), 401)  # a rejection changes no credential
+    return show(ctx, message_for(outcome), 401, refused_by=factor.name)  # a rejection changes no credential
 
 
 def _with_owed_recovery_codes(ctx: StepContext, user, steps: list[dict], event: dict, version: int):

@@ -597,3 +597,16 @@ def test_a_fraud_report_on_an_open_request_its_login_left_counts_whatever_the_wi
                            .values(created_at=now - timedelta(seconds=40), expires_at=now + timedelta(seconds=20)))
         db.session.commit()
     _reported_on_the_closed_request(push_server, seeded, device, request_id)
+
+
+def test_after_a_denied_push_the_method_offered_instead_is_not_marked_invalid(push_server, seeded, web, rp_factory):
+    """The denial is said on the page of the method the login switches to (the app's code): its
+    field was not refused, so it carries no aria-invalid, nor the denial as its description."""
+    import re
+
+    device, _secret = _user_with_push_and_totp(push_server, seeded)
+    page, _number = _start_on_push(web, rp_factory(seeded.first_party), seeded)
+    device.answer(device.pending()[0]["id"], "deny")
+    denied = continue_(web, page)
+    assert denied.status == 403 and 'role="alert"' in denied.text and denied.form_with("code")
+    assert [tag for tag in re.findall(r"<input\b[^>]*>", denied.text) if "aria-invalid" in tag] == []
