@@ -144,14 +144,24 @@ class PushClient:
         return [_well_formed(c) for c in data["challenges"] if _is_challenge(c)]
 
     def answer(self, challenge_id: str, decision: str, number: Optional[str] = None) -> dict:
-        """``decision``: approve (with ``number``), deny or fraud. Returns {"status", "reason"?}."""
+        """``decision``: approve (with ``number``), deny or fraud. Returns {"status", "reason"?}, with
+        ``"already_counted": True`` when the server had recorded this device's answer already (the
+        reply to it lost, the answer sent again), or ``"reported": True`` for a fraud report on a
+        request that had closed (reported all the same)."""
         if not is_challenge_id(challenge_id):  # pending() lists no other; checked again where it is used
             raise ChallengeUnavailable(f"no pending request {challenge_id} for this account")
         extra = {"challenge": challenge_id, "decision": decision}
         if number is not None:
             extra["number"] = number
         # Quoted although checked: the path must stay one segment whatever a later change lets through.
-        response = self._signed("POST", f"/challenges/{quote(challenge_id, safe='')}/answer", extra=extra)
+        path = f"/challenges/{quote(challenge_id, safe='')}/answer"
+        try:
+            response = self._signed("POST", path, extra=extra)
+        except ServerUnreachable:
+            # No reply (a dropped connection, a timeout): the answer may have landed all the same.
+            # Sent once more, signed afresh (the same token again is a replay: the uniform 401); if
+            # the first one landed, the server says what it recorded (docs/push-protocol.md 5.3).
+            response = self._signed("POST", path, extra=extra)
         data = self._json(response)
         if response.status_code == 200:
             return data
@@ -159,8 +169,26 @@ class PushClient:
         if error == "unknown_challenge":
             raise ChallengeUnavailable(f"no pending request {challenge_id} for this account")
         if error == "challenge_closed":
+            earlier = _recorded_answer(data.get("answered"))
+            if earlier is not None:
+                return {**earlier, "already_counted": True}
+            if decision == "fraud" and data.get("reported") is True:
+                return {"status": "fraud", "reported": True}
             raise ChallengeUnavailable(f"request {challenge_id} was already answered or has expired")
         raise ProtocolError(f"the server refused the answer (HTTP {response.status_code}, {error or 'no error'})")
+
+
+# What a first answer may have recorded (`answered` of a 409): anything else is no such record.
+ANSWER_STATUSES = ("approved", "denied", "fraud")
+
+
+def _recorded_answer(answered) -> Optional[dict]:
+    """The ``answered`` member of a ``409 challenge_closed`` (this device's first answer, the body
+    of its 200) as {"status", "reason"?}, or None when there is none the app can read."""
+    if not isinstance(answered, dict) or answered.get("status") not in ANSWER_STATUSES:
+        return None
+    reason = answered.get("reason")
+    return {"status": answered["status"], **({"reason": reason} if isinstance(reason, str) else {})}
 
 
 # Far deeper than any answer of protocol v1 (a list of challenges with a context: 4 levels). A deeper

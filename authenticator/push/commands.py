@@ -163,10 +163,21 @@ def resolve(ctx, accounts: list, challenge_id: str):
 
 
 def result_line(result: dict, challenge_id: str) -> str:
-    status, challenge_id = result.get("status"), shown(challenge_id)
+    line = _what_was_answered(result, shown(challenge_id))
+    if result.get("already_counted"):
+        # The first answer's reply was lost and the answer sent again: the server kept the first.
+        return f"{line} (the reply to this answer was lost, so it was sent again: the server had already counted it)"
+    return line
+
+
+def _what_was_answered(result: dict, challenge_id: str) -> str:
+    status = result.get("status")
     if status == "approved":
         return f"approved {challenge_id}"
     if status == "fraud":
+        if result.get("reported"):  # the request had closed: the report counts all the same
+            return (f"reported request {challenge_id} as fraud (it had already closed); push sign-in is "
+                    "suspended until an admin clears it")
         return f"denied {challenge_id} and reported it as fraud; push sign-in is suspended until an admin clears it"
     if result.get("reason") == "wrong_number":
         return f"the number did not match: request {challenge_id} was refused"
@@ -218,6 +229,9 @@ def _answer(ctx, challenge_id: str, decision: str, number=None) -> int:
         if result.get("reason") == "wrong_number":
             raise NumberMismatch(f"the number did not match: request {full_id} was refused and counts as a "
                                  "denial (that login sends no further push: start the sign-in again)")
+        if result.get("already_counted"):  # an earlier answer of this device (another command's) stands
+            raise ChallengeUnavailable(f"request {full_id} was already answered from this device "
+                                       f"({result.get('status')}): that answer counted")
         raise ProtocolError(f"the server did not approve request {full_id} "
                             f"(status {result.get('status')!r}, reason {result.get('reason')!r})")
     ctx.done = "the answer reached the server"

@@ -30,13 +30,15 @@ def _free_port() -> int:
 class LiveIdp:
     """The identity provider in a thread, and helpers that act as its login pipeline."""
 
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, issuer_port: int | None = None):
+        """`issuer_port`: the port of the issuer's URL when it is not the server's own (a proxy
+        listens there: tests/authenticator/test_push_answer_retry.py)."""
         from idp.factors import testing
         from idp.factors.registry import current_registry
         from idp_plugins.push.factor import PushFactor
 
         self.port = _free_port()
-        self.issuer = f"http://127.0.0.1:{self.port}"
+        self.issuer = f"http://127.0.0.1:{issuer_port or self.port}"
         self.app = testing.make_app(testing.database_url_for_tests(tmp_path), {"server.issuer": self.issuer})
         self.app.config["SERVER_NAME"] = None
         with self.app.app_context():

@@ -524,3 +524,31 @@ def test_a_backslash_does_not_make_plain_http_to_another_machine_look_like_loopb
             server_url(url, AuthenticatorError, "issuer URL")
     server_url("https://idp.example:8443/", AuthenticatorError, "issuer URL")
     server_url("http://[::1]:8080", AuthenticatorError, "issuer URL")
+
+
+@pytest.mark.parametrize("answered", ["approved", None, [], {"status": "approved\x1b[2J"}, {"status": 1},
+                                      {"reason": "denied"}], ids=repr)
+def test_an_earlier_answer_the_app_cannot_read_is_no_earlier_answer(phone, hostile, answered):
+    """`answered` is what this device's first answer recorded (docs/push-protocol.md 5.3): only an
+    object with a status of the protocol's is taken for one; anything else leaves the 409 what it
+    was, "already answered or has expired" (23), with nothing of the server's value printed."""
+    server, _url = hostile
+    server.answers["/push/challenges"] = (200, challenges("1700000100"))
+    server.answers[f"/push/challenges/{CHALLENGE_ID}/answer"] = (
+        409, json.dumps({"error": "challenge_closed", "answered": answered}).encode())
+    result = phone.run("approve", "--number", "12", "--", CHALLENGE_ID[:8])
+    assert result.returncode == 23 and result.stdout == ""
+    assert one_line_error(result) == f"idp-authenticator: request {CHALLENGE_ID} was already answered or has expired"
+
+
+def test_an_earlier_answer_keeps_the_app_s_id_and_account_and_only_its_status_and_reason(phone, hostile):
+    from authenticator.store import Vault
+
+    server, _url = hostile
+    [account] = Vault.open(phone.home, PASSPHRASE).accounts
+    server.answers["/push/challenges"] = (200, challenges("1700000100"))
+    server.answers[f"/push/challenges/{CHALLENGE_ID}/answer"] = (409, json.dumps(
+        {"error": "challenge_closed", "answered": {"status": "denied", "reason": "denied", "id": "0" * 64}}).encode())
+    document = json.loads(phone.ok("--json", "deny", "--", CHALLENGE_ID[:8]))
+    assert document == {"status": "denied", "reason": "denied", "already_counted": True, "id": CHALLENGE_ID,
+                        "account": account.id}
