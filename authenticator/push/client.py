@@ -170,10 +170,11 @@ class PushClient:
             raise ChallengeUnavailable(f"no pending request {challenge_id} for this account")
         if error == "challenge_closed":
             earlier = _recorded_answer(data.get("answered"))
+            if decision == "fraud" and (earlier or {}).get("status") != "fraud" and data.get("reported") is True:
+                # Reported all the same (a request approved by mistake, expired, cancelled): it counts.
+                return {"status": "fraud", "reported": True}
             if earlier is not None:
                 return {**earlier, "already_counted": True}
-            if decision == "fraud" and data.get("reported") is True:
-                return {"status": "fraud", "reported": True}
             raise ChallengeUnavailable(f"request {challenge_id} was already answered or has expired")
         raise ProtocolError(f"the server refused the answer (HTTP {response.status_code}, {error or 'no error'})")
 

@@ -218,6 +218,10 @@ def _answer_document(result: dict, full_id: str, account: Account) -> dict:
     return {**result, "id": full_id, "account": account.id}
 
 
+# The status a decision records (an approval with the wrong number records "denied").
+DECIDED = {"approve": "approved", "deny": "denied", "fraud": "fraud"}
+
+
 def _answer(ctx, challenge_id: str, decision: str, number=None) -> int:
     account, full_id = resolve(ctx, push_accounts(ctx), challenge_id)
     result = client_for(account).answer(full_id, decision, number)
@@ -229,11 +233,17 @@ def _answer(ctx, challenge_id: str, decision: str, number=None) -> int:
         if result.get("reason") == "wrong_number":
             raise NumberMismatch(f"the number did not match: request {full_id} was refused and counts as a "
                                  "denial (that login sends no further push: start the sign-in again)")
-        if result.get("already_counted"):  # an earlier answer of this device (another command's) stands
+        if result.get("already_counted"):  # another answer of this device's counted (a denial)
             raise ChallengeUnavailable(f"request {full_id} was already answered from this device "
                                        f"({result.get('status')}): that answer counted")
         raise ProtocolError(f"the server did not approve request {full_id} "
                             f"(status {result.get('status')!r}, reason {result.get('reason')!r})")
+    if decision != "approve" and result.get("already_counted") and result.get("status") != DECIDED[decision]:
+        # What counted is another answer of this device's than this one (approved, say): not this.
+        if ctx.as_json:
+            ctx.emit(_answer_document(result, full_id, account), "")
+        raise ChallengeUnavailable(f"request {full_id} was already answered from this device "
+                                   f"({result.get('status')}): that answer counted")
     ctx.done = "the answer reached the server"
     ctx.emit(_answer_document(result, full_id, account), result_line(result, full_id))
     return 0

@@ -552,3 +552,15 @@ def test_an_earlier_answer_keeps_the_app_s_id_and_account_and_only_its_status_an
     document = json.loads(phone.ok("--json", "deny", "--", CHALLENGE_ID[:8]))
     assert document == {"status": "denied", "reason": "denied", "already_counted": True, "id": CHALLENGE_ID,
                         "account": account.id}
+
+
+def test_an_earlier_answer_other_than_this_one_is_not_said_to_be_this_one(phone, hostile):
+    """`deny` told that this device's answer that counted was an approval: not "denied"."""
+    server, _url = hostile
+    server.answers["/push/challenges"] = (200, challenges("1700000100"))
+    server.answers[f"/push/challenges/{CHALLENGE_ID}/answer"] = (
+        409, json.dumps({"error": "challenge_closed", "answered": {"status": "approved"}}).encode())
+    result = phone.run("deny", "--", CHALLENGE_ID[:8])
+    assert result.returncode == 23 and result.stdout == ""
+    assert one_line_error(result) == (f"idp-authenticator: request {CHALLENGE_ID} was already answered from this "
+                                      "device (approved): that answer counted")
