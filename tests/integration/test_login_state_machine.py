@@ -760,6 +760,8 @@ class LoginWalk(RuleBasedStateMachine):
                                        number if decision in ("right", "wrong") else None)
         except ChallengeUnavailable:
             answer = {"status": "closed"}
+        if answer.get("already_counted"):  # this phone's earlier answer, told again: nothing new counted
+            answer = {"status": "closed", "earlier": answer["status"]}
         SEEN[f"phone: {decision} -> {answer['status']}"] += 1
         when = next(self.moves)
         truth = self._challenges([challenge["id"]])[challenge["id"]]
