@@ -1,13 +1,16 @@
 """The last grace login over HTTP, on PostgreSQL: logins pressing "Set up later" at the same moment
-spend it once; a code exchange is not held up by a policy change of its user."""
+spend it once; a code exchange is not held up by a policy change of its user; a requirement made while
+the user removes their last second factor leaves them with it."""
 from __future__ import annotations
+
+import re
 
 import pytest
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, seed
 from fixtures.race import blocked_by, tabs_of
-from test_factor_races import _at_once
+from test_factor_races import _at_once, _live_credentials, _signed_in_to_account_page
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
 
@@ -114,3 +117,59 @@ def test_a_code_exchange_does_not_wait_for_a_policy_change_of_its_user(pg_server
     watcher.dispose()
     assert not blocked, "the code exchange waited for the policy change's lock on the user's row"
     assert answers and answers[0].get("access_token")
+
+
+def _requirement_while_the_last_factor_goes(server, require):
+    """The user (one TOTP, 2FA optional) confirms removing it while an administrator's change that
+    requires 2FA holds the user's row, uncommitted (`require(user_id, org_id)`, commit=False); the
+    change commits once the removal waits for that row. Returns the removal's page and the user."""
+    import threading
+    import time
+
+    from sqlalchemy import create_engine, select, text
+
+    from idp.db import db
+    from idp.models import User
+
+    seeded, browser, page = _signed_in_to_account_page(server)
+    confirmation = re.search(r'data-remove="\d+"\s+href="([^"]+)"', page.text).group(1)
+    removal = [f for f in browser.get(confirmation).forms() if f["action"].endswith("/remove")][0]
+    watcher = create_engine(server.database_url)
+    with server.context():
+        user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+        assert require(user.id, user.org_id)
+        holder = db.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        pages = []
+        remover = threading.Thread(target=lambda: pages.append(browser.submit(removal)))
+        remover.start()
+        blocked = False
+        with watcher.connect() as watch:
+            while remover.is_alive() and not blocked:
+                blocked = blocked_by(watch, holder)
+                time.sleep(0.02)
+        db.session.commit()
+        remover.join()
+    watcher.dispose()
+    assert blocked, "the removal did not wait for the administrator's change"
+    with server.context():
+        user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+    return pages[0], user
+
+
+@pytest.mark.parametrize("who", ["everyone", "the_user"])
+def test_2fa_required_while_the_user_removes_their_last_factor_keeps_it(pg_server, who):
+    """An administrator requiring 2FA (for everyone, or for this user) while the user removes their
+    only second factor: the removal, which waited for the change, judges the requirement the change
+    committed and refuses; the user is left required with the factor, never required without one."""
+    from idp.policy import settings
+
+    def require(user_id, org_id):
+        if who == "everyone":
+            return settings.set_org_requirement(org_id, True, settings.Actor.cli(), commit=False)
+        return settings.set_user_requirement(user_id, settings.REQUIRED, None, None, settings.Actor.cli(),
+                                             commit=False)
+
+    page, user = _requirement_while_the_last_factor_goes(pg_server, require)
+    assert "add another method before removing your last one" in page.text, page.text
+    assert user.second_factor_count == 1
+    assert _live_credentials(pg_server, user.email)["totp"] == 1
