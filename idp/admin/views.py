@@ -25,6 +25,7 @@ from idp.factors.types import FactorKind
 from idp.factors.directory import lock_user
 from idp.models import User
 from idp.policy import settings as policy_settings
+from idp.policy.decide import grace_standing
 from idp.policy.status import (
     ORDER, TwoFactorStatus, disabled_count, distribution, impact_of_requiring_all, is_exempt, is_required, status,
     today_utc,
@@ -127,11 +128,16 @@ def user(user_id: int):
 
 
 def _render_user(target: User, form: UserSecurityForm, code: int = 200):
-    today = today_utc()
+    now = utcnow()
+    today = now.date()
+    user_status = status(target, g.org, today)
+    # Required without a factor: whether the next login must enrol, or may still put it off (and
+    # till when), as the login counts it (the shield is the same for both).
+    grace = grace_standing(target, g.org, now) if user_status == TwoFactorStatus.REQUIRED_NOT_SET_UP else None
     return render_template(
         "admin/user.html", target=target, form=form, org=g.org, yourself=target.id == g.admin.id,
         peer_admin=target.id != g.admin.id and target.role == "admin",  # its account is the operator's
-        status=status(target, g.org, today), required=is_required(target, g.org, today),
+        status=user_status, grace=grace, required=is_required(target, g.org, today),
         exempt=is_exempt(target, today), factor_names=_registry().names(), sessions=live_sessions(target.id),
         applications=consents.of_user(target), **_factor_rows(target)), code
 

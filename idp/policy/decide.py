@@ -262,28 +262,59 @@ class _Facts:
 GRACE_WITHDRAWN = 2**31 - 1
 
 
-def _grace(user, org, now: datetime, exemption_ended: bool) -> tuple[bool, bool, str]:
+@dataclass(frozen=True)
+class GraceStanding:
+    """Where a user stands with the organization's grace period (whether they need it or not: the
+    caller asks for a required user without a second factor). ``ends_at`` (naive UTC) when it is
+    counted in days, ``logins_left`` when in logins; ``withdrawn``: an admin withdrew the user's
+    factors, no grace (`GRACE_WITHDRAWN`)."""
+
+    configured: bool
+    running: bool
+    withdrawn: bool = False
+    ends_at: datetime | None = None
+    logins: int | None = None
+    logins_left: int | None = None
+
+
+def grace_standing(user, org, now: datetime) -> GraceStanding:
+    """The user's grace period as `decide` counts it (for the admin's user page, and `_grace`)."""
+    today = now.date()
+    exemption_ended = user.mfa_setting == EXEMPT and user.exempt_until is not None and user.exempt_until < today
     days, logins = org.grace_days or None, org.grace_logins or None
     if not days and not logins:
-        return False, False, "no grace period"
+        return GraceStanding(configured=False, running=False)
     if (user.logins_since_required or 0) >= GRACE_WITHDRAWN:
-        return True, False, "no grace: the second factors were withdrawn by an administrator"
+        return GraceStanding(configured=True, running=False, withdrawn=True)
     if user.required_since is not None:
         start = user.required_since
     elif exemption_ended:
         start = datetime.combine(user.exempt_until + timedelta(days=1), datetime.min.time())
     else:
         start = user.created_at or now
-    parts, ok = [], True
+    ok, end, left = True, None, None
     if days:
         end = start + timedelta(days=days)
         ok = ok and now < end
-        parts.append(f"until {end.isoformat(timespec='minutes')}")
     if logins:
         used = user.logins_since_required or 0
+        left = max(logins - used, 0)
         ok = ok and used < logins
-        parts.append(f"{max(logins - used, 0)} of {logins} logins left")
-    return True, ok, ("in grace: " if ok else "grace period over: ") + ", ".join(parts)
+    return GraceStanding(configured=True, running=ok, ends_at=end, logins=logins, logins_left=left)
+
+
+def _grace(user, org, now: datetime) -> tuple[bool, bool, str]:
+    standing = grace_standing(user, org, now)
+    if not standing.configured:
+        return False, False, "no grace period"
+    if standing.withdrawn:
+        return True, False, "no grace: the second factors were withdrawn by an administrator"
+    parts = []
+    if standing.ends_at is not None:
+        parts.append(f"until {standing.ends_at.isoformat(timespec='minutes')}")
+    if standing.logins is not None:
+        parts.append(f"{standing.logins_left} of {standing.logins} logins left")
+    return True, standing.running, ("in grace: " if standing.running else "grace period over: ") + ", ".join(parts)
 
 
 def _facts(user, org, request: RequestFacts, session: SessionFacts | None, now: datetime,
@@ -305,7 +336,7 @@ def _facts(user, org, request: RequestFacts, session: SessionFacts | None, now: 
     # (asked for it, then to switch), neither password-only nor back in grace.
     voluntary = not exempt and not (org_rule or user_rule) and holds
     session_mfa = session is not None and has_second_factor(session.amr)
-    grace_configured, in_grace, grace_text = _grace(user, org, now, exemption_ended)
+    grace_configured, in_grace, grace_text = _grace(user, org, now)
 
     needs_2fa = acr_mfa or (not exempt and (org_rule or user_rule or voluntary))
     may_postpone = (needs_2fa and not holds and not acr_mfa and in_grace and not session_mfa)
@@ -491,5 +522,4 @@ def refresh_allowed(user, org, token_amr: Iterable[str] | None, now: datetime) -
         # Grace counted in logins alone: refreshes are no logins, and a token family would keep
         # a user postponing for ever; its next login spends one of them instead.
         return False
-    exemption_ended = user.mfa_setting == EXEMPT and user.exempt_until is not None and user.exempt_until < today
-    return _grace(user, org, now, exemption_ended)[1]
+    return _grace(user, org, now)[1]
