@@ -281,7 +281,7 @@ def user(email: str, require: bool, exempt: bool, follow_org: bool, until: datet
     now_status = status(target, org, _today())
     label = {"required": "required", "exempt": "exempt", "follow": "following the organization"}[mode]
     if mode == "exempt" and target.exempt_until:
-        label += f" until {target.exempt_until.isoformat()}"
+        label += f" until {target.exempt_until.isoformat()} (that day included, UTC)"
     click.echo(f"{target.email}: {'now' if changed else 'already'} {label}; status {now_status.value} "
                f"({SHIELD_TEXT[now_status]})")
 

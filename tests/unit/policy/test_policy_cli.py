@@ -156,6 +156,7 @@ def test_user_require_exempt_follow(run, acme):
     until = (utcnow().date() + timedelta(days=10)).isoformat()
     result = run("user", "NONE@example.com", "--exempt", "--until", until, "--reason", "lost phone")
     assert result.exit_code == 0 and f"until {until}" in result.stdout and "not_active" in result.stdout
+    assert f"until {until} (that day included, UTC)" in result.stdout  # as the admin page says it
     user = db.session.get(User, user.id)
     assert (user.mfa_setting, user.exempt_until.isoformat(), user.exempt_reason) == ("exempt", until, "lost phone")
 
