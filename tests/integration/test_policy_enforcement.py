@@ -286,3 +286,48 @@ def test_a_recovery_code_login_keeps_its_session_and_refresh_token_where_factors
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant", refused.text
     browser.get(rp.authorization_url(prompt="none"))
     assert browser.callback_params()["error"] == "interaction_required"
+
+
+def _exempt(server, email: str, until) -> None:
+    from idp.db import db
+    from idp.models import User
+
+    with server.context():
+        db.session.execute(update(User).where(User.email == email)
+                           .values(mfa_setting="exempt", exempt_until=until, required_since=None))
+        db.session.commit()
+
+
+def test_an_exemption_that_ends_during_a_session_asks_for_the_factor_and_stops_its_refresh_tokens(
+        seeded, web, rp_factory, live_server):
+    """Exempt (a factor set up, not asked for), signed in with the password alone; the exemption's
+    last day passes. The session answers no request (prompt=none: interaction_required), the next
+    login asks for the factor the user holds (not an enrolment), and the refresh token of the
+    password-only login is refused (docs/policy.md, "Refresh tokens")."""
+    import time
+    from datetime import timedelta
+
+    import pyotp
+
+    from fixtures.totp import enrol_totp_during_login
+    from idp.db import utcnow
+
+    rp = rp_factory(seeded.first_party)
+    secret, _codes = enrol_totp_during_login(web, rp, seeded)
+    rp.exchange(web.last_redirect)
+    today = utcnow().date()
+    _exempt(live_server, seeded.user_email, today)  # exempt today, this day included
+    fresh = type(web)(web.base_url)
+    password_login(fresh, rp, seeded.user_email, seeded.password, scope="openid offline_access")
+    refresh = rp.exchange(fresh.last_redirect)["refresh_token"]
+    _exempt(live_server, seeded.user_email, today - timedelta(days=1))  # ... and then that day is over
+    fresh.get(rp.authorization_url(prompt="none"))
+    assert fresh.callback_params()["error"] == "interaction_required"
+    fresh.get(rp.authorization_url())
+    assert fresh.last_redirect is None
+    page = fresh.login(seeded.user_email, seeded.password)
+    assert page.form_with("code") and "Set up two-factor authentication" not in page.text
+    response = rp.token_request({"grant_type": "refresh_token", "refresh_token": refresh})
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    fresh.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)})
+    assert "code=" in (fresh.last_redirect or "")
