@@ -331,3 +331,38 @@ def test_an_exemption_that_ends_during_a_session_asks_for_the_factor_and_stops_i
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
     fresh.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)})
     assert "code=" in (fresh.last_redirect or "")
+
+
+def test_set_up_later_pressed_after_the_grace_ended_on_an_open_page_is_refused(seeded, web, rp_factory, live_server):
+    """The enrolment page offered "Set up later" while the grace lasted; it ended while the page was
+    open. The button is refused (the grace is judged when it is pressed): no code, no grace login
+    spent, no postponement recorded; the page still offers the enrolment."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from idp.db import db, utcnow
+    from idp.models import AuditEvent, Organization, User
+
+    with live_server.context():
+        db.session.execute(update(Organization).where(Organization.id == seeded.org_id).values(grace_days=7))
+        db.session.execute(update(User).where(User.email == seeded.user_email)
+                           .values(mfa_setting="required", required_since=utcnow() - timedelta(days=6)))
+        db.session.commit()
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    later = page.form_with("postpone")
+    assert later, page.text[:2000]
+    with live_server.context():  # the seventh day ends while the page is open
+        db.session.execute(update(User).where(User.email == seeded.user_email)
+                           .values(required_since=utcnow() - timedelta(days=7, seconds=1)))
+        db.session.commit()
+    page = web.submit(later, {"postpone": "1"})
+    assert web.last_redirect is None or "code=" not in web.last_redirect
+    assert "requires you to set up a second factor now" in page.text
+    with live_server.context():
+        user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+        postponed = db.session.scalar(select(func.count()).select_from(AuditEvent)
+                                      .where(AuditEvent.event == "login.enrolment_postponed"))
+    assert (user.logins_since_required or 0) == 0 and postponed == 0
