@@ -354,3 +354,26 @@ def test_a_password_only_token_refreshes_while_its_user_may_still_postpone():
                                       ["pwd"], NOW)
     # A user holding a factor is never in grace: the login asks for the factor.
     assert not policy.refresh_allowed(user(second_factor_count=1, required_since=NOW), in_grace, ["pwd"], NOW)
+
+
+# --------------------------------------------------------------------------- precedence (audit)
+
+def test_exempt_beats_everyone_required_and_a_disallowed_only_factor():
+    """Required for everyone, the user exempt, the only factor they hold of a kind no longer
+    allowed: the exemption waives it all (no factor, no switch), unless the client asks for MFA,
+    which takes the held factor and then the switch (never an enrolment on the password alone)."""
+    u = user(second_factor_count=1, mfa_setting="exempt", exempt_until=TODAY)
+    o = org(require_2fa=True, allowed_factors=["webauthn"], grace_days=7)
+    d = decide(u, o, factors=("totp",))
+    assert d.satisfied and not d.second_factor_required and not d.must_switch and "user_exempt" in names(d)
+    asked = decide(u, o, request=RequestFacts(acr_values="mfa"), factors=("totp",))
+    assert asked.second_factor_required and asked.must_switch and not asked.must_enrol and not asked.may_postpone
+    ended = decide(user(second_factor_count=1, mfa_setting="exempt", exempt_until=TODAY - timedelta(days=1)), o,
+                   factors=("totp",))
+    assert ended.must_switch and "user_requires_2fa" in ended.unmet and not ended.may_postpone
+
+
+def test_a_user_required_alone_in_an_optional_organization():
+    d = decide(user(mfa_setting="required", required_since=NOW), org())
+    assert d.must_enrol and d.unmet == ("user_requires_2fa",)
+    assert decide(user(mfa_setting="required", required_since=NOW), org(grace_days=1)).may_postpone
