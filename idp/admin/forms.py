@@ -21,6 +21,9 @@ class UserSecurityForm(Form):
     exempt = BooleanField(_l("Exempt from two-factor authentication"))
     exempt_until = DateField(_l("Exempt until (optional)"), validators=[Optional()])
     exempt_reason = StringField(_l("Reason for the exemption"), validators=[Optional(), Length(max=500)])
+    #: The setting the page was shown with (policy.settings.requirement_version): another admin's
+    #: change made since is not undone unseen.
+    seen = HiddenField(label="", validators=[Optional(), Length(max=64)])
     submit = SubmitField(_l("Save"))
 
 

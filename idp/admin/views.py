@@ -120,11 +120,17 @@ def users():
 @org_admin_required
 def user(user_id: int):
     target = user_in_org(user_id)
-    form = UserSecurityForm(
+    return _render_user(target, _security_form_of(target))
+
+
+def _security_form_of(target: User, formdata=None) -> UserSecurityForm:
+    """The Security section's form as the user's setting is now (`formdata` None: not the request's)."""
+    return UserSecurityForm(
+        formdata=formdata,
         require_2fa=target.mfa_setting == policy_settings.REQUIRED,
         exempt=target.mfa_setting == policy_settings.EXEMPT,
-        exempt_until=target.exempt_until, exempt_reason=target.exempt_reason or "")
-    return _render_user(target, form)
+        exempt_until=target.exempt_until, exempt_reason=target.exempt_reason or "",
+        seen=policy_settings.requirement_version(target))
 
 
 def _render_user(target: User, form: UserSecurityForm, code: int = 200):
@@ -192,7 +198,15 @@ def user_security(user_id: int):
         mode = policy_settings.REQUIRED if form.require_2fa.data else policy_settings.FOLLOW
         until = reason = None
     try:
-        changed = policy_settings.set_user_requirement(target.id, mode, until, reason, _actor())
+        changed = policy_settings.set_user_requirement(target.id, mode, until, reason, _actor(),
+                                                       seen=form.seen.data or None)
+    except policy_settings.PolicyChanged as exc:
+        # Shown again as it is now (another admin's change), with the refusal: nothing was saved.
+        db.session.expire_all()
+        target = user_in_org(user_id)
+        fresh = _security_form_of(target)
+        fresh.require_2fa.errors = [_("Not saved: %(error)s", error=str(exc))]
+        return _render_user(target, fresh, 409)
     except policy_settings.PolicyError as exc:
         form.exempt_until.errors = [_("Not saved: %(error)s", error=str(exc))]
         return _render_user(target, form, 400)

@@ -24,6 +24,7 @@ a fresh grace period. A user whose second factors an admin withdrew has no grace
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -54,6 +55,19 @@ EVENT_PUSH_SUSPENSION_CLEARED = "policy.push_suspension_cleared"
 
 class PolicyError(ValueError):
     """Bad input to a policy change. The message is meant for the person who typed it."""
+
+
+class PolicyChanged(PolicyError):
+    """The user's requirement changed since the page that asks for this change was shown."""
+
+
+def requirement_version(user) -> str:
+    """A short fingerprint of a user's own 2FA setting (mode, end date, reason): the admin page
+    carries the one it was shown with, so that a save made from it after another admin's change
+    is refused (`set_user_requirement(..., seen=...)`) instead of undoing that change unseen."""
+    until = user.exempt_until.isoformat() if user.exempt_until else ""
+    text = "\x1f".join((user.mfa_setting or "", until, user.exempt_reason or ""))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -166,12 +180,14 @@ def set_org_requirement(org_id: int, on: bool, actor: Actor, *, now: datetime | 
 
 
 def set_user_requirement(user_id: int, mode: str, until: date | None, reason: str | None, actor: Actor,
-                         *, now: datetime | None = None, commit: bool = True) -> bool:
+                         *, now: datetime | None = None, commit: bool = True, seen: str | None = None) -> bool:
     """Set one user's 2FA: ``follow`` the organization, ``required`` always, or ``exempt``.
 
     An exemption may carry an end date (the last exempt day, inclusive; not in the
     past) and a reason (kept for the audit log and the admin page). ``until`` and
     ``reason`` are refused for the other modes. Returns True when something changed.
+    ``seen``: the `requirement_version` the asking page was shown with; a change made since
+    raises `PolicyChanged` (read under the row lock), unless it already is what is asked.
     """
     now = _now(now)
     today = now.date()
@@ -197,6 +213,9 @@ def set_user_requirement(user_id: int, mode: str, until: date | None, reason: st
         if before == after:  # (an ended exemption's own date, sent back unchanged by the admin's form, included)
             _nothing_to_do(commit)
             return False
+        if seen and seen != requirement_version(user):
+            raise PolicyChanged(_l("the user's two-factor setting was changed since this page was shown: "
+                                   "check it and save again"))
         if until is not None and until < today:
             raise PolicyError(_l("the exemption end date %(date)s is in the past", date=_day(until)))
         org = db.session.get(Organization, user.org_id)
@@ -396,7 +415,7 @@ def _jsonable(values: dict) -> dict:
 
 
 __all__ = [
-    "Actor", "PolicyError", "set_org_requirement", "set_user_requirement", "set_allowed_factors",
+    "Actor", "PolicyError", "PolicyChanged", "requirement_version", "set_org_requirement", "set_user_requirement", "set_allowed_factors",
     "set_grace", "set_self_push_recovery", "clear_push_suspension", "note_postponed_login", "EVENT_ORG_REQUIREMENT",
     "EVENT_USER_REQUIREMENT", "EVENT_ALLOWED_FACTORS", "EVENT_GRACE", "EVENT_SELF_PUSH_RECOVERY",
     "EVENT_PUSH_SUSPENSION_CLEARED", "REQUIRED", "EXEMPT", "FOLLOW",

@@ -48,7 +48,7 @@ FIELDS = ("client_id", "redirect_uri", "response_type", "scope", "state", "nonce
           "username", "password", "version", "action", "request", "request_uri", "device_code", "user_code", "label",
           "confirm", "response", "postpone", "status", "q", "locale", "role", "admin", "all_factors", "allowed",
           "current", "email", "exempt", "exempt_reason", "exempt_until", "expires_in", "factors", "grace_days",
-          "grace_logins", "name", "on", "wait", "registration", "client_assertion", "client_assertion_type")
+          "grace_logins", "name", "on", "seen", "wait", "registration", "client_assertion", "client_assertion_type")
 
 # Path arguments: their values (None: the seeded data's, filled in by the test); the hostile ones go everywhere.
 PATH_VALUES = {"user_id": None, "credential_id": None, "handle": None, "client_id": None,
