@@ -64,3 +64,27 @@ def test_user_requirement_race(app, policy_app, make_org, make_user):
     results = _race(policy_app, lambda: ps.set_user_requirement(user.id, "required", None, None, ps.Actor.cli()))
     assert sorted(results) == [False] * 5 + [True]
     assert _events() == 1
+
+
+def test_two_admins_saving_from_the_same_page_at_once_save_one(app, policy_app, make_org, make_user):
+    """Both pages were shown with the same setting (`seen`) and ask for different ones: the first
+    under the row lock saves, the others then find the setting changed since their page
+    (PolicyChanged), never undo it unseen."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the race needs PostgreSQL")
+    user = make_user(make_org(), "u@example.com")
+    seen = ps.requirement_version(user)
+    modes = iter(["required", "exempt"] * 3)
+    lock = threading.Lock()
+
+    def save():
+        with lock:
+            mode = next(modes)
+        try:
+            return ps.set_user_requirement(user.id, mode, None, None, ps.Actor.cli(), seen=seen)
+        except ps.PolicyChanged:
+            return "changed"
+
+    results = _race(policy_app, save)
+    assert results.count(True) == 1 and set(results) <= {True, False, "changed"}
+    assert _events() == 1
