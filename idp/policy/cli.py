@@ -33,7 +33,7 @@ from idp.policy.status import ORDER, TwoFactorStatus, disabled_count, distributi
 
 SHIELD_TEXT = {
     TwoFactorStatus.NOT_ACTIVE: "red: 2FA is not active",
-    TwoFactorStatus.REQUIRED_NOT_SET_UP: "orange, exclamation: required, not set up (must set up at next login)",
+    TwoFactorStatus.REQUIRED_NOT_SET_UP: "orange, exclamation: required, not set up",
     TwoFactorStatus.ACTIVE_VOLUNTARY: "orange, check: active, set up voluntarily",
     TwoFactorStatus.ACTIVE_REQUIRED: "green, check: active and required",
 }
@@ -282,8 +282,29 @@ def user(email: str, require: bool, exempt: bool, follow_org: bool, until: datet
     label = {"required": "required", "exempt": "exempt", "follow": "following the organization"}[mode]
     if mode == "exempt" and target.exempt_until:
         label += f" until {target.exempt_until.isoformat()} (that day included, UTC)"
+    grace = f"; {_grace_standing_text(target, org)}" if now_status == TwoFactorStatus.REQUIRED_NOT_SET_UP else ""
     click.echo(f"{target.email}: {'now' if changed else 'already'} {label}; status {now_status.value} "
-               f"({SHIELD_TEXT[now_status]})")
+               f"({SHIELD_TEXT[now_status]}){grace}")
+
+
+def _grace_standing_text(target, org) -> str:
+    """What the login does with a user required without a factor, as the admin user page says it."""
+    from idp.db import utcnow
+    from idp.policy.decide import grace_standing
+
+    standing = grace_standing(target, org, utcnow())
+    if standing.withdrawn:
+        return "no grace (an administrator withdrew the second factors): must set up at next login"
+    if not standing.configured:
+        return "no grace period: must set up at next login"
+    if not standing.running:
+        return "grace period over: must set up at next login"
+    parts = []
+    if standing.ends_at is not None:
+        parts.append(f"until {standing.ends_at.isoformat(sep=' ', timespec='minutes')} UTC")
+    if standing.logins is not None:
+        parts.append(f"{standing.logins_left} login{'s' if standing.logins_left != 1 else ''} left")
+    return "in the grace period " + ", ".join(parts) + " (may put off setting it up)"
 
 
 def _resume_push(email: str) -> None:

@@ -8,7 +8,7 @@ import sys
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from idp.db import db, utcnow
 from idp.models import AuditEvent, Organization, User
@@ -223,3 +223,19 @@ def test_through_the_idp_command(tmp_path):
     # (JSON log lines from app start-up may precede it; the error itself is one line)
     errors = [line for line in bad.stderr.splitlines() if not line.startswith("{")]
     assert bad.returncode != 0 and errors == ["idp: error: unknown organization 'Nope'"]
+
+
+def test_user_required_without_a_factor_says_where_the_grace_stands(run, acme):
+    """As the admin page says it: in grace (until when, logins left), over, or none configured."""
+    assert run("grace", "--org", "Acme", "--days", "7", "--logins", "3").exit_code == 0
+    out = run("user", "none@example.com", "--require").stdout
+    assert "required_not_set_up" in out and "in the grace period until " in out and "UTC, 3 logins left" in out
+    assert "must set up at next login" not in out
+    db.session.execute(update(User).where(User.email == "none@example.com")
+                       .values(required_since=utcnow() - timedelta(days=8)))
+    db.session.commit()
+    out = run("user", "none@example.com", "--require").stdout
+    assert "already required" in out and "grace period over: must set up at next login" in out
+    assert run("grace", "--org", "Acme", "--days", "0", "--logins", "0").exit_code == 0
+    out = run("user", "none@example.com", "--require").stdout
+    assert "no grace period: must set up at next login" in out
