@@ -377,3 +377,17 @@ def test_a_user_required_alone_in_an_optional_organization():
     d = decide(user(mfa_setting="required", required_since=NOW), org())
     assert d.must_enrol and d.unmet == ("user_requires_2fa",)
     assert decide(user(mfa_setting="required", required_since=NOW), org(grace_days=1)).may_postpone
+
+
+def test_an_ended_exemptions_refresh_tokens_follow_its_grace_from_the_day_after():
+    """docs/policy.md: an exemption's grace counts from the day after its end date; a password-only
+    token of a user holding no factor refreshes while that grace (in days) lasts, and stops after."""
+    grace = org(grace_days=7)
+    ended_yesterday = user(mfa_setting="exempt", exempt_until=TODAY - timedelta(days=1))
+    assert policy.refresh_allowed(ended_yesterday, grace, ["pwd"], NOW)
+    assert decide(ended_yesterday, grace).may_postpone
+    ended_long_ago = user(mfa_setting="exempt", exempt_until=TODAY - timedelta(days=8))
+    assert not policy.refresh_allowed(ended_long_ago, grace, ["pwd"], NOW)
+    assert decide(ended_long_ago, grace).must_enrol
+    # the last exempt day itself: still exempt, refreshes, asks nothing
+    assert decide(user(mfa_setting="exempt", exempt_until=TODAY), org(require_2fa=True)).satisfied
