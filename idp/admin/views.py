@@ -160,9 +160,19 @@ def _factor_rows(target: User) -> dict:
             total, unused = recovery.get(credential.factor, (0, 0))
             recovery[credential.factor] = (total + 1, unused + (credential.used_at is None))
         else:
-            factors.append((registry.label_of(credential.factor), credential, registry.credential_label(credential)))
+            factors.append((registry.label_of(credential.factor), credential, registry.credential_label(credential),
+                            _unusable_status(registry, credential)))
     return {"factors": factors,
             "recovery": [(registry.label_of(name), total, unused) for name, (total, unused) in recovery.items()]}
+
+
+def _unusable_status(registry, credential) -> str | None:
+    """The factor's own word for a credential that signs no one in now (a security key suspended as a
+    possible clone: its `describe` facts' "status"), or None. Such a credential still counts as the
+    user's 2FA (the shield stays "active"): the row says why the user may be unable to sign in."""
+    description = registry.describe(credential)
+    status = description.facts.get("status") if description is not None else None
+    return status if isinstance(status, str) and status.startswith("suspended") else None
 
 
 def _credentials_of(target: User) -> list:

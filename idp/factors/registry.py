@@ -274,6 +274,11 @@ class FactorRegistry:
             rows.append((factor, self._describe(factor, credential)))
         return rows
 
+    def describe(self, credential: CredentialInfo) -> Description | None:
+        """One credential's description by its factor (None: the factor is not enabled)."""
+        factor = self._factors.get(credential.factor)
+        return self._describe(factor, credential) if factor is not None else None
+
     @staticmethod
     def _describe(factor: Factor, credential: CredentialInfo) -> Description:
         """The plugin's `describe`, or the contract's default (label and times) when it raises:
