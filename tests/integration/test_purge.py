@@ -6,6 +6,7 @@ Each test runs on SQLite and, when IDP_TEST_DATABASE_URL is set, on PostgreSQL.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from datetime import timedelta
@@ -200,7 +201,8 @@ def test_text_output_is_one_line(idp, seeded):
 
 def test_rows_go_in_batches_each_committed(seeded, monkeypatch):
     """One row per DELETE here (a backlog of millions goes in batches of maintenance.BATCH): the
-    same rows go, those of tables with a composite key (a minute's rows) in one statement."""
+    same rows go; in the tables with a composite key, the batch walks the expiry (one batch per
+    expiry, then the one that finds the rest empty)."""
     from sqlalchemy import event
 
     from idp import maintenance
@@ -222,7 +224,86 @@ def test_rows_go_in_batches_each_committed(seeded, monkeypatch):
     assert counts == {table: len(gone) for table, (_col, gone, _kept) in EXPECTED.items()}
     assert remaining(seeded) == {table: kept for table, (_col, _gone, kept) in EXPECTED.items()}
     assert deletes["tokens"] == 3 and deletes["user_sessions"] == 2  # one per row that went
-    assert deletes["client_assertions"] == 1
+    assert deletes["client_assertions"] == 2 and deletes["dpop_proofs"] == 2
+
+
+def _deletes_by_table(engine) -> tuple[dict[str, list[int]], object]:
+    """A listener recording, per table, how many rows each DELETE statement removed."""
+    deleted: dict[str, list[int]] = {}
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("DELETE FROM"):
+            deleted.setdefault(statement.split()[2].strip('"'), []).append(cursor.rowcount)
+    return deleted, record
+
+
+@pytest.mark.parametrize("table", ["dpop_proofs", "client_assertions"])
+def test_a_backlog_of_replay_guards_goes_in_bounded_batches(migrated_database_url, monkeypatch, table):
+    """A week without a purge leaves millions of DPoP proofs (one per DPoP request) or assertion
+    jtis: they go in several DELETEs of at most BATCH rows each (SQLite's write lock, which every
+    login waits for, is held for one batch at a time), every expired row goes, every live one stays."""
+    from sqlalchemy import event
+
+    from idp import maintenance
+    from idp.app import create_app
+    from idp.db import db
+
+    now = utcnow()
+    model, column = {"dpop_proofs": (DPoPProof, "jkt"), "client_assertions": (ClientAssertion, "client_id")}[table]
+    # 25 expired rows (random keys, each its own expiry but the 10th and 11th, which share one),
+    # and 3 that are live (or within the assertions' leeway).
+    expired = {f"{n:02d}-expired": now - 2 * HOUR + timedelta(seconds=9 if n == 10 else n) for n in range(25)}
+    live = {"live-1": now + MIN, "live-2": now + HOUR, "within-a-second": now + timedelta(seconds=1)}
+    engine = create_engine(migrated_database_url)
+    with Session(engine) as s:
+        s.add_all([model(**{column: "k", "jti_hash": hashlib.sha256(name.encode()).hexdigest(), "expires_at": at})
+                   for name, at in {**expired, **live}.items()])
+        s.commit()
+
+    monkeypatch.setattr(maintenance, "BATCH", 10)
+    with create_app({"server.database_url": migrated_database_url}).app_context():
+        deleted, record = _deletes_by_table(db.engine)
+        event.listen(db.engine, "after_cursor_execute", record)
+        counts = maintenance.purge()
+        event.remove(db.engine, "after_cursor_execute", record)
+    assert counts[table] == 25
+    # Up to the 10th expiry (the 11th row shares it, so it comes along), the next 10, the rest.
+    assert deleted[table] == [11, 10, 4], deleted
+    with engine.connect() as conn:
+        left = set(conn.scalars(select(model.jti_hash)))
+    engine.dispose()
+    assert left == {hashlib.sha256(name.encode()).hexdigest() for name in live}
+
+
+def test_a_backlog_of_audit_events_goes_in_bounded_batches(migrated_database_url, monkeypatch):
+    """Audit events past the retention, many batches of them: each DELETE takes at most BATCH,
+    all the old ones go, the ones within the retention stay."""
+    from sqlalchemy import event
+
+    from idp import maintenance
+    from idp.app import create_app
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    engine = create_engine(migrated_database_url)
+    with Session(engine) as s:
+        s.add_all([AuditEvent(event=f"test.old{n}", org_id=None, actor="cli", at=utcnow() - (40 + n) * DAY,
+                              details={}) for n in range(23)]
+                  + [AuditEvent(event=f"test.recent{n}", org_id=None, actor="cli", at=utcnow() - (29 - n) * DAY,
+                                details={}) for n in range(3)])
+        s.commit()
+    monkeypatch.setattr(maintenance, "BATCH", 5)
+    with create_app({"server.database_url": migrated_database_url, "ops.audit_retention_days": 30}).app_context():
+        deleted, record = _deletes_by_table(db.engine)
+        event.listen(db.engine, "after_cursor_execute", record)
+        counts = maintenance.purge()
+        event.remove(db.engine, "after_cursor_execute", record)
+    assert counts["audit_events"] == 23
+    assert deleted["audit_events"] == [5, 5, 5, 5, 3]
+    names = {name for name, _ in _audit_names(migrated_database_url)}
+    engine.dispose()
+    assert {"test.recent0", "test.recent1", "test.recent2", "audit.purged"} <= names
+    assert not any(name.startswith("test.old") for name in names)
 
 
 def _audit_events(url: str, seeded_events: dict[str, timedelta]) -> None:
