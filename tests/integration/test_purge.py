@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from idp.db import utcnow
 from idp.models import (AuthorizationCode, ClientAssertion, DeviceAuthorization, DPoPProof, FactorChallenge,
-                        FailureCounter, LoginTransaction, Organization, PasswordReset, PushedRequest, Token, User,
-                        UserSession)
+                        FailureCounter, LoginTransaction, Organization, PasswordReset, PushedRequest, SessionClient, Token,
+                        User, UserSession)
 
 REFRESH_TTL = 2592000  # config/default.toml tokens.refresh_token_ttl
 MIN, HOUR, DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
@@ -75,6 +75,11 @@ def seed(url: str) -> None:
 
         s.add_all([session("us-expired", now - MIN), session("us-revoked", now + HOUR, revoked_at=now - MIN),
                    session("us-live", now + HOUR)])
+        s.flush()
+        # Whom to tell when a session ends (back-channel logout): goes with its session (ON DELETE
+        # CASCADE, which SQLite enforces only with PRAGMA foreign_keys, set on every connection).
+        s.add_all([SessionClient(sid="sid-" + id_, client_id="c", user_id=user.id)
+                   for id_ in ("us-expired", "us-revoked", "us-live")])
 
         def code(hash_, expires_at, redeemed_at=None):
             return AuthorizationCode(code_hash=hash_, client_id="c", user_id=user.id, redirect_uri="https://rp/cb",
@@ -178,6 +183,10 @@ def test_only_expired_rows_go(idp, seeded):
     assert document == {"dry_run": False,
                         "counts": {table: len(gone) for table, (_col, gone, _kept) in EXPECTED.items()}}
     assert remaining(seeded) == {table: kept for table, (_col, _gone, kept) in EXPECTED.items()}
+    engine = create_engine(seeded)
+    with engine.connect() as conn:
+        assert set(conn.scalars(select(SessionClient.sid))) == {"sid-us-live"}
+    engine.dispose()
 
     # Nothing more to do: a second run deletes nothing.
     again = purge(idp, seeded)
