@@ -5,6 +5,7 @@ import base64
 import hashlib
 import secrets
 import time
+from datetime import timedelta
 
 import pytest
 import requests
@@ -566,3 +567,46 @@ def test_a_client_neither_introspects_nor_revokes_another_clients_tokens(seeded,
         answer = requests.post(owner.metadata["introspection_endpoint"], data={"token": value}, auth=own, timeout=5)
         assert answer.json()["active"] is True
     assert owner.userinfo(token["access_token"]).status_code == 200
+
+
+def test_a_purge_keeps_a_spent_code_while_its_family_lives_so_that_its_reuse_still_revokes_it(
+        seeded, web, rp_factory, live_server):
+    """Over HTTP: a code redeemed long ago (as old as the purge's limit for codes: the refresh
+    lifetime and a day) whose refresh family lives on by rotation stays through a purge; presented
+    again, it still revokes that family. Once the revocation is a day old, the tokens go, and the
+    code with them."""
+    from sqlalchemy import select, update
+
+    from idp import maintenance
+    from idp.db import db, utcnow
+    from idp.models import AuthorizationCode, Token
+    from idp.security.tokens import sha256_hex
+
+    rp = rp_factory(seeded.first_party)
+    password_login(web, rp, seeded.user_email, seeded.password, scope="openid email profile offline_access")
+    code = web.callback_params()["code"]
+    first = rp.exchange(web.last_redirect)
+    rotated = rp.token_request({"grant_type": "refresh_token", "refresh_token": first["refresh_token"]})
+    assert rotated.status_code == 200, rotated.text
+    family = rotated.json()
+
+    long_ago = utcnow() - timedelta(seconds=2592000) - timedelta(days=1)  # tokens.refresh_token_ttl
+    with live_server.context():
+        db.session.execute(update(AuthorizationCode).where(AuthorizationCode.code_hash == sha256_hex(code))
+                           .values(created_at=long_ago, expires_at=long_ago, redeemed_at=long_ago))
+        db.session.commit()
+        assert maintenance.purge()["authorization_codes"] == 0
+
+    again = rp.token_request({"grant_type": "authorization_code", "code": code,
+                              "redirect_uri": rp.client["redirect_uri"], "code_verifier": rp.verifier})
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    assert rp.userinfo(family["access_token"]).status_code == 401
+    refused = rp.token_request({"grant_type": "refresh_token", "refresh_token": family["refresh_token"]})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+
+    with live_server.context():
+        counts = maintenance.purge(now=utcnow() + timedelta(days=2))
+        code_left = db.session.scalar(select(AuthorizationCode.id).where(
+            AuthorizationCode.code_hash == sha256_hex(code)))
+        tokens_left = db.session.scalars(select(Token.id).where(Token.client_id == rp.client["client_id"])).all()
+    assert counts["authorization_codes"] >= 1 and code_left is None and tokens_left == []
