@@ -41,10 +41,15 @@ row can no longer matter:
   event): those older than that many days. Unlike the rows above, these are the record of what
   people did, so the purge says what it deleted in an `audit.purged` event of its own.
 
+session_clients (whom a session's end is told to) has no rule of its own: its rows go with their
+session (ON DELETE CASCADE). Tables not named here are never purged (docs/operations.md lists
+them and what ends their rows).
+
 Every statement is also valid as a COUNT for `dry_run`. The rows go in batches of BATCH, each
 DELETE committed on its own: a long purge (a backlog of millions of expired tokens) never holds
 one big transaction, nor the locks of a whole table's rows that a request may be waiting for
-(a sign-out revoking tokens, on PostgreSQL).
+(a sign-out revoking tokens, on PostgreSQL), nor SQLite's write lock for longer than a batch
+(every login waits for it).
 """
 from __future__ import annotations
 
