@@ -415,8 +415,8 @@ def _jsonable(values: dict) -> dict:
 
 
 __all__ = [
-    "Actor", "PolicyError", "PolicyChanged", "requirement_version", "set_org_requirement", "set_user_requirement", "set_allowed_factors",
-    "set_grace", "set_self_push_recovery", "clear_push_suspension", "note_postponed_login", "EVENT_ORG_REQUIREMENT",
+    "Actor", "PolicyError", "PolicyChanged", "requirement_version", "set_org_requirement", "set_user_requirement",
+    "set_allowed_factors", "set_grace", "set_self_push_recovery", "clear_push_suspension", "note_postponed_login", "EVENT_ORG_REQUIREMENT",
     "EVENT_USER_REQUIREMENT", "EVENT_ALLOWED_FACTORS", "EVENT_GRACE", "EVENT_SELF_PUSH_RECOVERY",
     "EVENT_PUSH_SUSPENSION_CLEARED", "REQUIRED", "EXEMPT", "FOLLOW",
 ]

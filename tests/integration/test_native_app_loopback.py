@@ -82,18 +82,25 @@ def test_a_native_apps_remembered_consent_lets_no_code_through_silently(seeded, 
     assert web.callback_params()["error"] == "consent_required"
 
 
-def test_a_first_party_native_app_is_not_answered_by_the_session_unseen(seeded, live_server):
-    """RFC 8252 8.6 for the organization's own native app, which never asks for consent: any
-    program on the device can start a login with its client_id and listen on a loopback port, so
-    a browser's session does not answer it without a page (the consent page: the user sees which
-    application they are signing in to), and prompt=none gets consent_required. A login in which
-    the user types their password is that interaction already: no consent page after it."""
+def _signed_in_to_a_first_party_native_app(seeded, live_server) -> tuple[FormBrowser, RelyingParty]:
+    """A browser that signed in with the password to a first-party public client at a loopback
+    redirect URI (no consent page after a typed password), and that client."""
     port = int(callback_base().rsplit(":", 1)[1])
     client_id = _native_client(live_server, "http://127.0.0.1/native/callback", first_party=True)
     rp = RelyingParty(live_server.url, {"client_id": client_id, "client_secret": None,
                                         "redirect_uri": f"http://127.0.0.1:{port}/native/callback"})
     web = FormBrowser(live_server.url)
     assert "code" in password_login(web, rp, seeded.user_email, seeded.password, consent=False)
+    return web, rp
+
+
+def test_a_first_party_native_app_is_not_answered_by_the_session_unseen(seeded, live_server):
+    """RFC 8252 8.6 for the organization's own native app, which never asks for consent: any
+    program on the device can start a login with its client_id and listen on a loopback port, so
+    a browser's session does not answer it without a page (the consent page: the user sees which
+    application they are signing in to), and prompt=none gets consent_required. A login in which
+    the user types their password is that interaction already: no consent page after it."""
+    web, rp = _signed_in_to_a_first_party_native_app(seeded, live_server)
 
     _silent_authorize(web, rp)
     assert web.last_redirect is None and web.page.form_with("action"), "the session answers it only through a page"
@@ -117,12 +124,7 @@ def test_a_first_party_native_apps_page_is_not_remembered_as_a_consent(seeded, l
     from idp.db import db
     from idp.models import AuditEvent, ConsentGrant
 
-    port = int(callback_base().rsplit(":", 1)[1])
-    client_id = _native_client(live_server, "http://127.0.0.1/native/callback", first_party=True)
-    rp = RelyingParty(live_server.url, {"client_id": client_id, "client_secret": None,
-                                        "redirect_uri": f"http://127.0.0.1:{port}/native/callback"})
-    web = FormBrowser(live_server.url)
-    assert "code" in password_login(web, rp, seeded.user_email, seeded.password, consent=False)
+    web, rp = _signed_in_to_a_first_party_native_app(seeded, live_server)
     _silent_authorize(web, rp)
     web.consent("allow")
     assert "code" in web.callback_params()

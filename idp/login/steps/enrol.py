@@ -81,7 +81,8 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
     factor = usable[name]
     templates = [f"factors/{name}/enrol.html", "login/enrol_generic.html"]
     return ctx.render(templates, status=status, form=form or CodeForm(formdata=None), view=view, factor=factor,
-                      error=error, refused=bool(error) and refused_by == name, alternatives=[f for f in choices if f.name != name], enrolling=True,
+                      error=error, refused=bool(error) and refused_by == name,
+                      alternatives=[f for f in choices if f.name != name], enrolling=True,
                       may_postpone=postpone, switching=switching)
 
 
