@@ -395,5 +395,6 @@ def cmd_recover(ctx, args) -> int:
     ctx.emit({"id": updated.id, "issuer": updated.issuer, "name": updated.name, "type": updated.type,
               "status": ACTIVE, "device_id": device_id},
              f"recovered {shown(updated.label)} with a {how}: this device now has its own key "
-             f"(device {device_id[:12]}…)")
+             f"(device {device_id[:12]}…); the old phone keeps its own and can still approve requests: if it "
+             f"was lost, remove it on your account's security page")
     return 0

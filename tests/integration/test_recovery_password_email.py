@@ -69,6 +69,7 @@ def test_password_and_emailed_code_give_the_new_phone_its_own_key(server, seeded
     status, out, err, code = recover_with_password(new, account, seeded.password, handler, code_for=1)
     assert status == 0, err
     assert out.startswith("recovered") and "password and e-mailed code" in out
+    assert "old phone keeps its own" in out  # (docs/recovery.md: both work until one is revoked)
     assert "a code was sent to a***@acme.test" in err
     rcpt, message = handler.messages[0]
     assert rcpt == [seeded.user_email] and message["From"] == "idp@acme.test"
