@@ -235,3 +235,38 @@ def test_only_the_field_whose_answer_was_refused_is_marked_invalid(live_server, 
     assert invalid_fields(page) == []
     page = web.submit(page.form_with("code"), {"code": "parrot"})
     assert page.status == 401 and invalid_fields(page) == ["code|step-error"]
+
+
+@pytest.mark.parametrize("quietly", [False, True], ids=["begun-by-the-page", "begun-quietly"])
+def test_a_claim_left_behind_is_cleared_when_no_method_can_begin(live_server, seeded, rp_factory, quietly,
+                                                                 monkeypatch):
+    """A login left half-started by a worker that died between its claim and its keep (the
+    factor named, no step kept: `being_begun`), whose every method then fails to begin: the
+    page waited for that keep, then put the half-started step back, so every later load waited
+    again. It is cleared instead (nothing begun), and the next load begins at once."""
+    from sqlalchemy import select, update
+
+    from idp.db import db
+    from idp.models import LoginTransaction
+
+    monkeypatch.setattr(TextMessageFactor, "begins_quietly", quietly)
+    holding(live_server, seeded, TextMessageFactor)
+    web = FormBrowser(live_server.url)
+    web.get(rp_factory(seeded.first_party).authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    assert page.status == 503 and "Text message cannot be used" in error_of(page)
+
+    def step_of_the_login():
+        with live_server.context():
+            row = db.session.scalars(select(LoginTransaction)).one()
+            return row.factor_name, row.factor_state
+
+    with live_server.context():  # the dead worker's claim
+        db.session.execute(update(LoginTransaction).values(factor_name="sms_code", factor_state=None,
+                                                           version=LoginTransaction.version + 1))
+        db.session.commit()
+    again = web.get(web.page.url)  # (waits for the dead claim's keep, then tries the method)
+    assert again.status == 503 and "Text message cannot be used" in error_of(again)
+    assert step_of_the_login() == (None, None), "the half-started step was put back"
+    assert web.get(web.page.url).status == 503  # (no claim to wait for)
+    assert step_of_the_login() == (None, None)

@@ -77,8 +77,14 @@ def _begin(ctx: StepContext, user, factor) -> bool:
     except FactorUnavailable:  # (rolled back) the method in progress stays
         if factor.begins_quietly:  # the claim went with the rollback
             ctx.row.version, ctx.row.factor_name, ctx.row.factor_state = before
-        elif not transaction.update_in_place(ctx.row, ctx.row.version, factor_name=before[1],
-                                             factor_state=before[2]):
+        # ... unless it was itself half-started (a claim left by a worker that died before its
+        # keep): put back, or left there by the rollback, every later load of the page would wait
+        # for its keep again (`_kept_step`). Nothing begun instead: the next load begins at once.
+        restored = (None, None) if before[1] is not None and before[2] is None else before[1:]
+        if factor.begins_quietly and restored == before[1:]:
+            return False
+        if not transaction.update_in_place(ctx.row, ctx.row.version, factor_name=restored[0],
+                                           factor_state=restored[1]):
             transaction.read_step_again(ctx.row)
         return False
     remember_step(ctx, factor.name, step)
