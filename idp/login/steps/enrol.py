@@ -20,10 +20,11 @@ from idp.login import gate, pipeline, transaction
 from idp.login import user as login_user
 from idp.login.forms import CodeForm
 from idp.login.steps import recovery_codes
-from idp.login.steps.second_factor import message_for
+from idp.login.steps.second_factor import _kept_step, message_for
 from idp.login.steps.base import StepContext
-from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, call_plugin, plugin_response,
-                                         remember_step, step_record, stored, unavailable_message, user_of)
+from idp.login.steps.factor_step import (BEGUN_AT, FactorUnavailable, attempt_context, being_begun,
+                                         being_begun_state, call_plugin, plugin_response, remember_step,
+                                         step_record, stored, unavailable_message, user_of)
 from idp.login.transaction import State
 
 
@@ -69,12 +70,21 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
     switching = gate.second_factor_done(ctx.row.steps_done) and decision.must_switch
     if not choices:
         return ctx.render("login/no_factor.html", status=403)
-    name, _state, view = stored(ctx)
+    name, _state, view = _kept_step(ctx)  # (being begun by another request of this login: once kept)
+    if ctx.row.state != State.ENROL.value:  # moved on meanwhile
+        return redirect(url_for("login.step", handle=ctx.handle))
+    if being_begun(ctx.row) and not transaction.update_in_place(ctx.row, ctx.row.version, factor_name=None,
+                                                                factor_state=None):
+        # None kept in time (a claim left by a worker that died): cleared, or every later load of
+        # the choice of methods would wait for its keep again.
+        transaction.read_step_again(ctx.row)
     usable = {f.name: f for f in choices}
     if name not in usable:
         if len(choices) == 1 and not _begin(ctx, user, choices[0]) and error is None:
             error, status = unavailable_message(choices[0]), 503
-        name, _state, view = stored(ctx)
+        name, _state, view = _kept_step(ctx)
+        if ctx.row.state != State.ENROL.value:  # moved on while another request began a step
+            return redirect(url_for("login.step", handle=ctx.handle))
         if name not in usable:  # several to choose from, or the only one could not begin
             return ctx.render("login/enrol_choose.html", status=status, form=form or CodeForm(formdata=None),
                               choices=choices, error=error, may_postpone=postpone, switching=switching)
@@ -87,19 +97,48 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
 
 
 def _begin(ctx: StepContext, user, factor) -> bool:
-    """Begin `factor`'s enrolment and keep it; False when the plugin failed (logged, rolled back)."""
+    """Begin `factor`'s enrolment and keep it; False when the plugin failed (logged, rolled back).
+
+    Claimed first, as the second-factor step claims a challenge (second_factor._begin): the
+    login's version moves, the factor named with no step yet (`being_begun`), committed before the
+    plugin (which may commit itself: push's activation). Two copies of one click read the login
+    at one version: each began an enrolment, a second activation code issued (and audited) and
+    left live, shown nowhere. The copy that loses the claim begins nothing and goes on with what
+    the other keeps (`ctx.row` read again, a True; the page waits until it is kept: `_kept_step`)."""
+    before = (ctx.row.factor_name, ctx.row.factor_state)
+    if not transaction.update_in_place(ctx.row, ctx.row.version, factor_name=factor.name, factor_state=None):
+        transaction.read_step_again(ctx.row)  # (rolled back: another request of this login moved it first)
+        return True
     try:
         step = call_plugin(factor, "begin_enrolment", gate.user_ref(user), attempt_context(ctx, factor))
-    except FactorUnavailable:
+    except FactorUnavailable:  # (rolled back) the enrolment in progress stays, a half-started one does not
+        restored = (None, None) if being_begun_state(*before) else before
+        if not transaction.update_in_place(ctx.row, ctx.row.version, factor_name=restored[0],
+                                           factor_state=restored[1]):
+            transaction.read_step_again(ctx.row)
         return False
     remember_step(ctx, factor.name, step, sealed=True)
     return True
 
 
+# A choice of the method whose enrolment was begun this recently is a second copy of the click
+# that began it (a double click, the form posted again at once): it shows that one. Later, it is
+# the user asking again (an activation code gone stale on a page left open), and begins anew.
+ONE_CLICK_SECONDS = 10
+
+
 def choose(ctx: StepContext, name: str):
     user = user_of(ctx)
     usable = {f.name: f for f in enrollable(ctx, user)}
-    if name in usable and not _begin(ctx, user, usable[name]):
+    if name not in usable:
+        return redirect(url_for("login.step", handle=ctx.handle))
+    # Being begun by another copy of this click (read after its claim): wait for it to be kept.
+    kept, _state, _view = _kept_step(ctx)
+    if ctx.row.state != State.ENROL.value:
+        return redirect(url_for("login.step", handle=ctx.handle))
+    if kept == name and time.time() - (ctx.row.factor_state or {}).get(BEGUN_AT, 0) < ONE_CLICK_SECONDS:
+        return redirect(url_for("login.step", handle=ctx.handle))
+    if not _begin(ctx, user, usable[name]):
         return show(ctx, unavailable_message(usable[name]), 503)
     return redirect(url_for("login.step", handle=ctx.handle))
 
@@ -115,7 +154,7 @@ def submit(ctx: StepContext):
         return _postpone(ctx, user, form.posted_version())
     name, state, _view = stored(ctx)
     usable = {f.name: f for f in enrollable(ctx, user)}
-    if name not in usable:
+    if name not in usable or being_begun(ctx.row):  # (no page shows a step not kept yet)
         return redirect(url_for("login.step", handle=ctx.handle))
     factor = usable[name]
     # The user's row first (the order a sign-out everywhere locks in; a credential's creation

@@ -102,9 +102,19 @@ def stored(ctx: StepContext) -> tuple[str | None, dict, dict]:
 
 
 def being_begun(row) -> bool:
-    """A challenge is being begun (the factor named, its step not kept yet): the login's step
-    claimed by `second_factor._begin` until the plugin's `begin_challenge` returns."""
-    return row.factor_name is not None and row.factor_state is None
+    """A challenge (an enrolment) is being begun (the factor named, its step not kept yet): the
+    login's step claimed by `second_factor._begin` (`enrol._begin`) until the plugin returns."""
+    return being_begun_state(row.factor_name, row.factor_state)
+
+
+def being_begun_state(factor_name: str | None, factor_state: dict | None) -> bool:
+    """`being_begun`, of a step as it was read (the one a failed begin puts back)."""
+    return factor_name is not None and factor_state is None
+
+
+# The step's key for when an enrolment's step was kept (seconds since the epoch): a choice of
+# the same method just after is a second copy of the click that began it (enrol.choose).
+BEGUN_AT = "begun_at"
 
 
 def remember_step(ctx: StepContext, name: str, step, *, sealed: bool = False) -> bool:
@@ -112,7 +122,8 @@ def remember_step(ctx: StepContext, name: str, step, *, sealed: bool = False) ->
     about to register (a TOTP seed in clear, its QR code, an activation URI): encrypted at rest
     like the secrets themselves, since an abandoned login leaves its row until maintenance."""
     if sealed:  # idp.factors.sealed
-        factor_state = {"state": step.state, "sealed_view": seal_view(step.view, _view_aad(ctx))}
+        factor_state = {"state": step.state, "sealed_view": seal_view(step.view, _view_aad(ctx)),
+                        BEGUN_AT: int(time.time())}
     else:
         factor_state = {"state": step.state, "view": step.view}
     return transaction.update_in_place(ctx.row, ctx.row.version, factor_name=name, factor_state=factor_state)

@@ -25,9 +25,10 @@ from idp.login import gate, pipeline, transaction
 from idp.login.forms import CodeForm, PostedCode
 from idp.login.steps import recovery_codes
 from idp.login.steps.base import StepContext, wait_message
-from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, being_begun, call_plugin, choices,
-                                         lockout_keys, plugin_response, remember_step, spend_step, step_record,
-                                         stored, unavailable_message, user_lockout_key, user_of)
+from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, being_begun, being_begun_state,
+                                         call_plugin, choices, lockout_keys, plugin_response, remember_step,
+                                         spend_step, step_record, stored, unavailable_message, user_lockout_key,
+                                         user_of)
 from idp.login.transaction import State
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def _begin(ctx: StepContext, user, factor) -> bool:
         # ... unless it was itself half-started (a claim left by a worker that died before its
         # keep): put back, or left there by the rollback, every later load of the page would wait
         # for its keep again (`_kept_step`). Nothing begun instead: the next load begins at once.
-        restored = (None, None) if before[1] is not None and before[2] is None else before[1:]
+        restored = (None, None) if being_begun_state(before[1], before[2]) else before[1:]
         if factor.begins_quietly and restored == before[1:]:
             return False
         if not transaction.update_in_place(ctx.row, ctx.row.version, factor_name=restored[0],

@@ -287,3 +287,77 @@ def test_two_copies_of_add_push_at_once_show_one_activation_code(push_server, se
     assert len(calls) == 1 and len(_activations(engine)) == 1 and _issued(push_server) == 1
     assert web.get(answers[0].headers["Location"]).find(r"<code[^>]*data-activation-uri>([^<]+)</code>")
     engine.dispose()
+
+
+# ---------------------------------------------------------------- the login's enrolment step
+
+def _at_the_enrolment_choice(push_server, seeded, rp_factory) -> tuple[FormBrowser, dict]:
+    """A user with no second factor, asked for one: the login's enrolment step, its choice of
+    methods, and the form that chooses push."""
+    web = FormBrowser(push_server.url)
+    web.get(rp_factory(seeded.first_party).authorization_url(acr_values="urn:idp:acr:mfa"))
+    page = web.login(seeded.user_email, seeded.password)
+    [choose] = [f for f in page.forms() if f["action"].endswith("/factor/push")]
+    return web, choose
+
+
+def test_a_double_click_on_push_at_the_logins_enrolment_shows_one_activation_code(push_server, seeded,
+                                                                                   rp_factory):
+    """The second copy of the click arrives once the first has begun the enrolment: it began
+    another, a second activation code issued (and audited), the first one live but shown nowhere.
+    The method just begun, chosen again at once, is the one shown."""
+    web, choose = _at_the_enrolment_choice(push_server, seeded, rp_factory)
+    engine = create_engine(push_server.database_url)
+    first = web.http.post(choose["action"], data=choose["fields"], allow_redirects=False)
+    again = web.http.post(choose["action"], data=choose["fields"], allow_redirects=False)
+    assert (first.status_code, again.status_code) == (302, 302)
+    page = web.get(again.headers["Location"])
+    assert page.status == 200 and page.find(r"<code[^>]*data-activation-uri>([^<]+)</code>")
+    assert len(_activations(engine)) == 1 and _issued(push_server) == 1
+    engine.dispose()
+
+
+def test_two_copies_of_push_at_the_logins_enrolment_at_once_show_one_activation_code(push_server, seeded,
+                                                                                   rp_factory):
+    """The copies at the same moment, both reading the login before either began: the step is
+    claimed first, and the copy that loses begins nothing and shows what the other keeps."""
+    web, choose = _at_the_enrolment_choice(push_server, seeded, rp_factory)
+    engine = create_engine(push_server.database_url)
+    factor = push_server.app.extensions["idp.factors"].get("push")
+    original, calls = factor.begin_enrolment, []
+
+    def begin_enrolment(user, ctx):
+        calls.append(1)
+        from idp.factors import directory
+
+        directory.rollback()  # (SQLite: no write lock held while the other copy comes)
+        time.sleep(0.5)  # (the other copy arrives meanwhile)
+        return original(user, ctx)
+
+    factor.begin_enrolment = begin_enrolment
+    try:
+        tabs = tabs_of(web, 2)
+        pages = at_once(2, lambda i: tabs[i].submit(choose))
+    finally:
+        del factor.begin_enrolment
+    uris = {page.find(r"<code[^>]*data-activation-uri>([^<]+)</code>") for page in pages}
+    assert len(uris) == 1 and None not in uris, [page.text[:1000] for page in pages]
+    assert len(calls) == 1 and len(_activations(engine)) == 1 and _issued(push_server) == 1
+    engine.dispose()
+
+
+def test_a_claim_left_behind_at_the_logins_enrolment_is_cleared(push_server, seeded, rp_factory):
+    """A worker that died between its claim of the enrolment step and its keep: the choice of
+    methods, loaded after the wait for that keep, clears it (every later load waited again), and
+    push chosen then shows its activation code."""
+    web, choose = _at_the_enrolment_choice(push_server, seeded, rp_factory)
+    engine = create_engine(push_server.database_url)
+    _claim_left_behind(engine)
+    page = web.get(web.page.url)
+    assert page.status == 200 and any(f["action"].endswith("/factor/push") for f in page.forms())
+    login = _login_row(engine)
+    assert (login.factor_name, login.factor_state) == (None, None)
+    page = web.submit(choose)
+    assert page.find(r"<code[^>]*data-activation-uri>([^<]+)</code>")
+    assert len(_activations(engine)) == 1 and _issued(push_server) == 1
+    engine.dispose()
