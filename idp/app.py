@@ -70,6 +70,9 @@ def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:
 
     extensions.init_app(app, settings)
     ops.init_app(app, settings)  # security headers too (idp.security.headers, added as responses start)
+    from idp.notify.factory import warn_of_an_unroutable_sender
+
+    warn_of_an_unroutable_sender(settings)  # (once logging is configured, by ops)
 
     from idp.factors import registry
 

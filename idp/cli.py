@@ -292,7 +292,12 @@ def _create_app():
     from idp.app import create_app
     from idp.config import ConfigError
     from idp.factors.errors import FactorLoadError, FactorMisconfigured
+    from idp.notify.factory import SENDER_WARNING_LOGGER
 
+    context = click.get_current_context(silent=True)
+    serving = context is not None and context.find_root().invoked_subcommand == "serve"
+    if not serving:  # a server's warning at start (a sender no relay delivers): noise after any other command
+        logging.getLogger(SENDER_WARNING_LOGGER).setLevel(logging.ERROR)
     try:
         app = create_app()
     except FactorMisconfigured as exc:
@@ -300,8 +305,7 @@ def _create_app():
         raise ConfigError(str(exc)) from exc
     except FactorLoadError as exc:  # a plugin that cannot be imported: its message names it
         raise CliError(str(exc)) from exc
-    context = click.get_current_context(silent=True)
-    if context is None or context.find_root().invoked_subcommand != "serve":
+    if not serving:
         # The audit events' log lines are a server's (for its log pipeline): after any other
         # command they would be noise on stderr, where the command writes its one-line errors.
         # The events themselves are written to the table as ever.

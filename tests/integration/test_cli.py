@@ -474,6 +474,16 @@ def test_production_accepts_http_redirect_uris_only_on_loopback(sqlite_url, idp)
         ok(idp("client", "add", "--name", "App", "--public", "--redirect-uri", uri, database_url=sqlite_url, env=env))
 
 
+def test_production_commands_say_nothing_of_the_sender_a_server_warns_of(sqlite_url, idp):
+    """The warning of a sender no relay delivers (the default, idp@localhost: test_mail_sender) is a
+    server's, at start: the other commands' stderr holds their one-line errors alone."""
+    env = {"IDP_ENV": "production", "IDP_ISSUER": "https://idp.example", "IDP_SECRET_KEY": "s" * 40,
+           "IDP_SECURITY__ENCRYPTION_KEYS": '["k1:' + "A" * 43 + '"]', "IDP_MAIL__HOST": "smtp.internal",
+           "IDP_MAIL__STARTTLS": "true", "IDP_SECURITY__ARGON2_MEMORY_COST": "7168",
+           "IDP_SECURITY__ARGON2_TIME_COST": "5"}
+    assert "mail.sender" not in ok(idp("init", database_url=sqlite_url, env=env)).stderr
+
+
 def test_a_refused_uri_is_quoted_escaped_and_short(sqlite_only_url, idp):
     result = refused(add_client(idp, sqlite_only_url, "--redirect-uri", "https://a.example/\x1b]0;" + "x" * 5000),
                      "longer than 2000 characters")
