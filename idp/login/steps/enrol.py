@@ -20,7 +20,7 @@ from idp.login import gate, pipeline, transaction
 from idp.login import user as login_user
 from idp.login.forms import CodeForm
 from idp.login.steps import recovery_codes
-from idp.login.steps.second_factor import _kept_step, message_for
+from idp.login.steps.second_factor import kept_step, message_for
 from idp.login.steps.base import StepContext
 from idp.login.steps.factor_step import (BEGUN_AT, FactorUnavailable, attempt_context, being_begun,
                                          being_begun_state, call_plugin, plugin_response, remember_step,
@@ -70,7 +70,7 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
     switching = gate.second_factor_done(ctx.row.steps_done) and decision.must_switch
     if not choices:
         return ctx.render("login/no_factor.html", status=403)
-    name, _state, view = _kept_step(ctx)  # (being begun by another request of this login: once kept)
+    name, _state, view = kept_step(ctx)  # (being begun by another request of this login: once kept)
     if ctx.row.state != State.ENROL.value:  # moved on meanwhile
         return redirect(url_for("login.step", handle=ctx.handle))
     if being_begun(ctx.row) and not transaction.update_in_place(ctx.row, ctx.row.version, factor_name=None,
@@ -82,7 +82,7 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
     if name not in usable:
         if len(choices) == 1 and not _begin(ctx, user, choices[0]) and error is None:
             error, status = unavailable_message(choices[0]), 503
-        name, _state, view = _kept_step(ctx)
+        name, _state, view = kept_step(ctx)
         if ctx.row.state != State.ENROL.value:  # moved on while another request began a step
             return redirect(url_for("login.step", handle=ctx.handle))
         if name not in usable:  # several to choose from, or the only one could not begin
@@ -104,7 +104,7 @@ def _begin(ctx: StepContext, user, factor) -> bool:
     plugin (which may commit itself: push's activation). Two copies of one click read the login
     at one version: each began an enrolment, a second activation code issued (and audited) and
     left live, shown nowhere. The copy that loses the claim begins nothing and goes on with what
-    the other keeps (`ctx.row` read again, a True; the page waits until it is kept: `_kept_step`)."""
+    the other keeps (`ctx.row` read again, a True; the page waits until it is kept: `kept_step`)."""
     before = (ctx.row.factor_name, ctx.row.factor_state)
     if not transaction.update_in_place(ctx.row, ctx.row.version, factor_name=factor.name, factor_state=None):
         transaction.read_step_again(ctx.row)  # (rolled back: another request of this login moved it first)
@@ -133,7 +133,7 @@ def choose(ctx: StepContext, name: str):
     if name not in usable:
         return redirect(url_for("login.step", handle=ctx.handle))
     # Being begun by another copy of this click (read after its claim): wait for it to be kept.
-    kept, _state, _view = _kept_step(ctx)
+    kept, _state, _view = kept_step(ctx)
     if ctx.row.state != State.ENROL.value:
         return redirect(url_for("login.step", handle=ctx.handle))
     if kept == name and time.time() - (ctx.row.factor_state or {}).get(BEGUN_AT, 0) < ONE_CLICK_SECONDS:

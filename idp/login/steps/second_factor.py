@@ -80,7 +80,7 @@ def _begin(ctx: StepContext, user, factor) -> bool:
             ctx.row.version, ctx.row.factor_name, ctx.row.factor_state = before
         # ... unless it was itself half-started (a claim left by a worker that died before its
         # keep): put back, or left there by the rollback, every later load of the page would wait
-        # for its keep again (`_kept_step`). Nothing begun instead: the next load begins at once.
+        # for its keep again (`kept_step`). Nothing begun instead: the next load begins at once.
         restored = (None, None) if being_begun_state(before[1], before[2]) else before[1:]
         if factor.begins_quietly and restored == before[1:]:
             return False
@@ -132,14 +132,14 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, *, refus
     user = user_of(ctx)
     factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
-    name, _state, view = _kept_step(ctx)
+    name, _state, view = kept_step(ctx)
     if name not in usable:
         if ctx.row.state != State.SECOND_FACTOR.value:  # moved on while another request began a step
             return redirect(url_for("login.step", handle=ctx.handle))
         if not factors and not recovery:
             return ctx.render("login/no_factor.html", status=403, error=error)
         failed = _begin_first(ctx, user, factors + recovery)
-        name, _state, view = _kept_step(ctx)  # (another request's, when it claimed the step first)
+        name, _state, view = kept_step(ctx)  # (another request's, when it claimed the step first)
         if failed is not None and error is None:  # (the page shows the next one: usable, a 200)
             error = unavailable_message(failed)
         if ctx.row.state != State.SECOND_FACTOR.value:
@@ -168,7 +168,7 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, *, refus
 BEGUN_ELSEWHERE_WAIT = 3.0
 
 
-def _kept_step(ctx: StepContext) -> tuple[str | None, dict, dict]:
+def kept_step(ctx: StepContext) -> tuple[str | None, dict, dict]:
     """`stored(ctx)`, once the challenge another request of this login is beginning (a double
     click, the loser of `_begin`'s claim, a reload) is kept: the page shows that one rather than
     begin another, which would cancel it. No factor (None) when none was kept in time."""
@@ -200,11 +200,11 @@ def choose(ctx: StepContext, name: str):
         return redirect(url_for("login.step", handle=ctx.handle))
     if being_begun(ctx.row):
         # A challenge another request of this login is beginning (the first of a double click,
-        # read after its claim): wait for it to be kept (`_kept_step`). The one asked for: this
+        # read after its claim): wait for it to be kept (`kept_step`). The one asked for: this
         # copy begins none, whose begin would cancel that one's as it is sent while that one's
         # keep then fails. None kept in time (a claim left by a worker that died): the method
         # asked for is begun, not ignored (the page would begin the one used last).
-        kept, _state, _view = _kept_step(ctx)
+        kept, _state, _view = kept_step(ctx)
         if kept == name or ctx.row.state != State.SECOND_FACTOR.value:
             return redirect(url_for("login.step", handle=ctx.handle))
     if not _begin(ctx, user, usable[name]):
