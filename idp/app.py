@@ -18,11 +18,15 @@ PACKAGE_ROOT = __import__("pathlib").Path(__file__).resolve().parent
 def session_cookie_name(settings) -> str:
     """The configured name, with the `__Host-` prefix when the issuer is https: a browser then
     keeps the cookie only if it came over HTTPS for this very host (no Domain), so a sibling
-    subdomain cannot set or shadow it (session fixation by cookie tossing)."""
+    subdomain cannot set or shadow it (session fixation by cookie tossing). A configured
+    `__Secure-` prefix becomes `__Host-`: a sibling subdomain may set a `__Secure-` cookie for
+    the parent domain. (Browsers read the prefixes whatever their case.)"""
     name = str(settings.get("session.cookie_name", "idp_session"))
-    if settings.issuer.startswith("https://") and not name.startswith(("__Host-", "__Secure-")):
-        return "__Host-" + name
-    return name
+    if not settings.issuer.startswith("https://") or name.lower().startswith("__host-"):
+        return name
+    if name.lower().startswith("__secure-"):
+        name = name[len("__secure-"):]
+    return "__Host-" + name
 
 
 def create_app(config_overrides: Mapping[str, Any] | None = None) -> Flask:

@@ -342,3 +342,27 @@ def test_with_an_https_issuer_the_session_cookie_is_secure_and_bound_to_the_host
         assert not any(part.startswith("domain") for part in attributes)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("configured", ["__Secure-idp", "__secure-idp"])
+def test_a_configured_secure_prefix_still_binds_the_cookie_to_the_host(migrated_database_url, configured):
+    """A `__Secure-` name may be set with a Domain by a sibling subdomain over HTTPS (cookie
+    tossing): with an https issuer the provider's cookie is `__Host-` whatever the configured
+    prefix (docs/operations.md)."""
+    import requests
+
+    from fixtures.oidc import start_server
+
+    server = start_server(migrated_database_url, {"server.issuer": "https://id.example.test",
+                                                  "session.cookie_name": configured})
+    try:
+        with server.context():
+            from flask import current_app
+
+            name = current_app.config["SESSION_COOKIE_NAME"]
+        assert name == "__Host-idp"
+        response = requests.get(f"http://127.0.0.1:{server._server.server_address[1]}/login/expired",
+                                allow_redirects=False, timeout=10)
+        assert "__Secure-" not in response.headers.get("Set-Cookie", "")
+    finally:
+        server.stop()
