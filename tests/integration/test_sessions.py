@@ -128,6 +128,8 @@ def test_signing_out_withdraws_the_sessions_codes_and_tokens_but_offline_access(
                              "redirect_uri": rp.client["redirect_uri"]})
     assert (late.status_code, late.json()["error"]) == (400, "invalid_grant")
     assert rp.userinfo(online["access_token"]).status_code == 401
+    # The access token issued beside the refresh token stays too, until it expires (docs/relying-parties.md).
+    assert rp.userinfo(offline["access_token"]).status_code == 200
     assert refresh_error(rp, offline) is None
     assert rp.userinfo(elsewhere["access_token"]).status_code == 200 and refresh_error(rp, elsewhere) is None
     assert silent_login(there, rp).get("code")
