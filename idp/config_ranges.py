@@ -90,6 +90,13 @@ def problems(get: Callable[[str], Any], named: Callable[[str], str]) -> list[str
         # RFC 6265 4.1.1: a token. Any other name is set, never sent back: every login "expired".
         found.append(f"{named('session.cookie_name')} must be letters, digits and !#$%&'*+-.^_`|~, "
                      f"not {cookie!r}")
+    issuer = str(get("server.issuer") or "")
+    if (cookie is not None and issuer.startswith("http://")
+            and str(cookie).lower().startswith(("__host-", "__secure-"))):
+        # Browsers keep such a cookie only when it is Secure, which an http issuer's is not
+        # (idp.app.session_cookie_name): set, never kept, every login "expired".
+        found.append(f"{named('session.cookie_name')} may begin with __Host- or __Secure- only with an "
+                     f"https issuer (the provider adds __Host- itself then), not {cookie!r}")
     for dotted, example in (("ratelimit.login_posts_per_ip", "60 per minute"), ("password_reset.per_ip", "10 per hour")):
         rate = get(dotted)
         if rate is not None and not _is_rate_limit(rate):

@@ -27,6 +27,8 @@ PRODUCTION_WITHOUT_SECRET_KEY = {"IDP_ENV": "production"}
     ({"IDP_FACTORS__RECOVERY_CODES__COUNT": "0"}, ("factors.recovery_codes.count", "between 1 and 50")),  # was clamped
     ({"IDP_RATELIMIT__PASSWORD_LOCKOUT_SECONDS": "1000000000000"}, ("password_lockout_seconds", "between 1 and 86400")),
     ({"IDP_SESSION__COOKIE_NAME": "a;b=c"}, ("session.cookie_name", "'a;b=c'")),  # every login 'expired'
+    # a prefixed cookie without Secure (an http issuer) is never kept: every login 'expired'
+    ({"IDP_SESSION__COOKIE_NAME": "__Host-idp"}, ("session.cookie_name", "https issuer", "'__Host-idp'")),
     ({"IDP_FACTORS__TOTP__ALGORITHM": "MD5"}, ("factors.totp.algorithm", "'MD5'")),
     # a browser refuses every ceremony of an RP id foreign to the origin: said at start-up
     ({"IDP_FACTORS__WEBAUTHN__RP_ID": "other.example"}, ("factors.webauthn.rp_id", "'other.example'")),

@@ -27,3 +27,15 @@ def test_a_reset_token_with_a_line_feed_names_no_link():
     from idp.password_reset import live_link
 
     assert live_link("A" * 43 + "\n") is None  # refused by its shape, before any look-up
+
+
+@pytest.mark.parametrize("name", ["__Host-idp", "__secure-idp"])
+def test_a_prefixed_cookie_name_with_an_http_issuer_stops_the_start(name):
+    """Browsers keep a `__Host-` or `__Secure-` cookie only with `Secure`, which an http issuer's
+    cookie lacks: every login would end on the "expired" page."""
+    from idp.config_ranges import problems
+
+    settings = {"session.cookie_name": name, "server.issuer": "http://localhost:5000"}
+    assert any("cookie_name" in p and "https" in p for p in problems(settings.get, lambda name: name))
+    settings["server.issuer"] = "https://id.example.test"
+    assert problems(settings.get, lambda name: name) == []
