@@ -383,6 +383,11 @@ def test_a_disabled_users_tokens_are_not_active(seeded, web, rp_factory, live_se
     assert rp.userinfo(tokens["access_token"]).status_code == 401
     refreshed = rp.token_request({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+    # The browser's session (never ended: the flag was set in the database) answers no login.
+    web.get(rp.authorization_url(prompt="none"))
+    assert web.callback_params()["error"] == "login_required"
+    page = web.get(rp.authorization_url())
+    assert web.last_redirect is None and page.form_with("password")
 
 
 def test_the_authorization_endpoint_takes_post(seeded, web, rp_factory, live_server):
