@@ -161,7 +161,8 @@ def sign_out_everywhere(user_id: int) -> Ended:
     The stamp comes first: it takes the user's row lock, which a login finishing its last step
     takes first too (idp.login.pipeline.finish), so the two cannot interleave: a login that
     finished first has its session and code revoked below, one that finishes after finds its
-    transaction expired. Then the sessions end, the codes and tokens are revoked (a code exchange
+    transaction expired (or, a login whose password step finishes it and names its user only then,
+    finds the stamp below changed since it read the user: idp.login.user.signed_out_since). Then the sessions end, the codes and tokens are revoked (a code exchange
     in flight included: idp.token_revocation), the logins and factor challenges in progress
     (push requests, activation and recovery codes) and the password reset links not yet used
     expire. A token a refresh stores in the same instant, past the UPDATE below, is dead anyway:

@@ -52,6 +52,7 @@ class LoginUser:
     second_factor_count: int
     recovery_codes_owed: bool
     created_at: datetime | None
+    tokens_valid_after: int | None
     org: LoginOrg
 
 
@@ -85,6 +86,18 @@ _STORE_PASSWORD_HASH = (update(User.__table__).where(User.__table__.c.id == bind
 _HOLD_FOR_SIGN_IN = (select(User.__table__.c.id)
                      .where(User.__table__.c.id == bindparam("user_id"), User.__table__.c.disabled.is_(False))
                      .with_for_update(key_share=True))
+
+
+_SIGNED_OUT_STAMP = select(User.__table__.c.tokens_valid_after).where(User.__table__.c.id == bindparam("user_id"))
+
+
+def signed_out_since(user: UserLike) -> bool:
+    """Whether the user was signed out everywhere (a new password, "Sign out everywhere") since
+    `user` was read, asked once this transaction holds the user's row (`hold_for_sign_in`, or the
+    login's stamp): a password checked against the hash read before a new one was stored must not
+    sign in after it. A login whose transaction names its user is expired by the sign-out itself
+    (idp.users.sign_out_everywhere); the password step that finishes a login names it only now."""
+    return db.run(_SIGNED_OUT_STAMP, {"user_id": user.id}).scalar() != user.tokens_valid_after
 
 
 def from_row(row) -> LoginUser | None:

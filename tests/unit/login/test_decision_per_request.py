@@ -21,7 +21,7 @@ def _user(**org) -> LoginUser:
     return LoginUser(id=1, public_id="p", org_id=1, email="a@example.test", name=None, locale=None, disabled=False,
                      password_hash=None, mfa_setting="follow", exempt_until=None, exempt_reason=None,
                      required_since=None, logins_since_required=0, second_factor_count=0, recovery_codes_owed=False,
-                     created_at=None,
+                     created_at=None, tokens_valid_after=None,
                      org=LoginOrg(**dict(dict(id=1, name="Acme", require_2fa=False, allowed_factors=None,
                                               grace_days=None, grace_logins=None), **org)))
 
