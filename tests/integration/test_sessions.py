@@ -9,6 +9,7 @@ OIDC client for the tokens.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import timedelta
 
@@ -368,3 +369,28 @@ def test_a_configured_secure_prefix_still_binds_the_cookie_to_the_host(migrated_
         assert "__Secure-" not in response.headers.get("Set-Cookie", "")
     finally:
         server.stop()
+
+
+def test_a_session_lasts_its_configured_lifetime_and_no_longer(live_server, seeded, rp_factory):
+    """`session.lifetime` (config/default.toml; no idle timeout): the row ends that long after the
+    login, the cookie is kept as long, and past its end the session answers nothing."""
+    from sqlalchemy import update
+
+    from idp.db import db, utcnow
+    from idp.models import UserSession
+
+    browser, rp, _ = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    with live_server.context():
+        from flask import current_app
+
+        lifetime = int(current_app.extensions["idp.settings"].get("session.lifetime", 43200))
+        [row] = db.session.scalars(select(UserSession)).all()
+        assert abs((row.expires_at - row.created_at).total_seconds() - lifetime) < 2
+    cookie = next(c for c in browser.http.cookies if c.name == "idp_session")
+    assert cookie.expires is not None and abs(cookie.expires - (time.time() + lifetime)) < 60
+    assert "code" in silent_login(browser, rp)
+    with live_server.context():
+        db.session.execute(update(UserSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    assert silent_login(browser, rp)["error"] == "login_required"
+    assert browser.get("/account/security").form_with("password")  # signs in again
