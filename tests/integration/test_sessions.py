@@ -394,3 +394,36 @@ def test_a_session_lasts_its_configured_lifetime_and_no_longer(live_server, seed
         db.session.commit()
     assert silent_login(browser, rp)["error"] == "login_required"
     assert browser.get("/account/security").form_with("password")  # signs in again
+
+
+def test_a_step_up_rotates_the_session_and_the_cookie(live_server, seeded, rp_factory):
+    """Signed in on the password alone, the user is asked for more (acr_values): a session that
+    is not enough answers no step (the login starts over, password first) and the login adds a
+    second factor. That login is a new session, with a new cookie value and sid; the cookie
+    captured before answers nothing any more."""
+    import html
+
+    import pyotp
+
+    from fixtures.totp import MFA
+
+    browser, rp, tokens = signed_in(live_server, seeded, rp_factory, seeded.user_email)
+    before_sid = rp.validate_id_token(tokens["id_token"])["sid"]
+    captured = browser.http.cookies.get("idp_session")
+    browser.get(rp.authorization_url(acr_values=MFA))
+    page = browser.login(seeded.user_email, seeded.password)
+    choose = [f for f in page.forms() if f["action"].endswith("/factor/totp")]
+    if choose:
+        page = browser.submit(choose[0])
+    secret = page.find(r'<code>([A-Z2-7 ]+)</code>').replace(" ", "")
+    page = browser.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).now(), "label": "Phone"})
+    assert html.unescape(page.find(r"<pre class=\"codes\" data-recovery-codes>([^<]+)</pre>") or "")
+    browser.submit(page.forms()[0])
+    stepped_up = rp.exchange(browser.last_redirect)
+    claims = rp.validate_id_token(stepped_up["id_token"])
+    assert claims["acr"] == MFA and claims["sid"] != before_sid
+    assert browser.http.cookies.get("idp_session") != captured
+    thief = FormBrowser(live_server.url)
+    thief.http.cookies.set("idp_session", captured)
+    assert silent_login(thief, rp)["error"] == "login_required"
+    assert "code" in silent_login(browser, rp)
