@@ -283,8 +283,10 @@ _STAMP_SECOND_FACTOR_LOGIN = (update(User.__table__).where(User.__table__.c.id =
 # locks the row as `SELECT ... FOR NO KEY UPDATE` does (no key column changes), and reads the
 # row's newest version when it had to wait for it.
 _HOLDING = User.__table__.c.disabled.is_(False)
-_STAMP_LOGIN_HOLDING = _STAMP_LOGIN.where(_HOLDING).returning(User.__table__.c.id)
-_STAMP_SECOND_FACTOR_LOGIN_HOLDING = _STAMP_SECOND_FACTOR_LOGIN.where(_HOLDING).returning(User.__table__.c.id)
+# They return the user's sign-out stamp as held (idp.login.user.signed_out_since).
+_HELD_COLUMNS = (User.__table__.c.id, User.__table__.c.tokens_valid_after)
+_STAMP_LOGIN_HOLDING = _STAMP_LOGIN.where(_HOLDING).returning(*_HELD_COLUMNS)
+_STAMP_SECOND_FACTOR_LOGIN_HOLDING = _STAMP_SECOND_FACTOR_LOGIN.where(_HOLDING).returning(*_HELD_COLUMNS)
 _STAMPED = "idp_login_stamped"
 
 
@@ -308,8 +310,9 @@ def record_login_holding(user_id: int, amr) -> bool:
     from idp.db import db, utcnow
 
     statement = _STAMP_SECOND_FACTOR_LOGIN_HOLDING if "mfa" in amr else _STAMP_LOGIN_HOLDING
-    if db.run(statement, {"user_id": user_id, "at": utcnow()}).first() is None:
+    held = db.run(statement, {"user_id": user_id, "at": utcnow()}).first()
+    if held is None:
         return False
     db.note(_STAMPED, user_id)
-    note_held_enabled(user_id)
+    note_held_enabled(user_id, signed_out_stamp=held.tokens_valid_after)
     return True

@@ -83,7 +83,7 @@ _STORE_PASSWORD_HASH = (update(User.__table__).where(User.__table__.c.id == bind
                         .values(password_hash=bindparam("password_hash")))
 # The user's row held until the login's last write commits, unless disabled: taken first, before
 # the transaction's own row, in the order idp.users.sign_out_everywhere takes them.
-_HOLD_FOR_SIGN_IN = (select(User.__table__.c.id)
+_HOLD_FOR_SIGN_IN = (select(User.__table__.c.id, User.__table__.c.tokens_valid_after)
                      .where(User.__table__.c.id == bindparam("user_id"), User.__table__.c.disabled.is_(False))
                      .with_for_update(key_share=True))
 
@@ -96,7 +96,12 @@ def signed_out_since(user: UserLike) -> bool:
     `user` was read, asked once this transaction holds the user's row (`hold_for_sign_in`, or the
     login's stamp): a password checked against the hash read before a new one was stored must not
     sign in after it. A login whose transaction names its user is expired by the sign-out itself
-    (idp.users.sign_out_everywhere); the password step that finishes a login names it only now."""
+    (idp.users.sign_out_everywhere); the password step that finishes a login names it only now.
+    The stamp as the hold read it when it did (`hold_for_sign_in`, gate.record_login_holding: no
+    statement of its own), else read now."""
+    noted = db.noted(_HELD_STAMP)
+    if noted is not None and noted[0] == user.id:
+        return noted[1] != user.tokens_valid_after
     return db.run(_SIGNED_OUT_STAMP, {"user_id": user.id}).scalar() != user.tokens_valid_after
 
 
@@ -140,13 +145,21 @@ def store_password_hash(user_id: int, password_hash: str, previous_hash: str) ->
 
 
 _HELD_ENABLED = "idp_login_user_held_enabled"
+# (user id, tokens_valid_after) as the transaction's hold of the user's row read it.
+_HELD_STAMP = "idp_login_user_held_stamp"
+# `note_held_enabled` told no stamp (its hold did not read one).
+_UNREAD = object()
 
 
-def note_held_enabled(user_id: int) -> None:
+def note_held_enabled(user_id: int, *, signed_out_stamp=_UNREAD) -> None:
     """This transaction has locked the user's row (FOR NO KEY UPDATE, or SQLite's write lock) and
     read it not disabled under that lock (idp.login.transaction.hold_user_at): `hold_for_sign_in`
-    then has nothing to ask, nothing being able to disable the user before the commit."""
+    then has nothing to ask, nothing being able to disable the user before the commit.
+    `signed_out_stamp`: the user's `tokens_valid_after` read under that lock, when it was
+    (`signed_out_since` then asks nothing either)."""
     db.note(_HELD_ENABLED, user_id)
+    if signed_out_stamp is not _UNREAD:
+        db.note(_HELD_STAMP, (user_id, signed_out_stamp))
 
 
 def hold_for_sign_in(user_id: int) -> bool:
@@ -156,4 +169,7 @@ def hold_for_sign_in(user_id: int) -> bool:
     No statement when this transaction already holds it so (`note_held_enabled`)."""
     if db.noted(_HELD_ENABLED) == user_id:
         return True
-    return db.run(_HOLD_FOR_SIGN_IN, {"user_id": user_id}).first() is not None
+    held = db.run(_HOLD_FOR_SIGN_IN, {"user_id": user_id}).first()
+    if held is not None:
+        db.note(_HELD_STAMP, (user_id, held.tokens_valid_after))
+    return held is not None
