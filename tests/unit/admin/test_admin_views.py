@@ -559,7 +559,7 @@ def test_pages_in_french(app, world, browser):
     html = text(client.get(f"/admin/users/{world['alice'].id}", headers=french))
     assert "Activer l'authentification à 2 facteurs" in html
     html = text(client.get("/admin/users", headers=french))
-    assert "La 2FA a été rendue obligatoire pour l'utilisateur." in html
+    assert "La 2FA a été rendue obligatoire pour cet utilisateur." in html
 
 
 def test_french_catalog_is_complete():
