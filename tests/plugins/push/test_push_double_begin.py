@@ -361,3 +361,34 @@ def test_a_claim_left_behind_at_the_logins_enrolment_is_cleared(push_server, see
     assert page.find(r"<code[^>]*data-activation-uri>([^<]+)</code>")
     assert len(_activations(engine)) == 1 and _issued(push_server) == 1
     engine.dispose()
+
+
+def test_an_add_left_half_begun_by_a_dead_worker_holds_a_later_add_only_a_moment(push_server, seeded):
+    """A worker that died between the security page's claim of an enrolment and its keep (killed
+    at its timeout): the claim stays pending, from this session, with nothing kept. The next "Add"
+    of the same method, a second later, waits for that keep (a few seconds at most), then begins
+    its own: shown, one activation issued, and the claim never shown to anyone."""
+    from datetime import timedelta
+
+    from idp.db import utcnow
+    from idp.factors.challenges import ACCOUNT_ENROLMENT
+    from idp.models import UserSession
+
+    web, add = _add_push_form(push_server, seeded)
+    engine = create_engine(push_server.database_url)
+    with engine.begin() as connection:
+        sid, user_id = connection.execute(select(UserSession.sid, UserSession.user_id)).one()
+        stamp = utcnow()
+        connection.execute(FactorChallenge.__table__.insert().values(
+            id="ab" * 32, factor=ACCOUNT_ENROLMENT, user_id=user_id, status="pending",
+            payload_json={"factor": "push", "session": sid}, created_at=stamp,
+            expires_at=stamp + timedelta(minutes=10)))
+    answer = web.http.post(add["action"], data=add["fields"], allow_redirects=False)
+    assert answer.status_code == 302 and "ab" * 32 not in answer.headers["Location"]
+    page = web.get(answer.headers["Location"])
+    assert page.status == 200 and page.find(r"<code[^>]*data-activation-uri>([^<]+)</code>")
+    assert len(_activations(engine)) == 1 and _issued(push_server) == 1
+    # The claim's own page (its id guessed or kept from a log) shows nothing of it.
+    claim_page = web.http.get(push_server.url + "/account/security/enrol/" + "ab" * 32, allow_redirects=False)
+    assert claim_page.status_code != 200 and "data-activation-uri" not in claim_page.text
+    engine.dispose()
