@@ -79,7 +79,8 @@ class WeakKdfParams(InvalidKdfParams):
 
 
 # Said with a refusal for weak parameters: a device that once ran with the test-only cost leaked into
-# its environment (announced on every command) made such files, and opens them with it set again.
+# its environment (warned of whenever it makes a store or a backup key) made such files, and opens
+# them with it set again.
 WEAK_FILE_HINT = f"only a run with {SCRYPT_N_ENV} set, for tests, makes such a file"
 
 
