@@ -1007,7 +1007,8 @@ def purge(dry_run: bool, as_json: bool) -> None:
     """Delete expired login transactions, sessions, codes, tokens, challenges and idle failure counters.
 
     Audit events go too, once older than `ops.audit_retention_days` when that is set (0, the default,
-    keeps them all), recorded in an `audit.purged` event. Safe to run at any time (e.g. hourly from
+    keeps them all), recorded in an `audit.purged` event; and the private keys of signing keys out of the
+    JWKS (past `remove_after`) are wiped, their rows kept. Safe to run at any time (e.g. hourly from
     cron); docs/operations.md ("Housekeeping") and idp/maintenance.py say what "expired" means per table.
     """
     from idp.maintenance import purge as run_purge

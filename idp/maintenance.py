@@ -41,6 +41,13 @@ row can no longer matter:
   event): those older than that many days. Unlike the rows above, these are the record of what
   people did, so the purge says what it deleted in an `audit.purged` event of its own.
 
+- signing_keys: never deleted (`idp keys list` shows every key the provider ever had, and its
+  public JWK and dates say what an old ID token was signed with), but a key past `remove_after`
+  (out of the JWKS: it signs nothing and no token it signed verifies any more; that status
+  never ends, idp.oidc.keys.key_status) has its sealed private key wiped (`private_ciphertext`
+  emptied, idp.oidc.keys.WIPED): a database leaked with the encryption keys must not yield a
+  key that forges tokens. Counted as `signing_key_secrets`.
+
 session_clients (whom a session's end is told to) has no rule of its own: its rows go with their
 session (ON DELETE CASCADE). Tables not named here are never purged (docs/operations.md lists
 them and what ends their rows).
@@ -56,12 +63,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 
 from idp.db import db, utcnow
 from idp.models import (AuditEvent, AuthorizationCode, ClientAssertion, DeviceAuthorization, DPoPProof, FactorChallenge,
-                        FailureCounter, LoginTransaction, PasswordReset, PushedRequest, Token, UserSession)
+                        FailureCounter, LoginTransaction, PasswordReset, PushedRequest, SigningKey, Token, UserSession)
 from idp.oidc.client_assertion import LEEWAY
+from idp.oidc.keys import WIPED
 
 # How long spent-but-harmless rows (answered challenges, revoked tokens, idle counters) are kept.
 GRACE = timedelta(days=1)
@@ -143,10 +151,27 @@ def purge(now: datetime | None = None, dry_run: bool = False) -> dict[str, int]:
             session.rollback()
             continue
         counts[table] = _delete_in_batches(model, where)
+    counts["signing_key_secrets"] = _wipe_removed_private_keys(now, dry_run)
     retention = _audit_retention()
     if retention is not None:
         counts["audit_events"] = _purge_audit_events(now - retention, dry_run)
     return counts
+
+
+def _wipe_removed_private_keys(now: datetime, dry_run: bool) -> int:
+    """Wipe (or count) the private keys of the signing keys out of the JWKS; the rows stay.
+
+    `remove_after <= now` is key_status's "removed", which nothing undoes (a withdrawal or a
+    rotation only ever brings `remove_after` closer, and only for keys not removed yet): a key
+    published, signing, or retired but still in the JWKS is never matched. One statement: there
+    are a few keys per rotation, not millions."""
+    where = and_(SigningKey.remove_after.is_not(None), SigningKey.remove_after <= now,
+                 SigningKey.private_ciphertext != WIPED)
+    if dry_run:
+        count = int(db.session.scalar(select(func.count()).select_from(SigningKey).where(where)) or 0)
+        db.session.rollback()
+        return count
+    return _committed(update(SigningKey).where(where).values(private_ciphertext=WIPED))
 
 
 def _purge_audit_events(before: datetime, dry_run: bool) -> int:

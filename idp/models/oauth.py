@@ -246,6 +246,8 @@ class SigningKey(Base):
 
     Rotation: a new key is published (in JWKS) and used for signing; the old one is
     `retired_at` and stays in JWKS until `remove_after`, when no token it signed is valid.
+    Past `remove_after` the row stays, but `idp purge` wipes its private key
+    (`private_ciphertext` becomes idp.oidc.keys.WIPED, empty).
     """
 
     __tablename__ = "signing_keys"

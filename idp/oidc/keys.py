@@ -30,6 +30,10 @@ from idp.security.secrets import SecretError
 from idp.security.tokens import random_token
 
 SUPPORTED_ALGS = ("ES256", "RS256")
+# A key's `private_ciphertext` once `idp purge` wiped it (idp.maintenance): the key is out of the
+# JWKS for good, and its private half must not outlive its use. Nothing opens it (AES-GCM refuses
+# an empty blob); the row keeps its public JWK and dates.
+WIPED = b""
 _CACHE_SECONDS = float(KEY_SNAPSHOT_SECONDS)  # (production's publish delay is checked against it)
 
 
@@ -197,7 +201,8 @@ def withdraw(kid: str) -> Withdrawal:
     replacement = _generated_key(found.alg)
     now = utcnow()
     row = db.session.scalar(select(SigningKey).where(SigningKey.kid == kid).with_for_update())
-    if row is None:  # purged meanwhile (`idp purge`)
+    if row is None:  # (deleted meanwhile by hand: no command deletes a key's row, `idp purge` only
+        # wipes the private key of a removed one, which the check below refuses)
         raise KeyRefused(f"unknown signing key {kid!r} (see idp keys list)")
     if key_status(row, now) == "removed":
         raise KeyRefused(f"signing key {kid!r} is already out of the JWKS")
@@ -275,7 +280,7 @@ def reseal_all() -> int:
     """Re-encrypt signing keys sealed with an old encryption key (`idp keys rotate-secrets`).
     Not committed: the caller commits, with its audit event.
 
-    A retired or removed key whose encryption key left the ring is left as it is: nothing opens
+    A key `idp purge` wiped (WIPED) is skipped. A retired or removed key whose encryption key left the ring is left as it is: nothing opens
     it again (it only publishes its public half, or nothing), so `idp init` let that encryption
     key go (`unopenable`), and refusing here would stop every later rotation, the credentials'
     included, for want of a key nobody needs. Keys signing now or waiting to still raise
@@ -283,6 +288,8 @@ def reseal_all() -> int:
     ring, now = _keyring(), utcnow()
     count = 0
     for row in db.session.scalars(select(SigningKey)):
+        if row.private_ciphertext == WIPED:
+            continue  # (a removed key whose private half `idp purge` wiped: nothing to reseal)
         if ring.needs_reseal(row.secret_key_id):
             try:
                 pem = ring.open(row.secret_key_id, row.private_ciphertext, _aad(row.kid))

@@ -181,7 +181,8 @@ def test_only_expired_rows_go(idp, seeded):
 
     document = purge(idp, seeded)
     assert document == {"dry_run": False,
-                        "counts": {table: len(gone) for table, (_col, gone, _kept) in EXPECTED.items()}}
+                        "counts": {**{table: len(gone) for table, (_col, gone, _kept) in EXPECTED.items()},
+                                   "signing_key_secrets": 0}}
     assert remaining(seeded) == {table: kept for table, (_col, _gone, kept) in EXPECTED.items()}
     engine = create_engine(seeded)
     with engine.connect() as conn:
@@ -197,7 +198,8 @@ def test_dry_run_counts_and_deletes_nothing(idp, seeded):
     before = remaining(seeded)
     document = purge(idp, seeded, "--dry-run")
     assert document == {"dry_run": True,
-                        "counts": {table: len(gone) for table, (_col, gone, _kept) in EXPECTED.items()}}
+                        "counts": {**{table: len(gone) for table, (_col, gone, _kept) in EXPECTED.items()},
+                                   "signing_key_secrets": 0}}
     assert remaining(seeded) == before
 
 
@@ -230,7 +232,7 @@ def test_rows_go_in_batches_each_committed(seeded, monkeypatch):
         event.listen(db.engine, "before_cursor_execute", count)
         counts = maintenance.purge()
         event.remove(db.engine, "before_cursor_execute", count)
-    assert counts == {table: len(gone) for table, (_col, gone, _kept) in EXPECTED.items()}
+    assert counts == {**{table: len(gone) for table, (_col, gone, _kept) in EXPECTED.items()}, "signing_key_secrets": 0}
     assert remaining(seeded) == {table: kept for table, (_col, _gone, kept) in EXPECTED.items()}
     assert deletes["tokens"] == 3 and deletes["user_sessions"] == 2  # one per row that went
     assert deletes["client_assertions"] == 2 and deletes["dpop_proofs"] == 2
@@ -365,3 +367,50 @@ def test_an_audit_retention_shorter_than_the_alerts_window_is_refused(idp, migra
     result = idp("purge", database_url=migrated_database_url, env={"IDP_OPS__AUDIT_RETENTION_DAYS": days})
     assert result.returncode != 0 and "ops.audit_retention_days" in result.stderr, result
     assert len(result.stderr.strip().splitlines()) == 1, result
+
+
+def _signing_keys(url: str) -> dict[str, dict]:
+    from idp.models import SigningKey
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {row.kid: row._asdict() for row in conn.execute(select(*SigningKey.__table__.c))}
+    finally:
+        engine.dispose()
+
+
+def test_private_keys_out_of_the_jwks_are_wiped(idp, initialised_database_url):
+    """A signing key past `remove_after` signs nothing and verifies nothing: the purge wipes its
+    sealed private key (a leaked database and encryption key must not forge tokens with it), and
+    keeps the row, its public JWK and its dates. A key published, signing or still within
+    `remove_after` keeps its private key. The key commands still work around a wiped key."""
+    url = initialised_database_url
+
+    def ok(*args: str) -> str:
+        result = idp(*args, database_url=url)
+        assert result.returncode == 0, result
+        return result.stdout
+
+    withdrawn = json.loads(ok("keys", "withdraw", "--json", next(iter(_signing_keys(url)))))["kid"]
+    ok("keys", "rotate")  # every other key: retired but still published, or published and waiting
+    before = _signing_keys(url)
+    assert before[withdrawn]["private_ciphertext"]
+
+    assert purge(idp, url, "--dry-run")["counts"]["signing_key_secrets"] == 1
+    assert _signing_keys(url) == before
+    assert purge(idp, url)["counts"]["signing_key_secrets"] == 1
+    after = _signing_keys(url)
+    assert after[withdrawn]["private_ciphertext"] == b""
+    assert {**after[withdrawn], "private_ciphertext": None} == {**before[withdrawn], "private_ciphertext": None}
+    assert {kid: row for kid, row in after.items() if kid != withdrawn} == {
+        kid: row for kid, row in before.items() if kid != withdrawn}
+    assert purge(idp, url)["counts"]["signing_key_secrets"] == 0
+
+    listed = {key["kid"]: key["status"] for key in json.loads(ok("keys", "list", "--json"))}
+    assert listed[withdrawn] == "removed" and len(listed) == len(before)
+    refused = idp("keys", "withdraw", withdrawn, database_url=url)
+    assert refused.returncode != 0 and "already out of the JWKS" in refused.stderr, refused
+    ok("keys", "rotate")
+    assert "resealed" in ok("keys", "rotate-secrets")
+    assert _signing_keys(url)[withdrawn]["private_ciphertext"] == b""
