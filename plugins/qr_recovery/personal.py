@@ -21,6 +21,10 @@ PERSONAL = "personal_recovery"
 # A code whose mail the relay did not take: dead, and not counted against `codes_per_hour` (the
 # user asks again once the relay is back, as after a reset link that was not sent).
 UNSENT = "personal_recovery_unsent"
+# But each is an audited SMTP attempt, which whoever holds the password could ask for without end
+# while the relay is down: at most this many times `codes_per_hour` attempts per user an hour,
+# codes sent or not (docs/recovery.md), then the codes' 429.
+ATTEMPTS_PER_CODE = 3
 USED = "used"
 CODE_DIGITS = 6
 
@@ -83,7 +87,9 @@ def start(factor, email: object, password: object, *, remote_addr: str | None, n
     # Counted and created under the user's lock: parallel starts (each with the right password)
     # must not all pass the count, each code bringing its tries and its mail.
     directory.lock_user(user.id)
-    if directory.recent_challenge_count(factor.name, user.id, since, kind=PERSONAL) >= settings.codes_per_hour:
+    sent = directory.recent_challenge_count(factor.name, user.id, since, kind=PERSONAL)
+    unsent = directory.recent_challenge_count(factor.name, user.id, since, kind=UNSENT)
+    if sent >= settings.codes_per_hour or sent + unsent >= ATTEMPTS_PER_CODE * settings.codes_per_hour:
         raise StartRefused("too_many_attempts", 429, 3600)
     code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
     info = factor.challenges.create(user, ttl=timedelta(seconds=settings.code_ttl), now=now,

@@ -514,6 +514,27 @@ def test_codes_the_relay_did_not_take_do_not_spend_the_hours_codes(factor_app, c
     assert len(events("recover.code_not_sent")) == qr.qr_settings.codes_per_hour + 1
 
 
+def test_sends_the_relay_did_not_take_are_bounded_too(factor_app, client, qr, alice):
+    """Unsent codes do not spend the hour's codes, but each is an audited SMTP attempt: whoever
+    holds the password must not ask for them without end while the relay is down. At most
+    ATTEMPTS_PER_CODE x `codes_per_hour` attempts an hour, sent or not, then the codes' 429."""
+    from idp.notify import SmtpNotifier
+    from fixtures.oidc import free_port
+    from idp_plugins.qr_recovery.personal import ATTEMPTS_PER_CODE
+
+    factor_app.extensions["idp.notifier"] = SmtpNotifier("127.0.0.1", free_port(), timeout=2)
+    device = NewDevice(client)
+    attempts = ATTEMPTS_PER_CODE * qr.qr_settings.codes_per_hour
+    assert ATTEMPTS_PER_CODE > 1
+    for _ in range(attempts):
+        response = device.start(alice.email, PASSWORD)
+        assert (response.status_code, response.get_json()) == (503, {"error": "code_not_sent"})
+    refused = device.start(alice.email, PASSWORD)
+    assert refused.status_code == 429 and refused.get_json()["error"] == "too_many_attempts", refused.get_json()
+    assert int(refused.headers["Retry-After"]) > 0
+    assert len(events("recover.code_not_sent")) == attempts  # no further SMTP attempt
+
+
 def test_personal_recovery_can_be_switched_off(tmp_path):
     from idp.factors import testing
 
