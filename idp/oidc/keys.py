@@ -280,11 +280,11 @@ def reseal_all() -> int:
     """Re-encrypt signing keys sealed with an old encryption key (`idp keys rotate-secrets`).
     Not committed: the caller commits, with its audit event.
 
-    A key `idp purge` wiped (WIPED) is skipped. A retired or removed key whose encryption key left the ring is left as it is: nothing opens
-    it again (it only publishes its public half, or nothing), so `idp init` let that encryption
-    key go (`unopenable`), and refusing here would stop every later rotation, the credentials'
-    included, for want of a key nobody needs. Keys signing now or waiting to still raise
-    SecretError."""
+    A key `idp purge` wiped (WIPED) is skipped. A retired or removed key whose encryption key left
+    the ring is left as it is: nothing opens it again (it only publishes its public half, or
+    nothing), so `idp init` let that encryption key go (`unopenable`), and refusing here would stop
+    every later rotation, the credentials' included, for want of a key nobody needs. Keys signing
+    now or waiting to still raise SecretError."""
     ring, now = _keyring(), utcnow()
     count = 0
     for row in db.session.scalars(select(SigningKey)):
