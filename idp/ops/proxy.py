@@ -57,11 +57,18 @@ def parse_networks(values: Iterable[str]) -> tuple:
 
 
 def every_address(networks: tuple) -> list[str]:
-    """The entries of `networks` that hold every address of their family (0.0.0.0/0, ::/0): as
-    proxies, they let any client that reaches the server choose the address it is counted under
-    with one X-Forwarded-For (idp.config refuses them in production, `warn_of_everyone` says so
-    in development)."""
-    return [str(network) for network in networks if network != UNIX_SOCKET and network.prefixlen == 0]
+    """The entries of `networks` that together hold every address of their family (0.0.0.0/0,
+    ::/0, or ranges that add up to one: 0.0.0.0/1 with 128.0.0.0/1): as proxies, they let any
+    client that reaches the server choose the address it is counted under with one
+    X-Forwarded-For (idp.config refuses them in production, `warn_of_everyone` says so in
+    development)."""
+    found = []
+    for version in (4, 6):
+        family = [network for network in networks if network != UNIX_SOCKET and network.version == version]
+        if any(whole.prefixlen == 0 for whole in ipaddress.collapse_addresses(family)):
+            # A /0 names itself; ranges that only add up to everything are named together.
+            found += [str(network) for network in family if network.prefixlen == 0] or [str(n) for n in family]
+    return found
 
 
 def warn_of_everyone(networks: tuple) -> None:

@@ -395,6 +395,8 @@ def test_production_refuses_mailing_codes_in_clear_to_a_remote_relay(host, start
 @pytest.mark.parametrize("trusted, refused", [
     (["0.0.0.0/0"], True), (["10.0.0.0/8", "::/0"], True), (["::0/0"], True),
     (["10.0.0.0/8", "fd00::/8", "unix"], False), (["0.0.0.0/1"], False),
+    (["0.0.0.0/1", "128.0.0.0/1"], True), (["::/1", "8000::/1", "10.0.0.0/8"], True),
+    (["0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/2"], False),
 ])
 def test_production_refuses_trusting_every_address_as_a_proxy(trusted, refused):
     """Any client could then choose the address it is counted under with one X-Forwarded-For (every
