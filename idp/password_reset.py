@@ -25,7 +25,8 @@ Why it is built this way:
   request's Host header (a forged Host would mail the user a link to someone else's site).
 - Per address, at most `per_ip` requests (the pages' limit, before any look-up: the same 429
   whatever the address typed), so that no one mails many people from one address; per account,
-  at most `per_hour` links an hour, so that no one floods one mailbox from many addresses,
+  at most `per_hour` links an hour, so that no one floods one mailbox from many addresses (and
+  ATTEMPTS_PER_LINK times as many attempts, links whose mail the relay refused included),
   counted from the account's own rows while its user row is locked: requests posted at once are counted one after the other, in every
   process. That lock is the one a sign-out everywhere takes first (idp.users), so a link is
   never created after a new password or a disabling in the same instant: those kill every
@@ -45,7 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import after_this_request, current_app
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, case, func, select, update
 
 from idp import audit, users
 from idp.db import db, utcnow
@@ -125,9 +126,15 @@ _HOLD_USER = (select(User.__table__.c.email_verified)
               .where(User.__table__.c.id == bindparam("user_id"), User.__table__.c.disabled.is_(False))
               .with_for_update(key_share=True))
 _RESETS = PasswordReset.__table__
-_LINKS_SINCE = (select(func.count()).select_from(_RESETS)
-                .where(_RESETS.c.user_id == bindparam("user_id"), _RESETS.c.created_at > bindparam("since"),
-                       _RESETS.c.mail_failed_at.is_(None)))
+# The account's links of the last hour: (those mailed or still being mailed, every attempt). A link
+# whose mail the relay refused does not spend `per_hour` (the user asks again once the relay is
+# back), but each is an audited SMTP attempt that anyone may ask for, with no password: all of
+# them together are bounded by ATTEMPTS_PER_LINK times `per_hour`.
+_LINKS_SINCE = (select(func.coalesce(func.sum(case((_RESETS.c.mail_failed_at.is_(None), 1), else_=0)), 0),
+                       func.count())
+                .select_from(_RESETS)
+                .where(_RESETS.c.user_id == bindparam("user_id"), _RESETS.c.created_at > bindparam("since")))
+ATTEMPTS_PER_LINK = 3
 _REFUSED_SINCE = (select(AuditEvent.id)  # (in the user's organization: idp.models.audit, ix_audit_org_subject)
                   .where(AuditEvent.org_id == bindparam("org_id"), AuditEvent.subject_id == bindparam("user_id"),
                          AuditEvent.event == "password_reset.refused",
@@ -207,8 +214,10 @@ def request_link(address: str, *, locale: str | None, facts=None) -> Delivery | 
         refusal = "account_disabled"
     elif not email_verified:
         refusal = "email_unverified"
-    elif db.run(_LINKS_SINCE, {"user_id": user.id, "since": now - timedelta(hours=1)}).scalar() >= config.per_hour:
-        refusal = "rate_limited"
+    else:
+        mailed, attempts = db.run(_LINKS_SINCE, {"user_id": user.id, "since": now - timedelta(hours=1)}).first()
+        if mailed >= config.per_hour or attempts >= ATTEMPTS_PER_LINK * config.per_hour:
+            refusal = "rate_limited"
     about = dict(org_id=user.org_id, actor=audit.ANONYMOUS, subject_id=user.id, facts=facts)
     if refusal:
         # The admins see someone asking for links of this account; the requester sees nothing.

@@ -227,6 +227,21 @@ def test_links_the_relay_did_not_take_do_not_spend_the_hours_allowance(live_serv
     assert not events(live_server, "password_reset.refused")
 
 
+def test_sends_the_relay_did_not_take_are_bounded_per_account(live_server, seeded, mail):
+    """Links whose mail failed do not spend the hour's allowance, but each is an SMTP attempt that
+    anyone may ask for, with no password: at most ATTEMPTS_PER_LINK times `per_hour` an hour per
+    account, then the account is refused like one past its links (audited once, nothing sent)."""
+    from idp.password_reset import ATTEMPTS_PER_LINK
+
+    browser = FormBrowser(live_server.url)
+    mail.refusing = True
+    for _ in range(ATTEMPTS_PER_LINK * PER_HOUR + 2):
+        ask_for_link(browser, seeded.user_email)
+        requests_handled()
+    assert len(events(live_server, "password_reset.mail_failed")) == ATTEMPTS_PER_LINK * PER_HOUR
+    assert [event.details for event in events(live_server, "password_reset.refused")] == [{"reason": "rate_limited"}]
+
+
 def _dead(page) -> bool:
     return page.status == 410 and "/password/forgot" in page.text  # one page, with a way to ask again
 
