@@ -433,13 +433,7 @@ _TOUCH = (_COUNTERS.update().where(_COUNTERS.c.key == bindparam("key_"))
 def keep(key: str) -> None:
     """A guess counted by `reserve(key, touch=False)` proved wrong: the key's failures are kept
     from now on, as a failure counted with `touch` would keep them. Written alone when no
-    transaction is open, else with the caller's next commit."""
-    _touch_now(key)
-
-
-def _touch_now(key: str) -> None:
-    """Keep `key`'s failures from now on, as a failure counted now would (a count reserved with
-    `touch=False` that proved a failure): committed as `_release_now` commits."""
+    transaction is open, else with the caller's next commit (as `_release_now`)."""
     if _on_redis(_touch_redis, [key]):
         return
     _write_now(_TOUCH, {"key_": key, "now": utcnow()})
@@ -502,7 +496,7 @@ class PasswordGuess:
         The address's row is written alone when no transaction is open (as `succeeded` does);
         `commit=False`: otherwise with the caller's next commit (the audit event of the
         refusal)."""
-        _touch_now(self.address)
+        keep(self.address)
         started_here = self.address in g.get(_LOCKED_BY_RESERVE, ())
         locked = max(check([self.address]) if started_here else 0, check([self.account]))
         if commit:

@@ -43,11 +43,13 @@ def _prompts(params: dict) -> set[str]:
     return set((params.get("prompt") or "").split())
 
 
-def _client_row(params: dict) -> ClientRecord | None:
-    """The client's record, from the token endpoint's per-process cache (idp.oidc.server)."""
+def login_client(params: dict) -> ClientRecord | None:
+    """The login's client's record, from the token endpoint's per-process cache
+    (idp.oidc.server); None for a login without one (the provider's own pages) or a client
+    removed meanwhile."""
     from idp.oidc.server import client_record
 
-    return client_record(params["client_id"])
+    return client_record(params["client_id"]) if "client_id" in params else None
 
 
 def normalise_scope(params: dict, client) -> dict:
@@ -140,7 +142,7 @@ def _consent_withdrawn(params: dict, user_id: int, client: ClientRecord | None) 
     """Whether a third-party client's login, about to issue its code, lacks the consent it
     needs: the remembered one it was let through with (or the one given at this login's consent
     page, in this transaction) no longer covers its scopes. Asked with the user's row held.
-    `client`: the login's (`_client_row`), None for none."""
+    `client`: the login's (`login_client`), None for none."""
     if client is None or client.first_party:
         return False  # (a client removed meanwhile: the code's validation refuses it)
     remembered = db.session.scalar(select(ConsentGrant.scope).where(ConsentGrant.user_id == user_id,
@@ -156,7 +158,7 @@ def next_state(authz: dict, steps_done: list[dict], user: UserLike) -> State:
     if pending is not None:
         return pending
     if "client_id" in params:
-        client = _client_row(params)
+        client = login_client(params)
         if client is None:
             # Removed while this login ran: `idp client remove` ends the logins it finds, but one
             # begun from a worker's cached copy of the client (tokens.client_cache_ttl) gets here.
@@ -381,7 +383,7 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
     # ends here, its transaction having been expired; one that got here first is ended by it.
     user_id = patch.get("user_id") or row.user_id  # the patch names it on the first move
     params = row.authz_request["params"]
-    client = _client_row(params) if "client_id" in params else None
+    client = login_client(params)
     signs_in_with = _stamped_at_hold(row, patch, sso_sid, client)
     if signs_in_with is not None:  # its stamp of the user's row is the hold (one statement)
         held = gate.record_login_holding(user_id, signs_in_with)

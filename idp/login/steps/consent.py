@@ -70,15 +70,6 @@ def submit(ctx: StepContext):
     return pipeline.finish(ctx.row, expected=State.CONSENT, user=user)
 
 
-def _is_first_party(params: dict) -> bool:
-    """Whether the login's client is the organization's own (None: removed meanwhile, which
-    `finish` ends)."""
-    from idp.oidc.server import client_record  # (as pipeline reads it: the per-process cache)
-
-    client = client_record(params["client_id"]) if "client_id" in params else None
-    return client is not None and client.first_party
-
-
 def _owed_now(ctx: StepContext, user: LoginUser) -> State | None:
     """The policy asked again, for a login that waited on this page (up to the transaction's
     lifetime): an admin may have required 2FA meanwhile, and a requirement applies to every new
@@ -110,7 +101,8 @@ def _remember(user: LoginUser, params: dict) -> None:
     interaction that login needed, asked again at every such login, and nothing reads a consent
     for it; remembered, it kept the application under "Applications with access" (idp.consents)
     long after its tokens ended, as allowed by the user, with a consent.granted event."""
-    if _is_first_party(params):
+    client = pipeline.login_client(params)  # (None: removed meanwhile, which `finish` ends)
+    if client is not None and client.first_party:
         return
     scopes = set(scope_to_list(params.get("scope") or "") or [])
     grant = db.session.scalar(select(ConsentGrant).where(ConsentGrant.user_id == user.id,

@@ -20,11 +20,11 @@ from idp.login import gate, pipeline, transaction
 from idp.login import user as login_user
 from idp.login.forms import CodeForm
 from idp.login.steps import recovery_codes
-from idp.login.steps.second_factor import kept_step, message_for
+from idp.login.steps.second_factor import message_for
 from idp.login.steps.base import StepContext
-from idp.login.steps.factor_step import (BEGUN_AT, FactorUnavailable, attempt_context, being_begun,
-                                         being_begun_state, call_plugin, plugin_response, remember_step,
-                                         step_record, stored, unavailable_message, user_of)
+from idp.login.steps.factor_step import (BEGUN_AT, FactorUnavailable, attempt_context, being_begun, call_plugin,
+                                         kept_step, plugin_response, put_back_step, remember_step, step_record,
+                                         stored, unavailable_message, user_of)
 from idp.login.transaction import State
 
 
@@ -112,10 +112,7 @@ def _begin(ctx: StepContext, user, factor) -> bool:
     try:
         step = call_plugin(factor, "begin_enrolment", gate.user_ref(user), attempt_context(ctx, factor))
     except FactorUnavailable:  # (rolled back) the enrolment in progress stays, a half-started one does not
-        restored = (None, None) if being_begun_state(*before) else before
-        if not transaction.update_in_place(ctx.row, ctx.row.version, factor_name=restored[0],
-                                           factor_state=restored[1]):
-            transaction.read_step_again(ctx.row)
+        put_back_step(ctx, *before)
         return False
     remember_step(ctx, factor.name, step, sealed=True)
     return True

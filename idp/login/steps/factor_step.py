@@ -117,6 +117,38 @@ def being_begun_state(factor_name: str | None, factor_state: dict | None) -> boo
 BEGUN_AT = "begun_at"
 
 
+# How long a page waits for another request of its login to keep the step it is beginning
+# (second_factor._begin, enrol._begin: push's begin sends its request in between, a few
+# milliseconds; its relay is called from a thread of its own). Longer, that request failed on
+# the way: this page begins one itself.
+BEGUN_ELSEWHERE_WAIT = 3.0
+
+
+def kept_step(ctx: StepContext) -> tuple[str | None, dict, dict]:
+    """`stored(ctx)`, once the challenge another request of this login is beginning (a double
+    click, the loser of `_begin`'s claim, a reload) is kept: the page shows that one rather than
+    begin another, which would cancel it. No factor (None) when none was kept in time."""
+    deadline = time.monotonic() + BEGUN_ELSEWHERE_WAIT
+    while being_begun(ctx.row) and time.monotonic() < deadline:
+        db.session.rollback()  # (a page's GET: nothing written; SQLite's write lock not held meanwhile)
+        time.sleep(0.05)
+        transaction.read_step_again(ctx.row)
+    if being_begun(ctx.row):
+        return None, {}, {}
+    return stored(ctx)
+
+
+def put_back_step(ctx: StepContext, factor_name: str | None, factor_state: dict | None) -> None:
+    """After a plugin failed to begin the step a request claimed: the login's step as it was
+    before the claim (version-guarded: read again when another request moved it), but a
+    half-started one (a claim left by a worker that died before its keep) as nothing begun: put
+    back, every later load of the page would wait for its keep again (`kept_step`)."""
+    if being_begun_state(factor_name, factor_state):
+        factor_name = factor_state = None
+    if not transaction.update_in_place(ctx.row, ctx.row.version, factor_name=factor_name, factor_state=factor_state):
+        transaction.read_step_again(ctx.row)
+
+
 def remember_step(ctx: StepContext, name: str, step, *, sealed: bool = False) -> bool:
     """Keep the step a plugin began. `sealed`: an enrolment's view holds what the user is
     about to register (a TOTP seed in clear, its QR code, an activation URI): encrypted at rest

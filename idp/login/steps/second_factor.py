@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 
 from flask import jsonify, redirect, request, url_for
 from flask_babel import gettext as _
@@ -26,9 +25,9 @@ from idp.login.forms import CodeForm, PostedCode
 from idp.login.steps import recovery_codes
 from idp.login.steps.base import StepContext, wait_message
 from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, being_begun, being_begun_state,
-                                         call_plugin, choices, lockout_keys, plugin_response, remember_step,
-                                         spend_step, step_record, stored, unavailable_message, user_lockout_key,
-                                         user_of)
+                                         call_plugin, choices, kept_step, lockout_keys, plugin_response,
+                                         put_back_step, remember_step, spend_step, step_record, stored,
+                                         unavailable_message, user_lockout_key, user_of)
 from idp.login.transaction import State
 
 log = logging.getLogger(__name__)
@@ -76,17 +75,11 @@ def _begin(ctx: StepContext, user, factor) -> bool:
     try:
         step = call_plugin(factor, "begin_challenge", gate.user_ref(user), attempt_context(ctx, factor))
     except FactorUnavailable:  # (rolled back) the method in progress stays
-        if factor.begins_quietly:  # the claim went with the rollback
+        if factor.begins_quietly:  # the claim went with the rollback, which put the step back
             ctx.row.version, ctx.row.factor_name, ctx.row.factor_state = before
-        # ... unless it was itself half-started (a claim left by a worker that died before its
-        # keep): put back, or left there by the rollback, every later load of the page would wait
-        # for its keep again (`kept_step`). Nothing begun instead: the next load begins at once.
-        restored = (None, None) if being_begun_state(before[1], before[2]) else before[1:]
-        if factor.begins_quietly and restored == before[1:]:
-            return False
-        if not transaction.update_in_place(ctx.row, ctx.row.version, factor_name=restored[0],
-                                           factor_state=restored[1]):
-            transaction.read_step_again(ctx.row)
+            if not being_begun_state(before[1], before[2]):
+                return False
+        put_back_step(ctx, before[1], before[2])  # (a half-started one as nothing begun)
         return False
     remember_step(ctx, factor.name, step)
     return True
@@ -160,26 +153,6 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, *, refus
     key = {"factor": name, "view": view, "alternatives": [f.name for f in alternatives],
            "recovery": [f.name for f in others], "poll": bool(factor.supports_poll), "refused": refused}
     return ctx.render_from_stencil(templates, status, error, key, values_for)
-
-
-# How long a page waits for another request of its login to keep the challenge it is beginning
-# (`_begin`: push's begin sends its request in between, a few milliseconds; its relay is called
-# from a thread of its own). Longer, that request failed on the way: this page begins one itself.
-BEGUN_ELSEWHERE_WAIT = 3.0
-
-
-def kept_step(ctx: StepContext) -> tuple[str | None, dict, dict]:
-    """`stored(ctx)`, once the challenge another request of this login is beginning (a double
-    click, the loser of `_begin`'s claim, a reload) is kept: the page shows that one rather than
-    begin another, which would cancel it. No factor (None) when none was kept in time."""
-    deadline = time.monotonic() + BEGUN_ELSEWHERE_WAIT
-    while being_begun(ctx.row) and time.monotonic() < deadline:
-        db.session.rollback()  # (a page's GET: nothing written; SQLite's write lock not held meanwhile)
-        time.sleep(0.05)
-        transaction.read_step_again(ctx.row)
-    if being_begun(ctx.row):
-        return None, {}, {}
-    return stored(ctx)
 
 
 def choose(ctx: StepContext, name: str):
