@@ -39,7 +39,8 @@ def summary(user: User) -> dict[str, Any]:
         # "where are my recovery codes?" with. Only while the user holds a second factor to prove:
         # after a reset, the set comes with the next enrolment (which clears the mark).
         "recovery_codes_at_next_sign_in": bool(user.recovery_codes_owed) and bool(methods),
-        "sessions": [{"sid": s.sid, "browser": s.browser, "ip": s.ip, "signed_in_at": iso_utc(s.signed_in_at)}
+        "sessions": [{"sid": s.sid, "browser": s.browser, "ip": s.ip, "signed_in_at": iso_utc(s.signed_in_at),
+                      "last_used_at": iso_utc(s.last_used_at)}
                      for s in sessions.live(user.id)],
         "applications": [{"client_id": app.client_id, "name": app.name, "first_party": app.first_party,
                           "scopes": list(app.scopes),

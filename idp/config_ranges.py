@@ -85,6 +85,11 @@ def problems(get: Callable[[str], Any], named: Callable[[str], str]) -> list[str
     if retention is not None and 0 < retention < AUDIT_MIN_RETENTION_DAYS:
         found.append(f"{named('ops.audit_retention_days')} must be 0 (keep every event) or at least "
                      f"{AUDIT_MIN_RETENTION_DAYS} (the admins' security alerts look back that far), not {retention!r}")
+    idle, lifetime = get("session.idle_timeout"), get("session.lifetime")
+    if idle is not None and idle != 0 and not 60 <= idle <= (lifetime or 0):
+        # Below a minute a reader of the page would be signed out; beyond the lifetime it never acts.
+        found.append(f"{named('session.idle_timeout')} must be 0 (off) or between 60 and "
+                     f"{named('session.lifetime')} ({lifetime}), not {idle!r}")
     cookie = get("session.cookie_name")
     if cookie is not None and not _COOKIE_NAME.fullmatch(str(cookie)):
         # RFC 6265 4.1.1: a token. Any other name is set, never sent back: every login "expired".

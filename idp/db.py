@@ -6,6 +6,7 @@ deployments. Code that needs "exactly once" uses a single conditional UPDATE
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -21,6 +22,7 @@ from idp.lone import LoneConnections, postgresql_connection_alive
 from idp.sqlite_wait import wait_for_write_lock
 
 
+log = logging.getLogger(__name__)
 _DBAPI = "idp_dbapi_connection"
 _CURSOR = "idp_dbapi_cursor"  # PostgreSQL: the one cursor of the session transaction's statements (Database._execute)
 _NOTES = "idp_transaction_notes"  # what the session's transaction has established (Database.note)
@@ -207,6 +209,11 @@ class Database:
             if exc is not None:
                 self.session.rollback()
             self.session.remove()
+            for statement, values in g.pop("idp_alone_after_request", ()):
+                try:
+                    self.execute_alone(statement, values, synchronous=False)
+                except Exception:  # the answer stands; what this wrote can wait for the next request
+                    log.warning("a write after the request failed", exc_info=True)
 
     def _send_deferred_first(self, conn, _cursor, _statement, _parameters, _context, _executemany) -> None:
         """Any statement SQLAlchemy runs on the session transaction's connection (the ORM's, a
@@ -234,6 +241,17 @@ class Database:
         if self._lone is None:
             self._lone = LoneConnections(self.engine)
         return self._lone
+
+    def alone_after_request(self, statement, values: dict) -> None:
+        """Run a prebuilt write (`execute_alone`) once this request has ended: after its session
+        and its lone transaction (both rolled back unless they committed), when the app context
+        is torn down. For a write that is no part of what the request does and must hold no lock
+        through it: a session's last-use stamp (idp.login.session). PostgreSQL does not wait for
+        the disk (`synchronous=False`); a failure is logged, never answered (the answer has been
+        made). Outside a request (an app context of the CLI), it runs when that context ends."""
+        from flask import g
+
+        g.setdefault("idp_alone_after_request", []).append((statement, values))
 
     def insert_alone(self, table: Table, row: dict, *, synchronous: bool = True) -> None:
         """INSERT one row in a transaction of its own, outside this request's session.

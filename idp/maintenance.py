@@ -7,8 +7,9 @@ them spent, revoked or expired). Left alone they pile up and slow the lookups.
 row can no longer matter:
 
 - login_transactions: past `expires_at` (a login must finish within the TTL).
-- user_sessions: past `expires_at`, or revoked (a revoked session is refused exactly
-  like a missing one).
+- user_sessions: past `expires_at`, unused for `session.idle_timeout` when it is set
+  (idp.session_idle: refused as an expired one), or revoked (a revoked session is refused
+  exactly like a missing one).
 - authorization_codes: expired and never redeemed (nothing can use them); redeemed
   ones are kept while reuse detection may still need them: presenting a redeemed
   code again revokes every token issued from it (`Token.code_id`), so a redeemed
@@ -96,6 +97,15 @@ def _audit_retention() -> timedelta | None:
     return timedelta(days=days) if days > 0 else None
 
 
+def _idle_sessions(now: datetime) -> tuple:
+    """The sessions unused for `session.idle_timeout` at `now` (none when it is off): refused as
+    expired ones are (idp.session_idle), and purged with them."""
+    from idp import session_idle
+
+    cutoff = session_idle.idle_since(now)
+    return () if cutoff is None else (UserSession.last_used_at <= cutoff,)
+
+
 def _epoch(moment: datetime) -> int:
     """Token times are Unix seconds; the other tables use naive UTC datetimes."""
     return int(moment.replace(tzinfo=timezone.utc).timestamp())
@@ -111,7 +121,8 @@ def conditions(now: datetime, refresh_ttl: int) -> list[tuple[str, Any, Any]]:
         or_(Token.access_expires_at > epoch, Token.refresh_expires_at > epoch))
     return [
         ("login_transactions", LoginTransaction, LoginTransaction.expires_at < now),
-        ("user_sessions", UserSession, or_(UserSession.expires_at < now, UserSession.revoked_at.is_not(None))),
+        ("user_sessions", UserSession, or_(UserSession.expires_at < now, UserSession.revoked_at.is_not(None),
+                                           *_idle_sessions(now))),
         ("authorization_codes", AuthorizationCode, or_(
             and_(AuthorizationCode.redeemed_at.is_(None), AuthorizationCode.expires_at < now),
             and_(AuthorizationCode.expires_at < now - timedelta(seconds=refresh_ttl), ~live_token_from_code))),

@@ -27,7 +27,7 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from idp import audit, token_revocation, user_agent
+from idp import audit, session_idle, token_revocation, user_agent
 from idp.db import db, utcnow
 from idp.models import AuthorizationCode, Token, User, UserSession
 from idp.oidc import backchannel
@@ -44,6 +44,8 @@ class LiveSession:
     ip: str | None
     signed_in_at: datetime
     expires_at: datetime
+    # When a request last relied on it, to the minute (idp.session_idle: the stamp is coarse).
+    last_used_at: datetime
 
     @property
     def browser(self) -> str:
@@ -52,23 +54,23 @@ class LiveSession:
 
 
 def live(user_id: int) -> list[LiveSession]:
-    """The user's sessions neither ended nor expired, the latest first."""
+    """The user's sessions neither ended nor expired (nor idle too long: idp.session_idle), the latest first."""
     rows = db.session.execute(
         select(UserSession.sid, UserSession.user_agent, UserSession.ip, UserSession.created_at,
-               UserSession.expires_at)
-        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None), UserSession.expires_at > utcnow())
+               UserSession.expires_at, UserSession.last_used_at)
+        .where(UserSession.user_id == user_id, *session_idle.live_where(utcnow()))
         .order_by(UserSession.created_at.desc(), UserSession.sid))
     return [LiveSession(*row) for row in rows]
 
 
 def is_live(sid: str, *, user_id: int | None = None, hold: bool = True) -> bool:
-    """Whether the session `sid` (of `user_id`, when given) is neither ended nor expired. With
+    """Whether the session `sid` (of `user_id`, when given) is neither ended nor expired (nor idle
+    too long). With
     `hold`, its row is then locked FOR SHARE for the rest of the transaction (PostgreSQL; SQLite's
     write lock is already held): an end of that session (`end`, a sign-out) either came first, and
     is seen here, or waits for what this transaction does in its name (a login's code:
     idp.login.session.hold_live; a push activation: idp.factors.directory.session_live)."""
-    query = select(UserSession.sid).where(UserSession.sid == sid, UserSession.revoked_at.is_(None),
-                                          UserSession.expires_at > utcnow())
+    query = select(UserSession.sid).where(UserSession.sid == sid, *session_idle.live_where(utcnow()))
     if user_id is not None:
         query = query.where(UserSession.user_id == user_id)
     return db.session.execute(query.with_for_update(read=True) if hold else query).first() is not None
@@ -83,13 +85,13 @@ def end(user: User, sid: str, *, actor_id: int | None, actor: str, by: str) -> i
     """End the live session `sid` of `user`, its codes and the tokens obtained
     through it (module docstring); audited as `session.ended` (`by`: `self`, `admin`...).
     Returns how many tokens were revoked, or None when `user` has no live session with this
-    sid (another user's, ended already, made up): then nothing changes."""
+    sid (another user's, ended already, expired or idle too long, made up): then nothing changes."""
     if not _SID.fullmatch(sid or ""):
         return None
     now = utcnow()
     ended = db.session.execute(
         update(UserSession).where(UserSession.user_id == user.id, UserSession.sid == sid,
-                                  UserSession.revoked_at.is_(None), UserSession.expires_at > now)
+                                  *session_idle.live_where(now))
         .values(revoked_at=now).returning(UserSession.created_at)).first()
     if ended is None:
         return None
@@ -133,7 +135,7 @@ def end_proved_by(user: User, credential_ids, *, actor_id: int | None, actor: st
     challenges.expire_for_user(user.id, of_logins=expired_logins)
     rows = db.session.execute(
         select(UserSession.sid, UserSession.credential_ids)
-        .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None), UserSession.expires_at > utcnow()))
+        .where(UserSession.user_id == user.id, *session_idle.live_where(utcnow())))
     ended = [sid for sid, proved in rows if sid != keep_sid and _proved_any(withdrawn, proved)]
     for sid in ended:
         end(user, sid, actor_id=actor_id, actor=actor, by="factor_withdrawn")

@@ -27,7 +27,7 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from idp import audit, lockout, token_revocation
+from idp import audit, lockout, session_idle, token_revocation
 from idp.db import db, utcnow
 from idp.models import (AuthorizationCode, FactorChallenge, LoginTransaction, Organization, PasswordReset, Token,
                         User, UserSession)
@@ -173,8 +173,8 @@ def sign_out_everywhere(user_id: int) -> Ended:
     now = utcnow()
     db.session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=int(time.time())))
     ended_sids = db.session.scalars(
-        update(UserSession).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None),
-                                  UserSession.expires_at > now).values(revoked_at=now)
+        update(UserSession).where(UserSession.user_id == user_id, *session_idle.live_where(now))
+        .values(revoked_at=now)
         .returning(UserSession.sid)).all()
     backchannel.sessions_ended(user_id, list(ended_sids))
     token_revocation.revoke_codes(AuthorizationCode.user_id == user_id)

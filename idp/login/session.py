@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, g, request, session
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 
-from idp import user_agent
+from idp import session_idle, user_agent
 from idp.db import db, utcnow
 from idp.login.user import UserLike
 from idp.models import User, UserSession
@@ -38,9 +38,35 @@ def _load() -> UserSession | None:
     if not token:
         return None
     row = db.session.get(UserSession, sha256_hex(token))
-    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+    now = utcnow()
+    if (row is None or row.revoked_at is not None or row.expires_at <= now
+            or session_idle.is_idle(row.last_used_at, now)):  # idle too long: as expired
         return None
+    due = now - timedelta(seconds=session_idle.stamp_interval())
+    if row.last_used_at <= due:
+        _stamp_after_request(row.id, now, due)
     return row
+
+
+# The session's last use, written only when the stored one is older than the stamp's interval:
+# of two requests of one session at the same moment, one writes; a session ended meanwhile stays
+# as it ended.
+_STAMP = (update(UserSession)
+          .where(UserSession.id == bindparam("row_id"), UserSession.last_used_at <= bindparam("due"),
+                 UserSession.revoked_at.is_(None))
+          .values(last_used_at=bindparam("now")))
+
+
+def _stamp_after_request(row_id: str, now: datetime, due: datetime) -> None:
+    """Record that this request relied on the session: a conditional UPDATE alone, in a
+    transaction of its own once the request's has ended (db.alone_after_request), at most once
+    a minute per session (idp.session_idle). Not in the request's transaction: a read-only page
+    (the account pages' GETs, a refused prompt=none) never commits, and on PostgreSQL the row's
+    lock would be held up to the request's end, taken before the user's row that a login's
+    finish locks next, the reverse of a sign-out everywhere's order (user, then sessions):
+    the two would deadlock. The password and code POSTs, which create sessions, write the time
+    in their INSERT (`start`) and add no statement."""
+    db.alone_after_request(_STAMP, {"row_id": row_id, "now": now, "due": due})
 
 
 def current_session() -> UserSession | None:
@@ -117,7 +143,7 @@ def start(user: UserLike, *, auth_time: int, amr: list[str], acr: str, started_a
     lifetime = int(current_app.extensions["idp.settings"].get("session.lifetime", 43200))
     now = utcnow()
     values = dict(id=sha256_hex(token), sid=random_token(16), user_id=user.id, auth_time=auth_time,
-                  amr=list(amr), acr=acr, credential_ids=list(credential_ids), created_at=now,
+                  amr=list(amr), acr=acr, credential_ids=list(credential_ids), created_at=now, last_used_at=now,
                   expires_at=now + timedelta(seconds=lifetime),
                   login_started_at=(datetime.fromtimestamp(started_at, timezone.utc).replace(tzinfo=None)
                                     if started_at is not None else now),

@@ -58,10 +58,13 @@ class UserSession(Base):
     login_started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # When a request last relied on the session (its login, SSO, the account and admin pages), to
+    # the minute: written only once the stored time is that old (idp.session_idle), so a busy
+    # session does not write per request. `session.idle_timeout` counts from it.
+    last_used_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # Where the session was made, for "Where you're signed in" (idp.sessions): the browser's
     # User-Agent as idp.user_agent.for_storage keeps it, and the client address as the
     # trusted-proxy handling left it (idp.ops.proxy). Both written by the login's one INSERT.
-    # No "last used" time: keeping one would cost a write on every request of the session.
     user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH), nullable=True)
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
 

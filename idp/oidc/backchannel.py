@@ -46,6 +46,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from idp import session_idle
 from idp.db import db, utcnow
 from idp.models import Client, SessionClient, User, UserSession
 from idp.security.tokens import random_token
@@ -91,8 +92,7 @@ def client_access_ended(user_id: int, client_id: str) -> None:
     was told of already (its rows stay until the purge), and one that ends later has nothing
     more to tell this client: neither is told again."""
     of_this_client = (SessionClient.user_id == user_id, SessionClient.client_id == client_id)
-    live = select(UserSession.sid).where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None),
-                                         UserSession.expires_at > utcnow())
+    live = select(UserSession.sid).where(UserSession.user_id == user_id, *session_idle.live_where(utcnow()))
     _queue(*of_this_client, SessionClient.sid.in_(live))
     db.session.execute(delete(SessionClient).where(*of_this_client))
 
