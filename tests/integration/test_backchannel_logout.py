@@ -378,3 +378,32 @@ def test_a_client_trickling_its_answer_is_cut_off_at_the_deadline(live_server, s
         assert deliveries(live_server)["failed"] == before + 1 and trickling.requests == 3
     finally:
         trickling.stop()
+
+
+def test_a_session_idle_too_long_is_told_of_as_an_expired_one_is(migrated_database_url, receiver, clock):
+    """`session.idle_timeout` (idp.session_idle): a session ending by the timeout, as by its
+    lifetime, tells no client at that moment, and a sign-out everywhere afterwards tells the
+    client of the sessions that were still live only."""
+    from fixtures.oidc import RelyingParty, seed, start_server
+
+    server = start_server(migrated_database_url, {"session.idle_timeout": 600})
+    try:
+        seeded = seed(server)
+        register(server, seeded.third_party, receiver.url)
+        rp_factory = lambda client: RelyingParty(server.url, client)  # noqa: E731
+        idle, _, _ = signed_in(server, seeded, rp_factory, seeded.third_party)
+        here, _, here_tokens = signed_in(server, seeded, rp_factory, seeded.third_party)
+        clock(500)
+        here.get("/account/security")                  # used: lives on
+        clock(200)
+        assert 'name="password"' in idle.get("/account/security").text  # idle 700 s: signs in again
+        sent_out()
+        assert receiver.tokens == []
+        confirm = here.get("/account/security/sign-out-everywhere")
+        here.submit(next(f for f in confirm.forms() if f["action"].endswith("/sign-out-everywhere")))
+        [token] = receiver.wait_for(1)
+        assert decoded(server, token)[1]["sid"] == id_token_claims(server, here_tokens["id_token"])["sid"]
+        sent_out()
+        assert len(receiver.tokens) == 1
+    finally:
+        server.stop()

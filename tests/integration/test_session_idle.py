@@ -2,9 +2,8 @@
 expired one does; a session in use lives on, up to `session.lifetime`; its last use is stamped
 at most once a minute; off by default; refused out of range; purged like an expired session.
 
-Over HTTP against a live server. Time passes by the provider's wall clock (`clock`: idp.db's
-`datetime`, which `utcnow` reads, so every time the provider stores and judges rows by moves
-together, and nothing else is mocked); the purge, a command of its own process, is given rows
+Over HTTP against a live server. Time passes by the provider's wall clock (fixtures.oidc's
+`clock`: what `utcnow` reads, nothing else mocked); the purge, a command of its own process, is given rows
 whose last use is moved back instead (as tests/integration/test_purge.py does).
 """
 from __future__ import annotations
@@ -21,27 +20,6 @@ from fixtures.oidc import FormBrowser, RelyingParty, password_login, seed, start
 
 IDLE = 600  # seconds: the stamp is then written at most once a minute (min(60, IDLE / 10))
 LIFETIME = 1800
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """`clock(seconds)` moves the provider's wall clock forward (idp.db.utcnow reads it)."""
-    import idp.db
-
-    real = idp.db.datetime
-    offset = [timedelta()]
-
-    class Moved(real):
-        @classmethod
-        def now(cls, tz=None):
-            return real.now(tz) + offset[0]
-
-    monkeypatch.setattr(idp.db, "datetime", Moved)
-
-    def forward(seconds: float) -> None:
-        offset[0] += timedelta(seconds=seconds)
-
-    return forward
 
 
 @pytest.fixture
