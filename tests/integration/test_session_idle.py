@@ -168,3 +168,24 @@ def test_purge_deletes_sessions_idle_too_long(idp, live_server):
     with live_server.context():
         assert first not in db.session.scalars(select(UserSession.sid)).all()
         assert len(db.session.scalars(select(UserSession.sid)).all()) == 1
+
+
+def test_the_timeout_applies_to_existing_sessions_at_once(live_server, clock):
+    """The timeout is read at each use, never written into the session: a session signed in with
+    it off is judged by whatever a server says now. Here two servers share the database, one with
+    the timeout off and one with it set: the same cookie, unused for longer than the timeout, is
+    refused by the latter and answered by the former, after which (used again) both answer."""
+    seeded = seed(live_server)
+    browser, _ = signed_in(live_server, seeded)
+    strict = start_server(live_server.database_url, {"session.idle_timeout": IDLE})
+    try:
+        elsewhere = FormBrowser(strict.url)
+        elsewhere.http.cookies.set("idp_session", browser.http.cookies.get("idp_session"))
+        clock(IDLE + 60)
+        assert not signed_in_page(elsewhere)
+        assert signed_in_page(browser)                                  # off here: answered, and used
+        elsewhere.http.cookies.clear()  # (the refusal began a login there, in a cookie of its own)
+        elsewhere.http.cookies.set("idp_session", browser.http.cookies.get("idp_session"))
+        assert signed_in_page(elsewhere)
+    finally:
+        strict.stop()
