@@ -33,20 +33,27 @@ class RequireAllForm(Form):
     on = HiddenField(label="")
 
 
-class AllowedFactorsForm(Form):
+class _SeenSetting:
+    """`seen`: the fingerprint of the organization's setting the form was shown with
+    (policy.settings.org_setting_version): another admin's change made since is not undone unseen."""
+
+    seen = HiddenField(label="", validators=[Optional(), Length(max=64)])
+
+
+class AllowedFactorsForm(_SeenSetting, Form):
     all_factors = BooleanField(_l("Allow every installed factor"))
     factors = SelectMultipleField(_l("Allowed factors"), choices=[], option_widget=CheckboxInput(),
                                   widget=ListWidget(prefix_label=False), validate_choice=True)
     submit = SubmitField(_l("Save allowed factors"))
 
 
-class GraceForm(Form):
+class GraceForm(_SeenSetting, Form):
     grace_days = IntegerField(_l("Days"), validators=[Optional(), NumberRange(min=0, max=365)])
     grace_logins = IntegerField(_l("Logins"), validators=[Optional(), NumberRange(min=0, max=100)])
     submit = SubmitField(_l("Save grace period"))
 
 
-class SelfPushRecoveryForm(Form):
+class SelfPushRecoveryForm(_SeenSetting, Form):
     """Whether members may restore push on a new phone with their password and an e-mailed code."""
 
     allowed = BooleanField(_l("Members may restore push approvals on a new phone with their password and a code "

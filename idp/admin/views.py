@@ -236,15 +236,28 @@ def _factor_choices() -> list[tuple[str, str]]:
         return []
 
 
-def _security_forms(factors_form=None, grace_form=None):
+def _seen(form, setting: str):
+    """`form` carrying the fingerprint of `setting` as it is now (the page shows it as it is now)."""
+    form.seen.data = policy_settings.org_setting_version(g.org, setting)
+    return form
+
+
+def _security_forms(factors_form=None, grace_form=None, recovery_form=None):
+    """The page's forms: a refused one as it was posted (with its errors and its `seen`), the
+    others as the organization's settings are now."""
     choices = _factor_choices()
     if factors_form is None:
         allowed = g.org.allowed_factors
-        factors_form = AllowedFactorsForm(all_factors=allowed is None, factors=list(allowed or []))
+        factors_form = _seen(AllowedFactorsForm(formdata=None, all_factors=allowed is None,
+                                                factors=list(allowed or [])), "allowed_factors")
     factors_form.factors.choices = choices
     if grace_form is None:
-        grace_form = GraceForm(grace_days=g.org.grace_days, grace_logins=g.org.grace_logins)
-    return factors_form, grace_form
+        grace_form = _seen(GraceForm(formdata=None, grace_days=g.org.grace_days, grace_logins=g.org.grace_logins),
+                           "grace")
+    if recovery_form is None and _push_installed():
+        recovery_form = _seen(SelfPushRecoveryForm(formdata=None, allowed=bool(g.org.self_push_recovery)),
+                              "self_push_recovery")
+    return factors_form, grace_form, recovery_form
 
 
 def _push_installed() -> bool:
@@ -257,21 +270,30 @@ def _push_installed() -> bool:
         return False
 
 
-def _render_security(factors_form=None, grace_form=None, code: int = 200):
+def _render_security(factors_form=None, grace_form=None, recovery_form=None, code: int = 200):
     today = today_utc()
     counts = distribution(g.org.id, today)
     total = sum(counts.values())
     # The refused form is the page's `form`: its first invalid field takes the focus (admin/_macros.html's
     # input) and the title says "Error:" (base.html), as on the pages with one form. Without it, a keyboard
     # or screen reader user was left at the top of the page, told nothing, the error far below.
-    refused = next((f for f in (factors_form, grace_form) if f is not None and f.errors), None)
-    factors_form, grace_form = _security_forms(factors_form, grace_form)
-    recovery_form = SelfPushRecoveryForm(allowed=bool(g.org.self_push_recovery)) if _push_installed() else None
+    refused = next((f for f in (factors_form, grace_form, recovery_form) if f is not None and f.errors), None)
+    factors_form, grace_form, recovery_form = _security_forms(factors_form, grace_form, recovery_form)
     return render_template(
         "admin/security.html", org=g.org, counts=counts, total=total, disabled=disabled_count(g.org.id),
         impact=impact_of_requiring_all(g.org.id, today), require_form=RequireAllForm(),
         factors_form=factors_form, grace_form=grace_form, recovery_form=recovery_form, form=refused,
         alerts=queries.security_alerts(g.org.id, now=utcnow()), alert_days=queries.ALERT_DAYS), code
+
+
+def _changed_meanwhile(exc: policy_settings.PolicyChanged, which: str, field: str):
+    """Another admin changed the setting since this page was shown: nothing of this save was
+    written (409). The page is shown again with the settings as they are now, the refused form
+    included (its fresh `seen`: saved again from there, it saves), with the refusal on its field."""
+    db.session.expire_all()  # (rolled back already: the organization's values as they are now)
+    forms = dict(zip(("factors_form", "grace_form", "recovery_form"), _security_forms(), strict=True))
+    forms[which][field].errors = [_("Not saved: %(error)s", error=str(exc))]
+    return _render_security(code=409, **forms)
 
 
 @bp.get("/security")
@@ -288,6 +310,8 @@ def require_all():
     if not form.validate_on_submit() or form.on.data not in ("on", "off"):
         abort(400)
     on = form.on.data == "on"
+    # No `seen` here: the button posts the one value it turns the rule to, so a click from a page
+    # shown before another admin's finds it there already (below), and undoes nothing unseen.
     if not policy_settings.set_org_requirement(g.org.id, on, _actor()):  # another admin's click came first
         flash(_("Nothing to change."), "success")
         return redirect(url_for("admin.security"))
@@ -321,7 +345,10 @@ def allowed_factors():
     names = None if form.all_factors.data else list(form.factors.data or [])
     try:
         changed = policy_settings.set_allowed_factors(g.org.id, names, _actor(),
-                                                      known=[name for name, _label in form.factors.choices])
+                                                      known=[name for name, _label in form.factors.choices],
+                                                      seen=form.seen.data or None)
+    except policy_settings.PolicyChanged as exc:
+        return _changed_meanwhile(exc, "factors_form", "factors")
     except policy_settings.PolicyError as exc:
         form.factors.errors = [str(exc)]
         return _render_security(factors_form=form, code=400)
@@ -337,7 +364,10 @@ def grace():
     if not form.validate_on_submit():
         return _render_security(grace_form=form, code=400)
     try:
-        changed = policy_settings.set_grace(g.org.id, form.grace_days.data, form.grace_logins.data, _actor())
+        changed = policy_settings.set_grace(g.org.id, form.grace_days.data, form.grace_logins.data, _actor(),
+                                            seen=form.seen.data or None)
+    except policy_settings.PolicyChanged as exc:
+        return _changed_meanwhile(exc, "grace_form", "grace_days")
     except policy_settings.PolicyError as exc:
         form.grace_days.errors = [str(exc)]
         return _render_security(grace_form=form, code=400)
@@ -353,7 +383,10 @@ def self_push_recovery():
     if not form.validate_on_submit() or not _push_installed():
         abort(400)
     allowed = bool(form.allowed.data)
-    changed = policy_settings.set_self_push_recovery(g.org.id, allowed, _actor())
+    try:
+        changed = policy_settings.set_self_push_recovery(g.org.id, allowed, _actor(), seen=form.seen.data or None)
+    except policy_settings.PolicyChanged as exc:
+        return _changed_meanwhile(exc, "recovery_form", "allowed")
     if not changed:
         flash(_("Nothing to change."), "success")
     elif allowed:

@@ -13,6 +13,11 @@ audit trail:
   writes no event and returns False;
 * the row being changed is read with ``SELECT ... FOR UPDATE`` (PostgreSQL), so two
   admins saving at once cannot both see "changed" for one change;
+* a page's save carries the fingerprint of the setting it was shown with (``seen``:
+  `requirement_version`, `org_setting_version`), compared under that lock: a save from a page
+  shown before another admin's change of that setting raises `PolicyChanged` and writes
+  nothing, rather than undo the change unseen (the commands pass none: an operator's
+  command says the whole value it sets);
 * an `Actor` scoped to an organization (an admin) can only touch that
   organization: anything else is "not found", the same answer as a missing row.
 
@@ -58,7 +63,11 @@ class PolicyError(ValueError):
 
 
 class PolicyChanged(PolicyError):
-    """The user's requirement changed since the page that asks for this change was shown."""
+    """The setting changed since the page that asks for this change was shown."""
+
+
+def _fingerprint(*values: str) -> str:
+    return hashlib.sha256("\x1f".join(values).encode()).hexdigest()[:16]
 
 
 def requirement_version(user) -> str:
@@ -66,8 +75,37 @@ def requirement_version(user) -> str:
     carries the one it was shown with, so that a save made from it after another admin's change
     is refused (`set_user_requirement(..., seen=...)`) instead of undoing that change unseen."""
     until = user.exempt_until.isoformat() if user.exempt_until else ""
-    text = "\x1f".join((user.mfa_setting or "", until, user.exempt_reason or ""))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _fingerprint(user.mfa_setting or "", until, user.exempt_reason or "")
+
+
+# The organization's settings that Account > Security saves each with a form of its own, and the
+# fingerprint of each, as `requirement_version` is the user's: the form carries the one it was
+# shown with, and its save (`seen=`) is refused when another admin changed that setting since.
+# One per form, not one for the row: a save of the grace period is not refused for a change of
+# the allowed factors, which it does not touch. (The "Require 2FA for everyone" button needs
+# none: it posts the one value it turns the rule to, so a stale click finds it there already.)
+ORG_SETTINGS = ("allowed_factors", "grace", "self_push_recovery")
+
+
+def org_setting_version(org, setting: str) -> str:
+    """The fingerprint of one of the organization's `ORG_SETTINGS`, as it is in `org`."""
+    if setting == "allowed_factors":
+        allowed = org.allowed_factors
+        return _fingerprint("*" if allowed is None else ",".join(sorted(allowed)))
+    if setting == "grace":
+        return _fingerprint(str(org.grace_days or ""), str(org.grace_logins or ""))
+    if setting == "self_push_recovery":
+        return _fingerprint(str(bool(org.self_push_recovery)))
+    raise ValueError(setting)
+
+
+def _refuse_if_changed_since(org, setting: str, seen: str | None) -> None:
+    """Under the organization's row lock, with the change not already what is asked (that is a
+    no-op, as for a user's setting): a page shown before another admin's change of `setting` saves
+    nothing of its own (`PolicyChanged`), rather than undo that change unseen."""
+    if seen and seen != org_setting_version(org, setting):
+        raise PolicyChanged(_l("another administrator changed this setting since this page was shown: "
+                               "check it and save again"))
 
 
 @dataclass(frozen=True)
@@ -244,11 +282,13 @@ def set_user_requirement(user_id: int, mode: str, until: date | None, reason: st
 
 
 def set_allowed_factors(org_id: int, names: Iterable[str] | None, actor: Actor, *,
-                        known: Iterable[str] | None = None, commit: bool = True) -> bool:
+                        known: Iterable[str] | None = None, commit: bool = True, seen: str | None = None) -> bool:
     """Restrict the second factors the organization accepts (None: every installed factor).
 
     ``known`` is the set of installed factor names (the caller asks the factor
     registry; policy does not import it): names outside it are refused.
+    ``seen``: the `org_setting_version(org, "allowed_factors")` the asking page was shown with;
+    a change made since raises `PolicyChanged`, unless it already is what is asked.
     """
     if names is not None:
         if isinstance(names, str):
@@ -270,6 +310,7 @@ def set_allowed_factors(org_id: int, names: Iterable[str] | None, actor: Actor, 
         if current == names:
             _nothing_to_do(commit)
             return False
+        _refuse_if_changed_since(org, "allowed_factors", seen)
         org.allowed_factors = names
         audit.record(EVENT_ALLOWED_FACTORS, org_id=org_id, actor_id=actor.id, actor=actor.display,
                      details={"before": current, "after": names})
@@ -293,11 +334,11 @@ def _grace_value(value, name: str, upper: int) -> int | None:
 
 
 def set_grace(org_id: int, days: int | None, logins: int | None, actor: Actor, *,
-              commit: bool = True) -> bool:
+              commit: bool = True, seen: str | None = None) -> bool:
     """How long a newly required user may postpone enrolment: days, logins, both, or neither.
 
     0 and None both mean "no grace" by that measure. With both set, grace ends as
-    soon as either runs out.
+    soon as either runs out. ``seen``: as for `set_allowed_factors` (the "grace" setting).
     """
     days = _grace_value(days, "days", MAX_GRACE_DAYS)
     logins = _grace_value(logins, "logins", MAX_GRACE_LOGINS)
@@ -308,6 +349,7 @@ def set_grace(org_id: int, days: int | None, logins: int | None, actor: Actor, *
         if before == after:
             _nothing_to_do(commit)
             return False
+        _refuse_if_changed_since(org, "grace", seen)
         org.grace_days, org.grace_logins = days, logins
         audit.record(EVENT_GRACE, org_id=org_id, actor_id=actor.id, actor=actor.display,
                      details={"before": before, "after": after})
@@ -318,11 +360,14 @@ def set_grace(org_id: int, days: int | None, logins: int | None, actor: Actor, *
         raise
 
 
-def set_self_push_recovery(org_id: int, allowed: bool, actor: Actor, *, commit: bool = True) -> bool:
+def set_self_push_recovery(org_id: int, allowed: bool, actor: Actor, *, commit: bool = True,
+                           seen: str | None = None) -> bool:
     """Whether the organization's members may restore push on a new phone with their password
     and a code e-mailed to them (docs/recovery.md, "Personal accounts"). Off, only a recovery QR
     code that an admin issues does it: the choice for work accounts, where the password and
-    the mailbox are not proof enough of who holds the new phone."""
+    the mailbox are not proof enough of who holds the new phone. ``seen``: as for
+    `set_allowed_factors` (the "self_push_recovery" setting): its form is a checkbox, saved
+    whole, which a stale page would otherwise turn back."""
     if not isinstance(allowed, bool):
         raise PolicyError("self-service push recovery is on or off")
     try:
@@ -330,6 +375,7 @@ def set_self_push_recovery(org_id: int, allowed: bool, actor: Actor, *, commit: 
         if bool(org.self_push_recovery) == allowed:
             _nothing_to_do(commit)
             return False
+        _refuse_if_changed_since(org, "self_push_recovery", seen)
         org.self_push_recovery = allowed
         audit.record(EVENT_SELF_PUSH_RECOVERY, org_id=org_id, actor_id=actor.id, actor=actor.display,
                      details={"before": not allowed, "after": allowed})
@@ -415,7 +461,8 @@ def _jsonable(values: dict) -> dict:
 
 
 __all__ = [
-    "Actor", "PolicyError", "PolicyChanged", "requirement_version", "set_org_requirement", "set_user_requirement",
+    "Actor", "PolicyError", "PolicyChanged", "requirement_version", "ORG_SETTINGS", "org_setting_version",
+    "set_org_requirement", "set_user_requirement",
     "set_allowed_factors", "set_grace", "set_self_push_recovery", "clear_push_suspension", "note_postponed_login", "EVENT_ORG_REQUIREMENT",
     "EVENT_USER_REQUIREMENT", "EVENT_ALLOWED_FACTORS", "EVENT_GRACE", "EVENT_SELF_PUSH_RECOVERY",
     "EVENT_PUSH_SUSPENSION_CLEARED", "REQUIRED", "EXEMPT", "FOLLOW",
