@@ -355,23 +355,49 @@ def poll(ctx: StepContext):
     """Non-blocking status of an out-of-band challenge; the page then posts its form to finish."""
     if ctx.row.state != State.SECOND_FACTOR.value:
         return jsonify({"status": "moved"})
-    if being_begun(ctx.row):  # (the challenge the page will show is on its way)
-        return jsonify({"status": "pending"})
+    wait = request.args.get("wait", type=float)
+    with one_wait_per(("login", ctx.row.id)) as may_wait:  # another wait for this login: a plain poll
+        long_poll = bool(wait and math.isfinite(wait) and may_wait)
+        if being_begun(ctx.row):  # another request of this login is beginning a challenge
+            if not long_poll:
+                return jsonify({"status": "pending"})
+            return _poll_once_kept(ctx, wait)
+        return _poll_stored(ctx, wait if long_poll else None)
+
+
+def _poll_once_kept(ctx: StepContext, wait: float):
+    """A long poll that found the step claimed by another request of this login: its status once
+    that request keeps its challenge (`kept_step`, as a load of the page waits). None kept in that
+    time, the claim was left by a worker that died before its keep: it said "pending" for ever, and
+    only a reload (which begins a method after the same wait) got the user out. The claim is
+    cleared as a reload finds it (`put_back_step`: nothing begun) and the page told to load again
+    ("restart": its script posts its form, as on any answer, and the page that follows begins a
+    method at once)."""
+    kept_step(ctx)
+    if ctx.row.state != State.SECOND_FACTOR.value:
+        return jsonify({"status": "moved"})
+    if being_begun(ctx.row):
+        put_back_step(ctx, ctx.row.factor_name, ctx.row.factor_state)
+        return jsonify({"status": "restart"})
+    return _poll_stored(ctx, wait)
+
+
+def _poll_stored(ctx: StepContext, wait: float | None):
+    """The status of the challenge kept in the login: at once, or within `wait` seconds (a long
+    poll, which answers as soon as the out-of-band answer arrives)."""
     name, state, _view = stored(ctx)
     registry = current_registry()
     if name not in registry or not registry.get(name).supports_poll:
         return jsonify({"status": "none"}), 404
     factor = registry.get(name)
     user = gate.user_ref(user_of(ctx))
-    wait = request.args.get("wait", type=float)
     try:
-        with one_wait_per(("login", ctx.row.id)) as may_wait:  # another wait for this login: a plain poll
-            if wait and math.isfinite(wait) and may_wait:  # long poll: answer once the out-of-band answer arrives
-                db.session.rollback()  # hold no transaction (nor SQLite's lock) while waiting
-                outcome = call_plugin(factor, "wait", user, state, attempt_context(ctx, factor),
-                                      min(max(wait, 0.0), 25.0))
-            else:
-                outcome = call_plugin(factor, "poll", user, state, attempt_context(ctx, factor))
+        if wait is not None:
+            db.session.rollback()  # hold no transaction (nor SQLite's lock) while waiting
+            outcome = call_plugin(factor, "wait", user, state, attempt_context(ctx, factor),
+                                  min(max(wait, 0.0), 25.0))
+        else:
+            outcome = call_plugin(factor, "poll", user, state, attempt_context(ctx, factor))
     except FactorUnavailable:  # the page posts its form, whose answer says so
         return jsonify({"status": "unavailable"})
     status = {Verified: "approved", Denied: "denied", Rejected: "rejected"}.get(type(outcome), "pending")

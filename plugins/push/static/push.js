@@ -1,5 +1,6 @@
 /* Push wait: poll the status URL (~every 500 ms) and submit the page's form as soon as the
-   answer is in (login: approved/denied/rejected; enrolment: registered/expired). Without
+   answer is in (login: approved/denied/rejected, or restart: the page is to be loaded again;
+   enrolment: registered/expired). Without
    JavaScript the "Continue" button does the same. Served from 'self' (CSP: no inline script). */
 (function () {
   "use strict";

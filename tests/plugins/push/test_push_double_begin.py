@@ -219,6 +219,57 @@ def test_a_page_loaded_on_a_claim_left_behind_begins_a_method_after_the_wait(pus
     assert _login_row(engine).factor_state  # kept: the next load shows it at once
 
 
+def test_a_waiting_page_whose_step_a_dead_worker_claimed_is_told_to_load_again(push_server, seeded, rp_factory):
+    """The page waits on a push request; another request of the login (a second tab's "send a push
+    instead") claimed the step and its worker died before keeping its request. The page's poll said
+    "pending" for ever: only a reload (which waits for the keep a moment, then begins a method) got
+    the user out. The poll now waits that moment too, then clears the claim and says "restart":
+    the page's script posts its form, as on any answer, and the page that follows begins a method."""
+    device, web, choose = _on_the_code_page(push_server, seeded, rp_factory)
+    page = web.submit(choose)
+    assert page.find(r'data-push-number="(\d+)"'), page.text[:2000]
+    poll = page.find(r'data-poll-url="([^"]+)"')
+    poll_url = (web.base_url + poll if poll.startswith("/") else poll) + "?wait=20"
+    engine = create_engine(push_server.database_url)
+    _claim_left_behind(engine)
+    answers = []
+    for _ in range(3):  # (the script asks again after each "pending")
+        answers.append(web.http.get(poll_url).json()["status"])
+        if answers[-1] != "pending":
+            break
+    assert answers[-1] == "restart", answers
+    login = _login_row(engine)
+    assert (login.factor_name, login.factor_state) == (None, None), "the dead claim is left for the next load"
+    # What push.js does on an answer: post the page's form. The page that follows shows a method.
+    after = continue_(web, page)
+    assert after.status == 200 and (after.form_with("code") or after.find(r'data-push-number="(\d+)"')), \
+        after.text[:2000]
+    if not after.find(r'data-push-number="(\d+)"'):
+        [choose] = [f for f in after.forms() if f["action"].endswith("/factor/push")]
+        after = web.submit(choose)
+    number = after.find(r'data-push-number="(\d+)"')
+    waited_on = _login_row(engine).factor_state["state"]["challenge_id"]
+    assert device.answer(waited_on, "approve", number) == {"status": "approved"}
+    continue_(web, after)
+    past_new_recovery_codes(web)
+    if web.last_redirect is None:
+        web.consent("allow")
+    assert "code=" in web.last_redirect
+    engine.dispose()
+
+
+def test_a_plain_poll_on_a_claim_being_kept_says_pending(push_server, seeded, rp_factory):
+    """Without `wait` (a status asked in passing) the poll waits for nothing: pending, the claim kept."""
+    device, web, choose = _on_the_code_page(push_server, seeded, rp_factory)
+    page = web.submit(choose)
+    poll = page.find(r'data-poll-url="([^"]+)"')
+    engine = create_engine(push_server.database_url)
+    _claim_left_behind(engine)
+    assert web.http.get(web.base_url + poll if poll.startswith("/") else poll).json() == {"status": "pending"}
+    assert _login_row(engine).factor_name == "push"
+    engine.dispose()
+
+
 # ---------------------------------------------------------------- the security page's "Add"
 
 def _activations(engine) -> list[str]:
