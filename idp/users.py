@@ -162,7 +162,7 @@ def sign_out_everywhere(user_id: int) -> Ended:
     takes first too (idp.login.pipeline.finish), so the two cannot interleave: a login that
     finished first has its session and code revoked below, one that finishes after finds its
     transaction expired (or, a login whose password step finishes it and names its user only then,
-    finds the stamp below changed since it read the user: idp.login.user.signed_out_since). Then the sessions end, the codes and tokens are revoked (a code exchange
+    finds the stamp below changed since it read the user: idp.login.user.signed_out_since_password). Then the sessions end, the codes and tokens are revoked (a code exchange
     in flight included: idp.token_revocation), the logins and factor challenges in progress
     (push requests, activation and recovery codes) and the password reset links not yet used
     expire. A token a refresh stores in the same instant, past the UPDATE below, is dead anyway:

@@ -283,7 +283,7 @@ _STAMP_SECOND_FACTOR_LOGIN = (update(User.__table__).where(User.__table__.c.id =
 # locks the row as `SELECT ... FOR NO KEY UPDATE` does (no key column changes), and reads the
 # row's newest version when it had to wait for it.
 _HOLDING = User.__table__.c.disabled.is_(False)
-# They return the user's sign-out stamp as held (idp.login.user.signed_out_since).
+# They return the user's sign-out stamp as held (idp.login.user.signed_out_since_password).
 _HELD_COLUMNS = (User.__table__.c.id, User.__table__.c.tokens_valid_after)
 _STAMP_LOGIN_HOLDING = _STAMP_LOGIN.where(_HOLDING).returning(*_HELD_COLUMNS)
 _STAMP_SECOND_FACTOR_LOGIN_HOLDING = _STAMP_SECOND_FACTOR_LOGIN.where(_HOLDING).returning(*_HELD_COLUMNS)

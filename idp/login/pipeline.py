@@ -397,10 +397,10 @@ def finish(row: TransactionRow, expected: State, version: int | None = None, eve
         # The user removed this application's access at this very moment (idp.consents.withdraw,
         # which waits for the user's row): the consent this login relied on is gone.
         return _ended_meanwhile(row, events, "consent_required", "The user's consent was withdrawn.")
-    if held and user is not None and row.user_id is None and login_user.signed_out_since(user):
-        # Read (its password checked) before a sign-out everywhere committed, which could not
-        # expire this transaction: it did not name its user yet (one that did is expired by it,
-        # and its move below matches nothing). Rolled back as a disabled user's.
+    if held and login_user.signed_out_since_password(patch.get("steps_done", row.steps_done), user_id):
+        # Its password checked before a sign-out everywhere committed, which could not expire this
+        # transaction: it did not name its user yet (one that did is expired by it, and its move
+        # below matches nothing). Rolled back as a disabled user's.
         held = False
     if not held:
         db.session.rollback()

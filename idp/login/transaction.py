@@ -120,7 +120,7 @@ def begin(authz_request: dict, binding: str, *, state: State = State.IDENTIFY, u
 # (SQLite, whose transactions hold the write lock, has no such clause and needs none.) FOR NO KEY
 # UPDATE, as lock_user: a refresh storing a token of this user is not waited for (a key suspected
 # cloned at this step revokes token families, which waits for that refresh's row: a deadlock).
-_HOLD_USER = (select(_TABLE.c.state, _TABLE.c.version, User.__table__.c.disabled)
+_HOLD_USER = (select(_TABLE.c.state, _TABLE.c.version, User.__table__.c.disabled, User.__table__.c.tokens_valid_after)
               .select_from(User.__table__.join(_TABLE, _TABLE.c.user_id == User.__table__.c.id))
               .where(User.__table__.c.id == bindparam("user_id"), _TABLE.c.id == bindparam("id_"))
               .with_for_update(key_share=True))
@@ -139,7 +139,8 @@ def hold_user_at(row: TransactionRow, version: int) -> bool:
     if found is not None and not found.disabled:
         # Read under the lock, enabled: the login's last step need not lock and read it again
         # (login_user.hold_for_sign_in) if it comes in this transaction.
-        login_user.note_held_enabled(row.user_id)
+        # (Its sign-out stamp too: login_user.signed_out_since_password.)
+        login_user.note_held_enabled(row.user_id, signed_out_stamp=found.tokens_valid_after)
     return found is not None and found.state == row.state and found.version == version
 
 

@@ -91,18 +91,37 @@ _HOLD_FOR_SIGN_IN = (select(User.__table__.c.id, User.__table__.c.tokens_valid_a
 _SIGNED_OUT_STAMP = select(User.__table__.c.tokens_valid_after).where(User.__table__.c.id == bindparam("user_id"))
 
 
-def signed_out_since(user: UserLike) -> bool:
+# The key of the password step's record (idp.login.steps.password) that keeps the user's sign-out
+# stamp (`tokens_valid_after`) as it was read with the hash the password was checked against.
+PASSWORD_STAMP = "signed_out_stamp"
+
+
+def password_step(user: UserLike, at: int) -> dict:
+    """The login's record of a password checked against `user`'s hash (read with its stamp)."""
+    return {"method": "password", "factor": "password", "amr": ["pwd"], "at": at,
+            PASSWORD_STAMP: user.tokens_valid_after}
+
+
+def signed_out_since_password(steps_done, user_id: int) -> bool:
     """Whether the user was signed out everywhere (a new password, "Sign out everywhere") since
-    `user` was read, asked once this transaction holds the user's row (`hold_for_sign_in`, or the
-    login's stamp): a password checked against the hash read before a new one was stored must not
-    sign in after it. A login whose transaction names its user is expired by the sign-out itself
-    (idp.users.sign_out_everywhere); the password step that finishes a login names it only now.
-    The stamp as the hold read it when it did (`hold_for_sign_in`, gate.record_login_holding: no
-    statement of its own), else read now."""
+    the login's password was checked, asked once this transaction holds the user's row
+    (`hold_for_sign_in`, or the login's stamp): a password checked against the hash read before a
+    new one was stored must not sign in after it. A login whose transaction names its user is
+    expired by the sign-out itself (idp.users.sign_out_everywhere), but the password step names
+    it only as it moves the login on: a sign-out committed between the check and that move
+    expired nothing of this login, whether the password step finishes it or a step after it
+    does (a consent page, a second factor). So the stamp read with the hash is kept in the
+    password step's record and compared here with the one read under the hold (`hold_for_sign_in`,
+    gate.record_login_holding, transaction.hold_user_at: no statement of its own), else read now.
+    A login without a password step (an SSO session's) or whose record predates the stamp: False."""
+    step = next((s for s in steps_done or () if isinstance(s, dict) and s.get("method") == "password"
+                 and PASSWORD_STAMP in s), None)
+    if step is None:
+        return False
     noted = db.noted(_HELD_STAMP)
-    if noted is not None and noted[0] == user.id:
-        return noted[1] != user.tokens_valid_after
-    return db.run(_SIGNED_OUT_STAMP, {"user_id": user.id}).scalar() != user.tokens_valid_after
+    if noted is not None and noted[0] == user_id:
+        return noted[1] != step[PASSWORD_STAMP]
+    return db.run(_SIGNED_OUT_STAMP, {"user_id": user_id}).scalar() != step[PASSWORD_STAMP]
 
 
 def from_row(row) -> LoginUser | None:
@@ -156,7 +175,7 @@ def note_held_enabled(user_id: int, *, signed_out_stamp=_UNREAD) -> None:
     read it not disabled under that lock (idp.login.transaction.hold_user_at): `hold_for_sign_in`
     then has nothing to ask, nothing being able to disable the user before the commit.
     `signed_out_stamp`: the user's `tokens_valid_after` read under that lock, when it was
-    (`signed_out_since` then asks nothing either)."""
+    (`signed_out_since_password` then asks nothing either)."""
     db.note(_HELD_ENABLED, user_id)
     if signed_out_stamp is not _UNREAD:
         db.note(_HELD_STAMP, (user_id, signed_out_stamp))

@@ -136,3 +136,85 @@ def test_the_old_password_checked_as_a_new_one_is_stored_signs_nobody_in(pg_serv
     assert there.last_redirect is None and "/login/expired" in page.url, page.url
     there.get(rp.authorization_url(prompt="none"))
     assert there.callback_params()["error"] == "login_required"
+
+
+def test_the_old_password_checked_as_a_new_one_is_stored_leads_to_no_consent_page_sign_in(pg_server, monkeypatch):
+    """The same moment, for a login whose password step is not its last (a third-party
+    application's consent page follows): the login names its user only as the password step
+    moves it on, after the new password's sign-out everywhere expired the user's logins, so
+    nothing expired it, and the consent page's "Allow" signed in with the old password."""
+    from sqlalchemy import select
+
+    from idp import users
+    from idp.db import db
+    from idp.login import pipeline
+    from idp.models import User
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.third_party)
+    there = FormBrowser(pg_server.url)
+    there.get(rp.authorization_url())
+    reached, done = threading.Event(), threading.Event()
+    # Between the password's check and the step's move (`proceed` asks where the login goes next).
+    monkeypatch.setattr(pipeline, "next_state", _held_until(reached, done)(pipeline.next_state))
+
+    def new_password():
+        assert reached.wait(timeout=10)
+        with pg_server.context():
+            user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+            users.set_password(user, "an entirely new passphrase 42", actor="cli")
+            db.session.commit()
+        done.set()
+
+    thread = threading.Thread(target=new_password)
+    thread.start()
+    page = there.login(seeded.user_email, seeded.password)
+    thread.join()
+    if there.last_redirect is None and page.form_with("action"):
+        page = there.consent("allow")
+    assert there.last_redirect is None and "/login/expired" in page.url, (there.last_redirect, page.url)
+    there.get(rp.authorization_url(prompt="none"))
+    assert there.callback_params()["error"] == "login_required"
+
+
+def test_the_old_password_checked_as_a_new_one_is_stored_leads_to_no_second_factor_sign_in(pg_server, monkeypatch):
+    """The same, with a second factor after the password: the right code from the app, posted on
+    the page the old password led to, signed in."""
+    import time
+
+    import pyotp
+    from sqlalchemy import select
+
+    from fixtures.totp import enrol_totp_during_login
+    from idp import users
+    from idp.db import db
+    from idp.login import pipeline
+    from idp.models import User
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    secret, _codes = enrol_totp_during_login(FormBrowser(pg_server.url), rp, seeded)
+    there = FormBrowser(pg_server.url)
+    there.get(rp.authorization_url())
+    reached, done = threading.Event(), threading.Event()
+    monkeypatch.setattr(pipeline, "next_state", _held_until(reached, done)(pipeline.next_state))
+
+    def new_password():
+        assert reached.wait(timeout=10)
+        with pg_server.context():
+            user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+            users.set_password(user, "an entirely new passphrase 42", actor="cli")
+            db.session.commit()
+        done.set()
+
+    thread = threading.Thread(target=new_password)
+    thread.start()
+    page = there.login(seeded.user_email, seeded.password)
+    thread.join()
+    monkeypatch.undo()
+    assert page.form_with("code"), page.text[:2000]
+    # (The next time step's code: the enrolment above spent this one's.)
+    page = there.submit(page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)})
+    assert there.last_redirect is None and "/login/expired" in page.url, (there.last_redirect, page.url)
+    there.get(rp.authorization_url(prompt="none"))
+    assert there.callback_params()["error"] == "login_required"

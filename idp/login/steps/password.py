@@ -67,7 +67,8 @@ def submit(ctx: StepContext):
         return show(ctx, form, _("Incorrect e-mail or password."), 401)
     events = _rehash_if_outdated(passwords, user, form.password.data)  # (its hash, too, before any transaction)
     guess.succeeded()
-    steps = [{"method": "password", "factor": "password", "amr": ["pwd"], "at": int(time.time())}]
+    # (With the user's sign-out stamp as read with the hash: login_user.signed_out_since_password.)
+    steps = [login_user.password_step(user, int(time.time()))]
     return pipeline.proceed(ctx.row, ctx.handle, user, State.IDENTIFY, form.posted_version(), steps, events=events)
 
 
