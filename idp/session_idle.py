@@ -54,8 +54,16 @@ def is_idle(last_used_at: datetime | None, now: datetime) -> bool:
     return cutoff is not None and last_used_at is not None and last_used_at <= cutoff
 
 
+def unended_where(now: datetime) -> tuple:
+    """The SQL conditions of a session that has not ended yet at `now`: neither ended nor expired,
+    idle or not. What ends sessions (a sign-out everywhere, a withdrawn factor, one session ended
+    on purpose) revokes idle ones too: the timeout is read at each use, so a session left idle but
+    unrevoked would be live again as soon as the timeout were raised or switched off."""
+    return (UserSession.revoked_at.is_(None), UserSession.expires_at > now)
+
+
 def live_where(now: datetime) -> tuple:
     """The SQL conditions of a live session at `now`: neither ended, nor expired, nor idle too long."""
-    conditions = (UserSession.revoked_at.is_(None), UserSession.expires_at > now)
+    conditions = unended_where(now)
     cutoff = idle_since(now)
     return conditions if cutoff is None else (*conditions, UserSession.last_used_at > cutoff)

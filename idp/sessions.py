@@ -84,14 +84,15 @@ def _proved_any(withdrawn: set, proved) -> bool:
 def end(user: User, sid: str, *, actor_id: int | None, actor: str, by: str) -> int | None:
     """End the live session `sid` of `user`, its codes and the tokens obtained
     through it (module docstring); audited as `session.ended` (`by`: `self`, `admin`...).
-    Returns how many tokens were revoked, or None when `user` has no live session with this
-    sid (another user's, ended already, expired or idle too long, made up): then nothing changes."""
+    Returns how many tokens were revoked, or None when `user` has no session with this sid that
+    has not ended (another user's, ended already, expired, made up): then nothing changes. An
+    idle one is ended (session_idle.unended_where), and its tokens with it."""
     if not _SID.fullmatch(sid or ""):
         return None
     now = utcnow()
     ended = db.session.execute(
         update(UserSession).where(UserSession.user_id == user.id, UserSession.sid == sid,
-                                  *session_idle.live_where(now))
+                                  *session_idle.unended_where(now))
         .values(revoked_at=now).returning(UserSession.created_at)).first()
     if ended is None:
         return None
@@ -133,9 +134,9 @@ def end_proved_by(user: User, credential_ids, *, actor_id: int | None, actor: st
     lock_user(user.id)
     expired_logins = transaction.expire_advanced_by(user.id, withdrawn)
     challenges.expire_for_user(user.id, of_logins=expired_logins)
-    rows = db.session.execute(
+    rows = db.session.execute(  # idle ones too: session_idle.unended_where
         select(UserSession.sid, UserSession.credential_ids)
-        .where(UserSession.user_id == user.id, *session_idle.live_where(utcnow())))
+        .where(UserSession.user_id == user.id, *session_idle.unended_where(utcnow())))
     ended = [sid for sid, proved in rows if sid != keep_sid and _proved_any(withdrawn, proved)]
     for sid in ended:
         end(user, sid, actor_id=actor_id, actor=actor, by="factor_withdrawn")

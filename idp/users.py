@@ -172,11 +172,14 @@ def sign_out_everywhere(user_id: int) -> Ended:
     """
     now = utcnow()
     db.session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=int(time.time())))
-    ended_sids = db.session.scalars(
-        update(UserSession).where(UserSession.user_id == user_id, *session_idle.live_where(now))
+    # Idle sessions are revoked too (session_idle.unended_where), but neither told of nor counted:
+    # to the user and the clients they had ended already, as expired ones have.
+    ended = db.session.execute(
+        update(UserSession).where(UserSession.user_id == user_id, *session_idle.unended_where(now))
         .values(revoked_at=now)
-        .returning(UserSession.sid)).all()
-    backchannel.sessions_ended(user_id, list(ended_sids))
+        .returning(UserSession.sid, UserSession.last_used_at)).all()
+    ended_sids = [sid for sid, last_used_at in ended if not session_idle.is_idle(last_used_at, now)]
+    backchannel.sessions_ended(user_id, ended_sids)
     token_revocation.revoke_codes(AuthorizationCode.user_id == user_id)
     revoked_tokens = db.session.execute(
         update(Token).where(Token.user_id == user_id, Token.revoked_at.is_(None))

@@ -189,3 +189,28 @@ def test_the_timeout_applies_to_existing_sessions_at_once(live_server, clock):
         assert signed_in_page(elsewhere)
     finally:
         strict.stop()
+
+
+def test_a_sign_out_everywhere_ends_idle_sessions_too(live_server, clock):
+    """A session idle too long is refused, but what ends sessions ends it all the same: the
+    timeout is read at each use, so a session left unrevoked would come back to life the moment
+    the timeout were raised or switched off. Two servers on one database, as above: the sign-out
+    runs where the session is idle, and the server with the timeout off refuses the cookie after."""
+    from idp import users
+    from idp.db import db
+
+    seeded = seed(live_server)
+    browser, _ = signed_in(live_server, seeded)
+    strict = start_server(live_server.database_url, {"session.idle_timeout": IDLE})
+    try:
+        clock(IDLE + 60)
+        with strict.context():
+            from idp.models import User
+
+            user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+            ended = users.sign_out_everywhere(user_id)
+            db.session.commit()
+        assert ended.sessions == 0  # idle there: not counted as one that was signed in
+        assert not signed_in_page(browser)  # and revoked: the server without the timeout refuses it too
+    finally:
+        strict.stop()
