@@ -1,4 +1,5 @@
-"""Password hashing with argon2id (OWASP parameters), upgraded on login when parameters change."""
+"""Password hashing with argon2id (OWASP parameters), upgraded on login when parameters change,
+or when the stored hash is another system's (`idp user import`: idp.security.foreign_hashes)."""
 from __future__ import annotations
 
 import time
@@ -6,6 +7,9 @@ from collections.abc import Callable
 
 from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from idp.security import foreign_hashes
+from idp.security.foreign_hashes import ARGON2_PREFIX
 
 
 class Passwords:
@@ -29,6 +33,9 @@ class Passwords:
     def verify(self, stored_hash: str | None, password: str) -> bool:
         started = time.thread_time()
         try:
+            if stored_hash and not stored_hash.startswith(ARGON2_PREFIX):
+                # Imported from another system: its own algorithm, until the login upgrades it.
+                return foreign_hashes.verify(stored_hash, password)
             return self._hasher.verify(stored_hash or self._dummy_hash, password) and stored_hash is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
@@ -42,12 +49,18 @@ class Passwords:
             self._on_hashed(time.thread_time() - started)
 
     def needs_rehash(self, stored_hash: str) -> bool:
+        """Whether a hash that just verified should be replaced: another system's (bcrypt, PBKDF2),
+        argon2i, or argon2id with other parameters than ours."""
+        if not stored_hash.startswith(ARGON2_PREFIX):
+            return True
         return self._hasher.check_needs_rehash(stored_hash)
 
     @staticmethod
     def parameters(stored_hash: str) -> dict | None:
         """The cost parameters a hash was made with (for the audit log of a rehash), or None for
-        a hash argon2 cannot read. Public: they are written in the hash itself."""
+        a hash none of the schemes reads. Public: they are written in the hash itself."""
+        if not stored_hash.startswith(ARGON2_PREFIX):
+            return foreign_hashes.describe(stored_hash)
         try:
             found = extract_parameters(stored_hash)
         except InvalidHashError:
