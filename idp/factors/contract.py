@@ -330,6 +330,33 @@ class Factor:
         this hook's writes: the promotion stands."""
         return None
 
+    def parse_import(self, item: Mapping[str, Any]) -> Any:
+        """Optional: check one credential brought from another system, as `idp user import` reads
+        it (the list under the factor's name on a user's line: TOTP's `{"secret": "JBSW...",
+        "label": ..., "digits": 6}`), and return what `import_credential` stores. Raise
+        ValueError with a one-line reason in English for anything wrong: the import reports it
+        with the line's number and writes nothing. Reads and writes nothing (the whole file is
+        checked before anything is written). Default: the factor imports nothing.
+        `idp factor totp import` goes through the same two calls::
+
+            prepared = factor.parse_import({"secret": text, "digits": 6})
+            credential = factor.import_credential(user, prepared)
+        """
+        raise NotImplementedError(f"the {self.name} factor imports no credentials")
+
+    def import_credential(self, user: UserRef, prepared: Any) -> CredentialInfo:
+        """Optional, with `parse_import`: store what it returned as a credential of `user`, in the
+        caller's transaction (never commit). The caller records the audit event (the import's
+        own: a migrated user's credential mails no "new sign-in method" notice) and owes the
+        user recovery codes (`directory.owe_recovery_codes`). Raise ValueError when the user
+        cannot take it (the same secret held already)."""
+        raise NotImplementedError(f"the {self.name} factor imports no credentials")
+
+    @classmethod
+    def imports_credentials(cls) -> bool:
+        """Whether the factor implements `parse_import` and `import_credential`."""
+        return cls.parse_import is not Factor.parse_import and cls.import_credential is not Factor.import_credential
+
     @classmethod
     def cli_command(cls) -> "click.Command | None":
         """Optional click command or group, mounted as `idp factor <name>`.

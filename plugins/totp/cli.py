@@ -6,9 +6,6 @@ stderr and creates nothing.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import sys
 
 import click
@@ -16,23 +13,7 @@ import click
 from idp.factors.cli import RECOVERY_CODES_NOTE, fail, with_app_context
 
 from idp_plugins.totp import otp
-from idp_plugins.totp.factor import IMPORTED_LABEL
-
-
-def parse_secret(text: str) -> bytes:
-    """Base32 as authenticator apps show it: case, spaces, dashes and padding do not matter."""
-    cleaned = "".join(text.split()).replace("-", "").upper().rstrip("=")
-    if not cleaned:
-        raise ValueError("no secret on standard input")
-    try:
-        secret = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
-    except (binascii.Error, ValueError):
-        raise ValueError("the secret is not valid base32") from None
-    if len(secret) < otp.MIN_IMPORT_BYTES:
-        raise ValueError(f"the secret is too short ({len(secret) * 8} bits; at least {otp.MIN_IMPORT_BYTES * 8})")
-    if len(secret) > otp.MAX_IMPORT_BYTES:
-        raise ValueError(f"the secret is too long ({len(secret) * 8} bits; at most {otp.MAX_IMPORT_BYTES * 8})")
-    return secret
+from idp_plugins.totp.otp import parse_secret
 
 
 # The longest secret, 64 bytes, is 103 base32 characters: room to spare for the spaces, dashes and
@@ -79,7 +60,8 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
     if len(label) > 200 or not label.isprintable():
         fail("--label must be at most 200 characters, without control characters")
     try:
-        secret = parse_secret(read_secret_text())
+        secret_text = read_secret_text()
+        parse_secret(secret_text)  # (a bad secret is told before the user is looked up, as ever)
     except ValueError as exc:
         fail(str(exc))
     user = find_user_by_email(email)
@@ -95,25 +77,20 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
     if not factor_allowed(user, "totp"):  # (a second factor of a kind the organization refuses)
         fail(f"the organization of {user.email} does not accept totp (idp policy factors)")
     factor = current_registry().get("totp")
-    algorithm = algorithm.upper()
     try:
-        held = factor.store.reveal_all(user)
+        # The same checks and the same store as `idp user import` (TotpFactor.parse_import).
+        prepared = factor.parse_import({"secret": secret_text, "label": label, "digits": int(digits),
+                                        "algorithm": algorithm.upper()})
+        credential = factor.import_credential(user, prepared)
     except SecretUnavailable as exc:
         fail(f"cannot compare with the user's TOTP credentials: {exc}")
-    for existing, seed in held:
-        # The same seed twice is one authenticator counted as two (and a second notice mail). The
-        # seeds are sealed at rest: compared opened, in constant time, as codes are checked.
-        if hmac.compare_digest(seed, secret):
-            fail(f"{user.email} already has this secret (TOTP credential {existing.id}, {existing.label!r}): "
-                 "nothing imported")
-    credential = factor.store.create(user, label=label or IMPORTED_LABEL, secret=secret,
-                                     public={"digits": int(digits), "algorithm": algorithm, "period": otp.PERIOD,
-                                             "imported": True})
+    except ValueError as exc:
+        fail(f"{exc}: nothing imported")
     # No recovery codes here (the operator must never see them): the user's next sign-in shows them.
     owed = owe_recovery_codes(user)
     audit("factor.totp.imported", user, actor="cli",
           details={"factor": "totp", "credential_id": credential.id, "label": credential.label, "digits": int(digits),
-                   "algorithm": algorithm, "recovery_codes_owed": owed})
+                   "algorithm": algorithm.upper(), "recovery_codes_owed": owed})
     commit()
     click.echo(f"imported TOTP credential {credential.id} ({credential.label}) for {user.email}")
     if owed:

@@ -14,6 +14,8 @@ compare against.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import struct
@@ -78,3 +80,21 @@ def verify_totp(secret: bytes, code: object, now: datetime | float, last_step: i
         return None
     fresh = [step for step in matches if step > last_step]
     return max(fresh) if fresh else max(matches)
+
+
+def parse_secret(text: str, *, empty: str = "no secret on standard input") -> bytes:
+    """Base32 as authenticator apps show it: case, spaces, dashes and padding do not matter.
+    ValueError (`empty` when there is nothing) for anything else, and for a secret shorter than
+    MIN_IMPORT_BYTES or longer than MAX_IMPORT_BYTES."""
+    cleaned = "".join(text.split()).replace("-", "").upper().rstrip("=")
+    if not cleaned:
+        raise ValueError(empty)
+    try:
+        secret = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
+    except (binascii.Error, ValueError):
+        raise ValueError("the secret is not valid base32") from None
+    if len(secret) < MIN_IMPORT_BYTES:
+        raise ValueError(f"the secret is too short ({len(secret) * 8} bits; at least {MIN_IMPORT_BYTES * 8})")
+    if len(secret) > MAX_IMPORT_BYTES:
+        raise ValueError(f"the secret is too long ({len(secret) * 8} bits; at most {MAX_IMPORT_BYTES * 8})")
+    return secret
