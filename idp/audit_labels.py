@@ -30,6 +30,7 @@ LABELS = {
     "device.denied": _l("Device sign-in denied"),
     # accounts
     "user.created": _l("User created"),
+    "user.imported": _l("User imported from another system"),
     "user.create_refused": _l("User creation refused"),
     "user.password_changed": _l("Password changed"),
     "password_change.password_failed": _l("Password change refused: wrong current password"),

@@ -115,6 +115,23 @@ def read_jwks(path: str | None) -> str | None:
         raise CliError(f"--jwks {path} is not UTF-8 text") from None
 
 
+def read_import_file(path: str, limit: int) -> bytes:
+    """A file's bytes, or stdin's for "-", at most `limit` of them."""
+    try:
+        if path == "-":
+            if sys.stdin is None:  # `<&-`
+                raise CliError("stdin is closed: nothing to read")
+            data = click.get_binary_stream("stdin").read(limit + 1)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(limit + 1)
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror or error}") from None
+    if len(data) > limit:
+        raise CliError(f"{path} is larger than {limit // (1024 * 1024)} MiB")
+    return data
+
+
 def _json_text(document: Any) -> str:
     return json.dumps(document, indent=None, sort_keys=True, default=str)
 
@@ -623,6 +640,56 @@ def user_list(org_name: str, as_json: bool) -> None:
         "  ".join([doc["email"], doc["role"], "disabled" if doc["disabled"] else "enabled",
                    f"2FA {doc['two_factor_status']}", f"created {doc['created_at']}", doc["name"]]).rstrip()],
         empty=f"no users in {org_name.strip()!r}")
+
+
+@user.command("import")
+@click.option("--org", "org_name", required=True, help="Name of the organization the users join.")
+@click.option("--format", "file_format", type=click.Choice(["jsonl", "keycloak"]), default="jsonl", show_default=True,
+              help="jsonl: one JSON object per user (docs/operations.md); keycloak: a Keycloak realm export.")
+@click.option("--dry-run", is_flag=True, help="Check the file and list what would be imported; write nothing.")
+@click.argument("file", metavar="FILE")
+@with_appcontext
+def user_import(org_name: str, file_format: str, dry_run: bool, file: str) -> None:
+    """Import users from another system (FILE, or - for stdin), keeping their password hashes and TOTP
+    secrets: nobody resets anything. The whole file is checked first: any bad line, and nothing is
+    imported."""
+    from sqlalchemy.exc import IntegrityError
+
+    from idp import user_import as imports
+
+    data = read_import_file(file, imports.MAX_FILE_BYTES)  # (before the transaction: a pipe may be slow)
+    org = find_org(org_name)
+    try:
+        records = imports.records_of_keycloak(data) if file_format == "keycloak" else imports.records_of_jsonl(data)
+        users = imports.check(records, org)
+        for where, _record, notes in records:
+            for note in notes:
+                click.echo(f"idp: warning: {where}: {note}", err=True)
+        if dry_run:
+            _session().rollback()
+            for incoming in users:
+                click.echo(imports.describe(incoming))
+            click.echo(f"would import {len(users)} user(s) into {org.name!r} (--dry-run: nothing written)")
+            return
+        written = imports.write(org, users, source=file_format)
+    except IntegrityError as exc:  # an address added by someone else since the check (PostgreSQL)
+        _session().rollback()
+        raise CliError(f"conflicting change, nothing imported: {str(exc.orig).splitlines()[0]}") from None
+    except imports.ImportRefused as refused:
+        _session().rollback()
+        for problem in refused.problems:
+            click.echo(f"{file}: {problem}", err=True)
+        raise CliError(f"{len(refused.problems)} problem(s) in {file}: nothing imported") from None
+    commit()
+    schemes = ", ".join(f"{scheme} {count}" for scheme, count in sorted(written.with_password.items()))
+    credentials = ", ".join(f"{name} {count}" for name, count in sorted(written.credentials.items()))
+    click.echo(f"imported {written.users} user(s) into {org.name!r}: "
+               f"{sum(written.with_password.values())} with their password ({schemes or 'none'}), "
+               f"{written.without_password} without one (they set one by \"Forgot your password?\")"
+               + (f"; second factors: {credentials}" if credentials else ""))
+    if written.recovery_codes_owed:
+        click.echo(f"{written.recovery_codes_owed} user(s) will be shown a new set of recovery codes once, "
+                   "at their next sign-in")
 
 
 @user.command("show")
