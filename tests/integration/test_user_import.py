@@ -365,3 +365,21 @@ def test_a_bad_keycloak_export_imports_nothing(live_server, seeded, idp, tmp_pat
     assert "users[3] (slow): totp[0]: TOTP period must be 30 seconds" in result.stderr
     assert result.stderr.strip().endswith("3 problem(s) in " + str(tmp_path / "export.json") + ": nothing imported")
     assert _count(live_server, User) == before
+
+
+def test_thousands_of_users_in_one_transaction(idp, db, url, tmp_path):
+    """7,500 users: their events are more than one INSERT may carry on PostgreSQL (65,535
+    parameters, nine per event); the import still writes them all, with one event each."""
+    from idp.models import AuditEvent, User
+
+    assert idp("org", "add", "Acme", database_url=url).returncode == 0
+    hashed = HASHES["bcrypt-2b"]()
+    path = tmp_path / "many.jsonl"
+    path.write_text("".join(json.dumps({"email": f"user{i}@acme.test", "password_hash": hashed}) + "\n"
+                            for i in range(7500)))
+    result = idp("user", "import", "--org", "Acme", str(path), database_url=url, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "imported 7500 user(s)" in result.stdout
+    counts = db.counts()
+    assert counts["users"] == 7500 and len(db.rows(AuditEvent, AuditEvent.event == "user.imported")) == 7500
+    assert len(db.rows(User, User.password_hash == hashed)) == 7500
