@@ -334,6 +334,11 @@ def test_stdin_and_an_unknown_organization(live_server, seeded, idp):
     result = idp("user", "import", "--org", "Acme", "-", input=line + "\n", database_url=live_server.database_url)
     assert result.returncode == 0, result.stderr
     assert _user(live_server, "piped@acme.test") is not None
+    # An address of another organization's user is taken too: nothing is overwritten, nor moved.
+    assert idp("org", "add", "Other", database_url=live_server.database_url).returncode == 0
+    elsewhere = idp("user", "import", "--org", "Other", "-", input=line + "\n", database_url=live_server.database_url)
+    assert elsewhere.returncode != 0 and "-: line 1: a user with the e-mail address piped@acme.test already exists" \
+        in elsewhere.stderr
     missing = idp("user", "import", "--org", "Nope", "-", input=line, database_url=live_server.database_url)
     assert missing.returncode != 0 and missing.stderr.strip().endswith("unknown organization 'Nope'")
 
