@@ -65,7 +65,10 @@ def _record(user: Any) -> tuple[dict | None, list[str]]:
     record: dict[str, Any] = {"email": email, "name": name, "email_verified": bool(user.get("emailVerified", False)),
                               "disabled": not user.get("enabled", True)}
     totp: list[dict] = []
-    for credential in user.get("credentials") or []:
+    credentials = user.get("credentials") or []
+    if not isinstance(credentials, list):
+        raise ValueError("credentials is not a list")
+    for credential in credentials:
         kind = credential.get("type") if isinstance(credential, dict) else None
         if kind == "password":
             if "password_hash" in record:

@@ -78,7 +78,9 @@ def records_of_jsonl(data: bytes) -> list[tuple[str, Any, list[str]]]:
         if not raw.strip():
             continue
         try:
-            records.append((where, json.loads(raw.decode("utf-8")), []))
+            decoded = json.loads(raw.decode("utf-8"))
+            # (None is how a reader says "skipped": a line `null` is no user, and says so.)
+            records.append((where, Problem(where, "not a JSON object") if decoded is None else decoded, []))
         except UnicodeDecodeError:
             records.append((where, Problem(where, "not UTF-8 text"), []))
         except ValueError as exc:
@@ -175,7 +177,7 @@ def _check_one(where: str, record: Any, registry, org, notes: list[str]) -> Inco
         except foreign_hashes.HashRefused as exc:
             return Problem(where, f"password_hash: {exc}")
     for key, value in record.items():
-        if key in CORE_FIELDS:
+        if key in CORE_FIELDS or value is None:  # (`"totp": null`: none, as when absent)
             continue
         problem = _check_factor(key, value, registry, org)
         if isinstance(problem, str):
@@ -186,8 +188,8 @@ def _check_one(where: str, record: Any, registry, org, notes: list[str]) -> Inco
 
 def _check_factor(name: str, items: Any, registry, org) -> list | str:
     """What the factor `name` made of `items` (each item's `parse_import`), or a reason."""
-    known = ", ".join(list(CORE_FIELDS) + sorted(f.name for f in registry.all() if type(f).imports_credentials()))
     if name not in registry or not type(registry.get(name)).imports_credentials():
+        known = ", ".join(list(CORE_FIELDS) + sorted(f.name for f in registry.all() if type(f).imports_credentials()))
         return f"unknown field {name!r} (known: {known}; a factor listed in factors.disabled imports nothing)"
     if org.allowed_factors is not None and name not in org.allowed_factors:
         return f"the organization does not accept {name} (idp policy factors)"

@@ -288,6 +288,8 @@ def test_a_bad_file_names_every_bad_line_and_imports_nothing(live_server, seeded
         {"email": "slow@acme.test", "password_hash": "pbkdf2_sha256$900000000$salt$" + _b64(b"x" * 32)},  # 10
         {"email": "role@acme.test", "role": "root"},                               # 11
         {"email": "extra@acme.test", "shoe_size": 44},                             # 12
+        "null",                                                                    # 13: no user
+        {"email": "none@acme.test", "totp": None, "password_hash": None},          # 14: fine (none of either)
     ]
     result = _import(idp, live_server, tmp_path, lines)
     assert result.returncode != 0
@@ -295,10 +297,10 @@ def test_a_bad_file_names_every_bad_line_and_imports_nothing(live_server, seeded
     expected = {2: "not JSON", 3: "email is missing", 5: "duplicate e-mail twice@acme.test (also at line 4)",
                 6: "already exists", 7: "unknown password hash format", 8: "unsalted MD5 hex digest",
                 9: "totp[0]: the secret is not valid base32", 10: "PBKDF2 iterations 900000000 out of range",
-                11: "role must be one of", 12: "unknown field 'shoe_size'"}
+                11: "role must be one of", 12: "unknown field 'shoe_size'", 13: "not a JSON object"}
     for number, reason in expected.items():
         assert any(f": line {number}: " in line and reason in line for line in err), (number, result.stderr)
-    assert not any(": line 1: " in line or ": line 4: " in line for line in err)
+    assert not any(f": line {n}: " in line for n in (1, 4, 14) for line in err)
     assert err[-1] == f"idp: error: {len(expected)} problem(s) in {tmp_path / 'users.jsonl'}: nothing imported"
     assert (_count(live_server, User), _count(live_server, Credential), _count(live_server, AuditEvent)) == before
 
