@@ -36,6 +36,7 @@ LABELS = {
     "password_change.password_failed": _l("Password change refused: wrong current password"),
     "user.disabled": _l("Account disabled"),
     "user.enabled": _l("Account enabled"),
+    "user.deleted": _l("User deleted"),
     "user.signed_out_everywhere": _l("Signed out everywhere"),
     "user.role_changed": _l("Role changed"),
     "admin.peer_action_refused": _l("Action on another admin refused"),

@@ -591,6 +591,25 @@ def user_sign_out(email: str) -> None:
     click.echo(f"{target.email} is signed out everywhere; {_ended(ended)}")
 
 
+@user.command("delete")
+@click.option("--email", required=True, help="The user's e-mail address.")
+@click.option("--yes", is_flag=True, help="Confirm: the deletion is permanent (required).")
+@with_appcontext
+def user_delete(email: str, yes: bool) -> None:
+    """Delete a user for good (someone who left: the right to erasure): their sessions and tokens
+    end (applications told by back-channel logout), then the account and everything of theirs is
+    removed. The audit log keeps its events until its retention ends. Cannot be undone."""
+    from idp import users
+
+    target = existing_user(email)  # an unknown address is told first, --yes or not
+    if not yes:
+        raise CliError(f"deleting {target.email} is permanent and cannot be undone: pass --yes to confirm")
+    email, public_id = target.email, target.public_id
+    ended = users.delete(target, actor="cli")
+    commit()
+    click.echo(f"deleted {email} (sub {public_id}); {_ended(ended)}")
+
+
 @user.command("reset-factors")
 @click.option("--email", required=True, help="The user's e-mail address.")
 @with_appcontext

@@ -10,6 +10,11 @@ holding one must sign the user in again (`sign_out_everywhere`). Disabling also 
 revoke what it handed out to let the user back in later (`Factor.on_account_disabled`: an admin's
 recovery QR codes), which enabling the account does not bring back.
 
+Deleting a user (`delete`: the right to erasure of someone who left) signs them out everywhere
+the same way, their applications told through back-channel logout, then removes the account and
+everything keyed by it in the same transaction; only the audit log keeps naming them, until its
+retention ends (docs/operations.md, "Deleting a user").
+
 A role change ends nothing (the admin pages read the role on every request), but an
 organization is never left without an admin by one: its last admin cannot be made a user.
 
@@ -24,13 +29,14 @@ from dataclasses import dataclass
 
 from flask import current_app
 from flask_babel import gettext as _
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp import audit, lockout, session_idle, token_revocation
 from idp.db import db, utcnow
-from idp.models import (AuthorizationCode, FactorChallenge, LoginTransaction, Organization, PasswordReset, Token,
-                        User, UserSession)
+from idp.models import (AuthorizationCode, ConsentGrant, Credential, DeviceAuthorization, FactorChallenge,
+                        LoginTransaction, Organization, PasswordReset, SessionClient, Token, User, UserSession)
 from idp.oidc import backchannel
 from idp.template_i18n import plural_text
 
@@ -296,6 +302,63 @@ def set_disabled(user: User, disabled: bool, *, actor_id: int | None = None, act
         from idp.factors.registry import current_registry
 
         current_registry().account_disabled(user_ref(user), actor=actor, actor_id=actor_id)
+    return ended
+
+
+def delete(user: User, *, actor_id: int | None = None, actor: str = "") -> Ended:
+    """Delete `user` and everything that is theirs, in the caller's transaction (all or nothing):
+    what `sign_out_everywhere` ends (their applications told by back-channel logout as for any
+    sign-out everywhere; `Ended` counts what was live), then every row keyed by the user, and
+    the failure counters keyed by them. Audited as `user.deleted` (`email`, `public_id`, `role`
+    and the counts; its `by`: `admin` or `cli`): the audit log keeps its events about them until
+    its retention ends. Raises LastAdmin rather than delete an organization's last enabled admin.
+
+    The order is sign_out_everywhere's and a login's: the organization's row (`_keep_an_admin`),
+    then the user's (the stamp), then the rows that point at it. A login that finishes first is
+    ended here like any other session; one that finishes after finds no user to hold
+    (idp.login.user.hold_for_sign_in) and ends on the expired page. The user's row goes last:
+    its DELETE waits for a refresh or a code exchange that stored a token of theirs meanwhile
+    (the foreign key's share of the row), whose token the passes before it then removed; an
+    exchange that comes later finds its code gone and stores nothing (idp.token_revocation).
+
+    Every foreign key to users.id cascades (and SQLite enforces them: idp.db turns
+    `foreign_keys` on); the rows are deleted here all the same, so that the counts are known and
+    a connection without that pragma cannot leave orphans. The `sub` (public_id) and the row
+    id are never given out again (User.public_id is random; the users table never reuses an id:
+    idp.models.directory)."""
+    user_id, email, public_id, role, org_id = user.id, user.email, user.public_id, user.role, user.org_id
+    _keep_an_admin(user)
+    ended = sign_out_everywhere(user_id)
+    removed = {}
+    # Children before their parents: a session's clients, then the session; a credential's
+    # challenges (a push request, a recovery QR code's), then the credential.
+    for name, table, where in (
+            ("session_clients", SessionClient, SessionClient.user_id == user_id),
+            ("sessions", UserSession, UserSession.user_id == user_id),
+            ("factor_challenges", FactorChallenge,
+             (FactorChallenge.user_id == user_id)
+             | FactorChallenge.credential_id.in_(select(Credential.id).where(Credential.user_id == user_id))),
+            ("credentials", Credential, Credential.user_id == user_id),
+            ("logins", LoginTransaction, LoginTransaction.user_id == user_id),
+            ("codes", AuthorizationCode, AuthorizationCode.user_id == user_id),
+            ("consents", ConsentGrant, ConsentGrant.user_id == user_id),
+            ("password_resets", PasswordReset, PasswordReset.user_id == user_id),
+            ("device_authorizations", DeviceAuthorization, DeviceAuthorization.user_id == user_id)):
+        removed[name] = db.session.execute(sql_delete(table).where(where)).rowcount
+    # Repeated until none is left: a refresh rotating one of them meanwhile commits its successor
+    # where one DELETE's snapshot cannot see it (idp.token_revocation).
+    removed["tokens"] = token_revocation.until_none_left(sql_delete(Token).where(Token.user_id == user_id))
+    # The lockout counters keyed by the person: the second factor's (idp.login.steps.factor_step),
+    # the password's (by their address: an unknown address locks as a known one does, so this
+    # gives nothing away) and, for an admin, the "address in use" answers (idp.admin.accounts).
+    lockout.succeed([f"factor:user:{user_id}", lockout.PasswordGuess.of(email, None).account,
+                     f"factor:admin-taken-email:{user_id}"])
+    audit.record("user.deleted", org_id=org_id, actor_id=actor_id, actor=actor, subject_id=user_id,
+                 details={"email": email, "public_id": public_id, "role": role, "by": _door(user, actor_id, actor),
+                          **ended.as_details(), "credentials_deleted": removed["credentials"]})
+    db.session.execute(sql_delete(User).where(User.id == user_id))
+    if user in db.session:
+        db.session.expunge(user)  # its row is gone: nothing may flush or refresh it
     return ended
 
 

@@ -6,13 +6,15 @@
     GET/POST /admin/users/<id>/password   a new password typed twice; every session and token ends
     GET/POST /admin/users/<id>/role       make an administrator of the organization, or a user again
     GET/POST /admin/users/<id>/sign-out   confirm, then sign out everywhere: every session and token ends
+    GET/POST /admin/users/<id>/delete     the user's e-mail typed to confirm, then delete the account and
+                                          everything of it for good (idp.users.delete)
     GET/POST /admin/users/<id>/applications/<client_id>/remove
                                           confirm, then take one application's access to the account away
 
 Routes on the admin blueprint (imported at the bottom of views.py), behind the same
 `org_admin_required` and a recent full login of the admin's (idp.admin.access). The
 work and the audit events (`user.created`, `user.disabled`, `user.enabled`,
-`user.password_changed`, `user.role_changed`, `user.signed_out_everywhere`) are idp.users',
+`user.password_changed`, `user.role_changed`, `user.signed_out_everywhere`, `user.deleted`) are idp.users',
 which the `idp user` commands call too; removing an application's access (`consent.withdrawn`)
 is idp.consents', as on the user's own security page. An admin does none of this to their own
 account here: disabling it would lock them out, and their own password changes on their
@@ -28,7 +30,7 @@ from flask_babel import gettext as _
 
 from idp import audit, consents, lockout, users
 from idp.admin.access import member_only, not_yourself, org_admin_required, recent_login_required, user_in_org
-from idp.admin.forms import ConfirmForm, NewUserForm
+from idp.admin.forms import ConfirmForm, DeleteUserForm, NewUserForm
 from idp.admin.views import bp
 from idp.db import db
 from idp.forms import NewPasswordForm
@@ -245,6 +247,45 @@ def sign_out_user(user_id: int):
     db.session.commit()
     flash(isolated_text(N_("%(email)s was signed out everywhere."), email=target.email), "success")
     return redirect(url_for("admin.user", user_id=target.id))
+
+
+@bp.route("/users/<int:user_id>/delete", methods=["GET", "POST"])
+@org_admin_required
+@recent_login_required
+def delete_user(user_id: int):
+    """GET shows what goes and what stays; POST deletes the user when the admin typed their
+    e-mail address (anything else: the form again, 400, nothing changed). Not the admin's own
+    account (it would lock them out, and an organization keeps an admin), nor another admin's:
+    deleting one is more than disabling one, which is the operator's (`member_only`)."""
+    target = user_in_org(user_id)
+    if target.id == g.admin.id:
+        flash(_("You cannot delete your own account: another administrator of your organization, or the operator "
+                "with the idp command, can."), "error")
+        return redirect(url_for("admin.user", user_id=target.id))
+    refused = member_only(target, "delete")
+    if refused is not None:
+        return refused
+    form = DeleteUserForm()
+    if request.method == "GET" or not form.validate_on_submit():
+        return _delete_page(target, form)
+    if form.email.data.strip().lower() != target.email:
+        form.email.errors = [isolated_text(N_("That is not the user's e-mail address: type %(email)s to delete "
+                                              "this user."), email=target.email)]
+        return _delete_page(target, form)
+    email = target.email
+    try:
+        users.delete(target, actor_id=g.admin.id, actor=g.admin.email)
+    except users.LastAdmin as exc:  # promoted by another admin since the page was shown
+        return _refused(target, exc)
+    db.session.commit()
+    flash(isolated_text(N_("%(email)s was deleted: their account, sign-in methods, sessions and applications' "
+                           "access are gone. The audit log keeps its record of them."), email=email), "success")
+    return redirect(url_for("admin.users"))
+
+
+def _delete_page(target: User, form: DeleteUserForm):
+    return render_template("admin/delete_user.html", org=g.org, target=target, form=form), (
+        200 if request.method == "GET" else 400)
 
 
 @bp.route("/users/<int:user_id>/applications/<client_id>/remove", methods=["GET", "POST"])

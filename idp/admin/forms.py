@@ -67,6 +67,15 @@ class ConfirmForm(Form):
     confirm = SubmitField(_l("Confirm"))
 
 
+class DeleteUserForm(Form):
+    """Delete a user: the admin types the user's e-mail address, so that a slip of the mouse on
+    the wrong user's page deletes nobody (the view compares it with the user's)."""
+
+    email = StringField(_l("Type the user's e-mail address to confirm"), validators=[DataRequired(), Length(max=320)],
+                        render_kw={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "none"})
+    submit = SubmitField(_l("Delete this user"))
+
+
 class NewUserForm(NewPasswordForm):
     """Add a user: the organization is the admin's own; the rules are idp.users.create's."""
 

@@ -39,6 +39,11 @@ class User(Base):
         # distribution and the status filters read only this index at 100,000 users (`disabled`
         # too: a disabled account is counted apart, in none of the four statuses).
         Index("ix_users_org_policy", "org_id", "mfa_setting", "exempt_until", "second_factor_count", "disabled"),
+        # A deleted user's id is never given to another user (idp.users.delete): the audit log
+        # keeps naming people by id (subject_id, actor_id) after they are gone, and lockout
+        # counters are keyed by it. PostgreSQL's sequence never reuses one; SQLite's rowid
+        # reuses the highest id once its row is deleted, unless the table is AUTOINCREMENT.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
