@@ -192,6 +192,28 @@ def test_an_admin_deletes_neither_themself_nor_another_admin_nor_another_organiz
     assert events(live_server, "user.deleted") == []
 
 
+def test_a_stale_admin_session_signs_in_again_before_deleting_anyone(live_server, seeded, rp_factory):
+    """The same recent full login as the page's other actions (idp.admin.access.recent_login_required)."""
+    from datetime import timedelta
+
+    from idp.db import db
+    from idp.models import UserSession
+
+    user_id = user_row(live_server, seeded.user_email).id
+    admin = admin_browser(live_server, seeded, rp_factory)
+    form = delete_form(admin, user_id)
+    with live_server.context():
+        for row in db.session.scalars(select(UserSession)).all():
+            row.login_started_at -= timedelta(minutes=6)
+        db.session.commit()
+    page = admin.submit(form, {"email": seeded.user_email})
+    assert page.form_with("password") and "/login/" in page.url
+    assert "/login/" in admin.get(f"/admin/users/{user_id}/delete").url
+    assert rows_of(live_server, user_id)["User"] == 1 and events(live_server, "user.deleted") == []
+    page = admin.login(seeded.admin_email, seeded.password)              # both steps again: back to the page
+    assert page.url.endswith(f"/admin/users/{user_id}/delete") and page.status == 200
+
+
 def test_a_member_cannot_reach_the_page(live_server, seeded, rp_factory):
     member, _, _ = signed_in(live_server, seeded, rp_factory, seeded.first_party)
     admin_id = user_row(live_server, seeded.admin_email).id

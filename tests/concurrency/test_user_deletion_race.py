@@ -1,0 +1,84 @@
+"""A user deleted while they log in, on PostgreSQL (idp.users.delete): the deletion is started
+and left uncommitted, holding the user's row as its DELETE does, the login's post runs until it
+waits for that row, then the deletion commits. Whichever step the post was (the password that
+names the user to the login, or the last step that signs them in), the login ends without a
+code, a session or any row of the user's, and with an answer, not a server error."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pyotp
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from fixtures.database import postgres_base_url
+from fixtures.oidc import FormBrowser, RelyingParty, seed
+from fixtures.race import blocked_by
+from fixtures.totp import enrol_totp_during_login
+
+pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
+
+USER_TABLES = ("Credential", "FactorChallenge", "LoginTransaction", "UserSession", "SessionClient",
+               "AuthorizationCode", "Token", "ConsentGrant", "PasswordReset", "DeviceAuthorization")
+
+
+def deleted_while_it_waits(server, email: str, action) -> list:
+    """Delete the user without committing, run `action` on a thread of its own until it waits for
+    the deletion's locks, then commit and let it finish. What `action` returned, in a list."""
+    from idp import users
+    from idp.db import db
+    from idp.models import User
+
+    watcher, answers = create_engine(server.database_url), []
+    with server.context(), watcher.connect() as watch:
+        users.delete(db.session.scalar(select(User).where(User.email == email)), actor="cli")
+        holder = db._dbapi().info.backend_pid
+        waiting = threading.Thread(target=lambda: answers.append(action()))
+        waiting.start()
+        while waiting.is_alive() and not blocked_by(watch, holder):
+            time.sleep(0.02)
+        assert waiting.is_alive(), "it did not wait for the deletion"
+        db.session.commit()
+        waiting.join()
+    watcher.dispose()
+    return answers
+
+
+def rows_of(server, user_id: int) -> dict[str, int]:
+    from idp import models
+    from idp.db import db
+
+    with server.context():
+        found = {name: db.session.scalar(select(func.count()).select_from(getattr(models, name))
+                                         .where(getattr(models, name).user_id == user_id)) for name in USER_TABLES}
+        found["User"] = db.session.scalar(select(func.count()).where(models.User.id == user_id))
+        return found
+
+
+@pytest.mark.parametrize("step", ["password_then_second_factor", "password_last", "totp_last"])
+def test_a_deletion_while_the_login_waits_for_the_user_ends_the_login(pg_server, step):
+    from idp.db import db
+    from idp.models import User
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    secret = None
+    if step != "password_last":
+        secret = enrol_totp_during_login(FormBrowser(pg_server.url), rp, seeded)[0]
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    browser = FormBrowser(pg_server.url)
+    browser.get(rp.authorization_url())
+    if step == "totp_last":
+        browser.login(seeded.user_email, seeded.password)
+        form, values = browser.page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)}
+    else:
+        form, values = browser.page.form_with("password"), {"username": seeded.user_email,
+                                                            "password": seeded.password}
+
+    [page] = deleted_while_it_waits(pg_server, seeded.user_email, lambda: browser.submit(form, values))
+
+    assert not (browser.last_redirect and "code=" in browser.last_redirect), browser.last_redirect
+    assert page.status < 500, page.text[:1500]
+    assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
