@@ -82,3 +82,25 @@ def test_a_deletion_while_the_login_waits_for_the_user_ends_the_login(pg_server,
     assert not (browser.last_redirect and "code=" in browser.last_redirect), browser.last_redirect
     assert page.status < 500, page.text[:1500]
     assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
+
+
+def test_a_refresh_waiting_for_the_deletion_gets_invalid_grant(pg_server):
+    """The deletion holds the refresh token's row (its DELETE); the refresh that waits for it finds
+    it gone, and stores no successor."""
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    browser = FormBrowser(pg_server.url)
+    browser.get(rp.authorization_url(scope="openid email offline_access"))
+    browser.login(seeded.user_email, seeded.password)
+    tokens = rp.exchange(browser.last_redirect)
+    from idp.db import db
+    from idp.models import User
+
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+
+    [answer] = deleted_while_it_waits(pg_server, seeded.user_email, lambda: rp.token_request(
+        {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}))
+
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant", answer.text
+    assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}

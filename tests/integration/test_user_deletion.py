@@ -26,6 +26,16 @@ USER_TABLES = ("Credential", "FactorChallenge", "LoginTransaction", "UserSession
                "AuthorizationCode", "Token", "ConsentGrant", "PasswordReset", "DeviceAuthorization")
 
 
+def test_every_table_keyed_by_a_user_is_checked_here():
+    """A table given a foreign key to users.id later must be deleted from by idp.users.delete
+    too, and checked by these tests: this list is the models' own."""
+    from idp import models
+
+    keyed = {mapper.class_.__name__ for mapper in models.Base.registry.mappers
+             if any(fk.column.table.name == "users" for fk in mapper.local_table.foreign_keys)}
+    assert keyed == set(USER_TABLES)
+
+
 def rows_of(live_server, user_id: int) -> dict[str, int]:
     """The rows keyed by `user_id` in each table that has one, and the user's own row."""
     from idp import models
