@@ -531,6 +531,11 @@ def walk_admin(audit, new_tab, live_server, seeded):
     audit.check(tab, "admin-confirm-disable")
     tab.goto(f"{user_url}/sign-out")
     audit.check(tab, "admin-confirm-sign-out")
+    tab.goto(f"{user_url}/delete")
+    audit.check(tab, "admin-confirm-delete")
+    submit_unchecked(tab, {"#email": "someone@else.example"})  # not the user's: the form again, nothing deleted
+    audit.check(tab, "admin-confirm-delete-error")
+    assert_error_linked(tab, "admin-confirm-delete-error", "#email")
 
     tab.goto(f"{user_url}/recovery-qr")
     audit.check(tab, "admin-recovery-qr")
