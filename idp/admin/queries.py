@@ -212,6 +212,18 @@ def emails_of(org_id: int, ids: set[int]) -> dict[int, str]:
     return {uid: email for uid, email in rows}
 
 
+def deleted_emails(org_id: int, ids: set[int]) -> dict[int, str]:
+    """The addresses that `user.deleted` events of the organization recorded for these user ids
+    (one query, on ix_audit_org_event; none when `ids` is empty): the audit page names a deleted
+    subject by the address the log kept, rather than by a bare id (idp.users.delete)."""
+    if not ids:
+        return {}
+    rows = db.session.execute(select(AuditEvent.subject_id, AuditEvent.details).where(
+        AuditEvent.org_id == org_id, AuditEvent.event == "user.deleted", AuditEvent.subject_id.in_(ids)))
+    return {subject_id: details["email"] for subject_id, details in rows
+            if isinstance(details, dict) and isinstance(details.get("email"), str)}
+
+
 # --------------------------------------------------------------------------- security alerts
 
 # What the organization's admins are shown as "Recent security alerts": push fraud reports

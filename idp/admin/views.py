@@ -409,7 +409,8 @@ def audit():
     if user_id is not None:
         # One user exactly (the security alerts link here): a substring of an e-mail could match others.
         subject_ids = [user_id]
-        who = queries.emails_of(g.org.id, {user_id}).get(user_id, "")
+        who = (queries.emails_of(g.org.id, {user_id}).get(user_id)
+               or queries.deleted_emails(g.org.id, {user_id}).get(user_id, ""))
     elif who:
         # Every matching user: their ids, or the query that finds them when they are many (a
         # list cut at some length hid the events of the rest).
@@ -417,8 +418,12 @@ def audit():
     page = queries.audit_page(g.org.id, subject_ids=subject_ids, action=action,
                               after=_int_arg("after"), before=_int_arg("before"))
     ids = {e.subject_id for e in page.rows if e.subject_id} | {e.actor_id for e in page.rows if e.actor_id}
+    emails = queries.emails_of(g.org.id, ids)
+    # Subjects no longer in the organization: deleted users, named by what their deletion recorded.
+    gone = {e.subject_id for e in page.rows if e.subject_id} - set(emails)
     return render_template("admin/audit.html", page=page, who=who, action=action, user_id=user_id,
-                           actions=queries.audit_actions(g.org.id), emails=queries.emails_of(g.org.id, ids),
+                           actions=queries.audit_actions(g.org.id), emails=emails,
+                           deleted=queries.deleted_emails(g.org.id, gone),
                            label_of=audit_labels.label_of, org=g.org)
 
 

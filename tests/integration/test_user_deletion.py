@@ -141,7 +141,8 @@ def test_an_admin_deletes_a_member_and_everything_of_theirs_goes(live_server, se
         audit_pages_render(admin, user.id)
         page = admin.get(f"/admin/audit?user_id={user.id}")
         assert 'data-event="user.deleted"' in page.text and 'data-event="factor.enrolled"' in page.text
-        assert "User deleted" in page.text and f"#{user.id}" in page.text
+        assert "User deleted" in page.text and f'data-deleted-user="{user.id}"' in page.text
+        assert f'value="{seeded.user_email}"' in page.text                  # the filter names whom it shows
     finally:
         receiver.stop()
 
