@@ -135,7 +135,17 @@ def people_matching(org_id: int, search: str) -> list[int] | Select:
     than LISTED_USERS, the query that finds them (for audit_page's broad path)."""
     query = select(User.id).where(User.org_id == org_id, _person_matches(search[:MAX_QUERY]))
     ids = list(db.session.scalars(query.limit(LISTED_USERS + 1)))
-    return ids if len(ids) <= LISTED_USERS else query
+    return ids + _deleted_matching(org_id, search[:MAX_QUERY]) if len(ids) <= LISTED_USERS else query
+
+
+def _deleted_matching(org_id: int, search: str) -> list[int]:
+    """The ids of the organization's deleted users whose address, as their `user.deleted` event
+    recorded it (idp.users.delete), contains `search`: the trail of someone who left is found by
+    their address as before. Their deletions only (ix_audit_org_event): a few rows."""
+    address = AuditEvent.details["email"].as_string()
+    return list(db.session.scalars(select(AuditEvent.subject_id).where(
+        AuditEvent.org_id == org_id, AuditEvent.event == "user.deleted", AuditEvent.subject_id.is_not(None),
+        address.like(f"%{_escape_like(search.lower())}%", escape="\\")).limit(LISTED_USERS)))
 
 
 def audit_page(org_id: int, *, subject_ids=None, action: str = "",

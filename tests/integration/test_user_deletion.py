@@ -143,6 +143,8 @@ def test_an_admin_deletes_a_member_and_everything_of_theirs_goes(live_server, se
         assert 'data-event="user.deleted"' in page.text and 'data-event="factor.enrolled"' in page.text
         assert "User deleted" in page.text and f'data-deleted-user="{user.id}"' in page.text
         assert f'value="{seeded.user_email}"' in page.text                  # the filter names whom it shows
+        page = admin.get("/admin/audit?user=ALICE@acme")                    # found by address as before
+        assert 'data-event="user.deleted"' in page.text and 'data-event="factor.enrolled"' in page.text
     finally:
         receiver.stop()
 
