@@ -1134,7 +1134,7 @@ def audit_list(org_name, email, prefix, since, until, limit, as_json) -> None:
     from idp import audit_export
     from idp.factors.cli import iso_utc
 
-    user = existing_user(email) if email is not None else None
+    user_id, user_org_id = _audit_subject(email) if email is not None else (None, None)
     start, end = _moment(since, "--since"), _moment(until, "--until") if until else None
     if end is not None and end <= start:
         # "no events" would read as an answer (nothing happened then), not as a window the wrong way round.
@@ -1142,13 +1142,35 @@ def audit_list(org_name, email, prefix, since, until, limit, as_json) -> None:
                        f"nothing can be in that window")
     window = audit_export.Window(since=start, until=end,
                                  org_id=find_org(org_name).id if org_name is not None else None,
-                                 subject_id=user.id if user is not None else None,
-                                 subject_org_id=user.org_id if user is not None else None,
+                                 subject_id=user_id, subject_org_id=user_org_id,
                                  prefix=prefix.strip())
     documents, more = audit_export.events(window, limit)
     emit_listing(documents, as_json, lambda doc: [audit_export.text_line(doc)], empty="no events")
     if more:
         click.echo(f"more than {limit} events: narrow the window (--since, --until) or raise --limit", err=True)
+
+
+def _audit_subject(raw_email: str) -> tuple[int, int]:
+    """(user id, organization id) of the user with this address; for an address no user has,
+    those of the latest user deleted with it, as their `user.deleted` event recorded them (the
+    log keeps a departed person's trail: idp.users.delete); else CliError."""
+    from sqlalchemy import select
+
+    from idp.models import AuditEvent, Organization
+
+    email = normalise_email(raw_email)
+    found = find_user(email)
+    if found is not None:
+        return found.id, found.org_id
+    deleted = _session().execute(
+        select(AuditEvent.subject_id, AuditEvent.org_id)
+        # Each organization's deletions on ix_audit_org_event, not a scan of the whole log.
+        .where(AuditEvent.org_id.in_(select(Organization.id)), AuditEvent.event == "user.deleted",
+               AuditEvent.subject_id.is_not(None), AuditEvent.details["email"].as_string() == email)
+        .order_by(AuditEvent.id.desc()).limit(1)).first()
+    if deleted is None:
+        raise CliError(f"no user with e-mail {email!r}")
+    return deleted.subject_id, deleted.org_id
 
 
 def _moment(text: str, option: str):

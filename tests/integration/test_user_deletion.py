@@ -258,6 +258,12 @@ def test_idp_user_delete(live_server, seeded, rp_factory):
     refused(run_idp("user", "delete", "--email", seeded.user_email, "--yes", database_url=url), "no user")
     listed = ok(run_idp("audit", "list", "--json", "--since", "1d", database_url=url)).stdout
     assert "user.deleted" in listed
+    # The operator still finds the trail of someone who left by their address.
+    import json
+
+    trail = json.loads(ok(run_idp("audit", "list", "--user", seeded.user_email, "--json", database_url=url)).stdout)
+    assert {e["event"] for e in trail} >= {"login.succeeded", "user.deleted"}
+    assert {e["subject_id"] for e in trail} == {user.id} and {e["subject"] for e in trail} == {None}
 
     # The last admin goes once another admin is there; the events they wrote as an actor still render.
     add_member(live_server, "second@acme.test")
