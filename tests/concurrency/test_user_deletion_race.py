@@ -1,7 +1,7 @@
 """A user deleted while they log in, on PostgreSQL (idp.users.delete): the deletion is started
 and left uncommitted, holding the user's row as its DELETE does, the login's post runs until it
 waits for that row, then the deletion commits. Whichever step the post was (the password that
-names the user to the login, or the last step that signs them in), the login ends without a
+names the user to the login, the second factor or the consent that signs them in), the login ends without a
 code, a session or any row of the user's, and with an answer, not a server error."""
 from __future__ import annotations
 
@@ -56,21 +56,24 @@ def rows_of(server, user_id: int) -> dict[str, int]:
         return found
 
 
-@pytest.mark.parametrize("step", ["password_then_second_factor", "password_last", "totp_last"])
+@pytest.mark.parametrize("step", ["password_then_second_factor", "password_last", "totp_last", "consent"])
 def test_a_deletion_while_the_login_waits_for_the_user_ends_the_login(pg_server, step):
     from idp.db import db
     from idp.models import User
 
     seeded = seed(pg_server)
-    rp = RelyingParty(pg_server.url, seeded.first_party)
+    rp = RelyingParty(pg_server.url, seeded.third_party if step == "consent" else seeded.first_party)
     secret = None
-    if step != "password_last":
+    if step not in ("password_last", "consent"):
         secret = enrol_totp_during_login(FormBrowser(pg_server.url), rp, seeded)[0]
     with pg_server.context():
         user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
     browser = FormBrowser(pg_server.url)
     browser.get(rp.authorization_url())
-    if step == "totp_last":
+    if step == "consent":
+        browser.login(seeded.user_email, seeded.password)
+        form, values = browser.page.form_with("action"), {"action": "allow"}
+    elif step == "totp_last":
         browser.login(seeded.user_email, seeded.password)
         form, values = browser.page.form_with("code"), {"code": pyotp.TOTP(secret).at(time.time() + 30)}
     else:
