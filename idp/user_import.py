@@ -83,9 +83,19 @@ def records_of_jsonl(data: bytes) -> list[tuple[str, Any, list[str]]]:
             records.append((where, Problem(where, "not a JSON object") if decoded is None else decoded, []))
         except UnicodeDecodeError:
             records.append((where, Problem(where, "not UTF-8 text"), []))
-        except ValueError as exc:
-            records.append((where, Problem(where, f"not JSON ({exc.msg}, column {exc.colno})"), []))
+        except (ValueError, RecursionError) as exc:
+            records.append((where, Problem(where, f"not JSON ({_json_error(exc, 'column')})"), []))
     return records
+
+
+def _json_error(exc: ValueError | RecursionError, position: str) -> str:
+    """What the JSON reader refused, in one line. Not only JSONDecodeError: a number past Python's
+    4,300 digits is a bare ValueError, nesting past the recursion limit a RecursionError."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg}, {position} {exc.colno if position == 'column' else exc.lineno}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def records_of_keycloak(data: bytes) -> list[tuple[str, Any, list[str]]]:
@@ -97,8 +107,8 @@ def records_of_keycloak(data: bytes) -> list[tuple[str, Any, list[str]]]:
         document = json.loads(data.removeprefix(_BOM).decode("utf-8"))
     except UnicodeDecodeError:
         raise ImportRefused([Problem("file", "not UTF-8 text")]) from None
-    except ValueError as exc:
-        raise ImportRefused([Problem("file", f"not JSON ({exc.msg}, line {exc.lineno})")]) from None
+    except (ValueError, RecursionError) as exc:
+        raise ImportRefused([Problem("file", f"not JSON ({_json_error(exc, 'line')})")]) from None
     return keycloak_export.records(document)
 
 

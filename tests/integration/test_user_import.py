@@ -390,3 +390,31 @@ def test_thousands_of_users_in_one_transaction(idp, db, url, tmp_path):
     counts = db.counts()
     assert counts["users"] == 7500 and len(db.rows(AuditEvent, AuditEvent.event == "user.imported")) == 7500
     assert len(db.rows(User, User.password_hash == hashed)) == 7500
+
+
+def test_json_a_parser_refuses_otherwise_is_a_bad_line_not_a_traceback(live_server, seeded, idp, tmp_path):
+    """A number past Python's 4,300 digits and nesting past the recursion limit are refused by the
+    JSON reader with errors other than JSONDecodeError (a ValueError without `msg`, a
+    RecursionError): each is still that line's one-line problem, for JSON Lines and a Keycloak
+    export alike, and nothing is imported."""
+    from idp.models import User
+
+    before = _count(live_server, User)
+    result = _import(idp, live_server, tmp_path, [
+        {"email": "ok@acme.test"},
+        '{"email": "big@acme.test", "n": ' + "1" * 5000 + "}",
+        "[" * 100_000])
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    err = result.stderr.splitlines()
+    assert any(": line 2: not JSON" in line for line in err), result.stderr
+    assert any(": line 3: not JSON" in line for line in err), result.stderr
+    assert err[-1].endswith("2 problem(s) in " + str(tmp_path / "users.jsonl") + ": nothing imported")
+    path = tmp_path / "deep.json"
+    for text in ('{"users": ' + "[" * 100_000, '{"users": [{"email": "big@acme.test", "n": ' + "1" * 5000 + "}]}"):
+        path.write_text(text)
+        refused = idp("user", "import", "--org", "Acme", "--format", "keycloak", str(path),
+                      database_url=live_server.database_url)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert f"{path}: file: not JSON" in refused.stderr
+    assert _count(live_server, User) == before
+
