@@ -111,14 +111,25 @@ def _password_hash(credential: dict) -> str:
         raise ValueError("a password credential without value, salt or hashIterations")
     try:
         if algorithm == "argon2":
-            params = {k: (v[0] if isinstance(v, list) and v else v)
-                      for k, v in (data.get("additionalParameters") or {}).items()}
+            given = data.get("additionalParameters") or {}
+            if not isinstance(given, dict):
+                raise ValueError("argon2 additionalParameters is not a JSON object")
+            # (Keycloak writes each as a list of one string: {"memory": ["7168"], ...}.)
+            params = {k: (v[0] if isinstance(v, list) and v else v) for k, v in given.items()}
             return foreign_hashes.keycloak_argon2(str(params.get("type", "id")), str(params.get("version", "1.3")),
-                                                  int(params.get("memory", 0)), iterations,
-                                                  int(params.get("parallelism", 1)), salt, value)
+                                                  _integer(params, "memory", 0), iterations,
+                                                  _integer(params, "parallelism", 1), salt, value)
         return foreign_hashes.keycloak_pbkdf2(str(algorithm), iterations, salt, value)
     except (foreign_hashes.HashRefused, ValueError) as exc:
         raise ValueError(f"password: {exc}") from None
+
+
+def _integer(params: dict, key: str, default: int) -> int:
+    """An argon2 parameter as Keycloak writes it (a decimal string, or a number); ValueError else."""
+    value = params.get(key, default)
+    if type(value) is int or (isinstance(value, str) and value.strip().isdigit()):
+        return int(value)
+    raise ValueError(f"argon2 {key} is not a whole number ({value!r})")
 
 
 def _totp(credential: dict) -> dict | None:

@@ -418,3 +418,25 @@ def test_json_a_parser_refuses_otherwise_is_a_bad_line_not_a_traceback(live_serv
         assert f"{path}: file: not JSON" in refused.stderr
     assert _count(live_server, User) == before
 
+
+def test_a_keycloak_credential_of_the_wrong_shape_is_a_bad_user_not_a_traceback(live_server, seeded, idp, tmp_path):
+    """`additionalParameters` not an object, a `memory` that is not a number: the user's problem,
+    one line, nothing imported."""
+    from idp.models import User
+
+    def argon2(parameters) -> dict:
+        return {"type": "password", "secretData": json.dumps({"value": _b64(b"x" * 32), "salt": _b64(b"y" * 16)}),
+                "credentialData": json.dumps({"hashIterations": 3, "algorithm": "argon2",
+                                              "additionalParameters": parameters})}
+
+    before = _count(live_server, User)
+    result = _import(idp, live_server, tmp_path, {"users": [
+        {"username": "list", "email": "list@acme.test", "credentials": [argon2(["memory", "7168"])]},
+        {"username": "dict", "email": "dict@acme.test", "credentials": [argon2({"memory": [{"kib": 7168}]})]},
+        {"username": "ok", "email": "ok@acme.test"},
+    ]}, file_format="keycloak")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "users[0] (list): password:" in result.stderr
+    assert "users[1] (dict): password:" in result.stderr
+    assert result.stderr.strip().endswith("2 problem(s) in " + str(tmp_path / "export.json") + ": nothing imported")
+    assert _count(live_server, User) == before
