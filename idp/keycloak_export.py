@@ -148,5 +148,6 @@ def _totp(credential: dict) -> dict | None:
         secret_b32 = base64.b32encode(value.encode("utf-8")).decode()
     algorithm = data.get("algorithm", "HmacSHA1")
     return {"secret": secret_b32, "label": credential.get("userLabel") or "",
-            "algorithm": _OTP_ALGORITHMS.get(algorithm, algorithm),
+            # (Anything but Keycloak's names goes on as it is, for the totp plugin to refuse.)
+            "algorithm": _OTP_ALGORITHMS.get(algorithm, algorithm) if isinstance(algorithm, str) else algorithm,
             "digits": data.get("digits", 6), "period": data.get("period", 30)}

@@ -440,3 +440,17 @@ def test_a_keycloak_credential_of_the_wrong_shape_is_a_bad_user_not_a_traceback(
     assert "users[1] (dict): password:" in result.stderr
     assert result.stderr.strip().endswith("2 problem(s) in " + str(tmp_path / "export.json") + ": nothing imported")
     assert _count(live_server, User) == before
+
+
+def test_a_keycloak_otp_algorithm_that_is_not_text_is_a_bad_user_not_a_traceback(live_server, seeded, idp, tmp_path):
+    from idp.models import User
+
+    before = _count(live_server, User)
+    result = _import(idp, live_server, tmp_path, {"users": [
+        {"username": "odd", "email": "odd@acme.test", "credentials": [
+            {"type": "otp", "secretData": json.dumps({"value": "abcdefghijabcdefghij"}),
+             "credentialData": json.dumps({"subType": "totp", "digits": 6, "period": 30, "algorithm": ["HmacSHA1"]})}]},
+    ]}, file_format="keycloak")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "users[0] (odd): totp[0]: TOTP algorithm must be one of" in result.stderr
+    assert _count(live_server, User) == before
