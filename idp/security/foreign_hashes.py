@@ -129,7 +129,9 @@ def _check_argon2(text: str) -> None:
         raise HashRefused("password_hash is not a valid argon2 PHC string") from None
     if found.type not in (Type.ID, Type.I):
         raise HashRefused("argon2d hashes are not accepted (argon2id or argon2i only)")
-    if found.version not in (16, 19):
+    # A string without `v=` (Django 1.10's) is argon2's first version, as argon2 itself reads it
+    # and Django verifies it; argon2-cffi's extract_parameters reports it as 18, none written so.
+    if found.version not in (16, 19) and not (found.version == 18 and "$v=" not in text):
         raise HashRefused(f"unknown argon2 version {found.version}")
     if not (1 <= found.time_cost <= ARGON2_MAX_TIME_COST and 8 <= found.memory_cost <= ARGON2_MAX_MEMORY_KIB
             and 1 <= found.parallelism <= ARGON2_MAX_PARALLELISM):

@@ -90,3 +90,22 @@ def test_a_keycloak_argon2_credential_becomes_a_phc_string_argon2_reads():
     assert importable(stored) == stored and PasswordHasher().verify(stored, "pw")
     with pytest.raises(HashRefused):
         keycloak_argon2("d", "1.3", 1024, 3, 1, _b64(salt), _b64(value))
+
+
+def test_a_django_argon2_hash_without_a_version_is_accepted_as_django_accepts_it():
+    """Django 1.10 wrote argon2 hashes without `v=` (`argon2$argon2i$m=512,t=2,p=2$...`), and Django
+    verifies them still (argon2-cffi reads a missing version as argon2's first, 0x10): a user who
+    has not signed in since is imported, and signs in here."""
+    from idp.security.passwords import Passwords
+
+    made = low_level.hash_secret(b"secret", b"somesaltsalt", time_cost=2, memory_cost=512, parallelism=2,
+                                 hash_len=16, type=low_level.Type.I, version=16).decode()
+    django = "argon2" + made.replace("$v=16$", "$")
+    assert "$v=" not in django
+    stored = importable(django)
+    assert stored == django.removeprefix("argon2")
+    passwords = Passwords(time_cost=1, memory_cost=1024)
+    assert passwords.verify(stored, "secret") and not passwords.verify(stored, "secreT")
+    assert passwords.needs_rehash(stored)
+    with pytest.raises(HashRefused, match="unknown argon2 version"):  # a version written, and not 16 or 19
+        importable(made.replace("$v=16$", "$v=18$"))
