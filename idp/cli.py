@@ -674,7 +674,7 @@ def user_import(org_name: str, file_format: str, dry_run: bool, file: str) -> No
     imported."""
     from sqlalchemy.exc import IntegrityError
 
-    from idp import user_import as imports
+    from idp import password_reset, user_import as imports
 
     data = read_import_file(file, imports.MAX_FILE_BYTES)  # (before the transaction: a pipe may be slow)
     org = find_org(org_name)
@@ -684,6 +684,12 @@ def user_import(org_name: str, file_format: str, dry_run: bool, file: str) -> No
         for where, _record, notes in records:
             for note in notes:
                 click.echo(f"idp: warning: {where}: {note}", err=True)
+        reset_links = password_reset.current_settings().enabled
+        for incoming in users:
+            stuck = imports.no_way_in(incoming, reset_links)
+            if stuck:
+                click.echo(f"idp: warning: {incoming.where}: {incoming.email}: {stuck}: set one with "
+                           "idp user set-password", err=True)
         if dry_run:
             _session().rollback()
             for incoming in users:
@@ -704,11 +710,21 @@ def user_import(org_name: str, file_format: str, dry_run: bool, file: str) -> No
     credentials = ", ".join(f"{name} {count}" for name, count in sorted(written.credentials.items()))
     click.echo(f"imported {written.users} user(s) into {org.name!r}: "
                f"{sum(written.with_password.values())} with their password ({schemes or 'none'}), "
-               f"{written.without_password} without one (they set one by \"Forgot your password?\")"
+               f"{written.without_password} without one ({_set_by(written, reset_links)})"
                + (f"; second factors: {credentials}" if credentials else ""))
     if written.recovery_codes_owed:
         click.echo(f"{written.recovery_codes_owed} user(s) will be shown a new set of recovery codes once, "
                    "at their next sign-in")
+
+
+def _set_by(written, reset_links: bool) -> str:
+    """How the users imported without a password get one (`idp user import`'s summary)."""
+    if not reset_links:
+        return "password reset links are off: idp user set-password"
+    if written.without_password_unverified:
+        return (f'they set one by "Forgot your password?", but for {written.without_password_unverified} '
+                "whose address is not verified: idp user set-password")
+    return 'they set one by "Forgot your password?"'
 
 
 @user.command("show")

@@ -231,11 +231,25 @@ def _taken(first_seen: dict[str, str]) -> list[tuple[str, str]]:
 
 # --------------------------------------------------------------------------- writing
 
+def no_way_in(user: Incoming, reset_links: bool) -> str | None:
+    """Why a user imported without a password cannot set one with "Forgot your password?" (no link
+    is mailed to an unverified address: idp.password_reset, `email_unverified`; none at all with
+    the links off), for a warning; None when they can, or have a password."""
+    if user.password_hash is not None:
+        return None
+    if not reset_links:
+        return "no password, and password reset links are off ([password_reset] enabled)"
+    if not user.email_verified:
+        return 'no password, and "Forgot your password?" mails no link to an unverified address'
+    return None
+
+
 @dataclass
 class Written:
     users: int = 0
     with_password: dict[str, int] = field(default_factory=dict)  # scheme -> users
     without_password: int = 0
+    without_password_unverified: int = 0  # of those, with an unverified address (no reset link for them)
     credentials: dict[str, int] = field(default_factory=dict)    # factor -> credentials
     recovery_codes_owed: int = 0
 
@@ -279,6 +293,7 @@ def write(org, users: list[Incoming], *, source: str) -> Written:
             done.with_password[scheme] = done.with_password.get(scheme, 0) + 1
         else:
             done.without_password += 1
+            done.without_password_unverified += not incoming.email_verified
         events.append(dict(event="user.imported", org_id=org.id, actor="cli", subject_id=row.id,
                            details={"email": row.email, "role": row.role, "source": source, "password": scheme,
                                     "factors": counts, "disabled": row.disabled,

@@ -454,3 +454,32 @@ def test_a_keycloak_otp_algorithm_that_is_not_text_is_a_bad_user_not_a_traceback
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "users[0] (odd): totp[0]: TOTP algorithm must be one of" in result.stderr
     assert _count(live_server, User) == before
+
+
+def test_users_left_without_a_way_to_set_a_password_are_told_of(live_server, seeded, idp, tmp_path):
+    """"Forgot your password?" mails no link to an unverified address (password_reset.refused,
+    `email_unverified`), nor to anyone when the links are off: a user imported without a password
+    and in that case has no way in until an admin sets one. The import says so (a warning per
+    user, and the summary), rather than promise the reset link; and imports them still."""
+    lines = [{"email": "unverified@acme.test", "email_verified": False},
+             {"email": "verified@acme.test"},
+             {"email": "hashed@acme.test", "email_verified": False, "password_hash": HASHES["bcrypt-2b"]()}]
+    dry = _import(idp, live_server, tmp_path, lines, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    warning = ("idp: warning: line 1: unverified@acme.test: no password, and \"Forgot your password?\" mails no link "
+               "to an unverified address: set one with idp user set-password")
+    assert dry.stderr.splitlines() == [warning]
+    result = _import(idp, live_server, tmp_path, lines)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [warning]
+    assert ("2 without one (they set one by \"Forgot your password?\", but for 1 whose address is not verified: "
+            "idp user set-password)") in result.stdout
+    assert _user(live_server, "unverified@acme.test") is not None
+
+    off = idp("user", "import", "--org", "Acme", "-", input=json.dumps({"email": "later@acme.test"}) + "\n",
+              database_url=live_server.database_url, env={"IDP_PASSWORD_RESET__ENABLED": "false"})
+    assert off.returncode == 0, off.stderr
+    assert off.stderr.splitlines() == [
+        "idp: warning: line 1: later@acme.test: no password, and password reset links are off "
+        "([password_reset] enabled): set one with idp user set-password"]
+    assert "1 without one (password reset links are off: idp user set-password)" in off.stdout
