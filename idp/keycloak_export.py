@@ -16,7 +16,9 @@ What Keycloak keeps, read as its own code writes it:
   base32 already). `algorithm` is `HmacSHA1`, `HmacSHA256` or `HmacSHA512`.
 
 HOTP and every other credential type (WebAuthn, ...) are left behind, each said in the user's
-notes: the user is imported without it. Service accounts (`serviceAccountClientId`) are not
+notes: the user is imported without it. So is a temporary password (the required action
+UPDATE_PASSWORD), which Keycloak would have had the user change; other required actions are
+said to be dropped. Service accounts (`serviceAccountClientId`) are not
 people: skipped, and said so. A user without an e-mail address whose username is one is
 imported under the username.
 """
@@ -86,7 +88,26 @@ def _record(user: Any) -> tuple[dict | None, list[str]]:
             notes.append(f"{kind!r} credential left behind (not imported)")
     if totp:
         record["totp"] = totp
+    _required_actions(user, record, notes)
     return record, notes
+
+
+def _required_actions(user: dict, record: dict, notes: list[str]) -> None:
+    """What Keycloak was to make the user do at their next login, which this provider cannot ask
+    of them. A temporary password (UPDATE_PASSWORD, what Keycloak sets with an admin's temporary
+    one) is known to whoever set it, maybe mailed in clear: kept, it would be the user's for
+    good, never changed. It is left behind (the user sets one by the reset link); any other
+    action is said to be dropped."""
+    actions = user.get("requiredActions") or []
+    if not isinstance(actions, list):
+        raise ValueError("requiredActions is not a list")
+    for action in actions:
+        if action == "UPDATE_PASSWORD" and "password_hash" in record:
+            del record["password_hash"]
+            notes.append("a temporary password (Keycloak's required action UPDATE_PASSWORD) left behind: "
+                         "the user sets one by the reset link")
+        elif action != "UPDATE_PASSWORD":
+            notes.append(f"required action {action if isinstance(action, str) and action.isprintable() else repr(action)} not carried over")
 
 
 def _json(credential: dict, key: str) -> dict:
