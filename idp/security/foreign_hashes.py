@@ -11,6 +11,8 @@ Accepted (`importable` says why anything else is refused):
 - argon2id and argon2i PHC strings (`$argon2id$v=19$m=...,t=...,p=...$SALT$HASH`), as
   argon2-cffi writes and reads them; Django's `argon2$argon2id$...` too (its prefix dropped);
 - bcrypt (`$2a$`, `$2b$`, `$2y$`; Django's `bcrypt$$2b$...` too, its prefix dropped);
+- Django's bcrypt_sha256 (`bcrypt_sha256$$2b$...`, its BCryptSHA256PasswordHasher: bcrypt of the
+  password's SHA-256 in hex), stored as Django writes it;
 - Django and authentik's PBKDF2 (`pbkdf2_sha256$ITERATIONS$SALT$BASE64HASH`, `pbkdf2_sha1$...`),
   stored as Django writes it;
 - Keycloak's PBKDF2 (providers `pbkdf2`, `pbkdf2-sha256`, `pbkdf2-sha512`), stored in a
@@ -52,6 +54,7 @@ _PBKDF2_DIGESTS = {"sha1": 20, "sha256": 32, "sha512": 64}  # digest name -> its
 _DJANGO_PBKDF2 = re.compile(r"^pbkdf2_(sha1|sha256)\$(\d{1,10})\$([^$]{1,128})\$([A-Za-z0-9+/=]{1,200})$")
 _OWN_PBKDF2 = re.compile(r"^\$pbkdf2-(sha1|sha256|sha512)\$i=(\d{1,10})\$([A-Za-z0-9+/=]{1,200})\$([A-Za-z0-9+/=]{1,200})$")
 _BCRYPT = re.compile(r"^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$")
+_BCRYPT_SHA256 = "bcrypt_sha256$"  # Django's prefix, kept: the password is pre-hashed
 _HEX_DIGEST = {32: "MD5", 40: "SHA-1", 56: "SHA-224", 64: "SHA-256", 96: "SHA-384", 128: "SHA-512"}
 _UNSALTED_DJANGO = ("md5$", "sha1$", "unsalted_md5$", "unsalted_sha1$", "crypt$")
 
@@ -102,6 +105,8 @@ def importable(text: object) -> str:
         _check_argon2(text)
     elif text.startswith("$2"):
         _check_bcrypt(text)
+    elif text.startswith(_BCRYPT_SHA256 + "$2"):
+        _check_bcrypt(text[len(_BCRYPT_SHA256):])
     elif text.startswith("pbkdf2_"):
         _check_django_pbkdf2(text)
     elif text.startswith("$pbkdf2-"):
@@ -119,7 +124,7 @@ def _unknown(text: str) -> str:
         return (f"a {text.split('$')[0].split('}')[0].lstrip('{')} hash is too weak to import: leave password_hash "
                 "out, and the user sets a password by the reset link")
     return ("unknown password hash format (accepted: argon2id/argon2i PHC strings, bcrypt $2a$/$2b$/$2y$, "
-            "Django pbkdf2_sha256/pbkdf2_sha1, $pbkdf2-sha256$/$pbkdf2-sha512$ from Keycloak)")
+            "Django pbkdf2_sha256/pbkdf2_sha1/bcrypt_sha256, $pbkdf2-sha256$/$pbkdf2-sha512$ from Keycloak)")
 
 
 def _check_argon2(text: str) -> None:
@@ -196,6 +201,12 @@ def verify(stored: str, password: str) -> bool:
 
             # bcrypt reads 72 bytes of a password and the system that made the hash read no more.
             return bcrypt.checkpw(password.encode("utf-8")[:72], stored.encode("ascii"))
+        if stored.startswith(_BCRYPT_SHA256):
+            import bcrypt
+
+            # Django's BCryptSHA256PasswordHasher: bcrypt of the hex SHA-256 (64 bytes: nothing cut).
+            prehashed = binascii.hexlify(hashlib.sha256(password.encode("utf-8")).digest())
+            return bcrypt.checkpw(prehashed, stored[len(_BCRYPT_SHA256):].encode("ascii"))
         match = _DJANGO_PBKDF2.match(stored)
         if match:
             digest, iterations, salt, value = match.groups()
@@ -224,6 +235,9 @@ def describe(stored: str) -> dict | None:
     if stored.startswith("$2"):
         match = _BCRYPT.match(stored)
         return {"type": "bcrypt", "cost": int(match.group(1))} if match else None
+    if stored.startswith(_BCRYPT_SHA256):
+        match = _BCRYPT.match(stored[len(_BCRYPT_SHA256):])
+        return {"type": "bcrypt_sha256", "cost": int(match.group(1))} if match else None
     match = _DJANGO_PBKDF2.match(stored) or _OWN_PBKDF2.match(stored)
     if match:
         return {"type": f"pbkdf2_{match.group(1)}", "iterations": int(match.group(2))}

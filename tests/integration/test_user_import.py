@@ -9,6 +9,7 @@ imports nothing and names every bad line; --dry-run writes nothing.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 
@@ -41,6 +42,8 @@ HASHES = {
     "bcrypt-2b": lambda: _bcrypt("$2b$"),
     "bcrypt-2a": lambda: _bcrypt("$2a$"),
     "bcrypt-2y": lambda: _bcrypt("$2y$"),
+    "django-bcrypt_sha256": lambda: "bcrypt_sha256$" + bcrypt.hashpw(
+        binascii.hexlify(hashlib.sha256(PASSWORD.encode()).digest()), bcrypt.gensalt(4)).decode(),
     "django-pbkdf2_sha256": lambda: "pbkdf2_sha256$1200$NaClNaCl$" + _b64(_pbkdf2("sha256", b"NaClNaCl", 1200, 32)),
     "django-pbkdf2_sha1": lambda: "pbkdf2_sha1$1200$NaClNaCl$" + _b64(_pbkdf2("sha1", b"NaClNaCl", 1200, 20)),
     "keycloak-pbkdf2-sha256": lambda: f"$pbkdf2-sha256$i=1200${_b64(b'0123456789abcdef')}$"
@@ -131,7 +134,7 @@ def test_each_hash_format_signs_in_and_is_upgraded_to_argon2id(scheme, live_serv
     [event] = _events(live_server, "login.password_rehashed")
     assert event.details["to"]["type"] == "id" and event.details["to"]["time_cost"] == \
         FAST_ARGON2["security.argon2_time_cost"]
-    assert event.details["from"]["type"] in {"bcrypt", "pbkdf2_sha256", "pbkdf2_sha1", "pbkdf2_sha512", "i", "id"}
+    assert event.details["from"]["type"] in {"bcrypt", "bcrypt_sha256", "pbkdf2_sha256", "pbkdf2_sha1", "pbkdf2_sha512", "i", "id"}
     # And the password still signs in, now against argon2id, with nothing more to upgrade.
     again = _sign_in(live_server, rp, "moved@acme.test", PASSWORD)
     assert again.callback_params()["code"] and len(_events(live_server, "login.password_rehashed")) == 1

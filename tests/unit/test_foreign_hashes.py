@@ -109,3 +109,20 @@ def test_a_django_argon2_hash_without_a_version_is_accepted_as_django_accepts_it
     assert passwords.needs_rehash(stored)
     with pytest.raises(HashRefused, match="unknown argon2 version"):  # a version written, and not 16 or 19
         importable(made.replace("$v=16$", "$v=18$"))
+
+
+def test_django_bcrypt_sha256_is_accepted_and_verified_as_django_does():
+    """Django's BCryptSHA256PasswordHasher (`bcrypt_sha256$$2b$12$...`, in its default
+    PASSWORD_HASHERS): bcrypt of the hex SHA-256 of the password, so that all of a long password
+    counts. Kept as Django stores it, verified as Django verifies it."""
+    import binascii
+
+    password = "x" * 80 + " pässwörd"
+    made = bcrypt.hashpw(binascii.hexlify(hashlib.sha256(password.encode()).digest()), bcrypt.gensalt(4)).decode()
+    stored = "bcrypt_sha256$" + made
+    assert importable(stored) == stored
+    assert verify(stored, password)
+    assert not verify(stored, "x" * 80) and not verify(stored, password[:72])
+    assert foreign_hashes.describe(stored) == {"type": "bcrypt_sha256", "cost": 4}
+    with pytest.raises(HashRefused, match="bcrypt cost 31 out of range"):
+        importable("bcrypt_sha256$$2b$31$" + "a" * 53)
