@@ -101,7 +101,10 @@ def _required_actions(user: dict, record: dict, notes: list[str]) -> None:
     actions = user.get("requiredActions") or []
     if not isinstance(actions, list):
         raise ValueError("requiredActions is not a list")
-    for action in actions:
+    # (A realm file written for import may flag the credential itself, `"temporary": true`: the same.)
+    temporary = any(isinstance(c, dict) and c.get("type") == "password" and c.get("temporary") is True
+                    for c in user.get("credentials") or ())
+    for action in actions + (["UPDATE_PASSWORD"] if temporary and "UPDATE_PASSWORD" not in actions else []):
         if action == "UPDATE_PASSWORD" and "password_hash" in record:
             del record["password_hash"]
             notes.append("a temporary password (Keycloak's required action UPDATE_PASSWORD) left behind: "

@@ -499,6 +499,9 @@ def test_a_keycloak_temporary_password_is_left_behind(live_server, seeded, rp_fa
          "credentials": [_keycloak_password("pbkdf2-sha256", 27500, 256, b"sixteen byte salt"[:16], PASSWORD)]},
         {"username": "kept", "email": "kept@acme.test", "emailVerified": True, "enabled": True,
          "credentials": [_keycloak_password("pbkdf2-sha256", 27500, 256, b"sixteen byte salt"[:16], PASSWORD)]},
+        {"username": "flagged", "email": "flagged@acme.test", "emailVerified": True, "enabled": True,  # (a realm file's)
+         "credentials": [{**_keycloak_password("pbkdf2-sha256", 27500, 256, b"sixteen byte salt"[:16], PASSWORD),
+                          "temporary": True}]},
     ]}
     result = _import(idp, live_server, tmp_path, export, file_format="keycloak")
     assert result.returncode == 0, result.stderr
@@ -506,6 +509,9 @@ def test_a_keycloak_temporary_password_is_left_behind(live_server, seeded, rp_fa
         in result.stderr
     assert "users[0] (temp): required action CONFIGURE_TOTP not carried over" in result.stderr
     assert _user(live_server, "temp@acme.test").password_hash is None
+    assert "users[2] (flagged): a temporary password (Keycloak's required action UPDATE_PASSWORD) left behind" \
+        in result.stderr
+    assert _user(live_server, "flagged@acme.test").password_hash is None
     assert _user(live_server, "kept@acme.test").password_hash.startswith("$pbkdf2-sha256$")
     browser = _sign_in(live_server, rp_factory(seeded.first_party), "temp@acme.test", PASSWORD)
     assert browser.page.status == 401
