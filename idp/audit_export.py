@@ -62,11 +62,12 @@ def events(window: Window, limit: int) -> tuple[list[dict], bool]:
         query = query.where(AuditEvent.event.startswith(window.prefix.lower(), autoescape=True))
     rows = db.session.execute(query.order_by(AuditEvent.id).limit(limit + 1)).all()
     more = len(rows) > limit
-    return [_document(row, org, subject) for row, org, subject in rows[:limit]], more
+    return [document(row, org, subject) for row, org, subject in rows[:limit]], more
 
 
-def _document(row: AuditEvent, org: str | None, subject: str | None) -> dict:
-    """One event as `idp audit list --json` prints it. `org` and `subject` are null for an event
+def document(row: AuditEvent, org: str | None, subject: str | None) -> dict:
+    """One event as `idp audit list --json` prints it (and, its organization's columns aside, as
+    the admin's CSV download writes it: idp.admin.export). `org` and `subject` are null for an event
     of no organization or about nobody, and for one whose organization or user is gone since;
     `subject` is null too for a subject that is no user (a client's, in its `client.*` events)."""
     return {"id": row.id, "at": iso_utc(row.at), "event": row.event, "org_id": row.org_id,
