@@ -40,6 +40,7 @@ LABELS = {
     "user.signed_out_everywhere": _l("Signed out everywhere"),
     "user.role_changed": _l("Role changed"),
     "admin.peer_action_refused": _l("Action on another admin refused"),
+    "admin.exported": _l("List downloaded as CSV"),
     "password_reset.requested": _l("Password reset link sent"),
     "password_reset.refused": _l("Password reset link refused"),
     "password_reset.mail_failed": _l("Password reset e-mail failed"),

@@ -102,7 +102,8 @@ def problems(get: Callable[[str], Any], named: Callable[[str], str]) -> list[str
         # (idp.app.session_cookie_name): set, never kept, every login "expired".
         found.append(f"{named('session.cookie_name')} may begin with __Host- or __Secure- only with an "
                      f"https issuer (the provider adds __Host- itself then), not {cookie!r}")
-    for dotted, example in (("ratelimit.login_posts_per_ip", "60 per minute"), ("password_reset.per_ip", "10 per hour")):
+    for dotted, example in (("ratelimit.login_posts_per_ip", "60 per minute"), ("password_reset.per_ip", "10 per hour"),
+                            ("ratelimit.admin_exports", "10 per minute")):
         rate = get(dotted)
         if rate is not None and not _is_rate_limit(rate):
             found.append(f"{named(dotted)} must be a rate limit such as \"{example}\", not {rate!r}")

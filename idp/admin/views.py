@@ -3,6 +3,9 @@ Account > Security (the organization's rule, distribution, allowed factors, grac
 Issue 6 adds push: a user's suspended push (after a fraud report) and "Resume push approvals",
 and the recent fraud reports and denials on Account > Security.
 
+The users list and the audit log each have a CSV download (/admin/users.csv, /admin/audit.csv:
+the page's filters, parsed by the same function, without its paging; idp/admin/export.py).
+
 Thin handlers: the rules and the audit events live in idp.policy (the same functions
 the `idp policy` commands call); the reads are single SQL statements in
 idp/admin/queries.py. Every view is behind `org_admin_required` (access.py).
@@ -15,7 +18,7 @@ from flask_babel import lazy_gettext as _l
 
 from idp import audit_labels, consents
 from idp import users as account_users
-from idp.admin import queries
+from idp.admin import export, queries
 from idp.admin.access import (member_only, not_yourself, org_admin_required, peer_admin_refused,
                               recent_login_required, user_in_org)
 from idp.admin.forms import (AllowedFactorsForm, ConfirmForm, GraceForm, RequireAllForm, SelfPushRecoveryForm,
@@ -92,9 +95,9 @@ def index():
     return redirect(url_for("admin.users"))
 
 
-@bp.get("/users")
-@org_admin_required
-def users():
+def _users_filters() -> tuple[str, TwoFactorStatus | None, bool]:
+    """The users list's filters from the query string (the page's and its CSV download's): the
+    search, the 2FA status, exempt only. A value the page never sends is a 400."""
     raw_status = request.args.get("status", "")
     try:
         wanted = TwoFactorStatus(raw_status) if raw_status else None
@@ -107,13 +110,31 @@ def users():
     exempt = request.args.get("exempt", "")
     if exempt not in ("", "1"):
         abort(400)
+    return search, wanted, exempt == "1"
+
+
+@bp.get("/users")
+@org_admin_required
+def users():
+    search, wanted, exempt = _users_filters()
     today = today_utc()
-    page = queries.users_page(g.org, today=today, search=search, status=wanted, exempt=exempt == "1",
+    page = queries.users_page(g.org, today=today, search=search, status=wanted, exempt=exempt,
                               after=_int_arg("after"), before=_int_arg("before"),
                               limit=int(current_app.extensions["idp.settings"].get("admin.page_size", queries.PAGE_SIZE)))
-    return render_template("admin/users.html", page=page, search=search, wanted=wanted, exempt=exempt == "1",
+    return render_template("admin/users.html", page=page, search=search, wanted=wanted, exempt=exempt,
                            counts=distribution(g.org.id, today), disabled=disabled_count(g.org.id), org=g.org,
                            exempt_count=impact_of_requiring_all(g.org.id, today).exempt, today=today)
+
+
+@bp.get("/users.csv")
+@org_admin_required
+def users_csv():
+    """The users list under the page's filters, every page of it, as a CSV download (idp.admin.export)."""
+    search, wanted, exempt = _users_filters()
+    filters = {"q": search, "status": wanted.value if wanted else "", "exempt": "1" if exempt else ""}
+    rows = export.user_batches(export.OrgFacts.of(g.org), today=today_utc(), search=search, status=wanted,
+                            exempt=exempt, registry=_registry())
+    return export.csv_response("users", filters, rows, export.USER_COLUMNS)
 
 
 @bp.get("/users/<int:user_id>")
@@ -399,9 +420,10 @@ def self_push_recovery():
 
 # --------------------------------------------------------------------------- audit log
 
-@bp.get("/audit")
-@org_admin_required
-def audit():
+def _audit_filters() -> tuple[str, str, int | None, object]:
+    """The audit log's filters from the query string (the page's and its CSV download's): who
+    (as shown), the action prefix, the one user's id, and the people whose events are wanted
+    (None: everyone's)."""
     who = _text_arg("user", 320)
     action = _text_arg("action", 64)
     subject_ids = None
@@ -415,6 +437,25 @@ def audit():
         # Every matching user: their ids, or the query that finds them when they are many (a
         # list cut at some length hid the events of the rest).
         subject_ids = queries.people_matching(g.org.id, who)
+    return who, action, user_id, subject_ids
+
+
+@bp.get("/audit.csv")
+@org_admin_required
+def audit_csv():
+    """The audit log under the page's filters, newest first, every page of it up to
+    export.MAX_AUDIT_ROWS events, as a CSV download (idp.admin.export)."""
+    who, action, user_id, subject_ids = _audit_filters()
+    filters = {"user": "" if user_id is not None else who, "user_id": user_id, "action": action}
+    rows = export.audit_batches(export.OrgFacts.of(g.org), subject_ids=subject_ids, action=action,
+                             labels=export.event_labels())
+    return export.csv_response("audit", filters, rows, export.AUDIT_COLUMNS)
+
+
+@bp.get("/audit")
+@org_admin_required
+def audit():
+    who, action, user_id, subject_ids = _audit_filters()
     page = queries.audit_page(g.org.id, subject_ids=subject_ids, action=action,
                               after=_int_arg("after"), before=_int_arg("before"))
     ids = {e.subject_id for e in page.rows if e.subject_id} | {e.actor_id for e in page.rows if e.actor_id}
@@ -424,7 +465,7 @@ def audit():
     return render_template("admin/audit.html", page=page, who=who, action=action, user_id=user_id,
                            actions=queries.audit_actions(g.org.id), emails=emails,
                            deleted=queries.deleted_emails(g.org.id, gone),
-                           label_of=audit_labels.label_of, org=g.org)
+                           label_of=audit_labels.label_of, org=g.org, max_rows=export.MAX_AUDIT_ROWS)
 
 
 # --------------------------------------------------------------------------- a user's factors
