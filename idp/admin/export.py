@@ -32,7 +32,7 @@ from datetime import date
 from typing import Iterable, Iterator
 from urllib.parse import quote
 
-from flask import Response, current_app, g
+from flask import Response, current_app, g, request
 from werkzeug.exceptions import TooManyRequests
 
 from idp import audit, audit_export, audit_labels
@@ -66,6 +66,9 @@ def csv_response(kind: str, filters: dict, batches: Iterator[list[list]], column
     only once the last one is sent, and a download the browser abandons half-way would then
     leave no event at all. Its own event is the first of an audit log's download."""
     admin, org = g.admin, g.org
+    headers = {"Content-Disposition": content_disposition(kind, org.name, today_utc()), "Cache-Control": "no-store"}
+    if request.method == "HEAD":  # (Flask answers HEAD with the GET view) nothing is read, nothing leaves
+        return Response(mimetype="text/csv", headers=headers)
     wait = spend_request(current_app.extensions["idp.settings"].get("ratelimit.admin_exports", "10 per minute"),
                          "admin_export", str(admin.id))
     if wait is not None:
@@ -74,9 +77,7 @@ def csv_response(kind: str, filters: dict, batches: Iterator[list[list]], column
                  details={"list": kind, "filters": {k: v for k, v in filters.items() if v not in ("", None)}})
     db.session.commit()
     return Response(_each_in_app_context(current_app._get_current_object(), csv_chunks(columns, batches)),
-                    mimetype="text/csv",
-                    headers={"Content-Disposition": content_disposition(kind, org.name, today_utc()),
-                             "Cache-Control": "no-store"})
+                    mimetype="text/csv", headers=headers)
 
 
 def _each_in_app_context(app, chunks: Iterator[str]) -> Iterator[str]:

@@ -187,6 +187,12 @@ def test_a_bad_filter_is_a_400_as_on_the_page(app, world, browser, settings, url
     assert exported_events() == []
 
 
+def test_a_head_request_reads_and_records_nothing(app, world, browser, settings):
+    response = browser(world["admin"]).head("/admin/users.csv")
+    assert response.status_code == 200 and response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.get_data() == b"" and exported_events() == []
+
+
 def test_downloads_are_limited_per_admin(app, world, browser, settings):
     settings(ratelimit__admin_exports="2 per minute")
     admin, other = browser(world["admin"]), browser(world["other_admin"])
