@@ -222,6 +222,8 @@ def audit_batches(org: OrgFacts, *, subject_ids, action: str, labels: dict[str, 
                                   limit=min(BATCH, limit - written))
         people = {e.subject_id for e in page.rows if e.subject_id} | {e.actor_id for e in page.rows if e.actor_id}
         emails = queries.emails_of(org.id, people)
+        # A deleted subject by the address its deletion recorded, as the page names it.
+        emails.update(queries.deleted_emails(org.id, {e.subject_id for e in page.rows if e.subject_id} - set(emails)))
         batch = []
         for event in page.rows:
             doc = audit_export.document(event, org.name, emails.get(event.subject_id))

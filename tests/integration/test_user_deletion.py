@@ -8,6 +8,9 @@ command as a process of its own.
 """
 from __future__ import annotations
 
+import csv
+import io
+
 import time
 
 import pyotp
@@ -145,6 +148,10 @@ def test_an_admin_deletes_a_member_and_everything_of_theirs_goes(live_server, se
         assert f'value="{seeded.user_email}"' in page.text                  # the filter names whom it shows
         page = admin.get("/admin/audit?user=ALICE@acme")                    # found by address as before
         assert 'data-event="user.deleted"' in page.text and 'data-event="factor.enrolled"' in page.text
+        # The page's CSV download names them as the page does, by the address the deletion kept.
+        rows = list(csv.DictReader(io.StringIO(admin.get(f"/admin/audit.csv?user_id={user.id}").text.lstrip("\ufeff"))))
+        assert {row["event"] for row in rows} >= {"user.deleted", "factor.enrolled"}
+        assert {row["subject"] for row in rows} == {seeded.user_email}
     finally:
         receiver.stop()
 
