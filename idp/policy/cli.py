@@ -222,11 +222,17 @@ def grace(org_name: str, days: int | None, logins: int | None) -> None:
     out first); `--days 0 --logins 0` for no grace. An option left out keeps its current value."""
     if days is None and logins is None:
         raise PolicyCliError("give --days, --logins or both (0 for none); `idp policy show` tells the current grace")
+    from idp.db import db
+
     org = _find_org(org_name)
-    days = org.grace_days if days is None else days
-    logins = org.grace_logins if logins is None else logins
-    changed = _change(policy_settings.set_grace, org.id, days, logins)
-    click.echo(f"Grace period in {org.name} is {'now' if changed else 'already'}: {_grace_text(days, logins)}")
+    # The measure left out is KEEP, read under the organization's row lock by set_grace: a value
+    # read here and written back would undo an admin's change of it made meanwhile.
+    changed = _change(policy_settings.set_grace, org.id, policy_settings.KEEP if days is None else days,
+                      policy_settings.KEEP if logins is None else logins)
+    db.session.expire_all()
+    org = _find_org(org_name)
+    click.echo(f"Grace period in {org.name} is {'now' if changed else 'already'}: "
+               f"{_grace_text(org.grace_days, org.grace_logins)}")
 
 
 @policy.command("push-recovery", cls=_OneLineCommand)

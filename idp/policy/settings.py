@@ -321,9 +321,22 @@ def set_allowed_factors(org_id: int, names: Iterable[str] | None, actor: Actor, 
         raise
 
 
+class _Keep:
+    """`set_grace`'s "leave this measure as it is": `KEEP`."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+# A measure of the grace period that a change leaves as it is: read under the organization's row
+# lock, not by the caller before it (`idp policy grace --days N` alone, where a value read first
+# and written back would undo an admin's change of the other measure made in between).
+KEEP = _Keep()
+
+
 def _grace_value(value, name: str, upper: int) -> int | None:
-    if value is None:
-        return None
+    if value is None or value is KEEP:
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise PolicyError(f"the grace {name} must be a whole number")
     if value == 0:
@@ -338,13 +351,16 @@ def set_grace(org_id: int, days: int | None, logins: int | None, actor: Actor, *
     """How long a newly required user may postpone enrolment: days, logins, both, or neither.
 
     0 and None both mean "no grace" by that measure. With both set, grace ends as
-    soon as either runs out. ``seen``: as for `set_allowed_factors` (the "grace" setting).
+    soon as either runs out. `KEEP` for one of them: that measure as it is under the lock.
+    ``seen``: as for `set_allowed_factors` (the "grace" setting).
     """
     days = _grace_value(days, "days", MAX_GRACE_DAYS)
     logins = _grace_value(logins, "logins", MAX_GRACE_LOGINS)
     try:
         org = _org_for_update(org_id, actor)
         before = {"days": org.grace_days, "logins": org.grace_logins}
+        days = before["days"] if days is KEEP else days
+        logins = before["logins"] if logins is KEEP else logins
         after = {"days": days, "logins": logins}
         if before == after:
             _nothing_to_do(commit)
@@ -461,7 +477,7 @@ def _jsonable(values: dict) -> dict:
 
 
 __all__ = [
-    "Actor", "PolicyError", "PolicyChanged", "requirement_version", "ORG_SETTINGS", "org_setting_version",
+    "Actor", "KEEP", "PolicyError", "PolicyChanged", "requirement_version", "ORG_SETTINGS", "org_setting_version",
     "set_org_requirement", "set_user_requirement",
     "set_allowed_factors", "set_grace", "set_self_push_recovery", "clear_push_suspension", "note_postponed_login", "EVENT_ORG_REQUIREMENT",
     "EVENT_USER_REQUIREMENT", "EVENT_ALLOWED_FACTORS", "EVENT_GRACE", "EVENT_SELF_PUSH_RECOVERY",

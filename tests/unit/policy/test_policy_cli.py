@@ -239,3 +239,31 @@ def test_user_required_without_a_factor_says_where_the_grace_stands(run, acme):
     assert run("grace", "--org", "Acme", "--days", "0", "--logins", "0").exit_code == 0
     out = run("user", "none@example.com", "--require").stdout
     assert "no grace period: must set up at next login" in out
+
+
+def test_grace_given_one_measure_keeps_the_other_as_it_is_when_written(run, acme, monkeypatch):
+    """An admin's save of the grace logins (Account > Security) lands between the command's look
+    at the organization and its write: `--days` alone changes the days and keeps those logins,
+    rather than write back the logins it saw before. (The admin's write goes in on the command's
+    own connection, its loaded organization left as it was: SQLite has one writer at a time.)"""
+    import idp.policy.cli as policy_cli
+
+    assert run("grace", "--org", "Acme", "--days", "7", "--logins", "3").exit_code == 0
+    found = policy_cli._find_org
+    saved = []
+
+    def find_then_another_admin_saves(name):
+        org = found(name)
+        if not saved:  # once: between the command's look and its write
+            saved.append(db.session.connection().execute(
+                update(Organization).where(Organization.id == org.id).values(grace_logins=5)))
+        return org
+
+    monkeypatch.setattr(policy_cli, "_find_org", find_then_another_admin_saves)
+    result = run("grace", "--org", "Acme", "--days", "10")
+    assert result.exit_code == 0 and "now: 10 days, 5 logins" in result.stdout, result.output
+    org = db.session.get(Organization, acme.id)
+    assert (org.grace_days, org.grace_logins) == (10, 5)
+    event = db.session.scalars(select(AuditEvent).where(AuditEvent.event == "policy.grace_changed")
+                               .order_by(AuditEvent.id.desc()).limit(1)).one()
+    assert event.details == {"before": {"days": 7, "logins": 5}, "after": {"days": 10, "logins": 5}}
