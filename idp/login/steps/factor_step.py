@@ -1,12 +1,15 @@
 """What the second-factor and enrolment steps share: the user, the factor context, the stored plugin state."""
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 import time
 from datetime import datetime
 from typing import Any
 
-from flask import request
+from flask import current_app, request
 from flask_babel import gettext as _
 
 from idp.db import db
@@ -99,6 +102,18 @@ def stored(ctx: StepContext) -> tuple[str | None, dict, dict]:
         if view is None:  # sealed with an encryption key since dropped: as if none had begun
             return None, {}, {}
     return ctx.row.factor_name, data.get("state") or {}, view
+
+
+def step_mark(name: str | None, state: dict) -> str:
+    """A short mark of the challenge a page shows (its factor and the plugin's state kept for it),
+    carried in the page's poll URL: the poll answers "restart" once the login holds another one
+    (another tab of the login replaced it), rather than follow the new one while the page still
+    shows the old one's number. Keyed with the app's secret: a plugin's state may hold what the
+    page must not learn, even hashed (a code's digest, which a plain hash would let one guess)."""
+    secret = current_app.secret_key
+    secret = secret.encode() if isinstance(secret, str) else secret
+    shown = json.dumps([name, state], sort_keys=True, separators=(",", ":"), default=str)
+    return hmac.new(secret, b"idp.login step|" + shown.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 def being_begun(row) -> bool:

@@ -6,6 +6,7 @@ growing delays (idp.lockout); a locked user is told to wait, nothing more.
 """
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 
@@ -26,8 +27,8 @@ from idp.login.steps import recovery_codes
 from idp.login.steps.base import StepContext, wait_message
 from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, being_begun, being_begun_state,
                                          call_plugin, choices, kept_step, lockout_keys, plugin_response,
-                                         put_back_step, remember_step, spend_step, step_record, stored,
-                                         unavailable_message, user_lockout_key, user_of)
+                                         put_back_step, remember_step, spend_step, step_mark, step_record,
+                                         stored, unavailable_message, user_lockout_key, user_of)
 from idp.login.transaction import State
 
 log = logging.getLogger(__name__)
@@ -125,14 +126,14 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, *, refus
     user = user_of(ctx)
     factors, recovery = choices(ctx, user)
     usable = {f.name: f for f in factors + recovery}
-    name, _state, view = kept_step(ctx)
+    name, state, view = kept_step(ctx)
     if name not in usable:
         if ctx.row.state != State.SECOND_FACTOR.value:  # moved on while another request began a step
             return redirect(url_for("login.step", handle=ctx.handle))
         if not factors and not recovery:
             return ctx.render("login/no_factor.html", status=403, error=error)
         failed = _begin_first(ctx, user, factors + recovery)
-        name, _state, view = kept_step(ctx)  # (another request's, when it claimed the step first)
+        name, state, view = kept_step(ctx)  # (another request's, when it claimed the step first)
         if failed is not None and error is None:  # (the page shows the next one: usable, a 200)
             error = unavailable_message(failed)
         if ctx.row.state != State.SECOND_FACTOR.value:
@@ -145,13 +146,15 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, *, refus
     others = [f for f in recovery if f.name != name]
 
     refused = bool(error) and refused_by == name
+    # The challenge this page shows, in its poll URL (`poll`: "restart" once the login holds another).
+    mark = step_mark(name, state) if factor.supports_poll else None
 
     def values_for(handle: str) -> dict:
         return dict(view=view, factor=factor, alternatives=alternatives, recovery=others, refused=refused,
-                    poll_url=url_for("login.poll", handle=handle) if factor.supports_poll else None)
+                    poll_url=url_for("login.poll", handle=handle, step=mark) if mark else None)
 
     key = {"factor": name, "view": view, "alternatives": [f.name for f in alternatives],
-           "recovery": [f.name for f in others], "poll": bool(factor.supports_poll), "refused": refused}
+           "recovery": [f.name for f in others], "poll": mark or False, "refused": refused}
     return ctx.render_from_stencil(templates, status, error, key, values_for)
 
 
@@ -352,20 +355,26 @@ def _switch_away_from(ctx: StepContext, user, denied) -> None:
 
 
 def poll(ctx: StepContext):
-    """Non-blocking status of an out-of-band challenge; the page then posts its form to finish."""
+    """Non-blocking status of an out-of-band challenge; the page then posts its form to finish.
+
+    `?step=`: the mark of the challenge the page shows (`step_mark`, in the URL `show` gives it).
+    Once the login holds another (another tab of it began a new one, or switched method), the
+    answer is "restart": the page is to be loaded again, not follow a challenge whose number it
+    does not show. (Without it, a page rendered before the mark existed: the login's challenge.)"""
     if ctx.row.state != State.SECOND_FACTOR.value:
         return jsonify({"status": "moved"})
     wait = request.args.get("wait", type=float)
+    shown = request.args.get("step")
     with one_wait_per(("login", ctx.row.id)) as may_wait:  # another wait for this login: a plain poll
         long_poll = bool(wait and math.isfinite(wait) and may_wait)
         if being_begun(ctx.row):  # another request of this login is beginning a challenge
             if not long_poll:
                 return jsonify({"status": "pending"})
-            return _poll_once_kept(ctx, wait)
-        return _poll_stored(ctx, wait if long_poll else None)
+            return _poll_once_kept(ctx, wait, shown)
+        return _poll_stored(ctx, wait if long_poll else None, shown)
 
 
-def _poll_once_kept(ctx: StepContext, wait: float):
+def _poll_once_kept(ctx: StepContext, wait: float, shown: str | None):
     """A long poll that found the step claimed by another request of this login: its status once
     that request keeps its challenge (`kept_step`, as a load of the page waits). None kept in that
     time, the claim was left by a worker that died before its keep: it said "pending" for ever, and
@@ -379,13 +388,16 @@ def _poll_once_kept(ctx: StepContext, wait: float):
     if being_begun(ctx.row):
         put_back_step(ctx, ctx.row.factor_name, ctx.row.factor_state)
         return jsonify({"status": "restart"})
-    return _poll_stored(ctx, wait)
+    return _poll_stored(ctx, wait, shown)
 
 
-def _poll_stored(ctx: StepContext, wait: float | None):
+def _poll_stored(ctx: StepContext, wait: float | None, shown: str | None = None):
     """The status of the challenge kept in the login: at once, or within `wait` seconds (a long
-    poll, which answers as soon as the out-of-band answer arrives)."""
+    poll, which answers as soon as the out-of-band answer arrives); "restart" when it is not the
+    one the page shows (`shown`, see `poll`)."""
     name, state, _view = stored(ctx)
+    if shown is not None and not hmac.compare_digest(shown.encode(), step_mark(name, state).encode()):
+        return jsonify({"status": "restart"})
     registry = current_registry()
     if name not in registry or not registry.get(name).supports_poll:
         return jsonify({"status": "none"}), 404

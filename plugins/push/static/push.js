@@ -1,5 +1,6 @@
 /* Push wait: poll the status URL (~every 500 ms) and submit the page's form as soon as the
-   answer is in (login: approved/denied/rejected, or restart: the page is to be loaded again;
+   answer is in (login: approved/denied/rejected, or restart: the page is to be loaded again, its
+   challenge replaced by another tab of the login;
    enrolment: registered/expired). Without
    JavaScript the "Continue" button does the same. Served from 'self' (CSP: no inline script). */
 (function () {

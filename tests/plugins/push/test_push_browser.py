@@ -195,3 +195,46 @@ def test_two_instances_browser_on_one_answer_on_the_other(page, push_server, see
         assert time.monotonic() - answered < 3
     finally:
         other.stop()
+
+
+def test_a_page_whose_request_another_tab_replaced_shows_the_new_number(page, push_server, seeded, phone,
+                                                                         rp_factory, monkeypatch):
+    """Two tabs of one login on the app's code page, each clicking "send a push instead": the
+    second tab's request replaces the first's. The first tab's script kept polling, followed the
+    login's new request and still showed the old number, the one the user then typed on the phone:
+    a wrong number. Its poll now says "restart", the page loads again with the new request's
+    number, and the phone's approval with that number signs in. The second tab holds the login's
+    one long poll (here: every poll is a plain one), so the first tab's polls are plain ones, which
+    read the login's request afresh each time."""
+    import contextlib
+    import os
+
+    from idp.factors.directory import commit, find_user_by_email
+    from idp.login.steps import second_factor
+
+    with push_server.context():  # an authenticator app too, newer than the phone: the login begins with it
+        push_server.app.extensions["idp.factors"].get("totp").store.create(
+            find_user_by_email(seeded.user_email), label="App", secret=os.urandom(20),
+            public={"digits": 6, "algorithm": "SHA1", "period": 30, "imported": True})
+        commit()
+    monkeypatch.setattr(second_factor, "one_wait_per", lambda key: contextlib.nullcontext(False))
+    rp = rp_factory(seeded.first_party)
+    page.goto(rp.authorization_url())
+    page.fill("input[name=username]", seeded.user_email)
+    page.fill("input[name=password]", seeded.password)
+    page.locator("form:has(input[name=password]) [type=submit]").first.click()
+    send_push = "form[action$='/factor/push'] [type=submit]"
+    page.wait_for_selector(send_push)
+    other = page.context.new_page()
+    other.goto(page.url)
+    page.locator(send_push).click()
+    first = page.locator("[data-push-wait]").get_attribute("data-push-challenge")
+    other.locator(send_push).click()
+    second = other.locator("[data-push-wait]").get_attribute("data-push-challenge")
+    number = other.locator("[data-push-number]").get_attribute("data-push-number")
+    other.close()
+    assert first != second
+    page.wait_for_selector(f"[data-push-challenge='{second}']")
+    assert page.locator("[data-push-number]").get_attribute("data-push-number") == number
+    phone.ok("approve", "--number", number, "--", pending_id(phone))
+    wait_for_callback(page, rp)

@@ -229,7 +229,8 @@ def test_a_waiting_page_whose_step_a_dead_worker_claimed_is_told_to_load_again(p
     page = web.submit(choose)
     assert page.find(r'data-push-number="(\d+)"'), page.text[:2000]
     poll = page.find(r'data-poll-url="([^"]+)"')
-    poll_url = (web.base_url + poll if poll.startswith("/") else poll) + "?wait=20"
+    poll_url = web.base_url + poll if poll.startswith("/") else poll
+    poll_url += ("&" if "?" in poll_url else "?") + "wait=20"  # (as push.js adds it)
     engine = create_engine(push_server.database_url)
     _claim_left_behind(engine)
     answers = []

@@ -609,3 +609,62 @@ def test_after_a_denied_push_the_method_offered_instead_is_not_marked_invalid(pu
     denied = continue_(web, page)
     assert denied.status == 403 and 'role="alert"' in denied.text and denied.form_with("code")
     assert [tag for tag in re.findall(r"<input\b[^>]*>", denied.text) if "aria-invalid" in tag] == []
+
+
+def _poll(web: FormBrowser, poll: str, wait: float | None = None) -> dict:
+    url = web.base_url + poll if poll.startswith("/") else poll
+    if wait is not None:  # (as push.js adds it)
+        url += ("&" if "?" in url else "?") + f"wait={wait}"
+    return web.http.get(url).json()
+
+
+def test_a_page_whose_request_another_tab_replaced_is_told_to_load_again(push_server, seeded, web, rp_factory):
+    """Two tabs of one login on the app's code page: the first sends a push, then the second (its
+    "send a push instead" from before) sends another, which replaces the first's request. The
+    first tab's poll followed the login's new request while the page still showed the old number,
+    the one the user would type on the phone for the new request: a wrong number. Its poll now
+    answers "restart" (push.js then posts the form), and the page that follows shows the new
+    request's number, which the phone approves."""
+    from fixtures.race import tabs_of
+
+    device, _secret = _user_with_push_and_totp(push_server, seeded)
+    rp = rp_factory(seeded.first_party)
+    web.get(rp.authorization_url())
+    page = web.login(seeded.user_email, seeded.password)
+    [choose] = [f for f in page.forms() if f["action"].endswith("/factor/push")]
+    [other_tab] = tabs_of(web, 1)
+    first = web.submit(choose)
+    first_poll = first.find(r'data-poll-url="([^"]+)"')
+    assert first.find(r'data-push-number="(\d+)"') and first_poll
+    [replaced] = device.pending()
+    assert _poll(web, first_poll) == {"status": "pending"}
+    second = other_tab.submit(choose)
+    second_number, second_poll = second.find(r'data-push-number="(\d+)"'), second.find(r'data-poll-url="([^"]+)"')
+    [live] = device.pending()
+    assert live["id"] != replaced["id"]
+    assert _poll(web, first_poll) == {"status": "restart"}, "the page shows a request the login no longer waits on"
+    assert _poll(web, first_poll, wait=1) == {"status": "restart"}  # (the long poll alike)
+    assert _poll(other_tab, second_poll) == {"status": "pending"}
+    again = continue_(web, first)  # what push.js does on "restart"
+    assert again.find(r'data-push-number="(\d+)"') == second_number
+    assert again.find(r'data-poll-url="([^"]+)"') == second_poll
+    assert _poll(web, second_poll) == {"status": "pending"}
+    assert device.answer(live["id"], "approve", second_number) == {"status": "approved"}
+    assert _poll(web, second_poll) == {"status": "approved"}
+
+
+def test_a_push_page_whose_login_another_tab_moved_to_the_app_is_told_to_load_again(push_server, seeded, web,
+                                                                                  rp_factory):
+    """The other tab switched the login to the authenticator app: the push page's poll answered
+    404 "none", which push.js reads as pending, and the page showed a request closed to the phone
+    for good. It now answers "restart", and the page that follows asks for the app's code."""
+    from fixtures.race import tabs_of
+
+    _user_with_push_and_totp(push_server, seeded)
+    rp = rp_factory(seeded.first_party)
+    page, _number = _start_on_push(web, rp, seeded)
+    poll = page.find(r'data-poll-url="([^"]+)"')
+    [other_tab] = tabs_of(web, 1)
+    _switch_to_totp(other_tab, page)
+    assert _poll(web, poll) == {"status": "restart"}
+    assert continue_(web, page).form_with("code")
