@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from sqlalchemy import exists, select, update
 
@@ -104,6 +106,37 @@ def expire_for_login(transaction_id: str, *, now: datetime | None = None) -> int
     return result.rowcount
 
 
+# The ids of the challenges created inside `created_during` (this thread, this request): what a
+# plugin's begin created, for the login to expire when it cannot keep the step begun.
+_created: ContextVar[list[str] | None] = ContextVar("idp.factors.challenges.created", default=None)
+
+
+@contextmanager
+def created_during() -> Iterator[list[str]]:
+    """The ids of the challenges, of any factor, created inside the block (a list filled as they
+    are). The login wraps a plugin's `begin_challenge` / `begin_enrolment` in it: when the login
+    cannot keep the step begun (it moved on meanwhile), what that begin created (a push request
+    sent, an activation code issued) is expired with `expire_created`, since no step of any login
+    waits on it. No hook of the factor contract is needed for it: a plugin's out-of-band
+    challenges are rows of this store."""
+    created: list[str] = []
+    token = _created.set(created)
+    try:
+        yield created
+    finally:
+        _created.reset(token)
+
+
+def expire_created(challenge_ids: list[str], *, now: datetime | None = None) -> int:
+    """Expire those of `challenge_ids` still pending (see `created_during`); the caller commits."""
+    if not challenge_ids:
+        return 0
+    result = db.session.execute(
+        update(FactorChallenge).where(FactorChallenge.id.in_(challenge_ids), FactorChallenge.status == PENDING)
+        .values(status=EXPIRED, answered_at=now or utcnow()), execution_options={"synchronize_session": False})
+    return result.rowcount
+
+
 class ChallengeStore:
     """Challenge verbs bound to one factor."""
 
@@ -125,6 +158,9 @@ class ChallengeStore:
                               created_at=stamp, expires_at=stamp + ttl)
         db.session.add(row)
         db.session.flush()
+        created = _created.get()
+        if created is not None:
+            created.append(row.id)
         return _info(row)
 
     def spend_once(self, signer: str, nonce: str, *, until: float, credential_id: int | None = None) -> bool:

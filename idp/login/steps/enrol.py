@@ -22,9 +22,10 @@ from idp.login.forms import CodeForm
 from idp.login.steps import recovery_codes
 from idp.login.steps.second_factor import message_for
 from idp.login.steps.base import StepContext
-from idp.login.steps.factor_step import (BEGUN_AT, FactorUnavailable, attempt_context, being_begun, call_plugin,
-                                         kept_step, plugin_response, put_back_step, remember_step, step_record,
-                                         stored, unavailable_message, user_of)
+from idp.login.steps.factor_step import (BEGUN_AT, FactorUnavailable, abandon_begun, attempt_context, begin_step,
+                                         being_begun, call_plugin, kept_step, lost_begun_step, plugin_response,
+                                         put_back_step, remember_step, step_record, stored, unavailable_message,
+                                         user_of)
 from idp.login.transaction import State
 
 
@@ -80,11 +81,13 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, form: Co
         transaction.read_step_again(ctx.row)
     usable = {f.name: f for f in choices}
     if name not in usable:
-        if len(choices) == 1 and not _begin(ctx, user, choices[0]) and error is None:
+        begun = len(choices) == 1 and _begin(ctx, user, choices[0])
+        if len(choices) == 1 and not begun and error is None:
             error, status = unavailable_message(choices[0]), 503
         name, _state, view = kept_step(ctx)
-        if ctx.row.state != State.ENROL.value:  # moved on while another request began a step
-            return redirect(url_for("login.step", handle=ctx.handle))
+        if ctx.row.state != State.ENROL.value or (begun and name not in usable
+                                                  and lost_begun_step(ctx, State.ENROL)):
+            return redirect(url_for("login.step", handle=ctx.handle))  # (moved on while it was begun)
         if name not in usable:  # several to choose from, or the only one could not begin
             return ctx.render("login/enrol_choose.html", status=status, form=form or CodeForm(formdata=None),
                               choices=choices, error=error, may_postpone=postpone, switching=switching)
@@ -110,11 +113,12 @@ def _begin(ctx: StepContext, user, factor) -> bool:
         transaction.read_step_again(ctx.row)  # (rolled back: another request of this login moved it first)
         return True
     try:
-        step = call_plugin(factor, "begin_enrolment", gate.user_ref(user), attempt_context(ctx, factor))
+        step, created = begin_step(ctx, factor, "begin_enrolment", user)
     except FactorUnavailable:  # (rolled back) the enrolment in progress stays, a half-started one does not
         put_back_step(ctx, *before)
         return False
-    remember_step(ctx, factor.name, step, sealed=True)
+    if not remember_step(ctx, factor.name, step, sealed=True):  # the login moved on: its code expired
+        abandon_begun(ctx, created)
     return True
 
 

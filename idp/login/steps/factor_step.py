@@ -13,6 +13,7 @@ from flask import current_app, request
 from flask_babel import gettext as _
 
 from idp.db import db
+from idp.factors import challenges
 from idp.factors.contract import amr_problem
 from idp.factors.registry import current_registry
 from idp.factors.sealed import open_view, seal_view
@@ -174,6 +175,34 @@ def remember_step(ctx: StepContext, name: str, step, *, sealed: bool = False) ->
     else:
         factor_state = {"state": step.state, "view": step.view}
     return transaction.update_in_place(ctx.row, ctx.row.version, factor_name=name, factor_state=factor_state)
+
+
+def begin_step(ctx: StepContext, factor, method: str, user):
+    """`call_plugin(factor, method, ...)` for a begin (`begin_challenge`, `begin_enrolment`): the
+    step it returns, and the ids of the challenges it created (`challenges.created_during`), for
+    `abandon_begun` should the login not keep that step."""
+    with challenges.created_during() as created:
+        step = call_plugin(factor, method, gate.user_ref(user), attempt_context(ctx, factor))
+    return step, created
+
+
+def abandon_begun(ctx: StepContext, created: list[str]) -> None:
+    """After `remember_step` found the login moved on (a begin slower than another request's wait
+    for it, `BEGUN_ELSEWHERE_WAIT`, which then cleared the claim or began a step of its own; a
+    submission, a cancel): what the begin created (a push request sent, an activation code issued)
+    is attached to no step of the login, yet live: a phone listed the request, the code registered
+    a phone. It is expired, and the login read again for the page (which shows what it holds)."""
+    if created:
+        challenges.expire_created(created)
+        db.session.commit()
+    transaction.read_step_again(ctx.row)
+
+
+def lost_begun_step(ctx: StepContext, state) -> bool:
+    """After a begin (`_begin` True) with no step of a usable method kept: the login, read again,
+    holds no step at all at `state` (another request cleared it while the begin ran, see
+    `abandon_begun`). The page is loaded again, to show what the login holds (or begin anew)."""
+    return ctx.row.state == state.value and ctx.row.factor_name is None
 
 
 def spend_step(ctx: StepContext, factor, version: int) -> bool:

@@ -25,10 +25,11 @@ from idp.login import gate, pipeline, transaction
 from idp.login.forms import CodeForm, PostedCode
 from idp.login.steps import recovery_codes
 from idp.login.steps.base import StepContext, wait_message
-from idp.login.steps.factor_step import (FactorUnavailable, attempt_context, being_begun, being_begun_state,
-                                         call_plugin, choices, kept_step, lockout_keys, plugin_response,
-                                         put_back_step, remember_step, spend_step, step_mark, step_record,
-                                         stored, unavailable_message, user_lockout_key, user_of)
+from idp.login.steps.factor_step import (FactorUnavailable, abandon_begun, attempt_context, begin_step, being_begun,
+                                         being_begun_state, call_plugin, choices, kept_step, lockout_keys,
+                                         lost_begun_step, plugin_response, put_back_step, remember_step,
+                                         spend_step, step_mark, step_record, stored, unavailable_message,
+                                         user_lockout_key, user_of)
 from idp.login.transaction import State
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def _begin(ctx: StepContext, user, factor) -> bool:
         transaction.read_step_again(ctx.row)  # (rolled back: another request of this login moved it first)
         return True
     try:
-        step = call_plugin(factor, "begin_challenge", gate.user_ref(user), attempt_context(ctx, factor))
+        step, created = begin_step(ctx, factor, "begin_challenge", user)
     except FactorUnavailable:  # (rolled back) the method in progress stays
         if factor.begins_quietly:  # the claim went with the rollback, which put the step back
             ctx.row.version, ctx.row.factor_name, ctx.row.factor_state = before
@@ -82,7 +83,8 @@ def _begin(ctx: StepContext, user, factor) -> bool:
                 return False
         put_back_step(ctx, before[1], before[2])  # (a half-started one as nothing begun)
         return False
-    remember_step(ctx, factor.name, step)
+    if not remember_step(ctx, factor.name, step):  # the login moved on meanwhile: its request closed
+        abandon_begun(ctx, created)
     return True
 
 
@@ -136,7 +138,8 @@ def show(ctx: StepContext, error: str | None = None, status: int = 200, *, refus
         name, state, view = kept_step(ctx)  # (another request's, when it claimed the step first)
         if failed is not None and error is None:  # (the page shows the next one: usable, a 200)
             error = unavailable_message(failed)
-        if ctx.row.state != State.SECOND_FACTOR.value:
+        if ctx.row.state != State.SECOND_FACTOR.value or (failed is None and name not in usable
+                                                          and lost_begun_step(ctx, State.SECOND_FACTOR)):
             return redirect(url_for("login.step", handle=ctx.handle))
         if name not in usable:  # not one of them could begin
             return ctx.render("login/no_factor.html", status=503, error=error)
