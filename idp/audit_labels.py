@@ -45,6 +45,8 @@ LABELS = {
     "password_reset.refused": _l("Password reset link refused"),
     "password_reset.mail_failed": _l("Password reset e-mail failed"),
     "user.password_reset": _l("Password reset with an e-mailed link"),
+    "user.invited": _l("Invitation sent"),
+    "user.invitation_accepted": _l("Invitation accepted: password chosen"),
     # tokens
     "token.revoked": _l("Token revoked by the application"),
     "token.families_revoked": _l("Refresh tokens revoked"),

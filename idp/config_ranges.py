@@ -34,6 +34,8 @@ BOUNDS: tuple[tuple[str, float, float], ...] = (
     # A reset link is a password in a mailbox: minutes to hours, not days.
     ("password_reset.link_ttl", 300, DAY),
     ("password_reset.per_hour", 1, 100),
+    # An invitation waits for someone who has no password yet to read their mail: hours to weeks.
+    ("password_reset.invite_ttl", 3600, 30 * DAY),
     # RFC 6749 4.1.2 recommends ten minutes at most; ours live a minute at most (the grant caps it).
     ("tokens.authorization_code_ttl", 1, 60),
     ("tokens.access_token_ttl", 60, 7 * DAY),

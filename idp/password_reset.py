@@ -8,6 +8,11 @@
     live_link(token)                what a link would reset, or None (unknown, used, expired, dead)
     reset(token, password)          the new password; the link spent exactly once
 
+An admin's invitation (idp.invitations) is a link of another kind (PasswordReset.kind "invite"):
+the same table, token, limits, "works once" and "dies with the password"; it lives
+`invite_ttl`, its page and mail welcome the person, and using it proves their address too
+(`email_verified`) and is audited as `user.invitation_accepted` instead of `user.password_reset`.
+
 Why it is built this way:
 
 - No account enumeration. The page answers the same whether an account has the address or not,
@@ -51,7 +56,7 @@ from sqlalchemy import bindparam, case, func, select, update
 from idp import audit, users
 from idp.db import db, utcnow
 from idp.login import user as login_user
-from idp.models import AuditEvent, PasswordReset, User
+from idp.models import AuditEvent, Organization, PasswordReset, User
 from idp.ops import logs
 from idp.security.tokens import random_token, sha256_hex
 
@@ -74,13 +79,15 @@ ANSWER_WAIT = 1.0
 class ResetSettings:
     enabled: bool
     link_ttl: int   # seconds; 300 to 86400 (idp.config_ranges)
-    per_hour: int   # links mailed per account per hour; 1 to 100
+    per_hour: int   # links mailed per account per hour; 1 to 100 (invitations included)
+    invite_ttl: int = 604800  # seconds an invitation lives; 3600 to 30 days (idp.config_ranges)
 
 
 def settings_of(settings) -> ResetSettings:
     return ResetSettings(enabled=bool(settings.get("password_reset.enabled", True)),
                          link_ttl=int(settings.get("password_reset.link_ttl", 1800)),
-                         per_hour=int(settings.get("password_reset.per_hour", 3)))
+                         per_hour=int(settings.get("password_reset.per_hour", 3)),
+                         invite_ttl=int(settings.get("password_reset.invite_ttl", 604800)))
 
 
 def current_settings() -> ResetSettings:
@@ -107,6 +114,8 @@ class Delivery:
     locale: str | None
     minutes: int
     facts: object = None  # the requester's (audit.request_facts), for the events of the delivery
+    purpose: str = PURPOSE  # the mail's wording: PURPOSE, or "invitation" (idp.invitations)
+    org: str = ""           # the organization's name, which an invitation names
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,8 @@ class LiveLink:
     reset_id: int
     user_id: int
     email: str
+    kind: str = "reset"  # PasswordReset.kind
+    org: str = ""        # the user's organization's name (an invitation's page welcomes them to it)
 
 
 class LinkDead(Exception):
@@ -141,10 +152,25 @@ _REFUSED_SINCE = (select(AuditEvent.id)  # (in the user's organization: idp.mode
                          AuditEvent.at > bindparam("since"),
                          AuditEvent.details["reason"].as_string() == bindparam("reason"))
                   .limit(1))
-_LIVE_LINK = (select(_RESETS.c.id, _RESETS.c.user_id, User.__table__.c.email)
+_LIVE_LINK = (select(_RESETS.c.id, _RESETS.c.user_id, User.__table__.c.email, _RESETS.c.kind,
+                     Organization.__table__.c.name)
               .join(User.__table__, User.__table__.c.id == _RESETS.c.user_id)
+              .join(Organization.__table__, Organization.__table__.c.id == User.__table__.c.org_id)
               .where(_RESETS.c.token_hash == bindparam("token_hash"), _RESETS.c.used_at.is_(None),
                      _RESETS.c.expires_at > bindparam("now"), User.__table__.c.disabled.is_(False)))
+
+
+def hold_user(user_id: int) -> bool | None:
+    """The user's row held till the commit (as a request for a link holds it), and whether their
+    address is verified; None when they are disabled or gone. For idp.invitations too."""
+    return db.run(_HOLD_USER, {"user_id": user_id}).scalar()
+
+
+def links_spent(user_id: int, config: ResetSettings, now: datetime) -> bool:
+    """Whether the account's links of the last hour (both kinds) leave none to send now: `per_hour`
+    mailed, or ATTEMPTS_PER_LINK times as many attempts. Under the user's row lock (`hold_user`)."""
+    mailed, attempts = db.run(_LINKS_SINCE, {"user_id": user_id, "since": now - timedelta(hours=1)}).first()
+    return mailed >= config.per_hour or attempts >= ATTEMPTS_PER_LINK * config.per_hour
 
 
 def request_in_background(address: str, *, locale: str | None) -> threading.Thread | None:
@@ -240,19 +266,20 @@ def request_link(address: str, *, locale: str | None, facts=None) -> Delivery | 
                     minutes=config.link_ttl // 60, facts=facts)
 
 
-def deliver(app, delivery: Delivery) -> None:
+def deliver(app, delivery: Delivery) -> bool:
     """Mail the link, outside any request. A failed delivery kills the link and is audited
     (`password_reset.mail_failed`, with the requester's address and browser); nothing here may
     raise: the requester has had their answer. A link no one received does not count against
     the account's links for the hour (`mail_failed_at`), so once the relay is back the user
-    just asks again."""
+    just asks again (or the admin invites again). True when the relay took the mail."""
     from idp.notify import NotifyError, current_notifier
 
     with app.app_context():
         try:
-            current_notifier().send_code(delivery.to, delivery.link, PURPOSE, delivery.locale,
-                                         minutes=delivery.minutes)
-            return
+            extra = {"org": delivery.org, "email": delivery.to} if delivery.purpose != PURPOSE else {}
+            current_notifier().send_code(delivery.to, delivery.link, delivery.purpose, delivery.locale,
+                                         minutes=delivery.minutes, **extra)
+            return True
         except NotifyError as exc:
             reason = str(exc)[:200]
         except Exception as exc:  # a notifier's own bug: logged, and the link dies as for a failure
@@ -266,11 +293,13 @@ def deliver(app, delivery: Delivery) -> None:
                                .values(expires_at=now, mail_failed_at=now))
             audit.record("password_reset.mail_failed", org_id=delivery.org_id, actor=audit.ANONYMOUS,
                          subject_id=delivery.user_id, facts=delivery.facts,
-                         details={"reset_id": delivery.reset_id, "reason": reason})
+                         details={"reset_id": delivery.reset_id, "reason": reason,
+                                  **({"kind": "invite"} if delivery.purpose != PURPOSE else {})})
             db.session.commit()
         except Exception:
             db.session.rollback()
             log.exception("password reset mail %s: the failure could not be recorded", delivery.reset_id)
+        return False
 
 
 def live_link(token: str) -> LiveLink | None:
@@ -279,17 +308,20 @@ def live_link(token: str) -> LiveLink | None:
     if not isinstance(token, str) or not _TOKEN_SHAPE.fullmatch(token):
         return None
     found = db.read_first(_LIVE_LINK, {"token_hash": sha256_hex(token), "now": utcnow()})
-    return LiveLink(found.id, found.user_id, found.email) if found is not None else None
+    return LiveLink(found.id, found.user_id, found.email, found.kind, found.name) if found is not None else None
 
 
-def reset(token: str, password: str) -> users.Ended:
+def reset(token: str, password: str, *, kind: str = "reset") -> users.Ended:
     """Give the link's user `password`, spending the link, committed. Raises
-    users.PasswordRefused (checked first: the link stays usable) or LinkDead."""
+    users.PasswordRefused (checked first: the link stays usable) or LinkDead, also when the
+    link is not of `kind` (a reset link is no invitation, nor the other way round).
+
+    An invitation also marks the address verified: the person proved they read its mailbox."""
     problem = users.password_problem(password)
     if problem:
         raise users.PasswordRefused(problem)
     link = live_link(token)
-    if link is None:
+    if link is None or link.kind != kind:
         raise LinkDead()
     # Hashed before the transaction begins (the link was read outside one): on SQLite it holds the
     # database's write lock, which every other request would wait for through argon2.
@@ -300,15 +332,21 @@ def reset(token: str, password: str) -> users.Ended:
         raise LinkDead()
     now = utcnow()
     spent = db.claim(PasswordReset, [PasswordReset.id == link.reset_id, PasswordReset.used_at.is_(None),
-                                     PasswordReset.expires_at > now], {"used_at": now, "expires_at": now},
-                     commit=False)
+                                     PasswordReset.kind == kind, PasswordReset.expires_at > now],
+                     {"used_at": now, "expires_at": now}, commit=False)
     if spent is None:  # used or killed since it was read: a racing post, a new password, a disabling
         db.session.rollback()
         raise LinkDead()
     user = db.session.get(User, link.user_id)
-    ended = users.set_password(user, password, actor=audit.ANONYMOUS, by="reset_link", hashed=hashed)
-    audit.record("user.password_reset", org_id=user.org_id, actor=audit.ANONYMOUS, subject_id=user.id,
-                 details={"reset_id": spent.id, "link_created_at": _iso(spent.created_at)})
+    invited = kind == "invite"
+    ended = users.set_password(user, password, actor=audit.ANONYMOUS, by="invitation" if invited else "reset_link",
+                               hashed=hashed)
+    details = {"reset_id": spent.id, "link_created_at": _iso(spent.created_at)}
+    if invited:
+        details["email_verified_before"] = bool(user.email_verified)
+        user.email_verified = True
+    audit.record("user.invitation_accepted" if invited else "user.password_reset", org_id=user.org_id,
+                 actor=audit.ANONYMOUS, subject_id=user.id, details=details)
     db.session.commit()
     return ended
 

@@ -93,10 +93,13 @@ def hashed_if_acceptable(password: str) -> str | None:
     return current_app.extensions["idp.passwords"].hash(password)
 
 
-def create(org_id: int, email: str, password: str, *, name: str = "", role: str = "user",
+def create(org_id: int, email: str, password: str | None, *, name: str = "", role: str = "user",
            actor_id: int | None = None, actor: str = "", hashed: str | None = None) -> User:
     """A new user of the organization (checked first: e-mail, name, password, e-mail not taken),
     audited as `user.created`. Raises AccountRefused.
+
+    `password` None: a user to invite (idp.invitations), with no password and an address not yet
+    verified; the invitation's link gives them both.
 
     `hashed`: the password's argon2 hash, computed by a caller whose own reads began a
     transaction (`idp user add`, which looks the organization up first): as for set_password."""
@@ -109,17 +112,17 @@ def create(org_id: int, email: str, password: str, *, name: str = "", role: str 
                                          "The name must be at most %(num)s printable characters.", MAX_NAME_LENGTH))
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
-    problem = password_problem(password)
+    problem = password_problem(password) if password is not None else None
     if problem:
         raise PasswordRefused(problem)
     # Hashed before the look-up begins a transaction: on SQLite it holds the database's write
     # lock, which every other request would wait for through argon2.
-    password_hash = hashed or current_app.extensions["idp.passwords"].hash(password)
+    password_hash = (hashed or current_app.extensions["idp.passwords"].hash(password)) if password is not None else None
     taken = EmailTaken(_("A user with the e-mail address %(email)s already exists.", email=email))
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
         raise taken
-    user = User(org_id=org_id, email=email, name=name, role=role, public_id=random_token(24), email_verified=True,
-                password_hash=password_hash)
+    user = User(org_id=org_id, email=email, name=name, role=role, public_id=random_token(24),
+                email_verified=password is not None, password_hash=password_hash)
     try:
         with db.session.begin_nested():  # the same address added at the same moment (PostgreSQL)
             db.session.add(user)
@@ -127,7 +130,7 @@ def create(org_id: int, email: str, password: str, *, name: str = "", role: str 
     except IntegrityError:
         raise taken from None
     audit.record("user.created", org_id=org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
-                 details={"email": email, "role": role})
+                 details={"email": email, "role": role, **({} if password is not None else {"password": "invitation"})})
     return user
 
 
@@ -206,7 +209,8 @@ def set_password(user: User, password: str, *, actor_id: int | None = None, acto
     (idp.lockout.PasswordGuess; the addresses keep their own counts).
 
     The event's `by` says which door: `self`, `admin`, else `actor` (`cli`), unless given (a
-    reset link's holder is anonymous: `by="reset_link"`, idp.password_reset).
+    reset link's holder is anonymous: `by="reset_link"`, an invitation's `by="invitation"`,
+    idp.password_reset).
 
     `second_factor_proven`: False for the user's own change from a session on the password alone,
     which proves no more than the reset link did (User.password_reset_at stays).
@@ -220,7 +224,7 @@ def set_password(user: User, password: str, *, actor_id: int | None = None, acto
     user.password_hash = hashed or current_app.extensions["idp.passwords"].hash(password)
     # A reset link's password proves the mailbox alone (see User.password_reset_at); an admin,
     # the CLI, or the user signed in with a second factor prove more.
-    if by == "reset_link":
+    if by in ("reset_link", "invitation"):
         user.password_reset_at = utcnow()
     elif second_factor_proven:
         user.password_reset_at = None

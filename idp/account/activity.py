@@ -34,6 +34,7 @@ SHOWN = {
     "login.push_fraud_reported": _l("Sign-in request reported as not yours"),
     "login.recovery_used": _l("Signed in with a recovery method"),
     "password_reset.requested": _l("Password reset link sent"),
+    "user.invited": _l("Invitation sent"),
     "user.password_changed": _l("Password changed"),
     "factor.enrolled": _l("Sign-in method added"),
     "factor.totp.imported": _l("Sign-in method added"),

@@ -6,6 +6,9 @@
     GET      /password/forgot/sent            "if an account has that address, a link is on its way"
     GET/POST /password/reset/<token>          the mailed link: the new password twice (`password`, `confirm`)
     GET      /password/changed                done: back to the login in progress, or sign in
+    GET/POST /invitation/<token>              an admin's invitation (idp.invitations): "Welcome to ORG",
+                                              the first password twice, as a reset link's
+    GET      /invitation/accepted             done: the address is confirmed, sign in
 
 Registered only when `[password_reset] enabled` (else every one of them is a 404). Server-rendered
 forms with the CSRF token (CSRFProtect checks every POST), usable without JavaScript; the POSTs are
@@ -90,24 +93,43 @@ def sent():
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])
 @limiter.limit(login_posts_per_ip, methods=["POST"])
 def choose(token: str):
+    return _choose(token, "reset", done=".changed")
+
+
+@bp.route("/invitation/<token>", methods=["GET", "POST"])
+@limiter.limit(login_posts_per_ip, methods=["POST"])
+def accept(token: str):
+    """An invitation's link: the reset's page and rules, in words of welcome. A reset link's
+    token here (or an invitation's at /password/reset/) is a dead link: each URL is one kind."""
+    return _choose(token, "invite", done=".accepted")
+
+
+@bp.get("/invitation/accepted")
+def accepted():
+    """Signed in by nothing (as after a reset): the person signs in now, and enrols a second
+    factor there if their organization requires one."""
+    return render_template("password_reset/changed.html", invited=True, resume=None, client_name="")
+
+
+def _choose(token: str, kind: str, *, done: str):
     link = password_reset.live_link(token)
-    if link is None:
-        return _dead_link()
+    if link is None or link.kind != kind:
+        return _dead_link(kind)
     form = NewPasswordForm()
     if request.method == "GET":
         return _choose_page(form, link)
     if not form.validate_on_submit():
         return _choose_page(form, link, 400)
     try:
-        password_reset.reset(token, form.password.data)
+        password_reset.reset(token, form.password.data, kind=kind)
     except users.PasswordRefused as exc:
         form.password.errors = [str(exc)]
         return _choose_page(form, link, 400)
     except password_reset.LinkDead:
-        return _dead_link()
+        return _dead_link(kind)
     # The user's sessions ended (set_password), this browser's too if it had one of theirs; the
     # cookie is left alone: it may carry a login in progress to go back to (`changed`).
-    return redirect(url_for(".changed"), 303)
+    return redirect(url_for(done), 303)
 
 
 @bp.get("/password/changed")
@@ -156,10 +178,12 @@ def _forgot_page(form: ForgotPasswordForm, error: str | None = None, status: int
 
 
 def _choose_page(form: NewPasswordForm, link: password_reset.LiveLink, status: int = 200):
-    return render_template("password_reset/choose.html", form=form, email=link.email,
-                           action=url_for(".choose", token=request.view_args["token"])), status
+    return render_template("password_reset/choose.html", form=form, email=link.email, invited=link.kind == "invite",
+                           org=link.org, action=url_for(request.endpoint, token=request.view_args["token"])), status
 
 
-def _dead_link():
-    """One answer for a link unknown, used, expired or killed: nothing tells them apart."""
-    return render_template("password_reset/dead_link.html"), 410
+def _dead_link(kind: str = "reset"):
+    """One answer for a link unknown, used, expired or killed: nothing tells them apart. (An
+    invitation's page points to the admin: an invited person may have no verified address to ask
+    a reset link for.)"""
+    return render_template("password_reset/dead_link.html", invited=kind == "invite"), 410

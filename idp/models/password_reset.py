@@ -1,4 +1,9 @@
-"""Self-service password reset links (idp/password_reset.py owns the rules).
+"""Self-service password reset links and admins' invitations (idp/password_reset.py owns the rules).
+
+A row is a link of one `kind`: "reset" (the user asked: "Forgot your password?") or "invite" (an
+admin or the operator invited the person by e-mail: idp.password_reset.invite). Both choose a
+password the same way, spend the same way and die the same way; an invitation lives longer
+(`password_reset.invite_ttl`) and, used, proves the address too (User.email_verified).
 
 Only the SHA-256 of a link's random token is stored: a database leak hands out no live link.
 A link is spent by one conditional UPDATE of `used_at`; every other live link of the user dies
@@ -14,6 +19,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from idp.db import Base, utcnow
 
 
+KINDS = ("reset", "invite")
+
+
 class PasswordReset(Base):
     __tablename__ = "password_resets"
     # The per-account hourly count (links created since an hour ago) reads only this index.
@@ -25,5 +33,7 @@ class PasswordReset(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # "reset" | "invite" (KINDS): the page's and the mail's wording, the lifetime, what using it proves.
+    kind: Mapped[str] = mapped_column(String(8), default="reset")
     # The relay refused its mail: the link is dead, and not counted against the hour's links.
     mail_failed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -22,6 +22,8 @@ _SUBJECTS = {
     "recovery": N_("Your recovery code"),
     "new_device": N_("A new device was added to your account"),
     "password_reset": N_("Reset your password"),
+    # An admin's invitation (idp.invitations): {org} is the organization's name.
+    "invitation": N_("You are invited to {org}: choose your password"),
     # Security notices (idp.security_notices): no secret in them, `code` is what changed.
     "password_changed": N_("Your password was changed"),
     "factor_added": N_("A sign-in method was added to your account"),
@@ -45,6 +47,12 @@ _BODIES = {
                          "password, open this link:\n\n    {code}\n\n"
                          "It works once, for {minutes}. If you did not ask for it, ignore this "
                          "message: your password stays as it is."),
+    # The link is the secret; choosing the password proves the address ({email}) too.
+    "invitation": N_("An administrator of {org} created an account for you: you sign in with this e-mail "
+                     "address, {email}. To choose your password, open this link:\n\n    {code}\n\n"
+                     "It works once, for {minutes}, and choosing your password also confirms your e-mail "
+                     "address. If you did not expect this invitation, ignore this message: nothing happens "
+                     "without it."),
     "password_changed": N_("The password of your account was changed, and every browser and application "
                            "signed in to it was signed out.\n\n"
                            "If you did not do this, someone else may have your password: reset it at once "
@@ -126,10 +134,30 @@ def _minutes(minutes: int, locale: str | None) -> str:
     return _in_locale(locale, english, lambda: plural_text("%(num)s minute", "%(num)s minutes", minutes))
 
 
-def compose(to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> Message:
-    """The message for `purpose` with `code` in it, in `locale` where a translation exists."""
+def lifetime_words(minutes: int, locale: str | None) -> str:
+    """"7 days", "2 hours", else as `_minutes`: an invitation's lifetime (days, by default)."""
+    from idp.template_i18n import plural_text
+
+    if minutes >= 1440 and minutes % 1440 == 0:
+        days = minutes // 1440
+        return _in_locale(locale, ("%(num)s day" if days == 1 else "%(num)s days") % {"num": days},
+                          lambda: plural_text("%(num)s day", "%(num)s days", days))
+    if minutes >= 60 and minutes % 60 == 0:
+        hours = minutes // 60
+        return _in_locale(locale, ("%(num)s hour" if hours == 1 else "%(num)s hours") % {"num": hours},
+                          lambda: plural_text("%(num)s hour", "%(num)s hours", hours))
+    return _minutes(minutes, locale)
+
+
+def compose(to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10,
+            **fields: str) -> Message:
+    """The message for `purpose` with `code` in it, in `locale` where a translation exists.
+    `fields`: the purpose's other words (an invitation's `org` and `email`)."""
     subject = _translate(_SUBJECTS.get(purpose, _DEFAULT_SUBJECT), locale)
-    body = _translate(_BODIES.get(purpose, _DEFAULT_BODY), locale).format(code=code, minutes=_minutes(minutes, locale))
+    if fields:
+        subject = subject.format(**fields)
+    lifetime = lifetime_words(minutes, locale) if purpose == "invitation" else _minutes(minutes, locale)
+    body = _translate(_BODIES.get(purpose, _DEFAULT_BODY), locale).format(code=code, minutes=lifetime, **fields)
     page = _security_page() if purpose in _ABOUT_THE_ACCOUNT else None
     if page:
         body += "\n\n" + _translate(_SECURITY_PAGE, locale).format(link=page)
@@ -151,9 +179,11 @@ class Notifier(abc.ABC):
     channel = "email"
 
     @abc.abstractmethod
-    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> None:
+    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10,
+                  **fields: str) -> None:
         """Deliver `code` to `to` for `purpose` ("recovery", "password_reset" with a link as the
-        code, ...), saying it is valid `minutes`. Raises NotifyError on failure.
+        code, "invitation" with a link and the `fields` `org` and `email`, ...), saying it is valid
+        `minutes`. Raises NotifyError on failure.
 
         Example::
 

@@ -18,7 +18,8 @@ class ConsoleNotifier(Notifier):
     def __init__(self, keep: int = 50) -> None:
         self.sent: deque[Message] = deque(maxlen=keep)
 
-    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> None:
-        message = compose(to, code, purpose, locale, minutes=minutes)
+    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10,
+                  **fields: str) -> None:
+        message = compose(to, code, purpose, locale, minutes=minutes, **fields)
         self.sent.append(message)
         log.warning("console notifier (development only): to %s: %s: %s", to, message.subject, code)

@@ -26,8 +26,9 @@ class SmsNotifier(Notifier):
     def __init__(self, gateway: SmsGateway) -> None:
         self.gateway = gateway
 
-    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> None:
-        message = compose(to, code, purpose, locale, minutes=minutes)
+    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10,
+                  **fields: str) -> None:
+        message = compose(to, code, purpose, locale, minutes=minutes, **fields)
         try:
             self.gateway.send(to, f"{message.subject}: {code}")
         except NotifyError:

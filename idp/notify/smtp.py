@@ -22,8 +22,9 @@ class SmtpNotifier(Notifier):
         self.host, self.port, self.sender = host, int(port), sender
         self.starttls, self.username, self.password, self.timeout = bool(starttls), username, password, timeout
 
-    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10) -> None:
-        message = compose(to, code, purpose, locale, minutes=minutes)
+    def send_code(self, to: str, code: str, purpose: str, locale: str | None = None, *, minutes: int = 10,
+                  **fields: str) -> None:
+        message = compose(to, code, purpose, locale, minutes=minutes, **fields)
         try:
             email = self._email(message)
         except ValueError as exc:
