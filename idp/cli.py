@@ -236,7 +236,7 @@ def add_org(name: str):
     return org
 
 
-def add_user(org_name: str, email: str, password: str, name: str = "", admin: bool = False,
+def add_user(org_name: str, email: str, password: str | None, name: str = "", admin: bool = False,
              hashed: str | None = None):
     from idp import users
 
@@ -517,18 +517,36 @@ def user() -> None:
 @click.option("--email", required=True, help="E-mail address, the login name (normalised to lower case).")
 @click.option("--name", default="", help="Display name.")
 @click.option("--admin", is_flag=True, help="Make the user an administrator of the organization.")
-@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (required).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (or --invite).")
+@click.option("--invite", is_flag=True, help="No password: e-mail an invitation to choose one (or --password-stdin).")
+@click.option("--print-link", is_flag=True, help="With --invite: print the invitation's link instead of mailing it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the user as JSON.")
 @with_appcontext
-def user_add(org_name: str, email: str, name: str, admin: bool, password_stdin: bool, as_json: bool) -> None:
-    """Create a user with a password read from stdin."""
+def user_add(org_name: str, email: str, name: str, admin: bool, password_stdin: bool, invite: bool, print_link: bool,
+             as_json: bool) -> None:
+    """Create a user with a password read from stdin, or invite them by e-mail to choose one."""
     from idp import users
 
     # Validate the cheap things before reading stdin, so a typo does not eat the password.
     find_org(org_name)
     email = normalise_email(email)
-    if not password_stdin:
-        raise CliError("a password is required: pass --password-stdin and write it on stdin")
+    if password_stdin == invite:
+        raise CliError("pass exactly one of --password-stdin (a password on stdin) and --invite (an e-mailed link)")
+    if print_link and not invite:
+        raise CliError("--print-link goes with --invite")
+    if invite:
+        _invitations_on()
+        row = add_user(org_name, email, None, name=name, admin=admin)
+        delivery = _invitation(row)
+        commit()
+        link = _send_invitation(delivery, print_link)
+        if as_json:
+            emit_json({"id": row.id, "sub": row.public_id, "email": row.email, "name": row.name,
+                       "org": org_name.strip(), "role": row.role, **_invitation_json(delivery, link)})
+        else:
+            click.echo(f"created {row.role} {row.email} in {org_name.strip()!r} (sub {row.public_id})")
+            _echo_invitation(row.email, delivery, link)
+        return
     # No transaction held while stdin is read (the operator may be typing) nor through the hash:
     # the command's one transaction begins after them, its checks again, its change and its event.
     _session().rollback()
@@ -540,6 +558,121 @@ def user_add(org_name: str, email: str, name: str, admin: bool, password_stdin: 
                    "org": org_name.strip(), "role": row.role})
     else:
         click.echo(f"created {row.role} {row.email} in {org_name.strip()!r} (sub {row.public_id})")
+
+
+@user.command("invite")
+@click.option("--email", help="The user's e-mail address.")
+@click.option("--org", "org_name", help="With --all-without-password: the organization.")
+@click.option("--all-without-password", is_flag=True,
+              help="Invite every enabled user of --org who has no password (after `idp user import`).")
+@click.option("--print-link", is_flag=True, help="Print each link instead of mailing it (no mail relay).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array: email, expires_at (and link).")
+@with_appcontext
+def user_invite(email: str | None, org_name: str | None, all_without_password: bool, print_link: bool,
+                as_json: bool) -> None:
+    """E-mail a user an invitation: a link to choose their password, which also confirms their address.
+    For a user who has no password or never signed in; a new invitation kills the earlier one."""
+    from sqlalchemy import select
+
+    from idp.models import User
+
+    if bool(email) == bool(all_without_password) or bool(org_name) != bool(all_without_password):
+        raise CliError("pass either --email EMAIL, or --org ORG --all-without-password")
+    _invitations_on()
+    if email:
+        targets = [existing_user(email)]
+    else:
+        org = find_org(org_name)
+        targets = list(_session().scalars(select(User).where(User.org_id == org.id, User.password_hash.is_(None),
+                                                             User.disabled.is_(False)).order_by(User.id)))
+    documents, failed = [], 0
+    for target in targets:
+        try:
+            delivery = _invitation(target)
+        except CliError as exc:
+            if email:
+                raise
+            _session().rollback()
+            click.echo(f"idp: warning: {exc}", err=True)
+            failed += 1
+            continue
+        commit()
+        try:
+            link = _send_invitation(delivery, print_link)
+        except CliError as exc:
+            if email:
+                raise
+            click.echo(f"idp: warning: {exc}", err=True)
+            failed += 1
+            continue
+        documents.append({"email": delivery.to, **_invitation_json(delivery, link)})
+        if not as_json:
+            _echo_invitation(delivery.to, delivery, link)
+    if as_json:
+        emit_json(documents)
+    elif not targets:
+        click.echo(f"no enabled user without a password in {org_name.strip()!r}")
+    if failed:
+        raise CliError(f"{failed} of {len(targets)} user(s) not invited (see the warnings above)")
+
+
+def _invitations_on() -> None:
+    from idp import password_reset
+
+    if not password_reset.current_settings().enabled:
+        raise CliError("invitations need password reset links, which are off ([password_reset] enabled = false)")
+
+
+_INVITE_REFUSALS = {
+    "disabled": "the account is disabled",
+    "signed_in": "has signed in with a password already: they can use \"Forgot your password?\", "
+                 "or set one with idp user set-password",
+    "rate_limited": "too many links sent to this account in the last hour ([password_reset] per_hour): try later",
+    "links_off": "password reset links are off ([password_reset] enabled = false)",
+}
+
+
+def _invitation(target):
+    """An invitation for `target` in the command's transaction (the caller commits), else CliError."""
+    from idp import invitations
+
+    try:
+        return invitations.invite(target, actor="cli")
+    except invitations.InviteRefused as exc:
+        raise CliError(f"{target.email} cannot be invited: {_INVITE_REFUSALS[exc.reason]}") from None
+
+
+def _send_invitation(delivery, print_link: bool) -> str | None:
+    """Mail the committed invitation, or (--print-link) return its link to print; CliError when the
+    relay refused it (the link then dies, audited as password_reset.mail_failed)."""
+    from flask import current_app
+
+    from idp import password_reset
+
+    if print_link:
+        return delivery.link
+    if not password_reset.deliver(current_app._get_current_object(), delivery):
+        raise CliError(f"the invitation to {delivery.to} could not be mailed (see [mail]); its link no longer "
+                       "works: try again, or use --print-link")
+    return None
+
+
+def _invitation_json(delivery, link: str | None) -> dict:
+    from idp import invitations
+    from idp.factors.cli import iso_utc
+
+    return {"expires_at": iso_utc(invitations.expires_at(delivery)), **({"link": link} if link else {})}
+
+
+def _echo_invitation(email: str, delivery, link: str | None) -> None:
+    from idp import invitations
+    from idp.factors.cli import iso_utc
+
+    expires = iso_utc(invitations.expires_at(delivery))
+    if link:
+        click.echo(f"invitation for {email}, valid until {expires} (not mailed): {link}")
+    else:
+        click.echo(f"invitation mailed to {email}, valid until {expires}")
 
 
 @user.command("set-password")
@@ -688,7 +821,8 @@ def user_import(org_name: str, file_format: str, dry_run: bool, file: str) -> No
         for incoming in users:
             stuck = imports.no_way_in(incoming, reset_links)
             if stuck:
-                click.echo(f"idp: warning: {incoming.where}: {incoming.email}: {stuck}: set one with "
+                way = "invite them with idp user invite, or " if reset_links else ""
+                click.echo(f"idp: warning: {incoming.where}: {incoming.email}: {stuck}: {way}set one with "
                            "idp user set-password", err=True)
         if dry_run:
             _session().rollback()
@@ -723,8 +857,8 @@ def _set_by(written, reset_links: bool) -> str:
         return "password reset links are off: idp user set-password"
     if written.without_password_unverified:
         return (f'they set one by "Forgot your password?", but for {written.without_password_unverified} '
-                "whose address is not verified: idp user set-password")
-    return 'they set one by "Forgot your password?"'
+                "whose address is not verified: idp user invite --all-without-password, or idp user set-password")
+    return 'they set one by "Forgot your password?", or idp user invite --all-without-password invites them'
 
 
 @user.command("show")

@@ -90,7 +90,8 @@ def not_yourself(target: User):
 def peer_admin_refused(target: User, action: str):
     """None, or the 403 page when `target` is another admin of the organization: `action` (its
     name in the audit event: `password`, `factors_reset`, `factor_revoke`, `recovery_qr`,
-    `recovery_qr_issue`, `recovery_qr_revoke`, `disable`, `enable`, `role`, `exempt`, `delete`) is the
+    `recovery_qr_issue`, `recovery_qr_revoke`, `disable`, `enable`, `role`, `exempt`, `delete`,
+    `invite`) is the
     operator's to do, with the `idp` command.
 
     The role is read again, and on a POST under the target's row lock (FOR NO KEY UPDATE, as the

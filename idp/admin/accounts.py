@@ -1,6 +1,9 @@
 """Admin pages for accounts: a new user, and a user page's "Account" section.
 
-    GET/POST /admin/users/new             e-mail, name, role and a first password typed twice
+    GET/POST /admin/users/new             e-mail, name, role, and an invitation by e-mail (the default) or
+                                          a first password typed twice
+    GET/POST /admin/users/<id>/invite     confirm, then mail an invitation (idp.invitations): a user who
+                                          never signed in, or has no password (imported without one)
     GET/POST /admin/users/<id>/disable    confirm, then disable: no login, every session and token ends
     GET/POST /admin/users/<id>/enable     confirm, then enable (the old sessions and tokens stay ended)
     GET/POST /admin/users/<id>/password   a new password typed twice; every session and token ends
@@ -13,7 +16,7 @@
 
 Routes on the admin blueprint (imported at the bottom of views.py), behind the same
 `org_admin_required` and a recent full login of the admin's (idp.admin.access). The
-work and the audit events (`user.created`, `user.disabled`, `user.enabled`,
+work and the audit events (`user.created`, `user.invited`, `user.disabled`, `user.enabled`,
 `user.password_changed`, `user.role_changed`, `user.signed_out_everywhere`, `user.deleted`) are idp.users',
 which the `idp user` commands call too; removing an application's access (`consent.withdrawn`)
 is idp.consents', as on the user's own security page. An admin does none of this to their own
@@ -25,27 +28,32 @@ other admin gets again by signing in, and stay for an admin's lost laptop.
 """
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from idp import audit, consents, lockout, users
+from idp import audit, consents, invitations, lockout, password_reset, users
 from idp.admin.access import member_only, not_yourself, org_admin_required, recent_login_required, user_in_org
-from idp.admin.forms import ConfirmForm, DeleteUserForm, NewUserForm
+from idp.admin.forms import FIRST_PASSWORD, INVITE, ConfirmForm, DeleteUserForm, NewUserForm
 from idp.admin.views import bp
 from idp.db import db
 from idp.forms import NewPasswordForm
 from idp.models import User
-from idp.template_i18n import N_, isolated_text, plural_text
+from idp.notify.base import lifetime_words
+from idp.template_i18n import N_, isolated_text, plural_text, utc_text
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
 @org_admin_required
 @recent_login_required
 def new_user():
-    """A member of the admin's own organization, with a first password the admin hands over."""
+    """A member of the admin's own organization, invited by e-mail to choose their password (the
+    default), or with a first password the admin hands over."""
     form = NewUserForm()
     code = 200 if request.method == "GET" else 400
-    if request.method == "POST" and form.validate_on_submit():
+    # Posted without `how` (a script of before invitations): a password typed means a first password.
+    how = request.form.get("how") or (FIRST_PASSWORD if form.password.data else INVITE)
+    if request.method == "POST" and form.validate_on_submit() and _how_is_usable(form, how):
         budget = _taken_budget()
         # Counted before the address is looked up (lockout.reserve), and taken back unless it was
         # in use: requests posted at once cannot all pass a check made before any is counted.
@@ -60,9 +68,10 @@ def new_user():
                                              "seconds before you add a user.", wait)]
             return render_template("admin/new_user.html", org=g.org, form=form), 429, {"Retry-After": str(wait)}
         try:
-            created = users.create(g.org.id, form.email.data, form.password.data, name=form.name.data or "",
-                                   role="admin" if form.admin.data else "user", actor_id=g.admin.id,
-                                   actor=g.admin.email)
+            created = users.create(g.org.id, form.email.data, form.password.data if how == FIRST_PASSWORD else None,
+                                   name=form.name.data or "", role="admin" if form.admin.data else "user",
+                                   actor_id=g.admin.id, actor=g.admin.email)
+            delivery = invitations.invite(created, actor_id=g.admin.id, actor=g.admin.email) if how == INVITE else None
         except users.EmailTaken:
             db.session.rollback()
             form.email.errors = [_("This e-mail address is already in use: it cannot be the address of a new "
@@ -80,10 +89,100 @@ def new_user():
         else:
             lockout.release(budget)
             db.session.commit()
-            flash(isolated_text(N_("%(email)s can sign in now: give them their password in person or by another "
-                                   "channel than their e-mail."), email=created.email), "success")
+            if delivery is not None:
+                _mail_invitation(created.email, delivery)
+            else:
+                flash(isolated_text(N_("%(email)s can sign in now: give them their password in person or by "
+                                       "another channel than their e-mail."), email=created.email), "success")
             return redirect(url_for("admin.user", user_id=created.id))
-    return render_template("admin/new_user.html", org=g.org, form=form), code
+    return _new_user_page(form, how, code)
+
+
+def _new_user_page(form: NewUserForm, how: str, code: int):
+    invitations_on = password_reset.current_settings().enabled
+    return render_template("admin/new_user.html", org=g.org, form=form, invitations_on=invitations_on,
+                           how=how if invitations_on else FIRST_PASSWORD,
+                           invite_lifetime=_invite_lifetime()), code
+
+
+def _how_is_usable(form: NewUserForm, how: str) -> bool:
+    """Whether the way in the admin chose can be taken; if not, the form says why."""
+    if how == INVITE and password_reset.current_settings().enabled:
+        return True
+    if how == INVITE:
+        form.email.errors = [_("Invitations are off on this service (they need password reset links): set a first "
+                               "password instead.")]
+    elif how != FIRST_PASSWORD:
+        form.email.errors = [_("Choose how the user gets in: an invitation or a first password.")]
+    elif not form.password.data:
+        form.password.errors = [_("Type a first password, or send an invitation instead.")]
+    else:
+        return True
+    return False
+
+
+def _mail_invitation(email: str, delivery: password_reset.Delivery) -> bool:
+    """Mail the invitation committed meanwhile, and tell the admin how it went: in the request, as the
+    admin named the person (no one to hide an account from), so that a relay that refused it is said
+    at once (the link then dies: idp.password_reset.deliver)."""
+    if password_reset.deliver(current_app._get_current_object(), delivery):
+        flash(isolated_text(N_("An invitation was sent to %(email)s. They choose their password with its link, "
+                               "which works once, until %(expires)s."), email=email,
+                            expires=utc_text(invitations.expires_at(delivery))), "success")
+        return True
+    flash(isolated_text(N_("The invitation could not be e-mailed to %(email)s (the mail relay refused it or is "
+                           "unreachable): send a new invitation from this page later."), email=email), "error")
+    return False
+
+
+@bp.route("/users/<int:user_id>/invite", methods=["GET", "POST"])
+@org_admin_required
+@recent_login_required
+def invite_user(user_id: int):
+    """GET asks for confirmation; POST mails an invitation (a new one kills the earlier one): for
+    a member who never signed in or has no password (`invitations.may_invite`). Not the admin's
+    own account, nor another admin's (`member_only`: an invitation sets a password)."""
+    target = user_in_org(user_id)
+    refused = member_only(target, "invite")
+    if refused is not None:
+        return refused
+    if request.method == "GET" or not ConfirmForm().validate_on_submit():
+        if not invitations.may_invite(target) or not password_reset.current_settings().enabled:
+            flash(_not_invitable(), "warning")
+            return redirect(url_for("admin.user", user_id=target.id))
+        return _invite_confirm(target)
+    try:
+        delivery = invitations.invite(target, actor_id=g.admin.id, actor=g.admin.email)
+    except invitations.InviteRefused as exc:
+        db.session.rollback()
+        if exc.reason == "rate_limited":  # the account's links for the hour (reset links included)
+            flash(_("Too many links were sent to this user in the last hour: try again later."), "error")
+            page, _code = _invite_confirm(target)
+            return page, 429, {"Retry-After": "3600"}
+        flash(_not_invitable(), "error")  # disabled, or signed in, since the page was shown
+        return redirect(url_for("admin.user", user_id=target.id))
+    db.session.commit()
+    _mail_invitation(target.email, delivery)
+    return redirect(url_for("admin.user", user_id=target.id))
+
+
+def _not_invitable() -> str:
+    return _("This user cannot be invited: the account is disabled, has signed in with its password already "
+             "(they can use \"Forgot your password?\"), or invitations are off on this service.")
+
+
+def _invite_lifetime() -> str:
+    """"7 days": how long an invitation works, in the request's language."""
+    return lifetime_words(password_reset.current_settings().invite_ttl // 60, str(get_locale() or "en"))
+
+
+def _invite_confirm(target: User):
+    lifetime = _invite_lifetime()
+    return _confirm(target, _("Send an invitation?"),
+                    isolated_text(N_("%(email)s receives a link by e-mail to choose their password, which also "
+                                     "confirms their address. It works once, for %(lifetime)s; an earlier "
+                                     "invitation stops working."), email=target.email, lifetime=lifetime),
+                    url_for("admin.invite_user", user_id=target.id))
 
 
 def _taken_budget() -> str:

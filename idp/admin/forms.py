@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from wtforms import BooleanField, DateField, HiddenField, IntegerField, SelectMultipleField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms import (BooleanField, DateField, HiddenField, IntegerField, PasswordField, SelectMultipleField,
+                     StringField, SubmitField)
+from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from idp.forms import Form, NewPasswordForm
@@ -77,10 +78,25 @@ class DeleteUserForm(Form):
 
 
 class NewUserForm(NewPasswordForm):
-    """Add a user: the organization is the admin's own; the rules are idp.users.create's."""
+    """Add a user: the organization is the admin's own; the rules are idp.users.create's.
+
+    `how` (radio buttons the template writes: FIRST_PASSWORD_CHOICES) says how the person gets
+    in: an invitation by e-mail (the default) or a first password typed here. The password
+    fields are required only for the latter (the view checks: FormField-free, so that a form
+    posted without `how`, by a script written before invitations, keeps meaning a password)."""
+
+    password = PasswordField(_l("First password"), validators=[Optional(), Length(max=1024)],
+                             render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("First password again"),
+                            validators=[EqualTo("password", message=_l("The two passwords differ."))],
+                            render_kw={"autocomplete": "new-password"})
 
     email = StringField(_l("E-mail"), validators=[DataRequired(), Length(max=320)],
                         render_kw={"type": "email", "autocomplete": "off"})
     name = StringField(_l("Name"), validators=[Optional(), Length(max=200)])
     admin = BooleanField(_l("Administrator of the organization"))
     submit = SubmitField(_l("Add the user"))
+
+
+# How a new user gets in (NewUserForm): the value posted as `how`.
+INVITE, FIRST_PASSWORD = "invite", "password"

@@ -16,7 +16,7 @@ from flask import Blueprint, abort, current_app, flash, g, redirect, render_temp
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from idp import audit_labels, consents
+from idp import audit_labels, consents, invitations, password_reset
 from idp import users as account_users
 from idp.admin import export, queries
 from idp.admin.access import (member_only, not_yourself, org_admin_required, peer_admin_refused,
@@ -166,7 +166,16 @@ def _render_user(target: User, form: UserSecurityForm, code: int = 200):
         peer_admin=target.id != g.admin.id and target.role == "admin",  # its account is the operator's
         status=user_status, grace=grace, required=is_required(target, g.org, today),
         exempt=is_exempt(target, today), factor_names=_registry().names(), sessions=live_sessions(target.id),
-        applications=consents.of_user(target), **_factor_rows(target)), code
+        applications=consents.of_user(target), **_invitation_of(target), **_factor_rows(target)), code
+
+
+def _invitation_of(target: User) -> dict:
+    """`invitable`: the Account section offers "Send an invitation" (a member who never signed in,
+    or has no password: idp.invitations.may_invite); `invitation_until`: when the one mailed last
+    stops working, if it still works ("Send a new invitation" then)."""
+    invitable = (target.id != g.admin.id and target.role != "admin" and password_reset.current_settings().enabled
+                 and invitations.may_invite(target))
+    return {"invitable": invitable, "invitation_until": invitations.pending(target.id) if invitable else None}
 
 
 def _factor_rows(target: User) -> dict:

@@ -327,7 +327,8 @@ def test_an_admin_adds_a_user_to_their_organization(live_server, seeded, rp_fact
         db.session.add(User(public_id="stranger-sub", org_id=other.id, email="bob@other.test", password_hash="x"))
         db.session.commit()
     form = admin.get("/admin/users/new").form_with("confirm")
-    values = {"email": " Carol@Acme.test ", "name": "Carol", "password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+    values = {"email": " Carol@Acme.test ", "name": "Carol", "how": "password", "password": NEW_PASSWORD,
+              "confirm": NEW_PASSWORD}
     for bad, message in (({"email": "not an address"}, "Invalid e-mail address"),
                          ({"email": seeded.user_email}, "already in use"),
                          ({"email": "bob@other.test"}, "already in use"),
@@ -352,8 +353,8 @@ def test_a_new_users_password_is_hashed_with_no_transaction_open(live_server, se
     admin, _, _ = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
     form = admin.get("/admin/users/new").form_with("confirm")
     while_hashing = writes_while_hashing(live_server, monkeypatch)
-    page = admin.submit(form, {"email": "carol@acme.test", "name": "Carol", "password": NEW_PASSWORD,
-                               "confirm": NEW_PASSWORD})
+    page = admin.submit(form, {"email": "carol@acme.test", "name": "Carol", "how": "password",
+                               "password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
     assert page.status == 200 and user_row(live_server, "carol@acme.test") is not None
     assert while_hashing == [True]
 

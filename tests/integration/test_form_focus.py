@@ -40,8 +40,8 @@ def test_new_user_focuses_the_confirmation_when_it_is_the_error(live_server, see
     admin = signed_in(live_server, seeded, rp_factory, seeded.admin_email)
     page = admin.get("/admin/users/new")
     assert focused(page) == ["email"]
-    page = admin.submit(page.form_with("confirm"), {"email": "carol@acme.test", "password": NEW_PASSWORD,
-                                                    "confirm": "typo"})
+    page = admin.submit(page.form_with("confirm"), {"email": "carol@acme.test", "how": "password",
+                                                    "password": NEW_PASSWORD, "confirm": "typo"})
     assert page.status == 400 and focused(page) == ["confirm"]
 
 

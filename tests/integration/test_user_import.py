@@ -470,13 +470,13 @@ def test_users_left_without_a_way_to_set_a_password_are_told_of(live_server, see
     dry = _import(idp, live_server, tmp_path, lines, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     warning = ("idp: warning: line 1: unverified@acme.test: no password, and \"Forgot your password?\" mails no link "
-               "to an unverified address: set one with idp user set-password")
+               "to an unverified address: invite them with idp user invite, or set one with idp user set-password")
     assert dry.stderr.splitlines() == [warning]
     result = _import(idp, live_server, tmp_path, lines)
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [warning]
     assert ("2 without one (they set one by \"Forgot your password?\", but for 1 whose address is not verified: "
-            "idp user set-password)") in result.stdout
+            "idp user invite --all-without-password, or idp user set-password)") in result.stdout
     assert _user(live_server, "unverified@acme.test") is not None
 
     off = idp("user", "import", "--org", "Acme", "-", input=json.dumps({"email": "later@acme.test"}) + "\n",
