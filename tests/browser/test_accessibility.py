@@ -66,7 +66,10 @@ STRUCTURE = """() => {
 FOCUSABLE = """() => [...document.querySelectorAll(
     'a[href], button, input:not([type=hidden]), select, textarea, summary')]
   .filter(e => !e.disabled && !e.hidden && e.getClientRects().length && getComputedStyle(e).visibility !== 'hidden'
-          && !(e.closest('details:not([open])') && e.tagName !== 'SUMMARY'))
+          && !(e.closest('details:not([open])') && e.tagName !== 'SUMMARY')
+          // A radio group is one Tab stop, its checked button (the arrow keys move within it).
+          && !(e.type === 'radio' && !e.checked && e.form
+               && [...e.form.elements].some(o => o.type === 'radio' && o.name === e.name && o.checked)))
   .map(e => {
     e.dataset.a11yKey = e.dataset.a11yKey || Math.random().toString(36).slice(2);
     return e.dataset.a11yKey;
