@@ -8,6 +8,7 @@ share the machinery are tests/integration/test_password_reset.py's.
 """
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -235,7 +236,8 @@ def test_a_link_used_twice_or_posted_without_csrf_or_of_the_other_kind_sets_noth
     posted = browser.http.post(link, data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD}, allow_redirects=False)
     assert posted.status_code == 400 and user_row(live_server, CAROL).password_hash is None
     form = page.form_with("password")
-    assert browser.submit(form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD}).url.endswith("/invitation/accepted")
+    done = browser.submit(form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert done.url.endswith("/invitation/accepted")
     again = browser.submit(form, {"password": "another passphrase", "confirm": "another passphrase"})
     assert again.status == 410
     assert can_sign_in(live_server, seeded, rp_factory, CAROL, NEW_PASSWORD)
@@ -393,8 +395,6 @@ def test_idp_user_invite_mails_or_prints_the_link(idp, live_server, seeded, rp_f
     mailed = link_in(mail.wait_for(1)[0][1])
     result = ok(idp("user", "invite", "--email", CAROL, "--print-link", "--json",
                     database_url=live_server.database_url, env=env))
-    import json
-
     [document] = json.loads(result.stdout)
     assert document["email"] == CAROL and document["link"].startswith(f"{live_server.url}/invitation/")
     assert len(mail.messages) == 1, "--print-link mails nothing"
@@ -421,6 +421,13 @@ def test_idp_user_add_invite_and_the_bulk_invitation_after_an_import(idp, live_s
     lines = result.stdout.splitlines()
     assert [line.split()[2].rstrip(",") for line in lines] == ["dave@acme.test", "erin@acme.test", "frank@acme.test"]
     assert all("/invitation/" in line for line in lines) and len(mail.messages) == 1
+    result = ok(idp("user", "add", "--org", "Acme", "--email", "gail@acme.test", "--invite", "--print-link", "--json",
+                    database_url=url, env=env))
+    document = json.loads(result.stdout)
+    assert document["email"] == "gail@acme.test" and document["link"].startswith(f"{live_server.url}/invitation/")
+    assert document["expires_at"].endswith("Z") and len(mail.messages) == 1
+    choose_password(FormBrowser(live_server.url), document["link"])
+    assert can_sign_in(live_server, seeded, rp_factory, "gail@acme.test", NEW_PASSWORD)
 
 
 @pytest.mark.parametrize("args, fragment", [

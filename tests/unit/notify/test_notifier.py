@@ -248,3 +248,22 @@ def test_a_lifetime_of_one_minute_is_singular_in_every_language(migrated_databas
         assert "Il est valable 1 minute." in compose("a@example.com", "654321", "recovery", "fr", minutes=1).body
         assert "pendant 15 minutes." in compose("a@example.com", "http://x/", "password_reset", "fr", minutes=15).body
         assert "valid for 1 minute." in compose("a@example.com", "654321", "recovery", "en", minutes=1).body
+
+
+def test_an_invitation_names_the_organization_and_its_lifetime_in_days_or_hours(migrated_database_url):
+    from idp.app import create_app
+
+    with create_app({"server.database_url": migrated_database_url}).app_context():
+        fields = {"org": "Acme {x}", "email": "carol@acme.test"}
+        message = compose("carol@acme.test", "http://x/invitation/t", "invitation", "en", minutes=7 * 1440, **fields)
+        assert message.subject == "You are invited to Acme {x}: choose your password"
+        assert "carol@acme.test" in message.body and "for 7 days," in message.body
+        assert "http://x/invitation/t" in message.body
+        assert "for 1 day," in compose("c@a.test", "l", "invitation", "en", minutes=1440, **fields).body
+        assert "for 2 hours," in compose("c@a.test", "l", "invitation", "en", minutes=120, **fields).body
+        assert "for 90 minutes," in compose("c@a.test", "l", "invitation", "en", minutes=90, **fields).body
+        french = compose("c@a.test", "l", "invitation", "fr", minutes=1440, **fields)
+        assert french.subject == "Invitation à rejoindre Acme {x} : choisissez votre mot de passe"
+        assert "pendant 1 jour," in french.body
+        # The reset's lifetime stays in minutes ("60 minutes", not "1 hour").
+        assert "for 60 minutes." in compose("c@a.test", "l", "password_reset", "en", minutes=60).body
