@@ -66,7 +66,8 @@ def new_user():
                                              "second before you add a user.",
                                              "Too many of the addresses you tried are already in use: wait %(num)s "
                                              "seconds before you add a user.", wait)]
-            return render_template("admin/new_user.html", org=g.org, form=form), 429, {"Retry-After": str(wait)}
+            page, _code = _new_user_page(form, how, 429)
+            return page, 429, {"Retry-After": str(wait)}
         try:
             created = users.create(g.org.id, form.email.data, form.password.data if how == FIRST_PASSWORD else None,
                                    name=form.name.data or "", role="admin" if form.admin.data else "user",
@@ -81,6 +82,11 @@ def new_user():
                          details={"email": users.normalised_email(form.email.data), "reason": "email_taken"})
             lockout.keep(budget)
             db.session.commit()  # the reserved count stays: this was an "in use" answer
+        except invitations.InviteRefused:  # (`_how_is_usable` checked it: nothing half-created stays all the same)
+            db.session.rollback()
+            form.email.errors = [_not_invitable()]
+            lockout.release(budget)
+            db.session.commit()
         except users.AccountRefused as exc:  # a bad password, name or address: it answers nothing of others
             db.session.rollback()
             (form.password if isinstance(exc, users.PasswordRefused) else form.email).errors = [str(exc)]
