@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from wtforms import (BooleanField, DateField, HiddenField, IntegerField, PasswordField, SelectMultipleField,
-                     StringField, SubmitField)
+from wtforms import (BooleanField, DateField, HiddenField, IntegerField, PasswordField, RadioField,
+                     SelectMultipleField, StringField, SubmitField)
 from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -26,6 +26,23 @@ class UserSecurityForm(Form):
     #: change made since is not undone unseen.
     seen = HiddenField(label="", validators=[Optional(), Length(max=64)])
     submit = SubmitField(_l("Save"))
+
+
+class BulkRequirementForm(Form):
+    """The users list's "For the selected users: ..." (idp.admin.views.users_requirement).
+
+    The selection is the list's checkboxes, named `user`, each `<id>.<requirement_version>` (the
+    setting the row showed): not a field here, since its choices are the page's rows; the view
+    reads and checks them itself."""
+
+    mode = RadioField(_l("For the selected users"), choices=[
+        ("required", _l("Require two-factor authentication")),
+        ("follow", _l("Follow the organization's rule")),
+        ("exempt", _l("Waive two-factor authentication")),
+    ])  # none chosen: the view's message ("Not a valid choice" says nothing here)
+    exempt_until = DateField(_l("Waived until (optional)"), validators=[Optional()])
+    exempt_reason = StringField(_l("Reason for the exemption (optional)"), validators=[Optional(), Length(max=500)])
+    submit = SubmitField(_l("Apply to the selected users"))
 
 
 class RequireAllForm(Form):

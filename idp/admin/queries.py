@@ -40,6 +40,7 @@ class UserRow:
     last_login_at: object
     push_suspended_at: datetime | None = None
     created_at: datetime | None = None
+    exempt_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def users_page(org, *, today: date, search: str = "", status: TwoFactorStatus | 
     expr = status_expr(today, org_require=bool(org.require_2fa))
     query = select(User.id, User.email, User.name, User.role, User.disabled, expr.label("status"),
                    User.mfa_setting, User.exempt_until, User.last_login_at,
-                   User.push_suspended_at, User.created_at).where(User.org_id == org.id)
+                   User.push_suspended_at, User.created_at, User.exempt_reason).where(User.org_id == org.id)
     search = (search or "").strip()[:MAX_QUERY]
     if search:
         query = query.where(_person_matches(search))
@@ -103,7 +104,7 @@ def users_page(org, *, today: date, search: str = "", status: TwoFactorStatus | 
     items = [UserRow(id=r.id, email=r.email, name=r.name, role=r.role, disabled=r.disabled,
                      status=TwoFactorStatus(r.status), mfa_setting=r.mfa_setting, exempt_until=r.exempt_until,
                      last_login_at=r.last_login_at, push_suspended_at=r.push_suspended_at,
-                     created_at=r.created_at) for r in rows]
+                     created_at=r.created_at, exempt_reason=r.exempt_reason) for r in rows]
     return Page(rows=items,
                 next_after=items[-1].id if items and more_forward else None,
                 prev_before=items[0].id if items and more_back else None)

@@ -21,8 +21,8 @@ from idp import users as account_users
 from idp.admin import export, queries
 from idp.admin.access import (member_only, not_yourself, org_admin_required, peer_admin_refused,
                               recent_login_required, user_in_org)
-from idp.admin.forms import (AllowedFactorsForm, ConfirmForm, GraceForm, RequireAllForm, SelfPushRecoveryForm,
-                             UserSecurityForm)
+from idp.admin.forms import (AllowedFactorsForm, BulkRequirementForm, ConfirmForm, GraceForm, RequireAllForm,
+                             SelfPushRecoveryForm, UserSecurityForm)
 from idp.db import MAX_ROW_ID, db, utcnow
 from idp.factors.types import FactorKind
 from idp.factors.directory import lock_user
@@ -116,14 +116,121 @@ def _users_filters() -> tuple[str, TwoFactorStatus | None, bool]:
 @bp.get("/users")
 @org_admin_required
 def users():
+    return _render_users(BulkRequirementForm(formdata=None))
+
+
+def _page_size() -> int:
+    return int(current_app.extensions["idp.settings"].get("admin.page_size", queries.PAGE_SIZE))
+
+
+def _render_users(bulk_form: BulkRequirementForm, selected: frozenset = frozenset(), code: int = 200):
+    """The users list under the query string's filters and page, with its bulk form (`selected`:
+    the ids whose boxes are ticked, on a refused bulk change shown again)."""
     search, wanted, exempt = _users_filters()
     today = today_utc()
     page = queries.users_page(g.org, today=today, search=search, status=wanted, exempt=exempt,
-                              after=_int_arg("after"), before=_int_arg("before"),
-                              limit=int(current_app.extensions["idp.settings"].get("admin.page_size", queries.PAGE_SIZE)))
+                              after=_int_arg("after"), before=_int_arg("before"), limit=_page_size())
     return render_template("admin/users.html", page=page, search=search, wanted=wanted, exempt=exempt,
                            counts=distribution(g.org.id, today), disabled=disabled_count(g.org.id), org=g.org,
-                           exempt_count=impact_of_requiring_all(g.org.id, today).exempt, today=today)
+                           exempt_count=impact_of_requiring_all(g.org.id, today).exempt, today=today,
+                           bulk_form=bulk_form, form=bulk_form if bulk_form.errors else None, selected=selected,
+                           requirement_version=policy_settings.requirement_version), code
+
+
+def _selection() -> dict[int, str]:
+    """The bulk form's ticked boxes: {user id: the `requirement_version` its row showed}. A value
+    the page never sends (not `<id>.<16 hex digits>`, an id twice, more boxes than a page has
+    rows) is a 400: nothing is changed for anyone."""
+    values = request.form.getlist("user")
+    if len(values) > _page_size():
+        abort(400)
+    selection: dict[int, str] = {}
+    for value in values:
+        user_id, dot, seen = value.partition(".")
+        if (not dot or not (user_id.isascii() and user_id.isdigit()) or len(user_id) > 10 or len(seen) != 16
+                or not all(c in "0123456789abcdef" for c in seen)):
+            abort(400)
+        user_id = int(user_id)
+        if not 0 < user_id <= MAX_ROW_ID or user_id in selection:
+            abort(400)
+        selection[user_id] = seen
+    return selection
+
+
+def _users_list_url() -> str:
+    """Back to the list as it was shown: its filters and page (the bulk form posts to its own URL)."""
+    kept = {k: request.args[k] for k in ("q", "status", "exempt", "after", "before") if request.args.get(k)}
+    return url_for("admin.users", **kept)
+
+
+@bp.post("/users")
+@org_admin_required
+@recent_login_required
+def users_requirement():
+    """The users list's bulk change: "For the selected users: require 2FA | follow the organization's
+    rule | waive 2FA (until, reason)", for the members ticked on this page, in one transaction
+    (idp.policy.settings.set_users_requirement, each user as the user page's save would change
+    them). A user another admin changed since the page was shown is skipped, not overwritten, and
+    named in the result; an id that is not a member of the organization (another organization's,
+    an admin's, the admin's own, one that does not exist) refuses the whole request."""
+    form = BulkRequirementForm()
+    valid = form.validate_on_submit()  # (the CSRF token was checked before: CSRFProtect, idp.forms)
+    _users_filters()  # the list's own filters, kept for the way back: a value it never sends is a 400 here too
+    selection = _selection()
+    if not request.form.get("mode"):
+        form.mode.errors = [_("Choose what to do for the selected users.")]  # not WTForms' "Not a valid choice"
+        valid = False
+    if not valid:
+        return _render_users(form, frozenset(selection), 400)
+    if not selection:
+        form.mode.errors = [_("Select at least one user in the list.")]
+        return _render_users(form, frozenset(), 400)
+    mode = form.mode.data
+    until, reason = ((form.exempt_until.data, form.exempt_reason.data or None) if mode == policy_settings.EXEMPT
+                     else (None, None))
+    if mode != policy_settings.EXEMPT and (form.exempt_until.data or (form.exempt_reason.data or "").strip()):
+        form.exempt_until.errors = [_("An end date and a reason only apply to waiving two-factor authentication.")]
+        return _render_users(form, frozenset(selection), 400)
+    try:
+        done = policy_settings.set_users_requirement(selection, mode, until, reason, _actor(), members_only=True)
+    except policy_settings.PolicyError as exc:
+        db.session.expire_all()
+        about_users = str(exc) == "user not found" or str(exc).startswith("not a member")
+        (form.mode if about_users else form.exempt_until).errors = [_("Not saved: %(error)s",
+                                                                        error=_bulk_refusal(exc))]
+        return _render_users(form, frozenset(selection), 400)
+    _flash_bulk_result(done)
+    return redirect(_users_list_url())
+
+
+def _bulk_refusal(exc: policy_settings.PolicyError) -> str:
+    """The refusal in the page's words: the ids refused are the page's own rows, turned admin or
+    deleted since it was shown (or values it never sent)."""
+    text = str(exc)
+    if text == "user not found":
+        return _("a selected user is no longer in the organization: load the list again")
+    if text.startswith("not a member"):
+        return _("a selected user is an administrator, whose two-factor setting is changed by the operator: "
+                 "load the list again")
+    return text
+
+
+def _flash_bulk_result(done: policy_settings.BulkResult) -> None:
+    if not done.changed and not done.skipped:
+        flash(_("Nothing to change: the selected users already had this setting."), "success")
+        return
+    text = plural_text("%(num)s user changed.", "%(num)s users changed.", len(done.changed))
+    if done.unchanged:
+        text += " " + plural_text("%(num)s already had this setting.", "%(num)s already had this setting.",
+                                  len(done.unchanged))
+    flash(text, "success")
+    if done.skipped:
+        emails = queries.emails_of(g.org.id, set(done.skipped))
+        flash(plural_text("%(num)s skipped because another admin changed their setting meanwhile: %(users)s. "
+                          "Check them and try again.",
+                          "%(num)s skipped because another admin changed their setting meanwhile: %(users)s. "
+                          "Check them and try again.", len(done.skipped),
+                          users=", ".join(emails.get(i, str(i)) for i in done.skipped)), "warning")
 
 
 @bp.get("/users.csv")

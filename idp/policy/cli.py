@@ -7,6 +7,8 @@
     idp policy push-recovery --org ORG on|off
     idp policy user EMAIL --require | --exempt [--until YYYY-MM-DD] [--reason TEXT] | --follow-org
                           | --resume-push
+    idp policy user [EMAIL] [--email EMAIL ...] [--emails-from FILE|-] --require | --exempt ... | --follow-org
+                          (several users at once, all or nothing: docs/contract-extensions.md)
 
 The commands call the same functions as the admin pages (idp.policy.settings), so
 the rules and the audit events are the same; the actor is "cli". Bad input raises
@@ -250,20 +252,25 @@ def push_recovery(org_name: str, state: str) -> None:
 
 
 @policy.command("user", cls=_OneLineCommand)
-@click.argument("email")
-@click.option("--require", is_flag=True, help="Always require 2FA for this user.")
-@click.option("--exempt", is_flag=True, help="Waive 2FA for this user.")
+@click.argument("email", required=False)
+@click.option("--email", "emails", multiple=True, metavar="EMAIL",
+              help="A user's address; give it several times for several users.")
+@click.option("--emails-from", type=click.File("r", encoding="utf-8"), metavar="FILE|-",
+              help="Read the users' addresses from FILE (- for standard input), one per line.")
+@click.option("--require", is_flag=True, help="Always require 2FA for these users.")
+@click.option("--exempt", is_flag=True, help="Waive 2FA for these users.")
 @click.option("--follow-org", is_flag=True, help="Follow the organization's rule.")
 @click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
               help="With --exempt: the last exempt day.")
 @click.option("--reason", metavar="TEXT", help="With --exempt: why (kept in the audit log).")
 @click.option("--resume-push", is_flag=True,
-              help="Resume push approvals suspended by a fraud report (on its own).")
+              help="Resume push approvals suspended by a fraud report (on its own, one user).")
 @_in_app
-def user(email: str, require: bool, exempt: bool, follow_org: bool, until: datetime | None,
-         reason: str | None, resume_push: bool) -> None:
-    """Set one user's 2FA: --require, --exempt [--until DATE] [--reason TEXT], or --follow-org;
-    or --resume-push after a fraud report."""
+def user(email: str | None, emails: tuple[str, ...], emails_from, require: bool, exempt: bool, follow_org: bool,
+         until: datetime | None, reason: str | None, resume_push: bool) -> None:
+    """Set users' 2FA: --require, --exempt [--until DATE] [--reason TEXT], or --follow-org;
+    or --resume-push after a fraud report. The users: EMAIL, --email (repeatable) and the lines
+    of --emails-from, all changed in one transaction or, on any error, none."""
     from idp.db import db
     from idp.models import Organization
 
@@ -272,25 +279,87 @@ def user(email: str, require: bool, exempt: bool, follow_org: bool, until: datet
     if len(chosen) != 1:
         raise PolicyCliError("choose exactly one of --require, --exempt, --follow-org or --resume-push")
     mode = chosen[0]
-    if mode == "resume-push":
-        if until is not None or reason is not None:
-            raise PolicyCliError("--until and --reason go with --exempt only")
-        _resume_push(email)
-        return
     if mode != "exempt" and (until is not None or reason is not None):
         raise PolicyCliError("--until and --reason go with --exempt only")
+    addresses = _addresses(email, emails, emails_from)
+    if mode == "resume-push":
+        if len(addresses) != 1:
+            raise PolicyCliError("--resume-push takes one user's address")
+        _resume_push(addresses[0])
+        return
+    if len(addresses) > 1:
+        _users(addresses, mode, until.date() if until else None, reason)
+        return
+    email = addresses[0]
     target = _find_user(email)
     changed = _change(policy_settings.set_user_requirement, target.id, mode, until.date() if until else None, reason)
     db.session.expire_all()
     target = _find_user(email)
     org = db.session.get(Organization, target.org_id)
     now_status = status(target, org, _today())
-    label = {"required": "required", "exempt": "exempt", "follow": "following the organization"}[mode]
-    if mode == "exempt" and target.exempt_until:
-        label += f" until {target.exempt_until.isoformat()} (that day included, UTC)"
+    label = _mode_label(mode, target)
     grace = f"; {_grace_standing_text(target, org)}" if now_status == TwoFactorStatus.REQUIRED_NOT_SET_UP else ""
     click.echo(f"{target.email}: {'now' if changed else 'already'} {label}; status {now_status.value} "
                f"({SHIELD_TEXT[now_status]}){grace}")
+
+
+def _mode_label(mode: str, target) -> str:
+    label = {"required": "required", "exempt": "exempt", "follow": "following the organization"}[mode]
+    if mode == "exempt" and target.exempt_until:
+        label += f" until {target.exempt_until.isoformat()} (that day included, UTC)"
+    return label
+
+
+def _addresses(email: str | None, emails: tuple[str, ...], emails_from) -> list[str]:
+    """The addresses given, in order, each once (as typed: `_find_user` matches them): EMAIL,
+    every --email, then --emails-from's lines (blank lines and lines starting with # left out)."""
+    given = ([email] if email is not None else []) + list(emails)
+    if emails_from is not None:
+        try:
+            lines = emails_from.read().splitlines()
+        except (UnicodeDecodeError, OSError) as exc:
+            raise PolicyCliError(f"cannot read the addresses: {exc}") from None
+        given += [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not given:
+        raise PolicyCliError("give the user's address: EMAIL, --email EMAIL or --emails-from FILE")
+    seen, addresses = set(), []
+    for address in given:
+        address = address.strip()
+        if not address or "\x00" in address:
+            raise PolicyCliError(f"not an address: {address!r}")
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            addresses.append(address)
+    return addresses
+
+
+def _users(addresses: list[str], mode: str, until: date | None, reason: str | None) -> None:
+    """Several users at once (idp.policy.settings.set_users_requirement, one transaction): every
+    address is looked up first, and one that names no user changes nothing for anyone."""
+    from idp.db import db
+    from idp.models import User
+
+    unknown, targets = [], {}
+    for address in addresses:
+        try:
+            found = _find_user(address)
+        except PolicyCliError:
+            unknown.append(address)
+            continue
+        targets[found.id] = found.email
+    if unknown:
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise PolicyCliError(f"unknown user {unknown[0]!r}{more}; nothing changed")
+    try:
+        done = policy_settings.set_users_requirement({user_id: None for user_id in targets}, mode, until, reason,
+                                                     policy_settings.Actor.cli())
+    except policy_settings.PolicyError as exc:
+        raise PolicyCliError(f"{exc}; nothing changed") from None
+    db.session.expire_all()
+    changed = set(done.changed)
+    for found in db.session.scalars(select(User).where(User.id.in_(list(targets))).order_by(User.id)):
+        click.echo(f"{found.email}: {'now' if found.id in changed else 'already'} {_mode_label(mode, found)}")
+    click.echo(f"{len(done.changed)} changed, {len(done.unchanged)} already so")
 
 
 def _grace_standing_text(target, org) -> str:

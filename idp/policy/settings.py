@@ -52,6 +52,7 @@ _FACTOR_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 EVENT_ORG_REQUIREMENT = "policy.org_requirement_changed"
 EVENT_USER_REQUIREMENT = "policy.user_requirement_changed"
+EVENT_BULK_CHANGE = "policy.bulk_change"
 EVENT_ALLOWED_FACTORS = "policy.allowed_factors_changed"
 EVENT_GRACE = "policy.grace_changed"
 EVENT_SELF_PUSH_RECOVERY = "policy.self_push_recovery_changed"
@@ -217,18 +218,9 @@ def set_org_requirement(org_id: int, on: bool, actor: Actor, *, now: datetime | 
         raise
 
 
-def set_user_requirement(user_id: int, mode: str, until: date | None, reason: str | None, actor: Actor,
-                         *, now: datetime | None = None, commit: bool = True, seen: str | None = None) -> bool:
-    """Set one user's 2FA: ``follow`` the organization, ``required`` always, or ``exempt``.
-
-    An exemption may carry an end date (the last exempt day, inclusive; not in the
-    past) and a reason (kept for the audit log and the admin page). ``until`` and
-    ``reason`` are refused for the other modes. Returns True when something changed.
-    ``seen``: the `requirement_version` the asking page was shown with; a change made since
-    raises `PolicyChanged` (read under the row lock), unless it already is what is asked.
-    """
-    now = _now(now)
-    today = now.date()
+def _checked_requirement(mode: str, until: date | None, reason: str | None) -> tuple[str, date | None, str | None]:
+    """The user setting asked for, validated (before any row is read): `PolicyError` otherwise.
+    Returns the reason as it is kept (its runs of white space made one space; empty: None)."""
     if mode not in MFA_SETTINGS:
         raise PolicyError(f"mode must be one of {', '.join(MFA_SETTINGS)}, not {mode!r}")
     if reason is not None:
@@ -244,38 +236,157 @@ def set_user_requirement(user_id: int, mode: str, until: date | None, reason: st
     # the admin page and in `idp audit list`, they would reorder or hide what is around them).
     if reason is not None and not reason.isprintable():
         raise PolicyError(_l("the reason contains control characters"))
+    return mode, until, reason
+
+
+def _apply_requirement(user: User, org: Organization, mode: str, until: date | None, reason: str | None,
+                       actor: Actor, now: datetime, seen: str | None) -> bool:
+    """One user's setting changed, on its locked row, with its audit event (not committed):
+    `set_user_requirement`'s and `set_users_requirement`'s common part, so that a change made to
+    one user or to many follows the same rules and leaves the same `EVENT_USER_REQUIREMENT`.
+    False: already what is asked. `PolicyChanged`: not as `seen` showed it (nothing written)."""
+    today = now.date()
+    before = {"mode": user.mfa_setting, "until": user.exempt_until, "reason": user.exempt_reason}
+    after = {"mode": mode, "until": until, "reason": reason}
+    if before == after:  # (an ended exemption's own date, sent back unchanged by the admin's form, included)
+        return False
+    if seen and seen != requirement_version(user):
+        raise PolicyChanged(_l("the user's two-factor setting was changed since this page was shown: "
+                               "check it and save again"))
+    if until is not None and until < today:
+        raise PolicyError(_l("the exemption end date %(date)s is in the past", date=_day(until)))
+    was_required = is_required(user, org, today)
+    lapsed_exemption = (before["mode"] == EXEMPT and before["until"] is not None and before["until"] < today)
+    user.mfa_setting, user.exempt_until, user.exempt_reason = mode, until, reason
+    now_required = is_required(user, org, today)
+    if now_required and not was_required:
+        user.required_since, user.logins_since_required = now, 0
+    elif was_required and not now_required:
+        user.required_since, user.logins_since_required = None, 0
+    elif now_required and lapsed_exemption and user.required_since is None:
+        # Required since the day after the exemption's end, without anyone acting: the grace
+        # counted from there (decide._grace) stays, rather than restart from the account's
+        # creation once the exemption is gone from the row.
+        user.required_since = datetime.combine(before["until"] + timedelta(days=1), datetime.min.time())
+    audit.record(EVENT_USER_REQUIREMENT, org_id=user.org_id, actor_id=actor.id, actor=actor.display,
+                 subject_id=user.id,
+                 details={"before": _jsonable(before), "after": _jsonable(after),
+                          "required": now_required})
+    return True
+
+
+def set_user_requirement(user_id: int, mode: str, until: date | None, reason: str | None, actor: Actor,
+                         *, now: datetime | None = None, commit: bool = True, seen: str | None = None) -> bool:
+    """Set one user's 2FA: ``follow`` the organization, ``required`` always, or ``exempt``.
+
+    An exemption may carry an end date (the last exempt day, inclusive; not in the
+    past) and a reason (kept for the audit log and the admin page). ``until`` and
+    ``reason`` are refused for the other modes. Returns True when something changed.
+    ``seen``: the `requirement_version` the asking page was shown with; a change made since
+    raises `PolicyChanged` (read under the row lock), unless it already is what is asked.
+    """
+    now = _now(now)
+    mode, until, reason = _checked_requirement(mode, until, reason)
     try:
         user = _user_for_update(user_id, actor)
-        before = {"mode": user.mfa_setting, "until": user.exempt_until, "reason": user.exempt_reason}
-        after = {"mode": mode, "until": until, "reason": reason}
-        if before == after:  # (an ended exemption's own date, sent back unchanged by the admin's form, included)
+        org = db.session.get(Organization, user.org_id)
+        if not _apply_requirement(user, org, mode, until, reason, actor, now, seen):
             _nothing_to_do(commit)
             return False
-        if seen and seen != requirement_version(user):
-            raise PolicyChanged(_l("the user's two-factor setting was changed since this page was shown: "
-                                   "check it and save again"))
-        if until is not None and until < today:
-            raise PolicyError(_l("the exemption end date %(date)s is in the past", date=_day(until)))
-        org = db.session.get(Organization, user.org_id)
-        was_required = is_required(user, org, today)
-        lapsed_exemption = (before["mode"] == EXEMPT and before["until"] is not None and before["until"] < today)
-        user.mfa_setting, user.exempt_until, user.exempt_reason = mode, until, reason
-        now_required = is_required(user, org, today)
-        if now_required and not was_required:
-            user.required_since, user.logins_since_required = now, 0
-        elif was_required and not now_required:
-            user.required_since, user.logins_since_required = None, 0
-        elif now_required and lapsed_exemption and user.required_since is None:
-            # Required since the day after the exemption's end, without anyone acting: the grace
-            # counted from there (decide._grace) stays, rather than restart from the account's
-            # creation once the exemption is gone from the row.
-            user.required_since = datetime.combine(before["until"] + timedelta(days=1), datetime.min.time())
-        audit.record(EVENT_USER_REQUIREMENT, org_id=user.org_id, actor_id=actor.id, actor=actor.display,
-                     subject_id=user.id,
-                     details={"before": _jsonable(before), "after": _jsonable(after),
-                              "required": now_required})
         _finish(commit)
         return True
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+# At most this many users in one `set_users_requirement`: the admin page's bulk form sends one page
+# of the users list (admin.page_size, at most 500), the command line a file of addresses.
+MAX_BULK = 10_000
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What `set_users_requirement` did, by user id (ascending): ``changed`` (one
+    `EVENT_USER_REQUIREMENT` each), ``unchanged`` (already what was asked), ``skipped`` (changed by
+    someone else since the page that asked was shown: left as they are)."""
+
+    changed: tuple[int, ...]
+    unchanged: tuple[int, ...]
+    skipped: tuple[int, ...]
+
+
+def set_users_requirement(seen_by_id: dict[int, str | None], mode: str, until: date | None, reason: str | None,
+                          actor: Actor, *, members_only: bool = False, now: datetime | None = None,
+                          commit: bool = True) -> BulkResult:
+    """`set_user_requirement` for several users at once, in one transaction: the admin page's
+    bulk action ("For the selected users: ...") and `idp policy user` given several addresses.
+
+    ``seen_by_id``: each user's id, and the `requirement_version` the asking page showed for it
+    (None: none, as the command line passes). A user whose setting changed since is skipped, left
+    as the other admin (or the operator) made it, and the others are changed all the same: the
+    result says which. Everything else is all or nothing: bad input, an id that is not a user (of
+    the actor's organization, for an admin), or, with ``members_only`` (the admin page), an admin
+    of the organization (another admin's setting is the operator's; the admin's own is on their
+    security page) raises `PolicyError` and writes nothing.
+
+    Locks: the organization's row, then the users' rows in ascending id order, in one statement.
+    The organization's first is the order of the other changes that hold several of these rows
+    (a role change or a deletion, `idp.users._keep_an_admin` then the user's; the organization's
+    requirement, `set_org_requirement`, then its followers' rows): taking the users' first could
+    deadlock with them on PostgreSQL. A single user's change (`set_user_requirement`), a login's last
+    step or a sign-out each hold one user's row and wait for no other: a bulk change waits for them
+    or they for it, never both. Two bulk changes of one organization run one after the other.
+
+    Writes one `EVENT_USER_REQUIREMENT` per user changed (as a change of each user alone would),
+    and, when any changed, one `EVENT_BULK_CHANGE` that ties them together: the request as a whole
+    (mode, end date, reason, how many were selected) and who was skipped, the only trace of a
+    skip, which changes nothing itself."""
+    now = _now(now)
+    mode, until, reason = _checked_requirement(mode, until, reason)
+    if not seen_by_id:
+        raise PolicyError("no user given")
+    if len(seen_by_id) > MAX_BULK:
+        raise PolicyError(f"too many users at once (at most {MAX_BULK})")
+    if until is not None and until < now.date():  # refused for all, not found at the first user it would change
+        raise PolicyError(_l("the exemption end date %(date)s is in the past", date=_day(until)))
+    ids = sorted(seen_by_id)
+    try:
+        if actor.org_id is not None:
+            org_ids = [actor.org_id]
+        else:  # the command line: the organizations of the users named (an organization never changes)
+            org_ids = sorted(set(db.session.scalars(select(User.org_id).where(User.id.in_(ids)))))
+        orgs = {org_id: _org_for_update(org_id, actor) for org_id in org_ids}
+        users = db.session.execute(
+            select(User).where(User.id.in_(ids)).order_by(User.id).with_for_update(of=User, key_share=True)
+            .execution_options(populate_existing=True)
+        ).scalars().all()
+        if len(users) != len(ids) or any(u.org_id not in orgs for u in users):
+            raise PolicyError("user not found")
+        if members_only and any(u.role == "admin" for u in users):
+            raise PolicyError("not a member: an administrator's two-factor setting is not changed here")
+        changed, unchanged, skipped = [], [], []
+        for user in users:
+            try:
+                applied = _apply_requirement(user, orgs[user.org_id], mode, until, reason, actor, now,
+                                             seen_by_id[user.id])
+            except PolicyChanged:
+                skipped.append(user)
+                continue
+            (changed if applied else unchanged).append(user)
+        for org_id in org_ids:  # one summary per organization, in that organization's log
+            of_org = [u for u in changed if u.org_id == org_id]
+            if of_org:
+                audit.record(EVENT_BULK_CHANGE, org_id=org_id, actor_id=actor.id, actor=actor.display, details={
+                    "mode": mode, "until": until.isoformat() if until else None, "reason": reason,
+                    "selected": sum(1 for u in users if u.org_id == org_id), "changed": len(of_org),
+                    "unchanged": sum(1 for u in unchanged if u.org_id == org_id),
+                    "skipped": [u.id for u in skipped if u.org_id == org_id]})
+        if changed:
+            _finish(commit)
+        else:
+            _nothing_to_do(commit)
+        return BulkResult(*(tuple(u.id for u in group) for group in (changed, unchanged, skipped)))
     except Exception:
         db.session.rollback()
         raise
@@ -478,7 +589,7 @@ def _jsonable(values: dict) -> dict:
 
 __all__ = [
     "Actor", "KEEP", "PolicyError", "PolicyChanged", "requirement_version", "ORG_SETTINGS", "org_setting_version",
-    "set_org_requirement", "set_user_requirement",
+    "set_org_requirement", "set_user_requirement", "set_users_requirement", "BulkResult", "EVENT_BULK_CHANGE",
     "set_allowed_factors", "set_grace", "set_self_push_recovery", "clear_push_suspension", "note_postponed_login", "EVENT_ORG_REQUIREMENT",
     "EVENT_USER_REQUIREMENT", "EVENT_ALLOWED_FACTORS", "EVENT_GRACE", "EVENT_SELF_PUSH_RECOVERY",
     "EVENT_PUSH_SUSPENSION_CLEARED", "REQUIRED", "EXEMPT", "FOLLOW",
