@@ -78,6 +78,7 @@ LABELS = {
     # policy
     "policy.org_requirement_changed": _l("Organization's 2FA requirement changed"),
     "policy.user_requirement_changed": _l("User's 2FA requirement changed"),
+    "policy.bulk_change": _l("2FA requirement changed for several users"),
     "policy.allowed_factors_changed": _l("Allowed factor types changed"),
     "policy.grace_changed": _l("Grace period changed"),
     "policy.self_push_recovery_changed": _l("Push approvals on a new phone: setting changed"),
