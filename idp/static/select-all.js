@@ -21,8 +21,7 @@
       boxes.forEach(function (box) { box.checked = all.checked; });
     });
     boxes.forEach(function (box) { box.addEventListener("change", reflect); });
-    header.textContent = "";
-    header.appendChild(all);
+    header.appendChild(all);  // beside the column's name ("Selected", for screen readers): kept
     reflect();
   });
 }());

@@ -62,14 +62,18 @@ STRUCTURE = """() => {
   };
 }"""
 
-# Every element a keyboard user must reach: visible links, buttons, fields and summaries.
+# Every element a keyboard user must reach: visible links, buttons, fields and summaries. A group of
+# radio buttons is one stop (the browser's rule: Tab reaches its checked button, or its first when
+# none is, and the arrow keys move within it).
 FOCUSABLE = """() => [...document.querySelectorAll(
     'a[href], button, input:not([type=hidden]), select, textarea, summary')]
   .filter(e => !e.disabled && !e.hidden && e.getClientRects().length && getComputedStyle(e).visibility !== 'hidden'
-          && !(e.closest('details:not([open])') && e.tagName !== 'SUMMARY')
-          // A radio group is one Tab stop, its checked button (the arrow keys move within it).
-          && !(e.type === 'radio' && !e.checked && e.form
-               && [...e.form.elements].some(o => o.type === 'radio' && o.name === e.name && o.checked)))
+          && !(e.closest('details:not([open])') && e.tagName !== 'SUMMARY'))
+  .filter(e => {
+    if (e.type !== 'radio' || !e.name) return true;
+    const group = [...(e.form || document).querySelectorAll('input[type=radio]')].filter(r => r.name === e.name);
+    return e === (group.find(r => r.checked) || group[0]);
+  })
   .map(e => {
     e.dataset.a11yKey = e.dataset.a11yKey || Math.random().toString(36).slice(2);
     return e.dataset.a11yKey;
@@ -476,7 +480,32 @@ def walk_admin(audit, new_tab, live_server, seeded):
         assert shield.locator("svg").get_attribute("aria-hidden") == "true"
         assert shield.locator(".sr-only").inner_text().strip()
         assert shield.get_attribute("title")
-    assert tab.locator("table.users thead th[scope=col]").count() == 4
+    assert tab.locator("table.users thead th[scope=col]").count() == 5
+    # The bulk change: each member's checkbox is labelled with the user (admins have none), and with
+    # JavaScript a "select every member" box heads the column; a refusal is announced and focused.
+    boxes = tab.locator("table.users input[name=user]")
+    assert boxes.count() >= 1
+    for i in range(boxes.count()):
+        label = tab.locator(f"label[for='{boxes.nth(i).get_attribute('id')}']")
+        assert label.inner_text().strip().startswith("Select ")
+    select_all = tab.locator("table.users thead input[type=checkbox]")
+    select_all.check()
+    assert all(boxes.nth(i).is_checked() for i in range(boxes.count()))
+    tab.check("#mode-2")  # waive
+    submit_unchecked(tab, {"#exempt_until": "2001-01-01"})
+    wait_for_focus(tab, "exempt_until")
+    assert tab.title().startswith("Error"), tab.title()
+    until = tab.locator("#exempt_until")  # described by its hint and its error (an alert)
+    assert until.get_attribute("aria-invalid") == "true"
+    described = (until.get_attribute("aria-describedby") or "").split()
+    assert "bulk-until-hint" in described
+    assert any(tab.locator(f"[id='{ref}']").get_attribute("role") == "alert" for ref in described), described
+    audit.check(tab, "admin-users-bulk-error")
+    tab.check("#mode-1")  # follow the organization's rule, as the users here already do: no change
+    submit_unchecked(tab, {"#exempt_until": ""})
+    assert tab.url.endswith("/admin/users"), tab.url
+    assert "Nothing to change" in tab.locator(".flash").first.inner_text()
+    audit.check(tab, "admin-users-bulk-done")
     # The keyboard's first stop skips the top bar: the next one is the page's first control.
     tab.goto(f"{base}/admin/users")
     tab.keyboard.press("Tab")
