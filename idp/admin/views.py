@@ -175,7 +175,10 @@ def users_requirement():
     an admin's, the admin's own, one that does not exist) refuses the whole request."""
     form = BulkRequirementForm()
     valid = form.validate_on_submit()  # (the CSRF token was checked before: CSRFProtect, idp.forms)
-    _users_filters()  # the list's own filters, kept for the way back: a value it never sends is a 400 here too
+    # The list's filters and page, kept for the way back: a value the list never sends is a 400 here too.
+    _users_filters()
+    _int_arg("after")
+    _int_arg("before")
     selection = _selection()
     if not request.form.get("mode"):
         form.mode.errors = [_("Choose what to do for the selected users.")]  # not WTForms' "Not a valid choice"
@@ -193,26 +196,20 @@ def users_requirement():
         return _render_users(form, frozenset(selection), 400)
     try:
         done = policy_settings.set_users_requirement(selection, mode, until, reason, _actor(), members_only=True)
-    except policy_settings.PolicyError as exc:
+    except policy_settings.NotSelectable as exc:
+        # The page's own rows, deleted or made admins since it was shown (or ids it never offered).
         db.session.expire_all()
-        about_users = str(exc) == "user not found" or str(exc).startswith("not a member")
-        (form.mode if about_users else form.exempt_until).errors = [_("Not saved: %(error)s",
-                                                                        error=_bulk_refusal(exc))]
+        form.mode.errors = [_("Not saved: %(error)s", error=(
+            _("a selected user is an administrator, whose two-factor setting is changed by the operator: "
+              "load the list again") if exc.why == "admin"
+            else _("a selected user is no longer in the organization: load the list again")))]
+        return _render_users(form, frozenset(selection), 400)
+    except policy_settings.PolicyError as exc:  # the end date or the reason
+        db.session.expire_all()
+        form.exempt_until.errors = [_("Not saved: %(error)s", error=str(exc))]
         return _render_users(form, frozenset(selection), 400)
     _flash_bulk_result(done)
     return redirect(_users_list_url())
-
-
-def _bulk_refusal(exc: policy_settings.PolicyError) -> str:
-    """The refusal in the page's words: the ids refused are the page's own rows, turned admin or
-    deleted since it was shown (or values it never sent)."""
-    text = str(exc)
-    if text == "user not found":
-        return _("a selected user is no longer in the organization: load the list again")
-    if text.startswith("not a member"):
-        return _("a selected user is an administrator, whose two-factor setting is changed by the operator: "
-                 "load the list again")
-    return text
 
 
 def _flash_bulk_result(done: policy_settings.BulkResult) -> None:

@@ -67,6 +67,16 @@ class PolicyChanged(PolicyError):
     """The setting changed since the page that asks for this change was shown."""
 
 
+class NotSelectable(PolicyError):
+    """A bulk change (`set_users_requirement`) names a user it may not change: ``why`` is
+    "not_found" (no such user, or not in the actor's organization) or "admin" (with
+    ``members_only``)."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
 def _fingerprint(*values: str) -> str:
     return hashlib.sha256("\x1f".join(values).encode()).hexdigest()[:16]
 
@@ -328,7 +338,7 @@ def set_users_requirement(seen_by_id: dict[int, str | None], mode: str, until: d
     result says which. Everything else is all or nothing: bad input, an id that is not a user (of
     the actor's organization, for an admin), or, with ``members_only`` (the admin page), an admin
     of the organization (another admin's setting is the operator's; the admin's own is on their
-    security page) raises `PolicyError` and writes nothing.
+    security page) raises `PolicyError` (`NotSelectable` for such a user) and writes nothing.
 
     Locks: the organization's row, then the users' rows in ascending id order, in one statement.
     The organization's first is the order of the other changes that hold several of these rows
@@ -367,9 +377,9 @@ def set_users_requirement(seen_by_id: dict[int, str | None], mode: str, until: d
             .execution_options(populate_existing=True)
         ).scalars().all()
         if len(users) != len(ids) or any(u.org_id not in orgs for u in users):
-            raise PolicyError("user not found")
+            raise NotSelectable("user not found", "not_found")
         if members_only and any(u.role == "admin" for u in users):
-            raise PolicyError("not a member: an administrator's two-factor setting is not changed here")
+            raise NotSelectable("not a member: an administrator's two-factor setting is not changed here", "admin")
         changed, unchanged, skipped = [], [], []
         for user in users:
             try:
@@ -593,7 +603,7 @@ def _jsonable(values: dict) -> dict:
 
 
 __all__ = [
-    "Actor", "KEEP", "PolicyError", "PolicyChanged", "requirement_version", "ORG_SETTINGS", "org_setting_version",
+    "Actor", "KEEP", "PolicyError", "PolicyChanged", "NotSelectable", "requirement_version", "ORG_SETTINGS", "org_setting_version",
     "set_org_requirement", "set_user_requirement", "set_users_requirement", "BulkResult", "EVENT_BULK_CHANGE",
     "set_allowed_factors", "set_grace", "set_self_push_recovery", "clear_push_suspension", "note_postponed_login", "EVENT_ORG_REQUIREMENT",
     "EVENT_USER_REQUIREMENT", "EVENT_ALLOWED_FACTORS", "EVENT_GRACE", "EVENT_SELF_PUSH_RECOVERY",

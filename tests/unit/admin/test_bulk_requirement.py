@@ -230,3 +230,29 @@ def test_a_non_admin_cannot_post_it(app, world, browser):
     response = browser(alice).post("/admin/users", data={"mode": "exempt",
                                                          "user": [f"{alice.id}.{settings.requirement_version(alice)}"]})
     assert response.status_code == 403 and _user(alice.id).mfa_setting == "follow"
+
+
+def test_the_way_back_keeps_the_lists_filters_and_page(app, world, browser):
+    client = browser(world["admin"])
+    url = f"/admin/users?status=not_active&after={world['admin'].id}"
+    boxes = _boxes(client.get(url).get_data(as_text=True))
+    response = client.post(url, data={"mode": "required", "user": [boxes[world["alice"].id]]})
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(url)
+    assert client.post("/admin/users?after=abc", data={"mode": "required",
+                                                        "user": [boxes[world["alice"].id]]}).status_code == 400
+    assert client.post("/admin/users?status=nope", data={"mode": "required",
+                                                          "user": [boxes[world["alice"].id]]}).status_code == 400
+    assert len(_events("policy.user_requirement_changed")) == 1
+
+
+def test_the_page_in_french(app, world, browser):
+    client = browser(world["admin"])
+    boxes = _boxes(client.get("/admin/users").get_data(as_text=True))
+    settings.set_user_requirement(world["bob"].id, settings.EXEMPT, None, None, settings.Actor.cli())
+    client.post("/admin/users", data={"mode": "required", "user": [boxes[world["alice"].id], boxes[world["bob"].id]]},
+                headers={"Accept-Language": "fr"})
+    page = client.get("/admin/users", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert "Pour les utilisateurs sélectionnés" in page and "Sélectionner Alice (alice@acme.test)" in page
+    assert "1 utilisateur modifié." in page
+    assert "1 ignoré, car un autre administrateur a modifié son réglage entre-temps : bob@acme.test." in page
