@@ -92,21 +92,26 @@ def read_secret_from_stdin(what: str = "password", confirm: bool = True) -> str:
 MAX_JWKS_BYTES = 64 * 1024
 
 
+def read_input(path: str, limit: int, *, label: str) -> bytes:
+    """At most `limit` + 1 bytes of the file `path`, or of stdin for "-" (the caller tells a file
+    over `limit` by its length); `label` names the input in the one-line errors."""
+    try:
+        if path == "-":
+            if sys.stdin is None:  # `<&-` (click's get_binary_stream would raise a RuntimeError)
+                raise CliError(f"{label}: stdin is closed, nothing to read")
+            return click.get_binary_stream("stdin").read(limit + 1)
+        with open(path, "rb") as handle:
+            return handle.read(limit + 1)
+    except OSError as error:
+        raise CliError(f"cannot read {label}: {error.strerror or error}") from None
+
+
 def read_jwks(path: str | None) -> str | None:
     """The text of a JWK Set (or of a PEM public key) from a file, or stdin for "-" (None when no
     --jwks was given); the clients module checks what it says."""
     if path is None:
         return None
-    try:
-        if path == "-":
-            if sys.stdin is None:  # `<&-` (click's get_binary_stream would raise a RuntimeError)
-                raise CliError("--jwks -: stdin is closed")
-            data = click.get_binary_stream("stdin").read(MAX_JWKS_BYTES + 1)
-        else:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_JWKS_BYTES + 1)
-    except OSError as error:
-        raise CliError(f"cannot read --jwks {path}: {error.strerror or error}") from None
+    data = read_input(path, MAX_JWKS_BYTES, label=f"--jwks {path}")
     if len(data) > MAX_JWKS_BYTES:
         raise CliError(f"--jwks {path} is larger than {MAX_JWKS_BYTES // 1024} KiB: not a client's JWK Set")
     try:
@@ -117,16 +122,7 @@ def read_jwks(path: str | None) -> str | None:
 
 def read_import_file(path: str, limit: int) -> bytes:
     """A file's bytes, or stdin's for "-", at most `limit` of them."""
-    try:
-        if path == "-":
-            if sys.stdin is None:  # `<&-`
-                raise CliError("stdin is closed: nothing to read")
-            data = click.get_binary_stream("stdin").read(limit + 1)
-        else:
-            with open(path, "rb") as handle:
-                data = handle.read(limit + 1)
-    except OSError as error:
-        raise CliError(f"cannot read {path}: {error.strerror or error}") from None
+    data = read_input(path, limit, label=path)
     if len(data) > limit:
         raise CliError(f"{path} is larger than {limit // (1024 * 1024)} MiB")
     return data
