@@ -18,7 +18,9 @@ The file is UTF-8 with a byte order mark and commas (RFC 4180, CRLF line ends): 
 mark Excel reads UTF-8 as the ANSI code page ("Ã©" for "é"), and LibreOffice Calc takes the
 mark as the encoding in its import dialog. A cell a spreadsheet would read as a formula (it
 begins with =, +, -, @, a tab or a carriage return) is written with a leading apostrophe
-(OWASP, "CSV Injection"): names, addresses and exemption reasons are text other people typed.
+(OWASP, "CSV Injection"): names, addresses and exemption reasons are text other people typed. So
+is one that follows a semicolon, a comma, a tab or a line break inside a cell: a spreadsheet that
+splits lines at ";" (Excel in a French or German locale) would start a cell there.
 """
 from __future__ import annotations
 
@@ -56,6 +58,10 @@ AUDIT_COLUMNS = ("id", "at", "event", "label", "actor", "actor_id", "subject_id"
                  "details")
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A formula start right after a character some spreadsheet splits a line at: Excel in a French or
+# German locale opens a .csv split at ";" (its list separator), others at tabs, and a line break
+# ends a line for a reader that missed the quotes. "x;=cmd|..." is one cell here, two there.
+_FORMULA_AFTER_SEPARATOR = re.compile(r"([;,\t\r\n])(?=[=+\-@\t\r])")
 
 
 def csv_response(kind: str, filters: dict, batches: Iterator[list[list]], columns: tuple[str, ...]) -> Response:
@@ -117,7 +123,7 @@ def cell(value) -> str:
     """A value as its CSV cell: None as nothing, text defused against formula injection."""
     if value is None:
         return ""
-    text = str(value)
+    text = _FORMULA_AFTER_SEPARATOR.sub(r"\1'", str(value))
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 

@@ -143,6 +143,29 @@ def test_a_cell_that_a_spreadsheet_would_run_is_defused(app, world, browser, mak
     assert rows["alice@acme.test"]["name"] == "Alice"
 
 
+def test_no_cell_starts_a_formula_when_a_spreadsheet_splits_at_semicolons(app, world, browser, make_user, settings):
+    """Excel in a French (German, ...) locale opens a .csv split at ";", not ",": a name or a
+    browser written `x;=cmd|...` would then be two cells, the second a formula. Whatever the
+    separator a spreadsheet splits at, no piece of a line may start one."""
+    dde = "=cmd|' /C calc'!A0"
+    make_user(world["acme"], "semi@acme.test", name=f"Semi;{dde}")
+    make_user(world["acme"], "comma@acme.test", name="a,b;+SUM(1+1)")
+    audit.record("policy.user_requirement_changed", org_id=world["acme"].id, actor="cli",
+                 subject_id=world["alice"].id, details={"reason": f"x;{dde}"}, facts=("192.0.2.1", f"Mozilla;{dde}"))
+    db.session.commit()
+    client = browser(world["admin"])
+    for url in ("/admin/users.csv", "/admin/audit.csv"):
+        response = client.get(url)
+        assert response.status_code == 200
+        body = response.get_data(as_text=True)[1:]
+        for separator in (",", ";", "\t"):
+            for line in csv.reader(io.StringIO(body), delimiter=separator):
+                for value in line:
+                    assert not value.startswith(export._FORMULA_STARTS), (url, separator, value)
+    rows = {r["email"]: r for r in rows_of(client.get("/admin/users.csv"))}
+    assert rows["semi@acme.test"]["name"] == "Semi;'" + dde  # (readable still, as the leading apostrophe's)
+
+
 def test_a_non_ascii_organization_name_gets_an_rfc_6266_filename(app, world, browser, make_org, make_user, settings):
     school = make_org('École "Zéro"/Ωmega')
     principal = make_user(school, "head@ecole.test", role="admin")
