@@ -19,6 +19,8 @@ disabled", one page: idp.password_reset and idp.login.password_reset_pages). Wha
 - It goes to an address not yet verified (an imported user's, a user just added): using it is what
   proves the address (`email_verified`), as a reset link never could.
 - A new invitation kills the account's earlier ones (the last one mailed is the one that works).
+- It dies once its user has signed in with a password (a first password the admin also handed
+  over): `may_invite`'s rule holds when it is used, not only when it is sent.
 - It counts against the account's `password_reset.per_hour` links like a reset link, so that
   neither an admin nor anyone asking for reset links can flood the mailbox.
 

@@ -10,7 +10,8 @@
 
 An admin's invitation (idp.invitations) is a link of another kind (PasswordReset.kind "invite"):
 the same table, token, limits, "works once" and "dies with the password"; it lives
-`invite_ttl`, its page and mail welcome the person, and using it proves their address too
+`invite_ttl`, dies too once its user signed in with a password (a first password the admin
+handed over), its page and mail welcome the person, and using it proves their address too
 (`email_verified`) and is audited as `user.invitation_accepted` instead of `user.password_reset`.
 
 Why it is built this way:
@@ -51,7 +52,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import after_this_request, current_app
-from sqlalchemy import bindparam, case, func, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 
 from idp import audit, users
 from idp.db import db, utcnow
@@ -157,7 +158,11 @@ _LIVE_LINK = (select(_RESETS.c.id, _RESETS.c.user_id, User.__table__.c.email, _R
               .join(User.__table__, User.__table__.c.id == _RESETS.c.user_id)
               .join(Organization.__table__, Organization.__table__.c.id == User.__table__.c.org_id)
               .where(_RESETS.c.token_hash == bindparam("token_hash"), _RESETS.c.used_at.is_(None),
-                     _RESETS.c.expires_at > bindparam("now"), User.__table__.c.disabled.is_(False)))
+                     _RESETS.c.expires_at > bindparam("now"), User.__table__.c.disabled.is_(False),
+                     # An invitation is for someone who never got in (idp.invitations.may_invite): once
+                     # they signed in with a first password, "Forgot your password?" serves them.
+                     or_(_RESETS.c.kind != "invite", User.__table__.c.password_hash.is_(None),
+                         User.__table__.c.last_login_at.is_(None))))
 
 
 def hold_user(user_id: int) -> bool | None:
@@ -339,6 +344,10 @@ def reset(token: str, password: str, *, kind: str = "reset") -> users.Ended:
         raise LinkDead()
     user = db.session.get(User, link.user_id)
     invited = kind == "invite"
+    if invited and user.password_hash is not None and user.last_login_at is not None:
+        # Signed in with a first password since the page was read (under the row lock now).
+        db.session.rollback()
+        raise LinkDead()
     ended = users.set_password(user, password, actor=audit.ANONYMOUS, by="invitation" if invited else "reset_link",
                                hashed=hashed)
     details = {"reset_id": spent.id, "link_created_at": _iso(spent.created_at)}

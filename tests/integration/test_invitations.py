@@ -277,6 +277,29 @@ def test_a_disabled_users_invitation_dies_and_a_deleted_users_goes_with_them(liv
     assert FormBrowser(live_server.url).get(link).status == 410
 
 
+def test_an_invitation_dies_once_its_user_has_signed_in_with_a_first_password(live_server, seeded, rp_factory, mail):
+    """An invitation is for someone who never got in (idp.invitations.may_invite): a user the
+    admin gave a first password and also invited, who then signs in with that password, is
+    someone "Forgot your password?" serves. The week-long link in their mailbox must not stay a
+    way to set their password (and it asks no second factor)."""
+    admin = signed_in_admin(live_server, seeded, rp_factory)
+    form = admin.get("/admin/users/new").form_with("email")
+    first = "the first passphrase"
+    page = admin.submit(form, {"email": CAROL, "how": "password", "password": first, "confirm": first})
+    assert page.status == 200, page.text[:2000]
+    carol_id = user_row(live_server, CAROL).id
+    assert invite_from_page(admin, carol_id).status == 200
+    link = link_in(mail.wait_for(1)[0][1])
+    browser = FormBrowser(live_server.url)
+    form = browser.get(link).form_with("password")  # read before the sign-in
+    assert can_sign_in(live_server, seeded, rp_factory, CAROL, first)
+    assert FormBrowser(live_server.url).get(link).status == 410
+    done = browser.submit(form, {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert done.status == 410
+    assert can_sign_in(live_server, seeded, rp_factory, CAROL, first)
+    assert events(live_server, "user.invitation_accepted") == []
+
+
 # ---------------------------------------------------------------- who may invite whom
 
 def test_the_admin_pages_invite_members_only_with_csrf_and_in_their_own_organization(
