@@ -533,7 +533,7 @@ def user_add(org_name: str, email: str, name: str, admin: bool, password_stdin: 
     if invite:
         _invitations_on()
         row = add_user(org_name, email, None, name=name, admin=admin)
-        delivery = _invitation(row)
+        delivery = _invitation(row, print_link)
         commit()
         link = _send_invitation(delivery, print_link)
         if as_json:
@@ -584,7 +584,7 @@ def user_invite(email: str | None, org_name: str | None, all_without_password: b
     documents, failed = [], 0
     for target in targets:
         try:
-            delivery = _invitation(target)
+            delivery = _invitation(target, print_link)
         except CliError as exc:
             if email:
                 raise
@@ -628,12 +628,13 @@ _INVITE_REFUSALS = {
 }
 
 
-def _invitation(target):
-    """An invitation for `target` in the command's transaction (the caller commits), else CliError."""
+def _invitation(target, print_link: bool):
+    """An invitation for `target` in the command's transaction (the caller commits), else CliError.
+    A printed link (`print_link`) proves no address when used: the operator hands it over."""
     from idp import invitations
 
     try:
-        return invitations.invite(target, actor="cli")
+        return invitations.invite(target, actor="cli", mailed=not print_link)
     except invitations.InviteRefused as exc:
         raise CliError(f"{target.email} cannot be invited: {_INVITE_REFUSALS[exc.reason]}") from None
 

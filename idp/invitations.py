@@ -17,7 +17,8 @@ disabled", one page: idp.password_reset and idp.login.password_reset_pages). Wha
 - An admin or the operator asks for it, by name: no enumeration to hide, so the work is done in
   the request and the admin is told at once whether the relay took the mail.
 - It goes to an address not yet verified (an imported user's, a user just added): using it is what
-  proves the address (`email_verified`), as a reset link never could.
+  proves the address (`email_verified`), as a reset link never could. Not a link the operator
+  printed to hand over (`idp user invite --print-link`, `mailed=False`): it never saw the mailbox.
 - A new invitation kills the account's earlier ones (the last one mailed is the one that works).
 - It dies once its user has signed in with a password (a first password the admin also handed
   over): `may_invite`'s rule holds when it is used, not only when it is sent.
@@ -61,12 +62,16 @@ def may_invite(user: User) -> bool:
     return not user.disabled and (user.password_hash is None or user.last_login_at is None)
 
 
-def invite(user: User, *, actor_id: int | None = None, actor: str = "") -> password_reset.Delivery:
+def invite(user: User, *, actor_id: int | None = None, actor: str = "",
+           mailed: bool = True) -> password_reset.Delivery:
     """A new invitation for `user`, in the caller's transaction (the caller commits, then mails the
     returned Delivery, or prints its link). Raises InviteRefused, with nothing written.
 
     Holds the user's row first, as a reset link's request does (idp.password_reset): a new
-    password or a disabling in the same instant either kills this link or comes before it."""
+    password or a disabling in the same instant either kills this link or comes before it.
+
+    `mailed` False: the caller prints the link for the operator to hand over (`--print-link`)
+    rather than mail it; using that link sets the password but proves no address."""
     config = password_reset.current_settings()
     if not config.enabled:
         raise InviteRefused("links_off")
@@ -83,13 +88,13 @@ def invite(user: User, *, actor_id: int | None = None, actor: str = "") -> passw
                                                    PasswordReset.used_at.is_(None), PasswordReset.expires_at > now)
                        .values(expires_at=now))
     token = random_token(password_reset.TOKEN_BYTES)
-    row = PasswordReset(token_hash=sha256_hex(token), user_id=user.id, kind=INVITE, created_at=now,
+    row = PasswordReset(token_hash=sha256_hex(token), user_id=user.id, kind=INVITE, created_at=now, mailed=mailed,
                         expires_at=now + timedelta(seconds=config.invite_ttl))
     db.session.add(row)
     db.session.flush()
     by = "admin" if actor_id is not None else actor
     audit.record("user.invited", org_id=user.org_id, actor_id=actor_id, actor=actor, subject_id=user.id,
-                 details={"by": by, "reset_id": row.id, "expires_at": row.expires_at.isoformat(timespec="seconds")})
+                 details={"by": by, "reset_id": row.id, **({} if mailed else {"mailed": False}), "expires_at": row.expires_at.isoformat(timespec="seconds")})
     issuer = current_app.extensions["idp.settings"].issuer
     org = db.session.scalar(select(Organization.name).where(Organization.id == user.org_id)) or ""
     return password_reset.Delivery(reset_id=row.id, user_id=user.id, org_id=user.org_id, to=user.email,

@@ -321,7 +321,8 @@ def reset(token: str, password: str, *, kind: str = "reset") -> users.Ended:
     users.PasswordRefused (checked first: the link stays usable) or LinkDead, also when the
     link is not of `kind` (a reset link is no invitation, nor the other way round).
 
-    An invitation also marks the address verified: the person proved they read its mailbox."""
+    An invitation also marks the address verified, when it was mailed: the person proved they
+    read its mailbox (a link printed for the operator to hand over proves nothing of it)."""
     problem = users.password_problem(password)
     if problem:
         raise users.PasswordRefused(problem)
@@ -352,8 +353,10 @@ def reset(token: str, password: str, *, kind: str = "reset") -> users.Ended:
                                hashed=hashed)
     details = {"reset_id": spent.id, "link_created_at": _iso(spent.created_at)}
     if invited:
+        # Only a mailed link proves the mailbox: one the operator printed went through their hands.
         details["email_verified_before"] = bool(user.email_verified)
-        user.email_verified = True
+        user.email_verified = bool(user.email_verified or spent.mailed)
+        details["email_verified"] = user.email_verified
     audit.record("user.invitation_accepted" if invited else "user.password_reset", org_id=user.org_id,
                  actor=audit.ANONYMOUS, subject_id=user.id, details=details)
     db.session.commit()

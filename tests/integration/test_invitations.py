@@ -143,7 +143,7 @@ def test_an_admin_invites_a_new_user_who_chooses_a_password_and_proves_the_addre
     assert invited.subject_id == carol.id and invited.details["expires_at"]
     [accepted] = events(live_server, "user.invitation_accepted")
     assert accepted.actor == "anonymous" and accepted.details["reset_id"] == invited.details["reset_id"]
-    assert accepted.details["email_verified_before"] is False
+    assert accepted.details["email_verified_before"] is False and accepted.details["email_verified"] is True
     [changed] = events(live_server, "user.password_changed")
     assert changed.details["by"] == "invitation"
     assert events(live_server, "user.password_reset") == []
@@ -427,6 +427,10 @@ def test_idp_user_invite_mails_or_prints_the_link(idp, live_server, seeded, rp_f
     assert can_sign_in(live_server, seeded, rp_factory, CAROL, NEW_PASSWORD)
     [first, second] = events(live_server, "user.invited")
     assert first.actor == second.actor == "cli" and second.details["by"] == "cli"
+    # A printed link went through the operator's hands, not the mailbox: using it proves no address.
+    assert user_row(live_server, CAROL).email_verified is False
+    [accepted] = events(live_server, "user.invitation_accepted")
+    assert accepted.details["email_verified_before"] is False and accepted.details["email_verified"] is False
 
 
 def test_idp_user_add_invite_and_the_bulk_invitation_after_an_import(idp, live_server, seeded, rp_factory, inbox):
@@ -451,6 +455,7 @@ def test_idp_user_add_invite_and_the_bulk_invitation_after_an_import(idp, live_s
     assert document["expires_at"].endswith("Z") and len(mail.messages) == 1
     choose_password(FormBrowser(live_server.url), document["link"])
     assert can_sign_in(live_server, seeded, rp_factory, "gail@acme.test", NEW_PASSWORD)
+    assert user_row(live_server, "gail@acme.test").email_verified is False, "a printed link proves no address"
 
 
 @pytest.mark.parametrize("args, fragment", [

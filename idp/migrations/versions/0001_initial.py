@@ -274,6 +274,7 @@ def upgrade() -> None:
     sa.Column('used_at', sa.DateTime(), nullable=True),
     sa.Column('kind', sa.String(length=8), nullable=False),
     sa.Column('mail_failed_at', sa.DateTime(), nullable=True),
+    sa.Column('mailed', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('token_hash')
