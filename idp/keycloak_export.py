@@ -28,7 +28,9 @@ import base64
 import json
 from typing import Any
 
+from idp.factors.contract import LABEL_MAX
 from idp.security import foreign_hashes
+from idp.security.text import display_text
 
 _OTP_ALGORITHMS = {"HmacSHA1": "SHA1", "HmacSHA256": "SHA256", "HmacSHA512": "SHA512"}
 
@@ -78,10 +80,10 @@ def _record(user: Any) -> tuple[dict | None, list[str]]:
                 continue
             record["password_hash"] = _password_hash(credential)
         elif kind == "otp":
-            item = _totp(credential)
+            item = _totp(credential, notes)
             if item is None:
-                notes.append(f"{_json(credential, 'credentialData').get('subType', 'otp')} credential left behind "
-                             "(only TOTP is imported)")
+                notes.append(f"{_shown(_json(credential, 'credentialData').get('subType', 'otp'))} credential left "
+                             "behind (only TOTP is imported)")
             else:
                 totp.append(item)
         else:
@@ -110,7 +112,14 @@ def _required_actions(user: dict, record: dict, notes: list[str]) -> None:
             notes.append("a temporary password (Keycloak's required action UPDATE_PASSWORD) left behind: "
                          "the user sets one by the reset link")
         elif action != "UPDATE_PASSWORD":
-            notes.append(f"required action {action if isinstance(action, str) and action.isprintable() else repr(action)} not carried over")
+            notes.append(f"required action {_shown(action)} not carried over")
+
+
+def _shown(value: Any) -> str:
+    """A string of the export as a warning prints it: as it is when printable, else quoted with its
+    control characters escaped (repr), so that none reaches the operator's terminal (an escape
+    sequence there could rewrite the lines around it)."""
+    return value if isinstance(value, str) and value.isprintable() else repr(value)
 
 
 def _json(credential: dict, key: str) -> dict:
@@ -156,8 +165,10 @@ def _integer(params: dict, key: str, default: int) -> int:
     raise ValueError(f"argon2 {key} is not a whole number ({value!r})")
 
 
-def _totp(credential: dict) -> dict | None:
-    """The TOTP item for this otp credential, None for HOTP (left behind)."""
+def _totp(credential: dict, notes: list[str]) -> dict | None:
+    """The TOTP item for this otp credential, None for HOTP (left behind). Its userLabel is display
+    text (control characters out) cut to this provider's LABEL_MAX (Keycloak allows 255): a
+    name is no reason to refuse the user, and a cut one is said in `notes`."""
     secret, data = _json(credential, "secretData"), _json(credential, "credentialData")
     if data.get("subType", "totp") != "totp":
         return None
@@ -171,7 +182,13 @@ def _totp(credential: dict) -> dict | None:
     else:
         secret_b32 = base64.b32encode(value.encode("utf-8")).decode()
     algorithm = data.get("algorithm", "HmacSHA1")
-    return {"secret": secret_b32, "label": credential.get("userLabel") or "",
+    label = credential.get("userLabel") or ""
+    if isinstance(label, str):  # (anything else goes on as it is, for the totp plugin to refuse)
+        label = display_text(label)
+        if len(label) > LABEL_MAX:
+            label = label[:LABEL_MAX].rstrip()
+            notes.append(f"the otp credential's userLabel cut to {LABEL_MAX} characters (Keycloak allows 255)")
+    return {"secret": secret_b32, "label": label,
             # (Anything but Keycloak's names goes on as it is, for the totp plugin to refuse.)
             "algorithm": _OTP_ALGORITHMS.get(algorithm, algorithm) if isinstance(algorithm, str) else algorithm,
             "digits": data.get("digits", 6), "period": data.get("period", 30)}

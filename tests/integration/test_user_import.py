@@ -515,3 +515,38 @@ def test_a_keycloak_temporary_password_is_left_behind(live_server, seeded, rp_fa
     assert _user(live_server, "kept@acme.test").password_hash.startswith("$pbkdf2-sha256$")
     browser = _sign_in(live_server, rp_factory(seeded.first_party), "temp@acme.test", PASSWORD)
     assert browser.page.status == 401
+
+
+def test_keycloak_strings_reach_neither_a_refusal_nor_the_terminal_as_they_are(live_server, seeded, idp, tmp_path):
+    """Keycloak allows a credential's userLabel 255 characters, this provider's labels 200: a longer
+    label is cut (and said so), not the user refused. Neither a userLabel nor a subType, strings
+    of the export's, reaches the operator's terminal with its control characters (an escape
+    sequence would redraw the warnings around it)."""
+    from idp.models import Credential
+
+    long_label = "L" * 255
+    export = {"users": [
+        {"username": "long", "email": "long@acme.test", "emailVerified": True, "enabled": True,
+         "credentials": [{**_keycloak_otp(pyotp.random_base32(), secretEncoding="BASE32"), "userLabel": long_label}]},
+        {"username": "bell", "email": "bell@acme.test", "emailVerified": True, "enabled": True,
+         "credentials": [{**_keycloak_otp(pyotp.random_base32(), secretEncoding="BASE32"),
+                          "userLabel": "\x1b[31mPhone\x07"}]},
+        {"username": "odd", "email": "odd@acme.test", "emailVerified": True, "enabled": True,
+         "credentials": [_keycloak_otp("hotpsecret0123456789", sub_type="hotp\x1b]0;owned\x07\x1b[2J")]},
+    ]}
+    result = _import(idp, live_server, tmp_path, export, file_format="keycloak")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr, repr(result.stderr)
+    assert "users[0] (long): the otp credential's userLabel cut to 200 characters" in result.stderr
+    assert "users[2] (odd): 'hotp\\x1b]0;owned\\x07\\x1b[2J' credential left behind" in result.stderr
+    labels = {email: _count(live_server, Credential, Credential.user_id == _user(live_server, email).id,
+                            Credential.factor == "totp") for email in ("long@acme.test", "bell@acme.test")}
+    assert labels == {"long@acme.test": 1, "bell@acme.test": 1}
+    from idp.db import db
+
+    with live_server.context():
+        stored = dict(db.session.execute(select(Credential.user_id, Credential.label).where(
+            Credential.factor == "totp", Credential.user_id.in_(
+                [_user(live_server, e).id for e in ("long@acme.test", "bell@acme.test")]))).all())
+    assert stored[_user(live_server, "long@acme.test").id] == "L" * 200
+    assert stored[_user(live_server, "bell@acme.test").id] == "[31mPhone"
