@@ -256,6 +256,12 @@ def read_step_again(row: TransactionRow) -> None:
     found = db.read_all(_READ_STEP, {"id_": row.id})
     if found:
         row.state, row.version, row.factor_name, row.factor_state = found[0]
+    else:
+        # Gone: deleted with its user (idp.users.delete) while this request worked on it. Read as
+        # ended, so that the caller, which finds it no longer at its step, leads to the step's
+        # URL, whose load shows the expired page (a wait for a step to be kept, or a retry of
+        # the user's other methods, would end on an error page).
+        row.state, row.factor_name, row.factor_state = State.CANCELLED.value, None, None
 
 
 def drop_step(row: TransactionRow, expected_version: int) -> bool:

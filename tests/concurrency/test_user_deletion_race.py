@@ -5,17 +5,25 @@ names the user to the login, the second factor or the consent that signs them in
 code, a session or any row of the user's, and with an answer, not a server error."""
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from pathlib import Path
+from urllib.parse import urljoin
 
 import pyotp
 import pytest
+import requests
 from sqlalchemy import create_engine, func, select
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, seed
 from fixtures.race import blocked_by
 from fixtures.totp import enrol_totp_during_login
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "push"))
+from authenticator.push import keys  # noqa: E402
+from push_testkit import activation_code, enable_push, give_device, issue_activation_uri  # noqa: E402
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
 
@@ -106,4 +114,83 @@ def test_a_refresh_waiting_for_the_deletion_gets_invalid_grant(pg_server):
         {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}))
 
     assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant", answer.text
+    assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
+
+
+def deleted_once_it_waits_for_the_user(server, email: str, action) -> list:
+    """Hold the user's row (as the deletion's sign-out stamp does, from its UPDATE to its commit),
+    run `action` on a thread of its own until it waits for that lock, then delete the user and
+    commit: what a request that checked the user before the deletion began, and writes after it
+    committed, meets. What `action` returned, in a list."""
+    from idp import users
+    from idp.db import db
+    from idp.factors import directory
+    from idp.models import User
+
+    watcher, answers = create_engine(server.database_url), []
+    with server.context(), watcher.connect() as watch:
+        user = db.session.scalar(select(User).where(User.email == email))
+        directory.lock_user(user.id)
+        holder = db._dbapi().info.backend_pid
+        waiting = threading.Thread(target=lambda: answers.append(action()))
+        waiting.start()
+        while waiting.is_alive() and not blocked_by(watch, holder):
+            time.sleep(0.02)
+        assert waiting.is_alive(), "it did not wait for the user's lock"
+        users.delete(user, actor="cli")
+        db.session.commit()
+        waiting.join()
+    watcher.dispose()
+    return answers
+
+
+def test_a_push_request_begun_as_the_user_is_deleted_is_an_answer_not_a_server_error(pg_server):
+    """The login's push page takes the user's lock (plugins/push: the fatigue limit), then stores
+    the request. A deletion that committed while it waited left no user for the request's
+    foreign key: the login ends (the expired page, or the methods page), with no 500."""
+    from idp.db import db
+    from idp.models import User
+
+    enable_push(pg_server)
+    seeded = seed(pg_server)
+    give_device(pg_server, seeded.user_email)
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    browser = FormBrowser(pg_server.url)
+    page = browser.get(rp.authorization_url())
+    form = page.form_with("password")
+    posted = browser.http.post(urljoin(page.url, form["action"]),
+                               data={**form["fields"], "username": seeded.user_email, "password": seeded.password},
+                               allow_redirects=False)
+    assert posted.status_code in (302, 303), posted.text[:1500]
+    step_page = posted.headers["Location"]               # the second factor's page: its GET begins the push
+
+    [page] = deleted_once_it_waits_for_the_user(pg_server, seeded.user_email, lambda: browser.get(step_page))
+
+    assert page.status < 500, page.text[:1500]
+    assert 'data-push-number' not in page.text
+    assert not (browser.last_redirect and "code=" in browser.last_redirect), browser.last_redirect
+    assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
+
+
+def test_a_phone_registering_as_its_user_is_deleted_is_refused_not_a_server_error(pg_server):
+    from idp.db import db
+    from idp.models import User
+
+    enable_push(pg_server)
+    seeded = seed(pg_server)
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    code = activation_code(issue_activation_uri(pg_server, seeded.user_email))
+    phone = keys.new_private_key()
+    audience = pg_server.url + "/factors/push/v1/register"
+
+    def register():
+        token = keys.registration_token(phone, audience=audience, code=code, name="phone")
+        return requests.post(audience, json={"registration": token}, timeout=30)
+
+    [answer] = deleted_once_it_waits_for_the_user(pg_server, seeded.user_email, register)
+
+    assert 400 <= answer.status_code < 500, answer.text
     assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
