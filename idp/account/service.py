@@ -18,7 +18,7 @@ from idp.db import db
 from idp.factors.challenges import ACCOUNT_ENROLMENT, ChallengeStore
 from idp.factors import enrolment
 from idp.factors.contract import label_too_long
-from idp.factors.directory import lock_user, recovery_codes_issued
+from idp.factors.directory import hold_enabled, lock_user, recovery_codes_issued
 from idp.factors.registry import RECOVERY_CODES, current_registry
 from idp.factors.sealed import open_view, seal_view
 from idp.factors.types import Enrolled, FactorKind, Rejected
@@ -42,6 +42,12 @@ class AccountError(Exception):
         super().__init__(message)
         self.renewed = renewed
         self.spent = spent
+
+
+class AccountGone(AccountError):
+    """The account was deleted (idp.users.delete) or disabled while the request waited for its
+    row: nothing is stored for it, and the session that asked has ended (the page goes back to
+    the security page, which signs in again)."""
 
 
 class IssuedByAdmin(AccountError):
@@ -114,15 +120,15 @@ def begin(user: User, name: str) -> str:
     factor = {f.name: f for f in enrollable(user)}.get(name)
     if factor is None:
         raise AccountError(_l("This method is not available."))
-    session_id = _session_id()
-    lock_user(user.id)  # the copies of one click, one after the other from here
+    session_id, ref = _session_id(), user_ref(user)
+    _hold(ref)  # the copies of one click, one after the other from here
     if session_id is not None:
         found = _begun_by_this_click(user, name, session_id)
         if found is not None:
             db.session.rollback()  # (nothing written: the user's lock goes while this waits)
             if _kept_in_time(found.id):
                 return found.id
-            lock_user(user.id)  # the other copy's plugin failed, or is slow: this one begins its own
+            _hold(ref)  # the other copy's plugin failed, or is slow: this one begins its own
     claim = PENDING.create(user.id, ttl=PENDING_TTL, payload={"factor": name, SESSION: session_id})
     db.session.commit()  # the claim, before the plugin (which may commit itself: push's activation)
     from idp.login.steps.factor_step import FactorUnavailable, call_plugin, unavailable_message
@@ -139,6 +145,18 @@ def begin(user: User, name: str) -> str:
                             "sealed_view": seal_view(step.view, _view_aad(user))})
     db.session.commit()
     return claim.id
+
+
+def _hold(ref) -> None:
+    """`lock_user`, and AccountGone (rolled back) when the user was deleted or disabled while this
+    waited for their row: what `begin` and `finish` store next (a pending enrolment, a credential)
+    is keyed by the user, and a deletion's commit left its foreign key nothing to name (a 500).
+    The same one statement as `lock_user` (idp.factors.directory.hold_enabled). `ref`: the
+    user's UserRef, taken before any rollback (which expires the ORM user: reading it again
+    would look for the row the deletion removed)."""
+    if not hold_enabled(ref):
+        db.session.rollback()
+        raise AccountGone(_l("This enrolment expired. Start again."))
 
 
 # The payload's key for the browser session an enrolment was begun from (`begin`).
@@ -224,7 +242,7 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
     # one after the other, so the second sees what the first stored (`one_too_many`).
     # (It forgets what this request read of the credentials before it waited, `enrollable`: the
     # checks below, `_holds_recovery_codes` included, see another tab's set.)
-    lock_user(user.id)
+    _hold(ref)
     before = enrolment.credentials_before(ref)
     # Claimed first, committed with the credential: a double (or tenfold) submission waits on
     # the claim's row lock and then matches nothing, before it stores anything of its own.

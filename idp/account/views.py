@@ -106,6 +106,9 @@ def enrol(pending_id: str):
             _credential, codes = service.finish(user, pending_id, response)
         except AccountError as failure:
             error = _(str(failure))
+            if isinstance(failure, service.AccountGone):  # its session ended too: this page is no more
+                flash(error, "error")
+                return redirect(url_for(".security"))
             if failure.renewed:  # the refused answer spent the enrolment: the page shows its replacement
                 pending_id, info = failure.renewed, service.pending(user, failure.renewed)
             elif failure.spent:  # spent, and no replacement could begin: its form would answer nothing

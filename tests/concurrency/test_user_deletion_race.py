@@ -20,6 +20,7 @@ from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, seed
 from fixtures.race import blocked_by
 from fixtures.totp import enrol_totp_during_login
+from test_factor_races import _signed_in_to_account_page
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "push"))
 from authenticator.push import keys  # noqa: E402
@@ -174,6 +175,25 @@ def test_a_push_request_begun_as_the_user_is_deleted_is_an_answer_not_a_server_e
     assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
 
 
+def test_an_enrolment_finished_on_the_security_page_as_the_user_is_deleted_stores_nothing(pg_server):
+    from idp.db import db
+    from idp.models import User
+
+    seeded, browser, page = _signed_in_to_account_page(pg_server)
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    page = browser.submit([f for f in page.forms() if f["action"].endswith("/add/totp")][0])
+    key = page.find(r'<code>([A-Z2-7 ]+)</code>').replace(" ", "")
+    form, code = page.form_with("code"), pyotp.TOTP(key).now()
+
+    [page] = deleted_once_it_waits_for_the_user(pg_server, seeded.user_email,
+                                                lambda: browser.submit(form, {"code": code, "label": "Second"}))
+
+    assert page.status < 500, page.text[:1500]
+    assert "Authenticator app added." not in page.text
+    assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
+
+
 def test_a_phone_registering_as_its_user_is_deleted_is_refused_not_a_server_error(pg_server):
     from idp.db import db
     from idp.models import User
@@ -193,4 +213,21 @@ def test_a_phone_registering_as_its_user_is_deleted_is_refused_not_a_server_erro
     [answer] = deleted_once_it_waits_for_the_user(pg_server, seeded.user_email, register)
 
     assert 400 <= answer.status_code < 500, answer.text
+    assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
+
+
+def test_an_enrolment_begun_on_the_security_page_as_the_user_is_deleted_is_an_answer(pg_server):
+    """"Add" takes the user's lock, then stores the pending enrolment (a row keyed by the user)."""
+    from idp.db import db
+    from idp.models import User
+
+    seeded, browser, page = _signed_in_to_account_page(pg_server)
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    form = [f for f in page.forms() if f["action"].endswith("/add/totp")][0]
+
+    [page] = deleted_once_it_waits_for_the_user(pg_server, seeded.user_email, lambda: browser.submit(form))
+
+    assert page.status < 500, page.text[:1500]
+    assert "/login/" in page.url, page.url                               # the session ended with the account
     assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
