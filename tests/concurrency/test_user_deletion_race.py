@@ -16,6 +16,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, func, select
 
+from fixtures.cli import ok, refused, run_idp
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, RelyingParty, seed
 from fixtures.race import blocked_by
@@ -231,3 +232,25 @@ def test_an_enrolment_begun_on_the_security_page_as_the_user_is_deleted_is_an_an
     assert page.status < 500, page.text[:1500]
     assert "/login/" in page.url, page.url                               # the session ended with the account
     assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
+
+
+def test_the_last_two_admins_deleted_at_once_with_the_command_leave_one(pg_server):
+    """Two operators delete the organization's last two admins at the same moment: the second
+    deletion waits for the first's lock on the organization's row, then counts the admins again
+    and is refused (idp.users._keep_an_admin); the organization keeps an admin."""
+    from idp.db import db
+    from idp.models import User
+
+    seeded = seed(pg_server)
+    url = pg_server.database_url
+    ok(run_idp("user", "add", "--org", "Acme", "--email", "second@acme.test", "--password-stdin",
+               input="correct horse battery\n", database_url=url))
+    ok(run_idp("user", "set-role", "--email", "second@acme.test", "--role", "admin", database_url=url))
+
+    [second] = deleted_while_it_waits(pg_server, seeded.admin_email, lambda: run_idp(
+        "user", "delete", "--email", "second@acme.test", "--yes", database_url=url))
+
+    refused(second, "only administrator")
+    with pg_server.context():
+        admins = db.session.scalars(select(User.email).where(User.role == "admin")).all()
+    assert admins == ["second@acme.test"]
