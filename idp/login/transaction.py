@@ -222,8 +222,8 @@ def advance(row: TransactionRow, expected_state: State, expected_version: int, n
               "now": utcnow(), "state": new_state.value, "version": expected_version + 1, **patch}
     try:
         moved = db.run(_advance_statement(tuple(sorted(patch))), values).rowcount == 1
-    except db.engine.dialect.loaded_dbapi.IntegrityError:
-        if "user_id" not in patch:
+    except db.engine.dialect.loaded_dbapi.IntegrityError as refused:
+        if "user_id" not in patch or not _foreign_key_refused(refused):
             raise
         # The move names its user (the password step's), who was deleted since the step read
         # them (idp.users.delete): the foreign key refuses it, and the login goes no further,
@@ -238,6 +238,17 @@ def advance(row: TransactionRow, expected_state: State, expected_version: int, n
     for key, value in dict(patch, state=new_state.value, version=expected_version + 1).items():
         setattr(row, key, value)
     return True
+
+
+# A foreign key's refusal: PostgreSQL's SQLSTATE (psycopg's `sqlstate`), SQLite's extended code
+# SQLITE_CONSTRAINT_FOREIGNKEY (sqlite3's `sqlite_errorcode`). Any other integrity error of a move
+# (a NOT NULL, a CHECK) is a fault, not a user deleted meanwhile.
+_FOREIGN_KEY_SQLSTATE, _SQLITE_CONSTRAINT_FOREIGNKEY = "23503", 787
+
+
+def _foreign_key_refused(error: Exception) -> bool:
+    return (getattr(error, "sqlstate", None) == _FOREIGN_KEY_SQLSTATE
+            or getattr(error, "sqlite_errorcode", None) == _SQLITE_CONSTRAINT_FOREIGNKEY)
 
 
 def update_in_place(row: TransactionRow, expected_version: int, *, commit: bool = True, **patch) -> bool:

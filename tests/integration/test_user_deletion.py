@@ -336,3 +336,24 @@ def test_a_code_issued_before_the_deletion_buys_nothing(live_server, seeded, rp_
     exchanged = rp.token_request({"grant_type": "authorization_code", "code": browser.callback_params()["code"],
                                   "redirect_uri": rp.client["redirect_uri"], "code_verifier": rp.verifier})
     assert exchanged.status_code == 400 and exchanged.json()["error"] == "invalid_grant"
+
+
+def test_a_logins_move_refused_for_another_reason_than_a_deleted_user_is_not_taken_for_one(live_server, seeded):
+    """idp.login.transaction.advance catches the foreign key's refusal of a move that names a
+    user deleted meanwhile (the login goes no further); any other integrity error of that
+    statement is a fault, raised, not a login quietly ended."""
+    from idp.db import db
+    from idp.login import transaction
+    from idp.login.transaction import State
+
+    user_id = user_row(live_server, seeded.user_email).id
+    with live_server.app.test_request_context():
+        handle = transaction.begin({"params": {}}, "binding")
+        row = handle.row
+        with pytest.raises(Exception) as raised:                          # NOT NULL, not a foreign key
+            transaction.advance(row, State.IDENTIFY, 1, State.SECOND_FACTOR, user_id=user_id, browser_binding=None)
+        assert "null" in str(raised.value).lower() or "not-null" in str(raised.value).lower(), raised.value
+        db.session.rollback()
+        # The refusal it is there for: a user who is not there.
+        assert transaction.advance(row, State.IDENTIFY, 1, State.SECOND_FACTOR, user_id=user_id + 1000) is False
+        assert transaction.advance(row, State.IDENTIFY, 1, State.SECOND_FACTOR, user_id=user_id) is True
