@@ -406,6 +406,8 @@ def _schema_difference(diff) -> str:
         return f"{diff[0]} {diff[2]}.{diff[3].name}"
     if isinstance(diff, tuple) and diff[0] in ("add_table", "remove_table", "add_index", "remove_index"):
         return f"{diff[0]} {diff[1].name}"
+    if isinstance(diff, tuple) and diff[0] == "modify_sqlite_autoincrement":  # (idp.schema's own)
+        return f"{diff[0]} {diff[1]}"
     return (diff[0][0] if isinstance(diff, list) and diff and isinstance(diff[0], tuple) else str(diff))[:80]
 
 

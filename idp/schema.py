@@ -125,7 +125,26 @@ def differences(engine_or_url: Engine | str) -> list:
 
     with _engine(engine_or_url) as engine, engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return [diff for diff in compare_metadata(context, Base.metadata) if not _ignored(diff)]
+        return ([diff for diff in compare_metadata(context, Base.metadata) if not _ignored(diff)]
+                + _sqlite_autoincrement_differences(connection, Base.metadata))
+
+
+def _sqlite_autoincrement_differences(connection: Connection, metadata) -> list:
+    """The SQLite tables whose AUTOINCREMENT is not the model's `sqlite_autoincrement`, as
+    ("modify_sqlite_autoincrement", table name, the model's): Alembic's comparison does not see
+    it. Without it SQLite gives a deleted user's id, when it was the highest, to the next user,
+    whom the audit log's events of the one who left would then name (idp.users.delete); a
+    database made before the users table had it passed every check."""
+    if connection.dialect.name != "sqlite":
+        return []
+    created = dict(connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")).all())
+    found = []
+    for table in metadata.sorted_tables:
+        wanted = bool(table.dialect_options["sqlite"]["autoincrement"])
+        sql = created.get(table.name)
+        if sql is not None and ("AUTOINCREMENT" in sql.upper()) != wanted:
+            found.append(("modify_sqlite_autoincrement", table.name, wanted))
+    return found
 
 
 def _ignored(diff) -> bool:

@@ -157,6 +157,26 @@ def test_init_leaves_a_schema_that_matches_the_models(url):
     assert differences(url) == [], "the migration is stale: run `make migration`"
 
 
+def test_init_refuses_an_sqlite_database_whose_users_table_would_reuse_ids(sqlite_url, idp):
+    """A database made before the users table was AUTOINCREMENT (the one revision rewritten in
+    place) passed Alembic's comparison, which does not see it, and gave a deleted user's id to
+    the next user (idp.users.delete): it is a difference, which `idp init` names."""
+    import sqlite3
+
+    from idp.schema import differences
+
+    ok(idp("init", database_url=sqlite_url))
+    path = sqlite_url.removeprefix("sqlite:///")
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA writable_schema = ON")  # the table as the earlier build created it
+    connection.execute("UPDATE sqlite_master SET sql = replace(sql, ' AUTOINCREMENT', '') WHERE name = 'users'")
+    connection.commit()
+    connection.close()
+
+    assert differences(sqlite_url) == [("modify_sqlite_autoincrement", "users", True)]
+    refused(idp("init", database_url=sqlite_url), "earlier build", "modify_sqlite_autoincrement users")
+
+
 # ---------------------------------------------------------------- org
 
 def test_org_add(url, idp, db):
