@@ -41,6 +41,19 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# A foreign key's refusal: PostgreSQL's SQLSTATE (psycopg's `sqlstate`), SQLite's extended code
+# SQLITE_CONSTRAINT_FOREIGNKEY (sqlite3's `sqlite_errorcode`).
+_FOREIGN_KEY_SQLSTATE, _SQLITE_CONSTRAINT_FOREIGNKEY = "23503", 787
+
+
+def foreign_key_refused(error: Exception) -> bool:
+    """Whether a driver's IntegrityError (from `db.run`, unwrapped) is a foreign key's refusal:
+    a write naming a user deleted meanwhile (idp.users.delete), caught where that race is
+    expected. Any other integrity error (a NOT NULL, a CHECK, a unique key) is not."""
+    return (getattr(error, "sqlstate", None) == _FOREIGN_KEY_SQLSTATE
+            or getattr(error, "sqlite_errorcode", None) == _SQLITE_CONSTRAINT_FOREIGNKEY)
+
+
 class unicode_lower(FunctionElement):
     """lower() of a text column, for every letter: SQLite's own lower() changes ASCII letters only,
     so a search lower-cased in Python ("émile") never met "Émile" stored (idp.admin.queries). On

@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy import bindparam, select, update
 
 from idp.extensions import use_login_ui_locales
-from idp.db import db, utcnow
+from idp.db import db, foreign_key_refused, utcnow
 from idp.factors import store
 from idp.login import user as login_user
 from idp.login.user import LoginUser
@@ -223,7 +223,7 @@ def advance(row: TransactionRow, expected_state: State, expected_version: int, n
     try:
         moved = db.run(_advance_statement(tuple(sorted(patch))), values).rowcount == 1
     except db.engine.dialect.loaded_dbapi.IntegrityError as refused:
-        if "user_id" not in patch or not _foreign_key_refused(refused):
+        if "user_id" not in patch or not foreign_key_refused(refused):
             raise
         # The move names its user (the password step's), who was deleted since the step read
         # them (idp.users.delete): the foreign key refuses it, and the login goes no further,
@@ -238,17 +238,6 @@ def advance(row: TransactionRow, expected_state: State, expected_version: int, n
     for key, value in dict(patch, state=new_state.value, version=expected_version + 1).items():
         setattr(row, key, value)
     return True
-
-
-# A foreign key's refusal: PostgreSQL's SQLSTATE (psycopg's `sqlstate`), SQLite's extended code
-# SQLITE_CONSTRAINT_FOREIGNKEY (sqlite3's `sqlite_errorcode`). Any other integrity error of a move
-# (a NOT NULL, a CHECK) is a fault, not a user deleted meanwhile.
-_FOREIGN_KEY_SQLSTATE, _SQLITE_CONSTRAINT_FOREIGNKEY = "23503", 787
-
-
-def _foreign_key_refused(error: Exception) -> bool:
-    return (getattr(error, "sqlstate", None) == _FOREIGN_KEY_SQLSTATE
-            or getattr(error, "sqlite_errorcode", None) == _SQLITE_CONSTRAINT_FOREIGNKEY)
 
 
 def update_in_place(row: TransactionRow, expected_version: int, *, commit: bool = True, **patch) -> bool:

@@ -44,7 +44,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from idp import audit
-from idp.db import db, utcnow
+from idp.db import db, foreign_key_refused, utcnow
 from idp.models import AuthorizationCode, DeviceAuthorization
 from idp.oidc import backchannel, claims, urls
 from idp.oidc.adapters import AUTH_METHODS, OAuthCode
@@ -230,8 +230,16 @@ def deny(device_id: int, user_id: int | None) -> bool:
     Audited either way: a "no" at the confirmation is what a person sent someone else's code
     (RFC 8628 5.4, remote phishing) is meant to say. Nobody's is recorded without an
     organization (with the address and User-Agent, in the audit log's JSON lines)."""
-    decided = db.run(_DECIDE, {"device_id": device_id, "status": "denied", "user_id": user_id,
-                               "now": utcnow()}).first()
+    try:
+        decided = db.run(_DECIDE, {"device_id": device_id, "status": "denied", "user_id": user_id,
+                                   "now": utcnow()}).first()
+    except db.engine.dialect.loaded_dbapi.IntegrityError as refused:
+        if user_id is None or not foreign_key_refused(refused):
+            raise
+        # The browser's user was deleted as they said no (idp.users.delete): the "no" stands, as
+        # nobody's. (Both callers committed what came before: the rollback undoes nothing else.)
+        db.session.rollback()
+        return deny(device_id, None)
     if decided is None:
         return False
     details = {"client_id": decided.client_id, "scope": decided.scope}

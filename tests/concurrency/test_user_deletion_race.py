@@ -254,3 +254,55 @@ def test_the_last_two_admins_deleted_at_once_with_the_command_leave_one(pg_serve
     with pg_server.context():
         admins = db.session.scalars(select(User.email).where(User.role == "admin")).all()
     assert admins == ["second@acme.test"]
+
+
+@pytest.mark.parametrize("prompt", [None, "none"])
+def test_a_single_sign_on_as_the_user_is_deleted_issues_no_code(pg_server, prompt):
+    """A browser still signed in asks for a code (another application, or prompt=none) while the
+    deletion holds the user's row: the sign-in waits for it, then finds no user to sign in."""
+    from idp.db import db
+    from idp.models import User
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    browser = FormBrowser(pg_server.url)
+    browser.get(rp.authorization_url())
+    browser.login(seeded.user_email, seeded.password)
+    assert browser.last_redirect and "code=" in browser.last_redirect
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    url = rp.authorization_url(**({"prompt": prompt} if prompt else {}))
+
+    [page] = deleted_once_it_waits_for_the_user(pg_server, seeded.user_email, lambda: browser.get(url))
+
+    assert page.status < 500, page.text[:1500]
+    assert not (browser.last_redirect and "code=" in browser.last_redirect), browser.last_redirect
+    assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
+
+
+def test_a_device_code_refused_by_a_signed_in_user_as_they_are_deleted_is_an_answer(pg_server):
+    """"No" on a device's confirmation records the browser's signed-in user as the one who
+    refused: a user deleted meanwhile leaves that foreign key nothing to name."""
+    from fixtures.device import allow_device_grant, ask_for_codes
+
+    from idp.db import db
+    from idp.models import User
+
+    seeded = seed(pg_server)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    browser = FormBrowser(pg_server.url)
+    browser.get(rp.authorization_url())
+    browser.login(seeded.user_email, seeded.password)              # signed in in this browser
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    allow_device_grant(pg_server, seeded.first_party)
+    codes = ask_for_codes(pg_server, seeded.first_party).json()
+    page = browser.get(f"/device?user_code={codes['user_code']}")
+    page = browser.submit(page.form_with("user_code"), {"user_code": codes["user_code"]})
+    form = page.form_with("action")
+
+    [page] = deleted_while_it_waits(pg_server, seeded.user_email,
+                                    lambda: browser.submit(form, button=("action", "deny")))
+
+    assert page.status < 500, page.text[:1500]
+    assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
