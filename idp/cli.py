@@ -737,7 +737,10 @@ def user_delete(email: str, yes: bool) -> None:
     if not yes:
         raise CliError(f"deleting {target.email} is permanent and cannot be undone: pass --yes to confirm")
     email, public_id = target.email, target.public_id
-    ended = users.delete(target, actor="cli")
+    try:
+        ended = users.delete(target, actor="cli")
+    except users.UserGone:  # deleted by someone else while this waited for the organization's row
+        raise CliError(f"no user with e-mail {email!r}") from None
     commit()
     click.echo(f"deleted {email} (sub {public_id}); {_ended(ended)}")
 

@@ -59,6 +59,11 @@ class LastAdmin(AccountRefused):
     """The change would leave the organization without an admin."""
 
 
+class UserGone(LookupError):
+    """The user was deleted meanwhile: by another admin or the operator deleting them at the same
+    moment (`delete`, which found the row gone once the first deletion let it go)."""
+
+
 class EmailTaken(AccountRefused):
     """The address is some user's already, in this organization or in another (the e-mail address
     is the login name, unique across every organization). The message says so, for the operator
@@ -315,7 +320,8 @@ def delete(user: User, *, actor_id: int | None = None, actor: str = "") -> Ended
     sign-out everywhere; `Ended` counts what was live), then every row keyed by the user, and
     the failure counters keyed by them. Audited as `user.deleted` (`email`, `public_id`, `role`
     and the counts; its `by`: `admin` or `cli`): the audit log keeps its events about them until
-    its retention ends. Raises LastAdmin rather than delete an organization's last enabled admin.
+    its retention ends. Raises LastAdmin rather than delete an organization's last enabled admin,
+    UserGone when another deletion of the user committed while this one waited.
 
     The order is sign_out_everywhere's and a login's: the organization's row (`_keep_an_admin`),
     then the user's (the stamp), then the rows that point at it. A login that finishes first is
@@ -330,8 +336,13 @@ def delete(user: User, *, actor_id: int | None = None, actor: str = "") -> Ended
     a connection without that pragma cannot leave orphans. The `sub` (public_id) and the row
     id are never given out again (User.public_id is random; the users table never reuses an id:
     idp.models.directory)."""
-    user_id, email, public_id, role, org_id = user.id, user.email, user.public_id, user.role, user.org_id
-    _keep_an_admin(user)
+    user_id, email, public_id, org_id = user.id, user.email, user.public_id, user.org_id
+    # The role as read under the organization's lock, which every deletion takes first: none when
+    # a deletion of the same user committed while this one waited (UserGone: not deleted, nor
+    # audited, twice).
+    role = _keep_an_admin(user)
+    if role is None:
+        raise UserGone(email)
     ended = sign_out_everywhere(user_id)
     removed = {}
     # Children before their parents: a session's clients, then the session; a credential's
@@ -392,16 +403,19 @@ def set_role(user: User, role: str, *, actor_id: int | None = None, actor: str =
     return True
 
 
-def _keep_an_admin(user: User) -> None:
+def _keep_an_admin(user: User) -> str | None:
     """LastAdmin when `user` is an admin and the organization keeps no other enabled admin.
     Locks the organization's row first (till the caller's transaction ends), so that two such
     changes at once are counted one after the other; the role is read under that lock too (an
-    admin promoted a moment ago by another request counts as one)."""
+    admin promoted a moment ago by another request counts as one). Returns that role: None when
+    the user is no longer there (deleted meanwhile)."""
     db.session.execute(select(Organization.id).where(Organization.id == user.org_id).with_for_update())
-    if db.session.scalar(select(User.role).where(User.id == user.id)) != "admin":
-        return
+    role = db.session.scalar(select(User.role).where(User.id == user.id))
+    if role != "admin":
+        return role
     others = db.session.scalar(select(func.count()).select_from(User).where(
         User.org_id == user.org_id, User.role == "admin", User.disabled.is_(False), User.id != user.id))
     if not others:
         raise LastAdmin(_("%(email)s is the organization's only administrator: make someone else an "
                           "administrator first.", email=user.email))
+    return role

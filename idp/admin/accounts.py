@@ -382,6 +382,9 @@ def delete_user(user_id: int):
         users.delete(target, actor_id=g.admin.id, actor=g.admin.email)
     except users.LastAdmin as exc:  # promoted by another admin since the page was shown
         return _refused(target, exc)
+    except users.UserGone:  # deleted by another admin (or the operator) at the same moment
+        db.session.rollback()
+        abort(404)
     db.session.commit()
     flash(isolated_text(N_("%(email)s was deleted: their account, sign-in methods, sessions and applications' "
                            "access are gone. The audit log keeps its record of them."), email=email), "success")

@@ -306,3 +306,43 @@ def test_a_device_code_refused_by_a_signed_in_user_as_they_are_deleted_is_an_ans
 
     assert page.status < 500, page.text[:1500]
     assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
+
+
+def test_a_user_deleted_twice_at_once_is_deleted_and_audited_once(pg_server):
+    """Two operators (or two admins) delete the same user at the same moment: the second waits
+    for the first, then finds nobody to delete: refused, and no second `user.deleted` event
+    saying it deleted someone (with nothing ended)."""
+    from idp.db import db
+    from idp.models import AuditEvent
+
+    seeded = seed(pg_server)
+
+    [second] = deleted_while_it_waits(pg_server, seeded.user_email, lambda: run_idp(
+        "user", "delete", "--email", seeded.user_email, "--yes", database_url=pg_server.database_url))
+
+    refused(second, "no user with e-mail")
+    with pg_server.context():
+        deletions = db.session.scalars(select(AuditEvent.actor).where(AuditEvent.event == "user.deleted")).all()
+    assert deletions == ["cli"]
+
+
+def test_an_admin_deleting_a_user_the_operator_deletes_at_that_moment_gets_a_404(pg_server):
+    from idp.db import db
+    from idp.models import AuditEvent, User
+
+    seeded = seed(pg_server)
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    admin = FormBrowser(pg_server.url)
+    admin.get("/account/security")
+    admin.login(seeded.admin_email, seeded.password)
+    page = admin.get(f"/admin/users/{user_id}/delete")
+    form = next(f for f in page.forms() if f["action"].endswith(f"/users/{user_id}/delete"))
+
+    [page] = deleted_while_it_waits(pg_server, seeded.user_email,
+                                    lambda: admin.submit(form, {"email": seeded.user_email}))
+
+    assert page.status == 404, page.text[:1500]
+    with pg_server.context():
+        deletions = db.session.scalars(select(AuditEvent.actor).where(AuditEvent.event == "user.deleted")).all()
+    assert deletions == ["cli"]
