@@ -346,3 +346,26 @@ def test_an_admin_deleting_a_user_the_operator_deletes_at_that_moment_gets_a_404
     with pg_server.context():
         deletions = db.session.scalars(select(AuditEvent.actor).where(AuditEvent.event == "user.deleted")).all()
     assert deletions == ["cli"]
+
+
+def test_an_enrolment_finished_at_login_as_the_user_is_deleted_is_an_answer(pg_server):
+    """The login's enrolment step takes the user's lock, then stores the credential: a deletion
+    that committed meanwhile leaves it no user, and the login no row to move."""
+    from fixtures.totp import at_totp_enrolment
+
+    from idp.db import db
+    from idp.models import User
+
+    seeded = seed(pg_server)
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    browser = FormBrowser(pg_server.url)
+    page, secret = at_totp_enrolment(browser, RelyingParty(pg_server.url, seeded.first_party), seeded)
+    form, code = page.form_with("code"), pyotp.TOTP(secret).now()
+
+    [page] = deleted_once_it_waits_for_the_user(pg_server, seeded.user_email,
+                                                lambda: browser.submit(form, {"code": code, "label": "Phone"}))
+
+    assert page.status < 500, page.text[:1500]
+    assert not (browser.last_redirect and "code=" in browser.last_redirect), browser.last_redirect
+    assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
