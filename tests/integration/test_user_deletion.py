@@ -357,3 +357,69 @@ def test_a_logins_move_refused_for_another_reason_than_a_deleted_user_is_not_tak
         # The refusal it is there for: a user who is not there.
         assert transaction.advance(row, State.IDENTIFY, 1, State.SECOND_FACTOR, user_id=user_id + 1000) is False
         assert transaction.advance(row, State.IDENTIFY, 1, State.SECOND_FACTOR, user_id=user_id) is True
+
+
+@pytest.fixture
+def own_redis():
+    """A redis-server of this test's own (the suite's shared one holds other tests' counters)."""
+    import shutil
+    import socket
+    import subprocess
+
+    binary = shutil.which("redis-server")
+    if not binary:
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("with_redis", [False, True])
+def test_the_failure_counters_keyed_by_the_person_go_with_them(live_server, seeded, request, with_redis):
+    """Wrong passwords at their address, wrong codes of theirs, an admin's "address in use"
+    answers: counted under keys that name the person (their id, their address's hash), in the
+    database or, when configured, in Redis. The deletion clears them; an address's counters are
+    the address's and stay."""
+    from fixtures.oidc import start_server
+
+    from idp import lockout, users
+    from idp.db import db
+    from idp.models import FailureCounter, User
+
+    server = live_server
+    if with_redis:
+        server = start_server(live_server.database_url, {"server.redis_url": request.getfixturevalue("own_redis")})
+    try:
+        with server.app.test_request_context():
+            user = db.session.scalar(select(User).where(User.email == seeded.user_email))
+            mine = [f"factor:user:{user.id}", lockout.PasswordGuess.of(seeded.user_email, None).account,
+                    f"factor:admin-taken-email:{user.id}"]
+            lockout.fail([*mine, "factor:ip:203.0.113.9"])
+            store = server.app.extensions.get("idp.redis")
+            if with_redis:
+                assert {k.decode() for k in store.keys("idp:fail:*")} == {f"idp:fail:{k}" for k in
+                                                                          [*mine, "factor:ip:203.0.113.9"]}
+            users.delete(user, actor="cli")
+            db.session.commit()
+        with server.app.test_request_context():
+            if with_redis:
+                assert {k.decode() for k in store.keys("*")} == {"idp:fail:factor:ip:203.0.113.9"}
+            else:
+                assert set(db.session.scalars(select(FailureCounter.key))) == {"factor:ip:203.0.113.9"}
+    finally:
+        if with_redis:
+            server.stop()
