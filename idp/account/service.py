@@ -47,7 +47,7 @@ class AccountError(Exception):
 class AccountGone(AccountError):
     """The account was deleted (idp.users.delete) or disabled while the request waited for its
     row: nothing is stored for it, and the session that asked has ended (the page goes back to
-    the security page, which signs in again)."""
+    the security page, which signs in again; with the message, when it has one)."""
 
 
 class IssuedByAdmin(AccountError):
@@ -121,14 +121,14 @@ def begin(user: User, name: str) -> str:
     if factor is None:
         raise AccountError(_l("This method is not available."))
     session_id, ref = _session_id(), user_ref(user)
-    _hold(ref)  # the copies of one click, one after the other from here
+    _hold(ref, EXPIRED)  # the copies of one click, one after the other from here
     if session_id is not None:
         found = _begun_by_this_click(user, name, session_id)
         if found is not None:
             db.session.rollback()  # (nothing written: the user's lock goes while this waits)
             if _kept_in_time(found.id):
                 return found.id
-            _hold(ref)  # the other copy's plugin failed, or is slow: this one begins its own
+            _hold(ref, EXPIRED)  # the other copy's plugin failed, or is slow: this one begins its own
     claim = PENDING.create(user.id, ttl=PENDING_TTL, payload={"factor": name, SESSION: session_id})
     db.session.commit()  # the claim, before the plugin (which may commit itself: push's activation)
     from idp.login.steps.factor_step import FactorUnavailable, call_plugin, unavailable_message
@@ -147,17 +147,21 @@ def begin(user: User, name: str) -> str:
     return claim.id
 
 
-def _hold(ref) -> None:
-    """`lock_user`, and AccountGone (rolled back) when the user was deleted or disabled while this
-    waited for their row: what `begin` and `finish` store next (a pending enrolment, a credential)
-    is keyed by the user, and a deletion's commit left its foreign key nothing to name (a 500).
+def _hold(ref, message="") -> None:
+    """`lock_user`, and AccountGone (rolled back; `message`, if any, for the page) when the user was
+    deleted or disabled while this waited for their row: what `begin` and `finish` store next (a
+    pending enrolment, a credential) is keyed by the user, and a deletion's commit left its foreign
+    key nothing to name; what `remove` and `replace_recovery_codes` read next is the user's row
+    again, or the page shown after a refusal (each was a 500).
     The same one statement as `lock_user` (idp.factors.directory.hold_enabled). `ref`: the
     user's UserRef, taken before any rollback (which expires the ORM user: reading it again
     would look for the row the deletion removed)."""
     if not hold_enabled(ref):
         db.session.rollback()
-        raise AccountGone(_l("This enrolment expired. Start again."))
+        raise AccountGone(message)
 
+
+EXPIRED = _l("This enrolment expired. Start again.")
 
 # The payload's key for the browser session an enrolment was begun from (`begin`).
 SESSION = "session"
@@ -242,7 +246,7 @@ def finish(user: User, pending_id: str, response: dict) -> tuple[object, list[st
     # one after the other, so the second sees what the first stored (`one_too_many`).
     # (It forgets what this request read of the credentials before it waited, `enrollable`: the
     # checks below, `_holds_recovery_codes` included, see another tab's set.)
-    _hold(ref)
+    _hold(ref, EXPIRED)
     before = enrolment.credentials_before(ref)
     # Claimed first, committed with the credential: a double (or tenfold) submission waits on
     # the claim's row lock and then matches nothing, before it stores anything of its own.
@@ -369,7 +373,7 @@ def remove(user: User, credential_id: int, *, today: date | None = None) -> str:
         # afresh; SQLite: the transaction already holds the write lock, BEGIN IMMEDIATE). Not FOR
         # UPDATE: the token families revoked below (end_proved_by) would deadlock with a refresh
         # (lock_user).
-        lock_user(user.id)
+        _hold(ref)
         # What the policy judges is read again under the lock too, not only the count: an
         # administrator's "Require 2FA" committed while this waited for the row must be seen (an
         # audit left a required user without a factor, their requirement read before the wait).
@@ -424,8 +428,9 @@ def replace_recovery_codes(user: User) -> list[str] | None:
     the second step, planted by whoever held a password-only session, and the user's first
     enrolment would then keep it rather than show a fresh set.
     """
-    lock_user(user.id)  # the last factor's removal (under the same lock) cannot slip in between
-    if current_registry().store.second_factors_held(user_ref(user)) == 0:
+    ref = user_ref(user)
+    _hold(ref)  # the last factor's removal (under the same lock) cannot slip in between
+    if current_registry().store.second_factors_held(ref) == 0:
         db.session.rollback()
         raise AccountError(_l("Recovery codes come with a second factor: add a sign-in method first."))
     return regenerate_recovery_codes(user)

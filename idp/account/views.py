@@ -69,8 +69,17 @@ def _refused(error: AccountError, status: int = 403, *, rename: int | None = Non
     """The security page again with the refusal and a 4xx: 403 when the change is not the user's
     to make, 400 for a name that cannot be used (`rename`: the method whose name field takes the
     focus, marked invalid and described by the refusal, rather than the top of a long page)."""
+    if isinstance(error, service.AccountGone):  # deleted or disabled meanwhile: no page of theirs to show
+        return _gone(error)
     flash(_(str(error)), "error")
     return security(refused_rename=rename), status
+
+
+def _gone(error: service.AccountGone):
+    """Back to the security page, which signs in again: the account's sessions have ended."""
+    if str(error):
+        flash(_(str(error)), "error")
+    return redirect(url_for(".security"))
 
 
 @bp.post("/security/add/<name>")
@@ -107,8 +116,7 @@ def enrol(pending_id: str):
         except AccountError as failure:
             error = _(str(failure))
             if isinstance(failure, service.AccountGone):  # its session ended too: this page is no more
-                flash(error, "error")
-                return redirect(url_for(".security"))
+                return _gone(failure)
             if failure.renewed:  # the refused answer spent the enrolment: the page shows its replacement
                 pending_id, info = failure.renewed, service.pending(user, failure.renewed)
             elif failure.spent:  # spent, and no replacement could begin: its form would answer nothing
@@ -179,6 +187,8 @@ def remove(credential_id: int):
         flash(_("%(method)s removed.", method=removed), "success")
     except IssuedByAdmin as error:
         return _refused(error)
+    except service.AccountGone as error:
+        return _gone(error)
     except AccountError as error:
         flash(_(str(error)), "error")
         return redirect(url_for(".security"))

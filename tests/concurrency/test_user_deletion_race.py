@@ -369,3 +369,29 @@ def test_an_enrolment_finished_at_login_as_the_user_is_deleted_is_an_answer(pg_s
     assert page.status < 500, page.text[:1500]
     assert not (browser.last_redirect and "code=" in browser.last_redirect), browser.last_redirect
     assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
+
+
+@pytest.mark.parametrize("action", ["regenerate", "rename", "remove"])
+def test_a_change_on_the_security_page_as_the_user_is_deleted_is_an_answer(pg_server, action):
+    """The security page's changes take the user's lock, then write or refuse and show the page
+    again: for a user deleted meanwhile, an answer (the page, or sign in again), not a 500."""
+    from idp.db import db
+    from idp.models import User
+
+    seeded, browser, page = _signed_in_to_account_page(pg_server)
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    if action == "regenerate":
+        page = browser.get("/account/security/recovery-codes")
+        form, values = [f for f in page.forms() if f["action"].endswith("/security/recovery-codes")][0], {}
+    elif action == "rename":
+        form, values = [f for f in page.forms() if f["action"].endswith("/rename")][0], {"label": "Renamed"}
+    else:
+        credential = page.find(r'/security/credentials/(\d+)/rename')
+        page = browser.get(f"/account/security/credentials/{credential}/confirm-removal")
+        form, values = [f for f in page.forms() if f["action"].endswith(f"/credentials/{credential}/remove")][0], {}
+
+    [page] = deleted_once_it_waits_for_the_user(pg_server, seeded.user_email, lambda: browser.submit(form, values))
+
+    assert page.status < 500, page.text[:1500]
+    assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
