@@ -403,13 +403,21 @@ def set_role(user: User, role: str, *, actor_id: int | None = None, actor: str =
     return True
 
 
+def lock_organization(org_id: int) -> None:
+    """Hold the organization's row till the caller's transaction ends: what `_keep_an_admin`
+    counts under, taken before any user's row (a caller that locks the user's row first, the
+    admin pages' peer-admin check, takes this first: in the other order, an admin page and an
+    `idp` command disabling or deleting one member at once each held what the other waited for)."""
+    db.session.execute(select(Organization.id).where(Organization.id == org_id).with_for_update())
+
+
 def _keep_an_admin(user: User) -> str | None:
     """LastAdmin when `user` is an admin and the organization keeps no other enabled admin.
     Locks the organization's row first (till the caller's transaction ends), so that two such
     changes at once are counted one after the other; the role is read under that lock too (an
     admin promoted a moment ago by another request counts as one). Returns that role: None when
     the user is no longer there (deleted meanwhile)."""
-    db.session.execute(select(Organization.id).where(Organization.id == user.org_id).with_for_update())
+    lock_organization(user.org_id)
     role = db.session.scalar(select(User.role).where(User.id == user.id))
     if role != "admin":
         return role

@@ -234,6 +234,8 @@ def enable_user(user_id: int):
 def _switch(user_id: int, *, disabled: bool):
     """GET asks for confirmation; POST disables or enables (an admin's own account: neither)."""
     target = user_in_org(user_id)
+    if disabled and request.method == "POST":
+        users.lock_organization(g.org.id)  # before member_only's lock on the member (users.lock_organization)
     refused = member_only(target, "disable" if disabled else "enable")
     if refused is not None:
         return refused
@@ -367,6 +369,8 @@ def delete_user(user_id: int):
         flash(_("You cannot delete your own account: another administrator of your organization, or the operator "
                 "with the idp command, can."), "error")
         return redirect(url_for("admin.user", user_id=target.id))
+    if request.method == "POST":
+        users.lock_organization(g.org.id)  # before member_only's lock on the member (users.lock_organization)
     refused = member_only(target, "delete")
     if refused is not None:
         return refused

@@ -395,3 +395,45 @@ def test_a_change_on_the_security_page_as_the_user_is_deleted_is_an_answer(pg_se
 
     assert page.status < 500, page.text[:1500]
     assert rows_of(pg_server, user_id) == {name: 0 for name in (*USER_TABLES, "User")}
+
+
+@pytest.mark.parametrize("action", ["delete", "disable"])
+def test_the_admin_page_takes_the_organizations_row_before_the_members(pg_server, action):
+    """A deletion or a disabling takes the organization's row (idp.users._keep_an_admin), then the
+    user's, as `idp user delete` and `idp user disable` do. The admin page took the member's row
+    first (the peer-admin check's lock), then the organization's: the page and the command on one
+    member at the same moment each held what the other waited for (a deadlock, one of them a
+    500). Seen here: while the page waits for the organization's row, it holds no lock on the
+    member."""
+    from sqlalchemy import text
+
+    from idp.db import db
+    from idp.models import Organization, User
+
+    seeded = seed(pg_server)
+    with pg_server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    admin = FormBrowser(pg_server.url)
+    admin.get("/account/security")
+    admin.login(seeded.admin_email, seeded.password)
+    page = admin.get(f"/admin/users/{user_id}/{action}")
+    form = next(f for f in page.forms() if f["action"].endswith(f"/users/{user_id}/{action}"))
+    values = {"email": seeded.user_email} if action == "delete" else {}
+
+    watcher = create_engine(pg_server.database_url)
+    with pg_server.context(), watcher.connect() as watch:
+        db.session.execute(select(Organization.id).where(Organization.id == seeded.org_id).with_for_update())
+        holder = db._dbapi().info.backend_pid
+        posting = threading.Thread(target=lambda: admin.submit(form, values))
+        posting.start()
+        while posting.is_alive() and not blocked_by(watch, holder):
+            time.sleep(0.02)
+        assert posting.is_alive(), "the page did not wait for the organization's row"
+        member_free = watch.execute(text("SELECT id FROM users WHERE id = :id FOR NO KEY UPDATE SKIP LOCKED"),
+                                    {"id": user_id}).all()
+        watch.rollback()
+        db.session.commit()
+        posting.join()
+    watcher.dispose()
+    assert member_free == [(user_id,)], "the page held the member's row while it waited for the organization's"
+    assert admin.page.status < 500, admin.page.text[:1500]
