@@ -437,3 +437,27 @@ def test_the_admin_page_takes_the_organizations_row_before_the_members(pg_server
     watcher.dispose()
     assert member_free == [(user_id,)], "the page held the member's row while it waited for the organization's"
     assert admin.page.status < 500, admin.page.text[:1500]
+
+
+def test_a_recovery_qr_code_issued_as_its_member_is_deleted_is_an_answer(pg_server):
+    from idp.db import db
+    from idp.models import User
+
+    registry = pg_server.app.extensions["idp.factors"]
+    if "qr_recovery" not in registry:
+        from idp_plugins.qr_recovery.factor import QrRecoveryFactor
+
+        registry.register(QrRecoveryFactor)
+    seeded = seed(pg_server)
+    with pg_server.context():
+        alice = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    admin = FormBrowser(pg_server.url)
+    admin.get("/account/security")
+    admin.login(seeded.admin_email, seeded.password)
+    form = admin.get(f"/admin/users/{alice}/recovery-qr").form_with("expires_in")
+
+    [page] = deleted_once_it_waits_for_the_user(pg_server, seeded.user_email,
+                                                lambda: admin.submit(form, {"expires_in": "86400"}))
+
+    assert page.status < 500, page.text[:1500]
+    assert rows_of(pg_server, alice) == {name: 0 for name in (*USER_TABLES, "User")}
