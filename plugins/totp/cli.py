@@ -56,8 +56,10 @@ def import_command(email: str, label: str, digits: str, algorithm: str, secret_s
 
     if not secret_stdin:
         fail("--secret-stdin is required: the secret is read from standard input")
+    from idp.factors import display_text
+
     label = label.strip()
-    if len(label) > 200 or not label.isprintable():
+    if len(label) > 200 or display_text(label) != label:  # (a no-break space is text, as in factor.py)
         fail("--label must be at most 200 characters, without control characters")
     try:
         secret_text = read_secret_text()

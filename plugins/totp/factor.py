@@ -139,7 +139,9 @@ class TotpFactor(Factor):
             raise ValueError("the TOTP secret must be a base32 string")
         secret = otp.parse_secret(secret_text, empty="the TOTP secret is empty")
         label = item.get("label", "")
-        if not isinstance(label, str) or len(label.strip()) > 200 or not label.strip().isprintable():
+        # Control and format characters refused (display_text would drop them), not every character
+        # str.isprintable calls unprintable: a no-break space or an ideographic space is text.
+        if not isinstance(label, str) or len(label.strip()) > 200 or display_text(label) != label.strip():
             raise ValueError("the TOTP label must be a string of at most 200 characters, without control characters")
         digits, algorithm, period = item.get("digits", 6), item.get("algorithm", "SHA1"), item.get("period", otp.PERIOD)
         if type(digits) is not int or digits not in otp.DIGITS:  # (not True, which is 1)

@@ -550,3 +550,24 @@ def test_keycloak_strings_reach_neither_a_refusal_nor_the_terminal_as_they_are(l
                 [_user(live_server, e).id for e in ("long@acme.test", "bell@acme.test")]))).all())
     assert stored[_user(live_server, "long@acme.test").id] == "L" * 200
     assert stored[_user(live_server, "bell@acme.test").id] == "[31mPhone"
+
+
+def test_a_label_with_a_no_break_space_is_no_control_character(live_server, seeded, idp, tmp_path):
+    """A no-break space (a French keyboard's, before ":"), an ideographic space: printable text
+    to people, though not to str.isprintable. A label holding one is kept as it is, in a JSONL
+    line as from a Keycloak export, not the user refused "for control characters"."""
+    from idp.db import db
+    from idp.models import Credential
+
+    lines = [{"email": "nbsp@acme.test", "totp": [{"secret": pyotp.random_base32(), "label": "Pixel\u00a08"}]},
+             {"email": "wide@acme.test", "totp": [{"secret": pyotp.random_base32(), "label": "電話\u3000一"}]}]
+    result = _import(idp, live_server, tmp_path, lines)
+    assert result.returncode == 0, result.stderr
+    export = {"users": [{"username": "kc", "email": "kc@acme.test", "emailVerified": True, "enabled": True,
+                         "credentials": [{**_keycloak_otp(pyotp.random_base32(), secretEncoding="BASE32"),
+                                          "userLabel": "Téléphone\u00a0: Jean"}]}]}
+    result = _import(idp, live_server, tmp_path, export, file_format="keycloak")
+    assert result.returncode == 0, result.stderr
+    with live_server.context():
+        labels = set(db.session.scalars(select(Credential.label).where(Credential.factor == "totp")))
+    assert {"Pixel\u00a08", "電話\u3000一", "Téléphone\u00a0: Jean"} <= labels
