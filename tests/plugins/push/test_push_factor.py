@@ -336,13 +336,14 @@ def test_a_security_page_enrolment_finished_while_another_made_the_codes_makes_n
     db.session.remove()
     user = db.session.get(User, user.id)
 
-    waited_for = service.lock_user
+    # (The user's lock that `finish` takes, which also asks whether the account is still there.)
+    waited_for = service.hold_enabled
 
-    def the_other_tab_finished_first(user_id: int) -> None:
+    def the_other_tab_finished_first(ref) -> bool:
         def other_tab() -> None:
             with pg_app.app_context():
                 try:
-                    service.regenerate_recovery_codes(db.session.get(User, user_id), audit_event=False)
+                    service.regenerate_recovery_codes(db.session.get(User, ref.id), audit_event=False)
                     db.session.commit()
                 finally:
                     db.session.remove()
@@ -350,9 +351,9 @@ def test_a_security_page_enrolment_finished_while_another_made_the_codes_makes_n
         thread = threading.Thread(target=other_tab)
         thread.start()
         thread.join()
-        waited_for(user_id)
+        return waited_for(ref)
 
-    monkeypatch.setattr(service, "lock_user", the_other_tab_finished_first)
+    monkeypatch.setattr(service, "hold_enabled", the_other_tab_finished_first)
     with pg_app.test_request_context():
         _credential, codes = service.finish(user, pending_id, {})
         assert codes is None
