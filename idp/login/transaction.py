@@ -246,21 +246,22 @@ def update_in_place(row: TransactionRow, expected_version: int, *, commit: bool 
 
 
 _READ_STEP = select(_TABLE.c.state, _TABLE.c.version, _TABLE.c.factor_name, _TABLE.c.factor_state) \
-    .where(_TABLE.c.id == bindparam("id_"))
+    .where(_TABLE.c.id == bindparam("id_"), _TABLE.c.expires_at > bindparam("now"))
 
 
 def read_step_again(row: TransactionRow) -> None:
     """Bring `row`'s state, version and factor step up to date, after another request of the same
     login won a version-guarded write this one lost (`advance`, which rolled back: read outside
     any transaction, as `load` reads)."""
-    found = db.read_all(_READ_STEP, {"id_": row.id})
+    found = db.read_all(_READ_STEP, {"id_": row.id, "now": utcnow()})
     if found:
         row.state, row.version, row.factor_name, row.factor_state = found[0]
     else:
-        # Gone: deleted with its user (idp.users.delete) while this request worked on it. Read as
-        # ended, so that the caller, which finds it no longer at its step, leads to the step's
-        # URL, whose load shows the expired page (a wait for a step to be kept, or a retry of
-        # the user's other methods, would end on an error page).
+        # Gone (deleted with its user: idp.users.delete) or expired (a disabling or a sign-out
+        # everywhere expires it) while this request worked on it. Read as ended, so that the
+        # caller, which finds it no longer at its step, leads to the step's URL, whose load shows
+        # the expired page (a wait for a step to be kept, or a retry of the user's other
+        # methods, ended on a 503 after seconds).
         row.state, row.factor_name, row.factor_state = State.CANCELLED.value, None, None
 
 

@@ -461,3 +461,29 @@ def test_a_recovery_qr_code_issued_as_its_member_is_deleted_is_an_answer(pg_serv
 
     assert page.status < 500, page.text[:1500]
     assert rows_of(pg_server, alice) == {name: 0 for name in (*USER_TABLES, "User")}
+
+
+def test_a_push_request_begun_as_the_user_is_disabled_ends_the_login(pg_server):
+    """As above, the account disabled rather than deleted: the disabling expired the login, whose
+    step cannot be kept. The page ends the login (the expired page), rather than wait for a step
+    to be kept and then say that no method could begin (503)."""
+    from fixtures.race import disabled_while_it_waits
+
+    enable_push(pg_server)
+    seeded = seed(pg_server)
+    give_device(pg_server, seeded.user_email)
+    rp = RelyingParty(pg_server.url, seeded.first_party)
+    browser = FormBrowser(pg_server.url)
+    page = browser.get(rp.authorization_url())
+    form = page.form_with("password")
+    posted = browser.http.post(urljoin(page.url, form["action"]),
+                               data={**form["fields"], "username": seeded.user_email, "password": seeded.password},
+                               allow_redirects=False)
+    step_page, answers = posted.headers["Location"], []
+
+    disabled_while_it_waits(pg_server, seeded.user_email, lambda: answers.append(browser.get(step_page)))
+
+    [page] = answers
+    assert page.status < 500, page.text[:1500]
+    assert 'data-push-number' not in page.text
+    assert not (browser.last_redirect and "code=" in browser.last_redirect), browser.last_redirect
