@@ -407,8 +407,13 @@ def lock_organization(org_id: int) -> None:
     """Hold the organization's row till the caller's transaction ends: what `_keep_an_admin`
     counts under, taken before any user's row (a caller that locks the user's row first, the
     admin pages' peer-admin check, takes this first: in the other order, an admin page and an
-    `idp` command disabling or deleting one member at once each held what the other waited for)."""
-    db.session.execute(select(Organization.id).where(Organization.id == org_id).with_for_update())
+    `idp` command disabling or deleting one member at once each held what the other waited for).
+
+    FOR NO KEY UPDATE, as the organization's settings take it: these changes are counted one after
+    the other all the same, while a foreign key's check (FOR KEY SHARE: a transaction holding the
+    member's row that updates it a second time, a phone registering, checks the row's
+    organization) does not wait for it; FOR UPDATE, that check and this wait deadlocked."""
+    db.session.execute(select(Organization.id).where(Organization.id == org_id).with_for_update(key_share=True))
 
 
 def _keep_an_admin(user: User) -> str | None:
