@@ -347,11 +347,9 @@ def set_users_requirement(seen_by_id: dict[int, str | None], mode: str, until: d
     deadlock with them on PostgreSQL. A single user's change (`set_user_requirement`), a login's last
     step or a sign-out each hold one user's row and wait for no other: a bulk change waits for them
     or they for it, never both (tests/concurrency/test_bulk_requirement_race.py). Two bulk changes
-    of one organization run one after the other. (One path takes them the other way round: the
-    admin pages' disabling or deletion of a member locks the member's row (access.peer_admin_refused)
-    before the organization's (`idp.users._keep_an_admin`); at the same moment as a bulk change, or
-    as "Require 2FA for everyone", that selects the member, PostgreSQL ends one of the two with a
-    deadlock error, which writes nothing.)
+    of one organization run one after the other. (The admin pages' disabling or deletion of a
+    member take the organization's row first too, before their peer-admin check locks the member:
+    idp.users.lock_organization.)
 
     Writes one `EVENT_USER_REQUIREMENT` per user changed (as a change of each user alone would),
     and, when any changed, one `EVENT_BULK_CHANGE` that ties them together: the request as a whole
