@@ -100,7 +100,7 @@ def invite(user: User, *, actor_id: int | None = None, actor: str = "",
     return password_reset.Delivery(reset_id=row.id, user_id=user.id, org_id=user.org_id, to=user.email,
                                    link=f"{issuer}/invitation/{token}", locale=user.locale,
                                    minutes=config.invite_ttl // 60, facts=audit.request_facts(),
-                                   purpose=PURPOSE, org=org)
+                                   purpose=PURPOSE, org=org, actor=actor, actor_id=actor_id)
 
 
 def expires_at(delivery: password_reset.Delivery):

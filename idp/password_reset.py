@@ -117,6 +117,10 @@ class Delivery:
     facts: object = None  # the requester's (audit.request_facts), for the events of the delivery
     purpose: str = PURPOSE  # the mail's wording: PURPOSE, or "invitation" (idp.invitations)
     org: str = ""           # the organization's name, which an invitation names
+    # Who asked for it, for the events of the delivery: nobody known for a reset link (its
+    # requester is anonymous); the admin (or `cli`) for an invitation (idp.invitations).
+    actor: str = ""
+    actor_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -296,7 +300,8 @@ def deliver(app, delivery: Delivery) -> bool:
             db.session.execute(update(PasswordReset).where(PasswordReset.id == delivery.reset_id,
                                                            PasswordReset.used_at.is_(None))
                                .values(expires_at=now, mail_failed_at=now))
-            audit.record("password_reset.mail_failed", org_id=delivery.org_id, actor=audit.ANONYMOUS,
+            audit.record("password_reset.mail_failed", org_id=delivery.org_id, actor=delivery.actor or audit.ANONYMOUS,
+                         actor_id=delivery.actor_id,
                          subject_id=delivery.user_id, facts=delivery.facts,
                          details={"reset_id": delivery.reset_id, "reason": reason,
                                   **({"kind": "invite"} if delivery.purpose != PURPOSE else {})})

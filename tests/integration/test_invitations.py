@@ -379,6 +379,7 @@ def test_a_refused_mail_kills_the_link_and_tells_the_admin(live_server, seeded, 
     assert "could not be e-mailed" in page.text, page.text[:2000]
     [failed] = events(live_server, "password_reset.mail_failed")
     assert failed.details["kind"] == "invite"
+    assert failed.actor == seeded.admin_email and failed.actor_id is not None  # the admin who sent it
     handler.refusing = False
     link = link_in(handler.refused[0][1])
     assert FormBrowser(live_server.url).get(link).status == 410
