@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from idp import consents, sessions
+from idp import consents, invitations, sessions
 from idp.factors.cli import iso_utc
 from idp.factors.registry import current_registry
 from idp.factors.store import CredentialStore
@@ -39,6 +39,8 @@ def summary(user: User) -> dict[str, Any]:
         # "where are my recovery codes?" with. Only while the user holds a second factor to prove:
         # after a reset, the set comes with the next enrolment (which clears the mark).
         "recovery_codes_at_next_sign_in": bool(user.recovery_codes_owed) and bool(methods),
+        # An invitation mailed or printed and not used yet (idp.invitations): when it stops working.
+        "invitation_expires_at": iso_utc(invited) if (invited := invitations.pending(user.id)) else None,
         "sessions": [{"sid": s.sid, "browser": s.browser, "ip": s.ip, "signed_in_at": iso_utc(s.signed_in_at),
                       "last_used_at": iso_utc(s.last_used_at)}
                      for s in sessions.live(user.id)],
@@ -63,6 +65,8 @@ def lines(document: dict[str, Any]) -> list[str]:
     out += [f"    {r['factor']}  {r['unused']} of {r['total']} unused" for r in document["recovery"]]
     if document["recovery_codes_at_next_sign_in"]:
         out.append("    recovery codes: a new set, shown once at the next sign-in")
+    if document["invitation_expires_at"]:
+        out.append(f"  invited: the invitation works until {document['invitation_expires_at']}")
     out.append(f"  signed in: {len(document['sessions']) or 'nowhere'}")
     out += [f"    {s['browser']}  {s['ip'] or '-'}  since {s['signed_in_at']}  (sid {s['sid']})"
             for s in document["sessions"]]

@@ -422,9 +422,15 @@ def test_idp_user_invite_mails_or_prints_the_link(idp, live_server, seeded, rp_f
     [document] = json.loads(result.stdout)
     assert document["email"] == CAROL and document["link"].startswith(f"{live_server.url}/invitation/")
     assert len(mail.messages) == 1, "--print-link mails nothing"
+
+    def shown() -> dict:
+        return json.loads(ok(idp("user", "show", "--email", CAROL, "--json", database_url=live_server.database_url)).stdout)
+
+    assert shown()["invitation_expires_at"] == document["expires_at"]  # support sees one is on its way
     browser = FormBrowser(live_server.url)
     assert browser.get(mailed).status == 410, "the printed one replaced it"
     choose_password(browser, document["link"])
+    assert shown()["invitation_expires_at"] is None
     assert can_sign_in(live_server, seeded, rp_factory, CAROL, NEW_PASSWORD)
     [first, second] = events(live_server, "user.invited")
     assert first.actor == second.actor == "cli" and second.details["by"] == "cli"
