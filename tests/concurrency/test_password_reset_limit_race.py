@@ -3,16 +3,12 @@ no more pass than the limit, whether the limiter counts in the process's memory 
 with Redis across several workers (two servers on one database and one Redis here)."""
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
-
 import pytest
 
 from fixtures.database import postgres_base_url
 from fixtures.oidc import FormBrowser, start_server
 from fixtures.race import at_once
+from fixtures.redis_server import private_redis
 from test_factor_races import _pg_server
 
 pytestmark = pytest.mark.skipif(postgres_base_url() is None, reason="needs IDP_TEST_DATABASE_URL (PostgreSQL)")
@@ -24,26 +20,7 @@ LIMIT = 3
 @pytest.fixture
 def redis_url():
     """A Redis of this test's own (the limiter's counts start at nothing)."""
-    binary = shutil.which("redis-server")
-    if not binary:
-        pytest.skip("redis-server is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    yield from private_redis()
 
 
 def _post_at_once(servers) -> list[int]:

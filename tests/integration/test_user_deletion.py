@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from fixtures.cli import ok, refused, run_idp
 from fixtures.oidc import FormBrowser, password_login, set_client
+from fixtures.redis_server import private_redis
 from fixtures.totp import enrol_totp_during_login
 from test_account_lifecycle import can_sign_in, events, user_row
 from test_backchannel_logout import Receiver, decoded, quick_retries  # noqa: F401 (an autouse fixture)
@@ -362,30 +363,7 @@ def test_a_logins_move_refused_for_another_reason_than_a_deleted_user_is_not_tak
 @pytest.fixture
 def own_redis():
     """A redis-server of this test's own (the suite's shared one holds other tests' counters)."""
-    import shutil
-    import socket
-    import subprocess
-
-    binary = shutil.which("redis-server")
-    if not binary:
-        pytest.skip("redis-server is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    yield from private_redis()
 
 
 @pytest.mark.parametrize("with_redis", [False, True])

@@ -2,44 +2,20 @@
 long-poll waiting on the other at once (Redis pub/sub), not at the next database check."""
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
+from fixtures.redis_server import private_redis
 from idp.factors.testing import waiting_login
 from push_testkit import enable_push, give_device
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def redis_url():
-    binary = shutil.which("redis-server")
-    if not binary:
-        pytest.skip("redis-server is not installed")
-    port = _free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    """A Redis of this test's own (its channels carry no other test's events)."""
+    yield from private_redis()
 
 
 def test_challenge_on_a_wakes_long_poll_on_b(migrated_database_url, redis_url):
