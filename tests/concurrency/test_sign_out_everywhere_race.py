@@ -40,6 +40,27 @@ def _sign_out_everywhere(tab, reached: threading.Event, done: threading.Event) -
     return thread
 
 
+def _new_password(server, email: str, reached: threading.Event, done: threading.Event) -> threading.Thread:
+    """The operator gives `email` a new password (its sign-out everywhere) once the login is held."""
+    from sqlalchemy import select
+
+    from idp import users
+    from idp.db import db
+    from idp.models import User
+
+    def run():
+        assert reached.wait(timeout=10)
+        with server.context():
+            user = db.session.scalar(select(User).where(User.email == email))
+            users.set_password(user, "an entirely new passphrase 42", actor="cli")
+            db.session.commit()
+        done.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
 def _redeemed(rp, code: str):
     return rp.token_request({"grant_type": "authorization_code", "code": code,
                              "redirect_uri": rp.client["redirect_uri"], "code_verifier": rp.verifier})
@@ -107,12 +128,7 @@ def test_sign_out_everywhere_as_a_password_login_finishes_leaves_it_nothing(pg_s
 def test_the_old_password_checked_as_a_new_one_is_stored_signs_nobody_in(pg_server, monkeypatch):
     """The same moment with a new password (an admin's, a reset link's): the login checked the
     old one against the hash it read before the new one was stored, and must not sign in after it."""
-    from sqlalchemy import select
-
-    from idp import users
-    from idp.db import db
     from idp.login import gate
-    from idp.models import User
 
     seeded = seed(pg_server)
     rp = RelyingParty(pg_server.url, seeded.first_party)
@@ -121,16 +137,7 @@ def test_the_old_password_checked_as_a_new_one_is_stored_signs_nobody_in(pg_serv
     reached, done = threading.Event(), threading.Event()
     monkeypatch.setattr(gate, "record_login_holding", _held_until(reached, done)(gate.record_login_holding))
 
-    def new_password():
-        assert reached.wait(timeout=10)
-        with pg_server.context():
-            user = db.session.scalar(select(User).where(User.email == seeded.user_email))
-            users.set_password(user, "an entirely new passphrase 42", actor="cli")
-            db.session.commit()
-        done.set()
-
-    thread = threading.Thread(target=new_password)
-    thread.start()
+    thread = _new_password(pg_server, seeded.user_email, reached, done)
     page = there.login(seeded.user_email, seeded.password)
     thread.join()
     assert there.last_redirect is None and "/login/expired" in page.url, page.url
@@ -143,12 +150,7 @@ def test_the_old_password_checked_as_a_new_one_is_stored_leads_to_no_consent_pag
     application's consent page follows): the login names its user only as the password step
     moves it on, after the new password's sign-out everywhere expired the user's logins, so
     nothing expired it, and the consent page's "Allow" signed in with the old password."""
-    from sqlalchemy import select
-
-    from idp import users
-    from idp.db import db
     from idp.login import pipeline
-    from idp.models import User
 
     seeded = seed(pg_server)
     rp = RelyingParty(pg_server.url, seeded.third_party)
@@ -158,16 +160,7 @@ def test_the_old_password_checked_as_a_new_one_is_stored_leads_to_no_consent_pag
     # Between the password's check and the step's move (`proceed` asks where the login goes next).
     monkeypatch.setattr(pipeline, "next_state", _held_until(reached, done)(pipeline.next_state))
 
-    def new_password():
-        assert reached.wait(timeout=10)
-        with pg_server.context():
-            user = db.session.scalar(select(User).where(User.email == seeded.user_email))
-            users.set_password(user, "an entirely new passphrase 42", actor="cli")
-            db.session.commit()
-        done.set()
-
-    thread = threading.Thread(target=new_password)
-    thread.start()
+    thread = _new_password(pg_server, seeded.user_email, reached, done)
     page = there.login(seeded.user_email, seeded.password)
     thread.join()
     if there.last_redirect is None and page.form_with("action"):
@@ -183,13 +176,9 @@ def test_the_old_password_checked_as_a_new_one_is_stored_leads_to_no_second_fact
     import time
 
     import pyotp
-    from sqlalchemy import select
 
     from fixtures.totp import enrol_totp_during_login
-    from idp import users
-    from idp.db import db
     from idp.login import pipeline
-    from idp.models import User
 
     seeded = seed(pg_server)
     rp = RelyingParty(pg_server.url, seeded.first_party)
@@ -199,16 +188,7 @@ def test_the_old_password_checked_as_a_new_one_is_stored_leads_to_no_second_fact
     reached, done = threading.Event(), threading.Event()
     monkeypatch.setattr(pipeline, "next_state", _held_until(reached, done)(pipeline.next_state))
 
-    def new_password():
-        assert reached.wait(timeout=10)
-        with pg_server.context():
-            user = db.session.scalar(select(User).where(User.email == seeded.user_email))
-            users.set_password(user, "an entirely new passphrase 42", actor="cli")
-            db.session.commit()
-        done.set()
-
-    thread = threading.Thread(target=new_password)
-    thread.start()
+    thread = _new_password(pg_server, seeded.user_email, reached, done)
     page = there.login(seeded.user_email, seeded.password)
     thread.join()
     monkeypatch.undo()
