@@ -55,6 +55,21 @@ def deleted_while_it_waits(server, email: str, action) -> list:
     return answers
 
 
+def _admin_on_the_members_page(server, seeded, action: str):
+    """The seeded member's id, the admin signed in, and the form of the member's `action` page
+    (`delete`, `disable`), not posted yet."""
+    from idp.db import db
+    from idp.models import User
+
+    with server.context():
+        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
+    admin = FormBrowser(server.url)
+    admin.get("/account/security")
+    admin.login(seeded.admin_email, seeded.password)
+    page = admin.get(f"/admin/users/{user_id}/{action}")
+    return user_id, admin, next(f for f in page.forms() if f["action"].endswith(f"/users/{user_id}/{action}"))
+
+
 def rows_of(server, user_id: int) -> dict[str, int]:
     from idp import models
     from idp.db import db
@@ -328,16 +343,10 @@ def test_a_user_deleted_twice_at_once_is_deleted_and_audited_once(pg_server):
 
 def test_an_admin_deleting_a_user_the_operator_deletes_at_that_moment_gets_a_404(pg_server):
     from idp.db import db
-    from idp.models import AuditEvent, User
+    from idp.models import AuditEvent
 
     seeded = seed(pg_server)
-    with pg_server.context():
-        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
-    admin = FormBrowser(pg_server.url)
-    admin.get("/account/security")
-    admin.login(seeded.admin_email, seeded.password)
-    page = admin.get(f"/admin/users/{user_id}/delete")
-    form = next(f for f in page.forms() if f["action"].endswith(f"/users/{user_id}/delete"))
+    user_id, admin, form = _admin_on_the_members_page(pg_server, seeded, "delete")
 
     [page] = deleted_while_it_waits(pg_server, seeded.user_email,
                                     lambda: admin.submit(form, {"email": seeded.user_email}))
@@ -408,16 +417,10 @@ def test_the_admin_page_takes_the_organizations_row_before_the_members(pg_server
     from sqlalchemy import text
 
     from idp.db import db
-    from idp.models import Organization, User
+    from idp.models import Organization
 
     seeded = seed(pg_server)
-    with pg_server.context():
-        user_id = db.session.scalar(select(User.id).where(User.email == seeded.user_email))
-    admin = FormBrowser(pg_server.url)
-    admin.get("/account/security")
-    admin.login(seeded.admin_email, seeded.password)
-    page = admin.get(f"/admin/users/{user_id}/{action}")
-    form = next(f for f in page.forms() if f["action"].endswith(f"/users/{user_id}/{action}"))
+    user_id, admin, form = _admin_on_the_members_page(pg_server, seeded, action)
     values = {"email": seeded.user_email} if action == "delete" else {}
 
     watcher = create_engine(pg_server.database_url)
