@@ -226,10 +226,8 @@ def audit_batches(org: OrgFacts, *, subject_ids, action: str, labels: dict[str, 
     while written < limit:
         page = queries.audit_page(org.id, subject_ids=subject_ids, action=action, after=after,
                                   limit=min(BATCH, limit - written))
-        people = {e.subject_id for e in page.rows if e.subject_id} | {e.actor_id for e in page.rows if e.actor_id}
-        emails = queries.emails_of(org.id, people)
-        # A deleted subject by the address its deletion recorded, as the page names it.
-        emails.update(queries.deleted_emails(org.id, {e.subject_id for e in page.rows if e.subject_id} - set(emails)))
+        emails, deleted = queries.people_of_events(org.id, page.rows)
+        emails.update(deleted)  # a deleted subject by the address its deletion recorded, as the page names it
         batch = []
         for event in page.rows:
             doc = audit_export.document(event, org.name, emails.get(event.subject_id))

@@ -223,6 +223,14 @@ def emails_of(org_id: int, ids: set[int]) -> dict[int, str]:
     return {uid: email for uid, email in rows}
 
 
+def people_of_events(org_id: int, events) -> tuple[dict[int, str], dict[int, str]]:
+    """The addresses that name the people of these audit events (their subjects and actors): the
+    members' (`emails_of`), and, for subjects no longer in the organization, those their deletion
+    recorded (`deleted_emails`). Two queries at most, for the audit page and its CSV download."""
+    subjects = {e.subject_id for e in events if e.subject_id}
+    emails = emails_of(org_id, subjects | {e.actor_id for e in events if e.actor_id})
+    return emails, deleted_emails(org_id, subjects - set(emails))
+
 def deleted_emails(org_id: int, ids: set[int]) -> dict[int, str]:
     """The addresses that `user.deleted` events of the organization recorded for these user ids
     (one query, on ix_audit_org_event; none when `ids` is empty): the audit page names a deleted

@@ -571,13 +571,9 @@ def audit():
     who, action, user_id, subject_ids = _audit_filters()
     page = queries.audit_page(g.org.id, subject_ids=subject_ids, action=action,
                               after=_int_arg("after"), before=_int_arg("before"))
-    ids = {e.subject_id for e in page.rows if e.subject_id} | {e.actor_id for e in page.rows if e.actor_id}
-    emails = queries.emails_of(g.org.id, ids)
-    # Subjects no longer in the organization: deleted users, named by what their deletion recorded.
-    gone = {e.subject_id for e in page.rows if e.subject_id} - set(emails)
+    emails, deleted = queries.people_of_events(g.org.id, page.rows)  # deleted: marked "(deleted)"
     return render_template("admin/audit.html", page=page, who=who, action=action, user_id=user_id,
-                           actions=queries.audit_actions(g.org.id), emails=emails,
-                           deleted=queries.deleted_emails(g.org.id, gone),
+                           actions=queries.audit_actions(g.org.id), emails=emails, deleted=deleted,
                            label_of=audit_labels.label_of, org=g.org, max_rows=export.MAX_AUDIT_ROWS)
 
 
