@@ -243,16 +243,14 @@ def request_link(address: str, *, locale: str | None, facts=None) -> Delivery | 
     if user is None:
         return None
     refusal = None
-    email_verified = db.run(_HOLD_USER, {"user_id": user.id}).scalar()
+    email_verified = hold_user(user.id)
     now = utcnow()
     if email_verified is None:
         refusal = "account_disabled"
     elif not email_verified:
         refusal = "email_unverified"
-    else:
-        mailed, attempts = db.run(_LINKS_SINCE, {"user_id": user.id, "since": now - timedelta(hours=1)}).first()
-        if mailed >= config.per_hour or attempts >= ATTEMPTS_PER_LINK * config.per_hour:
-            refusal = "rate_limited"
+    elif links_spent(user.id, config, now):
+        refusal = "rate_limited"
     about = dict(org_id=user.org_id, actor=audit.ANONYMOUS, subject_id=user.id, facts=facts)
     if refusal:
         # The admins see someone asking for links of this account; the requester sees nothing.
@@ -338,7 +336,7 @@ def reset(token: str, password: str, *, kind: str = "reset") -> users.Ended:
     # database's write lock, which every other request would wait for through argon2.
     hashed = users.hashed_if_acceptable(password)
     # The user's row, then the link's: the order a sign-out everywhere takes them.
-    if db.run(_HOLD_USER, {"user_id": link.user_id}).scalar() is None:
+    if hold_user(link.user_id) is None:
         db.session.rollback()
         raise LinkDead()
     now = utcnow()
